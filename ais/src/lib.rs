@@ -1,0 +1,18 @@
+//! The AIS executive and services: the top layer of the per-blade runtime.
+//!
+//! **Layer:** services → Totem → dataplane. `ais` may depend on `totem-dpdk`, `dataplane` and
+//! `hpi`; nothing in the workspace depends on `ais` except `bench`.
+//!
+//! **What it will hold** (see `docs/architecture.md`):
+//! - `ipc`: the client ⇄ executive wire format over Unix SEQPACKET sockets, and the SA Forum
+//!   error codes (`SaAisErrorT`), translated here and nowhere else;
+//! - `exec`: the service framework of `aisexec` (library request handlers, handlers for
+//!   messages delivered by Totem, configuration-change and sync hooks);
+//! - `services`: CPG, EVS, CLM, CKPT, EVT, MSG, LCK and AMF, each a state machine driven by
+//!   Totem deliveries, so the simulator can run them;
+//! - `client`: the library applications link;
+//! - binaries `aisexec`, `aisctl` and `ais-keygen`.
+//!
+//! Nothing is implemented yet: the executive arrives with the runtime issue.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,12 @@
+//! The benchmark harness.
+//!
+//! **Layer:** the top of the workspace; it may depend on every other crate and nothing
+//! depends on it (`publish = false`).
+//!
+//! **What it will hold:** throughput and latency versus message size, node count, crypto and
+//! transport; checkpoint write rate; failover time; the raw link and corosync measured on the
+//! same topology in the same run; JSON/CSV output and plots. Every figure it produces that we
+//! quote goes into `docs/performance.md` with its command, machine and date. Today it holds
+//! only the workspace layering test (`tests/workspace_layers.rs`).
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,128 @@
+//! The dependency arrows of the workspace point down only (docs/architecture.md).
+//!
+//! Reads `cargo metadata` and fails when a crate depends (normally, at build time or for its
+//! tests) on a workspace crate of the same or a higher layer, or when a workspace crate is not
+//! placed in a layer at all, so that a new crate has to be given one on purpose.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// Layer of every workspace crate, bottom first. A crate may depend only on lower layers.
+const LAYERS: &[(&str, u8)] = &[
+    ("dpdk-sys", 0),
+    ("dataplane", 1),
+    ("hpi", 1),
+    ("totem-dpdk", 2),
+    ("totem-sim", 3),
+    ("ais", 4),
+    ("shelf-manager", 4),
+    ("bench", 5),
+];
+
+fn metadata() -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+/// (crate, dependency, kind) for every dependency between workspace crates.
+fn internal_edges(meta: &serde_json::Value) -> (Vec<String>, Vec<(String, String, String)>) {
+    let packages = meta["packages"].as_array().expect("packages");
+    let names: Vec<String> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut edges = Vec::new();
+    for p in packages {
+        for d in p["dependencies"].as_array().unwrap() {
+            let dep = d["name"].as_str().unwrap();
+            if names.iter().any(|n| n == dep) {
+                let kind = d["kind"].as_str().unwrap_or("normal").to_string();
+                edges.push((
+                    p["name"].as_str().unwrap().to_string(),
+                    dep.to_string(),
+                    kind,
+                ));
+            }
+        }
+    }
+    (names, edges)
+}
+
+fn violations(
+    layers: &BTreeMap<&str, u8>,
+    names: &[String],
+    edges: &[(String, String, String)],
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    for n in names {
+        if !layers.contains_key(n.as_str()) {
+            bad.push(format!(
+                "crate `{n}` has no layer: add it to LAYERS and docs/architecture.md"
+            ));
+        }
+    }
+    for (from, to, kind) in edges {
+        if let (Some(a), Some(b)) = (layers.get(from.as_str()), layers.get(to.as_str()))
+            && b >= a
+        {
+            bad.push(format!(
+                "`{from}` (layer {a}) has a {kind} dependency on `{to}` (layer {b})"
+            ));
+        }
+    }
+    bad
+}
+
+#[test]
+fn dependencies_point_down_only() {
+    let layers: BTreeMap<&str, u8> = LAYERS.iter().copied().collect();
+    let (names, edges) = internal_edges(&metadata());
+    assert!(
+        names.len() >= LAYERS.len(),
+        "cargo metadata lists fewer crates than LAYERS: {names:?}"
+    );
+    let bad = violations(&layers, &names, &edges);
+    assert!(bad.is_empty(), "layering violations:\n{}", bad.join("\n"));
+    // The core chain the architecture promises must actually be wired.
+    for (from, to) in [
+        ("dataplane", "dpdk-sys"),
+        ("totem-dpdk", "dataplane"),
+        ("ais", "totem-dpdk"),
+    ] {
+        assert!(
+            edges.iter().any(|(f, t, _)| f == from && t == to),
+            "expected `{from}` to depend on `{to}`"
+        );
+    }
+}
+
+#[test]
+fn an_upward_dependency_is_reported() {
+    let layers: BTreeMap<&str, u8> = LAYERS.iter().copied().collect();
+    let names = vec![
+        "dataplane".to_string(),
+        "ais".to_string(),
+        "newcomer".to_string(),
+    ];
+    let edges = vec![("dataplane".into(), "ais".into(), "dev".into())];
+    let bad = violations(&layers, &names, &edges);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(bad[0].contains("`newcomer` has no layer"));
+    assert!(bad[1].contains("`dataplane` (layer 1) has a dev dependency on `ais` (layer 4)"));
+}
