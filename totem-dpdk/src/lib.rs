@@ -17,3 +17,9 @@
 //! Nothing is implemented yet: the ordering core is the next issue.
 
 #![forbid(unsafe_code)]
+
+pub mod time;
+pub mod types;
+
+pub use time::{Duration, Instant};
+pub use types::{DeliveryKind, MsgId, NodeId, Priority, RingId, Seq};
