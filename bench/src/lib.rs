@@ -7,6 +7,9 @@
 //! transport; checkpoint write rate; failover time; the raw link and corosync measured on the
 //! same topology in the same run; JSON/CSV output and plots. Every figure it produces that we
 //! quote goes into `docs/performance.md` with its command, machine and date. Today it holds
-//! only the workspace layering test (`tests/workspace_layers.rs`).
+//! the CPU benchmark of the Totem ordering core (`ordering`) and the workspace layering test
+//! (`tests/workspace_layers.rs`).
 
 #![forbid(unsafe_code)]
+
+pub mod ordering;

@@ -1,0 +1,120 @@
+//! CPU cost of the Totem ordering core alone: N nodes in one thread, connected by a lossless
+//! in-memory queue, every node's send queue kept full. No sockets, no crypto, no copies beyond
+//! what the core itself makes. The figure answers "can the protocol keep up with the link?".
+
+use std::collections::VecDeque;
+use std::time::Instant as WallClock;
+
+use bytes::Bytes;
+use totem_dpdk::srp::{Config, Dest, Event, Totem};
+use totem_dpdk::{DeliveryKind, Instant, NodeId, Priority};
+
+/// Parameters of one run.
+#[derive(Debug, Clone)]
+pub struct CoreBench {
+    /// Ring size.
+    pub nodes: u32,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Totem frame size (1472 or 8972).
+    pub frame: usize,
+    /// Wall-clock seconds to run.
+    pub seconds: f64,
+    /// Delivery guarantee of every message.
+    pub kind: DeliveryKind,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct CoreResult {
+    /// Messages put in total order (delivered at node 1) per second.
+    pub ordered_per_sec: f64,
+    /// Deliveries at all nodes per second (each message counts once per node).
+    pub deliveries_per_sec: f64,
+    /// Payload megabytes per second ordered.
+    pub mb_per_sec: f64,
+    /// Wall time measured.
+    pub elapsed: f64,
+}
+
+/// Runs the benchmark on the calling thread (one core).
+pub fn run(p: &CoreBench) -> CoreResult {
+    let members: Vec<NodeId> = (1..=p.nodes).map(NodeId).collect();
+    let mut nodes: Vec<Totem> = members
+        .iter()
+        .map(|id| {
+            let mut cfg = Config::new(*id, members.clone());
+            cfg.max_frame_size = p.frame;
+            Totem::new(cfg, Instant(0)).expect("valid config")
+        })
+        .collect();
+    let payload = Bytes::from(vec![0xa5u8; p.size]);
+    let mut wire: VecDeque<(usize, Bytes)> = VecDeque::new();
+    let mut delivered = vec![0u64; nodes.len()];
+    let keep_queued = 256;
+    let started = WallClock::now();
+    let mut now = Instant(0);
+    let mut i = 0usize;
+    loop {
+        // Keep every send queue topped up.
+        for node in nodes.iter_mut() {
+            while node.queued_messages() < keep_queued {
+                if node.submit(Priority::NORMAL, p.kind, payload.clone()).is_err() {
+                    break;
+                }
+            }
+        }
+        for n in 0..nodes.len() {
+            while let Some(t) = nodes[n].poll_transmit() {
+                match t.dest {
+                    Dest::Ring => {
+                        for to in (0..nodes.len()).filter(|to| *to != n) {
+                            wire.push_back((to, t.frame.clone()));
+                        }
+                    }
+                    Dest::Node(id) => wire.push_back((id.0 as usize - 1, t.frame)),
+                }
+            }
+            while let Some(e) = nodes[n].poll_event() {
+                if let Event::Deliver(_) = e {
+                    delivered[n] += 1;
+                }
+            }
+        }
+        // Carry everything in flight.
+        while let Some((to, frame)) = wire.pop_front() {
+            now = Instant(now.0 + 1_000);
+            nodes[to].handle_frame(now, &frame);
+            while let Some(t) = nodes[to].poll_transmit() {
+                match t.dest {
+                    Dest::Ring => {
+                        for other in (0..nodes.len()).filter(|o| *o != to) {
+                            wire.push_back((other, t.frame.clone()));
+                        }
+                    }
+                    Dest::Node(id) => wire.push_back((id.0 as usize - 1, t.frame)),
+                }
+            }
+            while let Some(e) = nodes[to].poll_event() {
+                if let Event::Deliver(_) = e {
+                    delivered[to] += 1;
+                }
+            }
+            if nodes[to].queued_messages() < keep_queued / 2 {
+                break;
+            }
+        }
+        i += 1;
+        if i % 64 == 0 && started.elapsed().as_secs_f64() >= p.seconds {
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ordered = delivered[0] as f64;
+    CoreResult {
+        ordered_per_sec: ordered / elapsed,
+        deliveries_per_sec: delivered.iter().sum::<u64>() as f64 / elapsed,
+        mb_per_sec: ordered * p.size as f64 / elapsed / 1e6,
+        elapsed,
+    }
+}

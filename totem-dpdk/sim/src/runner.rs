@@ -1,0 +1,85 @@
+//! Runs many schedules (in parallel when asked), checks each run, and sums up.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::checker;
+use crate::sim::{Outcome, Schedule, Sim};
+
+/// The checked result of one schedule.
+#[derive(Debug)]
+pub struct Checked {
+    /// The schedule that ran.
+    pub schedule: Schedule,
+    /// What it produced.
+    pub outcome: Outcome,
+    /// Violations found by the simulator and by the checker, as text.
+    pub violations: Vec<String>,
+}
+
+/// Runs one schedule and checks its log.
+pub fn run_one(schedule: Schedule) -> Checked {
+    let outcome = Sim::new(schedule.clone()).run();
+    let mut violations = outcome.violations.clone();
+    let params = checker::CheckParams::from_log(&outcome.log);
+    let report = checker::check(&outcome.log, &params);
+    violations.extend(report.violations.iter().map(ToString::to_string));
+    Checked { schedule, outcome, violations }
+}
+
+/// Totals over many schedules.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    /// Schedules run.
+    pub schedules: u64,
+    /// Messages submitted and accepted.
+    pub sent: u64,
+    /// Deliveries, summed over nodes.
+    pub delivered: u64,
+    /// Frames carried by the simulated network.
+    pub frames: u64,
+    /// Total violations.
+    pub violations: u64,
+    /// Virtual time simulated, nanoseconds.
+    pub virtual_ns: u64,
+    /// Seeds of the schedules with violations (at most 100).
+    pub failed_seeds: Vec<u64>,
+}
+
+/// Runs `schedules` on `threads` threads, calling `on_result` for each as it finishes (in
+/// completion order) and returning the totals. Each schedule's run is deterministic whatever
+/// the thread count.
+pub fn run_many(
+    schedules: Vec<Schedule>,
+    threads: usize,
+    on_result: impl Fn(&Checked) + Sync,
+) -> Summary {
+    let next = AtomicU64::new(0);
+    let summary = Mutex::new(Summary::default());
+    let schedules = &schedules;
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(schedule) = schedules.get(i) else { break };
+                    let checked = run_one(schedule.clone());
+                    on_result(&checked);
+                    let mut s = summary.lock().expect("no panics while holding the lock");
+                    s.schedules += 1;
+                    s.sent += checked.outcome.sent;
+                    s.delivered += checked.outcome.delivered;
+                    s.frames += checked.outcome.frames;
+                    s.virtual_ns += checked.outcome.end.as_nanos();
+                    s.violations += checked.violations.len() as u64;
+                    if !checked.violations.is_empty() && s.failed_seeds.len() < 100 {
+                        s.failed_seeds.push(checked.schedule.seed);
+                    }
+                }
+            });
+        }
+    });
+    let mut summary = summary.into_inner().expect("threads joined");
+    summary.failed_seeds.sort_unstable();
+    summary
+}

@@ -1,0 +1,136 @@
+//! Configuration of one Totem node: identity, ring, frame size, flow control and timers.
+//!
+//! Names follow corosync's `totem` section where a corosync key exists, so operators can carry
+//! their knowledge over; defaults are explained on each field.
+
+use crate::time::Duration;
+use crate::types::NodeId;
+
+/// What can be wrong with a [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `node_id` is 0 (reserved for "nobody").
+    #[error("node id 0 is reserved; give every node an id from 1 to 4294967295")]
+    ZeroNodeId,
+    /// This node is not in `members`.
+    #[error("node {0} is not in the member list")]
+    NotAMember(NodeId),
+    /// `members` lists a node twice or contains 0.
+    #[error("member list has a duplicate or a 0 id")]
+    BadMembers,
+    /// `max_frame_size` is too small to carry a message chunk, or too large for a u16 length.
+    #[error("max_frame_size {0} is outside 128..=65000 bytes")]
+    FrameSize(usize),
+    /// A flow-control limit is zero or inconsistent.
+    #[error("flow control: {0}")]
+    FlowControl(&'static str),
+}
+
+/// Configuration of one node. Build with [`Config::new`] and adjust fields; [`Config::validate`]
+/// is called by the core's constructor.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id (corosync `nodeid`); never 0.
+    pub node_id: NodeId,
+    /// The ring's members. Until the membership protocol lands, the ring is static: every node
+    /// is configured with the same list, and the token visits members in ascending id order.
+    pub members: Vec<NodeId>,
+    /// Sequence number of the static ring's id (its representative is the smallest member).
+    pub ring_seq: u64,
+    /// Largest Totem frame, in bytes, before encryption: the transport's payload MTU (for UDP
+    /// over Ethernet, the link MTU minus 28 bytes of IP and UDP headers: 1472 for a 1500-byte
+    /// link, 8972 for jumbo frames). Small messages are packed many per frame up to this size.
+    pub max_frame_size: usize,
+    /// Most frames (new plus retransmitted) the whole ring may send in one token rotation
+    /// (corosync `window_size`, default 50). Bounds the burst that receive buffers must absorb.
+    pub window_size: u32,
+    /// Most frames one node may send per token visit (corosync `max_messages`, default 17).
+    pub max_messages: u32,
+    /// Most retransmit requests the token carries (corosync's `RETRANSMIT_ENTRIES_MAX`, 30).
+    pub max_rtr: usize,
+    /// Largest message an application may submit (default 64 MiB). Larger messages are
+    /// fragmented across frames and reassembled before delivery.
+    pub max_message_size: usize,
+    /// Most messages waiting in this node's send queues (all priorities together). A submit
+    /// beyond it is refused with backpressure (the client's TRY_AGAIN). Default 16384.
+    pub max_queued_messages: usize,
+    /// Most payload bytes waiting in the send queues (default 256 MiB, so that several
+    /// maximum-size messages can queue). A submit beyond it is refused with backpressure.
+    pub max_queued_bytes: usize,
+    /// Largest distance, in frames, between this node's all-received-up-to point and a frame
+    /// it will buffer (default 16384). A frame further ahead is dropped and counted, to be
+    /// retransmitted later: a forged or corrupt sequence number cannot exhaust memory.
+    pub receive_window: u64,
+    /// Token timeout (corosync `token`). Default 100 ms: failure detection must let the
+    /// survivors install a new membership within 300 ms on kernel UDP. Used by membership.
+    pub token_timeout: Duration,
+    /// How many token retransmissions fit in `token_timeout` (corosync
+    /// `token_retransmits_before_loss_const`, default 4).
+    pub token_retransmits_before_loss: u32,
+    /// Emit [`crate::srp::Observation`] events (tokens seen, safe frames stored) for the
+    /// simulator's checker. Off in production.
+    pub observe: bool,
+}
+
+impl Config {
+    /// A configuration with the documented defaults for `node_id` in a ring of `members`.
+    pub fn new(node_id: NodeId, members: Vec<NodeId>) -> Config {
+        Config {
+            node_id,
+            members,
+            ring_seq: 4,
+            max_frame_size: 1472,
+            window_size: 50,
+            max_messages: 17,
+            max_rtr: 30,
+            max_message_size: crate::pg::DEFAULT_MAX_MESSAGE_SIZE,
+            max_queued_messages: 16384,
+            max_queued_bytes: 256 << 20,
+            receive_window: 16384,
+            token_timeout: Duration::from_millis(100),
+            token_retransmits_before_loss: 4,
+            observe: false,
+        }
+    }
+
+    /// Time after which the last forwarded token is sent again (corosync's formula:
+    /// `token / (token_retransmits_before_loss + 0.2)`, 23.8 ms with the defaults).
+    pub fn token_retransmit(&self) -> Duration {
+        let n = u64::from(self.token_retransmits_before_loss) * 10 + 2;
+        Duration(self.token_timeout.0 * 10 / n.max(1))
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// The first problem found, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.node_id.is_some() {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        let mut sorted = self.members.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.members.len() || sorted.iter().any(|m| !m.is_some()) {
+            return Err(ConfigError::BadMembers);
+        }
+        if !sorted.contains(&self.node_id) {
+            return Err(ConfigError::NotAMember(self.node_id));
+        }
+        if !(128..=65000).contains(&self.max_frame_size) {
+            return Err(ConfigError::FrameSize(self.max_frame_size));
+        }
+        if self.window_size == 0 || self.max_messages == 0 {
+            return Err(ConfigError::FlowControl("window_size and max_messages must be > 0"));
+        }
+        if self.max_queued_messages == 0 || self.max_queued_bytes < self.max_message_size {
+            return Err(ConfigError::FlowControl(
+                "max_queued_messages must be > 0 and max_queued_bytes >= max_message_size",
+            ));
+        }
+        if self.receive_window < u64::from(self.window_size) * 2 {
+            return Err(ConfigError::FlowControl("receive_window must be >= 2 * window_size"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! Unit tests of the ordering core on a tiny lossless in-test network (the full fault model is
+//! in `totem-sim`).
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::time::Duration;
+
+/// Nodes 1..=n on a network that delivers every frame after 10 µs, in order.
+struct Ring {
+    nodes: Vec<Totem>,
+    wire: VecDeque<(Instant, usize, Bytes)>,
+    now: Instant,
+    delivered: Vec<Vec<Delivery>>,
+    events: Vec<Vec<Event>>,
+    /// Frames carried so far; `stamps[i][k]` is the step at which `events[i][k]` came out.
+    step: usize,
+    stamps: Vec<Vec<usize>>,
+}
+
+impl Ring {
+    fn new(n: u32, tweak: impl Fn(&mut Config)) -> Ring {
+        let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
+        let nodes = members
+            .iter()
+            .map(|id| {
+                let mut cfg = Config::new(*id, members.clone());
+                cfg.observe = true;
+                tweak(&mut cfg);
+                Totem::new(cfg, Instant(0)).unwrap()
+            })
+            .collect();
+        let mut ring = Ring {
+            nodes,
+            wire: VecDeque::new(),
+            now: Instant(0),
+            delivered: vec![Vec::new(); n as usize],
+            events: vec![Vec::new(); n as usize],
+            step: 0,
+            stamps: vec![Vec::new(); n as usize],
+        };
+        for i in 0..n as usize {
+            ring.drain(i);
+        }
+        ring
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            let at = self.now + Duration::from_micros(10);
+            match t.dest {
+                Dest::Ring => {
+                    for j in 0..self.nodes.len() {
+                        if j != i {
+                            self.wire.push_back((at, j, t.frame.clone()));
+                        }
+                    }
+                }
+                Dest::Node(id) => self.wire.push_back((at, id.0 as usize - 1, t.frame)),
+            }
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            if let Event::Deliver(d) = &e {
+                self.delivered[i].push(d.clone());
+            }
+            self.events[i].push(e);
+            self.stamps[i].push(self.step);
+        }
+    }
+
+    /// Runs until every node is idle and the network is empty, or `steps` frames were carried.
+    fn run(&mut self, steps: usize) {
+        for _ in 0..steps {
+            let Some((at, to, frame)) = self.wire.pop_front() else { return };
+            self.now = self.now.max(at);
+            self.step += 1;
+            self.nodes[to].handle_frame(self.now, &frame);
+            self.drain(to);
+            if self.nodes.iter().all(Totem::is_idle)
+                && self.nodes.iter().all(|n| n.queued_messages() == 0)
+                && self.delivered.iter().all(|d| d.len() == self.delivered[0].len())
+                && self.wire.iter().all(|(_, _, f)| codec::decode(f).is_ok_and(|d| matches!(d, codec::Decoded::Token(_))))
+            {
+                return;
+            }
+        }
+    }
+
+    fn order(&self, i: usize) -> Vec<MsgId> {
+        self.delivered[i].iter().map(|d| d.id).collect()
+    }
+}
+
+fn submit(t: &mut Totem, kind: DeliveryKind, len: usize, fill: u8) -> MsgId {
+    t.submit(Priority::NORMAL, kind, Bytes::from(vec![fill; len])).unwrap()
+}
+
+#[test]
+fn three_nodes_deliver_everything_in_one_order() {
+    let mut ring = Ring::new(3, |_| {});
+    for round in 0..20u8 {
+        for i in 0..3 {
+            submit(&mut ring.nodes[i], DeliveryKind::Agreed, 100 + usize::from(round), round);
+        }
+    }
+    ring.run(100_000);
+    assert_eq!(ring.delivered[0].len(), 60);
+    assert_eq!(ring.order(0), ring.order(1));
+    assert_eq!(ring.order(0), ring.order(2));
+    // FIFO per sender.
+    for sender in 1..=3 {
+        let nos: Vec<u64> =
+            ring.order(0).iter().filter(|m| m.sender == NodeId(sender)).map(|m| m.no).collect();
+        assert_eq!(nos, (1..=20).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn regular_configuration_comes_first() {
+    let ring = Ring::new(3, |_| {});
+    for events in &ring.events {
+        match &events[0] {
+            Event::ConfigChange(c) => {
+                assert_eq!(c.kind, ConfigKind::Regular);
+                assert_eq!(c.members, vec![NodeId(1), NodeId(2), NodeId(3)]);
+                assert_eq!(c.ring.rep, NodeId(1));
+            }
+            other => panic!("first event {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn large_messages_are_fragmented_and_reassembled() {
+    let mut ring = Ring::new(2, |_| {});
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    ring.nodes[1].submit(Priority::NORMAL, DeliveryKind::Agreed, Bytes::from(big.clone())).unwrap();
+    ring.run(100_000);
+    for i in 0..2 {
+        assert_eq!(ring.delivered[i].len(), 1);
+        assert_eq!(ring.delivered[i][0].payload, big);
+    }
+}
+
+#[test]
+fn safe_messages_wait_until_every_member_holds_them() {
+    let mut ring = Ring::new(4, |_| {});
+    let id = submit(&mut ring.nodes[2], DeliveryKind::Safe, 50, 7);
+    ring.run(100_000);
+    let step_of = |ring: &Ring, i: usize, pred: &dyn Fn(&Event) -> bool| {
+        ring.events[i].iter().position(pred).map(|k| ring.stamps[i][k])
+    };
+    let seq = ring.delivered[0].iter().find(|d| d.id == id).expect("delivered").seq;
+    let stored = |e: &Event| matches!(e, Event::Observe(Observation::Stored { seq: s, .. }) if *s == seq);
+    let latest_store = (0..4).map(|j| step_of(&ring, j, &stored).expect("every node stores it")).max();
+    for i in 0..4 {
+        let delivered =
+            step_of(&ring, i, &|e| matches!(e, Event::Deliver(d) if d.id == id)).expect("delivered");
+        assert!(
+            latest_store.unwrap() < delivered,
+            "node {} delivered at step {delivered} before the last store at {latest_store:?}",
+            i + 1
+        );
+    }
+    // The agreed control: an agreed message is delivered by its sender as soon as it is stamped.
+    let agreed = submit(&mut ring.nodes[2], DeliveryKind::Agreed, 50, 8);
+    ring.run(100_000);
+    assert!(ring.delivered[2].iter().any(|d| d.id == agreed));
+}
+
+#[test]
+fn backpressure_then_clear() {
+    let mut ring = Ring::new(2, |c| c.max_queued_messages = 4);
+    for _ in 0..4 {
+        submit(&mut ring.nodes[0], DeliveryKind::Agreed, 10, 1);
+    }
+    let err = ring.nodes[0].submit(Priority::NORMAL, DeliveryKind::Agreed, Bytes::from_static(b"x"));
+    assert_eq!(err, Err(SubmitError::Backpressure));
+    ring.drain(0);
+    ring.run(100_000);
+    let ev = &ring.events[0];
+    let blocked = ev.iter().position(|e| *e == Event::FlowControl(FlowControl::Blocked)).unwrap();
+    let clear = ev.iter().position(|e| *e == Event::FlowControl(FlowControl::Clear)).unwrap();
+    assert!(blocked < clear);
+    assert_eq!(ring.delivered[1].len(), 4, "nothing refused was delivered, nothing accepted lost");
+}
+
+#[test]
+fn too_large_is_refused() {
+    let mut ring = Ring::new(2, |c| {
+        c.max_message_size = 1000;
+        c.max_queued_bytes = 10_000;
+    });
+    let err = ring.nodes[0].submit(Priority::NORMAL, DeliveryKind::Agreed, Bytes::from(vec![0; 1001]));
+    assert_eq!(err, Err(SubmitError::TooLarge { size: 1001, max: 1000 }));
+}
+
+#[test]
+fn garbage_and_damaged_frames_are_counted_not_fatal() {
+    let mut ring = Ring::new(2, |_| {});
+    submit(&mut ring.nodes[0], DeliveryKind::Agreed, 10, 1);
+    ring.drain(0);
+    // Capture one real frame, damage it, and feed variants to node 2.
+    let (_, _, frame) = ring.wire.front().cloned().unwrap();
+    let node = &mut ring.nodes[1];
+    node.handle_frame(Instant(1), &[]);
+    node.handle_frame(Instant(1), &[0xff; 3]);
+    let mut flipped = frame.to_vec();
+    flipped[10] ^= 0x40;
+    node.handle_frame(Instant(1), &flipped);
+    node.handle_frame(Instant(1), &frame[..frame.len() - 1]);
+    assert_eq!(node.stats().malformed, 4);
+    assert!(node.poll_transmit().is_none());
+}
+
+#[test]
+fn a_duplicate_token_changes_nothing() {
+    let mut ring = Ring::new(2, |_| {});
+    // Node 1 forwarded the first token to node 2.
+    let (_, to, token) = ring.wire.pop_front().unwrap();
+    assert_eq!(to, 1);
+    ring.nodes[1].handle_frame(Instant(5), &token);
+    ring.drain(1);
+    let before = ring.nodes[1].stats().clone();
+    ring.nodes[1].handle_frame(Instant(6), &token);
+    assert!(ring.nodes[1].poll_transmit().is_none());
+    let after = ring.nodes[1].stats();
+    assert_eq!(after.duplicate_tokens, before.duplicate_tokens + 1);
+    assert_eq!(after.tokens_accepted, before.tokens_accepted);
+}
+
+#[test]
+fn a_lost_token_is_retransmitted_after_token_retransmit() {
+    let mut ring = Ring::new(2, |_| {});
+    ring.wire.clear(); // the first token is lost
+    let deadline = ring.nodes[0].poll_timeout().expect("retransmit timer armed");
+    assert_eq!(deadline, Instant(0) + ring.nodes[0].config().token_retransmit());
+    ring.nodes[0].handle_timeout(Instant(deadline.0 - 1));
+    assert!(ring.nodes[0].poll_transmit().is_none(), "not before the deadline");
+    ring.nodes[0].handle_timeout(deadline);
+    let t = ring.nodes[0].poll_transmit().expect("token re-sent");
+    assert_eq!(t.dest, Dest::Node(NodeId(2)));
+    assert_eq!(ring.nodes[0].stats().token_retransmits, 1);
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let m = vec![NodeId(1), NodeId(2)];
+    assert_eq!(Config::new(NodeId(0), m.clone()).validate(), Err(ConfigError::ZeroNodeId));
+    assert_eq!(Config::new(NodeId(3), m.clone()).validate(), Err(ConfigError::NotAMember(NodeId(3))));
+    let dup = vec![NodeId(1), NodeId(1)];
+    assert_eq!(Config::new(NodeId(1), dup).validate(), Err(ConfigError::BadMembers));
+    let mut c = Config::new(NodeId(1), m);
+    c.max_frame_size = 64;
+    assert_eq!(c.validate(), Err(ConfigError::FrameSize(64)));
+}

@@ -1,0 +1,74 @@
+//! The core's timers: one deadline per [`Timer`], kept in a fixed table (no allocation, no
+//! heap). The driver or simulator asks [`TimerTable::next`] for the earliest deadline and calls
+//! the core's `handle_timeout` when it passes; a call before any deadline is a no-op.
+
+use crate::time::Instant;
+
+/// The timers of the Totem core, named after corosync's `totemsrp.c` timers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Re-send the last token this node forwarded if the ring shows no progress: a lost token
+    /// is recovered without a membership change.
+    TokenRetransmit,
+}
+
+impl Timer {
+    const ALL: [Timer; 1] = [Timer::TokenRetransmit];
+
+    fn index(self) -> usize {
+        match self {
+            Timer::TokenRetransmit => 0,
+        }
+    }
+}
+
+/// One optional deadline per [`Timer`].
+#[derive(Clone, Debug, Default)]
+pub struct TimerTable {
+    deadlines: [Option<Instant>; Timer::ALL.len()],
+}
+
+impl TimerTable {
+    /// Arms (or re-arms) `timer` to fire at `at`.
+    pub fn set(&mut self, timer: Timer, at: Instant) {
+        self.deadlines[timer.index()] = Some(at);
+    }
+
+    /// Disarms `timer`.
+    pub fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer.index()] = None;
+    }
+
+    /// The deadline of `timer`, if armed.
+    pub fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer.index()]
+    }
+
+    /// The earliest armed deadline.
+    pub fn next(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Disarms and returns the first timer whose deadline is at or before `now`.
+    pub fn expire(&mut self, now: Instant) -> Option<Timer> {
+        let timer = Timer::ALL.into_iter().find(|t| self.get(*t).is_some_and(|d| d <= now))?;
+        self.stop(timer);
+        Some(timer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_only_due_timers_once() {
+        let mut t = TimerTable::default();
+        assert_eq!(t.next(), None);
+        t.set(Timer::TokenRetransmit, Instant(100));
+        assert_eq!(t.next(), Some(Instant(100)));
+        assert_eq!(t.expire(Instant(99)), None);
+        assert_eq!(t.expire(Instant(100)), Some(Timer::TokenRetransmit));
+        assert_eq!(t.expire(Instant(1000)), None, "a fired timer is disarmed");
+    }
+}
