@@ -41,16 +41,33 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Core { nodes, size, mtu, seconds, safe, json } => {
+        Command::Core {
+            nodes,
+            size,
+            mtu,
+            seconds,
+            safe,
+            json,
+        } => {
             anyhow::ensure!((2..=16).contains(&nodes), "--nodes must be within 2..16");
             let frame = match mtu {
                 1500 => 1472,
                 9000 => 8972,
                 other => anyhow::bail!("--mtu {other}: use 1500 or 9000"),
             };
-            let kind = if safe { DeliveryKind::Safe } else { DeliveryKind::Agreed };
+            let kind = if safe {
+                DeliveryKind::Safe
+            } else {
+                DeliveryKind::Agreed
+            };
             for size in size {
-                let p = bench::ordering::CoreBench { nodes, size, frame, seconds, kind };
+                let p = bench::ordering::CoreBench {
+                    nodes,
+                    size,
+                    frame,
+                    seconds,
+                    kind,
+                };
                 let r = bench::ordering::run(&p);
                 if json {
                     let v = serde_json::json!({

@@ -59,7 +59,10 @@ pub fn run(p: &CoreBench) -> CoreResult {
         // Keep every send queue topped up.
         for node in nodes.iter_mut() {
             while node.queued_messages() < keep_queued {
-                if node.submit(Priority::NORMAL, p.kind, payload.clone()).is_err() {
+                if node
+                    .submit(Priority::NORMAL, p.kind, payload.clone())
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -10,3 +10,10 @@
 //! simulator or from real `aisexec` runs. Nothing is implemented yet.
 
 #![forbid(unsafe_code)]
+
+pub mod checker;
+pub mod log;
+pub mod net;
+pub mod record;
+pub mod runner;
+pub mod sim;

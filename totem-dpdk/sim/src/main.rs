@@ -91,20 +91,27 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let nodes = parse_nodes(&cli.nodes)?;
     let seeds = match std::env::var("TOTEM_SIM_SEED") {
         Ok(s) => {
-            let seed: u64 = s.trim().parse().context("TOTEM_SIM_SEED must be an integer")?;
+            let seed: u64 = s
+                .trim()
+                .parse()
+                .context("TOTEM_SIM_SEED must be an integer")?;
             seed..seed + 1
         }
         Err(_) => parse_seeds(&cli.seeds)?,
     };
     let faults = parse_faults(&cli.faults)?;
-    let schedules: Vec<Schedule> =
-        seeds.clone().map(|seed| Schedule::random(seed, nodes.clone(), faults)).collect();
+    let schedules: Vec<Schedule> = seeds
+        .clone()
+        .map(|seed| Schedule::random(seed, nodes.clone(), faults))
+        .collect();
     let single = schedules.len() == 1;
     if let Some(dir) = cli.log.as_ref().filter(|_| !single) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let threads = cli.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(std::num::NonZeroUsize::get)
+            .unwrap_or(1)
     });
     let started = WallClock::now();
     let replay = |c: &Checked| {
@@ -116,7 +123,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let log_error = std::sync::Mutex::new(None);
     let summary = runner::run_many(schedules, threads, |c| {
         if let Some(path) = &cli.log {
-            let file = if single { path.clone() } else { path.join(format!("seed-{}.jsonl", c.schedule.seed)) };
+            let file = if single {
+                path.clone()
+            } else {
+                path.join(format!("seed-{}.jsonl", c.schedule.seed))
+            };
             if let Err(e) = write_log(&file, c) {
                 *log_error.lock().expect("lock") = Some(e);
             }
@@ -165,10 +176,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 fn write_log(path: &Path, c: &Checked) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut log = EventLog::new(std::io::BufWriter::new(file));
     for event in &c.outcome.log {
-        log.write(event).with_context(|| format!("writing {}", path.display()))?;
+        log.write(event)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     log.into_inner().flush()?;
     Ok(())
@@ -178,11 +191,18 @@ fn parse_nodes(s: &str) -> anyhow::Result<RangeInclusive<u32>> {
     let range = match s.split_once("..") {
         Some((a, b)) => {
             let a: u32 = a.trim().parse().with_context(|| format!("--nodes {s:?}"))?;
-            let b: u32 = b.trim_start_matches('=').trim().parse().with_context(|| format!("--nodes {s:?}"))?;
+            let b: u32 = b
+                .trim_start_matches('=')
+                .trim()
+                .parse()
+                .with_context(|| format!("--nodes {s:?}"))?;
             a..=b
         }
         None => {
-            let n: u32 = s.trim().parse().with_context(|| format!("--nodes {s:?}: expected N or A..B"))?;
+            let n: u32 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("--nodes {s:?}: expected N or A..B"))?;
             n..=n
         }
     };
@@ -203,14 +223,22 @@ fn parse_seeds(s: &str) -> anyhow::Result<Range<u64>> {
             Ok(a..b)
         }
         None => {
-            let n: u64 = s.trim().parse().with_context(|| format!("--seeds {s:?}: expected A..B or N"))?;
+            let n: u64 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("--seeds {s:?}: expected A..B or N"))?;
             Ok(n..n + 1)
         }
     }
 }
 
 fn parse_faults(s: &str) -> anyhow::Result<Faults> {
-    let max = Faults { loss: 0.2, dup: 0.1, reorder: 0.2, corrupt: 0.05 };
+    let max = Faults {
+        loss: 0.2,
+        dup: 0.1,
+        reorder: 0.2,
+        corrupt: 0.05,
+    };
     let mut faults = Faults::default();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match name {
@@ -220,7 +248,9 @@ fn parse_faults(s: &str) -> anyhow::Result<Faults> {
             "dup" => faults.dup = max.dup,
             "reorder" => faults.reorder = max.reorder,
             "corrupt" => faults.corrupt = max.corrupt,
-            other => bail!("--faults: unknown fault {other:?} (known: loss, dup, reorder, corrupt, all, none)"),
+            other => bail!(
+                "--faults: unknown fault {other:?} (known: loss, dup, reorder, corrupt, all, none)"
+            ),
         }
     }
     Ok(faults)

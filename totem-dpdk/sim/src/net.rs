@@ -60,7 +60,11 @@ impl Link {
         if rng.random_bool(self.faults.loss) {
             return verdict;
         }
-        let copies = if rng.random_bool(self.faults.dup) { 2 } else { 1 };
+        let copies = if rng.random_bool(self.faults.dup) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let mut delay = self.delay.0 + rng.random_range(0..=self.jitter.0);
             if rng.random_bool(self.faults.reorder) {
@@ -95,7 +99,10 @@ mod tests {
     use super::*;
 
     fn run(faults: Faults, n: usize) -> (usize, usize, usize) {
-        let link = Link { faults, ..Link::default() };
+        let link = Link {
+            faults,
+            ..Link::default()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let frame = Bytes::from(vec![0u8; 100]);
         let (mut copies, mut corrupted, mut late) = (0, 0, 0);
@@ -112,13 +119,37 @@ mod tests {
     fn fault_rates_follow_the_probabilities() {
         let (copies, corrupted, late) = run(Faults::default(), 10_000);
         assert_eq!((copies, corrupted, late), (10_000, 0, 0));
-        let (copies, ..) = run(Faults { loss: 0.3, ..Faults::default() }, 10_000);
+        let (copies, ..) = run(
+            Faults {
+                loss: 0.3,
+                ..Faults::default()
+            },
+            10_000,
+        );
         assert!((6_500..7_500).contains(&copies), "{copies}");
-        let (copies, ..) = run(Faults { dup: 0.5, ..Faults::default() }, 10_000);
+        let (copies, ..) = run(
+            Faults {
+                dup: 0.5,
+                ..Faults::default()
+            },
+            10_000,
+        );
         assert!((14_500..15_500).contains(&copies), "{copies}");
-        let (_, corrupted, _) = run(Faults { corrupt: 0.1, ..Faults::default() }, 10_000);
+        let (_, corrupted, _) = run(
+            Faults {
+                corrupt: 0.1,
+                ..Faults::default()
+            },
+            10_000,
+        );
         assert!((800..1_200).contains(&corrupted), "{corrupted}");
-        let (_, _, late) = run(Faults { reorder: 0.2, ..Faults::default() }, 10_000);
+        let (_, _, late) = run(
+            Faults {
+                reorder: 0.2,
+                ..Faults::default()
+            },
+            10_000,
+        );
         assert!((1_500..2_100).contains(&late), "{late}");
     }
 

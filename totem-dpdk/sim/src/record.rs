@@ -20,13 +20,34 @@ pub fn meta(schedule: &Schedule, cfg: &srp::Config) -> LogEvent {
 }
 
 /// A submit accepted by Totem.
-pub fn send(now: Instant, id: MsgId, payload: &[u8], kind: DeliveryKind, prio: Priority) -> LogEvent {
-    LogEvent::Send(SendEvent::new(now.as_nanos(), id.sender, id, kind, prio.level(), payload))
+pub fn send(
+    now: Instant,
+    id: MsgId,
+    payload: &[u8],
+    kind: DeliveryKind,
+    prio: Priority,
+) -> LogEvent {
+    LogEvent::Send(SendEvent::new(
+        now.as_nanos(),
+        id.sender,
+        id,
+        kind,
+        prio.level(),
+        payload,
+    ))
 }
 
 /// A delivery at `node`.
 pub fn deliver(now: Instant, node: NodeId, d: &Delivery) -> LogEvent {
-    LogEvent::Deliver(DeliverEvent::new(now.as_nanos(), node, d.id, d.ring, d.seq, d.kind, &d.payload))
+    LogEvent::Deliver(DeliverEvent::new(
+        now.as_nanos(),
+        node,
+        d.id,
+        d.ring,
+        d.seq,
+        d.kind,
+        &d.payload,
+    ))
 }
 
 /// A configuration change at `node`.
@@ -47,7 +68,12 @@ pub fn config(now: Instant, node: NodeId, c: &srp::ConfigChange) -> LogEvent {
 
 /// A frame with a safe message stored for the first time at `node`.
 pub fn stored(now: Instant, node: NodeId, ring: RingId, seq: Seq) -> LogEvent {
-    LogEvent::Stored(StoredEvent { t: now.as_nanos(), node, ring, seq })
+    LogEvent::Stored(StoredEvent {
+        t: now.as_nanos(),
+        node,
+        ring,
+        seq,
+    })
 }
 
 /// A token received by `node`.

@@ -24,7 +24,11 @@ pub fn run_one(schedule: Schedule) -> Checked {
     let params = checker::CheckParams::from_log(&outcome.log);
     let report = checker::check(&outcome.log, &params);
     violations.extend(report.violations.iter().map(ToString::to_string));
-    Checked { schedule, outcome, violations }
+    Checked {
+        schedule,
+        outcome,
+        violations,
+    }
 }
 
 /// Totals over many schedules.
@@ -38,6 +42,8 @@ pub struct Summary {
     pub delivered: u64,
     /// Frames carried by the simulated network.
     pub frames: u64,
+    /// Submits refused with backpressure and retried by the workload.
+    pub backpressure: u64,
     /// Total violations.
     pub violations: u64,
     /// Virtual time simulated, nanoseconds.
@@ -62,7 +68,9 @@ pub fn run_many(
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(schedule) = schedules.get(i) else { break };
+                    let Some(schedule) = schedules.get(i) else {
+                        break;
+                    };
                     let checked = run_one(schedule.clone());
                     on_result(&checked);
                     let mut s = summary.lock().expect("no panics while holding the lock");
@@ -70,6 +78,7 @@ pub fn run_many(
                     s.sent += checked.outcome.sent;
                     s.delivered += checked.outcome.delivered;
                     s.frames += checked.outcome.frames;
+                    s.backpressure += checked.outcome.backpressure;
                     s.virtual_ns += checked.outcome.end.as_nanos();
                     s.violations += checked.violations.len() as u64;
                     if !checked.violations.is_empty() && s.failed_seeds.len() < 100 {

@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use totem_dpdk::srp::{Config, Dest, Event, Observation, Totem};
+use totem_dpdk::srp::{Config, Dest, Event, FlowControl, Observation, Totem};
 use totem_dpdk::{DeliveryKind, Duration, Instant, NodeId, Priority};
 
 use crate::log::LogEvent;
@@ -27,6 +27,10 @@ pub struct Schedule {
     pub max_frame_size: usize,
     /// Messages each node submits.
     pub messages_per_node: u32,
+    /// Each node's send-queue limit in messages; small values exercise backpressure (the
+    /// workload retries a refused submit when the node reports flow control clear again, as an
+    /// AIS client does after TRY_AGAIN).
+    pub max_queued_messages: usize,
     /// Submissions are spread uniformly over this much virtual time.
     pub submit_window: Duration,
     /// The run fails (liveness) if it has not delivered everything by then.
@@ -39,7 +43,13 @@ impl Schedule {
     /// drawn from `nodes`.
     pub fn random(seed: u64, nodes: std::ops::RangeInclusive<u32>, max_faults: Faults) -> Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5c4e_d01e);
-        let mut draw = |max: f64| if max > 0.0 { rng.random_range(0.0..=max) } else { 0.0 };
+        let mut draw = |max: f64| {
+            if max > 0.0 {
+                rng.random_range(0.0..=max)
+            } else {
+                0.0
+            }
+        };
         let faults = Faults {
             loss: draw(max_faults.loss),
             dup: draw(max_faults.dup),
@@ -52,6 +62,11 @@ impl Schedule {
             faults,
             max_frame_size: if rng.random_bool(0.5) { 1472 } else { 8972 },
             messages_per_node: rng.random_range(10..=40),
+            max_queued_messages: if rng.random_bool(0.2) {
+                rng.random_range(1..=8)
+            } else {
+                16384
+            },
             submit_window: Duration::from_millis(rng.random_range(1..=20)),
             deadline: Duration::from_millis(60_000),
         }
@@ -71,6 +86,8 @@ pub struct Outcome {
     pub delivered: u64,
     /// Frames put on links (copies counted once per receiver).
     pub frames: u64,
+    /// Submits refused with backpressure (and retried).
+    pub backpressure: u64,
     /// Virtual time at the end.
     pub end: Instant,
     /// Everything submitted was delivered everywhere before the deadline.
@@ -121,6 +138,8 @@ pub struct Sim {
     remaining_submits: u32,
     out: Outcome,
     delivered_per_node: Vec<u64>,
+    /// Submits refused with backpressure, per node, waiting for `FlowControl::Clear`.
+    waiting: Vec<u32>,
 }
 
 impl Sim {
@@ -129,7 +148,10 @@ impl Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(schedule.seed);
         let members: Vec<NodeId> = (1..=schedule.nodes).map(NodeId).collect();
         let mut sim = Sim {
-            link: Link { faults: schedule.faults, ..Link::default() },
+            link: Link {
+                faults: schedule.faults,
+                ..Link::default()
+            },
             now: Instant(0),
             order: 0,
             queue: BinaryHeap::new(),
@@ -138,17 +160,20 @@ impl Sim {
             remaining_submits: schedule.nodes * schedule.messages_per_node,
             out: Outcome::default(),
             delivered_per_node: vec![0; members.len()],
+            waiting: vec![0; members.len()],
             rng: ChaCha8Rng::seed_from_u64(0),
             schedule,
         };
         for id in &members {
             let mut cfg = Config::new(*id, members.clone());
             cfg.max_frame_size = sim.schedule.max_frame_size;
+            cfg.max_queued_messages = sim.schedule.max_queued_messages;
             cfg.observe = true;
             if sim.out.log.is_empty() {
                 sim.out.log.push(record::meta(&sim.schedule, &cfg));
             }
-            sim.nodes.push(Totem::new(cfg, sim.now).expect("valid simulated config"));
+            sim.nodes
+                .push(Totem::new(cfg, sim.now).expect("valid simulated config"));
         }
         for node in 0..members.len() {
             for _ in 0..sim.schedule.messages_per_node {
@@ -165,7 +190,11 @@ impl Sim {
 
     fn push(&mut self, at: Instant, action: Action) {
         self.order += 1;
-        self.queue.push(Reverse(Scheduled { at, order: self.order, action }));
+        self.queue.push(Reverse(Scheduled {
+            at,
+            order: self.order,
+            action,
+        }));
     }
 
     /// Runs to the end: everything delivered everywhere, or the deadline.
@@ -259,19 +288,26 @@ impl Sim {
         let mut payload = vec![0u8; size];
         self.rng.fill_bytes(&mut payload);
         let prio = Priority::new(self.rng.random_range(0..4)).expect("0..4");
-        let kind = if self.rng.random_bool(0.3) { DeliveryKind::Safe } else { DeliveryKind::Agreed };
+        let kind = if self.rng.random_bool(0.3) {
+            DeliveryKind::Safe
+        } else {
+            DeliveryKind::Agreed
+        };
         let payload = Bytes::from(payload);
         match self.nodes[node].submit(prio, kind, payload.clone()) {
             Ok(id) => {
                 self.remaining_submits -= 1;
                 self.out.sent += 1;
-                self.out.log.push(record::send(self.now, id, &payload, kind, prio));
+                self.out
+                    .log
+                    .push(record::send(self.now, id, &payload, kind, prio));
                 self.drain(node);
             }
             Err(_) => {
-                // Backpressure: the application tries again a little later.
-                let at = self.now + Duration::from_micros(500);
-                self.push(at, Action::Submit { node });
+                // Backpressure: the application waits for flow control to clear. If the core
+                // never reports it, the run stalls and fails its liveness check.
+                self.out.backpressure += 1;
+                self.waiting[node] += 1;
                 self.drain(node);
             }
         }
@@ -315,7 +351,12 @@ impl Sim {
                 Event::Observe(Observation::Stored { ring, seq }) => {
                     self.out.log.push(record::stored(self.now, id, ring, seq));
                 }
-                Event::FlowControl(_) => {}
+                Event::FlowControl(FlowControl::Clear) => {
+                    for _ in 0..std::mem::take(&mut self.waiting[node]) {
+                        self.push(self.now, Action::Submit { node });
+                    }
+                }
+                Event::FlowControl(FlowControl::Blocked) => {}
             }
         }
     }

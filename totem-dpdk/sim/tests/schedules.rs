@@ -9,11 +9,18 @@ use totem_sim::net::Faults;
 use totem_sim::runner;
 use totem_sim::sim::Schedule;
 
-const ALL: Faults = Faults { loss: 0.2, dup: 0.1, reorder: 0.2, corrupt: 0.05 };
+const ALL: Faults = Faults {
+    loss: 0.2,
+    dup: 0.1,
+    reorder: 0.2,
+    corrupt: 0.05,
+};
 
 fn sweep(seeds: std::ops::Range<u64>, nodes: std::ops::RangeInclusive<u32>, faults: Faults) {
-    let schedules: Vec<Schedule> =
-        seeds.clone().map(|s| Schedule::random(s, nodes.clone(), faults)).collect();
+    let schedules: Vec<Schedule> = seeds
+        .clone()
+        .map(|s| Schedule::random(s, nodes.clone(), faults))
+        .collect();
     let failures = std::sync::Mutex::new(Vec::new());
     let summary = runner::run_many(schedules, 2, |c| {
         if !c.violations.is_empty() {
@@ -29,9 +36,20 @@ fn sweep(seeds: std::ops::Range<u64>, nodes: std::ops::RangeInclusive<u32>, faul
         }
     });
     let failures = failures.into_inner().unwrap();
-    assert!(failures.is_empty(), "{} failing schedules:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing schedules:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(summary.schedules, seeds.end - seeds.start);
     assert!(summary.delivered > 0 && summary.delivered >= summary.sent * 2);
+    if seeds.end - seeds.start >= 1000 {
+        assert!(
+            summary.backpressure > 0,
+            "the sweep must exercise backpressure"
+        );
+    }
 }
 
 #[test]

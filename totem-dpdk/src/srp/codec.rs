@@ -63,15 +63,19 @@ pub(crate) enum DecodeError {
 pub(crate) fn decode(frame: &[u8]) -> Result<Decoded, DecodeError> {
     let body = verify_trailer(frame).ok_or(DecodeError::Malformed)?;
     match wire::parse_frame(body) {
-        Ok(wire::Frame::Token(view)) => {
-            OrfTokenRepr::parse(&view).map(Decoded::Token).map_err(|_| DecodeError::Malformed)
-        }
+        Ok(wire::Frame::Token(view)) => OrfTokenRepr::parse(&view)
+            .map(Decoded::Token)
+            .map_err(|_| DecodeError::Malformed),
         Ok(wire::Frame::Mcast(view)) => {
             let seq = view.seq();
             if seq == Seq::ZERO {
                 return Err(DecodeError::Malformed);
             }
-            Ok(Decoded::Mcast(McastHeader { ring: view.ring_id(), seq, safe: view.is_safe() }))
+            Ok(Decoded::Mcast(McastHeader {
+                ring: view.ring_id(),
+                seq,
+                safe: view.is_safe(),
+            }))
         }
         Err(wire::Error::UnsupportedVersion(_)) => Err(DecodeError::Version),
         Err(_) => Err(DecodeError::Malformed),
@@ -139,8 +143,15 @@ pub(crate) fn build_mcast(
     repr.emit(&mut McastFrame::new_unchecked(&mut buf[..]));
     buf.truncate(wire::MCAST_FIXED_LEN + packed.bytes_written);
     append_trailer(&mut buf);
-    let payload_bytes = packed.bytes_written - usize::from(packed.chunk_count) * wire::CHUNK_HEADER_LEN;
-    Some((buf.freeze(), Packed { payload_bytes, safe: packed.safe }))
+    let payload_bytes =
+        packed.bytes_written - usize::from(packed.chunk_count) * wire::CHUNK_HEADER_LEN;
+    Some((
+        buf.freeze(),
+        Packed {
+            payload_bytes,
+            safe: packed.safe,
+        },
+    ))
 }
 
 /// What [`for_each_message`] found.

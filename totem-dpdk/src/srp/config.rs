@@ -121,7 +121,9 @@ impl Config {
             return Err(ConfigError::FrameSize(self.max_frame_size));
         }
         if self.window_size == 0 || self.max_messages == 0 {
-            return Err(ConfigError::FlowControl("window_size and max_messages must be > 0"));
+            return Err(ConfigError::FlowControl(
+                "window_size and max_messages must be > 0",
+            ));
         }
         if self.max_queued_messages == 0 || self.max_queued_bytes < self.max_message_size {
             return Err(ConfigError::FlowControl(
@@ -129,7 +131,9 @@ impl Config {
             ));
         }
         if self.receive_window < u64::from(self.window_size) * 2 {
-            return Err(ConfigError::FlowControl("receive_window must be >= 2 * window_size"));
+            return Err(ConfigError::FlowControl(
+                "receive_window must be >= 2 * window_size",
+            ));
         }
         Ok(())
     }

@@ -47,11 +47,11 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use self::codec::Token;
 pub use self::config::{Config, ConfigError};
 pub use self::event::{
     ConfigChange, ConfigKind, Delivery, Event, FlowControl, Observation, TokenObservation,
 };
-use self::codec::Token;
 use self::recv_buffer::{Insert, RecvBuffer, Stored};
 use crate::pg::{OutgoingMessage, Packer, Reassembler};
 use crate::time::Instant;
@@ -179,9 +179,15 @@ impl Totem {
         let mut members = cfg.members.clone();
         members.sort();
         let me = cfg.node_id;
-        let index = members.iter().position(|m| *m == me).expect("validated: a member");
+        let index = members
+            .iter()
+            .position(|m| *m == me)
+            .expect("validated: a member");
         let next = members[(index + 1) % members.len()];
-        let ring = RingId { seq: cfg.ring_seq, rep: members[0] };
+        let ring = RingId {
+            seq: cfg.ring_seq,
+            rep: members[0],
+        };
         let mut totem = Totem {
             ring,
             next,
@@ -276,7 +282,10 @@ impl Totem {
     ) -> Result<MsgId, SubmitError> {
         let size = payload.len();
         if size > self.cfg.max_message_size {
-            return Err(SubmitError::TooLarge { size, max: self.cfg.max_message_size });
+            return Err(SubmitError::TooLarge {
+                size,
+                max: self.cfg.max_message_size,
+            });
         }
         if self.queued_messages >= self.cfg.max_queued_messages
             || self.queued_bytes + size > self.cfg.max_queued_bytes
@@ -284,16 +293,21 @@ impl Totem {
             self.stats.backpressure += 1;
             if !self.blocked {
                 self.blocked = true;
-                self.events.push_back(Event::FlowControl(FlowControl::Blocked));
+                self.events
+                    .push_back(Event::FlowControl(FlowControl::Blocked));
             }
             return Err(SubmitError::Backpressure);
         }
         let no = self.next_msg_no;
         self.next_msg_no += 1;
-        self.packer.push(prio, OutgoingMessage::new(no, kind, payload));
+        self.packer
+            .push(prio, OutgoingMessage::new(no, kind, payload));
         self.queued_messages += 1;
         self.queued_bytes += size;
-        Ok(MsgId { sender: self.cfg.node_id, no })
+        Ok(MsgId {
+            sender: self.cfg.node_id,
+            no,
+        })
     }
 
     /// Processes one frame received at `now`. Malformed, foreign, duplicate and stale frames
@@ -315,8 +329,12 @@ impl Totem {
                 Timer::TokenRetransmit => {
                     if let Some(frame) = self.last_token.clone() {
                         self.stats.token_retransmits += 1;
-                        self.transmits.push_back(Transmit { dest: Dest::Node(self.next), frame });
-                        self.timers.set(Timer::TokenRetransmit, now + self.cfg.token_retransmit());
+                        self.transmits.push_back(Transmit {
+                            dest: Dest::Node(self.next),
+                            frame,
+                        });
+                        self.timers
+                            .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit());
                     }
                 }
             }
@@ -367,7 +385,10 @@ impl Totem {
 
         // Retransmit what others asked for and this node holds, within the visit's budget.
         let fcc_others = token.fcc.saturating_sub(self.my_last_sent);
-        let budget = self.cfg.max_messages.min(self.cfg.window_size.saturating_sub(fcc_others));
+        let budget = self
+            .cfg
+            .max_messages
+            .min(self.cfg.window_size.saturating_sub(fcc_others));
         let mut sent_retrans = 0u32;
         let recv = &self.recv;
         let transmits = &mut self.transmits;
@@ -377,7 +398,10 @@ impl Totem {
             }
             match recv.get(*seq) {
                 Some(stored) => {
-                    transmits.push_back(Transmit { dest: Dest::Ring, frame: stored.bytes.clone() });
+                    transmits.push_back(Transmit {
+                        dest: Dest::Ring,
+                        frame: stored.bytes.clone(),
+                    });
                     sent_retrans += 1;
                     false
                 }
@@ -403,8 +427,8 @@ impl Totem {
         let my_backlog = u32::try_from(self.queued_messages).unwrap_or(u32::MAX);
         let total_backlog = token.backlog.saturating_sub(self.my_last_backlog) + my_backlog;
         if total_backlog > self.cfg.window_size && my_backlog > 0 {
-            let share = u64::from(self.cfg.window_size) * u64::from(my_backlog)
-                / u64::from(total_backlog);
+            let share =
+                u64::from(self.cfg.window_size) * u64::from(my_backlog) / u64::from(total_backlog);
             allowed = allowed.min(u32::try_from(share).unwrap_or(u32::MAX).max(1));
         }
         // Never run further ahead of what every member holds than receivers will buffer.
@@ -413,11 +437,19 @@ impl Totem {
         let mut sent_new = 0u32;
         while sent_new < allowed {
             let seq = token.seq.next();
-            let Some(stored) = self.build_frame(seq) else { break };
+            let Some(stored) = self.build_frame(seq) else {
+                break;
+            };
             token.seq = seq;
-            self.transmits.push_back(Transmit { dest: Dest::Ring, frame: stored.bytes.clone() });
+            self.transmits.push_back(Transmit {
+                dest: Dest::Ring,
+                frame: stored.bytes.clone(),
+            });
             if stored.safe && self.cfg.observe {
-                self.events.push_back(Event::Observe(Observation::Stored { ring: self.ring, seq }));
+                self.events.push_back(Event::Observe(Observation::Stored {
+                    ring: self.ring,
+                    seq,
+                }));
             }
             let inserted = self.recv.insert(seq, stored);
             debug_assert_eq!(inserted, Insert::New, "a freshly stamped frame is new");
@@ -437,7 +469,11 @@ impl Totem {
         let my_aru = self.recv.aru();
         if my_aru < token.aru || token.aru_addr == me || !token.aru_addr.is_some() {
             token.aru = my_aru;
-            token.aru_addr = if my_aru == token.seq { NodeId::NONE } else { me };
+            token.aru_addr = if my_aru == token.seq {
+                NodeId::NONE
+            } else {
+                me
+            };
         }
 
         // Safe point: the representative closes one rotation's minimum and opens the next.
@@ -455,9 +491,13 @@ impl Totem {
             self.observe_token(&token, true, sent_new, sent_retrans);
         }
         let frame = codec::encode_token(me, &token);
-        self.transmits.push_back(Transmit { dest: Dest::Node(self.next), frame: frame.clone() });
+        self.transmits.push_back(Transmit {
+            dest: Dest::Node(self.next),
+            frame: frame.clone(),
+        });
         self.last_token = Some(frame);
-        self.timers.set(Timer::TokenRetransmit, now + self.cfg.token_retransmit());
+        self.timers
+            .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit());
 
         self.deliver();
         self.recv.free_through(self.safe.min(self.delivered));
@@ -466,7 +506,8 @@ impl Totem {
             && self.queued_bytes <= self.cfg.max_queued_bytes / 2
         {
             self.blocked = false;
-            self.events.push_back(Event::FlowControl(FlowControl::Clear));
+            self.events
+                .push_back(Event::FlowControl(FlowControl::Clear));
         }
     }
 
@@ -475,12 +516,18 @@ impl Totem {
             self.stats.foreign_ring += 1;
             return;
         }
-        let stored = Stored { bytes: Bytes::copy_from_slice(frame), safe: mcast.safe };
+        let stored = Stored {
+            bytes: Bytes::copy_from_slice(frame),
+            safe: mcast.safe,
+        };
         match self.recv.insert(mcast.seq, stored) {
             Insert::New => {
                 if mcast.safe && self.cfg.observe {
                     let ring = self.ring;
-                    self.events.push_back(Event::Observe(Observation::Stored { ring, seq: mcast.seq }));
+                    self.events.push_back(Event::Observe(Observation::Stored {
+                        ring,
+                        seq: mcast.seq,
+                    }));
                 }
             }
             Insert::Duplicate => self.stats.duplicate_frames += 1,
@@ -513,7 +560,10 @@ impl Totem {
             .map(|p| self.packer.queued(p))
             .sum::<usize>()
             + usize::from(self.packer.in_progress().is_some());
-        Some(Stored { bytes, safe: packed.safe })
+        Some(Stored {
+            bytes,
+            safe: packed.safe,
+        })
     }
 
     /// Delivers frames in sequence order while they are received and, for frames carrying a
@@ -524,7 +574,10 @@ impl Totem {
             if seq > self.recv.aru() {
                 return;
             }
-            let stored = self.recv.get(seq).expect("frames above `delivered` are never freed");
+            let stored = self
+                .recv
+                .get(seq)
+                .expect("frames above `delivered` are never freed");
             if stored.safe && seq > self.safe {
                 return;
             }
@@ -546,20 +599,21 @@ impl Totem {
     }
 
     fn observe_token(&mut self, token: &Token, accepted: bool, sent_new: u32, sent_retrans: u32) {
-        self.events.push_back(Event::Observe(Observation::Token(TokenObservation {
-            ring: token.ring_id,
-            token_seq: token.token_seq,
-            accepted,
-            seq: token.seq,
-            aru: token.aru,
-            aru_addr: token.aru_addr,
-            fcc: token.fcc,
-            backlog: token.backlog,
-            rtr: token.rtr.clone(),
-            sent_new,
-            sent_retrans,
-            my_backlog: if accepted { self.my_last_backlog } else { 0 },
-            safe: token.safe,
-        })));
+        self.events
+            .push_back(Event::Observe(Observation::Token(TokenObservation {
+                ring: token.ring_id,
+                token_seq: token.token_seq,
+                accepted,
+                seq: token.seq,
+                aru: token.aru,
+                aru_addr: token.aru_addr,
+                fcc: token.fcc,
+                backlog: token.backlog,
+                rtr: token.rtr.clone(),
+                sent_new,
+                sent_retrans,
+                my_backlog: if accepted { self.my_last_backlog } else { 0 },
+                safe: token.safe,
+            })));
     }
 }

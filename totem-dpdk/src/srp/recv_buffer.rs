@@ -42,7 +42,13 @@ pub(crate) struct RecvBuffer {
 impl RecvBuffer {
     /// An empty buffer for a new ring, accepting frames up to `window` ahead of its aru.
     pub(crate) fn new(window: u64) -> RecvBuffer {
-        RecvBuffer { base: 1, slots: VecDeque::new(), aru: Seq::ZERO, high: Seq::ZERO, window }
+        RecvBuffer {
+            base: 1,
+            slots: VecDeque::new(),
+            aru: Seq::ZERO,
+            high: Seq::ZERO,
+            window,
+        }
     }
 
     /// All received up to.
@@ -95,7 +101,10 @@ impl RecvBuffer {
 
     /// Sequence numbers in `(aru, upto]` that are missing, lowest first, at most `limit`.
     pub(crate) fn missing(&self, upto: Seq, limit: usize) -> impl Iterator<Item = Seq> + '_ {
-        (self.aru.0 + 1..=upto.0).map(Seq).filter(|s| self.get(*s).is_none()).take(limit)
+        (self.aru.0 + 1..=upto.0)
+            .map(Seq)
+            .filter(|s| self.get(*s).is_none())
+            .take(limit)
     }
 }
 
@@ -104,7 +113,10 @@ mod tests {
     use super::*;
 
     fn frame() -> Stored {
-        Stored { bytes: Bytes::from_static(b"x"), safe: false }
+        Stored {
+            bytes: Bytes::from_static(b"x"),
+            safe: false,
+        }
     }
 
     #[test]
@@ -112,7 +124,10 @@ mod tests {
         let mut b = RecvBuffer::new(100);
         assert_eq!(b.insert(Seq(2), frame()), Insert::New);
         assert_eq!(b.aru(), Seq(0));
-        assert_eq!(b.missing(Seq(3), 10).collect::<Vec<_>>(), vec![Seq(1), Seq(3)]);
+        assert_eq!(
+            b.missing(Seq(3), 10).collect::<Vec<_>>(),
+            vec![Seq(1), Seq(3)]
+        );
         assert_eq!(b.insert(Seq(1), frame()), Insert::New);
         assert_eq!(b.aru(), Seq(2));
         assert_eq!(b.high(), Seq(2));

@@ -73,15 +73,22 @@ impl Ring {
     /// Runs until every node is idle and the network is empty, or `steps` frames were carried.
     fn run(&mut self, steps: usize) {
         for _ in 0..steps {
-            let Some((at, to, frame)) = self.wire.pop_front() else { return };
+            let Some((at, to, frame)) = self.wire.pop_front() else {
+                return;
+            };
             self.now = self.now.max(at);
             self.step += 1;
             self.nodes[to].handle_frame(self.now, &frame);
             self.drain(to);
             if self.nodes.iter().all(Totem::is_idle)
                 && self.nodes.iter().all(|n| n.queued_messages() == 0)
-                && self.delivered.iter().all(|d| d.len() == self.delivered[0].len())
-                && self.wire.iter().all(|(_, _, f)| codec::decode(f).is_ok_and(|d| matches!(d, codec::Decoded::Token(_))))
+                && self
+                    .delivered
+                    .iter()
+                    .all(|d| d.len() == self.delivered[0].len())
+                && self.wire.iter().all(|(_, _, f)| {
+                    codec::decode(f).is_ok_and(|d| matches!(d, codec::Decoded::Token(_)))
+                })
             {
                 return;
             }
@@ -94,7 +101,8 @@ impl Ring {
 }
 
 fn submit(t: &mut Totem, kind: DeliveryKind, len: usize, fill: u8) -> MsgId {
-    t.submit(Priority::NORMAL, kind, Bytes::from(vec![fill; len])).unwrap()
+    t.submit(Priority::NORMAL, kind, Bytes::from(vec![fill; len]))
+        .unwrap()
 }
 
 #[test]
@@ -102,7 +110,12 @@ fn three_nodes_deliver_everything_in_one_order() {
     let mut ring = Ring::new(3, |_| {});
     for round in 0..20u8 {
         for i in 0..3 {
-            submit(&mut ring.nodes[i], DeliveryKind::Agreed, 100 + usize::from(round), round);
+            submit(
+                &mut ring.nodes[i],
+                DeliveryKind::Agreed,
+                100 + usize::from(round),
+                round,
+            );
         }
     }
     ring.run(100_000);
@@ -111,8 +124,12 @@ fn three_nodes_deliver_everything_in_one_order() {
     assert_eq!(ring.order(0), ring.order(2));
     // FIFO per sender.
     for sender in 1..=3 {
-        let nos: Vec<u64> =
-            ring.order(0).iter().filter(|m| m.sender == NodeId(sender)).map(|m| m.no).collect();
+        let nos: Vec<u64> = ring
+            .order(0)
+            .iter()
+            .filter(|m| m.sender == NodeId(sender))
+            .map(|m| m.no)
+            .collect();
         assert_eq!(nos, (1..=20).collect::<Vec<_>>());
     }
 }
@@ -136,11 +153,44 @@ fn regular_configuration_comes_first() {
 fn large_messages_are_fragmented_and_reassembled() {
     let mut ring = Ring::new(2, |_| {});
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    ring.nodes[1].submit(Priority::NORMAL, DeliveryKind::Agreed, Bytes::from(big.clone())).unwrap();
+    ring.nodes[1]
+        .submit(
+            Priority::NORMAL,
+            DeliveryKind::Agreed,
+            Bytes::from(big.clone()),
+        )
+        .unwrap();
     ring.run(100_000);
     for i in 0..2 {
         assert_eq!(ring.delivered[i].len(), 1);
         assert_eq!(ring.delivered[i][0].payload, big);
+    }
+}
+
+#[test]
+fn a_max_size_message_crosses_jumbo_frames_intact() {
+    let mut ring = Ring::new(2, |c| c.max_frame_size = 8972);
+    let max = ring.nodes[0].config().max_message_size;
+    assert!(
+        max >= 64 << 20,
+        "default max_message_size is at least 64 MiB"
+    );
+    let big: Vec<u8> = (0..max).map(|i| (i % 253) as u8).collect();
+    ring.nodes[0]
+        .submit(
+            Priority::LOWEST,
+            DeliveryKind::Safe,
+            Bytes::from(big.clone()),
+        )
+        .unwrap();
+    ring.run(10_000_000);
+    for i in 0..2 {
+        assert_eq!(ring.delivered[i].len(), 1);
+        assert!(
+            ring.delivered[i][0].payload == big,
+            "node {} got a different payload",
+            i + 1
+        );
     }
 }
 
@@ -150,14 +200,24 @@ fn safe_messages_wait_until_every_member_holds_them() {
     let id = submit(&mut ring.nodes[2], DeliveryKind::Safe, 50, 7);
     ring.run(100_000);
     let step_of = |ring: &Ring, i: usize, pred: &dyn Fn(&Event) -> bool| {
-        ring.events[i].iter().position(pred).map(|k| ring.stamps[i][k])
+        ring.events[i]
+            .iter()
+            .position(pred)
+            .map(|k| ring.stamps[i][k])
     };
-    let seq = ring.delivered[0].iter().find(|d| d.id == id).expect("delivered").seq;
-    let stored = |e: &Event| matches!(e, Event::Observe(Observation::Stored { seq: s, .. }) if *s == seq);
-    let latest_store = (0..4).map(|j| step_of(&ring, j, &stored).expect("every node stores it")).max();
+    let seq = ring.delivered[0]
+        .iter()
+        .find(|d| d.id == id)
+        .expect("delivered")
+        .seq;
+    let stored =
+        |e: &Event| matches!(e, Event::Observe(Observation::Stored { seq: s, .. }) if *s == seq);
+    let latest_store = (0..4)
+        .map(|j| step_of(&ring, j, &stored).expect("every node stores it"))
+        .max();
     for i in 0..4 {
-        let delivered =
-            step_of(&ring, i, &|e| matches!(e, Event::Deliver(d) if d.id == id)).expect("delivered");
+        let delivered = step_of(&ring, i, &|e| matches!(e, Event::Deliver(d) if d.id == id))
+            .expect("delivered");
         assert!(
             latest_store.unwrap() < delivered,
             "node {} delivered at step {delivered} before the last store at {latest_store:?}",
@@ -176,15 +236,29 @@ fn backpressure_then_clear() {
     for _ in 0..4 {
         submit(&mut ring.nodes[0], DeliveryKind::Agreed, 10, 1);
     }
-    let err = ring.nodes[0].submit(Priority::NORMAL, DeliveryKind::Agreed, Bytes::from_static(b"x"));
+    let err = ring.nodes[0].submit(
+        Priority::NORMAL,
+        DeliveryKind::Agreed,
+        Bytes::from_static(b"x"),
+    );
     assert_eq!(err, Err(SubmitError::Backpressure));
     ring.drain(0);
     ring.run(100_000);
     let ev = &ring.events[0];
-    let blocked = ev.iter().position(|e| *e == Event::FlowControl(FlowControl::Blocked)).unwrap();
-    let clear = ev.iter().position(|e| *e == Event::FlowControl(FlowControl::Clear)).unwrap();
+    let blocked = ev
+        .iter()
+        .position(|e| *e == Event::FlowControl(FlowControl::Blocked))
+        .unwrap();
+    let clear = ev
+        .iter()
+        .position(|e| *e == Event::FlowControl(FlowControl::Clear))
+        .unwrap();
     assert!(blocked < clear);
-    assert_eq!(ring.delivered[1].len(), 4, "nothing refused was delivered, nothing accepted lost");
+    assert_eq!(
+        ring.delivered[1].len(),
+        4,
+        "nothing refused was delivered, nothing accepted lost"
+    );
 }
 
 #[test]
@@ -193,8 +267,18 @@ fn too_large_is_refused() {
         c.max_message_size = 1000;
         c.max_queued_bytes = 10_000;
     });
-    let err = ring.nodes[0].submit(Priority::NORMAL, DeliveryKind::Agreed, Bytes::from(vec![0; 1001]));
-    assert_eq!(err, Err(SubmitError::TooLarge { size: 1001, max: 1000 }));
+    let err = ring.nodes[0].submit(
+        Priority::NORMAL,
+        DeliveryKind::Agreed,
+        Bytes::from(vec![0; 1001]),
+    );
+    assert_eq!(
+        err,
+        Err(SubmitError::TooLarge {
+            size: 1001,
+            max: 1000
+        })
+    );
 }
 
 #[test]
@@ -235,10 +319,18 @@ fn a_duplicate_token_changes_nothing() {
 fn a_lost_token_is_retransmitted_after_token_retransmit() {
     let mut ring = Ring::new(2, |_| {});
     ring.wire.clear(); // the first token is lost
-    let deadline = ring.nodes[0].poll_timeout().expect("retransmit timer armed");
-    assert_eq!(deadline, Instant(0) + ring.nodes[0].config().token_retransmit());
+    let deadline = ring.nodes[0]
+        .poll_timeout()
+        .expect("retransmit timer armed");
+    assert_eq!(
+        deadline,
+        Instant(0) + ring.nodes[0].config().token_retransmit()
+    );
     ring.nodes[0].handle_timeout(Instant(deadline.0 - 1));
-    assert!(ring.nodes[0].poll_transmit().is_none(), "not before the deadline");
+    assert!(
+        ring.nodes[0].poll_transmit().is_none(),
+        "not before the deadline"
+    );
     ring.nodes[0].handle_timeout(deadline);
     let t = ring.nodes[0].poll_transmit().expect("token re-sent");
     assert_eq!(t.dest, Dest::Node(NodeId(2)));
@@ -248,10 +340,19 @@ fn a_lost_token_is_retransmitted_after_token_retransmit() {
 #[test]
 fn invalid_configs_are_rejected() {
     let m = vec![NodeId(1), NodeId(2)];
-    assert_eq!(Config::new(NodeId(0), m.clone()).validate(), Err(ConfigError::ZeroNodeId));
-    assert_eq!(Config::new(NodeId(3), m.clone()).validate(), Err(ConfigError::NotAMember(NodeId(3))));
+    assert_eq!(
+        Config::new(NodeId(0), m.clone()).validate(),
+        Err(ConfigError::ZeroNodeId)
+    );
+    assert_eq!(
+        Config::new(NodeId(3), m.clone()).validate(),
+        Err(ConfigError::NotAMember(NodeId(3)))
+    );
     let dup = vec![NodeId(1), NodeId(1)];
-    assert_eq!(Config::new(NodeId(1), dup).validate(), Err(ConfigError::BadMembers));
+    assert_eq!(
+        Config::new(NodeId(1), dup).validate(),
+        Err(ConfigError::BadMembers)
+    );
     let mut c = Config::new(NodeId(1), m);
     c.max_frame_size = 64;
     assert_eq!(c.validate(), Err(ConfigError::FrameSize(64)));

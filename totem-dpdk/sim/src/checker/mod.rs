@@ -1,0 +1,488 @@
+//! The extended-virtual-synchrony checker: reads an event log ([`crate::log`]) and reports
+//! every violated property.
+//!
+//! [`check`] indexes the events once (per node, per message, per ring) and then runs one
+//! function per [`Property`]; each is near-linear in the number of events. It works from the
+//! log alone: parameters come from [`CheckParams`], else from the log's `meta` line, else from
+//! Totem's defaults. At most [`CheckParams::max_violations_per_property`] violations are kept
+//! per property (the rest are only counted), so a broken run still gives a readable report.
+//!
+//! The properties are listed, with the research note's E/P numbers, in `docs/event-log.md`.
+//!
+//! ```
+//! use totem_sim::checker::{check, CheckParams};
+//! use totem_sim::log::read_log;
+//!
+//! let log = br#"{"ev":"meta","nodes":1,"drained":true}
+//! {"t":1,"node":1,"ev":"config","kind":"regular","ring":"1.4","members":[1]}
+//! {"t":2,"node":1,"ev":"send","msg":"1:1","len":3,"hash":"ba7816bf8f01cfea","kind":"agreed","prio":2}
+//! {"t":3,"node":1,"ev":"deliver","msg":"1:1","ring":"1.4","seq":1,"kind":"agreed","hash":"ba7816bf8f01cfea","len":3}
+//! "#;
+//! let events = read_log(&log[..]).unwrap();
+//! let report = check(&events, &CheckParams::default());
+//! assert!(report.is_ok(), "{report}");
+//! ```
+
+mod config;
+mod delivery;
+mod index;
+mod token;
+
+/// Hash maps keyed by the log's small integer ids. The checker reads local log files, so it
+/// trades SipHash's flooding resistance for speed: a multiply-rotate hash of each word.
+mod fast {
+    use std::hash::{BuildHasherDefault, Hasher};
+
+    /// `std::collections::HashMap` with [`IdHasher`].
+    pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IdHasher>>;
+    /// `std::collections::HashSet` with [`IdHasher`].
+    pub(crate) type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<IdHasher>>;
+
+    /// Folds each written word into the state with a xor, a multiplication by an odd constant
+    /// (2^64 / golden ratio) and a rotation.
+    #[derive(Default, Clone, Copy)]
+    pub(crate) struct IdHasher(u64);
+
+    impl IdHasher {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+        fn add(&mut self, word: u64) {
+            self.0 = (self.0 ^ word).wrapping_mul(Self::K).rotate_left(29);
+        }
+    }
+
+    impl Hasher for IdHasher {
+        fn finish(&self) -> u64 {
+            // Mix the high bits into the low ones, which pick the bucket.
+            let h = self.0.wrapping_mul(Self::K);
+            h ^ (h >> 32)
+        }
+
+        fn write(&mut self, bytes: &[u8]) {
+            for chunk in bytes.chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                self.add(u64::from_le_bytes(word));
+            }
+        }
+
+        fn write_u8(&mut self, n: u8) {
+            self.add(u64::from(n));
+        }
+
+        fn write_u32(&mut self, n: u32) {
+            self.add(u64::from(n));
+        }
+
+        fn write_u64(&mut self, n: u64) {
+            self.add(n);
+        }
+
+        fn write_usize(&mut self, n: usize) {
+            self.add(n as u64);
+        }
+    }
+}
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use crate::log::{LogError, LogEvent, read_log_with_lines};
+use index::Index;
+
+/// Default `window_size` (corosync's default).
+pub const DEFAULT_WINDOW_SIZE: u32 = 50;
+/// Default `max_messages` (corosync's default).
+pub const DEFAULT_MAX_MESSAGES: u32 = 17;
+/// Default bound on a token's retransmit list (corosync's `RETRANSMIT_ENTRIES_MAX`).
+pub const DEFAULT_MAX_RTR: u32 = 30;
+
+/// A property the checker asserts. The number is the one used in `docs/event-log.md`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Property {
+    /// Property 1: Every delivery matches a send of the same id, hash, length and kind, by its sender (E1).
+    NoCreation,
+    /// Property 2: A node delivers each message at most once (E2).
+    NoDuplication,
+    /// Property 3: One total order is consistent with every node's deliveries (E7, P1).
+    TotalOrder,
+    /// Property 4: No gaps in a regular configuration (E7).
+    NoGaps,
+    /// Property 5: A node that does not crash delivers its own sends (E10; drained runs only).
+    SelfDelivery,
+    /// Property 6: Causal order within a ring (E11).
+    CausalOrder,
+    /// Property 7: Safe delivery (E12).
+    SafeDelivery,
+    /// Property 8: Messages are delivered in their own configuration (E6).
+    MessageInConfig,
+    /// Property 9: Configuration events are well formed and agreed (E3, E4, E5).
+    ConfigEvents,
+    /// Property 10: Token invariants (P2, P3, P6, P7, M4).
+    TokenInvariants,
+    /// Property 11: The log itself is well formed (per-node time, crash/restart pairing, unique ids).
+    WellFormedLog,
+}
+
+impl Property {
+    /// Every property, in number order.
+    pub const ALL: [Property; 11] = [
+        Property::NoCreation,
+        Property::NoDuplication,
+        Property::TotalOrder,
+        Property::NoGaps,
+        Property::SelfDelivery,
+        Property::CausalOrder,
+        Property::SafeDelivery,
+        Property::MessageInConfig,
+        Property::ConfigEvents,
+        Property::TokenInvariants,
+        Property::WellFormedLog,
+    ];
+
+    /// The property's number (1-based), as in `docs/event-log.md`.
+    pub fn number(self) -> u32 {
+        self as u32 + 1
+    }
+
+    /// A short kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::NoCreation => "no-creation",
+            Property::NoDuplication => "no-duplication",
+            Property::TotalOrder => "total-order",
+            Property::NoGaps => "no-gaps",
+            Property::SelfDelivery => "self-delivery",
+            Property::CausalOrder => "causal-order",
+            Property::SafeDelivery => "safe-delivery",
+            Property::MessageInConfig => "message-in-config",
+            Property::ConfigEvents => "config-events",
+            Property::TokenInvariants => "token-invariants",
+            Property::WellFormedLog => "well-formed-log",
+        }
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}. {}", self.number(), self.name())
+    }
+}
+
+/// One violated property at one place in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which property.
+    pub property: Property,
+    /// What happened, naming node, message, ring and sequence number.
+    pub message: String,
+    /// Index (0-based) in the checked event slice of the event that shows the violation.
+    pub event: Option<usize>,
+    /// 1-based line number of that event, when the log was read from a file ([`check_file`]).
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.property)?;
+        match (self.line, self.event) {
+            (Some(line), _) => write!(f, " line {line}:")?,
+            (None, Some(ev)) => write!(f, " event #{ev}:")?,
+            (None, None) => f.write_str(":")?,
+        }
+        write!(f, " {}", self.message)
+    }
+}
+
+/// Checker parameters. A `None` field is taken from the log's `meta` line, else from the
+/// default. `CheckParams::default()` therefore checks a log with its own parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckParams {
+    /// Upper bound of a token's `fcc` (default [`DEFAULT_WINDOW_SIZE`]).
+    pub window_size: Option<u32>,
+    /// Frames per token visit, new plus retransmitted (default [`DEFAULT_MAX_MESSAGES`]).
+    pub max_messages: Option<u32>,
+    /// Entries in a token's retransmit list (default [`DEFAULT_MAX_RTR`]).
+    pub max_rtr: Option<u32>,
+    /// The run ended quiescent, so liveness properties (self-delivery, safe delivery to every
+    /// member) are enforced (default `false`).
+    pub drained: Option<bool>,
+    /// Violations kept per property; more are only counted.
+    pub max_violations_per_property: usize,
+}
+
+impl Default for CheckParams {
+    fn default() -> CheckParams {
+        CheckParams {
+            window_size: None,
+            max_messages: None,
+            max_rtr: None,
+            drained: None,
+            max_violations_per_property: 20,
+        }
+    }
+}
+
+impl CheckParams {
+    /// Parameters taken from the first `meta` line of `events` (fields it lacks stay `None`,
+    /// i.e. default). [`check`] does this by itself for `None` fields; this makes it explicit.
+    pub fn from_log(events: &[LogEvent]) -> CheckParams {
+        let mut params = CheckParams::default();
+        if let Some(m) = events.iter().find_map(|e| match e {
+            LogEvent::Meta(m) => Some(m),
+            _ => None,
+        }) {
+            params.window_size = m.window_size;
+            params.max_messages = m.max_messages;
+            params.max_rtr = m.max_rtr;
+            params.drained = m.drained;
+        }
+        params
+    }
+}
+
+/// The parameters a check actually used.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct EffectiveParams {
+    /// Upper bound of `fcc`.
+    pub window_size: u32,
+    /// Frames per token visit.
+    pub max_messages: u32,
+    /// Retransmit-list entries.
+    pub max_rtr: u32,
+    /// Whether liveness properties were enforced.
+    pub drained: bool,
+    /// Node count from the `meta` line, if any.
+    pub nodes: Option<u32>,
+}
+
+/// The result of a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Violations found, grouped by property in number order; at most
+    /// [`CheckParams::max_violations_per_property`] per property.
+    pub violations: Vec<Violation>,
+    /// All violations found per property, including those not kept in `violations`.
+    pub violation_counts: BTreeMap<Property, u64>,
+    /// Parameters used.
+    pub params: EffectiveParams,
+    /// Events checked (including `meta`).
+    pub events: u64,
+    /// `send` events.
+    pub sends: u64,
+    /// `deliver` events.
+    pub delivered: u64,
+    /// Distinct messages delivered somewhere.
+    pub messages: u64,
+    /// `config` events.
+    pub configs: u64,
+    /// `token` events.
+    pub tokens: u64,
+    /// `stored` events.
+    pub stored: u64,
+    /// `crash` events.
+    pub crashes: u64,
+    /// `restart` events.
+    pub restarts: u64,
+    /// Distinct nodes that logged events.
+    pub nodes: u64,
+    /// Distinct ring ids seen.
+    pub rings: u64,
+}
+
+impl Report {
+    /// No violation at all.
+    pub fn is_ok(&self) -> bool {
+        self.violation_counts.is_empty()
+    }
+
+    /// Violations found for `property` (including those not kept).
+    pub fn count(&self, property: Property) -> u64 {
+        self.violation_counts.get(&property).copied().unwrap_or(0)
+    }
+
+    /// The properties with at least one violation, in number order.
+    pub fn violated(&self) -> Vec<Property> {
+        self.violation_counts.keys().copied().collect()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} events: {} nodes, {} rings, {} sends, {} deliveries of {} messages, {} configs, \
+             {} tokens, {} stored, {} crashes, {} restarts",
+            self.events,
+            self.nodes,
+            self.rings,
+            self.sends,
+            self.delivered,
+            self.messages,
+            self.configs,
+            self.tokens,
+            self.stored,
+            self.crashes,
+            self.restarts
+        )?;
+        let p = &self.params;
+        writeln!(
+            f,
+            "params: window_size {} max_messages {} max_rtr {} drained {}",
+            p.window_size, p.max_messages, p.max_rtr, p.drained
+        )?;
+        if self.is_ok() {
+            return writeln!(f, "OK: no violations");
+        }
+        for (prop, n) in &self.violation_counts {
+            writeln!(f, "VIOLATED [{prop}]: {n}")?;
+        }
+        for v in &self.violations {
+            writeln!(f, "{v}")?;
+        }
+        let kept = self.violations.len() as u64;
+        let total: u64 = self.violation_counts.values().sum();
+        if total > kept {
+            writeln!(f, "({} more not shown)", total - kept)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects violations, keeping at most `limit` per property.
+pub(crate) struct Sink {
+    limit: usize,
+    counts: BTreeMap<Property, u64>,
+    kept: BTreeMap<Property, Vec<Violation>>,
+}
+
+impl Sink {
+    fn new(limit: usize) -> Sink {
+        Sink {
+            limit,
+            counts: BTreeMap::new(),
+            kept: BTreeMap::new(),
+        }
+    }
+
+    /// Records a violation; `message` is only formatted when the violation is kept.
+    pub(crate) fn report(
+        &mut self,
+        property: Property,
+        event: Option<u32>,
+        message: impl FnOnce() -> String,
+    ) {
+        let n = self.counts.entry(property).or_insert(0);
+        *n += 1;
+        if *n <= self.limit as u64 {
+            self.kept.entry(property).or_default().push(Violation {
+                property,
+                message: message(),
+                event: event.map(|e| e as usize),
+                line: None,
+            });
+        }
+    }
+}
+
+/// Checks `events` against every property.
+///
+/// # Panics
+/// If `events` has more than `u32::MAX` entries.
+pub fn check(events: &[LogEvent], params: &CheckParams) -> Report {
+    let ix = Index::build(events);
+    let meta = ix.meta;
+    let eff = EffectiveParams {
+        window_size: params
+            .window_size
+            .or(meta.and_then(|m| m.window_size))
+            .unwrap_or(DEFAULT_WINDOW_SIZE),
+        max_messages: params
+            .max_messages
+            .or(meta.and_then(|m| m.max_messages))
+            .unwrap_or(DEFAULT_MAX_MESSAGES),
+        max_rtr: params
+            .max_rtr
+            .or(meta.and_then(|m| m.max_rtr))
+            .unwrap_or(DEFAULT_MAX_RTR),
+        drained: params
+            .drained
+            .or(meta.and_then(|m| m.drained))
+            .unwrap_or(false),
+        nodes: meta.and_then(|m| m.nodes),
+    };
+    let mut sink = Sink::new(params.max_violations_per_property);
+
+    delivery::no_creation(&ix, &mut sink);
+    delivery::no_duplication(&ix, &mut sink);
+    delivery::total_order(&ix, &mut sink);
+    delivery::no_gaps(&ix, &mut sink);
+    if eff.drained {
+        delivery::self_delivery(&ix, &mut sink);
+    }
+    delivery::causal_order(&ix, &mut sink);
+    delivery::safe_delivery(&ix, eff.drained, &mut sink);
+    delivery::message_in_config(&ix, &mut sink);
+    config::config_events(&ix, &mut sink);
+    token::token_invariants(&ix, &eff, &mut sink);
+    index::well_formed(&ix, &eff, &mut sink);
+
+    let mut report = Report {
+        violations: sink.kept.into_values().flatten().collect(),
+        violation_counts: sink.counts,
+        params: eff,
+        events: events.len() as u64,
+        sends: 0,
+        delivered: ix.dlv.len() as u64,
+        messages: ix.place.len() as u64,
+        configs: 0,
+        tokens: 0,
+        stored: 0,
+        crashes: 0,
+        restarts: 0,
+        nodes: ix.nodes.len() as u64,
+        rings: ix.rings.len() as u64,
+    };
+    for ev in events {
+        match ev {
+            LogEvent::Send(_) => report.sends += 1,
+            LogEvent::Config(_) => report.configs += 1,
+            LogEvent::Token(_) => report.tokens += 1,
+            LogEvent::Stored(_) => report.stored += 1,
+            LogEvent::Crash { .. } => report.crashes += 1,
+            LogEvent::Restart { .. } => report.restarts += 1,
+            LogEvent::Meta(_) | LogEvent::Deliver(_) => {}
+        }
+    }
+    report
+}
+
+/// Reads the log at `path` and checks it with the parameters of its `meta` line (or the
+/// defaults). Violations carry the line number of their event.
+///
+/// # Errors
+/// When the file cannot be opened or a line is not a valid event.
+pub fn check_file(path: impl AsRef<Path>) -> Result<Report, LogError> {
+    check_file_with(path, &CheckParams::default())
+}
+
+/// [`check_file`] with explicit parameters (`None` fields still come from the `meta` line).
+///
+/// # Errors
+/// When the file cannot be opened or a line is not a valid event.
+pub fn check_file_with(path: impl AsRef<Path>, params: &CheckParams) -> Result<Report, LogError> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|source| LogError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let (events, lines) = read_log_with_lines(BufReader::with_capacity(1 << 16, file))?;
+    let mut report = check(&events, params);
+    for v in &mut report.violations {
+        v.line = v.event.and_then(|e| lines.get(e).copied());
+    }
+    Ok(report)
+}
