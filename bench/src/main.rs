@@ -82,7 +82,8 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     println!(
                         "core: {nodes} nodes, {size} B {} messages, MTU {mtu}: {:.0} msgs/s \
-                         ordered on one core ({:.1} MB/s), {:.0} deliveries/s over all nodes",
+                         ordered ({:.1} MB/s) with all nodes on one core; {:.0} deliveries/s \
+                         summed over the nodes (one node's work per message per core-second)",
                         kind.as_str(),
                         r.ordered_per_sec,
                         r.mb_per_sec,

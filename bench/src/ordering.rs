@@ -108,7 +108,7 @@ pub fn run(p: &CoreBench) -> CoreResult {
             }
         }
         i += 1;
-        if i % 64 == 0 && started.elapsed().as_secs_f64() >= p.seconds {
+        if i.is_multiple_of(64) && started.elapsed().as_secs_f64() >= p.seconds {
             break;
         }
     }

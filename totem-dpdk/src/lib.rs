@@ -18,8 +18,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod pg;
+pub mod srp;
 pub mod time;
+pub mod timer;
 pub mod types;
+pub mod wire;
 
 pub use time::{Duration, Instant};
 pub use types::{DeliveryKind, MsgId, NodeId, Priority, RingId, Seq};

@@ -51,7 +51,9 @@ impl TimerTable {
 
     /// Disarms and returns the first timer whose deadline is at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Option<Timer> {
-        let timer = Timer::ALL.into_iter().find(|t| self.get(*t).is_some_and(|d| d <= now))?;
+        let timer = Timer::ALL
+            .into_iter()
+            .find(|t| self.get(*t).is_some_and(|d| d <= now))?;
         self.stop(timer);
         Some(timer)
     }

@@ -1122,11 +1122,10 @@ fn written_log_reads_back_and_checks_from_file() {
     );
 }
 
-/// A large valid log (about 2.4 million events): `cargo test --release -p totem-sim --test
-/// checker_catches -- --ignored --nocapture` prints how long the check takes.
+/// A long valid log (about 120 000 events) writes, reads back and checks clean: the index
+/// structures behave at scale. (Speed is not asserted here; it is a benchmark's job.)
 #[test]
-#[ignore = "timing run; use --release"]
-fn large_log_checks_quickly() {
+fn long_log_round_trips_and_checks_clean() {
     let nodes = 4u32;
     let members: Vec<u32> = (1..=nodes).collect();
     let mut events = Vec::new();
@@ -1141,7 +1140,7 @@ fn large_log_checks_quickly() {
             joined: vec![],
         }));
     }
-    let frames = 400_000u64;
+    let frames = 20_000u64;
     let mut counters = vec![0u64; nodes as usize + 1];
     for seq in 1..=frames {
         let sender = (seq % u64::from(nodes)) as u32 + 1;
@@ -1185,24 +1184,14 @@ fn large_log_checks_quickly() {
             safe: Seq(seq.saturating_sub(1)),
         }));
     }
-    let start = std::time::Instant::now();
     let mut log = EventLog::new(Vec::with_capacity(events.len() * 150));
     for e in &events {
         log.write(e).unwrap();
     }
     let text = log.into_inner();
-    eprintln!(
-        "wrote {} events ({} MB) in {:?}",
-        events.len(),
-        text.len() >> 20,
-        start.elapsed()
-    );
-    let start = std::time::Instant::now();
     let back = read_log(&text[..]).unwrap();
-    eprintln!("read them back in {:?}", start.elapsed());
-    assert_eq!(back.len(), events.len());
-    let start = std::time::Instant::now();
+    assert_eq!(back, events);
     let report = check(&back, &CheckParams::default());
-    eprintln!("checked them in {:?}", start.elapsed());
+    assert_eq!(report.delivered, frames * u64::from(nodes));
     assert!(report.is_ok(), "{report}");
 }

@@ -357,3 +357,95 @@ fn invalid_configs_are_rejected() {
     c.max_frame_size = 64;
     assert_eq!(c.validate(), Err(ConfigError::FrameSize(64)));
 }
+
+mod fuzzed {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire;
+
+    /// A valid token or data frame body with a few bytes changed.
+    fn frame_like() -> impl Strategy<Value = Vec<u8>> {
+        let token = (
+            0u64..40,
+            0u64..40,
+            0u64..40,
+            proptest::collection::vec(0u64..60, 0..8),
+        )
+            .prop_map(|(token_seq, seq, aru, rtr)| {
+                let mut t = codec::Token::initial(RingId {
+                    seq: 4,
+                    rep: NodeId(1),
+                });
+                t.sender = NodeId(1);
+                t.token_seq = token_seq;
+                t.seq = Seq(seq);
+                t.aru = Seq(aru.min(seq));
+                t.rtr = rtr.into_iter().map(Seq).collect();
+                let mut buf = vec![0u8; t.buffer_len()];
+                t.emit(&mut wire::OrfTokenFrame::new_unchecked(&mut buf[..]));
+                buf
+            });
+        let mcast = (
+            1u64..60,
+            1u64..5,
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<bool>(),
+        )
+            .prop_map(|(seq, no, payload, safe)| {
+                let chunk = wire::ChunkRepr {
+                    msg_no: no,
+                    total_len: payload.len() as u32,
+                    offset: 0,
+                    kind: if safe {
+                        DeliveryKind::Safe
+                    } else {
+                        DeliveryKind::Agreed
+                    },
+                    payload: &payload,
+                };
+                let repr = wire::McastRepr {
+                    sender: NodeId(1),
+                    ring_id: RingId {
+                        seq: 4,
+                        rep: NodeId(1),
+                    },
+                    seq: Seq(seq),
+                    safe,
+                    encapsulated: false,
+                    chunk_count: 1,
+                };
+                let mut buf = vec![0u8; repr.buffer_len() + chunk.buffer_len()];
+                let mut view = wire::McastFrame::new_unchecked(&mut buf[..]);
+                repr.emit(&mut view);
+                chunk.emit(view.chunk_area_mut());
+                buf
+            });
+        (
+            prop_oneof![token, mcast],
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        )
+            .prop_map(|(mut frame, flips)| {
+                for (at, x) in flips {
+                    let i = at % frame.len();
+                    frame[i] ^= x;
+                }
+                frame
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frame_sequences_never_break_the_core(
+            frames in proptest::collection::vec(frame_like(), 1..40),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut data = Vec::new();
+            for f in frames.iter().chain(std::iter::once(&noise)) {
+                data.extend_from_slice(&(f.len() as u16).to_be_bytes());
+                data.extend_from_slice(f);
+            }
+            Totem::fuzz_handle_frames(&data);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Zero-copy views of Totem frames.
+//!
+//! Every frame starts with the same 8-byte [`Header`] (magic, protocol version, frame type,
+//! sender); the frame type selects the rest. All integers are big-endian, at fixed offsets:
+//! there is one byte order on the wire, read and written through explicit accessors (no packed
+//! structs, no byte swapping on receipt).
+//!
+//! The module follows one contract for each frame type `Foo`:
+//!
+//! - `FooFrame<T: AsRef<[u8]>>` wraps a buffer without copying it. `new_unchecked` only wraps;
+//!   `new_checked` also validates the whole frame (lengths, reserved bits, variable lists), so
+//!   that every getter on a checked frame succeeds. Getters need `AsRef<[u8]>`, setters
+//!   `AsMut<[u8]>`. Getters on an unchecked frame may panic if the buffer is too short.
+//! - `FooRepr` is a plain-value representation: `parse` validates a view and reads it,
+//!   `buffer_len` says how many bytes `emit` writes, `emit` writes it into a view.
+//! - Nothing in this module panics on remote input: `new_checked` and [`parse_frame`] accept any
+//!   byte slice and return an [`Error`] for anything that is not a well-formed frame.
+//!
+//! Implemented frame types: [`OrfTokenFrame`] (type 1) and [`McastFrame`] (type 2). The
+//! membership frames (3 to 6) are named in [`FrameType`] but have no views yet; [`parse_frame`]
+//! reports them as [`Error::UnknownType`].
+//!
+//! [`fuzz_parse_roundtrip`] is the body of the `wire_parse` fuzz target, public so that the
+//! unit tests run it too.
+
+use core::fmt;
+
+mod header;
+mod mcast;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+pub use header::{Header, HeaderRepr};
+pub use mcast::{Chunk, ChunkRepr, Chunks, McastFrame, McastRepr};
+pub use token::{OrfTokenFrame, OrfTokenRepr, RtrList};
+
+/// The first two bytes of every Totem frame.
+pub const MAGIC: u16 = 0xA15E;
+/// The protocol version this crate reads and writes.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Length of the common header.
+pub const HEADER_LEN: usize = 8;
+/// Length of an ORF token without its retransmit-request list.
+pub const TOKEN_FIXED_LEN: usize = 76;
+/// Length of the fixed part of an mcast frame, before its chunks.
+pub const MCAST_FIXED_LEN: usize = 32;
+/// Length of the header of one chunk of an mcast frame, before its payload.
+pub const CHUNK_HEADER_LEN: usize = 20;
+
+/// Why a buffer is not a valid frame.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// The buffer ends before the frame does.
+    Truncated,
+    /// The first two bytes are not [`MAGIC`].
+    BadMagic,
+    /// The version byte is not [`PROTOCOL_VERSION`].
+    UnsupportedVersion(u8),
+    /// The frame type is unknown, or known but without a view in this crate.
+    UnknownType(u8),
+    /// A field has an invalid value, or the buffer has bytes after the frame's end.
+    Malformed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Truncated => f.write_str("truncated frame"),
+            Error::BadMagic => f.write_str("bad magic"),
+            Error::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
+            Error::UnknownType(t) => write!(f, "unknown frame type {t}"),
+            Error::Malformed => f.write_str("malformed frame"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The result of parsing or checking a frame.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// The frame type byte of the common header.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FrameType {
+    /// The ordering token, passed from member to member (1).
+    #[doc(alias = "orf_token")]
+    OrfToken,
+    /// Multicast data: chunks of one or more messages (2).
+    #[doc(alias = "mcast")]
+    Mcast,
+    /// Membership join (3; no view yet).
+    #[doc(alias = "memb_join")]
+    MembJoin,
+    /// Membership commit token (4; no view yet).
+    #[doc(alias = "memb_commit_token")]
+    MembCommitToken,
+    /// Merge detection (5; no view yet).
+    #[doc(alias = "memb_merge_detect")]
+    MergeDetect,
+    /// Token hold cancel (6; no view yet).
+    #[doc(alias = "token_hold_cancel")]
+    TokenHoldCancel,
+    /// Any other value.
+    Unknown(u8),
+}
+
+impl From<u8> for FrameType {
+    fn from(value: u8) -> Self {
+        match value {
+            1 => FrameType::OrfToken,
+            2 => FrameType::Mcast,
+            3 => FrameType::MembJoin,
+            4 => FrameType::MembCommitToken,
+            5 => FrameType::MergeDetect,
+            6 => FrameType::TokenHoldCancel,
+            other => FrameType::Unknown(other),
+        }
+    }
+}
+
+impl From<FrameType> for u8 {
+    fn from(value: FrameType) -> Self {
+        match value {
+            FrameType::OrfToken => 1,
+            FrameType::Mcast => 2,
+            FrameType::MembJoin => 3,
+            FrameType::MembCommitToken => 4,
+            FrameType::MergeDetect => 5,
+            FrameType::TokenHoldCancel => 6,
+            FrameType::Unknown(other) => other,
+        }
+    }
+}
+
+impl fmt::Display for FrameType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameType::OrfToken => f.write_str("OrfToken"),
+            FrameType::Mcast => f.write_str("Mcast"),
+            FrameType::MembJoin => f.write_str("MembJoin"),
+            FrameType::MembCommitToken => f.write_str("MembCommitToken"),
+            FrameType::MergeDetect => f.write_str("MergeDetect"),
+            FrameType::TokenHoldCancel => f.write_str("TokenHoldCancel"),
+            FrameType::Unknown(t) => write!(f, "Unknown({t})"),
+        }
+    }
+}
+
+/// A checked frame of one of the types this crate implements, borrowed from a receive buffer.
+#[derive(Copy, Clone, Debug)]
+pub enum Frame<'a> {
+    /// An ORF token.
+    Token(OrfTokenFrame<&'a [u8]>),
+    /// An mcast frame.
+    Mcast(McastFrame<&'a [u8]>),
+}
+
+impl Frame<'_> {
+    /// The sender from the common header.
+    pub fn sender(&self) -> crate::NodeId {
+        match self {
+            Frame::Token(t) => t.sender(),
+            Frame::Mcast(m) => m.sender(),
+        }
+    }
+}
+
+impl fmt::Display for Frame<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frame::Token(t) => t.fmt(f),
+            Frame::Mcast(m) => m.fmt(f),
+        }
+    }
+}
+
+/// Checks `buffer` as a whole frame and returns the view for its type.
+///
+/// # Errors
+///
+/// [`Error::Truncated`], [`Error::BadMagic`] or [`Error::UnsupportedVersion`] for a bad common
+/// header; [`Error::UnknownType`] for a frame type other than the ORF token and mcast; any
+/// error of [`OrfTokenFrame::new_checked`] or [`McastFrame::new_checked`] for the rest.
+///
+/// # Fuzzing
+///
+/// Never panics, whatever `buffer` holds (fuzz target `wire_parse`).
+pub fn parse_frame(buffer: &[u8]) -> Result<Frame<'_>> {
+    let header = Header::new_checked(buffer)?;
+    match header.frame_type() {
+        FrameType::OrfToken => OrfTokenFrame::new_checked(buffer).map(Frame::Token),
+        FrameType::Mcast => McastFrame::new_checked(buffer).map(Frame::Mcast),
+        other => Err(Error::UnknownType(other.into())),
+    }
+}
+
+/// The `wire_parse` fuzz target: parses `data` with [`parse_frame`]; when that succeeds,
+/// re-emits the frame through its representations and checks that the bytes and the re-parsed
+/// representations are identical, and that `Display` works.
+///
+/// # Panics
+///
+/// When one of those checks fails, which is a bug in this module.
+pub fn fuzz_parse_roundtrip(data: &[u8]) {
+    use std::fmt::Write as _;
+
+    let Ok(frame) = parse_frame(data) else {
+        return;
+    };
+    let mut text = String::new();
+    write!(text, "{frame}").expect("Display of a checked frame");
+    match frame {
+        Frame::Token(token) => {
+            let repr = OrfTokenRepr::parse(&token).expect("a checked token parses");
+            assert_eq!(repr.buffer_len(), data.len());
+            let mut out = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut OrfTokenFrame::new_unchecked(&mut out[..]));
+            assert_eq!(out, data, "re-emitted token differs");
+            let again = OrfTokenFrame::new_checked(&out[..]).expect("re-emitted token checks");
+            assert_eq!(OrfTokenRepr::parse(&again), Ok(repr));
+        }
+        Frame::Mcast(mcast) => {
+            let repr = McastRepr::parse(&mcast).expect("a checked mcast parses");
+            let chunks: Vec<ChunkRepr<'_>> = mcast
+                .chunks()
+                .map(|c| ChunkRepr::parse(&c).expect("a checked chunk parses"))
+                .collect();
+            assert_eq!(chunks.len(), usize::from(repr.chunk_count));
+            let len = repr.buffer_len() + chunks.iter().map(ChunkRepr::buffer_len).sum::<usize>();
+            assert_eq!(len, data.len());
+            let mut out = vec![0u8; len];
+            let mut view = McastFrame::new_unchecked(&mut out[..]);
+            repr.emit(&mut view);
+            let mut at = 0;
+            for chunk in &chunks {
+                chunk.emit(&mut view.chunk_area_mut()[at..]);
+                at += chunk.buffer_len();
+            }
+            assert_eq!(out, data, "re-emitted mcast differs");
+            let again = McastFrame::new_checked(&out[..]).expect("re-emitted mcast checks");
+            assert_eq!(McastRepr::parse(&again), Ok(repr));
+            assert!(
+                again
+                    .chunks()
+                    .map(|c| ChunkRepr::parse(&c))
+                    .eq(chunks.into_iter().map(Ok::<_, Error>))
+            );
+        }
+    }
+}
+
+// Big-endian field access. The callers index with fixed ranges after a length check, or
+// document the panic for unchecked views.
+
+fn get_u16(bytes: &[u8]) -> u16 {
+    u16::from_be_bytes([bytes[0], bytes[1]])
+}
+
+fn get_u32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+fn get_u64(bytes: &[u8]) -> u64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(raw)
+}
+
+fn put_u16(bytes: &mut [u8], value: u16) {
+    bytes[..2].copy_from_slice(&value.to_be_bytes());
+}
+
+fn put_u32(bytes: &mut [u8], value: u32) {
+    bytes[..4].copy_from_slice(&value.to_be_bytes());
+}
+
+fn put_u64(bytes: &mut [u8], value: u64) {
+    bytes[..8].copy_from_slice(&value.to_be_bytes());
+}
