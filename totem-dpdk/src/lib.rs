@@ -3,18 +3,20 @@
 //! **Layer:** above `dataplane`, below the AIS services (`ais`). It may depend on `dataplane`
 //! (for the `Transport` trait and jumbo-frame packing) and on nothing above it.
 //!
-//! **Structure** (each part lands with its issue; see `docs/architecture.md`):
-//! - `wire`: zero-copy views of every Totem frame (ORF token, mcast, join, commit token, merge
-//!   detect), one fixed byte order, a header with magic, protocol version and frame type.
-//! - the sans-IO core: ordering (sequence assignment on token visit, retransmission, agreed and
-//!   safe delivery, flow control), membership (gather, commit, recovery, EVS configuration
-//!   changes), redundant rings, frame authentication and encryption, message packing and
-//!   fragmentation. It owns no sockets, threads or clocks: time and randomness come in as
-//!   arguments, so one seeded simulator (`totem-sim`) can drive any number of nodes.
-//! - `driver`: runs the core on a `dataplane::Transport` with the real clock, on its own
-//!   (optionally pinned) thread.
+//! **Structure**, bottom up (see `docs/architecture.md`):
+//! - [`types`], [`time`]: identifiers (`NodeId`, `Seq`, `RingId`, `MsgId`) and the core's own
+//!   clock types; the core never reads a clock.
+//! - [`wire`]: zero-copy views of the frames (common header with magic, protocol version and
+//!   frame type; ORF token; mcast with message chunks), big-endian, checked constructors.
+//! - [`pg`]: packing many messages per frame, fragmenting large ones, reassembling them.
+//! - [`srp`]: the sans-IO ordering state machine ([`srp::Totem`]): sequence assignment on token
+//!   visits, retransmission, flow control with four priorities, agreed and safe delivery, a
+//!   CRC-32 frame trailer; [`timer`] holds its deadlines. It owns no sockets, threads or
+//!   clocks, so one seeded simulator (`totem-sim`) can drive any number of nodes.
 //!
-//! Nothing is implemented yet: the ordering core is the next issue.
+//! Still to come: membership (gather, commit, recovery, transitional configurations), frame
+//! authentication and encryption, redundant rings, and the `driver` that runs the core on a
+//! `dataplane::Transport` on its own pinned thread.
 
 #![forbid(unsafe_code)]
 
