@@ -1,0 +1,784 @@
+//! The kernel UDP backend (Linux): [`UdpTransport`].
+//!
+//! Two ways to reach the ring, as in corosync's `totemudp` and `totemudpu`:
+//!
+//! - [`Mode::Multicast`]: two sockets. The *unicast socket* is bound to [`UdpConfig::bind`];
+//!   it sends every frame (ring frames to the group, node frames to the member) and receives
+//!   node frames. The *group socket* is bound to the group address and port (with
+//!   `SO_REUSEADDR`, so several nodes can share a host) and receives ring frames. Ring frames
+//!   therefore arrive from the sender's unicast address, which is how [`Source::node`] is
+//!   resolved; a node's own ring frames, looped back when `loopback` is on,
+//!   are recognised by that address and skipped.
+//! - [`Mode::Unicast`] (`udpu`): one socket bound to `bind`; [`Dest::Ring`] queues one
+//!   datagram per member except this node (the member whose address equals the bound address),
+//!   all pointing at the same TX slot.
+//!
+//! Frames move in batches: one `recvmmsg` fills up to `burst` slots of an RX arena of
+//! `burst × mtu` bytes, one `sendmmsg` sends everything queued in a TX arena of the same size.
+//! The arenas, `mmsghdr` and `iovec` arrays are allocated when the transport is created (the
+//! TX queue grows on [`Transport::set_members`] when the ring grows), never per frame or burst.
+//! A datagram larger than `mtu` is detected with `MSG_TRUNC`, dropped and counted in
+//! [`Stats::rx_truncated`]. Sockets are non-blocking; [`Transport::wait`] is `poll(2)`.
+//!
+//! All `unsafe` code of this backend is in the private `sys` module.
+
+mod sys;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::time::Duration;
+
+use crate::members::{MemberTable, addr_key};
+use crate::{Caps, Dest, Member, MembersError, NodeId, SendError, Source, Stats, Transport};
+use sys::{RawAddr, RxBatch, TxBatch, TxEntry};
+
+/// How ring frames ([`Dest::Ring`]) travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One datagram to a multicast group (corosync `totemudp`).
+    Multicast {
+        /// The group address (IPv4 `224.0.0.0/4` or IPv6 `ff00::/8`), of the same family as
+        /// [`UdpConfig::bind`].
+        group: IpAddr,
+        /// The group port. 0 lets the kernel pick a free one; read it back with
+        /// [`UdpTransport::group_addr`] and give it to the other nodes.
+        port: u16,
+        /// Multicast TTL (IPv6 hop limit); 1 keeps frames on the local link.
+        ttl: u32,
+        /// Deliver multicast to sockets on this host too (`IP_MULTICAST_LOOP`). Needed when
+        /// several nodes share a host (tests, the loopback demo); this node's own ring frames
+        /// are skipped either way.
+        loopback: bool,
+        /// A local address of the interface that joins the group and sends to it; `None`
+        /// means the interface of [`UdpConfig::bind`] (for IPv6 with a scope id, that scope).
+        interface: Option<IpAddr>,
+    },
+    /// One unicast datagram per other member (corosync `totemudpu`).
+    Unicast,
+}
+
+/// Configuration of a [`UdpTransport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// The address and port this node receives unicast frames on and sends from. Must be a
+    /// specific local address, not `0.0.0.0` or `::` (peers and the ring's self-filter know a
+    /// node by it). Port 0 picks a free port; read it back with [`UdpTransport::local_addr`].
+    pub bind: SocketAddr,
+    /// Multicast or unicast ring.
+    pub mode: Mode,
+    /// The datagram payload budget, in bytes: 1472 for IPv4 on a 1500-byte link, 1452 for
+    /// IPv6, 8972 for IPv4 on a 9000-byte jumbo link. At most 65507 (IPv4) or 65527 (IPv6).
+    pub mtu: usize,
+    /// Frames per `recvmmsg`/`sendmmsg` batch and TX slots between flushes (1..=1024).
+    pub burst: usize,
+    /// Requested `SO_RCVBUF` of each socket (the kernel caps it at `net.core.rmem_max`).
+    pub recv_buffer_bytes: usize,
+    /// Requested `SO_SNDBUF` of the sending socket (capped at `net.core.wmem_max`).
+    pub send_buffer_bytes: usize,
+}
+
+impl UdpConfig {
+    /// Default [`burst`](Self::burst).
+    pub const DEFAULT_BURST: usize = 32;
+    /// Default socket buffer request (the kernel doubles it for bookkeeping).
+    pub const DEFAULT_BUFFER_BYTES: usize = 1 << 20;
+    /// The largest UDP payload over IPv4.
+    pub const MAX_MTU_V4: usize = 65_507;
+    /// The largest UDP payload over IPv6 (without jumbograms).
+    pub const MAX_MTU_V6: usize = 65_527;
+
+    /// The payload budget of a UDP datagram on a 1500-byte link: 1472 over IPv4, 1452 over
+    /// IPv6.
+    pub const fn default_mtu(ipv6: bool) -> usize {
+        if ipv6 { 1452 } else { 1472 }
+    }
+
+    /// Unicast ring (`udpu`) on `bind`, with default MTU, burst and buffers.
+    pub fn unicast(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            mode: Mode::Unicast,
+            mtu: Self::default_mtu(bind.is_ipv6()),
+            burst: Self::DEFAULT_BURST,
+            recv_buffer_bytes: Self::DEFAULT_BUFFER_BYTES,
+            send_buffer_bytes: Self::DEFAULT_BUFFER_BYTES,
+        }
+    }
+
+    /// Multicast ring on `group:port`, TTL 1, loopback off, the interface of `bind`; default
+    /// MTU, burst and buffers.
+    pub fn multicast(bind: SocketAddr, group: IpAddr, port: u16) -> Self {
+        Self {
+            mode: Mode::Multicast {
+                group,
+                port,
+                ttl: 1,
+                loopback: false,
+                interface: None,
+            },
+            ..Self::unicast(bind)
+        }
+    }
+
+    fn validate(&self) -> Result<(), UdpError> {
+        let bad = |reason: String| Err(UdpError::Config { reason });
+        let v6 = self.bind.is_ipv6();
+        if self.bind.ip().is_unspecified() {
+            return bad(format!(
+                "bind address {} is unspecified; give the address peers reach this node on",
+                self.bind
+            ));
+        }
+        let max_mtu = if v6 {
+            Self::MAX_MTU_V6
+        } else {
+            Self::MAX_MTU_V4
+        };
+        if self.mtu == 0 || self.mtu > max_mtu {
+            return bad(format!("mtu {} is not in 1..={max_mtu}", self.mtu));
+        }
+        if self.burst == 0 || self.burst > sys::MAX_BATCH {
+            return bad(format!(
+                "burst {} is not in 1..={}",
+                self.burst,
+                sys::MAX_BATCH
+            ));
+        }
+        if let Mode::Multicast {
+            group, interface, ..
+        } = self.mode
+        {
+            if !group.is_multicast() {
+                return bad(format!("group {group} is not a multicast address"));
+            }
+            if group.is_ipv6() != v6 {
+                return bad(format!(
+                    "group {group} and bind address {} are of different families",
+                    self.bind
+                ));
+            }
+            if let Some(i) = interface
+                && i.is_ipv6() != v6
+            {
+                return bad(format!(
+                    "interface {i} and bind address {} are of different families",
+                    self.bind
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`UdpTransport`] could not be created. Each variant names the address involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UdpError {
+    /// The configuration is inconsistent.
+    #[error("invalid UDP transport configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// socket(2) failed.
+    #[error("cannot create a UDP socket for {addr}")]
+    Socket {
+        /// The address the socket was for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// bind(2) failed (address in use, not a local address, ...).
+    #[error("cannot bind a UDP socket to {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Joining the multicast group failed (or no interface has the given address).
+    #[error("cannot join multicast group {group} on the interface of {interface}")]
+    Join {
+        /// The group.
+        group: IpAddr,
+        /// The local address naming the interface.
+        interface: IpAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Setting a socket option failed.
+    #[error("cannot set {option} on the UDP socket for {addr}")]
+    SocketOption {
+        /// The option, e.g. `"SO_RCVBUF"`.
+        option: &'static str,
+        /// The address of the socket.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+}
+
+fn opt_err(option: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> UdpError {
+    move |source| UdpError::SocketOption {
+        option,
+        addr,
+        source,
+    }
+}
+
+/// Requests the buffer sizes and warns when the kernel granted less (it reports double the
+/// usable size).
+fn size_buffers(
+    sock: &UdpSocket,
+    addr: SocketAddr,
+    recv: usize,
+    send: Option<usize>,
+) -> Result<(), UdpError> {
+    let granted = sys::set_recv_buffer(sock, recv).map_err(opt_err("SO_RCVBUF", addr))?;
+    if granted / 2 < recv {
+        tracing::warn!(%addr, requested = recv, granted = granted / 2,
+            "UDP receive buffer capped by net.core.rmem_max");
+    }
+    if let Some(send) = send {
+        let granted = sys::set_send_buffer(sock, send).map_err(opt_err("SO_SNDBUF", addr))?;
+        if granted / 2 < send {
+            tracing::warn!(%addr, requested = send, granted = granted / 2,
+                "UDP send buffer capped by net.core.wmem_max");
+        }
+    }
+    Ok(())
+}
+
+/// The multicast part of a transport.
+struct Group {
+    sock: UdpSocket,
+    /// Group address with the actual port.
+    addr: SocketAddr,
+    raw: RawAddr,
+}
+
+/// The kernel UDP backend. See the [module documentation](self).
+pub struct UdpTransport {
+    config: UdpConfig,
+    /// The unicast socket: sends everything, receives [`Dest::Node`] frames (and ring frames in
+    /// unicast mode).
+    sock: UdpSocket,
+    local: SocketAddr,
+    group: Option<Group>,
+    members: MemberTable,
+    /// Kernel-layout addresses of `members.members()`, same order.
+    member_raw: Vec<RawAddr>,
+    /// Unicast mode: every member except this node, the targets of a ring send.
+    peers: Vec<RawAddr>,
+    local_node: Option<NodeId>,
+    rx: RxBatch,
+    /// Deliver from the group socket first on the next `recv_burst` (alternates, so neither
+    /// socket starves the other).
+    group_first: bool,
+    tx_arena: Box<[u8]>,
+    /// TX slots taken since the last complete flush.
+    tx_slots: usize,
+    /// Queued datagrams; `tx_queue[tx_head..]` are not sent yet. Its capacity is kept at
+    /// `burst × max(1, peers)` so `send` never reallocates.
+    tx_queue: Vec<TxEntry>,
+    tx_head: usize,
+    tx: TxBatch,
+    stats: Stats,
+}
+
+impl fmt::Debug for UdpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpTransport")
+            .field("local", &self.local)
+            .field("group", &self.group.as_ref().map(|g| g.addr))
+            .field("mtu", &self.config.mtu)
+            .field("burst", &self.config.burst)
+            .field("members", &self.members.members().len())
+            .field("queued", &(self.tx_queue.len() - self.tx_head))
+            .finish_non_exhaustive()
+    }
+}
+
+impl UdpTransport {
+    /// Opens and binds the sockets, joins the group in multicast mode, and allocates the RX
+    /// and TX batches. The member list starts empty.
+    ///
+    /// # Errors
+    /// An inconsistent configuration, or a socket that cannot be created, configured, bound
+    /// or joined to the group; the error names the address.
+    pub fn new(config: UdpConfig) -> Result<Self, UdpError> {
+        config.validate()?;
+        let bind = config.bind;
+        let v6 = bind.is_ipv6();
+        let sock = sys::udp_socket(v6).map_err(|source| UdpError::Socket { addr: bind, source })?;
+        size_buffers(
+            &sock,
+            bind,
+            config.recv_buffer_bytes,
+            Some(config.send_buffer_bytes),
+        )?;
+        sys::bind(&sock, bind).map_err(|source| UdpError::Bind { addr: bind, source })?;
+        let local = sock
+            .local_addr()
+            .map_err(|source| UdpError::Bind { addr: bind, source })?;
+
+        let group = match config.mode {
+            Mode::Unicast => None,
+            Mode::Multicast {
+                group,
+                port,
+                ttl,
+                loopback,
+                interface,
+            } => Some(Self::open_group(
+                &config, &sock, local, group, port, ttl, loopback, interface,
+            )?),
+        };
+        tracing::debug!(%local, group = ?group.as_ref().map(|g| g.addr), mtu = config.mtu,
+            burst = config.burst, "UDP transport open");
+
+        Ok(Self {
+            config,
+            sock,
+            local,
+            group,
+            members: MemberTable::default(),
+            member_raw: Vec::new(),
+            peers: Vec::new(),
+            local_node: None,
+            rx: RxBatch::new(config.burst, config.mtu),
+            group_first: false,
+            tx_arena: vec![0; config.burst * config.mtu].into_boxed_slice(),
+            tx_slots: 0,
+            tx_queue: Vec::with_capacity(config.burst),
+            tx_head: 0,
+            tx: TxBatch::new(config.burst),
+            stats: Stats::default(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_group(
+        config: &UdpConfig,
+        sock: &UdpSocket,
+        local: SocketAddr,
+        group: IpAddr,
+        port: u16,
+        ttl: u32,
+        loopback: bool,
+        interface: Option<IpAddr>,
+    ) -> Result<Group, UdpError> {
+        let iface = interface.unwrap_or(local.ip());
+        let join_err = |source| UdpError::Join {
+            group,
+            interface: iface,
+            source,
+        };
+        let mut bind_addr = SocketAddr::new(group, port);
+        let mcast = sys::udp_socket(group.is_ipv6()).map_err(|source| UdpError::Socket {
+            addr: bind_addr,
+            source,
+        })?;
+        match (group, iface) {
+            (IpAddr::V4(g), IpAddr::V4(i)) => {
+                sys::set_multicast_if_v4(sock, i).map_err(opt_err("IP_MULTICAST_IF", local))?;
+                sock.set_multicast_ttl_v4(ttl)
+                    .map_err(opt_err("IP_MULTICAST_TTL", local))?;
+                sock.set_multicast_loop_v4(loopback)
+                    .map_err(opt_err("IP_MULTICAST_LOOP", local))?;
+                Self::bind_group(config, &mcast, bind_addr)?;
+                mcast.join_multicast_v4(&g, &i).map_err(join_err)?;
+            }
+            (IpAddr::V6(g), _) => {
+                let scope = match local {
+                    SocketAddr::V6(a) if interface.is_none() && a.scope_id() != 0 => {
+                        Some(a.scope_id())
+                    }
+                    _ => sys::interface_index(iface).map_err(join_err)?,
+                };
+                let ifindex = scope.ok_or_else(|| {
+                    join_err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no network interface has address {iface}"),
+                    ))
+                })?;
+                sys::set_multicast_if_v6(sock, ifindex)
+                    .map_err(opt_err("IPV6_MULTICAST_IF", local))?;
+                sys::set_multicast_hops_v6(sock, ttl)
+                    .map_err(opt_err("IPV6_MULTICAST_HOPS", local))?;
+                sock.set_multicast_loop_v6(loopback)
+                    .map_err(opt_err("IPV6_MULTICAST_LOOP", local))?;
+                bind_addr = SocketAddrV6::new(g, port, 0, ifindex).into();
+                Self::bind_group(config, &mcast, bind_addr)?;
+                mcast.join_multicast_v6(&g, ifindex).map_err(join_err)?;
+            }
+            (IpAddr::V4(_), IpAddr::V6(_)) => unreachable!("families checked by validate"),
+        }
+        let port = mcast
+            .local_addr()
+            .map_err(|source| UdpError::Bind {
+                addr: bind_addr,
+                source,
+            })?
+            .port();
+        let addr = SocketAddr::new(group, port);
+        Ok(Group {
+            sock: mcast,
+            addr,
+            raw: RawAddr::new(addr),
+        })
+    }
+
+    fn bind_group(config: &UdpConfig, mcast: &UdpSocket, addr: SocketAddr) -> Result<(), UdpError> {
+        sys::set_reuse_addr(mcast).map_err(opt_err("SO_REUSEADDR", addr))?;
+        size_buffers(mcast, addr, config.recv_buffer_bytes, None)?;
+        sys::bind(mcast, addr).map_err(|source| UdpError::Bind { addr, source })
+    }
+
+    /// The address this node receives unicast frames on and sends from (with the actual port
+    /// when [`UdpConfig::bind`] had port 0). Use it as this node's [`Member::addr`].
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Multicast mode: the group address and the actual group port.
+    pub fn group_addr(&self) -> Option<SocketAddr> {
+        self.group.as_ref().map(|g| g.addr)
+    }
+
+    /// The member whose address is [`local_addr`](Self::local_addr), if any.
+    pub fn local_node(&self) -> Option<NodeId> {
+        self.local_node
+    }
+
+    /// The current member list, sorted by node id.
+    pub fn members(&self) -> &[Member] {
+        self.members.members()
+    }
+
+    /// The configuration this transport was created with.
+    pub fn config(&self) -> &UdpConfig {
+        &self.config
+    }
+}
+
+/// Reads one batch from `sock` and delivers it; returns (datagrams read, frames delivered).
+fn drain(
+    sock: &UdpSocket,
+    rx: &mut RxBatch,
+    max: usize,
+    skip_from: Option<SocketAddr>,
+    members: &MemberTable,
+    stats: &mut Stats,
+    f: &mut impl FnMut(Source, &[u8]),
+) -> io::Result<(usize, usize)> {
+    let n = match rx.recv(sock, max) {
+        Ok(n) => n,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return Ok((0, 0));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut delivered = 0;
+    for i in 0..n {
+        let (meta, payload) = rx.frame(i);
+        if meta.truncated {
+            stats.rx_truncated += 1;
+            continue;
+        }
+        let Some(addr) = meta.src else {
+            // Not an address of our family: cannot be named, so cannot be a member.
+            stats.unknown_sources += 1;
+            continue;
+        };
+        if skip_from.is_some_and(|own| addr_key(own) == addr_key(addr)) {
+            continue; // our own ring frame, looped back
+        }
+        let node = members.node_of(addr);
+        if node.is_none() {
+            stats.unknown_sources += 1;
+        }
+        stats.frames_in += 1;
+        stats.bytes_in += meta.len as u64;
+        delivered += 1;
+        f(Source { node, addr }, payload);
+    }
+    Ok((n, delivered))
+}
+
+impl Transport for UdpTransport {
+    fn caps(&self) -> Caps {
+        Caps {
+            mtu: self.config.mtu,
+            max_burst: self.config.burst,
+        }
+    }
+
+    fn recv_burst(&mut self, mut f: impl FnMut(Source, &[u8])) -> io::Result<usize> {
+        let mut budget = self.config.burst;
+        let mut delivered = 0;
+        let group_first = self.group_first;
+        self.group_first = !group_first;
+        for from_group in [group_first, !group_first] {
+            if budget == 0 {
+                break;
+            }
+            let (sock, skip) = if from_group {
+                match &self.group {
+                    Some(g) => (&g.sock, Some(self.local)),
+                    None => continue,
+                }
+            } else {
+                (&self.sock, None)
+            };
+            let (read, got) = drain(
+                sock,
+                &mut self.rx,
+                budget,
+                skip,
+                &self.members,
+                &mut self.stats,
+                &mut f,
+            )?;
+            budget -= read;
+            delivered += got;
+        }
+        Ok(delivered)
+    }
+
+    fn send(
+        &mut self,
+        dest: Dest,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), SendError> {
+        let mtu = self.config.mtu;
+        if len > mtu {
+            return Err(SendError::TooLarge { len, mtu });
+        }
+        if self.tx_slots == self.config.burst {
+            return Err(SendError::TxFull);
+        }
+        let member = match dest {
+            Dest::Node(id) => Some(self.members.index_of(id).ok_or(SendError::Unknown(id))?),
+            Dest::Ring => None,
+        };
+        let offset = self.tx_slots * mtu;
+        fill(&mut self.tx_arena[offset..offset + len]);
+        self.tx_slots += 1;
+        let entry = |dest| TxEntry { offset, len, dest };
+        let before = self.tx_queue.capacity();
+        match (member, &self.group) {
+            (Some(i), _) => self.tx_queue.push(entry(self.member_raw[i])),
+            (None, Some(g)) => self.tx_queue.push(entry(g.raw)),
+            (None, None) => self.tx_queue.extend(self.peers.iter().map(|&p| entry(p))),
+        }
+        debug_assert_eq!(before, self.tx_queue.capacity(), "TX queue reallocated");
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut first_err = None;
+        while self.tx_head < self.tx_queue.len() {
+            let pending = &self.tx_queue[self.tx_head..];
+            match self.tx.send(&self.sock, &self.tx_arena, pending) {
+                Ok(0) => return Err(io::ErrorKind::WouldBlock.into()),
+                Ok(n) => {
+                    for e in &pending[..n] {
+                        self.stats.frames_out += 1;
+                        self.stats.bytes_out += e.len as u64;
+                    }
+                    self.tx_head += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => {
+                    self.stats.tx_errors += 1;
+                    let dest = pending[0].dest.to_std();
+                    tracing::debug!(?dest, error = %e, "UDP datagram refused, dropped");
+                    first_err.get_or_insert(e);
+                    self.tx_head += 1;
+                }
+            }
+        }
+        self.tx_queue.clear();
+        self.tx_head = 0;
+        self.tx_slots = 0;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn set_members(&mut self, members: &[Member]) -> Result<(), MembersError> {
+        let table = MemberTable::new(members, Some(self.local.is_ipv6()))?;
+        self.member_raw = table
+            .members()
+            .iter()
+            .map(|m| RawAddr::new(m.addr))
+            .collect();
+        self.peers = match self.config.mode {
+            Mode::Multicast { .. } => Vec::new(),
+            Mode::Unicast => table
+                .members()
+                .iter()
+                .filter(|m| addr_key(m.addr) != addr_key(self.local))
+                .map(|m| RawAddr::new(m.addr))
+                .collect(),
+        };
+        self.local_node = table.node_of(self.local);
+        self.members = table;
+        let need = self.config.burst * self.peers.len().max(1);
+        if self.tx_queue.capacity() < need {
+            self.tx_queue.reserve_exact(need - self.tx_queue.len());
+        }
+        if self.tx.capacity() < need.min(sys::MAX_BATCH) {
+            self.tx = TxBatch::new(need);
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        sys::wait_readable(&self.sock, self.group.as_ref().map(|g| &g.sock), timeout)
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn lo(port: u16) -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)
+    }
+
+    #[test]
+    fn rejects_inconsistent_configurations() {
+        let cases = [
+            UdpConfig::unicast("0.0.0.0:0".parse().unwrap()),
+            UdpConfig {
+                mtu: 0,
+                ..UdpConfig::unicast(lo(0))
+            },
+            UdpConfig {
+                mtu: 65_508,
+                ..UdpConfig::unicast(lo(0))
+            },
+            UdpConfig {
+                burst: 0,
+                ..UdpConfig::unicast(lo(0))
+            },
+            UdpConfig::multicast(lo(0), "10.0.0.1".parse().unwrap(), 0),
+            UdpConfig::multicast(lo(0), "ff12::1".parse().unwrap(), 0),
+        ];
+        for c in cases {
+            let err = UdpTransport::new(c).unwrap_err();
+            assert!(matches!(err, UdpError::Config { .. }), "{c:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn bind_error_names_the_address() {
+        let first = UdpTransport::new(UdpConfig::unicast(lo(0))).unwrap();
+        let taken = first.local_addr();
+        let err = UdpTransport::new(UdpConfig::unicast(taken)).unwrap_err();
+        assert!(matches!(err, UdpError::Bind { addr, .. } if addr == taken));
+        assert!(err.to_string().contains(&taken.to_string()), "{err}");
+        // Not a local address at all (TEST-NET-3).
+        let err =
+            UdpTransport::new(UdpConfig::unicast("203.0.113.7:5405".parse().unwrap())).unwrap_err();
+        assert!(err.to_string().contains("203.0.113.7:5405"), "{err}");
+    }
+
+    #[test]
+    fn wait_times_out_when_nothing_arrives() {
+        let mut t = UdpTransport::new(UdpConfig::unicast(lo(0))).unwrap();
+        let start = std::time::Instant::now();
+        t.wait(Some(Duration::from_millis(20))).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(t.recv_burst(|_, _| panic!("nothing was sent")).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_refused_datagram_is_dropped_and_the_rest_still_go() {
+        let mut a = UdpTransport::new(UdpConfig::unicast(lo(0))).unwrap();
+        let mut b = UdpTransport::new(UdpConfig::unicast(lo(0))).unwrap();
+        // A socket bound to 127.0.0.1 cannot send to a non-loopback address (EINVAL).
+        let members = [
+            Member {
+                id: NodeId(1),
+                addr: a.local_addr(),
+            },
+            Member {
+                id: NodeId(2),
+                addr: "203.0.113.1:5405".parse().unwrap(),
+            },
+            Member {
+                id: NodeId(3),
+                addr: b.local_addr(),
+            },
+        ];
+        a.set_members(&members).unwrap();
+        b.set_members(&members).unwrap();
+        a.send(Dest::Ring, 3, |buf| buf.copy_from_slice(b"one"))
+            .unwrap();
+        a.send(Dest::Node(NodeId(3)), 3, |buf| buf.copy_from_slice(b"two"))
+            .unwrap();
+        assert!(a.flush().is_err(), "the refused datagram is reported");
+        let stats = a.stats();
+        assert_eq!((stats.tx_errors, stats.frames_out), (1, 2));
+        a.flush().unwrap(); // the queue is empty again
+
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < 2 && std::time::Instant::now() < deadline {
+            b.wait(Some(Duration::from_millis(100))).unwrap();
+            b.recv_burst(|src, f| got.push((src.node, f.to_vec())))
+                .unwrap();
+        }
+        assert_eq!(
+            got,
+            [
+                (Some(NodeId(1)), b"one".to_vec()),
+                (Some(NodeId(1)), b"two".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn local_node_is_the_member_with_our_address() {
+        let mut t = UdpTransport::new(UdpConfig::unicast(lo(0))).unwrap();
+        let me = t.local_addr();
+        t.set_members(&[
+            Member {
+                id: NodeId(7),
+                addr: me,
+            },
+            Member {
+                id: NodeId(8),
+                addr: lo(1),
+            },
+        ])
+        .unwrap();
+        assert_eq!(t.local_node(), Some(NodeId(7)));
+        assert_eq!(
+            t.set_members(&[Member {
+                id: NodeId(1),
+                addr: "[::1]:1".parse().unwrap()
+            }]),
+            Err(MembersError::AddressFamily {
+                id: NodeId(1),
+                addr: "[::1]:1".parse().unwrap()
+            })
+        );
+        assert_eq!(t.local_node(), Some(NodeId(7)), "old list stays on error");
+    }
+}
