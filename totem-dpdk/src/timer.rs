@@ -7,17 +7,40 @@ use crate::time::Instant;
 /// The timers of the Totem core, named after corosync's `totemsrp.c` timers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Timer {
-    /// Re-send the last token this node forwarded if the ring shows no progress: a lost token
-    /// is recovered without a membership change.
+    /// Re-send the last token (ORF or commit) this node forwarded if the ring shows no
+    /// progress: a lost token is recovered without a membership change.
     TokenRetransmit,
+    /// No token for `token_timeout`: the ring is broken; start a membership round.
+    TokenLoss,
+    /// Re-send this node's join message while gathering.
+    Join,
+    /// Gathering took `consensus_timeout`: members that have not agreed are declared failed.
+    Consensus,
+    /// The representative announces its ring so that other partitions find it.
+    MergeDetect,
+    /// The representative holds the token of an idle ring for a while before passing it on,
+    /// so an idle ring does not spin (corosync's token hold).
+    TokenHold,
 }
 
 impl Timer {
-    const ALL: [Timer; 1] = [Timer::TokenRetransmit];
+    const ALL: [Timer; 6] = [
+        Timer::TokenRetransmit,
+        Timer::TokenLoss,
+        Timer::Join,
+        Timer::Consensus,
+        Timer::MergeDetect,
+        Timer::TokenHold,
+    ];
 
     fn index(self) -> usize {
         match self {
             Timer::TokenRetransmit => 0,
+            Timer::TokenLoss => 1,
+            Timer::Join => 2,
+            Timer::Consensus => 3,
+            Timer::MergeDetect => 4,
+            Timer::TokenHold => 5,
         }
     }
 }
@@ -47,6 +70,11 @@ impl TimerTable {
     /// The earliest armed deadline.
     pub fn next(&self) -> Option<Instant> {
         self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Disarms every timer.
+    pub fn clear(&mut self) {
+        self.deadlines = Default::default();
     }
 
     /// Disarms and returns the first timer whose deadline is at or before `now`.

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use totem_sim::log::EventLog;
 use totem_sim::net::Faults;
 use totem_sim::runner::{self, Checked};
-use totem_sim::sim::Schedule;
+use totem_sim::sim::{NodeFaultKinds, Schedule};
 
 /// Deterministic simulation of Totem rings with a virtual-synchrony checker.
 ///
@@ -39,8 +39,11 @@ struct Cli {
     #[arg(long, default_value = "0..100", value_name = "A..B|N")]
     seeds: String,
 
-    /// Link faults to inject, comma-separated: loss, dup, reorder, corrupt; or all, or none.
-    /// Each schedule draws its probabilities up to: loss 20%, dup 10%, reorder 20%, corrupt 5%.
+    /// Faults to inject, comma-separated. Link faults: loss, dup, reorder, corrupt (each
+    /// schedule draws its probabilities up to loss 20%, dup 10%, reorder 20%, corrupt 5%).
+    /// Node and topology faults: crash (and restart), pause, partition (and heal), oneway (one
+    /// direction of one link lost, then healed); 1 to 4 per schedule at random times.
+    /// Or: links (all link faults), nodes (all node faults), all, none.
     #[arg(long, default_value = "none", value_name = "LIST")]
     faults: String,
 
@@ -68,6 +71,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Protocol traces (membership steps and more) with RUST_LOG=totem_dpdk=debug.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -99,10 +107,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Err(_) => parse_seeds(&cli.seeds)?,
     };
-    let faults = parse_faults(&cli.faults)?;
+    let (faults, node_faults) = parse_faults(&cli.faults)?;
     let schedules: Vec<Schedule> = seeds
         .clone()
-        .map(|seed| Schedule::random(seed, nodes.clone(), faults))
+        .map(|seed| Schedule::random(seed, nodes.clone(), faults, node_faults))
         .collect();
     let single = schedules.len() == 1;
     if let Some(dir) = cli.log.as_ref().filter(|_| !single) {
@@ -232,7 +240,7 @@ fn parse_seeds(s: &str) -> anyhow::Result<Range<u64>> {
     }
 }
 
-fn parse_faults(s: &str) -> anyhow::Result<Faults> {
+fn parse_faults(s: &str) -> anyhow::Result<(Faults, NodeFaultKinds)> {
     let max = Faults {
         loss: 0.2,
         dup: 0.1,
@@ -240,18 +248,26 @@ fn parse_faults(s: &str) -> anyhow::Result<Faults> {
         corrupt: 0.05,
     };
     let mut faults = Faults::default();
+    let mut nodes = NodeFaultKinds::default();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match name {
-            "all" => faults = max,
+            "all" => (faults, nodes) = (max, NodeFaultKinds::ALL),
+            "links" => faults = max,
+            "nodes" => nodes = NodeFaultKinds::ALL,
             "none" => {}
             "loss" => faults.loss = max.loss,
             "dup" => faults.dup = max.dup,
             "reorder" => faults.reorder = max.reorder,
             "corrupt" => faults.corrupt = max.corrupt,
+            "crash" => nodes.crash = true,
+            "pause" => nodes.pause = true,
+            "partition" => nodes.partition = true,
+            "oneway" => nodes.oneway = true,
             other => bail!(
-                "--faults: unknown fault {other:?} (known: loss, dup, reorder, corrupt, all, none)"
+                "--faults: unknown fault {other:?} (known: loss, dup, reorder, corrupt, crash, \
+                 pause, partition, oneway, links, nodes, all, none)"
             ),
         }
     }
-    Ok(faults)
+    Ok((faults, nodes))
 }

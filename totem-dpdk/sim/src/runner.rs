@@ -21,7 +21,9 @@ pub struct Checked {
 pub fn run_one(schedule: Schedule) -> Checked {
     let outcome = Sim::new(schedule.clone()).run();
     let mut violations = outcome.violations.clone();
-    let params = checker::CheckParams::from_log(&outcome.log);
+    let mut params = checker::CheckParams::from_log(&outcome.log);
+    params.last_fault_ns = Some(schedule.faults_end().as_nanos());
+    params.converge_bound_ns = Some(schedule.converge_bound.as_nanos());
     let report = checker::check(&outcome.log, &params);
     violations.extend(report.violations.iter().map(ToString::to_string));
     Checked {
@@ -48,6 +50,10 @@ pub struct Summary {
     pub violations: u64,
     /// Virtual time simulated, nanoseconds.
     pub virtual_ns: u64,
+    /// Regular configurations installed, summed over nodes and schedules.
+    pub configs: u64,
+    /// Longest time from a schedule's last node fault until its nodes converged, nanoseconds.
+    pub worst_convergence_ns: u64,
     /// Seeds of the schedules with violations (at most 100).
     pub failed_seeds: Vec<u64>,
 }
@@ -80,6 +86,12 @@ pub fn run_many(
                     s.frames += checked.outcome.frames;
                     s.backpressure += checked.outcome.backpressure;
                     s.virtual_ns += checked.outcome.end.as_nanos();
+                    s.configs += checked.outcome.configs;
+                    if checked.outcome.drained {
+                        s.worst_convergence_ns = s
+                            .worst_convergence_ns
+                            .max(checked.outcome.convergence.as_nanos());
+                    }
                     s.violations += checked.violations.len() as u64;
                     if !checked.violations.is_empty() && s.failed_seeds.len() < 100 {
                         s.failed_seeds.push(checked.schedule.seed);

@@ -1,18 +1,67 @@
 //! One deterministic simulation: N Totem nodes on a faulty simulated network, a random
-//! workload, virtual time. The same [`Schedule`] always produces the same run, bit for bit.
+//! workload, node faults, virtual time. The same [`Schedule`] always produces the same run,
+//! bit for bit.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use totem_dpdk::srp::{Config, Dest, Event, FlowControl, Observation, Totem};
-use totem_dpdk::{DeliveryKind, Duration, Instant, NodeId, Priority};
+use totem_dpdk::srp::{Config, Dest, Event, FlowControl, MembState, Observation, Totem};
+use totem_dpdk::{DeliveryKind, Duration, Instant, NodeId, Priority, RingId};
 
 use crate::log::LogEvent;
 use crate::net::{Faults, Link};
 use crate::record;
+
+/// A fault that happens to nodes or to the network at a given time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFault {
+    /// The node's process dies: its state is gone, frames to it are lost.
+    Crash(u32),
+    /// A crashed node starts again, with only its persisted ring sequence number.
+    Restart(u32),
+    /// The node's process is frozen for the given time (a VM pause, a stalled disk write):
+    /// frames to it wait in its socket buffer (up to a limit) and its timers do not run; then
+    /// it resumes with its stale state.
+    Pause(u32, Duration),
+    /// The network splits: nodes in different groups (group number per node, index 0 = node
+    /// 1) cannot reach each other.
+    Partition(Vec<u8>),
+    /// Frames from the first node to the second are lost (one direction only).
+    OneWay(u32, u32),
+    /// Every link works again.
+    Heal,
+}
+
+/// Which node and topology faults a schedule may draw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeFaultKinds {
+    /// Crash and restart.
+    pub crash: bool,
+    /// Process pause (freeze, then resume with stale state).
+    pub pause: bool,
+    /// Symmetric partition into two groups, then heal.
+    pub partition: bool,
+    /// One-way link loss, then heal.
+    pub oneway: bool,
+}
+
+impl NodeFaultKinds {
+    /// Every kind.
+    pub const ALL: NodeFaultKinds = NodeFaultKinds {
+        crash: true,
+        pause: true,
+        partition: true,
+        oneway: true,
+    };
+
+    /// True if any kind is enabled.
+    pub fn any(self) -> bool {
+        self.crash || self.pause || self.partition || self.oneway
+    }
+}
 
 /// Everything that determines one run.
 #[derive(Debug, Clone)]
@@ -23,6 +72,8 @@ pub struct Schedule {
     pub nodes: u32,
     /// Link faults, the same on every link.
     pub faults: Faults,
+    /// Node and topology faults, at their times (ascending).
+    pub node_faults: Vec<(Instant, NodeFault)>,
     /// Totem frame size (1472 for a 1500-byte MTU, 8972 for 9000).
     pub max_frame_size: usize,
     /// Messages each node submits.
@@ -33,15 +84,21 @@ pub struct Schedule {
     pub max_queued_messages: usize,
     /// Submissions are spread uniformly over this much virtual time.
     pub submit_window: Duration,
-    /// The run fails (liveness) if it has not delivered everything by then.
-    pub deadline: Duration,
+    /// After the last fault, the nodes must converge and deliver everything within this time.
+    pub converge_bound: Duration,
 }
 
 impl Schedule {
-    /// A schedule drawn from `seed`: the fault probabilities are drawn up to the maxima in
-    /// `max_faults` (0 disables a fault), the frame size is 1472 or 8972, the ring size is
-    /// drawn from `nodes`.
-    pub fn random(seed: u64, nodes: std::ops::RangeInclusive<u32>, max_faults: Faults) -> Schedule {
+    /// A schedule drawn from `seed`: the link-fault probabilities are drawn up to the maxima in
+    /// `max_faults` (0 disables a fault); 1 to 4 node or topology faults of the enabled kinds
+    /// (crash and restart, pause, partition and heal, one-way link) at random times; the frame
+    /// size is 1472 or 8972; the ring size is drawn from `nodes`.
+    pub fn random(
+        seed: u64,
+        nodes: std::ops::RangeInclusive<u32>,
+        max_faults: Faults,
+        node_faults: NodeFaultKinds,
+    ) -> Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5c4e_d01e);
         let mut draw = |max: f64| {
             if max > 0.0 {
@@ -56,10 +113,18 @@ impl Schedule {
             reorder: draw(max_faults.reorder),
             corrupt: draw(max_faults.corrupt),
         };
+        let n = rng.random_range(nodes);
+        let submit_window = Duration::from_millis(rng.random_range(1..=20));
+        let node_faults = if node_faults.any() {
+            random_node_faults(&mut rng, n, node_faults)
+        } else {
+            Vec::new()
+        };
         Schedule {
             seed,
-            nodes: rng.random_range(nodes),
+            nodes: n,
             faults,
+            node_faults,
             max_frame_size: if rng.random_bool(0.5) { 1472 } else { 8972 },
             messages_per_node: rng.random_range(10..=40),
             max_queued_messages: if rng.random_bool(0.2) {
@@ -67,10 +132,72 @@ impl Schedule {
             } else {
                 16384
             },
-            submit_window: Duration::from_millis(rng.random_range(1..=20)),
-            deadline: Duration::from_millis(60_000),
+            submit_window,
+            converge_bound: Duration::from_millis(5_000),
         }
     }
+
+    /// When faults stop: link faults last until the later of the last node or topology fault
+    /// and the end of the submit window, plus 100 ms; after that the network is clean and the
+    /// ring must converge within `converge_bound`.
+    pub fn faults_end(&self) -> Instant {
+        let last_node_fault = self
+            .node_faults
+            .iter()
+            .map(|(t, f)| match f {
+                NodeFault::Pause(_, d) => *t + *d,
+                _ => *t,
+            })
+            .max()
+            .unwrap_or(Instant(0));
+        last_node_fault.max(Instant(0) + self.submit_window) + Duration::from_millis(100)
+    }
+}
+
+fn random_node_faults(
+    rng: &mut ChaCha8Rng,
+    n: u32,
+    kinds: NodeFaultKinds,
+) -> Vec<(Instant, NodeFault)> {
+    let enabled: Vec<u8> = [kinds.crash, kinds.pause, kinds.partition, kinds.oneway]
+        .iter()
+        .enumerate()
+        .filter(|(_, on)| **on)
+        .map(|(i, _)| i as u8)
+        .collect();
+    let mut out = Vec::new();
+    let mut t = Instant(0) + Duration::from_millis(rng.random_range(1..=300));
+    for _ in 0..rng.random_range(1..=4) {
+        let node = rng.random_range(1..=n);
+        match enabled[rng.random_range(0..enabled.len())] {
+            0 => {
+                out.push((t, NodeFault::Crash(node)));
+                t = t + Duration::from_millis(rng.random_range(0..=800));
+                out.push((t, NodeFault::Restart(node)));
+            }
+            1 => {
+                let pause = Duration::from_millis(rng.random_range(10..=2_000));
+                out.push((t, NodeFault::Pause(node, pause)));
+                t = t + pause;
+            }
+            2 => {
+                let groups: Vec<u8> = (0..n).map(|_| rng.random_range(0..2)).collect();
+                out.push((t, NodeFault::Partition(groups)));
+                t = t + Duration::from_millis(rng.random_range(0..=800));
+                out.push((t, NodeFault::Heal));
+            }
+            _ => {
+                let other = rng.random_range(1..=n);
+                if other != node {
+                    out.push((t, NodeFault::OneWay(node, other)));
+                    t = t + Duration::from_millis(rng.random_range(0..=800));
+                    out.push((t, NodeFault::Heal));
+                }
+            }
+        }
+        t = t + Duration::from_millis(rng.random_range(0..=400));
+    }
+    out
 }
 
 /// What a run produced.
@@ -88,9 +215,14 @@ pub struct Outcome {
     pub frames: u64,
     /// Submits refused with backpressure (and retried).
     pub backpressure: u64,
+    /// Regular configurations installed, summed over nodes.
+    pub configs: u64,
+    /// Time from the end of all faults until every live node was in one ring with everything
+    /// delivered.
+    pub convergence: Duration,
     /// Virtual time at the end.
     pub end: Instant,
-    /// Everything submitted was delivered everywhere before the deadline.
+    /// The run converged: all live nodes in one ring, everything queued delivered.
     pub drained: bool,
 }
 
@@ -99,6 +231,8 @@ enum Action {
     Frame { to: usize, frame: Bytes },
     Timer { node: usize },
     Submit { node: usize },
+    Fault(NodeFault),
+    Resume { node: usize },
 }
 
 #[derive(Debug)]
@@ -125,6 +259,25 @@ impl Ord for Scheduled {
     }
 }
 
+/// Frames a paused node's socket buffer holds; more are dropped.
+const PAUSE_BUFFER: usize = 2_000;
+
+/// One simulated node.
+struct Node {
+    totem: Option<Totem>,
+    timer_at: Option<Instant>,
+    /// Highest ring sequence number the node persisted (survives crashes).
+    persisted_ring_seq: u64,
+    /// Next message counter (survives crashes, so ids never repeat).
+    next_msg_no: u64,
+    /// Submits refused with backpressure, waiting for `FlowControl::Clear`.
+    waiting: u32,
+    /// Submits this node still has to make.
+    remaining: u32,
+    /// Paused until the resume action; frames received meanwhile.
+    paused: Option<VecDeque<Bytes>>,
+}
+
 /// A running simulation.
 pub struct Sim {
     schedule: Schedule,
@@ -132,60 +285,89 @@ pub struct Sim {
     now: Instant,
     order: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
-    nodes: Vec<Totem>,
-    timer_at: Vec<Option<Instant>>,
+    nodes: Vec<Node>,
     link: Link,
-    remaining_submits: u32,
+    /// The same link once faults have stopped.
+    clean: Link,
+    /// Partition group of each node.
+    groups: Vec<u8>,
+    /// Directed links that lose everything.
+    cut: Vec<(usize, usize)>,
     out: Outcome,
-    delivered_per_node: Vec<u64>,
-    /// Submits refused with backpressure, per node, waiting for `FlowControl::Clear`.
-    waiting: Vec<u32>,
 }
 
 impl Sim {
-    /// Builds the ring and the workload of `schedule`.
+    /// Builds the nodes (all start alone and form their ring through the membership
+    /// protocol), the workload and the faults of `schedule`.
     pub fn new(schedule: Schedule) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(schedule.seed);
-        let members: Vec<NodeId> = (1..=schedule.nodes).map(NodeId).collect();
+        let n = schedule.nodes as usize;
         let mut sim = Sim {
             link: Link {
                 faults: schedule.faults,
                 ..Link::default()
             },
+            clean: Link::default(),
             now: Instant(0),
             order: 0,
             queue: BinaryHeap::new(),
             nodes: Vec::new(),
-            timer_at: vec![None; members.len()],
-            remaining_submits: schedule.nodes * schedule.messages_per_node,
+            groups: vec![0; n],
+            cut: Vec::new(),
             out: Outcome::default(),
-            delivered_per_node: vec![0; members.len()],
-            waiting: vec![0; members.len()],
             rng: ChaCha8Rng::seed_from_u64(0),
             schedule,
         };
-        for id in &members {
-            let mut cfg = Config::new(*id, members.clone());
-            cfg.max_frame_size = sim.schedule.max_frame_size;
-            cfg.max_queued_messages = sim.schedule.max_queued_messages;
-            cfg.observe = true;
-            if sim.out.log.is_empty() {
-                sim.out.log.push(record::meta(&sim.schedule, &cfg));
-            }
-            sim.nodes
-                .push(Totem::new(cfg, sim.now).expect("valid simulated config"));
+        sim.out
+            .log
+            .push(record::meta(&sim.schedule, &sim.config(NodeId(1), 0, 1)));
+        for _ in 0..n {
+            sim.nodes.push(Node {
+                totem: None,
+                timer_at: None,
+                persisted_ring_seq: 0,
+                next_msg_no: 1,
+                waiting: 0,
+                remaining: sim.schedule.messages_per_node,
+                paused: None,
+            });
         }
-        for node in 0..members.len() {
+        for node in 0..n {
             for _ in 0..sim.schedule.messages_per_node {
                 let at = Instant(rng.random_range(0..=sim.schedule.submit_window.0));
                 sim.push(at, Action::Submit { node });
             }
         }
+        for (at, fault) in sim.schedule.node_faults.clone() {
+            sim.push(at, Action::Fault(fault));
+        }
         sim.rng = rng;
-        for node in 0..members.len() {
-            sim.drain(node);
+        for node in 0..n {
+            sim.start(node);
         }
         sim
+    }
+
+    fn config(&self, id: NodeId, ring_seq: u64, first_msg_no: u64) -> Config {
+        let mut cfg = Config::new(id, Vec::new());
+        cfg.max_frame_size = self.schedule.max_frame_size;
+        cfg.max_queued_messages = self.schedule.max_queued_messages;
+        cfg.ring_seq = ring_seq;
+        cfg.first_msg_no = first_msg_no;
+        cfg.observe = true;
+        cfg
+    }
+
+    fn start(&mut self, node: usize) {
+        let id = NodeId(node as u32 + 1);
+        let cfg = self.config(
+            id,
+            self.nodes[node].persisted_ring_seq,
+            self.nodes[node].next_msg_no,
+        );
+        self.nodes[node].totem = Some(Totem::new(cfg, self.now).expect("valid simulated config"));
+        self.nodes[node].timer_at = None;
+        self.drain(node);
     }
 
     fn push(&mut self, at: Instant, action: Action) {
@@ -197,27 +379,36 @@ impl Sim {
         }));
     }
 
-    /// Runs to the end: everything delivered everywhere, or the deadline.
+    /// Runs to the end: every live node in one ring with everything delivered after the last
+    /// fault, or the convergence bound.
     pub fn run(mut self) -> Outcome {
-        let deadline = Instant(0) + self.schedule.deadline;
+        let last_fault = self.schedule.faults_end();
+        let deadline = last_fault + self.schedule.converge_bound;
         while let Some(Reverse(next)) = self.queue.pop() {
             if next.at > deadline {
                 break;
             }
             self.now = next.at;
             match next.action {
-                Action::Frame { to, frame } => self.on_frame(to, &frame),
+                Action::Frame { to, frame } => self.on_frame(to, frame),
                 Action::Timer { node } => {
-                    if self.timer_at[node] == Some(self.now) {
-                        self.timer_at[node] = None;
-                        self.nodes[node].handle_timeout(self.now);
-                        self.drain(node);
+                    if self.nodes[node].timer_at == Some(self.now)
+                        && self.nodes[node].paused.is_none()
+                    {
+                        self.nodes[node].timer_at = None;
+                        if let Some(t) = self.nodes[node].totem.as_mut() {
+                            t.handle_timeout(self.now);
+                            self.drain(node);
+                        }
                     }
                 }
                 Action::Submit { node } => self.on_submit(node),
+                Action::Fault(fault) => self.on_fault(fault),
+                Action::Resume { node } => self.on_resume(node),
             }
-            if self.is_drained() {
+            if self.now >= last_fault && self.is_converged() {
                 self.out.drained = true;
+                self.out.convergence = self.now.saturating_since(last_fault);
                 break;
             }
         }
@@ -226,41 +417,138 @@ impl Sim {
             meta.drained = Some(self.out.drained);
         }
         if !self.out.drained {
-            let behind: Vec<String> = self
-                .delivered_per_node
+            let states: Vec<String> = self
+                .nodes
                 .iter()
                 .enumerate()
-                .map(|(i, d)| format!("node {}: {d}/{}", i + 1, self.out.sent))
+                .map(|(i, n)| match &n.totem {
+                    Some(t) => format!(
+                        "node {}: {:?} ring {} members {:?} queued {}",
+                        i + 1,
+                        t.state(),
+                        t.ring_id(),
+                        t.members().iter().map(|m| m.0).collect::<Vec<_>>(),
+                        t.queued_messages()
+                    ),
+                    None => format!("node {}: crashed", i + 1),
+                })
                 .collect();
             self.out.violations.push(format!(
-                "liveness: not everything was delivered by {} ms of virtual time ({}; {} submits \
-                 pending)",
-                self.now.as_nanos() / 1_000_000,
-                behind.join(", "),
-                self.remaining_submits
+                "liveness: not converged {} ms after faults stopped ({})",
+                self.schedule.converge_bound.as_millis(),
+                states.join("; ")
             ));
         }
         self.out
     }
 
-    fn is_drained(&self) -> bool {
-        self.remaining_submits == 0
-            && self.nodes.iter().all(|n| n.queued_messages() == 0)
-            && self.delivered_per_node.iter().all(|d| *d == self.out.sent)
+    /// Every live node is operational in the same ring whose members are exactly the live
+    /// nodes, has nothing queued or undelivered, and no submits are pending.
+    fn is_converged(&self) -> bool {
+        let live: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.totem.is_some())
+            .map(|(i, _)| NodeId(i as u32 + 1))
+            .collect();
+        let mut ring: Option<RingId> = None;
+        for n in &self.nodes {
+            let Some(t) = &n.totem else { continue };
+            if n.paused.is_some() || n.remaining > 0 || n.waiting > 0 || !t.is_idle() {
+                return false;
+            }
+            if t.state() != MembState::Operational || t.members() != live.as_slice() {
+                return false;
+            }
+            match ring {
+                None => ring = Some(t.ring_id()),
+                Some(r) if r != t.ring_id() => return false,
+                Some(_) => {}
+            }
+        }
+        true
     }
 
-    fn on_frame(&mut self, to: usize, frame: &Bytes) {
-        let node = &mut self.nodes[to];
+    fn on_fault(&mut self, fault: NodeFault) {
+        match fault {
+            NodeFault::Crash(id) => {
+                let node = id as usize - 1;
+                if self.nodes[node].totem.take().is_some() {
+                    self.nodes[node].paused = None;
+                    self.nodes[node].remaining = 0;
+                    self.nodes[node].waiting = 0;
+                    self.out.log.push(LogEvent::Crash {
+                        t: self.now.as_nanos(),
+                        node: NodeId(id),
+                    });
+                }
+            }
+            NodeFault::Restart(id) => {
+                let node = id as usize - 1;
+                if self.nodes[node].totem.is_none() {
+                    self.out.log.push(LogEvent::Restart {
+                        t: self.now.as_nanos(),
+                        node: NodeId(id),
+                    });
+                    self.start(node);
+                }
+            }
+            NodeFault::Pause(id, duration) => {
+                let node = id as usize - 1;
+                if self.nodes[node].totem.is_some() && self.nodes[node].paused.is_none() {
+                    self.nodes[node].paused = Some(VecDeque::new());
+                    self.push(self.now + duration, Action::Resume { node });
+                }
+            }
+            NodeFault::Partition(groups) => self.groups = groups,
+            NodeFault::OneWay(from, to) => self.cut.push((from as usize - 1, to as usize - 1)),
+            NodeFault::Heal => {
+                self.groups.iter_mut().for_each(|g| *g = 0);
+                self.cut.clear();
+            }
+        }
+    }
+
+    fn on_resume(&mut self, node: usize) {
+        let Some(backlog) = self.nodes[node].paused.take() else {
+            return;
+        };
+        let Some(t) = self.nodes[node].totem.as_mut() else {
+            return;
+        };
+        // The process wakes up: its overdue timers fire, then it reads its socket buffer.
+        t.handle_timeout(self.now);
+        self.drain(node);
+        for frame in backlog {
+            self.on_frame(node, frame);
+        }
+    }
+
+    fn on_frame(&mut self, to: usize, frame: Bytes) {
+        if let Some(backlog) = &mut self.nodes[to].paused {
+            if backlog.len() < PAUSE_BUFFER {
+                backlog.push_back(frame);
+            }
+            return;
+        }
+        let now = self.now;
+        let Some(node) = self.nodes[to].totem.as_mut() else {
+            return;
+        };
         let dup_before = node.stats().duplicate_tokens;
-        node.handle_frame(self.now, frame);
-        if node.stats().duplicate_tokens > dup_before {
+        let accepted_before = node.stats().tokens_accepted;
+        node.handle_frame(now, &frame);
+        if node.stats().duplicate_tokens > dup_before
+            && node.stats().tokens_accepted == accepted_before
+        {
             // A discarded token must change nothing: no frame out, only its observation.
             let sent = node.poll_transmit().is_some();
             let mut others = 0;
             while let Some(event) = node.poll_event() {
                 if let Event::Observe(Observation::Token(t)) = &event {
                     let id = node.node_id();
-                    self.out.log.push(record::token(self.now, id, t));
+                    self.out.log.push(record::token(now, id, t));
                 } else {
                     others += 1;
                 }
@@ -269,7 +557,7 @@ impl Sim {
                 self.out.violations.push(format!(
                     "token: node {} acted on a discarded token at t={}",
                     to + 1,
-                    self.now.as_nanos()
+                    now.as_nanos()
                 ));
             }
             return;
@@ -278,6 +566,17 @@ impl Sim {
     }
 
     fn on_submit(&mut self, node: usize) {
+        if self.nodes[node].totem.is_none() || self.nodes[node].remaining == 0 {
+            return;
+        }
+        if self.nodes[node].paused.is_some() {
+            // A frozen application submits nothing; try again after the pause.
+            self.push(
+                self.now + Duration::from_millis(10),
+                Action::Submit { node },
+            );
+            return;
+        }
         let mtu = self.schedule.max_frame_size;
         let size = match self.rng.random_range(0..100) {
             0..50 => self.rng.random_range(1..=64),
@@ -294,9 +593,11 @@ impl Sim {
             DeliveryKind::Agreed
         };
         let payload = Bytes::from(payload);
-        match self.nodes[node].submit(prio, kind, payload.clone()) {
+        let totem = self.nodes[node].totem.as_mut().expect("checked above");
+        match totem.submit(prio, kind, payload.clone()) {
             Ok(id) => {
-                self.remaining_submits -= 1;
+                self.nodes[node].remaining -= 1;
+                self.nodes[node].next_msg_no = id.no + 1;
                 self.out.sent += 1;
                 self.out
                     .log
@@ -307,7 +608,7 @@ impl Sim {
                 // Backpressure: the application waits for flow control to clear. If the core
                 // never reports it, the run stalls and fails its liveness check.
                 self.out.backpressure += 1;
-                self.waiting[node] += 1;
+                self.nodes[node].waiting += 1;
                 self.drain(node);
             }
         }
@@ -315,44 +616,61 @@ impl Sim {
 
     /// Takes every output of `node`: frames onto links, the timer, events into the log.
     fn drain(&mut self, node: usize) {
-        let id = self.nodes[node].node_id();
-        while let Some(t) = self.nodes[node].poll_transmit() {
+        let Some(totem) = self.nodes[node].totem.as_mut() else {
+            return;
+        };
+        let id = totem.node_id();
+        let mut frames = Vec::new();
+        while let Some(t) = totem.poll_transmit() {
+            frames.push(t);
+        }
+        let timeout = totem.poll_timeout();
+        let mut events = Vec::new();
+        while let Some(event) = totem.poll_event() {
+            events.push(event);
+        }
+        for t in frames {
             match t.dest {
                 Dest::Ring => {
                     for to in 0..self.nodes.len() {
                         if to != node {
-                            self.carry(to, &t.frame);
+                            self.carry(node, to, &t.frame);
                         }
                     }
                 }
-                Dest::Node(dest) => {
-                    let to = dest.0 as usize - 1;
-                    self.carry(to, &t.frame);
-                }
+                Dest::Node(dest) => self.carry(node, dest.0 as usize - 1, &t.frame),
             }
         }
-        if let Some(at) = self.nodes[node].poll_timeout()
-            && self.timer_at[node] != Some(at)
+        if let Some(at) = timeout
+            && self.nodes[node].timer_at != Some(at)
         {
-            self.timer_at[node] = Some(at);
+            self.nodes[node].timer_at = Some(at);
             self.push(at.max(self.now), Action::Timer { node });
         }
-        while let Some(event) = self.nodes[node].poll_event() {
+        for event in events {
             match event {
                 Event::Deliver(d) => {
-                    self.delivered_per_node[node] += 1;
                     self.out.delivered += 1;
                     self.out.log.push(record::deliver(self.now, id, &d));
                 }
-                Event::ConfigChange(c) => self.out.log.push(record::config(self.now, id, &c)),
+                Event::ConfigChange(c) => {
+                    if c.kind == totem_dpdk::srp::ConfigKind::Regular {
+                        self.out.configs += 1;
+                    }
+                    self.out.log.push(record::config(self.now, id, &c));
+                }
                 Event::Observe(Observation::Token(t)) => {
                     self.out.log.push(record::token(self.now, id, &t));
                 }
                 Event::Observe(Observation::Stored { ring, seq }) => {
                     self.out.log.push(record::stored(self.now, id, ring, seq));
                 }
+                Event::RingSeq(seq) => {
+                    let n = &mut self.nodes[node];
+                    n.persisted_ring_seq = n.persisted_ring_seq.max(seq);
+                }
                 Event::FlowControl(FlowControl::Clear) => {
-                    for _ in 0..std::mem::take(&mut self.waiting[node]) {
+                    for _ in 0..std::mem::take(&mut self.nodes[node].waiting) {
                         self.push(self.now, Action::Submit { node });
                     }
                 }
@@ -361,8 +679,28 @@ impl Sim {
         }
     }
 
-    fn carry(&mut self, to: usize, frame: &Bytes) {
-        let verdict = self.link.carry(&mut self.rng, frame);
+    fn carry(&mut self, from: usize, to: usize, frame: &Bytes) {
+        if to == from {
+            // A one-member ring passes the token to itself, through its own socket.
+            let at = self.now + self.link.delay;
+            self.push(
+                at,
+                Action::Frame {
+                    to,
+                    frame: frame.clone(),
+                },
+            );
+            return;
+        }
+        if self.groups[from] != self.groups[to] || self.cut.contains(&(from, to)) {
+            return;
+        }
+        let link = if self.now < self.schedule.faults_end() {
+            self.link
+        } else {
+            self.clean
+        };
+        let verdict = link.carry(&mut self.rng, frame);
         for (delay, copy) in verdict.copies {
             self.out.frames += 1;
             let at = self.now + delay;

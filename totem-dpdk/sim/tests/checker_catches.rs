@@ -346,6 +346,9 @@ fn valid_history_passes() {
     assert_eq!(report.messages, 8);
     assert_eq!(report.nodes, 3);
     assert_eq!(report.rings, 3);
+    assert_eq!(report.configs, 8);
+    assert_eq!(report.regular_configs, 6);
+    assert_eq!(report.transitional_configs, 2);
     assert_eq!(report.crashes, 1);
     assert_eq!(report.restarts, 1);
     assert!(report.params.drained);
@@ -504,12 +507,14 @@ fn gap_in_regular_configuration() {
 #[test]
 fn missing_self_delivery() {
     let mut h = valid();
-    let at = h.delivery(2, mid(2, 2));
+    // Node 3, alone on ring 3.12 after its restart, never delivers its 3:2. (Had node 2 missed
+    // 2:2 of ring 1.4, which node 1 delivered, that would break failure atomicity too.)
+    let at = h.delivery(3, mid(3, 2));
     h.events.remove(at);
     let report = h.check();
     assert_only(&report, Property::SelfDelivery);
     assert!(
-        report.violations[0].message.contains("node 2 sent 2:2"),
+        report.violations[0].message.contains("node 3 sent 3:2"),
         "{report}"
     );
     // Not enforced unless the run is drained.
@@ -617,11 +622,16 @@ fn safe_message_not_delivered_at_a_live_member() {
     let mut h = valid();
     let at = h.delivery(1, mid(3, 1));
     h.events.remove(at);
-    // Node 1 then misses frame 3 in its regular configuration: a gap too.
+    // Node 1 then misses frame 3 in its regular configuration: a gap too, and node 2, which
+    // went through the same transitional configuration, delivered 3:1 (failure atomicity).
     let report = h.check();
     assert_eq!(
         report.violated(),
-        vec![Property::NoGaps, Property::SafeDelivery],
+        vec![
+            Property::NoGaps,
+            Property::SafeDelivery,
+            Property::FailureAtomicity
+        ],
         "{report}"
     );
 }
@@ -676,7 +686,7 @@ fn disagreeing_member_lists() {
         c.joined = ids(&[1, 2]);
     }
     let report = h.check();
-    assert_only(&report, Property::ConfigEvents);
+    assert_only(&report, Property::RingIdUnique);
     assert!(
         report.violations[0]
             .message
@@ -688,12 +698,16 @@ fn disagreeing_member_lists() {
 #[test]
 fn node_missing_from_its_own_configuration() {
     let mut h = valid();
-    let i = h.find(|e| matches!(e, LogEvent::Config(c) if c.node == n(1) && c.kind == ConfigKind::Transitional));
-    if let LogEvent::Config(c) = &mut h.events[i] {
-        c.members = ids(&[2]);
+    // Both nodes agree on the transitional members [2], which leave out node 1.
+    for node in [1, 2] {
+        let i = h.find(|e| matches!(e, LogEvent::Config(c) if c.node == n(node) && c.kind == ConfigKind::Transitional));
+        if let LogEvent::Config(c) = &mut h.events[i] {
+            c.members = ids(&[2]);
+        }
     }
     let report = h.check();
     assert_only(&report, Property::ConfigEvents);
+    assert_eq!(report.count(Property::ConfigEvents), 1);
     assert!(
         report.violations[0]
             .message
@@ -721,7 +735,7 @@ fn unsorted_members_and_ring_seq_going_back() {
         }
     }
     let report = h.check();
-    assert_only(&report, Property::ConfigEvents);
+    assert_only(&report, Property::RingIdUnique);
     assert!(
         report.violations[0]
             .message
@@ -730,12 +744,15 @@ fn unsorted_members_and_ring_seq_going_back() {
     );
 
     let mut h = valid();
-    let i = h.find(|e| matches!(e, LogEvent::Config(c) if c.node == n(1) && c.ring == R2));
-    if let LogEvent::Config(c) = &mut h.events[i] {
-        c.members = ids(&[2, 1]);
+    for node in [1, 2] {
+        let i = h.find(|e| matches!(e, LogEvent::Config(c) if c.node == n(node) && c.ring == R2));
+        if let LogEvent::Config(c) = &mut h.events[i] {
+            c.members = ids(&[2, 1]);
+        }
     }
     let report = h.check();
     assert_only(&report, Property::ConfigEvents);
+    assert_eq!(report.count(Property::ConfigEvents), 2);
     assert!(
         report.violations[0]
             .message
@@ -753,7 +770,7 @@ fn transitional_agreement_and_subset() {
         c.left = ids(&[1, 3]);
     }
     let report = h.check();
-    assert_only(&report, Property::ConfigEvents);
+    assert_only(&report, Property::RingIdUnique);
     assert!(
         report.violations[0]
             .message
@@ -903,6 +920,446 @@ fn time_going_back_and_events_while_crashed() {
     // Node 3's events after its crash: ring 3.12, a send, a token, a delivery.
     assert_only(&report, Property::WellFormedLog);
     assert_eq!(report.count(Property::WellFormedLog), 4);
+}
+
+// 12–16. Membership changes.
+
+const RA: RingId = R1; // 1.4: [1,2,3]
+const RB: RingId = R2; // 1.8: [1,2] after node 3 crashed
+const RC: RingId = RingId {
+    rep: NodeId(3),
+    seq: 9,
+}; // 3.9: [3], node 3 after its restart
+const RD: RingId = RingId {
+    rep: NodeId(1),
+    seq: 12,
+}; // 1.12: [1,2,3], the merge
+
+/// A membership change and a merge, without tokens. Ring 1.4 = [1,2,3]: frames 1–2 (1:1, 2:1)
+/// reach everyone, frame 3 (3:1) only node 3, frames 4–5 (1:2, then 2:2 safe) only nodes 1 and
+/// 2, frame 6 (3:2) only nodes 1 and 2 as well. Node 3 crashes. Nodes 1 and 2 go through
+/// transitional(1.4, [1,2]): after the gap at 3:1 they deliver 1:2 and 2:2 (senders in the
+/// transitional set) but not 3:2. They install 1.8 = [1,2] and deliver 1:3, 2:3, 1:4. Node 3
+/// restarts into 3.9 = [3] and delivers 3:3; then all three merge into 1.12 through the
+/// transitional configurations of their own old rings and deliver 2:4.
+fn membership() -> History {
+    use DeliveryKind::{Agreed, Safe};
+    let mut h = History::default();
+    h.meta(3, true);
+    for node in 1..=3 {
+        h.config(
+            100,
+            node,
+            ConfigKind::Regular,
+            RA,
+            &[1, 2, 3],
+            &[],
+            &[1, 2, 3],
+        );
+    }
+    h.send(200, 1, 1, "a", Agreed)
+        .send(200, 2, 1, "bb", Agreed)
+        .send(200, 3, 1, "ccc", Agreed)
+        .send(200, 3, 2, "dddd", Agreed);
+    for node in 1..=3 {
+        h.deliver(300, node, mid(1, 1), RA, 1);
+    }
+    for node in 1..=3 {
+        h.deliver(310, node, mid(2, 1), RA, 2);
+    }
+    h.deliver(320, 3, mid(3, 1), RA, 3);
+    h.send(330, 1, 2, "eeeee", Agreed)
+        .send(330, 2, 2, "ffffff", Safe);
+    h.stored(340, 1, RA, 5).stored(341, 2, RA, 5);
+    h.crash(400, 3);
+    for node in 1..=2 {
+        h.config(1000, node, ConfigKind::Transitional, RA, &[1, 2], &[3], &[]);
+        h.deliver(1001, node, mid(1, 2), RA, 4)
+            .deliver(1002, node, mid(2, 2), RA, 5);
+        h.config(1003, node, ConfigKind::Regular, RB, &[1, 2], &[3], &[]);
+    }
+    h.send(1100, 1, 3, "g", Agreed)
+        .send(1100, 2, 3, "hh", Agreed);
+    for node in 1..=2 {
+        h.deliver(1200, node, mid(1, 3), RB, 1)
+            .deliver(1210, node, mid(2, 3), RB, 2);
+    }
+    h.send(1300, 1, 4, "iii", Agreed);
+    for node in 1..=2 {
+        h.deliver(1400, node, mid(1, 4), RB, 3);
+    }
+    h.restart(2000, 3);
+    h.regular(2100, 3, RC, &[3]);
+    h.send(2200, 3, 3, "jjjj", Agreed);
+    h.deliver(2300, 3, mid(3, 3), RC, 1);
+    for node in 1..=2 {
+        h.config(3000, node, ConfigKind::Transitional, RB, &[1, 2], &[], &[]);
+    }
+    h.config(3000, 3, ConfigKind::Transitional, RC, &[3], &[], &[]);
+    for (node, joined) in [(1, &[3][..]), (2, &[3]), (3, &[1, 2])] {
+        h.config(3001, node, ConfigKind::Regular, RD, &[1, 2, 3], &[], joined);
+    }
+    h.send(3100, 2, 4, "kkkkk", Agreed);
+    for node in 1..=3 {
+        h.deliver(3200, node, mid(2, 4), RD, 1);
+    }
+    h
+}
+
+/// `membership()` checked with a last fault (node 3's restart at t=2000) and a bound.
+fn check_converged(h: &History, bound: u64) -> Report {
+    check(
+        &h.events,
+        &CheckParams {
+            last_fault_ns: Some(2000),
+            converge_bound_ns: Some(bound),
+            ..CheckParams::default()
+        },
+    )
+}
+
+/// Renames ring `from` to `to` in node `node`'s configurations and deliveries.
+fn rename_ring(h: &mut History, node: u32, from: RingId, to: RingId) {
+    for e in &mut h.events {
+        match e {
+            LogEvent::Config(c) if c.node == n(node) && c.ring == from => c.ring = to,
+            LogEvent::Deliver(d) if d.node == n(node) && d.ring == from => d.ring = to,
+            _ => {}
+        }
+    }
+}
+
+fn config_at(h: &History, node: u32, kind: ConfigKind, ring: RingId) -> usize {
+    h.find(|e| matches!(e, LogEvent::Config(c) if c.node == n(node) && c.kind == kind && c.ring == ring))
+}
+
+#[test]
+fn membership_history_passes() {
+    let h = membership();
+    let report = check_converged(&h, 1500);
+    assert!(report.is_ok(), "{report}");
+    assert!(report.params.checks_convergence());
+    assert_eq!(report.sends, 11);
+    assert_eq!(report.delivered, 21);
+    assert_eq!(report.messages, 10);
+    assert_eq!(report.rings, 4);
+    assert_eq!(report.configs, 14);
+    assert_eq!(report.regular_configs, 9);
+    assert_eq!(report.transitional_configs, 5);
+    assert!(
+        report
+            .to_string()
+            .contains("14 configs (9 regular, 5 transitional)"),
+        "{report}"
+    );
+    let plain = h.check();
+    assert!(plain.is_ok(), "{plain}");
+    assert!(!plain.params.checks_convergence());
+}
+
+// 12. Ring-id uniqueness and agreement.
+
+#[test]
+fn ring_id_reused_with_other_members() {
+    let mut h = membership();
+    // After its restart node 3 names its one-node ring 1.8, the id of nodes 1 and 2's ring
+    // [1,2] (and delivers nothing in it).
+    rename_ring(&mut h, 3, RC, RB);
+    let send = h.find(|e| matches!(e, LogEvent::Send(s) if s.msg == mid(3, 3)));
+    h.events.remove(send);
+    let at = h.delivery(3, mid(3, 3));
+    h.events.remove(at);
+    let report = h.check();
+    assert_only(&report, Property::RingIdUnique);
+    let msg = &report.violations[0].message;
+    assert!(
+        msg.contains("node 3 installed ring 1.8 with members [3]")
+            && msg.contains("one ring id names two memberships"),
+        "{report}"
+    );
+    // The transitional configurations from "1.8" to 1.12 then disagree too.
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.message.contains("went from ring 1.8 to 1.12")),
+        "{report}"
+    );
+}
+
+#[test]
+fn ring_seq_going_down_after_restart() {
+    let mut h = membership();
+    rename_ring(&mut h, 3, RC, ring(3, 3));
+    let report = h.check();
+    assert_only(&report, Property::RingIdUnique);
+    assert_eq!(report.count(Property::RingIdUnique), 1);
+    let v = &report.violations[0];
+    assert_eq!(
+        v.event,
+        Some(config_at(&h, 3, ConfigKind::Regular, ring(3, 3)))
+    );
+    assert!(
+        v.message.contains(
+            "node 3 installed ring 3.3 after ring 1.4 (across its restart at t=2000): ring seq did not increase"
+        ),
+        "{report}"
+    );
+}
+
+// 13. Configuration sequence.
+
+#[test]
+fn transitional_member_not_in_the_ending_ring() {
+    let mut h = membership();
+    let i = config_at(&h, 3, ConfigKind::Transitional, RC);
+    if let LogEvent::Config(c) = &mut h.events[i] {
+        c.members = ids(&[2, 3]);
+    }
+    let report = h.check();
+    assert_only(&report, Property::ConfigSequence);
+    assert_eq!(report.violations[0].event, Some(i));
+    assert!(
+        report.violations[0].message.contains(
+            "node 3: transitional members [2,3] of ring 3.9 are not all members of that ring [3]"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn transitional_followed_by_another_transitional() {
+    let mut h = membership();
+    let i = config_at(&h, 1, ConfigKind::Transitional, RB);
+    let copy = h.events[i].clone();
+    h.events.insert(i + 1, copy);
+    let report = h.check();
+    assert_only(&report, Property::ConfigSequence);
+    assert_eq!(report.violations[0].event, Some(i + 1));
+    assert!(
+        report.violations[0]
+            .message
+            .contains("node 1: second transitional configuration (ring 1.8)"),
+        "{report}"
+    );
+}
+
+#[test]
+fn transitional_without_regular_after_restart() {
+    let mut h = membership();
+    // Node 3 restarts straight into a transitional configuration.
+    let i = config_at(&h, 3, ConfigKind::Regular, RC);
+    if let LogEvent::Config(c) = &mut h.events[i] {
+        c.kind = ConfigKind::Transitional;
+    }
+    let report = h.check();
+    // Then its transitional configuration of 3.9 before the merge is a second one in a row.
+    assert_only(&report, Property::ConfigSequence);
+    assert_eq!(report.count(Property::ConfigSequence), 2);
+    assert!(
+        report.violations.iter().any(|v| v
+            .message
+            .contains("without a regular configuration before it")),
+        "{report}"
+    );
+}
+
+// 8. Messages belong to their configuration, across a membership change.
+
+#[test]
+fn new_ring_message_before_its_regular_configuration() {
+    let mut h = membership();
+    // Node 2 delivers 1:3 of ring 1.8 after the transitional configuration ending 1.4 but
+    // before installing 1.8.
+    let cfg = config_at(&h, 2, ConfigKind::Regular, RB);
+    let mut ev = h.events.remove(cfg);
+    if let LogEvent::Config(c) = &mut ev {
+        c.t = 1200;
+    }
+    let at = h.delivery(2, mid(1, 3));
+    h.events.insert(at + 1, ev);
+    let report = h.check();
+    assert_only(&report, Property::MessageInConfig);
+    assert_eq!(report.count(Property::MessageInConfig), 1);
+    assert!(
+        report.violations[0].message.contains(
+            "node 2 delivered 1:3 of ring 1.8 (seq 1) at t=1200 after the transitional configuration \
+             of ring 1.4 (the ending ring), before its regular configuration of that ring"
+        ),
+        "{report}"
+    );
+}
+
+// 14. Transitional-set semantics.
+
+#[test]
+fn after_gap_message_from_a_non_transitional_sender() {
+    let mut h = membership();
+    // Nodes 1 and 2 also deliver 3:2 (frame 6) after the gap at 3:1, though node 3 is not in
+    // their transitional configuration.
+    for node in [1, 2] {
+        let at = h.delivery(node, mid(2, 2));
+        let (payload, kind) = h.sent[&mid(3, 2)].clone();
+        let ev = DeliverEvent::new(1002, n(node), mid(3, 2), RA, Seq(6), kind, &payload);
+        h.events.insert(at + 1, LogEvent::Deliver(ev));
+    }
+    let report = h.check();
+    assert_only(&report, Property::TransitionalDelivery);
+    assert_eq!(report.count(Property::TransitionalDelivery), 2);
+    assert!(
+        report.violations[0].message.contains(
+            "node 1 delivered 3:2 (ring 1.4 seq 6) after a gap (it skipped 3:1, seq 3), but its \
+             sender 3 is not in its transitional configuration [1,2]"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn transitional_seq_going_back() {
+    let mut h = membership();
+    for node in [1, 2] {
+        let (a, b) = (h.delivery(node, mid(1, 2)), h.delivery(node, mid(2, 2)));
+        swap_keep_time(&mut h, a, b);
+    }
+    let report = h.check();
+    assert_only(&report, Property::TransitionalDelivery);
+    assert!(
+        report.violations[0]
+            .message
+            .contains("node 1 delivered 1:2 (ring 1.4 seq 4) in its transitional configuration after 2:2 (seq 5)"),
+        "{report}"
+    );
+}
+
+// 15. Failure atomicity.
+
+#[test]
+fn same_transitional_configuration_different_messages() {
+    let mut h = membership();
+    // Node 2 skips 1:2 (a gap it may have, but node 1 delivered it in the same transitional
+    // configuration).
+    let at = h.delivery(2, mid(1, 2));
+    h.events.remove(at);
+    let report = h.check();
+    assert_only(&report, Property::FailureAtomicity);
+    assert_eq!(report.count(Property::FailureAtomicity), 1);
+    let v = &report.violations[0];
+    assert_eq!(v.event, Some(config_at(&h, 2, ConfigKind::Regular, RB)));
+    assert!(
+        v.message.contains(
+            "node 2 installed its next ring without delivering 1:2 (ring 1.4 seq 4), which node 1 \
+             delivered; both went from ring 1.4 through transitional configuration [1,2]"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn crashed_node_is_not_held_to_failure_atomicity() {
+    let mut h = membership();
+    // Node 2 crashes right after its transitional configuration ending 1.4, before delivering
+    // 1:2 and 2:2 in it, and stays down; it never sends 2:3 or 2:4.
+    let trans = config_at(&h, 2, ConfigKind::Transitional, RA);
+    let gone = |e: &LogEvent| match e {
+        LogEvent::Send(s) => s.msg == mid(2, 3) || s.msg == mid(2, 4),
+        LogEvent::Deliver(d) => d.msg == mid(2, 3) || d.msg == mid(2, 4),
+        _ => false,
+    };
+    h.events = h
+        .events
+        .iter()
+        .enumerate()
+        .filter(|&(i, e)| !(gone(e) || (i > trans && e.node() == Some(n(2)))))
+        .map(|(_, e)| e.clone())
+        .collect();
+    h.events.insert(
+        trans + 1,
+        LogEvent::Crash {
+            t: 1000,
+            node: n(2),
+        },
+    );
+    let report = h.check();
+    assert!(report.is_ok(), "{report}");
+}
+
+// 16. Convergence.
+
+#[test]
+fn not_converged_by_the_bound() {
+    let h = membership();
+    // The merge is installed at t=3001, later than 2000 + 500.
+    let report = check_converged(&h, 500);
+    assert_only(&report, Property::Convergence);
+    assert_eq!(report.count(Property::Convergence), 3);
+    assert!(
+        report.violations[0].message.contains(
+            "node 1 installed its last ring 1.12 at t=3001, after the bound t=2500 (last fault t=2000 + 500 ns)"
+        ),
+        "{report}"
+    );
+    // Not checked unless drained.
+    let lenient = check(
+        &h.events,
+        &CheckParams {
+            drained: Some(false),
+            last_fault_ns: Some(2000),
+            converge_bound_ns: Some(500),
+            ..CheckParams::default()
+        },
+    );
+    assert!(lenient.is_ok(), "{lenient}");
+}
+
+#[test]
+fn alive_nodes_in_different_rings() {
+    let mut h = membership();
+    // Node 3 never merges: it stays alone in 3.9, while 1.12 names it as a member.
+    h.events.retain(|e| {
+        !matches!(e, LogEvent::Config(c) if c.node == n(3) && c.t >= 3000)
+            && !matches!(e, LogEvent::Deliver(d) if d.node == n(3) && d.ring == RD)
+    });
+    let report = check_converged(&h, 1500);
+    assert_only(&report, Property::Convergence);
+    assert!(
+        report.violations[0].message.contains(
+            "node 3 ended in ring 3.9 [3], but node 1 ended in ring 1.12 [1,2,3]: the alive nodes did not converge"
+        ),
+        "{report}"
+    );
+
+    // Nodes 1 and 2 end in [1,2] although node 3 is alive.
+    let mut h = membership();
+    h.events.retain(|e| {
+        !matches!(e, LogEvent::Config(c) if c.t >= 3000)
+            && !matches!(e, LogEvent::Deliver(d) if d.ring == RD)
+            && !matches!(e, LogEvent::Send(s) if s.msg == mid(2, 4))
+    });
+    let report = check_converged(&h, 1500);
+    assert_only(&report, Property::Convergence);
+    assert!(
+        report.violations.iter().any(|v| v.message.contains(
+            "the final ring 1.8 has members [1,2], but the nodes alive at the end are [1,2,3]"
+        )),
+        "{report}"
+    );
+
+    // A node alive at the end in the middle of a change.
+    let mut h = membership();
+    let i = config_at(&h, 3, ConfigKind::Regular, RD);
+    h.events.remove(i);
+    let d = h.delivery(3, mid(2, 4));
+    h.events.remove(d);
+    let report = check_converged(&h, 1500);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.property == Property::Convergence
+                && v.message.contains("never installed the next ring")),
+        "{report}"
+    );
 }
 
 // Report size.

@@ -1,34 +1,49 @@
-//! The acceptance sweep: thousands of seeded schedules over 2 to 8 nodes with every link fault
-//! (loss, duplication, reordering with jitter, corruption), each run checked for the
-//! virtual-synchrony properties. A failure names the seed and the command that replays it.
+//! The acceptance sweeps: thousands of seeded schedules with link faults (loss, duplication,
+//! reordering with jitter, corruption) and node faults (crash and restart, pause, partition,
+//! one-way links), each run checked for the virtual-synchrony properties. A failure names the
+//! seed and the command that replays it.
 //!
 //! Assumes: 2 CPU cores (two worker threads); the simulator is single-threaded per schedule
 //! and uses virtual time, so the result does not depend on machine speed or load.
 
 use totem_sim::net::Faults;
 use totem_sim::runner;
-use totem_sim::sim::Schedule;
+use totem_sim::sim::{NodeFaultKinds, Schedule};
 
-const ALL: Faults = Faults {
+const LINKS: Faults = Faults {
     loss: 0.2,
     dup: 0.1,
     reorder: 0.2,
     corrupt: 0.05,
 };
 
-fn sweep(seeds: std::ops::Range<u64>, nodes: std::ops::RangeInclusive<u32>, faults: Faults) {
+/// Runs `seeds` and fails with every failing seed's replay command. `cli_faults` is the
+/// `--faults` value that reproduces the same schedules on the command line.
+fn sweep(
+    seeds: std::ops::Range<u64>,
+    nodes: std::ops::RangeInclusive<u32>,
+    faults: Faults,
+    node_faults: NodeFaultKinds,
+    cli_faults: &str,
+) -> runner::Summary {
     let schedules: Vec<Schedule> = seeds
         .clone()
-        .map(|s| Schedule::random(s, nodes.clone(), faults))
+        .map(|s| Schedule::random(s, nodes.clone(), faults, node_faults))
         .collect();
     let failures = std::sync::Mutex::new(Vec::new());
     let summary = runner::run_many(schedules, 2, |c| {
         if !c.violations.is_empty() {
             failures.lock().unwrap().push(format!(
-                "seed {} ({} nodes): {}\n  replay: TOTEM_SIM_SEED={} cargo run --release -p totem-sim -- --nodes {}..{} --faults all --log seed.jsonl",
+                "seed {} ({} nodes): {}\n  replay: TOTEM_SIM_SEED={} cargo run --release -p \
+                 totem-sim -- --nodes {}..{} --faults {cli_faults} --log seed.jsonl",
                 c.schedule.seed,
                 c.schedule.nodes,
-                c.violations.iter().take(3).cloned().collect::<Vec<_>>().join("; "),
+                c.violations
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 c.schedule.seed,
                 nodes.start(),
                 nodes.end(),
@@ -43,29 +58,42 @@ fn sweep(seeds: std::ops::Range<u64>, nodes: std::ops::RangeInclusive<u32>, faul
         failures.join("\n")
     );
     assert_eq!(summary.schedules, seeds.end - seeds.start);
-    assert!(summary.delivered > 0 && summary.delivered >= summary.sent * 2);
-    if seeds.end - seeds.start >= 1000 {
-        assert!(
-            summary.backpressure > 0,
-            "the sweep must exercise backpressure"
-        );
-    }
+    summary
 }
 
 #[test]
 fn two_thousand_schedules_with_every_link_fault() {
-    sweep(0..2000, 2..=8, ALL);
+    let s = sweep(0..2000, 2..=8, LINKS, NodeFaultKinds::default(), "links");
+    assert!(s.delivered >= s.sent * 2);
+    assert!(s.backpressure > 0, "the sweep must exercise backpressure");
 }
 
 #[test]
 fn fault_free_schedules_up_to_sixteen_nodes() {
-    sweep(10_000..10_100, 2..=16, Faults::default());
+    let s = sweep(
+        10_000..10_100,
+        2..=16,
+        Faults::default(),
+        NodeFaultKinds::default(),
+        "none",
+    );
+    assert!(s.delivered >= s.sent * 2);
+}
+
+#[test]
+fn node_faults_with_link_faults() {
+    let s = sweep(20_000..20_500, 2..=8, LINKS, NodeFaultKinds::ALL, "all");
+    assert!(
+        s.configs > 500 * 2,
+        "membership changes happened: {} configurations",
+        s.configs
+    );
 }
 
 #[test]
 fn the_same_seed_replays_bit_for_bit() {
-    let a = runner::run_one(Schedule::random(77, 2..=8, ALL));
-    let b = runner::run_one(Schedule::random(77, 2..=8, ALL));
+    let a = runner::run_one(Schedule::random(77, 2..=8, LINKS, NodeFaultKinds::ALL));
+    let b = runner::run_one(Schedule::random(77, 2..=8, LINKS, NodeFaultKinds::ALL));
     assert_eq!(a.outcome.log, b.outcome.log);
     assert!(a.outcome.log.len() > 100);
 }

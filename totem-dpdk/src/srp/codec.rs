@@ -10,7 +10,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::pg::{Packer, Reassembled, Reassembler};
 use crate::types::{NodeId, RingId, Seq};
-use crate::wire::{self, McastFrame, McastRepr, OrfTokenFrame, OrfTokenRepr};
+use crate::wire::{
+    self, CommitTokenFrame, CommitTokenRepr, McastFrame, McastRepr, MembJoinFrame, MembJoinRepr,
+    MergeDetectFrame, MergeDetectRepr, OrfTokenFrame, OrfTokenRepr,
+};
 
 /// Bytes the integrity trailer adds to every frame.
 pub(crate) const TRAILER_LEN: usize = 4;
@@ -33,6 +36,7 @@ impl OrfTokenRepr {
             rot_min: Seq::ZERO,
             safe: Seq::ZERO,
             retrans_flg: false,
+            install: false,
             rtr: Vec::new(),
         }
     }
@@ -41,14 +45,21 @@ impl OrfTokenRepr {
 /// The parts of a data frame's header the state machine needs; the rest is read at delivery.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct McastHeader {
+    pub(crate) sender: NodeId,
     pub(crate) ring: RingId,
     pub(crate) seq: Seq,
     pub(crate) safe: bool,
+    /// The frame carries an old ring's frame being recovered, not messages.
+    pub(crate) encapsulated: bool,
 }
 
 pub(crate) enum Decoded {
     Token(Token),
-    Mcast(McastHeader),
+    /// A data frame; `body` is its length without the trailer.
+    Mcast(McastHeader, usize),
+    Join(MembJoinRepr),
+    Commit(CommitTokenRepr),
+    Merge(MergeDetectRepr),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,20 +77,33 @@ pub(crate) fn decode(frame: &[u8]) -> Result<Decoded, DecodeError> {
         Ok(wire::Frame::Token(view)) => OrfTokenRepr::parse(&view)
             .map(Decoded::Token)
             .map_err(|_| DecodeError::Malformed),
-        Ok(wire::Frame::Mcast(view)) => {
-            let seq = view.seq();
-            if seq == Seq::ZERO {
-                return Err(DecodeError::Malformed);
-            }
-            Ok(Decoded::Mcast(McastHeader {
-                ring: view.ring_id(),
-                seq,
-                safe: view.is_safe(),
-            }))
-        }
+        Ok(wire::Frame::Mcast(view)) => mcast_header(&view)
+            .map(|h| Decoded::Mcast(h, body.len()))
+            .ok_or(DecodeError::Malformed),
+        Ok(wire::Frame::MembJoin(view)) => MembJoinRepr::parse(&view)
+            .map(Decoded::Join)
+            .map_err(|_| DecodeError::Malformed),
+        Ok(wire::Frame::CommitToken(view)) => CommitTokenRepr::parse(&view)
+            .map(Decoded::Commit)
+            .map_err(|_| DecodeError::Malformed),
+        Ok(wire::Frame::MergeDetect(view)) => MergeDetectRepr::parse(&view)
+            .map(Decoded::Merge)
+            .map_err(|_| DecodeError::Malformed),
         Err(wire::Error::UnsupportedVersion(_)) => Err(DecodeError::Version),
         Err(_) => Err(DecodeError::Malformed),
     }
+}
+
+/// The header of a checked data frame; `None` for sequence number 0.
+pub(crate) fn mcast_header(view: &McastFrame<&[u8]>) -> Option<McastHeader> {
+    let seq = view.seq();
+    (seq != Seq::ZERO).then(|| McastHeader {
+        sender: view.sender(),
+        ring: view.ring_id(),
+        seq,
+        safe: view.is_safe(),
+        encapsulated: view.is_encapsulated(),
+    })
 }
 
 /// The frame without its trailer, if the trailer matches.
@@ -88,6 +112,14 @@ fn verify_trailer(frame: &[u8]) -> Option<&[u8]> {
     let (body, trailer) = frame.split_at(split);
     let want = u32::from_be_bytes(trailer.try_into().ok()?);
     (crc32fast::hash(body) == want).then_some(body)
+}
+
+/// A frame to send for a stored body (retransmission): the body and a fresh trailer.
+pub(crate) fn with_trailer(body: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(body.len() + TRAILER_LEN);
+    buf.extend_from_slice(body);
+    append_trailer(&mut buf);
+    buf.freeze()
 }
 
 /// Appends the integrity trailer to a frame body.
@@ -106,6 +138,68 @@ pub(crate) fn encode_token(sender: NodeId, token: &Token) -> Bytes {
     buf.freeze()
 }
 
+/// Encodes a join message.
+pub(crate) fn encode_join(join: &MembJoinRepr) -> Bytes {
+    let mut buf = BytesMut::zeroed(join.buffer_len());
+    join.emit(&mut MembJoinFrame::new_unchecked(&mut buf[..]));
+    append_trailer(&mut buf);
+    buf.freeze()
+}
+
+/// Encodes a commit token sent by `sender`.
+pub(crate) fn encode_commit(sender: NodeId, token: &CommitTokenRepr) -> Bytes {
+    let mut repr = token.clone();
+    repr.sender = sender;
+    let mut buf = BytesMut::zeroed(repr.buffer_len());
+    repr.emit(&mut CommitTokenFrame::new_unchecked(&mut buf[..]));
+    append_trailer(&mut buf);
+    buf.freeze()
+}
+
+/// Encodes a merge-detect announcement.
+pub(crate) fn encode_merge(merge: &MergeDetectRepr) -> Bytes {
+    let mut buf = BytesMut::zeroed(merge.buffer_len());
+    merge.emit(&mut MergeDetectFrame::new_unchecked(&mut buf[..]));
+    append_trailer(&mut buf);
+    buf.freeze()
+}
+
+/// A frame of the new ring carrying `inner`, a stored frame body of the old ring. Returns the
+/// frame to send (with trailer) and the body to store.
+pub(crate) fn build_encapsulated(
+    sender: NodeId,
+    ring: RingId,
+    seq: Seq,
+    inner: &[u8],
+) -> (Bytes, Bytes) {
+    let repr = McastRepr {
+        sender,
+        ring_id: ring,
+        seq,
+        safe: false,
+        encapsulated: true,
+        chunk_count: 0,
+    };
+    let mut buf = BytesMut::zeroed(wire::MCAST_FIXED_LEN + inner.len());
+    let mut view = McastFrame::new_unchecked(&mut buf[..]);
+    repr.emit(&mut view);
+    view.chunk_area_mut()[..inner.len()].copy_from_slice(inner);
+    let body_len = buf.len();
+    append_trailer(&mut buf);
+    let frame = buf.freeze();
+    let body = frame.slice(..body_len);
+    (frame, body)
+}
+
+/// The old-ring frame inside an encapsulated body, with its header.
+pub(crate) fn encapsulated_inner(body: &Bytes) -> Option<(McastHeader, Bytes)> {
+    let view = McastFrame::new_unchecked(&body[..]);
+    let inner = view.encapsulated()?;
+    let header = mcast_header(&inner)?;
+    let start = wire::MCAST_FIXED_LEN;
+    Some((header, body.slice(start..start + inner.into_inner().len())))
+}
+
 /// What [`build_mcast`] packed.
 pub(crate) struct Packed {
     /// Message bytes (not chunk headers) taken from the queues.
@@ -114,16 +208,17 @@ pub(crate) struct Packed {
     pub(crate) safe: bool,
 }
 
-/// Builds the data frame `seq` from the send queues, at most `max_frame` bytes including the
-/// trailer; `None` when nothing is queued.
+/// Builds the data frame `seq` from the send queues; `None` when nothing is queued. The frame
+/// leaves room for the header and trailer of the frame that may carry it again, encapsulated,
+/// during a later recovery, so that one never exceeds `max_frame` either.
 pub(crate) fn build_mcast(
     sender: NodeId,
     ring: RingId,
     seq: Seq,
     max_frame: usize,
     packer: &mut Packer,
-) -> Option<(Bytes, Packed)> {
-    let mut buf = BytesMut::zeroed(max_frame - TRAILER_LEN);
+) -> Option<(Bytes, Bytes, Packed)> {
+    let mut buf = BytesMut::zeroed(max_frame - TRAILER_LEN - wire::MCAST_FIXED_LEN);
     let packed = packer.pack(&mut buf[wire::MCAST_FIXED_LEN..]);
     if packed.chunk_count == 0 {
         return None;
@@ -137,12 +232,16 @@ pub(crate) fn build_mcast(
         chunk_count: packed.chunk_count,
     };
     repr.emit(&mut McastFrame::new_unchecked(&mut buf[..]));
-    buf.truncate(wire::MCAST_FIXED_LEN + packed.bytes_written);
+    let body_len = wire::MCAST_FIXED_LEN + packed.bytes_written;
+    buf.truncate(body_len);
     append_trailer(&mut buf);
     let payload_bytes =
         packed.bytes_written - usize::from(packed.chunk_count) * wire::CHUNK_HEADER_LEN;
+    let frame = buf.freeze();
+    let body = frame.slice(..body_len);
     Some((
-        buf.freeze(),
+        frame,
+        body,
         Packed {
             payload_bytes,
             safe: packed.safe,
@@ -156,19 +255,18 @@ pub(crate) struct Unpacked {
     pub(crate) errors: u64,
 }
 
-/// Feeds every chunk of a stored data frame (trailer included) to the reassembler and calls
-/// `deliver` for each message it completes.
+/// Feeds every chunk of a stored data frame body to the reassembler and calls `deliver` for
+/// each message it completes.
 pub(crate) fn for_each_message(
     frame: &Bytes,
     reassembler: &mut Reassembler,
     mut deliver: impl FnMut(Reassembled),
 ) -> Unpacked {
     let mut errors = 0;
-    let body = frame.slice(..frame.len() - TRAILER_LEN);
-    let view = McastFrame::new_unchecked(&body[..]);
+    let view = McastFrame::new_unchecked(&frame[..]);
     let sender = view.sender();
     for chunk in view.chunks() {
-        match reassembler.on_chunk(sender, &chunk, &body) {
+        match reassembler.on_chunk(sender, &chunk, frame) {
             Ok(Some(message)) => deliver(message),
             Ok(None) => {}
             Err(_) => errors += 1,

@@ -32,10 +32,13 @@ pub enum ConfigError {
 pub struct Config {
     /// This node's id (corosync `nodeid`); never 0.
     pub node_id: NodeId,
-    /// The ring's members. Until the membership protocol lands, the ring is static: every node
-    /// is configured with the same list, and the token visits members in ascending id order.
+    /// An initial ring formed without a membership round: every listed node must be started
+    /// with the same list at the same time (benchmarks, unit tests). Empty (the normal case):
+    /// the node starts alone and forms or joins a ring through the membership protocol.
     pub members: Vec<NodeId>,
-    /// Sequence number of the static ring's id (its representative is the smallest member).
+    /// The highest ring sequence number this node has used, as persisted by the caller (0 on
+    /// first start). New rings get a higher one, so ring ids never repeat across restarts. The
+    /// core reports each new value with [`crate::srp::Event::RingSeq`] for the caller to persist.
     pub ring_seq: u64,
     /// Largest Totem frame, in bytes, before encryption: the transport's payload MTU (for UDP
     /// over Ethernet, the link MTU minus 28 bytes of IP and UDP headers: 1472 for a 1500-byte
@@ -67,6 +70,24 @@ pub struct Config {
     /// How many token retransmissions fit in `token_timeout` (corosync
     /// `token_retransmits_before_loss_const`, default 4).
     pub token_retransmits_before_loss: u32,
+    /// Idle rotations (no new frame, no retransmit request) after which the representative
+    /// holds the token for `token_hold` before passing it on (corosync
+    /// `seqno_unchanged_const`, default 30). A local submit ends the hold at once.
+    pub seqno_unchanged_const: u32,
+    /// How long the representative holds an idle token (default `token_retransmit / 2`, 11.9
+    /// ms with the defaults: well inside the next node's retransmit timer).
+    pub token_hold: Duration,
+    /// Interval between join messages while gathering (corosync `join`, default 50 ms).
+    pub join_timeout: Duration,
+    /// How long to wait for every known node to agree on the membership before declaring the
+    /// silent ones failed (corosync `consensus`, default 1.2 × `token_timeout` = 120 ms).
+    pub consensus_timeout: Duration,
+    /// Interval of the representative's merge-detect announcements, by which partitions that
+    /// can talk again find each other (corosync `merge`, default 200 ms).
+    pub merge_timeout: Duration,
+    /// Counter of this node's first message ([`crate::MsgId::no`]), default 1. A restarted
+    /// node continues after the last counter it used, so message ids never repeat.
+    pub first_msg_no: u64,
     /// Emit [`crate::srp::Observation`] events (tokens seen, safe frames stored) for the
     /// simulator's checker. Off in production.
     pub observe: bool,
@@ -78,7 +99,7 @@ impl Config {
         Config {
             node_id,
             members,
-            ring_seq: 4,
+            ring_seq: 0,
             max_frame_size: 1472,
             window_size: 50,
             max_messages: 17,
@@ -89,6 +110,12 @@ impl Config {
             receive_window: 16384,
             token_timeout: Duration::from_millis(100),
             token_retransmits_before_loss: 4,
+            seqno_unchanged_const: 30,
+            token_hold: Duration::from_micros(11_900),
+            join_timeout: Duration::from_millis(50),
+            consensus_timeout: Duration::from_millis(120),
+            merge_timeout: Duration::from_millis(200),
+            first_msg_no: 1,
             observe: false,
         }
     }
@@ -114,7 +141,7 @@ impl Config {
         if sorted.len() != self.members.len() || sorted.iter().any(|m| !m.is_some()) {
             return Err(ConfigError::BadMembers);
         }
-        if !sorted.contains(&self.node_id) {
+        if !sorted.is_empty() && !sorted.contains(&self.node_id) {
             return Err(ConfigError::NotAMember(self.node_id));
         }
         if !(128..=65000).contains(&self.max_frame_size) {

@@ -14,6 +14,9 @@ pub enum Event {
     ConfigChange(ConfigChange),
     /// The send queues crossed their limit: submits are refused until `Clear`.
     FlowControl(FlowControl),
+    /// This node is about to use ring sequence number N: persist it (asynchronously is fine)
+    /// and pass the highest persisted value as `Config::ring_seq` after a restart.
+    RingSeq(u64),
     /// An internal step, reported only with `Config::observe` for the checker.
     Observe(Observation),
 }
@@ -49,11 +52,12 @@ pub enum ConfigKind {
 pub struct ConfigChange {
     /// Transitional or regular.
     pub kind: ConfigKind,
-    /// The ring this configuration belongs to.
+    /// Regular: the new ring. Transitional: the ring that is ending; the messages delivered
+    /// after it belong to that ring.
     pub ring: RingId,
     /// Members, ascending.
     pub members: Vec<NodeId>,
-    /// Members of the previous configuration that are not in this one.
+    /// Members of the previous configuration that are not in this one (failed or left).
     pub left: Vec<NodeId>,
     /// Members of this configuration that were not in the previous one.
     pub joined: Vec<NodeId>,

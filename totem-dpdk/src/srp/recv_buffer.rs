@@ -10,10 +10,12 @@ use crate::types::Seq;
 /// One stored frame.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
-    /// The whole frame, as received (or as this node built it).
+    /// The frame without its integrity trailer, as received (or as this node built it).
     pub(crate) bytes: Bytes,
     /// The frame carries at least one safe message.
     pub(crate) safe: bool,
+    /// The frame carries an old ring's frame (recovery), not messages.
+    pub(crate) encapsulated: bool,
 }
 
 /// Outcome of [`RecvBuffer::insert`].
@@ -116,6 +118,7 @@ mod tests {
         Stored {
             bytes: Bytes::from_static(b"x"),
             safe: false,
+            encapsulated: false,
         }
     }
 

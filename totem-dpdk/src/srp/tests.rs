@@ -449,3 +449,265 @@ mod fuzzed {
         }
     }
 }
+
+/// Membership on a small network with timers: nodes start alone and find each other.
+mod membership {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Nodes 1..=n, every frame delivered after 20 µs unless its receiver is down or cut off.
+    struct Net {
+        nodes: BTreeMap<u32, Totem>,
+        down: Vec<u32>,
+        /// (arrival, order, to, frame)
+        wire: Vec<(Instant, u64, u32, Bytes)>,
+        order: u64,
+        now: Instant,
+        events: BTreeMap<u32, Vec<(Instant, Event)>>,
+        ring_seq: BTreeMap<u32, u64>,
+    }
+
+    impl Net {
+        fn new(n: u32) -> Net {
+            let mut net = Net {
+                nodes: BTreeMap::new(),
+                down: Vec::new(),
+                wire: Vec::new(),
+                order: 0,
+                now: Instant(0),
+                events: BTreeMap::new(),
+                ring_seq: BTreeMap::new(),
+            };
+            for id in 1..=n {
+                net.start(id);
+            }
+            net
+        }
+
+        fn start(&mut self, id: u32) {
+            let mut cfg = Config::new(NodeId(id), Vec::new());
+            cfg.ring_seq = self.ring_seq.get(&id).copied().unwrap_or(0);
+            self.nodes.insert(id, Totem::new(cfg, self.now).unwrap());
+            self.down.retain(|d| *d != id);
+            self.drain(id);
+        }
+
+        fn crash(&mut self, id: u32) {
+            self.nodes.remove(&id);
+            self.down.push(id);
+        }
+
+        fn drain(&mut self, id: u32) {
+            let Some(node) = self.nodes.get_mut(&id) else {
+                return;
+            };
+            let mut out = Vec::new();
+            while let Some(t) = node.poll_transmit() {
+                out.push(t);
+            }
+            while let Some(e) = node.poll_event() {
+                if let Event::RingSeq(s) = e {
+                    self.ring_seq.insert(id, s);
+                }
+                self.events.entry(id).or_default().push((self.now, e));
+            }
+            let ids: Vec<u32> = self
+                .nodes
+                .keys()
+                .copied()
+                .chain(self.down.iter().copied())
+                .collect();
+            for t in out {
+                let targets: Vec<u32> = match t.dest {
+                    Dest::Ring => ids.iter().copied().filter(|i| *i != id).collect(),
+                    Dest::Node(n) => vec![n.0],
+                };
+                for to in targets {
+                    self.order += 1;
+                    self.wire.push((
+                        self.now + Duration::from_micros(20),
+                        self.order,
+                        to,
+                        t.frame.clone(),
+                    ));
+                }
+            }
+        }
+
+        /// Runs until `until` (virtual time).
+        fn run_until(&mut self, until: Instant) {
+            loop {
+                let next_frame = self.wire.iter().map(|(at, o, ..)| (*at, *o)).min();
+                let next_timer = self
+                    .nodes
+                    .iter()
+                    .filter_map(|(id, n)| n.poll_timeout().map(|t| (t, *id)))
+                    .min();
+                let frame_at = next_frame.map(|f| f.0);
+                let timer_at = next_timer.map(|t| t.0);
+                let at = match (frame_at, timer_at) {
+                    (None, None) => return,
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (Some(a), Some(b)) => a.min(b),
+                };
+                if at > until {
+                    self.now = until;
+                    return;
+                }
+                self.now = self.now.max(at);
+                if frame_at == Some(at) {
+                    let (_, order) = next_frame.unwrap();
+                    let pos = self
+                        .wire
+                        .iter()
+                        .position(|(a, o, ..)| *a == at && *o == order)
+                        .unwrap();
+                    let (_, _, to, frame) = self.wire.swap_remove(pos);
+                    if let Some(node) = self.nodes.get_mut(&to) {
+                        node.handle_frame(self.now, &frame);
+                        self.drain(to);
+                    }
+                } else {
+                    let (_, id) = next_timer.unwrap();
+                    self.nodes.get_mut(&id).unwrap().handle_timeout(self.now);
+                    self.drain(id);
+                }
+            }
+        }
+
+        fn configs(&self, id: u32) -> Vec<(Instant, ConfigChange)> {
+            self.events[&id]
+                .iter()
+                .filter_map(|(t, e)| match e {
+                    Event::ConfigChange(c) => Some((*t, c.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn last_regular(&self, id: u32) -> (Instant, ConfigChange) {
+            self.configs(id)
+                .into_iter()
+                .rfind(|(_, c)| c.kind == ConfigKind::Regular)
+                .unwrap()
+        }
+
+        fn delivered(&self, id: u32) -> Vec<MsgId> {
+            self.events[&id]
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::Deliver(d) => Some(d.id),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant(0) + Duration::from_millis(n)
+    }
+
+    fn ids(v: &[u32]) -> Vec<NodeId> {
+        v.iter().copied().map(NodeId).collect()
+    }
+
+    #[test]
+    fn nodes_started_alone_form_one_ring() {
+        let mut net = Net::new(3);
+        net.run_until(ms(500));
+        for id in 1..=3 {
+            let (_, c) = net.last_regular(id);
+            assert_eq!(c.members, ids(&[1, 2, 3]), "node {id}");
+            assert_eq!(net.nodes[&id].state(), MembState::Operational);
+            assert!(
+                net.ring_seq[&id] >= c.ring.seq,
+                "ring seq reported for persistence"
+            );
+        }
+        let rings: Vec<RingId> = (1..=3).map(|id| net.last_regular(id).1.ring).collect();
+        assert!(rings.iter().all(|r| *r == rings[0]));
+    }
+
+    #[test]
+    fn a_crash_is_detected_and_survivors_reform_within_300_ms() {
+        let mut net = Net::new(3);
+        net.run_until(ms(500));
+        for i in 0..5u8 {
+            net.nodes
+                .get_mut(&3)
+                .unwrap()
+                .submit(
+                    Priority::NORMAL,
+                    DeliveryKind::Agreed,
+                    Bytes::from(vec![i; 10]),
+                )
+                .unwrap();
+        }
+        net.drain(3);
+        net.run_until(ms(600));
+        let before = net.last_regular(1).1.ring;
+        net.crash(3);
+        let crashed_at = net.now;
+        net.run_until(ms(2_000));
+        for id in [1, 2] {
+            let configs = net.configs(id);
+            let (t, regular) = net.last_regular(id);
+            assert_eq!(regular.members, ids(&[1, 2]), "node {id}");
+            assert_eq!(regular.left, ids(&[3]));
+            assert!(regular.ring.seq > before.seq);
+            let took = t.saturating_since(crashed_at);
+            assert!(
+                took < Duration::from_millis(300),
+                "node {id} reformed after {took}"
+            );
+            // The transitional configuration comes right before, with the survivors.
+            let n = configs.len();
+            assert_eq!(configs[n - 2].1.kind, ConfigKind::Transitional);
+            assert_eq!(configs[n - 2].1.members, ids(&[1, 2]));
+            assert_eq!(configs[n - 2].1.ring, before);
+            assert_eq!(
+                net.delivered(id).len(),
+                5,
+                "node 3's messages delivered before it crashed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_graceful_leave_does_not_wait_for_a_timeout() {
+        let mut net = Net::new(3);
+        net.run_until(ms(500));
+        net.nodes.get_mut(&2).unwrap().leave();
+        net.drain(2);
+        let left_at = net.now;
+        net.run_until(ms(1_000));
+        for id in [1, 3] {
+            let (t, regular) = net.last_regular(id);
+            assert_eq!(regular.members, ids(&[1, 3]));
+            let took = t.saturating_since(left_at);
+            assert!(
+                took < Duration::from_millis(20),
+                "node {id} took {took} after a leave"
+            );
+        }
+        assert_eq!(net.nodes[&2].state(), MembState::Left);
+    }
+
+    #[test]
+    fn a_restarted_node_rejoins_with_a_newer_ring_id() {
+        let mut net = Net::new(3);
+        net.run_until(ms(500));
+        net.crash(2);
+        net.run_until(ms(1_000));
+        let without = net.last_regular(1).1.ring;
+        net.start(2);
+        net.run_until(ms(2_000));
+        for id in 1..=3 {
+            let (_, regular) = net.last_regular(id);
+            assert_eq!(regular.members, ids(&[1, 2, 3]), "node {id}");
+            assert!(regular.ring.seq > without.seq);
+        }
+        assert!(net.ring_seq[&2] > without.seq);
+    }
+}

@@ -1,4 +1,5 @@
-//! Multicast data frames, frame type 2: a fixed part and one or more message chunks.
+//! Multicast data frames, frame type 2: a fixed part and either one or more message chunks or,
+//! during recovery, one encapsulated mcast frame of an old ring.
 
 use core::fmt;
 use core::ops::Range;
@@ -40,10 +41,17 @@ const KIND_SAFE: u8 = 1;
 ///
 /// Layout after the common header: `8..12` ring rep, `12..20` ring seq, `20..28` seq, `28`
 /// flags (bit 0 SAFE: at least one chunk is of a safe message; bit 1 ENCAPSULATED, for
-/// recovery), `29` reserved, `30..32` chunk_count (at least 1), then the chunks, which fill the
-/// frame exactly. Each chunk: `0..8` msg_no (the sender's message counter, from 1), `8..12`
-/// total_len (the whole message), `12..16` offset (of this chunk inside the message), `16..18`
-/// len, `18` kind (0 agreed, 1 safe), `19` reserved, then `len` payload bytes.
+/// recovery), `29` reserved, `30..32` chunk_count, then the chunk area from byte
+/// [`MCAST_FIXED_LEN`] to the end of the frame.
+///
+/// - Without ENCAPSULATED, chunk_count is at least 1 and the chunks fill the chunk area
+///   exactly. Each chunk: `0..8` msg_no (the sender's message counter, from 1), `8..12`
+///   total_len (the whole message), `12..16` offset (of this chunk inside the message),
+///   `16..18` len, `18` kind (0 agreed, 1 safe), `19` reserved, then `len` payload bytes.
+/// - With ENCAPSULATED (recovery: an old ring's message re-sent on the new ring), SAFE is 0,
+///   chunk_count is 0 and the chunk area is exactly one whole, valid, non-encapsulated mcast
+///   frame of the old ring, without a trailer ([`McastFrame::encapsulated`]). That inner frame
+///   carries its own SAFE flag.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[doc(alias = "mcast")]
 pub struct McastFrame<T: AsRef<[u8]>> {
@@ -85,26 +93,60 @@ impl<T: AsRef<[u8]>> McastFrame<T> {
     }
 
     /// Checks the whole frame: the common header (magic, version, type [`FrameType::Mcast`]);
-    /// flags with only SAFE and ENCAPSULATED, SAFE set exactly when a chunk is of kind safe;
-    /// reserved byte 0; at least one chunk; every chunk valid ([`Chunk::check`]) and whole;
-    /// no bytes after the last chunk.
+    /// flags with only SAFE and ENCAPSULATED; reserved byte 0. Then, without ENCAPSULATED: at
+    /// least one chunk; every chunk valid ([`Chunk::check`]) and whole; SAFE set exactly when
+    /// a chunk is of kind safe; no bytes after the last chunk. With ENCAPSULATED: SAFE clear,
+    /// chunk_count 0, and the chunk area exactly one frame that passes this check and is not
+    /// encapsulated itself.
     ///
     /// # Errors
     ///
-    /// [`Error::Truncated`] if the buffer ends inside the fixed part or a chunk;
-    /// [`Error::BadMagic`], [`Error::UnsupportedVersion`]; [`Error::Malformed`] for another
-    /// frame type, a bad field or trailing bytes.
+    /// [`Error::Truncated`] if the buffer ends inside the fixed part, a chunk or the
+    /// encapsulated frame; [`Error::BadMagic`], [`Error::UnsupportedVersion`];
+    /// [`Error::Malformed`] for another frame type, a bad field, trailing bytes, or an
+    /// encapsulated frame that is invalid for any other reason (bad magic and version
+    /// included) or encapsulated itself.
     pub fn check(&self) -> Result<()> {
+        self.check_fixed()?;
+        if !self.is_encapsulated() {
+            return self.check_chunks();
+        }
+        if self.is_safe() || self.chunk_count() != 0 {
+            return Err(Error::Malformed);
+        }
+        let inner = McastFrame::new_unchecked(&self.buffer.as_ref()[field::CHUNKS..]);
+        let inner_ok = inner.check_fixed().and_then(|()| {
+            if inner.is_encapsulated() {
+                Err(Error::Malformed)
+            } else {
+                inner.check_chunks()
+            }
+        });
+        match inner_ok {
+            Ok(()) | Err(Error::Truncated) => inner_ok,
+            Err(_) => Err(Error::Malformed),
+        }
+    }
+
+    /// Checks the common header, the fixed part's length, the flags and the reserved byte.
+    fn check_fixed(&self) -> Result<()> {
         let header = self.header();
         header.check()?;
         if header.frame_type() != FrameType::Mcast {
             return Err(Error::Malformed);
         }
         self.check_len()?;
-        let data = self.buffer.as_ref();
-        if self.flags() & !(FLAG_SAFE | FLAG_ENCAPSULATED) != 0 || data[field::RESERVED] != 0 {
+        if self.flags() & !(FLAG_SAFE | FLAG_ENCAPSULATED) != 0
+            || self.buffer.as_ref()[field::RESERVED] != 0
+        {
             return Err(Error::Malformed);
         }
+        Ok(())
+    }
+
+    /// Checks the chunks of a frame whose fixed part has been checked.
+    fn check_chunks(&self) -> Result<()> {
+        let data = self.buffer.as_ref();
         let count = self.chunk_count();
         if count == 0 {
             return Err(Error::Malformed);
@@ -184,21 +226,40 @@ impl<T: AsRef<[u8]>> McastFrame<T> {
         self.flags() & FLAG_ENCAPSULATED != 0
     }
 
+    /// The encapsulated old-ring frame, checked: `Some` when the ENCAPSULATED flag is set and
+    /// the chunk area holds exactly one valid, non-encapsulated mcast frame (always so on a
+    /// checked encapsulated frame), otherwise `None`. The inner frame starts at
+    /// [`MCAST_FIXED_LEN`] in this one, so add that to its chunks' [`Chunk::payload_range`]
+    /// to index this frame's buffer. Never panics.
+    pub fn encapsulated(&self) -> Option<McastFrame<&[u8]>> {
+        let data = self.buffer.as_ref();
+        let flags = *data.get(field::FLAGS)?;
+        if flags & FLAG_ENCAPSULATED == 0 {
+            return None;
+        }
+        let inner = McastFrame::new_checked(data.get(field::CHUNKS..)?).ok()?;
+        (!inner.is_encapsulated()).then_some(inner)
+    }
+
     /// The number of chunks.
     pub fn chunk_count(&self) -> u16 {
         get_u16(&self.buffer.as_ref()[field::CHUNK_COUNT])
     }
 
-    /// The chunks, in frame order, borrowed from the buffer.
+    /// The chunks, in frame order, borrowed from the buffer. None for an encapsulated frame
+    /// (see [`McastFrame::encapsulated`]).
     ///
     /// On an unchecked buffer, yields chunks while they are whole and stops at the first that
     /// is not (or at once if the fixed part is incomplete); their fields are not validated.
     /// Never panics.
     pub fn chunks(&self) -> Chunks<'_> {
         let data = self.buffer.as_ref();
+        let encapsulated = data
+            .get(field::FLAGS)
+            .is_some_and(|flags| flags & FLAG_ENCAPSULATED != 0);
         let remaining = match data.get(field::CHUNK_COUNT) {
-            Some(raw) => get_u16(raw),
-            None => 0,
+            Some(raw) if !encapsulated => get_u16(raw),
+            _ => 0,
         };
         Chunks {
             data,
@@ -250,7 +311,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> McastFrame<T> {
     }
 
     /// The bytes after the fixed part, where the chunks go (see [`ChunkRepr::emit`] and
-    /// [`crate::pg::pack`]).
+    /// [`crate::pg::pack`]), or, in an encapsulated frame, the whole old-ring frame.
     pub fn chunk_area_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::CHUNKS..]
     }
@@ -261,6 +322,9 @@ impl<T: AsRef<[u8]>> fmt::Display for McastFrame<T> {
         match McastRepr::parse(self) {
             Ok(repr) => repr.fmt(f)?,
             Err(err) => return write!(f, "Mcast ({err})"),
+        }
+        if let Some(inner) = self.encapsulated() {
+            return write!(f, " [{inner}]");
         }
         f.write_str(" [")?;
         for (i, chunk) in self.chunks().enumerate() {
@@ -482,7 +546,7 @@ impl<'a> ChunkRepr<'a> {
 }
 
 /// The fixed part of an mcast frame as plain values (the chunks are [`ChunkRepr`]s, or are
-/// written by [`crate::pg::pack`]).
+/// written by [`crate::pg::pack`]; an encapsulated frame holds an old-ring frame instead).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
 #[doc(alias = "mcast")]
 pub struct McastRepr {
@@ -492,16 +556,17 @@ pub struct McastRepr {
     pub ring_id: RingId,
     /// The frame's sequence number on the ring.
     pub seq: Seq,
-    /// SAFE flag: at least one chunk is of a safe message.
+    /// SAFE flag: at least one chunk is of a safe message; always false when `encapsulated`.
     pub safe: bool,
-    /// ENCAPSULATED flag (recovery).
+    /// ENCAPSULATED flag (recovery): the frame holds one old-ring mcast frame, no chunks.
     pub encapsulated: bool,
-    /// The number of chunks that follow.
+    /// The number of chunks that follow; 0 when `encapsulated`.
     pub chunk_count: u16,
 }
 
 impl McastRepr {
-    /// Checks the whole frame, chunks included, and reads its fixed part.
+    /// Checks the whole frame, chunks or encapsulated frame included, and reads its fixed
+    /// part.
     ///
     /// # Errors
     ///
@@ -523,8 +588,11 @@ impl McastRepr {
         MCAST_FIXED_LEN
     }
 
-    /// Writes the fixed part, common header included. The chunks are written separately into
-    /// [`McastFrame::chunk_area_mut`].
+    /// Writes the fixed part, common header included. The rest is written separately into
+    /// [`McastFrame::chunk_area_mut`]: the chunks or, when `encapsulated`, the bytes of the
+    /// whole old-ring mcast frame (without its trailer), which must fill the rest of the
+    /// buffer exactly. The fields are written as they are: an encapsulated frame with `safe`
+    /// set or a nonzero `chunk_count` does not check.
     ///
     /// # Panics
     ///

@@ -16,24 +16,32 @@
 //! - Nothing in this module panics on remote input: `new_checked` and [`parse_frame`] accept any
 //!   byte slice and return an [`Error`] for anything that is not a well-formed frame.
 //!
-//! Implemented frame types: [`OrfTokenFrame`] (type 1) and [`McastFrame`] (type 2). The
-//! membership frames (3 to 6) are named in [`FrameType`] but have no views yet; [`parse_frame`]
-//! reports them as [`Error::UnknownType`].
+//! Implemented frame types: [`OrfTokenFrame`] (type 1), [`McastFrame`] (type 2, including the
+//! encapsulated form that carries an old ring's mcast frame during recovery),
+//! [`MembJoinFrame`] (type 3), [`CommitTokenFrame`] (type 4) and [`MergeDetectFrame`] (type 5).
+//! Token hold cancel (type 6) is named in [`FrameType`] but has no view yet; [`parse_frame`]
+//! reports it as [`Error::UnknownType`].
 //!
 //! [`fuzz_parse_roundtrip`] is the body of the `wire_parse` fuzz target, public so that the
 //! unit tests run it too.
 
 use core::fmt;
 
+mod commit;
 mod header;
+mod join;
 mod mcast;
+mod merge;
 mod token;
 
 #[cfg(test)]
 mod tests;
 
+pub use commit::{CommitEntries, CommitEntry, CommitEntryView, CommitTokenFrame, CommitTokenRepr};
 pub use header::{Header, HeaderRepr};
+pub use join::{MembJoinFrame, MembJoinRepr, NodeList};
 pub use mcast::{Chunk, ChunkRepr, Chunks, McastFrame, McastRepr};
+pub use merge::{MergeDetectFrame, MergeDetectRepr};
 pub use token::{OrfTokenFrame, OrfTokenRepr, RtrList};
 
 /// The first two bytes of every Totem frame.
@@ -48,6 +56,14 @@ pub const TOKEN_FIXED_LEN: usize = 76;
 pub const MCAST_FIXED_LEN: usize = 32;
 /// Length of the header of one chunk of an mcast frame, before its payload.
 pub const CHUNK_HEADER_LEN: usize = 20;
+/// Length of a membership join without its proc and fail sets.
+pub const JOIN_FIXED_LEN: usize = 36;
+/// Length of a commit token without its entries.
+pub const COMMIT_FIXED_LEN: usize = 32;
+/// Length of one entry of a commit token.
+pub const COMMIT_ENTRY_LEN: usize = 36;
+/// Length of a merge detection frame.
+pub const MERGE_DETECT_LEN: usize = 20;
 
 /// Why a buffer is not a valid frame.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -90,13 +106,13 @@ pub enum FrameType {
     /// Multicast data: chunks of one or more messages (2).
     #[doc(alias = "mcast")]
     Mcast,
-    /// Membership join (3; no view yet).
+    /// Membership join: a processor's proc and fail sets (3).
     #[doc(alias = "memb_join")]
     MembJoin,
-    /// Membership commit token (4; no view yet).
+    /// Membership commit token, which forms a new ring (4).
     #[doc(alias = "memb_commit_token")]
     MembCommitToken,
-    /// Merge detection (5; no view yet).
+    /// Merge detection: a representative announces its ring (5).
     #[doc(alias = "memb_merge_detect")]
     MergeDetect,
     /// Token hold cancel (6; no view yet).
@@ -155,6 +171,12 @@ pub enum Frame<'a> {
     Token(OrfTokenFrame<&'a [u8]>),
     /// An mcast frame.
     Mcast(McastFrame<&'a [u8]>),
+    /// A membership join.
+    MembJoin(MembJoinFrame<&'a [u8]>),
+    /// A membership commit token.
+    CommitToken(CommitTokenFrame<&'a [u8]>),
+    /// A merge detection frame.
+    MergeDetect(MergeDetectFrame<&'a [u8]>),
 }
 
 impl Frame<'_> {
@@ -163,6 +185,9 @@ impl Frame<'_> {
         match self {
             Frame::Token(t) => t.sender(),
             Frame::Mcast(m) => m.sender(),
+            Frame::MembJoin(j) => j.sender(),
+            Frame::CommitToken(c) => c.sender(),
+            Frame::MergeDetect(m) => m.sender(),
         }
     }
 }
@@ -172,6 +197,9 @@ impl fmt::Display for Frame<'_> {
         match self {
             Frame::Token(t) => t.fmt(f),
             Frame::Mcast(m) => m.fmt(f),
+            Frame::MembJoin(j) => j.fmt(f),
+            Frame::CommitToken(c) => c.fmt(f),
+            Frame::MergeDetect(m) => m.fmt(f),
         }
     }
 }
@@ -181,8 +209,10 @@ impl fmt::Display for Frame<'_> {
 /// # Errors
 ///
 /// [`Error::Truncated`], [`Error::BadMagic`] or [`Error::UnsupportedVersion`] for a bad common
-/// header; [`Error::UnknownType`] for a frame type other than the ORF token and mcast; any
-/// error of [`OrfTokenFrame::new_checked`] or [`McastFrame::new_checked`] for the rest.
+/// header; [`Error::UnknownType`] for a frame type without a view (token hold cancel and
+/// unknown types); any error of the type's `new_checked` ([`OrfTokenFrame::new_checked`],
+/// [`McastFrame::new_checked`], [`MembJoinFrame::new_checked`],
+/// [`CommitTokenFrame::new_checked`], [`MergeDetectFrame::new_checked`]) for the rest.
 ///
 /// # Fuzzing
 ///
@@ -192,13 +222,19 @@ pub fn parse_frame(buffer: &[u8]) -> Result<Frame<'_>> {
     match header.frame_type() {
         FrameType::OrfToken => OrfTokenFrame::new_checked(buffer).map(Frame::Token),
         FrameType::Mcast => McastFrame::new_checked(buffer).map(Frame::Mcast),
-        other => Err(Error::UnknownType(other.into())),
+        FrameType::MembJoin => MembJoinFrame::new_checked(buffer).map(Frame::MembJoin),
+        FrameType::MembCommitToken => CommitTokenFrame::new_checked(buffer).map(Frame::CommitToken),
+        FrameType::MergeDetect => MergeDetectFrame::new_checked(buffer).map(Frame::MergeDetect),
+        other @ (FrameType::TokenHoldCancel | FrameType::Unknown(_)) => {
+            Err(Error::UnknownType(other.into()))
+        }
     }
 }
 
 /// The `wire_parse` fuzz target: parses `data` with [`parse_frame`]; when that succeeds,
 /// re-emits the frame through its representations and checks that the bytes and the re-parsed
-/// representations are identical, and that `Display` works.
+/// representations are identical, and that `Display` works (and, for the membership frames,
+/// prints the view and its representation alike).
 ///
 /// # Panics
 ///
@@ -211,44 +247,129 @@ pub fn fuzz_parse_roundtrip(data: &[u8]) {
     };
     let mut text = String::new();
     write!(text, "{frame}").expect("Display of a checked frame");
-    match frame {
+    let out = match frame {
         Frame::Token(token) => {
             let repr = OrfTokenRepr::parse(&token).expect("a checked token parses");
             assert_eq!(repr.buffer_len(), data.len());
             let mut out = vec![0u8; repr.buffer_len()];
             repr.emit(&mut OrfTokenFrame::new_unchecked(&mut out[..]));
-            assert_eq!(out, data, "re-emitted token differs");
             let again = OrfTokenFrame::new_checked(&out[..]).expect("re-emitted token checks");
             assert_eq!(OrfTokenRepr::parse(&again), Ok(repr));
+            out
         }
-        Frame::Mcast(mcast) => {
-            let repr = McastRepr::parse(&mcast).expect("a checked mcast parses");
-            let chunks: Vec<ChunkRepr<'_>> = mcast
-                .chunks()
-                .map(|c| ChunkRepr::parse(&c).expect("a checked chunk parses"))
-                .collect();
-            assert_eq!(chunks.len(), usize::from(repr.chunk_count));
-            let len = repr.buffer_len() + chunks.iter().map(ChunkRepr::buffer_len).sum::<usize>();
-            assert_eq!(len, data.len());
-            let mut out = vec![0u8; len];
-            let mut view = McastFrame::new_unchecked(&mut out[..]);
-            repr.emit(&mut view);
-            let mut at = 0;
-            for chunk in &chunks {
-                chunk.emit(&mut view.chunk_area_mut()[at..]);
-                at += chunk.buffer_len();
-            }
-            assert_eq!(out, data, "re-emitted mcast differs");
-            let again = McastFrame::new_checked(&out[..]).expect("re-emitted mcast checks");
-            assert_eq!(McastRepr::parse(&again), Ok(repr));
-            assert!(
-                again
-                    .chunks()
-                    .map(|c| ChunkRepr::parse(&c))
-                    .eq(chunks.into_iter().map(Ok::<_, Error>))
-            );
+        Frame::Mcast(mcast) => fuzz_mcast_roundtrip(&mcast),
+        Frame::MembJoin(join) => {
+            let repr = MembJoinRepr::parse(&join).expect("a checked join parses");
+            assert_eq!(repr.to_string(), text);
+            assert_eq!(repr.buffer_len(), data.len());
+            let mut out = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut MembJoinFrame::new_unchecked(&mut out[..]));
+            let again = MembJoinFrame::new_checked(&out[..]).expect("re-emitted join checks");
+            assert_eq!(MembJoinRepr::parse(&again), Ok(repr));
+            out
         }
+        Frame::CommitToken(commit) => {
+            let repr = CommitTokenRepr::parse(&commit).expect("a checked commit token parses");
+            assert_eq!(repr.to_string(), text);
+            assert_eq!(repr.buffer_len(), data.len());
+            let mut out = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut CommitTokenFrame::new_unchecked(&mut out[..]));
+            let again =
+                CommitTokenFrame::new_checked(&out[..]).expect("re-emitted commit token checks");
+            assert_eq!(CommitTokenRepr::parse(&again), Ok(repr));
+            out
+        }
+        Frame::MergeDetect(merge) => {
+            let repr = MergeDetectRepr::parse(&merge).expect("a checked merge detect parses");
+            assert_eq!(repr.to_string(), text);
+            assert_eq!(repr.buffer_len(), data.len());
+            let mut out = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut MergeDetectFrame::new_unchecked(&mut out[..]));
+            let again =
+                MergeDetectFrame::new_checked(&out[..]).expect("re-emitted merge detect checks");
+            assert_eq!(MergeDetectRepr::parse(&again), Ok(repr));
+            out
+        }
+    };
+    assert_eq!(out, data, "re-emitted frame differs");
+}
+
+/// Re-emits a checked mcast frame (encapsulated or not) through its representations, checks
+/// that the result parses to the same representations, and returns it.
+fn fuzz_mcast_roundtrip(mcast: &McastFrame<&[u8]>) -> Vec<u8> {
+    let repr = McastRepr::parse(mcast).expect("a checked mcast parses");
+    if repr.encapsulated {
+        assert_eq!(mcast.chunks().count(), 0);
+        let inner = mcast
+            .encapsulated()
+            .expect("a checked encapsulated mcast has a frame");
+        assert!(!inner.is_encapsulated());
+        let inner_bytes = fuzz_mcast_roundtrip(&inner);
+        let mut out = vec![0u8; repr.buffer_len() + inner_bytes.len()];
+        let mut view = McastFrame::new_unchecked(&mut out[..]);
+        repr.emit(&mut view);
+        view.chunk_area_mut().copy_from_slice(&inner_bytes);
+        let again = McastFrame::new_checked(&out[..]).expect("re-emitted mcast checks");
+        assert_eq!(McastRepr::parse(&again), Ok(repr));
+        assert_eq!(
+            again.encapsulated(),
+            Some(McastFrame::new_unchecked(&inner_bytes[..]))
+        );
+        return out;
     }
+    assert!(mcast.encapsulated().is_none());
+    let chunks: Vec<ChunkRepr<'_>> = mcast
+        .chunks()
+        .map(|c| ChunkRepr::parse(&c).expect("a checked chunk parses"))
+        .collect();
+    assert_eq!(chunks.len(), usize::from(repr.chunk_count));
+    let len = repr.buffer_len() + chunks.iter().map(ChunkRepr::buffer_len).sum::<usize>();
+    let mut out = vec![0u8; len];
+    let mut view = McastFrame::new_unchecked(&mut out[..]);
+    repr.emit(&mut view);
+    let mut at = 0;
+    for chunk in &chunks {
+        chunk.emit(&mut view.chunk_area_mut()[at..]);
+        at += chunk.buffer_len();
+    }
+    let again = McastFrame::new_checked(&out[..]).expect("re-emitted mcast checks");
+    assert_eq!(McastRepr::parse(&again), Ok(repr));
+    assert!(
+        again
+            .chunks()
+            .map(|c| ChunkRepr::parse(&c))
+            .eq(chunks.into_iter().map(Ok::<_, Error>))
+    );
+    out
+}
+
+/// Checks that `ids` is strictly ascending (sorted, no duplicates) and holds no
+/// [`crate::NodeId::NONE`].
+fn check_ascending(ids: impl Iterator<Item = crate::NodeId>) -> Result<()> {
+    let mut last = crate::NodeId::NONE;
+    for id in ids {
+        if id <= last {
+            return Err(Error::Malformed);
+        }
+        last = id;
+    }
+    Ok(())
+}
+
+/// Writes `label [a b c]`.
+fn write_ids(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    ids: impl Iterator<Item = crate::NodeId>,
+) -> fmt::Result {
+    write!(f, "{label} [")?;
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            f.write_str(" ")?;
+        }
+        write!(f, "{id}")?;
+    }
+    f.write_str("]")
 }
 
 // Big-endian field access. The callers index with fixed ranges after a length check, or

@@ -28,14 +28,17 @@ mod field {
 
 /// Length of one retransmit-request entry.
 const RTR_ENTRY_LEN: usize = 8;
-/// Flag bit: the token carries retransmit requests that could not all be served.
+/// Flag bit: during recovery, some member still had old-ring frames to re-send in this
+/// rotation.
 const FLAG_RETRANS: u8 = 0x01;
+/// Flag bit: recovery is complete; each member installs the new ring at its visit.
+const FLAG_INSTALL: u8 = 0x02;
 
 /// A view of an ORF token frame.
 ///
 /// Layout after the common header: `8..12` ring rep, `12..20` ring seq, `20..28` token_seq,
 /// `28..36` seq, `36..44` aru, `44..48` aru_addr, `48..52` fcc, `52..56` backlog, `56..64`
-/// rot_min, `64..72` safe, `72` flags (bit 0 retrans_flg), `73` reserved, `74..76` rtr_count,
+/// rot_min, `64..72` safe, `72` flags (bit 0 retrans_flg, bit 1 install), `73` reserved, `74..76` rtr_count,
 /// then `rtr_count` sequence numbers of 8 bytes. The frame is exactly
 /// `TOKEN_FIXED_LEN + 8 * rtr_count` bytes long.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -85,8 +88,8 @@ impl<T: AsRef<[u8]>> OrfTokenFrame<T> {
     }
 
     /// Checks the whole frame: the common header (magic, version, type [`FrameType::OrfToken`]),
-    /// the length, and that the flags have no bit other than retrans_flg and the reserved byte
-    /// is 0.
+    /// the length, and that the flags have no bit other than retrans_flg and install, and the
+    /// reserved byte is 0.
     ///
     /// # Errors
     ///
@@ -102,7 +105,9 @@ impl<T: AsRef<[u8]>> OrfTokenFrame<T> {
         if self.buffer.as_ref().len() < TOKEN_FIXED_LEN {
             return Err(Error::Truncated);
         }
-        if self.flags() & !FLAG_RETRANS != 0 || self.buffer.as_ref()[field::RESERVED] != 0 {
+        if self.flags() & !(FLAG_RETRANS | FLAG_INSTALL) != 0
+            || self.buffer.as_ref()[field::RESERVED] != 0
+        {
             return Err(Error::Malformed);
         }
         self.check_len()
@@ -188,6 +193,11 @@ impl<T: AsRef<[u8]>> OrfTokenFrame<T> {
         self.flags() & FLAG_RETRANS != 0
     }
 
+    /// The install flag.
+    pub fn install(&self) -> bool {
+        self.flags() & FLAG_INSTALL != 0
+    }
+
     /// The number of retransmit requests.
     pub fn rtr_count(&self) -> u16 {
         get_u16(&self.buffer.as_ref()[field::RTR_COUNT])
@@ -268,10 +278,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> OrfTokenFrame<T> {
         put_u64(&mut self.buffer.as_mut()[field::SAFE], value.0);
     }
 
-    /// Sets the flags byte to just the retransmit flag (or 0) and clears the reserved byte.
-    pub fn set_retrans_flg(&mut self, value: bool) {
+    /// Sets the flags byte (retransmit and install flags; no other bit) and clears the
+    /// reserved byte.
+    pub fn set_flags(&mut self, retrans_flg: bool, install: bool) {
         let data = self.buffer.as_mut();
-        data[field::FLAGS] = if value { FLAG_RETRANS } else { 0 };
+        data[field::FLAGS] =
+            if retrans_flg { FLAG_RETRANS } else { 0 } | if install { FLAG_INSTALL } else { 0 };
         data[field::RESERVED] = 0;
     }
 
@@ -310,6 +322,9 @@ impl<T: AsRef<[u8]>> fmt::Display for OrfTokenFrame<T> {
         )?;
         if self.retrans_flg() {
             f.write_str(" retrans")?;
+        }
+        if self.install() {
+            f.write_str(" install")?;
         }
         write_rtr(f, self.rtr_list())
     }
@@ -375,6 +390,8 @@ pub struct OrfTokenRepr {
     pub safe: Seq,
     /// The retransmit flag.
     pub retrans_flg: bool,
+    /// The install flag.
+    pub install: bool,
     /// Retransmit requests, at most `u16::MAX` of them.
     pub rtr: Vec<Seq>,
 }
@@ -399,6 +416,7 @@ impl OrfTokenRepr {
             rot_min: frame.rot_min(),
             safe: frame.safe(),
             retrans_flg: frame.retrans_flg(),
+            install: frame.install(),
             rtr: frame.rtr_list().collect(),
         })
     }
@@ -431,7 +449,7 @@ impl OrfTokenRepr {
         frame.set_backlog(self.backlog);
         frame.set_rot_min(self.rot_min);
         frame.set_safe(self.safe);
-        frame.set_retrans_flg(self.retrans_flg);
+        frame.set_flags(self.retrans_flg, self.install);
         frame.set_rtr_count(count);
         for (i, seq) in self.rtr.iter().enumerate() {
             frame.set_rtr(i, *seq);
@@ -458,6 +476,9 @@ impl fmt::Display for OrfTokenRepr {
         )?;
         if self.retrans_flg {
             f.write_str(" retrans")?;
+        }
+        if self.install {
+            f.write_str(" install")?;
         }
         write_rtr(f, self.rtr.iter().copied())
     }

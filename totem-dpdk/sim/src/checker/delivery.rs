@@ -6,7 +6,7 @@ use totem_dpdk::{MsgId, NodeId};
 
 use super::index::{Cur, Dlv, Index, Ring};
 use super::{Property, Sink};
-use crate::log::LogEvent;
+use crate::log::{ConfigKind, LogEvent};
 
 /// Property 1: No creation (E1): every `deliver` matches a `send` of the same message id with the same
 /// hash, length and kind; the sender named in the id logged the send; a node does not deliver
@@ -91,8 +91,10 @@ pub(super) fn no_duplication(ix: &Index<'_>, sink: &mut Sink) {
 }
 
 /// Property 3: Total order (E7, P1): every node delivers a message at the same (ring, seq); per ring, a
-/// node's deliveries never go back in seq; messages sharing a (ring, seq) are delivered in the
-/// same relative order everywhere.
+/// node's deliveries in the regular part never go back in seq (the transitional part is
+/// property 14's); messages sharing a (ring, seq) are delivered in the same relative order
+/// everywhere. Nodes that delivered different subsets of a ring (crashes, partitions,
+/// transitional gaps) are compared on the messages they both delivered.
 pub(super) fn total_order(ix: &Index<'_>, sink: &mut Sink) {
     let p = Property::TotalOrder;
     let mut last: HashMap<Ring, &Dlv> = HashMap::default();
@@ -121,8 +123,10 @@ pub(super) fn total_order(ix: &Index<'_>, sink: &mut Sink) {
                 )
             });
         }
+        // In the transitional part, going back in seq is property 14's to report.
         if let Some(prev) = last.insert(d.ring, d)
             && d.seq < prev.seq
+            && !d.after_trans
         {
             sink.report(p, Some(d.ev), || {
                 format!(
@@ -221,17 +225,17 @@ pub(super) fn self_delivery(ix: &Index<'_>, sink: &mut Sink) {
 
 /// The contiguous prefix of a ring's global order that a node has delivered so far.
 #[derive(Default)]
-struct Prefix {
+pub(super) struct Prefix {
     /// Positions 0..next are all delivered.
-    next: u32,
+    pub next: u32,
     /// Delivered positions beyond `next`.
     beyond: HashSet<u32>,
     /// Highest position delivered, and its message.
-    max: Option<(u32, MsgId)>,
+    pub max: Option<(u32, MsgId)>,
 }
 
 impl Prefix {
-    fn add(&mut self, pos: u32, msg: MsgId) {
+    pub(super) fn add(&mut self, pos: u32, msg: MsgId) {
         if self.max.is_none_or(|(m, _)| pos > m) {
             self.max = Some((pos, msg));
         }
@@ -384,6 +388,28 @@ pub(super) fn causal_order(ix: &Index<'_>, sink: &mut Sink) {
 /// the ring delivers the message.
 pub(super) fn safe_delivery(ix: &Index<'_>, drained: bool, sink: &mut Sink) {
     let p = Property::SafeDelivery;
+    // Each node's transitional configurations in log order: (event index, members).
+    let mut transitions: HashMap<NodeId, Vec<(usize, &[NodeId])>> = HashMap::default();
+    for (i, e) in ix.events.iter().enumerate() {
+        if let LogEvent::Config(c) = e
+            && c.kind == ConfigKind::Transitional
+        {
+            transitions
+                .entry(c.node)
+                .or_default()
+                .push((i, &c.members[..]));
+        }
+    }
+    // A member that the delivering node saw leave (absent from the delivering node's next
+    // transitional configuration) is, in extended virtual synchrony, a failed process for this
+    // configuration: it need not deliver the message.
+    let seen_leaving = |node: NodeId, after: usize, member: NodeId| {
+        transitions.get(&node).is_some_and(|list| {
+            list.iter()
+                .find(|(i, _)| *i > after)
+                .is_some_and(|(_, m)| !m.contains(&member))
+        })
+    };
     for d in ix.dlv.iter().filter(|d| d.safe && !d.dup) {
         let members = match d.cur {
             Cur::Trans(r, cfg) if r == d.ring => match &ix.events[cfg as usize] {
@@ -413,11 +439,12 @@ pub(super) fn safe_delivery(ix: &Index<'_>, drained: bool, sink: &mut Sink) {
             if drained
                 && !ix.crashed_between(m, installed, u64::MAX)
                 && !ix.delivered.contains_key(&(m, d.msg))
+                && !seen_leaving(d.node, d.ev as usize, m)
             {
                 sink.report(p, Some(d.ev), || {
                     format!(
                         "node {} delivered {} safe (ring {ring} seq {}), but member {m}, which did not \
-                         crash, never delivered it",
+                         crash and was not seen leaving, never delivered it",
                         d.node, d.msg, d.seq
                     )
                 });
@@ -427,11 +454,14 @@ pub(super) fn safe_delivery(ix: &Index<'_>, drained: bool, sink: &mut Sink) {
 }
 
 /// Property 8: Messages belong to their configuration (E6): a node delivers a message of ring r only
-/// after its regular configuration for r and before its next regular configuration (in the
-/// regular configuration of r or after the transitional one ending r).
+/// after its regular configuration for r and before its next regular configuration: in the
+/// regular configuration of r, or after the transitional configuration ending r. In
+/// particular no message of a new ring r1 is delivered before the node's regular configuration
+/// of r1 (also not between the transitional configuration ending r0 and that regular one), and
+/// none after a crash or restart before the node's next regular configuration.
 pub(super) fn message_in_config(ix: &Index<'_>, sink: &mut Sink) {
     for d in ix.dlv.iter().filter(|d| !d.dup) {
-        let why = match d.cur {
+        let mut why = match d.cur {
             Cur::Regular(r) | Cur::Trans(r, _) if r == d.ring => continue,
             Cur::None => "outside any configuration (before its first or after a crash)".to_owned(),
             Cur::Regular(r) => format!(
@@ -439,14 +469,22 @@ pub(super) fn message_in_config(ix: &Index<'_>, sink: &mut Sink) {
                 ix.rings[r as usize]
             ),
             Cur::Trans(r, _) => format!(
-                "after the transitional configuration of ring {}",
+                "after the transitional configuration of ring {} (the ending ring)",
                 ix.rings[r as usize]
             ),
         };
+        if let Some(&later) = ix.reg_ev.get(&(d.node, d.ring))
+            && later > d.ev
+        {
+            let t = ix.events[later as usize].t().unwrap_or(0);
+            why.push_str(&format!(
+                ", before its regular configuration of that ring (t={t})"
+            ));
+        }
         sink.report(Property::MessageInConfig, Some(d.ev), || {
             format!(
-                "node {} delivered {} of ring {} (seq {}) {why}",
-                d.node, d.msg, ix.rings[d.ring as usize], d.seq
+                "node {} delivered {} of ring {} (seq {}) at t={} {why}",
+                d.node, d.msg, ix.rings[d.ring as usize], d.seq, d.t
             )
         });
     }

@@ -9,7 +9,7 @@ use super::fast::{HashMap, HashSet};
 use totem_dpdk::{MsgId, NodeId, RingId};
 
 use super::{EffectiveParams, Property, Sink};
-use crate::log::{ConfigKind, LogEvent, Meta};
+use crate::log::{ConfigEvent, ConfigKind, LogEvent, Meta};
 
 /// Index of an event in the checked slice.
 pub(super) type Ev = u32;
@@ -68,6 +68,9 @@ pub(super) struct Index<'a> {
     pub meta: Option<&'a Meta>,
     /// Per node, its events in log order.
     pub nodes: BTreeMap<NodeId, Vec<Ev>>,
+    /// Per node, its `config`, `crash` and `restart` events in log order (every node of
+    /// `nodes` has an entry, possibly empty).
+    pub cfg_evs: BTreeMap<NodeId, Vec<Ev>>,
     /// First `send` event of each message id.
     pub sends: HashMap<MsgId, Ev>,
     /// Later `send` events reusing an id.
@@ -88,6 +91,8 @@ pub(super) struct Index<'a> {
     pub crashes: HashMap<NodeId, Vec<u64>>,
     /// Time a node installed (regular configuration) a ring.
     pub reg_time: HashMap<(NodeId, Ring), u64>,
+    /// The (first) regular configuration event by which a node installed a ring.
+    pub reg_ev: HashMap<(NodeId, Ring), Ev>,
     /// Earliest `stored` time per (ring, seq, node).
     pub stored: HashMap<(Ring, u64, NodeId), u64>,
 }
@@ -99,6 +104,7 @@ impl<'a> Index<'a> {
             events,
             meta: None,
             nodes: BTreeMap::new(),
+            cfg_evs: BTreeMap::new(),
             sends: HashMap::default(),
             dup_sends: Vec::new(),
             rings: Vec::new(),
@@ -111,12 +117,20 @@ impl<'a> Index<'a> {
             cycles: Vec::new(),
             crashes: HashMap::default(),
             reg_time: HashMap::default(),
+            reg_ev: HashMap::default(),
             stored: HashMap::default(),
         };
         for (i, ev) in events.iter().enumerate() {
             let i = i as Ev;
             if let Some(node) = ev.node() {
                 ix.nodes.entry(node).or_default().push(i);
+                let cfgs = ix.cfg_evs.entry(node).or_default();
+                if matches!(
+                    ev,
+                    LogEvent::Config(_) | LogEvent::Crash { .. } | LogEvent::Restart { .. }
+                ) {
+                    cfgs.push(i);
+                }
             }
             match ev {
                 LogEvent::Meta(m) => {
@@ -136,6 +150,7 @@ impl<'a> Index<'a> {
                     if c.kind == ConfigKind::Regular {
                         ix.ring_config[r as usize].get_or_insert(i);
                         ix.reg_time.entry((c.node, r)).or_insert(c.t);
+                        ix.reg_ev.entry((c.node, r)).or_insert(i);
                     }
                 }
                 LogEvent::Crash { t, node } => ix.crashes.entry(*node).or_default().push(*t),
@@ -171,6 +186,17 @@ impl<'a> Index<'a> {
 
     pub(super) fn ring_of(&self, ring: RingId) -> Ring {
         self.ring_ix[&ring]
+    }
+
+    /// The `config` event at `ev`.
+    ///
+    /// # Panics
+    /// If `ev` is not a `config` event (callers pass indices of `cfg_evs` or `ring_config`).
+    pub(super) fn config(&self, ev: Ev) -> &'a ConfigEvent {
+        match &self.events[ev as usize] {
+            LogEvent::Config(c) => c,
+            other => unreachable!("event #{ev} is a `{}`, not a config", other.name()),
+        }
     }
 
     /// Members of a ring's regular configuration (as first logged), if any node installed it.

@@ -26,6 +26,7 @@
 mod config;
 mod delivery;
 mod index;
+mod membership;
 mod token;
 
 /// Hash maps keyed by the log's small integer ids. The checker reads local log files, so it
@@ -90,7 +91,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use crate::log::{LogError, LogEvent, read_log_with_lines};
+use crate::log::{ConfigKind, LogError, LogEvent, read_log_with_lines};
 use index::Index;
 
 /// Default `window_size` (corosync's default).
@@ -119,17 +120,33 @@ pub enum Property {
     SafeDelivery,
     /// Property 8: Messages are delivered in their own configuration (E6).
     MessageInConfig,
-    /// Property 9: Configuration events are well formed and agreed (E3, E4, E5).
+    /// Property 9: Configuration events are well formed and include their node (E3).
     ConfigEvents,
     /// Property 10: Token invariants (P2, P3, P6, P7, M4).
     TokenInvariants,
     /// Property 11: The log itself is well formed (per-node time, crash/restart pairing, unique ids).
     WellFormedLog,
+    /// Property 12: A ring id names one member list in the whole log, each node's regular ring
+    /// seqs strictly increase (across restarts too), and transitional configurations between
+    /// the same two rings agree (E4, M1).
+    RingIdUnique,
+    /// Property 13: Each node's configurations form the EVS sequence regular, [transitional],
+    /// regular, … (E5).
+    ConfigSequence,
+    /// Property 14: Transitional deliveries keep increasing seq, and after a gap come only from
+    /// transitional members (E8).
+    TransitionalDelivery,
+    /// Property 15: Failure atomicity: nodes with the same transitional configuration
+    /// delivered the same messages of the ending ring in the same order (E9).
+    FailureAtomicity,
+    /// Property 16: Convergence: after the last fault, the live nodes install one common ring
+    /// of exactly themselves within the bound (L1; drained runs with a fault time and bound).
+    Convergence,
 }
 
 impl Property {
     /// Every property, in number order.
-    pub const ALL: [Property; 11] = [
+    pub const ALL: [Property; 16] = [
         Property::NoCreation,
         Property::NoDuplication,
         Property::TotalOrder,
@@ -141,6 +158,11 @@ impl Property {
         Property::ConfigEvents,
         Property::TokenInvariants,
         Property::WellFormedLog,
+        Property::RingIdUnique,
+        Property::ConfigSequence,
+        Property::TransitionalDelivery,
+        Property::FailureAtomicity,
+        Property::Convergence,
     ];
 
     /// The property's number (1-based), as in `docs/event-log.md`.
@@ -162,6 +184,11 @@ impl Property {
             Property::ConfigEvents => "config-events",
             Property::TokenInvariants => "token-invariants",
             Property::WellFormedLog => "well-formed-log",
+            Property::RingIdUnique => "ring-id-unique",
+            Property::ConfigSequence => "config-sequence",
+            Property::TransitionalDelivery => "transitional-delivery",
+            Property::FailureAtomicity => "failure-atomicity",
+            Property::Convergence => "convergence",
         }
     }
 }
@@ -199,6 +226,8 @@ impl fmt::Display for Violation {
 
 /// Checker parameters. A `None` field is taken from the log's `meta` line, else from the
 /// default. `CheckParams::default()` therefore checks a log with its own parameters.
+/// `last_fault_ns` and `converge_bound_ns` are the exception: only the caller (the simulator)
+/// knows them, and without both property 16 is not checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckParams {
     /// Upper bound of a token's `fcc` (default [`DEFAULT_WINDOW_SIZE`]).
@@ -210,6 +239,13 @@ pub struct CheckParams {
     /// The run ended quiescent, so liveness properties (self-delivery, safe delivery to every
     /// member) are enforced (default `false`).
     pub drained: Option<bool>,
+    /// Time (ns) of the run's last fault (crash, restart, partition, pause or link fault).
+    /// With [`CheckParams::converge_bound_ns`] and a drained run, enables property 16
+    /// (convergence). The simulator sets it; the `meta` line does not carry it (yet).
+    pub last_fault_ns: Option<u64>,
+    /// How long (ns) after `last_fault_ns` the live nodes may take to install their final
+    /// common ring (property 16).
+    pub converge_bound_ns: Option<u64>,
     /// Violations kept per property; more are only counted.
     pub max_violations_per_property: usize,
 }
@@ -221,6 +257,8 @@ impl Default for CheckParams {
             max_messages: None,
             max_rtr: None,
             drained: None,
+            last_fault_ns: None,
+            converge_bound_ns: None,
             max_violations_per_property: 20,
         }
     }
@@ -257,6 +295,18 @@ pub struct EffectiveParams {
     pub drained: bool,
     /// Node count from the `meta` line, if any.
     pub nodes: Option<u32>,
+    /// Time of the last fault, if given ([`CheckParams::last_fault_ns`]).
+    pub last_fault_ns: Option<u64>,
+    /// Convergence bound, if given ([`CheckParams::converge_bound_ns`]).
+    pub converge_bound_ns: Option<u64>,
+}
+
+impl EffectiveParams {
+    /// Whether property 16 (convergence) is checked: a drained run with both the time of its
+    /// last fault and the convergence bound given.
+    pub fn checks_convergence(&self) -> bool {
+        self.drained && self.last_fault_ns.is_some() && self.converge_bound_ns.is_some()
+    }
 }
 
 /// The result of a check.
@@ -279,6 +329,10 @@ pub struct Report {
     pub messages: u64,
     /// `config` events.
     pub configs: u64,
+    /// `config` events of kind `regular`.
+    pub regular_configs: u64,
+    /// `config` events of kind `transitional`.
+    pub transitional_configs: u64,
     /// `token` events.
     pub tokens: u64,
     /// `stored` events.
@@ -314,8 +368,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} events: {} nodes, {} rings, {} sends, {} deliveries of {} messages, {} configs, \
-             {} tokens, {} stored, {} crashes, {} restarts",
+            "{} events: {} nodes, {} rings, {} sends, {} deliveries of {} messages, {} configs \
+             ({} regular, {} transitional), {} tokens, {} stored, {} crashes, {} restarts",
             self.events,
             self.nodes,
             self.rings,
@@ -323,17 +377,26 @@ impl fmt::Display for Report {
             self.delivered,
             self.messages,
             self.configs,
+            self.regular_configs,
+            self.transitional_configs,
             self.tokens,
             self.stored,
             self.crashes,
             self.restarts
         )?;
         let p = &self.params;
-        writeln!(
+        write!(
             f,
             "params: window_size {} max_messages {} max_rtr {} drained {}",
             p.window_size, p.max_messages, p.max_rtr, p.drained
         )?;
+        if let Some(t) = p.last_fault_ns {
+            write!(f, " last_fault_ns {t}")?;
+        }
+        if let Some(b) = p.converge_bound_ns {
+            write!(f, " converge_bound_ns {b}")?;
+        }
+        writeln!(f)?;
         if self.is_ok() {
             return writeln!(f, "OK: no violations");
         }
@@ -413,6 +476,8 @@ pub fn check(events: &[LogEvent], params: &CheckParams) -> Report {
             .or(meta.and_then(|m| m.drained))
             .unwrap_or(false),
         nodes: meta.and_then(|m| m.nodes),
+        last_fault_ns: params.last_fault_ns,
+        converge_bound_ns: params.converge_bound_ns,
     };
     let mut sink = Sink::new(params.max_violations_per_property);
 
@@ -429,6 +494,13 @@ pub fn check(events: &[LogEvent], params: &CheckParams) -> Report {
     config::config_events(&ix, &mut sink);
     token::token_invariants(&ix, &eff, &mut sink);
     index::well_formed(&ix, &eff, &mut sink);
+    config::ring_id_unique(&ix, &mut sink);
+    config::config_sequence(&ix, &mut sink);
+    membership::transitional_delivery(&ix, &mut sink);
+    membership::failure_atomicity(&ix, &mut sink);
+    if eff.checks_convergence() {
+        membership::convergence(&ix, &eff, &mut sink);
+    }
 
     let mut report = Report {
         violations: sink.kept.into_values().flatten().collect(),
@@ -439,6 +511,8 @@ pub fn check(events: &[LogEvent], params: &CheckParams) -> Report {
         delivered: ix.dlv.len() as u64,
         messages: ix.place.len() as u64,
         configs: 0,
+        regular_configs: 0,
+        transitional_configs: 0,
         tokens: 0,
         stored: 0,
         crashes: 0,
@@ -449,7 +523,13 @@ pub fn check(events: &[LogEvent], params: &CheckParams) -> Report {
     for ev in events {
         match ev {
             LogEvent::Send(_) => report.sends += 1,
-            LogEvent::Config(_) => report.configs += 1,
+            LogEvent::Config(c) => {
+                report.configs += 1;
+                match c.kind {
+                    ConfigKind::Regular => report.regular_configs += 1,
+                    ConfigKind::Transitional => report.transitional_configs += 1,
+                }
+            }
             LogEvent::Token(_) => report.tokens += 1,
             LogEvent::Stored(_) => report.stored += 1,
             LogEvent::Crash { .. } => report.crashes += 1,
