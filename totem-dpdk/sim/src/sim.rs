@@ -33,6 +33,19 @@ pub enum NodeFault {
     OneWay(u32, u32),
     /// Every link works again.
     Heal,
+    /// Splits the network like `Partition` at the moment the first node enters recovery
+    /// (after this fault's time), and heals it the given time later.
+    PartitionDuringRecovery(Vec<u8>, Duration),
+}
+
+/// Message sizes of a schedule's workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sizes {
+    /// 1 byte to 70 000 bytes, mostly small (see docs/simulator.md).
+    #[default]
+    Mixed,
+    /// 4 frames to 70 000 bytes: every message is fragmented.
+    Large,
 }
 
 /// Which node and topology faults a schedule may draw.
@@ -86,6 +99,12 @@ pub struct Schedule {
     pub submit_window: Duration,
     /// After the last fault, the nodes must converge and deliver everything within this time.
     pub converge_bound: Duration,
+    /// The workload's message sizes.
+    pub sizes: Sizes,
+    /// One node (id) that loses this share of the ring's multicast data frames while faults
+    /// last (it still gets its tokens and membership messages): corosync's "FAILED TO
+    /// RECEIVE" situation.
+    pub lossy_receiver: Option<(u32, f64)>,
 }
 
 impl Schedule {
@@ -134,6 +153,8 @@ impl Schedule {
             },
             submit_window,
             converge_bound: Duration::from_millis(5_000),
+            sizes: Sizes::Mixed,
+            lossy_receiver: None,
         }
     }
 
@@ -146,6 +167,8 @@ impl Schedule {
             .iter()
             .map(|(t, f)| match f {
                 NodeFault::Pause(_, d) => *t + *d,
+                // Recovery starts within a consensus round or two of the fault's time.
+                NodeFault::PartitionDuringRecovery(_, d) => *t + *d + Duration::from_millis(1_000),
                 _ => *t,
             })
             .max()
@@ -293,6 +316,8 @@ pub struct Sim {
     groups: Vec<u8>,
     /// Directed links that lose everything.
     cut: Vec<(usize, usize)>,
+    /// A partition waiting for the first node to enter recovery.
+    armed: Option<(Vec<u8>, Duration)>,
     out: Outcome,
 }
 
@@ -314,6 +339,7 @@ impl Sim {
             nodes: Vec::new(),
             groups: vec![0; n],
             cut: Vec::new(),
+            armed: None,
             out: Outcome::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
             schedule,
@@ -405,6 +431,17 @@ impl Sim {
                 Action::Submit { node } => self.on_submit(node),
                 Action::Fault(fault) => self.on_fault(fault),
                 Action::Resume { node } => self.on_resume(node),
+            }
+            if self.armed.is_some()
+                && self.nodes.iter().any(|n| {
+                    n.totem
+                        .as_ref()
+                        .is_some_and(|t| t.state() == MembState::Recovery)
+                })
+            {
+                let (groups, heal_after) = self.armed.take().expect("checked");
+                self.groups = groups;
+                self.push(self.now + heal_after, Action::Fault(NodeFault::Heal));
             }
             if self.now >= last_fault && self.is_converged() {
                 self.out.drained = true;
@@ -503,6 +540,9 @@ impl Sim {
             }
             NodeFault::Partition(groups) => self.groups = groups,
             NodeFault::OneWay(from, to) => self.cut.push((from as usize - 1, to as usize - 1)),
+            NodeFault::PartitionDuringRecovery(groups, heal_after) => {
+                self.armed = Some((groups, heal_after));
+            }
             NodeFault::Heal => {
                 self.groups.iter_mut().for_each(|g| *g = 0);
                 self.cut.clear();
@@ -578,11 +618,12 @@ impl Sim {
             return;
         }
         let mtu = self.schedule.max_frame_size;
-        let size = match self.rng.random_range(0..100) {
-            0..50 => self.rng.random_range(1..=64),
-            50..80 => self.rng.random_range(65..=mtu),
-            80..97 => self.rng.random_range(mtu..=4 * mtu),
-            _ => self.rng.random_range(4 * mtu..=70_000),
+        let size = match (self.schedule.sizes, self.rng.random_range(0..100)) {
+            (Sizes::Large, _) => self.rng.random_range(4 * mtu..=70_000),
+            (Sizes::Mixed, 0..50) => self.rng.random_range(1..=64),
+            (Sizes::Mixed, 50..80) => self.rng.random_range(65..=mtu),
+            (Sizes::Mixed, 80..97) => self.rng.random_range(mtu..=4 * mtu),
+            (Sizes::Mixed, _) => self.rng.random_range(4 * mtu..=70_000),
         };
         let mut payload = vec![0u8; size];
         self.rng.fill_bytes(&mut payload);
@@ -634,18 +675,19 @@ impl Sim {
                 Dest::Ring => {
                     for to in 0..self.nodes.len() {
                         if to != node {
-                            self.carry(node, to, &t.frame);
+                            self.carry(node, to, &t.frame, true);
                         }
                     }
                 }
-                Dest::Node(dest) => self.carry(node, dest.0 as usize - 1, &t.frame),
+                Dest::Node(dest) => self.carry(node, dest.0 as usize - 1, &t.frame, false),
             }
         }
-        if let Some(at) = timeout
+        // A deadline already past (the core uses one to ask for an immediate call) fires now.
+        if let Some(at) = timeout.map(|at| at.max(self.now))
             && self.nodes[node].timer_at != Some(at)
         {
             self.nodes[node].timer_at = Some(at);
-            self.push(at.max(self.now), Action::Timer { node });
+            self.push(at, Action::Timer { node });
         }
         for event in events {
             match event {
@@ -679,7 +721,7 @@ impl Sim {
         }
     }
 
-    fn carry(&mut self, from: usize, to: usize, frame: &Bytes) {
+    fn carry(&mut self, from: usize, to: usize, frame: &Bytes, multicast: bool) {
         if to == from {
             // A one-member ring passes the token to itself, through its own socket.
             let at = self.now + self.link.delay;
@@ -695,11 +737,17 @@ impl Sim {
         if self.groups[from] != self.groups[to] || self.cut.contains(&(from, to)) {
             return;
         }
-        let link = if self.now < self.schedule.faults_end() {
-            self.link
-        } else {
-            self.clean
-        };
+        let faulty = self.now < self.schedule.faults_end();
+        if let Some((id, share)) = self.schedule.lossy_receiver
+            && faulty
+            && multicast
+            && to + 1 == id as usize
+            && frame.get(3) == Some(&2)
+            && self.rng.random_bool(share)
+        {
+            return;
+        }
+        let link = if faulty { self.link } else { self.clean };
         let verdict = link.carry(&mut self.rng, frame);
         for (delay, copy) in verdict.copies {
             self.out.frames += 1;

@@ -81,10 +81,10 @@ fn fault_free_schedules_up_to_sixteen_nodes() {
 }
 
 #[test]
-fn node_faults_with_link_faults() {
-    let s = sweep(20_000..20_500, 2..=8, LINKS, NodeFaultKinds::ALL, "all");
+fn five_thousand_schedules_with_node_and_link_faults_up_to_sixteen_nodes() {
+    let s = sweep(20_000..25_000, 2..=16, LINKS, NodeFaultKinds::ALL, "all");
     assert!(
-        s.configs > 500 * 2,
+        s.configs > 5_000 * 4,
         "membership changes happened: {} configurations",
         s.configs
     );

@@ -12,7 +12,8 @@
 //!
 //! After **every** input, drain the outputs in this order:
 //! 1. [`Totem::poll_transmit`] until `None`, sending each frame to its destination;
-//! 2. [`Totem::poll_timeout`], and arrange to call `handle_timeout` then;
+//! 2. [`Totem::poll_timeout`], and arrange to call `handle_timeout` then (a deadline already
+//!    in the past, which the core uses to ask for a prompt call, means: call it now);
 //! 3. [`Totem::poll_event`] until `None`: deliveries, configuration changes, flow control.
 //!
 //! # Ordering (what happens when the token visits)
