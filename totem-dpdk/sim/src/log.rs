@@ -242,10 +242,13 @@ pub struct ConfigEvent {
     pub ring: RingId,
     /// Members, ascending, without repeats.
     pub members: Vec<NodeId>,
-    /// Members that left (ascending); written only when non-empty.
+    /// Members that left gracefully, announcing it (ascending); written only when non-empty.
     pub left: Vec<NodeId>,
     /// Members that joined (ascending); written only when non-empty.
     pub joined: Vec<NodeId>,
+    /// Members that disappeared without a leave (crashed, unreachable, declared failed);
+    /// written only when non-empty.
+    pub failed: Vec<NodeId>,
 }
 
 /// `stored`: the node first holds the frame `seq` of `ring` (logged for frames carrying a safe
@@ -471,13 +474,14 @@ impl Serialize for LogEvent {
                 st.end()
             }
             LogEvent::Config(e) => {
-                let mut st = s.serialize_struct("LogEvent", 8)?;
+                let mut st = s.serialize_struct("LogEvent", 9)?;
                 head(&mut st, e.t, e.node, "config")?;
                 st.serialize_field("kind", e.kind.as_str())?;
                 st.serialize_field("ring", &AsStr(&e.ring))?;
                 st.serialize_field("members", &Nodes(&e.members))?;
                 list_field(&mut st, "left", &e.left)?;
                 list_field(&mut st, "joined", &e.joined)?;
+                list_field(&mut st, "failed", &e.failed)?;
                 st.end()
             }
             LogEvent::Crash { t, node } => {
@@ -565,6 +569,7 @@ struct Raw<'a> {
     members: Option<Vec<u32>>,
     left: Option<Vec<u32>>,
     joined: Option<Vec<u32>>,
+    failed: Option<Vec<u32>>,
     token_seq: Option<u64>,
     accepted: Option<bool>,
     aru: Option<u64>,
@@ -668,6 +673,7 @@ impl Raw<'_> {
                     members: nodes(Some(need(self.members, ev, "members")?)),
                     left: nodes(self.left),
                     joined: nodes(self.joined),
+                    failed: nodes(self.failed),
                 })
             }
             "crash" => LogEvent::Crash { t, node },

@@ -63,6 +63,7 @@ pub fn config(now: Instant, node: NodeId, c: &srp::ConfigChange) -> LogEvent {
         members: c.members.clone(),
         left: c.left.clone(),
         joined: c.joined.clone(),
+        failed: c.failed.clone(),
     })
 }
 

@@ -97,6 +97,7 @@ impl History {
             members: ids(members),
             left: ids(left),
             joined: ids(joined),
+            failed: vec![],
         }))
     }
 
@@ -1445,6 +1446,7 @@ fn every_event_has_the_documented_shape() {
             members: ids(&[1, 2, 4]),
             left: ids(&[3]),
             joined: ids(&[4]),
+            failed: vec![],
         }),
         r#"{"t":12,"node":1,"ev":"config","kind":"regular","ring":"1.8","members":[1,2,4],"left":[3],"joined":[4]}"#,
     );
@@ -1457,6 +1459,7 @@ fn every_event_has_the_documented_shape() {
             members: ids(&[1, 2]),
             left: vec![],
             joined: vec![],
+            failed: vec![],
         }),
         r#"{"t":13,"node":1,"ev":"config","kind":"transitional","ring":"1.4","members":[1,2]}"#,
     );
@@ -1595,6 +1598,7 @@ fn long_log_round_trips_and_checks_clean() {
             members: ids(&members),
             left: vec![],
             joined: vec![],
+            failed: vec![],
         }));
     }
     let frames = 20_000u64;

@@ -71,12 +71,9 @@ pub struct Config {
     /// `token_retransmits_before_loss_const`, default 4).
     pub token_retransmits_before_loss: u32,
     /// Idle rotations (no new frame, no retransmit request) after which the representative
-    /// holds the token for `token_hold` before passing it on (corosync
+    /// holds the token for [`Config::token_hold`] before passing it on (corosync
     /// `seqno_unchanged_const`, default 30). A local submit ends the hold at once.
     pub seqno_unchanged_const: u32,
-    /// How long the representative holds an idle token (default `token_retransmit / 2`, 11.9
-    /// ms with the defaults: well inside the next node's retransmit timer).
-    pub token_hold: Duration,
     /// Interval between join messages while gathering (corosync `join`, default 50 ms).
     pub join_timeout: Duration,
     /// How long to wait for every known node to agree on the membership before declaring the
@@ -111,7 +108,6 @@ impl Config {
             token_timeout: Duration::from_millis(100),
             token_retransmits_before_loss: 4,
             seqno_unchanged_const: 30,
-            token_hold: Duration::from_micros(11_900),
             join_timeout: Duration::from_millis(50),
             consensus_timeout: Duration::from_millis(120),
             merge_timeout: Duration::from_millis(200),
@@ -125,6 +121,13 @@ impl Config {
     pub fn token_retransmit(&self) -> Duration {
         let n = u64::from(self.token_retransmits_before_loss) * 10 + 2;
         Duration(self.token_timeout.0 * 10 / n.max(1))
+    }
+
+    /// How long the representative holds an idle ring's token (corosync `hold`): half of
+    /// `token_retransmit`, 11.9 ms with the defaults, so the hold ends well before the previous
+    /// node would re-send the token.
+    pub fn token_hold(&self) -> Duration {
+        Duration(self.token_retransmit().0 / 2)
     }
 
     /// Checks the configuration.

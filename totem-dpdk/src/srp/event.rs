@@ -57,10 +57,15 @@ pub struct ConfigChange {
     pub ring: RingId,
     /// Members, ascending.
     pub members: Vec<NodeId>,
-    /// Members of the previous configuration that are not in this one (failed or left).
+    /// Members of the previous configuration that left gracefully ([`crate::srp::Totem::leave`]).
+    #[doc(alias = "CPG_REASON_LEAVE")]
     pub left: Vec<NodeId>,
     /// Members of this configuration that were not in the previous one.
     pub joined: Vec<NodeId>,
+    /// Members of the previous configuration that disappeared without leaving: crashed,
+    /// unreachable, or declared failed by the membership protocol.
+    #[doc(alias = "CPG_REASON_NODEDOWN")]
+    pub failed: Vec<NodeId>,
 }
 
 /// Send-queue state.

@@ -164,6 +164,7 @@ impl Totem {
         }
         self.proc_set.insert(sender);
         self.fail_set.insert(sender);
+        self.departed.insert(sender);
         self.consensus.clear();
         self.send_join();
         self.timers
@@ -424,17 +425,14 @@ impl Totem {
                 self.deliver_frame(old.id, seq, &bytes);
             }
             // 2. The transitional configuration.
+            let (left, failed) = self.departures(&old.members, &trans);
             self.events.push_back(Event::ConfigChange(ConfigChange {
                 kind: ConfigKind::Transitional,
                 ring: old.id,
                 members: trans.clone(),
-                left: old
-                    .members
-                    .iter()
-                    .copied()
-                    .filter(|m| !trans.contains(m))
-                    .collect(),
+                left,
                 joined: Vec::new(),
+                failed,
             }));
             // 3. The rest: past the first gap, only messages from transitional members.
             let first_gap = old.recv.aru().next();
@@ -461,21 +459,20 @@ impl Totem {
         } else {
             Vec::new()
         };
+        let (left, failed) = self.departures(&previous, &members);
         self.events.push_back(Event::ConfigChange(ConfigChange {
             kind: ConfigKind::Regular,
             ring: self.ring.id,
-            left: previous
-                .iter()
-                .copied()
-                .filter(|m| !members.contains(m))
-                .collect(),
             joined: members
                 .iter()
                 .copied()
                 .filter(|m| !previous.contains(m))
                 .collect(),
             members: members.clone(),
+            left,
+            failed,
         }));
+        self.departed.clear();
         self.stats.rings_installed += 1;
         self.state = MembState::Operational;
         self.proc_set = members.into_iter().collect();
@@ -485,6 +482,15 @@ impl Totem {
             self.timers
                 .set(Timer::MergeDetect, now + self.cfg.merge_timeout);
         }
+    }
+
+    /// Members of `before` missing from `after`: (left gracefully, failed).
+    fn departures(&self, before: &[NodeId], after: &[NodeId]) -> (Vec<NodeId>, Vec<NodeId>) {
+        before
+            .iter()
+            .copied()
+            .filter(|m| !after.contains(m))
+            .partition(|m| self.departed.contains(m))
     }
 
     /// Records that this node uses ring sequence number `seq`, for the caller to persist.

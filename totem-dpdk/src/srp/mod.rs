@@ -191,6 +191,8 @@ pub struct Totem {
     fail_set: BTreeSet<NodeId>,
     /// Nodes whose join carried exactly this node's current sets.
     consensus: BTreeSet<NodeId>,
+    /// Nodes that announced a graceful leave since the last installation.
+    departed: BTreeSet<NodeId>,
     /// The ring this node committed to in the commit state.
     commit_ring: Option<RingId>,
     /// `token_seq` of the last commit token accepted, with its ring.
@@ -229,6 +231,7 @@ impl Totem {
             proc_set: BTreeSet::new(),
             fail_set: BTreeSet::new(),
             consensus: BTreeSet::new(),
+            departed: BTreeSet::new(),
             commit_ring: None,
             last_commit: None,
             reassembler: Reassembler::new(cfg.max_message_size),
@@ -260,6 +263,7 @@ impl Totem {
                 members: totem.ring.members.clone(),
                 left: Vec::new(),
                 joined: totem.ring.members.clone(),
+                failed: Vec::new(),
             }));
             totem
                 .timers

@@ -197,7 +197,8 @@ impl Totem {
         let next = self.ring.next;
         if hold {
             self.ring.held = Some((next, frame));
-            self.timers.set(Timer::TokenHold, now + self.cfg.token_hold);
+            self.timers
+                .set(Timer::TokenHold, now + self.cfg.token_hold());
         } else {
             self.pass_token(now, next, frame);
         }

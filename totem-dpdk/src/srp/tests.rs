@@ -466,10 +466,15 @@ mod membership {
         now: Instant,
         events: BTreeMap<u32, Vec<(Instant, Event)>>,
         ring_seq: BTreeMap<u32, u64>,
+        tweak: fn(&mut Config),
     }
 
     impl Net {
         fn new(n: u32) -> Net {
+            Net::with(n, |_| {})
+        }
+
+        fn with(n: u32, tweak: fn(&mut Config)) -> Net {
             let mut net = Net {
                 nodes: BTreeMap::new(),
                 down: Vec::new(),
@@ -478,6 +483,7 @@ mod membership {
                 now: Instant(0),
                 events: BTreeMap::new(),
                 ring_seq: BTreeMap::new(),
+                tweak,
             };
             for id in 1..=n {
                 net.start(id);
@@ -488,6 +494,7 @@ mod membership {
         fn start(&mut self, id: u32) {
             let mut cfg = Config::new(NodeId(id), Vec::new());
             cfg.ring_seq = self.ring_seq.get(&id).copied().unwrap_or(0);
+            (self.tweak)(&mut cfg);
             self.nodes.insert(id, Totem::new(cfg, self.now).unwrap());
             self.down.retain(|d| *d != id);
             self.drain(id);
@@ -654,7 +661,8 @@ mod membership {
             let configs = net.configs(id);
             let (t, regular) = net.last_regular(id);
             assert_eq!(regular.members, ids(&[1, 2]), "node {id}");
-            assert_eq!(regular.left, ids(&[3]));
+            assert_eq!(regular.failed, ids(&[3]), "a crash is reported as failed");
+            assert!(regular.left.is_empty());
             assert!(regular.ring.seq > before.seq);
             let took = t.saturating_since(crashed_at);
             assert!(
@@ -674,6 +682,31 @@ mod membership {
         }
     }
 
+    /// The timers scale down for a dedicated low-latency link (DPDK): token 20 ms,
+    /// consensus 24 ms, join 5 ms. Failover then completes within 50 ms.
+    #[test]
+    fn dedicated_link_timers_reform_within_50_ms() {
+        let mut net = Net::with(4, |c| {
+            c.token_timeout = Duration::from_millis(20);
+            c.consensus_timeout = Duration::from_millis(24);
+            c.join_timeout = Duration::from_millis(5);
+            c.merge_timeout = Duration::from_millis(20);
+        });
+        net.run_until(ms(200));
+        net.crash(4);
+        let crashed_at = net.now;
+        net.run_until(ms(400));
+        for id in 1..=3 {
+            let (t, regular) = net.last_regular(id);
+            assert_eq!(regular.members, ids(&[1, 2, 3]));
+            let took = t.saturating_since(crashed_at);
+            assert!(
+                took <= Duration::from_millis(50),
+                "node {id} reformed after {took}"
+            );
+        }
+    }
+
     #[test]
     fn a_graceful_leave_does_not_wait_for_a_timeout() {
         let mut net = Net::new(3);
@@ -685,6 +718,8 @@ mod membership {
         for id in [1, 3] {
             let (t, regular) = net.last_regular(id);
             assert_eq!(regular.members, ids(&[1, 3]));
+            assert_eq!(regular.left, ids(&[2]), "a leave is reported as left");
+            assert!(regular.failed.is_empty());
             let took = t.saturating_since(left_at);
             assert!(
                 took < Duration::from_millis(20),
