@@ -151,3 +151,21 @@ fn a_partition_during_recovery() {
         );
     }
 }
+
+/// One receiver gets no data multicast at all while faults last (its tokens and joins still
+/// arrive): instead of stalling the ring forever, the others declare it failed to receive,
+/// carry on without it, and merge it back once its link works again.
+#[test]
+fn a_receiver_missing_every_multicast_is_cut_off_then_merged_back() {
+    for seed in 0..20 {
+        let mut s = base(seed, 4);
+        s.lossy_receiver = Some((3, 1.0));
+        s.submit_window = Duration::from_millis(200);
+        let c = clean(s);
+        let cut_off = c.outcome.log.iter().any(|e| {
+            matches!(e, LogEvent::Config(cfg)
+                if cfg.kind == ConfigKind::Regular && cfg.failed.contains(&NodeId(3)))
+        });
+        assert!(cut_off, "seed {seed}: node 3 was never declared failed");
+    }
+}

@@ -74,6 +74,13 @@ pub struct Config {
     /// holds the token for [`Config::token_hold`] before passing it on (corosync
     /// `seqno_unchanged_const`, default 30). A local submit ends the hold at once.
     pub seqno_unchanged_const: u32,
+    /// Token rotations during which the ring's all-received-up-to point may stay stuck on one
+    /// member (the token's `aru_addr`) while frames are missing before the others declare it
+    /// failed to receive (corosync `fail_recv_const`, whose 2500 counts rotations of a ring
+    /// that holds idle tokens; here idle tokens are held and retransmission is prompt, so the
+    /// default is 50: a member that misses every retransmission for 50 rotations is cut off
+    /// instead of stalling the ring).
+    pub fail_recv_const: u32,
     /// Interval between join messages while gathering (corosync `join`, default 50 ms).
     pub join_timeout: Duration,
     /// How long to wait for every known node to agree on the membership before declaring the
@@ -108,6 +115,7 @@ impl Config {
             token_timeout: Duration::from_millis(100),
             token_retransmits_before_loss: 4,
             seqno_unchanged_const: 30,
+            fail_recv_const: 50,
             join_timeout: Duration::from_millis(50),
             consensus_timeout: Duration::from_millis(120),
             merge_timeout: Duration::from_millis(200),

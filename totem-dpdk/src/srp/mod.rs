@@ -164,6 +164,9 @@ pub struct Stats {
     pub backpressure: u64,
     /// Membership rounds started (entries into the gather state).
     pub gathers: u64,
+    /// Members this node declared failed because they missed frames for `fail_recv_const`
+    /// rotations (corosync's "FAILED TO RECEIVE").
+    pub failed_to_receive: u64,
     /// Times the token was declared lost.
     pub token_losses: u64,
     /// Rings installed (regular configurations delivered).

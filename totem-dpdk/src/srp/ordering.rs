@@ -43,6 +43,16 @@ impl Totem {
             .set(Timer::TokenLoss, now + self.cfg.token_timeout);
         self.ring.safe = self.ring.safe.max(token.safe);
 
+        if self.state == MembState::Operational && self.failed_to_receive(&token) {
+            let culprit = token.aru_addr;
+            tracing::warn!(node = %me, %culprit, aru = %token.aru, seq = %token.seq, "FAILED TO RECEIVE: member misses frames for fail_recv_const rotations");
+            self.stats.failed_to_receive += 1;
+            self.proc_set.insert(culprit);
+            self.fail_set.insert(culprit);
+            self.enter_gather(now);
+            return;
+        }
+
         if self.state == MembState::Recovery {
             // The representative declares recovery complete once a whole rotation passed with
             // nothing left to re-send and every member holding every frame of the new ring.
@@ -215,6 +225,20 @@ impl Totem {
             self.events
                 .push_back(Event::FlowControl(FlowControl::Clear));
         }
+    }
+
+    /// Counts visits at which the ring's all-received-up-to point stays stuck on another
+    /// member while frames are missing; true once that lasted `fail_recv_const` visits.
+    fn failed_to_receive(&mut self, token: &Token) -> bool {
+        let (aru, addr, count) = self.ring.stuck_aru;
+        let stuck = token.aru < token.seq
+            && token.aru_addr.is_some()
+            && token.aru_addr != self.me
+            && token.aru == aru
+            && token.aru_addr == addr;
+        let count = if stuck { count + 1 } else { 0 };
+        self.ring.stuck_aru = (token.aru, token.aru_addr, count);
+        count >= self.cfg.fail_recv_const
     }
 
     /// Sends the token on and keeps it for retransmission.

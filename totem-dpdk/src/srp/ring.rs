@@ -32,6 +32,9 @@ pub(crate) struct Ring {
     pub(crate) delivered: Seq,
     /// Every member holds every frame up to here.
     pub(crate) safe: Seq,
+    /// The token's `aru` at this node's last visit, and how many visits in a row it stayed
+    /// stuck below `seq` with the same `aru_addr` (failure to receive).
+    pub(crate) stuck_aru: (Seq, NodeId, u32),
     /// Consecutive rotations (seen by the representative) that stamped nothing.
     pub(crate) idle_rotations: u32,
     /// A token the representative holds while the ring is idle, with its next hop.
@@ -57,6 +60,7 @@ impl Ring {
             recv: RecvBuffer::new(window),
             delivered: Seq::ZERO,
             safe: Seq::ZERO,
+            stuck_aru: (Seq::ZERO, NodeId::NONE, 0),
             idle_rotations: 0,
             held: None,
         }
