@@ -22,6 +22,9 @@ pub enum NodeFault {
     Crash(u32),
     /// A crashed node starts again, with only its persisted ring sequence number.
     Restart(u32),
+    /// A node that was not running at the start of the run starts for the first time (it
+    /// must be listed in [`Schedule::late`]).
+    Start(u32),
     /// The node's process is frozen for the given time (a VM pause, a stalled disk write):
     /// frames to it wait in its socket buffer (up to a limit) and its timers do not run; then
     /// it resumes with its stale state.
@@ -101,6 +104,8 @@ pub struct Schedule {
     pub converge_bound: Duration,
     /// The workload's message sizes.
     pub sizes: Sizes,
+    /// Nodes that do not run at the start; each starts with its [`NodeFault::Start`].
+    pub late: Vec<u32>,
     /// One node (id) that loses this share of the ring's multicast data frames while faults
     /// last (it still gets its tokens and membership messages): corosync's "FAILED TO
     /// RECEIVE" situation.
@@ -134,11 +139,21 @@ impl Schedule {
         };
         let n = rng.random_range(nodes);
         let submit_window = Duration::from_millis(rng.random_range(1..=20));
-        let node_faults = if node_faults.any() {
+        let mut node_faults = if node_faults.any() {
             random_node_faults(&mut rng, n, node_faults)
         } else {
             Vec::new()
         };
+        // With node faults, a third of the schedules have one node that joins late.
+        let mut late = Vec::new();
+        if !node_faults.is_empty() && n > 2 && rng.random_bool(0.33) {
+            let node = rng.random_range(1..=n);
+            let first_fault = node_faults.first().map_or(Instant(0), |(t, _)| *t);
+            let at = Instant(rng.random_range(1..=first_fault.as_nanos().max(2)));
+            node_faults.retain(|(_, f)| !names(f, node));
+            node_faults.insert(0, (at, NodeFault::Start(node)));
+            late.push(node);
+        }
         Schedule {
             seed,
             nodes: n,
@@ -155,6 +170,7 @@ impl Schedule {
             converge_bound: Duration::from_millis(5_000),
             sizes: Sizes::Mixed,
             lossy_receiver: None,
+            late,
         }
     }
 
@@ -174,6 +190,18 @@ impl Schedule {
             .max()
             .unwrap_or(Instant(0));
         last_node_fault.max(Instant(0) + self.submit_window) + Duration::from_millis(100)
+    }
+}
+
+/// True if `fault` is about `node` (a late node takes no other fault).
+fn names(fault: &NodeFault, node: u32) -> bool {
+    match fault {
+        NodeFault::Crash(n)
+        | NodeFault::Restart(n)
+        | NodeFault::Start(n)
+        | NodeFault::Pause(n, _) => *n == node,
+        NodeFault::OneWay(a, b) => *a == node || *b == node,
+        NodeFault::Partition(_) | NodeFault::Heal | NodeFault::PartitionDuringRecovery(..) => false,
     }
 }
 
@@ -369,7 +397,9 @@ impl Sim {
         }
         sim.rng = rng;
         for node in 0..n {
-            sim.start(node);
+            if !sim.schedule.late.contains(&(node as u32 + 1)) {
+                sim.start(node);
+            }
         }
         sim
     }
@@ -521,6 +551,12 @@ impl Sim {
                     });
                 }
             }
+            NodeFault::Start(id) => {
+                let node = id as usize - 1;
+                if self.nodes[node].totem.is_none() {
+                    self.start(node);
+                }
+            }
             NodeFault::Restart(id) => {
                 let node = id as usize - 1;
                 if self.nodes[node].totem.is_none() {
@@ -606,11 +642,11 @@ impl Sim {
     }
 
     fn on_submit(&mut self, node: usize) {
-        if self.nodes[node].totem.is_none() || self.nodes[node].remaining == 0 {
-            return;
+        if self.nodes[node].remaining == 0 {
+            return; // done, or crashed (a crash cancels the rest)
         }
-        if self.nodes[node].paused.is_some() {
-            // A frozen application submits nothing; try again after the pause.
+        if self.nodes[node].totem.is_none() || self.nodes[node].paused.is_some() {
+            // Not started yet, or frozen: the application submits once it runs.
             self.push(
                 self.now + Duration::from_millis(10),
                 Action::Submit { node },

@@ -169,3 +169,27 @@ fn a_receiver_missing_every_multicast_is_cut_off_then_merged_back() {
         assert!(cut_off, "seed {seed}: node 3 was never declared failed");
     }
 }
+
+/// A node starts 300 ms after the others, while they order traffic, and must be merged in.
+#[test]
+fn a_node_joining_a_running_ring() {
+    for seed in 0..20 {
+        let mut s = base(seed, 4);
+        s.submit_window = Duration::from_millis(400);
+        s.late = vec![4];
+        s.node_faults = vec![(ms(300), NodeFault::Start(4))];
+        let c = clean(s);
+        let first_of_4 = c.outcome.log.iter().find_map(|e| match e {
+            LogEvent::Config(cfg) if cfg.node == NodeId(4) => Some(cfg.t),
+            _ => None,
+        });
+        assert!(
+            first_of_4.unwrap() >= 300_000_000,
+            "seed {seed}: node 4 ran before its start"
+        );
+        assert!(
+            regular_configs(&c, 1) >= 2,
+            "seed {seed}: node 1 never saw node 4 join"
+        );
+    }
+}
