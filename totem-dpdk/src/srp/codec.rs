@@ -128,12 +128,10 @@ pub(crate) fn append_trailer(buf: &mut BytesMut) {
     buf.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Encodes a token sent by `sender`.
-pub(crate) fn encode_token(sender: NodeId, token: &Token) -> Bytes {
-    let mut repr = token.clone();
-    repr.sender = sender;
-    let mut buf = BytesMut::zeroed(repr.buffer_len());
-    repr.emit(&mut OrfTokenFrame::new_unchecked(&mut buf[..]));
+/// Encodes a token (its `sender` must be this node).
+pub(crate) fn encode_token(token: &Token) -> Bytes {
+    let mut buf = BytesMut::zeroed(token.buffer_len());
+    token.emit(&mut OrfTokenFrame::new_unchecked(&mut buf[..]));
     append_trailer(&mut buf);
     buf.freeze()
 }

@@ -360,7 +360,9 @@ impl Totem {
             let high = old.recv.high();
             if same_old.iter().any(|e| e.old_aru < high) {
                 for seq in (low.0 + 1..=high.0).map(Seq) {
-                    if let Some(stored) = old.recv.get(seq) {
+                    // Frames that were themselves recovery frames were held by every member
+                    // that installed the old ring, and cannot be encapsulated twice.
+                    if let Some(stored) = old.recv.get(seq).filter(|s| !s.encapsulated) {
                         queue.push_back(stored.bytes.clone());
                     }
                 }

@@ -203,7 +203,8 @@ impl Totem {
         if self.cfg.observe {
             self.observe_token(&token, true, sent_new, sent_retrans);
         }
-        let frame = codec::encode_token(me, &token);
+        token.sender = me;
+        let frame = codec::encode_token(&token);
         let next = self.ring.next;
         if hold {
             self.ring.held = Some((next, frame));
