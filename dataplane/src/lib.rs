@@ -13,6 +13,7 @@
 //!   non-blocking sockets and `wait` on `ppoll(2)`.
 //! - [`mem::MemNetwork`] and [`mem::MemTransport`], an in-process network with bounded
 //!   per-endpoint queues, for tests of the layers above.
+//! - [`affinity`]: pinning the calling thread to one CPU (Linux `sched_setaffinity`).
 //! - `dpdk` (feature `dpdk`): today only the check that the DPDK library found at run time
 //!   matches the headers the bindings were built from.
 //!
@@ -37,7 +38,7 @@
 //! delivered, with [`Source::node`] set to `None`, and counted in [`Stats::unknown_sources`].
 //!
 //! **Unsafe code** is denied crate-wide and allowed only in the modules that talk to the
-//! operating system or to DPDK (`dpdk`, `udp::sys`); every `unsafe` block carries a
+//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`); every `unsafe` block carries a
 //! `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
 //!
 //! # Features
@@ -51,6 +52,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(target_os = "linux")]
+pub mod affinity;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;

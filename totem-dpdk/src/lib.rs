@@ -14,12 +14,14 @@
 //!   CRC-32 frame trailer; [`timer`] holds its deadlines. It owns no sockets, threads or
 //!   clocks, so one seeded simulator (`totem-sim`) can drive any number of nodes.
 //!
-//! Still to come: membership (gather, commit, recovery, transitional configurations), frame
-//! authentication and encryption, redundant rings, and the `driver` that runs the core on a
-//! `dataplane::Transport` on its own pinned thread.
+//! - [`driver`]: runs the core on a `dataplane::Transport` with the real clock, on a thread of
+//!   its own (optionally pinned to a CPU); submits and events cross threads through channels.
+//!
+//! Still to come: frame authentication and encryption, and redundant rings.
 
 #![forbid(unsafe_code)]
 
+pub mod driver;
 pub mod pg;
 pub mod srp;
 pub mod time;

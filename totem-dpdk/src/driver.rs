@@ -1,0 +1,524 @@
+//! The Totem driver: runs the sans-IO core ([`srp::Totem`]) on a [`dataplane::Transport`]
+//! with the real clock, on a thread of its own (`totem-<node id>`, optionally pinned to a CPU).
+//!
+//! The thread owns the core and the transport. Other threads talk to it only through channels:
+//! - **submits** go through a bounded request queue ([`REQUEST_QUEUE`] entries) and each
+//!   waits for the core's answer on a reply channel of its own, so [`Driver::submit`] is
+//!   synchronous and returns exactly what [`srp::Totem::submit`] returned:
+//!   [`srp::SubmitError::Backpressure`] reaches the caller (the AIS client's TRY_AGAIN), a
+//!   message is never dropped silently;
+//! - **events** (deliveries, configuration changes, flow control, ring sequence numbers) go
+//!   out through an unbounded channel, [`Driver::events`]: the driver thread never blocks on
+//!   a slow consumer, so the consumer must keep reading or memory grows;
+//! - **stop and leave** are flags the thread checks on every loop iteration.
+//!
+//! [`srp::Event::RingSeq`] must be persisted, but never on the driver thread (a disk write
+//! there stalls the token): it is forwarded in the events channel like every other event, and
+//! **the caller persists it** (on its persistence thread) and passes the highest persisted
+//! value as [`srp::Config::ring_seq`] after a restart.
+//!
+//! # The loop
+//! One iteration: take up to [`SUBMIT_BATCH`] submit requests into the core; receive bursts
+//! of frames (up to [`RX_BURSTS`] bursts) into [`srp::Totem::handle_frame`]; call
+//! [`srp::Totem::handle_timeout`] when its deadline has passed (a deadline in the past means
+//! "now"); after each of these inputs, queue the core's transmits on the transport; flush;
+//! forward the events; then, when nothing was received, [`Transport::wait`] until the core's
+//! next deadline but at most [`DriverConfig::idle_wait`], so submits from other threads are
+//! picked up promptly. The core's clock is the time elapsed since the thread started, in
+//! nanoseconds.
+//!
+//! Transport errors never stop the loop or panic: a refused frame is counted in
+//! [`DriverStats::send_errors`] (Totem retransmits what is lost), other I/O errors in
+//! [`DriverStats::io_errors`].
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration as StdDuration;
+
+use bytes::Bytes;
+use dataplane::{Member, MembersError, SendError, Transport};
+
+use crate::srp::{self, Event, SubmitError, Totem};
+use crate::time::Instant;
+use crate::types::{DeliveryKind, MsgId, Priority};
+
+/// Capacity of the submit request queue. A submit beyond it blocks until the driver thread
+/// takes requests (within one loop iteration).
+pub const REQUEST_QUEUE: usize = 1024;
+/// Most submit requests taken per loop iteration, so a flood of submits cannot delay the
+/// token.
+pub const SUBMIT_BATCH: usize = 256;
+/// Most receive bursts per loop iteration before timers are checked again.
+pub const RX_BURSTS: usize = 8;
+/// Attempts to push out the frames left in the transport when the driver stops or leaves.
+const FINAL_FLUSH_TRIES: usize = 10;
+
+/// Configuration of a [`Driver`].
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The core's configuration (node id, timers, flow control).
+    pub totem: srp::Config,
+    /// Pin the driver thread to this CPU (`None`: let the scheduler place it).
+    pub cpu: Option<usize>,
+    /// The address of each node id, given to [`Transport::set_members`] (this node
+    /// included).
+    pub members: Vec<Member>,
+    /// The longest [`Transport::wait`] when idle (default 1 ms): a submit from another
+    /// thread waits at most this long before the driver thread takes it.
+    pub idle_wait: StdDuration,
+}
+
+impl DriverConfig {
+    /// The default idle wait: 1 ms.
+    pub const DEFAULT_IDLE_WAIT: StdDuration = StdDuration::from_millis(1);
+
+    /// A configuration for `totem` over `members`, unpinned, with the default idle wait.
+    pub fn new(totem: srp::Config, members: Vec<Member>) -> DriverConfig {
+        DriverConfig {
+            totem,
+            cpu: None,
+            members,
+            idle_wait: Self::DEFAULT_IDLE_WAIT,
+        }
+    }
+}
+
+/// Why the driver could not start, or ended abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The core's configuration is invalid.
+    #[error("invalid Totem configuration")]
+    Config(#[from] srp::ConfigError),
+    /// The transport refused the member list.
+    #[error("the transport refused the member list")]
+    Members(#[from] MembersError),
+    /// The driver thread could not be pinned to the configured CPU.
+    #[error("cannot pin the Totem driver thread")]
+    Affinity(#[from] dataplane::affinity::AffinityError),
+    /// The operating system could not start the thread.
+    #[error("cannot start the Totem driver thread")]
+    Spawn(#[source] io::Error),
+    /// The driver thread panicked.
+    #[error("the Totem driver thread panicked")]
+    Panicked,
+}
+
+/// Why [`Driver::submit`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverSubmitError {
+    /// The core refused the message (backpressure: try again later; or too large).
+    #[error(transparent)]
+    Core(#[from] SubmitError),
+    /// The driver thread has stopped (stopped, left, or panicked): nothing was queued.
+    #[error("the Totem driver has stopped")]
+    Stopped,
+}
+
+/// Counters of a driver run, returned by [`Driver::stop`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverStats {
+    /// Loop iterations.
+    pub iterations: u64,
+    /// Frames received and given to the core.
+    pub frames_in: u64,
+    /// Frames queued on the transport (one per core transmit).
+    pub frames_out: u64,
+    /// Frames the transport refused (full after a flush and one retry, too large, unknown
+    /// destination); they are dropped and Totem's retransmission repairs the loss.
+    pub send_errors: u64,
+    /// Other transport errors (receive, flush, wait), counted and otherwise ignored.
+    pub io_errors: u64,
+    /// Submit requests answered.
+    pub submits: u64,
+    /// Events forwarded to the events channel.
+    pub events: u64,
+    /// The core's counters when the thread ended.
+    pub core: srp::Stats,
+    /// The transport's counters when the thread ended.
+    pub transport: dataplane::Stats,
+}
+
+struct SubmitRequest {
+    prio: Priority,
+    kind: DeliveryKind,
+    payload: Bytes,
+    reply: SyncSender<Result<MsgId, SubmitError>>,
+}
+
+#[derive(Default)]
+struct Control {
+    stop: AtomicBool,
+    leave: AtomicBool,
+}
+
+/// A cloneable handle that submits to a running [`Driver`] from any thread ([`Driver`]
+/// itself is not `Sync`, because it holds the events receiver).
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    requests: SyncSender<SubmitRequest>,
+}
+
+impl std::fmt::Debug for SubmitRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitRequest")
+            .field("prio", &self.prio)
+            .field("kind", &self.kind)
+            .field("len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Submitter {
+    /// Submits a message and waits for the core's answer (see [`Driver::submit`]).
+    ///
+    /// # Errors
+    /// As [`Driver::submit`].
+    pub fn submit(
+        &self,
+        prio: Priority,
+        kind: DeliveryKind,
+        payload: Bytes,
+    ) -> Result<MsgId, DriverSubmitError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.requests
+            .send(SubmitRequest {
+                prio,
+                kind,
+                payload,
+                reply,
+            })
+            .map_err(|_| DriverSubmitError::Stopped)?;
+        match answer.recv() {
+            Ok(result) => result.map_err(DriverSubmitError::Core),
+            Err(_) => Err(DriverSubmitError::Stopped),
+        }
+    }
+}
+
+/// A running Totem node: the handle of the driver thread. Dropping it stops the thread
+/// (without a graceful leave) and joins it.
+#[derive(Debug)]
+pub struct Driver {
+    submitter: Submitter,
+    events: Receiver<Event>,
+    control: Arc<Control>,
+    thread: Option<JoinHandle<DriverStats>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("stop", &self.stop.load(Ordering::Relaxed))
+            .field("leave", &self.leave.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Starts a driver thread named `totem-<node id>` that owns `transport` and a core built
+/// from `cfg.totem`, after giving the transport `cfg.members` and pinning the thread to
+/// `cfg.cpu`. Returns once the core is running.
+///
+/// # Errors
+/// The member list refused by the transport, an invalid core configuration, a failure to pin
+/// the thread or to start it.
+pub fn spawn<T: Transport + Send + 'static>(
+    mut transport: T,
+    cfg: DriverConfig,
+) -> Result<Driver, DriverError> {
+    cfg.totem.validate()?;
+    transport.set_members(&cfg.members)?;
+    let (requests_tx, requests_rx) = mpsc::sync_channel(REQUEST_QUEUE);
+    let (events_tx, events_rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), DriverError>>(1);
+    let control = Arc::new(Control::default());
+    let thread_control = Arc::clone(&control);
+    let name = format!("totem-{}", cfg.totem.node_id.0);
+    let thread = thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Some(cpu) = cfg.cpu
+                && let Err(e) = dataplane::affinity::pin_current_thread(cpu)
+            {
+                let _ = ready_tx.send(Err(e.into()));
+                return DriverStats::default();
+            }
+            let clock = Clock(std::time::Instant::now());
+            let core = match Totem::new(cfg.totem, clock.now()) {
+                Ok(core) => core,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return DriverStats::default();
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            Loop {
+                core,
+                transport,
+                clock,
+                requests: requests_rx,
+                events: events_tx,
+                control: thread_control,
+                idle_wait: cfg.idle_wait,
+                stats: DriverStats::default(),
+            }
+            .run()
+        })
+        .map_err(DriverError::Spawn)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(Driver {
+            submitter: Submitter {
+                requests: requests_tx,
+            },
+            events: events_rx,
+            control,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(DriverError::Panicked)
+        }
+    }
+}
+
+impl Driver {
+    /// Submits a message for ordered delivery to every member (this node included) and waits
+    /// for the core's answer, at most one loop iteration plus the queue ahead of it.
+    ///
+    /// # Errors
+    /// [`DriverSubmitError::Core`] with the core's refusal ([`SubmitError::Backpressure`]:
+    /// try again after a [`srp::FlowControl::Clear`] event; [`SubmitError::TooLarge`]);
+    /// [`DriverSubmitError::Stopped`] when the driver thread has ended. Nothing is queued on
+    /// error.
+    pub fn submit(
+        &self,
+        prio: Priority,
+        kind: DeliveryKind,
+        payload: Bytes,
+    ) -> Result<MsgId, DriverSubmitError> {
+        self.submitter.submit(prio, kind, payload)
+    }
+
+    /// A handle that can submit from other threads.
+    pub fn submitter(&self) -> Submitter {
+        self.submitter.clone()
+    }
+
+    /// The core's events in order: deliveries, configuration changes, flow control, and
+    /// [`Event::RingSeq`], which the caller must persist (off the driver thread). The
+    /// channel is unbounded: keep reading it. It disconnects when the driver thread ends.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Leaves the ring gracefully: the core announces the leave (so the others form the next
+    /// ring without waiting for a timeout), the frames are flushed, and the thread ends.
+    /// Returns at once; [`Driver::stop`] joins the thread.
+    pub fn leave(&self) {
+        self.control.leave.store(true, Ordering::Release);
+    }
+
+    /// Stops the thread (without a graceful leave, as a crash would) and joins it.
+    ///
+    /// # Errors
+    /// [`DriverError::Panicked`] when the thread panicked.
+    pub fn stop(mut self) -> Result<DriverStats, DriverError> {
+        self.control.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| DriverError::Panicked),
+            None => Ok(DriverStats::default()),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.control.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The real clock, as the core's [`Instant`]: nanoseconds since the driver started.
+#[derive(Clone, Copy)]
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn now(self) -> Instant {
+        Instant(u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+struct Loop<T> {
+    core: Totem,
+    transport: T,
+    clock: Clock,
+    requests: Receiver<SubmitRequest>,
+    events: Sender<Event>,
+    control: Arc<Control>,
+    idle_wait: StdDuration,
+    stats: DriverStats,
+}
+
+impl<T: Transport> Loop<T> {
+    fn run(mut self) -> DriverStats {
+        loop {
+            self.stats.iterations += 1;
+            if self.control.stop.load(Ordering::Acquire) {
+                break;
+            }
+            if self.control.leave.load(Ordering::Acquire) {
+                self.core.leave();
+                self.transmit();
+                self.forward_events();
+                break;
+            }
+            self.take_submits();
+            let received = self.receive();
+            self.fire_timers();
+            self.flush();
+            self.forward_events();
+            if received == 0 {
+                self.wait();
+            }
+        }
+        self.final_flush();
+        self.stats.core = self.core.stats().clone();
+        self.stats.transport = self.transport.stats();
+        self.stats
+    }
+
+    fn take_submits(&mut self) {
+        for _ in 0..SUBMIT_BATCH {
+            match self.requests.try_recv() {
+                Ok(req) => {
+                    let result = self.core.submit(req.prio, req.kind, req.payload);
+                    self.stats.submits += 1;
+                    // The submitter may have given up; its answer is then moot.
+                    let _ = req.reply.send(result);
+                    self.transmit();
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn receive(&mut self) -> usize {
+        let mut total = 0;
+        for _ in 0..RX_BURSTS {
+            let now = self.clock.now();
+            let core = &mut self.core;
+            let result = self
+                .transport
+                .recv_burst(|_src, frame| core.handle_frame(now, frame));
+            // The core queues its transmits; send them after the burst, in order.
+            self.transmit();
+            match result {
+                Ok(0) => break,
+                Ok(n) => {
+                    total += n;
+                    self.stats.frames_in += n as u64;
+                }
+                Err(_) => {
+                    self.stats.io_errors += 1;
+                    break;
+                }
+            }
+        }
+        total
+    }
+
+    fn fire_timers(&mut self) {
+        // A timer handler may set a deadline already past (a prompt call): a few rounds.
+        for _ in 0..8 {
+            let now = self.clock.now();
+            match self.core.poll_timeout() {
+                Some(deadline) if deadline <= now => {
+                    self.core.handle_timeout(now);
+                    self.transmit();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Queues every pending transmit of the core on the transport.
+    fn transmit(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            let dest = match t.dest {
+                srp::Dest::Ring => dataplane::Dest::Ring,
+                srp::Dest::Node(n) => dataplane::Dest::Node(dataplane::NodeId(n.0)),
+            };
+            let frame = &t.frame;
+            let mut result = self
+                .transport
+                .send(dest, frame.len(), |buf| buf.copy_from_slice(frame));
+            if matches!(result, Err(SendError::TxFull)) {
+                self.flush();
+                result = self
+                    .transport
+                    .send(dest, frame.len(), |buf| buf.copy_from_slice(frame));
+            }
+            match result {
+                Ok(()) => self.stats.frames_out += 1,
+                Err(_) => self.stats.send_errors += 1,
+            }
+        }
+    }
+
+    /// Flushes; returns false when the kernel's buffer was full and frames stay queued.
+    fn flush(&mut self) -> bool {
+        match self.transport.flush() {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => {
+                self.stats.io_errors += 1;
+                true
+            }
+        }
+    }
+
+    fn final_flush(&mut self) {
+        for _ in 0..FINAL_FLUSH_TRIES {
+            if self.flush() {
+                return;
+            }
+            thread::sleep(StdDuration::from_micros(100));
+        }
+    }
+
+    fn forward_events(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            self.stats.events += 1;
+            // The receiver lives in the `Driver`; once it is gone nobody wants the events.
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn wait(&mut self) {
+        let now = self.clock.now();
+        let timeout = match self.core.poll_timeout() {
+            Some(deadline) => StdDuration::from_nanos(deadline.saturating_since(now).as_nanos())
+                .min(self.idle_wait),
+            None => self.idle_wait,
+        };
+        if timeout.is_zero() {
+            return;
+        }
+        if self.transport.wait(Some(timeout)).is_err() {
+            self.stats.io_errors += 1;
+            // Do not spin on a broken transport.
+            thread::sleep(timeout);
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The Totem driver on real threads and real time, over the in-memory network and over kernel
+//! UDP on the loopback interface.
+//!
+//! Assumptions shared by every test: loopback only (127.0.0.1, no multicast), no root (no
+//! CPU pinning, no privileged ports), a loaded 2-core machine (timeouts are generous and each
+//! test states the one timing bound it checks).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dataplane::Member;
+use dataplane::mem::{MemConfig, MemNetwork};
+use dataplane::udp::{UdpConfig, UdpTransport};
+use totem_dpdk::driver::{self, Driver, DriverConfig, DriverSubmitError};
+use totem_dpdk::srp::{self, ConfigChange, ConfigKind, Event, SubmitError};
+use totem_dpdk::{DeliveryKind, MsgId, NodeId, Priority};
+
+const IDS: [u32; 3] = [1, 2, 3];
+const PER_NODE: u32 = 200;
+
+fn member(id: u32, addr: SocketAddr) -> Member {
+    Member {
+        id: dataplane::NodeId(id),
+        addr,
+    }
+}
+
+fn config(id: u32, members: &[Member]) -> DriverConfig {
+    DriverConfig::new(srp::Config::new(NodeId(id), Vec::new()), members.to_vec())
+}
+
+fn spawn_mem(net: &MemNetwork, ids: &[u32], tweak: impl Fn(&mut srp::Config)) -> Vec<Driver> {
+    let members: Vec<Member> = ids
+        .iter()
+        .map(|&id| member(id, MemNetwork::node_addr(dataplane::NodeId(id))))
+        .collect();
+    ids.iter()
+        .map(|&id| {
+            let t = net
+                .attach_node(dataplane::NodeId(id), MemConfig::default())
+                .expect("attach");
+            let mut cfg = config(id, &members);
+            tweak(&mut cfg.totem);
+            driver::spawn(t, cfg).expect("spawn driver")
+        })
+        .collect()
+}
+
+fn spawn_udp(ids: &[u32]) -> Vec<Driver> {
+    let transports: Vec<UdpTransport> = ids
+        .iter()
+        .map(|_| {
+            UdpTransport::new(UdpConfig::unicast("127.0.0.1:0".parse().unwrap())).expect("bind")
+        })
+        .collect();
+    let members: Vec<Member> = ids
+        .iter()
+        .zip(&transports)
+        .map(|(&id, t)| member(id, t.local_addr()))
+        .collect();
+    ids.iter()
+        .zip(transports)
+        .map(|(&id, t)| driver::spawn(t, config(id, &members)).expect("spawn driver"))
+        .collect()
+}
+
+/// Reads `driver`'s events until a regular configuration satisfying `want` arrives, within
+/// `within`; returns it. Deliveries read on the way are returned too.
+fn wait_config(
+    driver: &Driver,
+    within: Duration,
+    want: impl Fn(&ConfigChange) -> bool,
+) -> (ConfigChange, Vec<srp::Delivery>) {
+    let deadline = Instant::now() + within;
+    let mut delivered = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match driver.events().recv_timeout(left) {
+            Ok(Event::ConfigChange(c)) if c.kind == ConfigKind::Regular && want(&c) => {
+                return (c, delivered);
+            }
+            Ok(Event::Deliver(d)) => delivered.push(d),
+            Ok(_) => {}
+            Err(e) => panic!("no matching configuration within {within:?}: {e}"),
+        }
+    }
+}
+
+fn wait_ring(drivers: &[Driver], n: usize) {
+    for d in drivers {
+        wait_config(d, Duration::from_secs(5), |c| c.members.len() == n);
+    }
+}
+
+/// Message `i` of node `id`: sizes from 10 bytes to several frames, content from (id, i).
+fn payload(id: u32, i: u32) -> Bytes {
+    let len = [10, 100, 1000, 3000, 5000][(i % 5) as usize];
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(&i.to_be_bytes());
+    v.resize(len, (id * 31 + i) as u8);
+    Bytes::from(v)
+}
+
+fn submit_retrying(d: &driver::Submitter, p: Bytes) -> MsgId {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match d.submit(Priority::NORMAL, DeliveryKind::Agreed, p.clone()) {
+            Ok(id) => return id,
+            Err(DriverSubmitError::Core(SubmitError::Backpressure)) => {
+                assert!(Instant::now() < deadline, "backpressure for 10 s");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("submit failed: {e}"),
+        }
+    }
+}
+
+/// Each node submits `PER_NODE` messages (concurrently); every node delivers all of them, in
+/// the same order, with the submitted contents.
+fn all_deliver_in_one_order(drivers: &[Driver]) {
+    let submitters: Vec<_> = drivers.iter().map(Driver::submitter).collect();
+    let mut expected: BTreeMap<MsgId, Bytes> = BTreeMap::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = IDS
+            .iter()
+            .zip(&submitters)
+            .map(|(&id, sub)| {
+                s.spawn(move || {
+                    (0..PER_NODE)
+                        .map(|i| {
+                            let p = payload(id, i);
+                            (submit_retrying(sub, p.clone()), p)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            expected.extend(h.join().expect("submitter thread"));
+        }
+    });
+    let total = expected.len();
+    assert_eq!(total, (PER_NODE as usize) * IDS.len());
+
+    let mut orders = Vec::new();
+    for (n, d) in drivers.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut order = Vec::with_capacity(total);
+        while order.len() < total {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match d.events().recv_timeout(left) {
+                Ok(Event::Deliver(del)) => {
+                    let want = expected
+                        .get(&del.id)
+                        .expect("delivered a message nobody sent");
+                    assert_eq!(&del.payload, want, "payload of {:?}", del.id);
+                    order.push(del.id);
+                }
+                Ok(Event::ConfigChange(c)) => panic!("node {} changed configuration: {c:?}", n + 1),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "node {} delivered {} of {total} in 20 s",
+                        n + 1,
+                        order.len()
+                    )
+                }
+                Err(e) => panic!("events of node {}: {e}", n + 1),
+            }
+        }
+        orders.push(order);
+    }
+    for (n, order) in orders.iter().enumerate().skip(1) {
+        assert_eq!(
+            order,
+            &orders[0],
+            "node {} order differs from node 1",
+            n + 1
+        );
+    }
+    // Per sender, in submission order (FIFO within one priority).
+    for &id in &IDS {
+        let nos: Vec<u64> = orders[0]
+            .iter()
+            .filter(|m| m.sender == NodeId(id))
+            .map(|m| m.no)
+            .collect();
+        assert!(
+            nos.windows(2).all(|w| w[0] < w[1]),
+            "node {id} out of order"
+        );
+    }
+}
+
+/// Three drivers on the in-memory network form one ring and agree on the order of 600
+/// messages of mixed sizes (some fragmented over several frames).
+#[test]
+fn mem_three_nodes_total_order() {
+    let net = MemNetwork::new();
+    let drivers = spawn_mem(&net, &IDS, |_| {});
+    wait_ring(&drivers, 3);
+    all_deliver_in_one_order(&drivers);
+    for d in drivers {
+        let stats = d.stop().expect("stop");
+        assert_eq!(stats.send_errors, 0);
+        assert!(stats.frames_in > 0 && stats.frames_out > 0);
+    }
+}
+
+/// The same over three kernel UDP transports in unicast mode on 127.0.0.1 (ephemeral ports).
+#[test]
+fn udp_three_nodes_total_order() {
+    let drivers = spawn_udp(&IDS);
+    wait_ring(&drivers, 3);
+    all_deliver_in_one_order(&drivers);
+    for d in drivers {
+        d.stop().expect("stop");
+    }
+}
+
+/// A driver stopped without leaving (a crash) is declared failed: the two others install a
+/// 2-member ring with `failed` = [it] within 1 s (token timeout 100 ms + consensus 120 ms).
+#[test]
+fn crash_is_detected_within_one_second() {
+    let net = MemNetwork::new();
+    let mut drivers = spawn_mem(&net, &IDS, |_| {});
+    wait_ring(&drivers, 3);
+    let crashed = drivers.pop().expect("three drivers");
+    let t0 = Instant::now();
+    crashed.stop().expect("stop");
+    for d in &drivers {
+        let (c, _) = wait_config(d, Duration::from_secs(1), |c| c.members.len() == 2);
+        assert_eq!(c.members, vec![NodeId(1), NodeId(2)]);
+        assert_eq!(c.failed, vec![NodeId(3)]);
+        assert!(c.left.is_empty(), "{c:?}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+}
+
+/// A graceful leave is classified as `left` (not `failed`), and the survivors install the
+/// new ring well before the 100 ms token timeout would have fired (bound: 100 ms from the
+/// leave, measured on the test thread).
+#[test]
+fn leave_is_announced_and_fast() {
+    let net = MemNetwork::new();
+    let mut drivers = spawn_mem(&net, &IDS, |_| {});
+    wait_ring(&drivers, 3);
+    let leaver = drivers.pop().expect("three drivers");
+    let t0 = Instant::now();
+    leaver.leave();
+    let mut elapsed = Vec::new();
+    for d in &drivers {
+        let (c, _) = wait_config(d, Duration::from_secs(1), |c| c.members.len() == 2);
+        elapsed.push(t0.elapsed());
+        assert_eq!(c.members, vec![NodeId(1), NodeId(2)]);
+        assert_eq!(c.left, vec![NodeId(3)]);
+        assert!(c.failed.is_empty(), "{c:?}");
+    }
+    assert!(
+        elapsed.iter().all(|e| *e < Duration::from_millis(100)),
+        "new ring after {elapsed:?}"
+    );
+    // The leaver's thread ends by itself: its events channel disconnects and submits fail.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match leaver
+            .events()
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(_) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("driver thread still running after leave"),
+        }
+    }
+    assert_eq!(
+        leaver.submit(
+            Priority::NORMAL,
+            DeliveryKind::Agreed,
+            Bytes::from_static(b"x")
+        ),
+        Err(DriverSubmitError::Stopped)
+    );
+    leaver.stop().expect("stop after leave");
+}
+
+/// With room for 4 queued messages on a single-node ring, a burst of large submits (each
+/// about 70 frames, while a token visit sends at most 17) is partly refused with
+/// `Backpressure`, and every accepted message is delivered, in order.
+#[test]
+fn backpressure_reaches_the_submitter() {
+    let net = MemNetwork::new();
+    let drivers = spawn_mem(&net, &[1], |c| c.max_queued_messages = 4);
+    let d = &drivers[0];
+    wait_config(d, Duration::from_secs(5), |c| c.members == vec![NodeId(1)]);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..40u32 {
+        let p = Bytes::from(vec![i as u8; 100_000]);
+        match d.submit(Priority::NORMAL, DeliveryKind::Agreed, p) {
+            Ok(id) => accepted.push(id),
+            Err(DriverSubmitError::Core(SubmitError::Backpressure)) => refused += 1,
+            Err(e) => panic!("submit: {e}"),
+        }
+    }
+    assert!(refused > 0, "no backpressure in a burst of 40 x 100 kB");
+    assert!(!accepted.is_empty());
+    let mut delivered = Vec::new();
+    let mut blocked = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while delivered.len() < accepted.len() {
+        match d
+            .events()
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(Event::Deliver(del)) => {
+                assert_eq!(del.payload.len(), 100_000);
+                delivered.push(del.id);
+            }
+            Ok(Event::FlowControl(srp::FlowControl::Blocked)) => blocked = true,
+            Ok(_) => {}
+            Err(e) => panic!("delivered {} of {}: {e}", delivered.len(), accepted.len()),
+        }
+    }
+    assert_eq!(delivered, accepted);
+    assert!(blocked, "no FlowControl::Blocked event");
+}
+
+/// An invalid core configuration is reported by `spawn`, not by a dead thread.
+#[test]
+fn invalid_config_is_refused_at_spawn() {
+    let net = MemNetwork::new();
+    let t = net
+        .attach_node(dataplane::NodeId(1), MemConfig::default())
+        .expect("attach");
+    let addr = t.local_addr();
+    let mut cfg = config(1, &[member(1, addr)]);
+    cfg.totem.max_frame_size = 10;
+    assert!(matches!(
+        driver::spawn(t, cfg),
+        Err(driver::DriverError::Config(_))
+    ));
+}
