@@ -175,6 +175,8 @@ pub struct Stats {
     pub recovery_frames_sent: u64,
     /// Old-ring frames recovered from other members' re-sends.
     pub recovery_frames_received: u64,
+    /// Frames of the old ring that arrived directly during recovery, ignored.
+    pub late_old_ring_frames: u64,
 }
 
 /// One node of a Totem ring. See the [module documentation](self) for the calling contract.

@@ -302,25 +302,14 @@ impl Totem {
             self.deliver();
             return;
         }
-        if let Some(rec) = &mut self.recovering
+        if let Some(rec) = &self.recovering
             && header.ring == rec.old.id
-            && !header.encapsulated
         {
-            // A late frame of the ring being replaced: it may fill a gap before installation.
-            let bytes = Bytes::copy_from_slice(body);
-            let stored = Stored {
-                bytes,
-                safe: header.safe,
-                encapsulated: false,
-            };
-            if rec.old.recv.insert(header.seq, stored) == Insert::New {
-                self.stats.recovery_frames_received += 1;
-                if header.safe && self.cfg.observe {
-                    let (ring, seq) = (header.ring, header.seq);
-                    self.events
-                        .push_back(Event::Observe(Observation::Stored { ring, seq }));
-                }
-            }
+            // A late frame of the ring being replaced. It is not kept: what each member holds
+            // of the old ring was fixed when it entered recovery, and only frames every
+            // transitional member can get through the recovery exchange may be delivered, so
+            // that they all deliver the same old-ring messages (failure atomicity).
+            self.stats.late_old_ring_frames += 1;
             return;
         }
         self.stats.foreign_ring += 1;
