@@ -205,7 +205,8 @@ fn seeds_that_once_failed() {
         reorder: 0.2,
         corrupt: 0.05,
     };
-    for seed in [108_032] {
+    const SEEDS: &[u64] = &[108_032];
+    for &seed in SEEDS {
         clean(Schedule::random(seed, 2..=16, links, NodeFaultKinds::ALL));
     }
 }
