@@ -1656,3 +1656,61 @@ fn long_log_round_trips_and_checks_clean() {
     assert_eq!(report.delivered, frames * u64::from(nodes));
     assert!(report.is_ok(), "{report}");
 }
+
+/// Ring 1.4 = [1,2,3]; 1:1 (safe) is stored everywhere. Node 3 crashes. Node 1 installs 1.8 =
+/// [1,2] through transitional(1.4, [1,2]) and delivers 1:1 there. Node 2 delivers
+/// `node2_trans` as its transitional configuration and then its own next ring, without 1:1.
+fn safe_in_transitional(node2_trans: &[u32], node2_next: RingId, node2_members: &[u32]) -> History {
+    let mut h = History::default();
+    h.meta(3, true);
+    for node in 1..=3 {
+        h.config(
+            100,
+            node,
+            ConfigKind::Regular,
+            RA,
+            &[1, 2, 3],
+            &[],
+            &[1, 2, 3],
+        );
+    }
+    h.send(200, 1, 1, "a", DeliveryKind::Safe);
+    h.stored(210, 1, RA, 1)
+        .stored(211, 2, RA, 1)
+        .stored(212, 3, RA, 1);
+    h.crash(300, 3);
+    h.config(1000, 1, ConfigKind::Transitional, RA, &[1, 2], &[3], &[]);
+    h.deliver(1001, 1, mid(1, 1), RA, 1);
+    h.config(1002, 1, ConfigKind::Regular, RB, &[1, 2], &[3], &[]);
+    h.config(1000, 2, ConfigKind::Transitional, RA, node2_trans, &[], &[]);
+    h.config(
+        1002,
+        2,
+        ConfigKind::Regular,
+        node2_next,
+        node2_members,
+        &[],
+        &[],
+    );
+    h
+}
+
+#[test]
+fn safe_delivery_is_owed_only_by_members_that_installed_the_same_configuration() {
+    // Node 2 abandoned the recovery of 1.8 and went on alone: it never entered the
+    // transitional configuration [1,2] in which node 1 delivered 1:1, so it owes nothing.
+    let abandoned = safe_in_transitional(
+        &[2],
+        RingId {
+            seq: 9,
+            rep: NodeId(2),
+        },
+        &[2],
+    );
+    let report = abandoned.check();
+    assert_eq!(report.count(Property::SafeDelivery), 0, "{report}");
+    // Node 2 delivered the same transitional configuration [1,2]: it owed 1:1.
+    let same = safe_in_transitional(&[1, 2], RB, &[1, 2]);
+    let report = same.check();
+    assert!(report.count(Property::SafeDelivery) >= 1, "{report}");
+}
