@@ -13,6 +13,10 @@
 //! - `client`: the library applications link;
 //! - binaries `aisexec`, `aisctl` and `ais-keygen`.
 //!
-//! Nothing is implemented yet: the executive arrives with the runtime issue.
+//! Implemented so far: [`config`], the `aisexec` configuration file (TOML, corosync's `totem`
+//! key names) and its conversion to the Totem core's and the UDP transport's settings. The
+//! executive itself arrives with the runtime issue.
 
 #![forbid(unsafe_code)]
+
+pub mod config;
