@@ -14,9 +14,11 @@
 //! - binaries `aisexec`, `aisctl` and `ais-keygen`.
 //!
 //! Implemented so far: [`config`], the `aisexec` configuration file (TOML, corosync's `totem`
-//! key names) and its conversion to the Totem core's and the UDP transport's settings. The
-//! executive itself arrives with the runtime issue.
+//! key names) and its conversion to the Totem core's and the UDP transport's settings; and
+//! [`ringseq`], the durable ring sequence number that keeps ring ids unique across restarts.
+//! The executive itself arrives with the runtime issue.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ringseq;
