@@ -5,14 +5,13 @@ use core::fmt;
 use core::slice::ChunksExact;
 
 use super::{COMMIT_ENTRY_LEN, COMMIT_FIXED_LEN, Error, FrameType, Header, HeaderRepr, Result};
-use super::{check_ascending, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use super::{
+    check_ascending, get_ring_id, get_u16, get_u32, get_u64, put_ring_id, put_u16, put_u32, put_u64,
+};
 use crate::{NodeId, RingId, Seq};
 
 mod field {
     use core::ops::Range;
-
-    pub(super) const RING_REP: Range<usize> = 8..12;
-    pub(super) const RING_SEQ: Range<usize> = 12..20;
     pub(super) const TOKEN_SEQ: Range<usize> = 20..28;
     pub(super) const MEMB_INDEX: Range<usize> = 28..30;
     pub(super) const ENTRY_COUNT: Range<usize> = 30..32;
@@ -151,11 +150,7 @@ impl<T: AsRef<[u8]>> CommitTokenFrame<T> {
 
     /// The new ring.
     pub fn ring_id(&self) -> RingId {
-        let data = self.buffer.as_ref();
-        RingId {
-            seq: get_u64(&data[field::RING_SEQ]),
-            rep: NodeId(get_u32(&data[field::RING_REP])),
-        }
+        get_ring_id(self.buffer.as_ref())
     }
 
     /// The rotation counter, incremented at every hop.
@@ -204,9 +199,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> CommitTokenFrame<T> {
     ///
     /// If the buffer is too short for the field (likewise for every setter).
     pub fn set_ring_id(&mut self, value: RingId) {
-        let data = self.buffer.as_mut();
-        put_u32(&mut data[field::RING_REP], value.rep.0);
-        put_u64(&mut data[field::RING_SEQ], value.seq);
+        put_ring_id(self.buffer.as_mut(), value);
     }
 
     /// Sets the rotation counter.

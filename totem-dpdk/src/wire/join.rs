@@ -4,14 +4,14 @@ use core::fmt;
 use core::slice::ChunksExact;
 
 use super::{Error, FrameType, Header, HeaderRepr, JOIN_FIXED_LEN, Result};
-use super::{check_ascending, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, write_ids};
+use super::{
+    check_ascending, get_ring_id, get_u16, get_u32, get_u64, put_ring_id, put_u16, put_u32,
+    put_u64, write_ids,
+};
 use crate::{NodeId, RingId};
 
 mod field {
     use core::ops::Range;
-
-    pub(super) const RING_REP: Range<usize> = 8..12;
-    pub(super) const RING_SEQ: Range<usize> = 12..20;
     pub(super) const MAX_RING_SEQ: Range<usize> = 20..28;
     pub(super) const FLAGS: usize = 28;
     pub(super) const RESERVED: usize = 29;
@@ -135,11 +135,7 @@ impl<T: AsRef<[u8]>> MembJoinFrame<T> {
 
     /// The sender's current ring.
     pub fn ring_id(&self) -> RingId {
-        let data = self.buffer.as_ref();
-        RingId {
-            seq: get_u64(&data[field::RING_SEQ]),
-            rep: NodeId(get_u32(&data[field::RING_REP])),
-        }
+        get_ring_id(self.buffer.as_ref())
     }
 
     /// The highest ring seq the sender has seen or persisted; a new ring's seq must exceed
@@ -220,9 +216,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> MembJoinFrame<T> {
     ///
     /// If the buffer is too short for the field (likewise for every setter).
     pub fn set_ring_id(&mut self, value: RingId) {
-        let data = self.buffer.as_mut();
-        put_u32(&mut data[field::RING_REP], value.rep.0);
-        put_u64(&mut data[field::RING_SEQ], value.seq);
+        put_ring_id(self.buffer.as_mut(), value);
     }
 
     /// Sets max_ring_seq.

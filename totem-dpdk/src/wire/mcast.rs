@@ -5,14 +5,11 @@ use core::fmt;
 use core::ops::Range;
 
 use super::{CHUNK_HEADER_LEN, Error, FrameType, Header, HeaderRepr, MCAST_FIXED_LEN, Result};
-use super::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use super::{get_ring_id, get_u16, get_u32, get_u64, put_ring_id, put_u16, put_u32, put_u64};
 use crate::{DeliveryKind, NodeId, RingId, Seq};
 
 mod field {
     use core::ops::Range;
-
-    pub(super) const RING_REP: Range<usize> = 8..12;
-    pub(super) const RING_SEQ: Range<usize> = 12..20;
     pub(super) const SEQ: Range<usize> = 20..28;
     pub(super) const FLAGS: usize = 28;
     pub(super) const RESERVED: usize = 29;
@@ -199,11 +196,7 @@ impl<T: AsRef<[u8]>> McastFrame<T> {
 
     /// The ring the frame was sent on.
     pub fn ring_id(&self) -> RingId {
-        let data = self.buffer.as_ref();
-        RingId {
-            seq: get_u64(&data[field::RING_SEQ]),
-            rep: NodeId(get_u32(&data[field::RING_REP])),
-        }
+        get_ring_id(self.buffer.as_ref())
     }
 
     /// The frame's sequence number on the ring.
@@ -281,9 +274,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> McastFrame<T> {
     ///
     /// If the buffer is too short for the field (likewise for every setter).
     pub fn set_ring_id(&mut self, value: RingId) {
-        let data = self.buffer.as_mut();
-        put_u32(&mut data[field::RING_REP], value.rep.0);
-        put_u64(&mut data[field::RING_SEQ], value.seq);
+        put_ring_id(self.buffer.as_mut(), value);
     }
 
     /// Sets the frame's sequence number.

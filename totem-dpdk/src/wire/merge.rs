@@ -4,15 +4,8 @@
 use core::fmt;
 
 use super::{Error, FrameType, Header, HeaderRepr, MERGE_DETECT_LEN, Result};
-use super::{get_u32, get_u64, put_u32, put_u64};
+use super::{get_ring_id, put_ring_id};
 use crate::{NodeId, RingId};
-
-mod field {
-    use core::ops::Range;
-
-    pub(super) const RING_REP: Range<usize> = 8..12;
-    pub(super) const RING_SEQ: Range<usize> = 12..20;
-}
 
 /// A view of a merge detection frame.
 ///
@@ -95,11 +88,7 @@ impl<T: AsRef<[u8]>> MergeDetectFrame<T> {
 
     /// The sender's ring.
     pub fn ring_id(&self) -> RingId {
-        let data = self.buffer.as_ref();
-        RingId {
-            seq: get_u64(&data[field::RING_SEQ]),
-            rep: NodeId(get_u32(&data[field::RING_REP])),
-        }
+        get_ring_id(self.buffer.as_ref())
     }
 }
 
@@ -115,9 +104,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> MergeDetectFrame<T> {
     ///
     /// If the buffer is too short for the field.
     pub fn set_ring_id(&mut self, value: RingId) {
-        let data = self.buffer.as_mut();
-        put_u32(&mut data[field::RING_REP], value.rep.0);
-        put_u64(&mut data[field::RING_SEQ], value.seq);
+        put_ring_id(self.buffer.as_mut(), value);
     }
 }
 

@@ -375,6 +375,24 @@ fn write_ids(
 // Big-endian field access. The callers index with fixed ranges after a length check, or
 // document the panic for unchecked views.
 
+/// Every frame type carries a ring id right after the common header: `8..12` the
+/// representative, `12..20` the ring sequence number.
+const RING_REP: core::ops::Range<usize> = 8..12;
+const RING_SEQ: core::ops::Range<usize> = 12..20;
+
+fn get_ring_id(frame: &[u8]) -> crate::RingId {
+    crate::RingId {
+        seq: get_u64(&frame[RING_SEQ]),
+        rep: crate::NodeId(get_u32(&frame[RING_REP])),
+    }
+}
+
+/// Writes a ring id at its place after the common header (see [`get_ring_id`]).
+fn put_ring_id(frame: &mut [u8], id: crate::RingId) {
+    put_u32(&mut frame[RING_REP], id.rep.0);
+    put_u64(&mut frame[RING_SEQ], id.seq);
+}
+
 fn get_u16(bytes: &[u8]) -> u16 {
     u16::from_be_bytes([bytes[0], bytes[1]])
 }

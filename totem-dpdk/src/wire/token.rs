@@ -4,14 +4,11 @@ use core::fmt;
 use core::slice::ChunksExact;
 
 use super::{Error, FrameType, Header, HeaderRepr, Result, TOKEN_FIXED_LEN};
-use super::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use super::{get_ring_id, get_u16, get_u32, get_u64, put_ring_id, put_u16, put_u32, put_u64};
 use crate::{NodeId, RingId, Seq};
 
 mod field {
     use core::ops::Range;
-
-    pub(super) const RING_REP: Range<usize> = 8..12;
-    pub(super) const RING_SEQ: Range<usize> = 12..20;
     pub(super) const TOKEN_SEQ: Range<usize> = 20..28;
     pub(super) const SEQ: Range<usize> = 28..36;
     pub(super) const ARU: Range<usize> = 36..44;
@@ -135,11 +132,7 @@ impl<T: AsRef<[u8]>> OrfTokenFrame<T> {
 
     /// The ring the token circulates on.
     pub fn ring_id(&self) -> RingId {
-        let data = self.buffer.as_ref();
-        RingId {
-            seq: get_u64(&data[field::RING_SEQ]),
-            rep: NodeId(get_u32(&data[field::RING_REP])),
-        }
+        get_ring_id(self.buffer.as_ref())
     }
 
     /// The rotation counter, incremented at every hop; a token not newer than the last one
@@ -233,9 +226,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> OrfTokenFrame<T> {
     ///
     /// If the buffer is too short for the field (likewise for every setter).
     pub fn set_ring_id(&mut self, value: RingId) {
-        let data = self.buffer.as_mut();
-        put_u32(&mut data[field::RING_REP], value.rep.0);
-        put_u64(&mut data[field::RING_SEQ], value.seq);
+        put_ring_id(self.buffer.as_mut(), value);
     }
 
     /// Sets the rotation counter.
