@@ -15,8 +15,9 @@
 //!
 //! Implemented so far: [`config`], the `aisexec` configuration file (TOML, corosync's `totem`
 //! key names) and its conversion to the Totem core's and the UDP transport's settings; and
-//! [`ringseq`], the durable ring sequence number that keeps ring ids unique across restarts.
-//! The executive itself arrives with the runtime issue.
+//! [`ringseq`], the durable ring sequence number that keeps ring ids unique across restarts;
+//! and the `aisexec` binary, which so far runs the Totem ring over kernel UDP and logs
+//! configuration changes (no client IPC or services yet).
 
 #![forbid(unsafe_code)]
 
