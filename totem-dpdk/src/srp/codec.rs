@@ -128,38 +128,40 @@ pub(crate) fn append_trailer(buf: &mut BytesMut) {
     buf.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Encodes a token (its `sender` must be this node).
-pub(crate) fn encode_token(token: &Token) -> Bytes {
-    let mut buf = BytesMut::zeroed(token.buffer_len());
-    token.emit(&mut OrfTokenFrame::new_unchecked(&mut buf[..]));
+/// A frame of `len` bytes written by `emit`, with its integrity trailer.
+fn framed(len: usize, emit: impl FnOnce(&mut [u8])) -> Bytes {
+    let mut buf = BytesMut::zeroed(len);
+    emit(&mut buf[..]);
     append_trailer(&mut buf);
     buf.freeze()
+}
+
+/// Encodes a token (its `sender` must be this node).
+pub(crate) fn encode_token(token: &Token) -> Bytes {
+    framed(token.buffer_len(), |b| {
+        token.emit(&mut OrfTokenFrame::new_unchecked(b))
+    })
 }
 
 /// Encodes a join message.
 pub(crate) fn encode_join(join: &MembJoinRepr) -> Bytes {
-    let mut buf = BytesMut::zeroed(join.buffer_len());
-    join.emit(&mut MembJoinFrame::new_unchecked(&mut buf[..]));
-    append_trailer(&mut buf);
-    buf.freeze()
+    framed(join.buffer_len(), |b| {
+        join.emit(&mut MembJoinFrame::new_unchecked(b))
+    })
 }
 
-/// Encodes a commit token sent by `sender`.
-pub(crate) fn encode_commit(sender: NodeId, token: &CommitTokenRepr) -> Bytes {
-    let mut repr = token.clone();
-    repr.sender = sender;
-    let mut buf = BytesMut::zeroed(repr.buffer_len());
-    repr.emit(&mut CommitTokenFrame::new_unchecked(&mut buf[..]));
-    append_trailer(&mut buf);
-    buf.freeze()
+/// Encodes a commit token (its `sender` must be this node).
+pub(crate) fn encode_commit(token: &CommitTokenRepr) -> Bytes {
+    framed(token.buffer_len(), |b| {
+        token.emit(&mut CommitTokenFrame::new_unchecked(b))
+    })
 }
 
 /// Encodes a merge-detect announcement.
 pub(crate) fn encode_merge(merge: &MergeDetectRepr) -> Bytes {
-    let mut buf = BytesMut::zeroed(merge.buffer_len());
-    merge.emit(&mut MergeDetectFrame::new_unchecked(&mut buf[..]));
-    append_trailer(&mut buf);
-    buf.freeze()
+    framed(merge.buffer_len(), |b| {
+        merge.emit(&mut MergeDetectFrame::new_unchecked(b))
+    })
 }
 
 /// A frame of the new ring carrying `inner`, a stored frame body of the old ring. Returns the

@@ -279,7 +279,8 @@ impl Totem {
         let nodes: Vec<NodeId> = token.entries.iter().map(|e| e.node).collect();
         let index = nodes.iter().position(|n| *n == self.me).unwrap_or(0);
         let next = nodes[(index + 1) % nodes.len()];
-        let frame = codec::encode_commit(self.me, &token);
+        token.sender = self.me;
+        let frame = codec::encode_commit(&token);
         self.transmits.push_back(Transmit {
             dest: Dest::Node(next),
             frame: frame.clone(),
