@@ -6,10 +6,15 @@
 //!   waits for the core's answer on a reply channel of its own, so [`Driver::submit`] is
 //!   synchronous and returns exactly what [`srp::Totem::submit`] returned:
 //!   [`srp::SubmitError::Backpressure`] reaches the caller (the AIS client's TRY_AGAIN), a
-//!   message is never dropped silently;
+//!   message is never dropped silently; [`Submitter::try_submit_with`] queues without
+//!   waiting and has the answer delivered to a callback on the driver thread (the AIS
+//!   executive's path: its thread never blocks on Totem);
 //! - **events** (deliveries, configuration changes, flow control, ring sequence numbers) go
 //!   out through an unbounded channel, [`Driver::events`]: the driver thread never blocks on
 //!   a slow consumer, so the consumer must keep reading or memory grows;
+//!   [`spawn_with`] sends them to an [`EventSink`] of the caller's instead;
+//! - **status**: a [`DriverStatus`] snapshot (membership state, ring, counters) refreshed
+//!   every [`STATUS_INTERVAL`] and on every state change, read with [`Driver::status`];
 //! - **stop and leave** are flags the thread checks on every loop iteration.
 //!
 //! [`srp::Event::RingSeq`] must be persisted, but never on the driver thread (a disk write
@@ -34,7 +39,8 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration as StdDuration;
 
@@ -43,7 +49,7 @@ use dataplane::{Member, MembersError, SendError, Transport};
 
 use crate::srp::{self, Event, SubmitError, Totem};
 use crate::time::Instant;
-use crate::types::{DeliveryKind, MsgId, Priority};
+use crate::types::{DeliveryKind, MsgId, NodeId, Priority, RingId};
 
 /// Capacity of the submit request queue. A submit beyond it blocks until the driver thread
 /// takes requests (within one loop iteration).
@@ -53,6 +59,8 @@ pub const REQUEST_QUEUE: usize = 1024;
 pub const SUBMIT_BATCH: usize = 256;
 /// Most receive bursts per loop iteration before timers are checked again.
 pub const RX_BURSTS: usize = 8;
+/// How often the driver thread refreshes [`Driver::status`] when nothing changes.
+pub const STATUS_INTERVAL: StdDuration = StdDuration::from_millis(100);
 /// Attempts to push out the frames left in the transport when the driver stops or leaves.
 const FINAL_FLUSH_TRIES: usize = 10;
 
@@ -144,11 +152,66 @@ pub struct DriverStats {
     pub transport: dataplane::Stats,
 }
 
+/// Called on the driver thread with the core's answer to an asynchronous submit.
+pub type SubmitCallback = Box<dyn FnOnce(Result<MsgId, SubmitError>) + Send>;
+
+enum Reply {
+    Wait(SyncSender<Result<MsgId, SubmitError>>),
+    Call(SubmitCallback),
+}
+
 struct SubmitRequest {
     prio: Priority,
     kind: DeliveryKind,
     payload: Bytes,
-    reply: SyncSender<Result<MsgId, SubmitError>>,
+    reply: Reply,
+}
+
+/// Why [`Submitter::try_submit_with`] did not queue a message. Nothing was queued and the
+/// callback will not be called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySubmitError {
+    /// The request queue ([`REQUEST_QUEUE`] entries) is full: the driver thread is behind.
+    #[error("the Totem request queue is full")]
+    QueueFull,
+    /// The driver thread has stopped.
+    #[error("the Totem driver has stopped")]
+    Stopped,
+}
+
+/// Where the driver thread sends the core's events, in order. A [`Sender<Event>`] is one
+/// (that is what [`spawn`] uses); the AIS executive uses its own to merge Totem events into
+/// its input queue.
+pub trait EventSink: Send + 'static {
+    /// One event. Called on the driver thread: must not block.
+    fn event(&mut self, event: Event);
+    /// The driver thread is ending: no more events will come.
+    fn closed(&mut self) {}
+}
+
+impl EventSink for Sender<Event> {
+    fn event(&mut self, event: Event) {
+        // The receiver lives in the `Driver`; once it is gone nobody wants the events.
+        let _ = self.send(event);
+    }
+}
+
+/// A snapshot of the driver thread's state, refreshed at least every [`STATUS_INTERVAL`] and
+/// whenever the membership state or ring changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverStatus {
+    /// Where the node is in the membership protocol.
+    pub state: srp::MembState,
+    /// The current ring.
+    pub ring: RingId,
+    /// The current ring's members.
+    pub members: Vec<NodeId>,
+    /// Messages waiting in the core's send queues.
+    pub queued_messages: usize,
+    /// The driver's counters (their `core` and `transport` fields are filled in too).
+    pub stats: DriverStats,
 }
 
 #[derive(Default)]
@@ -162,6 +225,7 @@ struct Control {
 #[derive(Debug, Clone)]
 pub struct Submitter {
     requests: SyncSender<SubmitRequest>,
+    status: Arc<Mutex<DriverStatus>>,
 }
 
 impl std::fmt::Debug for SubmitRequest {
@@ -191,13 +255,49 @@ impl Submitter {
                 prio,
                 kind,
                 payload,
-                reply,
+                reply: Reply::Wait(reply),
             })
             .map_err(|_| DriverSubmitError::Stopped)?;
         match answer.recv() {
             Ok(result) => result.map_err(DriverSubmitError::Core),
             Err(_) => Err(DriverSubmitError::Stopped),
         }
+    }
+
+    /// Queues a message without waiting: `done` is called on the driver thread with the
+    /// core's answer (the message id, or [`SubmitError::Backpressure`] / `TooLarge`), exactly
+    /// once, unless this returns an error. Never blocks. Requests from one thread reach the
+    /// core in the order they were made.
+    ///
+    /// # Errors
+    /// [`TrySubmitError::QueueFull`] when the request queue is full (treat as backpressure);
+    /// [`TrySubmitError::Stopped`] when the driver thread has ended.
+    pub fn try_submit_with(
+        &self,
+        prio: Priority,
+        kind: DeliveryKind,
+        payload: Bytes,
+        done: SubmitCallback,
+    ) -> Result<(), TrySubmitError> {
+        let request = SubmitRequest {
+            prio,
+            kind,
+            payload,
+            reply: Reply::Call(done),
+        };
+        match self.requests.try_send(request) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(TrySubmitError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(TrySubmitError::Stopped),
+        }
+    }
+
+    /// The latest [`DriverStatus`] (at most [`STATUS_INTERVAL`] old).
+    pub fn status(&self) -> DriverStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -206,6 +306,7 @@ impl Submitter {
 #[derive(Debug)]
 pub struct Driver {
     submitter: Submitter,
+    /// Disconnected at once when spawned with [`spawn_with`].
     events: Receiver<Event>,
     control: Arc<Control>,
     thread: Option<JoinHandle<DriverStats>>,
@@ -222,30 +323,63 @@ impl std::fmt::Debug for Control {
 
 /// Starts a driver thread named `totem-<node id>` that owns `transport` and a core built
 /// from `cfg.totem`, after giving the transport `cfg.members` and pinning the thread to
-/// `cfg.cpu`. Returns once the core is running.
+/// `cfg.cpu`. Returns once the core is running. Events go to [`Driver::events`].
 ///
 /// # Errors
 /// The member list refused by the transport, an invalid core configuration, a failure to pin
 /// the thread or to start it.
 pub fn spawn<T: Transport + Send + 'static>(
+    transport: T,
+    cfg: DriverConfig,
+) -> Result<Driver, DriverError> {
+    let (events_tx, events_rx) = mpsc::channel();
+    spawn_inner(transport, cfg, events_tx, events_rx)
+}
+
+/// As [`spawn`], but the core's events go to `sink` (on the driver thread, in order) instead
+/// of [`Driver::events`], which then stays empty.
+///
+/// # Errors
+/// As [`spawn`].
+pub fn spawn_with<T: Transport + Send + 'static, S: EventSink>(
+    transport: T,
+    cfg: DriverConfig,
+    sink: S,
+) -> Result<Driver, DriverError> {
+    let (_, events_rx) = mpsc::channel();
+    spawn_inner(transport, cfg, sink, events_rx)
+}
+
+fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
     mut transport: T,
     cfg: DriverConfig,
+    sink: S,
+    events_rx: Receiver<Event>,
 ) -> Result<Driver, DriverError> {
     cfg.totem.validate()?;
     transport.set_members(&cfg.members)?;
     let (requests_tx, requests_rx) = mpsc::sync_channel(REQUEST_QUEUE);
-    let (events_tx, events_rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), DriverError>>(1);
     let control = Arc::new(Control::default());
     let thread_control = Arc::clone(&control);
+    let status = Arc::new(Mutex::new(DriverStatus {
+        state: srp::MembState::Gather,
+        ring: RingId::default(),
+        members: Vec::new(),
+        queued_messages: 0,
+        stats: DriverStats::default(),
+    }));
+    let thread_status = Arc::clone(&status);
     let name = format!("totem-{}", cfg.totem.node_id.0);
     let thread = thread::Builder::new()
         .name(name)
         .spawn(move || {
+            let mut sink = sink;
             if let Some(cpu) = cfg.cpu
                 && let Err(e) = dataplane::affinity::pin_current_thread(cpu)
             {
                 let _ = ready_tx.send(Err(e.into()));
+                sink.closed();
                 return DriverStats::default();
             }
             let clock = Clock(std::time::Instant::now());
@@ -253,27 +387,33 @@ pub fn spawn<T: Transport + Send + 'static>(
                 Ok(core) => core,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.into()));
+                    sink.closed();
                     return DriverStats::default();
                 }
             };
-            let _ = ready_tx.send(Ok(()));
-            Loop {
+            let mut lp = Loop {
                 core,
                 transport,
                 clock,
                 requests: requests_rx,
-                events: events_tx,
+                events: sink,
                 control: thread_control,
                 idle_wait: cfg.idle_wait,
                 stats: DriverStats::default(),
-            }
-            .run()
+                status: thread_status,
+                status_at: std::time::Instant::now(),
+                status_key: None,
+            };
+            lp.publish_status();
+            let _ = ready_tx.send(Ok(()));
+            lp.run()
         })
         .map_err(DriverError::Spawn)?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(Driver {
             submitter: Submitter {
                 requests: requests_tx,
+                status,
             },
             events: events_rx,
             control,
@@ -311,6 +451,11 @@ impl Driver {
     /// A handle that can submit from other threads.
     pub fn submitter(&self) -> Submitter {
         self.submitter.clone()
+    }
+
+    /// The latest [`DriverStatus`] (at most [`STATUS_INTERVAL`] old).
+    pub fn status(&self) -> DriverStatus {
+        self.submitter.status()
     }
 
     /// The core's events in order: deliveries, configuration changes, flow control, and
@@ -359,18 +504,47 @@ impl Clock {
     }
 }
 
-struct Loop<T> {
+struct Loop<T, S> {
     core: Totem,
     transport: T,
     clock: Clock,
     requests: Receiver<SubmitRequest>,
-    events: Sender<Event>,
+    events: S,
     control: Arc<Control>,
     idle_wait: StdDuration,
     stats: DriverStats,
+    status: Arc<Mutex<DriverStatus>>,
+    status_at: std::time::Instant,
+    /// State and ring of the last published status.
+    status_key: Option<(srp::MembState, RingId)>,
 }
 
-impl<T: Transport> Loop<T> {
+impl<T: Transport, S: EventSink> Loop<T, S> {
+    /// Publishes a fresh [`DriverStatus`] when the state or ring changed or
+    /// [`STATUS_INTERVAL`] passed.
+    fn maybe_publish_status(&mut self) {
+        let key = (self.core.state(), self.core.ring_id());
+        if self.status_key != Some(key) || self.status_at.elapsed() >= STATUS_INTERVAL {
+            self.publish_status();
+        }
+    }
+
+    fn publish_status(&mut self) {
+        self.status_key = Some((self.core.state(), self.core.ring_id()));
+        self.status_at = std::time::Instant::now();
+        let mut stats = self.stats.clone();
+        stats.core = self.core.stats().clone();
+        stats.transport = self.transport.stats();
+        let snapshot = DriverStatus {
+            state: self.core.state(),
+            ring: self.core.ring_id(),
+            members: self.core.members().to_vec(),
+            queued_messages: self.core.queued_messages(),
+            stats,
+        };
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+
     fn run(mut self) -> DriverStats {
         loop {
             self.stats.iterations += 1;
@@ -388,11 +562,14 @@ impl<T: Transport> Loop<T> {
             self.fire_timers();
             self.flush();
             self.forward_events();
+            self.maybe_publish_status();
             if received == 0 {
                 self.wait();
             }
         }
         self.final_flush();
+        self.publish_status();
+        self.events.closed();
         self.stats.core = self.core.stats().clone();
         self.stats.transport = self.transport.stats();
         self.stats
@@ -404,8 +581,13 @@ impl<T: Transport> Loop<T> {
                 Ok(req) => {
                     let result = self.core.submit(req.prio, req.kind, req.payload);
                     self.stats.submits += 1;
-                    // The submitter may have given up; its answer is then moot.
-                    let _ = req.reply.send(result);
+                    match req.reply {
+                        // The submitter may have given up; its answer is then moot.
+                        Reply::Wait(tx) => {
+                            let _ = tx.send(result);
+                        }
+                        Reply::Call(done) => done(result),
+                    }
                     self.transmit();
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -500,8 +682,7 @@ impl<T: Transport> Loop<T> {
     fn forward_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             self.stats.events += 1;
-            // The receiver lives in the `Driver`; once it is gone nobody wants the events.
-            let _ = self.events.send(event);
+            self.events.event(event);
         }
     }
 

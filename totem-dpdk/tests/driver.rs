@@ -344,3 +344,115 @@ fn invalid_config_is_refused_at_spawn() {
         Err(driver::DriverError::Config(_))
     ));
 }
+
+/// The executive's path: events into a sink of the caller's, submits answered through a
+/// callback on the driver thread (never blocking the caller), and the status snapshot.
+#[test]
+fn sink_async_submit_and_status() {
+    use std::sync::mpsc;
+
+    struct Sink(mpsc::Sender<Option<Event>>);
+    impl driver::EventSink for Sink {
+        fn event(&mut self, event: Event) {
+            let _ = self.0.send(Some(event));
+        }
+        fn closed(&mut self) {
+            let _ = self.0.send(None);
+        }
+    }
+
+    let net = MemNetwork::new();
+    let members: Vec<Member> = IDS
+        .iter()
+        .map(|&id| member(id, MemNetwork::node_addr(dataplane::NodeId(id))))
+        .collect();
+    let mut sinks = Vec::new();
+    let drivers: Vec<Driver> = IDS
+        .iter()
+        .map(|&id| {
+            let t = net
+                .attach_node(dataplane::NodeId(id), MemConfig::default())
+                .expect("attach");
+            let (tx, rx) = mpsc::channel();
+            sinks.push(rx);
+            driver::spawn_with(t, config(id, &members), Sink(tx)).expect("spawn driver")
+        })
+        .collect();
+    // The regular configuration with all three arrives through the sink, not `events()`.
+    for rx in &sinks {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left).expect("a 3-member ring within 5 s") {
+                Some(Event::ConfigChange(c))
+                    if c.kind == ConfigKind::Regular && c.members.len() == 3 =>
+                {
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("driver ended"),
+            }
+        }
+    }
+    assert!(drivers[0].events().try_recv().is_err(), "events() stays empty");
+
+    // The status follows the ring within STATUS_INTERVAL.
+    std::thread::sleep(driver::STATUS_INTERVAL * 2);
+    let status = drivers[1].status();
+    assert_eq!(status.state, srp::MembState::Operational);
+    assert_eq!(status.members, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    assert!(status.stats.core.tokens_accepted > 0);
+
+    // Asynchronous submit: the callback gets the message id, and the message is delivered.
+    let (done_tx, done_rx) = mpsc::channel();
+    drivers[1]
+        .submitter()
+        .try_submit_with(
+            Priority::default(),
+            DeliveryKind::Agreed,
+            Bytes::from_static(b"async"),
+            Box::new(move |r| {
+                let _ = done_tx.send(r);
+            }),
+        )
+        .expect("queued");
+    let id = done_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("callback called")
+        .expect("accepted");
+    assert_eq!(id.sender, NodeId(2));
+    for rx in &sinks {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(Event::Deliver(d)) = rx.recv_timeout(left).expect("delivered in 5 s")
+                && d.id == id
+            {
+                assert_eq!(&d.payload[..], b"async");
+                break;
+            }
+        }
+    }
+
+    // Stopping ends the sink with `closed`; a later submit reports Stopped.
+    let submitter = drivers[0].submitter();
+    for d in drivers {
+        d.stop().expect("stop");
+    }
+    for rx in &sinks {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => panic!("the sink was not closed: {e}"),
+            }
+        }
+    }
+    let r = submitter.try_submit_with(
+        Priority::default(),
+        DeliveryKind::Agreed,
+        Bytes::from_static(b"late"),
+        Box::new(|_| panic!("must not be called")),
+    );
+    assert_eq!(r, Err(driver::TrySubmitError::Stopped));
+}
