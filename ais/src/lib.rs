@@ -22,4 +22,5 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ipc;
 pub mod ringseq;
