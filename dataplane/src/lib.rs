@@ -14,6 +14,7 @@
 //! - [`mem::MemNetwork`] and [`mem::MemTransport`], an in-process network with bounded
 //!   per-endpoint queues, for tests of the layers above.
 //! - [`affinity`]: pinning the calling thread to one CPU (Linux `sched_setaffinity`).
+//! - [`unix`]: Unix-domain `SOCK_SEQPACKET` sockets for the AIS executive's client IPC (Linux).
 //! - `dpdk` (feature `dpdk`): today only the check that the DPDK library found at run time
 //!   matches the headers the bindings were built from.
 //!
@@ -38,8 +39,8 @@
 //! delivered, with [`Source::node`] set to `None`, and counted in [`Stats::unknown_sources`].
 //!
 //! **Unsafe code** is denied crate-wide and allowed only in the modules that talk to the
-//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`); every `unsafe` block carries a
-//! `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
+//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `unix`); every `unsafe` block
+//! carries a `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
 //!
 //! # Features
 //! - `dpdk`: the DPDK backend, built against the system DPDK through `dpdk-sys`. Without DPDK
@@ -59,6 +60,8 @@ pub mod dpdk;
 pub mod mem;
 mod members;
 pub mod udp;
+#[cfg(target_os = "linux")]
+pub mod unix;
 
 /// A node's identity at the dataplane: a plain number. The Totem layer maps its own node id
 /// to this one.
