@@ -21,6 +21,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
+pub mod eventlog;
+pub mod exec;
+pub mod executive;
 pub mod ipc;
 pub mod ringseq;
+pub mod services;

@@ -56,7 +56,17 @@ impl RingSeqFile {
     /// [`RingSeqError::Corrupt`] when the file holds anything but a number (the executive must
     /// not guess: a too small value could repeat a ring id), or an I/O error.
     pub fn open(state_dir: &Path) -> Result<RingSeqFile, RingSeqError> {
-        let path = state_dir.join(Self::FILE_NAME);
+        Self::open_named(state_dir, Self::FILE_NAME)
+    }
+
+    /// As [`RingSeqFile::open`] for another counter file of the state directory with the same
+    /// rules (one number, only grows, atomic replace); `aisexec` keeps its message-number
+    /// lease in `msgno` this way.
+    ///
+    /// # Errors
+    /// As [`RingSeqFile::open`].
+    pub fn open_named(state_dir: &Path, name: &str) -> Result<RingSeqFile, RingSeqError> {
+        let path = state_dir.join(name);
         let stored = match fs::read_to_string(&path) {
             Ok(text) => text.trim().parse().map_err(|_| RingSeqError::Corrupt {
                 content: text.chars().take(64).collect(),

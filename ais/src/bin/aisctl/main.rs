@@ -1,0 +1,380 @@
+//! `aisctl`: the operator's tool for a running `aisexec` (status, CPG groups) and the
+//! three-node loopback demo.
+
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ais::client::cpg::{Cpg, CpgEvent};
+use ais::client::{self, Connection};
+use ais::ipc::proto::{CpgAddress, Guarantee, Reason, Service};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// Inspect and drive a running aisexec, or run the demo.
+///
+/// The executive's socket is, in this order: --socket, the aisexec.ipc_socket of --config,
+/// the environment variable OPENAIS_IPC_SOCKET, /run/openais/aisexec.sock.
+///
+/// Examples:
+///   aisctl demo                          # 3 executives on loopback: traffic, kill, merge
+///   aisctl status                        # ring id, state, members, counters
+///   aisctl --config node1.toml status --json
+///   aisctl cpg list                      # groups and their members (like corosync-cpgtool)
+///   aisctl cpg watch orders              # join "orders", print deliveries and changes
+///   aisctl cpg send orders "hello"       # join, send, wait until delivered, leave
+///   aisctl cpg send orders --count 10000 --size 1024
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    /// The executive's IPC socket.
+    #[arg(long, short = 's', value_name = "PATH", global = true)]
+    socket: Option<PathBuf>,
+    /// Take the socket path from this aisexec configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        global = true,
+        conflicts_with = "socket"
+    )]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ring id, membership state, members and counters of the local executive.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Closed process groups.
+    #[command(subcommand)]
+    Cpg(CpgCommand),
+    /// Start three executives on loopback, send CPG traffic, kill one and measure the
+    /// failover, restart it and show the merge, then stop everything (no root needed).
+    Demo(demo::DemoArgs),
+    /// Run the executive itself (what `aisctl demo` starts; same as the aisexec program).
+    #[command(hide = true, name = "aisexec")]
+    Exec(ais::executive::Cli),
+}
+
+#[derive(Subcommand, Debug)]
+enum CpgCommand {
+    /// Every group this node knows and its members (node/pid).
+    List {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join GROUP and print every delivery and membership change until interrupted.
+    Watch {
+        /// The group.
+        group: String,
+        /// Stop after this many deliveries.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Print only a summary line per membership change and a count at the end.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Join GROUP, send messages (retrying TRY_AGAIN), wait until they are delivered back,
+    /// then leave.
+    Send {
+        /// The group.
+        group: String,
+        /// The message text (default: generated, --size bytes).
+        text: Option<String>,
+        /// How many messages.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Size of generated messages, bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Safe delivery (every member holds the message before anyone delivers it).
+        #[arg(long)]
+        safe: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Exec(exec_cli) = cli.command {
+        return ais::executive::run_cli(exec_cli);
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aisctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(s) = &cli.socket {
+        return Ok(s.clone());
+    }
+    if let Some(c) = &cli.config {
+        let config = ais::config::Config::from_file(c)?;
+        return Ok(config.aisexec.ipc_socket);
+    }
+    Ok(client::default_socket())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Status { json } => status(&socket_path(&cli)?, *json),
+        Command::Cpg(CpgCommand::List { json }) => cpg_list(&socket_path(&cli)?, *json),
+        Command::Cpg(CpgCommand::Watch {
+            group,
+            count,
+            seconds,
+            quiet,
+        }) => cpg_watch(
+            &socket_path(&cli)?,
+            group,
+            *count,
+            seconds.map(Duration::from_secs_f64),
+            *quiet,
+        ),
+        Command::Cpg(CpgCommand::Send {
+            group,
+            text,
+            count,
+            size,
+            safe,
+        }) => cpg_send(
+            &socket_path(&cli)?,
+            group,
+            text.as_deref(),
+            *count,
+            *size,
+            *safe,
+        ),
+        Command::Exec(_) => unreachable!("handled in main"),
+    }
+}
+
+fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let mut conn = Connection::connect(path, Service::Admin)?;
+    let s = conn.status()?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if json {
+        let counters: serde_json::Map<String, serde_json::Value> = s
+            .counters
+            .iter()
+            .map(|c| (text(&c.name), serde_json::Value::from(c.value)))
+            .collect();
+        let v = serde_json::json!({
+            "node": s.node,
+            "state": text(&s.state),
+            "ring": text(&s.ring),
+            "members": s.members,
+            "counters": counters,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("node     {}", s.node);
+    println!("state    {}", text(&s.state));
+    println!("ring     {}", text(&s.ring));
+    println!("members  {}", join_ids(&s.members));
+    println!("counters");
+    for c in &s.counters {
+        println!("  {:<28} {}", text(&c.name), c.value);
+    }
+    Ok(())
+}
+
+fn join_ids(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+}
+
+fn addr(a: &CpgAddress) -> String {
+    format!("{}/{}", a.node, a.pid)
+}
+
+fn addrs(list: &[CpgAddress]) -> String {
+    list.iter().map(addr).collect::<Vec<_>>().join(" ")
+}
+
+fn reasons(list: &[(CpgAddress, Reason)]) -> String {
+    list.iter()
+        .map(|(a, r)| format!("{} ({})", addr(a), r.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cpg_list(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let mut cpg = Cpg::connect(path)?;
+    let groups = cpg.groups()?;
+    if json {
+        let v: Vec<serde_json::Value> = groups
+            .iter()
+            .map(|(g, m)| {
+                serde_json::json!({
+                    "group": String::from_utf8_lossy(g),
+                    "members": m.iter().map(|a| serde_json::json!({"node": a.node, "pid": a.pid})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(v));
+        return Ok(());
+    }
+    if groups.is_empty() {
+        println!("no groups");
+    }
+    for (g, m) in &groups {
+        println!("{}: {}", String::from_utf8_lossy(g), addrs(m));
+    }
+    Ok(())
+}
+
+fn cpg_watch(
+    path: &std::path::Path,
+    group: &str,
+    count: Option<u64>,
+    limit: Option<Duration>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let mut cpg = Cpg::connect(path)?;
+    let me = cpg.local_get()?;
+    cpg.join(group.as_bytes())
+        .with_context(|| format!("joining group {group:?}"))?;
+    eprintln!(
+        "joined {group:?} as {me}/{}; watching (Ctrl-C to stop)",
+        std::process::id()
+    );
+    let start = Instant::now();
+    let mut delivered = 0u64;
+    loop {
+        if count.is_some_and(|c| delivered >= c) {
+            break;
+        }
+        let wait = match limit {
+            Some(l) => match l.checked_sub(start.elapsed()) {
+                Some(left) => left,
+                None => break,
+            },
+            None => Duration::from_secs(1),
+        };
+        match cpg.dispatch(Some(wait))? {
+            Some(CpgEvent::Deliver { sender, data, .. }) => {
+                delivered += 1;
+                if !quiet {
+                    println!(
+                        "deliver from {} len {}: {}",
+                        addr(&sender),
+                        data.len(),
+                        preview(&data)
+                    );
+                }
+            }
+            Some(CpgEvent::ConfChg {
+                members,
+                left,
+                joined,
+                ..
+            }) => {
+                println!(
+                    "confchg members [{}] joined [{}] left [{}]",
+                    addrs(&members),
+                    reasons(&joined),
+                    reasons(&left)
+                );
+            }
+            None => {}
+        }
+    }
+    println!(
+        "{delivered} messages delivered in {:.3} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn preview(data: &[u8]) -> String {
+    let shown = &data[..data.len().min(60)];
+    let text = String::from_utf8_lossy(shown);
+    if text.chars().all(|c| !c.is_control()) {
+        let more = if data.len() > shown.len() { "…" } else { "" };
+        format!("{text:?}{more}")
+    } else {
+        format!("{} binary bytes", data.len())
+    }
+}
+
+fn cpg_send(
+    path: &std::path::Path,
+    group: &str,
+    text: Option<&str>,
+    count: u64,
+    size: usize,
+    safe: bool,
+) -> anyhow::Result<()> {
+    let mut cpg = Cpg::connect(path)?;
+    let me = CpgAddress {
+        node: cpg.local_get()?,
+        pid: std::process::id(),
+    };
+    cpg.join(group.as_bytes())
+        .with_context(|| format!("joining group {group:?}"))?;
+    let guarantee = if safe {
+        Guarantee::Safe
+    } else {
+        Guarantee::Agreed
+    };
+    let start = Instant::now();
+    let mut try_again = 0;
+    let mut mine_back = 0u64;
+    let mine = |ev: &Option<CpgEvent>| matches!(ev, Some(CpgEvent::Deliver { sender, .. }) if *sender == me);
+    for i in 0..count {
+        let data = match text {
+            Some(t) => t.as_bytes().to_vec(),
+            None => {
+                let mut v = format!("{}/{} #{i} ", me.node, me.pid).into_bytes();
+                v.resize(size.max(v.len()), b'.');
+                v
+            }
+        };
+        try_again += cpg
+            .mcast_retry(group.as_bytes(), guarantee, &data, Duration::from_secs(10))
+            .with_context(|| format!("sending message {i}"))?;
+        // Keep the callbacks flowing so the executive never has to queue many for us.
+        loop {
+            let ev = cpg.dispatch(Some(Duration::ZERO))?;
+            if ev.is_none() {
+                break;
+            }
+            mine_back += u64::from(mine(&ev));
+        }
+    }
+    let sent_in = start.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mine_back < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("only {mine_back} of {count} messages came back within 30 s");
+        }
+        mine_back += u64::from(mine(&cpg.dispatch(Some(left))?));
+    }
+    let total = start.elapsed();
+    cpg.leave(group.as_bytes())?;
+    println!(
+        "sent {count} messages to {group:?} in {:.3} s ({:.0} msgs/s, {try_again} TRY_AGAIN answers); all delivered back after {:.3} s",
+        sent_in.as_secs_f64(),
+        count as f64 / sent_in.as_secs_f64().max(1e-9),
+        total.as_secs_f64()
+    );
+    Ok(())
+}

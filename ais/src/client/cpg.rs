@@ -1,0 +1,498 @@
+//! Closed process groups, with corosync `libcpg`'s semantics.
+//!
+//! A process joins named groups; every message sent to a group is delivered to all its
+//! members in the same total order ([`Guarantee::Agreed`]), or once every member holds it
+//! ([`Guarantee::Safe`]), and membership changes ([`CpgEvent::ConfChg`]) are delivered in
+//! that same order. A member is a [`CpgAddress`], node id and process id.
+//!
+//! The calls are [`Connection`] calls, so the [model](super) applies: one request at a time,
+//! callbacks queued while waiting and handed out by [`Cpg::dispatch`].
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Connection, Error, foreign_callback, unexpected};
+use crate::ipc::proto::{
+    AisError, Callback, CpgAddress, Guarantee, MAX_PAYLOAD, Reason, Request, Response, Service,
+    check_group,
+};
+
+/// First pause of [`Cpg::mcast_retry`] after a `TRY_AGAIN`.
+const RETRY_FIRST: Duration = Duration::from_micros(100);
+/// Longest pause of [`Cpg::mcast_retry`].
+const RETRY_MAX: Duration = Duration::from_millis(10);
+
+/// A callback of a CPG connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpgEvent {
+    /// A message sent to a group this connection joined (its own messages included).
+    Deliver {
+        /// The group.
+        group: Bytes,
+        /// The sending process.
+        sender: CpgAddress,
+        /// The message.
+        data: Bytes,
+    },
+    /// A group's membership changed.
+    ConfChg {
+        /// The group.
+        group: Bytes,
+        /// The members after the change, ascending.
+        members: Vec<CpgAddress>,
+        /// Who left, and why.
+        left: Vec<(CpgAddress, Reason)>,
+        /// Who joined, and why.
+        joined: Vec<(CpgAddress, Reason)>,
+    },
+}
+
+/// A connection to the executive's CPG service.
+#[derive(Debug)]
+pub struct Cpg {
+    conn: Connection,
+}
+
+impl Cpg {
+    /// Connects to the executive at `path` (usually [`super::default_socket`]) for CPG.
+    ///
+    /// # Errors
+    /// As [`Connection::connect`].
+    pub fn connect(path: &Path) -> Result<Cpg, Error> {
+        Connection::connect(path, Service::Cpg).map(|conn| Cpg { conn })
+    }
+
+    /// Wraps a connection made for [`Service::Cpg`].
+    ///
+    /// # Errors
+    /// [`AisError::InvalidParam`] when `conn` is for another service.
+    pub fn from_connection(conn: Connection) -> Result<Cpg, Error> {
+        if conn.service() != Service::Cpg {
+            return Err(Error::Ais(AisError::InvalidParam));
+        }
+        Ok(Cpg { conn })
+    }
+
+    /// Joins `group` (`cpg_join`). Every member, this one included, then gets a
+    /// [`CpgEvent::ConfChg`] with this process among the joined.
+    ///
+    /// # Errors
+    /// [`AisError::InvalidParam`] (empty) or [`AisError::NameTooLong`] (over
+    /// [`MAX_GROUP_NAME`](crate::ipc::proto::MAX_GROUP_NAME) bytes) for a bad name, checked
+    /// here without asking the executive; [`AisError::Exist`] when already joined;
+    /// [`AisError::TryAgain`]; otherwise as [`Connection::call`].
+    pub fn join(&mut self, group: &[u8]) -> Result<(), Error> {
+        check_group(group)?;
+        self.ok(
+            "CpgJoin",
+            Request::CpgJoin {
+                group: Bytes::copy_from_slice(group),
+            },
+        )
+    }
+
+    /// Leaves `group` (`cpg_leave`).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join); [`AisError::NotExist`] when not a member.
+    pub fn leave(&mut self, group: &[u8]) -> Result<(), Error> {
+        check_group(group)?;
+        self.ok(
+            "CpgLeave",
+            Request::CpgLeave {
+                group: Bytes::copy_from_slice(group),
+            },
+        )
+    }
+
+    /// Sends `data` to `group`, which this connection joined (`cpg_mcast_joined`). `data` is
+    /// written to the socket as it is, without a copy.
+    ///
+    /// # Errors
+    /// [`AisError::TryAgain`] when Totem's send window is full: nothing was queued; send again
+    /// after a while or after [`dispatch`](Self::dispatch) (or use
+    /// [`mcast_retry`](Self::mcast_retry)). [`AisError::TooBig`] for more than
+    /// [`MAX_PAYLOAD`] bytes, checked here without asking the executive; a bad group name as
+    /// for [`join`](Self::join); otherwise as [`Connection::call`].
+    pub fn mcast(&mut self, group: &[u8], guarantee: Guarantee, data: &[u8]) -> Result<(), Error> {
+        check_group(group)?;
+        if data.len() > MAX_PAYLOAD {
+            return Err(Error::Ais(AisError::TooBig));
+        }
+        let req = Request::CpgMcast {
+            group: Bytes::copy_from_slice(group),
+            guarantee,
+            data: Bytes::new(),
+        };
+        match self.conn.call_with_payload(req, data)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected("CpgMcast", &other)),
+        }
+    }
+
+    /// [`mcast`](Self::mcast), sending again after each `TRY_AGAIN` with a pause that starts
+    /// at 100 µs and doubles up to 10 ms, until `timeout` has passed. Returns how many
+    /// `TRY_AGAIN` answers it met. Callbacks that arrive meanwhile are queued for
+    /// [`dispatch`](Self::dispatch).
+    ///
+    /// # Errors
+    /// [`AisError::TryAgain`] when the window stayed full for `timeout`; any other error of
+    /// [`mcast`](Self::mcast) at once.
+    pub fn mcast_retry(
+        &mut self,
+        group: &[u8],
+        guarantee: Guarantee,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<u64, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = RETRY_FIRST;
+        let mut tries = 0;
+        loop {
+            match self.mcast(group, guarantee, data) {
+                Ok(()) => return Ok(tries),
+                Err(e) if e.is_try_again() => tries += 1,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            let pause_now = match deadline {
+                None => pause,
+                Some(d) if now >= d => return Err(Error::Ais(AisError::TryAgain)),
+                Some(d) => pause.min(d - now),
+            };
+            thread::sleep(pause_now);
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// The members of `group` (`cpg_membership_get`), ascending.
+    ///
+    /// # Errors
+    /// A bad group name as for [`join`](Self::join); otherwise as [`Connection::call`].
+    pub fn membership(&mut self, group: &[u8]) -> Result<Vec<CpgAddress>, Error> {
+        check_group(group)?;
+        match self.conn.call(Request::CpgMembership {
+            group: Bytes::copy_from_slice(group),
+        })? {
+            Response::CpgMembers(m) => Ok(m),
+            other => Err(unexpected("CpgMembership", &other)),
+        }
+    }
+
+    /// This node's id (`cpg_local_get`).
+    ///
+    /// # Errors
+    /// As [`Connection::call`].
+    pub fn local_get(&mut self) -> Result<u32, Error> {
+        match self.conn.call(Request::CpgLocalGet)? {
+            Response::LocalNode(n) => Ok(n),
+            other => Err(unexpected("CpgLocalGet", &other)),
+        }
+    }
+
+    /// Whether flow control is on (`cpg_flow_control_state_get`): Totem's send window is
+    /// full and sends would get `TRY_AGAIN`.
+    ///
+    /// # Errors
+    /// As [`Connection::call`].
+    pub fn flow_control_enabled(&mut self) -> Result<bool, Error> {
+        match self.conn.call(Request::CpgFlowControlGet)? {
+            Response::FlowControl(on) => Ok(on),
+            other => Err(unexpected("CpgFlowControlGet", &other)),
+        }
+    }
+
+    /// Every group this node knows, with its members (`corosync-cpgtool`).
+    ///
+    /// # Errors
+    /// As [`Connection::call`].
+    pub fn groups(&mut self) -> Result<Vec<(Bytes, Vec<CpgAddress>)>, Error> {
+        match self.conn.call(Request::CpgGroups)? {
+            Response::CpgGroups(g) => Ok(g),
+            other => Err(unexpected("CpgGroups", &other)),
+        }
+    }
+
+    /// The next event (`cpg_dispatch` with `CS_DISPATCH_ONE`): a queued one first, else waits
+    /// up to `timeout` (`None`: forever; `Some(Duration::ZERO)`: only looks). `Ok(None)` when
+    /// the time passes first.
+    ///
+    /// # Errors
+    /// As [`Connection::next_callback`]; an EVS callback is an [`Error::Protocol`].
+    pub fn dispatch(&mut self, timeout: Option<Duration>) -> Result<Option<CpgEvent>, Error> {
+        Ok(match self.conn.next_callback(timeout)? {
+            None => None,
+            Some(Callback::CpgDeliver {
+                group,
+                sender,
+                data,
+            }) => Some(CpgEvent::Deliver {
+                group,
+                sender,
+                data,
+            }),
+            Some(Callback::CpgConfChg {
+                group,
+                members,
+                left,
+                joined,
+            }) => Some(CpgEvent::ConfChg {
+                group,
+                members,
+                left,
+                joined,
+            }),
+            Some(other) => return Err(foreign_callback("CPG", &other)),
+        })
+    }
+
+    /// The underlying connection (its descriptor, [`Connection::has_queued`],
+    /// [`Connection::status`]).
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// A request answered by `Ok`.
+    fn ok(&mut self, what: &str, req: Request) -> Result<(), Error> {
+        match self.conn.call(req)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(what, &other)),
+        }
+    }
+}
+
+impl AsRawFd for Cpg {
+    /// See [`Connection`]'s: queued callbacks do not show on the descriptor.
+    fn as_raw_fd(&self) -> RawFd {
+        self.conn.as_raw_fd()
+    }
+}
+
+impl AsFd for Cpg {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.conn.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::start;
+    use super::*;
+    use crate::ipc::proto::MAX_GROUP_NAME;
+
+    fn cpg_with<F>(handle: F) -> (Cpg, thread::JoinHandle<Vec<Request>>)
+    where
+        F: FnMut(&super::super::fake::Exec, u64, Request) -> bool + Send + 'static,
+    {
+        let (conn, server) = start(Service::Cpg, handle);
+        (Cpg::from_connection(conn).unwrap(), server)
+    }
+
+    const A: CpgAddress = CpgAddress { node: 1, pid: 10 };
+
+    #[test]
+    fn callbacks_met_during_a_call_come_out_of_dispatch_in_order() {
+        let (mut cpg, server) = cpg_with(|exec, id, req| {
+            let Request::CpgJoin { group } = req else {
+                panic!("{req:?}")
+            };
+            exec.callback(Callback::CpgConfChg {
+                group: group.clone(),
+                members: vec![A],
+                left: vec![],
+                joined: vec![(A, Reason::Join)],
+            });
+            exec.callback(Callback::CpgDeliver {
+                group: group.clone(),
+                sender: A,
+                data: Bytes::from_static(b"first"),
+            });
+            exec.reply(id, Response::Ok);
+            true
+        });
+        cpg.join(b"g").unwrap();
+        assert!(cpg.connection().has_queued());
+        assert_eq!(
+            cpg.dispatch(None).unwrap(),
+            Some(CpgEvent::ConfChg {
+                group: Bytes::from_static(b"g"),
+                members: vec![A],
+                left: vec![],
+                joined: vec![(A, Reason::Join)],
+            })
+        );
+        assert_eq!(
+            cpg.dispatch(None).unwrap(),
+            Some(CpgEvent::Deliver {
+                group: Bytes::from_static(b"g"),
+                sender: A,
+                data: Bytes::from_static(b"first"),
+            })
+        );
+        assert_eq!(cpg.dispatch(Some(Duration::ZERO)).unwrap(), None);
+        drop(cpg);
+        assert_eq!(server.join().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn names_and_sizes_are_checked_without_a_round_trip() {
+        let (mut cpg, server) = cpg_with(|exec, id, _| {
+            exec.reply(id, Response::Ok);
+            true
+        });
+        let long = [b'a'; MAX_GROUP_NAME + 1];
+        let ais = |r: Result<(), Error>| r.unwrap_err().ais_error();
+        assert_eq!(ais(cpg.join(b"")), Some(AisError::InvalidParam));
+        assert_eq!(ais(cpg.join(&long)), Some(AisError::NameTooLong));
+        assert_eq!(ais(cpg.leave(b"")), Some(AisError::InvalidParam));
+        assert_eq!(
+            cpg.membership(&long).unwrap_err().ais_error(),
+            Some(AisError::NameTooLong)
+        );
+        assert_eq!(
+            ais(cpg.mcast(&long, Guarantee::Agreed, b"x")),
+            Some(AisError::NameTooLong)
+        );
+        let big = vec![0u8; MAX_PAYLOAD + 1];
+        assert_eq!(
+            ais(cpg.mcast(b"g", Guarantee::Agreed, &big)),
+            Some(AisError::TooBig)
+        );
+        // The longest name and the largest payload do go out.
+        cpg.join(&long[..MAX_GROUP_NAME]).unwrap();
+        cpg.mcast(b"g", Guarantee::Safe, &big[..MAX_PAYLOAD])
+            .unwrap();
+        drop(cpg);
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen.len(),
+            2,
+            "only the valid requests reached the executive"
+        );
+    }
+
+    #[test]
+    fn mcast_sends_the_data_as_the_packet_tail() {
+        let (mut cpg, server) = cpg_with(|exec, id, _| {
+            exec.reply(id, Response::Ok);
+            true
+        });
+        let data: Vec<u8> = (0..=255).cycle().take(5000).collect();
+        cpg.mcast(b"grp", Guarantee::Safe, &data).unwrap();
+        cpg.mcast(b"grp", Guarantee::Agreed, b"").unwrap();
+        drop(cpg);
+        assert_eq!(
+            server.join().unwrap(),
+            vec![
+                Request::CpgMcast {
+                    group: Bytes::from_static(b"grp"),
+                    guarantee: Guarantee::Safe,
+                    data: Bytes::from(data),
+                },
+                Request::CpgMcast {
+                    group: Bytes::from_static(b"grp"),
+                    guarantee: Guarantee::Agreed,
+                    data: Bytes::new(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn mcast_retry_counts_try_again_answers() {
+        let mut refusals = 2;
+        let (mut cpg, server) = cpg_with(move |exec, id, _| {
+            if refusals > 0 {
+                refusals -= 1;
+                exec.reply(id, Response::Error(AisError::TryAgain));
+            } else {
+                exec.reply(id, Response::Ok);
+            }
+            true
+        });
+        let tries = cpg
+            .mcast_retry(b"g", Guarantee::Agreed, b"m", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(tries, 2);
+        drop(cpg);
+        assert_eq!(server.join().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn mcast_retry_gives_up_at_the_timeout() {
+        let (mut cpg, _server) = cpg_with(|exec, id, _| {
+            exec.reply(id, Response::Error(AisError::TryAgain));
+            true
+        });
+        let start = Instant::now();
+        let err = cpg
+            .mcast_retry(b"g", Guarantee::Agreed, b"m", Duration::from_millis(30))
+            .unwrap_err();
+        assert!(err.is_try_again());
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        // Other errors end it at once.
+        let (mut cpg, _server) = cpg_with(|exec, id, _| {
+            exec.reply(id, Response::Error(AisError::NotExist));
+            true
+        });
+        let err = cpg
+            .mcast_retry(b"g", Guarantee::Agreed, b"m", Duration::from_secs(5))
+            .unwrap_err();
+        assert_eq!(err.ais_error(), Some(AisError::NotExist));
+    }
+
+    #[test]
+    fn queries_decode_their_answers() {
+        let (mut cpg, _server) = cpg_with(|exec, id, req| {
+            let resp = match req {
+                Request::CpgMembership { .. } => Response::CpgMembers(vec![A]),
+                Request::CpgLocalGet => Response::LocalNode(3),
+                Request::CpgFlowControlGet => Response::FlowControl(true),
+                Request::CpgGroups => {
+                    Response::CpgGroups(vec![(Bytes::from_static(b"g"), vec![A])])
+                }
+                // A wrong kind of answer.
+                _ => Response::LocalNode(0),
+            };
+            exec.reply(id, resp);
+            true
+        });
+        assert_eq!(cpg.membership(b"g").unwrap(), vec![A]);
+        assert_eq!(cpg.local_get().unwrap(), 3);
+        assert!(cpg.flow_control_enabled().unwrap());
+        assert_eq!(
+            cpg.groups().unwrap(),
+            vec![(Bytes::from_static(b"g"), vec![A])]
+        );
+        let err = cpg.leave(b"g").unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+    }
+
+    #[test]
+    fn an_evs_callback_is_a_protocol_error() {
+        let (mut cpg, _server) = cpg_with(|exec, id, _| {
+            exec.callback(Callback::EvsDeliver {
+                sender: 1,
+                data: Bytes::from_static(b"x"),
+            });
+            exec.reply(id, Response::LocalNode(1));
+            true
+        });
+        cpg.local_get().unwrap();
+        let err = cpg.dispatch(None).unwrap_err();
+        assert!(err.to_string().contains("EvsDeliver"), "{err}");
+    }
+
+    #[test]
+    fn a_connection_for_another_service_is_refused() {
+        let (conn, _server) = start(Service::Evs, |_, _, _| true);
+        assert_eq!(
+            Cpg::from_connection(conn).unwrap_err().ais_error(),
+            Some(AisError::InvalidParam)
+        );
+    }
+}

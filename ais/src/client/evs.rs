@@ -1,0 +1,355 @@
+//! Extended virtual synchrony groups, with openais `libevs`'s semantics.
+//!
+//! EVS groups are a filter on the node-wide message stream: a connection joins group names,
+//! and receives every message sent to any of them, in Totem's total order, tagged with the
+//! sending *node*. Membership is that of the nodes ([`EvsEvent::ConfChg`], regular and
+//! transitional configurations), not of processes.
+//!
+//! The calls are [`Connection`] calls, so the [model](super) applies: one request at a time,
+//! callbacks queued while waiting and handed out by [`Evs::dispatch`].
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Connection, Error, foreign_callback, unexpected};
+use crate::ipc::proto::{
+    AisError, Callback, ConfKind, Guarantee, MAX_PAYLOAD, Request, Response, Service, check_group,
+};
+
+/// A callback of an EVS connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvsEvent {
+    /// A message sent to one of this connection's groups.
+    Deliver {
+        /// The sending node.
+        sender: u32,
+        /// The message.
+        data: Bytes,
+    },
+    /// The node membership changed.
+    ConfChg {
+        /// Regular (a new ring) or transitional (the members moving on together).
+        kind: ConfKind,
+        /// The ring, `REP.SEQ`.
+        ring: Bytes,
+        /// Members.
+        members: Vec<u32>,
+        /// Members that left or failed.
+        left: Vec<u32>,
+        /// Members that joined.
+        joined: Vec<u32>,
+    },
+}
+
+/// A connection to the executive's EVS service.
+#[derive(Debug)]
+pub struct Evs {
+    conn: Connection,
+}
+
+impl Evs {
+    /// Connects to the executive at `path` (usually [`super::default_socket`]) for EVS.
+    ///
+    /// # Errors
+    /// As [`Connection::connect`].
+    pub fn connect(path: &Path) -> Result<Evs, Error> {
+        Connection::connect(path, Service::Evs).map(|conn| Evs { conn })
+    }
+
+    /// Wraps a connection made for [`Service::Evs`].
+    ///
+    /// # Errors
+    /// [`AisError::InvalidParam`] when `conn` is for another service.
+    pub fn from_connection(conn: Connection) -> Result<Evs, Error> {
+        if conn.service() != Service::Evs {
+            return Err(Error::Ais(AisError::InvalidParam));
+        }
+        Ok(Evs { conn })
+    }
+
+    /// Adds `groups` to this connection's filter (`evs_join`).
+    ///
+    /// # Errors
+    /// [`AisError::InvalidParam`] for an empty list or an empty name,
+    /// [`AisError::NameTooLong`] for a name over
+    /// [`MAX_GROUP_NAME`](crate::ipc::proto::MAX_GROUP_NAME) bytes, [`AisError::TooBig`]
+    /// when the list does not fit in a packet, all checked here without asking the executive;
+    /// otherwise as [`Connection::call`].
+    pub fn join(&mut self, groups: &[&[u8]]) -> Result<(), Error> {
+        let groups = group_list(groups)?;
+        self.ok("EvsJoin", Request::EvsJoin { groups })
+    }
+
+    /// Removes `groups` from this connection's filter (`evs_leave`).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    pub fn leave(&mut self, groups: &[&[u8]]) -> Result<(), Error> {
+        let groups = group_list(groups)?;
+        self.ok("EvsLeave", Request::EvsLeave { groups })
+    }
+
+    /// Sends `data` to the groups this connection joined (`evs_mcast_joined`), without
+    /// copying it.
+    ///
+    /// # Errors
+    /// [`AisError::TryAgain`] when Totem's send window is full: nothing was queued, send
+    /// again later. [`AisError::TooBig`] for more than [`MAX_PAYLOAD`] bytes, checked here;
+    /// otherwise as [`Connection::call`].
+    pub fn mcast_joined(&mut self, guarantee: Guarantee, data: &[u8]) -> Result<(), Error> {
+        self.mcast(Vec::new(), guarantee, data)
+    }
+
+    /// Sends `data` to `groups`, joined or not (`evs_mcast_groups`), without copying it.
+    ///
+    /// # Errors
+    /// The group checks of [`join`](Self::join), then as [`mcast_joined`](Self::mcast_joined).
+    pub fn mcast_groups(
+        &mut self,
+        groups: &[&[u8]],
+        guarantee: Guarantee,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let groups = group_list(groups)?;
+        self.mcast(groups, guarantee, data)
+    }
+
+    fn mcast(
+        &mut self,
+        groups: Vec<Bytes>,
+        guarantee: Guarantee,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        if data.len() > MAX_PAYLOAD {
+            return Err(Error::Ais(AisError::TooBig));
+        }
+        let req = Request::EvsMcast {
+            groups,
+            guarantee,
+            data: Bytes::new(),
+        };
+        match self.conn.call_with_payload(req, data)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected("EvsMcast", &other)),
+        }
+    }
+
+    /// This node's id and the node membership (`evs_membership_get`).
+    ///
+    /// # Errors
+    /// As [`Connection::call`].
+    pub fn membership_get(&mut self) -> Result<(u32, Vec<u32>), Error> {
+        match self.conn.call(Request::EvsMembershipGet)? {
+            Response::EvsMembers { local, members } => Ok((local, members)),
+            other => Err(unexpected("EvsMembershipGet", &other)),
+        }
+    }
+
+    /// The next event (`evs_dispatch` of one callback): a queued one first, else waits up to
+    /// `timeout` (`None`: forever; `Some(Duration::ZERO)`: only looks). `Ok(None)` when the
+    /// time passes first.
+    ///
+    /// # Errors
+    /// As [`Connection::next_callback`]; a CPG callback is an [`Error::Protocol`].
+    pub fn dispatch(&mut self, timeout: Option<Duration>) -> Result<Option<EvsEvent>, Error> {
+        Ok(match self.conn.next_callback(timeout)? {
+            None => None,
+            Some(Callback::EvsDeliver { sender, data }) => Some(EvsEvent::Deliver { sender, data }),
+            Some(Callback::EvsConfChg {
+                kind,
+                ring,
+                members,
+                left,
+                joined,
+            }) => Some(EvsEvent::ConfChg {
+                kind,
+                ring,
+                members,
+                left,
+                joined,
+            }),
+            Some(other) => return Err(foreign_callback("EVS", &other)),
+        })
+    }
+
+    /// The underlying connection (its descriptor, [`Connection::has_queued`],
+    /// [`Connection::status`]).
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// A request answered by `Ok`.
+    fn ok(&mut self, what: &str, req: Request) -> Result<(), Error> {
+        match self.conn.call(req)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(what, &other)),
+        }
+    }
+}
+
+/// Checks and copies a non-empty list of group names.
+fn group_list(groups: &[&[u8]]) -> Result<Vec<Bytes>, Error> {
+    if groups.is_empty() {
+        return Err(Error::Ais(AisError::InvalidParam));
+    }
+    groups
+        .iter()
+        .map(|g| {
+            check_group(g)?;
+            Ok(Bytes::copy_from_slice(g))
+        })
+        .collect()
+}
+
+impl AsRawFd for Evs {
+    /// See [`Connection`]'s: queued callbacks do not show on the descriptor.
+    fn as_raw_fd(&self) -> RawFd {
+        self.conn.as_raw_fd()
+    }
+}
+
+impl AsFd for Evs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.conn.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread::JoinHandle;
+
+    use super::super::fake::{Exec, start};
+    use super::*;
+
+    fn evs_with<F>(handle: F) -> (Evs, JoinHandle<Vec<Request>>)
+    where
+        F: FnMut(&Exec, u64, Request) -> bool + Send + 'static,
+    {
+        let (conn, server) = start(Service::Evs, handle);
+        (Evs::from_connection(conn).unwrap(), server)
+    }
+
+    #[test]
+    fn requests_answers_and_callbacks() {
+        let (mut evs, server) = evs_with(|exec, id, req| {
+            if let Request::EvsMembershipGet = req {
+                exec.callback(Callback::EvsConfChg {
+                    kind: ConfKind::Regular,
+                    ring: Bytes::from_static(b"1.4"),
+                    members: vec![1, 2],
+                    left: vec![],
+                    joined: vec![2],
+                });
+                exec.reply(
+                    id,
+                    Response::EvsMembers {
+                        local: 1,
+                        members: vec![1, 2],
+                    },
+                );
+            } else {
+                exec.reply(id, Response::Ok);
+            }
+            exec.callback(Callback::EvsDeliver {
+                sender: 2,
+                data: Bytes::from_static(b"m"),
+            });
+            true
+        });
+        evs.join(&[b"a", b"b"]).unwrap();
+        assert_eq!(evs.membership_get().unwrap(), (1, vec![1, 2]));
+        evs.mcast_joined(Guarantee::Agreed, b"payload").unwrap();
+        evs.mcast_groups(&[b"c"], Guarantee::Safe, b"").unwrap();
+        evs.leave(&[b"a"]).unwrap();
+        // One deliver after each answer, and a configuration change before the membership's.
+        let mut events = Vec::new();
+        while let Some(e) = evs.dispatch(Some(Duration::from_millis(200))).unwrap() {
+            events.push(e);
+        }
+        let deliver = EvsEvent::Deliver {
+            sender: 2,
+            data: Bytes::from_static(b"m"),
+        };
+        assert_eq!(events.len(), 6);
+        assert_eq!(events[0], deliver);
+        assert!(matches!(
+            &events[1],
+            EvsEvent::ConfChg { kind: ConfKind::Regular, joined, .. } if *joined == [2]
+        ));
+        assert!(events[2..].iter().all(|e| *e == deliver));
+        drop(evs);
+        let g = |s: &'static [u8]| Bytes::from_static(s);
+        assert_eq!(
+            server.join().unwrap(),
+            vec![
+                Request::EvsJoin {
+                    groups: vec![g(b"a"), g(b"b")]
+                },
+                Request::EvsMembershipGet,
+                Request::EvsMcast {
+                    groups: vec![],
+                    guarantee: Guarantee::Agreed,
+                    data: g(b"payload"),
+                },
+                Request::EvsMcast {
+                    groups: vec![g(b"c")],
+                    guarantee: Guarantee::Safe,
+                    data: Bytes::new(),
+                },
+                Request::EvsLeave {
+                    groups: vec![g(b"a")]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_locally() {
+        let (mut evs, server) = evs_with(|exec, id, _| {
+            exec.reply(id, Response::Ok);
+            true
+        });
+        let ais = |r: Result<(), Error>| r.unwrap_err().ais_error();
+        assert_eq!(ais(evs.join(&[])), Some(AisError::InvalidParam));
+        assert_eq!(ais(evs.join(&[b"ok", b""])), Some(AisError::InvalidParam));
+        assert_eq!(ais(evs.leave(&[&[b'x'; 129]])), Some(AisError::NameTooLong));
+        assert_eq!(
+            ais(evs.mcast_groups(&[], Guarantee::Agreed, b"x")),
+            Some(AisError::InvalidParam)
+        );
+        let big = vec![0u8; MAX_PAYLOAD + 1];
+        assert_eq!(
+            ais(evs.mcast_joined(Guarantee::Agreed, &big)),
+            Some(AisError::TooBig)
+        );
+        // A list of groups that cannot fit in one packet.
+        let name = [b'n'; 128];
+        let many: Vec<&[u8]> = vec![&name[..]; 2000];
+        assert_eq!(ais(evs.join(&many)), Some(AisError::TooBig));
+        drop(evs);
+        assert!(server.join().unwrap().is_empty());
+    }
+
+    #[test]
+    fn try_again_and_foreign_callbacks() {
+        let (mut evs, _server) = evs_with(|exec, id, _| {
+            exec.callback(Callback::CpgDeliver {
+                group: Bytes::from_static(b"g"),
+                sender: crate::ipc::proto::CpgAddress { node: 1, pid: 1 },
+                data: Bytes::new(),
+            });
+            exec.reply(id, Response::Error(AisError::TryAgain));
+            true
+        });
+        assert!(
+            evs.mcast_joined(Guarantee::Agreed, b"x")
+                .unwrap_err()
+                .is_try_again()
+        );
+        let err = evs.dispatch(Some(Duration::ZERO)).unwrap_err();
+        assert!(err.to_string().contains("CpgDeliver"), "{err}");
+    }
+}

@@ -1,0 +1,628 @@
+//! The client library: how an application talks to the `aisexec` executive on its host.
+//!
+//! # Model
+//!
+//! A [`Connection`] is one Unix `SOCK_SEQPACKET` socket to the executive, for one service
+//! ([`Service::Cpg`], [`Service::Evs`] or [`Service::Admin`]), announced when it is made. The
+//! service wrappers [`cpg::Cpg`] and [`evs::Evs`] own one each. Like corosync's `libcpg`, the
+//! library is synchronous and has no thread of its own:
+//!
+//! - **One request at a time.** [`Connection::call`] sends a request and blocks until the
+//!   executive answers it. Answers come back in order, each carrying its request's number; an
+//!   answer to anything but the request outstanding is a [`Error::Protocol`].
+//! - **Callbacks are queued.** The executive sends callbacks (messages delivered to a group,
+//!   membership changes) whenever it has them, so some may arrive while a call waits for its
+//!   answer. Those are kept, in arrival order, and handed out first by
+//!   [`Connection::next_callback`] (or the services' `dispatch`), which otherwise waits on the
+//!   socket. Nothing is lost and the order is the executive's.
+//! - **Poll loops.** The socket's descriptor ([`AsRawFd`]) becomes readable when the executive
+//!   sends something, so an application can wait on it with `poll`/`epoll` next to its other
+//!   descriptors. Callbacks already queued by a call are *not* visible through the descriptor:
+//!   check [`Connection::has_queued`] (or simply drain with a zero timeout, which returns
+//!   queued callbacks first) before going back to sleep.
+//! - **`TRY_AGAIN`.** Sends are refused with [`AisError::TryAgain`]
+//!   ([`Error::is_try_again`]) while Totem's send window is full. Nothing was queued: send
+//!   again a little later, ideally after dispatching pending callbacks (which is what frees
+//!   the executive's queues). [`cpg::Cpg::mcast_retry`] does that loop with a short back-off.
+//! - **Threads.** A connection is [`Send`]: it can move to another thread. Its methods take
+//!   `&mut self`, so it is not used from two threads at once; give each thread that talks to
+//!   the executive its own connection (they are cheap) rather than sharing one behind a lock,
+//!   which would let one thread's call collect another thread's callbacks.
+//! - **Closing.** Dropping a connection closes the socket; the executive then releases
+//!   everything the connection held (a CPG process leaves its groups with
+//!   [`Reason::ProcDown`]). If the executive goes away, the next operation fails with
+//!   [`Error::Closed`].
+//!
+//! The socket path is [`default_socket`]: `$OPENAIS_IPC_SOCKET`, else [`DEFAULT_SOCKET`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ais::client::{self, cpg::{Cpg, CpgEvent}, Guarantee};
+//!
+//! # fn main() -> Result<(), client::Error> {
+//! let mut cpg = Cpg::connect(&client::default_socket())?;
+//! cpg.join(b"my-group")?;
+//! cpg.mcast_retry(b"my-group", Guarantee::Agreed, b"hello", Duration::from_secs(1))?;
+//! while let Some(event) = cpg.dispatch(Some(Duration::from_secs(5)))? {
+//!     match event {
+//!         CpgEvent::Deliver { sender, data, .. } => {
+//!             println!("{}/{} sent {} bytes", sender.node, sender.pid, data.len());
+//!         }
+//!         CpgEvent::ConfChg { members, .. } => println!("{} members", members.len()),
+//!     }
+//! }
+//! cpg.leave(b"my-group")?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cpg;
+pub mod evs;
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dataplane::unix::{Recv, SeqpacketConn};
+
+use crate::ipc::proto::{Callback, MAX_PACKET, Packet, Request, Response, SOCKET_BUFFER, VERSION};
+
+pub use crate::ipc::proto::{
+    AisError, ConfKind, CpgAddress, Guarantee, Reason, Service, Status, check_group,
+};
+pub use crate::ipc::proto::{MAX_GROUP_NAME, MAX_PAYLOAD};
+
+/// Where `aisexec` listens unless configured otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/openais/aisexec.sock";
+
+/// The environment variable that overrides [`DEFAULT_SOCKET`].
+pub const SOCKET_ENV: &str = "OPENAIS_IPC_SOCKET";
+
+/// The executive's socket path: the environment variable `OPENAIS_IPC_SOCKET` if it is set
+/// and not empty, else [`DEFAULT_SOCKET`].
+pub fn default_socket() -> PathBuf {
+    match std::env::var_os(SOCKET_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_SOCKET),
+    }
+}
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The executive (or the library, for arguments it can check itself) refused the request
+    /// with an SA Forum error code. [`AisError::TryAgain`] means "not now, nothing was done".
+    #[error("{0}")]
+    Ais(#[from] AisError),
+    /// The socket failed (no executive at the path, permission denied, …).
+    #[error("cannot reach aisexec: {0}")]
+    Io(#[from] io::Error),
+    /// The executive closed the connection.
+    #[error("aisexec closed the connection")]
+    Closed,
+    /// The executive sent something this library cannot decode or did not expect.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// Whether this is [`AisError::TryAgain`]: retry later, nothing was done.
+    pub fn is_try_again(&self) -> bool {
+        matches!(self, Error::Ais(AisError::TryAgain))
+    }
+
+    /// The SA Forum error code, if this is one.
+    pub fn ais_error(&self) -> Option<AisError> {
+        match self {
+            Error::Ais(e) => Some(*e),
+            _ => None,
+        }
+    }
+}
+
+/// One connection to the executive, for one service. Requests are answered in order;
+/// callbacks that arrive while waiting for an answer are queued and returned by
+/// [`next_callback`](Self::next_callback). See the [module documentation](self).
+#[derive(Debug)]
+pub struct Connection {
+    sock: SeqpacketConn,
+    service: Service,
+    /// Number of the next request.
+    next_id: u64,
+    /// Callbacks received while a call waited for its answer, oldest first.
+    queued: VecDeque<Callback>,
+    /// Receive buffer, [`MAX_PACKET`] bytes, allocated once.
+    buf: Vec<u8>,
+    /// A call failed after its request was sent, so an answer may still be on its way and
+    /// later answers cannot be matched: every further call fails.
+    out_of_step: bool,
+}
+
+impl Connection {
+    /// Connects to the executive at `path` and announces `service` (`Hello`). Raises the
+    /// socket buffers to [`SOCKET_BUFFER`] so that packets of up to [`MAX_PACKET`] bytes fit.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the socket cannot be reached (its message names the path; "is
+    /// aisexec running?" when there is no socket file); [`Error::Ais`] when the executive
+    /// refuses the connection ([`AisError::Version`] for an incompatible library).
+    pub fn connect(path: &Path, service: Service) -> Result<Connection, Error> {
+        let sock = SeqpacketConn::connect(path)?;
+        Connection::from_socket(sock, service)
+    }
+
+    /// Uses an already connected socket (for example one end of [`SeqpacketConn::pair`]):
+    /// raises its buffers and announces `service`, as [`connect`](Self::connect) does.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn from_socket(sock: SeqpacketConn, service: Service) -> Result<Connection, Error> {
+        sock.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER)?;
+        let mut conn = Connection {
+            sock,
+            service,
+            next_id: 1,
+            queued: VecDeque::new(),
+            buf: vec![0; MAX_PACKET],
+            out_of_step: false,
+        };
+        match conn.call(Request::Hello {
+            version: VERSION,
+            service,
+        })? {
+            Response::Ok => Ok(conn),
+            other => Err(unexpected("Hello", &other)),
+        }
+    }
+
+    /// The service announced for this connection.
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// Sends a request and waits for its answer, queueing the callbacks that arrive first.
+    /// An answer of [`Response::Error`] becomes `Err(Error::Ais(..))`.
+    ///
+    /// # Errors
+    /// [`Error::Ais`] when the executive refuses the request; [`Error::Closed`] when it
+    /// closed the connection; [`Error::Protocol`] for an undecodable packet or an answer to
+    /// another request (after which the connection is out of step and every further call
+    /// fails: reconnect); [`Error::Io`] when the socket fails.
+    pub fn call(&mut self, req: Request) -> Result<Response, Error> {
+        self.call_with_payload(req, &[])
+    }
+
+    /// As [`call`](Self::call), with `payload` sent after the encoded request in the same
+    /// packet, without copying it: `req` must carry an empty payload (`data` of
+    /// [`Request::CpgMcast`] or [`Request::EvsMcast`]), whose place is the packet's tail.
+    pub(crate) fn call_with_payload(
+        &mut self,
+        req: Request,
+        payload: &[u8],
+    ) -> Result<Response, Error> {
+        if self.out_of_step {
+            return Err(Error::Protocol(
+                "an earlier request failed while waiting for its answer; reconnect".to_owned(),
+            ));
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let (head, tail) = Packet::Request { id, req }.encode();
+        debug_assert!(tail.is_empty() || payload.is_empty(), "payload given twice");
+        if head.len() + tail.len() + payload.len() > MAX_PACKET {
+            return Err(Error::Ais(AisError::TooBig));
+        }
+        self.sock
+            .send(&[&head, &tail, payload])
+            .map_err(closed_or_io)?;
+        let result = self.wait_response(id);
+        // After `Closed` every send fails with `Closed` anyway.
+        if matches!(result, Err(Error::Protocol(_) | Error::Io(_))) {
+            self.out_of_step = true;
+        }
+        match result? {
+            Response::Error(e) => Err(Error::Ais(e)),
+            resp => Ok(resp),
+        }
+    }
+
+    /// Receives until the answer to request `id` arrives, queueing callbacks.
+    fn wait_response(&mut self, id: u64) -> Result<Response, Error> {
+        loop {
+            let recv = self.sock.recv(&mut self.buf)?;
+            match self.packet(recv)? {
+                Packet::Response { id: got, resp } if got == id => return Ok(resp),
+                Packet::Response { id: got, resp } => {
+                    return Err(Error::Protocol(format!(
+                        "answer {} to request {got} while waiting for request {id}",
+                        response_name(&resp)
+                    )));
+                }
+                Packet::Callback(cb) => self.queued.push_back(cb),
+                Packet::Request { .. } => return Err(request_from_executive()),
+            }
+        }
+    }
+
+    /// Decodes what one receive got into the buffer.
+    fn packet(&self, recv: Recv) -> Result<Packet, Error> {
+        match recv {
+            Recv::Packet(n) => Packet::decode(Bytes::copy_from_slice(&self.buf[..n]))
+                .map_err(|e| Error::Protocol(format!("undecodable packet of {n} bytes: {e}"))),
+            Recv::Truncated(n) => Err(Error::Protocol(format!(
+                "packet of {n} bytes, larger than the {MAX_PACKET} allowed"
+            ))),
+            Recv::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// The next callback: a queued one first, else waits up to `timeout` for one (`None`:
+    /// forever; `Some(Duration::ZERO)`: only looks). `Ok(None)` when the time passes first.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the executive closed the connection; [`Error::Protocol`] for an
+    /// undecodable packet or an answer when no request is outstanding; [`Error::Io`] when
+    /// the socket fails.
+    pub fn next_callback(&mut self, timeout: Option<Duration>) -> Result<Option<Callback>, Error> {
+        if let Some(cb) = self.queued.pop_front() {
+            return Ok(Some(cb));
+        }
+        let Some(recv) = self.sock.recv_timeout(&mut self.buf, timeout)? else {
+            return Ok(None);
+        };
+        match self.packet(recv)? {
+            Packet::Callback(cb) => Ok(Some(cb)),
+            Packet::Response { id, resp } => Err(Error::Protocol(format!(
+                "answer {} to request {id} with no request outstanding",
+                response_name(&resp)
+            ))),
+            Packet::Request { .. } => Err(request_from_executive()),
+        }
+    }
+
+    /// Whether callbacks received during calls wait in the queue. They are not visible
+    /// through the descriptor: a poll loop checks this before sleeping on it.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    /// The executive's ring, membership and counters (`aisctl status`).
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub fn status(&mut self) -> Result<Status, Error> {
+        match self.call(Request::Status)? {
+            Response::Status(s) => Ok(s),
+            other => Err(unexpected("Status", &other)),
+        }
+    }
+}
+
+impl AsRawFd for Connection {
+    /// The socket, readable when the executive has sent something. Callbacks already queued
+    /// ([`Connection::has_queued`]) do not show here.
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+/// A failed send: the peer's close becomes [`Error::Closed`].
+fn closed_or_io(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Error::Closed
+    } else {
+        Error::Io(e)
+    }
+}
+
+fn request_from_executive() -> Error {
+    Error::Protocol("the executive sent a request".to_owned())
+}
+
+/// The error for an answer of the wrong kind to request `what`.
+pub(crate) fn unexpected(what: &str, resp: &Response) -> Error {
+    Error::Protocol(format!(
+        "unexpected answer {} to {what}",
+        response_name(resp)
+    ))
+}
+
+/// The error for a callback of another service.
+pub(crate) fn foreign_callback(service: &str, cb: &Callback) -> Error {
+    let name = match cb {
+        Callback::CpgDeliver { .. } => "CpgDeliver",
+        Callback::CpgConfChg { .. } => "CpgConfChg",
+        Callback::EvsDeliver { .. } => "EvsDeliver",
+        Callback::EvsConfChg { .. } => "EvsConfChg",
+    };
+    Error::Protocol(format!(
+        "unexpected callback {name} on a {service} connection"
+    ))
+}
+
+fn response_name(resp: &Response) -> &'static str {
+    match resp {
+        Response::Ok => "Ok",
+        Response::Error(_) => "Error",
+        Response::Status(_) => "Status",
+        Response::CpgMembers(_) => "CpgMembers",
+        Response::LocalNode(_) => "LocalNode",
+        Response::FlowControl(_) => "FlowControl",
+        Response::CpgGroups(_) => "CpgGroups",
+        Response::EvsMembers { .. } => "EvsMembers",
+    }
+}
+
+/// A fake executive for the tests of this module and the services'.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::thread::{self, JoinHandle};
+
+    use super::*;
+
+    /// The executive's end of a test connection.
+    pub(crate) struct Exec {
+        pub(crate) sock: SeqpacketConn,
+    }
+
+    impl Exec {
+        pub(crate) fn reply(&self, id: u64, resp: Response) {
+            self.send(&Packet::Response { id, resp });
+        }
+
+        pub(crate) fn callback(&self, cb: Callback) {
+            self.send(&Packet::Callback(cb));
+        }
+
+        pub(crate) fn send(&self, p: &Packet) {
+            let (head, tail) = p.encode();
+            self.sock.send(&[&head, &tail]).unwrap();
+        }
+    }
+
+    /// Starts a fake executive in a thread: it answers `Hello` for `service` with `Ok`, then
+    /// hands every request to `handle`, which answers through the `Exec` and returns `false`
+    /// to close the connection. The thread returns the requests it saw after `Hello`, once
+    /// the client closes (or `handle` returns false).
+    pub(crate) fn start<F>(
+        service: Service,
+        mut handle: F,
+    ) -> (Connection, JoinHandle<Vec<Request>>)
+    where
+        F: FnMut(&Exec, u64, Request) -> bool + Send + 'static,
+    {
+        let (client, server) = SeqpacketConn::pair().unwrap();
+        server
+            .set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER)
+            .unwrap();
+        let thread = thread::spawn(move || {
+            let exec = Exec { sock: server };
+            let mut buf = vec![0; MAX_PACKET];
+            let mut seen = Vec::new();
+            loop {
+                let n = match exec.sock.recv(&mut buf).unwrap() {
+                    Recv::Packet(n) => n,
+                    Recv::Closed => return seen,
+                    Recv::Truncated(n) => panic!("truncated request of {n} bytes"),
+                };
+                let Packet::Request { id, req } =
+                    Packet::decode(Bytes::copy_from_slice(&buf[..n])).unwrap()
+                else {
+                    panic!("the client sent a non-request");
+                };
+                if let Request::Hello {
+                    version,
+                    service: s,
+                } = req
+                {
+                    assert_eq!((version, s), (VERSION, service));
+                    exec.reply(id, Response::Ok);
+                    continue;
+                }
+                seen.push(req.clone());
+                if !handle(&exec, id, req) {
+                    return seen;
+                }
+            }
+        });
+        let conn = Connection::from_socket(client, service).unwrap();
+        (conn, thread)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::start;
+    use super::*;
+
+    fn deliver(n: u8) -> Callback {
+        Callback::CpgDeliver {
+            group: Bytes::from_static(b"g"),
+            sender: CpgAddress { node: 1, pid: 2 },
+            data: Bytes::from(vec![n]),
+        }
+    }
+
+    #[test]
+    fn call_returns_its_answer_and_queues_earlier_callbacks_in_order() {
+        let (mut conn, server) = start(Service::Admin, |exec, id, req| {
+            assert_eq!(req, Request::Status);
+            exec.callback(deliver(1));
+            exec.callback(deliver(2));
+            exec.reply(
+                id,
+                Response::Status(Status {
+                    node: 7,
+                    ..Status::default()
+                }),
+            );
+            exec.callback(deliver(3));
+            true
+        });
+        assert!(!conn.has_queued());
+        assert_eq!(conn.status().unwrap().node, 7);
+        assert!(conn.has_queued());
+        for n in 1..=3 {
+            assert_eq!(conn.next_callback(None).unwrap(), Some(deliver(n)));
+        }
+        assert!(!conn.has_queued());
+        assert_eq!(conn.next_callback(Some(Duration::ZERO)).unwrap(), None);
+        drop(conn);
+        assert_eq!(server.join().unwrap(), vec![Request::Status]);
+    }
+
+    #[test]
+    fn an_error_answer_becomes_an_ais_error() {
+        let (mut conn, _server) = start(Service::Admin, |exec, id, _| {
+            exec.reply(id, Response::Error(AisError::TryAgain));
+            true
+        });
+        let err = conn.call(Request::Status).unwrap_err();
+        assert!(err.is_try_again(), "{err}");
+        assert_eq!(err.ais_error(), Some(AisError::TryAgain));
+        assert_eq!(err.to_string(), "SA_AIS_ERR_TRY_AGAIN");
+        // The connection is still in step.
+        assert!(conn.call(Request::Status).unwrap_err().is_try_again());
+    }
+
+    #[test]
+    fn an_answer_to_another_request_is_a_protocol_error() {
+        let (mut conn, _server) = start(Service::Admin, |exec, id, _| {
+            exec.reply(id + 5, Response::Ok);
+            true
+        });
+        let err = conn.call(Request::Status).unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+        assert!(
+            err.to_string().contains("while waiting for request"),
+            "{err}"
+        );
+        // Out of step from now on, without sending anything.
+        assert!(matches!(
+            conn.call(Request::Status),
+            Err(Error::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn an_unasked_answer_is_a_protocol_error() {
+        let (mut conn, _server) = start(Service::Admin, |exec, id, _| {
+            exec.reply(id, Response::Ok);
+            exec.reply(id, Response::Ok);
+            true
+        });
+        assert_eq!(conn.call(Request::Status).unwrap(), Response::Ok);
+        let err = conn.next_callback(None).unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+        assert!(err.to_string().contains("no request outstanding"), "{err}");
+    }
+
+    #[test]
+    fn a_closed_connection_is_reported() {
+        let (mut conn, server) = start(Service::Admin, |_, _, _| false);
+        // Closed while waiting for the answer.
+        assert!(matches!(conn.call(Request::Status), Err(Error::Closed)));
+        server.join().unwrap();
+        // Closed when sending.
+        assert!(matches!(conn.call(Request::Status), Err(Error::Closed)));
+        // Closed when waiting for callbacks.
+        assert!(matches!(conn.next_callback(None), Err(Error::Closed)));
+        assert!(matches!(
+            conn.next_callback(Some(Duration::ZERO)),
+            Err(Error::Closed)
+        ));
+    }
+
+    #[test]
+    fn connections_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<Connection>();
+        send::<cpg::Cpg>();
+        send::<evs::Evs>();
+    }
+
+    #[test]
+    fn polling_with_nothing_there_returns_none() {
+        let (mut conn, _server) = start(Service::Cpg, |_, _, _| true);
+        assert_eq!(conn.next_callback(Some(Duration::ZERO)).unwrap(), None);
+        assert_eq!(
+            conn.next_callback(Some(Duration::from_millis(10))).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refused_hello_fails_the_connection() {
+        let (client, server) = SeqpacketConn::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = vec![0; MAX_PACKET];
+            let Recv::Packet(n) = server.recv(&mut buf).unwrap() else {
+                panic!()
+            };
+            let Packet::Request { id, req } =
+                Packet::decode(Bytes::copy_from_slice(&buf[..n])).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(
+                req,
+                Request::Hello {
+                    version: VERSION,
+                    service: Service::Evs
+                }
+            );
+            fake::Exec { sock: server }.reply(id, Response::Error(AisError::Version));
+        });
+        let err = Connection::from_socket(client, Service::Evs).unwrap_err();
+        assert_eq!(err.ais_error(), Some(AisError::Version));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_packet_is_a_protocol_error() {
+        let (mut conn, _server) = start(Service::Admin, |_, _, _| true);
+        let (client, server) = SeqpacketConn::pair().unwrap();
+        server.set_buffer_sizes(4 << 20, 4 << 20).unwrap();
+        conn.sock = client;
+        server.send(&[&vec![1u8; MAX_PACKET + 1]]).unwrap();
+        let err = conn.next_callback(None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("packet of {} bytes", MAX_PACKET + 1)),
+            "{err}"
+        );
+        server.send(&[b"garbage-garbage"]).unwrap();
+        let err = conn.next_callback(None).unwrap_err();
+        assert!(err.to_string().contains("undecodable"), "{err}");
+    }
+
+    #[test]
+    fn connect_names_the_missing_socket() {
+        let path = Path::new("/nonexistent-openais-test/aisexec.sock");
+        let err = Connection::connect(path, Service::Cpg).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Io(_)), "{msg}");
+        assert!(msg.contains("aisexec.sock"), "{msg}");
+    }
+
+    #[test]
+    fn the_default_socket_is_the_variable_or_the_constant() {
+        let p = default_socket();
+        match std::env::var_os(SOCKET_ENV) {
+            Some(v) if !v.is_empty() => assert_eq!(p, PathBuf::from(v)),
+            _ => assert_eq!(p, Path::new(DEFAULT_SOCKET)),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The `aisexec` program: command line, configuration, logging, and the main loop that ties
+//! the Totem driver, the IPC server and the services ([`crate::exec`]) together. The `aisexec`
+//! binary is [`main`]; `aisctl demo` runs the same code in its child processes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::eventlog::EventLogWriter;
+use crate::exec::server::{Access, IpcServer, group_id};
+use crate::exec::{Exec, Flow, Input, TotemSink};
+use crate::ringseq::RingSeqFile;
+use crate::services::{cpg::Cpg, evs::Evs};
+use anyhow::Context;
+use clap::Parser;
+use dataplane::udp::UdpTransport;
+use totem_dpdk::driver::{self, DriverConfig};
+use totem_dpdk::srp::Event;
+use tracing::{error, info};
+
+/// The openais-rs executive: joins this blade to the cluster's Totem ring and serves the AIS
+/// services (CPG, EVS) to local clients.
+///
+/// The configuration file is found in this order: --config, the environment variable
+/// OPENAIS_MAIN_CONFIG_FILE, /etc/openais/aisexec.toml (see docs/configuration.md).
+/// Clients connect to the Unix socket aisexec.ipc_socket (root, the user aisexec runs as,
+/// and members of aisexec.ipc_group). SIGTERM or SIGINT makes the node leave the ring
+/// gracefully (the others report it as left, not failed) and exit.
+///
+/// Examples:
+///   aisexec --config /etc/openais/aisexec.toml
+///   aisexec -c node1.toml --event-log /var/log/openais/events.jsonl
+///   aisctl status            # from another shell: ring, members, counters
+#[derive(Parser, Debug)]
+#[command(name = "aisexec", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Append every Totem send, delivery and configuration change to FILE in the JSON Lines
+    /// event-log format the simulator's checker reads (`totem-sim check FILE...`); overrides
+    /// aisexec.event_log.
+    #[arg(long, value_name = "FILE")]
+    pub event_log: Option<PathBuf>,
+}
+
+/// Runs the executive with the process's command line.
+pub fn main() -> ExitCode {
+    run_cli(Cli::parse())
+}
+
+/// Runs the executive with a parsed command line; returns the process's exit code.
+pub fn run_cli(cli: Cli) -> ExitCode {
+    let path = Config::locate(cli.config.as_deref());
+    let config = match Config::from_file(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aisexec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    match run(&config, &path, cli.event_log.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("aisexec: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let default = if config.logging.debug {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let file = config.logging.logfile.as_ref().and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    match file {
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+/// Message numbers are leased from `<state_dir>/msgno` in blocks, so a restarted node
+/// continues above every number it may have used (message ids stay unique, restarts included).
+const MSGNO_LEASE: u64 = 1 << 32;
+
+fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result<()> {
+    let nodeid = config.totem.nodeid;
+    info!(
+        "aisexec {} starting as node {nodeid} with {}",
+        env!("CARGO_PKG_VERSION"),
+        path.display()
+    );
+    let state_dir = &config.aisexec.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    let mut ring_seq = RingSeqFile::open(state_dir)?;
+    let mut msgno = RingSeqFile::open_named(state_dir, "msgno")?;
+    let first_msg_no = msgno.load().max(1);
+    let mut leased = first_msg_no + MSGNO_LEASE;
+    msgno.store(leased)?;
+
+    let event_log_path = event_log.or(config.aisexec.event_log.as_deref());
+    let event_log = match event_log_path {
+        Some(p) => {
+            let w = EventLogWriter::open(p, totem_dpdk::NodeId(nodeid))
+                .with_context(|| format!("opening the event log {}", p.display()))?;
+            info!("writing the event log to {}", p.display());
+            Some(w)
+        }
+        None => None,
+    };
+
+    let access = Access {
+        own_uid: own_uid(state_dir)?,
+        group: match &config.aisexec.ipc_group {
+            Some(name) => Some((
+                name.clone(),
+                group_id(name).with_context(|| format!("aisexec.ipc_group = {name:?}"))?,
+            )),
+            None => None,
+        },
+    };
+
+    let mut totem = config.totem_config();
+    totem.ring_seq = ring_seq.load();
+    totem.first_msg_no = first_msg_no;
+    totem.observe = event_log.is_some();
+    let transport = UdpTransport::new(config.udp_config()).context("opening the Totem socket")?;
+    let mut driver_config = DriverConfig::new(totem, config.members());
+    driver_config.cpu = config.aisexec.cpu;
+
+    let (tx, rx) = mpsc::channel::<Input>();
+    let driver = driver::spawn_with(transport, driver_config, TotemSink(tx.clone()))
+        .context("starting the Totem thread")?;
+    let server =
+        IpcServer::start(&config.aisexec.ipc_socket, access, tx.clone()).with_context(|| {
+            format!(
+                "opening the IPC socket {}",
+                config.aisexec.ipc_socket.display()
+            )
+        })?;
+    let mut exec = Exec::new(
+        totem_dpdk::NodeId(nodeid),
+        driver.submitter(),
+        tx,
+        vec![Box::new(Cpg::new()), Box::new(Evs::new())],
+        event_log,
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+
+    let mut leaving = false;
+    let mut ended = false;
+    while !ended {
+        if stop.load(Ordering::Relaxed) && !leaving {
+            info!("leaving the ring");
+            driver.leave();
+            leaving = true;
+        }
+        let first = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(input) => Some(input),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        // A batch: the first input and whatever else is already queued.
+        let mut next = first;
+        let mut n = 0;
+        while let Some(input) = next {
+            match &input {
+                Input::Totem(Event::RingSeq(seq)) => {
+                    if let Err(e) = ring_seq.store(*seq) {
+                        // Not fatal now, but a restart could then reuse a ring id: say so.
+                        error!("could not persist ring sequence number {seq}: {e}");
+                    }
+                }
+                Input::Submitted { result: Ok(id), .. } if id.no + MSGNO_LEASE / 2 >= leased => {
+                    leased = id.no + MSGNO_LEASE;
+                    if let Err(e) = msgno.store(leased) {
+                        error!("could not extend the message number lease: {e}");
+                    }
+                }
+                _ => {}
+            }
+            if exec.handle(input) == Flow::Stop {
+                ended = true;
+                break;
+            }
+            n += 1;
+            next = if n < 4096 { rx.try_recv().ok() } else { None };
+        }
+        exec.tick();
+    }
+    drop(server);
+    exec.tick();
+    let stats = driver.stop()?;
+    info!(
+        frames_in = stats.frames_in,
+        frames_out = stats.frames_out,
+        rings = stats.core.rings_installed,
+        "stopped"
+    );
+    if !leaving {
+        anyhow::bail!("the Totem thread stopped unexpectedly");
+    }
+    Ok(())
+}
+
+/// The user id this process runs as: the owner of a file it just created.
+fn own_uid(state_dir: &Path) -> anyhow::Result<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let probe = state_dir.join(".uid-probe");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("writing in state_dir {}", state_dir.display()))?;
+    let uid = std::fs::metadata(&probe)?.uid();
+    let _ = std::fs::remove_file(&probe);
+    Ok(uid)
+}

@@ -1,0 +1,179 @@
+//! EVS, extended virtual synchrony groups (openais's `evs` service): a connection subscribes
+//! to group names; a message is sent to a list of groups and delivered, in the ring's total
+//! order, to every connection on every node that subscribed to at least one of them.
+//! Membership is the node membership: every EVS connection gets every transitional and
+//! regular configuration, with node ids.
+//!
+//! Totem message: `MCAST {groups, data}` (kind 1). Subscriptions are local: they are not
+//! broadcast, so a message reaches the connections subscribed when it is delivered.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use totem_dpdk::NodeId;
+use totem_dpdk::srp::{ConfigChange, ConfigKind};
+
+use super::delivery_kind;
+use crate::exec::{ConnId, Context, Service, ServiceId, exec_message};
+use crate::ipc::codec::{DecodeError, Reader, Writer};
+use crate::ipc::proto::{AisError, Callback, ConfKind, Request, Response, check_group};
+
+const MCAST: u16 = 1;
+
+/// The EVS service.
+#[derive(Debug, Default)]
+pub struct Evs {
+    /// EVS connections and their groups.
+    conns: HashMap<ConnId, BTreeSet<Bytes>>,
+    delivered: u64,
+}
+
+impl Evs {
+    /// An empty EVS service.
+    pub fn new() -> Evs {
+        Evs::default()
+    }
+}
+
+fn ids(v: &[NodeId]) -> Vec<u32> {
+    v.iter().map(|n| n.0).collect()
+}
+
+impl Service for Evs {
+    fn id(&self) -> ServiceId {
+        ServiceId::Evs
+    }
+
+    fn hello(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
+        self.conns.entry(conn).or_default();
+    }
+
+    fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, req: Request) {
+        match req {
+            Request::EvsJoin { groups } | Request::EvsLeave { groups }
+                if groups.iter().any(|g| check_group(g).is_err()) =>
+            {
+                let e = groups
+                    .iter()
+                    .find_map(|g| check_group(g).err())
+                    .unwrap_or(AisError::InvalidParam);
+                cx.reply(conn, id, Response::Error(e));
+            }
+            Request::EvsJoin { groups } => {
+                self.conns.entry(conn).or_default().extend(groups);
+                cx.reply(conn, id, Response::Ok);
+            }
+            Request::EvsLeave { groups } => {
+                let set = self.conns.entry(conn).or_default();
+                let missing = groups.iter().any(|g| !set.contains(g));
+                if missing {
+                    cx.reply(conn, id, Response::Error(AisError::NotExist));
+                } else {
+                    for g in &groups {
+                        set.remove(g);
+                    }
+                    cx.reply(conn, id, Response::Ok);
+                }
+            }
+            Request::EvsMcast {
+                groups,
+                guarantee,
+                data,
+            } => {
+                let groups: Vec<Bytes> = if groups.is_empty() {
+                    self.conns
+                        .get(&conn)
+                        .map(|s| s.iter().cloned().collect())
+                        .unwrap_or_default()
+                } else {
+                    groups
+                };
+                if groups.is_empty() || groups.iter().any(|g| check_group(g).is_err()) {
+                    return cx.reply(conn, id, Response::Error(AisError::InvalidParam));
+                }
+                let mut w = Writer::with_capacity(data.len() + 64);
+                w.count(groups.len());
+                for g in &groups {
+                    w.short_bytes(g);
+                }
+                w.raw(&data);
+                let msg = exec_message(ServiceId::Evs, MCAST, &w.finish());
+                if !cx.submit_for(conn, id, ServiceId::Evs, 0, delivery_kind(guarantee), msg) {
+                    cx.reply(conn, id, Response::Error(AisError::TryAgain));
+                }
+            }
+            Request::EvsMembershipGet => {
+                let local = cx.node().0;
+                let members = ids(cx.members());
+                cx.reply(conn, id, Response::EvsMembers { local, members });
+            }
+            _ => cx.reply(conn, id, Response::Error(AisError::BadOperation)),
+        }
+    }
+
+    fn exec_deliver(
+        &mut self,
+        cx: &mut Context<'_>,
+        sender: NodeId,
+        kind: u16,
+        body: Bytes,
+    ) -> Result<(), DecodeError> {
+        if kind != MCAST {
+            return Err(DecodeError::Unknown {
+                what: "EVS message",
+                value: u64::from(kind),
+            });
+        }
+        let mut r = Reader::new(body);
+        let n = r.count("groups", 2)?;
+        let groups = (0..n)
+            .map(|_| r.short_bytes("group"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let data = r.rest();
+        for (&conn, subscribed) in &self.conns {
+            if groups.iter().any(|g| subscribed.contains(g)) {
+                self.delivered += 1;
+                cx.callback(
+                    conn,
+                    Callback::EvsDeliver {
+                        sender: sender.0,
+                        data: data.clone(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn confchg(&mut self, cx: &mut Context<'_>, change: &ConfigChange) {
+        let kind = match change.kind {
+            ConfigKind::Regular => ConfKind::Regular,
+            ConfigKind::Transitional => ConfKind::Transitional,
+        };
+        let mut left = ids(&change.left);
+        left.extend(ids(&change.failed));
+        left.sort_unstable();
+        let ring = Bytes::from(change.ring.to_string());
+        for &conn in self.conns.keys() {
+            cx.callback(
+                conn,
+                Callback::EvsConfChg {
+                    kind,
+                    ring: ring.clone(),
+                    members: ids(&change.members),
+                    left: left.clone(),
+                    joined: ids(&change.joined),
+                },
+            );
+        }
+    }
+
+    fn conn_closed(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+
+    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
+        out.push(("evs_connections", self.conns.len() as u64));
+        out.push(("evs_delivered", self.delivered));
+    }
+}
