@@ -98,6 +98,10 @@ pub struct Totem {
     /// Most frames one node sends per token visit (default 17).
     #[serde(default = "defaults::max_messages")]
     pub max_messages: u32,
+    /// Most messages waiting in this node's send queues; beyond it clients get TRY_AGAIN
+    /// (default 16384; not a corosync key).
+    #[serde(default = "defaults::max_queued_messages")]
+    pub max_queued_messages: u32,
     /// The link MTU in bytes, 576..=9216 (default 1500).
     #[serde(default = "defaults::netmtu")]
     pub netmtu: u32,
@@ -298,6 +302,9 @@ mod defaults {
     }
     pub(super) fn max_messages() -> u32 {
         17
+    }
+    pub(super) fn max_queued_messages() -> u32 {
+        16384
     }
     pub(super) fn netmtu() -> u32 {
         1500
@@ -785,6 +792,7 @@ impl Config {
         c.max_frame_size = t.frame_size(self.ipv6()) as usize;
         c.window_size = t.window_size;
         c.max_messages = t.max_messages;
+        c.max_queued_messages = t.max_queued_messages.max(1) as usize;
         c.max_message_size = usize::try_from(t.max_message_size).unwrap_or(usize::MAX);
         c.max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES.max(c.max_message_size);
         c.token_timeout = ms(t.token);

@@ -57,6 +57,13 @@ const TAIL_BYTES: u64 = 64 * 1024;
 /// The clock: nanoseconds since the UNIX epoch.
 type Clock = Box<dyn FnMut() -> u64 + Send>;
 
+/// Nanoseconds since the UNIX epoch now: the clock of `t`. Take it where an event happens
+/// (the Totem thread) and pass it to [`EventLogWriter::event_at`] /
+/// [`EventLogWriter::send_at`] when the event is written later on another thread.
+pub fn unix_nanos() -> u64 {
+    system_clock()
+}
+
 fn system_clock() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -182,7 +189,24 @@ impl EventLogWriter {
         prio: u8,
         payload: &[u8],
     ) -> io::Result<()> {
-        let t = self.now();
+        let t = (self.clock)();
+        self.send_at(t, msg, kind, prio, payload)
+    }
+
+    /// [`EventLogWriter::send`] with the time it happened (nanoseconds since the UNIX epoch,
+    /// from [`unix_nanos`]); kept monotone like every `t`.
+    ///
+    /// # Errors
+    /// Writing to the file failed (only when the buffer is flushed).
+    pub fn send_at(
+        &mut self,
+        t: u64,
+        msg: MsgId,
+        kind: DeliveryKind,
+        prio: u8,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let t = self.stamp(t);
         let ev = SendEvent::new(t, self.node, msg, kind, prio, payload);
         self.push(&LogEvent::Send(ev))
     }
@@ -194,16 +218,27 @@ impl EventLogWriter {
     /// # Errors
     /// Writing to the file failed (only when the buffer is flushed).
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        let t = (self.clock)();
+        self.event_at(t, event)
+    }
+
+    /// [`EventLogWriter::event`] with the time it happened (from [`unix_nanos`], taken on the
+    /// Totem thread): a `stored` written late would otherwise make another node's safe
+    /// delivery look premature to the checker.
+    ///
+    /// # Errors
+    /// Writing to the file failed (only when the buffer is flushed).
+    pub fn event_at(&mut self, t: u64, event: &Event) -> io::Result<()> {
         let node = self.node;
         let ev = match event {
             Event::Deliver(d) => {
-                let t = self.now();
+                let t = self.stamp(t);
                 LogEvent::Deliver(DeliverEvent::new(
                     t, node, d.id, d.ring, d.seq, d.kind, &d.payload,
                 ))
             }
             Event::ConfigChange(c) => LogEvent::Config(ConfigEvent {
-                t: self.now(),
+                t: self.stamp(t),
                 node,
                 kind: match c.kind {
                     srp::ConfigKind::Regular => ConfigKind::Regular,
@@ -216,7 +251,7 @@ impl EventLogWriter {
                 failed: c.failed.clone(),
             }),
             Event::Observe(Observation::Stored { ring, seq }) => LogEvent::Stored(StoredEvent {
-                t: self.now(),
+                t: self.stamp(t),
                 node,
                 ring: *ring,
                 seq: *seq,
@@ -252,7 +287,13 @@ impl EventLogWriter {
 
     /// The current time, never below the previous one.
     fn now(&mut self) -> u64 {
-        let t = (self.clock)().max(self.last_t);
+        let t = (self.clock)();
+        self.stamp(t)
+    }
+
+    /// `t`, raised to the previous `t` if it is behind (per-node time never decreases).
+    fn stamp(&mut self, t: u64) -> u64 {
+        let t = t.max(self.last_t);
         self.last_t = t;
         t
     }

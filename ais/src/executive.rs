@@ -194,7 +194,7 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         let mut n = 0;
         while let Some(input) = next {
             match &input {
-                Input::Totem(Event::RingSeq(seq)) => {
+                Input::Totem(Event::RingSeq(seq), _) => {
                     if let Err(e) = ring_seq.store(*seq) {
                         // Not fatal now, but a restart could then reuse a ring id: say so.
                         error!("could not persist ring sequence number {seq}: {e}");

@@ -634,8 +634,11 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         }
     }
 
-    /// Queues every pending transmit of the core on the transport.
+    /// Queues every pending transmit of the core on the transport. The core's events are
+    /// forwarded first: what the core did before sending (a frame stored, a message
+    /// delivered) reaches the caller before anyone can react to the frames.
     fn transmit(&mut self) {
+        self.forward_events();
         while let Some(t) = self.core.poll_transmit() {
             let dest = match t.dest {
                 srp::Dest::Ring => dataplane::Dest::Ring,

@@ -394,7 +394,10 @@ fn sink_async_submit_and_status() {
             }
         }
     }
-    assert!(drivers[0].events().try_recv().is_err(), "events() stays empty");
+    assert!(
+        drivers[0].events().try_recv().is_err(),
+        "events() stays empty"
+    );
 
     // The status follows the ring within STATUS_INTERVAL.
     std::thread::sleep(driver::STATUS_INTERVAL * 2);

@@ -27,7 +27,7 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, Event, FlowControl, SubmitError}
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, Priority, RingId};
 use tracing::{debug, info, warn};
 
-use crate::eventlog::EventLogWriter;
+use crate::eventlog::{EventLogWriter, unix_nanos};
 use crate::ipc::codec::DecodeError;
 use crate::ipc::proto::{
     AisError, Callback, Counter, Packet, Request, Response, Service as Svc, Status,
@@ -67,8 +67,9 @@ pub type Outgoing = (Vec<u8>, Bytes);
 /// What the executive thread reacts to.
 #[derive(Debug)]
 pub enum Input {
-    /// A Totem event.
-    Totem(Event),
+    /// A Totem event, and when it happened (nanoseconds since the UNIX epoch, taken on the
+    /// Totem thread, for the event log).
+    Totem(Event, u64),
     /// The Totem driver thread ended.
     TotemClosed,
     /// The core answered a submit.
@@ -81,6 +82,8 @@ pub enum Input {
         kind: DeliveryKind,
         /// The answer.
         result: Result<MsgId, SubmitError>,
+        /// When the core answered (nanoseconds since the UNIX epoch).
+        at: u64,
     },
     /// A client connected (credentials already checked).
     Connected {
@@ -139,7 +142,7 @@ pub struct TotemSink(pub Sender<Input>);
 
 impl EventSink for TotemSink {
     fn event(&mut self, event: Event) {
-        let _ = self.0.send(Input::Totem(event));
+        let _ = self.0.send(Input::Totem(event, unix_nanos()));
     }
 
     fn closed(&mut self) {
@@ -334,6 +337,7 @@ fn submit(
                 payload,
                 kind,
                 result,
+                at: unix_nanos(),
             });
         }),
     )
@@ -465,14 +469,15 @@ impl Exec {
     /// Handles one input.
     pub fn handle(&mut self, input: Input) -> Flow {
         match input {
-            Input::Totem(event) => self.totem(event),
+            Input::Totem(event, at) => self.totem(event, at),
             Input::TotemClosed => return Flow::Stop,
             Input::Submitted {
                 origin,
                 payload,
                 kind,
                 result,
-            } => self.submitted(origin, payload, kind, result),
+                at,
+            } => self.submitted(origin, payload, kind, result, at),
             Input::Connected {
                 conn,
                 pid,
@@ -649,9 +654,10 @@ impl Exec {
         payload: Bytes,
         kind: DeliveryKind,
         result: Result<MsgId, SubmitError>,
+        at: u64,
     ) {
         if let (Ok(msg), Some(log)) = (&result, &mut self.event_log)
-            && let Err(e) = log.send(*msg, kind, 0, &payload)
+            && let Err(e) = log.send_at(at, *msg, kind, 0, &payload)
         {
             warn!("event log: {e}");
         }
@@ -695,9 +701,9 @@ impl Exec {
         self.counters.internal_pending = self.retry.len() as u64;
     }
 
-    fn totem(&mut self, event: Event) {
+    fn totem(&mut self, event: Event, at: u64) {
         if let Some(log) = &mut self.event_log
-            && let Err(e) = log.event(&event)
+            && let Err(e) = log.event_at(at, &event)
         {
             warn!("event log: {e}");
         }
