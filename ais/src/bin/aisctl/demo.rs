@@ -195,7 +195,7 @@ impl Cluster {
     fn client(&self, i: usize) -> anyhow::Result<Cpg> {
         let mut cpg = Cpg::connect(&self.nodes[i].socket)
             .with_context(|| format!("connecting to node {}", self.nodes[i].id))?;
-        cpg.join(GROUP)?;
+        crate::retry(|| cpg.join(GROUP))?;
         Ok(cpg)
     }
 

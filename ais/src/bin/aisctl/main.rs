@@ -196,6 +196,23 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `op` until it does not answer TRY_AGAIN (Totem's send window is full), for up to 10 s.
+pub(crate) fn retry<T>(
+    mut op: impl FnMut() -> Result<T, client::Error>,
+) -> Result<T, client::Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match op() {
+            Err(e) if e.is_try_again() && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn join_ids(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
 }
@@ -249,8 +266,7 @@ fn cpg_watch(
 ) -> anyhow::Result<()> {
     let mut cpg = Cpg::connect(path)?;
     let me = cpg.local_get()?;
-    cpg.join(group.as_bytes())
-        .with_context(|| format!("joining group {group:?}"))?;
+    retry(|| cpg.join(group.as_bytes())).with_context(|| format!("joining group {group:?}"))?;
     eprintln!(
         "joined {group:?} as {me}/{}; watching (Ctrl-C to stop)",
         std::process::id()
@@ -327,8 +343,7 @@ fn cpg_send(
         node: cpg.local_get()?,
         pid: std::process::id(),
     };
-    cpg.join(group.as_bytes())
-        .with_context(|| format!("joining group {group:?}"))?;
+    retry(|| cpg.join(group.as_bytes())).with_context(|| format!("joining group {group:?}"))?;
     let guarantee = if safe {
         Guarantee::Safe
     } else {
@@ -369,7 +384,7 @@ fn cpg_send(
         mine_back += u64::from(mine(&cpg.dispatch(Some(left))?));
     }
     let total = start.elapsed();
-    cpg.leave(group.as_bytes())?;
+    retry(|| cpg.leave(group.as_bytes())).with_context(|| format!("leaving group {group:?}"))?;
     println!(
         "sent {count} messages to {group:?} in {:.3} s ({:.0} msgs/s, {try_again} TRY_AGAIN answers); all delivered back after {:.3} s",
         sent_in.as_secs_f64(),

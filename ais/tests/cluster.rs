@@ -1,0 +1,544 @@
+//! Three `aisexec` processes on loopback, driven through the client library: CPG order
+//! checked at the clients and by the virtual-synchrony checker on the event logs, kill -9 and
+//! restart, TRY_AGAIN without loss, dead and stuck clients, malformed packets, EVS.
+//!
+//! Assumes: loopback only, no root, free UDP ports from the kernel, a loaded 2-core machine
+//! (every wait is generous; the only timing asserted is "within seconds"). The processes are
+//! killed when a test ends, whatever happens.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ais::client::cpg::{Cpg, CpgEvent};
+use ais::client::evs::{Evs, EvsEvent};
+use ais::ipc::proto::{AisError, CpgAddress, Guarantee, Packet, Reason, Request};
+use common::cluster::{Cluster, wait_confchg};
+use dataplane::unix::{Recv, SeqpacketConn};
+
+const GROUP: &[u8] = b"orders";
+const LONG: Duration = Duration::from_secs(15);
+
+fn members(n: usize) -> impl Fn(&CpgEvent) -> bool {
+    move |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == n)
+}
+
+/// Message `i` of node `node`: sizes from 10 bytes to several frames.
+fn payload(node: u32, i: u32) -> Vec<u8> {
+    let len = [10, 100, 1000, 3000, 5000][(i % 5) as usize];
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&node.to_le_bytes());
+    v.extend_from_slice(&i.to_le_bytes());
+    v.resize(len, (node * 31 + i) as u8);
+    v
+}
+
+/// Every client sends `count` messages (alternately agreed and safe), then collects until it
+/// has `expect` deliveries; returns each client's order of (node, index) and the TRY_AGAIN
+/// answers met.
+fn traffic(clients: &mut [Cpg], count: u32, expect: usize) -> (Vec<Vec<(u32, u32)>>, u64) {
+    let results: Vec<(Vec<(u32, u32)>, u64)> = std::thread::scope(|s| {
+        let hs: Vec<_> = clients
+            .iter_mut()
+            .map(|cpg| {
+                s.spawn(move || {
+                    let node = cpg.local_get().expect("local_get");
+                    let mut order = Vec::new();
+                    let mut try_again = 0;
+                    let record = |ev: Option<CpgEvent>, order: &mut Vec<(u32, u32)>| {
+                        if let Some(CpgEvent::Deliver { data, sender, .. }) = ev {
+                            let n = u32::from_le_bytes(data[0..4].try_into().unwrap());
+                            let i = u32::from_le_bytes(data[4..8].try_into().unwrap());
+                            assert_eq!(n, sender.node, "payload names its sender's node");
+                            assert_eq!(&data[..], &payload(n, i)[..], "payload intact");
+                            order.push((n, i));
+                        }
+                    };
+                    for i in 0..count {
+                        let g = if i % 2 == 0 {
+                            Guarantee::Agreed
+                        } else {
+                            Guarantee::Safe
+                        };
+                        try_again += cpg
+                            .mcast_retry(GROUP, g, &payload(node, i), LONG)
+                            .expect("mcast");
+                        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
+                            record(Some(ev), &mut order);
+                        }
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while order.len() < expect {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        assert!(
+                            !left.is_zero(),
+                            "node {node}: {} of {expect} delivered",
+                            order.len()
+                        );
+                        record(cpg.dispatch(Some(left)).expect("dispatch"), &mut order);
+                    }
+                    (order, try_again)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let try_again = results.iter().map(|r| r.1).sum();
+    (results.into_iter().map(|r| r.0).collect(), try_again)
+}
+
+fn assert_same_order(orders: &[Vec<(u32, u32)>], expect: usize) {
+    for o in orders {
+        assert_eq!(o.len(), expect);
+        let unique: HashSet<_> = o.iter().collect();
+        assert_eq!(unique.len(), expect, "no duplicates");
+        assert_eq!(o, &orders[0], "identical order at every client");
+    }
+}
+
+/// 3 nodes, 3000 CPG messages from all of them (agreed and safe, up to 4 frames each) in the
+/// same order everywhere; kill -9 of node 3 is reported as nodedown; its restart merges and
+/// its new client learns the existing members; every node's event log passes the checker.
+#[test]
+fn cpg_order_failover_merge_and_checker() {
+    let mut c = Cluster::loopback("cpg-order", 3, "");
+    c.start_all();
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    let mut clients: Vec<Cpg> = (0..3).map(|i| c.cpg(i)).collect();
+    for cl in &mut clients {
+        cl.join(GROUP).expect("join");
+    }
+    for cl in &mut clients {
+        wait_confchg(cl, LONG, members(3));
+    }
+    let per = 1000;
+    let (orders, _) = traffic(&mut clients, per, 3 * per as usize);
+    assert_same_order(&orders, 3 * per as usize);
+
+    // kill -9: the survivors' clients see node 3's process leave with reason nodedown.
+    let victim_pid = clients[2]
+        .membership(GROUP)
+        .expect("membership")
+        .into_iter()
+        .find(|a| a.node == 3)
+        .expect("node 3 member")
+        .pid;
+    c.kill(2);
+    drop(clients.pop());
+    for cl in &mut clients {
+        let (ev, _) = wait_confchg(
+            cl,
+            LONG,
+            |ev| matches!(ev, CpgEvent::ConfChg { left, .. } if !left.is_empty()),
+        );
+        let CpgEvent::ConfChg { left, members, .. } = ev else {
+            unreachable!()
+        };
+        assert_eq!(
+            left,
+            vec![(
+                CpgAddress {
+                    node: 3,
+                    pid: victim_pid
+                },
+                Reason::NodeDown
+            )]
+        );
+        assert!(members.iter().all(|a| a.node != 3));
+    }
+    c.wait_ring(0, &[1, 2], LONG);
+
+    // Restart: one ring again; the new client on node 3 sees every member.
+    c.start(2);
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    let mut back = c.cpg(2);
+    back.join(GROUP).expect("join after restart");
+    wait_confchg(&mut back, LONG, members(3));
+    for cl in &mut clients {
+        wait_confchg(
+            cl,
+            LONG,
+            |ev| matches!(ev, CpgEvent::ConfChg { joined, .. } if joined.iter().any(|(a, r)| a.node == 3 && *r == Reason::Join)),
+        );
+    }
+    clients.push(back);
+    let (orders, _) = traffic(&mut clients, 100, 300);
+    assert_same_order(&orders, 300);
+
+    drop(clients);
+    for i in 0..3 {
+        c.terminate(i);
+    }
+    let report = c.check_logs();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.crashes, 1, "node 3's restart logged its crash");
+    assert!(report.delivered >= 3 * 3300, "{report}");
+}
+
+/// With a send queue of one message Totem refuses most concurrent submits: six sender
+/// processes (`aisctl cpg send`, three per node) get TRY_AGAIN and retry, and every message is
+/// delivered exactly once, in one order, at a watcher on each node.
+///
+/// (CPG names a member by node and pid, so concurrent senders are separate processes: a
+/// second join of one process to the same group is refused with SA_AIS_ERR_EXIST.)
+#[test]
+fn try_again_loses_nothing() {
+    let mut c = Cluster::loopback("try-again", 2, "max_queued_messages = 1");
+    c.start_all();
+    c.wait_ring(0, &[1, 2], LONG);
+    c.wait_ring(1, &[1, 2], LONG);
+    let mut watchers: Vec<Cpg> = (0..2).map(|i| c.cpg(i)).collect();
+    for w in &mut watchers {
+        w.join(GROUP).expect("join");
+    }
+    for w in &mut watchers {
+        wait_confchg(w, LONG, members(2));
+    }
+    let per = 300;
+    let senders: Vec<_> = (0..6)
+        .map(|k| {
+            Command::new(env!("CARGO_BIN_EXE_aisctl"))
+                .arg("--socket")
+                .arg(&c.nodes[k % 2].socket)
+                .args([
+                    "cpg",
+                    "send",
+                    "orders",
+                    "--count",
+                    &per.to_string(),
+                    "--size",
+                    "100",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("aisctl")
+        })
+        .collect();
+    let expect = 6 * per;
+    let orders: Vec<Vec<(u32, Vec<u8>)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = watchers
+            .iter_mut()
+            .map(|w| {
+                s.spawn(move || {
+                    let mut order = Vec::new();
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while order.len() < expect {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{} of {expect} delivered",
+                            order.len()
+                        );
+                        if let Some(CpgEvent::Deliver { data, sender, .. }) =
+                            w.dispatch(Some(Duration::from_secs(1))).expect("dispatch")
+                        {
+                            order.push((sender.pid, data.to_vec()));
+                        }
+                    }
+                    order
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("watcher")).collect()
+    });
+    let mut try_again = 0u64;
+    for s in senders {
+        let out = s.wait_with_output().expect("aisctl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "aisctl failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "sent N messages ... (R msgs/s, K TRY_AGAIN answers); all delivered back ..."
+        let k: u64 = text
+            .split(" TRY_AGAIN")
+            .next()
+            .and_then(|t| t.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no TRY_AGAIN count in {text:?}"));
+        try_again += k;
+    }
+    assert!(
+        try_again > 0,
+        "the test needs TRY_AGAIN answers to mean anything"
+    );
+    let unique: HashSet<_> = orders[0].iter().collect();
+    assert_eq!(unique.len(), expect, "every message exactly once");
+    assert_eq!(orders[0], orders[1], "one order at both nodes");
+    // The executives also count refused joins and leaves, which aisctl retries silently.
+    let counted = c.counter(0, "ipc_try_again") + c.counter(1, "ipc_try_again");
+    assert!(
+        counted >= try_again,
+        "executives counted {counted} refusals, senders saw {try_again}"
+    );
+    drop(watchers);
+    for i in 0..2 {
+        c.terminate(i);
+    }
+    let report = c.check_logs();
+    assert!(report.is_ok(), "{report}");
+}
+
+/// A client process killed (SIGKILL) in the middle of sending: the group sees it leave with
+/// reason procdown, and the executive holds nothing of it any more.
+#[test]
+fn client_killed_mid_send_leaves_no_trace() {
+    let mut c = Cluster::loopback("dead-client", 2, "");
+    c.start_all();
+    c.wait_ring(0, &[1, 2], LONG);
+    c.wait_ring(1, &[1, 2], LONG);
+    let mut watcher = c.cpg(1);
+    watcher.join(GROUP).expect("join");
+    wait_confchg(&mut watcher, LONG, members(1));
+
+    let mut sender = Command::new(env!("CARGO_BIN_EXE_aisctl"))
+        .arg("--socket")
+        .arg(&c.nodes[0].socket)
+        .args([
+            "cpg",
+            "send",
+            "orders",
+            "--count",
+            "100000000",
+            "--size",
+            "200",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aisctl");
+    let pid = sender.id();
+    let (ev, _) = wait_confchg(&mut watcher, LONG, members(2));
+    assert!(
+        matches!(ev, CpgEvent::ConfChg { joined, .. } if joined == vec![(CpgAddress { node: 1, pid }, Reason::Join)])
+    );
+    // Wait for its traffic, then kill it mid-stream.
+    let deadline = Instant::now() + LONG;
+    let mut got = 0;
+    while got < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "only {got} messages from the sender"
+        );
+        if let Some(CpgEvent::Deliver { .. }) = watcher
+            .dispatch(Some(Duration::from_secs(1)))
+            .expect("dispatch")
+        {
+            got += 1;
+        }
+    }
+    sender.kill().expect("kill");
+    sender.wait().expect("wait");
+    let (ev, _) = wait_confchg(
+        &mut watcher,
+        LONG,
+        |ev| matches!(ev, CpgEvent::ConfChg { left, .. } if !left.is_empty()),
+    );
+    let CpgEvent::ConfChg { left, members, .. } = ev else {
+        unreachable!()
+    };
+    assert_eq!(left, vec![(CpgAddress { node: 1, pid }, Reason::ProcDown)]);
+    assert_eq!(members.len(), 1);
+    // Node 1 keeps no member and no connection of it (the status connection is the only one).
+    let deadline = Instant::now() + LONG;
+    loop {
+        let clients = c.counter(0, "ipc_clients");
+        let local = c.counter(0, "cpg_local_members");
+        if clients == 1 && local == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 still holds {clients} clients, {local} members"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(watcher.membership(GROUP).expect("membership").len(), 1);
+}
+
+/// A client that never reads its callbacks is disconnected once its outbox is full, and the
+/// group sees it leave (procdown); the executive and the other clients carry on. The stuck
+/// client is `aisctl cpg watch` with its output piped and never read: once the pipe is full
+/// it stops dispatching.
+#[test]
+fn stuck_client_is_disconnected() {
+    let mut c = Cluster::loopback("stuck-client", 1, "");
+    c.start_all();
+    c.wait_ring(0, &[1], LONG);
+    let mut sender = c.cpg(0);
+    sender.join(GROUP).expect("join");
+    wait_confchg(&mut sender, LONG, members(1));
+    let mut stuck = Command::new(env!("CARGO_BIN_EXE_aisctl"))
+        .arg("--socket")
+        .arg(&c.nodes[0].socket)
+        .args(["cpg", "watch", "orders"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aisctl");
+    let stuck_pid = stuck.id();
+    wait_confchg(&mut sender, LONG, members(2));
+    let mut sent = 0u32;
+    let mut left_seen = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !left_seen {
+        assert!(
+            Instant::now() < deadline,
+            "not disconnected after {sent} messages"
+        );
+        sender
+            .mcast_retry(GROUP, Guarantee::Agreed, &[7u8; 1000], LONG)
+            .expect("mcast");
+        sent += 1;
+        while let Some(ev) = sender.dispatch(Some(Duration::ZERO)).expect("dispatch") {
+            if let CpgEvent::ConfChg { left, .. } = ev {
+                assert_eq!(
+                    left,
+                    vec![(
+                        CpgAddress {
+                            node: 1,
+                            pid: stuck_pid
+                        },
+                        Reason::ProcDown
+                    )]
+                );
+                left_seen = true;
+            }
+        }
+    }
+    assert_eq!(c.counter(0, "ipc_overflow_disconnects"), 1);
+    assert!(
+        sent as usize > ais::exec::OUTBOX_PACKETS,
+        "{sent} messages were enough?"
+    );
+    // The sender is still served.
+    sender
+        .mcast_retry(GROUP, Guarantee::Agreed, b"still here", LONG)
+        .expect("mcast after the disconnect");
+    stuck.kill().expect("kill");
+    stuck.wait().expect("wait");
+}
+
+/// Garbage on the socket closes that connection only; a request before Hello is refused.
+#[test]
+fn malformed_packets_close_only_that_connection() {
+    let mut c = Cluster::loopback("malformed", 1, "");
+    c.start_all();
+    c.wait_ring(0, &[1], LONG);
+    let raw = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
+    let before = Packet::Request {
+        id: 1,
+        req: Request::Status,
+    }
+    .to_vec();
+    raw.send(&[&before]).expect("send");
+    let mut buf = vec![0u8; 4096];
+    let Recv::Packet(n) = raw.recv(&mut buf).expect("recv") else {
+        panic!("no answer")
+    };
+    let answer = Packet::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
+    assert!(matches!(
+        answer,
+        Packet::Response {
+            id: 1,
+            resp: ais::ipc::proto::Response::Error(AisError::BadOperation)
+        }
+    ));
+    raw.send(&[b"\x01garbage that is not a packet"])
+        .expect("send");
+    assert_eq!(raw.recv(&mut buf).expect("recv"), Recv::Closed);
+    // The executive still serves everyone else.
+    let s = c.status(0).expect("status after garbage");
+    assert_eq!(s.members, vec![1]);
+}
+
+/// EVS: messages reach the connections subscribed to one of their groups, on every node;
+/// membership changes are node lists.
+#[test]
+fn evs_groups_and_membership() {
+    let mut c = Cluster::loopback("evs", 2, "");
+    c.start_all();
+    c.wait_ring(0, &[1, 2], LONG);
+    c.wait_ring(1, &[1, 2], LONG);
+    let socket = |i: usize| c.nodes[i].socket.clone();
+    let mut a1 = Evs::connect(&socket(0)).expect("evs");
+    let mut b2 = Evs::connect(&socket(1)).expect("evs");
+    let mut ab2 = Evs::connect(&socket(1)).expect("evs");
+    a1.join(&[b"a"]).expect("join");
+    b2.join(&[b"b"]).expect("join");
+    ab2.join(&[b"a", b"b"]).expect("join");
+    assert_eq!(a1.membership_get().expect("membership"), (1, vec![1, 2]));
+    a1.mcast_groups(&[b"b"], Guarantee::Agreed, b"to b")
+        .expect("mcast");
+    b2.mcast_joined(Guarantee::Safe, b"from b2").expect("mcast");
+    a1.mcast_joined(Guarantee::Agreed, b"to a").expect("mcast");
+    let collect = |evs: &mut Evs, n: usize| {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + LONG;
+        while got.len() < n {
+            assert!(Instant::now() < deadline, "got only {got:?}");
+            if let Some(EvsEvent::Deliver { sender, data }) = evs
+                .dispatch(Some(Duration::from_secs(1)))
+                .expect("dispatch")
+            {
+                got.push((sender, data.to_vec()));
+            }
+        }
+        // Nothing more arrives.
+        assert!(!matches!(
+            evs.dispatch(Some(Duration::from_millis(200)))
+                .expect("dispatch"),
+            Some(EvsEvent::Deliver { .. })
+        ));
+        got
+    };
+    // Sends from two nodes race: compare contents, and the relative order between receivers.
+    assert_eq!(collect(&mut a1, 1), vec![(1, b"to a".to_vec())]);
+    let only_b = collect(&mut b2, 2);
+    let both = collect(&mut ab2, 3);
+    let set = |v: &[(u32, Vec<u8>)]| v.iter().cloned().collect::<HashSet<_>>();
+    assert_eq!(
+        set(&only_b),
+        set(&[(1, b"to b".to_vec()), (2, b"from b2".to_vec())])
+    );
+    assert_eq!(
+        set(&both),
+        set(&[
+            (1, b"to b".to_vec()),
+            (2, b"from b2".to_vec()),
+            (1, b"to a".to_vec())
+        ])
+    );
+    let both_b: Vec<_> = both
+        .iter()
+        .filter(|m| only_b.contains(m))
+        .cloned()
+        .collect();
+    assert_eq!(both_b, only_b, "one total order for every receiver");
+    // Node 2 stops: node 1's EVS connection gets the regular configuration without it.
+    c.kill(1);
+    let deadline = Instant::now() + LONG;
+    loop {
+        assert!(Instant::now() < deadline, "no configuration without node 2");
+        if let Some(EvsEvent::ConfChg {
+            kind: ais::ipc::proto::ConfKind::Regular,
+            members,
+            left,
+            ..
+        }) = a1.dispatch(Some(Duration::from_secs(1))).expect("dispatch")
+        {
+            assert_eq!(members, vec![1]);
+            assert_eq!(left, vec![2]);
+            break;
+        }
+    }
+}
