@@ -36,13 +36,13 @@
 //! line as a parse error).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use totem_dpdk::srp::{self, Event, Observation};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId};
-use totem_sim::checker::{self, CheckParams, Report};
+use totem_sim::checker::Report;
 use totem_sim::log::{
     ConfigEvent, ConfigKind, DeliverEvent, EventLog, LogError, LogEvent, SendEvent, StoredEvent,
     read_log,
@@ -335,28 +335,17 @@ fn last_time(tail: &[u8], partial: bool) -> u64 {
 
 /// Checks a real run: reads every file (each one node's log, as [`EventLogWriter`] writes
 /// it), concatenates their events in file order (each file keeps its node's order, which is
-/// what the checker uses) and runs [`checker::check`] with [`CheckParams::default`].
+/// what the checker uses) and runs the checker with its default parameters
+/// ([`totem_sim::checker::check_files`]).
 ///
 /// The run is not treated as drained: liveness (properties 5 and 7's liveness part, 16) is not
 /// checked, since a real run usually ends with messages in flight.
 ///
 /// # Errors
 /// A file cannot be opened or read, or has a line that is not a valid event (a torn final
-/// line included): [`LogError`], whose line number counts within that file; the file's path is
-/// logged as a warning.
+/// line included): [`LogError::InFile`] names the file, its source the line in it.
 pub fn check_files(paths: &[PathBuf]) -> Result<Report, LogError> {
-    let mut events = Vec::new();
-    for path in paths {
-        let file = File::open(path).map_err(|source| LogError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let mut part = read_log(BufReader::new(file)).inspect_err(|e| {
-            tracing::warn!(path = %path.display(), "bad event log: {e}");
-        })?;
-        events.append(&mut part);
-    }
-    Ok(checker::check(&events, &CheckParams::default()))
+    totem_sim::checker::check_files(paths)
 }
 
 #[cfg(test)]
@@ -378,7 +367,7 @@ mod tests {
     }
 
     fn read(path: &Path) -> Vec<LogEvent> {
-        read_log(BufReader::new(File::open(path).unwrap())).unwrap()
+        read_log(std::io::BufReader::new(File::open(path).unwrap())).unwrap()
     }
 
     fn ring(seq: u64) -> RingId {
@@ -496,7 +485,8 @@ mod tests {
         assert!(lines[6].contains(r#""ev":"restart""#), "{}", lines[6]);
         // The torn line itself is a real error for the checker.
         match check_files(&[path]) {
-            Err(LogError::Parse { line: 5, .. }) => {}
+            Err(LogError::InFile { source, .. })
+                if matches!(*source, LogError::Parse { line: 5, .. }) => {}
             other => panic!("expected a parse error at line 5, got {other:?}"),
         }
     }

@@ -745,6 +745,15 @@ pub enum LogError {
         #[source]
         source: serde_json::Error,
     },
+    /// An error reading one of several files ([`crate::checker::check_files`]).
+    #[error("{path}: {source}")]
+    InFile {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: Box<LogError>,
+    },
 }
 
 /// Reads a whole log: one event per non-blank line.

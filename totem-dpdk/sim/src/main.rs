@@ -63,10 +63,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Check an event log written by the simulator or by `aisexec --event-log`.
+    /// Check an event log written by the simulator, or the logs of one real run written by
+    /// `aisexec --event-log` (one file per node, checked together).
     Check {
-        /// The JSON Lines file.
-        file: PathBuf,
+        /// The JSON Lines file(s).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -87,13 +89,25 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    if let Some(Command::Check { file }) = &cli.command {
-        let report = totem_sim::checker::check_file(file)
-            .with_context(|| format!("checking {}", file.display()))?;
+    if let Some(Command::Check { files }) = &cli.command {
+        let report = if let [file] = &files[..] {
+            totem_sim::checker::check_file(file)
+                .with_context(|| format!("checking {}", file.display()))?
+        } else {
+            totem_sim::checker::check_files(files).context("checking the logs")?
+        };
         for v in &report.violations {
             println!("{v}");
         }
-        println!("{}: {} violations", file.display(), report.violations.len());
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        println!(
+            "{}: {} events, {} deliveries, {} configurations, {} violations",
+            names.join(" "),
+            report.events,
+            report.delivered,
+            report.configs,
+            report.violations.len()
+        );
         return Ok(report.violations.is_empty());
     }
     let nodes = parse_nodes(&cli.nodes)?;
