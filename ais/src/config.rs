@@ -846,7 +846,9 @@ impl Config {
     }
 
     /// The ring's members with their addresses (`ring0_addr` and `port`, else `mcastport`),
-    /// for `udpu`; empty for `udp`, whose members are discovered.
+    /// for `udpu`; empty for `udp`, whose members are discovered: the driver teaches the
+    /// transport each sender's address from its first valid frame
+    /// (`dataplane::Transport::learn_member`), since the token is unicast.
     pub fn members(&self) -> Vec<dataplane::Member> {
         if self.totem.transport == TransportKind::Udp {
             return Vec::new();

@@ -14,9 +14,9 @@
 //!
 //! Assumes: root and iproute2 (the lab fails, not skips, without them: see the lab's docs).
 //! Nothing else is needed: the UDP checks use this very test binary as the helper program in
-//! the namespaces. Run with `OAIS_NETNS_LAB_HELPER` set, the ignored test `udp_helper` acts as a
-//! UDP responder or prober (see [`helper`]); the tests start it with
-//! `ip netns exec HOST <this binary> udp_helper --exact --ignored`. Network checks are retried
+//! the namespaces. This test binary has its own `main` (`harness = false` in `ais/Cargo.toml`):
+//! run with `OAIS_NETNS_LAB_HELPER` set it acts as a UDP responder or prober (see [`helper`])
+//! instead of running the tests, which start it with `ip netns exec HOST <this binary>`. Network checks are retried
 //! for up to 3 s, because carrier and bridge port state change asynchronously after cut/heal.
 
 mod common;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::Lab;
 
-/// Environment variable that turns `udp_helper` into a responder or a prober.
+/// Environment variable that turns this binary into a responder or a prober.
 const HELPER_ENV: &str = "OAIS_NETNS_LAB_HELPER";
 /// UDP port the responders listen on (each lab is isolated, so a fixed port is fine).
 const PORT: u16 = 5405;
@@ -44,7 +44,6 @@ const REPLY: &str = "netns-lab-reply ";
 /// How long one probe waits for replies.
 const PROBE_WINDOW: Duration = Duration::from_millis(400);
 
-#[test]
 fn three_hosts_reach_each_other() {
     let lab = Lab::new(3, 1400).unwrap();
     let _responders = Responders::start(&lab);
@@ -91,7 +90,6 @@ fn three_hosts_reach_each_other() {
     }
 }
 
-#[test]
 fn cut_and_heal() {
     let lab = Lab::new(3, 1500).unwrap();
     let _responders = Responders::start(&lab);
@@ -121,7 +119,6 @@ fn cut_and_heal() {
     });
 }
 
-#[test]
 fn two_labs_do_not_collide() {
     let a = Lab::new(2, 1500).unwrap();
     let b = Lab::new(2, 1500).unwrap();
@@ -152,7 +149,6 @@ fn two_labs_do_not_collide() {
     }
 }
 
-#[test]
 fn drop_removes_namespaces() {
     let names = |lab: &Lab| -> Vec<String> {
         (1..=lab.hosts())
@@ -187,12 +183,25 @@ fn drop_removes_namespaces() {
 
 /// Not a test: the UDP helper program run inside the namespaces (see the module docs). Without
 /// `OAIS_NETNS_LAB_HELPER` it does nothing.
-#[test]
-#[ignore = "helper process for the other tests; started by them inside a namespace"]
-fn udp_helper() {
+/// Runs the tests in order (each prints its name and `ok`; a failure panics, which fails the
+/// test binary), or, with `OAIS_NETNS_LAB_HELPER` set, the UDP helper.
+fn main() {
     if let Ok(spec) = std::env::var(HELPER_ENV) {
         helper(&spec);
+        return;
     }
+    let tests: [(&str, fn()); 4] = [
+        ("three_hosts_reach_each_other", three_hosts_reach_each_other),
+        ("cut_and_heal", cut_and_heal),
+        ("two_labs_do_not_collide", two_labs_do_not_collide),
+        ("drop_removes_namespaces", drop_removes_namespaces),
+    ];
+    for (name, test) in tests {
+        println!("test {name} ...");
+        test();
+        println!("test {name} ... ok");
+    }
+    println!("test result: ok. {} passed", tests.len());
 }
 
 /// Runs one helper role:
@@ -252,18 +261,11 @@ fn helper(spec: &str) {
     }
 }
 
-/// This test binary, started as `udp_helper` in host `i` with role `spec`.
+/// This test binary, started as the helper in host `i` with role `spec`.
 fn helper_command(lab: &Lab, i: usize, spec: &str) -> Command {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = lab.command(i, exe);
-    cmd.args([
-        "udp_helper",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(HELPER_ENV, spec);
+    cmd.env(HELPER_ENV, spec);
     cmd
 }
 

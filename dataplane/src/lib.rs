@@ -238,6 +238,17 @@ pub trait Transport {
     /// stays in force.
     fn set_members(&mut self, members: &[Member]) -> Result<(), MembersError>;
 
+    /// Learns the address of `node` from a frame it sent (`addr` as [`Source::addr`] gave
+    /// it), for backends whose members are discovered rather than configured (UDP multicast
+    /// without a member list: the token is unicast, so its next holder's address must be
+    /// known). Replaces an older address of `node`, and drops another node's entry for the same
+    /// address (a restarted host under a new id). Returns whether the table changed. The
+    /// default learns nothing. Called rarely (a new or moved node), so it may allocate.
+    fn learn_member(&mut self, node: NodeId, addr: SocketAddr) -> bool {
+        let _ = (node, addr);
+        false
+    }
+
     /// Blocks until a frame may be readable or `timeout` has passed (`None`: no timeout).
     /// Busy-polling backends return at once. It may return early (a signal, a frame that
     /// turns out to be dropped); callers loop on their own deadline.

@@ -50,6 +50,7 @@ use dataplane::{Member, MembersError, SendError, Transport};
 use crate::srp::{self, Event, SubmitError, Totem};
 use crate::time::Instant;
 use crate::types::{DeliveryKind, MsgId, NodeId, Priority, RingId};
+use crate::wire;
 
 /// Capacity of the submit request queue. A submit beyond it blocks until the driver thread
 /// takes requests (within one loop iteration).
@@ -144,6 +145,11 @@ pub struct DriverStats {
     pub io_errors: u64,
     /// Submit requests answered.
     pub submits: u64,
+    /// Frames the core addressed to this node itself, handed straight back to it.
+    pub frames_looped: u64,
+    /// Member addresses learned from frames of nodes the transport did not know
+    /// ([`Transport::learn_member`]; UDP multicast discovers its members this way).
+    pub members_learned: u64,
     /// Events forwarded to the events channel.
     pub events: u64,
     /// The core's counters when the thread ended.
@@ -600,9 +606,25 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         for _ in 0..RX_BURSTS {
             let now = self.clock.now();
             let core = &mut self.core;
-            let result = self
-                .transport
-                .recv_burst(|_src, frame| core.handle_frame(now, frame));
+            // Senders the transport does not know, whose frames the core accepted: at most a
+            // few per burst, kept without allocating.
+            let mut strangers = [None; 4];
+            let result = self.transport.recv_burst(|src, frame| {
+                let malformed = core.stats().malformed;
+                core.handle_frame(now, frame);
+                if src.node.is_none()
+                    && core.stats().malformed == malformed
+                    && let Ok(h) = wire::Header::new_checked(frame)
+                    && let Some(slot) = strangers.iter_mut().find(|s| s.is_none())
+                {
+                    *slot = Some((h.sender(), src.addr));
+                }
+            });
+            for (node, addr) in strangers.into_iter().flatten() {
+                if self.transport.learn_member(dataplane::NodeId(node.0), addr) {
+                    self.stats.members_learned += 1;
+                }
+            }
             // The core queues its transmits; send them after the burst, in order.
             self.transmit();
             match result {
@@ -640,6 +662,14 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
     fn transmit(&mut self) {
         self.forward_events();
         while let Some(t) = self.core.poll_transmit() {
+            // A frame for this node itself (the token of a ring of one) never needs the
+            // network, whose member table may not even know this node's own address.
+            if t.dest == srp::Dest::Node(self.core.node_id()) {
+                let now = self.clock.now();
+                self.core.handle_frame(now, &t.frame);
+                self.stats.frames_looped += 1;
+                continue;
+            }
             let dest = match t.dest {
                 srp::Dest::Ring => dataplane::Dest::Ring,
                 srp::Dest::Node(n) => dataplane::Dest::Node(dataplane::NodeId(n.0)),

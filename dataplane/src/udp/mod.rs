@@ -641,6 +641,27 @@ impl Transport for UdpTransport {
         Ok(())
     }
 
+    fn learn_member(&mut self, node: NodeId, addr: SocketAddr) -> bool {
+        if !matches!(self.config.mode, Mode::Multicast { .. }) {
+            return false;
+        }
+        let key = addr_key(addr);
+        let known = self.members.members();
+        if known
+            .iter()
+            .any(|m| m.id == node && addr_key(m.addr) == key)
+        {
+            return false;
+        }
+        let mut next: Vec<Member> = known
+            .iter()
+            .filter(|m| m.id != node && addr_key(m.addr) != key)
+            .copied()
+            .collect();
+        next.push(Member { id: node, addr });
+        self.set_members(&next).is_ok()
+    }
+
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         sys::wait_readable(&self.sock, self.group.as_ref().map(|g| &g.sock), timeout)
     }
@@ -780,5 +801,69 @@ mod tests {
             })
         );
         assert_eq!(t.local_node(), Some(NodeId(7)), "old list stays on error");
+    }
+}
+
+#[cfg(test)]
+mod learn_tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    use super::*;
+
+    fn multicast_on_lo() -> UdpTransport {
+        UdpTransport::new(UdpConfig {
+            mode: Mode::Multicast {
+                group: IpAddr::V4(Ipv4Addr::new(239, 255, 43, 1)),
+                port: 0,
+                ttl: 1,
+                loopback: true,
+                interface: Some(Ipv4Addr::LOCALHOST.into()),
+            },
+            ..UdpConfig::unicast("127.0.0.1:0".parse().unwrap())
+        })
+        .unwrap()
+    }
+
+    /// Multicast mode discovers members: an unknown node cannot be sent to until its address
+    /// is learned; learning again changes nothing; a new address replaces the old one.
+    #[test]
+    fn multicast_learns_member_addresses() {
+        let mut t = multicast_on_lo();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let id = NodeId(9);
+        assert!(matches!(
+            t.send(Dest::Node(id), 3, |b| b.copy_from_slice(b"abc")),
+            Err(SendError::Unknown(n)) if n == id
+        ));
+        assert!(t.learn_member(id, peer.local_addr().unwrap()));
+        assert!(
+            !t.learn_member(id, peer.local_addr().unwrap()),
+            "already known"
+        );
+        t.send(Dest::Node(id), 3, |b| b.copy_from_slice(b"abc"))
+            .unwrap();
+        t.flush().unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"abc");
+
+        let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+        moved
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(t.learn_member(id, moved.local_addr().unwrap()));
+        t.send(Dest::Node(id), 2, |b| b.copy_from_slice(b"hi"))
+            .unwrap();
+        t.flush().unwrap();
+        let (n, _) = moved.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+    }
+
+    /// Unicast mode's members are configured: nothing is learned.
+    #[test]
+    fn unicast_learns_nothing() {
+        let mut t = UdpTransport::new(UdpConfig::unicast("127.0.0.1:0".parse().unwrap())).unwrap();
+        assert!(!t.learn_member(NodeId(4), "127.0.0.1:9".parse().unwrap()));
     }
 }

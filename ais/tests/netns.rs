@@ -1,0 +1,200 @@
+//! Three `aisexec` hosts in network namespaces on a bridge, over real kernel UDP, in both
+//! modes: multicast (`transport = "udp"`) and unicast (`transport = "udpu"`). CPG traffic in
+//! one order everywhere; cutting host 3 off the bridge splits the cluster into two rings
+//! ({1,2} and {3}), each of which keeps working; healing merges them into one ring; every
+//! node's event log passes the checker.
+//!
+//! Assumes: root (namespaces, created and deleted by the test; CI runs as root), `ip` from
+//! iproute2, a loaded 2-core machine (waits are generous). Both tests share nothing: each has
+//! its own lab (names and subnets from the process id and a counter).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ais::client::cpg::{Cpg, CpgEvent};
+use ais::ipc::proto::{Guarantee, Reason};
+use common::cluster::{Cluster, aisexec_section, wait_confchg};
+use common::netns::Lab;
+
+const GROUP: &[u8] = b"netns";
+const LONG: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Multicast,
+    Unicast,
+}
+
+fn config(mode: Mode, id: u32, lab: &Lab, dir: &Path) -> String {
+    let addr = lab.addr(id as usize);
+    let mut t = match mode {
+        Mode::Multicast => format!(
+            "[totem]\nnodeid = {id}\ntransport = \"udp\"\nsecauth = false\n\n\
+             [totem.interface]\nbindnetaddr = \"{addr}\"\nmcastaddr = \"239.192.77.1\"\nmcastport = 5405\nttl = 1\n\n"
+        ),
+        Mode::Unicast => {
+            let mut t = format!(
+                "[totem]\nnodeid = {id}\ntransport = \"udpu\"\nsecauth = false\n\n\
+                 [totem.interface]\nmcastport = 5405\n\n"
+            );
+            for h in 1..=lab.hosts() {
+                t += &format!(
+                    "[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"{}\"\n\n",
+                    lab.addr(h)
+                );
+            }
+            t
+        }
+    };
+    t += &aisexec_section(dir);
+    t
+}
+
+fn members(n: usize) -> impl Fn(&CpgEvent) -> bool {
+    move |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == n)
+}
+
+/// Each client sends `count` messages; each collects until it has `expect`; returns each
+/// client's order of (sender node, index).
+fn traffic(clients: &mut [&mut Cpg], count: u32, expect: usize) -> Vec<Vec<(u32, u32)>> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = clients
+            .iter_mut()
+            .map(|cpg| {
+                s.spawn(move || {
+                    let mut order = Vec::new();
+                    let note = |ev: Option<CpgEvent>, order: &mut Vec<(u32, u32)>| {
+                        if let Some(CpgEvent::Deliver { sender, data, .. }) = ev {
+                            order.push((
+                                sender.node,
+                                u32::from_le_bytes(data[..4].try_into().unwrap()),
+                            ));
+                        }
+                    };
+                    for i in 0..count {
+                        let mut m = i.to_le_bytes().to_vec();
+                        m.resize(1024, 0x5a);
+                        let g = if i % 3 == 0 {
+                            Guarantee::Safe
+                        } else {
+                            Guarantee::Agreed
+                        };
+                        cpg.mcast_retry(GROUP, g, &m, LONG).expect("mcast");
+                        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
+                            note(Some(ev), &mut order);
+                        }
+                    }
+                    let deadline = Instant::now() + LONG;
+                    while order.len() < expect {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{} of {expect} delivered",
+                            order.len()
+                        );
+                        note(
+                            cpg.dispatch(Some(Duration::from_secs(1)))
+                                .expect("dispatch"),
+                            &mut order,
+                        );
+                    }
+                    order
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    })
+}
+
+fn assert_same(orders: &[Vec<(u32, u32)>], expect: usize) {
+    for o in orders {
+        assert_eq!(o.len(), expect);
+        assert_eq!(o, &orders[0], "one order at every node");
+    }
+}
+
+fn partition_and_heal(mode: Mode, name: &str) {
+    let lab = Lab::new(3, 1500).expect("network-namespace lab");
+    let hosts: Vec<String> = (1..=3).map(|i| lab.netns(i).to_owned()).collect();
+    let mut c = Cluster::new(
+        name,
+        3,
+        |id, dir| config(mode, id, &lab, dir),
+        Box::new(move |i, program| {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &hosts[i]]).arg(program);
+            cmd
+        }),
+    );
+    c.start_all();
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    let mut cl: Vec<Cpg> = (0..3).map(|i| c.cpg(i)).collect();
+    for x in &mut cl {
+        x.join(GROUP).expect("join");
+    }
+    for x in &mut cl {
+        wait_confchg(x, LONG, members(3));
+    }
+    let (a, rest) = cl.split_at_mut(1);
+    let (b, d) = rest.split_at_mut(1);
+    let orders = traffic(&mut [&mut a[0], &mut b[0], &mut d[0]], 200, 600);
+    assert_same(&orders, 600);
+
+    // Cut host 3: two rings, each told the other side is down.
+    lab.cut(3).expect("cut");
+    c.wait_ring(0, &[1, 2], LONG);
+    c.wait_ring(1, &[1, 2], LONG);
+    c.wait_ring(2, &[3], LONG);
+    for (k, x) in cl.iter_mut().enumerate() {
+        let gone: Vec<u32> = if k == 2 { vec![1, 2] } else { vec![3] };
+        wait_confchg(x, LONG, |ev| {
+            matches!(ev, CpgEvent::ConfChg { members, left, .. }
+                if members.iter().all(|m| !gone.contains(&m.node))
+                    && left.iter().all(|(m, r)| gone.contains(&m.node) && *r == Reason::NodeDown))
+        });
+    }
+    // Both sides keep working on their own.
+    let (a, rest) = cl.split_at_mut(1);
+    let (b, d) = rest.split_at_mut(1);
+    let orders = traffic(&mut [&mut a[0], &mut b[0]], 50, 100);
+    assert_same(&orders, 100);
+    let alone = traffic(&mut [&mut d[0]], 50, 50);
+    assert_eq!(alone[0].len(), 50);
+
+    // Heal: one ring again; the members learn each other back (nodeup).
+    lab.heal(3).expect("heal");
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    for x in &mut cl {
+        wait_confchg(x, LONG, members(3));
+    }
+    let (a, rest) = cl.split_at_mut(1);
+    let (b, d) = rest.split_at_mut(1);
+    let orders = traffic(&mut [&mut a[0], &mut b[0], &mut d[0]], 100, 300);
+    assert_same(&orders, 300);
+
+    drop(cl);
+    for i in 0..3 {
+        c.terminate(i);
+    }
+    let report = c.check_logs();
+    assert!(report.is_ok(), "{report}");
+    assert!(report.rings >= 3, "{report}");
+    drop(c);
+    drop(lab);
+}
+
+#[test]
+fn multicast_partition_and_heal() {
+    partition_and_heal(Mode::Multicast, "netns-mcast");
+}
+
+#[test]
+fn unicast_partition_and_heal() {
+    partition_and_heal(Mode::Unicast, "netns-udpu");
+}
