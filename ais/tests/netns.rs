@@ -1,5 +1,6 @@
 //! Three `aisexec` hosts in network namespaces on a bridge, over real kernel UDP, in both
-//! modes: multicast (`transport = "udp"`) and unicast (`transport = "udpu"`). CPG traffic in
+//! modes: multicast (`transport = "udp"`, members discovered, 9000-byte jumbo frames) and
+//! unicast (`transport = "udpu"`, member list, 1500-byte frames). CPG traffic in
 //! one order everywhere; cutting host 3 off the bridge splits the cluster into two rings
 //! ({1,2} and {3}), each of which keeps working; healing merges them into one ring; every
 //! node's event log passes the checker.
@@ -28,16 +29,16 @@ enum Mode {
     Unicast,
 }
 
-fn config(mode: Mode, id: u32, lab: &Lab, dir: &Path) -> String {
+fn config(mode: Mode, mtu: u32, id: u32, lab: &Lab, dir: &Path) -> String {
     let addr = lab.addr(id as usize);
     let mut t = match mode {
         Mode::Multicast => format!(
-            "[totem]\nnodeid = {id}\ntransport = \"udp\"\nsecauth = false\n\n\
+            "[totem]\nnodeid = {id}\ntransport = \"udp\"\nsecauth = false\nnetmtu = {mtu}\n\n\
              [totem.interface]\nbindnetaddr = \"{addr}\"\nmcastaddr = \"239.192.77.1\"\nmcastport = 5405\nttl = 1\n\n"
         ),
         Mode::Unicast => {
             let mut t = format!(
-                "[totem]\nnodeid = {id}\ntransport = \"udpu\"\nsecauth = false\n\n\
+                "[totem]\nnodeid = {id}\ntransport = \"udpu\"\nsecauth = false\nnetmtu = {mtu}\n\n\
                  [totem.interface]\nmcastport = 5405\n\n"
             );
             for h in 1..=lab.hosts() {
@@ -115,13 +116,13 @@ fn assert_same(orders: &[Vec<(u32, u32)>], expect: usize) {
     }
 }
 
-fn partition_and_heal(mode: Mode, name: &str) {
-    let lab = Lab::new(3, 1500).expect("network-namespace lab");
+fn partition_and_heal(mode: Mode, mtu: u32, name: &str) {
+    let lab = Lab::new(3, mtu).expect("network-namespace lab");
     let hosts: Vec<String> = (1..=3).map(|i| lab.netns(i).to_owned()).collect();
     let mut c = Cluster::new(
         name,
         3,
-        |id, dir| config(mode, id, &lab, dir),
+        |id, dir| config(mode, mtu, id, &lab, dir),
         Box::new(move |i, program| {
             let mut cmd = Command::new("ip");
             cmd.args(["netns", "exec", &hosts[i]]).arg(program);
@@ -191,10 +192,10 @@ fn partition_and_heal(mode: Mode, name: &str) {
 
 #[test]
 fn multicast_partition_and_heal() {
-    partition_and_heal(Mode::Multicast, "netns-mcast");
+    partition_and_heal(Mode::Multicast, 9000, "netns-mcast");
 }
 
 #[test]
 fn unicast_partition_and_heal() {
-    partition_and_heal(Mode::Unicast, "netns-udpu");
+    partition_and_heal(Mode::Unicast, 1500, "netns-udpu");
 }
