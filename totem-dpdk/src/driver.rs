@@ -166,6 +166,15 @@ enum Reply {
     Call(SubmitCallback),
 }
 
+/// A closure run on the driver thread with the core (key installation and other rare
+/// control operations), in order with the submits.
+pub type CoreCall = Box<dyn FnOnce(&mut Totem) + Send>;
+
+enum Request {
+    Submit(SubmitRequest),
+    Core(CoreCall),
+}
+
 struct SubmitRequest {
     prio: Priority,
     kind: DeliveryKind,
@@ -230,7 +239,7 @@ struct Control {
 /// itself is not `Sync`, because it holds the events receiver).
 #[derive(Debug, Clone)]
 pub struct Submitter {
-    requests: SyncSender<SubmitRequest>,
+    requests: SyncSender<Request>,
     status: Arc<Mutex<DriverStatus>>,
 }
 
@@ -257,12 +266,12 @@ impl Submitter {
     ) -> Result<MsgId, DriverSubmitError> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.requests
-            .send(SubmitRequest {
+            .send(Request::Submit(SubmitRequest {
                 prio,
                 kind,
                 payload,
                 reply: Reply::Wait(reply),
-            })
+            }))
             .map_err(|_| DriverSubmitError::Stopped)?;
         match answer.recv() {
             Ok(result) => result.map_err(DriverSubmitError::Core),
@@ -285,17 +294,29 @@ impl Submitter {
         payload: Bytes,
         done: SubmitCallback,
     ) -> Result<(), TrySubmitError> {
-        let request = SubmitRequest {
+        let request = Request::Submit(SubmitRequest {
             prio,
             kind,
             payload,
             reply: Reply::Call(done),
-        };
+        });
         match self.requests.try_send(request) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(TrySubmitError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(TrySubmitError::Stopped),
         }
+    }
+
+    /// Runs `call` on the driver thread with the core, after the requests already queued
+    /// (blocks while the request queue is full). For rare control operations such as
+    /// [`Totem::install_key`]; report results from inside the closure.
+    ///
+    /// # Errors
+    /// [`TrySubmitError::Stopped`] when the driver thread has ended (`call` is dropped).
+    pub fn with_core(&self, call: CoreCall) -> Result<(), TrySubmitError> {
+        self.requests
+            .send(Request::Core(call))
+            .map_err(|_| TrySubmitError::Stopped)
     }
 
     /// The latest [`DriverStatus`] (at most [`STATUS_INTERVAL`] old).
@@ -403,6 +424,7 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
                 clock,
                 requests: requests_rx,
                 events: sink,
+                diag: Diagnostics::default(),
                 control: thread_control,
                 idle_wait: cfg.idle_wait,
                 stats: DriverStats::default(),
@@ -500,6 +522,72 @@ impl Drop for Driver {
     }
 }
 
+/// Logs frames the protection layer refused, at most once per [`DIAG_INTERVAL`] per kind
+/// (a node with the wrong key sends many), with the number suppressed in between.
+#[derive(Default)]
+struct Diagnostics {
+    /// Per kind: when it was last logged and how many were suppressed since.
+    last: [Option<(std::time::Instant, u64)>; 3],
+}
+
+/// Shortest interval between two log lines of one kind of refused frame.
+pub const DIAG_INTERVAL: StdDuration = StdDuration::from_secs(10);
+
+impl Diagnostics {
+    fn refused(
+        &mut self,
+        from: std::net::SocketAddr,
+        e: crate::crypto::OpenError,
+        mine: Option<u32>,
+    ) {
+        use crate::crypto::OpenError;
+        let kind = match e {
+            OpenError::BadTag | OpenError::BadCrc | OpenError::Malformed => 0,
+            OpenError::UnknownEpoch { .. } => 1,
+            OpenError::Replayed { .. }
+            | OpenError::TooOld { .. }
+            | OpenError::Misdirected { .. } => 2,
+        };
+        let now = std::time::Instant::now();
+        let suppressed = match &mut self.last[kind] {
+            Some((at, n)) if now.duration_since(*at) < DIAG_INTERVAL => {
+                *n += 1;
+                return;
+            }
+            slot => {
+                let n = slot.map_or(0, |(_, n)| n);
+                *slot = Some((now, 0));
+                n
+            }
+        };
+        let more = if suppressed > 0 {
+            format!(" ({suppressed} more since the last report)")
+        } else {
+            String::new()
+        };
+        match e {
+            OpenError::UnknownEpoch { epoch, .. } if mine.is_some_and(|m| epoch > m) => {
+                tracing::error!(
+                    "frame from {from} uses key epoch {epoch}, but this node only has epoch {}: the cluster was rekeyed while this node was away; copy the current key file from a running node and restart aisexec{more}",
+                    mine.unwrap_or(0)
+                );
+            }
+            OpenError::UnknownEpoch { epoch, .. } => {
+                tracing::warn!(
+                    "frame from {from} uses key epoch {epoch}, older than this node's {}: that node missed a rekey and needs the current key file{more}",
+                    mine.unwrap_or(0)
+                );
+            }
+            OpenError::Replayed { .. }
+            | OpenError::TooOld { .. }
+            | OpenError::Misdirected { .. } => {
+                tracing::warn!("replayed frame from {from} refused ({e}){more}");
+            }
+            _ => tracing::warn!("invalid digest from {from} ({e}){more}"),
+        }
+    }
+}
+
 /// The real clock, as the core's [`Instant`]: nanoseconds since the driver started.
 #[derive(Clone, Copy)]
 struct Clock(std::time::Instant);
@@ -514,8 +602,10 @@ struct Loop<T, S> {
     core: Totem,
     transport: T,
     clock: Clock,
-    requests: Receiver<SubmitRequest>,
+    requests: Receiver<Request>,
     events: S,
+    /// Rate limit of the protection layer's diagnostics.
+    diag: Diagnostics,
     control: Arc<Control>,
     idle_wait: StdDuration,
     stats: DriverStats,
@@ -584,7 +674,11 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
     fn take_submits(&mut self) {
         for _ in 0..SUBMIT_BATCH {
             match self.requests.try_recv() {
-                Ok(req) => {
+                Ok(Request::Core(call)) => {
+                    call(&mut self.core);
+                    self.transmit();
+                }
+                Ok(Request::Submit(req)) => {
                     let result = self.core.submit(req.prio, req.kind, req.payload);
                     self.stats.submits += 1;
                     match req.reply {
@@ -609,9 +703,14 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
             // Senders the transport does not know, whose frames the core accepted: at most a
             // few per burst, kept without allocating.
             let mut strangers = [None; 4];
+            let diag = &mut self.diag;
             let result = self.transport.recv_burst(|src, frame| {
                 let malformed = core.stats().malformed;
                 core.handle_frame(now, frame);
+                if let Some(e) = core.last_open_error() {
+                    diag.refused(src.addr, e, core.key_epoch());
+                    return;
+                }
                 if src.node.is_none()
                     && core.stats().malformed == malformed
                     && let Ok(h) = wire::Header::new_checked(frame)

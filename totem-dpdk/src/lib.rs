@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod crypto;
 pub mod driver;
 pub mod pg;
 pub mod srp;

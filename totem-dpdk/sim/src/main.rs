@@ -43,9 +43,15 @@ struct Cli {
     /// schedule draws its probabilities up to loss 20%, dup 10%, reorder 20%, corrupt 5%).
     /// Node and topology faults: crash (and restart), pause, partition (and heal), oneway (one
     /// direction of one link lost, then healed); 1 to 4 per schedule at random times.
-    /// Or: links (all link faults), nodes (all node faults), all, none.
+    /// Attacks (turn frame encryption on): forge (forged and truncated frames), replay (frames
+    /// recorded earlier on any link, sent again), attacks (both), up to 5% of carried frames.
+    /// Or: links (all link faults), nodes (all node faults), all (links and nodes), none.
     #[arg(long, default_value = "none", value_name = "LIST")]
     faults: String,
+
+    /// Seal every frame with AES-256-GCM (secauth), also without attacks.
+    #[arg(long)]
+    crypto: bool,
 
     /// Write the event log (JSON Lines, docs/event-log.md). With one seed, PATH is the file;
     /// with several, PATH is a directory that receives seed-N.jsonl per schedule.
@@ -124,7 +130,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let (faults, node_faults) = parse_faults(&cli.faults)?;
     let schedules: Vec<Schedule> = seeds
         .clone()
-        .map(|seed| Schedule::random(seed, nodes.clone(), faults, node_faults))
+        .map(|seed| {
+            let mut s = Schedule::random(seed, nodes.clone(), faults, node_faults);
+            s.crypto |= cli.crypto;
+            s
+        })
         .collect();
     let single = schedules.len() == 1;
     if let Some(dir) = cli.log.as_ref().filter(|_| !single) {
@@ -193,6 +203,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             summary.virtual_ns as f64 / 1e9,
             summary.violations,
         );
+        if summary.attack_frames > 0 {
+            println!(
+                "attacks: {} forged, truncated, tampered or replayed frames delivered; {} refused \
+                 by the protection layer; {} replays were the first copy their receiver saw \
+                 (handled as late deliveries); {} accepted otherwise (each is a violation)",
+                summary.attack_frames,
+                summary.attack_rejected,
+                summary.replay_first_copies,
+                summary.attack_frames - summary.attack_rejected - summary.replay_first_copies
+            );
+        }
     }
     Ok(summary.violations == 0)
 }
@@ -260,6 +281,13 @@ fn parse_faults(s: &str) -> anyhow::Result<(Faults, NodeFaultKinds)> {
         dup: 0.1,
         reorder: 0.2,
         corrupt: 0.05,
+        forge: 0.0,
+        replay: 0.0,
+    };
+    let attacks = Faults {
+        forge: 0.05,
+        replay: 0.05,
+        ..Faults::default()
     };
     let mut faults = Faults::default();
     let mut nodes = NodeFaultKinds::default();
@@ -273,13 +301,16 @@ fn parse_faults(s: &str) -> anyhow::Result<(Faults, NodeFaultKinds)> {
             "dup" => faults.dup = max.dup,
             "reorder" => faults.reorder = max.reorder,
             "corrupt" => faults.corrupt = max.corrupt,
+            "forge" => faults.forge = attacks.forge,
+            "replay" => faults.replay = attacks.replay,
+            "attacks" => (faults.forge, faults.replay) = (attacks.forge, attacks.replay),
             "crash" => nodes.crash = true,
             "pause" => nodes.pause = true,
             "partition" => nodes.partition = true,
             "oneway" => nodes.oneway = true,
             other => bail!(
-                "--faults: unknown fault {other:?} (known: loss, dup, reorder, corrupt, crash, \
-                 pause, partition, oneway, links, nodes, all, none)"
+                "--faults: unknown fault {other:?} (known: loss, dup, reorder, corrupt, forge, \
+                 replay, attacks, crash, pause, partition, oneway, links, nodes, all, none)"
             ),
         }
     }

@@ -18,6 +18,13 @@ pub struct Faults {
     pub reorder: f64,
     /// Probability that 1 to 4 bytes of a frame are flipped in flight.
     pub corrupt: f64,
+    /// Attack: probability, per frame carried, that an attacker also injects a forged frame
+    /// (random bytes behind a valid header) or a truncated copy of a real one. Needs crypto
+    /// ([`crate::sim::Schedule::crypto`]): the protection layer must reject every one.
+    pub forge: f64,
+    /// Attack: probability, per frame carried, that an attacker also replays a frame recorded
+    /// earlier on any link (older rings and earlier incarnations of restarted nodes included).
+    pub replay: f64,
 }
 
 /// One link's behaviour.
@@ -47,8 +54,9 @@ impl Default for Link {
 /// What happened to one frame on one link: zero, one or two copies with their delays.
 #[derive(Debug, Default)]
 pub struct Verdict {
-    /// Copies to deliver: (delay, frame). Empty when the frame was lost.
-    pub copies: Vec<(Duration, Bytes)>,
+    /// Copies to deliver: (delay, frame, whether this copy was corrupted). Empty when the
+    /// frame was lost.
+    pub copies: Vec<(Duration, Bytes, bool)>,
     /// The frame was corrupted (in at least one copy).
     pub corrupted: bool,
 }
@@ -70,13 +78,13 @@ impl Link {
             if rng.random_bool(self.faults.reorder) {
                 delay += rng.random_range(0..=self.reorder_delay.0);
             }
-            let bytes = if rng.random_bool(self.faults.corrupt) && !frame.is_empty() {
+            let (bytes, corrupted) = if rng.random_bool(self.faults.corrupt) && !frame.is_empty() {
                 verdict.corrupted = true;
-                corrupt(rng, frame)
+                (corrupt(rng, frame), true)
             } else {
-                frame.clone()
+                (frame.clone(), false)
             };
-            verdict.copies.push((Duration(delay), bytes));
+            verdict.copies.push((Duration(delay), bytes, corrupted));
         }
         verdict
     }
@@ -110,7 +118,7 @@ mod tests {
             let v = link.carry(&mut rng, &frame);
             copies += v.copies.len();
             corrupted += usize::from(v.corrupted);
-            late += v.copies.iter().filter(|(d, _)| d.0 > 25_000).count();
+            late += v.copies.iter().filter(|(d, _, _)| d.0 > 25_000).count();
         }
         (copies, corrupted, late)
     }

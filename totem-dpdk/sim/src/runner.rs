@@ -56,6 +56,13 @@ pub struct Summary {
     pub worst_convergence_ns: u64,
     /// Seeds of the schedules with violations (at most 100).
     pub failed_seeds: Vec<u64>,
+    /// Attack frames (forged, truncated, tampered, replayed) delivered to nodes.
+    pub attack_frames: u64,
+    /// Of those, refused by the protection layer.
+    pub attack_rejected: u64,
+    /// Replays that were the first copy of their transmission for the receiver (treated as a
+    /// late delivery; see `sim::AttackStats`).
+    pub replay_first_copies: u64,
 }
 
 /// Runs `schedules` on `threads` threads, calling `on_result` for each as it finishes (in
@@ -87,6 +94,10 @@ pub fn run_many(
                     s.backpressure += checked.outcome.backpressure;
                     s.virtual_ns += checked.outcome.end.as_nanos();
                     s.configs += checked.outcome.configs;
+                    let a = &checked.outcome.attacks;
+                    s.attack_frames += a.forged + a.truncated + a.tampered + a.replayed;
+                    s.attack_rejected += a.rejected;
+                    s.replay_first_copies += a.replay_first_copies;
                     if checked.outcome.drained {
                         s.worst_convergence_ns = s
                             .worst_convergence_ns

@@ -8,6 +8,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use totem_dpdk::crypto::{EpochKey, Protection};
 use totem_dpdk::srp::{Config, Dest, Event, FlowControl, MembState, Observation, Totem};
 use totem_dpdk::{DeliveryKind, Duration, Instant, NodeId, Priority, RingId};
 
@@ -110,6 +111,9 @@ pub struct Schedule {
     /// last (it still gets its tokens and membership messages): corosync's "FAILED TO
     /// RECEIVE" situation.
     pub lossy_receiver: Option<(u32, f64)>,
+    /// Seal every frame with AES-256-GCM (secauth; one shared key, nonce counters continued
+    /// across restarts). On whenever the attack faults are.
+    pub crypto: bool,
 }
 
 impl Schedule {
@@ -136,6 +140,8 @@ impl Schedule {
             dup: draw(max_faults.dup),
             reorder: draw(max_faults.reorder),
             corrupt: draw(max_faults.corrupt),
+            forge: draw(max_faults.forge),
+            replay: draw(max_faults.replay),
         };
         let n = rng.random_range(nodes);
         let submit_window = Duration::from_millis(rng.random_range(1..=20));
@@ -171,6 +177,7 @@ impl Schedule {
             sizes: Sizes::Mixed,
             lossy_receiver: None,
             late,
+            crypto: max_faults.forge > 0.0 || max_faults.replay > 0.0,
         }
     }
 
@@ -275,15 +282,51 @@ pub struct Outcome {
     pub end: Instant,
     /// The run converged: all live nodes in one ring, everything queued delivered.
     pub drained: bool,
+    /// What the attacker injected and what became of it.
+    pub attacks: AttackStats,
+}
+
+/// Frames injected by the attack faults (and corrupted ones, with crypto on) and their fate.
+/// Every forged, truncated or tampered frame must be refused by the protection layer; a
+/// replayed frame must be refused when its receiver had already processed that transmission
+/// (same nonce) in its current incarnation; otherwise it is the first copy that receiver sees
+/// (the original was lost, went elsewhere, or came before a restart), indistinguishable from a
+/// late delivery, and the protocol above must handle it (the checker verifies it did no harm).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AttackStats {
+    /// Forged frames (random bytes behind a valid header) delivered to a node.
+    pub forged: u64,
+    /// Truncated copies of real frames delivered.
+    pub truncated: u64,
+    /// Corrupted copies (link fault `corrupt`) delivered, with crypto on.
+    pub tampered: u64,
+    /// Replayed frames delivered.
+    pub replayed: u64,
+    /// Injected frames refused by the protection layer (counted in its statistics).
+    pub rejected: u64,
+    /// Replays that were the first copy of that transmission for their receiver.
+    pub replay_first_copies: u64,
+    /// Of those, frames the protocol then ignored (counted as stale, duplicate or foreign).
+    pub replay_ignored_by_protocol: u64,
 }
 
 #[derive(Debug)]
 enum Action {
-    Frame { to: usize, frame: Bytes },
-    Timer { node: usize },
-    Submit { node: usize },
+    Frame {
+        to: usize,
+        frame: Bytes,
+        injected: Option<Injected>,
+    },
+    Timer {
+        node: usize,
+    },
+    Submit {
+        node: usize,
+    },
     Fault(NodeFault),
-    Resume { node: usize },
+    Resume {
+        node: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -310,6 +353,45 @@ impl Ord for Scheduled {
     }
 }
 
+/// What an attacker (or the corrupting link) did to a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Injected {
+    Forged,
+    Truncated,
+    Tampered,
+    Replay,
+}
+
+/// Refusals counted by the protection layer.
+fn crypto_refusals(s: &totem_dpdk::srp::Stats) -> u64 {
+    let c = &s.crypto;
+    c.malformed + c.bad_crc + c.unknown_epoch + c.bad_tag + c.replayed + c.too_old + c.misdirected
+}
+
+/// Frames the protocol counted as malformed, stale, duplicate or foreign.
+fn protocol_refusals(s: &totem_dpdk::srp::Stats) -> u64 {
+    s.malformed
+        + s.unsupported_version
+        + s.foreign_ring
+        + s.duplicate_tokens
+        + s.duplicate_frames
+        + s.out_of_window
+        + s.late_old_ring_frames
+}
+
+/// Frames recorded for replay.
+const HISTORY: usize = 4096;
+
+/// The shared key of simulated runs with crypto.
+fn sim_key() -> EpochKey {
+    EpochKey::new(0, vec![0x5a; 32]).expect("valid key")
+}
+
+/// The nonce of a sealed frame (after the 8-byte header and the 4-byte epoch).
+fn nonce_of(frame: &[u8]) -> Option<[u8; 12]> {
+    frame.get(12..24).and_then(|n| n.try_into().ok())
+}
+
 /// Frames a paused node's socket buffer holds; more are dropped.
 const PAUSE_BUFFER: usize = 2_000;
 
@@ -326,7 +408,11 @@ struct Node {
     /// Submits this node still has to make.
     remaining: u32,
     /// Paused until the resume action; frames received meanwhile.
-    paused: Option<VecDeque<Bytes>>,
+    paused: Option<VecDeque<(Bytes, Option<Injected>)>>,
+    /// Next nonce counter (persisted: survives crashes, so nonces never repeat).
+    nonce_next: u64,
+    /// Nonces of the frames this incarnation opened (to judge replays).
+    seen: std::collections::HashSet<[u8; 12]>,
 }
 
 /// A running simulation.
@@ -346,6 +432,8 @@ pub struct Sim {
     cut: Vec<(usize, usize)>,
     /// A partition waiting for the first node to enter recovery.
     armed: Option<(Vec<u8>, Duration)>,
+    /// Frames seen on links, for the replay attack.
+    history: VecDeque<Bytes>,
     out: Outcome,
 }
 
@@ -368,13 +456,14 @@ impl Sim {
             groups: vec![0; n],
             cut: Vec::new(),
             armed: None,
+            history: VecDeque::new(),
             out: Outcome::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
             schedule,
         };
         sim.out
             .log
-            .push(record::meta(&sim.schedule, &sim.config(NodeId(1), 0, 1)));
+            .push(record::meta(&sim.schedule, &sim.config(NodeId(1), 0, 1, 0)));
         for _ in 0..n {
             sim.nodes.push(Node {
                 totem: None,
@@ -384,6 +473,8 @@ impl Sim {
                 waiting: 0,
                 remaining: sim.schedule.messages_per_node,
                 paused: None,
+                nonce_next: 0,
+                seen: std::collections::HashSet::new(),
             });
         }
         for node in 0..n {
@@ -404,8 +495,13 @@ impl Sim {
         sim
     }
 
-    fn config(&self, id: NodeId, ring_seq: u64, first_msg_no: u64) -> Config {
+    fn config(&self, id: NodeId, ring_seq: u64, first_msg_no: u64, nonce: u64) -> Config {
         let mut cfg = Config::new(id, Vec::new());
+        if self.schedule.crypto {
+            cfg.protection = Protection::Encrypt;
+            cfg.key = Some(sim_key());
+            cfg.nonce_start = nonce;
+        }
         cfg.max_frame_size = self.schedule.max_frame_size;
         cfg.max_queued_messages = self.schedule.max_queued_messages;
         cfg.ring_seq = ring_seq;
@@ -420,7 +516,9 @@ impl Sim {
             id,
             self.nodes[node].persisted_ring_seq,
             self.nodes[node].next_msg_no,
+            self.nodes[node].nonce_next,
         );
+        self.nodes[node].seen.clear();
         self.nodes[node].totem = Some(Totem::new(cfg, self.now).expect("valid simulated config"));
         self.nodes[node].timer_at = None;
         self.drain(node);
@@ -446,7 +544,11 @@ impl Sim {
             }
             self.now = next.at;
             match next.action {
-                Action::Frame { to, frame } => self.on_frame(to, frame),
+                Action::Frame {
+                    to,
+                    frame,
+                    injected,
+                } => self.on_frame(to, frame, injected),
                 Action::Timer { node } => {
                     if self.nodes[node].timer_at == Some(self.now)
                         && self.nodes[node].paused.is_none()
@@ -541,7 +643,9 @@ impl Sim {
         match fault {
             NodeFault::Crash(id) => {
                 let node = id as usize - 1;
-                if self.nodes[node].totem.take().is_some() {
+                if let Some(t) = self.nodes[node].totem.take() {
+                    // The nonce lease survives the crash (the executive persists it).
+                    self.nodes[node].nonce_next = t.stats().next_nonce;
                     self.nodes[node].paused = None;
                     self.nodes[node].remaining = 0;
                     self.nodes[node].waiting = 0;
@@ -596,25 +700,60 @@ impl Sim {
         // The process wakes up: its overdue timers fire, then it reads its socket buffer.
         t.handle_timeout(self.now);
         self.drain(node);
-        for frame in backlog {
-            self.on_frame(node, frame);
+        for (frame, injected) in backlog {
+            self.on_frame(node, frame, injected);
         }
     }
 
-    fn on_frame(&mut self, to: usize, frame: Bytes) {
+    fn on_frame(&mut self, to: usize, frame: Bytes, injected: Option<Injected>) {
         if let Some(backlog) = &mut self.nodes[to].paused {
             if backlog.len() < PAUSE_BUFFER {
-                backlog.push_back(frame);
+                backlog.push_back((frame, injected));
             }
             return;
         }
         let now = self.now;
-        let Some(node) = self.nodes[to].totem.as_mut() else {
+        let slot = &mut self.nodes[to];
+        let Some(node) = slot.totem.as_mut() else {
             return;
         };
-        let dup_before = node.stats().duplicate_tokens;
-        let accepted_before = node.stats().tokens_accepted;
+        let nonce = nonce_of(&frame);
+        let was_seen = nonce.is_some_and(|n| slot.seen.contains(&n));
+        let before = node.stats().clone();
+        let dup_before = before.duplicate_tokens;
+        let accepted_before = before.tokens_accepted;
         node.handle_frame(now, &frame);
+        let after = node.stats().clone();
+        let opened = after.crypto.opened > before.crypto.opened;
+        if opened && let Some(n) = nonce {
+            slot.seen.insert(n);
+        }
+        let after = &after;
+        if let Some(kind) = injected {
+            let refused = crypto_refusals(after) > crypto_refusals(&before);
+            let a = &mut self.out.attacks;
+            match kind {
+                Injected::Forged => a.forged += 1,
+                Injected::Truncated => a.truncated += 1,
+                Injected::Tampered => a.tampered += 1,
+                Injected::Replay => a.replayed += 1,
+            }
+            if refused {
+                a.rejected += 1;
+            } else if kind == Injected::Replay && !was_seen {
+                a.replay_first_copies += 1;
+                if protocol_refusals(after) > protocol_refusals(&before) {
+                    a.replay_ignored_by_protocol += 1;
+                }
+            } else {
+                self.out.violations.push(format!(
+                    "security: node {} accepted a {kind:?} frame at t={} (seen before: {was_seen})",
+                    to + 1,
+                    now.as_nanos()
+                ));
+            }
+        }
+        let node = self.nodes[to].totem.as_mut().expect("checked above");
         if node.stats().duplicate_tokens > dup_before
             && node.stats().tokens_accepted == accepted_before
         {
@@ -766,6 +905,7 @@ impl Sim {
                 Action::Frame {
                     to,
                     frame: frame.clone(),
+                    injected: None,
                 },
             );
             return;
@@ -785,10 +925,78 @@ impl Sim {
         }
         let link = if faulty { self.link } else { self.clean };
         let verdict = link.carry(&mut self.rng, frame);
-        for (delay, copy) in verdict.copies {
+        let crypto = self.schedule.crypto;
+        for (delay, copy, corrupted) in verdict.copies {
             self.out.frames += 1;
             let at = self.now + delay;
-            self.push(at, Action::Frame { to, frame: copy });
+            // Two flips of one byte can cancel out: only a changed frame counts as tampered.
+            let injected = (crypto && corrupted && copy != *frame).then_some(Injected::Tampered);
+            self.push(
+                at,
+                Action::Frame {
+                    to,
+                    frame: copy,
+                    injected,
+                },
+            );
+        }
+        if crypto {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(frame.clone());
+        }
+        if faulty {
+            self.attack(to);
+        }
+    }
+
+    /// The attack faults: maybe a forged or truncated frame, maybe a replay, for node `to`.
+    fn attack(&mut self, to: usize) {
+        let f = self.schedule.faults;
+        if f.forge > 0.0 && self.rng.random_bool(f.forge) {
+            let (frame, kind) = if self.rng.random_bool(0.5) || self.history.is_empty() {
+                // A valid header (magic, version, a frame type, a member as sender), then
+                // random bytes where the crypto fields, body and tag would be.
+                let len = self.rng.random_range(8..=300);
+                let mut v = vec![0u8; len];
+                self.rng.fill_bytes(&mut v);
+                v[..3].copy_from_slice(&[0xA1, 0x5E, 1]);
+                v[3] = self.rng.random_range(1..=6);
+                let sender = self.rng.random_range(1..=self.schedule.nodes);
+                v[4..8].copy_from_slice(&sender.to_be_bytes());
+                if len >= 12 && self.rng.random_bool(0.5) {
+                    v[8..12].copy_from_slice(&0u32.to_be_bytes()); // the real epoch
+                }
+                (Bytes::from(v), Injected::Forged)
+            } else {
+                let i = self.rng.random_range(0..self.history.len());
+                let real = self.history[i].clone();
+                let cut = self.rng.random_range(0..real.len());
+                (real.slice(..cut), Injected::Truncated)
+            };
+            let at = self.now + self.link.delay;
+            self.push(
+                at,
+                Action::Frame {
+                    to,
+                    frame,
+                    injected: Some(kind),
+                },
+            );
+        }
+        if f.replay > 0.0 && !self.history.is_empty() && self.rng.random_bool(f.replay) {
+            let i = self.rng.random_range(0..self.history.len());
+            let frame = self.history[i].clone();
+            let at = self.now + self.link.delay;
+            self.push(
+                at,
+                Action::Frame {
+                    to,
+                    frame,
+                    injected: Some(Injected::Replay),
+                },
+            );
         }
     }
 }

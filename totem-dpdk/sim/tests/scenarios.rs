@@ -205,6 +205,8 @@ fn seeds_that_once_failed() {
         dup: 0.1,
         reorder: 0.2,
         corrupt: 0.05,
+        forge: 0.0,
+        replay: 0.0,
     };
     const SEEDS: &[u64] = &[108_032, 210_772];
     for &seed in SEEDS {

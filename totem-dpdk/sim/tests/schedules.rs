@@ -15,6 +15,8 @@ const LINKS: Faults = Faults {
     dup: 0.1,
     reorder: 0.2,
     corrupt: 0.05,
+    forge: 0.0,
+    replay: 0.0,
 };
 
 /// Runs `seeds` and fails with every failing seed's replay command. `cli_faults` is the

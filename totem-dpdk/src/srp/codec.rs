@@ -1,10 +1,13 @@
 //! Between the protocol state machine and the bytes on the wire: frame integrity, and the
 //! conversion of tokens and data frames to and from their wire views.
 //!
-//! Every frame ends with a 4-byte CRC-32 of everything before it (big-endian). It catches
-//! frames damaged on a path without a link-layer checksum (DPDK virtual devices, buggy NICs,
-//! memory errors) before any field is trusted. It is not protection against an attacker:
-//! authenticated encryption replaces it when `secauth` is on.
+//! Every frame the state machine builds ends with a 4-byte CRC-32 of everything before it
+//! (big-endian). With [`crate::crypto::Protection::Integrity`] (secauth off) that is what goes
+//! on the wire: it catches frames damaged on a path without a link-layer checksum (DPDK
+//! virtual devices, buggy NICs, memory errors) before any field is trusted, but it is no
+//! protection against an attacker. With secauth on, `Totem::poll_transmit` replaces the
+//! trailer with the AES-256-GCM seal, and received frames are opened before
+//! [`decode_body`] sees them.
 
 use bytes::{Bytes, BytesMut};
 
@@ -73,6 +76,12 @@ pub(crate) enum DecodeError {
 /// Checks the trailer and parses a received frame. Never panics.
 pub(crate) fn decode(frame: &[u8]) -> Result<Decoded, DecodeError> {
     let body = verify_trailer(frame).ok_or(DecodeError::Malformed)?;
+    decode_body(body)
+}
+
+/// Parses a frame without its trailer (one the protection layer already authenticated).
+/// Never panics.
+pub(crate) fn decode_body(body: &[u8]) -> Result<Decoded, DecodeError> {
     match wire::parse_frame(body) {
         Ok(wire::Frame::Token(view)) => OrfTokenRepr::parse(&view)
             .map(Decoded::Token)

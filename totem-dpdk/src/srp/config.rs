@@ -3,6 +3,7 @@
 //! Names follow corosync's `totem` section where a corosync key exists, so operators can carry
 //! their knowledge over; defaults are explained on each field.
 
+use crate::crypto::{EpochKey, KeyError, Protection};
 use crate::time::Duration;
 use crate::types::NodeId;
 
@@ -24,6 +25,9 @@ pub enum ConfigError {
     /// A flow-control limit is zero or inconsistent.
     #[error("flow control: {0}")]
     FlowControl(&'static str),
+    /// The key does not fit the protection (missing with secauth on, for example).
+    #[error("frame protection: {0}")]
+    Key(#[from] KeyError),
 }
 
 /// Configuration of one node. Build with [`Config::new`] and adjust fields; [`Config::validate`]
@@ -92,6 +96,15 @@ pub struct Config {
     /// Counter of this node's first message ([`crate::MsgId::no`]), default 1. A restarted
     /// node continues after the last counter it used, so message ids never repeat.
     pub first_msg_no: u64,
+    /// How frames are protected on the wire (default
+    /// [`Protection::Integrity`]: a CRC-32 only; the executive defaults to `Encrypt`).
+    pub protection: Protection,
+    /// The key epoch to seal with; required unless `protection` is `Integrity`.
+    pub key: Option<EpochKey>,
+    /// First nonce counter (default 0). Counters must never repeat under one key, restarts
+    /// included: persist a value above [`crate::srp::Stats::next_nonce`] while running and pass
+    /// it here at the next start.
+    pub nonce_start: u64,
     /// Emit [`crate::srp::Observation`] events (tokens seen, safe frames stored) for the
     /// simulator's checker. Off in production.
     pub observe: bool,
@@ -120,6 +133,9 @@ impl Config {
             consensus_timeout: Duration::from_millis(120),
             merge_timeout: Duration::from_millis(200),
             first_msg_no: 1,
+            protection: Protection::Integrity,
+            key: None,
+            nonce_start: 0,
             observe: false,
         }
     }
@@ -157,6 +173,9 @@ impl Config {
         }
         if !(128..=65000).contains(&self.max_frame_size) {
             return Err(ConfigError::FrameSize(self.max_frame_size));
+        }
+        if self.protection != Protection::Integrity && self.key.is_none() {
+            return Err(ConfigError::Key(KeyError::Missing));
         }
         if self.window_size == 0 || self.max_messages == 0 {
             return Err(ConfigError::FlowControl(

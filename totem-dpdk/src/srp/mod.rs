@@ -71,6 +71,7 @@ pub use self::event::{
 };
 use self::membership::Recovering;
 use self::ring::Ring;
+use crate::crypto::{CryptoStats, EpochKey, FrameCrypto, KeyError, OpenError, Protection};
 use crate::pg::{OutgoingMessage, Packer, Reassembler};
 use crate::time::Instant;
 use crate::timer::{Timer, TimerTable};
@@ -177,6 +178,14 @@ pub struct Stats {
     pub recovery_frames_received: u64,
     /// Frames of the old ring that arrived directly during recovery, ignored.
     pub late_old_ring_frames: u64,
+    /// The frame-protection layer's counters: frames sealed and opened, and the rejected
+    /// ones by cause (bad CRC, bad tag = "invalid digest", unknown key epoch, replayed, too old).
+    pub crypto: CryptoStats,
+    /// The next nonce counter this node will use (persist a lease above it; see
+    /// [`Config::nonce_start`]).
+    pub next_nonce: u64,
+    /// Frames that could not be sealed (nonce counter exhausted), dropped.
+    pub seal_errors: u64,
 }
 
 /// One node of a Totem ring. See the [module documentation](self) for the calling contract.
@@ -214,6 +223,16 @@ pub struct Totem {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+
+    /// Seals outgoing frames and opens incoming ones.
+    crypto: FrameCrypto,
+    /// Largest plaintext frame (with its integrity trailer): `max_frame_size` less what the
+    /// protection adds beyond the trailer.
+    frame_budget: usize,
+    /// Scratch buffer for opened frames.
+    rx_plain: Vec<u8>,
+    /// Why the last frame given to `handle_frame` was refused by the protection layer.
+    last_open_error: Option<OpenError>,
 }
 
 impl Totem {
@@ -227,6 +246,9 @@ impl Totem {
         cfg.validate()?;
         let me = cfg.node_id;
         let window = cfg.receive_window;
+        let crypto = FrameCrypto::new(cfg.protection, me, cfg.key.clone(), cfg.nonce_start)
+            .map_err(ConfigError::Key)?;
+        let frame_budget = cfg.max_frame_size - (crypto.overhead() - codec::TRAILER_LEN);
         let mut totem = Totem {
             me,
             state: MembState::Gather,
@@ -248,7 +270,14 @@ impl Totem {
             timers: TimerTable::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            stats: Stats::default(),
+            stats: Stats {
+                next_nonce: crypto.next_counter(),
+                ..Stats::default()
+            },
+            crypto,
+            frame_budget,
+            rx_plain: Vec::new(),
+            last_open_error: None,
             cfg,
         };
         if totem.cfg.members.is_empty() {
@@ -411,14 +440,40 @@ impl Totem {
         self.timers.clear();
     }
 
-    /// Processes one frame received at `now`. Malformed, foreign, duplicate and stale frames
-    /// are counted in [`Stats`] and otherwise ignored; this never panics on any input.
+    /// Processes one frame received at `now`. Malformed, foreign, duplicate, stale, forged,
+    /// tampered and replayed frames are counted in [`Stats`] (the last three in
+    /// [`Stats::crypto`]) and otherwise ignored; this never panics on any input.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
         self.stats.frames_received += 1;
+        self.last_open_error = None;
         if self.state == MembState::Left {
             return;
         }
-        match codec::decode(frame) {
+        if self.crypto.protection() == Protection::Integrity {
+            let decoded = codec::decode(frame);
+            self.dispatch(now, decoded, frame);
+            return;
+        }
+        let mut plain = std::mem::take(&mut self.rx_plain);
+        let opened = self.crypto.open(frame, &mut plain);
+        self.stats.crypto = self.crypto.stats().clone();
+        match opened {
+            Ok(_) => {
+                let decoded = codec::decode_body(&plain);
+                self.dispatch(now, decoded, &plain);
+            }
+            Err(e) => self.last_open_error = Some(e),
+        }
+        self.rx_plain = plain;
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        decoded: Result<codec::Decoded, codec::DecodeError>,
+        frame: &[u8],
+    ) {
+        match decoded {
             Ok(codec::Decoded::Token(token)) => self.on_token(now, token),
             Ok(codec::Decoded::Mcast(header, body)) => self.on_mcast(now, header, &frame[..body]),
             Ok(codec::Decoded::Join(join)) => self.on_join(now, join),
@@ -429,6 +484,37 @@ impl Totem {
             Err(codec::DecodeError::Version) => self.stats.unsupported_version += 1,
             Err(codec::DecodeError::Malformed) => self.stats.malformed += 1,
         }
+    }
+
+    /// Why the protection layer refused the last frame given to [`Totem::handle_frame`]
+    /// (`None` if it was not refused there). The driver logs "invalid digest from ADDR" with it.
+    pub fn last_open_error(&self) -> Option<OpenError> {
+        self.last_open_error
+    }
+
+    /// Makes `key` the epoch this node seals with; frames of the previous epoch are still
+    /// opened until [`Totem::retire_previous_key`]. Call it at the same point of the total
+    /// order on every member (the executive does it when the rekey message is delivered).
+    ///
+    /// # Errors
+    /// No crypto (secauth off), or an epoch not newer than the current one.
+    pub fn install_key(&mut self, key: EpochKey) -> Result<(), KeyError> {
+        self.crypto.install(key)
+    }
+
+    /// Stops accepting frames of the previous key epoch.
+    pub fn retire_previous_key(&mut self) {
+        self.crypto.retire_previous();
+    }
+
+    /// The key epoch this node seals with (`None` with secauth off).
+    pub fn key_epoch(&self) -> Option<u32> {
+        self.crypto.epoch()
+    }
+
+    /// The current key (`None` with secauth off).
+    pub fn current_key(&self) -> Option<&EpochKey> {
+        self.crypto.current_key()
     }
 
     /// Fires the timers due at `now`. Harmless when none is due.
@@ -475,10 +561,38 @@ impl Totem {
         }
     }
 
-    /// The next frame to send.
+    /// The next frame to send, sealed by the protection layer.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        loop {
+            let t = self.transmits.pop_front()?;
+            if self.crypto.protection() == Protection::Integrity {
+                return Some(t);
+            }
+            // Internal frames end with the integrity trailer; the seal replaces it.
+            let plain = &t.frame[..t.frame.len() - codec::TRAILER_LEN];
+            if t.dest == Dest::Node(self.me) {
+                // The token of a ring of one comes back to this node itself.
+                self.crypto.expect_own(self.crypto.next_counter());
+            }
+            let mut out = Vec::with_capacity(plain.len() + self.crypto.overhead());
+            let dest = match t.dest {
+                Dest::Ring => None,
+                Dest::Node(n) => Some(n),
+            };
+            let sealed = self.crypto.seal_to(plain, dest, &mut out);
+            self.stats.next_nonce = self.crypto.next_counter();
+            self.stats.crypto = self.crypto.stats().clone();
+            match sealed {
+                Ok(()) => {
+                    return Some(Transmit {
+                        dest: t.dest,
+                        frame: Bytes::from(out),
+                    });
+                }
+                Err(_) => self.stats.seal_errors += 1,
+            }
+        }
     }
 
     /// When to call [`Totem::handle_timeout`] next.

@@ -339,7 +339,7 @@ impl Totem {
             self.me,
             self.ring.id,
             seq,
-            self.cfg.max_frame_size,
+            self.frame_budget,
             &mut self.packer,
         )?;
         self.queued_bytes -= packed.payload_bytes;
