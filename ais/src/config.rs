@@ -6,7 +6,9 @@
 //! [`Config::from_str`] and [`Config::from_file`] do both. Every error names the file, the line
 //! and column, and the key (see [`ConfigError`]). The conversions
 //! [`Config::totem_config`], [`Config::udp_config`] and [`Config::members`] produce the
-//! settings of the Totem core and of the kernel UDP transport.
+//! settings of the Totem core and of the kernel UDP transport; [`Config::protection`] says how
+//! frames are protected (`secauth`, `crypto_cipher`) and `totem.keyfile` where the cluster key
+//! is (read with [`crate::keyfile::read`]).
 //!
 //! `docs/configuration.md` describes every key; `configs/` holds examples, all parsed by a test.
 
@@ -111,10 +113,20 @@ pub struct Totem {
     /// How ring frames travel (default `udp`).
     #[serde(default)]
     pub transport: TransportKind,
-    /// Authenticate and encrypt frames (default true). Not implemented yet:
-    /// [`Config::validate`] rejects `true`.
+    /// Protect frames with the cluster key (default true): every frame is authenticated, and
+    /// encrypted too unless `crypto_cipher = "none"`. `false` leaves frames with a CRC-32 only
+    /// (for labs); see [`Config::protection`].
     #[serde(default = "defaults::secauth")]
     pub secauth: bool,
+    /// The cipher when `secauth` is on (`"aes256"`, the default when left out: AES-256-GCM,
+    /// frames authenticated and encrypted; `"none"`: authenticated only). `None` when the key
+    /// is absent from the file; see [`Totem::cipher`].
+    #[serde(default)]
+    pub crypto_cipher: Option<CryptoCipher>,
+    /// The cluster key file (default [`crate::keyfile::DEFAULT_KEYFILE`],
+    /// `/etc/openais/authkey`); read by the executive when `secauth` is on.
+    #[serde(default = "defaults::keyfile")]
+    pub keyfile: PathBuf,
     /// The network interface (`[totem.interface]`).
     #[serde(default)]
     pub interface: Interface,
@@ -136,6 +148,85 @@ impl Totem {
             IPV4_UDP_OVERHEAD
         };
         self.netmtu.saturating_sub(overhead)
+    }
+
+    /// The cipher: `crypto_cipher`, or [`CryptoCipher::Aes256`] when it is not set.
+    pub fn cipher(&self) -> CryptoCipher {
+        self.crypto_cipher.unwrap_or_default()
+    }
+
+    /// How frames are protected, from `secauth` and `crypto_cipher`.
+    pub fn protection(&self) -> FrameProtection {
+        match (self.secauth, self.cipher()) {
+            (false, _) => FrameProtection::Integrity,
+            (true, CryptoCipher::None) => FrameProtection::Authenticate,
+            (true, CryptoCipher::Aes256) => FrameProtection::Encrypt,
+        }
+    }
+}
+
+/// The `totem.crypto_cipher` key (corosync's name; only the values below are supported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum CryptoCipher {
+    /// `"aes256"`: AES-256-GCM; frames are authenticated and their payload encrypted.
+    #[default]
+    Aes256,
+    /// `"none"`: frames are authenticated (AES-256-GCM tag over header and payload) but the
+    /// payload travels in clear.
+    None,
+}
+
+impl CryptoCipher {
+    /// The accepted spellings, for error messages.
+    const ALLOWED: &'static str =
+        "\"aes256\" (authenticate and encrypt, the default) or \"none\" (authenticate only)";
+}
+
+impl TryFrom<String> for CryptoCipher {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "aes256" => Ok(CryptoCipher::Aes256),
+            "none" => Ok(CryptoCipher::None),
+            _ => Err(format!(
+                "unsupported cipher {value:?}; allowed values: {}",
+                CryptoCipher::ALLOWED
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CryptoCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CryptoCipher::Aes256 => "aes256",
+            CryptoCipher::None => "none",
+        })
+    }
+}
+
+/// How Totem frames are protected on the wire, as configured by `totem.secauth` and
+/// `totem.crypto_cipher` (the Totem core has its own equivalent; the executive maps this one
+/// to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameProtection {
+    /// `secauth = false`: a CRC-32 against corruption only; anyone on the network can inject
+    /// frames. For labs.
+    Integrity,
+    /// `secauth = true`, `crypto_cipher = "none"`: frames authenticated with the cluster key,
+    /// payload in clear.
+    Authenticate,
+    /// `secauth = true`, `crypto_cipher = "aes256"` (the default): frames authenticated and
+    /// their payload encrypted with AES-256-GCM.
+    Encrypt,
+}
+
+impl FrameProtection {
+    /// Whether frames are authenticated with the cluster key (so the key file is needed).
+    pub fn needs_key(self) -> bool {
+        self != FrameProtection::Integrity
     }
 }
 
@@ -314,6 +405,9 @@ mod defaults {
     }
     pub(super) fn secauth() -> bool {
         true
+    }
+    pub(super) fn keyfile() -> PathBuf {
+        PathBuf::from(crate::keyfile::DEFAULT_KEYFILE)
     }
     pub(super) fn yes() -> bool {
         true
@@ -497,12 +591,7 @@ impl Config {
                 "transport \"dpdk\" is not built in this version; use \"udp\" or \"udpu\"",
             ));
         }
-        if t.secauth {
-            return Err(self.invalid(
-                "totem.secauth",
-                "secauth is not implemented yet; set secauth = false",
-            ));
-        }
+        self.validate_crypto()?;
         self.validate_timers()?;
         self.validate_flow_control()?;
         match t.transport {
@@ -517,6 +606,28 @@ impl Config {
         self.totem_config()
             .validate()
             .map_err(|e| self.invalid("totem", e.to_string()))
+    }
+
+    fn validate_crypto(&self) -> Result<(), ConfigError> {
+        let t = &self.totem;
+        if !t.secauth && t.crypto_cipher == Some(CryptoCipher::Aes256) {
+            // The file asks for encryption and switches it off: refuse rather than run in clear.
+            return Err(self.invalid(
+                "totem.crypto_cipher",
+                "\"aes256\" needs secauth = true (with secauth = false frames are neither \
+                 authenticated nor encrypted); set secauth = true or remove crypto_cipher",
+            ));
+        }
+        if t.keyfile.as_os_str().is_empty() {
+            return Err(self.invalid(
+                "totem.keyfile",
+                format!(
+                    "must not be empty; leave it out for the default {}",
+                    crate::keyfile::DEFAULT_KEYFILE
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_timers(&self) -> Result<(), ConfigError> {
@@ -765,6 +876,13 @@ impl Config {
         Ok(())
     }
 
+    /// How Totem frames are protected (`totem.secauth` and `totem.crypto_cipher`); when it
+    /// [needs a key](FrameProtection::needs_key), the executive reads `totem.keyfile` with
+    /// [`crate::keyfile::read`].
+    pub fn protection(&self) -> FrameProtection {
+        self.totem.protection()
+    }
+
     /// This node's `[[nodelist.node]]` entry, if any.
     pub fn this_node(&self) -> Option<&Node> {
         self.nodelist
@@ -894,5 +1012,84 @@ fn locate_toml_error(text: &str, origin: &str, error: &toml::de::Error) -> Locat
         column: position.map(|p| p.column),
         key,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[totem]\nnodeid = 1\ntransport = \"udpu\"\n{crypto}\n\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"10.0.0.1\"\n";
+
+    fn with(crypto: &str) -> Result<Config, ConfigError> {
+        Config::from_str(&BASE.replace("{crypto}", crypto), "crypto.toml")
+    }
+
+    #[test]
+    fn protection_follows_secauth_and_the_cipher() {
+        for (crypto, expected) in [
+            ("", FrameProtection::Encrypt),
+            ("secauth = true", FrameProtection::Encrypt),
+            ("crypto_cipher = \"aes256\"", FrameProtection::Encrypt),
+            ("crypto_cipher = \"none\"", FrameProtection::Authenticate),
+            (
+                "secauth = true\ncrypto_cipher = \"none\"",
+                FrameProtection::Authenticate,
+            ),
+            ("secauth = false", FrameProtection::Integrity),
+            (
+                "secauth = false\ncrypto_cipher = \"none\"",
+                FrameProtection::Integrity,
+            ),
+        ] {
+            let config = with(crypto).unwrap_or_else(|e| panic!("{crypto:?}: {e}"));
+            assert_eq!(config.protection(), expected, "{crypto:?}");
+            assert_eq!(expected.needs_key(), expected != FrameProtection::Integrity);
+        }
+    }
+
+    #[test]
+    fn the_key_file_defaults_and_can_be_moved() {
+        let config = with("").unwrap();
+        assert_eq!(
+            config.totem.keyfile,
+            Path::new(crate::keyfile::DEFAULT_KEYFILE)
+        );
+        assert_eq!(config.totem.crypto_cipher, None);
+        assert_eq!(config.totem.cipher(), CryptoCipher::Aes256);
+        let config = with("keyfile = \"/srv/key\"").unwrap();
+        assert_eq!(config.totem.keyfile, Path::new("/srv/key"));
+    }
+
+    #[test]
+    fn crypto_mistakes_are_located() {
+        let e = with("crypto_cipher = \"aes128\"").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax(_)));
+        assert_eq!(
+            e.to_string(),
+            "crypto.toml:4:17: totem.crypto_cipher: unsupported cipher \"aes128\"; allowed values: \
+             \"aes256\" (authenticate and encrypt, the default) or \"none\" (authenticate only)"
+        );
+        let e = with("secauth = false\ncrypto_cipher = \"aes256\"").unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid(_)));
+        assert!(
+            e.to_string().starts_with(
+                "crypto.toml:5:1: totem.crypto_cipher: \"aes256\" needs secauth = true"
+            ),
+            "{e}"
+        );
+        let e = with("keyfile = \"\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("crypto.toml:4:1: totem.keyfile: must not be empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cipher_names_round_trip() {
+        for cipher in [CryptoCipher::Aes256, CryptoCipher::None] {
+            assert_eq!(CryptoCipher::try_from(cipher.to_string()), Ok(cipher));
+        }
     }
 }

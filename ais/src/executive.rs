@@ -10,17 +10,19 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::config::FrameProtection;
 use crate::eventlog::EventLogWriter;
 use crate::exec::server::{Access, IpcServer, group_id};
 use crate::exec::{Exec, Flow, Input, TotemSink};
 use crate::ringseq::RingSeqFile;
-use crate::services::{cpg::Cpg, evs::Evs};
+use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use anyhow::Context;
 use clap::Parser;
 use dataplane::udp::UdpTransport;
+use totem_dpdk::crypto::{EpochKey, Protection};
 use totem_dpdk::driver::{self, DriverConfig};
 use totem_dpdk::srp::Event;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// The openais-rs executive: joins this blade to the cluster's Totem ring and serves the AIS
 /// services (CPG, EVS) to local clients.
@@ -105,6 +107,10 @@ fn init_logging(config: &Config) {
 /// Message numbers are leased from `<state_dir>/msgno` in blocks, so a restarted node
 /// continues above every number it may have used (message ids stay unique, restarts included).
 const MSGNO_LEASE: u64 = 1 << 32;
+/// Nonce counters are leased the same way from `<state_dir>/nonce`: a nonce never repeats under
+/// one key, restarts included. The lease is extended when half of it is used, from the Totem
+/// thread's status (at most `STATUS_INTERVAL` old), long before the rest runs out.
+const NONCE_LEASE: u64 = 1 << 32;
 
 fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result<()> {
     let nodeid = config.totem.nodeid;
@@ -121,6 +127,35 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
     let first_msg_no = msgno.load().max(1);
     let mut leased = first_msg_no + MSGNO_LEASE;
     msgno.store(leased)?;
+
+    let protection = config.protection();
+    let key = if protection.needs_key() {
+        let path = &config.totem.keyfile;
+        let material = crate::keyfile::read(path)?;
+        let key = EpochKey::new(material.epoch, material.secret)
+            .with_context(|| format!("key file {}", path.display()))?;
+        info!(
+            "frames are {} with key epoch {} (fingerprint {}) from {}",
+            if protection == FrameProtection::Encrypt {
+                "encrypted (AES-256-GCM)"
+            } else {
+                "authenticated (AES-256-GCM, crypto_cipher = \"none\": payload in clear)"
+            },
+            key.epoch(),
+            key.fingerprint(),
+            path.display()
+        );
+        Some(key)
+    } else {
+        warn!(
+            "secauth = false: frames are neither authenticated nor encrypted; anyone on the network can inject them"
+        );
+        None
+    };
+    let mut nonce = RingSeqFile::open_named(state_dir, "nonce")?;
+    let nonce_start = nonce.load();
+    let mut nonce_leased = nonce_start + NONCE_LEASE;
+    nonce.store(nonce_leased)?;
 
     let event_log_path = event_log.or(config.aisexec.event_log.as_deref());
     let event_log = match event_log_path {
@@ -148,6 +183,13 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
     totem.ring_seq = ring_seq.load();
     totem.first_msg_no = first_msg_no;
     totem.observe = event_log.is_some();
+    totem.protection = match protection {
+        FrameProtection::Integrity => Protection::Integrity,
+        FrameProtection::Authenticate => Protection::Authenticate,
+        FrameProtection::Encrypt => Protection::Encrypt,
+    };
+    totem.key = key.clone();
+    totem.nonce_start = nonce_start;
     let transport = UdpTransport::new(config.udp_config()).context("opening the Totem socket")?;
     let mut driver_config = DriverConfig::new(totem, config.members());
     driver_config.cpu = config.aisexec.cpu;
@@ -166,7 +208,11 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         totem_dpdk::NodeId(nodeid),
         driver.submitter(),
         tx,
-        vec![Box::new(Cpg::new()), Box::new(Evs::new())],
+        vec![
+            Box::new(Cpg::new()),
+            Box::new(Evs::new()),
+            Box::new(Keys::new(key, config.totem.keyfile.clone())),
+        ],
         event_log,
     );
 
@@ -216,6 +262,13 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
             next = if n < 4096 { rx.try_recv().ok() } else { None };
         }
         exec.tick();
+        let next_nonce = driver.status().stats.core.next_nonce;
+        if next_nonce + NONCE_LEASE / 2 >= nonce_leased {
+            nonce_leased = next_nonce + NONCE_LEASE;
+            if let Err(e) = nonce.store(nonce_leased) {
+                error!("could not extend the nonce lease: {e}");
+            }
+        }
     }
     drop(server);
     exec.tick();

@@ -27,5 +27,6 @@ pub mod eventlog;
 pub mod exec;
 pub mod executive;
 pub mod ipc;
+pub mod keyfile;
 pub mod ringseq;
 pub mod services;

@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ais::config::{CONFIG_FILE_ENV, Config, ConfigError, DEFAULT_CONFIG_FILE, TransportKind};
+use ais::config::{
+    CONFIG_FILE_ENV, Config, ConfigError, CryptoCipher, DEFAULT_CONFIG_FILE, FrameProtection,
+    TransportKind,
+};
+use ais::keyfile::DEFAULT_KEYFILE;
 
 fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -51,6 +55,22 @@ fn the_loopback_example_gives_each_node_its_port() {
     );
     assert_eq!(config.udp_config().bind, addrs[0]);
     assert_eq!(config.udp_config().mtu, 1472);
+    assert!(config.totem.secauth);
+    assert_eq!(config.protection(), FrameProtection::Encrypt);
+    assert_eq!(config.totem.keyfile, Path::new("/tmp/openais-demo/authkey"));
+}
+
+#[test]
+fn the_lan_examples_encrypt_with_the_default_key_file() {
+    for name in [
+        "multicast-lan.toml",
+        "unicast-lan.toml",
+        "dedicated-link-timers.toml",
+    ] {
+        let config = Config::from_file(&configs_dir().join(name)).unwrap();
+        assert_eq!(config.protection(), FrameProtection::Encrypt, "{name}");
+        assert_eq!(config.totem.keyfile, Path::new(DEFAULT_KEYFILE), "{name}");
+    }
 }
 
 #[test]
@@ -259,18 +279,74 @@ fn window_size_below_max_messages_is_refused() {
 }
 
 #[test]
-fn secauth_is_refused_until_crypto_exists() {
+fn secauth_defaults_to_encrypting_with_the_default_key_file() {
+    // GOOD without its `secauth = false`: every crypto key left out.
+    let text = GOOD.replace("secauth = false\n", "");
+    let config = Config::from_str(&text, "good.toml").unwrap();
+    assert!(config.totem.secauth);
+    assert_eq!(config.totem.crypto_cipher, None);
+    assert_eq!(config.totem.cipher(), CryptoCipher::Aes256);
+    assert_eq!(config.protection(), FrameProtection::Encrypt);
+    assert_eq!(config.totem.keyfile, Path::new(DEFAULT_KEYFILE));
+    assert_eq!(DEFAULT_KEYFILE, "/etc/openais/authkey");
+
     let text = GOOD.replace("secauth = false", "secauth = true");
-    let e = mistake(&text, 5, "totem.secauth");
+    let config = Config::from_str(&text, "good.toml").unwrap();
+    assert_eq!(config.protection(), FrameProtection::Encrypt);
+
+    let config = Config::from_str(GOOD, "good.toml").unwrap();
+    assert_eq!(config.protection(), FrameProtection::Integrity);
+    assert!(!config.protection().needs_key());
+}
+
+#[test]
+fn cipher_none_authenticates_only() {
+    let text = GOOD.replace(
+        "secauth = false",
+        "secauth = true\ncrypto_cipher = \"none\"\nkeyfile = \"/srv/openais/authkey\"",
+    );
+    let config = Config::from_str(&text, "good.toml").unwrap();
+    assert_eq!(config.totem.crypto_cipher, Some(CryptoCipher::None));
+    assert_eq!(config.protection(), FrameProtection::Authenticate);
+    assert!(config.protection().needs_key());
+    assert_eq!(config.totem.keyfile, Path::new("/srv/openais/authkey"));
+}
+
+#[test]
+fn an_unknown_cipher_is_named_with_the_allowed_values() {
+    let text = GOOD.replace(
+        "secauth = false",
+        "secauth = true\ncrypto_cipher = \"aes128\"",
+    );
+    let e = mistake(&text, 6, "totem.crypto_cipher");
+    assert!(matches!(e, ConfigError::Syntax(_)));
+    assert!(e.to_string().starts_with("bad.toml:6:17: "), "{e}");
+    assert!(e.to_string().contains("\"aes128\""), "{e}");
     assert!(
-        e.to_string()
-            .ends_with("secauth is not implemented yet; set secauth = false"),
+        e.to_string().contains("\"aes256\"") && e.to_string().contains("\"none\""),
         "{e}"
     );
-    // Left out, it defaults to true and is refused too.
-    let text = GOOD.replace("secauth = false\n", "");
-    let e = Config::from_str(&text, "bad.toml").unwrap_err();
-    assert_eq!(e.location().unwrap().key.as_deref(), Some("totem.secauth"));
+    // Not a string at all.
+    let text = GOOD.replace("secauth = false", "crypto_cipher = 256");
+    mistake(&text, 5, "totem.crypto_cipher");
+}
+
+#[test]
+fn encryption_without_secauth_is_refused() {
+    let text = GOOD.replace(
+        "secauth = false",
+        "secauth = false\ncrypto_cipher = \"aes256\"",
+    );
+    let e = mistake(&text, 6, "totem.crypto_cipher");
+    assert!(matches!(e, ConfigError::Invalid(_)));
+    assert!(e.to_string().contains("needs secauth = true"), "{e}");
+}
+
+#[test]
+fn an_empty_keyfile_is_refused() {
+    let text = GOOD.replace("secauth = false", "keyfile = \"\"");
+    let e = mistake(&text, 5, "totem.keyfile");
+    assert!(e.to_string().contains("must not be empty"), "{e}");
 }
 
 #[test]

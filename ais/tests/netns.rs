@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ais::client::cpg::{Cpg, CpgEvent};
 use ais::ipc::proto::{Guarantee, Reason};
-use common::cluster::{Cluster, aisexec_section, wait_confchg};
+use common::cluster::{Cluster, aisexec_section, key_lines, wait_confchg};
 use common::netns::Lab;
 
 const GROUP: &[u8] = b"netns";
@@ -33,13 +33,15 @@ fn config(mode: Mode, mtu: u32, id: u32, lab: &Lab, dir: &Path) -> String {
     let addr = lab.addr(id as usize);
     let mut t = match mode {
         Mode::Multicast => format!(
-            "[totem]\nnodeid = {id}\ntransport = \"udp\"\nsecauth = false\nnetmtu = {mtu}\n\n\
-             [totem.interface]\nbindnetaddr = \"{addr}\"\nmcastaddr = \"239.192.77.1\"\nmcastport = 5405\nttl = 1\n\n"
+            "[totem]\nnodeid = {id}\ntransport = \"udp\"\n{}netmtu = {mtu}\n\n\
+             [totem.interface]\nbindnetaddr = \"{addr}\"\nmcastaddr = \"239.192.77.1\"\nmcastport = 5405\nttl = 1\n\n",
+            key_lines(dir)
         ),
         Mode::Unicast => {
             let mut t = format!(
-                "[totem]\nnodeid = {id}\ntransport = \"udpu\"\nsecauth = false\nnetmtu = {mtu}\n\n\
-                 [totem.interface]\nmcastport = 5405\n\n"
+                "[totem]\nnodeid = {id}\ntransport = \"udpu\"\n{}netmtu = {mtu}\n\n\
+                 [totem.interface]\nmcastport = 5405\n\n",
+                key_lines(dir)
             );
             for h in 1..=lab.hosts() {
                 t += &format!(

@@ -302,6 +302,21 @@ impl Connection {
             other => Err(unexpected("Status", &other)),
         }
     }
+
+    /// Replaces the cluster's frame key with a new epoch (`aisctl rekey`; an
+    /// [`Service::Admin`] connection). Returns once this node seals with the new epoch; every
+    /// member switches at the same point of the total order and rewrites its key file.
+    ///
+    /// # Errors
+    /// `SA_AIS_ERR_NOT_SUPPORTED` with secauth off; `SA_AIS_ERR_TRY_AGAIN` while a rekey is
+    /// completing or Totem's queue is full; `SA_AIS_ERR_BAD_OPERATION` when a concurrent rekey
+    /// from another node won.
+    pub fn rekey(&mut self) -> Result<(), Error> {
+        match self.call(Request::Rekey)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected("Ok", &other)),
+        }
+    }
 }
 
 impl AsRawFd for Connection {

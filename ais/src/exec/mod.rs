@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dataplane::unix::SeqpacketConn;
-use totem_dpdk::driver::{EventSink, Submitter, TrySubmitError};
+use totem_dpdk::driver::{CoreCall, EventSink, Submitter, TrySubmitError};
 use totem_dpdk::srp::{ConfigChange, ConfigKind, Event, FlowControl, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, Priority, RingId};
 use tracing::{debug, info, warn};
@@ -49,6 +49,8 @@ pub enum ServiceId {
     Cpg = 1,
     /// Extended virtual synchrony groups.
     Evs = 2,
+    /// Frame keys: online rekeying.
+    Keys = 3,
 }
 
 /// Builds an executive message: header, then `body`.
@@ -263,6 +265,12 @@ impl Context<'_> {
             Err(TrySubmitError::QueueFull | TrySubmitError::Stopped) => false,
             Err(_) => false,
         }
+    }
+
+    /// Runs `call` on the Totem thread with the core, in order with the submits made before
+    /// (key installation). False when the Totem thread has stopped.
+    pub fn with_core(&mut self, call: CoreCall) -> bool {
+        self.submitter.with_core(call).is_ok()
     }
 
     /// Submits a message of the executive itself; retried until Totem accepts it.
@@ -615,6 +623,12 @@ impl Exec {
                 self.reply(conn, id, Response::Status(status));
                 return;
             }
+            (Request::Rekey, Some(Svc::Admin)) => {
+                self.with_service(ServiceId::Keys, |s, cx| {
+                    s.lib_request(cx, conn, id, Request::Rekey)
+                });
+                return;
+            }
             (_, Some(s)) => s,
         };
         let target = match (service, &req) {
@@ -723,6 +737,7 @@ impl Exec {
                 let target = match payload[1] {
                     1 => ServiceId::Cpg,
                     2 => ServiceId::Evs,
+                    3 => ServiceId::Keys,
                     other => {
                         self.counters.exec_malformed += 1;
                         warn!(
@@ -809,6 +824,16 @@ impl Exec {
             ("rings_installed", core.rings_installed),
             ("failed_to_receive", core.failed_to_receive),
             ("backpressure", core.backpressure),
+            (
+                "invalid_digest",
+                core.crypto.bad_tag + core.crypto.bad_crc + core.crypto.malformed,
+            ),
+            ("unknown_key_epoch", core.crypto.unknown_epoch),
+            (
+                "replayed_frames",
+                core.crypto.replayed + core.crypto.too_old + core.crypto.misdirected,
+            ),
+            ("frames_sealed", core.crypto.sealed),
             ("queued_messages", d.queued_messages as u64),
             ("ipc_clients", self.conns.len() as u64),
             ("ipc_connections", self.counters.ipc_connections),

@@ -276,6 +276,9 @@ pub enum Request {
     },
     /// Ring, membership and counters of the executive.
     Status,
+    /// Replace the cluster's frame key with a new epoch (`aisctl rekey`); answered once the
+    /// new epoch is in use on this node.
+    Rekey,
     /// Join a CPG group.
     CpgJoin {
         /// The group.
@@ -464,6 +467,7 @@ const KIND_CALLBACK: u8 = 3;
 mod op {
     pub(super) const HELLO: u16 = 1;
     pub(super) const STATUS: u16 = 2;
+    pub(super) const REKEY: u16 = 3;
     pub(super) const CPG_JOIN: u16 = 10;
     pub(super) const CPG_LEAVE: u16 = 11;
     pub(super) const CPG_MCAST: u16 = 12;
@@ -585,6 +589,7 @@ impl Packet {
                         w.u8(*version).u16(service.code());
                     }
                     Request::Status => header(&mut w, KIND_REQUEST, op::STATUS, id),
+                    Request::Rekey => header(&mut w, KIND_REQUEST, op::REKEY, id),
                     Request::CpgJoin { group } => {
                         header(&mut w, KIND_REQUEST, op::CPG_JOIN, id);
                         w.short_bytes(group);
@@ -768,6 +773,7 @@ impl Packet {
                         service: Service::from_code(r.u16("service")?)?,
                     },
                     op::STATUS => Request::Status,
+                    op::REKEY => Request::Rekey,
                     op::CPG_JOIN => Request::CpgJoin {
                         group: get_group(&mut r)?,
                     },
@@ -907,6 +913,7 @@ mod tests {
                 service: Service::Cpg,
             },
             Request::Status,
+            Request::Rekey,
             Request::CpgJoin { group: g.clone() },
             Request::CpgLeave { group: g.clone() },
             Request::CpgMcast {

@@ -1,8 +1,10 @@
 //! The AIS services run by the executive ([`crate::exec::Service`]): [`cpg`] (closed process
-//! groups) and [`evs`] (extended virtual synchrony groups).
+//! groups), [`evs`] (extended virtual synchrony groups) and [`keys`] (online rekeying of the
+//! frame key).
 
 pub mod cpg;
 pub mod evs;
+pub mod keys;
 
 use totem_dpdk::DeliveryKind;
 

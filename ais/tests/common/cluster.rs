@@ -71,12 +71,23 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// The configuration of node `id` of a loopback cluster (`udpu`, one port per node), with
-/// `extra_totem` lines appended to `[totem]`.
+/// The `[totem]` key lines for the cluster's key file (`authkey` next to the node
+/// directories, written by [`Cluster::new`]): secauth on, as by default.
+pub fn key_lines(dir: &Path) -> String {
+    let key = dir
+        .parent()
+        .expect("node dirs have a parent")
+        .join("authkey");
+    format!("secauth = true\nkeyfile = \"{}\"\n", key.display())
+}
+
+/// The configuration of node `id` of a loopback cluster (`udpu`, one port per node, secauth
+/// on with the cluster's key), with `extra_totem` lines appended to `[totem]`.
 pub fn loopback_config(id: u32, ports: &[u16], dir: &Path, extra_totem: &str) -> String {
     let mut t = format!(
-        "[totem]\nnodeid = {id}\ntransport = \"udpu\"\nsecauth = false\n{extra_totem}\n\n\
+        "[totem]\nnodeid = {id}\ntransport = \"udpu\"\n{}{extra_totem}\n\n\
          [totem.interface]\nmcastport = {}\n\n",
+        key_lines(dir),
         ports[0]
     );
     for (i, port) in ports.iter().enumerate() {
@@ -106,6 +117,12 @@ impl Cluster {
     ) -> Cluster {
         let base = std::env::temp_dir().join(format!("ais-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).expect("cluster dir");
+        let key = ais::keyfile::KeyMaterial {
+            epoch: 0,
+            secret: ais::keyfile::generate().expect("random key"),
+        };
+        ais::keyfile::write(&base.join("authkey"), &key, false).expect("key file");
         let nodes = (0..n)
             .map(|i| {
                 let id = i as u32 + 1;
