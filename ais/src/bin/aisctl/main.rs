@@ -219,7 +219,7 @@ pub(crate) fn retry<T>(
     }
 }
 
-fn counter(s: &ais::ipc::proto::Status, name: &str) -> u64 {
+pub(crate) fn counter(s: &ais::ipc::proto::Status, name: &str) -> u64 {
     s.counters
         .iter()
         .find(|c| &c.name[..] == name.as_bytes())
