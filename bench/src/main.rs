@@ -14,9 +14,32 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Totem drivers over kernel UDP on loopback (N threads in this process, the real socket
+    /// path), every node submitting as fast as flow control allows. Reports messages
+    /// delivered per second at node 1, crypto off and/or on.
+    Udp {
+        /// Ring size.
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// Message sizes in bytes, comma-separated.
+        #[arg(long, default_value = "1024", value_delimiter = ',')]
+        size: Vec<usize>,
+        /// Link MTU: 1500 or 9000.
+        #[arg(long, default_value_t = 1500)]
+        mtu: usize,
+        /// Seconds per measurement (after a 0.5 s warm-up).
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Frame crypto: on (AES-256-GCM), off (CRC-32 only), or both.
+        #[arg(long, default_value = "both", value_parser = ["on", "off", "both"])]
+        crypto: String,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// CPU cost of the Totem ordering core alone: N nodes in one thread on a lossless
-    /// in-memory network, send queues kept full, no crypto. Reports messages ordered per
-    /// second on one core.
+    /// in-memory network, send queues kept full. Reports messages ordered per second on one
+    /// core. With --crypto on every frame is sealed and opened with AES-256-GCM.
     Core {
         /// Ring size.
         #[arg(long, default_value_t = 3)]
@@ -33,22 +56,93 @@ enum Command {
         /// Use safe delivery instead of agreed.
         #[arg(long)]
         safe: bool,
+        /// Frame crypto: on (AES-256-GCM, as secauth) or off (CRC-32 only), or both.
+        #[arg(long, default_value = "off", value_parser = ["on", "off", "both"])]
+        crypto: String,
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
     },
 }
 
+fn frame_size(mtu: usize) -> anyhow::Result<usize> {
+    match mtu {
+        1500 => Ok(1472),
+        9000 => Ok(8972),
+        other => anyhow::bail!("--mtu {other}: use 1500 or 9000"),
+    }
+}
+
+fn crypto_modes(crypto: &str) -> &'static [&'static str] {
+    match crypto {
+        "both" => &["off", "on"],
+        "on" => &["on"],
+        _ => &["off"],
+    }
+}
+
+fn protection(mode: &str) -> totem_dpdk::crypto::Protection {
+    if mode == "on" {
+        totem_dpdk::crypto::Protection::Encrypt
+    } else {
+        totem_dpdk::crypto::Protection::Integrity
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Udp {
+            nodes,
+            size,
+            mtu,
+            seconds,
+            crypto,
+            json,
+        } => {
+            anyhow::ensure!((2..=16).contains(&nodes), "--nodes must be within 2..16");
+            let frame = frame_size(mtu)?;
+            for s in size {
+                for &mode in crypto_modes(&crypto) {
+                    let r = bench::udp::run(&bench::udp::UdpBench {
+                        nodes,
+                        size: s,
+                        frame,
+                        seconds,
+                        protection: protection(mode),
+                    })?;
+                    if json {
+                        let v = serde_json::json!({
+                            "bench": "udp", "system": "openais-rs", "transport": "udp-loopback",
+                            "nodes": nodes, "size": s, "mtu": mtu, "crypto": mode,
+                            "senders": nodes, "msgs_per_sec": r.msgs_per_sec.round(),
+                            "mb_per_sec": (r.mb_per_sec * 10.0).round() / 10.0,
+                            "backpressure": r.backpressure, "seconds": seconds,
+                        });
+                        println!("{v}");
+                    } else {
+                        println!(
+                            "udp: {nodes} nodes on loopback, {s} B messages, MTU {mtu}, crypto {mode}: {:.0} msgs/s delivered at node 1 ({:.1} MB/s)",
+                            r.msgs_per_sec, r.mb_per_sec
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Core {
             nodes,
             size,
             mtu,
             seconds,
             safe,
+            crypto,
             json,
         } => {
+            let modes: &[&str] = match crypto.as_str() {
+                "both" => &["off", "on"],
+                "on" => &["on"],
+                _ => &["off"],
+            };
             anyhow::ensure!((2..=16).contains(&nodes), "--nodes must be within 2..16");
             let frame = match mtu {
                 1500 => 1472,
@@ -60,20 +154,26 @@ fn main() -> anyhow::Result<()> {
             } else {
                 DeliveryKind::Agreed
             };
-            for size in size {
+            for (size, &crypto) in size.iter().flat_map(|s| modes.iter().map(move |m| (*s, m))) {
+                let protection = if crypto == "on" {
+                    totem_dpdk::crypto::Protection::Encrypt
+                } else {
+                    totem_dpdk::crypto::Protection::Integrity
+                };
                 let p = bench::ordering::CoreBench {
                     nodes,
                     size,
                     frame,
                     seconds,
                     kind,
+                    protection,
                 };
                 let r = bench::ordering::run(&p);
                 if json {
                     let v = serde_json::json!({
                         "bench": "core", "system": "openais-rs", "transport": "in-memory",
                         "nodes": nodes, "size": size, "mtu": mtu, "kind": kind.as_str(),
-                        "crypto": "off", "msgs_per_sec": r.ordered_per_sec.round(),
+                        "crypto": crypto, "msgs_per_sec": r.ordered_per_sec.round(),
                         "deliveries_per_sec": r.deliveries_per_sec.round(),
                         "mb_per_sec": (r.mb_per_sec * 10.0).round() / 10.0, "cores": 1,
                         "seconds": r.elapsed,
@@ -81,9 +181,10 @@ fn main() -> anyhow::Result<()> {
                     println!("{v}");
                 } else {
                     println!(
-                        "core: {nodes} nodes, {size} B {} messages, MTU {mtu}: {:.0} msgs/s \
-                         ordered ({:.1} MB/s) with all nodes on one core; {:.0} deliveries/s \
-                         summed over the nodes (one node's work per message per core-second)",
+                        "core: {nodes} nodes, {size} B {} messages, MTU {mtu}, crypto {crypto}: \
+                         {:.0} msgs/s ordered ({:.1} MB/s) with all nodes on one core; {:.0} \
+                         deliveries/s summed over the nodes (one node's work per message per \
+                         core-second)",
                         kind.as_str(),
                         r.ordered_per_sec,
                         r.mb_per_sec,

@@ -17,7 +17,8 @@
 //! - [`driver`]: runs the core on a `dataplane::Transport` with the real clock, on a thread of
 //!   its own (optionally pinned to a CPU); submits and events cross threads through channels.
 //!
-//! Still to come: frame authentication and encryption, and redundant rings.
+//! [`crypto`] seals and opens frames (AES-256-GCM with per-epoch keys, nonces that never
+//! repeat, replay windows); the core applies it to every frame. Still to come: redundant rings.
 
 #![forbid(unsafe_code)]
 

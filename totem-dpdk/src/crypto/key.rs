@@ -3,8 +3,7 @@
 
 use core::fmt;
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce, Tag};
+use super::aead::Cipher;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
@@ -65,10 +64,10 @@ impl EpochKey {
     }
 
     /// A cipher under a key derived for `label` and `epoch`.
-    pub(super) fn cipher(&self, label: &[u8], epoch: u32) -> Aes256Gcm {
+    pub(super) fn cipher(&self, label: &[u8], epoch: u32) -> Cipher {
         let mut key = [0u8; 32];
         self.derive(label, epoch, &mut key);
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
+        let cipher = Cipher::new(&key);
         key.fill(0);
         core::hint::black_box(&key);
         cipher
@@ -108,9 +107,7 @@ pub fn rekey_wrap(current: &EpochKey, new: &EpochKey, nonce: [u8; NONCE_LEN]) ->
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&new.secret);
     // Secrets are at most 4096 bytes, far within AES-GCM limits.
-    let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut out[4 + NONCE_LEN..])
-        .expect("key within AES-GCM length limits");
+    let tag = cipher.seal(&nonce, &aad, &mut out[4 + NONCE_LEN..]);
     out.extend_from_slice(&tag);
     out
 }
@@ -143,15 +140,11 @@ pub fn rekey_unwrap(current: &EpochKey, wrapped: &[u8]) -> Result<EpochKey, KeyE
     let cipher = current.cipher(INFO_REKEY_WRAP, current.epoch);
     let aad = rekey_aad(current.epoch, epoch);
     let mut secret = ciphertext.to_vec();
-    if cipher
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &aad,
-            &mut secret,
-            Tag::from_slice(tag),
-        )
-        .is_err()
-    {
+    let mut n = [0u8; NONCE_LEN];
+    n.copy_from_slice(nonce);
+    let mut t = [0u8; TAG_LEN];
+    t.copy_from_slice(tag);
+    if cipher.open(&n, &aad, &mut secret, &t).is_err() {
         return Err(KeyError::Unwrap);
     }
     EpochKey::new(epoch, secret)

@@ -89,8 +89,7 @@
 
 use core::fmt;
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aead::Cipher;
 
 use crate::NodeId;
 use crate::wire::HEADER_LEN;
@@ -103,6 +102,8 @@ mod tests;
 use key::INFO_FRAME_KEY;
 pub use key::{EpochKey, rekey_unwrap, rekey_wrap};
 use replay::{Reject, ReplayWindows};
+
+mod aead;
 
 /// The replay window size per transmitter, in counters.
 pub const REPLAY_WINDOW: u64 = 1024;
@@ -271,7 +272,7 @@ impl CryptoStats {
 /// An epoch's key with its frame cipher (built once).
 struct Epoch {
     key: EpochKey,
-    cipher: Aes256Gcm,
+    cipher: Cipher,
 }
 
 impl Epoch {
@@ -406,18 +407,15 @@ impl FrameCrypto {
         out.extend_from_slice(&counter.to_be_bytes());
         out.extend_from_slice(&dest.map_or(0, |d| d.0).to_be_bytes());
         out.extend_from_slice(body);
-        let nonce = *Nonce::from_slice(&out[HEADER_LEN + 4..HEADER_LEN + 4 + NONCE_LEN]);
-        // AES-GCM refuses only messages above 64 GiB; frames are a few KiB.
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&out[HEADER_LEN + 4..HEADER_LEN + 4 + NONCE_LEN]);
         let tag = match self.protection {
             Protection::Encrypt => {
                 let (aad, body) = out.split_at_mut(BODY_START);
-                epoch.cipher.encrypt_in_place_detached(&nonce, aad, body)
+                epoch.cipher.seal(&nonce, aad, body)
             }
-            _ => epoch
-                .cipher
-                .encrypt_in_place_detached(&nonce, &out[..], &mut []),
-        }
-        .expect("frame within AES-GCM length limits");
+            _ => epoch.cipher.seal(&nonce, &out[..], &mut []),
+        };
         out.extend_from_slice(&tag);
         self.next_counter = counter + 1;
         self.stats.sealed += 1;
@@ -487,21 +485,23 @@ impl FrameCrypto {
         };
         let nonce_bytes = &fields[HEADER_LEN + 4..HEADER_LEN + 4 + NONCE_LEN];
         let dest = be_u32(&fields[HEADER_LEN + 4 + NONCE_LEN..BODY_START]);
-        let nonce = Nonce::from_slice(nonce_bytes);
-        let tag = Tag::from_slice(tag);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(nonce_bytes);
+        let mut tag_bytes = [0u8; TAG_LEN];
+        tag_bytes.copy_from_slice(tag);
         match self.protection {
             Protection::Encrypt => {
                 out.reserve(HEADER_LEN + body.len());
                 out.extend_from_slice(&fields[..HEADER_LEN]);
                 out.extend_from_slice(body);
                 cipher
-                    .decrypt_in_place_detached(nonce, fields, &mut out[HEADER_LEN..], tag)
-                    .map_err(|_| OpenError::BadTag)?;
+                    .open(&nonce, fields, &mut out[HEADER_LEN..], &tag_bytes)
+                    .map_err(|()| OpenError::BadTag)?;
             }
             _ => {
                 cipher
-                    .decrypt_in_place_detached(nonce, sealed, &mut [], tag)
-                    .map_err(|_| OpenError::BadTag)?;
+                    .open(&nonce, sealed, &mut [], &tag_bytes)
+                    .map_err(|()| OpenError::BadTag)?;
             }
         }
         let transmitter = NodeId(be_u32(&nonce_bytes[..4]));
