@@ -12,5 +12,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aead;
 pub mod ordering;
 pub mod udp;
