@@ -207,10 +207,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             println!(
                 "attacks: {} forged, truncated, tampered or replayed frames delivered; {} refused \
                  by the protection layer; {} replays were the first copy their receiver saw \
-                 (handled as late deliveries); {} accepted otherwise (each is a violation)",
+                 (handled as late deliveries, {} of them then ignored by the protocol as stale, \
+                 duplicate or foreign); {} accepted otherwise (each is a violation)",
                 summary.attack_frames,
                 summary.attack_rejected,
                 summary.replay_first_copies,
+                summary.replay_ignored_by_protocol,
                 summary.attack_frames - summary.attack_rejected - summary.replay_first_copies
             );
         }

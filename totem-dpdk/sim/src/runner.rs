@@ -63,6 +63,8 @@ pub struct Summary {
     /// Replays that were the first copy of their transmission for the receiver (treated as a
     /// late delivery; see `sim::AttackStats`).
     pub replay_first_copies: u64,
+    /// Of those, frames the protocol then counted as stale, duplicate or foreign.
+    pub replay_ignored_by_protocol: u64,
 }
 
 /// Runs `schedules` on `threads` threads, calling `on_result` for each as it finishes (in
@@ -98,6 +100,7 @@ pub fn run_many(
                     s.attack_frames += a.forged + a.truncated + a.tampered + a.replayed;
                     s.attack_rejected += a.rejected;
                     s.replay_first_copies += a.replay_first_copies;
+                    s.replay_ignored_by_protocol += a.replay_ignored_by_protocol;
                     if checked.outcome.drained {
                         s.worst_convergence_ns = s
                             .worst_convergence_ns
