@@ -14,6 +14,8 @@
 //! - [`mem::MemNetwork`] and [`mem::MemTransport`], an in-process network with bounded
 //!   per-endpoint queues, for tests of the layers above.
 //! - [`affinity`]: pinning the calling thread to one CPU (Linux `sched_setaffinity`).
+//! - [`wake::Waker`]: wakes a thread blocked in [`Transport::wait`] (an eventfd polled next to
+//!   the sockets).
 //! - [`unix`]: Unix-domain `SOCK_SEQPACKET` sockets for the AIS executive's client IPC (Linux).
 //! - `dpdk` (feature `dpdk`): today only the check that the DPDK library found at run time
 //!   matches the headers the bindings were built from.
@@ -39,7 +41,7 @@
 //! delivered, with [`Source::node`] set to `None`, and counted in [`Stats::unknown_sources`].
 //!
 //! **Unsafe code** is denied crate-wide and allowed only in the modules that talk to the
-//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `unix`); every `unsafe` block
+//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `unix`, `wake`); every `unsafe` block
 //! carries a `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
 //!
 //! # Features
@@ -62,6 +64,8 @@ mod members;
 pub mod udp;
 #[cfg(target_os = "linux")]
 pub mod unix;
+#[cfg(target_os = "linux")]
+pub mod wake;
 
 /// A node's identity at the dataplane: a plain number. The Totem layer maps its own node id
 /// to this one.
@@ -256,6 +260,14 @@ pub trait Transport {
     /// # Errors
     /// An unexpected error from the operating system.
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// A handle other threads use to make [`Transport::wait`] return early (the driver wakes
+    /// itself when a message is submitted). `None` (the default): `wait` only returns on a
+    /// frame or its timeout, so the caller must keep timeouts short.
+    #[cfg(target_os = "linux")]
+    fn waker(&self) -> Option<wake::Waker> {
+        None
+    }
 
     /// The counters since the transport was created.
     fn stats(&self) -> Stats;

@@ -62,6 +62,8 @@ pub const SUBMIT_BATCH: usize = 256;
 pub const RX_BURSTS: usize = 8;
 /// How often the driver thread refreshes [`Driver::status`] when nothing changes.
 pub const STATUS_INTERVAL: StdDuration = StdDuration::from_millis(100);
+/// The longest sleep of a driver whose transport has a waker (see [`Transport::waker`]).
+pub const WOKEN_IDLE_WAIT: StdDuration = StdDuration::from_millis(50);
 /// Attempts to push out the frames left in the transport when the driver stops or leaves.
 const FINAL_FLUSH_TRIES: usize = 10;
 
@@ -75,8 +77,9 @@ pub struct DriverConfig {
     /// The address of each node id, given to [`Transport::set_members`] (this node
     /// included).
     pub members: Vec<Member>,
-    /// The longest [`Transport::wait`] when idle (default 1 ms): a submit from another
-    /// thread waits at most this long before the driver thread takes it.
+    /// The longest [`Transport::wait`] when idle, for transports without a waker (default
+    /// 1 ms): a submit from another thread waits at most this long before the driver thread
+    /// takes it. Transports with a waker (kernel UDP) wake the thread at once instead.
     pub idle_wait: StdDuration,
 }
 
@@ -241,6 +244,39 @@ struct Control {
 pub struct Submitter {
     requests: SyncSender<Request>,
     status: Arc<Mutex<DriverStatus>>,
+    wake: Arc<WakeState>,
+}
+
+/// How a submitter wakes a sleeping driver thread: the transport's [`dataplane::wake::Waker`]
+/// (if it has one), a count of requests not yet taken, and whether the thread is (about to
+/// be) blocked in `Transport::wait`. A submitter counts its request, then wakes the thread if
+/// it sleeps; the thread announces its sleep, then sleeps only if nothing is counted. Either
+/// the thread sees the request or the submitter sees the sleep, so no submit waits for the
+/// idle timeout, and a busy thread costs submitters no system call.
+#[derive(Debug, Default)]
+struct WakeState {
+    waker: Option<dataplane::wake::Waker>,
+    pending: std::sync::atomic::AtomicUsize,
+    sleeping: AtomicBool,
+}
+
+impl WakeState {
+    /// A stop or leave flag was set: wake the thread if it sleeps.
+    fn queued_control(&self) {
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+    }
+
+    /// A request was queued.
+    fn queued(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst)
+            && let Some(w) = &self.waker
+        {
+            w.wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for SubmitRequest {
@@ -273,6 +309,7 @@ impl Submitter {
                 reply: Reply::Wait(reply),
             }))
             .map_err(|_| DriverSubmitError::Stopped)?;
+        self.wake.queued();
         match answer.recv() {
             Ok(result) => result.map_err(DriverSubmitError::Core),
             Err(_) => Err(DriverSubmitError::Stopped),
@@ -301,7 +338,10 @@ impl Submitter {
             reply: Reply::Call(done),
         });
         match self.requests.try_send(request) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.wake.queued();
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => Err(TrySubmitError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(TrySubmitError::Stopped),
         }
@@ -316,7 +356,9 @@ impl Submitter {
     pub fn with_core(&self, call: CoreCall) -> Result<(), TrySubmitError> {
         self.requests
             .send(Request::Core(call))
-            .map_err(|_| TrySubmitError::Stopped)
+            .map_err(|_| TrySubmitError::Stopped)?;
+        self.wake.queued();
+        Ok(())
     }
 
     /// The latest [`DriverStatus`] (at most [`STATUS_INTERVAL`] old).
@@ -385,6 +427,11 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
 ) -> Result<Driver, DriverError> {
     cfg.totem.validate()?;
     transport.set_members(&cfg.members)?;
+    let wake = Arc::new(WakeState {
+        waker: transport.waker(),
+        ..WakeState::default()
+    });
+    let thread_wake = Arc::clone(&wake);
     let (requests_tx, requests_rx) = mpsc::sync_channel(REQUEST_QUEUE);
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), DriverError>>(1);
     let control = Arc::new(Control::default());
@@ -431,6 +478,7 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
                 status: thread_status,
                 status_at: std::time::Instant::now(),
                 status_key: None,
+                wake: thread_wake,
             };
             lp.publish_status();
             let _ = ready_tx.send(Ok(()));
@@ -442,6 +490,7 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
             submitter: Submitter {
                 requests: requests_tx,
                 status,
+                wake,
             },
             events: events_rx,
             control,
@@ -498,6 +547,7 @@ impl Driver {
     /// Returns at once; [`Driver::stop`] joins the thread.
     pub fn leave(&self) {
         self.control.leave.store(true, Ordering::Release);
+        self.submitter.wake.queued_control();
     }
 
     /// Stops the thread (without a graceful leave, as a crash would) and joins it.
@@ -506,6 +556,7 @@ impl Driver {
     /// [`DriverError::Panicked`] when the thread panicked.
     pub fn stop(mut self) -> Result<DriverStats, DriverError> {
         self.control.stop.store(true, Ordering::Release);
+        self.submitter.wake.queued_control();
         match self.thread.take() {
             Some(thread) => thread.join().map_err(|_| DriverError::Panicked),
             None => Ok(DriverStats::default()),
@@ -516,6 +567,7 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.control.stop.store(true, Ordering::Release);
+        self.submitter.wake.queued_control();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -613,6 +665,7 @@ struct Loop<T, S> {
     status_at: std::time::Instant,
     /// State and ring of the last published status.
     status_key: Option<(srp::MembState, RingId)>,
+    wake: Arc<WakeState>,
 }
 
 impl<T: Transport, S: EventSink> Loop<T, S> {
@@ -673,7 +726,11 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
 
     fn take_submits(&mut self) {
         for _ in 0..SUBMIT_BATCH {
-            match self.requests.try_recv() {
+            let taken = self.requests.try_recv();
+            if taken.is_ok() {
+                self.wake.pending.fetch_sub(1, Ordering::SeqCst);
+            }
+            match taken {
                 Ok(Request::Core(call)) => {
                     call(&mut self.core);
                     self.transmit();
@@ -820,15 +877,31 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
 
     fn wait(&mut self) {
         let now = self.clock.now();
+        // With a waker, submits, leave and stop wake the thread: it may sleep until its next
+        // timer (at most WOKEN_IDLE_WAIT). Without one, `idle_wait` bounds a submit's delay.
+        let cap = if self.wake.waker.is_some() {
+            WOKEN_IDLE_WAIT
+        } else {
+            self.idle_wait
+        };
         let timeout = match self.core.poll_timeout() {
-            Some(deadline) => StdDuration::from_nanos(deadline.saturating_since(now).as_nanos())
-                .min(self.idle_wait),
-            None => self.idle_wait,
+            Some(deadline) => {
+                StdDuration::from_nanos(deadline.saturating_since(now).as_nanos()).min(cap)
+            }
+            None => cap,
         };
         if timeout.is_zero() {
             return;
         }
-        if self.transport.wait(Some(timeout)).is_err() {
+        // Announce the sleep, then sleep only if no request is waiting (see `WakeState`).
+        self.wake.sleeping.store(true, Ordering::SeqCst);
+        if self.wake.pending.load(Ordering::SeqCst) > 0 {
+            self.wake.sleeping.store(false, Ordering::SeqCst);
+            return;
+        }
+        let result = self.transport.wait(Some(timeout));
+        self.wake.sleeping.store(false, Ordering::SeqCst);
+        if result.is_err() {
             self.stats.io_errors += 1;
             // Do not spin on a broken transport.
             thread::sleep(timeout);

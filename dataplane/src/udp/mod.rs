@@ -285,6 +285,8 @@ pub struct UdpTransport {
     tx_head: usize,
     tx: TxBatch,
     stats: Stats,
+    /// Polled by `wait` next to the sockets; other threads wake it (see [`Transport::waker`]).
+    waker: crate::wake::Waker,
 }
 
 impl fmt::Debug for UdpTransport {
@@ -348,6 +350,10 @@ impl UdpTransport {
             peers: Vec::new(),
             local_node: None,
             rx: RxBatch::new(config.burst, config.mtu),
+            waker: crate::wake::Waker::new().map_err(|source| UdpError::Socket {
+                addr: config.bind,
+                source,
+            })?,
             group_first: false,
             tx_arena: vec![0; config.burst * config.mtu].into_boxed_slice(),
             tx_slots: 0,
@@ -641,6 +647,10 @@ impl Transport for UdpTransport {
         Ok(())
     }
 
+    fn waker(&self) -> Option<crate::wake::Waker> {
+        Some(self.waker.clone())
+    }
+
     fn learn_member(&mut self, node: NodeId, addr: SocketAddr) -> bool {
         if !matches!(self.config.mode, Mode::Multicast { .. }) {
             return false;
@@ -663,7 +673,12 @@ impl Transport for UdpTransport {
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        sys::wait_readable(&self.sock, self.group.as_ref().map(|g| &g.sock), timeout)
+        sys::wait_readable(
+            &self.sock,
+            self.group.as_ref().map(|g| &g.sock),
+            &self.waker,
+            timeout,
+        )
     }
 
     fn stats(&self) -> Stats {
@@ -865,5 +880,33 @@ mod learn_tests {
     fn unicast_learns_nothing() {
         let mut t = UdpTransport::new(UdpConfig::unicast("127.0.0.1:0".parse().unwrap())).unwrap();
         assert!(!t.learn_member(NodeId(4), "127.0.0.1:9".parse().unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod wake_tests {
+    use super::*;
+
+    /// A waker makes a long `wait` return (the driver relies on it to take a submit at once).
+    #[test]
+    fn waker_ends_a_long_wait() {
+        let mut t = UdpTransport::new(UdpConfig::unicast("127.0.0.1:0".parse().unwrap())).unwrap();
+        let waker = t.waker().expect("the UDP transport has a waker");
+        let start = std::time::Instant::now();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            waker.wake();
+        });
+        t.wait(Some(Duration::from_secs(30))).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "wait returned only after {:?}",
+            start.elapsed()
+        );
+        thread.join().unwrap();
+        // The wake was consumed: the next short wait times out normally.
+        let start = std::time::Instant::now();
+        t.wait(Some(Duration::from_millis(20))).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(20));
     }
 }

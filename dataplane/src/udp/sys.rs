@@ -289,25 +289,34 @@ pub(crate) fn interface_index(ip: IpAddr) -> io::Result<Option<u32>> {
 pub(crate) fn wait_readable(
     first: &UdpSocket,
     second: Option<&UdpSocket>,
+    waker: &crate::wake::Waker,
     timeout: Option<Duration>,
 ) -> io::Result<()> {
-    let pfd = |s: &UdpSocket| libc::pollfd {
-        fd: s.as_raw_fd(),
+    let pfd = |fd: c_int| libc::pollfd {
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let mut fds = [pfd(first), pfd(second.unwrap_or(first))];
-    let nfds: libc::nfds_t = if second.is_some() { 2 } else { 1 };
-    let ms = match timeout {
-        None => -1,
-        Some(d) => {
-            let ms = d.as_nanos().div_ceil(1_000_000);
-            c_int::try_from(ms).unwrap_or(c_int::MAX)
-        }
-    };
-    // SAFETY: `fds` is an array of `nfds` (at most 2) pollfd structs valid for reads and
-    // writes for the duration of the call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, ms) };
+    let mut fds = [
+        pfd(waker.as_raw_fd()),
+        pfd(first.as_raw_fd()),
+        pfd(second.unwrap_or(first).as_raw_fd()),
+    ];
+    let nfds: libc::nfds_t = if second.is_some() { 3 } else { 2 };
+    // ppoll takes nanoseconds: a driver waiting for a 50 µs timer does not sleep a whole
+    // millisecond.
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let ts_ptr = ts.as_ref().map_or(ptr::null(), std::ptr::from_ref);
+    // SAFETY: `fds` is an array of `nfds` (at most 3) pollfd structs valid for reads and
+    // writes for the duration of the call; `ts_ptr` is null or points to a timespec that
+    // outlives the call; a null signal mask leaves the mask unchanged.
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), nfds, ts_ptr, ptr::null()) };
+    if fds[0].revents & libc::POLLIN != 0 {
+        waker.drain();
+    }
     match cvt(rc) {
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
         Err(e) => Err(e),
