@@ -17,13 +17,15 @@
 //! - [`wake::Waker`]: wakes a thread blocked in [`Transport::wait`] (an eventfd polled next to
 //!   the sockets).
 //! - [`unix`]: Unix-domain `SOCK_SEQPACKET` sockets for the AIS executive's client IPC (Linux).
-//! - `dpdk` (feature `dpdk`): today only the check that the DPDK library found at run time
-//!   matches the headers the bindings were built from.
+//! - `dpdk` (feature `dpdk`): `dpdk::DpdkTransport`, the poll-mode backend (EAL once per
+//!   process, one port, owned mbufs, raw Ethernet with ethertype 0x88B5, adaptive back-off or
+//!   busy polling), tested on `net_ring` and on `net_af_packet` over a veth pair; and the check
+//!   that the DPDK library found at run time matches the headers the bindings were built from.
 //!
 //! `dataplane/tests/conformance.rs` runs one suite of properties against every backend.
 //!
-//! **Not yet:** the DPDK `Transport`, fault-injection and pcap wrappers, and jumbo-frame
-//! packing (`pack`).
+//! **Not yet:** `aisexec` over the DPDK transport, fault-injection and pcap wrappers, and
+//! jumbo-frame packing (`pack`).
 //!
 //! # The transport contract
 //!
