@@ -62,6 +62,9 @@ pub struct Config {
     /// The executive itself: IPC socket, state directory, CPU (`[aisexec]`).
     #[serde(default)]
     pub aisexec: Aisexec,
+    /// The DPDK port, for `transport = "dpdk"` (`[dpdk]`).
+    #[serde(default)]
+    pub dpdk: Dpdk,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     source: Source,
@@ -333,6 +336,44 @@ impl Default for Logging {
     }
 }
 
+/// The `[dpdk]` table: the poll-mode port Totem runs on with `transport = "dpdk"`. Frames are
+/// raw Ethernet (ethertype 0x88B5) on the port; members are known by node id (the nodelist's
+/// `ring0_addr` is not used) and their MAC addresses are learned from their frames.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dpdk {
+    /// EAL arguments, without the program name (default: no hugepages, 256 MB, no PCI, no
+    /// shared config, no telemetry, lcore 0). Add the port, e.g.
+    /// `"--vdev=net_af_packet0,iface=eth0,framesz=2048,blocksz=4096"`.
+    #[serde(default = "defaults::eal_args")]
+    pub eal_args: Vec<String>,
+    /// The port's device name (required), e.g. `"net_af_packet0"` or `"net_memif0"`.
+    #[serde(default)]
+    pub port: String,
+    /// Busy-poll the port (a dedicated core); default false: adaptive back-off when idle.
+    #[serde(default)]
+    pub busy_poll: bool,
+    /// Packet buffers in the pool (default 8191).
+    #[serde(default = "defaults::mbufs")]
+    pub mbufs: u32,
+    /// Smallest data room of a packet buffer in bytes (default 0: just enough for a frame);
+    /// `net_af_packet` needs at least its `framesz`.
+    #[serde(default)]
+    pub min_data_room: usize,
+}
+
+impl Default for Dpdk {
+    fn default() -> Self {
+        Dpdk {
+            eal_args: defaults::eal_args(),
+            port: String::new(),
+            busy_poll: false,
+            mbufs: defaults::mbufs(),
+            min_data_room: 0,
+        }
+    }
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,6 +410,25 @@ impl Default for Aisexec {
 
 mod defaults {
     use std::path::PathBuf;
+
+    pub(super) fn eal_args() -> Vec<String> {
+        [
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "--no-telemetry",
+            "-l",
+            "0",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    }
+    pub(super) fn mbufs() -> u32 {
+        8191
+    }
 
     pub(super) fn token() -> u64 {
         100
@@ -585,10 +645,11 @@ impl Config {
         if t.nodeid == 0 {
             return Err(self.invalid("totem.nodeid", "node id 0 is reserved; use 1..=4294967295"));
         }
-        if t.transport == TransportKind::Dpdk {
-            return Err(self.invalid(
+        if t.transport == TransportKind::Dpdk && self.dpdk.port.is_empty() {
+            return Err(self.invalid_near(
+                "dpdk",
                 "totem.transport",
-                "transport \"dpdk\" is not built in this version; use \"udp\" or \"udpu\"",
+                "transport \"dpdk\" needs [dpdk] port (the device name, e.g. \"net_af_packet0\") and the EAL arguments that create it",
             ));
         }
         self.validate_crypto()?;

@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::config::FrameProtection;
+use crate::config::{FrameProtection, TransportKind};
 use crate::eventlog::EventLogWriter;
 use crate::exec::server::{Access, IpcServer, group_id};
 use crate::exec::{Exec, Flow, Input, TotemSink};
@@ -190,13 +190,18 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
     };
     totem.key = key.clone();
     totem.nonce_start = nonce_start;
-    let transport = UdpTransport::new(config.udp_config()).context("opening the Totem socket")?;
     let mut driver_config = DriverConfig::new(totem, config.members());
     driver_config.cpu = config.aisexec.cpu;
 
     let (tx, rx) = mpsc::channel::<Input>();
-    let driver = driver::spawn_with(transport, driver_config, TotemSink(tx.clone()))
-        .context("starting the Totem thread")?;
+    let sink = TotemSink(tx.clone());
+    let driver = if config.totem.transport == TransportKind::Dpdk {
+        spawn_dpdk(config, driver_config, sink)?
+    } else {
+        let transport =
+            UdpTransport::new(config.udp_config()).context("opening the Totem socket")?;
+        driver::spawn_with(transport, driver_config, sink).context("starting the Totem thread")?
+    };
     let server =
         IpcServer::start(&config.aisexec.ipc_socket, access, tx.clone()).with_context(|| {
             format!(
@@ -283,6 +288,57 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         anyhow::bail!("the Totem thread stopped unexpectedly");
     }
     Ok(())
+}
+
+/// Starts the Totem thread on the DPDK port of `[dpdk]`.
+#[cfg(feature = "dpdk")]
+fn spawn_dpdk(
+    config: &Config,
+    driver_config: DriverConfig,
+    sink: TotemSink,
+) -> anyhow::Result<driver::Driver> {
+    use dataplane::dpdk::{self, DpdkConfig, DpdkTransport};
+    let d = &config.dpdk;
+    dpdk::init_eal(&d.eal_args).context("initialising DPDK's EAL from [dpdk] eal_args")?;
+    let port = dpdk::port_by_name(&d.port).with_context(|| {
+        format!(
+            "[dpdk] port {:?}: no such DPDK port (is its --vdev in eal_args?)",
+            d.port
+        )
+    })?;
+    let mut c = DpdkConfig::new(
+        d.eal_args.clone(),
+        port,
+        dataplane::NodeId(config.totem.nodeid),
+    );
+    c.mtu = driver_config.totem.max_frame_size;
+    c.busy_poll = d.busy_poll;
+    c.mbufs = d.mbufs;
+    c.min_data_room = d.min_data_room;
+    let transport = DpdkTransport::new(c).context("opening the DPDK port")?;
+    info!(
+        "Totem runs on DPDK port {} ({}), {}",
+        d.port,
+        dpdk::runtime_version(),
+        if d.busy_poll {
+            "busy polling"
+        } else {
+            "adaptive polling"
+        }
+    );
+    driver::spawn_with(transport, driver_config, sink).context("starting the Totem thread")
+}
+
+/// Without the `dpdk` feature there is no DPDK transport.
+#[cfg(not(feature = "dpdk"))]
+fn spawn_dpdk(
+    _config: &Config,
+    _driver_config: DriverConfig,
+    _sink: TotemSink,
+) -> anyhow::Result<driver::Driver> {
+    anyhow::bail!(
+        "totem.transport = \"dpdk\", but this aisexec was built without DPDK support; rebuild with `cargo build --release --features ais/dpdk` (needs the Debian packages dpdk-dev and libdpdk-dev)"
+    )
 }
 
 /// The user id this process runs as: the owner of a file it just created.

@@ -350,16 +350,21 @@ fn an_empty_keyfile_is_refused() {
 }
 
 #[test]
-fn dpdk_parses_but_does_not_validate() {
+fn dpdk_needs_its_port() {
     let text = GOOD.replace("\"udpu\"", "\"dpdk\"");
     let config = Config::parse(&text, "bad.toml").unwrap();
     assert_eq!(config.totem.transport, TransportKind::Dpdk);
     let e = config.validate().unwrap_err();
-    assert!(
-        e.to_string().starts_with("bad.toml:4:1: totem.transport: "),
-        "{e}"
+    assert!(e.to_string().starts_with("bad.toml:4:1: dpdk: "), "{e}");
+    assert!(e.to_string().contains("needs [dpdk] port"), "{e}");
+    let with_port = format!(
+        "{text}\n[dpdk]\nport = \"net_af_packet0\"\neal_args = [\"--no-huge\", \"--vdev=net_af_packet0,iface=eth0\"]\n"
     );
-    assert!(e.to_string().contains("not built in this version"), "{e}");
+    let config = Config::parse(&with_port, "good.toml").unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.dpdk.port, "net_af_packet0");
+    assert_eq!(config.dpdk.eal_args.len(), 2);
+    assert!(!config.dpdk.busy_poll);
 }
 
 #[test]
