@@ -34,7 +34,8 @@ fn config(id: u32, hosts: usize, dir: &Path) -> String {
         t += &format!("[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"10.0.0.{h}\"\n\n");
     }
     t += &format!(
-        "[dpdk]\nport = \"net_af_packet0\"\nmin_data_room = 2176\neal_args = [\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-shconf\", \"--no-telemetry\", \"-l\", \"0\", \"--file-prefix\", \"oais{id}\", \"--vdev=net_af_packet0,iface=eth0,framesz=2048,blocksz=4096\"]\n\n"
+        "[dpdk]\nport = \"net_af_packet0\"\nmin_data_room = 2176\neal_args = [\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-shconf\", \"--no-telemetry\", \"-l\", \"0\", \"--file-prefix\", \"oais{id}-{pid}\", \"--vdev=net_af_packet0,iface=eth0,framesz=2048,blocksz=4096\"]\n\n",
+        pid = std::process::id()
     );
     t + &aisexec_section(dir)
 }
@@ -146,6 +147,10 @@ fn three_executives_over_dpdk_af_packet() {
         c.terminate(i);
     }
     let report = c.check_logs();
+    // EAL's runtime directories of the three processes (root: /var/run/dpdk).
+    for id in 1..=3 {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/oais{id}-{}", std::process::id()));
+    }
     assert!(report.is_ok(), "{report}");
     assert!(report.delivered >= 2700, "{report}");
     drop(c);

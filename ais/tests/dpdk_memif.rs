@@ -1,0 +1,123 @@
+//! Two `aisexec` processes joined by DPDK's `net_memif` (shared-memory packet rings between
+//! two processes on one host): node 1 is the memif server, node 2 the client. CPG traffic in
+//! one order at both, graceful stop, checker clean on both event logs.
+//!
+//! Assumes: DPDK 22.11 with the memif PMD (Debian `dpdk`), built with `--features ais/dpdk`,
+//! no root needed (the memif control socket is an abstract Unix socket named after this
+//! process), no hugepages (`--no-huge`; memif needs EAL's shared configuration for its
+//! multi-process hook, so each process gets its own `--file-prefix`, whose runtime directory
+//! the test removes). Both nodes stop gracefully, client
+//! first: the research notes measured the memif server crashing in its receive path when the
+//! client vanished abruptly, so this test does not kill one (the af_packet test does).
+
+#![cfg(feature = "dpdk")]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ais::client::cpg::{Cpg, CpgEvent};
+use ais::ipc::proto::Guarantee;
+use common::cluster::{Cluster, aisexec_section, key_lines, wait_confchg};
+
+const GROUP: &[u8] = b"memif";
+const LONG: Duration = Duration::from_secs(20);
+
+fn config(id: u32, dir: &Path) -> String {
+    let role = if id == 1 { "server" } else { "client" };
+    let socket = format!("/oais-memif-{}", std::process::id());
+    let mut t = format!(
+        "[totem]\nnodeid = {id}\ntransport = \"dpdk\"\n{}\n",
+        key_lines(dir)
+    );
+    for h in 1..=2 {
+        t += &format!("[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"10.0.0.{h}\"\n\n");
+    }
+    t += &format!(
+        "[dpdk]\nport = \"net_memif0\"\neal_args = [\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-telemetry\", \"-l\", \"0\", \"--file-prefix\", \"oaism{id}-{pid}\", \"--vdev=net_memif0,role={role},socket={socket},id=0,bsize=2048\"]\n\n",
+        pid = std::process::id()
+    );
+    t + &aisexec_section(dir)
+}
+
+#[test]
+fn two_executives_over_dpdk_memif() {
+    let mut c = Cluster::new(
+        "dpdk-memif",
+        2,
+        config,
+        Box::new(|_, program| Command::new(program)),
+    );
+    // The memif server first: a client that starts before its server never connects in
+    // DPDK 22.11 (seen here in 1 of 3 runs), so the server must be up when the client starts.
+    c.start(0);
+    c.wait_ring(0, &[1], LONG);
+    c.start(1);
+    c.wait_ring(0, &[1, 2], LONG);
+    c.wait_ring(1, &[1, 2], LONG);
+    let log = std::fs::read_to_string(c.nodes[1].dir.join("aisexec.log")).unwrap_or_default();
+    assert!(log.contains("Totem runs on DPDK port net_memif0"), "{log}");
+    let mut cl: Vec<Cpg> = (0..2).map(|i| c.cpg(i)).collect();
+    for x in &mut cl {
+        x.join(GROUP).expect("join");
+    }
+    for x in &mut cl {
+        wait_confchg(
+            x,
+            LONG,
+            |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == 2),
+        );
+    }
+    let per = 500u32;
+    let orders: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = cl
+            .iter_mut()
+            .map(|cpg| {
+                s.spawn(move || {
+                    let mut order = Vec::new();
+                    let note = |ev: Option<CpgEvent>, order: &mut Vec<(u32, u32)>| {
+                        if let Some(CpgEvent::Deliver { sender, data, .. }) = ev {
+                            order.push((
+                                sender.node,
+                                u32::from_le_bytes(data[..4].try_into().unwrap()),
+                            ));
+                        }
+                    };
+                    for i in 0..per {
+                        let mut m = i.to_le_bytes().to_vec();
+                        m.resize(1000, 0x22);
+                        cpg.mcast_retry(GROUP, Guarantee::Agreed, &m, LONG)
+                            .expect("mcast");
+                        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
+                            note(Some(ev), &mut order);
+                        }
+                    }
+                    let deadline = Instant::now() + LONG;
+                    while order.len() < 2 * per as usize {
+                        assert!(Instant::now() < deadline, "{} delivered", order.len());
+                        note(
+                            cpg.dispatch(Some(Duration::from_secs(1)))
+                                .expect("dispatch"),
+                            &mut order,
+                        );
+                    }
+                    order
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    assert_eq!(orders[0].len(), 2 * per as usize);
+    assert_eq!(orders[0], orders[1], "one order at both nodes");
+    drop(cl);
+    c.terminate(1);
+    c.terminate(0);
+    let report = c.check_logs();
+    // EAL's runtime directories of the two processes (root: /var/run/dpdk).
+    for id in 1..=2 {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/oaism{id}-{}", std::process::id()));
+    }
+    assert!(report.is_ok(), "{report}");
+}
