@@ -257,6 +257,17 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
                         error!("could not extend the message number lease: {e}");
                     }
                 }
+                Input::BatchSubmitted { accepted, .. }
+                    if accepted
+                        .last()
+                        .is_some_and(|(id, _)| id.no + MSGNO_LEASE / 2 >= leased) =>
+                {
+                    let last = accepted.last().map_or(0, |(id, _)| id.no);
+                    leased = last + MSGNO_LEASE;
+                    if let Err(e) = msgno.store(leased) {
+                        error!("could not extend the message number lease: {e}");
+                    }
+                }
                 _ => {}
             }
             if exec.handle(input) == Flow::Stop {

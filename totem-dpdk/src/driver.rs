@@ -361,6 +361,22 @@ impl Submitter {
         Ok(())
     }
 
+    /// As [`Submitter::with_core`] but never blocks.
+    ///
+    /// # Errors
+    /// [`TrySubmitError::QueueFull`] when the request queue is full, [`TrySubmitError::Stopped`]
+    /// when the driver thread has ended (`call` is dropped either way).
+    pub fn try_with_core(&self, call: CoreCall) -> Result<(), TrySubmitError> {
+        match self.requests.try_send(Request::Core(call)) {
+            Ok(()) => {
+                self.wake.queued();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(TrySubmitError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(TrySubmitError::Stopped),
+        }
+    }
+
     /// The latest [`DriverStatus`] (at most [`STATUS_INTERVAL`] old).
     pub fn status(&self) -> DriverStatus {
         self.status

@@ -169,6 +169,81 @@ impl Cpg {
         }
     }
 
+    /// Sends `messages` to `group` in order, in one round trip. Totem takes them in order until
+    /// its send queue is full: returns how many it took, from the first (at least one). Send
+    /// the rest again (after a pause or a [`dispatch`](Self::dispatch)): the order of this
+    /// connection's messages is kept.
+    ///
+    /// # Errors
+    /// [`AisError::TryAgain`] when Totem took none; [`AisError::TooBig`] (without a round trip)
+    /// when the messages do not fit one IPC packet ([`crate::ipc::proto::MAX_PAYLOAD`] bytes
+    /// with 4 bytes per message); otherwise as [`mcast`](Self::mcast).
+    pub fn mcast_batch(
+        &mut self,
+        group: &[u8],
+        guarantee: Guarantee,
+        messages: &[&[u8]],
+    ) -> Result<usize, Error> {
+        check_group(group)?;
+        let bytes: usize = messages.iter().map(|m| m.len() + 4).sum();
+        if bytes > MAX_PAYLOAD {
+            return Err(Error::Ais(AisError::TooBig));
+        }
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let req = Request::CpgMcastBatch {
+            group: Bytes::copy_from_slice(group),
+            guarantee,
+            messages: messages.iter().map(|m| Bytes::copy_from_slice(m)).collect(),
+        };
+        match self.conn.call(req)? {
+            Response::Accepted(n) => Ok((n as usize).min(messages.len())),
+            other => Err(unexpected("CpgMcastBatch", &other)),
+        }
+    }
+
+    /// Sends all of `messages` with [`mcast_batch`](Self::mcast_batch), sending the rest again
+    /// with a short back-off while Totem's queue is full, for up to `timeout`. Returns the
+    /// number of round trips that took fewer than all remaining messages.
+    ///
+    /// # Errors
+    /// [`AisError::TryAgain`] when `timeout` passed first (some messages may have been sent, in
+    /// order); any other error of [`mcast_batch`](Self::mcast_batch) at once.
+    pub fn mcast_batch_retry(
+        &mut self,
+        group: &[u8],
+        guarantee: Guarantee,
+        messages: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<u64, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = RETRY_FIRST;
+        let mut short = 0;
+        let mut rest = messages;
+        while !rest.is_empty() {
+            match self.mcast_batch(group, guarantee, rest) {
+                Ok(n) if n == rest.len() => return Ok(short),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    short += 1;
+                    pause = RETRY_FIRST;
+                }
+                Err(e) if e.is_try_again() => short += 1,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            let pause_now = match deadline {
+                None => pause,
+                Some(d) if now >= d => return Err(Error::Ais(AisError::TryAgain)),
+                Some(d) => pause.min(d - now),
+            };
+            thread::sleep(pause_now);
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+        Ok(short)
+    }
+
     /// The members of `group` (`cpg_membership_get`), ascending.
     ///
     /// # Errors

@@ -377,6 +377,7 @@ fn response_name(resp: &Response) -> &'static str {
         Response::FlowControl(_) => "FlowControl",
         Response::CpgGroups(_) => "CpgGroups",
         Response::EvsMembers { .. } => "EvsMembers",
+        Response::Accepted(_) => "Accepted",
     }
 }
 

@@ -87,6 +87,19 @@ pub enum Input {
         /// When the core answered (nanoseconds since the UNIX epoch).
         at: u64,
     },
+    /// The core took the first messages of a batch (see [`Context::submit_batch_for`]).
+    BatchSubmitted {
+        /// Who asked.
+        origin: Origin,
+        /// The messages taken, with their ids, in order.
+        accepted: Vec<(MsgId, Bytes)>,
+        /// Why the next one was refused, if the batch was not taken whole.
+        refused: Option<SubmitError>,
+        /// Their guarantee.
+        kind: DeliveryKind,
+        /// When the core answered (nanoseconds since the UNIX epoch).
+        at: u64,
+    },
     /// A client connected (credentials already checked).
     Connected {
         /// Its number.
@@ -267,6 +280,48 @@ impl Context<'_> {
         }
     }
 
+    /// Submits `msgs` in order in one step of the Totem thread: the core takes them until its
+    /// send queue is full; the service's [`Service::batch_submitted`] gets how many it took.
+    /// Returns false (nothing queued, no call back) when the request queue is full.
+    pub fn submit_batch_for(
+        &mut self,
+        conn: ConnId,
+        id: u64,
+        service: ServiceId,
+        tag: u64,
+        kind: DeliveryKind,
+        msgs: Vec<Bytes>,
+    ) -> bool {
+        let origin = Origin::Client {
+            conn,
+            id,
+            service,
+            tag,
+        };
+        let tx = self.tx.clone();
+        let call: CoreCall = Box::new(move |core| {
+            let mut accepted = Vec::with_capacity(msgs.len());
+            let mut refused = None;
+            for m in msgs {
+                match core.submit(Priority::default(), kind, m.clone()) {
+                    Ok(id) => accepted.push((id, m)),
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(Input::BatchSubmitted {
+                origin,
+                accepted,
+                refused,
+                kind,
+                at: unix_nanos(),
+            });
+        });
+        self.submitter.try_with_core(call).is_ok()
+    }
+
     /// Runs `call` on the Totem thread with the core, in order with the submits made before
     /// (key installation). False when the Totem thread has stopped.
     pub fn with_core(&mut self, call: CoreCall) -> bool {
@@ -374,6 +429,24 @@ pub trait Service {
         result: Result<MsgId, SubmitError>,
     ) {
         cx.reply(conn, id, submit_response(result));
+    }
+
+    /// The outcome of a [`Context::submit_batch_for`]: `accepted` messages were taken, from
+    /// the first. The default answers [`Response::Accepted`], or TRY_AGAIN when none was.
+    fn batch_submitted(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        _tag: u64,
+        accepted: usize,
+        refused: Option<SubmitError>,
+    ) {
+        let resp = match (accepted, refused) {
+            (0, Some(e)) => submit_response(Err(e)),
+            (n, _) => Response::Accepted(u32::try_from(n).unwrap_or(u32::MAX)),
+        };
+        cx.reply(conn, id, resp);
     }
 
     /// A message of this service delivered by Totem (`body` after the executive header).
@@ -486,6 +559,13 @@ impl Exec {
                 result,
                 at,
             } => self.submitted(origin, payload, kind, result, at),
+            Input::BatchSubmitted {
+                origin,
+                accepted,
+                refused,
+                kind,
+                at,
+            } => self.batch_submitted(origin, &accepted, refused, kind, at),
             Input::Connected {
                 conn,
                 pid,
@@ -637,6 +717,7 @@ impl Exec {
                 Request::CpgJoin { .. }
                 | Request::CpgLeave { .. }
                 | Request::CpgMcast { .. }
+                | Request::CpgMcastBatch { .. }
                 | Request::CpgMembership { .. }
                 | Request::CpgLocalGet
                 | Request::CpgFlowControlGet
@@ -694,6 +775,38 @@ impl Exec {
                     self.retry.push_front((payload, kind));
                 }
             }
+        }
+    }
+
+    fn batch_submitted(
+        &mut self,
+        origin: Origin,
+        accepted: &[(MsgId, Bytes)],
+        refused: Option<SubmitError>,
+        kind: DeliveryKind,
+        at: u64,
+    ) {
+        if let Some(log) = &mut self.event_log {
+            for (msg, payload) in accepted {
+                if let Err(e) = log.send_at(at, *msg, kind, 0, payload) {
+                    warn!("event log: {e}");
+                }
+            }
+        }
+        if accepted.is_empty() {
+            self.counters.ipc_try_again += 1;
+        }
+        if let Origin::Client {
+            conn,
+            id,
+            service,
+            tag,
+        } = origin
+        {
+            let n = accepted.len();
+            self.with_service(service, |s, cx| {
+                s.batch_submitted(cx, conn, id, tag, n, refused)
+            });
         }
     }
 

@@ -172,6 +172,15 @@ impl Reader {
         Ok(self.buf.slice(self.pos - len..self.pos))
     }
 
+    /// The next `len` bytes as a zero-copy slice (the caller checked [`Reader::remaining`];
+    /// fewer are returned if fewer are left).
+    pub fn bytes(&mut self, len: usize) -> Bytes {
+        let end = (self.pos + len).min(self.buf.len());
+        let out = self.buf.slice(self.pos..end);
+        self.pos = end;
+        out
+    }
+
     /// A list count, refused when even `min_entry` bytes per entry cannot fit in what is left
     /// (so a forged count cannot make the caller reserve memory).
     pub fn count(&mut self, field: &'static str, min_entry: usize) -> Result<usize, DecodeError> {

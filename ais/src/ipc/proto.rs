@@ -298,6 +298,17 @@ pub enum Request {
         /// The message.
         data: Bytes,
     },
+    /// Send several messages to a CPG group this connection joined, in order, in one round
+    /// trip. Totem takes them in order until its send queue is full; the answer
+    /// ([`Response::Accepted`]) says how many it took (the first ones): send the rest again.
+    CpgMcastBatch {
+        /// The group.
+        group: Bytes,
+        /// Agreed or safe.
+        guarantee: Guarantee,
+        /// The messages.
+        messages: Vec<Bytes>,
+    },
     /// The members of a group.
     CpgMembership {
         /// The group.
@@ -367,6 +378,9 @@ pub enum Response {
     Error(AisError),
     /// Answer to [`Request::Status`].
     Status(Status),
+    /// Answer to [`Request::CpgMcastBatch`]: how many of the messages, from the first, Totem
+    /// took (at least one; none is `Error(TryAgain)`).
+    Accepted(u32),
     /// Answer to [`Request::CpgMembership`].
     CpgMembers(Vec<CpgAddress>),
     /// Answer to [`Request::CpgLocalGet`].
@@ -475,6 +489,7 @@ mod op {
     pub(super) const CPG_LOCAL_GET: u16 = 14;
     pub(super) const CPG_FLOW_CONTROL_GET: u16 = 15;
     pub(super) const CPG_GROUPS: u16 = 16;
+    pub(super) const CPG_MCAST_BATCH: u16 = 17;
     pub(super) const EVS_JOIN: u16 = 20;
     pub(super) const EVS_LEAVE: u16 = 21;
     pub(super) const EVS_MCAST: u16 = 22;
@@ -488,6 +503,7 @@ mod op {
     pub(super) const R_FLOW_CONTROL: u16 = 6;
     pub(super) const R_CPG_GROUPS: u16 = 7;
     pub(super) const R_EVS_MEMBERS: u16 = 8;
+    pub(super) const R_ACCEPTED: u16 = 9;
 
     pub(super) const C_CPG_DELIVER: u16 = 1;
     pub(super) const C_CPG_CONFCHG: u16 = 2;
@@ -607,6 +623,19 @@ impl Packet {
                         w.short_bytes(group).u8(guarantee.code());
                         tail = data.clone();
                     }
+                    Request::CpgMcastBatch {
+                        group,
+                        guarantee,
+                        messages,
+                    } => {
+                        header(&mut w, KIND_REQUEST, op::CPG_MCAST_BATCH, id);
+                        w.short_bytes(group)
+                            .u8(guarantee.code())
+                            .count(messages.len());
+                        for m in messages {
+                            w.u32(u32::try_from(m.len()).unwrap_or(u32::MAX)).raw(m);
+                        }
+                    }
                     Request::CpgMembership { group } => {
                         header(&mut w, KIND_REQUEST, op::CPG_MEMBERSHIP, id);
                         w.short_bytes(group);
@@ -655,6 +684,10 @@ impl Packet {
                         for c in &s.counters {
                             w.short_bytes(&c.name).u64(c.value);
                         }
+                    }
+                    Response::Accepted(n) => {
+                        header(&mut w, KIND_RESPONSE, op::R_ACCEPTED, id);
+                        w.u32(*n);
                     }
                     Response::CpgMembers(m) => {
                         header(&mut w, KIND_RESPONSE, op::R_CPG_MEMBERS, id);
@@ -785,6 +818,28 @@ impl Packet {
                         guarantee: Guarantee::from_code(r.u8("guarantee")?)?,
                         data: r.rest(),
                     },
+                    op::CPG_MCAST_BATCH => {
+                        let group = get_group(&mut r)?;
+                        let guarantee = Guarantee::from_code(r.u8("guarantee")?)?;
+                        let n = r.count("messages", 4)?;
+                        let mut messages = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            let len = r.u32("message length")? as usize;
+                            if len > r.remaining() {
+                                return Err(DecodeError::Truncated {
+                                    field: "message",
+                                    need: len,
+                                    have: r.remaining(),
+                                });
+                            }
+                            messages.push(r.bytes(len));
+                        }
+                        Request::CpgMcastBatch {
+                            group,
+                            guarantee,
+                            messages,
+                        }
+                    }
                     op::CPG_MEMBERSHIP => Request::CpgMembership {
                         group: get_group(&mut r)?,
                     },
@@ -833,6 +888,7 @@ impl Packet {
                             counters,
                         })
                     }
+                    op::R_ACCEPTED => Response::Accepted(r.u32("accepted")?),
                     op::R_CPG_MEMBERS => Response::CpgMembers(get_addrs(&mut r)?),
                     op::R_LOCAL_NODE => Response::LocalNode(r.u32("node")?),
                     op::R_FLOW_CONTROL => Response::FlowControl(r.u8("flow control")? != 0),
@@ -926,6 +982,15 @@ mod tests {
                 guarantee: Guarantee::Agreed,
                 data: Bytes::new(),
             },
+            Request::CpgMcastBatch {
+                group: g.clone(),
+                guarantee: Guarantee::Agreed,
+                messages: vec![
+                    Bytes::from_static(b"a"),
+                    Bytes::new(),
+                    Bytes::from_static(b"ccc"),
+                ],
+            },
             Request::CpgMembership { group: g.clone() },
             Request::CpgLocalGet,
             Request::CpgFlowControlGet,
@@ -954,6 +1019,7 @@ mod tests {
                     value: 42,
                 }],
             }),
+            Response::Accepted(3),
             Response::CpgMembers(vec![a]),
             Response::LocalNode(3),
             Response::FlowControl(true),

@@ -303,6 +303,41 @@ impl Cpg {
     }
 }
 
+impl Cpg {
+    fn mcast_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        group: Bytes,
+        kind: DeliveryKind,
+        messages: Vec<Bytes>,
+    ) {
+        let Some(pid) = cx.pid(conn) else { return };
+        if !self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.joined.contains(&group))
+        {
+            return cx.reply(conn, id, Response::Error(AisError::NotExist));
+        }
+        if messages.is_empty() {
+            return cx.reply(conn, id, Response::Accepted(0));
+        }
+        let msgs = messages
+            .iter()
+            .map(|data| {
+                let mut w = Writer::with_capacity(group.len() + 8 + data.len());
+                w.short_bytes(&group).u32(pid).raw(data);
+                exec_message(ServiceId::Cpg, MCAST, &w.finish())
+            })
+            .collect();
+        if !cx.submit_batch_for(conn, id, ServiceId::Cpg, TAG_MCAST, kind, msgs) {
+            cx.reply(conn, id, Response::Error(AisError::TryAgain));
+        }
+    }
+}
+
 impl Service for Cpg {
     fn id(&self) -> ServiceId {
         ServiceId::Cpg
@@ -321,6 +356,11 @@ impl Service for Cpg {
                 guarantee,
                 data,
             } => self.mcast(cx, conn, id, group, delivery_kind(guarantee), data),
+            Request::CpgMcastBatch {
+                group,
+                guarantee,
+                messages,
+            } => self.mcast_batch(cx, conn, id, group, delivery_kind(guarantee), messages),
             Request::CpgMembership { group } => {
                 let members = self
                     .groups

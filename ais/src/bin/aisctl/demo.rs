@@ -72,7 +72,7 @@ impl Drop for Cluster {
         if self.ok && !self.keep {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
-            println!(
+            say!(
                 "logs and event logs kept in {} (aisexec.log, events.jsonl per node)",
                 self.dir.display()
             );
@@ -367,7 +367,7 @@ fn ms(d: Duration) -> String {
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut cluster = Cluster::create(args)?;
-    println!(
+    say!(
         "openais-rs demo: {NODES} aisexec processes on 127.0.0.1 (kernel UDP, unicast), working in {}",
         cluster.dir.display()
     );
@@ -382,7 +382,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let mut admin = Connection::connect(&cluster.nodes[0].socket, Service::Admin)?;
     let status = admin.status()?;
-    println!(
+    say!(
         "[ring]     ring {} formed with nodes {:?} in {} (every frame sealed with AES-256-GCM)",
         String::from_utf8_lossy(&status.ring),
         status.members,
@@ -397,13 +397,13 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     for c in &mut clients {
         wait_confchg(c, Duration::from_secs(10), members_are(NODES))?;
     }
-    println!("[cpg]      one client per node joined group \"demo\" ({NODES} members)");
+    say!("[cpg]      one client per node joined group \"demo\" ({NODES} members)");
 
     // 3. Traffic from every node; the same order everywhere.
     let (orders, took, try_again) = traffic(&mut clients, args.messages, args.size)?;
     same_order(&orders)?;
     let total = orders[0].len();
-    println!(
+    say!(
         "[traffic]  {total} messages of {} bytes from {NODES} senders delivered in the same order at all {NODES} nodes in {} ({:.0} msgs/s per node, {try_again} TRY_AGAIN answers)",
         args.size,
         ms(took),
@@ -442,7 +442,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             t.with_context(|| format!("node {} never reported node {victim_id} down", i + 1))?;
         times.push(t.duration_since(killed_at));
     }
-    println!(
+    say!(
         "[failover] killed node {victim_id} (SIGKILL); CPG reported it down at node 1 after {} and at node 2 after {} (token timeout 100 ms, consensus 120 ms)",
         ms(times[0]),
         ms(times[1])
@@ -464,7 +464,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     wait_confchg(&mut back, Duration::from_secs(10), members_are(NODES))?;
     clients.push(back);
     let status = admin.status()?;
-    println!(
+    say!(
         "[merge]    restarted node {victim_id}: ring {} with nodes {:?} after {}; its new CPG client was in the group at nodes 1 and 2 after {} and {}",
         String::from_utf8_lossy(&status.ring),
         status.members,
@@ -485,7 +485,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if rings(&after) != rings_before || crate::counter(&after, "key_epoch") != 1 {
         bail!("the rekey changed the membership or did not reach epoch 1: {after:?}");
     }
-    println!(
+    say!(
         "[rekey]    new cluster key epoch through the ring in {} (no membership change); then {} more messages, same order at all {NODES} nodes ({})",
         ms(rekey_took),
         orders[0].len(),
@@ -498,7 +498,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     for i in 0..NODES {
         cluster.terminate(i)?;
     }
-    println!("[stop]     all {NODES} executives left the ring (SIGTERM) and exited 0");
+    say!("[stop]     all {NODES} executives left the ring (SIGTERM) and exited 0");
     let logs: Vec<PathBuf> = cluster
         .nodes
         .iter()
@@ -508,11 +508,14 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if !report.is_ok() {
         bail!("the virtual-synchrony checker found violations:\n{report}");
     }
-    println!(
+    say!(
         "[checker]  event logs of all {NODES} nodes: {} deliveries of {} messages, {} configuration changes, {} rings: 0 violations",
-        report.delivered, report.messages, report.configs, report.rings
+        report.delivered,
+        report.messages,
+        report.configs,
+        report.rings
     );
-    println!("done in {:.1} s", t0.elapsed().as_secs_f64());
+    say!("done in {:.1} s", t0.elapsed().as_secs_f64());
     cluster.ok = true;
     Ok(())
 }

@@ -1,6 +1,21 @@
 //! `aisctl`: the operator's tool for a running `aisexec` (status, CPG groups) and the
 //! three-node loopback demo.
 
+/// `println!` that ends the program quietly when standard output is closed (`aisctl status |
+/// head`), like the classic tools, instead of panicking on a broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to standard output: {e}");
+        }
+    }};
+}
+
 mod demo;
 
 use std::path::PathBuf;
@@ -25,7 +40,7 @@ use clap::{Parser, Subcommand};
 ///   aisctl cpg list                      # groups and their members (like corosync-cpgtool)
 ///   aisctl cpg watch orders              # join "orders", print deliveries and changes
 ///   aisctl cpg send orders "hello"       # join, send, wait until delivered, leave
-///   aisctl cpg send orders --count 10000 --size 1024
+///   aisctl cpg send orders --count 10000 --size 1024 --batch 64
 ///   aisctl rekey                         # new cluster key epoch, online
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -107,6 +122,9 @@ enum CpgCommand {
         /// Safe delivery (every member holds the message before anyone delivers it).
         #[arg(long)]
         safe: bool,
+        /// Send up to this many messages per round trip (CpgMcastBatch; 1: one at a time).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        batch: u32,
     },
 }
 
@@ -159,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             count,
             size,
             safe,
+            batch,
         }) => cpg_send(
             &socket_path(&cli)?,
             group,
@@ -166,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             *count,
             *size,
             *safe,
+            *batch as usize,
         ),
         Command::Exec(_) => unreachable!("handled in main"),
     }
@@ -188,16 +208,16 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
             "members": s.members,
             "counters": counters,
         });
-        println!("{v}");
+        say!("{v}");
         return Ok(());
     }
-    println!("node     {}", s.node);
-    println!("state    {}", text(&s.state));
-    println!("ring     {}", text(&s.ring));
-    println!("members  {}", join_ids(&s.members));
-    println!("counters");
+    say!("node     {}", s.node);
+    say!("state    {}", text(&s.state));
+    say!("ring     {}", text(&s.ring));
+    say!("members  {}", join_ids(&s.members));
+    say!("counters");
     for c in &s.counters {
-        println!("  {:<28} {}", text(&c.name), c.value);
+        say!("  {:<28} {}", text(&c.name), c.value);
     }
     Ok(())
 }
@@ -232,7 +252,7 @@ fn rekey(path: &std::path::Path) -> anyhow::Result<()> {
     let start = Instant::now();
     retry(|| conn.rekey()).context("rekey")?;
     let after = counter(&conn.status()?, "key_epoch");
-    println!(
+    say!(
         "cluster key replaced: epoch {before} -> {after} in {:.0} ms; every member switched at the same point and rewrote its key file",
         start.elapsed().as_secs_f64() * 1000.0
     );
@@ -271,14 +291,14 @@ fn cpg_list(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::from(v));
+        say!("{}", serde_json::Value::from(v));
         return Ok(());
     }
     if groups.is_empty() {
-        println!("no groups");
+        say!("no groups");
     }
     for (g, m) in &groups {
-        println!("{}: {}", String::from_utf8_lossy(g), addrs(m));
+        say!("{}: {}", String::from_utf8_lossy(g), addrs(m));
     }
     Ok(())
 }
@@ -314,7 +334,7 @@ fn cpg_watch(
             Some(CpgEvent::Deliver { sender, data, .. }) => {
                 delivered += 1;
                 if !quiet {
-                    println!(
+                    say!(
                         "deliver from {} len {}: {}",
                         addr(&sender),
                         data.len(),
@@ -328,7 +348,7 @@ fn cpg_watch(
                 joined,
                 ..
             }) => {
-                println!(
+                say!(
                     "confchg members [{}] joined [{}] left [{}]",
                     addrs(&members),
                     reasons(&joined),
@@ -338,7 +358,7 @@ fn cpg_watch(
             None => {}
         }
     }
-    println!(
+    say!(
         "{delivered} messages delivered in {:.3} s",
         start.elapsed().as_secs_f64()
     );
@@ -363,6 +383,7 @@ fn cpg_send(
     count: u64,
     size: usize,
     safe: bool,
+    batch: usize,
 ) -> anyhow::Result<()> {
     let mut cpg = Cpg::connect(path)?;
     let me = CpgAddress {
@@ -379,18 +400,34 @@ fn cpg_send(
     let mut try_again = 0;
     let mut mine_back = 0u64;
     let mine = |ev: &Option<CpgEvent>| matches!(ev, Some(CpgEvent::Deliver { sender, .. }) if *sender == me);
-    for i in 0..count {
-        let data = match text {
-            Some(t) => t.as_bytes().to_vec(),
-            None => {
-                let mut v = format!("{}/{} #{i} ", me.node, me.pid).into_bytes();
-                v.resize(size.max(v.len()), b'.');
-                v
-            }
-        };
-        try_again += cpg
-            .mcast_retry(group.as_bytes(), guarantee, &data, Duration::from_secs(10))
-            .with_context(|| format!("sending message {i}"))?;
+    let message = |i: u64| match text {
+        Some(t) => t.as_bytes().to_vec(),
+        None => {
+            let mut v = format!("{}/{} #{i} ", me.node, me.pid).into_bytes();
+            v.resize(size.max(v.len()), b'.');
+            v
+        }
+    };
+    let mut i = 0;
+    while i < count {
+        let n = (count - i).min(batch as u64);
+        if n == 1 {
+            try_again += cpg
+                .mcast_retry(
+                    group.as_bytes(),
+                    guarantee,
+                    &message(i),
+                    Duration::from_secs(10),
+                )
+                .with_context(|| format!("sending message {i}"))?;
+        } else {
+            let msgs: Vec<Vec<u8>> = (i..i + n).map(&message).collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+            try_again += cpg
+                .mcast_batch_retry(group.as_bytes(), guarantee, &refs, Duration::from_secs(10))
+                .with_context(|| format!("sending messages {i}..{}", i + n))?;
+        }
+        i += n;
         // Keep the callbacks flowing so the executive never has to queue many for us.
         loop {
             let ev = cpg.dispatch(Some(Duration::ZERO))?;
@@ -411,7 +448,7 @@ fn cpg_send(
     }
     let total = start.elapsed();
     retry(|| cpg.leave(group.as_bytes())).with_context(|| format!("leaving group {group:?}"))?;
-    println!(
+    say!(
         "sent {count} messages to {group:?} in {:.3} s ({:.0} msgs/s, {try_again} TRY_AGAIN answers); all delivered back after {:.3} s",
         sent_in.as_secs_f64(),
         count as f64 / sent_in.as_secs_f64().max(1e-9),
