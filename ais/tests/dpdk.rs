@@ -14,11 +14,13 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ais::client::cpg::{Cpg, CpgEvent};
-use ais::ipc::proto::{Guarantee, Reason};
-use common::cluster::{Cluster, aisexec_section, key_lines, wait_confchg};
+use ais::ipc::proto::Reason;
+use common::cluster::{
+    Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
+};
 use common::netns::Lab;
 
 const GROUP: &[u8] = b"dpdk";
@@ -45,57 +47,6 @@ fn config(id: u32, hosts: usize, mtu: u32, dir: &Path) -> String {
         pid = std::process::id()
     );
     t + &aisexec_section(dir)
-}
-
-/// Each client sends `count` messages of `size` bytes; returns each client's delivery order.
-fn traffic(clients: &mut [Cpg], count: u32, size: usize) -> Vec<Vec<(u32, u32)>> {
-    let expect = count as usize * clients.len();
-    std::thread::scope(|s| {
-        let hs: Vec<_> = clients
-            .iter_mut()
-            .map(|cpg| {
-                s.spawn(move || {
-                    let mut order = Vec::new();
-                    let note = |ev: Option<CpgEvent>, order: &mut Vec<(u32, u32)>| {
-                        if let Some(CpgEvent::Deliver { sender, data, .. }) = ev {
-                            order.push((
-                                sender.node,
-                                u32::from_le_bytes(data[..4].try_into().unwrap()),
-                            ));
-                        }
-                    };
-                    for i in 0..count {
-                        let mut m = i.to_le_bytes().to_vec();
-                        m.resize(size, 0x11);
-                        let g = if i % 3 == 0 {
-                            Guarantee::Safe
-                        } else {
-                            Guarantee::Agreed
-                        };
-                        cpg.mcast_retry(GROUP, g, &m, LONG).expect("mcast");
-                        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
-                            note(Some(ev), &mut order);
-                        }
-                    }
-                    let deadline = Instant::now() + LONG;
-                    while order.len() < expect {
-                        assert!(
-                            Instant::now() < deadline,
-                            "{} of {expect} delivered",
-                            order.len()
-                        );
-                        note(
-                            cpg.dispatch(Some(Duration::from_secs(1)))
-                                .expect("dispatch"),
-                            &mut order,
-                        );
-                    }
-                    order
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("client")).collect()
-    })
 }
 
 #[test]
@@ -146,11 +97,9 @@ fn three_over_af_packet(mtu: u32, name: &str) {
     // With 9000-byte links a 6000-byte message travels in one frame: it only arrives if
     // af_packet carries jumbo frames whole (a 1500-byte link fragments it into five).
     let size = if mtu > 1500 { 6000 } else { 700 };
-    let orders = traffic(&mut cl, 300, size);
-    for o in &orders {
-        assert_eq!(o.len(), 900);
-        assert_eq!(o, &orders[0], "one order at every node");
-    }
+    let mut refs: Vec<&mut Cpg> = cl.iter_mut().collect();
+    let orders = cpg_traffic(&mut refs, GROUP, 300, size);
+    assert_one_order(&orders, 900);
     // kill -9 of node 3: the others form a new ring and CPG reports it down.
     c.kill(2);
     drop(cl.pop());

@@ -16,11 +16,12 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ais::client::cpg::{Cpg, CpgEvent};
-use ais::ipc::proto::Guarantee;
-use common::cluster::{Cluster, aisexec_section, key_lines, wait_confchg};
+use common::cluster::{
+    Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
+};
 
 const GROUP: &[u8] = b"memif";
 const LONG: Duration = Duration::from_secs(20);
@@ -70,47 +71,9 @@ fn two_executives_over_dpdk_memif() {
             |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == 2),
         );
     }
-    let per = 500u32;
-    let orders: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = cl
-            .iter_mut()
-            .map(|cpg| {
-                s.spawn(move || {
-                    let mut order = Vec::new();
-                    let note = |ev: Option<CpgEvent>, order: &mut Vec<(u32, u32)>| {
-                        if let Some(CpgEvent::Deliver { sender, data, .. }) = ev {
-                            order.push((
-                                sender.node,
-                                u32::from_le_bytes(data[..4].try_into().unwrap()),
-                            ));
-                        }
-                    };
-                    for i in 0..per {
-                        let mut m = i.to_le_bytes().to_vec();
-                        m.resize(1000, 0x22);
-                        cpg.mcast_retry(GROUP, Guarantee::Agreed, &m, LONG)
-                            .expect("mcast");
-                        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
-                            note(Some(ev), &mut order);
-                        }
-                    }
-                    let deadline = Instant::now() + LONG;
-                    while order.len() < 2 * per as usize {
-                        assert!(Instant::now() < deadline, "{} delivered", order.len());
-                        note(
-                            cpg.dispatch(Some(Duration::from_secs(1)))
-                                .expect("dispatch"),
-                            &mut order,
-                        );
-                    }
-                    order
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("client")).collect()
-    });
-    assert_eq!(orders[0].len(), 2 * per as usize);
-    assert_eq!(orders[0], orders[1], "one order at both nodes");
+    let mut refs: Vec<&mut Cpg> = cl.iter_mut().collect();
+    let orders = cpg_traffic(&mut refs, GROUP, 500, 1000);
+    assert_one_order(&orders, 1000);
     drop(cl);
     c.terminate(1);
     c.terminate(0);

@@ -13,11 +13,13 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ais::client::cpg::{Cpg, CpgEvent};
-use ais::ipc::proto::{Guarantee, Reason};
-use common::cluster::{Cluster, aisexec_section, key_lines, wait_confchg};
+use ais::ipc::proto::Reason;
+use common::cluster::{
+    Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
+};
 use common::netns::Lab;
 
 const GROUP: &[u8] = b"netns";
@@ -60,64 +62,6 @@ fn members(n: usize) -> impl Fn(&CpgEvent) -> bool {
     move |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == n)
 }
 
-/// Each client sends `count` messages; each collects until it has `expect`; returns each
-/// client's order of (sender node, index).
-fn traffic(clients: &mut [&mut Cpg], count: u32, expect: usize) -> Vec<Vec<(u32, u32)>> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = clients
-            .iter_mut()
-            .map(|cpg| {
-                s.spawn(move || {
-                    let mut order = Vec::new();
-                    let note = |ev: Option<CpgEvent>, order: &mut Vec<(u32, u32)>| {
-                        if let Some(CpgEvent::Deliver { sender, data, .. }) = ev {
-                            order.push((
-                                sender.node,
-                                u32::from_le_bytes(data[..4].try_into().unwrap()),
-                            ));
-                        }
-                    };
-                    for i in 0..count {
-                        let mut m = i.to_le_bytes().to_vec();
-                        m.resize(1024, 0x5a);
-                        let g = if i % 3 == 0 {
-                            Guarantee::Safe
-                        } else {
-                            Guarantee::Agreed
-                        };
-                        cpg.mcast_retry(GROUP, g, &m, LONG).expect("mcast");
-                        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
-                            note(Some(ev), &mut order);
-                        }
-                    }
-                    let deadline = Instant::now() + LONG;
-                    while order.len() < expect {
-                        assert!(
-                            Instant::now() < deadline,
-                            "{} of {expect} delivered",
-                            order.len()
-                        );
-                        note(
-                            cpg.dispatch(Some(Duration::from_secs(1)))
-                                .expect("dispatch"),
-                            &mut order,
-                        );
-                    }
-                    order
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("client")).collect()
-    })
-}
-
-fn assert_same(orders: &[Vec<(u32, u32)>], expect: usize) {
-    for o in orders {
-        assert_eq!(o.len(), expect);
-        assert_eq!(o, &orders[0], "one order at every node");
-    }
-}
-
 fn partition_and_heal(mode: Mode, mtu: u32, name: &str) {
     let lab = Lab::new(3, mtu).expect("network-namespace lab");
     let hosts: Vec<String> = (1..=3).map(|i| lab.netns(i).to_owned()).collect();
@@ -144,8 +88,8 @@ fn partition_and_heal(mode: Mode, mtu: u32, name: &str) {
     }
     let (a, rest) = cl.split_at_mut(1);
     let (b, d) = rest.split_at_mut(1);
-    let orders = traffic(&mut [&mut a[0], &mut b[0], &mut d[0]], 200, 600);
-    assert_same(&orders, 600);
+    let orders = cpg_traffic(&mut [&mut a[0], &mut b[0], &mut d[0]], GROUP, 200, 1024);
+    assert_one_order(&orders, 600);
 
     // Cut host 3: two rings, each told the other side is down.
     lab.cut(3).expect("cut");
@@ -163,9 +107,9 @@ fn partition_and_heal(mode: Mode, mtu: u32, name: &str) {
     // Both sides keep working on their own.
     let (a, rest) = cl.split_at_mut(1);
     let (b, d) = rest.split_at_mut(1);
-    let orders = traffic(&mut [&mut a[0], &mut b[0]], 50, 100);
-    assert_same(&orders, 100);
-    let alone = traffic(&mut [&mut d[0]], 50, 50);
+    let orders = cpg_traffic(&mut [&mut a[0], &mut b[0]], GROUP, 50, 1024);
+    assert_one_order(&orders, 100);
+    let alone = cpg_traffic(&mut [&mut d[0]], GROUP, 50, 1024);
     assert_eq!(alone[0].len(), 50);
 
     // Heal: one ring again; the members learn each other back (nodeup).
@@ -178,8 +122,8 @@ fn partition_and_heal(mode: Mode, mtu: u32, name: &str) {
     }
     let (a, rest) = cl.split_at_mut(1);
     let (b, d) = rest.split_at_mut(1);
-    let orders = traffic(&mut [&mut a[0], &mut b[0], &mut d[0]], 100, 300);
-    assert_same(&orders, 300);
+    let orders = cpg_traffic(&mut [&mut a[0], &mut b[0], &mut d[0]], GROUP, 100, 1024);
+    assert_one_order(&orders, 300);
 
     drop(cl);
     for i in 0..3 {

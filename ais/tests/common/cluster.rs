@@ -293,3 +293,72 @@ pub fn wait_confchg(
         }
     }
 }
+
+/// Every client sends `count` messages of `size` bytes to `group` (at least 4: the first 4 are the
+/// message index; every third message safe, the others agreed), dispatching as it goes, then
+/// collects until it has every client's messages. Returns each client's delivery order as
+/// (sender node, index).
+pub fn cpg_traffic(
+    clients: &mut [&mut Cpg],
+    group: &[u8],
+    count: u32,
+    size: usize,
+) -> Vec<Vec<(u32, u32)>> {
+    use ais::ipc::proto::Guarantee;
+    let expect = count as usize * clients.len();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = clients
+            .iter_mut()
+            .map(|cpg| {
+                s.spawn(move || {
+                    let mut order = Vec::with_capacity(expect);
+                    let note = |ev: Option<CpgEvent>, order: &mut Vec<(u32, u32)>| {
+                        if let Some(CpgEvent::Deliver { sender, data, .. }) = ev {
+                            let i = u32::from_le_bytes(data[..4].try_into().expect("index"));
+                            order.push((sender.node, i));
+                        }
+                    };
+                    let long = Duration::from_secs(20);
+                    for i in 0..count {
+                        let mut m = i.to_le_bytes().to_vec();
+                        m.resize(size.max(4), 0x5a);
+                        let g = if i % 3 == 0 {
+                            Guarantee::Safe
+                        } else {
+                            Guarantee::Agreed
+                        };
+                        cpg.mcast_retry(group, g, &m, long).expect("mcast");
+                        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
+                            note(Some(ev), &mut order);
+                        }
+                    }
+                    let deadline = Instant::now() + long;
+                    while order.len() < expect {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{} of {expect} delivered",
+                            order.len()
+                        );
+                        note(
+                            cpg.dispatch(Some(Duration::from_secs(1)))
+                                .expect("dispatch"),
+                            &mut order,
+                        );
+                    }
+                    order
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    })
+}
+
+/// Asserts that every order has `expect` deliveries, no duplicate, and is the same.
+pub fn assert_one_order(orders: &[Vec<(u32, u32)>], expect: usize) {
+    for o in orders {
+        assert_eq!(o.len(), expect);
+        let unique: std::collections::HashSet<_> = o.iter().collect();
+        assert_eq!(unique.len(), expect, "no duplicates");
+        assert_eq!(o, &orders[0], "one order at every node");
+    }
+}
