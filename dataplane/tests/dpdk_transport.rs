@@ -256,8 +256,8 @@ fn dpdk_transport_over_net_ring() {
 
 /// Two processes (this test binary re-executed, role chosen by `OAIS_DPDK_ROLE`) exchange
 /// ring and node frames both ways over `net_af_packet` on the two ends of a veth pair, inside a
-/// network namespace this test creates and deletes. Skipped (with a message) when the
-/// namespace cannot be created (no `ip`, no privileges).
+/// network namespace this test creates and deletes. Needs root and `ip` (CI runs it as root);
+/// without them it fails, naming what is missing.
 #[test]
 fn two_processes_over_af_packet() {
     if let Ok(role) = std::env::var("OAIS_DPDK_ROLE") {
