@@ -125,6 +125,10 @@ enum CpgCommand {
         /// Send up to this many messages per round trip (CpgMcastBatch; 1: one at a time).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
         batch: u32,
+        /// Offer at most this many messages per second (default: as fast as flow control
+        /// allows). For latency that is not queueing, offer less than the measured maximum.
+        #[arg(long, value_name = "MSGS_PER_SEC")]
+        rate: Option<f64>,
     },
 }
 
@@ -178,14 +182,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             size,
             safe,
             batch,
+            rate,
         }) => cpg_send(
             &socket_path(&cli)?,
             group,
             text.as_deref(),
-            *count,
-            *size,
-            *safe,
-            *batch as usize,
+            SendPlan {
+                count: *count,
+                size: *size,
+                safe: *safe,
+                batch: *batch as usize,
+                rate: *rate,
+            },
         ),
         Command::Exec(_) => unreachable!("handled in main"),
     }
@@ -376,15 +384,31 @@ fn preview(data: &[u8]) -> String {
     }
 }
 
-fn cpg_send(
-    path: &std::path::Path,
-    group: &str,
-    text: Option<&str>,
+/// What `aisctl cpg send` sends.
+struct SendPlan {
     count: u64,
     size: usize,
     safe: bool,
     batch: usize,
+    rate: Option<f64>,
+}
+
+fn cpg_send(
+    path: &std::path::Path,
+    group: &str,
+    text: Option<&str>,
+    plan: SendPlan,
 ) -> anyhow::Result<()> {
+    let SendPlan {
+        count,
+        size,
+        safe,
+        batch,
+        rate,
+    } = plan;
+    if rate.is_some_and(|r| !(r > 0.0)) {
+        bail!("--rate must be a positive number of messages per second");
+    }
     let mut cpg = Cpg::connect(path)?;
     let me = CpgAddress {
         node: cpg.local_get()?,
@@ -400,6 +424,22 @@ fn cpg_send(
     let mut try_again = 0;
     let mut mine_back = 0u64;
     let mine = |ev: &Option<CpgEvent>| matches!(ev, Some(CpgEvent::Deliver { sender, .. }) if *sender == me);
+    // Own messages come back in the order they were sent (per-sender FIFO of the total
+    // order): the latency of each is the time since its send began.
+    let mut in_flight: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .context("latency histogram")?;
+    let mut back = |ev: &Option<CpgEvent>, in_flight: &mut std::collections::VecDeque<Instant>| {
+        if mine(ev) {
+            if let Some(t) = in_flight.pop_front() {
+                let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let _ = latency.record(us.max(1));
+            }
+            1
+        } else {
+            0
+        }
+    };
     let message = |i: u64| match text {
         Some(t) => t.as_bytes().to_vec(),
         None => {
@@ -411,6 +451,14 @@ fn cpg_send(
     let mut i = 0;
     while i < count {
         let n = (count - i).min(batch as u64);
+        if let Some(r) = rate {
+            let due = start + Duration::from_secs_f64(i as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let now = Instant::now();
+        in_flight.extend((0..n).map(|_| now));
         if n == 1 {
             try_again += cpg
                 .mcast_retry(
@@ -434,7 +482,7 @@ fn cpg_send(
             if ev.is_none() {
                 break;
             }
-            mine_back += u64::from(mine(&ev));
+            mine_back += back(&ev, &mut in_flight);
         }
     }
     let sent_in = start.elapsed();
@@ -444,7 +492,8 @@ fn cpg_send(
         if left.is_zero() {
             bail!("only {mine_back} of {count} messages came back within 30 s");
         }
-        mine_back += u64::from(mine(&cpg.dispatch(Some(left))?));
+        let ev = cpg.dispatch(Some(left))?;
+        mine_back += back(&ev, &mut in_flight);
     }
     let total = start.elapsed();
     retry(|| cpg.leave(group.as_bytes())).with_context(|| format!("leaving group {group:?}"))?;
@@ -453,6 +502,13 @@ fn cpg_send(
         sent_in.as_secs_f64(),
         count as f64 / sent_in.as_secs_f64().max(1e-9),
         total.as_secs_f64()
+    );
+    say!(
+        "latency from send to own delivery: p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+        latency.value_at_quantile(0.5),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999),
+        latency.max()
     );
     Ok(())
 }
