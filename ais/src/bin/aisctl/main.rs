@@ -406,7 +406,7 @@ fn cpg_send(
         batch,
         rate,
     } = plan;
-    if rate.is_some_and(|r| !(r > 0.0)) {
+    if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be a positive number of messages per second");
     }
     let mut cpg = Cpg::connect(path)?;
