@@ -13,11 +13,15 @@
 //! - `client`: the library applications link;
 //! - binaries `aisexec`, `aisctl` and `ais-keygen`.
 //!
-//! Implemented so far: [`config`], the `aisexec` configuration file (TOML, corosync's `totem`
-//! key names) and its conversion to the Totem core's and the UDP transport's settings; and
-//! [`ringseq`], the durable ring sequence number that keeps ring ids unique across restarts;
-//! and the `aisexec` binary, which so far runs the Totem ring over kernel UDP and logs
-//! configuration changes (no client IPC or services yet).
+//! Implemented so far: [`config`] (the `aisexec` configuration file: TOML, corosync's `totem`
+//! key names, errors with file, line and key); [`ipc`] (the packet format and error codes);
+//! [`exec`] (the service framework and the IPC server with peer credentials); [`services`]
+//! (CPG, EVS, and online rekeying of the frame key); [`client`]; [`executive`] (the `aisexec`
+//! program: Totem over kernel UDP or DPDK, secauth, the event log); [`keyfile`] (the cluster
+//! key); [`ringseq`] (durable counters: ring sequence, message numbers, nonce lease);
+//! [`eventlog`] (the JSON Lines log of a real run for the simulator's checker); binaries
+//! `aisexec`, `aisctl` and `ais-keygen`. See `docs/services.md` and `docs/security.md`.
+//! CLM, CKPT, EVT, MSG, LCK and AMF are still to come.
 
 #![forbid(unsafe_code)]
 
