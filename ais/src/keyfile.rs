@@ -6,14 +6,14 @@
 //! Two formats are read:
 //!
 //! - **ours**: the 8-byte magic [`MAGIC`] (`OAISKEY1`), the key epoch as a big-endian `u32`,
-//!   then the secret ([`MIN_SECRET_LEN`]..=[`MAX_SECRET_LEN`] bytes). [`write`] always writes
+//!   then the secret ([`MIN_SECRET_LEN`]..=[`MAX_SECRET_LEN`] bytes). [`write()`] always writes
 //!   this format. The epoch grows by one at every online rekey.
 //! - **legacy**: a raw key of [`MIN_SECRET_LEN`]..=[`MAX_SECRET_LEN`] bytes that does not start
 //!   with the magic (an openais or corosync `authkey`), read as epoch 0 with the whole content as
 //!   the secret.
 //!
 //! The file must not be accessible by group or others: [`read`] refuses any mode with bits in
-//! `0o077`. [`write`] replaces the file atomically (temporary file created with mode 0400 in the
+//! `0o077`. [`write()`] replaces the file atomically (temporary file created with mode 0400 in the
 //! same directory, synced, renamed, directory synced), so a crash leaves the old or the new key,
 //! never a torn one. Every error names the file and says what to do.
 
@@ -42,10 +42,10 @@ pub const MAX_SECRET_LEN: usize = 4096;
 /// Size of the secrets [`generate`] returns, in bytes (256 bits).
 pub const GENERATED_SECRET_LEN: usize = 32;
 
-/// The mode [`write`] gives the key file: read-only for its owner.
+/// The mode [`write()`] gives the key file: read-only for its owner.
 pub const KEYFILE_MODE: u32 = 0o400;
 
-/// The mode of a parent directory [`write`] creates.
+/// The mode of a parent directory [`write()`] creates.
 const DIR_MODE: u32 = 0o755;
 
 /// The secret of one key epoch as stored on disk. `Debug` shows the epoch and the secret's
@@ -148,7 +148,7 @@ pub enum KeyFileError {
         /// The operating system's error (part of the message, so not a `source`).
         error: io::Error,
     },
-    /// [`write`] without `replace` found the file already there.
+    /// [`write()`] without `replace` found the file already there.
     #[error(
         "{} exists; pass --force to replace it (every node needs the same key)",
         path.display()
@@ -157,7 +157,7 @@ pub enum KeyFileError {
         /// The file.
         path: PathBuf,
     },
-    /// [`write`] was given a secret of a size the format does not allow.
+    /// [`write()`] was given a secret of a size the format does not allow.
     #[error(
         "{}: refusing to write a secret of {len} bytes; it must be {MIN_SECRET_LEN}..={MAX_SECRET_LEN} bytes",
         path.display()
