@@ -122,7 +122,8 @@ enum CpgCommand {
         /// Safe delivery (every member holds the message before anyone delivers it).
         #[arg(long)]
         safe: bool,
-        /// Send up to this many messages per round trip (CpgMcastBatch; 1: one at a time).
+        /// Send up to this many messages per round trip (CpgMcastBatch; 1: one at a time;
+        /// fewer when they would not fit one IPC packet of 192 KiB).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
         batch: u32,
         /// Offer at most this many messages per second (default: as fast as flow control
@@ -448,6 +449,9 @@ fn cpg_send(
             v
         }
     };
+    // A batch must fit one IPC packet.
+    let per_packet = ais::ipc::proto::MAX_PAYLOAD / (size.max(text.map_or(0, str::len)) + 4);
+    let batch = batch.min(per_packet).max(1);
     let mut i = 0;
     while i < count {
         let n = (count - i).min(batch as u64);
