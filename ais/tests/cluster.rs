@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ais::client::cpg::{Cpg, CpgEvent};
@@ -98,6 +98,82 @@ fn assert_same_order(orders: &[Vec<(u32, u32)>], expect: usize) {
         assert_eq!(unique.len(), expect, "no duplicates");
         assert_eq!(o, &orders[0], "identical order at every client");
     }
+}
+
+/// One watcher per node of `c`, joined to GROUP, after each saw all `n` of them.
+fn watchers(c: &Cluster, n: usize) -> Vec<Cpg> {
+    let mut watchers: Vec<Cpg> = (0..n).map(|i| c.cpg(i)).collect();
+    for w in &mut watchers {
+        w.join(GROUP).expect("join");
+    }
+    for w in &mut watchers {
+        wait_confchg(w, LONG, members(n));
+    }
+    watchers
+}
+
+/// `senders` `aisctl cpg send orders` processes, alternating between the nodes of `c`.
+fn spawn_senders(c: &Cluster, senders: usize, per: u32, size: u32, extra: &[&str]) -> Vec<Child> {
+    (0..senders)
+        .map(|k| {
+            Command::new(env!("CARGO_BIN_EXE_aisctl"))
+                .arg("--socket")
+                .arg(&c.nodes[k % c.nodes.len()].socket)
+                .args(["cpg", "send", "orders"])
+                .args(["--count", &per.to_string(), "--size", &size.to_string()])
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("aisctl")
+        })
+        .collect()
+}
+
+/// Each watcher collects `expect` deliveries (within 60 s), mapped by `f(sender pid, data)`.
+fn collect<T: Send>(
+    watchers: &mut [Cpg],
+    expect: usize,
+    f: impl Fn(u32, &[u8]) -> T + Sync,
+) -> Vec<Vec<T>> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = watchers
+            .iter_mut()
+            .map(|w| {
+                s.spawn(move || {
+                    let mut order = Vec::with_capacity(expect);
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while order.len() < expect {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{} of {expect} delivered",
+                            order.len()
+                        );
+                        if let Some(CpgEvent::Deliver { data, sender, .. }) =
+                            w.dispatch(Some(Duration::from_secs(1))).expect("dispatch")
+                        {
+                            order.push(f(sender.pid, &data));
+                        }
+                    }
+                    order
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("watcher")).collect()
+    })
+}
+
+/// Waits for a sender process; asserts it succeeded; returns its standard output.
+fn sender_output(s: Child) -> String {
+    let out = s.wait_with_output().expect("aisctl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "aisctl failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 /// 3 nodes, 3000 CPG messages from all of them (agreed and safe, up to 4 frames each) in the
@@ -195,69 +271,14 @@ fn try_again_loses_nothing() {
     c.start_all();
     c.wait_ring(0, &[1, 2], LONG);
     c.wait_ring(1, &[1, 2], LONG);
-    let mut watchers: Vec<Cpg> = (0..2).map(|i| c.cpg(i)).collect();
-    for w in &mut watchers {
-        w.join(GROUP).expect("join");
-    }
-    for w in &mut watchers {
-        wait_confchg(w, LONG, members(2));
-    }
+    let mut watchers = watchers(&c, 2);
     let per = 300;
-    let senders: Vec<_> = (0..6)
-        .map(|k| {
-            Command::new(env!("CARGO_BIN_EXE_aisctl"))
-                .arg("--socket")
-                .arg(&c.nodes[k % 2].socket)
-                .args([
-                    "cpg",
-                    "send",
-                    "orders",
-                    "--count",
-                    &per.to_string(),
-                    "--size",
-                    "100",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("aisctl")
-        })
-        .collect();
-    let expect = 6 * per;
-    let orders: Vec<Vec<(u32, Vec<u8>)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = watchers
-            .iter_mut()
-            .map(|w| {
-                s.spawn(move || {
-                    let mut order = Vec::new();
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    while order.len() < expect {
-                        assert!(
-                            Instant::now() < deadline,
-                            "{} of {expect} delivered",
-                            order.len()
-                        );
-                        if let Some(CpgEvent::Deliver { data, sender, .. }) =
-                            w.dispatch(Some(Duration::from_secs(1))).expect("dispatch")
-                        {
-                            order.push((sender.pid, data.to_vec()));
-                        }
-                    }
-                    order
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("watcher")).collect()
-    });
+    let senders = spawn_senders(&c, 6, per, 100, &[]);
+    let expect = 6 * per as usize;
+    let orders = collect(&mut watchers, expect, |pid, data| (pid, data.to_vec()));
     let mut try_again = 0u64;
     for s in senders {
-        let out = s.wait_with_output().expect("aisctl");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "aisctl failed: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = sender_output(s);
         // "sent N messages ... (R msgs/s, K TRY_AGAIN answers); all delivered back ..."
         let k: u64 = text
             .split(" TRY_AGAIN")
@@ -552,77 +573,23 @@ fn batched_senders_keep_their_order_under_backpressure() {
     c.start_all();
     c.wait_ring(0, &[1, 2], LONG);
     c.wait_ring(1, &[1, 2], LONG);
-    let mut watchers: Vec<Cpg> = (0..2).map(|i| c.cpg(i)).collect();
-    for w in &mut watchers {
-        w.join(GROUP).expect("join");
-    }
-    for w in &mut watchers {
-        wait_confchg(w, LONG, members(2));
-    }
+    let mut watchers = watchers(&c, 2);
     let per = 400;
-    let senders: Vec<_> = (0..4)
-        .map(|k| {
-            Command::new(env!("CARGO_BIN_EXE_aisctl"))
-                .arg("--socket")
-                .arg(&c.nodes[k % 2].socket)
-                .args([
-                    "cpg",
-                    "send",
-                    "orders",
-                    "--count",
-                    &per.to_string(),
-                    "--size",
-                    "300",
-                ])
-                .args(["--batch", "32"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("aisctl")
-        })
-        .collect();
-    let expect = 4 * per;
-    let orders: Vec<Vec<(u32, u64)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = watchers
-            .iter_mut()
-            .map(|w| {
-                s.spawn(move || {
-                    let mut order = Vec::new();
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    while order.len() < expect {
-                        assert!(
-                            Instant::now() < deadline,
-                            "{} of {expect} delivered",
-                            order.len()
-                        );
-                        if let Some(CpgEvent::Deliver { data, sender, .. }) =
-                            w.dispatch(Some(Duration::from_secs(1))).expect("dispatch")
-                        {
-                            // "node/pid #i ...": the sender's message index.
-                            let text = String::from_utf8_lossy(&data);
-                            let i: u64 = text
-                                .split('#')
-                                .nth(1)
-                                .and_then(|t| t.split(' ').next())
-                                .and_then(|n| n.parse().ok())
-                                .unwrap_or_else(|| panic!("no index in {text:?}"));
-                            order.push((sender.pid, i));
-                        }
-                    }
-                    order
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("watcher")).collect()
+    let senders = spawn_senders(&c, 4, per, 300, &["--batch", "32"]);
+    let expect = 4 * per as usize;
+    let orders = collect(&mut watchers, expect, |pid, data| {
+        // "node/pid #i ...": the sender's message index.
+        let text = String::from_utf8_lossy(data);
+        let i: u64 = text
+            .split('#')
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no index in {text:?}"));
+        (pid, i)
     });
     for s in senders {
-        let out = s.wait_with_output().expect("aisctl");
-        assert!(
-            out.status.success(),
-            "aisctl failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sender_output(s);
     }
     assert_eq!(orders[0], orders[1], "one order at both nodes");
     let unique: HashSet<_> = orders[0].iter().collect();
