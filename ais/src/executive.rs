@@ -229,6 +229,7 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
 
     let mut leaving = false;
     let mut ended = false;
+    let mut lease_checked = std::time::Instant::now();
     while !ended {
         if stop.load(Ordering::Relaxed) && !leaving {
             info!("leaving the ring");
@@ -278,6 +279,11 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
             next = if n < 4096 { rx.try_recv().ok() } else { None };
         }
         exec.tick();
+        // The driver's snapshot changes at most every STATUS_INTERVAL: read it no more often.
+        if lease_checked.elapsed() < driver::STATUS_INTERVAL {
+            continue;
+        }
+        lease_checked = std::time::Instant::now();
         let next_nonce = driver.status().stats.core.next_nonce;
         if next_nonce + NONCE_LEASE / 2 >= nonce_leased {
             nonce_leased = next_nonce + NONCE_LEASE;
