@@ -20,7 +20,7 @@ use ais::ipc::proto::Reason;
 use common::cluster::{
     Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
 };
-use common::netns::Lab;
+use netlab::Lab;
 
 const GROUP: &[u8] = b"netns";
 const LONG: Duration = Duration::from_secs(20);

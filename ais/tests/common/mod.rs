@@ -3,4 +3,3 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cluster;
-pub mod netns;

@@ -1,4 +1,4 @@
-//! Tests of the network-namespace lab itself (`common::netns::Lab`).
+//! Tests of the network-namespace lab itself ([`netlab::Lab`]).
 //!
 //! What they assert:
 //! 1. `three_hosts_reach_each_other`: in a 3-host lab every host reaches every other by
@@ -14,12 +14,10 @@
 //!
 //! Assumes: root and iproute2 (the lab fails, not skips, without them: see the lab's docs).
 //! Nothing else is needed: the UDP checks use this very test binary as the helper program in
-//! the namespaces. This test binary has its own `main` (`harness = false` in `ais/Cargo.toml`):
+//! the namespaces. This test binary has its own `main` (`harness = false` in `dataplane/netlab/Cargo.toml`):
 //! run with `OAIS_NETNS_LAB_HELPER` set it acts as a UDP responder or prober (see [`helper`])
 //! instead of running the tests, which start it with `ip netns exec HOST <this binary>`. Network checks are retried
 //! for up to 3 s, because carrier and bridge port state change asynchronously after cut/heal.
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
@@ -27,7 +25,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::Lab;
+use netlab::Lab;
 
 /// Environment variable that turns this binary into a responder or a prober.
 const HELPER_ENV: &str = "OAIS_NETNS_LAB_HELPER";

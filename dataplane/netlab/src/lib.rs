@@ -1,4 +1,4 @@
-//! A network-namespace lab for multi-host integration tests: [`Lab`].
+//! A network-namespace lab for multi-host integration tests and benchmarks: [`Lab`].
 //!
 //! # What it is
 //!
@@ -55,6 +55,8 @@
 //! *before* the lab is dropped. `ip netns delete` only removes the namespace's name; a
 //! namespace that still holds a process lives on, unnamed, until that process exits. Declaring
 //! the lab before the guard that owns the children makes Rust drop them in the right order.
+
+#![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::fs;
