@@ -11,6 +11,7 @@ use std::process::Command;
 const LAYERS: &[(&str, u8)] = &[
     ("dpdk-sys", 0),
     ("dataplane", 1),
+    ("netlab", 1),
     ("hpi", 1),
     ("totem-dpdk", 2),
     ("totem-sim", 3),
