@@ -13,5 +13,14 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod corosync;
+pub mod cpgload;
+pub mod failover;
+pub mod load;
+pub mod measure;
 pub mod ordering;
+pub mod raw;
+pub mod report;
+pub mod stack;
+pub mod throughput;
 pub mod udp;

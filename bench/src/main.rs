@@ -1,5 +1,7 @@
 //! `bench`: the openais-rs benchmark harness.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use totem_dpdk::DeliveryKind;
 
@@ -14,6 +16,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// CPG throughput and latency through N executives driven by K sender processes, this
+    /// stack vs the raw link vs corosync, with JSON/CSV output and plots.
+    Throughput(bench::throughput::Args),
+    /// The raw link alone (UDP datagrams or DPDK frames between two hosts, no Totem): the
+    /// physical limit the throughput figures are compared with.
+    Raw(bench::raw::Args),
+    /// Failover time: SIGKILL one node under load at a random time, measure at each survivor
+    /// the time until the new membership is delivered; repeated.
+    Failover(bench::failover::Args),
+    /// Runs an executive (what `throughput` and `failover` start on each node; the same as the
+    /// aisexec program).
+    #[command(hide = true, name = "aisexec")]
+    Exec(ais::executive::Cli),
+    /// A CPG load generator connected to one executive (started by `throughput`).
+    #[command(hide = true, name = "cpg-load")]
+    CpgLoad(bench::cpgload::Args),
+    /// One end of the raw link (started by `raw`).
+    #[command(hide = true, name = "raw-peer")]
+    RawPeer(bench::raw::PeerArgs),
     /// Speed of frame protection alone (AES-256-GCM seal at one node, open at another) on
     /// one core, MB/s of frame bytes.
     Aead {
@@ -99,8 +120,28 @@ fn protection(mode: &str) -> totem_dpdk::crypto::Protection {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Exec(exec_cli) = cli.command {
+        return ais::executive::run_cli(exec_cli);
+    }
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Exec(_) => unreachable!("handled in main"),
+        Command::Throughput(args) => bench::throughput::run(&args),
+        Command::Raw(args) => bench::raw::run(&args),
+        Command::Failover(args) => bench::failover::run(&args),
+        Command::CpgLoad(args) => bench::cpgload::run(&args),
+        Command::RawPeer(args) => bench::raw::run_peer(&args),
         Command::Aead { size, json } => {
             for s in size {
                 let r = bench::aead::run(s, 200_000_000);
