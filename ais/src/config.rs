@@ -353,6 +353,9 @@ pub struct Dpdk {
     /// Busy-poll the port (a dedicated core); default false: adaptive back-off when idle.
     #[serde(default)]
     pub busy_poll: bool,
+    /// Longest sleep of the adaptive back-off in microseconds (10..=100000, default 1000).
+    #[serde(default = "defaults::max_backoff_us")]
+    pub max_backoff_us: u64,
     /// Packet buffers in the pool (default 8191).
     #[serde(default = "defaults::mbufs")]
     pub mbufs: u32,
@@ -368,6 +371,7 @@ impl Default for Dpdk {
             eal_args: defaults::eal_args(),
             port: String::new(),
             busy_poll: false,
+            max_backoff_us: defaults::max_backoff_us(),
             mbufs: defaults::mbufs(),
             min_data_room: 0,
         }
@@ -428,6 +432,9 @@ mod defaults {
     }
     pub(super) fn mbufs() -> u32 {
         8191
+    }
+    pub(super) fn max_backoff_us() -> u64 {
+        1000
     }
 
     pub(super) fn token() -> u64 {
@@ -650,6 +657,15 @@ impl Config {
                 "dpdk",
                 "totem.transport",
                 "transport \"dpdk\" needs [dpdk] port (the device name, e.g. \"net_af_packet0\") and the EAL arguments that create it",
+            ));
+        }
+        if !(10..=100_000).contains(&self.dpdk.max_backoff_us) {
+            return Err(self.invalid(
+                "dpdk.max_backoff_us",
+                format!(
+                    "{} µs is out of range: the idle back-off sleeps 10..=100000 µs at most",
+                    self.dpdk.max_backoff_us
+                ),
             ));
         }
         self.validate_crypto()?;

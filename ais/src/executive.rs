@@ -330,6 +330,7 @@ fn spawn_dpdk(
     );
     c.mtu = driver_config.totem.max_frame_size;
     c.busy_poll = d.busy_poll;
+    c.max_backoff = std::time::Duration::from_micros(d.max_backoff_us);
     c.mbufs = d.mbufs;
     c.min_data_room = d.min_data_room;
     let transport = DpdkTransport::new(c).context("opening the DPDK port")?;

@@ -365,6 +365,14 @@ fn dpdk_needs_its_port() {
     assert_eq!(config.dpdk.port, "net_af_packet0");
     assert_eq!(config.dpdk.eal_args.len(), 2);
     assert!(!config.dpdk.busy_poll);
+    assert_eq!(config.dpdk.max_backoff_us, 1000);
+    let slow = format!("{with_port}max_backoff_us = 5\n");
+    let e = Config::parse(&slow, "slow.toml")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(e.to_string().contains("dpdk.max_backoff_us"), "{e}");
+    assert!(e.to_string().contains("10..=100000"), "{e}");
 }
 
 #[test]

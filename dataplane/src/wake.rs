@@ -63,6 +63,43 @@ impl Waker {
     }
 }
 
+impl Waker {
+    /// Sleeps until woken or until `timeout` passes (nanosecond resolution, plus the kernel's
+    /// timer slack), then clears pending wakes. Returns whether a wake ended the sleep. For
+    /// transports without descriptors of their own (DPDK's virtual devices), whose idle
+    /// back-off sleeps here instead of in `nanosleep` so a submit ends it at once.
+    ///
+    /// # Errors
+    /// `ppoll` failed for another reason than a signal (which ends the sleep early, `Ok`).
+    pub fn sleep(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: `pfd` is one valid pollfd for reads and writes during the call; `ts` outlives
+        // the call; a null signal mask leaves the mask unchanged.
+        let rc = unsafe { libc::ppoll(&raw mut pfd, 1, &raw const ts, std::ptr::null()) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        let woken = pfd.revents & libc::POLLIN != 0;
+        if woken {
+            self.drain();
+        }
+        Ok(woken)
+    }
+}
+
 impl AsRawFd for Waker {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -72,6 +109,23 @@ impl AsRawFd for Waker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleep_ends_on_wake_or_timeout() {
+        let w = Waker::new().unwrap();
+        let t = std::time::Instant::now();
+        assert!(!w.sleep(std::time::Duration::from_millis(20)).unwrap());
+        assert!(t.elapsed() >= std::time::Duration::from_millis(20));
+        let other = w.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            other.wake();
+        });
+        // Woken long before the 60 s timeout; the wake is consumed.
+        assert!(w.sleep(std::time::Duration::from_secs(60)).unwrap());
+        h.join().unwrap();
+        assert!(!w.sleep(std::time::Duration::ZERO).unwrap());
+    }
 
     #[test]
     fn wake_makes_the_fd_readable_and_drain_clears_it() {

@@ -252,6 +252,32 @@ fn dpdk_transport_over_net_ring() {
         "busy_poll returns at once"
     );
     assert_eq!(t.mbufs_available(), initial, "mbuf leak");
+    drop(t);
+
+    // A third one with a long back-off: another thread's wake ends the idle sleep at once
+    // (the Totem driver wakes the poller this way when a message is submitted).
+    let mut cfg = DpdkConfig::new(eal_args(), port, NodeId(1));
+    cfg.mbufs = 255;
+    cfg.max_backoff = Duration::from_secs(5);
+    let mut t = DpdkTransport::new(cfg).expect("third transport on net_ring0");
+    assert!(drain(&mut t).is_empty());
+    // Zero timeouts do not sleep but grow the back-off (10 µs doubling) to its 5 s cap.
+    for _ in 0..24 {
+        t.wait(Some(Duration::ZERO)).unwrap();
+    }
+    let waker = t.waker().expect("the DPDK transport has a waker");
+    let wake = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        waker.wake();
+    });
+    let start = Instant::now();
+    t.wait(None).unwrap();
+    let slept = start.elapsed();
+    wake.join().unwrap();
+    assert!(
+        slept >= Duration::from_millis(20) && slept < Duration::from_secs(4),
+        "the wake should end a 5 s back-off after ~30 ms, took {slept:?}"
+    );
 }
 
 /// Two processes (this test binary re-executed, role chosen by `OAIS_DPDK_ROLE`) exchange

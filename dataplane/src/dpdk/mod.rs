@@ -28,12 +28,14 @@
 //! **Waiting.** The virtual devices have no RX interrupts, so [`Transport::wait`] polls: with
 //! [`DpdkConfig::busy_poll`] it returns at once (lowest latency, one core at 100%); otherwise,
 //! after a [`Transport::recv_burst`] that found nothing, it sleeps `min(timeout, backoff)`,
-//! where the back-off doubles from 10 µs to 1 ms and drops back to 10 µs when a frame arrives.
-//! That costs up to ~1 ms of latency after an idle period but leaves the core to others, which
-//! matters on a 2-core machine.
+//! where the back-off doubles from 10 µs to [`DpdkConfig::max_backoff`] (default 1 ms) and
+//! drops back to 10 µs when a frame arrives. The sleep is on the transport's
+//! [`Transport::waker`] (an eventfd), so a message submitted by another thread ends it at
+//! once; only frames arriving while the poller sleeps wait, up to the back-off, which matters
+//! after an idle period. That leaves the core to others, which matters on a 2-core machine.
 //!
 //! **Not done yet:** RX interrupts, several queues, offloads, multi-segment (scattered) frames,
-//! a [`Transport::waker`], closing the port and freeing the mbuf pool (see `Drop`).
+//! closing the port and freeing the mbuf pool (see `Drop`).
 
 #![allow(unsafe_code)]
 
@@ -62,7 +64,6 @@ pub const MAX_BURST: usize = 32;
 pub const MAX_MTU: usize = 9000;
 
 const BACKOFF_MIN: Duration = Duration::from_micros(10);
-const BACKOFF_MAX: Duration = Duration::from_millis(1);
 
 /// The DPDK version string of the library this process is linked against at run time, for
 /// example `"DPDK 22.11.11"`. It can differ from [`BUILT_AGAINST`] when the shared library was
@@ -105,6 +106,9 @@ pub struct DpdkConfig {
     pub node: NodeId,
     /// `wait` returns at once instead of backing off.
     pub busy_poll: bool,
+    /// The longest idle sleep of the back-off (at least 10 µs; default 1 ms). Shorter: less
+    /// latency for frames that arrive after an idle period, more wake-ups when idle.
+    pub max_backoff: Duration,
     /// The smallest mbuf data room (headroom included) to create the pool with; 0 for "just
     /// enough for the MTU". `net_af_packet` needs at least its `framesz` plus headroom.
     pub min_data_room: usize,
@@ -114,6 +118,9 @@ pub struct DpdkConfig {
 }
 
 impl DpdkConfig {
+    /// Default of [`DpdkConfig::max_backoff`]: 1 ms.
+    pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_millis(1);
+
     /// `eal_args`, `port` and `node` with defaults: MTU 1472, 1024 RX and TX descriptors, 8191
     /// mbufs, bursts of 32, back-off waiting, own frames dropped.
     pub fn new(eal_args: Vec<String>, port: u16, node: NodeId) -> Self {
@@ -127,6 +134,7 @@ impl DpdkConfig {
             burst: MAX_BURST,
             node,
             busy_poll: false,
+            max_backoff: Self::DEFAULT_MAX_BACKOFF,
             min_data_room: 0,
             accept_own: false,
         }
@@ -152,6 +160,9 @@ pub enum DpdkError {
         /// `rte_strerror(rte_errno)` or why the call was not made.
         reason: String,
     },
+    /// The eventfd the idle back-off sleeps on could not be created.
+    #[error("cannot create the eventfd the idle poller sleeps on")]
+    Waker(#[source] io::Error),
     /// EAL is not initialised (a lookup before any transport or [`init_eal`]).
     #[error("EAL is not initialised; call dpdk::init_eal or create a DpdkTransport first")]
     EalNotReady,
@@ -286,6 +297,8 @@ pub struct DpdkTransport {
     /// The last `recv_burst` found nothing.
     idle: bool,
     backoff: Duration,
+    /// The idle back-off sleeps on it; other threads wake it ([`Transport::waker`]).
+    waker: crate::wake::Waker,
 }
 
 impl fmt::Debug for DpdkTransport {
@@ -378,6 +391,7 @@ impl DpdkTransport {
             reason: eal::errno_text(),
         })?;
 
+        let waker = crate::wake::Waker::new().map_err(DpdkError::Waker)?;
         let mac = Self::setup_port(&config, pool, socket)?;
         tracing::debug!(port, node = %config.node, ?mac, mtu = config.mtu, data_room,
             "DPDK transport started");
@@ -393,6 +407,7 @@ impl DpdkTransport {
             dpdk_stats: DpdkStats::default(),
             idle: false,
             backoff: BACKOFF_MIN,
+            waker,
             config,
         })
     }
@@ -730,11 +745,16 @@ impl Transport for DpdkTransport {
             return Ok(());
         }
         let nap = timeout.map_or(self.backoff, |t| t.min(self.backoff));
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        if !nap.is_zero() {
-            std::thread::sleep(nap);
+        self.backoff = (self.backoff * 2).min(self.config.max_backoff.max(BACKOFF_MIN));
+        if !nap.is_zero() && self.waker.sleep(nap)? {
+            // Woken for work: poll eagerly again.
+            self.backoff = BACKOFF_MIN;
         }
         Ok(())
+    }
+
+    fn waker(&self) -> Option<crate::wake::Waker> {
+        Some(self.waker.clone())
     }
 
     fn stats(&self) -> Stats {
