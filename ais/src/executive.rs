@@ -2,11 +2,11 @@
 //! the Totem driver, the IPC server and the services ([`crate::exec`]) together. The `aisexec`
 //! binary is [`main`]; `aisctl demo` runs the same code in its child processes.
 
+use crossbeam_channel::RecvTimeoutError;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::config::Config;
@@ -193,7 +193,7 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
     let mut driver_config = DriverConfig::new(totem, config.members());
     driver_config.cpu = config.aisexec.cpu;
 
-    let (tx, rx) = mpsc::channel::<Input>();
+    let (tx, rx) = crossbeam_channel::unbounded::<Input>();
     let sink = TotemSink(tx.clone());
     let driver = if config.totem.transport == TransportKind::Dpdk {
         spawn_dpdk(config, driver_config, sink)?

@@ -17,6 +17,12 @@
 //!   every [`STATUS_INTERVAL`] and on every state change, read with [`Driver::status`];
 //! - **stop and leave** are flags the thread checks on every loop iteration.
 //!
+//! The queues are `crossbeam-channel`'s: the request queue is its bounded array ring (a
+//! submit is a lock-free push; the driver thread pops without locks or system calls while it
+//! polls), the events channel its unbounded linked list of blocks. (Since Rust 1.67 the
+//! standard library's `mpsc` runs the same algorithms; naming the crate keeps the choice
+//! explicit and gives `select!` to the consumers.)
+//!
 //! [`srp::Event::RingSeq`] must be persisted, but never on the driver thread (a disk write
 //! there stalls the token): it is forwarded in the events channel like every other event, and
 //! **the caller persists it** (on its persistence thread) and passes the highest persisted
@@ -36,10 +42,10 @@
 //! [`DriverStats::send_errors`] (Totem retransmits what is lost), other I/O errors in
 //! [`DriverStats::io_errors`].
 
+use crossbeam_channel::{self as channel, Receiver, Sender, TryRecvError, TrySendError};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration as StdDuration;
@@ -165,7 +171,7 @@ pub struct DriverStats {
 pub type SubmitCallback = Box<dyn FnOnce(Result<MsgId, SubmitError>) + Send>;
 
 enum Reply {
-    Wait(SyncSender<Result<MsgId, SubmitError>>),
+    Wait(Sender<Result<MsgId, SubmitError>>),
     Call(SubmitCallback),
 }
 
@@ -242,7 +248,7 @@ struct Control {
 /// itself is not `Sync`, because it holds the events receiver).
 #[derive(Debug, Clone)]
 pub struct Submitter {
-    requests: SyncSender<Request>,
+    requests: Sender<Request>,
     status: Arc<Mutex<DriverStatus>>,
     wake: Arc<WakeState>,
 }
@@ -300,7 +306,7 @@ impl Submitter {
         kind: DeliveryKind,
         payload: Bytes,
     ) -> Result<MsgId, DriverSubmitError> {
-        let (reply, answer) = mpsc::sync_channel(1);
+        let (reply, answer) = channel::bounded(1);
         self.requests
             .send(Request::Submit(SubmitRequest {
                 prio,
@@ -417,7 +423,7 @@ pub fn spawn<T: Transport + Send + 'static>(
     transport: T,
     cfg: DriverConfig,
 ) -> Result<Driver, DriverError> {
-    let (events_tx, events_rx) = mpsc::channel();
+    let (events_tx, events_rx) = channel::unbounded();
     spawn_inner(transport, cfg, events_tx, events_rx)
 }
 
@@ -431,7 +437,7 @@ pub fn spawn_with<T: Transport + Send + 'static, S: EventSink>(
     cfg: DriverConfig,
     sink: S,
 ) -> Result<Driver, DriverError> {
-    let (_, events_rx) = mpsc::channel();
+    let (_, events_rx) = channel::unbounded();
     spawn_inner(transport, cfg, sink, events_rx)
 }
 
@@ -448,8 +454,8 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
         ..WakeState::default()
     });
     let thread_wake = Arc::clone(&wake);
-    let (requests_tx, requests_rx) = mpsc::sync_channel(REQUEST_QUEUE);
-    let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), DriverError>>(1);
+    let (requests_tx, requests_rx) = channel::bounded(REQUEST_QUEUE);
+    let (ready_tx, ready_rx) = channel::bounded::<Result<(), DriverError>>(1);
     let control = Arc::new(Control::default());
     let thread_control = Arc::clone(&control);
     let status = Arc::new(Mutex::new(DriverStatus {

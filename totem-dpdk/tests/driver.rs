@@ -5,9 +5,9 @@
 //! CPU pinning, no privileged ports), a loaded 2-core machine (timeouts are generous and each
 //! test states the one timing bound it checks).
 
+use crossbeam_channel::RecvTimeoutError;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -287,22 +287,43 @@ fn leave_is_announced_and_fast() {
     leaver.stop().expect("stop after leave");
 }
 
-/// With room for 4 queued messages on a single-node ring, a burst of large submits (each
-/// about 70 frames, while a token visit sends at most 17) is partly refused with
-/// `Backpressure`, and every accepted message is delivered, in order.
+/// With room for 4 queued messages on a single-node ring, a burst of 40 large submits queued
+/// at once (each about 70 frames, while a token visit sends at most 17) is partly refused
+/// with `Backpressure`, and every accepted message is delivered, in order. (The burst is
+/// queued without waiting, so it reaches the core within one loop iteration: one synchronous
+/// submit at a time would race the token, and the queue may drain between two of them.)
 #[test]
 fn backpressure_reaches_the_submitter() {
     let net = MemNetwork::new();
     let drivers = spawn_mem(&net, &[1], |c| c.max_queued_messages = 4);
     let d = &drivers[0];
     wait_config(d, Duration::from_secs(5), |c| c.members == vec![NodeId(1)]);
-    let mut accepted = Vec::new();
-    let mut refused = 0;
+    let submitter = d.submitter();
+    let (answers_tx, answers) = std::sync::mpsc::channel();
     for i in 0..40u32 {
         let p = Bytes::from(vec![i as u8; 100_000]);
-        match d.submit(Priority::NORMAL, DeliveryKind::Agreed, p) {
+        let tx = answers_tx.clone();
+        submitter
+            .try_submit_with(
+                Priority::NORMAL,
+                DeliveryKind::Agreed,
+                p,
+                Box::new(move |r| {
+                    let _ = tx.send((i, r));
+                }),
+            )
+            .expect("40 requests fit the request queue");
+    }
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for expected in 0..40u32 {
+        let (i, r) = answers
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an answer for every request");
+        assert_eq!(i, expected, "answers come in request order");
+        match r {
             Ok(id) => accepted.push(id),
-            Err(DriverSubmitError::Core(SubmitError::Backpressure)) => refused += 1,
+            Err(SubmitError::Backpressure) => refused += 1,
             Err(e) => panic!("submit: {e}"),
         }
     }

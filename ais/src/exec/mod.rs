@@ -15,9 +15,9 @@
 
 pub mod server;
 
+use crossbeam_channel::Sender;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use bytes::Bytes;

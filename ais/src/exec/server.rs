@@ -16,12 +16,13 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use bytes::Bytes;
+use crossbeam_channel::Sender;
 use dataplane::unix::{PeerCred, Recv, SeqpacketConn, SeqpacketListener};
 use tracing::{info, warn};
 
