@@ -62,6 +62,45 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), AffinityError> {
     Ok(())
 }
 
+/// The calling thread's CPU mask, saved to be put back after a library changed it (DPDK's
+/// `rte_eal_init` pins the thread that calls it to EAL's main lcore, and every thread that
+/// thread creates later would inherit that single CPU).
+pub(crate) struct SavedMask(libc::cpu_set_t);
+
+impl SavedMask {
+    /// Saves the calling thread's mask.
+    pub(crate) fn save() -> io::Result<SavedMask> {
+        // SAFETY: all-zero bytes are a valid (empty) `cpu_set_t`.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: pid 0 is the calling thread; the pointer and size describe `set`, which is
+        // alive for the call and written by the kernel only within its size.
+        let rc =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SavedMask(set))
+    }
+
+    /// Gives the calling thread the saved mask again.
+    pub(crate) fn restore(&self) -> io::Result<()> {
+        // SAFETY: pid 0 is the calling thread; the pointer and size describe the saved set,
+        // alive and initialised for the whole call; the kernel only reads it.
+        let rc =
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for SavedMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedMask").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

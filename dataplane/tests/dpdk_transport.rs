@@ -36,6 +36,17 @@ fn eal_args() -> Vec<String> {
     .collect()
 }
 
+/// The calling thread's `Cpus_allowed_list` (e.g. "0-1").
+fn allowed_cpus() -> String {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .expect("/proc/thread-self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in /proc/thread-self/status")
+        .trim()
+        .to_owned()
+}
+
 fn members(ids: &[u32]) -> Vec<Member> {
     // The address does not apply to Ethernet: the same dummy for everybody must be accepted.
     let addr: SocketAddr = "0.0.0.0:0".parse().unwrap();
@@ -75,6 +86,7 @@ fn send(t: &mut DpdkTransport, dest: Dest, payload: &[u8]) -> Result<(), SendErr
 
 #[test]
 fn dpdk_transport_over_net_ring() {
+    let cpus_before = allowed_cpus();
     // Before EAL: lookups fail clearly, a bad config is refused without touching EAL.
     assert!(matches!(
         dpdk::port_by_name("net_ring0"),
@@ -85,6 +97,13 @@ fn dpdk_transport_over_net_ring() {
     assert!(matches!(DpdkTransport::new(bad), Err(DpdkError::Config(_))));
 
     dpdk::init_eal(&eal_args()).expect("EAL init");
+    // EAL pinned this thread to lcore 0 (`-l 0`) during its init; the mask is put back, so
+    // threads created later are not all crammed onto one core with the Totem thread.
+    assert_eq!(
+        allowed_cpus(),
+        cpus_before,
+        "this thread's CPU mask after EAL init"
+    );
     // A second init (other arguments) reuses the first.
     dpdk::init_eal(&["--bogus".to_owned()]).expect("EAL init is reused");
     let port = dpdk::port_by_name("net_ring0").expect("net_ring0 port");

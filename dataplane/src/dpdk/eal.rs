@@ -81,10 +81,21 @@ pub fn init(args: &[String]) -> Result<(), DpdkError> {
         args: args.join(" "),
         reason: "too many arguments".into(),
     })?;
+    // EAL pins the calling thread to its main lcore (`-l`/`--main-lcore`). That thread is
+    // whichever thread opened the first transport (aisexec's main thread), and threads it
+    // creates afterwards would inherit the single CPU: all of aisexec would share the Totem
+    // core. Put the thread's own mask back; the Totem thread is pinned where the
+    // configuration says (aisexec.cpu).
+    let saved = crate::affinity::SavedMask::save();
     // SAFETY: argv holds argc pointers to NUL-terminated strings that outlive the call (EAL
     // may permute the array but keeps no reference and frees nothing); the mutex guarantees
     // this runs at most once per process.
     let rc = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+    if let Ok(mask) = &saved
+        && let Err(e) = mask.restore()
+    {
+        tracing::warn!("cannot restore this thread's CPU mask after EAL pinned it: {e}");
+    }
     if rc < 0 {
         let msg = errno_text();
         *state = Eal::Failed(msg.clone());
