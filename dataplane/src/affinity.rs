@@ -65,8 +65,10 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), AffinityError> {
 /// The calling thread's CPU mask, saved to be put back after a library changed it (DPDK's
 /// `rte_eal_init` pins the thread that calls it to EAL's main lcore, and every thread that
 /// thread creates later would inherit that single CPU).
+#[cfg(feature = "dpdk")]
 pub(crate) struct SavedMask(libc::cpu_set_t);
 
+#[cfg(feature = "dpdk")]
 impl SavedMask {
     /// Saves the calling thread's mask.
     pub(crate) fn save() -> io::Result<SavedMask> {
@@ -95,6 +97,7 @@ impl SavedMask {
     }
 }
 
+#[cfg(feature = "dpdk")]
 impl std::fmt::Debug for SavedMask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SavedMask").finish_non_exhaustive()
