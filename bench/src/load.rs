@@ -15,7 +15,9 @@
 //! --sender I        send, as sender I (0-based); absent: receive only
 //! --size BYTES      message size, at least HEADER_LEN
 //! --rate R          offer R messages/s (this sender); absent or 0: as fast as flow control allows
-//! --batch N         messages per submit call when unpaced (Rust generator; C sends one per call)
+//! --batch N         most messages per submit call (Rust generator; C sends one per call):
+//!                   unpaced, always up to N; paced, one when on schedule, or every message
+//!                   already due (up to N) when the sender fell behind
 //! --warmup-ms W     delivered messages are counted from start + W
 //! --seconds-ms S    ... until start + W + S; the sender stops sending then
 //! --out DIR         where to write the latency files
@@ -23,13 +25,16 @@
 //!
 //! # Protocol on stdin/stdout
 //!
-//! 1. The generator connects, joins, waits for M members, prints `ready` and a newline.
+//! 1. The generator connects, joins, waits for M members (giving up after 60 s), prints
+//!    `ready` and a newline. It keeps dispatching CPG callbacks from here on.
 //! 2. The harness, once every generator said ready, writes `start NS` and a newline to each,
 //!    NS being a CLOCK_REALTIME time in nanoseconds shortly in the future (all processes run
 //!    on one host, so they share the clock).
-//! 3. The generator waits until NS, sends during `[NS, NS + W + S)`, then keeps dispatching
-//!    for up to [`DRAIN`] or until its own messages are all back, writes its latency files,
-//!    prints one JSON line ([`LoadReport`]) and exits 0. Errors go to stderr, exit status 1.
+//! 3. The generator waits until NS, sends during `[NS, NS + W + S)` (a submit refused for flow
+//!    control, TRY_AGAIN, is retried after dispatching callbacks for up to 1 ms), then keeps
+//!    dispatching until its own messages are all back *and* nothing arrived for 200 ms, at
+//!    most [`DRAIN`]; writes its latency files, prints one JSON line ([`LoadReport`]) and
+//!    exits 0. Errors go to stderr, exit status 1.
 //!
 //! # Message format (little-endian)
 //!
@@ -48,7 +53,8 @@
 //!
 //! Every CPG configuration change the generator sees is listed in the report as
 //! `[realtime_ns, members]`: the failover benchmark reads the time the new membership reached
-//! each survivor from it.
+//! each survivor from it. After the window, changes in which processes only left (leave or
+//! procdown: other generators finishing first) are not listed; node failures always are.
 
 use std::path::PathBuf;
 use std::process::Command;

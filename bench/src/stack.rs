@@ -1,1 +1,628 @@
-//! (being written)
+//! This stack as a system under test: N `aisexec` executives started by the harness, as a
+//! [`Cluster`] the load generators (`bench cpg-load`, [`crate::cpgload`]) connect to.
+//!
+//! * [`StackTransport`]: how the executives talk — kernel UDP unicast on 127.0.0.1 (distinct
+//!   ports, no namespaces), kernel UDP unicast between the hosts of a [`netlab::Lab`], DPDK
+//!   `net_af_packet` on each lab host's `eth0`, or DPDK `net_memif` between two processes on
+//!   this host (server node 1, client node 2).
+//! * [`StackOptions`]: node count, transport, crypto (secauth with AES-256-GCM and a fresh key
+//!   file, or `secauth = false`), link MTU (`netmtu`), the directory for the files, DPDK busy
+//!   polling, and the program to start (the `bench` binary: its hidden `aisexec` subcommand is
+//!   the executive, its hidden `cpg-load` subcommand the load generator).
+//! * [`AisCluster::start`] writes one configuration per node under `DIR/node<id>/` (IPC
+//!   socket, ring sequence state and `aisexec.log` there too), starts the executives (in the
+//!   lab hosts for the lab transports) and waits, bounded, until every one reports an
+//!   operational ring of all N nodes; on failure the error has the tail of that node's log.
+//! * Dropping the cluster stops the executives (SIGTERM, at most 2 s, then SIGKILL), reaps them
+//!   and removes DPDK's runtime directories; the files under `DIR` stay for inspection. Drop
+//!   the cluster before the lab it runs in.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::load::Cluster;
+
+/// How long [`AisCluster::start`] waits for every executive to see all N members.
+pub const RING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Extra time for the DPDK transports (EAL start-up of N processes on a small machine).
+const DPDK_EXTRA: Duration = Duration::from_secs(10);
+/// How long [`Drop`] waits after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Lines of a node's log quoted in errors.
+const LOG_TAIL_LINES: usize = 30;
+/// Counts clusters of this process, for unique DPDK file prefixes and memif socket names.
+static NEXT_CLUSTER: AtomicU32 = AtomicU32::new(0);
+
+/// How the executives of an [`AisCluster`] carry Totem frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StackTransport {
+    /// Kernel UDP unicast (`udpu`) on 127.0.0.1, one port per node, no namespaces.
+    Udp,
+    /// Kernel UDP unicast (`udpu`) between the hosts of a [`netlab::Lab`] (one executive in
+    /// each host's namespace).
+    UdpNetns,
+    /// DPDK `net_af_packet` on each lab host's `eth0` (raw Ethernet frames).
+    DpdkAfPacket,
+    /// DPDK `net_memif` shared-memory rings between two executives on this host (2 nodes only:
+    /// node 1 the memif server, node 2 the client).
+    DpdkMemif,
+}
+
+impl StackTransport {
+    /// Every transport, in the order of the reports.
+    pub const ALL: [StackTransport; 4] = [
+        StackTransport::Udp,
+        StackTransport::UdpNetns,
+        StackTransport::DpdkAfPacket,
+        StackTransport::DpdkMemif,
+    ];
+
+    /// The name on the command line and in reports: `udp`, `udp-netns`, `dpdk-af-packet`,
+    /// `dpdk-memif`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StackTransport::Udp => "udp",
+            StackTransport::UdpNetns => "udp-netns",
+            StackTransport::DpdkAfPacket => "dpdk-af-packet",
+            StackTransport::DpdkMemif => "dpdk-memif",
+        }
+    }
+
+    /// Whether the executives run in the hosts of a [`netlab::Lab`] (which needs root).
+    pub fn needs_lab(self) -> bool {
+        matches!(
+            self,
+            StackTransport::UdpNetns | StackTransport::DpdkAfPacket
+        )
+    }
+
+    /// Whether the transport is DPDK (needs the bench's `dpdk` feature).
+    pub fn is_dpdk(self) -> bool {
+        matches!(
+            self,
+            StackTransport::DpdkAfPacket | StackTransport::DpdkMemif
+        )
+    }
+}
+
+impl fmt::Display for StackTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StackTransport {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<StackTransport> {
+        StackTransport::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .with_context(|| {
+                let names: Vec<&str> = StackTransport::ALL.iter().map(|t| t.name()).collect();
+                format!("unknown transport {s:?}: use one of {}", names.join(", "))
+            })
+    }
+}
+
+/// What [`AisCluster::start`] starts.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Number of executives (node ids `1..=nodes`).
+    pub nodes: usize,
+    /// How they talk.
+    pub transport: StackTransport,
+    /// Frames authenticated and encrypted with AES-256-GCM under a fresh cluster key
+    /// (`secauth = true`); `false`: CRC-32 only (`secauth = false`).
+    pub crypto: bool,
+    /// Link MTU, the executives' `netmtu` (576..=9216; the lab's interfaces must match).
+    pub mtu: u32,
+    /// Directory for the key file and the node directories (`node<id>/`: configuration, IPC
+    /// socket, state, `aisexec.log`); created if missing, left in place afterwards.
+    pub dir: PathBuf,
+    /// DPDK transports: busy-poll the port on a core of its own instead of adaptive polling
+    /// (node `i` on lcore `(i - 1) mod cores`).
+    pub busy_poll: bool,
+    /// The `bench` binary, started as `PROGRAM aisexec -c CONFIG` for each executive and as
+    /// `PROGRAM cpg-load ...` by [`Cluster::load_command`]: `std::env::current_exe()` in the
+    /// harness, `env!("CARGO_BIN_EXE_bench")` in tests.
+    pub program: PathBuf,
+}
+
+/// One executive's files and process.
+struct Node {
+    /// Its directory.
+    dir: PathBuf,
+    /// Its configuration file.
+    config: PathBuf,
+    /// Its IPC socket.
+    socket: PathBuf,
+    /// Its standard output and error.
+    log: PathBuf,
+    /// The process, until killed or stopped.
+    child: Option<Child>,
+}
+
+/// A running cluster of this stack's executives; see the module documentation.
+pub struct AisCluster<'a> {
+    /// The lab the executives run in, for the lab transports.
+    lab: Option<&'a netlab::Lab>,
+    transport: StackTransport,
+    program: PathBuf,
+    nodes: Vec<Node>,
+    /// EAL file prefixes (runtime directories under `/var/run/dpdk`) to remove on drop.
+    dpdk_prefixes: Vec<String>,
+    /// The memif control socket name, removed on drop if it exists as a file.
+    memif_socket: Option<PathBuf>,
+}
+
+impl<'a> AisCluster<'a> {
+    /// Writes the configurations (and the key file when `opts.crypto`), starts the executives
+    /// and waits until each reports an operational ring of all `opts.nodes` members
+    /// ([`RING_TIMEOUT`], longer for DPDK). `lab` is required for the transports that
+    /// [`need one`](StackTransport::needs_lab) and must have at least `opts.nodes` hosts.
+    ///
+    /// # Errors
+    /// A bad option (node count, missing lab, DPDK without the `dpdk` feature, memif with
+    /// other than 2 nodes), a file that cannot be written, an executive that cannot be
+    /// started, exits, or does not reach the full ring in time (the error quotes the tail of
+    /// its log). Whatever was started is stopped again.
+    pub fn start(lab: Option<&'a netlab::Lab>, opts: &StackOptions) -> anyhow::Result<Self> {
+        let t = opts.transport;
+        if !(1..=64).contains(&opts.nodes) {
+            bail!("a cluster has 1..=64 nodes, not {}", opts.nodes);
+        }
+        if !(ais::config::MIN_NETMTU..=ais::config::MAX_NETMTU).contains(&opts.mtu) {
+            bail!(
+                "MTU {} is outside {}..={}",
+                opts.mtu,
+                ais::config::MIN_NETMTU,
+                ais::config::MAX_NETMTU
+            );
+        }
+        if t.is_dpdk() && !cfg!(feature = "dpdk") {
+            bail!(
+                "transport {t}: this bench was built without DPDK: cargo run --release -p bench --features dpdk -- ..."
+            );
+        }
+        if t == StackTransport::DpdkMemif && opts.nodes != 2 {
+            bail!(
+                "transport {t} joins exactly 2 executives (memif server and client), not {}",
+                opts.nodes
+            );
+        }
+        let lab = if t.needs_lab() {
+            let lab = lab.with_context(|| {
+                format!("transport {t} runs the executives in a network-namespace lab: none given")
+            })?;
+            if lab.hosts() < opts.nodes {
+                bail!(
+                    "the lab has {} hosts, the cluster {} nodes",
+                    lab.hosts(),
+                    opts.nodes
+                );
+            }
+            Some(lab)
+        } else {
+            None
+        };
+        fs::create_dir_all(&opts.dir)
+            .with_context(|| format!("creating {}", opts.dir.display()))?;
+        let key = opts.dir.join("authkey");
+        if opts.crypto {
+            let material = ais::keyfile::KeyMaterial {
+                epoch: 0,
+                secret: ais::keyfile::generate().context("generating the cluster key")?,
+            };
+            ais::keyfile::write(&key, &material, true)
+                .with_context(|| format!("writing {}", key.display()))?;
+        }
+        let k = NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("oaisb{}c{k}", std::process::id());
+        let ports = if t == StackTransport::Udp {
+            free_ports(opts.nodes)?
+        } else {
+            Vec::new()
+        };
+        let mut cluster = AisCluster {
+            lab,
+            transport: t,
+            program: opts.program.clone(),
+            nodes: Vec::with_capacity(opts.nodes),
+            dpdk_prefixes: Vec::new(),
+            memif_socket: None,
+        };
+        if t == StackTransport::DpdkMemif {
+            // An abstract Unix socket by default in DPDK 22.11; removed on drop should a
+            // build create it as a file.
+            cluster.memif_socket = Some(PathBuf::from(format!("/{tag}-memif")));
+        }
+        for id in 1..=opts.nodes as u32 {
+            let dir = opts.dir.join(format!("node{id}"));
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let socket = dir.join("aisexec.sock");
+            let mut text = totem_section(id, opts, &key);
+            match t {
+                StackTransport::Udp => text += &loopback_nodes(&ports),
+                StackTransport::UdpNetns => {
+                    text += "[totem.interface]\nmcastport = 5405\n\n";
+                    text += &lab_nodes(lab.expect("checked"), opts.nodes);
+                }
+                #[cfg(not(feature = "dpdk"))]
+                StackTransport::DpdkAfPacket | StackTransport::DpdkMemif => {
+                    unreachable!("DPDK transports are refused above without the feature")
+                }
+                #[cfg(feature = "dpdk")]
+                StackTransport::DpdkAfPacket | StackTransport::DpdkMemif => {
+                    let prefix = format!("{tag}n{id}");
+                    text += &dpdk_section(t, id, opts, &prefix, cluster.memif_socket.as_deref());
+                    cluster.dpdk_prefixes.push(prefix);
+                }
+            }
+            text += &format!(
+                "[aisexec]\nipc_socket = \"{}\"\nstate_dir = \"{}\"\n",
+                socket.display(),
+                dir.display()
+            );
+            let config = dir.join("aisexec.toml");
+            fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+            // A socket left by an earlier run in the same directory.
+            let _ = fs::remove_file(&socket);
+            cluster.nodes.push(Node {
+                log: dir.join("aisexec.log"),
+                dir,
+                config,
+                socket,
+                child: None,
+            });
+        }
+        let within = if t.is_dpdk() {
+            RING_TIMEOUT + DPDK_EXTRA
+        } else {
+            RING_TIMEOUT
+        };
+        let all: Vec<u32> = (1..=opts.nodes as u32).collect();
+        if t == StackTransport::DpdkMemif {
+            // The memif server must be up before its client starts: a client that starts
+            // first never connects in DPDK 22.11 (ais/tests/dpdk_memif.rs).
+            cluster.spawn(0)?;
+            cluster.wait_ring(0, &[1], Instant::now() + within)?;
+            cluster.spawn(1)?;
+        } else {
+            for i in 0..opts.nodes {
+                cluster.spawn(i)?;
+            }
+        }
+        let deadline = Instant::now() + within;
+        for i in 0..opts.nodes {
+            cluster.wait_ring(i, &all, deadline)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The directory of `node` (1-based).
+    pub fn node_dir(&self, node: usize) -> &Path {
+        &self.nodes[node - 1].dir
+    }
+
+    /// The IPC socket of `node` (1-based).
+    pub fn socket(&self, node: usize) -> &Path {
+        &self.nodes[node - 1].socket
+    }
+
+    /// The log (standard output and error) of `node` (1-based).
+    pub fn log(&self, node: usize) -> &Path {
+        &self.nodes[node - 1].log
+    }
+
+    /// Starts the executive of node index `i` (0-based), output appended to its log.
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .with_context(|| format!("opening {}", node.log.display()))?;
+        let mut cmd = match self.lab {
+            Some(lab) => lab.command(i + 1, &self.program),
+            None => Command::new(&self.program),
+        };
+        cmd.arg("aisexec")
+            .arg("-c")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log file")?)
+            .stderr(log);
+        let child = cmd.spawn().with_context(|| {
+            format!(
+                "starting the executive of node {} ({} aisexec)",
+                i + 1,
+                self.program.display()
+            )
+        })?;
+        self.nodes[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until node index `i` (0-based) is operational with exactly `members`.
+    fn wait_ring(&mut self, i: usize, members: &[u32], deadline: Instant) -> anyhow::Result<()> {
+        let mut last = None;
+        loop {
+            if let Some(c) = self.nodes[i].child.as_mut()
+                && let Some(status) = c.try_wait().context("waiting for an executive")?
+            {
+                self.nodes[i].child = None;
+                bail!(
+                    "the executive of node {} exited ({status}) before the ring of {members:?} formed; its log ({}) ends:\n{}",
+                    i + 1,
+                    self.nodes[i].log.display(),
+                    log_tail(&self.nodes[i].log)
+                );
+            }
+            if let Ok(mut conn) =
+                ais::client::Connection::connect(&self.nodes[i].socket, ais::client::Service::Admin)
+                && let Ok(s) = conn.status()
+            {
+                if &s.state[..] == b"operational" && s.members == members {
+                    return Ok(());
+                }
+                last = Some(format!(
+                    "state {}, members {:?}",
+                    String::from_utf8_lossy(&s.state),
+                    s.members
+                ));
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "node {} has no operational ring of {members:?} after waiting (last status: {}); its log ({}) ends:\n{}",
+                    i + 1,
+                    last.as_deref().unwrap_or("no answer on its IPC socket"),
+                    self.nodes[i].log.display(),
+                    log_tail(&self.nodes[i].log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Cluster for AisCluster<'_> {
+    fn system(&self) -> &'static str {
+        "openais-rs"
+    }
+
+    fn transport(&self) -> String {
+        self.transport.name().to_owned()
+    }
+
+    fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `PROGRAM cpg-load --socket SOCKET`: the IPC socket is a file, reachable from any
+    /// network namespace, so the generator runs in the harness's own.
+    fn load_command(&self, node: usize) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("cpg-load")
+            .arg("--socket")
+            .arg(&self.nodes[node - 1].socket);
+        cmd
+    }
+
+    fn daemon_pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|n| n.child.as_ref().map(Child::id))
+            .collect()
+    }
+
+    fn kill(&mut self, node: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=self.nodes.len()).contains(&node),
+            "node {node} does not exist: the cluster has nodes 1..={}",
+            self.nodes.len()
+        );
+        let Some(mut c) = self.nodes[node - 1].child.take() else {
+            bail!("node {node} is not running");
+        };
+        c.kill()
+            .with_context(|| format!("SIGKILL of node {node}"))?;
+        c.wait().with_context(|| format!("reaping node {node}"))?;
+        Ok(())
+    }
+}
+
+impl Drop for AisCluster<'_> {
+    /// SIGTERM to every executive (the memif client before its server, waiting for it), at
+    /// most [`STOP_TIMEOUT`] in all, then SIGKILL to the rest; all reaped; DPDK runtime
+    /// directories removed.
+    fn drop(&mut self) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let memif = self.transport == StackTransport::DpdkMemif;
+        for i in (0..self.nodes.len()).rev() {
+            if let Some(c) = &self.nodes[i].child {
+                let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            }
+            if memif {
+                wait_until(&mut self.nodes[i], deadline);
+            }
+        }
+        for node in &mut self.nodes {
+            wait_until(node, deadline);
+            if let Some(mut c) = node.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for prefix in &self.dpdk_prefixes {
+            let _ = fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+        }
+        if let Some(s) = &self.memif_socket {
+            let _ = fs::remove_file(s);
+        }
+    }
+}
+
+/// Reaps `node`'s process if it exits before `deadline`.
+fn wait_until(node: &mut Node, deadline: Instant) {
+    while let Some(c) = node.child.as_mut() {
+        match c.try_wait() {
+            Ok(Some(_)) | Err(_) => {
+                node.child = None;
+            }
+            Ok(None) if Instant::now() >= deadline => return,
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// The `[totem]` table (key lines included) for node `id`.
+fn totem_section(id: u32, opts: &StackOptions, key: &Path) -> String {
+    let transport = if opts.transport.is_dpdk() {
+        "dpdk"
+    } else {
+        "udpu"
+    };
+    let crypto = if opts.crypto {
+        format!(
+            "secauth = true\ncrypto_cipher = \"aes256\"\nkeyfile = \"{}\"\n",
+            key.display()
+        )
+    } else {
+        "secauth = false\n".to_owned()
+    };
+    format!(
+        "[totem]\nnodeid = {id}\ntransport = \"{transport}\"\nnetmtu = {}\n{crypto}\n",
+        opts.mtu
+    )
+}
+
+/// `[totem.interface]` and the node list of a loopback cluster: 127.0.0.1, one port each.
+fn loopback_nodes(ports: &[u16]) -> String {
+    let mut t = format!("[totem.interface]\nmcastport = {}\n\n", ports[0]);
+    for (i, port) in ports.iter().enumerate() {
+        t += &format!(
+            "[[nodelist.node]]\nnodeid = {}\nring0_addr = \"127.0.0.1\"\nport = {port}\n\n",
+            i + 1
+        );
+    }
+    t
+}
+
+/// The node list of a lab cluster: host `i`'s address for node `i`.
+fn lab_nodes(lab: &netlab::Lab, nodes: usize) -> String {
+    let mut t = String::new();
+    for h in 1..=nodes {
+        t += &format!(
+            "[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"{}\"\n\n",
+            lab.addr(h)
+        );
+    }
+    t
+}
+
+/// The node list (ids only matter to DPDK) and the `[dpdk]` table of node `id`, with the EAL
+/// arguments the ais DPDK tests use: no hugepages, no PCI, no telemetry, one lcore.
+#[cfg(feature = "dpdk")]
+fn dpdk_section(
+    t: StackTransport,
+    id: u32,
+    opts: &StackOptions,
+    prefix: &str,
+    memif_socket: Option<&Path>,
+) -> String {
+    let mut s = String::new();
+    for h in 1..=opts.nodes {
+        s += &format!("[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"10.0.0.{h}\"\n\n");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let lcore = if opts.busy_poll {
+        (id as usize - 1) % cores
+    } else {
+        0
+    };
+    let (port, extra) = match t {
+        StackTransport::DpdkMemif => {
+            let role = if id == 1 { "server" } else { "client" };
+            let socket = memif_socket.expect("memif socket name").display();
+            // memif needs EAL's shared configuration (no --no-shconf).
+            (
+                "net_memif0",
+                format!("\"--vdev=net_memif0,role={role},socket={socket},id=0,bsize=2048\"]\n"),
+            )
+        }
+        _ => {
+            // af_packet frames and blocks as the research notes measured they must be, and
+            // mbufs to match.
+            let (framesz, blocksz, room) = if opts.mtu > 1500 {
+                (10240, 20480, 10240 + 128)
+            } else {
+                (2048, 4096, 2048 + 128)
+            };
+            (
+                "net_af_packet0",
+                format!(
+                    "\"--no-shconf\", \"--vdev=net_af_packet0,iface=eth0,framesz={framesz},blocksz={blocksz}\"]\nmin_data_room = {room}\nmbufs = 4095\n"
+                ),
+            )
+        }
+    };
+    s += &format!(
+        "[dpdk]\nport = \"{port}\"\nbusy_poll = {}\neal_args = [\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-telemetry\", \"-l\", \"{lcore}\", \"--file-prefix\", \"{prefix}\", {extra}\n",
+        opts.busy_poll
+    );
+    s
+}
+
+/// `n` free UDP ports on 127.0.0.1, from the kernel.
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let sockets = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("finding free UDP ports")?;
+    sockets
+        .iter()
+        .map(|s| Ok(s.local_addr()?.port()))
+        .collect::<std::io::Result<Vec<u16>>>()
+        .context("finding free UDP ports")
+}
+
+/// The last [`LOG_TAIL_LINES`] lines of a log file.
+fn log_tail(path: &Path) -> String {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+            if lines.is_empty() {
+                "(empty)".to_owned()
+            } else {
+                lines[from..].join("\n")
+            }
+        }
+        Err(e) => format!("(cannot read it: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_names_round_trip() {
+        for t in StackTransport::ALL {
+            assert_eq!(t.name().parse::<StackTransport>().unwrap(), t);
+        }
+        assert!("knet".parse::<StackTransport>().is_err());
+        assert!(StackTransport::UdpNetns.needs_lab());
+        assert!(!StackTransport::DpdkMemif.needs_lab());
+    }
+}

@@ -1,10 +1,539 @@
-//! (being written this session)
+//! `bench throughput`: this stack vs the raw link vs corosync, same topology, same run.
+//!
+//! For every MTU asked for, one network-namespace lab (when the transport or the peer needs
+//! one) carries, in this order: the raw link (one stream, the physical limit), this stack
+//! (N `aisexec`), and with `--peer corosync` N corosync daemons. Each system is started once
+//! per MTU and crypto setting and measured at every message size, as fast as flow control
+//! allows; with `--latency-at P` it is measured again at a fixed offered load of P% of the
+//! maximum (see [`Args::latency_at`]). Results go to the terminal (or JSON lines with
+//! `--json`) and to a results folder: `results.json`, `results.csv`, `throughput.svg`,
+//! `latency-cdf.svg`.
 
-/// Arguments.
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// Runs it.
-pub fn run(_args: &Args) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::load::{Cluster, Workload};
+use crate::measure::{self, Measurement, Percentiles};
+use crate::raw::{self, RawTransport};
+use crate::report::{self, Row};
+use crate::stack::{AisCluster, StackOptions, StackTransport};
+
+/// Arguments of `bench throughput`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+Examples:
+  bench throughput                                  3 executives in namespaces, 1 KiB and 8 KiB
+  bench throughput --peer corosync --mtu 1500,9000 --latency-at 50
+                                                    the full comparison (docs/performance.md)
+  bench throughput --transport dpdk-af-packet       over DPDK (build with --features dpdk)
+
+Needs root for the namespace transports and for --peer corosync (iproute2; corosync and
+libcpg-dev for the peer). Everything created (namespaces, daemons, work files) is removed at
+the end; the results folder stays.")]
+pub struct Args {
+    /// Nodes in the cluster (executives, and corosync daemons with --peer).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=16))]
+    pub nodes: u32,
+    /// Message sizes in bytes, comma-separated (at least 24: the benchmark header).
+    #[arg(long, default_value = "1024,8192", value_delimiter = ',')]
+    pub size: Vec<usize>,
+    /// Sender processes, spread round-robin over the nodes (default: one per node).
+    #[arg(long)]
+    pub senders: Option<usize>,
+    /// Length of each measurement window in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Seconds of load before each window starts counting.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// How the executives talk: udp (127.0.0.1, no namespaces), udp-netns (one network
+    /// namespace per node on a bridge), dpdk-af-packet (DPDK net_af_packet on each
+    /// namespace's veth), dpdk-memif (2 nodes, DPDK shared-memory interfaces).
+    #[arg(long, default_value = "udp-netns")]
+    pub transport: String,
+    /// Frame crypto for every system (AES-256-GCM for this stack, aes256/sha256 for
+    /// corosync): on, off or both.
+    #[arg(long, default_value = "on", value_parser = ["on", "off", "both"])]
+    pub crypto: String,
+    /// Link MTU(s), comma-separated: 1500 and/or 9000.
+    #[arg(long, default_value = "1500", value_delimiter = ',')]
+    pub mtu: Vec<u32>,
+    /// Also measure corosync 3 (knet) on the same namespaces with the same workload, and print
+    /// this stack's ratio to it.
+    #[arg(long, value_parser = ["corosync"])]
+    pub peer: Option<String>,
+    /// Skip the raw-link measurement.
+    #[arg(long)]
+    pub no_raw: bool,
+    /// Also measure latency at a fixed offered load of PERCENT of the measured maximum (50:
+    /// half load, latency without queueing). With --peer, both systems are also measured at
+    /// the same offered load: PERCENT of the smaller of the two maxima.
+    #[arg(long, value_name = "PERCENT")]
+    pub latency_at: Option<f64>,
+    /// Messages per submit call of this stack's senders (CpgMcastBatch); corosync's libcpg
+    /// sends one per call.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch: u32,
+    /// DPDK transports: poll without sleeping (needs a free core per executive).
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Results folder (default: bench-results/throughput-<UTC date and time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object per measurement on stdout instead of text lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `bench throughput`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let transport: StackTransport = args.transport.parse()?;
+    let crypto_modes: &[bool] = match args.crypto.as_str() {
+        "both" => &[false, true],
+        "on" => &[true],
+        _ => &[false],
+    };
+    anyhow::ensure!(
+        args.seconds > 0.0 && args.warmup >= 0.0,
+        "--seconds must be positive and --warmup not negative"
+    );
+    for &mtu in &args.mtu {
+        anyhow::ensure!(mtu == 1500 || mtu == 9000, "--mtu {mtu}: use 1500 or 9000");
+    }
+    for &s in &args.size {
+        anyhow::ensure!(
+            s >= crate::load::HEADER_LEN,
+            "--size {s}: messages need at least {} bytes (the benchmark header)",
+            crate::load::HEADER_LEN
+        );
+    }
+    if let Some(p) = args.latency_at {
+        anyhow::ensure!(
+            p > 0.0 && p <= 100.0,
+            "--latency-at takes a percentage in (0, 100]"
+        );
+    }
+    let nodes = args.nodes as usize;
+    let senders = args.senders.unwrap_or(nodes);
+    anyhow::ensure!(senders >= 1, "--senders must be at least 1");
+    let out = args.out.clone().unwrap_or_else(default_out);
+    let work = std::env::temp_dir().join(format!("oais-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let program = std::env::current_exe().context("locating the bench executable")?;
+
+    let peer = args.peer.is_some();
+    // Measurements per MTU and crypto mode: this stack at max (+ at P% with --latency-at);
+    // the peer likewise, plus the system with the larger maximum at the common offered load.
+    let l = usize::from(args.latency_at.is_some());
+    let per_mode = args.size.len() * ((1 + l) + usize::from(peer) * (1 + 2 * l));
+    let total =
+        (args.mtu.len() * (crypto_modes.len() * per_mode + usize::from(!args.no_raw))) as u64;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let cpgload = if peer {
+        bar.set_message("building the corosync load generator");
+        Some(crate::corosync::build_cpgload(&work)?)
+    } else {
+        None
+    };
+
+    let mut rows: Vec<Row> = Vec::new();
+    let emit = |bar: &ProgressBar, row: Row, rows: &mut Vec<Row>| {
+        let line = if args.json {
+            serde_json::to_string(&row).expect("rows serialize")
+        } else {
+            row.text()
+        };
+        bar.suspend(|| println!("{line}"));
+        rows.push(row);
+    };
+    let window = Duration::from_secs_f64(args.seconds);
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let mut group_counter = 0u32;
+    let mut workload = |size: usize, rate: Option<f64>| {
+        group_counter += 1;
+        Workload {
+            group: format!("bench{group_counter}"),
+            size,
+            senders,
+            rate,
+            batch: args.batch,
+            warmup,
+            window,
+        }
+    };
+
+    for &mtu in &args.mtu {
+        let needs_lab = transport.needs_lab() || peer;
+        let lab = if needs_lab {
+            Some(netlab::Lab::new(nodes.max(2), mtu).context("creating the network namespaces")?)
+        } else {
+            None
+        };
+        for &crypto in crypto_modes {
+            let crypto_name = if crypto { "on" } else { "off" };
+            let mut raw_row: Option<Row> = None;
+            // The raw link has no crypto: measured once per MTU, compared with both modes.
+            if !args.no_raw && crypto == crypto_modes[0] {
+                let rt = raw_transport(&transport);
+                // Frames of the size Totem sends (MTU - 28 on every transport), so the ratio
+                // compares equal frames.
+                let size = mtu as usize - 28;
+                bar.set_message(format!("raw {} mtu {mtu}", rt.name()));
+                let dir = work.join(format!("raw-{mtu}"));
+                let r = raw::measure(rt, lab.as_ref(), size, mtu, args.seconds, &dir)?;
+                let row = Row {
+                    bench: "raw",
+                    system: "raw".into(),
+                    transport: rt.name().into(),
+                    nodes: 2,
+                    size,
+                    senders: 1,
+                    crypto: "off",
+                    mtu,
+                    offered_msgs_per_sec: None,
+                    msgs_per_sec: r.frames_per_sec,
+                    mb_per_sec: r.mb_per_sec,
+                    per_node_msgs_per_sec: vec![r.frames_per_sec],
+                    lat_self_us: Percentiles::default(),
+                    lat_all_us: Percentiles::default(),
+                    cpu_cores: 0.0,
+                    try_again: 0,
+                    missing_own: 0,
+                    seconds: args.seconds,
+                    raw_frame_ratio: None,
+                    raw_byte_ratio: None,
+                    vs_corosync: None,
+                    cdf: Vec::new(),
+                };
+                raw_row = Some(row.clone());
+                emit(&bar, row, &mut rows);
+                bar.inc(1);
+            } else if !args.no_raw {
+                raw_row = rows
+                    .iter()
+                    .find(|r| r.bench == "raw" && r.mtu == mtu)
+                    .cloned();
+            }
+
+            // This stack, every size; then the peer.
+            let mut ours: Vec<(usize, f64)> = Vec::new();
+            {
+                bar.set_message(format!(
+                    "starting {nodes} executives ({})",
+                    transport.name()
+                ));
+                let opts = StackOptions {
+                    nodes,
+                    transport,
+                    crypto,
+                    mtu,
+                    dir: work.join(format!("ais-{mtu}-{crypto_name}")),
+                    busy_poll: args.busy_poll,
+                    program: program.clone(),
+                };
+                let mut cluster = AisCluster::start(lab.as_ref(), &opts)?;
+                for &size in &args.size {
+                    bar.set_message(format!(
+                        "openais-rs {size} B mtu {mtu} crypto {crypto_name}"
+                    ));
+                    let m = measure_one(&mut cluster, &workload(size, None), &work)?;
+                    let row = row_of(
+                        &cluster,
+                        "throughput",
+                        &m,
+                        size,
+                        senders,
+                        crypto,
+                        mtu,
+                        None,
+                        raw_row.as_ref(),
+                        args.seconds,
+                    );
+                    ours.push((size, row.msgs_per_sec));
+                    emit(&bar, row, &mut rows);
+                    bar.inc(1);
+                }
+                if let Some(p) = args.latency_at {
+                    for &(size, max) in &ours {
+                        let rate = max * p / 100.0;
+                        bar.set_message(format!("openais-rs {size} B at {rate:.0} msgs/s"));
+                        let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
+                        let row = row_of(
+                            &cluster,
+                            "latency",
+                            &m,
+                            size,
+                            senders,
+                            crypto,
+                            mtu,
+                            Some(rate),
+                            None,
+                            args.seconds,
+                        );
+                        emit(&bar, row, &mut rows);
+                        bar.inc(1);
+                    }
+                }
+                // The cluster is stopped here, before the peer starts.
+            }
+            if let (true, Some(lab), Some(cpgload)) = (peer, lab.as_ref(), cpgload.as_ref()) {
+                bar.set_message(format!("starting {nodes} corosync daemons"));
+                let opts = crate::corosync::CorosyncOptions {
+                    nodes,
+                    crypto,
+                    dir: work.join(format!("corosync-{mtu}-{crypto_name}")),
+                    cpgload: cpgload.clone(),
+                };
+                let mut cluster = crate::corosync::CorosyncCluster::start(lab, &opts)?;
+                let mut theirs: Vec<(usize, f64)> = Vec::new();
+                for &size in &args.size {
+                    bar.set_message(format!("corosync {size} B mtu {mtu} crypto {crypto_name}"));
+                    let m = measure_one(&mut cluster, &workload(size, None), &work)?;
+                    let row = row_of(
+                        &cluster,
+                        "throughput",
+                        &m,
+                        size,
+                        senders,
+                        crypto,
+                        mtu,
+                        None,
+                        raw_row.as_ref(),
+                        args.seconds,
+                    );
+                    theirs.push((size, row.msgs_per_sec));
+                    // This stack's row of the same configuration gets the ratio.
+                    if let Some(o) = rows.iter_mut().rev().find(|r| {
+                        r.bench == "throughput"
+                            && r.system == "openais-rs"
+                            && r.size == size
+                            && r.mtu == mtu
+                            && r.crypto == crypto_name
+                    }) {
+                        o.vs_corosync = Some(o.msgs_per_sec / row.msgs_per_sec.max(1e-9));
+                        let line = format!(
+                            "  openais-rs / corosync at {size} B, mtu {mtu}, crypto {crypto_name}: {:.2}×",
+                            o.vs_corosync.unwrap_or(0.0)
+                        );
+                        if !args.json {
+                            bar.suspend(|| println!("{line}"));
+                        }
+                    }
+                    emit(&bar, row, &mut rows);
+                    bar.inc(1);
+                }
+                if let Some(p) = args.latency_at {
+                    for &(size, max) in &theirs {
+                        let rate = max * p / 100.0;
+                        bar.set_message(format!("corosync {size} B at {rate:.0} msgs/s"));
+                        let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
+                        let row = row_of(
+                            &cluster,
+                            "latency",
+                            &m,
+                            size,
+                            senders,
+                            crypto,
+                            mtu,
+                            Some(rate),
+                            None,
+                            args.seconds,
+                        );
+                        emit(&bar, row, &mut rows);
+                        bar.inc(1);
+                    }
+                    // The same offered load for both: P% of the smaller maximum. The system
+                    // with the smaller maximum was just measured there; measure the other.
+                    let common: Vec<(usize, f64, bool)> = ours
+                        .iter()
+                        .zip(&theirs)
+                        .map(|((s, a), (_, b))| (*s, a.min(*b) * p / 100.0, a > b))
+                        .collect();
+                    for &(size, rate, _) in common.iter().filter(|(_, _, ours_larger)| !ours_larger)
+                    {
+                        bar.set_message(format!(
+                            "corosync {size} B at the common {rate:.0} msgs/s"
+                        ));
+                        let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
+                        let row = row_of(
+                            &cluster,
+                            "latency",
+                            &m,
+                            size,
+                            senders,
+                            crypto,
+                            mtu,
+                            Some(rate),
+                            None,
+                            args.seconds,
+                        );
+                        emit(&bar, row, &mut rows);
+                        bar.inc(1);
+                    }
+                    drop(cluster);
+                    if common.iter().any(|c| c.2) {
+                        let opts = StackOptions {
+                            nodes,
+                            transport,
+                            crypto,
+                            mtu,
+                            dir: work.join(format!("ais-{mtu}-{crypto_name}-common")),
+                            busy_poll: args.busy_poll,
+                            program: program.clone(),
+                        };
+                        let mut cluster = AisCluster::start(Some(lab), &opts)?;
+                        for &(size, rate, _) in common.iter().filter(|c| c.2) {
+                            bar.set_message(format!(
+                                "openais-rs {size} B at the common {rate:.0} msgs/s"
+                            ));
+                            let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
+                            let row = row_of(
+                                &cluster,
+                                "latency",
+                                &m,
+                                size,
+                                senders,
+                                crypto,
+                                mtu,
+                                Some(rate),
+                                None,
+                                args.seconds,
+                            );
+                            emit(&bar, row, &mut rows);
+                            bar.inc(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    report::write_all(&out, &rows)?;
+    let _ = std::fs::remove_dir_all(&work);
+    if !args.json {
+        println!("results: {}", out.display());
+    } else {
+        eprintln!("results: {}", out.display());
+    }
+    Ok(())
+}
+
+/// The raw link that matches a stack transport.
+fn raw_transport(t: &StackTransport) -> RawTransport {
+    match t {
+        StackTransport::Udp => RawTransport::Udp,
+        StackTransport::UdpNetns => RawTransport::UdpNetns,
+        StackTransport::DpdkAfPacket => RawTransport::DpdkAfPacket,
+        StackTransport::DpdkMemif => RawTransport::DpdkMemif,
+    }
+}
+
+fn measure_one(
+    cluster: &mut dyn Cluster,
+    workload: &Workload,
+    work: &Path,
+) -> anyhow::Result<Measurement> {
+    let dir = work.join(format!("{}-{}", cluster.system(), workload.group));
+    let m = measure::run(
+        cluster,
+        workload,
+        &dir,
+        |_, _| Ok(()),
+        &measure::Options::default(),
+    )
+    .with_context(|| {
+        format!(
+            "measuring {} with {} B messages",
+            cluster.system(),
+            workload.size
+        )
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(m)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row_of(
+    cluster: &dyn Cluster,
+    bench: &'static str,
+    m: &Measurement,
+    size: usize,
+    senders: usize,
+    crypto: bool,
+    mtu: u32,
+    offered: Option<f64>,
+    raw: Option<&Row>,
+    seconds: f64,
+) -> Row {
+    Row {
+        bench,
+        system: cluster.system().into(),
+        transport: cluster.transport(),
+        nodes: cluster.nodes(),
+        size,
+        senders,
+        crypto: if crypto { "on" } else { "off" },
+        mtu,
+        offered_msgs_per_sec: offered,
+        msgs_per_sec: m.msgs_per_sec,
+        mb_per_sec: m.mb_per_sec,
+        per_node_msgs_per_sec: m.per_node_msgs_per_sec.clone(),
+        lat_self_us: Percentiles::of(&m.lat_self),
+        lat_all_us: Percentiles::of(&m.lat_all),
+        cpu_cores: m.daemon_cpu_cores,
+        try_again: m.try_again,
+        missing_own: m.missing_own,
+        seconds,
+        raw_frame_ratio: raw.map(|r| m.msgs_per_sec / r.msgs_per_sec.max(1e-9)),
+        raw_byte_ratio: raw.map(|r| m.mb_per_sec / r.mb_per_sec.max(1e-9)),
+        vs_corosync: None,
+        cdf: report::cdf_points(&m.lat_self),
+    }
+}
+
+/// `bench-results/throughput-YYYYMMDD-HHMMSS` (UTC).
+fn default_out() -> PathBuf {
+    let secs = measure::realtime_ns() / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    PathBuf::from(format!(
+        "bench-results/throughput-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's civil-from-days method).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_414), (2025, 11, 22));
+    }
 }

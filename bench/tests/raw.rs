@@ -1,0 +1,167 @@
+//! `bench raw` end to end: runs the built `bench` binary on every raw transport with a short
+//! window and checks its JSON output is complete and consistent.
+//!
+//! Assumes: root (udp-netns and dpdk-af-packet create network namespaces; without root those
+//! tests fail with the lab's "need root" message, they are never skipped; CI runs as root),
+//! iproute2, and with feature `dpdk` DPDK 22.11 with the af_packet and memif PMDs. Windows are
+//! 0.5 s and both peers busy-poll during them, so on a 2-core machine the runs are serialised
+//! (one lock) to keep them from competing with each other. No speed thresholds: speed is for
+//! benchmarks; only `received > 0`, `received <= sent` and `frames_per_sec > 0` are required.
+
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use bench::raw::RawTransport;
+
+/// One `bench raw` at a time: both of its processes busy-poll.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bench(args: &[&str]) -> Output {
+    let _guard = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(args)
+        .output()
+        .expect("running the bench binary")
+}
+
+/// Runs `bench raw --transport T --seconds 0.5 --json` plus `extra`, checks every line, and
+/// returns the sizes measured.
+fn raw_json(transport: &str, extra: &[&str]) -> Vec<u64> {
+    let mut args = vec![
+        "raw",
+        "--transport",
+        transport,
+        "--seconds",
+        "0.5",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench {} failed ({}); this test needs root for network namespaces (CI runs as root)\n\
+         stdout:\n{stdout}\nstderr:\n{stderr}",
+        args.join(" "),
+        out.status
+    );
+    let mut sizes = Vec::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+        let num = |k: &str| {
+            v.get(k)
+                .unwrap_or_else(|| panic!("field {k} missing in {line}"))
+                .as_f64()
+                .unwrap_or_else(|| panic!("field {k} is not a number in {line}"))
+        };
+        assert_eq!(v["bench"], "raw", "{line}");
+        assert_eq!(v["transport"], transport, "{line}");
+        let (sent, received) = (num("sent"), num("received"));
+        let fps = num("frames_per_sec");
+        let mbps = num("mb_per_sec");
+        let size = num("size");
+        let mtu = num("mtu");
+        assert!(
+            received > 0.0,
+            "nothing received: {line}\nstderr:\n{stderr}"
+        );
+        assert!(received <= sent, "received more than sent: {line}");
+        assert!(fps > 0.0 && mbps > 0.0, "{line}");
+        // MB/s is the frame rate times the payload size.
+        let expect = fps * size / 1e6;
+        assert!((mbps - expect).abs() <= expect * 1e-6 + 1e-9, "{line}");
+        assert!(mtu == 1500.0 || mtu == 9000.0, "{line}");
+        sizes.push(size as u64);
+    }
+    assert!(!sizes.is_empty(), "no result line\nstderr:\n{stderr}");
+    sizes
+}
+
+#[test]
+fn udp_over_loopback() {
+    // MTU 1500: the default 8972 does not fit and is skipped with a note.
+    assert_eq!(raw_json("udp", &[]), [1400]);
+}
+
+#[test]
+fn udp_between_two_namespaces() {
+    assert_eq!(raw_json("udp-netns", &[]), [1400]);
+    assert_eq!(
+        raw_json("udp-netns", &["--mtu", "9000", "--size", "8972"]),
+        [8972]
+    );
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_af_packet_between_two_namespaces() {
+    assert_eq!(raw_json("dpdk-af-packet", &["--size", "1400"]), [1400]);
+    assert_eq!(
+        raw_json("dpdk-af-packet", &["--mtu", "9000", "--size", "8972"]),
+        [8972]
+    );
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_memif_between_two_processes() {
+    assert_eq!(
+        raw_json("dpdk-memif", &["--mtu", "9000", "--size", "1400,8972"]),
+        [1400, 8972]
+    );
+}
+
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn dpdk_transports_need_the_feature() {
+    for t in ["dpdk-af-packet", "dpdk-memif"] {
+        let out = bench(&["raw", "--transport", t, "--seconds", "0.1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{t}: {stderr}");
+        assert!(
+            stderr.contains(
+                "this bench was built without DPDK: cargo run --release -p bench --features dpdk"
+            ),
+            "{t}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_size_the_mtu_cannot_carry_is_refused() {
+    let out = bench(&[
+        "raw",
+        "--transport",
+        "udp",
+        "--size",
+        "1473",
+        "--seconds",
+        "0.1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("at most 1472"), "{stderr}");
+    let dir = std::env::temp_dir().join(format!("oais-raw-test-{}", std::process::id()));
+    let err = bench::raw::measure(RawTransport::Udp, None, 1473, 1500, 0.1, &dir).unwrap_err();
+    assert!(err.to_string().contains("at most 1472 bytes"), "{err}");
+    let err = bench::raw::measure(RawTransport::UdpNetns, None, 1400, 1500, 0.1, &dir).unwrap_err();
+    assert!(err.to_string().contains("lab"), "{err}");
+}
+
+#[test]
+fn transport_names_round_trip() {
+    for t in RawTransport::ALL {
+        assert_eq!(RawTransport::parse(t.name()).unwrap(), t);
+        assert_eq!(t.name().parse::<RawTransport>().unwrap(), t);
+    }
+    assert_eq!(RawTransport::UdpNetns.name(), "udp-netns");
+    assert_eq!(RawTransport::DpdkAfPacket.name(), "dpdk-af-packet");
+    assert!(RawTransport::parse("tcp").is_err());
+    assert_eq!(RawTransport::Udp.max_payload(1500), 1472);
+    assert_eq!(RawTransport::Udp.max_payload(9000), 8972);
+    assert_eq!(RawTransport::DpdkMemif.max_payload(1500), 1488);
+}
