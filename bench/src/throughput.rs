@@ -83,7 +83,8 @@ pub struct Args {
     /// Results folder (default: bench-results/throughput-<UTC date and time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Print one JSON object per measurement on stdout instead of text lines.
+    /// Print one JSON object per measurement on stdout (at the end of the run) instead of
+    /// text lines.
     #[arg(long)]
     pub json: bool,
 }
@@ -145,13 +146,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     let mut rows: Vec<Row> = Vec::new();
+    // Text lines as measurements finish; JSON objects at the end, when every row has its
+    // ratios (this stack's row gets `vs_corosync` once the peer has run).
     let emit = |bar: &ProgressBar, row: Row, rows: &mut Vec<Row>| {
-        let line = if args.json {
-            serde_json::to_string(&row).expect("rows serialize")
-        } else {
-            row.text()
-        };
-        bar.suspend(|| println!("{line}"));
+        if !args.json {
+            let line = row.text();
+            bar.suspend(|| println!("{line}"));
+        }
         rows.push(row);
     };
     let window = Duration::from_secs_f64(args.seconds);
@@ -416,6 +417,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    if args.json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+    }
     report::write_all(&out, &rows)?;
     let _ = std::fs::remove_dir_all(&work);
     if !args.json {
