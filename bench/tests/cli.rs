@@ -104,9 +104,14 @@ fn throughput_against_corosync_and_the_raw_link() {
     }
     let ours = find("throughput", "openais-rs")[0];
     let ratio = ours["vs_corosync"].as_f64().expect("ratio to corosync");
-    let theirs = find("throughput", "corosync")[0]["msgs_per_sec"].as_f64().unwrap();
+    let theirs = find("throughput", "corosync")[0]["msgs_per_sec"]
+        .as_f64()
+        .unwrap();
     let expect = ours["msgs_per_sec"].as_f64().unwrap() / theirs;
-    assert!((ratio - expect).abs() < 1e-6 * expect.max(1.0), "{ratio} vs {expect}");
+    assert!(
+        (ratio - expect).abs() < 1e-6 * expect.max(1.0),
+        "{ratio} vs {expect}"
+    );
     assert!(ours["raw_frame_ratio"].as_f64().unwrap() > 0.0);
     // A latency row gets about what it offers (far below the maximum: not saturated).
     for r in find("latency", "openais-rs") {
