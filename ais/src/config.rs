@@ -44,8 +44,6 @@ pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 1 << 30;
 const IPV4_UDP_OVERHEAD: u32 = 28;
 /// IPv6 and UDP headers: Totem frame size = `netmtu` − this on IPv6.
 const IPV6_UDP_OVERHEAD: u32 = 48;
-/// The send queue's byte limit when the message size does not need more.
-const DEFAULT_MAX_QUEUED_BYTES: usize = 256 << 20;
 
 /// A whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -107,6 +105,11 @@ pub struct Totem {
     /// (default 16384; not a corosync key).
     #[serde(default = "defaults::max_queued_messages")]
     pub max_queued_messages: u32,
+    /// Most payload bytes waiting in this node's send queues; beyond it clients get
+    /// TRY_AGAIN (default 8 MiB; a larger message is still taken when nothing is queued; not
+    /// a corosync key). Bounds the queueing delay of a saturated node whatever the size.
+    #[serde(default = "defaults::max_queued_bytes")]
+    pub max_queued_bytes: u64,
     /// The link MTU in bytes, 576..=9216 (default 1500).
     #[serde(default = "defaults::netmtu")]
     pub netmtu: u32,
@@ -464,6 +467,9 @@ mod defaults {
     pub(super) fn max_queued_messages() -> u32 {
         16384
     }
+    pub(super) fn max_queued_bytes() -> u64 {
+        8 << 20
+    }
     pub(super) fn netmtu() -> u32 {
         1500
     }
@@ -771,6 +777,12 @@ impl Config {
         if t.max_messages == 0 {
             return Err(self.invalid("totem.max_messages", "must be at least 1, got 0"));
         }
+        if t.max_queued_bytes == 0 {
+            return Err(self.invalid(
+                "totem.max_queued_bytes",
+                "must be at least 1 byte, got 0 (a message is always taken when the queue is empty)",
+            ));
+        }
         if t.window_size < t.max_messages {
             return Err(self.invalid(
                 "totem.window_size",
@@ -989,7 +1001,7 @@ impl Config {
         c.max_messages = t.max_messages;
         c.max_queued_messages = t.max_queued_messages.max(1) as usize;
         c.max_message_size = usize::try_from(t.max_message_size).unwrap_or(usize::MAX);
-        c.max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES.max(c.max_message_size);
+        c.max_queued_bytes = usize::try_from(t.max_queued_bytes).unwrap_or(usize::MAX);
         c.token_timeout = ms(t.token);
         c.token_retransmits_before_loss = t.token_retransmits_before_loss_const;
         c.seqno_unchanged_const = t.seqno_unchanged_const;

@@ -102,6 +102,7 @@ fn defaults_follow_the_documentation() {
     assert_eq!(t.window_size, 50);
     assert_eq!(t.max_messages, 17);
     assert_eq!(t.max_message_size, 64 << 20);
+    assert_eq!(t.max_queued_bytes, 8 << 20);
     // IPv6: 1500 - 48.
     assert_eq!(t.max_frame_size, 1452);
     let udp = config.udp_config();
@@ -270,6 +271,13 @@ fn netmtu_out_of_range_is_refused() {
         let e = mistake(&text, 7, "totem.netmtu");
         assert!(e.to_string().contains("576..=9216"), "{e}");
     }
+}
+
+#[test]
+fn an_empty_byte_bound_is_refused() {
+    let text = GOOD.replace("token = 100", "token = 100\nmax_queued_bytes = 0");
+    let e = mistake(&text, 7, "totem.max_queued_bytes");
+    assert!(e.to_string().contains("at least 1 byte"), "{e}");
 }
 
 #[test]

@@ -47,7 +47,8 @@ pub struct Row {
     pub cpu_cores: f64,
     /// Submit calls refused for flow control.
     pub try_again: u64,
-    /// Own messages never delivered back (must be 0).
+    /// Own messages sent in the window and not back when the drain ended: still queued when
+    /// the system is saturated (latency beyond the window plus the drain), 0 below that.
     pub missing_own: u64,
     /// Length of the counted window.
     pub seconds: f64,
@@ -86,15 +87,27 @@ impl Row {
         }
         let _ = write!(
             s,
-            "{:>9.0} msgs/s/node {:>7.1} MB/s  self p50/p99/p99.9 {}/{}/{} µs  all p99 {} µs  cpu {:.2}",
-            self.msgs_per_sec,
-            self.mb_per_sec,
-            self.lat_self_us.p50,
-            self.lat_self_us.p99,
-            self.lat_self_us.p999,
-            self.lat_all_us.p99,
-            self.cpu_cores
+            "{:>9.0} msgs/s/node {:>7.1} MB/s  ",
+            self.msgs_per_sec, self.mb_per_sec
         );
+        if self.lat_self_us.count == 0 && self.missing_own > 0 {
+            // Saturated: the send queues hold more than the window plus the drain.
+            let _ = write!(
+                s,
+                "self latency n/a: {} own messages still queued after the drain",
+                self.missing_own
+            );
+        } else {
+            let _ = write!(
+                s,
+                "self p50/p99/p99.9 {}/{}/{} µs  all p99 {} µs",
+                self.lat_self_us.p50,
+                self.lat_self_us.p99,
+                self.lat_self_us.p999,
+                self.lat_all_us.p99
+            );
+        }
+        let _ = write!(s, "  cpu {:.2}", self.cpu_cores);
         if let Some(r) = self.raw_frame_ratio {
             let _ = write!(s, "  {:.0}% of raw frames/s", r * 100.0);
         }

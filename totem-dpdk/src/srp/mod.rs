@@ -382,8 +382,10 @@ impl Totem {
                 max: self.cfg.max_message_size,
             });
         }
+        // The byte bound keeps the queueing delay bounded under saturation; a message larger
+        // than the whole bound is still taken when nothing else is queued.
         if self.queued_messages >= self.cfg.max_queued_messages
-            || self.queued_bytes + size > self.cfg.max_queued_bytes
+            || (self.queued_bytes > 0 && self.queued_bytes + size > self.cfg.max_queued_bytes)
         {
             self.stats.backpressure += 1;
             if !self.blocked {

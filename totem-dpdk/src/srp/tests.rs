@@ -261,6 +261,50 @@ fn backpressure_then_clear() {
     );
 }
 
+/// The byte bound refuses what would overfill the queue, but a message larger than the whole
+/// bound is taken when nothing else is queued (and is then delivered whole).
+#[test]
+fn byte_bound_takes_one_large_message_into_an_empty_queue() {
+    let mut ring = Ring::new(2, |c| c.max_queued_bytes = 1000);
+    let big = ring.nodes[0]
+        .submit(
+            Priority::NORMAL,
+            DeliveryKind::Agreed,
+            Bytes::from(vec![7; 5000]),
+        )
+        .expect("an empty queue takes a message above the byte bound");
+    let err = ring.nodes[0].submit(
+        Priority::NORMAL,
+        DeliveryKind::Agreed,
+        Bytes::from_static(b"x"),
+    );
+    assert_eq!(
+        err,
+        Err(SubmitError::Backpressure),
+        "the queue is over its bound"
+    );
+    ring.drain(0);
+    ring.run(100_000);
+    assert!(
+        ring.delivered[1]
+            .iter()
+            .any(|d| d.id == big && d.payload.len() == 5000)
+    );
+    // Drained: small messages are taken again, up to the bound.
+    let small = ring.nodes[0].submit(
+        Priority::NORMAL,
+        DeliveryKind::Agreed,
+        Bytes::from(vec![1; 600]),
+    );
+    assert!(small.is_ok(), "{small:?}");
+    let over = ring.nodes[0].submit(
+        Priority::NORMAL,
+        DeliveryKind::Agreed,
+        Bytes::from(vec![2; 600]),
+    );
+    assert_eq!(over, Err(SubmitError::Backpressure), "600 + 600 > 1000");
+}
+
 #[test]
 fn too_large_is_refused() {
     let mut ring = Ring::new(2, |c| {
