@@ -52,6 +52,11 @@ pub struct Args {
     /// Link MTU.
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
+    /// Seconds of load per repetition; the kill falls in its first second and the new
+    /// membership must arrive before it ends (default 3 for openais-rs; 12 for corosync,
+    /// whose default token timeout is 3 s and consensus 3.6 s).
+    #[arg(long)]
+    pub seconds: Option<f64>,
     /// Seed of the random kill times and victims (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -93,6 +98,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             args.system, args.size, args.rate
         );
     }
+    let window = Duration::from_secs_f64(args.seconds.unwrap_or(if corosync { 12.0 } else { 3.0 }));
+    anyhow::ensure!(
+        window > Duration::from_secs(1),
+        "--seconds must be more than 1: the kill falls in the first second"
+    );
     let mut kills = Vec::new();
     for rep in 1..=args.repeat {
         let dir = work.join(format!("rep{rep}"));
@@ -134,7 +144,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             rate: Some(args.rate),
             batch: 1,
             warmup: Duration::from_millis(500),
-            window: Duration::from_secs(3),
+            window,
         };
         let mut killed_at = 0u64;
         let m = measure::run(
