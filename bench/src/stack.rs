@@ -554,10 +554,13 @@ fn dpdk_section(
         StackTransport::DpdkMemif => {
             let role = if id == 1 { "server" } else { "client" };
             let socket = memif_socket.expect("memif socket name").display();
-            // memif needs EAL's shared configuration (no --no-shconf).
+            // memif needs EAL's shared configuration (no --no-shconf), and buffers that hold
+            // a whole frame (with bsize=2048 on a 9000-byte link two executives lost their
+            // ring under full load, again and again).
+            let bsize = if opts.mtu > 1500 { 16384 } else { 2048 };
             (
                 "net_memif0",
-                format!("\"--vdev=net_memif0,role={role},socket={socket},id=0,bsize=2048\"]\n"),
+                format!("\"--vdev=net_memif0,role={role},socket={socket},id=0,bsize={bsize}\"]\n"),
             )
         }
         _ => {
