@@ -89,7 +89,7 @@ pub struct Totem {
     /// Interval of merge-detect announcements in ms (default 200).
     #[serde(default = "defaults::merge")]
     pub merge: u64,
-    /// Idle rotations before the representative holds the token (default 30).
+    /// Idle rotations before the representative holds the token (default 5).
     #[serde(default = "defaults::seqno_unchanged_const")]
     pub seqno_unchanged_const: u32,
     /// Token visits without progress before a member is declared failed to receive (default 50).
@@ -453,7 +453,7 @@ mod defaults {
         200
     }
     pub(super) fn seqno_unchanged_const() -> u32 {
-        30
+        5
     }
     pub(super) fn fail_recv_const() -> u32 {
         50

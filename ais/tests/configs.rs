@@ -97,7 +97,7 @@ fn defaults_follow_the_documentation() {
     assert_eq!(t.join_timeout.as_millis(), 50);
     assert_eq!(t.consensus_timeout.as_millis(), 120);
     assert_eq!(t.merge_timeout.as_millis(), 200);
-    assert_eq!(t.seqno_unchanged_const, 30);
+    assert_eq!(t.seqno_unchanged_const, 5);
     assert_eq!(t.fail_recv_const, 50);
     assert_eq!(t.window_size, 50);
     assert_eq!(t.max_messages, 17);

@@ -132,6 +132,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     dir: dir.clone(),
                     busy_poll: false,
                     program: program.clone(),
+                    settings: Vec::new(),
                 },
             )?),
         };

@@ -136,6 +136,45 @@ pub struct StackOptions {
     /// `PROGRAM cpg-load ...` by [`Cluster::load_command`]: `std::env::current_exe()` in the
     /// harness, `env!("CARGO_BIN_EXE_bench")` in tests.
     pub program: PathBuf,
+    /// Extra configuration keys for every executive: `(table, key, value)` with the value in
+    /// TOML syntax, e.g. `("totem", "seqno_unchanged_const", "5")`. Tables: `totem`, `dpdk`,
+    /// `aisexec` (see [`parse_setting`]).
+    pub settings: Vec<(String, String, String)>,
+}
+
+/// Parses `TABLE.KEY=VALUE` (a `bench throughput --set` argument) into `(table, key,
+/// value)`: the table is `totem`, `dpdk` or `aisexec`, the value raw TOML (`5`, `true`,
+/// `"text"`).
+///
+/// # Errors
+/// No `=`, no table, an unknown table, or an empty key or value.
+pub fn parse_setting(text: &str) -> anyhow::Result<(String, String, String)> {
+    let (name, value) = text.split_once('=').with_context(|| {
+        format!("--set {text:?}: expected TABLE.KEY=VALUE, e.g. totem.token=200")
+    })?;
+    let (table, key) = name
+        .trim()
+        .split_once('.')
+        .with_context(|| format!("--set {text:?}: name the table, e.g. totem.{}", name.trim()))?;
+    anyhow::ensure!(
+        ["totem", "dpdk", "aisexec"].contains(&table),
+        "--set {text:?}: the table is totem, dpdk or aisexec, not {table:?}"
+    );
+    let (key, value) = (key.trim(), value.trim());
+    anyhow::ensure!(
+        !key.is_empty() && !value.is_empty() && !key.contains('.'),
+        "--set {text:?}: expected TABLE.KEY=VALUE with one key and a value"
+    );
+    Ok((table.to_owned(), key.to_owned(), value.to_owned()))
+}
+
+/// The `--set` lines for one table.
+fn settings_for(opts: &StackOptions, table: &str) -> String {
+    opts.settings
+        .iter()
+        .filter(|(t, _, _)| t == table)
+        .map(|(_, k, v)| format!("{k} = {v}\n"))
+        .collect()
 }
 
 /// One executive's files and process.
@@ -251,6 +290,8 @@ impl<'a> AisCluster<'a> {
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let socket = dir.join("aisexec.sock");
             let mut text = totem_section(id, opts, &key);
+            text += &settings_for(opts, "totem");
+            text += "\n";
             match t {
                 StackTransport::Udp => text += &loopback_nodes(&ports),
                 StackTransport::UdpNetns => {
@@ -273,6 +314,12 @@ impl<'a> AisCluster<'a> {
                 socket.display(),
                 dir.display()
             );
+            if opts.busy_poll && t.is_dpdk() {
+                // The Totem thread polls; pin it, one core per node.
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                text += &format!("cpu = {}\n", (id as usize - 1) % cores);
+            }
+            text += &settings_for(opts, "aisexec");
             let config = dir.join("aisexec.toml");
             fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
             // A socket left by an earlier run in the same directory.
@@ -583,7 +630,8 @@ fn dpdk_section(
         "[dpdk]\nport = \"{port}\"\nbusy_poll = {}\neal_args = [\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-telemetry\", \"-l\", \"{lcore}\", \"--file-prefix\", \"{prefix}\", {extra}\n",
         opts.busy_poll
     );
-    s
+    s += &settings_for(opts, "dpdk");
+    s + "\n"
 }
 
 /// `n` free UDP ports on 127.0.0.1, from the kernel.
@@ -627,5 +675,29 @@ mod tests {
         assert!("knet".parse::<StackTransport>().is_err());
         assert!(StackTransport::UdpNetns.needs_lab());
         assert!(!StackTransport::DpdkMemif.needs_lab());
+    }
+
+    #[test]
+    fn settings_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            parse_setting("totem.seqno_unchanged_const=5").unwrap(),
+            ("totem".into(), "seqno_unchanged_const".into(), "5".into())
+        );
+        assert_eq!(
+            parse_setting(" dpdk.eal_args = [\"-l\", \"1\"] ")
+                .unwrap()
+                .2,
+            "[\"-l\", \"1\"]"
+        );
+        for (bad, says) in [
+            ("totem.token", "TABLE.KEY=VALUE"),
+            ("token=200", "name the table"),
+            ("nodelist.node=1", "totem, dpdk or aisexec"),
+            ("totem.interface.mcastport=5405", "one key"),
+            ("totem.token=", "one key and a value"),
+        ] {
+            let e = parse_setting(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

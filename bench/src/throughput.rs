@@ -77,9 +77,15 @@ pub struct Args {
     /// sends one per call.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
-    /// DPDK transports: poll without sleeping (needs a free core per executive).
+    /// DPDK transports: poll without sleeping, each executive's Totem thread pinned to a
+    /// core of its own (needs a free core per executive).
     #[arg(long)]
     pub busy_poll: bool,
+    /// Set an executive configuration key for this run, TABLE.KEY=VALUE with the value in
+    /// TOML (tables totem, dpdk, aisexec), e.g. --set totem.seqno_unchanged_const=5
+    /// --set dpdk.max_backoff_us=100. Repeatable; see docs/configuration.md.
+    #[arg(long = "set", value_name = "TABLE.KEY=VALUE", value_parser = crate::stack::parse_setting)]
+    pub settings: Vec<(String, String, String)>,
     /// Results folder (default: bench-results/throughput-<UTC date and time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -239,6 +245,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     dir: work.join(format!("ais-{mtu}-{crypto_name}")),
                     busy_poll: args.busy_poll,
                     program: program.clone(),
+                    settings: args.settings.clone(),
                 };
                 let mut cluster = AisCluster::start(lab.as_ref(), &opts)?;
                 for &size in &args.size {
@@ -389,6 +396,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                             dir: work.join(format!("ais-{mtu}-{crypto_name}-common")),
                             busy_poll: args.busy_poll,
                             program: program.clone(),
+                            settings: args.settings.clone(),
                         };
                         let mut cluster = AisCluster::start(Some(lab), &opts)?;
                         for &(size, rate, _) in common.iter().filter(|c| c.2) {

@@ -150,6 +150,7 @@ fn options(transport: StackTransport, dir: &Path) -> StackOptions {
         mtu: 1500,
         dir: dir.join("cluster"),
         busy_poll: false,
+        settings: vec![("totem".into(), "token".into(), "200".into())],
         program: PathBuf::from(env!("CARGO_BIN_EXE_bench")),
     }
 }
@@ -161,6 +162,10 @@ fn udp_loopback_load() {
         AisCluster::start(None, &options(StackTransport::Udp, &dir.0)).expect("start cluster");
     assert_eq!(cluster.system(), "openais-rs");
     assert_eq!(cluster.transport(), "udp");
+    // The `--set` key reached the executives' configuration, in its table.
+    let config = ais::config::Config::from_file(&cluster.node_dir(1).join("aisexec.toml"))
+        .expect("node 1's configuration parses");
+    assert_eq!(config.totem.token, 200);
     run_load(&mut cluster, &dir.0.join("out"));
     // kill: the executive goes, its pid with it.
     cluster.kill(3).expect("kill node 3");

@@ -15,7 +15,8 @@ use crate::pg::{Packer, Reassembled, Reassembler};
 use crate::types::{NodeId, RingId, Seq};
 use crate::wire::{
     self, CommitTokenFrame, CommitTokenRepr, McastFrame, McastRepr, MembJoinFrame, MembJoinRepr,
-    MergeDetectFrame, MergeDetectRepr, OrfTokenFrame, OrfTokenRepr,
+    MergeDetectFrame, MergeDetectRepr, OrfTokenFrame, OrfTokenRepr, TokenHoldCancelFrame,
+    TokenHoldCancelRepr,
 };
 
 /// Bytes the integrity trailer adds to every frame.
@@ -63,6 +64,7 @@ pub(crate) enum Decoded {
     Join(MembJoinRepr),
     Commit(CommitTokenRepr),
     Merge(MergeDetectRepr),
+    HoldCancel(TokenHoldCancelRepr),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,9 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Decoded, DecodeError> {
             .map_err(|_| DecodeError::Malformed),
         Ok(wire::Frame::MergeDetect(view)) => MergeDetectRepr::parse(&view)
             .map(Decoded::Merge)
+            .map_err(|_| DecodeError::Malformed),
+        Ok(wire::Frame::TokenHoldCancel(view)) => TokenHoldCancelRepr::parse(&view)
+            .map(Decoded::HoldCancel)
             .map_err(|_| DecodeError::Malformed),
         Err(wire::Error::UnsupportedVersion(_)) => Err(DecodeError::Version),
         Err(_) => Err(DecodeError::Malformed),
@@ -170,6 +175,13 @@ pub(crate) fn encode_commit(token: &CommitTokenRepr) -> Bytes {
 pub(crate) fn encode_merge(merge: &MergeDetectRepr) -> Bytes {
     framed(merge.buffer_len(), |b| {
         merge.emit(&mut MergeDetectFrame::new_unchecked(b))
+    })
+}
+
+/// Encodes a token hold cancel.
+pub(crate) fn encode_hold_cancel(cancel: &TokenHoldCancelRepr) -> Bytes {
+    framed(cancel.buffer_len(), |b| {
+        cancel.emit(&mut TokenHoldCancelFrame::new_unchecked(b))
     })
 }
 

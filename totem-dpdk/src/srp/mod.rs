@@ -149,6 +149,10 @@ pub struct Stats {
     pub out_of_window: u64,
     /// Tokens accepted.
     pub tokens_accepted: u64,
+    /// Token hold cancels sent to the representative (a message queued on an idle ring).
+    pub hold_cancels_sent: u64,
+    /// Token hold cancels received as representative.
+    pub hold_cancels_received: u64,
     /// Times this node re-sent a token it had forwarded.
     pub token_retransmits: u64,
     /// Frames re-sent on other members' request.
@@ -405,6 +409,7 @@ impl Totem {
             // The ring has work again: end the hold at the caller's next timeout check.
             self.timers.set(Timer::TokenHold, Instant(0));
         }
+        self.request_held_token();
         Ok(MsgId {
             sender: self.me,
             no,
@@ -482,6 +487,9 @@ impl Totem {
             Ok(codec::Decoded::Commit(token)) => self.on_commit_token(now, token),
             Ok(codec::Decoded::Merge(merge)) => {
                 self.on_merge_detect(now, merge.sender, merge.ring_id)
+            }
+            Ok(codec::Decoded::HoldCancel(cancel)) => {
+                self.on_hold_cancel(now, cancel.sender, cancel.ring_id)
             }
             Err(codec::DecodeError::Version) => self.stats.unsupported_version += 1,
             Err(codec::DecodeError::Malformed) => self.stats.malformed += 1,

@@ -184,19 +184,22 @@ impl Totem {
             .is_some_and(|r| !r.queue.is_empty());
         token.retrans_flg = pending || (!self.ring.is_rep && token.retrans_flg);
 
-        // Token hold: an idle ring's representative keeps the token a while.
-        if self.ring.is_rep {
-            let idle = token.seq == self.ring.last_visit_seq && token.rtr.is_empty() && sent == 0;
-            self.ring.idle_rotations = if idle {
-                self.ring.idle_rotations + 1
-            } else {
-                0
-            };
-        }
+        // Token hold: an idle ring's representative keeps the token a while. Every member
+        // counts idle visits too: on an idle ring, a member that gets a message to send asks
+        // the representative for the token (`submit`, token hold cancel) instead of waiting
+        // for the hold to end.
+        let idle = token.seq == self.ring.last_visit_seq && token.rtr.is_empty() && sent == 0;
+        self.ring.idle_rotations = if idle {
+            self.ring.idle_rotations + 1
+        } else {
+            0
+        };
+        self.ring.cancel_sent = false;
         let hold = self.ring.is_rep
             && self.state == MembState::Operational
             && self.ring.idle_rotations >= self.cfg.seqno_unchanged_const
-            && self.queued_messages == 0;
+            && self.queued_messages == 0
+            && !std::mem::take(&mut self.ring.hold_cancelled);
 
         token.token_seq += 1;
         self.ring.last_visit_seq = token.seq;
@@ -251,6 +254,43 @@ impl Totem {
         self.ring.last_token = Some((next, frame));
         self.timers
             .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit());
+    }
+
+    /// A member asks for the token (token hold cancel): release it if held, otherwise do not
+    /// hold it on its next visit (the request may have crossed the token on its way here).
+    pub(super) fn on_hold_cancel(&mut self, now: Instant, sender: NodeId, ring: RingId) {
+        if ring != self.ring.id || !self.ring.is_rep || !self.ring.members.contains(&sender) {
+            return;
+        }
+        self.stats.hold_cancels_received += 1;
+        if self.ring.held.is_some() {
+            self.release_token(now);
+        } else {
+            self.ring.hold_cancelled = true;
+        }
+    }
+
+    /// Member side of the token hold: called when a message is queued. If the ring was idle
+    /// at this node's last token visit (so the representative may be holding the token) and
+    /// no request went out since, ask the representative for the token.
+    pub(super) fn request_held_token(&mut self) {
+        if self.state != MembState::Operational
+            || self.ring.is_rep
+            || self.ring.cancel_sent
+            || self.ring.idle_rotations == 0
+        {
+            return;
+        }
+        self.ring.cancel_sent = true;
+        self.stats.hold_cancels_sent += 1;
+        let cancel = crate::wire::TokenHoldCancelRepr {
+            sender: self.me,
+            ring_id: self.ring.id,
+        };
+        self.transmits.push_back(Transmit {
+            dest: Dest::Node(self.ring.id.rep),
+            frame: codec::encode_hold_cancel(&cancel),
+        });
     }
 
     /// Ends a token hold: the token goes on now.

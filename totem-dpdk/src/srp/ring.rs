@@ -39,6 +39,11 @@ pub(crate) struct Ring {
     pub(crate) idle_rotations: u32,
     /// A token the representative holds while the ring is idle, with its next hop.
     pub(crate) held: Option<(NodeId, Bytes)>,
+    /// Representative: a member asked for the token (token hold cancel) and it was not held
+    /// then; the next idle visit passes the token on instead of holding it.
+    pub(crate) hold_cancelled: bool,
+    /// Member: a token hold cancel went to the representative since the last token visit.
+    pub(crate) cancel_sent: bool,
 }
 
 impl Ring {
@@ -63,6 +68,8 @@ impl Ring {
             stuck_aru: (Seq::ZERO, NodeId::NONE, 0),
             idle_rotations: 0,
             held: None,
+            hold_cancelled: false,
+            cancel_sent: false,
         }
     }
 

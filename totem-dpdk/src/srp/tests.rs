@@ -95,6 +95,17 @@ impl Ring {
         }
     }
 
+    /// Carries frames until none is left (a held token ends the traffic of an idle ring), at
+    /// most `steps`.
+    fn run_until_quiet(&mut self, steps: usize) {
+        for _ in 0..steps {
+            if self.wire.is_empty() {
+                return;
+            }
+            self.run(1);
+        }
+    }
+
     fn order(&self, i: usize) -> Vec<MsgId> {
         self.delivered[i].iter().map(|d| d.id).collect()
     }
@@ -228,6 +239,73 @@ fn safe_messages_wait_until_every_member_holds_them() {
     let agreed = submit(&mut ring.nodes[2], DeliveryKind::Agreed, 50, 8);
     ring.run(100_000);
     assert!(ring.delivered[2].iter().any(|d| d.id == agreed));
+}
+
+/// An idle ring's representative holds the token; a member that gets a message asks for it
+/// with a token hold cancel and the message goes out at once. (The test network never fires
+/// timers, so without the cancel the message would wait for the hold timer: it would not be
+/// delivered at all here.)
+#[test]
+fn a_member_with_work_cancels_the_token_hold() {
+    let mut ring = Ring::new(3, |c| c.seqno_unchanged_const = 3);
+    ring.run_until_quiet(100_000);
+    assert!(ring.nodes[0].ring.is_rep);
+    assert!(
+        ring.nodes[0].ring.held.is_some(),
+        "the idle ring's token is held"
+    );
+    assert!(ring.wire.is_empty());
+
+    let id = submit(&mut ring.nodes[1], DeliveryKind::Agreed, 64, 9);
+    ring.drain(1);
+    assert_eq!(ring.nodes[1].stats().hold_cancels_sent, 1);
+    let (_, to, frame) = ring
+        .wire
+        .front()
+        .cloned()
+        .expect("a frame to the representative");
+    assert_eq!(to, 0);
+    assert!(matches!(
+        codec::decode(&frame),
+        Ok(codec::Decoded::HoldCancel(c)) if c.sender == NodeId(2) && c.ring_id == ring.nodes[0].ring.id
+    ));
+    ring.run_until_quiet(100_000);
+    for i in 0..3 {
+        assert_eq!(ring.order(i), vec![id], "node {} delivered it", i + 1);
+    }
+    assert_eq!(ring.nodes[0].stats().hold_cancels_received, 1);
+    // Idle again: held again, and a second message asks again (one request per absence).
+    assert!(ring.nodes[0].ring.held.is_some());
+    submit(&mut ring.nodes[2], DeliveryKind::Agreed, 64, 1);
+    submit(&mut ring.nodes[2], DeliveryKind::Agreed, 64, 2);
+    ring.drain(2);
+    assert_eq!(ring.nodes[2].stats().hold_cancels_sent, 1);
+    ring.run_until_quiet(100_000);
+    assert_eq!(ring.delivered[0].len(), 3);
+}
+
+/// A cancel that crosses the token (the representative does not hold it yet) keeps the next
+/// idle visit from holding; cancels from other rings or non-members change nothing.
+#[test]
+fn a_cancel_before_the_hold_skips_it_and_foreign_cancels_are_ignored() {
+    let mut ring = Ring::new(3, |c| c.seqno_unchanged_const = 3);
+    let rep_ring = ring.nodes[0].ring.id;
+    let now = ring.now;
+    ring.nodes[0].on_hold_cancel(now, NodeId(9), rep_ring);
+    let other = RingId {
+        seq: rep_ring.seq + 1,
+        rep: rep_ring.rep,
+    };
+    ring.nodes[0].on_hold_cancel(now, NodeId(2), other);
+    assert_eq!(ring.nodes[0].stats().hold_cancels_received, 0);
+    assert!(!ring.nodes[0].ring.hold_cancelled);
+    ring.nodes[0].on_hold_cancel(now, NodeId(2), rep_ring);
+    assert!(ring.nodes[0].ring.hold_cancelled);
+    assert_eq!(ring.nodes[0].stats().hold_cancels_received, 1);
+    // The flag is spent on the first visit that would have held; the ring holds after that.
+    ring.run_until_quiet(100_000);
+    assert!(!ring.nodes[0].ring.hold_cancelled);
+    assert!(ring.nodes[0].ring.held.is_some());
 }
 
 #[test]

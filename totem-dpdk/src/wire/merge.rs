@@ -1,5 +1,10 @@
-//! Merge detection frames, frame type 5: an idle representative announces its ring so that
-//! partitions discover each other.
+//! Frames that carry one ring id and nothing else:
+//! - merge detection, frame type 5: an idle representative announces its ring so that
+//!   partitions discover each other ([`MergeDetectFrame`]);
+//! - token hold cancel, frame type 6: a member with messages to send asks the representative,
+//!   which may be holding an idle ring's token, to pass it on now ([`TokenHoldCancelFrame`]).
+//!
+//! Both are [`RingFrame`]s, told apart by the frame type in the common header.
 
 use core::fmt;
 
@@ -7,32 +12,54 @@ use super::{Error, FrameType, Header, HeaderRepr, MERGE_DETECT_LEN, Result};
 use super::{get_ring_id, put_ring_id};
 use crate::{NodeId, RingId};
 
-/// A view of a merge detection frame.
+/// Frame type number of merge detection.
+const MERGE_DETECT: u8 = 5;
+/// Frame type number of token hold cancel.
+const TOKEN_HOLD_CANCEL: u8 = 6;
+
+/// A view of a frame of type `KIND` that names a ring: [`MergeDetectFrame`] or
+/// [`TokenHoldCancelFrame`].
 ///
 /// Layout after the common header: `8..12` ring rep, `12..20` ring seq (the sender's ring).
 /// The frame is exactly [`MERGE_DETECT_LEN`] bytes long.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[doc(alias = "memb_merge_detect")]
-pub struct MergeDetectFrame<T: AsRef<[u8]>> {
+pub struct RingFrame<T: AsRef<[u8]>, const KIND: u8> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> MergeDetectFrame<T> {
+/// A view of a merge detection frame (type 5).
+#[doc(alias = "memb_merge_detect")]
+pub type MergeDetectFrame<T> = RingFrame<T, MERGE_DETECT>;
+
+/// A view of a token hold cancel frame (type 6).
+#[doc(alias = "token_hold_cancel")]
+pub type TokenHoldCancelFrame<T> = RingFrame<T, TOKEN_HOLD_CANCEL>;
+
+/// The frame type's name, for `Display`.
+const fn kind_name(kind: u8) -> &'static str {
+    if kind == MERGE_DETECT {
+        "MergeDetect"
+    } else {
+        "TokenHoldCancel"
+    }
+}
+
+impl<T: AsRef<[u8]>, const KIND: u8> RingFrame<T, KIND> {
     /// Wraps `buffer` without checking it.
-    pub const fn new_unchecked(buffer: T) -> MergeDetectFrame<T> {
-        MergeDetectFrame { buffer }
+    pub const fn new_unchecked(buffer: T) -> RingFrame<T, KIND> {
+        RingFrame { buffer }
     }
 
-    /// Wraps `buffer` and checks the whole frame (see [`MergeDetectFrame::check`]).
+    /// Wraps `buffer` and checks the whole frame (see [`RingFrame::check`]).
     ///
     /// # Errors
     ///
-    /// As [`MergeDetectFrame::check`].
+    /// As [`RingFrame::check`].
     ///
     /// # Fuzzing
     ///
     /// Never panics, whatever `buffer` holds.
-    pub fn new_checked(buffer: T) -> Result<MergeDetectFrame<T>> {
+    pub fn new_checked(buffer: T) -> Result<RingFrame<T, KIND>> {
         let frame = Self::new_unchecked(buffer);
         frame.check()?;
         Ok(frame)
@@ -51,8 +78,8 @@ impl<T: AsRef<[u8]>> MergeDetectFrame<T> {
         }
     }
 
-    /// Checks the whole frame: the common header (magic, version, type
-    /// [`FrameType::MergeDetect`]) and the length.
+    /// Checks the whole frame: the common header (magic, version, frame type `KIND`) and the
+    /// length.
     ///
     /// # Errors
     ///
@@ -61,7 +88,7 @@ impl<T: AsRef<[u8]>> MergeDetectFrame<T> {
     pub fn check(&self) -> Result<()> {
         let header = self.header();
         header.check()?;
-        if header.frame_type() != FrameType::MergeDetect {
+        if header.frame_type() != FrameType::from(KIND) {
             return Err(Error::Malformed);
         }
         self.check_len()
@@ -92,7 +119,7 @@ impl<T: AsRef<[u8]>> MergeDetectFrame<T> {
     }
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> MergeDetectFrame<T> {
+impl<T: AsRef<[u8]> + AsMut<[u8]>, const KIND: u8> RingFrame<T, KIND> {
     /// The common header, for writing.
     pub fn header_mut(&mut self) -> Header<&mut [u8]> {
         Header::new_unchecked(self.buffer.as_mut())
@@ -108,40 +135,47 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> MergeDetectFrame<T> {
     }
 }
 
-impl<T: AsRef<[u8]>> fmt::Display for MergeDetectFrame<T> {
+impl<T: AsRef<[u8]>, const KIND: u8> fmt::Display for RingFrame<T, KIND> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match MergeDetectRepr::parse(self) {
+        match RingRepr::<KIND>::parse(self) {
             Ok(repr) => repr.fmt(f),
-            Err(err) => write!(f, "MergeDetect ({err})"),
+            Err(err) => write!(f, "{} ({err})", kind_name(KIND)),
         }
     }
 }
 
-/// A merge detection frame as plain values.
+/// A [`RingFrame`] of type `KIND` as plain values.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
-#[doc(alias = "memb_merge_detect")]
-pub struct MergeDetectRepr {
+pub struct RingRepr<const KIND: u8> {
     /// The sending node (common header).
     pub sender: NodeId,
     /// The sender's ring.
     pub ring_id: RingId,
 }
 
-impl MergeDetectRepr {
+/// A merge detection frame as plain values.
+#[doc(alias = "memb_merge_detect")]
+pub type MergeDetectRepr = RingRepr<MERGE_DETECT>;
+
+/// A token hold cancel frame as plain values.
+#[doc(alias = "token_hold_cancel")]
+pub type TokenHoldCancelRepr = RingRepr<TOKEN_HOLD_CANCEL>;
+
+impl<const KIND: u8> RingRepr<KIND> {
     /// Checks `frame` and reads it.
     ///
     /// # Errors
     ///
-    /// As [`MergeDetectFrame::check`].
-    pub fn parse<T: AsRef<[u8]>>(frame: &MergeDetectFrame<T>) -> Result<MergeDetectRepr> {
+    /// As [`RingFrame::check`].
+    pub fn parse<T: AsRef<[u8]>>(frame: &RingFrame<T, KIND>) -> Result<RingRepr<KIND>> {
         frame.check()?;
-        Ok(MergeDetectRepr {
+        Ok(RingRepr {
             sender: frame.sender(),
             ring_id: frame.ring_id(),
         })
     }
 
-    /// The number of bytes [`MergeDetectRepr::emit`] writes: [`MERGE_DETECT_LEN`].
+    /// The number of bytes [`RingRepr::emit`] writes: [`MERGE_DETECT_LEN`].
     pub const fn buffer_len(&self) -> usize {
         MERGE_DETECT_LEN
     }
@@ -151,9 +185,9 @@ impl MergeDetectRepr {
     /// # Panics
     ///
     /// If the buffer is shorter than [`MERGE_DETECT_LEN`].
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut MergeDetectFrame<T>) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut RingFrame<T, KIND>) {
         HeaderRepr {
-            frame_type: FrameType::MergeDetect,
+            frame_type: FrameType::from(KIND),
             sender: self.sender,
         }
         .emit(&mut frame.header_mut());
@@ -161,8 +195,14 @@ impl MergeDetectRepr {
     }
 }
 
-impl fmt::Display for MergeDetectRepr {
+impl<const KIND: u8> fmt::Display for RingRepr<KIND> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MergeDetect from {} ring {}", self.sender, self.ring_id)
+        write!(
+            f,
+            "{} from {} ring {}",
+            kind_name(KIND),
+            self.sender,
+            self.ring_id
+        )
     }
 }

@@ -41,7 +41,10 @@ pub use commit::{CommitEntries, CommitEntry, CommitEntryView, CommitTokenFrame, 
 pub use header::{Header, HeaderRepr};
 pub use join::{MembJoinFrame, MembJoinRepr, NodeList};
 pub use mcast::{Chunk, ChunkRepr, Chunks, McastFrame, McastRepr};
-pub use merge::{MergeDetectFrame, MergeDetectRepr};
+pub use merge::{
+    MergeDetectFrame, MergeDetectRepr, RingFrame, RingRepr, TokenHoldCancelFrame,
+    TokenHoldCancelRepr,
+};
 pub use token::{OrfTokenFrame, OrfTokenRepr, RtrList};
 
 /// The first two bytes of every Totem frame.
@@ -62,7 +65,7 @@ pub const JOIN_FIXED_LEN: usize = 36;
 pub const COMMIT_FIXED_LEN: usize = 32;
 /// Length of one entry of a commit token.
 pub const COMMIT_ENTRY_LEN: usize = 36;
-/// Length of a merge detection frame.
+/// Length of a merge detection frame, and of a token hold cancel frame.
 pub const MERGE_DETECT_LEN: usize = 20;
 
 /// Why a buffer is not a valid frame.
@@ -115,7 +118,7 @@ pub enum FrameType {
     /// Merge detection: a representative announces its ring (5).
     #[doc(alias = "memb_merge_detect")]
     MergeDetect,
-    /// Token hold cancel (6; no view yet).
+    /// Token hold cancel: a member asks the representative to pass a held token on (6).
     #[doc(alias = "token_hold_cancel")]
     TokenHoldCancel,
     /// Any other value.
@@ -177,6 +180,8 @@ pub enum Frame<'a> {
     CommitToken(CommitTokenFrame<&'a [u8]>),
     /// A merge detection frame.
     MergeDetect(MergeDetectFrame<&'a [u8]>),
+    /// A token hold cancel frame.
+    TokenHoldCancel(TokenHoldCancelFrame<&'a [u8]>),
 }
 
 impl Frame<'_> {
@@ -188,6 +193,7 @@ impl Frame<'_> {
             Frame::MembJoin(j) => j.sender(),
             Frame::CommitToken(c) => c.sender(),
             Frame::MergeDetect(m) => m.sender(),
+            Frame::TokenHoldCancel(c) => c.sender(),
         }
     }
 }
@@ -200,6 +206,7 @@ impl fmt::Display for Frame<'_> {
             Frame::MembJoin(j) => j.fmt(f),
             Frame::CommitToken(c) => c.fmt(f),
             Frame::MergeDetect(m) => m.fmt(f),
+            Frame::TokenHoldCancel(c) => c.fmt(f),
         }
     }
 }
@@ -209,10 +216,10 @@ impl fmt::Display for Frame<'_> {
 /// # Errors
 ///
 /// [`Error::Truncated`], [`Error::BadMagic`] or [`Error::UnsupportedVersion`] for a bad common
-/// header; [`Error::UnknownType`] for a frame type without a view (token hold cancel and
-/// unknown types); any error of the type's `new_checked` ([`OrfTokenFrame::new_checked`],
-/// [`McastFrame::new_checked`], [`MembJoinFrame::new_checked`],
-/// [`CommitTokenFrame::new_checked`], [`MergeDetectFrame::new_checked`]) for the rest.
+/// header; [`Error::UnknownType`] for an unknown frame type; any error of the type's
+/// `new_checked` ([`OrfTokenFrame::new_checked`], [`McastFrame::new_checked`],
+/// [`MembJoinFrame::new_checked`], [`CommitTokenFrame::new_checked`],
+/// [`RingFrame::new_checked`]) for the rest.
 ///
 /// # Fuzzing
 ///
@@ -225,9 +232,10 @@ pub fn parse_frame(buffer: &[u8]) -> Result<Frame<'_>> {
         FrameType::MembJoin => MembJoinFrame::new_checked(buffer).map(Frame::MembJoin),
         FrameType::MembCommitToken => CommitTokenFrame::new_checked(buffer).map(Frame::CommitToken),
         FrameType::MergeDetect => MergeDetectFrame::new_checked(buffer).map(Frame::MergeDetect),
-        other @ (FrameType::TokenHoldCancel | FrameType::Unknown(_)) => {
-            Err(Error::UnknownType(other.into()))
+        FrameType::TokenHoldCancel => {
+            TokenHoldCancelFrame::new_checked(buffer).map(Frame::TokenHoldCancel)
         }
+        other @ FrameType::Unknown(_) => Err(Error::UnknownType(other.into())),
     }
 }
 
@@ -288,6 +296,16 @@ pub fn fuzz_parse_roundtrip(data: &[u8]) {
             let again =
                 MergeDetectFrame::new_checked(&out[..]).expect("re-emitted merge detect checks");
             assert_eq!(MergeDetectRepr::parse(&again), Ok(repr));
+            out
+        }
+        Frame::TokenHoldCancel(cancel) => {
+            let repr = TokenHoldCancelRepr::parse(&cancel).expect("a checked hold cancel parses");
+            assert_eq!(repr.to_string(), text);
+            let mut out = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut TokenHoldCancelFrame::new_unchecked(&mut out[..]));
+            let again =
+                TokenHoldCancelFrame::new_checked(&out[..]).expect("re-emitted hold cancel checks");
+            assert_eq!(TokenHoldCancelRepr::parse(&again), Ok(repr));
             out
         }
     };

@@ -203,6 +203,13 @@ static MERGE_BYTES: [u8; 20] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, // ring seq 12
 ];
 
+#[rustfmt::skip]
+static HOLD_CANCEL_BYTES: [u8; 20] = [
+    0xa1, 0x5e, 0x01, 0x06, 0x00, 0x00, 0x00, 0x02, // magic, version 1, type 6, sender 2
+    0x00, 0x00, 0x00, 0x01,                         // ring rep 1
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // ring seq 42
+];
+
 fn merge_repr() -> MergeDetectRepr {
     MergeDetectRepr {
         sender: NodeId(3),
@@ -303,12 +310,12 @@ fn frame_types_round_trip() {
 
 #[test]
 fn parse_frame_rejects_other_types() {
-    for raw in [0u8, 6, 7, 0xff] {
+    for raw in [0u8, 7, 0xff] {
         let bytes = patched(&TOKEN_BYTES, 3, raw);
         assert_eq!(parse_frame(&bytes).unwrap_err(), Error::UnknownType(raw));
     }
     // A token's bytes under a membership type byte reach that type's check and fail it.
-    for raw in [3u8, 4, 5] {
+    for raw in [3u8, 4, 5, 6] {
         let bytes = patched(&TOKEN_BYTES, 3, raw);
         assert_eq!(
             parse_frame(&bytes).unwrap_err(),
@@ -322,13 +329,14 @@ fn parse_frame_rejects_other_types() {
 #[test]
 fn parse_frame_dispatches_every_view() {
     let encap = encap_bytes();
-    let cases: [(&[u8], NodeId, &str); 6] = [
+    let cases: [(&[u8], NodeId, &str); 7] = [
         (&TOKEN_BYTES, NodeId(1), "OrfToken"),
         (&MCAST_BYTES, NodeId(2), "Mcast"),
         (&encap, NodeId(1), "Mcast"),
         (&JOIN_BYTES, NodeId(2), "MembJoin"),
         (&COMMIT_BYTES, NodeId(1), "MembCommitToken"),
         (&MERGE_BYTES, NodeId(3), "MergeDetect"),
+        (&HOLD_CANCEL_BYTES, NodeId(2), "TokenHoldCancel"),
     ];
     for (bytes, sender, name) in cases {
         let frame = parse_frame(bytes).unwrap();
@@ -344,6 +352,7 @@ fn parse_frame_dispatches_every_view() {
             Frame::MembJoin(_) => name == "MembJoin",
             Frame::CommitToken(_) => name == "MembCommitToken",
             Frame::MergeDetect(_) => name == "MergeDetect",
+            Frame::TokenHoldCancel(_) => name == "TokenHoldCancel",
         };
         assert!(ok, "{name} parsed as {frame:?}");
         fuzz_parse_roundtrip(bytes);
@@ -1525,10 +1534,57 @@ fn merge_truncation_and_bad_fields_are_rejected() {
         Err(Error::Malformed),
         "type"
     );
+    // The same bytes with type 6 are a token hold cancel: the two views never accept each
+    // other's frames.
+    let cancel = patched(&MERGE_BYTES, 3, 6);
+    assert!(matches!(
+        parse_frame(&cancel),
+        Ok(Frame::TokenHoldCancel(_))
+    ));
     assert_eq!(
-        parse_frame(&patched(&MERGE_BYTES, 3, 6)).unwrap_err(),
-        Error::UnknownType(6),
-        "token hold cancel has no view"
+        TokenHoldCancelFrame::new_checked(&MERGE_BYTES[..]).map(|_| ()),
+        Err(Error::Malformed)
+    );
+    assert_eq!(
+        parse_frame(&patched(&MERGE_BYTES, 3, 7)).unwrap_err(),
+        Error::UnknownType(7)
+    );
+}
+
+#[test]
+fn hold_cancel_deconstruct_construct_parse_and_emit() {
+    let frame = TokenHoldCancelFrame::new_checked(&HOLD_CANCEL_BYTES[..]).unwrap();
+    assert_eq!(frame.sender(), NodeId(2));
+    let ring = RingId {
+        seq: 42,
+        rep: NodeId(1),
+    };
+    assert_eq!(frame.ring_id(), ring);
+    assert_eq!(frame.to_string(), "TokenHoldCancel from 2 ring 1.42");
+    let repr = TokenHoldCancelRepr {
+        sender: NodeId(2),
+        ring_id: ring,
+    };
+    assert_eq!(TokenHoldCancelRepr::parse(&frame), Ok(repr));
+    let mut bytes = [0x5au8; 20];
+    repr.emit(&mut TokenHoldCancelFrame::new_unchecked(&mut bytes[..]));
+    assert_eq!(bytes, HOLD_CANCEL_BYTES);
+    for len in 0..HOLD_CANCEL_BYTES.len() {
+        assert_eq!(
+            parse_frame(&HOLD_CANCEL_BYTES[..len]).unwrap_err(),
+            Error::Truncated
+        );
+        assert!(
+            TokenHoldCancelFrame::new_unchecked(&HOLD_CANCEL_BYTES[..len])
+                .to_string()
+                .starts_with("TokenHoldCancel (")
+        );
+    }
+    let mut longer = HOLD_CANCEL_BYTES.to_vec();
+    longer.push(0);
+    assert_eq!(
+        TokenHoldCancelFrame::new_checked(&longer[..]).map(|_| ()),
+        Err(Error::Malformed)
     );
 }
 
@@ -1757,6 +1813,15 @@ fn arb_frame_bytes() -> impl Strategy<Value = Vec<u8>> {
         arb_join().prop_map(|repr| emit_join(&repr)),
         arb_commit().prop_map(|repr| emit_commit(&repr)),
         arb_merge().prop_map(|repr| emit_merge(&repr)),
+        arb_merge().prop_map(|m| {
+            let repr = TokenHoldCancelRepr {
+                sender: m.sender,
+                ring_id: m.ring_id,
+            };
+            let mut bytes = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut TokenHoldCancelFrame::new_unchecked(&mut bytes));
+            bytes
+        }),
     ]
 }
 
