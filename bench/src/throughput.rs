@@ -9,14 +9,14 @@
 //! `--json`) and to a results folder: `results.json`, `results.csv`, `throughput.svg`,
 //! `latency-cdf.svg`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::load::{Cluster, Workload};
-use crate::measure::{self, Measurement, Percentiles};
+use crate::measure::{self, Percentiles};
 use crate::raw::{self, RawTransport};
 use crate::report::{self, Row};
 use crate::stack::{AisCluster, StackOptions, StackTransport};
@@ -150,31 +150,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         None
     };
-
-    let mut rows: Vec<Row> = Vec::new();
-    // Text lines as measurements finish; JSON objects at the end, when every row has its
-    // ratios (this stack's row gets `vs_corosync` once the peer has run).
-    let emit = |bar: &ProgressBar, row: Row, rows: &mut Vec<Row>| {
-        if !args.json {
-            let line = row.text();
-            bar.suspend(|| println!("{line}"));
-        }
-        rows.push(row);
-    };
-    let window = Duration::from_secs_f64(args.seconds);
-    let warmup = Duration::from_secs_f64(args.warmup);
-    let mut group_counter = 0u32;
-    let mut workload = |size: usize, rate: Option<f64>| {
-        group_counter += 1;
-        Workload {
-            group: format!("bench{group_counter}"),
-            size,
-            senders,
-            rate,
-            batch: args.batch,
-            warmup,
-            window,
-        }
+    let mut session = Session {
+        args,
+        bar,
+        rows: Vec::new(),
+        work: work.clone(),
+        senders,
+        groups: 0,
     };
 
     for &mtu in &args.mtu {
@@ -186,245 +168,100 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         };
         for &crypto in crypto_modes {
             let crypto_name = if crypto { "on" } else { "off" };
-            let mut raw_row: Option<Row> = None;
             // The raw link has no crypto: measured once per MTU, compared with both modes.
             if !args.no_raw && crypto == crypto_modes[0] {
-                let rt = raw_transport(&transport);
-                // Frames of the size Totem sends (MTU - 28 on every transport), so the ratio
-                // compares equal frames.
-                let size = mtu as usize - 28;
-                bar.set_message(format!("raw {} mtu {mtu}", rt.name()));
-                let dir = work.join(format!("raw-{mtu}"));
-                let r = raw::measure(rt, lab.as_ref(), size, mtu, args.seconds, &dir)?;
-                let row = Row {
-                    bench: "raw",
-                    system: "raw".into(),
-                    transport: rt.name().into(),
-                    nodes: 2,
-                    size,
-                    senders: 1,
-                    crypto: "off",
-                    mtu,
-                    offered_msgs_per_sec: None,
-                    msgs_per_sec: r.frames_per_sec,
-                    mb_per_sec: r.mb_per_sec,
-                    per_node_msgs_per_sec: vec![r.frames_per_sec],
-                    lat_self_us: Percentiles::default(),
-                    lat_all_us: Percentiles::default(),
-                    cpu_cores: 0.0,
-                    try_again: 0,
-                    missing_own: 0,
-                    seconds: args.seconds,
-                    raw_frame_ratio: None,
-                    raw_byte_ratio: None,
-                    vs_corosync: None,
-                    cdf: Vec::new(),
-                };
-                raw_row = Some(row.clone());
-                emit(&bar, row, &mut rows);
-                bar.inc(1);
-            } else if !args.no_raw {
-                raw_row = rows
-                    .iter()
-                    .find(|r| r.bench == "raw" && r.mtu == mtu)
-                    .cloned();
+                session.raw(raw_transport(&transport), lab.as_ref(), mtu)?;
             }
+            let raw_row = session
+                .rows
+                .iter()
+                .find(|r| r.bench == "raw" && r.mtu == mtu)
+                .cloned();
+            let at = Point {
+                crypto,
+                mtu,
+                raw: raw_row.as_ref(),
+            };
+            let stack_options = |dir: String| StackOptions {
+                nodes,
+                transport,
+                crypto,
+                mtu,
+                dir: work.join(dir),
+                busy_poll: args.busy_poll,
+                program: program.clone(),
+                settings: args.settings.clone(),
+            };
 
-            // This stack, every size; then the peer.
+            // This stack, every size (the cluster stops before the peer starts).
             let mut ours: Vec<(usize, f64)> = Vec::new();
             {
-                bar.set_message(format!(
+                session.bar.set_message(format!(
                     "starting {nodes} executives ({})",
                     transport.name()
                 ));
-                let opts = StackOptions {
-                    nodes,
-                    transport,
-                    crypto,
-                    mtu,
-                    dir: work.join(format!("ais-{mtu}-{crypto_name}")),
-                    busy_poll: args.busy_poll,
-                    program: program.clone(),
-                    settings: args.settings.clone(),
-                };
-                let mut cluster = AisCluster::start(lab.as_ref(), &opts)?;
+                let mut cluster = AisCluster::start(
+                    lab.as_ref(),
+                    &stack_options(format!("ais-{mtu}-{crypto_name}")),
+                )?;
                 for &size in &args.size {
-                    bar.set_message(format!(
-                        "openais-rs {size} B mtu {mtu} crypto {crypto_name}"
-                    ));
-                    let m = measure_one(&mut cluster, &workload(size, None), &work)?;
-                    let row = row_of(
-                        &cluster,
-                        "throughput",
-                        &m,
-                        size,
-                        senders,
-                        crypto,
-                        mtu,
-                        None,
-                        raw_row.as_ref(),
-                        args.seconds,
-                    );
-                    ours.push((size, row.msgs_per_sec));
-                    emit(&bar, row, &mut rows);
-                    bar.inc(1);
+                    ours.push((size, session.measure(&mut cluster, size, None, &at)?));
                 }
                 if let Some(p) = args.latency_at {
                     for &(size, max) in &ours {
-                        let rate = max * p / 100.0;
-                        bar.set_message(format!("openais-rs {size} B at {rate:.0} msgs/s"));
-                        let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
-                        let row = row_of(
-                            &cluster,
-                            "latency",
-                            &m,
-                            size,
-                            senders,
-                            crypto,
-                            mtu,
-                            Some(rate),
-                            None,
-                            args.seconds,
-                        );
-                        emit(&bar, row, &mut rows);
-                        bar.inc(1);
+                        session.measure(&mut cluster, size, Some(max * p / 100.0), &at)?;
                     }
                 }
-                // The cluster is stopped here, before the peer starts.
             }
-            if let (true, Some(lab), Some(cpgload)) = (peer, lab.as_ref(), cpgload.as_ref()) {
-                bar.set_message(format!("starting {nodes} corosync daemons"));
-                let opts = crate::corosync::CorosyncOptions {
-                    nodes,
-                    crypto,
-                    dir: work.join(format!("corosync-{mtu}-{crypto_name}")),
-                    cpgload: cpgload.clone(),
-                };
-                let mut cluster = crate::corosync::CorosyncCluster::start(lab, &opts)?;
-                let mut theirs: Vec<(usize, f64)> = Vec::new();
-                for &size in &args.size {
-                    bar.set_message(format!("corosync {size} B mtu {mtu} crypto {crypto_name}"));
-                    let m = measure_one(&mut cluster, &workload(size, None), &work)?;
-                    let row = row_of(
-                        &cluster,
-                        "throughput",
-                        &m,
-                        size,
-                        senders,
-                        crypto,
-                        mtu,
-                        None,
-                        raw_row.as_ref(),
-                        args.seconds,
-                    );
-                    theirs.push((size, row.msgs_per_sec));
-                    // This stack's row of the same configuration gets the ratio.
-                    if let Some(o) = rows.iter_mut().rev().find(|r| {
-                        r.bench == "throughput"
-                            && r.system == "openais-rs"
-                            && r.size == size
-                            && r.mtu == mtu
-                            && r.crypto == crypto_name
-                    }) {
-                        o.vs_corosync = Some(o.msgs_per_sec / row.msgs_per_sec.max(1e-9));
-                        let line = format!(
-                            "  openais-rs / corosync at {size} B, mtu {mtu}, crypto {crypto_name}: {:.2}×",
-                            o.vs_corosync.unwrap_or(0.0)
-                        );
-                        if !args.json {
-                            bar.suspend(|| println!("{line}"));
-                        }
-                    }
-                    emit(&bar, row, &mut rows);
-                    bar.inc(1);
-                }
-                if let Some(p) = args.latency_at {
-                    for &(size, max) in &theirs {
-                        let rate = max * p / 100.0;
-                        bar.set_message(format!("corosync {size} B at {rate:.0} msgs/s"));
-                        let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
-                        let row = row_of(
-                            &cluster,
-                            "latency",
-                            &m,
-                            size,
-                            senders,
-                            crypto,
-                            mtu,
-                            Some(rate),
-                            None,
-                            args.seconds,
-                        );
-                        emit(&bar, row, &mut rows);
-                        bar.inc(1);
-                    }
-                    // The same offered load for both: P% of the smaller maximum. The system
-                    // with the smaller maximum was just measured there; measure the other.
-                    let common: Vec<(usize, f64, bool)> = ours
-                        .iter()
-                        .zip(&theirs)
-                        .map(|((s, a), (_, b))| (*s, a.min(*b) * p / 100.0, a > b))
-                        .collect();
-                    for &(size, rate, _) in common.iter().filter(|(_, _, ours_larger)| !ours_larger)
-                    {
-                        bar.set_message(format!(
-                            "corosync {size} B at the common {rate:.0} msgs/s"
-                        ));
-                        let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
-                        let row = row_of(
-                            &cluster,
-                            "latency",
-                            &m,
-                            size,
-                            senders,
-                            crypto,
-                            mtu,
-                            Some(rate),
-                            None,
-                            args.seconds,
-                        );
-                        emit(&bar, row, &mut rows);
-                        bar.inc(1);
-                    }
-                    drop(cluster);
-                    if common.iter().any(|c| c.2) {
-                        let opts = StackOptions {
-                            nodes,
-                            transport,
-                            crypto,
-                            mtu,
-                            dir: work.join(format!("ais-{mtu}-{crypto_name}-common")),
-                            busy_poll: args.busy_poll,
-                            program: program.clone(),
-                            settings: args.settings.clone(),
-                        };
-                        let mut cluster = AisCluster::start(Some(lab), &opts)?;
-                        for &(size, rate, _) in common.iter().filter(|c| c.2) {
-                            bar.set_message(format!(
-                                "openais-rs {size} B at the common {rate:.0} msgs/s"
-                            ));
-                            let m = measure_one(&mut cluster, &workload(size, Some(rate)), &work)?;
-                            let row = row_of(
-                                &cluster,
-                                "latency",
-                                &m,
-                                size,
-                                senders,
-                                crypto,
-                                mtu,
-                                Some(rate),
-                                None,
-                                args.seconds,
-                            );
-                            emit(&bar, row, &mut rows);
-                            bar.inc(1);
-                        }
-                    }
+            let (Some(lab), Some(cpgload)) = (lab.as_ref(), cpgload.as_ref()) else {
+                continue;
+            };
+            session
+                .bar
+                .set_message(format!("starting {nodes} corosync daemons"));
+            let opts = crate::corosync::CorosyncOptions {
+                nodes,
+                crypto,
+                dir: work.join(format!("corosync-{mtu}-{crypto_name}")),
+                cpgload: cpgload.clone(),
+            };
+            let mut cluster = crate::corosync::CorosyncCluster::start(lab, &opts)?;
+            let mut theirs: Vec<(usize, f64)> = Vec::new();
+            for &size in &args.size {
+                let rate = session.measure(&mut cluster, size, None, &at)?;
+                theirs.push((size, rate));
+                session.ratio_to_corosync(size, &at, rate);
+            }
+            let Some(p) = args.latency_at else {
+                continue;
+            };
+            for &(size, max) in &theirs {
+                session.measure(&mut cluster, size, Some(max * p / 100.0), &at)?;
+            }
+            // The same offered load for both: P% of the smaller maximum. The system with the
+            // smaller maximum was just measured there; measure the other.
+            let common: Vec<(usize, f64, bool)> = ours
+                .iter()
+                .zip(&theirs)
+                .map(|((s, a), (_, b))| (*s, a.min(*b) * p / 100.0, a > b))
+                .collect();
+            for &(size, rate, _) in common.iter().filter(|c| !c.2) {
+                session.measure(&mut cluster, size, Some(rate), &at)?;
+            }
+            drop(cluster);
+            if common.iter().any(|c| c.2) {
+                let mut cluster = AisCluster::start(
+                    Some(lab),
+                    &stack_options(format!("ais-{mtu}-{crypto_name}-common")),
+                )?;
+                for &(size, rate, _) in common.iter().filter(|c| c.2) {
+                    session.measure(&mut cluster, size, Some(rate), &at)?;
                 }
             }
         }
     }
-    bar.finish_and_clear();
+    session.bar.finish_and_clear();
+    let rows = session.rows;
     if args.json {
         for row in &rows {
             println!("{}", serde_json::to_string(row)?);
@@ -440,6 +277,170 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where in the sweep a measurement is: crypto mode, MTU, and the raw row of that MTU.
+struct Point<'r> {
+    crypto: bool,
+    mtu: u32,
+    raw: Option<&'r Row>,
+}
+
+/// What the measurements of one run share, and their rows so far.
+struct Session<'a> {
+    args: &'a Args,
+    bar: ProgressBar,
+    rows: Vec<Row>,
+    /// Scratch directory of the run (generator files, cluster directories).
+    work: PathBuf,
+    senders: usize,
+    /// Groups used so far: every measurement gets a fresh CPG group.
+    groups: u32,
+}
+
+impl Session<'_> {
+    /// Records a row: a text line now (unless --json), JSON at the end.
+    fn emit(&mut self, row: Row) {
+        if !self.args.json {
+            let line = row.text();
+            self.bar.suspend(|| println!("{line}"));
+        }
+        self.rows.push(row);
+        self.bar.inc(1);
+    }
+
+    /// Measures the raw link of `mtu` with frames of the size Totem sends (MTU - 28 on every
+    /// transport, so the ratio compares equal frames) and records its row.
+    fn raw(&mut self, rt: RawTransport, lab: Option<&netlab::Lab>, mtu: u32) -> anyhow::Result<()> {
+        let size = mtu as usize - 28;
+        self.bar.set_message(format!("raw {} mtu {mtu}", rt.name()));
+        let dir = self.work.join(format!("raw-{mtu}"));
+        let r = raw::measure(rt, lab, size, mtu, self.args.seconds, &dir)?;
+        self.emit(Row {
+            bench: "raw",
+            system: "raw".into(),
+            transport: rt.name().into(),
+            nodes: 2,
+            size,
+            senders: 1,
+            crypto: "off",
+            mtu,
+            offered_msgs_per_sec: None,
+            msgs_per_sec: r.frames_per_sec,
+            mb_per_sec: r.mb_per_sec,
+            per_node_msgs_per_sec: vec![r.frames_per_sec],
+            lat_self_us: Percentiles::default(),
+            lat_all_us: Percentiles::default(),
+            cpu_cores: 0.0,
+            try_again: 0,
+            missing_own: 0,
+            seconds: self.args.seconds,
+            raw_frame_ratio: None,
+            raw_byte_ratio: None,
+            vs_corosync: None,
+            cdf: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Measures `cluster` with `size`-byte messages, as fast as flow control allows (`rate`
+    /// `None`, a "throughput" row compared with the raw link) or at `rate` msgs/s offered (a
+    /// "latency" row); records the row and returns the messages/s delivered.
+    fn measure(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        size: usize,
+        rate: Option<f64>,
+        at: &Point<'_>,
+    ) -> anyhow::Result<f64> {
+        let crypto = if at.crypto { "on" } else { "off" };
+        self.bar.set_message(match rate {
+            Some(r) => format!("{} {size} B at {r:.0} msgs/s", cluster.system()),
+            None => format!(
+                "{} {size} B mtu {} crypto {crypto}",
+                cluster.system(),
+                at.mtu
+            ),
+        });
+        self.groups += 1;
+        let workload = Workload {
+            group: format!("bench{}", self.groups),
+            size,
+            senders: self.senders,
+            rate,
+            batch: self.args.batch,
+            warmup: Duration::from_secs_f64(self.args.warmup),
+            window: Duration::from_secs_f64(self.args.seconds),
+        };
+        let dir = self
+            .work
+            .join(format!("{}-{}", cluster.system(), workload.group));
+        let m = measure::run(
+            cluster,
+            &workload,
+            &dir,
+            |_, _| Ok(()),
+            &measure::Options::default(),
+        )
+        .with_context(|| format!("measuring {} with {size} B messages", cluster.system()))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let raw = at.raw.filter(|_| rate.is_none());
+        let row = Row {
+            bench: if rate.is_some() {
+                "latency"
+            } else {
+                "throughput"
+            },
+            system: cluster.system().into(),
+            transport: cluster.transport(),
+            nodes: cluster.nodes(),
+            size,
+            senders: self.senders,
+            crypto,
+            mtu: at.mtu,
+            offered_msgs_per_sec: rate,
+            msgs_per_sec: m.msgs_per_sec,
+            mb_per_sec: m.mb_per_sec,
+            per_node_msgs_per_sec: m.per_node_msgs_per_sec.clone(),
+            lat_self_us: Percentiles::of(&m.lat_self),
+            lat_all_us: Percentiles::of(&m.lat_all),
+            cpu_cores: m.daemon_cpu_cores,
+            try_again: m.try_again,
+            missing_own: m.missing_own,
+            seconds: self.args.seconds,
+            raw_frame_ratio: raw.map(|r| m.msgs_per_sec / r.msgs_per_sec.max(1e-9)),
+            raw_byte_ratio: raw.map(|r| m.mb_per_sec / r.mb_per_sec.max(1e-9)),
+            vs_corosync: None,
+            cdf: report::cdf_points(&m.lat_self),
+        };
+        let delivered = row.msgs_per_sec;
+        self.emit(row);
+        Ok(delivered)
+    }
+
+    /// Gives this stack's throughput row of the same configuration its ratio to corosync's
+    /// `theirs` msgs/s, and prints it.
+    fn ratio_to_corosync(&mut self, size: usize, at: &Point<'_>, theirs: f64) {
+        let crypto = if at.crypto { "on" } else { "off" };
+        let Some(o) = self.rows.iter_mut().rev().find(|r| {
+            r.bench == "throughput"
+                && r.system == "openais-rs"
+                && r.size == size
+                && r.mtu == at.mtu
+                && r.crypto == crypto
+        }) else {
+            return;
+        };
+        let ratio = o.msgs_per_sec / theirs.max(1e-9);
+        o.vs_corosync = Some(ratio);
+        if !self.args.json {
+            let line = format!(
+                "  openais-rs / corosync at {size} B, mtu {}, crypto {crypto}: {ratio:.2}×",
+                at.mtu
+            );
+            self.bar.suspend(|| println!("{line}"));
+        }
+    }
+}
+
 /// The raw link that matches a stack transport.
 fn raw_transport(t: &StackTransport) -> RawTransport {
     match t {
@@ -447,69 +448,6 @@ fn raw_transport(t: &StackTransport) -> RawTransport {
         StackTransport::UdpNetns => RawTransport::UdpNetns,
         StackTransport::DpdkAfPacket => RawTransport::DpdkAfPacket,
         StackTransport::DpdkMemif => RawTransport::DpdkMemif,
-    }
-}
-
-fn measure_one(
-    cluster: &mut dyn Cluster,
-    workload: &Workload,
-    work: &Path,
-) -> anyhow::Result<Measurement> {
-    let dir = work.join(format!("{}-{}", cluster.system(), workload.group));
-    let m = measure::run(
-        cluster,
-        workload,
-        &dir,
-        |_, _| Ok(()),
-        &measure::Options::default(),
-    )
-    .with_context(|| {
-        format!(
-            "measuring {} with {} B messages",
-            cluster.system(),
-            workload.size
-        )
-    })?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(m)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn row_of(
-    cluster: &dyn Cluster,
-    bench: &'static str,
-    m: &Measurement,
-    size: usize,
-    senders: usize,
-    crypto: bool,
-    mtu: u32,
-    offered: Option<f64>,
-    raw: Option<&Row>,
-    seconds: f64,
-) -> Row {
-    Row {
-        bench,
-        system: cluster.system().into(),
-        transport: cluster.transport(),
-        nodes: cluster.nodes(),
-        size,
-        senders,
-        crypto: if crypto { "on" } else { "off" },
-        mtu,
-        offered_msgs_per_sec: offered,
-        msgs_per_sec: m.msgs_per_sec,
-        mb_per_sec: m.mb_per_sec,
-        per_node_msgs_per_sec: m.per_node_msgs_per_sec.clone(),
-        lat_self_us: Percentiles::of(&m.lat_self),
-        lat_all_us: Percentiles::of(&m.lat_all),
-        cpu_cores: m.daemon_cpu_cores,
-        try_again: m.try_again,
-        missing_own: m.missing_own,
-        seconds,
-        raw_frame_ratio: raw.map(|r| m.msgs_per_sec / r.msgs_per_sec.max(1e-9)),
-        raw_byte_ratio: raw.map(|r| m.mb_per_sec / r.mb_per_sec.max(1e-9)),
-        vs_corosync: None,
-        cdf: report::cdf_points(&m.lat_self),
     }
 }
 
