@@ -203,14 +203,6 @@ impl FromStr for RawTransport {
     }
 }
 
-/// The largest payload `transport` carries on a link of MTU `mtu`: the same as
-/// [`RawTransport::max_payload`]. Note that the stack's Totem frames are `mtu - 28` bytes on
-/// every transport (DPDK included), so a "stack / raw" comparison at equal frame sizes uses
-/// `mtu - 28`, which every transport carries.
-pub fn max_payload(transport: RawTransport, mtu: u32) -> usize {
-    transport.max_payload(mtu)
-}
-
 /// What one [`measure`] found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RawResult {
