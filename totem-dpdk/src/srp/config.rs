@@ -65,7 +65,7 @@ pub struct Config {
     /// refused with backpressure, except that a message is always taken when nothing is
     /// queued (so messages up to `max_message_size` can be sent with any bound). It bounds
     /// the queueing delay of a saturated sender in bytes, whatever the message size: 8 MiB
-    /// is ~0.1 s of a 1 Gb/s ring, enough to keep every token visit full.
+    /// is ~70 ms of a 1 Gb/s ring, enough to keep every token visit full.
     pub max_queued_bytes: usize,
     /// Largest distance, in frames, between this node's all-received-up-to point and a frame
     /// it will buffer (default 16384). A frame further ahead is dropped and counted, to be
