@@ -130,7 +130,8 @@ pub struct StackOptions {
     /// socket, state, `aisexec.log`); created if missing, left in place afterwards.
     pub dir: PathBuf,
     /// DPDK transports: busy-poll the port on a core of its own instead of adaptive polling
-    /// (node `i` on lcore `(i - 1) mod cores`).
+    /// (node `i`'s Totem thread pinned to CPU [`poll_core`]`(i)`, `aisexec.cpu`, which is
+    /// also its EAL main lcore).
     pub busy_poll: bool,
     /// The `bench` binary, started as `PROGRAM aisexec -c CONFIG` for each executive and as
     /// `PROGRAM cpg-load ...` by [`Cluster::load_command`]: `std::env::current_exe()` in the
@@ -166,6 +167,13 @@ pub fn parse_setting(text: &str) -> anyhow::Result<(String, String, String)> {
         "--set {text:?}: expected TABLE.KEY=VALUE with one key and a value"
     );
     Ok((table.to_owned(), key.to_owned(), value.to_owned()))
+}
+
+/// The CPU a busy-polling node `id` (from 1) polls on: one per node, round-robin over the
+/// machine's CPUs.
+pub fn poll_core(id: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (id as usize - 1) % cores
 }
 
 /// The `--set` lines for one table.
@@ -316,8 +324,7 @@ impl<'a> AisCluster<'a> {
             );
             if opts.busy_poll && t.is_dpdk() {
                 // The Totem thread polls; pin it, one core per node.
-                let cores = std::thread::available_parallelism().map_or(1, usize::from);
-                text += &format!("cpu = {}\n", (id as usize - 1) % cores);
+                text += &format!("cpu = {}\n", poll_core(id));
             }
             text += &settings_for(opts, "aisexec");
             let config = dir.join("aisexec.toml");
@@ -591,12 +598,7 @@ fn dpdk_section(
     for h in 1..=opts.nodes {
         s += &format!("[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"10.0.0.{h}\"\n\n");
     }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let lcore = if opts.busy_poll {
-        (id as usize - 1) % cores
-    } else {
-        0
-    };
+    let lcore = if opts.busy_poll { poll_core(id) } else { 0 };
     let (port, extra) = match t {
         StackTransport::DpdkMemif => {
             let role = if id == 1 { "server" } else { "client" };
