@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::config::{FrameProtection, TransportKind};
 use crate::eventlog::EventLogWriter;
 use crate::exec::server::{Access, IpcServer, group_id};
-use crate::exec::{Exec, Flow, Input, TotemSink};
+use crate::exec::{Exec, ExecCore, Flow, Input, KeyStore, TotemSink};
 use crate::ringseq::RingSeqFile;
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use anyhow::Context;
@@ -209,17 +209,18 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
                 config.aisexec.ipc_socket.display()
             )
         })?;
-    let mut exec = Exec::new(
+    let core = ExecCore::new(
         totem_dpdk::NodeId(nodeid),
-        driver.submitter(),
-        tx,
         vec![
             Box::new(Cpg::new()),
             Box::new(Evs::new()),
-            Box::new(Keys::new(key, config.totem.keyfile.clone())),
+            Box::new(Keys::new(key)),
         ],
-        event_log,
     );
+    let keys = KeyStore {
+        path: config.totem.keyfile.clone(),
+    };
+    let mut exec = Exec::new(core, driver.submitter(), tx, Some(keys), event_log);
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

@@ -98,9 +98,7 @@ impl Service for Evs {
                 }
                 w.raw(&data);
                 let msg = exec_message(ServiceId::Evs, MCAST, &w.finish());
-                if !cx.submit_for(conn, id, ServiceId::Evs, 0, delivery_kind(guarantee), msg) {
-                    cx.reply(conn, id, Response::Error(AisError::TryAgain));
-                }
+                cx.submit_for(conn, id, ServiceId::Evs, 0, delivery_kind(guarantee), msg);
             }
             Request::EvsMembershipGet => {
                 let local = cx.node().0;

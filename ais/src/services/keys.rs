@@ -24,7 +24,6 @@
 //! running node (see `docs/security.md`).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use totem_dpdk::crypto::{EpochKey, rekey_unwrap, rekey_wrap};
@@ -35,7 +34,10 @@ use tracing::{error, info, warn};
 use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_response};
 use crate::ipc::codec::{DecodeError, Reader, Writer};
 use crate::ipc::proto::{AisError, Request, Response};
-use crate::keyfile::{self, KeyMaterial};
+use crate::keyfile::{GENERATED_SECRET_LEN, KeyMaterial};
+
+/// Random bytes a rekey needs: the new secret, then the wrap nonce.
+const RANDOM_LEN: usize = GENERATED_SECRET_LEN + 12;
 
 const REKEY: u16 = 1;
 const KEY_DONE: u16 = 2;
@@ -52,8 +54,6 @@ struct Confirming {
 pub struct Keys {
     /// The current key (`None` with secauth off: rekey is refused).
     current: Option<EpochKey>,
-    /// The key file rewritten at every rekey.
-    keyfile: PathBuf,
     /// This node's request in flight: (connection, request id, epoch it introduces).
     pending: Option<(ConnId, u64, u32)>,
     /// The epoch being confirmed: the members that must confirm it (those of the ring when
@@ -63,11 +63,11 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// The service for a node whose current key is `current`, stored in `keyfile`.
-    pub fn new(current: Option<EpochKey>, keyfile: PathBuf) -> Keys {
+    /// The service for a node whose current key is `current` (the runtime writes the key
+    /// file at every rekey: [`Context::persist_key`]).
+    pub fn new(current: Option<EpochKey>) -> Keys {
         Keys {
             current,
-            keyfile,
             pending: None,
             confirming: None,
             rekeys: 0,
@@ -83,40 +83,45 @@ impl Keys {
             // One rekey at a time from this node; the previous one is still completing.
             return cx.reply(conn, id, Response::Error(AisError::TryAgain));
         }
-        let secret = match keyfile::generate() {
-            Ok(s) => s,
-            Err(e) => {
-                error!("rekey: {e}");
-                return cx.reply(conn, id, Response::Error(AisError::Library));
-            }
-        };
+        // The secret and the wrap nonce come from the runtime (`random`).
+        self.pending = Some((conn, id, current.epoch() + 1));
+        cx.need_random(ServiceId::Keys, conn, id, RANDOM_LEN);
+    }
+
+    fn random_ready(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, bytes: &[u8]) {
+        let Some(current) = &self.current else { return };
+        if self.pending.map(|(c, i, _)| (c, i)) != Some((conn, id)) {
+            // The client went away meanwhile.
+            return;
+        }
+        // The epoch after the current one now (a rekey of another node may have come first).
         let epoch = current.epoch() + 1;
-        let new = match EpochKey::new(epoch, secret) {
+        self.pending = Some((conn, id, epoch));
+        if bytes.len() != RANDOM_LEN {
+            self.pending = None;
+            return cx.reply(conn, id, Response::Error(AisError::Library));
+        }
+        let (secret, nonce_bytes) = bytes.split_at(GENERATED_SECRET_LEN);
+        let new = match EpochKey::new(epoch, secret.to_vec()) {
             Ok(k) => k,
             Err(e) => {
                 error!("rekey: {e}");
+                self.pending = None;
                 return cx.reply(conn, id, Response::Error(AisError::Library));
             }
         };
         let mut nonce = [0u8; 12];
-        if let Err(e) = keyfile::generate().map(|r| nonce.copy_from_slice(&r[..12])) {
-            error!("rekey: {e}");
-            return cx.reply(conn, id, Response::Error(AisError::Library));
-        }
+        nonce.copy_from_slice(nonce_bytes);
         let wrapped = rekey_wrap(current, &new, nonce);
         let msg = exec_message(ServiceId::Keys, REKEY, &wrapped);
-        if cx.submit_for(
+        cx.submit_for(
             conn,
             id,
             ServiceId::Keys,
             u64::from(epoch),
             DeliveryKind::Safe,
             msg,
-        ) {
-            self.pending = Some((conn, id, epoch));
-        } else {
-            cx.reply(conn, id, Response::Error(AisError::TryAgain));
-        }
+        );
     }
 
     fn deliver_rekey(&mut self, cx: &mut Context<'_>, sender: NodeId, wrapped: &[u8]) {
@@ -162,25 +167,11 @@ impl Keys {
             epoch,
             secret: new.secret().to_vec(),
         };
-        if let Err(e) = keyfile::write(&self.keyfile, &material, true) {
-            error!(
-                "could not write key epoch {epoch} to {}: {e}; this node runs with it, but after a restart it needs the key file copied from another node",
-                self.keyfile.display()
-            );
-        }
-        let install = new.clone();
-        let installed = cx.with_core(Box::new(move |core| {
-            if let Err(e) = core.install_key(install) {
-                error!("installing key epoch {epoch}: {e}");
-            }
-        }));
-        if !installed {
-            error!("installing key epoch {epoch}: the Totem thread has stopped");
-        }
+        cx.persist_key(material);
+        cx.install_key(new.clone());
         info!(
-            "switched to key epoch {epoch} (fingerprint {}) at the rekey from node {sender}; {} rewritten",
+            "switched to key epoch {epoch} (fingerprint {}) at the rekey from node {sender}",
             new.fingerprint(),
-            self.keyfile.display()
         );
         self.current = Some(new);
         self.rekeys += 1;
@@ -217,13 +208,11 @@ impl Keys {
         }
         let epoch = c.epoch;
         self.confirming = None;
-        let retired = cx.with_core(Box::new(|core| core.retire_previous_key()));
-        if retired {
-            info!(
-                "every member uses key epoch {epoch}; epoch {} is retired",
-                epoch - 1
-            );
-        }
+        cx.retire_previous_key();
+        info!(
+            "every member uses key epoch {epoch}; epoch {} is retired",
+            epoch.saturating_sub(1)
+        );
     }
 }
 
@@ -237,6 +226,10 @@ impl Service for Keys {
             Request::Rekey => self.request_rekey(cx, conn, id),
             _ => cx.reply(conn, id, Response::Error(AisError::BadOperation)),
         }
+    }
+
+    fn random(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, bytes: &[u8]) {
+        self.random_ready(cx, conn, id, bytes);
     }
 
     fn submitted(

@@ -1,6 +1,11 @@
 //! One deterministic simulation: N Totem nodes on a faulty simulated network, a random
 //! workload, node faults, virtual time. The same [`Schedule`] always produces the same run,
 //! bit for bit.
+//!
+//! The workload is either the simulator's own (random messages, [`Sim::new`]) or an
+//! application per node ([`App`], [`Sim::with_apps`]): code that runs above each node's Totem
+//! core (the executive core and its services, in the `ais` tests), sees its events, submits
+//! messages and has its own timers; a crash drops it and a restart builds a new one.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -9,8 +14,10 @@ use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use totem_dpdk::crypto::{EpochKey, Protection};
-use totem_dpdk::srp::{Config, Dest, Event, FlowControl, MembState, Observation, Totem};
-use totem_dpdk::{DeliveryKind, Duration, Instant, NodeId, Priority, RingId};
+use totem_dpdk::srp::{
+    Config, Dest, Event, FlowControl, MembState, Observation, SubmitError, Totem,
+};
+use totem_dpdk::{DeliveryKind, Duration, Instant, MsgId, NodeId, Priority, RingId};
 
 use crate::log::LogEvent;
 use crate::net::{Faults, Link};
@@ -41,6 +48,43 @@ pub enum NodeFault {
     /// (after this fault's time), and heals it the given time later.
     PartitionDuringRecovery(Vec<u8>, Duration),
 }
+
+/// A message an [`App`] submits.
+#[derive(Debug, Clone)]
+pub struct AppSubmit {
+    /// The application's tag, given back with the result.
+    pub tag: u64,
+    /// Totem priority.
+    pub prio: Priority,
+    /// Agreed or safe.
+    pub kind: DeliveryKind,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// An application on one simulated node, above its Totem core. The simulator calls it, in
+/// virtual time, with every Totem event of the node ([`App::event`]) and at the times it
+/// asks for ([`App::next_wake`], [`App::wake`]); after every call it takes the
+/// application's submissions ([`App::poll_submit`]) into the node's core at once and reports
+/// each result ([`App::submitted`]). A paused node's application is paused with it.
+pub trait App {
+    /// A Totem event of this node.
+    fn event(&mut self, now: Instant, event: &Event);
+    /// The wake-up asked for with [`App::next_wake`] came; `rng` is the run's random source.
+    fn wake(&mut self, now: Instant, rng: &mut dyn RngCore);
+    /// The next message to submit, if any.
+    fn poll_submit(&mut self) -> Option<AppSubmit>;
+    /// What the core said to a submission.
+    fn submitted(&mut self, now: Instant, tag: u64, result: Result<MsgId, SubmitError>);
+    /// When to call [`App::wake`] next.
+    fn next_wake(&self) -> Option<Instant>;
+    /// Nothing left to do: the run may end once every node's application is idle.
+    fn is_idle(&self) -> bool;
+}
+
+/// Builds a node's application at its start and at every restart: node id and incarnation
+/// (0 for the first start, then one more at every restart).
+pub type AppFactory = Box<dyn FnMut(NodeId, u32) -> Box<dyn App>>;
 
 /// Message sizes of a schedule's workload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -327,6 +371,9 @@ enum Action {
     Resume {
         node: usize,
     },
+    AppWake {
+        node: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -413,6 +460,12 @@ struct Node {
     nonce_next: u64,
     /// Nonces of the frames this incarnation opened (to judge replays).
     seen: std::collections::HashSet<[u8; 12]>,
+    /// The application above the core, with [`Sim::with_apps`].
+    app: Option<Box<dyn App>>,
+    /// Its pending wake-up.
+    app_wake_at: Option<Instant>,
+    /// Starts so far (the next incarnation number).
+    incarnations: u32,
 }
 
 /// A running simulation.
@@ -434,6 +487,8 @@ pub struct Sim {
     armed: Option<(Vec<u8>, Duration)>,
     /// Frames seen on links, for the replay attack.
     history: VecDeque<Bytes>,
+    /// Builds each node's application; `None`: the simulator's own random workload.
+    apps: Option<AppFactory>,
     out: Outcome,
 }
 
@@ -441,7 +496,22 @@ impl Sim {
     /// Builds the nodes (all start alone and form their ring through the membership
     /// protocol), the workload and the faults of `schedule`.
     pub fn new(schedule: Schedule) -> Sim {
+        Sim::build(schedule, None)
+    }
+
+    /// Like [`Sim::new`], but the workload is an application per node built by `apps` (the
+    /// schedule's `messages_per_node` is not used).
+    pub fn with_apps(schedule: Schedule, apps: AppFactory) -> Sim {
+        Sim::build(schedule, Some(apps))
+    }
+
+    fn build(schedule: Schedule, apps: Option<AppFactory>) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(schedule.seed);
+        let workload = if apps.is_some() {
+            0
+        } else {
+            schedule.messages_per_node
+        };
         let n = schedule.nodes as usize;
         let mut sim = Sim {
             link: Link {
@@ -457,6 +527,7 @@ impl Sim {
             cut: Vec::new(),
             armed: None,
             history: VecDeque::new(),
+            apps,
             out: Outcome::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
             schedule,
@@ -471,14 +542,17 @@ impl Sim {
                 persisted_ring_seq: 0,
                 next_msg_no: 1,
                 waiting: 0,
-                remaining: sim.schedule.messages_per_node,
+                remaining: workload,
                 paused: None,
                 nonce_next: 0,
                 seen: std::collections::HashSet::new(),
+                app: None,
+                app_wake_at: None,
+                incarnations: 0,
             });
         }
         for node in 0..n {
-            for _ in 0..sim.schedule.messages_per_node {
+            for _ in 0..workload {
                 let at = Instant(rng.random_range(0..=sim.schedule.submit_window.0));
                 sim.push(at, Action::Submit { node });
             }
@@ -521,7 +595,67 @@ impl Sim {
         self.nodes[node].seen.clear();
         self.nodes[node].totem = Some(Totem::new(cfg, self.now).expect("valid simulated config"));
         self.nodes[node].timer_at = None;
+        let incarnation = self.nodes[node].incarnations;
+        self.nodes[node].incarnations += 1;
+        if let Some(factory) = &mut self.apps {
+            self.nodes[node].app = Some(factory(id, incarnation));
+            self.nodes[node].app_wake_at = None;
+        }
         self.drain(node);
+    }
+
+    /// Takes the application's submissions into the node's core, then schedules its
+    /// wake-up. Returns whether anything was submitted.
+    fn app_io(&mut self, node: usize) -> bool {
+        let now = self.now;
+        let slot = &mut self.nodes[node];
+        let (Some(app), Some(totem)) = (slot.app.as_mut(), slot.totem.as_mut()) else {
+            return false;
+        };
+        let mut any = false;
+        while let Some(sub) = app.poll_submit() {
+            let result = totem.submit(sub.prio, sub.kind, sub.payload.clone());
+            match &result {
+                Ok(id) => {
+                    slot.next_msg_no = id.no + 1;
+                    self.out.sent += 1;
+                    self.out
+                        .log
+                        .push(record::send(now, *id, &sub.payload, sub.kind, sub.prio));
+                }
+                Err(_) => self.out.backpressure += 1,
+            }
+            any = true;
+            app.submitted(now, sub.tag, result);
+        }
+        let wake = app.next_wake().map(|at| at.max(now));
+        if let Some(at) = wake
+            && slot.app_wake_at != Some(at)
+        {
+            slot.app_wake_at = Some(at);
+            self.push(at, Action::AppWake { node });
+        }
+        any
+    }
+
+    fn on_app_wake(&mut self, node: usize) {
+        if self.nodes[node].app_wake_at != Some(self.now) {
+            return; // superseded
+        }
+        if self.nodes[node].paused.is_some() {
+            // Frozen: it wakes when the process resumes.
+            self.nodes[node].app_wake_at = None;
+            return;
+        }
+        self.nodes[node].app_wake_at = None;
+        let now = self.now;
+        let Some(app) = self.nodes[node].app.as_mut() else {
+            return;
+        };
+        app.wake(now, &mut self.rng);
+        if self.app_io(node) {
+            self.drain(node);
+        }
     }
 
     fn push(&mut self, at: Instant, action: Action) {
@@ -563,6 +697,7 @@ impl Sim {
                 Action::Submit { node } => self.on_submit(node),
                 Action::Fault(fault) => self.on_fault(fault),
                 Action::Resume { node } => self.on_resume(node),
+                Action::AppWake { node } => self.on_app_wake(node),
             }
             if self.armed.is_some()
                 && self.nodes.iter().any(|n| {
@@ -627,6 +762,9 @@ impl Sim {
             if n.paused.is_some() || n.remaining > 0 || n.waiting > 0 || !t.is_idle() {
                 return false;
             }
+            if n.app.as_ref().is_some_and(|a| !a.is_idle()) {
+                return false;
+            }
             if t.state() != MembState::Operational || t.members() != live.as_slice() {
                 return false;
             }
@@ -649,6 +787,8 @@ impl Sim {
                     self.nodes[node].paused = None;
                     self.nodes[node].remaining = 0;
                     self.nodes[node].waiting = 0;
+                    self.nodes[node].app = None;
+                    self.nodes[node].app_wake_at = None;
                     self.out.log.push(LogEvent::Crash {
                         t: self.now.as_nanos(),
                         node: NodeId(id),
@@ -700,6 +840,13 @@ impl Sim {
         // The process wakes up: its overdue timers fire, then it reads its socket buffer.
         t.handle_timeout(self.now);
         self.drain(node);
+        if let Some(app) = self.nodes[node].app.as_mut() {
+            let now = self.now;
+            app.wake(now, &mut self.rng);
+            if self.app_io(node) {
+                self.drain(node);
+            }
+        }
         for (frame, injected) in backlog {
             self.on_frame(node, frame, injected);
         }
@@ -865,26 +1012,26 @@ impl Sim {
             self.push(at, Action::Timer { node });
         }
         for event in events {
-            match event {
+            match &event {
                 Event::Deliver(d) => {
                     self.out.delivered += 1;
-                    self.out.log.push(record::deliver(self.now, id, &d));
+                    self.out.log.push(record::deliver(self.now, id, d));
                 }
                 Event::ConfigChange(c) => {
                     if c.kind == totem_dpdk::srp::ConfigKind::Regular {
                         self.out.configs += 1;
                     }
-                    self.out.log.push(record::config(self.now, id, &c));
+                    self.out.log.push(record::config(self.now, id, c));
                 }
                 Event::Observe(Observation::Token(t)) => {
-                    self.out.log.push(record::token(self.now, id, &t));
+                    self.out.log.push(record::token(self.now, id, t));
                 }
                 Event::Observe(Observation::Stored { ring, seq }) => {
-                    self.out.log.push(record::stored(self.now, id, ring, seq));
+                    self.out.log.push(record::stored(self.now, id, *ring, *seq));
                 }
                 Event::RingSeq(seq) => {
                     let n = &mut self.nodes[node];
-                    n.persisted_ring_seq = n.persisted_ring_seq.max(seq);
+                    n.persisted_ring_seq = n.persisted_ring_seq.max(*seq);
                 }
                 Event::FlowControl(FlowControl::Clear) => {
                     for _ in 0..std::mem::take(&mut self.nodes[node].waiting) {
@@ -893,6 +1040,12 @@ impl Sim {
                 }
                 Event::FlowControl(FlowControl::Blocked) => {}
             }
+            if let Some(app) = self.nodes[node].app.as_mut() {
+                app.event(self.now, &event);
+            }
+        }
+        if self.app_io(node) {
+            self.drain(node);
         }
     }
 

@@ -6,11 +6,16 @@
 //! total order:
 //! - `JOIN {group, pid}` and `LEAVE {group, pid, reason}` from the member's node (reason
 //!   `leave` when asked, `procdown` when its connection closed);
-//! - `MCAST {group, pid, data}` is delivered to this node's members of the group;
+//! - `MCAST {group, pid, data}` is delivered to this node's members of the group, only when
+//!   its sender is a member of this node's view of the group (a message a process sent in an
+//!   older view, delivered after a merge, reaches the members of that view and no one else);
 //! - a regular configuration removes the members of nodes that are no longer in it (reason
-//!   `nodedown`), then every node sends a `JOINLIST` of its own members (the sync step), which
-//!   teaches the nodes that just joined (and the other side of a healed partition) who is
-//!   where (reason `nodeup`).
+//!   `nodedown`), then the executive synchronises CPG ([`crate::exec::core`]): every node
+//!   sends a `JOINLIST {ring, entries}` of its own members once its own joins and leaves in
+//!   flight are delivered, and when every member's barrier has passed, each node adds the
+//!   processes it learnt (reason `nodeup`), at the same point of the total order everywhere.
+//!   Client requests wait meanwhile; a leave delivered during the sync also strikes the
+//!   process from the join lists already learnt.
 //!
 //! Each change is told to this node's members of the group as a configuration-change
 //! callback with the full member list and who joined or left, and why; a leaving member gets
@@ -26,6 +31,8 @@ use super::delivery_kind;
 use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_response};
 use crate::ipc::codec::{DecodeError, Reader, Writer};
 use crate::ipc::proto::{AisError, Callback, CpgAddress, Reason, Request, Response, check_group};
+use totem_dpdk::RingId;
+use tracing::debug;
 
 const JOIN: u16 = 1;
 const LEAVE: u16 = 2;
@@ -52,6 +59,28 @@ struct ConnState {
     pending: HashMap<u64, Bytes>,
 }
 
+/// Deliberate defects, for the tests that prove the CPG checker catches a broken service.
+#[doc(hidden)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Defects {
+    /// Deliver a message whatever its sender's membership (the defect this service had).
+    pub deliver_from_non_members: bool,
+    /// No sync barrier: join lists are sent at the regular configuration and applied when
+    /// delivered (the old design).
+    pub no_sync: bool,
+}
+
+/// A synchronisation in progress.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// The ring being synchronised.
+    ring: RingId,
+    /// This node's join list was submitted.
+    sent: bool,
+    /// What the join lists delivered so far taught: group → processes.
+    learnt: BTreeMap<Bytes, BTreeSet<CpgAddress>>,
+}
+
 /// The CPG service.
 #[derive(Debug, Default)]
 pub struct Cpg {
@@ -59,8 +88,14 @@ pub struct Cpg {
     conns: HashMap<ConnId, ConnState>,
     /// Joins submitted by this node and not yet delivered: (group, pid) → connection.
     joining: HashMap<(Bytes, u32), ConnId>,
+    /// This node's joins and leaves submitted and not yet delivered (or refused): its join
+    /// list waits for them, so it says what every node will have delivered before it.
+    own_in_flight: u32,
+    sync: Option<SyncState>,
+    defects: Defects,
     delivered: u64,
     confchgs: u64,
+    dropped_from_non_members: u64,
 }
 
 fn encode(kind: u16, group: &[u8], pid: u32, extra: impl FnOnce(&mut Writer)) -> Bytes {
@@ -74,6 +109,28 @@ impl Cpg {
     /// An empty CPG service.
     pub fn new() -> Cpg {
         Cpg::default()
+    }
+
+    /// A CPG service with deliberate defects (tests of the checker only).
+    #[doc(hidden)]
+    pub fn with_defects(defects: Defects) -> Cpg {
+        Cpg {
+            defects,
+            ..Cpg::default()
+        }
+    }
+
+    /// The members of `group` in this node's view (empty when it has none).
+    pub fn view(&self, group: &[u8]) -> Vec<CpgAddress> {
+        self.groups
+            .get(group)
+            .map(|g| g.members.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// One of this node's own joins or leaves was delivered or refused.
+    fn own_op_done(&mut self) {
+        self.own_in_flight = self.own_in_flight.saturating_sub(1);
     }
 
     fn pid_conn(&self, group: &[u8], pid: u32) -> Option<ConnId> {
@@ -148,6 +205,11 @@ impl Cpg {
         why: Reason,
     ) {
         let addr = CpgAddress { node: node.0, pid };
+        if let Some(sync) = &mut self.sync
+            && let Some(learnt) = sync.learnt.get_mut(&group)
+        {
+            learnt.remove(&addr);
+        }
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
@@ -176,10 +238,22 @@ impl Cpg {
         pid: u32,
         data: Bytes,
     ) {
+        let sender = CpgAddress { node: node.0, pid };
         let Some(g) = self.groups.get(&group) else {
+            self.dropped_from_non_members += 1;
             return;
         };
-        let sender = CpgAddress { node: node.0, pid };
+        if !g.members.contains(&sender) && !self.defects.deliver_from_non_members {
+            // Sent in a view this node's view of the group does not continue (a merge).
+            self.dropped_from_non_members += 1;
+            debug!(
+                "CPG message from {}/{} to {:?} dropped: not a member of this node's view",
+                sender.node,
+                sender.pid,
+                String::from_utf8_lossy(&group)
+            );
+            return;
+        }
         for &conn in g.local.values() {
             self.delivered += 1;
             cx.callback(
@@ -193,29 +267,78 @@ impl Cpg {
         }
     }
 
-    fn deliver_joinlist(&mut self, cx: &mut Context<'_>, node: NodeId, entries: Vec<(Bytes, u32)>) {
-        if !cx.members().contains(&node) {
+    fn deliver_joinlist(
+        &mut self,
+        cx: &mut Context<'_>,
+        node: NodeId,
+        ring: RingId,
+        entries: Vec<(Bytes, u32)>,
+    ) {
+        if !cx.members().contains(&node) || ring != cx.ring() {
+            // From an earlier ring (its sync was aborted), or from a node that left.
             return;
         }
-        let mut changed: BTreeMap<Bytes, Vec<(CpgAddress, Reason)>> = BTreeMap::new();
-        for (group, pid) in entries {
-            let addr = CpgAddress { node: node.0, pid };
-            if self
-                .groups
-                .entry(group.clone())
-                .or_default()
-                .members
-                .insert(addr)
-            {
-                changed
-                    .entry(group)
-                    .or_default()
-                    .push((addr, Reason::NodeUp));
+        let addrs = entries
+            .into_iter()
+            .map(|(group, pid)| (group, CpgAddress { node: node.0, pid }));
+        if self.defects.no_sync {
+            let mut learnt: BTreeMap<Bytes, BTreeSet<CpgAddress>> = BTreeMap::new();
+            for (group, addr) in addrs {
+                learnt.entry(group).or_default().insert(addr);
+            }
+            self.apply_learnt(cx, learnt);
+            return;
+        }
+        let Some(sync) = &mut self.sync else { return };
+        if sync.ring != ring {
+            return;
+        }
+        for (group, addr) in addrs {
+            sync.learnt.entry(group).or_default().insert(addr);
+        }
+    }
+
+    /// Adds the processes the join lists taught (reason `nodeup`), one change per group.
+    fn apply_learnt(
+        &mut self,
+        cx: &mut Context<'_>,
+        learnt: BTreeMap<Bytes, BTreeSet<CpgAddress>>,
+    ) {
+        for (group, addrs) in learnt {
+            let g = self.groups.entry(group.clone()).or_default();
+            let joined: Vec<(CpgAddress, Reason)> = addrs
+                .into_iter()
+                .filter(|a| g.members.insert(*a))
+                .map(|a| (a, Reason::NodeUp))
+                .collect();
+            if joined.is_empty() {
+                self.drop_empty(&group);
+            } else {
+                self.notify(cx, &group, Vec::new(), joined, None);
             }
         }
-        for (group, joined) in changed {
-            self.notify(cx, &group, Vec::new(), joined, None);
+    }
+
+    /// This node's join list: its processes in every group.
+    fn joinlist(&self, cx: &Context<'_>) -> Bytes {
+        let me = cx.node().0;
+        let entries: Vec<(&Bytes, u32)> = self
+            .groups
+            .iter()
+            .flat_map(|(name, g)| {
+                g.members
+                    .iter()
+                    .filter(|a| a.node == me)
+                    .map(move |a| (name, a.pid))
+            })
+            .collect();
+        let ring = cx.ring();
+        let mut w = Writer::with_capacity(64);
+        w.u32(ring.rep.0).u64(ring.seq).count(entries.len());
+        for (name, pid) in entries {
+            w.short_bytes(name).u32(pid);
         }
+        exec_message(ServiceId::Cpg, JOINLIST, &w.finish())
     }
 
     fn join(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, group: Bytes) {
@@ -231,21 +354,19 @@ impl Cpg {
             return cx.reply(conn, id, Response::Error(AisError::Exist));
         }
         let msg = encode(JOIN, &group, pid, |_| {});
-        if cx.submit_for(
+        cx.submit_for(
             conn,
             id,
             ServiceId::Cpg,
             TAG_JOIN,
             DeliveryKind::Agreed,
             msg,
-        ) {
-            let state = self.conns.entry(conn).or_default();
-            state.joined.insert(group.clone());
-            state.pending.insert(id, group.clone());
-            self.joining.insert((group, pid), conn);
-        } else {
-            cx.reply(conn, id, Response::Error(AisError::TryAgain));
-        }
+        );
+        let state = self.conns.entry(conn).or_default();
+        state.joined.insert(group.clone());
+        state.pending.insert(id, group.clone());
+        self.joining.insert((group, pid), conn);
+        self.own_in_flight += 1;
     }
 
     fn leave(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, group: Bytes) {
@@ -265,16 +386,15 @@ impl Cpg {
         let msg = encode(LEAVE, &group, pid, |w| {
             w.u8(Reason::Leave.code());
         });
-        if !cx.submit_for(
+        cx.submit_for(
             conn,
             id,
             ServiceId::Cpg,
             TAG_LEAVE,
             DeliveryKind::Agreed,
             msg,
-        ) {
-            cx.reply(conn, id, Response::Error(AisError::TryAgain));
-        }
+        );
+        self.own_in_flight += 1;
     }
 
     fn mcast(
@@ -297,9 +417,7 @@ impl Cpg {
         let mut w = Writer::with_capacity(group.len() + 8 + data.len());
         w.short_bytes(&group).u32(pid).raw(&data);
         let msg = exec_message(ServiceId::Cpg, MCAST, &w.finish());
-        if !cx.submit_for(conn, id, ServiceId::Cpg, TAG_MCAST, kind, msg) {
-            cx.reply(conn, id, Response::Error(AisError::TryAgain));
-        }
+        cx.submit_for(conn, id, ServiceId::Cpg, TAG_MCAST, kind, msg);
     }
 }
 
@@ -332,9 +450,7 @@ impl Cpg {
                 exec_message(ServiceId::Cpg, MCAST, &w.finish())
             })
             .collect();
-        if !cx.submit_batch_for(conn, id, ServiceId::Cpg, TAG_MCAST, kind, msgs) {
-            cx.reply(conn, id, Response::Error(AisError::TryAgain));
-        }
+        cx.submit_batch_for(conn, id, ServiceId::Cpg, TAG_MCAST, kind, msgs);
     }
 }
 
@@ -398,6 +514,9 @@ impl Service for Cpg {
         tag: u64,
         result: Result<MsgId, SubmitError>,
     ) {
+        if (tag == TAG_JOIN || tag == TAG_LEAVE) && result.is_err() {
+            self.own_op_done();
+        }
         if tag == TAG_JOIN
             && let Some(state) = self.conns.get_mut(&conn)
             && let Some(group) = state.pending.remove(&id)
@@ -425,6 +544,9 @@ impl Service for Cpg {
                 let group = r.short_bytes("group")?;
                 let pid = r.u32("pid")?;
                 r.end()?;
+                if sender == cx.node() {
+                    self.own_op_done();
+                }
                 self.deliver_join(cx, sender, group, pid);
             }
             LEAVE => {
@@ -432,6 +554,9 @@ impl Service for Cpg {
                 let pid = r.u32("pid")?;
                 let why = Reason::from_code(r.u8("reason")?)?;
                 r.end()?;
+                if sender == cx.node() {
+                    self.own_op_done();
+                }
                 self.deliver_leave(cx, sender, group, pid, why);
             }
             MCAST => {
@@ -441,12 +566,16 @@ impl Service for Cpg {
                 self.deliver_mcast(cx, sender, group, pid, data);
             }
             JOINLIST => {
+                let ring = RingId {
+                    rep: NodeId(r.u32("ring representative")?),
+                    seq: r.u64("ring sequence")?,
+                };
                 let n = r.count("entries", 6)?;
                 let entries = (0..n)
                     .map(|_| Ok((r.short_bytes("group")?, r.u32("pid")?)))
                     .collect::<Result<Vec<_>, DecodeError>>()?;
                 r.end()?;
-                self.deliver_joinlist(cx, sender, entries);
+                self.deliver_joinlist(cx, sender, ring, entries);
             }
             other => {
                 return Err(DecodeError::Unknown {
@@ -483,29 +612,48 @@ impl Service for Cpg {
             self.notify(cx, &name, left, Vec::new(), None);
             self.drop_empty(&name);
         }
+        if self.defects.no_sync {
+            let msg = self.joinlist(cx);
+            cx.submit_internal(DeliveryKind::Agreed, msg);
+        }
     }
 
-    fn sync(&mut self, cx: &mut Context<'_>) {
-        let me = cx.node().0;
-        let mut w = Writer::with_capacity(64);
-        let entries: Vec<(&Bytes, u32)> = self
-            .groups
-            .iter()
-            .flat_map(|(name, g)| {
-                g.members
-                    .iter()
-                    .filter(|a| a.node == me)
-                    .map(move |a| (name, a.pid))
-            })
-            .collect();
-        w.count(entries.len());
-        for (name, pid) in entries {
-            w.short_bytes(name).u32(pid);
+    fn syncs(&self) -> bool {
+        !self.defects.no_sync
+    }
+
+    fn sync_init(&mut self, cx: &mut Context<'_>) {
+        self.sync = Some(SyncState {
+            ring: cx.ring(),
+            ..SyncState::default()
+        });
+    }
+
+    fn sync_process(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(sync) = &self.sync else { return true };
+        if sync.sent {
+            return true;
         }
-        cx.submit_internal(
-            DeliveryKind::Agreed,
-            exec_message(ServiceId::Cpg, JOINLIST, &w.finish()),
-        );
+        if self.own_in_flight > 0 {
+            // Its join list must come after them in the total order.
+            return false;
+        }
+        let msg = self.joinlist(cx);
+        cx.submit_internal(DeliveryKind::Agreed, msg);
+        if let Some(sync) = &mut self.sync {
+            sync.sent = true;
+        }
+        true
+    }
+
+    fn sync_activate(&mut self, cx: &mut Context<'_>) {
+        if let Some(sync) = self.sync.take() {
+            self.apply_learnt(cx, sync.learnt);
+        }
+    }
+
+    fn sync_abort(&mut self, _cx: &mut Context<'_>) {
+        self.sync = None;
     }
 
     fn conn_closed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
@@ -525,6 +673,7 @@ impl Service for Cpg {
                 w.u8(Reason::ProcDown.code());
             });
             cx.submit_internal(DeliveryKind::Agreed, msg);
+            self.own_in_flight += 1;
         }
     }
 
@@ -536,5 +685,9 @@ impl Service for Cpg {
         ));
         out.push(("cpg_delivered", self.delivered));
         out.push(("cpg_confchg_callbacks", self.confchgs));
+        out.push((
+            "cpg_dropped_from_non_members",
+            self.dropped_from_non_members,
+        ));
     }
 }

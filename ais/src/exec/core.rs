@@ -1,0 +1,1023 @@
+//! The executive core: every service's state, the request routing and the service
+//! synchronisation after each regular configuration, with no threads, sockets, clocks, files
+//! or randomness inside.
+//!
+//! Inputs are method calls ([`ExecCore::connected`], [`ExecCore::request`],
+//! [`ExecCore::disconnected`], [`ExecCore::totem`], [`ExecCore::submitted`],
+//! [`ExecCore::batch_submitted`], [`ExecCore::random`], [`ExecCore::tick`]); what the core
+//! wants done comes out as [`Effect`] values from [`ExecCore::poll_effect`]. The runtime
+//! (`aisexec`'s loop in [`super::Exec`], or the simulator's application hook in the tests)
+//! carries them out and reports back: every [`Effect::Submit`] and [`Effect::SubmitBatch`]
+//! gets exactly one [`ExecCore::submitted`] / [`ExecCore::batch_submitted`] (a full request
+//! queue is reported as [`SubmitError::Backpressure`]), every [`Effect::NeedRandom`] one
+//! [`ExecCore::random`].
+//!
+//! Calling contract: after any input, drain [`ExecCore::poll_effect`] until it returns `None`
+//! (carrying out an effect may feed an input back, which queues more effects).
+//!
+//! # Internal messages
+//! The executive's own Totem messages (sync barriers, CPG join lists and process-down
+//! leaves, key confirmations) go out one at a time in the order they were made: the next one
+//! is handed to the runtime only when Totem took the previous one. A refused one is offered
+//! again when flow control clears or at the next [`ExecCore::tick`].
+//!
+//! # Service synchronisation
+//! After every regular configuration each service that [`Service::syncs`] is brought to one
+//! state at every member, one service after the other in registration order (corosync's
+//! `exec/sync.c` design): [`Service::sync_init`], then [`Service::sync_process`] until it
+//! says it is done (it submits what the others must learn), then this node sends a barrier
+//! for that service as a **safe** message; when every member's barrier for the service has
+//! been delivered, [`Service::sync_activate`] runs (at the same point of the total order at
+//! every member) and the next service starts. A regular configuration during a sync calls
+//! [`Service::sync_abort`] on the service being synchronised and starts over. Client requests
+//! for a service that is not synchronised yet wait in the core and are handled, in order,
+//! when it activates.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use totem_dpdk::crypto::EpochKey;
+use totem_dpdk::srp::{ConfigChange, ConfigKind, Event, FlowControl, SubmitError};
+use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
+use tracing::{debug, info, warn};
+
+use crate::ipc::codec::{DecodeError, Reader, Writer};
+use crate::ipc::proto::{AisError, Callback, Request, Response, Service as Svc};
+use crate::keyfile::KeyMaterial;
+
+/// Version byte of the executive's Totem messages (2: CPG join lists name their ring).
+pub const EXEC_VERSION: u8 = 2;
+/// Length of the executive's Totem message header.
+pub const EXEC_HEADER: usize = 4;
+
+/// A connection's number, unique for the life of the executive.
+pub type ConnId = u64;
+
+/// The users of executive messages: the executive itself (sync) and the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceId {
+    /// The executive's service synchronisation (barriers).
+    Sync = 0,
+    /// Closed process groups.
+    Cpg = 1,
+    /// Extended virtual synchrony groups.
+    Evs = 2,
+    /// Frame keys: online rekeying.
+    Keys = 3,
+}
+
+impl ServiceId {
+    /// The id for a header byte.
+    pub fn from_code(code: u8) -> Option<ServiceId> {
+        match code {
+            0 => Some(ServiceId::Sync),
+            1 => Some(ServiceId::Cpg),
+            2 => Some(ServiceId::Evs),
+            3 => Some(ServiceId::Keys),
+            _ => None,
+        }
+    }
+}
+
+/// Builds an executive message: header (`version: u8`, `service: u8`, `kind: u16` little
+/// endian), then `body`.
+pub fn exec_message(service: ServiceId, kind: u16, body: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(EXEC_HEADER + body.len());
+    v.push(EXEC_VERSION);
+    v.push(service as u8);
+    v.extend_from_slice(&kind.to_le_bytes());
+    v.extend_from_slice(body);
+    Bytes::from(v)
+}
+
+/// Who a submit was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client request, answered by the service from [`Service::submitted`].
+    Client {
+        /// The connection.
+        conn: ConnId,
+        /// The request number.
+        id: u64,
+        /// The service, told the outcome.
+        service: ServiceId,
+        /// A service-chosen tag.
+        tag: u64,
+    },
+    /// A message of the executive itself (offered again until accepted).
+    Internal,
+}
+
+/// What the core asks the runtime to do.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Answer request `id` of `conn`.
+    Reply {
+        /// The connection.
+        conn: ConnId,
+        /// The request number.
+        id: u64,
+        /// The answer.
+        resp: Response,
+    },
+    /// Send a callback to `conn`.
+    Callback {
+        /// The connection.
+        conn: ConnId,
+        /// The callback.
+        cb: Callback,
+    },
+    /// Answer `aisctl status` for `conn` (the runtime adds the Totem counters to
+    /// [`ExecCore::counters`]).
+    Status {
+        /// The connection.
+        conn: ConnId,
+        /// The request number.
+        id: u64,
+    },
+    /// Submit one message to Totem; answer with [`ExecCore::submitted`].
+    Submit {
+        /// For whom.
+        origin: Origin,
+        /// Its guarantee.
+        kind: DeliveryKind,
+        /// The message (executive header included).
+        msg: Bytes,
+    },
+    /// Submit messages in order in one step of the Totem thread, until one is refused;
+    /// answer with [`ExecCore::batch_submitted`].
+    SubmitBatch {
+        /// For whom.
+        origin: Origin,
+        /// Their guarantee.
+        kind: DeliveryKind,
+        /// The messages.
+        msgs: Vec<Bytes>,
+    },
+    /// Install a new frame key epoch in the Totem core, in order with the submits before.
+    InstallKey(EpochKey),
+    /// Retire the previous key epoch in the Totem core.
+    RetirePreviousKey,
+    /// Write the key file (durably) with this key.
+    PersistKey(KeyMaterial),
+    /// Draw `len` random bytes from the operating system for `service`; answer with
+    /// [`ExecCore::random`].
+    NeedRandom {
+        /// The service that asked.
+        service: ServiceId,
+        /// The request this is for.
+        conn: ConnId,
+        /// Its number.
+        id: u64,
+        /// How many bytes.
+        len: usize,
+    },
+}
+
+/// A client connection, as the core knows it.
+#[derive(Debug, Clone, Copy)]
+struct ConnInfo {
+    pid: u32,
+    service: Option<Svc>,
+}
+
+/// What services may do: read the membership and connections, and queue effects.
+pub struct Context<'a> {
+    node: NodeId,
+    ring: RingId,
+    members: &'a [NodeId],
+    flow_blocked: bool,
+    conns: &'a BTreeMap<ConnId, ConnInfo>,
+    effects: &'a mut VecDeque<Effect>,
+    internal: &'a mut VecDeque<(Bytes, DeliveryKind)>,
+}
+
+impl Context<'_> {
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The current regular configuration's ring.
+    pub fn ring(&self) -> RingId {
+        self.ring
+    }
+
+    /// The current regular configuration's members.
+    pub fn members(&self) -> &[NodeId] {
+        self.members
+    }
+
+    /// Whether Totem refused a submit and has not cleared since.
+    pub fn flow_blocked(&self) -> bool {
+        self.flow_blocked
+    }
+
+    /// The process id of a connection's client.
+    pub fn pid(&self, conn: ConnId) -> Option<u32> {
+        self.conns.get(&conn).map(|c| c.pid)
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// Answers request `id` of `conn`.
+    pub fn reply(&mut self, conn: ConnId, id: u64, resp: Response) {
+        self.effects.push_back(Effect::Reply { conn, id, resp });
+    }
+
+    /// Sends a callback to `conn`.
+    pub fn callback(&mut self, conn: ConnId, cb: Callback) {
+        self.effects.push_back(Effect::Callback { conn, cb });
+    }
+
+    /// Submits a message for a client request: the service's [`Service::submitted`] gets the
+    /// outcome with `tag` (a full queue comes back as [`SubmitError::Backpressure`]) and must
+    /// answer the client.
+    pub fn submit_for(
+        &mut self,
+        conn: ConnId,
+        id: u64,
+        service: ServiceId,
+        tag: u64,
+        kind: DeliveryKind,
+        msg: Bytes,
+    ) {
+        let origin = Origin::Client {
+            conn,
+            id,
+            service,
+            tag,
+        };
+        self.effects.push_back(Effect::Submit { origin, kind, msg });
+    }
+
+    /// Submits `msgs` in order in one step of the Totem thread: the core takes them until its
+    /// send queue is full; the service's [`Service::batch_submitted`] gets how many it took.
+    pub fn submit_batch_for(
+        &mut self,
+        conn: ConnId,
+        id: u64,
+        service: ServiceId,
+        tag: u64,
+        kind: DeliveryKind,
+        msgs: Vec<Bytes>,
+    ) {
+        let origin = Origin::Client {
+            conn,
+            id,
+            service,
+            tag,
+        };
+        self.effects
+            .push_back(Effect::SubmitBatch { origin, kind, msgs });
+    }
+
+    /// Submits a message of the executive itself: sent after every internal message made
+    /// before it, offered again until Totem takes it.
+    pub fn submit_internal(&mut self, kind: DeliveryKind, msg: Bytes) {
+        self.internal.push_back((msg, kind));
+    }
+
+    /// Asks the runtime for `len` random bytes, delivered to [`Service::random`].
+    pub fn need_random(&mut self, service: ServiceId, conn: ConnId, id: u64, len: usize) {
+        self.effects.push_back(Effect::NeedRandom {
+            service,
+            conn,
+            id,
+            len,
+        });
+    }
+
+    /// Installs a new key epoch in the Totem core (after the submits made before).
+    pub fn install_key(&mut self, key: EpochKey) {
+        self.effects.push_back(Effect::InstallKey(key));
+    }
+
+    /// Retires the previous key epoch in the Totem core.
+    pub fn retire_previous_key(&mut self) {
+        self.effects.push_back(Effect::RetirePreviousKey);
+    }
+
+    /// Writes the key file.
+    pub fn persist_key(&mut self, key: KeyMaterial) {
+        self.effects.push_back(Effect::PersistKey(key));
+    }
+}
+
+/// The client answer for a submit outcome.
+pub fn submit_response(result: Result<MsgId, SubmitError>) -> Response {
+    match result {
+        Ok(_) => Response::Ok,
+        Err(SubmitError::Backpressure) => Response::Error(AisError::TryAgain),
+        Err(SubmitError::TooLarge { .. }) => Response::Error(AisError::TooBig),
+    }
+}
+
+/// An AIS service run by the executive: a pure state machine; everything it does goes through
+/// its [`Context`].
+pub trait Service {
+    /// The service's id in executive messages.
+    fn id(&self) -> ServiceId;
+
+    /// A client announced it uses this service.
+    fn hello(&mut self, _cx: &mut Context<'_>, _conn: ConnId) {}
+
+    /// A client request for this service. The handler must answer it (now, or from
+    /// [`Service::submitted`] when it submitted a message).
+    fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, req: Request);
+
+    /// The outcome of a [`Context::submit_for`]. The default answers OK, or TRY_AGAIN on
+    /// backpressure.
+    fn submitted(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        _tag: u64,
+        result: Result<MsgId, SubmitError>,
+    ) {
+        cx.reply(conn, id, submit_response(result));
+    }
+
+    /// The outcome of a [`Context::submit_batch_for`]: `accepted` messages were taken, from
+    /// the first. The default answers [`Response::Accepted`], or TRY_AGAIN when none was.
+    fn batch_submitted(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        _tag: u64,
+        accepted: usize,
+        refused: Option<SubmitError>,
+    ) {
+        let resp = match (accepted, refused) {
+            (0, Some(e)) => submit_response(Err(e)),
+            (n, _) => Response::Accepted(u32::try_from(n).unwrap_or(u32::MAX)),
+        };
+        cx.reply(conn, id, resp);
+    }
+
+    /// Random bytes asked for with [`Context::need_random`].
+    fn random(&mut self, _cx: &mut Context<'_>, _conn: ConnId, _id: u64, _bytes: &[u8]) {}
+
+    /// A message of this service delivered by Totem (`body` after the executive header).
+    ///
+    /// # Errors
+    /// An undecodable message: it is dropped and counted, nothing else changes.
+    fn exec_deliver(
+        &mut self,
+        cx: &mut Context<'_>,
+        sender: NodeId,
+        kind: u16,
+        body: Bytes,
+    ) -> Result<(), DecodeError>;
+
+    /// A configuration change (transitional or regular).
+    fn confchg(&mut self, cx: &mut Context<'_>, change: &ConfigChange);
+
+    /// Whether the service has replicated state to synchronise after each regular
+    /// configuration (then its requests wait while it is being synchronised).
+    fn syncs(&self) -> bool {
+        false
+    }
+
+    /// Its synchronisation starts, in the ring of [`Context::ring`].
+    fn sync_init(&mut self, _cx: &mut Context<'_>) {}
+
+    /// Called until it returns true: submit what the other members must learn.
+    fn sync_process(&mut self, _cx: &mut Context<'_>) -> bool {
+        true
+    }
+
+    /// Every member passed the barrier: apply what was learnt.
+    fn sync_activate(&mut self, _cx: &mut Context<'_>) {}
+
+    /// A regular configuration came before the barrier: forget what was learnt.
+    fn sync_abort(&mut self, _cx: &mut Context<'_>) {}
+
+    /// A connection closed.
+    fn conn_closed(&mut self, cx: &mut Context<'_>, conn: ConnId);
+
+    /// Counters for `aisctl status`.
+    fn counters(&self, _out: &mut Vec<(&'static str, u64)>) {}
+}
+
+/// Executive-message kind of a sync barrier (service [`ServiceId::Sync`]).
+const BARRIER: u16 = 1;
+
+/// A synchronisation in progress.
+#[derive(Debug)]
+struct SyncRun {
+    ring: RingId,
+    members: Vec<NodeId>,
+    /// Indices (into the service list) of the services to synchronise, in order.
+    order: Vec<usize>,
+    /// Position in `order` of the service being synchronised.
+    step: usize,
+    /// This node sent its barrier for the current step.
+    barrier_sent: bool,
+    /// Members whose barrier for the current step was delivered.
+    barriers: BTreeSet<NodeId>,
+}
+
+/// Counters of the core, for `aisctl status`.
+#[derive(Debug, Default, Clone)]
+pub struct CoreCounters {
+    /// Client requests handled.
+    pub ipc_requests: u64,
+    /// Submits answered with backpressure (clients told TRY_AGAIN).
+    pub ipc_try_again: u64,
+    /// Totem messages the executive could not decode (dropped, counted).
+    pub exec_malformed: u64,
+    /// Totem messages delivered.
+    pub delivered: u64,
+    /// Service synchronisations started, completed, and aborted by a configuration change.
+    pub syncs_started: u64,
+    /// See `syncs_started`.
+    pub syncs_completed: u64,
+    /// See `syncs_started`.
+    pub syncs_aborted: u64,
+    /// Client requests held while their service was being synchronised.
+    pub requests_held: u64,
+}
+
+/// The executive core.
+pub struct ExecCore {
+    node: NodeId,
+    services: Vec<Box<dyn Service + Send>>,
+    conns: BTreeMap<ConnId, ConnInfo>,
+    ring: RingId,
+    members: Vec<NodeId>,
+    flow_blocked: bool,
+    effects: VecDeque<Effect>,
+    internal: VecDeque<(Bytes, DeliveryKind)>,
+    /// The head of `internal` was handed to the runtime and not answered yet.
+    internal_inflight: bool,
+    /// Totem refused the head of `internal`: offer it again only at a flow-control clear or
+    /// a tick, not in a loop.
+    internal_refused: bool,
+    sync: Option<SyncRun>,
+    /// Requests waiting for their service's synchronisation, in arrival order.
+    held: VecDeque<(ConnId, u64, Request)>,
+    counters: CoreCounters,
+}
+
+impl std::fmt::Debug for ExecCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecCore")
+            .field("node", &self.node)
+            .field("ring", &self.ring)
+            .field("members", &self.members)
+            .field("connections", &self.conns.len())
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecCore {
+    /// A core for `node` with `services` (synchronised in this order).
+    pub fn new(node: NodeId, services: Vec<Box<dyn Service + Send>>) -> ExecCore {
+        ExecCore {
+            node,
+            services,
+            conns: BTreeMap::new(),
+            ring: RingId::default(),
+            members: Vec::new(),
+            flow_blocked: false,
+            effects: VecDeque::new(),
+            internal: VecDeque::new(),
+            internal_inflight: false,
+            internal_refused: false,
+            sync: None,
+            held: VecDeque::new(),
+            counters: CoreCounters::default(),
+        }
+    }
+
+    /// The next thing to do, if any.
+    #[must_use]
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The current regular configuration's ring.
+    pub fn ring(&self) -> RingId {
+        self.ring
+    }
+
+    /// The current regular configuration's members.
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    /// Whether a service synchronisation is in progress.
+    pub fn syncing(&self) -> bool {
+        self.sync.is_some()
+    }
+
+    /// Nothing is waiting in the core: no synchronisation, no held request, no internal
+    /// message to send.
+    pub fn is_idle(&self) -> bool {
+        self.sync.is_none()
+            && self.held.is_empty()
+            && self.internal.is_empty()
+            && self.effects.is_empty()
+    }
+
+    /// Internal messages waiting to be taken by Totem.
+    pub fn internal_pending(&self) -> usize {
+        self.internal.len()
+    }
+
+    /// The core's counters.
+    pub fn core_counters(&self) -> &CoreCounters {
+        &self.counters
+    }
+
+    /// Every counter of the core and its services, for `aisctl status`.
+    pub fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
+        let c = &self.counters;
+        out.extend([
+            ("ipc_clients", self.conns.len() as u64),
+            ("ipc_requests", c.ipc_requests),
+            ("ipc_try_again", c.ipc_try_again),
+            ("exec_malformed", c.exec_malformed),
+            ("internal_pending", self.internal.len() as u64),
+            ("syncs_started", c.syncs_started),
+            ("syncs_completed", c.syncs_completed),
+            ("syncs_aborted", c.syncs_aborted),
+            ("requests_held_for_sync", c.requests_held),
+        ]);
+        for s in &self.services {
+            s.counters(out);
+        }
+    }
+
+    /// A client connected (credentials already checked).
+    pub fn connected(&mut self, conn: ConnId, pid: u32) {
+        self.conns.insert(conn, ConnInfo { pid, service: None });
+    }
+
+    /// A connection closed: services release what it held.
+    pub fn disconnected(&mut self, conn: ConnId) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.held.retain(|(c, _, _)| *c != conn);
+        self.with_services(|s, cx| s.conn_closed(cx, conn));
+        self.conns.remove(&conn);
+        self.after_input();
+    }
+
+    /// A decoded client request.
+    pub fn request(&mut self, conn: ConnId, id: u64, req: Request) {
+        self.counters.ipc_requests += 1;
+        self.route(conn, id, req);
+        self.after_input();
+    }
+
+    /// Random bytes for an [`Effect::NeedRandom`].
+    pub fn random(&mut self, service: ServiceId, conn: ConnId, id: u64, bytes: &[u8]) {
+        self.with_service(service, |s, cx| s.random(cx, conn, id, bytes));
+        self.after_input();
+    }
+
+    /// The answer to an [`Effect::Submit`].
+    pub fn submitted(&mut self, origin: Origin, result: Result<MsgId, SubmitError>) {
+        match origin {
+            Origin::Client {
+                conn,
+                id,
+                service,
+                tag,
+            } => {
+                if result.is_err() {
+                    self.counters.ipc_try_again += 1;
+                }
+                self.with_service(service, |s, cx| s.submitted(cx, conn, id, tag, result));
+            }
+            Origin::Internal => {
+                self.internal_inflight = false;
+                match result {
+                    Ok(_) => {
+                        self.internal.pop_front();
+                    }
+                    Err(SubmitError::TooLarge { .. }) => {
+                        // Cannot happen for the executive's small messages; never retry it.
+                        warn!("an internal message was refused as too large; dropped");
+                        self.internal.pop_front();
+                    }
+                    Err(SubmitError::Backpressure) => {
+                        debug!("internal message refused by Totem; it will be offered again");
+                        self.internal_refused = true;
+                        self.after_input();
+                        return;
+                    }
+                }
+            }
+        }
+        self.after_input();
+    }
+
+    /// The answer to an [`Effect::SubmitBatch`]: how many were taken, and why the next one
+    /// was not.
+    pub fn batch_submitted(
+        &mut self,
+        origin: Origin,
+        accepted: usize,
+        refused: Option<SubmitError>,
+    ) {
+        if accepted == 0 {
+            self.counters.ipc_try_again += 1;
+        }
+        if let Origin::Client {
+            conn,
+            id,
+            service,
+            tag,
+        } = origin
+        {
+            self.with_service(service, |s, cx| {
+                s.batch_submitted(cx, conn, id, tag, accepted, refused)
+            });
+        }
+        self.after_input();
+    }
+
+    /// Between batches of inputs: offers a refused internal message again.
+    pub fn tick(&mut self) {
+        self.pump_internal(true);
+        self.advance_sync();
+        self.pump_internal(false);
+    }
+
+    /// A Totem event.
+    pub fn totem(&mut self, event: &Event) {
+        match event {
+            Event::Deliver(d) => self.deliver(d.id.sender, &d.payload),
+            Event::ConfigChange(c) => self.config_change(c),
+            Event::FlowControl(FlowControl::Blocked) => {
+                if !self.flow_blocked {
+                    info!("flow control: Totem's send window is full; clients get TRY_AGAIN");
+                }
+                self.flow_blocked = true;
+            }
+            Event::FlowControl(FlowControl::Clear) => {
+                self.flow_blocked = false;
+                self.pump_internal(true);
+            }
+            Event::RingSeq(_) | Event::Observe(_) => {}
+        }
+        self.after_input();
+    }
+
+    fn deliver(&mut self, sender: NodeId, payload: &Bytes) {
+        self.counters.delivered += 1;
+        if payload.len() < EXEC_HEADER || payload[0] != EXEC_VERSION {
+            self.counters.exec_malformed += 1;
+            warn!("dropped a Totem message from node {sender} without an executive header");
+            return;
+        }
+        let kind = u16::from_le_bytes([payload[2], payload[3]]);
+        let Some(target) = ServiceId::from_code(payload[1]) else {
+            self.counters.exec_malformed += 1;
+            warn!(
+                "dropped a Totem message from node {sender} for unknown service {}",
+                payload[1]
+            );
+            return;
+        };
+        let body = payload.slice(EXEC_HEADER..);
+        if target == ServiceId::Sync {
+            if let Err(e) = self.deliver_sync(sender, kind, body) {
+                self.counters.exec_malformed += 1;
+                warn!("dropped a malformed sync message from node {sender}: {e}");
+            }
+            return;
+        }
+        let mut failed = None;
+        self.with_service(target, |s, cx| {
+            if let Err(e) = s.exec_deliver(cx, sender, kind, body.clone()) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            self.counters.exec_malformed += 1;
+            warn!("dropped a malformed {target:?} message from node {sender}: {e}");
+        }
+    }
+
+    fn config_change(&mut self, c: &ConfigChange) {
+        if c.kind == ConfigKind::Regular {
+            self.ring = c.ring;
+            self.members = c.members.clone();
+        }
+        log_config(c);
+        self.with_services(|s, cx| s.confchg(cx, c));
+        if c.kind != ConfigKind::Regular {
+            return;
+        }
+        if let Some(run) = self.sync.take() {
+            let i = run.order[run.step];
+            self.counters.syncs_aborted += 1;
+            info!(
+                "service sync of ring {} aborted by ring {}",
+                run.ring, c.ring
+            );
+            self.with_index(i, |s, cx| s.sync_abort(cx));
+        }
+        let order: Vec<usize> = (0..self.services.len())
+            .filter(|&i| self.services[i].syncs())
+            .collect();
+        if order.is_empty() {
+            return;
+        }
+        self.counters.syncs_started += 1;
+        self.sync = Some(SyncRun {
+            ring: c.ring,
+            members: c.members.clone(),
+            order,
+            step: 0,
+            barrier_sent: false,
+            barriers: BTreeSet::new(),
+        });
+        self.start_step();
+    }
+
+    /// Starts the current step's service.
+    fn start_step(&mut self) {
+        let Some(run) = &self.sync else { return };
+        let i = run.order[run.step];
+        self.with_index(i, |s, cx| s.sync_init(cx));
+    }
+
+    /// Calls the current service's `sync_process` until it is done, then sends the barrier.
+    fn advance_sync(&mut self) {
+        let Some(run) = &self.sync else { return };
+        if run.barrier_sent {
+            return;
+        }
+        let i = run.order[run.step];
+        let ring = run.ring;
+        let sid = self.services[i].id();
+        let mut done = false;
+        self.with_index(i, |s, cx| done = s.sync_process(cx));
+        if !done {
+            return;
+        }
+        let mut w = Writer::with_capacity(16);
+        w.u32(ring.rep.0).u64(ring.seq).u8(sid as u8);
+        self.internal.push_back((
+            exec_message(ServiceId::Sync, BARRIER, &w.finish()),
+            DeliveryKind::Safe,
+        ));
+        if let Some(run) = &mut self.sync {
+            run.barrier_sent = true;
+        }
+    }
+
+    fn deliver_sync(&mut self, sender: NodeId, kind: u16, body: Bytes) -> Result<(), DecodeError> {
+        if kind != BARRIER {
+            return Err(DecodeError::Unknown {
+                what: "sync message",
+                value: u64::from(kind),
+            });
+        }
+        let mut r = Reader::new(body);
+        let ring = RingId {
+            rep: NodeId(r.u32("ring representative")?),
+            seq: r.u64("ring sequence")?,
+        };
+        let sid = r.u8("service")?;
+        r.end()?;
+        let Some(run) = &mut self.sync else {
+            return Ok(());
+        };
+        let i = run.order[run.step];
+        if run.ring != ring || self.services[i].id() as u8 != sid || !run.members.contains(&sender)
+        {
+            // A barrier of an aborted sync (its ring ended), or of a node outside it.
+            return Ok(());
+        }
+        run.barriers.insert(sender);
+        if run.members.iter().any(|m| !run.barriers.contains(m)) {
+            return Ok(());
+        }
+        // Every member passed: activate, then on to the next service.
+        self.with_index(i, |s, cx| s.sync_activate(cx));
+        let Some(run) = &mut self.sync else {
+            return Ok(());
+        };
+        run.step += 1;
+        run.barrier_sent = false;
+        run.barriers.clear();
+        if run.step == run.order.len() {
+            let ring = run.ring;
+            self.sync = None;
+            self.counters.syncs_completed += 1;
+            info!("services synchronised in ring {ring}");
+        } else {
+            self.start_step();
+        }
+        self.release_held();
+        Ok(())
+    }
+
+    /// Whether service `id` is being synchronised (its requests wait).
+    fn unsynced(&self, id: ServiceId) -> bool {
+        let Some(run) = &self.sync else { return false };
+        run.order[run.step..]
+            .iter()
+            .any(|&i| self.services[i].id() == id)
+    }
+
+    /// Handles the held requests whose service is synchronised now, in arrival order.
+    fn release_held(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        for (conn, id, req) in held {
+            self.route(conn, id, req);
+        }
+    }
+
+    fn route(&mut self, conn: ConnId, id: u64, req: Request) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let service = match (&req, c.service) {
+            (Request::Hello { version, service }, None) => {
+                if *version != crate::ipc::proto::VERSION {
+                    self.effects.push_back(Effect::Reply {
+                        conn,
+                        id,
+                        resp: Response::Error(AisError::Version),
+                    });
+                    return;
+                }
+                c.service = Some(*service);
+                let service = *service;
+                self.effects.push_back(Effect::Reply {
+                    conn,
+                    id,
+                    resp: Response::Ok,
+                });
+                let target = match service {
+                    Svc::Cpg => Some(ServiceId::Cpg),
+                    Svc::Evs => Some(ServiceId::Evs),
+                    Svc::Admin => None,
+                };
+                if let Some(t) = target {
+                    self.with_service(t, |s, cx| s.hello(cx, conn));
+                }
+                return;
+            }
+            (Request::Hello { .. }, Some(_)) | (_, None) => {
+                self.effects.push_back(Effect::Reply {
+                    conn,
+                    id,
+                    resp: Response::Error(AisError::BadOperation),
+                });
+                return;
+            }
+            (Request::Status, Some(_)) => {
+                self.effects.push_back(Effect::Status { conn, id });
+                return;
+            }
+            (Request::Rekey, Some(Svc::Admin)) => ServiceId::Keys,
+            (_, Some(Svc::Cpg)) if cpg_request(&req) => ServiceId::Cpg,
+            (_, Some(Svc::Evs)) if evs_request(&req) => ServiceId::Evs,
+            _ => {
+                self.effects.push_back(Effect::Reply {
+                    conn,
+                    id,
+                    resp: Response::Error(AisError::BadOperation),
+                });
+                return;
+            }
+        };
+        if self.unsynced(service) {
+            self.counters.requests_held += 1;
+            self.held.push_back((conn, id, req));
+            return;
+        }
+        let mut req = Some(req);
+        self.with_service(service, |s, cx| {
+            if let Some(r) = req.take() {
+                s.lib_request(cx, conn, id, r);
+            }
+        });
+    }
+
+    /// Work after every input: the sync step, then the next internal message.
+    fn after_input(&mut self) {
+        self.advance_sync();
+        self.pump_internal(false);
+    }
+
+    /// Hands the next internal message to the runtime, one at a time; `retry`: also when the
+    /// last one was refused.
+    fn pump_internal(&mut self, retry: bool) {
+        if retry {
+            self.internal_refused = false;
+        }
+        if self.internal_inflight || self.internal_refused {
+            return;
+        }
+        if let Some((msg, kind)) = self.internal.front() {
+            self.internal_inflight = true;
+            self.effects.push_back(Effect::Submit {
+                origin: Origin::Internal,
+                kind: *kind,
+                msg: msg.clone(),
+            });
+        }
+    }
+
+    fn with_services(&mut self, mut f: impl FnMut(&mut dyn Service, &mut Context<'_>)) {
+        let mut cx = Context {
+            node: self.node,
+            ring: self.ring,
+            members: &self.members,
+            flow_blocked: self.flow_blocked,
+            conns: &self.conns,
+            effects: &mut self.effects,
+            internal: &mut self.internal,
+        };
+        for s in &mut self.services {
+            f(s.as_mut(), &mut cx);
+        }
+    }
+
+    fn with_index(&mut self, index: usize, f: impl FnOnce(&mut dyn Service, &mut Context<'_>)) {
+        let mut cx = Context {
+            node: self.node,
+            ring: self.ring,
+            members: &self.members,
+            flow_blocked: self.flow_blocked,
+            conns: &self.conns,
+            effects: &mut self.effects,
+            internal: &mut self.internal,
+        };
+        if let Some(s) = self.services.get_mut(index) {
+            f(s.as_mut(), &mut cx);
+        }
+    }
+
+    fn with_service(&mut self, id: ServiceId, f: impl FnOnce(&mut dyn Service, &mut Context<'_>)) {
+        if let Some(i) = self.services.iter().position(|s| s.id() == id) {
+            self.with_index(i, f);
+        }
+    }
+}
+
+fn cpg_request(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::CpgJoin { .. }
+            | Request::CpgLeave { .. }
+            | Request::CpgMcast { .. }
+            | Request::CpgMcastBatch { .. }
+            | Request::CpgMembership { .. }
+            | Request::CpgLocalGet
+            | Request::CpgFlowControlGet
+            | Request::CpgGroups
+    )
+}
+
+fn evs_request(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::EvsJoin { .. }
+            | Request::EvsLeave { .. }
+            | Request::EvsMcast { .. }
+            | Request::EvsMembershipGet
+    )
+}
+
+fn log_config(c: &ConfigChange) {
+    let kind = match c.kind {
+        ConfigKind::Regular => "regular",
+        ConfigKind::Transitional => "transitional",
+    };
+    let ids = |v: &[NodeId]| {
+        v.iter()
+            .map(|n| n.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    info!(
+        "{kind} configuration ring={} members=[{}] joined=[{}] left=[{}] failed=[{}]",
+        c.ring,
+        ids(&c.members),
+        ids(&c.joined),
+        ids(&c.left),
+        ids(&c.failed)
+    );
+}
