@@ -21,6 +21,8 @@
 //! callback with the full member list and who joined or left, and why; a leaving member gets
 //! that callback too, as the last one for the group.
 
+pub mod checker;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
