@@ -439,6 +439,9 @@ fn nonce_of(frame: &[u8]) -> Option<[u8; 12]> {
     frame.get(12..24).and_then(|n| n.try_into().ok())
 }
 
+/// How long a run with applications goes on after the cores converged.
+const APP_SETTLE: Duration = Duration::from_millis(500);
+
 /// Frames a paused node's socket buffer holds; more are dropped.
 const PAUSE_BUFFER: usize = 2_000;
 
@@ -672,6 +675,7 @@ impl Sim {
     pub fn run(mut self) -> Outcome {
         let last_fault = self.schedule.faults_end();
         let deadline = last_fault + self.schedule.converge_bound;
+        let mut settle_until: Option<Instant> = None;
         while let Some(Reverse(next)) = self.queue.pop() {
             if next.at > deadline {
                 break;
@@ -710,10 +714,19 @@ impl Sim {
                 self.groups = groups;
                 self.push(self.now + heal_after, Action::Fault(NodeFault::Heal));
             }
-            if self.now >= last_fault && self.is_converged() {
+            if let Some(until) = settle_until {
+                if self.now >= until {
+                    break;
+                }
+            } else if self.now >= last_fault && self.is_converged() {
                 self.out.drained = true;
                 self.out.convergence = self.now.saturating_since(last_fault);
-                break;
+                if self.apps.is_none() {
+                    break;
+                }
+                // Applications: let the frames still on the links arrive (what an application
+                // was told settles a little after the cores are idle).
+                settle_until = Some(self.now + APP_SETTLE);
             }
         }
         self.out.end = self.now;

@@ -9,11 +9,16 @@
 //!
 //! 1. [`Property::SenderInView`]: a message is delivered to a process only while it is in a
 //!    view, and its sender is a member of that view.
-//! 2. [`Property::ViewAgreement`]: every process that installed a view was told the same
-//!    story: who joined and who left, and why (join, leave, nodedown, nodeup, procdown).
+//! 2. [`Property::ViewAgreement`]: a change's story (who joined and who left, and why: join,
+//!    leave, nodedown, nodeup, procdown) is the difference between the process's previous
+//!    view and the new one, and every process that moved from the same view to the same view
+//!    was told the same story (after a merge, each side is told that the other side joined).
 //! 3. [`Property::SameDeliveries`]: two processes in the same view deliver the messages they
-//!    both deliver in the same order; when both then install the same next view, they
-//!    delivered the same messages in between.
+//!    both deliver in the same order; when both then install the same next view in the same
+//!    Totem configuration, they delivered the same messages in between. (A node that installs
+//!    it in a transitional configuration may have missed messages of members that failed:
+//!    extended virtual synchrony allows that, and says so with the transitional
+//!    configuration.)
 //! 4. [`Property::SelfInView`]: a process is in every view it is told about, except the one
 //!    that tells it it left.
 //! 5. [`Property::Converged`]: at the end of a run that settled, every process still in the
@@ -59,11 +64,23 @@ pub enum Told {
     },
 }
 
+/// The Totem configuration a node was in: a regular one (its ring), or the transitional one
+/// that ends a ring (the ring and the members that move on together).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Conf {
+    /// The ring.
+    pub ring: RingId,
+    /// `Some(members)` in the ring's transitional configuration.
+    pub transitional: Option<Vec<u32>>,
+}
+
 /// One callback to one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The process told.
     pub process: CpgAddress,
+    /// The Totem configuration its node was in.
+    pub conf: Conf,
     /// The group.
     pub group: Bytes,
     /// What its node was handling.
@@ -117,7 +134,7 @@ type ViewKey = (Bytes, Cause, Vec<CpgAddress>);
 struct Stay {
     process: CpgAddress,
     delivered: Vec<Bytes>,
-    next: Option<ViewKey>,
+    next: Option<(ViewKey, Conf)>,
 }
 
 /// Checks `records` (each process's callbacks in the order it got them; processes may be
@@ -128,9 +145,9 @@ pub fn check(
     settled: Option<&BTreeMap<Bytes, BTreeSet<CpgAddress>>>,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
-    // The story of each view, as first told.
-    let mut stories: BTreeMap<ViewKey, (Vec<(CpgAddress, Reason)>, Vec<(CpgAddress, Reason)>)> =
-        BTreeMap::new();
+    // The story of each move from a view to a view, as first told.
+    type Story = (Vec<(CpgAddress, Reason)>, Vec<(CpgAddress, Reason)>);
+    let mut stories: BTreeMap<(Option<ViewKey>, ViewKey), Story> = BTreeMap::new();
     // Each process's current view and its stay there.
     let mut current: BTreeMap<(CpgAddress, Bytes), (ViewKey, usize)> = BTreeMap::new();
     let mut stays: BTreeMap<ViewKey, Vec<Stay>> = BTreeMap::new();
@@ -148,11 +165,35 @@ pub fn check(
                 sorted.sort_unstable();
                 let key: ViewKey = (r.group.clone(), r.cause, sorted.clone());
                 let story = (sorted_pairs(joined), sorted_pairs(left));
-                match stories.get(&key) {
+                let prev = current.get(&who).map(|(k, _)| k.clone());
+                if let Some(prev) = &prev {
+                    let was: BTreeSet<&CpgAddress> = prev.2.iter().collect();
+                    let is: BTreeSet<&CpgAddress> = sorted.iter().collect();
+                    let came: Vec<&CpgAddress> = is.difference(&was).copied().collect();
+                    let went: Vec<&CpgAddress> = was.difference(&is).copied().collect();
+                    let told_came: Vec<&CpgAddress> = story.0.iter().map(|(a, _)| a).collect();
+                    let told_went: Vec<&CpgAddress> = story.1.iter().map(|(a, _)| a).collect();
+                    if came != told_came || went != told_went {
+                        out.push(Violation {
+                            property: Property::ViewAgreement,
+                            detail: format!(
+                                "group {}: {} went from {:?} to {:?} at {:?} but was told joined {:?} left {:?}",
+                                group_name(&r.group),
+                                addr(&r.process),
+                                prev.2.iter().map(addr).collect::<Vec<_>>(),
+                                sorted.iter().map(addr).collect::<Vec<_>>(),
+                                r.cause,
+                                story.0,
+                                story.1
+                            ),
+                        });
+                    }
+                }
+                match stories.get(&(prev.clone(), key.clone())) {
                     Some(first) if *first != story => out.push(Violation {
                         property: Property::ViewAgreement,
                         detail: format!(
-                            "group {}: {} was told joined {:?} left {:?} for view {:?} at {:?}; another member was told joined {:?} left {:?}",
+                            "group {}: {} was told joined {:?} left {:?} for view {:?} at {:?}; another member coming from the same view was told joined {:?} left {:?}",
                             group_name(&r.group),
                             addr(&r.process),
                             story.0,
@@ -165,14 +206,14 @@ pub fn check(
                     }),
                     Some(_) => {}
                     None => {
-                        stories.insert(key.clone(), story);
+                        stories.insert((prev, key.clone()), story);
                     }
                 }
                 // The previous stay ends here.
                 if let Some((prev, i)) = current.remove(&who)
                     && let Some(s) = stays.get_mut(&prev).and_then(|v| v.get_mut(i))
                 {
-                    s.next = Some(key.clone());
+                    s.next = Some((key.clone(), r.conf.clone()));
                 }
                 let inside = sorted.contains(&r.process);
                 let told_left = left.iter().any(|(a, _)| *a == r.process);
@@ -339,6 +380,7 @@ mod tests {
     fn view(p: CpgAddress, cause: Cause, members: &[CpgAddress], joined: &[CpgAddress]) -> Record {
         Record {
             process: p,
+            conf: Conf::default(),
             group: Bytes::from_static(b"g"),
             cause,
             told: Told::View {
@@ -352,6 +394,7 @@ mod tests {
     fn deliver(p: CpgAddress, cause: Cause, sender: CpgAddress, data: &'static [u8]) -> Record {
         Record {
             process: p,
+            conf: Conf::default(),
             group: Bytes::from_static(b"g"),
             cause,
             told: Told::Deliver {
@@ -408,16 +451,33 @@ mod tests {
     }
 
     #[test]
-    fn catches_two_stories_of_one_view() {
+    fn catches_two_stories_of_one_change() {
+        let (p, q, r) = (a(1, 10), a(2, 20), a(3, 30));
         let mut h = good();
-        // q is told the same view as p with another reason for q's arrival.
-        if let Told::View { joined, .. } = &mut h[2].told {
+        // p and q both see r arrive; q is told another reason.
+        h.push(view(p, msg(3, 1), &[p, q, r], &[r]));
+        let mut told = view(q, msg(3, 1), &[p, q, r], &[r]);
+        if let Told::View { joined, .. } = &mut told.told {
             joined[0].1 = Reason::NodeUp;
         }
+        h.push(told);
         assert_eq!(
             properties(&check(&h, None)),
             BTreeSet::from([Property::ViewAgreement])
         );
+    }
+
+    #[test]
+    fn catches_a_story_that_is_not_the_difference() {
+        let (p, q) = (a(1, 10), a(2, 20));
+        let mut h = good();
+        // q left, but p is told nobody left.
+        h.push(view(p, msg(2, 3), &[p], &[]));
+        assert_eq!(
+            properties(&check(&h, None)),
+            BTreeSet::from([Property::ViewAgreement])
+        );
+        let _ = q;
     }
 
     #[test]
@@ -449,6 +509,19 @@ mod tests {
     }
 
     #[test]
+    fn a_transitional_configuration_may_miss_messages() {
+        let (p, q) = (a(1, 10), a(2, 20));
+        let mut h = good();
+        h.retain(|r| !(r.process == q && r.told == deliver(q, msg(2, 2), q, b"m2").told));
+        let next = [p, q, a(3, 30)];
+        h.push(view(p, msg(3, 1), &next, &[a(3, 30)]));
+        let mut late = view(q, msg(3, 1), &next, &[a(3, 30)]);
+        late.conf.transitional = Some(vec![2]);
+        h.push(late);
+        assert_eq!(check(&h, None), Vec::new());
+    }
+
+    #[test]
     fn a_crashed_member_may_deliver_a_prefix() {
         let q = a(2, 20);
         let mut h = good();
@@ -460,7 +533,8 @@ mod tests {
     fn catches_a_view_without_its_process() {
         let (p, q) = (a(1, 10), a(2, 20));
         let mut h = good();
-        h.push(view(p, msg(3, 3), &[q], &[]));
+        // A new process is told of the group without being in it.
+        h.push(view(a(1, 11), msg(3, 3), &[p, q], &[]));
         assert_eq!(
             properties(&check(&h, None)),
             BTreeSet::from([Property::SelfInView])

@@ -321,6 +321,49 @@ impl Cpg {
         }
     }
 
+    /// At the barrier: every member's join list has been delivered, so each group is exactly
+    /// what they said (with the leaves delivered since). Processes learnt are added (reason
+    /// `nodeup`); processes no member listed are removed (reason `nodedown`: a node that
+    /// restarted before the ring noticed it was gone does not list its old processes).
+    fn rebuild(&mut self, cx: &mut Context<'_>, learnt: BTreeMap<Bytes, BTreeSet<CpgAddress>>) {
+        let mut names: BTreeSet<Bytes> = self.groups.keys().cloned().collect();
+        names.extend(learnt.keys().cloned());
+        let me = cx.node().0;
+        for name in names {
+            let want = learnt.get(&name).cloned().unwrap_or_default();
+            let g = self.groups.entry(name.clone()).or_default();
+            let joined: Vec<(CpgAddress, Reason)> = want
+                .difference(&g.members)
+                .map(|a| (*a, Reason::NodeUp))
+                .collect();
+            let left: Vec<(CpgAddress, Reason)> = g
+                .members
+                .difference(&want)
+                .map(|a| (*a, Reason::NodeDown))
+                .collect();
+            if joined.is_empty() && left.is_empty() {
+                self.drop_empty(&name);
+                continue;
+            }
+            g.members = want;
+            let mut leavers = Vec::new();
+            for (a, _) in &left {
+                if a.node == me
+                    && let Some(conn) = g.local.remove(&a.pid)
+                {
+                    leavers.push(conn);
+                }
+            }
+            self.notify(cx, &name, left, joined, None);
+            for conn in leavers {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.joined.remove(&name);
+                }
+            }
+            self.drop_empty(&name);
+        }
+    }
+
     /// This node's join list: its processes in every group.
     fn joinlist(&self, cx: &Context<'_>) -> Bytes {
         let me = cx.node().0;
@@ -650,7 +693,7 @@ impl Service for Cpg {
 
     fn sync_activate(&mut self, cx: &mut Context<'_>) {
         if let Some(sync) = self.sync.take() {
-            self.apply_learnt(cx, sync.learnt);
+            self.rebuild(cx, sync.learnt);
         }
     }
 
