@@ -1,6 +1,7 @@
 //! The event log of a real run: `aisexec --event-log FILE` records what its node submitted,
-//! delivered, installed and stored in the simulator's JSON Lines format (`docs/event-log.md`,
-//! `totem_sim::log`), so the simulator's checker verifies real runs too.
+//! delivered, installed and stored in the JSON Lines format the simulator writes too
+//! (`docs/event-log.md`, `totem_evlog::log`), so one checker (`totem_evlog::checker`)
+//! verifies simulated and real runs alike.
 //!
 //! One file per node. [`EventLogWriter`] appends to it; [`check_files`] reads the files of all
 //! nodes of a run and checks them together.
@@ -42,8 +43,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use totem_dpdk::srp::{self, Event, Observation};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId};
-use totem_sim::checker::Report;
-use totem_sim::log::{
+use totem_evlog::checker::Report;
+use totem_evlog::log::{
     ConfigEvent, ConfigKind, DeliverEvent, EventLog, LogError, LogEvent, SendEvent, StoredEvent,
     read_log,
 };
@@ -336,7 +337,7 @@ fn last_time(tail: &[u8], partial: bool) -> u64 {
 /// Checks a real run: reads every file (each one node's log, as [`EventLogWriter`] writes
 /// it), concatenates their events in file order (each file keeps its node's order, which is
 /// what the checker uses) and runs the checker with its default parameters
-/// ([`totem_sim::checker::check_files`]).
+/// ([`totem_evlog::checker::check_files`]).
 ///
 /// The run is not treated as drained: liveness (properties 5 and 7's liveness part, 16) is not
 /// checked, since a real run usually ends with messages in flight.
@@ -345,7 +346,7 @@ fn last_time(tail: &[u8], partial: bool) -> u64 {
 /// A file cannot be opened or read, or has a line that is not a valid event (a torn final
 /// line included): [`LogError::InFile`] names the file, its source the line in it.
 pub fn check_files(paths: &[PathBuf]) -> Result<Report, LogError> {
-    totem_sim::checker::check_files(paths)
+    totem_evlog::checker::check_files(paths)
 }
 
 #[cfg(test)]

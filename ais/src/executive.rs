@@ -45,7 +45,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Append every Totem send, delivery and configuration change to FILE in the JSON Lines
-    /// event-log format the simulator's checker reads (`totem-sim check FILE...`); overrides
+    /// event-log format the checker reads (`totem-sim check FILE...`); overrides
     /// aisexec.event_log.
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,

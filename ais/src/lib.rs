@@ -19,7 +19,7 @@
 //! (CPG, EVS, and online rekeying of the frame key); [`client`]; [`executive`] (the `aisexec`
 //! program: Totem over kernel UDP or DPDK, secauth, the event log); [`keyfile`] (the cluster
 //! key); [`ringseq`] (durable counters: ring sequence, message numbers, nonce lease);
-//! [`eventlog`] (the JSON Lines log of a real run for the simulator's checker); binaries
+//! [`eventlog`] (the JSON Lines log of a real run, for the `totem-evlog` checker); binaries
 //! `aisexec`, `aisctl` and `ais-keygen`. See `docs/services.md` and `docs/security.md`.
 //! CLM, CKPT, EVT, MSG, LCK and AMF are still to come.
 

@@ -1,6 +1,6 @@
 //! The event log of a real run: three Totem drivers on real threads over the in-memory network
 //! record their events with `ais::eventlog::EventLogWriter`, one file per node, and the
-//! simulator's checker accepts the files; a corrupted file is rejected.
+//! checker (`totem_evlog::checker`) accepts the files; a corrupted file is rejected.
 //!
 //! Events are recorded on each driver thread (through an `EventSink`), and each send in the
 //! submit callback, which also runs on the driver thread: the log then has every node's events
@@ -286,7 +286,7 @@ fn real_run_passes_the_checker_and_corruption_is_caught() {
     assert!(
         report
             .violated()
-            .contains(&totem_sim::checker::Property::TotalOrder),
+            .contains(&totem_evlog::checker::Property::TotalOrder),
         "expected a total-order violation: {report}"
     );
 

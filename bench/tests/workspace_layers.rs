@@ -2,7 +2,8 @@
 //!
 //! Reads `cargo metadata` and fails when a crate depends (normally, at build time or for its
 //! tests) on a workspace crate of the same or a higher layer, or when a workspace crate is not
-//! placed in a layer at all, so that a new crate has to be given one on purpose.
+//! placed in a layer at all, so that a new crate has to be given one on purpose. A test tool
+//! (the simulator) may be a dev-dependency only, so no program ships with it inside.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -14,11 +15,16 @@ const LAYERS: &[(&str, u8)] = &[
     ("netlab", 1),
     ("hpi", 1),
     ("totem-dpdk", 2),
-    ("totem-sim", 3),
-    ("ais", 4),
-    ("shelf-manager", 4),
-    ("bench", 5),
+    ("totem-evlog", 3),
+    ("totem-sim", 4),
+    ("ais", 5),
+    ("shelf-manager", 5),
+    ("bench", 6),
 ];
+
+/// Crates that only tests may depend on: a normal or build dependency on one is reported even
+/// when it points down (`aisexec` links the event log and checker, `totem-evlog`, not them).
+const TEST_TOOLS: &[&str] = &["totem-sim"];
 
 fn metadata() -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -86,6 +92,11 @@ fn violations(
                 "`{from}` (layer {a}) has a {kind} dependency on `{to}` (layer {b})"
             ));
         }
+        if TEST_TOOLS.contains(&to.as_str()) && kind != "dev" {
+            bad.push(format!(
+                "`{from}` has a {kind} dependency on the test tool `{to}`: make it a dev-dependency"
+            ));
+        }
     }
     bad
 }
@@ -105,6 +116,7 @@ fn dependencies_point_down_only() {
         ("dataplane", "dpdk-sys"),
         ("totem-dpdk", "dataplane"),
         ("ais", "totem-dpdk"),
+        ("ais", "totem-evlog"),
     ] {
         assert!(
             edges.iter().any(|(f, t, _)| f == from && t == to),
@@ -121,9 +133,14 @@ fn an_upward_dependency_is_reported() {
         "ais".to_string(),
         "newcomer".to_string(),
     ];
-    let edges = vec![("dataplane".into(), "ais".into(), "dev".into())];
+    let edges = vec![
+        ("dataplane".into(), "ais".into(), "dev".into()),
+        ("ais".into(), "totem-sim".into(), "normal".into()),
+        ("ais".into(), "totem-sim".into(), "dev".into()),
+    ];
     let bad = violations(&layers, &names, &edges);
-    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert_eq!(bad.len(), 3, "{bad:?}");
     assert!(bad[0].contains("`newcomer` has no layer"));
-    assert!(bad[1].contains("`dataplane` (layer 1) has a dev dependency on `ais` (layer 4)"));
+    assert!(bad[1].contains("`dataplane` (layer 1) has a dev dependency on `ais` (layer 5)"));
+    assert!(bad[2].contains("`ais` has a normal dependency on the test tool `totem-sim`"));
 }

@@ -265,7 +265,7 @@ impl Cluster {
     }
 
     /// The checker's report on every node's event log.
-    pub fn check_logs(&self) -> totem_sim::checker::Report {
+    pub fn check_logs(&self) -> totem_evlog::checker::Report {
         let paths: Vec<PathBuf> = self.nodes.iter().map(|n| n.events.clone()).collect();
         ais::eventlog::check_files(&paths).expect("read event logs")
     }

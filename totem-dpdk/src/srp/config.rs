@@ -111,7 +111,7 @@ pub struct Config {
     /// it here at the next start.
     pub nonce_start: u64,
     /// Emit [`crate::srp::Observation`] events (tokens seen, safe frames stored) for the
-    /// simulator's checker. Off in production.
+    /// event-log checker (`totem-evlog`). Off in production.
     pub observe: bool,
 }
 

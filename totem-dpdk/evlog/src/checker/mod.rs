@@ -10,8 +10,8 @@
 //! The properties are listed, with the research note's E/P numbers, in `docs/event-log.md`.
 //!
 //! ```
-//! use totem_sim::checker::{check, CheckParams};
-//! use totem_sim::log::read_log;
+//! use totem_evlog::checker::{check, CheckParams};
+//! use totem_evlog::log::read_log;
 //!
 //! let log = br#"{"ev":"meta","nodes":1,"drained":true}
 //! {"t":1,"node":1,"ev":"config","kind":"regular","ring":"1.4","members":[1]}
@@ -130,7 +130,7 @@ pub enum Property {
     /// seqs strictly increase (across restarts too), and transitional configurations between
     /// the same two rings agree (E4, M1).
     RingIdUnique,
-    /// Property 13: Each node's configurations form the EVS sequence regular, [transitional],
+    /// Property 13: Each node's configurations form the EVS sequence regular, \[transitional\],
     /// regular, … (E5).
     ConfigSequence,
     /// Property 14: Transitional deliveries keep increasing seq, and after a gap come only from
