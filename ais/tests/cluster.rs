@@ -613,3 +613,95 @@ fn batched_senders_keep_their_order_under_backpressure() {
     let report = c.check_logs();
     assert!(report.is_ok(), "{report}");
 }
+
+/// The merge-time delivery from a non-member (issue 13), as a user would try it: watchers on
+/// nodes 1 and 2, a sender on node 3 at 50 msgs/s, node 3's executive paused with SIGSTOP for
+/// 0.6 s (past the 100 ms token timeout) and resumed, four times. After each merge node 3's
+/// queued messages go out on the new ring before the sync barrier: no watcher may deliver one
+/// while its view of the group does not include the sender.
+#[test]
+fn pause_and_merge_deliver_nothing_from_outside_the_view() {
+    use nix::sys::signal::Signal;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut c = Cluster::loopback("pause-merge", 3, "");
+    c.start_all();
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut watchers = Vec::new();
+    for i in 0..2 {
+        let mut cpg = c.cpg(i);
+        cpg.join(GROUP).expect("join");
+        let stop = Arc::clone(&stop);
+        watchers.push(std::thread::spawn(move || {
+            let mut view: Vec<CpgAddress> = Vec::new();
+            let (mut outside, mut from_3, mut node3_down) = (0u32, 0u32, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                match cpg.dispatch(Some(Duration::from_millis(50))).expect("dispatch") {
+                    Some(CpgEvent::ConfChg { members, left, .. }) => {
+                        node3_down += left
+                            .iter()
+                            .filter(|(a, r)| a.node == 3 && *r == Reason::NodeDown)
+                            .count() as u32;
+                        view = members;
+                    }
+                    Some(CpgEvent::Deliver { sender, .. }) => {
+                        if !view.contains(&sender) {
+                            outside += 1;
+                        }
+                        if sender.node == 3 {
+                            from_3 += 1;
+                        }
+                    }
+                    None => {}
+                }
+            }
+            (outside, from_3, node3_down)
+        }));
+    }
+    let mut sender = c.cpg(2);
+    sender.join(GROUP).expect("join");
+    let sending = Arc::clone(&stop);
+    let sender = std::thread::spawn(move || {
+        let mut n = 0u32;
+        while !sending.load(Ordering::Relaxed) {
+            n += 1;
+            // TRY_AGAIN (a full window) is fine: this is about what is delivered.
+            let _ = sender.mcast(GROUP, Guarantee::Agreed, &n.to_le_bytes());
+            while let Ok(Some(_)) = sender.dispatch(Some(Duration::ZERO)) {}
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(500));
+        c.signal(2, Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(600));
+        c.signal(2, Signal::SIGCONT);
+        c.wait_ring(0, &[1, 2, 3], LONG);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().expect("sender");
+    for (i, w) in watchers.into_iter().enumerate() {
+        let (outside, from_3, node3_down) = w.join().expect("watcher");
+        assert_eq!(
+            outside,
+            0,
+            "node {}'s watcher delivered {outside} messages from outside its view",
+            i + 1
+        );
+        assert!(from_3 > 50, "node {}: only {from_3} messages from node 3", i + 1);
+        assert!(
+            node3_down >= 1,
+            "node {}: node 3 was never reported down: the pauses did not split the ring",
+            i + 1
+        );
+    }
+    let dropped: u64 = (0..2)
+        .map(|i| c.counter(i, "cpg_dropped_from_non_members"))
+        .sum();
+    eprintln!("messages from outside the view dropped at nodes 1 and 2: {dropped}");
+}

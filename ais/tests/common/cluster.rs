@@ -185,6 +185,13 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` to node `i`'s process (SIGSTOP and SIGCONT pause and resume it).
+    pub fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
+        let child = self.nodes[i].child.as_ref().expect("node running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal");
+    }
+
     /// SIGKILL of node `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
