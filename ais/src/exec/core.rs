@@ -1021,3 +1021,234 @@ fn log_config(c: &ConfigChange) {
         ids(&c.failed)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::exec::testkit::{TestNode, TestRing};
+
+    /// A service that syncs and says what was called.
+    struct Probe {
+        log: Arc<Mutex<Vec<String>>>,
+        /// `sync_process` is done only when this is set.
+        ready: Arc<Mutex<bool>>,
+    }
+
+    impl Service for Probe {
+        fn id(&self) -> ServiceId {
+            ServiceId::Cpg
+        }
+        fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, _req: Request) {
+            self.log.lock().unwrap().push(format!("request {id}"));
+            cx.reply(conn, id, Response::Ok);
+        }
+        fn exec_deliver(
+            &mut self,
+            _cx: &mut Context<'_>,
+            _sender: NodeId,
+            _kind: u16,
+            _body: Bytes,
+        ) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn confchg(&mut self, _cx: &mut Context<'_>, _change: &ConfigChange) {}
+        fn syncs(&self) -> bool {
+            true
+        }
+        fn sync_init(&mut self, cx: &mut Context<'_>) {
+            self.log.lock().unwrap().push(format!("init {}", cx.ring()));
+        }
+        fn sync_process(&mut self, _cx: &mut Context<'_>) -> bool {
+            *self.ready.lock().unwrap()
+        }
+        fn sync_activate(&mut self, cx: &mut Context<'_>) {
+            self.log.lock().unwrap().push(format!("activate {}", cx.ring()));
+        }
+        fn sync_abort(&mut self, cx: &mut Context<'_>) {
+            self.log.lock().unwrap().push(format!("abort {}", cx.ring()));
+        }
+        fn conn_closed(&mut self, _cx: &mut Context<'_>, _conn: ConnId) {}
+    }
+
+    type Logs = Vec<Arc<Mutex<Vec<String>>>>;
+
+    fn probes(n: u32, ready: bool) -> (TestRing, Logs, Arc<Mutex<bool>>) {
+        let ready = Arc::new(Mutex::new(ready));
+        let logs: Arc<Mutex<Logs>> = Arc::new(Mutex::new(Vec::new()));
+        let r = {
+            let ready = Arc::clone(&ready);
+            let logs = Arc::clone(&logs);
+            TestRing::new(n, move || {
+                let log = Arc::new(Mutex::new(Vec::new()));
+                logs.lock().unwrap().push(Arc::clone(&log));
+                vec![Box::new(Probe {
+                    log,
+                    ready: Arc::clone(&ready),
+                }) as Box<dyn Service + Send>]
+            })
+        };
+        let logs = logs.lock().unwrap().clone();
+        (r, logs, ready)
+    }
+
+    fn request(n: &mut TestNode, id: u64) {
+        n.core.request(1, id, Request::CpgLocalGet);
+        n.run();
+    }
+
+    fn replies(n: &mut TestNode) -> Vec<u64> {
+        n.take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Reply { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn requests_wait_for_the_barrier_of_every_member() {
+        let (mut r, logs, _) = probes(2, true);
+        r.node(1).connect(1, 100, Svc::Cpg);
+        assert!(r.node(1).core.syncing());
+        request(r.node(1), 7);
+        assert_eq!(replies(r.node(1)), Vec::<u64>::new(), "held during the sync");
+        assert_eq!(r.node(1).core.core_counters().requests_held, 1);
+        r.flush();
+        assert!(!r.node(1).core.syncing() && !r.node(2).core.syncing());
+        assert_eq!(replies(r.node(1)), vec![7], "answered once synchronised");
+        for log in &logs {
+            assert_eq!(
+                log.lock().unwrap()[..2],
+                ["init 1.4", "activate 1.4"],
+                "every node activates"
+            );
+        }
+        assert_eq!(logs[0].lock().unwrap()[2], "request 7", "after the activation");
+        request(r.node(1), 8);
+        assert_eq!(replies(r.node(1)), vec![8], "not held once synchronised");
+        assert_eq!(r.node(2).core.core_counters().syncs_completed, 1);
+    }
+
+    #[test]
+    fn the_barrier_waits_for_sync_process() {
+        let (mut r, logs, ready) = probes(2, false);
+        r.flush();
+        for id in [1, 2] {
+            assert!(r.node(id).core.syncing());
+            assert_eq!(r.node(id).pending(), 0, "no barrier before sync_process is done");
+        }
+        *ready.lock().unwrap() = true;
+        // sync_process runs again at the next input or tick; node 1's barrier is node 2's
+        // next input.
+        r.node(1).core.tick();
+        r.flush();
+        assert!(!r.node(1).core.syncing() && !r.node(2).core.syncing());
+        assert!(logs[1].lock().unwrap().contains(&"activate 1.4".to_string()));
+    }
+
+    #[test]
+    fn a_configuration_during_the_sync_aborts_and_restarts_it() {
+        let (mut r, logs, ready) = probes(2, false);
+        r.flush();
+        r.config(&[1, 2], &[1, 2]);
+        *ready.lock().unwrap() = true;
+        r.node(1).core.tick();
+        r.node(2).core.tick();
+        r.flush();
+        assert_eq!(
+            *logs[0].lock().unwrap(),
+            ["init 1.4", "abort 1.8", "init 1.8", "activate 1.8"]
+        );
+        let c = r.node(1).core.core_counters();
+        assert_eq!((c.syncs_started, c.syncs_aborted, c.syncs_completed), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_barrier_of_an_ended_ring_is_ignored() {
+        let (mut r, _, _) = probes(2, true);
+        // Node 2's barrier for ring 1.4 is delivered after ring 1.8 started: it must not
+        // count for 1.8.
+        let mut w = Writer::with_capacity(16);
+        w.u32(1).u64(4).u8(ServiceId::Cpg as u8);
+        let stale = exec_message(ServiceId::Sync, BARRIER, &w.finish());
+        r.config(&[1, 2], &[1, 2]);
+        r.inject(2, stale);
+        // Node 1's own barrier alone does not complete the sync either.
+        r.node(1).run();
+        assert!(r.node(1).core.syncing());
+        r.flush();
+        assert!(!r.node(1).core.syncing());
+    }
+
+    #[test]
+    fn internal_messages_go_one_at_a_time_and_again_after_a_refusal() {
+        let mut n = TestNode::new(1, Vec::new());
+        n.core.internal.push_back((Bytes::from_static(b"a"), DeliveryKind::Agreed));
+        n.core.internal.push_back((Bytes::from_static(b"b"), DeliveryKind::Agreed));
+        n.core.tick();
+        let first: Vec<Effect> = std::iter::from_fn(|| n.core.poll_effect()).collect();
+        assert_eq!(first.len(), 1, "one internal message in flight: {first:?}");
+        n.core
+            .submitted(Origin::Internal, Err(SubmitError::Backpressure));
+        assert!(n.core.poll_effect().is_none(), "not offered again at once");
+        n.core.tick();
+        match n.core.poll_effect() {
+            Some(Effect::Submit { msg, .. }) => assert_eq!(&msg[..], b"a", "the same one again"),
+            other => panic!("expected a submit, got {other:?}"),
+        }
+        let id = MsgId {
+            sender: NodeId(1),
+            no: 1,
+        };
+        n.core.submitted(Origin::Internal, Ok(id));
+        match n.core.poll_effect() {
+            Some(Effect::Submit { msg, .. }) => assert_eq!(&msg[..], b"b", "then the next"),
+            other => panic!("expected a submit, got {other:?}"),
+        }
+        assert_eq!(n.core.internal_pending(), 1);
+    }
+
+    #[test]
+    fn undecodable_messages_are_counted_and_dropped() {
+        let (mut r, _, _) = probes(1, true);
+        r.flush();
+        r.inject(1, Bytes::from_static(b"\x01")); // too short
+        r.inject(1, Bytes::from_static(b"\x09\x01\x00\x00")); // another version
+        r.inject(1, Bytes::from_static(&[EXEC_VERSION, 200, 0, 0])); // unknown service
+        r.inject(1, Bytes::from_static(&[EXEC_VERSION, 0, 9, 0])); // unknown sync kind
+        assert_eq!(r.node(1).core.core_counters().exec_malformed, 4);
+    }
+
+    #[test]
+    fn a_client_must_say_hello_first() {
+        let mut n = TestNode::new(1, Vec::new());
+        n.core.connected(5, 500);
+        n.core.request(5, 1, Request::CpgLocalGet);
+        n.core.request(
+            5,
+            2,
+            Request::Hello {
+                version: crate::ipc::proto::VERSION + 1,
+                service: Svc::Cpg,
+            },
+        );
+        let answers: Vec<Response> = n
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Reply { resp, .. } => Some(resp),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                Response::Error(AisError::BadOperation),
+                Response::Error(AisError::Version)
+            ]
+        );
+    }
+}

@@ -11,6 +11,8 @@
 
 pub mod core;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
