@@ -640,7 +640,10 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
             let mut view: Vec<CpgAddress> = Vec::new();
             let (mut outside, mut from_3, mut node3_down) = (0u32, 0u32, 0u32);
             while !stop.load(Ordering::Relaxed) {
-                match cpg.dispatch(Some(Duration::from_millis(50))).expect("dispatch") {
+                match cpg
+                    .dispatch(Some(Duration::from_millis(50)))
+                    .expect("dispatch")
+                {
                     Some(CpgEvent::ConfChg { members, left, .. }) => {
                         node3_down += left
                             .iter()
@@ -693,7 +696,11 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
             "node {}'s watcher delivered {outside} messages from outside its view",
             i + 1
         );
-        assert!(from_3 > 50, "node {}: only {from_3} messages from node 3", i + 1);
+        assert!(
+            from_3 > 50,
+            "node {}: only {from_3} messages from node 3",
+            i + 1
+        );
         assert!(
             node3_down >= 1,
             "node {}: node 3 was never reported down: the pauses did not split the ring",

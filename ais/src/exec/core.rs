@@ -176,7 +176,7 @@ pub enum Effect {
 
 /// A client connection, as the core knows it.
 #[derive(Debug, Clone, Copy)]
-struct ConnInfo {
+pub(crate) struct ConnInfo {
     pid: u32,
     service: Option<Svc>,
 }
@@ -304,6 +304,27 @@ impl Context<'_> {
     /// Writes the key file.
     pub fn persist_key(&mut self, key: KeyMaterial) {
         self.effects.push_back(Effect::PersistKey(key));
+    }
+}
+
+#[cfg(test)]
+impl<'a> Context<'a> {
+    /// A context outside any core, for a service's own unit tests.
+    pub(crate) fn for_tests(
+        node: NodeId,
+        conns: &'a BTreeMap<ConnId, ConnInfo>,
+        effects: &'a mut VecDeque<Effect>,
+        internal: &'a mut VecDeque<(Bytes, DeliveryKind)>,
+    ) -> Context<'a> {
+        Context {
+            node,
+            ring: RingId::default(),
+            members: &[],
+            flow_blocked: false,
+            conns,
+            effects,
+            internal,
+        }
     }
 }
 
@@ -1064,10 +1085,16 @@ mod tests {
             *self.ready.lock().unwrap()
         }
         fn sync_activate(&mut self, cx: &mut Context<'_>) {
-            self.log.lock().unwrap().push(format!("activate {}", cx.ring()));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("activate {}", cx.ring()));
         }
         fn sync_abort(&mut self, cx: &mut Context<'_>) {
-            self.log.lock().unwrap().push(format!("abort {}", cx.ring()));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("abort {}", cx.ring()));
         }
         fn conn_closed(&mut self, _cx: &mut Context<'_>, _conn: ConnId) {}
     }
@@ -1114,7 +1141,11 @@ mod tests {
         r.node(1).connect(1, 100, Svc::Cpg);
         assert!(r.node(1).core.syncing());
         request(r.node(1), 7);
-        assert_eq!(replies(r.node(1)), Vec::<u64>::new(), "held during the sync");
+        assert_eq!(
+            replies(r.node(1)),
+            Vec::<u64>::new(),
+            "held during the sync"
+        );
         assert_eq!(r.node(1).core.core_counters().requests_held, 1);
         r.flush();
         assert!(!r.node(1).core.syncing() && !r.node(2).core.syncing());
@@ -1126,7 +1157,11 @@ mod tests {
                 "every node activates"
             );
         }
-        assert_eq!(logs[0].lock().unwrap()[2], "request 7", "after the activation");
+        assert_eq!(
+            logs[0].lock().unwrap()[2],
+            "request 7",
+            "after the activation"
+        );
         request(r.node(1), 8);
         assert_eq!(replies(r.node(1)), vec![8], "not held once synchronised");
         assert_eq!(r.node(2).core.core_counters().syncs_completed, 1);
@@ -1138,7 +1173,11 @@ mod tests {
         r.flush();
         for id in [1, 2] {
             assert!(r.node(id).core.syncing());
-            assert_eq!(r.node(id).pending(), 0, "no barrier before sync_process is done");
+            assert_eq!(
+                r.node(id).pending(),
+                0,
+                "no barrier before sync_process is done"
+            );
         }
         *ready.lock().unwrap() = true;
         // sync_process runs again at the next input or tick; node 1's barrier is node 2's
@@ -1146,7 +1185,12 @@ mod tests {
         r.node(1).core.tick();
         r.flush();
         assert!(!r.node(1).core.syncing() && !r.node(2).core.syncing());
-        assert!(logs[1].lock().unwrap().contains(&"activate 1.4".to_string()));
+        assert!(
+            logs[1]
+                .lock()
+                .unwrap()
+                .contains(&"activate 1.4".to_string())
+        );
     }
 
     #[test]
@@ -1163,7 +1207,10 @@ mod tests {
             ["init 1.4", "abort 1.8", "init 1.8", "activate 1.8"]
         );
         let c = r.node(1).core.core_counters();
-        assert_eq!((c.syncs_started, c.syncs_aborted, c.syncs_completed), (2, 1, 1));
+        assert_eq!(
+            (c.syncs_started, c.syncs_aborted, c.syncs_completed),
+            (2, 1, 1)
+        );
     }
 
     #[test]
@@ -1186,8 +1233,12 @@ mod tests {
     #[test]
     fn internal_messages_go_one_at_a_time_and_again_after_a_refusal() {
         let mut n = TestNode::new(1, Vec::new());
-        n.core.internal.push_back((Bytes::from_static(b"a"), DeliveryKind::Agreed));
-        n.core.internal.push_back((Bytes::from_static(b"b"), DeliveryKind::Agreed));
+        n.core
+            .internal
+            .push_back((Bytes::from_static(b"a"), DeliveryKind::Agreed));
+        n.core
+            .internal
+            .push_back((Bytes::from_static(b"b"), DeliveryKind::Agreed));
         n.core.tick();
         let first: Vec<Effect> = std::iter::from_fn(|| n.core.poll_effect()).collect();
         assert_eq!(first.len(), 1, "one internal message in flight: {first:?}");

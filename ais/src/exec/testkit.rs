@@ -164,10 +164,8 @@ impl TestRing {
                 if n.refuse {
                     while let Some((origin, _, _)) = n.pending.pop_front() {
                         if let Some(origin) = origin {
-                            n.core.submitted(
-                                origin,
-                                Err(totem_dpdk::srp::SubmitError::Backpressure),
-                            );
+                            n.core
+                                .submitted(origin, Err(totem_dpdk::srp::SubmitError::Backpressure));
                         }
                     }
                     n.run();

@@ -175,3 +175,165 @@ impl Service for Evs {
         out.push(("evs_delivered", self.delivered));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Effect;
+    use crate::exec::testkit::{TestNode, TestRing};
+    use crate::ipc::proto::{Guarantee, Service as Svc};
+
+    fn ring() -> TestRing {
+        TestRing::new(2, || vec![Box::new(Evs::new()) as Box<dyn Service + Send>])
+    }
+
+    fn b(s: &'static [u8]) -> Bytes {
+        Bytes::from_static(s)
+    }
+
+    fn deliveries(n: &mut TestNode, conn: ConnId) -> Vec<(u32, Bytes)> {
+        n.take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Callback {
+                    conn: c,
+                    cb: Callback::EvsDeliver { sender, data },
+                } if c == conn => Some((sender, data)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_message_reaches_the_subscribers_of_its_groups_only() {
+        let mut r = ring();
+        for (node, conn, groups) in [
+            (1, 1, vec![b(b"a")]),
+            (2, 1, vec![b(b"b")]),
+            (2, 2, vec![b(b"a"), b(b"c")]),
+        ] {
+            let n = r.node(node);
+            n.connect(conn, 100 + conn as u32, Svc::Evs);
+            n.core.request(conn, 1, Request::EvsJoin { groups });
+            n.run();
+        }
+        let _ = (r.node(1).take(), r.node(2).take());
+        r.node(2).core.request(
+            1,
+            2,
+            Request::EvsMcast {
+                groups: vec![b(b"a")],
+                guarantee: Guarantee::Agreed,
+                data: b(b"to a"),
+            },
+        );
+        r.flush();
+        assert_eq!(deliveries(r.node(1), 1), [(2, b(b"to a"))]);
+        let at2 = r.node(2).take();
+        let to = |conn| {
+            at2.iter()
+                .filter(|e| matches!(e, Effect::Callback { conn: c, cb: Callback::EvsDeliver { .. } } if *c == conn))
+                .count()
+        };
+        assert_eq!(
+            (to(1), to(2)),
+            (0, 1),
+            "the sender's own connection is not subscribed to a"
+        );
+    }
+
+    #[test]
+    fn an_empty_group_list_sends_to_the_connections_own_groups() {
+        let mut r = ring();
+        let n = r.node(1);
+        n.connect(1, 100, Svc::Evs);
+        n.core.request(
+            1,
+            1,
+            Request::EvsJoin {
+                groups: vec![b(b"x")],
+            },
+        );
+        n.core.request(
+            1,
+            2,
+            Request::EvsMcast {
+                groups: Vec::new(),
+                guarantee: Guarantee::Safe,
+                data: b(b"mine"),
+            },
+        );
+        r.flush();
+        assert_eq!(deliveries(r.node(1), 1), [(1, b(b"mine"))]);
+    }
+
+    #[test]
+    fn leave_of_a_group_not_joined_is_not_exist() {
+        let mut r = ring();
+        let n = r.node(1);
+        n.connect(1, 100, Svc::Evs);
+        n.core.request(
+            1,
+            1,
+            Request::EvsLeave {
+                groups: vec![b(b"x")],
+            },
+        );
+        n.core.request(
+            1,
+            2,
+            Request::EvsJoin {
+                groups: vec![Bytes::new()],
+            },
+        );
+        let replies: Vec<Response> = n
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Reply { resp, .. } => Some(resp),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            replies,
+            [
+                Response::Error(AisError::NotExist),
+                Response::Error(AisError::InvalidParam)
+            ]
+        );
+    }
+
+    #[test]
+    fn every_connection_gets_both_configurations() {
+        let mut r = ring();
+        r.node(1).connect(1, 100, Svc::Evs);
+        r.config(&[1], &[1]);
+        let kinds: Vec<(ConfKind, Vec<u32>)> = r
+            .node(1)
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Callback {
+                    cb: Callback::EvsConfChg { kind, members, .. },
+                    ..
+                } => Some((kind, members)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ConfKind::Transitional, vec![1]),
+                (ConfKind::Regular, vec![1])
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_message_kind_is_an_error() {
+        let mut r = ring();
+        r.inject(2, exec_message(ServiceId::Evs, 9, b""));
+        r.inject(2, exec_message(ServiceId::Evs, MCAST, b"\x05\x00"));
+        assert_eq!(r.node(1).core.core_counters().exec_malformed, 2);
+    }
+}

@@ -299,3 +299,121 @@ impl Service for Keys {
         out.push(("rekeys", self.rekeys));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Effect;
+    use crate::exec::testkit::TestRing;
+    use crate::ipc::proto::Service as Svc;
+
+    fn key(epoch: u32) -> EpochKey {
+        EpochKey::new(epoch, vec![7; 32]).expect("key")
+    }
+
+    fn ring(with_key: bool) -> TestRing {
+        TestRing::new(2, move || {
+            vec![Box::new(Keys::new(with_key.then(|| key(0)))) as Box<dyn Service + Send>]
+        })
+    }
+
+    #[test]
+    fn a_rekey_installs_persists_and_retires_at_every_member() {
+        let mut r = ring(true);
+        r.node(1).connect(1, 100, Svc::Admin);
+        r.node(1).core.request(1, 5, Request::Rekey);
+        let asked = r.node(1).take();
+        let Some(Effect::NeedRandom { len, .. }) = asked.first() else {
+            panic!("the rekey asks for random bytes first: {asked:?}");
+        };
+        assert_eq!(*len, RANDOM_LEN);
+        r.node(1)
+            .core
+            .random(ServiceId::Keys, 1, 5, &[3; RANDOM_LEN]);
+        r.flush();
+        for id in [1, 2] {
+            let effects = r.node(id).take();
+            let persisted: Vec<u32> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::PersistKey(k) => Some(k.epoch),
+                    _ => None,
+                })
+                .collect();
+            let installed: Vec<u32> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::InstallKey(k) => Some(k.epoch()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!((persisted, installed), (vec![1], vec![1]), "node {id}");
+            assert!(
+                effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::RetirePreviousKey)),
+                "node {id} retires epoch 0 once every member confirmed"
+            );
+            if id == 1 {
+                assert!(effects.iter().any(|e| matches!(
+                    e,
+                    Effect::Reply {
+                        id: 5,
+                        resp: Response::Ok,
+                        ..
+                    }
+                )));
+            }
+        }
+    }
+
+    #[test]
+    fn a_second_rekey_while_one_runs_is_try_again() {
+        let mut r = ring(true);
+        r.node(1).connect(1, 100, Svc::Admin);
+        r.node(1).core.request(1, 5, Request::Rekey);
+        r.node(1).core.request(1, 6, Request::Rekey);
+        let effects = r.node(1).take();
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Effect::Reply {
+                id: 6,
+                resp: Response::Error(AisError::TryAgain),
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn without_secauth_there_is_nothing_to_rekey() {
+        let mut r = ring(false);
+        r.node(1).connect(1, 100, Svc::Admin);
+        r.node(1).core.request(1, 5, Request::Rekey);
+        let effects = r.node(1).take();
+        assert!(
+            matches!(
+                effects.as_slice(),
+                [Effect::Reply {
+                    resp: Response::Error(AisError::NotSupported),
+                    ..
+                }]
+            ),
+            "{effects:?}"
+        );
+    }
+
+    #[test]
+    fn a_rekey_wrapped_under_another_key_is_refused() {
+        let mut r = ring(true);
+        let other = EpochKey::new(0, vec![9; 32]).expect("key");
+        let wrapped = rekey_wrap(&other, &key(1), [1; 12]);
+        r.inject(2, exec_message(ServiceId::Keys, REKEY, &wrapped));
+        let effects = r.node(1).take();
+        assert!(
+            !effects
+                .iter()
+                .any(|e| matches!(e, Effect::InstallKey(_) | Effect::PersistKey(_))),
+            "{effects:?}"
+        );
+    }
+}

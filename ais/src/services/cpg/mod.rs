@@ -736,3 +736,306 @@ impl Service for Cpg {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Effect;
+    use crate::exec::testkit::{TestNode, TestRing};
+    use crate::ipc::proto::Service as Svc;
+
+    fn ring(n: u32) -> TestRing {
+        let mut r = TestRing::new(n, || vec![Box::new(Cpg::new()) as Box<dyn Service + Send>]);
+        r.flush(); // the first sync
+        r
+    }
+
+    fn g() -> Bytes {
+        Bytes::from_static(b"g")
+    }
+
+    fn p(node: u32, pid: u32) -> CpgAddress {
+        CpgAddress { node, pid }
+    }
+
+    /// (members, joined, left) of every configuration-change callback, and every delivery's
+    /// (sender, data), for `conn`.
+    #[derive(Debug, Default)]
+    struct Told {
+        views: Vec<(
+            Vec<CpgAddress>,
+            Vec<(CpgAddress, Reason)>,
+            Vec<(CpgAddress, Reason)>,
+        )>,
+        deliveries: Vec<(CpgAddress, Bytes)>,
+        replies: Vec<(u64, Response)>,
+    }
+
+    fn told(n: &mut TestNode, conn: ConnId) -> Told {
+        let mut t = Told::default();
+        for e in n.take() {
+            match e {
+                Effect::Callback {
+                    conn: c,
+                    cb:
+                        Callback::CpgConfChg {
+                            members,
+                            joined,
+                            left,
+                            ..
+                        },
+                } if c == conn => t.views.push((members, joined, left)),
+                Effect::Callback {
+                    conn: c,
+                    cb: Callback::CpgDeliver { sender, data, .. },
+                } if c == conn => t.deliveries.push((sender, data)),
+                Effect::Reply { conn: c, id, resp } if c == conn => t.replies.push((id, resp)),
+                _ => {}
+            }
+        }
+        t
+    }
+
+    fn join(r: &mut TestRing, node: u32, conn: ConnId, pid: u32) {
+        let n = r.node(node);
+        n.connect(conn, pid, Svc::Cpg);
+        n.core.request(conn, 1, Request::CpgJoin { group: g() });
+        r.flush();
+    }
+
+    fn mcast(r: &mut TestRing, node: u32, conn: ConnId, data: &'static [u8]) {
+        r.node(node).core.request(
+            conn,
+            9,
+            Request::CpgMcast {
+                group: g(),
+                guarantee: crate::ipc::proto::Guarantee::Agreed,
+                data: Bytes::from_static(data),
+            },
+        );
+        r.flush();
+    }
+
+    #[test]
+    fn join_send_and_leave_between_two_nodes() {
+        let mut r = ring(2);
+        join(&mut r, 1, 1, 100);
+        let t = told(r.node(1), 1);
+        assert_eq!(t.replies, [(1, Response::Ok)]);
+        assert_eq!(
+            t.views,
+            [(vec![p(1, 100)], vec![(p(1, 100), Reason::Join)], vec![])]
+        );
+        join(&mut r, 2, 1, 200);
+        let both = vec![p(1, 100), p(2, 200)];
+        assert_eq!(told(r.node(1), 1).views[0].0, both);
+        assert_eq!(told(r.node(2), 1).views[0].0, both);
+        mcast(&mut r, 1, 1, b"hello");
+        for id in [1, 2] {
+            assert_eq!(
+                told(r.node(id), 1).deliveries,
+                [(p(1, 100), Bytes::from_static(b"hello"))]
+            );
+        }
+        r.node(2)
+            .core
+            .request(1, 3, Request::CpgLeave { group: g() });
+        r.flush();
+        let gone = (vec![p(1, 100)], vec![], vec![(p(2, 200), Reason::Leave)]);
+        assert_eq!(told(r.node(1), 1).views, [gone.clone()]);
+        // The leaver is told too, as its last callback for the group.
+        assert_eq!(told(r.node(2), 1).views, [gone]);
+        mcast(&mut r, 1, 1, b"after");
+        assert!(told(r.node(2), 1).deliveries.is_empty());
+    }
+
+    #[test]
+    fn a_dead_client_leaves_with_procdown() {
+        let mut r = ring(2);
+        join(&mut r, 1, 1, 100);
+        join(&mut r, 2, 1, 200);
+        let _ = told(r.node(1), 1);
+        r.node(2).core.disconnected(1);
+        r.flush();
+        assert_eq!(
+            told(r.node(1), 1).views,
+            [(vec![p(1, 100)], vec![], vec![(p(2, 200), Reason::ProcDown)])]
+        );
+    }
+
+    #[test]
+    fn a_message_from_outside_the_view_is_not_delivered() {
+        let mut r = ring(2);
+        join(&mut r, 1, 1, 100);
+        let _ = told(r.node(1), 1);
+        // Node 2's process 999 never joined (as after a merge, before the barrier).
+        r.inject(
+            2,
+            encode(MCAST, b"g", 999, |w| {
+                w.raw(b"stray");
+            }),
+        );
+        assert!(told(r.node(1), 1).deliveries.is_empty());
+        let mut counters = Vec::new();
+        r.node(1).core.counters(&mut counters);
+        assert!(counters.contains(&("cpg_dropped_from_non_members", 1)));
+    }
+
+    #[test]
+    fn the_old_defect_delivers_it() {
+        let mut r = TestRing::new(2, || {
+            vec![Box::new(Cpg::with_defects(Defects {
+                deliver_from_non_members: true,
+                no_sync: false,
+            })) as Box<dyn Service + Send>]
+        });
+        r.flush();
+        join(&mut r, 1, 1, 100);
+        let _ = told(r.node(1), 1);
+        r.inject(
+            2,
+            encode(MCAST, b"g", 999, |w| {
+                w.raw(b"stray");
+            }),
+        );
+        assert_eq!(told(r.node(1), 1).deliveries.len(), 1);
+    }
+
+    #[test]
+    fn nodedown_at_the_configuration_then_nodeup_at_the_barrier() {
+        let mut r = ring(2);
+        join(&mut r, 1, 1, 100);
+        join(&mut r, 2, 1, 200);
+        let _ = (told(r.node(1), 1), told(r.node(2), 1));
+        // Node 2 alone, then back.
+        r.config(&[1], &[1]);
+        r.config(&[2], &[2]);
+        assert_eq!(
+            told(r.node(1), 1).views,
+            [(vec![p(1, 100)], vec![], vec![(p(2, 200), Reason::NodeDown)])]
+        );
+        assert_eq!(
+            told(r.node(2), 1).views,
+            [(vec![p(2, 200)], vec![], vec![(p(1, 100), Reason::NodeDown)])]
+        );
+        r.config(&[1, 2], &[1, 2]);
+        assert!(
+            told(r.node(1), 1).views.is_empty(),
+            "nothing before the barrier"
+        );
+        r.flush();
+        assert_eq!(
+            told(r.node(1), 1).views,
+            [(
+                vec![p(1, 100), p(2, 200)],
+                vec![(p(2, 200), Reason::NodeUp)],
+                vec![]
+            )]
+        );
+        assert_eq!(
+            told(r.node(2), 1).views,
+            [(
+                vec![p(1, 100), p(2, 200)],
+                vec![(p(1, 100), Reason::NodeUp)],
+                vec![]
+            )]
+        );
+    }
+
+    #[test]
+    fn a_restarted_node_leaves_no_ghosts() {
+        let mut r = ring(2);
+        join(&mut r, 1, 1, 100);
+        join(&mut r, 2, 1, 200);
+        let _ = told(r.node(1), 1);
+        // Node 2 restarts before the ring noticed: a new core, its process gone, and a new
+        // ring that still has both nodes.
+        r.nodes[1] = TestNode::new(2, vec![Box::new(Cpg::new())]);
+        r.config(&[1, 2], &[1, 2]);
+        r.flush();
+        assert_eq!(
+            told(r.node(1), 1).views,
+            [(vec![p(1, 100)], vec![], vec![(p(2, 200), Reason::NodeDown)])]
+        );
+    }
+
+    #[test]
+    fn requests_wait_while_cpg_is_synchronised() {
+        let mut r = ring(2);
+        r.node(1).connect(1, 100, Svc::Cpg);
+        r.config(&[1, 2], &[1, 2]);
+        r.node(1)
+            .core
+            .request(1, 5, Request::CpgJoin { group: g() });
+        r.node(1).run();
+        assert!(told(r.node(1), 1).replies.is_empty(), "held");
+        r.flush();
+        assert_eq!(told(r.node(1), 1).replies, [(5, Response::Ok)]);
+    }
+
+    #[test]
+    fn the_join_list_comes_after_this_nodes_joins_in_flight() {
+        let mut r = ring(2);
+        r.node(1).connect(1, 100, Svc::Cpg);
+        r.node(1)
+            .core
+            .request(1, 5, Request::CpgJoin { group: g() });
+        r.node(1).run();
+        // The join is submitted but not yet ordered when the ring changes.
+        r.config(&[1, 2], &[1, 2]);
+        r.flush();
+        // Node 2 learnt node 1's process from the join itself, and the join list agreed.
+        assert_eq!(r.node(2).core.core_counters().syncs_completed, 2);
+        r.node(2).connect(1, 200, Svc::Cpg);
+        r.node(2)
+            .core
+            .request(1, 6, Request::CpgMembership { group: g() });
+        r.node(2).run();
+        assert_eq!(
+            told(r.node(2), 1).replies,
+            [(6, Response::CpgMembers(vec![p(1, 100)]))]
+        );
+    }
+
+    #[test]
+    fn a_leave_during_the_sync_strikes_the_join_list() {
+        let mut r = ring(2);
+        join(&mut r, 2, 1, 200);
+        r.config(&[1], &[1]);
+        r.config(&[2], &[2]);
+        r.config(&[1, 2], &[1, 2]);
+        // Node 2's process dies while the join lists are in flight.
+        r.node(2).core.disconnected(1);
+        r.flush();
+        r.node(1).connect(1, 100, Svc::Cpg);
+        r.node(1).core.request(1, 6, Request::CpgGroups);
+        r.node(1).run();
+        assert_eq!(
+            told(r.node(1), 1).replies,
+            [(6, Response::CpgGroups(vec![]))],
+            "no ghost of the dead process"
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let mut cpg = Cpg::new();
+        let mut effects = std::collections::VecDeque::new();
+        let mut internal = std::collections::VecDeque::new();
+        let conns = BTreeMap::new();
+        let mut cx =
+            crate::exec::core::Context::for_tests(NodeId(1), &conns, &mut effects, &mut internal);
+        for (kind, body) in [
+            (JOIN, &b"\x01g"[..]),
+            (LEAVE, &b"\x01g\x00\x00\x00\x01\x09"[..]),
+            (JOINLIST, &b"\x00"[..]),
+            (77, &b""[..]),
+        ] {
+            assert!(
+                cpg.exec_deliver(&mut cx, NodeId(2), kind, Bytes::copy_from_slice(body))
+                    .is_err(),
+                "kind {kind} with {body:?}"
+            );
+        }
+    }
+}
