@@ -211,7 +211,7 @@ impl TestRing {
         let d = Delivery {
             id: MsgId {
                 sender: NodeId(sender),
-                no: 1_000_000 + u64::from(self.seq),
+                no: 1_000_000 + self.seq,
             },
             ring: self.ring,
             seq: Seq(self.seq),
