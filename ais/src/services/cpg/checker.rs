@@ -14,11 +14,12 @@
 //!    view and the new one, and every process that moved from the same view to the same view
 //!    was told the same story (after a merge, each side is told that the other side joined).
 //! 3. [`Property::SameDeliveries`]: two processes in the same view deliver the messages they
-//!    both deliver in the same order; when both then install the same next view in the same
-//!    Totem configuration, they delivered the same messages in between. (A node that installs
-//!    it in a transitional configuration may have missed messages of members that failed:
-//!    extended virtual synchrony allows that, and says so with the transitional
-//!    configuration.)
+//!    both deliver in the same order; when both then install the same next view and went
+//!    through the same Totem configurations on the way (those of their deliveries and of the
+//!    next view), they delivered the same messages in between. (A node that went through a
+//!    transitional configuration, or through a ring the other node never installed, may have
+//!    missed messages of members that failed: extended virtual synchrony allows that, and
+//!    says so with the configurations.)
 //! 4. [`Property::SelfInView`]: a process is in every view it is told about, except the one
 //!    that tells it it left.
 //! 5. [`Property::Converged`]: at the end of a run that settled, every process still in the
@@ -134,7 +135,9 @@ type ViewKey = (Bytes, Cause, Vec<CpgAddress>);
 struct Stay {
     process: CpgAddress,
     delivered: Vec<Bytes>,
-    next: Option<(ViewKey, Conf)>,
+    /// The Totem configurations of its deliveries and of the next view.
+    confs: BTreeSet<Conf>,
+    next: Option<ViewKey>,
 }
 
 /// Checks `records` (each process's callbacks in the order it got them; processes may be
@@ -213,7 +216,8 @@ pub fn check(
                 if let Some((prev, i)) = current.remove(&who)
                     && let Some(s) = stays.get_mut(&prev).and_then(|v| v.get_mut(i))
                 {
-                    s.next = Some((key.clone(), r.conf.clone()));
+                    s.next = Some(key.clone());
+                    s.confs.insert(r.conf.clone());
                 }
                 let inside = sorted.contains(&r.process);
                 let told_left = left.iter().any(|(a, _)| *a == r.process);
@@ -222,6 +226,7 @@ pub fn check(
                     list.push(Stay {
                         process: r.process,
                         delivered: Vec::new(),
+                        confs: BTreeSet::new(),
                         next: None,
                     });
                     current.insert(who.clone(), (key, list.len() - 1));
@@ -272,6 +277,7 @@ pub fn check(
                 }
                 if let Some(s) = stays.get_mut(key).and_then(|v| v.get_mut(*i)) {
                     s.delivered.push(data.clone());
+                    s.confs.insert(r.conf.clone());
                 }
             }
         }
@@ -321,7 +327,7 @@ fn compare(a: &Stay, b: &Stay) -> Option<String> {
             addr(&b.process)
         ));
     }
-    if a.next.is_some() && a.next == b.next && in_a != in_b {
+    if a.next.is_some() && a.next == b.next && a.confs == b.confs && in_a != in_b {
         return Some(format!(
             "{} delivered {} messages and {} delivered {} before the same next view; {} differ",
             addr(&a.process),
@@ -518,6 +524,23 @@ mod tests {
         let mut late = view(q, msg(3, 1), &next, &[a(3, 30)]);
         late.conf.transitional = Some(vec![2]);
         h.push(late);
+        assert_eq!(check(&h, None), Vec::new());
+    }
+
+    #[test]
+    fn a_ring_the_other_never_installed_may_hold_messages() {
+        let (p, q) = (a(1, 10), a(2, 20));
+        let mut h = good();
+        // p delivers one more message in a ring q never installed, then both meet again.
+        let mut extra = deliver(p, msg(1, 3), p, b"m3");
+        extra.conf.ring = RingId {
+            rep: NodeId(1),
+            seq: 8,
+        };
+        h.push(extra);
+        let next = [p, q, a(3, 30)];
+        h.push(view(p, msg(3, 1), &next, &[a(3, 30)]));
+        h.push(view(q, msg(3, 1), &next, &[a(3, 30)]));
         assert_eq!(check(&h, None), Vec::new());
     }
 
