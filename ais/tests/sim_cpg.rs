@@ -480,7 +480,7 @@ fn seeds() -> std::ops::Range<u64> {
     let n = std::env::var("AIS_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(3000);
     0..n
 }
 
