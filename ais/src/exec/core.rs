@@ -426,6 +426,11 @@ pub trait Service {
     fn counters(&self, _out: &mut Vec<(&'static str, u64)>) {}
 }
 
+/// Most client requests held while their service is being synchronised; more are answered
+/// TRY_AGAIN (a sync lasts a few token rotations; this bounds what a client pipelining
+/// requests meanwhile can pile up).
+pub const MAX_HELD: usize = 4096;
+
 /// Executive-message kind of a sync barrier (service [`ServiceId::Sync`]).
 const BARRIER: u16 = 1;
 
@@ -924,6 +929,15 @@ impl ExecCore {
             }
         };
         if self.unsynced(service) {
+            if self.held.len() >= MAX_HELD {
+                self.counters.ipc_try_again += 1;
+                self.effects.push_back(Effect::Reply {
+                    conn,
+                    id,
+                    resp: Response::Error(AisError::TryAgain),
+                });
+                return;
+            }
             self.counters.requests_held += 1;
             self.held.push_back((conn, id, req));
             return;
@@ -1165,6 +1179,28 @@ mod tests {
         request(r.node(1), 8);
         assert_eq!(replies(r.node(1)), vec![8], "not held once synchronised");
         assert_eq!(r.node(2).core.core_counters().syncs_completed, 1);
+    }
+
+    #[test]
+    fn requests_past_the_hold_limit_are_try_again() {
+        let (mut r, _, _) = probes(1, false);
+        r.node(1).connect(1, 100, Svc::Cpg);
+        for id in 0..=MAX_HELD as u64 {
+            r.node(1).core.request(1, id, Request::CpgLocalGet);
+        }
+        let answers: Vec<(u64, Response)> = r
+            .node(1)
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Reply { id, resp, .. } => Some((id, resp)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [(MAX_HELD as u64, Response::Error(AisError::TryAgain))]
+        );
     }
 
     #[test]
