@@ -369,15 +369,9 @@ impl Exec {
                 } => {
                     let mut bytes = vec![0u8; len];
                     if let Err(e) = getrandom::fill(&mut bytes) {
+                        // The service answers SA_AIS_ERR_LIBRARY when it gets no bytes.
                         error!("the operating system gave no random bytes: {e}");
-                        self.send(
-                            conn,
-                            &Packet::Response {
-                                id,
-                                resp: Response::Error(crate::ipc::proto::AisError::Library),
-                            },
-                        );
-                        continue;
+                        bytes.clear();
                     }
                     self.core.random(service, conn, id, &bytes);
                 }

@@ -385,6 +385,30 @@ mod tests {
     }
 
     #[test]
+    fn no_random_bytes_is_a_library_error_and_ends_the_rekey() {
+        let mut r = ring(true);
+        r.node(1).connect(1, 100, Svc::Admin);
+        r.node(1).core.request(1, 5, Request::Rekey);
+        r.node(1).core.random(ServiceId::Keys, 1, 5, &[]);
+        r.node(1).core.request(1, 6, Request::Rekey);
+        let effects = r.node(1).take();
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Effect::Reply {
+                id: 5,
+                resp: Response::Error(AisError::Library),
+                ..
+            }
+        )));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::NeedRandom { id: 6, .. })),
+            "a new rekey may start: {effects:?}"
+        );
+    }
+
+    #[test]
     fn without_secauth_there_is_nothing_to_rekey() {
         let mut r = ring(false);
         r.node(1).connect(1, 100, Svc::Admin);
