@@ -614,11 +614,13 @@ fn batched_senders_keep_their_order_under_backpressure() {
     assert!(report.is_ok(), "{report}");
 }
 
-/// The merge-time delivery from a non-member (issue 13), as a user would try it: watchers on
-/// nodes 1 and 2, a sender on node 3 at about 200 msgs/s, node 3's executive paused with SIGSTOP for
-/// 0.6 s (past the 100 ms token timeout) and resumed, four times. After each merge node 3's
-/// queued messages go out on the new ring before the sync barrier: no watcher may deliver one
-/// while its view of the group does not include the sender.
+/// The merge-time delivery from a non-member (issue 13): watchers on nodes 1 and 2, a sender
+/// on node 3 (4 messages every 2 ms), node 3's executive paused with SIGSTOP for 0.2 to 1 s
+/// (past the 100 ms token timeout) and resumed, twelve times. The sender pipelines its
+/// requests, so those written during a pause reach Totem at once when node 3 runs again,
+/// during the membership changes that end in the merge; the ones still queued then go out on
+/// the merged ring before node 3's JOINLIST: no watcher may deliver one while its view of the
+/// group does not include the sender.
 #[test]
 fn pause_and_merge_deliver_nothing_from_outside_the_view() {
     use nix::sys::signal::Signal;
@@ -665,36 +667,91 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
             (outside, from_3, node3_down)
         }));
     }
-    let mut sender = c.cpg(2);
-    sender.join(GROUP).expect("join");
-    let sending = Arc::clone(&stop);
-    let sender = std::thread::spawn(move || {
-        let mut n = 0u32;
-        while !sending.load(Ordering::Relaxed) {
-            n += 1;
-            // TRY_AGAIN (a full window) is fine: this is about what is delivered.
-            let _ = sender.mcast(GROUP, Guarantee::Agreed, &n.to_le_bytes());
-            while let Ok(Some(_)) = sender.dispatch(Some(Duration::ZERO)) {}
-            std::thread::sleep(Duration::from_millis(5));
+    // Node 3's sender writes its requests without waiting for the answers (a reader thread
+    // drains answers and callbacks): while node 3's executive is stopped they wait in its
+    // socket, and when it runs again they all reach Totem during the membership changes.
+    let raw = Arc::new(SeqpacketConn::connect(&c.nodes[2].socket).expect("connect"));
+    raw.set_buffer_sizes(1 << 20, 4 << 20).expect("buffers");
+    let mut buf = vec![0u8; 1 << 17];
+    for (id, req) in [
+        (
+            1,
+            Request::Hello {
+                version: ais::ipc::proto::VERSION,
+                service: ais::ipc::proto::Service::Cpg,
+            },
+        ),
+        (
+            2,
+            Request::CpgJoin {
+                group: bytes::Bytes::from_static(GROUP),
+            },
+        ),
+    ] {
+        raw.send(&[&Packet::Request { id, req }.to_vec()])
+            .expect("send");
+        loop {
+            let Recv::Packet(n) = raw.recv(&mut buf).expect("recv") else {
+                panic!("closed")
+            };
+            let p = Packet::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
+            if let Packet::Response { id: got, resp } = p {
+                assert_eq!(got, id);
+                assert!(matches!(resp, ais::ipc::proto::Response::Ok), "{resp:?}");
+                break;
+            }
+        }
+    }
+    let reading = Arc::clone(&stop);
+    let rx = Arc::clone(&raw);
+    let reader = std::thread::spawn(move || {
+        while !reading.load(Ordering::Relaxed) {
+            let _ = rx.recv_timeout(&mut buf, Some(Duration::from_millis(50)));
         }
     });
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(500));
+    let sending = Arc::clone(&stop);
+    let sender = std::thread::spawn(move || {
+        let mut n = 0u64;
+        let mut id = 3u64;
+        while !sending.load(Ordering::Relaxed) {
+            let messages = (n..n + 4)
+                .map(|i| bytes::Bytes::copy_from_slice(&i.to_le_bytes()))
+                .collect();
+            n += 4;
+            let req = Request::CpgMcastBatch {
+                group: bytes::Bytes::from_static(GROUP),
+                guarantee: Guarantee::Agreed,
+                messages,
+            };
+            raw.send(&[&Packet::Request { id, req }.to_vec()])
+                .expect("send");
+            id += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    for pause in [200, 600, 300, 1000, 400, 800, 250, 500, 300, 700, 200, 400] {
+        std::thread::sleep(Duration::from_millis(300));
         c.signal(2, Signal::SIGSTOP);
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(pause));
         c.signal(2, Signal::SIGCONT);
         c.wait_ring(0, &[1, 2, 3], LONG);
     }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     sender.join().expect("sender");
-    for (i, w) in watchers.into_iter().enumerate() {
-        let (outside, from_3, node3_down) = w.join().expect("watcher");
+    reader.join().expect("reader");
+    let seen: Vec<(u32, u32, u32)> = watchers
+        .into_iter()
+        .map(|w| w.join().expect("watcher"))
+        .collect();
+    for (i, &(outside, from_3, node3_down)) in seen.iter().enumerate() {
         assert_eq!(
             outside,
             0,
-            "node {}'s watcher delivered {outside} messages from outside its view",
-            i + 1
+            "node {}'s watcher delivered {outside} messages from outside its view \
+             (outside deliveries per watcher: {:?})",
+            i + 1,
+            seen.iter().map(|s| s.0).collect::<Vec<_>>()
         );
         assert!(
             from_3 > 50,
