@@ -12,10 +12,12 @@
 //! - a regular configuration removes the members of nodes that are no longer in it (reason
 //!   `nodedown`), then the executive synchronises CPG ([`crate::exec::core`]): every node
 //!   sends a `JOINLIST {ring, entries}` of its own members once its own joins and leaves in
-//!   flight are delivered, and when every member's barrier has passed, each node adds the
-//!   processes it learnt (reason `nodeup`), at the same point of the total order everywhere.
-//!   Client requests wait meanwhile; a leave delivered during the sync also strikes the
-//!   process from the join lists already learnt.
+//!   flight are delivered, and when every member's barrier has passed, each node sets every
+//!   group to exactly what the join lists said: processes learnt appear with reason
+//!   `nodeup`, processes no member listed (a restarted node's old ones) leave with reason
+//!   `nodedown`, at the same point of the total order everywhere. Client requests wait
+//!   meanwhile; a leave delivered during the sync also strikes the process from the join
+//!   lists already learnt.
 //!
 //! Each change is told to this node's members of the group as a configuration-change
 //! callback with the full member list and who joined or left, and why; a leaving member gets
@@ -27,14 +29,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, SubmitError};
-use totem_dpdk::{DeliveryKind, MsgId, NodeId};
+use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
+use tracing::debug;
 
 use super::delivery_kind;
 use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_response};
 use crate::ipc::codec::{DecodeError, Reader, Writer};
 use crate::ipc::proto::{AisError, Callback, CpgAddress, Reason, Request, Response, check_group};
-use totem_dpdk::RingId;
-use tracing::debug;
 
 const JOIN: u16 = 1;
 const LEAVE: u16 = 2;
@@ -120,14 +121,6 @@ impl Cpg {
             defects,
             ..Cpg::default()
         }
-    }
-
-    /// The members of `group` in this node's view (empty when it has none).
-    pub fn view(&self, group: &[u8]) -> Vec<CpgAddress> {
-        self.groups
-            .get(group)
-            .map(|g| g.members.iter().copied().collect())
-            .unwrap_or_default()
     }
 
     /// One of this node's own joins or leaves was delivered or refused.
@@ -300,7 +293,8 @@ impl Cpg {
         }
     }
 
-    /// Adds the processes the join lists taught (reason `nodeup`), one change per group.
+    /// Adds the processes a join list taught (reason `nodeup`), one change per group: the old
+    /// design without a barrier, kept as a defect for the checker's tests.
     fn apply_learnt(
         &mut self,
         cx: &mut Context<'_>,
