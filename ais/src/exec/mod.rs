@@ -10,6 +10,8 @@
 //! ([`EXEC_VERSION`]), `service: u8` ([`ServiceId`]), `kind: u16` (the service's message type).
 
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -1,0 +1,9 @@
+//! Arbitrary messages from other nodes, and configuration changes, into an executive core with
+//! CPG, EVS and the key service.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    ais::exec::fuzzing::fuzz_exec_deliver(data);
+});
