@@ -235,7 +235,6 @@ fn regular_member_lists(c: &Checked, node: u32) -> Vec<Vec<u32>> {
 /// configuration without each other: each installs only the one that removes node 3 and the
 /// one that adds it back (corosync: two memberships per pause).
 #[test]
-#[ignore = "issue 14: fails until the core detects its own pauses"]
 fn a_paused_node_does_not_split_the_members_that_kept_running() {
     for pause in [300, 600, 1_000, 2_000] {
         for seed in 0..10 {
