@@ -89,6 +89,11 @@ pub struct Totem {
     /// Interval of merge-detect announcements in ms (default 200).
     #[serde(default = "defaults::merge")]
     pub merge: u64,
+    /// How late, in ms, the executive may run a Totem deadline before the node counts its
+    /// own process as paused (default `token` / 2; 0 turns detection off; not a corosync
+    /// key: corosync uses token / 2 fixed); see [`Totem::pause_threshold_ms`].
+    #[serde(default)]
+    pub pause_threshold: Option<u64>,
     /// Idle rotations before the representative holds the token (default 5).
     #[serde(default = "defaults::seqno_unchanged_const")]
     pub seqno_unchanged_const: u32,
@@ -143,6 +148,11 @@ impl Totem {
     pub fn consensus_ms(&self) -> u64 {
         self.consensus
             .unwrap_or_else(|| self.token.saturating_mul(12) / 10)
+    }
+
+    /// The pause threshold in ms: `pause_threshold`, or `token` / 2 when it is not set.
+    pub fn pause_threshold_ms(&self) -> u64 {
+        self.pause_threshold.unwrap_or(self.token / 2)
     }
 
     /// The Totem frame size: `netmtu` minus the IP and UDP headers (28 bytes for IPv4, 48 for
@@ -720,6 +730,8 @@ impl Config {
             ("totem.join", Some(t.join)),
             ("totem.consensus", t.consensus),
             ("totem.merge", Some(t.merge)),
+            // 0 is allowed here: it turns pause detection off.
+            ("totem.pause_threshold", t.pause_threshold.map(|v| v.max(1))),
         ] {
             if let Some(ms) = ms
                 && !(1..=MAX_TIMER_MS).contains(&ms)
@@ -1009,6 +1021,7 @@ impl Config {
         c.join_timeout = ms(t.join);
         c.consensus_timeout = ms(t.consensus_ms());
         c.merge_timeout = ms(t.merge);
+        c.pause_threshold = ms(t.pause_threshold_ms());
         c
     }
 

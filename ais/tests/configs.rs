@@ -81,6 +81,7 @@ fn the_dedicated_link_example_maps_every_timer() {
     assert_eq!(t.consensus_timeout.as_millis(), 24);
     assert_eq!(t.join_timeout.as_millis(), 5);
     assert_eq!(t.merge_timeout.as_millis(), 20);
+    assert_eq!(t.pause_threshold.as_millis(), 10, "token / 2");
     assert_eq!(t.max_frame_size, 8972);
     assert_eq!(config.udp_config().mtu, 8972);
     assert_eq!(config.aisexec.cpu, Some(2));
@@ -97,6 +98,7 @@ fn defaults_follow_the_documentation() {
     assert_eq!(t.join_timeout.as_millis(), 50);
     assert_eq!(t.consensus_timeout.as_millis(), 120);
     assert_eq!(t.merge_timeout.as_millis(), 200);
+    assert_eq!(t.pause_threshold.as_millis(), 50);
     assert_eq!(t.seqno_unchanged_const, 5);
     assert_eq!(t.fail_recv_const, 50);
     assert_eq!(t.window_size, 50);
@@ -431,4 +433,21 @@ fn a_missing_key_in_a_node_entry_is_named() {
     let text = GOOD.replace("ring0_addr = \"10.0.0.2\"\n", "");
     let e = mistake(&text, 15, "nodelist.node[1].ring0_addr");
     assert!(e.to_string().contains("missing field"), "{e}");
+}
+
+#[test]
+fn pause_threshold_is_parsed_and_zero_turns_it_off() {
+    let text = GOOD.replace("token = 100", "token = 100\npause_threshold = 300");
+    let config = Config::from_str(&text, "pause.toml").unwrap();
+    assert_eq!(config.totem.pause_threshold_ms(), 300);
+    assert_eq!(config.totem_config().pause_threshold.as_millis(), 300);
+    let text = GOOD.replace("token = 100", "token = 100\npause_threshold = 0");
+    let config = Config::from_str(&text, "pause.toml").unwrap();
+    assert_eq!(
+        config.totem_config().pause_threshold,
+        totem_dpdk::Duration::ZERO
+    );
+    let text = GOOD.replace("token = 100", "token = 100\npause_threshold = 99999999");
+    let e = mistake(&text, 7, "totem.pause_threshold");
+    assert!(e.to_string().contains("must be 1..="), "{e}");
 }

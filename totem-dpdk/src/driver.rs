@@ -494,6 +494,7 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
                 requests: requests_rx,
                 events: sink,
                 diag: Diagnostics::default(),
+                pauses_logged: 0,
                 control: thread_control,
                 idle_wait: cfg.idle_wait,
                 stats: DriverStats::default(),
@@ -680,6 +681,8 @@ struct Loop<T, S> {
     events: S,
     /// Rate limit of the protection layer's diagnostics.
     diag: Diagnostics,
+    /// The core's `pauses_detected` when last logged.
+    pauses_logged: u64,
     control: Arc<Control>,
     idle_wait: StdDuration,
     stats: DriverStats,
@@ -731,6 +734,7 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
             self.take_submits();
             let received = self.receive();
             self.fire_timers();
+            self.log_pauses();
             self.flush();
             self.forward_events();
             self.maybe_publish_status();
@@ -818,6 +822,25 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
             }
         }
         total
+    }
+
+    /// One warning per pause the core detected (its own process did not run).
+    fn log_pauses(&mut self) {
+        let stats = self.core.stats();
+        if stats.pauses_detected > self.pauses_logged {
+            self.pauses_logged = stats.pauses_detected;
+            tracing::warn!(
+                paused_ms = stats.last_pause.as_millis(),
+                threshold_ms = self.core.config().pause_threshold.as_millis(),
+                "process paused {} ms (past the pause threshold of {} ms; token timeout {} ms); \
+                 its expired timers were restarted and the membership messages queued meanwhile \
+                 ignored, so no member is declared failed for it. Look for CPU starvation, \
+                 swapping, a VM pause or a stalled write; consider a larger totem.token",
+                stats.last_pause.as_millis(),
+                self.core.config().pause_threshold.as_millis(),
+                self.core.config().token_timeout.as_millis()
+            );
+        }
     }
 
     fn fire_timers(&mut self) {

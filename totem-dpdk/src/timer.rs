@@ -72,6 +72,13 @@ impl TimerTable {
         self.deadlines.iter().flatten().min().copied()
     }
 
+    /// Moves every armed deadline `by` later (a span this node did not run does not count).
+    pub fn postpone(&mut self, by: crate::time::Duration) {
+        for d in self.deadlines.iter_mut().flatten() {
+            *d = *d + by;
+        }
+    }
+
     /// Disarms every timer.
     pub fn clear(&mut self) {
         self.deadlines = Default::default();
@@ -100,5 +107,14 @@ mod tests {
         assert_eq!(t.expire(Instant(99)), None);
         assert_eq!(t.expire(Instant(100)), Some(Timer::TokenRetransmit));
         assert_eq!(t.expire(Instant(1000)), None, "a fired timer is disarmed");
+    }
+
+    #[test]
+    fn postpone_moves_only_armed_timers() {
+        let mut t = TimerTable::default();
+        t.set(Timer::TokenLoss, Instant(100));
+        t.postpone(crate::time::Duration(50));
+        assert_eq!(t.get(Timer::TokenLoss), Some(Instant(150)));
+        assert_eq!(t.get(Timer::Join), None);
     }
 }

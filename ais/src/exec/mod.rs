@@ -464,6 +464,7 @@ impl Exec {
             ("gathers", core.gathers),
             ("rings_installed", core.rings_installed),
             ("failed_to_receive", core.failed_to_receive),
+            ("pauses_detected", core.pauses_detected),
             ("backpressure", core.backpressure),
             (
                 "invalid_digest",

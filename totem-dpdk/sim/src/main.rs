@@ -133,6 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         .map(|seed| {
             let mut s = Schedule::random(seed, nodes.clone(), faults, node_faults);
             s.crypto |= cli.crypto;
+            // Node faults only: also check that the nodes no fault touched stay together.
+            s.check_stable_members = node_faults.any() && faults == Faults::default();
             s
         })
         .collect();

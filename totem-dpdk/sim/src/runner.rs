@@ -24,6 +24,9 @@ pub fn run_one(schedule: Schedule) -> Checked {
     let mut params = checker::CheckParams::from_log(&outcome.log);
     params.last_fault_ns = Some(schedule.faults_end().as_nanos());
     params.converge_bound_ns = Some(schedule.converge_bound.as_nanos());
+    if schedule.check_stable_members {
+        params.stable_pairs = schedule.stable_pairs();
+    }
     let report = checker::check(&outcome.log, &params);
     violations.extend(report.violations.iter().map(ToString::to_string));
     Checked {

@@ -158,6 +158,9 @@ pub struct Schedule {
     /// Seal every frame with AES-256-GCM (secauth; one shared key, nonce counters continued
     /// across restarts). On whenever the attack faults are.
     pub crypto: bool,
+    /// Check property 17 (stable members) for the pairs of [`Schedule::stable_pairs`]. Off by
+    /// default (see docs/simulator.md for what it still finds).
+    pub check_stable_members: bool,
 }
 
 impl Schedule {
@@ -222,6 +225,7 @@ impl Schedule {
             lossy_receiver: None,
             late,
             crypto: max_faults.forge > 0.0 || max_faults.replay > 0.0,
+            check_stable_members: false,
         }
     }
 
@@ -241,6 +245,42 @@ impl Schedule {
             .max()
             .unwrap_or(Instant(0));
         last_node_fault.max(Instant(0) + self.submit_window) + Duration::from_millis(100)
+    }
+}
+
+impl Schedule {
+    /// The pairs of nodes no fault touches, for checker property 17 (stable members): both
+    /// nodes start on time and are never named by a node fault (crash, restart, pause, one-way
+    /// link) nor by the lossy receiver, and no partition separates them. `None` when any link
+    /// fault (loss, duplication, reordering, corruption, attacks) is on: then no pair is
+    /// guaranteed to hear each other in time.
+    pub fn stable_pairs(&self) -> Option<Vec<(NodeId, NodeId)>> {
+        if self.faults != Faults::default() {
+            return None;
+        }
+        let touched = |node: u32| {
+            self.late.contains(&node)
+                || self.lossy_receiver.is_some_and(|(n, _)| n == node)
+                || self.node_faults.iter().any(|(_, f)| names(f, node))
+        };
+        let apart = |a: u32, b: u32| {
+            self.node_faults.iter().any(|(_, f)| match f {
+                NodeFault::Partition(groups) | NodeFault::PartitionDuringRecovery(groups, _) => {
+                    groups.get(a as usize - 1) != groups.get(b as usize - 1)
+                }
+                _ => false,
+            })
+        };
+        let stable: Vec<u32> = (1..=self.nodes).filter(|&n| !touched(n)).collect();
+        let mut pairs = Vec::new();
+        for (i, &a) in stable.iter().enumerate() {
+            for &b in &stable[i + 1..] {
+                if !apart(a, b) {
+                    pairs.push((NodeId(a), NodeId(b)));
+                }
+            }
+        }
+        Some(pairs)
     }
 }
 

@@ -1714,3 +1714,104 @@ fn safe_delivery_is_owed_only_by_members_that_installed_the_same_configuration()
     let report = same.check();
     assert!(report.count(Property::SafeDelivery) >= 1, "{report}");
 }
+
+// 17. Stable members.
+
+/// Nodes 1 and 2 on ring 1.4, each then alone in its own ring, then together again in 1.12:
+/// a valid extended-virtual-synchrony history (a partition), unless nothing separated them.
+fn split_pair() -> History {
+    let mut h = History::default();
+    h.meta(2, true);
+    let (ra, rc) = (ring(1, 4), ring(1, 12));
+    for node in 1..=2 {
+        h.config(100, node, ConfigKind::Regular, ra, &[1, 2], &[], &[1, 2]);
+    }
+    for node in 1..=2 {
+        let alone = ring(node, 8);
+        h.config(200, node, ConfigKind::Transitional, ra, &[node], &[], &[]);
+        h.config(201, node, ConfigKind::Regular, alone, &[node], &[], &[]);
+        h.config(
+            300,
+            node,
+            ConfigKind::Transitional,
+            alone,
+            &[node],
+            &[],
+            &[],
+        );
+        h.config(
+            301,
+            node,
+            ConfigKind::Regular,
+            rc,
+            &[1, 2],
+            &[],
+            &[3 - node],
+        );
+    }
+    h
+}
+
+fn check_stable(h: &History, pairs: &[(u32, u32)]) -> Report {
+    check(
+        &h.events,
+        &CheckParams {
+            stable_pairs: Some(pairs.iter().map(|&(a, b)| (n(a), n(b))).collect()),
+            ..CheckParams::default()
+        },
+    )
+}
+
+#[test]
+fn never_faulted_nodes_that_exclude_each_other() {
+    let h = split_pair();
+    assert!(h.check().is_ok(), "a partition is valid EVS: {}", h.check());
+    let report = check_stable(&h, &[(1, 2)]);
+    assert_only(&report, Property::StableMembers);
+    assert_eq!(report.count(Property::StableMembers), 3, "{report}");
+    assert!(
+        report.violations.iter().any(|v| v.message.contains(
+            "node 1 installed ring 1.8 [1] at t=201 without node 2, although neither was faulted"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.violations.iter().any(|v| v
+            .message
+            .contains("nodes 1 and 2 (never faulted) diverge at their regular configuration #2")),
+        "{report}"
+    );
+    // Pairs the caller did not name are not checked.
+    assert!(check_stable(&h, &[]).is_ok());
+    // Node 3's crash and restart leave nodes 1 and 2 together: no violation.
+    let m = check_stable(&membership(), &[(1, 2)]);
+    assert!(m.is_ok(), "{m}");
+}
+
+#[test]
+fn never_faulted_nodes_with_different_ring_sequences() {
+    // Both stay together, but node 1 installs a ring 1.8 [1,2] node 2 never installs.
+    let mut h = History::default();
+    h.meta(2, true);
+    let (ra, rb, rc) = (ring(1, 4), ring(1, 8), ring(1, 12));
+    for node in 1..=2 {
+        h.config(100, node, ConfigKind::Regular, ra, &[1, 2], &[], &[1, 2]);
+    }
+    h.config(200, 1, ConfigKind::Transitional, ra, &[1, 2], &[], &[]);
+    h.config(201, 1, ConfigKind::Regular, rb, &[1, 2], &[], &[]);
+    h.config(300, 1, ConfigKind::Transitional, rb, &[1], &[], &[]);
+    h.config(301, 1, ConfigKind::Regular, rc, &[1, 2], &[], &[2]);
+    h.config(300, 2, ConfigKind::Transitional, ra, &[2], &[], &[]);
+    h.config(301, 2, ConfigKind::Regular, rc, &[1, 2], &[], &[1]);
+    let report = check_stable(&h, &[(1, 2)]);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.property == Property::StableMembers
+                && v.message.contains(
+                    "diverge at their regular configuration #2: node 1 installed ring 1.8 [1,2]"
+                )),
+        "{report}"
+    );
+}

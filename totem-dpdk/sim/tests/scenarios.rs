@@ -213,3 +213,42 @@ fn seeds_that_once_failed() {
         clean(Schedule::random(seed, 2..=16, links, NodeFaultKinds::ALL));
     }
 }
+
+/// Member lists of the regular configurations `node` installed, in order.
+fn regular_member_lists(c: &Checked, node: u32) -> Vec<Vec<u32>> {
+    c.outcome
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            LogEvent::Config(cfg)
+                if cfg.node == NodeId(node) && cfg.kind == ConfigKind::Regular =>
+            {
+                Some(cfg.members.iter().map(|m| m.0).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 14: node 3 of three freezes past the token timeout and resumes with its stale state.
+/// Nodes 1 and 2, which never stopped and whose link always worked, must never install a
+/// configuration without each other: each installs only the one that removes node 3 and the
+/// one that adds it back (corosync: two memberships per pause).
+#[test]
+fn a_paused_node_does_not_split_the_members_that_kept_running() {
+    for pause in [300, 600, 1_000, 2_000] {
+        for seed in 0..10 {
+            let mut s = base(seed, 3);
+            s.node_faults = vec![(ms(50), NodeFault::Pause(3, Duration::from_millis(pause)))];
+            let c = clean(s);
+            for node in [1, 2] {
+                let lists = regular_member_lists(&c, node);
+                assert_eq!(
+                    lists,
+                    vec![vec![1, 2, 3], vec![1, 2], vec![1, 2, 3]],
+                    "pause {pause} ms, seed {seed}: node {node}'s regular configurations"
+                );
+            }
+        }
+    }
+}

@@ -99,3 +99,48 @@ fn the_same_seed_replays_bit_for_bit() {
     assert_eq!(a.outcome.log, b.outcome.log);
     assert!(a.outcome.log.len() > 100);
 }
+
+/// Node faults only (crash and restart, pause, partition, one-way link, late start), no link
+/// fault: besides every other property, each pair of nodes no fault touched must install the
+/// same regular configurations and never one without the other (checker property 17).
+///
+/// Ignored: with the pause detection of issue 14, 65 of these 2500 schedules still split such a
+/// pair (seeds 30188, 30439, 32461, ...), through two rules of the membership protocol that
+/// docs/simulator.md describes; run it with `--ignored`.
+#[test]
+#[ignore = "65 of 2500 schedules still violate property 17 (issue 14, see docs/simulator.md)"]
+fn node_faults_only_never_split_the_members_no_fault_touched() {
+    let schedules: Vec<Schedule> = (30_000..32_500)
+        .map(|s| {
+            let mut s = Schedule::random(s, 2..=8, Faults::default(), NodeFaultKinds::ALL);
+            s.check_stable_members = true;
+            s
+        })
+        .collect();
+    let pairs: usize = schedules
+        .iter()
+        .map(|s| s.stable_pairs().map_or(0, |p| p.len()))
+        .sum();
+    assert!(pairs > 2_000, "the sweep must check stable pairs: {pairs}");
+    let failures = std::sync::Mutex::new(Vec::new());
+    let summary = runner::run_many(schedules, 2, |c| {
+        if !c.violations.is_empty() {
+            failures.lock().unwrap().push(format!(
+                "seed {} ({} nodes): {}\n  replay: TOTEM_SIM_SEED={} cargo run --release -p \
+                 totem-sim -- --nodes 2..8 --faults nodes --log seed.jsonl",
+                c.schedule.seed,
+                c.schedule.nodes,
+                c.violations.first().cloned().unwrap_or_default(),
+                c.schedule.seed,
+            ));
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failing schedules:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(summary.schedules, 2_500);
+}

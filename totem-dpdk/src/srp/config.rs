@@ -95,6 +95,13 @@ pub struct Config {
     /// How long to wait for every known node to agree on the membership before declaring the
     /// silent ones failed (corosync `consensus`, default 1.2 × `token_timeout` = 120 ms).
     pub consensus_timeout: Duration,
+    /// A gap this long between the time an input arrives and the deadline the core asked to
+    /// be called at ([`crate::srp::Totem::poll_timeout`]) means this node's process did not
+    /// run (a VM pause, swapping, a stalled write, a debugger): its own timers expired while
+    /// it could observe nothing, so they are not evidence that the others failed. Default
+    /// 50 ms, half of `token_timeout` (the ratio corosync uses for its pause detection).
+    /// [`Duration::ZERO`] turns detection off. See [`crate::srp::Stats::pauses_detected`].
+    pub pause_threshold: Duration,
     /// Interval of the representative's merge-detect announcements, by which partitions that
     /// can talk again find each other (corosync `merge`, default 200 ms).
     pub merge_timeout: Duration,
@@ -137,6 +144,7 @@ impl Config {
             join_timeout: Duration::from_millis(50),
             consensus_timeout: Duration::from_millis(120),
             merge_timeout: Duration::from_millis(200),
+            pause_threshold: Duration::from_millis(50),
             first_msg_no: 1,
             protection: Protection::Integrity,
             key: None,

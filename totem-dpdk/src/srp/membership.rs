@@ -105,6 +105,11 @@ impl Totem {
             self.on_leave(now, sender);
             return;
         }
+        if self.stale_joins_until.is_some_and(|until| now < until) {
+            // Queued while this node did not run: a round the others may have finished.
+            self.stats.stale_joins_ignored += 1;
+            return;
+        }
         if self.fail_set.contains(&sender) {
             // This round already gave up on the sender; it will form its own ring, and the two
             // merge once this round has installed (merge detection), instead of restarting

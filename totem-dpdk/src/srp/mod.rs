@@ -176,6 +176,18 @@ pub struct Stats {
     pub token_losses: u64,
     /// Rings installed (regular configurations delivered).
     pub rings_installed: u64,
+    /// Times this node found it had not run for longer than [`Config::pause_threshold`] past
+    /// a deadline (its process was paused). Each time, its timers were postponed by the
+    /// pause instead of firing, and membership messages were ignored for one join interval.
+    /// The driver logs "process paused N ms" when this rises.
+    #[doc(alias = "pause_flush")]
+    pub pauses_detected: u64,
+    /// How long the last detected pause was: the time between the last input before it
+    /// and the first input after it.
+    pub last_pause: crate::time::Duration,
+    /// Join messages ignored because they arrived within one join interval of a detected pause
+    /// (they were queued while the process did not run, and describe a round that is over).
+    pub stale_joins_ignored: u64,
     /// Old-ring frames this node re-sent during recovery.
     pub recovery_frames_sent: u64,
     /// Old-ring frames recovered from other members' re-sends.
@@ -224,6 +236,10 @@ pub struct Totem {
     next_msg_no: u64,
 
     timers: TimerTable,
+    /// Time of the last input (`handle_frame`, `handle_timeout`, construction).
+    last_input: Instant,
+    /// Joins arriving before this time are ignored: they were queued during a pause.
+    stale_joins_until: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -272,6 +288,8 @@ impl Totem {
             blocked: false,
             next_msg_no: cfg.first_msg_no.max(1),
             timers: TimerTable::default(),
+            last_input: now,
+            stale_joins_until: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats {
@@ -407,7 +425,7 @@ impl Totem {
         self.queued_bytes += size;
         if self.ring.held.is_some() {
             // The ring has work again: end the hold at the caller's next timeout check.
-            self.timers.set(Timer::TokenHold, Instant(0));
+            self.timers.set(Timer::TokenHold, self.last_input);
         }
         self.request_held_token();
         Ok(MsgId {
@@ -456,6 +474,7 @@ impl Totem {
         if self.state == MembState::Left {
             return;
         }
+        self.detect_pause(now);
         if self.crypto.protection() == Protection::Integrity {
             let decoded = codec::decode(frame);
             self.dispatch(now, decoded, frame);
@@ -529,6 +548,7 @@ impl Totem {
 
     /// Fires the timers due at `now`. Harmless when none is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.detect_pause(now);
         while let Some(timer) = self.timers.expire(now) {
             match timer {
                 Timer::TokenRetransmit => {
@@ -568,6 +588,37 @@ impl Totem {
                     }
                 }
             }
+        }
+    }
+
+    /// Notices that this node's process did not run: an input comes more than
+    /// [`Config::pause_threshold`] after the earliest deadline the core asked to be called at.
+    /// The timers that expired meanwhile measured a span in which this node could observe
+    /// nothing, so they are postponed by the whole gap instead of firing (no token loss,
+    /// consensus timeout or failure declared from a stale view); a gather in progress starts
+    /// its agreement again; and the join messages queued while it did not run, which describe
+    /// a round the others may have finished, are ignored for one join interval (the live ones
+    /// are re-sent every join interval).
+    fn detect_pause(&mut self, now: Instant) {
+        let gap = now.saturating_since(self.last_input);
+        self.last_input = self.last_input.max(now);
+        let threshold = self.cfg.pause_threshold;
+        if threshold == crate::time::Duration::ZERO {
+            return;
+        }
+        let Some(due) = self.timers.next() else {
+            return;
+        };
+        if now.saturating_since(due) <= threshold {
+            return;
+        }
+        self.stats.pauses_detected += 1;
+        self.stats.last_pause = gap;
+        self.timers.postpone(gap);
+        self.stale_joins_until = Some(now + self.cfg.join_timeout);
+        if self.state == MembState::Gather {
+            self.consensus.clear();
+            self.send_join();
         }
     }
 

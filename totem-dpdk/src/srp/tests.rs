@@ -868,3 +868,58 @@ mod membership {
         assert!(net.ring_seq[&2] > without.seq);
     }
 }
+
+/// A node whose process did not run past its token-loss deadline does not act on the timers
+/// that expired meanwhile: they are postponed by the pause (it counts the pause), and a real
+/// token loss is still declared a token timeout later.
+#[test]
+fn a_paused_node_postpones_its_stale_timers_instead_of_declaring_a_loss() {
+    let mut cfg = Config::new(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    cfg.ring_seq = 4;
+    let mut node = Totem::new(cfg.clone(), Instant(0)).unwrap();
+    while node.poll_transmit().is_some() {}
+    let resume = Instant(0) + Duration::from_millis(600);
+    node.handle_timeout(resume);
+    assert_eq!(node.stats().pauses_detected, 1);
+    assert_eq!(node.stats().last_pause, Duration::from_millis(600));
+    assert_eq!(node.stats().token_losses, 0);
+    assert_eq!(node.state(), MembState::Operational);
+    assert_eq!(
+        node.poll_timeout(),
+        Some(resume + cfg.token_timeout),
+        "the token-loss timer restarts from the resume"
+    );
+    node.handle_timeout(resume + cfg.token_timeout);
+    assert_eq!(
+        node.stats().token_losses,
+        1,
+        "no token after the pause: a real loss"
+    );
+    assert_eq!(
+        node.stats().pauses_detected,
+        1,
+        "a timer on time is not a pause"
+    );
+
+    // Joins that were queued during the pause are ignored for one join interval.
+    let mut node = Totem::new(cfg.clone(), Instant(0)).unwrap();
+    node.handle_timeout(resume);
+    let join = crate::wire::MembJoinRepr {
+        sender: NodeId(1),
+        ring_id: node.ring_id(),
+        max_ring_seq: 4,
+        leaving: false,
+        proc_set: vec![NodeId(1), NodeId(2), NodeId(3)],
+        fail_set: vec![NodeId(2)],
+    };
+    node.handle_frame(resume, &codec::encode_join(&join));
+    assert_eq!(node.stats().stale_joins_ignored, 1);
+    assert_eq!(node.state(), MembState::Operational);
+
+    // Detection off: the overdue token-loss timer fires at once.
+    cfg.pause_threshold = Duration::ZERO;
+    let mut node = Totem::new(cfg, Instant(0)).unwrap();
+    node.handle_timeout(resume);
+    assert_eq!(node.stats().pauses_detected, 0);
+    assert_eq!(node.stats().token_losses, 1);
+}

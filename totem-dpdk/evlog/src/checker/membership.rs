@@ -317,3 +317,84 @@ pub(super) fn convergence(ix: &Index<'_>, params: &EffectiveParams, sink: &mut S
         });
     }
 }
+
+/// Property 17: Members that were never faulted stay together (only with
+/// [`super::CheckParams::stable_pairs`]).
+///
+/// For each given pair of nodes (the caller knows from its fault schedule that neither node
+/// was crashed, restarted, paused, started late or cut off, and that the link between them
+/// always worked, with no frame loss anywhere): neither node installs a regular configuration
+/// without the other, and both install the same sequence of regular configurations (ring
+/// ids). In a run that did not drain, one sequence may be a prefix of the other (the run
+/// stopped during a change).
+pub(super) fn stable_members(
+    ix: &Index<'_>,
+    pairs: &[(NodeId, NodeId)],
+    drained: bool,
+    sink: &mut Sink,
+) {
+    let p = Property::StableMembers;
+    let regulars = |node: NodeId| -> Vec<Ev> {
+        ix.cfg_evs.get(&node).map_or_else(Vec::new, |evs| {
+            evs.iter()
+                .copied()
+                .filter(|&i| {
+                    matches!(&ix.events[i as usize],
+                        LogEvent::Config(c) if c.kind == ConfigKind::Regular)
+                })
+                .collect()
+        })
+    };
+    for &(a, b) in pairs {
+        let (ra, rb) = (regulars(a), regulars(b));
+        for (node, other, regs) in [(a, b, &ra), (b, a, &rb)] {
+            for &i in regs {
+                let c = ix.config(i);
+                if !c.members.contains(&other) {
+                    sink.report(p, Some(i), || {
+                        format!(
+                            "node {node} installed ring {} {} at t={} without node {other}, \
+                             although neither was faulted and their link always worked",
+                            c.ring,
+                            ids(&c.members),
+                            c.t
+                        )
+                    });
+                }
+            }
+        }
+        let common = ra.len().min(rb.len());
+        if let Some(k) = (0..common).find(|&k| ix.config(ra[k]).ring != ix.config(rb[k]).ring) {
+            let (ca, cb) = (ix.config(ra[k]), ix.config(rb[k]));
+            sink.report(p, Some(ra[k].max(rb[k])), || {
+                format!(
+                    "nodes {a} and {b} (never faulted) diverge at their regular configuration \
+                     #{}: node {a} installed ring {} {} at t={}, node {b} ring {} {} at t={}",
+                    k + 1,
+                    ca.ring,
+                    ids(&ca.members),
+                    ca.t,
+                    cb.ring,
+                    ids(&cb.members),
+                    cb.t
+                )
+            });
+        } else if drained && ra.len() != rb.len() {
+            let (longer, shorter, extra) = if ra.len() > rb.len() {
+                (a, b, ra[common])
+            } else {
+                (b, a, rb[common])
+            };
+            let c = ix.config(extra);
+            sink.report(p, Some(extra), || {
+                format!(
+                    "node {longer} installed ring {} {} at t={}, which node {shorter} (never \
+                     faulted, in the same ring before) never installed",
+                    c.ring,
+                    ids(&c.members),
+                    c.t
+                )
+            });
+        }
+    }
+}

@@ -93,6 +93,7 @@ use std::path::Path;
 
 use crate::log::{ConfigKind, LogError, LogEvent, read_log_with_lines};
 use index::Index;
+use totem_dpdk::NodeId;
 
 /// Default `window_size` (corosync's default).
 pub const DEFAULT_WINDOW_SIZE: u32 = 50;
@@ -142,11 +143,15 @@ pub enum Property {
     /// Property 16: Convergence: after the last fault, the live nodes install one common ring
     /// of exactly themselves within the bound (L1; drained runs with a fault time and bound).
     Convergence,
+    /// Property 17: Members that were never faulted stay together: two nodes never named by a
+    /// fault, whose link always worked, install the same regular configurations and never one
+    /// without the other (only with [`CheckParams::stable_pairs`]).
+    StableMembers,
 }
 
 impl Property {
     /// Every property, in number order.
-    pub const ALL: [Property; 16] = [
+    pub const ALL: [Property; 17] = [
         Property::NoCreation,
         Property::NoDuplication,
         Property::TotalOrder,
@@ -163,6 +168,7 @@ impl Property {
         Property::TransitionalDelivery,
         Property::FailureAtomicity,
         Property::Convergence,
+        Property::StableMembers,
     ];
 
     /// The property's number (1-based), as in `docs/event-log.md`.
@@ -189,6 +195,7 @@ impl Property {
             Property::TransitionalDelivery => "transitional-delivery",
             Property::FailureAtomicity => "failure-atomicity",
             Property::Convergence => "convergence",
+            Property::StableMembers => "stable-members",
         }
     }
 }
@@ -246,6 +253,11 @@ pub struct CheckParams {
     /// How long (ns) after `last_fault_ns` the live nodes may take to install their final
     /// common ring (property 16).
     pub converge_bound_ns: Option<u64>,
+    /// Pairs of nodes that no fault touched: neither was crashed, restarted, paused, started
+    /// late or cut off, the link between them always worked, and no link lost, duplicated,
+    /// reordered or corrupted frames. Enables property 17 for each pair. Only the caller (the
+    /// simulator, from its schedule) knows them.
+    pub stable_pairs: Option<Vec<(NodeId, NodeId)>>,
     /// Violations kept per property; more are only counted.
     pub max_violations_per_property: usize,
 }
@@ -259,6 +271,7 @@ impl Default for CheckParams {
             drained: None,
             last_fault_ns: None,
             converge_bound_ns: None,
+            stable_pairs: None,
             max_violations_per_property: 20,
         }
     }
@@ -500,6 +513,9 @@ pub fn check(events: &[LogEvent], params: &CheckParams) -> Report {
     membership::failure_atomicity(&ix, &mut sink);
     if eff.checks_convergence() {
         membership::convergence(&ix, &eff, &mut sink);
+    }
+    if let Some(pairs) = &params.stable_pairs {
+        membership::stable_members(&ix, pairs, eff.drained, &mut sink);
     }
 
     let mut report = Report {
