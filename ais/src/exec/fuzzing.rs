@@ -213,6 +213,10 @@ mod tests {
         }
         // A fourth record, empty, makes the loop take the effects of the third.
         data.extend_from_slice(&[1, 0]);
-        assert_eq!(super::run_deliveries(&data), 1, "node 2's message reached the client");
+        assert_eq!(
+            super::run_deliveries(&data),
+            1,
+            "node 2's message reached the client"
+        );
     }
 }
