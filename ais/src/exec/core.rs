@@ -1140,13 +1140,7 @@ mod tests {
     }
 
     fn replies(n: &mut TestNode) -> Vec<u64> {
-        n.take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Reply { id, .. } => Some(id),
-                _ => None,
-            })
-            .collect()
+        n.replies().into_iter().map(|(id, _)| id).collect()
     }
 
     #[test]
@@ -1188,15 +1182,7 @@ mod tests {
         for id in 0..=MAX_HELD as u64 {
             r.node(1).core.request(1, id, Request::CpgLocalGet);
         }
-        let answers: Vec<(u64, Response)> = r
-            .node(1)
-            .take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Reply { id, resp, .. } => Some((id, resp)),
-                _ => None,
-            })
-            .collect();
+        let answers = r.node(1).replies();
         assert_eq!(
             answers,
             [(MAX_HELD as u64, Response::Error(AisError::TryAgain))]
@@ -1322,19 +1308,11 @@ mod tests {
                 service: Svc::Cpg,
             },
         );
-        let answers: Vec<Response> = n
-            .take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Reply { resp, .. } => Some(resp),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            answers,
+            n.replies(),
             [
-                Response::Error(AisError::BadOperation),
-                Response::Error(AisError::Version)
+                (1, Response::Error(AisError::BadOperation)),
+                (2, Response::Error(AisError::Version))
             ]
         );
     }

@@ -10,7 +10,7 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, Delivery, Event};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
 use super::core::{ConnId, Effect, ExecCore, Origin, Service};
-use crate::ipc::proto::{Request, Service as Svc};
+use crate::ipc::proto::{Request, Response, Service as Svc};
 
 /// One node: its core and what it asked for.
 pub(crate) struct TestNode {
@@ -60,6 +60,17 @@ impl TestNode {
     pub(crate) fn take(&mut self) -> Vec<Effect> {
         self.run();
         std::mem::take(&mut self.out)
+    }
+
+    /// Takes the effects collected so far and keeps the answers: (request id, answer).
+    pub(crate) fn replies(&mut self) -> Vec<(u64, Response)> {
+        self.take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Reply { id, resp, .. } => Some((id, resp)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// A client connects and says hello for `service`.

@@ -286,14 +286,7 @@ mod tests {
                 groups: vec![Bytes::new()],
             },
         );
-        let replies: Vec<Response> = n
-            .take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Reply { resp, .. } => Some(resp),
-                _ => None,
-            })
-            .collect();
+        let replies: Vec<Response> = n.replies().into_iter().map(|(_, r)| r).collect();
         assert_eq!(
             replies,
             [
