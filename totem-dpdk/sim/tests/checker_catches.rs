@@ -1696,23 +1696,31 @@ fn safe_in_transitional(node2_trans: &[u32], node2_next: RingId, node2_members: 
 }
 
 #[test]
-fn safe_delivery_is_owed_only_by_members_that_installed_the_same_configuration() {
-    // Node 2 abandoned the recovery of 1.8 and went on alone: it never entered the
-    // transitional configuration [1,2] in which node 1 delivered 1:1, so it owes nothing.
-    let abandoned = safe_in_transitional(
-        &[2],
-        RingId {
-            seq: 9,
-            rep: NodeId(2),
-        },
-        &[2],
-    );
-    let report = abandoned.check();
-    assert_eq!(report.count(Property::SafeDelivery), 0, "{report}");
+fn safe_delivery_in_a_transitional_configuration_is_owed_by_all_its_members() {
     // Node 2 delivered the same transitional configuration [1,2]: it owed 1:1.
     let same = safe_in_transitional(&[1, 2], RB, &[1, 2]);
     let report = same.check();
     assert!(report.count(Property::SafeDelivery) >= 1, "{report}");
+    // Node 2 abandoned the recovery of 1.8 and went on alone, never delivering the
+    // transitional configuration [1,2] in which node 1 delivered 1:1: it still owed it (the
+    // protocol installs an abandoned ring late when it learns another member installed it).
+    let alone = RingId {
+        seq: 9,
+        rep: NodeId(2),
+    };
+    let abandoned = safe_in_transitional(&[2], alone, &[2]);
+    let report = abandoned.check();
+    assert!(report.count(Property::SafeDelivery) >= 1, "{report}");
+    // Unless node 1 saw it go: node 2 missing from node 1's next transitional configuration.
+    let mut seen_going = safe_in_transitional(&[2], alone, &[2]);
+    let rc = RingId {
+        seq: 12,
+        rep: NodeId(1),
+    };
+    seen_going.config(2000, 1, ConfigKind::Transitional, RB, &[1], &[2], &[]);
+    seen_going.config(2001, 1, ConfigKind::Regular, rc, &[1], &[2], &[]);
+    let report = seen_going.check();
+    assert_eq!(report.count(Property::SafeDelivery), 0, "{report}");
 }
 
 // 17. Stable members.

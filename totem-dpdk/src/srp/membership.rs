@@ -33,7 +33,8 @@ impl Totem {
             return;
         }
         if let Some(rec) = self.recovering.take() {
-            self.ring = rec.old;
+            let new_ring = std::mem::replace(&mut self.ring, rec.old);
+            self.abandoned = Some((new_ring, rec.trans));
         }
         self.proc_set.insert(self.me);
         if self.ring.is_real() {
@@ -42,6 +43,8 @@ impl Totem {
         self.fail_set.remove(&self.me);
         self.state = MembState::Gather;
         self.consensus.clear();
+        self.heard.clear();
+        self.disagreed_timeouts = 0;
         self.commit_ring = None;
         self.ring.last_token = None;
         self.ring.held = None;
@@ -97,6 +100,7 @@ impl Totem {
         if sender == self.me || self.state == MembState::Left {
             return;
         }
+        tracing::trace!(node = %self.me, t = now.as_nanos(), %sender, state = ?self.state, proc = ?join.proc_set, fail = ?join.fail_set, "join");
         self.max_ring_seq = self
             .max_ring_seq
             .max(join.max_ring_seq)
@@ -109,6 +113,14 @@ impl Totem {
             // Queued while this node did not run: a round the others may have finished.
             self.stats.stale_joins_ignored += 1;
             return;
+        }
+        if self.state == MembState::Gather
+            && self
+                .abandoned
+                .as_ref()
+                .is_some_and(|(ring, _)| ring.id == join.ring_id)
+        {
+            self.late_install(now);
         }
         if self.fail_set.contains(&sender) {
             // This round already gave up on the sender; it will form its own ring, and the two
@@ -130,6 +142,13 @@ impl Totem {
                 }
                 self.enter_gather(now);
             }
+            MembState::Recovery if !self.ring.members.contains(&sender) => {
+                // A node outside the ring being recovered (starting, restarting, back from a
+                // pause or a partition): abandoning the recovery now would leave the members
+                // that already installed it and those that had not with different histories.
+                // It re-sends its join every join interval; the installed ring takes it up.
+                return;
+            }
             MembState::Commit | MembState::Recovery => {
                 if proc.is_subset(&self.proc_set) && fail.is_subset(&self.fail_set) {
                     return; // a late copy of a join this round already agreed on
@@ -138,24 +157,65 @@ impl Totem {
             }
             MembState::Gather | MembState::Left => {}
         }
+        self.heard.insert(sender);
         if proc == self.proc_set && fail == self.fail_set {
             self.consensus.insert(sender);
         } else if proc.is_subset(&self.proc_set) && fail.is_subset(&self.fail_set) {
             return; // the sender knows less; it will catch up from this node's joins
         } else {
+            let before = (self.proc_set.len(), self.fail_set.len());
             self.proc_set.extend(proc.iter().copied());
             if fail.contains(&self.me) {
                 self.fail_set.insert(sender);
-            } else {
+            } else if self.ring.members.contains(&sender) {
                 self.fail_set.extend(fail.iter().copied());
+            } else {
+                // A node from outside this node's ring (back from a pause, a restart or a
+                // partition) judged with a view this node does not share: its verdict on
+                // members of this ring is not taken over; they answer for themselves.
+                let ring = &self.ring.members;
+                self.fail_set
+                    .extend(fail.iter().copied().filter(|n| !ring.contains(n)));
             }
             self.fail_set.remove(&self.me);
+            if (self.proc_set.len(), self.fail_set.len()) == before {
+                // Nothing taken over (a verdict on this ring's members from outside it): the
+                // round goes on, without restarting its consensus timer on every such join.
+                return;
+            }
             self.consensus.clear();
             self.send_join();
             self.timers
                 .set(Timer::Consensus, now + self.cfg.consensus_timeout);
         }
         self.check_consensus(now);
+    }
+
+    /// A member of the ring whose recovery this node abandoned has installed that ring (its
+    /// join names it): the representative set the install flag only once every member held
+    /// every frame, so this node holds all it needs and installs the ring now, delivering what
+    /// the others delivered (the old ring's messages, the same transitional configuration,
+    /// the regular configuration). Without it the two would go on with different histories:
+    /// the others one configuration longer, and safe messages they delivered in the
+    /// transitional configuration missing here. The round in progress goes on, from the
+    /// installed ring.
+    fn late_install(&mut self, now: Instant) {
+        let Some((ring, trans)) = self.abandoned.take() else {
+            return;
+        };
+        tracing::debug!(node = %self.me, t = now.as_nanos(), ring = %ring.id, "late install");
+        let (proc, fail) = (self.proc_set.clone(), self.fail_set.clone());
+        let old = std::mem::replace(&mut self.ring, ring);
+        self.recovering = Some(Recovering {
+            old,
+            trans,
+            queue: VecDeque::new(),
+        });
+        self.install(now);
+        self.stats.late_installs += 1;
+        self.proc_set.extend(proc);
+        self.fail_set = fail;
+        self.enter_gather(now);
     }
 
     /// A member announced a graceful leave: count it failed at once, no timeout.
@@ -201,20 +261,33 @@ impl Totem {
         }
         tracing::debug!(node = %self.me, t = now.as_nanos(), consensus = ?self.consensus, proc = ?self.proc_set, fail = ?self.fail_set, "consensus timeout");
         let active = self.active();
-        let silent: Vec<NodeId> = active
+        let missing: Vec<NodeId> = active
             .iter()
             .copied()
             .filter(|n| *n != self.me && !self.consensus.contains(n))
             .collect();
-        if silent.is_empty() {
-            // Everyone agreed but the representative never sent the commit token.
-            if let Some(rep) = active.first().filter(|rep| **rep != self.me) {
-                self.fail_set.insert(*rep);
-            }
-        } else {
+        let (alive, silent): (Vec<NodeId>, Vec<NodeId>) =
+            missing.iter().partition(|n| self.heard.contains(n));
+        if !silent.is_empty() {
+            // Nothing heard from them for a whole consensus period: failed.
             self.fail_set.extend(silent);
+            self.disagreed_timeouts = 0;
+        } else if !alive.is_empty() {
+            // Alive but with other sets: usually one side has not yet seen a failure the other
+            // saw and will catch up within a period (a node back from a pause or a partition
+            // knows of a crash the others are still timing out). Only disagreement that lasts
+            // a second period splits them, so that the round always ends.
+            self.disagreed_timeouts += 1;
+            if self.disagreed_timeouts >= 2 {
+                self.fail_set.extend(alive);
+                self.disagreed_timeouts = 0;
+            }
         }
+        // Everyone agreed but no commit token came: the representative's token was lost, or a
+        // member crashed after agreeing. Start the agreement again; a crashed member falls
+        // silent and is failed at the next timeout, a live representative creates a new token.
         self.consensus.clear();
+        self.heard.clear();
         self.send_join();
         self.timers.set(Timer::Join, now + self.cfg.join_timeout);
         self.timers
@@ -375,6 +448,7 @@ impl Totem {
             }
         }
         self.use_ring_seq(token.ring_id.seq);
+        self.abandoned = None;
         self.recovering = Some(Recovering { old, trans, queue });
         self.state = MembState::Recovery;
         self.commit_ring = None;

@@ -188,6 +188,9 @@ pub struct Stats {
     /// Join messages ignored because they arrived within one join interval of a detected pause
     /// (they were queued while the process did not run, and describe a round that is over).
     pub stale_joins_ignored: u64,
+    /// Rings installed after this node had abandoned their recovery, because a join showed
+    /// that another member installed them (so that both deliver the same history).
+    pub late_installs: u64,
     /// Old-ring frames this node re-sent during recovery.
     pub recovery_frames_sent: u64,
     /// Old-ring frames recovered from other members' re-sends.
@@ -214,6 +217,10 @@ pub struct Totem {
     /// `recovering`).
     ring: Ring,
     recovering: Option<Recovering>,
+    /// The last recovery this node abandoned (the new ring and its transitional members),
+    /// kept until another recovery starts: if a member of that ring turns out to have
+    /// installed it, this node installs it too (see `late_install`).
+    abandoned: Option<(Ring, Vec<NodeId>)>,
 
     /// Highest ring sequence number seen or used.
     max_ring_seq: u64,
@@ -221,6 +228,10 @@ pub struct Totem {
     fail_set: BTreeSet<NodeId>,
     /// Nodes whose join carried exactly this node's current sets.
     consensus: BTreeSet<NodeId>,
+    /// Nodes whose joins arrived in this consensus period, agreeing or not: alive.
+    heard: BTreeSet<NodeId>,
+    /// Consecutive consensus timeouts at which every missing node was alive but disagreeing.
+    disagreed_timeouts: u8,
     /// Nodes that announced a graceful leave since the last installation.
     departed: BTreeSet<NodeId>,
     /// The ring this node committed to in the commit state.
@@ -240,6 +251,9 @@ pub struct Totem {
     last_input: Instant,
     /// Joins arriving before this time are ignored: they were queued during a pause.
     stale_joins_until: Option<Instant>,
+    /// A pause was detected: the next token visit stamps no new message (the token may be one
+    /// queued during the pause, of a ring the others have left).
+    quiet_visit: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -274,10 +288,13 @@ impl Totem {
             state: MembState::Gather,
             ring: Ring::none(me, window),
             recovering: None,
+            abandoned: None,
             max_ring_seq: cfg.ring_seq,
             proc_set: BTreeSet::new(),
             fail_set: BTreeSet::new(),
             consensus: BTreeSet::new(),
+            heard: BTreeSet::new(),
+            disagreed_timeouts: 0,
             departed: BTreeSet::new(),
             commit_ring: None,
             last_commit: None,
@@ -290,6 +307,7 @@ impl Totem {
             timers: TimerTable::default(),
             last_input: now,
             stale_joins_until: None,
+            quiet_visit: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats {
@@ -598,7 +616,11 @@ impl Totem {
     /// consensus timeout or failure declared from a stale view); a gather in progress starts
     /// its agreement again; and the join messages queued while it did not run, which describe
     /// a round the others may have finished, are ignored for one join interval (the live ones
-    /// are re-sent every join interval).
+    /// are re-sent every join interval). The next token visit stamps no new message: the token
+    /// may have waited in the socket while the others formed a ring without this node, and a
+    /// message stamped on it would be delivered here in a configuration the others left
+    /// (legal in extended virtual synchrony, but a message lost to them). If the ring is
+    /// still alive, the next rotation carries it.
     fn detect_pause(&mut self, now: Instant) {
         let gap = now.saturating_since(self.last_input);
         self.last_input = self.last_input.max(now);
@@ -616,6 +638,7 @@ impl Totem {
         self.stats.last_pause = gap;
         self.timers.postpone(gap);
         self.stale_joins_until = Some(now + self.cfg.join_timeout);
+        self.quiet_visit = true;
         if self.state == MembState::Gather {
             self.consensus.clear();
             self.send_join();

@@ -126,6 +126,9 @@ impl Totem {
         // Never run further ahead of what every member holds than receivers will buffer.
         let horizon = (self.ring.safe.0 + self.cfg.receive_window / 2).saturating_sub(token.seq.0);
         allowed = allowed.min(u32::try_from(horizon).unwrap_or(u32::MAX));
+        if std::mem::take(&mut self.quiet_visit) && self.state == MembState::Operational {
+            allowed = 0; // the first visit after a pause (see `detect_pause`)
+        }
         let mut sent_new = 0u32;
         while sent_new < allowed {
             let seq = token.seq.next();

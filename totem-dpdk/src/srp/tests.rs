@@ -923,3 +923,106 @@ fn a_paused_node_postpones_its_stale_timers_instead_of_declaring_a_loss() {
     assert_eq!(node.stats().pauses_detected, 0);
     assert_eq!(node.stats().token_losses, 1);
 }
+
+/// The join sets `node` announces last (draining its transmits).
+fn last_join(node: &mut Totem) -> Option<(Vec<NodeId>, Vec<NodeId>, RingId)> {
+    let mut last = None;
+    while let Some(t) = node.poll_transmit() {
+        if let Ok(codec::Decoded::Join(j)) = codec::decode(&t.frame) {
+            last = Some((j.proc_set, j.fail_set, j.ring_id));
+        }
+    }
+    last
+}
+
+fn join_from(sender: u32, ring_id: RingId, proc: &[u32], fail: &[u32]) -> Vec<u8> {
+    codec::encode_join(&crate::wire::MembJoinRepr {
+        sender: NodeId(sender),
+        ring_id,
+        max_ring_seq: ring_id.seq,
+        leaving: false,
+        proc_set: nids(proc),
+        fail_set: nids(fail),
+    })
+    .to_vec()
+}
+
+/// A node from outside this node's ring (back from a pause, a restart, a partition) cannot get
+/// members of this ring declared failed: only its verdict on nodes outside the ring is taken
+/// over. A member's verdict is taken over whole.
+#[test]
+fn a_strangers_fail_set_does_not_fail_members_of_ones_ring() {
+    let mut cfg = Config::new(NodeId(2), nids(&[2, 3]));
+    cfg.ring_seq = 4;
+    let mut node = Totem::new(cfg, Instant(0)).unwrap();
+    last_join(&mut node);
+    let ring = node.ring_id();
+    let stale = RingId {
+        seq: 1,
+        rep: NodeId(1),
+    };
+    let t = Instant(0) + Duration::from_millis(1);
+    node.handle_frame(t, &join_from(1, stale, &[1, 2, 3, 4], &[3, 4]));
+    assert_eq!(node.state(), MembState::Gather);
+    let (proc, fail, _) = last_join(&mut node).expect("a join");
+    assert_eq!(proc, nids(&[1, 2, 3, 4]));
+    assert_eq!(
+        fail,
+        nids(&[4]),
+        "node 3 is in node 2's ring: node 1 cannot fail it"
+    );
+    node.handle_frame(t, &join_from(3, ring, &[1, 2, 3, 4], &[1, 4]));
+    let (_, fail, _) = last_join(&mut node).expect("a join");
+    assert_eq!(fail, nids(&[1, 4]), "a member's verdict is taken over");
+}
+
+/// At a consensus timeout, a node that sent joins with other sets is alive: it is failed only
+/// if the disagreement outlasts a second consensus period (a silent one is failed at once).
+#[test]
+fn disagreeing_nodes_get_a_second_consensus_period() {
+    let mut cfg = Config::new(NodeId(2), nids(&[1, 2, 3, 4]));
+    cfg.ring_seq = 4;
+    let consensus = cfg.consensus_timeout;
+    let mut node = Totem::new(cfg, Instant(0)).unwrap();
+    let ring = node.ring_id();
+    let stale = RingId {
+        seq: 1,
+        rep: NodeId(5),
+    };
+    // Node 5, from outside the ring, insists that node 3 failed (a verdict node 2 does not
+    // take over); nodes 1 and 3 agree with node 2; node 4 stays silent.
+    let feed = |node: &mut Totem, t: Instant, fail: &[u32]| {
+        node.handle_frame(t, &join_from(5, stale, &[1, 2, 3, 4, 5], &[3]));
+        node.handle_frame(t, &join_from(1, ring, &[1, 2, 3, 4, 5], fail));
+        node.handle_frame(t, &join_from(3, ring, &[1, 2, 3, 4, 5], fail));
+    };
+    let mut t = Instant(0) + Duration::from_millis(1);
+    feed(&mut node, t, &[]);
+    assert_eq!(node.state(), MembState::Gather);
+    assert_eq!(last_join(&mut node).expect("a join").1, nids(&[]));
+    // First timeout: node 4 (silent) is failed, node 5 (alive, disagreeing) is not.
+    t = t + consensus;
+    advance(&mut node, t);
+    assert_eq!(last_join(&mut node).expect("a join").1, nids(&[4]));
+    feed(&mut node, t, &[4]);
+    t = t + consensus;
+    advance(&mut node, t);
+    let (_, fail, _) = last_join(&mut node).expect("a join");
+    assert_eq!(fail, nids(&[4]), "one period of disagreement is tolerated");
+    feed(&mut node, t, &[4]);
+    t = t + consensus;
+    advance(&mut node, t);
+    let (_, fail, _) = last_join(&mut node).expect("a join");
+    assert_eq!(fail, nids(&[4, 5]), "a second one is not");
+}
+
+fn nids(v: &[u32]) -> Vec<NodeId> {
+    v.iter().copied().map(NodeId).collect()
+}
+
+/// Fires every timer due up to `until`, each at its deadline.
+fn advance(node: &mut Totem, until: Instant) {
+    while let Some(due) = node.poll_timeout().filter(|d| *d <= until) {
+        node.handle_timeout(due);
+    }
+}

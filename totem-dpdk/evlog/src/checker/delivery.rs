@@ -2,7 +2,7 @@
 
 use super::fast::{HashMap, HashSet};
 
-use totem_dpdk::{MsgId, NodeId, RingId};
+use totem_dpdk::{MsgId, NodeId};
 
 use super::index::{Cur, Dlv, Index, Ring};
 use super::{Property, Sink};
@@ -410,26 +410,13 @@ pub(super) fn safe_delivery(ix: &Index<'_>, drained: bool, sink: &mut Sink) {
                 .is_some_and(|(_, m)| !m.contains(&member))
         })
     };
-    // Who delivered which transitional configuration: (node, ending ring, members).
-    let mut installed_trans: HashSet<(NodeId, RingId, &[NodeId])> = HashSet::default();
-    for e in ix.events {
-        if let LogEvent::Config(c) = e
-            && c.kind == ConfigKind::Transitional
-        {
-            installed_trans.insert((c.node, c.ring, &c.members[..]));
-        }
-    }
     for d in ix.dlv.iter().filter(|d| d.safe && !d.dup) {
-        // In a transitional configuration, only the members that delivered that same
-        // configuration owe the message: one that abandoned the recovery before installing
-        // the new ring never entered it (in EVS terms it failed before the configuration).
-        let mut trans: Option<(RingId, &[NodeId])> = None;
+        // In a transitional configuration, every member of it owes the message, also one
+        // that abandoned the recovery before installing the new ring: the protocol has it
+        // install that ring late once it learns that another member did.
         let members = match d.cur {
             Cur::Trans(r, cfg) if r == d.ring => match &ix.events[cfg as usize] {
-                LogEvent::Config(c) => {
-                    trans = Some((c.ring, &c.members[..]));
-                    Some(&c.members[..])
-                }
+                LogEvent::Config(c) => Some(&c.members[..]),
                 _ => None,
             },
             _ => ix.ring_members(d.ring),
@@ -456,7 +443,6 @@ pub(super) fn safe_delivery(ix: &Index<'_>, drained: bool, sink: &mut Sink) {
                 && !ix.crashed_between(m, installed, u64::MAX)
                 && !ix.delivered.contains_key(&(m, d.msg))
                 && !seen_leaving(d.node, d.ev as usize, m)
-                && trans.is_none_or(|(r, t)| installed_trans.contains(&(m, r, t)))
             {
                 sink.report(p, Some(d.ev), || {
                     format!(
