@@ -11,52 +11,15 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ais::client::cpg::{Cpg, CpgEvent};
 use ais::ipc::proto::Reason;
-use common::cluster::{
-    Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
-};
+use common::cluster::{Cluster, Mode, assert_one_order, cpg_traffic, wait_confchg};
 use netlab::Lab;
 
 const GROUP: &[u8] = b"netns";
 const LONG: Duration = Duration::from_secs(20);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Multicast,
-    Unicast,
-}
-
-fn config(mode: Mode, mtu: u32, id: u32, lab: &Lab, dir: &Path) -> String {
-    let addr = lab.addr(id as usize);
-    let mut t = match mode {
-        Mode::Multicast => format!(
-            "[totem]\nnodeid = {id}\ntransport = \"udp\"\n{}netmtu = {mtu}\n\n\
-             [totem.interface]\nbindnetaddr = \"{addr}\"\nmcastaddr = \"239.192.77.1\"\nmcastport = 5405\nttl = 1\n\n",
-            key_lines(dir)
-        ),
-        Mode::Unicast => {
-            let mut t = format!(
-                "[totem]\nnodeid = {id}\ntransport = \"udpu\"\n{}netmtu = {mtu}\n\n\
-                 [totem.interface]\nmcastport = 5405\n\n",
-                key_lines(dir)
-            );
-            for h in 1..=lab.hosts() {
-                t += &format!(
-                    "[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"{}\"\n\n",
-                    lab.addr(h)
-                );
-            }
-            t
-        }
-    };
-    t += &aisexec_section(dir);
-    t
-}
 
 fn members(n: usize) -> impl Fn(&CpgEvent) -> bool {
     move |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == n)
@@ -64,17 +27,7 @@ fn members(n: usize) -> impl Fn(&CpgEvent) -> bool {
 
 fn partition_and_heal(mode: Mode, mtu: u32, name: &str) {
     let lab = Lab::new(3, mtu).expect("network-namespace lab");
-    let hosts: Vec<String> = (1..=3).map(|i| lab.netns(i).to_owned()).collect();
-    let mut c = Cluster::new(
-        name,
-        3,
-        |id, dir| config(mode, mtu, id, &lab, dir),
-        Box::new(move |i, program| {
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &hosts[i]]).arg(program);
-            cmd
-        }),
-    );
+    let mut c = Cluster::netns(name, &lab, mode, mtu);
     c.start_all();
     for i in 0..3 {
         c.wait_ring(i, &[1, 2, 3], LONG);

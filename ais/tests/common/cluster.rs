@@ -107,7 +107,59 @@ pub fn aisexec_section(dir: &Path) -> String {
     )
 }
 
+/// How the nodes of a network-namespace lab find each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `transport = "udp"`: IP multicast, members discovered.
+    Multicast,
+    /// `transport = "udpu"`: unicast to every node of the member list.
+    Unicast,
+}
+
+/// The configuration of host `id` of `lab` (secauth on with the cluster's key).
+pub fn netns_config(mode: Mode, mtu: u32, id: u32, lab: &netlab::Lab, dir: &Path) -> String {
+    let addr = lab.addr(id as usize);
+    let mut t = match mode {
+        Mode::Multicast => format!(
+            "[totem]\nnodeid = {id}\ntransport = \"udp\"\n{}netmtu = {mtu}\n\n\
+             [totem.interface]\nbindnetaddr = \"{addr}\"\nmcastaddr = \"239.192.77.1\"\nmcastport = 5405\nttl = 1\n\n",
+            key_lines(dir)
+        ),
+        Mode::Unicast => {
+            let mut t = format!(
+                "[totem]\nnodeid = {id}\ntransport = \"udpu\"\n{}netmtu = {mtu}\n\n\
+                 [totem.interface]\nmcastport = 5405\n\n",
+                key_lines(dir)
+            );
+            for h in 1..=lab.hosts() {
+                t += &format!(
+                    "[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"{}\"\n\n",
+                    lab.addr(h)
+                );
+            }
+            t
+        }
+    };
+    t += &aisexec_section(dir);
+    t
+}
+
 impl Cluster {
+    /// One node per host of `lab`, each run inside its namespace (`ip netns exec`).
+    pub fn netns(name: &str, lab: &netlab::Lab, mode: Mode, mtu: u32) -> Cluster {
+        let hosts: Vec<String> = (1..=lab.hosts()).map(|i| lab.netns(i).to_owned()).collect();
+        Cluster::new(
+            name,
+            hosts.len(),
+            |id, dir| netns_config(mode, mtu, id, lab, dir),
+            Box::new(move |i, program| {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &hosts[i]]).arg(program);
+                cmd
+            }),
+        )
+    }
+
     /// `n` nodes whose configurations `config(id, dir)` returns, started by `launcher`.
     pub fn new(
         name: &str,

@@ -626,10 +626,11 @@ impl Service for Cpg {
         Ok(())
     }
 
+    /// Processes of nodes that are not in the new configuration leave their groups: at the
+    /// transitional configuration already (the nodes this node goes on with from its old ring:
+    /// in extended virtual synchrony the others failed for it, also when they are in the new
+    /// ring, as after this node's own pause), and at the regular one.
     fn confchg(&mut self, cx: &mut Context<'_>, change: &ConfigChange) {
-        if change.kind != ConfigKind::Regular {
-            return;
-        }
         let names: Vec<Bytes> = self.groups.keys().cloned().collect();
         for name in names {
             let Some(g) = self.groups.get_mut(&name) else {
@@ -651,7 +652,7 @@ impl Service for Cpg {
             self.notify(cx, &name, left, Vec::new(), None);
             self.drop_empty(&name);
         }
-        if self.defects.no_sync {
+        if self.defects.no_sync && change.kind == ConfigKind::Regular {
             let msg = self.joinlist(cx);
             cx.submit_internal(DeliveryKind::Agreed, msg);
         }
@@ -936,6 +937,24 @@ mod tests {
                 vec![(p(1, 100), Reason::NodeUp)],
                 vec![]
             )]
+        );
+    }
+
+    /// A node back from a pause: the others went on without it and took it back, so its next
+    /// ring has the same members, but its transitional configuration is itself alone. Its
+    /// clients see the others go (the others are removing its processes meanwhile) and come
+    /// back at the barrier; before, they kept a view the others no longer shared, and its own
+    /// messages, which the others dropped, were delivered to it in that view.
+    #[test]
+    fn a_transitional_configuration_alone_tells_the_others_gone() {
+        let mut r = ring(2);
+        join(&mut r, 1, 1, 100);
+        join(&mut r, 2, 1, 200);
+        let _ = (told(r.node(1), 1), told(r.node(2), 1));
+        r.config(&[2], &[1, 2]);
+        assert_eq!(
+            told(r.node(2), 1).views,
+            [(vec![p(2, 200)], vec![], vec![(p(1, 100), Reason::NodeDown)])]
         );
     }
 
