@@ -465,6 +465,7 @@ impl Exec {
             ("rings_installed", core.rings_installed),
             ("failed_to_receive", core.failed_to_receive),
             ("pauses_detected", core.pauses_detected),
+            ("late_installs", core.late_installs),
             ("backpressure", core.backpressure),
             (
                 "invalid_digest",
