@@ -82,11 +82,13 @@ fn fault_free_schedules_up_to_sixteen_nodes() {
     assert!(s.delivered >= s.sent * 2);
 }
 
+/// 4000 since the stable-members sweeps below joined the suite (issue 14), to keep the
+/// simulator's share of CI about where it was; docs/simulator.md has the 5000-schedule run.
 #[test]
-fn five_thousand_schedules_with_node_and_link_faults_up_to_sixteen_nodes() {
-    let s = sweep(20_000..25_000, 2..=16, LINKS, NodeFaultKinds::ALL, "all");
+fn four_thousand_schedules_with_node_and_link_faults_up_to_sixteen_nodes() {
+    let s = sweep(20_000..24_000, 2..=16, LINKS, NodeFaultKinds::ALL, "all");
     assert!(
-        s.configs > 5_000 * 4,
+        s.configs > 4_000 * 4,
         "membership changes happened: {} configurations",
         s.configs
     );
