@@ -178,6 +178,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             for v in c.violations.iter().take(5) {
                 eprintln!("  {v}");
             }
+            for (t, fault) in &c.schedule.node_faults {
+                eprintln!("  fault at t={}: {fault:?}", t.as_nanos());
+            }
             eprintln!("  replay: {}", replay(c));
         }
     });

@@ -163,11 +163,20 @@ impl Totem {
         } else if proc.is_subset(&self.proc_set) && fail.is_subset(&self.fail_set) {
             return; // the sender knows less; it will catch up from this node's joins
         } else {
+            let member = self.ring.members.contains(&sender);
+            if fail.contains(&self.me) && !member {
+                // A node from outside this node's ring that counts this node failed (it judged
+                // during a partition that has healed, say): failing it back would spread to
+                // the members of this round that can hear it, and split them from each other.
+                // It will form a ring without this node, or agree, or be failed here after
+                // two periods of disagreement; rings merge after.
+                return;
+            }
             let before = (self.proc_set.len(), self.fail_set.len());
             self.proc_set.extend(proc.iter().copied());
             if fail.contains(&self.me) {
                 self.fail_set.insert(sender);
-            } else if self.ring.members.contains(&sender) {
+            } else if member {
                 self.fail_set.extend(fail.iter().copied());
             } else {
                 // A node from outside this node's ring (back from a pause, a restart or a
@@ -184,6 +193,10 @@ impl Totem {
                 return;
             }
             self.consensus.clear();
+            if proc == self.proc_set && fail == self.fail_set {
+                // Taken over whole: the sender already holds the sets this node now sends.
+                self.consensus.insert(sender);
+            }
             self.send_join();
             self.timers
                 .set(Timer::Consensus, now + self.cfg.consensus_timeout);
@@ -329,11 +342,14 @@ impl Totem {
         }
     }
 
+    /// The join timer keeps running in the commit state: a node waiting for its commit token
+    /// goes on announcing the sets it agreed on, so that if the token died with a crashed
+    /// member the nodes still gathering do not take it for silent and fail it. To the round's
+    /// other members those joins are agreement they already counted, nothing new.
     fn enter_commit(&mut self, now: Instant, token: &CommitTokenRepr) {
         self.state = MembState::Commit;
         self.commit_ring = Some(token.ring_id);
         self.last_commit = Some((token.ring_id, token.token_seq));
-        self.timers.stop(Timer::Join);
         self.timers.stop(Timer::Consensus);
         self.timers
             .set(Timer::TokenLoss, now + self.cfg.token_timeout);

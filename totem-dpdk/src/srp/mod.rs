@@ -583,7 +583,7 @@ impl Totem {
                     self.enter_gather(now);
                 }
                 Timer::Join => {
-                    if self.state == MembState::Gather {
+                    if matches!(self.state, MembState::Gather | MembState::Commit) {
                         self.send_join();
                         self.timers.set(Timer::Join, now + self.cfg.join_timeout);
                     }

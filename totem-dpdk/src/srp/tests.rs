@@ -1026,3 +1026,86 @@ fn advance(node: &mut Totem, until: Instant) {
         node.handle_timeout(due);
     }
 }
+
+/// A representative that created a commit token goes on announcing its join every join
+/// interval while it waits for the token: if the token died with a crashed member, the members
+/// still gathering hear it and do not fail it for silence (a ring of the representative alone,
+/// and of the others without it, would follow).
+#[test]
+fn a_committing_representative_is_not_silent() {
+    let mut cfg = Config::new(NodeId(1), nids(&[1, 2, 3]));
+    cfg.ring_seq = 4;
+    let (join, token) = (cfg.join_timeout, cfg.token_timeout);
+    let mut node = Totem::new(cfg, Instant(0)).unwrap();
+    let ring = node.ring_id();
+    let t = Instant(0) + Duration::from_millis(1);
+    node.handle_frame(t, &join_from(2, ring, &[1, 2, 3], &[]));
+    node.handle_frame(t, &join_from(3, ring, &[1, 2, 3], &[]));
+    assert_eq!(node.state(), MembState::Commit, "agreed: the commit token");
+    last_join(&mut node);
+    let mut at = t;
+    while at + join < t + token {
+        at = at + join;
+        advance(&mut node, at);
+        assert_eq!(node.state(), MembState::Commit);
+        let (proc, fail, _) = last_join(&mut node).expect("a join every join interval");
+        assert_eq!((proc, fail), (nids(&[1, 2, 3]), nids(&[])));
+    }
+}
+
+/// A join whose sets this node takes over whole is the sender's agreement with them: the
+/// round need not wait for the sender's next join (one join interval, or a crash of the
+/// sender meanwhile, which would leave the others agreed without a representative).
+#[test]
+fn a_join_taken_over_whole_counts_as_its_senders_agreement() {
+    let mut cfg = Config::new(NodeId(1), nids(&[1, 2, 3, 4]));
+    cfg.ring_seq = 4;
+    let mut node = Totem::new(cfg, Instant(0)).unwrap();
+    let ring = node.ring_id();
+    let t = Instant(0) + Duration::from_millis(1);
+    node.handle_frame(t, &join_from(2, ring, &[1, 2, 3, 4], &[4]));
+    assert_eq!(node.state(), MembState::Gather);
+    assert_eq!(last_join(&mut node).expect("a join").1, nids(&[4]));
+    node.handle_frame(t, &join_from(3, ring, &[1, 2, 3, 4], &[4]));
+    assert_eq!(
+        node.state(),
+        MembState::Commit,
+        "nodes 2 and 3 agree with node 1: it commits [1, 2, 3]"
+    );
+}
+
+/// A node from outside this node's ring that counts it failed (it judged during a partition
+/// that has since healed) is not failed back at once: failing it would spread to the members
+/// of the round that hear it. It is failed only if it still disagrees after two periods.
+#[test]
+fn a_stranger_that_counts_this_node_failed_is_not_failed_back_at_once() {
+    let mut cfg = Config::new(NodeId(2), nids(&[1, 2, 3]));
+    cfg.ring_seq = 4;
+    let consensus = cfg.consensus_timeout;
+    let mut node = Totem::new(cfg, Instant(0)).unwrap();
+    let ring = node.ring_id();
+    let stale = RingId {
+        seq: 1,
+        rep: NodeId(4),
+    };
+    let feed = |node: &mut Totem, t: Instant| {
+        node.handle_frame(t, &join_from(1, ring, &[1, 2, 3, 4], &[]));
+        node.handle_frame(t, &join_from(4, stale, &[1, 2, 3, 4], &[2]));
+        node.handle_frame(t, &join_from(3, ring, &[1, 2, 3, 4], &[]));
+    };
+    let mut t = Instant(0) + Duration::from_millis(1);
+    feed(&mut node, t);
+    assert_eq!(node.state(), MembState::Gather);
+    assert_eq!(last_join(&mut node).expect("a join").1, nids(&[]));
+    t = t + consensus;
+    advance(&mut node, t);
+    assert_eq!(last_join(&mut node).expect("a join").1, nids(&[]));
+    feed(&mut node, t);
+    t = t + consensus;
+    advance(&mut node, t);
+    assert_eq!(
+        last_join(&mut node).expect("a join").1,
+        nids(&[4]),
+        "two periods of disagreement"
+    );
+}
