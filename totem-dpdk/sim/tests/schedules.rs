@@ -170,8 +170,9 @@ fn node_faults_only_up_to_sixteen_nodes_never_split_stable_members() {
 /// failed it (117491); a join taken over whole did not count as its sender's agreement, so the
 /// round waited for the sender's next join and a crash meanwhile left a stuck round that broke
 /// up when partitioned nodes came back (108156); a node that had failed the other side of a
-/// healed partition got itself failed back by that side, and the verdict spread to the member
-/// that had stayed with it (124289, 111135).
+/// healed partition got itself failed back by that side, and the verdict reached the member
+/// that had stayed with it through a node of the other side, still counted as a member of its
+/// ring (124289, 111135).
 #[test]
 fn the_schedules_that_split_stable_members_in_the_large_sweep_no_longer_do() {
     stable_members_sweep(

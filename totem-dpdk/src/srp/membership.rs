@@ -163,15 +163,10 @@ impl Totem {
         } else if proc.is_subset(&self.proc_set) && fail.is_subset(&self.fail_set) {
             return; // the sender knows less; it will catch up from this node's joins
         } else {
-            let member = self.ring.members.contains(&sender);
-            if fail.contains(&self.me) && !member {
-                // A node from outside this node's ring that counts this node failed (it judged
-                // during a partition that has healed, say): failing it back would spread to
-                // the members of this round that can hear it, and split them from each other.
-                // It will form a ring without this node, or agree, or be failed here after
-                // two periods of disagreement; rings merge after.
-                return;
-            }
+            // A member of this node's ring that comes from it still (not from a ring formed
+            // since without this node, in a partition say) shares its history: its verdicts
+            // are taken over whole.
+            let member = self.ring.members.contains(&sender) && join.ring_id == self.ring.id;
             let before = (self.proc_set.len(), self.fail_set.len());
             self.proc_set.extend(proc.iter().copied());
             if fail.contains(&self.me) {
