@@ -1,21 +1,16 @@
-//! The AIS executive and services: the top layer of the per-blade runtime.
+//! The `aisexec` and `aisctl` programs: the shell around the executive core. The crates below
+//! it, by what links what:
 //!
-//! **Layer:** services → Totem → dataplane. `ais` may depend on `totem-dpdk`, `dataplane` and
-//! `hpi`; nothing in the workspace depends on `ais` except `bench`.
+//! - `ais-proto`: the client ⇄ executive packets and the SA Forum error codes;
+//! - `ais-client`: what an application links (no Totem, crypto, configuration or CLI);
+//! - `ais-core`: the pure executive core and its services, driven by the seeded simulator.
 //!
-//! **What it holds:**
-//! - [`ipc`]: the client ⇄ executive wire format over Unix SEQPACKET sockets, and the SA Forum
-//!   error codes (`SaAisErrorT`), translated here and nowhere else;
-//! - [`exec`]: the executive. [`exec::core`] is pure: every service's state, request routing,
-//!   the service sync barrier after each membership change; effects come out as values, so
-//!   the seeded simulator runs it. [`exec::Exec`] carries the effects out in `aisexec`, and
-//!   [`exec::server`] is the IPC server with peer credentials;
-//! - [`services`]: each service's state machine (CPG with its checker, EVS, online rekeying of
-//!   the frame key);
-//! - [`client`]: the library applications link;
-//! - [`executive`]: the `aisexec` program (Totem over kernel UDP or DPDK, secauth, the event
-//!   log); [`config`] (its configuration file: TOML, corosync's `totem` key names, errors with
-//!   file, line and key); [`keyfile`] (the cluster key); [`ringseq`] (durable counters: ring
+//! This crate holds what needs the operating system and the configuration:
+//! - [`runtime`]: the executive thread that carries out the core's effects, and
+//!   [`runtime::server`], the IPC server with peer credentials;
+//! - [`aisexec`]: the `aisexec` program (Totem over kernel UDP or DPDK, secauth, the event log);
+//! - [`config`] (the configuration file: TOML, corosync's `totem` key names, errors with file,
+//!   line and key); [`keyfile`] (the cluster key file); [`ringseq`] (durable counters: ring
 //!   sequence, message numbers, nonce lease); [`eventlog`] (the JSON Lines log of a real run,
 //!   for the `totem-evlog` checker);
 //! - binaries `aisexec`, `aisctl` and `ais-keygen`.
@@ -24,12 +19,9 @@
 
 #![forbid(unsafe_code)]
 
-pub mod client;
+pub mod aisexec;
 pub mod config;
 pub mod eventlog;
-pub mod exec;
-pub mod executive;
-pub mod ipc;
 pub mod keyfile;
 pub mod ringseq;
-pub mod services;
+pub mod runtime;

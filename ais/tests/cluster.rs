@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ais::client::cpg::{Cpg, CpgEvent};
-use ais::client::evs::{Evs, EvsEvent};
-use ais::ipc::proto::{AisError, CpgAddress, Guarantee, Packet, Reason, Request};
+use ais_client::cpg::{Cpg, CpgEvent};
+use ais_client::evs::{Evs, EvsEvent};
+use ais_proto::proto::{AisError, CpgAddress, Guarantee, Packet, Reason, Request, VERSION};
 use common::cluster::{Cluster, wait_confchg};
 use dataplane::unix::{Recv, SeqpacketConn};
 
@@ -438,7 +438,7 @@ fn stuck_client_is_disconnected() {
     }
     assert_eq!(c.counter(0, "ipc_overflow_disconnects"), 1);
     assert!(
-        sent as usize > ais::exec::OUTBOX_PACKETS,
+        sent as usize > ais::runtime::OUTBOX_PACKETS,
         "{sent} messages were enough?"
     );
     // The sender is still served.
@@ -471,12 +471,53 @@ fn malformed_packets_close_only_that_connection() {
         answer,
         Packet::Response {
             id: 1,
-            resp: ais::ipc::proto::Response::Error(AisError::BadOperation)
+            resp: ais_proto::proto::Response::Error(AisError::BadOperation)
         }
     ));
     raw.send(&[b"\x01garbage that is not a packet"])
         .expect("send");
     assert_eq!(raw.recv(&mut buf).expect("recv"), Recv::Closed);
+    // A client of another protocol version is answered SA_AIS_ERR_VERSION under its request's
+    // id, the executive's log names both versions, and the connection closes.
+    let other = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
+    let mut hello = Packet::Request {
+        id: 7,
+        req: Request::Hello {
+            version: VERSION + 1,
+            service: ais_proto::proto::Service::Cpg,
+        },
+    }
+    .to_vec();
+    hello[0] = VERSION + 1;
+    other.send(&[&hello]).expect("send");
+    let Recv::Packet(n) = other.recv(&mut buf).expect("recv") else {
+        panic!("no answer to a hello of another version")
+    };
+    let answer = Packet::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
+    assert!(
+        matches!(
+            answer,
+            Packet::Response {
+                id: 7,
+                resp: ais_proto::proto::Response::Error(AisError::Version)
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(other.recv(&mut buf).expect("recv"), Recv::Closed);
+    let line = format!(
+        "speaks IPC protocol version {}; this executive speaks version {VERSION}",
+        VERSION + 1
+    );
+    let deadline = Instant::now() + LONG;
+    while !c.log(0).contains(&line) {
+        assert!(
+            Instant::now() < deadline,
+            "no log line `{line}`:\n{}",
+            c.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The executive still serves everyone else.
     let s = c.status(0).expect("status after garbage");
     assert_eq!(s.members, vec![1]);
@@ -551,7 +592,7 @@ fn evs_groups_and_membership() {
     loop {
         assert!(Instant::now() < deadline, "no configuration without node 2");
         if let Some(EvsEvent::ConfChg {
-            kind: ais::ipc::proto::ConfKind::Regular,
+            kind: ais_proto::proto::ConfKind::Regular,
             members,
             left,
             ..
@@ -677,8 +718,8 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
         (
             1,
             Request::Hello {
-                version: ais::ipc::proto::VERSION,
-                service: ais::ipc::proto::Service::Cpg,
+                version: ais_proto::proto::VERSION,
+                service: ais_proto::proto::Service::Cpg,
             },
         ),
         (
@@ -697,7 +738,7 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
             let p = Packet::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
             if let Packet::Response { id: got, resp } = p {
                 assert_eq!(got, id);
-                assert!(matches!(resp, ais::ipc::proto::Response::Ok), "{resp:?}");
+                assert!(matches!(resp, ais_proto::proto::Response::Ok), "{resp:?}");
                 break;
             }
         }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ais::client::cpg::{Cpg, CpgEvent};
+use ais_client::cpg::{Cpg, CpgEvent};
 use common::cluster::{
     Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
 };

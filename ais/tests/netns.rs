@@ -13,8 +13,8 @@ mod common;
 
 use std::time::Duration;
 
-use ais::client::cpg::{Cpg, CpgEvent};
-use ais::ipc::proto::Reason;
+use ais_client::cpg::{Cpg, CpgEvent};
+use ais_proto::proto::Reason;
 use common::cluster::{Cluster, Mode, assert_one_order, cpg_traffic, wait_confchg};
 use netlab::Lab;
 

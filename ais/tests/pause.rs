@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use ais::client::cpg::CpgEvent;
-use ais::ipc::proto::Guarantee;
+use ais_client::cpg::CpgEvent;
+use ais_proto::proto::Guarantee;
 use common::cluster::{Cluster, Mode, wait_confchg};
 use nix::sys::signal::Signal;
 use rand::{Rng, SeedableRng};

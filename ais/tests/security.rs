@@ -14,10 +14,10 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ais::client::Connection;
-use ais::client::cpg::{Cpg, CpgEvent};
-use ais::ipc::proto::{Guarantee, Service};
 use ais::keyfile::{self, KeyMaterial};
+use ais_client::Connection;
+use ais_client::cpg::{Cpg, CpgEvent};
+use ais_proto::proto::{Guarantee, Service};
 use common::cluster::{Cluster, wait_confchg};
 
 const GROUP: &[u8] = b"keys";

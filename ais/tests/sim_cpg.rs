@@ -1,6 +1,6 @@
 //! The executive core under the seeded simulator: every simulated node runs an [`ExecCore`]
 //! with CPG and EVS above its Totem core, simulated client processes connect, join, send,
-//! leave and die, and the CPG checker (`ais::services::cpg::checker`) judges what every
+//! leave and die, and the CPG checker (`ais_core::services::cpg::checker`) judges what every
 //! process was told, beside the simulator's own EVS checker on the Totem log.
 //!
 //! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_cpg` replays one
@@ -11,11 +11,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
-use ais::exec::core::{ConnId, Effect, ExecCore, Origin};
-use ais::ipc::proto::{Callback, CpgAddress, Guarantee, Request, Response, Service as Svc};
-use ais::services::cpg::checker::{self, Cause, Conf, Property, Record, Told};
-use ais::services::cpg::{Cpg, Defects};
-use ais::services::evs::Evs;
+use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
+use ais_core::services::cpg::checker::{self, Cause, Conf, Property, Record, Told};
+use ais_core::services::cpg::{Cpg, Defects};
+use ais_core::services::evs::Evs;
+use ais_proto::proto::{Callback, CpgAddress, Guarantee, Request, Response, Service as Svc};
 use bytes::Bytes;
 use rand::{Rng, RngCore};
 use totem_dpdk::srp::{Event, SubmitError};
@@ -150,7 +150,7 @@ impl SimExec {
             i,
             Op::Hello,
             Request::Hello {
-                version: ais::ipc::proto::VERSION,
+                version: ais_proto::proto::VERSION,
                 service: Svc::Cpg,
             },
         );

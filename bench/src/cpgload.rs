@@ -1,5 +1,5 @@
 //! `bench cpg-load`: this stack's CPG load generator, one process per sender (or receiver)
-//! connected to one executive through `ais::client`. It implements the contract of
+//! connected to one executive through `ais_client`. It implements the contract of
 //! [`crate::load`] (command line, `ready` / `start NS` / report protocol, message format,
 //! latency files) exactly as the C generator for corosync does, so one analysis serves both.
 //!
@@ -36,8 +36,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ais::client::cpg::{Cpg, CpgEvent};
-use ais::client::{CpgAddress, Guarantee, MAX_PAYLOAD, Reason};
+use ais_client::cpg::{Cpg, CpgEvent};
+use ais_client::{CpgAddress, Guarantee, MAX_PAYLOAD, Reason};
 use anyhow::{Context, bail};
 
 use crate::load::{DRAIN, HEADER_LEN, LoadReport, MAGIC, SAMPLE};

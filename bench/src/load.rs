@@ -3,7 +3,7 @@
 //! A measurement starts a cluster (this stack's `aisexec`, or corosync: see [`Cluster`]), then
 //! one **load generator process** per sender and one receive-only generator on every node that
 //! has no sender. Every generator joins the same CPG group on its node's daemon. This stack's
-//! generator is `bench cpg-load` (Rust, `ais::client`); corosync's is `bench/peer/cpgload.c`
+//! generator is `bench cpg-load` (Rust, `ais_client`); corosync's is `bench/peer/cpgload.c`
 //! (libcpg). Both speak the same command line, protocol and file formats, so one analysis
 //! serves both systems.
 //!

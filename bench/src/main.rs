@@ -28,7 +28,7 @@ enum Command {
     /// Runs an executive (what `throughput` and `failover` start on each node; the same as the
     /// aisexec program).
     #[command(hide = true, name = "aisexec")]
-    Exec(ais::executive::Cli),
+    Exec(ais::aisexec::Cli),
     /// A CPG load generator connected to one executive (started by `throughput`).
     #[command(hide = true, name = "cpg-load")]
     CpgLoad(bench::cpgload::Args),
@@ -123,7 +123,7 @@ fn protection(mode: &str) -> totem_dpdk::crypto::Protection {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Exec(exec_cli) = cli.command {
-        return ais::executive::run_cli(exec_cli);
+        return ais::aisexec::run_cli(exec_cli);
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -423,7 +423,7 @@ impl<'a> AisCluster<'a> {
                 );
             }
             if let Ok(mut conn) =
-                ais::client::Connection::connect(&self.nodes[i].socket, ais::client::Service::Admin)
+                ais_client::Connection::connect(&self.nodes[i].socket, ais_client::Service::Admin)
                 && let Ok(s) = conn.status()
             {
                 if &s.state[..] == b"operational" && s.members == members {

@@ -14,8 +14,11 @@ const LAYERS: &[(&str, u8)] = &[
     ("dataplane", 1),
     ("netlab", 1),
     ("hpi", 1),
+    ("ais-proto", 1),
     ("totem-dpdk", 2),
+    ("ais-client", 2),
     ("totem-evlog", 3),
+    ("ais-core", 3),
     ("totem-sim", 4),
     ("ais", 5),
     ("shelf-manager", 5),
@@ -115,6 +118,10 @@ fn dependencies_point_down_only() {
     for (from, to) in [
         ("dataplane", "dpdk-sys"),
         ("totem-dpdk", "dataplane"),
+        ("ais-client", "ais-proto"),
+        ("ais-core", "ais-proto"),
+        ("ais-core", "totem-dpdk"),
+        ("ais", "ais-core"),
         ("ais", "totem-dpdk"),
         ("ais", "totem-evlog"),
     ] {
@@ -143,4 +150,72 @@ fn an_upward_dependency_is_reported() {
     assert!(bad[0].contains("`newcomer` has no layer"));
     assert!(bad[1].contains("`dataplane` (layer 1) has a dev dependency on `ais` (layer 5)"));
     assert!(bad[2].contains("`ais` has a normal dependency on the test tool `totem-sim`"));
+}
+
+/// Every crate `package` links (normal dependencies, transitively, on this host), from
+/// `cargo tree`.
+fn linked_crates(package: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            package,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{lib}",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// What an application must not link through the client library: Totem, the frame crypto,
+/// the configuration parser, a command-line parser, the executive.
+const NOT_IN_CLIENTS: &[&str] = &[
+    "totem_dpdk",
+    "totem_evlog",
+    "ais_core",
+    "ring",
+    "hkdf",
+    "sha2",
+    "toml",
+    "clap",
+    "crossbeam_channel",
+];
+
+#[test]
+fn the_client_library_links_no_totem_crypto_config_or_cli() {
+    let client = linked_crates("ais-client");
+    assert!(
+        client.iter().any(|c| c == "ais_proto") && client.iter().any(|c| c == "dataplane"),
+        "cargo tree lists what the client links: {client:?}"
+    );
+    let bad: Vec<&String> = client
+        .iter()
+        .filter(|c| NOT_IN_CLIENTS.contains(&c.as_str()))
+        .collect();
+    assert!(bad.is_empty(), "ais-client links {bad:?}");
+    // The same check finds them in the executive core, which does link Totem and its crypto.
+    let core = linked_crates("ais-core");
+    for c in ["totem_dpdk", "ring"] {
+        assert!(core.iter().any(|n| n == c), "{c} in {core:?}");
+    }
 }

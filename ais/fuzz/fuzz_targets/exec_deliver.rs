@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    ais::exec::fuzzing::fuzz_exec_deliver(data);
+    ais_core::exec::fuzzing::fuzz_exec_deliver(data);
 });

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    ais::exec::fuzzing::fuzz_ipc_decode(data);
+    ais_core::exec::fuzzing::fuzz_ipc_decode(data);
 });

@@ -1,5 +1,5 @@
-//! `aisexec`: the per-blade executive (see `ais::executive` and `aisexec --help`).
+//! `aisexec`: the per-blade executive (see `ais::aisexec` and `aisexec --help`).
 
 fn main() -> std::process::ExitCode {
-    ais::executive::main()
+    ais::aisexec::main()
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ais::client::Connection;
-use ais::client::cpg::{Cpg, CpgEvent};
-use ais::ipc::proto::{Service, Status};
+use ais_client::Connection;
+use ais_client::cpg::{Cpg, CpgEvent};
+use ais_proto::proto::{Service, Status};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -311,6 +311,11 @@ impl Cluster {
         );
     }
 
+    /// What node `i`'s executive has logged so far.
+    pub fn log(&self, i: usize) -> String {
+        fs::read_to_string(self.nodes[i].dir.join("aisexec.log")).unwrap_or_default()
+    }
+
     /// A CPG client of node `i` (retrying the connect for up to 5 s).
     pub fn cpg(&self, i: usize) -> Cpg {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -363,7 +368,7 @@ pub fn cpg_traffic(
     count: u32,
     size: usize,
 ) -> Vec<Vec<(u32, u32)>> {
-    use ais::ipc::proto::Guarantee;
+    use ais_proto::proto::Guarantee;
     let expect = count as usize * clients.len();
     std::thread::scope(|s| {
         let hs: Vec<_> = clients

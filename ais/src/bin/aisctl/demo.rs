@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ais::client::Connection;
-use ais::client::cpg::{Cpg, CpgEvent};
-use ais::ipc::proto::{Guarantee, Reason, Service};
+use ais_client::Connection;
+use ais_client::cpg::{Cpg, CpgEvent};
+use ais_proto::proto::{Guarantee, Reason, Service};
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -474,7 +474,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
 
     // 6. Online rekey, then traffic again.
-    let rings = |s: &ais::ipc::proto::Status| crate::counter(s, "rings_installed");
+    let rings = |s: &ais_proto::proto::Status| crate::counter(s, "rings_installed");
     let rings_before = rings(&admin.status()?);
     let rekey_at = Instant::now();
     crate::retry(|| admin.rekey()).context("rekey")?;

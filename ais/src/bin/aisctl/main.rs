@@ -22,9 +22,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ais::client::cpg::{Cpg, CpgEvent};
-use ais::client::{self, Connection};
-use ais::ipc::proto::{CpgAddress, Guarantee, Reason, Service};
+use ais_client::cpg::{Cpg, CpgEvent};
+use ais_client::{self as client, Connection};
+use ais_proto::proto::{CpgAddress, Guarantee, Reason, Service};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
@@ -81,7 +81,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the executive itself (what `aisctl demo` starts; same as the aisexec program).
     #[command(hide = true, name = "aisexec")]
-    Exec(ais::executive::Cli),
+    Exec(ais::aisexec::Cli),
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,7 +136,7 @@ enum CpgCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Exec(exec_cli) = cli.command {
-        return ais::executive::run_cli(exec_cli);
+        return ais::aisexec::run_cli(exec_cli);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -248,7 +248,7 @@ pub(crate) fn retry<T>(
     }
 }
 
-pub(crate) fn counter(s: &ais::ipc::proto::Status, name: &str) -> u64 {
+pub(crate) fn counter(s: &ais_proto::proto::Status, name: &str) -> u64 {
     s.counters
         .iter()
         .find(|c| &c.name[..] == name.as_bytes())
@@ -450,7 +450,7 @@ fn cpg_send(
         }
     };
     // A batch must fit one IPC packet.
-    let per_packet = ais::ipc::proto::MAX_PAYLOAD / (size.max(text.map_or(0, str::len)) + 4);
+    let per_packet = ais_proto::proto::MAX_PAYLOAD / (size.max(text.map_or(0, str::len)) + 4);
     let batch = batch.min(per_packet).max(1);
     let mut i = 0;
     while i < count {

@@ -1,4 +1,4 @@
-//! The executive's runtime around the pure [`core::ExecCore`]: one thread that owns the core
+//! The executive's runtime around the pure [`ExecCore`] (crate `ais-core`): one thread that owns the core
 //! and is driven by a single input queue ([`Input`]): Totem events (from the driver's
 //! [`EventSink`]), client requests and connection changes (from the IPC threads of
 //! [`server`]), and the answers to its own submits. It carries out the core's
@@ -7,14 +7,9 @@
 //! file, random bytes. Nothing on this thread blocks on Totem or on a client.
 //!
 //! Every Totem message the executive submits starts with a 4-byte header: `version: u8`
-//! ([`EXEC_VERSION`]), `service: u8` ([`ServiceId`]), `kind: u16` (the service's message type).
+//! ([`ais_core::exec::EXEC_VERSION`]), `service: u8` ([`ais_core::exec::ServiceId`]), `kind: u16` (the service's message type).
 
-pub mod core;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod server;
-#[cfg(test)]
-pub(crate) mod testkit;
 
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
@@ -29,13 +24,10 @@ use totem_dpdk::{DeliveryKind, MsgId, Priority};
 use tracing::{debug, error, info, warn};
 
 use crate::eventlog::{EventLogWriter, unix_nanos};
-use crate::ipc::proto::{Counter, Packet, Response, Status};
+use ais_proto::proto::{Counter, Packet, Response, Status};
 use server::Inflight;
 
-pub use self::core::{
-    ConnId, Context, EXEC_HEADER, EXEC_VERSION, Effect, ExecCore, Origin, Service, ServiceId,
-    exec_message, submit_response,
-};
+use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
 
 /// A packet for a client: head and payload tail.
 pub type Outgoing = (Vec<u8>, Bytes);
@@ -96,7 +88,7 @@ pub enum Input {
         /// The client's request number.
         id: u64,
         /// The request.
-        req: crate::ipc::proto::Request,
+        req: ais_proto::proto::Request,
     },
     /// A connection closed (the client exited, closed it, or broke the protocol).
     Disconnected {

@@ -32,9 +32,9 @@ use totem_dpdk::{DeliveryKind, MsgId, NodeId};
 use tracing::{error, info, warn};
 
 use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_response};
-use crate::ipc::codec::{DecodeError, Reader, Writer};
-use crate::ipc::proto::{AisError, Request, Response};
-use crate::keyfile::{GENERATED_SECRET_LEN, KeyMaterial};
+use crate::key::{GENERATED_SECRET_LEN, KeyMaterial};
+use ais_proto::codec::{DecodeError, Reader, Writer};
+use ais_proto::proto::{AisError, Request, Response};
 
 /// Random bytes a rekey needs: the new secret, then the wrap nonce.
 const RANDOM_LEN: usize = GENERATED_SECRET_LEN + 12;
@@ -305,7 +305,7 @@ mod tests {
     use super::*;
     use crate::exec::Effect;
     use crate::exec::testkit::TestRing;
-    use crate::ipc::proto::Service as Svc;
+    use ais_proto::proto::Service as Svc;
 
     fn key(epoch: u32) -> EpochKey {
         EpochKey::new(epoch, vec![7; 32]).expect("key")

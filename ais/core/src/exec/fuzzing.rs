@@ -1,16 +1,16 @@
 //! Fuzz target bodies (the `ais/fuzz` crate calls them; the unit tests below run them on
 //! seeded random inputs too). Remote input reaches the executive two ways: client packets
-//! ([`crate::ipc::proto::Packet::decode`]) and messages delivered by Totem from other nodes
-//! ([`super::core::ExecCore::totem`]); neither may panic, whatever the bytes.
+//! ([`ais_proto::proto::Packet::decode`]) and messages delivered by Totem from other nodes
+//! ([`super::ExecCore::totem`]); neither may panic, whatever the bytes.
 
 use bytes::Bytes;
 use totem_dpdk::crypto::EpochKey;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, Delivery, Event};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
-use super::core::{Effect, ExecCore};
-use crate::ipc::proto::{Packet, Request, Service as Svc};
+use super::{Effect, ExecCore};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
+use ais_proto::proto::{Packet, Request, Service as Svc};
 
 /// Decodes `data` as a client packet; a packet that decodes must encode and decode to the
 /// same packet.
@@ -73,7 +73,7 @@ fn run_deliveries(data: &[u8]) -> usize {
         1,
         1,
         Request::Hello {
-            version: crate::ipc::proto::VERSION,
+            version: ais_proto::proto::VERSION,
             service: Svc::Cpg,
         },
     );
@@ -89,7 +89,7 @@ fn run_deliveries(data: &[u8]) -> usize {
         2,
         1,
         Request::Hello {
-            version: crate::ipc::proto::VERSION,
+            version: ais_proto::proto::VERSION,
             service: Svc::Evs,
         },
     );
@@ -119,7 +119,7 @@ fn run_deliveries(data: &[u8]) -> usize {
                 core.batch_submitted(origin, msgs.len(), None);
                 own.extend(msgs);
             } else if let Effect::Callback {
-                cb: crate::ipc::proto::Callback::CpgDeliver { .. },
+                cb: ais_proto::proto::Callback::CpgDeliver { .. },
                 ..
             } = e
             {
@@ -165,7 +165,7 @@ fn run_deliveries(data: &[u8]) -> usize {
         let take = len.min(tail.len());
         let mut payload = Vec::with_capacity(take + 1);
         if sender & 0x80 == 0 {
-            payload.push(super::core::EXEC_VERSION);
+            payload.push(super::EXEC_VERSION);
         }
         payload.extend_from_slice(&tail[..take]);
         rest = &tail[take..];

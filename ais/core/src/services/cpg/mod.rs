@@ -34,8 +34,8 @@ use tracing::debug;
 
 use super::delivery_kind;
 use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_response};
-use crate::ipc::codec::{DecodeError, Reader, Writer};
-use crate::ipc::proto::{AisError, Callback, CpgAddress, Reason, Request, Response, check_group};
+use ais_proto::codec::{DecodeError, Reader, Writer};
+use ais_proto::proto::{AisError, Callback, CpgAddress, Reason, Request, Response, check_group};
 
 const JOIN: u16 = 1;
 const LEAVE: u16 = 2;
@@ -737,7 +737,7 @@ mod tests {
     use super::*;
     use crate::exec::Effect;
     use crate::exec::testkit::{TestNode, TestRing};
-    use crate::ipc::proto::Service as Svc;
+    use ais_proto::proto::Service as Svc;
 
     fn ring(n: u32) -> TestRing {
         let mut r = TestRing::new(n, || vec![Box::new(Cpg::new()) as Box<dyn Service + Send>]);
@@ -807,7 +807,7 @@ mod tests {
             9,
             Request::CpgMcast {
                 group: g(),
-                guarantee: crate::ipc::proto::Guarantee::Agreed,
+                guarantee: ais_proto::proto::Guarantee::Agreed,
                 data: Bytes::from_static(data),
             },
         );
@@ -1040,7 +1040,7 @@ mod tests {
         let mut internal = std::collections::VecDeque::new();
         let conns = BTreeMap::new();
         let mut cx =
-            crate::exec::core::Context::for_tests(NodeId(1), &conns, &mut effects, &mut internal);
+            crate::exec::Context::for_tests(NodeId(1), &conns, &mut effects, &mut internal);
         for (kind, body) in [
             (JOIN, &b"\x01g"[..]),
             (LEAVE, &b"\x01g\x00\x00\x00\x01\x09"[..]),

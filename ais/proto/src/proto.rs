@@ -6,6 +6,11 @@
 //! little-endian; byte strings carry a u16 length, lists a u32 count, and a message payload is
 //! always the last field and runs to the end of the packet (so it is sent and received without
 //! an extra copy).
+//!
+//! The header's layout is the same in every version, so that a side that meets a version it
+//! does not speak can still say so: the executive answers a request of another version with
+//! [`AisError::Version`] under the request's id ([`request_id`]) and closes the connection, and
+//! both sides name the two versions in their error ([`DecodeError::Version`]).
 
 use bytes::Bytes;
 
@@ -25,6 +30,15 @@ pub const MAX_PAYLOAD: usize = 192 * 1024;
 pub const MAX_PACKET: usize = MAX_PAYLOAD + 1024;
 /// Send and receive buffer sizes both ends ask for.
 pub const SOCKET_BUFFER: usize = 1 << 20;
+
+/// The id in a request's header, whatever its version (the header's layout never changes):
+/// what an answer to a packet that does not decode carries. `None` if the header is cut short
+/// or the packet is not a request.
+pub fn request_id(packet: &[u8]) -> Option<u64> {
+    let header: &[u8; HEADER_LEN] = packet.get(..HEADER_LEN)?.try_into().ok()?;
+    (header[1] == KIND_REQUEST)
+        .then(|| u64::from_le_bytes(header[4..12].try_into().expect("8 bytes")))
+}
 
 /// SA Forum error codes (`SaAisErrorT`), with the specification's numeric values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -398,6 +412,23 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// The variant's name, for error messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Ok => "Ok",
+            Response::Error(_) => "Error",
+            Response::Status(_) => "Status",
+            Response::Accepted(_) => "Accepted",
+            Response::CpgMembers(_) => "CpgMembers",
+            Response::LocalNode(_) => "LocalNode",
+            Response::FlowControl(_) => "FlowControl",
+            Response::CpgGroups(_) => "CpgGroups",
+            Response::EvsMembers { .. } => "EvsMembers",
+        }
+    }
+}
+
 /// Regular or transitional, for EVS configuration callbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConfKind {
@@ -451,6 +482,18 @@ pub enum Callback {
         /// Members that joined.
         joined: Vec<u32>,
     },
+}
+
+impl Callback {
+    /// The variant's name, for error messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Callback::CpgDeliver { .. } => "CpgDeliver",
+            Callback::CpgConfChg { .. } => "CpgConfChg",
+            Callback::EvsDeliver { .. } => "EvsDeliver",
+            Callback::EvsConfChg { .. } => "EvsConfChg",
+        }
+    }
 }
 
 /// One packet.
@@ -786,9 +829,10 @@ impl Packet {
         let mut r = Reader::new(buf);
         let version = r.u8("version")?;
         if version != VERSION {
-            return Err(DecodeError::Unknown {
-                what: "protocol version",
-                value: u64::from(version),
+            return Err(DecodeError::Version {
+                what: "IPC protocol",
+                got: version,
+                supported: VERSION,
             });
         }
         let kind = r.u8("kind")?;
@@ -1094,9 +1138,10 @@ mod tests {
         v[0] = 9;
         assert!(matches!(
             Packet::decode(Bytes::from(v)),
-            Err(DecodeError::Unknown {
-                what: "protocol version",
-                value: 9
+            Err(DecodeError::Version {
+                what: "IPC protocol",
+                got: 9,
+                supported: VERSION
             })
         ));
         let mut v = good.clone();
@@ -1145,5 +1190,47 @@ mod tests {
             assert_eq!(AisError::from_code(e.code()), e);
         }
         assert_eq!(AisError::TryAgain.code(), 6);
+    }
+
+    /// A packet of another version is refused naming both versions, and its request id can
+    /// still be read to answer it.
+    #[test]
+    fn another_version_is_refused_naming_both() {
+        let mut bytes = Packet::Request {
+            id: 41,
+            req: Request::Status,
+        }
+        .to_vec();
+        assert_eq!(request_id(&bytes), Some(41));
+        bytes[0] = VERSION + 1;
+        let err = Packet::decode(Bytes::from(bytes.clone())).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::Version {
+                what: "IPC protocol",
+                got: VERSION + 1,
+                supported: VERSION
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("version {}", VERSION + 1))
+                && text.contains(&format!("speaks version {VERSION}")),
+            "{text}"
+        );
+        assert_eq!(
+            request_id(&bytes),
+            Some(41),
+            "the header layout does not change"
+        );
+        assert_eq!(request_id(&bytes[..11]), None);
+        let callback = Packet::Callback(Callback::CpgConfChg {
+            group: Bytes::from_static(b"g"),
+            members: vec![],
+            left: vec![],
+            joined: vec![],
+        })
+        .to_vec();
+        assert_eq!(request_id(&callback), None);
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Connection, Error, foreign_callback, unexpected};
-use crate::ipc::proto::{
+use ais_proto::proto::{
     AisError, Callback, CpgAddress, Guarantee, MAX_PAYLOAD, Reason, Request, Response, Service,
     check_group,
 };
@@ -82,7 +82,7 @@ impl Cpg {
     ///
     /// # Errors
     /// [`AisError::InvalidParam`] (empty) or [`AisError::NameTooLong`] (over
-    /// [`MAX_GROUP_NAME`](crate::ipc::proto::MAX_GROUP_NAME) bytes) for a bad name, checked
+    /// [`MAX_GROUP_NAME`](ais_proto::proto::MAX_GROUP_NAME) bytes) for a bad name, checked
     /// here without asking the executive; [`AisError::Exist`] when already joined;
     /// [`AisError::TryAgain`]; otherwise as [`Connection::call`].
     pub fn join(&mut self, group: &[u8]) -> Result<(), Error> {
@@ -176,7 +176,7 @@ impl Cpg {
     ///
     /// # Errors
     /// [`AisError::TryAgain`] when Totem took none; [`AisError::TooBig`] (without a round trip)
-    /// when the messages do not fit one IPC packet ([`crate::ipc::proto::MAX_PAYLOAD`] bytes
+    /// when the messages do not fit one IPC packet ([`ais_proto::proto::MAX_PAYLOAD`] bytes
     /// with 4 bytes per message); otherwise as [`mcast`](Self::mcast).
     pub fn mcast_batch(
         &mut self,
@@ -357,7 +357,7 @@ impl AsFd for Cpg {
 mod tests {
     use super::super::fake::start;
     use super::*;
-    use crate::ipc::proto::MAX_GROUP_NAME;
+    use ais_proto::proto::MAX_GROUP_NAME;
 
     fn cpg_with<F>(handle: F) -> (Cpg, thread::JoinHandle<Vec<Request>>)
     where

@@ -1,4 +1,6 @@
-//! The client library: how an application talks to the `aisexec` executive on its host.
+//! The client library: how an application talks to the `aisexec` executive on its host. This
+//! crate is all an application links: no Totem, no frame crypto, no configuration parser, no
+//! command line (checked by `bench/tests/workspace_layers.rs`).
 //!
 //! # Model
 //!
@@ -39,7 +41,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use ais::client::{self, cpg::{Cpg, CpgEvent}, Guarantee};
+//! use ais_client::{self as client, cpg::{Cpg, CpgEvent}, Guarantee};
 //!
 //! # fn main() -> Result<(), client::Error> {
 //! let mut cpg = Cpg::connect(&client::default_socket())?;
@@ -58,6 +60,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod cpg;
 pub mod evs;
 
@@ -70,12 +74,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use dataplane::unix::{Recv, SeqpacketConn};
 
-use crate::ipc::proto::{Callback, MAX_PACKET, Packet, Request, Response, SOCKET_BUFFER, VERSION};
+use ais_proto::proto::{Callback, MAX_PACKET, Packet, Request, Response, SOCKET_BUFFER, VERSION};
 
-pub use crate::ipc::proto::{
+pub use ais_proto::proto::{
     AisError, ConfKind, CpgAddress, Guarantee, Reason, Service, Status, check_group,
 };
-pub use crate::ipc::proto::{MAX_GROUP_NAME, MAX_PAYLOAD};
+pub use ais_proto::proto::{MAX_GROUP_NAME, MAX_PAYLOAD};
 
 /// Where `aisexec` listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/openais/aisexec.sock";
@@ -241,7 +245,7 @@ impl Connection {
                 Packet::Response { id: got, resp } => {
                     return Err(Error::Protocol(format!(
                         "answer {} to request {got} while waiting for request {id}",
-                        response_name(&resp)
+                        resp.name()
                     )));
                 }
                 Packet::Callback(cb) => self.queued.push_back(cb),
@@ -280,7 +284,7 @@ impl Connection {
             Packet::Callback(cb) => Ok(Some(cb)),
             Packet::Response { id, resp } => Err(Error::Protocol(format!(
                 "answer {} to request {id} with no request outstanding",
-                response_name(&resp)
+                resp.name()
             ))),
             Packet::Request { .. } => Err(request_from_executive()),
         }
@@ -348,37 +352,15 @@ fn request_from_executive() -> Error {
 
 /// The error for an answer of the wrong kind to request `what`.
 pub(crate) fn unexpected(what: &str, resp: &Response) -> Error {
-    Error::Protocol(format!(
-        "unexpected answer {} to {what}",
-        response_name(resp)
-    ))
+    Error::Protocol(format!("unexpected answer {} to {what}", resp.name()))
 }
 
 /// The error for a callback of another service.
 pub(crate) fn foreign_callback(service: &str, cb: &Callback) -> Error {
-    let name = match cb {
-        Callback::CpgDeliver { .. } => "CpgDeliver",
-        Callback::CpgConfChg { .. } => "CpgConfChg",
-        Callback::EvsDeliver { .. } => "EvsDeliver",
-        Callback::EvsConfChg { .. } => "EvsConfChg",
-    };
+    let name = cb.name();
     Error::Protocol(format!(
         "unexpected callback {name} on a {service} connection"
     ))
-}
-
-fn response_name(resp: &Response) -> &'static str {
-    match resp {
-        Response::Ok => "Ok",
-        Response::Error(_) => "Error",
-        Response::Status(_) => "Status",
-        Response::CpgMembers(_) => "CpgMembers",
-        Response::LocalNode(_) => "LocalNode",
-        Response::FlowControl(_) => "FlowControl",
-        Response::CpgGroups(_) => "CpgGroups",
-        Response::EvsMembers { .. } => "EvsMembers",
-        Response::Accepted(_) => "Accepted",
-    }
 }
 
 /// A fake executive for the tests of this module and the services'.

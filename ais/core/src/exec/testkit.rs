@@ -9,8 +9,8 @@ use bytes::Bytes;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, Delivery, Event};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
-use super::core::{ConnId, Effect, ExecCore, Origin, Service};
-use crate::ipc::proto::{Request, Response, Service as Svc};
+use super::{ConnId, Effect, ExecCore, Origin, Service};
+use ais_proto::proto::{Request, Response, Service as Svc};
 
 /// One node: its core and what it asked for.
 pub(crate) struct TestNode {
@@ -80,7 +80,7 @@ impl TestNode {
             conn,
             0,
             Request::Hello {
-                version: crate::ipc::proto::VERSION,
+                version: ais_proto::proto::VERSION,
                 service,
             },
         );

@@ -6,7 +6,7 @@
 //! [`ExecCore::disconnected`], [`ExecCore::totem`], [`ExecCore::submitted`],
 //! [`ExecCore::batch_submitted`], [`ExecCore::random`], [`ExecCore::tick`]); what the core
 //! wants done comes out as [`Effect`] values from [`ExecCore::poll_effect`]. The runtime
-//! (`aisexec`'s loop in [`super::Exec`], or the simulator's application hook in the tests)
+//! (`aisexec`'s loop, `ais::runtime::Exec`, or the simulator's application hook in the tests)
 //! carries them out and reports back: every [`Effect::Submit`] and [`Effect::SubmitBatch`]
 //! gets exactly one [`ExecCore::submitted`] / [`ExecCore::batch_submitted`] (a full request
 //! queue is reported as [`SubmitError::Backpressure`]), every [`Effect::NeedRandom`] one
@@ -33,6 +33,11 @@
 //! for a service that is not synchronised yet wait in the core and are handled, in order,
 //! when it activates.
 
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(test)]
+pub(crate) mod testkit;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
@@ -41,9 +46,9 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, Event, FlowControl, SubmitError}
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
 use tracing::{debug, info, warn};
 
-use crate::ipc::codec::{DecodeError, Reader, Writer};
-use crate::ipc::proto::{AisError, Callback, Request, Response, Service as Svc};
-use crate::keyfile::KeyMaterial;
+use crate::key::KeyMaterial;
+use ais_proto::codec::{DecodeError, Reader, Writer};
+use ais_proto::proto::{AisError, Callback, Request, Response, Service as Svc};
 
 /// Version byte of the executive's Totem messages (2: CPG join lists name their ring).
 pub const EXEC_VERSION: u8 = 2;
@@ -458,6 +463,9 @@ pub struct CoreCounters {
     pub ipc_try_again: u64,
     /// Totem messages the executive could not decode (dropped, counted).
     pub exec_malformed: u64,
+    /// Totem messages of another executive protocol version (dropped, counted; logged once
+    /// per node and version).
+    pub exec_version_refused: u64,
     /// Totem messages delivered.
     pub delivered: u64,
     /// Service synchronisations started, completed, and aborted by a configuration change.
@@ -482,6 +490,8 @@ pub struct ExecCore {
     internal: VecDeque<(Bytes, DeliveryKind)>,
     /// The head of `internal` was handed to the runtime and not answered yet.
     internal_inflight: bool,
+    /// (node, executive protocol version) pairs already reported as refused.
+    versions_refused: BTreeSet<(NodeId, u8)>,
     /// Totem refused the head of `internal`: offer it again only at a flow-control clear or
     /// a tick, not in a loop.
     internal_refused: bool,
@@ -516,6 +526,7 @@ impl ExecCore {
             effects: VecDeque::new(),
             internal: VecDeque::new(),
             internal_inflight: false,
+            versions_refused: BTreeSet::new(),
             internal_refused: false,
             sync: None,
             held: VecDeque::new(),
@@ -576,6 +587,7 @@ impl ExecCore {
             ("ipc_requests", c.ipc_requests),
             ("ipc_try_again", c.ipc_try_again),
             ("exec_malformed", c.exec_malformed),
+            ("exec_version_refused", c.exec_version_refused),
             ("internal_pending", self.internal.len() as u64),
             ("syncs_started", c.syncs_started),
             ("syncs_completed", c.syncs_completed),
@@ -707,7 +719,22 @@ impl ExecCore {
 
     fn deliver(&mut self, sender: NodeId, payload: &Bytes) {
         self.counters.delivered += 1;
-        if payload.len() < EXEC_HEADER || payload[0] != EXEC_VERSION {
+        if let Some(&version) = payload.first()
+            && version != EXEC_VERSION
+        {
+            // A peer running a build of another executive protocol: said once per node and
+            // version (it would say it for every message), counted every time.
+            self.counters.exec_version_refused += 1;
+            if self.versions_refused.insert((sender, version)) {
+                warn!(
+                    "node {sender} speaks executive protocol version {version}; this build \
+                     speaks version {EXEC_VERSION}: its messages are dropped \
+                     (exec_version_refused)"
+                );
+            }
+            return;
+        }
+        if payload.len() < EXEC_HEADER {
             self.counters.exec_malformed += 1;
             warn!("dropped a Totem message from node {sender} without an executive header");
             return;
@@ -879,7 +906,7 @@ impl ExecCore {
         };
         let service = match (&req, c.service) {
             (Request::Hello { version, service }, None) => {
-                if *version != crate::ipc::proto::VERSION {
+                if *version != ais_proto::proto::VERSION {
                     self.effects.push_back(Effect::Reply {
                         conn,
                         id,
@@ -1288,11 +1315,66 @@ mod tests {
     fn undecodable_messages_are_counted_and_dropped() {
         let (mut r, _, _) = probes(1, true);
         r.flush();
-        r.inject(1, Bytes::from_static(b"\x01")); // too short
-        r.inject(1, Bytes::from_static(b"\x09\x01\x00\x00")); // another version
+        r.inject(1, Bytes::from_static(&[EXEC_VERSION])); // too short
         r.inject(1, Bytes::from_static(&[EXEC_VERSION, 200, 0, 0])); // unknown service
         r.inject(1, Bytes::from_static(&[EXEC_VERSION, 0, 9, 0])); // unknown sync kind
-        assert_eq!(r.node(1).core.core_counters().exec_malformed, 4);
+        assert_eq!(r.node(1).core.core_counters().exec_malformed, 3);
+    }
+
+    /// A peer of another executive protocol version: its messages are dropped and counted,
+    /// and the log names both versions, once per node and version.
+    #[test]
+    fn messages_of_another_executive_version_are_refused_naming_both() {
+        let log = LogCapture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish();
+        let (mut r, _, _) = probes(1, true);
+        r.flush();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                r.inject(1, Bytes::from_static(&[EXEC_VERSION + 1, 1, 0, 0, 7]));
+            }
+        });
+        let counters = r.node(1).core.core_counters();
+        assert_eq!(
+            (counters.exec_version_refused, counters.exec_malformed),
+            (3, 0)
+        );
+        let text = log.text();
+        let line = format!(
+            "node 1 speaks executive protocol version {}; this build speaks version {EXEC_VERSION}",
+            EXEC_VERSION + 1
+        );
+        assert_eq!(text.matches(&line).count(), 1, "{text}");
+    }
+
+    /// A `tracing` writer into memory.
+    #[derive(Clone, Default)]
+    struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl LogCapture {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for LogCapture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+        type Writer = LogCapture;
+        fn make_writer(&'a self) -> LogCapture {
+            self.clone()
+        }
     }
 
     #[test]
@@ -1304,7 +1386,7 @@ mod tests {
             5,
             2,
             Request::Hello {
-                version: crate::ipc::proto::VERSION + 1,
+                version: ais_proto::proto::VERSION + 1,
                 service: Svc::Cpg,
             },
         );

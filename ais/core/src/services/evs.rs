@@ -15,8 +15,8 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind};
 
 use super::delivery_kind;
 use crate::exec::{ConnId, Context, Service, ServiceId, exec_message};
-use crate::ipc::codec::{DecodeError, Reader, Writer};
-use crate::ipc::proto::{AisError, Callback, ConfKind, Request, Response, check_group};
+use ais_proto::codec::{DecodeError, Reader, Writer};
+use ais_proto::proto::{AisError, Callback, ConfKind, Request, Response, check_group};
 
 const MCAST: u16 = 1;
 
@@ -181,7 +181,7 @@ mod tests {
     use super::*;
     use crate::exec::Effect;
     use crate::exec::testkit::{TestNode, TestRing};
-    use crate::ipc::proto::{Guarantee, Service as Svc};
+    use ais_proto::proto::{Guarantee, Service as Svc};
 
     fn ring() -> TestRing {
         TestRing::new(2, || vec![Box::new(Evs::new()) as Box<dyn Service + Send>])

@@ -26,6 +26,16 @@ pub enum DecodeError {
         /// The value found.
         value: u64,
     },
+    /// The input speaks a version of its protocol this build does not.
+    #[error("{what} version {got}; this build speaks version {supported}")]
+    Version {
+        /// Which protocol.
+        what: &'static str,
+        /// The version found.
+        got: u8,
+        /// The version this build speaks.
+        supported: u8,
+    },
     /// A field is out of its allowed range.
     #[error("invalid {field}: {why}")]
     Invalid {

@@ -27,7 +27,10 @@ use dataplane::unix::{PeerCred, Recv, SeqpacketConn, SeqpacketListener};
 use tracing::{info, warn};
 
 use super::{ConnId, Input, OUTBOX_PACKETS, Outgoing};
-use crate::ipc::proto::{MAX_PACKET, Packet, SOCKET_BUFFER};
+use ais_proto::codec::DecodeError;
+use ais_proto::proto::{
+    AisError, MAX_PACKET, Packet, Response, SOCKET_BUFFER, VERSION, request_id,
+};
 
 /// Most requests of one client read but not yet handled by the executive.
 pub const MAX_INFLIGHT: usize = 64;
@@ -279,6 +282,21 @@ fn read_loop(
                     "client pid {} sent a non-request packet; disconnecting it",
                     cred.pid
                 );
+                break;
+            }
+            Err(DecodeError::Version { got, .. }) => {
+                warn!(
+                    "client pid {} speaks IPC protocol version {got}; this executive speaks \
+                     version {VERSION}: refusing it (SA_AIS_ERR_VERSION) and disconnecting it",
+                    cred.pid
+                );
+                if let Some(id) = request_id(&buf[..len]) {
+                    let answer = Packet::Response {
+                        id,
+                        resp: Response::Error(AisError::Version),
+                    };
+                    let _ = sock.send(&[&answer.to_vec()]);
+                }
                 break;
             }
             Err(e) => {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Connection, Error, foreign_callback, unexpected};
-use crate::ipc::proto::{
+use ais_proto::proto::{
     AisError, Callback, ConfKind, Guarantee, MAX_PAYLOAD, Request, Response, Service, check_group,
 };
 
@@ -75,7 +75,7 @@ impl Evs {
     /// # Errors
     /// [`AisError::InvalidParam`] for an empty list or an empty name,
     /// [`AisError::NameTooLong`] for a name over
-    /// [`MAX_GROUP_NAME`](crate::ipc::proto::MAX_GROUP_NAME) bytes, [`AisError::TooBig`]
+    /// [`MAX_GROUP_NAME`](ais_proto::proto::MAX_GROUP_NAME) bytes, [`AisError::TooBig`]
     /// when the list does not fit in a packet, all checked here without asking the executive;
     /// otherwise as [`Connection::call`].
     pub fn join(&mut self, groups: &[&[u8]]) -> Result<(), Error> {
@@ -338,7 +338,7 @@ mod tests {
         let (mut evs, _server) = evs_with(|exec, id, _| {
             exec.callback(Callback::CpgDeliver {
                 group: Bytes::from_static(b"g"),
-                sender: crate::ipc::proto::CpgAddress { node: 1, pid: 1 },
+                sender: ais_proto::proto::CpgAddress { node: 1, pid: 1 },
                 data: Bytes::new(),
             });
             exec.reply(id, Response::Error(AisError::TryAgain));
