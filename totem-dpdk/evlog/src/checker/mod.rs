@@ -573,22 +573,26 @@ pub fn check_file(path: impl AsRef<Path>) -> Result<Report, LogError> {
 /// # Errors
 /// When a file cannot be opened or a line is not a valid event (the error names the file).
 pub fn check_files<P: AsRef<Path>>(paths: &[P]) -> Result<Report, LogError> {
-    let mut events = Vec::new();
-    // For each event: (file index, line).
-    let mut origin = Vec::new();
-    for (k, path) in paths.iter().enumerate() {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
         let path = path.as_ref();
         let file = File::open(path).map_err(|source| LogError::Open {
             path: path.display().to_string(),
             source,
         })?;
-        let (evs, lines) =
-            read_log_with_lines(BufReader::with_capacity(1 << 16, file)).map_err(|e| {
-                LogError::InFile {
-                    path: path.display().to_string(),
-                    source: Box::new(e),
-                }
-            })?;
+        let read = read_log_with_lines(BufReader::with_capacity(1 << 16, file)).map_err(|e| {
+            LogError::InFile {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            }
+        })?;
+        files.push(read);
+    }
+    mark_lost_tails(&mut files);
+    let mut events = Vec::new();
+    // For each event: (file index, line).
+    let mut origin = Vec::new();
+    for (k, (evs, lines)) in files.into_iter().enumerate() {
         origin.extend(lines.into_iter().map(|l| (k, l)));
         events.extend(evs);
     }
@@ -600,6 +604,62 @@ pub fn check_files<P: AsRef<Path>>(paths: &[P]) -> Result<Report, LogError> {
         }
     }
     Ok(report)
+}
+
+/// A real node's log says nothing about what the process did after its last line reached the
+/// file: a process killed with `SIGKILL` loses the lines it still buffered. So the end of its
+/// life is put right after its last line: a `crash` that a restart wrote (at its own start
+/// time) is moved back there, and a node whose log ends without one, that another node later
+/// reports failed and no node saw leave, gets one there. What the others did after that point (a safe
+/// delivery, say) then asks nothing of it that its log could not show.
+fn mark_lost_tails(files: &mut [(Vec<LogEvent>, Vec<usize>)]) {
+    for (events, _) in files.iter_mut() {
+        for i in 1..events.len() {
+            if let (LogEvent::Crash { t, node }, Some(prev)) = (&events[i], events[i - 1].t()) {
+                let after = prev.saturating_add(1);
+                if after < *t {
+                    events[i] = LogEvent::Crash {
+                        t: after,
+                        node: *node,
+                    };
+                }
+            }
+        }
+    }
+    // Nodes reported failed, with when: (node, t of the report); and nodes anyone saw leave
+    // (a graceful stop writes out its log before the process exits).
+    let configs = || {
+        files
+            .iter()
+            .flat_map(|(events, _)| events.iter())
+            .filter_map(|e| match e {
+                LogEvent::Config(c) => Some(c),
+                _ => None,
+            })
+    };
+    let failed: Vec<(NodeId, u64)> = configs()
+        .flat_map(|c| c.failed.iter().map(move |n| (*n, c.t)))
+        .collect();
+    let left: Vec<NodeId> = configs().flat_map(|c| c.left.iter().copied()).collect();
+    for (events, lines) in files.iter_mut() {
+        let Some(last) = events.iter().rev().find(|e| e.node().is_some()) else {
+            continue;
+        };
+        if matches!(last, LogEvent::Crash { .. }) {
+            continue;
+        }
+        let (Some(node), Some(t)) = (last.node(), last.t()) else {
+            continue;
+        };
+        if failed.iter().any(|&(n, at)| n == node && at > t) && !left.contains(&node) {
+            events.push(LogEvent::Crash {
+                t: t.saturating_add(1),
+                node,
+            });
+            let line = lines.last().copied().unwrap_or(0);
+            lines.push(line);
+        }
+    }
 }
 
 /// [`check_file`] with explicit parameters (`None` fields still come from the `meta` line).
@@ -618,4 +678,52 @@ pub fn check_file_with(path: impl AsRef<Path>, params: &CheckParams) -> Result<R
         v.line = v.event.and_then(|e| lines.get(e).copied());
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Node 1 delivers a safe message after node 3's log ends: node 3 was killed with lines
+    /// still buffered, and node 1 then reports it failed. Nothing in node 3's file can show
+    /// whether it stored the frame, so nothing is asked of it. Without node 1's report, node
+    /// 3's log simply lacks the `stored` event, and that is a violation.
+    #[test]
+    fn a_killed_nodes_log_is_not_held_to_what_it_could_not_write() {
+        let dir = std::env::temp_dir().join(format!("evlog-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let node1 = |report_failed: bool| {
+            let mut lines = vec![
+                r#"{"t":10,"node":1,"ev":"config","kind":"regular","ring":"1.8","members":[1,3],"joined":[1,3]}"#,
+                r#"{"t":20,"node":1,"ev":"send","msg":"1:1","len":5,"hash":"0000000000000001","kind":"safe","prio":1}"#,
+                r#"{"t":30,"node":1,"ev":"stored","ring":"1.8","seq":1}"#,
+                r#"{"t":40,"node":1,"ev":"deliver","msg":"1:1","ring":"1.8","seq":1,"kind":"safe","hash":"0000000000000001","len":5}"#,
+            ];
+            if report_failed {
+                lines.extend([
+                    r#"{"t":50,"node":1,"ev":"config","kind":"transitional","ring":"1.8","members":[1],"failed":[3]}"#,
+                    r#"{"t":51,"node":1,"ev":"config","kind":"regular","ring":"1.12","members":[1],"failed":[3]}"#,
+                ]);
+            }
+            lines.join("\n") + "\n"
+        };
+        let node3 = r#"{"t":11,"node":3,"ev":"config","kind":"regular","ring":"1.8","members":[1,3],"joined":[1,3]}"#
+            .to_owned()
+            + "\n";
+        let (p1, p3) = (dir.join("node1.jsonl"), dir.join("node3.jsonl"));
+        std::fs::write(&p3, &node3).unwrap();
+        let safe = |r: &Report| {
+            r.violations
+                .iter()
+                .filter(|v| v.property == Property::SafeDelivery)
+                .count()
+        };
+        std::fs::write(&p1, node1(true)).unwrap();
+        let killed = check_files(&[&p1, &p3]).unwrap();
+        assert_eq!(safe(&killed), 0, "{killed}");
+        std::fs::write(&p1, node1(false)).unwrap();
+        let alive = check_files(&[&p1, &p3]).unwrap();
+        assert_eq!(safe(&alive), 1, "{alive}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
