@@ -449,6 +449,35 @@ fn stuck_client_is_disconnected() {
     stuck.wait().expect("wait");
 }
 
+/// One IPC loop serves every client: twenty more connections add no thread to the executive
+/// (`process_threads` in `aisctl status`), and all of them are served.
+#[test]
+fn clients_cost_no_threads() {
+    let mut c = Cluster::loopback("threads", 1, "");
+    c.start_all();
+    c.wait_ring(0, &[1], LONG);
+    let before = c.counter(0, "process_threads");
+    assert!(before > 0, "process_threads is reported");
+    // One process: CPG lets it join a group once, so each connection joins its own.
+    let mut clients: Vec<Cpg> = (0..20).map(|_| c.cpg(0)).collect();
+    for (i, cl) in clients.iter_mut().enumerate() {
+        cl.join(format!("threads-{i}").as_bytes()).expect("join");
+    }
+    for cl in &mut clients {
+        wait_confchg(
+            cl,
+            LONG,
+            |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == 1),
+        );
+    }
+    assert!(c.counter(0, "ipc_clients") >= 20);
+    assert_eq!(
+        c.counter(0, "process_threads"),
+        before,
+        "a client costs no thread"
+    );
+}
+
 /// Garbage on the socket closes that connection only; a request before Hello is refused.
 #[test]
 fn malformed_packets_close_only_that_connection() {

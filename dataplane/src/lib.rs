@@ -16,7 +16,8 @@
 //! - [`affinity`]: pinning the calling thread to one CPU (Linux `sched_setaffinity`).
 //! - [`wake::Waker`]: wakes a thread blocked in [`Transport::wait`] (an eventfd polled next to
 //!   the sockets).
-//! - [`unix`]: Unix-domain `SOCK_SEQPACKET` sockets for the AIS executive's client IPC (Linux).
+//! - [`unix`]: Unix-domain `SOCK_SEQPACKET` sockets for the AIS executive's client IPC (Linux),
+//!   and [`epoll::Epoll`], with which one thread serves all of them.
 //! - `dpdk` (feature `dpdk`): `dpdk::DpdkTransport`, the poll-mode backend (EAL once per
 //!   process, one port, owned mbufs, raw Ethernet with ethertype 0x88B5, adaptive back-off or
 //!   busy polling), tested on `net_ring` and on `net_af_packet` over a veth pair; and the check
@@ -24,8 +25,7 @@
 //!
 //! `dataplane/tests/conformance.rs` runs one suite of properties against every backend.
 //!
-//! **Not yet:** `aisexec` over the DPDK transport, fault-injection and pcap wrappers, and
-//! jumbo-frame packing (`pack`).
+//! **Not yet:** fault-injection and pcap wrappers.
 //!
 //! # The transport contract
 //!
@@ -43,7 +43,7 @@
 //! delivered, with [`Source::node`] set to `None`, and counted in [`Stats::unknown_sources`].
 //!
 //! **Unsafe code** is denied crate-wide and allowed only in the modules that talk to the
-//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `unix`, `wake`); every `unsafe` block
+//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `epoll`, `unix`, `wake`); every `unsafe` block
 //! carries a `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
 //!
 //! # Features
@@ -61,6 +61,7 @@ use std::time::Duration;
 pub mod affinity;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod epoll;
 pub mod mem;
 mod members;
 pub mod udp;

@@ -504,6 +504,15 @@ impl SeqpacketConn {
         }
     }
 
+    /// Receives one packet if one is waiting, without blocking (`MSG_DONTWAIT`): `Ok(None)`
+    /// when none is (or a signal interrupted the call), otherwise as [`recv`](Self::recv).
+    ///
+    /// # Errors
+    /// An unexpected error from the system.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<Recv>> {
+        self.recv_flags(buf, libc::MSG_DONTWAIT)
+    }
+
     /// One `recv`; `Ok(None)` when it was interrupted or, with `MSG_DONTWAIT`, would block.
     fn recv_flags(&self, buf: &mut [u8], flags: c_int) -> io::Result<Option<Recv>> {
         // SAFETY: `self.fd` is an open socket; the pointer and length describe `buf`, which

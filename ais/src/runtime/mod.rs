@@ -2,7 +2,7 @@
 //! and is driven by a single input queue ([`Input`]): Totem events (from the driver's
 //! [`EventSink`]), client requests and connection changes (from the IPC threads of
 //! [`server`]), and the answers to its own submits. It carries out the core's
-//! [`Effect`]s: packets to per-connection outboxes that a writer thread drains, asynchronous
+//! [`Effect`]s: packets to per-connection outboxes that the IPC loop drains, asynchronous
 //! submits to the Totem thread ([`Submitter::try_submit_with`]), key installation, the key
 //! file, random bytes. Nothing on this thread blocks on Totem or on a client.
 //!
@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::eventlog::{EventLogWriter, unix_nanos};
 use ais_proto::proto::{Counter, Packet, Response, Status};
-use server::Inflight;
+use server::ConnLink;
 
 use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
 
@@ -74,12 +74,12 @@ pub enum Input {
         pid: u32,
         /// Its user id.
         uid: u32,
-        /// Where its packets go (a writer thread sends them).
+        /// Where its packets go (the IPC loop sends them).
         outbox: std::sync::mpsc::SyncSender<Outgoing>,
         /// The socket, to shut it down.
         socket: Arc<SeqpacketConn>,
-        /// Requests read but not yet handled.
-        inflight: Arc<Inflight>,
+        /// Requests in flight and the IPC loop's waker.
+        link: Arc<ConnLink>,
     },
     /// A decoded client request.
     Request {
@@ -120,7 +120,7 @@ struct Conn {
     pid: u32,
     outbox: std::sync::mpsc::SyncSender<Outgoing>,
     socket: Arc<SeqpacketConn>,
-    inflight: Arc<Inflight>,
+    link: Arc<ConnLink>,
 }
 
 /// Counters of the runtime (the core keeps its own), shown by `aisctl status`.
@@ -241,7 +241,7 @@ impl Exec {
                 uid,
                 outbox,
                 socket,
-                inflight,
+                link,
             } => {
                 self.counters.ipc_connections += 1;
                 debug!("client pid {pid} uid {uid} connected (connection {conn})");
@@ -251,7 +251,7 @@ impl Exec {
                         pid,
                         outbox,
                         socket,
-                        inflight,
+                        link,
                     },
                 );
                 self.core.connected(conn, pid);
@@ -259,7 +259,7 @@ impl Exec {
             Input::Request { conn, id, req } => {
                 self.core.request(conn, id, req);
                 if let Some(c) = self.conns.get(&conn) {
-                    c.inflight.done();
+                    c.link.done();
                 }
             }
             Input::Disconnected { conn } => self.close(conn),
@@ -379,7 +379,7 @@ impl Exec {
             return;
         };
         match c.outbox.try_send(packet.encode()) {
-            Ok(()) => {}
+            Ok(()) => c.link.wake(),
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
                 warn!(
                     "client pid {} (connection {conn}) is not reading its callbacks: {OUTBOX_PACKETS} \
@@ -390,7 +390,7 @@ impl Exec {
                 let _ = c.socket.shutdown();
                 self.close(conn);
             }
-            // The writer ended (socket error); the reader reports the disconnect.
+            // The IPC loop let the connection go; it reports the disconnect.
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
         }
     }
@@ -428,7 +428,7 @@ impl Exec {
         };
         debug!("client pid {} disconnected (connection {conn})", c.pid);
         let _ = c.socket.shutdown();
-        c.inflight.close();
+        c.link.close();
         self.core.disconnected(conn);
     }
 
@@ -475,6 +475,9 @@ impl Exec {
                 "ipc_overflow_disconnects",
                 self.counters.ipc_overflow_disconnects,
             ),
+            // The whole process: Totem, the executive, one IPC loop, the persistence and
+            // logging helpers; a client adds none.
+            ("process_threads", process_threads()),
         ];
         self.core.counters(&mut counters);
         Status {
@@ -528,4 +531,16 @@ fn submit(
             });
         }),
     )
+}
+
+/// Threads of this process (`Threads:` in `/proc/self/status`; 0 where it cannot be read).
+fn process_threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

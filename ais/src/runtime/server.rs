@@ -1,29 +1,36 @@
-//! The client IPC server: a Unix SEQPACKET socket, an accept thread that checks each peer's
-//! credentials, and per connection a reader thread (decodes packets into [`Input::Request`])
-//! and a writer thread (drains the connection's outbox).
+//! The client IPC server: one thread (`ipc`) runs an `epoll` loop over the listening Unix
+//! SEQPACKET socket, every client connection and a waker. It accepts connections and checks
+//! each peer's credentials, reads and decodes requests into [`Input::Request`], and sends the
+//! packets the executive queued for each connection. No thread per client: a client costs a
+//! descriptor and its queues.
 //!
 //! Who may connect ([`Access`]): root, the user `aisexec` runs as, and members (primary or
 //! supplementary) of the configured group. Everyone else is refused and logged with pid, uid
 //! and gid; the socket file is also created mode 0660 so the filesystem agrees.
 //!
 //! Limits with defined outcomes: a packet that does not decode, or is larger than
-//! [`MAX_PACKET`], disconnects the client (logged); a client may have at most
-//! [`MAX_INFLIGHT`] requests waiting for the executive (its reader stops reading until they
-//! are handled, so the kernel socket buffer pushes back on the client); a client that does
-//! not read its answers and callbacks is disconnected once [`super::OUTBOX_PACKETS`] are
-//! queued for it.
+//! [`MAX_PACKET`], disconnects the client (logged; a request of another protocol version is
+//! answered `SA_AIS_ERR_VERSION` first); a client may have at most [`MAX_INFLIGHT`] requests
+//! waiting for the executive (the loop stops reading its socket until they are handled, so the
+//! kernel socket buffer pushes back on the client); a client that does not read its answers
+//! and callbacks is disconnected by the executive once [`super::OUTBOX_PACKETS`] are queued
+//! for it (its outbox is bounded; the socket's own buffer comes first).
 
+use std::collections::HashMap;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
+use dataplane::epoll::{Epoll, Interest, Ready};
 use dataplane::unix::{PeerCred, Recv, SeqpacketConn, SeqpacketListener};
+use dataplane::wake::Waker;
 use tracing::{info, warn};
 
 use super::{ConnId, Input, OUTBOX_PACKETS, Outgoing};
@@ -84,57 +91,69 @@ fn group_id_in(file: &Path, name: &str) -> io::Result<u32> {
         })
 }
 
-/// Requests in flight for one connection.
-#[derive(Debug, Default)]
-pub struct Inflight {
-    state: Mutex<(usize, bool)>,
-    cv: Condvar,
+/// What the executive thread and the IPC loop share about one connection: the requests read
+/// but not yet handled, whether the executive closed it, and the loop's waker (the executive
+/// wakes the loop after queueing packets, and when a paused connection may be read again).
+#[derive(Debug)]
+pub struct ConnLink {
+    inflight: AtomicUsize,
+    closed: AtomicBool,
+    waker: Waker,
 }
 
-impl Inflight {
-    /// Waits for room, then counts one more request. False when the connection is closed.
-    fn acquire(&self) -> bool {
-        let mut g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while g.0 >= MAX_INFLIGHT && !g.1 {
-            g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner);
+impl ConnLink {
+    fn new(waker: Waker) -> ConnLink {
+        ConnLink {
+            inflight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            waker,
         }
-        if g.1 {
-            return false;
-        }
-        g.0 += 1;
-        true
     }
 
-    /// One request was handled.
+    /// One request was handled (the loop reads on if it had stopped at the limit).
     pub fn done(&self) {
-        let mut g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        g.0 = g.0.saturating_sub(1);
-        self.cv.notify_all();
+        let before = self
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .unwrap_or(0);
+        if before >= MAX_INFLIGHT {
+            self.waker.wake();
+        }
     }
 
-    /// The connection is gone: wake the reader for good.
+    /// Packets were queued: the loop sends them.
+    pub fn wake(&self) {
+        self.waker.wake();
+    }
+
+    /// The executive closed the connection: the loop lets it go.
     pub fn close(&self) {
-        let mut g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        g.1 = true;
-        self.cv.notify_all();
+        self.closed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn may_read(&self) -> bool {
+        self.inflight.load(Ordering::Acquire) < MAX_INFLIGHT
     }
 }
 
-/// The running server. Dropping it stops accepting and removes the socket file; open
+/// The running server. Dropping it stops the loop and removes the socket file; open
 /// connections end when the executive drops them.
 #[derive(Debug)]
 pub struct IpcServer {
     stop: Arc<AtomicBool>,
+    waker: Waker,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
 }
 
 impl IpcServer {
     /// Binds `path` (mode 0660; a stale socket file of a dead executive is replaced) and
-    /// starts accepting; connections and their requests go to `tx`.
+    /// starts the loop; connections and their requests go to `tx`.
     ///
     /// # Errors
-    /// The socket cannot be bound (another executive is listening, permissions, path too long).
+    /// The socket cannot be bound (another executive is listening, permissions, path too
+    /// long), or the loop's descriptors cannot be made.
     pub fn start(path: &Path, access: Access, tx: Sender<Input>) -> io::Result<IpcServer> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -143,14 +162,28 @@ impl IpcServer {
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         }
         let listener = SeqpacketListener::bind(path, 0o660)?;
+        let waker = Waker::new()?;
+        let epoll = Epoll::new(64)?;
+        epoll.add(listener.as_fd(), LISTENER, Interest::READ)?;
+        epoll.add(waker.as_fd(), WAKER, Interest::READ)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
+        let mut ipc = Loop {
+            listener,
+            access,
+            tx,
+            stop: Arc::clone(&stop),
+            waker: waker.clone(),
+            epoll,
+            clients: HashMap::new(),
+            buf: vec![0u8; MAX_PACKET],
+        };
         let thread = thread::Builder::new()
-            .name("ipc-accept".into())
-            .spawn(move || accept_loop(&listener, &access, &tx, &thread_stop))?;
+            .name("ipc".into())
+            .spawn(move || ipc.run())?;
         info!("clients connect to {}", path.display());
         Ok(IpcServer {
             stop,
+            waker,
             thread: Some(thread),
             path: path.to_path_buf(),
         })
@@ -165,6 +198,7 @@ impl IpcServer {
 impl Drop for IpcServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.waker.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -173,143 +207,262 @@ impl Drop for IpcServer {
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-fn accept_loop(
-    listener: &SeqpacketListener,
-    access: &Access,
-    tx: &Sender<Input>,
-    stop: &AtomicBool,
-) {
-    while !stop.load(Ordering::Acquire) {
-        let (sock, cred) = match listener.accept_timeout(Duration::from_millis(100)) {
-            Ok(Some(c)) => c,
-            Ok(None) => continue,
-            Err(e) => {
-                warn!("accepting a client connection: {e}");
+/// Epoll tokens of the listening socket and the waker; connections use their [`ConnId`]
+/// (from 1, counted far below these).
+const LISTENER: u64 = u64::MAX;
+const WAKER: u64 = u64::MAX - 1;
+
+/// One client, as the loop holds it.
+struct Client {
+    sock: Arc<SeqpacketConn>,
+    cred: PeerCred,
+    outbox: Receiver<Outgoing>,
+    /// A packet the socket had no room for yet (SEQPACKET sends are all or nothing).
+    pending: Option<Outgoing>,
+    link: Arc<ConnLink>,
+    interest: Interest,
+}
+
+/// Why a connection ends.
+enum End {
+    /// Open: go on.
+    Open,
+    /// Closed (by the client, the executive, or for breaking the protocol; logged already).
+    Closed,
+}
+
+struct Loop {
+    listener: SeqpacketListener,
+    access: Access,
+    tx: Sender<Input>,
+    stop: Arc<AtomicBool>,
+    waker: Waker,
+    epoll: Epoll,
+    clients: HashMap<ConnId, Client>,
+    buf: Vec<u8>,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut ready: Vec<Ready> = Vec::new();
+        while !self.stop.load(Ordering::Acquire) {
+            ready.clear();
+            if let Err(e) = self
+                .epoll
+                .wait(&mut ready, Some(Duration::from_millis(500)))
+            {
+                warn!("waiting for client sockets: {e}");
                 thread::sleep(Duration::from_millis(10));
                 continue;
             }
-        };
-        let groups = sock.peer_groups().unwrap_or_default();
-        if !access.allows(&cred, &groups) {
-            let group = access.group.as_ref().map_or_else(
-                || "no ipc_group configured".to_owned(),
-                |(n, _)| format!("not in group {n}"),
-            );
-            warn!(
-                "refused a client connection from pid {} uid {} gid {}: not root, not the user aisexec runs as, {group}",
-                cred.pid, cred.uid, cred.gid
-            );
-            continue;
+            let mut woken = false;
+            for r in &ready {
+                match r.token {
+                    LISTENER => self.accept_all(),
+                    WAKER => {
+                        self.waker.drain();
+                        woken = true;
+                    }
+                    conn => self.on_ready(conn, r),
+                }
+            }
+            if woken {
+                // Queued packets, connections the executive closed, reads to resume.
+                let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+                for conn in conns {
+                    self.service(conn, false, false);
+                }
+            }
         }
-        if let Err(e) = serve(sock, cred, tx) {
-            warn!("could not serve client pid {}: {e}", cred.pid);
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let (sock, cred) = match self.listener.accept_timeout(Duration::ZERO) {
+                Ok(Some(c)) => c,
+                Ok(None) => return,
+                Err(e) => {
+                    // Out of descriptors, say: the listener stays readable, so do not spin.
+                    warn!("accepting a client connection: {e}");
+                    thread::sleep(Duration::from_millis(10));
+                    return;
+                }
+            };
+            let groups = sock.peer_groups().unwrap_or_default();
+            if !self.access.allows(&cred, &groups) {
+                let group = self.access.group.as_ref().map_or_else(
+                    || "no ipc_group configured".to_owned(),
+                    |(n, _)| format!("not in group {n}"),
+                );
+                warn!(
+                    "refused a client connection from pid {} uid {} gid {}: not root, not the user aisexec runs as, {group}",
+                    cred.pid, cred.uid, cred.gid
+                );
+                continue;
+            }
+            if let Err(e) = self.serve(sock, cred) {
+                warn!("could not serve client pid {}: {e}", cred.pid);
+            }
+        }
+    }
+
+    fn serve(&mut self, sock: SeqpacketConn, cred: PeerCred) -> io::Result<()> {
+        // Best effort: the kernel caps it at net.core.wmem_max.
+        let _ = sock.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER);
+        let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        self.epoll.add(sock.as_fd(), conn, Interest::READ)?;
+        let sock = Arc::new(sock);
+        let (outbox_tx, outbox) = mpsc::sync_channel::<Outgoing>(OUTBOX_PACKETS);
+        let link = Arc::new(ConnLink::new(self.waker.clone()));
+        self.clients.insert(
+            conn,
+            Client {
+                sock: Arc::clone(&sock),
+                cred,
+                outbox,
+                pending: None,
+                link: Arc::clone(&link),
+                interest: Interest::READ,
+            },
+        );
+        let _ = self.tx.send(Input::Connected {
+            conn,
+            pid: cred.pid,
+            uid: cred.uid,
+            outbox: outbox_tx,
+            socket: sock,
+            link,
+        });
+        Ok(())
+    }
+
+    fn on_ready(&mut self, conn: ConnId, r: &Ready) {
+        self.service(conn, r.read || r.hangup, r.hangup);
+    }
+
+    /// Reads what may be read, sends what is queued, and updates what the loop waits for.
+    fn service(&mut self, conn: ConnId, readable: bool, hangup: bool) {
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let mut end = if c.link.closed.load(Ordering::Acquire) {
+            End::Closed
+        } else {
+            End::Open
+        };
+        if matches!(end, End::Open) && (readable || c.interest.read) {
+            // A hung-up client's last requests are read whatever the limit: nobody waits
+            // for their answers, but what they sent (a last message) still counts.
+            end = read(c, conn, &mut self.buf, &self.tx, hangup);
+        }
+        if matches!(end, End::Open) {
+            end = flush(c);
+        }
+        match end {
+            End::Closed => self.drop_client(conn),
+            End::Open => {
+                let want = Interest {
+                    read: c.link.may_read(),
+                    write: c.pending.is_some(),
+                };
+                if want != c.interest {
+                    if let Err(e) = self.epoll.modify(c.sock.as_fd(), conn, want) {
+                        warn!("client pid {}: {e}; disconnecting it", c.cred.pid);
+                        self.drop_client(conn);
+                        return;
+                    }
+                    c.interest = want;
+                }
+            }
+        }
+    }
+
+    fn drop_client(&mut self, conn: ConnId) {
+        if let Some(c) = self.clients.remove(&conn) {
+            let _ = self.epoll.delete(c.sock.as_fd());
+            let _ = c.sock.shutdown();
+            let _ = self.tx.send(Input::Disconnected { conn });
         }
     }
 }
 
-fn serve(sock: SeqpacketConn, cred: PeerCred, tx: &Sender<Input>) -> io::Result<()> {
-    // Best effort: the kernel caps it at net.core.wmem_max.
-    let _ = sock.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER);
-    let sock = Arc::new(sock);
-    let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let (outbox, out_rx) = mpsc::sync_channel::<Outgoing>(OUTBOX_PACKETS);
-    let inflight = Arc::new(Inflight::default());
-    let writer_sock = Arc::clone(&sock);
-    thread::Builder::new()
-        .name(format!("ipc-w{conn}"))
-        .spawn(move || {
-            for (head, tail) in out_rx {
-                if writer_sock.send(&[&head, &tail]).is_err() {
-                    // The reader sees the shutdown and reports the disconnect.
-                    let _ = writer_sock.shutdown();
-                    break;
-                }
-            }
-        })?;
-    let _ = tx.send(Input::Connected {
-        conn,
-        pid: cred.pid,
-        uid: cred.uid,
-        outbox,
-        socket: Arc::clone(&sock),
-        inflight: Arc::clone(&inflight),
-    });
-    let reader_tx = tx.clone();
-    thread::Builder::new()
-        .name(format!("ipc-r{conn}"))
-        .spawn(move || read_loop(&sock, conn, cred, &inflight, &reader_tx))?;
-    Ok(())
-}
-
-fn read_loop(
-    sock: &SeqpacketConn,
-    conn: ConnId,
-    cred: PeerCred,
-    inflight: &Inflight,
-    tx: &Sender<Input>,
-) {
-    let mut buf = vec![0u8; MAX_PACKET];
-    loop {
-        if !inflight.acquire() {
-            break;
-        }
-        let len = match sock.recv(&mut buf) {
-            Ok(Recv::Packet(len)) => len,
-            Ok(Recv::Truncated(len)) => {
+/// Reads and hands over requests until the socket is empty or the client has
+/// [`MAX_INFLIGHT`] waiting (unless `all`).
+fn read(c: &mut Client, conn: ConnId, buf: &mut [u8], tx: &Sender<Input>, all: bool) -> End {
+    let pid = c.cred.pid;
+    while all || c.link.may_read() {
+        let len = match c.sock.try_recv(buf) {
+            Ok(Some(Recv::Packet(len))) => len,
+            Ok(None) => return End::Open,
+            Ok(Some(Recv::Closed)) => return End::Closed,
+            Ok(Some(Recv::Truncated(len))) => {
                 warn!(
-                    "client pid {} sent a packet of {len} bytes (limit {MAX_PACKET}); disconnecting it",
-                    cred.pid
+                    "client pid {pid} sent a packet of {len} bytes (limit {MAX_PACKET}); disconnecting it"
                 );
-                break;
+                return End::Closed;
             }
-            Ok(Recv::Closed) => break,
             Err(e) => {
-                warn!(
-                    "reading from client pid {}: {e}; disconnecting it",
-                    cred.pid
-                );
-                break;
+                warn!("reading from client pid {pid}: {e}; disconnecting it");
+                return End::Closed;
             }
         };
         match Packet::decode(Bytes::copy_from_slice(&buf[..len])) {
             Ok(Packet::Request { id, req }) => {
+                c.link.inflight.fetch_add(1, Ordering::AcqRel);
                 if tx.send(Input::Request { conn, id, req }).is_err() {
-                    break;
+                    return End::Closed;
                 }
             }
             Ok(_) => {
-                warn!(
-                    "client pid {} sent a non-request packet; disconnecting it",
-                    cred.pid
-                );
-                break;
+                warn!("client pid {pid} sent a non-request packet; disconnecting it");
+                return End::Closed;
             }
             Err(DecodeError::Version { got, .. }) => {
                 warn!(
-                    "client pid {} speaks IPC protocol version {got}; this executive speaks \
-                     version {VERSION}: refusing it (SA_AIS_ERR_VERSION) and disconnecting it",
-                    cred.pid
+                    "client pid {pid} speaks IPC protocol version {got}; this executive speaks \
+                     version {VERSION}: refusing it (SA_AIS_ERR_VERSION) and disconnecting it"
                 );
                 if let Some(id) = request_id(&buf[..len]) {
                     let answer = Packet::Response {
                         id,
                         resp: Response::Error(AisError::Version),
                     };
-                    let _ = sock.send(&[&answer.to_vec()]);
+                    let _ = c.sock.try_send(&[&answer.to_vec()]);
                 }
-                break;
+                return End::Closed;
             }
             Err(e) => {
-                warn!(
-                    "client pid {} sent a malformed packet ({e}); disconnecting it",
-                    cred.pid
-                );
-                break;
+                warn!("client pid {pid} sent a malformed packet ({e}); disconnecting it");
+                return End::Closed;
             }
         }
     }
-    let _ = sock.shutdown();
-    let _ = tx.send(Input::Disconnected { conn });
+    End::Open
+}
+
+/// Sends queued packets until the queue is empty or the socket is full.
+fn flush(c: &mut Client) -> End {
+    loop {
+        let Some((head, tail)) = c.pending.take().or_else(|| c.outbox.try_recv().ok()) else {
+            return End::Open;
+        };
+        match c.sock.try_send(&[&head, &tail]) {
+            Ok(true) => {}
+            Ok(false) => {
+                c.pending = Some((head, tail));
+                return End::Open;
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    warn!(
+                        "sending to client pid {}: {e}; disconnecting it",
+                        c.cred.pid
+                    );
+                }
+                return End::Closed;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
