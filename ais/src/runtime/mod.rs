@@ -379,7 +379,7 @@ impl Exec {
             return;
         };
         match c.outbox.try_send(packet.encode()) {
-            Ok(()) => c.link.wake(),
+            Ok(()) => c.link.queued(),
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
                 warn!(
                     "client pid {} (connection {conn}) is not reading its callbacks: {OUTBOX_PACKETS} \

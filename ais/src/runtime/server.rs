@@ -98,6 +98,9 @@ fn group_id_in(file: &Path, name: &str) -> io::Result<u32> {
 pub struct ConnLink {
     inflight: AtomicUsize,
     closed: AtomicBool,
+    /// Packets were queued since the loop last looked at this connection's outbox: the first
+    /// packet after the loop looked wakes it, the ones after it ride along.
+    queued: AtomicBool,
     waker: Waker,
 }
 
@@ -106,6 +109,7 @@ impl ConnLink {
         ConnLink {
             inflight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
             waker,
         }
     }
@@ -121,9 +125,11 @@ impl ConnLink {
         }
     }
 
-    /// Packets were queued: the loop sends them.
-    pub fn wake(&self) {
-        self.waker.wake();
+    /// Packets were queued: the loop sends them (one wake for a burst of packets).
+    pub fn queued(&self) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
     }
 
     /// The executive closed the connection: the loop lets it go.
@@ -268,7 +274,19 @@ impl Loop {
             }
             if woken {
                 // Queued packets, connections the executive closed, reads to resume.
-                let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+                let conns: Vec<ConnId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| {
+                        // Cleared before the outbox is drained: a packet queued after this
+                        // sets it again and wakes the loop again.
+                        let queued = c.link.queued.swap(false, Ordering::AcqRel);
+                        queued
+                            || c.link.closed.load(Ordering::Acquire)
+                            || c.interest.read != c.link.may_read()
+                    })
+                    .map(|(conn, _)| *conn)
+                    .collect();
                 for conn in conns {
                     self.service(conn, false, false);
                 }
