@@ -1,13 +1,14 @@
-//! The executive's runtime around the pure [`ExecCore`] (crate `ais-core`): one thread that owns the core
-//! and is driven by a single input queue ([`Input`]): Totem events (from the driver's
-//! [`EventSink`]), client requests and connection changes (from the IPC threads of
-//! [`server`]), and the answers to its own submits. It carries out the core's
-//! [`Effect`]s: packets to per-connection outboxes that the IPC loop drains, asynchronous
-//! submits to the Totem thread ([`Submitter::try_submit_with`]), key installation, the key
-//! file, random bytes. Nothing on this thread blocks on Totem or on a client.
+//! The executive's runtime around the pure [`ExecCore`] (crate `ais-core`): one thread that
+//! owns the core and is driven by a single input queue ([`Input`]): Totem events (from the
+//! driver's [`EventSink`]), client requests and connection changes (from the IPC loop of
+//! [`server`]), and the answers to its own submits. It carries out the core's [`Effect`]s:
+//! packets to per-connection outboxes that the IPC loop drains, asynchronous submits to the
+//! Totem thread ([`Submitter::try_submit_with`]), key installation, the key file, random
+//! bytes. Nothing on this thread blocks on Totem or on a client.
 //!
 //! Every Totem message the executive submits starts with a 4-byte header: `version: u8`
-//! ([`ais_core::exec::EXEC_VERSION`]), `service: u8` ([`ais_core::exec::ServiceId`]), `kind: u16` (the service's message type).
+//! ([`ais_core::exec::EXEC_VERSION`]), `service: u8` ([`ais_core::exec::ServiceId`]),
+//! `kind: u16` (the service's message type).
 
 pub mod server;
 
@@ -23,11 +24,11 @@ use totem_dpdk::srp::{Event, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, Priority};
 use tracing::{debug, error, info, warn};
 
-use crate::eventlog::{EventLogWriter, unix_nanos};
-use ais_proto::proto::{Counter, Packet, Response, Status};
-use server::ConnLink;
-
 use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
+use ais_proto::proto::{Counter, Packet, Response, Status};
+
+use crate::eventlog::{EventLogWriter, unix_nanos};
+use server::ConnLink;
 
 /// A packet for a client: head and payload tail.
 pub type Outgoing = (Vec<u8>, Bytes);

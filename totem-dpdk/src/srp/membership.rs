@@ -175,8 +175,9 @@ impl Totem {
                 self.fail_set.extend(fail.iter().copied());
             } else {
                 // A node from outside this node's ring (back from a pause, a restart or a
-                // partition) judged with a view this node does not share: its verdict on
-                // members of this ring is not taken over; they answer for themselves.
+                // partition), or a member that has installed another ring since, judged with
+                // a view this node does not share: its verdict on members of this ring is not
+                // taken over; they answer for themselves.
                 let ring = &self.ring.members;
                 self.fail_set
                     .extend(fail.iter().copied().filter(|n| !ring.contains(n)));
