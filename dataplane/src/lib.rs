@@ -4,7 +4,7 @@
 //! may depend on `dpdk-sys` (behind the `dpdk` feature) and on nothing else in the workspace;
 //! nothing in it knows about Totem, AIS services or configuration files.
 //!
-//! **What exists:**
+//! **What it holds:**
 //! - [`Transport`], the one trait the Totem driver runs on, used with static dispatch
 //!   (`Driver<T: Transport>`), with its vocabulary: [`NodeId`], [`Dest`], [`Member`],
 //!   [`Source`], [`Caps`], [`Stats`], [`SendError`], [`MembersError`].
@@ -24,8 +24,6 @@
 //!   that the DPDK library found at run time matches the headers the bindings were built from.
 //!
 //! `dataplane/tests/conformance.rs` runs one suite of properties against every backend.
-//!
-//! **Not yet:** fault-injection and pcap wrappers.
 //!
 //! # The transport contract
 //!

@@ -18,7 +18,7 @@
 //!   its own (optionally pinned to a CPU); submits and events cross threads through channels.
 //!
 //! [`crypto`] seals and opens frames (AES-256-GCM with per-epoch keys, nonces that never
-//! repeat, replay windows); the core applies it to every frame. Still to come: redundant rings.
+//! repeat, replay windows); the core applies it to every frame.
 
 #![forbid(unsafe_code)]
 
