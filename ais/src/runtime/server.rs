@@ -269,7 +269,7 @@ impl Loop {
                         self.waker.drain();
                         woken = true;
                     }
-                    conn => self.on_ready(conn, r),
+                    conn => self.service(conn, r.read || r.hangup, r.hangup),
                 }
             }
             if woken {
@@ -352,10 +352,6 @@ impl Loop {
             link,
         });
         Ok(())
-    }
-
-    fn on_ready(&mut self, conn: ConnId, r: &Ready) {
-        self.service(conn, r.read || r.hangup, r.hangup);
     }
 
     /// Reads what may be read, sends what is queued, and updates what the loop waits for.
