@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use ais_client::cpg::{Cpg, CpgEvent};
 use ais_client::evs::{Evs, EvsEvent};
-use ais_proto::proto::{AisError, CpgAddress, Guarantee, Packet, Reason, Request, VERSION};
+use ais_proto::cpg::{CpgAddress, CpgProtocol, Reason, Request as CpgRequest};
+use ais_proto::ipc::{
+    AisError, Encoded, Frame, Guarantee, Kind, Nothing, Protocol, Reply, Request, VERSION,
+};
 use common::cluster::{Cluster, wait_confchg};
 use dataplane::unix::{Recv, SeqpacketConn};
 
@@ -485,53 +488,58 @@ fn malformed_packets_close_only_that_connection() {
     c.start_all();
     c.wait_ring(0, &[1], LONG);
     let raw = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
-    let before = Packet::Request {
-        id: 1,
-        req: Request::Status,
-    }
-    .to_vec();
-    raw.send(&[&before]).expect("send");
     let mut buf = vec![0u8; 4096];
-    let Recv::Packet(n) = raw.recv(&mut buf).expect("recv") else {
-        panic!("no answer")
-    };
-    let answer = Packet::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
-    assert!(matches!(
-        answer,
-        Packet::Response {
-            id: 1,
-            resp: ais_proto::proto::Response::Error(AisError::BadOperation)
-        }
-    ));
+    let before = Encoded::request(1, &Request::<Nothing>::Status).to_vec();
+    raw.send(&[&before]).expect("send");
+    assert_eq!(
+        answer(&raw, &mut buf),
+        (1, Reply::Error(AisError::BadOperation))
+    );
     raw.send(&[b"\x01garbage that is not a packet"])
         .expect("send");
     assert_eq!(raw.recv(&mut buf).expect("recv"), Recv::Closed);
+    // On a CPG connection: an operation CPG does not have is refused and the connection
+    // stays; a CPG request whose body does not decode closes it and is counted.
+    let cpg = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
+    let hello = Request::<Nothing>::Hello {
+        version: VERSION,
+        service: CpgProtocol::ID,
+    };
+    cpg.send(&[&Encoded::request(1, &hello).to_vec()])
+        .expect("send");
+    assert_eq!(answer(&cpg, &mut buf), (1, Reply::Ok));
+    let mut unknown = Encoded::request(2, &Request::<Nothing>::Status).to_vec();
+    unknown[2] = 99;
+    cpg.send(&[&unknown]).expect("send");
+    assert_eq!(
+        answer(&cpg, &mut buf),
+        (2, Reply::Error(AisError::BadOperation))
+    );
+    let join = Encoded::request(
+        3,
+        &Request::Service(CpgRequest::Join {
+            group: bytes::Bytes::from_static(b"g"),
+        }),
+    )
+    .to_vec();
+    cpg.send(&[&join[..join.len() - 1]]).expect("send");
+    assert_eq!(cpg.recv(&mut buf).expect("recv"), Recv::Closed);
     // A client of another protocol version is answered SA_AIS_ERR_VERSION under its request's
     // id, the executive's log names both versions, and the connection closes.
     let other = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
-    let mut hello = Packet::Request {
-        id: 7,
-        req: Request::Hello {
+    let mut hello = Encoded::request(
+        7,
+        &Request::<Nothing>::Hello {
             version: VERSION + 1,
-            service: ais_proto::proto::Service::Cpg,
+            service: CpgProtocol::ID,
         },
-    }
+    )
     .to_vec();
     hello[0] = VERSION + 1;
     other.send(&[&hello]).expect("send");
-    let Recv::Packet(n) = other.recv(&mut buf).expect("recv") else {
-        panic!("no answer to a hello of another version")
-    };
-    let answer = Packet::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
-    assert!(
-        matches!(
-            answer,
-            Packet::Response {
-                id: 7,
-                resp: ais_proto::proto::Response::Error(AisError::Version)
-            }
-        ),
-        "{answer:?}"
+    assert_eq!(
+        answer(&other, &mut buf),
+        (7, Reply::Error(AisError::Version))
     );
     assert_eq!(other.recv(&mut buf).expect("recv"), Recv::Closed);
     let line = format!(
@@ -550,6 +558,17 @@ fn malformed_packets_close_only_that_connection() {
     // The executive still serves everyone else.
     let s = c.status(0).expect("status after garbage");
     assert_eq!(s.members, vec![1]);
+    assert_eq!(c.counter(0, "ipc_malformed"), 1);
+}
+
+/// The next packet on `sock`, which must be an answer: (request id, answer).
+fn answer(sock: &SeqpacketConn, buf: &mut [u8]) -> (u64, Reply<Nothing>) {
+    let Recv::Packet(n) = sock.recv(buf).expect("recv") else {
+        panic!("closed instead of answering")
+    };
+    let frame = Frame::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("header");
+    assert_eq!(frame.kind, Kind::Response);
+    (frame.id, frame.body().expect("answer"))
 }
 
 /// EVS: messages reach the connections subscribed to one of their groups, on every node;
@@ -621,7 +640,7 @@ fn evs_groups_and_membership() {
     loop {
         assert!(Instant::now() < deadline, "no configuration without node 2");
         if let Some(EvsEvent::ConfChg {
-            kind: ais_proto::proto::ConfKind::Regular,
+            kind: ais_proto::evs::ConfKind::Regular,
             members,
             left,
             ..
@@ -747,27 +766,28 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
         (
             1,
             Request::Hello {
-                version: ais_proto::proto::VERSION,
-                service: ais_proto::proto::Service::Cpg,
+                version: VERSION,
+                service: CpgProtocol::ID,
             },
         ),
         (
             2,
-            Request::CpgJoin {
+            Request::Service(CpgRequest::Join {
                 group: bytes::Bytes::from_static(GROUP),
-            },
+            }),
         ),
     ] {
-        raw.send(&[&Packet::Request { id, req }.to_vec()])
+        raw.send(&[&Encoded::request(id, &req).to_vec()])
             .expect("send");
         loop {
             let Recv::Packet(n) = raw.recv(&mut buf).expect("recv") else {
                 panic!("closed")
             };
-            let p = Packet::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
-            if let Packet::Response { id: got, resp } = p {
-                assert_eq!(got, id);
-                assert!(matches!(resp, ais_proto::proto::Response::Ok), "{resp:?}");
+            let frame = Frame::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decode");
+            if frame.kind == Kind::Response {
+                assert_eq!(frame.id, id);
+                let resp: Reply<Nothing> = frame.body().expect("answer");
+                assert_eq!(resp, Reply::Ok);
                 break;
             }
         }
@@ -788,12 +808,12 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
                 .map(|i| bytes::Bytes::copy_from_slice(&i.to_le_bytes()))
                 .collect();
             n += 4;
-            let req = Request::CpgMcastBatch {
+            let req = Request::Service(CpgRequest::McastBatch {
                 group: bytes::Bytes::from_static(GROUP),
                 guarantee: Guarantee::Agreed,
                 messages,
-            };
-            raw.send(&[&Packet::Request { id, req }.to_vec()])
+            });
+            raw.send(&[&Encoded::request(id, &req).to_vec()])
                 .expect("send");
             id += 1;
             std::thread::sleep(Duration::from_millis(2));

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ais_client::cpg::{Cpg, CpgEvent};
-use ais_proto::proto::Reason;
+use ais_proto::cpg::Reason;
 use common::cluster::{
     Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
 };

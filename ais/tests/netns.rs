@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use ais_client::cpg::{Cpg, CpgEvent};
-use ais_proto::proto::Reason;
+use ais_proto::cpg::Reason;
 use common::cluster::{Cluster, Mode, assert_one_order, cpg_traffic, wait_confchg};
 use netlab::Lab;
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use ais_client::cpg::CpgEvent;
-use ais_proto::proto::Guarantee;
+use ais_proto::ipc::Guarantee;
 use common::cluster::{Cluster, Mode, wait_confchg};
 use nix::sys::signal::Signal;
 use rand::{Rng, SeedableRng};

@@ -15,9 +15,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ais::keyfile::{self, KeyMaterial};
-use ais_client::Connection;
+use ais_client::Admin;
 use ais_client::cpg::{Cpg, CpgEvent};
-use ais_proto::proto::{Guarantee, Service};
+use ais_proto::ipc::Guarantee;
 use common::cluster::{Cluster, wait_confchg};
 
 const GROUP: &[u8] = b"keys";
@@ -109,7 +109,7 @@ fn traffic_with_rekey(c: &Cluster, clients: &mut [Cpg], count: u32, rekey_from: 
             while sent.load(std::sync::atomic::Ordering::Relaxed) < total * count / 3 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut admin = Connection::connect(&socket, Service::Admin).expect("admin");
+            let mut admin = Admin::connect(&socket).expect("admin");
             let deadline = Instant::now() + LONG;
             loop {
                 match admin.rekey() {
@@ -240,7 +240,7 @@ fn a_node_down_during_a_rekey_is_told_what_to_do() {
     }
     c.kill(2);
     c.wait_ring(0, &[1, 2], LONG);
-    let mut admin = Connection::connect(&c.nodes[0].socket, Service::Admin).expect("admin");
+    let mut admin = Admin::connect(&c.nodes[0].socket).expect("admin");
     admin.rekey().expect("rekey");
     wait_log(&c, 0, "epoch 0 is retired");
     wait_log(&c, 1, "epoch 0 is retired");

@@ -15,7 +15,8 @@ use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
 use ais_core::services::cpg::checker::{self, Cause, Conf, Property, Record, Told};
 use ais_core::services::cpg::{Cpg, Defects};
 use ais_core::services::evs::Evs;
-use ais_proto::proto::{Callback, CpgAddress, Guarantee, Request, Response, Service as Svc};
+use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Request, Response};
+use ais_proto::ipc::{Guarantee, Protocol, Reply, Request as IpcRequest};
 use bytes::Bytes;
 use rand::{Rng, RngCore};
 use totem_dpdk::srp::{Event, SubmitError};
@@ -122,13 +123,13 @@ impl SimExec {
         Cause::Local(self.node.0, self.local)
     }
 
-    fn request(&mut self, i: usize, op: Op, req: Request) {
+    fn request(&mut self, i: usize, op: Op, req: IpcRequest<Request>) {
         let id = self.next_req;
         self.next_req += 1;
         self.clients[i].outstanding = Some((id, op));
         let conn = self.clients[i].conn;
         self.cause = self.local_cause();
-        self.core.request(conn, id, req);
+        self.core.request_value(conn, id, &req);
         self.effects();
     }
 
@@ -149,9 +150,9 @@ impl SimExec {
         self.request(
             i,
             Op::Hello,
-            Request::Hello {
-                version: ais_proto::proto::VERSION,
-                service: Svc::Cpg,
+            IpcRequest::Hello {
+                version: ais_proto::ipc::VERSION,
+                service: CpgProtocol::ID,
             },
         );
         i
@@ -164,11 +165,11 @@ impl SimExec {
         self.request(
             i,
             Op::Mcast,
-            Request::CpgMcast {
+            IpcRequest::Service(Request::Mcast {
                 group: Bytes::from_static(group),
                 guarantee: Guarantee::Agreed,
                 data: Bytes::from(data),
-            },
+            }),
         );
     }
 
@@ -198,29 +199,37 @@ impl SimExec {
         let group = GROUPS[rng.random_range(0..GROUPS.len())];
         let g = Bytes::from_static(group);
         if !self.clients[i].views.contains_key(&g) {
-            self.request(i, Op::Join, Request::CpgJoin { group: g });
+            self.request(i, Op::Join, IpcRequest::Service(Request::Join { group: g }));
         } else if rng.random_bool(0.85) {
             self.mcast(i, group);
         } else {
-            self.request(i, Op::Leave, Request::CpgLeave { group: g });
+            self.request(
+                i,
+                Op::Leave,
+                IpcRequest::Service(Request::Leave { group: g }),
+            );
         }
     }
 
     /// Carries out the core's effects.
     fn effects(&mut self) {
         while let Some(e) = self.core.poll_effect() {
-            match e {
-                Effect::Reply { conn, id, resp } => {
-                    if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn)
-                        && c.outstanding.as_ref().is_some_and(|(i, _)| *i == id)
-                    {
-                        let (_, op) = c.outstanding.take().expect("checked");
-                        if matches!(op, Op::Hello) {
-                            assert_eq!(resp, Response::Ok, "hello refused");
-                        }
+            if let Some((conn, id, resp)) = e.reply::<Response>() {
+                if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn)
+                    && c.outstanding.as_ref().is_some_and(|(i, _)| *i == id)
+                {
+                    let (_, op) = c.outstanding.take().expect("checked");
+                    if matches!(op, Op::Hello) {
+                        assert_eq!(resp, Reply::Ok, "hello refused");
                     }
                 }
-                Effect::Callback { conn, cb } => self.callback(conn, cb),
+                continue;
+            }
+            if let Some((conn, cb)) = e.callback::<Callback>() {
+                self.callback(conn, cb);
+                continue;
+            }
+            match e {
                 Effect::Submit { origin, kind, msg } => {
                     let tag = self.next_tag;
                     self.next_tag += 1;
@@ -259,7 +268,7 @@ impl SimExec {
             pid: c.pid,
         };
         let (group, told) = match cb {
-            Callback::CpgConfChg {
+            Callback::ConfChg {
                 group,
                 members,
                 left,
@@ -279,7 +288,7 @@ impl SimExec {
                     },
                 )
             }
-            Callback::CpgDeliver {
+            Callback::Deliver {
                 group,
                 sender,
                 data,
@@ -331,7 +340,11 @@ impl App for SimExec {
                         let g = Bytes::from_static(b"g");
                         if !self.clients[0].views.contains_key(&g) {
                             if self.clients[0].sent == 0 {
-                                self.request(0, Op::Join, Request::CpgJoin { group: g });
+                                self.request(
+                                    0,
+                                    Op::Join,
+                                    IpcRequest::Service(Request::Join { group: g }),
+                                );
                                 self.clients[0].sent = 1;
                             }
                         } else if self.node.0 == sender {

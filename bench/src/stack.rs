@@ -422,8 +422,7 @@ impl<'a> AisCluster<'a> {
                     log_tail(&self.nodes[i].log)
                 );
             }
-            if let Ok(mut conn) =
-                ais_client::Connection::connect(&self.nodes[i].socket, ais_client::Service::Admin)
+            if let Ok(mut conn) = ais_client::Admin::connect(&self.nodes[i].socket)
                 && let Ok(s) = conn.status()
             {
                 if &s.state[..] == b"operational" && s.members == members {

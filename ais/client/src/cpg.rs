@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Connection, Error, foreign_callback, unexpected};
-use ais_proto::proto::{
-    AisError, Callback, CpgAddress, Guarantee, MAX_PAYLOAD, Reason, Request, Response, Service,
-    check_group,
-};
+use super::{Connection, Error, unexpected};
+use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Reason, Request, Response};
+use ais_proto::ipc::{AisError, Guarantee, MAX_PAYLOAD, Message, Reply, check_group};
 
 /// First pause of [`Cpg::mcast_retry`] after a `TRY_AGAIN`.
 const RETRY_FIRST: Duration = Duration::from_micros(100);
@@ -54,7 +52,7 @@ pub enum CpgEvent {
 /// A connection to the executive's CPG service.
 #[derive(Debug)]
 pub struct Cpg {
-    conn: Connection,
+    conn: Connection<CpgProtocol>,
 }
 
 impl Cpg {
@@ -63,18 +61,12 @@ impl Cpg {
     /// # Errors
     /// As [`Connection::connect`].
     pub fn connect(path: &Path) -> Result<Cpg, Error> {
-        Connection::connect(path, Service::Cpg).map(|conn| Cpg { conn })
+        Connection::connect(path).map(|conn| Cpg { conn })
     }
 
-    /// Wraps a connection made for [`Service::Cpg`].
-    ///
-    /// # Errors
-    /// [`AisError::InvalidParam`] when `conn` is for another service.
-    pub fn from_connection(conn: Connection) -> Result<Cpg, Error> {
-        if conn.service() != Service::Cpg {
-            return Err(Error::Ais(AisError::InvalidParam));
-        }
-        Ok(Cpg { conn })
+    /// Wraps a CPG connection.
+    pub fn from_connection(conn: Connection<CpgProtocol>) -> Cpg {
+        Cpg { conn }
     }
 
     /// Joins `group` (`cpg_join`). Every member, this one included, then gets a
@@ -87,12 +79,9 @@ impl Cpg {
     /// [`AisError::TryAgain`]; otherwise as [`Connection::call`].
     pub fn join(&mut self, group: &[u8]) -> Result<(), Error> {
         check_group(group)?;
-        self.ok(
-            "CpgJoin",
-            Request::CpgJoin {
-                group: Bytes::copy_from_slice(group),
-            },
-        )
+        self.conn.ok(Request::Join {
+            group: Bytes::copy_from_slice(group),
+        })
     }
 
     /// Leaves `group` (`cpg_leave`).
@@ -101,12 +90,9 @@ impl Cpg {
     /// As [`join`](Self::join); [`AisError::NotExist`] when not a member.
     pub fn leave(&mut self, group: &[u8]) -> Result<(), Error> {
         check_group(group)?;
-        self.ok(
-            "CpgLeave",
-            Request::CpgLeave {
-                group: Bytes::copy_from_slice(group),
-            },
-        )
+        self.conn.ok(Request::Leave {
+            group: Bytes::copy_from_slice(group),
+        })
     }
 
     /// Sends `data` to `group`, which this connection joined (`cpg_mcast_joined`). `data` is
@@ -123,13 +109,13 @@ impl Cpg {
         if data.len() > MAX_PAYLOAD {
             return Err(Error::Ais(AisError::TooBig));
         }
-        let req = Request::CpgMcast {
+        let req = Request::Mcast {
             group: Bytes::copy_from_slice(group),
             guarantee,
             data: Bytes::new(),
         };
         match self.conn.call_with_payload(req, data)? {
-            Response::Ok => Ok(()),
+            Reply::Ok => Ok(()),
             other => Err(unexpected("CpgMcast", &other)),
         }
     }
@@ -192,13 +178,13 @@ impl Cpg {
         if messages.is_empty() {
             return Ok(0);
         }
-        let req = Request::CpgMcastBatch {
+        let req = Request::McastBatch {
             group: Bytes::copy_from_slice(group),
             guarantee,
             messages: messages.iter().map(|m| Bytes::copy_from_slice(m)).collect(),
         };
         match self.conn.call(req)? {
-            Response::Accepted(n) => Ok((n as usize).min(messages.len())),
+            Reply::Service(Response::Accepted(n)) => Ok((n as usize).min(messages.len())),
             other => Err(unexpected("CpgMcastBatch", &other)),
         }
     }
@@ -250,10 +236,10 @@ impl Cpg {
     /// A bad group name as for [`join`](Self::join); otherwise as [`Connection::call`].
     pub fn membership(&mut self, group: &[u8]) -> Result<Vec<CpgAddress>, Error> {
         check_group(group)?;
-        match self.conn.call(Request::CpgMembership {
+        match self.conn.call(Request::Membership {
             group: Bytes::copy_from_slice(group),
         })? {
-            Response::CpgMembers(m) => Ok(m),
+            Reply::Service(Response::Members(m)) => Ok(m),
             other => Err(unexpected("CpgMembership", &other)),
         }
     }
@@ -263,8 +249,8 @@ impl Cpg {
     /// # Errors
     /// As [`Connection::call`].
     pub fn local_get(&mut self) -> Result<u32, Error> {
-        match self.conn.call(Request::CpgLocalGet)? {
-            Response::LocalNode(n) => Ok(n),
+        match self.conn.call(Request::LocalGet)? {
+            Reply::Service(Response::LocalNode(n)) => Ok(n),
             other => Err(unexpected("CpgLocalGet", &other)),
         }
     }
@@ -275,8 +261,8 @@ impl Cpg {
     /// # Errors
     /// As [`Connection::call`].
     pub fn flow_control_enabled(&mut self) -> Result<bool, Error> {
-        match self.conn.call(Request::CpgFlowControlGet)? {
-            Response::FlowControl(on) => Ok(on),
+        match self.conn.call(Request::FlowControlGet)? {
+            Reply::Service(Response::FlowControl(on)) => Ok(on),
             other => Err(unexpected("CpgFlowControlGet", &other)),
         }
     }
@@ -286,8 +272,8 @@ impl Cpg {
     /// # Errors
     /// As [`Connection::call`].
     pub fn groups(&mut self) -> Result<Vec<(Bytes, Vec<CpgAddress>)>, Error> {
-        match self.conn.call(Request::CpgGroups)? {
-            Response::CpgGroups(g) => Ok(g),
+        match self.conn.call(Request::Groups)? {
+            Reply::Service(Response::Groups(g)) => Ok(g),
             other => Err(unexpected("CpgGroups", &other)),
         }
     }
@@ -297,11 +283,12 @@ impl Cpg {
     /// the time passes first.
     ///
     /// # Errors
-    /// As [`Connection::next_callback`]; an EVS callback is an [`Error::Protocol`].
+    /// As [`Connection::next_callback`] (a callback of another service does not decode: an
+    /// [`Error::Protocol`]).
     pub fn dispatch(&mut self, timeout: Option<Duration>) -> Result<Option<CpgEvent>, Error> {
         Ok(match self.conn.next_callback(timeout)? {
             None => None,
-            Some(Callback::CpgDeliver {
+            Some(Callback::Deliver {
                 group,
                 sender,
                 data,
@@ -310,7 +297,7 @@ impl Cpg {
                 sender,
                 data,
             }),
-            Some(Callback::CpgConfChg {
+            Some(Callback::ConfChg {
                 group,
                 members,
                 left,
@@ -321,22 +308,19 @@ impl Cpg {
                 left,
                 joined,
             }),
-            Some(other) => return Err(foreign_callback("CPG", &other)),
+            Some(other) => {
+                return Err(Error::Protocol(format!(
+                    "callback {} is not handled by this library",
+                    other.name()
+                )));
+            }
         })
     }
 
     /// The underlying connection (its descriptor, [`Connection::has_queued`],
     /// [`Connection::status`]).
-    pub fn connection(&mut self) -> &mut Connection {
+    pub fn connection(&mut self) -> &mut Connection<CpgProtocol> {
         &mut self.conn
-    }
-
-    /// A request answered by `Ok`.
-    fn ok(&mut self, what: &str, req: Request) -> Result<(), Error> {
-        match self.conn.call(req)? {
-            Response::Ok => Ok(()),
-            other => Err(unexpected(what, &other)),
-        }
     }
 }
 
@@ -355,16 +339,19 @@ impl AsFd for Cpg {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::start;
+    use super::super::fake::start_service;
     use super::*;
-    use ais_proto::proto::MAX_GROUP_NAME;
+    use ais_proto::ipc::MAX_GROUP_NAME;
 
+    type Exec = super::super::fake::Exec<CpgProtocol>;
+
+    /// A CPG connection to a fake executive; `handle` sees CPG's own requests.
     fn cpg_with<F>(handle: F) -> (Cpg, thread::JoinHandle<Vec<Request>>)
     where
-        F: FnMut(&super::super::fake::Exec, u64, Request) -> bool + Send + 'static,
+        F: FnMut(&Exec, u64, Request) -> bool + Send + 'static,
     {
-        let (conn, server) = start(Service::Cpg, handle);
-        (Cpg::from_connection(conn).unwrap(), server)
+        let (conn, server) = start_service::<CpgProtocol, _>(handle);
+        (Cpg::from_connection(conn), server)
     }
 
     const A: CpgAddress = CpgAddress { node: 1, pid: 10 };
@@ -372,21 +359,21 @@ mod tests {
     #[test]
     fn callbacks_met_during_a_call_come_out_of_dispatch_in_order() {
         let (mut cpg, server) = cpg_with(|exec, id, req| {
-            let Request::CpgJoin { group } = req else {
+            let Request::Join { group } = req else {
                 panic!("{req:?}")
             };
-            exec.callback(Callback::CpgConfChg {
+            exec.callback(Callback::ConfChg {
                 group: group.clone(),
                 members: vec![A],
                 left: vec![],
                 joined: vec![(A, Reason::Join)],
             });
-            exec.callback(Callback::CpgDeliver {
+            exec.callback(Callback::Deliver {
                 group: group.clone(),
                 sender: A,
                 data: Bytes::from_static(b"first"),
             });
-            exec.reply(id, Response::Ok);
+            exec.reply(id, Reply::Ok);
             true
         });
         cpg.join(b"g").unwrap();
@@ -416,7 +403,7 @@ mod tests {
     #[test]
     fn names_and_sizes_are_checked_without_a_round_trip() {
         let (mut cpg, server) = cpg_with(|exec, id, _| {
-            exec.reply(id, Response::Ok);
+            exec.reply(id, Reply::Ok);
             true
         });
         let long = [b'a'; MAX_GROUP_NAME + 1];
@@ -453,7 +440,7 @@ mod tests {
     #[test]
     fn mcast_sends_the_data_as_the_packet_tail() {
         let (mut cpg, server) = cpg_with(|exec, id, _| {
-            exec.reply(id, Response::Ok);
+            exec.reply(id, Reply::Ok);
             true
         });
         let data: Vec<u8> = (0..=255).cycle().take(5000).collect();
@@ -463,12 +450,12 @@ mod tests {
         assert_eq!(
             server.join().unwrap(),
             vec![
-                Request::CpgMcast {
+                Request::Mcast {
                     group: Bytes::from_static(b"grp"),
                     guarantee: Guarantee::Safe,
                     data: Bytes::from(data),
                 },
-                Request::CpgMcast {
+                Request::Mcast {
                     group: Bytes::from_static(b"grp"),
                     guarantee: Guarantee::Agreed,
                     data: Bytes::new(),
@@ -483,9 +470,9 @@ mod tests {
         let (mut cpg, server) = cpg_with(move |exec, id, _| {
             if refusals > 0 {
                 refusals -= 1;
-                exec.reply(id, Response::Error(AisError::TryAgain));
+                exec.reply(id, Reply::Error(AisError::TryAgain));
             } else {
-                exec.reply(id, Response::Ok);
+                exec.reply(id, Reply::Ok);
             }
             true
         });
@@ -500,7 +487,7 @@ mod tests {
     #[test]
     fn mcast_retry_gives_up_at_the_timeout() {
         let (mut cpg, _server) = cpg_with(|exec, id, _| {
-            exec.reply(id, Response::Error(AisError::TryAgain));
+            exec.reply(id, Reply::Error(AisError::TryAgain));
             true
         });
         let start = Instant::now();
@@ -511,7 +498,7 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(30));
         // Other errors end it at once.
         let (mut cpg, _server) = cpg_with(|exec, id, _| {
-            exec.reply(id, Response::Error(AisError::NotExist));
+            exec.reply(id, Reply::Error(AisError::NotExist));
             true
         });
         let err = cpg
@@ -524,14 +511,14 @@ mod tests {
     fn queries_decode_their_answers() {
         let (mut cpg, _server) = cpg_with(|exec, id, req| {
             let resp = match req {
-                Request::CpgMembership { .. } => Response::CpgMembers(vec![A]),
-                Request::CpgLocalGet => Response::LocalNode(3),
-                Request::CpgFlowControlGet => Response::FlowControl(true),
-                Request::CpgGroups => {
-                    Response::CpgGroups(vec![(Bytes::from_static(b"g"), vec![A])])
+                Request::Membership { .. } => Reply::Service(Response::Members(vec![A])),
+                Request::LocalGet => Reply::Service(Response::LocalNode(3)),
+                Request::FlowControlGet => Reply::Service(Response::FlowControl(true)),
+                Request::Groups => {
+                    Reply::Service(Response::Groups(vec![(Bytes::from_static(b"g"), vec![A])]))
                 }
                 // A wrong kind of answer.
-                _ => Response::LocalNode(0),
+                _ => Reply::Service(Response::LocalNode(0)),
             };
             exec.reply(id, resp);
             true
@@ -548,26 +535,20 @@ mod tests {
     }
 
     #[test]
-    fn an_evs_callback_is_a_protocol_error() {
+    fn a_callback_of_another_service_is_a_protocol_error() {
         let (mut cpg, _server) = cpg_with(|exec, id, _| {
-            exec.callback(Callback::EvsDeliver {
-                sender: 1,
-                data: Bytes::from_static(b"x"),
-            });
-            exec.reply(id, Response::LocalNode(1));
+            // EVS's delivery is callback op 3, which CPG does not have.
+            exec.send(&ais_proto::ipc::Encoded::callback(
+                &ais_proto::evs::Callback::Deliver {
+                    sender: 1,
+                    data: Bytes::from_static(b"x"),
+                },
+            ));
+            exec.reply(id, Reply::Service(Response::LocalNode(1)));
             true
         });
-        cpg.local_get().unwrap();
-        let err = cpg.dispatch(None).unwrap_err();
-        assert!(err.to_string().contains("EvsDeliver"), "{err}");
-    }
-
-    #[test]
-    fn a_connection_for_another_service_is_refused() {
-        let (conn, _server) = start(Service::Evs, |_, _, _| true);
-        assert_eq!(
-            Cpg::from_connection(conn).unwrap_err().ais_error(),
-            Some(AisError::InvalidParam)
-        );
+        cpg.local_get().unwrap_err();
+        let err = cpg.local_get().unwrap_err();
+        assert!(err.to_string().contains("reconnect"), "{err}");
     }
 }

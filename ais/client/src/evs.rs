@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Connection, Error, foreign_callback, unexpected};
-use ais_proto::proto::{
-    AisError, Callback, ConfKind, Guarantee, MAX_PAYLOAD, Request, Response, Service, check_group,
-};
+use super::{Connection, Error, unexpected};
+use ais_proto::evs::{Callback, ConfKind, EvsProtocol, Request, Response};
+use ais_proto::ipc::{AisError, Guarantee, MAX_PAYLOAD, Message, Reply, check_group};
 
 /// A callback of an EVS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +46,7 @@ pub enum EvsEvent {
 /// A connection to the executive's EVS service.
 #[derive(Debug)]
 pub struct Evs {
-    conn: Connection,
+    conn: Connection<EvsProtocol>,
 }
 
 impl Evs {
@@ -56,18 +55,12 @@ impl Evs {
     /// # Errors
     /// As [`Connection::connect`].
     pub fn connect(path: &Path) -> Result<Evs, Error> {
-        Connection::connect(path, Service::Evs).map(|conn| Evs { conn })
+        Connection::connect(path).map(|conn| Evs { conn })
     }
 
-    /// Wraps a connection made for [`Service::Evs`].
-    ///
-    /// # Errors
-    /// [`AisError::InvalidParam`] when `conn` is for another service.
-    pub fn from_connection(conn: Connection) -> Result<Evs, Error> {
-        if conn.service() != Service::Evs {
-            return Err(Error::Ais(AisError::InvalidParam));
-        }
-        Ok(Evs { conn })
+    /// Wraps an EVS connection.
+    pub fn from_connection(conn: Connection<EvsProtocol>) -> Evs {
+        Evs { conn }
     }
 
     /// Adds `groups` to this connection's filter (`evs_join`).
@@ -75,12 +68,12 @@ impl Evs {
     /// # Errors
     /// [`AisError::InvalidParam`] for an empty list or an empty name,
     /// [`AisError::NameTooLong`] for a name over
-    /// [`MAX_GROUP_NAME`](ais_proto::proto::MAX_GROUP_NAME) bytes, [`AisError::TooBig`]
+    /// [`MAX_GROUP_NAME`](ais_proto::ipc::MAX_GROUP_NAME) bytes, [`AisError::TooBig`]
     /// when the list does not fit in a packet, all checked here without asking the executive;
     /// otherwise as [`Connection::call`].
     pub fn join(&mut self, groups: &[&[u8]]) -> Result<(), Error> {
         let groups = group_list(groups)?;
-        self.ok("EvsJoin", Request::EvsJoin { groups })
+        self.conn.ok(Request::Join { groups })
     }
 
     /// Removes `groups` from this connection's filter (`evs_leave`).
@@ -89,7 +82,7 @@ impl Evs {
     /// As [`join`](Self::join).
     pub fn leave(&mut self, groups: &[&[u8]]) -> Result<(), Error> {
         let groups = group_list(groups)?;
-        self.ok("EvsLeave", Request::EvsLeave { groups })
+        self.conn.ok(Request::Leave { groups })
     }
 
     /// Sends `data` to the groups this connection joined (`evs_mcast_joined`), without
@@ -126,13 +119,13 @@ impl Evs {
         if data.len() > MAX_PAYLOAD {
             return Err(Error::Ais(AisError::TooBig));
         }
-        let req = Request::EvsMcast {
+        let req = Request::Mcast {
             groups,
             guarantee,
             data: Bytes::new(),
         };
         match self.conn.call_with_payload(req, data)? {
-            Response::Ok => Ok(()),
+            Reply::Ok => Ok(()),
             other => Err(unexpected("EvsMcast", &other)),
         }
     }
@@ -142,8 +135,8 @@ impl Evs {
     /// # Errors
     /// As [`Connection::call`].
     pub fn membership_get(&mut self) -> Result<(u32, Vec<u32>), Error> {
-        match self.conn.call(Request::EvsMembershipGet)? {
-            Response::EvsMembers { local, members } => Ok((local, members)),
+        match self.conn.call(Request::MembershipGet)? {
+            Reply::Service(Response::Members { local, members }) => Ok((local, members)),
             other => Err(unexpected("EvsMembershipGet", &other)),
         }
     }
@@ -153,12 +146,13 @@ impl Evs {
     /// time passes first.
     ///
     /// # Errors
-    /// As [`Connection::next_callback`]; a CPG callback is an [`Error::Protocol`].
+    /// As [`Connection::next_callback`] (a callback of another service does not decode: an
+    /// [`Error::Protocol`]).
     pub fn dispatch(&mut self, timeout: Option<Duration>) -> Result<Option<EvsEvent>, Error> {
         Ok(match self.conn.next_callback(timeout)? {
             None => None,
-            Some(Callback::EvsDeliver { sender, data }) => Some(EvsEvent::Deliver { sender, data }),
-            Some(Callback::EvsConfChg {
+            Some(Callback::Deliver { sender, data }) => Some(EvsEvent::Deliver { sender, data }),
+            Some(Callback::ConfChg {
                 kind,
                 ring,
                 members,
@@ -171,22 +165,19 @@ impl Evs {
                 left,
                 joined,
             }),
-            Some(other) => return Err(foreign_callback("EVS", &other)),
+            Some(other) => {
+                return Err(Error::Protocol(format!(
+                    "callback {} is not handled by this library",
+                    other.name()
+                )));
+            }
         })
     }
 
     /// The underlying connection (its descriptor, [`Connection::has_queued`],
     /// [`Connection::status`]).
-    pub fn connection(&mut self) -> &mut Connection {
+    pub fn connection(&mut self) -> &mut Connection<EvsProtocol> {
         &mut self.conn
-    }
-
-    /// A request answered by `Ok`.
-    fn ok(&mut self, what: &str, req: Request) -> Result<(), Error> {
-        match self.conn.call(req)? {
-            Response::Ok => Ok(()),
-            other => Err(unexpected(what, &other)),
-        }
     }
 }
 
@@ -221,22 +212,24 @@ impl AsFd for Evs {
 mod tests {
     use std::thread::JoinHandle;
 
-    use super::super::fake::{Exec, start};
+    use super::super::fake::start_service;
     use super::*;
+
+    type Exec = super::super::fake::Exec<EvsProtocol>;
 
     fn evs_with<F>(handle: F) -> (Evs, JoinHandle<Vec<Request>>)
     where
         F: FnMut(&Exec, u64, Request) -> bool + Send + 'static,
     {
-        let (conn, server) = start(Service::Evs, handle);
-        (Evs::from_connection(conn).unwrap(), server)
+        let (conn, server) = start_service::<EvsProtocol, _>(handle);
+        (Evs::from_connection(conn), server)
     }
 
     #[test]
     fn requests_answers_and_callbacks() {
         let (mut evs, server) = evs_with(|exec, id, req| {
-            if let Request::EvsMembershipGet = req {
-                exec.callback(Callback::EvsConfChg {
+            if let Request::MembershipGet = req {
+                exec.callback(Callback::ConfChg {
                     kind: ConfKind::Regular,
                     ring: Bytes::from_static(b"1.4"),
                     members: vec![1, 2],
@@ -245,15 +238,15 @@ mod tests {
                 });
                 exec.reply(
                     id,
-                    Response::EvsMembers {
+                    Reply::Service(Response::Members {
                         local: 1,
                         members: vec![1, 2],
-                    },
+                    }),
                 );
             } else {
-                exec.reply(id, Response::Ok);
+                exec.reply(id, Reply::Ok);
             }
-            exec.callback(Callback::EvsDeliver {
+            exec.callback(Callback::Deliver {
                 sender: 2,
                 data: Bytes::from_static(b"m"),
             });
@@ -285,21 +278,21 @@ mod tests {
         assert_eq!(
             server.join().unwrap(),
             vec![
-                Request::EvsJoin {
+                Request::Join {
                     groups: vec![g(b"a"), g(b"b")]
                 },
-                Request::EvsMembershipGet,
-                Request::EvsMcast {
+                Request::MembershipGet,
+                Request::Mcast {
                     groups: vec![],
                     guarantee: Guarantee::Agreed,
                     data: g(b"payload"),
                 },
-                Request::EvsMcast {
+                Request::Mcast {
                     groups: vec![g(b"c")],
                     guarantee: Guarantee::Safe,
                     data: Bytes::new(),
                 },
-                Request::EvsLeave {
+                Request::Leave {
                     groups: vec![g(b"a")]
                 },
             ]
@@ -309,7 +302,7 @@ mod tests {
     #[test]
     fn bad_arguments_are_refused_locally() {
         let (mut evs, server) = evs_with(|exec, id, _| {
-            exec.reply(id, Response::Ok);
+            exec.reply(id, Reply::Ok);
             true
         });
         let ais = |r: Result<(), Error>| r.unwrap_err().ais_error();
@@ -335,13 +328,18 @@ mod tests {
 
     #[test]
     fn try_again_and_foreign_callbacks() {
-        let (mut evs, _server) = evs_with(|exec, id, _| {
-            exec.callback(Callback::CpgDeliver {
-                group: Bytes::from_static(b"g"),
-                sender: ais_proto::proto::CpgAddress { node: 1, pid: 1 },
-                data: Bytes::new(),
-            });
-            exec.reply(id, Response::Error(AisError::TryAgain));
+        let (mut evs, _server) = evs_with(|exec, id, req| {
+            if let Request::MembershipGet = req {
+                // CPG's delivery is callback op 1, which EVS does not have.
+                exec.send(&ais_proto::ipc::Encoded::callback(
+                    &ais_proto::cpg::Callback::Deliver {
+                        group: Bytes::from_static(b"g"),
+                        sender: ais_proto::cpg::CpgAddress { node: 1, pid: 1 },
+                        data: Bytes::new(),
+                    },
+                ));
+            }
+            exec.reply(id, Reply::Error(AisError::TryAgain));
             true
         });
         assert!(
@@ -349,7 +347,7 @@ mod tests {
                 .unwrap_err()
                 .is_try_again()
         );
-        let err = evs.dispatch(Some(Duration::ZERO)).unwrap_err();
-        assert!(err.to_string().contains("CpgDeliver"), "{err}");
+        let err = evs.membership_get().unwrap_err();
+        assert!(err.to_string().contains("unknown evs operation 1"), "{err}");
     }
 }

@@ -5,8 +5,8 @@
 //! # Model
 //!
 //! A [`Connection`] is one Unix `SOCK_SEQPACKET` socket to the executive, for one service
-//! ([`Service::Cpg`], [`Service::Evs`] or [`Service::Admin`]), announced when it is made. The
-//! service wrappers [`cpg::Cpg`] and [`evs::Evs`] own one each. Like corosync's `libcpg`, the
+//! (its type parameter: [`CpgProtocol`], [`EvsProtocol`] or [`AdminProtocol`]), announced
+//! when it is made. The service wrappers [`cpg::Cpg`] and [`evs::Evs`] own one each. Like corosync's `libcpg`, the
 //! library is synchronous and has no thread of its own:
 //!
 //! - **One request at a time.** [`Connection::call`] sends a request and blocks until the
@@ -67,6 +67,7 @@ pub mod evs;
 
 use std::collections::VecDeque;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,12 +75,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use dataplane::unix::{Recv, SeqpacketConn};
 
-use ais_proto::proto::{Callback, MAX_PACKET, Packet, Request, Response, SOCKET_BUFFER, VERSION};
+use ais_proto::ipc::{Encoded, Frame, Kind, MAX_PACKET, Message, Request, SOCKET_BUFFER, VERSION};
 
-pub use ais_proto::proto::{
-    AisError, ConfKind, CpgAddress, Guarantee, Reason, Service, Status, check_group,
+pub use ais_proto::admin::AdminProtocol;
+pub use ais_proto::cpg::{CpgAddress, CpgProtocol, Reason};
+pub use ais_proto::evs::{ConfKind, EvsProtocol};
+pub use ais_proto::ipc::{
+    AisError, Guarantee, MAX_GROUP_NAME, MAX_PAYLOAD, Protocol, Reply, Status, check_group,
 };
-pub use ais_proto::proto::{MAX_GROUP_NAME, MAX_PAYLOAD};
+
+/// A connection for administration (`aisctl status`, `aisctl rekey`).
+pub type Admin = Connection<AdminProtocol>;
 
 /// Where `aisexec` listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/openais/aisexec.sock";
@@ -130,86 +136,98 @@ impl Error {
     }
 }
 
-/// One connection to the executive, for one service. Requests are answered in order;
-/// callbacks that arrive while waiting for an answer are queued and returned by
-/// [`next_callback`](Self::next_callback). See the [module documentation](self).
+/// One connection to the executive, for service `P` ([`CpgProtocol`], [`EvsProtocol`],
+/// [`AdminProtocol`]). Requests are answered in order; callbacks that arrive while waiting
+/// for an answer are queued and returned by [`next_callback`](Self::next_callback). See the
+/// [module documentation](self).
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<P: Protocol> {
     sock: SeqpacketConn,
-    service: Service,
     /// Number of the next request.
     next_id: u64,
     /// Callbacks received while a call waited for its answer, oldest first.
-    queued: VecDeque<Callback>,
+    queued: VecDeque<P::Callback>,
     /// Receive buffer, [`MAX_PACKET`] bytes, allocated once.
     buf: Vec<u8>,
     /// A call failed after its request was sent, so an answer may still be on its way and
     /// later answers cannot be matched: every further call fails.
     out_of_step: bool,
+    service: PhantomData<fn() -> P>,
 }
 
-impl Connection {
-    /// Connects to the executive at `path` and announces `service` (`Hello`). Raises the
+/// A packet from the executive, decoded for service `P`.
+enum Incoming<P: Protocol> {
+    Answer(u64, Reply<P::Response>),
+    Callback(P::Callback),
+}
+
+impl<P: Protocol> Connection<P> {
+    /// Connects to the executive at `path` and announces the service (`Hello`). Raises the
     /// socket buffers to [`SOCKET_BUFFER`] so that packets of up to [`MAX_PACKET`] bytes fit.
     ///
     /// # Errors
     /// [`Error::Io`] when the socket cannot be reached (its message names the path; "is
     /// aisexec running?" when there is no socket file); [`Error::Ais`] when the executive
-    /// refuses the connection ([`AisError::Version`] for an incompatible library).
-    pub fn connect(path: &Path, service: Service) -> Result<Connection, Error> {
+    /// refuses the connection ([`AisError::Version`] for an incompatible library,
+    /// [`AisError::NotSupported`] for a service it does not run).
+    pub fn connect(path: &Path) -> Result<Connection<P>, Error> {
         let sock = SeqpacketConn::connect(path)?;
-        Connection::from_socket(sock, service)
+        Connection::from_socket(sock)
     }
 
     /// Uses an already connected socket (for example one end of [`SeqpacketConn::pair`]):
-    /// raises its buffers and announces `service`, as [`connect`](Self::connect) does.
+    /// raises its buffers and announces the service, as [`connect`](Self::connect) does.
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
-    pub fn from_socket(sock: SeqpacketConn, service: Service) -> Result<Connection, Error> {
+    pub fn from_socket(sock: SeqpacketConn) -> Result<Connection<P>, Error> {
         sock.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER)?;
         let mut conn = Connection {
             sock,
-            service,
             next_id: 1,
             queued: VecDeque::new(),
             buf: vec![0; MAX_PACKET],
             out_of_step: false,
+            service: PhantomData,
         };
-        match conn.call(Request::Hello {
+        let hello = Request::Hello {
             version: VERSION,
-            service,
-        })? {
-            Response::Ok => Ok(conn),
+            service: P::ID,
+        };
+        match conn.exchange(&hello, &[])? {
+            Reply::Ok => Ok(conn),
             other => Err(unexpected("Hello", &other)),
         }
     }
 
-    /// The service announced for this connection.
-    pub fn service(&self) -> Service {
-        self.service
-    }
-
-    /// Sends a request and waits for its answer, queueing the callbacks that arrive first.
-    /// An answer of [`Response::Error`] becomes `Err(Error::Ais(..))`.
+    /// Sends one of the service's requests and waits for its answer, queueing the callbacks
+    /// that arrive first. An answer of [`Reply::Error`] becomes `Err(Error::Ais(..))`.
     ///
     /// # Errors
     /// [`Error::Ais`] when the executive refuses the request; [`Error::Closed`] when it
     /// closed the connection; [`Error::Protocol`] for an undecodable packet or an answer to
     /// another request (after which the connection is out of step and every further call
     /// fails: reconnect); [`Error::Io`] when the socket fails.
-    pub fn call(&mut self, req: Request) -> Result<Response, Error> {
-        self.call_with_payload(req, &[])
+    pub fn call(&mut self, req: P::Request) -> Result<Reply<P::Response>, Error> {
+        self.exchange(&Request::Service(req), &[])
     }
 
     /// As [`call`](Self::call), with `payload` sent after the encoded request in the same
-    /// packet, without copying it: `req` must carry an empty payload (`data` of
-    /// [`Request::CpgMcast`] or [`Request::EvsMcast`]), whose place is the packet's tail.
+    /// packet, without copying it: `req` must carry an empty payload (its last field), whose
+    /// place is the packet's tail.
     pub(crate) fn call_with_payload(
         &mut self,
-        req: Request,
+        req: P::Request,
         payload: &[u8],
-    ) -> Result<Response, Error> {
+    ) -> Result<Reply<P::Response>, Error> {
+        self.exchange(&Request::Service(req), payload)
+    }
+
+    fn exchange(
+        &mut self,
+        req: &Request<P::Request>,
+        payload: &[u8],
+    ) -> Result<Reply<P::Response>, Error> {
         if self.out_of_step {
             return Err(Error::Protocol(
                 "an earlier request failed while waiting for its answer; reconnect".to_owned(),
@@ -217,7 +235,7 @@ impl Connection {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let (head, tail) = Packet::Request { id, req }.encode();
+        let Encoded { head, tail } = Encoded::request(id, req);
         debug_assert!(tail.is_empty() || payload.is_empty(), "payload given twice");
         if head.len() + tail.len() + payload.len() > MAX_PACKET {
             return Err(Error::Ais(AisError::TooBig));
@@ -231,38 +249,48 @@ impl Connection {
             self.out_of_step = true;
         }
         match result? {
-            Response::Error(e) => Err(Error::Ais(e)),
+            Reply::Error(e) => Err(Error::Ais(e)),
             resp => Ok(resp),
         }
     }
 
     /// Receives until the answer to request `id` arrives, queueing callbacks.
-    fn wait_response(&mut self, id: u64) -> Result<Response, Error> {
+    fn wait_response(&mut self, id: u64) -> Result<Reply<P::Response>, Error> {
         loop {
             let recv = self.sock.recv(&mut self.buf)?;
             match self.packet(recv)? {
-                Packet::Response { id: got, resp } if got == id => return Ok(resp),
-                Packet::Response { id: got, resp } => {
+                Incoming::Answer(got, resp) if got == id => return Ok(resp),
+                Incoming::Answer(got, resp) => {
                     return Err(Error::Protocol(format!(
                         "answer {} to request {got} while waiting for request {id}",
                         resp.name()
                     )));
                 }
-                Packet::Callback(cb) => self.queued.push_back(cb),
-                Packet::Request { .. } => return Err(request_from_executive()),
+                Incoming::Callback(cb) => self.queued.push_back(cb),
             }
         }
     }
 
     /// Decodes what one receive got into the buffer.
-    fn packet(&self, recv: Recv) -> Result<Packet, Error> {
-        match recv {
-            Recv::Packet(n) => Packet::decode(Bytes::copy_from_slice(&self.buf[..n]))
-                .map_err(|e| Error::Protocol(format!("undecodable packet of {n} bytes: {e}"))),
-            Recv::Truncated(n) => Err(Error::Protocol(format!(
-                "packet of {n} bytes, larger than the {MAX_PACKET} allowed"
-            ))),
-            Recv::Closed => Err(Error::Closed),
+    fn packet(&self, recv: Recv) -> Result<Incoming<P>, Error> {
+        let n = match recv {
+            Recv::Packet(n) => n,
+            Recv::Truncated(n) => {
+                return Err(Error::Protocol(format!(
+                    "packet of {n} bytes, larger than the {MAX_PACKET} allowed"
+                )));
+            }
+            Recv::Closed => return Err(Error::Closed),
+        };
+        let undecodable = |e| Error::Protocol(format!("undecodable packet of {n} bytes: {e}"));
+        let frame = Frame::decode(Bytes::copy_from_slice(&self.buf[..n])).map_err(undecodable)?;
+        match frame.kind {
+            Kind::Response => Ok(Incoming::Answer(
+                frame.id,
+                frame.body().map_err(undecodable)?,
+            )),
+            Kind::Callback => Ok(Incoming::Callback(frame.body().map_err(undecodable)?)),
+            Kind::Request => Err(Error::Protocol("the executive sent a request".to_owned())),
         }
     }
 
@@ -273,7 +301,10 @@ impl Connection {
     /// [`Error::Closed`] when the executive closed the connection; [`Error::Protocol`] for an
     /// undecodable packet or an answer when no request is outstanding; [`Error::Io`] when
     /// the socket fails.
-    pub fn next_callback(&mut self, timeout: Option<Duration>) -> Result<Option<Callback>, Error> {
+    pub fn next_callback(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<P::Callback>, Error> {
         if let Some(cb) = self.queued.pop_front() {
             return Ok(Some(cb));
         }
@@ -281,12 +312,11 @@ impl Connection {
             return Ok(None);
         };
         match self.packet(recv)? {
-            Packet::Callback(cb) => Ok(Some(cb)),
-            Packet::Response { id, resp } => Err(Error::Protocol(format!(
+            Incoming::Callback(cb) => Ok(Some(cb)),
+            Incoming::Answer(id, resp) => Err(Error::Protocol(format!(
                 "answer {} to request {id} with no request outstanding",
                 resp.name()
             ))),
-            Packet::Request { .. } => Err(request_from_executive()),
         }
     }
 
@@ -296,34 +326,43 @@ impl Connection {
         !self.queued.is_empty()
     }
 
-    /// The executive's ring, membership and counters (`aisctl status`).
+    /// The executive's ring, membership and counters (`aisctl status`); every connection
+    /// may ask.
     ///
     /// # Errors
     /// As [`call`](Self::call).
     pub fn status(&mut self) -> Result<Status, Error> {
-        match self.call(Request::Status)? {
-            Response::Status(s) => Ok(s),
+        match self.exchange(&Request::Status, &[])? {
+            Reply::Status(s) => Ok(s),
             other => Err(unexpected("Status", &other)),
         }
     }
 
-    /// Replaces the cluster's frame key with a new epoch (`aisctl rekey`; an
-    /// [`Service::Admin`] connection). Returns once this node seals with the new epoch; every
-    /// member switches at the same point of the total order and rewrites its key file.
+    /// A request answered by `Ok`.
+    pub(crate) fn ok(&mut self, req: P::Request) -> Result<(), Error> {
+        let what = req.name();
+        match self.call(req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(what, &other)),
+        }
+    }
+}
+
+impl Connection<AdminProtocol> {
+    /// Replaces the cluster's frame key with a new epoch (`aisctl rekey`). Returns once this
+    /// node seals with the new epoch; every member switches at the same point of the total
+    /// order and rewrites its key file.
     ///
     /// # Errors
     /// `SA_AIS_ERR_NOT_SUPPORTED` with secauth off; `SA_AIS_ERR_TRY_AGAIN` while a rekey is
     /// completing or Totem's queue is full; `SA_AIS_ERR_BAD_OPERATION` when a concurrent rekey
     /// from another node won.
     pub fn rekey(&mut self) -> Result<(), Error> {
-        match self.call(Request::Rekey)? {
-            Response::Ok => Ok(()),
-            other => Err(unexpected("Ok", &other)),
-        }
+        self.ok(ais_proto::admin::Request::Rekey)
     }
 }
 
-impl AsRawFd for Connection {
+impl<P: Protocol> AsRawFd for Connection<P> {
     /// The socket, readable when the executive has sent something. Callbacks already queued
     /// ([`Connection::has_queued`]) do not show here.
     fn as_raw_fd(&self) -> RawFd {
@@ -331,7 +370,7 @@ impl AsRawFd for Connection {
     }
 }
 
-impl AsFd for Connection {
+impl<P: Protocol> AsFd for Connection<P> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
@@ -346,21 +385,9 @@ fn closed_or_io(e: io::Error) -> Error {
     }
 }
 
-fn request_from_executive() -> Error {
-    Error::Protocol("the executive sent a request".to_owned())
-}
-
 /// The error for an answer of the wrong kind to request `what`.
-pub(crate) fn unexpected(what: &str, resp: &Response) -> Error {
+pub(crate) fn unexpected<R: Message>(what: &str, resp: &Reply<R>) -> Error {
     Error::Protocol(format!("unexpected answer {} to {what}", resp.name()))
-}
-
-/// The error for a callback of another service.
-pub(crate) fn foreign_callback(service: &str, cb: &Callback) -> Error {
-    let name = cb.name();
-    Error::Protocol(format!(
-        "unexpected callback {name} on a {service} connection"
-    ))
 }
 
 /// A fake executive for the tests of this module and the services'.
@@ -370,43 +397,52 @@ pub(crate) mod fake {
 
     use super::*;
 
-    /// The executive's end of a test connection.
-    pub(crate) struct Exec {
+    /// The executive's end of a test connection for service `P`.
+    pub(crate) struct Exec<P: Protocol> {
         pub(crate) sock: SeqpacketConn,
+        service: PhantomData<fn() -> P>,
     }
 
-    impl Exec {
-        pub(crate) fn reply(&self, id: u64, resp: Response) {
-            self.send(&Packet::Response { id, resp });
+    impl<P: Protocol> Exec<P> {
+        pub(crate) fn new(sock: SeqpacketConn) -> Exec<P> {
+            Exec {
+                sock,
+                service: PhantomData,
+            }
         }
 
-        pub(crate) fn callback(&self, cb: Callback) {
-            self.send(&Packet::Callback(cb));
+        pub(crate) fn reply(&self, id: u64, resp: Reply<P::Response>) {
+            self.send(&Encoded::reply(id, &resp));
         }
 
-        pub(crate) fn send(&self, p: &Packet) {
-            let (head, tail) = p.encode();
-            self.sock.send(&[&head, &tail]).unwrap();
+        pub(crate) fn callback(&self, cb: P::Callback) {
+            self.send(&Encoded::callback(&cb));
+        }
+
+        pub(crate) fn send(&self, p: &Encoded) {
+            self.sock.send(&[&p.head, &p.tail]).unwrap();
         }
     }
 
-    /// Starts a fake executive in a thread: it answers `Hello` for `service` with `Ok`, then
-    /// hands every request to `handle`, which answers through the `Exec` and returns `false`
-    /// to close the connection. The thread returns the requests it saw after `Hello`, once
-    /// the client closes (or `handle` returns false).
-    pub(crate) fn start<F>(
-        service: Service,
-        mut handle: F,
-    ) -> (Connection, JoinHandle<Vec<Request>>)
+    /// The fake executive's thread, returning the requests it saw.
+    pub(crate) type Seen<R> = JoinHandle<Vec<R>>;
+
+    /// Starts a fake executive in a thread: it answers `Hello` for `P` with `Ok`, then hands
+    /// every request to `handle`, which answers through the `Exec` and returns `false` to
+    /// close the connection. The thread returns the requests it saw after `Hello`, once the
+    /// client closes (or `handle` returns false).
+    pub(crate) fn start<P, F>(mut handle: F) -> (Connection<P>, Seen<Request<P::Request>>)
     where
-        F: FnMut(&Exec, u64, Request) -> bool + Send + 'static,
+        P: Protocol + 'static,
+        P::Request: Clone + Send,
+        F: FnMut(&Exec<P>, u64, Request<P::Request>) -> bool + Send + 'static,
     {
         let (client, server) = SeqpacketConn::pair().unwrap();
         server
             .set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER)
             .unwrap();
         let thread = thread::spawn(move || {
-            let exec = Exec { sock: server };
+            let exec = Exec::<P>::new(server);
             let mut buf = vec![0; MAX_PACKET];
             let mut seen = Vec::new();
             loop {
@@ -415,28 +451,46 @@ pub(crate) mod fake {
                     Recv::Closed => return seen,
                     Recv::Truncated(n) => panic!("truncated request of {n} bytes"),
                 };
-                let Packet::Request { id, req } =
-                    Packet::decode(Bytes::copy_from_slice(&buf[..n])).unwrap()
-                else {
-                    panic!("the client sent a non-request");
-                };
-                if let Request::Hello {
-                    version,
-                    service: s,
-                } = req
-                {
-                    assert_eq!((version, s), (VERSION, service));
-                    exec.reply(id, Response::Ok);
+                let frame = Frame::decode(Bytes::copy_from_slice(&buf[..n])).unwrap();
+                assert_eq!(frame.kind, Kind::Request, "the client sent a non-request");
+                let req: Request<P::Request> = frame.body().unwrap();
+                if let Request::Hello { version, service } = req {
+                    assert_eq!((version, service), (VERSION, P::ID));
+                    exec.reply(frame.id, Reply::Ok);
                     continue;
                 }
                 seen.push(req.clone());
-                if !handle(&exec, id, req) {
+                if !handle(&exec, frame.id, req) {
                     return seen;
                 }
             }
         });
-        let conn = Connection::from_socket(client, service).unwrap();
+        let conn = Connection::from_socket(client).unwrap();
         (conn, thread)
+    }
+
+    /// [`start`], for a handler that sees only the service's own requests (a `Status`
+    /// request fails the test).
+    pub(crate) fn start_service<P, F>(mut handle: F) -> (Connection<P>, JoinHandle<Vec<P::Request>>)
+    where
+        P: Protocol + 'static,
+        P::Request: Clone + Send,
+        F: FnMut(&Exec<P>, u64, P::Request) -> bool + Send + 'static,
+    {
+        let (conn, server) = start::<P, _>(move |exec, id, req| match req {
+            Request::Service(r) => handle(exec, id, r),
+            other => panic!("{other:?}"),
+        });
+        let server = thread::spawn(move || {
+            let seen = server.join().unwrap();
+            seen.into_iter()
+                .map(|r| match r {
+                    Request::Service(r) => r,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        });
+        (conn, server)
     }
 }
 
@@ -444,9 +498,10 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::start;
     use super::*;
+    use ais_proto::cpg::Callback;
 
     fn deliver(n: u8) -> Callback {
-        Callback::CpgDeliver {
+        Callback::Deliver {
             group: Bytes::from_static(b"g"),
             sender: CpgAddress { node: 1, pid: 2 },
             data: Bytes::from(vec![n]),
@@ -455,13 +510,13 @@ mod tests {
 
     #[test]
     fn call_returns_its_answer_and_queues_earlier_callbacks_in_order() {
-        let (mut conn, server) = start(Service::Admin, |exec, id, req| {
+        let (mut conn, server) = start::<CpgProtocol, _>(|exec, id, req| {
             assert_eq!(req, Request::Status);
             exec.callback(deliver(1));
             exec.callback(deliver(2));
             exec.reply(
                 id,
-                Response::Status(Status {
+                Reply::Status(Status {
                     node: 7,
                     ..Status::default()
                 }),
@@ -483,58 +538,84 @@ mod tests {
 
     #[test]
     fn an_error_answer_becomes_an_ais_error() {
-        let (mut conn, _server) = start(Service::Admin, |exec, id, _| {
-            exec.reply(id, Response::Error(AisError::TryAgain));
+        let (mut conn, _server) = start::<AdminProtocol, _>(|exec, id, _| {
+            exec.reply(id, Reply::Error(AisError::TryAgain));
             true
         });
-        let err = conn.call(Request::Status).unwrap_err();
+        let err = conn.rekey().unwrap_err();
         assert!(err.is_try_again(), "{err}");
         assert_eq!(err.ais_error(), Some(AisError::TryAgain));
         assert_eq!(err.to_string(), "SA_AIS_ERR_TRY_AGAIN");
         // The connection is still in step.
-        assert!(conn.call(Request::Status).unwrap_err().is_try_again());
+        assert!(conn.status().unwrap_err().is_try_again());
+    }
+
+    #[test]
+    fn an_error_code_this_build_does_not_know_is_kept() {
+        let (mut conn, _server) = start::<AdminProtocol, _>(|exec, id, _| {
+            exec.reply(id, Reply::Error(AisError::Unknown(31)));
+            true
+        });
+        assert_eq!(
+            conn.status().unwrap_err().ais_error(),
+            Some(AisError::Unknown(31))
+        );
     }
 
     #[test]
     fn an_answer_to_another_request_is_a_protocol_error() {
-        let (mut conn, _server) = start(Service::Admin, |exec, id, _| {
-            exec.reply(id + 5, Response::Ok);
+        let (mut conn, _server) = start::<AdminProtocol, _>(|exec, id, _| {
+            exec.reply(id + 5, Reply::Ok);
             true
         });
-        let err = conn.call(Request::Status).unwrap_err();
+        let err = conn.status().unwrap_err();
         assert!(matches!(err, Error::Protocol(_)), "{err}");
         assert!(
             err.to_string().contains("while waiting for request"),
             "{err}"
         );
         // Out of step from now on, without sending anything.
-        assert!(matches!(
-            conn.call(Request::Status),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(conn.status(), Err(Error::Protocol(_))));
     }
 
     #[test]
     fn an_unasked_answer_is_a_protocol_error() {
-        let (mut conn, _server) = start(Service::Admin, |exec, id, _| {
-            exec.reply(id, Response::Ok);
-            exec.reply(id, Response::Ok);
+        let (mut conn, _server) = start::<AdminProtocol, _>(|exec, id, _| {
+            exec.reply(id, Reply::Ok);
+            exec.reply(id, Reply::Ok);
             true
         });
-        assert_eq!(conn.call(Request::Status).unwrap(), Response::Ok);
+        conn.rekey().unwrap();
         let err = conn.next_callback(None).unwrap_err();
         assert!(matches!(err, Error::Protocol(_)), "{err}");
         assert!(err.to_string().contains("no request outstanding"), "{err}");
     }
 
     #[test]
+    fn a_callback_of_another_service_is_a_protocol_error() {
+        let (mut conn, _server) = start::<CpgProtocol, _>(|_, _, _| true);
+        let (client, server) = SeqpacketConn::pair().unwrap();
+        conn.sock = client;
+        // EVS's configuration callback is op 4, which CPG's callbacks do not have.
+        fake::Exec::<EvsProtocol>::new(server).callback(ais_proto::evs::Callback::ConfChg {
+            kind: ConfKind::Regular,
+            ring: Bytes::from_static(b"1.4"),
+            members: vec![1],
+            left: vec![],
+            joined: vec![],
+        });
+        let err = conn.next_callback(None).unwrap_err();
+        assert!(err.to_string().contains("unknown cpg operation 4"), "{err}");
+    }
+
+    #[test]
     fn a_closed_connection_is_reported() {
-        let (mut conn, server) = start(Service::Admin, |_, _, _| false);
+        let (mut conn, server) = start::<AdminProtocol, _>(|_, _, _| false);
         // Closed while waiting for the answer.
-        assert!(matches!(conn.call(Request::Status), Err(Error::Closed)));
+        assert!(matches!(conn.status(), Err(Error::Closed)));
         server.join().unwrap();
         // Closed when sending.
-        assert!(matches!(conn.call(Request::Status), Err(Error::Closed)));
+        assert!(matches!(conn.status(), Err(Error::Closed)));
         // Closed when waiting for callbacks.
         assert!(matches!(conn.next_callback(None), Err(Error::Closed)));
         assert!(matches!(
@@ -546,14 +627,14 @@ mod tests {
     #[test]
     fn connections_can_move_to_another_thread() {
         fn send<T: Send>() {}
-        send::<Connection>();
+        send::<Admin>();
         send::<cpg::Cpg>();
         send::<evs::Evs>();
     }
 
     #[test]
     fn polling_with_nothing_there_returns_none() {
-        let (mut conn, _server) = start(Service::Cpg, |_, _, _| true);
+        let (mut conn, _server) = start::<CpgProtocol, _>(|_, _, _| true);
         assert_eq!(conn.next_callback(Some(Duration::ZERO)).unwrap(), None);
         assert_eq!(
             conn.next_callback(Some(Duration::from_millis(10))).unwrap(),
@@ -569,28 +650,25 @@ mod tests {
             let Recv::Packet(n) = server.recv(&mut buf).unwrap() else {
                 panic!()
             };
-            let Packet::Request { id, req } =
-                Packet::decode(Bytes::copy_from_slice(&buf[..n])).unwrap()
-            else {
-                panic!()
-            };
+            let frame = Frame::decode(Bytes::copy_from_slice(&buf[..n])).unwrap();
+            let req: Request<ais_proto::evs::Request> = frame.body().unwrap();
             assert_eq!(
                 req,
                 Request::Hello {
                     version: VERSION,
-                    service: Service::Evs
+                    service: EvsProtocol::ID,
                 }
             );
-            fake::Exec { sock: server }.reply(id, Response::Error(AisError::Version));
+            fake::Exec::<EvsProtocol>::new(server).reply(frame.id, Reply::Error(AisError::Version));
         });
-        let err = Connection::from_socket(client, Service::Evs).unwrap_err();
+        let err = Connection::<EvsProtocol>::from_socket(client).unwrap_err();
         assert_eq!(err.ais_error(), Some(AisError::Version));
         t.join().unwrap();
     }
 
     #[test]
     fn a_truncated_or_garbled_packet_is_a_protocol_error() {
-        let (mut conn, _server) = start(Service::Admin, |_, _, _| true);
+        let (mut conn, _server) = start::<AdminProtocol, _>(|_, _, _| true);
         let (client, server) = SeqpacketConn::pair().unwrap();
         server.set_buffer_sizes(4 << 20, 4 << 20).unwrap();
         conn.sock = client;
@@ -609,7 +687,7 @@ mod tests {
     #[test]
     fn connect_names_the_missing_socket() {
         let path = Path::new("/nonexistent-openais-test/aisexec.sock");
-        let err = Connection::connect(path, Service::Cpg).unwrap_err();
+        let err = Admin::connect(path).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::Io(_)), "{msg}");
         assert!(msg.contains("aisexec.sock"), "{msg}");

@@ -36,6 +36,15 @@ pub enum DecodeError {
         /// The version this build speaks.
         supported: u8,
     },
+    /// An operation the service does not have (a newer client, or a request meant for another
+    /// service): the executive answers `SA_AIS_ERR_BAD_OPERATION` and keeps the connection.
+    #[error("unknown {service} operation {op}")]
+    UnknownOp {
+        /// The service whose operations were searched.
+        service: &'static str,
+        /// The operation code found.
+        op: u16,
+    },
     /// A field is out of its allowed range.
     #[error("invalid {field}: {why}")]
     Invalid {

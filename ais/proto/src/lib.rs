@@ -1,11 +1,19 @@
-//! Client ⇄ executive IPC: the packet format ([`proto`]), shared byte codec ([`codec`]) and
-//! the SA Forum error codes ([`proto::AisError`]). The socket itself is a Unix SEQPACKET
-//! socket (`dataplane::unix`): one packet per datagram, peer credentials checked at accept.
+//! Client ⇄ executive IPC: the framing and what every service shares ([`ipc`]), one module
+//! per service with its requests, answers and callbacks ([`cpg`], [`evs`], [`admin`]), the
+//! shared byte codec ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket
+//! itself is a Unix SEQPACKET socket (`dataplane::unix`): one packet per datagram, peer
+//! credentials checked at accept.
+//!
+//! A new service adds its own module here (its [`ipc::Protocol`] and three [`ipc::Message`]
+//! types); nothing in [`ipc`] names a service.
 //!
 //! Both sides link this crate: the client library (`ais-client`) and the executive
 //! (`ais-core`, `ais`). It depends on nothing of the runtime.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod codec;
-pub mod proto;
+pub mod cpg;
+pub mod evs;
+pub mod ipc;

@@ -25,13 +25,13 @@ use totem_dpdk::{DeliveryKind, MsgId, Priority};
 use tracing::{debug, error, info, warn};
 
 use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
-use ais_proto::proto::{Counter, Packet, Response, Status};
+use ais_proto::ipc::{Counter, Encoded, Nothing, Reply, Status};
 
 use crate::eventlog::{EventLogWriter, unix_nanos};
 use server::ConnLink;
 
 /// A packet for a client: head and payload tail.
-pub type Outgoing = (Vec<u8>, Bytes);
+pub type Outgoing = Encoded;
 
 /// What the executive thread reacts to.
 #[derive(Debug)]
@@ -82,14 +82,17 @@ pub enum Input {
         /// Requests in flight and the IPC loop's waker.
         link: Arc<ConnLink>,
     },
-    /// A decoded client request.
+    /// A client request whose header was checked; the core decodes the body for the
+    /// connection's service.
     Request {
         /// From whom.
         conn: ConnId,
         /// The client's request number.
         id: u64,
-        /// The request.
-        req: ais_proto::proto::Request,
+        /// The operation.
+        op: u16,
+        /// The body after the header.
+        body: Bytes,
     },
     /// A connection closed (the client exited, closed it, or broke the protocol).
     Disconnected {
@@ -257,8 +260,8 @@ impl Exec {
                 );
                 self.core.connected(conn, pid);
             }
-            Input::Request { conn, id, req } => {
-                self.core.request(conn, id, req);
+            Input::Request { conn, id, op, body } => {
+                self.core.request(conn, id, op, body);
                 if let Some(c) = self.conns.get(&conn) {
                     c.link.done();
                 }
@@ -296,19 +299,11 @@ impl Exec {
     fn run_effects(&mut self) {
         while let Some(effect) = self.core.poll_effect() {
             match effect {
-                Effect::Reply { conn, id, resp } => {
-                    self.send(conn, &Packet::Response { id, resp });
-                }
-                Effect::Callback { conn, cb } => self.send(conn, &Packet::Callback(cb)),
+                Effect::Send { conn, packet } => self.send(conn, packet),
+                Effect::Disconnect { conn } => self.close(conn),
                 Effect::Status { conn, id } => {
                     let status = self.status();
-                    self.send(
-                        conn,
-                        &Packet::Response {
-                            id,
-                            resp: Response::Status(status),
-                        },
-                    );
+                    self.send(conn, Encoded::reply(id, &Reply::<Nothing>::Status(status)));
                 }
                 Effect::Submit { origin, kind, msg } => {
                     if submit(&self.submitter, &self.tx, origin, kind, msg).is_err() {
@@ -375,11 +370,11 @@ impl Exec {
     }
 
     /// Queues `packet` for `conn`; a client whose outbox is full is disconnected.
-    fn send(&mut self, conn: ConnId, packet: &Packet) {
+    fn send(&mut self, conn: ConnId, packet: Encoded) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        match c.outbox.try_send(packet.encode()) {
+        match c.outbox.try_send(packet) {
             Ok(()) => c.link.queued(),
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
                 warn!(

@@ -1,6 +1,7 @@
 //! The client IPC server: one thread (`ipc`) runs an `epoll` loop over the listening Unix
 //! SEQPACKET socket, every client connection and a waker. It accepts connections and checks
-//! each peer's credentials, reads and decodes requests into [`Input::Request`], and sends the
+//! each peer's credentials, reads requests and checks their header into [`Input::Request`]
+//! (the executive core has the connection's service decode the body), and sends the
 //! packets the executive queued for each connection. No thread per client: a client costs a
 //! descriptor and its queues.
 //!
@@ -8,8 +9,8 @@
 //! supplementary) of the configured group. Everyone else is refused and logged with pid, uid
 //! and gid; the socket file is also created mode 0660 so the filesystem agrees.
 //!
-//! Limits with defined outcomes: a packet that does not decode, or is larger than
-//! [`MAX_PACKET`], disconnects the client (logged; a request of another protocol version is
+//! Limits with defined outcomes: a packet whose header does not decode, that is not a request,
+//! or is larger than [`MAX_PACKET`], disconnects the client (logged; a request of another protocol version is
 //! answered `SA_AIS_ERR_VERSION` first); a client may have at most [`MAX_INFLIGHT`] requests
 //! waiting for the executive (the loop stops reading its socket until they are handled, so the
 //! kernel socket buffer pushes back on the client); a client that does not read its answers
@@ -35,8 +36,8 @@ use tracing::{info, warn};
 
 use super::{ConnId, Input, OUTBOX_PACKETS, Outgoing};
 use ais_proto::codec::DecodeError;
-use ais_proto::proto::{
-    AisError, MAX_PACKET, Packet, Response, SOCKET_BUFFER, VERSION, request_id,
+use ais_proto::ipc::{
+    AisError, Encoded, Frame, Kind, MAX_PACKET, Nothing, Reply, SOCKET_BUFFER, VERSION, request_id,
 };
 
 /// Most requests of one client read but not yet handled by the executive.
@@ -420,10 +421,15 @@ fn read(c: &mut Client, conn: ConnId, buf: &mut [u8], tx: &Sender<Input>, all: b
                 return End::Closed;
             }
         };
-        match Packet::decode(Bytes::copy_from_slice(&buf[..len])) {
-            Ok(Packet::Request { id, req }) => {
+        match Frame::decode(Bytes::copy_from_slice(&buf[..len])) {
+            Ok(Frame {
+                kind: Kind::Request,
+                op,
+                id,
+                body,
+            }) => {
                 c.link.inflight.fetch_add(1, Ordering::AcqRel);
-                if tx.send(Input::Request { conn, id, req }).is_err() {
+                if tx.send(Input::Request { conn, id, op, body }).is_err() {
                     return End::Closed;
                 }
             }
@@ -437,10 +443,7 @@ fn read(c: &mut Client, conn: ConnId, buf: &mut [u8], tx: &Sender<Input>, all: b
                      version {VERSION}: refusing it (SA_AIS_ERR_VERSION) and disconnecting it"
                 );
                 if let Some(id) = request_id(&buf[..len]) {
-                    let answer = Packet::Response {
-                        id,
-                        resp: Response::Error(AisError::Version),
-                    };
+                    let answer = Encoded::reply(id, &Reply::<Nothing>::Error(AisError::Version));
                     let _ = c.sock.try_send(&[&answer.to_vec()]);
                 }
                 return End::Closed;
@@ -457,13 +460,13 @@ fn read(c: &mut Client, conn: ConnId, buf: &mut [u8], tx: &Sender<Input>, all: b
 /// Sends queued packets until the queue is empty or the socket is full.
 fn flush(c: &mut Client) -> End {
     loop {
-        let Some((head, tail)) = c.pending.take().or_else(|| c.outbox.try_recv().ok()) else {
+        let Some(packet) = c.pending.take().or_else(|| c.outbox.try_recv().ok()) else {
             return End::Open;
         };
-        match c.sock.try_send(&[&head, &tail]) {
+        match c.sock.try_send(&[&packet.head, &packet.tail]) {
             Ok(true) => {}
             Ok(false) => {
-                c.pending = Some((head, tail));
+                c.pending = Some(packet);
                 return End::Open;
             }
             Err(e) => {

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ais_client::Connection;
+use ais_client::Admin;
 use ais_client::cpg::{Cpg, CpgEvent};
-use ais_proto::proto::{Service, Status};
+use ais_proto::ipc::Status;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -275,10 +275,7 @@ impl Cluster {
 
     /// Node `i`'s status, if it answers.
     pub fn status(&self, i: usize) -> Option<Status> {
-        Connection::connect(&self.nodes[i].socket, Service::Admin)
-            .ok()?
-            .status()
-            .ok()
+        Admin::connect(&self.nodes[i].socket).ok()?.status().ok()
     }
 
     /// A counter of node `i`'s status.
@@ -368,7 +365,7 @@ pub fn cpg_traffic(
     count: u32,
     size: usize,
 ) -> Vec<Vec<(u32, u32)>> {
-    use ais_proto::proto::Guarantee;
+    use ais_proto::ipc::Guarantee;
     let expect = count as usize * clients.len();
     std::thread::scope(|s| {
         let hs: Vec<_> = clients

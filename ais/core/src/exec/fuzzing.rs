@@ -1,6 +1,7 @@
 //! Fuzz target bodies (the `ais/fuzz` crate calls them; the unit tests below run them on
 //! seeded random inputs too). Remote input reaches the executive two ways: client packets
-//! ([`ais_proto::proto::Packet::decode`]) and messages delivered by Totem from other nodes
+//! ([`ais_proto::ipc::Frame::decode`], then the connection's service decodes the body in
+//! [`super::ExecCore::request`]) and messages delivered by Totem from other nodes
 //! ([`super::ExecCore::totem`]); neither may panic, whatever the bytes.
 
 use bytes::Bytes;
@@ -10,18 +11,70 @@ use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
 use super::{Effect, ExecCore};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
-use ais_proto::proto::{Packet, Request, Service as Svc};
+use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
+use ais_proto::{admin, cpg, evs};
 
-/// Decodes `data` as a client packet; a packet that decodes must encode and decode to the
-/// same packet.
+/// Decodes `data` as a client packet, and its body as every service's requests, answers and
+/// callbacks: a body that decodes must encode and decode to the same value. Then hands the
+/// packet, as a request, to a core on a CPG, an EVS and an administration connection.
 ///
 /// # Panics
-/// When the round trip changes the packet (a codec bug).
+/// When a round trip changes a value (a codec bug), or the core panics.
 pub fn fuzz_ipc_decode(data: &[u8]) {
-    if let Ok(p) = Packet::decode(Bytes::copy_from_slice(data)) {
-        let again = Packet::decode(Bytes::from(p.to_vec())).expect("an encoded packet decodes");
-        assert_eq!(p, again, "round trip");
+    let Ok(frame) = Frame::decode(Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    round_trip::<Request<cpg::Request>>(&frame);
+    round_trip::<Request<evs::Request>>(&frame);
+    round_trip::<Request<admin::Request>>(&frame);
+    round_trip::<Reply<cpg::Response>>(&frame);
+    round_trip::<Reply<evs::Response>>(&frame);
+    round_trip::<cpg::Callback>(&frame);
+    round_trip::<evs::Callback>(&frame);
+    let mut core = ExecCore::new(
+        NodeId(1),
+        vec![
+            Box::new(Cpg::new()),
+            Box::new(Evs::new()),
+            Box::new(Keys::new(None)),
+        ],
+    );
+    for (conn, service) in [
+        (1, cpg::CpgProtocol::ID),
+        (2, evs::EvsProtocol::ID),
+        (3, admin::AdminProtocol::ID),
+    ] {
+        core.connected(conn, 100);
+        hello(&mut core, conn, service);
+        core.request(conn, frame.id, frame.op, frame.body.clone());
     }
+    while let Some(e) = core.poll_effect() {
+        if let Effect::Submit { origin, .. } = e {
+            core.submitted(origin, Err(totem_dpdk::srp::SubmitError::Backpressure));
+        }
+    }
+}
+
+fn round_trip<M: Message + PartialEq>(frame: &Frame) {
+    if let Ok(m) = frame.body::<M>() {
+        let again = Encoded::new(frame.kind, frame.id, &m)
+            .frame()
+            .expect("an encoded header decodes")
+            .body::<M>()
+            .expect("an encoded body decodes");
+        assert_eq!(m, again, "round trip");
+    }
+}
+
+fn hello(core: &mut ExecCore, conn: u64, service: ais_proto::ipc::ServiceId) {
+    core.request_value(
+        conn,
+        0,
+        &Request::<Nothing>::Hello {
+            version: ais_proto::ipc::VERSION,
+            service,
+        },
+    );
 }
 
 /// Node 1 with CPG, EVS and the key service, a CPG client in group `g` and an EVS client in
@@ -69,34 +122,20 @@ fn run_deliveries(data: &[u8]) -> usize {
     // below) and the clients' joins go through.
     config(&mut core, ring, vec![NodeId(1)]);
     core.connected(1, 100);
-    core.request(
-        1,
-        1,
-        Request::Hello {
-            version: ais_proto::proto::VERSION,
-            service: Svc::Cpg,
-        },
-    );
-    core.request(
+    hello(&mut core, 1, cpg::CpgProtocol::ID);
+    core.request_value(
         1,
         2,
-        Request::CpgJoin {
+        &cpg::Request::Join {
             group: Bytes::from_static(b"g"),
         },
     );
     core.connected(2, 200);
-    core.request(
-        2,
-        1,
-        Request::Hello {
-            version: ais_proto::proto::VERSION,
-            service: Svc::Evs,
-        },
-    );
-    core.request(
+    hello(&mut core, 2, evs::EvsProtocol::ID);
+    core.request_value(
         2,
         2,
-        Request::EvsJoin {
+        &evs::Request::Join {
             groups: vec![Bytes::from_static(b"g")],
         },
     );
@@ -118,10 +157,8 @@ fn run_deliveries(data: &[u8]) -> usize {
             } else if let Effect::SubmitBatch { origin, msgs, .. } = e {
                 core.batch_submitted(origin, msgs.len(), None);
                 own.extend(msgs);
-            } else if let Effect::Callback {
-                cb: ais_proto::proto::Callback::CpgDeliver { .. },
-                ..
-            } = e
+            } else if matches!(e, Effect::Send { conn: 1, .. })
+                && let Some((_, cpg::Callback::Deliver { .. })) = e.callback()
             {
                 delivered += 1;
             } else if let Effect::NeedRandom {

@@ -48,7 +48,9 @@ use tracing::{debug, info, warn};
 
 use crate::key::KeyMaterial;
 use ais_proto::codec::{DecodeError, Reader, Writer};
-use ais_proto::proto::{AisError, Callback, Request, Response, Service as Svc};
+use ais_proto::ipc::{AisError, Encoded, Kind, Message, Nothing, Reply, Request, decode_body};
+
+pub use ais_proto::ipc::ServiceId;
 
 /// Version byte of the executive's Totem messages (2: CPG join lists name their ring).
 pub const EXEC_VERSION: u8 = 2;
@@ -58,38 +60,16 @@ pub const EXEC_HEADER: usize = 4;
 /// A connection's number, unique for the life of the executive.
 pub type ConnId = u64;
 
-/// The users of executive messages: the executive itself (sync) and the services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ServiceId {
-    /// The executive's service synchronisation (barriers).
-    Sync = 0,
-    /// Closed process groups.
-    Cpg = 1,
-    /// Extended virtual synchrony groups.
-    Evs = 2,
-    /// Frame keys: online rekeying.
-    Keys = 3,
-}
-
-impl ServiceId {
-    /// The id for a header byte.
-    pub fn from_code(code: u8) -> Option<ServiceId> {
-        match code {
-            0 => Some(ServiceId::Sync),
-            1 => Some(ServiceId::Cpg),
-            2 => Some(ServiceId::Evs),
-            3 => Some(ServiceId::Keys),
-            _ => None,
-        }
-    }
-}
+/// The executive's own messages (sync barriers) in the service byte of the header; services
+/// use their protocol's [`ServiceId`] (`ais_proto::ipc::Protocol::ID`).
+pub const SYNC: ServiceId = ServiceId(0);
 
 /// Builds an executive message: header (`version: u8`, `service: u8`, `kind: u16` little
 /// endian), then `body`.
 pub fn exec_message(service: ServiceId, kind: u16, body: &[u8]) -> Bytes {
     let mut v = Vec::with_capacity(EXEC_HEADER + body.len());
     v.push(EXEC_VERSION);
-    v.push(service as u8);
+    v.push(service.0);
     v.extend_from_slice(&kind.to_le_bytes());
     v.extend_from_slice(body);
     Bytes::from(v)
@@ -116,21 +96,19 @@ pub enum Origin {
 /// What the core asks the runtime to do.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// Answer request `id` of `conn`.
-    Reply {
+    /// Send an answer or a callback, encoded, to `conn`.
+    Send {
         /// The connection.
         conn: ConnId,
-        /// The request number.
-        id: u64,
-        /// The answer.
-        resp: Response,
+        /// The packet.
+        packet: Encoded,
     },
-    /// Send a callback to `conn`.
-    Callback {
+    /// Close `conn`: it sent a request that does not decode (logged and counted as
+    /// `ipc_malformed`). The runtime reports the close back with
+    /// [`ExecCore::disconnected`].
+    Disconnect {
         /// The connection.
         conn: ConnId,
-        /// The callback.
-        cb: Callback,
     },
     /// Answer `aisctl status` for `conn` (the runtime adds the Totem counters to
     /// [`ExecCore::counters`]).
@@ -179,11 +157,52 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The answer this effect sends, decoded with `R` as the service's answers: (connection,
+    /// request id, answer). `None` for any other effect. For tests and the simulator, which
+    /// look at what clients would read.
+    ///
+    /// # Panics
+    /// The answer does not decode as a `Reply<R>`: a service answered with another
+    /// service's type.
+    pub fn reply<R: Message>(&self) -> Option<(ConnId, u64, Reply<R>)> {
+        let Effect::Send { conn, packet } = self else {
+            return None;
+        };
+        let frame = packet.frame().expect("the core encodes valid headers");
+        (frame.kind == Kind::Response).then(|| {
+            let reply = frame
+                .body()
+                .unwrap_or_else(|e| panic!("answer op {} does not decode: {e}", frame.op));
+            (*conn, frame.id, reply)
+        })
+    }
+
+    /// The callback this effect sends, decoded as a `C`: (connection, callback). `None` for
+    /// any other effect.
+    ///
+    /// # Panics
+    /// The callback does not decode as a `C`.
+    pub fn callback<C: Message>(&self) -> Option<(ConnId, C)> {
+        let Effect::Send { conn, packet } = self else {
+            return None;
+        };
+        let frame = packet.frame().expect("the core encodes valid headers");
+        (frame.kind == Kind::Callback).then(|| {
+            let cb = frame
+                .body()
+                .unwrap_or_else(|e| panic!("callback op {} does not decode: {e}", frame.op));
+            (*conn, cb)
+        })
+    }
+}
+
 /// A client connection, as the core knows it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnInfo {
     pid: u32,
-    service: Option<Svc>,
+    /// Index in the service list of the service its `Hello` named.
+    service: Option<usize>,
 }
 
 /// What services may do: read the membership and connections, and queue effects.
@@ -228,14 +247,27 @@ impl Context<'_> {
         self.conns.contains_key(&conn)
     }
 
-    /// Answers request `id` of `conn`.
-    pub fn reply(&mut self, conn: ConnId, id: u64, resp: Response) {
-        self.effects.push_back(Effect::Reply { conn, id, resp });
+    /// Answers request `id` of `conn` with one of the service's answers or a shared one
+    /// ([`Reply::Ok`], [`Reply::Error`]).
+    pub fn reply<R: Message>(&mut self, conn: ConnId, id: u64, resp: Reply<R>) {
+        let packet = Encoded::reply(id, &resp);
+        self.effects.push_back(Effect::Send { conn, packet });
     }
 
-    /// Sends a callback to `conn`.
-    pub fn callback(&mut self, conn: ConnId, cb: Callback) {
-        self.effects.push_back(Effect::Callback { conn, cb });
+    /// Answers request `id` of `conn`: done.
+    pub fn ok(&mut self, conn: ConnId, id: u64) {
+        self.reply(conn, id, Reply::<Nothing>::Ok);
+    }
+
+    /// Answers request `id` of `conn`: refused with `e`.
+    pub fn error(&mut self, conn: ConnId, id: u64, e: AisError) {
+        self.reply(conn, id, Reply::<Nothing>::Error(e));
+    }
+
+    /// Sends one of the service's callbacks to `conn`.
+    pub fn callback<C: Message>(&mut self, conn: ConnId, cb: &C) {
+        let packet = Encoded::callback(cb);
+        self.effects.push_back(Effect::Send { conn, packet });
     }
 
     /// Submits a message for a client request: the service's [`Service::submitted`] gets the
@@ -334,26 +366,46 @@ impl<'a> Context<'a> {
 }
 
 /// The client answer for a submit outcome.
-pub fn submit_response(result: Result<MsgId, SubmitError>) -> Response {
+pub fn submit_reply<R>(result: Result<MsgId, SubmitError>) -> Reply<R> {
     match result {
-        Ok(_) => Response::Ok,
-        Err(SubmitError::Backpressure) => Response::Error(AisError::TryAgain),
-        Err(SubmitError::TooLarge { .. }) => Response::Error(AisError::TooBig),
+        Ok(_) => Reply::Ok,
+        Err(SubmitError::Backpressure) => Reply::Error(AisError::TryAgain),
+        Err(SubmitError::TooLarge { .. }) => Reply::Error(AisError::TooBig),
     }
 }
 
 /// An AIS service run by the executive: a pure state machine; everything it does goes through
 /// its [`Context`].
+///
+/// A service is registered by adding it to the list given to [`ExecCore::new`]: its
+/// [`Service::id`] routes both the connections whose `Hello` names it and the executive
+/// messages whose header carries it; it decodes its own requests and messages.
 pub trait Service {
-    /// The service's id in executive messages.
+    /// The service's id: its protocol's `ais_proto::ipc::Protocol::ID`.
     fn id(&self) -> ServiceId;
+
+    /// Its name in logs (the protocol's `NAME`).
+    fn name(&self) -> &'static str;
 
     /// A client announced it uses this service.
     fn hello(&mut self, _cx: &mut Context<'_>, _conn: ConnId) {}
 
-    /// A client request for this service. The handler must answer it (now, or from
-    /// [`Service::submitted`] when it submitted a message).
-    fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, req: Request);
+    /// A client request for this service: operation `op` with its undecoded `body`. The
+    /// handler decodes it (`ais_proto::ipc::decode_body` with its protocol's request type)
+    /// and must answer it (now, or from [`Service::submitted`] when it submitted a message).
+    ///
+    /// # Errors
+    /// The body does not decode: nothing was done. [`DecodeError::UnknownOp`] is answered
+    /// `SA_AIS_ERR_BAD_OPERATION`; any other error closes the connection (counted as
+    /// `ipc_malformed`).
+    fn lib_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        op: u16,
+        body: Bytes,
+    ) -> Result<(), DecodeError>;
 
     /// The outcome of a [`Context::submit_for`]. The default answers OK, or TRY_AGAIN on
     /// backpressure.
@@ -365,11 +417,12 @@ pub trait Service {
         _tag: u64,
         result: Result<MsgId, SubmitError>,
     ) {
-        cx.reply(conn, id, submit_response(result));
+        cx.reply(conn, id, submit_reply::<Nothing>(result));
     }
 
     /// The outcome of a [`Context::submit_batch_for`]: `accepted` messages were taken, from
-    /// the first. The default answers [`Response::Accepted`], or TRY_AGAIN when none was.
+    /// the first. The default answers OK when all or some were, TRY_AGAIN when none was (a
+    /// service that batches says how many with an answer of its own).
     fn batch_submitted(
         &mut self,
         cx: &mut Context<'_>,
@@ -380,8 +433,8 @@ pub trait Service {
         refused: Option<SubmitError>,
     ) {
         let resp = match (accepted, refused) {
-            (0, Some(e)) => submit_response(Err(e)),
-            (n, _) => Response::Accepted(u32::try_from(n).unwrap_or(u32::MAX)),
+            (0, Some(e)) => submit_reply::<Nothing>(Err(e)),
+            _ => Reply::Ok,
         };
         cx.reply(conn, id, resp);
     }
@@ -436,7 +489,7 @@ pub trait Service {
 /// requests meanwhile can pile up).
 pub const MAX_HELD: usize = 4096;
 
-/// Executive-message kind of a sync barrier (service [`ServiceId::Sync`]).
+/// Executive-message kind of a sync barrier (service [`SYNC`]).
 const BARRIER: u16 = 1;
 
 /// A synchronisation in progress.
@@ -459,6 +512,8 @@ struct SyncRun {
 pub struct CoreCounters {
     /// Client requests handled.
     pub ipc_requests: u64,
+    /// Client requests that did not decode (their connection was closed).
+    pub ipc_malformed: u64,
     /// Submits answered with backpressure (clients told TRY_AGAIN).
     pub ipc_try_again: u64,
     /// Totem messages the executive could not decode (dropped, counted).
@@ -476,6 +531,15 @@ pub struct CoreCounters {
     pub syncs_aborted: u64,
     /// Client requests held while their service was being synchronised.
     pub requests_held: u64,
+}
+
+/// A client request not decoded yet (held while its service is being synchronised).
+#[derive(Debug)]
+struct Held {
+    conn: ConnId,
+    id: u64,
+    op: u16,
+    body: Bytes,
 }
 
 /// The executive core.
@@ -497,7 +561,7 @@ pub struct ExecCore {
     internal_refused: bool,
     sync: Option<SyncRun>,
     /// Requests waiting for their service's synchronisation, in arrival order.
-    held: VecDeque<(ConnId, u64, Request)>,
+    held: VecDeque<Held>,
     counters: CoreCounters,
 }
 
@@ -515,7 +579,20 @@ impl std::fmt::Debug for ExecCore {
 
 impl ExecCore {
     /// A core for `node` with `services` (synchronised in this order).
+    ///
+    /// # Panics
+    /// Two services with one id, or a service with the executive's own id ([`SYNC`]): a
+    /// programming error, caught by every test that builds a core.
     pub fn new(node: NodeId, services: Vec<Box<dyn Service + Send>>) -> ExecCore {
+        let mut ids = BTreeSet::from([SYNC]);
+        for s in &services {
+            assert!(
+                ids.insert(s.id()),
+                "service {} registered with {}, which is taken",
+                s.name(),
+                s.id()
+            );
+        }
         ExecCore {
             node,
             services,
@@ -585,6 +662,7 @@ impl ExecCore {
         out.extend([
             ("ipc_clients", self.conns.len() as u64),
             ("ipc_requests", c.ipc_requests),
+            ("ipc_malformed", c.ipc_malformed),
             ("ipc_try_again", c.ipc_try_again),
             ("exec_malformed", c.exec_malformed),
             ("exec_version_refused", c.exec_version_refused),
@@ -609,17 +687,29 @@ impl ExecCore {
         if !self.conns.contains_key(&conn) {
             return;
         }
-        self.held.retain(|(c, _, _)| *c != conn);
+        self.held.retain(|h| h.conn != conn);
         self.with_services(|s, cx| s.conn_closed(cx, conn));
         self.conns.remove(&conn);
         self.after_input();
     }
 
-    /// A decoded client request.
-    pub fn request(&mut self, conn: ConnId, id: u64, req: Request) {
+    /// A client request: number `id`, operation `op`, its body not decoded yet (the
+    /// connection's service decodes it).
+    pub fn request(&mut self, conn: ConnId, id: u64, op: u16, body: Bytes) {
         self.counters.ipc_requests += 1;
-        self.route(conn, id, req);
+        self.route(Held { conn, id, op, body });
         self.after_input();
+    }
+
+    /// A client request given as a value: encoded, then as [`ExecCore::request`] (tests and
+    /// the simulator's clients; `req` is a service's request or a shared one such as
+    /// `ais_proto::ipc::Request::Hello`).
+    pub fn request_value<M: Message>(&mut self, conn: ConnId, id: u64, req: &M) {
+        let mut w = Writer::with_capacity(64);
+        let tail = req.encode(&mut w);
+        let mut body = w.finish();
+        body.extend_from_slice(&tail);
+        self.request(conn, id, req.op(), Bytes::from(body));
     }
 
     /// Random bytes for an [`Effect::NeedRandom`].
@@ -740,31 +830,32 @@ impl ExecCore {
             return;
         }
         let kind = u16::from_le_bytes([payload[2], payload[3]]);
-        let Some(target) = ServiceId::from_code(payload[1]) else {
-            self.counters.exec_malformed += 1;
-            warn!(
-                "dropped a Totem message from node {sender} for unknown service {}",
-                payload[1]
-            );
-            return;
-        };
+        let target = ServiceId(payload[1]);
         let body = payload.slice(EXEC_HEADER..);
-        if target == ServiceId::Sync {
+        if target == SYNC {
             if let Err(e) = self.deliver_sync(sender, kind, body) {
                 self.counters.exec_malformed += 1;
                 warn!("dropped a malformed sync message from node {sender}: {e}");
             }
             return;
         }
+        let Some(index) = self.index_of(target) else {
+            self.counters.exec_malformed += 1;
+            warn!(
+                "dropped a Totem message from node {sender} for {target}, which this executive \
+                 does not run"
+            );
+            return;
+        };
         let mut failed = None;
-        self.with_service(target, |s, cx| {
+        self.with_index(index, |s, cx| {
             if let Err(e) = s.exec_deliver(cx, sender, kind, body.clone()) {
-                failed = Some(e);
+                failed = Some((s.name(), e));
             }
         });
-        if let Some(e) = failed {
+        if let Some((name, e)) = failed {
             self.counters.exec_malformed += 1;
-            warn!("dropped a malformed {target:?} message from node {sender}: {e}");
+            warn!("dropped a malformed {name} message from node {sender}: {e}");
         }
     }
 
@@ -827,11 +918,9 @@ impl ExecCore {
             return;
         }
         let mut w = Writer::with_capacity(16);
-        w.u32(ring.rep.0).u64(ring.seq).u8(sid as u8);
-        self.internal.push_back((
-            exec_message(ServiceId::Sync, BARRIER, &w.finish()),
-            DeliveryKind::Safe,
-        ));
+        w.u32(ring.rep.0).u64(ring.seq).u8(sid.0);
+        self.internal
+            .push_back((exec_message(SYNC, BARRIER, &w.finish()), DeliveryKind::Safe));
         if let Some(run) = &mut self.sync {
             run.barrier_sent = true;
         }
@@ -855,8 +944,7 @@ impl ExecCore {
             return Ok(());
         };
         let i = run.order[run.step];
-        if run.ring != ring || self.services[i].id() as u8 != sid || !run.members.contains(&sender)
-        {
+        if run.ring != ring || self.services[i].id().0 != sid || !run.members.contains(&sender) {
             // A barrier of an aborted sync (its ring ended), or of a node outside it.
             return Ok(());
         }
@@ -884,97 +972,104 @@ impl ExecCore {
         Ok(())
     }
 
-    /// Whether service `id` is being synchronised (its requests wait).
-    fn unsynced(&self, id: ServiceId) -> bool {
+    /// Whether the service at `index` is being synchronised (its requests wait).
+    fn unsynced(&self, index: usize) -> bool {
         let Some(run) = &self.sync else { return false };
-        run.order[run.step..]
-            .iter()
-            .any(|&i| self.services[i].id() == id)
+        run.order[run.step..].contains(&index)
     }
 
     /// Handles the held requests whose service is synchronised now, in arrival order.
     fn release_held(&mut self) {
         let held = std::mem::take(&mut self.held);
-        for (conn, id, req) in held {
-            self.route(conn, id, req);
+        for h in held {
+            self.route(h);
         }
     }
 
-    fn route(&mut self, conn: ConnId, id: u64, req: Request) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+    /// The position in the service list of the service with `id`.
+    fn index_of(&self, id: ServiceId) -> Option<usize> {
+        self.services.iter().position(|s| s.id() == id)
+    }
+
+    /// A request: `Hello` and `Status` here, everything else to the connection's service.
+    fn route(&mut self, h: Held) {
+        let Some(c) = self.conns.get(&h.conn) else {
             return;
         };
-        let service = match (&req, c.service) {
-            (Request::Hello { version, service }, None) => {
-                if *version != ais_proto::proto::VERSION {
-                    self.effects.push_back(Effect::Reply {
-                        conn,
-                        id,
-                        resp: Response::Error(AisError::Version),
-                    });
-                    return;
-                }
-                c.service = Some(*service);
-                let service = *service;
-                self.effects.push_back(Effect::Reply {
-                    conn,
-                    id,
-                    resp: Response::Ok,
-                });
-                let target = match service {
-                    Svc::Cpg => Some(ServiceId::Cpg),
-                    Svc::Evs => Some(ServiceId::Evs),
-                    Svc::Admin => None,
-                };
-                if let Some(t) = target {
-                    self.with_service(t, |s, cx| s.hello(cx, conn));
-                }
-                return;
+        let (conn, id) = (h.conn, h.id);
+        let service = c.service;
+        // The shared operations decode as themselves; the service's own are unknown ops to
+        // a `Request<Nothing>`.
+        match (
+            decode_body::<Request<Nothing>>(h.op, h.body.clone()),
+            service,
+        ) {
+            (Ok(Request::Hello { version, service }), None) => {
+                self.hello(conn, id, version, service)
             }
-            (Request::Hello { .. }, Some(_)) | (_, None) => {
-                self.effects.push_back(Effect::Reply {
-                    conn,
-                    id,
-                    resp: Response::Error(AisError::BadOperation),
-                });
-                return;
+            (Ok(Request::Status), Some(_)) => self.effects.push_back(Effect::Status { conn, id }),
+            (Ok(Request::Service(never)), _) => match never {},
+            (Ok(_) | Err(DecodeError::UnknownOp { .. }), None)
+            | (Ok(Request::Hello { .. }), Some(_)) => {
+                // Nothing but `Hello` before `Hello`, and `Hello` only once.
+                self.reply_error(conn, id, AisError::BadOperation);
             }
-            (Request::Status, Some(_)) => {
-                self.effects.push_back(Effect::Status { conn, id });
-                return;
-            }
-            (Request::Rekey, Some(Svc::Admin)) => ServiceId::Keys,
-            (_, Some(Svc::Cpg)) if cpg_request(&req) => ServiceId::Cpg,
-            (_, Some(Svc::Evs)) if evs_request(&req) => ServiceId::Evs,
-            _ => {
-                self.effects.push_back(Effect::Reply {
-                    conn,
-                    id,
-                    resp: Response::Error(AisError::BadOperation),
-                });
-                return;
-            }
+            (Err(DecodeError::UnknownOp { .. }), Some(index)) => self.service_request(index, h),
+            (Err(e), _) => self.malformed(conn, &e),
+        }
+    }
+
+    fn hello(&mut self, conn: ConnId, id: u64, version: u8, service: ServiceId) {
+        if version != ais_proto::ipc::VERSION {
+            return self.reply_error(conn, id, AisError::Version);
+        }
+        let Some(index) = self.index_of(service) else {
+            warn!("a client asked for {service}, which this executive does not run");
+            return self.reply_error(conn, id, AisError::NotSupported);
         };
-        if self.unsynced(service) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.service = Some(index);
+        }
+        let packet = Encoded::reply(id, &Reply::<Nothing>::Ok);
+        self.effects.push_back(Effect::Send { conn, packet });
+        self.with_index(index, |s, cx| s.hello(cx, conn));
+    }
+
+    fn service_request(&mut self, index: usize, h: Held) {
+        let (conn, id) = (h.conn, h.id);
+        if self.unsynced(index) {
             if self.held.len() >= MAX_HELD {
                 self.counters.ipc_try_again += 1;
-                self.effects.push_back(Effect::Reply {
-                    conn,
-                    id,
-                    resp: Response::Error(AisError::TryAgain),
-                });
-                return;
+                return self.reply_error(conn, id, AisError::TryAgain);
             }
             self.counters.requests_held += 1;
-            self.held.push_back((conn, id, req));
+            self.held.push_back(h);
             return;
         }
-        let mut req = Some(req);
-        self.with_service(service, |s, cx| {
-            if let Some(r) = req.take() {
-                s.lib_request(cx, conn, id, r);
-            }
+        let mut result = Ok(());
+        self.with_index(index, |s, cx| {
+            result = s.lib_request(cx, conn, id, h.op, h.body);
         });
+        match result {
+            Ok(()) => {}
+            Err(DecodeError::UnknownOp { .. }) => {
+                self.reply_error(conn, id, AisError::BadOperation)
+            }
+            Err(e) => self.malformed(conn, &e),
+        }
+    }
+
+    fn reply_error(&mut self, conn: ConnId, id: u64, e: AisError) {
+        let packet = Encoded::reply(id, &Reply::<Nothing>::Error(e));
+        self.effects.push_back(Effect::Send { conn, packet });
+    }
+
+    /// A request that does not decode: the connection is closed.
+    fn malformed(&mut self, conn: ConnId, e: &DecodeError) {
+        self.counters.ipc_malformed += 1;
+        let pid = self.conns.get(&conn).map_or(0, |c| c.pid);
+        warn!("client pid {pid} sent a malformed request ({e}); disconnecting it");
+        self.effects.push_back(Effect::Disconnect { conn });
     }
 
     /// Work after every input: the sync step, then the next internal message.
@@ -1033,34 +1128,10 @@ impl ExecCore {
     }
 
     fn with_service(&mut self, id: ServiceId, f: impl FnOnce(&mut dyn Service, &mut Context<'_>)) {
-        if let Some(i) = self.services.iter().position(|s| s.id() == id) {
+        if let Some(i) = self.index_of(id) {
             self.with_index(i, f);
         }
     }
-}
-
-fn cpg_request(req: &Request) -> bool {
-    matches!(
-        req,
-        Request::CpgJoin { .. }
-            | Request::CpgLeave { .. }
-            | Request::CpgMcast { .. }
-            | Request::CpgMcastBatch { .. }
-            | Request::CpgMembership { .. }
-            | Request::CpgLocalGet
-            | Request::CpgFlowControlGet
-            | Request::CpgGroups
-    )
-}
-
-fn evs_request(req: &Request) -> bool {
-    matches!(
-        req,
-        Request::EvsJoin { .. }
-            | Request::EvsLeave { .. }
-            | Request::EvsMcast { .. }
-            | Request::EvsMembershipGet
-    )
 }
 
 fn log_config(c: &ConfigChange) {
@@ -1091,6 +1162,8 @@ mod tests {
     use super::*;
     use crate::exec::testkit::{TestNode, TestRing};
 
+    const PROBE: ServiceId = ServiceId(1);
+
     /// A service that syncs and says what was called.
     struct Probe {
         log: Arc<Mutex<Vec<String>>>,
@@ -1100,11 +1173,22 @@ mod tests {
 
     impl Service for Probe {
         fn id(&self) -> ServiceId {
-            ServiceId::Cpg
+            PROBE
         }
-        fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, _req: Request) {
+        fn name(&self) -> &'static str {
+            "probe"
+        }
+        fn lib_request(
+            &mut self,
+            cx: &mut Context<'_>,
+            conn: ConnId,
+            id: u64,
+            _op: u16,
+            _body: Bytes,
+        ) -> Result<(), DecodeError> {
             self.log.lock().unwrap().push(format!("request {id}"));
-            cx.reply(conn, id, Response::Ok);
+            cx.ok(conn, id);
+            Ok(())
         }
         fn exec_deliver(
             &mut self,
@@ -1162,18 +1246,21 @@ mod tests {
     }
 
     fn request(n: &mut TestNode, id: u64) {
-        n.core.request(1, id, Request::CpgLocalGet);
+        n.core.request(1, id, 40, Bytes::new());
         n.run();
     }
 
     fn replies(n: &mut TestNode) -> Vec<u64> {
-        n.replies().into_iter().map(|(id, _)| id).collect()
+        n.replies::<Nothing>()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     #[test]
     fn requests_wait_for_the_barrier_of_every_member() {
         let (mut r, logs, _) = probes(2, true);
-        r.node(1).connect(1, 100, Svc::Cpg);
+        r.node(1).connect(1, 100, PROBE);
         assert!(r.node(1).core.syncing());
         request(r.node(1), 7);
         assert_eq!(
@@ -1205,14 +1292,14 @@ mod tests {
     #[test]
     fn requests_past_the_hold_limit_are_try_again() {
         let (mut r, _, _) = probes(1, false);
-        r.node(1).connect(1, 100, Svc::Cpg);
+        r.node(1).connect(1, 100, PROBE);
         for id in 0..=MAX_HELD as u64 {
-            r.node(1).core.request(1, id, Request::CpgLocalGet);
+            r.node(1).core.request(1, id, 40, Bytes::new());
         }
-        let answers = r.node(1).replies();
+        let answers = r.node(1).replies::<Nothing>();
         assert_eq!(
             answers,
-            [(MAX_HELD as u64, Response::Error(AisError::TryAgain))]
+            [(MAX_HELD as u64, Reply::Error(AisError::TryAgain))]
         );
     }
 
@@ -1268,8 +1355,8 @@ mod tests {
         // Node 2's barrier for ring 1.4 is delivered after ring 1.8 started: it must not
         // count for 1.8.
         let mut w = Writer::with_capacity(16);
-        w.u32(1).u64(4).u8(ServiceId::Cpg as u8);
-        let stale = exec_message(ServiceId::Sync, BARRIER, &w.finish());
+        w.u32(1).u64(4).u8(PROBE.0);
+        let stale = exec_message(SYNC, BARRIER, &w.finish());
         r.config(&[1, 2], &[1, 2]);
         r.inject(2, stale);
         // Node 1's own barrier alone does not complete the sync either.
@@ -1316,7 +1403,7 @@ mod tests {
         let (mut r, _, _) = probes(1, true);
         r.flush();
         r.inject(1, Bytes::from_static(&[EXEC_VERSION])); // too short
-        r.inject(1, Bytes::from_static(&[EXEC_VERSION, 200, 0, 0])); // unknown service
+        r.inject(1, Bytes::from_static(&[EXEC_VERSION, 200, 0, 0])); // a service not run
         r.inject(1, Bytes::from_static(&[EXEC_VERSION, 0, 9, 0])); // unknown sync kind
         assert_eq!(r.node(1).core.core_counters().exec_malformed, 3);
     }
@@ -1381,21 +1468,62 @@ mod tests {
     fn a_client_must_say_hello_first() {
         let mut n = TestNode::new(1, Vec::new());
         n.core.connected(5, 500);
-        n.core.request(5, 1, Request::CpgLocalGet);
-        n.core.request(
+        n.core.request(5, 1, 40, Bytes::new());
+        n.core.request_value(
             5,
             2,
-            Request::Hello {
-                version: ais_proto::proto::VERSION + 1,
-                service: Svc::Cpg,
+            &Request::<Nothing>::Hello {
+                version: ais_proto::ipc::VERSION + 1,
+                service: ServiceId(1),
+            },
+        );
+        n.core.request_value(5, 3, &Request::<Nothing>::Status);
+        n.core.request_value(
+            5,
+            4,
+            &Request::<Nothing>::Hello {
+                version: ais_proto::ipc::VERSION,
+                service: ServiceId(9),
             },
         );
         assert_eq!(
-            n.replies(),
+            n.replies::<Nothing>(),
             [
-                (1, Response::Error(AisError::BadOperation)),
-                (2, Response::Error(AisError::Version))
+                (1, Reply::Error(AisError::BadOperation)),
+                (2, Reply::Error(AisError::Version)),
+                (3, Reply::Error(AisError::BadOperation)),
+                (4, Reply::Error(AisError::NotSupported)),
             ]
         );
+    }
+
+    /// A service's unknown operation is answered BAD_OPERATION and the connection stays; a
+    /// body that does not decode closes the connection and is counted.
+    #[test]
+    fn unknown_operations_are_refused_and_malformed_requests_disconnect() {
+        let (mut r, logs, _) = probes(1, true);
+        r.flush();
+        let n = r.node(1);
+        n.connect(1, 100, PROBE);
+        n.core.request(1, 7, 99, Bytes::new());
+        assert_eq!(replies(n), [7], "the probe answers every op it is given");
+        // The shared operations are decoded by the core: a Hello with a cut body.
+        n.core.request(1, 8, 1, Bytes::from_static(&[1]));
+        assert!(matches!(n.take()[..], [Effect::Disconnect { conn: 1 }]));
+        assert_eq!(n.core.core_counters().ipc_malformed, 1);
+        assert_eq!(logs[0].lock().unwrap().last().unwrap(), "request 7");
+    }
+
+    #[test]
+    #[should_panic(expected = "which is taken")]
+    fn two_services_with_one_id_are_refused() {
+        let (_r, _, _) = probes(1, true);
+        let make = || {
+            Box::new(Probe {
+                log: Arc::default(),
+                ready: Arc::default(),
+            }) as Box<dyn Service + Send>
+        };
+        let _ = ExecCore::new(NodeId(1), vec![make(), make()]);
     }
 }

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, Delivery, Event};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
-use super::{ConnId, Effect, ExecCore, Origin, Service};
-use ais_proto::proto::{Request, Response, Service as Svc};
+use super::{ConnId, Effect, ExecCore, Origin, Service, ServiceId};
+use ais_proto::ipc::{Message, Nothing, Reply, Request};
 
 /// One node: its core and what it asked for.
 pub(crate) struct TestNode {
@@ -62,25 +62,23 @@ impl TestNode {
         std::mem::take(&mut self.out)
     }
 
-    /// Takes the effects collected so far and keeps the answers: (request id, answer).
-    pub(crate) fn replies(&mut self) -> Vec<(u64, Response)> {
+    /// Takes the effects collected so far and keeps the answers, decoded with `R` as the
+    /// service's answers: (request id, answer).
+    pub(crate) fn replies<R: Message>(&mut self) -> Vec<(u64, Reply<R>)> {
         self.take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Reply { id, resp, .. } => Some((id, resp)),
-                _ => None,
-            })
+            .iter()
+            .filter_map(|e| e.reply::<R>().map(|(_, id, r)| (id, r)))
             .collect()
     }
 
     /// A client connects and says hello for `service`.
-    pub(crate) fn connect(&mut self, conn: ConnId, pid: u32, service: Svc) {
+    pub(crate) fn connect(&mut self, conn: ConnId, pid: u32, service: ServiceId) {
         self.core.connected(conn, pid);
-        self.core.request(
+        self.core.request_value(
             conn,
             0,
-            Request::Hello {
-                version: ais_proto::proto::VERSION,
+            &Request::<Nothing>::Hello {
+                version: ais_proto::ipc::VERSION,
                 service,
             },
         );

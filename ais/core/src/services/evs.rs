@@ -16,7 +16,11 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind};
 use super::delivery_kind;
 use crate::exec::{ConnId, Context, Service, ServiceId, exec_message};
 use ais_proto::codec::{DecodeError, Reader, Writer};
-use ais_proto::proto::{AisError, Callback, ConfKind, Request, Response, check_group};
+use ais_proto::evs::{Callback, ConfKind, EvsProtocol, Request, Response};
+use ais_proto::ipc::{AisError, Protocol, Reply, check_group, decode_body};
+
+/// EVS's id, in executive messages and `Hello`.
+const ID: ServiceId = EvsProtocol::ID;
 
 const MCAST: u16 = 1;
 
@@ -41,41 +45,52 @@ fn ids(v: &[NodeId]) -> Vec<u32> {
 
 impl Service for Evs {
     fn id(&self) -> ServiceId {
-        ServiceId::Evs
+        ID
+    }
+
+    fn name(&self) -> &'static str {
+        EvsProtocol::NAME
     }
 
     fn hello(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
         self.conns.entry(conn).or_default();
     }
 
-    fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, req: Request) {
-        match req {
-            Request::EvsJoin { groups } | Request::EvsLeave { groups }
+    fn lib_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        op: u16,
+        body: Bytes,
+    ) -> Result<(), DecodeError> {
+        match decode_body(op, body)? {
+            Request::Join { groups } | Request::Leave { groups }
                 if groups.iter().any(|g| check_group(g).is_err()) =>
             {
                 let e = groups
                     .iter()
                     .find_map(|g| check_group(g).err())
                     .unwrap_or(AisError::InvalidParam);
-                cx.reply(conn, id, Response::Error(e));
+                cx.error(conn, id, e);
             }
-            Request::EvsJoin { groups } => {
+            Request::Join { groups } => {
                 self.conns.entry(conn).or_default().extend(groups);
-                cx.reply(conn, id, Response::Ok);
+                cx.ok(conn, id);
             }
-            Request::EvsLeave { groups } => {
+            Request::Leave { groups } => {
                 let set = self.conns.entry(conn).or_default();
                 let missing = groups.iter().any(|g| !set.contains(g));
                 if missing {
-                    cx.reply(conn, id, Response::Error(AisError::NotExist));
+                    cx.error(conn, id, AisError::NotExist);
                 } else {
                     for g in &groups {
                         set.remove(g);
                     }
-                    cx.reply(conn, id, Response::Ok);
+                    cx.ok(conn, id);
                 }
             }
-            Request::EvsMcast {
+            Request::Mcast {
                 groups,
                 guarantee,
                 data,
@@ -89,7 +104,8 @@ impl Service for Evs {
                     groups
                 };
                 if groups.is_empty() || groups.iter().any(|g| check_group(g).is_err()) {
-                    return cx.reply(conn, id, Response::Error(AisError::InvalidParam));
+                    cx.error(conn, id, AisError::InvalidParam);
+                    return Ok(());
                 }
                 let mut w = Writer::with_capacity(data.len() + 64);
                 w.count(groups.len());
@@ -97,16 +113,20 @@ impl Service for Evs {
                     w.short_bytes(g);
                 }
                 w.raw(&data);
-                let msg = exec_message(ServiceId::Evs, MCAST, &w.finish());
-                cx.submit_for(conn, id, ServiceId::Evs, 0, delivery_kind(guarantee), msg);
+                let msg = exec_message(ID, MCAST, &w.finish());
+                cx.submit_for(conn, id, ID, 0, delivery_kind(guarantee), msg);
             }
-            Request::EvsMembershipGet => {
+            Request::MembershipGet => {
                 let local = cx.node().0;
                 let members = ids(cx.members());
-                cx.reply(conn, id, Response::EvsMembers { local, members });
+                cx.reply(
+                    conn,
+                    id,
+                    Reply::Service(Response::Members { local, members }),
+                );
             }
-            _ => cx.reply(conn, id, Response::Error(AisError::BadOperation)),
         }
+        Ok(())
     }
 
     fn exec_deliver(
@@ -133,7 +153,7 @@ impl Service for Evs {
                 self.delivered += 1;
                 cx.callback(
                     conn,
-                    Callback::EvsDeliver {
+                    &Callback::Deliver {
                         sender: sender.0,
                         data: data.clone(),
                     },
@@ -155,7 +175,7 @@ impl Service for Evs {
         for &conn in self.conns.keys() {
             cx.callback(
                 conn,
-                Callback::EvsConfChg {
+                &Callback::ConfChg {
                     kind,
                     ring: ring.clone(),
                     members: ids(&change.members),
@@ -179,9 +199,8 @@ impl Service for Evs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::Effect;
     use crate::exec::testkit::{TestNode, TestRing};
-    use ais_proto::proto::{Guarantee, Service as Svc};
+    use ais_proto::ipc::Guarantee;
 
     fn ring() -> TestRing {
         TestRing::new(2, || vec![Box::new(Evs::new()) as Box<dyn Service + Send>])
@@ -194,11 +213,8 @@ mod tests {
     fn deliveries(n: &mut TestNode, conn: ConnId) -> Vec<(u32, Bytes)> {
         n.take()
             .into_iter()
-            .filter_map(|e| match e {
-                Effect::Callback {
-                    conn: c,
-                    cb: Callback::EvsDeliver { sender, data },
-                } if c == conn => Some((sender, data)),
+            .filter_map(|e| match e.callback() {
+                Some((c, Callback::Deliver { sender, data })) if c == conn => Some((sender, data)),
                 _ => None,
             })
             .collect()
@@ -213,15 +229,15 @@ mod tests {
             (2, 2, vec![b(b"a"), b(b"c")]),
         ] {
             let n = r.node(node);
-            n.connect(conn, 100 + conn as u32, Svc::Evs);
-            n.core.request(conn, 1, Request::EvsJoin { groups });
+            n.connect(conn, 100 + conn as u32, ID);
+            n.core.request_value(conn, 1, &Request::Join { groups });
             n.run();
         }
         let _ = (r.node(1).take(), r.node(2).take());
-        r.node(2).core.request(
+        r.node(2).core.request_value(
             1,
             2,
-            Request::EvsMcast {
+            &Request::Mcast {
                 groups: vec![b(b"a")],
                 guarantee: Guarantee::Agreed,
                 data: b(b"to a"),
@@ -232,7 +248,9 @@ mod tests {
         let at2 = r.node(2).take();
         let to = |conn| {
             at2.iter()
-                .filter(|e| matches!(e, Effect::Callback { conn: c, cb: Callback::EvsDeliver { .. } } if *c == conn))
+                .filter(
+                    |e| matches!(e.callback(), Some((c, Callback::Deliver { .. })) if c == conn),
+                )
                 .count()
         };
         assert_eq!(
@@ -246,18 +264,18 @@ mod tests {
     fn an_empty_group_list_sends_to_the_connections_own_groups() {
         let mut r = ring();
         let n = r.node(1);
-        n.connect(1, 100, Svc::Evs);
-        n.core.request(
+        n.connect(1, 100, ID);
+        n.core.request_value(
             1,
             1,
-            Request::EvsJoin {
+            &Request::Join {
                 groups: vec![b(b"x")],
             },
         );
-        n.core.request(
+        n.core.request_value(
             1,
             2,
-            Request::EvsMcast {
+            &Request::Mcast {
                 groups: Vec::new(),
                 guarantee: Guarantee::Safe,
                 data: b(b"mine"),
@@ -271,27 +289,27 @@ mod tests {
     fn leave_of_a_group_not_joined_is_not_exist() {
         let mut r = ring();
         let n = r.node(1);
-        n.connect(1, 100, Svc::Evs);
-        n.core.request(
+        n.connect(1, 100, ID);
+        n.core.request_value(
             1,
             1,
-            Request::EvsLeave {
+            &Request::Leave {
                 groups: vec![b(b"x")],
             },
         );
-        n.core.request(
+        n.core.request_value(
             1,
             2,
-            Request::EvsJoin {
+            &Request::Join {
                 groups: vec![Bytes::new()],
             },
         );
-        let replies: Vec<Response> = n.replies().into_iter().map(|(_, r)| r).collect();
+        let replies: Vec<Reply<Response>> = n.replies().into_iter().map(|(_, r)| r).collect();
         assert_eq!(
             replies,
             [
-                Response::Error(AisError::NotExist),
-                Response::Error(AisError::InvalidParam)
+                Reply::Error(AisError::NotExist),
+                Reply::Error(AisError::InvalidParam)
             ]
         );
     }
@@ -299,17 +317,14 @@ mod tests {
     #[test]
     fn every_connection_gets_both_configurations() {
         let mut r = ring();
-        r.node(1).connect(1, 100, Svc::Evs);
+        r.node(1).connect(1, 100, ID);
         r.config(&[1], &[1]);
         let kinds: Vec<(ConfKind, Vec<u32>)> = r
             .node(1)
             .take()
             .into_iter()
-            .filter_map(|e| match e {
-                Effect::Callback {
-                    cb: Callback::EvsConfChg { kind, members, .. },
-                    ..
-                } => Some((kind, members)),
+            .filter_map(|e| match e.callback() {
+                Some((_, Callback::ConfChg { kind, members, .. })) => Some((kind, members)),
                 _ => None,
             })
             .collect();
@@ -325,8 +340,8 @@ mod tests {
     #[test]
     fn an_unknown_message_kind_is_an_error() {
         let mut r = ring();
-        r.inject(2, exec_message(ServiceId::Evs, 9, b""));
-        r.inject(2, exec_message(ServiceId::Evs, MCAST, b"\x05\x00"));
+        r.inject(2, exec_message(ID, 9, b""));
+        r.inject(2, exec_message(ID, MCAST, b"\x05\x00"));
         assert_eq!(r.node(1).core.core_counters().exec_malformed, 2);
     }
 }

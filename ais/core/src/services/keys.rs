@@ -31,10 +31,15 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId};
 use tracing::{error, info, warn};
 
-use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_response};
+use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_reply};
 use crate::key::{GENERATED_SECRET_LEN, KeyMaterial};
+use ais_proto::admin::{AdminProtocol, Request};
 use ais_proto::codec::{DecodeError, Reader, Writer};
-use ais_proto::proto::{AisError, Request, Response};
+use ais_proto::ipc::{AisError, Nothing, Protocol, decode_body};
+
+/// The administration service's id: rekeying is requested on an `aisctl` connection, and the
+/// key messages carry the same id.
+const ID: ServiceId = AdminProtocol::ID;
 
 /// Random bytes a rekey needs: the new secret, then the wrap nonce.
 const RANDOM_LEN: usize = GENERATED_SECRET_LEN + 12;
@@ -77,15 +82,15 @@ impl Keys {
     fn request_rekey(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64) {
         let Some(current) = &self.current else {
             warn!("rekey refused: secauth is off, there is no key to replace");
-            return cx.reply(conn, id, Response::Error(AisError::NotSupported));
+            return cx.error(conn, id, AisError::NotSupported);
         };
         if self.pending.is_some() || self.confirming.is_some() {
             // One rekey at a time from this node; the previous one is still completing.
-            return cx.reply(conn, id, Response::Error(AisError::TryAgain));
+            return cx.error(conn, id, AisError::TryAgain);
         }
         // The secret and the wrap nonce come from the runtime (`random`).
         self.pending = Some((conn, id, current.epoch() + 1));
-        cx.need_random(ServiceId::Keys, conn, id, RANDOM_LEN);
+        cx.need_random(ID, conn, id, RANDOM_LEN);
     }
 
     fn random_ready(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, bytes: &[u8]) {
@@ -99,7 +104,7 @@ impl Keys {
         self.pending = Some((conn, id, epoch));
         if bytes.len() != RANDOM_LEN {
             self.pending = None;
-            return cx.reply(conn, id, Response::Error(AisError::Library));
+            return cx.error(conn, id, AisError::Library);
         }
         let (secret, nonce_bytes) = bytes.split_at(GENERATED_SECRET_LEN);
         let new = match EpochKey::new(epoch, secret.to_vec()) {
@@ -107,21 +112,14 @@ impl Keys {
             Err(e) => {
                 error!("rekey: {e}");
                 self.pending = None;
-                return cx.reply(conn, id, Response::Error(AisError::Library));
+                return cx.error(conn, id, AisError::Library);
             }
         };
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(nonce_bytes);
         let wrapped = rekey_wrap(current, &new, nonce);
-        let msg = exec_message(ServiceId::Keys, REKEY, &wrapped);
-        cx.submit_for(
-            conn,
-            id,
-            ServiceId::Keys,
-            u64::from(epoch),
-            DeliveryKind::Safe,
-            msg,
-        );
+        let msg = exec_message(ID, REKEY, &wrapped);
+        cx.submit_for(conn, id, ID, u64::from(epoch), DeliveryKind::Safe, msg);
     }
 
     fn deliver_rekey(&mut self, cx: &mut Context<'_>, sender: NodeId, wrapped: &[u8]) {
@@ -144,7 +142,7 @@ impl Keys {
                 if mine(k.epoch(), &self.pending)
                     && let Some((conn, id, _)) = self.pending.take()
                 {
-                    cx.reply(conn, id, Response::Error(AisError::BadOperation));
+                    cx.error(conn, id, AisError::BadOperation);
                 }
                 return;
             }
@@ -157,7 +155,7 @@ impl Keys {
                 if sender == cx.node()
                     && let Some((conn, id, _)) = self.pending.take()
                 {
-                    cx.reply(conn, id, Response::Error(AisError::BadOperation));
+                    cx.error(conn, id, AisError::BadOperation);
                 }
                 return;
             }
@@ -184,12 +182,12 @@ impl Keys {
         w.u32(epoch);
         cx.submit_internal(
             DeliveryKind::Agreed,
-            exec_message(ServiceId::Keys, KEY_DONE, &w.finish()),
+            exec_message(ID, KEY_DONE, &w.finish()),
         );
         if mine(epoch, &self.pending)
             && let Some((conn, id, _)) = self.pending.take()
         {
-            cx.reply(conn, id, Response::Ok);
+            cx.ok(conn, id);
         }
     }
 
@@ -218,14 +216,25 @@ impl Keys {
 
 impl Service for Keys {
     fn id(&self) -> ServiceId {
-        ServiceId::Keys
+        ID
     }
 
-    fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, req: Request) {
-        match req {
+    fn name(&self) -> &'static str {
+        "keys"
+    }
+
+    fn lib_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        op: u16,
+        body: Bytes,
+    ) -> Result<(), DecodeError> {
+        match decode_body(op, body)? {
             Request::Rekey => self.request_rekey(cx, conn, id),
-            _ => cx.reply(conn, id, Response::Error(AisError::BadOperation)),
         }
+        Ok(())
     }
 
     fn random(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, bytes: &[u8]) {
@@ -243,7 +252,7 @@ impl Service for Keys {
         // Accepted: the answer comes when the rekey is delivered and applied.
         if result.is_err() {
             self.pending = None;
-            cx.reply(conn, id, submit_response(result));
+            cx.reply(conn, id, submit_reply::<Nothing>(result));
         }
     }
 
@@ -305,7 +314,7 @@ mod tests {
     use super::*;
     use crate::exec::Effect;
     use crate::exec::testkit::TestRing;
-    use ais_proto::proto::Service as Svc;
+    use ais_proto::ipc::Reply;
 
     fn key(epoch: u32) -> EpochKey {
         EpochKey::new(epoch, vec![7; 32]).expect("key")
@@ -320,16 +329,14 @@ mod tests {
     #[test]
     fn a_rekey_installs_persists_and_retires_at_every_member() {
         let mut r = ring(true);
-        r.node(1).connect(1, 100, Svc::Admin);
-        r.node(1).core.request(1, 5, Request::Rekey);
+        r.node(1).connect(1, 100, ID);
+        r.node(1).core.request_value(1, 5, &Request::Rekey);
         let asked = r.node(1).take();
         let Some(Effect::NeedRandom { len, .. }) = asked.first() else {
             panic!("the rekey asks for random bytes first: {asked:?}");
         };
         assert_eq!(*len, RANDOM_LEN);
-        r.node(1)
-            .core
-            .random(ServiceId::Keys, 1, 5, &[3; RANDOM_LEN]);
+        r.node(1).core.random(ID, 1, 5, &[3; RANDOM_LEN]);
         r.flush();
         for id in [1, 2] {
             let effects = r.node(id).take();
@@ -355,14 +362,11 @@ mod tests {
                 "node {id} retires epoch 0 once every member confirmed"
             );
             if id == 1 {
-                assert!(effects.iter().any(|e| matches!(
-                    e,
-                    Effect::Reply {
-                        id: 5,
-                        resp: Response::Ok,
-                        ..
-                    }
-                )));
+                assert!(
+                    effects
+                        .iter()
+                        .any(|e| e.reply::<Nothing>() == Some((1, 5, Reply::Ok)))
+                );
             }
         }
     }
@@ -370,36 +374,30 @@ mod tests {
     #[test]
     fn a_second_rekey_while_one_runs_is_try_again() {
         let mut r = ring(true);
-        r.node(1).connect(1, 100, Svc::Admin);
-        r.node(1).core.request(1, 5, Request::Rekey);
-        r.node(1).core.request(1, 6, Request::Rekey);
+        r.node(1).connect(1, 100, ID);
+        r.node(1).core.request_value(1, 5, &Request::Rekey);
+        r.node(1).core.request_value(1, 6, &Request::Rekey);
         let effects = r.node(1).take();
-        assert!(effects.iter().any(|e| matches!(
-            e,
-            Effect::Reply {
-                id: 6,
-                resp: Response::Error(AisError::TryAgain),
-                ..
-            }
-        )));
+        assert!(
+            effects
+                .iter()
+                .any(|e| e.reply::<Nothing>() == Some((1, 6, Reply::Error(AisError::TryAgain))))
+        );
     }
 
     #[test]
     fn no_random_bytes_is_a_library_error_and_ends_the_rekey() {
         let mut r = ring(true);
-        r.node(1).connect(1, 100, Svc::Admin);
-        r.node(1).core.request(1, 5, Request::Rekey);
-        r.node(1).core.random(ServiceId::Keys, 1, 5, &[]);
-        r.node(1).core.request(1, 6, Request::Rekey);
+        r.node(1).connect(1, 100, ID);
+        r.node(1).core.request_value(1, 5, &Request::Rekey);
+        r.node(1).core.random(ID, 1, 5, &[]);
+        r.node(1).core.request_value(1, 6, &Request::Rekey);
         let effects = r.node(1).take();
-        assert!(effects.iter().any(|e| matches!(
-            e,
-            Effect::Reply {
-                id: 5,
-                resp: Response::Error(AisError::Library),
-                ..
-            }
-        )));
+        assert!(
+            effects
+                .iter()
+                .any(|e| e.reply::<Nothing>() == Some((1, 5, Reply::Error(AisError::Library))))
+        );
         assert!(
             effects
                 .iter()
@@ -411,16 +409,13 @@ mod tests {
     #[test]
     fn without_secauth_there_is_nothing_to_rekey() {
         let mut r = ring(false);
-        r.node(1).connect(1, 100, Svc::Admin);
-        r.node(1).core.request(1, 5, Request::Rekey);
+        r.node(1).connect(1, 100, ID);
+        r.node(1).core.request_value(1, 5, &Request::Rekey);
         let effects = r.node(1).take();
         assert!(
             matches!(
                 effects.as_slice(),
-                [Effect::Reply {
-                    resp: Response::Error(AisError::NotSupported),
-                    ..
-                }]
+                [e] if e.reply::<Nothing>() == Some((1, 5, Reply::Error(AisError::NotSupported)))
             ),
             "{effects:?}"
         );
@@ -431,7 +426,7 @@ mod tests {
         let mut r = ring(true);
         let other = EpochKey::new(0, vec![9; 32]).expect("key");
         let wrapped = rekey_wrap(&other, &key(1), [1; 12]);
-        r.inject(2, exec_message(ServiceId::Keys, REKEY, &wrapped));
+        r.inject(2, exec_message(ID, REKEY, &wrapped));
         let effects = r.node(1).take();
         assert!(
             !effects

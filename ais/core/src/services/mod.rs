@@ -8,7 +8,7 @@ pub mod keys;
 
 use totem_dpdk::DeliveryKind;
 
-use ais_proto::proto::Guarantee;
+use ais_proto::ipc::Guarantee;
 
 /// The Totem delivery kind for a client's guarantee.
 pub fn delivery_kind(g: Guarantee) -> DeliveryKind {

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ais_client::Connection;
+use ais_client::Admin;
 use ais_client::cpg::{Cpg, CpgEvent};
-use ais_proto::proto::{Guarantee, Reason, Service};
+use ais_client::{Guarantee, Reason};
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -185,7 +185,7 @@ impl Cluster {
                     self.nodes[i].dir.join("aisexec.log").display()
                 );
             }
-            if let Ok(mut conn) = Connection::connect(&self.nodes[i].socket, Service::Admin)
+            if let Ok(mut conn) = Admin::connect(&self.nodes[i].socket)
                 && let Ok(s) = conn.status()
                 && &s.state[..] == b"operational"
                 && s.members.len() == members
@@ -380,7 +380,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     for i in 0..NODES {
         cluster.wait_ring(i, NODES, Duration::from_secs(15))?;
     }
-    let mut admin = Connection::connect(&cluster.nodes[0].socket, Service::Admin)?;
+    let mut admin = Admin::connect(&cluster.nodes[0].socket)?;
     let status = admin.status()?;
     say!(
         "[ring]     ring {} formed with nodes {:?} in {} (every frame sealed with AES-256-GCM)",
@@ -474,7 +474,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
 
     // 6. Online rekey, then traffic again.
-    let rings = |s: &ais_proto::proto::Status| crate::counter(s, "rings_installed");
+    let rings = |s: &ais_client::Status| crate::counter(s, "rings_installed");
     let rings_before = rings(&admin.status()?);
     let rekey_at = Instant::now();
     crate::retry(|| admin.rekey()).context("rekey")?;

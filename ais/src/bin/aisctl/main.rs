@@ -23,8 +23,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ais_client::cpg::{Cpg, CpgEvent};
-use ais_client::{self as client, Connection};
-use ais_proto::proto::{CpgAddress, Guarantee, Reason, Service};
+use ais_client::{self as client, Admin, CpgAddress, Guarantee, Reason};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
@@ -201,7 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let mut conn = Connection::connect(path, Service::Admin)?;
+    let mut conn = Admin::connect(path)?;
     let s = conn.status()?;
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     if json {
@@ -248,7 +247,7 @@ pub(crate) fn retry<T>(
     }
 }
 
-pub(crate) fn counter(s: &ais_proto::proto::Status, name: &str) -> u64 {
+pub(crate) fn counter(s: &ais_client::Status, name: &str) -> u64 {
     s.counters
         .iter()
         .find(|c| &c.name[..] == name.as_bytes())
@@ -256,7 +255,7 @@ pub(crate) fn counter(s: &ais_proto::proto::Status, name: &str) -> u64 {
 }
 
 fn rekey(path: &std::path::Path) -> anyhow::Result<()> {
-    let mut conn = Connection::connect(path, Service::Admin)?;
+    let mut conn = Admin::connect(path)?;
     let before = counter(&conn.status()?, "key_epoch");
     let start = Instant::now();
     retry(|| conn.rekey()).context("rekey")?;
@@ -450,7 +449,7 @@ fn cpg_send(
         }
     };
     // A batch must fit one IPC packet.
-    let per_packet = ais_proto::proto::MAX_PAYLOAD / (size.max(text.map_or(0, str::len)) + 4);
+    let per_packet = ais_client::MAX_PAYLOAD / (size.max(text.map_or(0, str::len)) + 4);
     let batch = batch.min(per_packet).max(1);
     let mut i = 0;
     while i < count {

@@ -31,7 +31,7 @@ use std::fmt;
 use bytes::Bytes;
 use totem_dpdk::{MsgId, RingId};
 
-use ais_proto::proto::{CpgAddress, Reason};
+use ais_proto::cpg::{CpgAddress, Reason};
 
 /// The Totem event a node was handling when it told its processes something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

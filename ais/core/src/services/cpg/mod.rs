@@ -33,9 +33,13 @@ use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
 use tracing::debug;
 
 use super::delivery_kind;
-use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_response};
+use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_reply};
 use ais_proto::codec::{DecodeError, Reader, Writer};
-use ais_proto::proto::{AisError, Callback, CpgAddress, Reason, Request, Response, check_group};
+use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Reason, Request, Response};
+use ais_proto::ipc::{AisError, Protocol, Reply, check_group, decode_body};
+
+/// CPG's id, in executive messages and `Hello`.
+const ID: ServiceId = CpgProtocol::ID;
 
 const JOIN: u16 = 1;
 const LEAVE: u16 = 2;
@@ -105,7 +109,7 @@ fn encode(kind: u16, group: &[u8], pid: u32, extra: impl FnOnce(&mut Writer)) ->
     let mut w = Writer::with_capacity(group.len() + 16);
     w.short_bytes(group).u32(pid);
     extra(&mut w);
-    exec_message(ServiceId::Cpg, kind, &w.finish())
+    exec_message(ID, kind, &w.finish())
 }
 
 impl Cpg {
@@ -157,7 +161,7 @@ impl Cpg {
             self.confchgs += 1;
             cx.callback(
                 conn,
-                Callback::CpgConfChg {
+                &Callback::ConfChg {
                     group: group.clone(),
                     members: members.clone(),
                     left: left.clone(),
@@ -253,7 +257,7 @@ impl Cpg {
             self.delivered += 1;
             cx.callback(
                 conn,
-                Callback::CpgDeliver {
+                &Callback::Deliver {
                     group: group.clone(),
                     sender,
                     data: data.clone(),
@@ -377,12 +381,12 @@ impl Cpg {
         for (name, pid) in entries {
             w.short_bytes(name).u32(pid);
         }
-        exec_message(ServiceId::Cpg, JOINLIST, &w.finish())
+        exec_message(ID, JOINLIST, &w.finish())
     }
 
     fn join(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, group: Bytes) {
         if let Err(e) = check_group(&group) {
-            return cx.reply(conn, id, Response::Error(e));
+            return cx.error(conn, id, e);
         }
         let Some(pid) = cx.pid(conn) else { return };
         let state = self.conns.entry(conn).or_default();
@@ -390,17 +394,10 @@ impl Cpg {
             || self.pid_conn(&group, pid).is_some()
             || self.joining.contains_key(&(group.clone(), pid))
         {
-            return cx.reply(conn, id, Response::Error(AisError::Exist));
+            return cx.error(conn, id, AisError::Exist);
         }
         let msg = encode(JOIN, &group, pid, |_| {});
-        cx.submit_for(
-            conn,
-            id,
-            ServiceId::Cpg,
-            TAG_JOIN,
-            DeliveryKind::Agreed,
-            msg,
-        );
+        cx.submit_for(conn, id, ID, TAG_JOIN, DeliveryKind::Agreed, msg);
         let state = self.conns.entry(conn).or_default();
         state.joined.insert(group.clone());
         state.pending.insert(id, group.clone());
@@ -410,7 +407,7 @@ impl Cpg {
 
     fn leave(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, group: Bytes) {
         if let Err(e) = check_group(&group) {
-            return cx.reply(conn, id, Response::Error(e));
+            return cx.error(conn, id, e);
         }
         let Some(pid) = cx.pid(conn) else { return };
         if self.pid_conn(&group, pid) != Some(conn) {
@@ -420,19 +417,12 @@ impl Cpg {
             } else {
                 AisError::NotExist
             };
-            return cx.reply(conn, id, Response::Error(err));
+            return cx.error(conn, id, err);
         }
         let msg = encode(LEAVE, &group, pid, |w| {
             w.u8(Reason::Leave.code());
         });
-        cx.submit_for(
-            conn,
-            id,
-            ServiceId::Cpg,
-            TAG_LEAVE,
-            DeliveryKind::Agreed,
-            msg,
-        );
+        cx.submit_for(conn, id, ID, TAG_LEAVE, DeliveryKind::Agreed, msg);
         self.own_in_flight += 1;
     }
 
@@ -451,12 +441,12 @@ impl Cpg {
             .get(&conn)
             .is_some_and(|c| c.joined.contains(&group))
         {
-            return cx.reply(conn, id, Response::Error(AisError::NotExist));
+            return cx.error(conn, id, AisError::NotExist);
         }
         let mut w = Writer::with_capacity(group.len() + 8 + data.len());
         w.short_bytes(&group).u32(pid).raw(&data);
-        let msg = exec_message(ServiceId::Cpg, MCAST, &w.finish());
-        cx.submit_for(conn, id, ServiceId::Cpg, TAG_MCAST, kind, msg);
+        let msg = exec_message(ID, MCAST, &w.finish());
+        cx.submit_for(conn, id, ID, TAG_MCAST, kind, msg);
     }
 }
 
@@ -476,73 +466,84 @@ impl Cpg {
             .get(&conn)
             .is_some_and(|c| c.joined.contains(&group))
         {
-            return cx.reply(conn, id, Response::Error(AisError::NotExist));
+            return cx.error(conn, id, AisError::NotExist);
         }
         if messages.is_empty() {
-            return cx.reply(conn, id, Response::Accepted(0));
+            return cx.reply(conn, id, Reply::Service(Response::Accepted(0)));
         }
         let msgs = messages
             .iter()
             .map(|data| {
                 let mut w = Writer::with_capacity(group.len() + 8 + data.len());
                 w.short_bytes(&group).u32(pid).raw(data);
-                exec_message(ServiceId::Cpg, MCAST, &w.finish())
+                exec_message(ID, MCAST, &w.finish())
             })
             .collect();
-        cx.submit_batch_for(conn, id, ServiceId::Cpg, TAG_MCAST, kind, msgs);
+        cx.submit_batch_for(conn, id, ID, TAG_MCAST, kind, msgs);
     }
 }
 
 impl Service for Cpg {
     fn id(&self) -> ServiceId {
-        ServiceId::Cpg
+        ID
+    }
+
+    fn name(&self) -> &'static str {
+        CpgProtocol::NAME
     }
 
     fn hello(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
         self.conns.entry(conn).or_default();
     }
 
-    fn lib_request(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, req: Request) {
-        match req {
-            Request::CpgJoin { group } => self.join(cx, conn, id, group),
-            Request::CpgLeave { group } => self.leave(cx, conn, id, group),
-            Request::CpgMcast {
+    fn lib_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        op: u16,
+        body: Bytes,
+    ) -> Result<(), DecodeError> {
+        match decode_body(op, body)? {
+            Request::Join { group } => self.join(cx, conn, id, group),
+            Request::Leave { group } => self.leave(cx, conn, id, group),
+            Request::Mcast {
                 group,
                 guarantee,
                 data,
             } => self.mcast(cx, conn, id, group, delivery_kind(guarantee), data),
-            Request::CpgMcastBatch {
+            Request::McastBatch {
                 group,
                 guarantee,
                 messages,
             } => self.mcast_batch(cx, conn, id, group, delivery_kind(guarantee), messages),
-            Request::CpgMembership { group } => {
+            Request::Membership { group } => {
                 let members = self
                     .groups
                     .get(&group)
                     .map(|g| g.members.iter().copied().collect())
                     .unwrap_or_default();
-                cx.reply(conn, id, Response::CpgMembers(members));
+                cx.reply(conn, id, Reply::Service(Response::Members(members)));
             }
-            Request::CpgLocalGet => {
+            Request::LocalGet => {
                 let node = cx.node().0;
-                cx.reply(conn, id, Response::LocalNode(node));
+                cx.reply(conn, id, Reply::Service(Response::LocalNode(node)));
             }
-            Request::CpgFlowControlGet => {
+            Request::FlowControlGet => {
                 let blocked = cx.flow_blocked();
-                cx.reply(conn, id, Response::FlowControl(blocked));
+                cx.reply(conn, id, Reply::Service(Response::FlowControl(blocked)));
             }
-            Request::CpgGroups => {
+            Request::Groups => {
                 let groups = self
                     .groups
                     .iter()
                     .filter(|(_, g)| !g.members.is_empty())
                     .map(|(name, g)| (name.clone(), g.members.iter().copied().collect()))
                     .collect();
-                cx.reply(conn, id, Response::CpgGroups(groups));
+                cx.reply(conn, id, Reply::Service(Response::Groups(groups)));
             }
-            _ => cx.reply(conn, id, Response::Error(AisError::BadOperation)),
         }
+        Ok(())
     }
 
     fn submitted(
@@ -567,7 +568,25 @@ impl Service for Cpg {
                 self.joining.remove(&(group, pid));
             }
         }
-        cx.reply(conn, id, submit_response(result));
+        cx.reply(conn, id, submit_reply::<Response>(result));
+    }
+
+    /// Answers how many of a batch Totem took ([`Response::Accepted`]), or TRY_AGAIN when
+    /// none.
+    fn batch_submitted(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        id: u64,
+        _tag: u64,
+        accepted: usize,
+        refused: Option<SubmitError>,
+    ) {
+        let resp = match (accepted, refused) {
+            (0, Some(e)) => submit_reply(Err(e)),
+            (n, _) => Reply::Service(Response::Accepted(u32::try_from(n).unwrap_or(u32::MAX))),
+        };
+        cx.reply(conn, id, resp);
     }
 
     fn exec_deliver(
@@ -735,9 +754,8 @@ impl Service for Cpg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::Effect;
     use crate::exec::testkit::{TestNode, TestRing};
-    use ais_proto::proto::Service as Svc;
+    use ais_proto::ipc::Guarantee;
 
     fn ring(n: u32) -> TestRing {
         let mut r = TestRing::new(n, || vec![Box::new(Cpg::new()) as Box<dyn Service + Send>]);
@@ -766,28 +784,29 @@ mod tests {
     struct Told {
         views: Vec<ViewChange>,
         deliveries: Vec<(CpgAddress, Bytes)>,
-        replies: Vec<(u64, Response)>,
+        replies: Vec<(u64, Reply<Response>)>,
     }
 
     fn told(n: &mut TestNode, conn: ConnId) -> Told {
         let mut t = Told::default();
         for e in n.take() {
-            match e {
-                Effect::Callback {
-                    conn: c,
-                    cb:
-                        Callback::CpgConfChg {
+            match (e.callback(), e.reply()) {
+                (
+                    Some((
+                        c,
+                        Callback::ConfChg {
                             members,
                             joined,
                             left,
                             ..
                         },
-                } if c == conn => t.views.push((members, joined, left)),
-                Effect::Callback {
-                    conn: c,
-                    cb: Callback::CpgDeliver { sender, data, .. },
-                } if c == conn => t.deliveries.push((sender, data)),
-                Effect::Reply { conn: c, id, resp } if c == conn => t.replies.push((id, resp)),
+                    )),
+                    _,
+                ) if c == conn => t.views.push((members, joined, left)),
+                (Some((c, Callback::Deliver { sender, data, .. })), _) if c == conn => {
+                    t.deliveries.push((sender, data));
+                }
+                (_, Some((c, id, resp))) if c == conn => t.replies.push((id, resp)),
                 _ => {}
             }
         }
@@ -796,18 +815,18 @@ mod tests {
 
     fn join(r: &mut TestRing, node: u32, conn: ConnId, pid: u32) {
         let n = r.node(node);
-        n.connect(conn, pid, Svc::Cpg);
-        n.core.request(conn, 1, Request::CpgJoin { group: g() });
+        n.connect(conn, pid, ID);
+        n.core.request_value(conn, 1, &Request::Join { group: g() });
         r.flush();
     }
 
     fn mcast(r: &mut TestRing, node: u32, conn: ConnId, data: &'static [u8]) {
-        r.node(node).core.request(
+        r.node(node).core.request_value(
             conn,
             9,
-            Request::CpgMcast {
+            &Request::Mcast {
                 group: g(),
-                guarantee: ais_proto::proto::Guarantee::Agreed,
+                guarantee: Guarantee::Agreed,
                 data: Bytes::from_static(data),
             },
         );
@@ -819,7 +838,7 @@ mod tests {
         let mut r = ring(2);
         join(&mut r, 1, 1, 100);
         let t = told(r.node(1), 1);
-        assert_eq!(t.replies, [(1, Response::Ok)]);
+        assert_eq!(t.replies, [(1, Reply::Ok)]);
         assert_eq!(
             t.views,
             [(vec![p(1, 100)], vec![(p(1, 100), Reason::Join)], vec![])]
@@ -837,7 +856,7 @@ mod tests {
         }
         r.node(2)
             .core
-            .request(1, 3, Request::CpgLeave { group: g() });
+            .request_value(1, 3, &Request::Leave { group: g() });
         r.flush();
         let gone = (vec![p(1, 100)], vec![], vec![(p(2, 200), Reason::Leave)]);
         assert_eq!(told(r.node(1), 1).views, std::slice::from_ref(&gone));
@@ -978,38 +997,38 @@ mod tests {
     #[test]
     fn requests_wait_while_cpg_is_synchronised() {
         let mut r = ring(2);
-        r.node(1).connect(1, 100, Svc::Cpg);
+        r.node(1).connect(1, 100, ID);
         r.config(&[1, 2], &[1, 2]);
         r.node(1)
             .core
-            .request(1, 5, Request::CpgJoin { group: g() });
+            .request_value(1, 5, &Request::Join { group: g() });
         r.node(1).run();
         assert!(told(r.node(1), 1).replies.is_empty(), "held");
         r.flush();
-        assert_eq!(told(r.node(1), 1).replies, [(5, Response::Ok)]);
+        assert_eq!(told(r.node(1), 1).replies, [(5, Reply::Ok)]);
     }
 
     #[test]
     fn the_join_list_comes_after_this_nodes_joins_in_flight() {
         let mut r = ring(2);
-        r.node(1).connect(1, 100, Svc::Cpg);
+        r.node(1).connect(1, 100, ID);
         r.node(1)
             .core
-            .request(1, 5, Request::CpgJoin { group: g() });
+            .request_value(1, 5, &Request::Join { group: g() });
         r.node(1).run();
         // The join is submitted but not yet ordered when the ring changes.
         r.config(&[1, 2], &[1, 2]);
         r.flush();
         // Node 2 learnt node 1's process from the join itself, and the join list agreed.
         assert_eq!(r.node(2).core.core_counters().syncs_completed, 2);
-        r.node(2).connect(1, 200, Svc::Cpg);
+        r.node(2).connect(1, 200, ID);
         r.node(2)
             .core
-            .request(1, 6, Request::CpgMembership { group: g() });
+            .request_value(1, 6, &Request::Membership { group: g() });
         r.node(2).run();
         assert_eq!(
             told(r.node(2), 1).replies,
-            [(6, Response::CpgMembers(vec![p(1, 100)]))]
+            [(6, Reply::Service(Response::Members(vec![p(1, 100)])))]
         );
     }
 
@@ -1023,12 +1042,12 @@ mod tests {
         // Node 2's process dies while the join lists are in flight.
         r.node(2).core.disconnected(1);
         r.flush();
-        r.node(1).connect(1, 100, Svc::Cpg);
-        r.node(1).core.request(1, 6, Request::CpgGroups);
+        r.node(1).connect(1, 100, ID);
+        r.node(1).core.request_value(1, 6, &Request::Groups);
         r.node(1).run();
         assert_eq!(
             told(r.node(1), 1).replies,
-            [(6, Response::CpgGroups(vec![]))],
+            [(6, Reply::Service(Response::Groups(vec![])))],
             "no ghost of the dead process"
         );
     }

@@ -1,0 +1,73 @@
+//! Administration on the IPC socket (`aisctl`): `Status` (which every connection has, see
+//! [`crate::ipc::Request::Status`]) and online rekeying. The executive's half is
+//! `ais_core::services::keys`.
+
+use bytes::Bytes;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::ipc::{Message, Nothing, Protocol, ServiceId};
+
+/// The administration protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminProtocol;
+
+impl Protocol for AdminProtocol {
+    const ID: ServiceId = ServiceId(3);
+    const NAME: &'static str = "admin";
+    type Request = Request;
+    type Response = Nothing;
+    type Callback = Nothing;
+}
+
+/// An administration request.
+///
+/// Not `non_exhaustive`: the executive's handler must answer every request, so a new one
+/// fails its build until it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Replace the cluster's frame key with a new epoch (`aisctl rekey`); answered once the
+    /// new epoch is in use on this node.
+    Rekey,
+}
+
+const OP_REKEY: u16 = 3;
+
+impl Message for Request {
+    fn op(&self) -> u16 {
+        match self {
+            Request::Rekey => OP_REKEY,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Request::Rekey => "Rekey",
+        }
+    }
+
+    fn encode(&self, _w: &mut Writer) -> Bytes {
+        Bytes::new()
+    }
+
+    fn decode(op: u16, _r: &mut Reader) -> Result<Self, DecodeError> {
+        match op {
+            OP_REKEY => Ok(Request::Rekey),
+            op => Err(DecodeError::UnknownOp {
+                service: "admin",
+                op,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::{FIRST_REQUEST_OP, Kind, assert_round_trips};
+
+    #[test]
+    fn rekey_round_trips() {
+        assert!(Request::Rekey.op() >= FIRST_REQUEST_OP);
+        assert_round_trips(Kind::Request, &[Request::Rekey]);
+    }
+}

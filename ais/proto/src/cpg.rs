@@ -1,0 +1,543 @@
+//! CPG (closed process groups) on the IPC socket: requests, answers and callbacks, with their
+//! codecs. The executive's half is `ais_core::services::cpg`, the client's `ais_client::cpg`.
+
+use bytes::Bytes;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::ipc::{Guarantee, Message, Protocol, ServiceId, get_group};
+
+/// The CPG protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct CpgProtocol;
+
+impl Protocol for CpgProtocol {
+    const ID: ServiceId = ServiceId(1);
+    const NAME: &'static str = "cpg";
+    type Request = Request;
+    type Response = Response;
+    type Callback = Callback;
+}
+
+/// A process in a CPG group: its node and its process id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CpgAddress {
+    /// Node id.
+    pub node: u32,
+    /// Process id on that node.
+    pub pid: u32,
+}
+
+/// Why a process joined or left a CPG group (corosync's `cpg_reason_t` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The process joined.
+    Join,
+    /// The process left.
+    Leave,
+    /// Its node left the membership.
+    NodeDown,
+    /// Its node joined the membership (the process was already a member there).
+    NodeUp,
+    /// The process ended or closed its connection without leaving.
+    ProcDown,
+}
+
+impl Reason {
+    /// corosync's numeric value.
+    pub fn code(self) -> u8 {
+        match self {
+            Reason::Join => 1,
+            Reason::Leave => 2,
+            Reason::NodeDown => 3,
+            Reason::NodeUp => 4,
+            Reason::ProcDown => 5,
+        }
+    }
+
+    /// From corosync's numeric value.
+    ///
+    /// # Errors
+    /// An unknown value.
+    pub fn from_code(c: u8) -> Result<Reason, DecodeError> {
+        Ok(match c {
+            1 => Reason::Join,
+            2 => Reason::Leave,
+            3 => Reason::NodeDown,
+            4 => Reason::NodeUp,
+            5 => Reason::ProcDown,
+            v => {
+                return Err(DecodeError::Unknown {
+                    what: "reason",
+                    value: u64::from(v),
+                });
+            }
+        })
+    }
+
+    /// Lower-case name (`join`, `leave`, `nodedown`, `nodeup`, `procdown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Join => "join",
+            Reason::Leave => "leave",
+            Reason::NodeDown => "nodedown",
+            Reason::NodeUp => "nodeup",
+            Reason::ProcDown => "procdown",
+        }
+    }
+}
+
+/// A CPG request.
+///
+/// Not `non_exhaustive`: the executive's handler must answer every request, so a new one
+/// fails its build until it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Join a group.
+    Join {
+        /// The group.
+        group: Bytes,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group.
+        group: Bytes,
+    },
+    /// Send a message to a group this connection joined.
+    Mcast {
+        /// The group.
+        group: Bytes,
+        /// Agreed or safe.
+        guarantee: Guarantee,
+        /// The message.
+        data: Bytes,
+    },
+    /// Send several messages to a group this connection joined, in order, in one round trip.
+    /// Totem takes them in order until its send queue is full; the answer
+    /// ([`Response::Accepted`]) says how many it took (the first ones): send the rest again.
+    McastBatch {
+        /// The group.
+        group: Bytes,
+        /// Agreed or safe.
+        guarantee: Guarantee,
+        /// The messages.
+        messages: Vec<Bytes>,
+    },
+    /// The members of a group.
+    Membership {
+        /// The group.
+        group: Bytes,
+    },
+    /// This node's id.
+    LocalGet,
+    /// Whether Totem's send window is full (`CPG_FLOW_CONTROL_ENABLED`).
+    FlowControlGet,
+    /// Every group this node knows, with its members (`corosync-cpgtool`).
+    Groups,
+}
+
+mod op {
+    pub(super) const JOIN: u16 = 10;
+    pub(super) const LEAVE: u16 = 11;
+    pub(super) const MCAST: u16 = 12;
+    pub(super) const MEMBERSHIP: u16 = 13;
+    pub(super) const LOCAL_GET: u16 = 14;
+    pub(super) const FLOW_CONTROL_GET: u16 = 15;
+    pub(super) const GROUPS: u16 = 16;
+    pub(super) const MCAST_BATCH: u16 = 17;
+
+    pub(super) const R_MEMBERS: u16 = 4;
+    pub(super) const R_LOCAL_NODE: u16 = 5;
+    pub(super) const R_FLOW_CONTROL: u16 = 6;
+    pub(super) const R_GROUPS: u16 = 7;
+    pub(super) const R_ACCEPTED: u16 = 9;
+
+    pub(super) const C_DELIVER: u16 = 1;
+    pub(super) const C_CONFCHG: u16 = 2;
+}
+
+fn unknown(op: u16) -> DecodeError {
+    DecodeError::UnknownOp { service: "cpg", op }
+}
+
+impl Message for Request {
+    fn op(&self) -> u16 {
+        match self {
+            Request::Join { .. } => op::JOIN,
+            Request::Leave { .. } => op::LEAVE,
+            Request::Mcast { .. } => op::MCAST,
+            Request::McastBatch { .. } => op::MCAST_BATCH,
+            Request::Membership { .. } => op::MEMBERSHIP,
+            Request::LocalGet => op::LOCAL_GET,
+            Request::FlowControlGet => op::FLOW_CONTROL_GET,
+            Request::Groups => op::GROUPS,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Request::Join { .. } => "CpgJoin",
+            Request::Leave { .. } => "CpgLeave",
+            Request::Mcast { .. } => "CpgMcast",
+            Request::McastBatch { .. } => "CpgMcastBatch",
+            Request::Membership { .. } => "CpgMembership",
+            Request::LocalGet => "CpgLocalGet",
+            Request::FlowControlGet => "CpgFlowControlGet",
+            Request::Groups => "CpgGroups",
+        }
+    }
+
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        match self {
+            Request::Join { group } | Request::Leave { group } | Request::Membership { group } => {
+                w.short_bytes(group);
+            }
+            Request::Mcast {
+                group,
+                guarantee,
+                data,
+            } => {
+                w.short_bytes(group).u8(guarantee.code());
+                return data.clone();
+            }
+            Request::McastBatch {
+                group,
+                guarantee,
+                messages,
+            } => {
+                w.short_bytes(group)
+                    .u8(guarantee.code())
+                    .count(messages.len());
+                for m in messages {
+                    w.u32(u32::try_from(m.len()).unwrap_or(u32::MAX)).raw(m);
+                }
+            }
+            Request::LocalGet | Request::FlowControlGet | Request::Groups => {}
+        }
+        Bytes::new()
+    }
+
+    fn decode(code: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(match code {
+            op::JOIN => Request::Join {
+                group: get_group(r)?,
+            },
+            op::LEAVE => Request::Leave {
+                group: get_group(r)?,
+            },
+            op::MCAST => Request::Mcast {
+                group: get_group(r)?,
+                guarantee: Guarantee::from_code(r.u8("guarantee")?)?,
+                data: r.rest(),
+            },
+            op::MCAST_BATCH => {
+                let group = get_group(r)?;
+                let guarantee = Guarantee::from_code(r.u8("guarantee")?)?;
+                let n = r.count("messages", 4)?;
+                let mut messages = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = r.u32("message length")? as usize;
+                    if len > r.remaining() {
+                        return Err(DecodeError::Truncated {
+                            field: "message",
+                            need: len,
+                            have: r.remaining(),
+                        });
+                    }
+                    messages.push(r.bytes(len));
+                }
+                Request::McastBatch {
+                    group,
+                    guarantee,
+                    messages,
+                }
+            }
+            op::MEMBERSHIP => Request::Membership {
+                group: get_group(r)?,
+            },
+            op::LOCAL_GET => Request::LocalGet,
+            op::FLOW_CONTROL_GET => Request::FlowControlGet,
+            op::GROUPS => Request::Groups,
+            other => return Err(unknown(other)),
+        })
+    }
+}
+
+/// A CPG answer (besides `Ok` and `Error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Response {
+    /// Answer to [`Request::McastBatch`]: how many of the messages, from the first, Totem
+    /// took (at least one; none is `Error(TryAgain)`).
+    Accepted(u32),
+    /// Answer to [`Request::Membership`].
+    Members(Vec<CpgAddress>),
+    /// Answer to [`Request::LocalGet`].
+    LocalNode(u32),
+    /// Answer to [`Request::FlowControlGet`]: true when enabled (sends would be refused).
+    FlowControl(bool),
+    /// Answer to [`Request::Groups`].
+    Groups(Vec<(Bytes, Vec<CpgAddress>)>),
+}
+
+fn put_addrs(w: &mut Writer, addrs: &[CpgAddress]) {
+    w.count(addrs.len());
+    for a in addrs {
+        w.u32(a.node).u32(a.pid);
+    }
+}
+
+fn get_addrs(r: &mut Reader) -> Result<Vec<CpgAddress>, DecodeError> {
+    let n = r.count("members", 8)?;
+    (0..n)
+        .map(|_| {
+            Ok(CpgAddress {
+                node: r.u32("node")?,
+                pid: r.u32("pid")?,
+            })
+        })
+        .collect()
+}
+
+fn put_reasons(w: &mut Writer, list: &[(CpgAddress, Reason)]) {
+    w.count(list.len());
+    for (a, why) in list {
+        w.u32(a.node).u32(a.pid).u8(why.code());
+    }
+}
+
+fn get_reasons(r: &mut Reader) -> Result<Vec<(CpgAddress, Reason)>, DecodeError> {
+    let n = r.count("changes", 9)?;
+    (0..n)
+        .map(|_| {
+            let node = r.u32("node")?;
+            let pid = r.u32("pid")?;
+            Ok((
+                CpgAddress { node, pid },
+                Reason::from_code(r.u8("reason")?)?,
+            ))
+        })
+        .collect()
+}
+
+impl Message for Response {
+    fn op(&self) -> u16 {
+        match self {
+            Response::Accepted(_) => op::R_ACCEPTED,
+            Response::Members(_) => op::R_MEMBERS,
+            Response::LocalNode(_) => op::R_LOCAL_NODE,
+            Response::FlowControl(_) => op::R_FLOW_CONTROL,
+            Response::Groups(_) => op::R_GROUPS,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Response::Accepted(_) => "Accepted",
+            Response::Members(_) => "CpgMembers",
+            Response::LocalNode(_) => "LocalNode",
+            Response::FlowControl(_) => "FlowControl",
+            Response::Groups(_) => "CpgGroups",
+        }
+    }
+
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        match self {
+            Response::Accepted(n) | Response::LocalNode(n) => {
+                w.u32(*n);
+            }
+            Response::Members(m) => put_addrs(w, m),
+            Response::FlowControl(on) => {
+                w.u8(u8::from(*on));
+            }
+            Response::Groups(groups) => {
+                w.count(groups.len());
+                for (g, m) in groups {
+                    w.short_bytes(g);
+                    put_addrs(w, m);
+                }
+            }
+        }
+        Bytes::new()
+    }
+
+    fn decode(code: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(match code {
+            op::R_ACCEPTED => Response::Accepted(r.u32("accepted")?),
+            op::R_MEMBERS => Response::Members(get_addrs(r)?),
+            op::R_LOCAL_NODE => Response::LocalNode(r.u32("node")?),
+            op::R_FLOW_CONTROL => Response::FlowControl(r.u8("flow control")? != 0),
+            op::R_GROUPS => {
+                let n = r.count("groups", 6)?;
+                let groups = (0..n)
+                    .map(|_| Ok((get_group(r)?, get_addrs(r)?)))
+                    .collect::<Result<_, DecodeError>>()?;
+                Response::Groups(groups)
+            }
+            other => return Err(unknown(other)),
+        })
+    }
+}
+
+/// A CPG callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Callback {
+    /// A message delivered to a group this connection joined.
+    Deliver {
+        /// The group.
+        group: Bytes,
+        /// The sender.
+        sender: CpgAddress,
+        /// The message.
+        data: Bytes,
+    },
+    /// A group's membership changed.
+    ConfChg {
+        /// The group.
+        group: Bytes,
+        /// Members after the change, ascending.
+        members: Vec<CpgAddress>,
+        /// Who left, and why.
+        left: Vec<(CpgAddress, Reason)>,
+        /// Who joined, and why.
+        joined: Vec<(CpgAddress, Reason)>,
+    },
+}
+
+impl Message for Callback {
+    fn op(&self) -> u16 {
+        match self {
+            Callback::Deliver { .. } => op::C_DELIVER,
+            Callback::ConfChg { .. } => op::C_CONFCHG,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Callback::Deliver { .. } => "CpgDeliver",
+            Callback::ConfChg { .. } => "CpgConfChg",
+        }
+    }
+
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        match self {
+            Callback::Deliver {
+                group,
+                sender,
+                data,
+            } => {
+                w.short_bytes(group).u32(sender.node).u32(sender.pid);
+                data.clone()
+            }
+            Callback::ConfChg {
+                group,
+                members,
+                left,
+                joined,
+            } => {
+                w.short_bytes(group);
+                put_addrs(w, members);
+                put_reasons(w, left);
+                put_reasons(w, joined);
+                Bytes::new()
+            }
+        }
+    }
+
+    fn decode(code: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(match code {
+            op::C_DELIVER => Callback::Deliver {
+                group: get_group(r)?,
+                sender: CpgAddress {
+                    node: r.u32("node")?,
+                    pid: r.u32("pid")?,
+                },
+                data: r.rest(),
+            },
+            op::C_CONFCHG => Callback::ConfChg {
+                group: get_group(r)?,
+                members: get_addrs(r)?,
+                left: get_reasons(r)?,
+                joined: get_reasons(r)?,
+            },
+            other => return Err(unknown(other)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::{FIRST_REQUEST_OP, FIRST_RESPONSE_OP, Kind, assert_round_trips};
+
+    #[test]
+    fn every_cpg_packet_round_trips_and_every_truncation_fails() {
+        let g = Bytes::from_static(b"group-a");
+        let a = CpgAddress { node: 2, pid: 77 };
+        let reqs = [
+            Request::Join { group: g.clone() },
+            Request::Leave { group: g.clone() },
+            Request::Mcast {
+                group: g.clone(),
+                guarantee: Guarantee::Safe,
+                data: Bytes::from_static(b"payload"),
+            },
+            Request::Mcast {
+                group: g.clone(),
+                guarantee: Guarantee::Agreed,
+                data: Bytes::new(),
+            },
+            Request::McastBatch {
+                group: g.clone(),
+                guarantee: Guarantee::Agreed,
+                messages: vec![
+                    Bytes::from_static(b"a"),
+                    Bytes::new(),
+                    Bytes::from_static(b"ccc"),
+                ],
+            },
+            Request::Membership { group: g.clone() },
+            Request::LocalGet,
+            Request::FlowControlGet,
+            Request::Groups,
+        ];
+        assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
+        assert_round_trips(Kind::Request, &reqs);
+        let resps = [
+            Response::Accepted(3),
+            Response::Members(vec![a]),
+            Response::LocalNode(3),
+            Response::FlowControl(true),
+            Response::Groups(vec![(g.clone(), vec![a, a])]),
+        ];
+        assert!(resps.iter().all(|r| r.op() >= FIRST_RESPONSE_OP));
+        assert_round_trips(Kind::Response, &resps);
+        assert_round_trips(
+            Kind::Callback,
+            &[
+                Callback::Deliver {
+                    group: g.clone(),
+                    sender: a,
+                    data: Bytes::from_static(b"hello"),
+                },
+                Callback::ConfChg {
+                    group: g,
+                    members: vec![a],
+                    left: vec![(a, Reason::NodeDown)],
+                    joined: vec![(a, Reason::Join)],
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn an_over_long_group_name_does_not_decode() {
+        let mut w = Writer::default();
+        Request::Join {
+            group: Bytes::from(vec![b'a'; 200]),
+        }
+        .encode(&mut w);
+        let mut r = Reader::new(Bytes::from(w.finish()));
+        assert!(Request::decode(op::JOIN, &mut r).is_err());
+    }
+}
