@@ -41,8 +41,14 @@
 //! Transport errors never stop the loop or panic: a refused frame is counted in
 //! [`DriverStats::send_errors`] (Totem retransmits what is lost), other I/O errors in
 //! [`DriverStats::io_errors`].
+//!
+//! The loop itself is in `run`; the status snapshots, counters and rate-limited logs of
+//! refused frames and process pauses are in `diagnostics`.
 
-use crossbeam_channel::{self as channel, Receiver, Sender, TryRecvError, TrySendError};
+mod diagnostics;
+mod run;
+
+use crossbeam_channel::{self as channel, Receiver, Sender, TrySendError};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,12 +57,13 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
-use dataplane::{Member, MembersError, SendError, Transport};
+use dataplane::{Member, MembersError, Transport};
 
+use self::diagnostics::Diagnostics;
+pub use self::diagnostics::{DIAG_INTERVAL, DriverStats, DriverStatus};
+use self::run::{Clock, Loop};
 use crate::srp::{self, Event, SubmitError, Totem};
-use crate::time::Instant;
-use crate::types::{DeliveryKind, MsgId, NodeId, Priority, RingId};
-use crate::wire;
+use crate::types::{DeliveryKind, MsgId, Priority, RingId};
 
 /// Capacity of the submit request queue. A submit beyond it blocks until the driver thread
 /// takes requests (within one loop iteration).
@@ -70,8 +77,6 @@ pub const RX_BURSTS: usize = 8;
 pub const STATUS_INTERVAL: StdDuration = StdDuration::from_millis(100);
 /// The longest sleep of a driver whose transport has a waker (see [`Transport::waker`]).
 pub const WOKEN_IDLE_WAIT: StdDuration = StdDuration::from_millis(50);
-/// Attempts to push out the frames left in the transport when the driver stops or leaves.
-const FINAL_FLUSH_TRIES: usize = 10;
 
 /// Configuration of a [`Driver`].
 #[derive(Debug, Clone)]
@@ -137,36 +142,6 @@ pub enum DriverSubmitError {
     Stopped,
 }
 
-/// Counters of a driver run, returned by [`Driver::stop`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DriverStats {
-    /// Loop iterations.
-    pub iterations: u64,
-    /// Frames received and given to the core.
-    pub frames_in: u64,
-    /// Frames queued on the transport (one per core transmit).
-    pub frames_out: u64,
-    /// Frames the transport refused (full after a flush and one retry, too large, unknown
-    /// destination); they are dropped and Totem's retransmission repairs the loss.
-    pub send_errors: u64,
-    /// Other transport errors (receive, flush, wait), counted and otherwise ignored.
-    pub io_errors: u64,
-    /// Submit requests answered.
-    pub submits: u64,
-    /// Frames the core addressed to this node itself, handed straight back to it.
-    pub frames_looped: u64,
-    /// Member addresses learned from frames of nodes the transport did not know
-    /// ([`Transport::learn_member`]; UDP multicast discovers its members this way).
-    pub members_learned: u64,
-    /// Events forwarded to the events channel.
-    pub events: u64,
-    /// The core's counters when the thread ended.
-    pub core: srp::Stats,
-    /// The transport's counters when the thread ended.
-    pub transport: dataplane::Stats,
-}
-
 /// Called on the driver thread with the core's answer to an asynchronous submit.
 pub type SubmitCallback = Box<dyn FnOnce(Result<MsgId, SubmitError>) + Send>;
 
@@ -219,23 +194,6 @@ impl EventSink for Sender<Event> {
         // The receiver lives in the `Driver`; once it is gone nobody wants the events.
         let _ = self.send(event);
     }
-}
-
-/// A snapshot of the driver thread's state, refreshed at least every [`STATUS_INTERVAL`] and
-/// whenever the membership state or ring changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DriverStatus {
-    /// Where the node is in the membership protocol.
-    pub state: srp::MembState,
-    /// The current ring.
-    pub ring: RingId,
-    /// The current ring's members.
-    pub members: Vec<NodeId>,
-    /// Messages waiting in the core's send queues.
-    pub queued_messages: usize,
-    /// The driver's counters (their `core` and `transport` fields are filled in too).
-    pub stats: DriverStats,
 }
 
 #[derive(Default)]
@@ -593,363 +551,6 @@ impl Drop for Driver {
         self.submitter.wake.queued_control();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-/// Logs frames the protection layer refused, at most once per [`DIAG_INTERVAL`] per kind
-/// (a node with the wrong key sends many), with the number suppressed in between.
-#[derive(Default)]
-struct Diagnostics {
-    /// Per kind: when it was last logged and how many were suppressed since.
-    last: [Option<(std::time::Instant, u64)>; 3],
-}
-
-/// Shortest interval between two log lines of one kind of refused frame.
-pub const DIAG_INTERVAL: StdDuration = StdDuration::from_secs(10);
-
-impl Diagnostics {
-    fn refused(
-        &mut self,
-        from: std::net::SocketAddr,
-        e: crate::crypto::OpenError,
-        mine: Option<u32>,
-    ) {
-        use crate::crypto::OpenError;
-        let kind = match e {
-            OpenError::BadTag | OpenError::BadCrc | OpenError::Malformed => 0,
-            OpenError::UnknownEpoch { .. } => 1,
-            OpenError::Replayed { .. }
-            | OpenError::TooOld { .. }
-            | OpenError::Misdirected { .. } => 2,
-        };
-        let now = std::time::Instant::now();
-        let suppressed = match &mut self.last[kind] {
-            Some((at, n)) if now.duration_since(*at) < DIAG_INTERVAL => {
-                *n += 1;
-                return;
-            }
-            slot => {
-                let n = slot.map_or(0, |(_, n)| n);
-                *slot = Some((now, 0));
-                n
-            }
-        };
-        let more = if suppressed > 0 {
-            format!(" ({suppressed} more since the last report)")
-        } else {
-            String::new()
-        };
-        match e {
-            OpenError::UnknownEpoch { epoch, .. } if mine.is_some_and(|m| epoch > m) => {
-                tracing::error!(
-                    "frame from {from} uses key epoch {epoch}, but this node only has epoch {}: the cluster was rekeyed while this node was away; copy the current key file from a running node and restart aisexec{more}",
-                    mine.unwrap_or(0)
-                );
-            }
-            OpenError::UnknownEpoch { epoch, .. } => {
-                tracing::warn!(
-                    "frame from {from} uses key epoch {epoch}, older than this node's {}: that node missed a rekey and needs the current key file{more}",
-                    mine.unwrap_or(0)
-                );
-            }
-            OpenError::Replayed { .. }
-            | OpenError::TooOld { .. }
-            | OpenError::Misdirected { .. } => {
-                tracing::warn!("replayed frame from {from} refused ({e}){more}");
-            }
-            _ => tracing::warn!("invalid digest from {from} ({e}){more}"),
-        }
-    }
-}
-
-/// The real clock, as the core's [`Instant`]: nanoseconds since the driver started.
-#[derive(Clone, Copy)]
-struct Clock(std::time::Instant);
-
-impl Clock {
-    fn now(self) -> Instant {
-        Instant(u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX))
-    }
-}
-
-struct Loop<T, S> {
-    core: Totem,
-    transport: T,
-    clock: Clock,
-    requests: Receiver<Request>,
-    events: S,
-    /// Rate limit of the protection layer's diagnostics.
-    diag: Diagnostics,
-    /// The core's `pauses_detected` when last logged.
-    pauses_logged: u64,
-    control: Arc<Control>,
-    idle_wait: StdDuration,
-    stats: DriverStats,
-    status: Arc<Mutex<DriverStatus>>,
-    status_at: std::time::Instant,
-    /// State and ring of the last published status.
-    status_key: Option<(srp::MembState, RingId)>,
-    wake: Arc<WakeState>,
-}
-
-impl<T: Transport, S: EventSink> Loop<T, S> {
-    /// Publishes a fresh [`DriverStatus`] when the state or ring changed or
-    /// [`STATUS_INTERVAL`] passed.
-    fn maybe_publish_status(&mut self) {
-        let key = (self.core.state(), self.core.ring_id());
-        if self.status_key != Some(key) || self.status_at.elapsed() >= STATUS_INTERVAL {
-            self.publish_status();
-        }
-    }
-
-    fn publish_status(&mut self) {
-        self.status_key = Some((self.core.state(), self.core.ring_id()));
-        self.status_at = std::time::Instant::now();
-        let mut stats = self.stats.clone();
-        stats.core = self.core.stats().clone();
-        stats.transport = self.transport.stats();
-        let snapshot = DriverStatus {
-            state: self.core.state(),
-            ring: self.core.ring_id(),
-            members: self.core.members().to_vec(),
-            queued_messages: self.core.queued_messages(),
-            stats,
-        };
-        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
-    }
-
-    fn run(mut self) -> DriverStats {
-        loop {
-            self.stats.iterations += 1;
-            if self.control.stop.load(Ordering::Acquire) {
-                break;
-            }
-            if self.control.leave.load(Ordering::Acquire) {
-                self.core.leave();
-                self.transmit();
-                self.forward_events();
-                break;
-            }
-            self.take_submits();
-            let received = self.receive();
-            self.fire_timers();
-            self.log_pauses();
-            self.flush();
-            self.forward_events();
-            self.maybe_publish_status();
-            if received == 0 {
-                self.wait();
-            }
-        }
-        self.final_flush();
-        self.publish_status();
-        self.events.closed();
-        self.stats.core = self.core.stats().clone();
-        self.stats.transport = self.transport.stats();
-        self.stats
-    }
-
-    fn take_submits(&mut self) {
-        for _ in 0..SUBMIT_BATCH {
-            let taken = self.requests.try_recv();
-            if taken.is_ok() {
-                self.wake.pending.fetch_sub(1, Ordering::SeqCst);
-            }
-            match taken {
-                Ok(Request::Core(call)) => {
-                    call(&mut self.core);
-                    self.transmit();
-                }
-                Ok(Request::Submit(req)) => {
-                    let result = self.core.submit(req.prio, req.kind, req.payload);
-                    self.stats.submits += 1;
-                    match req.reply {
-                        // The submitter may have given up; its answer is then moot.
-                        Reply::Wait(tx) => {
-                            let _ = tx.send(result);
-                        }
-                        Reply::Call(done) => done(result),
-                    }
-                    self.transmit();
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-    }
-
-    fn receive(&mut self) -> usize {
-        let mut total = 0;
-        for _ in 0..RX_BURSTS {
-            let now = self.clock.now();
-            let core = &mut self.core;
-            // Senders the transport does not know, whose frames the core accepted: at most a
-            // few per burst, kept without allocating.
-            let mut strangers = [None; 4];
-            let diag = &mut self.diag;
-            let result = self.transport.recv_burst(|src, frame| {
-                let malformed = core.stats().malformed;
-                core.handle_frame(now, frame);
-                if let Some(e) = core.last_open_error() {
-                    diag.refused(src.addr, e, core.key_epoch());
-                    return;
-                }
-                if src.node.is_none()
-                    && core.stats().malformed == malformed
-                    && let Ok(h) = wire::Header::new_checked(frame)
-                    && let Some(slot) = strangers.iter_mut().find(|s| s.is_none())
-                {
-                    *slot = Some((h.sender(), src.addr));
-                }
-            });
-            for (node, addr) in strangers.into_iter().flatten() {
-                if self.transport.learn_member(dataplane::NodeId(node.0), addr) {
-                    self.stats.members_learned += 1;
-                }
-            }
-            // The core queues its transmits; send them after the burst, in order.
-            self.transmit();
-            match result {
-                Ok(0) => break,
-                Ok(n) => {
-                    total += n;
-                    self.stats.frames_in += n as u64;
-                }
-                Err(_) => {
-                    self.stats.io_errors += 1;
-                    break;
-                }
-            }
-        }
-        total
-    }
-
-    /// One warning per pause the core detected (its own process did not run).
-    fn log_pauses(&mut self) {
-        let stats = self.core.stats();
-        if stats.pauses_detected > self.pauses_logged {
-            self.pauses_logged = stats.pauses_detected;
-            tracing::warn!(
-                paused_ms = stats.last_pause.as_millis(),
-                threshold_ms = self.core.config().pause_threshold.as_millis(),
-                "process paused {} ms (past the pause threshold of {} ms; token timeout {} ms); \
-                 its expired timers were restarted and the membership messages queued meanwhile \
-                 ignored, so no member is declared failed for it. Look for CPU starvation, \
-                 swapping, a VM pause or a stalled write; consider a larger totem.token",
-                stats.last_pause.as_millis(),
-                self.core.config().pause_threshold.as_millis(),
-                self.core.config().token_timeout.as_millis()
-            );
-        }
-    }
-
-    fn fire_timers(&mut self) {
-        // A timer handler may set a deadline already past (a prompt call): a few rounds.
-        for _ in 0..8 {
-            let now = self.clock.now();
-            match self.core.poll_timeout() {
-                Some(deadline) if deadline <= now => {
-                    self.core.handle_timeout(now);
-                    self.transmit();
-                }
-                _ => break,
-            }
-        }
-    }
-
-    /// Queues every pending transmit of the core on the transport. The core's events are
-    /// forwarded first: what the core did before sending (a frame stored, a message
-    /// delivered) reaches the caller before anyone can react to the frames.
-    fn transmit(&mut self) {
-        self.forward_events();
-        while let Some(t) = self.core.poll_transmit() {
-            // A frame for this node itself (the token of a ring of one) never needs the
-            // network, whose member table may not even know this node's own address.
-            if t.dest == srp::Dest::Node(self.core.node_id()) {
-                let now = self.clock.now();
-                self.core.handle_frame(now, &t.frame);
-                self.stats.frames_looped += 1;
-                continue;
-            }
-            let dest = match t.dest {
-                srp::Dest::Ring => dataplane::Dest::Ring,
-                srp::Dest::Node(n) => dataplane::Dest::Node(dataplane::NodeId(n.0)),
-            };
-            let frame = &t.frame;
-            let mut result = self
-                .transport
-                .send(dest, frame.len(), |buf| buf.copy_from_slice(frame));
-            if matches!(result, Err(SendError::TxFull)) {
-                self.flush();
-                result = self
-                    .transport
-                    .send(dest, frame.len(), |buf| buf.copy_from_slice(frame));
-            }
-            match result {
-                Ok(()) => self.stats.frames_out += 1,
-                Err(_) => self.stats.send_errors += 1,
-            }
-        }
-    }
-
-    /// Flushes; returns false when the kernel's buffer was full and frames stay queued.
-    fn flush(&mut self) -> bool {
-        match self.transport.flush() {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            Err(_) => {
-                self.stats.io_errors += 1;
-                true
-            }
-        }
-    }
-
-    fn final_flush(&mut self) {
-        for _ in 0..FINAL_FLUSH_TRIES {
-            if self.flush() {
-                return;
-            }
-            thread::sleep(StdDuration::from_micros(100));
-        }
-    }
-
-    fn forward_events(&mut self) {
-        while let Some(event) = self.core.poll_event() {
-            self.stats.events += 1;
-            self.events.event(event);
-        }
-    }
-
-    fn wait(&mut self) {
-        let now = self.clock.now();
-        // With a waker, submits, leave and stop wake the thread: it may sleep until its next
-        // timer (at most WOKEN_IDLE_WAIT). Without one, `idle_wait` bounds a submit's delay.
-        let cap = if self.wake.waker.is_some() {
-            WOKEN_IDLE_WAIT
-        } else {
-            self.idle_wait
-        };
-        let timeout = match self.core.poll_timeout() {
-            Some(deadline) => {
-                StdDuration::from_nanos(deadline.saturating_since(now).as_nanos()).min(cap)
-            }
-            None => cap,
-        };
-        if timeout.is_zero() {
-            return;
-        }
-        // Announce the sleep, then sleep only if no request is waiting (see `WakeState`).
-        self.wake.sleeping.store(true, Ordering::SeqCst);
-        if self.wake.pending.load(Ordering::SeqCst) > 0 {
-            self.wake.sleeping.store(false, Ordering::SeqCst);
-            return;
-        }
-        let result = self.transport.wait(Some(timeout));
-        self.wake.sleeping.store(false, Ordering::SeqCst);
-        if result.is_err() {
-            self.stats.io_errors += 1;
-            // Do not spin on a broken transport.
-            thread::sleep(timeout);
         }
     }
 }

@@ -1,0 +1,171 @@
+//! What the driver reports: its counters ([`DriverStats`]), the status snapshot other
+//! threads read ([`DriverStatus`]), and rate-limited logs of refused frames and process pauses.
+
+use std::sync::PoisonError;
+use std::time::Duration as StdDuration;
+
+use dataplane::Transport;
+
+use super::run::Loop;
+use super::{EventSink, STATUS_INTERVAL};
+use crate::srp;
+use crate::types::{NodeId, RingId};
+
+/// Counters of a driver run, returned by [`Driver::stop`](super::Driver::stop).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverStats {
+    /// Loop iterations.
+    pub iterations: u64,
+    /// Frames received and given to the core.
+    pub frames_in: u64,
+    /// Frames queued on the transport (one per core transmit).
+    pub frames_out: u64,
+    /// Frames the transport refused (full after a flush and one retry, too large, unknown
+    /// destination); they are dropped and Totem's retransmission repairs the loss.
+    pub send_errors: u64,
+    /// Other transport errors (receive, flush, wait), counted and otherwise ignored.
+    pub io_errors: u64,
+    /// Submit requests answered.
+    pub submits: u64,
+    /// Frames the core addressed to this node itself, handed straight back to it.
+    pub frames_looped: u64,
+    /// Member addresses learned from frames of nodes the transport did not know
+    /// ([`Transport::learn_member`]; UDP multicast discovers its members this way).
+    pub members_learned: u64,
+    /// Events forwarded to the events channel.
+    pub events: u64,
+    /// The core's counters when the thread ended.
+    pub core: srp::Stats,
+    /// The transport's counters when the thread ended.
+    pub transport: dataplane::Stats,
+}
+
+/// A snapshot of the driver thread's state, refreshed at least every [`STATUS_INTERVAL`] and
+/// whenever the membership state or ring changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverStatus {
+    /// Where the node is in the membership protocol.
+    pub state: srp::MembState,
+    /// The current ring.
+    pub ring: RingId,
+    /// The current ring's members.
+    pub members: Vec<NodeId>,
+    /// Messages waiting in the core's send queues.
+    pub queued_messages: usize,
+    /// The driver's counters (their `core` and `transport` fields are filled in too).
+    pub stats: DriverStats,
+}
+
+/// Logs frames the protection layer refused, at most once per [`DIAG_INTERVAL`] per kind
+/// (a node with the wrong key sends many), with the number suppressed in between.
+#[derive(Default)]
+pub(super) struct Diagnostics {
+    /// Per kind: when it was last logged and how many were suppressed since.
+    last: [Option<(std::time::Instant, u64)>; 3],
+}
+
+/// Shortest interval between two log lines of one kind of refused frame.
+pub const DIAG_INTERVAL: StdDuration = StdDuration::from_secs(10);
+
+impl Diagnostics {
+    pub(super) fn refused(
+        &mut self,
+        from: std::net::SocketAddr,
+        e: crate::crypto::OpenError,
+        mine: Option<u32>,
+    ) {
+        use crate::crypto::OpenError;
+        let kind = match e {
+            OpenError::BadTag | OpenError::BadCrc | OpenError::Malformed => 0,
+            OpenError::UnknownEpoch { .. } => 1,
+            OpenError::Replayed { .. }
+            | OpenError::TooOld { .. }
+            | OpenError::Misdirected { .. } => 2,
+        };
+        let now = std::time::Instant::now();
+        let suppressed = match &mut self.last[kind] {
+            Some((at, n)) if now.duration_since(*at) < DIAG_INTERVAL => {
+                *n += 1;
+                return;
+            }
+            slot => {
+                let n = slot.map_or(0, |(_, n)| n);
+                *slot = Some((now, 0));
+                n
+            }
+        };
+        let more = if suppressed > 0 {
+            format!(" ({suppressed} more since the last report)")
+        } else {
+            String::new()
+        };
+        match e {
+            OpenError::UnknownEpoch { epoch, .. } if mine.is_some_and(|m| epoch > m) => {
+                tracing::error!(
+                    "frame from {from} uses key epoch {epoch}, but this node only has epoch {}: the cluster was rekeyed while this node was away; copy the current key file from a running node and restart aisexec{more}",
+                    mine.unwrap_or(0)
+                );
+            }
+            OpenError::UnknownEpoch { epoch, .. } => {
+                tracing::warn!(
+                    "frame from {from} uses key epoch {epoch}, older than this node's {}: that node missed a rekey and needs the current key file{more}",
+                    mine.unwrap_or(0)
+                );
+            }
+            OpenError::Replayed { .. }
+            | OpenError::TooOld { .. }
+            | OpenError::Misdirected { .. } => {
+                tracing::warn!("replayed frame from {from} refused ({e}){more}");
+            }
+            _ => tracing::warn!("invalid digest from {from} ({e}){more}"),
+        }
+    }
+}
+
+impl<T: Transport, S: EventSink> Loop<T, S> {
+    /// Publishes a fresh [`DriverStatus`] when the state or ring changed or
+    /// [`STATUS_INTERVAL`] passed.
+    pub(super) fn maybe_publish_status(&mut self) {
+        let key = (self.core.state(), self.core.ring_id());
+        if self.status_key != Some(key) || self.status_at.elapsed() >= STATUS_INTERVAL {
+            self.publish_status();
+        }
+    }
+
+    pub(super) fn publish_status(&mut self) {
+        self.status_key = Some((self.core.state(), self.core.ring_id()));
+        self.status_at = std::time::Instant::now();
+        let mut stats = self.stats.clone();
+        stats.core = self.core.stats().clone();
+        stats.transport = self.transport.stats();
+        let snapshot = DriverStatus {
+            state: self.core.state(),
+            ring: self.core.ring_id(),
+            members: self.core.members().to_vec(),
+            queued_messages: self.core.queued_messages(),
+            stats,
+        };
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+
+    /// One warning per pause the core detected (its own process did not run).
+    pub(super) fn log_pauses(&mut self) {
+        let stats = self.core.stats();
+        if stats.pauses_detected > self.pauses_logged {
+            self.pauses_logged = stats.pauses_detected;
+            tracing::warn!(
+                paused_ms = stats.last_pause.as_millis(),
+                threshold_ms = self.core.config().pause_threshold.as_millis(),
+                "process paused {} ms (past the pause threshold of {} ms; token timeout {} ms); \
+                 its expired timers were restarted and the membership messages queued meanwhile \
+                 ignored, so no member is declared failed for it. Look for CPU starvation, \
+                 swapping, a VM pause or a stalled write; consider a larger totem.token",
+                stats.last_pause.as_millis(),
+                self.core.config().pause_threshold.as_millis(),
+                self.core.config().token_timeout.as_millis()
+            );
+        }
+    }
+}
