@@ -1,0 +1,146 @@
+//! Frames between the simulated nodes: partitions, cut links, the lossy receiver and the link
+//! faults on the way out; a paused node's socket buffer and the checks of what a node accepted
+//! on the way in.
+
+use bytes::Bytes;
+use rand::Rng;
+use totem_dpdk::srp::{Event, Observation};
+
+use super::attack::{HISTORY, Injected, crypto_refusals, nonce_of, protocol_refusals};
+use super::{Action, Sim};
+use crate::record;
+
+/// Frames a paused node's socket buffer holds; more are dropped.
+const PAUSE_BUFFER: usize = 2_000;
+
+impl Sim {
+    pub(super) fn on_frame(&mut self, to: usize, frame: Bytes, injected: Option<Injected>) {
+        if let Some(backlog) = &mut self.nodes[to].paused {
+            if backlog.len() < PAUSE_BUFFER {
+                backlog.push_back((frame, injected));
+            }
+            return;
+        }
+        let now = self.now;
+        let slot = &mut self.nodes[to];
+        let Some(node) = slot.totem.as_mut() else {
+            return;
+        };
+        let nonce = nonce_of(&frame);
+        let was_seen = nonce.is_some_and(|n| slot.seen.contains(&n));
+        let before = node.stats().clone();
+        let dup_before = before.duplicate_tokens;
+        let accepted_before = before.tokens_accepted;
+        node.handle_frame(now, &frame);
+        let after = node.stats().clone();
+        let opened = after.crypto.opened > before.crypto.opened;
+        if opened && let Some(n) = nonce {
+            slot.seen.insert(n);
+        }
+        let after = &after;
+        if let Some(kind) = injected {
+            let refused = crypto_refusals(after) > crypto_refusals(&before);
+            let a = &mut self.out.attacks;
+            match kind {
+                Injected::Forged => a.forged += 1,
+                Injected::Truncated => a.truncated += 1,
+                Injected::Tampered => a.tampered += 1,
+                Injected::Replay => a.replayed += 1,
+            }
+            if refused {
+                a.rejected += 1;
+            } else if kind == Injected::Replay && !was_seen {
+                a.replay_first_copies += 1;
+                if protocol_refusals(after) > protocol_refusals(&before) {
+                    a.replay_ignored_by_protocol += 1;
+                }
+            } else {
+                self.out.violations.push(format!(
+                    "security: node {} accepted a {kind:?} frame at t={} (seen before: {was_seen})",
+                    to + 1,
+                    now.as_nanos()
+                ));
+            }
+        }
+        let node = self.nodes[to].totem.as_mut().expect("checked above");
+        if node.stats().duplicate_tokens > dup_before
+            && node.stats().tokens_accepted == accepted_before
+        {
+            // A discarded token must change nothing: no frame out, only its observation.
+            let sent = node.poll_transmit().is_some();
+            let mut others = 0;
+            while let Some(event) = node.poll_event() {
+                if let Event::Observe(Observation::Token(t)) = &event {
+                    let id = node.node_id();
+                    self.out.log.push(record::token(now, id, t));
+                } else {
+                    others += 1;
+                }
+            }
+            if sent || others > 0 {
+                self.out.violations.push(format!(
+                    "token: node {} acted on a discarded token at t={}",
+                    to + 1,
+                    now.as_nanos()
+                ));
+            }
+            return;
+        }
+        self.drain(to);
+    }
+
+    pub(super) fn carry(&mut self, from: usize, to: usize, frame: &Bytes, multicast: bool) {
+        if to == from {
+            // A one-member ring passes the token to itself, through its own socket.
+            let at = self.now + self.link.delay;
+            self.push(
+                at,
+                Action::Frame {
+                    to,
+                    frame: frame.clone(),
+                    injected: None,
+                },
+            );
+            return;
+        }
+        if self.groups[from] != self.groups[to] || self.cut.contains(&(from, to)) {
+            return;
+        }
+        let faulty = self.now < self.schedule.faults_end();
+        if let Some((id, share)) = self.schedule.lossy_receiver
+            && faulty
+            && multicast
+            && to + 1 == id as usize
+            && frame.get(3) == Some(&2)
+            && self.rng.random_bool(share)
+        {
+            return;
+        }
+        let link = if faulty { self.link } else { self.clean };
+        let verdict = link.carry(&mut self.rng, frame);
+        let crypto = self.schedule.crypto;
+        for (delay, copy, corrupted) in verdict.copies {
+            self.out.frames += 1;
+            let at = self.now + delay;
+            // Two flips of one byte can cancel out: only a changed frame counts as tampered.
+            let injected = (crypto && corrupted && copy != *frame).then_some(Injected::Tampered);
+            self.push(
+                at,
+                Action::Frame {
+                    to,
+                    frame: copy,
+                    injected,
+                },
+            );
+        }
+        if crypto {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(frame.clone());
+        }
+        if faulty {
+            self.attack(to);
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! What determines a run: the [`Schedule`] (seed, ring size, link and node faults, workload
+//! parameters), and drawing a random one from a seed.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use totem_dpdk::{Duration, Instant, NodeId};
+
+use crate::net::Faults;
+
+/// A fault that happens to nodes or to the network at a given time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFault {
+    /// The node's process dies: its state is gone, frames to it are lost.
+    Crash(u32),
+    /// A crashed node starts again, with only its persisted ring sequence number.
+    Restart(u32),
+    /// A node that was not running at the start of the run starts for the first time (it
+    /// must be listed in [`Schedule::late`]).
+    Start(u32),
+    /// The node's process is frozen for the given time (a VM pause, a stalled disk write):
+    /// frames to it wait in its socket buffer (up to a limit) and its timers do not run; then
+    /// it resumes with its stale state.
+    Pause(u32, Duration),
+    /// The network splits: nodes in different groups (group number per node, index 0 = node
+    /// 1) cannot reach each other.
+    Partition(Vec<u8>),
+    /// Frames from the first node to the second are lost (one direction only).
+    OneWay(u32, u32),
+    /// Every link works again.
+    Heal,
+    /// Splits the network like `Partition` at the moment the first node enters recovery
+    /// (after this fault's time), and heals it the given time later.
+    PartitionDuringRecovery(Vec<u8>, Duration),
+}
+
+/// Message sizes of a schedule's workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sizes {
+    /// 1 byte to 70 000 bytes, mostly small (see docs/simulator.md).
+    #[default]
+    Mixed,
+    /// 4 frames to 70 000 bytes: every message is fragmented.
+    Large,
+}
+
+/// Which node and topology faults a schedule may draw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeFaultKinds {
+    /// Crash and restart.
+    pub crash: bool,
+    /// Process pause (freeze, then resume with stale state).
+    pub pause: bool,
+    /// Symmetric partition into two groups, then heal.
+    pub partition: bool,
+    /// One-way link loss, then heal.
+    pub oneway: bool,
+}
+
+impl NodeFaultKinds {
+    /// Every kind.
+    pub const ALL: NodeFaultKinds = NodeFaultKinds {
+        crash: true,
+        pause: true,
+        partition: true,
+        oneway: true,
+    };
+
+    /// True if any kind is enabled.
+    pub fn any(self) -> bool {
+        self.crash || self.pause || self.partition || self.oneway
+    }
+}
+
+/// Everything that determines one run.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The seed of every random decision of the run.
+    pub seed: u64,
+    /// Ring size (2 to 16).
+    pub nodes: u32,
+    /// Link faults, the same on every link.
+    pub faults: Faults,
+    /// Node and topology faults, at their times (ascending).
+    pub node_faults: Vec<(Instant, NodeFault)>,
+    /// Totem frame size (1472 for a 1500-byte MTU, 8972 for 9000).
+    pub max_frame_size: usize,
+    /// Messages each node submits.
+    pub messages_per_node: u32,
+    /// Each node's send-queue limit in messages; small values exercise backpressure (the
+    /// workload retries a refused submit when the node reports flow control clear again, as an
+    /// AIS client does after TRY_AGAIN).
+    pub max_queued_messages: usize,
+    /// Submissions are spread uniformly over this much virtual time.
+    pub submit_window: Duration,
+    /// After the last fault, the nodes must converge and deliver everything within this time.
+    pub converge_bound: Duration,
+    /// The workload's message sizes.
+    pub sizes: Sizes,
+    /// Nodes that do not run at the start; each starts with its [`NodeFault::Start`].
+    pub late: Vec<u32>,
+    /// One node (id) that loses this share of the ring's multicast data frames while faults
+    /// last (it still gets its tokens and membership messages): corosync's "FAILED TO
+    /// RECEIVE" situation.
+    pub lossy_receiver: Option<(u32, f64)>,
+    /// Seal every frame with AES-256-GCM (secauth; one shared key, nonce counters continued
+    /// across restarts). On whenever the attack faults are.
+    pub crypto: bool,
+    /// Check property 17 (stable members) for the pairs of [`Schedule::stable_pairs`]. Off by
+    /// default (see docs/simulator.md for what it still finds).
+    pub check_stable_members: bool,
+}
+
+impl Schedule {
+    /// A schedule drawn from `seed`: the link-fault probabilities are drawn up to the maxima in
+    /// `max_faults` (0 disables a fault); 1 to 4 node or topology faults of the enabled kinds
+    /// (crash and restart, pause, partition and heal, one-way link) at random times; the frame
+    /// size is 1472 or 8972; the ring size is drawn from `nodes`.
+    pub fn random(
+        seed: u64,
+        nodes: std::ops::RangeInclusive<u32>,
+        max_faults: Faults,
+        node_faults: NodeFaultKinds,
+    ) -> Schedule {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5c4e_d01e);
+        let mut draw = |max: f64| {
+            if max > 0.0 {
+                rng.random_range(0.0..=max)
+            } else {
+                0.0
+            }
+        };
+        let faults = Faults {
+            loss: draw(max_faults.loss),
+            dup: draw(max_faults.dup),
+            reorder: draw(max_faults.reorder),
+            corrupt: draw(max_faults.corrupt),
+            forge: draw(max_faults.forge),
+            replay: draw(max_faults.replay),
+        };
+        let n = rng.random_range(nodes);
+        let submit_window = Duration::from_millis(rng.random_range(1..=20));
+        let mut node_faults = if node_faults.any() {
+            random_node_faults(&mut rng, n, node_faults)
+        } else {
+            Vec::new()
+        };
+        // With node faults, a third of the schedules have one node that joins late.
+        let mut late = Vec::new();
+        if !node_faults.is_empty() && n > 2 && rng.random_bool(0.33) {
+            let node = rng.random_range(1..=n);
+            let first_fault = node_faults.first().map_or(Instant(0), |(t, _)| *t);
+            let at = Instant(rng.random_range(1..=first_fault.as_nanos().max(2)));
+            node_faults.retain(|(_, f)| !names(f, node));
+            node_faults.insert(0, (at, NodeFault::Start(node)));
+            late.push(node);
+        }
+        Schedule {
+            seed,
+            nodes: n,
+            faults,
+            node_faults,
+            max_frame_size: if rng.random_bool(0.5) { 1472 } else { 8972 },
+            messages_per_node: rng.random_range(10..=40),
+            max_queued_messages: if rng.random_bool(0.2) {
+                rng.random_range(1..=8)
+            } else {
+                16384
+            },
+            submit_window,
+            converge_bound: Duration::from_millis(5_000),
+            sizes: Sizes::Mixed,
+            lossy_receiver: None,
+            late,
+            crypto: max_faults.forge > 0.0 || max_faults.replay > 0.0,
+            check_stable_members: false,
+        }
+    }
+
+    /// When faults stop: link faults last until the later of the last node or topology fault
+    /// and the end of the submit window, plus 100 ms; after that the network is clean and the
+    /// ring must converge within `converge_bound`.
+    pub fn faults_end(&self) -> Instant {
+        let last_node_fault = self
+            .node_faults
+            .iter()
+            .map(|(t, f)| match f {
+                NodeFault::Pause(_, d) => *t + *d,
+                // Recovery starts within a consensus round or two of the fault's time.
+                NodeFault::PartitionDuringRecovery(_, d) => *t + *d + Duration::from_millis(1_000),
+                _ => *t,
+            })
+            .max()
+            .unwrap_or(Instant(0));
+        last_node_fault.max(Instant(0) + self.submit_window) + Duration::from_millis(100)
+    }
+}
+
+impl Schedule {
+    /// The pairs of nodes no fault touches, for checker property 17 (stable members): both
+    /// nodes start on time and are never named by a node fault (crash, restart, pause, one-way
+    /// link) nor by the lossy receiver, and no partition separates them. `None` when any link
+    /// fault (loss, duplication, reordering, corruption, attacks) is on: then no pair is
+    /// guaranteed to hear each other in time.
+    pub fn stable_pairs(&self) -> Option<Vec<(NodeId, NodeId)>> {
+        if self.faults != Faults::default() {
+            return None;
+        }
+        let touched = |node: u32| {
+            self.late.contains(&node)
+                || self.lossy_receiver.is_some_and(|(n, _)| n == node)
+                || self.node_faults.iter().any(|(_, f)| names(f, node))
+        };
+        let apart = |a: u32, b: u32| {
+            self.node_faults.iter().any(|(_, f)| match f {
+                NodeFault::Partition(groups) | NodeFault::PartitionDuringRecovery(groups, _) => {
+                    groups.get(a as usize - 1) != groups.get(b as usize - 1)
+                }
+                _ => false,
+            })
+        };
+        let stable: Vec<u32> = (1..=self.nodes).filter(|&n| !touched(n)).collect();
+        let mut pairs = Vec::new();
+        for (i, &a) in stable.iter().enumerate() {
+            for &b in &stable[i + 1..] {
+                if !apart(a, b) {
+                    pairs.push((NodeId(a), NodeId(b)));
+                }
+            }
+        }
+        Some(pairs)
+    }
+}
+
+/// True if `fault` is about `node` (a late node takes no other fault).
+fn names(fault: &NodeFault, node: u32) -> bool {
+    match fault {
+        NodeFault::Crash(n)
+        | NodeFault::Restart(n)
+        | NodeFault::Start(n)
+        | NodeFault::Pause(n, _) => *n == node,
+        NodeFault::OneWay(a, b) => *a == node || *b == node,
+        NodeFault::Partition(_) | NodeFault::Heal | NodeFault::PartitionDuringRecovery(..) => false,
+    }
+}
+
+fn random_node_faults(
+    rng: &mut ChaCha8Rng,
+    n: u32,
+    kinds: NodeFaultKinds,
+) -> Vec<(Instant, NodeFault)> {
+    let enabled: Vec<u8> = [kinds.crash, kinds.pause, kinds.partition, kinds.oneway]
+        .iter()
+        .enumerate()
+        .filter(|(_, on)| **on)
+        .map(|(i, _)| i as u8)
+        .collect();
+    let mut out = Vec::new();
+    let mut t = Instant(0) + Duration::from_millis(rng.random_range(1..=300));
+    for _ in 0..rng.random_range(1..=4) {
+        let node = rng.random_range(1..=n);
+        match enabled[rng.random_range(0..enabled.len())] {
+            0 => {
+                out.push((t, NodeFault::Crash(node)));
+                t = t + Duration::from_millis(rng.random_range(0..=800));
+                out.push((t, NodeFault::Restart(node)));
+            }
+            1 => {
+                let pause = Duration::from_millis(rng.random_range(10..=2_000));
+                out.push((t, NodeFault::Pause(node, pause)));
+                t = t + pause;
+            }
+            2 => {
+                let groups: Vec<u8> = (0..n).map(|_| rng.random_range(0..2)).collect();
+                out.push((t, NodeFault::Partition(groups)));
+                t = t + Duration::from_millis(rng.random_range(0..=800));
+                out.push((t, NodeFault::Heal));
+            }
+            _ => {
+                let other = rng.random_range(1..=n);
+                if other != node {
+                    out.push((t, NodeFault::OneWay(node, other)));
+                    t = t + Duration::from_millis(rng.random_range(0..=800));
+                    out.push((t, NodeFault::Heal));
+                }
+            }
+        }
+        t = t + Duration::from_millis(rng.random_range(0..=400));
+    }
+    out
+}
