@@ -1,0 +1,490 @@
+//! The harness side, `bench raw` ([`run`], [`measure`]): starts the two `raw-peer` processes
+//! (in the lab's namespaces when the transport needs them), gives them the start time, reads
+//! their reports, and kills them and removes their files on every path.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use netlab::Lab;
+
+use super::protocol::{DRAIN_MAX, HANDSHAKE, now_ns};
+use super::{Args, PeerReport, RawResult, RawTransport, WARMUP};
+
+/// How far ahead of "now" the harness sets the start time.
+const START_LEAD: Duration = Duration::from_millis(200);
+
+/// Counts `measure` calls in this process, for unique DPDK file prefixes and memif sockets.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Measures one stream of `size`-byte frames over `transport` for `seconds` (after
+/// [`WARMUP`]): sender on host 1 and receiver on host 2 of `lab` for the transports that need
+/// one ([`RawTransport::needs_lab`]; the lab must have been created with this `mtu`), or two
+/// processes in the current namespace for `udp` and `dpdk-memif` (`lab` is ignored). Each end
+/// is a `bench raw-peer` process of the current executable; their stderr goes to log files in
+/// `dir` (created if missing), whose tails are quoted in errors. Both processes are killed and
+/// reaped on every path, and DPDK's runtime directories and the memif socket are removed.
+///
+/// # Errors
+/// A size the MTU cannot carry ([`RawTransport::max_payload`]), a missing lab, a DPDK transport
+/// in a build without the `dpdk` feature, or a peer that fails, hangs or reports nonsense (the
+/// error quotes its log).
+pub fn measure(
+    transport: RawTransport,
+    lab: Option<&Lab>,
+    size: usize,
+    mtu: u32,
+    seconds: f64,
+    dir: &Path,
+) -> anyhow::Result<RawResult> {
+    let max = transport.max_payload(mtu);
+    if size == 0 || size > max {
+        bail!(
+            "{transport}: a payload of {size} bytes does not fit MTU {mtu}: at most {max} bytes \
+             (MTU - {}){}",
+            if transport.is_dpdk() {
+                "12 for the DPDK shim header"
+            } else {
+                "28 for the IPv4 and UDP headers"
+            },
+            if mtu < 9000 {
+                "; use --mtu 9000 for jumbo frames"
+            } else {
+                ""
+            }
+        );
+    }
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        bail!("the window must be between 0 and 3600 seconds, not {seconds}");
+    }
+    if transport.is_dpdk() && !cfg!(feature = "dpdk") {
+        bail!(
+            "this bench was built without DPDK: cargo run --release -p bench --features dpdk -- \
+             raw --transport {transport} ..."
+        );
+    }
+    let lab = match (transport.needs_lab(), lab) {
+        (true, None) => bail!("{transport} runs between two lab hosts: pass a netlab::Lab"),
+        (true, Some(l)) if l.hosts() < 2 => bail!("{transport} needs a lab with 2 hosts"),
+        (true, l) => l,
+        (false, _) => None,
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Whole milliseconds: what the peers are told, and what the rates are divided by.
+    let window = Duration::from_millis(((seconds * 1000.0).round() as u64).max(1));
+    let k = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tag = format!("oaisraw{}x{k}", std::process::id());
+    let plan = Plan::new(transport, lab, size, mtu, window, &tag)?;
+
+    // Declared first, dropped last: after both peers are dead.
+    let _cleanup = Cleanup(plan.leftovers.clone());
+    let exe = std::env::current_exe().context("finding the bench executable")?;
+    let timeout = HANDSHAKE + Duration::from_secs(10);
+
+    let mut recv = Peer::spawn(
+        "receiver",
+        plan.command(&exe, 2),
+        &plan.recv_args,
+        &dir.join(format!("{tag}-recv.log")),
+    )?;
+    let ready = recv.line(timeout, "ready")?;
+    let recv_addr = ready
+        .strip_prefix("ready")
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| recv.fail(&format!("expected `ready ADDR`, got {ready:?}")))?
+        .to_owned();
+    let mut send_args = plan.send_args.clone();
+    if !transport.is_dpdk() {
+        send_args.push(format!("--peer={recv_addr}"));
+    }
+    let mut send = Peer::spawn(
+        "sender",
+        plan.command(&exe, 1),
+        &send_args,
+        &dir.join(format!("{tag}-send.log")),
+    )?;
+    let ready = send.line(timeout, "ready")?;
+    if ready.trim() != "ready" {
+        return Err(send.fail(&format!("expected `ready`, got {ready:?}")));
+    }
+
+    let start = now_ns() + START_LEAD.as_nanos() as u64;
+    send.write_line(&format!("start {start}"))?;
+    recv.write_line(&format!("start {start}"))?;
+    let budget = START_LEAD + WARMUP + window + DRAIN_MAX + Duration::from_secs(10);
+    let s: PeerReport = send.report(budget)?;
+    let r: PeerReport = recv.report(budget)?;
+    // The memif server (the receiver) goes first: it is idle, and so is the client, so
+    // neither is in its receive path when the other one disappears.
+    recv.finish()?;
+    send.finish()?;
+
+    if r.received > s.sent {
+        bail!(
+            "{transport}: the receiver counted {} in-window frames but the sender sent only {}",
+            r.received,
+            s.sent
+        );
+    }
+    let secs = window.as_secs_f64();
+    Ok(RawResult {
+        frames_per_sec: r.received as f64 / secs,
+        mb_per_sec: r.bytes as f64 / secs / 1e6,
+        sent: s.sent,
+        received: r.received,
+        size,
+    })
+}
+
+/// Everything that differs between transports: where the peers run and their arguments.
+struct Plan {
+    /// Host of each end (sender 1, receiver 2) when in a lab.
+    lab: Option<Vec<String>>,
+    send_args: Vec<String>,
+    recv_args: Vec<String>,
+    /// Files and directories to remove at the end.
+    leftovers: Vec<PathBuf>,
+}
+
+impl Plan {
+    fn new(
+        transport: RawTransport,
+        lab: Option<&Lab>,
+        size: usize,
+        mtu: u32,
+        window: Duration,
+        tag: &str,
+    ) -> anyhow::Result<Plan> {
+        let budget = transport.max_payload(mtu);
+        let common = |role: &str| {
+            vec![
+                "raw-peer".to_owned(),
+                format!("--role={role}"),
+                format!("--transport={}", transport.name()),
+                format!("--size={size}"),
+                format!("--mtu={budget}"),
+                format!("--warmup-ms={}", WARMUP.as_millis()),
+                format!("--window-ms={}", window.as_millis()),
+            ]
+        };
+        let (mut send_args, mut recv_args) = (common("send"), common("recv"));
+        let mut leftovers = Vec::new();
+        match transport {
+            RawTransport::Udp => {
+                send_args.push("--bind=127.0.0.1:0".into());
+                recv_args.push("--bind=127.0.0.1:0".into());
+            }
+            RawTransport::UdpNetns => {
+                let lab = lab.context("udp-netns needs a lab")?;
+                send_args.push(format!("--bind={}:0", lab.addr(1)));
+                recv_args.push(format!("--bind={}:0", lab.addr(2)));
+            }
+            RawTransport::DpdkAfPacket | RawTransport::DpdkMemif => {
+                let two_cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+                let socket = format!("/{tag}.memif");
+                for (args, role, lcore) in [
+                    (&mut send_args, "s", 0),
+                    (&mut recv_args, "r", usize::from(two_cpus)),
+                ] {
+                    let prefix = format!("{tag}{role}");
+                    for base in dpdk_runtime_dirs() {
+                        leftovers.push(base.join(&prefix));
+                    }
+                    let mut eal: Vec<String> = [
+                        "--no-huge",
+                        "-m",
+                        "256",
+                        "--no-pci",
+                        "--no-telemetry",
+                        "--log-level=lib.eal:warning",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec();
+                    eal.extend(["-l".into(), lcore.to_string()]);
+                    eal.extend(["--file-prefix".into(), prefix]);
+                    if transport == RawTransport::DpdkAfPacket {
+                        // framesz holds the largest frame; values from bench/scripts/dpdk-vs-udp.sh.
+                        let (framesz, blocksz) = if mtu > 1500 {
+                            (10240, 20480)
+                        } else {
+                            (2048, 4096)
+                        };
+                        eal.push("--no-shconf".into());
+                        eal.push(format!(
+                            "--vdev=net_af_packet0,iface=eth0,framesz={framesz},blocksz={blocksz}"
+                        ));
+                        args.push("--dpdk-port=net_af_packet0".into());
+                        args.push(format!("--min-data-room={}", framesz + 128));
+                    } else {
+                        // memif needs EAL's shared configuration (no --no-shconf); the server
+                        // (receiver) starts first. bsize holds a whole frame.
+                        let memif_role = if role == "r" { "server" } else { "client" };
+                        let bsize = if mtu > 1500 { 10240 } else { 2048 };
+                        eal.push(format!(
+                            "--vdev=net_memif0,role={memif_role},socket={socket},id=0,bsize={bsize}"
+                        ));
+                        args.push("--dpdk-port=net_memif0".into());
+                    }
+                    let mbufs = if mtu > 1500 { 4095 } else { 8191 };
+                    args.push(format!("--mbufs={mbufs}"));
+                    args.extend(eal.into_iter().map(|a| format!("--eal={a}")));
+                }
+                // An abstract socket by default (nothing on disk); removed in case it is not.
+                leftovers.push(PathBuf::from(socket));
+            }
+        }
+        let lab = lab
+            .filter(|_| transport.needs_lab())
+            .map(|l| vec![l.netns(1).to_owned(), l.netns(2).to_owned()]);
+        Ok(Plan {
+            lab,
+            send_args,
+            recv_args,
+            leftovers,
+        })
+    }
+
+    /// The command that runs `exe` on `host` (1 or 2): in the host's namespace in a lab.
+    fn command(&self, exe: &Path, host: usize) -> Command {
+        match &self.lab {
+            Some(hosts) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &hosts[host - 1]]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+}
+
+/// Where EAL puts the runtime directory `<dir>/<file-prefix>`: `/var/run/dpdk` as root,
+/// `$XDG_RUNTIME_DIR/dpdk` or `/tmp/dpdk` otherwise.
+fn dpdk_runtime_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/var/run/dpdk"), PathBuf::from("/tmp/dpdk")];
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        dirs.push(Path::new(&x).join("dpdk"));
+    }
+    dirs
+}
+
+/// Removes files and directories on drop (errors ignored).
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else if p.exists() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// A running `raw-peer`: killed and reaped on drop unless [`Peer::finish`]ed.
+struct Peer {
+    name: &'static str,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    log: PathBuf,
+}
+
+impl Peer {
+    fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        args: &[String],
+        log: &Path,
+    ) -> anyhow::Result<Peer> {
+        let err = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting the {name}: {cmd:?}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("the peer's stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Peer {
+            name,
+            child: Some(child),
+            stdin,
+            lines,
+            log: log.to_owned(),
+        })
+    }
+
+    /// An error about this peer, with the tail of its log.
+    fn fail(&self, what: &str) -> anyhow::Error {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        anyhow::anyhow!(
+            "raw {}: {what}; its log {}:\n{tail}",
+            self.name,
+            self.log.display()
+        )
+    }
+
+    /// The next line the peer prints.
+    fn line(&mut self, timeout: Duration, what: &str) -> anyhow::Result<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => Ok(l),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(self.fail(&format!("no `{what}` within {timeout:?}")))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.wait().ok())
+                    .map_or_else(|| "?".to_owned(), |s| s.to_string());
+                Err(self.fail(&format!("exited ({status}) before `{what}`")))
+            }
+        }
+    }
+
+    fn report(&mut self, timeout: Duration) -> anyhow::Result<PeerReport> {
+        let line = self.line(timeout, "its report")?;
+        serde_json::from_str(&line).map_err(|e| self.fail(&format!("bad report {line:?}: {e}")))
+    }
+
+    fn write_line(&mut self, line: &str) -> anyhow::Result<()> {
+        let r = match self.stdin.as_mut() {
+            Some(w) => writeln!(w, "{line}").and_then(|()| w.flush()),
+            None => Ok(()),
+        };
+        r.map_err(|e| self.fail(&format!("cannot write to it: {e}")))
+    }
+
+    /// Closes its stdin (it exits) and reaps it; kills it after 5 s. A non-zero exit is an
+    /// error.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.stdin = None;
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) if s.success() => return Ok(()),
+                Ok(Some(s)) => return Err(self.fail(&format!("exited with {s}"))),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(self.fail("did not exit within 5 s of its stdin closing"));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stdin = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `bench raw`.
+///
+/// # Errors
+/// A bad argument, a lab that cannot be created (not root), or a failed measurement.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let t = args.transport;
+    if t.is_dpdk() && !cfg!(feature = "dpdk") {
+        bail!(
+            "this bench was built without DPDK: cargo run --release -p bench --features dpdk -- \
+             raw --transport {t} ..."
+        );
+    }
+    let max = t.max_payload(args.mtu);
+    let (sizes, skipped): (Vec<usize>, Vec<usize>) =
+        args.size.iter().partition(|&&s| (1..=max).contains(&s));
+    for s in &skipped {
+        eprintln!(
+            "bench raw: skipping size {s}: {t} at MTU {} carries 1..={max} bytes{}",
+            args.mtu,
+            if args.mtu < 9000 {
+                " (--mtu 9000 for jumbo frames)"
+            } else {
+                ""
+            }
+        );
+    }
+    if sizes.is_empty() {
+        bail!(
+            "no size fits MTU {}: {t} carries at most {max} bytes",
+            args.mtu
+        );
+    }
+    let lab = if t.needs_lab() {
+        Some(Lab::new(2, args.mtu).context("creating the two-host network-namespace lab")?)
+    } else {
+        None
+    };
+    let dir = std::env::temp_dir().join(format!("oais-raw-{}", std::process::id()));
+    let result = (|| {
+        for size in sizes {
+            let r = measure(t, lab.as_ref(), size, args.mtu, args.seconds, &dir)?;
+            if args.json {
+                let v = serde_json::json!({
+                    "bench": "raw",
+                    "transport": t.name(),
+                    "size": r.size,
+                    "mtu": args.mtu,
+                    "seconds": args.seconds,
+                    "frames_per_sec": r.frames_per_sec,
+                    "mb_per_sec": r.mb_per_sec,
+                    "sent": r.sent,
+                    "received": r.received,
+                });
+                println!("{v}");
+            } else {
+                let pct = if r.sent == 0 {
+                    0.0
+                } else {
+                    100.0 * r.received as f64 / r.sent as f64
+                };
+                println!(
+                    "raw {t} mtu {} size {:>5}: {:>10.0} frames/s {:>9.1} MB/s  \
+                     (sent {}, received {}, {pct:.1}% delivered, {} s)",
+                    args.mtu,
+                    r.size,
+                    r.frames_per_sec,
+                    r.mb_per_sec,
+                    r.sent,
+                    r.received,
+                    args.seconds
+                );
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
