@@ -1,0 +1,122 @@
+//! From the file's values to what the executive runs: the Totem core's configuration
+//! ([`Config::totem_config`]), the kernel UDP transport's ([`Config::udp_config`]), the
+//! member list ([`Config::members`]) and the frame protection ([`Config::protection`]).
+
+use std::net::{IpAddr, SocketAddr};
+
+use totem_dpdk::srp;
+
+use super::{Config, FrameProtection, MAX_TIMER_MS, Node, TransportKind};
+
+impl Config {
+    /// How Totem frames are protected (`totem.secauth` and `totem.crypto_cipher`); when it
+    /// [needs a key](FrameProtection::needs_key), the executive reads `totem.keyfile` with
+    /// [`crate::keyfile::read`].
+    pub fn protection(&self) -> FrameProtection {
+        self.totem.protection()
+    }
+
+    /// This node's `[[nodelist.node]]` entry, if any.
+    pub fn this_node(&self) -> Option<&Node> {
+        self.nodelist
+            .node
+            .iter()
+            .find(|n| n.nodeid == self.totem.nodeid)
+    }
+
+    /// Whether the ring runs over IPv6 (from `bindnetaddr`, else this node's `ring0_addr`).
+    fn ipv6(&self) -> bool {
+        self.totem
+            .interface
+            .bindnetaddr
+            .or_else(|| self.this_node().map(|n| n.ring0_addr))
+            .is_some_and(|a| a.is_ipv6())
+    }
+
+    /// The Totem core's configuration: every timer and flow-control value of `[totem]`, the
+    /// frame size from `netmtu`, no initial members (the node starts alone and discovers the
+    /// others) and `ring_seq` 0 (the caller loads the persisted value).
+    pub fn totem_config(&self) -> srp::Config {
+        let t = &self.totem;
+        let mut c = srp::Config::new(totem_dpdk::NodeId(t.nodeid), Vec::new());
+        c.ring_seq = 0;
+        c.max_frame_size = t.frame_size(self.ipv6()) as usize;
+        c.window_size = t.window_size;
+        c.max_messages = t.max_messages;
+        c.max_queued_messages = t.max_queued_messages.max(1) as usize;
+        c.max_message_size = usize::try_from(t.max_message_size).unwrap_or(usize::MAX);
+        c.max_queued_bytes = usize::try_from(t.max_queued_bytes).unwrap_or(usize::MAX);
+        c.token_timeout = ms(t.token);
+        c.token_retransmits_before_loss = t.token_retransmits_before_loss_const;
+        c.seqno_unchanged_const = t.seqno_unchanged_const;
+        c.fail_recv_const = t.fail_recv_const;
+        c.join_timeout = ms(t.join);
+        c.consensus_timeout = ms(t.consensus_ms());
+        c.merge_timeout = ms(t.merge);
+        c.pause_threshold = ms(t.pause_threshold_ms());
+        c
+    }
+
+    /// The kernel UDP transport's configuration. `udp`: bound to `bindnetaddr:(mcastport − 1)`,
+    /// ring frames to `mcastaddr:mcastport` (multicast loopback on when `bindnetaddr` is a
+    /// loopback address); `udpu`: bound to this node's `ring0_addr` and port. The MTU is the
+    /// Totem frame size. Call on a validated configuration: missing addresses fall back to
+    /// unspecified ones, which the transport refuses.
+    pub fn udp_config(&self) -> dataplane::udp::UdpConfig {
+        let t = &self.totem;
+        let i = &t.interface;
+        let mut c = match t.transport {
+            TransportKind::Udp => {
+                let bind = i.bindnetaddr.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                let group = i.mcastaddr.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                let mut c = dataplane::udp::UdpConfig::multicast(
+                    SocketAddr::new(bind, i.mcastport.saturating_sub(1)),
+                    group,
+                    i.mcastport,
+                );
+                if let dataplane::udp::Mode::Multicast { ttl, loopback, .. } = &mut c.mode {
+                    *ttl = i.ttl;
+                    *loopback = bind.is_loopback();
+                }
+                c
+            }
+            TransportKind::Udpu | TransportKind::Dpdk => {
+                let bind = self.this_node().map_or_else(
+                    || {
+                        SocketAddr::new(
+                            i.bindnetaddr.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                            i.mcastport,
+                        )
+                    },
+                    |n| SocketAddr::new(n.ring0_addr, n.port.unwrap_or(i.mcastport)),
+                );
+                dataplane::udp::UdpConfig::unicast(bind)
+            }
+        };
+        c.mtu = t.frame_size(self.ipv6()) as usize;
+        c
+    }
+
+    /// The ring's members with their addresses (`ring0_addr` and `port`, else `mcastport`),
+    /// for `udpu`; empty for `udp`, whose members are discovered: the driver teaches the
+    /// transport each sender's address from its first valid frame
+    /// (`dataplane::Transport::learn_member`), since the token is unicast.
+    pub fn members(&self) -> Vec<dataplane::Member> {
+        if self.totem.transport == TransportKind::Udp {
+            return Vec::new();
+        }
+        let port = self.totem.interface.mcastport;
+        self.nodelist
+            .node
+            .iter()
+            .map(|n| dataplane::Member {
+                id: dataplane::NodeId(n.nodeid),
+                addr: SocketAddr::new(n.ring0_addr, n.port.unwrap_or(port)),
+            })
+            .collect()
+    }
+}
+
+fn ms(value: u64) -> totem_dpdk::Duration {
+    totem_dpdk::Duration::from_millis(value.min(MAX_TIMER_MS))
+}

@@ -1,0 +1,491 @@
+//! The file's structure: one serde struct per table (every table denies unknown fields),
+//! corosync's key names, the defaults, and the values derived from a few keys.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Source;
+
+/// IPv4 and UDP headers: Totem frame size = `netmtu` − this on IPv4.
+const IPV4_UDP_OVERHEAD: u32 = 28;
+/// IPv6 and UDP headers: Totem frame size = `netmtu` − this on IPv6.
+const IPV6_UDP_OVERHEAD: u32 = 48;
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Totem protocol and its network (`[totem]`).
+    pub totem: Totem,
+    /// The ring's members, for the `udpu` transport (`[[nodelist.node]]`).
+    #[serde(default)]
+    pub nodelist: Nodelist,
+    /// Where the executive logs (`[logging]`).
+    #[serde(default)]
+    pub logging: Logging,
+    /// The executive itself: IPC socket, state directory, CPU (`[aisexec]`).
+    #[serde(default)]
+    pub aisexec: Aisexec,
+    /// The DPDK port, for `transport = "dpdk"` (`[dpdk]`).
+    #[serde(default)]
+    pub dpdk: Dpdk,
+    /// Name and positions of the text this was parsed from, for error messages.
+    #[serde(skip)]
+    pub(super) source: Source,
+}
+
+/// The `[totem]` table. Timers are in milliseconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totem {
+    /// This node's id, 1..=4294967295 (required).
+    pub nodeid: u32,
+    /// Token timeout in ms (default 100).
+    #[serde(default = "defaults::token")]
+    pub token: u64,
+    /// Token retransmissions within `token` before the token is declared lost (default 4).
+    #[serde(default = "defaults::token_retransmits_before_loss_const")]
+    pub token_retransmits_before_loss_const: u32,
+    /// Interval between join messages in ms (default 50).
+    #[serde(default = "defaults::join")]
+    pub join: u64,
+    /// Consensus timeout in ms (default 1.2 × `token`); see [`Totem::consensus_ms`].
+    #[serde(default)]
+    pub consensus: Option<u64>,
+    /// Interval of merge-detect announcements in ms (default 200).
+    #[serde(default = "defaults::merge")]
+    pub merge: u64,
+    /// How late, in ms, the executive may run a Totem deadline before the node counts its
+    /// own process as paused (default `token` / 2; 0 turns detection off; not a corosync
+    /// key: corosync uses token / 2 fixed); see [`Totem::pause_threshold_ms`].
+    #[serde(default)]
+    pub pause_threshold: Option<u64>,
+    /// Idle rotations before the representative holds the token (default 5).
+    #[serde(default = "defaults::seqno_unchanged_const")]
+    pub seqno_unchanged_const: u32,
+    /// Token visits without progress before a member is declared failed to receive (default 50).
+    #[serde(default = "defaults::fail_recv_const")]
+    pub fail_recv_const: u32,
+    /// Most frames the whole ring sends per token rotation (default 50).
+    #[serde(default = "defaults::window_size")]
+    pub window_size: u32,
+    /// Most frames one node sends per token visit (default 17).
+    #[serde(default = "defaults::max_messages")]
+    pub max_messages: u32,
+    /// Most messages waiting in this node's send queues; beyond it clients get TRY_AGAIN
+    /// (default 16384; not a corosync key).
+    #[serde(default = "defaults::max_queued_messages")]
+    pub max_queued_messages: u32,
+    /// Most payload bytes waiting in this node's send queues; beyond it clients get
+    /// TRY_AGAIN (default 8 MiB; a larger message is still taken when nothing is queued; not
+    /// a corosync key). Bounds the queueing delay of a saturated node whatever the size.
+    #[serde(default = "defaults::max_queued_bytes")]
+    pub max_queued_bytes: u64,
+    /// The link MTU in bytes, 576..=9216 (default 1500).
+    #[serde(default = "defaults::netmtu")]
+    pub netmtu: u32,
+    /// Largest application message in bytes (default 64 MiB).
+    #[serde(default = "defaults::max_message_size")]
+    pub max_message_size: u64,
+    /// How ring frames travel (default `udp`).
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// Protect frames with the cluster key (default true): every frame is authenticated, and
+    /// encrypted too unless `crypto_cipher = "none"`. `false` leaves frames with a CRC-32 only
+    /// (for labs); see [`Config::protection`].
+    #[serde(default = "defaults::secauth")]
+    pub secauth: bool,
+    /// The cipher when `secauth` is on (`"aes256"`, the default when left out: AES-256-GCM,
+    /// frames authenticated and encrypted; `"none"`: authenticated only). `None` when the key
+    /// is absent from the file; see [`Totem::cipher`].
+    #[serde(default)]
+    pub crypto_cipher: Option<CryptoCipher>,
+    /// The cluster key file (default [`crate::keyfile::DEFAULT_KEYFILE`],
+    /// `/etc/openais/authkey`); read by the executive when `secauth` is on.
+    #[serde(default = "defaults::keyfile")]
+    pub keyfile: PathBuf,
+    /// The network interface (`[totem.interface]`).
+    #[serde(default)]
+    pub interface: Interface,
+}
+
+impl Totem {
+    /// The consensus timeout in ms: `consensus`, or 1.2 × `token` when it is not set.
+    pub fn consensus_ms(&self) -> u64 {
+        self.consensus
+            .unwrap_or_else(|| self.token.saturating_mul(12) / 10)
+    }
+
+    /// The pause threshold in ms: `pause_threshold`, or `token` / 2 when it is not set.
+    pub fn pause_threshold_ms(&self) -> u64 {
+        self.pause_threshold.unwrap_or(self.token / 2)
+    }
+
+    /// The Totem frame size: `netmtu` minus the IP and UDP headers (28 bytes for IPv4, 48 for
+    /// IPv6).
+    pub fn frame_size(&self, ipv6: bool) -> u32 {
+        let overhead = if ipv6 {
+            IPV6_UDP_OVERHEAD
+        } else {
+            IPV4_UDP_OVERHEAD
+        };
+        self.netmtu.saturating_sub(overhead)
+    }
+
+    /// The cipher: `crypto_cipher`, or [`CryptoCipher::Aes256`] when it is not set.
+    pub fn cipher(&self) -> CryptoCipher {
+        self.crypto_cipher.unwrap_or_default()
+    }
+
+    /// How frames are protected, from `secauth` and `crypto_cipher`.
+    pub fn protection(&self) -> FrameProtection {
+        match (self.secauth, self.cipher()) {
+            (false, _) => FrameProtection::Integrity,
+            (true, CryptoCipher::None) => FrameProtection::Authenticate,
+            (true, CryptoCipher::Aes256) => FrameProtection::Encrypt,
+        }
+    }
+}
+
+/// The `totem.crypto_cipher` key (corosync's name; only the values below are supported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum CryptoCipher {
+    /// `"aes256"`: AES-256-GCM; frames are authenticated and their payload encrypted.
+    #[default]
+    Aes256,
+    /// `"none"`: frames are authenticated (AES-256-GCM tag over header and payload) but the
+    /// payload travels in clear.
+    None,
+}
+
+impl CryptoCipher {
+    /// The accepted spellings, for error messages.
+    const ALLOWED: &'static str =
+        "\"aes256\" (authenticate and encrypt, the default) or \"none\" (authenticate only)";
+}
+
+impl TryFrom<String> for CryptoCipher {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "aes256" => Ok(CryptoCipher::Aes256),
+            "none" => Ok(CryptoCipher::None),
+            _ => Err(format!(
+                "unsupported cipher {value:?}; allowed values: {}",
+                CryptoCipher::ALLOWED
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CryptoCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CryptoCipher::Aes256 => "aes256",
+            CryptoCipher::None => "none",
+        })
+    }
+}
+
+/// How Totem frames are protected on the wire, as configured by `totem.secauth` and
+/// `totem.crypto_cipher` (the Totem core has its own equivalent; the executive maps this one
+/// to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameProtection {
+    /// `secauth = false`: a CRC-32 against corruption only; anyone on the network can inject
+    /// frames. For labs.
+    Integrity,
+    /// `secauth = true`, `crypto_cipher = "none"`: frames authenticated with the cluster key,
+    /// payload in clear.
+    Authenticate,
+    /// `secauth = true`, `crypto_cipher = "aes256"` (the default): frames authenticated and
+    /// their payload encrypted with AES-256-GCM.
+    Encrypt,
+}
+
+impl FrameProtection {
+    /// Whether frames are authenticated with the cluster key (so the key file is needed).
+    pub fn needs_key(self) -> bool {
+        self != FrameProtection::Integrity
+    }
+}
+
+/// The `totem.transport` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Kernel UDP, ring frames to a multicast group (`"udp"`).
+    #[default]
+    Udp,
+    /// Kernel UDP, ring frames unicast to each member of `[[nodelist.node]]` (`"udpu"`).
+    Udpu,
+    /// DPDK (`"dpdk"`): accepted by the parser, rejected by [`Config::validate`] because this
+    /// version is built without DPDK support in the executive.
+    Dpdk,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Udp => "udp",
+            TransportKind::Udpu => "udpu",
+            TransportKind::Dpdk => "dpdk",
+        })
+    }
+}
+
+/// The `[totem.interface]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// The local address to bind. Required for `udp`; for `udpu` it defaults to this node's
+    /// `ring0_addr` and, if given, must equal it.
+    #[serde(default)]
+    pub bindnetaddr: Option<IpAddr>,
+    /// The multicast group (`udp` only, required there).
+    #[serde(default)]
+    pub mcastaddr: Option<IpAddr>,
+    /// The UDP port (default 5405). `udp`: the group's port, and the node's own socket uses
+    /// `mcastport − 1` as corosync does; `udpu`: every node's port unless its entry sets `port`.
+    #[serde(default = "defaults::mcastport")]
+    pub mcastport: u16,
+    /// Multicast TTL (default 1: the local link).
+    #[serde(default = "defaults::ttl")]
+    pub ttl: u32,
+}
+
+impl Default for Interface {
+    fn default() -> Self {
+        Interface {
+            bindnetaddr: None,
+            mcastaddr: None,
+            mcastport: defaults::mcastport(),
+            ttl: defaults::ttl(),
+        }
+    }
+}
+
+/// The `[nodelist]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nodelist {
+    /// The `[[nodelist.node]]` entries.
+    #[serde(default)]
+    pub node: Vec<Node>,
+}
+
+/// One `[[nodelist.node]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// The node's id, 1..=4294967295.
+    pub nodeid: u32,
+    /// The address the node receives Totem frames on.
+    pub ring0_addr: IpAddr,
+    /// The node's port, overriding `totem.interface.mcastport` (lets several nodes share one
+    /// address, as in the loopback demo).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// The `[logging]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// Log to standard error (default true).
+    #[serde(default = "defaults::yes")]
+    pub to_stderr: bool,
+    /// Also log to this file (default none).
+    #[serde(default)]
+    pub logfile: Option<PathBuf>,
+    /// Log debug messages (default false).
+    #[serde(default)]
+    pub debug: bool,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            to_stderr: true,
+            logfile: None,
+            debug: false,
+        }
+    }
+}
+
+/// The `[dpdk]` table: the poll-mode port Totem runs on with `transport = "dpdk"`. Frames are
+/// raw Ethernet (ethertype 0x88B5) on the port; members are known by node id (the nodelist's
+/// `ring0_addr` is not used) and their MAC addresses are learned from their frames.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dpdk {
+    /// EAL arguments, without the program name (default: no hugepages, 256 MB, no PCI, no
+    /// shared config, no telemetry, lcore 0). Add the port, e.g.
+    /// `"--vdev=net_af_packet0,iface=eth0,framesz=2048,blocksz=4096"`.
+    #[serde(default = "defaults::eal_args")]
+    pub eal_args: Vec<String>,
+    /// The port's device name (required), e.g. `"net_af_packet0"` or `"net_memif0"`.
+    #[serde(default)]
+    pub port: String,
+    /// Busy-poll the port (a dedicated core); default false: adaptive back-off when idle.
+    #[serde(default)]
+    pub busy_poll: bool,
+    /// Longest sleep of the adaptive back-off in microseconds (10..=100000, default 1000).
+    #[serde(default = "defaults::max_backoff_us")]
+    pub max_backoff_us: u64,
+    /// Packet buffers in the pool (default 8191).
+    #[serde(default = "defaults::mbufs")]
+    pub mbufs: u32,
+    /// Smallest data room of a packet buffer in bytes (default 0: just enough for a frame);
+    /// `net_af_packet` needs at least its `framesz`.
+    #[serde(default)]
+    pub min_data_room: usize,
+}
+
+impl Default for Dpdk {
+    fn default() -> Self {
+        Dpdk {
+            eal_args: defaults::eal_args(),
+            port: String::new(),
+            busy_poll: false,
+            max_backoff_us: defaults::max_backoff_us(),
+            mbufs: defaults::mbufs(),
+            min_data_room: 0,
+        }
+    }
+}
+
+/// The `[aisexec]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aisexec {
+    /// The Unix socket clients connect to (default `/run/openais/aisexec.sock`).
+    #[serde(default = "defaults::ipc_socket")]
+    pub ipc_socket: PathBuf,
+    /// A group whose members may connect besides root (default none).
+    #[serde(default)]
+    pub ipc_group: Option<String>,
+    /// Where persistent state lives, such as the ring sequence number (default
+    /// `/var/lib/openais`).
+    #[serde(default = "defaults::state_dir")]
+    pub state_dir: PathBuf,
+    /// The CPU to pin the Totem thread to (default none: not pinned).
+    #[serde(default)]
+    pub cpu: Option<usize>,
+    /// Write the JSON Lines event log here (default none).
+    #[serde(default)]
+    pub event_log: Option<PathBuf>,
+}
+
+impl Default for Aisexec {
+    fn default() -> Self {
+        Aisexec {
+            ipc_socket: defaults::ipc_socket(),
+            ipc_group: None,
+            state_dir: defaults::state_dir(),
+            cpu: None,
+            event_log: None,
+        }
+    }
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    pub(super) fn eal_args() -> Vec<String> {
+        [
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "--no-telemetry",
+            "-l",
+            "0",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    }
+    pub(super) fn mbufs() -> u32 {
+        8191
+    }
+    pub(super) fn max_backoff_us() -> u64 {
+        1000
+    }
+
+    pub(super) fn token() -> u64 {
+        100
+    }
+    pub(super) fn token_retransmits_before_loss_const() -> u32 {
+        4
+    }
+    pub(super) fn join() -> u64 {
+        50
+    }
+    pub(super) fn merge() -> u64 {
+        200
+    }
+    pub(super) fn seqno_unchanged_const() -> u32 {
+        5
+    }
+    pub(super) fn fail_recv_const() -> u32 {
+        50
+    }
+    pub(super) fn window_size() -> u32 {
+        50
+    }
+    pub(super) fn max_messages() -> u32 {
+        17
+    }
+    pub(super) fn max_queued_messages() -> u32 {
+        16384
+    }
+    pub(super) fn max_queued_bytes() -> u64 {
+        8 << 20
+    }
+    pub(super) fn netmtu() -> u32 {
+        1500
+    }
+    pub(super) fn max_message_size() -> u64 {
+        64 << 20
+    }
+    pub(super) fn secauth() -> bool {
+        true
+    }
+    pub(super) fn keyfile() -> PathBuf {
+        PathBuf::from(crate::keyfile::DEFAULT_KEYFILE)
+    }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn mcastport() -> u16 {
+        5405
+    }
+    pub(super) fn ttl() -> u32 {
+        1
+    }
+    pub(super) fn ipc_socket() -> PathBuf {
+        PathBuf::from("/run/openais/aisexec.sock")
+    }
+    pub(super) fn state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/openais")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_names_round_trip() {
+        for cipher in [CryptoCipher::Aes256, CryptoCipher::None] {
+            assert_eq!(CryptoCipher::try_from(cipher.to_string()), Ok(cipher));
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! [`Config::validate`]: whether the values make sense together and are supported, each
+//! problem reported with the key and its place in the text.
+
+use std::net::SocketAddr;
+
+use super::{
+    Config, ConfigError, CryptoCipher, Located, MAX_MESSAGE_SIZE_LIMIT, MAX_NETMTU, MAX_TIMER_MS,
+    MIN_NETMTU, TransportKind,
+};
+
+impl Config {
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        self.invalid_near(key, key, message)
+    }
+
+    /// An error about `key`, located at `near` (for a key that is absent from the text).
+    fn invalid_near(&self, key: &str, near: &str, message: impl Into<String>) -> ConfigError {
+        let at = self.source.positions.find(near);
+        ConfigError::Invalid(Located {
+            origin: self.source.origin.clone(),
+            line: at.map(|p| p.line),
+            column: at.map(|p| p.column),
+            key: Some(key.to_owned()),
+            message: message.into(),
+        })
+    }
+
+    /// Checks that the values make sense together and are supported by this version.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for the first problem found, naming the key (and its line when
+    /// the configuration was parsed from text).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.totem;
+        if t.nodeid == 0 {
+            return Err(self.invalid("totem.nodeid", "node id 0 is reserved; use 1..=4294967295"));
+        }
+        if t.transport == TransportKind::Dpdk && self.dpdk.port.is_empty() {
+            return Err(self.invalid_near(
+                "dpdk",
+                "totem.transport",
+                "transport \"dpdk\" needs [dpdk] port (the device name, e.g. \"net_af_packet0\") and the EAL arguments that create it",
+            ));
+        }
+        if !(10..=100_000).contains(&self.dpdk.max_backoff_us) {
+            return Err(self.invalid(
+                "dpdk.max_backoff_us",
+                format!(
+                    "{} µs is out of range: the idle back-off sleeps 10..=100000 µs at most",
+                    self.dpdk.max_backoff_us
+                ),
+            ));
+        }
+        self.validate_crypto()?;
+        self.validate_timers()?;
+        self.validate_flow_control()?;
+        match t.transport {
+            TransportKind::Udp => self.validate_udp()?,
+            TransportKind::Udpu | TransportKind::Dpdk => self.validate_udpu()?,
+        }
+        if !self.nodelist.node.is_empty() && t.transport == TransportKind::Udp {
+            self.validate_nodelist()?;
+        }
+        self.validate_aisexec()?;
+        // Anything the Totem core would still refuse.
+        self.totem_config()
+            .validate()
+            .map_err(|e| self.invalid("totem", e.to_string()))
+    }
+
+    fn validate_crypto(&self) -> Result<(), ConfigError> {
+        let t = &self.totem;
+        if !t.secauth && t.crypto_cipher == Some(CryptoCipher::Aes256) {
+            // The file asks for encryption and switches it off: refuse rather than run in clear.
+            return Err(self.invalid(
+                "totem.crypto_cipher",
+                "\"aes256\" needs secauth = true (with secauth = false frames are neither \
+                 authenticated nor encrypted); set secauth = true or remove crypto_cipher",
+            ));
+        }
+        if t.keyfile.as_os_str().is_empty() {
+            return Err(self.invalid(
+                "totem.keyfile",
+                format!(
+                    "must not be empty; leave it out for the default {}",
+                    crate::keyfile::DEFAULT_KEYFILE
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_timers(&self) -> Result<(), ConfigError> {
+        let t = &self.totem;
+        for (key, ms) in [
+            ("totem.token", Some(t.token)),
+            ("totem.join", Some(t.join)),
+            ("totem.consensus", t.consensus),
+            ("totem.merge", Some(t.merge)),
+            // 0 is allowed here: it turns pause detection off.
+            ("totem.pause_threshold", t.pause_threshold.map(|v| v.max(1))),
+        ] {
+            if let Some(ms) = ms
+                && !(1..=MAX_TIMER_MS).contains(&ms)
+            {
+                return Err(
+                    self.invalid(key, format!("must be 1..={MAX_TIMER_MS} ms, got {ms} ms"))
+                );
+            }
+        }
+        let consensus = t.consensus_ms();
+        if consensus < t.token {
+            return Err(self.invalid(
+                "totem.consensus",
+                format!(
+                    "must be at least totem.token ({} ms), got {consensus} ms",
+                    t.token
+                ),
+            ));
+        }
+        if t.join >= consensus {
+            return Err(self.invalid(
+                "totem.join",
+                format!(
+                    "must be less than totem.consensus ({consensus} ms), got {} ms",
+                    t.join
+                ),
+            ));
+        }
+        for (key, value) in [
+            (
+                "totem.token_retransmits_before_loss_const",
+                t.token_retransmits_before_loss_const,
+            ),
+            ("totem.seqno_unchanged_const", t.seqno_unchanged_const),
+            ("totem.fail_recv_const", t.fail_recv_const),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(key, "must be at least 1, got 0"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_flow_control(&self) -> Result<(), ConfigError> {
+        let t = &self.totem;
+        if !(MIN_NETMTU..=MAX_NETMTU).contains(&t.netmtu) {
+            return Err(self.invalid(
+                "totem.netmtu",
+                format!(
+                    "must be {MIN_NETMTU}..={MAX_NETMTU} bytes, got {}",
+                    t.netmtu
+                ),
+            ));
+        }
+        if t.max_messages == 0 {
+            return Err(self.invalid("totem.max_messages", "must be at least 1, got 0"));
+        }
+        if t.max_queued_bytes == 0 {
+            return Err(self.invalid(
+                "totem.max_queued_bytes",
+                "must be at least 1 byte, got 0 (a message is always taken when the queue is empty)",
+            ));
+        }
+        if t.window_size < t.max_messages {
+            return Err(self.invalid(
+                "totem.window_size",
+                format!(
+                    "must be at least totem.max_messages ({}), got {}",
+                    t.max_messages, t.window_size
+                ),
+            ));
+        }
+        if !(1..=MAX_MESSAGE_SIZE_LIMIT).contains(&t.max_message_size) {
+            return Err(self.invalid(
+                "totem.max_message_size",
+                format!(
+                    "must be 1..={MAX_MESSAGE_SIZE_LIMIT} bytes, got {}",
+                    t.max_message_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_udp(&self) -> Result<(), ConfigError> {
+        let i = &self.totem.interface;
+        let Some(bind) = i.bindnetaddr else {
+            return Err(self.invalid(
+                "totem.interface.bindnetaddr",
+                "required for transport \"udp\": the local address to bind",
+            ));
+        };
+        if bind.is_unspecified() || bind.is_multicast() {
+            return Err(self.invalid(
+                "totem.interface.bindnetaddr",
+                format!("must be a specific local unicast address, got {bind}"),
+            ));
+        }
+        let Some(group) = i.mcastaddr else {
+            return Err(self.invalid(
+                "totem.interface.mcastaddr",
+                "required for transport \"udp\": the multicast group",
+            ));
+        };
+        if !group.is_multicast() {
+            return Err(self.invalid(
+                "totem.interface.mcastaddr",
+                format!("{group} is not a multicast address (224.0.0.0/4 or ff00::/8)"),
+            ));
+        }
+        if group.is_ipv6() != bind.is_ipv6() {
+            return Err(self.invalid(
+                "totem.interface.mcastaddr",
+                format!("{group} is not of the same address family as bindnetaddr {bind}"),
+            ));
+        }
+        if i.mcastport < 2 {
+            return Err(self.invalid(
+                "totem.interface.mcastport",
+                format!(
+                    "must be 2..=65535 (the node's own socket uses mcastport - 1), got {}",
+                    i.mcastport
+                ),
+            ));
+        }
+        if i.ttl == 0 || i.ttl > 255 {
+            return Err(self.invalid(
+                "totem.interface.ttl",
+                format!("must be 1..=255, got {}", i.ttl),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_udpu(&self) -> Result<(), ConfigError> {
+        if self.nodelist.node.is_empty() {
+            return Err(self.invalid_near(
+                "nodelist",
+                "totem.transport",
+                "transport \"udpu\" needs a [[nodelist.node]] entry (nodeid, ring0_addr) for every node",
+            ));
+        }
+        if let Some(group) = self.totem.interface.mcastaddr {
+            return Err(self.invalid(
+                "totem.interface.mcastaddr",
+                format!("not used by transport \"udpu\"; remove it (got {group})"),
+            ));
+        }
+        self.validate_nodelist()?;
+        let me = self.this_node().ok_or_else(|| {
+            self.invalid(
+                "totem.nodeid",
+                format!(
+                    "node {} is not in the nodelist ([[nodelist.node]] entries)",
+                    self.totem.nodeid
+                ),
+            )
+        })?;
+        if let Some(bind) = self.totem.interface.bindnetaddr
+            && bind != me.ring0_addr
+        {
+            return Err(self.invalid(
+                "totem.interface.bindnetaddr",
+                format!(
+                    "must equal this node's ring0_addr {} for transport \"udpu\", got {bind}",
+                    me.ring0_addr
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_nodelist(&self) -> Result<(), ConfigError> {
+        let nodes = &self.nodelist.node;
+        let default_port = self.totem.interface.mcastport;
+        for (n, node) in nodes.iter().enumerate() {
+            if node.nodeid == 0 {
+                return Err(self.invalid(
+                    &format!("nodelist.node[{n}].nodeid"),
+                    "node id 0 is reserved; use 1..=4294967295",
+                ));
+            }
+            let addr = node.ring0_addr;
+            if addr.is_unspecified() || addr.is_multicast() {
+                return Err(self.invalid(
+                    &format!("nodelist.node[{n}].ring0_addr"),
+                    format!("must be a specific unicast address, got {addr}"),
+                ));
+            }
+            if addr.is_ipv6() != nodes[0].ring0_addr.is_ipv6() {
+                return Err(self.invalid(
+                    &format!("nodelist.node[{n}].ring0_addr"),
+                    format!(
+                        "{addr} is not of the same address family as the first node's {}",
+                        nodes[0].ring0_addr
+                    ),
+                ));
+            }
+            let port = node.port.unwrap_or(default_port);
+            if port == 0 {
+                return Err(self.invalid(
+                    &format!("nodelist.node[{n}].port"),
+                    "port 0 is not allowed: peers must know the port",
+                ));
+            }
+            for (m, earlier) in nodes[..n].iter().enumerate() {
+                if earlier.nodeid == node.nodeid {
+                    return Err(self.invalid(
+                        &format!("nodelist.node[{n}].nodeid"),
+                        format!(
+                            "node id {} is already used by nodelist.node[{m}]",
+                            node.nodeid
+                        ),
+                    ));
+                }
+                let earlier_addr =
+                    SocketAddr::new(earlier.ring0_addr, earlier.port.unwrap_or(default_port));
+                if earlier_addr == SocketAddr::new(addr, port) {
+                    return Err(self.invalid(
+                        &format!("nodelist.node[{n}].ring0_addr"),
+                        format!("address {earlier_addr} is already used by nodelist.node[{m}]"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_aisexec(&self) -> Result<(), ConfigError> {
+        let a = &self.aisexec;
+        if a.ipc_socket.as_os_str().is_empty() {
+            return Err(self.invalid("aisexec.ipc_socket", "must not be empty"));
+        }
+        if a.state_dir.as_os_str().is_empty() {
+            return Err(self.invalid("aisexec.state_dir", "must not be empty"));
+        }
+        if a.ipc_group.as_deref() == Some("") {
+            return Err(self.invalid(
+                "aisexec.ipc_group",
+                "must not be empty; leave it out instead",
+            ));
+        }
+        Ok(())
+    }
+}
