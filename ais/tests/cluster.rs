@@ -559,6 +559,22 @@ fn malformed_packets_close_only_that_connection() {
     let s = c.status(0).expect("status after garbage");
     assert_eq!(s.members, vec![1]);
     assert_eq!(c.counter(0, "ipc_malformed"), 1);
+    // Every layer's statistics, each under its own name.
+    let mut names: Vec<&[u8]> = s.counters.iter().map(|c| &c.name[..]).collect();
+    let all = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), all, "a statistic name appears twice");
+    for layer in [
+        "frames_in",
+        "gathers",
+        "invalid_digest",
+        "driver_iterations",
+        "ipc_clients",
+        "cpg_groups",
+    ] {
+        assert!(names.contains(&layer.as_bytes()), "no {layer}");
+    }
 }
 
 /// The next packet on `sock`, which must be an answer: (request id, answer).

@@ -62,6 +62,7 @@ pub mod dpdk;
 pub mod epoll;
 pub mod mem;
 mod members;
+pub mod stats;
 pub mod udp;
 #[cfg(target_os = "linux")]
 pub mod unix;

@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
 use ais_proto::ipc::{Counter, Encoded, Nothing, Reply, Status};
+use dataplane::stats::{Collect, Visit, Visitor};
 
 use crate::eventlog::{EventLogWriter, unix_nanos};
 use server::ConnLink;
@@ -134,6 +135,13 @@ pub struct ExecCounters {
     pub ipc_connections: u64,
     /// Clients disconnected because they did not read their callbacks.
     pub ipc_overflow_disconnects: u64,
+}
+
+impl Visit for ExecCounters {
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.counter("ipc_connections", self.ipc_connections);
+        v.counter("ipc_overflow_disconnects", self.ipc_overflow_disconnects);
+    }
 }
 
 /// Where the key service's effects land: the key file, rewritten at every rekey.
@@ -428,62 +436,27 @@ impl Exec {
         self.core.disconnected(conn);
     }
 
-    /// The status for `aisctl status`.
+    /// The status for `aisctl status`: every layer's statistics, visited in order from the
+    /// transport up (names in docs/services.md).
     pub fn status(&self) -> Status {
         let d = self.submitter.status();
-        let core = &d.stats.core;
-        let t = &d.stats.transport;
-        let mut counters: Vec<(&'static str, u64)> = vec![
-            ("uptime_ms", self.started.elapsed().as_millis() as u64),
-            ("frames_in", t.frames_in),
-            ("frames_out", t.frames_out),
-            ("bytes_in", t.bytes_in),
-            ("bytes_out", t.bytes_out),
-            ("rx_truncated", t.rx_truncated),
-            ("tx_errors", t.tx_errors),
-            ("unknown_sources", t.unknown_sources),
-            ("malformed_frames", core.malformed),
-            ("foreign_ring_frames", core.foreign_ring),
-            ("messages_delivered", core.messages_delivered),
-            ("frames_sent", core.frames_sent),
-            ("frames_retransmitted", core.frames_retransmitted),
-            ("token_losses", core.token_losses),
-            ("token_retransmits", core.token_retransmits),
-            ("gathers", core.gathers),
-            ("rings_installed", core.rings_installed),
-            ("failed_to_receive", core.failed_to_receive),
-            ("pauses_detected", core.pauses_detected),
-            ("late_installs", core.late_installs),
-            ("backpressure", core.backpressure),
-            (
-                "invalid_digest",
-                core.crypto.bad_tag + core.crypto.bad_crc + core.crypto.malformed,
-            ),
-            ("unknown_key_epoch", core.crypto.unknown_epoch),
-            (
-                "replayed_frames",
-                core.crypto.replayed + core.crypto.too_old + core.crypto.misdirected,
-            ),
-            ("frames_sealed", core.crypto.sealed),
-            ("queued_messages", d.queued_messages as u64),
-            ("ipc_connections", self.counters.ipc_connections),
-            (
-                "ipc_overflow_disconnects",
-                self.counters.ipc_overflow_disconnects,
-            ),
-            // The whole process: Totem, the executive, one IPC loop, the persistence and
-            // logging helpers; a client adds none.
-            ("process_threads", process_threads()),
-        ];
-        self.core.counters(&mut counters);
+        let mut stats = Collect::default();
+        stats.gauge("uptime_ms", self.started.elapsed().as_millis() as u64);
+        d.visit(&mut stats);
+        self.counters.visit(&mut stats);
+        // The whole process: Totem, the executive, one IPC loop, the persistence and
+        // logging helpers; a client adds none.
+        stats.gauge("process_threads", process_threads());
+        self.core.visit(&mut stats);
         Status {
             node: self.core.node().0,
             state: Bytes::from(state_name(d.state)),
             ring: Bytes::from(d.ring.to_string()),
             members: self.core.members().iter().map(|n| n.0).collect(),
-            counters: counters
+            counters: stats
+                .0
                 .into_iter()
-                .map(|(name, value)| Counter {
+                .map(|(name, _, value)| Counter {
                     name: Bytes::from_static(name.as_bytes()),
                     value,
                 })

@@ -254,6 +254,25 @@ pub struct CryptoStats {
     pub misdirected: u64,
 }
 
+/// The rejected frames are summed by what an operator acts on: `invalid_digest` (a frame that
+/// is not ours or was damaged: bad tag, bad CRC, malformed), `unknown_key_epoch`, and
+/// `replayed_frames` (replayed, too old, or addressed to another node).
+impl dataplane::stats::Visit for CryptoStats {
+    fn visit(&self, v: &mut dyn dataplane::stats::Visitor) {
+        v.counter("frames_sealed", self.sealed);
+        v.counter("frames_opened", self.opened);
+        v.counter(
+            "invalid_digest",
+            self.bad_tag + self.bad_crc + self.malformed,
+        );
+        v.counter("unknown_key_epoch", self.unknown_epoch);
+        v.counter(
+            "replayed_frames",
+            self.replayed + self.too_old + self.misdirected,
+        );
+    }
+}
+
 impl CryptoStats {
     fn count(&mut self, error: OpenError) {
         let counter = match error {

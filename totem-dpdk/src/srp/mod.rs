@@ -207,6 +207,42 @@ pub struct Stats {
     pub seal_errors: u64,
 }
 
+impl dataplane::stats::Visit for Stats {
+    fn visit(&self, v: &mut dyn dataplane::stats::Visitor) {
+        v.counter("frames_received", self.frames_received);
+        v.counter("malformed_frames", self.malformed);
+        v.counter("unsupported_version_frames", self.unsupported_version);
+        v.counter("foreign_ring_frames", self.foreign_ring);
+        v.counter("duplicate_tokens", self.duplicate_tokens);
+        v.counter("duplicate_frames", self.duplicate_frames);
+        v.counter("out_of_window_frames", self.out_of_window);
+        v.counter("tokens_accepted", self.tokens_accepted);
+        v.counter("hold_cancels_sent", self.hold_cancels_sent);
+        v.counter("hold_cancels_received", self.hold_cancels_received);
+        v.counter("token_retransmits", self.token_retransmits);
+        v.counter("frames_retransmitted", self.frames_retransmitted);
+        v.counter("retransmit_requests", self.retransmit_requests);
+        v.counter("frames_sent", self.frames_sent);
+        v.counter("messages_delivered", self.messages_delivered);
+        v.counter("reassembly_errors", self.reassembly_errors);
+        v.counter("backpressure", self.backpressure);
+        v.counter("gathers", self.gathers);
+        v.counter("failed_to_receive", self.failed_to_receive);
+        v.counter("token_losses", self.token_losses);
+        v.counter("rings_installed", self.rings_installed);
+        v.counter("pauses_detected", self.pauses_detected);
+        v.gauge("last_pause_ms", self.last_pause.as_millis());
+        v.counter("stale_joins_ignored", self.stale_joins_ignored);
+        v.counter("late_installs", self.late_installs);
+        v.counter("recovery_frames_sent", self.recovery_frames_sent);
+        v.counter("recovery_frames_received", self.recovery_frames_received);
+        v.counter("late_old_ring_frames", self.late_old_ring_frames);
+        self.crypto.visit(v);
+        v.gauge("next_nonce", self.next_nonce);
+        v.counter("seal_errors", self.seal_errors);
+    }
+}
+
 /// One node of a Totem ring. See the [module documentation](self) for the calling contract.
 #[derive(Debug)]
 pub struct Totem {

@@ -41,6 +41,7 @@ pub(crate) mod testkit;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+use dataplane::stats::{Visit, Visitor};
 use totem_dpdk::crypto::EpochKey;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, Event, FlowControl, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
@@ -480,8 +481,8 @@ pub trait Service {
     /// A connection closed.
     fn conn_closed(&mut self, cx: &mut Context<'_>, conn: ConnId);
 
-    /// Counters for `aisctl status`.
-    fn counters(&self, _out: &mut Vec<(&'static str, u64)>) {}
+    /// Its statistics for `aisctl status` (names prefixed with the service's name).
+    fn stats(&self, _v: &mut dyn Visitor) {}
 }
 
 /// Most client requests held while their service is being synchronised; more are answered
@@ -540,6 +541,34 @@ struct Held {
     id: u64,
     op: u16,
     body: Bytes,
+}
+
+impl Visit for CoreCounters {
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.counter("ipc_requests", self.ipc_requests);
+        v.counter("ipc_malformed", self.ipc_malformed);
+        v.counter("ipc_try_again", self.ipc_try_again);
+        v.counter("exec_malformed", self.exec_malformed);
+        v.counter("exec_version_refused", self.exec_version_refused);
+        v.counter("exec_delivered", self.delivered);
+        v.counter("syncs_started", self.syncs_started);
+        v.counter("syncs_completed", self.syncs_completed);
+        v.counter("syncs_aborted", self.syncs_aborted);
+        v.counter("requests_held_for_sync", self.requests_held);
+    }
+}
+
+/// The core's counters, its queues, and every service's statistics, for `aisctl status`.
+impl Visit for ExecCore {
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.gauge("ipc_clients", self.conns.len() as u64);
+        self.counters.visit(v);
+        v.gauge("internal_pending", self.internal.len() as u64);
+        v.gauge("requests_held", self.held.len() as u64);
+        for s in &self.services {
+            s.stats(v);
+        }
+    }
 }
 
 /// The executive core.
@@ -654,27 +683,6 @@ impl ExecCore {
     /// The core's counters.
     pub fn core_counters(&self) -> &CoreCounters {
         &self.counters
-    }
-
-    /// Every counter of the core and its services, for `aisctl status`.
-    pub fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
-        let c = &self.counters;
-        out.extend([
-            ("ipc_clients", self.conns.len() as u64),
-            ("ipc_requests", c.ipc_requests),
-            ("ipc_malformed", c.ipc_malformed),
-            ("ipc_try_again", c.ipc_try_again),
-            ("exec_malformed", c.exec_malformed),
-            ("exec_version_refused", c.exec_version_refused),
-            ("internal_pending", self.internal.len() as u64),
-            ("syncs_started", c.syncs_started),
-            ("syncs_completed", c.syncs_completed),
-            ("syncs_aborted", c.syncs_aborted),
-            ("requests_held_for_sync", c.requests_held),
-        ]);
-        for s in &self.services {
-            s.counters(out);
-        }
     }
 
     /// A client connected (credentials already checked).

@@ -18,6 +18,7 @@ use crate::exec::{ConnId, Context, Service, ServiceId, exec_message};
 use ais_proto::codec::{DecodeError, Reader, Writer};
 use ais_proto::evs::{Callback, ConfKind, EvsProtocol, Request, Response};
 use ais_proto::ipc::{AisError, Protocol, Reply, check_group, decode_body};
+use dataplane::stats::Visitor;
 
 /// EVS's id, in executive messages and `Hello`.
 const ID: ServiceId = EvsProtocol::ID;
@@ -190,9 +191,9 @@ impl Service for Evs {
         self.conns.remove(&conn);
     }
 
-    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
-        out.push(("evs_connections", self.conns.len() as u64));
-        out.push(("evs_delivered", self.delivered));
+    fn stats(&self, v: &mut dyn Visitor) {
+        v.gauge("evs_connections", self.conns.len() as u64);
+        v.counter("evs_delivered", self.delivered);
     }
 }
 

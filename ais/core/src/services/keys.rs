@@ -36,6 +36,7 @@ use crate::key::{GENERATED_SECRET_LEN, KeyMaterial};
 use ais_proto::admin::{AdminProtocol, Request};
 use ais_proto::codec::{DecodeError, Reader, Writer};
 use ais_proto::ipc::{AisError, Nothing, Protocol, decode_body};
+use dataplane::stats::Visitor;
 
 /// The administration service's id: rekeying is requested on an `aisctl` connection, and the
 /// key messages carry the same id.
@@ -300,12 +301,12 @@ impl Service for Keys {
         }
     }
 
-    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
-        out.push((
+    fn stats(&self, v: &mut dyn Visitor) {
+        v.gauge(
             "key_epoch",
             self.current.as_ref().map_or(0, |k| u64::from(k.epoch())),
-        ));
-        out.push(("rekeys", self.rekeys));
+        );
+        v.counter("rekeys", self.rekeys);
     }
 }
 

@@ -37,6 +37,7 @@ use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_repl
 use ais_proto::codec::{DecodeError, Reader, Writer};
 use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Reason, Request, Response};
 use ais_proto::ipc::{AisError, Protocol, Reply, check_group, decode_body};
+use dataplane::stats::{Visit, Visitor};
 
 /// CPG's id, in executive messages and `Hello`.
 const ID: ServiceId = CpgProtocol::ID;
@@ -100,9 +101,29 @@ pub struct Cpg {
     own_in_flight: u32,
     sync: Option<SyncState>,
     defects: Defects,
-    delivered: u64,
-    confchgs: u64,
-    dropped_from_non_members: u64,
+    stats: CpgStats,
+}
+
+/// CPG's counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CpgStats {
+    /// Messages delivered to local members (one per member).
+    pub delivered: u64,
+    /// Configuration-change callbacks sent to local members.
+    pub confchg_callbacks: u64,
+    /// Messages from processes that were not members of their group when delivered, dropped.
+    pub dropped_from_non_members: u64,
+}
+
+impl Visit for CpgStats {
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.counter("cpg_delivered", self.delivered);
+        v.counter("cpg_confchg_callbacks", self.confchg_callbacks);
+        v.counter(
+            "cpg_dropped_from_non_members",
+            self.dropped_from_non_members,
+        );
+    }
 }
 
 fn encode(kind: u16, group: &[u8], pid: u32, extra: impl FnOnce(&mut Writer)) -> Bytes {
@@ -158,7 +179,7 @@ impl Cpg {
             targets.push(c);
         }
         for conn in targets {
-            self.confchgs += 1;
+            self.stats.confchg_callbacks += 1;
             cx.callback(
                 conn,
                 &Callback::ConfChg {
@@ -239,12 +260,12 @@ impl Cpg {
     ) {
         let sender = CpgAddress { node: node.0, pid };
         let Some(g) = self.groups.get(&group) else {
-            self.dropped_from_non_members += 1;
+            self.stats.dropped_from_non_members += 1;
             return;
         };
         if !g.members.contains(&sender) && !self.defects.deliver_from_non_members {
             // Sent in a view this node's view of the group does not continue (a merge).
-            self.dropped_from_non_members += 1;
+            self.stats.dropped_from_non_members += 1;
             debug!(
                 "CPG message from {}/{} to {:?} dropped: not a member of this node's view",
                 sender.node,
@@ -254,7 +275,7 @@ impl Cpg {
             return;
         }
         for &conn in g.local.values() {
-            self.delivered += 1;
+            self.stats.delivered += 1;
             cx.callback(
                 conn,
                 &Callback::Deliver {
@@ -736,18 +757,13 @@ impl Service for Cpg {
         }
     }
 
-    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
-        out.push(("cpg_groups", self.groups.len() as u64));
-        out.push((
+    fn stats(&self, v: &mut dyn Visitor) {
+        v.gauge("cpg_groups", self.groups.len() as u64);
+        v.gauge(
             "cpg_local_members",
             self.groups.values().map(|g| g.local.len() as u64).sum(),
-        ));
-        out.push(("cpg_delivered", self.delivered));
-        out.push(("cpg_confchg_callbacks", self.confchgs));
-        out.push((
-            "cpg_dropped_from_non_members",
-            self.dropped_from_non_members,
-        ));
+        );
+        self.stats.visit(v);
     }
 }
 
@@ -893,9 +909,9 @@ mod tests {
             }),
         );
         assert!(told(r.node(1), 1).deliveries.is_empty());
-        let mut counters = Vec::new();
-        r.node(1).core.counters(&mut counters);
-        assert!(counters.contains(&("cpg_dropped_from_non_members", 1)));
+        let mut stats = dataplane::stats::Collect::default();
+        r.node(1).core.visit(&mut stats);
+        assert_eq!(stats.get("cpg_dropped_from_non_members"), Some(1));
     }
 
     #[test]
