@@ -5,7 +5,7 @@
 //! blade is being extracted (hot-swap state M4 → M5) early enough to switch its services over
 //! before it powers off.
 //!
-//! **What it will hold:** the HPI model (domain, resource presence table, hot-swap states,
-//! sensors, events) and its IPMI backend. Nothing is implemented yet.
+//! **What it holds:** the HPI model (domain, resource presence table, hot-swap states,
+//! sensors, events) and its IPMI backend (the README's table says how far each has come).
 
 #![forbid(unsafe_code)]
