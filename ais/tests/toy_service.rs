@@ -1,5 +1,5 @@
 //! A service added the way every new one is: its protocol (a `Protocol` with its request,
-//! answer and callback types), its executive half (a `Service`), its client half (a
+//! answer and callback types, and its ring-message type), its executive half (a `Service`), its client half (a
 //! `Connection` typed by the protocol) and one registration line (the service list given to
 //! `ExecCore::new`). Everything is in this file: nothing else in the workspace names it, and
 //! no routing table or shared `match` was edited for it.
@@ -12,12 +12,13 @@ use std::thread;
 use std::time::Duration;
 
 use ais_client::{Connection, Error};
-use ais_core::exec::{ConnId, Context, Effect, ExecCore, Service, exec_message};
+use ais_core::exec::{ConnId, Context, Effect, ExecCore, Service};
 use ais_proto::codec::{DecodeError, Reader, Writer};
 use ais_proto::ipc::{
     AisError, Encoded, Frame, Kind, Message, Nothing, Protocol, Reply, ServiceId, Status,
     decode_body, get_group,
 };
+use ais_proto::ring;
 use bytes::Bytes;
 use dataplane::unix::{Recv, SeqpacketConn};
 use totem_dpdk::srp::{Delivery, Event};
@@ -141,10 +142,36 @@ impl Message for TallyCallback {
     }
 }
 
-// ---- The executive half (would be `ais/core/src/services/tally.rs`). ----
+/// The tally's message on the Totem ring: an addition, ordered before anyone applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TallyRing {
+    Add { name: Bytes, by: u32 },
+}
 
-/// Totem message kind: an addition, ordered by the ring before anyone applies it.
-const ADD: u16 = 1;
+impl Message for TallyRing {
+    fn op(&self) -> u16 {
+        1
+    }
+    fn name(&self) -> &'static str {
+        "Add"
+    }
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        let TallyRing::Add { name, by } = self;
+        w.short_bytes(name).u32(*by);
+        Bytes::new()
+    }
+    fn decode(op: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        match op {
+            1 => Ok(TallyRing::Add {
+                name: get_group(r)?,
+                by: r.u32("by")?,
+            }),
+            other => Err(unknown(other)),
+        }
+    }
+}
+
+// ---- The executive half (would be `ais/core/src/services/tally.rs`). ----
 
 #[derive(Default)]
 struct Tally {
@@ -173,9 +200,7 @@ impl Service for Tally {
         match decode_body(op, body)? {
             TallyRequest::Add { by: 0, .. } => cx.error(conn, id, AisError::InvalidParam),
             TallyRequest::Add { name, by } => {
-                let mut w = Writer::with_capacity(name.len() + 6);
-                w.short_bytes(&name).u32(by);
-                let msg = exec_message(TallyProtocol::ID, ADD, &w.finish());
+                let msg = ring::encode(TallyProtocol::ID, &TallyRing::Add { name, by });
                 // Answered from `submitted` (the default: OK, or TRY_AGAIN).
                 cx.submit_for(conn, id, TallyProtocol::ID, 0, Default::default(), msg);
             }
@@ -193,16 +218,7 @@ impl Service for Tally {
         kind: u16,
         body: Bytes,
     ) -> Result<(), DecodeError> {
-        if kind != ADD {
-            return Err(DecodeError::Unknown {
-                what: "tally message",
-                value: u64::from(kind),
-            });
-        }
-        let mut r = Reader::new(body);
-        let name = get_group(&mut r)?;
-        let by = r.u32("by")?;
-        r.end()?;
+        let TallyRing::Add { name, by } = decode_body(kind, body)?;
         let total = self.totals.entry(name.clone()).or_default();
         *total += u64::from(by);
         let cb = TallyCallback::Changed {

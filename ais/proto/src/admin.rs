@@ -60,6 +60,64 @@ impl Message for Request {
     }
 }
 
+/// A key-service message on the Totem ring (the executive's half:
+/// `ais_core::services::keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingMessage {
+    /// A new key epoch, wrapped under the current key (`totem_dpdk::crypto::rekey_wrap`).
+    Rekey {
+        /// The wrapped key.
+        wrapped: Bytes,
+    },
+    /// The sender installed `epoch`.
+    KeyDone {
+        /// The epoch.
+        epoch: u32,
+    },
+}
+
+const RING_REKEY: u16 = 1;
+const RING_KEY_DONE: u16 = 2;
+
+impl Message for RingMessage {
+    fn op(&self) -> u16 {
+        match self {
+            RingMessage::Rekey { .. } => RING_REKEY,
+            RingMessage::KeyDone { .. } => RING_KEY_DONE,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            RingMessage::Rekey { .. } => "Rekey",
+            RingMessage::KeyDone { .. } => "KeyDone",
+        }
+    }
+
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        match self {
+            RingMessage::Rekey { wrapped } => wrapped.clone(),
+            RingMessage::KeyDone { epoch } => {
+                w.u32(*epoch);
+                Bytes::new()
+            }
+        }
+    }
+
+    fn decode(op: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        match op {
+            RING_REKEY => Ok(RingMessage::Rekey { wrapped: r.rest() }),
+            RING_KEY_DONE => Ok(RingMessage::KeyDone {
+                epoch: r.u32("epoch")?,
+            }),
+            op => Err(DecodeError::UnknownOp {
+                service: "keys",
+                op,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +127,14 @@ mod tests {
     fn rekey_round_trips() {
         assert!(Request::Rekey.op() >= FIRST_REQUEST_OP);
         assert_round_trips(Kind::Request, &[Request::Rekey]);
+        assert_round_trips(
+            Kind::Request,
+            &[
+                RingMessage::Rekey {
+                    wrapped: Bytes::from_static(b"wrapped key"),
+                },
+                RingMessage::KeyDone { epoch: 4 },
+            ],
+        );
     }
 }

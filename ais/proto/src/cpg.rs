@@ -465,6 +465,124 @@ impl Message for Callback {
     }
 }
 
+/// A CPG message on the Totem ring (the executive's half: `ais_core::services::cpg`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingMessage {
+    /// A process joins a group.
+    Join {
+        /// The group.
+        group: Bytes,
+        /// The process, on the sending node.
+        pid: u32,
+    },
+    /// A process leaves a group.
+    Leave {
+        /// The group.
+        group: Bytes,
+        /// The process, on the sending node.
+        pid: u32,
+        /// Why ([`Reason::Leave`] or [`Reason::ProcDown`]).
+        reason: Reason,
+    },
+    /// A message to a group.
+    Mcast {
+        /// The group.
+        group: Bytes,
+        /// The sending process, on the sending node.
+        pid: u32,
+        /// The message.
+        data: Bytes,
+    },
+    /// After a membership change: the sending node's processes in every group, as they were
+    /// in the ring `(rep, seq)`.
+    JoinList {
+        /// The ring's representative.
+        rep: u32,
+        /// The ring's sequence number.
+        seq: u64,
+        /// (group, pid) of every local member.
+        entries: Vec<(Bytes, u32)>,
+    },
+}
+
+mod kind {
+    pub(super) const JOIN: u16 = 1;
+    pub(super) const LEAVE: u16 = 2;
+    pub(super) const MCAST: u16 = 3;
+    pub(super) const JOINLIST: u16 = 4;
+}
+
+impl Message for RingMessage {
+    fn op(&self) -> u16 {
+        match self {
+            RingMessage::Join { .. } => kind::JOIN,
+            RingMessage::Leave { .. } => kind::LEAVE,
+            RingMessage::Mcast { .. } => kind::MCAST,
+            RingMessage::JoinList { .. } => kind::JOINLIST,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            RingMessage::Join { .. } => "Join",
+            RingMessage::Leave { .. } => "Leave",
+            RingMessage::Mcast { .. } => "Mcast",
+            RingMessage::JoinList { .. } => "JoinList",
+        }
+    }
+
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        match self {
+            RingMessage::Join { group, pid } => {
+                w.short_bytes(group).u32(*pid);
+            }
+            RingMessage::Leave { group, pid, reason } => {
+                w.short_bytes(group).u32(*pid).u8(reason.code());
+            }
+            RingMessage::Mcast { group, pid, data } => {
+                w.short_bytes(group).u32(*pid);
+                return data.clone();
+            }
+            RingMessage::JoinList { rep, seq, entries } => {
+                w.u32(*rep).u64(*seq).count(entries.len());
+                for (group, pid) in entries {
+                    w.short_bytes(group).u32(*pid);
+                }
+            }
+        }
+        Bytes::new()
+    }
+
+    fn decode(code: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(match code {
+            kind::JOIN => RingMessage::Join {
+                group: get_group(r)?,
+                pid: r.u32("pid")?,
+            },
+            kind::LEAVE => RingMessage::Leave {
+                group: get_group(r)?,
+                pid: r.u32("pid")?,
+                reason: Reason::from_code(r.u8("reason")?)?,
+            },
+            kind::MCAST => RingMessage::Mcast {
+                group: get_group(r)?,
+                pid: r.u32("pid")?,
+                data: r.rest(),
+            },
+            kind::JOINLIST => {
+                let rep = r.u32("ring representative")?;
+                let seq = r.u64("ring sequence")?;
+                let n = r.count("entries", 6)?;
+                let entries = (0..n)
+                    .map(|_| Ok((get_group(r)?, r.u32("pid")?)))
+                    .collect::<Result<Vec<_>, DecodeError>>()?;
+                RingMessage::JoinList { rep, seq, entries }
+            }
+            other => return Err(unknown(other)),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +643,35 @@ mod tests {
                     members: vec![a],
                     left: vec![(a, Reason::NodeDown)],
                     joined: vec![(a, Reason::Join)],
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn every_cpg_ring_message_round_trips() {
+        let g = Bytes::from_static(b"g");
+        assert_round_trips(
+            Kind::Request,
+            &[
+                RingMessage::Join {
+                    group: g.clone(),
+                    pid: 7,
+                },
+                RingMessage::Leave {
+                    group: g.clone(),
+                    pid: 7,
+                    reason: Reason::ProcDown,
+                },
+                RingMessage::Mcast {
+                    group: g.clone(),
+                    pid: 7,
+                    data: Bytes::from_static(b"hi"),
+                },
+                RingMessage::JoinList {
+                    rep: 1,
+                    seq: 8,
+                    entries: vec![(g, 7)],
                 },
             ],
         );

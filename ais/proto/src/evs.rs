@@ -272,6 +272,46 @@ impl Message for Callback {
     }
 }
 
+/// An EVS message on the Totem ring (the executive's half: `ais_core::services::evs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingMessage {
+    /// A message for the connections subscribed to any of `groups`.
+    Mcast {
+        /// The groups.
+        groups: Vec<Bytes>,
+        /// The message.
+        data: Bytes,
+    },
+}
+
+const RING_MCAST: u16 = 1;
+
+impl Message for RingMessage {
+    fn op(&self) -> u16 {
+        RING_MCAST
+    }
+
+    fn name(&self) -> &'static str {
+        "Mcast"
+    }
+
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        let RingMessage::Mcast { groups, data } = self;
+        put_groups(w, groups);
+        data.clone()
+    }
+
+    fn decode(code: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        match code {
+            RING_MCAST => Ok(RingMessage::Mcast {
+                groups: get_groups(r)?,
+                data: r.rest(),
+            }),
+            other => Err(unknown(other)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +355,13 @@ mod tests {
                     joined: vec![],
                 },
             ],
+        );
+        assert_round_trips(
+            Kind::Request,
+            &[RingMessage::Mcast {
+                groups: vec![Bytes::from_static(b"a")],
+                data: Bytes::from_static(b"m"),
+            }],
         );
     }
 }

@@ -1,11 +1,13 @@
-//! Client ⇄ executive IPC: the framing and what every service shares ([`ipc`]), one module
-//! per service with its requests, answers and callbacks ([`cpg`], [`evs`], [`admin`]), the
-//! shared byte codec ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket
+//! The protocols of the AIS layer: client ⇄ executive IPC (the framing and what every service
+//! shares, [`ipc`]), the executive's messages on the Totem ring (their header and the sync
+//! barrier, [`ring`]), one module per service with its requests, answers, callbacks and ring
+//! messages ([`cpg`], [`evs`], [`admin`]), the shared byte codec ([`codec`]) and the SA Forum
+//! error codes ([`ipc::AisError`]). The socket
 //! itself is a Unix SEQPACKET socket (`dataplane::unix`): one packet per datagram, peer
 //! credentials checked at accept.
 //!
-//! A new service adds its own module here (its [`ipc::Protocol`] and three [`ipc::Message`]
-//! types); nothing in [`ipc`] names a service.
+//! A new service adds its own module here (its [`ipc::Protocol`] and its [`ipc::Message`]
+//! types); nothing in [`ipc`] or [`ring`] names a service.
 //!
 //! Both sides link this crate: the client library (`ais-client`) and the executive
 //! (`ais-core`, `ais`). It depends on nothing of the runtime.
@@ -17,3 +19,4 @@ pub mod codec;
 pub mod cpg;
 pub mod evs;
 pub mod ipc;
+pub mod ring;

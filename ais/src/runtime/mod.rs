@@ -7,7 +7,7 @@
 //! bytes. Nothing on this thread blocks on Totem or on a client.
 //!
 //! Every Totem message the executive submits starts with a 4-byte header: `version: u8`
-//! ([`ais_core::exec::EXEC_VERSION`]), `service: u8` ([`ais_core::exec::ServiceId`]),
+//! ([`ais_proto::ring::EXEC_VERSION`]), `service: u8` ([`ais_proto::ipc::ServiceId`]),
 //! `kind: u16` (the service's message type).
 
 pub mod server;

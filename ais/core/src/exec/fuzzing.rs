@@ -14,8 +14,8 @@ use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
 use ais_proto::{admin, cpg, evs};
 
-/// Decodes `data` as a client packet, and its body as every service's requests, answers and
-/// callbacks: a body that decodes must encode and decode to the same value. Then hands the
+/// Decodes `data` as a client packet, and its body as every service's requests, answers,
+/// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
 /// packet, as a request, to a core on a CPG, an EVS and an administration connection.
 ///
 /// # Panics
@@ -31,6 +31,11 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Reply<evs::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
+    // The ring messages' codecs, on the same bytes.
+    round_trip::<cpg::RingMessage>(&frame);
+    round_trip::<evs::RingMessage>(&frame);
+    round_trip::<admin::RingMessage>(&frame);
+    round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
         vec![

@@ -48,33 +48,16 @@ use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
 use tracing::{debug, info, warn};
 
 use crate::key::KeyMaterial;
-use ais_proto::codec::{DecodeError, Reader, Writer};
+use ais_proto::codec::{DecodeError, Writer};
 use ais_proto::ipc::{AisError, Encoded, Kind, Message, Nothing, Reply, Request, decode_body};
+use ais_proto::ring::{self, RingFrame, SyncMessage};
 
 pub use ais_proto::ipc::ServiceId;
 
-/// Version byte of the executive's Totem messages (2: CPG join lists name their ring).
-pub const EXEC_VERSION: u8 = 2;
-/// Length of the executive's Totem message header.
-pub const EXEC_HEADER: usize = 4;
+pub use ais_proto::ring::{EXEC_HEADER, EXEC_VERSION, SYNC};
 
 /// A connection's number, unique for the life of the executive.
 pub type ConnId = u64;
-
-/// The executive's own messages (sync barriers) in the service byte of the header; services
-/// use their protocol's [`ServiceId`] (`ais_proto::ipc::Protocol::ID`).
-pub const SYNC: ServiceId = ServiceId(0);
-
-/// Builds an executive message: header (`version: u8`, `service: u8`, `kind: u16` little
-/// endian), then `body`.
-pub fn exec_message(service: ServiceId, kind: u16, body: &[u8]) -> Bytes {
-    let mut v = Vec::with_capacity(EXEC_HEADER + body.len());
-    v.push(EXEC_VERSION);
-    v.push(service.0);
-    v.extend_from_slice(&kind.to_le_bytes());
-    v.extend_from_slice(body);
-    Bytes::from(v)
-}
 
 /// Who a submit was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,9 +473,6 @@ pub trait Service {
 /// requests meanwhile can pile up).
 pub const MAX_HELD: usize = 4096;
 
-/// Executive-message kind of a sync barrier (service [`SYNC`]).
-const BARRIER: u16 = 1;
-
 /// A synchronisation in progress.
 #[derive(Debug)]
 struct SyncRun {
@@ -817,29 +797,33 @@ impl ExecCore {
 
     fn deliver(&mut self, sender: NodeId, payload: &Bytes) {
         self.counters.delivered += 1;
-        if let Some(&version) = payload.first()
-            && version != EXEC_VERSION
-        {
-            // A peer running a build of another executive protocol: said once per node and
-            // version (it would say it for every message), counted every time.
-            self.counters.exec_version_refused += 1;
-            if self.versions_refused.insert((sender, version)) {
-                warn!(
-                    "node {sender} speaks executive protocol version {version}; this build \
-                     speaks version {EXEC_VERSION}: its messages are dropped \
-                     (exec_version_refused)"
-                );
+        let RingFrame {
+            service: target,
+            kind,
+            body,
+        } = match RingFrame::decode(payload) {
+            Ok(frame) => frame,
+            Err(DecodeError::Version { got, .. }) => {
+                // A peer running a build of another executive protocol: said once per node
+                // and version (it would say it for every message), counted every time.
+                self.counters.exec_version_refused += 1;
+                if self.versions_refused.insert((sender, got)) {
+                    warn!(
+                        "node {sender} speaks executive protocol version {got}; this build \
+                         speaks version {EXEC_VERSION}: its messages are dropped \
+                         (exec_version_refused)"
+                    );
+                }
+                return;
             }
-            return;
-        }
-        if payload.len() < EXEC_HEADER {
-            self.counters.exec_malformed += 1;
-            warn!("dropped a Totem message from node {sender} without an executive header");
-            return;
-        }
-        let kind = u16::from_le_bytes([payload[2], payload[3]]);
-        let target = ServiceId(payload[1]);
-        let body = payload.slice(EXEC_HEADER..);
+            Err(e) => {
+                self.counters.exec_malformed += 1;
+                warn!(
+                    "dropped a Totem message from node {sender} without an executive header: {e}"
+                );
+                return;
+            }
+        };
         if target == SYNC {
             if let Err(e) = self.deliver_sync(sender, kind, body) {
                 self.counters.exec_malformed += 1;
@@ -925,34 +909,29 @@ impl ExecCore {
         if !done {
             return;
         }
-        let mut w = Writer::with_capacity(16);
-        w.u32(ring.rep.0).u64(ring.seq).u8(sid.0);
+        let barrier = SyncMessage::Barrier {
+            rep: ring.rep.0,
+            seq: ring.seq,
+            service: sid,
+        };
         self.internal
-            .push_back((exec_message(SYNC, BARRIER, &w.finish()), DeliveryKind::Safe));
+            .push_back((ring::encode(SYNC, &barrier), DeliveryKind::Safe));
         if let Some(run) = &mut self.sync {
             run.barrier_sent = true;
         }
     }
 
     fn deliver_sync(&mut self, sender: NodeId, kind: u16, body: Bytes) -> Result<(), DecodeError> {
-        if kind != BARRIER {
-            return Err(DecodeError::Unknown {
-                what: "sync message",
-                value: u64::from(kind),
-            });
-        }
-        let mut r = Reader::new(body);
+        let SyncMessage::Barrier { rep, seq, service } = decode_body(kind, body)?;
         let ring = RingId {
-            rep: NodeId(r.u32("ring representative")?),
-            seq: r.u64("ring sequence")?,
+            rep: NodeId(rep),
+            seq,
         };
-        let sid = r.u8("service")?;
-        r.end()?;
         let Some(run) = &mut self.sync else {
             return Ok(());
         };
         let i = run.order[run.step];
-        if run.ring != ring || self.services[i].id().0 != sid || !run.members.contains(&sender) {
+        if run.ring != ring || self.services[i].id() != service || !run.members.contains(&sender) {
             // A barrier of an aborted sync (its ring ended), or of a node outside it.
             return Ok(());
         }
@@ -1362,9 +1341,14 @@ mod tests {
         let (mut r, _, _) = probes(2, true);
         // Node 2's barrier for ring 1.4 is delivered after ring 1.8 started: it must not
         // count for 1.8.
-        let mut w = Writer::with_capacity(16);
-        w.u32(1).u64(4).u8(PROBE.0);
-        let stale = exec_message(SYNC, BARRIER, &w.finish());
+        let stale = ring::encode(
+            SYNC,
+            &SyncMessage::Barrier {
+                rep: 1,
+                seq: 4,
+                service: PROBE,
+            },
+        );
         r.config(&[1, 2], &[1, 2]);
         r.inject(2, stale);
         // Node 1's own barrier alone does not complete the sync either.

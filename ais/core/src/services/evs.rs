@@ -4,7 +4,7 @@
 //! Membership is the node membership: every EVS connection gets every transitional and
 //! regular configuration, with node ids.
 //!
-//! Totem message: `MCAST {groups, data}` (kind 1). Subscriptions are local: they are not
+//! Totem message: `Mcast {groups, data}` (`ais_proto::evs::RingMessage`). Subscriptions are local: they are not
 //! broadcast, so a message reaches the connections subscribed when it is delivered.
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,16 +14,15 @@ use totem_dpdk::NodeId;
 use totem_dpdk::srp::{ConfigChange, ConfigKind};
 
 use super::delivery_kind;
-use crate::exec::{ConnId, Context, Service, ServiceId, exec_message};
-use ais_proto::codec::{DecodeError, Reader, Writer};
-use ais_proto::evs::{Callback, ConfKind, EvsProtocol, Request, Response};
+use crate::exec::{ConnId, Context, Service, ServiceId};
+use ais_proto::codec::DecodeError;
+use ais_proto::evs::{Callback, ConfKind, EvsProtocol, Request, Response, RingMessage};
 use ais_proto::ipc::{AisError, Protocol, Reply, check_group, decode_body};
+use ais_proto::ring;
 use dataplane::stats::Visitor;
 
 /// EVS's id, in executive messages and `Hello`.
 const ID: ServiceId = EvsProtocol::ID;
-
-const MCAST: u16 = 1;
 
 /// The EVS service.
 #[derive(Debug, Default)]
@@ -108,13 +107,7 @@ impl Service for Evs {
                     cx.error(conn, id, AisError::InvalidParam);
                     return Ok(());
                 }
-                let mut w = Writer::with_capacity(data.len() + 64);
-                w.count(groups.len());
-                for g in &groups {
-                    w.short_bytes(g);
-                }
-                w.raw(&data);
-                let msg = exec_message(ID, MCAST, &w.finish());
+                let msg = ring::encode(ID, &RingMessage::Mcast { groups, data });
                 cx.submit_for(conn, id, ID, 0, delivery_kind(guarantee), msg);
             }
             Request::MembershipGet => {
@@ -137,18 +130,7 @@ impl Service for Evs {
         kind: u16,
         body: Bytes,
     ) -> Result<(), DecodeError> {
-        if kind != MCAST {
-            return Err(DecodeError::Unknown {
-                what: "EVS message",
-                value: u64::from(kind),
-            });
-        }
-        let mut r = Reader::new(body);
-        let n = r.count("groups", 2)?;
-        let groups = (0..n)
-            .map(|_| r.short_bytes("group"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let data = r.rest();
+        let RingMessage::Mcast { groups, data } = decode_body(kind, body)?;
         for (&conn, subscribed) in &self.conns {
             if groups.iter().any(|g| subscribed.contains(g)) {
                 self.delivered += 1;
@@ -341,8 +323,8 @@ mod tests {
     #[test]
     fn an_unknown_message_kind_is_an_error() {
         let mut r = ring();
-        r.inject(2, exec_message(ID, 9, b""));
-        r.inject(2, exec_message(ID, MCAST, b"\x05\x00"));
+        r.inject(2, ring::raw(ID, 9, b""));
+        r.inject(2, ring::raw(ID, 1, b"\x05\x00"));
         assert_eq!(r.node(1).core.core_counters().exec_malformed, 2);
     }
 }

@@ -31,11 +31,12 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId};
 use tracing::{error, info, warn};
 
-use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_reply};
+use crate::exec::{ConnId, Context, Service, ServiceId, submit_reply};
 use crate::key::{GENERATED_SECRET_LEN, KeyMaterial};
-use ais_proto::admin::{AdminProtocol, Request};
-use ais_proto::codec::{DecodeError, Reader, Writer};
+use ais_proto::admin::{AdminProtocol, Request, RingMessage};
+use ais_proto::codec::DecodeError;
 use ais_proto::ipc::{AisError, Nothing, Protocol, decode_body};
+use ais_proto::ring;
 use dataplane::stats::Visitor;
 
 /// The administration service's id: rekeying is requested on an `aisctl` connection, and the
@@ -44,9 +45,6 @@ const ID: ServiceId = AdminProtocol::ID;
 
 /// Random bytes a rekey needs: the new secret, then the wrap nonce.
 const RANDOM_LEN: usize = GENERATED_SECRET_LEN + 12;
-
-const REKEY: u16 = 1;
-const KEY_DONE: u16 = 2;
 
 #[derive(Debug)]
 struct Confirming {
@@ -119,7 +117,12 @@ impl Keys {
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(nonce_bytes);
         let wrapped = rekey_wrap(current, &new, nonce);
-        let msg = exec_message(ID, REKEY, &wrapped);
+        let msg = ring::encode(
+            ID,
+            &RingMessage::Rekey {
+                wrapped: Bytes::from(wrapped),
+            },
+        );
         cx.submit_for(conn, id, ID, u64::from(epoch), DeliveryKind::Safe, msg);
     }
 
@@ -179,11 +182,9 @@ impl Keys {
             required: cx.members().iter().copied().collect(),
             confirmed: BTreeSet::new(),
         });
-        let mut w = Writer::with_capacity(4);
-        w.u32(epoch);
         cx.submit_internal(
             DeliveryKind::Agreed,
-            exec_message(ID, KEY_DONE, &w.finish()),
+            ring::encode(ID, &RingMessage::KeyDone { epoch }),
         );
         if mine(epoch, &self.pending)
             && let Some((conn, id, _)) = self.pending.take()
@@ -264,24 +265,15 @@ impl Service for Keys {
         kind: u16,
         body: Bytes,
     ) -> Result<(), DecodeError> {
-        match kind {
-            REKEY => self.deliver_rekey(cx, sender, &body),
-            KEY_DONE => {
-                let mut r = Reader::new(body);
-                let epoch = r.u32("epoch")?;
-                r.end()?;
+        match decode_body(kind, body)? {
+            RingMessage::Rekey { wrapped } => self.deliver_rekey(cx, sender, &wrapped),
+            RingMessage::KeyDone { epoch } => {
                 if let Some(c) = &mut self.confirming
                     && c.epoch == epoch
                 {
                     c.confirmed.insert(sender);
                 }
                 self.maybe_retire(cx);
-            }
-            other => {
-                return Err(DecodeError::Unknown {
-                    what: "key service message",
-                    value: u64::from(other),
-                });
             }
         }
         Ok(())
@@ -427,7 +419,15 @@ mod tests {
         let mut r = ring(true);
         let other = EpochKey::new(0, vec![9; 32]).expect("key");
         let wrapped = rekey_wrap(&other, &key(1), [1; 12]);
-        r.inject(2, exec_message(ID, REKEY, &wrapped));
+        r.inject(
+            2,
+            ring::encode(
+                ID,
+                &RingMessage::Rekey {
+                    wrapped: Bytes::from(wrapped),
+                },
+            ),
+        );
         let effects = r.node(1).take();
         assert!(
             !effects

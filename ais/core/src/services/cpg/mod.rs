@@ -33,19 +33,15 @@ use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
 use tracing::debug;
 
 use super::delivery_kind;
-use crate::exec::{ConnId, Context, Service, ServiceId, exec_message, submit_reply};
-use ais_proto::codec::{DecodeError, Reader, Writer};
-use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Reason, Request, Response};
+use crate::exec::{ConnId, Context, Service, ServiceId, submit_reply};
+use ais_proto::codec::DecodeError;
+use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Reason, Request, Response, RingMessage};
 use ais_proto::ipc::{AisError, Protocol, Reply, check_group, decode_body};
+use ais_proto::ring;
 use dataplane::stats::{Visit, Visitor};
 
 /// CPG's id, in executive messages and `Hello`.
 const ID: ServiceId = CpgProtocol::ID;
-
-const JOIN: u16 = 1;
-const LEAVE: u16 = 2;
-const MCAST: u16 = 3;
-const JOINLIST: u16 = 4;
 
 /// Tags of client submits, for [`Service::submitted`].
 const TAG_JOIN: u64 = 1;
@@ -126,11 +122,9 @@ impl Visit for CpgStats {
     }
 }
 
-fn encode(kind: u16, group: &[u8], pid: u32, extra: impl FnOnce(&mut Writer)) -> Bytes {
-    let mut w = Writer::with_capacity(group.len() + 16);
-    w.short_bytes(group).u32(pid);
-    extra(&mut w);
-    exec_message(ID, kind, &w.finish())
+/// A CPG message for Totem.
+fn encode(m: &RingMessage) -> Bytes {
+    ring::encode(ID, m)
 }
 
 impl Cpg {
@@ -397,12 +391,14 @@ impl Cpg {
             })
             .collect();
         let ring = cx.ring();
-        let mut w = Writer::with_capacity(64);
-        w.u32(ring.rep.0).u64(ring.seq).count(entries.len());
-        for (name, pid) in entries {
-            w.short_bytes(name).u32(pid);
-        }
-        exec_message(ID, JOINLIST, &w.finish())
+        encode(&RingMessage::JoinList {
+            rep: ring.rep.0,
+            seq: ring.seq,
+            entries: entries
+                .into_iter()
+                .map(|(name, pid)| (name.clone(), pid))
+                .collect(),
+        })
     }
 
     fn join(&mut self, cx: &mut Context<'_>, conn: ConnId, id: u64, group: Bytes) {
@@ -417,7 +413,10 @@ impl Cpg {
         {
             return cx.error(conn, id, AisError::Exist);
         }
-        let msg = encode(JOIN, &group, pid, |_| {});
+        let msg = encode(&RingMessage::Join {
+            group: group.clone(),
+            pid,
+        });
         cx.submit_for(conn, id, ID, TAG_JOIN, DeliveryKind::Agreed, msg);
         let state = self.conns.entry(conn).or_default();
         state.joined.insert(group.clone());
@@ -440,8 +439,10 @@ impl Cpg {
             };
             return cx.error(conn, id, err);
         }
-        let msg = encode(LEAVE, &group, pid, |w| {
-            w.u8(Reason::Leave.code());
+        let msg = encode(&RingMessage::Leave {
+            group,
+            pid,
+            reason: Reason::Leave,
         });
         cx.submit_for(conn, id, ID, TAG_LEAVE, DeliveryKind::Agreed, msg);
         self.own_in_flight += 1;
@@ -464,9 +465,7 @@ impl Cpg {
         {
             return cx.error(conn, id, AisError::NotExist);
         }
-        let mut w = Writer::with_capacity(group.len() + 8 + data.len());
-        w.short_bytes(&group).u32(pid).raw(&data);
-        let msg = exec_message(ID, MCAST, &w.finish());
+        let msg = encode(&RingMessage::Mcast { group, pid, data });
         cx.submit_for(conn, id, ID, TAG_MCAST, kind, msg);
     }
 }
@@ -495,9 +494,11 @@ impl Cpg {
         let msgs = messages
             .iter()
             .map(|data| {
-                let mut w = Writer::with_capacity(group.len() + 8 + data.len());
-                w.short_bytes(&group).u32(pid).raw(data);
-                exec_message(ID, MCAST, &w.finish())
+                encode(&RingMessage::Mcast {
+                    group: group.clone(),
+                    pid,
+                    data: data.clone(),
+                })
             })
             .collect();
         cx.submit_batch_for(conn, id, ID, TAG_MCAST, kind, msgs);
@@ -617,50 +618,28 @@ impl Service for Cpg {
         kind: u16,
         body: Bytes,
     ) -> Result<(), DecodeError> {
-        let mut r = Reader::new(body);
-        match kind {
-            JOIN => {
-                let group = r.short_bytes("group")?;
-                let pid = r.u32("pid")?;
-                r.end()?;
+        match decode_body(kind, body)? {
+            RingMessage::Join { group, pid } => {
                 if sender == cx.node() {
                     self.own_op_done();
                 }
                 self.deliver_join(cx, sender, group, pid);
             }
-            LEAVE => {
-                let group = r.short_bytes("group")?;
-                let pid = r.u32("pid")?;
-                let why = Reason::from_code(r.u8("reason")?)?;
-                r.end()?;
+            RingMessage::Leave { group, pid, reason } => {
                 if sender == cx.node() {
                     self.own_op_done();
                 }
-                self.deliver_leave(cx, sender, group, pid, why);
+                self.deliver_leave(cx, sender, group, pid, reason);
             }
-            MCAST => {
-                let group = r.short_bytes("group")?;
-                let pid = r.u32("pid")?;
-                let data = r.rest();
+            RingMessage::Mcast { group, pid, data } => {
                 self.deliver_mcast(cx, sender, group, pid, data);
             }
-            JOINLIST => {
+            RingMessage::JoinList { rep, seq, entries } => {
                 let ring = RingId {
-                    rep: NodeId(r.u32("ring representative")?),
-                    seq: r.u64("ring sequence")?,
+                    rep: NodeId(rep),
+                    seq,
                 };
-                let n = r.count("entries", 6)?;
-                let entries = (0..n)
-                    .map(|_| Ok((r.short_bytes("group")?, r.u32("pid")?)))
-                    .collect::<Result<Vec<_>, DecodeError>>()?;
-                r.end()?;
                 self.deliver_joinlist(cx, sender, ring, entries);
-            }
-            other => {
-                return Err(DecodeError::Unknown {
-                    what: "CPG message",
-                    value: u64::from(other),
-                });
             }
         }
         Ok(())
@@ -749,8 +728,10 @@ impl Service for Cpg {
                 g.local.remove(&pid);
             }
             self.joining.remove(&(group.clone(), pid));
-            let msg = encode(LEAVE, &group, pid, |w| {
-                w.u8(Reason::ProcDown.code());
+            let msg = encode(&RingMessage::Leave {
+                group: group.clone(),
+                pid,
+                reason: Reason::ProcDown,
             });
             cx.submit_internal(DeliveryKind::Agreed, msg);
             self.own_in_flight += 1;
@@ -904,8 +885,10 @@ mod tests {
         // Node 2's process 999 never joined (as after a merge, before the barrier).
         r.inject(
             2,
-            encode(MCAST, b"g", 999, |w| {
-                w.raw(b"stray");
+            encode(&RingMessage::Mcast {
+                group: g(),
+                pid: 999,
+                data: Bytes::from_static(b"stray"),
             }),
         );
         assert!(told(r.node(1), 1).deliveries.is_empty());
@@ -927,8 +910,10 @@ mod tests {
         let _ = told(r.node(1), 1);
         r.inject(
             2,
-            encode(MCAST, b"g", 999, |w| {
-                w.raw(b"stray");
+            encode(&RingMessage::Mcast {
+                group: g(),
+                pid: 999,
+                data: Bytes::from_static(b"stray"),
             }),
         );
         assert_eq!(told(r.node(1), 1).deliveries.len(), 1);
@@ -1077,9 +1062,9 @@ mod tests {
         let mut cx =
             crate::exec::Context::for_tests(NodeId(1), &conns, &mut effects, &mut internal);
         for (kind, body) in [
-            (JOIN, &b"\x01g"[..]),
-            (LEAVE, &b"\x01g\x00\x00\x00\x01\x09"[..]),
-            (JOINLIST, &b"\x00"[..]),
+            (1, &b"\x01g"[..]),                     // join, cut short
+            (2, &b"\x01g\x00\x00\x00\x01\x09"[..]), // leave, reason 9
+            (4, &b"\x00"[..]),                      // join list, cut short
             (77, &b""[..]),
         ] {
             assert!(

@@ -1,0 +1,159 @@
+//! The executive's messages on the Totem ring: their header, and the executive's own sync
+//! barrier. Each service's messages are a [`Message`] type in its own module
+//! ([`crate::cpg::RingMessage`], [`crate::evs::RingMessage`], [`crate::admin::RingMessage`]),
+//! whose op is the message's kind.
+//!
+//! Header (4 bytes): `version: u8` ([`EXEC_VERSION`]), `service: u8` ([`ServiceId`]; 0 is the
+//! executive's own, [`SYNC`]), `kind: u16` little endian; the body follows. The layout of the
+//! first byte never changes, so a node can tell a peer of another version from a malformed
+//! message, and say so.
+
+use bytes::Bytes;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::ipc::{Message, ServiceId};
+
+/// Version byte of the executive's Totem messages (2: CPG join lists name their ring).
+pub const EXEC_VERSION: u8 = 2;
+/// Length of the header.
+pub const EXEC_HEADER: usize = 4;
+/// The executive's own messages (sync barriers).
+pub const SYNC: ServiceId = ServiceId(0);
+
+/// Encodes `m` as a ring message of `service`: header, body and payload in one buffer (the
+/// one copy of the payload a Totem submit needs).
+pub fn encode<M: Message>(service: ServiceId, m: &M) -> Bytes {
+    let mut w = Writer::with_capacity(64);
+    w.u8(EXEC_VERSION).u8(service.0).u16(m.op());
+    let tail = m.encode(&mut w);
+    let mut v = w.finish();
+    v.extend_from_slice(&tail);
+    Bytes::from(v)
+}
+
+/// A ring message of `service` and `kind` with a body given as bytes (tests, and messages
+/// made by hand).
+pub fn raw(service: ServiceId, kind: u16, body: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(EXEC_HEADER + body.len());
+    v.push(EXEC_VERSION);
+    v.push(service.0);
+    v.extend_from_slice(&kind.to_le_bytes());
+    v.extend_from_slice(body);
+    Bytes::from(v)
+}
+
+/// A delivered ring message whose header is read and whose body is not decoded yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingFrame {
+    /// The service it is for.
+    pub service: ServiceId,
+    /// Its kind (the op of the service's ring-message type).
+    pub kind: u16,
+    /// The bytes after the header.
+    pub body: Bytes,
+}
+
+impl RingFrame {
+    /// Reads the header of a delivered payload.
+    ///
+    /// # Errors
+    /// [`DecodeError::Version`] for another version (checked first: a peer of another build),
+    /// [`DecodeError::Truncated`] when the header is cut short.
+    pub fn decode(payload: &Bytes) -> Result<RingFrame, DecodeError> {
+        let mut r = Reader::new(payload.clone());
+        let version = r.u8("version")?;
+        if version != EXEC_VERSION {
+            return Err(DecodeError::Version {
+                what: "executive protocol",
+                got: version,
+                supported: EXEC_VERSION,
+            });
+        }
+        let service = ServiceId(r.u8("service")?);
+        let kind = r.u16("kind")?;
+        Ok(RingFrame {
+            service,
+            kind,
+            body: r.rest(),
+        })
+    }
+}
+
+/// The executive's own ring message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncMessage {
+    /// This node has sent everything `service` must share in the ring `(rep, seq)`.
+    Barrier {
+        /// The ring's representative.
+        rep: u32,
+        /// The ring's sequence number.
+        seq: u64,
+        /// The service synchronised.
+        service: ServiceId,
+    },
+}
+
+const BARRIER: u16 = 1;
+
+impl Message for SyncMessage {
+    fn op(&self) -> u16 {
+        BARRIER
+    }
+
+    fn name(&self) -> &'static str {
+        "Barrier"
+    }
+
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        let SyncMessage::Barrier { rep, seq, service } = self;
+        w.u32(*rep).u64(*seq).u8(service.0);
+        Bytes::new()
+    }
+
+    fn decode(op: u16, r: &mut Reader) -> Result<Self, DecodeError> {
+        match op {
+            BARRIER => Ok(SyncMessage::Barrier {
+                rep: r.u32("ring representative")?,
+                seq: r.u64("ring sequence")?,
+                service: ServiceId(r.u8("service")?),
+            }),
+            op => Err(DecodeError::UnknownOp {
+                service: "sync",
+                op,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::decode_body;
+
+    #[test]
+    fn a_barrier_round_trips_and_its_header_is_read() {
+        let m = SyncMessage::Barrier {
+            rep: 3,
+            seq: 8,
+            service: ServiceId(1),
+        };
+        let bytes = encode(SYNC, &m);
+        assert_eq!(bytes.len(), EXEC_HEADER + 13);
+        let f = RingFrame::decode(&bytes).unwrap();
+        assert_eq!((f.service, f.kind), (SYNC, 1));
+        assert_eq!(decode_body::<SyncMessage>(f.kind, f.body.clone()), Ok(m));
+        assert_eq!(raw(SYNC, 1, &f.body), bytes);
+        for cut in 0..bytes.len() {
+            let short = bytes.slice(..cut);
+            let ok =
+                RingFrame::decode(&short).and_then(|f| decode_body::<SyncMessage>(f.kind, f.body));
+            assert!(ok.is_err(), "cut at {cut}");
+        }
+        let mut other = bytes.to_vec();
+        other[0] = EXEC_VERSION + 1;
+        assert!(matches!(
+            RingFrame::decode(&Bytes::from(other)),
+            Err(DecodeError::Version { got, .. }) if got == EXEC_VERSION + 1
+        ));
+    }
+}
