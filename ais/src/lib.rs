@@ -13,6 +13,9 @@
 //!   line and key); [`keyfile`] (the cluster key file); [`ringseq`] (durable counters: ring
 //!   sequence, message numbers, nonce lease); [`eventlog`] (the JSON Lines log of a real run,
 //!   for the `totem-evlog` checker);
+//! - [`harness`]: clusters of real `aisexec` processes on this host (generated configurations,
+//!   start, signals, status, waiting for a ring), shared by `aisctl demo`, the integration
+//!   tests and the benchmarks;
 //! - binaries `aisexec`, `aisctl` and `ais-keygen`.
 //!
 //! See `docs/services.md`, `docs/security.md` and `docs/architecture.md`.
@@ -22,6 +25,7 @@
 pub mod aisexec;
 pub mod config;
 pub mod eventlog;
+pub mod harness;
 pub mod keyfile;
 pub mod ringseq;
 pub mod runtime;
