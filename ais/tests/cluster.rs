@@ -121,7 +121,7 @@ fn spawn_senders(c: &Cluster, senders: usize, per: u32, size: u32, extra: &[&str
         .map(|k| {
             Command::new(env!("CARGO_BIN_EXE_aisctl"))
                 .arg("--socket")
-                .arg(&c.nodes[k % c.nodes.len()].socket)
+                .arg(&c.node(k % c.len()).socket)
                 .args(["cpg", "send", "orders"])
                 .args(["--count", &per.to_string(), "--size", &size.to_string()])
                 .args(extra)
@@ -326,7 +326,7 @@ fn client_killed_mid_send_leaves_no_trace() {
 
     let mut sender = Command::new(env!("CARGO_BIN_EXE_aisctl"))
         .arg("--socket")
-        .arg(&c.nodes[0].socket)
+        .arg(&c.node(0).socket)
         .args([
             "cpg",
             "send",
@@ -403,7 +403,7 @@ fn stuck_client_is_disconnected() {
     wait_confchg(&mut sender, LONG, members(1));
     let mut stuck = Command::new(env!("CARGO_BIN_EXE_aisctl"))
         .arg("--socket")
-        .arg(&c.nodes[0].socket)
+        .arg(&c.node(0).socket)
         .args(["cpg", "watch", "orders"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -487,7 +487,7 @@ fn malformed_packets_close_only_that_connection() {
     let mut c = Cluster::loopback("malformed", 1, "");
     c.start_all();
     c.wait_ring(0, &[1], LONG);
-    let raw = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
+    let raw = SeqpacketConn::connect(&c.node(0).socket).expect("connect");
     let mut buf = vec![0u8; 4096];
     let before = Encoded::request(1, &Request::<Nothing>::Status).to_vec();
     raw.send(&[&before]).expect("send");
@@ -500,7 +500,7 @@ fn malformed_packets_close_only_that_connection() {
     assert_eq!(raw.recv(&mut buf).expect("recv"), Recv::Closed);
     // On a CPG connection: an operation CPG does not have is refused and the connection
     // stays; a CPG request whose body does not decode closes it and is counted.
-    let cpg = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
+    let cpg = SeqpacketConn::connect(&c.node(0).socket).expect("connect");
     let hello = Request::<Nothing>::Hello {
         version: VERSION,
         service: CpgProtocol::ID,
@@ -526,7 +526,7 @@ fn malformed_packets_close_only_that_connection() {
     assert_eq!(cpg.recv(&mut buf).expect("recv"), Recv::Closed);
     // A client of another protocol version is answered SA_AIS_ERR_VERSION under its request's
     // id, the executive's log names both versions, and the connection closes.
-    let other = SeqpacketConn::connect(&c.nodes[0].socket).expect("connect");
+    let other = SeqpacketConn::connect(&c.node(0).socket).expect("connect");
     let mut hello = Encoded::request(
         7,
         &Request::<Nothing>::Hello {
@@ -595,7 +595,7 @@ fn evs_groups_and_membership() {
     c.start_all();
     c.wait_ring(0, &[1, 2], LONG);
     c.wait_ring(1, &[1, 2], LONG);
-    let socket = |i: usize| c.nodes[i].socket.clone();
+    let socket = |i: usize| c.node(i).socket.clone();
     let mut a1 = Evs::connect(&socket(0)).expect("evs");
     let mut b2 = Evs::connect(&socket(1)).expect("evs");
     let mut ab2 = Evs::connect(&socket(1)).expect("evs");
@@ -775,7 +775,7 @@ fn pause_and_merge_deliver_nothing_from_outside_the_view() {
     // Node 3's sender writes its requests without waiting for the answers (a reader thread
     // drains answers and callbacks): while node 3's executive is stopped they wait in its
     // socket, and when it runs again they all reach Totem during the membership changes.
-    let raw = Arc::new(SeqpacketConn::connect(&c.nodes[2].socket).expect("connect"));
+    let raw = Arc::new(SeqpacketConn::connect(&c.node(2).socket).expect("connect"));
     raw.set_buffer_sizes(1 << 20, 4 << 20).expect("buffers");
     let mut buf = vec![0u8; 1 << 17];
     for (id, req) in [

@@ -12,14 +12,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ais_client::cpg::{Cpg, CpgEvent};
 use ais_proto::cpg::Reason;
 use common::cluster::{
-    Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
+    Cluster, Node, aisexec_section, assert_one_order, cpg_traffic, key_lines, lab_netns,
+    wait_confchg,
 };
 use netlab::Lab;
 
@@ -28,7 +27,8 @@ const LONG: Duration = Duration::from_secs(20);
 
 /// Node `id`'s configuration; `mtu` 1500 or 9000 (jumbo: af_packet frames of 10240 bytes in
 /// blocks of 20480, as the research notes measured they must be, and mbufs to match).
-fn config(id: u32, hosts: usize, mtu: u32, dir: &Path) -> String {
+fn config(node: &Node, hosts: usize, mtu: u32) -> String {
+    let id = node.id;
     let (framesz, blocksz, room) = if mtu > 1500 {
         (10240, 20480, 10240 + 128)
     } else {
@@ -36,7 +36,7 @@ fn config(id: u32, hosts: usize, mtu: u32, dir: &Path) -> String {
     };
     let mut t = format!(
         "[totem]\nnodeid = {id}\ntransport = \"dpdk\"\nnetmtu = {mtu}\n{}\n",
-        key_lines(dir)
+        key_lines(&node.dir)
     );
     // The nodelist names the members; DPDK learns their MAC addresses from their frames.
     for h in 1..=hosts {
@@ -46,7 +46,7 @@ fn config(id: u32, hosts: usize, mtu: u32, dir: &Path) -> String {
         "[dpdk]\nport = \"net_af_packet0\"\nmin_data_room = {room}\nmbufs = 4095\neal_args = [\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-shconf\", \"--no-telemetry\", \"-l\", \"0\", \"--file-prefix\", \"oais{id}-{pid}\", \"--vdev=net_af_packet0,iface=eth0,framesz={framesz},blocksz={blocksz}\"]\n\n",
         pid = std::process::id()
     );
-    t + &aisexec_section(dir)
+    t + &aisexec_section(node)
 }
 
 #[test]
@@ -68,24 +68,14 @@ fn two_executives_over_dpdk_af_packet() {
 
 fn over_af_packet(n: usize, mtu: u32, name: &str) {
     let lab = Lab::new(n, mtu).expect("network-namespace lab");
-    let hosts: Vec<String> = (1..=n).map(|i| lab.netns(i).to_owned()).collect();
     let all: Vec<u32> = (1..=n as u32).collect();
-    let mut c = Cluster::new(
-        name,
-        n,
-        |id, dir| config(id, n, mtu, dir),
-        Box::new(move |i, program| {
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &hosts[i]]).arg(program);
-            cmd
-        }),
-    );
+    let mut c = Cluster::new(name, n, |node| config(node, n, mtu), lab_netns(&lab));
     c.start_all();
     for i in 0..n {
         c.wait_ring(i, &all, LONG);
     }
     assert!(
-        std::fs::read_to_string(c.nodes[0].dir.join("aisexec.log"))
+        std::fs::read_to_string(c.node(0).dir.join("aisexec.log"))
             .unwrap_or_default()
             .contains("Totem runs on DPDK port net_af_packet0"),
         "node 1 runs on DPDK"

@@ -14,13 +14,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ais_client::cpg::{Cpg, CpgEvent};
 use common::cluster::{
-    Cluster, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
+    Cluster, Node, aisexec_section, assert_one_order, cpg_traffic, key_lines, wait_confchg,
 };
 
 const GROUP: &[u8] = b"memif";
@@ -29,14 +27,15 @@ const LONG: Duration = Duration::from_secs(20);
 /// Node `id`'s configuration on a link of `mtu` bytes. memif buffers (`bsize`) must hold a
 /// whole frame: with 2048-byte buffers on a 9000-byte link, `bench throughput --transport
 /// dpdk-memif --mtu 9000` lost its ring under full load (this light test still passed).
-fn config(id: u32, dir: &Path, mtu: u32) -> String {
+fn config(node: &Node, mtu: u32) -> String {
+    let id = node.id;
     let role = if id == 1 { "server" } else { "client" };
     let pid = std::process::id();
     let socket = format!("/oais-memif-{pid}-{mtu}");
     let bsize = if mtu > 1500 { 16384 } else { 2048 };
     let mut t = format!(
         "[totem]\nnodeid = {id}\ntransport = \"dpdk\"\nnetmtu = {mtu}\n{}\n",
-        key_lines(dir)
+        key_lines(&node.dir)
     );
     for h in 1..=2 {
         t += &format!("[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"10.0.0.{h}\"\n\n");
@@ -44,7 +43,7 @@ fn config(id: u32, dir: &Path, mtu: u32) -> String {
     t += &format!(
         "[dpdk]\nport = \"net_memif0\"\neal_args = [\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-telemetry\", \"-l\", \"0\", \"--file-prefix\", \"oaism{id}-{pid}-{mtu}\", \"--vdev=net_memif0,role={role},socket={socket},id=0,bsize={bsize}\"]\n\n"
     );
-    t + &aisexec_section(dir)
+    t + &aisexec_section(node)
 }
 
 #[test]
@@ -59,12 +58,7 @@ fn two_executives_over_dpdk_memif_jumbo() {
 }
 
 fn over_memif(mtu: u32, name: &str, size: usize) {
-    let mut c = Cluster::new(
-        name,
-        2,
-        |id, dir| config(id, dir, mtu),
-        Box::new(|_, program| Command::new(program)),
-    );
+    let mut c = Cluster::new(name, 2, |node| config(node, mtu), Vec::new());
     // The memif server first: a client that starts before its server never connects in
     // DPDK 22.11 (seen here in 1 of 3 runs), so the server must be up when the client starts.
     c.start(0);
@@ -72,7 +66,7 @@ fn over_memif(mtu: u32, name: &str, size: usize) {
     c.start(1);
     c.wait_ring(0, &[1, 2], LONG);
     c.wait_ring(1, &[1, 2], LONG);
-    let log = std::fs::read_to_string(c.nodes[1].dir.join("aisexec.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(c.node(1).dir.join("aisexec.log")).unwrap_or_default();
     assert!(log.contains("Totem runs on DPDK port net_memif0"), "{log}");
     let mut cl: Vec<Cpg> = (0..2).map(|i| c.cpg(i)).collect();
     for x in &mut cl {

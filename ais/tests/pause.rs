@@ -250,7 +250,7 @@ fn paused_node_splits_nobody(c: &mut Cluster) {
     // by node 3 in the regular configuration just before its process stopped, the frame still
     // unsent; the others formed their ring without it (extended virtual synchrony lets a node
     // the others count as failed deliver what they never see). The event logs tell how many.
-    let unseen = own_messages_not_delivered_at(&c.nodes[2].events, &c.nodes[0].events);
+    let unseen = own_messages_not_delivered_at(&c.node(2).events, &c.node(0).events);
     assert!(
         unexplained.len() <= unseen,
         "nodes 1 and 2 miss {} of node 3's messages that node 3 delivered in a view with them \
@@ -272,7 +272,7 @@ fn paused_node_splits_nobody(c: &mut Cluster) {
 
     // Nodes 1 and 2 never lost each other.
     let rings = |node: u32| -> Vec<(String, Vec<NodeId>, Vec<NodeId>)> {
-        let file = std::fs::File::open(&c.nodes[node as usize - 1].events).expect("event log");
+        let file = std::fs::File::open(&c.node(node as usize - 1).events).expect("event log");
         let events = totem_evlog::log::read_log(std::io::BufReader::new(file)).expect("log");
         // Up to the shutdown at the end: the first configuration with a graceful leave.
         let regular: Vec<_> = events

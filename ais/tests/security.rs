@@ -33,7 +33,7 @@ fn new_key(path: &Path) {
 
 /// Points node `i`'s configuration at another key file.
 fn set_keyfile(c: &Cluster, i: usize, key: &Path) {
-    let cfg = &c.nodes[i].config;
+    let cfg = &c.node(i).config;
     let text = fs::read_to_string(cfg).expect("config");
     let text: String = text
         .lines()
@@ -50,7 +50,7 @@ fn set_keyfile(c: &Cluster, i: usize, key: &Path) {
 }
 
 fn log_of(c: &Cluster, i: usize) -> String {
-    fs::read_to_string(c.nodes[i].dir.join("aisexec.log")).unwrap_or_default()
+    fs::read_to_string(c.node(i).dir.join("aisexec.log")).unwrap_or_default()
 }
 
 /// Waits until node `i`'s log contains `needle`.
@@ -74,7 +74,7 @@ fn counter(c: &Cluster, i: usize, name: &str) -> u64 {
 #[test]
 fn a_node_with_another_key_never_joins() {
     let mut c = Cluster::loopback("wrong-key", 3, "");
-    let other = c.nodes[2].dir.join("other-authkey");
+    let other = c.node(2).dir.join("other-authkey");
     new_key(&other);
     set_keyfile(&c, 2, &other);
     c.start_all();
@@ -102,7 +102,7 @@ fn traffic_with_rekey(c: &Cluster, clients: &mut [Cpg], count: u32, rekey_from: 
     let expect = count as usize * clients.len();
     let sent = std::sync::atomic::AtomicU32::new(0);
     let orders: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
-        let socket = c.nodes[rekey_from].socket.clone();
+        let socket = c.node(rekey_from).socket.clone();
         let sent = &sent;
         let total = clients.len() as u32;
         let rekeyer = s.spawn(move || {
@@ -213,7 +213,7 @@ fn rekey_during_traffic_changes_no_membership_and_loses_nothing() {
         );
         assert_eq!(counter(&c, i, "invalid_digest"), 0);
     }
-    let key = keyfile::read(&c.nodes[0].dir.parent().unwrap().join("authkey")).expect("key");
+    let key = keyfile::read(&c.node(0).dir.parent().unwrap().join("authkey")).expect("key");
     assert_eq!(key.epoch, 2, "the key file holds the new epoch");
     wait_log(&c, 0, "switched to key epoch 2");
     drop(clients);
@@ -228,8 +228,8 @@ fn rekey_during_traffic_changes_no_membership_and_loses_nothing() {
 fn a_node_down_during_a_rekey_is_told_what_to_do() {
     let mut c = Cluster::loopback("rekey-down", 3, "");
     // Each node has its own copy of the key file, as on real blades.
-    let keys: Vec<_> = (0..3).map(|i| c.nodes[i].dir.join("authkey")).collect();
-    let shared = c.nodes[0].dir.parent().unwrap().join("authkey");
+    let keys: Vec<_> = (0..3).map(|i| c.node(i).dir.join("authkey")).collect();
+    let shared = c.node(0).dir.parent().unwrap().join("authkey");
     for (i, k) in keys.iter().enumerate() {
         fs::copy(&shared, k).expect("copy key");
         set_keyfile(&c, i, k);
@@ -240,7 +240,7 @@ fn a_node_down_during_a_rekey_is_told_what_to_do() {
     }
     c.kill(2);
     c.wait_ring(0, &[1, 2], LONG);
-    let mut admin = Admin::connect(&c.nodes[0].socket).expect("admin");
+    let mut admin = Admin::connect(&c.node(0).socket).expect("admin");
     admin.rekey().expect("rekey");
     wait_log(&c, 0, "epoch 0 is retired");
     wait_log(&c, 1, "epoch 0 is retired");

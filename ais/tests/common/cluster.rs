@@ -1,5 +1,6 @@
-//! Real `aisexec` processes for integration tests: generated configurations, start, SIGKILL,
-//! SIGTERM, status over IPC, CPG clients, and the checker on the event logs.
+//! Real `aisexec` processes for integration tests: [`ais::harness::ProcessCluster`] with
+//! panicking helpers, the loopback and network-namespace configurations, CPG clients, and the
+//! checker on the event logs.
 //!
 //! Each node gets a directory under the system temporary directory (configuration, IPC
 //! socket, ring sequence file, `aisexec.log`, `events.jsonl`). Processes are killed and the
@@ -8,67 +9,31 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ais_client::Admin;
+use ais::harness::{self, ProcessCluster};
 use ais_client::cpg::{Cpg, CpgEvent};
 use ais_proto::ipc::Status;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
-/// How to start node `i` (0-based): a command that runs the given program inside the node's
-/// environment (plain, or `ip netns exec NS`).
-pub type Launcher = Box<dyn Fn(usize, &Path) -> Command>;
-
-/// One node's files and process.
-pub struct Node {
-    /// Node id (1-based).
-    pub id: u32,
-    /// Its directory.
-    pub dir: PathBuf,
-    /// Its configuration file.
-    pub config: PathBuf,
-    /// Its IPC socket.
-    pub socket: PathBuf,
-    /// Its event log.
-    pub events: PathBuf,
-    child: Option<Child>,
-}
+pub use ais::harness::Node;
 
 /// A set of aisexec processes.
 pub struct Cluster {
-    /// The nodes.
-    pub nodes: Vec<Node>,
-    base: PathBuf,
-    launcher: Launcher,
+    harness: ProcessCluster,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
         if std::thread::panicking() {
-            eprintln!("cluster files kept in {}", self.base.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.base);
+            eprintln!("cluster files kept in {}", self.harness.dir().display());
+            self.harness.keep(true);
         }
     }
 }
 
 /// Free UDP ports on 127.0.0.1, from the kernel.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let sockets: Vec<std::net::UdpSocket> = (0..n)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    sockets
-        .iter()
-        .map(|s| s.local_addr().expect("addr").port())
-        .collect()
+    harness::free_ports(n).expect("free UDP ports")
 }
 
 /// The `[totem]` key lines for the cluster's key file (`authkey` next to the node
@@ -77,34 +42,13 @@ pub fn key_lines(dir: &Path) -> String {
     let key = dir
         .parent()
         .expect("node dirs have a parent")
-        .join("authkey");
-    format!("secauth = true\nkeyfile = \"{}\"\n", key.display())
+        .join(harness::KEY_FILE);
+    harness::key_lines(&key)
 }
 
-/// The configuration of node `id` of a loopback cluster (`udpu`, one port per node, secauth
-/// on with the cluster's key), with `extra_totem` lines appended to `[totem]`.
-pub fn loopback_config(id: u32, ports: &[u16], dir: &Path, extra_totem: &str) -> String {
-    let mut t = format!(
-        "[totem]\nnodeid = {id}\ntransport = \"udpu\"\n{}{extra_totem}\n\n\
-         [totem.interface]\nmcastport = {}\n\n",
-        key_lines(dir),
-        ports[0]
-    );
-    for (i, port) in ports.iter().enumerate() {
-        t += &format!(
-            "[[nodelist.node]]\nnodeid = {}\nring0_addr = \"127.0.0.1\"\nport = {port}\n\n",
-            i + 1
-        );
-    }
-    t + &aisexec_section(dir)
-}
-
-/// The `[aisexec]` table for a node directory.
-pub fn aisexec_section(dir: &Path) -> String {
-    format!(
-        "[aisexec]\nipc_socket = \"{d}/aisexec.sock\"\nstate_dir = \"{d}\"\n",
-        d = dir.display()
-    )
+/// The `[aisexec]` table for a node.
+pub fn aisexec_section(node: &Node) -> String {
+    harness::aisexec_section(node)
 }
 
 /// How the nodes of a network-namespace lab find each other.
@@ -116,20 +60,21 @@ pub enum Mode {
     Unicast,
 }
 
-/// The configuration of host `id` of `lab` (secauth on with the cluster's key).
-pub fn netns_config(mode: Mode, mtu: u32, id: u32, lab: &netlab::Lab, dir: &Path) -> String {
+/// The configuration of host `node.id` of `lab` (secauth on with the cluster's key).
+pub fn netns_config(mode: Mode, mtu: u32, node: &Node, lab: &netlab::Lab) -> String {
+    let id = node.id;
     let addr = lab.addr(id as usize);
     let mut t = match mode {
         Mode::Multicast => format!(
             "[totem]\nnodeid = {id}\ntransport = \"udp\"\n{}netmtu = {mtu}\n\n\
              [totem.interface]\nbindnetaddr = \"{addr}\"\nmcastaddr = \"239.192.77.1\"\nmcastport = 5405\nttl = 1\n\n",
-            key_lines(dir)
+            key_lines(&node.dir)
         ),
         Mode::Unicast => {
             let mut t = format!(
                 "[totem]\nnodeid = {id}\ntransport = \"udpu\"\n{}netmtu = {mtu}\n\n\
                  [totem.interface]\nmcastport = 5405\n\n",
-                key_lines(dir)
+                key_lines(&node.dir)
             );
             for h in 1..=lab.hosts() {
                 t += &format!(
@@ -140,63 +85,43 @@ pub fn netns_config(mode: Mode, mtu: u32, id: u32, lab: &netlab::Lab, dir: &Path
             t
         }
     };
-    t += &aisexec_section(dir);
+    t += &aisexec_section(node);
     t
+}
+
+/// The namespaces of `lab`'s hosts, for [`Cluster::new`].
+pub fn lab_netns(lab: &netlab::Lab) -> Vec<String> {
+    (1..=lab.hosts()).map(|i| lab.netns(i).to_owned()).collect()
 }
 
 impl Cluster {
     /// One node per host of `lab`, each run inside its namespace (`ip netns exec`).
     pub fn netns(name: &str, lab: &netlab::Lab, mode: Mode, mtu: u32) -> Cluster {
-        let hosts: Vec<String> = (1..=lab.hosts()).map(|i| lab.netns(i).to_owned()).collect();
         Cluster::new(
             name,
-            hosts.len(),
-            |id, dir| netns_config(mode, mtu, id, lab, dir),
-            Box::new(move |i, program| {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", &hosts[i]]).arg(program);
-                cmd
-            }),
+            lab.hosts(),
+            |node| netns_config(mode, mtu, node, lab),
+            lab_netns(lab),
         )
     }
 
-    /// `n` nodes whose configurations `config(id, dir)` returns, started by `launcher`.
+    /// `n` nodes whose configurations `config(node)` returns, node index `i` run in namespace
+    /// `netns[i]` (none: directly), all with their event logs.
     pub fn new(
         name: &str,
         n: usize,
-        config: impl Fn(u32, &Path) -> String,
-        launcher: Launcher,
+        config: impl Fn(&Node) -> String,
+        netns: Vec<String>,
     ) -> Cluster {
         let base = std::env::temp_dir().join(format!("ais-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&base).expect("cluster dir");
-        let key = ais::keyfile::KeyMaterial {
-            epoch: 0,
-            secret: ais::keyfile::generate().expect("random key"),
-        };
-        ais::keyfile::write(&base.join("authkey"), &key, false).expect("key file");
-        let nodes = (0..n)
-            .map(|i| {
-                let id = i as u32 + 1;
-                let dir = base.join(format!("node{id}"));
-                fs::create_dir_all(&dir).expect("node dir");
-                let cfg = dir.join("aisexec.toml");
-                fs::write(&cfg, config(id, &dir)).expect("config");
-                Node {
-                    id,
-                    socket: dir.join("aisexec.sock"),
-                    events: dir.join("events.jsonl"),
-                    config: cfg,
-                    dir,
-                    child: None,
-                }
-            })
-            .collect();
-        Cluster {
-            nodes,
-            base,
-            launcher,
-        }
+        let harness = ProcessCluster::builder(base, n, env!("CARGO_BIN_EXE_aisexec"))
+            .key()
+            .event_log()
+            .netns(netns)
+            .create(config)
+            .expect("cluster files");
+        Cluster { harness }
     }
 
     /// `n` nodes on loopback with `extra_totem` settings, run directly.
@@ -205,119 +130,85 @@ impl Cluster {
         Cluster::new(
             name,
             n,
-            |id, dir| loopback_config(id, &ports, dir, extra_totem),
-            Box::new(|_, program| Command::new(program)),
+            |node| {
+                let totem = key_lines(&node.dir) + extra_totem + "\n";
+                harness::loopback_config(node, &ports, &totem)
+            },
+            Vec::new(),
         )
+    }
+
+    /// The underlying harness.
+    pub fn harness(&mut self) -> &mut ProcessCluster {
+        &mut self.harness
+    }
+
+    /// Node `i` (0-based): its id and files.
+    pub fn node(&self, i: usize) -> &Node {
+        self.harness.node(i)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.harness.len()
     }
 
     /// Starts node `i` (0-based) with its event log.
     pub fn start(&mut self, i: usize) {
-        let n = &self.nodes[i];
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(n.dir.join("aisexec.log"))
-            .expect("log file");
-        let mut cmd = (self.launcher)(i, Path::new(env!("CARGO_BIN_EXE_aisexec")));
-        cmd.arg("--config")
-            .arg(&n.config)
-            .arg("--event-log")
-            .arg(&n.events)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        let child = cmd.spawn().expect("start aisexec");
-        self.nodes[i].child = Some(child);
+        self.harness.spawn(i).expect("start aisexec");
     }
 
     /// Starts every node.
     pub fn start_all(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.start(i);
-        }
+        self.harness.spawn_all().expect("start aisexec");
     }
 
     /// Sends `signal` to node `i`'s process (SIGSTOP and SIGCONT pause and resume it).
     pub fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
-        let child = self.nodes[i].child.as_ref().expect("node running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, signal).expect("signal");
+        self.harness.signal(i, signal).expect("signal");
     }
 
     /// SIGKILL of node `i`.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            c.kill().expect("kill");
-            c.wait().expect("wait");
-        }
+        self.harness.kill(i).expect("kill");
     }
 
     /// SIGTERM of node `i`; asserts it exits 0 within 5 s.
     pub fn terminate(&mut self, i: usize) {
-        let Some(mut c) = self.nodes[i].child.take() else {
-            return;
-        };
-        kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = c.try_wait().expect("wait") {
-                assert!(status.success(), "node {} exited with {status}", i + 1);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} did not stop within 5 s",
-                i + 1
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = self.harness.terminate(i, Duration::from_secs(5)) {
+            panic!("{e}");
         }
     }
 
     /// Node `i`'s status, if it answers.
     pub fn status(&self, i: usize) -> Option<Status> {
-        Admin::connect(&self.nodes[i].socket).ok()?.status().ok()
+        self.harness.status(i).ok()
     }
 
     /// A counter of node `i`'s status.
     pub fn counter(&self, i: usize, name: &str) -> u64 {
-        let s = self.status(i).expect("status");
-        s.counters
-            .iter()
-            .find(|c| &c.name[..] == name.as_bytes())
-            .unwrap_or_else(|| panic!("no counter {name}"))
-            .value
+        self.harness
+            .counter(i, name)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until node `i` is operational with exactly `members`.
-    pub fn wait_ring(&self, i: usize, members: &[u32], within: Duration) {
-        let deadline = Instant::now() + within;
-        let mut last = None;
-        while Instant::now() < deadline {
-            if let Some(s) = self.status(i) {
-                if &s.state[..] == b"operational" && s.members == members {
-                    return;
-                }
-                last = Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    pub fn wait_ring(&mut self, i: usize, members: &[u32], within: Duration) {
+        if let Err(e) = self.harness.wait_ring(i, members, Instant::now() + within) {
+            panic!("{e}");
         }
-        panic!(
-            "node {} has no operational ring of {members:?} within {within:?}; last status {last:?}; log:\n{}",
-            i + 1,
-            fs::read_to_string(self.nodes[i].dir.join("aisexec.log")).unwrap_or_default()
-        );
     }
 
     /// What node `i`'s executive has logged so far.
     pub fn log(&self, i: usize) -> String {
-        fs::read_to_string(self.nodes[i].dir.join("aisexec.log")).unwrap_or_default()
+        self.harness.log(i)
     }
 
     /// A CPG client of node `i` (retrying the connect for up to 5 s).
     pub fn cpg(&self, i: usize) -> Cpg {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match Cpg::connect(&self.nodes[i].socket) {
+            match Cpg::connect(&self.node(i).socket) {
                 Ok(c) => return c,
                 Err(e) if Instant::now() > deadline => panic!("connect to node {}: {e}", i + 1),
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -327,7 +218,12 @@ impl Cluster {
 
     /// The checker's report on every node's event log.
     pub fn check_logs(&self) -> totem_evlog::checker::Report {
-        let paths: Vec<PathBuf> = self.nodes.iter().map(|n| n.events.clone()).collect();
+        let paths: Vec<PathBuf> = self
+            .harness
+            .nodes()
+            .iter()
+            .map(|n| n.events.clone())
+            .collect();
         ais::eventlog::check_files(&paths).expect("read event logs")
     }
 }
