@@ -13,21 +13,23 @@
 //!   socket, ring sequence state and `aisexec.log` there too), starts the executives (in the
 //!   lab hosts for the lab transports) and waits, bounded, until every one reports an
 //!   operational ring of all N nodes; on failure the error has the tail of that node's log.
+//!   The files and processes are an [`ais::harness::ProcessCluster`]; this module adds the
+//!   transports' configurations, the options and the [`Cluster`] view.
 //! * Dropping the cluster stops the executives (SIGTERM, at most 2 s, then SIGKILL), reaps them
 //!   and removes DPDK's runtime directories; the files under `DIR` stay for inspection. Drop
 //!   the cluster before the lab it runs in.
 
 use std::fmt;
 use std::fs;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use ais::harness::{self, ProcessCluster};
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::load::Cluster;
 
@@ -37,8 +39,6 @@ pub const RING_TIMEOUT: Duration = Duration::from_secs(10);
 const DPDK_EXTRA: Duration = Duration::from_secs(10);
 /// How long [`Drop`] waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
-/// Lines of a node's log quoted in errors.
-const LOG_TAIL_LINES: usize = 30;
 /// Counts clusters of this process, for unique DPDK file prefixes and memif socket names.
 static NEXT_CLUSTER: AtomicU32 = AtomicU32::new(0);
 
@@ -185,27 +185,14 @@ fn settings_for(opts: &StackOptions, table: &str) -> String {
         .collect()
 }
 
-/// One executive's files and process.
-struct Node {
-    /// Its directory.
-    dir: PathBuf,
-    /// Its configuration file.
-    config: PathBuf,
-    /// Its IPC socket.
-    socket: PathBuf,
-    /// Its standard output and error.
-    log: PathBuf,
-    /// The process, until killed or stopped.
-    child: Option<Child>,
-}
-
 /// A running cluster of this stack's executives; see the module documentation.
 pub struct AisCluster<'a> {
-    /// The lab the executives run in, for the lab transports.
-    lab: Option<&'a netlab::Lab>,
+    /// The lab the executives run in, for the lab transports: it must outlive them.
+    lab: PhantomData<&'a netlab::Lab>,
     transport: StackTransport,
     program: PathBuf,
-    nodes: Vec<Node>,
+    /// The executives' files and processes.
+    harness: ProcessCluster,
     /// EAL file prefixes (runtime directories under `/var/run/dpdk`) to remove on drop.
     dpdk_prefixes: Vec<String>,
     /// The memif control socket name, removed on drop if it exists as a file.
@@ -262,46 +249,41 @@ impl<'a> AisCluster<'a> {
         } else {
             None
         };
-        fs::create_dir_all(&opts.dir)
-            .with_context(|| format!("creating {}", opts.dir.display()))?;
-        let key = opts.dir.join("authkey");
-        if opts.crypto {
-            let material = ais::keyfile::KeyMaterial {
-                epoch: 0,
-                secret: ais::keyfile::generate().context("generating the cluster key")?,
-            };
-            ais::keyfile::write(&key, &material, true)
-                .with_context(|| format!("writing {}", key.display()))?;
-        }
         let k = NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed);
         let tag = format!("oaisb{}c{k}", std::process::id());
         let ports = if t == StackTransport::Udp {
-            free_ports(opts.nodes)?
+            harness::free_ports(opts.nodes)?
         } else {
             Vec::new()
         };
-        let mut cluster = AisCluster {
-            lab,
-            transport: t,
-            program: opts.program.clone(),
-            nodes: Vec::with_capacity(opts.nodes),
-            dpdk_prefixes: Vec::new(),
-            memif_socket: None,
+        // An abstract Unix socket by default in DPDK 22.11; removed on drop should a build
+        // create it as a file.
+        let memif_socket =
+            (t == StackTransport::DpdkMemif).then(|| PathBuf::from(format!("/{tag}-memif")));
+        let netns = match lab {
+            Some(lab) => (1..=opts.nodes).map(|h| lab.netns(h).to_owned()).collect(),
+            None => Vec::new(),
         };
-        if t == StackTransport::DpdkMemif {
-            // An abstract Unix socket by default in DPDK 22.11; removed on drop should a
-            // build create it as a file.
-            cluster.memif_socket = Some(PathBuf::from(format!("/{tag}-memif")));
+        let mut builder = ProcessCluster::builder(&opts.dir, opts.nodes, &opts.program)
+            .arg("aisexec")
+            .netns(netns);
+        if opts.crypto {
+            builder = builder.key();
         }
-        for id in 1..=opts.nodes as u32 {
-            let dir = opts.dir.join(format!("node{id}"));
-            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let socket = dir.join("aisexec.sock");
+        let key = builder.key_path();
+        // EAL file prefixes, one per node.
+        let dpdk_prefixes: Vec<String> = if t.is_dpdk() {
+            (1..=opts.nodes).map(|id| format!("{tag}n{id}")).collect()
+        } else {
+            Vec::new()
+        };
+        let mut harness = builder.create(|node| {
+            let id = node.id;
             let mut text = totem_section(id, opts, &key);
             text += &settings_for(opts, "totem");
             text += "\n";
             match t {
-                StackTransport::Udp => text += &loopback_nodes(&ports),
+                StackTransport::Udp => text += &harness::loopback_nodelist(&ports),
                 StackTransport::UdpNetns => {
                     text += "[totem.interface]\nmcastport = 5405\n\n";
                     text += &lab_nodes(lab.expect("checked"), opts.nodes);
@@ -312,33 +294,27 @@ impl<'a> AisCluster<'a> {
                 }
                 #[cfg(feature = "dpdk")]
                 StackTransport::DpdkAfPacket | StackTransport::DpdkMemif => {
-                    let prefix = format!("{tag}n{id}");
-                    text += &dpdk_section(t, id, opts, &prefix, cluster.memif_socket.as_deref());
-                    cluster.dpdk_prefixes.push(prefix);
+                    let prefix = &dpdk_prefixes[id as usize - 1];
+                    text += &dpdk_section(t, id, opts, prefix, memif_socket.as_deref());
                 }
             }
-            text += &format!(
-                "[aisexec]\nipc_socket = \"{}\"\nstate_dir = \"{}\"\n",
-                socket.display(),
-                dir.display()
-            );
+            text += &harness::aisexec_section(node);
             if opts.busy_poll && t.is_dpdk() {
                 // The Totem thread polls; pin it, one core per node.
                 text += &format!("cpu = {}\n", poll_core(id));
             }
-            text += &settings_for(opts, "aisexec");
-            let config = dir.join("aisexec.toml");
-            fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
-            // A socket left by an earlier run in the same directory.
-            let _ = fs::remove_file(&socket);
-            cluster.nodes.push(Node {
-                log: dir.join("aisexec.log"),
-                dir,
-                config,
-                socket,
-                child: None,
-            });
-        }
+            text + &settings_for(opts, "aisexec")
+        })?;
+        // The files stay for inspection.
+        harness.keep(true);
+        let mut cluster = AisCluster {
+            lab: PhantomData,
+            transport: t,
+            program: opts.program.clone(),
+            harness,
+            dpdk_prefixes,
+            memif_socket,
+        };
         let within = if t.is_dpdk() {
             RING_TIMEOUT + DPDK_EXTRA
         } else {
@@ -348,103 +324,34 @@ impl<'a> AisCluster<'a> {
         if t == StackTransport::DpdkMemif {
             // The memif server must be up before its client starts: a client that starts
             // first never connects in DPDK 22.11 (ais/tests/dpdk_memif.rs).
-            cluster.spawn(0)?;
-            cluster.wait_ring(0, &[1], Instant::now() + within)?;
-            cluster.spawn(1)?;
+            cluster.harness.spawn(0)?;
+            cluster
+                .harness
+                .wait_ring(0, &[1], Instant::now() + within)?;
+            cluster.harness.spawn(1)?;
         } else {
-            for i in 0..opts.nodes {
-                cluster.spawn(i)?;
-            }
+            cluster.harness.spawn_all()?;
         }
         let deadline = Instant::now() + within;
         for i in 0..opts.nodes {
-            cluster.wait_ring(i, &all, deadline)?;
+            cluster.harness.wait_ring(i, &all, deadline)?;
         }
         Ok(cluster)
     }
 
     /// The directory of `node` (1-based).
     pub fn node_dir(&self, node: usize) -> &Path {
-        &self.nodes[node - 1].dir
+        &self.harness.node(node - 1).dir
     }
 
     /// The IPC socket of `node` (1-based).
     pub fn socket(&self, node: usize) -> &Path {
-        &self.nodes[node - 1].socket
+        &self.harness.node(node - 1).socket
     }
 
     /// The log (standard output and error) of `node` (1-based).
     pub fn log(&self, node: usize) -> &Path {
-        &self.nodes[node - 1].log
-    }
-
-    /// Starts the executive of node index `i` (0-based), output appended to its log.
-    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
-        let node = &self.nodes[i];
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .with_context(|| format!("opening {}", node.log.display()))?;
-        let mut cmd = match self.lab {
-            Some(lab) => lab.command(i + 1, &self.program),
-            None => Command::new(&self.program),
-        };
-        cmd.arg("aisexec")
-            .arg("-c")
-            .arg(&node.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("log file")?)
-            .stderr(log);
-        let child = cmd.spawn().with_context(|| {
-            format!(
-                "starting the executive of node {} ({} aisexec)",
-                i + 1,
-                self.program.display()
-            )
-        })?;
-        self.nodes[i].child = Some(child);
-        Ok(())
-    }
-
-    /// Waits until node index `i` (0-based) is operational with exactly `members`.
-    fn wait_ring(&mut self, i: usize, members: &[u32], deadline: Instant) -> anyhow::Result<()> {
-        let mut last = None;
-        loop {
-            if let Some(c) = self.nodes[i].child.as_mut()
-                && let Some(status) = c.try_wait().context("waiting for an executive")?
-            {
-                self.nodes[i].child = None;
-                bail!(
-                    "the executive of node {} exited ({status}) before the ring of {members:?} formed; its log ({}) ends:\n{}",
-                    i + 1,
-                    self.nodes[i].log.display(),
-                    log_tail(&self.nodes[i].log)
-                );
-            }
-            if let Ok(mut conn) = ais_client::Admin::connect(&self.nodes[i].socket)
-                && let Ok(s) = conn.status()
-            {
-                if &s.state[..] == b"operational" && s.members == members {
-                    return Ok(());
-                }
-                last = Some(format!(
-                    "state {}, members {:?}",
-                    String::from_utf8_lossy(&s.state),
-                    s.members
-                ));
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "node {} has no operational ring of {members:?} after waiting (last status: {}); its log ({}) ends:\n{}",
-                    i + 1,
-                    last.as_deref().unwrap_or("no answer on its IPC socket"),
-                    self.nodes[i].log.display(),
-                    log_tail(&self.nodes[i].log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        &self.harness.node(node - 1).log
     }
 }
 
@@ -458,7 +365,7 @@ impl Cluster for AisCluster<'_> {
     }
 
     fn nodes(&self) -> usize {
-        self.nodes.len()
+        self.harness.len()
     }
 
     /// `PROGRAM cpg-load --socket SOCKET`: the IPC socket is a file, reachable from any
@@ -467,29 +374,27 @@ impl Cluster for AisCluster<'_> {
         let mut cmd = Command::new(&self.program);
         cmd.arg("cpg-load")
             .arg("--socket")
-            .arg(&self.nodes[node - 1].socket);
+            .arg(&self.harness.node(node - 1).socket);
         cmd
     }
 
     fn daemon_pids(&self) -> Vec<Option<u32>> {
-        self.nodes
+        self.harness
+            .nodes()
             .iter()
-            .map(|n| n.child.as_ref().map(Child::id))
+            .map(harness::Node::pid)
             .collect()
     }
 
     fn kill(&mut self, node: usize) -> anyhow::Result<()> {
         anyhow::ensure!(
-            (1..=self.nodes.len()).contains(&node),
+            (1..=self.harness.len()).contains(&node),
             "node {node} does not exist: the cluster has nodes 1..={}",
-            self.nodes.len()
+            self.harness.len()
         );
-        let Some(mut c) = self.nodes[node - 1].child.take() else {
+        if !self.harness.kill(node - 1)? {
             bail!("node {node} is not running");
-        };
-        c.kill()
-            .with_context(|| format!("SIGKILL of node {node}"))?;
-        c.wait().with_context(|| format!("reaping node {node}"))?;
+        }
         Ok(())
     }
 }
@@ -499,41 +404,13 @@ impl Drop for AisCluster<'_> {
     /// most [`STOP_TIMEOUT`] in all, then SIGKILL to the rest; all reaped; DPDK runtime
     /// directories removed.
     fn drop(&mut self) {
-        let deadline = Instant::now() + STOP_TIMEOUT;
         let memif = self.transport == StackTransport::DpdkMemif;
-        for i in (0..self.nodes.len()).rev() {
-            if let Some(c) = &self.nodes[i].child {
-                let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-            }
-            if memif {
-                wait_until(&mut self.nodes[i], deadline);
-            }
-        }
-        for node in &mut self.nodes {
-            wait_until(node, deadline);
-            if let Some(mut c) = node.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        self.harness.stop_all(STOP_TIMEOUT, memif);
         for prefix in &self.dpdk_prefixes {
             let _ = fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
         }
         if let Some(s) = &self.memif_socket {
             let _ = fs::remove_file(s);
-        }
-    }
-}
-
-/// Reaps `node`'s process if it exits before `deadline`.
-fn wait_until(node: &mut Node, deadline: Instant) {
-    while let Some(c) = node.child.as_mut() {
-        match c.try_wait() {
-            Ok(Some(_)) | Err(_) => {
-                node.child = None;
-            }
-            Ok(None) if Instant::now() >= deadline => return,
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
 }
@@ -546,10 +423,7 @@ fn totem_section(id: u32, opts: &StackOptions, key: &Path) -> String {
         "udpu"
     };
     let crypto = if opts.crypto {
-        format!(
-            "secauth = true\ncrypto_cipher = \"aes256\"\nkeyfile = \"{}\"\n",
-            key.display()
-        )
+        format!("{}crypto_cipher = \"aes256\"\n", harness::key_lines(key))
     } else {
         "secauth = false\n".to_owned()
     };
@@ -557,18 +431,6 @@ fn totem_section(id: u32, opts: &StackOptions, key: &Path) -> String {
         "[totem]\nnodeid = {id}\ntransport = \"{transport}\"\nnetmtu = {}\n{crypto}\n",
         opts.mtu
     )
-}
-
-/// `[totem.interface]` and the node list of a loopback cluster: 127.0.0.1, one port each.
-fn loopback_nodes(ports: &[u16]) -> String {
-    let mut t = format!("[totem.interface]\nmcastport = {}\n\n", ports[0]);
-    for (i, port) in ports.iter().enumerate() {
-        t += &format!(
-            "[[nodelist.node]]\nnodeid = {}\nring0_addr = \"127.0.0.1\"\nport = {port}\n\n",
-            i + 1
-        );
-    }
-    t
 }
 
 /// The node list of a lab cluster: host `i`'s address for node `i`.
@@ -633,35 +495,6 @@ fn dpdk_section(
     );
     s += &settings_for(opts, "dpdk");
     s + "\n"
-}
-
-/// `n` free UDP ports on 127.0.0.1, from the kernel.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let sockets = (0..n)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("finding free UDP ports")?;
-    sockets
-        .iter()
-        .map(|s| Ok(s.local_addr()?.port()))
-        .collect::<std::io::Result<Vec<u16>>>()
-        .context("finding free UDP ports")
-}
-
-/// The last [`LOG_TAIL_LINES`] lines of a log file.
-fn log_tail(path: &Path) -> String {
-    match fs::read_to_string(path) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
-            if lines.is_empty() {
-                "(empty)".to_owned()
-            } else {
-                lines[from..].join("\n")
-            }
-        }
-        Err(e) => format!("(cannot read it: {e})"),
-    }
 }
 
 #[cfg(test)]
