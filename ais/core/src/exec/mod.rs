@@ -195,6 +195,7 @@ pub struct Context<'a> {
     ring: RingId,
     members: &'a [NodeId],
     flow_blocked: bool,
+    quorate: &'a mut bool,
     conns: &'a BTreeMap<ConnId, ConnInfo>,
     effects: &'a mut VecDeque<Effect>,
     internal: &'a mut VecDeque<(Bytes, DeliveryKind)>,
@@ -219,6 +220,17 @@ impl Context<'_> {
     /// Whether Totem refused a submit and has not cleared since.
     pub fn flow_blocked(&self) -> bool {
         self.flow_blocked
+    }
+
+    /// Whether this node's partition has quorum: the one place services ask before acting
+    /// (true when no quorum service runs).
+    pub fn quorate(&self) -> bool {
+        *self.quorate
+    }
+
+    /// Sets what [`Context::quorate`] answers (the quorum service, at each configuration).
+    pub fn set_quorate(&mut self, quorate: bool) {
+        *self.quorate = quorate;
     }
 
     /// The process id of a connection's client.
@@ -336,12 +348,14 @@ impl<'a> Context<'a> {
         conns: &'a BTreeMap<ConnId, ConnInfo>,
         effects: &'a mut VecDeque<Effect>,
         internal: &'a mut VecDeque<(Bytes, DeliveryKind)>,
+        quorate: &'a mut bool,
     ) -> Context<'a> {
         Context {
             node,
             ring: RingId::default(),
             members: &[],
             flow_blocked: false,
+            quorate,
             conns,
             effects,
             internal,
@@ -559,6 +573,8 @@ pub struct ExecCore {
     ring: RingId,
     members: Vec<NodeId>,
     flow_blocked: bool,
+    /// What [`Context::quorate`] answers.
+    quorate: bool,
     effects: VecDeque<Effect>,
     internal: VecDeque<(Bytes, DeliveryKind)>,
     /// The head of `internal` was handed to the runtime and not answered yet.
@@ -609,6 +625,7 @@ impl ExecCore {
             ring: RingId::default(),
             members: Vec::new(),
             flow_blocked: false,
+            quorate: true,
             effects: VecDeque::new(),
             internal: VecDeque::new(),
             internal_inflight: false,
@@ -639,6 +656,11 @@ impl ExecCore {
     /// The current regular configuration's members.
     pub fn members(&self) -> &[NodeId] {
         &self.members
+    }
+
+    /// Whether this node's partition has quorum ([`Context::quorate`]).
+    pub fn quorate(&self) -> bool {
+        self.quorate
     }
 
     /// Whether a service synchronisation is in progress.
@@ -1090,6 +1112,7 @@ impl ExecCore {
             ring: self.ring,
             members: &self.members,
             flow_blocked: self.flow_blocked,
+            quorate: &mut self.quorate,
             conns: &self.conns,
             effects: &mut self.effects,
             internal: &mut self.internal,
@@ -1105,6 +1128,7 @@ impl ExecCore {
             ring: self.ring,
             members: &self.members,
             flow_blocked: self.flow_blocked,
+            quorate: &mut self.quorate,
             conns: &self.conns,
             effects: &mut self.effects,
             internal: &mut self.internal,

@@ -1,10 +1,11 @@
 //! The AIS services run by the executive ([`crate::exec::Service`]): [`cpg`] (closed process
-//! groups), [`evs`] (extended virtual synchrony groups) and [`keys`] (online rekeying of the
-//! frame key).
+//! groups), [`evs`] (extended virtual synchrony groups), [`quorum`] (whether this partition
+//! may act) and [`keys`] (online rekeying of the frame key).
 
 pub mod cpg;
 pub mod evs;
 pub mod keys;
+pub mod quorum;
 
 use totem_dpdk::DeliveryKind;
 

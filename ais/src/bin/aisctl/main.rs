@@ -247,11 +247,9 @@ pub(crate) fn retry<T>(
     }
 }
 
+/// A counter of the status, 0 when the executive does not report it.
 pub(crate) fn counter(s: &ais_client::Status, name: &str) -> u64 {
-    s.counters
-        .iter()
-        .find(|c| &c.name[..] == name.as_bytes())
-        .map_or(0, |c| c.value)
+    ais::harness::counter(s, name).unwrap_or(0)
 }
 
 fn rekey(path: &std::path::Path) -> anyhow::Result<()> {

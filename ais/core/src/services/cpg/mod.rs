@@ -1059,8 +1059,14 @@ mod tests {
         let mut effects = std::collections::VecDeque::new();
         let mut internal = std::collections::VecDeque::new();
         let conns = BTreeMap::new();
-        let mut cx =
-            crate::exec::Context::for_tests(NodeId(1), &conns, &mut effects, &mut internal);
+        let mut quorate = true;
+        let mut cx = crate::exec::Context::for_tests(
+            NodeId(1),
+            &conns,
+            &mut effects,
+            &mut internal,
+            &mut quorate,
+        );
         for (kind, body) in [
             (1, &b"\x01g"[..]),                     // join, cut short
             (2, &b"\x01g\x00\x00\x00\x01\x09"[..]), // leave, reason 9
