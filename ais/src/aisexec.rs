@@ -16,7 +16,8 @@ use crate::ringseq::RingSeqFile;
 use crate::runtime::server::{Access, IpcServer, group_id};
 use crate::runtime::{Exec, Flow, Input, KeyStore, TotemSink};
 use ais_core::exec::ExecCore;
-use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys};
+use ais_core::exec::Service;
+use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
 use clap::Parser;
 use dataplane::udp::UdpTransport;
@@ -210,14 +211,23 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
                 config.aisexec.ipc_socket.display()
             )
         })?;
-    let core = ExecCore::new(
-        totem_dpdk::NodeId(nodeid),
-        vec![
-            Box::new(Cpg::new()),
-            Box::new(Evs::new()),
-            Box::new(Keys::new(key)),
-        ],
-    );
+    // The services, synchronised in this order after every membership change.
+    let mut services: Vec<Box<dyn Service + Send>> = vec![
+        Box::new(Cpg::new()),
+        Box::new(Evs::new()),
+        Box::new(Keys::new(key)),
+    ];
+    if let Some(q) = config.quorum_config() {
+        info!(
+            "quorum: {} vote(s) of {} expected{}{}",
+            q.votes,
+            q.expected_votes,
+            if q.two_node { ", two_node" } else { "" },
+            if q.wait_for_all { ", wait_for_all" } else { "" }
+        );
+        services.push(Box::new(Quorum::new(q)));
+    }
+    let core = ExecCore::new(totem_dpdk::NodeId(nodeid), services);
     let keys = KeyStore {
         path: config.totem.keyfile.clone(),
     };

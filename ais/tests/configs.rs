@@ -451,3 +451,47 @@ fn pause_threshold_is_parsed_and_zero_turns_it_off() {
     let e = mistake(&text, 7, "totem.pause_threshold");
     assert!(e.to_string().contains("must be 1..="), "{e}");
 }
+
+#[test]
+fn quorum_defaults_come_from_the_node_list() {
+    let config = Config::from_str(&format!("{GOOD}\n[quorum]\n"), "q.toml").unwrap();
+    let q = config.quorum_config().expect("[quorum] given");
+    assert_eq!(
+        (q.votes, q.expected_votes, q.two_node, q.wait_for_all),
+        (1, 3, false, false)
+    );
+    assert_eq!(
+        Config::from_str(GOOD, "q.toml").unwrap().quorum_config(),
+        None
+    );
+    let two = format!("{}\n[quorum]\nexpected_votes = 2\ntwo_node = true\n", GOOD);
+    let q = Config::from_str(&two, "q.toml")
+        .unwrap()
+        .quorum_config()
+        .unwrap();
+    assert!(
+        q.two_node && q.wait_for_all,
+        "two_node implies wait_for_all"
+    );
+}
+
+#[test]
+fn quorum_mistakes_are_named() {
+    let at = GOOD.lines().count() as u32 + 2;
+    let e = mistake(
+        &format!("{GOOD}\n[quorum]\nexpected_votes = 0\n"),
+        at + 1,
+        "quorum.expected_votes",
+    );
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let e = mistake(
+        &format!("{GOOD}\n[quorum]\ntwo_node = true\n"),
+        at + 1,
+        "quorum.two_node",
+    );
+    assert!(e.to_string().contains("exactly two"), "{e}");
+    // Without a node list the cluster's votes must be given.
+    let multicast = "[totem]\nnodeid = 1\nsecauth = false\n\n[totem.interface]\nbindnetaddr = \"10.0.0.1\"\nmcastaddr = \"239.1.1.1\"\n\n[quorum]\nvotes = 1\n";
+    let e = mistake(multicast, 9, "quorum.expected_votes");
+    assert!(e.to_string().contains("nodelist"), "{e}");
+}

@@ -5,8 +5,9 @@
 //! # Model
 //!
 //! A [`Connection`] is one Unix `SOCK_SEQPACKET` socket to the executive, for one service
-//! (its type parameter: [`CpgProtocol`], [`EvsProtocol`] or [`AdminProtocol`]), announced
-//! when it is made. The service wrappers [`cpg::Cpg`] and [`evs::Evs`] own one each. Like corosync's `libcpg`, the
+//! (its type parameter: [`CpgProtocol`], [`EvsProtocol`], [`QuorumProtocol`] or
+//! [`AdminProtocol`]), announced when it is made. The service wrappers [`cpg::Cpg`],
+//! [`evs::Evs`] and [`quorum::Quorum`] own one each. Like corosync's `libcpg`, the
 //! library is synchronous and has no thread of its own:
 //!
 //! - **One request at a time.** [`Connection::call`] sends a request and blocks until the
@@ -64,6 +65,7 @@
 
 pub mod cpg;
 pub mod evs;
+pub mod quorum;
 
 use std::collections::VecDeque;
 use std::io;
@@ -83,6 +85,7 @@ pub use ais_proto::evs::{ConfKind, EvsProtocol};
 pub use ais_proto::ipc::{
     AisError, Guarantee, MAX_GROUP_NAME, MAX_PAYLOAD, Protocol, Reply, Status, check_group,
 };
+pub use ais_proto::quorum::QuorumProtocol;
 
 /// A connection for administration (`aisctl status`, `aisctl rekey`).
 pub type Admin = Connection<AdminProtocol>;

@@ -1,6 +1,7 @@
 //! From the file's values to what the executive runs: the Totem core's configuration
 //! ([`Config::totem_config`]), the kernel UDP transport's ([`Config::udp_config`]), the
-//! member list ([`Config::members`]) and the frame protection ([`Config::protection`]).
+//! member list ([`Config::members`]), the frame protection ([`Config::protection`]) and the
+//! quorum service's settings ([`Config::quorum_config`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -9,6 +10,18 @@ use totem_dpdk::srp;
 use super::{Config, FrameProtection, MAX_TIMER_MS, Node, TransportKind};
 
 impl Config {
+    /// The quorum service's settings, or `None` without a `[quorum]` table.
+    pub fn quorum_config(&self) -> Option<ais_core::services::quorum::QuorumConfig> {
+        let q = self.quorum.as_ref()?;
+        let listed = u32::try_from(self.nodelist.node.len()).unwrap_or(u32::MAX);
+        Some(ais_core::services::quorum::QuorumConfig {
+            votes: q.votes,
+            expected_votes: q.expected_votes.unwrap_or(listed),
+            two_node: q.two_node,
+            wait_for_all: q.wait_for_all.unwrap_or(q.two_node),
+        })
+    }
+
     /// How Totem frames are protected (`totem.secauth` and `totem.crypto_cipher`); when it
     /// [needs a key](FrameProtection::needs_key), the executive reads `totem.keyfile` with
     /// [`crate::keyfile::read`].

@@ -32,6 +32,10 @@ pub struct Config {
     /// The DPDK port, for `transport = "dpdk"` (`[dpdk]`).
     #[serde(default)]
     pub dpdk: Dpdk,
+    /// Quorum (`[quorum]`): without the table no quorum service runs and every partition
+    /// acts as if quorate.
+    #[serde(default)]
+    pub quorum: Option<Quorum>,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     pub(super) source: Source,
@@ -360,6 +364,26 @@ impl Default for Dpdk {
     }
 }
 
+/// The `[quorum]` table (corosync votequorum's options).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quorum {
+    /// Votes expected in the whole cluster (default: the number of `[[nodelist.node]]`
+    /// entries; required without a node list).
+    #[serde(default)]
+    pub expected_votes: Option<u32>,
+    /// This node's votes (default 1).
+    #[serde(default = "defaults::votes")]
+    pub votes: u32,
+    /// A two-node cluster: one vote of the two is quorate (needs `expected_votes = 2`;
+    /// implies `wait_for_all`).
+    #[serde(default)]
+    pub two_node: bool,
+    /// Not quorate until every expected vote has been present at once (default: `two_node`).
+    #[serde(default)]
+    pub wait_for_all: Option<bool>,
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -396,6 +420,10 @@ impl Default for Aisexec {
 
 mod defaults {
     use std::path::PathBuf;
+
+    pub(super) fn votes() -> u32 {
+        1
+    }
 
     pub(super) fn eal_args() -> Vec<String> {
         [

@@ -52,6 +52,7 @@ impl Config {
             ));
         }
         self.validate_crypto()?;
+        self.validate_quorum()?;
         self.validate_timers()?;
         self.validate_flow_control()?;
         match t.transport {
@@ -66,6 +67,37 @@ impl Config {
         self.totem_config()
             .validate()
             .map_err(|e| self.invalid("totem", e.to_string()))
+    }
+
+    fn validate_quorum(&self) -> Result<(), ConfigError> {
+        let Some(q) = &self.quorum else {
+            return Ok(());
+        };
+        match (q.expected_votes, self.nodelist.node.len()) {
+            (None, 0) => {
+                return Err(self.invalid_near(
+                    "quorum.expected_votes",
+                    "quorum",
+                    "quorum.expected_votes is needed without a [[nodelist.node]] list (the \
+                     votes of the whole cluster, usually its number of nodes)",
+                ));
+            }
+            (Some(0), _) => {
+                return Err(self.invalid(
+                    "quorum.expected_votes",
+                    "must be at least 1 (the votes of the whole cluster)",
+                ));
+            }
+            _ => {}
+        }
+        if q.two_node && self.quorum_config().map(|c| c.expected_votes) != Some(2) {
+            return Err(self.invalid(
+                "quorum.two_node",
+                "two_node is for a cluster of exactly two votes: set expected_votes = 2 (or \
+                 list two nodes), or remove two_node",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_crypto(&self) -> Result<(), ConfigError> {

@@ -249,10 +249,9 @@ impl Service for Quorum {
         if change.kind == ConfigKind::Transitional {
             // Until the new configuration's quorum is known, this node acts as if it had
             // none: the members it goes on with may be a minority.
-            if self.state.quorate {
+            if cx.quorate() {
                 info!("quorum: not quorate while the configuration changes");
             }
-            self.state.quorate = false;
             cx.set_quorate(false);
         }
     }
@@ -284,8 +283,12 @@ impl Service for Quorum {
         self.seen_all = seen_all;
         let was = std::mem::replace(&mut self.state, state);
         let s = &self.state;
-        if s.quorate != was.quorate || s.quorate != cx.quorate() {
+        if s.quorate != was.quorate {
             self.changes += 1;
+        }
+        // Quorate: said after every change (the transitional configuration said it was
+        // suspended). Not quorate: said when it was lost or its numbers changed.
+        if s.quorate || was.quorate || s.total_votes != was.total_votes {
             if s.quorate {
                 info!(
                     "quorum: quorate in ring {ring}: {} of {} expected votes, quorum {}",

@@ -40,6 +40,7 @@ use clap::{Parser, Subcommand};
 ///   aisctl cpg watch orders              # join "orders", print deliveries and changes
 ///   aisctl cpg send orders "hello"       # join, send, wait until delivered, leave
 ///   aisctl cpg send orders --count 10000 --size 1024 --batch 64
+///   aisctl quorum status                 # quorate?, votes, expected votes, quorum
 ///   aisctl rekey                         # new cluster key epoch, online
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -71,6 +72,9 @@ enum Command {
     /// Closed process groups.
     #[command(subcommand)]
     Cpg(CpgCommand),
+    /// Quorum: whether this node's partition may act (needs [quorum] in the configuration).
+    #[command(subcommand)]
+    Quorum(QuorumCommand),
     /// Replace the cluster's frame key online: a new key epoch goes through the ring
     /// (encrypted under the current key), every member switches at the same point and
     /// rewrites its key file. No membership change, no message lost.
@@ -81,6 +85,17 @@ enum Command {
     /// Run the executive itself (what `aisctl demo` starts; same as the aisexec program).
     #[command(hide = true, name = "aisexec")]
     Exec(ais::aisexec::Cli),
+}
+
+#[derive(Subcommand, Debug)]
+enum QuorumCommand {
+    /// Quorate or not, the votes present, expected and needed, and the members; exits with
+    /// status 2 when not quorate (like a check for scripts).
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +177,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Status { json } => status(&socket_path(&cli)?, *json),
         Command::Rekey => rekey(&socket_path(&cli)?),
+        Command::Quorum(QuorumCommand::Status { json }) => {
+            quorum_status(&socket_path(&cli)?, *json)
+        }
         Command::Cpg(CpgCommand::List { json }) => cpg_list(&socket_path(&cli)?, *json),
         Command::Cpg(CpgCommand::Watch {
             group,
@@ -226,6 +244,51 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     say!("counters");
     for c in &s.counters {
         say!("  {:<28} {}", text(&c.name), c.value);
+    }
+    Ok(())
+}
+
+fn quorum_status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let mut q = match client::quorum::Quorum::connect(path) {
+        Err(e) if e.ais_error() == Some(client::AisError::NotSupported) => {
+            anyhow::bail!(
+                "this aisexec runs no quorum service: add a [quorum] table to its configuration \
+                 (see docs/services.md)"
+            )
+        }
+        other => other?,
+    };
+    let s = q.get()?;
+    let ring = String::from_utf8_lossy(&s.ring).into_owned();
+    if json {
+        let v = serde_json::json!({
+            "quorate": s.quorate,
+            "ring": ring,
+            "members": s.members,
+            "total_votes": s.total_votes,
+            "expected_votes": s.expected_votes,
+            "quorum": s.quorum,
+            "waiting_for_all": s.waiting_for_all,
+        });
+        say!("{v}");
+    } else {
+        say!("quorate         {}", if s.quorate { "yes" } else { "no" });
+        say!("ring            {ring}");
+        say!("members         {}", join_ids(&s.members));
+        say!(
+            "votes           {} present, {} expected, {} needed",
+            s.total_votes,
+            s.expected_votes,
+            s.quorum
+        );
+        if s.waiting_for_all {
+            say!("wait_for_all    waiting: every expected vote has not been present at once");
+        }
+    }
+    if !s.quorate {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::process::exit(2);
     }
     Ok(())
 }
