@@ -20,6 +20,8 @@
 //! and AMF assignments will). Clients read it with `Get`, or `Track` it: a `Changed` callback
 //! after every regular configuration. Changes of `quorate` are logged.
 
+pub mod checker;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;

@@ -1,0 +1,268 @@
+//! The quorum service under the seeded simulator: every simulated node runs an [`ExecCore`]
+//! with the quorum service (nodes configured with different `expected_votes`, seeded), a
+//! client on each node tracks it, and the quorum checker (`ais_core::services::quorum::checker`)
+//! judges every state told: members of one configuration agree, the numbers follow from the
+//! members' settings, and no two disjoint configurations are both quorate. Crashes, restarts,
+//! partitions, heals and message loss come from the simulator's random schedules, beside its
+//! own EVS checker on the Totem log.
+//!
+//! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_quorum` replays
+//! one schedule, `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
+//! the longer sweep).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+
+use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::services::quorum::checker::{self, NodeSettings, Observation, Property};
+use ais_core::services::quorum::{Quorum, QuorumConfig, QuorumDefects};
+use ais_proto::ipc::{Nothing, Protocol, Request};
+use ais_proto::quorum::{self, QuorumProtocol};
+use rand::{Rng, RngCore, SeedableRng};
+use totem_dpdk::srp::{Event, SubmitError};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority};
+use totem_sim::net::Faults;
+use totem_sim::sim::{App, AppSubmit, NodeFaultKinds, Schedule, Sim};
+
+struct QuorumApp {
+    core: ExecCore,
+    observed: Rc<RefCell<Vec<Observation>>>,
+    node: u32,
+    submits: VecDeque<AppSubmit>,
+    origins: BTreeMap<u64, Origin>,
+    next_tag: u64,
+    stop_at: Instant,
+    now: Instant,
+}
+
+impl QuorumApp {
+    fn new(
+        node: NodeId,
+        cfg: QuorumConfig,
+        defects: QuorumDefects,
+        observed: Rc<RefCell<Vec<Observation>>>,
+        stop_at: Instant,
+    ) -> QuorumApp {
+        let mut app = QuorumApp {
+            core: ExecCore::new(node, vec![Box::new(Quorum::with_defects(cfg, defects))]),
+            observed,
+            node: node.0,
+            submits: VecDeque::new(),
+            origins: BTreeMap::new(),
+            next_tag: 1,
+            stop_at,
+            now: Instant(0),
+        };
+        // One client tracking the quorum.
+        app.core.connected(1, 100);
+        app.core.request_value(
+            1,
+            1,
+            &Request::<Nothing>::Hello {
+                version: ais_proto::ipc::VERSION,
+                service: QuorumProtocol::ID,
+            },
+        );
+        app.core.request_value(1, 2, &quorum::Request::Track(true));
+        app.effects();
+        app
+    }
+
+    fn effects(&mut self) {
+        while let Some(e) = self.core.poll_effect() {
+            if let Some((_, quorum::Callback::Changed(state))) = e.callback() {
+                self.observed.borrow_mut().push(Observation {
+                    node: self.node,
+                    state,
+                });
+                continue;
+            }
+            match e {
+                Effect::Submit { origin, kind, msg } => {
+                    let tag = self.next_tag;
+                    self.next_tag += 1;
+                    self.origins.insert(tag, origin);
+                    self.submits.push_back(AppSubmit {
+                        tag,
+                        prio: Priority::default(),
+                        kind,
+                        payload: msg,
+                    });
+                }
+                Effect::Send { .. } => {}
+                other => panic!("the quorum service makes no {other:?}"),
+            }
+        }
+    }
+}
+
+impl App for QuorumApp {
+    fn event(&mut self, _now: Instant, event: &Event) {
+        self.core.totem(event);
+        self.effects();
+    }
+
+    fn wake(&mut self, now: Instant, _rng: &mut dyn RngCore) {
+        self.now = now;
+        self.core.tick();
+        self.effects();
+    }
+
+    fn poll_submit(&mut self) -> Option<AppSubmit> {
+        self.submits.pop_front()
+    }
+
+    fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
+        let origin = self.origins.remove(&tag).expect("a known tag");
+        self.core.submitted(origin, result);
+        self.effects();
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        // Ticks offer refused internal messages again; none are needed once idle.
+        (!self.is_idle()).then_some(self.now + Duration::from_millis(10))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.now >= self.stop_at && self.core.is_idle() && self.submits.is_empty()
+    }
+}
+
+/// Each node's settings: one vote, `expected_votes` the node count or one more (seeded).
+fn settings(seed: u64, nodes: u32) -> BTreeMap<u32, NodeSettings> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x9e37_79b9);
+    (1..=nodes)
+        .map(|n| {
+            (
+                n,
+                NodeSettings {
+                    votes: 1,
+                    expected_votes: nodes + u32::from(rng.random_bool(0.3)),
+                    two_node: false,
+                },
+            )
+        })
+        .collect()
+}
+
+struct Run {
+    violations: Vec<String>,
+    quorum: Vec<checker::Violation>,
+    observations: usize,
+}
+
+fn run(seed: u64, defects: QuorumDefects) -> Run {
+    let faults = Faults {
+        loss: 0.05,
+        dup: 0.02,
+        reorder: 0.05,
+        ..Faults::default()
+    };
+    let mut schedule = Schedule::random(seed, 2..=5, faults, NodeFaultKinds::ALL);
+    schedule.converge_bound = Duration::from_millis(10_000);
+    let settings = settings(seed, schedule.nodes);
+    let observed = Rc::new(RefCell::new(Vec::new()));
+    let stop_at = schedule.faults_end();
+    let factory_observed = Rc::clone(&observed);
+    let factory_settings = settings.clone();
+    let sim = Sim::with_apps(
+        schedule.clone(),
+        Box::new(move |node, _incarnation| {
+            let s = factory_settings[&node.0];
+            let cfg = QuorumConfig {
+                votes: s.votes,
+                expected_votes: s.expected_votes,
+                two_node: s.two_node,
+                wait_for_all: false,
+            };
+            Box::new(QuorumApp::new(
+                node,
+                cfg,
+                defects,
+                Rc::clone(&factory_observed),
+                stop_at,
+            ))
+        }),
+    );
+    let outcome = sim.run();
+    let mut violations = outcome.violations.clone();
+    let mut params = totem_sim::checker::CheckParams::from_log(&outcome.log);
+    params.last_fault_ns = Some(schedule.faults_end().as_nanos());
+    params.converge_bound_ns = Some(schedule.converge_bound.as_nanos());
+    let report = totem_sim::checker::check(&outcome.log, &params);
+    violations.extend(report.violations.iter().map(ToString::to_string));
+    let observed = observed.borrow();
+    Run {
+        violations,
+        quorum: checker::check(&observed, &settings),
+        observations: observed.len(),
+    }
+}
+
+fn seeds() -> std::ops::Range<u64> {
+    if let Some(seed) = std::env::var("AIS_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return seed..seed + 1;
+    }
+    let n = std::env::var("AIS_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    0..n
+}
+
+#[test]
+fn every_member_of_a_configuration_computes_the_same_quorum_under_seeded_faults() {
+    let mut observations = 0;
+    let mut bad = Vec::new();
+    let seeds = seeds();
+    let runs = seeds.end - seeds.start;
+    for seed in seeds {
+        let r = run(seed, QuorumDefects::default());
+        observations += r.observations;
+        if !r.violations.is_empty() || !r.quorum.is_empty() {
+            bad.push(format!(
+                "seed {seed} (replay: AIS_SIM_SEED={seed}): {}",
+                r.violations
+                    .iter()
+                    .cloned()
+                    .chain(r.quorum.iter().map(ToString::to_string))
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} schedules failed:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    // Every run tells every node's client at least one configuration's quorum.
+    assert!(
+        observations as u64 >= 2 * runs,
+        "too few states told: {observations} in {runs} runs"
+    );
+}
+
+/// A quorum service that uses only its own `expected_votes`: members configured differently
+/// disagree, and the checker says so.
+#[test]
+fn the_checker_catches_a_quorum_that_ignores_the_members_settings() {
+    let defects = QuorumDefects {
+        local_expected_votes: true,
+    };
+    let caught = (0..100)
+        .filter(|&seed| {
+            run(seed, defects)
+                .quorum
+                .iter()
+                .any(|v| v.property == Property::Agreement)
+        })
+        .count();
+    assert!(caught > 0, "no schedule showed the defect");
+}
