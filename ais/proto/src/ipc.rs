@@ -64,6 +64,10 @@ pub enum AisError {
     Library,
     /// `SA_AIS_ERR_VERSION`: incompatible protocol version.
     Version,
+    /// `SA_AIS_ERR_INIT`: a callback the call needs was not registered.
+    Init,
+    /// `SA_AIS_ERR_TIMEOUT`: the time given ran out (or was zero).
+    Timeout,
     /// `SA_AIS_ERR_TRY_AGAIN`: the service cannot take the request now (Totem's send window is
     /// full); retry later, nothing was queued.
     TryAgain,
@@ -77,10 +81,14 @@ pub enum AisError {
     NameTooLong,
     /// `SA_AIS_ERR_EXIST`: already exists (already joined).
     Exist,
+    /// `SA_AIS_ERR_NO_SPACE`: the buffer given is too small.
+    NoSpace,
     /// `SA_AIS_ERR_NOT_SUPPORTED`.
     NotSupported,
     /// `SA_AIS_ERR_BAD_OPERATION`: not allowed in the current state.
     BadOperation,
+    /// `SA_AIS_ERR_BAD_FLAGS`: unknown or contradictory flags.
+    BadFlags,
     /// `SA_AIS_ERR_TOO_BIG`: the message is larger than allowed.
     TooBig,
     /// A code this build does not know (a newer executive): kept as received.
@@ -93,14 +101,18 @@ impl AisError {
         match self {
             AisError::Library => 2,
             AisError::Version => 3,
+            AisError::Init => 4,
+            AisError::Timeout => 5,
             AisError::TryAgain => 6,
             AisError::InvalidParam => 7,
             AisError::Access => 11,
             AisError::NotExist => 12,
             AisError::NameTooLong => 13,
             AisError::Exist => 14,
+            AisError::NoSpace => 15,
             AisError::NotSupported => 19,
             AisError::BadOperation => 20,
+            AisError::BadFlags => 25,
             AisError::TooBig => 26,
             AisError::Unknown(code) => code,
         }
@@ -112,14 +124,18 @@ impl AisError {
         match code {
             2 => AisError::Library,
             3 => AisError::Version,
+            4 => AisError::Init,
+            5 => AisError::Timeout,
             6 => AisError::TryAgain,
             7 => AisError::InvalidParam,
             11 => AisError::Access,
             12 => AisError::NotExist,
             13 => AisError::NameTooLong,
             14 => AisError::Exist,
+            15 => AisError::NoSpace,
             19 => AisError::NotSupported,
             20 => AisError::BadOperation,
+            25 => AisError::BadFlags,
             26 => AisError::TooBig,
             other => AisError::Unknown(other),
         }
@@ -131,14 +147,18 @@ impl AisError {
         match self {
             AisError::Library => "SA_AIS_ERR_LIBRARY",
             AisError::Version => "SA_AIS_ERR_VERSION",
+            AisError::Init => "SA_AIS_ERR_INIT",
+            AisError::Timeout => "SA_AIS_ERR_TIMEOUT",
             AisError::TryAgain => "SA_AIS_ERR_TRY_AGAIN",
             AisError::InvalidParam => "SA_AIS_ERR_INVALID_PARAM",
             AisError::Access => "SA_AIS_ERR_ACCESS",
             AisError::NotExist => "SA_AIS_ERR_NOT_EXIST",
             AisError::NameTooLong => "SA_AIS_ERR_NAME_TOO_LONG",
             AisError::Exist => "SA_AIS_ERR_EXIST",
+            AisError::NoSpace => "SA_AIS_ERR_NO_SPACE",
             AisError::NotSupported => "SA_AIS_ERR_NOT_SUPPORTED",
             AisError::BadOperation => "SA_AIS_ERR_BAD_OPERATION",
+            AisError::BadFlags => "SA_AIS_ERR_BAD_FLAGS",
             AisError::TooBig => "SA_AIS_ERR_TOO_BIG",
             AisError::Unknown(_) => "SA_AIS_ERR_UNKNOWN",
         }
@@ -769,14 +789,18 @@ mod tests {
         for e in [
             AisError::Library,
             AisError::Version,
+            AisError::Init,
+            AisError::Timeout,
             AisError::TryAgain,
             AisError::InvalidParam,
             AisError::Access,
             AisError::NotExist,
             AisError::NameTooLong,
             AisError::Exist,
+            AisError::NoSpace,
             AisError::NotSupported,
             AisError::BadOperation,
+            AisError::BadFlags,
             AisError::TooBig,
             AisError::Unknown(999),
         ] {

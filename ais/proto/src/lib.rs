@@ -1,9 +1,10 @@
 //! The protocols of the AIS layer: client ⇄ executive IPC (the framing and what every service
 //! shares, [`ipc`]), the executive's messages on the Totem ring (their header and the sync
 //! barrier, [`ring`]), one module per service with its requests, answers, callbacks and ring
-//! messages ([`cpg`], [`evs`], [`quorum`], [`admin`]), the shared byte codec ([`codec`]) and
-//! the SA Forum error codes ([`ipc::AisError`]). The socket itself is a Unix SEQPACKET socket
-//! (`dataplane::unix`): one packet per datagram, peer credentials checked at accept.
+//! messages ([`cpg`], [`evs`], [`clm`], [`quorum`], [`admin`]), the shared byte codec
+//! ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket itself is a Unix
+//! SEQPACKET socket (`dataplane::unix`): one packet per datagram, peer credentials checked at
+//! accept.
 //!
 //! A new service adds its own module here (its [`ipc::Protocol`] and its [`ipc::Message`]
 //! types); nothing in [`ipc`] or [`ring`] names a service.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clm;
 pub mod codec;
 pub mod cpg;
 pub mod evs;

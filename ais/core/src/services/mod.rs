@@ -1,7 +1,9 @@
 //! The AIS services run by the executive ([`crate::exec::Service`]): [`cpg`] (closed process
-//! groups), [`evs`] (extended virtual synchrony groups), [`quorum`] (whether this partition
-//! may act) and [`keys`] (online rekeying of the frame key).
+//! groups), [`evs`] (extended virtual synchrony groups), [`clm`] (cluster membership),
+//! [`quorum`] (whether this partition may act) and [`keys`] (online rekeying of the frame
+//! key).
 
+pub mod clm;
 pub mod cpg;
 pub mod evs;
 pub mod keys;

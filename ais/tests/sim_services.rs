@@ -1,34 +1,57 @@
-//! The quorum service under the seeded simulator: every simulated node runs an [`ExecCore`]
-//! with the quorum service (nodes configured with different `expected_votes`, seeded), a
-//! client on each node tracks it, and the quorum checker (`ais_core::services::quorum::checker`)
-//! judges every state told: members of one configuration agree, the numbers follow from the
-//! members' settings, and no two disjoint configurations are both quorate. Crashes, restarts,
-//! partitions, heals and message loss come from the simulator's random schedules, beside its
-//! own EVS checker on the Totem log.
+//! The membership services under the seeded simulator: every simulated node runs an
+//! [`ExecCore`] with CLM and quorum (nodes configured with different `expected_votes`,
+//! seeded), a client on each node tracks each, and each service's checker judges what was
+//! told: CLM (`ais_core::services::clm::checker`: one view per view number, changes that
+//! follow from the previous view) and quorum (`ais_core::services::quorum::checker`: members
+//! of one configuration agree, the numbers follow from the members' settings, no two disjoint
+//! configurations both quorate). Crashes, restarts, partitions, heals and message loss come
+//! from the simulator's random schedules, beside its own EVS checker on the Totem log.
 //!
-//! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_quorum` replays
-//! one schedule, `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
-//! the longer sweep).
+//! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_services`
+//! replays one schedule, `AIS_SIM_SEEDS=N` runs N (the default is sized for CI;
+//! docs/simulator.md has the longer sweep).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::services::clm::{self, Clm, ClmConfig, ClmDefects};
 use ais_core::services::quorum::checker::{self, NodeSettings, Observation, Property};
 use ais_core::services::quorum::{Quorum, QuorumConfig, QuorumDefects};
-use ais_proto::ipc::{Nothing, Protocol, Request};
+use ais_proto::clm::{ClmProtocol, NodeAddress, TRACK_CHANGES};
+use ais_proto::ipc::{Nothing, Protocol, Request, ServiceId};
 use ais_proto::quorum::{self, QuorumProtocol};
+use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
 use totem_dpdk::srp::{Event, SubmitError};
 use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority};
 use totem_sim::net::Faults;
 use totem_sim::sim::{App, AppSubmit, NodeFaultKinds, Schedule, Sim};
 
-struct QuorumApp {
+/// What every node's tracking clients were told.
+#[derive(Default)]
+struct Observed {
+    quorum: Vec<Observation>,
+    clm: Vec<clm::checker::Observation>,
+}
+
+/// Deliberate defects of a run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Defects {
+    quorum: QuorumDefects,
+    clm: ClmDefects,
+}
+
+/// Connections of the tracking clients.
+const QUORUM_CONN: u64 = 1;
+const CLM_CONN: u64 = 2;
+
+struct ServicesApp {
     core: ExecCore,
-    observed: Rc<RefCell<Vec<Observation>>>,
+    observed: Rc<RefCell<Observed>>,
     node: u32,
+    incarnation: u32,
     submits: VecDeque<AppSubmit>,
     origins: BTreeMap<u64, Origin>,
     next_tag: u64,
@@ -36,46 +59,95 @@ struct QuorumApp {
     now: Instant,
 }
 
-impl QuorumApp {
+impl ServicesApp {
     fn new(
         node: NodeId,
+        incarnation: u32,
         cfg: QuorumConfig,
-        defects: QuorumDefects,
-        observed: Rc<RefCell<Vec<Observation>>>,
+        defects: Defects,
+        observed: Rc<RefCell<Observed>>,
         stop_at: Instant,
-    ) -> QuorumApp {
-        let mut app = QuorumApp {
-            core: ExecCore::new(node, vec![Box::new(Quorum::with_defects(cfg, defects))]),
+    ) -> ServicesApp {
+        let me = ClmConfig {
+            name: Bytes::from(format!("blade-{}", node.0)),
+            address: NodeAddress::V4([10, 0, 0, node.0 as u8]),
+            // A restart is another boot.
+            boot_timestamp: 1_000_000 * u64::from(incarnation) + u64::from(node.0),
+        };
+        let mut app = ServicesApp {
+            core: ExecCore::new(
+                node,
+                vec![
+                    Box::new(Clm::with_defects(me, defects.clm)),
+                    Box::new(Quorum::with_defects(cfg, defects.quorum)),
+                ],
+            ),
             observed,
             node: node.0,
+            incarnation,
             submits: VecDeque::new(),
             origins: BTreeMap::new(),
             next_tag: 1,
             stop_at,
             now: Instant(0),
         };
-        // One client tracking the quorum.
-        app.core.connected(1, 100);
+        // One client tracking each service.
+        app.hello(QUORUM_CONN, QuorumProtocol::ID);
+        app.core
+            .request_value(QUORUM_CONN, 2, &quorum::Request::Track(true));
+        app.hello(CLM_CONN, ClmProtocol::ID);
         app.core.request_value(
-            1,
-            1,
-            &Request::<Nothing>::Hello {
-                version: ais_proto::ipc::VERSION,
-                service: QuorumProtocol::ID,
+            CLM_CONN,
+            2,
+            &ais_proto::clm::Request::Track {
+                flags: TRACK_CHANGES,
             },
         );
-        app.core.request_value(1, 2, &quorum::Request::Track(true));
         app.effects();
         app
     }
 
+    fn hello(&mut self, conn: u64, service: ServiceId) {
+        self.core.connected(conn, 100 + conn as u32);
+        self.core.request_value(
+            conn,
+            1,
+            &Request::<Nothing>::Hello {
+                version: ais_proto::ipc::VERSION,
+                service,
+            },
+        );
+    }
+
     fn effects(&mut self) {
         while let Some(e) = self.core.poll_effect() {
-            if let Some((_, quorum::Callback::Changed(state))) = e.callback() {
-                self.observed.borrow_mut().push(Observation {
+            if matches!(
+                e,
+                Effect::Send {
+                    conn: QUORUM_CONN,
+                    ..
+                }
+            ) && let Some((_, quorum::Callback::Changed(state))) = e.callback()
+            {
+                self.observed.borrow_mut().quorum.push(Observation {
                     node: self.node,
                     state,
                 });
+                continue;
+            }
+            if matches!(e, Effect::Send { conn: CLM_CONN, .. })
+                && let Some((_, ais_proto::clm::Callback::Track(view))) = e.callback()
+            {
+                let ring = self.core.ring();
+                self.observed
+                    .borrow_mut()
+                    .clm
+                    .push(clm::checker::Observation {
+                        node: self.node,
+                        incarnation: self.incarnation,
+                        ring: (ring.rep.0, ring.seq),
+                        view,
+                    });
                 continue;
             }
             match e {
@@ -91,13 +163,13 @@ impl QuorumApp {
                     });
                 }
                 Effect::Send { .. } => {}
-                other => panic!("the quorum service makes no {other:?}"),
+                other => panic!("CLM and quorum make no {other:?}"),
             }
         }
     }
 }
 
-impl App for QuorumApp {
+impl App for ServicesApp {
     fn event(&mut self, _now: Instant, event: &Event) {
         self.core.totem(event);
         self.effects();
@@ -149,10 +221,11 @@ fn settings(seed: u64, nodes: u32) -> BTreeMap<u32, NodeSettings> {
 struct Run {
     violations: Vec<String>,
     quorum: Vec<checker::Violation>,
+    clm: Vec<clm::checker::Violation>,
     observations: usize,
 }
 
-fn run(seed: u64, defects: QuorumDefects) -> Run {
+fn run(seed: u64, defects: Defects) -> Run {
     let faults = Faults {
         loss: 0.05,
         dup: 0.02,
@@ -162,13 +235,13 @@ fn run(seed: u64, defects: QuorumDefects) -> Run {
     let mut schedule = Schedule::random(seed, 2..=5, faults, NodeFaultKinds::ALL);
     schedule.converge_bound = Duration::from_millis(10_000);
     let settings = settings(seed, schedule.nodes);
-    let observed = Rc::new(RefCell::new(Vec::new()));
+    let observed = Rc::new(RefCell::new(Observed::default()));
     let stop_at = schedule.faults_end();
     let factory_observed = Rc::clone(&observed);
     let factory_settings = settings.clone();
     let sim = Sim::with_apps(
         schedule.clone(),
-        Box::new(move |node, _incarnation| {
+        Box::new(move |node, incarnation| {
             let s = factory_settings[&node.0];
             let cfg = QuorumConfig {
                 votes: s.votes,
@@ -176,8 +249,9 @@ fn run(seed: u64, defects: QuorumDefects) -> Run {
                 two_node: s.two_node,
                 wait_for_all: false,
             };
-            Box::new(QuorumApp::new(
+            Box::new(ServicesApp::new(
                 node,
+                incarnation,
                 cfg,
                 defects,
                 Rc::clone(&factory_observed),
@@ -195,8 +269,9 @@ fn run(seed: u64, defects: QuorumDefects) -> Run {
     let observed = observed.borrow();
     Run {
         violations,
-        quorum: checker::check(&observed, &settings),
-        observations: observed.len(),
+        quorum: checker::check(&observed.quorum, &settings),
+        clm: clm::checker::check(&observed.clm),
+        observations: observed.quorum.len().min(observed.clm.len()),
     }
 }
 
@@ -215,21 +290,22 @@ fn seeds() -> std::ops::Range<u64> {
 }
 
 #[test]
-fn every_member_of_a_configuration_computes_the_same_quorum_under_seeded_faults() {
+fn clm_views_and_quorum_agree_at_every_member_under_seeded_faults() {
     let mut observations = 0;
     let mut bad = Vec::new();
     let seeds = seeds();
     let runs = seeds.end - seeds.start;
     for seed in seeds {
-        let r = run(seed, QuorumDefects::default());
+        let r = run(seed, Defects::default());
         observations += r.observations;
-        if !r.violations.is_empty() || !r.quorum.is_empty() {
+        if !r.violations.is_empty() || !r.quorum.is_empty() || !r.clm.is_empty() {
             bad.push(format!(
                 "seed {seed} (replay: AIS_SIM_SEED={seed}): {}",
                 r.violations
                     .iter()
                     .cloned()
                     .chain(r.quorum.iter().map(ToString::to_string))
+                    .chain(r.clm.iter().map(ToString::to_string))
                     .take(5)
                     .collect::<Vec<_>>()
                     .join("; ")
@@ -242,7 +318,7 @@ fn every_member_of_a_configuration_computes_the_same_quorum_under_seeded_faults(
         bad.len(),
         bad.join("\n")
     );
-    // Every run tells every node's client at least one configuration's quorum.
+    // Every run tells every node's clients of at least one configuration.
     assert!(
         observations as u64 >= 2 * runs,
         "too few states told: {observations} in {runs} runs"
@@ -253,8 +329,11 @@ fn every_member_of_a_configuration_computes_the_same_quorum_under_seeded_faults(
 /// disagree, and the checker says so.
 #[test]
 fn the_checker_catches_a_quorum_that_ignores_the_members_settings() {
-    let defects = QuorumDefects {
-        local_expected_votes: true,
+    let defects = Defects {
+        quorum: QuorumDefects {
+            local_expected_votes: true,
+        },
+        ..Defects::default()
     };
     let caught = (0..100)
         .filter(|&seed| {
@@ -262,6 +341,27 @@ fn the_checker_catches_a_quorum_that_ignores_the_members_settings() {
                 .quorum
                 .iter()
                 .any(|v| v.property == Property::Agreement)
+        })
+        .count();
+    assert!(caught > 0, "no schedule showed the defect");
+}
+
+/// A CLM that shows each node's first view as the one in which this node first saw it, not
+/// what the node says: after a merge the two sides disagree, and the checker says so.
+#[test]
+fn the_checker_catches_a_clm_that_makes_up_initial_views() {
+    let defects = Defects {
+        clm: ClmDefects {
+            local_initial_view: true,
+        },
+        ..Defects::default()
+    };
+    let caught = (0..100)
+        .filter(|&seed| {
+            run(seed, defects)
+                .clm
+                .iter()
+                .any(|v| v.property == clm::checker::Property::Agreement)
         })
         .count();
     assert!(caught > 0, "no schedule showed the defect");
