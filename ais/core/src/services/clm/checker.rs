@@ -56,7 +56,10 @@ impl fmt::Display for Violation {
     }
 }
 
-fn members(v: &View) -> BTreeMap<u32, &ClusterNode> {
+/// A view's members by id.
+type Members<'a> = BTreeMap<u32, &'a ClusterNode>;
+
+fn members(v: &View) -> Members<'_> {
     v.items
         .iter()
         .filter(|(n, _)| n.member)
@@ -67,7 +70,8 @@ fn members(v: &View) -> BTreeMap<u32, &ClusterNode> {
 /// Checks every observation of a run.
 pub fn check(observations: &[Observation]) -> Vec<Violation> {
     let mut out = Vec::new();
-    let mut by_ring: BTreeMap<(u32, u64), (u32, BTreeMap<u32, &ClusterNode>)> = BTreeMap::new();
+    // Per ring: the first node told its view, and the members it was told.
+    let mut by_ring: BTreeMap<(u32, u64), (u32, Members<'_>)> = BTreeMap::new();
     let mut last: BTreeMap<(u32, u32), &View> = BTreeMap::new();
     for o in observations {
         let v = &o.view;
