@@ -17,6 +17,7 @@ use crate::runtime::server::{Access, IpcServer, group_id};
 use crate::runtime::{Exec, Flow, Input, KeyStore, TotemSink};
 use ais_core::exec::ExecCore;
 use ais_core::exec::Service;
+use ais_core::services::clm::{Clm, ClmConfig};
 use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
 use clap::Parser;
@@ -212,9 +213,16 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
             )
         })?;
     // The services, synchronised in this order after every membership change.
+    let clm = clm_identity(config);
+    info!(
+        "clm: this node is {:?} at {:?}",
+        String::from_utf8_lossy(&clm.name),
+        clm.address
+    );
     let mut services: Vec<Box<dyn Service + Send>> = vec![
         Box::new(Cpg::new()),
         Box::new(Evs::new()),
+        Box::new(Clm::new(clm)),
         Box::new(Keys::new(key)),
     ];
     if let Some(q) = config.quorum_config() {
@@ -380,4 +388,45 @@ fn own_uid(state_dir: &Path) -> anyhow::Result<u32> {
     let uid = std::fs::metadata(&probe)?.uid();
     let _ = std::fs::remove_file(&probe);
     Ok(uid)
+}
+
+/// What CLM says of this node: the host name (`/proc/sys/kernel/hostname`), the address of
+/// its `[[nodelist.node]]` entry or `totem.interface.bindnetaddr` (none for a DPDK ring), and
+/// its boot time (now minus `/proc/uptime`, as openais did).
+fn clm_identity(config: &Config) -> ClmConfig {
+    use ais_proto::clm::NodeAddress;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let name = if name.is_empty() {
+        format!("node{}", config.totem.nodeid)
+    } else {
+        name
+    };
+    let address = if config.totem.transport == TransportKind::Dpdk {
+        NodeAddress::None
+    } else {
+        match config
+            .this_node()
+            .map(|n| n.ring0_addr)
+            .or(config.totem.interface.bindnetaddr)
+        {
+            Some(std::net::IpAddr::V4(a)) => NodeAddress::V4(a.octets()),
+            Some(std::net::IpAddr::V6(a)) => NodeAddress::V6(a.octets()),
+            None => NodeAddress::None,
+        }
+    };
+    let uptime = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let boot = now.saturating_sub(std::time::Duration::from_secs_f64(uptime.max(0.0)));
+    ClmConfig {
+        name: bytes::Bytes::from(name),
+        address,
+        boot_timestamp: u64::try_from(boot.as_nanos()).unwrap_or(u64::MAX),
+    }
 }

@@ -5,9 +5,9 @@
 //! # Model
 //!
 //! A [`Connection`] is one Unix `SOCK_SEQPACKET` socket to the executive, for one service
-//! (its type parameter: [`CpgProtocol`], [`EvsProtocol`], [`QuorumProtocol`] or
-//! [`AdminProtocol`]), announced when it is made. The service wrappers [`cpg::Cpg`],
-//! [`evs::Evs`] and [`quorum::Quorum`] own one each. Like corosync's `libcpg`, the
+//! (its type parameter: [`CpgProtocol`], [`EvsProtocol`], [`ClmProtocol`],
+//! [`QuorumProtocol`] or [`AdminProtocol`]), announced when it is made. The service wrappers
+//! [`cpg::Cpg`], [`evs::Evs`], [`clm::Clm`] and [`quorum::Quorum`] own one each. Like corosync's `libcpg`, the
 //! library is synchronous and has no thread of its own:
 //!
 //! - **One request at a time.** [`Connection::call`] sends a request and blocks until the
@@ -63,6 +63,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clm;
 pub mod cpg;
 pub mod evs;
 pub mod quorum;
@@ -80,6 +81,7 @@ use dataplane::unix::{Recv, SeqpacketConn};
 use ais_proto::ipc::{Encoded, Frame, Kind, MAX_PACKET, Message, Request, SOCKET_BUFFER, VERSION};
 
 pub use ais_proto::admin::AdminProtocol;
+pub use ais_proto::clm::ClmProtocol;
 pub use ais_proto::cpg::{CpgAddress, CpgProtocol, Reason};
 pub use ais_proto::evs::{ConfKind, EvsProtocol};
 pub use ais_proto::ipc::{

@@ -40,6 +40,8 @@ use clap::{Parser, Subcommand};
 ///   aisctl cpg watch orders              # join "orders", print deliveries and changes
 ///   aisctl cpg send orders "hello"       # join, send, wait until delivered, leave
 ///   aisctl cpg send orders --count 10000 --size 1024 --batch 64
+///   aisctl clm status                    # the view: nodes, names, addresses, boot times
+///   aisctl clm track                     # print every membership change
 ///   aisctl quorum status                 # quorate?, votes, expected votes, quorum
 ///   aisctl rekey                         # new cluster key epoch, online
 #[derive(Parser, Debug)]
@@ -72,6 +74,9 @@ enum Command {
     /// Closed process groups.
     #[command(subcommand)]
     Cpg(CpgCommand),
+    /// Cluster membership (SA Forum CLM): the current view and its changes.
+    #[command(subcommand)]
+    Clm(ClmCommand),
     /// Quorum: whether this node's partition may act (needs [quorum] in the configuration).
     #[command(subcommand)]
     Quorum(QuorumCommand),
@@ -85,6 +90,26 @@ enum Command {
     /// Run the executive itself (what `aisctl demo` starts; same as the aisexec program).
     #[command(hide = true, name = "aisexec")]
     Exec(ais::aisexec::Cli),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClmCommand {
+    /// The current view: its number and every member's id, name, address, boot time and
+    /// first view.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every membership change (every member and every change) until interrupted.
+    Track {
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<u64>,
+        /// List only the nodes that changed (CHANGES_ONLY).
+        #[arg(long)]
+        changes_only: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +202,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Status { json } => status(&socket_path(&cli)?, *json),
         Command::Rekey => rekey(&socket_path(&cli)?),
+        Command::Clm(ClmCommand::Status { json }) => clm_status(&socket_path(&cli)?, *json),
+        Command::Clm(ClmCommand::Track {
+            count,
+            changes_only,
+        }) => clm_track(&socket_path(&cli)?, *count, *changes_only),
         Command::Quorum(QuorumCommand::Status { json }) => {
             quorum_status(&socket_path(&cli)?, *json)
         }
@@ -244,6 +274,98 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     say!("counters");
     for c in &s.counters {
         say!("  {:<28} {}", text(&c.name), c.value);
+    }
+    Ok(())
+}
+
+fn clm_node_text(n: &client::clm::ClusterNode) -> String {
+    use client::clm::NodeAddress;
+    let address = match &n.address {
+        NodeAddress::None => "-".to_owned(),
+        NodeAddress::V4(a) => std::net::Ipv4Addr::from(*a).to_string(),
+        NodeAddress::V6(a) => std::net::Ipv6Addr::from(*a).to_string(),
+    };
+    let boot = humantime_utc(n.boot_timestamp);
+    format!(
+        "{:<6} {:<20} {:<16} booted {boot}  first view {}",
+        n.node_id,
+        String::from_utf8_lossy(&n.name),
+        address,
+        n.initial_view_number
+    )
+}
+
+/// A `SaTimeT` (ns since the epoch) as `YYYY-MM-DD HH:MM:SS UTC`.
+fn humantime_utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn clm_status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let mut clm = client::clm::Clm::connect(path)?;
+    let view = clm
+        .track(client::clm::TRACK_CURRENT)?
+        .context("no view in the answer")?;
+    if json {
+        let nodes: Vec<serde_json::Value> = view
+            .items
+            .iter()
+            .map(|(n, _)| {
+                serde_json::json!({
+                    "node_id": n.node_id,
+                    "name": String::from_utf8_lossy(&n.name),
+                    "address": format!("{:?}", n.address),
+                    "boot_timestamp_ns": n.boot_timestamp,
+                    "initial_view_number": n.initial_view_number,
+                })
+            })
+            .collect();
+        say!(
+            "{}",
+            serde_json::json!({"view_number": view.view_number, "members": nodes})
+        );
+        return Ok(());
+    }
+    say!("view {}: {} member(s)", view.view_number, view.members);
+    for (n, _) in &view.items {
+        say!("  {}", clm_node_text(n));
+    }
+    Ok(())
+}
+
+fn clm_track(path: &std::path::Path, count: Option<u64>, changes_only: bool) -> anyhow::Result<()> {
+    let mut clm = client::clm::Clm::connect(path)?;
+    let flags = if changes_only {
+        client::clm::TRACK_CHANGES_ONLY
+    } else {
+        client::clm::TRACK_CHANGES
+    };
+    clm.track(flags)?;
+    let mut seen = 0;
+    while count.is_none_or(|c| seen < c) {
+        if let Some(client::clm::ClmEvent::Track(view)) = clm.dispatch(None)? {
+            seen += 1;
+            say!("view {}: {} member(s)", view.view_number, view.members);
+            for (n, change) in &view.items {
+                say!("  {:<12} {}", format!("{change:?}"), clm_node_text(n));
+            }
+        }
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! Quorum with real executives: a three-node cluster with `[quorum]` (three expected votes)
-//! is quorate; a node left alone is not, says so in its log, in `aisctl status`, to its
-//! tracking clients and through `aisctl quorum status` (exit status 2); with a second node
-//! back it is quorate again. An executive without `[quorum]` runs no quorum service and
-//! `aisctl quorum status` says how to add one.
+//! CLM and quorum with real executives: a three-node cluster with `[quorum]` (three expected
+//! votes) shows one CLM view of three nodes at every node and is quorate; a node left alone
+//! tells its CLM trackers who left, is not quorate, and says so in its log, in `aisctl
+//! status`, to its quorum trackers and through `aisctl quorum status` (exit status 2); with a
+//! second node back the node is told it joined and the pair is quorate again. An executive
+//! without `[quorum]` runs no quorum service and `aisctl quorum status` says how to add one.
 //!
 //! Assumes: loopback only, no root, free UDP ports from the kernel, a loaded 2-core machine
 //! (every wait is generous).
@@ -12,6 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ais_client::clm::{self, Change, Clm, ClmEvent, NodeAddress};
 use ais_client::quorum::{Quorum, QuorumState};
 use common::cluster::{Cluster, free_ports, key_lines};
 
@@ -43,11 +45,11 @@ fn wait_state(q: &mut Quorum, want: impl Fn(&QuorumState) -> bool) -> QuorumStat
     }
 }
 
-fn aisctl_quorum(c: &Cluster, i: usize) -> (i32, String) {
+fn aisctl(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_aisctl"))
         .arg("--socket")
         .arg(&c.node(i).socket)
-        .args(["quorum", "status"])
+        .args(args)
         .output()
         .expect("run aisctl");
     let text =
@@ -73,7 +75,29 @@ fn a_lone_node_of_three_loses_quorum_and_a_pair_regains_it() {
     }
     let mut tracker = Quorum::connect(&c.node(0).socket).expect("quorum connection");
     tracker.track(true).expect("track");
-    let (code, text) = aisctl_quorum(&c, 0);
+    // CLM: one view of the three, with what each node says of itself.
+    let mut clm1 = Clm::connect(&c.node(0).socket).expect("clm connection");
+    let view = clm1
+        .track(clm::TRACK_CURRENT | clm::TRACK_CHANGES_ONLY)
+        .expect("track")
+        .expect("current view");
+    let ids: Vec<u32> = view.items.iter().map(|(n, _)| n.node_id).collect();
+    assert_eq!((ids, view.members), (vec![1, 2, 3], 3));
+    assert!(
+        view.items
+            .iter()
+            .all(|(n, _)| n.address == NodeAddress::V4([127, 0, 0, 1]) && !n.name.is_empty())
+    );
+    let mut clm3 = Clm::connect(&c.node(2).socket).expect("clm connection");
+    let other = clm3
+        .track(clm::TRACK_CURRENT)
+        .expect("track")
+        .expect("view");
+    assert_eq!(other, view, "every member shows the same view");
+    let (code, text) = aisctl(&c, 0, &["clm", "status"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.matches("first view").count(), 3, "{text}");
+    let (code, text) = aisctl(&c, 0, &["quorum", "status"]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("quorate         yes"), "{text}");
 
@@ -84,7 +108,7 @@ fn a_lone_node_of_three_loses_quorum_and_a_pair_regains_it() {
     assert!(!s.quorate, "{s:?}");
     assert_eq!((s.total_votes, s.expected_votes, s.quorum), (1, 3, 2));
     assert_eq!(c.counter(0, "quorum_quorate"), 0);
-    let (code, text) = aisctl_quorum(&c, 0);
+    let (code, text) = aisctl(&c, 0, &["quorum", "status"]);
     assert_eq!(code, 2, "not quorate: exit status 2\n{text}");
     assert!(text.contains("1 present, 3 expected, 2 needed"), "{text}");
     assert!(
@@ -92,11 +116,33 @@ fn a_lone_node_of_three_loses_quorum_and_a_pair_regains_it() {
         "{}",
         c.log(0)
     );
+    // Node 1 may see the two go in one change or two.
+    let changes = clm_changes_until(&mut clm1, 1);
+    let gone: Vec<(u32, Change, bool)> = changes
+        .iter()
+        .flat_map(|v| &v.items)
+        .map(|(n, ch)| (n.node_id, *ch, n.member))
+        .collect();
+    assert_eq!(gone, [(2, Change::Left, false), (3, Change::Left, false)]);
+    assert_eq!(
+        clm1.node_get(2, LONG).unwrap_err().ais_error(),
+        Some(ais_client::AisError::NotExist)
+    );
 
     c.start(1);
     c.wait_ring(0, &[1, 2], LONG);
     let s = wait_state(&mut q1, |s| s.members == [1, 2]);
     assert!(s.quorate, "{s:?}");
+    let back = clm_changes_until(&mut clm1, 2).pop().expect("a change");
+    assert_eq!(back.items.len(), 1, "{back:?}");
+    assert_eq!(
+        (back.items[0].0.node_id, back.items[0].1),
+        (2, Change::Joined)
+    );
+    assert!(
+        back.items[0].0.initial_view_number > view.view_number,
+        "a restarted node says its first view is the new one: {back:?}"
+    );
     // The tracker heard every configuration, the last with the pair.
     let mut last = None;
     while let Some(s) = tracker
@@ -114,7 +160,29 @@ fn without_a_quorum_table_aisctl_says_what_to_add() {
     let mut c = Cluster::loopback("noquorum", 1, "");
     c.start_all();
     c.wait_ring(0, &[1], LONG);
-    let (code, text) = aisctl_quorum(&c, 0);
+    let (code, text) = aisctl(&c, 0, &["quorum", "status"]);
     assert_ne!(code, 0);
     assert!(text.contains("add a [quorum] table"), "{text}");
+}
+
+/// The CLM track callbacks until one with `members` members (changes-only tracking).
+fn clm_changes_until(clm: &mut Clm, members: u32) -> Vec<ais_client::clm::View> {
+    let deadline = Instant::now() + LONG;
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no CLM view of {members}: {seen:?}"
+        );
+        if let Some(ClmEvent::Track(v)) = clm
+            .dispatch(Some(Duration::from_secs(1)))
+            .expect("dispatch")
+        {
+            let done = v.members == members;
+            seen.push(v);
+            if done {
+                return seen;
+            }
+        }
+    }
 }
