@@ -385,6 +385,9 @@ pub trait Service {
     /// Its name in logs (the protocol's `NAME`).
     fn name(&self) -> &'static str;
 
+    /// The core was built with this service (corosync's `exec_init_fn`): before any input.
+    fn exec_init(&mut self, _cx: &mut Context<'_>) {}
+
     /// A client announced it uses this service.
     fn hello(&mut self, _cx: &mut Context<'_>, _conn: ConnId) {}
 
@@ -618,7 +621,7 @@ impl ExecCore {
                 s.id()
             );
         }
-        ExecCore {
+        let mut core = ExecCore {
             node,
             services,
             conns: BTreeMap::new(),
@@ -634,7 +637,9 @@ impl ExecCore {
             sync: None,
             held: VecDeque::new(),
             counters: CoreCounters::default(),
-        }
+        };
+        core.with_services(|s, cx| s.exec_init(cx));
+        core
     }
 
     /// The next thing to do, if any.

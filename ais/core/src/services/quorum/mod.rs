@@ -16,7 +16,9 @@
 //!   joining a quorate partition is not held back;
 //! - `quorate`: `total_votes >= quorum`, unless waiting for all.
 //!
-//! Other services ask one place before acting: [`Context::quorate`] (CKPT writes, lock grants
+//! Until the first configuration's quorum is computed, and from every transitional
+//! configuration until the next is, the node is not quorate. Other services ask one place
+//! before acting: [`Context::quorate`] (CKPT writes, lock grants
 //! and AMF assignments will). Clients read it with `Get`, or `Track` it: a `Changed` callback
 //! after every regular configuration. Changes of `quorate` are logged.
 
@@ -177,6 +179,11 @@ impl Service for Quorum {
 
     fn name(&self) -> &'static str {
         QuorumProtocol::NAME
+    }
+
+    /// Not quorate until the first configuration's quorum is computed.
+    fn exec_init(&mut self, cx: &mut Context<'_>) {
+        cx.set_quorate(false);
     }
 
     fn lib_request(
@@ -385,6 +392,20 @@ mod tests {
             waiting_for_all: stats.get("quorum_waiting_for_all") == Some(1),
             ..QuorumState::default()
         }
+    }
+
+    #[test]
+    fn a_node_is_not_quorate_before_its_first_configuration() {
+        let core = crate::exec::ExecCore::new(
+            NodeId(1),
+            vec![Box::new(Quorum::new(cfg(1))) as Box<dyn Service + Send>],
+        );
+        assert!(!core.quorate());
+        let none = crate::exec::ExecCore::new(NodeId(1), Vec::new());
+        assert!(
+            none.quorate(),
+            "without a quorum service every partition may act"
+        );
     }
 
     #[test]
