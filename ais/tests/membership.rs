@@ -4,9 +4,12 @@
 //! status`, to its quorum trackers and through `aisctl quorum status` (exit status 2); with a
 //! second node back the node is told it joined and the pair is quorate again. An executive
 //! without `[quorum]` runs no quorum service and `aisctl quorum status` says how to add one.
+//! In network namespaces, a partition leaves quorum to the majority side only, and after the
+//! heal every node shows the same view and is quorate.
 //!
-//! Assumes: loopback only, no root, free UDP ports from the kernel, a loaded 2-core machine
-//! (every wait is generous).
+//! Assumes: free UDP ports from the kernel and a loaded 2-core machine (every wait is
+//! generous); the namespace test needs root (CI runs as root) and `ip` from iproute2, and
+//! creates and deletes its own lab.
 
 mod common;
 
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ais_client::clm::{self, Change, Clm, ClmEvent, NodeAddress};
 use ais_client::quorum::{Quorum, QuorumState};
-use common::cluster::{Cluster, free_ports, key_lines};
+use common::cluster::{Cluster, Mode, free_ports, key_lines, lab_netns, netns_config};
 
 const LONG: Duration = Duration::from_secs(15);
 
@@ -185,4 +188,60 @@ fn clm_changes_until(clm: &mut Clm, members: u32) -> Vec<ais_client::clm::View> 
             }
         }
     }
+}
+
+#[test]
+fn a_partition_leaves_quorum_to_the_majority_and_the_heal_one_view() {
+    let lab = netlab::Lab::new(3, 1500).expect("network-namespace lab");
+    let mut c = Cluster::new(
+        "membership-netns",
+        3,
+        |node| netns_config(Mode::Unicast, 1500, node, &lab) + "\n[quorum]\n",
+        lab_netns(&lab),
+    );
+    c.start_all();
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    let mut q: Vec<Quorum> = (0..3)
+        .map(|i| Quorum::connect(&c.node(i).socket).expect("quorum connection"))
+        .collect();
+    for x in &mut q {
+        assert!(wait_state(x, |s| s.members == [1, 2, 3]).quorate);
+    }
+    lab.cut(3).expect("cut");
+    c.wait_ring(0, &[1, 2], LONG);
+    c.wait_ring(2, &[3], LONG);
+    let majority = wait_state(&mut q[0], |s| s.members == [1, 2]);
+    let minority = wait_state(&mut q[2], |s| s.members == [3]);
+    assert!(majority.quorate, "{majority:?}");
+    assert!(!minority.quorate, "{minority:?}");
+    let mut clm: Vec<Clm> = (0..3)
+        .map(|i| Clm::connect(&c.node(i).socket).expect("clm connection"))
+        .collect();
+    let side = |clm: &mut Clm| -> Vec<u32> {
+        let v = clm.track(clm::TRACK_CURRENT).expect("track").expect("view");
+        v.items.iter().map(|(n, _)| n.node_id).collect()
+    };
+    assert_eq!(side(&mut clm[0]), [1, 2]);
+    assert_eq!(side(&mut clm[2]), [3]);
+    lab.heal(3).expect("heal");
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    let mut views = Vec::new();
+    for i in 0..3 {
+        assert!(wait_state(&mut q[i], |s| s.members == [1, 2, 3]).quorate);
+        views.push(
+            clm[i]
+                .track(clm::TRACK_CURRENT)
+                .expect("track")
+                .expect("view"),
+        );
+    }
+    assert_eq!(views[0].members, 3);
+    assert!(views.iter().all(|v| *v == views[0]), "one view: {views:?}");
+    drop((q, clm));
+    drop(c);
+    drop(lab);
 }
