@@ -10,9 +10,11 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, Delivery, Event};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
 use super::{Effect, ExecCore};
+use crate::services::clm::{Clm, ClmConfig};
+use crate::services::quorum::{Quorum, QuorumConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
-use ais_proto::{admin, cpg, evs};
+use ais_proto::{admin, clm, cpg, evs, quorum};
 
 /// Decodes `data` as a client packet, and its body as every service's requests, answers,
 /// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
@@ -27,27 +29,39 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Request<cpg::Request>>(&frame);
     round_trip::<Request<evs::Request>>(&frame);
     round_trip::<Request<admin::Request>>(&frame);
+    round_trip::<Request<clm::Request>>(&frame);
+    round_trip::<Request<quorum::Request>>(&frame);
     round_trip::<Reply<cpg::Response>>(&frame);
     round_trip::<Reply<evs::Response>>(&frame);
+    round_trip::<Reply<clm::Response>>(&frame);
+    round_trip::<Reply<quorum::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
+    round_trip::<clm::Callback>(&frame);
+    round_trip::<quorum::Callback>(&frame);
     // The ring messages' codecs, on the same bytes.
     round_trip::<cpg::RingMessage>(&frame);
     round_trip::<evs::RingMessage>(&frame);
     round_trip::<admin::RingMessage>(&frame);
+    round_trip::<clm::RingMessage>(&frame);
+    round_trip::<quorum::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
         vec![
             Box::new(Cpg::new()),
             Box::new(Evs::new()),
+            Box::new(Clm::new(clm_identity())),
             Box::new(Keys::new(None)),
+            Box::new(Quorum::new(QUORUM)),
         ],
     );
     for (conn, service) in [
         (1, cpg::CpgProtocol::ID),
         (2, evs::EvsProtocol::ID),
         (3, admin::AdminProtocol::ID),
+        (4, clm::ClmProtocol::ID),
+        (5, quorum::QuorumProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -57,6 +71,23 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         if let Effect::Submit { origin, .. } = e {
             core.submitted(origin, Err(totem_dpdk::srp::SubmitError::Backpressure));
         }
+    }
+}
+
+/// The quorum settings of the fuzzed cores.
+const QUORUM: QuorumConfig = QuorumConfig {
+    votes: 1,
+    expected_votes: 3,
+    two_node: false,
+    wait_for_all: false,
+};
+
+/// What CLM says of the fuzzed node.
+fn clm_identity() -> ClmConfig {
+    ClmConfig {
+        name: Bytes::from_static(b"fuzz"),
+        address: clm::NodeAddress::V4([127, 0, 0, 1]),
+        boot_timestamp: 1,
     }
 }
 
@@ -82,7 +113,7 @@ fn hello(core: &mut ExecCore, conn: u64, service: ais_proto::ipc::ServiceId) {
     );
 }
 
-/// Node 1 with CPG, EVS and the key service, a CPG client in group `g` and an EVS client in
+/// Node 1 with CPG, EVS, CLM, the key service and quorum, a CPG client in group `g` and an EVS client in
 /// group `g`; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
 /// reduction), `len: u8`, `len` bytes of message (service byte and kind included; the version
 /// byte in front is added unless the sender byte's top bit is set), with a regular
@@ -104,7 +135,9 @@ fn run_deliveries(data: &[u8]) -> usize {
         vec![
             Box::new(Cpg::new()),
             Box::new(Evs::new()),
+            Box::new(Clm::new(clm_identity())),
             Box::new(Keys::new(Some(key))),
+            Box::new(Quorum::new(QUORUM)),
         ],
     );
     let mut no = 0u64;
