@@ -3,8 +3,8 @@
 //!
 //! - [`exec`]: the core ([`exec::ExecCore`]): every service's state, request routing, the
 //!   service sync barrier after each membership change; effects come out as values;
-//! - [`services`]: each service's state machine (CPG with its checker, EVS, online rekeying of
-//!   the frame key);
+//! - [`services`]: each service's state machine (CPG, CLM and quorum, each with its checker;
+//!   EVS; online rekeying of the frame key);
 //! - [`key`]: the secret of one key epoch, as the key file holds it and rekeying replicates it.
 //!
 //! The runtime that carries the effects out (`ais::runtime`), the IPC server and the
