@@ -380,7 +380,7 @@ impl Totem {
             .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit());
     }
 
-    pub(super) fn on_commit_token(&mut self, now: Instant, mut token: CommitTokenRepr) {
+    pub(super) fn on_commit_token(&mut self, now: Instant, token: CommitTokenRepr) {
         tracing::debug!(node = %self.me, t = now.as_nanos(), state = ?self.state, ring = %token.ring_id, memb_index = token.memb_index, token_seq = token.token_seq, "commit token");
         if let Some((ring, seq)) = self.last_commit
             && ring == token.ring_id
@@ -395,19 +395,18 @@ impl Totem {
         };
         let full = usize::from(token.memb_index) == n;
         match self.state {
-            MembState::Gather => {
-                let nodes: Vec<NodeId> = token.entries.iter().map(|e| e.node).collect();
-                if usize::from(token.memb_index) != index
-                    || token.entries[index].filled
-                    || nodes != self.active()
-                    || token.ring_id.seq <= self.ring_id().seq
-                {
-                    return;
-                }
-                self.max_ring_seq = self.max_ring_seq.max(token.ring_id.seq);
-                self.fill_commit_entry(&mut token);
-                self.enter_commit(now, &token);
-                self.forward_commit(now, token);
+            MembState::Gather => self.take_commit_token(now, token, index),
+            // A node in the commit state of an older round takes the token of a newer round
+            // as if it were gathering: the representative went back to gather and agreed again
+            // (with the joins this node keeps sending from the commit state) while this node
+            // waited; waiting out its own timeout first would only leave the two a round apart
+            // again, and again (seed 23210 of `ais/tests/sim_services.rs`).
+            MembState::Commit
+                if self
+                    .commit_ring
+                    .is_some_and(|r| r.seq < token.ring_id.seq) =>
+            {
+                self.take_commit_token(now, token, index);
             }
             MembState::Commit if full && Some(token.ring_id) == self.commit_ring => {
                 self.ring.last_token = None;
@@ -426,6 +425,24 @@ impl Totem {
             }
             _ => {}
         }
+    }
+
+    /// A commit token's first rotation reaches this node: if it is this node's turn and the
+    /// token's members are the ones it agreed on, it fills its entry, enters the commit state
+    /// and passes the token on.
+    fn take_commit_token(&mut self, now: Instant, mut token: CommitTokenRepr, index: usize) {
+        let nodes: Vec<NodeId> = token.entries.iter().map(|e| e.node).collect();
+        if usize::from(token.memb_index) != index
+            || token.entries[index].filled
+            || nodes != self.active()
+            || token.ring_id.seq <= self.ring_id().seq
+        {
+            return;
+        }
+        self.max_ring_seq = self.max_ring_seq.max(token.ring_id.seq);
+        self.fill_commit_entry(&mut token);
+        self.enter_commit(now, &token);
+        self.forward_commit(now, token);
     }
 
     /// Both commit rotations have passed this node: switch to the new ring and queue the old

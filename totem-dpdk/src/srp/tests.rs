@@ -1103,3 +1103,67 @@ fn a_member_that_moved_on_to_another_ring_is_believed_like_a_stranger() {
         "node 2 comes from this ring"
     );
 }
+
+/// A commit token of `ring` from node 1 (its entry filled), whose next entry is node 2's.
+fn commit_from_rep(ring: RingId, old: RingId, members: &[u32]) -> Vec<u8> {
+    let entries = members
+        .iter()
+        .map(|&m| crate::wire::CommitEntry {
+            node: NodeId(m),
+            old_ring: old,
+            filled: m == 1,
+            ..crate::wire::CommitEntry::default()
+        })
+        .collect();
+    codec::encode_commit(&crate::wire::CommitTokenRepr {
+        sender: NodeId(1),
+        ring_id: ring,
+        token_seq: 1,
+        memb_index: 1,
+        entries,
+    })
+    .to_vec()
+}
+
+/// The commit tokens `node` passes on, by ring (draining its transmits).
+fn commits_sent(node: &mut Totem) -> Vec<RingId> {
+    let mut rings = Vec::new();
+    while let Some(t) = node.poll_transmit() {
+        if let Ok(codec::Decoded::Commit(c)) = codec::decode(&t.frame) {
+            rings.push(c.ring_id);
+        }
+    }
+    rings
+}
+
+/// A node in the commit state of one round takes the commit token of a newer round of the
+/// same members: the representative timed out, gathered again and agreed again meanwhile, and
+/// a node that waited out its own timeout first would stay a round behind it, every round
+/// (a livelock the simulator found: seed 23210 of `ais/tests/sim_services.rs`).
+#[test]
+fn a_committing_node_takes_the_token_of_a_newer_round() {
+    let mut cfg = Config::new(NodeId(2), nids(&[1, 2, 3]));
+    cfg.ring_seq = 4;
+    let mut node = Totem::new(cfg, Instant(0)).unwrap();
+    let old = node.ring_id();
+    let t = Instant(0) + Duration::from_millis(1);
+    node.handle_frame(t, &join_from(1, old, &[1, 2, 3], &[]));
+    node.handle_frame(t, &join_from(3, old, &[1, 2, 3], &[]));
+    let first = RingId {
+        rep: NodeId(1),
+        seq: old.seq + 4,
+    };
+    node.handle_frame(t, &commit_from_rep(first, old, &[1, 2, 3]));
+    assert_eq!(node.state(), MembState::Commit);
+    assert_eq!(commits_sent(&mut node), [first]);
+    let second = RingId {
+        rep: NodeId(1),
+        seq: old.seq + 8,
+    };
+    node.handle_frame(t, &commit_from_rep(second, old, &[1, 2, 3]));
+    assert_eq!(node.state(), MembState::Commit);
+    assert_eq!(commits_sent(&mut node), [second], "the newer round's token goes on");
+    // The older round's token is not taken back.
+    node.handle_frame(t, &commit_from_rep(first, old, &[1, 2, 3]));
+    assert_eq!(commits_sent(&mut node), []);
+}
