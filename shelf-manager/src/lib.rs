@@ -5,6 +5,8 @@
 //!
 //! **What it holds:** the FRU hot-swap state machine (M0 not installed … M7 communication
 //! lost), activation and the shelf power budget, and an RMCP+ (IPMI v2.0 LAN) server that
-//! `ipmitool` and OpenHPI can talk to (the README's table says how far each has come).
+//! `ipmitool` and OpenHPI can talk to.
 
 #![forbid(unsafe_code)]
+
+pub mod model;
