@@ -9,4 +9,5 @@
 
 #![forbid(unsafe_code)]
 
+pub mod hotswap;
 pub mod model;
