@@ -36,6 +36,21 @@
 
 use std::fmt;
 
+/// Where a FRU is: its IPMC's IPMB-0 address and its FRU device id inside that IPMC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FruAddr {
+    /// The IPMC's IPMB-0 address.
+    pub ipmb: u8,
+    /// The FRU device id (0: the IPMC itself).
+    pub fru_id: u8,
+}
+
+impl fmt::Display for FruAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#04x}/{}", self.ipmb, self.fru_id)
+    }
+}
+
 /// A hot-swap state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]

@@ -11,3 +11,4 @@
 
 pub mod hotswap;
 pub mod model;
+pub mod power;
