@@ -190,6 +190,19 @@ pub struct Change {
     pub cause: Cause,
 }
 
+impl Change {
+    /// The hot-swap event's three event data bytes for FRU `fru_id`: ED1 `0xA0 | new`,
+    /// ED2 `cause << 4 | previous`, ED3 the FRU device id (PICMG 3.0 FRU Hot Swap sensor,
+    /// sensor type 0xF0, event type 0x6F).
+    pub fn event_data(&self, fru_id: u8) -> [u8; 3] {
+        [
+            0xA0 | self.new.code(),
+            self.cause.code() << 4 | self.previous.code(),
+            fru_id,
+        ]
+    }
+}
+
 /// A command for the FRU's IPMC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Command {
@@ -651,6 +664,23 @@ mod tests {
         }
         assert_eq!(MState::M7.to_string(), "M7");
         assert_eq!(MState::M7.code(), 7);
+    }
+
+    #[test]
+    fn event_data_follows_the_picmg_layout() {
+        // Blade M1 -> M2, cause 0, FRU 0: `a2 01 00`, as ipmi_sim logs it.
+        let m1_m2 = Change {
+            previous: M1,
+            new: M2,
+            cause: Cause::Normal,
+        };
+        assert_eq!(m1_m2.event_data(0), [0xA2, 0x01, 0x00]);
+        let lost = Change {
+            previous: M4,
+            new: M7,
+            cause: Cause::Communication,
+        };
+        assert_eq!(lost.event_data(3), [0xA7, 0x44, 0x03]);
     }
 
     /// Every input kind, with the parameters the table uses.

@@ -6,9 +6,34 @@
 //! **What it holds:** the FRU hot-swap state machine (M0 not installed … M7 communication
 //! lost), activation and the shelf power budget, and an RMCP+ (IPMI v2.0 LAN) server that
 //! `ipmitool` and OpenHPI can talk to.
+//!
+//! # Layers
+//!
+//! Bottom first; each layer uses only the ones above it in this list:
+//!
+//! - [`model`]: the shelf as configured (feeds, sites, boards, their power levels, simulation
+//!   knobs), read from TOML with errors located as `file:line:col: key: message`.
+//! - [`hotswap`]: the PICMG 3.0 state machine of one FRU, M0…M7 with the PICMG cause codes.
+//!   Pure: an input in, a [`hotswap::Step`] out (state change, IPMC command, power returned),
+//!   or a typed refusal that changes nothing.
+//! - [`power`]: the power budget over the shelf's feeds, granting FRUs in M3 in a documented
+//!   order.
+//! - [`sel`]: the bounded system event log.
+//! - [`ipmc`]: the messages to and from IPMCs, the [`ipmc::Ipmc`] trait the shelf talks
+//!   through, and [`ipmc::SimIpmc`], simulated boards for tests and demos.
+//! - [`shelf`]: [`shelf::Shelf`] ties the model, one state machine per FRU, the budget and
+//!   the SEL together. It is driven by inputs and gives its effects out as values (messages
+//!   for IPMCs, events); it starts no thread, opens no socket and reads no clock.
+//!   [`shelf::drive`] runs it against an [`ipmc::Ipmc`].
+//!
+//! The file format, the state machine and the power order are described in
+//! `docs/shelf-manager.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod hotswap;
+pub mod ipmc;
 pub mod model;
 pub mod power;
+pub mod sel;
+pub mod shelf;
