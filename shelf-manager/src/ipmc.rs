@@ -189,8 +189,8 @@ impl SimIpmc {
             return false;
         }
         change(board);
-        // A board that does not answer cannot report its handle either.
-        if board.answering || report == Report::Extracted {
+        // A board whose IPMC does not answer reports nothing, not even its extraction.
+        if board.answering {
             self.reports.push_back((board.addr, report));
         }
         true
