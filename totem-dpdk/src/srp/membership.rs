@@ -401,11 +401,7 @@ impl Totem {
             // (with the joins this node keeps sending from the commit state) while this node
             // waited; waiting out its own timeout first would only leave the two a round apart
             // again, and again (seed 23210 of `ais/tests/sim_services.rs`).
-            MembState::Commit
-                if self
-                    .commit_ring
-                    .is_some_and(|r| r.seq < token.ring_id.seq) =>
-            {
+            MembState::Commit if self.commit_ring.is_some_and(|r| r.seq < token.ring_id.seq) => {
                 self.take_commit_token(now, token, index);
             }
             MembState::Commit if full && Some(token.ring_id) == self.commit_ring => {

@@ -1162,7 +1162,11 @@ fn a_committing_node_takes_the_token_of_a_newer_round() {
     };
     node.handle_frame(t, &commit_from_rep(second, old, &[1, 2, 3]));
     assert_eq!(node.state(), MembState::Commit);
-    assert_eq!(commits_sent(&mut node), [second], "the newer round's token goes on");
+    assert_eq!(
+        commits_sent(&mut node),
+        [second],
+        "the newer round's token goes on"
+    );
     // The older round's token is not taken back.
     node.handle_frame(t, &commit_from_rep(first, old, &[1, 2, 3]));
     assert_eq!(commits_sent(&mut node), []);
