@@ -104,10 +104,9 @@ pub fn check(
     for (i, a) in quorate.iter().enumerate() {
         for b in &quorate[i + 1..] {
             let disjoint = !a.members.iter().any(|m| b.members.contains(m));
-            let expected = a.expected_votes.min(b.expected_votes);
             if disjoint
                 && a.expected_votes == b.expected_votes
-                && a.total_votes + b.total_votes > expected
+                && a.total_votes.saturating_add(b.total_votes) > a.expected_votes
             {
                 out.push(Violation {
                     property: Property::TwoMajorities,
@@ -131,7 +130,9 @@ fn arithmetic(s: &QuorumState, settings: &BTreeMap<u32, NodeSettings>) -> Option
         .iter()
         .map(|m| settings.get(m).copied())
         .collect::<Option<_>>()?;
-    let total: u32 = members.iter().map(|m| m.votes).sum();
+    let total = members
+        .iter()
+        .fold(0u32, |sum, m| sum.saturating_add(m.votes));
     if s.total_votes != total {
         return Some(format!("the members have {total} votes"));
     }

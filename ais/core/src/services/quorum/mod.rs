@@ -138,7 +138,11 @@ impl Quorum {
                 })
             })
             .collect();
-        let total: u32 = records.iter().map(|v| v.votes).sum();
+        // Votes come from other nodes: a sum that would overflow saturates (a node claiming
+        // u32::MAX votes cannot wrap the total around to a minority).
+        let total = records
+            .iter()
+            .fold(0u32, |sum, v| sum.saturating_add(v.votes));
         let configured = if self.defects.local_expected_votes {
             self.cfg.expected_votes
         } else {
@@ -491,6 +495,17 @@ mod tests {
         r.flush();
         assert!(state(&mut r, 3).quorate, "learnt from node 2");
         assert!(state(&mut r, 2).quorate);
+    }
+
+    #[test]
+    fn votes_that_would_overflow_saturate() {
+        let mut r = ring_of(2, |n| QuorumConfig {
+            votes: if n == 2 { u32::MAX } else { 1 },
+            ..cfg(2)
+        });
+        let s = state(&mut r, 1);
+        assert_eq!(s.total_votes, u32::MAX);
+        assert!(s.quorate);
     }
 
     #[test]
