@@ -193,7 +193,8 @@ fn put_view(w: &mut Writer, v: &View) {
 fn get_view(r: &mut Reader) -> Result<View, DecodeError> {
     let view_number = r.u64("view number")?;
     let members = r.u32("members")?;
-    let n = r.count("items", 28)?;
+    // The smallest item: id 4, family 1, name length 2, member 1, two times 8, change 1.
+    let n = r.count("items", 25)?;
     let items = (0..n)
         .map(|_| Ok((get_node(r)?, Change::from_code(r.u8("change")?)?)))
         .collect::<Result<_, DecodeError>>()?;
@@ -466,6 +467,21 @@ mod tests {
             boot_timestamp: 1_700_000_000_000_000_000,
             initial_view_number: 2,
         }
+    }
+
+    /// Items of the smallest size (no address, an empty name) decode in any number.
+    #[test]
+    fn a_view_of_the_smallest_items_decodes() {
+        let tiny = ClusterNode {
+            name: Bytes::new(),
+            ..node(1, NodeAddress::None)
+        };
+        let view = View {
+            view_number: 1,
+            items: vec![(tiny.clone(), Change::NoChange), (tiny, Change::Joined)],
+            members: 2,
+        };
+        assert_round_trips(Kind::Response, &[Response::View(view)]);
     }
 
     #[test]
