@@ -215,7 +215,7 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
     // The services, synchronised in this order after every membership change.
     let clm = clm_identity(config);
     info!(
-        "clm: this node is {:?} at {:?}",
+        "clm: this node is {:?} at {}",
         String::from_utf8_lossy(&clm.name),
         clm.address
     );

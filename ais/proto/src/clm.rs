@@ -42,6 +42,17 @@ pub enum NodeAddress {
     V6([u8; 16]),
 }
 
+impl std::fmt::Display for NodeAddress {
+    /// `10.0.0.1`, `fd00::1`, or `-` for none.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeAddress::None => f.write_str("-"),
+            NodeAddress::V4(a) => std::net::Ipv4Addr::from(*a).fmt(f),
+            NodeAddress::V6(a) => std::net::Ipv6Addr::from(*a).fmt(f),
+        }
+    }
+}
+
 /// One node as CLM shows it (`SaClmClusterNodeT`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClusterNode {
@@ -482,6 +493,15 @@ mod tests {
             members: 2,
         };
         assert_round_trips(Kind::Response, &[Response::View(view)]);
+    }
+
+    #[test]
+    fn addresses_display_as_ip_text() {
+        assert_eq!(NodeAddress::V4([10, 0, 0, 1]).to_string(), "10.0.0.1");
+        let mut v6 = [0; 16];
+        v6[15] = 1;
+        assert_eq!(NodeAddress::V6(v6).to_string(), "::1");
+        assert_eq!(NodeAddress::None.to_string(), "-");
     }
 
     #[test]

@@ -279,12 +279,7 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
 }
 
 fn clm_node_text(n: &client::clm::ClusterNode) -> String {
-    use client::clm::NodeAddress;
-    let address = match &n.address {
-        NodeAddress::None => "-".to_owned(),
-        NodeAddress::V4(a) => std::net::Ipv4Addr::from(*a).to_string(),
-        NodeAddress::V6(a) => std::net::Ipv6Addr::from(*a).to_string(),
-    };
+    let address = n.address.to_string();
     let boot = humantime_utc(n.boot_timestamp);
     format!(
         "{:<6} {:<20} {:<16} booted {boot}  first view {}",
@@ -330,7 +325,7 @@ fn clm_status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
                 serde_json::json!({
                     "node_id": n.node_id,
                     "name": String::from_utf8_lossy(&n.name),
-                    "address": format!("{:?}", n.address),
+                    "address": n.address.to_string(),
                     "boot_timestamp_ns": n.boot_timestamp,
                     "initial_view_number": n.initial_view_number,
                 })
