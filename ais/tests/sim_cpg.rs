@@ -7,6 +7,8 @@
 //! schedule, `AIS_SIM_SEEDS=N` runs N schedules (the default is sized for CI; docs/simulator.md
 //! has the longer sweep).
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
@@ -22,7 +24,7 @@ use rand::{Rng, RngCore};
 use totem_dpdk::srp::{Event, SubmitError};
 use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority};
 use totem_sim::net::Faults;
-use totem_sim::sim::{App, AppSubmit, NodeFault, NodeFaultKinds, Schedule, Sim};
+use totem_sim::sim::{App, AppSubmit, NodeFault, Schedule, Sim};
 
 /// What the simulated processes do.
 #[derive(Debug, Clone, Copy)]
@@ -413,12 +415,7 @@ fn run(schedule: Schedule, workload: Workload, defects: Defects) -> Run {
         }),
     );
     let outcome = sim.run();
-    let mut violations = outcome.violations.clone();
-    let mut params = totem_sim::checker::CheckParams::from_log(&outcome.log);
-    params.last_fault_ns = Some(schedule.faults_end().as_nanos());
-    params.converge_bound_ns = Some(schedule.converge_bound.as_nanos());
-    let report = totem_sim::checker::check(&outcome.log, &params);
-    violations.extend(report.violations.iter().map(ToString::to_string));
+    let violations = common::sim::totem_violations(&outcome, &schedule);
 
     let shared = shared.borrow();
     // Nodes down at the end: their processes are gone.
@@ -471,38 +468,16 @@ fn run(schedule: Schedule, workload: Workload, defects: Defects) -> Run {
     }
 }
 
-fn random_schedule(seed: u64) -> Schedule {
-    let faults = Faults {
-        loss: 0.05,
-        dup: 0.02,
-        reorder: 0.05,
-        ..Faults::default()
-    };
-    let mut s = Schedule::random(seed, 2..=5, faults, NodeFaultKinds::ALL);
-    s.converge_bound = Duration::from_millis(10_000);
-    s
-}
-
-fn seeds() -> std::ops::Range<u64> {
-    if let Some(seed) = std::env::var("AIS_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return seed..seed + 1;
-    }
-    let n = std::env::var("AIS_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
-    0..n
-}
-
 #[test]
 fn cpg_keeps_virtual_synchrony_under_seeded_faults() {
     let mut totals = (0usize, 0usize);
     let mut bad = Vec::new();
-    for seed in seeds() {
-        let r = run(random_schedule(seed), Workload::Random, Defects::default());
+    for seed in common::sim::seeds(3000) {
+        let r = run(
+            common::sim::random_schedule(seed),
+            Workload::Random,
+            Defects::default(),
+        );
         totals.0 += r.deliveries;
         totals.1 += r.views;
         if !r.violations.is_empty() || !r.cpg.is_empty() {
@@ -534,7 +509,7 @@ fn cpg_keeps_virtual_synchrony_under_seeded_faults() {
 /// Three nodes, a process on each in group "g", the one on node 3 sending every 20 ms; node
 /// 3's process is paused past the token timeout, then resumes and merges back, four times.
 fn pause_schedule(seed: u64) -> Schedule {
-    let mut s = random_schedule(seed);
+    let mut s = common::sim::random_schedule(seed);
     s.nodes = 3;
     s.late.clear();
     s.faults = Faults::default();
@@ -598,7 +573,11 @@ fn the_checker_catches_a_cpg_without_the_barrier() {
     };
     let mut caught = BTreeSet::new();
     for seed in 0..200 {
-        let r = run(random_schedule(seed), Workload::Random, defects);
+        let r = run(
+            common::sim::random_schedule(seed),
+            Workload::Random,
+            defects,
+        );
         caught.extend(r.cpg.iter().map(|v| v.property));
     }
     eprintln!("a CPG without the barrier: {caught:?}");

@@ -11,6 +11,8 @@
 //! replays one schedule, `AIS_SIM_SEEDS=N` runs N (the default is sized for CI;
 //! docs/simulator.md has the longer sweep).
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -26,8 +28,7 @@ use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
 use totem_dpdk::srp::{Event, SubmitError};
 use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority};
-use totem_sim::net::Faults;
-use totem_sim::sim::{App, AppSubmit, NodeFaultKinds, Schedule, Sim};
+use totem_sim::sim::{App, AppSubmit, Sim};
 
 /// What every node's tracking clients were told.
 #[derive(Default)]
@@ -226,14 +227,7 @@ struct Run {
 }
 
 fn run(seed: u64, defects: Defects) -> Run {
-    let faults = Faults {
-        loss: 0.05,
-        dup: 0.02,
-        reorder: 0.05,
-        ..Faults::default()
-    };
-    let mut schedule = Schedule::random(seed, 2..=5, faults, NodeFaultKinds::ALL);
-    schedule.converge_bound = Duration::from_millis(10_000);
+    let schedule = common::sim::random_schedule(seed);
     let settings = settings(seed, schedule.nodes);
     let observed = Rc::new(RefCell::new(Observed::default()));
     let stop_at = schedule.faults_end();
@@ -260,12 +254,7 @@ fn run(seed: u64, defects: Defects) -> Run {
         }),
     );
     let outcome = sim.run();
-    let mut violations = outcome.violations.clone();
-    let mut params = totem_sim::checker::CheckParams::from_log(&outcome.log);
-    params.last_fault_ns = Some(schedule.faults_end().as_nanos());
-    params.converge_bound_ns = Some(schedule.converge_bound.as_nanos());
-    let report = totem_sim::checker::check(&outcome.log, &params);
-    violations.extend(report.violations.iter().map(ToString::to_string));
+    let violations = common::sim::totem_violations(&outcome, &schedule);
     let observed = observed.borrow();
     Run {
         violations,
@@ -275,25 +264,11 @@ fn run(seed: u64, defects: Defects) -> Run {
     }
 }
 
-fn seeds() -> std::ops::Range<u64> {
-    if let Some(seed) = std::env::var("AIS_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return seed..seed + 1;
-    }
-    let n = std::env::var("AIS_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
-    0..n
-}
-
 #[test]
 fn clm_views_and_quorum_agree_at_every_member_under_seeded_faults() {
     let mut observations = 0;
     let mut bad = Vec::new();
-    let seeds = seeds();
+    let seeds = common::sim::seeds(3000);
     let runs = seeds.end - seeds.start;
     for seed in seeds {
         let r = run(seed, Defects::default());

@@ -1,0 +1,47 @@
+//! What the executive-core simulator tests share: the schedules they draw, the seeds they run
+//! (`AIS_SIM_SEED`, `AIS_SIM_SEEDS`) and the simulator's own checks of a run.
+
+use totem_dpdk::Duration;
+use totem_sim::net::Faults;
+use totem_sim::sim::{NodeFaultKinds, Outcome, Schedule};
+
+/// A random schedule of 2–5 nodes with every link and node fault (5% loss, 2% duplication,
+/// 5% reordering), allowed 10 s to converge after its last fault.
+pub fn random_schedule(seed: u64) -> Schedule {
+    let faults = Faults {
+        loss: 0.05,
+        dup: 0.02,
+        reorder: 0.05,
+        ..Faults::default()
+    };
+    let mut s = Schedule::random(seed, 2..=5, faults, NodeFaultKinds::ALL);
+    s.converge_bound = Duration::from_millis(10_000);
+    s
+}
+
+/// The seeds to run: `AIS_SIM_SEED=N` replays one, `AIS_SIM_SEEDS=N` runs `0..N`, else
+/// `0..default`.
+pub fn seeds(default: u64) -> std::ops::Range<u64> {
+    if let Some(seed) = std::env::var("AIS_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return seed..seed + 1;
+    }
+    let n = std::env::var("AIS_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    0..n
+}
+
+/// The simulator's violations of a run and its EVS checker's on the run's Totem log.
+pub fn totem_violations(outcome: &Outcome, schedule: &Schedule) -> Vec<String> {
+    let mut violations = outcome.violations.clone();
+    let mut params = totem_sim::checker::CheckParams::from_log(&outcome.log);
+    params.last_fault_ns = Some(schedule.faults_end().as_nanos());
+    params.converge_bound_ns = Some(schedule.converge_bound.as_nanos());
+    let report = totem_sim::checker::check(&outcome.log, &params);
+    violations.extend(report.violations.iter().map(ToString::to_string));
+    violations
+}
