@@ -104,6 +104,14 @@ impl Writer {
         self
     }
 
+    /// A byte string with a u32 length (callers check their limits first).
+    pub fn long_bytes(&mut self, v: &[u8]) -> &mut Self {
+        let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+        self.u32(len);
+        self.buf.extend_from_slice(&v[..len as usize]);
+        self
+    }
+
     /// A count of list entries (u32).
     pub fn count(&mut self, n: usize) -> &mut Self {
         self.u32(u32::try_from(n).unwrap_or(u32::MAX))
@@ -187,6 +195,13 @@ impl Reader {
     /// A byte string with a u16 length, as a zero-copy slice.
     pub fn short_bytes(&mut self, field: &'static str) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16(field)?);
+        self.take(len, field)?;
+        Ok(self.buf.slice(self.pos - len..self.pos))
+    }
+
+    /// A byte string with a u32 length, as a zero-copy slice.
+    pub fn long_bytes(&mut self, field: &'static str) -> Result<Bytes, DecodeError> {
+        let len = self.u32(field)? as usize;
         self.take(len, field)?;
         Ok(self.buf.slice(self.pos - len..self.pos))
     }

@@ -73,6 +73,10 @@ pub enum AisError {
     TryAgain,
     /// `SA_AIS_ERR_INVALID_PARAM`: a parameter is invalid.
     InvalidParam,
+    /// `SA_AIS_ERR_NO_MEMORY`: the executive is out of memory for this.
+    NoMemory,
+    /// `SA_AIS_ERR_BAD_HANDLE`: the handle is not open (never was, or closed).
+    BadHandle,
     /// `SA_AIS_ERR_ACCESS`: not allowed.
     Access,
     /// `SA_AIS_ERR_NOT_EXIST`: the entity (group membership, …) does not exist.
@@ -83,6 +87,8 @@ pub enum AisError {
     Exist,
     /// `SA_AIS_ERR_NO_SPACE`: the buffer given is too small.
     NoSpace,
+    /// `SA_AIS_ERR_NO_RESOURCES`: a limit of the executive was reached (a memory limit).
+    NoResources,
     /// `SA_AIS_ERR_NOT_SUPPORTED`.
     NotSupported,
     /// `SA_AIS_ERR_BAD_OPERATION`: not allowed in the current state.
@@ -91,6 +97,8 @@ pub enum AisError {
     BadFlags,
     /// `SA_AIS_ERR_TOO_BIG`: the message is larger than allowed.
     TooBig,
+    /// `SA_AIS_ERR_NO_SECTIONS`: an iteration is past its last section.
+    NoSections,
     /// A code this build does not know (a newer executive): kept as received.
     Unknown(u32),
 }
@@ -105,15 +113,19 @@ impl AisError {
             AisError::Timeout => 5,
             AisError::TryAgain => 6,
             AisError::InvalidParam => 7,
+            AisError::NoMemory => 8,
+            AisError::BadHandle => 9,
             AisError::Access => 11,
             AisError::NotExist => 12,
             AisError::NameTooLong => 13,
             AisError::Exist => 14,
             AisError::NoSpace => 15,
+            AisError::NoResources => 18,
             AisError::NotSupported => 19,
             AisError::BadOperation => 20,
             AisError::BadFlags => 25,
             AisError::TooBig => 26,
+            AisError::NoSections => 27,
             AisError::Unknown(code) => code,
         }
     }
@@ -128,15 +140,19 @@ impl AisError {
             5 => AisError::Timeout,
             6 => AisError::TryAgain,
             7 => AisError::InvalidParam,
+            8 => AisError::NoMemory,
+            9 => AisError::BadHandle,
             11 => AisError::Access,
             12 => AisError::NotExist,
             13 => AisError::NameTooLong,
             14 => AisError::Exist,
             15 => AisError::NoSpace,
+            18 => AisError::NoResources,
             19 => AisError::NotSupported,
             20 => AisError::BadOperation,
             25 => AisError::BadFlags,
             26 => AisError::TooBig,
+            27 => AisError::NoSections,
             other => AisError::Unknown(other),
         }
     }
@@ -151,15 +167,19 @@ impl AisError {
             AisError::Timeout => "SA_AIS_ERR_TIMEOUT",
             AisError::TryAgain => "SA_AIS_ERR_TRY_AGAIN",
             AisError::InvalidParam => "SA_AIS_ERR_INVALID_PARAM",
+            AisError::NoMemory => "SA_AIS_ERR_NO_MEMORY",
+            AisError::BadHandle => "SA_AIS_ERR_BAD_HANDLE",
             AisError::Access => "SA_AIS_ERR_ACCESS",
             AisError::NotExist => "SA_AIS_ERR_NOT_EXIST",
             AisError::NameTooLong => "SA_AIS_ERR_NAME_TOO_LONG",
             AisError::Exist => "SA_AIS_ERR_EXIST",
             AisError::NoSpace => "SA_AIS_ERR_NO_SPACE",
+            AisError::NoResources => "SA_AIS_ERR_NO_RESOURCES",
             AisError::NotSupported => "SA_AIS_ERR_NOT_SUPPORTED",
             AisError::BadOperation => "SA_AIS_ERR_BAD_OPERATION",
             AisError::BadFlags => "SA_AIS_ERR_BAD_FLAGS",
             AisError::TooBig => "SA_AIS_ERR_TOO_BIG",
+            AisError::NoSections => "SA_AIS_ERR_NO_SECTIONS",
             AisError::Unknown(_) => "SA_AIS_ERR_UNKNOWN",
         }
     }
@@ -802,11 +822,17 @@ mod tests {
             AisError::BadOperation,
             AisError::BadFlags,
             AisError::TooBig,
+            AisError::NoMemory,
+            AisError::BadHandle,
+            AisError::NoResources,
+            AisError::NoSections,
             AisError::Unknown(999),
         ] {
             assert_eq!(AisError::from_code(e.code()), e);
         }
         assert_eq!(AisError::TryAgain.code(), 6);
+        assert_eq!(AisError::BadHandle.code(), 9);
+        assert_eq!(AisError::NoSections.code(), 27);
         assert_eq!(AisError::from_code(31), AisError::Unknown(31));
         assert!(AisError::Unknown(31).to_string().contains("31"));
     }
