@@ -327,7 +327,7 @@ impl App for SimExec {
     }
 
     fn wake(&mut self, now: Instant, rng: &mut dyn RngCore) {
-        self.core.tick();
+        self.core.tick(now.as_nanos());
         self.effects();
         if now >= self.stop_at {
             self.stopped = true;

@@ -178,7 +178,7 @@ impl App for ServicesApp {
 
     fn wake(&mut self, now: Instant, _rng: &mut dyn RngCore) {
         self.now = now;
-        self.core.tick();
+        self.core.tick(now.as_nanos());
         self.effects();
     }
 

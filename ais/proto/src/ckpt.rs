@@ -1098,6 +1098,9 @@ pub enum RingMessage {
         /// The sender's memory limit for all checkpoints, bytes: a change that would pass it
         /// is refused everywhere alike (`SA_AIS_ERR_NO_RESOURCES`).
         limit: u64,
+        /// The sender's clock when it sent it (nanoseconds since the UNIX epoch): the
+        /// `lastUpdate` of what it changes, the same at every replica.
+        time: u64,
         /// What changes.
         update: Update,
     },
@@ -1342,9 +1345,10 @@ impl Message for RingMessage {
                 seq,
                 tag,
                 limit,
+                time,
                 update,
             } => {
-                w.u32(*rep).u64(*seq).u64(*tag).u64(*limit);
+                w.u32(*rep).u64(*seq).u64(*tag).u64(*limit).u64(*time);
                 put_update(w, update);
             }
             RingMessage::Summary {
@@ -1409,6 +1413,7 @@ impl Message for RingMessage {
                 seq: r.u64("ring sequence")?,
                 tag: r.u64("tag")?,
                 limit: r.u64("memory limit")?,
+                time: r.u64("time")?,
                 update: get_update(r)?,
             },
             RING_SUMMARY => {
@@ -1646,6 +1651,7 @@ mod tests {
             seq: 8,
             tag: 2,
             limit: 1 << 30,
+            time: 12,
             update: u,
         };
         assert_round_trips(

@@ -192,6 +192,9 @@ impl Exec {
         keys: Option<KeyStore>,
         event_log: Option<EventLogWriter>,
     ) -> Exec {
+        let mut core = core;
+        // Services read the time from the first input on.
+        core.tick(wall_clock_ns());
         Exec {
             core,
             submitter,
@@ -284,7 +287,7 @@ impl Exec {
     /// Work between batches of inputs: offer refused internal messages again, flush the
     /// event log.
     pub fn tick(&mut self) {
-        self.core.tick();
+        self.core.tick(wall_clock_ns());
         self.run_effects();
         if let Some(log) = &mut self.event_log
             && let Err(e) = log.flush()
@@ -512,4 +515,11 @@ fn process_threads() -> u64 {
                 .and_then(|n| n.trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Nanoseconds since the UNIX epoch on this node's clock (0 if the clock is before 1970).
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

@@ -4,8 +4,8 @@
 //!
 //! Inputs are method calls ([`ExecCore::connected`], [`ExecCore::request`],
 //! [`ExecCore::disconnected`], [`ExecCore::totem`], [`ExecCore::submitted`],
-//! [`ExecCore::batch_submitted`], [`ExecCore::random`], [`ExecCore::tick`]); what the core
-//! wants done comes out as [`Effect`] values from [`ExecCore::poll_effect`]. The runtime
+//! [`ExecCore::batch_submitted`], [`ExecCore::random`], [`ExecCore::tick`] with the time);
+//! what the core wants done comes out as [`Effect`] values from [`ExecCore::poll_effect`]. The runtime
 //! (`aisexec`'s loop, `ais::runtime::Exec`, or the simulator's application hook in the tests)
 //! carries them out and reports back: every [`Effect::Submit`] and [`Effect::SubmitBatch`]
 //! gets exactly one [`ExecCore::submitted`] / [`ExecCore::batch_submitted`] (a full request
@@ -195,6 +195,7 @@ pub struct Context<'a> {
     ring: RingId,
     members: &'a [NodeId],
     flow_blocked: bool,
+    now: u64,
     quorate: &'a mut bool,
     conns: &'a BTreeMap<ConnId, ConnInfo>,
     effects: &'a mut VecDeque<Effect>,
@@ -220,6 +221,12 @@ impl Context<'_> {
     /// Whether Totem refused a submit and has not cleared since.
     pub fn flow_blocked(&self) -> bool {
         self.flow_blocked
+    }
+
+    /// The time of the last [`ExecCore::tick`]: nanoseconds since the UNIX epoch on this
+    /// node's clock (the SA Forum's absolute times; 0 before the first tick).
+    pub fn now(&self) -> u64 {
+        self.now
     }
 
     /// Whether this node's partition has quorum: the one place services ask before acting
@@ -355,6 +362,7 @@ impl<'a> Context<'a> {
             ring: RingId::default(),
             members: &[],
             flow_blocked: false,
+            now: 0,
             quorate,
             conns,
             effects,
@@ -481,6 +489,9 @@ pub trait Service {
     /// A connection closed.
     fn conn_closed(&mut self, cx: &mut Context<'_>, conn: ConnId);
 
+    /// Time passed ([`Context::now`]): act on timers.
+    fn tick(&mut self, _cx: &mut Context<'_>) {}
+
     /// Its statistics for `aisctl status` (names prefixed with the service's name).
     fn stats(&self, _v: &mut dyn Visitor) {}
 }
@@ -576,6 +587,8 @@ pub struct ExecCore {
     ring: RingId,
     members: Vec<NodeId>,
     flow_blocked: bool,
+    /// The time of the last tick ([`Context::now`]).
+    now: u64,
     /// What [`Context::quorate`] answers.
     quorate: bool,
     effects: VecDeque<Effect>,
@@ -628,6 +641,7 @@ impl ExecCore {
             ring: RingId::default(),
             members: Vec::new(),
             flow_blocked: false,
+            now: 0,
             quorate: true,
             effects: VecDeque::new(),
             internal: VecDeque::new(),
@@ -795,8 +809,12 @@ impl ExecCore {
         self.after_input();
     }
 
-    /// Between batches of inputs: offers a refused internal message again.
-    pub fn tick(&mut self) {
+    /// Between batches of inputs, and at least every few milliseconds: the time now
+    /// (nanoseconds since the UNIX epoch; services with timers act on it) and a refused
+    /// internal message offered again.
+    pub fn tick(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        self.with_services(|s, cx| s.tick(cx));
         self.pump_internal(true);
         self.advance_sync();
         self.pump_internal(false);
@@ -1117,6 +1135,7 @@ impl ExecCore {
             ring: self.ring,
             members: &self.members,
             flow_blocked: self.flow_blocked,
+            now: self.now,
             quorate: &mut self.quorate,
             conns: &self.conns,
             effects: &mut self.effects,
@@ -1133,6 +1152,7 @@ impl ExecCore {
             ring: self.ring,
             members: &self.members,
             flow_blocked: self.flow_blocked,
+            now: self.now,
             quorate: &mut self.quorate,
             conns: &self.conns,
             effects: &mut self.effects,
@@ -1334,7 +1354,7 @@ mod tests {
         *ready.lock().unwrap() = true;
         // sync_process runs again at the next input or tick; node 1's barrier is node 2's
         // next input.
-        r.node(1).core.tick();
+        r.node(1).core.tick(0);
         r.flush();
         assert!(!r.node(1).core.syncing() && !r.node(2).core.syncing());
         assert!(
@@ -1351,8 +1371,8 @@ mod tests {
         r.flush();
         r.config(&[1, 2], &[1, 2]);
         *ready.lock().unwrap() = true;
-        r.node(1).core.tick();
-        r.node(2).core.tick();
+        r.node(1).core.tick(0);
+        r.node(2).core.tick(0);
         r.flush();
         assert_eq!(
             *logs[0].lock().unwrap(),
@@ -1396,13 +1416,13 @@ mod tests {
         n.core
             .internal
             .push_back((Bytes::from_static(b"b"), DeliveryKind::Agreed));
-        n.core.tick();
+        n.core.tick(0);
         let first: Vec<Effect> = std::iter::from_fn(|| n.core.poll_effect()).collect();
         assert_eq!(first.len(), 1, "one internal message in flight: {first:?}");
         n.core
             .submitted(Origin::Internal, Err(SubmitError::Backpressure));
         assert!(n.core.poll_effect().is_none(), "not offered again at once");
-        n.core.tick();
+        n.core.tick(0);
         match n.core.poll_effect() {
             Some(Effect::Submit { msg, .. }) => assert_eq!(&msg[..], b"a", "the same one again"),
             other => panic!("expected a submit, got {other:?}"),
