@@ -1,8 +1,9 @@
 //! The AIS services run by the executive ([`crate::exec::Service`]): [`cpg`] (closed process
 //! groups), [`evs`] (extended virtual synchrony groups), [`clm`] (cluster membership),
-//! [`quorum`] (whether this partition may act) and [`keys`] (online rekeying of the frame
+//! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints) and [`keys`] (online rekeying of the frame
 //! key).
 
+pub mod ckpt;
 pub mod clm;
 pub mod cpg;
 pub mod evs;
