@@ -17,6 +17,7 @@ use crate::runtime::server::{Access, IpcServer, group_id};
 use crate::runtime::{Exec, Flow, Input, KeyStore, TotemSink};
 use ais_core::exec::ExecCore;
 use ais_core::exec::Service;
+use ais_core::services::ckpt::Ckpt;
 use ais_core::services::clm::{Clm, ClmConfig};
 use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
@@ -235,6 +236,17 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         );
         services.push(Box::new(Quorum::new(q)));
     }
+    let ckpt = config.ckpt_config();
+    info!(
+        "ckpt: up to {} MiB of checkpoint data{}",
+        ckpt.max_memory >> 20,
+        if ckpt.writes_need_quorum {
+            "; changes only while quorate"
+        } else {
+            ""
+        }
+    );
+    services.push(Box::new(Ckpt::new(ckpt)));
     let core = ExecCore::new(totem_dpdk::NodeId(nodeid), services);
     let keys = KeyStore {
         path: config.totem.keyfile.clone(),

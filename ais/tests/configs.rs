@@ -502,3 +502,27 @@ fn quorum_mistakes_are_named() {
     let e = mistake(multicast, 9, "quorum.expected_votes");
     assert!(e.to_string().contains("nodelist"), "{e}");
 }
+
+#[test]
+fn ckpt_settings_have_defaults_and_named_mistakes() {
+    let c = Config::from_str(GOOD, "c.toml").unwrap().ckpt_config();
+    assert_eq!(c.max_memory, 512 << 20);
+    assert!(!c.writes_need_quorum);
+    let set =
+        format!("{GOOD}\n[quorum]\n\n[ckpt]\nmax_memory_mb = 64\nwrites_need_quorum = true\n");
+    let c = Config::from_str(&set, "c.toml").unwrap().ckpt_config();
+    assert_eq!((c.max_memory, c.writes_need_quorum), (64 << 20, true));
+    let at = GOOD.lines().count() as u32 + 2;
+    let e = mistake(
+        &format!("{GOOD}\n[ckpt]\nmax_memory_mb = 0\n"),
+        at + 1,
+        "ckpt.max_memory_mb",
+    );
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let e = mistake(
+        &format!("{GOOD}\n[ckpt]\nwrites_need_quorum = true\n"),
+        at,
+        "ckpt.writes_need_quorum",
+    );
+    assert!(e.to_string().contains("[quorum]"), "{e}");
+}

@@ -1,7 +1,8 @@
 //! From the file's values to what the executive runs: the Totem core's configuration
 //! ([`Config::totem_config`]), the kernel UDP transport's ([`Config::udp_config`]), the
 //! member list ([`Config::members`]), the frame protection ([`Config::protection`]) and the
-//! quorum service's settings ([`Config::quorum_config`]).
+//! quorum and checkpoint services' settings ([`Config::quorum_config`],
+//! [`Config::ckpt_config`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -20,6 +21,14 @@ impl Config {
             two_node: q.two_node,
             wait_for_all: q.wait_for_all.unwrap_or(q.two_node),
         })
+    }
+
+    /// The checkpoint service's settings (`[ckpt]`).
+    pub fn ckpt_config(&self) -> ais_core::services::ckpt::CkptConfig {
+        ais_core::services::ckpt::CkptConfig {
+            max_memory: self.ckpt.max_memory_mb.saturating_mul(1 << 20),
+            writes_need_quorum: self.ckpt.writes_need_quorum,
+        }
     }
 
     /// How Totem frames are protected (`totem.secauth` and `totem.crypto_cipher`); when it

@@ -36,6 +36,9 @@ pub struct Config {
     /// acts as if quorate.
     #[serde(default)]
     pub quorum: Option<Quorum>,
+    /// Checkpoints (`[ckpt]`).
+    #[serde(default)]
+    pub ckpt: Ckpt,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     pub(super) source: Source,
@@ -384,6 +387,29 @@ pub struct Quorum {
     pub wait_for_all: Option<bool>,
 }
 
+/// The `[ckpt]` table: the checkpoint service's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ckpt {
+    /// Most mebibytes of section data in all checkpoints together (default 512). Every node
+    /// holds every checkpoint: give every node the same value (the writer's limit decides).
+    #[serde(default = "defaults::ckpt_max_memory_mb")]
+    pub max_memory_mb: u64,
+    /// Refuse checkpoint changes (TRY_AGAIN) while this node's partition is not quorate
+    /// (default false; needs a `[quorum]` table).
+    #[serde(default)]
+    pub writes_need_quorum: bool,
+}
+
+impl Default for Ckpt {
+    fn default() -> Ckpt {
+        Ckpt {
+            max_memory_mb: defaults::ckpt_max_memory_mb(),
+            writes_need_quorum: false,
+        }
+    }
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -423,6 +449,10 @@ mod defaults {
 
     pub(super) fn votes() -> u32 {
         1
+    }
+
+    pub(super) fn ckpt_max_memory_mb() -> u64 {
+        512
     }
 
     pub(super) fn eal_args() -> Vec<String> {

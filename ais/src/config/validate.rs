@@ -53,6 +53,7 @@ impl Config {
         }
         self.validate_crypto()?;
         self.validate_quorum()?;
+        self.validate_ckpt()?;
         self.validate_timers()?;
         self.validate_flow_control()?;
         match t.transport {
@@ -95,6 +96,24 @@ impl Config {
                 "quorum.two_node",
                 "two_node is for a cluster of exactly two votes: set expected_votes = 2 (or \
                  list two nodes), or remove two_node",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_ckpt(&self) -> Result<(), ConfigError> {
+        if self.ckpt.max_memory_mb == 0 {
+            return Err(self.invalid(
+                "ckpt.max_memory_mb",
+                "must be at least 1 (mebibytes of checkpoint data this node may hold)",
+            ));
+        }
+        if self.ckpt.writes_need_quorum && self.quorum.is_none() {
+            return Err(self.invalid_near(
+                "ckpt.writes_need_quorum",
+                "ckpt",
+                "writes_need_quorum needs a [quorum] table (without one every partition \
+                 counts as quorate, so nothing would ever be refused)",
             ));
         }
         Ok(())

@@ -1390,3 +1390,6 @@ impl Service for Ckpt {
         v.counter("ckpt_sections_expired", self.counters.sections_expired);
     }
 }
+
+#[cfg(test)]
+mod tests;
