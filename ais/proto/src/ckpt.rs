@@ -1165,7 +1165,7 @@ pub struct CopyHeader {
     pub retention_epoch: u64,
     /// Sections it has.
     pub sections: u32,
-    /// Sections deleted, with the generation of their deletion (most recent last).
+    /// Sections deleted, with their change count at the deletion (most recent last).
     pub tombstones: Vec<(Bytes, u64)>,
 }
 
@@ -1176,8 +1176,8 @@ pub struct SectionHeader {
     pub id: Bytes,
     /// Its expiration time.
     pub expiration_time: u64,
-    /// The checkpoint generation of its last change.
-    pub generation: u64,
+    /// Changes to it since it was first created.
+    pub changes: u64,
     /// When it last changed.
     pub last_update: u64,
     /// Its data bytes.
@@ -1396,7 +1396,7 @@ impl Message for RingMessage {
                 w.u64(*history)
                     .short_bytes(&section.id)
                     .u64(section.expiration_time)
-                    .u64(section.generation)
+                    .u64(section.changes)
                     .u64(section.last_update)
                     .u64(section.size)
                     .u64(*offset)
@@ -1471,7 +1471,7 @@ impl Message for RingMessage {
                 section: SectionHeader {
                     id: r.short_bytes("section id")?,
                     expiration_time: r.u64("expiration time")?,
-                    generation: r.u64("generation")?,
+                    changes: r.u64("changes")?,
                     last_update: r.u64("last update")?,
                     size: r.u64("section size")?,
                 },
@@ -1727,7 +1727,7 @@ mod tests {
                     section: SectionHeader {
                         id: b("s"),
                         expiration_time: TIME_END,
-                        generation: 3,
+                        changes: 3,
                         last_update: 5,
                         size: 10,
                     },

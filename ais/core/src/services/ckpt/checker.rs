@@ -95,6 +95,10 @@ pub enum Observation {
         data: Bytes,
         /// The configuration it was acknowledged in (transitional, if there).
         holders: Vec<u32>,
+        /// The sequence number of the ring it was sent in: syncs of that ring and earlier
+        /// ones come before it in every node's order (a node may activate one after the
+        /// write's acknowledgement in time, but never after it in the ring's order).
+        ring_seq: u64,
     },
 }
 
@@ -129,6 +133,7 @@ struct Write {
     data: Bytes,
     /// `(node, incarnation)` holding it.
     holders: BTreeSet<(u32, u32)>,
+    ring_seq: u64,
     reported: bool,
 }
 
@@ -156,6 +161,7 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                 offset,
                 data,
                 holders,
+                ring_seq,
             } => {
                 let mut h: BTreeSet<(u32, u32)> = holders
                     .iter()
@@ -168,6 +174,7 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                     offset: *offset,
                     data: data.clone(),
                     holders: h,
+                    ring_seq: *ring_seq,
                     reported: false,
                 });
             }
@@ -198,7 +205,7 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                     .map(|n| (*n, incarnation.get(n).copied().unwrap_or(0)))
                     .collect();
                 for w in &mut writes {
-                    if w.holders.is_disjoint(&now) {
+                    if ring.1 <= w.ring_seq || w.holders.is_disjoint(&now) {
                         continue;
                     }
                     let Some(c) = state.get(&w.ckpt) else {
@@ -289,6 +296,7 @@ mod tests {
             offset: 0,
             data: Bytes::from_static(data.as_bytes()),
             holders: holders.to_vec(),
+            ring_seq: 4,
         }
     }
 
@@ -335,6 +343,9 @@ mod tests {
         // A node that never met a holder is not judged.
         let apart = [ack(1, &[1], "w"), act(3, 8, &[3], ck(&[("s", "")]))];
         assert!(check(&apart).is_empty());
+        // A sync of the write's own ring comes before it.
+        let before = [ack(1, &[1, 2], "w"), act(2, 4, &[1, 2], ck(&[("s", "")]))];
+        assert!(check(&before).is_empty());
         // A node that synced with a holder holds it from then on.
         let spread = [
             ack(1, &[1], "w"),

@@ -39,7 +39,7 @@ use bytes::Bytes;
 use dataplane::stats::Visitor;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::exec::{ConnId, Context, Service, ServiceId, submit_reply};
 use ais_proto::ckpt::{
@@ -91,8 +91,11 @@ pub struct CkptDefects {
 
 /// Told of the replicas at every sync activation (the simulator's checker reads them).
 pub trait Observer: Send {
-    /// Node `node` activated the sync of `ring` with these replicas.
-    fn activated(&mut self, node: u32, ring: RingId, replicas: &Replicas);
+    /// Node `node` activated the sync of `ring` (of `members`) with these replicas.
+    fn activated(&mut self, node: u32, ring: RingId, members: &[NodeId], replicas: &Replicas);
+
+    /// Node `node` applied `update` from `sender`.
+    fn applied(&mut self, _node: u32, _sender: u32, _update: &Update) {}
 }
 
 /// An open checkpoint of a connection.
@@ -536,6 +539,11 @@ impl Ckpt {
             .replicas
             .apply(cx.ring(), sender.0, limit, time, digest, &update);
         self.counters.updates += 1;
+        if let Some(o) = &mut self.observer
+            && result.is_ok()
+        {
+            o.applied(cx.node().0, sender.0, &update);
+        }
         match &result {
             Err(_) => self.counters.refused += 1,
             Ok(Applied::Done) if matches!(update, Update::RetentionExpired { .. }) => {
@@ -871,7 +879,7 @@ impl Ckpt {
                 let section = SectionHeader {
                     id: sid.clone(),
                     expiration_time: s.expiration,
-                    generation: s.generation,
+                    changes: s.changes,
                     last_update: s.last_update,
                     size: s.data.len() as u64,
                 };
@@ -1013,6 +1021,17 @@ impl Ckpt {
             if list.is_empty() {
                 continue;
             }
+            for c in &list {
+                debug!(
+                    "ckpt: sync of ring {}: copy of {id} from node {}: generation {}, history \
+                     {:x}, {} section(s)",
+                    sync.ring,
+                    c.holder,
+                    c.ckpt.generation,
+                    c.ckpt.history,
+                    c.ckpt.sections.len()
+                );
+            }
             if list.len() > 1 {
                 self.counters.merges += 1;
                 info!(
@@ -1088,7 +1107,7 @@ impl Ckpt {
         self.next_expiry = 0;
         self.synced = true;
         if let Some(o) = &mut self.observer {
-            o.activated(me, sync.ring, &self.replicas);
+            o.activated(me, sync.ring, cx.members(), &self.replicas);
         }
         for id in std::mem::take(&mut self.deferred) {
             self.send_internal(cx, Update::Close { id });
@@ -1115,7 +1134,7 @@ fn from_incoming(inc: Incoming) -> Checkpoint {
                     Section {
                         data,
                         expiration: s.expiration_time,
-                        generation: s.generation,
+                        changes: s.changes,
                         last_update: s.last_update,
                     },
                 )

@@ -38,8 +38,10 @@ pub struct Section {
     pub data: Vec<u8>,
     /// When it expires (`TIME_END`: never).
     pub expiration: u64,
-    /// The checkpoint's generation at its last change (decides merges).
-    pub generation: u64,
+    /// Changes to it since it was first created, a deletion and re-creation included
+    /// (decides merges: copies share every change before they parted, so the copy with more
+    /// changes is the one that changed it since).
+    pub changes: u64,
     /// When it last changed (the sender's clock).
     pub last_update: u64,
 }
@@ -63,7 +65,8 @@ pub struct Checkpoint {
     pub retention_epoch: u64,
     /// Its sections.
     pub sections: BTreeMap<Bytes, Section>,
-    /// Sections deleted, with the generation of their deletion, oldest first.
+    /// Sections deleted, with their change count at the deletion (the deletion counted),
+    /// oldest first.
     pub tombstones: VecDeque<(Bytes, u64)>,
     /// Opens per node.
     pub opens: BTreeMap<u32, u32>,
@@ -79,7 +82,7 @@ impl Checkpoint {
                 Section {
                     data: Vec::new(),
                     expiration: TIME_END,
-                    generation: 0,
+                    changes: 0,
                     last_update: time,
                 },
             );
@@ -149,8 +152,9 @@ impl Checkpoint {
         self.generation
     }
 
-    fn bury(&mut self, section: Bytes, generation: u64) {
-        self.tombstones.push_back((section, generation));
+    fn bury(&mut self, section: Bytes, changes: u64) {
+        self.tombstones.retain(|(s, _)| *s != section);
+        self.tombstones.push_back((section, changes));
         while self.tombstones.len() > MAX_TOMBSTONES {
             self.tombstones.pop_front();
         }
@@ -337,13 +341,20 @@ impl Replicas {
                 if c.sections.contains_key(&sid) {
                     return refuse(AisError::Exist);
                 }
-                let generation = c.changed(digest);
+                c.changed(digest);
+                // A section created again continues the count of the one deleted.
+                let before = c
+                    .tombstones
+                    .iter()
+                    .find(|(s, _)| *s == sid)
+                    .map(|(_, n)| *n);
+                c.tombstones.retain(|(s, _)| *s != sid);
                 c.sections.insert(
                     sid.clone(),
                     Section {
                         data: data.to_vec(),
                         expiration: *expiration_time,
-                        generation,
+                        changes: before.unwrap_or(0) + 1,
                         last_update: time,
                     },
                 );
@@ -357,9 +368,9 @@ impl Replicas {
                 if !c.sections.contains_key(section) {
                     return refuse(AisError::NotExist);
                 }
-                c.sections.remove(section);
-                let generation = c.changed(digest);
-                c.bury(section.clone(), generation);
+                let gone = c.sections.remove(section).expect("checked");
+                c.changed(digest);
+                c.bury(section.clone(), gone.changes + 1);
                 Ok(Applied::Done)
             }
             Update::SectionExpiration {
@@ -374,10 +385,10 @@ impl Replicas {
                 if !c.sections.contains_key(section) {
                     return refuse(AisError::NotExist);
                 }
-                let generation = c.changed(digest);
+                c.changed(digest);
                 let s = c.sections.get_mut(section).expect("checked");
                 s.expiration = *expiration_time;
-                s.generation = generation;
+                s.changes += 1;
                 s.last_update = time;
                 Ok(Applied::Done)
             }
@@ -388,7 +399,7 @@ impl Replicas {
                     ..r
                 })?;
                 check_writes(c, memory, limit, elements)?;
-                let generation = c.changed(digest);
+                c.changed(digest);
                 for e in elements {
                     let s = c.sections.get_mut(&e.section).expect("checked");
                     let start = e.offset as usize;
@@ -397,7 +408,7 @@ impl Replicas {
                         s.data.resize(end, 0);
                     }
                     s.data[start..end].copy_from_slice(&e.data);
-                    s.generation = generation;
+                    s.changes += 1;
                     s.last_update = time;
                 }
                 Ok(Applied::Done)
@@ -419,10 +430,10 @@ impl Replicas {
                 if new > old && memory - old + new > limit {
                     return refuse(AisError::NoResources);
                 }
-                let generation = c.changed(digest);
+                c.changed(digest);
                 let s = c.sections.get_mut(section).expect("checked");
                 s.data = data.to_vec();
-                s.generation = generation;
+                s.changes += 1;
                 s.last_update = time;
                 Ok(Applied::Done)
             }
@@ -449,9 +460,10 @@ impl Replicas {
                 };
                 match c.sections.get(section) {
                     Some(s) if s.expiration == *expiration_time && !section.is_empty() => {
+                        let changes = s.changes + 1;
                         c.sections.remove(section);
-                        let generation = c.changed(digest);
-                        c.bury(section.clone(), generation);
+                        c.changed(digest);
+                        c.bury(section.clone(), changes);
                         Ok(Applied::Done)
                     }
                     _ => Ok(Applied::Stale),
@@ -540,9 +552,10 @@ pub struct MergeDefects {
 ///
 /// - The copy with the highest generation leads (ties: the lowest holder); its attributes
 ///   (retention duration) and retention epoch are kept.
-/// - Sections: each section from the copy where its last change has the highest generation
-///   (ties: the leading order); a section whose deletion is recorded with a generation at
-///   least its own stays deleted.
+/// - Sections: each section from the copy where it has the most changes (copies share every
+///   change before they parted, so that is the copy that changed it since; ties: the leading
+///   order); a section whose deletion is recorded with at least as many changes stays
+///   deleted.
 /// - Unlinked in any copy: unlinked.
 /// - The generation is the highest; the history digests the copies' histories in order.
 ///
@@ -599,11 +612,11 @@ pub fn merge(mut copies: Vec<Copy>, me: u32, defects: MergeDefects) -> Checkpoin
     }
     for c in &copies {
         for (sid, s) in &c.ckpt.sections {
-            if buried.get(sid).is_some_and(|g| *g >= s.generation) {
+            if buried.get(sid).is_some_and(|g| *g >= s.changes) {
                 continue;
             }
             match out.sections.get(sid) {
-                Some(have) if have.generation >= s.generation => {}
+                Some(have) if have.changes >= s.changes => {}
                 _ => {
                     out.sections.insert(sid.clone(), s.clone());
                 }
