@@ -221,7 +221,7 @@ impl CkptApp {
         self.next = match op {
             Op::Open => Op::CreateOwn,
             Op::CreateOwn => Op::CreateShared,
-            _ if self.ops % 5 == 0 => Op::Overwrite,
+            _ if self.ops.is_multiple_of(5) => Op::Overwrite,
             _ => Op::Append(self.appended.min(MAX_RECORDS)),
         };
     }
