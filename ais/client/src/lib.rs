@@ -6,9 +6,10 @@
 //!
 //! A [`Connection`] is one Unix `SOCK_SEQPACKET` socket to the executive, for one service
 //! (its type parameter: [`CpgProtocol`], [`EvsProtocol`], [`ClmProtocol`],
-//! [`QuorumProtocol`] or [`AdminProtocol`]), announced when it is made. The service wrappers
-//! [`cpg::Cpg`], [`evs::Evs`], [`clm::Clm`] and [`quorum::Quorum`] own one each. Like corosync's `libcpg`, the
-//! library is synchronous and has no thread of its own:
+//! [`QuorumProtocol`], [`CkptProtocol`](ais_proto::ckpt::CkptProtocol) or [`AdminProtocol`]),
+//! announced when it is made. The service wrappers [`cpg::Cpg`], [`evs::Evs`],
+//! [`clm::Clm`], [`quorum::Quorum`] and [`ckpt::Ckpt`] own one each. Like corosync's
+//! `libcpg`, the library is synchronous and has no thread of its own:
 //!
 //! - **One request at a time.** [`Connection::call`] sends a request and blocks until the
 //!   executive answers it. Answers come back in order, each carrying its request's number; an
@@ -63,6 +64,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ckpt;
 pub mod clm;
 pub mod cpg;
 pub mod evs;
