@@ -81,10 +81,11 @@ pub use ais_proto::ckpt::{
     WR_ALL_REPLICAS, WriteElement,
 };
 
-/// Most bytes of one request (and of its answer) this library sends: [`MAX_PAYLOAD`], header,
-/// handle and section ids included (a packet may be 1 KiB more, which stays unused). Data
-/// beyond it is cut over several requests (see the [module documentation](self)).
-pub const REQUEST_BUDGET: usize = MAX_PAYLOAD;
+/// Most bytes of one request (and of its answer) this library sends, header, handle and
+/// section ids included: [`MAX_PAYLOAD`] less 4 KiB, which is also the most data the
+/// executive answers to one read. Data beyond it is cut over several requests (see the
+/// [module documentation](self)).
+pub const REQUEST_BUDGET: usize = MAX_PAYLOAD - 4096;
 
 /// How long the second and later requests of a cut operation are sent again while the
 /// executive answers `SA_AIS_ERR_TRY_AGAIN`.

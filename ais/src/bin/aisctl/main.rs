@@ -880,6 +880,9 @@ fn ckpt_command(path: &std::path::Path, c: &CkptCommand) -> anyhow::Result<()> {
                 }
                 (None, None) => bail!("give the data with --data or --file"),
             };
+            if data.is_empty() && !overwrite {
+                bail!("nothing to write: the data is empty (--overwrite empties a section)");
+            }
             ckpt_write(
                 path,
                 name,
@@ -1044,9 +1047,9 @@ fn ckpt_error(e: &client::Error, name: &str, section: Option<&[u8]>) -> anyhow::
              end of the section, or an id over the maximum id size",
             section_phrase(id)
         ),
-        (E::NoSpace, Some(id)) => format!(
-            "checkpoint '{name}' has no room for {}: it has its maximum number of sections",
-            section_phrase(id)
+        (E::NoSpace, _) => format!(
+            "checkpoint '{name}' is full: it has its most sections, or this would pass its \
+             checkpoint size (`aisctl ckpt show {name}`)"
         ),
         (E::NoResources, _) => format!(
             "no room for this in checkpoint '{name}' (its size, or the executive's memory \
