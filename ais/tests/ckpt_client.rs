@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ais_client::ckpt::{
     Attributes, CheckpointHandle, Chosen, Ckpt, CkptEvent, MAX_NAME, OPEN_CREATE, OPEN_READ,
-    OPEN_WRITE, ReadElement, TIME_END, WR_ALL_REPLICAS, WriteElement,
+    OPEN_WRITE, ReadElement, TIME_END, WR_ACTIVE_REPLICA, WR_ALL_REPLICAS, WriteElement,
 };
 use ais_client::{AisError, Connection, Error};
 use ais_proto::ckpt::{CkptProtocol, Request, Response};
@@ -117,7 +117,11 @@ fn written_on_one_node_read_on_the_other_large_sections_whole() {
     let mut k1 = ckpt(&c, 0);
     let mut k2 = ckpt(&c, 1);
     let flags = OPEN_CREATE | OPEN_WRITE | OPEN_READ;
-    let h1 = again(|| k1.open(b"orders", flags, Some(attributes(8, 4 << 20)))).expect("create");
+    let orders = Attributes {
+        creation_flags: WR_ACTIVE_REPLICA,
+        ..attributes(8, 4 << 20)
+    };
+    let h1 = again(|| k1.open(b"orders", flags, Some(orders))).expect("create");
     let id = again(|| k1.section_create(h1, Some(b"small"), TIME_END, b"hello"))
         .expect("section create");
     assert_eq!(&id[..], b"small");
@@ -218,7 +222,7 @@ fn written_on_one_node_read_on_the_other_large_sections_whole() {
         let s = k.status_get(h).expect("status");
         assert_eq!(s.sections, 3);
         assert_eq!(s.memory_used, (over.len() + 12 + written.len()) as u64);
-        assert_eq!(s.attributes, attributes(8, 4 << 20));
+        assert_eq!(s.attributes, orders);
     }
     let list = k2.list().expect("list");
     let info = list
@@ -342,6 +346,12 @@ fn refusals_are_the_specifications() {
     shorter.retention_duration = 1_000_000_000;
     let again_h = again(|| k.open(b"errs", flags, Some(shorter))).expect("same shape");
     k.close(again_h).expect("close");
+
+    // BAD_OPERATION: synchronize is for the active-replica write modes.
+    assert_eq!(
+        k.synchronize(h).map_err(ais),
+        Err(Some(AisError::BadOperation))
+    );
 
     // ACCESS: writing through a read-only open.
     again(|| k.section_create(h, Some(b"s"), TIME_END, b"data")).expect("section create");

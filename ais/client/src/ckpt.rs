@@ -24,7 +24,8 @@
 //!   Writing the same data again is harmless, so the whole call can simply be repeated.
 //! - [`Ckpt::section_overwrite`]: an overwrite with the first piece, then writes of the rest
 //!   at their offsets (a reader in between sees the new data cut short).
-//! - [`Ckpt::section_create`]: the section created with the first piece, then writes.
+//! - [`Ckpt::section_create`]: the section created with the first piece, then writes (and
+//!   deleted again when they fail).
 //! - [`Ckpt::read`]: reads at increasing offsets, concatenated; an element's reading stops at
 //!   the first piece that comes back shorter than asked (the end of the section), so a size
 //!   of `u64::MAX` reads to the end of the section.
@@ -212,11 +213,11 @@ fn check_section(id: &[u8]) -> Result<(), AisError> {
     }
 }
 
-/// The open flags and attributes go together: some of `READ`, `WRITE`, `CREATE` and nothing
-/// else; attributes exactly with `CREATE`.
+/// The open flags and attributes go together: `READ`, `WRITE`, `CREATE` and nothing else
+/// (none: an open for status and iteration only); attributes exactly with `CREATE`.
 fn check_open(name: &[u8], flags: u8, attributes: &Option<Attributes>) -> Result<(), AisError> {
     check_name(name)?;
-    if flags == 0 || flags & !(OPEN_READ | OPEN_WRITE | OPEN_CREATE) != 0 {
+    if flags & !(OPEN_READ | OPEN_WRITE | OPEN_CREATE) != 0 {
         return Err(AisError::BadFlags);
     }
     if (flags & OPEN_CREATE != 0) != attributes.is_some() {
@@ -344,8 +345,9 @@ impl Ckpt {
     /// Checked here without asking the executive: `SA_AIS_ERR_INVALID_PARAM` for an empty
     /// name or attributes without `OPEN_CREATE` (or `OPEN_CREATE` without them),
     /// `SA_AIS_ERR_NAME_TOO_LONG` for a name over [`MAX_NAME`] bytes, `SA_AIS_ERR_BAD_FLAGS`
-    /// for no flag or an unknown one. From the executive: `SA_AIS_ERR_NOT_EXIST` (no such
-    /// checkpoint and no `OPEN_CREATE`), `SA_AIS_ERR_EXIST` (created with other attributes),
+    /// for an unknown flag. From the executive: `SA_AIS_ERR_NOT_EXIST` (no such checkpoint
+    /// and no `OPEN_CREATE`), `SA_AIS_ERR_EXIST` (created with other attributes),
+    /// `SA_AIS_ERR_BAD_FLAGS` (unknown creation flags, or not exactly one `WR_*`),
     /// `SA_AIS_ERR_INVALID_PARAM` (inconsistent attributes), `SA_AIS_ERR_NO_RESOURCES`;
     /// otherwise as [`Connection::call`].
     pub fn open(
@@ -432,8 +434,8 @@ impl Ckpt {
     ///
     /// # Errors
     /// `SA_AIS_ERR_BAD_HANDLE`; `SA_AIS_ERR_BAD_OPERATION` for a checkpoint that is not
-    /// [`CHECKPOINT_COLLOCATED`]; `SA_AIS_ERR_ACCESS` without [`OPEN_WRITE`]; otherwise as
-    /// [`Connection::call`].
+    /// [`CHECKPOINT_COLLOCATED`] with an active-replica write mode; `SA_AIS_ERR_ACCESS`
+    /// without [`OPEN_WRITE`]; otherwise as [`Connection::call`].
     pub fn active_replica_set(&mut self, handle: CheckpointHandle) -> Result<(), Error> {
         self.conn.ok(Request::ActiveReplicaSet { handle: handle.0 })
     }
@@ -458,8 +460,8 @@ impl Ckpt {
     /// `SA_AIS_ERR_INVALID_PARAM` for an id over [`MAX_SECTION_ID`] bytes (checked here) or
     /// over the checkpoint's maximum; `SA_AIS_ERR_EXIST`; `SA_AIS_ERR_NO_SPACE` (all
     /// sections used); `SA_AIS_ERR_ACCESS` without [`OPEN_WRITE`]; `SA_AIS_ERR_BAD_HANDLE`;
-    /// otherwise as [`Connection::call`]. When writing the rest of large data fails, the
-    /// section exists with its data cut short.
+    /// otherwise as [`Connection::call`]. When writing the rest of large data fails (past
+    /// the maximum section size, for one), the section is deleted again, best effort.
     pub fn section_create(
         &mut self,
         handle: CheckpointHandle,
@@ -487,7 +489,15 @@ impl Ckpt {
                 offset: first as u64,
                 data: Bytes::copy_from_slice(&data[first..]),
             };
-            self.write_split(handle, &[rest], true)?;
+            if let Err(e) = self.write_split(handle, &[rest], true) {
+                // Not left cut short: the section goes again (best effort; the error is the
+                // write's).
+                let _ = self.call_retrying(Request::SectionDelete {
+                    handle: handle.0,
+                    section: created,
+                });
+                return Err(e.into());
+            }
         }
         Ok(created)
     }
@@ -589,9 +599,10 @@ impl Ckpt {
     /// [`VectorError::Element`] names the caller's element that cannot be written:
     /// `SA_AIS_ERR_NOT_EXIST` (no such section), `SA_AIS_ERR_INVALID_PARAM` (past the
     /// maximum section size, or an id over [`MAX_SECTION_ID`] bytes, checked here),
-    /// `SA_AIS_ERR_NO_RESOURCES`. [`VectorError::Call`] for the call as a whole:
-    /// `SA_AIS_ERR_BAD_HANDLE`, `SA_AIS_ERR_ACCESS` (not opened for writing), otherwise as
-    /// [`Connection::call`].
+    /// `SA_AIS_ERR_NO_SPACE` (past the checkpoint size), `SA_AIS_ERR_NO_RESOURCES`;
+    /// `SA_AIS_ERR_INVALID_PARAM` also for an element without data. [`VectorError::Call`] for
+    /// the call as a whole: `SA_AIS_ERR_BAD_HANDLE`, `SA_AIS_ERR_ACCESS` (not opened for
+    /// writing), `SA_AIS_ERR_INVALID_PARAM` (no element), otherwise as [`Connection::call`].
     pub fn write(
         &mut self,
         handle: CheckpointHandle,
@@ -832,10 +843,12 @@ impl Ckpt {
     }
 
     /// `saCkptCheckpointSynchronize`: returns when every update this node sent to the
-    /// checkpoint before it has reached every replica.
+    /// checkpoint before it has reached every replica (for the active-replica write modes;
+    /// with [`WR_ALL_REPLICAS`] every write returns only then anyway).
     ///
     /// # Errors
-    /// `SA_AIS_ERR_BAD_HANDLE`; `SA_AIS_ERR_ACCESS` without [`OPEN_WRITE`]; otherwise as
+    /// `SA_AIS_ERR_BAD_HANDLE`; `SA_AIS_ERR_ACCESS` without [`OPEN_WRITE`];
+    /// `SA_AIS_ERR_BAD_OPERATION` for a [`WR_ALL_REPLICAS`] checkpoint; otherwise as
     /// [`Connection::call`].
     pub fn synchronize(&mut self, handle: CheckpointHandle) -> Result<(), Error> {
         self.conn.ok(Request::Synchronize { handle: handle.0 })
@@ -1093,6 +1106,10 @@ mod tests {
                         sections.insert(section, data.to_vec());
                         Reply::Ok
                     }
+                    Request::SectionDelete { section, .. } => {
+                        sections.remove(&section);
+                        Reply::Ok
+                    }
                     Request::SectionCreate { section, data, .. } => {
                         let id = section.unwrap_or_else(|| b(b"generated"));
                         sections.insert(id.clone(), data.to_vec());
@@ -1343,6 +1360,26 @@ mod tests {
     }
 
     #[test]
+    fn a_large_creation_whose_rest_fails_deletes_the_section_again() {
+        let (mut ckpt, server) = store(BTreeMap::new(), |n, _| {
+            (n == 1).then_some(Reply::Service(Response::WriteFailed {
+                index: 0,
+                error: AisError::InvalidParam,
+            }))
+        });
+        let err = ckpt
+            .section_create(H, Some(b"s"), TIME_END, &pattern(MAX_PAYLOAD, 7))
+            .unwrap_err();
+        assert_eq!(err.ais_error(), Some(AisError::InvalidParam));
+        drop(ckpt);
+        let kinds: Vec<&str> = server.join().unwrap().iter().map(|r| r.name()).collect();
+        assert_eq!(
+            kinds,
+            ["CkptSectionCreate", "CkptWrite", "CkptSectionDelete"]
+        );
+    }
+
+    #[test]
     fn the_first_request_of_a_cut_write_is_not_retried() {
         let sections = BTreeMap::from([(b(b"a"), Vec::new())]);
         let (mut ckpt, server) = store(sections, |n, _| {
@@ -1390,7 +1427,6 @@ mod tests {
             ais(ckpt.open(b"", OPEN_READ, None)),
             Some(AisError::InvalidParam)
         );
-        assert_eq!(ais(ckpt.open(b"c", 0, None)), Some(AisError::BadFlags));
         assert_eq!(ais(ckpt.open(b"c", 0x8, None)), Some(AisError::BadFlags));
         assert_eq!(
             ais(ckpt.open(b"c", OPEN_CREATE | OPEN_WRITE, None)),
