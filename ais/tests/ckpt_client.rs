@@ -1,6 +1,7 @@
 //! CKPT through the client library and `aisctl`, against real executives: a checkpoint
 //! created and written on one node is read on the other; a section larger than one IPC packet
-//! is written, created, overwritten and read back whole on both nodes; the asynchronous open
+//! is written, created, overwritten and read back whole on both nodes, and on a node that
+//! joins afterwards; the asynchronous open
 //! and synchronize answer through dispatch; the specification's refusals (`BAD_HANDLE` after
 //! close, `NOT_EXIST`, `NAME_TOO_LONG` from the library and from the executive, `ACCESS`
 //! through a read-only open, `EXIST` for other attributes); and every `aisctl ckpt` verb run as
@@ -262,6 +263,28 @@ fn written_on_one_node_read_on_the_other_large_sections_whole() {
 }
 
 #[test]
+fn a_node_that_joins_later_reads_what_was_written_before() {
+    let mut c = Cluster::loopback("ckpt-join", 2, "");
+    c.start(0);
+    c.wait_ring(0, &[1], LONG);
+    let mut k1 = ckpt(&c, 0);
+    let flags = OPEN_CREATE | OPEN_WRITE | OPEN_READ;
+    let h1 = again(|| k1.open(b"early", flags, Some(attributes(4, 4 << 20)))).expect("create");
+    let big = pattern(2 * MAX_PAYLOAD + 3, 5);
+    again(|| k1.section_create(h1, Some(b"big"), TIME_END, &big)).expect("section create");
+    c.start(1);
+    for i in 0..2 {
+        c.wait_ring(i, &[1, 2], LONG);
+    }
+    let mut k2 = ckpt(&c, 1);
+    let h2 = again(|| k2.open(b"early", OPEN_READ, None)).expect("open on the new node");
+    assert!(read_all(&mut k2, h2, b"big") == big, "synced whole");
+    let info = k2.list().expect("list");
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info[0].opens, 2, "one open at each node: {info:?}");
+}
+
+#[test]
 fn refusals_are_the_specifications() {
     let c = pair("ckpt-errors");
     let mut k = ckpt(&c, 0);
@@ -455,6 +478,53 @@ fn refusals_are_the_specifications() {
         .expect("read at the end");
     assert!(parts[0].is_empty());
 
+    // Past the maximum section size in the second request of a cut write: the caller's
+    // element is named, and what the first request wrote stays (documented: not atomic).
+    // A cut section creation that fails so deletes its section again.
+    let limit = 300 * 1024;
+    let hb = again(|| k.open(b"bounded", flags, Some(attributes(4, limit)))).expect("create");
+    again(|| k.section_create(hb, Some(b"s"), TIME_END, b"")).expect("section create");
+    let too_big = pattern(400 * 1024, 4);
+    let err = k
+        .write(
+            hb,
+            &[
+                WriteElement {
+                    section: b(b"s"),
+                    offset: 0,
+                    data: b(b"head"),
+                },
+                WriteElement {
+                    section: b(b"s"),
+                    offset: 0,
+                    data: Bytes::from(too_big.clone()),
+                },
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(
+        (err.index(), err.ais_error()),
+        (Some(1), Some(AisError::InvalidParam)),
+        "{err}"
+    );
+    let kept = read_all(&mut k, hb, b"s");
+    assert!(
+        !kept.is_empty() && kept.len() < limit as usize && kept == too_big[..kept.len()],
+        "the first request's part stays: {} bytes",
+        kept.len()
+    );
+    let err = k
+        .section_create(hb, Some(b"t"), TIME_END, &too_big)
+        .unwrap_err();
+    assert_eq!(err.ais_error(), Some(AisError::InvalidParam), "{err}");
+    assert_eq!(
+        sections(&mut k, hb),
+        [(b(b"s"), kept.len() as u64)],
+        "the cut creation's section is gone again"
+    );
+    k.close(hb).expect("close");
+    k.unlink(b"bounded").expect("unlink");
+
     // Unlinked: the name is free at once, the open handles still work.
     k.unlink(b"errs").expect("unlink");
     assert_eq!(
@@ -622,7 +692,7 @@ fn every_aisctl_ckpt_verb() {
         &["ckpt", "write", "cfg", "--section", "b", "--data", "x"],
     );
     assert!(
-        err.contains("has no section 'b' (--create creates it)"),
+        err.contains("has no section 'b' (SA_AIS_ERR_NOT_EXIST); add --create to create it"),
         "{err}"
     );
 

@@ -1012,55 +1012,78 @@ fn ns_or_null(ns: u64) -> serde_json::Value {
 }
 
 /// A sentence for a refused checkpoint operation: what it means for `name` (and `section`),
-/// then the error's name.
+/// the error's name, and what to do when there is something to say.
 fn ckpt_error(e: &client::Error, name: &str, section: Option<&[u8]>) -> anyhow::Error {
     use client::AisError as E;
     let Some(code) = e.ais_error() else {
         return anyhow::anyhow!("checkpoint '{name}': {e}");
     };
-    let what = match (code, section) {
-        (E::NotSupported, _) => "this aisexec runs no checkpoint service".to_owned(),
-        (E::NameTooLong, _) => format!(
-            "checkpoint name '{name}' is {} bytes, longer than the {} allowed",
-            name.len(),
-            client::ckpt::MAX_NAME
+    let show = format!("`aisctl ckpt show {name}`");
+    let (what, hint) = match (code, section) {
+        (E::NotSupported, _) => ("this aisexec runs no checkpoint service".to_owned(), None),
+        (E::NameTooLong, _) => (
+            format!(
+                "checkpoint name '{name}' is {} bytes, longer than the {} allowed",
+                name.len(),
+                client::ckpt::MAX_NAME
+            ),
+            None,
         ),
         (E::InvalidParam, None) if name.is_empty() => {
-            "a checkpoint name cannot be empty".to_owned()
+            ("a checkpoint name cannot be empty".to_owned(), None)
         }
-        (E::NotExist, Some([])) => format!(
-            "checkpoint '{name}' has no default section (only checkpoints of one section have \
-             one): name a section with --section (`aisctl ckpt show {name}` lists them)"
+        (E::NotExist, Some([])) => (
+            format!("checkpoint '{name}' has no default section"),
+            Some(format!(
+                "only checkpoints of one section have one: name a section with --section \
+                 ({show} lists them)"
+            )),
         ),
-        (E::NotExist, Some(id)) => format!(
-            "checkpoint '{name}' has no {} (--create creates it)",
-            section_phrase(id)
+        (E::NotExist, Some(id)) => (
+            format!("checkpoint '{name}' has no {}", section_phrase(id)),
+            None,
         ),
-        (E::NotExist, None) => format!("checkpoint '{name}' does not exist"),
-        (E::Exist, _) => format!(
-            "checkpoint '{name}' exists with other creation attributes (`aisctl ckpt show \
-             {name}` shows them)"
+        (E::NotExist, None) => (format!("checkpoint '{name}' does not exist"), None),
+        (E::Exist, _) => (
+            format!("checkpoint '{name}' exists with other creation attributes"),
+            Some(format!("{show} shows them")),
         ),
-        (E::Access, _) => format!("checkpoint '{name}' was not opened for this access"),
-        (E::InvalidParam, Some(id)) => format!(
-            "checkpoint '{name}' refuses this for {}: past the maximum section size, past the \
-             end of the section, or an id over the maximum id size",
-            section_phrase(id)
+        (E::Access, _) => (
+            format!("checkpoint '{name}' was not opened for this access"),
+            None,
         ),
-        (E::NoSpace, _) => format!(
-            "checkpoint '{name}' is full: it has its most sections, or this would pass its \
-             checkpoint size (`aisctl ckpt show {name}`)"
+        (E::InvalidParam, Some(id)) => (
+            format!(
+                "checkpoint '{name}' refuses this for {}: past the maximum section size, past \
+                 the end of the section, or an id over the maximum id size",
+                section_phrase(id)
+            ),
+            Some(format!("{show} shows the limits")),
         ),
-        (E::NoResources, _) => format!(
-            "no room for this in checkpoint '{name}' (its size, or the executive's memory \
-             limit for checkpoints)"
+        (E::NoSpace, _) => (
+            format!(
+                "checkpoint '{name}' is full: it has its most sections, or this would pass its \
+                 checkpoint size"
+            ),
+            Some(format!("{show} shows the limits")),
         ),
-        (E::TryAgain, _) => {
-            format!("checkpoint '{name}': the cluster is busy or changing membership; try again")
-        }
-        _ => format!("checkpoint '{name}' refused the operation"),
+        (E::NoResources, _) => (
+            format!(
+                "no room for this in checkpoint '{name}': the executive's memory limit for all \
+                 checkpoints ([ckpt] max_memory_mb) would be passed"
+            ),
+            None,
+        ),
+        (E::TryAgain, _) => (
+            format!("checkpoint '{name}': the cluster is busy or changing membership"),
+            Some("try again".to_owned()),
+        ),
+        _ => (format!("checkpoint '{name}' refused the operation"), None),
     };
-    anyhow::anyhow!("{what} ({code})")
+    match hint {
+        Some(h) => anyhow::anyhow!("{what} ({code}); {h}"),
+        None => anyhow::anyhow!("{what} ({code})"),
+    }
 }
 
 fn ckpt_connect(path: &std::path::Path) -> anyhow::Result<client::ckpt::Ckpt> {
@@ -1390,7 +1413,15 @@ fn ckpt_write(
             }
         })
     };
-    let section_fail = |e: client::Error| ckpt_error(&e, name, Some(section));
+    let section_fail = |e: client::Error| {
+        let missing = e.ais_error() == Some(AisError::NotExist) && !section.is_empty();
+        let err = ckpt_error(&e, name, Some(section));
+        if missing && how.create.is_none() {
+            anyhow::anyhow!("{err}; add --create to create it")
+        } else {
+            err
+        }
+    };
     match put(&mut ckpt) {
         Err(e)
             if e.ais_error() == Some(AisError::NotExist)
