@@ -73,7 +73,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{AisError, Connection, Error, unexpected};
 use ais_proto::ckpt::{Callback, CkptProtocol, Request, Response};
-use ais_proto::ipc::{HEADER_LEN, MAX_PAYLOAD, Message, Reply};
+use ais_proto::ipc::{HEADER_LEN, Message, Reply};
 
 pub use ais_proto::ckpt::{
     Attributes, CHECKPOINT_COLLOCATED, CREATION_FLAGS, CheckpointInfo, Chosen, MAX_NAME,
@@ -83,10 +83,10 @@ pub use ais_proto::ckpt::{
 };
 
 /// Most bytes of one request (and of its answer) this library sends, header, handle and
-/// section ids included: [`MAX_PAYLOAD`] less 4 KiB, which is also the most data the
-/// executive answers to one read. Data beyond it is cut over several requests (see the
+/// section ids included: `ais_proto::ipc::MAX_PAYLOAD` less 4 KiB, which is also the most
+/// data the executive answers to one read ([`ais_proto::ckpt::MAX_READ`]). Data beyond it is cut over several requests (see the
 /// [module documentation](self)).
-pub const REQUEST_BUDGET: usize = MAX_PAYLOAD - 4096;
+pub const REQUEST_BUDGET: usize = ais_proto::ckpt::MAX_READ;
 
 /// How long the second and later requests of a cut operation are sent again while the
 /// executive answers `SA_AIS_ERR_TRY_AGAIN`.
@@ -943,7 +943,7 @@ impl AsFd for Ckpt {
 mod tests {
     use std::collections::BTreeMap;
 
-    use ais_proto::ipc::{self, Encoded};
+    use ais_proto::ipc::{self, Encoded, MAX_PAYLOAD};
 
     use super::super::fake::{Exec, start_service};
     use super::*;

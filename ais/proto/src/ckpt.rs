@@ -47,6 +47,12 @@ pub const TIME_END: u64 = i64::MAX as u64;
 pub const MAX_NAME: usize = 256;
 /// Longest section id this build accepts (`maxSectionIdSize` is checked against it).
 pub const MAX_SECTION_ID: usize = 4096;
+/// Most data bytes one read answers, and the budget of one request (the rest of an IPC
+/// packet carries the header and ids). A read that would answer more is refused with
+/// `SA_AIS_ERR_TOO_BIG`: the client library reads larger ranges in pieces. A read element's
+/// `size` is the most it reads: `u64::MAX` reads to the end of the section, and a read at
+/// the end answers no bytes.
+pub const MAX_READ: usize = crate::ipc::MAX_PAYLOAD - 4096;
 /// Section state `SA_CKPT_SECTION_VALID`.
 pub const SECTION_VALID: u8 = 1;
 /// Section state `SA_CKPT_SECTION_CORRUPTED` (never set by this build).

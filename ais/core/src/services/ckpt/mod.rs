@@ -44,12 +44,12 @@ use tracing::{debug, info, warn};
 use crate::exec::{ConnId, Context, Service, ServiceId, submit_reply};
 use ais_proto::ckpt::{
     CHECKPOINT_COLLOCATED, CREATION_FLAGS, Callback, Chosen, CkptId, CkptProtocol, CopyHeader,
-    MAX_NAME, MAX_SECTION_ID, OPEN_CREATE, OPEN_READ, OPEN_WRITE, ReadElement, Request, Response,
-    RingMessage, SectionHeader, TIME_END, Update, WR_ACTIVE_REPLICA, WR_ACTIVE_REPLICA_WEAK,
-    WR_ALL_REPLICAS,
+    MAX_NAME, MAX_READ, MAX_SECTION_ID, OPEN_CREATE, OPEN_READ, OPEN_WRITE, ReadElement, Request,
+    Response, RingMessage, SectionHeader, TIME_END, Update, WR_ACTIVE_REPLICA,
+    WR_ACTIVE_REPLICA_WEAK, WR_ALL_REPLICAS,
 };
 use ais_proto::codec::DecodeError;
-use ais_proto::ipc::{AisError, MAX_PAYLOAD, Nothing, Protocol, Reply, decode_body};
+use ais_proto::ipc::{AisError, Nothing, Protocol, Reply, decode_body};
 use ais_proto::ring;
 use replica::{Applied, Checkpoint, Copy, MergeDefects, Refused, Replicas, Section};
 
@@ -57,8 +57,6 @@ const ID: ServiceId = CkptProtocol::ID;
 
 /// Sections are sent in pieces of at most this many bytes in a sync.
 pub const SYNC_PIECE: usize = 1 << 20;
-/// Most bytes one read answers (the rest of an IPC packet carries its header).
-pub const MAX_READ: usize = MAX_PAYLOAD - 4096;
 /// Most iterations one connection may have open.
 pub const MAX_ITERATORS: usize = 256;
 
