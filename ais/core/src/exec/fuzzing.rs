@@ -10,11 +10,12 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, Delivery, Event};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
 use super::{Effect, ExecCore};
+use crate::services::ckpt::{Ckpt, CkptConfig};
 use crate::services::clm::{Clm, ClmConfig};
 use crate::services::quorum::{Quorum, QuorumConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
-use ais_proto::{admin, clm, cpg, evs, quorum};
+use ais_proto::{admin, ckpt, clm, cpg, evs, quorum};
 
 /// Decodes `data` as a client packet, and its body as every service's requests, answers,
 /// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
@@ -31,20 +32,24 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Request<admin::Request>>(&frame);
     round_trip::<Request<clm::Request>>(&frame);
     round_trip::<Request<quorum::Request>>(&frame);
+    round_trip::<Request<ckpt::Request>>(&frame);
     round_trip::<Reply<cpg::Response>>(&frame);
     round_trip::<Reply<evs::Response>>(&frame);
     round_trip::<Reply<clm::Response>>(&frame);
     round_trip::<Reply<quorum::Response>>(&frame);
+    round_trip::<Reply<ckpt::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
     round_trip::<clm::Callback>(&frame);
     round_trip::<quorum::Callback>(&frame);
+    round_trip::<ckpt::Callback>(&frame);
     // The ring messages' codecs, on the same bytes.
     round_trip::<cpg::RingMessage>(&frame);
     round_trip::<evs::RingMessage>(&frame);
     round_trip::<admin::RingMessage>(&frame);
     round_trip::<clm::RingMessage>(&frame);
     round_trip::<quorum::RingMessage>(&frame);
+    round_trip::<ckpt::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
@@ -54,6 +59,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
             Box::new(Clm::new(clm_identity())),
             Box::new(Keys::new(None)),
             Box::new(Quorum::new(QUORUM)),
+            Box::new(Ckpt::new(CkptConfig::default())),
         ],
     );
     for (conn, service) in [
@@ -62,6 +68,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (3, admin::AdminProtocol::ID),
         (4, clm::ClmProtocol::ID),
         (5, quorum::QuorumProtocol::ID),
+        (6, ckpt::CkptProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -113,8 +120,8 @@ fn hello(core: &mut ExecCore, conn: u64, service: ais_proto::ipc::ServiceId) {
     );
 }
 
-/// Node 1 with CPG, EVS, CLM, the key service and quorum, a CPG client in group `g` and an EVS client in
-/// group `g`; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
+/// Node 1 with CPG, EVS, CLM, the key service, quorum and CKPT, a CPG client in group `g`, an
+/// EVS client in group `g` and a CKPT client with checkpoint `f` open; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
 /// reduction), `len: u8`, `len` bytes of message (service byte and kind included; the version
 /// byte in front is added unless the sender byte's top bit is set), with a regular
 /// configuration (of nodes 1–3, or 1 and 3) when `sender` is 0. Every submit is accepted and
@@ -138,6 +145,7 @@ fn run_deliveries(data: &[u8]) -> usize {
             Box::new(Clm::new(clm_identity())),
             Box::new(Keys::new(Some(key))),
             Box::new(Quorum::new(QUORUM)),
+            Box::new(Ckpt::new(CkptConfig::default())),
         ],
     );
     let mut no = 0u64;
@@ -175,6 +183,25 @@ fn run_deliveries(data: &[u8]) -> usize {
         2,
         &evs::Request::Join {
             groups: vec![Bytes::from_static(b"g")],
+        },
+    );
+    // A CKPT client with a checkpoint open, so updates from other nodes find one.
+    core.connected(3, 300);
+    hello(&mut core, 3, ckpt::CkptProtocol::ID);
+    core.request_value(
+        3,
+        2,
+        &ckpt::Request::Open {
+            name: Bytes::from_static(b"f"),
+            flags: ckpt::OPEN_CREATE | ckpt::OPEN_READ | ckpt::OPEN_WRITE,
+            attributes: Some(ckpt::Attributes {
+                creation_flags: ckpt::WR_ALL_REPLICAS,
+                checkpoint_size: 4096,
+                retention_duration: ckpt::TIME_END,
+                max_sections: 4,
+                max_section_size: 1024,
+                max_section_id_size: 8,
+            }),
         },
     );
     let mut rest = data;

@@ -117,7 +117,7 @@ struct Iter {
 #[derive(Debug, Clone, Copy)]
 enum Pend {
     Open { flags: u8, invocation: Option<u64> },
-    Close { handle: u64 },
+    Close { handle: u64, id: CkptId },
     Plain,
     SectionCreate,
     Write,
@@ -399,7 +399,7 @@ impl Ckpt {
                     },
                 ),
             },
-            (Pend::Close { handle }, result) => {
+            (Pend::Close { handle, .. }, result) => {
                 if result.is_ok() {
                     self.handles.remove(&handle);
                     self.iterators.retain(|_, it| it.handle != handle);
@@ -624,7 +624,7 @@ impl Ckpt {
                     cx,
                     conn,
                     id,
-                    Pend::Close { handle },
+                    Pend::Close { handle, id: h.id },
                     Update::Close { id: h.id },
                 );
             }
@@ -1198,10 +1198,13 @@ impl Service for Ckpt {
     ) {
         if result.is_err() {
             if let Some(p) = self.pending.remove(&tag)
-                && let Pend::Close { handle } = p.pend
-                && let Some(h) = self.handles.get_mut(&handle)
+                && let Pend::Close { handle, id: ckpt } = p.pend
             {
-                h.closing = false;
+                match self.handles.get_mut(&handle) {
+                    Some(h) => h.closing = false,
+                    // Its connection closed meanwhile, counting on this close: send it.
+                    None => self.send_internal(cx, Update::Close { id: ckpt }),
+                }
             }
             cx.reply(conn, id, submit_reply::<Nothing>(result));
             return;

@@ -773,3 +773,24 @@ fn after_a_partition_every_node_holds_the_same_merge() {
     let _ = (x1, x3);
     assert_eq!(r.node(1).core.core_counters().syncs_completed.min(1), 1);
 }
+
+/// A close refused by a full queue after its connection went: the executive sends it itself,
+/// so the open is not counted forever.
+#[test]
+fn a_refused_close_of_a_departed_connection_is_sent_again() {
+    let mut r = ring_of(2);
+    r.node(1).connect(1, 100, ID);
+    r.node(2).connect(1, 100, ID);
+    let h = rw_create(&mut r, 1, 1, "ck", 1);
+    assert_eq!(list(&mut r, 2, 1)[0].opens, 1);
+    r.node(1)
+        .core
+        .request_value(1, 9, &Request::Close { handle: h });
+    r.node(1).core.disconnected(1);
+    r.node(1).refuse = true;
+    r.flush();
+    r.node(1).refuse = false;
+    r.node(1).core.tick(1);
+    r.flush();
+    assert_eq!(list(&mut r, 2, 1)[0].opens, 0);
+}
