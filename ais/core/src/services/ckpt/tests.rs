@@ -794,3 +794,36 @@ fn a_refused_close_of_a_departed_connection_is_sent_again() {
     r.flush();
     assert_eq!(list(&mut r, 2, 1)[0].opens, 0);
 }
+
+/// A change sent before a membership change and delivered after it is refused at every node
+/// alike, its client told TRY_AGAIN; requests made during the sync wait for it and then go
+/// through.
+#[test]
+fn a_change_that_crosses_a_membership_change_answers_try_again() {
+    let mut r = ring_of(2);
+    r.node(1).connect(1, 100, ID);
+    r.node(2).connect(1, 100, ID);
+    let h = rw_create(&mut r, 1, 1, "ck", 1);
+    let w = |d: &str| Request::Overwrite {
+        handle: h,
+        section: Bytes::new(),
+        data: b(d),
+    };
+    r.node(1).core.request_value(1, 50, &w("lost"));
+    r.node(1).run();
+    r.config(&[1, 2], &[1, 2]);
+    // Asked while the new ring synchronises: held, then done.
+    r.node(1).core.request_value(1, 51, &w("kept"));
+    r.flush();
+    let replies = r.node(1).replies::<Response>();
+    let answer = |id| {
+        replies
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a.clone())
+    };
+    assert_eq!(answer(50), Some(err(AisError::TryAgain)));
+    assert_eq!(answer(51), Some(Reply::Ok));
+    let h2 = open(&mut r, 2, 1, "ck", OPEN_READ, None);
+    assert_eq!(read1(&mut r, 2, 1, h2, ""), data(&["kept"]));
+}
