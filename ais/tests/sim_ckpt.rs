@@ -299,6 +299,12 @@ impl App for CkptApp {
         if let Event::ConfigChange(c) = event {
             // Safe delivery promises the members of the configuration it happens in.
             self.config = c.members.iter().map(|m| m.0).collect();
+            if std::env::var_os("AIS_SIM_TRACE").is_some() {
+                eprintln!(
+                    "node {} {:?} {} {:?}",
+                    self.node, c.kind, c.ring, self.config
+                );
+            }
         }
         self.core.totem(event);
         self.effects();
@@ -342,6 +348,12 @@ struct Run {
 }
 
 fn run(seed: u64, defects: CkptDefects) -> Run {
+    if std::env::var_os("AIS_SIM_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("ais_core=debug")
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let schedule = common::sim::random_schedule(seed);
     let log: Log = Arc::default();
     let stop_at = schedule.faults_end();
@@ -365,6 +377,7 @@ fn run(seed: u64, defects: CkptDefects) -> Run {
         for o in &shared.observations {
             eprintln!("{o:?}");
         }
+        eprintln!("end");
     }
     Run {
         violations,

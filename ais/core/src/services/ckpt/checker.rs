@@ -9,7 +9,8 @@
 //!   holding it, as long as one node holding it lived. The nodes holding a write are the
 //!   members of the configuration it was acknowledged in (its transitional configuration if
 //!   it was acknowledged there: safe delivery promises no more), and then every node that
-//!   synchronised with one of them; a crash ends a node's holding.
+//!   activated a sync with one of them (each from its own activation: a member cut off before
+//!   the sync's end never merged it); a crash ends a node's holding.
 //!
 //! A checkpoint that no longer exists (unlinked and closed) is not judged: its writes went
 //! with it, as the specification says.
@@ -216,7 +217,10 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                         d.get(start..start + w.data.len()) == Some(&w.data[..])
                     });
                     if held {
-                        w.holders.extend(now.iter().copied());
+                        // This node holds it now (the other members only once they too have
+                        // activated this sync: one may be cut off before it).
+                        w.holders
+                            .insert((*node, incarnation.get(node).copied().unwrap_or(0)));
                     } else if !w.reported {
                         w.reported = true;
                         out.push(Violation {
@@ -346,6 +350,18 @@ mod tests {
         // A sync of the write's own ring comes before it.
         let before = [ack(1, &[1, 2], "w"), act(2, 4, &[1, 2], ck(&[("s", "")]))];
         assert!(check(&before).is_empty());
+        // A member cut off before the sync ends never merged it: only nodes that activated it
+        // hold it.
+        let cut = [
+            ack(1, &[1], "w"),
+            act(3, 8, &[1, 2, 3], ck(&[("s", "w")])),
+            Observation::Started {
+                node: 1,
+                incarnation: 1,
+            },
+            act(2, 12, &[2, 4], ck(&[("s", "")])),
+        ];
+        assert!(check(&cut).is_empty());
         // A node that synced with a holder holds it from then on.
         let spread = [
             ack(1, &[1], "w"),

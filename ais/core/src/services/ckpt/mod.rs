@@ -498,6 +498,12 @@ impl Ckpt {
         if sent_in != cx.ring() || !self.synced {
             // Sent before a configuration change: refused everywhere alike.
             self.counters.stale += 1;
+            debug!(
+                "ckpt: node {} refused a stale update from {sender} (sent in {sent_in}, ring {}, synced {})",
+                cx.node(),
+                cx.ring(),
+                self.synced
+            );
             if let Some(p) = pending {
                 self.answer(
                     cx,
