@@ -352,8 +352,12 @@ impl Ckpt {
     }
 
     /// Sends an update of the executive itself (a close of a departed client, an expiry).
-    fn send_internal(&self, cx: &mut Context<'_>, update: Update) {
-        let msg = self.update_message(cx, 0, update);
+    fn send_internal(&mut self, cx: &mut Context<'_>, update: Update) {
+        // Its own tag too (no client waits for it): the digest of an update is its sender,
+        // ring and tag, unique.
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let msg = self.update_message(cx, tag, update);
         cx.submit_internal(DeliveryKind::Safe, msg);
     }
 
@@ -481,7 +485,6 @@ impl Ckpt {
         &mut self,
         cx: &mut Context<'_>,
         sender: NodeId,
-        body: &Bytes,
         (rep, seq, tag, limit, time): (u32, u64, u64, u64, u64),
         update: Update,
     ) {
@@ -538,7 +541,14 @@ impl Ckpt {
             } => Some(*expiration_time),
             _ => None,
         };
-        let digest = replica::fnv(0xcbf2_9ce4_8422_2325, body);
+        // What identifies this update everywhere (sender, ring, sender's number): cheaper than
+        // its bytes, and as unique (a restarted sender is in a newer ring).
+        let mut id = [0u8; 24];
+        id[..4].copy_from_slice(&sender.0.to_le_bytes());
+        id[4..8].copy_from_slice(&rep.to_le_bytes());
+        id[8..16].copy_from_slice(&seq.to_le_bytes());
+        id[16..].copy_from_slice(&tag.to_le_bytes());
+        let digest = replica::fnv(0xcbf2_9ce4_8422_2325, &id);
         let result = self
             .replicas
             .apply(cx.ring(), sender.0, limit, time, digest, &update);
@@ -1238,7 +1248,7 @@ impl Service for Ckpt {
         kind: u16,
         body: Bytes,
     ) -> Result<(), DecodeError> {
-        match decode_body(kind, body.clone())? {
+        match decode_body(kind, body)? {
             RingMessage::Update {
                 rep,
                 seq,
@@ -1246,7 +1256,7 @@ impl Service for Ckpt {
                 limit,
                 time,
                 update,
-            } => self.deliver_update(cx, sender, &body, (rep, seq, tag, limit, time), update),
+            } => self.deliver_update(cx, sender, (rep, seq, tag, limit, time), update),
             other => self.deliver_sync(cx, sender, other),
         }
         Ok(())
