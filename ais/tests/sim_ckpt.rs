@@ -391,7 +391,7 @@ fn run(seed: u64, defects: CkptDefects) -> Run {
 fn checkpoints_agree_and_keep_acknowledged_writes_under_seeded_faults() {
     let mut acked = 0;
     let mut bad = Vec::new();
-    let seeds = common::sim::seeds(1000);
+    let seeds = common::sim::seeds(2000);
     let runs = seeds.end - seeds.start;
     for seed in seeds {
         let r = run(seed, CkptDefects::default());
