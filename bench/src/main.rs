@@ -22,6 +22,11 @@ enum Command {
     /// The raw link alone (UDP datagrams or DPDK frames between two hosts, no Totem): the
     /// physical limit the throughput figures are compared with.
     Raw(bench::raw::Args),
+    /// Replicated checkpoint writes beside CPG on the same cluster in the same run:
+    /// pipelined writes/s and MB/s against CPG msgs/s and MB/s at each size, and synchronous
+    /// write latency against CPG self-delivery latency at the same load, with the CKPT
+    /// issue's targets.
+    Ckpt(bench::ckpt::Args),
     /// Failover time: SIGKILL one node under load at a random time, measure at each survivor
     /// the time until the new membership is delivered; repeated.
     Failover(bench::failover::Args),
@@ -32,6 +37,9 @@ enum Command {
     /// A CPG load generator connected to one executive (started by `throughput`).
     #[command(hide = true, name = "cpg-load")]
     CpgLoad(bench::cpgload::Args),
+    /// A checkpoint writer connected to one executive (started by `ckpt`).
+    #[command(hide = true, name = "ckpt-load")]
+    CkptLoad(bench::ckptload::Args),
     /// One end of the raw link (started by `raw`).
     #[command(hide = true, name = "raw-peer")]
     RawPeer(bench::raw::PeerArgs),
@@ -139,6 +147,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Exec(_) => unreachable!("handled in main"),
         Command::Throughput(args) => bench::throughput::run(&args),
         Command::Raw(args) => bench::raw::run(&args),
+        Command::Ckpt(args) => bench::ckpt::run(&args),
+        Command::CkptLoad(args) => bench::ckptload::run(&args),
         Command::Failover(args) => bench::failover::run(&args),
         Command::CpgLoad(args) => bench::cpgload::run(&args),
         Command::RawPeer(args) => bench::raw::run_peer(&args),

@@ -23,11 +23,11 @@ use serde::Serialize;
 use crate::load::{Cluster, DRAIN, LoadReport, Workload};
 
 /// How long generators may take to connect, join and see every member.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Head start between the `start` line and the start time, so every generator gets it first.
-const START_LEAD: Duration = Duration::from_millis(300);
+pub const START_LEAD: Duration = Duration::from_millis(300);
 /// Linux reports process CPU times in USER_HZ ticks, which is 100 on every architecture's ABI.
-const TICKS_PER_SEC: f64 = 100.0;
+pub const TICKS_PER_SEC: f64 = 100.0;
 
 /// p50/p99/p99.9/max of a latency histogram, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -299,7 +299,7 @@ pub fn run(
 }
 
 /// utime + stime of every daemon, in ticks (`None` for a killed or unreadable one).
-fn daemon_ticks(cluster: &dyn Cluster) -> Vec<Option<u64>> {
+pub fn daemon_ticks(cluster: &dyn Cluster) -> Vec<Option<u64>> {
     cluster
         .daemon_pids()
         .into_iter()
