@@ -77,7 +77,7 @@ pub struct Args {
     pub writers: Option<usize>,
     /// Connections per writer process, each with one write in flight (the client library
     /// is synchronous per connection). Several values, comma-separated, measure each.
-    #[arg(long, default_value = "16", value_delimiter = ',')]
+    #[arg(long, default_value = "32", value_delimiter = ',')]
     pub in_flight: Vec<u32>,
     /// Size of the synchronous writes and of the CPG messages they are compared with.
     #[arg(long, default_value_t = 1024)]
