@@ -574,9 +574,16 @@ impl Run<'_, '_> {
         // Created (and in the end unlinked) through node 1; the writers open it.
         let mut admin = Ckpt::connect(self.cluster.socket(1)).context("connecting to node 1")?;
         let flags = ckpt::OPEN_CREATE | ckpt::OPEN_WRITE | ckpt::OPEN_READ;
-        let handle = admin
-            .open(name.as_bytes(), flags, Some(attributes))
-            .with_context(|| format!("creating checkpoint {name}"))?;
+        // TRY_AGAIN while the service syncs after the ring formed: wait it out.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let handle = loop {
+            match admin.open(name.as_bytes(), flags, Some(attributes)) {
+                Err(e) if e.is_try_again() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.with_context(|| format!("creating checkpoint {name}"))?,
+            }
+        };
         let result = self.run_writers(&name, size, writers, in_flight, &dir);
         let _ = admin.unlink(name.as_bytes());
         let _ = admin.close(handle);
@@ -774,4 +781,90 @@ fn utc_now() -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(size: usize, per_sec: f64, p99: u64) -> WriteFigures {
+        WriteFigures {
+            writers: 3,
+            in_flight: 32,
+            size,
+            writes: per_sec as u64 * 3,
+            writes_per_sec: per_sec,
+            mb_per_sec: per_sec * size as f64 / 1e6,
+            lat_us: Percentiles {
+                count: 10,
+                p50: p99 / 2,
+                p99,
+                p999: p99,
+                max: p99,
+            },
+            try_again: 0,
+            cpu_cores: 1.0,
+        }
+    }
+
+    fn cpg(per_sec: f64, p99: u64) -> CpgFigures {
+        CpgFigures {
+            senders: 3,
+            batch: 64,
+            offered_msgs_per_sec: None,
+            msgs_per_sec: per_sec,
+            mb_per_sec: per_sec / 1e3,
+            lat_self_us: Percentiles {
+                p99,
+                ..Percentiles::default()
+            },
+            cpu_cores: 1.0,
+            missing_own: 0,
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_at_their_thresholds_and_printed() {
+        let pipelined = vec![
+            PipelinedRow {
+                ckpt: figures(1024, 20_000.0, 5000),
+                cpg: cpg(50_000.0, 0),
+                ratio: 0.4,
+            },
+            PipelinedRow {
+                ckpt: figures(65536, 500.0, 5000),
+                cpg: cpg(1000.0, 0),
+                ratio: 0.5,
+            },
+        ];
+        let sync = SyncRow {
+            ckpt: figures(1024, 2000.0, 1500),
+            cpg: cpg(2000.0, 1000),
+            p99_ratio: 1.5,
+        };
+        let t = targets(&pipelined, &sync);
+        assert_eq!(
+            t.iter().map(|t| t.met).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+        assert!(t[2].target.starts_with("<="), "{t:?}");
+        let report = Report {
+            bench: "ckpt",
+            command: "bench ckpt".into(),
+            date_utc: utc_now(),
+            system: "openais-rs",
+            transport: "udp".into(),
+            nodes: 3,
+            mtu: 1500,
+            crypto: "on".into(),
+            warmup: 1.0,
+            seconds: 3.0,
+            pipelined,
+            sync,
+            targets: t,
+        };
+        let text = table(&report);
+        assert_eq!(text.matches("MISSED").count(), 2, "{text}");
+        assert!(text.contains("20000"), "{text}");
+    }
 }
