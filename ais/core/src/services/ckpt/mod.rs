@@ -1131,7 +1131,7 @@ impl Ckpt {
 
 fn from_incoming(inc: Incoming) -> Checkpoint {
     let h = inc.header;
-    Checkpoint {
+    let mut c = Checkpoint {
         id: h.id,
         name: h.name,
         attrs: h.attributes,
@@ -1156,7 +1156,10 @@ fn from_incoming(inc: Incoming) -> Checkpoint {
             .collect(),
         tombstones: h.tombstones.into_iter().collect(),
         opens: BTreeMap::new(),
-    }
+        used: 0,
+    };
+    c.recount();
+    c
 }
 
 /// Reads `elements` from `c`: each element's bytes, or the first that cannot be read.

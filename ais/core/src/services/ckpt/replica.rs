@@ -70,6 +70,9 @@ pub struct Checkpoint {
     pub tombstones: VecDeque<(Bytes, u64)>,
     /// Opens per node.
     pub opens: BTreeMap<u32, u32>,
+    /// Data bytes in its sections (kept as they change: a write checks the limits without
+    /// adding every section up).
+    pub(crate) used: u64,
 }
 
 impl Checkpoint {
@@ -101,7 +104,13 @@ impl Checkpoint {
             sections,
             tombstones: VecDeque::new(),
             opens: BTreeMap::new(),
+            used: 0,
         }
+    }
+
+    /// Counts its data bytes again (after it was built from parts).
+    pub(crate) fn recount(&mut self) {
+        self.used = self.sections.values().map(|s| s.data.len() as u64).sum();
     }
 
     /// Opens, all nodes together.
@@ -111,7 +120,7 @@ impl Checkpoint {
 
     /// Data bytes in its sections.
     pub fn memory(&self) -> u64 {
-        self.sections.values().map(|s| s.data.len() as u64).sum()
+        self.used
     }
 
     /// Its status.
@@ -358,6 +367,7 @@ impl Replicas {
                         last_update: time,
                     },
                 );
+                c.used += data.len() as u64;
                 Ok(Applied::Section(sid))
             }
             Update::SectionDelete { id, section } => {
@@ -369,6 +379,7 @@ impl Replicas {
                     return refuse(AisError::NotExist);
                 }
                 let gone = c.sections.remove(section).expect("checked");
+                c.used -= gone.data.len() as u64;
                 c.changed(digest);
                 c.bury(section.clone(), gone.changes + 1);
                 Ok(Applied::Done)
@@ -405,6 +416,7 @@ impl Replicas {
                     let start = e.offset as usize;
                     let end = start + e.data.len();
                     if s.data.len() < end {
+                        c.used += (end - s.data.len()) as u64;
                         s.data.resize(end, 0);
                     }
                     s.data[start..end].copy_from_slice(&e.data);
@@ -431,6 +443,7 @@ impl Replicas {
                     return refuse(AisError::NoResources);
                 }
                 c.changed(digest);
+                c.used = c.used - old + new;
                 let s = c.sections.get_mut(section).expect("checked");
                 s.data = data.to_vec();
                 s.changes += 1;
@@ -461,6 +474,7 @@ impl Replicas {
                 match c.sections.get(section) {
                     Some(s) if s.expiration == *expiration_time && !section.is_empty() => {
                         let changes = s.changes + 1;
+                        c.used -= s.data.len() as u64;
                         c.sections.remove(section);
                         c.changed(digest);
                         c.bury(section.clone(), changes);
@@ -581,6 +595,7 @@ pub fn merge(mut copies: Vec<Copy>, me: u32, defects: MergeDefects) -> Checkpoin
     }
     let lead = &copies[0].ckpt;
     let mut out = Checkpoint {
+        used: 0,
         id: lead.id,
         name: lead.name.clone(),
         attrs: lead.attrs,
@@ -627,6 +642,7 @@ pub fn merge(mut copies: Vec<Copy>, me: u32, defects: MergeDefects) -> Checkpoin
     tombs.sort();
     let skip = tombs.len().saturating_sub(MAX_TOMBSTONES);
     out.tombstones = tombs.into_iter().skip(skip).map(|(g, s)| (s, g)).collect();
+    out.recount();
     out
 }
 
