@@ -3,9 +3,12 @@
 //! Starts the executives (this program's hidden `aisexec` subcommand, i.e. the same code as
 //! the `aisexec` binary) with generated configurations (kernel UDP unicast on 127.0.0.1, ports
 //! taken from the kernel), one CPG client per node in group `demo`; sends traffic from every
-//! node and checks that all three delivered it in the same order; kills one executive with
-//! SIGKILL and measures, at each survivor's client, the time until CPG reports the node down;
-//! restarts it and measures the merge; replaces the cluster key online (`aisctl rekey`); stops
+//! node and checks that all three delivered it in the same order; writes a checkpoint (CKPT)
+//! of known sections at node 1; kills one executive with SIGKILL and measures, at each
+//! survivor's client, the time until CPG reports the node down, and reads the checkpoint back
+//! whole at both survivors; restarts the node, measures the merge and reads the checkpoint
+//! back whole at the restarted node (which had to get it in the merge's sync; a missing or
+//! different section fails the demo); replaces the cluster key online (`aisctl rekey`); stops
 //! everything with SIGTERM (graceful leave) and runs the virtual-synchrony checker on the
 //! three event logs. Frames are sealed with AES-256-GCM under a key generated for the demo.
 //! Needs no root and no setup.
@@ -15,11 +18,17 @@ use std::time::{Duration, Instant};
 
 use ais::harness::{self, ProcessCluster};
 use ais_client::Admin;
+use ais_client::ckpt::{
+    self, Attributes, CheckpointHandle, Chosen, Ckpt, ReadElement, SectionIterator, TIME_END,
+};
 use ais_client::cpg::{Cpg, CpgEvent};
 use ais_client::{Guarantee, Reason};
 use anyhow::{Context, bail};
+use bytes::Bytes;
 
 const GROUP: &[u8] = b"demo";
+/// The checkpoint the demo writes before the kill and reads after it and after the merge.
+const CKPT: &[u8] = b"demo-state";
 
 /// Options of `aisctl demo`.
 #[derive(clap::Args, Debug)]
@@ -226,6 +235,127 @@ fn same_order(orders: &[Order]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sections the demo writes into [`CKPT`]: a small text, a counter table, and a blob
+/// larger than one IPC packet (the client cuts it into several requests).
+fn ckpt_sections() -> Vec<(Bytes, Vec<u8>)> {
+    let counters: Vec<u8> = (0u64..64).flat_map(|i| (i * i).to_le_bytes()).collect();
+    let blob: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    vec![
+        (
+            Bytes::from_static(b"config"),
+            b"cluster = demo\nnodes = 3\nsecauth = AES-256-GCM\n".to_vec(),
+        ),
+        (Bytes::from_static(b"counters"), counters),
+        (Bytes::from_static(b"blob"), blob),
+    ]
+}
+
+fn ckpt_bytes(sections: &[(Bytes, Vec<u8>)]) -> usize {
+    sections.iter().map(|(_, d)| d.len()).sum()
+}
+
+/// Creates [`CKPT`] at `socket` with `sections` (TRY_AGAIN retried), then closes it (its
+/// retention is forever).
+fn ckpt_write(socket: &std::path::Path, sections: &[(Bytes, Vec<u8>)]) -> anyhow::Result<()> {
+    let mut k = Ckpt::connect(socket).context("connecting a CKPT client to node 1")?;
+    let biggest = sections.iter().map(|(_, d)| d.len()).max().unwrap_or(0) as u64;
+    let attributes = Attributes {
+        creation_flags: ckpt::WR_ALL_REPLICAS,
+        checkpoint_size: sections.len() as u64 * biggest,
+        retention_duration: TIME_END,
+        max_sections: sections.len() as u32,
+        max_section_size: biggest,
+        max_section_id_size: 64,
+    };
+    let flags = ckpt::OPEN_CREATE | ckpt::OPEN_WRITE | ckpt::OPEN_READ;
+    let h = crate::retry(|| k.open(CKPT, flags, Some(attributes)))
+        .context("creating checkpoint demo-state at node 1")?;
+    for (id, data) in sections {
+        crate::retry(|| k.section_create(h, Some(id), TIME_END, data)).with_context(|| {
+            format!(
+                "writing section '{}' of demo-state at node 1",
+                String::from_utf8_lossy(id)
+            )
+        })?;
+    }
+    k.close(h).context("closing demo-state at node 1")?;
+    Ok(())
+}
+
+/// Every section of `h`: id and data, read whole.
+fn ckpt_read_all(
+    k: &mut Ckpt,
+    h: CheckpointHandle,
+) -> Result<Vec<(Bytes, Bytes)>, ais_client::Error> {
+    let it: SectionIterator = k.section_iteration_initialize(h, Chosen::Any, 0)?;
+    let mut ids = Vec::new();
+    while let Some(d) = k.section_iteration_next(it)? {
+        ids.push(d.id);
+    }
+    k.section_iteration_finalize(it)?;
+    let mut all = Vec::with_capacity(ids.len());
+    for id in ids {
+        let element = ReadElement {
+            section: id.clone(),
+            offset: 0,
+            size: u64::MAX,
+        };
+        let data = k.read(h, &[element])?.pop().unwrap_or_default();
+        all.push((id, data));
+    }
+    Ok(all)
+}
+
+/// Opens [`CKPT`] at node `node` (TRY_AGAIN retried while a sync runs), reads it whole and
+/// compares it with `want`.
+fn ckpt_check(
+    socket: &std::path::Path,
+    node: u32,
+    want: &[(Bytes, Vec<u8>)],
+) -> anyhow::Result<()> {
+    let mut k = Ckpt::connect(socket)
+        .with_context(|| format!("connecting a CKPT client to node {node}"))?;
+    let h = crate::retry(|| k.open(CKPT, ckpt::OPEN_READ, None))
+        .with_context(|| format!("checkpoint demo-state at node {node}: cannot open it"))?;
+    let got = ckpt_read_all(&mut k, h)
+        .with_context(|| format!("checkpoint demo-state at node {node}: cannot read it"))?;
+    k.close(h)
+        .with_context(|| format!("closing demo-state at node {node}"))?;
+    if let Some(problem) = ckpt_compare(&got, want) {
+        bail!("checkpoint demo-state at node {node}: {problem}");
+    }
+    Ok(())
+}
+
+/// What is wrong with the sections `got` against `want`, if anything.
+fn ckpt_compare(got: &[(Bytes, Bytes)], want: &[(Bytes, Vec<u8>)]) -> Option<String> {
+    let name = |id: &[u8]| String::from_utf8_lossy(id).into_owned();
+    for (id, data) in want {
+        let Some((_, have)) = got.iter().find(|(g, _)| g == id) else {
+            return Some(format!("section '{}' is missing", name(id)));
+        };
+        if have.len() != data.len() {
+            return Some(format!(
+                "section '{}' has {} bytes, {} were written",
+                name(id),
+                have.len(),
+                data.len()
+            ));
+        }
+        if let Some(at) = have.iter().zip(data).position(|(a, b)| a != b) {
+            return Some(format!(
+                "section '{}' differs from what was written at byte {at}",
+                name(id)
+            ));
+        }
+    }
+    got.iter()
+        .find(|(g, _)| !want.iter().any(|(id, _)| id == g))
+        .map(|(g, _)| format!("section '{}' was never written", name(g)))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -274,7 +404,18 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         total as f64 / took.as_secs_f64()
     );
 
-    // 4. Kill node 3; each survivor's client measures until CPG reports node 3 down.
+    // 4. CKPT: a checkpoint of known sections, written at node 1, applied at every node.
+    let state = ckpt_sections();
+    let state_bytes = ckpt_bytes(&state);
+    let written_at = Instant::now();
+    ckpt_write(&cluster.harness.node(0).socket, &state)?;
+    say!(
+        "[ckpt]     checkpoint \"demo-state\" written at node 1: {} sections, {state_bytes} bytes, in {} (every update applied at all {NODES} nodes in safe order)",
+        state.len(),
+        ms(written_at.elapsed())
+    );
+
+    // 5. Kill node 3; each survivor's client measures until CPG reports node 3 down.
     let victim = NODES - 1;
     let victim_id = cluster.harness.node(victim).id;
     let mut dead = clients.pop().context("no client")?;
@@ -310,7 +451,17 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let _ = dead.dispatch(Some(Duration::ZERO)).is_err();
     drop(dead);
 
-    // 5. Restart node 3: merge.
+    // The survivors still hold the whole checkpoint.
+    for i in 0..victim {
+        let node = cluster.harness.node(i);
+        ckpt_check(&node.socket, node.id, &state)?;
+    }
+    say!(
+        "[ckpt]     after the kill: nodes 1 and 2 read all {} sections of \"demo-state\" ({state_bytes} bytes) intact",
+        state.len()
+    );
+
+    // 6. Restart node 3: merge.
     let restarted_at = Instant::now();
     cluster.harness.spawn(victim)?;
     let ring_at = cluster.wait_ring(0, Duration::from_secs(15))?;
@@ -333,7 +484,14 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ms(rejoin[1])
     );
 
-    // 6. Online rekey, then traffic again.
+    // The restarted node got the checkpoint in the merge's sync (it started with none).
+    ckpt_check(&cluster.harness.node(victim).socket, victim_id, &state)?;
+    say!(
+        "[ckpt]     restarted node {victim_id} got \"demo-state\" in the merge: all {} sections ({state_bytes} bytes) intact",
+        state.len()
+    );
+
+    // 7. Online rekey, then traffic again.
     let rings = |s: &ais_client::Status| crate::counter(s, "rings_installed");
     let rings_before = rings(&admin.status()?);
     let rekey_at = Instant::now();
@@ -352,7 +510,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ms(took)
     );
 
-    // 7. Stop everything gracefully, then check the event logs.
+    // 8. Stop everything gracefully, then check the event logs.
     drop(clients);
     drop(admin);
     for i in 0..NODES {
@@ -379,4 +537,56 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     say!("done in {:.1} s", t0.elapsed().as_secs_f64());
     cluster.ok = true;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn got(sections: &[(Bytes, Vec<u8>)]) -> Vec<(Bytes, Bytes)> {
+        sections
+            .iter()
+            .map(|(id, d)| (id.clone(), Bytes::from(d.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn the_ckpt_check_names_what_is_missing_or_different() {
+        let want = ckpt_sections();
+        assert!(
+            want[2].1.len() > ais_proto::ipc::MAX_PAYLOAD,
+            "a blob of several packets"
+        );
+        assert_eq!(ckpt_compare(&got(&want), &want), None);
+        let mut read = got(&want);
+        read.reverse();
+        assert_eq!(ckpt_compare(&read, &want), None, "in any order");
+
+        let mut missing = got(&want);
+        missing.remove(1);
+        assert_eq!(
+            ckpt_compare(&missing, &want).as_deref(),
+            Some("section 'counters' is missing")
+        );
+        let mut short = got(&want);
+        short[2].1 = short[2].1.slice(..1000);
+        assert_eq!(
+            ckpt_compare(&short, &want).as_deref(),
+            Some("section 'blob' has 1000 bytes, 262144 were written")
+        );
+        let mut changed = got(&want);
+        let mut c = changed[0].1.to_vec();
+        c[7] ^= 1;
+        changed[0].1 = Bytes::from(c);
+        assert_eq!(
+            ckpt_compare(&changed, &want).as_deref(),
+            Some("section 'config' differs from what was written at byte 7")
+        );
+        let mut extra = got(&want);
+        extra.push((Bytes::from_static(b"stray"), Bytes::new()));
+        assert_eq!(
+            ckpt_compare(&extra, &want).as_deref(),
+            Some("section 'stray' was never written")
+        );
+    }
 }
