@@ -30,8 +30,9 @@
 //! been delivered, [`Service::sync_activate`] runs (at the same point of the total order at
 //! every member) and the next service starts. A regular configuration during a sync calls
 //! [`Service::sync_abort`] on the service being synchronised and starts over. Client requests
-//! for a service that is not synchronised yet wait in the core and are handled, in order,
-//! when it activates.
+//! for a service that is not synchronised yet (also before its first sync, when a restarted
+//! node knows nothing of the cluster) wait in the core and are handled, in order, when it
+//! activates.
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -601,6 +602,10 @@ pub struct ExecCore {
     /// a tick, not in a loop.
     internal_refused: bool,
     sync: Option<SyncRun>,
+    /// Per service (by index): synchronised at least once. Before its first sync a service
+    /// holds nothing of the cluster (a restarted node's replicas are empty), so its requests
+    /// wait for it too.
+    synced_once: Vec<bool>,
     /// Requests waiting for their service's synchronisation, in arrival order.
     held: VecDeque<Held>,
     counters: CoreCounters,
@@ -634,6 +639,7 @@ impl ExecCore {
                 s.id()
             );
         }
+        let services_len = services.len();
         let mut core = ExecCore {
             node,
             services,
@@ -649,6 +655,7 @@ impl ExecCore {
             versions_refused: BTreeSet::new(),
             internal_refused: false,
             sync: None,
+            synced_once: vec![false; services_len],
             held: VecDeque::new(),
             counters: CoreCounters::default(),
         };
@@ -986,6 +993,7 @@ impl ExecCore {
         }
         // Every member passed: activate, then on to the next service.
         self.with_index(i, |s, cx| s.sync_activate(cx));
+        self.synced_once[i] = true;
         let Some(run) = &mut self.sync else {
             return Ok(());
         };
@@ -1004,8 +1012,12 @@ impl ExecCore {
         Ok(())
     }
 
-    /// Whether the service at `index` is being synchronised (its requests wait).
+    /// Whether the service at `index` is being synchronised, or has never been (its
+    /// requests wait).
     fn unsynced(&self, index: usize) -> bool {
+        if self.services[index].syncs() && !self.synced_once[index] {
+            return true;
+        }
         let Some(run) = &self.sync else { return false };
         run.order[run.step..].contains(&index)
     }

@@ -827,3 +827,21 @@ fn a_change_that_crosses_a_membership_change_answers_try_again() {
     let h2 = open(&mut r, 2, 1, "ck", OPEN_READ, None);
     assert_eq!(read1(&mut r, 2, 1, h2, ""), data(&["kept"]));
 }
+
+/// Before its first sync a node knows nothing of the cluster's checkpoints: a request waits
+/// for the sync instead of being answered from the empty replicas.
+#[test]
+fn requests_wait_for_the_first_sync() {
+    let mut n = crate::exec::testkit::TestNode::new(
+        1,
+        vec![Box::new(Ckpt::new(CkptConfig::default())) as Box<dyn Service + Send>],
+    );
+    n.connect(1, 100, ID);
+    n.take();
+    n.core.request_value(1, 5, &Request::List);
+    assert!(
+        n.replies::<Response>().is_empty(),
+        "answered before any sync"
+    );
+    assert_eq!(n.core.core_counters().requests_held, 1);
+}
