@@ -136,6 +136,10 @@ fn changes(prev: Option<&View>, v: &View) -> Option<String> {
             (Some(b), true) if *b != n => Change::Reconfigured,
             (Some(_), true) => Change::NoChange,
             (Some(_), false) => Change::Left,
+            // The client's first callback may follow a view it never saw (its track request
+            // waited for the node's first sync): a node that left that view is not news to
+            // check against anything.
+            (None, false) if prev.is_none() => Change::Left,
             (None, false) => {
                 return Some(format!("node {} left without being a member", n.node_id));
             }
