@@ -100,6 +100,7 @@ fn a_lone_node_of_three_loses_quorum_and_a_pair_regains_it() {
     let (code, text) = aisctl(&c, 0, &["clm", "status"]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.matches("first view").count(), 3, "{text}");
+    assert!(text.contains("3 member(s); quorate"), "{text}");
     let (code, text) = aisctl(&c, 0, &["quorum", "status"]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("quorate         yes"), "{text}");
@@ -111,6 +112,9 @@ fn a_lone_node_of_three_loses_quorum_and_a_pair_regains_it() {
     assert!(!s.quorate, "{s:?}");
     assert_eq!((s.total_votes, s.expected_votes, s.quorum), (1, 3, 2));
     assert_eq!(c.counter(0, "quorum_quorate"), 0);
+    let (code, text) = aisctl(&c, 0, &["clm", "status"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1 member(s); NOT quorate"), "{text}");
     let (code, text) = aisctl(&c, 0, &["quorum", "status"]);
     assert_eq!(code, 2, "not quorate: exit status 2\n{text}");
     assert!(text.contains("1 present, 3 expected, 2 needed"), "{text}");

@@ -328,6 +328,13 @@ fn clm_status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let view = clm
         .track(client::clm::TRACK_CURRENT)?
         .context("no view in the answer")?;
+    // Whether this view may act, when a quorum service runs (None: no [quorum] table, every
+    // partition acts).
+    let quorate = match client::quorum::Quorum::connect(path) {
+        Ok(mut q) => Some(q.get()?.quorate),
+        Err(e) if e.ais_error() == Some(client::AisError::NotSupported) => None,
+        Err(e) => return Err(e.into()),
+    };
     if json {
         let nodes: Vec<serde_json::Value> = view
             .items
@@ -344,11 +351,20 @@ fn clm_status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
             .collect();
         say!(
             "{}",
-            serde_json::json!({"view_number": view.view_number, "members": nodes})
+            serde_json::json!({"view_number": view.view_number, "members": nodes, "quorate": quorate})
         );
         return Ok(());
     }
-    say!("view {}: {} member(s)", view.view_number, view.members);
+    let quorum = match quorate {
+        Some(true) => "; quorate",
+        Some(false) => "; NOT quorate",
+        None => "",
+    };
+    say!(
+        "view {}: {} member(s){quorum}",
+        view.view_number,
+        view.members
+    );
     for (n, _) in &view.items {
         say!("  {}", clm_node_text(n));
     }
