@@ -6,6 +6,13 @@
 //! `"ev"`; `t` is nanoseconds, `node` a node id; ring ids are strings `"REP.SEQ"`, message ids
 //! `"SENDER:N"`, payload hashes 16 lowercase hex digits ([`PayloadHash`]).
 //!
+//! Totem-level kinds (`send`, `deliver`, `config`, `stored`, `token`, `crash`, `restart`) are
+//! what the checker reads; `service` lines ([`ServiceEvent`]) carry what services above Totem
+//! report (the executive's quorum changes) and the checker skips them. The reader rejects an
+//! unknown `ev`: a new Totem-level kind changes what the checker must check, so an old reader
+//! must not skip it silently, and anything else belongs in a `service` line, which every
+//! reader accepts whatever its `service`, `what` and `data`.
+//!
 //! Write with [`EventLog`] (one line per [`EventLog::write`]; wrap files in a
 //! [`std::io::BufWriter`]) and read with [`read_log`]. Serialization goes straight to the
 //! writer: ids and hashes are formatted in place, nothing is allocated per event.
@@ -304,6 +311,29 @@ pub struct TokenEvent {
     pub safe: Seq,
 }
 
+/// `service`: something a service above Totem reports (quorum gained or lost, say).
+///
+/// The Totem layer does not interpret it: the checker skips these lines, and this crate knows
+/// no service by name. `service` names the reporting service, `what` the kind of report (both
+/// chosen by the writer; lowercase ASCII, digits and `_` by convention), `ring` the regular
+/// configuration it concerns, if any, and `data` the service's own fields (a JSON object,
+/// documented by the service: `docs/event-log.md` lists the ones the executive writes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEvent {
+    /// Time, nanoseconds.
+    pub t: u64,
+    /// The reporting node.
+    pub node: NodeId,
+    /// The service, e.g. `"quorum"`; never empty.
+    pub service: String,
+    /// What it reports, e.g. `"quorate"`; never empty.
+    pub what: String,
+    /// The ring the report concerns; written only when set.
+    pub ring: Option<RingId>,
+    /// The service's fields; written only when non-empty (keys in the map's order).
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One line of the event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogEvent {
@@ -333,6 +363,8 @@ pub enum LogEvent {
     Stored(StoredEvent),
     /// `token`.
     Token(TokenEvent),
+    /// `service`: a service-level report, which the checker skips.
+    Service(ServiceEvent),
 }
 
 impl LogEvent {
@@ -347,6 +379,7 @@ impl LogEvent {
             LogEvent::Restart { .. } => "restart",
             LogEvent::Stored(_) => "stored",
             LogEvent::Token(_) => "token",
+            LogEvent::Service(_) => "service",
         }
     }
 
@@ -360,6 +393,7 @@ impl LogEvent {
             LogEvent::Crash { t, .. } | LogEvent::Restart { t, .. } => *t,
             LogEvent::Stored(e) => e.t,
             LogEvent::Token(e) => e.t,
+            LogEvent::Service(e) => e.t,
         })
     }
 
@@ -373,6 +407,7 @@ impl LogEvent {
             LogEvent::Crash { node, .. } | LogEvent::Restart { node, .. } => *node,
             LogEvent::Stored(e) => e.node,
             LogEvent::Token(e) => e.node,
+            LogEvent::Service(e) => e.node,
         })
     }
 }
@@ -519,6 +554,19 @@ impl Serialize for LogEvent {
                 st.serialize_field("safe", &e.safe.0)?;
                 st.end()
             }
+            LogEvent::Service(e) => {
+                let mut st = s.serialize_struct("LogEvent", 7)?;
+                head(&mut st, e.t, e.node, "service")?;
+                st.serialize_field("service", &e.service)?;
+                st.serialize_field("what", &e.what)?;
+                opt_field(&mut st, "ring", e.ring.as_ref().map(AsStr))?;
+                if e.data.is_empty() {
+                    st.skip_field("data")?;
+                } else {
+                    st.serialize_field("data", &e.data)?;
+                }
+                st.end()
+            }
         }
     }
 }
@@ -586,6 +634,11 @@ struct Raw<'a> {
     max_messages: Option<u32>,
     max_rtr: Option<u32>,
     drained: Option<bool>,
+    #[serde(borrow)]
+    service: Option<Str<'a>>,
+    #[serde(borrow)]
+    what: Option<Str<'a>>,
+    data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn need<T, E: de::Error>(v: Option<T>, ev: &str, field: &'static str) -> Result<T, E> {
@@ -701,6 +754,25 @@ impl Raw<'_> {
                 my_backlog: need(self.my_backlog, ev, "my_backlog")?,
                 safe: Seq(need(self.safe, ev, "safe")?),
             }),
+            "service" => {
+                let name = |v: Option<Str<'_>>, field: &'static str| -> Result<String, E> {
+                    let v = need(v, ev, field)?.0.into_owned();
+                    if v.is_empty() {
+                        return Err(E::custom(format_args!(
+                            "`service` event with empty `{field}`"
+                        )));
+                    }
+                    Ok(v)
+                };
+                LogEvent::Service(ServiceEvent {
+                    t,
+                    node,
+                    service: name(self.service, "service")?,
+                    what: name(self.what, "what")?,
+                    ring: self.ring.map(|r| ring_id(&r.0)).transpose()?,
+                    data: self.data.unwrap_or_default(),
+                })
+            }
             other => return Err(E::custom(format_args!("unknown event `{other}`"))),
         })
     }

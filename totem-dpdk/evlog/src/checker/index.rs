@@ -122,6 +122,11 @@ impl<'a> Index<'a> {
         };
         for (i, ev) in events.iter().enumerate() {
             let i = i as Ev;
+            // Service-level reports are not Totem events: no property looks at them (not even
+            // a node's log order, property 11).
+            if matches!(ev, LogEvent::Service(_)) {
+                continue;
+            }
             if let Some(node) = ev.node() {
                 ix.nodes.entry(node).or_default().push(i);
                 let cfgs = ix.cfg_evs.entry(node).or_default();
@@ -163,6 +168,7 @@ impl<'a> Index<'a> {
                 LogEvent::Token(tok) => {
                     ix.intern(tok.ring);
                 }
+                LogEvent::Service(_) => {}
             }
         }
         for times in ix.crashes.values_mut() {
