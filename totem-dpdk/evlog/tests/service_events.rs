@@ -54,7 +54,7 @@ fn a_service_line_round_trips_in_the_documented_form() {
          \"ring\":\"1.8\",\"data\":{\"expected_votes\":3,\"quorum\":2,\"suspended\":false,\
          \"votes\":2}}\n"
     );
-    assert_eq!(read(&text), [ev.clone()]);
+    assert_eq!(read(&text), std::slice::from_ref(&ev));
     assert_eq!(ev.name(), "service");
     assert_eq!((ev.t(), ev.node()), (Some(1500), Some(NodeId(2))));
 

@@ -627,20 +627,20 @@ fn mark_lost_tails(files: &mut [(Vec<LogEvent>, Vec<usize>)]) {
     let totem = |e: &LogEvent| !matches!(e, LogEvent::Service(_));
     for (events, _) in files.iter_mut() {
         let mut prev: Option<u64> = None;
-        for i in 0..events.len() {
-            if !totem(&events[i]) {
+        for ev in events.iter_mut() {
+            if !totem(ev) {
                 continue;
             }
-            if let (LogEvent::Crash { t, node }, Some(prev)) = (&events[i], prev) {
+            if let (LogEvent::Crash { t, node }, Some(prev)) = (&*ev, prev) {
                 let after = prev.saturating_add(1);
                 if after < *t {
-                    events[i] = LogEvent::Crash {
+                    *ev = LogEvent::Crash {
                         t: after,
                         node: *node,
                     };
                 }
             }
-            prev = events[i].t();
+            prev = ev.t();
         }
     }
     // Nodes reported failed, with when: (node, t of the report); and nodes anyone saw leave
