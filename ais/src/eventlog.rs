@@ -13,7 +13,10 @@
 //!   `srp::Config::observe`);
 //! - `crash` then `restart` when the file already has content at [`EventLogWriter::open`]:
 //!   this process is a restart of the node, and the previous incarnation's state is gone
-//!   whether it crashed or stopped cleanly.
+//!   whether it crashed or stopped cleanly;
+//! - `service` lines for what services report ([`EventLogWriter::service`]): the executive
+//!   writes a `quorum` line at start and at every change of this node's quorum
+//!   (`crate::runtime`; the fields are in `docs/event-log.md`). The checker skips them.
 //!
 //! No `meta` line is written (the checker's defaults apply), and no `token` events.
 //!
@@ -42,11 +45,11 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use totem_dpdk::srp::{self, Event, Observation};
-use totem_dpdk::{DeliveryKind, MsgId, NodeId};
+use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
 use totem_evlog::checker::Report;
 use totem_evlog::log::{
-    ConfigEvent, ConfigKind, DeliverEvent, EventLog, LogError, LogEvent, SendEvent, StoredEvent,
-    read_log,
+    ConfigEvent, ConfigKind, DeliverEvent, EventLog, LogError, LogEvent, SendEvent, ServiceEvent,
+    StoredEvent, read_log,
 };
 
 /// The buffer size above which lines are written without waiting for [`EventLogWriter::flush`].
@@ -85,6 +88,7 @@ pub struct EventLogWriter {
     lines: u64,
     repaired_torn_line: bool,
     restarted: bool,
+    opened_at: u64,
     clock: Clock,
 }
 
@@ -132,6 +136,7 @@ impl EventLogWriter {
             lines: 0,
             repaired_torn_line: false,
             restarted: false,
+            opened_at: 0,
             clock,
         };
         if len > 0 {
@@ -157,6 +162,7 @@ impl EventLogWriter {
             writer.push(&LogEvent::Restart { t, node })?;
             writer.flush()?;
         }
+        writer.opened_at = writer.now();
         Ok(writer)
     }
 
@@ -264,6 +270,37 @@ impl EventLogWriter {
         self.push(&ev)
     }
 
+    /// A `service` line at `t` (kept monotone like every `t`): `service` reports `what` (both
+    /// non-empty), about `ring` if any, with the service's own fields in `data`.
+    ///
+    /// Give it the time of the input that caused the report (a Totem event's, from the Totem
+    /// thread), not the clock now: events the Totem thread recorded earlier may still wait in
+    /// the executive's queue, and a later `t` here would raise theirs (`t` never decreases),
+    /// making a `stored` look late to the checker. Without such a time,
+    /// [`EventLogWriter::last_t`] or [`EventLogWriter::opened_at`] raise nothing.
+    ///
+    /// # Errors
+    /// Writing to the file failed (only when the buffer is flushed).
+    pub fn service_at(
+        &mut self,
+        t: u64,
+        service: &str,
+        what: &str,
+        ring: Option<RingId>,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> io::Result<()> {
+        let t = self.stamp(t);
+        let ev = ServiceEvent {
+            t,
+            node: self.node,
+            service: service.to_owned(),
+            what: what.to_owned(),
+            ring,
+            data,
+        };
+        self.push(&LogEvent::Service(ev))
+    }
+
     /// Writes the buffered lines to the file, with one `write_all` of whole lines. Call it
     /// after every batch of work; it also happens when the buffer exceeds
     /// [`FLUSH_THRESHOLD`].
@@ -278,6 +315,17 @@ impl EventLogWriter {
         let result = self.file.write_all(&self.buf);
         self.buf.clear();
         result
+    }
+
+    /// The largest `t` written so far (0 for a new, empty file).
+    pub fn last_t(&self) -> u64 {
+        self.last_t
+    }
+
+    /// The time [`EventLogWriter::open`] returned at (the `restart` line's `t` if it wrote
+    /// one). Every event of a Totem driver started after the open comes later.
+    pub fn opened_at(&self) -> u64 {
+        self.opened_at
     }
 
     /// Lines recorded so far by this writer (`crash` and `restart` included), buffered or

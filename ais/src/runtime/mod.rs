@@ -10,6 +10,7 @@
 //! ([`ais_proto::ring::EXEC_VERSION`]), `service: u8` ([`ais_proto::ipc::ServiceId`]),
 //! `kind: u16` (the service's message type).
 
+pub mod quorum_log;
 pub mod server;
 
 use crossbeam_channel::Sender;
@@ -159,6 +160,8 @@ pub struct Exec {
     conns: HashMap<ConnId, Conn>,
     keys: Option<KeyStore>,
     event_log: Option<EventLogWriter>,
+    /// This node's quorum as the event log last said it.
+    quorum_log: quorum_log::QuorumWatch,
     counters: ExecCounters,
     started: Instant,
     leaving: bool,
@@ -195,21 +198,34 @@ impl Exec {
         let mut core = core;
         // Services read the time from the first input on.
         core.tick(wall_clock_ns());
-        Exec {
+        let mut exec = Exec {
             core,
             submitter,
             tx,
             conns: HashMap::new(),
             keys,
             event_log,
+            quorum_log: quorum_log::QuorumWatch::default(),
             counters: ExecCounters::default(),
             started: Instant::now(),
             leaving: false,
-        }
+        };
+        // The state this node starts in (not quorate, when a quorum service runs), at the
+        // time the log was opened: before any Totem event of this process.
+        let opened = exec.event_log.as_ref().map(EventLogWriter::opened_at);
+        exec.log_quorum(opened);
+        exec
     }
 
     /// Handles one input.
     pub fn handle(&mut self, input: Input) -> Flow {
+        // When the input happened, for a quorum line it causes.
+        let at = match &input {
+            Input::Totem(_, at)
+            | Input::Submitted { at, .. }
+            | Input::BatchSubmitted { at, .. } => Some(*at),
+            _ => None,
+        };
         match input {
             Input::Totem(event, at) => {
                 if let Some(log) = &mut self.event_log
@@ -281,7 +297,24 @@ impl Exec {
             Input::Leave => self.leaving = true,
         }
         self.run_effects();
+        self.log_quorum(at);
         Flow::Continue
+    }
+
+    /// Writes a `quorum` line to the event log if this node's quorum changed
+    /// ([`quorum_log`]), at `at` (the time of the input that changed it; without one, the
+    /// log's last time: the clock now could be later than Totem events still queued).
+    fn log_quorum(&mut self, at: Option<u64>) {
+        let Some(log) = &mut self.event_log else {
+            return;
+        };
+        if let Some(line) = self.quorum_log.check(&self.core) {
+            let t = at.unwrap_or_else(|| log.last_t());
+            if let Err(e) = log.service_at(t, quorum_log::SERVICE, line.what, line.ring, line.data)
+            {
+                warn!("event log: {e}");
+            }
+        }
     }
 
     /// Work between batches of inputs: offer refused internal messages again, flush the
