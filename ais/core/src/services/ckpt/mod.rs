@@ -648,6 +648,10 @@ impl Ckpt {
                 if name.len() > MAX_NAME {
                     return Err(AisError::NameTooLong);
                 }
+                if name.is_empty() {
+                    // As open answers it: no checkpoint can have it.
+                    return Err(AisError::InvalidParam);
+                }
                 if !self.replicas.names.contains_key(&name) {
                     return Err(AisError::NotExist);
                 }

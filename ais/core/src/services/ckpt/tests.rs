@@ -423,6 +423,12 @@ fn unlink_frees_the_name_while_openers_keep_the_data() {
     let unlink = || Request::Unlink { name: b("ck") };
     assert_eq!(call(&mut r, 2, 1, unlink()), Reply::Ok);
     assert_eq!(call(&mut r, 2, 1, unlink()), err(AisError::NotExist));
+    let empty = Request::Unlink { name: Bytes::new() };
+    assert_eq!(call(&mut r, 2, 1, empty), err(AisError::InvalidParam));
+    let long = Request::Unlink {
+        name: b(&"n".repeat(257)),
+    };
+    assert_eq!(call(&mut r, 2, 1, long), err(AisError::NameTooLong));
     let o = Request::Open {
         name: b("ck"),
         flags: OPEN_READ,
