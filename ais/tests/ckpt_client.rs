@@ -534,8 +534,8 @@ fn refusals_are_the_specifications() {
     assert_eq!(&read_all(&mut k, h, b"s")[..], b"data");
     k.close(wo).expect("close");
     k.close(h).expect("close");
-    let raw_list = raw.call(Request::List).expect("list");
-    let Reply::Service(Response::List(list)) = raw_list else {
+    let raw_list = raw.call(Request::List { start: 0 }).expect("list");
+    let Reply::Service(Response::List { items: list, .. }) = raw_list else {
         panic!("{raw_list:?}")
     };
     assert!(

@@ -875,9 +875,24 @@ impl Ckpt {
     /// # Errors
     /// As [`Connection::call`].
     pub fn list(&mut self) -> Result<Vec<CheckpointInfo>, Error> {
-        match self.conn.call(Request::List)? {
-            Reply::Service(Response::List(list)) => Ok(list),
-            other => Err(unexpected("CkptList", &other)),
+        // Page by page: a checkpoint created or deleted meanwhile may be missed or listed
+        // twice, as with `ls` of a directory that changes.
+        let mut all = Vec::new();
+        let mut start = 0;
+        loop {
+            match self.conn.call(Request::List { start })? {
+                Reply::Service(Response::List { items, next }) => {
+                    all.extend(items);
+                    match next {
+                        Some(n) if n > start => start = n,
+                        Some(_) => {
+                            return Err(Error::Protocol("a list page that does not advance".into()));
+                        }
+                        None => return Ok(all),
+                    }
+                }
+                other => return Err(unexpected("CkptList", &other)),
+            }
         }
     }
 
@@ -1547,7 +1562,10 @@ mod tests {
                     }
                 }
                 Request::IterationNext { .. } => Reply::Error(AisError::BadHandle),
-                Request::List => Reply::Service(Response::List(Vec::new())),
+                Request::List { .. } => Reply::Service(Response::List {
+                    items: Vec::new(),
+                    next: None,
+                }),
                 // A wrong kind of answer.
                 Request::Synchronize { .. } => Reply::Service(Response::Iterator { iterator: 1 }),
                 Request::Close { handle: 3 } => Reply::Ok,

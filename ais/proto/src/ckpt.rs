@@ -448,8 +448,13 @@ pub enum Request {
         /// The caller's number for it.
         invocation: u64,
     },
-    /// Every checkpoint of the cluster (`aisctl ckpt ls`): answered [`Response::List`].
-    List,
+    /// The checkpoints of the cluster (`aisctl ckpt ls`), ordered by name then id, from the
+    /// `start`-th: answered [`Response::List`], as many as fit one answer, with where the
+    /// next page starts.
+    List {
+        /// The first one's position in the order (0 for the first page).
+        start: u32,
+    },
 }
 
 const OP_OPEN: u16 = 60;
@@ -493,7 +498,7 @@ impl Message for Request {
             Request::Read { .. } => OP_READ,
             Request::Synchronize { .. } => OP_SYNCHRONIZE,
             Request::SynchronizeAsync { .. } => OP_SYNCHRONIZE_ASYNC,
-            Request::List => OP_LIST,
+            Request::List { .. } => OP_LIST,
         }
     }
 
@@ -517,7 +522,7 @@ impl Message for Request {
             Request::Read { .. } => "CkptRead",
             Request::Synchronize { .. } => "CkptSynchronize",
             Request::SynchronizeAsync { .. } => "CkptSynchronizeAsync",
-            Request::List => "CkptList",
+            Request::List { .. } => "CkptList",
         }
     }
 
@@ -603,7 +608,9 @@ impl Message for Request {
             Request::SynchronizeAsync { handle, invocation } => {
                 w.u64(*handle).u64(*invocation);
             }
-            Request::List => {}
+            Request::List { start } => {
+                w.u32(*start);
+            }
         }
         Bytes::new()
     }
@@ -693,7 +700,9 @@ impl Message for Request {
                 handle: r.u64("handle")?,
                 invocation: r.u64("invocation")?,
             },
-            OP_LIST => Request::List,
+            OP_LIST => Request::List {
+                start: r.u32("start")?,
+            },
             other => return Err(unknown(other)),
         })
     }
@@ -739,8 +748,13 @@ pub enum Response {
         /// Why.
         error: AisError,
     },
-    /// Answer to [`Request::List`].
-    List(Vec<CheckpointInfo>),
+    /// Answer to [`Request::List`]: a page.
+    List {
+        /// The checkpoints.
+        items: Vec<CheckpointInfo>,
+        /// Where the next page starts; `None` after the last.
+        next: Option<u32>,
+    },
 }
 
 const R_OPENED: u16 = 60;
@@ -777,7 +791,7 @@ impl Message for Response {
             Response::WriteFailed { .. } => R_WRITE_FAILED,
             Response::Data(_) => R_DATA,
             Response::ReadFailed { .. } => R_READ_FAILED,
-            Response::List(_) => R_LIST,
+            Response::List { .. } => R_LIST,
         }
     }
 
@@ -791,7 +805,7 @@ impl Message for Response {
             Response::WriteFailed { .. } => "CkptWriteFailed",
             Response::Data(_) => "CkptData",
             Response::ReadFailed { .. } => "CkptReadFailed",
-            Response::List(_) => "CkptList",
+            Response::List { .. } => "CkptList",
         }
     }
 
@@ -817,14 +831,22 @@ impl Message for Response {
                     w.long_bytes(p);
                 }
             }
-            Response::List(list) => {
-                w.count(list.len());
-                for c in list {
+            Response::List { items, next } => {
+                w.count(items.len());
+                for c in items {
                     w.short_bytes(&c.name);
                     put_status(w, &c.status);
                     w.u32(c.opens)
                         .u8(u8::from(c.unlinked))
                         .short_bytes(c.id.as_bytes());
+                }
+                match next {
+                    None => {
+                        w.u8(0);
+                    }
+                    Some(n) => {
+                        w.u8(1).u32(*n);
+                    }
                 }
             }
         }
@@ -873,7 +895,12 @@ impl Message for Response {
                         })
                     })
                     .collect::<Result<_, DecodeError>>()?;
-                Response::List(list)
+                let next = if get_bool(r, "more")? {
+                    Some(r.u32("next")?)
+                } else {
+                    None
+                };
+                Response::List { items: list, next }
             }
             other => return Err(unknown(other)),
         })
@@ -1591,7 +1618,8 @@ mod tests {
                 handle: 1,
                 invocation: 4,
             },
-            Request::List,
+            Request::List { start: 0 },
+            Request::List { start: 700 },
         ];
         assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
         assert_round_trips(Kind::Request, &reqs);
@@ -1621,13 +1649,20 @@ mod tests {
                 index: 0,
                 error: AisError::InvalidParam,
             },
-            Response::List(vec![CheckpointInfo {
-                name: b("ck"),
-                status,
-                opens: 2,
-                unlinked: false,
-                id: id().to_string(),
-            }]),
+            Response::List {
+                items: vec![],
+                next: None,
+            },
+            Response::List {
+                next: Some(3),
+                items: vec![CheckpointInfo {
+                    name: b("ck"),
+                    status,
+                    opens: 2,
+                    unlinked: false,
+                    id: id().to_string(),
+                }],
+            },
         ];
         assert!(resps.iter().all(|r| r.op() >= FIRST_RESPONSE_OP));
         assert_round_trips(Kind::Response, &resps);

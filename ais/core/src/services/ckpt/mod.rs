@@ -57,6 +57,8 @@ const ID: ServiceId = CkptProtocol::ID;
 
 /// Sections are sent in pieces of at most this many bytes in a sync.
 pub const SYNC_PIECE: usize = 1 << 20;
+/// Bytes of one checkpoint in a list answer, besides its name and id.
+const LIST_ENTRY: usize = 2 + 52 + 4 + 1 + 2;
 /// Most iterations one connection may have open.
 pub const MAX_ITERATORS: usize = 256;
 
@@ -827,10 +829,22 @@ impl Ckpt {
                 };
                 self.send(cx, conn, id, pend, Update::Barrier);
             }
-            Request::List => {
-                let mut list: Vec<_> = self.replicas.by_id.values().map(Checkpoint::info).collect();
-                list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-                cx.reply(conn, id, Reply::Service(Response::List(list)));
+            Request::List { start } => {
+                let mut all: Vec<_> = self.replicas.by_id.values().map(Checkpoint::info).collect();
+                all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+                // As many as fit one answer (a cluster may have thousands).
+                let mut size = 0;
+                let mut items = Vec::new();
+                let mut next = None;
+                for (i, c) in all.into_iter().enumerate().skip(start as usize) {
+                    size += LIST_ENTRY + c.name.len() + c.id.len();
+                    if size > MAX_READ {
+                        next = Some(i as u32);
+                        break;
+                    }
+                    items.push(c);
+                }
+                cx.reply(conn, id, Reply::Service(Response::List { items, next }));
             }
         }
         Ok(())

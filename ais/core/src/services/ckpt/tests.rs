@@ -137,8 +137,8 @@ fn data(parts: &[&str]) -> Reply<Response> {
 }
 
 fn list(r: &mut TestRing, node: u32, conn: u64) -> Vec<ais_proto::ckpt::CheckpointInfo> {
-    match call(r, node, conn, Request::List) {
-        Reply::Service(Response::List(l)) => l,
+    match call(r, node, conn, Request::List { start: 0 }) {
+        Reply::Service(Response::List { items, next: None }) => items,
         other => panic!("{other:?}"),
     }
 }
@@ -844,10 +844,52 @@ fn requests_wait_for_the_first_sync() {
     );
     n.connect(1, 100, ID);
     n.take();
-    n.core.request_value(1, 5, &Request::List);
+    n.core.request_value(1, 5, &Request::List { start: 0 });
     assert!(
         n.replies::<Response>().is_empty(),
         "answered before any sync"
     );
     assert_eq!(n.core.core_counters().requests_held, 1);
+}
+
+/// A list of more checkpoints than one answer carries comes in pages that cover every one
+/// once, in order.
+#[test]
+fn a_long_list_comes_in_pages() {
+    let mut r = ring_of(1);
+    r.node(1).connect(1, 100, ID);
+    let long = "x".repeat(250);
+    for i in 0..800 {
+        rw_create(&mut r, 1, 1, &format!("{long}{i:04}"), 1);
+    }
+    let mut names = Vec::new();
+    let mut start = 0;
+    let mut pages = 0;
+    loop {
+        let Reply::Service(Response::List { items, next }) =
+            call(&mut r, 1, 1, Request::List { start })
+        else {
+            panic!("no list")
+        };
+        assert!(
+            ais_proto::ipc::Encoded::reply(
+                77,
+                &Reply::Service(Response::List {
+                    items: items.clone(),
+                    next
+                })
+            )
+            .len()
+                <= ais_proto::ipc::MAX_PACKET
+        );
+        pages += 1;
+        names.extend(items.into_iter().map(|c| c.name));
+        match next {
+            Some(n) => start = n,
+            None => break,
+        }
+    }
+    assert!(pages > 1, "800 long names fit one answer?");
+    let want: Vec<Bytes> = (0..800).map(|i| b(&format!("{long}{i:04}"))).collect();
+    assert_eq!(names, want);
 }
