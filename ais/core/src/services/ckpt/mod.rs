@@ -1393,6 +1393,15 @@ impl Service for Ckpt {
         if now < self.next_expiry {
             return;
         }
+        // Expiries sent and applied (or gone stale) are forgotten.
+        let replicas = &self.replicas;
+        self.expiry_sent.retain(|(id, sid, exp)| {
+            replicas
+                .by_id
+                .get(id)
+                .and_then(|c| c.sections.get(sid))
+                .is_some_and(|s| s.expiration == *exp)
+        });
         let mut next = u64::MAX;
         let mut expired = Vec::new();
         for (id, c) in &self.replicas.by_id {
