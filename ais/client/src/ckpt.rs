@@ -886,7 +886,9 @@ impl Ckpt {
                     match next {
                         Some(n) if n > start => start = n,
                         Some(_) => {
-                            return Err(Error::Protocol("a list page that does not advance".into()));
+                            return Err(Error::Protocol(
+                                "a list page that does not advance".into(),
+                            ));
                         }
                         None => return Ok(all),
                     }
