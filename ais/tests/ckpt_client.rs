@@ -13,7 +13,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ais_client::ckpt::{
     Attributes, CheckpointHandle, Chosen, Ckpt, CkptEvent, MAX_NAME, OPEN_CREATE, OPEN_READ,
@@ -39,27 +39,12 @@ fn pair(name: &str) -> Cluster {
 
 /// A CKPT client of node `i` (retrying the connect while the executive starts).
 fn ckpt(c: &Cluster, i: usize) -> Ckpt {
-    let deadline = Instant::now() + LONG;
-    loop {
-        match Ckpt::connect(&c.node(i).socket) {
-            Ok(k) => return k,
-            Err(e) if Instant::now() > deadline => panic!("connect to node {}: {e}", i + 1),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    common::ckpt::connect(c, i, LONG)
 }
 
 /// Runs `op` again while it answers TRY_AGAIN (a membership change settling), for `LONG`.
-fn again<T>(mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    let deadline = Instant::now() + LONG;
-    loop {
-        match op() {
-            Err(e) if e.is_try_again() && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
+fn again<T>(op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    common::ckpt::again(LONG, op)
 }
 
 fn attributes(max_sections: u32, max_section_size: u64) -> Attributes {

@@ -98,29 +98,14 @@ fn show_sections(s: &Sections) -> String {
     t
 }
 
-/// A CKPT client of node `i`, retrying the connect while the executive starts.
+/// A CKPT client of node `i` (retrying the connect while the executive starts).
 fn ckpt(c: &Cluster, i: usize) -> Ckpt {
-    let deadline = Instant::now() + LONG;
-    loop {
-        match Ckpt::connect(&c.node(i).socket) {
-            Ok(k) => return k,
-            Err(e) if Instant::now() > deadline => panic!("connect to node {}: {e}", i + 1),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    common::ckpt::connect(c, i, LONG)
 }
 
-/// Runs `op` again while it answers TRY_AGAIN (a membership change settling), for [`LONG`].
-fn again<T>(mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    let deadline = Instant::now() + LONG;
-    loop {
-        match op() {
-            Err(e) if e.is_try_again() && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
+/// Runs `op` again while it answers TRY_AGAIN (a membership change settling), for `LONG`.
+fn again<T>(op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    common::ckpt::again(LONG, op)
 }
 
 /// Writes `data` at offset 0 of `section` (TRY_AGAIN retried); panics naming `what`.

@@ -2,5 +2,6 @@
 //! uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod ckpt;
 pub mod cluster;
 pub mod sim;
