@@ -390,32 +390,17 @@ fn run(seed: u64, defects: CkptDefects) -> Run {
 #[test]
 fn checkpoints_agree_and_keep_acknowledged_writes_under_seeded_faults() {
     let mut acked = 0;
-    let mut bad = Vec::new();
     let seeds = common::sim::seeds(2000);
     let runs = seeds.end - seeds.start;
-    for seed in seeds {
+    common::sim::assert_every_seed_passes(seeds, |seed| {
         let r = run(seed, CkptDefects::default());
         acked += r.acked;
-        if !r.violations.is_empty() || !r.ckpt.is_empty() || !r.unexpected.is_empty() {
-            bad.push(format!(
-                "seed {seed} (replay: AIS_SIM_SEED={seed}): {}",
-                r.violations
-                    .iter()
-                    .cloned()
-                    .chain(r.ckpt.iter().map(ToString::to_string))
-                    .chain(r.unexpected.iter().cloned())
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-        }
-    }
-    assert!(
-        bad.is_empty(),
-        "{} schedules failed:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+        r.violations
+            .into_iter()
+            .chain(r.ckpt.iter().map(ToString::to_string))
+            .chain(r.unexpected)
+            .collect()
+    });
     // The clients did write: dozens of acknowledged writes per run on average.
     assert!(
         acked as u64 >= 20 * runs,

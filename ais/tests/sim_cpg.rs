@@ -471,8 +471,7 @@ fn run(schedule: Schedule, workload: Workload, defects: Defects) -> Run {
 #[test]
 fn cpg_keeps_virtual_synchrony_under_seeded_faults() {
     let mut totals = (0usize, 0usize);
-    let mut bad = Vec::new();
-    for seed in common::sim::seeds(3000) {
+    common::sim::assert_every_seed_passes(common::sim::seeds(3000), |seed| {
         let r = run(
             common::sim::random_schedule(seed),
             Workload::Random,
@@ -480,25 +479,11 @@ fn cpg_keeps_virtual_synchrony_under_seeded_faults() {
         );
         totals.0 += r.deliveries;
         totals.1 += r.views;
-        if !r.violations.is_empty() || !r.cpg.is_empty() {
-            bad.push(format!(
-                "seed {seed} (replay: AIS_SIM_SEED={seed}): {}",
-                r.violations
-                    .iter()
-                    .map(String::as_str)
-                    .chain(r.cpg.iter().map(|v| v.detail.as_str()))
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-        }
-    }
-    assert!(
-        bad.is_empty(),
-        "{} schedules failed:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+        r.violations
+            .into_iter()
+            .chain(r.cpg.iter().map(|v| v.detail.clone()))
+            .collect()
+    });
     // The workload did something worth checking.
     assert!(
         totals.0 > 1000 && totals.1 > 1000,

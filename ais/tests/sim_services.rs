@@ -267,32 +267,17 @@ fn run(seed: u64, defects: Defects) -> Run {
 #[test]
 fn clm_views_and_quorum_agree_at_every_member_under_seeded_faults() {
     let mut observations = 0;
-    let mut bad = Vec::new();
     let seeds = common::sim::seeds(3000);
     let runs = seeds.end - seeds.start;
-    for seed in seeds {
+    common::sim::assert_every_seed_passes(seeds, |seed| {
         let r = run(seed, Defects::default());
         observations += r.observations;
-        if !r.violations.is_empty() || !r.quorum.is_empty() || !r.clm.is_empty() {
-            bad.push(format!(
-                "seed {seed} (replay: AIS_SIM_SEED={seed}): {}",
-                r.violations
-                    .iter()
-                    .cloned()
-                    .chain(r.quorum.iter().map(ToString::to_string))
-                    .chain(r.clm.iter().map(ToString::to_string))
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-        }
-    }
-    assert!(
-        bad.is_empty(),
-        "{} schedules failed:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+        r.violations
+            .into_iter()
+            .chain(r.quorum.iter().map(ToString::to_string))
+            .chain(r.clm.iter().map(ToString::to_string))
+            .collect()
+    });
     // Every run tells every node's clients of at least one configuration.
     assert!(
         observations as u64 >= 2 * runs,

@@ -45,3 +45,33 @@ pub fn totem_violations(outcome: &Outcome, schedule: &Schedule) -> Vec<String> {
     violations.extend(report.violations.iter().map(ToString::to_string));
     violations
 }
+
+/// Runs `check` on every seed of `seeds`; `check` returns the problems of its run (the
+/// simulator's and its checkers'). Panics listing every failing seed with its replay command
+/// and its first five problems.
+pub fn assert_every_seed_passes(
+    seeds: std::ops::Range<u64>,
+    mut check: impl FnMut(u64) -> Vec<String>,
+) {
+    let mut bad = Vec::new();
+    for seed in seeds {
+        let problems = check(seed);
+        if !problems.is_empty() {
+            bad.push(format!(
+                "seed {seed} (replay: AIS_SIM_SEED={seed}): {}",
+                problems
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} schedules failed:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
