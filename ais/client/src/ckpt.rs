@@ -898,6 +898,103 @@ impl Ckpt {
         }
     }
 
+    /// The checkpoint now named `name` and all its sections, without opening it: an open and
+    /// a close would restart the retention clock of a checkpoint nobody has open (`aisctl ckpt
+    /// show`).
+    ///
+    /// # Errors
+    /// `NAME_TOO_LONG` or `INVALID_PARAM` (empty) for a name no checkpoint can have, asking
+    /// nothing; `NOT_EXIST` when no checkpoint has that name (also when it is unlinked while
+    /// its pages are read); as [`Connection::call`].
+    pub fn describe(
+        &mut self,
+        name: &[u8],
+    ) -> Result<(CheckpointInfo, Vec<SectionDescriptor>), Error> {
+        check_name(name)?;
+        let name = Bytes::copy_from_slice(name);
+        let mut sections = Vec::new();
+        let mut start = 0;
+        loop {
+            let req = Request::Describe {
+                name: name.clone(),
+                start,
+            };
+            match self.conn.call(req)? {
+                Reply::Service(Response::Described {
+                    info,
+                    sections: page,
+                    next,
+                }) => {
+                    sections.extend(page);
+                    match next {
+                        Some(n) if n > start => start = n,
+                        Some(_) => {
+                            return Err(Error::Protocol(
+                                "a description page that does not advance".into(),
+                            ));
+                        }
+                        None => return Ok((info, sections)),
+                    }
+                }
+                other => return Err(unexpected("CkptDescribe", &other)),
+            }
+        }
+    }
+
+    /// Up to `size` bytes of section `section` of the checkpoint now named `name`, from
+    /// `offset`, without opening it (`aisctl ckpt read`); shorter at the section's end.
+    ///
+    /// # Errors
+    /// As [`describe`](Self::describe) for the name, `INVALID_PARAM` for a section id too
+    /// long, asking nothing; `NOT_EXIST` for an unknown name or section, `INVALID_PARAM` for
+    /// an offset beyond the section's end; as [`Connection::call`].
+    pub fn peek(
+        &mut self,
+        name: &[u8],
+        section: &[u8],
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, Error> {
+        check_name(name)?;
+        check_section(section)?;
+        let name = Bytes::copy_from_slice(name);
+        let section = Bytes::copy_from_slice(section);
+        let mut out = Vec::new();
+        let mut at = offset;
+        loop {
+            let want = size - out.len() as u64;
+            let req = Request::Peek {
+                name: name.clone(),
+                section: section.clone(),
+                offset: at,
+                size: want,
+            };
+            let reply = match self.conn.call(req) {
+                // Overwritten shorter between two pieces: what was read is what there is.
+                Err(Error::Ais(AisError::InvalidParam)) if !out.is_empty() => return Ok(out),
+                r => r?,
+            };
+            match reply {
+                Reply::Service(Response::Data(parts)) if parts.len() == 1 => {
+                    let got = &parts[0];
+                    if got.len() as u64 > want {
+                        return Err(Error::Protocol(format!(
+                            "a peek answered {} bytes for {want}",
+                            got.len()
+                        )));
+                    }
+                    out.extend_from_slice(got);
+                    at += got.len() as u64;
+                    // An empty piece: the section's end (or nothing asked).
+                    if got.is_empty() || out.len() as u64 == size {
+                        return Ok(out);
+                    }
+                }
+                other => return Err(unexpected("CkptPeek", &other)),
+            }
+        }
+    }
+
     /// The next callback: a queued one first, else waits up to `timeout` (`None`: forever;
     /// `Some(Duration::ZERO)`: only looks). `Ok(None)` when the time passes first.
     ///

@@ -174,6 +174,9 @@ fn put_descriptor(w: &mut Writer, d: &SectionDescriptor) {
         .u64(d.last_update);
 }
 
+/// The encoded size of a [`SectionDescriptor`] without its id.
+const DESCRIPTOR_FIXED: usize = 2 + 8 + 8 + 1 + 8;
+
 fn get_descriptor(r: &mut Reader) -> Result<SectionDescriptor, DecodeError> {
     Ok(SectionDescriptor {
         id: r.short_bytes("section id")?,
@@ -455,6 +458,31 @@ pub enum Request {
         /// The first one's position in the order (0 for the first page).
         start: u32,
     },
+    /// The checkpoint now named `name` and its sections, without opening it (an open and
+    /// close would restart its retention clock; `aisctl ckpt show`): answered
+    /// [`Response::Described`] with its sections in id order from the `start`-th, as many as
+    /// fit one answer; `NOT_EXIST` when no checkpoint has that name.
+    Describe {
+        /// The checkpoint's name.
+        name: Bytes,
+        /// The first section's position in id order (0 for the first page).
+        start: u32,
+    },
+    /// Bytes of one section of the checkpoint now named `name`, without opening it (`aisctl
+    /// ckpt read`): answered [`Response::Data`] with one part of at most [`MAX_READ`] bytes
+    /// (shorter than asked at the section's end, or when more than one answer carries: ask
+    /// again from where it ended); `NOT_EXIST` for an unknown name or section,
+    /// `INVALID_PARAM` for an offset beyond the section's end.
+    Peek {
+        /// The checkpoint's name.
+        name: Bytes,
+        /// The section's id.
+        section: Bytes,
+        /// The first byte.
+        offset: u64,
+        /// How many bytes at most.
+        size: u64,
+    },
 }
 
 const OP_OPEN: u16 = 60;
@@ -476,6 +504,8 @@ const OP_READ: u16 = 75;
 const OP_SYNCHRONIZE: u16 = 76;
 const OP_SYNCHRONIZE_ASYNC: u16 = 77;
 const OP_LIST: u16 = 78;
+const OP_DESCRIBE: u16 = 79;
+const OP_PEEK: u16 = 80;
 
 impl Message for Request {
     fn op(&self) -> u16 {
@@ -499,6 +529,8 @@ impl Message for Request {
             Request::Synchronize { .. } => OP_SYNCHRONIZE,
             Request::SynchronizeAsync { .. } => OP_SYNCHRONIZE_ASYNC,
             Request::List { .. } => OP_LIST,
+            Request::Describe { .. } => OP_DESCRIBE,
+            Request::Peek { .. } => OP_PEEK,
         }
     }
 
@@ -523,6 +555,8 @@ impl Message for Request {
             Request::Synchronize { .. } => "CkptSynchronize",
             Request::SynchronizeAsync { .. } => "CkptSynchronizeAsync",
             Request::List { .. } => "CkptList",
+            Request::Describe { .. } => "CkptDescribe",
+            Request::Peek { .. } => "CkptPeek",
         }
     }
 
@@ -610,6 +644,20 @@ impl Message for Request {
             }
             Request::List { start } => {
                 w.u32(*start);
+            }
+            Request::Describe { name, start } => {
+                w.short_bytes(name).u32(*start);
+            }
+            Request::Peek {
+                name,
+                section,
+                offset,
+                size,
+            } => {
+                w.short_bytes(name)
+                    .short_bytes(section)
+                    .u64(*offset)
+                    .u64(*size);
             }
         }
         Bytes::new()
@@ -703,6 +751,16 @@ impl Message for Request {
             OP_LIST => Request::List {
                 start: r.u32("start")?,
             },
+            OP_DESCRIBE => Request::Describe {
+                name: r.short_bytes("name")?,
+                start: r.u32("start")?,
+            },
+            OP_PEEK => Request::Peek {
+                name: r.short_bytes("name")?,
+                section: r.short_bytes("section id")?,
+                offset: r.u64("offset")?,
+                size: r.u64("size")?,
+            },
             other => return Err(unknown(other)),
         })
     }
@@ -755,6 +813,15 @@ pub enum Response {
         /// Where the next page starts; `None` after the last.
         next: Option<u32>,
     },
+    /// Answer to [`Request::Describe`]: the checkpoint and a page of its sections.
+    Described {
+        /// The checkpoint.
+        info: CheckpointInfo,
+        /// Its sections, in id order.
+        sections: Vec<SectionDescriptor>,
+        /// Where the next page of sections starts; `None` after the last.
+        next: Option<u32>,
+    },
 }
 
 const R_OPENED: u16 = 60;
@@ -766,6 +833,47 @@ const R_WRITE_FAILED: u16 = 65;
 const R_DATA: u16 = 66;
 const R_READ_FAILED: u16 = 67;
 const R_LIST: u16 = 68;
+const R_DESCRIBED: u16 = 69;
+
+fn put_info(w: &mut Writer, c: &CheckpointInfo) {
+    w.short_bytes(&c.name);
+    put_status(w, &c.status);
+    w.u32(c.opens)
+        .u8(u8::from(c.unlinked))
+        .short_bytes(c.id.as_bytes());
+}
+
+/// The encoded size of a [`CheckpointInfo`] without its name and id.
+const INFO_FIXED: usize = 2 + ATTRS_LEN + 12 + 5 + 2;
+
+fn get_info(r: &mut Reader) -> Result<CheckpointInfo, DecodeError> {
+    Ok(CheckpointInfo {
+        name: r.short_bytes("name")?,
+        status: get_status(r)?,
+        opens: r.u32("opens")?,
+        unlinked: get_bool(r, "unlinked")?,
+        id: String::from_utf8_lossy(&r.short_bytes("id")?).into_owned(),
+    })
+}
+
+fn put_next(w: &mut Writer, next: Option<u32>) {
+    match next {
+        None => {
+            w.u8(0);
+        }
+        Some(n) => {
+            w.u8(1).u32(n);
+        }
+    }
+}
+
+fn get_next(r: &mut Reader) -> Result<Option<u32>, DecodeError> {
+    Ok(if get_bool(r, "more")? {
+        Some(r.u32("next")?)
+    } else {
+        None
+    })
+}
 
 fn put_status(w: &mut Writer, s: &Status) {
     put_attrs(w, &s.attributes);
@@ -792,6 +900,7 @@ impl Message for Response {
             Response::Data(_) => R_DATA,
             Response::ReadFailed { .. } => R_READ_FAILED,
             Response::List { .. } => R_LIST,
+            Response::Described { .. } => R_DESCRIBED,
         }
     }
 
@@ -806,6 +915,7 @@ impl Message for Response {
             Response::Data(_) => "CkptData",
             Response::ReadFailed { .. } => "CkptReadFailed",
             Response::List { .. } => "CkptList",
+            Response::Described { .. } => "CkptDescribed",
         }
     }
 
@@ -834,20 +944,21 @@ impl Message for Response {
             Response::List { items, next } => {
                 w.count(items.len());
                 for c in items {
-                    w.short_bytes(&c.name);
-                    put_status(w, &c.status);
-                    w.u32(c.opens)
-                        .u8(u8::from(c.unlinked))
-                        .short_bytes(c.id.as_bytes());
+                    put_info(w, c);
                 }
-                match next {
-                    None => {
-                        w.u8(0);
-                    }
-                    Some(n) => {
-                        w.u8(1).u32(*n);
-                    }
+                put_next(w, *next);
+            }
+            Response::Described {
+                info,
+                sections,
+                next,
+            } => {
+                put_info(w, info);
+                w.count(sections.len());
+                for d in sections {
+                    put_descriptor(w, d);
                 }
+                put_next(w, *next);
             }
         }
         Bytes::new()
@@ -883,24 +994,26 @@ impl Message for Response {
                 )
             }
             R_LIST => {
-                let n = r.count("checkpoints", 2 + ATTRS_LEN + 12 + 5 + 2)?;
-                let list = (0..n)
-                    .map(|_| {
-                        Ok(CheckpointInfo {
-                            name: r.short_bytes("name")?,
-                            status: get_status(r)?,
-                            opens: r.u32("opens")?,
-                            unlinked: get_bool(r, "unlinked")?,
-                            id: String::from_utf8_lossy(&r.short_bytes("id")?).into_owned(),
-                        })
-                    })
+                let n = r.count("checkpoints", INFO_FIXED)?;
+                let items = (0..n)
+                    .map(|_| get_info(r))
                     .collect::<Result<_, DecodeError>>()?;
-                let next = if get_bool(r, "more")? {
-                    Some(r.u32("next")?)
-                } else {
-                    None
-                };
-                Response::List { items: list, next }
+                Response::List {
+                    items,
+                    next: get_next(r)?,
+                }
+            }
+            R_DESCRIBED => {
+                let info = get_info(r)?;
+                let n = r.count("sections", DESCRIPTOR_FIXED)?;
+                let sections = (0..n)
+                    .map(|_| get_descriptor(r))
+                    .collect::<Result<_, DecodeError>>()?;
+                Response::Described {
+                    info,
+                    sections,
+                    next: get_next(r)?,
+                }
             }
             other => return Err(unknown(other)),
         })
@@ -1620,6 +1733,16 @@ mod tests {
             },
             Request::List { start: 0 },
             Request::List { start: 700 },
+            Request::Describe {
+                name: b("ck"),
+                start: 3,
+            },
+            Request::Peek {
+                name: b("ck"),
+                section: b(""),
+                offset: 5,
+                size: u64::MAX,
+            },
         ];
         assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
         assert_round_trips(Kind::Request, &reqs);
@@ -1657,11 +1780,28 @@ mod tests {
                 next: Some(3),
                 items: vec![CheckpointInfo {
                     name: b("ck"),
-                    status,
+                    status: status.clone(),
                     opens: 2,
                     unlinked: false,
                     id: id().to_string(),
                 }],
+            },
+            Response::Described {
+                info: CheckpointInfo {
+                    name: b("ck"),
+                    status,
+                    opens: 0,
+                    unlinked: false,
+                    id: id().to_string(),
+                },
+                sections: vec![SectionDescriptor {
+                    id: b("s1"),
+                    expiration_time: 7,
+                    size: 0,
+                    state: SECTION_VALID,
+                    last_update: 1,
+                }],
+                next: Some(1),
             },
         ];
         assert!(resps.iter().all(|r| r.op() >= FIRST_RESPONSE_OP));

@@ -44,8 +44,8 @@ pub(crate) enum CkptCommand {
     /// expiration time, last update).
     ///
     /// Section ids are printed as text when they are printable UTF-8, else in hex (0x...);
-    /// the default section is shown as (default). Looking opens the checkpoint for reading
-    /// for a moment: for one nobody has open, that restarts its retention time.
+    /// the default section is shown as (default). Looking does not open the checkpoint, so
+    /// the retention time of one nobody has open keeps running.
     ///
     /// Examples:
     ///   aisctl ckpt show app-state
@@ -61,7 +61,7 @@ pub(crate) enum CkptCommand {
     /// Print a section's bytes to standard output, as they are (or as a hex dump).
     ///
     /// Without --size, reads from --offset to the end of the section, however large (in
-    /// pieces of at most one IPC packet).
+    /// pieces of at most one IPC packet). Like show, it does not open the checkpoint.
     ///
     /// Examples:
     ///   aisctl ckpt read app-state                      # the default section
@@ -469,25 +469,15 @@ fn ckpt_info_json(c: &client::ckpt::CheckpointInfo) -> serde_json::Value {
 }
 
 fn ckpt_show(path: &std::path::Path, name: &str, json: bool) -> anyhow::Result<()> {
-    use client::ckpt::{Chosen, OPEN_READ, SECTION_CORRUPTED};
+    use client::ckpt::SECTION_CORRUPTED;
     let mut ckpt = ckpt_connect(path)?;
-    let fail = |e: client::Error| ckpt_error(&e, name, None);
-    // Before opening, so that this look is not counted among the opens.
-    let info = ckpt
-        .list()?
-        .into_iter()
-        .find(|c| &c.name[..] == name.as_bytes() && !c.unlinked);
-    let h = ckpt.open(name.as_bytes(), OPEN_READ, None).map_err(fail)?;
-    let status = ckpt.status_get(h).map_err(fail)?;
-    let it = ckpt
-        .section_iteration_initialize(h, Chosen::Any, 0)
-        .map_err(fail)?;
-    let mut sections = Vec::new();
-    while let Some(d) = ckpt.section_iteration_next(it).map_err(fail)? {
-        sections.push(d);
-    }
-    ckpt.section_iteration_finalize(it).map_err(fail)?;
-    ckpt.close(h).map_err(fail)?;
+    // Described, not opened: an open and close would restart the retention clock of a
+    // checkpoint nobody has open.
+    let (info, sections) = ckpt
+        .describe(name.as_bytes())
+        .map_err(|e| ckpt_error(&e, name, None))?;
+    let status = info.status.clone();
+    let info = Some(info);
     let state = |s: u8| {
         if s == SECTION_CORRUPTED {
             "corrupted"
@@ -617,26 +607,20 @@ fn ckpt_read(
     size: Option<u64>,
     hex: bool,
 ) -> anyhow::Result<()> {
-    use client::ckpt::{OPEN_READ, ReadElement};
     let mut ckpt = ckpt_connect(path)?;
-    let h = ckpt
-        .open(name.as_bytes(), OPEN_READ, None)
-        .map_err(|e| ckpt_error(&e, name, None))?;
-    let data = ckpt
-        .read(
-            h,
-            &[ReadElement {
-                section: section.clone(),
-                offset,
-                size: size.unwrap_or(u64::MAX),
-            }],
-        )
-        .map_err(|e| {
-            let section = e.index().map(|_| &section[..]);
-            ckpt_error(&e.into(), name, section)
-        })?;
-    ckpt.close(h).map_err(|e| ckpt_error(&e, name, None))?;
-    let data = data.into_iter().next().unwrap_or_default();
+    // Peeked, not opened: an open and close would restart the retention clock of a
+    // checkpoint nobody has open.
+    let data = match ckpt.peek(name.as_bytes(), section, offset, size.unwrap_or(u64::MAX)) {
+        Ok(data) => data,
+        // NOT_EXIST names no culprit: the checkpoint, or only the section?
+        Err(e) if e.ais_error() == Some(client::AisError::NotExist) => {
+            return Err(match ckpt.describe(name.as_bytes()) {
+                Err(e) => ckpt_error(&e, name, None),
+                Ok(_) => ckpt_error(&e, name, Some(&section[..])),
+            });
+        }
+        Err(e) => return Err(ckpt_error(&e, name, Some(&section[..]))),
+    };
     if hex {
         put_bytes(hex_dump(offset, &data).as_bytes())
     } else {

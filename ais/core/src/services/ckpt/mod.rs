@@ -59,6 +59,8 @@ const ID: ServiceId = CkptProtocol::ID;
 pub const SYNC_PIECE: usize = 1 << 20;
 /// Bytes of one checkpoint in a list answer, besides its name and id.
 const LIST_ENTRY: usize = 2 + 52 + 4 + 1 + 2;
+/// A section descriptor's bytes in an answer, without its id.
+const DESCRIPTOR_ENTRY: usize = 2 + 8 + 8 + 1 + 8;
 /// Most iterations one connection may have open.
 pub const MAX_ITERATORS: usize = 256;
 
@@ -846,8 +848,52 @@ impl Ckpt {
                 }
                 cx.reply(conn, id, Reply::Service(Response::List { items, next }));
             }
+            Request::Describe { name, start } => {
+                let c = self.named(&name)?;
+                let mut size = LIST_ENTRY + c.name.len() + c.id.to_string().len();
+                let mut sections = Vec::new();
+                let mut next = None;
+                for (i, (sid, s)) in c.sections.iter().enumerate().skip(start as usize) {
+                    size += DESCRIPTOR_ENTRY + sid.len();
+                    if size > MAX_READ {
+                        next = Some(i as u32);
+                        break;
+                    }
+                    sections.push(c.descriptor(sid, s));
+                }
+                let info = c.info();
+                let answer = Response::Described {
+                    info,
+                    sections,
+                    next,
+                };
+                cx.reply(conn, id, Reply::Service(answer));
+            }
+            Request::Peek {
+                name,
+                section,
+                offset,
+                size,
+            } => {
+                let c = self.named(&name)?;
+                let element = ReadElement {
+                    section,
+                    offset,
+                    size: size.min(MAX_READ as u64),
+                };
+                match read(c, std::slice::from_ref(&element)) {
+                    Ok(parts) => cx.reply(conn, id, Reply::Service(Response::Data(parts))),
+                    Err((_, e)) => return Err(e),
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The checkpoint now named `name`.
+    fn named(&self, name: &Bytes) -> Result<&Checkpoint, AisError> {
+        let id = self.replicas.names.get(name).ok_or(AisError::NotExist)?;
+        self.ckpt(id)
     }
 
     fn check_synchronize(&self, h: &Handle) -> Result<(), AisError> {

@@ -893,3 +893,105 @@ fn a_long_list_comes_in_pages() {
     let want: Vec<Bytes> = (0..800).map(|i| b(&format!("{long}{i:04}"))).collect();
     assert_eq!(names, want);
 }
+
+fn describe(r: &mut TestRing, node: u32, name: &str, start: u32) -> Reply<Response> {
+    call(
+        r,
+        node,
+        1,
+        Request::Describe {
+            name: b(name),
+            start,
+        },
+    )
+}
+
+fn peek(r: &mut TestRing, node: u32, name: &str, section: &str, offset: u64) -> Reply<Response> {
+    call(
+        r,
+        node,
+        1,
+        Request::Peek {
+            name: b(name),
+            section: b(section),
+            offset,
+            size: u64::MAX,
+        },
+    )
+}
+
+#[test]
+fn describe_and_peek_look_without_opening() {
+    let mut r = ring_of(2);
+    r.node(1).connect(1, 100, ID);
+    r.node(2).connect(1, 100, ID);
+    let a = Attributes {
+        retention_duration: 10 * SEC,
+        ..attrs(4)
+    };
+    let h = open(&mut r, 1, 1, "ck", OPEN_CREATE | OPEN_WRITE, Some(a));
+    section(&mut r, 1, 1, h, "s1", "hello");
+    section(&mut r, 1, 1, h, "s0", "");
+    assert_eq!(call(&mut r, 1, 1, Request::Close { handle: h }), Reply::Ok);
+    let tick = |r: &mut TestRing, at: u64| {
+        for n in 1..=2 {
+            r.node(n).core.tick(at);
+        }
+        r.flush();
+    };
+    tick(&mut r, 5 * SEC);
+    let Reply::Service(Response::Described {
+        info,
+        sections,
+        next,
+    }) = describe(&mut r, 2, "ck", 0)
+    else {
+        panic!("no description")
+    };
+    assert_eq!((info.name, info.opens, next), (b("ck"), 0, None));
+    assert_eq!(info.status.sections, 2);
+    let ids: Vec<Bytes> = sections.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids, [b("s0"), b("s1")]);
+    assert_eq!(sections[1].size, 5);
+    assert_eq!(peek(&mut r, 2, "ck", "s1", 0), data(&["hello"]));
+    assert_eq!(peek(&mut r, 2, "ck", "s1", 3), data(&["lo"]));
+    assert_eq!(peek(&mut r, 2, "ck", "s1", 5), data(&[""]));
+    assert_eq!(peek(&mut r, 2, "ck", "s1", 6), err(AisError::InvalidParam));
+    assert_eq!(peek(&mut r, 2, "ck", "s9", 0), err(AisError::NotExist));
+    assert_eq!(peek(&mut r, 2, "nope", "s1", 0), err(AisError::NotExist));
+    assert_eq!(describe(&mut r, 1, "nope", 0), err(AisError::NotExist));
+    // Looking did not open it: the retention period from the close at 0 still ends at 10 s.
+    tick(&mut r, 11 * SEC);
+    assert!(list(&mut r, 1, 1).is_empty());
+    assert_eq!(describe(&mut r, 2, "ck", 0), err(AisError::NotExist));
+}
+
+#[test]
+fn a_long_description_comes_in_pages() {
+    let mut r = ring_of(1);
+    r.node(1).connect(1, 100, ID);
+    let n = 6000;
+    let h = rw_create(&mut r, 1, 1, "ck", n);
+    for i in 0..n {
+        section(&mut r, 1, 1, h, &format!("section-{i:07}"), "");
+    }
+    let mut ids = Vec::new();
+    let mut start = 0;
+    let mut pages = 0;
+    loop {
+        let reply = describe(&mut r, 1, "ck", start);
+        assert!(ais_proto::ipc::Encoded::reply(77, &reply).len() <= ais_proto::ipc::MAX_PACKET);
+        let Reply::Service(Response::Described { sections, next, .. }) = reply else {
+            panic!("no description")
+        };
+        pages += 1;
+        ids.extend(sections.into_iter().map(|d| d.id));
+        match next {
+            Some(n) => start = n,
+            None => break,
+        }
+    }
+    assert!(pages > 1, "{n} sections fit one answer?");
+    let want: Vec<Bytes> = (0..n).map(|i| b(&format!("section-{i:07}"))).collect();
+    assert_eq!(ids, want);
+}
