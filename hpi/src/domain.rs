@@ -1241,3 +1241,6 @@ impl<S: ShelfAccess> Domain<S> {
             .ok_or_else(|| HpiError::NotPresent(rid, "inventory".into()))
     }
 }
+
+#[cfg(test)]
+mod tests;

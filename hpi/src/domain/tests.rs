@@ -1,0 +1,524 @@
+//! The domain against a fake shelf: time is synthetic, so timers and back-off are exact.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::access::AccessResult;
+use crate::ipmi::msg::{
+    FruField, LedProperties, LedState, McLocator, PicmgProperties, RawThresholds, SensorReading,
+    SensorSdr,
+};
+
+#[derive(Debug, Default)]
+struct Fake {
+    /// ipmb -> (site, state, present)
+    boards: BTreeMap<u8, (u8, MState, bool)>,
+    sel: Vec<EventRecord>,
+    next_record: u16,
+    last_add: u32,
+    last_erase: u32,
+    overflow: bool,
+    down: bool,
+    connects: Vec<Instant>,
+    clock: Option<Instant>,
+    activations: Vec<(u8, bool)>,
+    policies: Vec<(u8, u8, u8)>,
+    sel_info_calls: u32,
+    other_calls: u32,
+}
+
+impl Fake {
+    fn shelf() -> Self {
+        let mut f = Fake {
+            next_record: 1,
+            ..Fake::default()
+        };
+        f.boards.insert(0x82, (1, MState::M4, true));
+        f.boards.insert(0x84, (2, MState::M1, true));
+        f.boards.insert(0x86, (3, MState::M0, false));
+        f
+    }
+
+    fn log(&mut self, rec: EventRecord) {
+        let mut rec = rec;
+        rec.record_id = self.next_record;
+        self.next_record += 1;
+        self.last_add += 1;
+        self.sel.push(rec);
+    }
+
+    fn hs(&mut self, ipmb: u8, new: MState, cause: u8) {
+        let b = self.boards.get_mut(&ipmb).unwrap();
+        let prev = b.1;
+        b.1 = new;
+        b.2 = new != MState::M0;
+        self.log(EventRecord {
+            record_id: 0,
+            timestamp: 0,
+            generator: ipmb,
+            generator_hi: 0,
+            evm_rev: 4,
+            sensor_type: 0xF0,
+            sensor_number: 0,
+            deassertion: false,
+            event_type: 0x6F,
+            data: [0xA0 | new.number(), (cause << 4) | prev.number(), 0],
+        });
+    }
+
+    fn up(&self) -> AccessResult<()> {
+        if self.down {
+            Err(AccessError::ConnectionLost("fake shelf down".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn present(&mut self, ipmb: u8) -> AccessResult<()> {
+        self.up()?;
+        self.other_calls += 1;
+        match self.boards.get(&ipmb) {
+            Some((_, _, true)) => Ok(()),
+            _ if ipmb == SHMC => Ok(()),
+            _ => Err(AccessError::NotPresent(ipmb)),
+        }
+    }
+}
+
+impl ShelfAccess for Fake {
+    fn connect(&mut self) -> AccessResult<()> {
+        if let Some(c) = self.clock {
+            self.connects.push(c);
+        }
+        self.up()
+    }
+    fn picmg_properties(&mut self, ipmb: u8) -> AccessResult<PicmgProperties> {
+        self.present(ipmb)?;
+        Ok(PicmgProperties {
+            major: 2,
+            minor: 2,
+            max_fru_id: 0,
+            ipmc_fru_id: 0,
+        })
+    }
+    fn address_info(&mut self, site: u8, t: SiteType) -> AccessResult<Option<AddressInfo>> {
+        self.up()?;
+        self.other_calls += 1;
+        if t != SiteType::Board {
+            return Ok(None);
+        }
+        Ok(self
+            .boards
+            .iter()
+            .find(|(_, (s, _, _))| *s == site)
+            .map(|(ipmb, (s, _, _))| AddressInfo {
+                hw_addr: ipmb >> 1,
+                ipmb_addr: *ipmb,
+                fru_id: 0,
+                site_number: *s,
+                site_type: SiteType::Board,
+            }))
+    }
+    fn sdr_repository(&mut self) -> AccessResult<Vec<SdrRecord>> {
+        self.up()?;
+        self.other_calls += 1;
+        let mut v = Vec::new();
+        for ipmb in self.boards.keys() {
+            v.push(SdrRecord::McLocator(McLocator {
+                record_id: 0,
+                ipmb_addr: *ipmb,
+                channel: 0,
+                entity_id: 0xA0,
+                entity_instance: 0x60,
+                name: format!("Blade{:02x}", ipmb),
+            }));
+            v.push(SdrRecord::Sensor(SensorSdr {
+                record_id: 0,
+                owner: *ipmb,
+                lun: 0,
+                number: 0,
+                entity_id: 0xA0,
+                entity_instance: 0x60,
+                sensor_type: 0xF0,
+                event_type: 0x6F,
+                unit: 0,
+                conversion: None,
+                thresholds: RawThresholds::default(),
+                name: "HotSwap".into(),
+            }));
+        }
+        Ok(v)
+    }
+    fn sensor_reading(&mut self, owner: u8, _n: u8) -> AccessResult<SensorReading> {
+        self.present(owner)?;
+        let m = self.boards[&owner].1;
+        Ok(SensorReading {
+            raw: 0,
+            unavailable: false,
+            events_enabled: true,
+            states: 1 << m.number(),
+        })
+    }
+    fn sensor_thresholds(&mut self, owner: u8, _n: u8) -> AccessResult<RawThresholds> {
+        self.present(owner)?;
+        Ok(RawThresholds::default())
+    }
+    fn sel_info(&mut self) -> AccessResult<SelInfo> {
+        self.up()?;
+        self.sel_info_calls += 1;
+        Ok(SelInfo {
+            entries: self.sel.len() as u16,
+            free_bytes: 1000,
+            last_add: self.last_add,
+            last_erase: self.last_erase,
+            overflow: self.overflow,
+        })
+    }
+    fn sel_entry(&mut self, id: u16) -> AccessResult<Option<(u16, SelRecord)>> {
+        self.up()?;
+        let i = match id {
+            0 => 0,
+            0xFFFF => self.sel.len().wrapping_sub(1),
+            id => match self.sel.iter().position(|r| r.record_id == id) {
+                Some(i) => i,
+                None => return Ok(None),
+            },
+        };
+        let Some(r) = self.sel.get(i) else {
+            return Ok(None);
+        };
+        let next = self.sel.get(i + 1).map_or(0xFFFF, |n| n.record_id);
+        Ok(Some((next, SelRecord::Event(*r))))
+    }
+    fn fru_inventory(&mut self, ipmb: u8, _fru: u8) -> AccessResult<Vec<FruField>> {
+        self.present(ipmb)?;
+        Err(AccessError::Unsupported("no FRU data in the fake".into()))
+    }
+    fn set_fru_activation(&mut self, ipmb: u8, _fru: u8, activate: bool) -> AccessResult<()> {
+        self.up()?;
+        self.activations.push((ipmb, activate));
+        Ok(())
+    }
+    fn set_activation_policy(&mut self, ipmb: u8, fru: u8, mask: u8, bits: u8) -> AccessResult<()> {
+        self.up()?;
+        let _ = fru;
+        self.policies.push((ipmb, mask, bits));
+        Ok(())
+    }
+    fn led_properties(&mut self, ipmb: u8, _fru: u8) -> AccessResult<LedProperties> {
+        self.present(ipmb)?;
+        Ok(LedProperties {
+            general: 1,
+            app_count: 0,
+        })
+    }
+    fn led_state(&mut self, ipmb: u8, _fru: u8, _led: u8) -> AccessResult<LedState> {
+        self.present(ipmb)?;
+        Ok(LedState {
+            local_control: true,
+            function: LedFunction::Off,
+            colour: 1,
+        })
+    }
+    fn set_led_state(
+        &mut self,
+        ipmb: u8,
+        _fru: u8,
+        _led: u8,
+        _f: Option<LedFunction>,
+    ) -> AccessResult<()> {
+        self.present(ipmb)
+    }
+}
+
+fn cfg() -> DomainConfig {
+    DomainConfig {
+        sel_poll_interval: Duration::from_millis(100),
+        auto_insert_timeout: Timeout::Block,
+        auto_extract_timeout: Timeout::Block,
+        backoff_min: Duration::from_millis(200),
+        backoff_max: Duration::from_millis(1600),
+        queue_capacity: 64,
+        max_board_sites: 8,
+    }
+}
+
+fn started(cfg: DomainConfig) -> (Domain<Fake>, SubscriptionId, Instant) {
+    let t0 = Instant::now();
+    let mut d = Domain::new(Fake::shelf(), cfg);
+    d.start(t0).unwrap();
+    let sub = d.subscribe();
+    (d, sub, t0)
+}
+
+fn drain(d: &mut Domain<Fake>, sub: SubscriptionId) -> Vec<EventKind> {
+    std::iter::from_fn(|| d.event_get(sub).unwrap())
+        .map(|e| e.kind)
+        .collect()
+}
+
+fn hs(previous: HsState, state: HsState) -> impl Fn(&EventKind) -> bool {
+    move |k| matches!(k, EventKind::HotSwap { previous: p, state: s, .. } if *p == previous && *s == state)
+}
+
+#[test]
+fn discovery_builds_the_rpt_from_present_boards_only() {
+    let (d, _, _) = started(cfg());
+    let tags: Vec<_> = d.rpt().map(|e| (e.tag.clone(), e.hs_state)).collect();
+    assert_eq!(tags.len(), 4, "{tags:?}");
+    assert_eq!(d.resource_by_fru(0x86, 0), None);
+    let b = d.resource_by_fru(0x82, 0).unwrap();
+    assert_eq!(d.hotswap_state(b).unwrap(), HsState::Active);
+    assert_eq!(
+        d.hotswap_state(d.resource_by_fru(0x84, 0).unwrap())
+            .unwrap(),
+        HsState::Inactive
+    );
+}
+
+#[test]
+fn quiet_shelf_costs_one_sel_info_per_interval_and_nothing_else() {
+    let (mut d, sub, t0) = started(cfg());
+    let (si, other) = (d.shelf_mut().sel_info_calls, d.shelf_mut().other_calls);
+    for i in 1..=50 {
+        d.poll(t0 + Duration::from_millis(100 * i));
+    }
+    assert_eq!(d.shelf_mut().sel_info_calls - si, 50);
+    assert_eq!(
+        d.shelf_mut().other_calls,
+        other,
+        "no discovery without a change"
+    );
+    assert!(drain(&mut d, sub).is_empty());
+    assert_eq!(d.poll_timeout(), Some(t0 + Duration::from_millis(5100)));
+}
+
+#[test]
+fn m7_fails_the_resource_without_a_hot_swap_event_and_restores_it() {
+    let (mut d, sub, t0) = started(cfg());
+    let b = d.resource_by_fru(0x82, 0).unwrap();
+    d.shelf_mut().hs(0x82, MState::M7, 4);
+    d.poll(t0 + Duration::from_millis(100));
+    assert_eq!(drain(&mut d, sub), vec![EventKind::ResourceFailed]);
+    assert!(d.rpt_entry(b).unwrap().failed);
+    assert_eq!(d.hotswap_state(b).unwrap(), HsState::Active);
+    d.shelf_mut().hs(0x82, MState::M4, 4);
+    d.poll(t0 + Duration::from_millis(200));
+    assert_eq!(drain(&mut d, sub), vec![EventKind::ResourceRestored]);
+    assert!(!d.rpt_entry(b).unwrap().failed);
+}
+
+#[test]
+fn auto_insert_runs_at_its_timeout_and_policy_cancel_stops_it() {
+    let (mut d, sub, t0) = started(DomainConfig {
+        auto_insert_timeout: Timeout::After(Duration::from_secs(5)),
+        ..cfg()
+    });
+    let b = d.resource_by_fru(0x84, 0).unwrap();
+    d.shelf_mut().hs(0x84, MState::M2, 2);
+    let t1 = t0 + Duration::from_millis(100);
+    d.poll(t1);
+    assert!(
+        drain(&mut d, sub)
+            .iter()
+            .any(hs(HsState::Inactive, HsState::InsertionPending))
+    );
+    assert_eq!(d.poll_timeout(), Some(t1 + Duration::from_millis(100)));
+    d.poll(t1 + Duration::from_millis(4999));
+    assert!(d.shelf_mut().activations.is_empty());
+    d.poll(t1 + Duration::from_secs(5));
+    assert_eq!(d.shelf_mut().activations, vec![(0x84, true)]);
+
+    // again, but cancelled: nothing happens however long we wait
+    d.shelf_mut().hs(0x84, MState::M1, 0);
+    d.shelf_mut().hs(0x84, MState::M2, 2);
+    let t2 = t1 + Duration::from_secs(6);
+    d.poll(t2);
+    assert_eq!(d.hotswap_state(b).unwrap(), HsState::InsertionPending);
+    d.policy_cancel(b).unwrap();
+    d.poll(t2 + Duration::from_secs(60));
+    assert_eq!(d.shelf_mut().activations.len(), 1);
+    // policy cancel outside a pending state is refused
+    d.resource_inactive_set(t2, b).unwrap();
+    d.shelf_mut().hs(0x84, MState::M1, 1);
+    d.poll(t2 + Duration::from_secs(61));
+    assert!(matches!(
+        d.policy_cancel(b),
+        Err(HpiError::InvalidRequest { .. })
+    ));
+}
+
+#[test]
+fn auto_extract_per_resource_and_action_requests() {
+    let (mut d, sub, t0) = started(cfg());
+    let b = d.resource_by_fru(0x82, 0).unwrap();
+    d.set_auto_extract_timeout(b, Timeout::Immediate).unwrap();
+    assert_eq!(d.auto_extract_timeout(b).unwrap(), Timeout::Immediate);
+    d.action_request(t0, b, HsAction::Extraction).unwrap();
+    assert_eq!(d.shelf_mut().policies, vec![(0x82, 0x02, 0)]);
+    d.shelf_mut().hs(0x82, MState::M5, 3);
+    d.poll(t0 + Duration::from_millis(100));
+    assert_eq!(d.shelf_mut().activations, vec![(0x82, false)]);
+    let evs = drain(&mut d, sub);
+    assert!(
+        evs.iter()
+            .any(hs(HsState::Active, HsState::ExtractionPending))
+    );
+    // M6 cancels nothing more, M1 ends it
+    d.shelf_mut().hs(0x82, MState::M6, 1);
+    d.shelf_mut().hs(0x82, MState::M1, 0);
+    d.poll(t0 + Duration::from_millis(200));
+    let evs = drain(&mut d, sub);
+    assert_eq!(evs.len(), 1);
+    assert!(hs(HsState::ExtractionPending, HsState::Inactive)(&evs[0]));
+    assert!(matches!(
+        d.action_request(t0, b, HsAction::Extraction),
+        Err(HpiError::InvalidRequest { .. })
+    ));
+    d.action_request(t0, b, HsAction::Insertion).unwrap();
+    assert_eq!(d.shelf_mut().policies.last(), Some(&(0x82, 0x01, 0)));
+}
+
+#[test]
+fn lost_shelf_reconnects_with_doubling_back_off_and_rediscovers() {
+    let (mut d, sub, t0) = started(cfg());
+    d.shelf_mut().down = true;
+    d.poll(t0 + Duration::from_millis(100));
+    assert!(matches!(
+        drain(&mut d, sub)[..],
+        [EventKind::Domain(DomainEvent::ShelfManagerLost { .. })]
+    ));
+    // HPI calls that need the shelf say so
+    let b = d.resource_by_fru(0x82, 0).unwrap();
+    assert_eq!(d.sensor_reading(t0, b, 0), Err(HpiError::NotConnected));
+    let start = t0 + Duration::from_millis(100);
+    d.shelf_mut().clock = Some(start);
+    let mut t = start;
+    while t < start + Duration::from_secs(8) {
+        t += Duration::from_millis(10);
+        d.shelf_mut().clock = Some(t);
+        d.poll(t);
+    }
+    let gaps: Vec<u128> = d
+        .shelf_mut()
+        .connects
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    assert_eq!(&gaps[..4], &[400, 800, 1600, 1600], "{gaps:?}");
+    // the shelf comes back with board 0x84 active and 0x86 inserted
+    let f = d.shelf_mut();
+    f.down = false;
+    f.boards.insert(0x84, (2, MState::M4, true));
+    f.boards.insert(0x86, (3, MState::M1, true));
+    let t = t + Duration::from_secs(2);
+    d.poll(t);
+    assert!(d.connected());
+    let evs = drain(&mut d, sub);
+    assert!(evs.contains(&EventKind::Domain(DomainEvent::ShelfManagerRestored)));
+    assert!(evs.iter().any(hs(HsState::Inactive, HsState::Active)));
+    assert!(evs.contains(&EventKind::ResourceAdded));
+    assert!(d.resource_by_fru(0x86, 0).is_some());
+}
+
+#[test]
+fn insertion_event_from_an_unknown_ipmc_discovers_only_that_ipmc() {
+    let (mut d, sub, t0) = started(cfg());
+    let before = d.shelf_mut().other_calls;
+    d.shelf_mut().hs(0x86, MState::M1, 0);
+    d.poll(t0 + Duration::from_millis(100));
+    let evs = drain(&mut d, sub);
+    assert_eq!(evs[0], EventKind::ResourceAdded);
+    assert!(hs(HsState::NotPresent, HsState::Inactive)(&evs[1]));
+    // picmg properties, sdr-free: a handful of calls, not a whole-shelf rediscovery
+    let calls = d.shelf_mut().other_calls - before;
+    assert!(calls <= 4, "{calls} calls");
+    // and the slot emptied again: NOT_PRESENT and gone from the RPT
+    d.shelf_mut().hs(0x86, MState::M0, 6);
+    d.poll(t0 + Duration::from_millis(200));
+    let evs = drain(&mut d, sub);
+    assert!(matches!(
+        evs[..],
+        [EventKind::HotSwap {
+            state: HsState::NotPresent,
+            cause: HsCause::SurpriseExtraction,
+            ..
+        }]
+    ));
+    assert_eq!(d.resource_by_fru(0x86, 0), None);
+}
+
+#[test]
+fn cleared_sel_rereads_states_and_full_sel_is_reported() {
+    let (mut d, sub, t0) = started(cfg());
+    let f = d.shelf_mut();
+    f.sel.clear();
+    f.last_erase += 1;
+    f.boards.get_mut(&0x84).unwrap().1 = MState::M4; // changed while nobody logged it
+    d.poll(t0 + Duration::from_millis(100));
+    let evs = drain(&mut d, sub);
+    assert_eq!(evs[0], EventKind::Domain(DomainEvent::SelCleared));
+    assert!(matches!(
+        evs[1],
+        EventKind::HotSwap {
+            state: HsState::Active,
+            cause: HsCause::Unknown,
+            picmg: Some((Some(MState::M1), MState::M4, 0x0F)),
+            ..
+        }
+    ));
+    d.shelf_mut().overflow = true;
+    d.shelf_mut().hs(0x82, MState::M5, 2);
+    d.poll(t0 + Duration::from_millis(200));
+    let evs = drain(&mut d, sub);
+    assert_eq!(evs[0], EventKind::Domain(DomainEvent::SelFull));
+    assert!(
+        evs.iter()
+            .any(hs(HsState::Active, HsState::ExtractionPending))
+    );
+    d.shelf_mut().hs(0x82, MState::M4, 2);
+    d.poll(t0 + Duration::from_millis(300));
+    assert_eq!(drain(&mut d, sub).len(), 1, "SelFull only once");
+}
+
+#[test]
+fn events_from_unknown_sensors_or_software_are_ignored_and_queues_overflow() {
+    let (mut d, sub, t0) = started(DomainConfig {
+        queue_capacity: 2,
+        ..cfg()
+    });
+    let f = d.shelf_mut();
+    let mut rec = EventRecord {
+        record_id: 0,
+        timestamp: 0,
+        generator: 0x41, // software id
+        generator_hi: 0,
+        evm_rev: 4,
+        sensor_type: 0xF0,
+        sensor_number: 0,
+        deassertion: false,
+        event_type: 0x6F,
+        data: [0xA2, 0x01, 0x00],
+    };
+    f.log(rec);
+    rec.generator = 0x82;
+    rec.sensor_type = 0x01;
+    rec.event_type = 0x01;
+    rec.sensor_number = 9; // no such sensor
+    f.log(rec);
+    d.poll(t0 + Duration::from_millis(100));
+    assert!(drain(&mut d, sub).is_empty());
+    // three hot-swap events into a queue of two: the oldest is dropped and flagged
+    d.shelf_mut().hs(0x84, MState::M2, 0);
+    d.shelf_mut().hs(0x84, MState::M4, 0);
+    d.shelf_mut().hs(0x84, MState::M5, 0);
+    d.poll(t0 + Duration::from_millis(200));
+    assert!(d.queue_overflowed(sub).unwrap());
+    assert!(!d.queue_overflowed(sub).unwrap());
+    let evs = drain(&mut d, sub);
+    assert_eq!(evs.len(), 2);
+    assert!(hs(HsState::InsertionPending, HsState::Active)(&evs[0]));
+    d.unsubscribe(sub).unwrap();
+    assert_eq!(d.event_get(sub), Err(HpiError::InvalidSubscription(sub.0)));
+}
