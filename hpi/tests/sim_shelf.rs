@@ -487,3 +487,35 @@ fn shelf_manager_killed_and_restarted_reconnects_and_rediscovers() {
     });
     assert!(d.stats().connection_losses >= 1);
 }
+
+/// 20 hot-swap transitions of Blade3 (M1 <-> M2): time from the SEL entry being written
+/// (the sim script returned) to the HPI event read from the domain, with the default
+/// 100 ms SEL poll interval. Printed as p50/p90/max; each must be under a second.
+#[test]
+fn hot_swap_event_latency_with_the_default_poll_interval() {
+    let sim = Sim::start();
+    let mut d = domain(&sim, blocked());
+    let sub = d.subscribe();
+    let b3 = rid(&d, 0x86);
+    let mut lat = Vec::new();
+    for i in 0..20 {
+        let (m, want) = if i % 2 == 0 {
+            (2, HsState::InsertionPending)
+        } else {
+            (1, HsState::Inactive)
+        };
+        sim.hs(0x86, m, 0);
+        let written = Instant::now();
+        drive_until(&mut d, sub, Duration::from_secs(5), |e| {
+            e.resource == Some(b3)
+                && matches!(e.kind, EventKind::HotSwap { state, .. } if state == want)
+        });
+        lat.push(written.elapsed());
+    }
+    lat.sort();
+    eprintln!(
+        "SEL entry written -> HPI event (n=20, poll 100 ms): p50 {:?} p90 {:?} max {:?}",
+        lat[9], lat[17], lat[19]
+    );
+    assert!(lat[19] < Duration::from_secs(1), "{lat:?}");
+}
