@@ -519,3 +519,34 @@ fn hot_swap_event_latency_with_the_default_poll_interval() {
     );
     assert!(lat[19] < Duration::from_secs(1), "{lat:?}");
 }
+
+/// Someone clears the shelf's SEL (ipmitool `sel clear`): the domain notices, reads the
+/// states again, and events logged into the new SEL arrive.
+#[test]
+fn cleared_sel_is_noticed_and_later_events_arrive() {
+    let sim = Sim::start();
+    let mut d = domain(&sim, blocked());
+    let sub = d.subscribe();
+    let b3 = rid(&d, 0x86);
+    let out = std::process::Command::new("ipmitool")
+        .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p"])
+        .arg(sim.port.to_string())
+        .args(["-U", "admin", "-P", "admin", "sel", "clear"])
+        .output()
+        .expect("ipmitool");
+    assert!(out.status.success(), "{out:?}");
+    drive_until(&mut d, sub, Duration::from_secs(5), |e| {
+        e.kind == EventKind::Domain(DomainEvent::SelCleared)
+    });
+    sim.hs(0x86, 2, 2);
+    drive_until(&mut d, sub, Duration::from_secs(5), |e| {
+        e.resource == Some(b3)
+            && matches!(
+                e.kind,
+                EventKind::HotSwap {
+                    state: HsState::InsertionPending,
+                    ..
+                }
+            )
+    });
+}
