@@ -348,7 +348,9 @@ impl<S: ShelfAccess> Domain<S> {
                     found.push((r, m));
                 }
                 Err(AccessError::NotPresent(_)) => {}
-                Err(e) => return Err(e),
+                Err(e @ AccessError::ConnectionLost(_)) => return Err(e),
+                // one IPMC that answers nonsense must not keep the whole shelf undiscovered
+                Err(e) => tracing::warn!(ipmb = a.ipmb_addr, error = %e, "board skipped"),
             }
         }
         let first = self.resources.is_empty();
@@ -733,8 +735,11 @@ impl<S: ShelfAccess> Domain<S> {
         a.fru_id = fru;
         let mut res = match self.build_board(a, Some(hs.new)) {
             Ok(r) => r,
-            Err(AccessError::NotPresent(_)) => return Ok(()),
-            Err(e) => return Err(e),
+            Err(e @ AccessError::ConnectionLost(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(ipmb, error = %e, "inserted board could not be read");
+                return Ok(());
+            }
         };
         // the event's transition is reported from NOT_PRESENT
         let state = res.entry.hs_state.unwrap_or(HsState::NotPresent);
@@ -1224,6 +1229,26 @@ impl<S: ShelfAccess> Domain<S> {
         self.managed(rid)?;
         let s = self.control_get(now, rid, 0)?;
         Ok(s.function != LedFunction::Off)
+    }
+
+    /// saHpiHotSwapIndicatorStateSet: the blue LED on or off (override of the IPMC's own
+    /// control).
+    ///
+    /// # Errors
+    /// As [`Domain::control_set`].
+    pub fn set_hotswap_indicator(
+        &mut self,
+        now: Instant,
+        rid: ResourceId,
+        on: bool,
+    ) -> Result<(), HpiError> {
+        self.managed(rid)?;
+        let f = if on {
+            LedFunction::On
+        } else {
+            LedFunction::Off
+        };
+        self.control_set(now, rid, 0, Some(f))
     }
 
     /// The inventory fields of a resource.

@@ -133,7 +133,11 @@ fn discovery_finds_every_resource_with_its_rdrs() {
         let s = d.control_get(now, b3, 1).unwrap();
         assert_eq!((s.auto, s.function), (false, f));
     }
-    let _ = d.hotswap_indicator(now, b3).unwrap();
+    // the hot-swap indicator is the blue LED
+    for on in [true, false] {
+        d.set_hotswap_indicator(now, b3, on).unwrap();
+        assert_eq!(d.hotswap_indicator(now, b3).unwrap(), on);
+    }
 }
 
 #[test]

@@ -26,6 +26,8 @@ struct Fake {
     policies: Vec<(u8, u8, u8)>,
     sel_info_calls: u32,
     other_calls: u32,
+    /// an IPMC the shelf manager bridges to but that never answers
+    mute: Option<u8>,
 }
 
 impl Fake {
@@ -78,6 +80,11 @@ impl Fake {
     fn present(&mut self, ipmb: u8) -> AccessResult<()> {
         self.up()?;
         self.other_calls += 1;
+        if self.mute == Some(ipmb) {
+            return Err(AccessError::Failed(format!(
+                "IPMC 0x{ipmb:02x} took no answer back"
+            )));
+        }
         match self.boards.get(&ipmb) {
             Some((_, _, true)) => Ok(()),
             _ if ipmb == SHMC => Ok(()),
@@ -521,4 +528,23 @@ fn events_from_unknown_sensors_or_software_are_ignored_and_queues_overflow() {
     assert!(hs(HsState::InsertionPending, HsState::Active)(&evs[0]));
     d.unsubscribe(sub).unwrap();
     assert_eq!(d.event_get(sub), Err(HpiError::InvalidSubscription(sub.0)));
+}
+
+#[test]
+fn an_ipmc_that_never_answers_does_not_stop_discovery() {
+    let t0 = Instant::now();
+    let mut f = Fake::shelf();
+    f.mute = Some(0x84);
+    let mut d = Domain::new(f, cfg());
+    d.start(t0).unwrap();
+    assert!(d.connected());
+    assert!(d.resource_by_fru(0x82, 0).is_some());
+    assert_eq!(d.resource_by_fru(0x84, 0), None);
+    // and the blue LED of a healthy one can be driven
+    let b = d.resource_by_fru(0x82, 0).unwrap();
+    d.set_hotswap_indicator(t0, b, true).unwrap();
+    assert!(
+        !d.hotswap_indicator(t0, b).unwrap(),
+        "the fake reports its LEDs off"
+    );
 }

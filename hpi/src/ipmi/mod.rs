@@ -72,6 +72,7 @@ impl IpmiShelf {
     fn map(&mut self, e: RequestError, what: &str) -> AccessError {
         match e {
             RequestError::TargetAbsent { target, .. } => AccessError::NotPresent(target),
+            e @ RequestError::TargetNoAnswer { .. } => AccessError::Failed(format!("{what}: {e}")),
             RequestError::Completion { cc, .. } if cc == CC_INVALID_COMMAND => {
                 AccessError::Unsupported(format!("{what}: completion code 0xC1"))
             }

@@ -165,6 +165,20 @@ pub enum RequestError {
         /// Completion code.
         cc: u8,
     },
+    /// The shelf manager took the bridged request, but the IPMC never answered it.
+    #[error(
+        "IPMC 0x{target:02x} took no answer back for netfn 0x{netfn:02x} cmd 0x{cmd:02x} after {tries} tries"
+    )]
+    TargetNoAnswer {
+        /// IPMB target.
+        target: u8,
+        /// Netfn.
+        netfn: u8,
+        /// Command.
+        cmd: u8,
+        /// Attempts made.
+        tries: u32,
+    },
     /// The command failed with a completion code.
     #[error("netfn 0x{netfn:02x} cmd 0x{cmd:02x} at 0x{target:02x}: completion code 0x{cc:02x}")]
     Completion {
@@ -382,6 +396,7 @@ impl Session {
             return self.request(netfn, cmd, data);
         }
         let tries = self.cfg.retries + 1;
+        let mut acked = false;
         for _ in 0..tries {
             let seq = self.seq;
             self.seq = (self.seq + 1) & 0x3F;
@@ -404,6 +419,7 @@ impl Session {
                     cc: first.cc,
                 });
             }
+            acked = true;
             if first.data.len() >= 7 {
                 let e = EmbeddedResponse::parse(&first.data)?;
                 if e.netfn == netfn | 1 && e.cmd == cmd {
@@ -416,6 +432,15 @@ impl Session {
             if let Some(a) = self.wait_for(netfn, cmd)? {
                 return Ok(a);
             }
+        }
+        // the shelf manager answered: the session is fine, the IPMC is not
+        if acked {
+            return Err(RequestError::TargetNoAnswer {
+                target,
+                netfn,
+                cmd,
+                tries,
+            });
         }
         Err(RequestError::Timeout {
             target,
