@@ -9,12 +9,28 @@ use std::time::Duration;
 
 use common::Sim;
 
-fn cred_file(sim: &Sim, mode: u32) -> PathBuf {
+/// A credentials file under target/tmp, removed on drop.
+struct CredFile(PathBuf);
+
+impl Drop for CredFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::ops::Deref for CredFile {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+fn cred_file(sim: &Sim, mode: u32) -> CredFile {
     let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("hpictl-{}-{mode:o}.cred", sim.port));
     std::fs::write(&p, "user = admin\npassword = admin\n").unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    p
+    CredFile(p)
 }
 
 fn hpictl(sim: &Sim, cred: &PathBuf, args: &[&str]) -> Command {
