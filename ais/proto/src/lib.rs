@@ -20,6 +20,7 @@ pub mod clm;
 pub mod codec;
 pub mod cpg;
 pub mod evs;
+pub mod evt;
 pub mod ipc;
 pub mod quorum;
 pub mod ring;
