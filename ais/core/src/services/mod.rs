@@ -21,3 +21,4 @@ pub fn delivery_kind(g: Guarantee) -> DeliveryKind {
         Guarantee::Safe => DeliveryKind::Safe,
     }
 }
+pub mod evt;
