@@ -738,10 +738,12 @@ pub enum RingMessage {
         seq: u64,
         /// Every channel the sender knows, with its own opens of it.
         channels: Vec<(ChannelKey, u32)>,
-        /// The ids of the events it retains.
-        retained: Vec<u64>,
-        /// Events whose retention was cleared, with when they would have expired.
-        cleared: Vec<(u64, u64)>,
+        /// The events it retains, as (id, publish time): an event's identity (a restarted
+        /// node may reuse an id its new partition never saw; never at the same time).
+        retained: Vec<(u64, u64)>,
+        /// Events whose retention was cleared (id, publish time), with when they would have
+        /// expired.
+        cleared: Vec<((u64, u64), u64)>,
         /// The highest event counter it has seen of each node.
         counters: Vec<(u32, u32)>,
     },
@@ -866,12 +868,12 @@ impl Message for RingMessage {
                     w.u32(*opens);
                 }
                 w.count(retained.len());
-                for id in retained {
-                    w.u64(*id);
+                for (id, time) in retained {
+                    w.u64(*id).u64(*time);
                 }
                 w.count(cleared.len());
-                for (id, until) in cleared {
-                    w.u64(*id).u64(*until);
+                for ((id, time), until) in cleared {
+                    w.u64(*id).u64(*time).u64(*until);
                 }
                 w.count(counters.len());
                 for (node, c) in counters {
@@ -916,13 +918,18 @@ impl Message for RingMessage {
                 let channels = (0..n)
                     .map(|_| Ok((get_key(r)?, r.u32("opens")?)))
                     .collect::<Result<_, DecodeError>>()?;
-                let n = r.count("retained", 8)?;
+                let n = r.count("retained", 16)?;
                 let retained = (0..n)
-                    .map(|_| r.u64("event id"))
-                    .collect::<Result<_, _>>()?;
-                let n = r.count("cleared", 16)?;
+                    .map(|_| Ok((r.u64("event id")?, r.u64("publish time")?)))
+                    .collect::<Result<_, DecodeError>>()?;
+                let n = r.count("cleared", 24)?;
                 let cleared = (0..n)
-                    .map(|_| Ok((r.u64("event id")?, r.u64("until")?)))
+                    .map(|_| {
+                        Ok((
+                            (r.u64("event id")?, r.u64("publish time")?),
+                            r.u64("until")?,
+                        ))
+                    })
                     .collect::<Result<_, DecodeError>>()?;
                 let n = r.count("counters", 8)?;
                 let counters = (0..n)
@@ -1099,8 +1106,8 @@ mod tests {
                     rep: 1,
                     seq: 8,
                     channels: vec![(key(), 2)],
-                    retained: vec![4, 5],
-                    cleared: vec![(6, 100)],
+                    retained: vec![(4, 1), (5, 2)],
+                    cleared: vec![((6, 3), 100)],
                     counters: vec![(1, 9)],
                 },
                 RingMessage::SyncEvent {

@@ -61,6 +61,8 @@ pub enum Observation {
         ring: (u32, u64),
         /// The event id.
         id: u64,
+        /// When it was published.
+        publish_time: u64,
         /// Its priority.
         priority: u8,
         /// Its patterns.
@@ -78,6 +80,8 @@ pub enum Observation {
         sub: u32,
         /// The event id.
         id: u64,
+        /// When it was published.
+        publish_time: u64,
         /// Its priority.
         priority: u8,
     },
@@ -98,6 +102,8 @@ pub enum Observation {
     Cleared {
         /// The event.
         id: u64,
+        /// When it was published.
+        publish_time: u64,
     },
     /// The run ended drained with these incarnations alive: the end-of-run properties
     /// apply to them.
@@ -140,22 +146,24 @@ impl fmt::Display for Violation {
 }
 
 type Inc = (u32, u32);
+/// An event's identity: (id, publish time).
+type Ek = (u64, u64);
 /// One activation: who, its clock, its retained events with their expiry.
-type Act = (Inc, u64, BTreeMap<u64, u64>);
+type Act = (Inc, u64, BTreeMap<Ek, u64>);
 
 #[derive(Debug)]
 struct SubState {
     filters: Vec<Filter>,
     /// Applies at its node before it subscribed.
     since: usize,
-    delivered: BTreeSet<u64>,
+    delivered: BTreeSet<Ek>,
     last_live: [Option<usize>; 4],
     lost_at: Vec<usize>,
 }
 
 #[derive(Debug)]
 struct AppliedAt {
-    id: u64,
+    id: Ek,
     stream: usize,
     patterns: Vec<Bytes>,
     expires: Option<u64>,
@@ -165,10 +173,10 @@ struct AppliedAt {
 struct IncState {
     stream: usize,
     applied: Vec<AppliedAt>,
-    index: BTreeMap<u64, usize>,
+    index: BTreeMap<Ek, usize>,
     subs: BTreeMap<u32, SubState>,
     /// (applies before it, now, retained ids with expiry)
-    activations: Vec<(usize, u64, BTreeMap<u64, u64>)>,
+    activations: Vec<(usize, u64, BTreeMap<Ek, u64>)>,
 }
 
 /// Checks a run's observations.
@@ -176,8 +184,8 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut v = |property, detail: String| out.push(Violation { property, detail });
     let mut incs: BTreeMap<Inc, IncState> = BTreeMap::new();
-    let mut published: BTreeMap<u64, Vec<Bytes>> = BTreeMap::new();
-    let mut ring_order: BTreeMap<(u32, u64), BTreeMap<Inc, Vec<u64>>> = BTreeMap::new();
+    let mut published: BTreeMap<Ek, Vec<Bytes>> = BTreeMap::new();
+    let mut ring_order: BTreeMap<(u32, u64), BTreeMap<Inc, Vec<Ek>>> = BTreeMap::new();
     let mut ring_retained: BTreeMap<(u32, u64), Vec<Act>> = BTreeMap::new();
     let mut cleared = BTreeSet::new();
     let mut survivors: Option<Vec<Inc>> = None;
@@ -210,15 +218,17 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                 inc,
                 ring,
                 id,
+                publish_time,
                 patterns,
                 expires,
                 ..
             } => {
+                let id = &(*id, *publish_time);
                 let s = incs.entry((*node, *inc)).or_default();
                 if s.index.insert(*id, s.applied.len()).is_some() {
                     v(
                         Property::Once,
-                        format!("node {node}.{inc} applied event {id:#x} twice"),
+                        format!("node {node}.{inc} applied event {:#x} twice", id.0),
                     );
                 }
                 s.applied.push(AppliedAt {
@@ -239,9 +249,11 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                 node,
                 inc,
                 sub,
-                id,
+                id: raw_id,
+                publish_time,
                 priority,
             } => {
+                let id = &(*raw_id, *publish_time);
                 let s = incs.entry((*node, *inc)).or_default();
                 let at = s.stream;
                 s.stream += 1;
@@ -252,27 +264,27 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                     );
                     continue;
                 };
-                if *id == EVENT_ID_LOST {
+                if *raw_id == EVENT_ID_LOST {
                     st.lost_at.push(at);
                     continue;
                 }
                 if !st.delivered.insert(*id) {
                     v(
                         Property::Once,
-                        format!("node {node}.{inc} subscription {sub}: event {id:#x} twice"),
+                        format!("node {node}.{inc} subscription {sub}: event {raw_id:#x} twice"),
                     );
                 }
                 match published.get(id) {
                     None => v(
                         Property::Genuine,
                         format!(
-                            "node {node}.{inc} subscription {sub}: event {id:#x} never published"
+                            "node {node}.{inc} subscription {sub}: event {raw_id:#x} never published"
                         ),
                     ),
                     Some(p) if !matches(&st.filters, p) => v(
                         Property::Genuine,
                         format!(
-                            "node {node}.{inc} subscription {sub}: event {id:#x} does not match"
+                            "node {node}.{inc} subscription {sub}: event {raw_id:#x} does not match"
                         ),
                     ),
                     Some(_) => {}
@@ -287,7 +299,7 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                         v(
                             Property::Order,
                             format!(
-                                "node {node}.{inc} subscription {sub}: event {id:#x} (applied \
+                                "node {node}.{inc} subscription {sub}: event {raw_id:#x} (applied \
                                  {ix}) after one applied {last}, priority {priority}"
                             ),
                         );
@@ -302,7 +314,10 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                 now,
                 retained,
             } => {
-                let set: BTreeMap<u64, u64> = retained.iter().map(|r| (r.id, r.expires)).collect();
+                let set: BTreeMap<Ek, u64> = retained
+                    .iter()
+                    .map(|r| ((r.id, r.publish_time), r.expires))
+                    .collect();
                 let s = incs.entry((*node, *inc)).or_default();
                 s.activations.push((s.applied.len(), *now, set.clone()));
                 ring_retained
@@ -310,23 +325,23 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                     .or_default()
                     .push(((*node, *inc), *now, set));
             }
-            Observation::Cleared { id } => {
-                cleared.insert(*id);
+            Observation::Cleared { id, publish_time } => {
+                cleared.insert((*id, *publish_time));
             }
             Observation::Survivors { alive } => survivors = Some(alive.clone()),
         }
     }
     // Order: common events in one order at every node of a ring.
     for (ring, nodes) in &ring_order {
-        let lists: Vec<(&Inc, &Vec<u64>)> = nodes.iter().collect();
+        let lists: Vec<(&Inc, &Vec<Ek>)> = nodes.iter().collect();
         for i in 0..lists.len() {
             for j in i + 1..lists.len() {
                 let (a, la) = lists[i];
                 let (b, lb) = lists[j];
-                let sa: BTreeSet<u64> = la.iter().copied().collect();
-                let sb: BTreeSet<u64> = lb.iter().copied().collect();
-                let ca: Vec<u64> = la.iter().copied().filter(|x| sb.contains(x)).collect();
-                let cb: Vec<u64> = lb.iter().copied().filter(|x| sa.contains(x)).collect();
+                let sa: BTreeSet<Ek> = la.iter().copied().collect();
+                let sb: BTreeSet<Ek> = lb.iter().copied().collect();
+                let ca: Vec<Ek> = la.iter().copied().filter(|x| sb.contains(x)).collect();
+                let cb: Vec<Ek> = lb.iter().copied().filter(|x| sa.contains(x)).collect();
                 if ca != cb {
                     v(
                         Property::Order,
@@ -346,7 +361,7 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
             continue;
         };
         let min_now = acts.iter().map(|a| a.1).min().unwrap_or(max_now);
-        let stable = |set: &BTreeMap<u64, u64>| -> BTreeSet<u64> {
+        let stable = |set: &BTreeMap<Ek, u64>| -> BTreeSet<Ek> {
             set.iter()
                 .filter(|(_, e)| **e > max_now.saturating_add(SLACK) || **e < min_now)
                 .map(|(id, _)| *id)
@@ -359,7 +374,7 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                 let diff: Vec<String> = first
                     .symmetric_difference(&other)
                     .take(3)
-                    .map(|id| format!("{id:#x}"))
+                    .map(|id| format!("{:#x}", id.0))
                     .collect();
                 v(
                     Property::RetainedAgree,
@@ -394,7 +409,7 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                         format!(
                             "node {}.{} subscription {sub}: event {:#x} neither delivered nor \
                              reported lost",
-                            inc.0, inc.1, a.id
+                            inc.0, inc.1, a.id.0
                         ),
                     );
                 }
@@ -404,8 +419,8 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
         let Some((applied_before, now, last)) = s.activations.last() else {
             continue;
         };
-        let keep = |id: &u64, e: u64| e > now.saturating_add(SLACK) && !cleared.contains(id);
-        let mut want: BTreeMap<u64, u64> = BTreeMap::new();
+        let keep = |id: &Ek, e: u64| e > now.saturating_add(SLACK) && !cleared.contains(id);
+        let mut want: BTreeMap<Ek, u64> = BTreeMap::new();
         for (_, _, set) in &s.activations {
             want.extend(set.iter().map(|(k, v)| (*k, *v)));
         }
@@ -419,8 +434,8 @@ pub fn check(obs: &[Observation]) -> Vec<Violation> {
                 v(
                     Property::RetainedDurable,
                     format!(
-                        "node {}.{} lost retained event {id:#x} (expires {e}, now {now})",
-                        inc.0, inc.1
+                        "node {}.{} lost retained event {:#x} (expires {e}, now {now})",
+                        inc.0, inc.1, id.0
                     ),
                 );
             }
@@ -454,6 +469,7 @@ mod tests {
             inc: 0,
             ring: (1, 4),
             id,
+            publish_time: 0,
             priority,
             patterns: vec![Bytes::from_static(pattern.as_bytes())],
             expires: None,
@@ -466,6 +482,7 @@ mod tests {
             inc: 0,
             sub,
             id,
+            publish_time: 0,
             priority,
         }
     }
@@ -487,7 +504,11 @@ mod tests {
             now,
             retained: ids
                 .iter()
-                .map(|&(id, expires)| RetainedInfo { id, expires })
+                .map(|&(id, expires)| RetainedInfo {
+                    id,
+                    publish_time: 0,
+                    expires,
+                })
                 .collect(),
         }
     }
@@ -622,7 +643,13 @@ mod tests {
         ];
         assert_eq!(props(&lost), [Property::RetainedDurable]);
         let mut cleared = lost.clone();
-        cleared.insert(1, Observation::Cleared { id: 5 });
+        cleared.insert(
+            1,
+            Observation::Cleared {
+                id: 5,
+                publish_time: 0,
+            },
+        );
         assert_eq!(check(&cleared), vec![]);
         let expired = vec![
             activated(1, (1, 8), 0, &[(5, 2 * SLACK)]),
@@ -638,6 +665,7 @@ mod tests {
                 inc: 0,
                 ring: (1, 8),
                 id: 7,
+                publish_time: 0,
                 priority: 1,
                 patterns: vec![],
                 expires: Some(far),

@@ -121,6 +121,8 @@ pub struct EvtDefects {
 pub struct RetainedInfo {
     /// Its id.
     pub id: u64,
+    /// When it was published (with the id, its identity).
+    pub publish_time: u64,
     /// When it expires at the latest (`u64::MAX`: never).
     pub expires: u64,
 }
@@ -141,8 +143,8 @@ pub trait Observer: Send {
         retained: Vec<RetainedInfo>,
     );
 
-    /// Node `node` applied a clear of `event`.
-    fn cleared(&mut self, _node: u32, _event: u64) {}
+    /// Node `node` applied a clear of event `(id, publish time)`.
+    fn cleared(&mut self, _node: u32, _event: (u64, u64)) {}
 }
 
 /// An event as held and delivered.
@@ -153,7 +155,16 @@ struct Event {
     data: Bytes,
 }
 
+/// An event's identity: (id, publish time). Ids are unique but for a restarted node that
+/// rejoins a partition which never saw its last ids (see the module doc); the publish time
+/// tells such events apart.
+type Ek = (u64, u64);
+
 impl Event {
+    fn ek(&self) -> Ek {
+        (self.header.id, self.header.publish_time)
+    }
+
     fn expires(&self) -> u64 {
         if self.header.retention >= TIME_END {
             u64::MAX
@@ -170,7 +181,7 @@ impl Event {
 struct Channel {
     /// Opens per node.
     opens: BTreeMap<u32, u32>,
-    retained: BTreeMap<u64, Arc<Event>>,
+    retained: BTreeMap<Ek, Arc<Event>>,
 }
 
 impl Channel {
@@ -183,7 +194,7 @@ impl Channel {
 struct Sub {
     filters: Vec<Filter>,
     /// Retained events delivered, queued or lost to it (see the module doc, "had").
-    had: BTreeSet<u64>,
+    had: BTreeSet<Ek>,
 }
 
 /// An open channel of a connection.
@@ -243,8 +254,8 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Summary {
     channels: Vec<(ChannelKey, u32)>,
-    retained: BTreeSet<u64>,
-    cleared: Vec<(u64, u64)>,
+    retained: BTreeSet<Ek>,
+    cleared: Vec<(Ek, u64)>,
     counters: Vec<(u32, u32)>,
 }
 
@@ -253,7 +264,7 @@ struct SyncState {
     ring: RingId,
     summaries: BTreeMap<u32, Summary>,
     events_sent: bool,
-    incoming: BTreeMap<u64, Arc<Event>>,
+    incoming: BTreeMap<Ek, Arc<Event>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -275,7 +286,7 @@ pub struct Evt {
     defects: EvtDefects,
     channels: BTreeMap<ChannelKey, Channel>,
     /// Cleared event ids with when they would have expired.
-    cleared: BTreeMap<u64, u64>,
+    cleared: BTreeMap<Ek, u64>,
     /// The highest event counter seen of each node.
     seen: BTreeMap<u32, u32>,
     next_counter: u32,
@@ -289,6 +300,8 @@ pub struct Evt {
     next_tag: u64,
     /// Closes to send when the sync activates.
     deferred: Vec<ChannelKey>,
+    /// Publishes delivered during a sync for a channel this node did not know yet.
+    early: Vec<Arc<Event>>,
     next_expiry: u64,
     observer: Option<Box<dyn Observer>>,
     counters: Counters,
@@ -363,6 +376,7 @@ impl Evt {
             pending: BTreeMap::new(),
             next_tag: 1,
             deferred: Vec::new(),
+            early: Vec::new(),
             next_expiry: 0,
             observer: None,
             counters: Counters::default(),
@@ -376,9 +390,9 @@ impl Evt {
         self
     }
 
-    /// The ids of the events retained at this node, in order.
-    pub fn retained(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self
+    /// The events retained at this node, (id, publish time), in order.
+    pub fn retained(&self) -> Vec<(u64, u64)> {
+        let mut ids: Vec<Ek> = self
             .channels
             .values()
             .flat_map(|c| c.retained.keys().copied())
@@ -550,7 +564,7 @@ impl Evt {
                 if !matches(&s.filters, &event.header.patterns) {
                     continue;
                 }
-                if (retained || redelivery) && !s.had.insert(event.header.id) {
+                if (retained || redelivery) && !s.had.insert(event.ek()) {
                     continue;
                 }
                 items.push((
@@ -569,7 +583,7 @@ impl Evt {
     }
 
     /// Forgets, in the subscriptions, events no longer retained.
-    fn forget_had(&mut self, gone: &BTreeSet<u64>) {
+    fn forget_had(&mut self, gone: &BTreeSet<Ek>) {
         if gone.is_empty() {
             return;
         }
@@ -686,7 +700,7 @@ impl Evt {
                 if let Some(c) = self.channels.get(&key) {
                     for e in c.retained.values() {
                         if matches(&filters, &e.header.patterns) {
-                            had.insert(e.header.id);
+                            had.insert(e.ek());
                             items.push(Item {
                                 channel,
                                 sub: subscription,
@@ -723,7 +737,7 @@ impl Evt {
                 if !self
                     .channels
                     .get(&key)
-                    .is_some_and(|c| c.retained.contains_key(&event))
+                    .is_some_and(|c| c.retained.keys().any(|k| k.0 == event))
                 {
                     return Err(AisError::NotExist);
                 }
@@ -922,18 +936,27 @@ impl Evt {
                 Ok(key)
             }
             Change::Clear { key, event } => {
-                let Some(e) = self
-                    .channels
-                    .get_mut(&key)
-                    .and_then(|c| c.retained.remove(&event))
-                else {
+                let Some(c) = self.channels.get_mut(&key) else {
                     return Err(AisError::NotExist);
                 };
-                self.cleared.insert(event, e.expires());
-                self.forget_had(&BTreeSet::from([event]));
-                if let Some(o) = &mut self.observer {
-                    o.cleared(cx.node().0, event);
+                let gone: BTreeSet<Ek> = c
+                    .retained
+                    .keys()
+                    .filter(|k| k.0 == event)
+                    .copied()
+                    .collect();
+                if gone.is_empty() {
+                    return Err(AisError::NotExist);
                 }
+                for k in &gone {
+                    if let Some(e) = c.retained.remove(k) {
+                        self.cleared.insert(*k, e.expires());
+                    }
+                    if let Some(o) = &mut self.observer {
+                        o.cleared(cx.node().0, *k);
+                    }
+                }
+                self.forget_had(&gone);
                 Ok(key)
             }
         }
@@ -962,12 +985,24 @@ impl Evt {
         }
         self.see(header.id);
         let retained_count = self.retained_count();
+        if !self.synced && !self.channels.contains_key(&key) {
+            // This node learns the channel in the sync under way (it joined, or restarted):
+            // the event is kept until the sync activates, as the other members keep it.
+            if self.early.iter().all(|e| e.header.id != header.id) {
+                let event = Arc::new(Event { key, header, data });
+                if let Some(o) = &mut self.observer {
+                    o.published(cx.node().0, cx.ring(), &event.key, &event.header);
+                }
+                self.early.push(event);
+            }
+            return Ok(());
+        }
         let Some(c) = self.channels.get_mut(&key) else {
             // Unlinked and closed everywhere while the event travelled.
             self.counters.no_channel += 1;
             return Ok(());
         };
-        if c.retained.contains_key(&header.id) {
+        if c.retained.contains_key(&(header.id, header.publish_time)) {
             // Learnt already in a sync.
             return Ok(());
         }
@@ -975,11 +1010,11 @@ impl Evt {
         let event = Arc::new(Event { key, header, data });
         let now = cx.now();
         if event.header.retention > 0
-            && !self.cleared.contains_key(&event.header.id)
+            && !self.cleared.contains_key(&event.ek())
             && event.expires() > now
             && retained_count < max_retained as usize
         {
-            c.retained.insert(event.header.id, Arc::clone(&event));
+            c.retained.insert(event.ek(), Arc::clone(&event));
             self.next_expiry = self.next_expiry.min(event.expires());
         }
         if let Some(o) = &mut self.observer {
@@ -1023,7 +1058,7 @@ impl Evt {
             } => {
                 self.counters.sync_events += 1;
                 sync.incoming
-                    .entry(header.id)
+                    .entry((header.id, header.publish_time))
                     .or_insert_with(|| Arc::new(Event { key, header, data }));
             }
             _ => {}
@@ -1035,8 +1070,11 @@ impl Evt {
         let me = cx.node().0;
         let members: Vec<u32> = cx.members().iter().map(|m| m.0).collect();
         let mut out = Vec::new();
-        for c in self.channels.values() {
-            for (id, e) in &c.retained {
+        let early = self.early.iter().filter(|e| e.header.retention > 0);
+        let held = self.channels.values().flat_map(|c| c.retained.values());
+        {
+            for e in held.chain(early) {
+                let id = &e.ek();
                 let holders: Vec<u32> = members
                     .iter()
                     .copied()
@@ -1100,7 +1138,7 @@ impl Evt {
             }
         }
         table.retain(|k, c| k.unlinked == 0 || c.open_count() > 0);
-        let before: BTreeSet<u64> = self.retained().into_iter().collect();
+        let before: BTreeSet<Ek> = self.retained().into_iter().collect();
         let old = std::mem::take(&mut self.channels);
         let mut events: Vec<Arc<Event>> = old
             .into_values()
@@ -1109,10 +1147,13 @@ impl Evt {
         if !self.defects.forget_merged {
             events.extend(incoming.into_values());
         }
+        let early = std::mem::take(&mut self.early);
+        let early_ids: BTreeSet<Ek> = early.iter().map(|e| e.ek()).collect();
+        events.extend(early.iter().filter(|e| e.header.retention > 0).cloned());
         let cleared = &self.cleared;
         let mut learnt = Vec::new();
         for e in events {
-            let id = e.header.id;
+            let id = e.ek();
             if cleared.contains_key(&id) || e.expires() <= now {
                 continue;
             }
@@ -1122,7 +1163,7 @@ impl Evt {
             if c.retained.contains_key(&id) {
                 continue;
             }
-            if !before.contains(&id) {
+            if !before.contains(&id) && !early_ids.contains(&id) {
                 learnt.push(Arc::clone(&e));
             }
             c.retained.insert(id, e);
@@ -1130,14 +1171,17 @@ impl Evt {
         self.counters.merged += learnt.len() as u64;
         self.channels = table;
         self.next_expiry = 0;
-        let after: BTreeSet<u64> = self.retained().into_iter().collect();
-        let gone: BTreeSet<u64> = before.difference(&after).copied().collect();
+        let after: BTreeSet<Ek> = self.retained().into_iter().collect();
+        let gone: BTreeSet<Ek> = before.difference(&after).copied().collect();
         self.forget_had(&gone);
         // Handles of channels that disappeared stay open on an empty channel; so does the
         // table (the opens this node reported keep it).
         learnt.sort_by_key(|e| e.header.id);
         for e in &learnt {
             self.deliver_local(cx, e, true);
+        }
+        for e in &early {
+            self.deliver_local(cx, e, false);
         }
         self.synced = true;
         for key in std::mem::take(&mut self.deferred) {
@@ -1150,6 +1194,7 @@ impl Evt {
                 .flat_map(|c| c.retained.values())
                 .map(|e| RetainedInfo {
                     id: e.header.id,
+                    publish_time: e.header.publish_time,
                     expires: e.expires(),
                 })
                 .collect();
@@ -1277,7 +1322,16 @@ impl Service for Evt {
             rep: ring.rep.0,
             seq: ring.seq,
             channels,
-            retained: self.retained(),
+            retained: self
+                .retained()
+                .into_iter()
+                .chain(
+                    self.early
+                        .iter()
+                        .filter(|e| e.header.retention > 0)
+                        .map(|e| e.ek()),
+                )
+                .collect(),
             cleared: self.cleared.iter().map(|(k, v)| (*k, *v)).collect(),
             counters: self.seen.iter().map(|(k, v)| (*k, *v)).collect(),
         };
