@@ -19,6 +19,7 @@ use ais_core::exec::ExecCore;
 use ais_core::exec::Service;
 use ais_core::services::ckpt::Ckpt;
 use ais_core::services::clm::{Clm, ClmConfig};
+use ais_core::services::evt::Evt;
 use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
 use clap::Parser;
@@ -247,6 +248,12 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         }
     );
     services.push(Box::new(Ckpt::new(ckpt)));
+    let evt = config.evt_config();
+    info!(
+        "evt: up to {} channels and {} retained events; {} deliveries in flight and {} queued per client",
+        evt.max_channels, evt.max_retained, evt.delivery_window, evt.delivery_queue
+    );
+    services.push(Box::new(Evt::new(evt)));
     let core = ExecCore::new(totem_dpdk::NodeId(nodeid), services);
     let keys = KeyStore {
         path: config.totem.keyfile.clone(),

@@ -526,3 +526,38 @@ fn ckpt_settings_have_defaults_and_named_mistakes() {
     );
     assert!(e.to_string().contains("[quorum]"), "{e}");
 }
+
+#[test]
+fn evt_settings_have_defaults_and_named_mistakes() {
+    let c = Config::from_str(GOOD, "c.toml").unwrap().evt_config();
+    assert_eq!(c, ais_core::services::evt::EvtConfig::default());
+    let set = format!(
+        "{GOOD}\n[evt]\nmax_channels = 8\nmax_retained = 9\nmax_subscriptions = 10\ndelivery_window = 11\ndelivery_queue = 0\n"
+    );
+    let c = Config::from_str(&set, "c.toml").unwrap().evt_config();
+    assert_eq!(
+        (
+            c.max_channels,
+            c.max_retained,
+            c.max_subscriptions,
+            c.delivery_window,
+            c.delivery_queue
+        ),
+        (8, 9, 10, 11, 0)
+    );
+    let at = GOOD.lines().count() as u32 + 2;
+    for key in ["max_channels", "max_subscriptions", "delivery_window"] {
+        let e = mistake(
+            &format!("{GOOD}\n[evt]\n{key} = 0\n"),
+            at + 1,
+            &format!("evt.{key}"),
+        );
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+    let e = mistake(
+        &format!("{GOOD}\n[evt]\nmax_chanels = 3\n"),
+        at + 1,
+        "evt.max_chanels",
+    );
+    assert!(!e.to_string().is_empty());
+}

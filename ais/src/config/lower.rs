@@ -31,6 +31,17 @@ impl Config {
         }
     }
 
+    /// The event service's settings (`[evt]`).
+    pub fn evt_config(&self) -> ais_core::services::evt::EvtConfig {
+        ais_core::services::evt::EvtConfig {
+            max_channels: self.evt.max_channels,
+            max_retained: self.evt.max_retained,
+            max_subscriptions: self.evt.max_subscriptions,
+            delivery_window: self.evt.delivery_window,
+            delivery_queue: self.evt.delivery_queue,
+        }
+    }
+
     /// How Totem frames are protected (`totem.secauth` and `totem.crypto_cipher`); when it
     /// [needs a key](FrameProtection::needs_key), the executive reads `totem.keyfile` with
     /// [`crate::keyfile::read`].

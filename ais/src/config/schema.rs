@@ -39,6 +39,9 @@ pub struct Config {
     /// Checkpoints (`[ckpt]`).
     #[serde(default)]
     pub ckpt: Ckpt,
+    /// Events (`[evt]`).
+    #[serde(default)]
+    pub evt: Evt,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     pub(super) source: Source,
@@ -410,6 +413,44 @@ impl Default for Ckpt {
     }
 }
 
+/// The `[evt]` table: the event service's limits (every node should have the same; the
+/// sender's channel and retention limits decide for the cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evt {
+    /// Most channels in the cluster, linked and unlinked (default 1024): a create past it is
+    /// `SA_AIS_ERR_NO_RESOURCES`.
+    #[serde(default = "defaults::evt_max_channels")]
+    pub max_channels: u32,
+    /// Most retained events in the cluster (default 4096): a publish with a retention time
+    /// past it is `SA_AIS_ERR_NO_RESOURCES`.
+    #[serde(default = "defaults::evt_max_retained")]
+    pub max_retained: u32,
+    /// Most subscriptions of one client connection (default 1024; `SA_AIS_ERR_NO_RESOURCES`
+    /// past it).
+    #[serde(default = "defaults::evt_max_subscriptions")]
+    pub max_subscriptions: u32,
+    /// Deliveries sent to a client and not yet read, at most (default 256).
+    #[serde(default = "defaults::evt_delivery_window")]
+    pub delivery_window: u32,
+    /// Deliveries queued for a client beyond its window (default 1000); past it the client's
+    /// subscriptions are sent lost-event notifications instead.
+    #[serde(default = "defaults::evt_delivery_queue")]
+    pub delivery_queue: u32,
+}
+
+impl Default for Evt {
+    fn default() -> Evt {
+        Evt {
+            max_channels: defaults::evt_max_channels(),
+            max_retained: defaults::evt_max_retained(),
+            max_subscriptions: defaults::evt_max_subscriptions(),
+            delivery_window: defaults::evt_delivery_window(),
+            delivery_queue: defaults::evt_delivery_queue(),
+        }
+    }
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -453,6 +494,26 @@ mod defaults {
 
     pub(super) fn ckpt_max_memory_mb() -> u64 {
         512
+    }
+
+    pub(super) fn evt_max_channels() -> u32 {
+        1024
+    }
+
+    pub(super) fn evt_max_retained() -> u32 {
+        4096
+    }
+
+    pub(super) fn evt_max_subscriptions() -> u32 {
+        1024
+    }
+
+    pub(super) fn evt_delivery_window() -> u32 {
+        256
+    }
+
+    pub(super) fn evt_delivery_queue() -> u32 {
+        1000
     }
 
     pub(super) fn eal_args() -> Vec<String> {

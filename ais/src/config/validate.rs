@@ -54,6 +54,7 @@ impl Config {
         self.validate_crypto()?;
         self.validate_quorum()?;
         self.validate_ckpt()?;
+        self.validate_evt()?;
         self.validate_timers()?;
         self.validate_flow_control()?;
         match t.transport {
@@ -115,6 +116,28 @@ impl Config {
                 "writes_need_quorum needs a [quorum] table (without one every partition \
                  counts as quorate, so nothing would ever be refused)",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_evt(&self) -> Result<(), ConfigError> {
+        let e = &self.evt;
+        for (field, value, what) in [
+            ("evt.max_channels", e.max_channels, "channels"),
+            (
+                "evt.max_subscriptions",
+                e.max_subscriptions,
+                "subscriptions of one client",
+            ),
+            (
+                "evt.delivery_window",
+                e.delivery_window,
+                "deliveries in flight to one client",
+            ),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(field, format!("must be at least 1 ({what})")));
+            }
         }
         Ok(())
     }
