@@ -1,5 +1,5 @@
 //! Arbitrary messages from other nodes, and configuration changes, into an executive core with
-//! CPG, EVS, CLM, the key service and quorum.
+//! CPG, EVS, CLM, the key service, quorum, CKPT and EVT.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -12,8 +12,10 @@ use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 use super::{Effect, ExecCore};
 use crate::services::ckpt::{Ckpt, CkptConfig};
 use crate::services::clm::{Clm, ClmConfig};
+use crate::services::evt::{Evt, EvtConfig};
 use crate::services::quorum::{Quorum, QuorumConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
+use ais_proto::evt;
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
 use ais_proto::{admin, ckpt, clm, cpg, evs, quorum};
 
@@ -33,16 +35,19 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Request<clm::Request>>(&frame);
     round_trip::<Request<quorum::Request>>(&frame);
     round_trip::<Request<ckpt::Request>>(&frame);
+    round_trip::<Request<evt::Request>>(&frame);
     round_trip::<Reply<cpg::Response>>(&frame);
     round_trip::<Reply<evs::Response>>(&frame);
     round_trip::<Reply<clm::Response>>(&frame);
     round_trip::<Reply<quorum::Response>>(&frame);
     round_trip::<Reply<ckpt::Response>>(&frame);
+    round_trip::<Reply<evt::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
     round_trip::<clm::Callback>(&frame);
     round_trip::<quorum::Callback>(&frame);
     round_trip::<ckpt::Callback>(&frame);
+    round_trip::<evt::Callback>(&frame);
     // The ring messages' codecs, on the same bytes.
     round_trip::<cpg::RingMessage>(&frame);
     round_trip::<evs::RingMessage>(&frame);
@@ -50,6 +55,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<clm::RingMessage>(&frame);
     round_trip::<quorum::RingMessage>(&frame);
     round_trip::<ckpt::RingMessage>(&frame);
+    round_trip::<evt::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
@@ -60,6 +66,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
             Box::new(Keys::new(None)),
             Box::new(Quorum::new(QUORUM)),
             Box::new(Ckpt::new(CkptConfig::default())),
+            Box::new(Evt::new(EvtConfig::default())),
         ],
     );
     for (conn, service) in [
@@ -69,6 +76,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (4, clm::ClmProtocol::ID),
         (5, quorum::QuorumProtocol::ID),
         (6, ckpt::CkptProtocol::ID),
+        (7, evt::EvtProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -146,6 +154,7 @@ fn run_deliveries(data: &[u8]) -> usize {
             Box::new(Keys::new(Some(key))),
             Box::new(Quorum::new(QUORUM)),
             Box::new(Ckpt::new(CkptConfig::default())),
+            Box::new(Evt::new(EvtConfig::default())),
         ],
     );
     let mut no = 0u64;
@@ -204,6 +213,19 @@ fn run_deliveries(data: &[u8]) -> usize {
             }),
         },
     );
+    // An EVT client with channel "f" open and subscribed to everything, so publishes from
+    // other nodes find a subscriber.
+    core.connected(4, 400);
+    hello(&mut core, 4, evt::EvtProtocol::ID);
+    core.request_value(
+        4,
+        2,
+        &evt::Request::Open {
+            name: Bytes::from_static(b"f"),
+            flags: evt::OPEN_CREATE | evt::OPEN_PUBLISHER | evt::OPEN_SUBSCRIBER,
+        },
+    );
+    let mut subscribed = false;
     let mut rest = data;
     loop {
         // Take every effect; accept every submit and deliver it back (our own messages).
@@ -248,6 +270,20 @@ fn run_deliveries(data: &[u8]) -> usize {
                 kind: DeliveryKind::Agreed,
                 payload: msg,
             }));
+        }
+        if !subscribed && core.is_idle() {
+            // The open was answered with handle 1 once the first sync ran.
+            subscribed = true;
+            core.request_value(
+                4,
+                3,
+                &evt::Request::Subscribe {
+                    channel: 1,
+                    subscription: 1,
+                    filters: Vec::new(),
+                },
+            );
+            continue;
         }
         let [sender, len, tail @ ..] = rest else {
             return delivered;
