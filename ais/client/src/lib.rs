@@ -68,6 +68,7 @@ pub mod ckpt;
 pub mod clm;
 pub mod cpg;
 pub mod evs;
+pub mod evt;
 pub mod quorum;
 
 use std::collections::VecDeque;
