@@ -18,6 +18,7 @@ macro_rules! say {
 
 mod ckpt;
 mod demo;
+mod evt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ use ais_client::{self as client, Admin, CpgAddress, Guarantee, Reason};
 use anyhow::{Context, bail};
 use ckpt::{CkptCommand, ckpt_command};
 use clap::{Parser, Subcommand};
+use evt::{EvtCommand, evt_command};
 
 /// Inspect and drive a running aisexec, or run the demo.
 ///
@@ -49,6 +51,9 @@ use clap::{Parser, Subcommand};
 ///   aisctl ckpt write app-state --create --data "v=1"   # create it (one section), write
 ///   aisctl ckpt read app-state           # its bytes to standard output
 ///   aisctl ckpt show app-state           # attributes and every section
+///   aisctl evt subscribe alarms          # print the events published on "alarms"
+///   aisctl evt publish alarms --pattern disk --data full
+///   aisctl evt ls                        # channels: opens, retained events
 ///   aisctl rekey                         # new cluster key epoch, online
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -90,6 +95,9 @@ enum Command {
     /// write, unlink.
     #[command(subcommand)]
     Ckpt(CkptCommand),
+    /// Events (SA Forum EVT): channels, publish, subscribe.
+    #[command(subcommand)]
+    Evt(EvtCommand),
     /// Replace the cluster's frame key online: a new key epoch goes through the ring
     /// (encrypted under the current key), every member switches at the same point and
     /// rewrites its key file. No membership change, no message lost.
@@ -221,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             quorum_status(&socket_path(&cli)?, *json)
         }
         Command::Ckpt(c) => ckpt_command(&socket_path(&cli)?, c),
+        Command::Evt(c) => evt_command(&socket_path(&cli)?, c),
         Command::Cpg(CpgCommand::List { json }) => cpg_list(&socket_path(&cli)?, *json),
         Command::Cpg(CpgCommand::Watch {
             group,
