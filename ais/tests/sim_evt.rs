@@ -208,7 +208,7 @@ impl EvtApp {
             return;
         }
         let mut op = self.next;
-        if op == Op::Publish && rng.next_u32() % 20 == 0 && !self.retained.is_empty() {
+        if op == Op::Publish && rng.next_u32().is_multiple_of(20) && !self.retained.is_empty() {
             let i = rng.next_u32() as usize % self.retained.len();
             op = Op::Clear(self.retained.swap_remove(i));
         }
@@ -230,7 +230,7 @@ impl EvtApp {
                     1 => 2 * SEC,
                     _ => 0,
                 };
-                let pattern = if (r >> 8) % 2 == 0 { "a" } else { "b" };
+                let pattern = if (r >> 8).is_multiple_of(2) { "a" } else { "b" };
                 Request::Publish {
                     channel,
                     header: EventHeader {
@@ -375,7 +375,7 @@ impl App for EvtApp {
         self.now = now;
         self.core.tick(now.as_nanos());
         self.effects();
-        if now < self.stop_at && now >= self.slow_until && rng.next_u32() % 40 == 0 {
+        if now < self.stop_at && now >= self.slow_until && rng.next_u32().is_multiple_of(40) {
             self.slow_until = now + Duration::from_millis(300);
         }
         self.ack();
