@@ -8,7 +8,7 @@
 //! (its type parameter: [`CpgProtocol`], [`EvsProtocol`], [`ClmProtocol`],
 //! [`QuorumProtocol`], [`CkptProtocol`](ais_proto::ckpt::CkptProtocol) or [`AdminProtocol`]),
 //! announced when it is made. The service wrappers [`cpg::Cpg`], [`evs::Evs`],
-//! [`clm::Clm`], [`quorum::Quorum`] and [`ckpt::Ckpt`] own one each. Like corosync's
+//! [`clm::Clm`], [`quorum::Quorum`], [`ckpt::Ckpt`] and [`evt::Evt`] own one each. Like corosync's
 //! `libcpg`, the library is synchronous and has no thread of its own:
 //!
 //! - **One request at a time.** [`Connection::call`] sends a request and blocks until the

@@ -1,7 +1,7 @@
 //! The protocols of the AIS layer: client ⇄ executive IPC (the framing and what every service
 //! shares, [`ipc`]), the executive's messages on the Totem ring (their header and the sync
 //! barrier, [`ring`]), one module per service with its requests, answers, callbacks and ring
-//! messages ([`cpg`], [`evs`], [`clm`], [`quorum`], [`ckpt`], [`admin`]), the shared byte codec
+//! messages ([`cpg`], [`evs`], [`clm`], [`quorum`], [`ckpt`], [`evt`], [`admin`]), the shared byte codec
 //! ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket itself is a Unix
 //! SEQPACKET socket (`dataplane::unix`): one packet per datagram, peer credentials checked at
 //! accept.

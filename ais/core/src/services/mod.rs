@@ -1,7 +1,7 @@
 //! The AIS services run by the executive ([`crate::exec::Service`]): [`cpg`] (closed process
 //! groups), [`evs`] (extended virtual synchrony groups), [`clm`] (cluster membership),
-//! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints) and [`keys`] (online rekeying of the frame
-//! key).
+//! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints), [`evt`] (events) and [`keys`] (online
+//! rekeying of the frame key).
 
 pub mod ckpt;
 pub mod clm;
