@@ -18,6 +18,7 @@ pub mod ckpt;
 pub mod ckptload;
 pub mod corosync;
 pub mod cpgload;
+pub mod evt;
 pub mod failover;
 pub mod load;
 pub mod measure;

@@ -27,6 +27,10 @@ enum Command {
     /// write latency against CPG self-delivery latency at the same load, with the CKPT
     /// issue's targets.
     Ckpt(bench::ckpt::Args),
+    /// Event publish to every subscriber beside CPG on the same cluster in the same run:
+    /// events/s delivered and latency with filters that match, publishes/s with filters
+    /// that do not, against CPG msgs/s, with the EVT issue's target.
+    Evt(bench::evt::Args),
     /// Failover time: SIGKILL one node under load at a random time, measure at each survivor
     /// the time until the new membership is delivered; repeated.
     Failover(bench::failover::Args),
@@ -148,6 +152,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Throughput(args) => bench::throughput::run(&args),
         Command::Raw(args) => bench::raw::run(&args),
         Command::Ckpt(args) => bench::ckpt::run(&args),
+        Command::Evt(args) => bench::evt::run(&args),
         Command::CkptLoad(args) => bench::ckptload::run(&args),
         Command::Failover(args) => bench::failover::run(&args),
         Command::CpgLoad(args) => bench::cpgload::run(&args),
