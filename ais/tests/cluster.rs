@@ -107,7 +107,17 @@ fn assert_same_order(orders: &[Vec<(u32, u32)>], expect: usize) {
 fn watchers(c: &Cluster, n: usize) -> Vec<Cpg> {
     let mut watchers: Vec<Cpg> = (0..n).map(|i| c.cpg(i)).collect();
     for w in &mut watchers {
-        w.join(GROUP).expect("join");
+        // A join right after the ring formed may meet the services' sync messages in a
+        // one-message send queue: TRY_AGAIN, retried as a client does.
+        let deadline = Instant::now() + LONG;
+        loop {
+            match w.join(GROUP) {
+                Err(e) if e.is_try_again() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                r => break r.expect("join"),
+            }
+        }
     }
     for w in &mut watchers {
         wait_confchg(w, LONG, members(n));
