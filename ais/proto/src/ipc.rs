@@ -99,6 +99,12 @@ pub enum AisError {
     TooBig,
     /// `SA_AIS_ERR_NO_SECTIONS`: an iteration is past its last section.
     NoSections,
+    /// `SA_AIS_ERR_BUSY`: in use (a message queue open by another process).
+    Busy,
+    /// `SA_AIS_ERR_QUEUE_FULL`: the message queue's priority area has no room.
+    QueueFull,
+    /// `SA_AIS_ERR_QUEUE_NOT_AVAILABLE`: no queue can take the message.
+    QueueNotAvailable,
     /// A code this build does not know (a newer executive): kept as received.
     Unknown(u32),
 }
@@ -126,6 +132,9 @@ impl AisError {
             AisError::BadFlags => 25,
             AisError::TooBig => 26,
             AisError::NoSections => 27,
+            AisError::Busy => 10,
+            AisError::QueueFull => 23,
+            AisError::QueueNotAvailable => 24,
             AisError::Unknown(code) => code,
         }
     }
@@ -153,6 +162,9 @@ impl AisError {
             25 => AisError::BadFlags,
             26 => AisError::TooBig,
             27 => AisError::NoSections,
+            10 => AisError::Busy,
+            23 => AisError::QueueFull,
+            24 => AisError::QueueNotAvailable,
             other => AisError::Unknown(other),
         }
     }
@@ -180,6 +192,9 @@ impl AisError {
             AisError::BadFlags => "SA_AIS_ERR_BAD_FLAGS",
             AisError::TooBig => "SA_AIS_ERR_TOO_BIG",
             AisError::NoSections => "SA_AIS_ERR_NO_SECTIONS",
+            AisError::Busy => "SA_AIS_ERR_BUSY",
+            AisError::QueueFull => "SA_AIS_ERR_QUEUE_FULL",
+            AisError::QueueNotAvailable => "SA_AIS_ERR_QUEUE_NOT_AVAILABLE",
             AisError::Unknown(_) => "SA_AIS_ERR_UNKNOWN",
         }
     }
@@ -826,6 +841,9 @@ mod tests {
             AisError::BadHandle,
             AisError::NoResources,
             AisError::NoSections,
+            AisError::Busy,
+            AisError::QueueFull,
+            AisError::QueueNotAvailable,
             AisError::Unknown(999),
         ] {
             assert_eq!(AisError::from_code(e.code()), e);

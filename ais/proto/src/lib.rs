@@ -22,5 +22,6 @@ pub mod cpg;
 pub mod evs;
 pub mod evt;
 pub mod ipc;
+pub mod msg;
 pub mod quorum;
 pub mod ring;
