@@ -8,6 +8,7 @@ pub mod clm;
 pub mod cpg;
 pub mod evs;
 pub mod keys;
+pub mod msg;
 pub mod quorum;
 
 use totem_dpdk::DeliveryKind;

@@ -1,0 +1,593 @@
+//! The replicated queues of MSG: what every node holds, how a delivered update changes it
+//! ([`Queues::apply`], the same outcome at every node), and how copies of a queue from two
+//! partitions are merged after a heal ([`merge`]).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use totem_dpdk::RingId;
+
+use ais_proto::ipc::AisError;
+use ais_proto::msg::{
+    Attributes, Limits, MsgKey, OPEN_EMPTY, Opener, PRIORITIES, QUEUE_PERSISTENT, QueueId, Status,
+    Stored, Update, Usage,
+};
+
+/// Most keys of taken messages a queue remembers (the merge drops a message another
+/// partition took only while its key is remembered).
+pub const MAX_TAKEN: usize = 4096;
+/// Most deleted queues remembered (a copy of one of them from another partition is dropped).
+pub const MAX_DELETED: usize = 1024;
+
+/// FNV-1a over `bytes`, from `h`.
+pub fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// One queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// Its identity.
+    pub id: QueueId,
+    /// Its name.
+    pub name: Bytes,
+    /// Its creation attributes.
+    pub attrs: Attributes,
+    /// Unlinked: it goes at its close.
+    pub unlinked: bool,
+    /// Its opener, if open.
+    pub opener: Option<Opener>,
+    /// The messages of each priority area, oldest first.
+    pub areas: [VecDeque<Stored>; PRIORITIES],
+    /// Keys of the messages taken (most recent last).
+    pub taken: VecDeque<MsgKey>,
+    /// Closes so far (the retention timer's epoch).
+    pub close_epoch: u64,
+    /// When it was last closed (the closer's clock).
+    pub close_time: u64,
+    /// Digest of every change applied to it.
+    pub history: u64,
+}
+
+impl Queue {
+    fn new(id: QueueId, name: Bytes, attrs: Attributes) -> Queue {
+        Queue {
+            id,
+            name,
+            attrs,
+            unlinked: false,
+            opener: None,
+            areas: Default::default(),
+            taken: VecDeque::new(),
+            close_epoch: 0,
+            close_time: 0,
+            history: fnv(0xcbf2_9ce4_8422_2325, &id.seq.to_le_bytes()),
+        }
+    }
+
+    /// Bytes held by priority area `p`.
+    pub fn used(&self, p: usize) -> u64 {
+        self.areas[p].iter().map(|m| m.body.data.len() as u64).sum()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        (0..PRIORITIES).map(|p| self.used(p)).sum()
+    }
+
+    /// Messages held.
+    pub fn len(&self) -> usize {
+        self.areas.iter().map(VecDeque::len).sum()
+    }
+
+    /// Holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.areas.iter().all(VecDeque::is_empty)
+    }
+
+    /// Persistent (lives until unlinked).
+    pub fn persistent(&self) -> bool {
+        self.attrs.creation_flags & QUEUE_PERSISTENT != 0
+    }
+
+    /// Its status.
+    pub fn status(&self) -> Status {
+        let mut usage = [Usage::default(); PRIORITIES];
+        for (p, u) in usage.iter_mut().enumerate() {
+            *u = Usage {
+                size: self.attrs.size[p],
+                used: self.used(p),
+                messages: self.areas[p].len() as u32,
+            };
+        }
+        Status {
+            creation_flags: self.attrs.creation_flags,
+            retention_time: self.attrs.retention_time,
+            close_time: if self.opener.is_some() {
+                0
+            } else {
+                self.close_time
+            },
+            open: self.opener.is_some(),
+            usage,
+        }
+    }
+
+    fn remember_taken(&mut self, key: MsgKey) {
+        self.taken.push_back(key);
+        while self.taken.len() > MAX_TAKEN {
+            self.taken.pop_front();
+        }
+    }
+}
+
+/// What an applied update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The queue was opened (created if new).
+    Opened(QueueId),
+    /// A message went into the queue, whose opener (if any) is this.
+    Sent {
+        /// The queue.
+        queue: QueueId,
+        /// Its opener.
+        opener: Option<Opener>,
+    },
+    /// The head message was taken.
+    Taken(Stored),
+    /// The queue holds no message to take.
+    Empty,
+    /// The queue is gone.
+    Deleted(QueueId),
+    /// Done.
+    Done,
+}
+
+/// Every queue a node holds.
+#[derive(Debug, Clone, Default)]
+pub struct Queues {
+    /// By identity.
+    pub by_id: BTreeMap<QueueId, Queue>,
+    /// Linked names.
+    pub names: BTreeMap<Bytes, QueueId>,
+    /// Queues deleted (most recent last).
+    pub deleted: VecDeque<QueueId>,
+    /// Queues created in the current ring (the next one's number).
+    pub created: u32,
+    /// The ring `created` counts in.
+    pub created_in: (u32, u64),
+}
+
+impl Queues {
+    /// Message bytes of all queues.
+    pub fn memory(&self) -> u64 {
+        self.by_id.values().map(Queue::bytes).sum()
+    }
+
+    /// The linked queue named `name`.
+    pub fn named(&self, name: &[u8]) -> Option<&Queue> {
+        self.names.get(name).and_then(|id| self.by_id.get(id))
+    }
+
+    fn delete(&mut self, id: QueueId) {
+        if let Some(q) = self.by_id.remove(&id)
+            && self.names.get(&q.name) == Some(&id)
+        {
+            self.names.remove(&q.name);
+        }
+        self.deleted.push_back(id);
+        while self.deleted.len() > MAX_DELETED {
+            self.deleted.pop_front();
+        }
+    }
+
+    /// Applies `update` from `sender` (its `key` names a message it sends), delivered in
+    /// `ring`.
+    ///
+    /// # Errors
+    /// The specified error of the call, the same at every node.
+    pub fn apply(
+        &mut self,
+        ring: RingId,
+        sender: u32,
+        limits: Limits,
+        time: u64,
+        key: MsgKey,
+        update: &Update,
+    ) -> Result<Applied, AisError> {
+        let digest = fnv(
+            fnv(0xcbf2_9ce4_8422_2325, &key.seq.to_le_bytes()),
+            &[
+                key.node.to_le_bytes(),
+                key.rep.to_le_bytes(),
+                (key.tag as u32).to_le_bytes(),
+                ((key.tag >> 32) as u32).to_le_bytes(),
+            ]
+            .concat(),
+        );
+        let touched = match update {
+            Update::Open {
+                name,
+                attributes,
+                flags,
+                conn,
+            } => {
+                let opener = Opener {
+                    node: sender,
+                    conn: *conn,
+                    flags: *flags,
+                };
+                if let Some(&id) = self.names.get(name) {
+                    let q = self.by_id.get_mut(&id).ok_or(AisError::Library)?;
+                    if attributes.is_some_and(|a| a != q.attrs) {
+                        return Err(AisError::Exist);
+                    }
+                    if q.opener.is_some() {
+                        return Err(AisError::Busy);
+                    }
+                    q.opener = Some(opener);
+                    if flags & OPEN_EMPTY != 0 {
+                        for a in &mut q.areas {
+                            a.clear();
+                        }
+                    }
+                    id
+                } else {
+                    let Some(a) = attributes else {
+                        return Err(AisError::NotExist);
+                    };
+                    if self.by_id.len() >= limits.max_queues as usize
+                        || a.size.iter().fold(0u64, |s, x| s.saturating_add(*x))
+                            > limits.max_queue_size
+                    {
+                        return Err(AisError::NoResources);
+                    }
+                    let here = (ring.rep.0, ring.seq);
+                    if self.created_in != here {
+                        self.created_in = here;
+                        self.created = 0;
+                    }
+                    let id = QueueId {
+                        seq: ring.seq,
+                        rep: ring.rep.0,
+                        n: self.created,
+                    };
+                    self.created += 1;
+                    let mut q = Queue::new(id, name.clone(), *a);
+                    q.opener = Some(opener);
+                    self.by_id.insert(id, q);
+                    self.names.insert(name.clone(), id);
+                    id
+                }
+            }
+            Update::Close { id, conn } => {
+                let q = self.by_id.get_mut(id).ok_or(AisError::BadHandle)?;
+                if q.opener.is_none_or(|o| o.node != sender || o.conn != *conn) {
+                    return Err(AisError::BadHandle);
+                }
+                q.opener = None;
+                q.close_epoch += 1;
+                q.close_time = time;
+                if q.unlinked {
+                    self.delete(*id);
+                    return Ok(Applied::Deleted(*id));
+                }
+                *id
+            }
+            Update::Unlink { name } => {
+                let id = self.names.remove(name).ok_or(AisError::NotExist)?;
+                let q = self.by_id.get_mut(&id).ok_or(AisError::Library)?;
+                q.unlinked = true;
+                if q.opener.is_none() {
+                    self.delete(id);
+                    return Ok(Applied::Deleted(id));
+                }
+                id
+            }
+            Update::Send {
+                destination,
+                message,
+            } => {
+                let id = *self.names.get(destination).ok_or(AisError::NotExist)?;
+                let p = usize::from(message.priority);
+                if p >= PRIORITIES {
+                    return Err(AisError::InvalidParam);
+                }
+                let size = message.data.len() as u64;
+                if self.memory().saturating_add(size) > limits.max_memory {
+                    return Err(AisError::NoResources);
+                }
+                let q = self.by_id.get_mut(&id).ok_or(AisError::Library)?;
+                if q.used(p).saturating_add(size) > q.attrs.size[p] {
+                    return Err(AisError::QueueFull);
+                }
+                q.areas[p].push_back(Stored {
+                    key,
+                    send_time: time,
+                    body: message.clone(),
+                });
+                q.history = fnv(q.history, &digest.to_le_bytes());
+                return Ok(Applied::Sent {
+                    queue: id,
+                    opener: q.opener,
+                });
+            }
+            Update::Take { id, conn } => {
+                let q = self.by_id.get_mut(id).ok_or(AisError::BadHandle)?;
+                if q.opener.is_none_or(|o| o.node != sender || o.conn != *conn) {
+                    return Err(AisError::BadHandle);
+                }
+                let Some(m) = q.areas.iter_mut().find_map(VecDeque::pop_front) else {
+                    return Ok(Applied::Empty);
+                };
+                q.remember_taken(m.key);
+                q.history = fnv(q.history, &digest.to_le_bytes());
+                return Ok(Applied::Taken(m));
+            }
+            Update::RetentionExpired { id, epoch } => {
+                let q = self.by_id.get(id).ok_or(AisError::NotExist)?;
+                if q.opener.is_some() || q.persistent() || q.close_epoch != *epoch {
+                    return Err(AisError::BadOperation);
+                }
+                self.delete(*id);
+                return Ok(Applied::Deleted(*id));
+            }
+        };
+        if let Some(q) = self.by_id.get_mut(&touched) {
+            q.history = fnv(q.history, &digest.to_le_bytes());
+        }
+        match update {
+            Update::Open { .. } => Ok(Applied::Opened(touched)),
+            _ => Ok(Applied::Done),
+        }
+    }
+}
+
+/// Deliberate defects of the merge, for the tests that prove the checker catches them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeDefects {
+    /// Keep the lowest holder's copy whole: the messages sent in other partitions are lost.
+    pub first_copy_only: bool,
+    /// Ignore the other copies' taken keys: a message taken in one partition comes back.
+    pub forget_taken: bool,
+}
+
+/// Merges copies of one queue, `(holder, copy)` ordered by holder: the lowest holder's
+/// messages in their order, then each other copy's messages it lacks, in that copy's order;
+/// a message any copy took is dropped; unlinked if any copy is; the latest close. The opener
+/// is decided by the caller.
+pub fn merge(copies: Vec<(u32, Queue)>, defects: MergeDefects) -> Queue {
+    let mut it = copies.into_iter();
+    let (_, mut base) = it.next().expect("at least one copy");
+    let mut histories = vec![base.history];
+    let mut seen: BTreeSet<MsgKey> = base.areas.iter().flatten().map(|m| m.key).collect();
+    let mut taken: BTreeSet<MsgKey> = base.taken.iter().copied().collect();
+    for (_, other) in it {
+        histories.push(other.history);
+        base.unlinked |= other.unlinked;
+        base.close_epoch = base.close_epoch.max(other.close_epoch);
+        base.close_time = base.close_time.max(other.close_time);
+        if defects.first_copy_only {
+            continue;
+        }
+        for k in &other.taken {
+            if !defects.forget_taken && taken.insert(*k) {
+                base.taken.push_back(*k);
+            }
+        }
+        for (p, area) in other.areas.into_iter().enumerate() {
+            for m in area {
+                if seen.insert(m.key) {
+                    base.areas[p].push_back(m);
+                }
+            }
+        }
+    }
+    for a in &mut base.areas {
+        a.retain(|m| !taken.contains(&m.key));
+    }
+    while base.taken.len() > MAX_TAKEN {
+        base.taken.pop_front();
+    }
+    histories.sort_unstable();
+    base.history = histories
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, x| fnv(h, &x.to_le_bytes()));
+    base
+}
+
+/// Moves the messages of `from` (a newer queue of the same name) into `into`, skipping those
+/// it holds or took.
+pub fn absorb(into: &mut Queue, from: &mut Queue) {
+    let have: BTreeSet<MsgKey> = into
+        .areas
+        .iter()
+        .flatten()
+        .map(|m| m.key)
+        .chain(into.taken.iter().copied())
+        .collect();
+    for (p, area) in from.areas.iter_mut().enumerate() {
+        for m in area.drain(..) {
+            if !have.contains(&m.key) {
+                into.areas[p].push_back(m);
+            }
+        }
+    }
+    into.history = fnv(into.history, &from.history.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ais_proto::msg::MessageBody;
+    use totem_dpdk::NodeId;
+
+    fn ring() -> RingId {
+        RingId {
+            rep: NodeId(1),
+            seq: 4,
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_queues: 2,
+            max_queue_size: 100,
+            max_memory: 60,
+        }
+    }
+
+    fn attrs() -> Attributes {
+        Attributes {
+            creation_flags: 0,
+            size: [10, 10, 10, 10],
+            retention_time: 5,
+        }
+    }
+
+    fn key(tag: u64) -> MsgKey {
+        MsgKey {
+            seq: 4,
+            rep: 1,
+            node: 1,
+            tag,
+        }
+    }
+
+    fn send(p: u8, data: &'static str) -> Update {
+        Update::Send {
+            destination: Bytes::from_static(b"q"),
+            message: MessageBody {
+                priority: p,
+                data: Bytes::from_static(data.as_bytes()),
+                ..MessageBody::default()
+            },
+        }
+    }
+
+    fn open(qs: &mut Queues, conn: u64) -> Result<Applied, AisError> {
+        qs.apply(
+            ring(),
+            1,
+            limits(),
+            0,
+            key(0),
+            &Update::Open {
+                name: Bytes::from_static(b"q"),
+                attributes: Some(attrs()),
+                flags: 0,
+                conn,
+            },
+        )
+    }
+
+    #[test]
+    fn takes_follow_priority_then_arrival_and_areas_have_limits() {
+        let mut qs = Queues::default();
+        let Ok(Applied::Opened(id)) = open(&mut qs, 1) else {
+            panic!()
+        };
+        assert_eq!(open(&mut qs, 2), Err(AisError::Busy));
+        let ap = |qs: &mut Queues, t, u: &Update| qs.apply(ring(), 1, limits(), 0, key(t), u);
+        assert!(ap(&mut qs, 1, &send(3, "low")).is_ok());
+        assert!(ap(&mut qs, 2, &send(1, "a")).is_ok());
+        assert!(ap(&mut qs, 3, &send(1, "b")).is_ok());
+        assert_eq!(
+            ap(&mut qs, 4, &send(3, "toolong!")),
+            Err(AisError::QueueFull)
+        );
+        assert_eq!(ap(&mut qs, 4, &send(4, "x")), Err(AisError::InvalidParam));
+        let take = Update::Take { id, conn: 1 };
+        let mut got = Vec::new();
+        while let Ok(Applied::Taken(m)) = ap(&mut qs, 9, &take) {
+            got.push(m.body.data);
+        }
+        assert_eq!(got, ["a", "b", "low"]);
+        assert_eq!(ap(&mut qs, 9, &take), Ok(Applied::Empty));
+        // Only the opener takes.
+        assert_eq!(
+            ap(&mut qs, 9, &Update::Take { id, conn: 2 }),
+            Err(AisError::BadHandle)
+        );
+    }
+
+    #[test]
+    fn a_merge_keeps_every_message_once_and_drops_what_either_side_took() {
+        let mut qs = Queues::default();
+        let Ok(Applied::Opened(id)) = open(&mut qs, 1) else {
+            panic!()
+        };
+        let ap = |qs: &mut Queues, t, u: &Update| qs.apply(ring(), 1, limits(), 0, key(t), u);
+        ap(&mut qs, 1, &send(0, "m1")).unwrap();
+        ap(&mut qs, 2, &send(0, "m2")).unwrap();
+        let mut a = qs.clone();
+        let mut b = qs;
+        let take = Update::Take { id, conn: 1 };
+        // A takes m1 and gets m3; B gets m4.
+        ap(&mut a, 3, &take).unwrap();
+        ap(&mut a, 4, &send(0, "m3")).unwrap();
+        ap(&mut b, 5, &send(0, "m4")).unwrap();
+        let qa = a.by_id[&id].clone();
+        let qb = b.by_id[&id].clone();
+        let m = merge(
+            vec![(1, qa.clone()), (2, qb.clone())],
+            MergeDefects::default(),
+        );
+        let data: Vec<_> = m.areas[0].iter().map(|m| m.body.data.clone()).collect();
+        assert_eq!(data, ["m2", "m3", "m4"]);
+        let lossy = merge(
+            vec![(1, qa.clone()), (2, qb.clone())],
+            MergeDefects {
+                first_copy_only: true,
+                ..MergeDefects::default()
+            },
+        );
+        assert_eq!(lossy.areas[0].len(), 2);
+        let dup = merge(
+            vec![(2, qb), (1, qa)],
+            MergeDefects {
+                forget_taken: true,
+                ..MergeDefects::default()
+            },
+        );
+        assert!(dup.areas[0].iter().any(|m| m.body.data == "m1"));
+    }
+
+    #[test]
+    fn limits_of_the_sender_decide() {
+        let mut qs = Queues::default();
+        open(&mut qs, 1).unwrap();
+        let big = Attributes {
+            size: [60, 60, 0, 0],
+            ..attrs()
+        };
+        let o = |qs: &mut Queues, name: &'static [u8], a| {
+            qs.apply(
+                ring(),
+                1,
+                limits(),
+                0,
+                key(0),
+                &Update::Open {
+                    name: Bytes::from_static(name),
+                    attributes: Some(a),
+                    flags: 0,
+                    conn: 1,
+                },
+            )
+        };
+        assert_eq!(o(&mut qs, b"big", big), Err(AisError::NoResources));
+        assert!(o(&mut qs, b"second", attrs()).is_ok());
+        assert_eq!(o(&mut qs, b"third", attrs()), Err(AisError::NoResources));
+        // The same name with other attributes.
+        let other = Attributes {
+            retention_time: 9,
+            ..attrs()
+        };
+        assert_eq!(o(&mut qs, b"q", other), Err(AisError::Exist));
+    }
+}

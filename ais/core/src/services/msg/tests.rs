@@ -1,0 +1,531 @@
+//! The MSG calls on a perfect in-memory ring: each call's success and its specified errors,
+//! priorities and limits, waiting gets, queue life (close, retention, unlink, an opener that
+//! goes away), and the merge after a partition.
+
+use super::*;
+use crate::exec::testkit::TestRing;
+use ais_proto::msg::{MessageBody, OPEN_EMPTY};
+
+const MS: u64 = 1_000_000;
+
+fn attrs(persistent: bool) -> Attributes {
+    Attributes {
+        creation_flags: if persistent { QUEUE_PERSISTENT } else { 0 },
+        size: [100, 100, 100, 100],
+        retention_time: 50 * MS,
+    }
+}
+
+fn ring_with(n: u32, cfg: MsgConfig) -> TestRing {
+    let mut r = TestRing::new(n, || {
+        vec![Box::new(Msg::new(cfg)) as Box<dyn Service + Send>]
+    });
+    r.flush();
+    for node in 1..=n {
+        for conn in 1..=2 {
+            r.node(node).connect(conn, 100, ID);
+        }
+    }
+    r
+}
+
+fn ring_of(n: u32) -> TestRing {
+    ring_with(n, MsgConfig::default())
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn call_cb(
+    r: &mut TestRing,
+    node: u32,
+    conn: u64,
+    req: Request,
+) -> (Option<Reply<Response>>, Vec<Callback>) {
+    r.node(node).core.request_value(conn, 77, &req);
+    r.flush();
+    let effects = r.node(node).take();
+    let reply = effects
+        .iter()
+        .filter_map(|e| e.reply::<Response>())
+        .find(|(c, id, _)| *c == conn && *id == 77)
+        .map(|(_, _, r)| r);
+    let cbs = effects
+        .iter()
+        .filter_map(|e| e.callback::<Callback>())
+        .filter(|(c, _)| *c == conn)
+        .map(|(_, cb)| cb)
+        .collect();
+    (reply, cbs)
+}
+
+fn call(r: &mut TestRing, node: u32, conn: u64, req: Request) -> Reply<Response> {
+    let req2 = req.clone();
+    call_cb(r, node, conn, req)
+        .0
+        .unwrap_or_else(|| panic!("no answer to {req2:?}"))
+}
+
+fn err(e: AisError) -> Reply<Response> {
+    Reply::Error(e)
+}
+
+fn open_req(name: &str, flags: u8, a: Option<Attributes>) -> Request {
+    Request::Open {
+        name: b(name),
+        flags,
+        attributes: a,
+    }
+}
+
+fn create(r: &mut TestRing, node: u32, conn: u64, name: &str, persistent: bool) -> u64 {
+    match call(
+        r,
+        node,
+        conn,
+        open_req(name, OPEN_CREATE, Some(attrs(persistent))),
+    ) {
+        Reply::Service(Response::Opened { handle }) => handle,
+        other => panic!("open {name}: {other:?}"),
+    }
+}
+
+fn msg(p: u8, data: &str) -> MessageBody {
+    MessageBody {
+        msg_type: 1,
+        version: 1,
+        priority: p,
+        sender_name: b("tester"),
+        data: b(data),
+    }
+}
+
+fn send(r: &mut TestRing, node: u32, to: &str, p: u8, data: &str) -> Reply<Response> {
+    call(
+        r,
+        node,
+        1,
+        Request::Send {
+            destination: b(to),
+            message: msg(p, data),
+        },
+    )
+}
+
+fn get(
+    r: &mut TestRing,
+    node: u32,
+    conn: u64,
+    handle: u64,
+    timeout: u64,
+) -> Option<Reply<Response>> {
+    call_cb(r, node, conn, Request::Get { handle, timeout }).0
+}
+
+fn data_of(reply: Option<Reply<Response>>) -> String {
+    match reply {
+        Some(Reply::Service(Response::Message { message, .. })) => {
+            String::from_utf8(message.data.to_vec()).unwrap()
+        }
+        other => panic!("not a message: {other:?}"),
+    }
+}
+
+fn status(r: &mut TestRing, node: u32, name: &str) -> Reply<Response> {
+    call(r, node, 1, Request::StatusGet { name: b(name) })
+}
+
+fn is_open(r: &mut TestRing, node: u32, name: &str) -> bool {
+    match status(r, node, name) {
+        Reply::Service(Response::Status(s)) => s.open,
+        other => panic!("status: {other:?}"),
+    }
+}
+
+#[test]
+fn open_refuses_what_the_specification_names() {
+    let mut r = ring_with(
+        2,
+        MsgConfig {
+            max_queues: 2,
+            max_queue_size: 1000,
+            ..MsgConfig::default()
+        },
+    );
+    let a = Some(attrs(true));
+    let mut o = |name: &str, flags, a| call(&mut r, 1, 1, open_req(name, flags, a));
+    assert_eq!(o("", OPEN_CREATE, a), err(AisError::InvalidParam));
+    assert_eq!(
+        o(&"x".repeat(MAX_NAME + 1), OPEN_CREATE, a),
+        err(AisError::NameTooLong)
+    );
+    assert_eq!(o("q", 0x80 | OPEN_CREATE, a), err(AisError::BadFlags));
+    assert_eq!(o("q", OPEN_CREATE, None), err(AisError::InvalidParam));
+    assert_eq!(o("q", 0, a), err(AisError::InvalidParam));
+    let bad = Attributes {
+        creation_flags: 0x10,
+        ..attrs(true)
+    };
+    assert_eq!(o("q", OPEN_CREATE, Some(bad)), err(AisError::BadFlags));
+    assert_eq!(o("q", 0, None), err(AisError::NotExist));
+    let big = Attributes {
+        size: [600, 600, 0, 0],
+        ..attrs(true)
+    };
+    assert_eq!(o("q", OPEN_CREATE, Some(big)), err(AisError::NoResources));
+    assert!(matches!(
+        o("q", OPEN_CREATE, a),
+        Reply::Service(Response::Opened { .. })
+    ));
+    // Open elsewhere: BUSY; other attributes: EXIST.
+    assert_eq!(
+        call(&mut r, 2, 1, open_req("q", 0, None)),
+        err(AisError::Busy)
+    );
+    assert_eq!(
+        call(&mut r, 2, 1, open_req("q", OPEN_CREATE, Some(attrs(false)))),
+        err(AisError::Exist)
+    );
+    create(&mut r, 2, 2, "q2", true);
+    assert_eq!(
+        call(&mut r, 2, 1, open_req("q3", OPEN_CREATE, a)),
+        err(AisError::NoResources)
+    );
+}
+
+#[test]
+fn gets_take_the_highest_priority_first_and_send_checks_its_limits() {
+    let mut r = ring_of(3);
+    let h = create(&mut r, 1, 1, "q", true);
+    assert_eq!(send(&mut r, 2, "q", 3, "low"), Reply::Ok);
+    assert_eq!(send(&mut r, 3, "q", 0, "high1"), Reply::Ok);
+    assert_eq!(send(&mut r, 2, "q", 0, "high2"), Reply::Ok);
+    assert_eq!(send(&mut r, 2, "q", 1, "mid"), Reply::Ok);
+    // Area 3 holds 100 bytes: 3 + 97 fits, one more byte does not.
+    assert_eq!(send(&mut r, 2, "q", 3, &"x".repeat(97)), Reply::Ok);
+    assert_eq!(send(&mut r, 3, "q", 3, "y"), err(AisError::QueueFull));
+    assert_eq!(send(&mut r, 2, "q", 4, "y"), err(AisError::InvalidParam));
+    assert_eq!(send(&mut r, 2, "none", 0, "y"), err(AisError::NotExist));
+    assert_eq!(send(&mut r, 2, "", 0, "y"), err(AisError::InvalidParam));
+    let huge = "z".repeat(MsgConfig::default().max_message_size as usize + 1);
+    assert_eq!(send(&mut r, 2, "q", 0, &huge), err(AisError::TooBig));
+    match status(&mut r, 3, "q") {
+        Reply::Service(Response::Status(s)) => {
+            assert!(s.open);
+            assert_eq!(s.usage[0].messages, 2);
+            assert_eq!(s.usage[3].used, 100);
+        }
+        other => panic!("{other:?}"),
+    }
+    let got: Vec<String> = (0..5).map(|_| data_of(get(&mut r, 1, 1, h, 0))).collect();
+    assert_eq!(
+        got,
+        ["high1", "high2", "mid", "low", "x".repeat(97).as_str()]
+    );
+    // Empty, no wait: TIMEOUT. Another connection's handle: BAD_HANDLE.
+    assert_eq!(get(&mut r, 1, 1, h, 0), Some(err(AisError::Timeout)));
+    assert_eq!(get(&mut r, 1, 2, h, 0), Some(err(AisError::BadHandle)));
+    assert_eq!(status(&mut r, 2, "nope"), err(AisError::NotExist));
+    // Every node took the same messages out.
+    for n in 1..=3 {
+        match status(&mut r, n, "q") {
+            Reply::Service(Response::Status(s)) => {
+                assert!(s.usage.iter().all(|u| u.messages == 0 && u.used == 0));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_waiting_get_is_answered_by_the_next_send_or_times_out() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 1, 1, "q", true);
+    assert_eq!(get(&mut r, 1, 1, h, 100 * MS), None);
+    assert_eq!(send(&mut r, 2, "q", 2, "late"), Reply::Ok);
+    let replies = r.node(1).replies::<Response>();
+    assert!(
+        matches!(&replies[..], [(77, Reply::Service(Response::Message { message, .. }))] if message.data == "late"),
+        "{replies:?}"
+    );
+    // Nothing comes: TIMEOUT when the time is up, not before.
+    assert_eq!(get(&mut r, 1, 1, h, 100 * MS), None);
+    r.node(1).core.tick(50 * MS);
+    r.flush();
+    assert!(r.node(1).replies::<Response>().is_empty());
+    r.node(1).core.tick(100 * MS);
+    r.flush();
+    assert_eq!(
+        r.node(1).replies::<Response>(),
+        [(77, err(AisError::Timeout))]
+    );
+}
+
+#[test]
+fn a_closed_queue_keeps_its_messages_until_its_retention_time_passes() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 1, 1, "temp", false);
+    let p = create(&mut r, 1, 2, "kept", true);
+    assert_eq!(send(&mut r, 2, "temp", 0, "m1"), Reply::Ok);
+    assert_eq!(call(&mut r, 1, 1, Request::Close { handle: h }), Reply::Ok);
+    assert_eq!(
+        call(&mut r, 1, 1, Request::Close { handle: h }),
+        err(AisError::BadHandle)
+    );
+    assert_eq!(call(&mut r, 1, 2, Request::Close { handle: p }), Reply::Ok);
+    // Closed queues still take messages.
+    assert_eq!(send(&mut r, 2, "temp", 0, "m2"), Reply::Ok);
+    assert!(!is_open(&mut r, 2, "temp"));
+    // The next opener gets them, at another node.
+    let h2 = match call(&mut r, 2, 2, open_req("temp", 0, None)) {
+        Reply::Service(Response::Opened { handle }) => handle,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(data_of(get(&mut r, 2, 2, h2, 0)), "m1");
+    assert_eq!(call(&mut r, 2, 2, Request::Close { handle: h2 }), Reply::Ok);
+    // Retention (50 ms) runs from the close at each node's clock: 40 ms is not enough.
+    for n in 1..=2 {
+        r.node(n).core.tick(40 * MS);
+    }
+    r.flush();
+    assert!(matches!(status(&mut r, 1, "temp"), Reply::Service(_)));
+    for n in 1..=2 {
+        r.node(n).core.tick(200 * MS);
+    }
+    r.flush();
+    for n in 1..=2 {
+        assert_eq!(status(&mut r, n, "temp"), err(AisError::NotExist));
+        // The persistent queue stays.
+        assert!(matches!(status(&mut r, n, "kept"), Reply::Service(_)));
+    }
+}
+
+#[test]
+fn open_empty_drops_the_messages_and_unlink_frees_the_name() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 1, 1, "q", true);
+    assert_eq!(send(&mut r, 2, "q", 0, "m1"), Reply::Ok);
+    assert_eq!(call(&mut r, 1, 1, Request::Close { handle: h }), Reply::Ok);
+    let h = match call(&mut r, 1, 1, open_req("q", OPEN_EMPTY, None)) {
+        Reply::Service(Response::Opened { handle }) => handle,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(get(&mut r, 1, 1, h, 0), Some(err(AisError::Timeout)));
+    // Unlinked while open: the name goes now, the queue at its close.
+    assert_eq!(
+        call(&mut r, 2, 1, Request::Unlink { name: b("q") }),
+        Reply::Ok
+    );
+    assert_eq!(
+        call(&mut r, 2, 1, Request::Unlink { name: b("q") }),
+        err(AisError::NotExist)
+    );
+    assert_eq!(send(&mut r, 2, "q", 0, "m"), err(AisError::NotExist));
+    let h2 = create(&mut r, 2, 1, "q", false);
+    assert_eq!(call(&mut r, 1, 1, Request::Close { handle: h }), Reply::Ok);
+    assert_eq!(
+        call(&mut r, 2, 1, Request::Unlink { name: b("") }),
+        err(AisError::InvalidParam)
+    );
+    // The new one is unaffected.
+    assert_eq!(send(&mut r, 1, "q", 0, "new"), Reply::Ok);
+    assert_eq!(data_of(get(&mut r, 2, 1, h2, 0)), "new");
+}
+
+#[test]
+fn receive_and_delivered_callbacks() {
+    let mut r = ring_of(2);
+    let h = match call(
+        &mut r,
+        1,
+        1,
+        open_req("q", OPEN_CREATE | OPEN_RECEIVE_CALLBACK, Some(attrs(true))),
+    ) {
+        Reply::Service(Response::Opened { handle }) => handle,
+        other => panic!("{other:?}"),
+    };
+    let (reply, cbs) = call_cb(
+        &mut r,
+        2,
+        1,
+        Request::SendAsync {
+            destination: b("q"),
+            message: msg(0, "a"),
+            invocation: 5,
+            ack: true,
+        },
+    );
+    assert_eq!(reply, Some(Reply::Ok));
+    assert_eq!(
+        cbs,
+        [Callback::Delivered {
+            invocation: 5,
+            result: Ok(())
+        }]
+    );
+    let cbs: Vec<_> = r
+        .node(1)
+        .take()
+        .iter()
+        .filter_map(|e| e.callback::<Callback>())
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(cbs, [Callback::Received { handle: h }]);
+    // Refused: the callback says why; without ack, no callback.
+    let (_, cbs) = call_cb(
+        &mut r,
+        2,
+        1,
+        Request::SendAsync {
+            destination: b("q"),
+            message: msg(0, &"f".repeat(100)),
+            invocation: 6,
+            ack: true,
+        },
+    );
+    assert_eq!(
+        cbs,
+        [Callback::Delivered {
+            invocation: 6,
+            result: Err(AisError::QueueFull)
+        }]
+    );
+    let (_, cbs) = call_cb(
+        &mut r,
+        2,
+        1,
+        Request::SendAsync {
+            destination: b("q"),
+            message: msg(1, "b"),
+            invocation: 7,
+            ack: false,
+        },
+    );
+    assert!(cbs.is_empty());
+}
+
+#[test]
+fn the_queue_of_a_departed_opener_is_closed_everywhere_and_keeps_its_messages() {
+    let mut r = ring_of(3);
+    create(&mut r, 1, 1, "conn", true);
+    create(&mut r, 3, 1, "node", true);
+    assert_eq!(send(&mut r, 2, "node", 0, "m1"), Reply::Ok);
+    // A process goes: its queue closes.
+    r.node(1).core.disconnected(1);
+    r.flush();
+    assert!(!is_open(&mut r, 2, "conn"));
+    // A node goes: its queue closes at the others' sync; its messages stay.
+    r.config(&[1, 2], &[1, 2]);
+    r.flush();
+    assert!(!is_open(&mut r, 2, "node"));
+    let h = match call(&mut r, 2, 1, open_req("node", 0, None)) {
+        Reply::Service(Response::Opened { handle }) => handle,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(data_of(get(&mut r, 2, 1, h, 0)), "m1");
+}
+
+#[test]
+fn after_a_partition_every_node_holds_the_same_merge_with_each_message_once() {
+    let mut r = ring_of(3);
+    let h1 = create(&mut r, 1, 1, "q", true);
+    for m in ["a", "b", "c"] {
+        assert_eq!(send(&mut r, 2, "q", 0, m), Reply::Ok);
+    }
+    // {1} and {2, 3} apart: 1 takes "a" and gets "L"; {2, 3} sends "R" and creates "x",
+    // which {1} creates too.
+    r.config(&[1], &[1]);
+    r.flush();
+    assert_eq!(data_of(get(&mut r, 1, 1, h1, 0)), "a");
+    assert_eq!(send(&mut r, 1, "q", 0, "L"), Reply::Ok);
+    let x1 = create(&mut r, 1, 2, "x", true);
+    assert_eq!(send(&mut r, 1, "x", 0, "x-left"), Reply::Ok);
+    r.config(&[2, 3], &[2, 3]);
+    r.flush();
+    assert_eq!(send(&mut r, 3, "q", 0, "R"), Reply::Ok);
+    assert!(!is_open(&mut r, 3, "q"));
+    let x3 = create(&mut r, 3, 2, "x", true);
+    assert_eq!(send(&mut r, 2, "x", 0, "x-right"), Reply::Ok);
+    r.config(&[1, 2, 3], &[1, 2, 3]);
+    r.flush();
+    let lists: Vec<_> = (1..=3)
+        .map(|n| call(&mut r, n, 1, Request::List { start: 0 }))
+        .collect();
+    assert_eq!(lists[0], lists[1]);
+    assert_eq!(lists[0], lists[2]);
+    // 1 is still the opener of "q": b, c, L, R; "a" is not back.
+    let got: Vec<String> = (0..4).map(|_| data_of(get(&mut r, 1, 1, h1, 0))).collect();
+    assert_eq!(got, ["b", "c", "L", "R"]);
+    assert_eq!(get(&mut r, 1, 1, h1, 0), Some(err(AisError::Timeout)));
+    // "x": {1}'s ring came first, its queue keeps the name and both messages; 3's handle
+    // is on the newer one, now unlinked.
+    let mut xs = Vec::new();
+    while let Some(Reply::Service(Response::Message { message, .. })) = get(&mut r, 1, 2, x1, 0) {
+        xs.push(message.data);
+    }
+    assert_eq!(xs, ["x-left", "x-right"]);
+    assert_eq!(get(&mut r, 3, 2, x3, 0), Some(err(AisError::Timeout)));
+    assert_eq!(call(&mut r, 3, 2, Request::Close { handle: x3 }), Reply::Ok);
+}
+
+#[test]
+fn malformed_ring_messages_change_nothing_and_are_counted() {
+    let mut r = ring_of(2);
+    create(&mut r, 1, 1, "q", true);
+    let before = call(&mut r, 2, 1, Request::List { start: 0 });
+    let mut garbage = ring::encode(
+        ID,
+        &RingMessage::Summary {
+            rep: 1,
+            seq: 4,
+            held: vec![],
+            opens: vec![],
+            deleted: vec![],
+        },
+    )
+    .to_vec();
+    garbage.truncate(garbage.len() - 3);
+    r.inject(1, Bytes::from(garbage));
+    let mut unknown = ring::encode(
+        ID,
+        &RingMessage::Summary {
+            rep: 1,
+            seq: 4,
+            held: vec![],
+            opens: vec![],
+            deleted: vec![],
+        },
+    )
+    .to_vec();
+    unknown[3] = 0xee;
+    r.inject(2, Bytes::from(unknown));
+    assert_eq!(call(&mut r, 2, 1, Request::List { start: 0 }), before);
+    assert_eq!(r.node(2).core.core_counters().exec_malformed, 2);
+}
+
+#[test]
+fn a_stale_update_is_refused_with_try_again() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 1, 1, "q", true);
+    // A send submitted, then a configuration change before it is delivered.
+    r.node(2).core.request_value(
+        1,
+        9,
+        &Request::Send {
+            destination: b("q"),
+            message: msg(0, "m"),
+        },
+    );
+    r.node(2).run();
+    r.config(&[1, 2], &[1, 2]);
+    r.flush();
+    let replies = r.node(2).replies::<Response>();
+    assert!(
+        replies
+            .iter()
+            .any(|(id, rep)| *id == 9 && matches!(rep, Reply::Error(AisError::TryAgain))),
+        "{replies:?}"
+    );
+    assert_eq!(get(&mut r, 1, 1, h, 0), Some(err(AisError::Timeout)));
+}
