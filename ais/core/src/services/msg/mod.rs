@@ -117,8 +117,8 @@ pub trait Observer: Send {
     /// Node `node` activated the sync of `ring` (of `members`) with these queues.
     fn activated(&mut self, node: u32, ring: RingId, members: &[NodeId], queues: &Queues);
 
-    /// Node `node` applied `update` from `sender` with this outcome.
-    fn applied(&mut self, _node: u32, _sender: u32, _update: &Update, _applied: &Applied) {}
+    /// Node `node` applied `update` (identified by `key`) from `sender` with this outcome.
+    fn applied(&mut self, _node: u32, _key: MsgKey, _update: &Update, _applied: &Applied) {}
 }
 
 /// An open queue of a connection.
@@ -525,7 +525,7 @@ impl Msg {
             .apply(cx.ring(), sender.0, limits, time, key, &update);
         self.counters.updates += 1;
         if let (Some(o), Ok(a)) = (&mut self.observer, &result) {
-            o.applied(cx.node().0, sender.0, &update, a);
+            o.applied(cx.node().0, key, &update, a);
         }
         match &result {
             Err(_) => self.counters.refused += 1,

@@ -1,0 +1,463 @@
+//! MSG under the seeded simulator: every simulated node runs an [`ExecCore`] with the message
+//! queue service, and a client on each node opens a queue of its own (persistent on even
+//! nodes, non-persistent with a short retention time on odd ones), sends numbered messages
+//! of every priority to every node's queue in turn and gets from its own (one call in flight,
+//! a new one every 10 ms), closing and reopening its queue now and then. Crashes, restarts,
+//! partitions, heals and message loss come from the simulator's random schedules. The MSG
+//! checker (`ais_core::services::msg::checker`) judges the queues every node held at each
+//! sync, the sends clients were told were done and the messages gets handed out: queues
+//! identical at every member of a configuration, no message held twice, none handed out
+//! twice, no acknowledged send lost while its queue lives and a node holding it lives.
+//!
+//! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_msg` replays one
+//! schedule, `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
+//! the longer sweep).
+
+mod common;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::services::msg::checker::{self, Observation, Property};
+use ais_core::services::msg::queues::{Applied, MergeDefects, Queues};
+use ais_core::services::msg::{Msg, MsgConfig, MsgDefects, Observer};
+use ais_proto::ipc::{AisError, Nothing, Protocol, Reply};
+use ais_proto::msg::{
+    Attributes, MessageBody, MsgKey, MsgProtocol, OPEN_CREATE, QUEUE_PERSISTENT, QueueId, Request,
+    Response, Update,
+};
+use bytes::Bytes;
+use rand::RngCore;
+use totem_dpdk::srp::{Event, SubmitError};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority, RingId};
+use totem_sim::sim::{App, AppSubmit, Sim};
+
+const CONN: u64 = 1;
+const MS: u64 = 1_000_000;
+
+#[derive(Default)]
+struct Shared {
+    observations: Vec<Observation>,
+    /// Answers a client did not expect.
+    unexpected: Vec<String>,
+    acked: usize,
+    got: usize,
+    /// Each sent message's data, at its sender's node: its key and queue.
+    sends: BTreeMap<Bytes, (MsgKey, QueueId)>,
+}
+
+type Log = Arc<Mutex<Shared>>;
+
+struct Watch(Log);
+
+impl Observer for Watch {
+    fn activated(&mut self, node: u32, ring: RingId, members: &[NodeId], queues: &Queues) {
+        self.0
+            .lock()
+            .unwrap()
+            .observations
+            .push(Observation::Activated {
+                node,
+                ring: (ring.rep.0, ring.seq),
+                members: members.iter().map(|m| m.0).collect(),
+                state: checker::state(queues),
+            });
+    }
+
+    fn applied(&mut self, node: u32, key: MsgKey, update: &Update, applied: &Applied) {
+        if let (Update::Send { message, .. }, Applied::Sent { queue, .. }) = (update, applied)
+            && key.node == node
+        {
+            self.0
+                .lock()
+                .unwrap()
+                .sends
+                .insert(message.data.clone(), (key, *queue));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Open,
+    Send(u64),
+    Get,
+    Close,
+}
+
+struct MsgApp {
+    core: ExecCore,
+    log: Log,
+    node: u32,
+    incarnation: u32,
+    submits: VecDeque<AppSubmit>,
+    origins: BTreeMap<u64, Origin>,
+    next_tag: u64,
+    stop_at: Instant,
+    now: Instant,
+    config: Vec<u32>,
+    handle: u64,
+    next: Op,
+    inflight: Option<(u64, Op)>,
+    next_id: u64,
+    ops: u64,
+    sent: u64,
+}
+
+fn attrs(node: u32) -> Attributes {
+    Attributes {
+        creation_flags: if node.is_multiple_of(2) {
+            QUEUE_PERSISTENT
+        } else {
+            0
+        },
+        size: [600, 600, 600, 600],
+        retention_time: 300 * MS,
+    }
+}
+
+impl MsgApp {
+    fn new(
+        node: NodeId,
+        incarnation: u32,
+        log: Log,
+        defects: MsgDefects,
+        stop_at: Instant,
+    ) -> MsgApp {
+        log.lock().unwrap().observations.push(Observation::Started {
+            node: node.0,
+            incarnation,
+        });
+        let service = Msg::with_defects(MsgConfig::default(), defects)
+            .with_observer(Box::new(Watch(Arc::clone(&log))));
+        let mut app = MsgApp {
+            core: ExecCore::new(node, vec![Box::new(service)]),
+            log,
+            node: node.0,
+            incarnation,
+            submits: VecDeque::new(),
+            origins: BTreeMap::new(),
+            next_tag: 1,
+            stop_at,
+            now: Instant(0),
+            config: Vec::new(),
+            handle: 0,
+            next: Op::Open,
+            inflight: None,
+            next_id: 2,
+            ops: 0,
+            sent: 0,
+        };
+        app.core.connected(CONN, 100);
+        app.core.request_value(
+            CONN,
+            1,
+            &ais_proto::ipc::Request::<Nothing>::Hello {
+                version: ais_proto::ipc::VERSION,
+                service: MsgProtocol::ID,
+            },
+        );
+        app.effects();
+        app
+    }
+
+    fn data(&self, k: u64) -> Bytes {
+        Bytes::from(format!("n{}.{}#{k}", self.node, self.incarnation))
+    }
+
+    fn request(&mut self) {
+        if self.inflight.is_some() || self.now >= self.stop_at {
+            return;
+        }
+        let op = self.next;
+        let req = match op {
+            Op::Open => Request::Open {
+                name: Bytes::from(format!("n{}", self.node)),
+                flags: OPEN_CREATE,
+                attributes: Some(attrs(self.node)),
+            },
+            Op::Send(k) => Request::Send {
+                destination: Bytes::from(format!("n{}", 1 + k % 5)),
+                message: MessageBody {
+                    msg_type: 1,
+                    version: 1,
+                    priority: (k % 4) as u8,
+                    sender_name: Bytes::new(),
+                    data: self.data(k),
+                },
+            },
+            Op::Get => Request::Get {
+                handle: self.handle,
+                timeout: if self.ops.is_multiple_of(3) {
+                    0
+                } else {
+                    20 * MS
+                },
+            },
+            Op::Close => Request::Close {
+                handle: self.handle,
+            },
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.inflight = Some((id, op));
+        self.core.request_value(CONN, id, &req);
+    }
+
+    fn after(&mut self, op: Op) {
+        self.ops += 1;
+        self.next = match op {
+            Op::Open | Op::Get if self.ops.is_multiple_of(41) => Op::Close,
+            Op::Close => Op::Open,
+            Op::Open | Op::Get => {
+                self.sent += 1;
+                Op::Send(self.sent)
+            }
+            Op::Send(_) => Op::Get,
+        };
+    }
+
+    fn answer(&mut self, id: u64, reply: Reply<Response>) {
+        let Some((want, op)) = self.inflight else {
+            return;
+        };
+        if want != id {
+            return;
+        }
+        self.inflight = None;
+        match (op, reply) {
+            (Op::Open, Reply::Service(Response::Opened { handle })) => {
+                self.handle = handle;
+                self.after(op);
+            }
+            // Open elsewhere still (an older incarnation's open not yet closed by a sync).
+            (Op::Open, Reply::Error(AisError::Busy)) => {}
+            (Op::Send(k), Reply::Ok) => {
+                let data = self.data(k);
+                let mut log = self.log.lock().unwrap();
+                match log.sends.get(&data).copied() {
+                    Some((key, queue)) => {
+                        log.acked += 1;
+                        log.observations.push(Observation::Acked {
+                            node: self.node,
+                            key,
+                            queue,
+                            holders: self.config.clone(),
+                            ring_seq: key.seq,
+                        });
+                    }
+                    None => log.unexpected.push(format!(
+                        "node {}: send {k} acknowledged but never applied here",
+                        self.node
+                    )),
+                }
+                drop(log);
+                self.after(op);
+            }
+            (
+                Op::Send(_),
+                Reply::Error(AisError::NotExist | AisError::QueueFull | AisError::NoResources),
+            ) => self.after(op),
+            (Op::Get, Reply::Service(Response::Message { key, .. })) => {
+                let mut log = self.log.lock().unwrap();
+                log.got += 1;
+                log.observations.push(Observation::Got {
+                    node: self.node,
+                    key,
+                });
+                drop(log);
+                self.after(op);
+            }
+            (Op::Get, Reply::Error(AisError::Timeout)) => self.after(op),
+            // The open did not survive a merge, or the queue's retention passed: open again.
+            (Op::Get | Op::Close, Reply::Error(AisError::BadHandle)) => self.next = Op::Open,
+            (Op::Close, Reply::Ok) => self.after(op),
+            (_, Reply::Error(AisError::TryAgain)) => {}
+            (op, other) => self.log.lock().unwrap().unexpected.push(format!(
+                "node {} incarnation {}: {op:?} answered {other:?}",
+                self.node, self.incarnation
+            )),
+        }
+    }
+
+    fn effects(&mut self) {
+        while let Some(e) = self.core.poll_effect() {
+            if let Some((CONN, id, reply)) = e.reply::<Response>() {
+                self.answer(id, reply);
+                continue;
+            }
+            match e {
+                Effect::Submit { origin, kind, msg } => {
+                    let tag = self.next_tag;
+                    self.next_tag += 1;
+                    self.origins.insert(tag, origin);
+                    self.submits.push_back(AppSubmit {
+                        tag,
+                        prio: Priority::default(),
+                        kind,
+                        payload: msg,
+                    });
+                }
+                Effect::Send { .. } => {}
+                other => panic!("MSG makes no {other:?}"),
+            }
+        }
+    }
+}
+
+impl App for MsgApp {
+    fn event(&mut self, _now: Instant, event: &Event) {
+        if let Event::ConfigChange(c) = event {
+            self.config = c.members.iter().map(|m| m.0).collect();
+        }
+        self.core.totem(event);
+        self.effects();
+    }
+
+    fn wake(&mut self, now: Instant, _rng: &mut dyn RngCore) {
+        self.now = now;
+        self.core.tick(now.as_nanos());
+        self.effects();
+        self.request();
+        self.effects();
+    }
+
+    fn poll_submit(&mut self) -> Option<AppSubmit> {
+        self.submits.pop_front()
+    }
+
+    fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
+        let origin = self.origins.remove(&tag).expect("a known tag");
+        self.core.submitted(origin, result);
+        self.effects();
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        (!self.is_idle()).then_some(self.now + Duration::from_millis(10))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.now >= self.stop_at
+            && self.core.is_idle()
+            && self.submits.is_empty()
+            && self.inflight.is_none()
+    }
+}
+
+struct Run {
+    violations: Vec<String>,
+    msg: Vec<checker::Violation>,
+    unexpected: Vec<String>,
+    acked: usize,
+    got: usize,
+}
+
+fn run(seed: u64, defects: MsgDefects) -> Run {
+    let schedule = common::sim::random_schedule(seed);
+    let log: Log = Arc::default();
+    let stop_at = schedule.faults_end();
+    let factory_log = Arc::clone(&log);
+    let sim = Sim::with_apps(
+        schedule.clone(),
+        Box::new(move |node, incarnation| {
+            Box::new(MsgApp::new(
+                node,
+                incarnation,
+                Arc::clone(&factory_log),
+                defects,
+                stop_at,
+            ))
+        }),
+    );
+    let outcome = sim.run();
+    let violations = common::sim::totem_violations(&outcome, &schedule);
+    let shared = log.lock().unwrap();
+    Run {
+        violations,
+        msg: checker::check(&shared.observations),
+        unexpected: shared.unexpected.clone(),
+        acked: shared.acked,
+        got: shared.got,
+    }
+}
+
+#[test]
+fn queues_agree_and_keep_every_message_once_under_seeded_faults() {
+    let (mut acked, mut got) = (0, 0);
+    let seeds = common::sim::seeds(3500);
+    let runs = seeds.end - seeds.start;
+    common::sim::assert_every_seed_passes(seeds, |seed| {
+        let r = run(seed, MsgDefects::default());
+        acked += r.acked;
+        got += r.got;
+        r.violations
+            .into_iter()
+            .chain(r.msg.iter().map(ToString::to_string))
+            .chain(r.unexpected)
+            .collect()
+    });
+    eprintln!("{runs} runs: {acked} sends acknowledged, {got} messages got");
+    // The clients did send and get: dozens per run on average.
+    assert!(
+        acked as u64 >= 20 * runs && got as u64 >= 10 * runs,
+        "too little traffic: {acked} sends acknowledged, {got} gets in {runs} runs"
+    );
+}
+
+fn caught(defects: MsgDefects, properties: &[Property]) -> usize {
+    (0..100)
+        .filter(|&seed| {
+            run(seed, defects)
+                .msg
+                .iter()
+                .any(|v| properties.contains(&v.property))
+        })
+        .count()
+}
+
+/// A merge that keeps only the lowest holder's copy: the other side's sends are lost.
+#[test]
+fn the_checker_catches_a_merge_that_drops_the_other_sides_messages() {
+    let defects = MsgDefects {
+        merge: MergeDefects {
+            first_copy_only: true,
+            ..MergeDefects::default()
+        },
+        ..MsgDefects::default()
+    };
+    assert!(
+        caught(defects, &[Property::Durable]) > 0,
+        "no schedule showed the defect"
+    );
+}
+
+/// A merge that forgets what the other side took: a taken message comes back and is handed
+/// out again.
+#[test]
+fn the_checker_catches_a_merge_that_forgets_taken_messages() {
+    let defects = MsgDefects {
+        merge: MergeDefects {
+            forget_taken: true,
+            ..MergeDefects::default()
+        },
+        ..MsgDefects::default()
+    };
+    assert!(
+        caught(defects, &[Property::Once, Property::Unique]) > 0,
+        "no schedule showed the defect"
+    );
+}
+
+/// Gets answered from the local copy without a take on the ring: messages handed out twice.
+#[test]
+fn the_checker_catches_gets_that_do_not_take_on_the_ring() {
+    let defects = MsgDefects {
+        local_get: true,
+        ..MsgDefects::default()
+    };
+    assert!(
+        caught(defects, &[Property::Once]) > 0,
+        "no schedule showed the defect"
+    );
+}
