@@ -20,6 +20,7 @@ use ais_core::exec::Service;
 use ais_core::services::ckpt::Ckpt;
 use ais_core::services::clm::{Clm, ClmConfig};
 use ais_core::services::evt::Evt;
+use ais_core::services::msg::Msg;
 use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
 use clap::Parser;
@@ -254,6 +255,13 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         evt.max_channels, evt.max_retained, evt.delivery_window, evt.delivery_queue
     );
     services.push(Box::new(Evt::new(evt)));
+    let msg = config.msg_config();
+    info!(
+        "msg: up to {} queues, {} MiB of messages",
+        msg.max_queues,
+        msg.max_memory >> 20
+    );
+    services.push(Box::new(Msg::new(msg)));
     let core = ExecCore::new(totem_dpdk::NodeId(nodeid), services);
     let keys = KeyStore {
         path: config.totem.keyfile.clone(),

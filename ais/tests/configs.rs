@@ -561,3 +561,34 @@ fn evt_settings_have_defaults_and_named_mistakes() {
     );
     assert!(!e.to_string().is_empty());
 }
+
+fn msg_settings_have_defaults_and_named_mistakes() {
+    let c = Config::from_str(GOOD, "c.toml").unwrap().msg_config();
+    assert_eq!(c, ais_core::services::msg::MsgConfig::default());
+    let set = format!(
+        "{GOOD}\n[msg]\nmax_queues = 8\nmax_queue_bytes = 1000\nmax_message_bytes = 100\nmax_memory_mb = 2\n"
+    );
+    let c = Config::from_str(&set, "c.toml").unwrap().msg_config();
+    assert_eq!(
+        (
+            c.max_queues,
+            c.max_queue_size,
+            c.max_message_size,
+            c.max_memory
+        ),
+        (8, 1000, 100, 2 << 20)
+    );
+    let at = GOOD.lines().count() as u32 + 2;
+    let e = mistake(
+        &format!("{GOOD}\n[msg]\nmax_queues = 0\n"),
+        at + 1,
+        "msg.max_queues",
+    );
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let e = mistake(
+        &format!("{GOOD}\n[msg]\nmax_message_bytes = 200000\n"),
+        at + 1,
+        "msg.max_message_bytes",
+    );
+    assert!(e.to_string().contains("out of range"), "{e}");
+}

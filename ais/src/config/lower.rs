@@ -42,6 +42,16 @@ impl Config {
         }
     }
 
+    /// The message queue service's settings (`[msg]`).
+    pub fn msg_config(&self) -> ais_core::services::msg::MsgConfig {
+        ais_core::services::msg::MsgConfig {
+            max_queues: self.msg.max_queues,
+            max_queue_size: self.msg.max_queue_bytes,
+            max_message_size: self.msg.max_message_bytes,
+            max_memory: self.msg.max_memory_mb.saturating_mul(1 << 20),
+        }
+    }
+
     /// How Totem frames are protected (`totem.secauth` and `totem.crypto_cipher`); when it
     /// [needs a key](FrameProtection::needs_key), the executive reads `totem.keyfile` with
     /// [`crate::keyfile::read`].

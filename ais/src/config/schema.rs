@@ -42,6 +42,9 @@ pub struct Config {
     /// Events (`[evt]`).
     #[serde(default)]
     pub evt: Evt,
+    /// Message queues (`[msg]`).
+    #[serde(default)]
+    pub msg: Msg,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     pub(super) source: Source,
@@ -451,6 +454,37 @@ impl Default for Evt {
     }
 }
 
+/// The `[msg]` table: the message queue service's limits. Every node holds every queue, and
+/// the sender's limits travel with each change: give every node the same values.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Msg {
+    /// Most queues in the cluster (default 1024).
+    #[serde(default = "defaults::msg_max_queues")]
+    pub max_queues: u32,
+    /// Most bytes of one queue's four priority areas together, at creation (default
+    /// 4194304).
+    #[serde(default = "defaults::msg_max_queue_bytes")]
+    pub max_queue_bytes: u64,
+    /// Most data bytes of one message (default 65536, at most 131072).
+    #[serde(default = "defaults::msg_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Most mebibytes of messages in all queues together (default 256).
+    #[serde(default = "defaults::msg_max_memory_mb")]
+    pub max_memory_mb: u64,
+}
+
+impl Default for Msg {
+    fn default() -> Msg {
+        Msg {
+            max_queues: defaults::msg_max_queues(),
+            max_queue_bytes: defaults::msg_max_queue_bytes(),
+            max_message_bytes: defaults::msg_max_message_bytes(),
+            max_memory_mb: defaults::msg_max_memory_mb(),
+        }
+    }
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -514,6 +548,22 @@ mod defaults {
 
     pub(super) fn evt_delivery_queue() -> u32 {
         1000
+    }
+
+    pub(super) fn msg_max_queues() -> u32 {
+        1024
+    }
+
+    pub(super) fn msg_max_queue_bytes() -> u64 {
+        4 << 20
+    }
+
+    pub(super) fn msg_max_message_bytes() -> u64 {
+        64 * 1024
+    }
+
+    pub(super) fn msg_max_memory_mb() -> u64 {
+        256
     }
 
     pub(super) fn eal_args() -> Vec<String> {

@@ -55,6 +55,7 @@ impl Config {
         self.validate_quorum()?;
         self.validate_ckpt()?;
         self.validate_evt()?;
+        self.validate_msg()?;
         self.validate_timers()?;
         self.validate_flow_control()?;
         match t.transport {
@@ -138,6 +139,40 @@ impl Config {
             if value == 0 {
                 return Err(self.invalid(field, format!("must be at least 1 ({what})")));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_msg(&self) -> Result<(), ConfigError> {
+        let m = &self.msg;
+        let at_least_one = [
+            ("msg.max_queues", u64::from(m.max_queues), "queues"),
+            (
+                "msg.max_queue_bytes",
+                m.max_queue_bytes,
+                "bytes of one queue",
+            ),
+            (
+                "msg.max_memory_mb",
+                m.max_memory_mb,
+                "mebibytes of messages",
+            ),
+        ];
+        for (key, value, what) in at_least_one {
+            if value == 0 {
+                return Err(self.invalid(key, format!("must be at least 1 ({what})")));
+            }
+        }
+        let most = ais_proto::msg::MAX_MESSAGE as u64;
+        if !(1..=most).contains(&m.max_message_bytes) {
+            return Err(self.invalid(
+                "msg.max_message_bytes",
+                format!(
+                    "{} is out of range: a message carries 1..={most} data bytes (one IPC \
+                     answer)",
+                    m.max_message_bytes
+                ),
+            ));
         }
         Ok(())
     }

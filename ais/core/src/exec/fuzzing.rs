@@ -13,11 +13,12 @@ use super::{Effect, ExecCore};
 use crate::services::ckpt::{Ckpt, CkptConfig};
 use crate::services::clm::{Clm, ClmConfig};
 use crate::services::evt::{Evt, EvtConfig};
+use crate::services::msg::{Msg, MsgConfig};
 use crate::services::quorum::{Quorum, QuorumConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::evt;
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
-use ais_proto::{admin, ckpt, clm, cpg, evs, quorum};
+use ais_proto::{admin, ckpt, clm, cpg, evs, msg, quorum};
 
 /// Decodes `data` as a client packet, and its body as every service's requests, answers,
 /// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
@@ -36,18 +37,21 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Request<quorum::Request>>(&frame);
     round_trip::<Request<ckpt::Request>>(&frame);
     round_trip::<Request<evt::Request>>(&frame);
+    round_trip::<Request<msg::Request>>(&frame);
     round_trip::<Reply<cpg::Response>>(&frame);
     round_trip::<Reply<evs::Response>>(&frame);
     round_trip::<Reply<clm::Response>>(&frame);
     round_trip::<Reply<quorum::Response>>(&frame);
     round_trip::<Reply<ckpt::Response>>(&frame);
     round_trip::<Reply<evt::Response>>(&frame);
+    round_trip::<Reply<msg::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
     round_trip::<clm::Callback>(&frame);
     round_trip::<quorum::Callback>(&frame);
     round_trip::<ckpt::Callback>(&frame);
     round_trip::<evt::Callback>(&frame);
+    round_trip::<msg::Callback>(&frame);
     // The ring messages' codecs, on the same bytes.
     round_trip::<cpg::RingMessage>(&frame);
     round_trip::<evs::RingMessage>(&frame);
@@ -56,6 +60,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<quorum::RingMessage>(&frame);
     round_trip::<ckpt::RingMessage>(&frame);
     round_trip::<evt::RingMessage>(&frame);
+    round_trip::<msg::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
@@ -67,6 +72,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
             Box::new(Quorum::new(QUORUM)),
             Box::new(Ckpt::new(CkptConfig::default())),
             Box::new(Evt::new(EvtConfig::default())),
+            Box::new(Msg::new(MsgConfig::default())),
         ],
     );
     for (conn, service) in [
@@ -77,6 +83,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (5, quorum::QuorumProtocol::ID),
         (6, ckpt::CkptProtocol::ID),
         (7, evt::EvtProtocol::ID),
+        (7, msg::MsgProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -155,6 +162,7 @@ fn run_deliveries(data: &[u8]) -> usize {
             Box::new(Quorum::new(QUORUM)),
             Box::new(Ckpt::new(CkptConfig::default())),
             Box::new(Evt::new(EvtConfig::default())),
+            Box::new(Msg::new(MsgConfig::default())),
         ],
     );
     let mut no = 0u64;
@@ -226,6 +234,22 @@ fn run_deliveries(data: &[u8]) -> usize {
         },
     );
     let mut subscribed = false;
+    // An MSG client with a queue open, so sends and takes from other nodes find one.
+    core.connected(4, 400);
+    hello(&mut core, 4, msg::MsgProtocol::ID);
+    core.request_value(
+        4,
+        2,
+        &msg::Request::Open {
+            name: Bytes::from_static(b"q"),
+            flags: msg::OPEN_CREATE | msg::OPEN_RECEIVE_CALLBACK,
+            attributes: Some(msg::Attributes {
+                creation_flags: msg::QUEUE_PERSISTENT,
+                size: [1024; msg::PRIORITIES],
+                retention_time: 0,
+            }),
+        },
+    );
     let mut rest = data;
     loop {
         // Take every effect; accept every submit and deliver it back (our own messages).
