@@ -566,7 +566,7 @@ fn msg_settings_have_defaults_and_named_mistakes() {
     let c = Config::from_str(GOOD, "c.toml").unwrap().msg_config();
     assert_eq!(c, ais_core::services::msg::MsgConfig::default());
     let set = format!(
-        "{GOOD}\n[msg]\nmax_queues = 8\nmax_queue_bytes = 1000\nmax_message_bytes = 100\nmax_memory_mb = 2\n"
+        "{GOOD}\n[msg]\nmax_queues = 8\nmax_queue_bytes = 1000\nmax_message_bytes = 100\nmax_memory_mb = 2\nmax_groups = 3\n"
     );
     let c = Config::from_str(&set, "c.toml").unwrap().msg_config();
     assert_eq!(
@@ -574,9 +574,10 @@ fn msg_settings_have_defaults_and_named_mistakes() {
             c.max_queues,
             c.max_queue_size,
             c.max_message_size,
-            c.max_memory
+            c.max_memory,
+            c.max_groups
         ),
-        (8, 1000, 100, 2 << 20)
+        (8, 1000, 100, 2 << 20, 3)
     );
     let at = GOOD.lines().count() as u32 + 2;
     let e = mistake(

@@ -2,7 +2,8 @@
 //! queue service, and a client on each node opens a queue of its own (persistent on even
 //! nodes, non-persistent with a short retention time on odd ones), sends numbered messages
 //! of every priority to every node's queue in turn and gets from its own (one call in flight,
-//! a new one every 10 ms), closing and reopening its queue now and then. Crashes, restarts,
+//! a new one every 10 ms), closing and reopening its queue now and then; every queue is in one
+//! queue group (`g`, its policy drawn from the seed) and every third send goes to the group. Crashes, restarts,
 //! partitions, heals and message loss come from the simulator's random schedules. The MSG
 //! checker (`ais_core::services::msg::checker`) judges the queues every node held at each
 //! sync, the sends clients were told were done and the messages gets handed out: queues
@@ -10,7 +11,8 @@
 //! twice, no acknowledged send lost while its queue lives and a node holding it lives.
 //!
 //! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_msg` replays one
-//! schedule, `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
+//! schedule (`AIS_SIM_TRACE=1` prints every applied change but sends and takes,
+//! `AIS_SIM_TRACE_KEY=<message key>` that message's story), `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
 //! the longer sweep).
 
 mod common;
@@ -43,6 +45,8 @@ struct Shared {
     unexpected: Vec<String>,
     acked: usize,
     got: usize,
+    /// Sends to the group applied (at every node).
+    group_sends: usize,
     /// Each sent message's data, at its sender's node: its key and queue.
     sends: BTreeMap<Bytes, (MsgKey, QueueId)>,
 }
@@ -66,14 +70,27 @@ impl Observer for Watch {
     }
 
     fn applied(&mut self, node: u32, key: MsgKey, update: &Update, applied: &Applied) {
-        if let (Update::Send { message, .. }, Applied::Sent { queue, .. }) = (update, applied)
-            && key.node == node
+        if std::env::var_os("AIS_SIM_TRACE").is_some()
+            && !matches!(update, Update::Send { .. } | Update::Take { .. })
         {
-            self.0
-                .lock()
-                .unwrap()
-                .sends
-                .insert(message.data.clone(), (key, *queue));
+            eprintln!("APPLY node {node} {key}: {update:?} -> {applied:?}");
+        }
+        if let (Update::Send { message, .. }, Applied::Sent { queue, via, .. }) = (update, applied)
+        {
+            if std::env::var("AIS_SIM_TRACE_KEY").is_ok_and(|k| k == key.to_string()) {
+                eprintln!("node {node} applied {key}: {applied:?}");
+            }
+            let mut log = self.0.lock().unwrap();
+            if key.node == node {
+                log.sends.insert(message.data.clone(), (key, *queue));
+            }
+            if let Some(choice) = via {
+                log.observations.push(Observation::GroupSend {
+                    node,
+                    choice: choice.clone(),
+                });
+                log.group_sends += 1;
+            }
         }
     }
 }
@@ -81,6 +98,8 @@ impl Observer for Watch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Open,
+    GroupCreate,
+    GroupInsert,
     Send(u64),
     Get,
     Close,
@@ -103,6 +122,8 @@ struct MsgApp {
     next_id: u64,
     ops: u64,
     sent: u64,
+    policy: u8,
+    group_created: bool,
 }
 
 fn attrs(node: u32) -> Attributes {
@@ -124,6 +145,7 @@ impl MsgApp {
         log: Log,
         defects: MsgDefects,
         stop_at: Instant,
+        policy: u8,
     ) -> MsgApp {
         log.lock().unwrap().observations.push(Observation::Started {
             node: node.0,
@@ -148,6 +170,8 @@ impl MsgApp {
             next_id: 2,
             ops: 0,
             sent: 0,
+            policy,
+            group_created: false,
         };
         app.core.connected(CONN, 100);
         app.core.request_value(
@@ -177,8 +201,20 @@ impl MsgApp {
                 flags: OPEN_CREATE,
                 attributes: Some(attrs(self.node)),
             },
+            Op::GroupCreate => Request::GroupCreate {
+                name: Bytes::from_static(b"g"),
+                policy: self.policy,
+            },
+            Op::GroupInsert => Request::GroupInsert {
+                group: Bytes::from_static(b"g"),
+                queue: Bytes::from(format!("n{}", self.node)),
+            },
             Op::Send(k) => Request::Send {
-                destination: Bytes::from(format!("n{}", 1 + k % 5)),
+                destination: if k % 3 == 0 {
+                    Bytes::from_static(b"g")
+                } else {
+                    Bytes::from(format!("n{}", 1 + k % 5))
+                },
                 message: MessageBody {
                     msg_type: 1,
                     version: 1,
@@ -208,9 +244,11 @@ impl MsgApp {
     fn after(&mut self, op: Op) {
         self.ops += 1;
         self.next = match op {
-            Op::Open | Op::Get if self.ops.is_multiple_of(41) => Op::Close,
+            Op::Open if !self.group_created => Op::GroupCreate,
+            Op::Open | Op::GroupCreate => Op::GroupInsert,
+            Op::Get if self.ops.is_multiple_of(41) => Op::Close,
             Op::Close => Op::Open,
-            Op::Open | Op::Get => {
+            Op::GroupInsert | Op::Get => {
                 self.sent += 1;
                 Op::Send(self.sent)
             }
@@ -233,6 +271,14 @@ impl MsgApp {
             }
             // Open elsewhere still (an older incarnation's open not yet closed by a sync).
             (Op::Open, Reply::Error(AisError::Busy)) => {}
+            (Op::GroupCreate, Reply::Ok | Reply::Error(AisError::Exist)) => {
+                self.group_created = true;
+                self.after(op);
+            }
+            // In it already; or the queue went meanwhile (its retention passed).
+            (Op::GroupInsert, Reply::Ok | Reply::Error(AisError::Exist | AisError::NotExist)) => {
+                self.after(op)
+            }
             (Op::Send(k), Reply::Ok) => {
                 let data = self.data(k);
                 let mut log = self.log.lock().unwrap();
@@ -257,7 +303,12 @@ impl MsgApp {
             }
             (
                 Op::Send(_),
-                Reply::Error(AisError::NotExist | AisError::QueueFull | AisError::NoResources),
+                Reply::Error(
+                    AisError::NotExist
+                    | AisError::QueueFull
+                    | AisError::NoResources
+                    | AisError::QueueNotAvailable,
+                ),
             ) => self.after(op),
             (Op::Get, Reply::Service(Response::Message { key, .. })) => {
                 let mut log = self.log.lock().unwrap();
@@ -265,6 +316,8 @@ impl MsgApp {
                 log.observations.push(Observation::Got {
                     node: self.node,
                     key,
+                    holders: self.config.clone(),
+                    ring_seq: self.core.ring().seq,
                 });
                 drop(log);
                 self.after(op);
@@ -351,6 +404,7 @@ struct Run {
     unexpected: Vec<String>,
     acked: usize,
     got: usize,
+    group_sends: usize,
 }
 
 fn run(seed: u64, defects: MsgDefects) -> Run {
@@ -358,6 +412,7 @@ fn run(seed: u64, defects: MsgDefects) -> Run {
     let log: Log = Arc::default();
     let stop_at = schedule.faults_end();
     let factory_log = Arc::clone(&log);
+    let policy = 1 + (seed % 3) as u8;
     let sim = Sim::with_apps(
         schedule.clone(),
         Box::new(move |node, incarnation| {
@@ -367,40 +422,84 @@ fn run(seed: u64, defects: MsgDefects) -> Run {
                 Arc::clone(&factory_log),
                 defects,
                 stop_at,
+                policy,
             ))
         }),
     );
     let outcome = sim.run();
     let violations = common::sim::totem_violations(&outcome, &schedule);
     let shared = log.lock().unwrap();
+    if let Ok(k) = std::env::var("AIS_SIM_TRACE_KEY") {
+        for o in &shared.observations {
+            let text = format!("{o:?}");
+            match o {
+                Observation::Activated {
+                    node,
+                    ring,
+                    members,
+                    state,
+                } => {
+                    let holds: Vec<String> = state
+                        .queues
+                        .iter()
+                        .filter(|(_, q)| {
+                            q.messages.iter().any(|(_, m)| m.to_string() == k)
+                                || q.taken.iter().any(|m| m.to_string() == k)
+                        })
+                        .map(|(id, q)| {
+                            format!(
+                                "{id}: held {} taken {}",
+                                q.messages
+                                    .iter()
+                                    .filter(|(_, m)| m.to_string() == k)
+                                    .count(),
+                                q.taken.iter().any(|m| m.to_string() == k)
+                            )
+                        })
+                        .collect();
+                    eprintln!("activated node {node} ring {ring:?} members {members:?}: {holds:?}");
+                }
+                Observation::Started { .. } => eprintln!("{text}"),
+                _ if text.contains(&format!("tag: {}", k.rsplit('#').next().unwrap_or(""))) => {
+                    eprintln!("{text}")
+                }
+                _ => {}
+            }
+        }
+    }
     Run {
         violations,
         msg: checker::check(&shared.observations),
         unexpected: shared.unexpected.clone(),
         acked: shared.acked,
         got: shared.got,
+        group_sends: shared.group_sends,
     }
 }
 
 #[test]
 fn queues_agree_and_keep_every_message_once_under_seeded_faults() {
-    let (mut acked, mut got) = (0, 0);
-    let seeds = common::sim::seeds(3500);
+    let (mut acked, mut got, mut group_sends) = (0, 0, 0);
+    let seeds = common::sim::seeds(2500);
     let runs = seeds.end - seeds.start;
     common::sim::assert_every_seed_passes(seeds, |seed| {
         let r = run(seed, MsgDefects::default());
         acked += r.acked;
         got += r.got;
+        group_sends += r.group_sends;
         r.violations
             .into_iter()
             .chain(r.msg.iter().map(ToString::to_string))
             .chain(r.unexpected)
             .collect()
     });
-    eprintln!("{runs} runs: {acked} sends acknowledged, {got} messages got");
+    eprintln!(
+        "{runs} runs: {acked} sends acknowledged, {got} messages got, {group_sends} group sends \
+         applied"
+    );
     // The clients did send and get: dozens per run on average.
     assert!(
-        acked as u64 >= 20 * runs && got as u64 >= 10 * runs,
+        acked as u64 >= 20 * runs && got as u64 >= 10 * runs && group_sends as u64 >= 5 * runs,
         "too little traffic: {acked} sends acknowledged, {got} gets in {runs} runs"
     );
 }
@@ -458,6 +557,19 @@ fn the_checker_catches_gets_that_do_not_take_on_the_ring() {
     };
     assert!(
         caught(defects, &[Property::Once]) > 0,
+        "no schedule showed the defect"
+    );
+}
+
+/// Sends to a group go to its first candidate whatever the policy: caught as **Policy**.
+#[test]
+fn the_checker_catches_a_group_that_ignores_its_policy() {
+    let defects = MsgDefects {
+        group_first: true,
+        ..MsgDefects::default()
+    };
+    assert!(
+        caught(defects, &[Property::Policy]) > 0,
         "no schedule showed the defect"
     );
 }

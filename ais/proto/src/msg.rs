@@ -33,6 +33,26 @@ pub const OPEN_RECEIVE_CALLBACK: u8 = 0x2;
 pub const OPEN_EMPTY: u8 = 0x4;
 /// Every open flag this build knows.
 pub const OPEN_FLAGS: u8 = OPEN_CREATE | OPEN_RECEIVE_CALLBACK | OPEN_EMPTY;
+/// `SA_MSG_QUEUE_GROUP_ROUND_ROBIN`: each member queue in turn.
+pub const POLICY_ROUND_ROBIN: u8 = 1;
+/// `SA_MSG_QUEUE_GROUP_LOCAL_ROUND_ROBIN`: each member queue opened at the sender's node in
+/// turn.
+pub const POLICY_LOCAL_ROUND_ROBIN: u8 = 2;
+/// `SA_MSG_QUEUE_GROUP_LOCAL_BEST_QUEUE`: the member queue opened at the sender's node with
+/// the most room in the message's priority area.
+pub const POLICY_LOCAL_BEST_QUEUE: u8 = 3;
+/// `SA_TRACK_CURRENT`.
+pub const TRACK_CURRENT: u8 = 0x1;
+/// `SA_TRACK_CHANGES`.
+pub const TRACK_CHANGES: u8 = 0x2;
+/// `SA_TRACK_CHANGES_ONLY`.
+pub const TRACK_CHANGES_ONLY: u8 = 0x4;
+/// `SA_MSG_QUEUE_GROUP_NO_CHANGE`.
+pub const CHANGE_NONE: u8 = 1;
+/// `SA_MSG_QUEUE_GROUP_ADDED`.
+pub const CHANGE_ADDED: u8 = 2;
+/// `SA_MSG_QUEUE_GROUP_REMOVED`.
+pub const CHANGE_REMOVED: u8 = 3;
 /// Priorities: 0 (`SA_MSG_MESSAGE_HIGHEST_PRIORITY`) to 3 (`..._LOWEST_PRIORITY`).
 pub const PRIORITIES: usize = 4;
 /// `SA_TIME_END`: never (a retention time) or wait for ever (a timeout).
@@ -253,6 +273,34 @@ fn get_status(r: &mut Reader) -> Result<Status, DecodeError> {
     })
 }
 
+/// One queue in a group track answer or callback (`SaMsgQueueGroupNotificationT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupItem {
+    /// The member queue's name.
+    pub queue: Bytes,
+    /// `CHANGE_*`.
+    pub change: u8,
+}
+
+fn put_items(w: &mut Writer, items: &[GroupItem]) {
+    w.count(items.len());
+    for i in items {
+        w.short_bytes(&i.queue).u8(i.change);
+    }
+}
+
+fn get_items(r: &mut Reader) -> Result<Vec<GroupItem>, DecodeError> {
+    let n = r.count("group items", 3)?;
+    (0..n)
+        .map(|_| {
+            Ok(GroupItem {
+                queue: r.short_bytes("queue name")?,
+                change: r.u8("change")?,
+            })
+        })
+        .collect()
+}
+
 fn unknown(op: u16) -> DecodeError {
     DecodeError::UnknownOp { service: "msg", op }
 }
@@ -312,6 +360,46 @@ pub enum Request {
         /// Nanoseconds to wait ([`TIME_END`]: for ever).
         timeout: u64,
     },
+    /// `saMsgQueueGroupCreate`.
+    GroupCreate {
+        /// The group's name.
+        name: Bytes,
+        /// `POLICY_*`.
+        policy: u8,
+    },
+    /// `saMsgQueueGroupInsert`.
+    GroupInsert {
+        /// The group.
+        group: Bytes,
+        /// The queue.
+        queue: Bytes,
+    },
+    /// `saMsgQueueGroupRemove`.
+    GroupRemove {
+        /// The group.
+        group: Bytes,
+        /// The queue.
+        queue: Bytes,
+    },
+    /// `saMsgQueueGroupDelete`.
+    GroupDelete {
+        /// The group.
+        group: Bytes,
+    },
+    /// `saMsgQueueGroupTrack`: with [`TRACK_CURRENT`] answered [`Response::Group`], else
+    /// `Ok`; with [`TRACK_CHANGES`] or [`TRACK_CHANGES_ONLY`], [`Callback::GroupTrack`] at
+    /// every change.
+    GroupTrack {
+        /// The group.
+        group: Bytes,
+        /// `TRACK_*` flags.
+        flags: u8,
+    },
+    /// `saMsgQueueGroupTrackStop`.
+    GroupTrackStop {
+        /// The group.
+        group: Bytes,
+    },
     /// The queues of the cluster (`aisctl msg ls`), by name, from the `start`-th.
     List {
         /// The first one's position (0 for the first page).
@@ -327,6 +415,12 @@ const OP_SEND: u16 = 64;
 const OP_SEND_ASYNC: u16 = 65;
 const OP_GET: u16 = 66;
 const OP_LIST: u16 = 67;
+const OP_GROUP_CREATE: u16 = 68;
+const OP_GROUP_INSERT: u16 = 69;
+const OP_GROUP_REMOVE: u16 = 70;
+const OP_GROUP_DELETE: u16 = 71;
+const OP_GROUP_TRACK: u16 = 72;
+const OP_GROUP_TRACK_STOP: u16 = 73;
 
 impl Message for Request {
     fn op(&self) -> u16 {
@@ -339,6 +433,12 @@ impl Message for Request {
             Request::SendAsync { .. } => OP_SEND_ASYNC,
             Request::Get { .. } => OP_GET,
             Request::List { .. } => OP_LIST,
+            Request::GroupCreate { .. } => OP_GROUP_CREATE,
+            Request::GroupInsert { .. } => OP_GROUP_INSERT,
+            Request::GroupRemove { .. } => OP_GROUP_REMOVE,
+            Request::GroupDelete { .. } => OP_GROUP_DELETE,
+            Request::GroupTrack { .. } => OP_GROUP_TRACK,
+            Request::GroupTrackStop { .. } => OP_GROUP_TRACK_STOP,
         }
     }
 
@@ -352,6 +452,12 @@ impl Message for Request {
             Request::SendAsync { .. } => "MsgMessageSendAsync",
             Request::Get { .. } => "MsgMessageGet",
             Request::List { .. } => "MsgList",
+            Request::GroupCreate { .. } => "MsgQueueGroupCreate",
+            Request::GroupInsert { .. } => "MsgQueueGroupInsert",
+            Request::GroupRemove { .. } => "MsgQueueGroupRemove",
+            Request::GroupDelete { .. } => "MsgQueueGroupDelete",
+            Request::GroupTrack { .. } => "MsgQueueGroupTrack",
+            Request::GroupTrackStop { .. } => "MsgQueueGroupTrackStop",
         }
     }
 
@@ -394,6 +500,18 @@ impl Message for Request {
             Request::List { start } => {
                 w.u32(*start);
             }
+            Request::GroupCreate { name, policy } => {
+                w.short_bytes(name).u8(*policy);
+            }
+            Request::GroupInsert { group, queue } | Request::GroupRemove { group, queue } => {
+                w.short_bytes(group).short_bytes(queue);
+            }
+            Request::GroupDelete { group } | Request::GroupTrackStop { group } => {
+                w.short_bytes(group);
+            }
+            Request::GroupTrack { group, flags } => {
+                w.short_bytes(group).u8(*flags);
+            }
         }
         Bytes::new()
     }
@@ -430,6 +548,28 @@ impl Message for Request {
             },
             OP_LIST => Request::List {
                 start: r.u32("start")?,
+            },
+            OP_GROUP_CREATE => Request::GroupCreate {
+                name: r.short_bytes("group name")?,
+                policy: r.u8("policy")?,
+            },
+            OP_GROUP_INSERT => Request::GroupInsert {
+                group: r.short_bytes("group name")?,
+                queue: r.short_bytes("queue name")?,
+            },
+            OP_GROUP_REMOVE => Request::GroupRemove {
+                group: r.short_bytes("group name")?,
+                queue: r.short_bytes("queue name")?,
+            },
+            OP_GROUP_DELETE => Request::GroupDelete {
+                group: r.short_bytes("group name")?,
+            },
+            OP_GROUP_TRACK => Request::GroupTrack {
+                group: r.short_bytes("group name")?,
+                flags: r.u8("track flags")?,
+            },
+            OP_GROUP_TRACK_STOP => Request::GroupTrackStop {
+                group: r.short_bytes("group name")?,
             },
             other => return Err(unknown(other)),
         })
@@ -469,6 +609,13 @@ pub enum Response {
         /// Its identity (the sender's node is `key.node`).
         key: MsgKey,
     },
+    /// Answer to [`Request::GroupTrack`] with [`TRACK_CURRENT`]: the members.
+    Group {
+        /// The group's policy.
+        policy: u8,
+        /// Its member queues (change [`CHANGE_NONE`]).
+        items: Vec<GroupItem>,
+    },
     /// Answer to [`Request::List`].
     List {
         /// The queues.
@@ -482,6 +629,7 @@ const R_OPENED: u16 = 60;
 const R_STATUS: u16 = 61;
 const R_MESSAGE: u16 = 62;
 const R_LIST: u16 = 63;
+const R_GROUP: u16 = 64;
 
 impl Message for Response {
     fn op(&self) -> u16 {
@@ -490,6 +638,7 @@ impl Message for Response {
             Response::Status(_) => R_STATUS,
             Response::Message { .. } => R_MESSAGE,
             Response::List { .. } => R_LIST,
+            Response::Group { .. } => R_GROUP,
         }
     }
 
@@ -499,6 +648,7 @@ impl Message for Response {
             Response::Status(_) => "MsgStatus",
             Response::Message { .. } => "MsgMessage",
             Response::List { .. } => "MsgList",
+            Response::Group { .. } => "MsgGroup",
         }
     }
 
@@ -516,6 +666,10 @@ impl Message for Response {
                 put_body(w, message);
                 w.u64(*send_time);
                 put_key(w, key);
+            }
+            Response::Group { policy, items } => {
+                w.u8(*policy);
+                put_items(w, items);
             }
             Response::List { items, next } => {
                 w.count(items.len());
@@ -547,6 +701,10 @@ impl Message for Response {
                 message: get_body(r)?,
                 send_time: r.u64("send time")?,
                 key: get_key(r)?,
+            },
+            R_GROUP => Response::Group {
+                policy: r.u8("policy")?,
+                items: get_items(r)?,
             },
             R_LIST => {
                 let n = r.count("queues", 2 + 4 + 8 + 8 + 1 + 4 * 20 + 1 + 4)?;
@@ -588,16 +746,30 @@ pub enum Callback {
         /// The handle of the queue.
         handle: u64,
     },
+    /// A tracked group changed (`saMsgQueueGroupTrackCallback`).
+    GroupTrack {
+        /// The group.
+        group: Bytes,
+        /// Its policy.
+        policy: u8,
+        /// Its members now.
+        members: u32,
+        /// With [`TRACK_CHANGES`]: every member and the removed ones; with
+        /// [`TRACK_CHANGES_ONLY`]: the changed ones.
+        items: Vec<GroupItem>,
+    },
 }
 
 const C_DELIVERED: u16 = 60;
 const C_RECEIVED: u16 = 61;
+const C_GROUP_TRACK: u16 = 62;
 
 impl Message for Callback {
     fn op(&self) -> u16 {
         match self {
             Callback::Delivered { .. } => C_DELIVERED,
             Callback::Received { .. } => C_RECEIVED,
+            Callback::GroupTrack { .. } => C_GROUP_TRACK,
         }
     }
 
@@ -605,6 +777,7 @@ impl Message for Callback {
         match self {
             Callback::Delivered { .. } => "MsgDeliveredCallback",
             Callback::Received { .. } => "MsgReceivedCallback",
+            Callback::GroupTrack { .. } => "MsgQueueGroupTrackCallback",
         }
     }
 
@@ -618,6 +791,15 @@ impl Message for Callback {
             }
             Callback::Received { handle } => {
                 w.u64(*handle);
+            }
+            Callback::GroupTrack {
+                group,
+                policy,
+                members,
+                items,
+            } => {
+                w.short_bytes(group).u8(*policy).u32(*members);
+                put_items(w, items);
             }
         }
         Bytes::new()
@@ -635,6 +817,12 @@ impl Message for Callback {
             }
             C_RECEIVED => Callback::Received {
                 handle: r.u64("handle")?,
+            },
+            C_GROUP_TRACK => Callback::GroupTrack {
+                group: r.short_bytes("group name")?,
+                policy: r.u8("policy")?,
+                members: r.u32("members")?,
+                items: get_items(r)?,
             },
             other => return Err(unknown(other)),
         })
@@ -724,6 +912,32 @@ pub enum Update {
         /// The connection.
         conn: u64,
     },
+    /// A new queue group.
+    GroupCreate {
+        /// Its name.
+        name: Bytes,
+        /// `POLICY_*`.
+        policy: u8,
+    },
+    /// A queue joins a group.
+    GroupInsert {
+        /// The group.
+        group: Bytes,
+        /// The queue.
+        queue: Bytes,
+    },
+    /// A queue leaves a group.
+    GroupRemove {
+        /// The group.
+        group: Bytes,
+        /// The queue.
+        queue: Bytes,
+    },
+    /// A group goes.
+    GroupDelete {
+        /// The group.
+        group: Bytes,
+    },
     /// A retention timer ran out at the sender: delete the queue if it is still closed since
     /// the same close.
     RetentionExpired {
@@ -743,6 +957,8 @@ pub struct Limits {
     pub max_queue_size: u64,
     /// Most message bytes held by all queues together.
     pub max_memory: u64,
+    /// Most queue groups.
+    pub max_groups: u32,
 }
 
 /// A MSG message on the ring.
@@ -787,6 +1003,18 @@ pub enum RingMessage {
         /// The copy's header.
         copy: CopyHeader,
     },
+    /// Sync, first step too, sent by every member: the queue groups it holds and the groups
+    /// it knows were deleted.
+    SyncGroups {
+        /// The ring's representative.
+        rep: u32,
+        /// The ring's sequence number.
+        seq: u64,
+        /// The groups.
+        groups: Vec<GroupCopy>,
+        /// Groups deleted (most recent last).
+        deleted: Vec<QueueId>,
+    },
     /// One message of a copy sent with [`RingMessage::SyncQueue`].
     SyncMessage {
         /// The ring's representative.
@@ -800,6 +1028,62 @@ pub enum RingMessage {
         /// The message.
         message: Stored,
     },
+}
+
+/// A queue group, in sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCopy {
+    /// Its identity (as a queue's: ring and number).
+    pub id: QueueId,
+    /// Its name.
+    pub name: Bytes,
+    /// `POLICY_*`.
+    pub policy: u8,
+    /// Member queue names, in insertion order.
+    pub members: Vec<Bytes>,
+    /// Changes to its membership since its creation.
+    pub generation: u64,
+    /// The round-robin position.
+    pub cursor: u32,
+    /// The local round-robin position of each node.
+    pub local: Vec<(u32, u32)>,
+}
+
+fn put_group(w: &mut Writer, g: &GroupCopy) {
+    put_id(w, &g.id);
+    w.short_bytes(&g.name).u8(g.policy).count(g.members.len());
+    for m in &g.members {
+        w.short_bytes(m);
+    }
+    w.u64(g.generation).u32(g.cursor).count(g.local.len());
+    for (n, c) in &g.local {
+        w.u32(*n).u32(*c);
+    }
+}
+
+fn get_group(r: &mut Reader) -> Result<GroupCopy, DecodeError> {
+    let id = get_id(r)?;
+    let name = r.short_bytes("group name")?;
+    let policy = r.u8("policy")?;
+    let n = r.count("group members", 2)?;
+    let members = (0..n)
+        .map(|_| r.short_bytes("queue name"))
+        .collect::<Result<_, _>>()?;
+    let generation = r.u64("generation")?;
+    let cursor = r.u32("cursor")?;
+    let n = r.count("local cursors", 8)?;
+    let local = (0..n)
+        .map(|_| Ok((r.u32("node")?, r.u32("cursor")?)))
+        .collect::<Result<_, DecodeError>>()?;
+    Ok(GroupCopy {
+        id,
+        name,
+        policy,
+        members,
+        generation,
+        cursor,
+        local,
+    })
 }
 
 /// A queue copy's header, in sync.
@@ -829,6 +1113,7 @@ const RING_UPDATE: u16 = 1;
 const RING_SUMMARY: u16 = 2;
 const RING_SYNC_QUEUE: u16 = 3;
 const RING_SYNC_MESSAGE: u16 = 4;
+const RING_SYNC_GROUPS: u16 = 5;
 
 fn put_update(w: &mut Writer, u: &Update) {
     match u {
@@ -867,6 +1152,18 @@ fn put_update(w: &mut Writer, u: &Update) {
             put_id(w, id);
             w.u64(*epoch);
         }
+        Update::GroupCreate { name, policy } => {
+            w.u8(7).short_bytes(name).u8(*policy);
+        }
+        Update::GroupInsert { group, queue } => {
+            w.u8(8).short_bytes(group).short_bytes(queue);
+        }
+        Update::GroupRemove { group, queue } => {
+            w.u8(9).short_bytes(group).short_bytes(queue);
+        }
+        Update::GroupDelete { group } => {
+            w.u8(10).short_bytes(group);
+        }
     }
 }
 
@@ -897,6 +1194,21 @@ fn get_update(r: &mut Reader) -> Result<Update, DecodeError> {
             id: get_id(r)?,
             epoch: r.u64("close epoch")?,
         },
+        7 => Update::GroupCreate {
+            name: r.short_bytes("group name")?,
+            policy: r.u8("policy")?,
+        },
+        8 => Update::GroupInsert {
+            group: r.short_bytes("group name")?,
+            queue: r.short_bytes("queue name")?,
+        },
+        9 => Update::GroupRemove {
+            group: r.short_bytes("group name")?,
+            queue: r.short_bytes("queue name")?,
+        },
+        10 => Update::GroupDelete {
+            group: r.short_bytes("group name")?,
+        },
         v => {
             return Err(DecodeError::Unknown {
                 what: "queue update",
@@ -913,6 +1225,7 @@ impl Message for RingMessage {
             RingMessage::Summary { .. } => RING_SUMMARY,
             RingMessage::SyncQueue { .. } => RING_SYNC_QUEUE,
             RingMessage::SyncMessage { .. } => RING_SYNC_MESSAGE,
+            RingMessage::SyncGroups { .. } => RING_SYNC_GROUPS,
         }
     }
 
@@ -922,6 +1235,7 @@ impl Message for RingMessage {
             RingMessage::Summary { .. } => "MsgSummary",
             RingMessage::SyncQueue { .. } => "MsgSyncQueue",
             RingMessage::SyncMessage { .. } => "MsgSyncMessage",
+            RingMessage::SyncGroups { .. } => "MsgSyncGroups",
         }
     }
 
@@ -941,6 +1255,7 @@ impl Message for RingMessage {
                     .u32(limits.max_queues)
                     .u64(limits.max_queue_size)
                     .u64(limits.max_memory)
+                    .u32(limits.max_groups)
                     .u64(*time);
                 put_update(w, update);
             }
@@ -981,6 +1296,21 @@ impl Message for RingMessage {
                     put_key(w, k);
                 }
             }
+            RingMessage::SyncGroups {
+                rep,
+                seq,
+                groups,
+                deleted,
+            } => {
+                w.u32(*rep).u64(*seq).count(groups.len());
+                for g in groups {
+                    put_group(w, g);
+                }
+                w.count(deleted.len());
+                for id in deleted {
+                    put_id(w, id);
+                }
+            }
             RingMessage::SyncMessage {
                 rep,
                 seq,
@@ -1007,6 +1337,7 @@ impl Message for RingMessage {
                     max_queues: r.u32("max queues")?,
                     max_queue_size: r.u64("max queue size")?,
                     max_memory: r.u64("max memory")?,
+                    max_groups: r.u32("max groups")?,
                 },
                 time: r.u64("time")?,
                 update: get_update(r)?,
@@ -1059,6 +1390,20 @@ impl Message for RingMessage {
                         messages,
                         taken,
                     },
+                }
+            }
+            RING_SYNC_GROUPS => {
+                let rep = r.u32("ring representative")?;
+                let seq = r.u64("ring sequence")?;
+                let n = r.count("groups", 16 + 2 + 1 + 4 + 8 + 4 + 4)?;
+                let groups = (0..n).map(|_| get_group(r)).collect::<Result<_, _>>()?;
+                let n = r.count("groups deleted", 16)?;
+                let deleted = (0..n).map(|_| get_id(r)).collect::<Result<_, _>>()?;
+                RingMessage::SyncGroups {
+                    rep,
+                    seq,
+                    groups,
+                    deleted,
                 }
             }
             RING_SYNC_MESSAGE => RingMessage::SyncMessage {
@@ -1148,6 +1493,24 @@ mod tests {
                 timeout: TIME_END,
             },
             Request::List { start: 3 },
+            Request::GroupCreate {
+                name: b("g"),
+                policy: POLICY_LOCAL_BEST_QUEUE,
+            },
+            Request::GroupInsert {
+                group: b("g"),
+                queue: b("q"),
+            },
+            Request::GroupRemove {
+                group: b("g"),
+                queue: b("q"),
+            },
+            Request::GroupDelete { group: b("g") },
+            Request::GroupTrack {
+                group: b("g"),
+                flags: TRACK_CURRENT | TRACK_CHANGES,
+            },
+            Request::GroupTrackStop { group: b("g") },
         ];
         assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
         assert_round_trips(Kind::Request, &reqs);
@@ -1183,6 +1546,13 @@ mod tests {
                 items: vec![],
                 next: None,
             },
+            Response::Group {
+                policy: POLICY_ROUND_ROBIN,
+                items: vec![GroupItem {
+                    queue: b("q"),
+                    change: CHANGE_NONE,
+                }],
+            },
         ];
         assert!(resps.iter().all(|r| r.op() >= FIRST_RESPONSE_OP));
         assert_round_trips(Kind::Response, &resps);
@@ -1198,6 +1568,15 @@ mod tests {
                     result: Err(AisError::QueueFull),
                 },
                 Callback::Received { handle: 3 },
+                Callback::GroupTrack {
+                    group: b("g"),
+                    policy: POLICY_LOCAL_ROUND_ROBIN,
+                    members: 1,
+                    items: vec![GroupItem {
+                        queue: b("q"),
+                        change: CHANGE_ADDED,
+                    }],
+                },
             ],
         );
         let update = |u| RingMessage::Update {
@@ -1208,6 +1587,7 @@ mod tests {
                 max_queues: 3,
                 max_queue_size: 4,
                 max_memory: 5,
+                max_groups: 6,
             },
             time: 12,
             update: u,
@@ -1235,6 +1615,33 @@ mod tests {
                 }),
                 update(Update::Take { id: id(), conn: 7 }),
                 update(Update::RetentionExpired { id: id(), epoch: 3 }),
+                update(Update::GroupCreate {
+                    name: b("g"),
+                    policy: POLICY_ROUND_ROBIN,
+                }),
+                update(Update::GroupInsert {
+                    group: b("g"),
+                    queue: b("q"),
+                }),
+                update(Update::GroupRemove {
+                    group: b("g"),
+                    queue: b("q"),
+                }),
+                update(Update::GroupDelete { group: b("g") }),
+                RingMessage::SyncGroups {
+                    rep: 1,
+                    seq: 8,
+                    groups: vec![GroupCopy {
+                        id: id(),
+                        name: b("g"),
+                        policy: POLICY_LOCAL_ROUND_ROBIN,
+                        members: vec![b("q"), b("r")],
+                        generation: 3,
+                        cursor: 1,
+                        local: vec![(2, 1)],
+                    }],
+                    deleted: vec![id()],
+                },
                 RingMessage::Summary {
                     rep: 1,
                     seq: 8,
@@ -1275,7 +1682,15 @@ mod tests {
     #[test]
     fn unknown_updates_and_ops_are_refused() {
         let mut w = Writer::with_capacity(8);
-        w.u32(1).u64(8).u64(2).u32(1).u64(1).u64(1).u64(0).u8(99);
+        w.u32(1)
+            .u64(8)
+            .u64(2)
+            .u32(1)
+            .u64(1)
+            .u64(1)
+            .u32(1)
+            .u64(0)
+            .u8(99);
         let mut r = Reader::new(Bytes::from(w.finish()));
         assert!(RingMessage::decode(RING_UPDATE, &mut r).is_err());
         let mut r = Reader::new(Bytes::new());

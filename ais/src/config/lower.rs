@@ -49,6 +49,7 @@ impl Config {
             max_queue_size: self.msg.max_queue_bytes,
             max_message_size: self.msg.max_message_bytes,
             max_memory: self.msg.max_memory_mb.saturating_mul(1 << 20),
+            max_groups: self.msg.max_groups,
         }
     }
 

@@ -472,6 +472,9 @@ pub struct Msg {
     /// Most mebibytes of messages in all queues together (default 256).
     #[serde(default = "defaults::msg_max_memory_mb")]
     pub max_memory_mb: u64,
+    /// Most queue groups in the cluster (default 128).
+    #[serde(default = "defaults::msg_max_groups")]
+    pub max_groups: u32,
 }
 
 impl Default for Msg {
@@ -481,6 +484,7 @@ impl Default for Msg {
             max_queue_bytes: defaults::msg_max_queue_bytes(),
             max_message_bytes: defaults::msg_max_message_bytes(),
             max_memory_mb: defaults::msg_max_memory_mb(),
+            max_groups: defaults::msg_max_groups(),
         }
     }
 }
@@ -564,6 +568,10 @@ mod defaults {
 
     pub(super) fn msg_max_memory_mb() -> u64 {
         256
+    }
+
+    pub(super) fn msg_max_groups() -> u32 {
+        128
     }
 
     pub(super) fn eal_args() -> Vec<String> {

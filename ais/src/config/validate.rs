@@ -157,6 +157,7 @@ impl Config {
                 m.max_memory_mb,
                 "mebibytes of messages",
             ),
+            ("msg.max_groups", u64::from(m.max_groups), "queue groups"),
         ];
         for (key, value, what) in at_least_one {
             if value == 0 {

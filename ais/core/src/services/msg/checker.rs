@@ -8,7 +8,17 @@
 //!   order and the same taken keys;
 //! - **Unique**: in one node's queues a message is held at most once, and never both held
 //!   and marked taken;
-//! - **Once**: no message is handed to a get twice in the whole run;
+//! - **Once**: no message is handed to a get twice by nodes that could know of the first
+//!   take: the members of the configuration the take was delivered in, then every node that
+//!   activated a later sync with one of them (a crash ends a node's knowing). Across
+//!   partitions that never exchanged state a message may be handed out once in each: when
+//!   every node that saw the first take crashed before it met another, or when the two sides
+//!   placed a group send in different queues (docs/services.md, MSG);
+//! - **Policy**: a send to a queue group went where the group's policy says: round robin, the
+//!   member after the previous send's at that node (while the members stay the same); local
+//!   round robin, a member opened at the sender's node, the one after the previous send's from
+//!   that node; local best queue, a member opened at the sender's node with the most room in
+//!   the message's priority area;
 //! - **Durable**: a send acknowledged to a client is, in every later activation of a node
 //!   that synchronised with a node holding it, either held by a queue or marked taken there,
 //!   while its queue exists and one node holding it lived. The nodes holding a send are the
@@ -21,8 +31,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::queues::Queues;
+use super::queues::{GroupChoice, Queues};
 use ais_proto::msg::{MsgKey, QueueId};
+use ais_proto::msg::{POLICY_LOCAL_BEST_QUEUE, POLICY_LOCAL_ROUND_ROBIN, POLICY_ROUND_ROBIN};
 
 /// One queue as a node held it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +48,48 @@ pub struct QueueState {
     pub messages: Vec<(u8, MsgKey)>,
     /// Keys taken.
     pub taken: BTreeSet<MsgKey>,
+    /// Its closes so far (its retention timer's epoch).
+    pub close_epoch: u64,
 }
 
 /// Every queue a node held.
-pub type State = BTreeMap<QueueId, QueueState>;
+pub type QueuesState = BTreeMap<QueueId, QueueState>;
+
+/// One queue group as a node held it: policy, members, round-robin positions.
+pub type GroupState = (u8, Vec<bytes::Bytes>, u32, Vec<(u32, u32)>);
+
+/// Every queue and group a node held.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State {
+    /// The queues.
+    pub queues: QueuesState,
+    /// The groups, by name.
+    pub groups: BTreeMap<bytes::Bytes, GroupState>,
+}
 
 /// What a node's queues look like to the checker.
 pub fn state(q: &Queues) -> State {
+    State {
+        queues: queues_state(q),
+        groups: q
+            .groups
+            .iter()
+            .map(|(n, g)| {
+                (
+                    n.clone(),
+                    (
+                        g.policy,
+                        g.members.clone(),
+                        g.cursor,
+                        g.local.iter().map(|(a, b)| (*a, *b)).collect(),
+                    ),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn queues_state(q: &Queues) -> QueuesState {
     q.by_id
         .iter()
         .map(|(id, q)| {
@@ -60,6 +106,7 @@ pub fn state(q: &Queues) -> State {
                         .flat_map(|(p, a)| a.iter().map(move |m| (p as u8, m.key)))
                         .collect(),
                     taken: q.taken.iter().copied().collect(),
+                    close_epoch: q.close_epoch,
                 },
             )
         })
@@ -100,12 +147,23 @@ pub enum Observation {
         /// The sequence number of the ring it was sent in.
         ring_seq: u64,
     },
+    /// A node applied a send to a queue group.
+    GroupSend {
+        /// The node.
+        node: u32,
+        /// How the queue was chosen.
+        choice: GroupChoice,
+    },
     /// A get handed a message to a client.
     Got {
         /// The client's node.
         node: u32,
         /// The message.
         key: MsgKey,
+        /// The configuration its take was delivered in (transitional, if there).
+        holders: Vec<u32>,
+        /// The sequence number of the ring the take was sent in.
+        ring_seq: u64,
     },
 }
 
@@ -120,6 +178,8 @@ pub enum Property {
     Once,
     /// An acknowledged send is gone while its queue lives and a node holding it lived.
     Durable,
+    /// A send to a group went elsewhere than its policy says.
+    Policy,
 }
 
 /// A broken property, with what shows it.
@@ -151,7 +211,12 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
     let mut incarnation: BTreeMap<u32, u32> = BTreeMap::new();
     let mut by_ring: BTreeMap<(u32, u64), (u32, &State)> = BTreeMap::new();
     let mut sends: Vec<Send> = Vec::new();
-    let mut got: BTreeMap<MsgKey, u32> = BTreeMap::new();
+    // Each message handed out: who could know of it `(node, incarnation)`, and its take's
+    // ring.
+    let mut got: BTreeMap<MsgKey, (BTreeSet<(u32, u32)>, u64)> = BTreeMap::new();
+    // The previous group send's choice at each (node, group, sender): the candidates then
+    // and the one chosen.
+    let mut last: BTreeMap<(u32, QueueId, u32), (Vec<bytes::Bytes>, usize)> = BTreeMap::new();
     let inc =
         |incarnation: &BTreeMap<u32, u32>, n: u32| (n, incarnation.get(&n).copied().unwrap_or(0));
     for o in observations {
@@ -164,15 +229,43 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                 for s in &mut sends {
                     s.holders.retain(|(n, _)| n != node);
                 }
+                for (knowing, _) in got.values_mut() {
+                    knowing.retain(|(n, _)| n != node);
+                }
             }
-            Observation::Got { node, key } => {
-                if let Some(first) = got.insert(*key, *node) {
+            Observation::GroupSend { node, choice } => {
+                if let Some(why) = policy_broken(&mut last, *node, choice) {
                     out.push(Violation {
+                        property: Property::Policy,
+                        detail: format!("node {node}: {why}"),
+                    });
+                }
+            }
+            Observation::Got {
+                node,
+                key,
+                holders,
+                ring_seq,
+            } => {
+                let me = inc(&incarnation, *node);
+                let mut h: BTreeSet<(u32, u32)> =
+                    holders.iter().map(|n| inc(&incarnation, *n)).collect();
+                h.insert(me);
+                match got.get_mut(key) {
+                    Some((knowing, _)) if knowing.contains(&me) => out.push(Violation {
                         property: Property::Once,
                         detail: format!(
-                            "message {key} handed out at node {first} and again at node {node}"
+                            "message {key} handed out again at node {node}, which knew of its \
+                             first take (known to {knowing:?})"
                         ),
-                    });
+                    }),
+                    Some((knowing, seq)) => {
+                        knowing.extend(h);
+                        *seq = (*seq).max(*ring_seq);
+                    }
+                    None => {
+                        got.insert(*key, (h, *ring_seq));
+                    }
                 }
             }
             Observation::Acked {
@@ -217,7 +310,9 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                 }
                 let mut held: BTreeSet<MsgKey> = BTreeSet::new();
                 let mut taken: BTreeSet<MsgKey> = BTreeSet::new();
-                for (id, q) in state {
+                // Round-robin positions are merged at a sync: sequences start again.
+                last.retain(|(n, _, _), _| n != node);
+                for (id, q) in &state.queues {
                     for (_, k) in &q.messages {
                         if !held.insert(*k) || q.taken.contains(k) {
                             out.push(Violation {
@@ -234,11 +329,16 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                 }
                 let now: BTreeSet<(u32, u32)> =
                     members.iter().map(|n| inc(&incarnation, *n)).collect();
+                for (knowing, seq) in got.values_mut() {
+                    if ring.1 > *seq && !knowing.is_disjoint(&now) {
+                        knowing.insert(inc(&incarnation, *node));
+                    }
+                }
                 for s in &mut sends {
                     if ring.1 <= s.ring_seq || s.holders.is_disjoint(&now) {
                         continue;
                     }
-                    if !state.contains_key(&s.queue) {
+                    if !state.queues.contains_key(&s.queue) {
                         continue;
                     }
                     if held.contains(&s.key) || taken.contains(&s.key) {
@@ -261,8 +361,68 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
     out
 }
 
+/// Why a group send broke its policy, if it did.
+fn policy_broken(
+    last: &mut BTreeMap<(u32, QueueId, u32), (Vec<bytes::Bytes>, usize)>,
+    node: u32,
+    c: &GroupChoice,
+) -> Option<String> {
+    let names: Vec<bytes::Bytes> = c.members.iter().map(|m| m.0.clone()).collect();
+    let local: Vec<usize> = (0..c.members.len())
+        .filter(|i| c.members[*i].1 == Some(c.sender))
+        .collect();
+    let chosen = c.chosen;
+    if chosen >= c.members.len() {
+        return Some(format!(
+            "group {} chose member {chosen} of {}",
+            c.group,
+            names.len()
+        ));
+    }
+    let (candidates, key_sender) = match c.policy {
+        POLICY_ROUND_ROBIN => ((0..names.len()).collect::<Vec<_>>(), 0),
+        POLICY_LOCAL_ROUND_ROBIN | POLICY_LOCAL_BEST_QUEUE => (local.clone(), c.sender),
+        p => return Some(format!("group {} has unknown policy {p}", c.group)),
+    };
+    let Some(pos) = candidates.iter().position(|i| *i == chosen) else {
+        return Some(format!(
+            "group {} (policy {}) sent from node {} to {:?}, not a candidate",
+            c.group, c.policy, c.sender, names[chosen]
+        ));
+    };
+    if c.policy == POLICY_LOCAL_BEST_QUEUE {
+        let most = candidates
+            .iter()
+            .map(|i| c.members[*i].2)
+            .max()
+            .unwrap_or(0);
+        if c.members[chosen].2 < most {
+            return Some(format!(
+                "group {} (local best queue) chose {:?} with {} bytes free; another local member \
+                 had {most}",
+                c.group, names[chosen], c.members[chosen].2
+            ));
+        }
+        return None;
+    }
+    let cands: Vec<bytes::Bytes> = candidates.iter().map(|i| names[*i].clone()).collect();
+    let k = (node, c.group, key_sender);
+    let broken = match last.get(&k) {
+        Some((prev, prev_pos)) if *prev == cands && pos != (prev_pos + 1) % cands.len() => {
+            Some(format!(
+                "group {} (policy {}) chose {:?} after {:?}: not the next in turn",
+                c.group, c.policy, cands[pos], cands[*prev_pos]
+            ))
+        }
+        _ => None,
+    };
+    last.insert(k, (cands, pos));
+    broken
+}
+
 fn describe(s: &State) -> String {
-    s.iter()
+    s.queues
+        .iter()
         .map(|(id, q)| {
             format!(
                 "{id}{}[opener {:?}; {} message(s), {} taken]",
@@ -290,8 +450,8 @@ mod tests {
     }
 
     fn q(messages: &[u64], taken: &[u64]) -> State {
-        let mut s = State::new();
-        s.insert(
+        let mut s = State::default();
+        s.queues.insert(
             QueueId::default(),
             QueueState {
                 name: bytes::Bytes::from_static(b"q"),
@@ -299,6 +459,7 @@ mod tests {
                 opener: None,
                 messages: messages.iter().map(|t| (0, key(*t))).collect(),
                 taken: taken.iter().map(|t| key(*t)).collect(),
+                close_epoch: 0,
             },
         );
         s
@@ -344,18 +505,41 @@ mod tests {
             [Property::Unique]
         );
         assert_eq!(props(&[act(1, 4, &[1], q(&[1], &[1]))]), [Property::Unique]);
-        let got = |node| Observation::Got { node, key: key(1) };
-        assert_eq!(props(&[got(1), got(2)]), [Property::Once]);
-        assert!(
-            check(&[
-                got(1),
-                Observation::Got {
-                    node: 1,
-                    key: key(2)
-                }
-            ])
-            .is_empty()
-        );
+        let got = |node, holders: &[u32]| Observation::Got {
+            node,
+            key: key(1),
+            holders: holders.to_vec(),
+            ring_seq: 4,
+        };
+        // Twice at one node, or at two nodes of one configuration.
+        assert_eq!(props(&[got(1, &[1]), got(1, &[1])]), [Property::Once]);
+        assert_eq!(props(&[got(1, &[1, 2]), got(2, &[1, 2])]), [Property::Once]);
+        // A node that synced with a node that knew.
+        let spread = [
+            got(1, &[1]),
+            act(2, 8, &[1, 2], q(&[], &[1])),
+            got(2, &[1, 2]),
+        ];
+        assert_eq!(props(&spread), [Property::Once]);
+        // Apart, never met: each side may hand it out once.
+        assert!(check(&[got(1, &[1]), got(2, &[2])]).is_empty());
+        // Every node that knew crashed before meeting another: again allowed.
+        let lost = [
+            got(1, &[1]),
+            Observation::Started {
+                node: 1,
+                incarnation: 1,
+            },
+            got(1, &[1, 2]),
+        ];
+        assert!(check(&lost).is_empty());
+        let other = Observation::Got {
+            node: 1,
+            key: key(2),
+            holders: vec![1],
+            ring_seq: 4,
+        };
+        assert!(check(&[got(1, &[1]), other]).is_empty());
     }
 
     #[test]
@@ -379,7 +563,7 @@ mod tests {
         ];
         assert!(check(&gone).is_empty());
         // The queue is gone: not judged.
-        assert!(check(&[ack(1, &[1, 2], 7), act(2, 8, &[2], State::new())]).is_empty());
+        assert!(check(&[ack(1, &[1, 2], 7), act(2, 8, &[2], State::default())]).is_empty());
         // A sync of the send's own ring comes before it.
         assert!(check(&[ack(1, &[1, 2], 7), act(2, 4, &[1, 2], q(&[], &[]))]).is_empty());
         // A node that synced with a holder holds it from then on.
@@ -390,5 +574,65 @@ mod tests {
             act(3, 12, &[3, 4], q(&[], &[])),
         ];
         assert_eq!(props(&spread), [Property::Durable]);
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn send(
+        policy: u8,
+        members: &[(&'static str, Option<u32>, u64)],
+        chosen: usize,
+    ) -> Observation {
+        Observation::GroupSend {
+            node: 1,
+            choice: GroupChoice {
+                group: QueueId::default(),
+                policy,
+                members: members
+                    .iter()
+                    .map(|(n, o, f)| (Bytes::from_static(n.as_bytes()), *o, *f))
+                    .collect(),
+                chosen,
+                sender: 2,
+            },
+        }
+    }
+
+    fn props(obs: &[Observation]) -> Vec<Property> {
+        check(obs).into_iter().map(|v| v.property).collect()
+    }
+
+    #[test]
+    fn round_robin_goes_to_the_next_member_in_turn() {
+        let m = [("a", None, 9), ("b", Some(1), 9), ("c", Some(2), 9)];
+        let rr = POLICY_ROUND_ROBIN;
+        assert!(check(&[send(rr, &m, 1), send(rr, &m, 2), send(rr, &m, 0)]).is_empty());
+        assert_eq!(
+            props(&[send(rr, &m, 1), send(rr, &m, 1)]),
+            [Property::Policy]
+        );
+        // Other members: the turn starts again.
+        let fewer = [("a", None, 9), ("c", Some(2), 9)];
+        assert!(check(&[send(rr, &m, 1), send(rr, &fewer, 1)]).is_empty());
+    }
+
+    #[test]
+    fn local_policies_choose_among_the_senders_queues() {
+        let m = [("a", Some(2), 5), ("b", Some(1), 9), ("c", Some(2), 7)];
+        let lrr = POLICY_LOCAL_ROUND_ROBIN;
+        assert!(check(&[send(lrr, &m, 0), send(lrr, &m, 2), send(lrr, &m, 0)]).is_empty());
+        assert_eq!(props(&[send(lrr, &m, 1)]), [Property::Policy]);
+        assert_eq!(
+            props(&[send(lrr, &m, 0), send(lrr, &m, 0)]),
+            [Property::Policy]
+        );
+        let best = POLICY_LOCAL_BEST_QUEUE;
+        assert!(check(&[send(best, &m, 2)]).is_empty());
+        assert_eq!(props(&[send(best, &m, 0)]), [Property::Policy]);
+        assert_eq!(props(&[send(best, &m, 1)]), [Property::Policy]);
     }
 }

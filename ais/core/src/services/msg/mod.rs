@@ -56,8 +56,12 @@ use ais_proto::msg::{
     OPEN_CREATE, OPEN_FLAGS, OPEN_RECEIVE_CALLBACK, Opener, PRIORITIES, QUEUE_PERSISTENT, QueueId,
     QueueInfo, Request, Response, RingMessage, Stored, TIME_END, Update,
 };
+use ais_proto::msg::{
+    CHANGE_ADDED, CHANGE_NONE, CHANGE_REMOVED, GroupCopy, GroupItem, POLICY_LOCAL_BEST_QUEUE,
+    POLICY_ROUND_ROBIN, TRACK_CHANGES, TRACK_CHANGES_ONLY, TRACK_CURRENT,
+};
 use ais_proto::ring;
-use queues::{Applied, MergeDefects, Queue, Queues};
+use queues::{Applied, Group, MergeDefects, Queue, Queues};
 
 const ID: ServiceId = MsgProtocol::ID;
 
@@ -78,6 +82,8 @@ pub struct MsgConfig {
     pub max_message_size: u64,
     /// Most message bytes held by all queues together (`SA_AIS_ERR_NO_RESOURCES` past it).
     pub max_memory: u64,
+    /// Most queue groups in the cluster (`SA_AIS_ERR_NO_RESOURCES` past it).
+    pub max_groups: u32,
 }
 
 impl Default for MsgConfig {
@@ -87,6 +93,7 @@ impl Default for MsgConfig {
             max_queue_size: 4 << 20,
             max_message_size: 64 * 1024,
             max_memory: 256 << 20,
+            max_groups: 128,
         }
     }
 }
@@ -97,6 +104,7 @@ impl MsgConfig {
             max_queues: self.max_queues,
             max_queue_size: self.max_queue_size,
             max_memory: self.max_memory,
+            max_groups: self.max_groups,
         }
     }
 }
@@ -109,6 +117,8 @@ pub struct MsgDefects {
     /// The opener's node answers a get with the head message without taking it on the ring
     /// (so it is handed out again).
     pub local_get: bool,
+    /// A send to a group goes to its first candidate queue, whatever the policy.
+    pub group_first: bool,
 }
 
 /// Told of the queues at every sync activation and of applied updates (the simulator's
@@ -184,6 +194,7 @@ struct Summary {
 struct SyncState {
     ring: RingId,
     summaries: BTreeMap<u32, Summary>,
+    groups: BTreeMap<u32, (Vec<GroupCopy>, Vec<QueueId>)>,
     data_sent: bool,
     incoming: BTreeMap<(QueueId, u64), Incoming>,
 }
@@ -223,6 +234,16 @@ pub struct Msg {
     timers: BTreeMap<QueueId, Timer>,
     observer: Option<Box<dyn Observer>>,
     counters: Counters,
+    /// Group trackers of this node's connections: `(connection, group)` → what it was told.
+    trackers: BTreeMap<(ConnId, Bytes), Tracker>,
+}
+
+/// A connection tracking a group.
+#[derive(Debug, Clone)]
+struct Tracker {
+    flags: u8,
+    /// The members it was last told of.
+    told: Vec<Bytes>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -287,7 +308,14 @@ impl Msg {
             timers: BTreeMap::new(),
             observer: None,
             counters: Counters::default(),
+            trackers: BTreeMap::new(),
         }
+        .with_queue_defects()
+    }
+
+    fn with_queue_defects(mut self) -> Msg {
+        self.queues.group_first_defect = self.defects.group_first;
+        self
     }
 
     /// Tells `observer` of the queues at every sync activation and of applied updates.
@@ -529,7 +557,7 @@ impl Msg {
         }
         match &result {
             Err(_) => self.counters.refused += 1,
-            Ok(Applied::Sent { queue, opener }) => {
+            Ok(Applied::Sent { queue, opener, .. }) => {
                 self.counters.sent += 1;
                 if let Some(o) = opener
                     && o.node == cx.node().0
@@ -576,7 +604,57 @@ impl Msg {
         if is_take {
             self.took(cx, tag, result);
         }
+        self.notify_trackers(cx);
         self.pump(cx);
+    }
+
+    /// Tells each tracker whose group's members changed.
+    fn notify_trackers(&mut self, cx: &mut Context<'_>) {
+        if self.trackers.is_empty() {
+            return;
+        }
+        let mut gone = Vec::new();
+        for ((conn, name), t) in &mut self.trackers {
+            let (policy, now) = match self.queues.groups.get(name) {
+                Some(g) => (g.policy, g.members.clone()),
+                None => (0, Vec::new()),
+            };
+            if now == t.told {
+                continue;
+            }
+            let removed = t.told.iter().filter(|m| !now.contains(m));
+            let mut items: Vec<GroupItem> = removed
+                .map(|m| GroupItem {
+                    queue: m.clone(),
+                    change: CHANGE_REMOVED,
+                })
+                .collect();
+            for m in &now {
+                let added = !t.told.contains(m);
+                if added || t.flags & TRACK_CHANGES != 0 {
+                    items.push(GroupItem {
+                        queue: m.clone(),
+                        change: if added { CHANGE_ADDED } else { CHANGE_NONE },
+                    });
+                }
+            }
+            t.told.clone_from(&now);
+            cx.callback(
+                *conn,
+                &Callback::GroupTrack {
+                    group: name.clone(),
+                    policy,
+                    members: now.len() as u32,
+                    items,
+                },
+            );
+            if !self.queues.groups.contains_key(name) {
+                gone.push((*conn, name.clone()));
+            }
+        }
+        for k in gone {
+            self.trackers.remove(&k);
+        }
     }
 
     /// Arms, keeps or drops the retention timer of `id`.
@@ -718,6 +796,87 @@ impl Msg {
                 });
                 self.pump(cx);
             }
+            Request::GroupCreate { name, policy } => {
+                check_name(&name)?;
+                if !(POLICY_ROUND_ROBIN..=POLICY_LOCAL_BEST_QUEUE).contains(&policy) {
+                    return Err(AisError::InvalidParam);
+                }
+                self.send(
+                    cx,
+                    conn,
+                    id,
+                    Pend::Plain,
+                    Update::GroupCreate { name, policy },
+                );
+            }
+            Request::GroupInsert { group, queue } => {
+                check_name(&group)?;
+                check_name(&queue)?;
+                self.send(
+                    cx,
+                    conn,
+                    id,
+                    Pend::Plain,
+                    Update::GroupInsert { group, queue },
+                );
+            }
+            Request::GroupRemove { group, queue } => {
+                check_name(&group)?;
+                check_name(&queue)?;
+                self.send(
+                    cx,
+                    conn,
+                    id,
+                    Pend::Plain,
+                    Update::GroupRemove { group, queue },
+                );
+            }
+            Request::GroupDelete { group } => {
+                check_name(&group)?;
+                self.send(cx, conn, id, Pend::Plain, Update::GroupDelete { group });
+            }
+            Request::GroupTrack { group, flags } => {
+                check_name(&group)?;
+                let known = TRACK_CURRENT | TRACK_CHANGES | TRACK_CHANGES_ONLY;
+                if flags == 0
+                    || flags & !known != 0
+                    || flags & (TRACK_CHANGES | TRACK_CHANGES_ONLY)
+                        == TRACK_CHANGES | TRACK_CHANGES_ONLY
+                {
+                    return Err(AisError::BadFlags);
+                }
+                let g = self.queues.groups.get(&group).ok_or(AisError::NotExist)?;
+                let members = g.members.clone();
+                let policy = g.policy;
+                if flags & (TRACK_CHANGES | TRACK_CHANGES_ONLY) != 0 {
+                    self.trackers.insert(
+                        (conn, group),
+                        Tracker {
+                            flags,
+                            told: members.clone(),
+                        },
+                    );
+                }
+                if flags & TRACK_CURRENT != 0 {
+                    let items = members
+                        .into_iter()
+                        .map(|queue| GroupItem {
+                            queue,
+                            change: CHANGE_NONE,
+                        })
+                        .collect();
+                    cx.reply(conn, id, Reply::Service(Response::Group { policy, items }));
+                } else {
+                    cx.ok(conn, id);
+                }
+            }
+            Request::GroupTrackStop { group } => {
+                check_name(&group)?;
+                self.trackers
+                    .remove(&(conn, group))
+                    .ok_or(AisError::NotExist)?;
+                cx.ok(conn, id);
+            }
             Request::List { start } => {
                 let all: Vec<&Queue> = self.queues.by_id.values().collect();
                 let mut all = all;
@@ -796,6 +955,7 @@ impl Msg {
         let (rep, seq) = match &msg {
             RingMessage::Summary { rep, seq, .. }
             | RingMessage::SyncQueue { rep, seq, .. }
+            | RingMessage::SyncGroups { rep, seq, .. }
             | RingMessage::SyncMessage { rep, seq, .. } => (*rep, *seq),
             RingMessage::Update { .. } => return,
         };
@@ -840,6 +1000,11 @@ impl Msg {
                         },
                     );
                 }
+            }
+            RingMessage::SyncGroups {
+                groups, deleted, ..
+            } => {
+                sync.groups.insert(sender.0, (groups, deleted));
             }
             RingMessage::SyncMessage {
                 id,
@@ -912,7 +1077,6 @@ impl Msg {
                 );
             }
             let mut q = queues::merge(list, self.defects.merge);
-            let was_open = q.opener.is_some();
             let mut c = claims.remove(&id).unwrap_or_default();
             c.sort();
             q.opener = c.first().copied();
@@ -923,7 +1087,8 @@ impl Msg {
                     c[0].node
                 );
             }
-            if was_open && q.opener.is_none() {
+            if q.opener.is_none() {
+                // Closed after the sync: a new retention period (at every node alike).
                 q.close_epoch += 1;
             }
             merged.insert(id, q);
@@ -965,6 +1130,9 @@ impl Msg {
             deleted: std::mem::take(&mut old.deleted),
             created: 0,
             created_in: (0, 0),
+            groups: BTreeMap::new(),
+            groups_deleted: std::mem::take(&mut old.groups_deleted),
+            group_first_defect: self.defects.group_first,
         };
         for id in &deleted {
             if !next.deleted.contains(id) {
@@ -974,13 +1142,28 @@ impl Msg {
         while next.deleted.len() > queues::MAX_DELETED {
             next.deleted.pop_front();
         }
-        for (id, q) in merged {
+        dedupe_across_queues(&mut merged);
+        for (id, mut q) in merged {
+            // What the sync decided (opener, closes) is part of the queue's history, so
+            // copies that parted since differ in the next sync even if nothing was sent.
+            let o = q.opener.unwrap_or_default();
+            let fold = [
+                u64::from(o.node),
+                o.conn,
+                q.close_epoch,
+                u64::from(q.unlinked),
+                q.len() as u64,
+            ];
+            for x in fold {
+                q.history = queues::fnv(q.history, &x.to_le_bytes());
+            }
             if q.unlinked && q.opener.is_none() {
                 next.deleted.push_back(id);
                 continue;
             }
             next.by_id.insert(id, q);
         }
+        merge_groups(&mut next, &members, sync.groups);
         self.queues = next;
         // Handles whose open did not survive the merge.
         let lost: Vec<u64> = self
@@ -1017,7 +1200,74 @@ impl Msg {
         for (id, conn) in std::mem::take(&mut self.deferred) {
             self.send_internal(cx, Update::Close { id, conn });
         }
+        self.notify_trackers(cx);
         self.pump(cx);
+    }
+}
+
+/// A message is in at most one queue, and in none once any queue took it. Two partitions can
+/// place one message in two queues: a send to a group delivered in a configuration's last
+/// moments, when extended virtual synchrony let each side skip some of the other side's last
+/// messages, so the group's positions differed. The oldest queue keeps it.
+fn dedupe_across_queues(merged: &mut BTreeMap<QueueId, Queue>) {
+    let taken: BTreeSet<MsgKey> = merged
+        .values()
+        .flat_map(|q| q.taken.iter().copied())
+        .collect();
+    let mut seen: BTreeSet<MsgKey> = BTreeSet::new();
+    for q in merged.values_mut() {
+        for area in &mut q.areas {
+            area.retain(|m| !taken.contains(&m.key) && seen.insert(m.key));
+        }
+    }
+}
+
+/// The groups after a sync, from every member's report: of each group (identity) the copy
+/// with the most membership changes (ties: the lowest member's); a group deleted anywhere
+/// stays deleted; one name, one group: the oldest; members that are no longer queues leave.
+fn merge_groups(
+    next: &mut Queues,
+    members: &BTreeSet<u32>,
+    reports: BTreeMap<u32, (Vec<GroupCopy>, Vec<QueueId>)>,
+) {
+    let mut best: BTreeMap<QueueId, (u64, GroupCopy)> = BTreeMap::new();
+    let mut deleted: BTreeSet<QueueId> = next.groups_deleted.iter().copied().collect();
+    for (node, (groups, gone)) in reports {
+        if !members.contains(&node) {
+            continue;
+        }
+        deleted.extend(gone);
+        for g in groups {
+            match best.get(&g.id) {
+                Some((generation, _)) if *generation >= g.generation => {}
+                _ => {
+                    best.insert(g.id, (g.generation, g));
+                }
+            }
+        }
+    }
+    for id in &deleted {
+        if !next.groups_deleted.contains(id) {
+            next.groups_deleted.push_back(*id);
+        }
+    }
+    while next.groups_deleted.len() > queues::MAX_DELETED {
+        next.groups_deleted.pop_front();
+    }
+    for (id, (_, copy)) in best {
+        if deleted.contains(&id) || next.groups.contains_key(&copy.name) {
+            continue;
+        }
+        if next.names.contains_key(&copy.name) {
+            continue;
+        }
+        let mut g = Group::from_copy(copy);
+        let before = g.members.len();
+        g.members.retain(|m| next.names.contains_key(m));
+        if g.members.len() != before {
+            g.generation += 1;
+        }
+        next.groups.insert(g.name.clone(), g);
     }
 }
 
@@ -1155,9 +1405,17 @@ impl Service for Msg {
             deleted: self.queues.deleted.iter().copied().collect(),
         };
         cx.submit_internal(DeliveryKind::Agreed, ring::encode(ID, &msg));
+        let groups = RingMessage::SyncGroups {
+            rep: ring.rep.0,
+            seq: ring.seq,
+            groups: self.queues.groups.values().map(Group::copy).collect(),
+            deleted: self.queues.groups_deleted.iter().copied().collect(),
+        };
+        cx.submit_internal(DeliveryKind::Agreed, ring::encode(ID, &groups));
         self.sync = Some(SyncState {
             ring,
             summaries: BTreeMap::new(),
+            groups: BTreeMap::new(),
             data_sent: false,
             incoming: BTreeMap::new(),
         });
@@ -1173,7 +1431,7 @@ impl Service for Msg {
         if cx
             .members()
             .iter()
-            .any(|m| !sync.summaries.contains_key(&m.0))
+            .any(|m| !sync.summaries.contains_key(&m.0) || !sync.groups.contains_key(&m.0))
         {
             return false;
         }
@@ -1196,6 +1454,7 @@ impl Service for Msg {
 
     fn conn_closed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         self.waits.retain(|w| w.conn != conn);
+        self.trackers.retain(|(c, _), _| *c != conn);
         let gone: Vec<(u64, Handle)> = self
             .handles
             .iter()
@@ -1251,6 +1510,8 @@ impl Service for Msg {
         v.gauge("msg_memory_bytes", self.queues.memory());
         v.gauge("msg_handles", self.handles.len() as u64);
         v.gauge("msg_gets_waiting", self.waits.len() as u64);
+        v.gauge("msg_groups", self.queues.groups.len() as u64);
+        v.gauge("msg_group_trackers", self.trackers.len() as u64);
         v.counter("msg_updates", self.counters.updates);
         v.counter("msg_updates_refused", self.counters.refused);
         v.counter("msg_updates_stale", self.counters.stale);

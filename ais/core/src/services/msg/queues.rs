@@ -9,7 +9,8 @@ use totem_dpdk::RingId;
 
 use ais_proto::ipc::AisError;
 use ais_proto::msg::{
-    Attributes, Limits, MsgKey, OPEN_EMPTY, Opener, PRIORITIES, QUEUE_PERSISTENT, QueueId, Status,
+    Attributes, GroupCopy, Limits, MsgKey, OPEN_EMPTY, Opener, POLICY_LOCAL_BEST_QUEUE,
+    POLICY_LOCAL_ROUND_ROBIN, POLICY_ROUND_ROBIN, PRIORITIES, QUEUE_PERSISTENT, QueueId, Status,
     Stored, Update, Usage,
 };
 
@@ -125,6 +126,69 @@ impl Queue {
     }
 }
 
+/// A queue group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Its identity.
+    pub id: QueueId,
+    /// Its name.
+    pub name: Bytes,
+    /// `POLICY_*`.
+    pub policy: u8,
+    /// Member queue names, in insertion order.
+    pub members: Vec<Bytes>,
+    /// Membership changes since creation.
+    pub generation: u64,
+    /// Round-robin position.
+    pub cursor: u32,
+    /// Local round-robin position of each sending node.
+    pub local: BTreeMap<u32, u32>,
+}
+
+impl Group {
+    /// As sent in a sync.
+    pub fn copy(&self) -> GroupCopy {
+        GroupCopy {
+            id: self.id,
+            name: self.name.clone(),
+            policy: self.policy,
+            members: self.members.clone(),
+            generation: self.generation,
+            cursor: self.cursor,
+            local: self.local.iter().map(|(n, c)| (*n, *c)).collect(),
+        }
+    }
+
+    /// From a sync.
+    pub fn from_copy(c: GroupCopy) -> Group {
+        Group {
+            id: c.id,
+            name: c.name,
+            policy: c.policy,
+            members: c.members,
+            generation: c.generation,
+            cursor: c.cursor,
+            local: c.local.into_iter().collect(),
+        }
+    }
+}
+
+/// How a send to a group chose its queue: the group's members as they were, each with the
+/// node of its opener and the room in the message's priority area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChoice {
+    /// The group.
+    pub group: QueueId,
+    /// Its policy.
+    pub policy: u8,
+    /// `(queue name, opener node, free bytes)` of each member, in order.
+    pub members: Vec<(Bytes, Option<u32>, u64)>,
+    /// The member chosen.
+    pub chosen: usize,
+    /// The sending node.
+    pub sender: u32,
+}
+
 /// What an applied update did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -136,6 +200,8 @@ pub enum Applied {
         queue: QueueId,
         /// Its opener.
         opener: Option<Opener>,
+        /// Through a group: how it was chosen.
+        via: Option<GroupChoice>,
     },
     /// The head message was taken.
     Taken(Stored),
@@ -160,6 +226,14 @@ pub struct Queues {
     pub created: u32,
     /// The ring `created` counts in.
     pub created_in: (u32, u64),
+    /// Queue groups, by name.
+    pub groups: BTreeMap<Bytes, Group>,
+    /// Groups deleted (most recent last).
+    pub groups_deleted: VecDeque<QueueId>,
+    /// A deliberate defect (tests of the checker): a send to a group goes to its first
+    /// candidate whatever the policy.
+    #[doc(hidden)]
+    pub group_first_defect: bool,
 }
 
 impl Queues {
@@ -173,11 +247,37 @@ impl Queues {
         self.names.get(name).and_then(|id| self.by_id.get(id))
     }
 
+    fn next_id(&mut self, ring: RingId) -> QueueId {
+        let here = (ring.rep.0, ring.seq);
+        if self.created_in != here {
+            self.created_in = here;
+            self.created = 0;
+        }
+        let id = QueueId {
+            seq: ring.seq,
+            rep: ring.rep.0,
+            n: self.created,
+        };
+        self.created += 1;
+        id
+    }
+
+    /// The name leaves every group it is a member of.
+    pub fn leave_groups(&mut self, name: &[u8]) {
+        for g in self.groups.values_mut() {
+            if let Some(i) = g.members.iter().position(|m| m == name) {
+                g.members.remove(i);
+                g.generation += 1;
+            }
+        }
+    }
+
     fn delete(&mut self, id: QueueId) {
         if let Some(q) = self.by_id.remove(&id)
             && self.names.get(&q.name) == Some(&id)
         {
             self.names.remove(&q.name);
+            self.leave_groups(&q.name);
         }
         self.deleted.push_back(id);
         while self.deleted.len() > MAX_DELETED {
@@ -221,6 +321,9 @@ impl Queues {
                     conn: *conn,
                     flags: *flags,
                 };
+                if self.groups.contains_key(name) {
+                    return Err(AisError::Exist);
+                }
                 if let Some(&id) = self.names.get(name) {
                     let q = self.by_id.get_mut(&id).ok_or(AisError::Library)?;
                     if attributes.is_some_and(|a| a != q.attrs) {
@@ -246,17 +349,7 @@ impl Queues {
                     {
                         return Err(AisError::NoResources);
                     }
-                    let here = (ring.rep.0, ring.seq);
-                    if self.created_in != here {
-                        self.created_in = here;
-                        self.created = 0;
-                    }
-                    let id = QueueId {
-                        seq: ring.seq,
-                        rep: ring.rep.0,
-                        n: self.created,
-                    };
-                    self.created += 1;
+                    let id = self.next_id(ring);
                     let mut q = Queue::new(id, name.clone(), *a);
                     q.opener = Some(opener);
                     self.by_id.insert(id, q);
@@ -280,6 +373,7 @@ impl Queues {
             }
             Update::Unlink { name } => {
                 let id = self.names.remove(name).ok_or(AisError::NotExist)?;
+                self.leave_groups(name);
                 let q = self.by_id.get_mut(&id).ok_or(AisError::Library)?;
                 q.unlinked = true;
                 if q.opener.is_none() {
@@ -292,11 +386,21 @@ impl Queues {
                 destination,
                 message,
             } => {
-                let id = *self.names.get(destination).ok_or(AisError::NotExist)?;
                 let p = usize::from(message.priority);
                 if p >= PRIORITIES {
                     return Err(AisError::InvalidParam);
                 }
+                let (id, via) = match self.names.get(destination) {
+                    Some(id) => (*id, None),
+                    None => {
+                        let choice = self.choose(destination, p, sender)?;
+                        let name = &choice.members[choice.chosen].0;
+                        (
+                            *self.names.get(name).ok_or(AisError::Library)?,
+                            Some(choice),
+                        )
+                    }
+                };
                 let size = message.data.len() as u64;
                 if self.memory().saturating_add(size) > limits.max_memory {
                     return Err(AisError::NoResources);
@@ -311,9 +415,23 @@ impl Queues {
                     body: message.clone(),
                 });
                 q.history = fnv(q.history, &digest.to_le_bytes());
+                let opener = q.opener;
+                if let Some(c) = &via
+                    && let Some(g) = self.groups.get_mut(destination)
+                {
+                    match c.policy {
+                        POLICY_ROUND_ROBIN => g.cursor = g.cursor.wrapping_add(1),
+                        POLICY_LOCAL_ROUND_ROBIN => {
+                            let l = g.local.entry(sender).or_insert(0);
+                            *l = l.wrapping_add(1);
+                        }
+                        _ => {}
+                    }
+                }
                 return Ok(Applied::Sent {
                     queue: id,
-                    opener: q.opener,
+                    opener,
+                    via,
                 });
             }
             Update::Take { id, conn } => {
@@ -336,6 +454,62 @@ impl Queues {
                 self.delete(*id);
                 return Ok(Applied::Deleted(*id));
             }
+            Update::GroupCreate { name, policy } => {
+                if self.groups.contains_key(name) || self.names.contains_key(name) {
+                    return Err(AisError::Exist);
+                }
+                if !(POLICY_ROUND_ROBIN..=POLICY_LOCAL_BEST_QUEUE).contains(policy) {
+                    return Err(AisError::InvalidParam);
+                }
+                if self.groups.len() >= limits.max_groups as usize {
+                    return Err(AisError::NoResources);
+                }
+                let id = self.next_id(ring);
+                self.groups.insert(
+                    name.clone(),
+                    Group {
+                        id,
+                        name: name.clone(),
+                        policy: *policy,
+                        members: Vec::new(),
+                        generation: 0,
+                        cursor: 0,
+                        local: BTreeMap::new(),
+                    },
+                );
+                return Ok(Applied::Done);
+            }
+            Update::GroupInsert { group, queue } => {
+                if !self.names.contains_key(queue) {
+                    return Err(AisError::NotExist);
+                }
+                let g = self.groups.get_mut(group).ok_or(AisError::NotExist)?;
+                if g.members.contains(queue) {
+                    return Err(AisError::Exist);
+                }
+                g.members.push(queue.clone());
+                g.generation += 1;
+                return Ok(Applied::Done);
+            }
+            Update::GroupRemove { group, queue } => {
+                let g = self.groups.get_mut(group).ok_or(AisError::NotExist)?;
+                let i = g
+                    .members
+                    .iter()
+                    .position(|m| m == queue)
+                    .ok_or(AisError::NotExist)?;
+                g.members.remove(i);
+                g.generation += 1;
+                return Ok(Applied::Done);
+            }
+            Update::GroupDelete { group } => {
+                let g = self.groups.remove(group).ok_or(AisError::NotExist)?;
+                self.groups_deleted.push_back(g.id);
+                while self.groups_deleted.len() > MAX_DELETED {
+                    self.groups_deleted.pop_front();
+                }
+                return Ok(Applied::Done);
+            }
         };
         if let Some(q) = self.by_id.get_mut(&touched) {
             q.history = fnv(q.history, &digest.to_le_bytes());
@@ -344,6 +518,57 @@ impl Queues {
             Update::Open { .. } => Ok(Applied::Opened(touched)),
             _ => Ok(Applied::Done),
         }
+    }
+}
+
+impl Queues {
+    /// The member of group `name` a message of priority `p` from `sender` goes to.
+    fn choose(&self, name: &[u8], p: usize, sender: u32) -> Result<GroupChoice, AisError> {
+        let g = self.groups.get(name).ok_or(AisError::NotExist)?;
+        let members: Vec<(Bytes, Option<u32>, u64)> = g
+            .members
+            .iter()
+            .filter_map(|m| self.named(m))
+            .map(|q| {
+                (
+                    q.name.clone(),
+                    q.opener.map(|o| o.node),
+                    q.attrs.size[p].saturating_sub(q.used(p)),
+                )
+            })
+            .collect();
+        let local: Vec<usize> = (0..members.len())
+            .filter(|i| members[*i].1 == Some(sender))
+            .collect();
+        let chosen = match g.policy {
+            POLICY_ROUND_ROBIN if !members.is_empty() => g.cursor as usize % members.len(),
+            POLICY_LOCAL_ROUND_ROBIN if !local.is_empty() => {
+                let c = g.local.get(&sender).copied().unwrap_or(0) as usize;
+                local[c % local.len()]
+            }
+            POLICY_LOCAL_BEST_QUEUE if !local.is_empty() => {
+                let mut best = local[0];
+                for &i in &local[1..] {
+                    if members[i].2 > members[best].2 {
+                        best = i;
+                    }
+                }
+                best
+            }
+            _ => return Err(AisError::QueueNotAvailable),
+        };
+        let chosen = match (self.group_first_defect, g.policy) {
+            (true, POLICY_ROUND_ROBIN) => 0,
+            (true, _) => local[0],
+            (false, _) => chosen,
+        };
+        Ok(GroupChoice {
+            group: g.id,
+            policy: g.policy,
+            members,
+            chosen,
+            sender,
+        })
     }
 }
 
@@ -438,6 +663,7 @@ mod tests {
             max_queues: 2,
             max_queue_size: 100,
             max_memory: 60,
+            max_groups: 1,
         }
     }
 

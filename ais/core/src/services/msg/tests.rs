@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::exec::testkit::TestRing;
-use ais_proto::msg::{MessageBody, OPEN_EMPTY};
+use ais_proto::msg::{MessageBody, OPEN_EMPTY, POLICY_LOCAL_ROUND_ROBIN};
 
 const MS: u64 = 1_000_000;
 
@@ -528,4 +528,458 @@ fn a_stale_update_is_refused_with_try_again() {
         "{replies:?}"
     );
     assert_eq!(get(&mut r, 1, 1, h, 0), Some(err(AisError::Timeout)));
+}
+
+fn group_op(r: &mut TestRing, node: u32, req: Request) -> Reply<Response> {
+    call(r, node, 1, req)
+}
+
+fn gname(s: &str) -> Bytes {
+    b(s)
+}
+
+/// Opens queue `name` at `node` (connection 2) and puts it in group `g`.
+fn member(r: &mut TestRing, node: u32, name: &str, g: &str) -> u64 {
+    let h = create(r, node, 2, name, true);
+    assert_eq!(
+        group_op(
+            r,
+            node,
+            Request::GroupInsert {
+                group: gname(g),
+                queue: b(name),
+            }
+        ),
+        Reply::Ok
+    );
+    h
+}
+
+fn drain(r: &mut TestRing, node: u32, h: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(Reply::Service(Response::Message { message, .. })) = get(r, node, 2, h, 0) {
+        out.push(String::from_utf8(message.data.to_vec()).unwrap());
+    }
+    out
+}
+
+#[test]
+fn group_calls_refuse_what_the_specification_names() {
+    let mut r = ring_with(
+        2,
+        MsgConfig {
+            max_groups: 1,
+            ..MsgConfig::default()
+        },
+    );
+    let create_g = |policy| Request::GroupCreate {
+        name: gname("g"),
+        policy,
+    };
+    assert_eq!(
+        group_op(&mut r, 1, create_g(9)),
+        err(AisError::InvalidParam)
+    );
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupCreate {
+                name: gname(""),
+                policy: POLICY_ROUND_ROBIN
+            }
+        ),
+        err(AisError::InvalidParam)
+    );
+    assert_eq!(group_op(&mut r, 1, create_g(POLICY_ROUND_ROBIN)), Reply::Ok);
+    assert_eq!(
+        group_op(&mut r, 2, create_g(POLICY_ROUND_ROBIN)),
+        err(AisError::Exist)
+    );
+    assert_eq!(
+        group_op(
+            &mut r,
+            2,
+            Request::GroupCreate {
+                name: gname("h"),
+                policy: POLICY_ROUND_ROBIN
+            }
+        ),
+        err(AisError::NoResources)
+    );
+    // A queue cannot take a group's name, nor a group a queue's.
+    assert_eq!(
+        call(&mut r, 1, 2, open_req("g", OPEN_CREATE, Some(attrs(true)))),
+        err(AisError::Exist)
+    );
+    create(&mut r, 1, 2, "q", true);
+    let ins = |g: &str, q: &str| Request::GroupInsert {
+        group: gname(g),
+        queue: b(q),
+    };
+    assert_eq!(
+        group_op(&mut r, 2, ins("none", "q")),
+        err(AisError::NotExist)
+    );
+    assert_eq!(
+        group_op(&mut r, 2, ins("g", "none")),
+        err(AisError::NotExist)
+    );
+    assert_eq!(group_op(&mut r, 2, ins("g", "q")), Reply::Ok);
+    assert_eq!(group_op(&mut r, 2, ins("g", "q")), err(AisError::Exist));
+    let rm = |g: &str, q: &str| Request::GroupRemove {
+        group: gname(g),
+        queue: b(q),
+    };
+    assert_eq!(group_op(&mut r, 1, rm("g", "q")), Reply::Ok);
+    assert_eq!(group_op(&mut r, 1, rm("g", "q")), err(AisError::NotExist));
+    assert_eq!(
+        group_op(&mut r, 1, rm("none", "q")),
+        err(AisError::NotExist)
+    );
+    // An empty group takes no message.
+    assert_eq!(
+        send(&mut r, 2, "g", 0, "m"),
+        err(AisError::QueueNotAvailable)
+    );
+    let track = |flags| Request::GroupTrack {
+        group: gname("g"),
+        flags,
+    };
+    assert_eq!(group_op(&mut r, 1, track(0)), err(AisError::BadFlags));
+    assert_eq!(
+        group_op(&mut r, 1, track(TRACK_CHANGES | TRACK_CHANGES_ONLY)),
+        err(AisError::BadFlags)
+    );
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupTrack {
+                group: gname("none"),
+                flags: TRACK_CURRENT
+            }
+        ),
+        err(AisError::NotExist)
+    );
+    assert_eq!(
+        group_op(&mut r, 1, Request::GroupTrackStop { group: gname("g") }),
+        err(AisError::NotExist)
+    );
+    assert_eq!(
+        group_op(&mut r, 1, Request::GroupDelete { group: gname("g") }),
+        Reply::Ok
+    );
+    assert_eq!(
+        group_op(&mut r, 1, Request::GroupDelete { group: gname("g") }),
+        err(AisError::NotExist)
+    );
+}
+
+#[test]
+fn round_robin_sends_each_member_in_turn_from_any_node() {
+    let mut r = ring_of(3);
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupCreate {
+                name: gname("g"),
+                policy: POLICY_ROUND_ROBIN
+            }
+        ),
+        Reply::Ok
+    );
+    let ha = member(&mut r, 1, "a", "g");
+    let hb = member(&mut r, 2, "b", "g");
+    let hc = member(&mut r, 3, "c", "g");
+    for (i, node) in [1, 2, 3, 3, 2, 1].into_iter().enumerate() {
+        assert_eq!(send(&mut r, node, "g", 0, &format!("m{i}")), Reply::Ok);
+    }
+    assert_eq!(drain(&mut r, 1, ha), ["m0", "m3"]);
+    assert_eq!(drain(&mut r, 2, hb), ["m1", "m4"]);
+    assert_eq!(drain(&mut r, 3, hc), ["m2", "m5"]);
+}
+
+#[test]
+fn local_policies_choose_among_the_queues_opened_at_the_senders_node() {
+    let mut r = ring_of(2);
+    for (g, policy) in [
+        ("lrr", POLICY_LOCAL_ROUND_ROBIN),
+        ("best", POLICY_LOCAL_BEST_QUEUE),
+    ] {
+        assert_eq!(
+            group_op(
+                &mut r,
+                1,
+                Request::GroupCreate {
+                    name: gname(g),
+                    policy
+                }
+            ),
+            Reply::Ok
+        );
+    }
+    // Node 1 opens a1 and a2; node 2 opens b. All in both groups.
+    let h1 = member(&mut r, 1, "a1", "lrr");
+    let h2 = create(&mut r, 1, 1, "a2", true);
+    let hb = member(&mut r, 2, "b", "lrr");
+    for q in ["a2", "a1", "b"] {
+        let q = if q == "a2" { "a2" } else { q };
+        if q == "a2" {
+            assert_eq!(
+                group_op(
+                    &mut r,
+                    1,
+                    Request::GroupInsert {
+                        group: gname("lrr"),
+                        queue: b(q)
+                    }
+                ),
+                Reply::Ok
+            );
+        }
+        assert_eq!(
+            group_op(
+                &mut r,
+                1,
+                Request::GroupInsert {
+                    group: gname("best"),
+                    queue: b(q)
+                }
+            ),
+            Reply::Ok
+        );
+    }
+    // Local round robin from node 1: a1, a2, a1; from node 2: b only.
+    for m in ["x1", "x2", "x3"] {
+        assert_eq!(send(&mut r, 1, "lrr", 0, m), Reply::Ok);
+    }
+    assert_eq!(send(&mut r, 2, "lrr", 0, "y1"), Reply::Ok);
+    assert_eq!(drain(&mut r, 1, h1), ["x1", "x3"]);
+    let mut a2 = Vec::new();
+    while let Some(Reply::Service(Response::Message { message, .. })) = get(&mut r, 1, 1, h2, 0) {
+        a2.push(message.data);
+    }
+    assert_eq!(a2, ["x2"]);
+    assert_eq!(drain(&mut r, 2, hb), ["y1"]);
+    // Local best queue: a2 holds 50 bytes, so node 1's sends go to a1 (100 free) while it
+    // has more room: 30, 10, 20 (40 left), then 5 to a2 (50 free).
+    assert_eq!(send(&mut r, 2, "a2", 0, &"f".repeat(50)), Reply::Ok);
+    for (c, n) in [('1', 30), ('2', 10), ('3', 20), ('4', 5)] {
+        assert_eq!(
+            send(&mut r, 1, "best", 0, &c.to_string().repeat(n)),
+            Reply::Ok
+        );
+    }
+    let lens = |v: Vec<String>| v.iter().map(String::len).collect::<Vec<_>>();
+    assert_eq!(lens(drain(&mut r, 1, h1)), [30, 10, 20]);
+    let mut a2 = Vec::new();
+    while let Some(Reply::Service(Response::Message { message, .. })) = get(&mut r, 1, 1, h2, 0) {
+        a2.push(message.data.len());
+    }
+    assert_eq!(a2, [50, 5]);
+    // A node with no member queue open: QUEUE_NOT_AVAILABLE for local policies.
+    assert_eq!(call(&mut r, 2, 2, Request::Close { handle: hb }), Reply::Ok);
+    assert_eq!(
+        send(&mut r, 2, "best", 0, "z"),
+        err(AisError::QueueNotAvailable)
+    );
+    assert_eq!(
+        send(&mut r, 2, "lrr", 0, "z"),
+        err(AisError::QueueNotAvailable)
+    );
+}
+
+#[test]
+fn trackers_hear_of_every_membership_change() {
+    let mut r = ring_of(2);
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupCreate {
+                name: gname("g"),
+                policy: POLICY_ROUND_ROBIN
+            }
+        ),
+        Reply::Ok
+    );
+    create(&mut r, 1, 2, "a", true);
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupInsert {
+                group: gname("g"),
+                queue: b("a")
+            }
+        ),
+        Reply::Ok
+    );
+    // Node 2 tracks with current and changes.
+    let (reply, _) = call_cb(
+        &mut r,
+        2,
+        1,
+        Request::GroupTrack {
+            group: gname("g"),
+            flags: TRACK_CURRENT | TRACK_CHANGES_ONLY,
+        },
+    );
+    assert_eq!(
+        reply,
+        Some(Reply::Service(Response::Group {
+            policy: POLICY_ROUND_ROBIN,
+            items: vec![GroupItem {
+                queue: b("a"),
+                change: CHANGE_NONE
+            }]
+        }))
+    );
+    create(&mut r, 1, 2, "b", true);
+    r.node(2).take();
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupInsert {
+                group: gname("g"),
+                queue: b("b")
+            }
+        ),
+        Reply::Ok
+    );
+    let cbs = |r: &mut TestRing| -> Vec<Callback> {
+        r.node(2)
+            .take()
+            .iter()
+            .filter_map(|e| e.callback::<Callback>())
+            .map(|(_, c)| c)
+            .collect()
+    };
+    assert_eq!(
+        cbs(&mut r),
+        [Callback::GroupTrack {
+            group: gname("g"),
+            policy: POLICY_ROUND_ROBIN,
+            members: 2,
+            items: vec![GroupItem {
+                queue: b("b"),
+                change: CHANGE_ADDED
+            }]
+        }]
+    );
+    // A member queue unlinked and closed leaves the group.
+    assert_eq!(
+        call(&mut r, 1, 1, Request::Unlink { name: b("a") }),
+        Reply::Ok
+    );
+    assert_eq!(
+        cbs(&mut r),
+        [Callback::GroupTrack {
+            group: gname("g"),
+            policy: POLICY_ROUND_ROBIN,
+            members: 1,
+            items: vec![GroupItem {
+                queue: b("a"),
+                change: CHANGE_REMOVED
+            }]
+        }]
+    );
+    assert_eq!(
+        group_op(&mut r, 2, Request::GroupTrackStop { group: gname("g") }),
+        Reply::Ok
+    );
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupRemove {
+                group: gname("g"),
+                queue: b("b")
+            }
+        ),
+        Reply::Ok
+    );
+    assert!(cbs(&mut r).is_empty());
+}
+
+#[test]
+fn groups_are_merged_after_a_partition() {
+    let mut r = ring_of(2);
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupCreate {
+                name: gname("g"),
+                policy: POLICY_ROUND_ROBIN
+            }
+        ),
+        Reply::Ok
+    );
+    create(&mut r, 1, 2, "a", true);
+    create(&mut r, 2, 2, "b", true);
+    r.config(&[1], &[1]);
+    r.flush();
+    assert_eq!(
+        group_op(
+            &mut r,
+            1,
+            Request::GroupInsert {
+                group: gname("g"),
+                queue: b("a")
+            }
+        ),
+        Reply::Ok
+    );
+    r.config(&[2], &[2]);
+    r.flush();
+    assert_eq!(
+        group_op(
+            &mut r,
+            2,
+            Request::GroupCreate {
+                name: gname("only2"),
+                policy: POLICY_LOCAL_BEST_QUEUE
+            }
+        ),
+        Reply::Ok
+    );
+    r.config(&[1, 2], &[1, 2]);
+    r.flush();
+    for n in 1..=2 {
+        let got = call(
+            &mut r,
+            n,
+            1,
+            Request::GroupTrack {
+                group: gname("g"),
+                flags: TRACK_CURRENT,
+            },
+        );
+        assert_eq!(
+            got,
+            Reply::Service(Response::Group {
+                policy: POLICY_ROUND_ROBIN,
+                items: vec![GroupItem {
+                    queue: b("a"),
+                    change: CHANGE_NONE
+                }]
+            })
+        );
+        assert!(matches!(
+            call(
+                &mut r,
+                n,
+                1,
+                Request::GroupTrack {
+                    group: gname("only2"),
+                    flags: TRACK_CURRENT
+                }
+            ),
+            Reply::Service(Response::Group { .. })
+        ));
+    }
 }
