@@ -69,6 +69,7 @@ pub mod clm;
 pub mod cpg;
 pub mod evs;
 pub mod evt;
+pub mod msg;
 pub mod quorum;
 
 use std::collections::VecDeque;
