@@ -19,6 +19,7 @@ macro_rules! say {
 mod ckpt;
 mod demo;
 mod evt;
+mod msg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ use anyhow::{Context, bail};
 use ckpt::{CkptCommand, ckpt_command};
 use clap::{Parser, Subcommand};
 use evt::{EvtCommand, evt_command};
+use msg::{MsgCommand, msg_command};
 
 /// Inspect and drive a running aisexec, or run the demo.
 ///
@@ -54,6 +56,9 @@ use evt::{EvtCommand, evt_command};
 ///   aisctl evt subscribe alarms          # print the events published on "alarms"
 ///   aisctl evt publish alarms --pattern disk --data full
 ///   aisctl evt ls                        # channels: opens, retained events
+///   aisctl msg ls                        # message queues: opener, messages per priority
+///   aisctl msg send jobs "hello"         # one message to a queue (or a queue group)
+///   aisctl msg get jobs                  # open it, get one message, close it
 ///   aisctl rekey                         # new cluster key epoch, online
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -98,6 +103,9 @@ enum Command {
     /// Events (SA Forum EVT): channels, publish, subscribe.
     #[command(subcommand)]
     Evt(EvtCommand),
+    /// Message queues (SA Forum MSG): every queue on every node. List, send, get.
+    #[command(subcommand)]
+    Msg(MsgCommand),
     /// Replace the cluster's frame key online: a new key epoch goes through the ring
     /// (encrypted under the current key), every member switches at the same point and
     /// rewrites its key file. No membership change, no message lost.
@@ -230,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ckpt(c) => ckpt_command(&socket_path(&cli)?, c),
         Command::Evt(c) => evt_command(&socket_path(&cli)?, c),
+        Command::Msg(c) => msg_command(&socket_path(&cli)?, c),
         Command::Cpg(CpgCommand::List { json }) => cpg_list(&socket_path(&cli)?, *json),
         Command::Cpg(CpgCommand::Watch {
             group,
