@@ -11,9 +11,10 @@
 //! - **Once**: no message is handed to a get twice by nodes that could know of the first
 //!   take: the members of the configuration the take was delivered in, then every node that
 //!   activated a later sync with one of them (a crash ends a node's knowing). Across
-//!   partitions that never exchanged state a message may be handed out once in each: when
-//!   every node that saw the first take crashed before it met another, or when the two sides
-//!   placed a group send in different queues (docs/services.md, MSG);
+//!   partitions that never exchanged state a message may be handed out once in each: when the
+//!   queue was reopened on the side without its opener, when every node that saw the first
+//!   take crashed before it met another, or when the two sides placed a group send in
+//!   different queues (docs/services.md, MSG);
 //! - **Policy**: a send to a queue group went where the group's policy says: round robin, the
 //!   member after the previous send's at that node (while the members stay the same); local
 //!   round robin, a member opened at the sender's node, the one after the previous send's from
