@@ -983,3 +983,28 @@ fn groups_are_merged_after_a_partition() {
         ));
     }
 }
+
+#[test]
+fn malformed_requests_disconnect_change_nothing_and_are_counted() {
+    let mut r = ring_of(2);
+    create(&mut r, 1, 1, "q", true);
+    let before = call(&mut r, 2, 1, Request::List { start: 0 });
+    // A send cut short, and an op MSG does not have.
+    let mut w = ais_proto::codec::Writer::with_capacity(16);
+    w.short_bytes(b"q").u32(1);
+    let cut = Bytes::from(w.finish());
+    r.node(2).core.request(2, 5, 64, cut);
+    r.node(2).run();
+    assert!(
+        r.node(2)
+            .take()
+            .iter()
+            .any(|e| matches!(e, crate::exec::Effect::Disconnect { conn: 2 }))
+    );
+    r.node(2).connect(2, 100, ID);
+    r.node(2).core.request(2, 6, 999, Bytes::new());
+    r.flush();
+    assert_eq!(call(&mut r, 2, 1, Request::List { start: 0 }), before);
+    assert_eq!(call(&mut r, 1, 1, Request::List { start: 0 }), before);
+    assert!(r.node(2).core.core_counters().ipc_malformed >= 1);
+}
