@@ -562,6 +562,7 @@ fn evt_settings_have_defaults_and_named_mistakes() {
     assert!(!e.to_string().is_empty());
 }
 
+#[test]
 fn msg_settings_have_defaults_and_named_mistakes() {
     let c = Config::from_str(GOOD, "c.toml").unwrap().msg_config();
     assert_eq!(c, ais_core::services::msg::MsgConfig::default());

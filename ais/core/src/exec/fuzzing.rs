@@ -83,7 +83,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (5, quorum::QuorumProtocol::ID),
         (6, ckpt::CkptProtocol::ID),
         (7, evt::EvtProtocol::ID),
-        (7, msg::MsgProtocol::ID),
+        (8, msg::MsgProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -233,12 +233,11 @@ fn run_deliveries(data: &[u8]) -> usize {
             flags: evt::OPEN_CREATE | evt::OPEN_PUBLISHER | evt::OPEN_SUBSCRIBER,
         },
     );
-    let mut subscribed = false;
     // An MSG client with a queue open, so sends and takes from other nodes find one.
-    core.connected(4, 400);
-    hello(&mut core, 4, msg::MsgProtocol::ID);
+    core.connected(5, 500);
+    hello(&mut core, 5, msg::MsgProtocol::ID);
     core.request_value(
-        4,
+        5,
         2,
         &msg::Request::Open {
             name: Bytes::from_static(b"q"),
@@ -250,6 +249,7 @@ fn run_deliveries(data: &[u8]) -> usize {
             }),
         },
     );
+    let mut subscribed = false;
     let mut rest = data;
     loop {
         // Take every effect; accept every submit and deliver it back (our own messages).
