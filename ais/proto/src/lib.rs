@@ -23,5 +23,6 @@ pub mod evs;
 pub mod evt;
 pub mod ipc;
 pub mod msg;
+pub mod lck;
 pub mod quorum;
 pub mod ring;
