@@ -2,6 +2,8 @@
 //! groups), [`evs`] (extended virtual synchrony groups), [`clm`] (cluster membership),
 //! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints), [`evt`] (events) and [`keys`] (online
 //! rekeying of the frame key).
+//! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints) and [`keys`] (online rekeying of the frame
+//! key), [`lck`] (distributed locks).
 
 pub mod ckpt;
 pub mod clm;
@@ -9,6 +11,7 @@ pub mod cpg;
 pub mod evs;
 pub mod keys;
 pub mod msg;
+pub mod lck;
 pub mod quorum;
 
 use totem_dpdk::DeliveryKind;
