@@ -900,6 +900,8 @@ pub enum RingMessage {
         /// The sequence of the last ring in which the sender's partition was quorate (0:
         /// never): the most recent quorate table wins the merge.
         quorate_seq: u64,
+        /// The sender's last activated ring was quorate (it was not cut off since).
+        last_quorate: bool,
         /// The digest of the sender's table.
         digest: u64,
         /// The sender's open handles and their resources.
@@ -1035,10 +1037,15 @@ impl Message for RingMessage {
                 rep,
                 seq,
                 quorate_seq,
+                last_quorate,
                 digest,
                 holders,
             } => {
-                w.u32(*rep).u64(*seq).u64(*quorate_seq).u64(*digest);
+                w.u32(*rep)
+                    .u64(*seq)
+                    .u64(*quorate_seq)
+                    .u8(u8::from(*last_quorate))
+                    .u64(*digest);
                 w.count(holders.len());
                 for (h, name) in holders {
                     put_holder(w, h);
@@ -1077,6 +1084,7 @@ impl Message for RingMessage {
                 let rep = r.u32("ring representative")?;
                 let seq = r.u64("ring sequence")?;
                 let quorate_seq = r.u64("quorate sequence")?;
+                let last_quorate = get_bool(r, "last quorate")?;
                 let digest = r.u64("digest")?;
                 let n = r.count("holders", 20 + 2)?;
                 let holders = (0..n)
@@ -1086,6 +1094,7 @@ impl Message for RingMessage {
                     rep,
                     seq,
                     quorate_seq,
+                    last_quorate,
                     digest,
                     holders,
                 }
@@ -1286,6 +1295,7 @@ mod tests {
                     rep: 1,
                     seq: 8,
                     quorate_seq: 4,
+                    last_quorate: true,
                     digest: 99,
                     holders: vec![(holder(), b("r"))],
                 },

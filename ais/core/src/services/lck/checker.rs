@@ -14,9 +14,11 @@
 //!   holder closed before its node's sync of that ring started;
 //! - **Carry** (the "never two holders" promise, stated for told grants): a grant told to a
 //!   client stays granted to its holder at every later activation of its node, as long as
-//!   that node stayed quorate at every activation in between and the client neither
-//!   unlocked it nor closed the holder (a holder whose node leaves the quorate partition
-//!   loses its locks: the quorate side released them). With Exclusive, and at most one
+//!   that node was quorate at every activation in between, no quorate ring was activated
+//!   without it since it activated the ring the grant was told in (a node cut off from the
+//!   quorate partition may tell grants before it notices; they do not stand), and the client neither unlocked it nor closed the
+//!   holder (a holder whose node is left out of a quorate configuration loses its locks:
+//!   that configuration released them). With Exclusive, and at most one
 //!   quorate partition at a time, no two clients are told conflicting grants that both
 //!   stand;
 //! - **DeadlockSound**: every DEADLOCK answer was for a request whose edges close a cycle
@@ -242,6 +244,7 @@ fn granted_ids(state: &State) -> BTreeSet<LockId> {
 }
 
 struct ToldGrant {
+    step: u64,
     node: u32,
     lock: LockId,
     holder: Holder,
@@ -255,8 +258,8 @@ pub struct Checker {
     step: u64,
     /// Each node's last table.
     last: BTreeMap<u32, State>,
-    /// Each node's last activation: (quorate, epoch).
-    node: BTreeMap<u32, (bool, u64)>,
+    /// Each node's last activation: (quorate, epoch, step).
+    node: BTreeMap<u32, (bool, u64, u64)>,
     /// Each ring's first activated table.
     rings: BTreeMap<(u32, u64), (u32, State)>,
     /// When each (node, ring) sync started.
@@ -264,6 +267,8 @@ pub struct Checker {
     /// When each holder was closed.
     closed: BTreeMap<Holder, u64>,
     told: Vec<ToldGrant>,
+    /// Quorate activations: (step, members).
+    quorate_rings: Vec<(u64, BTreeSet<u32>)>,
     /// Checks done (for the tests' "it did check" assertions).
     pub checks: u64,
 }
@@ -326,7 +331,7 @@ impl Checker {
                     }
                     Some(_) => {}
                 }
-                self.node.insert(node, (quorate, epoch));
+                self.node.insert(node, (quorate, epoch, step));
                 for (name, r) in &state {
                     let holders = r
                         .granted
@@ -339,7 +344,7 @@ impl Checker {
                         } else if self
                             .node
                             .get(&h.node)
-                            .is_some_and(|(_, e)| *e != 0 && h.epoch < *e)
+                            .is_some_and(|(_, e, _)| *e != 0 && h.epoch < *e)
                         {
                             Some("it is of an earlier incarnation of its node".to_string())
                         } else {
@@ -363,7 +368,27 @@ impl Checker {
                         }
                     }
                 }
-                // Told grants of this node: kept while it stays quorate.
+                // Told grants of this node: kept while it stays quorate and no quorate ring
+                // formed without it since (then it was cut off, and that ring released
+                // its holders).
+                let cut_off: Vec<usize> = self
+                    .told
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| {
+                        self.quorate_rings
+                            .iter()
+                            .any(|(s, m)| *s > t.step && !m.contains(&t.node))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                for i in cut_off.into_iter().rev() {
+                    self.told.remove(i);
+                }
+                if quorate {
+                    self.quorate_rings
+                        .push((step, members.iter().copied().collect()));
+                }
                 if quorate {
                     let granted: BTreeSet<(LockId, Option<Holder>)> = state
                         .values()
@@ -418,7 +443,7 @@ impl Checker {
                 mode,
             } => {
                 self.checks += 1;
-                if !self.node.get(&node).is_some_and(|(q, _)| *q) {
+                if !self.node.get(&node).is_some_and(|(q, _, _)| *q) {
                     self.violate(
                         Property::Quorum,
                         format!("node {node} told grant {lock} outside a quorate ring"),
@@ -439,7 +464,11 @@ impl Checker {
                         format!("node {node} told grant {lock} that its table does not hold"),
                     );
                 }
+                // From the activation of the ring it was told in: a quorate ring formed
+                // without the node after that cut it off, even before it noticed.
+                let since = self.node.get(&node).map_or(step, |(_, _, s)| *s);
                 self.told.push(ToldGrant {
+                    step: since,
                     node,
                     lock,
                     holder,
@@ -694,6 +723,21 @@ mod tests {
             activated(1, vec![1, 2], true, held.clone()),
             told.clone(),
             later(false),
+            later(true),
+        ];
+        assert_eq!(props(&obs), vec![]);
+        // A quorate ring formed without node 1 since: it was cut off; not promised.
+        let obs = [
+            activated(1, vec![1, 2], true, held.clone()),
+            told.clone(),
+            Observation::Activated {
+                node: 2,
+                ring: (2, 10),
+                members: vec![2, 3],
+                quorate: true,
+                epoch: 4,
+                state: State::new(),
+            },
             later(true),
         ];
         assert_eq!(props(&obs), vec![]);

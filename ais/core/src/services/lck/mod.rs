@@ -17,9 +17,10 @@
 //! transitional configuration) is told only after the next sync, if it still stands.
 //!
 //! **Sync** after every regular configuration, two steps. Every member sends a summary: the
-//! sequence of the last ring in which it was quorate, the digest of its table, and its own
-//! open handles. The winning table is that of the member with the most recent quorate ring
-//! (ties: the lowest node id); when some member's table differs, the winner sends it, one
+//! sequence of the last ring in which it was quorate and whether its last ring was, the
+//! digest of its table, and its own open handles. The winning table is that of the member
+//! with the most recent quorate ring (ties: one whose last ring was quorate, then the lowest
+//! node id); when some member's table differs, the winner sends it, one
 //! resource per message. At the barrier every member takes the winning table, keeps only
 //! the holders their own nodes reported (the locks of departed nodes, of earlier
 //! incarnations and of closed handles are released, those taken with `LOCK_ORPHAN`
@@ -198,6 +199,7 @@ struct Pending {
 #[derive(Debug)]
 struct Summary {
     quorate_seq: u64,
+    last_quorate: bool,
     digest: u64,
     holders: Vec<(Holder, Bytes)>,
 }
@@ -205,17 +207,22 @@ struct Summary {
 #[derive(Debug)]
 struct SyncState {
     ring: RingId,
+    /// Whether the ring is quorate, as the quorum service decided at its own activation
+    /// just before this sync started (the same at every member; read at activation, the
+    /// flag may already be cleared by the next transitional configuration at some members).
+    quorate: bool,
     summaries: BTreeMap<u32, Summary>,
     sent: bool,
     incoming: BTreeMap<Bytes, (Vec<LockEntry>, Vec<LockEntry>)>,
 }
 
 impl SyncState {
-    /// The member whose table wins: the most recent quorate ring, then the lowest id.
+    /// The member whose table wins: the most recent quorate ring, then one still in a
+    /// quorate ring (not cut off since), then the lowest id.
     fn winner(&self) -> Option<u32> {
         self.summaries
             .iter()
-            .max_by_key(|(node, s)| (s.quorate_seq, std::cmp::Reverse(**node)))
+            .max_by_key(|(node, s)| (s.quorate_seq, s.last_quorate, std::cmp::Reverse(**node)))
             .map(|(n, _)| *n)
     }
 }
@@ -788,7 +795,7 @@ impl Lck {
         }
         let changed = !matches!(applied.outcome, Outcome::Refused(_) | Outcome::Status(_));
         if changed && let Some(o) = &mut self.observer {
-            o.applied(me.0, quorate, &self.table);
+            o.applied(me.0, self.ring_quorate, &self.table);
         }
         // Queued requests of this node that went with their holder.
         for id in &applied.dropped {
@@ -914,6 +921,7 @@ impl Lck {
         match msg {
             RingMessage::Summary {
                 quorate_seq,
+                last_quorate,
                 digest,
                 holders,
                 ..
@@ -927,6 +935,7 @@ impl Lck {
                     sender.0,
                     Summary {
                         quorate_seq,
+                        last_quorate,
                         digest,
                         holders,
                     },
@@ -949,7 +958,7 @@ impl Lck {
     fn activate(&mut self, cx: &mut Context<'_>, sync: SyncState) {
         let me = cx.node().0;
         let ring = sync.ring;
-        let quorate = cx.quorate();
+        let quorate = sync.quorate;
         let winner = sync.winner();
         let my_digest = self.table.digest();
         let use_own = self.defects.keep_local
@@ -1213,12 +1222,14 @@ impl Service for Lck {
             rep: ring.rep.0,
             seq: ring.seq,
             quorate_seq: self.quorate_seq,
+            last_quorate: self.ring_quorate,
             digest: self.table.digest(),
             holders,
         };
         cx.submit_internal(DeliveryKind::Agreed, ring::encode(ID, &msg));
         self.sync = Some(SyncState {
             ring,
+            quorate: cx.quorate(),
             summaries: BTreeMap::new(),
             sent: false,
             incoming: BTreeMap::new(),
