@@ -21,6 +21,7 @@ use ais_core::services::ckpt::Ckpt;
 use ais_core::services::clm::{Clm, ClmConfig};
 use ais_core::services::evt::Evt;
 use ais_core::services::msg::Msg;
+use ais_core::services::lck::Lck;
 use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
 use clap::Parser;
@@ -262,6 +263,12 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         msg.max_memory >> 20
     );
     services.push(Box::new(Msg::new(msg)));
+    let lck = config.lck_config();
+    info!(
+        "lck: up to {} resources and {} locks in the cluster",
+        lck.max_resources, lck.max_locks
+    );
+    services.push(Box::new(Lck::new(lck)));
     let core = ExecCore::new(totem_dpdk::NodeId(nodeid), services);
     let keys = KeyStore {
         path: config.totem.keyfile.clone(),

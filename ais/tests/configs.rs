@@ -594,3 +594,24 @@ fn msg_settings_have_defaults_and_named_mistakes() {
     );
     assert!(e.to_string().contains("out of range"), "{e}");
 }
+
+fn lck_settings_have_defaults_and_named_mistakes() {
+    let c = Config::from_str(GOOD, "c.toml").unwrap().lck_config();
+    assert_eq!((c.max_resources, c.max_locks), (1024, 4096));
+    let set = format!("{GOOD}\n[lck]\nmax_resources = 8\nmax_locks = 100\n");
+    let c = Config::from_str(&set, "c.toml").unwrap().lck_config();
+    assert_eq!((c.max_resources, c.max_locks), (8, 100));
+    let at = GOOD.lines().count() as u32 + 2;
+    let e = mistake(
+        &format!("{GOOD}\n[lck]\nmax_resources = 0\n"),
+        at + 1,
+        "lck.max_resources",
+    );
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let e = mistake(
+        &format!("{GOOD}\n[lck]\nmax_locks = 0\n"),
+        at + 1,
+        "lck.max_locks",
+    );
+    assert!(e.to_string().contains("at least 1"), "{e}");
+}

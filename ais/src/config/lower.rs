@@ -53,6 +53,14 @@ impl Config {
         }
     }
 
+    /// The lock service's settings (`[lck]`).
+    pub fn lck_config(&self) -> ais_core::services::lck::LckConfig {
+        ais_core::services::lck::LckConfig {
+            max_resources: self.lck.max_resources,
+            max_locks: self.lck.max_locks,
+        }
+    }
+
     /// How Totem frames are protected (`totem.secauth` and `totem.crypto_cipher`); when it
     /// [needs a key](FrameProtection::needs_key), the executive reads `totem.keyfile` with
     /// [`crate::keyfile::read`].

@@ -45,6 +45,9 @@ pub struct Config {
     /// Message queues (`[msg]`).
     #[serde(default)]
     pub msg: Msg,
+    /// Distributed locks (`[lck]`).
+    #[serde(default)]
+    pub lck: Lck,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     pub(super) source: Source,
@@ -489,6 +492,30 @@ impl Default for Msg {
     }
 }
 
+/// The `[lck]` table: the lock service's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lck {
+    /// Most resources in the cluster (default 1024): an open that would create one more is
+    /// refused with `SA_AIS_ERR_NO_RESOURCES`. Give every node the same value (the opener's
+    /// limit decides).
+    #[serde(default = "defaults::lck_max_resources")]
+    pub max_resources: u32,
+    /// Most locks, granted and queued, in the cluster (default 4096, openais's figure): a
+    /// request beyond is answered `SA_LCK_LOCK_NO_MORE`. Give every node the same value.
+    #[serde(default = "defaults::lck_max_locks")]
+    pub max_locks: u32,
+}
+
+impl Default for Lck {
+    fn default() -> Lck {
+        Lck {
+            max_resources: defaults::lck_max_resources(),
+            max_locks: defaults::lck_max_locks(),
+        }
+    }
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -572,6 +599,14 @@ mod defaults {
 
     pub(super) fn msg_max_groups() -> u32 {
         128
+    }
+
+    pub(super) fn lck_max_resources() -> u32 {
+        1024
+    }
+
+    pub(super) fn lck_max_locks() -> u32 {
+        4096
     }
 
     pub(super) fn eal_args() -> Vec<String> {

@@ -56,6 +56,7 @@ impl Config {
         self.validate_ckpt()?;
         self.validate_evt()?;
         self.validate_msg()?;
+        self.validate_lck()?;
         self.validate_timers()?;
         self.validate_flow_control()?;
         match t.transport {
@@ -173,6 +174,22 @@ impl Config {
                      answer)",
                     m.max_message_bytes
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_lck(&self) -> Result<(), ConfigError> {
+        if self.lck.max_resources == 0 {
+            return Err(self.invalid(
+                "lck.max_resources",
+                "must be at least 1 (resources the cluster may hold)",
+            ));
+        }
+        if self.lck.max_locks == 0 {
+            return Err(self.invalid(
+                "lck.max_locks",
+                "must be at least 1 (locks, granted and queued, the cluster may hold)",
             ));
         }
         Ok(())
