@@ -14,11 +14,13 @@ use crate::services::ckpt::{Ckpt, CkptConfig};
 use crate::services::clm::{Clm, ClmConfig};
 use crate::services::evt::{Evt, EvtConfig};
 use crate::services::msg::{Msg, MsgConfig};
+use crate::services::lck::{Lck, LckConfig};
 use crate::services::quorum::{Quorum, QuorumConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::evt;
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
 use ais_proto::{admin, ckpt, clm, cpg, evs, msg, quorum};
+use ais_proto::{admin, ckpt, clm, cpg, evs, lck, quorum};
 
 /// Decodes `data` as a client packet, and its body as every service's requests, answers,
 /// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
@@ -38,6 +40,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Request<ckpt::Request>>(&frame);
     round_trip::<Request<evt::Request>>(&frame);
     round_trip::<Request<msg::Request>>(&frame);
+    round_trip::<Request<lck::Request>>(&frame);
     round_trip::<Reply<cpg::Response>>(&frame);
     round_trip::<Reply<evs::Response>>(&frame);
     round_trip::<Reply<clm::Response>>(&frame);
@@ -45,6 +48,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Reply<ckpt::Response>>(&frame);
     round_trip::<Reply<evt::Response>>(&frame);
     round_trip::<Reply<msg::Response>>(&frame);
+    round_trip::<Reply<lck::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
     round_trip::<clm::Callback>(&frame);
@@ -52,6 +56,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<ckpt::Callback>(&frame);
     round_trip::<evt::Callback>(&frame);
     round_trip::<msg::Callback>(&frame);
+    round_trip::<lck::Callback>(&frame);
     // The ring messages' codecs, on the same bytes.
     round_trip::<cpg::RingMessage>(&frame);
     round_trip::<evs::RingMessage>(&frame);
@@ -61,6 +66,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<ckpt::RingMessage>(&frame);
     round_trip::<evt::RingMessage>(&frame);
     round_trip::<msg::RingMessage>(&frame);
+    round_trip::<lck::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
@@ -73,6 +79,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
             Box::new(Ckpt::new(CkptConfig::default())),
             Box::new(Evt::new(EvtConfig::default())),
             Box::new(Msg::new(MsgConfig::default())),
+            Box::new(Lck::new(LckConfig::default())),
         ],
     );
     for (conn, service) in [
@@ -84,6 +91,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (6, ckpt::CkptProtocol::ID),
         (7, evt::EvtProtocol::ID),
         (8, msg::MsgProtocol::ID),
+        (7, lck::LckProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -135,8 +143,8 @@ fn hello(core: &mut ExecCore, conn: u64, service: ais_proto::ipc::ServiceId) {
     );
 }
 
-/// Node 1 with CPG, EVS, CLM, the key service, quorum and CKPT, a CPG client in group `g`, an
-/// EVS client in group `g` and a CKPT client with checkpoint `f` open; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
+/// Node 1 with CPG, EVS, CLM, the key service, quorum, CKPT and LCK, a CPG client in group `g`, an
+/// EVS client in group `g`, a CKPT client with checkpoint `f` open and an LCK client with resource `r` open; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
 /// reduction), `len: u8`, `len` bytes of message (service byte and kind included; the version
 /// byte in front is added unless the sender byte's top bit is set), with a regular
 /// configuration (of nodes 1–3, or 1 and 3) when `sender` is 0. Every submit is accepted and
@@ -163,6 +171,7 @@ fn run_deliveries(data: &[u8]) -> usize {
             Box::new(Ckpt::new(CkptConfig::default())),
             Box::new(Evt::new(EvtConfig::default())),
             Box::new(Msg::new(MsgConfig::default())),
+            Box::new(Lck::new(LckConfig::default())),
         ],
     );
     let mut no = 0u64;
@@ -250,6 +259,17 @@ fn run_deliveries(data: &[u8]) -> usize {
         },
     );
     let mut subscribed = false;
+    // An LCK client with a resource open, so lock messages from other nodes find one.
+    core.connected(4, 400);
+    hello(&mut core, 4, lck::LckProtocol::ID);
+    core.request_value(
+        4,
+        2,
+        &lck::Request::Open {
+            name: Bytes::from_static(b"r"),
+            flags: lck::RESOURCE_CREATE,
+        },
+    );
     let mut rest = data;
     loop {
         // Take every effect; accept every submit and deliver it back (our own messages).
