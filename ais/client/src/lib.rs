@@ -70,6 +70,7 @@ pub mod cpg;
 pub mod evs;
 pub mod evt;
 pub mod msg;
+pub mod lck;
 pub mod quorum;
 
 use std::collections::VecDeque;
