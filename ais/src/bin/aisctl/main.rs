@@ -20,6 +20,7 @@ mod ckpt;
 mod demo;
 mod evt;
 mod msg;
+mod lck;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ use ckpt::{CkptCommand, ckpt_command};
 use clap::{Parser, Subcommand};
 use evt::{EvtCommand, evt_command};
 use msg::{MsgCommand, msg_command};
+use lck::{LckCommand, lck_command};
 
 /// Inspect and drive a running aisexec, or run the demo.
 ///
@@ -59,6 +61,8 @@ use msg::{MsgCommand, msg_command};
 ///   aisctl msg ls                        # message queues: opener, messages per priority
 ///   aisctl msg send jobs "hello"         # one message to a queue (or a queue group)
 ///   aisctl msg get jobs                  # open it, get one message, close it
+///   aisctl lck ls                        # lock resources, granted and queued locks
+///   aisctl lck lock config --mode ex --hold 10   # take an EX lock, hold it 10 s
 ///   aisctl rekey                         # new cluster key epoch, online
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -106,6 +110,10 @@ enum Command {
     /// Message queues (SA Forum MSG): every queue on every node. List, send, get.
     #[command(subcommand)]
     Msg(MsgCommand),
+    /// Locks (SA Forum LCK): list the cluster's lock resources, take and hold a lock, purge
+    /// orphan locks.
+    #[command(subcommand)]
+    Lck(LckCommand),
     /// Replace the cluster's frame key online: a new key epoch goes through the ring
     /// (encrypted under the current key), every member switches at the same point and
     /// rewrites its key file. No membership change, no message lost.
@@ -239,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ckpt(c) => ckpt_command(&socket_path(&cli)?, c),
         Command::Evt(c) => evt_command(&socket_path(&cli)?, c),
         Command::Msg(c) => msg_command(&socket_path(&cli)?, c),
+        Command::Lck(c) => lck_command(&socket_path(&cli)?, c),
         Command::Cpg(CpgCommand::List { json }) => cpg_list(&socket_path(&cli)?, *json),
         Command::Cpg(CpgCommand::Watch {
             group,
