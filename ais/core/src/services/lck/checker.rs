@@ -15,8 +15,9 @@
 //! - **Carry** (the "never two holders" promise, stated for told grants): a grant told to a
 //!   client stays granted to its holder at every later activation of its node, as long as
 //!   that node was quorate at every activation in between, no quorate ring was activated
-//!   without it since it activated the ring the grant was told in (a node cut off from the
-//!   quorate partition may tell grants before it notices; they do not stand), and the client neither unlocked it nor closed the
+//!   without it since it activated the ring the grant was told in, nor any with a higher
+//!   sequence than that ring (a node cut off from the quorate partition may tell grants
+//!   before it notices; they do not stand), and the client neither unlocked it nor closed the
 //!   holder (a holder whose node is left out of a quorate configuration loses its locks:
 //!   that configuration released them). With Exclusive, and at most one
 //!   quorate partition at a time, no two clients are told conflicting grants that both
@@ -245,6 +246,8 @@ fn granted_ids(state: &State) -> BTreeSet<LockId> {
 
 struct ToldGrant {
     step: u64,
+    /// The sequence of the ring its node last activated when it told it.
+    ring_seq: u64,
     node: u32,
     lock: LockId,
     holder: Holder,
@@ -258,8 +261,8 @@ pub struct Checker {
     step: u64,
     /// Each node's last table.
     last: BTreeMap<u32, State>,
-    /// Each node's last activation: (quorate, epoch, step).
-    node: BTreeMap<u32, (bool, u64, u64)>,
+    /// Each node's last activation: (quorate, epoch, step, ring sequence).
+    node: BTreeMap<u32, (bool, u64, u64, u64)>,
     /// Each ring's first activated table.
     rings: BTreeMap<(u32, u64), (u32, State)>,
     /// When each (node, ring) sync started.
@@ -267,8 +270,8 @@ pub struct Checker {
     /// When each holder was closed.
     closed: BTreeMap<Holder, u64>,
     told: Vec<ToldGrant>,
-    /// Quorate activations: (step, members).
-    quorate_rings: Vec<(u64, BTreeSet<u32>)>,
+    /// Quorate activations: (step, ring sequence, members).
+    quorate_rings: Vec<(u64, u64, BTreeSet<u32>)>,
     /// Checks done (for the tests' "it did check" assertions).
     pub checks: u64,
 }
@@ -331,7 +334,7 @@ impl Checker {
                     }
                     Some(_) => {}
                 }
-                self.node.insert(node, (quorate, epoch, step));
+                self.node.insert(node, (quorate, epoch, step, ring.1));
                 for (name, r) in &state {
                     let holders = r
                         .granted
@@ -344,7 +347,7 @@ impl Checker {
                         } else if self
                             .node
                             .get(&h.node)
-                            .is_some_and(|(_, e, _)| *e != 0 && h.epoch < *e)
+                            .is_some_and(|(_, e, _, _)| *e != 0 && h.epoch < *e)
                         {
                             Some("it is of an earlier incarnation of its node".to_string())
                         } else {
@@ -376,9 +379,9 @@ impl Checker {
                     .iter()
                     .enumerate()
                     .filter(|(_, t)| {
-                        self.quorate_rings
-                            .iter()
-                            .any(|(s, m)| *s > t.step && !m.contains(&t.node))
+                        self.quorate_rings.iter().any(|(s, seq, m)| {
+                            (*s > t.step || *seq > t.ring_seq) && !m.contains(&t.node)
+                        })
                     })
                     .map(|(i, _)| i)
                     .collect();
@@ -387,7 +390,7 @@ impl Checker {
                 }
                 if quorate {
                     self.quorate_rings
-                        .push((step, members.iter().copied().collect()));
+                        .push((step, ring.1, members.iter().copied().collect()));
                 }
                 if quorate {
                     let granted: BTreeSet<(LockId, Option<Holder>)> = state
@@ -443,7 +446,7 @@ impl Checker {
                 mode,
             } => {
                 self.checks += 1;
-                if !self.node.get(&node).is_some_and(|(q, _, _)| *q) {
+                if !self.node.get(&node).is_some_and(|(q, _, _, _)| *q) {
                     self.violate(
                         Property::Quorum,
                         format!("node {node} told grant {lock} outside a quorate ring"),
@@ -466,9 +469,13 @@ impl Checker {
                 }
                 // From the activation of the ring it was told in: a quorate ring formed
                 // without the node after that cut it off, even before it noticed.
-                let since = self.node.get(&node).map_or(step, |(_, _, s)| *s);
+                let (since, ring_seq) = self
+                    .node
+                    .get(&node)
+                    .map_or((step, 0), |(_, _, s, r)| (*s, *r));
                 self.told.push(ToldGrant {
                     step: since,
+                    ring_seq,
                     node,
                     lock,
                     holder,

@@ -248,7 +248,7 @@ pub struct Lck {
     table: Table,
     /// False from a regular configuration until this service's sync activates.
     synced: bool,
-    /// A transitional configuration was delivered and the next sync has not activated.
+    /// A transitional configuration was delivered and the next regular one was not.
     in_transition: bool,
     /// The ring of the last activation was quorate.
     ring_quorate: bool,
@@ -1048,8 +1048,9 @@ impl Lck {
         if self.epoch == 0 {
             self.epoch = ring.seq.max(1);
         }
+        // Not `in_transition = false`: a barrier may be delivered in the transitional
+        // configuration of the next change, and grants are not told there.
         self.synced = true;
-        self.in_transition = false;
         if let Some(o) = &mut self.observer {
             o.activated(me, ring, cx.members(), quorate, self.epoch, &self.table);
         }
@@ -1193,6 +1194,7 @@ impl Service for Lck {
             ConfigKind::Regular => {
                 self.synced = false;
                 self.summary_sent = false;
+                self.in_transition = false;
             }
         }
     }
