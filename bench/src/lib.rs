@@ -20,6 +20,7 @@ pub mod corosync;
 pub mod cpgload;
 pub mod evt;
 pub mod failover;
+pub mod lck;
 pub mod load;
 pub mod measure;
 pub mod ordering;

@@ -31,6 +31,10 @@ enum Command {
     /// events/s delivered and latency with filters that match, publishes/s with filters
     /// that do not, against CPG msgs/s, with the EVT issue's target.
     Evt(bench::evt::Args),
+    /// Lock round trips beside CPG on the same cluster in the same run: uncontended
+    /// lock+unlock pairs/s and latency, contended handover rate, and CPG self-delivery
+    /// latency at the same load, with the LCK issue's target.
+    Lck(bench::lck::Args),
     /// Failover time: SIGKILL one node under load at a random time, measure at each survivor
     /// the time until the new membership is delivered; repeated.
     Failover(bench::failover::Args),
@@ -153,6 +157,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Raw(args) => bench::raw::run(&args),
         Command::Ckpt(args) => bench::ckpt::run(&args),
         Command::Evt(args) => bench::evt::run(&args),
+        Command::Lck(args) => bench::lck::run(&args),
         Command::CkptLoad(args) => bench::ckptload::run(&args),
         Command::Failover(args) => bench::failover::run(&args),
         Command::CpgLoad(args) => bench::cpgload::run(&args),
