@@ -595,6 +595,7 @@ fn msg_settings_have_defaults_and_named_mistakes() {
     assert!(e.to_string().contains("out of range"), "{e}");
 }
 
+#[test]
 fn lck_settings_have_defaults_and_named_mistakes() {
     let c = Config::from_str(GOOD, "c.toml").unwrap().lck_config();
     assert_eq!((c.max_resources, c.max_locks), (1024, 4096));

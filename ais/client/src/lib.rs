@@ -69,8 +69,8 @@ pub mod clm;
 pub mod cpg;
 pub mod evs;
 pub mod evt;
-pub mod msg;
 pub mod lck;
+pub mod msg;
 pub mod quorum;
 
 use std::collections::VecDeque;

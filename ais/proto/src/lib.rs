@@ -1,8 +1,8 @@
 //! The protocols of the AIS layer: client ⇄ executive IPC (the framing and what every service
 //! shares, [`ipc`]), the executive's messages on the Totem ring (their header and the sync
 //! barrier, [`ring`]), one module per service with its requests, answers, callbacks and ring
-//! messages ([`cpg`], [`evs`], [`clm`], [`quorum`], [`ckpt`], [`evt`], [`admin`]), the shared byte codec
-//! ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket itself is a Unix
+//! messages ([`cpg`], [`evs`], [`clm`], [`quorum`], [`ckpt`], [`evt`], [`lck`], [`msg`],
+//! [`admin`]), the shared byte codec ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket itself is a Unix
 //! SEQPACKET socket (`dataplane::unix`): one packet per datagram, peer credentials checked at
 //! accept.
 //!
@@ -22,7 +22,7 @@ pub mod cpg;
 pub mod evs;
 pub mod evt;
 pub mod ipc;
-pub mod msg;
 pub mod lck;
+pub mod msg;
 pub mod quorum;
 pub mod ring;

@@ -13,14 +13,13 @@ use super::{Effect, ExecCore};
 use crate::services::ckpt::{Ckpt, CkptConfig};
 use crate::services::clm::{Clm, ClmConfig};
 use crate::services::evt::{Evt, EvtConfig};
-use crate::services::msg::{Msg, MsgConfig};
 use crate::services::lck::{Lck, LckConfig};
+use crate::services::msg::{Msg, MsgConfig};
 use crate::services::quorum::{Quorum, QuorumConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::evt;
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
-use ais_proto::{admin, ckpt, clm, cpg, evs, msg, quorum};
-use ais_proto::{admin, ckpt, clm, cpg, evs, lck, quorum};
+use ais_proto::{admin, ckpt, clm, cpg, evs, lck, msg, quorum};
 
 /// Decodes `data` as a client packet, and its body as every service's requests, answers,
 /// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
@@ -91,7 +90,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (6, ckpt::CkptProtocol::ID),
         (7, evt::EvtProtocol::ID),
         (8, msg::MsgProtocol::ID),
-        (7, lck::LckProtocol::ID),
+        (9, lck::LckProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -143,8 +142,10 @@ fn hello(core: &mut ExecCore, conn: u64, service: ais_proto::ipc::ServiceId) {
     );
 }
 
-/// Node 1 with CPG, EVS, CLM, the key service, quorum, CKPT and LCK, a CPG client in group `g`, an
-/// EVS client in group `g`, a CKPT client with checkpoint `f` open and an LCK client with resource `r` open; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
+/// Node 1 with CPG, EVS, CLM, the key service, quorum, CKPT, EVT, MSG and LCK, a CPG client in
+/// group `g`, an EVS client in group `g`, a CKPT client with checkpoint `f` open, an EVT
+/// client subscribed on channel `f`, an MSG client with queue `q` open and an LCK client with
+/// resource `r` open; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
 /// reduction), `len: u8`, `len` bytes of message (service byte and kind included; the version
 /// byte in front is added unless the sender byte's top bit is set), with a regular
 /// configuration (of nodes 1–3, or 1 and 3) when `sender` is 0. Every submit is accepted and
@@ -260,10 +261,10 @@ fn run_deliveries(data: &[u8]) -> usize {
     );
     let mut subscribed = false;
     // An LCK client with a resource open, so lock messages from other nodes find one.
-    core.connected(4, 400);
-    hello(&mut core, 4, lck::LckProtocol::ID);
+    core.connected(6, 600);
+    hello(&mut core, 6, lck::LckProtocol::ID);
     core.request_value(
-        4,
+        6,
         2,
         &lck::Request::Open {
             name: Bytes::from_static(b"r"),

@@ -1,17 +1,17 @@
 //! The AIS services run by the executive ([`crate::exec::Service`]): [`cpg`] (closed process
 //! groups), [`evs`] (extended virtual synchrony groups), [`clm`] (cluster membership),
-//! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints), [`evt`] (events) and [`keys`] (online
-//! rekeying of the frame key).
-//! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints) and [`keys`] (online rekeying of the frame
-//! key), [`lck`] (distributed locks).
+//! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints), [`evt`] (events),
+//! [`lck`] (distributed locks), [`msg`] (message queues) and [`keys`] (online rekeying of the
+//! frame key).
 
 pub mod ckpt;
 pub mod clm;
 pub mod cpg;
 pub mod evs;
+pub mod evt;
 pub mod keys;
-pub mod msg;
 pub mod lck;
+pub mod msg;
 pub mod quorum;
 
 use totem_dpdk::DeliveryKind;
@@ -25,4 +25,3 @@ pub fn delivery_kind(g: Guarantee) -> DeliveryKind {
         Guarantee::Safe => DeliveryKind::Safe,
     }
 }
-pub mod evt;

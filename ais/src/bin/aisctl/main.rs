@@ -19,8 +19,8 @@ macro_rules! say {
 mod ckpt;
 mod demo;
 mod evt;
-mod msg;
 mod lck;
+mod msg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,8 +32,8 @@ use anyhow::{Context, bail};
 use ckpt::{CkptCommand, ckpt_command};
 use clap::{Parser, Subcommand};
 use evt::{EvtCommand, evt_command};
-use msg::{MsgCommand, msg_command};
 use lck::{LckCommand, lck_command};
+use msg::{MsgCommand, msg_command};
 
 /// Inspect and drive a running aisexec, or run the demo.
 ///
