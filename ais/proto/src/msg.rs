@@ -400,6 +400,37 @@ pub enum Request {
         /// The group.
         group: Bytes,
     },
+    /// `saMsgMessageSendReceive`: a send whose caller waits up to `timeout` nanoseconds for
+    /// the reply, answered [`Response::Reply`]. The got message's key is the sender id a
+    /// replier names.
+    SendReceive {
+        /// The destination queue's name.
+        destination: Bytes,
+        /// The message.
+        message: MessageBody,
+        /// Most data bytes the caller takes in a reply (its buffer).
+        reply_size: u64,
+        /// Nanoseconds to wait for the reply ([`TIME_END`]: for ever).
+        timeout: u64,
+    },
+    /// `saMsgMessageReply`: answered `Ok` once the reply is bound for its waiting sender.
+    Reply {
+        /// The key of the message replied to (its sender id).
+        to: MsgKey,
+        /// The reply.
+        message: MessageBody,
+    },
+    /// `saMsgMessageReplyAsync`: answered `Ok`, then (with `ack`) [`Callback::Delivered`].
+    ReplyAsync {
+        /// The key of the message replied to.
+        to: MsgKey,
+        /// The reply.
+        message: MessageBody,
+        /// The caller's number for it.
+        invocation: u64,
+        /// `SA_MSG_MESSAGE_DELIVERED_ACK`: tell the outcome.
+        ack: bool,
+    },
     /// The queues of the cluster (`aisctl msg ls`), by name, from the `start`-th.
     List {
         /// The first one's position (0 for the first page).
@@ -421,6 +452,9 @@ const OP_GROUP_REMOVE: u16 = 70;
 const OP_GROUP_DELETE: u16 = 71;
 const OP_GROUP_TRACK: u16 = 72;
 const OP_GROUP_TRACK_STOP: u16 = 73;
+const OP_SEND_RECEIVE: u16 = 74;
+const OP_REPLY: u16 = 75;
+const OP_REPLY_ASYNC: u16 = 76;
 
 impl Message for Request {
     fn op(&self) -> u16 {
@@ -439,6 +473,9 @@ impl Message for Request {
             Request::GroupDelete { .. } => OP_GROUP_DELETE,
             Request::GroupTrack { .. } => OP_GROUP_TRACK,
             Request::GroupTrackStop { .. } => OP_GROUP_TRACK_STOP,
+            Request::SendReceive { .. } => OP_SEND_RECEIVE,
+            Request::Reply { .. } => OP_REPLY,
+            Request::ReplyAsync { .. } => OP_REPLY_ASYNC,
         }
     }
 
@@ -458,6 +495,9 @@ impl Message for Request {
             Request::GroupDelete { .. } => "MsgQueueGroupDelete",
             Request::GroupTrack { .. } => "MsgQueueGroupTrack",
             Request::GroupTrackStop { .. } => "MsgQueueGroupTrackStop",
+            Request::SendReceive { .. } => "MsgMessageSendReceive",
+            Request::Reply { .. } => "MsgMessageReply",
+            Request::ReplyAsync { .. } => "MsgMessageReplyAsync",
         }
     }
 
@@ -511,6 +551,30 @@ impl Message for Request {
             }
             Request::GroupTrack { group, flags } => {
                 w.short_bytes(group).u8(*flags);
+            }
+            Request::SendReceive {
+                destination,
+                message,
+                reply_size,
+                timeout,
+            } => {
+                w.short_bytes(destination);
+                put_body(w, message);
+                w.u64(*reply_size).u64(*timeout);
+            }
+            Request::Reply { to, message } => {
+                put_key(w, to);
+                put_body(w, message);
+            }
+            Request::ReplyAsync {
+                to,
+                message,
+                invocation,
+                ack,
+            } => {
+                put_key(w, to);
+                put_body(w, message);
+                w.u64(*invocation).u8(u8::from(*ack));
             }
         }
         Bytes::new()
@@ -571,6 +635,22 @@ impl Message for Request {
             OP_GROUP_TRACK_STOP => Request::GroupTrackStop {
                 group: r.short_bytes("group name")?,
             },
+            OP_SEND_RECEIVE => Request::SendReceive {
+                destination: r.short_bytes("destination")?,
+                message: get_body(r)?,
+                reply_size: r.u64("reply size")?,
+                timeout: r.u64("timeout")?,
+            },
+            OP_REPLY => Request::Reply {
+                to: get_key(r)?,
+                message: get_body(r)?,
+            },
+            OP_REPLY_ASYNC => Request::ReplyAsync {
+                to: get_key(r)?,
+                message: get_body(r)?,
+                invocation: r.u64("invocation")?,
+                ack: get_bool(r, "ack")?,
+            },
             other => return Err(unknown(other)),
         })
     }
@@ -616,6 +696,13 @@ pub enum Response {
         /// Its member queues (change [`CHANGE_NONE`]).
         items: Vec<GroupItem>,
     },
+    /// Answer to [`Request::SendReceive`]: the reply.
+    Reply {
+        /// The reply.
+        message: MessageBody,
+        /// When it was sent (the replier's clock).
+        send_time: u64,
+    },
     /// Answer to [`Request::List`].
     List {
         /// The queues.
@@ -630,6 +717,7 @@ const R_STATUS: u16 = 61;
 const R_MESSAGE: u16 = 62;
 const R_LIST: u16 = 63;
 const R_GROUP: u16 = 64;
+const R_REPLY: u16 = 65;
 
 impl Message for Response {
     fn op(&self) -> u16 {
@@ -639,6 +727,7 @@ impl Message for Response {
             Response::Message { .. } => R_MESSAGE,
             Response::List { .. } => R_LIST,
             Response::Group { .. } => R_GROUP,
+            Response::Reply { .. } => R_REPLY,
         }
     }
 
@@ -649,6 +738,7 @@ impl Message for Response {
             Response::Message { .. } => "MsgMessage",
             Response::List { .. } => "MsgList",
             Response::Group { .. } => "MsgGroup",
+            Response::Reply { .. } => "MsgReply",
         }
     }
 
@@ -670,6 +760,10 @@ impl Message for Response {
             Response::Group { policy, items } => {
                 w.u8(*policy);
                 put_items(w, items);
+            }
+            Response::Reply { message, send_time } => {
+                put_body(w, message);
+                w.u64(*send_time);
             }
             Response::List { items, next } => {
                 w.count(items.len());
@@ -705,6 +799,10 @@ impl Message for Response {
             R_GROUP => Response::Group {
                 policy: r.u8("policy")?,
                 items: get_items(r)?,
+            },
+            R_REPLY => Response::Reply {
+                message: get_body(r)?,
+                send_time: r.u64("send time")?,
             },
             R_LIST => {
                 let n = r.count("queues", 2 + 4 + 8 + 8 + 1 + 4 * 20 + 1 + 4)?;
@@ -938,6 +1036,36 @@ pub enum Update {
         /// The group.
         group: Bytes,
     },
+    /// A send whose caller waits for a reply: a [`Update::Send`] after which every node
+    /// awaits a reply to the message (its key) of at most `reply_size` data bytes.
+    SendReceive {
+        /// The queue's name.
+        destination: Bytes,
+        /// The message.
+        message: MessageBody,
+        /// Most data bytes of the reply.
+        reply_size: u64,
+    },
+    /// A reply to the message `to`, handed to its waiting sender at `to.node`.
+    Reply {
+        /// The key of the message replied to.
+        to: MsgKey,
+        /// The reply.
+        message: MessageBody,
+    },
+    /// The sender of `to` (this update's sender) stops waiting: its time ran out or its
+    /// process is gone. A later reply is refused.
+    ReplyEnd {
+        /// The key of the message it sent.
+        to: MsgKey,
+    },
+    /// After a sync: the sender of `to` (this update's sender) still waits for a reply.
+    ReplyAwait {
+        /// The key of the message it sent.
+        to: MsgKey,
+        /// Most data bytes of the reply.
+        reply_size: u64,
+    },
     /// A retention timer ran out at the sender: delete the queue if it is still closed since
     /// the same close.
     RetentionExpired {
@@ -1164,6 +1292,29 @@ fn put_update(w: &mut Writer, u: &Update) {
         Update::GroupDelete { group } => {
             w.u8(10).short_bytes(group);
         }
+        Update::SendReceive {
+            destination,
+            message,
+            reply_size,
+        } => {
+            w.u8(11).short_bytes(destination);
+            put_body(w, message);
+            w.u64(*reply_size);
+        }
+        Update::Reply { to, message } => {
+            w.u8(12);
+            put_key(w, to);
+            put_body(w, message);
+        }
+        Update::ReplyEnd { to } => {
+            w.u8(13);
+            put_key(w, to);
+        }
+        Update::ReplyAwait { to, reply_size } => {
+            w.u8(14);
+            put_key(w, to);
+            w.u64(*reply_size);
+        }
     }
 }
 
@@ -1208,6 +1359,20 @@ fn get_update(r: &mut Reader) -> Result<Update, DecodeError> {
         },
         10 => Update::GroupDelete {
             group: r.short_bytes("group name")?,
+        },
+        11 => Update::SendReceive {
+            destination: r.short_bytes("destination")?,
+            message: get_body(r)?,
+            reply_size: r.u64("reply size")?,
+        },
+        12 => Update::Reply {
+            to: get_key(r)?,
+            message: get_body(r)?,
+        },
+        13 => Update::ReplyEnd { to: get_key(r)? },
+        14 => Update::ReplyAwait {
+            to: get_key(r)?,
+            reply_size: r.u64("reply size")?,
         },
         v => {
             return Err(DecodeError::Unknown {
@@ -1511,6 +1676,22 @@ mod tests {
                 flags: TRACK_CURRENT | TRACK_CHANGES,
             },
             Request::GroupTrackStop { group: b("g") },
+            Request::SendReceive {
+                destination: b("q"),
+                message: body(),
+                reply_size: 64,
+                timeout: TIME_END,
+            },
+            Request::Reply {
+                to: key(),
+                message: body(),
+            },
+            Request::ReplyAsync {
+                to: key(),
+                message: body(),
+                invocation: 3,
+                ack: true,
+            },
         ];
         assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
         assert_round_trips(Kind::Request, &reqs);
@@ -1552,6 +1733,10 @@ mod tests {
                     queue: b("q"),
                     change: CHANGE_NONE,
                 }],
+            },
+            Response::Reply {
+                message: body(),
+                send_time: 78,
             },
         ];
         assert!(resps.iter().all(|r| r.op() >= FIRST_RESPONSE_OP));
@@ -1628,6 +1813,27 @@ mod tests {
                     queue: b("q"),
                 }),
                 update(Update::GroupDelete { group: b("g") }),
+                update(Update::SendReceive {
+                    destination: b("q"),
+                    message: body(),
+                    reply_size: 9,
+                }),
+                update(Update::Reply {
+                    to: MsgKey {
+                        seq: 1,
+                        rep: 2,
+                        node: 3,
+                        tag: 4,
+                    },
+                    message: body(),
+                }),
+                update(Update::ReplyEnd {
+                    to: MsgKey::default(),
+                }),
+                update(Update::ReplyAwait {
+                    to: MsgKey::default(),
+                    reply_size: 5,
+                }),
                 RingMessage::SyncGroups {
                     rep: 1,
                     seq: 8,

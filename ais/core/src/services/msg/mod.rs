@@ -144,10 +144,32 @@ struct Handle {
 /// What a pending update answers when it is delivered.
 #[derive(Debug, Clone, Copy)]
 enum Pend {
-    Open { flags: u8 },
-    Close { handle: u64, queue: QueueId },
+    Open {
+        flags: u8,
+    },
+    Close {
+        handle: u64,
+        queue: QueueId,
+    },
     Plain,
-    Send { async_ack: Option<(u64, bool)> },
+    Send {
+        async_ack: Option<(u64, bool)>,
+    },
+    /// A send-receive: on success its caller waits for the reply until `deadline`.
+    SendReceive {
+        deadline: u64,
+    },
+}
+
+/// A send-receive of this node's caller, waiting for its reply.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    conn: ConnId,
+    id: u64,
+    deadline: u64,
+    reply_size: u64,
+    /// Its [`Update::ReplyEnd`] is on the ring.
+    ending: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -212,6 +234,8 @@ struct Counters {
     openers_dropped: u64,
     retention_expired: u64,
     sync_messages: u64,
+    replies: u64,
+    replies_refused: u64,
 }
 
 /// The MSG service.
@@ -236,6 +260,11 @@ pub struct Msg {
     counters: Counters,
     /// Group trackers of this node's connections: `(connection, group)` → what it was told.
     trackers: BTreeMap<(ConnId, Bytes), Tracker>,
+    /// Replies every node awaits (the same at every node): the message's key → most data
+    /// bytes of the reply.
+    awaiting: BTreeMap<MsgKey, u64>,
+    /// The send-receives of this node's callers, by their message's key.
+    calls: BTreeMap<MsgKey, Call>,
 }
 
 /// A connection tracking a group.
@@ -309,6 +338,8 @@ impl Msg {
             observer: None,
             counters: Counters::default(),
             trackers: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
+            calls: BTreeMap::new(),
         }
         .with_queue_defects()
     }
@@ -540,6 +571,12 @@ impl Msg {
             {
                 t.sent = false;
             }
+            if let Update::ReplyEnd { to } = update
+                && mine
+                && let Some(c) = self.calls.get_mut(&to)
+            {
+                c.ending = false;
+            }
             return;
         }
         let key = MsgKey {
@@ -548,9 +585,35 @@ impl Msg {
             node: sender.0,
             tag,
         };
-        let result = self
-            .queues
-            .apply(cx.ring(), sender.0, limits, time, key, &update);
+        let result = match &update {
+            Update::Reply { to, message } => self.deliver_reply(cx, *to, message, time),
+            Update::ReplyEnd { to } => {
+                if to.node == sender.0 {
+                    self.awaiting.remove(to);
+                }
+                if mine
+                    && let Some(c) = self.calls.remove(to)
+                    && cx.is_open(c.conn)
+                {
+                    cx.error(c.conn, c.id, AisError::Timeout);
+                }
+                Ok(Applied::Done)
+            }
+            Update::ReplyAwait { to, reply_size } => {
+                if to.node == sender.0 {
+                    self.awaiting.insert(*to, *reply_size);
+                }
+                Ok(Applied::Done)
+            }
+            _ => self
+                .queues
+                .apply(cx.ring(), sender.0, limits, time, key, &update),
+        };
+        if let (Update::SendReceive { reply_size, .. }, Ok(Applied::Sent { .. })) =
+            (&update, &result)
+        {
+            self.awaiting.insert(key, *reply_size);
+        }
         self.counters.updates += 1;
         if let (Some(o), Ok(a)) = (&mut self.observer, &result) {
             o.applied(cx.node().0, key, &update, a);
@@ -598,7 +661,31 @@ impl Msg {
         if let Some(id) = touched {
             self.refresh_timer(cx.now(), id);
         }
-        if let Some(p) = pending {
+        if let (
+            Some(Pending {
+                conn,
+                id,
+                pend: Pend::SendReceive { deadline },
+            }),
+            Ok(_),
+            Update::SendReceive { reply_size, .. },
+        ) = (pending, &result, &update)
+        {
+            // Sent: the caller now waits for the reply.
+            self.calls.insert(
+                key,
+                Call {
+                    conn,
+                    id,
+                    deadline,
+                    reply_size: *reply_size,
+                    ending: false,
+                },
+            );
+            if !cx.is_open(conn) {
+                self.end_call(cx, key);
+            }
+        } else if let Some(p) = pending {
             self.answer(cx, p, result.clone());
         }
         if is_take {
@@ -606,6 +693,52 @@ impl Msg {
         }
         self.notify_trackers(cx);
         self.pump(cx);
+    }
+
+    /// A reply to `to` was delivered: refused unless its sender still awaits it and it fits;
+    /// else handed to the caller if it is of this node.
+    fn deliver_reply(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: MsgKey,
+        message: &ais_proto::msg::MessageBody,
+        time: u64,
+    ) -> Result<Applied, AisError> {
+        let Some(size) = self.awaiting.get(&to) else {
+            self.counters.replies_refused += 1;
+            return Err(AisError::NotExist);
+        };
+        if message.data.len() as u64 > *size {
+            self.counters.replies_refused += 1;
+            return Err(AisError::NoSpace);
+        }
+        self.awaiting.remove(&to);
+        self.counters.replies += 1;
+        if to.node == cx.node().0
+            && let Some(c) = self.calls.remove(&to)
+            && cx.is_open(c.conn)
+        {
+            let resp = Response::Reply {
+                message: message.clone(),
+                send_time: time,
+            };
+            cx.reply(c.conn, c.id, Reply::Service(resp));
+        }
+        Ok(Applied::Done)
+    }
+
+    /// The caller of send-receive `key` stops waiting: tell every node (its answer, TIMEOUT,
+    /// comes when that is delivered, unless a reply comes first).
+    fn end_call(&mut self, cx: &mut Context<'_>, key: MsgKey) {
+        if !self.synced {
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&key)
+            && !c.ending
+        {
+            c.ending = true;
+            self.send_internal(cx, Update::ReplyEnd { to: key });
+        }
     }
 
     /// Tells each tracker whose group's members changed.
@@ -704,6 +837,16 @@ impl Msg {
         Ok(())
     }
 
+    fn check_reply(&self, m: &ais_proto::msg::MessageBody) -> Result<(), AisError> {
+        if usize::from(m.priority) >= PRIORITIES || m.sender_name.len() > MAX_NAME {
+            return Err(AisError::InvalidParam);
+        }
+        if m.data.len() as u64 > self.cfg.max_message_size.min(MAX_MESSAGE as u64) {
+            return Err(AisError::TooBig);
+        }
+        Ok(())
+    }
+
     fn lib_checked(
         &mut self,
         cx: &mut Context<'_>,
@@ -776,6 +919,37 @@ impl Msg {
                     async_ack: Some((invocation, ack)),
                 };
                 self.send(cx, conn, id, pend, update);
+            }
+            Request::SendReceive {
+                destination,
+                message,
+                reply_size,
+                timeout,
+            } => {
+                self.check_message(&destination, &message)?;
+                let update = Update::SendReceive {
+                    destination,
+                    message,
+                    reply_size,
+                };
+                let deadline = cx.now().saturating_add(timeout);
+                self.send(cx, conn, id, Pend::SendReceive { deadline }, update);
+            }
+            Request::Reply { to, message } => {
+                self.check_reply(&message)?;
+                self.send(cx, conn, id, Pend::Plain, Update::Reply { to, message });
+            }
+            Request::ReplyAsync {
+                to,
+                message,
+                invocation,
+                ack,
+            } => {
+                self.check_reply(&message)?;
+                let pend = Pend::Send {
+                    async_ack: Some((invocation, ack)),
+                };
+                self.send(cx, conn, id, pend, Update::Reply { to, message });
             }
             Request::Get { handle, timeout } => {
                 let h = self.handle(conn, handle)?;
@@ -1200,6 +1374,28 @@ impl Msg {
         for (id, conn) in std::mem::take(&mut self.deferred) {
             self.send_internal(cx, Update::Close { id, conn });
         }
+        // Awaited replies start afresh in every configuration (a merged partition does not
+        // know the other side's): each node announces its callers that still wait; one whose
+        // time ran out or whose process is gone is answered here.
+        self.awaiting.clear();
+        let calls: Vec<(MsgKey, Call)> = self.calls.iter().map(|(k, c)| (*k, *c)).collect();
+        let now = cx.now();
+        for (key, c) in calls {
+            if !cx.is_open(c.conn) || c.ending || c.deadline <= now {
+                self.calls.remove(&key);
+                if cx.is_open(c.conn) {
+                    cx.error(c.conn, c.id, AisError::Timeout);
+                }
+                continue;
+            }
+            self.send_internal(
+                cx,
+                Update::ReplyAwait {
+                    to: key,
+                    reply_size: c.reply_size,
+                },
+            );
+        }
         self.notify_trackers(cx);
         self.pump(cx);
     }
@@ -1454,6 +1650,15 @@ impl Service for Msg {
 
     fn conn_closed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         self.waits.retain(|w| w.conn != conn);
+        let calls: Vec<MsgKey> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.conn == conn)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in calls {
+            self.end_call(cx, key);
+        }
         self.trackers.retain(|(c, _), _| *c != conn);
         let gone: Vec<(u64, Handle)> = self
             .handles
@@ -1486,6 +1691,15 @@ impl Service for Msg {
         }
         if !self.synced {
             return;
+        }
+        let late: Vec<MsgKey> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !c.ending && c.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in late {
+            self.end_call(cx, key);
         }
         let due: Vec<(QueueId, u64)> = self
             .timers
@@ -1523,6 +1737,9 @@ impl Service for Msg {
         v.counter("msg_merge_openers_dropped", self.counters.openers_dropped);
         v.counter("msg_retention_expired", self.counters.retention_expired);
         v.counter("msg_sync_messages", self.counters.sync_messages);
+        v.gauge("msg_replies_awaited", self.awaiting.len() as u64);
+        v.counter("msg_replies", self.counters.replies);
+        v.counter("msg_replies_refused", self.counters.replies_refused);
     }
 }
 

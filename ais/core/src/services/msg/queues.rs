@@ -385,6 +385,11 @@ impl Queues {
             Update::Send {
                 destination,
                 message,
+            }
+            | Update::SendReceive {
+                destination,
+                message,
+                ..
             } => {
                 let p = usize::from(message.priority);
                 if p >= PRIORITIES {
@@ -508,6 +513,10 @@ impl Queues {
                 while self.groups_deleted.len() > MAX_DELETED {
                     self.groups_deleted.pop_front();
                 }
+                return Ok(Applied::Done);
+            }
+            // Replies change no queue: the service keeps the awaited replies.
+            Update::Reply { .. } | Update::ReplyEnd { .. } | Update::ReplyAwait { .. } => {
                 return Ok(Applied::Done);
             }
         };

@@ -5,6 +5,7 @@
 use super::*;
 use crate::exec::testkit::TestRing;
 use ais_proto::msg::{MessageBody, OPEN_EMPTY, POLICY_LOCAL_ROUND_ROBIN};
+use dataplane::stats::Visitor;
 
 const MS: u64 = 1_000_000;
 
@@ -1007,4 +1008,244 @@ fn malformed_requests_disconnect_change_nothing_and_are_counted() {
     assert_eq!(call(&mut r, 2, 1, Request::List { start: 0 }), before);
     assert_eq!(call(&mut r, 1, 1, Request::List { start: 0 }), before);
     assert!(r.node(2).core.core_counters().ipc_malformed >= 1);
+}
+
+fn send_receive(
+    r: &mut TestRing,
+    node: u32,
+    conn: u64,
+    to: &str,
+    reply_size: u64,
+) -> Option<Reply<Response>> {
+    call_cb(
+        r,
+        node,
+        conn,
+        Request::SendReceive {
+            destination: b(to),
+            message: msg(1, "question"),
+            reply_size,
+            timeout: 100 * MS,
+        },
+    )
+    .0
+}
+
+/// Gets the head message of `h` at `node`: its data and key (the sender id).
+fn get_key(r: &mut TestRing, node: u32, conn: u64, h: u64) -> (String, MsgKey) {
+    match get(r, node, conn, h, 0) {
+        Some(Reply::Service(Response::Message { message, key, .. })) => {
+            (String::from_utf8(message.data.to_vec()).unwrap(), key)
+        }
+        other => panic!("not a message: {other:?}"),
+    }
+}
+
+fn reply(r: &mut TestRing, node: u32, to: MsgKey, data: &str) -> Reply<Response> {
+    call(
+        r,
+        node,
+        1,
+        Request::Reply {
+            to,
+            message: msg(0, data),
+        },
+    )
+}
+
+fn replied(r: &mut TestRing, node: u32) -> Vec<(u64, Reply<Response>)> {
+    r.node(node).replies::<Response>()
+}
+
+fn answer(data: &str) -> Reply<Response> {
+    Reply::Service(Response::Reply {
+        message: msg(0, data),
+        send_time: 0,
+    })
+}
+
+/// The caller's answers with the reply's send time zeroed (the ring's clock).
+fn answers(r: &mut TestRing, node: u32) -> Vec<(u64, Reply<Response>)> {
+    replied(r, node)
+        .into_iter()
+        .map(|(id, rep)| match rep {
+            Reply::Service(Response::Reply { message, .. }) => (
+                id,
+                Reply::Service(Response::Reply {
+                    message,
+                    send_time: 0,
+                }),
+            ),
+            other => (id, other),
+        })
+        .collect()
+}
+
+#[test]
+fn a_reply_reaches_its_waiting_sender_once_and_only_it() {
+    let mut r = ring_of(3);
+    let h = create(&mut r, 2, 1, "q", true);
+    // Node 1's caller waits; node 3 sends plainly.
+    assert_eq!(send_receive(&mut r, 1, 2, "q", 64), None);
+    assert_eq!(send(&mut r, 3, "q", 1, "plain"), Reply::Ok);
+    let (data, key) = get_key(&mut r, 2, 1, h);
+    assert_eq!(data, "question");
+    assert_eq!(key.node, 1);
+    let (_, plain) = get_key(&mut r, 2, 1, h);
+    // A reply to a message not sent with send-receive: NOT_EXIST.
+    assert_eq!(reply(&mut r, 2, plain, "x"), err(AisError::NotExist));
+    assert!(replied(&mut r, 1).is_empty());
+    // The reply is handed to the waiting caller, nobody else.
+    assert_eq!(reply(&mut r, 2, key, "answer"), Reply::Ok);
+    assert_eq!(answers(&mut r, 1), [(77, answer("answer"))]);
+    assert!(replied(&mut r, 3).is_empty());
+    // A second reply finds nobody waiting.
+    assert_eq!(reply(&mut r, 3, key, "again"), err(AisError::NotExist));
+    assert!(replied(&mut r, 1).is_empty());
+    let s = stats(&mut r, 2);
+    assert_eq!(s["msg_replies"], 1);
+    assert_eq!(s["msg_replies_refused"], 2);
+    assert_eq!(s["msg_replies_awaited"], 0);
+}
+
+struct Stats(BTreeMap<&'static str, u64>);
+
+impl Visitor for Stats {
+    fn counter(&mut self, name: &'static str, value: u64) {
+        self.0.insert(name, value);
+    }
+    fn gauge(&mut self, name: &'static str, value: u64) {
+        self.0.insert(name, value);
+    }
+}
+
+fn stats(r: &mut TestRing, node: u32) -> BTreeMap<&'static str, u64> {
+    use dataplane::stats::Visit;
+    let mut s = Stats(BTreeMap::new());
+    r.node(node).core.visit(&mut s);
+    s.0
+}
+
+#[test]
+fn a_reply_that_does_not_fit_is_refused_with_no_space_and_the_caller_waits_on() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 2, 1, "q", true);
+    assert_eq!(send_receive(&mut r, 1, 2, "q", 4), None);
+    let (_, key) = get_key(&mut r, 2, 1, h);
+    assert_eq!(reply(&mut r, 2, key, "12345"), err(AisError::NoSpace));
+    assert!(replied(&mut r, 1).is_empty());
+    assert_eq!(reply(&mut r, 2, key, "1234"), Reply::Ok);
+    assert_eq!(answers(&mut r, 1), [(77, answer("1234"))]);
+}
+
+#[test]
+fn a_send_receive_times_out_at_its_node_and_a_late_reply_is_refused() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 2, 1, "q", true);
+    assert_eq!(send_receive(&mut r, 1, 2, "q", 64), None);
+    let (_, key) = get_key(&mut r, 2, 1, h);
+    // Node 2's clock does not count: the caller's node measures the wait.
+    r.node(2).core.tick(500 * MS);
+    r.flush();
+    assert!(replied(&mut r, 1).is_empty());
+    r.node(1).core.tick(50 * MS);
+    r.flush();
+    assert!(replied(&mut r, 1).is_empty());
+    r.node(1).core.tick(100 * MS);
+    r.flush();
+    assert_eq!(replied(&mut r, 1), [(77, err(AisError::Timeout))]);
+    assert_eq!(reply(&mut r, 2, key, "late"), err(AisError::NotExist));
+    assert!(replied(&mut r, 1).is_empty());
+}
+
+#[test]
+fn send_receive_refuses_what_send_refuses() {
+    let mut r = ring_of(2);
+    create(&mut r, 2, 1, "q", true);
+    assert_eq!(
+        send_receive(&mut r, 1, 2, "nowhere", 64),
+        Some(err(AisError::NotExist))
+    );
+    let big = Request::SendReceive {
+        destination: b("q"),
+        message: msg(0, &"f".repeat(101)),
+        reply_size: 64,
+        timeout: 100 * MS,
+    };
+    assert_eq!(call(&mut r, 1, 2, big), err(AisError::QueueFull));
+    let bad = Request::SendReceive {
+        destination: b("q"),
+        message: msg(4, "x"),
+        reply_size: 64,
+        timeout: 100 * MS,
+    };
+    assert_eq!(call(&mut r, 1, 2, bad), err(AisError::InvalidParam));
+    let bad = Request::Reply {
+        to: MsgKey::default(),
+        message: msg(4, "x"),
+    };
+    assert_eq!(call(&mut r, 1, 2, bad), err(AisError::InvalidParam));
+    assert_eq!(stats(&mut r, 1)["msg_replies_awaited"], 0);
+}
+
+#[test]
+fn a_reply_to_a_caller_whose_process_or_node_is_gone_is_refused() {
+    let mut r = ring_of(3);
+    let h = create(&mut r, 2, 1, "q", true);
+    // The caller's process goes.
+    assert_eq!(send_receive(&mut r, 1, 2, "q", 64), None);
+    r.node(1).core.disconnected(2);
+    r.flush();
+    let (_, key) = get_key(&mut r, 2, 1, h);
+    assert_eq!(reply(&mut r, 2, key, "x"), err(AisError::NotExist));
+    // The caller's node goes: the others forget its calls at the sync.
+    assert_eq!(send_receive(&mut r, 3, 2, "q", 64), None);
+    let (_, key) = get_key(&mut r, 2, 1, h);
+    r.config(&[1, 2], &[1, 2]);
+    r.flush();
+    assert_eq!(reply(&mut r, 2, key, "x"), err(AisError::NotExist));
+}
+
+#[test]
+fn a_caller_waits_on_across_a_membership_change() {
+    let mut r = ring_of(3);
+    let h = create(&mut r, 2, 1, "q", true);
+    assert_eq!(send_receive(&mut r, 1, 2, "q", 64), None);
+    let (_, key) = get_key(&mut r, 2, 1, h);
+    r.config(&[1, 2], &[1, 2]);
+    r.flush();
+    assert!(replied(&mut r, 1).is_empty());
+    assert_eq!(stats(&mut r, 2)["msg_replies_awaited"], 1);
+    assert_eq!(reply(&mut r, 2, key, "after"), Reply::Ok);
+    assert_eq!(answers(&mut r, 1), [(77, answer("after"))]);
+}
+
+#[test]
+fn reply_async_tells_its_outcome() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 2, 1, "q", true);
+    assert_eq!(send_receive(&mut r, 1, 2, "q", 64), None);
+    let (_, key) = get_key(&mut r, 2, 1, h);
+    for (inv, want) in [(1, Ok(())), (2, Err(AisError::NotExist))] {
+        let (rep, cbs) = call_cb(
+            &mut r,
+            2,
+            1,
+            Request::ReplyAsync {
+                to: key,
+                message: msg(0, "async"),
+                invocation: inv,
+                ack: true,
+            },
+        );
+        assert_eq!(rep, Some(Reply::Ok));
+        assert_eq!(
+            cbs,
+            [Callback::Delivered {
+                invocation: inv,
+                result: want
+            }]
+        );
+    }
+    assert_eq!(answers(&mut r, 1), [(77, answer("async"))]);
 }
