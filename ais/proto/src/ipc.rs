@@ -105,6 +105,9 @@ pub enum AisError {
     QueueFull,
     /// `SA_AIS_ERR_QUEUE_NOT_AVAILABLE`: no queue can take the message.
     QueueNotAvailable,
+    /// `SA_AIS_ERR_INTERRUPT`: the call was cancelled (a message get, by
+    /// `saMsgMessageCancel`).
+    Interrupt,
     /// A code this build does not know (a newer executive): kept as received.
     Unknown(u32),
 }
@@ -135,6 +138,7 @@ impl AisError {
             AisError::Busy => 10,
             AisError::QueueFull => 23,
             AisError::QueueNotAvailable => 24,
+            AisError::Interrupt => 16,
             AisError::Unknown(code) => code,
         }
     }
@@ -165,6 +169,7 @@ impl AisError {
             10 => AisError::Busy,
             23 => AisError::QueueFull,
             24 => AisError::QueueNotAvailable,
+            16 => AisError::Interrupt,
             other => AisError::Unknown(other),
         }
     }
@@ -195,6 +200,7 @@ impl AisError {
             AisError::Busy => "SA_AIS_ERR_BUSY",
             AisError::QueueFull => "SA_AIS_ERR_QUEUE_FULL",
             AisError::QueueNotAvailable => "SA_AIS_ERR_QUEUE_NOT_AVAILABLE",
+            AisError::Interrupt => "SA_AIS_ERR_INTERRUPT",
             AisError::Unknown(_) => "SA_AIS_ERR_UNKNOWN",
         }
     }
@@ -844,6 +850,7 @@ mod tests {
             AisError::Busy,
             AisError::QueueFull,
             AisError::QueueNotAvailable,
+            AisError::Interrupt,
             AisError::Unknown(999),
         ] {
             assert_eq!(AisError::from_code(e.code()), e);

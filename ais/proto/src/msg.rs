@@ -431,6 +431,12 @@ pub enum Request {
         /// `SA_MSG_MESSAGE_DELIVERED_ACK`: tell the outcome.
         ack: bool,
     },
+    /// `saMsgMessageCancel`: the gets waiting on `handle` end with `INTERRUPT`. Sent on any
+    /// connection of the handle's process (a waiting get blocks its own connection).
+    Cancel {
+        /// The handle.
+        handle: u64,
+    },
     /// The queues of the cluster (`aisctl msg ls`), by name, from the `start`-th.
     List {
         /// The first one's position (0 for the first page).
@@ -455,6 +461,7 @@ const OP_GROUP_TRACK_STOP: u16 = 73;
 const OP_SEND_RECEIVE: u16 = 74;
 const OP_REPLY: u16 = 75;
 const OP_REPLY_ASYNC: u16 = 76;
+const OP_CANCEL: u16 = 77;
 
 impl Message for Request {
     fn op(&self) -> u16 {
@@ -476,6 +483,7 @@ impl Message for Request {
             Request::SendReceive { .. } => OP_SEND_RECEIVE,
             Request::Reply { .. } => OP_REPLY,
             Request::ReplyAsync { .. } => OP_REPLY_ASYNC,
+            Request::Cancel { .. } => OP_CANCEL,
         }
     }
 
@@ -498,6 +506,7 @@ impl Message for Request {
             Request::SendReceive { .. } => "MsgMessageSendReceive",
             Request::Reply { .. } => "MsgMessageReply",
             Request::ReplyAsync { .. } => "MsgMessageReplyAsync",
+            Request::Cancel { .. } => "MsgMessageCancel",
         }
     }
 
@@ -511,7 +520,7 @@ impl Message for Request {
                 w.short_bytes(name).u8(*flags);
                 put_opt_attrs(w, attributes);
             }
-            Request::Close { handle } => {
+            Request::Close { handle } | Request::Cancel { handle } => {
                 w.u64(*handle);
             }
             Request::StatusGet { name } | Request::Unlink { name } => {
@@ -640,6 +649,9 @@ impl Message for Request {
                 message: get_body(r)?,
                 reply_size: r.u64("reply size")?,
                 timeout: r.u64("timeout")?,
+            },
+            OP_CANCEL => Request::Cancel {
+                handle: r.u64("handle")?,
             },
             OP_REPLY => Request::Reply {
                 to: get_key(r)?,
@@ -1692,6 +1704,7 @@ mod tests {
                 invocation: 3,
                 ack: true,
             },
+            Request::Cancel { handle: 5 },
         ];
         assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
         assert_round_trips(Kind::Request, &reqs);

@@ -951,6 +951,24 @@ impl Msg {
                 };
                 self.send(cx, conn, id, pend, Update::Reply { to, message });
             }
+            Request::Cancel { handle } => {
+                // Any connection of the opener's process may cancel: its get blocks its own.
+                let h = match self.handles.get(&handle) {
+                    Some(h) if !h.closing && cx.pid(h.conn).is_some() => *h,
+                    _ => return Err(AisError::BadHandle),
+                };
+                if h.conn != conn && cx.pid(h.conn) != cx.pid(conn) {
+                    return Err(AisError::BadHandle);
+                }
+                // A get whose take is on the ring gets its message (cancelling it would lose
+                // the message); the others end now.
+                let waiting = |w: &Wait| w.handle == handle && w.taking.is_none();
+                if !self.waits.iter().any(waiting) {
+                    return Err(AisError::NotExist);
+                }
+                self.drop_waits(cx, waiting, AisError::Interrupt);
+                cx.ok(conn, id);
+            }
             Request::Get { handle, timeout } => {
                 let h = self.handle(conn, handle)?;
                 let empty = self.queues.by_id.get(&h.queue).is_none_or(Queue::is_empty);

@@ -1249,3 +1249,31 @@ fn reply_async_tells_its_outcome() {
     }
     assert_eq!(answers(&mut r, 1), [(77, answer("async"))]);
 }
+
+#[test]
+fn cancel_interrupts_the_waiting_gets_of_a_handle_from_any_connection_of_its_process() {
+    let mut r = ring_of(2);
+    let h = create(&mut r, 2, 1, "q", true);
+    r.node(2).connect(3, 200, ID);
+    let cancel = Request::Cancel { handle: h };
+    // No get waits: NOT_EXIST.
+    assert_eq!(call(&mut r, 2, 2, cancel.clone()), err(AisError::NotExist));
+    assert_eq!(get(&mut r, 2, 1, h, TIME_END), None);
+    // Another process, another node, an unknown handle: BAD_HANDLE.
+    assert_eq!(call(&mut r, 2, 3, cancel.clone()), err(AisError::BadHandle));
+    assert_eq!(call(&mut r, 1, 2, cancel.clone()), err(AisError::BadHandle));
+    assert_eq!(
+        call(&mut r, 2, 2, Request::Cancel { handle: h + 9 }),
+        err(AisError::BadHandle)
+    );
+    assert!(replied(&mut r, 2).is_empty());
+    // The opener's process, on its other connection: the get ends with INTERRUPT.
+    r.node(2).core.request_value(2, 78, &cancel);
+    r.flush();
+    let mut got = replied(&mut r, 2);
+    got.sort_by_key(|(id, _)| *id);
+    assert_eq!(got, [(77, err(AisError::Interrupt)), (78, Reply::Ok)]);
+    // The queue still works: the next message goes to the next get.
+    assert_eq!(send(&mut r, 1, "q", 0, "after"), Reply::Ok);
+    assert_eq!(data_of(get(&mut r, 2, 1, h, 0)), "after");
+}
