@@ -318,6 +318,17 @@ pub enum Request {
         /// With [`OPEN_CREATE`] (and only then): its creation attributes.
         attributes: Option<Attributes>,
     },
+    /// `saMsgQueueOpenAsync`: answered `Ok` when Totem takes it, then [`Callback::Opened`].
+    OpenAsync {
+        /// The queue's name.
+        name: Bytes,
+        /// `OPEN_*` flags.
+        flags: u8,
+        /// With [`OPEN_CREATE`] (and only then): its creation attributes.
+        attributes: Option<Attributes>,
+        /// The caller's number for it.
+        invocation: u64,
+    },
     /// `saMsgQueueClose`: the queue stays, closed; a non-persistent one dies its retention
     /// time later.
     Close {
@@ -462,6 +473,7 @@ const OP_SEND_RECEIVE: u16 = 74;
 const OP_REPLY: u16 = 75;
 const OP_REPLY_ASYNC: u16 = 76;
 const OP_CANCEL: u16 = 77;
+const OP_OPEN_ASYNC: u16 = 78;
 
 impl Message for Request {
     fn op(&self) -> u16 {
@@ -484,6 +496,7 @@ impl Message for Request {
             Request::Reply { .. } => OP_REPLY,
             Request::ReplyAsync { .. } => OP_REPLY_ASYNC,
             Request::Cancel { .. } => OP_CANCEL,
+            Request::OpenAsync { .. } => OP_OPEN_ASYNC,
         }
     }
 
@@ -507,6 +520,7 @@ impl Message for Request {
             Request::Reply { .. } => "MsgMessageReply",
             Request::ReplyAsync { .. } => "MsgMessageReplyAsync",
             Request::Cancel { .. } => "MsgMessageCancel",
+            Request::OpenAsync { .. } => "MsgQueueOpenAsync",
         }
     }
 
@@ -519,6 +533,16 @@ impl Message for Request {
             } => {
                 w.short_bytes(name).u8(*flags);
                 put_opt_attrs(w, attributes);
+            }
+            Request::OpenAsync {
+                name,
+                flags,
+                attributes,
+                invocation,
+            } => {
+                w.short_bytes(name).u8(*flags);
+                put_opt_attrs(w, attributes);
+                w.u64(*invocation);
             }
             Request::Close { handle } | Request::Cancel { handle } => {
                 w.u64(*handle);
@@ -649,6 +673,12 @@ impl Message for Request {
                 message: get_body(r)?,
                 reply_size: r.u64("reply size")?,
                 timeout: r.u64("timeout")?,
+            },
+            OP_OPEN_ASYNC => Request::OpenAsync {
+                name: r.short_bytes("name")?,
+                flags: r.u8("open flags")?,
+                attributes: get_opt_attrs(r)?,
+                invocation: r.u64("invocation")?,
             },
             OP_CANCEL => Request::Cancel {
                 handle: r.u64("handle")?,
@@ -856,6 +886,14 @@ pub enum Callback {
         /// The handle of the queue.
         handle: u64,
     },
+    /// The outcome of a [`Request::OpenAsync`] (`saMsgQueueOpenCallback`): the handle, or
+    /// why not.
+    Opened {
+        /// The caller's number.
+        invocation: u64,
+        /// The new handle, or the open's error.
+        result: Result<u64, AisError>,
+    },
     /// A tracked group changed (`saMsgQueueGroupTrackCallback`).
     GroupTrack {
         /// The group.
@@ -873,6 +911,7 @@ pub enum Callback {
 const C_DELIVERED: u16 = 60;
 const C_RECEIVED: u16 = 61;
 const C_GROUP_TRACK: u16 = 62;
+const C_OPENED: u16 = 63;
 
 impl Message for Callback {
     fn op(&self) -> u16 {
@@ -880,6 +919,7 @@ impl Message for Callback {
             Callback::Delivered { .. } => C_DELIVERED,
             Callback::Received { .. } => C_RECEIVED,
             Callback::GroupTrack { .. } => C_GROUP_TRACK,
+            Callback::Opened { .. } => C_OPENED,
         }
     }
 
@@ -888,6 +928,7 @@ impl Message for Callback {
             Callback::Delivered { .. } => "MsgDeliveredCallback",
             Callback::Received { .. } => "MsgReceivedCallback",
             Callback::GroupTrack { .. } => "MsgQueueGroupTrackCallback",
+            Callback::Opened { .. } => "MsgQueueOpenCallback",
         }
     }
 
@@ -901,6 +942,13 @@ impl Message for Callback {
             }
             Callback::Received { handle } => {
                 w.u64(*handle);
+            }
+            Callback::Opened { invocation, result } => {
+                w.u64(*invocation);
+                match result {
+                    Ok(handle) => w.u32(1).u64(*handle),
+                    Err(e) => w.u32(e.code()).u64(0),
+                };
             }
             Callback::GroupTrack {
                 group,
@@ -924,6 +972,16 @@ impl Message for Callback {
                     code => Err(AisError::from_code(code)),
                 };
                 Callback::Delivered { invocation, result }
+            }
+            C_OPENED => {
+                let invocation = r.u64("invocation")?;
+                let code = r.u32("error")?;
+                let handle = r.u64("handle")?;
+                let result = match code {
+                    1 => Ok(handle),
+                    code => Err(AisError::from_code(code)),
+                };
+                Callback::Opened { invocation, result }
             }
             C_RECEIVED => Callback::Received {
                 handle: r.u64("handle")?,
@@ -1705,6 +1763,12 @@ mod tests {
                 ack: true,
             },
             Request::Cancel { handle: 5 },
+            Request::OpenAsync {
+                name: b("q"),
+                flags: OPEN_CREATE,
+                attributes: Some(attrs()),
+                invocation: 6,
+            },
         ];
         assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
         assert_round_trips(Kind::Request, &reqs);
@@ -1766,6 +1830,14 @@ mod tests {
                     result: Err(AisError::QueueFull),
                 },
                 Callback::Received { handle: 3 },
+                Callback::Opened {
+                    invocation: 4,
+                    result: Ok(9),
+                },
+                Callback::Opened {
+                    invocation: 5,
+                    result: Err(AisError::Busy),
+                },
                 Callback::GroupTrack {
                     group: b("g"),
                     policy: POLICY_LOCAL_ROUND_ROBIN,

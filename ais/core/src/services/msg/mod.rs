@@ -144,8 +144,10 @@ struct Handle {
 /// What a pending update answers when it is delivered.
 #[derive(Debug, Clone, Copy)]
 enum Pend {
+    /// An open; with `invocation`, an async one (answered by the open callback).
     Open {
         flags: u8,
+        invocation: Option<u64>,
     },
     Close {
         handle: u64,
@@ -407,7 +409,7 @@ impl Msg {
     fn answer(&mut self, cx: &mut Context<'_>, p: Pending, result: Result<Applied, AisError>) {
         let Pending { conn, id, pend } = p;
         match (pend, result) {
-            (Pend::Open { flags }, Ok(Applied::Opened(queue))) => {
+            (Pend::Open { flags, invocation }, Ok(Applied::Opened(queue))) => {
                 if !cx.is_open(conn) {
                     self.send_internal(cx, Update::Close { id: queue, conn });
                     return;
@@ -423,7 +425,29 @@ impl Msg {
                         closing: false,
                     },
                 );
-                cx.reply(conn, id, Reply::Service(Response::Opened { handle }));
+                match invocation {
+                    None => cx.reply(conn, id, Reply::Service(Response::Opened { handle })),
+                    Some(invocation) => cx.callback(
+                        conn,
+                        &Callback::Opened {
+                            invocation,
+                            result: Ok(handle),
+                        },
+                    ),
+                }
+            }
+            (
+                Pend::Open {
+                    invocation: Some(invocation),
+                    ..
+                },
+                result,
+            ) => {
+                let result = match result {
+                    Err(e) => Err(e),
+                    Ok(_) => Err(AisError::Library),
+                };
+                cx.callback(conn, &Callback::Opened { invocation, result });
             }
             (Pend::Close { handle, .. }, result) => {
                 if result.is_ok() {
@@ -867,7 +891,30 @@ impl Msg {
                     flags,
                     conn,
                 };
-                self.send(cx, conn, id, Pend::Open { flags }, update);
+                let pend = Pend::Open {
+                    flags,
+                    invocation: None,
+                };
+                self.send(cx, conn, id, pend, update);
+            }
+            Request::OpenAsync {
+                name,
+                flags,
+                attributes,
+                invocation,
+            } => {
+                check_open(&name, flags, &attributes)?;
+                let update = Update::Open {
+                    name,
+                    attributes,
+                    flags,
+                    conn,
+                };
+                let pend = Pend::Open {
+                    flags,
+                    invocation: Some(invocation),
+                };
+                self.send(cx, conn, id, pend, update);
             }
             Request::Close { handle } => {
                 let h = self.handle(conn, handle)?;
@@ -1560,7 +1607,14 @@ impl Service for Msg {
             return;
         }
         if let Some(p) = self.pending.get(&tag)
-            && matches!(p.pend, Pend::Send { async_ack: Some(_) })
+            && matches!(
+                p.pend,
+                Pend::Send { async_ack: Some(_) }
+                    | Pend::Open {
+                        invocation: Some(_),
+                        ..
+                    }
+            )
         {
             cx.ok(conn, id);
         }

@@ -1277,3 +1277,46 @@ fn cancel_interrupts_the_waiting_gets_of_a_handle_from_any_connection_of_its_pro
     assert_eq!(send(&mut r, 1, "q", 0, "after"), Reply::Ok);
     assert_eq!(data_of(get(&mut r, 2, 1, h, 0)), "after");
 }
+
+#[test]
+fn open_async_answers_with_the_open_callback() {
+    let mut r = ring_of(2);
+    let open_async = |name: &str, flags, a, invocation| Request::OpenAsync {
+        name: b(name),
+        flags,
+        attributes: a,
+        invocation,
+    };
+    let (rep, cbs) = call_cb(
+        &mut r,
+        1,
+        1,
+        open_async("q", OPEN_CREATE, Some(attrs(true)), 5),
+    );
+    assert_eq!(rep, Some(Reply::Ok));
+    let h = match &cbs[..] {
+        [
+            Callback::Opened {
+                invocation: 5,
+                result: Ok(h),
+            },
+        ] => *h,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(send(&mut r, 2, "q", 0, "m"), Reply::Ok);
+    assert_eq!(data_of(get(&mut r, 1, 1, h, 0)), "m");
+    // Refused at delivery: the callback says why.
+    let (rep, cbs) = call_cb(&mut r, 2, 1, open_async("q", 0, None, 6));
+    assert_eq!(rep, Some(Reply::Ok));
+    assert_eq!(
+        cbs,
+        [Callback::Opened {
+            invocation: 6,
+            result: Err(AisError::Busy)
+        }]
+    );
+    // Refused before the ring: answered at once, no callback.
+    let (rep, cbs) = call_cb(&mut r, 2, 1, open_async("", 0, None, 7));
+    assert_eq!(rep, Some(err(AisError::InvalidParam)));
+    assert!(cbs.is_empty());
+}
