@@ -63,6 +63,15 @@ pub struct Received {
     pub key: MsgKey,
 }
 
+/// The reply a [`Msg::message_send_receive`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replied {
+    /// The reply.
+    pub message: MessageBody,
+    /// When it was sent (the replier node's clock, nanoseconds since the UNIX epoch).
+    pub send_time: u64,
+}
+
 /// A callback of an MSG connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsgEvent {
@@ -78,6 +87,13 @@ pub enum MsgEvent {
     Received {
         /// The queue.
         handle: QueueHandle,
+    },
+    /// The outcome of [`Msg::queue_open_async`] (`saMsgQueueOpenCallback`).
+    Opened {
+        /// The caller's number.
+        invocation: u64,
+        /// The handle, or why not.
+        result: Result<QueueHandle, AisError>,
     },
     /// A tracked group changed (`saMsgQueueGroupTrackCallback`).
     GroupTrack {
@@ -165,6 +181,34 @@ impl Msg {
             Reply::Service(Response::Opened { handle }) => Ok(QueueHandle(handle)),
             other => Err(unexpected("MsgQueueOpen", &other)),
         }
+    }
+
+    /// `saMsgQueueOpenAsync`: returns when the executive took it; the handle (or the open's
+    /// error) comes as [`MsgEvent::Opened`] with `invocation`.
+    ///
+    /// # Errors
+    /// The checks of [`queue_open`](Self::queue_open) made here; otherwise as
+    /// [`Connection::call`].
+    pub fn queue_open_async(
+        &mut self,
+        name: &[u8],
+        flags: u8,
+        attributes: Option<Attributes>,
+        invocation: u64,
+    ) -> Result<(), Error> {
+        check_name(name)?;
+        if flags & !OPEN_FLAGS != 0 {
+            return Err(Error::Ais(AisError::BadFlags));
+        }
+        if (flags & OPEN_CREATE != 0) != attributes.is_some() {
+            return Err(Error::Ais(AisError::InvalidParam));
+        }
+        self.conn.ok(Request::OpenAsync {
+            name: Bytes::copy_from_slice(name),
+            flags,
+            attributes,
+            invocation,
+        })
     }
 
     /// `saMsgQueueClose`: the queue stays, closed, with its messages.
@@ -261,6 +305,82 @@ impl Msg {
             }),
             other => Err(unexpected("MsgMessageGet", &other)),
         }
+    }
+
+    /// `saMsgMessageSendReceive`: sends `message` and waits up to `timeout` nanoseconds
+    /// ([`TIME_END`]: for ever) for its reply, of at most `reply_size` data bytes. The getter
+    /// replies to the got message's `key` ([`message_reply`](Self::message_reply)).
+    ///
+    /// # Errors
+    /// As [`message_send`](Self::message_send); `SA_AIS_ERR_TIMEOUT` when no reply came in
+    /// time; otherwise as [`Connection::call`].
+    pub fn message_send_receive(
+        &mut self,
+        destination: &[u8],
+        message: &MessageBody,
+        reply_size: u64,
+        timeout: u64,
+    ) -> Result<Replied, Error> {
+        check_message(destination, message)?;
+        match self.conn.call(Request::SendReceive {
+            destination: Bytes::copy_from_slice(destination),
+            message: message.clone(),
+            reply_size,
+            timeout,
+        })? {
+            Reply::Service(Response::Reply { message, send_time }) => {
+                Ok(Replied { message, send_time })
+            }
+            other => Err(unexpected("MsgMessageSendReceive", &other)),
+        }
+    }
+
+    /// `saMsgMessageReply`: replies to the message `to` (a got message's key); returns once
+    /// the reply is bound for its waiting sender.
+    ///
+    /// # Errors
+    /// Checked here: `SA_AIS_ERR_INVALID_PARAM`, `SA_AIS_ERR_TOO_BIG` (as a send). From the
+    /// executive: `SA_AIS_ERR_NOT_EXIST` (not sent with send-receive, already replied to, or
+    /// its sender stopped waiting), `SA_AIS_ERR_NO_SPACE` (over the sender's reply size);
+    /// otherwise as [`Connection::call`].
+    pub fn message_reply(&mut self, to: MsgKey, message: &MessageBody) -> Result<(), Error> {
+        check_message(b"reply", message)?;
+        self.conn.ok(Request::Reply {
+            to,
+            message: message.clone(),
+        })
+    }
+
+    /// `saMsgMessageReplyAsync`: returns when the executive took it; with `ack`, the outcome
+    /// comes as [`MsgEvent::Delivered`] with `invocation`.
+    ///
+    /// # Errors
+    /// The checks of [`message_reply`](Self::message_reply) made here; otherwise as
+    /// [`Connection::call`].
+    pub fn message_reply_async(
+        &mut self,
+        to: MsgKey,
+        message: &MessageBody,
+        invocation: u64,
+        ack: bool,
+    ) -> Result<(), Error> {
+        check_message(b"reply", message)?;
+        self.conn.ok(Request::ReplyAsync {
+            to,
+            message: message.clone(),
+            invocation,
+            ack,
+        })
+    }
+
+    /// `saMsgMessageCancel`: the gets waiting on `handle` (on another connection of this
+    /// process: a waiting get blocks its own) end with `SA_AIS_ERR_INTERRUPT`.
+    ///
+    /// # Errors
+    /// `SA_AIS_ERR_BAD_HANDLE` (unknown, or another process's); `SA_AIS_ERR_NOT_EXIST` (no
+    /// get waits); otherwise as [`Connection::call`].
+    pub fn message_cancel(&mut self, handle: QueueHandle) -> Result<(), Error> {
+        self.conn.ok(Request::Cancel { handle: handle.0 })
     }
 
     /// `saMsgQueueGroupCreate` with `policy` (`POLICY_*`).
@@ -387,6 +507,10 @@ impl Msg {
             Some(Callback::Delivered { invocation, result }) => {
                 Some(MsgEvent::Delivered { invocation, result })
             }
+            Some(Callback::Opened { invocation, result }) => Some(MsgEvent::Opened {
+                invocation,
+                result: result.map(QueueHandle),
+            }),
             Some(Callback::Received { handle }) => Some(MsgEvent::Received {
                 handle: QueueHandle(handle),
             }),
@@ -500,6 +624,19 @@ mod tests {
                         );
                     }
                     Request::Send { .. } => exec.reply(id, Reply::Error(AisError::QueueFull)),
+                    Request::SendReceive { reply_size: 8, .. } => exec.reply(
+                        id,
+                        Reply::Service(Response::Reply {
+                            message: MessageBody {
+                                data: Bytes::from_static(b"yes"),
+                                ..MessageBody::default()
+                            },
+                            send_time: 6,
+                        }),
+                    ),
+                    Request::Reply { to, .. } if to.tag == 3 => {
+                        exec.reply(id, Reply::Error(AisError::NoSpace));
+                    }
                     other => panic!("{other:?}"),
                 }
                 true
@@ -519,7 +656,24 @@ mod tests {
             msg.dispatch(Some(Duration::ZERO)).unwrap(),
             Some(MsgEvent::Received { handle: h })
         );
+        let replied = msg
+            .message_send_receive(b"q", &MessageBody::default(), 8, TIME_END)
+            .unwrap();
+        assert_eq!(
+            (&replied.message.data[..], replied.send_time),
+            (&b"yes"[..], 6)
+        );
+        let to = MsgKey {
+            tag: 3,
+            ..MsgKey::default()
+        };
+        assert_eq!(
+            msg.message_reply(to, &MessageBody::default())
+                .unwrap_err()
+                .ais_error(),
+            Some(AisError::NoSpace)
+        );
         drop(msg);
-        assert_eq!(server.join().unwrap().len(), 3);
+        assert_eq!(server.join().unwrap().len(), 5);
     }
 }
