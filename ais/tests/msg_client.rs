@@ -3,8 +3,10 @@
 //! first; the specification's refusals (`BUSY`, `EXIST`, `NOT_EXIST`, `QUEUE_FULL`,
 //! `TIMEOUT`, `BAD_HANDLE`, `QUEUE_NOT_AVAILABLE`, `NAME_TOO_LONG` from the library); a queue
 //! group's round robin across nodes; the queue of a node killed with SIGKILL is closed at the
-//! survivor and keeps its messages for the next opener; and `aisctl msg send/get/ls` run as
-//! processes.
+//! survivor and keeps its messages for the next opener; a send-receive from one node answered
+//! by the other node's getter (`NO_SPACE`, a second reply's `NOT_EXIST`, a caller's `TIMEOUT`
+//! and the late reply refused), a get cancelled from a second connection (`INTERRUPT`); and
+//! `aisctl msg send/get/ls` run as processes.
 //!
 //! Assumes: loopback only, no root, free UDP ports from the kernel, a loaded 2-core machine
 //! (every wait is generous). The processes are killed when a test ends, whatever happens.
@@ -220,4 +222,68 @@ fn aisctl_msg_sends_gets_and_lists() {
     let (code, _, err) = aisctl(&c, 0, &["msg", "send", "nope", "x"]);
     assert_ne!(code, 0);
     assert!(err.contains("SA_AIS_ERR_NOT_EXIST"), "{err}");
+}
+
+#[test]
+fn send_receive_and_reply_across_two_nodes_and_cancel() {
+    let c = pair("msg-reply");
+    let mut m1 = msg(&c, 0);
+    let h = again(|| m1.queue_open(b"svc", OPEN_CREATE, Some(attrs(256)))).unwrap();
+    // Node 2's caller waits for the reply; node 1's server gets the question and replies.
+    let caller = std::thread::spawn({
+        let socket = c.node(1).socket.clone();
+        move || {
+            let mut m = Msg::connect(&socket).unwrap();
+            again(|| m.message_send_receive(b"svc", &body(1, "ping"), 4, 20_000_000_000))
+        }
+    });
+    let got = again(|| m1.message_get(h, 20_000_000_000)).unwrap();
+    assert_eq!(&got.message.data[..], b"ping");
+    assert_eq!(got.key.node, 2);
+    assert_eq!(
+        ais(again(|| m1.message_reply(got.key, &body(0, "too long")))),
+        Some(AisError::NoSpace)
+    );
+    again(|| m1.message_reply(got.key, &body(0, "pong"))).unwrap();
+    let replied = caller.join().unwrap().unwrap();
+    assert_eq!(&replied.message.data[..], b"pong");
+    // Replied once: a second reply finds nobody waiting.
+    assert_eq!(
+        ais(again(|| m1.message_reply(got.key, &body(0, "again")))),
+        Some(AisError::NotExist)
+    );
+    // A caller whose time runs out: TIMEOUT, and the late reply is refused.
+    let mut m2 = msg(&c, 1);
+    assert_eq!(
+        ais(again(|| m2.message_send_receive(
+            b"svc",
+            &body(1, "hurry"),
+            64,
+            300_000_000
+        ))),
+        Some(AisError::Timeout)
+    );
+    let late = again(|| m1.message_get(h, 0)).unwrap();
+    assert_eq!(
+        ais(again(|| m1.message_reply(late.key, &body(0, "late")))),
+        Some(AisError::NotExist)
+    );
+    // Cancel: a get waiting on one connection is interrupted from another of this process.
+    let getter = std::thread::spawn(move || {
+        let r = m1.message_get(h, 20_000_000_000);
+        (m1, r)
+    });
+    let mut m3 = msg(&c, 0);
+    let deadline = Instant::now() + LONG;
+    loop {
+        match m3.message_cancel(h) {
+            Ok(()) => break,
+            Err(e) if e.ais_error() == Some(AisError::NotExist) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cancel: {e}"),
+        }
+    }
+    let (_m1, r) = getter.join().unwrap();
+    assert_eq!(ais(r), Some(AisError::Interrupt));
 }
