@@ -12,9 +12,10 @@
 //! # Flow control
 //!
 //! The executive sends a connection at most a window of deliveries and waits for them to be
-//! acknowledged; [`Evt::dispatch`] acknowledges the deliveries it handed out before it waits
-//! on the socket (and every [`ACK_EVERY`] deliveries), so an application that dispatches
-//! keeps them flowing. One that does not is sent a lost-event notification
+//! acknowledged; [`Evt::dispatch`] acknowledges the deliveries it handed out every
+//! [`ACK_EVERY`] deliveries and before it waits on an empty socket, so an application that
+//! dispatches keeps them flowing. An acknowledgement is sent without waiting for an answer
+//! (the executive sends none): reading never stops for a round trip. One that does not is sent a lost-event notification
 //! ([`Delivered::is_lost`]) in place of what the executive could not queue for it.
 //!
 //! # Example
@@ -354,26 +355,39 @@ impl Evt {
         }
     }
 
-    /// Acknowledges the deliveries handed out so far.
+    /// Acknowledges the deliveries handed out so far, without waiting (an acknowledgement
+    /// the executive refused counts again).
     fn ack(&mut self) -> Result<(), Error> {
+        for count in self.conn.take_refused() {
+            self.unacked = self.unacked.saturating_add(count);
+        }
         if self.unacked > 0 {
             let count = self.unacked;
             self.unacked = 0;
-            self.ok(Request::Consumed { count }, "consumed")?;
+            self.conn.notify(Request::Consumed { count }, count)?;
         }
         Ok(())
     }
 
     /// `saEvtDispatch`: the next callback, waiting up to `timeout` (`None`: forever).
-    /// Deliveries handed out are acknowledged before it waits on the socket.
+    /// Deliveries handed out are acknowledged every [`ACK_EVERY`] and before it waits on an
+    /// empty socket.
     ///
     /// # Errors
     /// As [`Connection::next_callback`].
     pub fn dispatch(&mut self, timeout: Option<Duration>) -> Result<Option<EvtEvent>, Error> {
-        if self.unacked >= ACK_EVERY || (self.unacked > 0 && !self.conn.has_queued()) {
+        if self.unacked >= ACK_EVERY {
             self.ack()?;
         }
-        Ok(match self.conn.next_callback(timeout)? {
+        let mut next = self.conn.next_callback(Some(Duration::ZERO))?;
+        if next.is_none() {
+            // Nothing waiting: acknowledge before sleeping, so the executive sends more.
+            self.ack()?;
+            if timeout != Some(Duration::ZERO) {
+                next = self.conn.next_callback(timeout)?;
+            }
+        }
+        Ok(match next {
             None => None,
             Some(Callback::Open { invocation, result }) => Some(EvtEvent::ChannelOpen {
                 invocation,
@@ -437,5 +451,63 @@ mod tests {
         assert_eq!(e.set_attributes(&[b"a", b"b"], 0, 5, b"me"), Ok(()));
         assert_eq!(e.patterns().len(), 2);
         assert_eq!(e.priority(), 0);
+    }
+
+    #[test]
+    fn dispatch_acknowledges_without_waiting_and_again_when_refused() {
+        let mut refused_one = false;
+        let (conn, server) = crate::fake::start_service::<EvtProtocol, _>(move |exec, id, req| {
+            match req {
+                Request::Subscribe { .. } => {
+                    for n in 1..=2 {
+                        exec.callback(Callback::Deliver {
+                            channel: 7,
+                            subscription: 1,
+                            header: EventHeader {
+                                id: n,
+                                priority: 0,
+                                retention: 0,
+                                publish_time: 0,
+                                publisher: Bytes::new(),
+                                patterns: Vec::new(),
+                            },
+                            data: Bytes::new(),
+                        });
+                    }
+                    exec.reply(id, Reply::Ok);
+                }
+                // The first acknowledgement is refused (as while the executive holds too
+                // many requests); none is answered otherwise.
+                Request::Consumed { .. } if !refused_one => {
+                    refused_one = true;
+                    exec.reply(id, Reply::Error(AisError::TryAgain));
+                }
+                _ => {}
+            }
+            true
+        });
+        let mut evt = Evt { conn, unacked: 0 };
+        evt.subscribe(ChannelHandle(7), 1, Vec::new()).unwrap();
+        for n in 1..=2 {
+            match evt.dispatch(Some(Duration::ZERO)).unwrap() {
+                Some(EvtEvent::Deliver(d)) => assert_eq!(d.header.id, n),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Drained: acknowledges (no answer awaited), then waits; the refusal is read there.
+        assert_eq!(
+            evt.dispatch(Some(Duration::from_millis(200))).unwrap(),
+            None
+        );
+        // The refused acknowledgement is sent again before the next wait.
+        assert_eq!(evt.dispatch(Some(Duration::ZERO)).unwrap(), None);
+        drop(evt);
+        assert_eq!(
+            server.join().unwrap()[1..],
+            [
+                Request::Consumed { count: 2 },
+                Request::Consumed { count: 2 }
+            ]
+        );
     }
 }

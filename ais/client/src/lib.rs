@@ -162,8 +162,14 @@ pub struct Connection<P: Protocol> {
     /// A call failed after its request was sent, so an answer may still be on its way and
     /// later answers cannot be matched: every further call fails.
     out_of_step: bool,
+    /// Tags of notifications ([`notify`](Self::notify)) the executive refused, oldest first.
+    refused: Vec<u32>,
     service: PhantomData<fn() -> P>,
 }
+
+/// Request ids with this bit are notifications: the executive does not answer them, and an
+/// answer to one is a refusal. The low 32 bits are the sender's tag.
+const NOTIFY_BIT: u64 = 1 << 63;
 
 /// A packet from the executive, decoded for service `P`.
 enum Incoming<P: Protocol> {
@@ -198,6 +204,7 @@ impl<P: Protocol> Connection<P> {
             queued: VecDeque::new(),
             buf: vec![0; MAX_PACKET],
             out_of_step: false,
+            refused: Vec::new(),
             service: PhantomData,
         };
         let hello = Request::Hello {
@@ -264,12 +271,40 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
+    /// Sends a request the executive does not answer (a service documents which) and does
+    /// not wait. Should the executive refuse it all the same (it answers an error, say
+    /// `TRY_AGAIN` while it holds too many requests during a sync), `tag` is kept for
+    /// [`take_refused`](Self::take_refused).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] or [`Error::Io`] when the socket fails; as [`call`](Self::call)
+    /// after an earlier call went out of step.
+    pub(crate) fn notify(&mut self, req: P::Request, tag: u32) -> Result<(), Error> {
+        if self.out_of_step {
+            return Err(Error::Protocol(
+                "an earlier request failed while waiting for its answer; reconnect".to_owned(),
+            ));
+        }
+        let id = NOTIFY_BIT | ((self.next_id & 0x7fff_ffff) << 32) | u64::from(tag);
+        self.next_id = self.next_id.wrapping_add(1);
+        let Encoded { head, tail } = Encoded::request(id, &Request::Service(req));
+        self.sock.send(&[&head, &tail]).map_err(closed_or_io)
+    }
+
+    /// The tags of the notifications the executive refused since the last look.
+    pub(crate) fn take_refused(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.refused)
+    }
+
     /// Receives until the answer to request `id` arrives, queueing callbacks.
     fn wait_response(&mut self, id: u64) -> Result<Reply<P::Response>, Error> {
         loop {
             let recv = self.sock.recv(&mut self.buf)?;
             match self.packet(recv)? {
                 Incoming::Answer(got, resp) if got == id => return Ok(resp),
+                Incoming::Answer(got, _) if got & NOTIFY_BIT != 0 => {
+                    self.refused.push(got as u32);
+                }
                 Incoming::Answer(got, resp) => {
                     return Err(Error::Protocol(format!(
                         "answer {} to request {got} while waiting for request {id}",
@@ -318,15 +353,24 @@ impl<P: Protocol> Connection<P> {
         if let Some(cb) = self.queued.pop_front() {
             return Ok(Some(cb));
         }
-        let Some(recv) = self.sock.recv_timeout(&mut self.buf, timeout)? else {
-            return Ok(None);
-        };
-        match self.packet(recv)? {
-            Incoming::Callback(cb) => Ok(Some(cb)),
-            Incoming::Answer(id, resp) => Err(Error::Protocol(format!(
-                "answer {} to request {id} with no request outstanding",
-                resp.name()
-            ))),
+        loop {
+            let Some(recv) = self.sock.recv_timeout(&mut self.buf, timeout)? else {
+                return Ok(None);
+            };
+            match self.packet(recv)? {
+                Incoming::Callback(cb) => return Ok(Some(cb)),
+                Incoming::Answer(id, _) if id & NOTIFY_BIT != 0 => {
+                    // A refused notification: nothing for the caller; the wait goes on (a
+                    // rare event, so the timeout is not shortened for it).
+                    self.refused.push(id as u32);
+                }
+                Incoming::Answer(id, resp) => {
+                    return Err(Error::Protocol(format!(
+                        "answer {} to request {id} with no request outstanding",
+                        resp.name()
+                    )));
+                }
+            }
         }
     }
 

@@ -286,7 +286,8 @@ pub enum Request {
         event: u64,
     },
     /// The client read `count` more deliveries ([`Callback::Deliver`]): the executive may
-    /// send as many more. Answered `Ok`.
+    /// send as many more. Not answered (the client sends it and reads on; an error in it,
+    /// such as a connection with nothing in flight, is ignored).
     Consumed {
         /// How many.
         count: u32,

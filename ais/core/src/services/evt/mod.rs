@@ -744,10 +744,11 @@ impl Evt {
                 self.send(cx, conn, id, Pend::Plain, Change::Clear { key, event });
             }
             Request::Consumed { count } => {
+                // Unanswered: the client sends it without waiting, so reading never stalls
+                // on a round trip through this thread.
                 if let Some(q) = self.outqs.get_mut(&conn) {
                     q.inflight = q.inflight.saturating_sub(count);
                 }
-                cx.ok(conn, id);
                 self.pump(cx, conn);
             }
             Request::List { start } => {

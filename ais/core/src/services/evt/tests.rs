@@ -50,6 +50,25 @@ fn call_cb(r: &mut TestRing, node: u32, req: Request) -> (Reply<Response>, Vec<C
     (reply, cbs)
 }
 
+/// Acknowledges `count` deliveries of connection 1 at `node`: no answer (the client does
+/// not wait for one), only the deliveries it lets out.
+fn consume(r: &mut TestRing, node: u32, count: u32) -> Vec<Callback> {
+    r.node(node)
+        .core
+        .request_value(1, 77, &Request::Consumed { count });
+    r.flush();
+    let effects = r.node(node).take();
+    assert!(
+        effects.iter().all(|e| e.reply::<Response>().is_none()),
+        "Consumed is not answered: {effects:?}"
+    );
+    effects
+        .iter()
+        .filter_map(|e| e.callback::<Callback>())
+        .map(|(_, cb)| cb)
+        .collect()
+}
+
 /// As [`call_cb`], the callbacks left for [`delivered`].
 fn call(r: &mut TestRing, node: u32, req: Request) -> Reply<Response> {
     r.node(node).core.request_value(1, 77, &req);
@@ -275,7 +294,7 @@ fn events_reach_every_matching_subscription_at_every_node() {
     // Once per matching subscription: e1 matches both of node 2's, e2 neither.
     assert_eq!(delivered(&mut r, 2), [(s2, 5, e1, 2), (s2, 6, e1, 2)]);
     // The data and attributes travel.
-    let (_, cbs) = call_cb(&mut r, 1, Request::Consumed { count: 2 });
+    let cbs = consume(&mut r, 1, 2);
     assert!(cbs.is_empty());
     let id = publish(&mut r, 2 - 1, p, header(0, 0, &["alpha"]));
     r.node(2)
@@ -488,7 +507,7 @@ fn a_slow_subscriber_is_told_of_lost_events_and_priorities_overtake() {
     let urgent = publish(&mut r, 1, h, header(0, 0, &[]));
     let dropped = publish(&mut r, 1, h, header(3, 0, &[]));
     assert_eq!(delivered(&mut r, 1), []);
-    let (_, cbs) = call_cb(&mut r, 1, Request::Consumed { count: 2 });
+    let cbs = consume(&mut r, 1, 2);
     // The lost-event notification first, then the urgent one.
     match &cbs[..] {
         [
@@ -505,9 +524,9 @@ fn a_slow_subscriber_is_told_of_lost_events_and_priorities_overtake() {
         }
         other => panic!("{other:?}"),
     }
-    let (_, cbs) = call_cb(&mut r, 1, Request::Consumed { count: 2 });
+    let cbs = consume(&mut r, 1, 2);
     assert_eq!(got(&cbs), [(h, 1, ids[2], 3), (h, 1, ids[3], 3)]);
-    let (_, cbs) = call_cb(&mut r, 1, Request::Consumed { count: 2 });
+    let cbs = consume(&mut r, 1, 2);
     assert_eq!(got(&cbs), [], "ids[4] was evicted and {dropped:#x} dropped");
     let stats = stats(&mut r, 1);
     assert_eq!(stats.get("evt_lost"), Some(&2), "{stats:?}");
