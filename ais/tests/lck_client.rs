@@ -3,7 +3,8 @@
 //! the holder's waiter callback, the grant callback when it unlocks); a lock holder killed
 //! with SIGKILL (an `aisctl lck lock` process) and the waiter on the other node granted; an
 //! orphan lock left by a detached `aisctl`, refused as ORPHANED, purged; and a lock holder's
-//! executive killed with SIGKILL, its lock released at the survivor.
+//! executive killed with SIGKILL, its lock released at the survivor; a stuck holder's lock
+//! released by an operator with `aisctl lck unlock`.
 //!
 //! Assumes: loopback only, no root, free UDP ports from the kernel, a loaded 2-core machine
 //! (every wait is generous). The processes are killed when a test ends, whatever happens.
@@ -250,4 +251,55 @@ fn a_killed_executive_releases_its_holders_locks_at_the_survivor() {
     let (ok, out) = aisctl_out(&c, 1, &["lck", "ls"]);
     assert!(ok, "{out}");
     assert!(out.contains("r: 1 open, 1 granted, 0 queued"), "{out}");
+}
+
+#[test]
+fn an_operator_releases_a_stuck_holders_lock_with_aisctl() {
+    let c = pair("lck-release");
+    let mut a = lck(&c, 0);
+    let ha = open(&mut a, "stuck");
+    let (held, s) = again(|| a.lock(ha, Mode::Ex, 0, 1, TIME_END)).unwrap();
+    assert_eq!(s, LockStatus::Granted);
+    let mut b = lck(&c, 1);
+    let hb = open(&mut b, "stuck");
+    let waiting = again(|| b.lock_async(hb, Mode::Ex, 0, 2, 4)).unwrap();
+    // The operator at node 2 finds the lock's id in the listing (once the queued request
+    // is delivered: the asynchronous lock returned at its submission).
+    let deadline = Instant::now() + LONG;
+    let r = loop {
+        let (resources, _) = again(|| b.list()).unwrap();
+        let r = resources
+            .into_iter()
+            .find(|r| r.name.as_ref() == b"stuck")
+            .expect("listed");
+        if r.locks.len() == 2 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let granted: Vec<_> = r.locks.iter().filter(|l| l.granted).collect();
+    assert_eq!(granted.len(), 1, "{r:?}");
+    let queued = r.locks.iter().find(|l| !l.granted).expect("queued").id;
+    let id = granted[0].id.to_string();
+    // Bad input first: each refused with a message that says what to do.
+    let (ok, out) = aisctl_out(&c, 1, &["lck", "unlock", "stuck", "7"]);
+    assert!(!ok && out.contains("NODE.EPOCH.N"), "{out}");
+    let (ok, out) = aisctl_out(&c, 1, &["lck", "unlock", "other", &id]);
+    assert!(!ok && out.contains("has no granted lock"), "{out}");
+    let (ok, out) = aisctl_out(&c, 1, &["lck", "unlock", "stuck", &queued.to_string()]);
+    assert!(!ok && out.contains("queued, not granted"), "{out}");
+    // The release: node 2's waiter is granted; node 1's holder was not told, and its own
+    // unlock finds nothing.
+    let (ok, out) = aisctl_out(&c, 1, &["lck", "unlock", "stuck", &id]);
+    assert!(ok && out.contains("released lock"), "{out}");
+    assert_eq!(next_grant(&mut b), (waiting, Ok(LockStatus::Granted)));
+    assert!(
+        matches!(a.unlock(held), Err(Error::Ais(AisError::NotExist))),
+        "the released holder's unlock"
+    );
+    let (ok, out) = aisctl_out(&c, 0, &["lck", "ls"]);
+    assert!(
+        ok && out.contains("stuck: 2 open, 1 granted, 0 queued"),
+        "{out}"
+    );
 }

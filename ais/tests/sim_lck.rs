@@ -45,6 +45,8 @@ struct Shared {
     told: usize,
     deadlocks: usize,
     timeouts: usize,
+    /// Operator releases applied (counted once, at the releasing node).
+    released: usize,
 }
 
 type Log = Arc<Mutex<Shared>>;
@@ -124,6 +126,10 @@ impl Observer for Watch {
     fn unlocking(&mut self, lock: LockId) {
         self.see(Observation::Unlocking { lock });
     }
+
+    fn released(&mut self, _node: u32, lock: LockId) {
+        self.see(Observation::Released { lock });
+    }
 }
 
 /// What a request in flight was.
@@ -134,6 +140,10 @@ enum Op {
     LockAsync(u64),
     Unlock(u64),
     Purge,
+    /// The operator's listing (`aisctl lck ls`).
+    List,
+    /// The operator's forced release (`aisctl lck unlock`).
+    Release,
 }
 
 struct LckApp {
@@ -152,6 +162,8 @@ struct LckApp {
     inflight: BTreeMap<u64, Op>,
     /// Granted locks.
     granted: BTreeSet<u64>,
+    /// Granted locks of the cluster the operator saw in its last listing.
+    listed: Vec<(Bytes, LockId)>,
     next_id: u64,
 }
 
@@ -184,6 +196,7 @@ impl LckApp {
             handles: Vec::new(),
             inflight: BTreeMap::new(),
             granted: BTreeSet::new(),
+            listed: Vec::new(),
             next_id: 2,
         };
         app.connect();
@@ -275,6 +288,18 @@ impl LckApp {
                 self.granted.clear();
                 self.connect();
             }
+            97..99 => {
+                // The operator at this node: list, then release a lock seen in the list
+                // (any node's, held or orphan; it may be gone by now).
+                if self.listed.is_empty() {
+                    self.send(Op::List, Request::List);
+                } else {
+                    let i = rng.random_range(0..self.listed.len());
+                    let (name, lock) = self.listed.swap_remove(i);
+                    self.listed.clear();
+                    self.send(Op::Release, Request::Release { name, lock });
+                }
+            }
             _ => {}
         }
     }
@@ -299,6 +324,20 @@ impl LckApp {
                 }
             }
             (Op::LockAsync(_), Reply::Service(Response::LockId { .. })) => {}
+            (Op::List, Reply::Service(Response::List { resources, .. })) => {
+                self.listed = resources
+                    .iter()
+                    .flat_map(|r| {
+                        r.locks
+                            .iter()
+                            .filter(|l| l.granted)
+                            .map(|l| (r.name.clone(), l.id))
+                    })
+                    .collect();
+            }
+            (Op::Release, Reply::Ok) => self.log.lock().unwrap().released += 1,
+            // Gone meanwhile (unlocked, released, lost to a merge), or queued again.
+            (Op::Release, Reply::Error(AisError::NotExist | AisError::BadOperation)) => {}
             (Op::Lock(_), Reply::Error(AisError::Timeout)) => {
                 self.log.lock().unwrap().timeouts += 1;
             }
@@ -398,6 +437,7 @@ struct Run {
     unexpected: Vec<String>,
     told: usize,
     deadlocks: usize,
+    released: usize,
     checks: u64,
 }
 
@@ -435,19 +475,21 @@ fn run(seed: u64, defects: LckDefects) -> Run {
         unexpected: shared.unexpected,
         told: shared.told,
         deadlocks: shared.deadlocks,
+        released: shared.released,
         checks,
     }
 }
 
 #[test]
 fn locks_stay_exclusive_quorate_and_deadlock_free_under_seeded_faults() {
-    let (mut told, mut deadlocks, mut checks) = (0, 0, 0);
+    let (mut told, mut deadlocks, mut released, mut checks) = (0, 0, 0, 0);
     let seeds = common::sim::seeds(1000);
     let runs = seeds.end - seeds.start;
     common::sim::assert_every_seed_passes(seeds, |seed| {
         let r = run(seed, LckDefects::default());
         told += r.told;
         deadlocks += r.deadlocks;
+        released += r.released;
         checks += r.checks;
         r.violations
             .into_iter()
@@ -461,6 +503,10 @@ fn locks_stay_exclusive_quorate_and_deadlock_free_under_seeded_faults() {
         "too few grants told: {told} in {runs} runs"
     );
     assert!(deadlocks > 0, "no deadlock in {runs} runs");
+    assert!(
+        released as u64 >= runs / 10,
+        "too few operator releases: {released} in {runs} runs"
+    );
     assert!(
         checks >= 100 * runs,
         "too few checks: {checks} in {runs} runs"

@@ -39,6 +39,9 @@ use super::{AisError, Connection, Error, unexpected};
 use ais_proto::ipc::{Message, Reply};
 use ais_proto::lck::{Callback, LckProtocol, Request, Response};
 
+/// A lock's cluster-wide identity (`aisctl lck ls` shows it as NODE.EPOCH.N), as
+/// [`Lck::release`] names it.
+pub use ais_proto::lck::LockId as ClusterLockId;
 pub use ais_proto::lck::{
     LOCK_FLAGS, LOCK_NO_QUEUE, LOCK_ORPHAN, LockInfo, LockStatus, MAX_NAME, Mode,
     OPT_DEADLOCK_DETECTION, OPT_ORPHAN_LOCKS, RESOURCE_CREATE, ResourceInfo, TIME_END,
@@ -245,6 +248,21 @@ impl Lck {
             Reply::Service(Response::Options(bits)) => Ok(bits),
             other => Err(unexpected("LckOptionCheck", &other)),
         }
+    }
+
+    /// An operator's forced release of the granted lock `lock` of resource `name`, whoever
+    /// holds it, a live holder or none (an orphan): `aisctl lck unlock`. Not a B.01.01 call.
+    /// A live holder is not told; its own unlock later gets `SA_AIS_ERR_NOT_EXIST`.
+    ///
+    /// # Errors
+    /// `SA_AIS_ERR_NOT_EXIST` (no such granted lock of `name`), `SA_AIS_ERR_BAD_OPERATION`
+    /// (the lock is queued, not granted), `SA_AIS_ERR_TRY_AGAIN` (no quorum, or a
+    /// configuration change); otherwise as [`Connection::call`].
+    pub fn release(&mut self, name: &[u8], lock: ClusterLockId) -> Result<(), Error> {
+        self.conn.ok(Request::Release {
+            name: bytes::Bytes::copy_from_slice(name),
+            lock,
+        })
     }
 
     /// The lock table (`aisctl lck ls`): resources by name, and how many were left out.

@@ -312,6 +312,18 @@ pub enum Request {
     OptionCheck,
     /// The lock table (`aisctl lck ls`): answered [`Response::List`].
     List,
+    /// An operator's forced release of one granted lock of resource `name`, whoever holds
+    /// it (a live holder or none: an orphan): `aisctl lck unlock`. Not a B.01.01 call. Applied
+    /// at delivery by every node and answered `Ok` then; `SA_AIS_ERR_NOT_EXIST` when `name`
+    /// has no such lock, `SA_AIS_ERR_BAD_OPERATION` when the lock is queued (not granted),
+    /// `SA_AIS_ERR_TRY_AGAIN` without quorum. A live holder is not told (B.01.01 has no
+    /// callback for it): its own unlock later gets `SA_AIS_ERR_NOT_EXIST`.
+    Release {
+        /// The resource's name.
+        name: Bytes,
+        /// The lock.
+        lock: LockId,
+    },
 }
 
 const OP_OPEN: u16 = 80;
@@ -324,6 +336,7 @@ const OP_UNLOCK_ASYNC: u16 = 86;
 const OP_PURGE: u16 = 87;
 const OP_OPTION_CHECK: u16 = 88;
 const OP_LIST: u16 = 89;
+const OP_RELEASE: u16 = 90;
 
 impl Message for Request {
     fn op(&self) -> u16 {
@@ -338,6 +351,7 @@ impl Message for Request {
             Request::Purge { .. } => OP_PURGE,
             Request::OptionCheck => OP_OPTION_CHECK,
             Request::List => OP_LIST,
+            Request::Release { .. } => OP_RELEASE,
         }
     }
 
@@ -353,6 +367,7 @@ impl Message for Request {
             Request::Purge { .. } => "LckLockPurge",
             Request::OptionCheck => "LckOptionCheck",
             Request::List => "LckList",
+            Request::Release { .. } => "LckRelease",
         }
     }
 
@@ -407,6 +422,10 @@ impl Message for Request {
                 w.u64(*lock_id).u64(*invocation);
             }
             Request::OptionCheck | Request::List => {}
+            Request::Release { name, lock } => {
+                w.short_bytes(name);
+                put_lock_id(w, lock);
+            }
         }
         Bytes::new()
     }
@@ -451,6 +470,10 @@ impl Message for Request {
             },
             OP_OPTION_CHECK => Request::OptionCheck,
             OP_LIST => Request::List,
+            OP_RELEASE => Request::Release {
+                name: r.short_bytes("name")?,
+                lock: get_lock_id(r)?,
+            },
             other => return Err(unknown(other)),
         })
     }
@@ -837,6 +860,16 @@ pub enum Update {
         /// The holder asking.
         holder: Holder,
     },
+    /// An operator releases the granted lock `lock` of resource `name`, whoever holds it
+    /// ([`Request::Release`]). Refused without quorum.
+    Release {
+        /// The request's identity at its sender (its node, epoch and number).
+        by: LockId,
+        /// The resource.
+        name: Bytes,
+        /// The lock.
+        lock: LockId,
+    },
 }
 
 /// A lock in the table, as sync sends it.
@@ -966,6 +999,12 @@ fn put_update(w: &mut Writer, u: &Update) {
             w.u8(6);
             put_holder(w, holder);
         }
+        Update::Release { by, name, lock } => {
+            w.u8(7);
+            put_lock_id(w, by);
+            w.short_bytes(name);
+            put_lock_id(w, lock);
+        }
     }
 }
 
@@ -994,6 +1033,11 @@ fn get_update(r: &mut Reader) -> Result<Update, DecodeError> {
         },
         6 => Update::Purge {
             holder: get_holder(r)?,
+        },
+        7 => Update::Release {
+            by: get_lock_id(r)?,
+            name: r.short_bytes("name")?,
+            lock: get_lock_id(r)?,
         },
         other => {
             return Err(DecodeError::Unknown {
@@ -1181,6 +1225,10 @@ mod tests {
             Request::Purge { handle: 3 },
             Request::OptionCheck,
             Request::List,
+            Request::Release {
+                name: b("r"),
+                lock: lock(),
+            },
         ];
         assert!(reqs.iter().all(|r| r.op() >= FIRST_REQUEST_OP));
         assert_round_trips(Kind::Request, &reqs);
@@ -1291,6 +1339,11 @@ mod tests {
                 update(Update::Unlock { lock: lock() }),
                 update(Update::Withdraw { lock: lock() }),
                 update(Update::Purge { holder: holder() }),
+                update(Update::Release {
+                    by: LockId { n: 12, ..lock() },
+                    name: b("r"),
+                    lock: lock(),
+                }),
                 RingMessage::Summary {
                     rep: 1,
                     seq: 8,

@@ -62,6 +62,25 @@ pub(crate) enum LckCommand {
         #[arg(long, value_name = "SECS")]
         hold: Option<u64>,
     },
+    /// Release one granted lock of a resource, whoever holds it: a live holder or none (an
+    /// orphan). An operator's override, not a B.01.01 call: every node applies it at the same
+    /// point of the total order and the next queued request is served. A live holder is NOT
+    /// told (LCK has no callback for it) and may go on believing it holds the lock; its own
+    /// unlock later fails with NOT_EXIST. Use it for a holder known to be stuck or gone; every
+    /// node logs the release. Refused without quorum.
+    ///
+    /// LOCK is the id `aisctl lck ls` shows (NODE.EPOCH.N).
+    ///
+    /// Examples:
+    ///   aisctl lck ls
+    ///   aisctl lck unlock config 2.40.7
+    #[command(verbatim_doc_comment)]
+    Unlock {
+        /// The resource's name.
+        name: String,
+        /// The lock, as NODE.EPOCH.N.
+        lock: String,
+    },
     /// Remove the orphan locks of a resource (saLckLockPurge).
     ///
     /// Example:
@@ -100,6 +119,27 @@ pub(crate) fn lck_command(path: &Path, c: &LckCommand) -> anyhow::Result<()> {
             let timeout = timeout_ms.map_or(lck::TIME_END, |ms| ms.saturating_mul(1_000_000));
             lck_lock(path, name, mode, flags, timeout, *detach, *hold)
         }
+        LckCommand::Unlock { name, lock } => {
+            let id = parse_lock_id(lock)?;
+            let mut l = Lck::connect(path).context("connecting to the executive")?;
+            match retry(|| l.release(name.as_bytes(), id)) {
+                Ok(()) => {
+                    say!("released lock {id} of {name:?}");
+                    Ok(())
+                }
+                Err(ais_client::Error::Ais(ais_client::AisError::NotExist)) => {
+                    bail!("resource {name:?} has no granted lock {id} (see `aisctl lck ls`)")
+                }
+                Err(ais_client::Error::Ais(ais_client::AisError::BadOperation)) => {
+                    bail!("lock {id} of {name:?} is queued, not granted: nothing to release")
+                }
+                Err(e) if e.is_try_again() => bail!(
+                    "the cluster kept answering TRY_AGAIN for 10 s: without quorum the lock \
+                     table is frozen (see `aisctl status`)"
+                ),
+                Err(e) => Err(e).context("releasing"),
+            }
+        }
         LckCommand::Purge { name } => {
             let mut l = Lck::connect(path).context("connecting to the executive")?;
             let h = retry(|| l.resource_open(name.as_bytes(), 0))
@@ -109,6 +149,21 @@ pub(crate) fn lck_command(path: &Path, c: &LckCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A lock's cluster-wide id as `aisctl lck ls` prints it: NODE.EPOCH.N.
+fn parse_lock_id(s: &str) -> anyhow::Result<lck::ClusterLockId> {
+    let parts: Vec<&str> = s.split('.').collect();
+    let bad =
+        || anyhow::anyhow!("lock {s:?}: give it as NODE.EPOCH.N, as `aisctl lck ls` shows it");
+    let [node, epoch, n] = parts[..] else {
+        return Err(bad());
+    };
+    Ok(lck::ClusterLockId {
+        node: node.parse().map_err(|_| bad())?,
+        epoch: epoch.parse().map_err(|_| bad())?,
+        n: n.parse().map_err(|_| bad())?,
+    })
 }
 
 fn text(name: &[u8]) -> String {

@@ -17,9 +17,10 @@
 //!   that node was quorate at every activation in between, no quorate ring was activated
 //!   without it since it activated the ring the grant was told in, nor any with a higher
 //!   sequence than that ring (a node cut off from the quorate partition may tell grants
-//!   before it notices; they do not stand), and the client neither unlocked it nor closed the
+//!   before it notices; they do not stand), the client neither unlocked it nor closed the
 //!   holder (a holder whose node is left out of a quorate configuration loses its locks:
-//!   that configuration released them). With Exclusive, and at most one
+//!   that configuration released them), and no operator released it (`aisctl lck unlock`
+//!   ends a holder's claim without telling it: that is what the operator asked for). With Exclusive, and at most one
 //!   quorate partition at a time, no two clients are told conflicting grants that both
 //!   stand;
 //! - **DeadlockSound**: every DEADLOCK answer was for a request whose edges close a cycle
@@ -140,6 +141,12 @@ pub enum Observation {
     },
     /// A client asked to unlock a lock (it no longer claims it).
     Unlocking {
+        /// The lock.
+        lock: LockId,
+    },
+    /// A node applied an operator's release of a lock (`aisctl lck unlock`): its holder's
+    /// claim ends there, told or not.
+    Released {
         /// The lock.
         lock: LockId,
     },
@@ -512,7 +519,7 @@ impl Checker {
                 self.closed.insert(holder, step);
                 self.told.retain(|t| t.holder != holder);
             }
-            Observation::Unlocking { lock } => {
+            Observation::Unlocking { lock } | Observation::Released { lock } => {
                 self.told.retain(|t| t.lock != lock);
             }
         }
@@ -726,6 +733,22 @@ mod tests {
             later(true),
         ];
         assert_eq!(props(&obs), vec![]);
+        // Released by an operator (applied at some node): not promised either, but only that
+        // lock's claim ends.
+        let obs = [
+            activated(1, vec![1, 2], true, held.clone()),
+            told.clone(),
+            Observation::Released { lock: id(1, 1) },
+            later(true),
+        ];
+        assert_eq!(props(&obs), vec![]);
+        let obs = [
+            activated(1, vec![1, 2], true, held.clone()),
+            told.clone(),
+            Observation::Released { lock: id(1, 2) },
+            later(true),
+        ];
+        assert_eq!(props(&obs), vec![Property::Carry]);
         let obs = [
             activated(1, vec![1, 2], true, held.clone()),
             told.clone(),

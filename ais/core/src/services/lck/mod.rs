@@ -44,7 +44,7 @@ use bytes::Bytes;
 use dataplane::stats::Visitor;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::exec::{ConnId, Context, Service, ServiceId, submit_reply};
 use ais_proto::codec::DecodeError;
@@ -128,6 +128,8 @@ pub trait Observer: Send {
     fn closed(&mut self, _holder: Holder) {}
     /// A client asked to unlock `lock`.
     fn unlocking(&mut self, _lock: LockId) {}
+    /// Node `node` applied an operator's release of `lock`.
+    fn released(&mut self, _node: u32, _lock: LockId) {}
 }
 
 /// A resource handle of a connection.
@@ -173,6 +175,9 @@ enum Pend {
     Purge {
         handle: u64,
     },
+    Release {
+        n: u64,
+    },
 }
 
 impl Pend {
@@ -184,6 +189,7 @@ impl Pend {
             Pend::Lock { n } => (3, n),
             Pend::Unlock { n, .. } => (4, n),
             Pend::Purge { handle } => (6, handle),
+            Pend::Release { n } => (7, n),
         }
     }
 }
@@ -239,6 +245,7 @@ struct Counters {
     timeouts: u64,
     released_at_sync: u64,
     merges: u64,
+    released_by_operator: u64,
 }
 
 /// The LCK service.
@@ -505,6 +512,19 @@ impl Lck {
                 );
                 Ok(())
             }
+            Request::Release { name, lock } => {
+                let n = self.next_lock;
+                self.next_lock += 1;
+                let by = self.lock_id(cx, n);
+                self.send(
+                    cx,
+                    conn,
+                    id,
+                    Pend::Release { n },
+                    Update::Release { by, name, lock },
+                );
+                Ok(())
+            }
             Request::List => {
                 let resources = self.list();
                 let more = self.table.resources.len().saturating_sub(resources.len()) as u32;
@@ -738,6 +758,7 @@ impl Lck {
                 Update::Lock { lock, .. } if lock.epoch == self.epoch => Some((3, lock.n)),
                 Update::Unlock { lock } if lock.epoch == self.epoch => Some((4, lock.n)),
                 Update::Purge { holder } if holder.epoch == self.epoch => Some((6, holder.handle)),
+                Update::Release { by, .. } if by.epoch == self.epoch => Some((7, by.n)),
                 _ => None,
             }
         } else {
@@ -773,6 +794,11 @@ impl Lck {
             return;
         }
         let quorate = self.ring_quorate || self.defects.ignore_quorum;
+        // Who holds a lock an operator releases (for the log).
+        let released_holder = match &update {
+            Update::Release { lock, .. } => self.table.find(lock).and_then(|(_, l, _)| l.holder),
+            _ => None,
+        };
         let applied = self.table.apply(sender.0, quorate, limits, &update);
         self.counters.updates += 1;
         match applied.outcome {
@@ -792,6 +818,25 @@ impl Lck {
                 }
             }
             _ => {}
+        }
+        if let (Outcome::Released, Update::Release { name, lock, .. }) = (applied.outcome, &update)
+        {
+            self.counters.released_by_operator += 1;
+            warn!(
+                "lck: lock {lock} of {:?} released by an operator at node {sender}",
+                String::from_utf8_lossy(name)
+            );
+            match released_holder {
+                Some(h) if h.node == me.0 && h.epoch == self.epoch => warn!(
+                    "lck: lock {lock} was held by {h} at this node: its holder is not told \
+                     (LCK has no callback for it); its own unlock will get NOT_EXIST"
+                ),
+                Some(_) => {}
+                None => info!("lck: lock {lock} was an orphan"),
+            }
+            if let Some(o) = &mut self.observer {
+                o.released(me.0, *lock);
+            }
         }
         let changed = !matches!(applied.outcome, Outcome::Refused(_) | Outcome::Status(_));
         if changed && let Some(o) = &mut self.observer {
@@ -1349,6 +1394,10 @@ impl Service for Lck {
         v.counter("lck_timeouts", self.counters.timeouts);
         v.counter("lck_released_at_sync", self.counters.released_at_sync);
         v.counter("lck_merges", self.counters.merges);
+        v.counter(
+            "lck_released_by_operator",
+            self.counters.released_by_operator,
+        );
     }
 }
 

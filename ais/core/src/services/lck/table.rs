@@ -126,6 +126,8 @@ pub enum Outcome {
     Withdrawn,
     /// The orphans were purged.
     Purged,
+    /// An operator released the lock.
+    Released,
     /// Refused; nothing changed.
     Refused(AisError),
 }
@@ -313,6 +315,29 @@ impl Table {
                 r.granted.retain(|l| l.holder.is_some());
                 let mut applied = Applied::just(Outcome::Purged);
                 self.grant(&name, quorate, &mut applied);
+                applied
+            }
+            Update::Release { by, name, lock } => {
+                if by.node != sender {
+                    return Applied::just(Outcome::Refused(AisError::InvalidParam));
+                }
+                if !quorate {
+                    // The table is frozen without quorum (and a minority's change would be
+                    // lost to the quorate table at the merge anyway).
+                    return Applied::just(Outcome::Refused(AisError::TryAgain));
+                }
+                match self.find(lock) {
+                    Some((n, _, true)) if n == name => {}
+                    Some((n, _, false)) if n == name => {
+                        return Applied::just(Outcome::Refused(AisError::BadOperation));
+                    }
+                    _ => return Applied::just(Outcome::Refused(AisError::NotExist)),
+                }
+                let r = self.resources.get_mut(name).expect("found");
+                r.granted.retain(|l| l.id != *lock);
+                let mut applied = Applied::just(Outcome::Released);
+                self.grant(name, quorate, &mut applied);
+                self.forget_if_unused(name);
                 applied
             }
         }

@@ -582,6 +582,116 @@ fn without_quorum_nothing_is_granted_and_the_quorate_side_wins_the_merge() {
     );
 }
 
+/// The granted locks of `name` in a listing: (id, holder present).
+fn granted_ids(list: &Reply<Response>, name: &str) -> Vec<(LockId, bool)> {
+    let Reply::Service(Response::List { resources, .. }) = list else {
+        panic!("{list:?}")
+    };
+    resources
+        .iter()
+        .filter(|r| r.name == b(name))
+        .flat_map(|r| r.locks.iter())
+        .filter(|l| l.granted)
+        .map(|l| (l.id, l.holder.is_some()))
+        .collect()
+}
+
+#[test]
+fn an_operator_releases_a_held_or_orphan_lock_and_the_queue_moves() {
+    let mut r = ring_of(3);
+    for n in 1..=3 {
+        connect(&mut r, n, 1);
+    }
+    let h1 = open(&mut r, 1, 1, "r");
+    let h2 = open(&mut r, 2, 1, "r");
+    let (l1, s) = lock(&mut r, 1, 1, h1, Mode::Ex, 0);
+    assert_eq!(s, LockStatus::Granted);
+    let (q2, _) = lock_async(&mut r, 2, 1, h2, Mode::Ex, 5);
+    let list = call(&mut r, 3, 1, Request::List);
+    let held = granted_ids(&list, "r");
+    assert_eq!(held.len(), 1);
+    let (id1, _) = held[0];
+    assert_eq!((id1.node, id1.n), (1, l1));
+    // Node 3's operator names the wrong resource, then a queued request: refused.
+    let release = |name: &str, lock: LockId| Request::Release {
+        name: b(name),
+        lock,
+    };
+    assert_eq!(
+        call(&mut r, 3, 1, release("s", id1)),
+        err(AisError::NotExist)
+    );
+    let Reply::Service(Response::List { resources, .. }) = call(&mut r, 3, 1, Request::List) else {
+        panic!()
+    };
+    let queued_id = resources[0].locks.iter().find(|l| !l.granted).unwrap().id;
+    assert_eq!(
+        call(&mut r, 3, 1, release("r", queued_id)),
+        err(AisError::BadOperation)
+    );
+    // Node 1's EX released by node 3's operator: node 2's queued EX is granted.
+    assert_eq!(call(&mut r, 3, 1, release("r", id1)), Reply::Ok);
+    let (_, cbs) = collect(&mut r, 2, 1);
+    assert_eq!(cbs, vec![grant(5, q2, LockStatus::Granted)]);
+    for n in 1..=3 {
+        let list = call(&mut r, n, 1, Request::List);
+        assert_eq!(granted_ids(&list, "r"), vec![(queued_id, true)], "node {n}");
+    }
+    // The released holder's own unlock: NOT_EXIST; releasing it again: NOT_EXIST.
+    assert_eq!(
+        call(&mut r, 1, 1, Request::Unlock { lock_id: l1 }),
+        err(AisError::NotExist)
+    );
+    assert_eq!(
+        call(&mut r, 3, 1, release("r", id1)),
+        err(AisError::NotExist)
+    );
+    // An orphan: node 2's lock orphaned by its process's death, released by an operator.
+    assert_eq!(
+        call(&mut r, 2, 1, Request::Unlock { lock_id: q2 }),
+        Reply::Ok
+    );
+    let (_, s) = lock(&mut r, 2, 1, h2, Mode::Ex, LOCK_ORPHAN);
+    assert_eq!(s, LockStatus::Granted);
+    r.node(2).core.disconnected(1);
+    r.flush();
+    let orphan = granted_ids(&call(&mut r, 1, 1, Request::List), "r");
+    assert_eq!(orphan.len(), 1);
+    assert!(!orphan[0].1, "an orphan has no holder");
+    assert_eq!(call(&mut r, 1, 1, release("r", orphan[0].0)), Reply::Ok);
+    let h1b = open(&mut r, 1, 1, "r");
+    assert_eq!(lock(&mut r, 1, 1, h1b, Mode::Ex, 0).1, LockStatus::Granted);
+}
+
+#[test]
+fn an_operator_release_without_quorum_is_try_again() {
+    let mut r = quorum_ring(3);
+    for n in 1..=3 {
+        connect(&mut r, n, 1);
+    }
+    let h3 = open(&mut r, 3, 1, "r");
+    assert_eq!(lock(&mut r, 3, 1, h3, Mode::Ex, 0).1, LockStatus::Granted);
+    let id = granted_ids(&call(&mut r, 3, 1, Request::List), "r")[0].0;
+    r.config(&[3], &[3]);
+    r.flush();
+    assert_eq!(
+        call(
+            &mut r,
+            3,
+            1,
+            Request::Release {
+                name: b("r"),
+                lock: id,
+            }
+        ),
+        err(AisError::TryAgain)
+    );
+    assert_eq!(
+        granted_ids(&call(&mut r, 3, 1, Request::List), "r").len(),
+        1
+    );
+}
+
 #[test]
 fn the_limits_refuse_with_their_specified_errors() {
     let mut r = ring_with(
