@@ -3,7 +3,9 @@
 //! [`quorum`] (whether this partition may act), [`ckpt`] (checkpoints), [`evt`] (events),
 //! [`lck`] (distributed locks), [`msg`] (message queues) and [`keys`] (online rekeying of the
 //! frame key).
+//! [`amf`] holds the information model of the availability management framework.
 
+pub mod amf;
 pub mod ckpt;
 pub mod clm;
 pub mod cpg;
