@@ -15,8 +15,9 @@
 //! The code: `schema` holds the serde structs of every table and their defaults, `validate`
 //! the checks of [`Config::validate`], `lower` the conversions to the settings of the Totem
 //! core and the transport; `positions` finds where each key is in the text. Parsing and the
-//! errors are here.
+//! errors are here. [`amf`] reads the AMF model file that `[amf] model` names.
 
+pub mod amf;
 mod lower;
 mod positions;
 mod schema;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use positions::{Positions, key_at, position_of};
 pub use schema::{
-    Aisexec, Config, CryptoCipher, Dpdk, FrameProtection, Interface, Logging, Node, Nodelist,
+    Aisexec, Amf, Config, CryptoCipher, Dpdk, FrameProtection, Interface, Logging, Node, Nodelist,
     Totem, TransportKind,
 };
 

@@ -48,6 +48,10 @@ pub struct Config {
     /// Distributed locks (`[lck]`).
     #[serde(default)]
     pub lck: Lck,
+    /// The availability management framework (`[amf]`): where its model file is. Without
+    /// the table no AMF model is read.
+    #[serde(default)]
+    pub amf: Option<Amf>,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     pub(super) source: Source,
@@ -394,6 +398,16 @@ pub struct Quorum {
     /// Not quorate until every expected vote has been present at once (default: `two_node`).
     #[serde(default)]
     pub wait_for_all: Option<bool>,
+}
+
+/// The `[amf]` table: the AMF model file (`docs/amf.md`), read with
+/// [`crate::config::amf::AmfConfig::from_file`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Amf {
+    /// The model file (required), e.g. `/etc/openais/amf.toml`; a relative path is relative
+    /// to the executive's working directory.
+    pub model: PathBuf,
 }
 
 /// The `[ckpt]` table: the checkpoint service's limits.

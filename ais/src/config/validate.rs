@@ -455,6 +455,13 @@ impl Config {
     }
 
     fn validate_aisexec(&self) -> Result<(), ConfigError> {
+        if self
+            .amf
+            .as_ref()
+            .is_some_and(|a| a.model.as_os_str().is_empty())
+        {
+            return Err(self.invalid("amf.model", "must not be empty (the AMF model file)"));
+        }
         let a = &self.aisexec;
         if a.ipc_socket.as_os_str().is_empty() {
             return Err(self.invalid("aisexec.ipc_socket", "must not be empty"));

@@ -1,0 +1,368 @@
+//! The AMF model files: every example in `configs/amf/` parses and validates, the minimal 2N
+//! one stays a dozen lines, and broken models give every error with its file, line and key.
+
+use std::path::{Path, PathBuf};
+
+use ais::config::Config;
+use ais::config::amf::{AmfConfig, AmfError};
+use ais_core::services::amf::model::{
+    self as m, CsiTarget, HealthCheckInvoker, PassiveMonitoring, Recovery, Redundancy,
+};
+
+fn amf_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/amf")
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(amf_dir())
+        .expect("configs/amf/ is readable")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(name: &str) -> AmfConfig {
+    AmfConfig::from_file(&amf_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn every_example_parses_and_validates_without_warning() {
+    let files = examples();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "full.toml",
+        "minimal-2n.toml",
+        "n-plus-m.toml",
+        "n-way-active.toml",
+        "no-redundancy.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing: {names:?}"
+        );
+    }
+    for file in &files {
+        let config = AmfConfig::from_file(file).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            config.warnings.is_empty(),
+            "{}: {:?}",
+            file.display(),
+            config.warnings
+        );
+        assert!(!config.model.apps.is_empty(), "{}", file.display());
+    }
+}
+
+#[test]
+fn the_minimal_2n_example_is_a_dozen_lines_and_gets_the_defaults() {
+    let text = std::fs::read_to_string(amf_dir().join("minimal-2n.toml")).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .count();
+    assert!(lines <= 13, "{lines} lines");
+    let model = load("minimal-2n.toml").model;
+    assert_eq!(model.nodes.len(), 2);
+    assert_eq!(model.nodes[1].nodeid, 2);
+    assert_eq!(model.nodes[0].failfast, None);
+    assert_eq!(model.nodes[0].su_failover_max, m::DEFAULT_SU_FAILOVER_MAX);
+    let t = &model.comp_types[0];
+    assert_eq!(t.instantiate, "/usr/libexec/counter-server");
+    assert!(t.sa_aware);
+    assert_eq!(t.instantiate_timeout_ms, m::DEFAULT_CLC_TIMEOUT_MS);
+    assert_eq!(t.instantiation_retries, m::DEFAULT_INSTANTIATION_RETRIES);
+    assert_eq!(t.recovery, Recovery::ComponentRestart);
+    assert_eq!(t.passive_monitoring, PassiveMonitoring::Process);
+    assert!(t.health_checks.is_empty());
+    let app = &model.apps[0];
+    assert_eq!(app.name, "counter");
+    let sg = &app.sgs[0];
+    assert_eq!(sg.redundancy, Redundancy::TwoN);
+    assert_eq!(sg.escalation, m::Escalation::default());
+    assert_eq!(sg.in_service_sus, None);
+    assert!(!sg.auto_adjust);
+    let sus: Vec<(&str, &str, usize)> = sg
+        .sus
+        .iter()
+        .map(|u| (u.name.as_str(), u.node.as_str(), u.components.len()))
+        .collect();
+    assert_eq!(
+        sus,
+        [("counter-1", "blade1", 1), ("counter-2", "blade2", 1)]
+    );
+    assert_eq!(sg.sus[0].components[0].comp_type, "counter");
+    assert_eq!(
+        app.sis[0].csis[0].target,
+        CsiTarget::CompType("counter".into())
+    );
+}
+
+#[test]
+fn the_examples_carry_their_redundancy_parameters() {
+    let npm = load("n-plus-m.toml").model;
+    let sg = &npm.apps[0].sgs[0];
+    assert_eq!(
+        sg.redundancy,
+        Redundancy::NPlusM {
+            active_sus: 3,
+            standby_sus: 1,
+            max_active_sis_per_su: Some(2),
+            max_standby_sis_per_su: None,
+        }
+    );
+    assert_eq!(npm.apps[0].sis.len(), 6);
+    assert_eq!(sg.sus.iter().find(|u| u.name == "s4").unwrap().rank, 1);
+    assert_eq!(
+        npm.apps[0].sis[2].csis[0].attributes,
+        [("shard".to_owned(), "2".to_owned())]
+    );
+    let hc = &npm.comp_types[0].health_checks[0];
+    assert_eq!(
+        (hc.key.as_str(), hc.period_ms, hc.max_duration_ms),
+        ("alive", 500, 200)
+    );
+
+    let nway = load("n-way-active.toml").model;
+    assert_eq!(
+        nway.apps[0].sgs[0].redundancy,
+        Redundancy::NWayActive {
+            active_sus: 3,
+            max_active_sis_per_su: None
+        }
+    );
+    assert_eq!(nway.apps[0].sis[0].active_assignments, Some(3));
+    assert_eq!(
+        nway.comp_types[0].health_checks[0].invoker,
+        HealthCheckInvoker::Component
+    );
+
+    let nored = load("no-redundancy.toml").model;
+    assert_eq!(nored.apps[0].sgs[0].redundancy, Redundancy::NoRedundancy);
+    assert!(!nored.comp_types[0].sa_aware);
+}
+
+#[test]
+fn the_full_example_sets_every_field() {
+    let model = load("full.toml").model;
+    let n = model.node("blade1").unwrap();
+    assert_eq!(n.failfast.as_deref(), Some("echo b > /proc/sysrq-trigger"));
+    let db = model.comp_type("db").unwrap();
+    assert_eq!(db.cleanup.as_deref(), Some("pkill -KILL -x db-server"));
+    assert_eq!(db.health_checks[0].recovery, Some(Recovery::SuFailover));
+    assert_eq!(model.comp_type("db-backup").unwrap().instantiation_level, 2);
+    assert_eq!(model.apps.len(), 1);
+    assert_eq!(model.apps[0].name, "billing");
+    let sg = &model.apps[0].sgs[0];
+    assert_eq!(sg.in_service_sus, Some(2));
+    assert_eq!(sg.sus[1].rank, 1);
+    assert_eq!(sg.sus[0].components.len(), 2);
+    let csis = &model.apps[0].sis[0].csis;
+    assert_eq!(csis[0].name, "backup");
+    assert_eq!(csis[0].target, CsiTarget::Component("db-backup".into()));
+    assert_eq!(
+        csis[1].attributes,
+        [
+            ("mode".to_owned(), "rw".to_owned()),
+            ("path".to_owned(), "/var/lib/db/accounts".to_owned())
+        ]
+    );
+}
+
+const GOOD: &str = r#"[node]
+a = { nodeid = 1 }
+b = { nodeid = 2 }
+
+[comp_type.c]
+instantiate = "/bin/c"
+
+[sg.g]
+redundancy = "2n"
+components = ["c"]
+su.u1 = { node = "a" }
+su.u2 = { node = "b" }
+
+[si.s]
+sg = "g"
+csi.x = { comp_type = "c" }
+"#;
+
+/// The errors of `text` (which must be refused as invalid), displayed.
+fn invalid(text: &str) -> Vec<String> {
+    match AmfConfig::from_str(text, "amf.toml") {
+        Err(AmfError::Invalid { errors, .. }) => errors.iter().map(ToString::to_string).collect(),
+        other => panic!("not refused as invalid: {other:?}"),
+    }
+}
+
+#[test]
+fn the_test_model_is_good() {
+    let config = AmfConfig::from_str(GOOD, "amf.toml").unwrap();
+    assert!(config.warnings.is_empty());
+}
+
+#[test]
+fn every_error_is_reported_with_its_line_and_key() {
+    let text = GOOD
+        .replace("su.u2 = { node = \"b\" }", "su.u2 = { node = \"z\" }")
+        .replace(
+            "csi.x = { comp_type = \"c\" }",
+            "csi.x = { comp_type = \"d\" }",
+        )
+        .replace("b = { nodeid = 2 }", "b = { nodeid = 1 }");
+    assert_eq!(
+        invalid(&text),
+        [
+            "amf.toml:3:1: node.b.nodeid: node id 1 is already node a's",
+            "amf.toml:12:1: sg.g.su.u2.node: node \"z\" is not declared",
+            "amf.toml:16:1: si.s.csi.x.comp_type: component type \"d\" is not declared",
+        ]
+    );
+}
+
+#[test]
+fn timers_counts_and_names_are_located() {
+    let text = GOOD.replace(
+        "instantiate = \"/bin/c\"",
+        "instantiate = \"/bin/c\"\ncleanup_timeout_ms = 0\n[comp_type.c.health_check.k]\nperiod_ms = 700000",
+    );
+    assert_eq!(
+        invalid(&text),
+        [
+            "amf.toml:7:1: comp_type.c.cleanup_timeout_ms: 0 ms is out of range 1..=600000 ms",
+            "amf.toml:9:1: comp_type.c.health_check.k.period_ms: 700000 ms is out of range \
+             1..=600000 ms",
+        ]
+    );
+    let text = GOOD
+        .replace("[sg.g]", "[sg.\"g g\"]")
+        .replace("sg = \"g\"", "sg = \"g g\"");
+    assert_eq!(
+        invalid(&text)[0],
+        "amf.toml:8:1: sg.g g: \"g g\": ' ' is not allowed in a name (letters, digits, '-', '_', '.')"
+    );
+}
+
+#[test]
+fn redundancy_mistakes_are_located() {
+    let text = GOOD.replace(
+        "redundancy = \"2n\"",
+        "redundancy = \"2n\"\nstandby_sus = 1",
+    );
+    assert_eq!(
+        invalid(&text),
+        ["amf.toml:10:1: sg.g.standby_sus: standby_sus does not apply to redundancy = \"2n\""]
+    );
+    let text = GOOD.replace(
+        "redundancy = \"2n\"",
+        "redundancy = \"n+m\"\nactive_sus = 1",
+    );
+    assert_eq!(
+        invalid(&text),
+        [
+            "amf.toml:8:1: sg.g.standby_sus: redundancy = \"n+m\" needs standby_sus (N = active_sus, M = standby_sus)"
+        ]
+    );
+    let text = GOOD.replace(
+        "csi.x = { comp_type = \"c\" }",
+        "active_assignments = 2\ncsi.x = { comp_type = \"c\" }",
+    );
+    assert_eq!(
+        invalid(&text),
+        [
+            "amf.toml:16:1: si.s.active_assignments: active_assignments is for n-way-active; SG g is 2n (one active per SI)"
+        ]
+    );
+}
+
+#[test]
+fn csi_and_component_mistakes_are_located() {
+    let text = GOOD.replace("csi.x = { comp_type = \"c\" }", "csi.x = { }");
+    assert_eq!(
+        invalid(&text),
+        [
+            "amf.toml:16:1: si.s.csi.x: a CSI names exactly one of comp_type (the type of the \
+          component it goes to) and component (its name), not neither"
+        ]
+    );
+    let text = GOOD.replace("components = [\"c\"]\n", "");
+    let errors = invalid(&text);
+    assert!(
+        errors[0].starts_with("amf.toml:10:1: sg.g.su.u1.components: SU u1 has no components"),
+        "{errors:?}"
+    );
+    let text = GOOD.replace("components = [\"c\"]", "components = [\"nope\"]");
+    let errors = invalid(&text);
+    assert!(
+        errors.contains(
+            &"amf.toml:10:1: sg.g.components: component type \"nope\" is not declared".to_owned()
+        ),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn warnings_do_not_refuse_a_model() {
+    let text = GOOD.replace("su.u2 = { node = \"b\" }\n", "");
+    let config = AmfConfig::from_str(&text, "amf.toml").unwrap();
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("amf.toml:8:1: sg.g.su: 2N with one SU has no standby"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn syntax_mistakes_are_located() {
+    for (text, expected) in [
+        (
+            GOOD.replace("redundancy = \"2n\"", "redundancy = \"3n\""),
+            "amf.toml:9:14: sg.g.redundancy: unknown variant `3n`",
+        ),
+        (
+            GOOD.replace(
+                "instantiate = \"/bin/c\"",
+                "instantiate = \"/bin/c\"\nrestarts = 1",
+            ),
+            "amf.toml:7:1: comp_type.c.restarts: unknown field `restarts`",
+        ),
+        (
+            GOOD.replace("instantiate = \"/bin/c\"", "cleanup = \"x\""),
+            "amf.toml:5:1: comp_type.c.instantiate: missing field `instantiate`",
+        ),
+    ] {
+        match AmfConfig::from_str(&text, "amf.toml") {
+            Err(e @ AmfError::Syntax(_)) => {
+                assert!(e.to_string().starts_with(expected), "{e}")
+            }
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_executive_configuration_names_the_model_file() {
+    let base = "[totem]\nnodeid = 1\ntransport = \"udpu\"\n\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"10.0.0.1\"\n";
+    let config = Config::from_str(base, "aisexec.toml").unwrap();
+    assert_eq!(config.amf, None);
+    let model = amf_dir().join("minimal-2n.toml");
+    let text = format!("{base}\n[amf]\nmodel = {:?}\n", model.display().to_string());
+    let config = Config::from_str(&text, "aisexec.toml").unwrap();
+    let amf = config.amf.expect("[amf] is read");
+    assert_eq!(amf.model, model);
+    assert_eq!(
+        AmfConfig::from_file(&amf.model).unwrap(),
+        load("minimal-2n.toml")
+    );
+    let e =
+        Config::from_str(&format!("{base}\n[amf]\nmodel = \"\"\n"), "aisexec.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "aisexec.toml:10:1: amf.model: must not be empty (the AMF model file)"
+    );
+}
