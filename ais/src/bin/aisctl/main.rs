@@ -16,6 +16,7 @@ macro_rules! say {
     }};
 }
 
+mod amf;
 mod ckpt;
 mod demo;
 mod evt;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use ais_client::cpg::{Cpg, CpgEvent};
 use ais_client::{self as client, Admin, CpgAddress, Guarantee, Reason};
+use amf::{AmfCommand, amf_command};
 use anyhow::{Context, bail};
 use ckpt::{CkptCommand, ckpt_command};
 use clap::{Parser, Subcommand};
@@ -64,6 +66,7 @@ use msg::{MsgCommand, msg_command};
 ///   aisctl lck ls                        # lock resources, granted and queued locks
 ///   aisctl lck lock config --mode ex --hold 10   # take an EX lock, hold it 10 s
 ///   aisctl rekey                         # new cluster key epoch, online
+///   aisctl amf check amf.toml            # validate an AMF model, print its tree
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -121,6 +124,9 @@ enum Command {
     /// Start three executives on loopback, send CPG traffic, kill one and measure the
     /// failover, restart it and show the merge, then stop everything (no root needed).
     Demo(demo::DemoArgs),
+    /// Availability management (SA Forum AMF): check a model file.
+    #[command(subcommand)]
+    Amf(AmfCommand),
     /// Run the executive itself (what `aisctl demo` starts; same as the aisexec program).
     #[command(hide = true, name = "aisexec")]
     Exec(ais::aisexec::Cli),
@@ -281,6 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rate: *rate,
             },
         ),
+        Command::Amf(c) => amf_command(c),
         Command::Exec(_) => unreachable!("handled in main"),
     }
 }

@@ -1,0 +1,143 @@
+//! `aisctl amf check`: the binary on a good model prints its tree and "ok" and exits 0; on a
+//! broken one it prints every error with file, line and key and exits non-zero.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn aisctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aisctl"))
+        .args(args)
+        .output()
+        .expect("aisctl runs")
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/amf")
+        .join(name)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_good_model_prints_its_tree_and_ok() {
+    let file = example("minimal-2n.toml");
+    let out = aisctl(&["amf", "check", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for line in [
+        "node blade1 (nodeid 1)",
+        "application counter",
+        "  SG counter (2n)",
+        "    SU counter-1 on blade1 (rank 0)",
+        "      component counter (type counter)",
+        "    SU counter-2 on blade2 (rank 0)",
+        "  SI counter (SG counter, rank 0)",
+        "    CSI state -> type counter",
+        "ok: 2 nodes, 1 component types, 1 applications, 1 SGs, 2 SUs, 2 components, 1 SIs, 1 CSIs",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} missing in\n{stdout}"
+        );
+    }
+    let out = aisctl(&["amf", "check", "--quiet", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1,
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_broken_model_prints_every_error_and_fails() {
+    let dir = std::env::temp_dir().join(format!("amf-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.toml");
+    let good = std::fs::read_to_string(example("minimal-2n.toml")).unwrap();
+    let broken = good
+        .replace("node = \"blade2\"", "node = \"blade3\"")
+        .replace("comp_type = \"counter\"", "comp_type = \"counterd\"");
+    assert_ne!(broken, good);
+    std::fs::write(&file, &broken).unwrap();
+    let path = file.to_str().unwrap();
+    let out = aisctl(&["amf", "check", path]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!text(&out.stdout).contains("ok"), "{}", text(&out.stdout));
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for expected in [
+        format!(
+            "{path}:{}:1: sg.counter.su.counter-2.node: node \"blade3\" is not declared",
+            line_of("blade3")
+        ),
+        format!(
+            "{path}:{}:1: si.counter.csi.state.comp_type: component type \"counterd\" is not declared",
+            line_of("counterd")
+        ),
+        format!("aisctl: {path}: 2 errors"),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l == expected),
+            "{expected:?} missing in\n{stderr}"
+        );
+    }
+    // A syntax mistake, and a missing file.
+    std::fs::write(&file, good.replace("[sg.counter]", "[sg.counter")).unwrap();
+    let out = aisctl(&["amf", "check", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("{path}:")),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = aisctl(&["amf", "check", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read the AMF model file"));
+}
+
+#[test]
+fn warnings_are_printed_and_do_not_fail() {
+    let dir = std::env::temp_dir().join(format!("amf-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("one-su.toml");
+    let good = std::fs::read_to_string(example("minimal-2n.toml")).unwrap();
+    std::fs::write(
+        &file,
+        good.replace("su.counter-2 = { node = \"blade2\" }\n", ""),
+    )
+    .unwrap();
+    let out = aisctl(&["amf", "check", "--quiet", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("warning: ") && stdout.contains("sg.counter.su: 2N with one SU"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().last().unwrap().starts_with("ok: "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn help_teaches_the_file_and_its_examples() {
+    let out = aisctl(&["amf", "check", "--help"]);
+    let help = text(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "[amf]",
+        "model = ",
+        "docs/amf.md",
+        "configs/amf/",
+        "FILE:LINE:COLUMN",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing in\n{help}");
+    }
+}
