@@ -366,3 +366,43 @@ fn the_executive_configuration_names_the_model_file() {
         "aisexec.toml:10:1: amf.model: must not be empty (the AMF model file)"
     );
 }
+
+#[test]
+fn every_line_of_the_full_example_removed_gives_located_problems_or_a_valid_model() {
+    let text = std::fs::read_to_string(amf_dir().join("full.toml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut refused = 0;
+    for skip in 0..lines.len() {
+        let cut: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| *l)
+            .collect();
+        match AmfConfig::from_str(&cut.join("\n"), "cut.toml") {
+            Ok(config) => {
+                for w in &config.warnings {
+                    assert!(
+                        w.line.is_some() && w.key.is_some(),
+                        "line {}: {w}",
+                        skip + 1
+                    );
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                let errors = e.errors();
+                assert!(!errors.is_empty(), "line {}: {e}", skip + 1);
+                for l in errors {
+                    assert!(
+                        l.line.is_some() && l.key.is_some(),
+                        "line {}: {l}",
+                        skip + 1
+                    );
+                }
+            }
+        }
+    }
+    // Required keys and the tables that others refer to cannot go.
+    assert!(refused >= 5, "only {refused} cuts refused");
+}
