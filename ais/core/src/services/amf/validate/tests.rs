@@ -758,3 +758,53 @@ fn every_problem_is_displayed_with_its_entity() {
         "error: SU su2 of SG counter, node: node \"c\" is not declared"
     );
 }
+
+#[test]
+fn every_entity_names_itself_and_its_parents() {
+    let s = |x: &str| x.to_owned();
+    for (entity, text) in [
+        (Entity::Node(s("a")), "node a"),
+        (Entity::CompType(s("c")), "component type c"),
+        (
+            Entity::HealthCheck {
+                comp_type: s("c"),
+                key: s("k"),
+            },
+            "health check k of component type c",
+        ),
+        (Entity::App(s("p")), "application p"),
+        (Entity::Sg(s("g")), "SG g"),
+        (
+            Entity::Su {
+                sg: s("g"),
+                su: s("u"),
+            },
+            "SU u of SG g",
+        ),
+        (
+            Entity::Component {
+                sg: s("g"),
+                su: s("u"),
+                comp: s("c"),
+            },
+            "component c of SU u of SG g",
+        ),
+        (Entity::Si(s("i")), "SI i"),
+        (
+            Entity::Csi {
+                si: s("i"),
+                csi: s("x"),
+            },
+            "CSI x of SI i",
+        ),
+    ] {
+        assert_eq!(entity.to_string(), text);
+    }
+    let mut m = two_n();
+    sg(&mut m).sus.pop();
+    assert_eq!(
+        validate(&m)[0].to_string(),
+        "warning: SG counter, su: 2N with one SU has no standby: a failure stops the service \
+         until the SU is repaired"
+    );
+}
