@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::config::amf::AmfConfig;
 use crate::config::{FrameProtection, TransportKind};
 use crate::eventlog::EventLogWriter;
 use crate::ringseq::RingSeqFile;
@@ -73,7 +74,26 @@ pub fn run_cli(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The AMF model, when the configuration names one, must be valid before anything starts.
+    let amf = match config.amf.as_ref().map(|a| AmfConfig::from_file(&a.model)) {
+        Some(Err(e)) => {
+            eprintln!("aisexec: {e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(amf)) => Some(amf),
+        None => None,
+    };
     init_logging(&config);
+    if let Some(amf) = &amf {
+        for w in &amf.warnings {
+            warn!("AMF model: {w}");
+        }
+        info!(
+            "AMF model: {} applications, {} nodes",
+            amf.model.apps.len(),
+            amf.model.nodes.len()
+        );
+    }
     match run(&config, &path, cli.event_log.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

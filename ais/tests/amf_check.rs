@@ -141,3 +141,73 @@ fn help_teaches_the_file_and_its_examples() {
         assert!(help.contains(needle), "{needle:?} missing in\n{help}");
     }
 }
+
+/// An executive configuration naming `model` in `[amf]`.
+fn exec_config(dir: &Path, model: &Path) -> PathBuf {
+    let file = dir.join("aisexec.toml");
+    let text = format!(
+        "[totem]\nnodeid = 1\ntransport = \"udpu\"\n\n[[nodelist.node]]\nnodeid = 1\n\
+         ring0_addr = \"127.0.0.1\"\n\n[amf]\nmodel = {:?}\n",
+        model.display().to_string()
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn without_a_file_the_model_of_the_executive_configuration_is_checked() {
+    let dir = std::env::temp_dir().join(format!("amf-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = exec_config(&dir, &example("n-plus-m.toml"));
+    let out = aisctl(&[
+        "--config",
+        config.to_str().unwrap(),
+        "amf",
+        "check",
+        "--quiet",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.starts_with("ok: 4 nodes"), "{stdout}");
+    // A configuration without [amf] says so.
+    let bare = dir.join("bare.toml");
+    std::fs::write(
+        &bare,
+        "[totem]\nnodeid = 1\ntransport = \"udpu\"\n\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"127.0.0.1\"\n",
+    )
+    .unwrap();
+    let out = aisctl(&["--config", bare.to_str().unwrap(), "amf", "check"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no [amf] table"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn aisexec_refuses_to_start_on_a_broken_model() {
+    let dir = std::env::temp_dir().join(format!("amf-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("amf.toml");
+    let good = std::fs::read_to_string(example("minimal-2n.toml")).unwrap();
+    std::fs::write(&model, good.replace("nodeid = 2", "nodeid = 0")).unwrap();
+    let config = exec_config(&dir, &model);
+    let out = Command::new(env!("CARGO_BIN_EXE_aisexec"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("aisexec runs");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let expected = format!(
+        "aisexec: {}:4:1: node.blade2.nodeid: node id 0 is reserved",
+        model.display()
+    );
+    assert!(
+        stderr.contains(&expected),
+        "{expected:?} missing in\n{stderr}"
+    );
+}

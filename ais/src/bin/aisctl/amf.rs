@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ais::config::Config;
 use ais::config::amf::{AmfConfig, AmfError};
 use ais_core::services::amf::model::{AmfModel, CsiTarget, Redundancy};
 use anyhow::bail;
@@ -22,22 +23,43 @@ pub(crate) enum AmfCommand {
     /// Its format, every key and its default, and the rules checked are in docs/amf.md;
     /// configs/amf/ has examples (minimal-2n.toml is the smallest useful model).
     ///
+    /// Without FILE, the model file is the one named by [amf] model in the executive's
+    /// configuration (--config, else $OPENAIS_MAIN_CONFIG_FILE, else
+    /// /etc/openais/aisexec.toml). aisexec runs the same check when it starts and refuses
+    /// to start on an error.
+    ///
     /// Examples:
     ///   aisctl amf check configs/amf/minimal-2n.toml
     ///   aisctl amf check /etc/openais/amf.toml --quiet   # errors and warnings only
+    ///   aisctl --config /etc/openais/aisexec.toml amf check
     #[command(verbatim_doc_comment)]
     Check {
-        /// The model file.
-        file: PathBuf,
+        /// The model file (default: [amf] model of the executive's configuration).
+        file: Option<PathBuf>,
         /// Print only the problems and the verdict, not the tree.
         #[arg(long, short)]
         quiet: bool,
     },
 }
 
-pub(crate) fn amf_command(command: &AmfCommand) -> anyhow::Result<()> {
+/// `config`: the executive's configuration file given with `--config`, if any.
+pub(crate) fn amf_command(command: &AmfCommand, config: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        AmfCommand::Check { file, quiet } => check(file, *quiet),
+        AmfCommand::Check {
+            file: Some(file),
+            quiet,
+        } => check(file, *quiet),
+        AmfCommand::Check { file: None, quiet } => {
+            let path = Config::locate(config);
+            let config = Config::from_file(&path)?;
+            let Some(amf) = config.amf else {
+                bail!(
+                    "{}: no [amf] table names a model file; give the file: aisctl amf check FILE",
+                    path.display()
+                );
+            };
+            check(&amf.model, *quiet)
+        }
     }
 }
 

@@ -287,7 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rate: *rate,
             },
         ),
-        Command::Amf(c) => amf_command(c),
+        Command::Amf(c) => amf_command(c, cli.config.as_deref()),
         Command::Exec(_) => unreachable!("handled in main"),
     }
 }
