@@ -406,3 +406,35 @@ fn every_line_of_the_full_example_removed_gives_located_problems_or_a_valid_mode
     // Required keys and the tables that others refer to cannot go.
     assert!(refused >= 5, "only {refused} cuts refused");
 }
+
+#[test]
+fn seeded_random_edits_of_the_full_example_never_panic_and_model_errors_are_located() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let text = std::fs::read_to_string(amf_dir().join("full.toml")).unwrap();
+    let mut rng = StdRng::seed_from_u64(18);
+    let alphabet: Vec<char> = "abz019 ._-=\"[]{},#\n".chars().collect();
+    let mut invalid = 0;
+    for _ in 0..1000 {
+        let mut chars: Vec<char> = text.chars().collect();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..chars.len());
+            match rng.random_range(0..3) {
+                0 => {
+                    chars.remove(at);
+                }
+                1 => chars.insert(at, alphabet[rng.random_range(0..alphabet.len())]),
+                _ => chars[at] = alphabet[rng.random_range(0..alphabet.len())],
+            }
+        }
+        let edited: String = chars.into_iter().collect();
+        if let Err(AmfError::Invalid { errors, .. }) = AmfConfig::from_str(&edited, "edit.toml") {
+            invalid += 1;
+            for e in &errors {
+                assert!(e.line.is_some() && e.key.is_some(), "{e}\n{edited}");
+            }
+        }
+    }
+    // Some edits must reach validation (e.g. a changed node name or a zeroed timer).
+    assert!(invalid > 0);
+}
