@@ -509,7 +509,7 @@ fn lower_sg(name: &str, g: &SgToml, at: &At<'_>, errors: &mut Vec<Located>) -> S
         RedundancyToml::TwoN => m::Redundancy::TwoN,
         RedundancyToml::NoRedundancy => m::Redundancy::NoRedundancy,
         RedundancyToml::NWayActive => m::Redundancy::NWayActive {
-            active_sus: g.active_sus.unwrap_or(sus_count),
+            active_sus: g.active_sus.unwrap_or(sus_count.max(1)),
             max_active_sis_per_su: g.max_active_sis_per_su,
         },
         RedundancyToml::NPlusM => {
