@@ -23,6 +23,7 @@ pub mod failover;
 pub mod lck;
 pub mod load;
 pub mod measure;
+pub mod msg;
 pub mod ordering;
 pub mod raw;
 pub mod report;

@@ -35,6 +35,10 @@ enum Command {
     /// lock+unlock pairs/s and latency, contended handover rate, and CPG self-delivery
     /// latency at the same load, with the LCK issue's target.
     Lck(bench::lck::Args),
+    /// Message queues beside CPG on the same cluster in the same run: messages/s from
+    /// senders to receivers on other nodes against CPG msgs/s with as many connections, and
+    /// send-receive round trips/s and latency against CPG ping-pong, every message checked.
+    Msg(bench::msg::Args),
     /// Failover time: SIGKILL one node under load at a random time, measure at each survivor
     /// the time until the new membership is delivered; repeated.
     Failover(bench::failover::Args),
@@ -158,6 +162,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Ckpt(args) => bench::ckpt::run(&args),
         Command::Evt(args) => bench::evt::run(&args),
         Command::Lck(args) => bench::lck::run(&args),
+        Command::Msg(args) => bench::msg::run(&args),
         Command::CkptLoad(args) => bench::ckptload::run(&args),
         Command::Failover(args) => bench::failover::run(&args),
         Command::CpgLoad(args) => bench::cpgload::run(&args),
