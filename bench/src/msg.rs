@@ -838,3 +838,46 @@ fn print_report(r: &Report) {
     }
     println!("MSG/CPG-safe round trips/s: {:.2}", rt.ratio);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(pair: u32, seq: u64, size: usize) -> Vec<u8> {
+        let mut d = vec![0u8; size];
+        header(&mut d, pair, seq, 1_234_567);
+        d
+    }
+
+    #[test]
+    fn the_next_message_passes_and_gives_its_send_time() {
+        assert_eq!(check(&message(3, 7, 64), 64, 3, 7).unwrap(), 1_234_567);
+    }
+
+    #[test]
+    fn a_duplicate_a_gap_and_a_stranger_fail() {
+        let dup = check(&message(3, 6, 64), 64, 3, 7).unwrap_err().to_string();
+        assert!(dup.contains("a duplicate"), "{dup}");
+        let gap = check(&message(3, 9, 64), 64, 3, 7).unwrap_err().to_string();
+        assert!(gap.contains("messages lost"), "{gap}");
+        let other = check(&message(2, 7, 64), 64, 3, 7).unwrap_err().to_string();
+        assert!(other.contains("pair 2's message"), "{other}");
+        assert!(
+            check(&message(3, 7, 64), 65, 3, 7).is_err(),
+            "a short message"
+        );
+        let mut bad = message(3, 7, 64);
+        bad[0] ^= 1;
+        assert!(check(&bad, 64, 3, 7).is_err(), "a wrong magic");
+        assert!(
+            check(&[0u8; 8], 8, 3, 0).is_err(),
+            "shorter than the header"
+        );
+    }
+
+    #[test]
+    fn the_window_holds_its_start_and_not_its_end() {
+        let w = Window::starting_at(1_000, Duration::from_nanos(500), Duration::from_nanos(100));
+        assert!(!w.holds(1_499) && w.holds(1_500) && w.holds(1_599) && !w.holds(1_600));
+    }
+}
