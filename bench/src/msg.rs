@@ -185,6 +185,9 @@ pub struct Report {
     pub transport: String,
     /// Nodes.
     pub nodes: usize,
+    /// Regular configurations installed during the steps, summed over the nodes' logs
+    /// (0 in an undisturbed run; the figures of a run with changes include sync pauses).
+    pub membership_changes: usize,
     /// Steps 1 and 2.
     pub throughput: Throughput,
     /// Steps 3 to 5.
@@ -302,6 +305,44 @@ struct QueueFigures {
     sent: u64,
     got: u64,
     refused: u64,
+}
+
+/// Regular configurations installed so far, summed over the executives' logs: one per node
+/// at the start, more when the membership changed (an executive paused past the token
+/// timeout on a loaded machine, and the others declared it failed).
+fn configurations(cluster: &AisCluster<'_>, nodes: usize) -> usize {
+    (1..=nodes)
+        .map(|n| {
+            std::fs::read_to_string(cluster.log(n)).map_or(0, |log| {
+                log.lines()
+                    .filter(|l| l.contains("regular configuration"))
+                    .count()
+            })
+        })
+        .sum()
+}
+
+/// Runs `step`; when it fails after the membership changed, says so: a queue whose opener's
+/// node left is closed by the others (and, not persistent, deleted), which a sender sees as
+/// `SA_AIS_ERR_NOT_EXIST`.
+fn step<T>(
+    cluster: &AisCluster<'_>,
+    nodes: usize,
+    what: &str,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let before = configurations(cluster, nodes);
+    f().with_context(|| {
+        let changes = configurations(cluster, nodes).saturating_sub(before);
+        if changes > 0 {
+            format!(
+                "{what} (the membership changed during it: {changes} new configurations in the \
+                 executives' logs; an executive paused past the token timeout?)"
+            )
+        } else {
+            what.to_owned()
+        }
+    })
 }
 
 /// Step 2.
@@ -699,6 +740,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )?;
     let size = args.size;
     let connections = nodes * per_node;
+    let configurations_at_start = configurations(&cluster, nodes);
     eprintln!(
         "  CPG {size} B, {connections} senders, batches of {}",
         args.batch
@@ -738,12 +780,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         cpg.missing_own
     );
     eprintln!("  MSG {size} B, {connections} sender/receiver pairs");
-    let q = queue_phase(&cluster, nodes, per_node, size, "msgbench", warmup, window)
-        .context("measuring MSG queue throughput")?;
+    let q = step(&cluster, nodes, "measuring MSG queue throughput", || {
+        queue_phase(&cluster, nodes, per_node, size, "msgbench", warmup, window)
+    })?;
     let rtt_size = args.rtt_size;
     eprintln!("  MSG send-receive {rtt_size} B, node 1 to a queue on node 2");
-    let msg_rtt = msg_round_trips(&cluster, rtt_size, "msgbench", warmup, window)
-        .context("measuring MSG round trips")?;
+    let msg_rtt = step(&cluster, nodes, "measuring MSG round trips", || {
+        msg_round_trips(&cluster, rtt_size, "msgbench", warmup, window)
+    })?;
     eprintln!("  CPG ping-pong {rtt_size} B, agreed, node 1 and node 2");
     let cpg_agreed = cpg_round_trips(
         &cluster,
@@ -764,6 +808,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         window,
     )
     .context("measuring CPG safe round trips")?;
+    let membership_changes = configurations(&cluster, nodes) - configurations_at_start;
     drop(cluster);
     drop(lab);
     let _ = std::fs::remove_dir_all(&work);
@@ -773,6 +818,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         date_unix_s: realtime_ns() / 1_000_000_000,
         transport: transport.name().to_owned(),
         nodes,
+        membership_changes,
         throughput: Throughput {
             size,
             connections,
@@ -837,6 +883,13 @@ fn print_report(r: &Report) {
         );
     }
     println!("MSG/CPG-safe round trips/s: {:.2}", rt.ratio);
+    if r.membership_changes > 0 {
+        println!(
+            "the membership changed during the run ({} configurations in the logs): \
+             these figures include sync pauses",
+            r.membership_changes
+        );
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ fn bench_msg_writes_its_json() {
 
     assert_eq!(v["bench"], "msg");
     assert_eq!(v["nodes"], 3);
+    assert!(v["membership_changes"].is_u64(), "{text}");
     let t = &v["throughput"];
     assert_eq!(t["size"], 512);
     assert_eq!(t["connections"], 3);
