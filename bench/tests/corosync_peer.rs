@@ -168,10 +168,16 @@ fn corosync_peer_keeps_the_load_contract() {
             "pid is the generator's (nsenter execs in place)"
         );
         assert_eq!(r.sender, Some(i as u32));
+        // Paced, open loop: message k is due at start + k/RATE, and a stall is caught up
+        // back to back. So the window holds about RATE x window messages, more when the
+        // sender stalled in the warm-up (its backlog is sent in the window: seen once on a
+        // loaded CI machine, 2246 of 2000), but never more than were due from the start to
+        // the window's end (pacing works: an unpaced sender would send many times that).
         let own = RATE * WINDOW_MS / 1000;
+        let due = RATE * (WARMUP_MS + WINDOW_MS) / 1000 + 1;
         assert!(
-            r.sent.abs_diff(own) <= own / 20,
-            "node {node}: sent {} of {own} paced",
+            r.sent + own / 20 >= own && r.sent <= due,
+            "node {node}: sent {} in the window, paced for {own} (at most {due} due)",
             r.sent
         );
         assert!(
