@@ -26,6 +26,20 @@
 //!   members of the configuration it was acknowledged in, then every node that activated a
 //!   sync with one of them; a crash ends a node's holding.
 //!
+//! Send-receive and reply (the replies every node awaits, `docs/services.md`, MSG):
+//! - **Routed**: a reply handed to a send-receive's caller is a reply taken on the ring for
+//!   that caller's message (its key), never one to another caller's;
+//! - **ReplyOnce**: a reply is handed to a caller at most once;
+//! - **OneAnswer**: a send-receive's caller gets at most one answer (the reply, `TIMEOUT` or
+//!   an error): nothing after its timeout or error, nothing twice;
+//! - **Answered**: a send-receive whose caller's node lived to the end of the run (the same
+//!   incarnation) got its answer;
+//! - **AwaitedIdentical**: nodes that delivered the same updates in one ring await the same
+//!   replies (the same keys, the same sizes) after the last (a partition's two sides may each
+//!   deliver some of a ring's last updates the other skips: extended virtual synchrony);
+//! - **AwaitedMember**: in a ring, only replies to callers of that ring's members are awaited
+//!   (a sync drops the others' entries).
+//!
 //! A queue that no longer exists (retention expired, or unlinked and closed) is not judged:
 //! its messages went with it, as the specification says.
 
@@ -166,6 +180,66 @@ pub enum Observation {
         /// The sequence number of the ring the take was sent in.
         ring_seq: u64,
     },
+    /// A client asked a send-receive of a message whose data is `call` (unique in a run).
+    Called {
+        /// The caller's node.
+        node: u32,
+        /// The message's data.
+        call: bytes::Bytes,
+    },
+    /// The caller's node applied send-receive `call`: its message's key.
+    CallSent {
+        /// The message's key.
+        key: MsgKey,
+        /// The message's data.
+        call: bytes::Bytes,
+    },
+    /// A node applied a reply to `to` (taken for its caller); its data is `reply` (unique
+    /// in a run). Seen at every node: the first counts.
+    Replied {
+        /// The key of the message replied to.
+        to: MsgKey,
+        /// The reply's data.
+        reply: bytes::Bytes,
+    },
+    /// The caller of send-receive `call` got an answer.
+    Answered {
+        /// The caller's node.
+        node: u32,
+        /// The send-receive's message data.
+        call: bytes::Bytes,
+        /// The answer.
+        answer: Answer,
+    },
+    /// The replies a node awaited after delivering update `after` in `ring`.
+    Awaiting {
+        /// The node.
+        node: u32,
+        /// The ring, `(representative, sequence)`.
+        ring: (u32, u64),
+        /// The update's key.
+        after: MsgKey,
+        /// A digest of the updates the node delivered in `ring` up to `after`, in order.
+        delivered: u64,
+        /// The awaited replies: message key, most reply data bytes.
+        awaited: Vec<(MsgKey, u64)>,
+    },
+    /// The run ended (converged) with these nodes alive.
+    End {
+        /// The live nodes.
+        live: Vec<u32>,
+    },
+}
+
+/// What a send-receive's caller got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A reply, by its data.
+    Reply(bytes::Bytes),
+    /// `TIMEOUT`.
+    Timeout,
+    /// Another error.
+    Error(ais_proto::ipc::AisError),
 }
 
 /// Which property a violation breaks.
@@ -181,6 +255,18 @@ pub enum Property {
     Durable,
     /// A send to a group went elsewhere than its policy says.
     Policy,
+    /// A caller was handed a reply not taken for its send-receive.
+    Routed,
+    /// A reply was handed out twice.
+    ReplyOnce,
+    /// A send-receive was answered twice (or an answer came for no send-receive).
+    OneAnswer,
+    /// A send-receive of a node that lived to the end got no answer.
+    Answered,
+    /// Nodes that delivered one update in one ring await different replies after it.
+    AwaitedIdentical,
+    /// A reply is awaited for a caller of a node outside the ring.
+    AwaitedMember,
 }
 
 /// A broken property, with what shows it.
@@ -220,7 +306,11 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
     let mut last: BTreeMap<(u32, QueueId, u32), (Vec<bytes::Bytes>, usize)> = BTreeMap::new();
     let inc =
         |incarnation: &BTreeMap<u32, u32>, n: u32| (n, incarnation.get(&n).copied().unwrap_or(0));
+    let mut replies = Replies::default();
     for o in observations {
+        if replies.observe(o, &incarnation, &mut out) {
+            continue;
+        }
         match o {
             Observation::Started {
                 node,
@@ -287,12 +377,19 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                     reported: false,
                 });
             }
+            Observation::Called { .. }
+            | Observation::CallSent { .. }
+            | Observation::Replied { .. }
+            | Observation::Answered { .. }
+            | Observation::Awaiting { .. }
+            | Observation::End { .. } => {}
             Observation::Activated {
                 node,
                 ring,
                 members,
                 state,
             } => {
+                replies.members.insert(*ring, members.clone());
                 match by_ring.get(ring) {
                     Some((first, seen)) if *seen != state => out.push(Violation {
                         property: Property::Identical,
@@ -360,6 +457,167 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// Awaited replies: message key, most reply data bytes.
+type Awaited = Vec<(MsgKey, u64)>;
+
+/// A point in a ring's deliveries: the ring, the update delivered last, a digest of the
+/// updates delivered.
+type AfterUpdate = ((u32, u64), MsgKey, u64);
+
+/// A send-receive as the checker follows it.
+struct Call {
+    node: (u32, u32),
+    key: Option<MsgKey>,
+    answer: Option<Answer>,
+}
+
+/// What the reply properties follow.
+#[derive(Default)]
+struct Replies {
+    /// Send-receives by their message data.
+    calls: BTreeMap<bytes::Bytes, Call>,
+    /// Replies taken on the ring, by their data: the key replied to, and the call it was
+    /// handed to.
+    replies: BTreeMap<bytes::Bytes, (MsgKey, Option<bytes::Bytes>)>,
+    /// Each ring's members.
+    members: BTreeMap<(u32, u64), Vec<u32>>,
+    /// What the first node to deliver each update in a ring after the same updates awaited
+    /// after it.
+    awaited: BTreeMap<AfterUpdate, (u32, Awaited)>,
+    /// Awaited entries already reported as of non-members.
+    reported: BTreeSet<((u32, u64), MsgKey)>,
+}
+
+impl Replies {
+    /// Judges `o` if it is about send-receives; false if it is not.
+    fn observe(
+        &mut self,
+        o: &Observation,
+        incarnation: &BTreeMap<u32, u32>,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        let inc = |n: u32| (n, incarnation.get(&n).copied().unwrap_or(0));
+        let mut bad = |property, detail| out.push(Violation { property, detail });
+        match o {
+            Observation::Called { node, call } => {
+                self.calls.insert(
+                    call.clone(),
+                    Call {
+                        node: inc(*node),
+                        key: None,
+                        answer: None,
+                    },
+                );
+            }
+            Observation::CallSent { key, call } => {
+                if let Some(c) = self.calls.get_mut(call) {
+                    c.key = Some(*key);
+                }
+            }
+            Observation::Replied { to, reply } => {
+                self.replies.entry(reply.clone()).or_insert((*to, None));
+            }
+            Observation::Answered { node, call, answer } => {
+                let Some(c) = self.calls.get_mut(call) else {
+                    bad(
+                        Property::OneAnswer,
+                        format!("node {node}: answer {answer:?} to no send-receive ({call:?})"),
+                    );
+                    return true;
+                };
+                if let Some(first) = &c.answer {
+                    bad(
+                        Property::OneAnswer,
+                        format!(
+                            "node {node}: send-receive {call:?} answered {first:?}, then                              {answer:?}"
+                        ),
+                    );
+                } else {
+                    c.answer = Some(answer.clone());
+                }
+                if let Answer::Reply(r) = answer {
+                    match self.replies.get_mut(r) {
+                        None => bad(
+                            Property::Routed,
+                            format!(
+                                "node {node}: send-receive {call:?} handed reply {r:?}, which no                                  node took on the ring"
+                            ),
+                        ),
+                        Some((_, Some(before))) => bad(
+                            Property::ReplyOnce,
+                            format!(
+                                "node {node}: reply {r:?} handed to {call:?}, and before to                                  {before:?}"
+                            ),
+                        ),
+                        Some((to, handed)) => {
+                            if c.key != Some(*to) {
+                                bad(
+                                    Property::Routed,
+                                    format!(
+                                        "node {node}: send-receive {call:?} (key {:?}) handed                                          reply {r:?}, a reply to {to}",
+                                        c.key
+                                    ),
+                                );
+                            }
+                            *handed = Some(call.clone());
+                        }
+                    }
+                }
+            }
+            Observation::Awaiting {
+                node,
+                ring,
+                after,
+                delivered,
+                awaited,
+            } => {
+                match self.awaited.get(&(*ring, *after, *delivered)) {
+                    Some((first, seen)) if seen != awaited => bad(
+                        Property::AwaitedIdentical,
+                        format!(
+                            "ring {}.{} after update {after}: node {first} awaits {seen:?}, node                              {node} awaits {awaited:?}",
+                            ring.0, ring.1
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        self.awaited
+                            .insert((*ring, *after, *delivered), (*node, awaited.clone()));
+                    }
+                }
+                if let Some(members) = self.members.get(ring) {
+                    for (k, _) in awaited {
+                        if !members.contains(&k.node) && self.reported.insert((*ring, *k)) {
+                            bad(
+                                Property::AwaitedMember,
+                                format!(
+                                    "node {node} in ring {}.{} (members {members:?}) awaits a                                      reply to {k}, of node {}",
+                                    ring.0, ring.1, k.node
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            Observation::End { live } => {
+                for (call, c) in &self.calls {
+                    if c.answer.is_none() && live.contains(&c.node.0) && inc(c.node.0) == c.node {
+                        bad(
+                            Property::Answered,
+                            format!(
+                                "node {}: send-receive {call:?} (key {:?}) never answered",
+                                c.node.0, c.key
+                            ),
+                        );
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// Why a group send broke its policy, if it did.
@@ -635,5 +893,190 @@ mod policy_tests {
         assert!(check(&[send(best, &m, 2)]).is_empty());
         assert_eq!(props(&[send(best, &m, 0)]), [Property::Policy]);
         assert_eq!(props(&[send(best, &m, 1)]), [Property::Policy]);
+    }
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+    use ais_proto::ipc::AisError;
+    use bytes::Bytes;
+
+    fn key(node: u32, tag: u64) -> MsgKey {
+        MsgKey {
+            seq: 4,
+            rep: 1,
+            node,
+            tag,
+        }
+    }
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    fn called(node: u32, call: &'static str, tag: u64) -> [Observation; 2] {
+        [
+            Observation::Called {
+                node,
+                call: b(call),
+            },
+            Observation::CallSent {
+                key: key(node, tag),
+                call: b(call),
+            },
+        ]
+    }
+
+    fn replied(to: MsgKey, reply: &'static str) -> Observation {
+        Observation::Replied {
+            to,
+            reply: b(reply),
+        }
+    }
+
+    fn answered(node: u32, call: &'static str, answer: Answer) -> Observation {
+        Observation::Answered {
+            node,
+            call: b(call),
+            answer,
+        }
+    }
+
+    fn props(obs: &[Observation]) -> Vec<Property> {
+        check(obs).into_iter().map(|v| v.property).collect()
+    }
+
+    fn history(tail: &[Observation]) -> Vec<Observation> {
+        let mut h: Vec<Observation> = called(1, "a", 1).into();
+        h.extend(called(2, "b", 1));
+        h.extend(tail.iter().cloned());
+        h
+    }
+
+    #[test]
+    fn a_reply_goes_once_and_only_to_its_caller() {
+        let good = history(&[
+            replied(key(1, 1), "ra"),
+            replied(key(1, 1), "ra"),
+            answered(1, "a", Answer::Reply(b("ra"))),
+            answered(2, "b", Answer::Timeout),
+            Observation::End { live: vec![1, 2] },
+        ]);
+        assert!(check(&good).is_empty(), "{:?}", check(&good));
+        // Handed to the other caller.
+        let misrouted = history(&[
+            replied(key(1, 1), "ra"),
+            answered(2, "b", Answer::Reply(b("ra"))),
+        ]);
+        assert_eq!(props(&misrouted), [Property::Routed]);
+        // Never taken on the ring.
+        let invented = history(&[answered(1, "a", Answer::Reply(b("rx")))]);
+        assert_eq!(props(&invented), [Property::Routed]);
+        // Handed twice (to two callers: the second is also misrouted).
+        let twice = history(&[
+            replied(key(1, 1), "ra"),
+            answered(1, "a", Answer::Reply(b("ra"))),
+            answered(2, "b", Answer::Reply(b("ra"))),
+        ]);
+        assert_eq!(props(&twice), [Property::ReplyOnce]);
+    }
+
+    #[test]
+    fn a_send_receive_gets_exactly_one_answer() {
+        // The reply after its timeout.
+        let late = history(&[
+            replied(key(1, 1), "ra"),
+            answered(1, "a", Answer::Timeout),
+            answered(1, "a", Answer::Reply(b("ra"))),
+        ]);
+        assert_eq!(props(&late), [Property::OneAnswer]);
+        let after_error = history(&[
+            answered(2, "b", Answer::Error(AisError::TryAgain)),
+            answered(2, "b", Answer::Timeout),
+        ]);
+        assert_eq!(props(&after_error), [Property::OneAnswer]);
+        assert_eq!(
+            props(&[answered(1, "z", Answer::Timeout)]),
+            [Property::OneAnswer]
+        );
+        // No answer while the caller's node lived to the end.
+        let unanswered = history(&[
+            answered(2, "b", Answer::Timeout),
+            Observation::End { live: vec![1, 2] },
+        ]);
+        assert_eq!(props(&unanswered), [Property::Answered]);
+        // Its node crashed (and restarted, or not): no answer owed.
+        let crashed = history(&[
+            answered(2, "b", Answer::Timeout),
+            Observation::Started {
+                node: 1,
+                incarnation: 1,
+            },
+            Observation::End { live: vec![1, 2] },
+        ]);
+        assert!(check(&crashed).is_empty());
+        let gone = history(&[
+            answered(2, "b", Answer::Timeout),
+            Observation::End { live: vec![2] },
+        ]);
+        assert!(check(&gone).is_empty());
+    }
+
+    #[test]
+    fn awaited_replies_agree_and_belong_to_members() {
+        let ring = (1, 8);
+        let act = |node| Observation::Activated {
+            node,
+            ring,
+            members: vec![1, 2],
+            state: State::default(),
+        };
+        let awaiting = |node, after, awaited: &[(MsgKey, u64)]| Observation::Awaiting {
+            node,
+            ring,
+            after: key(1, after),
+            delivered: after,
+            awaited: awaited.to_vec(),
+        };
+        let k = key(2, 5);
+        let good = [
+            act(1),
+            act(2),
+            awaiting(1, 9, &[(k, 64)]),
+            awaiting(2, 9, &[(k, 64)]),
+            awaiting(2, 10, &[]),
+            awaiting(1, 10, &[]),
+        ];
+        assert!(check(&good).is_empty());
+        let differ = [
+            act(1),
+            act(2),
+            awaiting(1, 9, &[(k, 64)]),
+            awaiting(2, 9, &[(k, 32)]),
+        ];
+        assert_eq!(props(&differ), [Property::AwaitedIdentical]);
+        let missing = [act(1), awaiting(1, 9, &[(k, 64)]), awaiting(2, 9, &[])];
+        assert_eq!(props(&missing), [Property::AwaitedIdentical]);
+        // After other deliveries (a side skipped an update): not compared.
+        let skipped = [
+            act(1),
+            awaiting(1, 9, &[(k, 64)]),
+            Observation::Awaiting {
+                node: 2,
+                ring,
+                after: key(1, 9),
+                delivered: 99,
+                awaited: vec![],
+            },
+        ];
+        assert!(check(&skipped).is_empty());
+        // A caller of node 3, not in the ring: reported once.
+        let stale = [
+            act(1),
+            awaiting(1, 9, &[(key(3, 1), 64)]),
+            awaiting(1, 10, &[(key(3, 1), 64)]),
+        ];
+        assert_eq!(props(&stale), [Property::AwaitedMember]);
     }
 }

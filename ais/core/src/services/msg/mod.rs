@@ -119,6 +119,13 @@ pub struct MsgDefects {
     pub local_get: bool,
     /// A send to a group goes to its first candidate queue, whatever the policy.
     pub group_first: bool,
+    /// A send-receive's caller is answered `TIMEOUT` by its node as soon as its deadline
+    /// passes (not at its [`Update::ReplyEnd`]'s delivery), and a reply delivered before that
+    /// end is still handed to it: the caller gets two answers.
+    pub reply_after_timeout: bool,
+    /// A sync activation keeps the replies awaited before it (callers of nodes that left
+    /// stay awaited).
+    pub keep_awaited: bool,
 }
 
 /// Told of the queues at every sync activation and of applied updates (the simulator's
@@ -129,6 +136,18 @@ pub trait Observer: Send {
 
     /// Node `node` applied `update` (identified by `key`) from `sender` with this outcome.
     fn applied(&mut self, _node: u32, _key: MsgKey, _update: &Update, _applied: &Applied) {}
+
+    /// Node `node` awaits these replies (message key → most reply data bytes) after
+    /// delivering update `after` in `ring` (every update delivered in its own ring, applied
+    /// or refused).
+    fn awaiting(
+        &mut self,
+        _node: u32,
+        _ring: RingId,
+        _after: MsgKey,
+        _awaited: &BTreeMap<MsgKey, u64>,
+    ) {
+    }
 }
 
 /// An open queue of a connection.
@@ -172,6 +191,8 @@ struct Call {
     reply_size: u64,
     /// Its [`Update::ReplyEnd`] is on the ring.
     ending: bool,
+    /// Answered already (only with [`MsgDefects::reply_after_timeout`]).
+    answered: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -618,6 +639,7 @@ impl Msg {
                 if mine
                     && let Some(c) = self.calls.remove(to)
                     && cx.is_open(c.conn)
+                    && !c.answered
                 {
                     cx.error(c.conn, c.id, AisError::Timeout);
                 }
@@ -704,6 +726,7 @@ impl Msg {
                     deadline,
                     reply_size: *reply_size,
                     ending: false,
+                    answered: false,
                 },
             );
             if !cx.is_open(conn) {
@@ -714,6 +737,9 @@ impl Msg {
         }
         if is_take {
             self.took(cx, tag, result);
+        }
+        if let Some(o) = &mut self.observer {
+            o.awaiting(cx.node().0, cx.ring(), key, &self.awaiting);
         }
         self.notify_trackers(cx);
         self.pump(cx);
@@ -761,6 +787,10 @@ impl Msg {
             && !c.ending
         {
             c.ending = true;
+            if self.defects.reply_after_timeout && !c.answered && cx.is_open(c.conn) {
+                c.answered = true;
+                cx.error(c.conn, c.id, AisError::Timeout);
+            }
             self.send_internal(cx, Update::ReplyEnd { to: key });
         }
     }
@@ -1442,13 +1472,15 @@ impl Msg {
         // Awaited replies start afresh in every configuration (a merged partition does not
         // know the other side's): each node announces its callers that still wait; one whose
         // time ran out or whose process is gone is answered here.
-        self.awaiting.clear();
+        if !self.defects.keep_awaited {
+            self.awaiting.clear();
+        }
         let calls: Vec<(MsgKey, Call)> = self.calls.iter().map(|(k, c)| (*k, *c)).collect();
         let now = cx.now();
         for (key, c) in calls {
             if !cx.is_open(c.conn) || c.ending || c.deadline <= now {
                 self.calls.remove(&key);
-                if cx.is_open(c.conn) {
+                if cx.is_open(c.conn) && !c.answered {
                     cx.error(c.conn, c.id, AisError::Timeout);
                 }
                 continue;
