@@ -10,6 +10,14 @@
 //! identical at every member of a configuration, no message held twice, none handed out
 //! twice, no acknowledged send lost while its queue lives and a node holding it lives.
 //!
+//! Send-receive and reply: every fourth send is a send-receive to another node's queue
+//! (of the highest priority, waiting 40 ms for a reply); a client that gets a message awaiting a reply answers it
+//! (sync or async in turn) at once, 10 or 20 ms later, 80 ms later (after its caller's
+//! timeout), or never. The checker also judges the replies every node awaits after each
+//! update (the same at every member, only for members' callers) and what callers got: each
+//! reply handed at most once and only to the caller it answers, one answer per send-receive
+//! (and one for each whose node lived to the end).
+//!
 //! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_msg` replays one
 //! schedule (`AIS_SIM_TRACE=1` prints every applied change but sends and takes,
 //! `AIS_SIM_TRACE_KEY=<message key>` that message's story), `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
@@ -21,7 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use ais_core::exec::{Effect, ExecCore, Origin};
-use ais_core::services::msg::checker::{self, Observation, Property};
+use ais_core::services::msg::checker::{self, Answer, Observation, Property};
 use ais_core::services::msg::queues::{Applied, MergeDefects, Queues};
 use ais_core::services::msg::{Msg, MsgConfig, MsgDefects, Observer};
 use ais_proto::ipc::{AisError, Nothing, Protocol, Reply};
@@ -33,6 +41,7 @@ use bytes::Bytes;
 use rand::RngCore;
 use totem_dpdk::srp::{Event, SubmitError};
 use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority, RingId};
+use totem_sim::log::LogEvent;
 use totem_sim::sim::{App, AppSubmit, Sim};
 
 const CONN: u64 = 1;
@@ -49,11 +58,16 @@ struct Shared {
     group_sends: usize,
     /// Each sent message's data, at its sender's node: its key and queue.
     sends: BTreeMap<Bytes, (MsgKey, QueueId)>,
+    /// Send-receives answered with a reply, and with `TIMEOUT`.
+    replied: usize,
+    timeouts: usize,
 }
 
 type Log = Arc<Mutex<Shared>>;
 
-struct Watch(Log);
+/// Tells the log what one node's MSG did; with the ring it last delivered an update in and a
+/// digest of the updates it delivered there.
+struct Watch(Log, (u32, u64), u64);
 
 impl Observer for Watch {
     fn activated(&mut self, node: u32, ring: RingId, members: &[NodeId], queues: &Queues) {
@@ -75,6 +89,29 @@ impl Observer for Watch {
         {
             eprintln!("APPLY node {node} {key}: {update:?} -> {applied:?}");
         }
+        match (update, applied) {
+            (Update::SendReceive { message, .. }, Applied::Sent { .. }) if key.node == node => {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .observations
+                    .push(Observation::CallSent {
+                        key,
+                        call: message.data.clone(),
+                    });
+            }
+            (Update::Reply { to, message }, Applied::Done) => {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .observations
+                    .push(Observation::Replied {
+                        to: *to,
+                        reply: message.data.clone(),
+                    });
+            }
+            _ => {}
+        }
         if let (Update::Send { message, .. }, Applied::Sent { queue, via, .. }) = (update, applied)
         {
             if std::env::var("AIS_SIM_TRACE_KEY").is_ok_and(|k| k == key.to_string()) {
@@ -93,6 +130,37 @@ impl Observer for Watch {
             }
         }
     }
+
+    fn awaiting(
+        &mut self,
+        node: u32,
+        ring: RingId,
+        after: MsgKey,
+        awaited: &BTreeMap<MsgKey, u64>,
+    ) {
+        let ring = (ring.rep.0, ring.seq);
+        if self.1 != ring {
+            self.1 = ring;
+            self.2 = 0xcbf2_9ce4_8422_2325;
+        }
+        for x in [u64::from(after.node), after.tag] {
+            self.2 = (self.2 ^ x).wrapping_mul(0x0100_0000_01b3);
+        }
+        if std::env::var_os("AIS_SIM_TRACE_AWAIT").is_some() {
+            eprintln!("AWAIT node {node} ring {ring:?} after {after}: {awaited:?}");
+        }
+        self.0
+            .lock()
+            .unwrap()
+            .observations
+            .push(Observation::Awaiting {
+                node,
+                ring,
+                after,
+                delivered: self.2,
+                awaited: awaited.iter().map(|(k, s)| (*k, *s)).collect(),
+            });
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +169,17 @@ enum Op {
     GroupCreate,
     GroupInsert,
     Send(u64),
+    SendReceive(u64),
     Get,
     Close,
+    /// A reply to `to`, its number, async.
+    Reply(MsgKey, u64, bool),
 }
+
+/// How long a send-receive waits for its reply.
+const CALL_TIMEOUT: u64 = 40 * MS;
+/// The most reply data bytes a send-receive takes.
+const REPLY_SIZE: u64 = 32;
 
 struct MsgApp {
     core: ExecCore,
@@ -124,6 +200,13 @@ struct MsgApp {
     sent: u64,
     policy: u8,
     group_created: bool,
+    /// Send-receives asked, by request id: their message's data (kept after the answer, so
+    /// a second answer is seen).
+    calls: BTreeMap<u64, Bytes>,
+    /// Replies to make: when, and the reply.
+    replies: Vec<(Instant, Op)>,
+    /// Messages got that await a reply.
+    to_reply: u64,
 }
 
 fn attrs(node: u32) -> Attributes {
@@ -152,7 +235,7 @@ impl MsgApp {
             incarnation,
         });
         let service = Msg::with_defects(MsgConfig::default(), defects)
-            .with_observer(Box::new(Watch(Arc::clone(&log))));
+            .with_observer(Box::new(Watch(Arc::clone(&log), (0, 0), 0)));
         let mut app = MsgApp {
             core: ExecCore::new(node, vec![Box::new(service)]),
             log,
@@ -172,6 +255,9 @@ impl MsgApp {
             sent: 0,
             policy,
             group_created: false,
+            calls: BTreeMap::new(),
+            replies: Vec::new(),
+            to_reply: 0,
         };
         app.core.connected(CONN, 100);
         app.core.request_value(
@@ -194,7 +280,12 @@ impl MsgApp {
         if self.inflight.is_some() || self.now >= self.stop_at {
             return;
         }
-        let op = self.next;
+        let due = self.replies.iter().position(|(at, _)| *at <= self.now);
+        let op = match due {
+            Some(i) => self.replies.remove(i).1,
+            None => self.next,
+        };
+        let id = self.next_id;
         let req = match op {
             Op::Open => Request::Open {
                 name: Bytes::from(format!("n{}", self.node)),
@@ -234,8 +325,52 @@ impl MsgApp {
             Op::Close => Request::Close {
                 handle: self.handle,
             },
+            Op::SendReceive(k) => {
+                // Unique per attempt: a retry (TRY_AGAIN) is another call.
+                let data = Bytes::from(format!("n{}.{}#r{k}.{id}", self.node, self.incarnation));
+                self.calls.insert(id, data.clone());
+                self.log
+                    .lock()
+                    .unwrap()
+                    .observations
+                    .push(Observation::Called {
+                        node: self.node,
+                        call: data.clone(),
+                    });
+                Request::SendReceive {
+                    destination: Bytes::from(format!("n{}", 1 + (self.node as u64 + k % 4) % 5)),
+                    message: MessageBody {
+                        msg_type: 2,
+                        version: 1,
+                        // The highest: taken before the queue's other messages.
+                        priority: 0,
+                        sender_name: Bytes::new(),
+                        data,
+                    },
+                    reply_size: REPLY_SIZE,
+                    timeout: CALL_TIMEOUT,
+                }
+            }
+            Op::Reply(to, n, async_reply) => {
+                let message = MessageBody {
+                    msg_type: 3,
+                    version: 1,
+                    priority: 0,
+                    sender_name: Bytes::new(),
+                    data: Bytes::from(format!("re{}.{}#{n}", self.node, self.incarnation)),
+                };
+                if async_reply {
+                    Request::ReplyAsync {
+                        to,
+                        message,
+                        invocation: n,
+                        ack: n.is_multiple_of(2),
+                    }
+                } else {
+                    Request::Reply { to, message }
+                }
+            }
         };
-        let id = self.next_id;
         self.next_id += 1;
         self.inflight = Some((id, op));
         self.core.request_value(CONN, id, &req);
@@ -250,9 +385,15 @@ impl MsgApp {
             Op::Close => Op::Open,
             Op::GroupInsert | Op::Get => {
                 self.sent += 1;
-                Op::Send(self.sent)
+                if self.sent % 4 == 2 {
+                    Op::SendReceive(self.sent)
+                } else {
+                    Op::Send(self.sent)
+                }
             }
-            Op::Send(_) => Op::Get,
+            Op::Send(_) | Op::SendReceive(_) => Op::Get,
+            // A reply is made between the other calls.
+            Op::Reply(..) => self.next,
         };
     }
 
@@ -310,7 +451,25 @@ impl MsgApp {
                     | AisError::QueueNotAvailable,
                 ),
             ) => self.after(op),
-            (Op::Get, Reply::Service(Response::Message { key, .. })) => {
+            (Op::Get, Reply::Service(Response::Message { key, message, .. })) => {
+                if message.msg_type == 2 {
+                    // Awaits a reply: at once, 10 or 20 ms later, after its caller's timeout,
+                    // or never.
+                    self.to_reply += 1;
+                    let n = self.to_reply;
+                    let delay = match n % 5 {
+                        0 => None,
+                        1 => Some(0),
+                        2 => Some(10 * MS),
+                        3 => Some(20 * MS),
+                        _ => Some(2 * CALL_TIMEOUT),
+                    };
+                    if let Some(d) = delay {
+                        let op = Op::Reply(key, n, n % 3 == 1);
+                        self.replies
+                            .push((self.now + Duration::from_micros(d / 1000), op));
+                    }
+                }
                 let mut log = self.log.lock().unwrap();
                 log.got += 1;
                 log.observations.push(Observation::Got {
@@ -323,6 +482,22 @@ impl MsgApp {
                 self.after(op);
             }
             (Op::Get, Reply::Error(AisError::Timeout)) => self.after(op),
+            (
+                Op::SendReceive(_),
+                Reply::Service(Response::Reply { .. })
+                | Reply::Error(
+                    AisError::Timeout
+                    | AisError::NotExist
+                    | AisError::QueueFull
+                    | AisError::NoResources
+                    | AisError::QueueNotAvailable,
+                ),
+            ) => self.after(op),
+            // Made, or refused: no reply awaited (any more), or a configuration change. A
+            // reply is not made again.
+            (Op::Reply(..), Reply::Ok | Reply::Error(AisError::NotExist | AisError::TryAgain)) => {
+                self.after(op)
+            }
             // The open did not survive a merge, or the queue's retention passed: open again.
             (Op::Get | Op::Close, Reply::Error(AisError::BadHandle)) => self.next = Op::Open,
             (Op::Close, Reply::Ok) => self.after(op),
@@ -337,6 +512,33 @@ impl MsgApp {
     fn effects(&mut self) {
         while let Some(e) = self.core.poll_effect() {
             if let Some((CONN, id, reply)) = e.reply::<Response>() {
+                if let Some(call) = self.calls.get(&id) {
+                    let answer = match &reply {
+                        Reply::Service(Response::Reply { message, .. }) => {
+                            Answer::Reply(message.data.clone())
+                        }
+                        Reply::Error(AisError::Timeout) => Answer::Timeout,
+                        Reply::Error(e) => Answer::Error(*e),
+                        other => Answer::Error({
+                            self.log.lock().unwrap().unexpected.push(format!(
+                                "node {}: send-receive answered {other:?}",
+                                self.node
+                            ));
+                            AisError::Library
+                        }),
+                    };
+                    let mut log = self.log.lock().unwrap();
+                    match answer {
+                        Answer::Reply(_) => log.replied += 1,
+                        Answer::Timeout => log.timeouts += 1,
+                        Answer::Error(_) => {}
+                    }
+                    log.observations.push(Observation::Answered {
+                        node: self.node,
+                        call: call.clone(),
+                        answer,
+                    });
+                }
                 self.answer(id, reply);
                 continue;
             }
@@ -405,6 +607,8 @@ struct Run {
     acked: usize,
     got: usize,
     group_sends: usize,
+    replied: usize,
+    timeouts: usize,
 }
 
 fn run(seed: u64, defects: MsgDefects) -> Run {
@@ -428,7 +632,22 @@ fn run(seed: u64, defects: MsgDefects) -> Run {
     );
     let outcome = sim.run();
     let violations = common::sim::totem_violations(&outcome, &schedule);
-    let shared = log.lock().unwrap();
+    let mut shared = log.lock().unwrap();
+    if outcome.drained {
+        // The nodes alive at the end: not crashed since their last (re)start.
+        let mut crashed = std::collections::BTreeSet::new();
+        for e in &outcome.log {
+            match e {
+                LogEvent::Crash { node, .. } => crashed.insert(node.0),
+                LogEvent::Restart { node, .. } => crashed.remove(&node.0),
+                _ => false,
+            };
+        }
+        let live = (1..=schedule.nodes)
+            .filter(|n| !crashed.contains(n))
+            .collect();
+        shared.observations.push(Observation::End { live });
+    }
     if let Ok(k) = std::env::var("AIS_SIM_TRACE_KEY") {
         for o in &shared.observations {
             let text = format!("{o:?}");
@@ -474,12 +693,14 @@ fn run(seed: u64, defects: MsgDefects) -> Run {
         acked: shared.acked,
         got: shared.got,
         group_sends: shared.group_sends,
+        replied: shared.replied,
+        timeouts: shared.timeouts,
     }
 }
 
 #[test]
 fn queues_agree_and_keep_every_message_once_under_seeded_faults() {
-    let (mut acked, mut got, mut group_sends) = (0, 0, 0);
+    let (mut acked, mut got, mut group_sends, mut replied, mut timeouts) = (0, 0, 0, 0, 0);
     let seeds = common::sim::seeds(2500);
     let runs = seeds.end - seeds.start;
     common::sim::assert_every_seed_passes(seeds, |seed| {
@@ -487,6 +708,8 @@ fn queues_agree_and_keep_every_message_once_under_seeded_faults() {
         acked += r.acked;
         got += r.got;
         group_sends += r.group_sends;
+        replied += r.replied;
+        timeouts += r.timeouts;
         r.violations
             .into_iter()
             .chain(r.msg.iter().map(ToString::to_string))
@@ -495,7 +718,12 @@ fn queues_agree_and_keep_every_message_once_under_seeded_faults() {
     });
     eprintln!(
         "{runs} runs: {acked} sends acknowledged, {got} messages got, {group_sends} group sends \
-         applied"
+         applied, {replied} send-receives answered with a reply, {timeouts} with TIMEOUT"
+    );
+    // Send-receives got replies and ran out of time: several per run on average.
+    assert!(
+        replied as u64 >= runs && timeouts as u64 >= 2 * runs,
+        "too few send-receives answered: {replied} replies, {timeouts} timeouts in {runs} runs"
     );
     // The clients did send and get: dozens per run on average.
     assert!(
@@ -505,14 +733,16 @@ fn queues_agree_and_keep_every_message_once_under_seeded_faults() {
 }
 
 fn caught(defects: MsgDefects, properties: &[Property]) -> usize {
-    (0..100)
+    let n = (0..100)
         .filter(|&seed| {
             run(seed, defects)
                 .msg
                 .iter()
                 .any(|v| properties.contains(&v.property))
         })
-        .count()
+        .count();
+    eprintln!("{properties:?} caught in {n} of 100 schedules");
+    n
 }
 
 /// A merge that keeps only the lowest holder's copy: the other side's sends are lost.
@@ -570,6 +800,37 @@ fn the_checker_catches_a_group_that_ignores_its_policy() {
     };
     assert!(
         caught(defects, &[Property::Policy]) > 0,
+        "no schedule showed the defect"
+    );
+}
+
+/// The caller's node answers TIMEOUT at the deadline and still hands a reply delivered before
+/// its end: caught as **OneAnswer** (a reply after the timeout).
+#[test]
+fn the_checker_catches_a_reply_handed_after_the_callers_timeout() {
+    let defects = MsgDefects {
+        reply_after_timeout: true,
+        ..MsgDefects::default()
+    };
+    assert!(
+        caught(defects, &[Property::OneAnswer]) > 0,
+        "no schedule showed the defect"
+    );
+}
+
+/// A sync that keeps the replies awaited before it: callers of nodes that left stay awaited,
+/// caught as **AwaitedMember**.
+#[test]
+fn the_checker_catches_awaited_replies_kept_across_a_sync() {
+    let defects = MsgDefects {
+        keep_awaited: true,
+        ..MsgDefects::default()
+    };
+    assert!(
+        caught(
+            defects,
+            &[Property::AwaitedMember, Property::AwaitedIdentical]
+        ) > 0,
         "no schedule showed the defect"
     );
 }
