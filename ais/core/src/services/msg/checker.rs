@@ -24,7 +24,8 @@
 //!   that synchronised with a node holding it, either held by a queue or marked taken there,
 //!   while its queue exists and one node holding it lived. The nodes holding a send are the
 //!   members of the configuration it was acknowledged in, then every node that activated a
-//!   sync with one of them; a crash ends a node's holding.
+//!   sync with one of them; a crash ends a node's holding. A send handed out to a get is
+//!   not judged any more (the queue it was taken from, and its taken keys, may be gone).
 //!
 //! Send-receive and reply (the replies every node awaits, `docs/services.md`, MSG):
 //! - **Routed**: a reply handed to a send-receive's caller is a reply taken on the ring for
@@ -439,7 +440,10 @@ pub fn check(observations: &[Observation]) -> Vec<Violation> {
                     if !state.queues.contains_key(&s.queue) {
                         continue;
                     }
-                    if held.contains(&s.key) || taken.contains(&s.key) {
+                    // Handed out: the queue it was taken from may be gone since (a send to a
+                    // group that the two sides of a split placed in two queues is dropped from
+                    // the queue that did not hand it out).
+                    if held.contains(&s.key) || taken.contains(&s.key) || got.contains_key(&s.key) {
                         s.holders.insert(inc(&incarnation, *node));
                     } else if !s.reported {
                         s.reported = true;
@@ -833,6 +837,18 @@ mod tests {
             act(3, 12, &[3, 4], q(&[], &[])),
         ];
         assert_eq!(props(&spread), [Property::Durable]);
+        // Handed out (from another queue, since deleted with its taken keys): fine.
+        let handed = [
+            ack(1, &[1, 2], 7),
+            Observation::Got {
+                node: 2,
+                key: key(7),
+                holders: vec![2],
+                ring_seq: 4,
+            },
+            act(2, 8, &[1, 2], q(&[], &[])),
+        ];
+        assert!(check(&handed).is_empty());
     }
 }
 
