@@ -20,7 +20,8 @@
 //!
 //! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_msg` replays one
 //! schedule (`AIS_SIM_TRACE=1` prints every applied change but sends and takes,
-//! `AIS_SIM_TRACE_KEY=<message key>` that message's story), `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
+//! `AIS_SIM_TRACE_KEY=<message key>` that message's story,
+//! `AIS_SIM_TRACE_AWAIT=1` the replies each node awaits after each update), `AIS_SIM_SEEDS=N` runs N (the default is sized for CI; docs/simulator.md has
 //! the longer sweep).
 
 mod common;
