@@ -40,7 +40,7 @@
 pub mod checker;
 pub mod queues;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use dataplane::stats::Visitor;
@@ -1574,7 +1574,7 @@ fn message_response(m: Stored) -> Response {
 
 fn from_incoming(inc: Incoming) -> Queue {
     let h = inc.header;
-    let mut areas: [VecDeque<Stored>; PRIORITIES] = Default::default();
+    let mut areas: [queues::Area; PRIORITIES] = Default::default();
     for m in inc.messages {
         let p = usize::from(m.body.priority).min(PRIORITIES - 1);
         areas[p].push_back(m);

@@ -29,6 +29,89 @@ pub fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
+/// One priority area of a queue: its messages, oldest first, and their bytes, counted with
+/// every change so that the size and memory limits are checked without walking the messages
+/// (reads go through `Deref` to the messages; changes only through these methods).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Area {
+    messages: VecDeque<Stored>,
+    bytes: u64,
+}
+
+impl Area {
+    /// Bytes of its messages' data.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends `m`.
+    pub fn push_back(&mut self, m: Stored) {
+        self.bytes += m.body.data.len() as u64;
+        self.messages.push_back(m);
+    }
+
+    /// Removes the oldest message.
+    pub fn pop_front(&mut self) -> Option<Stored> {
+        let m = self.messages.pop_front()?;
+        self.bytes -= m.body.data.len() as u64;
+        Some(m)
+    }
+
+    /// Keeps the messages `keep` accepts, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Stored) -> bool) {
+        self.messages.retain(|m| keep(m));
+        self.bytes = self.messages.iter().map(|m| m.body.data.len() as u64).sum();
+    }
+
+    /// Removes every message.
+    pub fn clear(&mut self) {
+        self.messages.clear();
+        self.bytes = 0;
+    }
+
+    /// Removes and returns every message, oldest first.
+    pub fn take_all(&mut self) -> VecDeque<Stored> {
+        self.bytes = 0;
+        std::mem::take(&mut self.messages)
+    }
+}
+
+impl std::ops::Deref for Area {
+    type Target = VecDeque<Stored>;
+
+    fn deref(&self) -> &VecDeque<Stored> {
+        &self.messages
+    }
+}
+
+impl IntoIterator for Area {
+    type Item = Stored;
+    type IntoIter = std::collections::vec_deque::IntoIter<Stored>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.messages.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Area {
+    type Item = &'a Stored;
+    type IntoIter = std::collections::vec_deque::Iter<'a, Stored>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.messages.iter()
+    }
+}
+
+impl FromIterator<Stored> for Area {
+    fn from_iter<I: IntoIterator<Item = Stored>>(iter: I) -> Area {
+        let mut a = Area::default();
+        for m in iter {
+            a.push_back(m);
+        }
+        a
+    }
+}
+
 /// One queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queue {
@@ -43,7 +126,7 @@ pub struct Queue {
     /// Its opener, if open.
     pub opener: Option<Opener>,
     /// The messages of each priority area, oldest first.
-    pub areas: [VecDeque<Stored>; PRIORITIES],
+    pub areas: [Area; PRIORITIES],
     /// Keys of the messages taken (most recent last).
     pub taken: VecDeque<MsgKey>,
     /// Closes so far (the retention timer's epoch).
@@ -72,7 +155,7 @@ impl Queue {
 
     /// Bytes held by priority area `p`.
     pub fn used(&self, p: usize) -> u64 {
-        self.areas[p].iter().map(|m| m.body.data.len() as u64).sum()
+        self.areas[p].bytes()
     }
 
     /// Bytes held.
@@ -82,12 +165,12 @@ impl Queue {
 
     /// Messages held.
     pub fn len(&self) -> usize {
-        self.areas.iter().map(VecDeque::len).sum()
+        self.areas.iter().map(|a| a.len()).sum()
     }
 
     /// Holds no message.
     pub fn is_empty(&self) -> bool {
-        self.areas.iter().all(VecDeque::is_empty)
+        self.areas.iter().all(|a| a.is_empty())
     }
 
     /// Persistent (lives until unlinked).
@@ -444,7 +527,7 @@ impl Queues {
                 if q.opener.is_none_or(|o| o.node != sender || o.conn != *conn) {
                     return Err(AisError::BadHandle);
                 }
-                let Some(m) = q.areas.iter_mut().find_map(VecDeque::pop_front) else {
+                let Some(m) = q.areas.iter_mut().find_map(Area::pop_front) else {
                     return Ok(Applied::Empty);
                 };
                 q.remember_taken(m.key);
@@ -645,7 +728,7 @@ pub fn absorb(into: &mut Queue, from: &mut Queue) {
         .chain(into.taken.iter().copied())
         .collect();
     for (p, area) in from.areas.iter_mut().enumerate() {
-        for m in area.drain(..) {
+        for m in area.take_all() {
             if !have.contains(&m.key) {
                 into.areas[p].push_back(m);
             }
@@ -664,6 +747,45 @@ mod tests {
         RingId {
             rep: NodeId(1),
             seq: 4,
+        }
+    }
+
+    #[test]
+    fn an_areas_byte_count_follows_every_change() {
+        let stored = |tag: u64, len: usize| Stored {
+            key: key(tag),
+            send_time: 0,
+            body: MessageBody {
+                data: Bytes::from(vec![7u8; len]),
+                ..MessageBody::default()
+            },
+        };
+        let recount = |a: &Area| a.iter().map(|m| m.body.data.len() as u64).sum::<u64>();
+        let mut a = Area::default();
+        // A fixed pseudo-random walk over the changes (xorshift, seeded).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for tag in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 10 {
+                0..=5 => a.push_back(stored(tag, (x >> 8) as usize % 300)),
+                6 | 7 => {
+                    let before = a.bytes();
+                    if let Some(m) = a.pop_front() {
+                        assert_eq!(a.bytes(), before - m.body.data.len() as u64);
+                    }
+                }
+                8 => a.retain(|m| m.key.tag % 3 != x % 3),
+                _ if x % 50 == 9 => {
+                    let all = a.take_all();
+                    assert_eq!(a.bytes(), 0);
+                    a = all.into_iter().collect();
+                }
+                _ if x % 70 == 19 => a.clear(),
+                _ => {}
+            }
+            assert_eq!(a.bytes(), recount(&a), "after step {tag}");
         }
     }
 
