@@ -26,3 +26,4 @@ pub mod lck;
 pub mod msg;
 pub mod quorum;
 pub mod ring;
+pub mod shelf;

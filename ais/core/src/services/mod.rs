@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lck;
 pub mod msg;
 pub mod quorum;
+pub mod shelf;
 
 use totem_dpdk::DeliveryKind;
 
