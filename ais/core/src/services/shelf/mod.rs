@@ -18,8 +18,10 @@
 //!   replaces its set with the union of the records delivered, ordered by (timestamp, record
 //!   id, shelf) and cut to the newest `capacity` keys. A restarted node and the two sides of a
 //!   healed partition thus know everything any member accepted before, and do not accept it
-//!   again. Copies delivered from the regular configuration until the sync completes are held and judged after the union is in
-//!   place, in their delivery order.
+//!   again. Copies delivered from the regular configuration until the sync completes are
+//!   held and judged after the union is in place, in their delivery order; copies held when
+//!   another regular configuration aborts the sync are dropped (their watchers submit them
+//!   again).
 //! - A watcher's own events not yet delivered (pending) are submitted again after each sync
 //!   unless the union knows them, so an event seen by a node that stays is not lost in a
 //!   configuration change.
@@ -141,6 +143,8 @@ pub struct ShelfStats {
     pub duplicates: u64,
     /// Keys evicted from the seen-set.
     pub evicted: u64,
+    /// Copies dropped because they were delivered in a ring whose sync did not complete.
+    pub dropped_unsynced: u64,
 }
 
 /// The shelf event service.
@@ -315,7 +319,13 @@ impl Service for Shelf {
     fn confchg(&mut self, _cx: &mut Context<'_>, change: &ConfigChange) {
         // The new ring's copies wait for the union of the members' seen-sets (services
         // synchronised before this one let the ring's messages through meanwhile).
+        // Copies still held come from a ring whose sync never completed: members judged
+        // nothing of them, and judging them now could order them differently from members
+        // that never got them. They are dropped; their watchers still have them pending and
+        // submit them again after the next sync.
         if change.kind == ConfigKind::Regular {
+            self.stats.dropped_unsynced += self.held.len() as u64;
+            self.held.clear();
             self.holding = true;
         }
     }
@@ -366,7 +376,7 @@ impl Service for Shelf {
     }
 
     fn sync_abort(&mut self, _cx: &mut Context<'_>) {
-        // Held copies stay held: they are judged after the next sync completes.
+        // The held copies are dropped at the regular configuration that aborted the sync.
         self.syncing = None;
     }
 
@@ -382,6 +392,7 @@ impl Service for Shelf {
         v.counter("shelf_accepted", s.accepted);
         v.counter("shelf_duplicates", s.duplicates);
         v.counter("shelf_evicted", s.evicted);
+        v.counter("shelf_dropped_unsynced", s.dropped_unsynced);
         v.gauge("shelf_seen", self.seen.order.len() as u64);
         v.gauge("shelf_pending", self.pending.len() as u64);
     }
