@@ -103,6 +103,9 @@ fn show(k: &ShelfKey) -> String {
     format!("{}@{}", k.record, k.timestamp)
 }
 
+/// Keys accepted per (node, incarnation), in order.
+type ByIncarnation = BTreeMap<(u32, u32), Vec<ShelfKey>>;
+
 /// Checks a run's observations; `capacity` is the services' seen-set capacity.
 pub fn check(observations: &[Observation], capacity: usize) -> Vec<Violation> {
     let mut out = Vec::new();
@@ -110,7 +113,7 @@ pub fn check(observations: &[Observation], capacity: usize) -> Vec<Violation> {
     let mut known: BTreeMap<(u32, u32), BTreeMap<ShelfKey, u64>> = BTreeMap::new();
     let mut current: BTreeMap<u32, u32> = BTreeMap::new();
     // ring → (node, inc) → keys accepted, in order.
-    let mut accepted: BTreeMap<(u32, u64), BTreeMap<(u32, u32), Vec<ShelfKey>>> = BTreeMap::new();
+    let mut accepted: BTreeMap<(u32, u64), ByIncarnation> = BTreeMap::new();
     let mut observed: BTreeMap<(u32, u32), Vec<ShelfKey>> = BTreeMap::new();
     let mut accepted_anywhere: BTreeSet<ShelfKey> = BTreeSet::new();
     let mut survivors = None;
