@@ -23,6 +23,7 @@ use ais_core::services::clm::{Clm, ClmConfig};
 use ais_core::services::evt::Evt;
 use ais_core::services::lck::Lck;
 use ais_core::services::msg::Msg;
+use ais_core::services::shelf::Shelf;
 use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
 use clap::Parser;
@@ -195,6 +196,15 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         None => None,
     };
 
+    // The shelf's credentials are checked before this node joins the ring.
+    let watch = match &config.hpi {
+        Some(h) => Some(crate::shelfwatch::Watch::new(
+            h,
+            config.aisexec.ipc_socket.clone(),
+        )?),
+        None => None,
+    };
+
     let access = Access {
         own_uid: own_uid(state_dir)?,
         group: match &config.aisexec.ipc_group {
@@ -289,17 +299,36 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         lck.max_resources, lck.max_locks
     );
     services.push(Box::new(Lck::new(lck)));
+    // Shelf events: every node runs the service (it accepts what the watchers submit);
+    // with [hpi] this node watches the shelf too.
+    let (shelf_tx, shelf_rx) = crossbeam_channel::unbounded();
+    let shelf_observer = crate::shelfwatch::LogAccepted {
+        slot: config.hpi.as_ref().and_then(|h| h.slot),
+        lines: event_log.is_some().then_some(shelf_tx),
+    };
+    services.push(Box::new(
+        Shelf::new(config.shelf_config()).with_observer(Box::new(shelf_observer)),
+    ));
     let core = ExecCore::new(totem_dpdk::NodeId(nodeid), services);
     let keys = KeyStore {
         path: config.totem.keyfile.clone(),
     };
     let mut exec = Exec::new(core, driver.submitter(), tx, Some(keys), event_log);
+    exec.log_shelf_events(shelf_rx);
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+
+    let watcher = match watch {
+        Some(w) => Some(
+            w.spawn(Arc::clone(&stop))
+                .context("starting the HPI thread")?,
+        ),
+        None => None,
+    };
 
     let mut leaving = false;
     let mut ended = false;
@@ -367,6 +396,10 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         }
     }
     drop(server);
+    if let Some(w) = watcher {
+        stop.store(true, Ordering::Relaxed);
+        let _ = w.join();
+    }
     exec.tick();
     let stats = driver.stop()?;
     info!(

@@ -29,3 +29,4 @@ pub mod harness;
 pub mod keyfile;
 pub mod ringseq;
 pub mod runtime;
+pub mod shelfwatch;

@@ -616,3 +616,76 @@ fn lck_settings_have_defaults_and_named_mistakes() {
     );
     assert!(e.to_string().contains("at least 1"), "{e}");
 }
+
+#[test]
+fn hpi_settings_have_defaults_and_named_mistakes() {
+    let c = Config::from_str(GOOD, "c.toml").unwrap();
+    assert!(c.hpi.is_none(), "no [hpi]: this node watches no shelf");
+    let set = format!(
+        "{GOOD}\n[hpi]\naddress = \"10.0.0.2\"\ncredentials = \"/etc/openais/shelf.cred\"\n"
+    );
+    let h = Config::from_str(&set, "c.toml").unwrap().hpi.unwrap();
+    assert_eq!(
+        (h.address.as_str(), h.port, h.user, h.slot, h.sel_poll_ms),
+        ("10.0.0.2", 623, None, None, 100)
+    );
+    assert_eq!(h.credentials, PathBuf::from("/etc/openais/shelf.cred"));
+    let at = GOOD.lines().count() as u32 + 2;
+    let base = "[hpi]\naddress = \"10.0.0.2\"\ncredentials = \"/c\"\n";
+    for (extra, key, says) in [
+        ("sel_poll_ms = 5\n", "hpi.sel_poll_ms", "out of range"),
+        ("slot = 0\n", "hpi.slot", "from 1"),
+        ("port = 0\n", "hpi.port", "623"),
+    ] {
+        let e = mistake(&format!("{GOOD}\n{base}{extra}"), at + 3, key);
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    let e = mistake(
+        &format!("{GOOD}\n[hpi]\naddress = \"\"\ncredentials = \"/c\"\n"),
+        at + 1,
+        "hpi.address",
+    );
+    assert!(e.to_string().contains("empty"), "{e}");
+    // The address and the credentials file are required.
+    assert!(Config::from_str(&format!("{GOOD}\n[hpi]\ncredentials = \"/c\"\n"), "c").is_err());
+    assert!(Config::from_str(&format!("{GOOD}\n[hpi]\naddress = \"h\"\n"), "c").is_err());
+}
+
+/// The shelf's credentials: a file others may read is refused with a clear error that never
+/// shows the password; a configured user must be the file's; an owner-only file is taken.
+#[test]
+fn hpi_credentials_must_be_owner_only_and_stay_secret() {
+    use ais::shelfwatch::{Watch, WatchError};
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("ais-hpi-cred-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shelf.cred");
+    std::fs::write(&file, "user = admin\npassword = s3cret-Pw\n").unwrap();
+    let text = format!(
+        "{GOOD}\n[hpi]\naddress = \"127.0.0.1\"\nport = 6230\ncredentials = {:?}\nslot = 3\n",
+        file.display().to_string()
+    );
+    let hpi = Config::from_str(&text, "c.toml").unwrap().hpi.unwrap();
+    let socket = dir.join("sock");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = Watch::new(&hpi, socket.clone()).expect_err("a world-readable file is refused");
+    let shown = e.to_string();
+    assert!(matches!(e, WatchError::Credentials(_)), "{shown}");
+    assert!(
+        shown.contains("chmod 600") && shown.contains("644"),
+        "{shown}"
+    );
+    assert!(!shown.contains("s3cret"), "{shown}");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let w = Watch::new(&hpi, socket.clone()).expect("an owner-only file is taken");
+    assert!(!format!("{w:?}").contains("s3cret"), "{w:?}");
+
+    let mut other = hpi.clone();
+    other.user = Some("operator".into());
+    let e = Watch::new(&other, socket).expect_err("another user is refused");
+    assert!(matches!(e, WatchError::User { .. }), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -100,7 +100,7 @@ impl Shelf_ {
         let mut k = 0u64;
         while t < until {
             let r = mix(seed ^ (k << 20));
-            if r % 40 == 0 {
+            if r.is_multiple_of(40) {
                 // The SEL is cleared: record ids start again.
                 record = 1;
             }
@@ -144,7 +144,7 @@ impl Shelf_ {
         let mut watchers = BTreeMap::new();
         for n in 1..=nodes {
             let r = mix(seed ^ 0xa11 ^ u64::from(n) << 40);
-            if all || r % 3 != 0 {
+            if all || !r.is_multiple_of(3) {
                 watchers.insert(n, Duration::from_millis((r >> 8) % 400));
             }
         }
@@ -161,7 +161,7 @@ impl Shelf_ {
     /// Whether `node`'s watcher misses entry `i` (10%), or reports it twice (5%).
     fn view(&self, node: u32, i: usize) -> (bool, bool) {
         let r = mix(self.seed ^ (u64::from(node) << 32) ^ (i as u64) << 8 ^ 0x51e1);
-        (r % 10 == 0, (r >> 8) % 20 == 0)
+        (r.is_multiple_of(10), (r >> 8).is_multiple_of(20))
     }
 }
 

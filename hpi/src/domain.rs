@@ -159,6 +159,8 @@ pub struct Domain<S> {
     subs: BTreeMap<SubscriptionId, Subscriber>,
     next_sub: u32,
     seq: u64,
+    /// The timestamp of the SEL record being handled, for the events it produces.
+    sel_timestamp: Option<u32>,
     update_count: u64,
     stats: Stats,
 }
@@ -181,6 +183,7 @@ impl<S: ShelfAccess> Domain<S> {
             subs: BTreeMap::new(),
             next_sub: 1,
             seq: 0,
+            sel_timestamp: None,
             update_count: 0,
             stats: Stats::default(),
         }
@@ -646,6 +649,13 @@ impl<S: ShelfAccess> Domain<S> {
     }
 
     fn on_event_record(&mut self, now: Instant, e: &EventRecord) -> Result<(), AccessError> {
+        self.sel_timestamp = Some(e.timestamp);
+        let r = self.on_event_record_inner(now, e);
+        self.sel_timestamp = None;
+        r
+    }
+
+    fn on_event_record_inner(&mut self, now: Instant, e: &EventRecord) -> Result<(), AccessError> {
         if let Some(hs) = e.hot_swap() {
             let key = (hs.ipmb_addr, hs.fru_id);
             if let Some(&rid) = self.by_fru.get(&key) {
@@ -868,6 +878,7 @@ impl<S: ShelfAccess> Domain<S> {
             seq: self.seq,
             resource,
             sel_record,
+            sel_timestamp: sel_record.and(self.sel_timestamp),
             kind,
         };
         tracing::debug!(?ev, "event");

@@ -387,6 +387,9 @@ pub struct Event {
     pub resource: Option<ResourceId>,
     /// SEL record that produced it, if any.
     pub sel_record: Option<u16>,
+    /// That SEL record's timestamp (the shelf manager's clock, seconds): with the record id,
+    /// what identifies the event across a cleared SEL that reuses ids.
+    pub sel_timestamp: Option<u32>,
     /// What happened.
     pub kind: EventKind,
 }

@@ -11,6 +11,11 @@ use totem_dpdk::srp;
 use super::{Config, FrameProtection, MAX_TIMER_MS, Node, TransportKind};
 
 impl Config {
+    /// The shelf service's settings (the seen-set's capacity is the service's default).
+    pub fn shelf_config(&self) -> ais_core::services::shelf::ShelfConfig {
+        ais_core::services::shelf::ShelfConfig::default()
+    }
+
     /// The quorum service's settings, or `None` without a `[quorum]` table.
     pub fn quorum_config(&self) -> Option<ais_core::services::quorum::QuorumConfig> {
         let q = self.quorum.as_ref()?;

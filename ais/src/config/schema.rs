@@ -52,6 +52,10 @@ pub struct Config {
     /// the table no AMF model is read.
     #[serde(default)]
     pub amf: Option<Amf>,
+    /// The ATCA shelf this node watches (`[hpi]`): without the table it watches none (it
+    /// still receives the shelf events other nodes' watchers submit).
+    #[serde(default)]
+    pub hpi: Option<Hpi>,
     /// Name and positions of the text this was parsed from, for error messages.
     #[serde(skip)]
     pub(super) source: Source,
@@ -530,6 +534,32 @@ impl Default for Lck {
     }
 }
 
+/// The `[hpi]` table: the shelf manager this node's HPI domain watches (docs/hpi.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hpi {
+    /// The shelf manager's address: a host name or an IP address (required). It is also the
+    /// shelf's identity in the events: give every node the same string for one shelf.
+    pub address: String,
+    /// Its RMCP+ port (default 623).
+    #[serde(default = "defaults::hpi_port")]
+    pub port: u16,
+    /// The RMCP+ user; when set it must be the credentials file's `user` (default: the
+    /// file's).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The file with the user name and password (`user = ...`, `password = ...`), readable
+    /// by its owner only: a file group or others may read is refused (required).
+    pub credentials: PathBuf,
+    /// This node's blade: its physical slot in the shelf (default none: this node is not
+    /// a blade of the shelf, or does not say which).
+    #[serde(default)]
+    pub slot: Option<u8>,
+    /// How often the SEL is polled, in ms (default 100; 10..=10000).
+    #[serde(default = "defaults::hpi_sel_poll_ms")]
+    pub sel_poll_ms: u64,
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -621,6 +651,14 @@ mod defaults {
 
     pub(super) fn lck_max_locks() -> u32 {
         4096
+    }
+
+    pub(super) fn hpi_port() -> u16 {
+        623
+    }
+
+    pub(super) fn hpi_sel_poll_ms() -> u64 {
+        100
     }
 
     pub(super) fn eal_args() -> Vec<String> {

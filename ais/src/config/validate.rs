@@ -57,6 +57,7 @@ impl Config {
         self.validate_evt()?;
         self.validate_msg()?;
         self.validate_lck()?;
+        self.validate_hpi()?;
         self.validate_timers()?;
         self.validate_flow_control()?;
         match t.transport {
@@ -190,6 +191,39 @@ impl Config {
             return Err(self.invalid(
                 "lck.max_locks",
                 "must be at least 1 (locks, granted and queued, the cluster may hold)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_hpi(&self) -> Result<(), ConfigError> {
+        let Some(h) = &self.hpi else { return Ok(()) };
+        if h.address.trim().is_empty() {
+            return Err(self.invalid(
+                "hpi.address",
+                "the shelf manager's host name or IP address is empty",
+            ));
+        }
+        if h.port == 0 {
+            return Err(self.invalid("hpi.port", "port 0: the RMCP+ port is 623 on most shelves"));
+        }
+        if h.credentials.as_os_str().is_empty() {
+            return Err(self.invalid(
+                "hpi.credentials",
+                "needs the path of the file with the shelf's user and password",
+            ));
+        }
+        if h.slot == Some(0) {
+            return Err(self.invalid("hpi.slot", "slots are numbered from 1"));
+        }
+        if !(10..=10_000).contains(&h.sel_poll_ms) {
+            return Err(self.invalid(
+                "hpi.sel_poll_ms",
+                format!(
+                    "{} ms is out of range: the SEL is polled every 10..=10000 ms (it is also \
+                     the session's keep-alive)",
+                    h.sel_poll_ms
+                ),
             ));
         }
         Ok(())

@@ -162,6 +162,8 @@ pub struct Exec {
     event_log: Option<EventLogWriter>,
     /// This node's quorum as the event log last said it.
     quorum_log: quorum_log::QuorumWatch,
+    /// Shelf events the cluster accepted, for the event log.
+    shelf_lines: Option<crossbeam_channel::Receiver<crate::shelfwatch::AcceptedLine>>,
     counters: ExecCounters,
     started: Instant,
     leaving: bool,
@@ -206,6 +208,7 @@ impl Exec {
             keys,
             event_log,
             quorum_log: quorum_log::QuorumWatch::default(),
+            shelf_lines: None,
             counters: ExecCounters::default(),
             started: Instant::now(),
             leaving: false,
@@ -298,7 +301,43 @@ impl Exec {
         }
         self.run_effects();
         self.log_quorum(at);
+        self.log_shelf(at);
         Flow::Continue
+    }
+
+    /// Writes a `shelf` service line to the event log for every shelf event the cluster
+    /// accepts (what the shelf service's observer queues on `lines`).
+    pub fn log_shelf_events(
+        &mut self,
+        lines: crossbeam_channel::Receiver<crate::shelfwatch::AcceptedLine>,
+    ) {
+        self.shelf_lines = Some(lines);
+    }
+
+    fn log_shelf(&mut self, at: Option<u64>) {
+        let (Some(rx), Some(log)) = (&self.shelf_lines, &mut self.event_log) else {
+            return;
+        };
+        while let Ok(line) = rx.try_recv() {
+            let t = at.unwrap_or_else(|| log.last_t());
+            let mut data = serde_json::Map::new();
+            data.insert("from".into(), line.from.into());
+            data.insert(
+                "shelf".into(),
+                String::from_utf8_lossy(&line.event.key.shelf)
+                    .into_owned()
+                    .into(),
+            );
+            data.insert("record".into(), line.event.key.record.into());
+            data.insert("timestamp".into(), line.event.key.timestamp.into());
+            data.insert(
+                "event".into(),
+                crate::shelfwatch::describe(&line.event).into(),
+            );
+            if let Err(e) = log.service_at(t, "shelf", "accepted", Some(line.ring), data) {
+                warn!("event log: {e}");
+            }
+        }
     }
 
     /// Writes a `quorum` line to the event log if this node's quorum changed
