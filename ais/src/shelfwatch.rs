@@ -136,11 +136,16 @@ impl Watch {
             },
         );
         let sub = d.subscribe();
-        if let Err(e) = d.start(Instant::now()) {
-            warn!(
+        match d.start(Instant::now()) {
+            Ok(()) => info!(
+                "hpi: connected to the shelf manager {}: {} resources discovered",
+                String::from_utf8_lossy(&self.shelf),
+                d.rpt().count()
+            ),
+            Err(e) => warn!(
                 "hpi: shelf manager {} not reachable: {e}; retrying with back-off",
                 String::from_utf8_lossy(&self.shelf)
-            );
+            ),
         }
         let mut conn: Option<Connection<ShelfProtocol>> = None;
         let mut backlog: Vec<ShelfEvent> = Vec::new();
