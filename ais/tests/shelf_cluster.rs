@@ -5,7 +5,7 @@
 //! (INACTIVE → INSERTION_PENDING → ACTIVE) exactly once, and no SEL key twice. Node 2 is
 //! killed; the blade goes on M4 → M5 → M6 → M1, and node 1, now watching alone, logs the two
 //! further transitions once each. Node 2 restarts and the blade is inserted again: both
-//! nodes accept the new transition once.
+//! nodes accept the new transition once, and `aisctl shelf events` on node 1 prints it.
 //!
 //! Assumes: ipmi_sim, ipmitool and gcc installed (as `.ci/run` does; skipped with a message
 //! when ipmi_sim is missing), free ports from the kernel, a loaded 2-core machine (generous
@@ -243,6 +243,22 @@ fn a_blades_hot_swap_is_logged_once_per_node_also_after_a_node_is_killed() {
         assert!(Instant::now() < deadline, "{}", c.log(1));
         std::thread::sleep(Duration::from_millis(50));
     }
+    // `aisctl shelf events` on node 1 follows what the cluster accepts.
+    let follower = Command::new(env!("CARGO_BIN_EXE_aisctl"))
+        .arg("-s")
+        .arg(&c.node(0).socket)
+        .args(["shelf", "events", "--count", "1", "--seconds", "30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start aisctl");
+    let deadline = Instant::now() + LONG;
+    while c.counter(0, "shelf_followers") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "aisctl shelf events never followed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     shelf.hs(0x86, 2, 2);
     let deadline = Instant::now() + LONG;
     let (one, two) = loop {
@@ -264,4 +280,16 @@ fn a_blades_hot_swap_is_logged_once_per_node_also_after_a_node_is_killed() {
     assert!(one[got.len()].2.contains("INACTIVE -> INSERTION_PENDING"));
     once_each(1, &accepted(&c.node(0).events), &[]);
     once_each(2, &accepted(&c.node(1).events), &[]);
+    let out = follower
+        .wait_with_output()
+        .expect("aisctl ends after one event");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let (record, timestamp, _) = &one[got.len()];
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("INACTIVE -> INSERTION_PENDING")
+            && text.contains(&format!("SEL record {record} at {timestamp}")),
+        "{text}"
+    );
 }

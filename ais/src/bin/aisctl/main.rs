@@ -22,6 +22,7 @@ mod demo;
 mod evt;
 mod lck;
 mod msg;
+mod shelf;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,7 @@ use clap::{Parser, Subcommand};
 use evt::{EvtCommand, evt_command};
 use lck::{LckCommand, lck_command};
 use msg::{MsgCommand, msg_command};
+use shelf::{ShelfCommand, shelf_command};
 
 /// Inspect and drive a running aisexec, or run the demo.
 ///
@@ -117,6 +119,10 @@ enum Command {
     /// orphan locks.
     #[command(subcommand)]
     Lck(LckCommand),
+    /// ATCA shelf events accepted by the cluster (hot-swap and critical sensor events, each
+    /// once; nodes with [hpi] watch the shelf).
+    #[command(subcommand)]
+    Shelf(ShelfCommand),
     /// Replace the cluster's frame key online: a new key epoch goes through the ring
     /// (encrypted under the current key), every member switches at the same point and
     /// rewrites its key file. No membership change, no message lost.
@@ -254,6 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evt(c) => evt_command(&socket_path(&cli)?, c),
         Command::Msg(c) => msg_command(&socket_path(&cli)?, c),
         Command::Lck(c) => lck_command(&socket_path(&cli)?, c),
+        Command::Shelf(c) => shelf_command(&socket_path(&cli)?, c),
         Command::Cpg(CpgCommand::List { json }) => cpg_list(&socket_path(&cli)?, *json),
         Command::Cpg(CpgCommand::Watch {
             group,

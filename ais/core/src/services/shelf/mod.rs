@@ -395,6 +395,7 @@ impl Service for Shelf {
         v.counter("shelf_dropped_unsynced", s.dropped_unsynced);
         v.gauge("shelf_seen", self.seen.order.len() as u64);
         v.gauge("shelf_pending", self.pending.len() as u64);
+        v.gauge("shelf_followers", self.followers.len() as u64);
     }
 }
 
