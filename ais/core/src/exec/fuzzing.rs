@@ -16,10 +16,11 @@ use crate::services::evt::{Evt, EvtConfig};
 use crate::services::lck::{Lck, LckConfig};
 use crate::services::msg::{Msg, MsgConfig};
 use crate::services::quorum::{Quorum, QuorumConfig};
+use crate::services::shelf::{Shelf, ShelfConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::evt;
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
-use ais_proto::{admin, ckpt, clm, cpg, evs, lck, msg, quorum};
+use ais_proto::{admin, ckpt, clm, cpg, evs, lck, msg, quorum, shelf};
 
 /// Decodes `data` as a client packet, and its body as every service's requests, answers,
 /// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
@@ -40,6 +41,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Request<evt::Request>>(&frame);
     round_trip::<Request<msg::Request>>(&frame);
     round_trip::<Request<lck::Request>>(&frame);
+    round_trip::<Request<shelf::Request>>(&frame);
     round_trip::<Reply<cpg::Response>>(&frame);
     round_trip::<Reply<evs::Response>>(&frame);
     round_trip::<Reply<clm::Response>>(&frame);
@@ -48,6 +50,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Reply<evt::Response>>(&frame);
     round_trip::<Reply<msg::Response>>(&frame);
     round_trip::<Reply<lck::Response>>(&frame);
+    round_trip::<Reply<shelf::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
     round_trip::<clm::Callback>(&frame);
@@ -56,6 +59,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<evt::Callback>(&frame);
     round_trip::<msg::Callback>(&frame);
     round_trip::<lck::Callback>(&frame);
+    round_trip::<shelf::Callback>(&frame);
     // The ring messages' codecs, on the same bytes.
     round_trip::<cpg::RingMessage>(&frame);
     round_trip::<evs::RingMessage>(&frame);
@@ -66,6 +70,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<evt::RingMessage>(&frame);
     round_trip::<msg::RingMessage>(&frame);
     round_trip::<lck::RingMessage>(&frame);
+    round_trip::<shelf::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
@@ -79,6 +84,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
             Box::new(Evt::new(EvtConfig::default())),
             Box::new(Msg::new(MsgConfig::default())),
             Box::new(Lck::new(LckConfig::default())),
+            Box::new(Shelf::new(ShelfConfig::default())),
         ],
     );
     for (conn, service) in [
@@ -91,6 +97,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (7, evt::EvtProtocol::ID),
         (8, msg::MsgProtocol::ID),
         (9, lck::LckProtocol::ID),
+        (10, shelf::ShelfProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -173,6 +180,7 @@ fn run_deliveries(data: &[u8]) -> usize {
             Box::new(Evt::new(EvtConfig::default())),
             Box::new(Msg::new(MsgConfig::default())),
             Box::new(Lck::new(LckConfig::default())),
+            Box::new(Shelf::new(ShelfConfig::default())),
         ],
     );
     let mut no = 0u64;
