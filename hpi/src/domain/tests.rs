@@ -45,6 +45,8 @@ impl Fake {
     fn log(&mut self, rec: EventRecord) {
         let mut rec = rec;
         rec.record_id = self.next_record;
+        // The SEL clock: one second per record here.
+        rec.timestamp = 5_000 + u32::from(rec.record_id);
         self.next_record += 1;
         self.last_add += 1;
         self.sel.push(rec);
@@ -547,4 +549,19 @@ fn an_ipmc_that_never_answers_does_not_stop_discovery() {
         !d.hotswap_indicator(t0, b).unwrap(),
         "the fake reports its LEDs off"
     );
+}
+
+#[test]
+fn events_from_sel_records_carry_the_record_id_and_its_timestamp() {
+    let (mut d, sub, t0) = started(cfg());
+    drain(&mut d, sub);
+    d.shelf_mut().hs(0x84, MState::M2, 0);
+    d.poll(t0 + Duration::from_millis(100));
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    let e = evs
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::HotSwap { .. }))
+        .expect("a hot-swap event");
+    let record = e.sel_record.expect("from a SEL record");
+    assert_eq!(e.sel_timestamp, Some(5_000 + u32::from(record)));
 }
