@@ -338,12 +338,9 @@ impl Service for Shelf {
         let ring = cx.ring();
         self.syncing = Some((ring, BTreeSet::new()));
         let keys: Vec<ShelfKey> = self.seen.order.iter().cloned().collect();
-        // An empty set still sends one (empty) record: simpler to reason about.
-        let mut chunks: Vec<&[ShelfKey]> = keys.chunks(SYNC_CHUNK).collect();
-        if chunks.is_empty() {
-            chunks.push(&[]);
-        }
-        for chunk in chunks {
+        // An empty set sends nothing (a cluster that never saw a shelf event adds only the
+        // barrier to each sync).
+        for chunk in keys.chunks(SYNC_CHUNK) {
             let m = RingMessage::Seen {
                 rep: ring.rep.0,
                 seq: ring.seq,
