@@ -258,6 +258,11 @@ pub struct CheckParams {
     /// reordered or corrupted frames. Enables property 17 for each pair. Only the caller (the
     /// simulator, from its schedule) knows them.
     pub stable_pairs: Option<Vec<(NodeId, NodeId)>>,
+    /// The logs are real processes' ([`check_files`]): a node's log may have lost its last
+    /// lines at a crash, so a delivered message whose send is missing is accepted when its
+    /// sender crashed where that send would have been (property 1). The simulator, which logs
+    /// every event at once, leaves it off.
+    pub lost_tails: bool,
     /// Violations kept per property; more are only counted.
     pub max_violations_per_property: usize,
 }
@@ -272,6 +277,7 @@ impl Default for CheckParams {
             last_fault_ns: None,
             converge_bound_ns: None,
             stable_pairs: None,
+            lost_tails: false,
             max_violations_per_property: 20,
         }
     }
@@ -499,7 +505,7 @@ pub fn check(events: &[LogEvent], params: &CheckParams) -> Report {
     };
     let mut sink = Sink::new(params.max_violations_per_property);
 
-    delivery::no_creation(&ix, &mut sink);
+    delivery::no_creation(&ix, params.lost_tails, &mut sink);
     delivery::no_duplication(&ix, &mut sink);
     delivery::total_order(&ix, &mut sink);
     delivery::no_gaps(&ix, &mut sink);
@@ -603,7 +609,11 @@ pub fn check_files<P: AsRef<Path>>(paths: &[P]) -> Result<Report, LogError> {
         origin.extend(lines.into_iter().map(|l| (k, l)));
         events.extend(evs);
     }
-    let mut report = check(&events, &CheckParams::default());
+    let params = CheckParams {
+        lost_tails: true,
+        ..CheckParams::default()
+    };
+    let mut report = check(&events, &params);
     for v in &mut report.violations {
         if let Some(&(k, line)) = v.event.and_then(|e| origin.get(e)) {
             v.line = Some(line);
@@ -700,6 +710,7 @@ pub fn check_file_with(path: impl AsRef<Path>, params: &CheckParams) -> Result<R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::read_log;
 
     /// Node 1 delivers a safe message after node 3's log ends: node 3 was killed with lines
     /// still buffered, and node 1 then reports it failed. Nothing in node 3's file can show
@@ -741,6 +752,68 @@ mod tests {
         std::fs::write(&p1, node1(false)).unwrap();
         let alive = check_files(&[&p1, &p3]).unwrap();
         assert_eq!(safe(&alive), 1, "{alive}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    /// Node 1 delivers node 3's message 3:2, whose `send` line node 3 never wrote: node 3
+    /// sent the frame, then was killed before its log reached the file (node 1 then reports
+    /// it failed). Real logs (`check_files`) read that as the lost tail; the same events
+    /// checked as a simulator's (no lost tails) are a creation. A missing send numbered below
+    /// one node 3 did log, or from a node that did not crash, stays a violation.
+    #[test]
+    fn a_send_lost_with_a_killed_senders_tail_is_not_a_creation() {
+        let dir = std::env::temp_dir().join(format!("evlog-send-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let node1 = |msg: &str, report_failed: bool| {
+            let mut lines = vec![
+                r#"{"t":10,"node":1,"ev":"config","kind":"regular","ring":"1.8","members":[1,3],"joined":[1,3]}"#.to_owned(),
+                r#"{"t":40,"node":1,"ev":"deliver","msg":"3:1","ring":"1.8","seq":1,"kind":"agreed","hash":"0000000000000001","len":5}"#.to_owned(),
+                format!(r#"{{"t":41,"node":1,"ev":"deliver","msg":"{msg}","ring":"1.8","seq":2,"kind":"agreed","hash":"0000000000000002","len":5}}"#),
+            ];
+            if report_failed {
+                lines.extend([
+                    r#"{"t":50,"node":1,"ev":"config","kind":"transitional","ring":"1.8","members":[1],"failed":[3]}"#.to_owned(),
+                    r#"{"t":51,"node":1,"ev":"config","kind":"regular","ring":"1.12","members":[1],"failed":[3]}"#.to_owned(),
+                ]);
+            }
+            lines.join("\n") + "\n"
+        };
+        let node3 = [
+            r#"{"t":11,"node":3,"ev":"config","kind":"regular","ring":"1.8","members":[1,3],"joined":[1,3]}"#,
+            r#"{"t":20,"node":3,"ev":"send","msg":"3:1","len":5,"hash":"0000000000000001","kind":"agreed","prio":1}"#,
+        ]
+        .join("\n")
+            + "\n";
+        let (p1, p3) = (dir.join("node1.jsonl"), dir.join("node3.jsonl"));
+        std::fs::write(&p3, &node3).unwrap();
+        let created = |r: &Report| {
+            r.violations
+                .iter()
+                .filter(|v| v.property == Property::NoCreation)
+                .count()
+        };
+        std::fs::write(&p1, node1("3:2", true)).unwrap();
+        let killed = check_files(&[&p1, &p3]).unwrap();
+        assert_eq!(created(&killed), 0, "{killed}");
+        // The same logs as a simulator's: a creation.
+        let mut events = read_log(std::fs::read(&p1).unwrap().as_slice()).unwrap();
+        events.extend(read_log(node3.as_bytes()).unwrap());
+        events.push(LogEvent::Crash {
+            t: 21,
+            node: NodeId(3),
+        });
+        assert_eq!(created(&check(&events, &CheckParams::default())), 1);
+        // Node 3 logged a later send (3:3) before it died: 3:2 was not in the lost tail.
+        let later = node3.clone()
+            + r#"{"t":22,"node":3,"ev":"send","msg":"3:3","len":5,"hash":"0000000000000003","kind":"agreed","prio":1}"#
+            + "\n";
+        std::fs::write(&p3, &later).unwrap();
+        let logged_later = check_files(&[&p1, &p3]).unwrap();
+        assert_eq!(created(&logged_later), 1, "{logged_later}");
+        std::fs::write(&p3, &node3).unwrap();
+        // Node 3 not reported failed (no crash): a creation.
+        std::fs::write(&p1, node1("3:2", false)).unwrap();
+        let alive = check_files(&[&p1, &p3]).unwrap();
+        assert_eq!(created(&alive), 1, "{alive}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
