@@ -13,10 +13,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::exec::{Effect, ExecCore};
 use ais_core::services::ckpt::checker::{self, Observation, Property};
 use ais_core::services::ckpt::replica::{MergeDefects, Replicas};
 use ais_core::services::ckpt::{Ckpt, CkptConfig, CkptDefects, Observer};
@@ -28,7 +28,7 @@ use ais_proto::ipc::{AisError, Nothing, Protocol, Reply};
 use bytes::Bytes;
 use rand::RngCore;
 use totem_dpdk::srp::{Event, SubmitError};
-use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority, RingId};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, RingId};
 use totem_sim::sim::{App, AppSubmit, Sim};
 
 const CONN: u64 = 1;
@@ -90,9 +90,7 @@ struct CkptApp {
     log: Log,
     node: u32,
     incarnation: u32,
-    submits: VecDeque<AppSubmit>,
-    origins: BTreeMap<u64, Origin>,
-    next_tag: u64,
+    submits: common::sim::Submits,
     stop_at: Instant,
     now: Instant,
     /// Members of the last configuration Totem announced (transitional or regular).
@@ -136,9 +134,7 @@ impl CkptApp {
             log,
             node: node.0,
             incarnation,
-            submits: VecDeque::new(),
-            origins: BTreeMap::new(),
-            next_tag: 1,
+            submits: common::sim::Submits::default(),
             stop_at,
             now: Instant(0),
             config: Vec::new(),
@@ -276,17 +272,7 @@ impl CkptApp {
                 continue;
             }
             match e {
-                Effect::Submit { origin, kind, msg } => {
-                    let tag = self.next_tag;
-                    self.next_tag += 1;
-                    self.origins.insert(tag, origin);
-                    self.submits.push_back(AppSubmit {
-                        tag,
-                        prio: Priority::default(),
-                        kind,
-                        payload: msg,
-                    });
-                }
+                Effect::Submit { origin, kind, msg } => self.submits.push(origin, kind, msg),
                 Effect::Send { .. } => {}
                 other => panic!("CKPT makes no {other:?}"),
             }
@@ -319,12 +305,11 @@ impl App for CkptApp {
     }
 
     fn poll_submit(&mut self) -> Option<AppSubmit> {
-        self.submits.pop_front()
+        self.submits.pop()
     }
 
     fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
-        let origin = self.origins.remove(&tag).expect("a known tag");
-        self.core.submitted(origin, result);
+        self.submits.submitted(&mut self.core, tag, result);
         self.effects();
     }
 

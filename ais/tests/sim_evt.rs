@@ -14,10 +14,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::exec::{Effect, ExecCore};
 use ais_core::services::evt::checker::{self, Observation, Property};
 use ais_core::services::evt::{Evt, EvtConfig, EvtDefects, Observer, RetainedInfo};
 use ais_proto::evt::{
@@ -28,7 +28,7 @@ use ais_proto::ipc::{AisError, Nothing, Protocol, Reply};
 use bytes::Bytes;
 use rand::RngCore;
 use totem_dpdk::srp::{Event, SubmitError};
-use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority, RingId};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, RingId};
 use totem_sim::sim::{App, AppSubmit, NodeFault, Sim};
 
 const CONN: u64 = 1;
@@ -133,9 +133,7 @@ struct EvtApp {
     log: Log,
     node: u32,
     inc: u32,
-    submits: VecDeque<AppSubmit>,
-    origins: BTreeMap<u64, Origin>,
-    next_tag: u64,
+    submits: common::sim::Submits,
     stop_at: Instant,
     now: Instant,
     channel: u64,
@@ -170,9 +168,7 @@ impl EvtApp {
             log,
             node: node.0,
             inc,
-            submits: VecDeque::new(),
-            origins: BTreeMap::new(),
-            next_tag: 1,
+            submits: common::sim::Submits::default(),
             stop_at,
             now: Instant(0),
             channel: 0,
@@ -333,17 +329,7 @@ impl EvtApp {
                 continue;
             }
             match e {
-                Effect::Submit { origin, kind, msg } => {
-                    let tag = self.next_tag;
-                    self.next_tag += 1;
-                    self.origins.insert(tag, origin);
-                    self.submits.push_back(AppSubmit {
-                        tag,
-                        prio: Priority::default(),
-                        kind,
-                        payload: msg,
-                    });
-                }
+                Effect::Submit { origin, kind, msg } => self.submits.push(origin, kind, msg),
                 Effect::Send { .. } => {}
                 other => panic!("EVT makes no {other:?}"),
             }
@@ -385,12 +371,11 @@ impl App for EvtApp {
     }
 
     fn poll_submit(&mut self) -> Option<AppSubmit> {
-        self.submits.pop_front()
+        self.submits.pop()
     }
 
     fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
-        let origin = self.origins.remove(&tag).expect("a known tag");
-        self.core.submitted(origin, result);
+        self.submits.submitted(&mut self.core, tag, result);
         self.effects();
     }
 

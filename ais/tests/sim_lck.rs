@@ -14,10 +14,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::exec::{Effect, ExecCore};
 use ais_core::services::lck::checker::{self, Checker, Observation, Property};
 use ais_core::services::lck::table::{Table, TableDefects};
 use ais_core::services::lck::{Lck, LckConfig, LckDefects, Observer};
@@ -31,7 +31,7 @@ use ais_proto::quorum::QuorumProtocol;
 use bytes::Bytes;
 use rand::{Rng, RngCore};
 use totem_dpdk::srp::{Event, SubmitError};
-use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority, RingId};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, RingId};
 use totem_sim::sim::{App, AppSubmit, Sim};
 
 /// Requests a client keeps in flight at most.
@@ -150,9 +150,7 @@ struct LckApp {
     core: ExecCore,
     log: Log,
     node: u32,
-    submits: VecDeque<AppSubmit>,
-    origins: BTreeMap<u64, Origin>,
-    next_tag: u64,
+    submits: common::sim::Submits,
     stop_at: Instant,
     now: Instant,
     conn: u64,
@@ -187,9 +185,7 @@ impl LckApp {
             core: ExecCore::new(node, vec![Box::new(quorum), Box::new(service)]),
             log,
             node: node.0,
-            submits: VecDeque::new(),
-            origins: BTreeMap::new(),
-            next_tag: 1,
+            submits: common::sim::Submits::default(),
             stop_at,
             now: Instant(0),
             conn: 1,
@@ -375,17 +371,7 @@ impl LckApp {
                 continue;
             }
             match e {
-                Effect::Submit { origin, kind, msg } => {
-                    let tag = self.next_tag;
-                    self.next_tag += 1;
-                    self.origins.insert(tag, origin);
-                    self.submits.push_back(AppSubmit {
-                        tag,
-                        prio: Priority::default(),
-                        kind,
-                        payload: msg,
-                    });
-                }
+                Effect::Submit { origin, kind, msg } => self.submits.push(origin, kind, msg),
                 Effect::Send { conn, .. } if conn == self.conn => {
                     if let Some((_, cb)) = e.callback::<Callback>() {
                         self.callback(cb);
@@ -413,12 +399,11 @@ impl App for LckApp {
     }
 
     fn poll_submit(&mut self) -> Option<AppSubmit> {
-        self.submits.pop_front()
+        self.submits.pop()
     }
 
     fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
-        let origin = self.origins.remove(&tag).expect("a known tag");
-        self.core.submitted(origin, result);
+        self.submits.submitted(&mut self.core, tag, result);
         self.effects();
     }
 

@@ -26,10 +26,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::exec::{Effect, ExecCore};
 use ais_core::services::msg::checker::{self, Answer, Observation, Property};
 use ais_core::services::msg::queues::{Applied, MergeDefects, Queues};
 use ais_core::services::msg::{Msg, MsgConfig, MsgDefects, Observer};
@@ -41,7 +41,7 @@ use ais_proto::msg::{
 use bytes::Bytes;
 use rand::RngCore;
 use totem_dpdk::srp::{Event, SubmitError};
-use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority, RingId};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, RingId};
 use totem_sim::log::LogEvent;
 use totem_sim::sim::{App, AppSubmit, Sim};
 
@@ -187,9 +187,7 @@ struct MsgApp {
     log: Log,
     node: u32,
     incarnation: u32,
-    submits: VecDeque<AppSubmit>,
-    origins: BTreeMap<u64, Origin>,
-    next_tag: u64,
+    submits: common::sim::Submits,
     stop_at: Instant,
     now: Instant,
     config: Vec<u32>,
@@ -242,9 +240,7 @@ impl MsgApp {
             log,
             node: node.0,
             incarnation,
-            submits: VecDeque::new(),
-            origins: BTreeMap::new(),
-            next_tag: 1,
+            submits: common::sim::Submits::default(),
             stop_at,
             now: Instant(0),
             config: Vec::new(),
@@ -544,17 +540,7 @@ impl MsgApp {
                 continue;
             }
             match e {
-                Effect::Submit { origin, kind, msg } => {
-                    let tag = self.next_tag;
-                    self.next_tag += 1;
-                    self.origins.insert(tag, origin);
-                    self.submits.push_back(AppSubmit {
-                        tag,
-                        prio: Priority::default(),
-                        kind,
-                        payload: msg,
-                    });
-                }
+                Effect::Submit { origin, kind, msg } => self.submits.push(origin, kind, msg),
                 Effect::Send { .. } => {}
                 other => panic!("MSG makes no {other:?}"),
             }
@@ -580,12 +566,11 @@ impl App for MsgApp {
     }
 
     fn poll_submit(&mut self) -> Option<AppSubmit> {
-        self.submits.pop_front()
+        self.submits.pop()
     }
 
     fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
-        let origin = self.origins.remove(&tag).expect("a known tag");
-        self.core.submitted(origin, result);
+        self.submits.submitted(&mut self.core, tag, result);
         self.effects();
     }
 

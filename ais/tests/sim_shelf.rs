@@ -16,7 +16,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use ais_core::exec::{Effect, ExecCore, Origin};
+use ais_core::exec::{Effect, ExecCore};
 use ais_core::services::shelf::checker::{self, Observation, Property};
 use ais_core::services::shelf::{
     Observer, Shelf, ShelfConfig, ShelfDefects, ShelfEvent, ShelfEventKind, ShelfKey,
@@ -26,7 +26,7 @@ use ais_proto::shelf::{Request, ShelfProtocol};
 use bytes::Bytes;
 use rand::RngCore;
 use totem_dpdk::srp::{Event, SubmitError};
-use totem_dpdk::{Duration, Instant, MsgId, NodeId, Priority, RingId};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, RingId};
 use totem_sim::sim::{App, AppSubmit, NodeFault, Schedule, Sim};
 
 const CONN: u64 = 1;
@@ -171,9 +171,7 @@ struct ShelfApp {
     shelf: Arc<Shelf_>,
     node: u32,
     inc: u32,
-    submits: VecDeque<AppSubmit>,
-    origins: BTreeMap<u64, Origin>,
-    next_tag: u64,
+    submits: common::sim::Submits,
     stop_at: Instant,
     now: Instant,
     started: Option<Instant>,
@@ -206,9 +204,7 @@ impl ShelfApp {
             shelf,
             node: node.0,
             inc,
-            submits: VecDeque::new(),
-            origins: BTreeMap::new(),
-            next_tag: 1,
+            submits: common::sim::Submits::default(),
             stop_at,
             now: Instant(0),
             started: None,
@@ -280,17 +276,7 @@ impl ShelfApp {
     fn effects(&mut self) {
         while let Some(e) = self.core.poll_effect() {
             match e {
-                Effect::Submit { origin, kind, msg } => {
-                    let tag = self.next_tag;
-                    self.next_tag += 1;
-                    self.origins.insert(tag, origin);
-                    self.submits.push_back(AppSubmit {
-                        tag,
-                        prio: Priority::default(),
-                        kind,
-                        payload: msg,
-                    });
-                }
+                Effect::Submit { origin, kind, msg } => self.submits.push(origin, kind, msg),
                 Effect::Send { .. } => {}
                 other => panic!("the shelf service makes no {other:?}"),
             }
@@ -321,12 +307,11 @@ impl App for ShelfApp {
     }
 
     fn poll_submit(&mut self) -> Option<AppSubmit> {
-        self.submits.pop_front()
+        self.submits.pop()
     }
 
     fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
-        let origin = self.origins.remove(&tag).expect("a known tag");
-        self.core.submitted(origin, result);
+        self.submits.submitted(&mut self.core, tag, result);
         self.effects();
     }
 

@@ -75,3 +75,54 @@ pub fn assert_every_seed_passes(
         bad.join("\n")
     );
 }
+
+/// The messages an `ExecCore` asked the simulated Totem core to submit, waiting for the
+/// simulator to take them, and the origin of each one taken, until its result comes back: the
+/// bookkeeping every executive-core simulator app shares.
+#[derive(Default)]
+pub struct Submits {
+    queue: std::collections::VecDeque<totem_sim::sim::AppSubmit>,
+    origins: std::collections::BTreeMap<u64, ais_core::exec::Origin>,
+    next_tag: u64,
+}
+
+impl Submits {
+    /// Queues `msg` (an `Effect::Submit` of the core), tagged for its result.
+    pub fn push(
+        &mut self,
+        origin: ais_core::exec::Origin,
+        kind: totem_dpdk::DeliveryKind,
+        msg: bytes::Bytes,
+    ) {
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        self.origins.insert(tag, origin);
+        self.queue.push_back(totem_sim::sim::AppSubmit {
+            tag,
+            prio: totem_dpdk::Priority::default(),
+            kind,
+            payload: msg,
+        });
+    }
+
+    /// The next message for the simulator (`App::poll_submit`).
+    pub fn pop(&mut self) -> Option<totem_sim::sim::AppSubmit> {
+        self.queue.pop_front()
+    }
+
+    /// Hands the result of the message tagged `tag` back to `core` (`App::submitted`).
+    pub fn submitted(
+        &mut self,
+        core: &mut ais_core::exec::ExecCore,
+        tag: u64,
+        result: Result<totem_dpdk::MsgId, totem_dpdk::srp::SubmitError>,
+    ) {
+        let origin = self.origins.remove(&tag).expect("a known tag");
+        core.submitted(origin, result);
+    }
+
+    /// No message waits for the simulator.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
