@@ -45,7 +45,7 @@ struct Shared {
     told: usize,
     deadlocks: usize,
     timeouts: usize,
-    /// Operator releases applied (counted once, at the releasing node).
+    /// Operator releases answered Ok (counted once, by the operator that asked).
     released: usize,
 }
 

@@ -243,17 +243,6 @@ fn unknown(op: u16) -> DecodeError {
     }
 }
 
-fn get_bool(r: &mut Reader, field: &'static str) -> Result<bool, DecodeError> {
-    match r.u8(field)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(DecodeError::Invalid {
-            field,
-            why: "not 0 or 1",
-        }),
-    }
-}
-
 fn put_opt_attrs(w: &mut Writer, a: &Option<Attributes>) {
     match a {
         None => {
@@ -267,7 +256,7 @@ fn put_opt_attrs(w: &mut Writer, a: &Option<Attributes>) {
 }
 
 fn get_opt_attrs(r: &mut Reader) -> Result<Option<Attributes>, DecodeError> {
-    Ok(if get_bool(r, "attributes given")? {
+    Ok(if r.bool("attributes given")? {
         Some(get_attrs(r)?)
     } else {
         None
@@ -286,7 +275,7 @@ fn put_opt_id(w: &mut Writer, id: &Option<Bytes>) {
 }
 
 fn get_opt_id(r: &mut Reader) -> Result<Option<Bytes>, DecodeError> {
-    Ok(if get_bool(r, "section id given")? {
+    Ok(if r.bool("section id given")? {
         Some(r.short_bytes("section id")?)
     } else {
         None
@@ -851,7 +840,7 @@ fn get_info(r: &mut Reader) -> Result<CheckpointInfo, DecodeError> {
         name: r.short_bytes("name")?,
         status: get_status(r)?,
         opens: r.u32("opens")?,
-        unlinked: get_bool(r, "unlinked")?,
+        unlinked: r.bool("unlinked")?,
         id: String::from_utf8_lossy(&r.short_bytes("id")?).into_owned(),
     })
 }
@@ -868,7 +857,7 @@ fn put_next(w: &mut Writer, next: Option<u32>) {
 }
 
 fn get_next(r: &mut Reader) -> Result<Option<u32>, DecodeError> {
-    Ok(if get_bool(r, "more")? {
+    Ok(if r.bool("more")? {
         Some(r.u32("next")?)
     } else {
         None
@@ -1584,7 +1573,7 @@ impl Message for RingMessage {
                 let id = get_id(r)?;
                 let name = r.short_bytes("name")?;
                 let attributes = get_attrs(r)?;
-                let unlinked = get_bool(r, "unlinked")?;
+                let unlinked = r.bool("unlinked")?;
                 let generation = r.u64("generation")?;
                 let history = r.u64("history")?;
                 let retention_epoch = r.u64("retention epoch")?;

@@ -178,16 +178,7 @@ fn get_node(r: &mut Reader) -> Result<ClusterNode, DecodeError> {
         node_id,
         address,
         name,
-        member: match r.u8("member")? {
-            0 => false,
-            1 => true,
-            _ => {
-                return Err(DecodeError::Invalid {
-                    field: "member",
-                    why: "not 0 or 1",
-                });
-            }
-        },
+        member: r.bool("member")?,
         boot_timestamp: r.u64("boot timestamp")?,
         initial_view_number: r.u64("initial view number")?,
     })

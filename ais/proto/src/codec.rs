@@ -172,6 +172,21 @@ impl Reader {
         Ok(self.take(1, field)?[0])
     }
 
+    /// One byte that must be 0 (false) or 1 (true).
+    ///
+    /// # Errors
+    /// [`DecodeError::Invalid`] for any other value.
+    pub fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::Invalid {
+                field,
+                why: "not 0 or 1",
+            }),
+        }
+    }
+
     /// Two bytes.
     pub fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         let b = self.take(2, field)?;

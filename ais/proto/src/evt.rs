@@ -469,17 +469,6 @@ const R_OPENED: u16 = 80;
 const R_PUBLISHED: u16 = 81;
 const R_LIST: u16 = 82;
 
-fn get_bool(r: &mut Reader, field: &'static str) -> Result<bool, DecodeError> {
-    match r.u8(field)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(DecodeError::Invalid {
-            field,
-            why: "not 0 or 1",
-        }),
-    }
-}
-
 impl Message for Response {
     fn op(&self) -> u16 {
         match self {
@@ -540,13 +529,13 @@ impl Message for Response {
                     .map(|_| {
                         Ok(ChannelInfo {
                             name: r.short_bytes("name")?,
-                            unlinked: get_bool(r, "unlinked")?,
+                            unlinked: r.bool("unlinked")?,
                             opens: r.u32("opens")?,
                             retained: r.u32("retained")?,
                         })
                     })
                     .collect::<Result<_, DecodeError>>()?;
-                let next = if get_bool(r, "more")? {
+                let next = if r.bool("more")? {
                     Some(r.u32("next")?)
                 } else {
                     None
@@ -793,7 +782,7 @@ fn get_change(r: &mut Reader) -> Result<Change, DecodeError> {
     Ok(match r.u8("change")? {
         1 => Change::Open {
             name: r.short_bytes("name")?,
-            create: get_bool(r, "create")?,
+            create: r.bool("create")?,
         },
         2 => Change::Close { key: get_key(r)? },
         3 => Change::Unlink {

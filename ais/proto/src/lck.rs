@@ -206,17 +206,6 @@ fn get_lock_id(r: &mut Reader) -> Result<LockId, DecodeError> {
     })
 }
 
-fn get_bool(r: &mut Reader, field: &'static str) -> Result<bool, DecodeError> {
-    match r.u8(field)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(DecodeError::Invalid {
-            field,
-            why: "not 0 or 1",
-        }),
-    }
-}
-
 fn put_result(w: &mut Writer, e: &Result<(), AisError>) {
     w.u32(match e {
         Ok(()) => 1,
@@ -561,8 +550,8 @@ fn get_lock_info(r: &mut Reader) -> Result<LockInfo, DecodeError> {
         id: get_lock_id(r)?,
         holder: get_opt_holder(r)?,
         mode: get_mode(r, "lock mode")?,
-        granted: get_bool(r, "granted")?,
-        orphan_flag: get_bool(r, "orphan flag")?,
+        granted: r.bool("granted")?,
+        orphan_flag: r.bool("orphan flag")?,
     })
 }
 
@@ -579,7 +568,7 @@ fn put_opt_holder(w: &mut Writer, h: &Option<Holder>) {
 }
 
 fn get_opt_holder(r: &mut Reader) -> Result<Option<Holder>, DecodeError> {
-    Ok(if get_bool(r, "holder given")? {
+    Ok(if r.bool("holder given")? {
         Some(get_holder(r)?)
     } else {
         None
@@ -1013,7 +1002,7 @@ fn get_update(r: &mut Reader) -> Result<Update, DecodeError> {
         1 => Update::Open {
             holder: get_holder(r)?,
             name: r.short_bytes("name")?,
-            create: get_bool(r, "create")?,
+            create: r.bool("create")?,
         },
         2 => Update::Close {
             holder: get_holder(r)?,
@@ -1128,7 +1117,7 @@ impl Message for RingMessage {
                 let rep = r.u32("ring representative")?;
                 let seq = r.u64("ring sequence")?;
                 let quorate_seq = r.u64("quorate sequence")?;
-                let last_quorate = get_bool(r, "last quorate")?;
+                let last_quorate = r.bool("last quorate")?;
                 let digest = r.u64("digest")?;
                 let n = r.count("holders", 20 + 2)?;
                 let holders = (0..n)

@@ -107,21 +107,10 @@ fn put_opt_attrs(w: &mut Writer, a: &Option<Attributes>) {
 }
 
 fn get_opt_attrs(r: &mut Reader) -> Result<Option<Attributes>, DecodeError> {
-    Ok(match get_bool(r, "attributes present")? {
+    Ok(match r.bool("attributes present")? {
         false => None,
         true => Some(get_attrs(r)?),
     })
-}
-
-fn get_bool(r: &mut Reader, field: &'static str) -> Result<bool, DecodeError> {
-    match r.u8(field)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        v => Err(DecodeError::Unknown {
-            what: field,
-            value: u64::from(v),
-        }),
-    }
 }
 
 /// A message (`SaMsgMessageT`).
@@ -255,7 +244,7 @@ fn get_status(r: &mut Reader) -> Result<Status, DecodeError> {
     let creation_flags = r.u32("creation flags")?;
     let retention_time = r.u64("retention time")?;
     let close_time = r.u64("close time")?;
-    let open = get_bool(r, "open")?;
+    let open = r.bool("open")?;
     let mut usage = [Usage::default(); PRIORITIES];
     for u in &mut usage {
         *u = Usage {
@@ -637,7 +626,7 @@ impl Message for Request {
                 destination: r.short_bytes("destination")?,
                 message: get_body(r)?,
                 invocation: r.u64("invocation")?,
-                ack: get_bool(r, "ack")?,
+                ack: r.bool("ack")?,
             },
             OP_GET => Request::Get {
                 handle: r.u64("handle")?,
@@ -691,7 +680,7 @@ impl Message for Request {
                 to: get_key(r)?,
                 message: get_body(r)?,
                 invocation: r.u64("invocation")?,
-                ack: get_bool(r, "ack")?,
+                ack: r.bool("ack")?,
             },
             other => return Err(unknown(other)),
         })
@@ -853,12 +842,12 @@ impl Message for Response {
                         Ok(QueueInfo {
                             name: r.short_bytes("name")?,
                             status: get_status(r)?,
-                            unlinked: get_bool(r, "unlinked")?,
+                            unlinked: r.bool("unlinked")?,
                             opener_node: r.u32("opener node")?,
                         })
                     })
                     .collect::<Result<_, DecodeError>>()?;
-                let next = match get_bool(r, "next present")? {
+                let next = match r.bool("next present")? {
                     false => None,
                     true => Some(r.u32("next")?),
                 };
@@ -1604,7 +1593,7 @@ impl Message for RingMessage {
                 let id = get_id(r)?;
                 let name = r.short_bytes("name")?;
                 let attributes = get_attrs(r)?;
-                let unlinked = get_bool(r, "unlinked")?;
+                let unlinked = r.bool("unlinked")?;
                 let history = r.u64("history")?;
                 let close_epoch = r.u64("close epoch")?;
                 let close_time = r.u64("close time")?;

@@ -138,16 +138,7 @@ fn get_event(r: &mut Reader) -> Result<ShelfEvent, DecodeError> {
             slot: r.u8("slot")?,
             sensor: r.u8("sensor")?,
             sensor_type: r.u8("sensor type")?,
-            assertion: match r.u8("assertion")? {
-                0 => false,
-                1 => true,
-                _ => {
-                    return Err(DecodeError::Invalid {
-                        field: "assertion",
-                        why: "not 0 or 1",
-                    });
-                }
-            },
+            assertion: r.bool("assertion")?,
             offset: r.u8("offset")?,
         },
         _ => {
