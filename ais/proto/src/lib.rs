@@ -2,7 +2,7 @@
 //! shares, [`ipc`]), the executive's messages on the Totem ring (their header and the sync
 //! barrier, [`ring`]), one module per service with its requests, answers, callbacks and ring
 //! messages ([`cpg`], [`evs`], [`clm`], [`quorum`], [`ckpt`], [`evt`], [`lck`], [`msg`],
-//! [`admin`]), the shared byte codec ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket itself is a Unix
+//! [`admin`], [`amf`]), the shared byte codec ([`codec`]) and the SA Forum error codes ([`ipc::AisError`]). The socket itself is a Unix
 //! SEQPACKET socket (`dataplane::unix`): one packet per datagram, peer credentials checked at
 //! accept.
 //!
@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod amf;
 pub mod ckpt;
 pub mod clm;
 pub mod codec;

@@ -434,6 +434,16 @@ impl Exec {
                         None => warn!("key epoch {epoch}: no key file to write it to"),
                     }
                 }
+                Effect::Clc { service, command } => {
+                    // No service of this executive asks for one yet (the AMF is not
+                    // registered in aisexec): refuse it visibly rather than drop it.
+                    error!(
+                        "no component life-cycle runner in this executive: {:?} of {:?} failed",
+                        command.kind, command.comp
+                    );
+                    self.core
+                        .clc_result(service, command.id, ais_core::exec::ClcOutcome::Failed);
+                }
                 Effect::NeedRandom {
                     service,
                     conn,

@@ -78,6 +78,50 @@ pub enum Origin {
     Internal,
 }
 
+/// What a component life-cycle command does (SA Forum CLC-CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClcKind {
+    /// Start the component: the process the command starts is the component, watched for
+    /// exit (passive monitoring) until it is cleaned up.
+    Instantiate,
+    /// Stop the component gracefully.
+    Terminate,
+    /// Stop the component at once: the command, or without one (`command: None`) SIGKILL to
+    /// the component's processes.
+    Cleanup,
+    /// The node failfast action.
+    Failfast,
+}
+
+/// A component life-cycle command for the runtime to run (`/bin/sh -c` on this node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClcCommand {
+    /// Its number, quoted back in [`ExecCore::clc_result`].
+    pub id: u64,
+    /// What it does.
+    pub kind: ClcKind,
+    /// The component's name (its SA Forum DN; empty for failfast), passed to the command as
+    /// `SA_AMF_COMPONENT_NAME`.
+    pub comp: String,
+    /// The shell command; `None` only for a cleanup by SIGKILL.
+    pub command: Option<String>,
+    /// Its timeout, ms.
+    pub timeout_ms: u64,
+}
+
+/// What became of a [`ClcCommand`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClcOutcome {
+    /// It succeeded (an instantiation: the process started).
+    Succeeded,
+    /// It failed (exit status not 0, or could not start).
+    Failed,
+    /// It did not finish in time (its processes were killed).
+    TimedOut,
+    /// The process an instantiation started exited (passive monitoring).
+    Exited,
+}
+
 /// What the core asks the runtime to do.
 #[derive(Debug, Clone)]
 pub enum Effect {
@@ -128,6 +172,15 @@ pub enum Effect {
     RetirePreviousKey,
     /// Write the key file (durably) with this key.
     PersistKey(KeyMaterial),
+    /// Run a component life-cycle command on this node for `service` (the AMF); answer
+    /// with [`ExecCore::clc_result`], once for the command and, for an instantiation, once
+    /// more when the process it started exits ([`ClcOutcome::Exited`]).
+    Clc {
+        /// The service that asked.
+        service: ServiceId,
+        /// The command.
+        command: ClcCommand,
+    },
     /// Draw `len` random bytes from the operating system for `service`; answer with
     /// [`ExecCore::random`].
     NeedRandom {
@@ -322,6 +375,12 @@ impl Context<'_> {
         self.internal.push_back((msg, kind));
     }
 
+    /// Asks the runtime to run a component life-cycle command; the outcome comes to
+    /// [`Service::clc_result`].
+    pub fn clc(&mut self, service: ServiceId, command: ClcCommand) {
+        self.effects.push_back(Effect::Clc { service, command });
+    }
+
     /// Asks the runtime for `len` random bytes, delivered to [`Service::random`].
     pub fn need_random(&mut self, service: ServiceId, conn: ConnId, id: u64, len: usize) {
         self.effects.push_back(Effect::NeedRandom {
@@ -448,6 +507,9 @@ pub trait Service {
         };
         cx.reply(conn, id, resp);
     }
+
+    /// The outcome of a command asked for with [`Context::clc`].
+    fn clc_result(&mut self, _cx: &mut Context<'_>, _id: u64, _outcome: ClcOutcome) {}
 
     /// Random bytes asked for with [`Context::need_random`].
     fn random(&mut self, _cx: &mut Context<'_>, _conn: ConnId, _id: u64, _bytes: &[u8]) {}
@@ -746,6 +808,12 @@ impl ExecCore {
         let mut body = w.finish();
         body.extend_from_slice(&tail);
         self.request(conn, id, req.op(), Bytes::from(body));
+    }
+
+    /// The outcome of an [`Effect::Clc`].
+    pub fn clc_result(&mut self, service: ServiceId, id: u64, outcome: ClcOutcome) {
+        self.with_service(service, |s, cx| s.clc_result(cx, id, outcome));
+        self.after_input();
     }
 
     /// Random bytes for an [`Effect::NeedRandom`].

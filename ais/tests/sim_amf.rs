@@ -1,0 +1,1004 @@
+//! AMF under the seeded simulator: every simulated node runs an [`ExecCore`] with the quorum
+//! and AMF services and the component processes of its SUs (modelled in the node's
+//! application: started by the instantiate command, registering, answering callbacks and
+//! health checks after a few milliseconds). Each run's model has a 2N SG and one SG of another
+//! redundancy model (N+M, N-way active or no redundancy, by seed) over the run's 2 to 5
+//! nodes. Besides the simulator's crashes, restarts, pauses, partitions and message loss,
+//! each node kills components (`kill -9`), hangs them (they stop answering, so their health
+//! checks are missed), has them report errors, fails some instantiations, and its operator
+//! switches SIs over, locks and unlocks SUs and SIs and restarts SUs; in the last seconds the
+//! operators unlock everything. The AMF checker (`ais_core::services::amf::checker`) judges
+//! what the components saw.
+//!
+//! A failure prints its seed; `AIS_SIM_SEED=N cargo test -p ais --test sim_amf` replays one
+//! schedule (`AIS_SIM_TRACE=1` prints the observations), `AIS_SIM_SEEDS=N` runs N.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use ais_core::exec::{ClcKind, ClcOutcome, Effect, ExecCore};
+use ais_core::services::amf::checker::{self, Limits, Observation, Property};
+use ais_core::services::amf::{
+    Amf, AmfConfig, AmfDefects, AmfModel, CompType, Component, Csi, CsiTarget, HealthCheck,
+    HealthCheckInvoker, Node, Observer, Recovery, Redundancy, ServiceGroup, ServiceInstance,
+    ServiceUnit, Severity,
+};
+use ais_core::services::amf::{Application, Flat};
+use ais_core::services::quorum::{Quorum, QuorumConfig};
+use ais_proto::amf::{AdminOp, AmfProtocol, Callback, Ha, Presence, Request, recovery};
+use ais_proto::ipc::{Nothing, Protocol};
+use rand::RngCore;
+use totem_dpdk::srp::{Event, SubmitError};
+use totem_dpdk::{Duration, Instant, MsgId, NodeId, RingId};
+use totem_sim::sim::{App, AppSubmit, NodeFault, Schedule, Sim};
+
+const OPERATOR: u64 = 1;
+const MS: u64 = 1_000_000;
+
+#[derive(Default)]
+struct Shared {
+    observations: Vec<Observation>,
+    ha_changes: usize,
+    recoveries: BTreeMap<&'static str, usize>,
+    switchovers: usize,
+}
+
+type Log = Arc<Mutex<Shared>>;
+
+struct Watch {
+    log: Log,
+    now: Arc<Mutex<u64>>,
+}
+
+impl Observer for Watch {
+    fn activated(&mut self, node: NodeId, _ring: RingId, members: &[NodeId], quorate: bool) {
+        let t = *self.now.lock().unwrap();
+        self.log
+            .lock()
+            .unwrap()
+            .observations
+            .push(Observation::Ring {
+                t,
+                node: node.0,
+                members: members.iter().map(|m| m.0).collect(),
+                quorate,
+            });
+    }
+
+    fn recovery(
+        &mut self,
+        node: NodeId,
+        _now: u64,
+        su: &str,
+        comp: Option<&str>,
+        action: Recovery,
+    ) {
+        let t = *self.now.lock().unwrap();
+        let mut log = self.log.lock().unwrap();
+        *log.recoveries.entry(action.name()).or_default() += 1;
+        log.observations.push(Observation::Recovery {
+            t,
+            node: node.0,
+            su: su.to_owned(),
+            comp: comp.map(str::to_owned),
+            action,
+        });
+    }
+
+    fn presence(&mut self, node: NodeId, su: &str, presence: Presence, enabled: bool) {
+        let t = *self.now.lock().unwrap();
+        self.log
+            .lock()
+            .unwrap()
+            .observations
+            .push(Observation::Presence {
+                t,
+                node: node.0,
+                su: su.to_owned(),
+                presence,
+                enabled,
+            });
+    }
+}
+
+/// splitmix64: the run's own draws, a pure function of the seed.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The model of run `seed` on `nodes` nodes.
+fn model(seed: u64, nodes: u32) -> AmfModel {
+    let mut m = AmfModel::default();
+    for n in 1..=nodes {
+        m.nodes.push(Node {
+            su_failover_max: 2,
+            su_failover_probation_ms: 5_000,
+            ..Node::new(&format!("n{n}"), n)
+        });
+    }
+    let mut svc = CompType::new("svc", "svc-server");
+    svc.instantiate_timeout_ms = 500;
+    svc.callback_timeout_ms = 300;
+    svc.health_checks.push(HealthCheck {
+        period_ms: 200,
+        max_duration_ms: 100,
+        ..HealthCheck::new("hc")
+    });
+    let mut aux = CompType::new("aux", "aux-server");
+    aux.instantiate_timeout_ms = 500;
+    aux.callback_timeout_ms = 300;
+    aux.instantiation_level = 2;
+    aux.health_checks.push(HealthCheck {
+        period_ms: 300,
+        max_duration_ms: 100,
+        invoker: HealthCheckInvoker::Component,
+        ..HealthCheck::new("alive")
+    });
+    m.comp_types = vec![svc, aux];
+    let with_aux = seed.is_multiple_of(2);
+    let comps = |both: bool| {
+        let mut v = vec![Component {
+            name: "svc".into(),
+            comp_type: "svc".into(),
+        }];
+        if both {
+            v.push(Component {
+                name: "aux".into(),
+                comp_type: "aux".into(),
+            });
+        }
+        v
+    };
+    let csis = |both: bool| {
+        let mut v = vec![Csi {
+            name: "state".into(),
+            target: CsiTarget::CompType("svc".into()),
+            attributes: vec![("port".into(), "7000".into())],
+        }];
+        if both {
+            v.push(Csi {
+                name: "extra".into(),
+                target: CsiTarget::CompType("aux".into()),
+                attributes: Vec::new(),
+            });
+        }
+        v
+    };
+    let esc = |sg: &mut ServiceGroup| {
+        sg.escalation.comp_restart_max = 2;
+        sg.escalation.comp_restart_probation_ms = 2_000;
+        sg.escalation.su_restart_max = 1;
+        sg.escalation.su_restart_probation_ms = 3_000;
+    };
+    // A 2N SG on the first two nodes (and a spare on the third).
+    let mut twon = ServiceGroup::new("twon", Redundancy::TwoN);
+    esc(&mut twon);
+    for n in 1..=nodes.min(3) {
+        twon.sus.push(ServiceUnit {
+            name: format!("twon-{n}"),
+            node: format!("n{n}"),
+            rank: n,
+            components: comps(with_aux),
+        });
+    }
+    let mut sis = Vec::new();
+    for i in 1..=2 {
+        sis.push(ServiceInstance {
+            name: format!("twon-si{i}"),
+            sg: "twon".into(),
+            rank: i,
+            active_assignments: None,
+            csis: csis(with_aux),
+        });
+    }
+    // Another SG over every node.
+    let (redundancy, count) = match (seed / 2) % 3 {
+        0 => (
+            Redundancy::NPlusM {
+                active_sus: (nodes - 1).max(1),
+                standby_sus: 1,
+                max_active_sis_per_su: Some(2),
+                max_standby_sis_per_su: None,
+            },
+            nodes,
+        ),
+        1 => (
+            Redundancy::NWayActive {
+                active_sus: 2.min(nodes),
+                max_active_sis_per_su: None,
+            },
+            2,
+        ),
+        _ => (Redundancy::NoRedundancy, nodes - 1),
+    };
+    let mut other = ServiceGroup::new("other", redundancy);
+    esc(&mut other);
+    for n in 1..=nodes {
+        other.sus.push(ServiceUnit {
+            name: format!("other-{n}"),
+            node: format!("n{n}"),
+            rank: 0,
+            components: comps(false),
+        });
+    }
+    for i in 1..=count.max(1) {
+        sis.push(ServiceInstance {
+            name: format!("other-si{i}"),
+            sg: "other".into(),
+            rank: 0,
+            active_assignments: None,
+            csis: csis(false),
+        });
+    }
+    m.apps.push(Application {
+        name: "app".into(),
+        sgs: vec![twon, other],
+        sis,
+    });
+    m
+}
+
+fn limits(flat: &Flat) -> Limits {
+    let mut l = Limits::default();
+    for si in &flat.sis {
+        l.max_active.insert(si.name.clone(), si.max_active);
+        l.sus_of_si.insert(
+            si.name.clone(),
+            flat.sgs[si.sg]
+                .sus
+                .iter()
+                .map(|&s| flat.sus[s].name.clone())
+                .collect(),
+        );
+    }
+    for su in &flat.sus {
+        let e = flat.sgs[su.sg].escalation;
+        l.su.insert(
+            su.name.clone(),
+            (
+                su.nodeid,
+                (
+                    e.comp_restart_max,
+                    e.comp_restart_probation_ms * MS,
+                    e.su_restart_max,
+                    e.su_restart_probation_ms * MS,
+                ),
+            ),
+        );
+    }
+    l
+}
+
+/// A component process of the node.
+struct Proc {
+    dn: String,
+    su: String,
+    hung: bool,
+    /// (SI, CSI) → HA.
+    ha: BTreeMap<(String, String), Ha>,
+    /// Next component-invoked health check confirmation (aux only).
+    confirm_at: Option<Instant>,
+}
+
+enum Later {
+    Clc(u64, ClcOutcome),
+    Connect {
+        dn: String,
+        su: String,
+        clc: u64,
+    },
+    Respond {
+        conn: u64,
+        invocation: u64,
+        ok: bool,
+    },
+    Unlock {
+        si: bool,
+        name: String,
+    },
+}
+
+struct AmfApp {
+    core: ExecCore,
+    log: Log,
+    now_cell: Arc<Mutex<u64>>,
+    flat: Arc<Flat>,
+    node: u32,
+    submits: common::sim::Submits,
+    stop_at: Instant,
+    faults_end: Instant,
+    now: Instant,
+    procs: BTreeMap<u64, Proc>,
+    later: Vec<(Instant, u64, Later)>,
+    seq: u64,
+    next_conn: u64,
+    next_id: u64,
+    draws: u64,
+    seed: u64,
+    next_fault: Instant,
+    next_unlock: Instant,
+    status_shown: bool,
+    unlocks: usize,
+}
+
+impl AmfApp {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        node: NodeId,
+        inc: u32,
+        log: Log,
+        flat: Arc<Flat>,
+        defects: AmfDefects,
+        seed: u64,
+        stop_at: Instant,
+        faults_end: Instant,
+        nodes: u32,
+    ) -> AmfApp {
+        let now_cell = Arc::new(Mutex::new(0));
+        let quorum = Quorum::new(QuorumConfig {
+            votes: 1,
+            expected_votes: nodes,
+            two_node: nodes == 2,
+            wait_for_all: false,
+        });
+        let service = Amf::with_defects(
+            (*flat).clone(),
+            node,
+            AmfConfig {
+                two_node: nodes == 2,
+                fence_ms: 500,
+            },
+            defects,
+        )
+        .with_observer(Box::new(Watch {
+            log: Arc::clone(&log),
+            now: Arc::clone(&now_cell),
+        }));
+        let mut app = AmfApp {
+            core: ExecCore::new(node, vec![Box::new(quorum), Box::new(service)]),
+            log,
+            now_cell,
+            flat,
+            node: node.0,
+            submits: common::sim::Submits::default(),
+            stop_at,
+            faults_end,
+            now: Instant(0),
+            procs: BTreeMap::new(),
+            later: Vec::new(),
+            seq: 0,
+            next_conn: 100,
+            next_id: 2,
+            draws: 0,
+            seed: seed ^ (u64::from(node.0) << 48) ^ (u64::from(inc) << 40),
+            next_fault: Instant(0),
+            next_unlock: faults_end + Duration::from_millis(500),
+            status_shown: false,
+            unlocks: 0,
+        };
+        app.core.connected(OPERATOR, 1);
+        app.core.request_value(
+            OPERATOR,
+            1,
+            &ais_proto::ipc::Request::<Nothing>::Hello {
+                version: ais_proto::ipc::VERSION,
+                service: AmfProtocol::ID,
+            },
+        );
+        app.effects();
+        app
+    }
+
+    fn draw(&mut self) -> u64 {
+        self.draws += 1;
+        mix(self.seed ^ self.draws.wrapping_mul(0x1234_5678_9abc_def1))
+    }
+
+    fn at(&mut self, after_ms: u64, what: Later) {
+        self.seq += 1;
+        self.later
+            .push((self.now + Duration::from_millis(after_ms), self.seq, what));
+    }
+
+    fn observe(&self, o: Observation) {
+        self.log.lock().unwrap().observations.push(o);
+    }
+
+    fn kill(&mut self, conn: u64) {
+        if let Some(p) = self.procs.remove(&conn) {
+            self.observe(Observation::Dead {
+                t: self.now.as_nanos(),
+                node: self.node,
+                comp: p.dn,
+            });
+            self.core.disconnected(conn);
+            self.effects();
+        }
+    }
+
+    fn effects(&mut self) {
+        while let Some(e) = self.core.poll_effect() {
+            match e {
+                Effect::Submit { origin, kind, msg } => self.submits.push(origin, kind, msg),
+                Effect::Clc { command, .. } => self.clc(command),
+                Effect::Send { conn, packet } => {
+                    let Some(frame) = packet.frame().ok() else {
+                        continue;
+                    };
+                    if frame.kind == ais_proto::ipc::Kind::Response && conn == OPERATOR {
+                        if let Ok(ais_proto::ipc::Reply::Service(
+                            ais_proto::amf::Response::Status(lines),
+                        )) = frame.body::<ais_proto::ipc::Reply<ais_proto::amf::Response>>()
+                        {
+                            eprintln!("node {} status:\n{}", self.node, lines.join("\n"));
+                        }
+                        continue;
+                    }
+                    if frame.kind != ais_proto::ipc::Kind::Callback {
+                        continue;
+                    }
+                    let Ok(cb) = frame.body::<Callback>() else {
+                        panic!("an AMF callback that does not decode");
+                    };
+                    self.callback(conn, cb);
+                }
+                Effect::Disconnect { conn } => self.kill(conn),
+                other => panic!("the AMF makes no {other:?}"),
+            }
+        }
+    }
+
+    fn clc(&mut self, c: ais_core::exec::ClcCommand) {
+        match c.kind {
+            ClcKind::Instantiate => {
+                let su = self
+                    .flat
+                    .sus
+                    .iter()
+                    .find(|s| s.comps.iter().any(|k| k.dn == c.comp))
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                let r = self.draw();
+                if r.is_multiple_of(20) {
+                    // The command fails.
+                    self.at(20, Later::Clc(c.id, ClcOutcome::Failed));
+                } else {
+                    self.at(5 + r % 10, Later::Clc(c.id, ClcOutcome::Succeeded));
+                    self.at(
+                        15 + (r >> 8) % 25,
+                        Later::Connect {
+                            dn: c.comp,
+                            su,
+                            clc: c.id,
+                        },
+                    );
+                }
+            }
+            ClcKind::Cleanup | ClcKind::Terminate | ClcKind::Failfast => {
+                let conns: Vec<u64> = self
+                    .procs
+                    .iter()
+                    .filter(|(_, p)| p.dn == c.comp || c.kind == ClcKind::Failfast)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in conns {
+                    self.kill(k);
+                }
+                // A process that never connected is stopped too.
+                self.later
+                    .retain(|(_, _, l)| !matches!(l, Later::Connect { dn, .. } if *dn == c.comp));
+                self.at(3, Later::Clc(c.id, ClcOutcome::Succeeded));
+            }
+        }
+    }
+
+    fn callback(&mut self, conn: u64, cb: Callback) {
+        let Some(p) = self.procs.get_mut(&conn) else {
+            return;
+        };
+        if p.hung {
+            return;
+        }
+        let (t, node) = (self.now.as_nanos(), self.node);
+        let (invocation, change) = match cb {
+            Callback::CsiSet {
+                invocation,
+                si,
+                csi,
+                ha,
+                ..
+            } => {
+                p.ha.insert((si.clone(), csi.clone()), ha);
+                (invocation, Some((si, csi, Some(ha))))
+            }
+            Callback::CsiRemove {
+                invocation,
+                si,
+                csi,
+            } => {
+                p.ha.remove(&(si.clone(), csi.clone()));
+                (invocation, Some((si, csi, None)))
+            }
+            Callback::Healthcheck { invocation, .. } | Callback::Terminate { invocation } => {
+                (invocation, None)
+            }
+            _ => return,
+        };
+        if let Some((si, csi, ha)) = change {
+            let o = Observation::Ha {
+                t,
+                node,
+                comp: p.dn.clone(),
+                su: p.su.clone(),
+                si,
+                csi,
+                ha,
+            };
+            let mut log = self.log.lock().unwrap();
+            log.ha_changes += 1;
+            log.observations.push(o);
+        }
+        let r = self.draw();
+        self.at(
+            1 + r % 30,
+            Later::Respond {
+                conn,
+                invocation,
+                ok: !r.is_multiple_of(97),
+            },
+        );
+    }
+
+    fn request(&mut self, conn: u64, req: &Request) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.core.request_value(conn, id, req);
+        self.effects();
+    }
+
+    fn run_later(&mut self) {
+        loop {
+            let Some(i) = self
+                .later
+                .iter()
+                .enumerate()
+                .filter(|(_, (at, _, _))| *at <= self.now)
+                .min_by_key(|(_, (at, s, _))| (*at, *s))
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            let (_, _, what) = self.later.remove(i);
+            match what {
+                Later::Clc(id, outcome) => {
+                    self.core.clc_result(AmfProtocol::ID, id, outcome);
+                    self.effects();
+                }
+                Later::Connect { dn, su, .. } => {
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    let confirm_at = dn
+                        .contains("safComp=aux")
+                        .then_some(self.now + Duration::from_millis(100));
+                    self.procs.insert(
+                        conn,
+                        Proc {
+                            dn: dn.clone(),
+                            su,
+                            hung: false,
+                            ha: BTreeMap::new(),
+                            confirm_at,
+                        },
+                    );
+                    self.core.connected(conn, 1000 + conn as u32);
+                    self.core.request_value(
+                        conn,
+                        1,
+                        &ais_proto::ipc::Request::<Nothing>::Hello {
+                            version: ais_proto::ipc::VERSION,
+                            service: AmfProtocol::ID,
+                        },
+                    );
+                    self.request(conn, &Request::Register { comp: dn });
+                }
+                Later::Respond {
+                    conn,
+                    invocation,
+                    ok,
+                } => {
+                    if self.procs.get(&conn).is_some_and(|p| !p.hung) {
+                        self.request(conn, &Request::Response { invocation, ok });
+                    }
+                }
+                Later::Unlock { si, name } => {
+                    self.admin(if si { AdminOp::Unlock } else { AdminOp::Unlock }, &name)
+                }
+            }
+        }
+    }
+
+    fn admin(&mut self, op: AdminOp, entity: &str) {
+        self.request(
+            OPERATOR,
+            &Request::Admin {
+                op,
+                entity: entity.to_owned(),
+            },
+        );
+    }
+
+    /// This node's own faults and operator actions, one every 300–900 ms until the faults end.
+    fn inject(&mut self) {
+        if self.now < self.next_fault || self.now >= self.faults_end {
+            return;
+        }
+        let r = self.draw();
+        self.next_fault = self.now + Duration::from_millis(300 + r % 600);
+        if self.next_fault.as_nanos() < 600 * MS {
+            return; // let the first assignments happen
+        }
+        let conns: Vec<u64> = self.procs.keys().copied().collect();
+        let pick = |r: u64| conns.get((r as usize >> 8) % conns.len().max(1)).copied();
+        match (r >> 4) % 8 {
+            0 | 1 => {
+                if let Some(c) = pick(r) {
+                    self.kill(c); // kill -9
+                }
+            }
+            2 => {
+                if let Some(c) = pick(r)
+                    && let Some(p) = self.procs.get_mut(&c)
+                {
+                    p.hung = true;
+                }
+            }
+            3 => {
+                if let Some(c) = pick(r) {
+                    let rec = if (r >> 20).is_multiple_of(2) {
+                        recovery::NO_RECOMMENDATION
+                    } else {
+                        recovery::COMPONENT_FAILOVER
+                    };
+                    self.request(c, &Request::ErrorReport { recovery: rec });
+                }
+            }
+            4 | 5 => {
+                let sis: Vec<String> = self
+                    .flat
+                    .sis
+                    .iter()
+                    .filter(|s| s.max_standby > 0)
+                    .map(|s| s.name.clone())
+                    .collect();
+                let si = sis[(r as usize >> 12) % sis.len()].clone();
+                self.log.lock().unwrap().switchovers += 1;
+                self.admin(AdminOp::Switchover, &si);
+            }
+            6 => {
+                let su = self.flat.sus[(r as usize >> 12) % self.flat.sus.len()]
+                    .name
+                    .clone();
+                let op = if (r >> 24).is_multiple_of(3) {
+                    AdminOp::Restart
+                } else if (r >> 24).is_multiple_of(2) {
+                    AdminOp::Shutdown
+                } else {
+                    AdminOp::Lock
+                };
+                self.admin(op, &su);
+                if op != AdminOp::Restart {
+                    self.at(
+                        200 + (r >> 32) % 400,
+                        Later::Unlock {
+                            si: false,
+                            name: su,
+                        },
+                    );
+                }
+            }
+            _ => {
+                let si = self.flat.sis[(r as usize >> 12) % self.flat.sis.len()]
+                    .name
+                    .clone();
+                self.admin(AdminOp::Lock, &si);
+                self.at(200 + (r >> 32) % 400, Later::Unlock { si: true, name: si });
+            }
+        }
+    }
+
+    /// After the faults: unlock every SU and SI in turn, one every 50 ms (refusals are fine:
+    /// each comes round again).
+    fn unlock_all(&mut self) {
+        if self.now < self.next_unlock || self.now + Duration::from_millis(1_500) > self.stop_at {
+            return;
+        }
+        self.next_unlock = self.now + Duration::from_millis(50);
+        let names: Vec<String> = self
+            .flat
+            .sus
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(self.flat.sis.iter().map(|s| s.name.clone()))
+            .collect();
+        let n = names[self.unlocks % names.len()].clone();
+        self.unlocks += 1;
+        self.admin(AdminOp::Unlock, &n);
+    }
+
+    fn confirm_health(&mut self) {
+        let due: Vec<(u64, String)> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.hung && p.confirm_at.is_some_and(|t| t <= self.now))
+            .map(|(c, _)| (*c, "alive".to_owned()))
+            .collect();
+        for (c, key) in due {
+            if let Some(p) = self.procs.get_mut(&c) {
+                p.confirm_at = Some(self.now + Duration::from_millis(150));
+            }
+            self.request(c, &Request::HealthcheckConfirm { key, ok: true });
+        }
+    }
+
+    fn clock(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        *self.now_cell.lock().unwrap() = self.now.as_nanos();
+        self.core.tick(now.as_nanos());
+        self.effects();
+    }
+}
+
+impl App for AmfApp {
+    fn event(&mut self, now: Instant, event: &Event) {
+        self.clock(now);
+        self.core.totem(event);
+        self.effects();
+        // The components keep answering after the run's end too.
+        self.run_later();
+        self.confirm_health();
+    }
+
+    fn wake(&mut self, now: Instant, _rng: &mut dyn RngCore) {
+        self.clock(now);
+        self.run_later();
+        self.confirm_health();
+        self.inject();
+        self.unlock_all();
+        if !self.status_shown
+            && self.now + Duration::from_millis(20) >= self.stop_at
+            && std::env::var_os("AIS_SIM_TRACE").is_some()
+        {
+            self.status_shown = true;
+            self.request(OPERATOR, &Request::Status);
+        }
+    }
+
+    fn poll_submit(&mut self) -> Option<AppSubmit> {
+        self.submits.pop()
+    }
+
+    fn submitted(&mut self, _now: Instant, tag: u64, result: Result<MsgId, SubmitError>) {
+        self.submits.submitted(&mut self.core, tag, result);
+        self.effects();
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        (!self.is_idle()).then_some(self.now + Duration::from_millis(5))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.now >= self.stop_at && self.core.is_idle() && self.submits.is_empty()
+    }
+}
+
+struct Run {
+    violations: Vec<String>,
+    amf: Vec<checker::Violation>,
+    ha_changes: usize,
+    recoveries: BTreeMap<&'static str, usize>,
+    switchovers: usize,
+}
+
+fn alive_at_end(schedule: &Schedule) -> BTreeSet<u32> {
+    let mut alive: BTreeSet<u32> = (1..=schedule.nodes)
+        .filter(|n| !schedule.late.contains(n))
+        .collect();
+    for (_, f) in &schedule.node_faults {
+        match f {
+            NodeFault::Crash(n) => {
+                alive.remove(n);
+            }
+            NodeFault::Restart(n) | NodeFault::Start(n) => {
+                alive.insert(*n);
+            }
+            _ => {}
+        }
+    }
+    alive
+}
+
+fn run(seed: u64, defects: AmfDefects) -> Run {
+    if std::env::var_os("AIS_SIM_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("AIS_SIM_FILTER").unwrap_or("ais_core=debug".into()))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let schedule = common::sim::random_schedule(seed);
+    let faults_end = schedule
+        .faults_end()
+        .max(Instant(0) + Duration::from_millis(4_000));
+    let stop_at = faults_end + Duration::from_millis(4_000);
+    let m = model(seed, schedule.nodes);
+    let problems: Vec<_> = ais_core::services::amf::validate(&m)
+        .into_iter()
+        .filter(|p| p.severity == Severity::Error)
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "the run's model is invalid: {problems:?}"
+    );
+    let flat = Arc::new(Flat::new(m));
+    let log: Log = Arc::default();
+    let f_log = Arc::clone(&log);
+    let f_flat = Arc::clone(&flat);
+    let nodes = schedule.nodes;
+    let sim = Sim::with_apps(
+        schedule.clone(),
+        Box::new(move |node, inc| {
+            f_log
+                .lock()
+                .unwrap()
+                .observations
+                .push(Observation::Started {
+                    t: 0,
+                    node: node.0,
+                    inc,
+                });
+            Box::new(AmfApp::new(
+                node,
+                inc,
+                Arc::clone(&f_log),
+                Arc::clone(&f_flat),
+                defects,
+                seed,
+                stop_at,
+                faults_end,
+                nodes,
+            ))
+        }),
+    );
+    let outcome = sim.run();
+    let mut violations = common::sim::totem_violations(&outcome, &schedule);
+    if !outcome.drained {
+        violations.push("the run did not drain".into());
+    }
+    let mut shared = log.lock().unwrap();
+    // The factory does not know the time of a start: take it from the schedule.
+    let mut starts: Vec<u64> = Vec::new();
+    for (t, f) in &schedule.node_faults {
+        match f {
+            NodeFault::Crash(n) => shared.observations.push(Observation::Down {
+                t: t.as_nanos(),
+                node: *n,
+            }),
+            NodeFault::Restart(_) | NodeFault::Start(_) => starts.push(t.as_nanos()),
+            NodeFault::Pause(n, d) => {
+                shared.observations.push(Observation::Paused {
+                    t: t.as_nanos(),
+                    node: *n,
+                });
+                shared.observations.push(Observation::Resumed {
+                    t: (*t + *d).as_nanos(),
+                    node: *n,
+                });
+            }
+            _ => {}
+        }
+    }
+    let mut k = 0;
+    for o in &mut shared.observations {
+        if let Observation::Started { t, inc, .. } = o
+            && *inc > 0
+        {
+            *t = starts.get(k).copied().unwrap_or(0);
+            k += 1;
+        }
+    }
+    shared.observations.push(Observation::End {
+        t: stop_at.as_nanos() + 1,
+        alive: alive_at_end(&schedule),
+    });
+    if std::env::var_os("AIS_SIM_TRACE").is_some() {
+        let mut v = shared.observations.clone();
+        v.sort_by_key(Observation::time);
+        for o in &v {
+            eprintln!("{o:?}");
+        }
+    }
+    let amf = checker::check(&shared.observations, &limits(&flat));
+    Run {
+        violations,
+        amf,
+        ha_changes: shared.ha_changes,
+        recoveries: shared.recoveries.clone(),
+        switchovers: shared.switchovers,
+    }
+}
+
+#[test]
+fn amf_keeps_its_promises_under_seeded_faults() {
+    let seeds = common::sim::seeds(100);
+    let runs = seeds.end - seeds.start;
+    let mut changes = 0;
+    let mut recoveries: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut switchovers = 0;
+    common::sim::assert_every_seed_passes(seeds, |seed| {
+        let r = run(seed, AmfDefects::default());
+        changes += r.ha_changes;
+        switchovers += r.switchovers;
+        for (k, v) in r.recoveries {
+            *recoveries.entry(k).or_default() += v;
+        }
+        r.violations
+            .into_iter()
+            .chain(r.amf.iter().map(ToString::to_string))
+            .collect()
+    });
+    eprintln!(
+        "{runs} runs: {changes} HA changes seen by components, {switchovers} switchovers asked, recoveries {recoveries:?}"
+    );
+    assert!(
+        changes as u64 >= 10 * runs,
+        "too few assignments: {changes}"
+    );
+    for r in ["component-restart", "su-restart", "su-failover"] {
+        assert!(
+            recoveries.get(r).copied().unwrap_or(0) > 0,
+            "no {r} in {runs} runs"
+        );
+    }
+}
+
+fn caught(defects: AmfDefects, property: Property, seeds: u64) -> usize {
+    (0..seeds)
+        .filter(|&seed| {
+            run(seed, defects)
+                .amf
+                .iter()
+                .any(|v| v.property == property)
+        })
+        .count()
+}
+
+#[test]
+fn the_checker_catches_assignments_without_quorum() {
+    let d = AmfDefects {
+        ignore_quorum: true,
+        ..AmfDefects::default()
+    };
+    assert!(caught(d, Property::Quorum, 20) > 0);
+}
+
+#[test]
+fn the_checker_catches_a_promotion_before_the_old_active_stopped() {
+    let d = AmfDefects {
+        promote_unconfirmed: true,
+        ..AmfDefects::default()
+    };
+    assert!(caught(d, Property::OneActive, 20) > 0);
+}
+
+#[test]
+fn the_checker_catches_unbounded_restarts() {
+    let d = AmfDefects {
+        no_escalation: true,
+        ..AmfDefects::default()
+    };
+    assert!(caught(d, Property::Escalation, 20) > 0);
+}
