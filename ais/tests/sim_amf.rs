@@ -290,7 +290,6 @@ enum Later {
     Connect {
         dn: String,
         su: String,
-        clc: u64,
     },
     Respond {
         conn: u64,
@@ -469,14 +468,7 @@ impl AmfApp {
                     self.at(20, Later::Clc(c.id, ClcOutcome::Failed));
                 } else {
                     self.at(5 + r % 10, Later::Clc(c.id, ClcOutcome::Succeeded));
-                    self.at(
-                        15 + (r >> 8) % 25,
-                        Later::Connect {
-                            dn: c.comp,
-                            su,
-                            clc: c.id,
-                        },
-                    );
+                    self.at(15 + (r >> 8) % 25, Later::Connect { dn: c.comp, su });
                 }
             }
             ClcKind::Cleanup | ClcKind::Terminate | ClcKind::Failfast => {
@@ -549,7 +541,8 @@ impl AmfApp {
             Later::Respond {
                 conn,
                 invocation,
-                ok: !r.is_multiple_of(97),
+                // Now and then a component refuses, while the faults last.
+                ok: self.now >= self.faults_end || !r.is_multiple_of(97),
             },
         );
     }
@@ -579,7 +572,7 @@ impl AmfApp {
                     self.core.clc_result(AmfProtocol::ID, id, outcome);
                     self.effects();
                 }
-                Later::Connect { dn, su, .. } => {
+                Later::Connect { dn, su } => {
                     let conn = self.next_conn;
                     self.next_conn += 1;
                     let confirm_at = dn
@@ -933,7 +926,7 @@ fn run(seed: u64, defects: AmfDefects) -> Run {
 
 #[test]
 fn amf_keeps_its_promises_under_seeded_faults() {
-    let seeds = common::sim::seeds(100);
+    let seeds = common::sim::seeds(1000);
     let runs = seeds.end - seeds.start;
     let mut changes = 0;
     let mut recoveries: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -982,7 +975,7 @@ fn the_checker_catches_assignments_without_quorum() {
         ignore_quorum: true,
         ..AmfDefects::default()
     };
-    assert!(caught(d, Property::Quorum, 20) > 0);
+    assert!(caught(d, Property::Quorum, 100) > 0);
 }
 
 #[test]
@@ -1001,4 +994,40 @@ fn the_checker_catches_unbounded_restarts() {
         ..AmfDefects::default()
     };
     assert!(caught(d, Property::Escalation, 20) > 0);
+}
+
+#[test]
+fn the_checker_catches_a_promotion_without_the_fence_delay() {
+    let d = AmfDefects {
+        no_fence: true,
+        ..AmfDefects::default()
+    };
+    assert!(caught(d, Property::OneActive, 100) > 0);
+}
+
+/// Two-node clusters split in two: without the tie-breaker both halves serve.
+#[test]
+fn the_checker_catches_two_actives_in_a_two_node_split_without_the_tie_breaker() {
+    let d = AmfDefects {
+        no_tiebreak: true,
+        ..AmfDefects::default()
+    };
+    let two_node: Vec<u64> = (0..400)
+        .filter(|&s| common::sim::random_schedule(s).nodes == 2)
+        .take(40)
+        .collect();
+    let caught = two_node
+        .iter()
+        .filter(|&&seed| {
+            run(seed, d)
+                .amf
+                .iter()
+                .any(|v| v.property == Property::OneActive)
+        })
+        .count();
+    assert!(
+        caught > 0,
+        "none of {} two-node runs caught",
+        two_node.len()
+    );
 }

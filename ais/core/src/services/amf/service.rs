@@ -70,6 +70,8 @@ pub struct AmfDefects {
     pub no_escalation: bool,
     /// No fence delay after a node left.
     pub no_fence: bool,
+    /// No two-node tie-breaker: each half of a two-node split serves.
+    pub no_tiebreak: bool,
 }
 
 /// Told what the service decides (the executive's log; the simulator's checker).
@@ -303,7 +305,7 @@ impl Amf {
             );
         }
         let rules = Rules {
-            two_node: cfg.two_node,
+            two_node: cfg.two_node && !defects.no_tiebreak,
             ignore_quorum: defects.ignore_quorum,
             promote_unconfirmed: defects.promote_unconfirmed,
         };
@@ -348,8 +350,10 @@ impl Amf {
         &self.cluster
     }
 
+    /// AMF messages go in safe order: a message a node delivers in a regular configuration
+    /// was received by every member, so no member acts on a change the others never see.
     fn submit(&mut self, cx: &mut Context<'_>, m: &RingMessage) {
-        cx.submit_internal(DeliveryKind::Agreed, ring::encode(ID, m));
+        cx.submit_internal(DeliveryKind::Safe, ring::encode(ID, m));
     }
 
     fn comp_type(&self, su: SuIx, comp: usize) -> &super::model::CompType {
@@ -557,12 +561,20 @@ impl Amf {
             let su = usize::from(r.su);
             c.sus[su].presence = r.presence;
             c.sus[su].enabled = r.enabled;
+            // An SU being cleaned up keeps what it may still hold until its node reports
+            // it stopped, but is wanted to hold nothing.
+            let leaving = r.presence != Presence::Instantiated || !r.enabled;
             for (si, ha) in r.held {
                 let si = usize::from(si);
                 if si < c.sis.len() {
-                    c.set_target(si, su, Some(ha));
-                    let a = c.sis[si].asg.get_mut(&su).expect("just set");
-                    a.held = Some(ha);
+                    c.sis[si].asg.insert(
+                        su,
+                        super::state::Asg {
+                            target: (!leaving).then_some(ha),
+                            held: Some(ha),
+                            generation: 0,
+                        },
+                    );
                 }
             }
         }
@@ -611,10 +623,15 @@ impl Amf {
                         _ => {}
                     }
                 }
+                let (presence, enabled) = if l.failing {
+                    (Presence::Terminating, false)
+                } else {
+                    (l.presence, l.enabled)
+                };
                 SuReport {
                     su: su as u16,
-                    presence: l.presence,
-                    enabled: l.enabled,
+                    presence,
+                    enabled,
                     held: held.into_iter().map(|(si, h)| (si as u16, h)).collect(),
                 }
             })
@@ -622,10 +639,10 @@ impl Amf {
         let mut suspects = Vec::new();
         for (i, s) in self.cluster.sis.iter().enumerate() {
             let mut nodes: BTreeSet<u32> = s.fence.clone();
-            for (&su, a) in &s.asg {
-                if a.serving() {
-                    nodes.insert(self.flat.sus[su].nodeid);
-                }
+            // Any assignment: a node that held a standby may have promoted it in a view the
+            // others never saw before it left.
+            for &su in s.asg.keys() {
+                nodes.insert(self.flat.sus[su].nodeid);
             }
             for n in nodes {
                 if !members.contains(&n) {
@@ -1204,9 +1221,25 @@ impl Amf {
                 };
         }
         if std::mem::take(&mut c.resend) {
-            // Set its CSIs again with what the SU holds.
+            // Set its CSIs again with what the SU holds, when that is still what the cluster
+            // wants (an active only with quorum); anything else is reconciled by `drive`.
             let held: Vec<(SiIx, Ha)> = l.held.iter().map(|(s, h)| (*s, *h)).collect();
+            let mut again = Vec::new();
             for (si, ha) in held {
+                let wanted = self.synced
+                    && !self.in_sync
+                    && self.cluster.sis[si]
+                        .asg
+                        .get(&su)
+                        .is_some_and(|a| a.target == Some(ha))
+                    && (!ha.serves() || self.cluster.quorate || self.rules.ignore_quorum);
+                if wanted {
+                    again.push((si, ha));
+                } else {
+                    self.local.get_mut(&su).expect("local SU").dirty.insert(si);
+                }
+            }
+            for (si, ha) in again {
                 for k in 0..self.flat.sis[si].csis.len() {
                     if self.flat.comp_of(su, si, k) != Some(comp) {
                         continue;
@@ -1359,7 +1392,7 @@ impl Amf {
             si,
             index: index as u16,
         };
-        cx.submit_for(conn, id, ID, 0, DeliveryKind::Agreed, ring::encode(ID, &m));
+        cx.submit_for(conn, id, ID, 0, DeliveryKind::Safe, ring::encode(ID, &m));
     }
 }
 
@@ -1605,10 +1638,11 @@ impl Service for Amf {
     }
 
     fn confchg(&mut self, _cx: &mut Context<'_>, change: &ConfigChange) {
-        if change.kind == ConfigKind::Regular {
-            self.in_sync = true;
-            self.fence_timer = None;
-        }
+        // From the transitional configuration on, what is delivered may differ between the
+        // parts of a split: nothing is applied until the next sync rebuilds the state.
+        let _ = change.kind == ConfigKind::Regular;
+        self.in_sync = true;
+        self.fence_timer = None;
     }
 
     fn syncs(&self) -> bool {
@@ -1639,7 +1673,8 @@ impl Service for Amf {
         self.cluster.next_generation = next;
         for l in self.local.values_mut() {
             l.confirmed.clear();
-            l.reported = Some((l.presence, l.enabled));
+            // Reported again whenever it differs from what the sync made of it.
+            l.reported = None;
         }
         self.in_sync = false;
         self.synced = true;

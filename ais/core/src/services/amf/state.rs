@@ -615,7 +615,15 @@ impl Cluster {
                 .iter()
                 .any(|&o| self.sis[o].asg.get(&s).is_some_and(Asg::serving))
         };
-        let sg_any = |s: SuIx| sg.sis.iter().any(|&o| self.sis[o].asg.contains_key(&s));
+        // An SU that only keeps a quiesced assignment is free to take another role.
+        let sg_any = |s: SuIx| {
+            sg.sis.iter().any(|&o| {
+                self.sis[o]
+                    .asg
+                    .get(&s)
+                    .is_some_and(|a| a.target.is_some_and(|t| t != Ha::Quiesced))
+            })
+        };
         match sg.redundancy {
             Redundancy::TwoN => {
                 // One SU serves every SI of the SG. An SU being quiesced (a switchover, a
@@ -629,12 +637,10 @@ impl Cluster {
                             .is_some_and(|a| a.target == Some(Ha::Quiesced))
                     })
                 };
-                if let Some(a) = sg
-                    .sus
-                    .iter()
-                    .copied()
-                    .find(|&s| sg_active(s) && !leaving(s))
-                {
+                // A leaving SU with nowhere to go stays (the switchover cannot complete).
+                let stays =
+                    |s: SuIx| !leaving(s) || !eligible.iter().any(|&o| o != s && !leaving(o));
+                if let Some(a) = sg.sus.iter().copied().find(|&s| sg_active(s) && stays(s)) {
                     return free.contains(&a).then_some(a);
                 }
                 if sg.sus.iter().any(|&s| sg_active(s)) {
@@ -681,10 +687,15 @@ impl Cluster {
                 let cap = max_active_sis_per_su.unwrap_or(u32::MAX);
                 free.iter().copied().find(|&s| self.load(s, true) < cap)
             }
-            Redundancy::NoRedundancy => free
-                .iter()
-                .copied()
-                .find(|&s| !self.sis.iter().any(|o| o.asg.contains_key(&s))),
+            Redundancy::NoRedundancy => free.iter().copied().find(|&s| {
+                // One SI per SU: free when it holds no other SI (a quiesced one excepted).
+                !self.sis.iter().enumerate().any(|(o, x)| {
+                    o != si
+                        && x.asg
+                            .get(&s)
+                            .is_some_and(|a| a.target.is_some_and(|t| t != Ha::Quiesced))
+                })
+            }),
         }
     }
 
