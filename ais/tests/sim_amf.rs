@@ -297,7 +297,6 @@ enum Later {
         ok: bool,
     },
     Unlock {
-        si: bool,
         name: String,
     },
 }
@@ -608,9 +607,7 @@ impl AmfApp {
                         self.request(conn, &Request::Response { invocation, ok });
                     }
                 }
-                Later::Unlock { si, name } => {
-                    self.admin(if si { AdminOp::Unlock } else { AdminOp::Unlock }, &name)
-                }
+                Later::Unlock { name } => self.admin(AdminOp::Unlock, &name),
             }
         }
     }
@@ -685,13 +682,7 @@ impl AmfApp {
                 };
                 self.admin(op, &su);
                 if op != AdminOp::Restart {
-                    self.at(
-                        200 + (r >> 32) % 400,
-                        Later::Unlock {
-                            si: false,
-                            name: su,
-                        },
-                    );
+                    self.at(200 + (r >> 32) % 400, Later::Unlock { name: su });
                 }
             }
             _ => {
@@ -699,7 +690,7 @@ impl AmfApp {
                     .name
                     .clone();
                 self.admin(AdminOp::Lock, &si);
-                self.at(200 + (r >> 32) % 400, Later::Unlock { si: true, name: si });
+                self.at(200 + (r >> 32) % 400, Later::Unlock { name: si });
             }
         }
     }
@@ -926,7 +917,7 @@ fn run(seed: u64, defects: AmfDefects) -> Run {
 
 #[test]
 fn amf_keeps_its_promises_under_seeded_faults() {
-    let seeds = common::sim::seeds(1000);
+    let seeds = common::sim::seeds(500);
     let runs = seeds.end - seeds.start;
     let mut changes = 0;
     let mut recoveries: BTreeMap<&'static str, usize> = BTreeMap::new();

@@ -557,6 +557,7 @@ impl Amf {
             }
         }
         reports.sort_by_key(|r| r.su);
+        debug!(ring = ?cx.ring(), ?reports, ?fence, "amf: rebuild");
         for r in reports {
             let su = usize::from(r.su);
             c.sus[su].presence = r.presence;
