@@ -25,6 +25,8 @@
 //!   the SEL together. It is driven by inputs and gives its effects out as values (messages
 //!   for IPMCs, events); it starts no thread, opens no socket and reads no clock.
 //!   [`shelf::drive`] runs it against an [`ipmc::Ipmc`].
+//! - [`rmcp`]: the RMCP+ server: wire formats, cipher suites, users, sessions with RAKP;
+//!   pure (time and randomness come in from the caller), commands handed to a handler.
 //!
 //! The file format, the state machine and the power order are described in
 //! `docs/shelf-manager.md`.
@@ -35,5 +37,6 @@ pub mod hotswap;
 pub mod ipmc;
 pub mod model;
 pub mod power;
+pub mod rmcp;
 pub mod sel;
 pub mod shelf;

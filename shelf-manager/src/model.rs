@@ -448,6 +448,20 @@ impl KeyLines {
     }
 }
 
+/// Parses another TOML file of this crate (the RMCP+ users file) with the same located
+/// errors as the model: `Err` carries `origin:line:col: key: message`. `check` returns the
+/// key and message of the first inconsistency serde cannot see.
+pub(crate) fn parse_located<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    check: impl FnOnce(&T) -> Result<(), (String, String)>,
+) -> Result<T, Located> {
+    let keys = KeyLines::scan(text);
+    let value: T = toml::from_str(text).map_err(|e| locate_toml_error(text, origin, &keys, &e))?;
+    check(&value).map_err(|(key, message)| keys.locate(origin, &key, message))?;
+    Ok(value)
+}
+
 /// `a . "b"` → `a.b`.
 fn normalise(key: &str) -> String {
     key.split('.')
