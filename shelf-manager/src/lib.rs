@@ -27,12 +27,15 @@
 //!   [`shelf::drive`] runs it against an [`ipmc::Ipmc`].
 //! - [`rmcp`]: the RMCP+ server: wire formats, cipher suites, users, sessions with RAKP;
 //!   pure (time and randomness come in from the caller), commands handed to a handler.
+//! - [`commands`]: the IPMI commands answered from the shelf core (one module per network
+//!   function), the handler the RMCP+ server hands commands to.
 //!
 //! The file format, the state machine and the power order are described in
 //! `docs/shelf-manager.md`.
 
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod hotswap;
 pub mod ipmc;
 pub mod model;

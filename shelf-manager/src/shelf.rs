@@ -145,6 +145,11 @@ impl Shelf {
         self.fru(name).and_then(|f| self.state(f))
     }
 
+    /// The activation policy of `fru`.
+    pub fn policy(&self, fru: FruAddr) -> Option<Policy> {
+        self.slot(fru).ok().map(|i| self.slots[i].fru.policy())
+    }
+
     /// The power budget.
     pub fn budget(&self) -> &PowerBudget {
         &self.budget

@@ -323,7 +323,7 @@ fn a_full_table_refuses_new_sessions_and_idle_ones_expire() {
     // The established session is unaffected.
     assert_eq!(device_id(&mut s, &mut h, peer(1), &mut first), 0);
     // Half-open sessions go after the handshake timeout; the active one stays.
-    s.tick(10_001);
+    assert!(s.tick(10_001).is_empty());
     assert_eq!(s.sessions().len(), 1);
     let pkt = first.request(0x06, 0x01, &[]);
     assert_eq!(
@@ -334,7 +334,7 @@ fn a_full_table_refuses_new_sessions_and_idle_ones_expire() {
         0
     );
     // An idle active session expires after the idle timeout.
-    s.tick(10_002 + 60_000);
+    assert!(s.tick(10_002 + 60_000).is_empty());
     assert!(s.sessions().is_empty());
     assert_eq!(s.stats().sessions_expired, 3);
 }
@@ -350,4 +350,23 @@ fn suites_other_than_3_and_17_are_refused() {
     let o = send(&mut s, 0, peer(1), &open, &mut h);
     assert_eq!(o.refused, Some(Refusal::NoCipherSuite));
     assert!(s.sessions().is_empty());
+}
+
+#[test]
+fn a_handshake_stopped_after_rakp2_is_reported_when_it_times_out() {
+    // ipmitool checks RAKP 2 itself and, on a wrong password, just stops: the server only
+    // sees the handshake go quiet.
+    let mut s = server(4);
+    let mut h = Shelf { sets: 0 };
+    let mut c = Console::new(Suite::Sha1, 3, "admin", "wrong", 4);
+    let open = reply(send(&mut s, 0, peer(1), &c.open_session(), &mut h));
+    let r2 = reply(send(&mut s, 0, peer(1), &c.rakp1(&open).unwrap(), &mut h));
+    assert_eq!(c.rakp3(&r2), Err(ConsoleError::Rakp2Mismatch));
+    assert!(s.tick(9_999).is_empty());
+    assert_eq!(
+        s.tick(10_000),
+        vec![Refusal::AbandonedAfterRakp2("admin".into())]
+    );
+    assert!(s.sessions().is_empty());
+    assert_eq!(s.stats().refused, 1);
 }

@@ -131,6 +131,10 @@ pub enum Refusal {
         /// The status it sent.
         status: u8,
     },
+    /// A handshake that stopped after RAKP 2: the console did not accept our RAKP 2 code
+    /// (a wrong password on its side, which consoles such as ipmitool do not report) or
+    /// gave up. Found when the handshake times out.
+    AbandonedAfterRakp2(String),
     /// An active session's packet without integrity or encryption.
     NotSealed(u32),
     /// An active session's packet whose AuthCode is wrong.
@@ -209,6 +213,10 @@ impl fmt::Display for Refusal {
             Refusal::ConsoleRefusedRakp2 { user, status } => write!(
                 f,
                 "user {user:?}: console refused RAKP 2 with status {status:#04x} (wrong password?)"
+            ),
+            Refusal::AbandonedAfterRakp2(u) => write!(
+                f,
+                "user {u:?}: handshake abandoned after RAKP 2 (wrong password at the console?)"
             ),
             Refusal::NotSealed(s) => {
                 write!(
@@ -399,8 +407,10 @@ impl Server {
             .collect()
     }
 
-    /// Drops sessions idle past their timeout.
-    pub fn tick(&mut self, now: Millis) {
+    /// Drops sessions idle past their timeout; returns the handshakes that stopped after
+    /// RAKP 2 (each also logged as a refusal).
+    pub fn tick(&mut self, now: Millis) -> Vec<Refusal> {
+        let mut abandoned = Vec::new();
         let (idle, handshake) = (self.config.idle_timeout, self.config.handshake_timeout);
         let expired: Vec<u32> = self
             .sessions
@@ -419,8 +429,15 @@ impl Server {
                 self.stats.sessions_expired += 1;
                 let active = matches!(s.phase, Phase::Active(_));
                 info!(session = format_args!("{id:#010x}"), peer = %s.peer, active, "session expired");
+                if let Phase::Rakp2Sent(h) = s.phase {
+                    self.stats.refused += 1;
+                    let reason = Refusal::AbandonedAfterRakp2(h.user);
+                    warn!(peer = %s.peer, reason = %reason, "refused");
+                    abandoned.push(reason);
+                }
             }
         }
+        abandoned
     }
 
     /// Handles one datagram from `from`. See the module doc.
@@ -431,7 +448,7 @@ impl Server {
         datagram: &[u8],
         handler: &mut impl Handler,
     ) -> Outcome {
-        self.tick(now);
+        let _abandoned = self.tick(now);
         let outcome = match wire::parse(datagram) {
             Err(e) => Outcome::refused(Refusal::Malformed(e)),
             Ok(Packet::AsfPing { tag }) => Outcome::reply(wire::asf_pong(tag)),

@@ -1,0 +1,154 @@
+//! The IPMI commands the shelf manager answers over RMCP+, from the shelf core: one module per
+//! network function (the session layer in [`crate::rmcp::server`] knows none of them).
+//!
+//! **Addressing:** every command goes to the shelf manager itself (IPMB address 0x20). It
+//! presents each configured board as one of its own FRU devices: FRU device id 0 is the shelf
+//! manager (its FRU data describes the shelf), id `n` is the `n`-th `[[board]]` of the model
+//! file (1-based). `ipmitool picmg activate 2` therefore activates the second board. Bridging
+//! to the boards' IPMCs (`ipmitool -t`) is not offered.
+//!
+//! **Sensors** (numbers fixed by the model's order): board `n`'s FRU hot-swap sensor is number
+//! `n` (type 0xF0, its reading is the M-state bit); feed `k`'s power use is number `0x40 + k`
+//! (watts granted from it); number 0x80 is the power budget (Power Unit type 0x09, offset 5
+//! "soft power control failure" asserted while a FRU waits for power).
+//!
+//! **Privileges:** reads need User; FRU Activation, Set FRU Activation Policy and Clear SEL
+//! need Operator.
+//!
+//! - [`app`]: Get Device ID; [`chassis`]: Get Chassis Status;
+//! - [`picmg`]: the PICMG 3.0 group extension (netfn 0x2C);
+//! - [`storage`]: SEL, SDR repository, FRU inventory; [`sensor`]: sensor readings and the
+//!   SDR records they are described by.
+
+pub mod app;
+pub mod chassis;
+pub mod picmg;
+pub mod sensor;
+pub mod storage;
+
+use tracing::warn;
+
+use crate::hotswap::FruAddr;
+use crate::ipmc::Ipmc;
+use crate::model::Config;
+use crate::rmcp::server::{Handler, Millis};
+use crate::rmcp::users::Privilege;
+use crate::rmcp::wire::{Request, cc, netfn};
+use crate::shelf::{Shelf, drive};
+
+/// Steps [`drive`] may take per command before giving up (a bound, never reached by a
+/// well-behaved shelf).
+const DRIVE_STEPS: usize = 10_000;
+
+/// The shelf manager as seen by system managers: the shelf core, its IPMCs, and what the
+/// commands need beside them (SDRs, FRU images, SEL timestamps, reservations).
+#[derive(Debug)]
+pub struct ShelfHandler<I: Ipmc> {
+    config: Config,
+    shelf: Shelf,
+    ipmc: I,
+    sdrs: Vec<Vec<u8>>,
+    /// Seconds since the epoch at which each SEL record (by index) was first seen.
+    sel_times: Vec<u32>,
+    sel_reservation: u16,
+    sdr_reservation: u16,
+    last_erase: u32,
+    now_secs: u32,
+}
+
+impl<I: Ipmc> ShelfHandler<I> {
+    /// Serves `shelf` (already built from `config`) talking to its boards through `ipmc`.
+    /// `now` is the wall clock in milliseconds since the Unix epoch (SEL timestamps).
+    pub fn new(config: Config, shelf: Shelf, ipmc: I, now: Millis) -> ShelfHandler<I> {
+        let sdrs = sensor::sdr_records(&config);
+        let mut h = ShelfHandler {
+            config,
+            shelf,
+            ipmc,
+            sdrs,
+            sel_times: Vec::new(),
+            sel_reservation: 0,
+            sdr_reservation: 0,
+            last_erase: 0,
+            now_secs: secs(now),
+        };
+        h.settle();
+        h
+    }
+
+    /// The shelf core.
+    pub fn shelf(&self) -> &Shelf {
+        &self.shelf
+    }
+
+    /// The IPMCs (the simulated ones take handle and insertion commands).
+    pub fn ipmc_mut(&mut self) -> &mut I {
+        &mut self.ipmc
+    }
+
+    /// Runs the shelf against its IPMCs until quiet, and timestamps new SEL records.
+    pub fn settle(&mut self) {
+        let driven = drive(&mut self.shelf, &mut self.ipmc, DRIVE_STEPS);
+        for r in driven.refused {
+            warn!(error = %r, "shelf refused an IPMC report");
+        }
+        let n = self.shelf.sel().records().len();
+        if self.sel_times.len() > n {
+            self.sel_times.truncate(n);
+        }
+        while self.sel_times.len() < n {
+            self.sel_times.push(self.now_secs);
+        }
+    }
+
+    /// The FRU behind FRU device id `id` (1-based board index); `None` for 0 or unknown.
+    fn board_fru(&self, id: u8) -> Option<(usize, FruAddr)> {
+        let i = usize::from(id).checked_sub(1)?;
+        let b = self.config.board.get(i)?;
+        Some((
+            i,
+            FruAddr {
+                ipmb: b.ipmb_address,
+                fru_id: b.fru_id,
+            },
+        ))
+    }
+
+    /// The highest FRU device id.
+    fn max_fru_id(&self) -> u8 {
+        u8::try_from(self.config.board.len()).unwrap_or(u8::MAX)
+    }
+}
+
+fn secs(ms: Millis) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX)
+}
+
+impl<I: Ipmc> Handler for ShelfHandler<I> {
+    fn privilege(&self, netfn: u8, cmd: u8, data: &[u8]) -> Option<Privilege> {
+        use Privilege::{Operator, User};
+        match netfn {
+            netfn::APP => app::known(cmd).then_some(User),
+            netfn::CHASSIS => chassis::known(cmd).then_some(User),
+            netfn::SENSOR => sensor::known(cmd).then_some(User),
+            netfn::STORAGE => storage::privilege(cmd),
+            netfn::GROUP if data.first() == Some(&picmg::PICMG_ID) => picmg::privilege(cmd),
+            _ => None,
+        }
+        .map(|p| p.max(User).min(Operator))
+    }
+
+    fn handle(&mut self, now: Millis, request: &Request<'_>) -> (u8, Vec<u8>) {
+        self.now_secs = secs(now);
+        let answer = match request.netfn {
+            netfn::APP => app::handle(self, request.cmd, request.data),
+            netfn::CHASSIS => chassis::handle(self, request.cmd, request.data),
+            netfn::SENSOR => sensor::handle(self, request.cmd, request.data),
+            netfn::STORAGE => storage::handle(self, request.cmd, request.data),
+            netfn::GROUP => picmg::handle(self, request.cmd, request.data),
+            _ => (cc::INVALID_COMMAND, vec![]),
+        };
+        self.settle();
+        answer
+    }
+}
