@@ -29,6 +29,39 @@ pub struct Config {
     /// The boards, one per occupied site, in file order.
     #[serde(default)]
     pub board: Vec<Board>,
+    /// The RMCP+ server of `shelfd`, when the file configures one.
+    #[serde(default)]
+    pub rmcp: Option<Rmcp>,
+}
+
+/// The `[rmcp]` table: where `shelfd` listens and who may log in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rmcp {
+    /// UDP address to listen on (default `127.0.0.1:623`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The users file, relative to the model file's folder; it must be readable by its
+    /// owner only.
+    pub users: String,
+    /// Most sessions at once, handshakes included (default 16).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Seconds without a valid packet before a session is closed (default 60).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:623".into()
+}
+
+fn default_max_sessions() -> usize {
+    16
+}
+
+fn default_idle_timeout() -> u64 {
+    60
 }
 
 /// The `[shelf]` table.
@@ -222,6 +255,23 @@ impl Config {
     fn check(&self) -> Result<(), (String, String)> {
         if self.shelf.sel_capacity == 0 {
             return Err(("shelf.sel_capacity".into(), "must be at least 1".into()));
+        }
+        if let Some(r) = &self.rmcp {
+            if r.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err((
+                    "rmcp.listen".into(),
+                    format!(
+                        "{:?} is not an address:port such as 127.0.0.1:623",
+                        r.listen
+                    ),
+                ));
+            }
+            if r.max_sessions == 0 {
+                return Err(("rmcp.max_sessions".into(), "must be at least 1".into()));
+            }
+            if r.idle_timeout_secs == 0 {
+                return Err(("rmcp.idle_timeout_secs".into(), "must be at least 1".into()));
+            }
         }
         let mut feeds: HashMap<&str, usize> = HashMap::new();
         for (i, feed) in self.feed.iter().enumerate() {
@@ -589,6 +639,28 @@ vanishes = true
             &GOOD.replace("max_watts = 500", "max_watts = 0"),
             6,
             "feed[0].max_watts",
+        );
+    }
+
+    #[test]
+    fn the_rmcp_table_is_optional_and_checked() {
+        assert_eq!(Config::from_str(GOOD, "good.toml").unwrap().rmcp, None);
+        let with = format!("{GOOD}\n[rmcp]\nusers = \"users.toml\"\n");
+        let r = Config::from_str(&with, "good.toml").unwrap().rmcp.unwrap();
+        assert_eq!(
+            (r.listen.as_str(), r.max_sessions, r.idle_timeout_secs),
+            ("127.0.0.1:623", 16, 60)
+        );
+        let lines = GOOD.lines().count() as u32;
+        mistake(
+            &format!("{with}listen = \"localhost\"\n"),
+            lines + 4,
+            "rmcp.listen",
+        );
+        mistake(
+            &format!("{with}max_sessions = 0\n"),
+            lines + 4,
+            "rmcp.max_sessions",
         );
     }
 }
