@@ -92,6 +92,7 @@ pub struct Shelf {
     budget: PowerBudget,
     sel: Sel,
     effects: VecDeque<Effect>,
+    manual_activation: bool,
 }
 
 impl Shelf {
@@ -127,7 +128,15 @@ impl Shelf {
             budget: PowerBudget::new(config.feed.iter().map(|f| f.max_watts)),
             sel: Sel::new(config.shelf.sel_capacity),
             effects: VecDeque::new(),
+            manual_activation: false,
         }
+    }
+
+    /// With `true`, the shelf no longer activates FRUs reaching M2 nor deactivates FRUs
+    /// reaching M5 by itself: they wait there for a system manager's Set FRU Activation
+    /// ([`Shelf::activate`], [`Shelf::deactivate`]). The default (`false`) is automatic.
+    pub fn set_manual_activation(&mut self, manual: bool) {
+        self.manual_activation = manual;
     }
 
     /// The FRU of the board called `name`.
@@ -303,8 +312,8 @@ impl Shelf {
             return;
         };
         match change.new {
-            MState::M2 => work.push_back((i, Input::Activate)),
-            MState::M5 => work.push_back((i, Input::Deactivate)),
+            MState::M2 if !self.manual_activation => work.push_back((i, Input::Activate)),
+            MState::M5 if !self.manual_activation => work.push_back((i, Input::Deactivate)),
             MState::M3 if self.slots[i].fru.granted_level().is_none() => {
                 self.send(fru, ToIpmc::GetDesiredPower);
             }

@@ -259,3 +259,28 @@ fn a_full_sel_keeps_its_first_records_and_counts_the_rest() {
     shelf.clear_sel();
     assert!(!shelf.sel().overflowed());
 }
+
+#[test]
+fn with_manual_activation_frus_wait_in_m2_and_m5_for_the_system_manager() {
+    let (mut shelf, mut sim) = sim_shelf();
+    shelf.set_manual_activation(true);
+    assert!(sim.insert("hub-1"));
+    run(&mut shelf, &mut sim);
+    assert!(sim.close_handle("hub-1"));
+    run(&mut shelf, &mut sim);
+    assert_eq!(states(&shelf, &["hub-1"]), [M2]);
+    let hub = shelf.fru("hub-1").unwrap();
+    shelf.activate(hub).unwrap();
+    run(&mut shelf, &mut sim);
+    assert_eq!(states(&shelf, &["hub-1"]), [M4]);
+    assert!(sim.open_handle("hub-1"));
+    run(&mut shelf, &mut sim);
+    assert_eq!(states(&shelf, &["hub-1"]), [M5]);
+    // Refusing the deactivation (activate in M5) keeps it running.
+    shelf.activate(hub).unwrap();
+    run(&mut shelf, &mut sim);
+    assert_eq!(states(&shelf, &["hub-1"]), [M4]);
+    shelf.deactivate(hub).unwrap();
+    run(&mut shelf, &mut sim);
+    assert_eq!(states(&shelf, &["hub-1"]), [M1]);
+}

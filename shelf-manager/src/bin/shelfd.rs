@@ -67,6 +67,10 @@ struct Args {
     /// How the simulated boards start.
     #[arg(long, value_enum, default_value_t = Start::Closed)]
     start: Start,
+    /// FRUs wait in M2 for `picmg activate` (and in M5 for `picmg deactivate`) instead of
+    /// the shelf manager activating (deactivating) them at once.
+    #[arg(long)]
+    manual_activation: bool,
     /// Seed for session ids and RAKP random numbers (default: from the OS). Only for tests.
     #[arg(long)]
     seed: Option<u64>,
@@ -81,6 +85,7 @@ fn now_ms() -> u64 {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -146,7 +151,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             sim.insert(&b.name);
         }
     }
-    let shelf = Shelf::new(&config);
+    let mut shelf = Shelf::new(&config);
+    shelf.set_manual_activation(args.manual_activation);
     let mut handler = ShelfHandler::new(config.clone(), shelf, sim, now_ms());
     if args.start == Start::Closed {
         for b in &config.board {
