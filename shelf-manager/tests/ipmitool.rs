@@ -28,6 +28,12 @@ privilege = "operator"
 name = "viewer"
 password = "viewer-secret"
 privilege = "user"
+
+[[user]]
+name = "legacy"
+password = "legacy-secret"
+privilege = "operator"
+ipmi15 = true
 "#;
 
 /// A running `shelfd` on its own port, killed on drop.
@@ -112,6 +118,17 @@ impl Shelfd {
 
     fn ipmitool(&self, user: &str, password: &str, cipher: u8, args: &[&str]) -> Output {
         self.ipmitool_at(self.addr, user, password, cipher, args)
+    }
+
+    /// ipmitool over IPMI 1.5 (`-I lan -A MD5`).
+    fn ipmitool15(&self, user: &str, password: &str, args: &[&str]) -> Output {
+        Command::new("ipmitool")
+            .args(["-I", "lan", "-A", "MD5", "-H", "127.0.0.1", "-p"])
+            .arg(self.addr.port().to_string())
+            .args(["-U", user, "-P", password, "-R", "1", "-N", "2"])
+            .args(args)
+            .output()
+            .expect("run ipmitool (installed by .ci/run)")
     }
 
     fn ipmitool_at(
@@ -501,4 +518,45 @@ fn a_full_session_table_refuses_new_sessions_until_handshakes_expire() {
         }
         assert!(Instant::now() < deadline, "the table never freed");
     }
+}
+
+#[test]
+fn ipmi15_md5_sessions_only_for_users_that_allow_them() {
+    let s = Shelfd::start("ipmi15", &[]);
+    let out = s.ipmitool15(
+        "legacy",
+        "legacy-secret",
+        &["-L", "OPERATOR", "picmg", "properties"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Max FRU Device ID\t: 0x04"));
+    let out = s.ipmitool15("legacy", "legacy-secret", &["-L", "USER", "sel", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FRU Hot Swap #0x01 | Transition to M4"));
+    assert!(s.log_has("IPMI 1.5 session open (MD5)"));
+    // An operator command at operator level works; above the user's level it is refused.
+    let out = s.ipmitool15(
+        "legacy",
+        "legacy-secret",
+        &["-L", "OPERATOR", "picmg", "deactivate", "2"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(states(&s)[1], 1);
+    let out = s.ipmitool15(
+        "legacy",
+        "legacy-secret",
+        &["-L", "ADMINISTRATOR", "mc", "info"],
+    );
+    assert!(!out.status.success());
+    assert!(s.log_has("user \"legacy\" asked for privilege 4 above its maximum operator"));
+    // Wrong password: the Activate Session AuthCode does not match.
+    let out = s.ipmitool15("legacy", "wrong", &["mc", "info"]);
+    assert!(!out.status.success());
+    assert!(s.log_has("user \"legacy\": wrong password"));
+    // A user without ipmi15 cannot take the weaker path, but RMCP+ still works for it.
+    let out = s.ipmitool15("admin", "admin-secret", &["mc", "info"]);
+    assert!(!out.status.success());
+    assert!(s.log_has("user \"admin\" may not open IPMI 1.5 sessions (ipmi15 is off)"));
+    s.ok(17, &["mc", "info"]);
+    assert!(!s.log().contains("legacy-secret"));
 }

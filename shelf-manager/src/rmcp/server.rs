@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tracing::{info, warn};
 
-use super::crypto::{SessionKeys, Suite, codes_equal};
+use super::crypto::{SessionKeys, Suite, codes_equal, md5_code};
 use super::users::{Privilege, Users};
 use super::wire::{self, Packet, PayloadType, Reader, Request, V20Packet, cc, netfn};
 
@@ -77,6 +77,26 @@ impl Default for ServerConfig {
     }
 }
 
+/// IPMI 1.5 authentication type MD5.
+const AUTH_MD5: u8 = 2;
+
+/// The IPMI 1.5 session header fields of a packet.
+#[derive(Debug, Clone, Copy)]
+struct V15Header {
+    auth_type: u8,
+    seq: u32,
+    session_id: u32,
+    auth_code: Option<[u8; 16]>,
+}
+
+/// A password as the 16-byte IPMI 1.5 key (zero padded).
+fn md5_key(password: &str) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let b = password.as_bytes();
+    key[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
+    key
+}
+
 /// Sequence numbers accepted behind and ahead of the highest one seen.
 pub const SEQ_WINDOW: u32 = 16;
 
@@ -95,8 +115,12 @@ pub trait Handler {
 pub enum Refusal {
     /// Could not be parsed.
     Malformed(wire::WireError),
-    /// An IPMI 1.5 packet with authentication (not offered) or a session.
-    V15Session,
+    /// An IPMI 1.5 session asked with an authentication type other than MD5.
+    V15AuthType(u8),
+    /// An IPMI 1.5 session asked by a user not allowed them (`ipmi15` off).
+    V15NotAllowed(String),
+    /// Activate Session with a challenge string other than the one sent.
+    BadChallenge(u32),
     /// A payload type the server does not take.
     UnsupportedPayload(u8),
     /// A session id that is not in the table.
@@ -122,7 +146,8 @@ pub enum Refusal {
         /// What the user may hold.
         max: Privilege,
     },
-    /// RAKP 3 carried a wrong key-exchange code: the console does not know the password.
+    /// RAKP 3 (or an IPMI 1.5 Activate Session) carried a wrong code: the console does not
+    /// know the password.
     WrongPassword(String),
     /// RAKP 3 said the console refused our RAKP 2 (a wrong password on its side).
     ConsoleRefusedRakp2 {
@@ -190,7 +215,24 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::Malformed(e) => write!(f, "{e}"),
-            Refusal::V15Session => f.write_str("IPMI 1.5 sessions are not offered"),
+            Refusal::V15AuthType(t) => {
+                write!(
+                    f,
+                    "IPMI 1.5 authentication type {t} not offered (only MD5, 2)"
+                )
+            }
+            Refusal::V15NotAllowed(u) => {
+                write!(
+                    f,
+                    "user {u:?} may not open IPMI 1.5 sessions (ipmi15 is off)"
+                )
+            }
+            Refusal::BadChallenge(s) => {
+                write!(
+                    f,
+                    "session {s:#010x}: Activate Session with a wrong challenge"
+                )
+            }
             Refusal::UnsupportedPayload(t) => write!(f, "payload type {t:#04x} not supported"),
             Refusal::UnknownSession(s) => write!(f, "no session {s:#010x}"),
             Refusal::WrongPeer(s) => write!(f, "session {s:#010x} belongs to another address"),
@@ -208,7 +250,10 @@ impl fmt::Display for Refusal {
                 "user {user:?} asked for privilege {requested} above its maximum {max}"
             ),
             Refusal::WrongPassword(u) => {
-                write!(f, "user {u:?}: RAKP 3 code does not match (wrong password)")
+                write!(
+                    f,
+                    "user {u:?}: wrong password (RAKP 3 code or MD5 AuthCode mismatch)"
+                )
             }
             Refusal::ConsoleRefusedRakp2 { user, status } => write!(
                 f,
@@ -311,7 +356,7 @@ struct Handshake {
 
 #[derive(Debug, Clone)]
 struct Active {
-    keys: SessionKeys,
+    protection: Protection,
     user: String,
     max: Privilege,
     privilege: Privilege,
@@ -321,8 +366,25 @@ struct Active {
     tx_seq: u32,
 }
 
+/// How an active session's packets are protected.
+#[derive(Debug, Clone)]
+enum Protection {
+    /// RMCP+: integrity and confidentiality with the session keys.
+    Sealed(SessionKeys),
+    /// IPMI 1.5: an MD5 AuthCode keyed with the user's password (16 bytes, zero padded),
+    /// taken from the users file for each packet.
+    Md5,
+}
+
 #[derive(Debug, Clone)]
 enum Phase {
+    /// IPMI 1.5: Get Session Challenge answered; Activate Session awaited.
+    V15Challenge {
+        /// The user named in the challenge request.
+        user: String,
+        /// The challenge string sent.
+        challenge: [u8; 16],
+    },
     /// Open Session answered; RAKP 1 awaited.
     Opened,
     /// RAKP 2 sent; RAKP 3 awaited.
@@ -396,6 +458,7 @@ impl Server {
                 id,
                 user: match &s.phase {
                     Phase::Opened => None,
+                    Phase::V15Challenge { user, .. } => Some(user.clone()),
                     Phase::Rakp2Sent(h) => Some(h.user.clone()),
                     Phase::Active(a) => Some(a.user.clone()),
                 },
@@ -454,14 +517,21 @@ impl Server {
             Ok(Packet::AsfPing { tag }) => Outcome::reply(wire::asf_pong(tag)),
             Ok(Packet::V15 {
                 auth_type,
+                seq,
                 session_id,
+                auth_code,
                 message,
-                ..
             }) => {
-                if auth_type != 0 || session_id != 0 {
-                    Outcome::refused(Refusal::V15Session)
+                if auth_type == 0 && session_id == 0 {
+                    self.pre_session_v15(now, from, message)
                 } else {
-                    self.pre_session(message, |m| wire::v15_packet(0, 0, m))
+                    let header = V15Header {
+                        auth_type,
+                        seq,
+                        session_id,
+                        auth_code,
+                    };
+                    self.v15_session(now, from, header, message, handler)
                 }
             }
             Ok(Packet::V20(p)) => self.v20(now, from, &p, handler),
@@ -498,7 +568,10 @@ impl Server {
             return None;
         }
         match req.cmd {
-            0x38 => Some(channel_auth_caps(req.data)),
+            0x38 => Some(channel_auth_caps(
+                req.data,
+                self.users.user.iter().any(|u| u.ipmi15),
+            )),
             0x54 => Some(channel_cipher_suites(req.data)),
             _ => None,
         }
@@ -779,7 +852,7 @@ impl Server {
             .min(user.privilege)
             .min(Privilege::from_code(requested_max).unwrap_or(Privilege::Administrator));
         let active = Active {
-            keys: SessionKeys::from_sik(suite, &sik),
+            protection: Protection::Sealed(SessionKeys::from_sik(suite, &sik)),
             user: h.user.clone(),
             max,
             privilege: max.min(Privilege::User),
@@ -816,19 +889,23 @@ impl Server {
         let Phase::Active(active) = &mut session.phase else {
             return Outcome::refused(Refusal::UnexpectedStep(id));
         };
+        let Protection::Sealed(keys) = &active.protection else {
+            return Outcome::refused(Refusal::NotSealed(id));
+        };
+        let keys = keys.clone();
         if !(p.authenticated && p.encrypted) {
             return Outcome::refused(Refusal::NotSealed(id));
         }
-        let Some((covered, code)) = p.authenticated_parts(active.keys.suite.icv_len()) else {
+        let Some((covered, code)) = p.authenticated_parts(keys.suite.icv_len()) else {
             return Outcome::refused(Refusal::BadAuthCode(id));
         };
-        if !codes_equal(code, &active.keys.auth_code(covered)) {
+        if !codes_equal(code, &keys.auth_code(covered)) {
             return Outcome::refused(Refusal::BadAuthCode(id));
         }
         if let Err(r) = accept_seq(active, id, p.seq) {
             return Outcome::refused(r);
         }
-        let Some(plain) = active.keys.decrypt(p.payload) else {
+        let Some(plain) = keys.decrypt(p.payload) else {
             return Outcome::refused(Refusal::BadEncryption(id));
         };
         session.last_seen = now;
@@ -847,8 +924,7 @@ impl Server {
             return Outcome::refused(Refusal::UnknownSession(id));
         };
         active.tx_seq = active.tx_seq.wrapping_add(1).max(1);
-        let enc = active.keys.encrypt(iv, &req.response(code, &data));
-        let keys = active.keys.clone();
+        let enc = keys.encrypt(iv, &req.response(code, &data));
         let reply = wire::v20_sealed(PayloadType::Ipmi, console_id, active.tx_seq, &enc, |c| {
             keys.auth_code(c)
         });
@@ -861,6 +937,223 @@ impl Server {
         Outcome {
             reply: Some(reply),
             refused,
+        }
+    }
+
+    /// An IPMI 1.5 packet without a session: Get Session Challenge here, the rest as for
+    /// RMCP+.
+    fn pre_session_v15(&mut self, now: Millis, from: SocketAddr, message: &[u8]) -> Outcome {
+        let req = match Request::parse(message) {
+            Ok(r) => r,
+            Err(e) => return Outcome::refused(Refusal::Malformed(e)),
+        };
+        if !(req.netfn == netfn::APP && req.cmd == 0x39) {
+            return self.pre_session(message, |m| wire::v15_packet(0, 0, m));
+        }
+        let wrap = |code: u8, data: &[u8]| Some(wire::v15_packet(0, 0, &req.response(code, data)));
+        let (Some(&auth_type), Some(name)) = (req.data.first(), req.data.get(1..17)) else {
+            return Outcome {
+                reply: wrap(cc::BAD_LENGTH, &[]),
+                refused: Some(Refusal::Malformed(wire::WireError("session challenge"))),
+            };
+        };
+        let name: Vec<u8> = name.iter().copied().take_while(|&b| b != 0).collect();
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        let refusal = if auth_type != AUTH_MD5 {
+            Some((cc::INVALID_DATA, Refusal::V15AuthType(auth_type)))
+        } else {
+            match self.users.find(&name) {
+                None => Some((0x81, Refusal::UnknownUser(shown.clone()))),
+                Some(u) if !u.ipmi15 => Some((0x81, Refusal::V15NotAllowed(shown.clone()))),
+                Some(_) if self.sessions.len() >= self.config.max_sessions => {
+                    Some((cc::BUSY, Refusal::SessionTableFull))
+                }
+                Some(_) => None,
+            }
+        };
+        if let Some((code, refused)) = refusal {
+            return Outcome {
+                reply: wrap(code, &[]),
+                refused: Some(refused),
+            };
+        }
+        let id = self.new_session_id();
+        let challenge: [u8; 16] = self.rng.random();
+        self.sessions.insert(
+            id,
+            Session {
+                peer: from,
+                console_id: 0,
+                suite: Suite::Sha1,
+                requested_max: 4,
+                last_seen: now,
+                phase: Phase::V15Challenge {
+                    user: shown,
+                    challenge,
+                },
+            },
+        );
+        let mut data = id.to_le_bytes().to_vec();
+        data.extend_from_slice(&challenge);
+        Outcome {
+            reply: wrap(cc::OK, &data),
+            refused: None,
+        }
+    }
+
+    /// An IPMI 1.5 packet of a session: Activate Session after the challenge, then commands,
+    /// every packet with its MD5 AuthCode checked.
+    fn v15_session(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        header: V15Header,
+        message: &[u8],
+        handler: &mut impl Handler,
+    ) -> Outcome {
+        let id = header.session_id;
+        let Some(session) = self.sessions.get(&id) else {
+            return Outcome::refused(Refusal::UnknownSession(id));
+        };
+        if session.peer != from {
+            return Outcome::refused(Refusal::WrongPeer(id));
+        }
+        let user = match &session.phase {
+            Phase::V15Challenge { user, .. } => user.clone(),
+            Phase::Active(a) if matches!(a.protection, Protection::Md5) => a.user.clone(),
+            _ => return Outcome::refused(Refusal::NotSealed(id)),
+        };
+        let (AUTH_MD5, Some(code)) = (header.auth_type, header.auth_code) else {
+            return Outcome::refused(Refusal::NotSealed(id));
+        };
+        let Some(account) = self.users.find(user.as_bytes()).cloned() else {
+            self.sessions.remove(&id);
+            return Outcome::refused(Refusal::UnknownUser(user));
+        };
+        let password = md5_key(&account.password);
+        if !codes_equal(&code, &md5_code(&password, id, message, header.seq)) {
+            if let Some(Phase::V15Challenge { .. }) = self.sessions.get(&id).map(|s| &s.phase) {
+                self.sessions.remove(&id);
+                return Outcome::refused(Refusal::WrongPassword(user));
+            }
+            return Outcome::refused(Refusal::BadAuthCode(id));
+        }
+        let req = match Request::parse(message) {
+            Ok(r) => r,
+            Err(e) => return Outcome::refused(Refusal::Malformed(e)),
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Outcome::refused(Refusal::UnknownSession(id));
+        };
+        if let Phase::V15Challenge { challenge, .. } = &session.phase {
+            let challenge = *challenge;
+            return self.activate_v15(now, id, challenge, &account, password, &req);
+        }
+        let Phase::Active(active) = &mut session.phase else {
+            return Outcome::refused(Refusal::UnexpectedStep(id));
+        };
+        if let Err(r) = accept_seq(active, id, header.seq) {
+            return Outcome::refused(r);
+        }
+        session.last_seen = now;
+        self.stats.requests += 1;
+        let (code, data, refused, close) = self.session_command(id, &req, handler, now);
+        let Some(Session {
+            phase: Phase::Active(active),
+            ..
+        }) = self.sessions.get_mut(&id)
+        else {
+            return Outcome::refused(Refusal::UnknownSession(id));
+        };
+        active.tx_seq = active.tx_seq.wrapping_add(1).max(1);
+        let response = req.response(code, &data);
+        let seq = active.tx_seq;
+        let reply =
+            wire::v15_packet_md5(seq, id, &response, md5_code(&password, id, &response, seq));
+        if let Some(target) = close
+            && self.sessions.remove(&target).is_some()
+        {
+            self.stats.sessions_closed += 1;
+            info!(session = format_args!("{target:#010x}"), "session closed");
+        }
+        Outcome {
+            reply: Some(reply),
+            refused,
+        }
+    }
+
+    /// Activate Session (App 0x3A) for an IPMI 1.5 challenge.
+    fn activate_v15(
+        &mut self,
+        now: Millis,
+        id: u32,
+        challenge: [u8; 16],
+        account: &super::users::User,
+        password: [u8; 16],
+        req: &Request<'_>,
+    ) -> Outcome {
+        let answer = |code: u8, data: &[u8]| {
+            let response = req.response(code, data);
+            Some(wire::v15_packet_md5(
+                0,
+                id,
+                &response,
+                md5_code(&password, id, &response, 0),
+            ))
+        };
+        if !(req.netfn == netfn::APP && req.cmd == 0x3A) {
+            return Outcome::refused(Refusal::UnexpectedStep(id));
+        }
+        let d = req.data;
+        if d.len() < 22 {
+            self.sessions.remove(&id);
+            return Outcome {
+                reply: answer(cc::BAD_LENGTH, &[]),
+                refused: Some(Refusal::Malformed(wire::WireError("activate session"))),
+            };
+        }
+        if !codes_equal(&d[2..18], &challenge) {
+            self.sessions.remove(&id);
+            return Outcome {
+                reply: answer(0x85, &[]),
+                refused: Some(Refusal::BadChallenge(id)),
+            };
+        }
+        let asked = d[1] & 0x0F;
+        let Some(max) = Privilege::from_code(asked).filter(|&p| p <= account.privilege) else {
+            self.sessions.remove(&id);
+            return Outcome {
+                reply: answer(0x86, &[]),
+                refused: Some(Refusal::RoleNotAllowed {
+                    user: account.name.clone(),
+                    requested: asked,
+                    max: account.privilege,
+                }),
+            };
+        };
+        let outbound = u32::from_le_bytes([d[18], d[19], d[20], d[21]]);
+        let inbound = self.rng.random_range(2..0x7FFF_FFFF_u32);
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.last_seen = now;
+            s.phase = Phase::Active(Box::new(Active {
+                protection: Protection::Md5,
+                user: account.name.clone(),
+                max,
+                privilege: max.min(Privilege::User),
+                highest_rx: inbound - 1,
+                seen: 1,
+                tx_seq: outbound.wrapping_sub(1),
+            }));
+        }
+        self.stats.sessions_opened += 1;
+        info!(session = format_args!("{id:#010x}"), user = %account.name, max = %max, "IPMI 1.5 session open (MD5)");
+        let mut data = vec![AUTH_MD5];
+        data.extend_from_slice(&id.to_le_bytes());
+        data.extend_from_slice(&inbound.to_le_bytes());
+        data.push(max.code());
+        Outcome {
+            reply: answer(cc::OK, &data),
+            refused: None,
         }
     }
 
@@ -924,6 +1217,7 @@ impl Server {
             let other_user = match &other.phase {
                 Phase::Active(a) => Some(a.user.as_str()),
                 Phase::Rakp2Sent(h) => Some(h.user.as_str()),
+                Phase::V15Challenge { user, .. } => Some(user.as_str()),
                 Phase::Opened => None,
             };
             if target != id && other_user != Some(&user) && privilege < Privilege::Administrator {
@@ -997,9 +1291,9 @@ fn accept_seq(a: &mut Active, id: u32, seq: u32) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Get Channel Authentication Capabilities (App 0x38): IPMI 2.0 extended data, no IPMI 1.5
-/// authentication types, named users only.
-fn channel_auth_caps(data: &[u8]) -> (u8, Vec<u8>) {
+/// Get Channel Authentication Capabilities (App 0x38): IPMI 2.0 extended data, MD5 as the
+/// only IPMI 1.5 authentication type when some user may use it, named users only.
+fn channel_auth_caps(data: &[u8], md5: bool) -> (u8, Vec<u8>) {
     let Some(&channel) = data.first() else {
         return (cc::BAD_LENGTH, vec![]);
     };
@@ -1015,11 +1309,11 @@ fn channel_auth_caps(data: &[u8]) -> (u8, Vec<u8>) {
         cc::OK,
         vec![
             1,
-            if extended { 0x80 } else { 0x00 },
+            (if extended { 0x80 } else { 0x00 }) | (if md5 { 0x04 } else { 0x00 }),
             // Non-null user names only; per-message and user-level authentication on.
             0x04,
-            // Extended capabilities: IPMI 2.0 connections.
-            if extended { 0x02 } else { 0x00 },
+            // Extended capabilities: IPMI 2.0 connections, and 1.5 ones when offered.
+            (if extended { 0x02 } else { 0x00 }) | (if extended && md5 { 0x01 } else { 0x00 }),
             0,
             0,
             0,
@@ -1056,7 +1350,7 @@ mod tests {
 
     fn active() -> Active {
         Active {
-            keys: SessionKeys::from_sik(Suite::Sha1, &[1; 20]),
+            protection: Protection::Sealed(SessionKeys::from_sik(Suite::Sha1, &[1; 20])),
             user: "u".into(),
             max: Privilege::User,
             privilege: Privilege::User,

@@ -9,6 +9,7 @@
 //! name = "admin"
 //! password = "change-me"
 //! privilege = "administrator"   # callback | user | operator | administrator
+//! ipmi15 = false                # also IPMI 1.5 sessions (MD5, unencrypted); default false
 //! ```
 
 use std::fmt;
@@ -76,6 +77,11 @@ pub struct User {
     pub password: String,
     /// The highest privilege the user may hold.
     pub privilege: Privilege,
+    /// May also open IPMI 1.5 sessions (MD5 authentication, no encryption: the weaker path,
+    /// for clients such as OpenHPI's ipmidirect that speak nothing else). Default off; the
+    /// password then has at most 16 bytes.
+    #[serde(default)]
+    pub ipmi15: bool,
 }
 
 impl fmt::Debug for User {
@@ -83,6 +89,7 @@ impl fmt::Debug for User {
         f.debug_struct("User")
             .field("name", &self.name)
             .field("privilege", &self.privilege)
+            .field("ipmi15", &self.ipmi15)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +149,12 @@ impl Users {
                     return Err((
                         format!("user[{i}].password"),
                         "a password has at most 20 bytes (IPMI 2.0)".into(),
+                    ));
+                }
+                if u.ipmi15 && u.password.len() > 16 {
+                    return Err((
+                        format!("user[{i}].password"),
+                        "an IPMI 1.5 (ipmi15 = true) password has at most 16 bytes".into(),
                     ));
                 }
                 if users.user[..i].iter().any(|o| o.name == u.name) {
@@ -236,6 +249,9 @@ privilege = "user"
             e.contains("u.toml:9:1:") && e.contains("user[1].password"),
             "{e}"
         );
+        let legacy = GOOD.replace("viewer-pass\"", "12345678901234567\"\nipmi15 = true");
+        let e = Users::from_str(&legacy, "u.toml").unwrap_err().to_string();
+        assert!(e.contains("user[1].password: an IPMI 1.5"), "{e}");
         let bad = GOOD.replace("\"user\"", "\"root\"");
         let e = Users::from_str(&bad, "u.toml").unwrap_err().to_string();
         assert!(e.starts_with("u.toml:10:"), "{e}");

@@ -324,6 +324,18 @@ pub fn v15_packet(seq: u32, session_id: u32, message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An IPMI 1.5 packet with an MD5 AuthCode.
+pub fn v15_packet_md5(seq: u32, session_id: u32, message: &[u8], code: [u8; 16]) -> Vec<u8> {
+    let mut out = rmcp_header(CLASS_IPMI).to_vec();
+    out.push(2);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&session_id.to_le_bytes());
+    out.extend_from_slice(&code);
+    out.push(u8::try_from(message.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(&message[..message.len().min(255)]);
+    out
+}
+
 /// An RMCP+ packet with neither integrity nor confidentiality (session setup).
 pub fn v20_plain(payload_type: PayloadType, session_id: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = rmcp_header(CLASS_IPMI).to_vec();
