@@ -66,6 +66,14 @@ pub trait Ipmc {
 
     /// The next report from any IPMC, in the order they happened.
     fn poll_report(&mut self) -> Option<(FruAddr, Report)>;
+
+    /// Moves the injector handle of `fru`'s board (`closed` or open), for an operator at a
+    /// simulated shelf. `None` when the IPMCs are real boards whose handles only people
+    /// move (the default); `Some(false)` when the board is not in.
+    fn simulate_handle(&mut self, fru: FruAddr, closed: bool) -> Option<bool> {
+        let _ = (fru, closed);
+        None
+    }
 }
 
 /// One simulated board.
@@ -198,6 +206,15 @@ impl SimIpmc {
 }
 
 impl Ipmc for SimIpmc {
+    fn simulate_handle(&mut self, fru: FruAddr, closed: bool) -> Option<bool> {
+        let name = self.boards.iter().find(|b| b.addr == fru)?.name.clone();
+        Some(if closed {
+            self.close_handle(&name)
+        } else {
+            self.open_handle(&name)
+        })
+    }
+
     fn send(&mut self, to: FruAddr, message: ToIpmc) -> Result<(), NoAnswer> {
         let Some(board) = self.boards.iter_mut().find(|b| b.addr == to) else {
             return Err(NoAnswer(to));

@@ -12,16 +12,18 @@
 //! (watts granted from it); number 0x80 is the power budget (Power Unit type 0x09, offset 5
 //! "soft power control failure" asserted while a FRU waits for power).
 //!
-//! **Privileges:** reads need User; FRU Activation, Set FRU Activation Policy and Clear SEL
-//! need Operator.
+//! **Privileges:** reads need User; FRU Activation, Set FRU Activation Policy, Clear SEL and
+//! the simulated handle need Operator.
 //!
 //! - [`app`]: Get Device ID; [`chassis`]: Get Chassis Status;
 //! - [`picmg`]: the PICMG 3.0 group extension (netfn 0x2C);
 //! - [`storage`]: SEL, SDR repository, FRU inventory; [`sensor`]: sensor readings and the
-//!   SDR records they are described by.
+//!   SDR records they are described by;
+//! - [`oem`]: the simulated shelf's operator actions (injector handles).
 
 pub mod app;
 pub mod chassis;
+pub mod oem;
 pub mod picmg;
 pub mod sensor;
 pub mod storage;
@@ -133,6 +135,7 @@ impl<I: Ipmc> Handler for ShelfHandler<I> {
             netfn::SENSOR => sensor::known(cmd).then_some(User),
             netfn::STORAGE => storage::privilege(cmd),
             netfn::GROUP if data.first() == Some(&picmg::PICMG_ID) => picmg::privilege(cmd),
+            oem::NETFN_OEM => oem::privilege(cmd),
             _ => None,
         }
         .map(|p| p.max(User).min(Operator))
@@ -146,6 +149,7 @@ impl<I: Ipmc> Handler for ShelfHandler<I> {
             netfn::SENSOR => sensor::handle(self, request.cmd, request.data),
             netfn::STORAGE => storage::handle(self, request.cmd, request.data),
             netfn::GROUP => picmg::handle(self, request.cmd, request.data),
+            oem::NETFN_OEM => oem::handle(self, request.cmd, request.data),
             _ => (cc::INVALID_COMMAND, vec![]),
         };
         self.settle();
