@@ -142,6 +142,9 @@ fn sdr_repository_and_fru_inventory_are_consistent() {
     let mut rig = Rig::new();
     let (_, info) = rig.cmd(0x0A, 0x20, &[]);
     let count = usize::from(u16::from_le_bytes([info[1], info[2]]));
+    // The repository never changes: its addition time stays (clients re-read it otherwise).
+    rig.now += 5_000;
+    assert_eq!(rig.cmd(0x0A, 0x20, &[]).1[5..9], info[5..9]);
     // 4 hot-swap sensors, 2 feeds, the budget, 4 FRU locators.
     assert_eq!(count, 11);
     let (_, res) = rig.cmd(0x0A, 0x22, &[]);

@@ -56,6 +56,9 @@ pub struct ShelfHandler<I: Ipmc> {
     sdr_reservation: u16,
     last_erase: u32,
     now_secs: u32,
+    /// When the SDR repository was built (its "most recent addition"; clients re-read the
+    /// repository when it changes).
+    pub(crate) sdr_added: u32,
 }
 
 impl<I: Ipmc> ShelfHandler<I> {
@@ -73,6 +76,7 @@ impl<I: Ipmc> ShelfHandler<I> {
             sdr_reservation: 0,
             last_erase: 0,
             now_secs: secs(now),
+            sdr_added: secs(now),
         };
         h.settle();
         h

@@ -114,7 +114,7 @@ pub fn handle<I: Ipmc>(h: &mut ShelfHandler<I>, cmd: u8, data: &[u8]) -> (u8, Ve
             let mut out = vec![0x51];
             out.extend_from_slice(&le16(h.sdrs.len()));
             out.extend_from_slice(&[0xFF, 0xFF]);
-            out.extend_from_slice(&h.now_secs.to_le_bytes());
+            out.extend_from_slice(&h.sdr_added.to_le_bytes());
             out.extend_from_slice(&[0; 4]);
             out.push(0x02);
             (cc::OK, out)

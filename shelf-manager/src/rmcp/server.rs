@@ -1092,13 +1092,19 @@ impl Server {
         password: [u8; 16],
         req: &Request<'_>,
     ) -> Outcome {
+        // The answer carries the console's initial outbound sequence number (clients such
+        // as ipmidirect drop it otherwise); 0 when the request is too short to say it.
+        let seq = req
+            .data
+            .get(18..22)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         let answer = |code: u8, data: &[u8]| {
             let response = req.response(code, data);
             Some(wire::v15_packet_md5(
-                0,
+                seq,
                 id,
                 &response,
-                md5_code(&password, id, &response, 0),
+                md5_code(&password, id, &response, seq),
             ))
         };
         if !(req.netfn == netfn::APP && req.cmd == 0x3A) {
@@ -1131,7 +1137,7 @@ impl Server {
                 }),
             };
         };
-        let outbound = u32::from_le_bytes([d[18], d[19], d[20], d[21]]);
+        let outbound = seq;
         let inbound = self.rng.random_range(2..0x7FFF_FFFF_u32);
         if let Some(s) = self.sessions.get_mut(&id) {
             s.last_seen = now;
@@ -1142,7 +1148,7 @@ impl Server {
                 privilege: max.min(Privilege::User),
                 highest_rx: inbound - 1,
                 seen: 1,
-                tx_seq: outbound.wrapping_sub(1),
+                tx_seq: outbound,
             }));
         }
         self.stats.sessions_opened += 1;
