@@ -62,6 +62,28 @@ fn both_cipher_suites_answer_the_picmg_properties_and_address_info() {
     }
     assert!(s.log_has("session open"));
     assert!(s.log().contains("suite=3") && s.log().contains("suite=17"));
+    // Get Session Info describes the asking session; its port is the one shelfd logged.
+    let info = s.ok(17, &["session", "info", "active"]);
+    for line in [
+        "session handle                : 1",
+        "active sessions               : 1",
+        "user id                       : 1",
+        "privilege level               : ADMINISTRATOR",
+        "session type                  : IPMIv2/RMCP+",
+        "console ip                    : 127.0.0.1",
+    ] {
+        assert!(info.contains(line), "{line} in {info}");
+    }
+    let port = info
+        .lines()
+        .find_map(|l| l.strip_prefix("console port                  : "))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        s.log()
+            .contains(&format!("peer=127.0.0.1:{port} user=admin suite=17"))
+    );
 }
 
 #[test]

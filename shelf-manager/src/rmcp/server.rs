@@ -1152,7 +1152,12 @@ impl Server {
             }));
         }
         self.stats.sessions_opened += 1;
-        info!(session = format_args!("{id:#010x}"), user = %account.name, max = %max, "IPMI 1.5 session open (MD5)");
+        let peer = self
+            .sessions
+            .get(&id)
+            .map(|s| s.peer.to_string())
+            .unwrap_or_default();
+        info!(session = format_args!("{id:#010x}"), %peer, user = %account.name, max = %max, "IPMI 1.5 session open (MD5)");
         let mut data = vec![AUTH_MD5];
         data.extend_from_slice(&id.to_le_bytes());
         data.extend_from_slice(&inbound.to_le_bytes());
@@ -1211,6 +1216,12 @@ impl Server {
             }
             return (cc::OK, vec![level.code()], None, None);
         }
+        if req.netfn == netfn::APP && req.cmd == 0x3D {
+            return match self.session_info(id, req.data) {
+                Some(data) => (cc::OK, data, None, None),
+                None => (cc::INVALID_DATA, vec![], None, None),
+            };
+        }
         if req.netfn == netfn::APP && req.cmd == 0x3C {
             // Close Session.
             let Some(target) = req.data.get(..4) else {
@@ -1254,6 +1265,58 @@ impl Server {
                 (code, data, None, None)
             }
         }
+    }
+}
+
+impl Server {
+    /// Get Session Info (App 0x3D) about the current session (index 0), the `n`-th active
+    /// one (1…), by handle (0xFE, handle) or by session id (0xFF, id). Handles are 1-based
+    /// positions among the active sessions; user ids 1-based positions in the users file.
+    fn session_info(&self, current: u32, data: &[u8]) -> Option<Vec<u8>> {
+        let active: Vec<(u32, &Session, &Active)> = self
+            .sessions
+            .iter()
+            .filter_map(|(&id, s)| match &s.phase {
+                Phase::Active(a) => Some((id, s, a.as_ref())),
+                _ => None,
+            })
+            .collect();
+        let index = match *data {
+            [0, ..] => active.iter().position(|(id, ..)| *id == current)?,
+            [0xFE, handle, ..] => usize::from(handle).checked_sub(1)?,
+            [0xFF, a, b, c, d, ..] => {
+                let want = u32::from_le_bytes([a, b, c, d]);
+                active.iter().position(|(id, ..)| *id == want)?
+            }
+            [n, ..] if n <= 0x3F => usize::from(n).checked_sub(1)?,
+            _ => return None,
+        };
+        let (_, session, a) = active.get(index)?;
+        let user_id = self
+            .users
+            .user
+            .iter()
+            .position(|u| u.name == a.user)
+            .map_or(0, |i| i + 1);
+        let protocol = match a.protection {
+            Protection::Sealed(_) => 0x10,
+            Protection::Md5 => 0x00,
+        };
+        let mut out = vec![
+            (index + 1) as u8,
+            (self.config.max_sessions.min(63)) as u8,
+            active.len().min(63) as u8,
+            user_id.min(63) as u8,
+            a.privilege.code(),
+            protocol | 0x01,
+        ];
+        match session.peer {
+            SocketAddr::V4(v4) => out.extend_from_slice(&v4.ip().octets()),
+            SocketAddr::V6(_) => out.extend_from_slice(&[0; 4]),
+        }
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(&session.peer.port().to_le_bytes());
+        Some(out)
     }
 }
 
