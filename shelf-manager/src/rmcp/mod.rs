@@ -52,11 +52,17 @@ pub mod fuzzing {
     /// Arbitrary datagrams into a server (one user, small table): never a panic. Each input
     /// is split at 0xFE 0xFE into several datagrams so sessions can progress.
     pub fn fuzz_server(data: &[u8]) {
-        let users = Users::from_str(
-            "[[user]]\nname = \"admin\"\npassword = \"pw\"\nprivilege = \"administrator\"\n",
-            "fuzz",
-        )
-        .unwrap_or_else(|_| Users { user: vec![] });
+        static USERS: std::sync::OnceLock<Users> = std::sync::OnceLock::new();
+        let users = USERS
+            .get_or_init(|| {
+                Users::from_str(
+                    "[[user]]\nname = \"admin\"\npassword = \"pw\"\nprivilege = \"administrator\"\n\
+                     ipmi15 = true\n",
+                    "fuzz",
+                )
+                .unwrap_or_else(|_| Users { user: vec![] })
+            })
+            .clone();
         let config = ServerConfig {
             max_sessions: 2,
             ..ServerConfig::default()
@@ -86,6 +92,13 @@ mod tests {
         let seeds = [
             c.open_session(),
             super::console::v15_request(0x06, 0x38, &[0x8E, 4]),
+            super::console::v15_request(
+                0x06,
+                0x39,
+                &[
+                    2, b'a', b'd', b'm', b'i', b'n', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            ),
         ];
         for _ in 0..3000 {
             let mut data: Vec<u8> = if rng.random_bool(0.5) {
