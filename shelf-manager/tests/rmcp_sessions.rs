@@ -269,10 +269,18 @@ fn replayed_forged_and_out_of_window_packets_are_refused() {
     let pkt = c.request(0x06, 0x3B, &[4]);
     reply(send(&mut s, 1, peer(1), &pkt, &mut h));
     let set = c.request(0x2C, 0x0A, &[0]);
-    reply(send(&mut s, 1, peer(1), &set, &mut h));
+    let first = reply(send(&mut s, 1, peer(1), &set, &mut h));
     assert_eq!(h.sets, 1);
 
-    // The same packet again: a replay, not executed twice.
+    // The same packet again: a replay, not executed twice; being an exact copy of the last
+    // request (a console retransmitting after a lost answer), it gets the same answer again.
+    let o = send(&mut s, 2, peer(1), &set, &mut h);
+    assert!(matches!(o.refused, Some(Refusal::Replayed { .. })), "{o:?}");
+    assert_eq!(o.reply.as_ref(), Some(&first));
+    assert_eq!(h.sets, 1);
+    // An older request replayed gets nothing.
+    let device = c.request(0x06, 0x01, &[]);
+    reply(send(&mut s, 2, peer(1), &device, &mut h));
     let o = send(&mut s, 2, peer(1), &set, &mut h);
     assert!(matches!(o.refused, Some(Refusal::Replayed { .. })), "{o:?}");
     assert_eq!(o.reply, None);

@@ -364,6 +364,9 @@ struct Active {
     /// Bit i set: `highest_rx - i` was received (i < 32).
     seen: u32,
     tx_seq: u32,
+    /// The last request answered (its sequence number and AuthCode) and the answer: an
+    /// exact retransmission gets the same answer again, without running the command twice.
+    last: Option<(u32, Vec<u8>, Vec<u8>)>,
 }
 
 /// How an active session's packets are protected.
@@ -859,6 +862,7 @@ impl Server {
             highest_rx: 0,
             seen: 0,
             tx_seq: 0,
+            last: None,
         };
         if let Some(s) = self.sessions.get_mut(&id) {
             s.last_seen = now;
@@ -903,8 +907,12 @@ impl Server {
             return Outcome::refused(Refusal::BadAuthCode(id));
         }
         if let Err(r) = accept_seq(active, id, p.seq) {
-            return Outcome::refused(r);
+            return Outcome {
+                reply: retransmission(active, p.seq, code),
+                refused: Some(r),
+            };
         }
+        let request_code = code.to_vec();
         let Some(plain) = keys.decrypt(p.payload) else {
             return Outcome::refused(Refusal::BadEncryption(id));
         };
@@ -928,6 +936,7 @@ impl Server {
         let reply = wire::v20_sealed(PayloadType::Ipmi, console_id, active.tx_seq, &enc, |c| {
             keys.auth_code(c)
         });
+        active.last = Some((p.seq, request_code, reply.clone()));
         if let Some(target) = close
             && self.sessions.remove(&target).is_some()
         {
@@ -1053,7 +1062,10 @@ impl Server {
             return Outcome::refused(Refusal::UnexpectedStep(id));
         };
         if let Err(r) = accept_seq(active, id, header.seq) {
-            return Outcome::refused(r);
+            return Outcome {
+                reply: retransmission(active, header.seq, &code),
+                refused: Some(r),
+            };
         }
         session.last_seen = now;
         self.stats.requests += 1;
@@ -1070,6 +1082,11 @@ impl Server {
         let seq = active.tx_seq;
         let reply =
             wire::v15_packet_md5(seq, id, &response, md5_code(&password, id, &response, seq));
+        active.last = Some((
+            header.seq,
+            header.auth_code.map(|c| c.to_vec()).unwrap_or_default(),
+            reply.clone(),
+        ));
         if let Some(target) = close
             && self.sessions.remove(&target).is_some()
         {
@@ -1149,6 +1166,7 @@ impl Server {
                 highest_rx: inbound - 1,
                 seen: 1,
                 tx_seq: outbound,
+                last: None,
             }));
         }
         self.stats.sessions_opened += 1;
@@ -1320,6 +1338,18 @@ impl Server {
     }
 }
 
+/// The answer to resend when a refused packet is an exact copy (same sequence number and
+/// AuthCode, so same content) of the last request answered: the console lost our answer and
+/// sent its request again. The command is not run again; the copy is still logged as replayed.
+fn retransmission(a: &Active, seq: u32, code: &[u8]) -> Option<Vec<u8>> {
+    match &a.last {
+        Some((last_seq, last_code, reply)) if *last_seq == seq && last_code == code => {
+            Some(reply.clone())
+        }
+        _ => None,
+    }
+}
+
 /// Accepts `seq` into the session's window or says why not. A number is accepted once, if
 /// it is not 0 and lies within [`SEQ_WINDOW`] of the highest number seen (behind it only if
 /// not seen yet).
@@ -1426,6 +1456,7 @@ mod tests {
             highest_rx: 0,
             seen: 0,
             tx_seq: 0,
+            last: None,
         }
     }
 
