@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aisexec;
+pub mod amf;
 pub mod config;
 pub mod eventlog;
 pub mod harness;
