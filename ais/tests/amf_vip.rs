@@ -1,0 +1,277 @@
+//! IP takeover (`ais::amf::vip`) in network namespaces: a virtual address moves from node A to
+//! node B while a client keeps asking it questions, and the client's neighbour cache follows.
+//!
+//! The lab (`netlab::Lab`) has three hosts on one bridge: h1 = node A, h2 = node B, h3 = the
+//! client. Both nodes run a UDP echo server on every address (port [`PORT`]) that answers with
+//! its host number. The virtual address is `.100` of the lab's /24.
+//!
+//! 1. `moves_with_gratuitous_arp`: A takes the address (the assign-active command of the IP
+//!    component type, run by the CLC-CLI runner in h1); the client sends a request every
+//!    millisecond for 3 s; after 1 s the address is removed on A and assigned active on B (the
+//!    same commands, in h1 then h2). The client's answers come first from A, last from B, with
+//!    a gap below [`MAX_GAP`] (printed: the figure of docs/amf.md), and its neighbour entry for
+//!    the address holds B's MAC.
+//! 2. Without the announcement the cache does not follow: the address is added back on A with
+//!    plain `ip address add` (no gratuitous ARP) after removal on B, and the client's neighbour
+//!    entry still points at B: the first step could fail, and what made it pass is the
+//!    announcement.
+//!
+//! Assumes: root, iproute2, `arping` from iputils (`.ci/run` installs `iputils-arping`). This
+//! binary has its own `main` (`harness = false` in `ais/Cargo.toml`): with `AMF_VIP_HELPER`
+//! set it is the echo server, the client or the runner of one IP-component command, started in
+//! a host with `ip netns exec`.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ais::amf::clc::{ClcEvent, ClcRunner, Outcome};
+use ais::amf::vip::VirtualIp;
+use netlab::Lab;
+
+const HELPER_ENV: &str = "AMF_VIP_HELPER";
+const PORT: u16 = 7100;
+const COMP: &str = "safComp=vip,safSu=u,safSg=g,safApp=a";
+/// The longest acceptable time without answers while the address moves. Without the
+/// gratuitous ARP the client would keep sending to A's MAC until its neighbour entry expires
+/// (tens of seconds).
+const MAX_GAP: Duration = Duration::from_millis(1000);
+const CLIENT_RUN: Duration = Duration::from_secs(3);
+
+fn main() {
+    match std::env::var(HELPER_ENV).ok().as_deref() {
+        Some("echo") => echo(),
+        Some("client") => client(),
+        Some("assign") => command(true),
+        Some("remove") => command(false),
+        Some(other) => panic!("{HELPER_ENV}={other}: unknown role"),
+        None => {
+            moves_with_gratuitous_arp();
+            println!("test moves_with_gratuitous_arp ... ok");
+        }
+    }
+}
+
+/// Echo server: answers each request (8-byte sequence number) with the number and this
+/// host's number (argument 1).
+fn echo() {
+    let host: u8 = std::env::args().nth(1).unwrap().parse().unwrap();
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).unwrap();
+    println!("ready");
+    let mut buf = [0u8; 64];
+    loop {
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        if n == 8 {
+            buf[8] = host;
+            let _ = s.send_to(&buf[..9], from);
+        }
+    }
+}
+
+/// Client: a request to the address (argument 1) every millisecond for [`CLIENT_RUN`]; prints
+/// `RESULT first=H last=H answers=N switch_gap_us=G max_gap_us=M`, where the switch gap is
+/// the time between the last answer from the first host and the first from another.
+fn client() {
+    let vip: Ipv4Addr = std::env::args().nth(1).unwrap().parse().unwrap();
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    let to = SocketAddrV4::new(vip, PORT);
+    let start = Instant::now();
+    let mut seq = 0u64;
+    let mut answers: Vec<(Duration, u8)> = Vec::new();
+    let mut buf = [0u8; 64];
+    println!("ready");
+    // Requests on a fixed schedule, one per millisecond, answers read in between.
+    let mut next_send = start;
+    while start.elapsed() < CLIENT_RUN {
+        let now = Instant::now();
+        if now >= next_send {
+            seq += 1;
+            let _ = s.send_to(&seq.to_be_bytes(), to);
+            next_send += Duration::from_millis(1);
+            continue;
+        }
+        s.set_read_timeout(Some(next_send - now)).unwrap();
+        if let Ok((9, _)) = s.recv_from(&mut buf) {
+            answers.push((start.elapsed(), buf[8]));
+        }
+    }
+    let first = answers.first().map_or(0, |a| a.1);
+    let last = answers.last().map_or(0, |a| a.1);
+    let mut max_gap = Duration::ZERO;
+    let mut switch_gap = Duration::ZERO;
+    for w in answers.windows(2) {
+        let gap = w[1].0 - w[0].0;
+        max_gap = max_gap.max(gap);
+        if w[0].1 == first && w[1].1 != first && switch_gap.is_zero() {
+            switch_gap = gap;
+        }
+    }
+    println!(
+        "RESULT first={first} last={last} requests={seq} answers={} switch_gap_us={} max_gap_us={}",
+        answers.len(),
+        switch_gap.as_micros(),
+        max_gap.as_micros()
+    );
+}
+
+/// Runs the IP component's assign-active (or remove) command for the address (argument 1) on
+/// `eth0` with the CLC-CLI runner; exits 0 if it succeeded.
+fn command(assign: bool) {
+    let vip: Ipv4Addr = std::env::args().nth(1).unwrap().parse().unwrap();
+    let v = VirtualIp::new(vip, 24, "eth0").unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let runner = ClcRunner::new(tx).unwrap();
+    let t = Duration::from_secs(10);
+    runner.run(if assign {
+        v.assign_active(COMP, t)
+    } else {
+        v.remove(COMP, t)
+    });
+    match rx.recv().unwrap() {
+        ClcEvent::Done {
+            outcome: Outcome::Succeeded { .. },
+            ..
+        } => {}
+        other => {
+            eprintln!("{other:?}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn helper(lab: &Lab, host: usize, role: &str, arg: &str) -> std::process::Command {
+    let mut c = lab.command(host, std::env::current_exe().unwrap());
+    c.arg(arg).env(HELPER_ENV, role);
+    c
+}
+
+/// Starts a helper and waits for its "ready" line.
+fn start(
+    lab: &Lab,
+    host: usize,
+    role: &str,
+    arg: &str,
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = helper(lab, host, role, arg)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "{role} on h{host}");
+    (child, out)
+}
+
+/// Runs the IP component's command in `host`; returns how long it took.
+fn run(lab: &Lab, host: usize, role: &str, vip: Ipv4Addr) -> Duration {
+    let t = Instant::now();
+    let out = helper(lab, host, role, &vip.to_string()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{role} on h{host}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn mac(lab: &Lab, host: usize) -> String {
+    let link = ip(&["-n", lab.netns(host), "-o", "link", "show", "eth0"]);
+    let after = link.split("link/ether ").nth(1).expect("link/ether");
+    after.split_whitespace().next().unwrap().to_owned()
+}
+
+/// The MAC the client's neighbour cache holds for `vip`.
+fn neighbour(lab: &Lab, vip: Ipv4Addr) -> String {
+    let n = ip(&["-n", lab.netns(3), "neigh", "show", &vip.to_string()]);
+    n.split("lladdr ")
+        .nth(1)
+        .map(|s| s.split_whitespace().next().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+struct Kill(Vec<Child>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn moves_with_gratuitous_arp() {
+    let lab = Lab::new(3, 1500).expect("network-namespace lab");
+    let [a, b, c, _] = lab.network().octets();
+    let vip = Ipv4Addr::new(a, b, c, 100);
+    let (e1, _o1) = start(&lab, 1, "echo", "1");
+    let (e2, _o2) = start(&lab, 2, "echo", "2");
+    let mut children = Kill(vec![e1, e2]);
+
+    let first_assign = run(&lab, 1, "assign", vip);
+    let (client, mut out) = start(&lab, 3, "client", &vip.to_string());
+    children.0.push(client);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(neighbour(&lab, vip), mac(&lab, 1), "client learnt A");
+
+    let t = Instant::now();
+    let removed = run(&lab, 1, "remove", vip);
+    let assigned = run(&lab, 2, "assign", vip);
+    let moved = t.elapsed();
+
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} in {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    println!(
+        "vip moved h1 -> h2: client gap {:.1} ms (max gap {:.1} ms, {} answers to {} requests in {CLIENT_RUN:?}); \
+         remove {removed:?}, assign {assigned:?} (arping waits 1 s after its announcement), first assign {first_assign:?}, move {moved:?}",
+        field("switch_gap_us=") as f64 / 1000.0,
+        field("max_gap_us=") as f64 / 1000.0,
+        field("answers="),
+        field("requests="),
+    );
+    assert_eq!(field("first="), 1, "{line}");
+    assert_eq!(field("last="), 2, "{line}");
+    assert!(
+        Duration::from_micros(field("switch_gap_us=")) < MAX_GAP,
+        "{line}"
+    );
+    assert_eq!(neighbour(&lab, vip), mac(&lab, 2), "client follows to B");
+
+    // Without the announcement the client's cache stays on B.
+    run(&lab, 2, "remove", vip);
+    ip(&[
+        "-n",
+        lab.netns(1),
+        "address",
+        "add",
+        &format!("{vip}/24"),
+        "dev",
+        "eth0",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        neighbour(&lab, vip),
+        mac(&lab, 2),
+        "without gratuitous ARP the client's entry should not have moved"
+    );
+    drop(children);
+    drop(lab);
+}
