@@ -5,10 +5,9 @@
 //! client. Both nodes run a UDP echo server on every address (port [`PORT`]) that answers with
 //! its host number. The virtual address is `.100` of the lab's /24.
 //!
-//! 1. `moves_with_gratuitous_arp`: A takes the address (the assign-active command of the IP
-//!    component type, run by the CLC-CLI runner in h1); the client sends a request every
-//!    millisecond for 3 s; after 1 s the address is removed on A and assigned active on B (the
-//!    same commands, in h1 then h2). The client's answers come first from A, last from B, with
+//! 1. `moves_with_gratuitous_arp`: A takes the address (`VirtualIp::assign_active` in h1);
+//!    the client sends a request every millisecond for 3 s; after 1 s the address is removed
+//!    on A and assigned active on B (`VirtualIp::remove` in h1, then `assign_active` in h2). The client's answers come first from A, last from B, with
 //!    a gap below [`MAX_GAP`] (printed: the figure of docs/amf.md), and its neighbour entry for
 //!    the address holds B's MAC.
 //! 2. Without the announcement the cache does not follow: the address is added back on A with
@@ -16,23 +15,20 @@
 //!    entry still points at B: the first step could fail, and what made it pass is the
 //!    announcement.
 //!
-//! Assumes: root, iproute2, `arping` from iputils (`.ci/run` installs `iputils-arping`). This
-//! binary has its own `main` (`harness = false` in `ais/Cargo.toml`): with `AMF_VIP_HELPER`
-//! set it is the echo server, the client or the runner of one IP-component command, started in
-//! a host with `ip netns exec`.
+//! Assumes: root, iproute2. This binary has its own `main` (`harness = false` in
+//! `ais/Cargo.toml`): with `AMF_VIP_HELPER` set it is the echo server, the client or one
+//! IP-component operation, started in a host with `ip netns exec`.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use ais::amf::clc::{ClcEvent, ClcRunner, Outcome};
 use ais::amf::vip::VirtualIp;
 use netlab::Lab;
 
 const HELPER_ENV: &str = "AMF_VIP_HELPER";
 const PORT: u16 = 7100;
-const COMP: &str = "safComp=vip,safSu=u,safSg=g,safApp=a";
 /// The longest acceptable time without answers while the address moves. Without the
 /// gratuitous ARP the client would keep sending to A's MAC until its neighbour entry expires
 /// (tens of seconds).
@@ -115,29 +111,22 @@ fn client() {
     );
 }
 
-/// Runs the IP component's assign-active (or remove) command for the address (argument 1) on
-/// `eth0` with the CLC-CLI runner; exits 0 if it succeeded.
+/// Assigns (or removes) the address (argument 1) on `eth0` as the IP component does; prints
+/// the time it took and exits 0 if it worked.
 fn command(assign: bool) {
     let vip: Ipv4Addr = std::env::args().nth(1).unwrap().parse().unwrap();
     let v = VirtualIp::new(vip, 24, "eth0").unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let runner = ClcRunner::new(tx).unwrap();
-    let t = Duration::from_secs(10);
-    runner.run(if assign {
-        v.assign_active(COMP, t)
+    let t = Instant::now();
+    let r = if assign {
+        v.assign_active().map(|_| ())
     } else {
-        v.remove(COMP, t)
-    });
-    match rx.recv().unwrap() {
-        ClcEvent::Done {
-            outcome: Outcome::Succeeded { .. },
-            ..
-        } => {}
-        other => {
-            eprintln!("{other:?}");
-            std::process::exit(1)
-        }
+        v.remove().map(|_| ())
+    };
+    if let Err(e) = r {
+        eprintln!("{e}");
+        std::process::exit(1);
     }
+    println!("{}", t.elapsed().as_micros());
 }
 
 fn helper(lab: &Lab, host: usize, role: &str, arg: &str) -> std::process::Command {
@@ -164,16 +153,16 @@ fn start(
     (child, out)
 }
 
-/// Runs the IP component's command in `host`; returns how long it took.
+/// Runs the IP component's operation in `host`; returns how long it took in there.
 fn run(lab: &Lab, host: usize, role: &str, vip: Ipv4Addr) -> Duration {
-    let t = Instant::now();
     let out = helper(lab, host, role, &vip.to_string()).output().unwrap();
     assert!(
         out.status.success(),
         "{role} on h{host}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    t.elapsed()
+    let us = String::from_utf8_lossy(&out.stdout);
+    Duration::from_micros(us.trim().parse().unwrap())
 }
 
 fn ip(args: &[&str]) -> String {
@@ -241,7 +230,7 @@ fn moves_with_gratuitous_arp() {
     };
     println!(
         "vip moved h1 -> h2: client gap {:.1} ms (max gap {:.1} ms, {} answers to {} requests in {CLIENT_RUN:?}); \
-         remove {removed:?}, assign {assigned:?} (arping waits 1 s after its announcement), first assign {first_assign:?}, move {moved:?}",
+         remove {removed:?}, assign {assigned:?} (in the nodes), first assign {first_assign:?}, move {moved:?} (from the test, with process starts)",
         field("switch_gap_us=") as f64 / 1000.0,
         field("max_gap_us=") as f64 / 1000.0,
         field("answers="),

@@ -41,7 +41,7 @@
 //! delivered, with [`Source::node`] set to `None`, and counted in [`Stats::unknown_sources`].
 //!
 //! **Unsafe code** is denied crate-wide and allowed only in the modules that talk to the
-//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `epoll`, `unix`, `wake`); every `unsafe` block
+//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `epoll`, `unix`, `wake`, `garp`); every `unsafe` block
 //! carries a `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
 //!
 //! # Features
@@ -60,6 +60,8 @@ pub mod affinity;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod epoll;
+#[cfg(target_os = "linux")]
+pub mod garp;
 pub mod mem;
 mod members;
 pub mod stats;

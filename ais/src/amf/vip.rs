@@ -1,28 +1,26 @@
 //! IP takeover (CGL CAF.2.2): the built-in component type for a virtual IPv4 address.
 //!
 //! A [`VirtualIp`] is an address with its prefix length on an interface of this node. When its
-//! CSI is assigned active here, [`VirtualIp::assign_active`] gives the command that adds the
-//! address to the interface (`ip address replace`, so a repeated assignment is not an error)
-//! and then announces it with gratuitous ARP (`arping -U`, from iputils: an unsolicited ARP
-//! request whose sender and target are the address, so that every neighbour that has the
-//! address in its cache points it at this node's MAC). When the assignment is removed,
-//! [`VirtualIp::remove`] gives the command that deletes the address; an address already
+//! CSI is assigned active here, [`VirtualIp::assign_active`] adds the address to the interface
+//! (`ip address replace`, so a repeated assignment is not an error) and then announces it with
+//! gratuitous ARP ([`dataplane::garp`]: unsolicited ARP requests whose sender and target are
+//! the address, sent from a raw `AF_PACKET` socket, so that every neighbour that has the
+//! address in its cache points it at this node's MAC). When the assignment is removed, or the
+//! component is cleaned up, [`VirtualIp::remove`] deletes the address; an address already
 //! absent is not an error, so a cleanup after a crash can always run it.
 //!
-//! The commands are ordinary [`ClcCommand`]s: the [`super::clc::ClcRunner`] runs them with
-//! their timeout and logs their output, and the outcome comes back like any other CLC-CLI
-//! command's. The first announcement leaves at once; `arping` then waits a second for
-//! replies that never come to an unsolicited request, so the assign command takes about
-//! [`VirtualIp::announcements`] seconds (the address works from the start).
+//! Both calls block for the time of one `ip` command (a few milliseconds) and the
+//! announcements (microseconds): call them off the executive's thread. They need
+//! `CAP_NET_ADMIN` and `CAP_NET_RAW` (the executive runs as root).
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::process::Command;
 
-use super::clc::{ClcCommand, CommandKind};
+use tracing::info;
 
-/// Why a virtual address is refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a virtual address is refused or an operation on it failed.
+#[derive(Debug, thiserror::Error)]
 pub enum VipError {
     /// The prefix length is not 1..=32.
     #[error("prefix length {0} is not in 1..=32")]
@@ -34,6 +32,24 @@ pub enum VipError {
     /// The number of announcements is not 1..=10.
     #[error("{0} announcements: 1..=10")]
     Announcements(u32),
+    /// An `ip` command failed.
+    #[error("`{command}` failed: {stderr}")]
+    Ip {
+        /// The command line.
+        command: String,
+        /// Its standard error (or why it did not start).
+        stderr: String,
+    },
+    /// The gratuitous ARP could not be sent.
+    #[error("announcing {address} on {interface}: {source}")]
+    Announce {
+        /// The address.
+        address: Ipv4Addr,
+        /// The interface.
+        interface: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A virtual IPv4 address that follows its CSI's active assignment.
@@ -46,7 +62,8 @@ pub struct VirtualIp {
 }
 
 impl VirtualIp {
-    /// The address `address/prefix` on `interface`, announced once.
+    /// The address `address/prefix` on `interface`, announced with [`Self::announcements`]
+    /// gratuitous ARP requests (default 2).
     ///
     /// # Errors
     ///
@@ -66,11 +83,11 @@ impl VirtualIp {
             address,
             prefix,
             interface: interface.to_owned(),
-            announcements: 1,
+            announcements: 2,
         })
     }
 
-    /// The same address announced `n` times, a second apart.
+    /// The same address announced `n` times.
     ///
     /// # Errors
     ///
@@ -88,33 +105,71 @@ impl VirtualIp {
         self.address
     }
 
+    /// The interface.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
     /// How many gratuitous ARP requests an assignment sends.
     pub fn announcements(&self) -> u32 {
         self.announcements
     }
 
-    /// The command that adds the address and announces it, for the CSI of `component` (its
-    /// DN) assigned active on this node.
-    pub fn assign_active(&self, component: &str, timeout: Duration) -> ClcCommand {
-        let text = format!(
-            "ip address replace {self} dev {dev} && arping -q -U -c {n} -I {dev} {addr}",
-            dev = self.interface,
-            n = self.announcements,
-            addr = self.address,
-        );
-        ClcCommand::new(component, CommandKind::Instantiate, text, timeout)
+    /// Adds the address to the interface and announces it; returns the MAC it was announced
+    /// at.
+    ///
+    /// # Errors
+    ///
+    /// [`VipError::Ip`] if `ip address replace` fails, [`VipError::Announce`] if the
+    /// announcement does (the address stays added: remove it to undo).
+    pub fn assign_active(&self) -> Result<[u8; 6], VipError> {
+        ip(&[
+            "address",
+            "replace",
+            &self.to_string(),
+            "dev",
+            &self.interface,
+        ])?;
+        let mac = dataplane::garp::announce(&self.interface, self.address, self.announcements)
+            .map_err(|source| VipError::Announce {
+                address: self.address,
+                interface: self.interface.clone(),
+                source,
+            })?;
+        info!(address = %self, interface = %self.interface, mac = %Mac(mac), "virtual address assigned and announced");
+        Ok(mac)
     }
 
-    /// The command that deletes the address (no error if it is not there), for the removal of
-    /// the CSI of `component` (or its cleanup).
-    pub fn remove(&self, component: &str, timeout: Duration) -> ClcCommand {
-        // `ip address del` fails for an absent address: ask first, so that only a real
-        // failure to delete fails the command.
-        let text = format!(
-            "if ip -o address show dev {dev} to {self} | grep -q .; then ip address del {self} dev {dev}; fi",
-            dev = self.interface,
-        );
-        ClcCommand::new(component, CommandKind::Terminate, text, timeout)
+    /// Deletes the address from the interface; whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// [`VipError::Ip`] if the address is there and cannot be deleted, or `ip` fails.
+    pub fn remove(&self) -> Result<bool, VipError> {
+        match ip(&["address", "del", &self.to_string(), "dev", &self.interface]) {
+            Ok(_) => {
+                info!(address = %self, interface = %self.interface, "virtual address removed");
+                Ok(true)
+            }
+            Err(e) => {
+                if self.is_assigned()? {
+                    Err(e)
+                } else {
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    /// Whether the interface has the address.
+    ///
+    /// # Errors
+    ///
+    /// [`VipError::Ip`] if `ip address show` fails (no such interface).
+    pub fn is_assigned(&self) -> Result<bool, VipError> {
+        let out = ip(&["-o", "address", "show", "dev", &self.interface])?;
+        let want = format!(" inet {self} ");
+        Ok(out.lines().any(|l| l.contains(&want)))
     }
 }
 
@@ -125,6 +180,35 @@ impl fmt::Display for VirtualIp {
     }
 }
 
+struct Mac([u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// Runs `ip ARGS`; its standard output, or the error with its standard error.
+fn ip(args: &[&str]) -> Result<String, VipError> {
+    let command = format!("ip {}", args.join(" "));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| VipError::Ip {
+            command: command.clone(),
+            stderr: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(VipError::Ip {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,8 +216,14 @@ mod tests {
     #[test]
     fn refuses_bad_prefix_and_interface() {
         let a = Ipv4Addr::new(10, 0, 0, 9);
-        assert_eq!(VirtualIp::new(a, 0, "eth0"), Err(VipError::Prefix(0)));
-        assert_eq!(VirtualIp::new(a, 33, "eth0"), Err(VipError::Prefix(33)));
+        assert!(matches!(
+            VirtualIp::new(a, 0, "eth0"),
+            Err(VipError::Prefix(0))
+        ));
+        assert!(matches!(
+            VirtualIp::new(a, 33, "eth0"),
+            Err(VipError::Prefix(33))
+        ));
         assert!(matches!(
             VirtualIp::new(a, 24, "eth0; rm -rf /"),
             Err(VipError::Interface(_))
@@ -146,21 +236,15 @@ mod tests {
             VirtualIp::new(a, 24, "eth0").unwrap().with_announcements(0),
             Err(VipError::Announcements(0))
         ));
+        let v = VirtualIp::new(a, 24, "eth0").unwrap();
+        assert_eq!(v.to_string(), "10.0.0.9/24");
+        assert_eq!(v.announcements(), 2);
     }
 
     #[test]
-    fn commands_name_address_interface_and_count() {
-        let v = VirtualIp::new(Ipv4Addr::new(10, 1, 2, 3), 24, "eth0")
-            .unwrap()
-            .with_announcements(2)
-            .unwrap();
-        let add = v.assign_active("safComp=vip", Duration::from_secs(5));
-        assert_eq!(
-            add.command,
-            "ip address replace 10.1.2.3/24 dev eth0 && arping -q -U -c 2 -I eth0 10.1.2.3"
-        );
-        assert_eq!(add.component, "safComp=vip");
-        let del = v.remove("safComp=vip", Duration::from_secs(5));
-        assert!(del.command.contains("ip address del 10.1.2.3/24 dev eth0"));
+    fn an_unknown_interface_is_an_ip_error() {
+        let v = VirtualIp::new(Ipv4Addr::new(10, 0, 0, 9), 24, "nosuchif0").unwrap();
+        assert!(matches!(v.is_assigned(), Err(VipError::Ip { .. })));
+        assert!(matches!(v.remove(), Err(VipError::Ip { .. })));
     }
 }
