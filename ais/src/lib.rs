@@ -13,6 +13,7 @@
 //!   line and key); [`keyfile`] (the cluster key file); [`ringseq`] (durable counters: ring
 //!   sequence, message numbers, nonce lease); [`eventlog`] (the JSON Lines log of a real run,
 //!   for the `totem-evlog` checker);
+//! - [`amf`]: AMF's node side: the CLC-CLI runner and passive monitor, the IP takeover type;
 //! - [`harness`]: clusters of real `aisexec` processes on this host (generated configurations,
 //!   start, signals, status, waiting for a ring), shared by `aisctl demo`, the integration
 //!   tests and the benchmarks;
