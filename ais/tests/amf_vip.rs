@@ -16,10 +16,11 @@
 //!    announcement.
 //!
 //! Assumes: root, iproute2. This binary has its own `main` (`harness = false` in
-//! `ais/Cargo.toml`): with `AMF_VIP_HELPER` set it is the echo server, the client or one
-//! IP-component operation, started in a host with `ip netns exec`.
+//! `ais/Cargo.toml`): with `AMF_VIP_HELPER` set it is the echo server, the client or a node
+//! carrying out the IP component's operations on order (as a running executive would),
+//! started in a host with `ip netns exec`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -39,8 +40,7 @@ fn main() {
     match std::env::var(HELPER_ENV).ok().as_deref() {
         Some("echo") => echo(),
         Some("client") => client(),
-        Some("assign") => command(true),
-        Some("remove") => command(false),
+        Some("node") => node(),
         Some(other) => panic!("{HELPER_ENV}={other}: unknown role"),
         None => {
             moves_with_gratuitous_arp();
@@ -111,22 +111,26 @@ fn client() {
     );
 }
 
-/// Assigns (or removes) the address (argument 1) on `eth0` as the IP component does; prints
-/// the time it took and exits 0 if it worked.
-fn command(assign: bool) {
+/// A node's executive, as far as the IP component goes: for the address (argument 1) on
+/// `eth0`, reads `assign` or `remove` lines on standard input, carries each out as the IP
+/// component does and answers with the microseconds it took (or `error ...`).
+fn node() {
     let vip: Ipv4Addr = std::env::args().nth(1).unwrap().parse().unwrap();
     let v = VirtualIp::new(vip, 24, "eth0").unwrap();
-    let t = Instant::now();
-    let r = if assign {
-        v.assign_active().map(|_| ())
-    } else {
-        v.remove().map(|_| ())
-    };
-    if let Err(e) = r {
-        eprintln!("{e}");
-        std::process::exit(1);
+    println!("ready");
+    for line in std::io::stdin().lines() {
+        let line = line.unwrap();
+        let t = Instant::now();
+        let r = match line.trim() {
+            "assign" => v.assign_active().map(|_| ()),
+            "remove" => v.remove().map(|_| ()),
+            other => panic!("node: {other:?}"),
+        };
+        match r {
+            Ok(()) => println!("{}", t.elapsed().as_micros()),
+            Err(e) => println!("error {e}"),
+        }
     }
-    println!("{}", t.elapsed().as_micros());
 }
 
 fn helper(lab: &Lab, host: usize, role: &str, arg: &str) -> std::process::Command {
@@ -135,34 +139,50 @@ fn helper(lab: &Lab, host: usize, role: &str, arg: &str) -> std::process::Comman
     c
 }
 
-/// Starts a helper and waits for its "ready" line.
-fn start(
-    lab: &Lab,
-    host: usize,
-    role: &str,
-    arg: &str,
-) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut child = helper(lab, host, role, arg)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "{role} on h{host}");
-    (child, out)
+/// A helper process with its standard output read line by line.
+struct Helper {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
 }
 
-/// Runs the IP component's operation in `host`; returns how long it took in there.
-fn run(lab: &Lab, host: usize, role: &str, vip: Ipv4Addr) -> Duration {
-    let out = helper(lab, host, role, &vip.to_string()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{role} on h{host}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let us = String::from_utf8_lossy(&out.stdout);
-    Duration::from_micros(us.trim().parse().unwrap())
+impl Helper {
+    /// Starts a helper and waits for its "ready" line.
+    fn start(lab: &Lab, host: usize, role: &str, arg: &str) -> Helper {
+        let mut child = helper(lab, host, role, arg)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut h = Helper { child, out };
+        assert_eq!(h.line(), "ready", "{role} on h{host}");
+        h
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    }
+
+    /// Has a node helper assign or remove the address; how long it took in there.
+    fn order(&mut self, what: &str) -> Duration {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{what}").unwrap();
+        stdin.flush().unwrap();
+        let answer = self.line();
+        let us = answer
+            .parse()
+            .unwrap_or_else(|_| panic!("{what}: {answer}"));
+        Duration::from_micros(us)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn ip(args: &[&str]) -> String {
@@ -189,38 +209,26 @@ fn neighbour(lab: &Lab, vip: Ipv4Addr) -> String {
         .unwrap_or_default()
 }
 
-struct Kill(Vec<Child>);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn moves_with_gratuitous_arp() {
     let lab = Lab::new(3, 1500).expect("network-namespace lab");
     let [a, b, c, _] = lab.network().octets();
     let vip = Ipv4Addr::new(a, b, c, 100);
-    let (e1, _o1) = start(&lab, 1, "echo", "1");
-    let (e2, _o2) = start(&lab, 2, "echo", "2");
-    let mut children = Kill(vec![e1, e2]);
+    let _echo1 = Helper::start(&lab, 1, "echo", "1");
+    let _echo2 = Helper::start(&lab, 2, "echo", "2");
+    let mut node_a = Helper::start(&lab, 1, "node", &vip.to_string());
+    let mut node_b = Helper::start(&lab, 2, "node", &vip.to_string());
 
-    let first_assign = run(&lab, 1, "assign", vip);
-    let (client, mut out) = start(&lab, 3, "client", &vip.to_string());
-    children.0.push(client);
+    let first_assign = node_a.order("assign");
+    let mut client = Helper::start(&lab, 3, "client", &vip.to_string());
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(neighbour(&lab, vip), mac(&lab, 1), "client learnt A");
 
     let t = Instant::now();
-    let removed = run(&lab, 1, "remove", vip);
-    let assigned = run(&lab, 2, "assign", vip);
+    let removed = node_a.order("remove");
+    let assigned = node_b.order("assign");
     let moved = t.elapsed();
 
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let line = client.line();
     let field = |k: &str| -> u64 {
         line.split_whitespace()
             .find_map(|f| f.strip_prefix(k))
@@ -230,7 +238,7 @@ fn moves_with_gratuitous_arp() {
     };
     println!(
         "vip moved h1 -> h2: client gap {:.1} ms (max gap {:.1} ms, {} answers to {} requests in {CLIENT_RUN:?}); \
-         remove {removed:?}, assign {assigned:?} (in the nodes), first assign {first_assign:?}, move {moved:?} (from the test, with process starts)",
+         remove on A {removed:?}, assign on B {assigned:?}, first assign {first_assign:?}, move {moved:?} (both orders, from the test)",
         field("switch_gap_us=") as f64 / 1000.0,
         field("max_gap_us=") as f64 / 1000.0,
         field("answers="),
@@ -245,7 +253,7 @@ fn moves_with_gratuitous_arp() {
     assert_eq!(neighbour(&lab, vip), mac(&lab, 2), "client follows to B");
 
     // Without the announcement the client's cache stays on B.
-    run(&lab, 2, "remove", vip);
+    node_b.order("remove");
     ip(&[
         "-n",
         lab.netns(1),
@@ -261,6 +269,6 @@ fn moves_with_gratuitous_arp() {
         mac(&lab, 2),
         "without gratuitous ARP the client's entry should not have moved"
     );
-    drop(children);
+    drop((client, node_a, node_b, _echo1, _echo2));
     drop(lab);
 }

@@ -16,4 +16,5 @@
 //! CLC-CLI, passive monitoring, IP takeover".
 
 pub mod clc;
+mod netlink;
 pub mod vip;

@@ -2,22 +2,27 @@
 //!
 //! A [`VirtualIp`] is an address with its prefix length on an interface of this node. When its
 //! CSI is assigned active here, [`VirtualIp::assign_active`] adds the address to the interface
-//! (`ip address replace`, so a repeated assignment is not an error) and then announces it with
+//! (over rtnetlink, as `ip address replace` does, so a repeated assignment is not an error;
+//! no process is started) and then announces it with
 //! gratuitous ARP ([`dataplane::garp`]: unsolicited ARP requests whose sender and target are
 //! the address, sent from a raw `AF_PACKET` socket, so that every neighbour that has the
 //! address in its cache points it at this node's MAC). When the assignment is removed, or the
 //! component is cleaned up, [`VirtualIp::remove`] deletes the address; an address already
 //! absent is not an error, so a cleanup after a crash can always run it.
 //!
-//! Both calls block for the time of one `ip` command (a few milliseconds) and the
-//! announcements (microseconds): call them off the executive's thread. They need
-//! `CAP_NET_ADMIN` and `CAP_NET_RAW` (the executive runs as root).
+//! Both calls are a few system calls (well under a millisecond) but do block on the kernel:
+//! call them off the executive's thread. They need `CAP_NET_ADMIN` and `CAP_NET_RAW` (the
+//! executive runs as root). [`VirtualIp::is_assigned`] asks `ip` (for checks, not on the
+//! failover path).
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
+use nix::errno::Errno;
 use tracing::info;
+
+use super::netlink::{self, Op};
 
 /// Why a virtual address is refused or an operation on it failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,19 @@ pub enum VipError {
     /// The number of announcements is not 1..=10.
     #[error("{0} announcements: 1..=10")]
     Announcements(u32),
+    /// The kernel refused to add or delete the address (rtnetlink), or the interface does not
+    /// exist (`ENODEV`).
+    #[error("{operation} {address} on {interface}: {errno}")]
+    Netlink {
+        /// `replace` or `delete`.
+        operation: &'static str,
+        /// `address/prefix`.
+        address: String,
+        /// The interface.
+        interface: String,
+        /// The kernel's answer.
+        errno: Errno,
+    },
     /// An `ip` command failed.
     #[error("`{command}` failed: {stderr}")]
     Ip {
@@ -120,16 +138,17 @@ impl VirtualIp {
     ///
     /// # Errors
     ///
-    /// [`VipError::Ip`] if `ip address replace` fails, [`VipError::Announce`] if the
+    /// [`VipError::Netlink`] if the kernel refuses the address, [`VipError::Announce`] if the
     /// announcement does (the address stays added: remove it to undo).
     pub fn assign_active(&self) -> Result<[u8; 6], VipError> {
-        ip(&[
-            "address",
-            "replace",
-            &self.to_string(),
-            "dev",
-            &self.interface,
-        ])?;
+        netlink::change(Op::Replace, &self.interface, self.address, self.prefix).map_err(|e| {
+            VipError::Netlink {
+                operation: "replace",
+                address: self.to_string(),
+                interface: self.interface.clone(),
+                errno: e,
+            }
+        })?;
         let mac = dataplane::garp::announce(&self.interface, self.address, self.announcements)
             .map_err(|source| VipError::Announce {
                 address: self.address,
@@ -144,20 +163,21 @@ impl VirtualIp {
     ///
     /// # Errors
     ///
-    /// [`VipError::Ip`] if the address is there and cannot be deleted, or `ip` fails.
+    /// [`VipError::Netlink`] if the address is there and cannot be deleted, or the interface
+    /// does not exist.
     pub fn remove(&self) -> Result<bool, VipError> {
-        match ip(&["address", "del", &self.to_string(), "dev", &self.interface]) {
-            Ok(_) => {
+        match netlink::change(Op::Delete, &self.interface, self.address, self.prefix) {
+            Ok(()) => {
                 info!(address = %self, interface = %self.interface, "virtual address removed");
                 Ok(true)
             }
-            Err(e) => {
-                if self.is_assigned()? {
-                    Err(e)
-                } else {
-                    Ok(false)
-                }
-            }
+            Err(Errno::EADDRNOTAVAIL) => Ok(false),
+            Err(e) => Err(VipError::Netlink {
+                operation: "delete",
+                address: self.to_string(),
+                interface: self.interface.clone(),
+                errno: e,
+            }),
         }
     }
 
@@ -245,6 +265,19 @@ mod tests {
     fn an_unknown_interface_is_an_ip_error() {
         let v = VirtualIp::new(Ipv4Addr::new(10, 0, 0, 9), 24, "nosuchif0").unwrap();
         assert!(matches!(v.is_assigned(), Err(VipError::Ip { .. })));
-        assert!(matches!(v.remove(), Err(VipError::Ip { .. })));
+        assert!(matches!(
+            v.remove(),
+            Err(VipError::Netlink {
+                errno: Errno::ENODEV,
+                ..
+            })
+        ));
+        assert!(matches!(
+            v.assign_active(),
+            Err(VipError::Netlink {
+                errno: Errno::ENODEV,
+                ..
+            })
+        ));
     }
 }
