@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod amf;
 pub mod ckpt;
 pub mod ckptload;
 pub mod corosync;

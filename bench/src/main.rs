@@ -42,6 +42,9 @@ enum Command {
     /// Failover time: SIGKILL one node under load at a random time, measure at each survivor
     /// the time until the new membership is delivered; repeated.
     Failover(bench::failover::Args),
+    /// AMF's node side on this host: time to start a component, to notice its process die
+    /// (passive monitoring), and to clean it up (SIGKILL to its process group).
+    AmfNode(bench::amf::Args),
     /// Runs an executive (what `throughput` and `failover` start on each node; the same as the
     /// aisexec program).
     #[command(hide = true, name = "aisexec")]
@@ -165,6 +168,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Msg(args) => bench::msg::run(&args),
         Command::CkptLoad(args) => bench::ckptload::run(&args),
         Command::Failover(args) => bench::failover::run(&args),
+        Command::AmfNode(args) => bench::amf::run(&args),
         Command::CpgLoad(args) => bench::cpgload::run(&args),
         Command::RawPeer(args) => bench::raw::run_peer(&args),
         Command::Aead { size, json } => {
