@@ -17,6 +17,9 @@
 //! - [`driver`]: runs the core on a `dataplane::Transport` with the real clock, on a thread of
 //!   its own (optionally pinned to a CPU); submits and events cross threads through channels.
 //!
+//! [`rrp`]: redundant rings, one ring over 1 to 4 networks (active or passive), between the
+//! core and the transports: copies dropped, each network judged and re-enabled by itself.
+//!
 //! [`crypto`] seals and opens frames (AES-256-GCM with per-epoch keys, nonces that never
 //! repeat, replay windows); the core applies it to every frame.
 
@@ -25,6 +28,7 @@
 pub mod crypto;
 pub mod driver;
 pub mod pg;
+pub mod rrp;
 pub mod srp;
 pub mod time;
 pub mod timer;
