@@ -68,6 +68,12 @@ pub struct Summary {
     pub replay_first_copies: u64,
     /// Of those, frames the protocol then counted as stale, duplicate or foreign.
     pub replay_ignored_by_protocol: u64,
+    /// Redundant rings: networks marked faulty, summed over nodes and schedules.
+    pub nets_marked_faulty: u64,
+    /// Redundant rings: networks re-enabled by themselves.
+    pub nets_restored: u64,
+    /// Redundant rings: copies dropped as duplicates.
+    pub rrp_duplicates: u64,
 }
 
 /// Runs `schedules` on `threads` threads, calling `on_result` for each as it finishes (in
@@ -104,6 +110,9 @@ pub fn run_many(
                     s.attack_rejected += a.rejected;
                     s.replay_first_copies += a.replay_first_copies;
                     s.replay_ignored_by_protocol += a.replay_ignored_by_protocol;
+                    s.nets_marked_faulty += checked.outcome.nets_marked_faulty;
+                    s.nets_restored += checked.outcome.nets_restored;
+                    s.rrp_duplicates += checked.outcome.rrp_duplicates;
                     if checked.outcome.drained {
                         s.worst_convergence_ns = s
                             .worst_convergence_ns

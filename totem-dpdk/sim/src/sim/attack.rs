@@ -100,6 +100,7 @@ impl Sim {
                 at,
                 Action::Frame {
                     to,
+                    net: 0,
                     frame,
                     injected: Some(kind),
                 },
@@ -113,6 +114,7 @@ impl Sim {
                 at,
                 Action::Frame {
                     to,
+                    net: 0,
                     frame,
                     injected: Some(Injected::Replay),
                 },

@@ -23,12 +23,13 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use totem_dpdk::crypto::Protection;
+use totem_dpdk::rrp::{NetSet, Rrp, RrpConfig, RrpEvent};
 use totem_dpdk::srp::{Config, Dest, Event, FlowControl, MembState, Observation, Totem};
 use totem_dpdk::{Duration, Instant, NodeId, RingId};
 
 pub use self::attack::AttackStats;
 use self::attack::{Injected, sim_key};
-pub use self::schedule::{NodeFault, NodeFaultKinds, Schedule, Sizes};
+pub use self::schedule::{NetFault, NodeFault, NodeFaultKinds, Schedule, Sizes};
 pub use self::workload::{App, AppFactory, AppSubmit};
 use crate::log::LogEvent;
 use crate::net::Link;
@@ -60,12 +61,19 @@ pub struct Outcome {
     pub drained: bool,
     /// What the attacker injected and what became of it.
     pub attacks: AttackStats,
+    /// Redundant rings: networks marked faulty, summed over nodes.
+    pub nets_marked_faulty: u64,
+    /// Redundant rings: networks re-enabled by themselves, summed over nodes.
+    pub nets_restored: u64,
+    /// Redundant rings: copies dropped as duplicates, summed over nodes.
+    pub rrp_duplicates: u64,
 }
 
 #[derive(Debug)]
 enum Action {
     Frame {
         to: usize,
+        net: u8,
         frame: Bytes,
         injected: Option<Injected>,
     },
@@ -82,6 +90,7 @@ enum Action {
     AppWake {
         node: usize,
     },
+    NetFault(NetFault),
 }
 
 #[derive(Debug)]
@@ -114,6 +123,8 @@ const APP_SETTLE: Duration = Duration::from_millis(500);
 /// One simulated node.
 struct Node {
     totem: Option<Totem>,
+    /// The redundant-ring layer (with more than one network).
+    rrp: Option<Rrp>,
     timer_at: Option<Instant>,
     /// Highest ring sequence number the node persisted (survives crashes).
     persisted_ring_seq: u64,
@@ -124,7 +135,7 @@ struct Node {
     /// Submits this node still has to make.
     remaining: u32,
     /// Paused until the resume action; frames received meanwhile.
-    paused: Option<VecDeque<(Bytes, Option<Injected>)>>,
+    paused: Option<VecDeque<(u8, Bytes, Option<Injected>)>>,
     /// Next nonce counter (persisted: survives crashes, so nonces never repeat).
     nonce_next: u64,
     /// Nonces of the frames this incarnation opened (to judge replays).
@@ -158,7 +169,31 @@ pub struct Sim {
     history: VecDeque<Bytes>,
     /// Builds each node's application; `None`: the simulator's own random workload.
     apps: Option<AppFactory>,
+    /// The faults of each network of a redundant ring.
+    nets: Vec<NetFaults>,
+    /// Nodes a node fault named so far (crashed, restarted, paused, started late).
+    touched: Vec<bool>,
+    /// A partition or a one-way node link happened (membership changes are then expected).
+    topology_faulted: bool,
     out: Outcome,
+}
+
+/// What is wrong with one network now.
+#[derive(Debug, Clone, Default)]
+struct NetFaults {
+    down: bool,
+    loss: f64,
+    cut: Vec<(usize, usize)>,
+    nic_down: Vec<usize>,
+    /// It had a fault at some time (the property "no membership change while a network works"
+    /// holds while some network never had one).
+    ever: bool,
+}
+
+impl NetFaults {
+    fn is_clean(&self) -> bool {
+        !self.down && self.loss == 0.0 && self.cut.is_empty() && self.nic_down.is_empty()
+    }
 }
 
 impl Sim {
@@ -197,6 +232,9 @@ impl Sim {
             armed: None,
             history: VecDeque::new(),
             apps,
+            nets: vec![NetFaults::default(); schedule.networks.max(1)],
+            touched: vec![false; n],
+            topology_faulted: false,
             out: Outcome::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
             schedule,
@@ -207,6 +245,7 @@ impl Sim {
         for _ in 0..n {
             sim.nodes.push(Node {
                 totem: None,
+                rrp: None,
                 timer_at: None,
                 persisted_ring_seq: 0,
                 next_msg_no: 1,
@@ -228,6 +267,12 @@ impl Sim {
         }
         for (at, fault) in sim.schedule.node_faults.clone() {
             sim.push(at, Action::Fault(fault));
+        }
+        for (at, fault) in sim.schedule.net_faults.clone() {
+            sim.push(at, Action::NetFault(fault));
+        }
+        for late in &sim.schedule.late {
+            sim.touched[*late as usize - 1] = true;
         }
         sim.rng = rng;
         for node in 0..n {
@@ -263,6 +308,12 @@ impl Sim {
         );
         self.nodes[node].seen.clear();
         self.nodes[node].totem = Some(Totem::new(cfg, self.now).expect("valid simulated config"));
+        self.nodes[node].rrp = (self.schedule.networks > 1).then(|| {
+            let cfg = RrpConfig::new(self.schedule.networks, self.schedule.rrp_mode);
+            let mut rrp = Rrp::new(cfg, id).expect("valid simulated rrp config");
+            rrp.set_defect(self.schedule.rrp_defect);
+            rrp
+        });
         self.nodes[node].timer_at = None;
         let incarnation = self.nodes[node].incarnations;
         self.nodes[node].incarnations += 1;
@@ -296,14 +347,18 @@ impl Sim {
             match next.action {
                 Action::Frame {
                     to,
+                    net,
                     frame,
                     injected,
-                } => self.on_frame(to, frame, injected),
+                } => self.on_frame(to, net, frame, injected),
                 Action::Timer { node } => {
                     if self.nodes[node].timer_at == Some(self.now)
                         && self.nodes[node].paused.is_none()
                     {
                         self.nodes[node].timer_at = None;
+                        if let Some(r) = self.nodes[node].rrp.as_mut() {
+                            r.handle_timeout(self.now);
+                        }
                         if let Some(t) = self.nodes[node].totem.as_mut() {
                             t.handle_timeout(self.now);
                             self.drain(node);
@@ -314,6 +369,7 @@ impl Sim {
                 Action::Fault(fault) => self.on_fault(fault),
                 Action::Resume { node } => self.on_resume(node),
                 Action::AppWake { node } => self.on_app_wake(node),
+                Action::NetFault(fault) => self.on_net_fault(fault),
             }
             if self.armed.is_some()
                 && self.nodes.iter().any(|n| {
@@ -406,7 +462,9 @@ impl Sim {
         match fault {
             NodeFault::Crash(id) => {
                 let node = id as usize - 1;
+                self.touched[node] = true;
                 if let Some(t) = self.nodes[node].totem.take() {
+                    self.nodes[node].rrp = None;
                     // The nonce lease survives the crash (the executive persists it).
                     self.nodes[node].nonce_next = t.stats().next_nonce;
                     self.nodes[node].paused = None;
@@ -428,6 +486,7 @@ impl Sim {
             }
             NodeFault::Restart(id) => {
                 let node = id as usize - 1;
+                self.touched[node] = true;
                 if self.nodes[node].totem.is_none() {
                     self.out.log.push(LogEvent::Restart {
                         t: self.now.as_nanos(),
@@ -438,14 +497,22 @@ impl Sim {
             }
             NodeFault::Pause(id, duration) => {
                 let node = id as usize - 1;
+                self.touched[node] = true;
                 if self.nodes[node].totem.is_some() && self.nodes[node].paused.is_none() {
                     self.nodes[node].paused = Some(VecDeque::new());
                     self.push(self.now + duration, Action::Resume { node });
                 }
             }
-            NodeFault::Partition(groups) => self.groups = groups,
-            NodeFault::OneWay(from, to) => self.cut.push((from as usize - 1, to as usize - 1)),
+            NodeFault::Partition(groups) => {
+                self.topology_faulted = true;
+                self.groups = groups;
+            }
+            NodeFault::OneWay(from, to) => {
+                self.topology_faulted = true;
+                self.cut.push((from as usize - 1, to as usize - 1));
+            }
             NodeFault::PartitionDuringRecovery(groups, heal_after) => {
+                self.topology_faulted = true;
                 self.armed = Some((groups, heal_after));
             }
             NodeFault::Heal => {
@@ -453,6 +520,38 @@ impl Sim {
                 self.cut.clear();
             }
         }
+    }
+
+    fn on_net_fault(&mut self, fault: NetFault) {
+        let net = match &fault {
+            NetFault::Down(n)
+            | NetFault::Lossy(n, _)
+            | NetFault::OneWay(n, _, _)
+            | NetFault::NicDown(n, _)
+            | NetFault::Up(n) => usize::from(*n),
+        };
+        let Some(f) = self.nets.get_mut(net) else {
+            return;
+        };
+        match fault {
+            NetFault::Down(_) => f.down = true,
+            NetFault::Lossy(_, share) => f.loss = share,
+            NetFault::OneWay(_, a, b) => f.cut.push((a as usize - 1, b as usize - 1)),
+            NetFault::NicDown(_, node) => f.nic_down.push(node as usize - 1),
+            NetFault::Up(_) => {
+                *f = NetFaults {
+                    ever: f.ever,
+                    ..NetFaults::default()
+                };
+            }
+        }
+        f.ever |= !f.is_clean();
+    }
+
+    /// The redundant-ring property applies: more than one network, some network never had a
+    /// fault, and no partition or one-way node link (which change the membership by design).
+    fn rings_property_applies(&self) -> bool {
+        self.schedule.networks > 1 && !self.topology_faulted && self.nets.iter().any(|n| !n.ever)
     }
 
     fn on_resume(&mut self, node: usize) {
@@ -472,8 +571,8 @@ impl Sim {
                 self.drain(node);
             }
         }
-        for (frame, injected) in backlog {
-            self.on_frame(node, frame, injected);
+        for (net, frame, injected) in backlog {
+            self.on_frame(node, net, frame, injected);
         }
     }
 
@@ -493,17 +592,38 @@ impl Sim {
             events.push(event);
         }
         for t in frames {
-            match t.dest {
-                Dest::Ring => {
-                    for to in 0..self.nodes.len() {
-                        if to != node {
-                            self.carry(node, to, &t.frame, true);
+            let nets = match self.nodes[node].rrp.as_mut() {
+                Some(r) => r.networks_for(&t.frame),
+                None => NetSet(1),
+            };
+            for net in nets.iter() {
+                match t.dest {
+                    Dest::Ring => {
+                        for to in 0..self.nodes.len() {
+                            if to != node {
+                                self.carry(node, to, net.0, &t.frame, true);
+                            }
                         }
                     }
+                    Dest::Node(dest) => {
+                        self.carry(node, dest.0 as usize - 1, net.0, &t.frame, false);
+                    }
                 }
-                Dest::Node(dest) => self.carry(node, dest.0 as usize - 1, &t.frame, false),
             }
         }
+        let rrp_timeout = self.nodes[node].rrp.as_mut().and_then(|r| {
+            while let Some(e) = r.poll_event() {
+                match e {
+                    RrpEvent::Faulty { .. } => self.out.nets_marked_faulty += 1,
+                    RrpEvent::Restored { .. } => self.out.nets_restored += 1,
+                }
+            }
+            r.poll_timeout()
+        });
+        let timeout = match (timeout, rrp_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // A deadline already past (the core uses one to ask for an immediate call) fires now.
         if let Some(at) = timeout.map(|at| at.max(self.now))
             && self.nodes[node].timer_at != Some(at)
@@ -520,6 +640,7 @@ impl Sim {
                 Event::ConfigChange(c) => {
                     if c.kind == totem_dpdk::srp::ConfigKind::Regular {
                         self.out.configs += 1;
+                        self.check_rings_property(node, c);
                     }
                     self.out.log.push(record::config(self.now, id, c));
                 }
@@ -546,6 +667,33 @@ impl Sim {
         }
         if self.app_io(node) {
             self.drain(node);
+        }
+    }
+}
+
+impl Sim {
+    /// Redundant rings: no configuration change caused by a network fault while a network
+    /// works. A regular configuration delivered at a node no node fault touched may remove
+    /// (fail or see leave) only nodes a node fault touched.
+    fn check_rings_property(&mut self, node: usize, c: &totem_dpdk::srp::ConfigChange) {
+        if !self.rings_property_applies() || self.touched[node] {
+            return;
+        }
+        for gone in c.failed.iter().chain(&c.left) {
+            let i = gone.0 as usize - 1;
+            if !self.touched.get(i).copied().unwrap_or(true) {
+                let working: Vec<usize> = (0..self.nets.len())
+                    .filter(|n| self.nets[*n].is_clean())
+                    .collect();
+                self.out.violations.push(format!(
+                    "rings: node {} removed node {} from ring {} at t={} though no node fault \
+                     touched either and networks {working:?} work",
+                    node + 1,
+                    gone,
+                    c.ring,
+                    self.now.as_nanos()
+                ));
+            }
         }
     }
 }

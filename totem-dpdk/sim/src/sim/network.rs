@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use rand::Rng;
+use totem_dpdk::rrp::{NetId, Verdict};
 use totem_dpdk::srp::{Event, Observation};
 
 use super::attack::{HISTORY, Injected, crypto_refusals, nonce_of, protocol_refusals};
@@ -14,15 +15,40 @@ use crate::record;
 const PAUSE_BUFFER: usize = 2_000;
 
 impl Sim {
-    pub(super) fn on_frame(&mut self, to: usize, frame: Bytes, injected: Option<Injected>) {
+    pub(super) fn on_frame(
+        &mut self,
+        to: usize,
+        net: u8,
+        frame: Bytes,
+        injected: Option<Injected>,
+    ) {
         if let Some(backlog) = &mut self.nodes[to].paused {
             if backlog.len() < PAUSE_BUFFER {
-                backlog.push_back((frame, injected));
+                backlog.push_back((net, frame, injected));
             }
             return;
         }
         let now = self.now;
         let slot = &mut self.nodes[to];
+        if let Some(rrp) = slot.rrp.as_mut()
+            && rrp.handle_frame(now, NetId(net), &frame) == Verdict::Duplicate
+        {
+            self.out.rrp_duplicates += 1;
+            if let Some(kind) = injected {
+                // Refused before the core: a copy of a frame this node already took.
+                let a = &mut self.out.attacks;
+                match kind {
+                    Injected::Forged => a.forged += 1,
+                    Injected::Truncated => a.truncated += 1,
+                    Injected::Tampered => a.tampered += 1,
+                    Injected::Replay => a.replayed += 1,
+                }
+                a.rejected += 1;
+            }
+            // The layer's timer may have moved (a new frame to judge).
+            self.drain(to);
+            return;
+        }
         let Some(node) = slot.totem.as_mut() else {
             return;
         };
@@ -38,6 +64,17 @@ impl Sim {
             slot.seen.insert(n);
         }
         let after = &after;
+        if injected.is_none()
+            && self.nodes[to].rrp.is_some()
+            && after.crypto.replayed > before.crypto.replayed
+        {
+            self.out.violations.push(format!(
+                "rings: node {} opened a copy (network {net}) of a frame it had already taken at \
+                 t={}: copies must stop at the redundant-ring layer",
+                to + 1,
+                now.as_nanos()
+            ));
+        }
         if let Some(kind) = injected {
             let refused = crypto_refusals(after) > crypto_refusals(&before);
             let a = &mut self.out.attacks;
@@ -89,7 +126,14 @@ impl Sim {
         self.drain(to);
     }
 
-    pub(super) fn carry(&mut self, from: usize, to: usize, frame: &Bytes, multicast: bool) {
+    pub(super) fn carry(
+        &mut self,
+        from: usize,
+        to: usize,
+        net: u8,
+        frame: &Bytes,
+        multicast: bool,
+    ) {
         if to == from {
             // A one-member ring passes the token to itself, through its own socket.
             let at = self.now + self.link.delay;
@@ -97,6 +141,7 @@ impl Sim {
                 at,
                 Action::Frame {
                     to,
+                    net,
                     frame: frame.clone(),
                     injected: None,
                 },
@@ -105,6 +150,20 @@ impl Sim {
         }
         if self.groups[from] != self.groups[to] || self.cut.contains(&(from, to)) {
             return;
+        }
+        if let Some(f) = self.nets.get(usize::from(net))
+            && !f.is_clean()
+        {
+            if f.down
+                || f.cut.contains(&(from, to))
+                || f.nic_down.contains(&from)
+                || f.nic_down.contains(&to)
+            {
+                return;
+            }
+            if f.loss > 0.0 && self.rng.random_bool(f.loss) {
+                return;
+            }
         }
         let faulty = self.now < self.schedule.faults_end();
         if let Some((id, share)) = self.schedule.lossy_receiver
@@ -128,6 +187,7 @@ impl Sim {
                 at,
                 Action::Frame {
                     to,
+                    net,
                     frame: copy,
                     injected,
                 },

@@ -3,6 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use totem_dpdk::rrp::{Defect, RrpMode};
 use totem_dpdk::{Duration, Instant, NodeId};
 
 use crate::net::Faults;
@@ -31,6 +32,22 @@ pub enum NodeFault {
     /// Splits the network like `Partition` at the moment the first node enters recovery
     /// (after this fault's time), and heals it the given time later.
     PartitionDuringRecovery(Vec<u8>, Duration),
+}
+
+/// A fault of one network of a redundant ring ([`Schedule::networks`] > 1); the other networks
+/// are not affected. Networks are numbered from 0, nodes from 1.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetFault {
+    /// The network carries nothing (a switch or hub board lost).
+    Down(u8),
+    /// The network loses this share of the frames on every link (up to 0.5 in the sweeps).
+    Lossy(u8, f64),
+    /// On this network, frames from the first node to the second are lost (one direction).
+    OneWay(u8, u32, u32),
+    /// This node's interface on the network is dead: it neither sends nor receives on it.
+    NicDown(u8, u32),
+    /// Every fault of this network ends: it works again.
+    Up(u8),
 }
 
 /// Message sizes of a schedule's workload.
@@ -108,6 +125,14 @@ pub struct Schedule {
     /// Check property 17 (stable members) for the pairs of [`Schedule::stable_pairs`]. Off by
     /// default (see docs/simulator.md for what it still finds).
     pub check_stable_members: bool,
+    /// Networks of the redundant ring (1 to 4; 1: the single network, no redundant-ring layer).
+    pub networks: usize,
+    /// How the redundant ring uses its networks.
+    pub rrp_mode: RrpMode,
+    /// Faults of single networks, at their times (ascending).
+    pub net_faults: Vec<(Instant, NetFault)>,
+    /// A deliberate defect in every node's redundant-ring layer (checker tests only).
+    pub rrp_defect: Defect,
 }
 
 impl Schedule {
@@ -173,7 +198,91 @@ impl Schedule {
             late,
             crypto: max_faults.forge > 0.0 || max_faults.replay > 0.0,
             check_stable_members: false,
+            networks: 1,
+            rrp_mode: RrpMode::Active,
+            net_faults: Vec::new(),
+            rrp_defect: Defect::None,
         }
+    }
+
+    /// A redundant-ring schedule drawn from `seed`: 2 to 4 networks in `mode`; 1 to 4 episodes
+    /// of network faults (a network down, lossy up to 50%, one-way between two nodes, a node's
+    /// interface down, or flapping down and up) on any network but the last, each ending with
+    /// the network back up; with `node_faults`, crashes and restarts besides (no partition,
+    /// pause or one-way node link: those change the membership by design). Light link faults
+    /// (duplication, reordering, up to 1% loss) on every network, and a workload spread over
+    /// the fault period. With `all_fail`, every network goes down together once as well (the
+    /// membership protocol takes over, then the ring merges again).
+    pub fn random_rings(
+        seed: u64,
+        nodes: std::ops::RangeInclusive<u32>,
+        mode: RrpMode,
+        node_faults: bool,
+        all_fail: bool,
+    ) -> Schedule {
+        let links = Faults {
+            loss: 0.01,
+            dup: 0.05,
+            reorder: 0.1,
+            ..Faults::default()
+        };
+        let kinds = NodeFaultKinds {
+            crash: node_faults,
+            ..NodeFaultKinds::default()
+        };
+        let mut s = Schedule::random(seed, nodes, links, kinds);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0e70_4a11_0000_0021);
+        let networks = rng.random_range(2..=4usize);
+        let n = s.nodes;
+        let mut faults = Vec::new();
+        let mut t = Instant(0) + Duration::from_millis(rng.random_range(1..=400));
+        for _ in 0..rng.random_range(1..=4) {
+            let net = rng.random_range(0..networks - 1) as u8;
+            let last = Duration::from_millis(rng.random_range(50..=1_500));
+            match rng.random_range(0..5) {
+                0 => faults.push((t, NetFault::Down(net))),
+                1 => faults.push((t, NetFault::Lossy(net, rng.random_range(0.05..=0.5)))),
+                2 => {
+                    let a = rng.random_range(1..=n);
+                    let b = rng.random_range(1..=n);
+                    if a != b {
+                        faults.push((t, NetFault::OneWay(net, a, b)));
+                    }
+                }
+                3 => faults.push((t, NetFault::NicDown(net, rng.random_range(1..=n)))),
+                _ => {
+                    // Flapping: down and up every 10 to 200 ms.
+                    let mut at = t;
+                    while at < t + last {
+                        faults.push((at, NetFault::Down(net)));
+                        at = at + Duration::from_millis(rng.random_range(10..=200));
+                        faults.push((at, NetFault::Up(net)));
+                        at = at + Duration::from_millis(rng.random_range(10..=200));
+                    }
+                }
+            }
+            t = t + last;
+            faults.push((t, NetFault::Up(net)));
+            t = t + Duration::from_millis(rng.random_range(0..=300));
+        }
+        if all_fail {
+            let at = Instant(0) + Duration::from_millis(rng.random_range(200..=2_000));
+            let back = at + Duration::from_millis(rng.random_range(100..=1_000));
+            for net in 0..networks as u8 {
+                faults.push((at, NetFault::Down(net)));
+                faults.push((back, NetFault::Up(net)));
+            }
+        }
+        faults.sort_by_key(|(at, _)| *at);
+        let end = faults.last().map_or(Instant(0), |(at, _)| *at);
+        s.networks = networks;
+        s.rrp_mode = mode;
+        s.net_faults = faults;
+        // Traffic while the networks fail: submits spread over the fault period.
+        s.submit_window = Duration::from_millis(end.as_nanos() / 1_000_000 + 100);
+        s.messages_per_node = rng.random_range(40..=120);
+        s.crypto = rng.random_bool(0.5);
+        s
     }
 
     /// When faults stop: link faults last until the later of the last node or topology fault
@@ -189,6 +298,7 @@ impl Schedule {
                 NodeFault::PartitionDuringRecovery(_, d) => *t + *d + Duration::from_millis(1_000),
                 _ => *t,
             })
+            .chain(self.net_faults.iter().map(|(t, _)| *t))
             .max()
             .unwrap_or(Instant(0));
         last_node_fault.max(Instant(0) + self.submit_window) + Duration::from_millis(100)
