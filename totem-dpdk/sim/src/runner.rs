@@ -74,6 +74,13 @@ pub struct Summary {
     pub nets_restored: u64,
     /// Redundant rings: copies dropped as duplicates.
     pub rrp_duplicates: u64,
+    /// Redundant rings: networks marked faulty as lost, one-way, lossy.
+    pub faulty_causes: [u64; 3],
+    /// Redundant rings: longest time from a network fault to a node marking it, nanoseconds.
+    pub worst_detection_ns: u64,
+    /// Redundant rings: longest time from a network working again to a node re-enabling it,
+    /// nanoseconds.
+    pub worst_reenable_ns: u64,
 }
 
 /// Runs `schedules` on `threads` threads, calling `on_result` for each as it finishes (in
@@ -113,6 +120,19 @@ pub fn run_many(
                     s.nets_marked_faulty += checked.outcome.nets_marked_faulty;
                     s.nets_restored += checked.outcome.nets_restored;
                     s.rrp_duplicates += checked.outcome.rrp_duplicates;
+                    for (sum, n) in s
+                        .faulty_causes
+                        .iter_mut()
+                        .zip(checked.outcome.faulty_causes)
+                    {
+                        *sum += n;
+                    }
+                    s.worst_detection_ns = s
+                        .worst_detection_ns
+                        .max(checked.outcome.worst_detection.as_nanos());
+                    s.worst_reenable_ns = s
+                        .worst_reenable_ns
+                        .max(checked.outcome.worst_reenable.as_nanos());
                     if checked.outcome.drained {
                         s.worst_convergence_ns = s
                             .worst_convergence_ns

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use totem_dpdk::crypto::Protection;
-use totem_dpdk::rrp::{NetSet, Rrp, RrpConfig, RrpEvent};
+use totem_dpdk::rrp::{FaultCause, NetSet, Rrp, RrpConfig, RrpEvent};
 use totem_dpdk::srp::{Config, Dest, Event, FlowControl, MembState, Observation, Totem};
 use totem_dpdk::{Duration, Instant, NodeId, RingId};
 
@@ -67,6 +67,14 @@ pub struct Outcome {
     pub nets_restored: u64,
     /// Redundant rings: copies dropped as duplicates, summed over nodes.
     pub rrp_duplicates: u64,
+    /// Redundant rings: networks marked faulty by cause (lost, one-way, lossy), summed over
+    /// nodes.
+    pub faulty_causes: [u64; 3],
+    /// Redundant rings: longest time from a network's fault to a node marking it faulty while
+    /// the fault lasted.
+    pub worst_detection: Duration,
+    /// Redundant rings: longest time from a network working again to a node re-enabling it.
+    pub worst_reenable: Duration,
 }
 
 #[derive(Debug)]
@@ -188,6 +196,10 @@ struct NetFaults {
     /// It had a fault at some time (the property "no membership change while a network works"
     /// holds while some network never had one).
     ever: bool,
+    /// Since when it has a fault (`None`: clean).
+    faulty_since: Option<Instant>,
+    /// When it was last clean again.
+    clean_since: Instant,
 }
 
 impl NetFaults {
@@ -543,9 +555,15 @@ impl Sim {
                     ever: f.ever,
                     ..NetFaults::default()
                 };
+                f.clean_since = self.now;
             }
         }
         f.ever |= !f.is_clean();
+        if f.is_clean() {
+            f.faulty_since = None;
+        } else if f.faulty_since.is_none() {
+            f.faulty_since = Some(self.now);
+        }
     }
 
     /// The redundant-ring property applies: more than one network, some network never had a
@@ -611,15 +629,14 @@ impl Sim {
                 }
             }
         }
+        let mut rrp_events = Vec::new();
         let rrp_timeout = self.nodes[node].rrp.as_mut().and_then(|r| {
-            while let Some(e) = r.poll_event() {
-                match e {
-                    RrpEvent::Faulty { .. } => self.out.nets_marked_faulty += 1,
-                    RrpEvent::Restored { .. } => self.out.nets_restored += 1,
-                }
-            }
+            rrp_events.extend(std::iter::from_fn(|| r.poll_event()));
             r.poll_timeout()
         });
+        for e in rrp_events {
+            self.on_rrp_event(e);
+        }
         let timeout = match (timeout, rrp_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -672,6 +689,31 @@ impl Sim {
 }
 
 impl Sim {
+    fn on_rrp_event(&mut self, e: RrpEvent) {
+        match e {
+            RrpEvent::Faulty { net, cause } => {
+                self.out.nets_marked_faulty += 1;
+                self.out.faulty_causes[match cause {
+                    FaultCause::Lost => 0,
+                    FaultCause::OneWay => 1,
+                    FaultCause::Lossy => 2,
+                }] += 1;
+                if let Some(since) = self.nets[usize::from(net.0)].faulty_since {
+                    let d = self.now.saturating_since(since);
+                    self.out.worst_detection = self.out.worst_detection.max(d);
+                }
+            }
+            RrpEvent::Restored { net } => {
+                self.out.nets_restored += 1;
+                let f = &self.nets[usize::from(net.0)];
+                if f.is_clean() {
+                    let d = self.now.saturating_since(f.clean_since);
+                    self.out.worst_reenable = self.out.worst_reenable.max(d);
+                }
+            }
+        }
+    }
+
     /// Redundant rings: no configuration change caused by a network fault while a network
     /// works. A regular configuration delivered at a node no node fault touched may remove
     /// (fail or see leave) only nodes a node fault touched.
