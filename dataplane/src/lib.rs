@@ -13,6 +13,9 @@
 //!   non-blocking sockets and `wait` on `ppoll(2)`.
 //! - [`mem::MemNetwork`] and [`mem::MemTransport`], an in-process network with bounded
 //!   per-endpoint queues, for tests of the layers above.
+//! - [`fault::FaultInjector`], a wrapper around any transport that injects a network's faults
+//!   (down, lossy, one-way, an interface down, a delay towards one node), in the simulator's
+//!   vocabulary, for tests of redundant rings on real sockets.
 //! - [`affinity`]: pinning the calling thread to one CPU (Linux `sched_setaffinity`).
 //! - [`wake::Waker`]: wakes a thread blocked in [`Transport::wait`] (an eventfd polled next to
 //!   the sockets).
@@ -60,6 +63,7 @@ pub mod affinity;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod epoll;
+pub mod fault;
 #[cfg(target_os = "linux")]
 pub mod garp;
 pub mod mem;

@@ -1,0 +1,390 @@
+//! A fault-injecting wrapper around any [`Transport`]: a network that is down, lossy, cut in
+//! one direction between two nodes, a node's interface down, or slow towards one node.
+//!
+//! The vocabulary is the simulator's (`totem_sim::sim::NetFault` names the same faults per
+//! network), so a schedule that passed in the simulator can be replayed on real sockets: give
+//! every node of the test the same [`Fault`]s at the same times, and each node's wrapper applies
+//! the part that concerns it. Faults act where a real network would show them to this node:
+//! - [`Fault::Down`], and [`Fault::NicDown`] naming this node: nothing is sent or received;
+//! - [`Fault::Lossy`]: each received frame is lost with the given probability (each receiver
+//!   draws independently, so every link loses that share, multicast included);
+//! - [`Fault::OneWay`]: the node `to` drops every frame from `from`;
+//! - [`Fault::Delay`]: the node `to` receives every frame `by` late (a slow path towards it);
+//! - [`Fault::Up`]: every fault ends.
+//!
+//! This is a test tool: a delayed frame is copied into a queue (it allocates), and losses come
+//! from a small seeded generator, so one seed gives one sequence of drops.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::{Caps, Dest, Member, MembersError, NodeId, SendError, Source, Stats, Transport};
+
+/// A fault of one network, as one node's wrapper applies it (see the [module](self)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// The network carries nothing.
+    Down,
+    /// Every link loses this share of its frames (0.0 to 1.0).
+    Lossy(f64),
+    /// Frames from `from` to `to` are lost (one direction).
+    OneWay {
+        /// The sender whose frames are lost.
+        from: NodeId,
+        /// The receiver that loses them.
+        to: NodeId,
+    },
+    /// This node's interface on the network is dead: it neither sends nor receives.
+    NicDown(NodeId),
+    /// Frames towards `to` arrive `by` late.
+    Delay {
+        /// The receiver.
+        to: NodeId,
+        /// The extra delay.
+        by: Duration,
+    },
+    /// Every fault ends: the network works again.
+    Up,
+}
+
+/// What the wrapper did to frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultStats {
+    /// Frames not sent because the network or this node's interface is down.
+    pub send_dropped: u64,
+    /// Frames received and dropped because the network or this node's interface is down.
+    pub down_dropped: u64,
+    /// Frames received and dropped by the loss probability.
+    pub loss_dropped: u64,
+    /// Frames received and dropped by a one-way cut.
+    pub oneway_dropped: u64,
+    /// Frames received and held back by a delay.
+    pub delayed: u64,
+}
+
+/// The wrapper. See the [module documentation](self).
+#[derive(Debug)]
+pub struct FaultInjector<T: Transport> {
+    inner: T,
+    me: NodeId,
+    down: bool,
+    loss: f64,
+    cut_from: Vec<NodeId>,
+    delay: Option<Duration>,
+    held: VecDeque<(Instant, Source, Vec<u8>)>,
+    rng: u64,
+    scratch: Vec<u8>,
+    now: Option<Instant>,
+    stats: FaultStats,
+}
+
+impl<T: Transport> FaultInjector<T> {
+    /// Wraps `inner`, the transport of node `me`, with no fault; `seed` fixes the losses.
+    pub fn new(inner: T, me: NodeId, seed: u64) -> FaultInjector<T> {
+        FaultInjector {
+            inner,
+            me,
+            down: false,
+            loss: 0.0,
+            cut_from: Vec::new(),
+            delay: None,
+            held: VecDeque::new(),
+            rng: seed,
+            scratch: Vec::new(),
+            now: None,
+            stats: FaultStats::default(),
+        }
+    }
+
+    /// Applies `fault` (the parts that concern this node); faults add up until [`Fault::Up`].
+    pub fn apply(&mut self, fault: Fault) {
+        match fault {
+            Fault::Down => self.down = true,
+            Fault::NicDown(node) => self.down |= node == self.me,
+            Fault::Lossy(share) => self.loss = share.clamp(0.0, 1.0),
+            Fault::OneWay { from, to } => {
+                if to == self.me && !self.cut_from.contains(&from) {
+                    self.cut_from.push(from);
+                }
+            }
+            Fault::Delay { to, by } => {
+                if to == self.me {
+                    self.delay = Some(by);
+                }
+            }
+            Fault::Up => {
+                self.down = false;
+                self.loss = 0.0;
+                self.cut_from.clear();
+                self.delay = None;
+            }
+        }
+    }
+
+    /// What the wrapper did so far.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.stats
+    }
+
+    /// The wrapped transport.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// Fixes the wrapper's clock (tests of delays); `None`: the real clock (the default).
+    pub fn set_now(&mut self, now: Option<Instant>) {
+        self.now = now;
+    }
+
+    fn now(&self) -> Instant {
+        self.now.unwrap_or_else(Instant::now)
+    }
+
+    /// splitmix64: a uniform draw in [0, 1).
+    fn draw(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl<T: Transport> Transport for FaultInjector<T> {
+    fn caps(&self) -> Caps {
+        self.inner.caps()
+    }
+
+    fn recv_burst(&mut self, mut f: impl FnMut(Source, &[u8])) -> io::Result<usize> {
+        let now = self.now();
+        let mut n = 0;
+        let burst = self.inner.caps().max_burst;
+        while n < burst && self.held.front().is_some_and(|(at, _, _)| *at <= now) {
+            let (_, src, frame) = self.held.pop_front().expect("checked");
+            f(src, &frame);
+            n += 1;
+        }
+        if n > 0 {
+            // At most one burst per call: the new frames wait for the next one.
+            return Ok(n);
+        }
+        let mut taken = Vec::new();
+        self.inner
+            .recv_burst(|src, frame| taken.push((src, frame.to_vec())))?;
+        for (src, frame) in taken {
+            if self.down {
+                self.stats.down_dropped += 1;
+                continue;
+            }
+            if src.node.is_some_and(|from| self.cut_from.contains(&from)) {
+                self.stats.oneway_dropped += 1;
+                continue;
+            }
+            if self.loss > 0.0 && self.draw() < self.loss {
+                self.stats.loss_dropped += 1;
+                continue;
+            }
+            match self.delay {
+                Some(by) => {
+                    self.stats.delayed += 1;
+                    self.held.push_back((now + by, src, frame));
+                }
+                None => {
+                    f(src, &frame);
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn send(
+        &mut self,
+        dest: Dest,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), SendError> {
+        if self.down {
+            let mtu = self.inner.caps().mtu;
+            if len > mtu {
+                return Err(SendError::TooLarge { len, mtu });
+            }
+            self.scratch.resize(len, 0);
+            fill(&mut self.scratch[..len]);
+            self.stats.send_dropped += 1;
+            return Ok(());
+        }
+        self.inner.send(dest, len, fill)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
+    fn set_members(&mut self, members: &[Member]) -> Result<(), MembersError> {
+        self.inner.set_members(members)
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // A held frame is due before the caller's timeout: wake then.
+        let due = self
+            .held
+            .front()
+            .map(|(at, _, _)| at.saturating_duration_since(self.now()));
+        let timeout = match (timeout, due) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
+        };
+        self.inner.wait(timeout)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn waker(&self) -> Option<crate::wake::Waker> {
+        self.inner.waker()
+    }
+
+    fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::{MemConfig, MemNetwork, MemTransport};
+
+    fn three() -> Vec<FaultInjector<MemTransport>> {
+        three_seeded(0)
+    }
+
+    /// Three nodes on one in-memory network, each behind a wrapper, members known.
+    fn three_seeded(seed: u64) -> Vec<FaultInjector<MemTransport>> {
+        let net = MemNetwork::new();
+        let members: Vec<Member> = (1..=3)
+            .map(|i| Member {
+                id: NodeId(i),
+                addr: MemNetwork::node_addr(NodeId(i)),
+            })
+            .collect();
+        (1..=3)
+            .map(|i| {
+                let mut t = net
+                    .attach_node(NodeId(i), MemConfig::default())
+                    .expect("attach");
+                t.set_members(&members).expect("members");
+                FaultInjector::new(t, NodeId(i), seed + u64::from(i))
+            })
+            .collect()
+    }
+
+    fn send(t: &mut FaultInjector<MemTransport>, dest: Dest, byte: u8) {
+        t.send(dest, 4, |b| b.fill(byte)).expect("send");
+        t.flush().expect("flush");
+    }
+
+    fn recv(t: &mut FaultInjector<MemTransport>) -> Vec<(u32, u8)> {
+        let mut got = Vec::new();
+        t.recv_burst(|src, f| got.push((src.node.map_or(0, |n| n.0), f[0])))
+            .expect("recv");
+        got
+    }
+
+    #[test]
+    fn without_faults_it_is_transparent() {
+        let mut n = three();
+        send(&mut n[0], Dest::Ring, 7);
+        assert_eq!(recv(&mut n[1]), vec![(1, 7)]);
+        assert_eq!(recv(&mut n[2]), vec![(1, 7)]);
+        assert_eq!(n[1].fault_stats(), FaultStats::default());
+    }
+
+    #[test]
+    fn down_sends_and_receives_nothing_until_up() {
+        let mut n = three();
+        for t in &mut n {
+            t.apply(Fault::Down);
+        }
+        send(&mut n[0], Dest::Ring, 1);
+        assert!(recv(&mut n[1]).is_empty());
+        assert_eq!(n[0].fault_stats().send_dropped, 1);
+        assert_eq!(n[0].inner().stats().frames_out, 0);
+        for t in &mut n {
+            t.apply(Fault::Up);
+        }
+        send(&mut n[0], Dest::Node(NodeId(2)), 2);
+        assert_eq!(recv(&mut n[1]), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn an_interface_down_cuts_only_its_node() {
+        let mut n = three();
+        for t in &mut n {
+            t.apply(Fault::NicDown(NodeId(3)));
+        }
+        send(&mut n[0], Dest::Ring, 1);
+        send(&mut n[2], Dest::Ring, 3);
+        assert_eq!(recv(&mut n[1]), vec![(1, 1)]);
+        assert!(recv(&mut n[2]).is_empty());
+        assert_eq!(n[2].fault_stats().down_dropped, 1);
+        assert_eq!(n[2].fault_stats().send_dropped, 1);
+    }
+
+    #[test]
+    fn one_way_loses_one_direction_only() {
+        let mut n = three();
+        for t in &mut n {
+            t.apply(Fault::OneWay {
+                from: NodeId(1),
+                to: NodeId(2),
+            });
+        }
+        send(&mut n[0], Dest::Ring, 1);
+        send(&mut n[1], Dest::Ring, 2);
+        assert!(recv(&mut n[1]).is_empty(), "1 -> 2 is cut");
+        assert_eq!(recv(&mut n[2]), vec![(1, 1), (2, 2)]);
+        assert_eq!(recv(&mut n[0]), vec![(2, 2)], "2 -> 1 works");
+        assert_eq!(n[1].fault_stats().oneway_dropped, 1);
+    }
+
+    #[test]
+    fn loss_follows_the_share_and_the_seed() {
+        let run = |seed: u64| {
+            let mut n = three_seeded(seed);
+            n[1].apply(Fault::Lossy(0.5));
+            let mut got = 0;
+            for i in 0..2_000u32 {
+                send(&mut n[0], Dest::Node(NodeId(2)), (i % 251) as u8);
+                got += recv(&mut n[1]).len();
+            }
+            (got, n[1].fault_stats().loss_dropped)
+        };
+        let (got, lost) = run(9);
+        assert_eq!(got as u64 + lost, 2_000);
+        assert!((850..1_150).contains(&got), "{got}");
+        assert_eq!(run(9), (got, lost), "one seed, one sequence of drops");
+    }
+
+    #[test]
+    fn delay_holds_frames_towards_its_node() {
+        let mut n = three();
+        let t0 = Instant::now();
+        for t in &mut n {
+            t.set_now(Some(t0));
+            t.apply(Fault::Delay {
+                to: NodeId(2),
+                by: Duration::from_millis(30),
+            });
+        }
+        send(&mut n[0], Dest::Ring, 5);
+        assert!(recv(&mut n[1]).is_empty(), "held back");
+        assert_eq!(recv(&mut n[2]), vec![(1, 5)], "node 3 is not delayed");
+        n[1].set_now(Some(t0 + Duration::from_millis(29)));
+        assert!(recv(&mut n[1]).is_empty());
+        n[1].set_now(Some(t0 + Duration::from_millis(30)));
+        assert_eq!(recv(&mut n[1]), vec![(1, 5)]);
+        assert_eq!(n[1].fault_stats().delayed, 1);
+    }
+}
