@@ -200,8 +200,10 @@ fn each_kind_of_network_fault_is_detected_as_what_it_is_and_re_enabled() {
             let oneway = runner::run_one(one_fault(seed, mode, NetFault::OneWay(0, 1, 2)));
             let lossy = runner::run_one(one_fault(seed, mode, NetFault::Lossy(0, 0.5)));
             let light = runner::run_one(one_fault(seed, mode, NetFault::Lossy(0, 0.05)));
+            let ten_ms = totem_dpdk::Duration::from_millis(10);
+            let slow = runner::run_one(one_fault(seed, mode, NetFault::Slow(0, 2, ten_ms)));
             let what = format!("seed {seed} {mode:?}");
-            for c in [&lost, &oneway, &lossy, &light] {
+            for c in [&lost, &oneway, &lossy, &light, &slow] {
                 assert!(c.violations.is_empty(), "{what}: {:?}", c.violations);
             }
             let o = &lost.outcome;
@@ -235,6 +237,11 @@ fn each_kind_of_network_fault_is_detected_as_what_it_is_and_re_enabled() {
             // In passive mode the evidence is the replicated frames, mostly the token from the
             // node's predecessor: a one-way cut from the predecessor reads as lost, and a
             // window of 50% loss can read as one-way (docs/rings.md).
+            // Copies 10 ms late (beyond copy_timeout) count as missed: node 2 marks it.
+            assert!(
+                slow.outcome.nets_marked_faulty >= 1,
+                "{what}: slow not marked"
+            );
             // 5% loss is masked by the other network and marks nothing.
             assert_eq!(light.outcome.nets_marked_faulty, 0, "{what}");
         }

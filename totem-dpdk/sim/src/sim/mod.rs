@@ -193,6 +193,8 @@ struct NetFaults {
     loss: f64,
     cut: Vec<(usize, usize)>,
     nic_down: Vec<usize>,
+    /// Receivers whose frames on this network arrive late, and by how much.
+    slow: Vec<(usize, Duration)>,
     /// It had a fault at some time (the property "no membership change while a network works"
     /// holds while some network never had one).
     ever: bool,
@@ -204,7 +206,11 @@ struct NetFaults {
 
 impl NetFaults {
     fn is_clean(&self) -> bool {
-        !self.down && self.loss == 0.0 && self.cut.is_empty() && self.nic_down.is_empty()
+        !self.down
+            && self.loss == 0.0
+            && self.cut.is_empty()
+            && self.nic_down.is_empty()
+            && self.slow.is_empty()
     }
 }
 
@@ -535,22 +541,21 @@ impl Sim {
     }
 
     fn on_net_fault(&mut self, fault: NetFault) {
-        let net = match &fault {
-            NetFault::Down(n)
-            | NetFault::Lossy(n, _)
-            | NetFault::OneWay(n, _, _)
-            | NetFault::NicDown(n, _)
-            | NetFault::Up(n) => usize::from(*n),
-        };
-        let Some(f) = self.nets.get_mut(net) else {
+        use dataplane::fault::Fault;
+        let (net, fault) = fault.split();
+        let Some(f) = self.nets.get_mut(usize::from(net)) else {
             return;
         };
+        let node = |n: dataplane::NodeId| n.0 as usize - 1;
         match fault {
-            NetFault::Down(_) => f.down = true,
-            NetFault::Lossy(_, share) => f.loss = share,
-            NetFault::OneWay(_, a, b) => f.cut.push((a as usize - 1, b as usize - 1)),
-            NetFault::NicDown(_, node) => f.nic_down.push(node as usize - 1),
-            NetFault::Up(_) => {
+            Fault::Down => f.down = true,
+            Fault::Lossy(share) => f.loss = share,
+            Fault::OneWay { from, to } => f.cut.push((node(from), node(to))),
+            Fault::NicDown(n) => f.nic_down.push(node(n)),
+            Fault::Delay { to, by } => {
+                f.slow.push((node(to), Duration(by.as_nanos() as u64)));
+            }
+            Fault::Up => {
                 *f = NetFaults {
                     ever: f.ever,
                     ..NetFaults::default()

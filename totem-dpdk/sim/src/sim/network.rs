@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use rand::Rng;
+use totem_dpdk::Duration;
 use totem_dpdk::rrp::{NetId, Verdict};
 use totem_dpdk::srp::{Event, Observation};
 
@@ -151,9 +152,13 @@ impl Sim {
         if self.groups[from] != self.groups[to] || self.cut.contains(&(from, to)) {
             return;
         }
+        let mut slow = Duration::ZERO;
         if let Some(f) = self.nets.get(usize::from(net))
             && !f.is_clean()
         {
+            if let Some((_, by)) = f.slow.iter().find(|(n, _)| *n == to) {
+                slow = *by;
+            }
             if f.down
                 || f.cut.contains(&(from, to))
                 || f.nic_down.contains(&from)
@@ -180,7 +185,7 @@ impl Sim {
         let crypto = self.schedule.crypto;
         for (delay, copy, corrupted) in verdict.copies {
             self.out.frames += 1;
-            let at = self.now + delay;
+            let at = self.now + delay + slow;
             // Two flips of one byte can cancel out: only a changed frame counts as tampered.
             let injected = (crypto && corrupted && copy != *frame).then_some(Injected::Tampered);
             self.push(

@@ -35,7 +35,9 @@ pub enum NodeFault {
 }
 
 /// A fault of one network of a redundant ring ([`Schedule::networks`] > 1); the other networks
-/// are not affected. Networks are numbered from 0, nodes from 1.
+/// are not affected. Networks are numbered from 0, nodes from 1. The vocabulary is
+/// `dataplane::fault::Fault`'s ([`NetFault::split`]), whose `FaultInjector` applies the same
+/// faults to a real transport.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetFault {
     /// The network carries nothing (a switch or hub board lost).
@@ -46,8 +48,38 @@ pub enum NetFault {
     OneWay(u8, u32, u32),
     /// This node's interface on the network is dead: it neither sends nor receives on it.
     NicDown(u8, u32),
+    /// Frames towards this node on the network arrive this much later (a slow path).
+    Slow(u8, u32, Duration),
     /// Every fault of this network ends: it works again.
     Up(u8),
+}
+
+impl NetFault {
+    /// The network and the fault in the transport wrapper's terms.
+    pub fn split(&self) -> (u8, dataplane::fault::Fault) {
+        use dataplane::NodeId as N;
+        use dataplane::fault::Fault;
+        match *self {
+            NetFault::Down(net) => (net, Fault::Down),
+            NetFault::Lossy(net, share) => (net, Fault::Lossy(share)),
+            NetFault::OneWay(net, from, to) => (
+                net,
+                Fault::OneWay {
+                    from: N(from),
+                    to: N(to),
+                },
+            ),
+            NetFault::NicDown(net, node) => (net, Fault::NicDown(N(node))),
+            NetFault::Slow(net, node, by) => (
+                net,
+                Fault::Delay {
+                    to: N(node),
+                    by: std::time::Duration::from_nanos(by.as_nanos()),
+                },
+            ),
+            NetFault::Up(net) => (net, Fault::Up),
+        }
+    }
 }
 
 /// Message sizes of a schedule's workload.
@@ -207,9 +239,10 @@ impl Schedule {
 
     /// A redundant-ring schedule drawn from `seed`: 2 to 4 networks in `mode`; 1 to 4 episodes
     /// of network faults (a network down, lossy up to 50%, one-way between two nodes, a node's
-    /// interface down, or flapping down and up) on any network but the last, each ending with
+    /// interface down, slow towards a node, or flapping down and up) on any network but the last, each ending with
     /// the network back up; with `node_faults`, crashes and restarts besides (no partition,
-    /// pause or one-way node link: those change the membership by design). Light link faults
+    /// pause or one-way node link: those change the membership by design); a network slow
+    /// towards one node (1 to 15 ms) is a fault episode too. Light link faults
     /// (duplication, reordering, up to 1% loss) on every network, and a workload spread over
     /// the fault period. With `all_fail`, every network goes down together once as well (the
     /// membership protocol takes over, then the ring merges again).
@@ -239,7 +272,7 @@ impl Schedule {
         for _ in 0..rng.random_range(1..=4) {
             let net = rng.random_range(0..networks - 1) as u8;
             let last = Duration::from_millis(rng.random_range(50..=1_500));
-            match rng.random_range(0..5) {
+            match rng.random_range(0..6) {
                 0 => faults.push((t, NetFault::Down(net))),
                 1 => faults.push((t, NetFault::Lossy(net, rng.random_range(0.05..=0.5)))),
                 2 => {
@@ -250,6 +283,11 @@ impl Schedule {
                     }
                 }
                 3 => faults.push((t, NetFault::NicDown(net, rng.random_range(1..=n)))),
+                4 => {
+                    // Slower than `copy_timeout`, within the layer's memory.
+                    let by = Duration::from_micros(rng.random_range(1_000..=15_000));
+                    faults.push((t, NetFault::Slow(net, rng.random_range(1..=n), by)));
+                }
                 _ => {
                     // Flapping: down and up every 10 to 200 ms.
                     let mut at = t;
@@ -397,4 +435,45 @@ fn random_node_faults(
         t = t + Duration::from_millis(rng.random_range(0..=400));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use dataplane::fault::Fault;
+
+    use super::*;
+
+    #[test]
+    fn network_faults_speak_the_transport_wrappers_vocabulary() {
+        let n = dataplane::NodeId;
+        let cases = [
+            (NetFault::Down(1), (1, Fault::Down)),
+            (NetFault::Lossy(0, 0.25), (0, Fault::Lossy(0.25))),
+            (
+                NetFault::OneWay(2, 3, 4),
+                (
+                    2,
+                    Fault::OneWay {
+                        from: n(3),
+                        to: n(4),
+                    },
+                ),
+            ),
+            (NetFault::NicDown(0, 5), (0, Fault::NicDown(n(5)))),
+            (
+                NetFault::Slow(1, 2, Duration::from_millis(7)),
+                (
+                    1,
+                    Fault::Delay {
+                        to: n(2),
+                        by: std::time::Duration::from_millis(7),
+                    },
+                ),
+            ),
+            (NetFault::Up(3), (3, Fault::Up)),
+        ];
+        for (fault, split) in cases {
+            assert_eq!(fault.split(), split);
+        }
+    }
 }
