@@ -183,6 +183,9 @@ pub struct Sim {
     touched: Vec<bool>,
     /// A partition or a one-way node link happened (membership changes are then expected).
     topology_faulted: bool,
+    /// Nodes paused so far: back from a pause, a node reads copies older than its
+    /// redundant-ring layer's memory from its socket buffer (the core drops them).
+    paused_ever: Vec<bool>,
     out: Outcome,
 }
 
@@ -252,6 +255,7 @@ impl Sim {
             apps,
             nets: vec![NetFaults::default(); schedule.networks.max(1)],
             touched: vec![false; n],
+            paused_ever: vec![false; n],
             topology_faulted: false,
             out: Outcome::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
@@ -516,6 +520,7 @@ impl Sim {
             NodeFault::Pause(id, duration) => {
                 let node = id as usize - 1;
                 self.touched[node] = true;
+                self.paused_ever[node] = true;
                 if self.nodes[node].totem.is_some() && self.nodes[node].paused.is_none() {
                     self.nodes[node].paused = Some(VecDeque::new());
                     self.push(self.now + duration, Action::Resume { node });

@@ -67,6 +67,7 @@ impl Sim {
         let after = &after;
         if injected.is_none()
             && self.nodes[to].rrp.is_some()
+            && !self.paused_ever[to]
             && after.crypto.replayed > before.crypto.replayed
         {
             self.out.violations.push(format!(

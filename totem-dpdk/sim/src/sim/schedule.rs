@@ -240,8 +240,8 @@ impl Schedule {
     /// A redundant-ring schedule drawn from `seed`: 2 to 4 networks in `mode`; 1 to 4 episodes
     /// of network faults (a network down, lossy up to 50%, one-way between two nodes, a node's
     /// interface down, slow towards a node, or flapping down and up) on any network but the last, each ending with
-    /// the network back up; with `node_faults`, crashes and restarts besides (no partition,
-    /// pause or one-way node link: those change the membership by design); a network slow
+    /// the network back up; with `node_faults`, crashes and restarts and process pauses
+    /// besides (no partition or one-way node link: those change the membership by design); a network slow
     /// towards one node (1 to 15 ms) is a fault episode too. Light link faults
     /// (duplication, reordering, up to 1% loss) on every network, and a workload spread over
     /// the fault period. With `all_fail`, every network goes down together once as well (the
@@ -261,6 +261,7 @@ impl Schedule {
         };
         let kinds = NodeFaultKinds {
             crash: node_faults,
+            pause: node_faults,
             ..NodeFaultKinds::default()
         };
         let mut s = Schedule::random(seed, nodes, links, kinds);
