@@ -116,6 +116,13 @@ enum Command {
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
+        /// Networks of a redundant ring, comma-separated (1: no redundant-ring layer; 2 to 4:
+        /// every node runs `totem_dpdk::rrp`), each measured in the same run.
+        #[arg(long, default_value = "1", value_delimiter = ',')]
+        networks: Vec<usize>,
+        /// Redundant-ring mode with more than one network.
+        #[arg(long, default_value = "active", value_parser = ["active", "passive"])]
+        rrp: String,
     },
 }
 
@@ -236,7 +243,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             safe,
             crypto,
             json,
+            networks,
+            rrp,
         } => {
+            let rrp_mode = if rrp == "passive" {
+                totem_dpdk::rrp::RrpMode::Passive
+            } else {
+                totem_dpdk::rrp::RrpMode::Active
+            };
+            anyhow::ensure!(
+                networks.iter().all(|n| (1..=4).contains(n)),
+                "--networks must be within 1..4"
+            );
             let modes: &[&str] = match crypto.as_str() {
                 "both" => &["off", "on"],
                 "on" => &["on"],
@@ -253,7 +271,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 DeliveryKind::Agreed
             };
-            for (size, &crypto) in size.iter().flat_map(|s| modes.iter().map(move |m| (*s, m))) {
+            let mut runs = Vec::new();
+            for s in &size {
+                for m in modes {
+                    for n in &networks {
+                        runs.push((*s, *m, *n));
+                    }
+                }
+            }
+            for (size, crypto, nets) in runs {
                 let protection = if crypto == "on" {
                     totem_dpdk::crypto::Protection::Encrypt
                 } else {
@@ -266,8 +292,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     seconds,
                     kind,
                     protection,
+                    networks: nets,
+                    rrp_mode,
                 };
                 let r = bench::ordering::run(&p);
+                let rrp = if nets > 1 { rrp.as_str() } else { "none" };
                 if json {
                     let v = serde_json::json!({
                         "bench": "core", "system": "openais-rs", "transport": "in-memory",
@@ -275,12 +304,13 @@ fn run(command: Command) -> anyhow::Result<()> {
                         "crypto": crypto, "msgs_per_sec": r.ordered_per_sec.round(),
                         "deliveries_per_sec": r.deliveries_per_sec.round(),
                         "mb_per_sec": (r.mb_per_sec * 10.0).round() / 10.0, "cores": 1,
-                        "seconds": r.elapsed,
+                        "seconds": r.elapsed, "networks": nets, "rrp": rrp,
                     });
                     println!("{v}");
                 } else {
                     println!(
-                        "core: {nodes} nodes, {size} B {} messages, MTU {mtu}, crypto {crypto}: \
+                        "core: {nodes} nodes, {size} B {} messages, MTU {mtu}, crypto {crypto}, \
+                         {nets} network(s) (rrp {rrp}): \
                          {:.0} msgs/s ordered ({:.1} MB/s) with all nodes on one core; {:.0} \
                          deliveries/s summed over the nodes (one node's work per message per \
                          core-second)",

@@ -49,6 +49,7 @@
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::time::{Duration, Instant};
 use crate::types::NodeId;
@@ -396,8 +397,8 @@ pub struct Rrp {
     me: NodeId,
     defect: Defect,
     all: NetSet,
-    /// Frames remembered, by key.
-    seen: HashMap<u64, Seen>,
+    /// Frames remembered, by key (already a hash: not hashed again).
+    seen: HashMap<u64, Seen, BuildHasherDefault<KeyHasher>>,
     /// Keys in arrival order of their first copy.
     order: VecDeque<(Instant, u64)>,
     /// How many keys at the front of `order` were judged.
@@ -423,7 +424,7 @@ impl Rrp {
             all: NetSet::first(n),
             me,
             defect: Defect::None,
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             order: VecDeque::new(),
             judged: 0,
             windows: vec![Window::default(); n],
@@ -656,6 +657,26 @@ impl Rrp {
     }
 }
 
+/// Passes a [`frame_key`] through as its own hash (it is one already).
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
 /// The duplicate key of a frame: FNV-1a over its length, its first [`KEY_HEAD`] bytes and its
 /// last [`KEY_TAIL`] bytes. Deterministic (no per-process random state).
 fn frame_key(frame: &[u8]) -> u64 {
@@ -671,5 +692,8 @@ fn frame_key(frame: &[u8]) -> u64 {
     frame[..head].iter().for_each(|&b| eat(b));
     let tail = frame.len().saturating_sub(KEY_TAIL).max(head);
     frame[tail..].iter().for_each(|&b| eat(b));
-    h
+    // Final mix (splitmix64's), so that both ends of the key are spread for the table.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
