@@ -159,6 +159,9 @@ struct LocalComp {
     after: After,
     /// Its CSIs must be set again once it registers (it restarted).
     resend: bool,
+    /// What this component may hold, per SI: a serving state from the moment it is sent, any
+    /// other change once answered; cleared when its process is gone.
+    holds: BTreeMap<SiIx, Ha>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,10 +199,13 @@ enum Inv {
         si: SiIx,
         comp: usize,
         generation: u32,
+        target: Option<Ha>,
     },
     Reset {
         su: SuIx,
         comp: usize,
+        si: SiIx,
+        ha: Ha,
     },
     Healthcheck {
         su: SuIx,
@@ -284,6 +290,7 @@ impl Amf {
                             .collect(),
                         after: After::Nothing,
                         resend: false,
+                        holds: BTreeMap::new(),
                     }
                 })
                 .collect();
@@ -472,7 +479,7 @@ impl Amf {
             (AdminOp::LockInstantiation, Admin::Locked) => s.admin = Admin::LockedInstantiation,
             (AdminOp::UnlockInstantiation, Admin::LockedInstantiation) => s.admin = Admin::Locked,
             (AdminOp::Restart, _) if self.local.contains_key(&index) => {
-                info!(su = %self.flat.sus[index].name, "amf: SU restart by the operator");
+                info!(t_ms = cx.now() / MS, su = %self.flat.sus[index].name, "amf: SU restart by the operator");
                 let n = self.local[&index].comps.len();
                 for c in 0..n {
                     self.restart_comp(cx, index, c);
@@ -557,7 +564,7 @@ impl Amf {
             }
         }
         reports.sort_by_key(|r| r.su);
-        debug!(ring = ?cx.ring(), ?reports, ?fence, "amf: rebuild");
+        debug!(t_ms = cx.now() / MS, ring = ?cx.ring(), ?reports, ?fence, "amf: rebuild");
         for r in reports {
             let su = usize::from(r.su);
             c.sus[su].presence = r.presence;
@@ -614,11 +621,20 @@ impl Amf {
             .iter()
             .map(|(&su, l)| {
                 let mut held: BTreeMap<SiIx, Ha> = l.held.clone();
-                for (&si, f) in &l.flight {
-                    // A change in flight may have reached the components: report what serves.
-                    match (held.get(&si).copied(), f.target) {
-                        (Some(h), _) if h.serves() => {}
-                        (_, Some(t)) if t.serves() => {
+                // A change in flight may have reached the components, and a component may hold
+                // what its SU never confirmed: report what may serve.
+                let maybe = l
+                    .flight
+                    .iter()
+                    .filter_map(|(&si, f)| f.target.map(|t| (si, t)))
+                    .chain(l.comps.iter().flat_map(|c| c.holds.iter().map(|(s, h)| (*s, *h))));
+                for (si, t) in maybe {
+                    match held.get(&si).copied() {
+                        Some(h) if h.serves() => {}
+                        _ if t.serves() => {
+                            held.insert(si, t);
+                        }
+                        None => {
                             held.insert(si, t);
                         }
                         _ => {}
@@ -741,7 +757,7 @@ impl Amf {
         }
         self.invocations.retain(|_, inv| match *inv {
             Inv::Csi { su: s, comp: k, .. }
-            | Inv::Reset { su: s, comp: k }
+            | Inv::Reset { su: s, comp: k, .. }
             | Inv::Healthcheck { su: s, comp: k, .. } => !(s == su && k == comp),
         });
     }
@@ -832,7 +848,7 @@ impl Amf {
         if let Some(o) = &mut self.observer {
             o.recovery(cx.node(), now, &su_name, Some(&name), r);
         }
-        info!(su = %su_name, comp = %name, recovery = r.name(), "amf: recovery");
+        info!(t_ms = now / MS, su = %su_name, comp = %name, recovery = r.name(), "amf: recovery");
         match r {
             Recovery::ComponentRestart => {
                 self.stats.component_restarts += 1;
@@ -1034,7 +1050,9 @@ impl Amf {
                 // Not assigned here in the cluster's view: a local leftover goes (after a
                 // sync, or a removal confirmed as dropped).
                 let l = &self.local[&su];
-                if l.held.contains_key(&si)
+                let holds = l.held.contains_key(&si)
+                    || l.comps.iter().any(|c| c.holds.contains_key(&si));
+                if holds
                     && !l.flight.contains_key(&si)
                     && self.cluster.sus[su].presence == Presence::Instantiated
                     && self.cluster.members.contains(&self.flat.sus[su].nodeid)
@@ -1113,16 +1131,19 @@ impl Amf {
             }
         }
         let l = &self.local[&su];
-        let registered =
-            |c: usize| l.comps[c].state == CState::Registered && l.comps[c].conn.is_some();
-        if target.is_some() && !plan.iter().all(|&(_, c)| registered(c)) {
+        let live: Vec<bool> = l
+            .comps
+            .iter()
+            .map(|c| c.state == CState::Registered && c.conn.is_some())
+            .collect();
+        if target.is_some() && !plan.iter().all(|&(_, c)| live[c]) {
             return; // wait for the components
         }
         let mut waiting = BTreeSet::new();
         let mut sends = Vec::new();
         for (k, c) in plan {
-            if !registered(c) {
-                continue; // down: holds nothing
+            if !live[c] {
+                continue; // down or starting afresh: holds nothing
             }
             let inv = self.next_inv;
             self.next_inv += 1;
@@ -1133,9 +1154,16 @@ impl Amf {
                     si,
                     comp: c,
                     generation,
+                    target,
                 },
             );
             waiting.insert(c);
+            if let Some(ha) = target.filter(|h| h.serves()) {
+                self.local.get_mut(&su).expect("local SU").comps[c]
+                    .holds
+                    .insert(si, ha);
+            }
+            let l = &self.local[&su];
             let (csi, _, attrs) = &self.flat.sis[si].csis[k];
             let cb = match target {
                 Some(ha) => Callback::CsiSet {
@@ -1157,7 +1185,7 @@ impl Amf {
         for (conn, cb) in sends {
             cx.callback(conn, &cb);
         }
-        debug!(su = %self.flat.sus[su].name, si = %self.flat.sis[si].name, ?target, "amf: assignment sent");
+        debug!(t_ms = now / MS, su = %self.flat.sus[su].name, si = %self.flat.sis[si].name, ?target, "amf: assignment sent");
         let l = self.local.get_mut(&su).expect("local SU");
         l.flight.insert(
             si,
@@ -1180,6 +1208,7 @@ impl Amf {
             return;
         }
         let f = l.flight.remove(&si).expect("flight");
+        tracing::trace!(t_ms = cx.now() / MS, su, si, target = ?f.target, "amf: flight done");
         l.dirty.remove(&si);
         match f.target {
             Some(ha) => {
@@ -1211,6 +1240,8 @@ impl Amf {
         let c = &mut l.comps[comp];
         c.state = CState::Registered;
         c.conn = Some(conn);
+        // A new process: it holds nothing yet.
+        c.holds.clear();
         c.deadline = None;
         c.attempts = 0;
         for h in &mut c.hc {
@@ -1247,7 +1278,12 @@ impl Amf {
                     }
                     let inv = self.next_inv;
                     self.next_inv += 1;
-                    self.invocations.insert(inv, Inv::Reset { su, comp });
+                    self.invocations.insert(inv, Inv::Reset { su, comp, si, ha });
+                    if ha.serves() {
+                        self.local.get_mut(&su).expect("local SU").comps[comp]
+                            .holds
+                            .insert(si, ha);
+                    }
                     let (csi, _, attrs) = &self.flat.sis[si].csis[k];
                     cx.callback(
                         conn,
@@ -1474,8 +1510,16 @@ impl Service for Amf {
                         si,
                         comp,
                         generation,
+                        target,
                     }) => {
                         let l = self.local.get_mut(&su).expect("local SU");
+                        if ok {
+                            let h = &mut l.comps[comp].holds;
+                            match target {
+                                Some(ha) => h.insert(si, ha),
+                                None => h.remove(&si),
+                            };
+                        }
                         if let Some(f) = l.flight.get_mut(&si)
                             && f.generation == generation
                         {
@@ -1487,8 +1531,14 @@ impl Service for Amf {
                             self.fail(cx, su, comp, None, "refused a CSI assignment");
                         }
                     }
-                    Some(Inv::Reset { su, comp }) if !ok => {
-                        self.fail(cx, su, comp, None, "refused a CSI assignment");
+                    Some(Inv::Reset { su, comp, si, ha }) => {
+                        if ok {
+                            self.local.get_mut(&su).expect("local SU").comps[comp]
+                                .holds
+                                .insert(si, ha);
+                        } else {
+                            self.fail(cx, su, comp, None, "refused a CSI assignment");
+                        }
                     }
                     Some(Inv::Healthcheck { su, comp, hc }) => {
                         if let Some(h) = self
@@ -1504,7 +1554,7 @@ impl Service for Amf {
                             }
                         }
                     }
-                    Some(Inv::Reset { .. }) | None => {}
+                    None => {}
                 }
                 self.drive(cx);
             }
@@ -1593,6 +1643,7 @@ impl Service for Amf {
                 let after = {
                     let c = &mut self.local.get_mut(&su).expect("local SU").comps[comp];
                     c.state = CState::Down;
+                    c.holds.clear();
                     c.after
                 };
                 // An instantiation's exit watch ends with the cleanup.
@@ -1712,7 +1763,11 @@ impl Service for Amf {
             let serving: Vec<SuIx> = self
                 .local
                 .iter()
-                .filter(|(_, l)| !l.held.is_empty() || !l.flight.is_empty())
+                .filter(|(_, l)| {
+                    !l.held.is_empty()
+                        || !l.flight.is_empty()
+                        || l.comps.iter().any(|c| !c.holds.is_empty())
+                })
                 .map(|(s, _)| *s)
                 .collect();
             if !serving.is_empty() {
