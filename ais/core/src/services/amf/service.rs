@@ -581,6 +581,7 @@ impl Amf {
                             target: (!leaving).then_some(ha),
                             held: Some(ha),
                             generation: 0,
+                            pending_serve: false,
                         },
                     );
                 }
@@ -627,7 +628,11 @@ impl Amf {
                     .flight
                     .iter()
                     .filter_map(|(&si, f)| f.target.map(|t| (si, t)))
-                    .chain(l.comps.iter().flat_map(|c| c.holds.iter().map(|(s, h)| (*s, *h))));
+                    .chain(
+                        l.comps
+                            .iter()
+                            .flat_map(|c| c.holds.iter().map(|(s, h)| (*s, *h))),
+                    );
                 for (si, t) in maybe {
                     match held.get(&si).copied() {
                         Some(h) if h.serves() => {}
@@ -1050,8 +1055,8 @@ impl Amf {
                 // Not assigned here in the cluster's view: a local leftover goes (after a
                 // sync, or a removal confirmed as dropped).
                 let l = &self.local[&su];
-                let holds = l.held.contains_key(&si)
-                    || l.comps.iter().any(|c| c.holds.contains_key(&si));
+                let holds =
+                    l.held.contains_key(&si) || l.comps.iter().any(|c| c.holds.contains_key(&si));
                 if holds
                     && !l.flight.contains_key(&si)
                     && self.cluster.sus[su].presence == Presence::Instantiated
@@ -1278,7 +1283,8 @@ impl Amf {
                     }
                     let inv = self.next_inv;
                     self.next_inv += 1;
-                    self.invocations.insert(inv, Inv::Reset { su, comp, si, ha });
+                    self.invocations
+                        .insert(inv, Inv::Reset { su, comp, si, ha });
                     if ha.serves() {
                         self.local.get_mut(&su).expect("local SU").comps[comp]
                             .holds

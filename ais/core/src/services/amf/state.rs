@@ -271,12 +271,17 @@ pub struct Asg {
     pub held: Option<Ha>,
     /// The generation of the target, quoted by the confirmation.
     pub generation: u32,
+    /// A serving target was given and no later target has been confirmed since: the node may
+    /// have told its components to serve already.
+    pub pending_serve: bool,
 }
 
 impl Asg {
     /// Whether the SU may be serving the SI (or is about to): the safety rule.
     pub fn serving(&self) -> bool {
-        self.target.is_some_and(Ha::serves) || self.held.is_some_and(Ha::serves)
+        self.target.is_some_and(Ha::serves)
+            || self.held.is_some_and(Ha::serves)
+            || self.pending_serve
     }
 
     /// Whether target and held agree.
@@ -375,10 +380,14 @@ impl Cluster {
             target: None,
             held: None,
             generation,
+            pending_serve: false,
         });
         a.target = target;
         a.generation = generation;
-        if a.target.is_none() && a.held.is_none() {
+        if target.is_some_and(Ha::serves) {
+            a.pending_serve = true;
+        }
+        if a.target.is_none() && a.held.is_none() && !a.pending_serve {
             self.sis[si].asg.remove(&su);
         }
     }
@@ -392,6 +401,8 @@ impl Cluster {
             return false;
         }
         a.held = ha;
+        // The node carried out the latest target: nothing earlier is still on its way.
+        a.pending_serve = false;
         if a.target.is_none() && a.held.is_none() {
             self.sis[si].asg.remove(&su);
         }
