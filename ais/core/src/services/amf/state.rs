@@ -533,6 +533,9 @@ impl Cluster {
             .copied()
             .filter(|&su| self.eligible(flat, rules, su))
             .collect();
+        if sg.redundancy == Redundancy::TwoN {
+            self.leave_together(flat, g, &eligible);
+        }
         for &si in &sg.sis {
             if self.sis[si].locked {
                 continue;
@@ -540,6 +543,34 @@ impl Cluster {
             self.resolve_quiesced(si, &eligible);
             self.plan_active(flat, rules, g, si, &eligible);
             self.plan_standby(flat, g, si, &eligible);
+        }
+    }
+
+    /// Under 2N one SU serves every SI: an SU quiesced for one SI (a switchover) is quiesced
+    /// for all of them, when another SU can take over.
+    fn leave_together(&mut self, flat: &Flat, g: usize, eligible: &[SuIx]) {
+        let sg = &flat.sgs[g];
+        let leaving = |c: &Cluster, s: SuIx| {
+            sg.sis.iter().any(|&o| {
+                c.sis[o]
+                    .asg
+                    .get(&s)
+                    .is_some_and(|a| a.target == Some(Ha::Quiesced))
+            })
+        };
+        for &su in &sg.sus {
+            if !leaving(self, su) || !eligible.iter().any(|&o| o != su && !leaving(self, o)) {
+                continue;
+            }
+            for &si in &sg.sis {
+                if self.sis[si]
+                    .asg
+                    .get(&su)
+                    .is_some_and(|a| a.target.is_some_and(Ha::serves))
+                {
+                    self.set_target(si, su, Some(Ha::Quiesced));
+                }
+            }
         }
     }
 
@@ -690,6 +721,11 @@ impl Cluster {
                             .then(|| free.iter().copied().find(|&s| !sg_any(s)))
                             .flatten()
                     })
+                    .or_else(|| {
+                        // Nothing else can take it: a standby SU with room serves rather than
+                        // leave the SI unserved (availability before the pure N+M split).
+                        free.iter().copied().find(|&s| self.load(s, true) < cap)
+                    })
             }
             Redundancy::NWayActive {
                 max_active_sis_per_su,
@@ -721,6 +757,21 @@ impl Cluster {
             .filter(|a| a.target == Some(Ha::Standby) || (a.target == Some(Ha::Quiesced)))
             .count();
         let has_active = asg.values().any(|a| a.target == Some(Ha::Active));
+        if standbys > max {
+            // A merge brought back more standbys than the model wants: the worst-ranked go.
+            let order = &flat.sgs[g].sus;
+            let mut extra: Vec<SuIx> = asg
+                .iter()
+                .filter(|(_, a)| a.target == Some(Ha::Standby))
+                .map(|(s, _)| *s)
+                .collect();
+            extra.sort_by_key(|s| order.iter().position(|o| o == s));
+            let keep = max.saturating_sub(standbys - extra.len());
+            for su in extra.into_iter().skip(keep) {
+                self.set_target(si, su, None);
+            }
+            return;
+        }
         if standbys >= max || !has_active {
             return;
         }
