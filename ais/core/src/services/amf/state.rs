@@ -757,17 +757,16 @@ impl Cluster {
             .filter(|a| a.target == Some(Ha::Standby) || (a.target == Some(Ha::Quiesced)))
             .count();
         let has_active = asg.values().any(|a| a.target == Some(Ha::Active));
-        if standbys > max {
+        let mut pure: Vec<SuIx> = asg
+            .iter()
+            .filter(|(_, a)| a.target == Some(Ha::Standby))
+            .map(|(s, _)| *s)
+            .collect();
+        if pure.len() > max {
             // A merge brought back more standbys than the model wants: the worst-ranked go.
             let order = &flat.sgs[g].sus;
-            let mut extra: Vec<SuIx> = asg
-                .iter()
-                .filter(|(_, a)| a.target == Some(Ha::Standby))
-                .map(|(s, _)| *s)
-                .collect();
-            extra.sort_by_key(|s| order.iter().position(|o| o == s));
-            let keep = max.saturating_sub(standbys - extra.len());
-            for su in extra.into_iter().skip(keep) {
+            pure.sort_by_key(|s| order.iter().position(|o| o == s));
+            for su in pure.into_iter().skip(max) {
                 self.set_target(si, su, None);
             }
             return;
@@ -832,5 +831,157 @@ impl Cluster {
         if let Some(su) = pick {
             self.set_target(si, su, Some(Ha::Standby));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::amf::model::{
+        Application, CompType, Component, Csi, Node, ServiceGroup, ServiceInstance, ServiceUnit,
+    };
+
+    /// A 2N SG with one SU on each of nodes 1 and 2 and one SI.
+    fn two_n() -> Flat {
+        let mut sg = ServiceGroup::new("g", Redundancy::TwoN);
+        for n in 1..=2 {
+            sg.sus.push(ServiceUnit {
+                name: format!("u{n}"),
+                node: format!("n{n}"),
+                rank: n,
+                components: vec![Component {
+                    name: "c".into(),
+                    comp_type: "c".into(),
+                }],
+            });
+        }
+        Flat::new(AmfModel {
+            nodes: vec![Node::new("n1", 1), Node::new("n2", 2)],
+            comp_types: vec![CompType::new("c", "run-c")],
+            apps: vec![Application {
+                name: "a".into(),
+                sgs: vec![sg],
+                sis: vec![ServiceInstance {
+                    name: "s".into(),
+                    sg: "g".into(),
+                    rank: 0,
+                    active_assignments: None,
+                    csis: vec![Csi {
+                        name: "x".into(),
+                        target: CsiTarget::CompType("c".into()),
+                        attributes: Vec::new(),
+                    }],
+                }],
+            }],
+        })
+    }
+
+    fn running(flat: &Flat, members: &[u32]) -> Cluster {
+        let mut c = Cluster::new(flat);
+        c.members = members.iter().copied().collect();
+        c.quorate = true;
+        for s in &mut c.sus {
+            s.presence = Presence::Instantiated;
+        }
+        c
+    }
+
+    fn confirm_all(c: &mut Cluster) {
+        for si in 0..c.sis.len() {
+            let entries: Vec<(SuIx, Asg)> = c.sis[si].asg.iter().map(|(s, a)| (*s, *a)).collect();
+            for (su, a) in entries {
+                c.confirm(si, su, a.generation, a.target);
+            }
+        }
+    }
+
+    fn target(c: &Cluster, su: SuIx) -> Option<Ha> {
+        c.sis[0].asg.get(&su).and_then(|a| a.target)
+    }
+
+    #[test]
+    fn two_n_gives_the_best_ranked_su_the_active_and_the_other_the_standby() {
+        let flat = two_n();
+        let mut c = running(&flat, &[1, 2]);
+        c.plan(&flat, &Rules::default());
+        assert_eq!(target(&c, 0), Some(Ha::Active));
+        // The standby waits until there is an active to stand by for (it is targeted).
+        confirm_all(&mut c);
+        c.plan(&flat, &Rules::default());
+        assert_eq!(target(&c, 1), Some(Ha::Standby));
+    }
+
+    #[test]
+    fn a_new_active_waits_until_the_old_one_confirmed_it_stopped() {
+        let flat = two_n();
+        let mut c = running(&flat, &[1, 2]);
+        c.plan(&flat, &Rules::default());
+        confirm_all(&mut c);
+        c.plan(&flat, &Rules::default());
+        confirm_all(&mut c);
+        // The active SU is locked: it is quiesced, and the standby is not promoted yet.
+        c.sus[0].admin = Admin::Locked;
+        c.plan(&flat, &Rules::default());
+        assert_eq!(target(&c, 0), Some(Ha::Quiesced));
+        assert_eq!(target(&c, 1), Some(Ha::Standby));
+        // Confirmed quiesced: now the standby is promoted, and the locked SU is emptied.
+        confirm_all(&mut c);
+        c.plan(&flat, &Rules::default());
+        assert_eq!(target(&c, 1), Some(Ha::Active));
+        assert_eq!(target(&c, 0), None);
+    }
+
+    #[test]
+    fn an_unconfirmed_active_that_is_superseded_still_counts_as_serving() {
+        let flat = two_n();
+        let mut c = running(&flat, &[1, 2]);
+        c.plan(&flat, &Rules::default());
+        // Told to go active, then locked before it confirmed anything.
+        c.sus[0].admin = Admin::Locked;
+        c.plan(&flat, &Rules::default());
+        assert!(c.sis[0].asg[&0].serving());
+        assert_ne!(target(&c, 1), Some(Ha::Active));
+    }
+
+    #[test]
+    fn without_quorum_actives_go_and_none_is_given() {
+        let flat = two_n();
+        let mut c = running(&flat, &[1, 2]);
+        c.plan(&flat, &Rules::default());
+        confirm_all(&mut c);
+        c.quorate = false;
+        c.plan(&flat, &Rules::default());
+        assert_eq!(target(&c, 0), None);
+        let mut fresh = running(&flat, &[1, 2]);
+        fresh.quorate = false;
+        fresh.plan(&flat, &Rules::default());
+        assert!(fresh.sis[0].asg.is_empty());
+    }
+
+    #[test]
+    fn alone_in_a_two_node_cluster_only_the_lower_node_serves() {
+        let flat = two_n();
+        let rules = Rules {
+            two_node: true,
+            ..Rules::default()
+        };
+        let mut high = running(&flat, &[2]);
+        high.plan(&flat, &rules);
+        assert!(high.sis[0].asg.is_empty(), "{:?}", high.sis[0].asg);
+        let mut low = running(&flat, &[1]);
+        low.plan(&flat, &rules);
+        assert_eq!(target(&low, 0), Some(Ha::Active));
+    }
+
+    #[test]
+    fn a_fenced_si_gets_no_new_active() {
+        let flat = two_n();
+        let mut c = running(&flat, &[1, 2]);
+        c.sis[0].fence.insert(3);
+        c.plan(&flat, &Rules::default());
+        assert!(c.sis[0].asg.values().all(|a| !a.serving()));
+        c.sis[0].fence.clear();
+        c.plan(&flat, &Rules::default());
+        assert_eq!(target(&c, 0), Some(Ha::Active));
     }
 }
