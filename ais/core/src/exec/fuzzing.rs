@@ -10,6 +10,7 @@ use totem_dpdk::srp::{ConfigChange, ConfigKind, Delivery, Event};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId, Seq};
 
 use super::{Effect, ExecCore};
+use crate::services::amf::{Amf, AmfConfig, AmfModel, Flat};
 use crate::services::ckpt::{Ckpt, CkptConfig};
 use crate::services::clm::{Clm, ClmConfig};
 use crate::services::evt::{Evt, EvtConfig};
@@ -20,7 +21,7 @@ use crate::services::shelf::{Shelf, ShelfConfig};
 use crate::services::{cpg::Cpg, evs::Evs, keys::Keys};
 use ais_proto::evt;
 use ais_proto::ipc::{Encoded, Frame, Message, Nothing, Protocol, Reply, Request};
-use ais_proto::{admin, ckpt, clm, cpg, evs, lck, msg, quorum, shelf};
+use ais_proto::{admin, amf, ckpt, clm, cpg, evs, lck, msg, quorum, shelf};
 
 /// Decodes `data` as a client packet, and its body as every service's requests, answers,
 /// callbacks and ring messages: a body that decodes must encode and decode to the same value. Then hands the
@@ -42,6 +43,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Request<msg::Request>>(&frame);
     round_trip::<Request<lck::Request>>(&frame);
     round_trip::<Request<shelf::Request>>(&frame);
+    round_trip::<Request<amf::Request>>(&frame);
     round_trip::<Reply<cpg::Response>>(&frame);
     round_trip::<Reply<evs::Response>>(&frame);
     round_trip::<Reply<clm::Response>>(&frame);
@@ -51,6 +53,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<Reply<msg::Response>>(&frame);
     round_trip::<Reply<lck::Response>>(&frame);
     round_trip::<Reply<shelf::Response>>(&frame);
+    round_trip::<Reply<amf::Response>>(&frame);
     round_trip::<cpg::Callback>(&frame);
     round_trip::<evs::Callback>(&frame);
     round_trip::<clm::Callback>(&frame);
@@ -60,6 +63,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<msg::Callback>(&frame);
     round_trip::<lck::Callback>(&frame);
     round_trip::<shelf::Callback>(&frame);
+    round_trip::<amf::Callback>(&frame);
     // The ring messages' codecs, on the same bytes.
     round_trip::<cpg::RingMessage>(&frame);
     round_trip::<evs::RingMessage>(&frame);
@@ -71,6 +75,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<msg::RingMessage>(&frame);
     round_trip::<lck::RingMessage>(&frame);
     round_trip::<shelf::RingMessage>(&frame);
+    round_trip::<amf::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
@@ -85,6 +90,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
             Box::new(Msg::new(MsgConfig::default())),
             Box::new(Lck::new(LckConfig::default())),
             Box::new(Shelf::new(ShelfConfig::default())),
+            Box::new(amf_service()),
         ],
     );
     for (conn, service) in [
@@ -98,6 +104,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
         (8, msg::MsgProtocol::ID),
         (9, lck::LckProtocol::ID),
         (10, shelf::ShelfProtocol::ID),
+        (11, amf::AmfProtocol::ID),
     ] {
         core.connected(conn, 100);
         hello(&mut core, conn, service);
@@ -108,6 +115,46 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
             core.submitted(origin, Err(totem_dpdk::srp::SubmitError::Backpressure));
         }
     }
+}
+
+/// The AMF of the fuzzed cores: a 2N SG with an SU on node 1 and one on node 2, one SI.
+fn amf_service() -> Amf {
+    use crate::services::amf::model::{
+        Application, CompType, Component, Csi, CsiTarget, Node, Redundancy, ServiceGroup,
+        ServiceInstance, ServiceUnit,
+    };
+    let mut sg = ServiceGroup::new("g", Redundancy::TwoN);
+    for n in 1..=2 {
+        sg.sus.push(ServiceUnit {
+            name: format!("u{n}"),
+            node: format!("n{n}"),
+            rank: 0,
+            components: vec![Component {
+                name: "c".into(),
+                comp_type: "c".into(),
+            }],
+        });
+    }
+    let model = AmfModel {
+        nodes: vec![Node::new("n1", 1), Node::new("n2", 2)],
+        comp_types: vec![CompType::new("c", "run-c")],
+        apps: vec![Application {
+            name: "a".into(),
+            sgs: vec![sg],
+            sis: vec![ServiceInstance {
+                name: "s".into(),
+                sg: "g".into(),
+                rank: 0,
+                active_assignments: None,
+                csis: vec![Csi {
+                    name: "x".into(),
+                    target: CsiTarget::CompType("c".into()),
+                    attributes: Vec::new(),
+                }],
+            }],
+        }],
+    };
+    Amf::new(Flat::new(model), NodeId(1), AmfConfig::default())
 }
 
 /// The quorum settings of the fuzzed cores.
@@ -149,7 +196,8 @@ fn hello(core: &mut ExecCore, conn: u64, service: ais_proto::ipc::ServiceId) {
     );
 }
 
-/// Node 1 with CPG, EVS, CLM, the key service, quorum, CKPT, EVT, MSG and LCK, a CPG client in
+/// Node 1 with CPG, EVS, CLM, the key service, quorum, CKPT, EVT, MSG, LCK, shelf and AMF (a
+/// 2N model over nodes 1 and 2, its life-cycle commands all succeeding), a CPG client in
 /// group `g`, an EVS client in group `g`, a CKPT client with checkpoint `f` open, an EVT
 /// client subscribed on channel `f`, an MSG client with queue `q` open and an LCK client with
 /// resource `r` open; then `data` as a sequence of deliveries: `sender: u8` (node 1–3 after
@@ -181,6 +229,7 @@ fn run_deliveries(data: &[u8]) -> usize {
             Box::new(Msg::new(MsgConfig::default())),
             Box::new(Lck::new(LckConfig::default())),
             Box::new(Shelf::new(ShelfConfig::default())),
+            Box::new(amf_service()),
         ],
     );
     let mut no = 0u64;
@@ -309,6 +358,8 @@ fn run_deliveries(data: &[u8]) -> usize {
             } = e
             {
                 core.random(service, conn, id, &vec![5; len]);
+            } else if let Effect::Clc { service, command } = e {
+                core.clc_result(service, command.id, super::ClcOutcome::Succeeded);
             }
         }
         for msg in own {
