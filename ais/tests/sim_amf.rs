@@ -350,6 +350,7 @@ impl AmfApp {
             AmfConfig {
                 two_node: nodes == 2,
                 fence_ms: 500,
+                freeze_ms: 80,
             },
             defects,
         )
@@ -941,7 +942,11 @@ fn amf_keeps_its_promises_under_seeded_faults() {
         changes as u64 >= 10 * runs,
         "too few assignments: {changes}"
     );
-    for r in ["component-restart", "su-restart", "su-failover"] {
+    // Every recovery level happens in a suite-sized run (a replayed seed may have none).
+    for r in ["component-restart", "su-restart", "su-failover"]
+        .into_iter()
+        .filter(|_| runs >= 50)
+    {
         assert!(
             recoveries.get(r).copied().unwrap_or(0) > 0,
             "no {r} in {runs} runs"

@@ -647,6 +647,12 @@ pub enum RingMessage {
         /// The ring's sequence number.
         seq: u64,
     },
+    /// A node that was not scheduled for a while checks that its view is current: it acts
+    /// again when its own probe comes back in order.
+    Probe {
+        /// The sender's number for this probe.
+        nonce: u64,
+    },
     /// A member's part of the sync of ring `(rep, seq)`.
     Sync {
         /// The ring's representative.
@@ -674,6 +680,7 @@ const RING_ASSIGNED: u16 = 2;
 const RING_ADMIN: u16 = 4;
 const RING_FENCED: u16 = 5;
 const RING_SYNC: u16 = 6;
+const RING_PROBE: u16 = 7;
 
 fn get_presence(r: &mut Reader) -> Result<Presence, DecodeError> {
     Presence::from_code(r.u8("presence")?).ok_or(DecodeError::Invalid {
@@ -690,6 +697,7 @@ impl Message for RingMessage {
             RingMessage::Admin { .. } => RING_ADMIN,
             RingMessage::Fenced { .. } => RING_FENCED,
             RingMessage::Sync { .. } => RING_SYNC,
+            RingMessage::Probe { .. } => RING_PROBE,
         }
     }
 
@@ -700,6 +708,7 @@ impl Message for RingMessage {
             RingMessage::Admin { .. } => "AmfAdmin",
             RingMessage::Fenced { .. } => "AmfFenced",
             RingMessage::Sync { .. } => "AmfSync",
+            RingMessage::Probe { .. } => "AmfProbe",
         }
     }
 
@@ -726,6 +735,9 @@ impl Message for RingMessage {
             }
             RingMessage::Fenced { rep, seq } => {
                 w.u32(*rep).u64(*seq);
+            }
+            RingMessage::Probe { nonce } => {
+                w.u64(*nonce);
             }
             RingMessage::Sync {
                 rep,
@@ -787,6 +799,9 @@ impl Message for RingMessage {
             RING_FENCED => RingMessage::Fenced {
                 rep: r.u32("ring representative")?,
                 seq: r.u64("ring sequence")?,
+            },
+            RING_PROBE => RingMessage::Probe {
+                nonce: r.u64("nonce")?,
             },
             RING_SYNC => {
                 let rep = r.u32("ring representative")?;
@@ -927,6 +942,7 @@ mod tests {
                     index: 2,
                 },
                 RingMessage::Fenced { rep: 1, seq: 12 },
+                RingMessage::Probe { nonce: 77 },
                 RingMessage::Sync {
                     rep: 1,
                     seq: 12,

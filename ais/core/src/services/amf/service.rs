@@ -48,6 +48,11 @@ pub struct AmfConfig {
     /// the SI waits before another SU takes it active, ms: the time the removed node needs to
     /// notice it lost quorum and stop its actives.
     pub fence_ms: u64,
+    /// A gap longer than this between two ticks means this executive was not scheduled long
+    /// enough for its ring to have changed behind its back, ms: at most the Totem token
+    /// timeout. It then acts again only once its own probe came back through the ring (or
+    /// the next sync).
+    pub freeze_ms: u64,
 }
 
 impl Default for AmfConfig {
@@ -55,6 +60,7 @@ impl Default for AmfConfig {
         AmfConfig {
             two_node: false,
             fence_ms: 500,
+            freeze_ms: 100,
         }
     }
 }
@@ -162,6 +168,8 @@ struct LocalComp {
     /// What this component may hold, per SI: a serving state from the moment it is sent, any
     /// other change once answered; cleared when its process is gone.
     holds: BTreeMap<SiIx, Ha>,
+    /// The last CSI callback sent to it, per SI: an older one's answer changes nothing.
+    last_sent: BTreeMap<SiIx, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +244,8 @@ pub struct Amf {
     node_failovers: Vec<u64>,
     /// The time of the last tick (a long gap means this executive was frozen).
     last_tick: u64,
+    /// After a freeze: the probe whose return makes this node's view current again.
+    stale: Option<u64>,
     /// The node failed over: its SUs are not repaired.
     node_failed: bool,
     observer: Option<Box<dyn Observer>>,
@@ -291,6 +301,7 @@ impl Amf {
                         after: After::Nothing,
                         resend: false,
                         holds: BTreeMap::new(),
+                        last_sent: BTreeMap::new(),
                     }
                 })
                 .collect();
@@ -334,6 +345,7 @@ impl Amf {
             fence_timer: None,
             node_failovers: Vec::new(),
             last_tick: 0,
+            stale: None,
             node_failed: false,
             observer: None,
             stats: AmfStats::default(),
@@ -419,7 +431,7 @@ impl Amf {
                     }
                 }
             }
-            RingMessage::Sync { .. } => {}
+            RingMessage::Sync { .. } | RingMessage::Probe { .. } => {}
         }
         self.cluster.plan(&self.flat, &self.rules);
     }
@@ -621,13 +633,15 @@ impl Amf {
             .local
             .iter()
             .map(|(&su, l)| {
-                let mut held: BTreeMap<SiIx, Ha> = l.held.clone();
-                // A change in flight may have reached the components, and a component may hold
-                // what its SU never confirmed: report what may serve.
+                // What the components themselves may hold (a serving state from the moment it
+                // was sent, any other once answered; nothing for a process started afresh),
+                // the state that may serve first: not the SU's last confirmation, which a
+                // restart or a change given up half way leaves behind.
+                let mut held: BTreeMap<SiIx, Ha> = BTreeMap::new();
                 let maybe = l
                     .flight
                     .iter()
-                    .filter_map(|(&si, f)| f.target.map(|t| (si, t)))
+                    .filter_map(|(&si, f)| f.target.filter(|t| t.serves()).map(|t| (si, t)))
                     .chain(
                         l.comps
                             .iter()
@@ -952,7 +966,7 @@ impl Amf {
 
     /// Moves the node director forward: instantiations, presence reports, assignments.
     fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.synced || self.in_sync {
+        if !self.synced || self.in_sync || self.stale.is_some() {
             return;
         }
         let sus: Vec<SuIx> = self.local.keys().copied().collect();
@@ -982,8 +996,12 @@ impl Amf {
                 l.flight.clear();
             }
         } else if !l.failing {
+            // A failed-over SU is repaired only once the cluster has applied its failover (its
+            // report that it stopped), so its SIs move elsewhere first.
+            let cluster_has_it = self.cluster.sus[su].presence == Presence::Instantiated
+                && self.cluster.sus[su].enabled;
             let may_start = match l.presence {
-                Presence::Uninstantiated => l.enabled || l.repair,
+                Presence::Uninstantiated => l.enabled || (l.repair && !cluster_has_it),
                 Presence::Instantiating | Presence::Instantiated => true,
                 _ => false,
             };
@@ -1163,10 +1181,10 @@ impl Amf {
                 },
             );
             waiting.insert(c);
+            let comp = &mut self.local.get_mut(&su).expect("local SU").comps[c];
+            comp.last_sent.insert(si, inv);
             if let Some(ha) = target.filter(|h| h.serves()) {
-                self.local.get_mut(&su).expect("local SU").comps[c]
-                    .holds
-                    .insert(si, ha);
+                comp.holds.insert(si, ha);
             }
             let l = &self.local[&su];
             let (csi, _, attrs) = &self.flat.sis[si].csis[k];
@@ -1285,10 +1303,10 @@ impl Amf {
                     self.next_inv += 1;
                     self.invocations
                         .insert(inv, Inv::Reset { su, comp, si, ha });
+                    let c = &mut self.local.get_mut(&su).expect("local SU").comps[comp];
+                    c.last_sent.insert(si, inv);
                     if ha.serves() {
-                        self.local.get_mut(&su).expect("local SU").comps[comp]
-                            .holds
-                            .insert(si, ha);
+                        c.holds.insert(si, ha);
                     }
                     let (csi, _, attrs) = &self.flat.sis[si].csis[k];
                     cx.callback(
@@ -1519,11 +1537,11 @@ impl Service for Amf {
                         target,
                     }) => {
                         let l = self.local.get_mut(&su).expect("local SU");
-                        if ok {
-                            let h = &mut l.comps[comp].holds;
+                        let c = &mut l.comps[comp];
+                        if ok && c.last_sent.get(&si) == Some(&invocation) {
                             match target {
-                                Some(ha) => h.insert(si, ha),
-                                None => h.remove(&si),
+                                Some(ha) => c.holds.insert(si, ha),
+                                None => c.holds.remove(&si),
                             };
                         }
                         if let Some(f) = l.flight.get_mut(&si)
@@ -1539,9 +1557,10 @@ impl Service for Amf {
                     }
                     Some(Inv::Reset { su, comp, si, ha }) => {
                         if ok {
-                            self.local.get_mut(&su).expect("local SU").comps[comp]
-                                .holds
-                                .insert(si, ha);
+                            let c = &mut self.local.get_mut(&su).expect("local SU").comps[comp];
+                            if c.last_sent.get(&si) == Some(&invocation) {
+                                c.holds.insert(si, ha);
+                            }
                         } else {
                             self.fail(cx, su, comp, None, "refused a CSI assignment");
                         }
@@ -1686,6 +1705,13 @@ impl Service for Amf {
             }
             return Ok(());
         }
+        if let RingMessage::Probe { nonce } = m {
+            if sender == cx.node() && self.stale == Some(nonce) && !self.in_sync {
+                self.stale = None;
+                self.drive(cx);
+            }
+            return Ok(());
+        }
         if self.in_sync || !self.synced {
             // Stale, or about a state the sync replaces: nodes confirm again after it.
             return Ok(());
@@ -1736,6 +1762,7 @@ impl Service for Amf {
         }
         self.in_sync = false;
         self.synced = true;
+        self.stale = None;
         self.cluster.plan(&self.flat, &self.rules);
         let lowest = cx.members().iter().map(|m| m.0).min();
         if lowest == Some(cx.node().0) && self.cluster.sis.iter().any(|s| !s.fence.is_empty()) {
@@ -1788,6 +1815,21 @@ impl Service for Amf {
             }
             // What this node knows of the cluster is stale until the next sync.
             self.in_sync = true;
+        }
+        if self.last_tick != 0
+            && gap >= self.cfg.freeze_ms * MS
+            && self.stale.is_none()
+            && !self.defects.no_fence
+        {
+            // The ring may have moved on meanwhile: act again only once this node's own
+            // message comes back in order (or at the next sync).
+            let nonce = now;
+            self.stale = Some(nonce);
+            warn!(
+                "amf: this executive was not scheduled for {} ms: it acts again once its view is confirmed current",
+                gap / MS
+            );
+            self.submit(cx, &RingMessage::Probe { nonce });
         }
         self.last_tick = now;
         if let Some((ring, at)) = self.fence_timer

@@ -614,11 +614,12 @@ impl Cluster {
             .map(|(s, _)| *s)
             .collect();
         if serving.len() > max {
-            // A merge brought back more actives than allowed: the worst-ranked go.
-            let order = &flat.sgs[g].sus;
-            let mut extra: Vec<SuIx> = serving.clone();
-            extra.sort_by_key(|s| order.iter().position(|o| o == s));
-            for su in extra.into_iter().skip(max) {
+            // A merge brought back more actives than allowed (two halves that both served,
+            // or a node's claim that a callback it sent may have been taken). Keeping one
+            // would have its node tell it to serve while the others still do: every one is
+            // quiesced, and once none serves the usual rules pick again.
+            let _ = g;
+            for su in serving {
                 if self.sis[si].asg[&su].target.is_some_and(Ha::serves) {
                     self.set_target(si, su, Some(Ha::Quiesced));
                 }
