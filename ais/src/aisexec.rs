@@ -9,15 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::amf::clc::ClcRunner;
 use crate::config::Config;
 use crate::config::amf::AmfConfig;
 use crate::config::{FrameProtection, TransportKind};
 use crate::eventlog::EventLogWriter;
 use crate::ringseq::RingSeqFile;
+use crate::runtime::clc::ClcDriver;
 use crate::runtime::server::{Access, IpcServer, group_id};
 use crate::runtime::{Exec, Flow, Input, KeyStore, TotemSink};
 use ais_core::exec::ExecCore;
 use ais_core::exec::Service;
+use ais_core::services::amf::{Amf, Flat};
 use ais_core::services::ckpt::Ckpt;
 use ais_core::services::clm::{Clm, ClmConfig};
 use ais_core::services::evt::Evt;
@@ -95,7 +98,7 @@ pub fn run_cli(cli: Cli) -> ExitCode {
             amf.model.nodes.len()
         );
     }
-    match run(&config, &path, cli.event_log.as_deref()) {
+    match run(&config, &path, cli.event_log.as_deref(), amf) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -140,7 +143,12 @@ const MSGNO_LEASE: u64 = 1 << 32;
 /// thread's status (at most `STATUS_INTERVAL` old), long before the rest runs out.
 const NONCE_LEASE: u64 = 1 << 32;
 
-fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result<()> {
+fn run(
+    config: &Config,
+    path: &Path,
+    event_log: Option<&Path>,
+    amf: Option<AmfConfig>,
+) -> anyhow::Result<()> {
     let nodeid = config.totem.nodeid;
     info!(
         "aisexec {} starting as node {nodeid} with {}",
@@ -269,6 +277,45 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
         );
         services.push(Box::new(Quorum::new(q)));
     }
+    // AMF after quorum: it assigns only while this node's partition is quorate.
+    let mut clc = None;
+    if let (Some(amf), Some(cfg)) = (amf, config.amf_core_config()) {
+        let flat = Flat::new(amf.model);
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let runner = ClcRunner::new(ev_tx).context("starting the AMF's CLC runner")?;
+        // The runner reports on its own channel: forward it into the executive's queue,
+        // which wakes its loop.
+        let queue = tx.clone();
+        std::thread::Builder::new()
+            .name("clc-events".into())
+            .spawn(move || {
+                while let Ok(ev) = ev_rx.recv() {
+                    if queue.send(Input::Clc(ev)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting the CLC event thread")?;
+        info!(
+            "amf: {} SUs, {} SIs; fence delay {} ms{}",
+            flat.sus.len(),
+            flat.sis.len(),
+            cfg.fence_ms,
+            if cfg.two_node {
+                ", two_node (the lower node id serves when the two are apart)"
+            } else {
+                ""
+            }
+        );
+        let node_name = flat
+            .model
+            .nodes
+            .iter()
+            .find(|n| n.nodeid == nodeid)
+            .map_or_else(|| format!("node{nodeid}"), |n| n.name.clone());
+        clc = Some(ClcDriver::new(runner, &flat, node_name));
+        services.push(Box::new(Amf::new(flat, totem_dpdk::NodeId(nodeid), cfg)));
+    }
     let ckpt = config.ckpt_config();
     info!(
         "ckpt: up to {} MiB of checkpoint data{}",
@@ -315,6 +362,9 @@ fn run(config: &Config, path: &Path, event_log: Option<&Path>) -> anyhow::Result
     };
     let mut exec = Exec::new(core, driver.submitter(), tx, Some(keys), event_log);
     exec.log_shelf_events(shelf_rx);
+    if let Some(d) = clc {
+        exec.run_clc(d);
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

@@ -28,6 +28,22 @@ impl Config {
         })
     }
 
+    /// The AMF service's settings (`[amf]` and quorum's `two_node`), or `None` without an
+    /// `[amf]` table. The fence delay defaults to 500 ms or 2 × (token + consensus),
+    /// whichever is larger: a node cut off sees the token lost after `token`, forms its own
+    /// ring after `consensus` and then knows it has no quorum.
+    pub fn amf_core_config(&self) -> Option<ais_core::services::amf::AmfConfig> {
+        let a = self.amf.as_ref()?;
+        let t = &self.totem;
+        let fence_ms = a.fence_ms.unwrap_or_else(|| {
+            super::Amf::DEFAULT_FENCE_MS.max(2 * (t.token.saturating_add(t.consensus_ms())))
+        });
+        Some(ais_core::services::amf::AmfConfig {
+            two_node: self.quorum.as_ref().is_some_and(|q| q.two_node),
+            fence_ms,
+        })
+    }
+
     /// The checkpoint service's settings (`[ckpt]`).
     pub fn ckpt_config(&self) -> ais_core::services::ckpt::CkptConfig {
         ais_core::services::ckpt::CkptConfig {

@@ -412,6 +412,18 @@ pub struct Amf {
     /// The model file (required), e.g. `/etc/openais/amf.toml`; a relative path is relative
     /// to the executive's working directory.
     pub model: PathBuf,
+    /// The fence delay in ms: how long after a membership change that removed a node which
+    /// may have served an SI the SI waits before another SU takes it active (the time the
+    /// removed node needs to see that it lost quorum and stop its actives). Must be more than
+    /// `totem.token`; default [`Amf::DEFAULT_FENCE_MS`] or 2 × (token + consensus), whichever
+    /// is larger ([`crate::config::Config::amf_core_config`]).
+    #[serde(default)]
+    pub fence_ms: Option<u64>,
+}
+
+impl Amf {
+    /// The smallest default fence delay, ms.
+    pub const DEFAULT_FENCE_MS: u64 = 500;
 }
 
 /// The `[ckpt]` table: the checkpoint service's limits.

@@ -496,6 +496,19 @@ impl Config {
         {
             return Err(self.invalid("amf.model", "must not be empty (the AMF model file)"));
         }
+        if let Some(fence) = self.amf.as_ref().and_then(|a| a.fence_ms)
+            && fence <= self.totem.token
+        {
+            return Err(self.invalid(
+                "amf.fence_ms",
+                format!(
+                    "{fence} ms is too short: it must be more than totem.token ({} ms), or a \
+                     node cut off could still serve its SIs when another takes them active \
+                     (leave it out for the default, 2 × (token + consensus) or 500 ms)",
+                    self.totem.token
+                ),
+            ));
+        }
         let a = &self.aisexec;
         if a.ipc_socket.as_os_str().is_empty() {
             return Err(self.invalid("aisexec.ipc_socket", "must not be empty"));

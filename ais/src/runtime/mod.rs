@@ -10,6 +10,7 @@
 //! ([`ais_proto::ring::EXEC_VERSION`]), `service: u8` ([`ais_proto::ipc::ServiceId`]),
 //! `kind: u16` (the service's message type).
 
+pub mod clc;
 pub mod quorum_log;
 pub mod server;
 
@@ -103,6 +104,8 @@ pub enum Input {
     },
     /// Stop: leave the ring gracefully.
     Leave,
+    /// The component life-cycle runner reported (see [`clc`]).
+    Clc(crate::amf::clc::ClcEvent),
 }
 
 /// The [`EventSink`] that feeds Totem events into the executive's queue.
@@ -167,6 +170,8 @@ pub struct Exec {
     counters: ExecCounters,
     started: Instant,
     leaving: bool,
+    /// Runs the AMF's component life-cycle commands, when the AMF service runs.
+    clc: Option<clc::ClcDriver>,
 }
 
 impl std::fmt::Debug for Exec {
@@ -212,6 +217,7 @@ impl Exec {
             counters: ExecCounters::default(),
             started: Instant::now(),
             leaving: false,
+            clc: None,
         };
         // The state this node starts in (not quorate, when a quorum service runs), at the
         // time the log was opened: before any Totem event of this process.
@@ -298,11 +304,21 @@ impl Exec {
             }
             Input::Disconnected { conn } => self.close(conn),
             Input::Leave => self.leaving = true,
+            Input::Clc(event) => match &mut self.clc {
+                Some(d) => d.event(&mut self.core, event),
+                None => warn!("a CLC event without a runner: {event:?}"),
+            },
         }
         self.run_effects();
         self.log_quorum(at);
         self.log_shelf(at);
         Flow::Continue
+    }
+
+    /// Carries out component life-cycle commands with `driver` (its runner reports as
+    /// [`Input::Clc`] on this executive's queue).
+    pub fn run_clc(&mut self, driver: clc::ClcDriver) {
+        self.clc = Some(driver);
     }
 
     /// Writes a `shelf` service line to the event log for every shelf event the cluster
@@ -434,16 +450,21 @@ impl Exec {
                         None => warn!("key epoch {epoch}: no key file to write it to"),
                     }
                 }
-                Effect::Clc { service, command } => {
-                    // No service of this executive asks for one yet (the AMF is not
-                    // registered in aisexec): refuse it visibly rather than drop it.
-                    error!(
-                        "no component life-cycle runner in this executive: {:?} of {:?} failed",
-                        command.kind, command.comp
-                    );
-                    self.core
-                        .clc_result(service, command.id, ais_core::exec::ClcOutcome::Failed);
-                }
+                Effect::Clc { service, command } => match &mut self.clc {
+                    Some(d) => d.start(&mut self.core, service, command),
+                    None => {
+                        // Refuse it visibly rather than drop it.
+                        error!(
+                            "no component life-cycle runner in this executive: {:?} of {:?} failed",
+                            command.kind, command.comp
+                        );
+                        self.core.clc_result(
+                            service,
+                            command.id,
+                            ais_core::exec::ClcOutcome::Failed,
+                        );
+                    }
+                },
                 Effect::NeedRandom {
                     service,
                     conn,
