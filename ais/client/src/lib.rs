@@ -64,6 +64,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod amf;
 pub mod ckpt;
 pub mod clm;
 pub mod cpg;
