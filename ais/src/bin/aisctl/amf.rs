@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use ais::config::Config;
 use ais::config::amf::{AmfConfig, AmfError};
+use ais_client::AisError;
+use ais_client::amf::{AdminOp, Amf};
 use ais_core::services::amf::model::{AmfModel, CsiTarget, Redundancy};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
@@ -40,11 +42,100 @@ pub(crate) enum AmfCommand {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// The running AMF's tree, one line per entity with every state: applications, service
+    /// groups, service units (administrative, operational, readiness and presence states,
+    /// the node) with their components, and service instances with each assignment and its
+    /// HA state (active, standby, quiescing, quiesced). Asked of this node's executive;
+    /// every node holds the same replicated state.
+    ///
+    /// Examples:
+    ///   aisctl amf status
+    ///   aisctl --socket /run/openais/node2.sock amf status
+    #[command(verbatim_doc_comment)]
+    Status,
+    /// Lock an SU (its assignments are removed, its components keep running) or an SI (it
+    /// is unassigned). Allowed on an unlocked or shutting-down SU.
+    #[command(verbatim_doc_comment)]
+    Lock {
+        /// The SU's or SI's name (names are unique in the model).
+        entity: String,
+    },
+    /// Unlock a locked (or shutting-down) SU or a locked SI: back in service, assignable.
+    Unlock {
+        /// The SU's or SI's name.
+        entity: String,
+    },
+    /// Terminate the components of a locked SU (it must be locked first) and keep them down.
+    LockInstantiation {
+        /// The SU's name.
+        entity: String,
+    },
+    /// Instantiate again the components of an SU locked for instantiation (it stays locked:
+    /// unlock it to give it work).
+    UnlockInstantiation {
+        /// The SU's name.
+        entity: String,
+    },
+    /// Like lock, gracefully: an unlocked SU's (or an SI's) active assignments are quiesced
+    /// (finish current work, take no new work) before they are removed.
+    Shutdown {
+        /// The SU's or SI's name.
+        entity: String,
+    },
+    /// Restart every component of an unlocked SU (terminate, instantiate); its assignments
+    /// are given back once they are up.
+    Restart {
+        /// The SU's name.
+        entity: String,
+    },
+    /// Move an SI's active assignment to its standby, gracefully: the active is quiesced,
+    /// then the standby is made active and the old active becomes standby. Only for an SI
+    /// whose redundancy model has a standby (2N, N+M).
+    ///
+    /// Errors: NOT_EXIST (no such SU or SI), BAD_OPERATION (not allowed on this entity in
+    /// its present state, e.g. unlock of an unlocked SU or a switchover of an SU), TRY_AGAIN
+    /// (this node's partition has no quorum: only the quorate side changes assignments).
+    ///
+    /// Examples:
+    ///   aisctl amf switchover counter
+    ///   aisctl amf lock counter-1 && aisctl amf lock-instantiation counter-1
+    #[command(verbatim_doc_comment)]
+    Switchover {
+        /// The SI's name.
+        entity: String,
+    },
 }
 
-/// `config`: the executive's configuration file given with `--config`, if any.
-pub(crate) fn amf_command(command: &AmfCommand, config: Option<&Path>) -> anyhow::Result<()> {
+/// `config`: the executive's configuration file given with `--config`, if any; `socket`:
+/// where the executive is.
+pub(crate) fn amf_command(
+    command: &AmfCommand,
+    config: Option<&Path>,
+    socket: &dyn Fn() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<()> {
+    let op = match command {
+        AmfCommand::Check { .. } => None,
+        AmfCommand::Status => return status(&socket()?),
+        AmfCommand::Lock { entity } => Some((AdminOp::Lock, entity)),
+        AmfCommand::Unlock { entity } => Some((AdminOp::Unlock, entity)),
+        AmfCommand::LockInstantiation { entity } => Some((AdminOp::LockInstantiation, entity)),
+        AmfCommand::UnlockInstantiation { entity } => Some((AdminOp::UnlockInstantiation, entity)),
+        AmfCommand::Shutdown { entity } => Some((AdminOp::Shutdown, entity)),
+        AmfCommand::Restart { entity } => Some((AdminOp::Restart, entity)),
+        AmfCommand::Switchover { entity } => Some((AdminOp::Switchover, entity)),
+    };
+    if let Some((op, entity)) = op {
+        return admin(&socket()?, op, entity);
+    }
     match command {
+        AmfCommand::Status
+        | AmfCommand::Lock { .. }
+        | AmfCommand::Unlock { .. }
+        | AmfCommand::LockInstantiation { .. }
+        | AmfCommand::UnlockInstantiation { .. }
+        | AmfCommand::Shutdown { .. }
+        | AmfCommand::Restart { .. }
+        | AmfCommand::Switchover { .. } => Ok(()),
         AmfCommand::Check {
             file: Some(file),
             quiet,
@@ -183,5 +274,69 @@ fn print_tree(model: &AmfModel) {
                 }
             }
         }
+    }
+}
+
+fn connect(socket: &Path) -> anyhow::Result<Amf> {
+    match Amf::initialize(socket) {
+        Err(e) if e.ais_error() == Some(AisError::NotSupported) => bail!(
+            "the executive at {} runs no AMF: its configuration has no [amf] model",
+            socket.display()
+        ),
+        other => {
+            other.with_context(|| format!("connecting to the executive at {}", socket.display()))
+        }
+    }
+}
+
+fn status(socket: &Path) -> anyhow::Result<()> {
+    let mut amf = connect(socket)?;
+    let lines = amf.status().context("asking for the AMF status")?;
+    for l in lines {
+        say!("{l}");
+    }
+    Ok(())
+}
+
+fn admin(socket: &Path, op: AdminOp, entity: &str) -> anyhow::Result<()> {
+    let mut amf = connect(socket)?;
+    // TRY_AGAIN also comes from a full send window: a few tries before calling it no quorum.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let result = loop {
+        match amf.admin(op, entity) {
+            Err(e) if e.is_try_again() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    match result {
+        Ok(()) => {
+            say!("{}: {entity}: done", op.name());
+            Ok(())
+        }
+        Err(e) => match e.ais_error() {
+            Some(AisError::NotExist) => bail!(
+                "{}: {entity}: NOT_EXIST: no SU or SI is named {entity:?} (see aisctl amf status)",
+                op.name()
+            ),
+            Some(AisError::BadOperation) => bail!(
+                "{}: {entity}: BAD_OPERATION: not allowed on {entity:?} in its present state{}",
+                op.name(),
+                match op {
+                    AdminOp::Switchover => " (switchover is for an SI with a standby, 2N or N+M)",
+                    AdminOp::Unlock => " (only a locked or shutting-down SU or SI can be unlocked)",
+                    AdminOp::LockInstantiation => " (lock the SU first)",
+                    AdminOp::UnlockInstantiation => " (only an SU locked for instantiation)",
+                    AdminOp::Restart => " (only an unlocked SU can be restarted; not an SI)",
+                    _ => "",
+                }
+            ),
+            Some(AisError::TryAgain) => bail!(
+                "{}: {entity}: TRY_AGAIN: this node's partition has no quorum (only the quorate side changes assignments); try again when it has",
+                op.name()
+            ),
+            _ => Err(e).with_context(|| format!("{}: {entity}", op.name())),
+        },
     }
 }

@@ -294,7 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rate: *rate,
             },
         ),
-        Command::Amf(c) => amf_command(c, cli.config.as_deref()),
+        Command::Amf(c) => amf_command(c, cli.config.as_deref(), &|| socket_path(&cli)),
         Command::Exec(_) => unreachable!("handled in main"),
     }
 }
