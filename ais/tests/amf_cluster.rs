@@ -44,6 +44,8 @@ fn main() {
     }
     failover_and_switchover_with_real_processes();
     println!("test failover_and_switchover_with_real_processes ... ok");
+    an_executive_without_amf_says_so();
+    println!("test an_executive_without_amf_says_so ... ok");
 }
 
 /// Writes `text` to `path` whole (a reader never sees half of it).
@@ -329,4 +331,22 @@ fn failover_and_switchover_with_real_processes() {
     );
     drop(c);
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Without `[amf]` the executive runs no AMF service: the client gets NOT_SUPPORTED and
+/// `aisctl amf` says what is missing.
+fn an_executive_without_amf_says_so() {
+    let mut c = Cluster::loopback("amf-none", 1, "");
+    c.start_all();
+    c.wait_ring(0, &[1], LONG);
+    let e = Amf::initialize(&c.node(0).socket).expect_err("no AMF service");
+    assert_eq!(
+        e.ais_error(),
+        Some(ais_client::AisError::NotSupported),
+        "{e}"
+    );
+    for args in [&["status"][..], &["switchover", "counter"][..]] {
+        let (ok, out) = aisctl(&c, 0, args);
+        assert!(!ok && out.contains("runs no AMF"), "{args:?}: {out}");
+    }
 }
