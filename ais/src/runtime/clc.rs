@@ -179,3 +179,170 @@ impl ClcDriver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use ais_core::exec::{ConnId, Context, Service};
+    use bytes::Bytes;
+    use crossbeam_channel::Receiver;
+    use totem_dpdk::NodeId;
+    use totem_dpdk::srp::ConfigChange;
+
+    use super::*;
+    use crate::config::amf::AmfConfig;
+
+    const SVC: ServiceId = ServiceId(250);
+    const DN: &str = "safComp=c,safSu=u1,safSg=g,safApp=g";
+
+    /// Records the outcomes the core hands it.
+    struct Recorder(Arc<Mutex<Vec<(u64, ClcOutcome)>>>);
+
+    impl Service for Recorder {
+        fn id(&self) -> ServiceId {
+            SVC
+        }
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn lib_request(
+            &mut self,
+            _: &mut Context<'_>,
+            _: ConnId,
+            _: u64,
+            _: u16,
+            _: Bytes,
+        ) -> Result<(), ais_proto::codec::DecodeError> {
+            Ok(())
+        }
+        fn clc_result(&mut self, _: &mut Context<'_>, id: u64, outcome: ClcOutcome) {
+            self.0.lock().unwrap().push((id, outcome));
+        }
+        fn exec_deliver(
+            &mut self,
+            _: &mut Context<'_>,
+            _: NodeId,
+            _: u16,
+            _: Bytes,
+        ) -> Result<(), ais_proto::codec::DecodeError> {
+            Ok(())
+        }
+        fn confchg(&mut self, _: &mut Context<'_>, _: &ConfigChange) {}
+        fn conn_closed(&mut self, _: &mut Context<'_>, _: ConnId) {}
+    }
+
+    struct Rig {
+        core: ExecCore,
+        driver: ClcDriver,
+        events: Receiver<ClcEvent>,
+        seen: Arc<Mutex<Vec<(u64, ClcOutcome)>>>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let model = AmfConfig::from_str(
+                "[node]\nn1 = { nodeid = 1 }\n[comp_type.c]\ninstantiate = \"x\"\n\
+                 [sg.g]\nredundancy = \"no-redundancy\"\ncomponents = [\"c\"]\n\
+                 su.u1 = { node = \"n1\" }\n[si.s]\nsg = \"g\"\ncsi.x = { comp_type = \"c\" }\n",
+                "amf.toml",
+            )
+            .expect("model")
+            .model;
+            let flat = Flat::new(model);
+            assert!(flat.sus[0].comps.iter().any(|c| c.dn == DN), "{flat:?}");
+            let (tx, events) = crossbeam_channel::unbounded();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            Rig {
+                core: ExecCore::new(NodeId(1), vec![Box::new(Recorder(Arc::clone(&seen)))]),
+                driver: ClcDriver::new(ClcRunner::new(tx).expect("runner"), &flat, "n1".into()),
+                events,
+                seen,
+            }
+        }
+
+        fn start(&mut self, id: u64, kind: ClcKind, command: Option<&str>, timeout_ms: u64) {
+            let cmd = ClcCommand {
+                id,
+                kind,
+                comp: DN.into(),
+                command: command.map(str::to_owned),
+                timeout_ms,
+            };
+            self.driver.start(&mut self.core, SVC, cmd);
+        }
+
+        /// Feeds runner events to the driver until the core has `n` outcomes; returns them
+        /// and the pid of any successful instantiation seen on the way.
+        fn wait(&mut self, n: usize) -> (Vec<(u64, ClcOutcome)>, Option<u32>) {
+            let mut pid = None;
+            while self.seen.lock().unwrap().len() < n {
+                let ev = self
+                    .events
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("a runner event");
+                if let ClcEvent::Done {
+                    kind: CommandKind::Instantiate,
+                    outcome: Outcome::Succeeded { pid: p },
+                    ..
+                } = &ev
+                {
+                    pid = Some(*p);
+                }
+                self.driver.event(&mut self.core, ev);
+            }
+            (self.seen.lock().unwrap().clone(), pid)
+        }
+    }
+
+    #[test]
+    fn outcomes_reach_the_core_and_an_exit_is_reported_once_unless_asked_for() {
+        let mut r = Rig::new();
+        // A running component, then killed: Succeeded, then Exited with the same id.
+        r.start(1, ClcKind::Instantiate, Some("exec sleep 30"), 5000);
+        let (seen, pid) = r.wait(1);
+        assert_eq!(seen, [(1, ClcOutcome::Succeeded)]);
+        let pid = pid.expect("its pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let (seen, _) = r.wait(2);
+        assert_eq!(seen[1], (1, ClcOutcome::Exited));
+        // Its cleanup (no command: SIGKILL to what is left) succeeds.
+        r.start(2, ClcKind::Cleanup, None, 5000);
+        assert_eq!(r.wait(3).0[2], (2, ClcOutcome::Succeeded));
+        // Started again and cleaned up: the exit the cleanup causes is not reported.
+        r.start(3, ClcKind::Instantiate, Some("exec sleep 30"), 5000);
+        assert_eq!(r.wait(4).0[3], (3, ClcOutcome::Succeeded));
+        r.start(4, ClcKind::Cleanup, Some("true"), 5000);
+        assert_eq!(r.wait(5).0[4], (4, ClcOutcome::Succeeded));
+        // Commands that end: failed, timed out, succeeded; one without text fails at once.
+        r.start(5, ClcKind::Terminate, Some("exit 3"), 5000);
+        assert_eq!(r.wait(6).0[5], (5, ClcOutcome::Failed));
+        r.start(6, ClcKind::Terminate, Some("sleep 10"), 100);
+        assert_eq!(r.wait(7).0[6], (6, ClcOutcome::TimedOut));
+        r.start(
+            7,
+            ClcKind::Failfast,
+            Some("test \"$SA_AMF_COMPONENT_NAME\" = n1"),
+            5000,
+        );
+        assert_eq!(r.wait(8).0[7], (7, ClcOutcome::Succeeded));
+        r.start(8, ClcKind::Terminate, None, 5000);
+        let (seen, _) = r.wait(9);
+        assert_eq!(seen[8], (8, ClcOutcome::Failed));
+        // Nothing else came: in particular no Exited for instantiation 3.
+        std::thread::sleep(Duration::from_millis(200));
+        while let Ok(ev) = r.events.try_recv() {
+            r.driver.event(&mut r.core, ev);
+        }
+        assert_eq!(
+            r.seen.lock().unwrap().len(),
+            9,
+            "{:?}",
+            r.seen.lock().unwrap()
+        );
+    }
+}
