@@ -113,33 +113,11 @@ pub(crate) fn amf_command(
     config: Option<&Path>,
     socket: &dyn Fn() -> anyhow::Result<PathBuf>,
 ) -> anyhow::Result<()> {
-    let op = match command {
-        AmfCommand::Check { .. } => None,
-        AmfCommand::Status => return status(&socket()?),
-        AmfCommand::Lock { entity } => Some((AdminOp::Lock, entity)),
-        AmfCommand::Unlock { entity } => Some((AdminOp::Unlock, entity)),
-        AmfCommand::LockInstantiation { entity } => Some((AdminOp::LockInstantiation, entity)),
-        AmfCommand::UnlockInstantiation { entity } => Some((AdminOp::UnlockInstantiation, entity)),
-        AmfCommand::Shutdown { entity } => Some((AdminOp::Shutdown, entity)),
-        AmfCommand::Restart { entity } => Some((AdminOp::Restart, entity)),
-        AmfCommand::Switchover { entity } => Some((AdminOp::Switchover, entity)),
-    };
-    if let Some((op, entity)) = op {
-        return admin(&socket()?, op, entity);
-    }
-    match command {
-        AmfCommand::Status
-        | AmfCommand::Lock { .. }
-        | AmfCommand::Unlock { .. }
-        | AmfCommand::LockInstantiation { .. }
-        | AmfCommand::UnlockInstantiation { .. }
-        | AmfCommand::Shutdown { .. }
-        | AmfCommand::Restart { .. }
-        | AmfCommand::Switchover { .. } => Ok(()),
+    let (op, entity) = match command {
         AmfCommand::Check {
             file: Some(file),
             quiet,
-        } => check(file, *quiet),
+        } => return check(file, *quiet),
         AmfCommand::Check { file: None, quiet } => {
             let path = Config::locate(config);
             let config = Config::from_file(&path)?;
@@ -149,9 +127,18 @@ pub(crate) fn amf_command(
                     path.display()
                 );
             };
-            check(&amf.model, *quiet)
+            return check(&amf.model, *quiet);
         }
-    }
+        AmfCommand::Status => return status(&socket()?),
+        AmfCommand::Lock { entity } => (AdminOp::Lock, entity),
+        AmfCommand::Unlock { entity } => (AdminOp::Unlock, entity),
+        AmfCommand::LockInstantiation { entity } => (AdminOp::LockInstantiation, entity),
+        AmfCommand::UnlockInstantiation { entity } => (AdminOp::UnlockInstantiation, entity),
+        AmfCommand::Shutdown { entity } => (AdminOp::Shutdown, entity),
+        AmfCommand::Restart { entity } => (AdminOp::Restart, entity),
+        AmfCommand::Switchover { entity } => (AdminOp::Switchover, entity),
+    };
+    admin(&socket()?, op, entity)
 }
 
 fn check(file: &Path, quiet: bool) -> anyhow::Result<()> {
