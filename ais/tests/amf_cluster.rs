@@ -94,6 +94,10 @@ fn component(dir: &Path) {
                 }
             }
             Some(Callback::Healthcheck { invocation, .. }) => {
+                // Hung, on the test's order: health checks go unanswered.
+                if dir.join(format!("{su}.hang")).exists() {
+                    continue;
+                }
                 if amf.response(invocation, true).is_err() {
                     return;
                 }
@@ -318,6 +322,29 @@ fn failover_and_switchover_with_real_processes() {
         "amf_cluster: aisctl amf switchover to the old active holding active again: {:.1} ms",
         switched.elapsed().as_secs_f64() * 1e3
     );
+    // 4. The active stops answering health checks (period 1 s, 1 s to answer): the
+    // executive notices the missed check and the standby takes over.
+    let hung = Instant::now();
+    put(&dir.join(format!("{active}.hang")), "");
+    while held(&dir, standby) != "active" {
+        assert!(
+            hung.elapsed() < LONG,
+            "{standby} did not take over from the hung {active}; status:\n{}",
+            aisctl(&c, 0, &["status"]).1
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = hung.elapsed();
+    println!(
+        "amf_cluster: health checks unanswered to the standby holding active: {:.0} ms (period 1000 ms, max duration 1000 ms)",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(
+        took >= Duration::from_millis(900),
+        "a missed check is seen only after its max duration: {took:?}"
+    );
+    let log = c.log(0) + &c.log(1);
+    assert!(log.contains("health check"), "the missed check is logged");
     let (ok, out) = aisctl(&c, 0, &["switchover", "nosuch"]);
     assert!(!ok && out.contains("NOT_EXIST"), "{out}");
     let (ok, out) = aisctl(&c, 0, &["unlock", "counter-1"]);
