@@ -19,6 +19,11 @@
 //! active (seen with this test; reported to the AMF's owner). A node failover does not repair
 //! the SU, so the failover is reported and the standby takes over.
 //!
+//! 4. The active stops answering health checks: the standby takes over.
+//! 5. (A second cluster) `kill -9` of the active node's executive: the other node's standby
+//!    takes over after the fence delay (time printed).
+//! 6. An executive without `[amf]`: NOT_SUPPORTED, and `aisctl amf` says so.
+//!
 //! This binary has its own `main` (`harness = false` in `ais/Cargo.toml`): started as
 //! `amf_cluster component DIR` it is the test component (what the model's instantiate command
 //! runs): it reads its executive's socket from `DIR/SU.socket`, writes its pid to `DIR/SU.pid`
@@ -44,6 +49,8 @@ fn main() {
     }
     failover_and_switchover_with_real_processes();
     println!("test failover_and_switchover_with_real_processes ... ok");
+    the_standby_takes_over_when_the_active_node_executive_dies();
+    println!("test the_standby_takes_over_when_the_active_node_executive_dies ... ok");
     an_executive_without_amf_says_so();
     println!("test an_executive_without_amf_says_so ... ok");
 }
@@ -155,8 +162,11 @@ fn aisctl(c: &Cluster, i: usize, args: &[&str]) -> (bool, String) {
     )
 }
 
-fn failover_and_switchover_with_real_processes() {
-    let dir = std::env::temp_dir().join(format!("ais-amf-comp-{}", std::process::id()));
+/// Two executives on loopback with the 2N model, started, with one component active and the
+/// other standby, both assignments confirmed at both nodes: (cluster, component dir, active
+/// SU, standby SU).
+fn setup(name: &str) -> (Cluster, PathBuf, &'static str, &'static str) {
+    let dir = std::env::temp_dir().join(format!("ais-amf-comp-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("component dir");
     let exe = std::env::current_exe().expect("this binary");
@@ -176,7 +186,7 @@ fn failover_and_switchover_with_real_processes() {
     .expect("model");
     let ports = free_ports(2);
     let mut c = Cluster::new(
-        "amf-cluster",
+        name,
         2,
         |node| {
             let totem = key_lines(&node.dir) + "\n";
@@ -235,6 +245,11 @@ fn failover_and_switchover_with_real_processes() {
         assert!(start.elapsed() < LONG, "status:\n{s0}\n{s1}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (c, dir, active, standby)
+}
+
+fn failover_and_switchover_with_real_processes() {
+    let (c, dir, active, standby) = setup("amf-cluster");
 
     // 2. kill -9 of the active component.
     let pid: i32 = fs::read_to_string(dir.join(format!("{active}.pid")))
@@ -376,4 +391,37 @@ fn an_executive_without_amf_says_so() {
         let (ok, out) = aisctl(&c, 0, args);
         assert!(!ok && out.contains("runs no AMF"), "{args:?}: {out}");
     }
+}
+
+/// `kill -9` of the executive of the active component's node: the other node sees the node
+/// fail (token loss, consensus), waits the fence delay and makes its standby active.
+fn the_standby_takes_over_when_the_active_node_executive_dies() {
+    let (mut c, dir, active, standby) = setup("amf-node");
+    let node = |su: &str| if su == "counter-1" { 0 } else { 1 };
+    let killed = Instant::now();
+    c.kill(node(active));
+    while held(&dir, standby) != "active" {
+        assert!(
+            killed.elapsed() < LONG,
+            "{standby} did not take over; status:\n{}",
+            aisctl(&c, node(standby), &["status"]).1
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = killed.elapsed();
+    println!(
+        "amf_cluster: kill -9 of the active node's executive to the standby holding active: {:.0} ms (token 100 ms, consensus 120 ms, fence delay 500 ms)",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(
+        took >= Duration::from_millis(500),
+        "not before the fence delay: {took:?}"
+    );
+    let (ok, status) = aisctl(&c, node(standby), &["status"]);
+    assert!(
+        ok && status.contains("members [") && status.contains(&format!("{standby} active")),
+        "{status}"
+    );
+    drop(c);
+    let _ = fs::remove_dir_all(&dir);
 }
