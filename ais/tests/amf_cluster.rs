@@ -23,6 +23,8 @@
 //! 5. (A second cluster) `kill -9` of the active node's executive: the other node's standby
 //!    takes over after the fence delay (time printed).
 //! 6. An executive without `[amf]`: NOT_SUPPORTED, and `aisctl amf` says so.
+//! 7. One node of two with `[quorum]` alone: not quorate, no active, and an administrative
+//!    operation says TRY_AGAIN (no quorum).
 //!
 //! This binary has its own `main` (`harness = false` in `ais/Cargo.toml`): started as
 //! `amf_cluster component DIR` it is the test component (what the model's instantiate command
@@ -53,6 +55,8 @@ fn main() {
     println!("test the_standby_takes_over_when_the_active_node_executive_dies ... ok");
     an_executive_without_amf_says_so();
     println!("test an_executive_without_amf_says_so ... ok");
+    without_quorum_admin_operations_say_try_again();
+    println!("test without_quorum_admin_operations_say_try_again ... ok");
 }
 
 /// Writes `text` to `path` whole (a reader never sees half of it).
@@ -147,6 +151,29 @@ fn wait_held(c: &Cluster, dir: &Path, a: (&str, &str), b: (&str, &str)) -> Durat
     }
 }
 
+/// Waits until node `i`'s `aisctl amf status` shows SI counter with exactly the confirmed
+/// assignments `want` (SU, HA state); returns the status.
+fn wait_si(c: &Cluster, i: usize, want: &[(&str, &str)]) -> String {
+    let mut want: Vec<_> = want.to_vec();
+    want.sort();
+    let line = format!(
+        "SI counter: {}",
+        want.iter()
+            .map(|(su, ha)| format!("{su} {ha}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let start = Instant::now();
+    loop {
+        let (ok, status) = aisctl(c, i, &["status"]);
+        if ok && status.lines().any(|l| l.trim_start() == line) {
+            return status;
+        }
+        assert!(start.elapsed() < LONG, "want {line:?}:\n{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs `aisctl amf ARGS` against node `i`: (success, stdout + stderr).
 fn aisctl(c: &Cluster, i: usize, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_aisctl"))
@@ -162,10 +189,9 @@ fn aisctl(c: &Cluster, i: usize, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// Two executives on loopback with the 2N model, started, with one component active and the
-/// other standby, both assignments confirmed at both nodes: (cluster, component dir, active
-/// SU, standby SU).
-fn setup(name: &str) -> (Cluster, PathBuf, &'static str, &'static str) {
+/// The component directory with the 2N model, and two executives configured with it (and
+/// `extra` configuration text), not started.
+fn files(name: &str, extra: &str) -> (Cluster, PathBuf) {
     let dir = std::env::temp_dir().join(format!("ais-amf-comp-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("component dir");
@@ -185,13 +211,14 @@ fn setup(name: &str) -> (Cluster, PathBuf, &'static str, &'static str) {
     )
     .expect("model");
     let ports = free_ports(2);
-    let mut c = Cluster::new(
+    let c = Cluster::new(
         name,
         2,
         |node| {
             let totem = key_lines(&node.dir) + "\n";
             ais::harness::loopback_config(node, &ports, &totem)
                 + &format!("\n[amf]\nmodel = {:?}\n", model.display().to_string())
+                + extra
         },
         Vec::new(),
     );
@@ -201,6 +228,14 @@ fn setup(name: &str) -> (Cluster, PathBuf, &'static str, &'static str) {
             &c.node(i).socket.display().to_string(),
         );
     }
+    (c, dir)
+}
+
+/// Two executives on loopback with the 2N model, started, with one component active and the
+/// other standby, both assignments confirmed at both nodes: (cluster, component dir, active
+/// SU, standby SU).
+fn setup(name: &str) -> (Cluster, PathBuf, &'static str, &'static str) {
+    let (mut c, dir) = files(name, "");
     c.start_all();
     for i in 0..2 {
         c.wait_ring(i, &[1, 2], LONG);
@@ -320,15 +355,20 @@ fn failover_and_switchover_with_real_processes() {
     assert_ne!(new_pid, pid, "a new process");
 
     // 3. Status, switchover back, errors.
-    let (ok, status) = aisctl(&c, 1, &["status"]);
+    let status = wait_si(&c, 1, &[(standby, "active"), (active, "standby")]);
     println!("aisctl amf status:\n{status}");
-    assert!(ok, "{status}");
     assert!(status.contains("SG counter (2n)"), "{status}");
     assert!(
-        status.contains(&format!("{standby} active"))
-            && status.contains(&format!("{active} standby")),
+        status.contains("cluster: members [1, 2], quorate"),
         "{status}"
     );
+    for su in [active, standby] {
+        assert!(
+            status.contains(&format!("SU {su} on node "))
+                && status.contains("unlocked, enabled, instantiated"),
+            "{status}"
+        );
+    }
     let switched = Instant::now();
     let (ok, out) = aisctl(&c, 0, &["switchover", "counter"]);
     assert!(ok, "switchover: {out}");
@@ -339,6 +379,7 @@ fn failover_and_switchover_with_real_processes() {
     );
     // 4. The active stops answering health checks (period 1 s, 1 s to answer): the
     // executive notices the missed check and the standby takes over.
+    wait_si(&c, 0, &[(active, "active"), (standby, "standby")]);
     let hung = Instant::now();
     put(&dir.join(format!("{active}.hang")), "");
     while held(&dir, standby) != "active" {
@@ -417,10 +458,30 @@ fn the_standby_takes_over_when_the_active_node_executive_dies() {
         took >= Duration::from_millis(500),
         "not before the fence delay: {took:?}"
     );
-    let (ok, status) = aisctl(&c, node(standby), &["status"]);
+    // The component holds active once it answered the CSI set; the confirmation then goes
+    // round the ring: the status shows it confirmed soon after.
+    wait_si(&c, node(standby), &[(standby, "active")]);
+    drop(c);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// One node of two with `[quorum]` (two votes expected) runs alone: not quorate, it assigns
+/// nothing, and an administrative operation answers TRY_AGAIN, which `aisctl amf` explains.
+fn without_quorum_admin_operations_say_try_again() {
+    let (mut c, dir) = files("amf-noquorum", "\n[quorum]\nexpected_votes = 2\n");
+    c.start(0);
+    c.wait_ring(0, &[1], LONG);
+    let (ok, out) = aisctl(&c, 0, &["switchover", "counter"]);
     assert!(
-        ok && status.contains("members [") && status.contains(&format!("{standby} active")),
-        "{status}"
+        !ok && out.contains("TRY_AGAIN") && out.contains("no quorum"),
+        "{out}"
+    );
+    let (ok, status) = aisctl(&c, 0, &["status"]);
+    assert!(ok && status.contains("not quorate"), "{status}");
+    assert_ne!(
+        held(&dir, "counter-1"),
+        "active",
+        "no active without quorum"
     );
     drop(c);
     let _ = fs::remove_dir_all(&dir);
