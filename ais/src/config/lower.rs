@@ -31,7 +31,8 @@ impl Config {
     /// The AMF service's settings (`[amf]` and quorum's `two_node`), or `None` without an
     /// `[amf]` table. The fence delay defaults to 500 ms or 2 × (token + consensus),
     /// whichever is larger: a node cut off sees the token lost after `token`, forms its own
-    /// ring after `consensus` and then knows it has no quorum.
+    /// ring after `consensus` and then knows it has no quorum. The freeze threshold is the
+    /// token timeout (at least 100 ms).
     pub fn amf_core_config(&self) -> Option<ais_core::services::amf::AmfConfig> {
         let a = self.amf.as_ref()?;
         let t = &self.totem;
@@ -41,6 +42,9 @@ impl Config {
         Some(ais_core::services::amf::AmfConfig {
             two_node: self.quorum.as_ref().is_some_and(|q| q.two_node),
             fence_ms,
+            // A gap between two ticks as long as the token timeout may hide a ring change;
+            // the executive's loop ticks at least every 50 ms, so no less than 100 ms.
+            freeze_ms: t.token.max(100),
         })
     }
 
