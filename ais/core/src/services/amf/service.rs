@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use dataplane::stats::Visitor;
-use totem_dpdk::srp::{ConfigChange, ConfigKind};
+use totem_dpdk::srp::ConfigChange;
 use totem_dpdk::{DeliveryKind, NodeId, RingId};
 use tracing::{debug, error, info, warn};
 
@@ -1721,10 +1721,10 @@ impl Service for Amf {
         Ok(())
     }
 
-    fn confchg(&mut self, _cx: &mut Context<'_>, change: &ConfigChange) {
-        // From the transitional configuration on, what is delivered may differ between the
-        // parts of a split: nothing is applied until the next sync rebuilds the state.
-        let _ = change.kind == ConfigKind::Regular;
+    fn confchg(&mut self, _cx: &mut Context<'_>, _change: &ConfigChange) {
+        // From the transitional configuration on (and at the regular one), what is delivered
+        // may differ between the parts of a split: nothing is applied until the next sync
+        // rebuilds the state.
         self.in_sync = true;
         self.fence_timer = None;
     }

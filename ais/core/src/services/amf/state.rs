@@ -157,7 +157,6 @@ impl Flat {
                             .map(|c| (c.name.clone(), c.target.clone(), c.attributes.clone()))
                             .collect(),
                     });
-                    let _ = si.rank;
                 }
                 let ranks: BTreeMap<usize, u32> = app
                     .sis
@@ -618,7 +617,6 @@ impl Cluster {
             // or a node's claim that a callback it sent may have been taken). Keeping one
             // would have its node tell it to serve while the others still do: every one is
             // quiesced, and once none serves the usual rules pick again.
-            let _ = g;
             for su in serving {
                 if self.sis[si].asg[&su].target.is_some_and(Ha::serves) {
                     self.set_target(si, su, Some(Ha::Quiesced));
