@@ -263,7 +263,12 @@ impl EventLogWriter {
                 ring: *ring,
                 seq: *seq,
             }),
-            Event::Observe(Observation::Token(_)) | Event::FlowControl(_) | Event::RingSeq(_) => {
+            Event::Observe(Observation::Token(_))
+            | Event::FlowControl(_)
+            | Event::RingSeq(_)
+            | Event::Gather
+            | Event::Heard(_)
+            | Event::Excluded(_) => {
                 return Ok(());
             }
         };

@@ -440,23 +440,24 @@ fn seeded_random_edits_of_the_full_example_never_panic_and_model_errors_are_loca
 }
 
 #[test]
-fn the_fence_delay_defaults_above_the_token_timeout_and_a_shorter_one_is_refused() {
-    let base = "[totem]\nnodeid = 1\ntransport = \"udpu\"\ntoken = 300\n\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"10.0.0.1\"\n\n[[nodelist.node]]\nnodeid = 2\nring0_addr = \"10.0.0.2\"\n\n[quorum]\ntwo_node = true\n";
+fn the_fence_delay_defaults_above_the_contact_lease_and_a_shorter_one_is_refused() {
+    let base = "[totem]\nnodeid = 1\ntransport = \"udpu\"\ntoken = 300\njoin = 60\n\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"10.0.0.1\"\n\n[[nodelist.node]]\nnodeid = 2\nring0_addr = \"10.0.0.2\"\n\n[quorum]\ntwo_node = true\n";
     let model = amf_dir().join("minimal-2n.toml");
     let amf = format!("\n[amf]\nmodel = {:?}\n", model.display().to_string());
-    // Default: 2 × (token + consensus) = 2 × (300 + 360) ms, above the 500 ms floor.
+    // Default: the lease (1.5 × join = 90 ms) + token / 8 (37 ms).
     let config = Config::from_str(&format!("{base}{amf}"), "aisexec.toml").unwrap();
     let cfg = config.amf_core_config().expect("[amf] is set");
-    assert_eq!(cfg.fence_ms, 1320);
+    assert_eq!(cfg.lease_ms, 90);
+    assert_eq!(cfg.fence_ms, 127);
     assert!(cfg.two_node, "quorum's two_node is carried over");
-    // An explicit value above the token timeout is kept.
-    let config = Config::from_str(&format!("{base}{amf}fence_ms = 301\n"), "aisexec.toml").unwrap();
-    assert_eq!(config.amf_core_config().unwrap().fence_ms, 301);
+    // An explicit value above the lease is kept.
+    let config = Config::from_str(&format!("{base}{amf}fence_ms = 91\n"), "aisexec.toml").unwrap();
+    assert_eq!(config.amf_core_config().unwrap().fence_ms, 91);
     // One at or below it is refused, located at its line.
-    let e = Config::from_str(&format!("{base}{amf}fence_ms = 300\n"), "aisexec.toml").unwrap_err();
+    let e = Config::from_str(&format!("{base}{amf}fence_ms = 90\n"), "aisexec.toml").unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.starts_with("aisexec.toml:19:1: amf.fence_ms: 300 ms is too short"),
+        msg.starts_with("aisexec.toml:20:1: amf.fence_ms: 90 ms is too short"),
         "{msg}"
     );
     // Without [amf] there is no AMF service.

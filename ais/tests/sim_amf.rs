@@ -349,8 +349,11 @@ impl AmfApp {
             node,
             AmfConfig {
                 two_node: nodes == 2,
-                fence_ms: 500,
+                // What the executive derives from Totem's default timers (token 100 ms,
+                // join 50 ms; ais/src/config/lower.rs).
+                fence_ms: 87,
                 freeze_ms: 80,
+                lease_ms: 75,
             },
             defects,
         )
@@ -999,6 +1002,17 @@ fn the_checker_catches_a_promotion_without_the_fence_delay() {
         ..AmfDefects::default()
     };
     assert!(caught(d, Property::OneActive, 100) > 0);
+}
+
+/// A node cut off from the others keeps serving until its own new ring is synchronised,
+/// which can take longer than the others need to give up on it and wait the fence delay.
+#[test]
+fn the_checker_catches_a_cut_off_node_that_does_not_fence_itself() {
+    let d = AmfDefects {
+        no_lease: true,
+        ..AmfDefects::default()
+    };
+    assert!(caught(d, Property::OneActive, 400) > 0);
 }
 
 /// Two-node clusters split in two: without the tie-breaker both halves serve.

@@ -29,22 +29,24 @@ impl Config {
     }
 
     /// The AMF service's settings (`[amf]` and quorum's `two_node`), or `None` without an
-    /// `[amf]` table. The fence delay defaults to 500 ms or 2 × (token + consensus),
-    /// whichever is larger: a node cut off sees the token lost after `token`, forms its own
-    /// ring after `consensus` and then knows it has no quorum. The freeze threshold is the
-    /// token timeout (at least 100 ms).
+    /// `[amf]` table. While a membership forms, a node fences itself once the nodes it heard
+    /// from (their joins, re-sent every `join` interval) within the contact lease, 1.5 ×
+    /// `join` (at least 5 ms), no longer hold quorum with it. The others stop counting it in
+    /// at the latest when they form a ring without it; the fence delay they wait then is the
+    /// lease plus the token's rotation (about token / 8 with the representative's hold): 87 ms
+    /// with the default timers. The freeze threshold is the token timeout (at least 100 ms).
     pub fn amf_core_config(&self) -> Option<ais_core::services::amf::AmfConfig> {
         let a = self.amf.as_ref()?;
         let t = &self.totem;
-        let fence_ms = a.fence_ms.unwrap_or_else(|| {
-            super::Amf::DEFAULT_FENCE_MS.max(2 * (t.token.saturating_add(t.consensus_ms())))
-        });
+        let lease_ms = (t.join + t.join / 2).max(super::Amf::MIN_LEASE_MS);
+        let fence_ms = a.fence_ms.unwrap_or(lease_ms + t.token / 8);
         Some(ais_core::services::amf::AmfConfig {
             two_node: self.quorum.as_ref().is_some_and(|q| q.two_node),
             fence_ms,
             // A gap between two ticks as long as the token timeout may hide a ring change;
             // the executive's loop ticks at least every 50 ms, so no less than 100 ms.
             freeze_ms: t.token.max(100),
+            lease_ms,
         })
     }
 

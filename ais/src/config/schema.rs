@@ -413,17 +413,17 @@ pub struct Amf {
     /// to the executive's working directory.
     pub model: PathBuf,
     /// The fence delay in ms: how long after a membership change that removed a node which
-    /// may have served an SI the SI waits before another SU takes it active (the time the
-    /// removed node needs to see that it lost quorum and stop its actives). Must be more than
-    /// `totem.token`; default [`Amf::DEFAULT_FENCE_MS`] or 2 × (token + consensus), whichever
-    /// is larger ([`crate::config::Config::amf_core_config`]).
+    /// may have served an SI the SI waits before another SU takes it active (the removed
+    /// node's contact lease runs out within it and it fences itself); default the lease
+    /// (1.5 × `totem.join`, at least [`Amf::MIN_LEASE_MS`]) plus `totem.token` / 8
+    /// ([`crate::config::Config::amf_core_config`]). Shorter than the lease is refused.
     #[serde(default)]
     pub fence_ms: Option<u64>,
 }
 
 impl Amf {
-    /// The smallest default fence delay, ms.
-    pub const DEFAULT_FENCE_MS: u64 = 500;
+    /// The shortest contact lease, ms.
+    pub const MIN_LEASE_MS: u64 = 5;
 }
 
 /// The `[ckpt]` table: the checkpoint service's limits.

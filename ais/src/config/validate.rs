@@ -496,16 +496,16 @@ impl Config {
         {
             return Err(self.invalid("amf.model", "must not be empty (the AMF model file)"));
         }
-        if let Some(fence) = self.amf.as_ref().and_then(|a| a.fence_ms)
-            && fence <= self.totem.token
+        if let Some(lease) = self.amf_core_config().map(|c| c.lease_ms)
+            && let Some(fence) = self.amf.as_ref().and_then(|a| a.fence_ms)
+            && fence <= lease
         {
             return Err(self.invalid(
                 "amf.fence_ms",
                 format!(
-                    "{fence} ms is too short: it must be more than totem.token ({} ms), or a \
-                     node cut off could still serve its SIs when another takes them active \
-                     (leave it out for the default, 2 × (token + consensus) or 500 ms)",
-                    self.totem.token
+                    "{fence} ms is too short: it must be more than the contact lease ({lease} ms, \
+                     1.5 × totem.join), or a node cut off could still serve its SIs when another \
+                     takes them active (leave it out for the default, the lease + totem.token / 8)"
                 ),
             ));
         }

@@ -14,6 +14,17 @@ pub enum Event {
     ConfigChange(ConfigChange),
     /// The send queues crossed their limit: submits are refused until `Clear`.
     FlowControl(FlowControl),
+    /// This node left its ring's operational state (token lost, or another node's join,
+    /// leave or ring seen) and is forming a new membership. Said once per change: not again
+    /// until a regular configuration was delivered.
+    Gather,
+    /// While a membership forms: a node's join or a commit token showed that node alive and
+    /// counting this one in (not in its failed set). Each join interval while gathering.
+    Heard(NodeId),
+    /// A member of this node's ring, coming from that ring, sent a join that counts this node
+    /// failed: it is forming a ring without this node, possibly at once (a member that failed
+    /// to receive is not waited for).
+    Excluded(NodeId),
     /// This node is about to use ring sequence number N: persist it (asynchronously is fine)
     /// and pass the highest persisted value as `Config::ring_seq` after a restart.
     RingSeq(u64),

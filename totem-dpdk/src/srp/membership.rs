@@ -41,6 +41,10 @@ impl Totem {
             self.proc_set.extend(self.ring.members.iter().copied());
         }
         self.fail_set.remove(&self.me);
+        if !self.gather_said {
+            self.gather_said = true;
+            self.events.push_back(Event::Gather);
+        }
         self.state = MembState::Gather;
         self.consensus.clear();
         self.heard.clear();
@@ -130,6 +134,11 @@ impl Totem {
         }
         let proc: BTreeSet<NodeId> = join.proc_set.iter().copied().collect();
         let fail: BTreeSet<NodeId> = join.fail_set.iter().copied().collect();
+        let counts_me = !fail.contains(&self.me);
+        if !counts_me && self.ring.members.contains(&sender) && join.ring_id == self.ring.id {
+            // A member of this node's ring, from that ring still, gave up on this node.
+            self.events.push_back(Event::Excluded(sender));
+        }
         match self.state {
             MembState::Operational => {
                 if fail.contains(&self.me) {
@@ -158,6 +167,9 @@ impl Totem {
             MembState::Gather | MembState::Left => {}
         }
         self.heard.insert(sender);
+        if counts_me {
+            self.events.push_back(Event::Heard(sender));
+        }
         if proc == self.proc_set && fail == self.fail_set {
             self.consensus.insert(sender);
         } else if proc.is_subset(&self.proc_set) && fail.is_subset(&self.fail_set) {
@@ -394,6 +406,14 @@ impl Totem {
             return;
         };
         let full = usize::from(token.memb_index) == n;
+        if matches!(self.state, MembState::Gather | MembState::Commit) {
+            // The round's members agreed on a ring with this node in it.
+            for e in &token.entries {
+                if e.node != self.me {
+                    self.events.push_back(Event::Heard(e.node));
+                }
+            }
+        }
         match self.state {
             MembState::Gather => self.take_commit_token(now, token, index),
             // A node in the commit state of an older round takes the token of a newer round
@@ -581,6 +601,7 @@ impl Totem {
         }));
         self.departed.clear();
         self.stats.rings_installed += 1;
+        self.gather_said = false;
         self.state = MembState::Operational;
         self.proc_set = members.into_iter().collect();
         self.fail_set.clear();

@@ -287,6 +287,8 @@ pub struct Totem {
     last_input: Instant,
     /// Joins arriving before this time are ignored: they were queued during a pause.
     stale_joins_until: Option<Instant>,
+    /// [`Event::Gather`] was said since the last installed ring.
+    gather_said: bool,
     /// A pause was detected: the next token visit stamps no new message (the token may be one
     /// queued during the pause, of a ring the others have left).
     quiet_visit: bool,
@@ -343,6 +345,7 @@ impl Totem {
             timers: TimerTable::default(),
             last_input: now,
             stale_joins_until: None,
+            gather_said: false,
             quiet_visit: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),

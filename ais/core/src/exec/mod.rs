@@ -243,6 +243,15 @@ pub(crate) struct ConnInfo {
     service: Option<usize>,
 }
 
+/// The votes of the nodes the quorum service last learnt, and how many make quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Votes {
+    /// Each node's votes.
+    pub votes: BTreeMap<NodeId, u32>,
+    /// Votes needed for quorum.
+    pub needed: u32,
+}
+
 /// What services may do: read the membership and connections, and queue effects.
 pub struct Context<'a> {
     node: NodeId,
@@ -251,6 +260,7 @@ pub struct Context<'a> {
     flow_blocked: bool,
     now: u64,
     quorate: &'a mut bool,
+    votes: &'a mut Option<Votes>,
     conns: &'a BTreeMap<ConnId, ConnInfo>,
     effects: &'a mut VecDeque<Effect>,
     internal: &'a mut VecDeque<(Bytes, DeliveryKind)>,
@@ -292,6 +302,28 @@ impl Context<'_> {
     /// Sets what [`Context::quorate`] answers (the quorum service, at each configuration).
     pub fn set_quorate(&mut self, quorate: bool) {
         *self.quorate = quorate;
+    }
+
+    /// Sets the votes [`Context::quorate_with`] counts (the quorum service, at each
+    /// configuration).
+    pub fn set_votes(&mut self, votes: Votes) {
+        *self.votes = Some(votes);
+    }
+
+    /// Whether `nodes` together would hold quorum, by the votes the quorum service last
+    /// learnt (a node it has not seen counts no votes). True when no quorum service runs:
+    /// then every partition serves.
+    pub fn quorate_with(&self, nodes: &BTreeSet<NodeId>) -> bool {
+        match self.votes.as_ref() {
+            None => true,
+            Some(v) => {
+                let total: u32 = nodes
+                    .iter()
+                    .map(|n| v.votes.get(n).copied().unwrap_or(0))
+                    .sum();
+                total >= v.needed
+            }
+        }
     }
 
     /// The process id of a connection's client.
@@ -416,6 +448,7 @@ impl<'a> Context<'a> {
         effects: &'a mut VecDeque<Effect>,
         internal: &'a mut VecDeque<(Bytes, DeliveryKind)>,
         quorate: &'a mut bool,
+        votes: &'a mut Option<Votes>,
     ) -> Context<'a> {
         Context {
             node,
@@ -424,6 +457,7 @@ impl<'a> Context<'a> {
             flow_blocked: false,
             now: 0,
             quorate,
+            votes,
             conns,
             effects,
             internal,
@@ -555,6 +589,18 @@ pub trait Service {
     /// Time passed ([`Context::now`]): act on timers.
     fn tick(&mut self, _cx: &mut Context<'_>) {}
 
+    /// This node left its ring's operational state to form a new membership
+    /// ([`Event::Gather`]): until the next regular configuration it hears of the others only
+    /// through [`Service::heard`].
+    fn gather(&mut self, _cx: &mut Context<'_>) {}
+
+    /// While a membership forms, `node` showed that it is alive and counts this node in
+    /// ([`Event::Heard`]).
+    fn heard(&mut self, _cx: &mut Context<'_>, _node: NodeId) {}
+
+    /// `node` counts this node failed and forms a ring without it ([`Event::Excluded`]).
+    fn excluded(&mut self, _cx: &mut Context<'_>, _node: NodeId) {}
+
     /// Its statistics for `aisctl status` (names prefixed with the service's name).
     fn stats(&self, _v: &mut dyn Visitor) {}
 }
@@ -654,6 +700,8 @@ pub struct ExecCore {
     now: u64,
     /// What [`Context::quorate`] answers.
     quorate: bool,
+    /// What [`Context::quorate_with`] counts.
+    votes: Option<Votes>,
     effects: VecDeque<Effect>,
     internal: VecDeque<(Bytes, DeliveryKind)>,
     /// The head of `internal` was handed to the runtime and not answered yet.
@@ -711,6 +759,7 @@ impl ExecCore {
             flow_blocked: false,
             now: 0,
             quorate: true,
+            votes: None,
             effects: VecDeque::new(),
             internal: VecDeque::new(),
             internal_inflight: false,
@@ -910,6 +959,9 @@ impl ExecCore {
                 self.flow_blocked = false;
                 self.pump_internal(true);
             }
+            Event::Gather => self.with_services(|s, cx| s.gather(cx)),
+            Event::Heard(node) => self.with_services(|s, cx| s.heard(cx, *node)),
+            Event::Excluded(node) => self.with_services(|s, cx| s.excluded(cx, *node)),
             Event::RingSeq(_) | Event::Observe(_) => {}
         }
         self.after_input();
@@ -1217,6 +1269,7 @@ impl ExecCore {
             flow_blocked: self.flow_blocked,
             now: self.now,
             quorate: &mut self.quorate,
+            votes: &mut self.votes,
             conns: &self.conns,
             effects: &mut self.effects,
             internal: &mut self.internal,
@@ -1234,6 +1287,7 @@ impl ExecCore {
             flow_blocked: self.flow_blocked,
             now: self.now,
             quorate: &mut self.quorate,
+            votes: &mut self.votes,
             conns: &self.conns,
             effects: &mut self.effects,
             internal: &mut self.internal,

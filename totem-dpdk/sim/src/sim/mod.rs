@@ -686,7 +686,10 @@ impl Sim {
                         self.push(self.now, Action::Submit { node });
                     }
                 }
-                Event::FlowControl(FlowControl::Blocked) => {}
+                Event::FlowControl(FlowControl::Blocked)
+                | Event::Gather
+                | Event::Heard(_)
+                | Event::Excluded(_) => {}
             }
             if let Some(app) = self.nodes[node].app.as_mut() {
                 app.event(self.now, &event);

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use dataplane::stats::Visitor;
-use totem_dpdk::srp::ConfigChange;
+use totem_dpdk::srp::{ConfigChange, ConfigKind};
 use totem_dpdk::{DeliveryKind, NodeId, RingId};
 use tracing::{debug, error, info, warn};
 
@@ -53,14 +53,22 @@ pub struct AmfConfig {
     /// timeout. It then acts again only once its own probe came back through the ring (or
     /// the next sync).
     pub freeze_ms: u64,
+    /// The contact lease, ms: while a membership forms, this node keeps serving only as long
+    /// as the nodes it heard from within this time (their joins, re-sent every Totem `join`
+    /// interval) hold quorum with it; else it cleans up its serving components at once (the
+    /// self-fence). The others stop sending joins that count this node at the latest when
+    /// they form a ring without it, so it has stopped serving one lease after that: the fence
+    /// delay must be longer than the lease.
+    pub lease_ms: u64,
 }
 
 impl Default for AmfConfig {
     fn default() -> Self {
         AmfConfig {
             two_node: false,
-            fence_ms: 500,
+            fence_ms: 87,
             freeze_ms: 100,
+            lease_ms: 75,
         }
     }
 }
@@ -78,6 +86,8 @@ pub struct AmfDefects {
     pub no_fence: bool,
     /// No two-node tie-breaker: each half of a two-node split serves.
     pub no_tiebreak: bool,
+    /// No self-fence: a node cut off keeps serving until its own new ring is synchronised.
+    pub no_lease: bool,
 }
 
 /// Told what the service decides (the executive's log; the simulator's checker).
@@ -248,6 +258,11 @@ pub struct Amf {
     stale: Option<u64>,
     /// The node failed over: its SUs are not repaired.
     node_failed: bool,
+    /// Forming a new membership (from [`Service::gather`] to the next regular
+    /// configuration), and whether this node fenced itself in it.
+    gathering: Option<bool>,
+    /// When this node last heard from each node, ns.
+    contact: BTreeMap<NodeId, u64>,
     observer: Option<Box<dyn Observer>>,
     stats: AmfStats,
 }
@@ -347,6 +362,8 @@ impl Amf {
             last_tick: 0,
             stale: None,
             node_failed: false,
+            gathering: None,
+            contact: BTreeMap::new(),
             observer: None,
             stats: AmfStats::default(),
         }
@@ -1204,7 +1221,20 @@ impl Amf {
             };
             sends.push((l.comps[c].conn.expect("registered"), cb));
         }
-        let timeout = plan_timeout(&self.flat, su);
+        let mut timeout = plan_timeout(&self.flat, su);
+        if !target.is_some_and(Ha::serves) && self.must_stop_serving(cx) {
+            // This node may not serve (no quorum, or the two-node rule): the other side may
+            // make another SU active once the fence delay has passed, so what still serves
+            // here must stop well before. A component that does not confirm in half the fence
+            // delay is cleaned up (killed) instead.
+            let may_serve = self.local[&su]
+                .comps
+                .iter()
+                .any(|c| c.holds.get(&si).is_some_and(|h| h.serves()));
+            if may_serve {
+                timeout = timeout.min(self.stop_ns());
+            }
+        }
         for (conn, cb) in sends {
             cx.callback(conn, &cb);
         }
@@ -1457,6 +1487,94 @@ impl Amf {
     }
 }
 
+impl Amf {
+    /// The self-fence: while a membership forms, once the nodes this node heard from within
+    /// the lease no longer hold quorum with it (or, in a two-node cluster, do not include the
+    /// node that serves alone), its SUs that may serve fail over at once. The others give up
+    /// on it only after the consensus timeout and then wait the fence delay: it has stopped
+    /// by then.
+    fn lease(&mut self, cx: &mut Context<'_>) {
+        if self.gathering != Some(false) || self.defects.no_lease || self.rules.ignore_quorum {
+            return;
+        }
+        let now = Self::now(cx);
+        let me = cx.node();
+        let lease = self.cfg.lease_ms * MS;
+        let fresh: BTreeSet<NodeId> = self
+            .contact
+            .iter()
+            .filter(|(n, t)| **n == me || **t + lease >= now)
+            .map(|(n, _)| *n)
+            .chain(std::iter::once(me))
+            .collect();
+        if self.may_keep_serving(cx, &fresh) {
+            return;
+        }
+        self.fence_self(
+            cx,
+            &format!(
+                "out of touch with a quorum of the cluster for {} ms while its membership changes (heard: {fresh:?})",
+                self.cfg.lease_ms
+            ),
+        );
+    }
+
+    /// This node's SUs that may serve fail over at once.
+    fn fence_self(&mut self, cx: &mut Context<'_>, why: &str) {
+        self.gathering = Some(true);
+        let serving: Vec<SuIx> = self
+            .local
+            .iter()
+            .filter(|(_, l)| {
+                l.held.values().any(|h| h.serves())
+                    || l.flight.values().any(|f| f.target.is_some_and(Ha::serves))
+                    || l.comps.iter().any(|c| c.holds.values().any(|h| h.serves()))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if serving.is_empty() {
+            return;
+        }
+        error!("amf: {why}: this node's serving SUs fail over (self-fence)");
+        for su in serving {
+            self.failover_su(cx, su);
+        }
+    }
+
+    /// Whether this node, in touch with `nodes` (itself among them), may go on serving: they
+    /// hold quorum, and in a two-node cluster they include the node that serves alone.
+    fn may_keep_serving(&self, cx: &Context<'_>, nodes: &BTreeSet<NodeId>) -> bool {
+        self.may_keep_serving_as(cx, cx.node(), nodes)
+    }
+
+    /// Whether `me`, in touch with `nodes`, may serve (see [`Amf::may_keep_serving`]).
+    fn may_keep_serving_as(&self, cx: &Context<'_>, me: NodeId, nodes: &BTreeSet<NodeId>) -> bool {
+        let me = me.0;
+        let lowest = self.flat.model.nodes.iter().map(|n| n.nodeid).min();
+        let tie =
+            !self.rules.two_node || lowest.is_none_or(|l| l == me || nodes.contains(&NodeId(l)));
+        cx.quorate_with(nodes) && tie
+    }
+
+    /// Whether this node's SUs may not serve now: it has no quorum, or it is the node that
+    /// gives way in a two-node split.
+    fn must_stop_serving(&self, cx: &Context<'_>) -> bool {
+        if self.rules.ignore_quorum {
+            return false;
+        }
+        !self.cluster.quorate
+            || !self
+                .cluster
+                .node_may_serve(&self.flat, &self.rules, cx.node().0)
+    }
+
+    /// How long a node that may not serve gives a component to confirm it stopped serving
+    /// before it cleans it up, ns: half the fence delay (at least 1 ms).
+    fn stop_ns(&self) -> u64 {
+        (self.cfg.fence_ms / 2).max(1) * MS
+    }
+}
+
 fn plan_timeout(flat: &Flat, su: SuIx) -> u64 {
     flat.sus[su]
         .comps
@@ -1538,14 +1656,18 @@ impl Service for Amf {
                     }) => {
                         let l = self.local.get_mut(&su).expect("local SU");
                         let c = &mut l.comps[comp];
-                        if ok && c.last_sent.get(&si) == Some(&invocation) {
+                        let latest = c.last_sent.get(&si) == Some(&invocation);
+                        if ok && latest {
                             match target {
                                 Some(ha) => c.holds.insert(si, ha),
                                 None => c.holds.remove(&si),
                             };
                         }
+                        // A sync renumbers generations, and a flight whose target stayed
+                        // the same takes the new one without sending again: the answer to
+                        // its latest callback still completes it.
                         if let Some(f) = l.flight.get_mut(&si)
-                            && f.generation == generation
+                            && (f.generation == generation || (latest && f.target == target))
                         {
                             f.waiting.remove(&comp);
                         }
@@ -1721,7 +1843,66 @@ impl Service for Amf {
         Ok(())
     }
 
-    fn confchg(&mut self, _cx: &mut Context<'_>, _change: &ConfigChange) {
+    fn gather(&mut self, cx: &mut Context<'_>) {
+        if self.gathering.is_some() {
+            return;
+        }
+        self.gathering = Some(false);
+        // In touch with its ring until now; from here on only joins count.
+        let at = Self::now(cx);
+        for m in cx.members() {
+            let c = self.contact.entry(*m).or_default();
+            *c = (*c).max(at);
+        }
+        self.lease(cx);
+    }
+
+    fn heard(&mut self, cx: &mut Context<'_>, node: NodeId) {
+        self.contact.insert(node, Self::now(cx));
+    }
+
+    fn excluded(&mut self, cx: &mut Context<'_>, node: NodeId) {
+        // A member of this node's ring forms one without it, possibly at once: unless the
+        // rest of the cluster cannot hold quorum without this node, the others may soon
+        // choose new actives.
+        self.gather(cx);
+        self.contact.remove(&node);
+        let others: BTreeSet<NodeId> = self
+            .flat
+            .model
+            .nodes
+            .iter()
+            .map(|n| NodeId(n.nodeid))
+            .chain(cx.members().iter().copied())
+            .filter(|n| *n != cx.node())
+            .collect();
+        if self.gathering == Some(false)
+            && !self.defects.no_lease
+            && !self.rules.ignore_quorum
+            && self.may_keep_serving_as(cx, NodeId(u32::MAX), &others)
+        {
+            self.fence_self(cx, &format!("node {node} counts it failed"));
+        } else {
+            self.lease(cx);
+        }
+    }
+
+    fn confchg(&mut self, cx: &mut Context<'_>, change: &ConfigChange) {
+        if change.kind == ConfigKind::Regular {
+            // The new ring is whom this node is in touch with now. If they hold no quorum,
+            // its sync may take any time: the self-fence acts at once instead.
+            let now = Self::now(cx);
+            self.contact.retain(|n, _| change.members.contains(n));
+            for m in &change.members {
+                self.contact.insert(*m, now);
+            }
+            self.gathering = Some(false);
+            if self.may_keep_serving(cx, &change.members.iter().copied().collect()) {
+                self.gathering = None;
+            } else {
+                self.lease(cx);
+            }
+        }
         // From the transitional configuration on (and at the regular one), what is delivered
         // may differ between the parts of a split: nothing is applied until the next sync
         // rebuilds the state.
@@ -1790,9 +1971,14 @@ impl Service for Amf {
     fn tick(&mut self, cx: &mut Context<'_>) {
         let now = Self::now(cx);
         let gap = now.saturating_sub(self.last_tick);
-        if self.last_tick != 0 && gap >= self.cfg.fence_ms * MS && !self.defects.no_fence {
-            // Frozen for longer than the fence delay: the others may have given this node's
-            // SIs to another SU already. Its SUs stop before anything else happens here.
+        if self.last_tick != 0
+            && gap >= (self.cfg.freeze_ms + self.cfg.fence_ms) * MS
+            && !self.defects.no_fence
+        {
+            // Frozen for longer than the others need to see this node gone (at least the
+            // token timeout, `freeze_ms`) and then wait the fence delay: they may have given
+            // this node's SIs to another SU already. Its SUs stop before anything else
+            // happens here.
             let serving: Vec<SuIx> = self
                 .local
                 .iter()
@@ -1805,16 +1991,17 @@ impl Service for Amf {
                 .collect();
             if !serving.is_empty() {
                 error!(
-                    "amf: this executive was frozen for {} ms (fence delay {} ms): its SUs with assignments fail over",
+                    "amf: this executive was frozen for {} ms (token timeout {} ms + fence delay {} ms): its SUs with assignments fail over",
                     gap / MS,
+                    self.cfg.freeze_ms,
                     self.cfg.fence_ms
                 );
             }
             for su in serving {
                 self.failover_su(cx, su);
             }
-            // What this node knows of the cluster is stale until the next sync.
-            self.in_sync = true;
+            // What this node knows of the cluster is stale until its probe comes back
+            // (below) or the next sync.
         }
         if self.last_tick != 0
             && gap >= self.cfg.freeze_ms * MS
@@ -1832,6 +2019,7 @@ impl Service for Amf {
             self.submit(cx, &RingMessage::Probe { nonce });
         }
         self.last_tick = now;
+        self.lease(cx);
         if let Some((ring, at)) = self.fence_timer
             && now >= at
         {

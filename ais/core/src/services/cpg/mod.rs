@@ -1060,12 +1060,14 @@ mod tests {
         let mut internal = std::collections::VecDeque::new();
         let conns = BTreeMap::new();
         let mut quorate = true;
+        let mut votes = None;
         let mut cx = crate::exec::Context::for_tests(
             NodeId(1),
             &conns,
             &mut effects,
             &mut internal,
             &mut quorate,
+            &mut votes,
         );
         for (kind, body) in [
             (1, &b"\x01g"[..]),                     // join, cut short

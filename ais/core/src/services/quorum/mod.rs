@@ -294,6 +294,18 @@ impl Service for Quorum {
         };
         let (state, seen_all) = self.compute(ring, cx.members(), &got);
         self.seen_all = seen_all;
+        cx.set_votes(crate::exec::Votes {
+            votes: cx
+                .members()
+                .iter()
+                .map(|m| (*m, got.get(m).map_or(0, |v| v.votes)))
+                .collect(),
+            needed: if state.waiting_for_all {
+                u32::MAX
+            } else {
+                state.quorum
+            },
+        });
         let was = std::mem::replace(&mut self.state, state);
         let s = &self.state;
         if s.quorate != was.quorate {
