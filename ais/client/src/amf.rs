@@ -39,7 +39,10 @@ use super::{AisError, Connection, Error, unexpected};
 use ais_proto::amf::{AmfProtocol, Request, Response};
 use ais_proto::ipc::Reply;
 
-pub use ais_proto::amf::{AdminOp, Callback, Ha, recovery};
+pub use ais_proto::amf::status::{
+    CompStatus, CsiAssignment, SgStatus, SiStatus, SuAssignment, SuStatus,
+};
+pub use ais_proto::amf::{AdminOp, AdminState, Callback, Ha, Presence, Readiness, Tree, recovery};
 
 /// The environment variable holding the component's name, set by the executive when it
 /// starts the component.
@@ -154,6 +157,20 @@ impl Amf {
         match self.conn.call(Request::Status)? {
             Reply::Service(Response::Status(lines)) => Ok(lines),
             other => Err(unexpected("AmfStatus", &other)),
+        }
+    }
+
+    /// The same tree as values: every SU's administrative, operational, readiness and
+    /// presence states, its components' presence, operational and readiness states and the
+    /// CSIs they hold, every SI's assignments ([`Tree::lines`] is the text of
+    /// [`Amf::status`]).
+    ///
+    /// # Errors
+    /// As [`Connection::call`].
+    pub fn tree(&mut self) -> Result<Tree, Error> {
+        match self.conn.call(Request::Tree)? {
+            Reply::Service(Response::Tree(tree)) => Ok(*tree),
+            other => Err(unexpected("AmfTree", &other)),
         }
     }
 

@@ -17,6 +17,10 @@ use bytes::Bytes;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ipc::{Message, Protocol, ServiceId};
 
+pub mod status;
+
+pub use status::{AdminState, Readiness, Tree};
+
 /// The AMF protocol.
 #[derive(Debug, Clone, Copy)]
 pub struct AmfProtocol;
@@ -229,8 +233,11 @@ pub enum Request {
     /// `saAmfComponentNameGet`: answered with [`Response::Name`] (NOT_EXIST when the
     /// connection did not register).
     NameGet,
-    /// The tree of entities with their states, for `aisctl amf status`.
+    /// The tree of entities with their states, for `aisctl amf status`, as text.
     Status,
+    /// The same tree as values: answered with [`Response::Tree`] (`aisctl amf status`,
+    /// `--json`).
+    Tree,
     /// An administrative operation on an SU or an SI, named alone (names are unique).
     Admin {
         /// The operation.
@@ -248,6 +255,7 @@ const OP_ERROR_REPORT: u16 = 14;
 const OP_NAME_GET: u16 = 15;
 const OP_STATUS: u16 = 16;
 const OP_ADMIN: u16 = 17;
+const OP_TREE: u16 = 18;
 
 impl Message for Request {
     fn op(&self) -> u16 {
@@ -260,6 +268,7 @@ impl Message for Request {
             Request::NameGet => OP_NAME_GET,
             Request::Status => OP_STATUS,
             Request::Admin { .. } => OP_ADMIN,
+            Request::Tree => OP_TREE,
         }
     }
 
@@ -273,13 +282,14 @@ impl Message for Request {
             Request::NameGet => "AmfNameGet",
             Request::Status => "AmfStatus",
             Request::Admin { .. } => "AmfAdmin",
+            Request::Tree => "AmfTree",
         }
     }
 
     fn encode(&self, w: &mut Writer) -> Bytes {
         match self {
             Request::Register { comp } => put_str(w, comp),
-            Request::Unregister | Request::NameGet | Request::Status => {}
+            Request::Unregister | Request::NameGet | Request::Status | Request::Tree => {}
             Request::Response { invocation, ok } => {
                 w.u64(*invocation).u8(u8::from(*ok));
             }
@@ -317,6 +327,7 @@ impl Message for Request {
             },
             OP_NAME_GET => Request::NameGet,
             OP_STATUS => Request::Status,
+            OP_TREE => Request::Tree,
             OP_ADMIN => Request::Admin {
                 op: AdminOp::from_code(r.u8("operation")?).ok_or(DecodeError::Invalid {
                     field: "operation",
@@ -337,16 +348,20 @@ pub enum Response {
     Name(String),
     /// Answer to [`Request::Status`]: one line per entity, indented by depth.
     Status(Vec<String>),
+    /// Answer to [`Request::Tree`].
+    Tree(Box<Tree>),
 }
 
 const R_NAME: u16 = 10;
 const R_STATUS: u16 = 11;
+const R_TREE: u16 = 12;
 
 impl Message for Response {
     fn op(&self) -> u16 {
         match self {
             Response::Name(_) => R_NAME,
             Response::Status(_) => R_STATUS,
+            Response::Tree(_) => R_TREE,
         }
     }
 
@@ -354,6 +369,7 @@ impl Message for Response {
         match self {
             Response::Name(_) => "AmfName",
             Response::Status(_) => "AmfStatus",
+            Response::Tree(_) => "AmfTree",
         }
     }
 
@@ -366,6 +382,7 @@ impl Message for Response {
                     w.long_bytes(l.as_bytes());
                 }
             }
+            Response::Tree(t) => t.encode(w),
         }
         Bytes::new()
     }
@@ -382,6 +399,7 @@ impl Message for Response {
                 }
                 Response::Status(lines)
             }
+            R_TREE => Response::Tree(Box::new(Tree::decode(r)?)),
             other => return Err(unknown(other)),
         })
     }
@@ -881,6 +899,7 @@ mod tests {
             },
             Request::NameGet,
             Request::Status,
+            Request::Tree,
             Request::Admin {
                 op: AdminOp::Switchover,
                 entity: "si-1".into(),
@@ -891,6 +910,13 @@ mod tests {
         let resp = [
             Response::Name("safComp=c".into()),
             Response::Status(vec!["a".into(), "  b".into()]),
+            Response::Tree(Box::new(status::tests::sample())),
+            Response::Tree(Box::new(Tree {
+                node: 1,
+                members: Vec::new(),
+                quorate: false,
+                sgs: Vec::new(),
+            })),
         ];
         assert!(resp.iter().all(|r| r.op() >= FIRST_RESPONSE_OP));
         assert_round_trips(Kind::Response, &resp);

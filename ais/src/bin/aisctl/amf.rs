@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ais::config::Config;
 use ais::config::amf::{AmfConfig, AmfError};
 use ais_client::AisError;
-use ais_client::amf::{AdminOp, Amf};
+use ais_client::amf::{AdminOp, Amf, Ha, Tree};
 use ais_core::services::amf::model::{AmfModel, CsiTarget, Redundancy};
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -42,17 +42,31 @@ pub(crate) enum AmfCommand {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// The running AMF's tree, one line per entity with every state: applications, service
-    /// groups, service units (administrative, operational, readiness and presence states,
-    /// the node) with their components, and service instances with each assignment and its
-    /// HA state (active, standby, quiescing, quiesced). Asked of this node's executive;
-    /// every node holds the same replicated state.
+    /// The running AMF's tree, one line per entity with every state: the cluster (members,
+    /// quorate), each service group with its application and redundancy model, each
+    /// service unit on its node with its readiness, administrative, operational and
+    /// presence states, each of its components with its readiness, operational and
+    /// presence states and the CSIs it holds with their HA state, and each service
+    /// instance with every assignment and its HA state (active, standby, quiescing,
+    /// quiesced); "held -> target" while an assignment changes. Readiness is derived:
+    /// in-service (instantiated, enabled, unlocked, on a member node), stopping (the same,
+    /// shutting down), out-of-service otherwise. Asked of this node's executive: every
+    /// node holds the same replicated state, and knows its own components exactly.
+    ///
+    ///   SG counter (2n), application counter
+    ///     SU counter-1 on node 1: in-service, unlocked, enabled, instantiated
+    ///       component counter: in-service, enabled, instantiated; CSI state of SI counter active
     ///
     /// Examples:
     ///   aisctl amf status
     ///   aisctl --socket /run/openais/node2.sock amf status
+    ///   aisctl amf status --json | jq '.sgs[].sis[] | {name, assignments}'
     #[command(verbatim_doc_comment)]
-    Status,
+    Status {
+        /// Print the tree as JSON (the same fields; states by name, "none" for no HA state).
+        #[arg(long)]
+        json: bool,
+    },
     /// Lock an SU (its assignments are removed, its components keep running) or an SI (it
     /// is unassigned). Allowed on an unlocked or shutting-down SU.
     #[command(verbatim_doc_comment)]
@@ -129,7 +143,7 @@ pub(crate) fn amf_command(
             };
             return check(&amf.model, *quiet);
         }
-        AmfCommand::Status => return status(&socket()?),
+        AmfCommand::Status { json } => return status(&socket()?, *json),
         AmfCommand::Lock { entity } => (AdminOp::Lock, entity),
         AmfCommand::Unlock { entity } => (AdminOp::Unlock, entity),
         AmfCommand::LockInstantiation { entity } => (AdminOp::LockInstantiation, entity),
@@ -276,13 +290,77 @@ fn connect(socket: &Path) -> anyhow::Result<Amf> {
     }
 }
 
-fn status(socket: &Path) -> anyhow::Result<()> {
+fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
     let mut amf = connect(socket)?;
-    let lines = amf.status().context("asking for the AMF status")?;
-    for l in lines {
-        say!("{l}");
+    let tree = amf.tree().context("asking for the AMF status")?;
+    if json {
+        say!("{}", tree_json(&tree));
+    } else {
+        for l in tree.lines() {
+            say!("{l}");
+        }
     }
     Ok(())
+}
+
+fn ha_json(ha: Option<Ha>) -> &'static str {
+    ha.map_or("none", Ha::name)
+}
+
+/// The status tree as JSON: the fields of [`Tree`], states by name.
+fn tree_json(t: &Tree) -> serde_json::Value {
+    use serde_json::json;
+    let sgs: Vec<_> = t
+        .sgs
+        .iter()
+        .map(|sg| {
+            let sus: Vec<_> = sg
+                .sus
+                .iter()
+                .map(|su| {
+                    let comps: Vec<_> = su
+                        .comps
+                        .iter()
+                        .map(|c| {
+                            let csis: Vec<_> = c
+                                .csis
+                                .iter()
+                                .map(|a| {
+                                    json!({"si": a.si, "csi": a.csi, "ha": ha_json(a.held),
+                                           "target": ha_json(a.target)})
+                                })
+                                .collect();
+                            json!({"name": c.name, "presence": c.presence.name(),
+                                   "operational": if c.enabled { "enabled" } else { "disabled" },
+                                   "readiness": c.readiness.name(), "csis": csis})
+                        })
+                        .collect();
+                    json!({"name": su.name, "node": su.node, "admin": su.admin.name(),
+                           "operational": if su.enabled { "enabled" } else { "disabled" },
+                           "presence": su.presence.name(), "readiness": su.readiness.name(),
+                           "components": comps})
+                })
+                .collect();
+            let sis: Vec<_> = sg
+                .sis
+                .iter()
+                .map(|si| {
+                    let asg: Vec<_> = si
+                        .assignments
+                        .iter()
+                        .map(|a| {
+                            json!({"su": a.su, "ha": ha_json(a.held), "target": ha_json(a.target)})
+                        })
+                        .collect();
+                    json!({"name": si.name, "locked": si.locked, "fenced": si.fenced,
+                           "assignments": asg})
+                })
+                .collect();
+            json!({"name": sg.name, "application": sg.app, "redundancy": sg.redundancy,
+                   "sus": sus, "sis": sis})
+        })
+        .collect();
+    json!({"node": t.node, "members": t.members, "quorate": t.quorate, "sgs": sgs})
 }
 
 fn admin(socket: &Path, op: AdminOp, entity: &str) -> anyhow::Result<()> {

@@ -9,13 +9,15 @@
 //! [`state`] is the replicated state (assignments, presence, administrative states) and the
 //! assignment rules every member applies at the same points of the total order; [`service`]
 //! is the executive service: that state on the ring, and this node's component life cycle,
-//! callbacks, health checks and recovery. [`checker`] judges a run of it under the seeded
+//! callbacks, health checks and recovery. [`status`] builds the tree `aisctl amf status`
+//! shows. [`checker`] judges a run of it under the seeded
 //! simulator.
 
 pub mod checker;
 pub mod model;
 pub mod service;
 pub mod state;
+pub mod status;
 pub mod validate;
 
 pub use model::{

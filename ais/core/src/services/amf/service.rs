@@ -1272,6 +1272,7 @@ impl Amf {
             }
         }
         let current = self.cluster.sis[si].asg.get(&su).map(|a| a.generation);
+        info!(t_ms = cx.now() / MS, su = %self.flat.sus[su].name, si = %self.flat.sis[si].name, ha = f.target.map_or("none", Ha::name), "amf: assignment carried out");
         if current == Some(f.generation) && !self.in_sync {
             l.confirmed.insert(si, f.generation);
             self.stats.confirmed += 1;
@@ -1366,66 +1367,23 @@ impl Amf {
         })
     }
 
-    fn status_lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let members: Vec<String> = self.cluster.members.iter().map(u32::to_string).collect();
-        out.push(format!(
-            "cluster: members [{}], {}",
-            members.join(", "),
-            if self.cluster.quorate {
-                "quorate"
-            } else {
-                "not quorate"
-            }
-        ));
-        for sg in &self.flat.sgs {
-            out.push(format!("SG {} ({})", sg.name, sg.redundancy.name()));
-            for &su in &sg.sus {
-                let s = &self.cluster.sus[su];
-                out.push(format!(
-                    "  SU {} on node {}: {}, {}, {}",
-                    self.flat.sus[su].name,
-                    self.flat.sus[su].nodeid,
-                    s.admin.name(),
-                    if s.enabled { "enabled" } else { "disabled" },
-                    s.presence.name()
-                ));
-            }
-            for &si in &sg.sis {
-                let s = &self.cluster.sis[si];
-                let asg: Vec<String> = s
-                    .asg
-                    .iter()
-                    .map(|(&su, a)| {
-                        let held = a.held.map_or("none", Ha::name);
-                        match a.target {
-                            t if t == a.held => format!("{} {held}", self.flat.sus[su].name),
-                            t => format!(
-                                "{} {held} -> {}",
-                                self.flat.sus[su].name,
-                                t.map_or("none", Ha::name)
-                            ),
-                        }
-                    })
-                    .collect();
-                out.push(format!(
-                    "  SI {}: {}{}{}",
-                    self.flat.sis[si].name,
-                    if s.locked { "locked, " } else { "" },
-                    if asg.is_empty() {
-                        "unassigned".to_owned()
-                    } else {
-                        asg.join(", ")
-                    },
-                    if s.fence.is_empty() {
-                        String::new()
-                    } else {
-                        ", waiting for the fence delay".to_owned()
-                    }
-                ));
-            }
-        }
-        out
+    /// The status tree as this node answers it (`aisctl amf status`).
+    fn status_tree(&self, node: NodeId) -> ais_proto::amf::Tree {
+        super::status::tree(&self.flat, &self.cluster, &self.rules, node.0, |su, c| {
+            let l = self.local.get(&su)?;
+            let comp = l.comps.get(c)?;
+            let presence = match comp.state {
+                CState::Down if l.presence == Presence::InstantiationFailed => {
+                    Presence::InstantiationFailed
+                }
+                CState::Down => Presence::Uninstantiated,
+                CState::Instantiating { .. } => Presence::Instantiating,
+                CState::Registered => Presence::Instantiated,
+                CState::Cleaning { .. } if comp.after == After::Instantiate => Presence::Restarting,
+                CState::Cleaning { .. } => Presence::Terminating,
+            };
+            Some((presence, self.cluster.sus[su].enabled && !l.failing))
+        })
     }
 
     fn admin_request(
@@ -1746,8 +1704,12 @@ impl Service for Amf {
                 None => cx.error(conn, id, AisError::NotExist),
             },
             Request::Status => {
-                let lines = self.status_lines();
+                let lines = self.status_tree(cx.node()).lines();
                 cx.reply(conn, id, Reply::Service(Response::Status(lines)));
+            }
+            Request::Tree => {
+                let tree = self.status_tree(cx.node());
+                cx.reply(conn, id, Reply::Service(Response::Tree(Box::new(tree))));
             }
             Request::Admin { op, entity } => self.admin_request(cx, conn, id, op, &entity),
         }

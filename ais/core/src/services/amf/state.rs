@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ais_proto::amf::{Ha, Presence};
+use ais_proto::amf::{AdminState, Ha, Presence, Readiness};
 
 use super::model::{AmfModel, CsiTarget, Escalation, Redundancy};
 
@@ -250,6 +250,16 @@ impl Admin {
         }
     }
 
+    /// The protocol's value, for the status tree.
+    pub fn state(self) -> AdminState {
+        match self {
+            Admin::Unlocked => AdminState::Unlocked,
+            Admin::Locked => AdminState::Locked,
+            Admin::LockedInstantiation => AdminState::LockedInstantiation,
+            Admin::ShuttingDown => AdminState::ShuttingDown,
+        }
+    }
+
     /// Its name in status output.
     pub fn name(self) -> &'static str {
         match self {
@@ -314,6 +324,16 @@ pub struct SiRt {
     /// Nodes that left while they may have served it: no new active until the fence delay
     /// passed.
     pub fence: BTreeSet<u32>,
+}
+
+/// A component's readiness state: its SU's, unless the component itself is disabled or
+/// neither instantiated nor restarting (then out of service).
+pub fn comp_readiness(su: Readiness, presence: Presence, enabled: bool) -> Readiness {
+    if enabled && matches!(presence, Presence::Instantiated | Presence::Restarting) {
+        su
+    } else {
+        Readiness::OutOfService
+    }
 }
 
 /// The settings of the rules.
@@ -424,6 +444,26 @@ impl Cluster {
             && s.admin == Admin::Unlocked
             && self.members.contains(&node)
             && self.node_may_serve(flat, rules, node)
+    }
+
+    /// SU `su`'s readiness state, derived as the specification derives it from the SU's
+    /// presence, operational and administrative states and its node's: in service when it is
+    /// instantiated (or restarting), enabled, unlocked, and its node is a member that may
+    /// serve (the two-node rule); stopping when all that holds but it is shutting down; out
+    /// of service otherwise. In service is what [`Cluster::eligible`] asks of an SU that
+    /// takes new assignments.
+    pub fn su_readiness(&self, flat: &Flat, rules: &Rules, su: SuIx) -> Readiness {
+        let s = &self.sus[su];
+        let node = flat.sus[su].nodeid;
+        let up = matches!(s.presence, Presence::Instantiated | Presence::Restarting)
+            && s.enabled
+            && self.members.contains(&node)
+            && self.node_may_serve(flat, rules, node);
+        match s.admin {
+            Admin::Unlocked if up => Readiness::InService,
+            Admin::ShuttingDown if up => Readiness::Stopping,
+            _ => Readiness::OutOfService,
+        }
     }
 
     /// The two-node rule: in a two-node cluster split in two, only the node with the lower
@@ -970,6 +1010,63 @@ mod tests {
         let mut low = running(&flat, &[1]);
         low.plan(&flat, &rules);
         assert_eq!(target(&low, 0), Some(Ha::Active));
+    }
+
+    #[test]
+    fn readiness_is_derived_from_the_other_states_and_the_node() {
+        let flat = two_n();
+        let rules = Rules::default();
+        let mut c = running(&flat, &[1, 2]);
+        let r = |c: &Cluster, su| c.su_readiness(&flat, &rules, su);
+        assert_eq!(r(&c, 0), Readiness::InService);
+        assert!(c.eligible(&flat, &rules, 0));
+        c.sus[0].admin = Admin::ShuttingDown;
+        assert_eq!(r(&c, 0), Readiness::Stopping);
+        for admin in [Admin::Locked, Admin::LockedInstantiation] {
+            c.sus[0].admin = admin;
+            assert_eq!(r(&c, 0), Readiness::OutOfService, "{admin:?}");
+        }
+        c.sus[0].admin = Admin::Unlocked;
+        c.sus[0].enabled = false;
+        assert_eq!(r(&c, 0), Readiness::OutOfService, "disabled");
+        c.sus[0].enabled = true;
+        for p in [
+            Presence::Uninstantiated,
+            Presence::Instantiating,
+            Presence::Terminating,
+            Presence::InstantiationFailed,
+            Presence::TerminationFailed,
+        ] {
+            c.sus[0].presence = p;
+            assert_eq!(r(&c, 0), Readiness::OutOfService, "{p:?}");
+            assert!(!c.eligible(&flat, &rules, 0));
+        }
+        c.sus[0].presence = Presence::Instantiated;
+        // Its node left the membership: out of service, and the shutting-down SU too.
+        c.members.remove(&1);
+        assert_eq!(r(&c, 0), Readiness::OutOfService, "node gone");
+        c.sus[0].admin = Admin::ShuttingDown;
+        assert_eq!(r(&c, 0), Readiness::OutOfService, "node gone");
+        // Alone in a two-node cluster, the higher node's SU may not serve.
+        let two = Rules {
+            two_node: true,
+            ..Rules::default()
+        };
+        let alone = running(&flat, &[2]);
+        assert_eq!(alone.su_readiness(&flat, &two, 1), Readiness::OutOfService);
+        assert_eq!(alone.su_readiness(&flat, &rules, 1), Readiness::InService);
+        // A component: its SU's readiness unless it is itself down or disabled.
+        let s = Readiness::Stopping;
+        assert_eq!(comp_readiness(s, Presence::Instantiated, true), s);
+        assert_eq!(comp_readiness(s, Presence::Restarting, true), s);
+        assert_eq!(
+            comp_readiness(s, Presence::Instantiated, false),
+            Readiness::OutOfService
+        );
+        assert_eq!(
+            comp_readiness(Readiness::InService, Presence::Terminating, true),
+            Readiness::OutOfService
+        );
     }
 
     #[test]
