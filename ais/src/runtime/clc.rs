@@ -11,7 +11,10 @@
 //! Outcomes: `Succeeded` → `Succeeded`; `Failed` and `SpawnFailed` → `Failed`; `TimedOut` →
 //! `TimedOut`. The first [`ClcEvent::Exited`] of an instantiated component is reported once
 //! as `Exited` for that instantiation's id; an exit after the core asked to terminate or clean
-//! the component up is expected and not reported.
+//! the component up is expected and not reported. An exit is the current instantiation's
+//! only once its `Done { Succeeded }` came (the runner sends that before any exit of the same
+//! run) and, for the leader, only with its pid: the exit report of a cleaned-up process may
+//! come after the cleanup's answer, when the component was started again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,8 +35,9 @@ pub struct ClcDriver {
     monitoring: HashMap<String, Monitoring>,
     /// Commands in flight: the service and the core's id.
     running: HashMap<RunId, (ServiceId, u64)>,
-    /// Instantiated components whose exit is reported, by DN: the service and the id.
-    watched: HashMap<String, (ServiceId, u64)>,
+    /// Instantiated components whose exit is reported, by DN: the service, the id, and the
+    /// pid of its process once its instantiation succeeded.
+    watched: HashMap<String, (ServiceId, u64, Option<u32>)>,
     /// The node's name, the component name of a failfast command.
     node: String,
 }
@@ -109,7 +113,7 @@ impl ClcDriver {
                     .copied()
                     .unwrap_or(Monitoring::Process);
                 self.watched
-                    .insert(command.comp.clone(), (service, command.id));
+                    .insert(command.comp.clone(), (service, command.id, None));
                 self.runner
                     .instantiate(cmd(text), Duration::ZERO, monitoring)
             }
@@ -151,10 +155,19 @@ impl ClcDriver {
                     Outcome::TimedOut => ClcOutcome::TimedOut,
                 };
                 if result == ClcOutcome::Succeeded {
+                    if let (Outcome::Succeeded { pid }, Some(w)) =
+                        (&outcome, self.watched.get_mut(&component))
+                        && kind == CommandKind::Instantiate
+                        && w.1 == id
+                    {
+                        w.2 = Some(*pid);
+                    }
                     info!(component = %component, command = %kind, id, outcome = ?outcome, "CLC command done");
                 } else {
                     warn!(component = %component, command = %kind, id, outcome = ?outcome, "CLC command done");
-                    if kind == CommandKind::Instantiate {
+                    if kind == CommandKind::Instantiate
+                        && self.watched.get(&component).is_some_and(|w| w.1 == id)
+                    {
                         self.watched.remove(&component);
                     }
                 }
@@ -166,10 +179,15 @@ impl ClcDriver {
                 status,
                 leader,
             } => {
-                let Some((service, id)) = self.watched.remove(&component) else {
+                let current = match self.watched.get(&component) {
+                    Some(&(service, id, Some(p))) if !leader || p == pid => Some((service, id)),
+                    _ => None,
+                };
+                let Some((service, id)) = current else {
                     info!(component = %component, pid, %status, leader, "component process exited (expected)");
                     return;
                 };
+                self.watched.remove(&component);
                 warn!(component = %component, pid, %status, leader, id, "component process exited");
                 core.clc_result(service, id, ClcOutcome::Exited);
             }
@@ -344,5 +362,61 @@ mod tests {
             "{:?}",
             r.seen.lock().unwrap()
         );
+    }
+
+    /// The runner's exit report of a cleaned-up process can reach the driver after the
+    /// cleanup's own answer, when the core has already started the component again (two
+    /// runner threads, one channel; seen with real executives in `amf_models`). It is no
+    /// failure of the new instantiation.
+    #[test]
+    fn a_late_exit_of_the_previous_process_is_not_the_new_one_s() {
+        let mut r = Rig::new();
+        r.start(1, ClcKind::Instantiate, Some("exec sleep 30"), 5000);
+        let (_, pid) = r.wait(1);
+        let old = pid.expect("its pid");
+        // The cleanup: its answer goes to the driver, the old process's exit is held back.
+        r.start(2, ClcKind::Cleanup, None, 5000);
+        let mut held = Vec::new();
+        while r.seen.lock().unwrap().len() < 2 {
+            let ev = r
+                .events
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a runner event");
+            match ev {
+                ClcEvent::Exited { .. } => held.push(ev),
+                ev => r.driver.event(&mut r.core, ev),
+            }
+        }
+        assert_eq!(r.seen.lock().unwrap()[1], (2, ClcOutcome::Succeeded));
+        while held.is_empty() {
+            match r.events.recv_timeout(Duration::from_secs(20)) {
+                Ok(ev @ ClcEvent::Exited { .. }) => held.push(ev),
+                Ok(ev) => r.driver.event(&mut r.core, ev),
+                Err(e) => panic!("no exit report of the old process: {e}"),
+            }
+        }
+        // Started again; the held exit arrives before the new instantiation's answer.
+        r.start(3, ClcKind::Instantiate, Some("exec sleep 30"), 5000);
+        assert!(
+            held.iter()
+                .any(|e| matches!(e, ClcEvent::Exited { pid, .. } if *pid == old)),
+            "{held:?}"
+        );
+        for ev in held {
+            r.driver.event(&mut r.core, ev);
+        }
+        let (seen, pid) = r.wait(3);
+        assert_eq!(seen[2], (3, ClcOutcome::Succeeded), "{seen:?}");
+        // And a real exit of the new process is still reported, for the new instantiation.
+        let new = pid.expect("the new pid");
+        assert_ne!(new, old);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(new as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        assert_eq!(r.wait(4).0[3], (3, ClcOutcome::Exited));
+        r.start(4, ClcKind::Cleanup, None, 5000);
+        r.wait(5);
     }
 }
