@@ -850,7 +850,14 @@ impl Cluster {
                 ..
             } => {
                 let cap = max_standby_sis_per_su.unwrap_or(u32::MAX);
-                let standby_count = sg.sus.iter().filter(|&&s| sg_standby(s)).count() as u32;
+                // Spares: SUs that stand by and serve nothing. An SU that stands by for one SI
+                // but had to take another active is not one, so a free SU still becomes the
+                // standby of an SI that has none.
+                let standby_count = sg
+                    .sus
+                    .iter()
+                    .filter(|&&s| sg_standby(s) && !sg_active(s))
+                    .count() as u32;
                 free.iter()
                     .copied()
                     .filter(|&s| !sg_active(s) && self.load(s, false) < cap)
@@ -1010,6 +1017,85 @@ mod tests {
         let mut low = running(&flat, &[1]);
         low.plan(&flat, &rules);
         assert_eq!(target(&low, 0), Some(Ha::Active));
+    }
+
+    /// A 2+1 N+M SG over nodes 1 to 3 (SU i on node i + 1), two SIs, one active SI per SU.
+    fn n_plus_m() -> Flat {
+        let mut sg = ServiceGroup::new(
+            "g",
+            Redundancy::NPlusM {
+                active_sus: 2,
+                standby_sus: 1,
+                max_active_sis_per_su: Some(1),
+                max_standby_sis_per_su: None,
+            },
+        );
+        for n in 1..=3 {
+            sg.sus.push(ServiceUnit {
+                name: format!("u{n}"),
+                node: format!("n{n}"),
+                rank: 0,
+                components: vec![Component {
+                    name: "c".into(),
+                    comp_type: "c".into(),
+                }],
+            });
+        }
+        let si = |name: &str, rank| ServiceInstance {
+            name: name.into(),
+            sg: "g".into(),
+            rank,
+            active_assignments: None,
+            csis: vec![Csi {
+                name: "x".into(),
+                target: CsiTarget::CompType("c".into()),
+                attributes: Vec::new(),
+            }],
+        };
+        Flat::new(AmfModel {
+            nodes: (1..=3).map(|n| Node::new(&format!("n{n}"), n)).collect(),
+            comp_types: vec![CompType::new("c", "run-c")],
+            apps: vec![Application {
+                name: "a".into(),
+                sgs: vec![sg],
+                sis: vec![si("s1", 0), si("s2", 1)],
+            }],
+        })
+    }
+
+    /// Plans and confirms every target until nothing changes (every node answers at once).
+    fn settle(flat: &Flat, c: &mut Cluster) {
+        for _ in 0..10 {
+            c.plan(flat, &Rules::default());
+            confirm_all(c);
+        }
+    }
+
+    /// The SUs come up one by one (the last first): the first to come takes s1; the second
+    /// stands by for s1 and, as nothing else can, takes s2 active too. When the third
+    /// comes, s2 must get its standby: it had none, though an SU was free.
+    #[test]
+    fn n_plus_m_gives_every_si_a_standby_when_an_su_is_free() {
+        let flat = n_plus_m();
+        let mut c = running(&flat, &[1, 2, 3]);
+        for s in &mut c.sus {
+            s.presence = Presence::Uninstantiated;
+        }
+        for su in [2, 0, 1] {
+            c.sus[su].presence = Presence::Instantiated;
+            settle(&flat, &mut c);
+        }
+        for si in 0..2 {
+            let count = |ha| {
+                c.sis[si]
+                    .asg
+                    .values()
+                    .filter(|a| a.held == Some(ha) && a.target == Some(ha))
+                    .count()
+            };
+            assert_eq!(count(Ha::Active), 1, "SI {si}: {:?}", c.sis[si].asg);
+            assert_eq!(count(Ha::Standby), 1, "SI {si}: {:?}", c.sis[si].asg);
+        }
     }
 
     #[test]
