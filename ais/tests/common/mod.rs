@@ -2,6 +2,7 @@
 //! uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod amf;
 pub mod ckpt;
 pub mod cluster;
 pub mod sim;
