@@ -465,3 +465,41 @@ fn a_second_instantiate_of_a_live_component_is_refused() {
     until_done_and_gone(&rx, id);
     assert!(!exists(pid));
 }
+
+/// A cleanup's `Done` means the component may be started again at once: the executive
+/// instantiates a restarted component as soon as its cleanup is answered. (The monitor
+/// thread of the old process used to leave the component "live" a moment longer, so the
+/// new instantiation was refused as AlreadyRunning; found by `amf_models`.)
+#[test]
+fn after_a_cleanup_the_component_can_be_started_again_at_once() {
+    let (r, rx) = runner();
+    for round in 0..30 {
+        let id = r.instantiate(
+            cmd("exec sleep 30", 5000),
+            Duration::ZERO,
+            Monitoring::Process,
+        );
+        let mut pid = None;
+        while pid.is_none() {
+            match next(&rx, "instantiate") {
+                ClcEvent::Done {
+                    run,
+                    outcome: Outcome::Succeeded { pid: p },
+                    ..
+                } if run == id => pid = Some(p),
+                ClcEvent::Done { run, outcome, .. } if run == id => {
+                    panic!("round {round}: instantiate: {outcome:?}")
+                }
+                _ => {}
+            }
+        }
+        let id = r.cleanup(COMP, None);
+        loop {
+            match next(&rx, "cleanup") {
+                ClcEvent::Done { run, .. } if run == id => break,
+                _ => {}
+            }
+        }
+        assert!(!r.is_live(COMP), "round {round}: live after its cleanup");
+    }
+}

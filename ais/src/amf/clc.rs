@@ -388,6 +388,12 @@ impl ClcRunner {
                         info!(component = %component, pgid = g.pgid, "cleanup: SIGKILL to the component's process group");
                     }
                     g.wait_gone();
+                    // Not live any more from now on (the old process's monitor thread may
+                    // not have noticed yet): a new instantiation may start at once.
+                    let mut live = lock(&this.live);
+                    if live.get(&component).is_some_and(|l| Arc::ptr_eq(l, &g)) {
+                        live.remove(&component);
+                    }
                 }
                 let outcome = outcome.unwrap_or(Outcome::Succeeded { pid: pgid as u32 });
                 let _ = this.events.send(ClcEvent::Done {
@@ -528,7 +534,15 @@ impl ClcRunner {
                 });
             }
         }
-        lock(&self.live).remove(&cmd.component);
+        // Only its own group: the component may have been cleaned up and started again.
+        let mut live = lock(&self.live);
+        if live
+            .get(&cmd.component)
+            .is_some_and(|l| Arc::ptr_eq(l, &started.group))
+        {
+            live.remove(&cmd.component);
+        }
+        drop(live);
         started.wait_output();
         let _ = self.events.send(ClcEvent::Gone {
             component: cmd.component.clone(),
