@@ -504,15 +504,14 @@ fn n_plus_m() {
         a.ha(&su, "svc", "s1") == "active" && a.ha(&su, "svc", "s2") == "active"
     });
     println!(
-        "amf_models n+m: node failfast (error report) to both SIs active on the last node: {:.0} ms (fence delay 500 ms)",
+        "amf_models n+m: node failfast (error report) to both SIs active on the last node: {:.0} ms (tens of ms when the node's cleanups reach the ring before its executive dies, else token loss and the 500 ms fence delay)",
         ms(reported.elapsed())
     );
-    let status = a.wait_line(&[last], &si_line("s1", &[(&su, "active")]));
+    a.wait_line(&[last], &si_line("s1", &[(&su, "active")]));
+    // The failfast node is gone from the membership (its SUs may have been reported
+    // cleaned up before its executive died: then the SIs moved without the fence delay).
     let members = format!("[{}, {}]", nb.min(last), nb.max(last));
-    assert!(
-        status.contains(&format!("cluster: members {members}, quorate")),
-        "{status}"
-    );
+    a.wait_line(&[last], &format!("cluster: members {members}, quorate"));
 }
 
 const N_WAY_ACTIVE: &str = r#"
