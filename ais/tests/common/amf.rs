@@ -337,9 +337,7 @@ pub fn su_block<'a>(status: &'a str, su: &str) -> Vec<&'a str> {
     let head = format!("SU {su} on node ");
     let mut out = Vec::new();
     for l in status.lines().map(str::trim_start) {
-        if l.starts_with(&head) {
-            out.push(l);
-        } else if !out.is_empty() && l.starts_with("component ") {
+        if l.starts_with(&head) || (!out.is_empty() && l.starts_with("component ")) {
             out.push(l);
         } else if !out.is_empty() {
             break;
