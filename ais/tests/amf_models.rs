@@ -426,12 +426,12 @@ fn n_plus_m() {
     let (a1, s1_standby) = (act(&t, "s1"), stb(&t, "s1"));
     assert_ne!(a1, s1_standby);
     for su in ["npm-1", "npm-2", "npm-3"] {
-        assert_eq!(
-            su_block(&a.status(2), su)[0],
-            format!(
+        a.wait_line(
+            &[1, 2, 3],
+            &format!(
                 "SU {su} on node {}: in-service, unlocked, enabled, instantiated",
                 node_of(su)
-            )
+            ),
         );
     }
     a.wait("the components hold what the tree says", 1, |a| {
