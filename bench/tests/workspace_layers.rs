@@ -19,6 +19,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("ais-client", 2),
     ("totem-evlog", 3),
     ("ais-core", 3),
+    // An application (the example 2N service): it links the client library only.
+    ("amf-counter", 3),
     ("totem-sim", 4),
     ("ais", 5),
     ("shelf-manager", 5),
@@ -218,4 +220,19 @@ fn the_client_library_links_no_totem_crypto_config_or_cli() {
     for c in ["totem_dpdk", "ring"] {
         assert!(core.iter().any(|n| n == c), "{c} in {core:?}");
     }
+}
+
+#[test]
+fn the_example_application_links_no_totem_crypto_or_config() {
+    let app = linked_crates("amf-counter");
+    assert!(
+        app.iter().any(|c| c == "ais_client"),
+        "cargo tree lists what the example links: {app:?}"
+    );
+    // A program may parse its command line; nothing else of the list.
+    let bad: Vec<&String> = app
+        .iter()
+        .filter(|c| NOT_IN_CLIENTS.contains(&c.as_str()) && c.as_str() != "clap")
+        .collect();
+    assert!(bad.is_empty(), "amf-counter links {bad:?}");
 }
