@@ -93,6 +93,10 @@ struct Conn {
     stream: TcpStream,
 }
 
+/// The open client connections by number, for [`Serving::stop`] to shut them down; a reader
+/// removes its own when its client goes.
+type Streams = Arc<Mutex<BTreeMap<u64, TcpStream>>>;
+
 /// What readers and the controller queue to the worker.
 enum Work {
     Request(Arc<Conn>, Result<Request, String>),
@@ -106,7 +110,7 @@ pub(crate) struct Serving {
     acceptor: JoinHandle<()>,
     work: Sender<Work>,
     worker: JoinHandle<Opened>,
-    streams: Arc<Mutex<Vec<TcpStream>>>,
+    streams: Streams,
 }
 
 impl Serving {
@@ -134,7 +138,7 @@ impl Serving {
             Err(e) => return Err((e.into(), opened)),
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let streams = Arc::new(Mutex::new(Vec::new()));
+        let streams = Streams::default();
         let (work, queue) = mpsc::channel();
         let worker = thread::Builder::new()
             .name("counter-worker".into())
@@ -176,7 +180,7 @@ impl Serving {
             .streams
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
+            .values()
         {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
@@ -185,12 +189,7 @@ impl Serving {
     }
 }
 
-fn accept(
-    listener: TcpListener,
-    stop: Arc<AtomicBool>,
-    streams: Arc<Mutex<Vec<TcpStream>>>,
-    work: Sender<Work>,
-) {
+fn accept(listener: TcpListener, stop: Arc<AtomicBool>, streams: Streams, work: Sender<Work>) {
     let mut next = 0u64;
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -201,21 +200,25 @@ fn accept(
         let (Ok(write), Ok(keep)) = (stream.try_clone(), stream.try_clone()) else {
             continue;
         };
-        {
-            let mut s = streams.lock().unwrap_or_else(PoisonError::into_inner);
-            // Forget streams whose peer is gone (a failed peer_addr), so the list stays small.
-            s.retain(|s| s.peer_addr().is_ok());
-            s.push(keep);
-        }
         next += 1;
+        streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(next, keep);
         let conn = Arc::new(Conn {
             id: next,
             stream: write,
         });
-        let work = work.clone();
+        let (work, streams) = (work.clone(), streams.clone());
         let _ = thread::Builder::new()
             .name("counter-conn".into())
-            .spawn(move || read(stream, conn, work));
+            .spawn(move || {
+                read(stream, conn, work);
+                streams
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&next);
+            });
     }
     // The listener is dropped here: closed.
 }
