@@ -468,3 +468,34 @@ fn the_fence_delay_defaults_above_the_contact_lease_and_a_shorter_one_is_refused
         None
     );
 }
+
+/// The example service's model: 2N over two blades, a failure hands the SI over, and the CSI
+/// carries the two attributes the service reads.
+#[test]
+fn the_example_service_model_gives_its_csi_listen_and_checkpoint() {
+    let model = load("counter-2n.toml").model;
+    let ct = model.comp_type("counter").expect("comp type counter");
+    assert!(ct.sa_aware, "the counter registers with the AMF");
+    assert!(
+        ct.instantiate.contains("amf-counter --socket "),
+        "{}",
+        ct.instantiate
+    );
+    assert_eq!(
+        ct.recovery,
+        ais_core::services::amf::model::Recovery::SuFailover
+    );
+    let csi = &model.apps[0].sis[0].csis[0];
+    assert_eq!(
+        csi.attributes,
+        [
+            ("checkpoint".to_string(), "counter-state".to_string()),
+            ("listen".to_string(), "0.0.0.0:7400".to_string()),
+        ]
+    );
+    assert_eq!(
+        (amf_counter::ATTR_CHECKPOINT, amf_counter::ATTR_LISTEN),
+        ("checkpoint", "listen"),
+        "the names the service reads"
+    );
+}
