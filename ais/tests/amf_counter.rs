@@ -9,7 +9,11 @@
 //!
 //! Each ends with the exact check: the total (`GET`) equals the sum of every acknowledged
 //! `ADD`, so no acknowledged update was lost and none counted twice; no `ERR` reply is
-//! accepted. The times from the fault to the standby's assignment confirmed and to the first
+//! accepted. After a reconnection each client also sends its last acknowledged addition again
+//! (as if its answer had been lost), so the service's duplicate detection is exercised on
+//! every failover. 4. The check can fail: against the service with a deliberate defect
+//! (`--defect fresh-state`: the new active ignores the checkpoint; `--defect no-dedup`: every
+//! `ADD` counts) the same run ends with additions lost, or counted twice. The times from the fault to the standby's assignment confirmed and to the first
 //! request served after it are printed, not asserted (speed is measured by `bench
 //! amf-failover`).
 //!
@@ -72,13 +76,18 @@ fn node_of(su: &str) -> usize {
 }
 
 fn setup(name: &str) -> Setup {
+    setup_with(name, "none")
+}
+
+/// [`setup`] with the service's hidden `--defect` switch.
+fn setup_with(name: &str, defect: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("ais-counter-comp-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("dir");
     let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     let model = dir.join("amf.toml");
     let instantiate = format!(
-        "su=${{SA_AMF_COMPONENT_NAME#*safSu=}}; exec {} amf-counter --socket {}/${{su%%,*}}.socket",
+        "su=${{SA_AMF_COMPONENT_NAME#*safSu=}}; exec {} amf-counter --socket {}/${{su%%,*}}.socket --defect {defect}",
         env!("CARGO_BIN_EXE_aisctl"),
         dir.display()
     );
@@ -183,6 +192,9 @@ struct Seen {
     acked: u64,
     /// Times a connection was lost or refused and the client started over.
     reconnects: u64,
+    /// Acknowledged additions sent again after a reconnection, as if their answer had been
+    /// lost (the service must answer OK without counting them again).
+    resent: u64,
     /// When the first acknowledgment after each reconnection arrived.
     resumed: Vec<Instant>,
 }
@@ -217,13 +229,15 @@ impl Load {
 }
 
 /// One client: keeps `WINDOW` additions in flight; after any connection error, connects again
-/// (every millisecond) and sends every unanswered addition again, same numbers, in order.
-/// Panics on an `ERR`.
+/// (every millisecond) and sends every unanswered addition again, same numbers, in order,
+/// preceded by the last acknowledged one (as a client whose answer was lost would: the
+/// service must not count it twice). Panics on an `ERR`.
 fn client(addr: SocketAddr, id: &str, stop: &AtomicBool) -> Seen {
     let mut seen = Seen::default();
     let mut next_seq = 1u64;
-    // Sent (or to send) and not acknowledged: (seq, n), in order.
-    let mut pending: VecDeque<(u64, u64)> = VecDeque::new();
+    // Sent (or to send) and not acknowledged: (seq, n, acknowledged before), in order.
+    let mut pending: VecDeque<(u64, u64, bool)> = VecDeque::new();
+    let mut last_acked: Option<(u64, u64)> = None;
     let deadline = || Instant::now() + LONG;
     let mut give_up = deadline();
     let mut reconnected = false;
@@ -243,8 +257,14 @@ fn client(addr: SocketAddr, id: &str, stop: &AtomicBool) -> Seen {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         let mut w = stream.try_clone().expect("clone");
         let mut r = BufReader::new(stream);
+        if reconnected
+            && let Some((seq, n)) = last_acked
+            && pending.front().is_none_or(|p| p.0 > seq)
+        {
+            pending.push_front((seq, n, true));
+        }
         let mut text = String::new();
-        for (seq, n) in &pending {
+        for (seq, n, _) in &pending {
             text += &format!("{}\n", add(id, *seq, *n));
         }
         if !text.is_empty() && w.write_all(text.as_bytes()).is_err() {
@@ -257,7 +277,7 @@ fn client(addr: SocketAddr, id: &str, stop: &AtomicBool) -> Seen {
         loop {
             while in_flight < WINDOW && !stop.load(Ordering::SeqCst) {
                 let n = next_seq % 9 + 1;
-                pending.push_back((next_seq, n));
+                pending.push_back((next_seq, n, false));
                 let req = format!("{}\n", add(id, next_seq, n));
                 next_seq += 1;
                 in_flight += 1;
@@ -279,12 +299,14 @@ fn client(addr: SocketAddr, id: &str, stop: &AtomicBool) -> Seen {
                 }
                 Ok(_) => {}
             }
-            let (_, n) = pending.pop_front().expect("a reply answers a request");
+            let (seq, n, before) = pending.pop_front().expect("a reply answers a request");
             in_flight -= 1;
             match Reply::parse(line.trim_end()) {
+                Some(Reply::Ok(_)) if before => seen.resent += 1,
                 Some(Reply::Ok(_)) => {
                     seen.acked += 1;
                     seen.acked_sum += n;
+                    last_acked = Some((seq, n));
                     if reconnected {
                         seen.resumed.push(Instant::now());
                         reconnected = false;
@@ -326,15 +348,46 @@ fn get(addr: SocketAddr) -> u64 {
     }
 }
 
-/// Runs the load for `before`, applies `fault` (which returns the instant of the fault and
-/// the SU expected to become active and the node to watch), runs on for `after`, and checks
-/// the total exactly; prints the times.
+/// What a run under load ended with.
+struct Outcome {
+    /// `GET` at the end.
+    total: u64,
+    /// The sum of every acknowledged addition.
+    acked_sum: u64,
+}
+
+impl Outcome {
+    /// The exact check: no acknowledged addition lost, none counted twice.
+    fn verdict(&self) -> Result<(), String> {
+        if self.total == self.acked_sum {
+            return Ok(());
+        }
+        Err(format!(
+            "the total {} is not the sum of the acknowledged additions {} (lost: {}, counted twice: {})",
+            self.total,
+            self.acked_sum,
+            self.acked_sum.saturating_sub(self.total),
+            self.total.saturating_sub(self.acked_sum)
+        ))
+    }
+
+    fn check(&self, what: &str) {
+        if let Err(e) = self.verdict() {
+            panic!("{what}: {e}");
+        }
+    }
+}
+
+/// Runs the load until the total passes 1000, applies `fault` (which returns the instant of
+/// the fault, the SU expected to become active and the node to watch), runs on until the
+/// total grew by 1000 more, stops the load once every addition is answered; prints the
+/// times.
 fn under_load(
     s: &mut Setup,
     tag: &str,
     what: &str,
     fault: impl FnOnce(&mut Setup) -> (Instant, &'static str, usize),
-) {
+) -> Outcome {
     let load = Load::start(s.addr, tag);
     // Some traffic before the fault.
     let start = Instant::now();
@@ -358,6 +411,7 @@ fn under_load(
     let acked_sum: u64 = seen.iter().map(|c| c.acked_sum).sum();
     let acked: u64 = seen.iter().map(|c| c.acked).sum();
     let reconnects: u64 = seen.iter().map(|c| c.reconnects).sum();
+    let resent: u64 = seen.iter().map(|c| c.resent).sum();
     let first_after = seen
         .iter()
         .flat_map(|c| c.resumed.iter().copied())
@@ -366,20 +420,15 @@ fn under_load(
         .expect("acknowledgments after a reconnection after the fault");
     let total = get(s.addr);
     println!(
-        "amf_counter {what}: standby {new_active} active (confirmed) {:.1} ms after the fault, first request served after a reconnection {:.1} ms after it; {acked} additions acknowledged (sum {acked_sum}), {reconnects} reconnections, GET {total}",
+        "amf_counter {what}: standby {new_active} active (confirmed) {:.1} ms after the fault, first request served after a reconnection {:.1} ms after it; {acked} additions acknowledged (sum {acked_sum}), {reconnects} reconnections, {resent} acknowledged ones sent again, GET {total}",
         to_active.as_secs_f64() * 1e3,
         first_after.duration_since(at).as_secs_f64() * 1e3,
     );
     assert!(reconnects >= 1, "the clients saw the fault");
-    assert_eq!(
-        total,
-        acked_sum,
-        "{what}: the total is the sum of the acknowledged additions (lost: {}, counted twice: {})",
-        acked_sum.saturating_sub(total),
-        total.saturating_sub(acked_sum)
-    );
+    assert!(resent >= 1, "a client sent an acknowledged addition again");
     // Sanity only: the failover happened within the test's patience.
     assert!(to_active < LONG);
+    Outcome { total, acked_sum }
 }
 
 /// The pids of the processes whose command line contains `needle`.
@@ -431,7 +480,8 @@ fn kill_9_of_the_active_component_under_load() {
         let at = Instant::now();
         kill9(pids[0]);
         (at, s.standby, node_of(s.standby))
-    });
+    })
+    .check("kill -9 of the active component");
     cleanup(s);
 }
 
@@ -454,7 +504,8 @@ fn switchover_under_load() {
             String::from_utf8_lossy(&out.stderr)
         );
         (at, s.standby, 2)
-    });
+    })
+    .check("switchover");
     cleanup(s);
 }
 
@@ -472,6 +523,37 @@ fn kill_9_of_the_active_node_under_load() {
         }
         s.c.kill(node_of(s.active));
         (at, s.standby, 2)
-    });
+    })
+    .check("kill -9 of the active node");
     cleanup(s);
+}
+
+/// The exact check can fail: the same run against the service with a deliberate defect. A new
+/// active that starts from an empty state loses acknowledged additions; a service that counts
+/// every `ADD` counts the clients' resent ones twice.
+#[test]
+fn the_exact_check_catches_a_broken_service() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for defect in ["fresh-state", "no-dedup"] {
+        let mut s = setup_with(&format!("defect-{defect}"), defect);
+        let o = under_load(&mut s, "broken", &format!("defect {defect}"), |s| {
+            let pids = component_pids(&s.dir, s.active);
+            assert_eq!(pids.len(), 1, "one component process of {}", s.active);
+            let at = Instant::now();
+            kill9(pids[0]);
+            (at, s.standby, node_of(s.standby))
+        });
+        let verdict = o.verdict();
+        println!("amf_counter defect {defect}: the check says {verdict:?}");
+        assert!(
+            verdict.is_err(),
+            "the check passes a service with defect {defect}"
+        );
+        if defect == "fresh-state" {
+            assert!(o.total < o.acked_sum, "additions lost");
+        } else {
+            assert!(o.total > o.acked_sum, "additions counted twice");
+        }
+        cleanup(s);
+    }
 }

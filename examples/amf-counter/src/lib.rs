@@ -84,6 +84,22 @@ pub struct Args {
     #[arg(long, default_value_t = MAX_CLIENTS_LIMIT,
           value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=MAX_CLIENTS_LIMIT as i64), usize::from))]
     pub max_clients: usize,
+    /// A deliberate defect, for the tests that prove the exact check of the total catches a
+    /// broken service (hidden; `none` in every real use).
+    #[arg(long, hide = true, value_enum, default_value_t = Defect::None)]
+    pub defect: Defect,
+}
+
+/// A deliberate defect (see [`Args::defect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Defect {
+    /// None: the service as documented.
+    #[default]
+    None,
+    /// A new active starts from an empty state instead of reading the checkpoint.
+    FreshState,
+    /// Every `ADD` is counted, also one sent again after it was applied.
+    NoDedup,
 }
 
 /// Logs to standard error (the executive captures a component's output into its log);
@@ -113,9 +129,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("registering with the AMF")?;
     let name = amf.name_get().context("component name")?;
     info!(component = %name, socket = %socket.display(), "registered");
+    if args.defect != Defect::None {
+        warn!(defect = ?args.defect, "running with a deliberate defect");
+    }
     let mut comp = Component {
         socket,
         max_clients: args.max_clients,
+        defect: args.defect,
         checkpoint: None,
         listen: None,
         opened: None,
@@ -172,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 struct Component {
     socket: PathBuf,
     max_clients: usize,
+    defect: Defect,
     checkpoint: Option<String>,
     listen: Option<String>,
     /// The checkpoint, open, while not serving (standby, quiesced).
@@ -210,13 +231,16 @@ impl Component {
                         .clone()
                         .context("the CSI has no \"listen\" attribute")?;
                     let mut opened = self.open()?;
-                    let state = opened.load(self.max_clients)?;
+                    let state = match self.defect {
+                        Defect::FreshState => State::new(self.max_clients),
+                        _ => opened.load(self.max_clients)?,
+                    };
                     info!(
                         total = state.total(),
                         clients = state.clients(),
                         "state read from the checkpoint"
                     );
-                    match Serving::start(&listen, opened, state) {
+                    match Serving::start(&listen, opened, state, self.defect) {
                         Ok(s) => self.serving = Some(s),
                         Err((e, opened)) => {
                             self.opened = Some(opened);

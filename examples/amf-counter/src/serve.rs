@@ -26,6 +26,7 @@ use ais_client::ckpt::{CheckpointHandle, Ckpt, ReadElement};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use crate::Defect;
 use crate::protocol::{Reply, Request};
 use crate::state::{Applied, State};
 
@@ -122,6 +123,7 @@ impl Serving {
         listen: &str,
         opened: Opened,
         state: State,
+        defect: Defect,
     ) -> Result<Serving, (anyhow::Error, Opened)> {
         let deadline = Instant::now() + BIND_RETRY;
         let listener = loop {
@@ -142,7 +144,7 @@ impl Serving {
         let (work, queue) = mpsc::channel();
         let worker = thread::Builder::new()
             .name("counter-worker".into())
-            .spawn(move || worker(queue, opened, state))
+            .spawn(move || worker(queue, opened, state, defect))
             .expect("spawn the worker");
         let acceptor = {
             let (stop, streams, work) = (stop.clone(), streams.clone(), work.clone());
@@ -233,7 +235,7 @@ fn read(stream: TcpStream, conn: Arc<Conn>, work: Sender<Work>) {
     }
 }
 
-fn worker(queue: Receiver<Work>, mut opened: Opened, mut state: State) -> Opened {
+fn worker(queue: Receiver<Work>, mut opened: Opened, mut state: State, defect: Defect) -> Opened {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stopping = false;
     while !stopping {
@@ -257,20 +259,26 @@ fn worker(queue: Receiver<Work>, mut opened: Opened, mut state: State) -> Opened
             let reply = match req {
                 Err(reason) => Reply::Err(reason),
                 Ok(Request::Get) => Reply::Value(state.total()),
-                Ok(Request::Add { client, seq, n }) => match state.add(&client, seq, n) {
-                    Ok(Applied::Added { forgotten }) => {
-                        if let Some(f) = forgotten {
-                            warn!(client = %f, max = state.max_clients(), "client forgotten: too many clients");
+                Ok(Request::Add { client, seq, n }) => {
+                    let seq = match (defect, state.last_seq(&client)) {
+                        (Defect::NoDedup, Some(last)) => seq.max(last.saturating_add(1)),
+                        _ => seq,
+                    };
+                    match state.add(&client, seq, n) {
+                        Ok(Applied::Added { forgotten }) => {
+                            if let Some(f) = forgotten {
+                                warn!(client = %f, max = state.max_clients(), "client forgotten: too many clients");
+                            }
+                            dirty = true;
+                            Reply::Ok(state.total())
                         }
-                        dirty = true;
-                        Reply::Ok(state.total())
+                        Ok(Applied::Duplicate) => {
+                            debug!(%client, seq, "already applied");
+                            Reply::Ok(state.total())
+                        }
+                        Err(e) => Reply::Err(e.to_string()),
                     }
-                    Ok(Applied::Duplicate) => {
-                        debug!(%client, seq, "already applied");
-                        Reply::Ok(state.total())
-                    }
-                    Err(e) => Reply::Err(e.to_string()),
-                },
+                }
             };
             replies.push((conn, reply));
         }
