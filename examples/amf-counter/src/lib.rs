@@ -90,6 +90,20 @@ pub struct Args {
     pub defect: Defect,
 }
 
+impl Default for Args {
+    /// What the command line gives without options: the default socket, the name from the
+    /// environment, 1024 clients, no defect. A caller in code writes
+    /// `Args { socket: Some(path), ..Args::default() }`.
+    fn default() -> Args {
+        Args {
+            socket: None,
+            name: None,
+            max_clients: MAX_CLIENTS_LIMIT,
+            defect: Defect::None,
+        }
+    }
+}
+
 /// A deliberate defect (see [`Args::defect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Defect {
@@ -161,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         false
                     }
                 };
-                amf.response(invocation, ok)?;
+                answer(&mut amf, invocation, ok)?;
             }
             Some(Callback::CsiRemove {
                 invocation,
@@ -170,21 +184,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }) => {
                 comp.remove();
                 info!(%si, %csi, "CSI removed");
-                amf.response(invocation, true)?;
+                answer(&mut amf, invocation, true)?;
             }
             Some(Callback::Healthcheck { invocation, .. }) => {
                 let ok = comp.serving.as_ref().is_none_or(Serving::healthy);
-                amf.response(invocation, ok)?;
+                answer(&mut amf, invocation, ok)?;
             }
             Some(Callback::Terminate { invocation }) => {
                 comp.remove();
                 info!("terminated");
-                amf.response(invocation, true)?;
+                answer(&mut amf, invocation, true)?;
                 return Ok(());
             }
-            Some(other) => amf.response(other.invocation(), true)?,
-            None => {}
+            // A kind this program does not know: accepted, if it asks for an answer.
+            Some(other) if other.invocation() != 0 => {
+                answer(&mut amf, other.invocation(), true)?;
+            }
+            Some(_) | None => {}
         }
+    }
+}
+
+/// Answers callback `invocation`. A refusal by the executive (the invocation timed out and is
+/// no longer outstanding) is logged; only a failed connection ends the component.
+fn answer(amf: &mut Amf, invocation: u64, ok: bool) -> anyhow::Result<()> {
+    match amf.response(invocation, ok) {
+        Err(e) if e.ais_error().is_some() => {
+            warn!(invocation, error = %e, "answer refused");
+            Ok(())
+        }
+        other => Ok(other.context("answering the executive")?),
     }
 }
 
@@ -299,5 +328,31 @@ impl Component {
         if let Some(mut o) = self.opened.take() {
             let _ = o.ckpt.close(o.handle);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_default_arguments_are_the_command_lines() {
+        let parsed = Args::parse_from(["amf-counter"]);
+        let d = Args::default();
+        assert_eq!(
+            (
+                parsed.socket,
+                parsed.name,
+                parsed.max_clients,
+                parsed.defect
+            ),
+            (d.socket, d.name, d.max_clients, d.defect)
+        );
+        let a = Args::parse_from(["amf-counter", "--socket", "/s", "--max-clients", "2"]);
+        assert_eq!(a.socket.as_deref(), Some(std::path::Path::new("/s")));
+        assert_eq!(a.max_clients, 2);
+        assert!(Args::try_parse_from(["amf-counter", "--max-clients", "0"]).is_err());
+        assert!(Args::try_parse_from(["amf-counter", "--max-clients", "1025"]).is_err());
     }
 }
