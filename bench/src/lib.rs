@@ -15,6 +15,8 @@
 
 pub mod aead;
 pub mod amf;
+pub mod amf_failover;
+pub mod amfstub;
 pub mod ckpt;
 pub mod ckptload;
 pub mod corosync;

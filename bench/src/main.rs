@@ -45,6 +45,14 @@ enum Command {
     /// AMF's node side on this host: time to start a component, to notice its process die
     /// (passive monitoring), and to clean it up (SIGKILL to its process group).
     AmfNode(bench::amf::Args),
+    /// AMF failover of a stateful service under load: kill -9 of the active component or of
+    /// the active node (executive and components), repeated; time to the standby confirmed
+    /// active and to the first request it serves, and lost acknowledged updates (issue 18).
+    AmfFailover(bench::amf_failover::Args),
+    /// A counter component without a checkpoint (started by `amf-failover --service memory`:
+    /// it loses its total at every failover, which the bench must report).
+    #[command(hide = true, name = "amf-memory-counter")]
+    AmfMemoryCounter,
     /// Runs an executive (what `throughput` and `failover` start on each node; the same as the
     /// aisexec program).
     #[command(hide = true, name = "aisexec")]
@@ -176,6 +184,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::CkptLoad(args) => bench::ckptload::run(&args),
         Command::Failover(args) => bench::failover::run(&args),
         Command::AmfNode(args) => bench::amf::run(&args),
+        Command::AmfFailover(args) => bench::amf_failover::run(&args),
+        Command::AmfMemoryCounter => bench::amfstub::run(),
         Command::CpgLoad(args) => bench::cpgload::run(&args),
         Command::RawPeer(args) => bench::raw::run_peer(&args),
         Command::Aead { size, json } => {
