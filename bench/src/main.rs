@@ -53,6 +53,10 @@ enum Command {
     /// it loses its total at every failover, which the bench must report).
     #[command(hide = true, name = "amf-memory-counter")]
     AmfMemoryCounter,
+    /// The example stateful service, `examples/amf-counter` (started by `amf-failover` as the
+    /// AMF component, so the bench needs only its own binary).
+    #[command(hide = true, name = "amf-counter")]
+    AmfCounter(amf_counter::Args),
     /// Runs an executive (what `throughput` and `failover` start on each node; the same as the
     /// aisexec program).
     #[command(hide = true, name = "aisexec")]
@@ -186,6 +190,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::AmfNode(args) => bench::amf::run(&args),
         Command::AmfFailover(args) => bench::amf_failover::run(&args),
         Command::AmfMemoryCounter => bench::amfstub::run(),
+        Command::AmfCounter(args) => {
+            amf_counter::init_logging();
+            amf_counter::run(args)
+        }
         Command::CpgLoad(args) => bench::cpgload::run(&args),
         Command::RawPeer(args) => bench::raw::run_peer(&args),
         Command::Aead { size, json } => {
