@@ -81,14 +81,14 @@ const MARK: &str = "OAIS_AMF_BENCH_NODE";
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
 Examples:
-  bench amf-failover                           10 kills of each kind, default timers
+  bench amf-failover                           20 kills of each kind, default timers
   bench amf-failover --token 20 --kind node    node crashes with the tuned timers
   bench amf-failover --fence-ms 150            with [amf] fence_ms = 150
 
 Runs on 127.0.0.1; needs no root.")]
 pub struct Args {
-    /// Kills of each kind (each on a fresh cluster).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Kills of each kind (each on a fresh cluster, about 1.2 s each).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub kills: u32,
     /// Kinds of failure, comma-separated: component, node.
     #[arg(long, default_value = "component,node", value_delimiter = ',',
