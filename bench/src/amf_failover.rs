@@ -130,6 +130,9 @@ pub struct KillResult {
     pub kill: u32,
     /// The node whose component (or executive) was killed.
     pub victim_node: u32,
+    /// When the kill was sent, ns since the Unix epoch (CLOCK_REALTIME, the clock of the
+    /// executives' log lines), to find it in the logs `--keep` keeps.
+    pub killed_at_unix_ns: u64,
     /// The SU that was active.
     pub old_active: String,
     /// The SU that became active.
@@ -888,6 +891,7 @@ fn one_kill(
         .context("victim running")?;
     // The kill.
     let killed = Instant::now();
+    let killed_at_unix_ns = realtime_ns();
     let _ = shared.killed.set(killed);
     if kind == "node" {
         kill(Pid::from_raw(exec_pid as i32), Signal::SIGKILL)?;
@@ -957,6 +961,7 @@ fn one_kill(
         kind: kind.to_owned(),
         kill: k,
         victim_node: victim as u32,
+        killed_at_unix_ns,
         old_active: active,
         new_active,
         membership_ms: gone.map(|t| ms(killed, t)),
