@@ -6,14 +6,16 @@
 //! quorum nor the two-node tie-breaker decides) with an `[amf]` model of one 2N service group
 //! of three SUs, one per node (ranks shuffled per kill, so the active lands on a random
 //! node): one active, one standby, one spare. The component is the example counter service
-//! (`examples/amf-counter`, run as `bench amf-counter`), or with `--service memory` a counter
-//! that keeps its total in memory only (`bench amf-memory-counter`, [`crate::amfstub`]), which
-//! must lose updates. The SI's CSI has `listen = "127.0.0.1:PORT"` and `checkpoint`.
+//! (`examples/amf-counter`, run as the bench's hidden `amf-counter` subcommand, so the bench
+//! needs only its own binary), with `--defect` one of its deliberate defects, which the check
+//! must catch. The SI's CSI has `listen = "127.0.0.1:PORT"` and `checkpoint`.
 //!
 //! Load: `--clients` threads of this process, each sending `ADD <client> <seq> 1` and waiting
-//! for `OK <total>` before the next (on a broken connection it reconnects and sends the same
-//! sequence number again: ADD is idempotent per client and sequence number). After a random
-//! 0.3–0.8 s of load the active is killed:
+//! for `OK <total>` before the next. On a broken connection a client reconnects, sends its
+//! last acknowledged `ADD` again (the duplicate detection is exercised at every failover: it
+//! must not count) and then the unacknowledged one with the same sequence number (ADD is
+//! idempotent per client and sequence number). After a random 0.3–0.8 s of load the active is
+//! killed:
 //!
 //! - `component`: SIGKILL of the active component's process (the component type's recovery is
 //!   `su-failover`; the executive sees the process exit through passive monitoring);
@@ -25,8 +27,9 @@
 //!
 //! - `membership` (node kills): a survivor's `aisctl amf status` (the AMF's own cluster view,
 //!   polled every 0.5 ms over IPC) no longer lists the node;
-//! - `listening`: a client's connection to `listen` opened after the kill is accepted: the
-//!   new active has taken the CSI set active and listens;
+//! - `listening`: a client's connection to `listen` opened after the kill (when it was
+//!   opened), of those a live server answered: the new active has taken the CSI set active
+//!   and listens;
 //! - `confirmed`: the standby node's `aisctl amf status` shows another SU holding the SI
 //!   active, confirmed (no `->`): the component answered the CSI set and its answer went round
 //!   the ring;
@@ -105,11 +108,11 @@ pub struct Args {
     /// Client connections sending ADDs, one request in flight each.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub clients: u32,
-    /// The component: `counter` (the example service, `examples/amf-counter`) or `memory` (a
-    /// counter without a checkpoint, which loses its total at every failover: to show the
-    /// loss check works).
-    #[arg(long, default_value = "counter", value_parser = ["counter", "memory"])]
-    pub service: String,
+    /// A deliberate defect of the example service (its hidden `--defect`), to show the
+    /// check catches it: `fresh-state` (a new active starts from zero: updates lost) or
+    /// `no-dedup` (an ADD sent again is counted again: updates applied twice).
+    #[arg(long, default_value = "none", value_parser = ["none", "fresh-state", "no-dedup"])]
+    pub defect: String,
     /// Seed of the kill times and SU ranks (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -193,8 +196,8 @@ pub struct Summary {
     pub bench: &'static str,
     /// `component` or `node`.
     pub kind: String,
-    /// `counter` or `memory`.
-    pub service: String,
+    /// The example service's deliberate defect (`none`: the service as documented).
+    pub defect: String,
     /// Kills.
     pub kills: usize,
     /// Token timeout, ms (100: the default).
@@ -243,8 +246,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let token = args.token.unwrap_or(100);
     if !args.json {
         println!(
-            "amf-failover: 3 nodes on 127.0.0.1, 2N with 3 SUs, service {}, {} clients; token {token} ms{}{}; seed {seed}",
-            args.service,
+            "amf-failover: 3 nodes on 127.0.0.1, 2N with 3 SUs, example counter service (defect {}), {} clients; token {token} ms{}{}; seed {seed}",
+            args.defect,
             args.clients,
             if args.token.is_some() {
                 " (tuned timers)"
@@ -349,7 +352,7 @@ fn summarize(args: &Args, kind: &str, r: &[KillResult], token: u64, seed: u64) -
     Summary {
         bench: "amf-failover",
         kind: kind.to_owned(),
-        service: args.service.clone(),
+        defect: args.defect.clone(),
         kills: r.len(),
         token_ms: token,
         fence_ms: args.fence_ms,
@@ -434,7 +437,7 @@ fn free_tcp_port() -> anyhow::Result<u16> {
 /// The AMF model: three nodes, one 2N SG with an SU per node ranked by `ranks`.
 fn model(
     program: &Path,
-    service: &str,
+    defect: &str,
     sockets: &[PathBuf],
     dirs: &[PathBuf],
     ranks: &[u32],
@@ -452,14 +455,9 @@ fn model(
             d.display()
         );
     }
-    let sub = if service == "memory" {
-        "amf-memory-counter"
-    } else {
-        "amf-counter"
-    };
     let _ = write!(
         sh,
-        "esac; export OPENAIS_IPC_SOCKET {MARK}; exec '{}' {sub}",
+        "esac; export OPENAIS_IPC_SOCKET {MARK}; exec '{}' amf-counter --defect {defect}",
         program.display()
     );
     let mut m = String::from("[node]\n");
@@ -611,6 +609,8 @@ fn client(id: u32, addr: SocketAddr, sh: &Shared) {
     let mut seq = 1u64;
     // Whether ADD `seq` was sent (it may have been applied) and not acknowledged yet.
     let mut pending = false;
+    // After a reconnection: the last acknowledged ADD, to send again first.
+    let mut resend: Option<u64> = None;
     let mut conn: Option<Conn> = None;
     let mut since_ack = Instant::now();
     loop {
@@ -630,6 +630,7 @@ fn client(id: u32, addr: SocketAddr, sh: &Shared) {
                     let _ = s.set_nodelay(true);
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                     let Ok(w) = s.try_clone() else { continue };
+                    resend = (seq > 1).then(|| seq - 1);
                     conn = Some(Conn {
                         r: BufReader::new(s),
                         w,
@@ -649,9 +650,10 @@ fn client(id: u32, addr: SocketAddr, sh: &Shared) {
         }
         let c = conn.as_mut().expect("connected");
         let mut answer = String::new();
-        pending = true;
+        let sending = resend.unwrap_or(seq);
+        pending |= resend.is_none();
         let ok =
-            c.w.write_all(format!("ADD c{id} {seq} 1\n").as_bytes())
+            c.w.write_all(format!("ADD c{id} {sending} 1\n").as_bytes())
                 .is_ok()
                 && c.r.read_line(&mut answer).is_ok_and(|n| n > 0);
         if !ok {
@@ -671,9 +673,11 @@ fn client(id: u32, addr: SocketAddr, sh: &Shared) {
             if c.after.is_some() {
                 earliest(&sh.served, t);
             }
-            sh.acked.fetch_add(1, Ordering::Relaxed);
-            seq += 1;
-            pending = false;
+            if resend.take().is_none() {
+                sh.acked.fetch_add(1, Ordering::Relaxed);
+                seq += 1;
+                pending = false;
+            }
             since_ack = t;
         } else {
             // Not served (e.g. not active yet): the same ADD again shortly.
@@ -760,7 +764,7 @@ fn one_kill(
     let dirs: Vec<PathBuf> = cluster.nodes().iter().map(|n| n.dir.clone()).collect();
     fs::write(
         &model_path,
-        model(program, &args.service, &sockets, &dirs, &ranks, listen),
+        model(program, &args.defect, &sockets, &dirs, &ranks, listen),
     )?;
     let mut run = Run {
         cluster,

@@ -16,7 +16,6 @@
 pub mod aead;
 pub mod amf;
 pub mod amf_failover;
-pub mod amfstub;
 pub mod ckpt;
 pub mod ckptload;
 pub mod corosync;

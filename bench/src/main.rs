@@ -49,10 +49,6 @@ enum Command {
     /// the active node (executive and components), repeated; time to the standby confirmed
     /// active and to the first request it serves, and lost acknowledged updates (issue 18).
     AmfFailover(bench::amf_failover::Args),
-    /// A counter component without a checkpoint (started by `amf-failover --service memory`:
-    /// it loses its total at every failover, which the bench must report).
-    #[command(hide = true, name = "amf-memory-counter")]
-    AmfMemoryCounter,
     /// The example stateful service, `examples/amf-counter` (started by `amf-failover` as the
     /// AMF component, so the bench needs only its own binary).
     #[command(hide = true, name = "amf-counter")]
@@ -189,7 +185,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Failover(args) => bench::failover::run(&args),
         Command::AmfNode(args) => bench::amf::run(&args),
         Command::AmfFailover(args) => bench::amf_failover::run(&args),
-        Command::AmfMemoryCounter => bench::amfstub::run(),
         Command::AmfCounter(args) => {
             amf_counter::init_logging();
             amf_counter::run(args)

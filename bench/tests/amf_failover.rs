@@ -1,8 +1,9 @@
 //! `bench amf-failover` end to end, tiny: one kill of each kind with the example counter
-//! service (token 50 ms and a 100 ms fence delay so the node kill is quick), and one component kill with the counter
-//! that keeps its total in memory only, which the bench must catch losing updates. Three
-//! executives on 127.0.0.1, no root needed. Asserts what a broken bench or AMF would get
-//! wrong, never a speed: the figures come from release runs recorded in docs/performance.md.
+//! service (token 50 ms and a 100 ms fence delay so the node kill is quick), and one component
+//! kill with each of the service's deliberate defects, which the bench must catch (updates
+//! lost, updates counted twice). Three executives on 127.0.0.1, no root needed. Asserts what
+//! a broken bench or AMF would get wrong, never a speed: the figures come from release runs
+//! recorded in docs/performance.md.
 
 use std::process::Command;
 
@@ -98,29 +99,45 @@ fn the_counter_fails_over_without_losing_an_acknowledged_update() {
     }
 }
 
-#[test]
-fn a_counter_without_its_checkpoint_is_caught_losing_updates() {
+/// One component kill with a deliberate defect of the service.
+fn with_defect(defect: &str) -> Value {
     let (ok, lines, out) = bench(&[
         "--kills",
         "1",
         "--kind",
         "component",
-        "--service",
-        "memory",
+        "--defect",
+        defect,
         "--clients",
         "2",
         "--seed",
         "1",
     ]);
     assert!(!ok, "the bench must fail: {out}");
-    assert!(out.contains("lost acknowledged updates"), "{out}");
-    let k = lines
-        .iter()
+    assert!(out.contains("(must be 0)"), "{out}");
+    lines
+        .into_iter()
         .find(|v| v.get("kill").is_some())
-        .expect("the kill is reported");
+        .expect("the kill is reported")
+}
+
+#[test]
+fn a_counter_that_forgets_its_checkpoint_is_caught_losing_updates() {
+    let k = with_defect("fresh-state");
     let acked = k["acked"].as_u64().expect("acked");
     let total = k["total"].as_u64().expect("total");
     // The new active started from 0: it holds only what it served itself.
     assert!(total < acked, "{k}");
     assert_eq!(k["lost"].as_u64(), Some(acked - total), "{k}");
+}
+
+#[test]
+fn a_counter_without_duplicate_detection_is_caught_counting_twice() {
+    let k = with_defect("no-dedup");
+    let acked = k["acked"].as_u64().expect("acked");
+    let total = k["total"].as_u64().expect("total");
+    // Every client sent its last acknowledged ADD again after the failover.
+    assert!(total >= acked + 2, "{k}");
+    assert_eq!(k["duplicated"].as_u64(), Some(total - acked), "{k}");
+    assert_eq!(k["lost"].as_u64(), Some(0), "{k}");
 }
