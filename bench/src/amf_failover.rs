@@ -198,8 +198,11 @@ pub struct Summary {
     pub kind: String,
     /// The example service's deliberate defect (`none`: the service as documented).
     pub defect: String,
-    /// Kills.
+    /// Kills measured.
     pub kills: usize,
+    /// Kills that failed (no failover within the bounds, a client without an answer, ...):
+    /// reported above them, not in the figures.
+    pub failed: usize,
     /// Token timeout, ms (100: the default).
     pub token_ms: u64,
     /// `[amf] fence_ms` when given.
@@ -261,10 +264,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for kind in &args.kind {
         let mut results = Vec::new();
+        let failed_before = failed.len();
         for k in 1..=args.kills {
             let dir = work.join(format!("{kind}-{k}"));
-            let r = one_kill(args, kind, k, &mut rng, &program, &dir)
-                .with_context(|| format!("{kind} kill {k} (files in {})", dir.display()))?;
+            let r = match one_kill(args, kind, k, &mut rng, &program, &dir) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Reported and counted; the files stay; the other kills go on.
+                    let e = format!("{e:#} (files in {})", dir.display());
+                    if args.json {
+                        let v = serde_json::json!({"kind": kind, "kill": k, "error": e});
+                        println!("{v}");
+                    } else {
+                        println!("  #{k} {kind} kill FAILED: {e}");
+                    }
+                    failed.push(format!(
+                        "{kind} kill {k}: {}",
+                        e.lines().next().unwrap_or("")
+                    ));
+                    continue;
+                }
+            };
             if !args.keep {
                 let _ = fs::remove_dir_all(&dir);
             }
@@ -275,7 +295,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             results.push(r);
         }
-        let s = summarize(args, kind, &results, token, seed);
+        if results.is_empty() {
+            continue;
+        }
+        let mut s = summarize(args, kind, &results, token, seed);
+        s.failed = failed.len() - failed_before;
         if args.json {
             println!("{}", serde_json::to_string(&s)?);
         } else {
@@ -288,7 +312,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ));
         }
     }
-    if !args.keep {
+    if !args.keep && failed.is_empty() {
         let _ = fs::remove_dir_all(&work);
     }
     if !failed.is_empty() {
@@ -354,6 +378,7 @@ fn summarize(args: &Args, kind: &str, r: &[KillResult], token: u64, seed: u64) -
         kind: kind.to_owned(),
         defect: args.defect.clone(),
         kills: r.len(),
+        failed: 0,
         token_ms: token,
         fence_ms: args.fence_ms,
         clients: args.clients,
@@ -407,6 +432,13 @@ fn summary_text(s: &Summary) -> String {
         "  updates: {} acknowledged, {} lost, {} applied twice",
         s.acked, s.lost, s.duplicated
     );
+    if s.failed > 0 {
+        let _ = writeln!(
+            t,
+            "  kills that failed (above, not in the figures): {}",
+            s.failed
+        );
+    }
     if let (Some(target), Some(met)) = (&s.target, s.target_met) {
         let _ = writeln!(
             t,
