@@ -312,8 +312,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ));
         }
     }
-    if !args.keep && failed.is_empty() {
-        let _ = fs::remove_dir_all(&work);
+    if !args.keep {
+        // Empty unless a kill failed (its files stay for inspection).
+        let _ = fs::remove_dir(&work);
     }
     if !failed.is_empty() {
         bail!("{}", failed.join("; "));
