@@ -211,3 +211,55 @@ fn aisexec_refuses_to_start_on_a_broken_model() {
         "{expected:?} missing in\n{stderr}"
     );
 }
+
+/// The keys of IP takeover and of the commands' user: `full.toml` shows the built-in type and
+/// the user; an unknown user and a malformed address are refused, located.
+#[test]
+fn builtin_types_and_users_are_checked() {
+    let file = example("full.toml");
+    let out = aisctl(&["amf", "check", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for line in [
+        "component type vip (built in: ip-address, level 1, recovery su-failover)",
+        "  commands run (as user nobody)",
+        "    CSI addr -> type vip [address=192.0.2.10/24, announcements=2, interface=eth0]",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} missing in\n{stdout}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("amf-check-user-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken_file = dir.join("broken.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    let broken = good
+        .replace("user = \"nobody\"", "user = \"no-such-user-ais\"")
+        .replace("192.0.2.10/24", "192.0.2.10/33");
+    std::fs::write(&broken_file, &broken).unwrap();
+    let path = broken_file.to_str().unwrap();
+    let out = aisctl(&["amf", "check", path]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for expected in [
+        format!(
+            "{path}:{}:1: comp_type.db-backup.user: user \"no-such-user-ais\" does not exist on \
+             this node (the CLC-CLI commands of this type run as that user)",
+            line_of("no-such-user-ais")
+        ),
+        format!(
+            "{path}:{}:1: si.db-ip.csi.addr.attributes.address: \"192.0.2.10/33\" is not an IPv4 \
+             address with a prefix 1..=32 (a.b.c.d/prefix)",
+            line_of("192.0.2.10/33")
+        ),
+        format!("aisctl: {path}: 2 errors"),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l == expected),
+            "{expected:?} missing in\n{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

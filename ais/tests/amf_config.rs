@@ -155,6 +155,14 @@ fn the_full_example_sets_every_field() {
     assert_eq!(db.cleanup.as_deref(), Some("pkill -KILL -x db-server"));
     assert_eq!(db.health_checks[0].recovery, Some(Recovery::SuFailover));
     assert_eq!(model.comp_type("db-backup").unwrap().instantiation_level, 2);
+    assert_eq!(
+        model.comp_type("db-backup").unwrap().user.as_deref(),
+        Some("nobody")
+    );
+    assert_eq!(
+        model.comp_type("vip").unwrap().builtin,
+        Some(m::Builtin::IpAddress)
+    );
     assert_eq!(model.apps.len(), 1);
     assert_eq!(model.apps[0].name, "billing");
     let sg = &model.apps[0].sgs[0];
@@ -331,10 +339,6 @@ fn syntax_mistakes_are_located() {
             ),
             "amf.toml:7:1: comp_type.c.restarts: unknown field `restarts`",
         ),
-        (
-            GOOD.replace("instantiate = \"/bin/c\"", "cleanup = \"x\""),
-            "amf.toml:5:1: comp_type.c.instantiate: missing field `instantiate`",
-        ),
     ] {
         match AmfConfig::from_str(&text, "amf.toml") {
             Err(e @ AmfError::Syntax(_)) => {
@@ -342,6 +346,21 @@ fn syntax_mistakes_are_located() {
             }
             other => panic!("{expected}: {other:?}"),
         }
+    }
+    // `instantiate` is required unless the type is built in: the file's own rule, located at
+    // the type's table, and the only error.
+    let text = GOOD.replace("instantiate = \"/bin/c\"", "cleanup = \"x\"");
+    match AmfConfig::from_str(&text, "amf.toml") {
+        Err(e @ AmfError::Invalid { .. }) => {
+            let errors = e.errors();
+            assert_eq!(errors.len(), 1, "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with("amf.toml:5:1: comp_type.c: missing field `instantiate`"),
+                "{e}"
+            );
+        }
+        other => panic!("{other:?}"),
     }
 }
 
@@ -498,4 +517,84 @@ fn the_example_service_model_gives_its_csi_listen_and_checkpoint() {
         ("checkpoint", "listen"),
         "the names the service reads"
     );
+}
+
+#[test]
+fn a_user_must_exist_on_the_node_that_reads_the_model() {
+    let with_user = |u: &str| {
+        GOOD.replace(
+            "instantiate = \"/bin/c\"",
+            &format!("instantiate = \"/bin/c\"\nuser = \"{u}\""),
+        )
+    };
+    let m = AmfConfig::from_str(&with_user("nobody"), "amf.toml").expect("nobody exists");
+    assert_eq!(m.model.comp_types[0].user.as_deref(), Some("nobody"));
+    assert_eq!(
+        invalid(&with_user("no-such-user-ais")),
+        [
+            "amf.toml:7:1: comp_type.c.user: user \"no-such-user-ais\" does not exist on this \
+          node (the CLC-CLI commands of this type run as that user)"
+        ]
+    );
+}
+
+const VIP: &str = r#"[node]
+a = { nodeid = 1 }
+b = { nodeid = 2 }
+
+[comp_type.vip]
+builtin = "ip-address"
+
+[sg.g]
+redundancy = "2n"
+components = ["vip"]
+su.u1 = { node = "a" }
+su.u2 = { node = "b" }
+
+[si.s]
+sg = "g"
+csi.addr = { comp_type = "vip", attributes = { address = "10.0.0.100/24", interface = "eth0" } }
+"#;
+
+#[test]
+fn a_builtin_ip_address_type_and_its_csi_attributes_are_located() {
+    let m = AmfConfig::from_str(VIP, "amf.toml").expect("valid");
+    let t = &m.model.comp_types[0];
+    assert_eq!(t.builtin, Some(m::Builtin::IpAddress));
+    assert!(!t.sa_aware);
+    assert_eq!(t.instantiate, "");
+    assert_eq!(
+        invalid(&VIP.replace("10.0.0.100/24", "10.0.0.100")),
+        [
+            "amf.toml:16:1: si.s.csi.addr.attributes.address: \"10.0.0.100\" is not an IPv4 \
+          address with a prefix 1..=32 (a.b.c.d/prefix)"
+        ]
+    );
+    let e = invalid(&VIP.replace(", interface = \"eth0\"", ""));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("amf.toml:16:") && e[0].contains("needs attributes.interface"),
+        "{e:?}"
+    );
+    let e = invalid(&VIP.replace(
+        "builtin = \"ip-address\"",
+        "builtin = \"ip-address\"\ninstantiate = \"/bin/x\"\nsa_aware = true",
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("amf.toml:7:1: comp_type.vip.instantiate: a built-in type"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("amf.toml:8:1: comp_type.vip.sa_aware: a built-in type"),
+        "{e:?}"
+    );
+    match AmfConfig::from_str(&VIP.replace("ip-address", "mac-address"), "amf.toml") {
+        Err(e @ AmfError::Syntax(_)) => assert!(
+            e.to_string()
+                .starts_with("amf.toml:6:11: comp_type.vip.builtin: unknown variant `mac-address`"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

@@ -728,6 +728,17 @@ fn log_output(
     }
 }
 
+/// Looks user `name` up in this node's password database, as a command run as that user
+/// would (for validation: a model naming a user this node does not have is refused before
+/// anything runs).
+///
+/// # Errors
+///
+/// [`SpawnError::NoSuchUser`] or [`SpawnError::UserLookup`].
+pub fn check_user_name(name: &str) -> Result<(), SpawnError> {
+    lookup_user(name).map(|_| ())
+}
+
 fn lookup_user(name: &str) -> Result<User, SpawnError> {
     match User::from_name(name) {
         Ok(Some(u)) => Ok(u),

@@ -249,7 +249,9 @@ struct NodeToml {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CompTypeToml {
-    instantiate: String,
+    instantiate: Option<String>,
+    builtin: Option<BuiltinToml>,
+    user: Option<String>,
     sa_aware: Option<bool>,
     terminate: Option<String>,
     cleanup: Option<String>,
@@ -294,6 +296,12 @@ impl From<RecoveryToml> for m::Recovery {
             RecoveryToml::NodeFailfast => m::Recovery::NodeFailfast,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum BuiltinToml {
+    IpAddress,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -389,7 +397,39 @@ impl File {
         let comp_types = self
             .comp_type
             .iter()
-            .map(|(name, t)| lower_comp_type(name, t))
+            .map(|(name, t)| {
+                if t.instantiate.is_none() && t.builtin.is_none() {
+                    let mut e = at.locate(
+                        &format!("comp_type.{name}"),
+                        "missing field `instantiate` (the CLC-CLI instantiate command; or \
+                         `builtin = \"ip-address\"` for a type the executive implements)"
+                            .into(),
+                    );
+                    // A type declared only by its health check's table is located there.
+                    if e.line.is_none()
+                        && let Some(key) = t.health_check.keys().next()
+                    {
+                        let h = at.locate(
+                            &format!("comp_type.{name}.health_check.{key}"),
+                            String::new(),
+                        );
+                        (e.line, e.column) = (h.line, h.column);
+                    }
+                    errors.push(e);
+                }
+                // The user must exist on the node that reads the file (every executive
+                // reads it at start, so every node checks its own users).
+                if let Some(user) = &t.user
+                    && !user.is_empty()
+                    && let Err(e) = crate::amf::clc::check_user_name(user)
+                {
+                    errors.push(at.locate(
+                        &format!("comp_type.{name}.user"),
+                        format!("{e} (the CLC-CLI commands of this type run as that user)"),
+                    ));
+                }
+                lower_comp_type(name, t)
+            })
             .collect();
         // Applications in the order of their first SG.
         let mut apps: Vec<Application> = Vec::new();
@@ -431,7 +471,12 @@ impl File {
 }
 
 fn lower_comp_type(name: &str, t: &CompTypeToml) -> CompType {
-    let d = CompType::new(name, &t.instantiate);
+    let mut d = match t.builtin {
+        Some(BuiltinToml::IpAddress) => CompType::builtin(name, m::Builtin::IpAddress),
+        None => CompType::new(name, ""),
+    };
+    d.instantiate = t.instantiate.clone().unwrap_or_default();
+    d.user = t.user.clone();
     CompType {
         sa_aware: t.sa_aware.unwrap_or(d.sa_aware),
         terminate: t.terminate.clone(),

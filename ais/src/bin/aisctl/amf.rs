@@ -227,6 +227,20 @@ fn print_tree(model: &AmfModel) {
     }
     for t in &model.comp_types {
         let checks: Vec<&str> = t.health_checks.iter().map(|h| h.key.as_str()).collect();
+        if let Some(b) = t.builtin {
+            say!(
+                "component type {} (built in: {}, level {}, recovery {})",
+                t.name,
+                b.name(),
+                t.instantiation_level,
+                t.recovery.name()
+            );
+            continue;
+        }
+        let user = t
+            .user
+            .as_deref()
+            .map_or(String::new(), |u| format!(" (as user {u})"));
         say!(
             "component type {} ({}, level {}, recovery {}{}): {}",
             t.name,
@@ -244,6 +258,9 @@ fn print_tree(model: &AmfModel) {
             },
             t.instantiate
         );
+        if !user.is_empty() {
+            say!("  commands run{user}");
+        }
     }
     for app in &model.apps {
         say!("application {}", app.name);

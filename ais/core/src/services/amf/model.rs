@@ -235,6 +235,59 @@ pub struct CompType {
     pub recovery: Recovery,
     /// The processes watched for exit; default [`PassiveMonitoring::Process`].
     pub passive_monitoring: PassiveMonitoring,
+    /// A component type the executive implements itself ([`Builtin`]); `None` (the default):
+    /// the type runs its commands. A built-in type has no commands (`instantiate` is empty),
+    /// is not SA-aware and has no health checks; its CSIs' attributes say what it serves.
+    pub builtin: Option<Builtin>,
+    /// Run the CLC-CLI commands as this user (looked up by name on the node); `None` (the
+    /// default): as the executive's user.
+    pub user: Option<String>,
+}
+
+/// A component type built into the executive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    /// IP takeover (CGL CAF.2.2): each CSI is a virtual IPv4 address (attributes
+    /// [`IP_ADDRESS_ATTR`], CIDR, and [`IP_INTERFACE_ATTR`]), added to the interface while the
+    /// CSI is held active, removed otherwise.
+    IpAddress,
+}
+
+impl Builtin {
+    /// The configuration name (`ip-address`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::IpAddress => "ip-address",
+        }
+    }
+}
+
+/// The CSI attribute of an [`Builtin::IpAddress`] component naming the address,
+/// `a.b.c.d/prefix`.
+pub const IP_ADDRESS_ATTR: &str = "address";
+/// The CSI attribute of an [`Builtin::IpAddress`] component naming the interface.
+pub const IP_INTERFACE_ATTR: &str = "interface";
+
+/// The optional CSI attribute of an [`Builtin::IpAddress`] component: how many gratuitous
+/// ARP requests announce the address (1..=10, default 2).
+pub const IP_ANNOUNCEMENTS_ATTR: &str = "announcements";
+
+/// Parses `a.b.c.d/prefix` (prefix 1..=32) as an IP address CSI holds it.
+pub fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let prefix: u8 = p.parse().ok()?;
+    if !(1..=32).contains(&prefix) || p.starts_with('+') {
+        return None;
+    }
+    Some((a.parse().ok()?, prefix))
+}
+
+/// Whether `s` is a Linux interface name (1..=15 bytes of letters, digits, `-`, `_`, `.`,
+/// `@`).
+pub fn is_interface_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
 }
 
 impl CompType {
@@ -255,6 +308,17 @@ impl CompType {
             health_checks: Vec::new(),
             recovery: Recovery::ComponentRestart,
             passive_monitoring: PassiveMonitoring::Process,
+            builtin: None,
+            user: None,
+        }
+    }
+
+    /// A built-in type with the defaults (no commands, not SA-aware).
+    pub fn builtin(name: &str, builtin: Builtin) -> CompType {
+        CompType {
+            sa_aware: false,
+            builtin: Some(builtin),
+            ..CompType::new(name, "")
         }
     }
 }
@@ -498,6 +562,28 @@ mod tests {
         assert_eq!(nway.max_actives_per_si(Some(2)), 2);
         assert_eq!(nway.max_standbys_per_si(), 0);
         assert_eq!(Redundancy::NoRedundancy.max_standbys_per_si(), 0);
+    }
+
+    #[test]
+    fn cidr_and_interface_names() {
+        assert_eq!(
+            parse_cidr("10.1.2.3/24"),
+            Some((std::net::Ipv4Addr::new(10, 1, 2, 3), 24))
+        );
+        for bad in [
+            "10.1.2.3",
+            "10.1.2.3/0",
+            "10.1.2.3/33",
+            "10.1.2/24",
+            "x/24",
+            "1.2.3.4/+8",
+        ] {
+            assert_eq!(parse_cidr(bad), None, "{bad}");
+        }
+        assert!(is_interface_name("eth0"));
+        assert!(!is_interface_name(""));
+        assert!(!is_interface_name("eth0; reboot"));
+        assert!(!is_interface_name("sixteen-bytes-xx"));
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! - component types: a type that is not SA-aware needs a terminate command and cannot have
 //!   AMF-invoked health checks; health check keys 1..=[`MAX_HEALTH_CHECK_KEY_LEN`] bytes and
 //!   unique; a health check's max duration at most its period (warning);
+//! - built-in types (`builtin = "ip-address"`): no command, no user, not SA-aware, no health
+//!   checks; each CSI going to one has `address` (`a.b.c.d/prefix`) and `interface` (a Linux
+//!   interface name), optionally `announcements` (1..=10), and no other attribute; a `user` is
+//!   a plain name (whether it exists on the node is checked where the file is read);
 //! - references: an SU's node, a component's type, an SI's SG (in the same application) and a
 //!   CSI's target must exist; every SU of the SI's SG must have exactly one component for each
 //!   CSI; a node-failfast recovery needs a failfast command on every node that could run it;
@@ -26,8 +30,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::model::{
-    AmfModel, CompType, CsiTarget, HealthCheckInvoker, MAX_COUNT, MAX_HEALTH_CHECK_KEY_LEN,
-    MAX_PROBATION_MS, MAX_TIMEOUT_MS, Recovery, Redundancy, ServiceGroup,
+    AmfModel, Builtin, CompType, CsiTarget, HealthCheckInvoker, IP_ADDRESS_ATTR,
+    IP_ANNOUNCEMENTS_ATTR, IP_INTERFACE_ATTR, MAX_COUNT, MAX_HEALTH_CHECK_KEY_LEN,
+    MAX_PROBATION_MS, MAX_TIMEOUT_MS, Recovery, Redundancy, ServiceGroup, is_interface_name,
+    parse_cidr,
 };
 
 /// How bad a [`Problem`] is.
@@ -336,6 +342,23 @@ fn nodes(c: &mut Checker, model: &AmfModel) {
 fn comp_type(c: &mut Checker, t: &CompType) {
     let e = Entity::CompType(t.name.clone());
     c.name(&e, &t.name);
+    if let Some(user) = &t.user
+        && (user.is_empty()
+            || user.len() > 32
+            || !user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+    {
+        c.error(
+            &e,
+            Some("user"),
+            format!("{user:?} is not a user name (1..=32 letters, digits, `-`, `_`, `.`)"),
+        );
+    }
+    if let Some(b) = t.builtin {
+        builtin_comp_type(c, t, &e, b);
+        return;
+    }
     c.command(&e, "instantiate", &t.instantiate);
     if let Some(cmd) = &t.terminate {
         c.command(&e, "terminate", cmd);
@@ -401,6 +424,107 @@ fn comp_type(c: &mut Checker, t: &CompType) {
                  health check callback)"
                     .into(),
             );
+        }
+    }
+}
+
+/// A built-in type runs no command and takes its CSIs from the executive itself.
+fn builtin_comp_type(c: &mut Checker, t: &CompType, e: &Entity, b: Builtin) {
+    let no = |what: &str| {
+        format!(
+            "a built-in type ({}) has no {what}: the executive does its work",
+            b.name()
+        )
+    };
+    if !t.instantiate.is_empty() {
+        c.error(e, Some("instantiate"), no("instantiate command"));
+    }
+    if t.terminate.is_some() {
+        c.error(e, Some("terminate"), no("terminate command"));
+    }
+    if t.cleanup.is_some() {
+        c.error(e, Some("cleanup"), no("cleanup command"));
+    }
+    if t.user.is_some() {
+        c.error(e, Some("user"), no("command to run as a user"));
+    }
+    if t.sa_aware {
+        c.error(
+            e,
+            Some("sa_aware"),
+            format!("a built-in type ({}) is not SA-aware", b.name()),
+        );
+    }
+    for h in &t.health_checks {
+        let he = Entity::HealthCheck {
+            comp_type: t.name.clone(),
+            key: h.key.clone(),
+        };
+        c.error(&he, None, no("health checks"));
+    }
+    c.timeout(e, "callback_timeout_ms", t.callback_timeout_ms);
+    c.count(e, "instantiation_retries", t.instantiation_retries);
+    c.count(e, "instantiation_level", t.instantiation_level);
+}
+
+/// The CSI attributes of a built-in type: for `ip-address`, `address` (CIDR) and `interface`
+/// required, `announcements` (1..=10) optional, nothing else.
+fn builtin_csi(c: &mut Checker, ce: &Entity, b: Builtin, attrs: &[(String, String)]) {
+    let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    match b {
+        Builtin::IpAddress => {
+            match get(IP_ADDRESS_ATTR) {
+                None => c.error(
+                    ce,
+                    Some("attributes"),
+                    "an ip-address CSI needs attributes.address (\"a.b.c.d/prefix\")".into(),
+                ),
+                Some(v) if parse_cidr(v).is_none() => c.error(
+                    ce,
+                    Some("attributes.address"),
+                    format!("{v:?} is not an IPv4 address with a prefix 1..=32 (a.b.c.d/prefix)"),
+                ),
+                Some(_) => {}
+            }
+            match get(IP_INTERFACE_ATTR) {
+                None => c.error(
+                    ce,
+                    Some("attributes"),
+                    "an ip-address CSI needs attributes.interface (the node's interface, e.g. \"eth0\")"
+                        .into(),
+                ),
+                Some(v) if !is_interface_name(v) => c.error(
+                    ce,
+                    Some("attributes.interface"),
+                    format!(
+                        "{v:?} is not an interface name (1..=15 letters, digits, `-`, `_`, `.`, `@`)"
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if let Some(v) = get(IP_ANNOUNCEMENTS_ATTR)
+                && !v.parse::<u32>().is_ok_and(|n| (1..=10).contains(&n))
+            {
+                c.error(
+                    ce,
+                    Some("attributes.announcements"),
+                    format!("{v:?}: the gratuitous ARP announcements are 1..=10"),
+                );
+            }
+            for (n, _) in attrs {
+                if ![IP_ADDRESS_ATTR, IP_INTERFACE_ATTR, IP_ANNOUNCEMENTS_ATTR]
+                    .contains(&n.as_str())
+                {
+                    c.error(
+                        ce,
+                        Some("attributes"),
+                        format!(
+                            "{n:?} is not an attribute of an ip-address CSI (address, interface, \
+                             announcements)"
+                        ),
+                    );
+                }
+            }
         }
     }
 }
@@ -693,6 +817,19 @@ fn service_instance(
                     "an attribute name must not be empty".into(),
                 );
             }
+        }
+        // The type the CSI goes to; a built-in one checks its attributes.
+        let ctype = match &csi.target {
+            CsiTarget::CompType(t) => model.comp_type(t),
+            CsiTarget::Component(n) => sg
+                .sus
+                .iter()
+                .flat_map(|u| &u.components)
+                .find(|comp| &comp.name == n)
+                .and_then(|comp| model.comp_type(&comp.comp_type)),
+        };
+        if let Some(b) = ctype.and_then(|t| t.builtin) {
+            builtin_csi(c, &ce, b, &csi.attributes);
         }
         let (field, wanted) = match &csi.target {
             CsiTarget::CompType(t) => {

@@ -808,3 +808,138 @@ fn every_entity_names_itself_and_its_parents() {
          until the SU is repaired"
     );
 }
+
+/// The base model with its type made a built-in `ip-address` and its CSI an address.
+fn with_vip() -> AmfModel {
+    let mut m = two_n();
+    m.comp_types[0] = CompType::builtin("counter", Builtin::IpAddress);
+    si(&mut m).csis[0].attributes = vec![
+        ("address".into(), "10.0.0.100/24".into()),
+        ("interface".into(), "eth0".into()),
+    ];
+    m
+}
+
+#[test]
+fn a_builtin_ip_address_type_is_valid_without_commands() {
+    let m = with_vip();
+    assert_eq!(validate(&m), vec![]);
+    let mut m = with_vip();
+    si(&mut m).csis[0]
+        .attributes
+        .push(("announcements".into(), "3".into()));
+    assert_eq!(validate(&m), vec![]);
+}
+
+#[test]
+fn a_builtin_type_runs_no_command_and_is_not_sa_aware() {
+    let ct = || Entity::CompType("counter".into());
+    for (field, words, f) in [
+        (
+            "instantiate",
+            "no instantiate command",
+            (|t: &mut CompType| t.instantiate = "/bin/x".into()) as fn(&mut CompType),
+        ),
+        ("terminate", "no terminate command", |t| {
+            t.terminate = Some("x".into())
+        }),
+        ("cleanup", "no cleanup command", |t| {
+            t.cleanup = Some("x".into())
+        }),
+        ("user", "run as a user", |t| t.user = Some("nobody".into())),
+        ("sa_aware", "not SA-aware", |t| t.sa_aware = true),
+    ] {
+        let mut m = with_vip();
+        f(t(&mut m));
+        only(&m, Severity::Error, ct(), field, words);
+    }
+    let mut m = with_vip();
+    t(&mut m).health_checks.push(HealthCheck::new("k"));
+    let problems = errors(&m);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].message.contains("no health checks"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn an_ip_address_csi_needs_an_address_and_an_interface() {
+    let set = |attrs: &[(&str, &str)]| {
+        let mut m = with_vip();
+        si(&mut m).csis[0].attributes = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m
+    };
+    only(
+        &set(&[("interface", "eth0")]),
+        Severity::Error,
+        csi_entity(),
+        "attributes",
+        "needs attributes.address",
+    );
+    only(
+        &set(&[("address", "10.0.0.1/24")]),
+        Severity::Error,
+        csi_entity(),
+        "attributes",
+        "needs attributes.interface",
+    );
+    only(
+        &set(&[("address", "10.0.0.1"), ("interface", "eth0")]),
+        Severity::Error,
+        csi_entity(),
+        "attributes.address",
+        "prefix 1..=32",
+    );
+    only(
+        &set(&[("address", "10.0.0.1/24"), ("interface", "eth0; reboot")]),
+        Severity::Error,
+        csi_entity(),
+        "attributes.interface",
+        "not an interface name",
+    );
+    only(
+        &set(&[
+            ("address", "10.0.0.1/24"),
+            ("interface", "eth0"),
+            ("announcements", "0"),
+        ]),
+        Severity::Error,
+        csi_entity(),
+        "attributes.announcements",
+        "1..=10",
+    );
+    only(
+        &set(&[
+            ("address", "10.0.0.1/24"),
+            ("interface", "eth0"),
+            ("port", "80"),
+        ]),
+        Severity::Error,
+        csi_entity(),
+        "attributes",
+        "\"port\" is not an attribute",
+    );
+    // The same CSI for a type that is not built in takes any attribute.
+    let mut m = two_n();
+    si(&mut m).csis[0].attributes = vec![("port".into(), "80".into())];
+    assert_eq!(validate(&m), vec![]);
+}
+
+#[test]
+fn a_user_is_a_plain_name() {
+    let mut m = two_n();
+    t(&mut m).user = Some("nobody".into());
+    assert_eq!(validate(&m), vec![]);
+    t(&mut m).user = Some("a b".into());
+    only(
+        &m,
+        Severity::Error,
+        Entity::CompType("counter".into()),
+        "user",
+        "not a user name",
+    );
+}
