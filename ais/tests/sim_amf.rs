@@ -474,6 +474,8 @@ impl AmfApp {
                     self.at(15 + (r >> 8) % 25, Later::Connect { dn: c.comp, su });
                 }
             }
+            // A built-in component's CSI (none in these models): done at once.
+            ClcKind::Csi { .. } => self.at(1, Later::Clc(c.id, ClcOutcome::Succeeded)),
             ClcKind::Cleanup | ClcKind::Terminate | ClcKind::Failfast => {
                 let conns: Vec<u64> = self
                     .procs

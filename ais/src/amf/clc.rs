@@ -88,6 +88,9 @@ pub enum CommandKind {
     Cleanup,
     /// The node failfast command.
     Failfast,
+    /// A built-in component's CSI assignment, which the executive carries out itself (no
+    /// command; reported through [`ClcRunner::external`]).
+    Csi,
 }
 
 impl CommandKind {
@@ -98,6 +101,7 @@ impl CommandKind {
             CommandKind::Terminate => "terminate",
             CommandKind::Cleanup => "cleanup",
             CommandKind::Failfast => "failfast",
+            CommandKind::Csi => "csi",
         }
     }
 }
@@ -405,6 +409,13 @@ impl ClcRunner {
             })
         });
         run
+    }
+
+    /// A request the caller carries out itself (the work of a built-in component): its id,
+    /// and the channel its [`ClcEvent::Done`] is to be sent on, so that it is reported like
+    /// the runner's own requests.
+    pub fn external(&self) -> (RunId, Sender<ClcEvent>) {
+        (self.next_id(), self.events.clone())
     }
 
     fn next_id(&self) -> RunId {

@@ -8,6 +8,16 @@
 //! | `Terminate`, `Failfast` | [`ClcRunner::run`] |
 //! | `Cleanup` | [`ClcRunner::cleanup`] (the command if any, then SIGKILL to the group) |
 //!
+//! | `Csi` (a built-in component's CSI) | the IP address added and announced ([`VirtualIp::assign_active`]) when held active, else removed ([`VirtualIp::remove`]) |
+//!
+//! A component of a built-in type (`builtin = "ip-address"`) runs no command: its
+//! `Instantiate`, `Terminate` and `Cleanup` remove every address its CSIs name from their
+//! interfaces (a new or stopped instance holds nothing, so an address left over by an
+//! executive that died is removed when the next one starts the component), and its `Csi`
+//! adds or removes one. These run on one thread of their own, in the order asked, so a
+//! removal never overtakes the addition before it. A failure is reported `Failed`.
+//! Commands of a type with `user` run as that user.
+//!
 //! Outcomes: `Succeeded` → `Succeeded`; `Failed` and `SpawnFailed` → `Failed`; `TimedOut` →
 //! `TimedOut`. The first [`ClcEvent::Exited`] of an instantiated component is reported once
 //! as `Exited` for that instantiation's id; an exit after the core asked to terminate or clean
@@ -17,7 +27,7 @@
 //! come after the cleanup's answer, when the component was started again.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ais_core::exec::{ClcCommand, ClcKind, ClcOutcome, ExecCore, ServiceId};
 use ais_core::services::amf::PassiveMonitoring;
@@ -25,8 +35,80 @@ use ais_core::services::amf::state::Flat;
 use tracing::{info, warn};
 
 use crate::amf::clc::{
-    self as runner, ClcEvent, ClcRunner, CommandKind, Monitoring, Outcome, RunId,
+    self as runner, ClcEvent, ClcRunner, CommandKind, ExitStatus, Monitoring, Outcome, RunId,
 };
+use crate::amf::vip::VirtualIp;
+use ais_core::services::amf::model::{
+    Builtin, IP_ADDRESS_ATTR, IP_ANNOUNCEMENTS_ATTR, IP_INTERFACE_ATTR, parse_cidr,
+};
+use crossbeam_channel::Sender;
+
+/// A built-in component's addresses: every one its CSIs name, and by (SI, CSI) index.
+#[derive(Debug, Default)]
+struct BuiltinComp {
+    all: Vec<VirtualIp>,
+    by_csi: HashMap<(u32, u32), VirtualIp>,
+}
+
+/// What the built-in worker does.
+#[derive(Debug)]
+enum VipOp {
+    /// Add and announce.
+    Add(VirtualIp),
+    /// Remove these (absent ones are no error).
+    Remove(Vec<VirtualIp>),
+}
+
+#[derive(Debug)]
+struct VipJob {
+    run: RunId,
+    component: String,
+    kind: CommandKind,
+    op: VipOp,
+    reply: Sender<ClcEvent>,
+}
+
+/// The address of a validated `ip-address` CSI.
+fn vip_of(attrs: &[(String, String)]) -> Option<VirtualIp> {
+    let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (addr, prefix) = parse_cidr(get(IP_ADDRESS_ATTR)?)?;
+    let v = VirtualIp::new(addr, prefix, get(IP_INTERFACE_ATTR)?).ok()?;
+    match get(IP_ANNOUNCEMENTS_ATTR) {
+        Some(n) => v.with_announcements(n.parse().ok()?).ok(),
+        None => Some(v),
+    }
+}
+
+/// Carries out the built-in components' work, one job after the other.
+fn vip_worker(jobs: crossbeam_channel::Receiver<VipJob>) {
+    while let Ok(job) = jobs.recv() {
+        let t = Instant::now();
+        let result = match &job.op {
+            VipOp::Add(v) => v.assign_active().map(|_| ()),
+            VipOp::Remove(vs) => vs.iter().try_for_each(|v| v.remove().map(|_| ())),
+        };
+        let outcome = match result {
+            Ok(()) => {
+                info!(component = %job.component, command = %job.kind, op = ?job.op,
+                    us = t.elapsed().as_micros() as u64, "built-in component: done");
+                Outcome::Succeeded { pid: 0 }
+            }
+            Err(e) => {
+                warn!(component = %job.component, command = %job.kind, op = ?job.op,
+                    error = %e, "built-in component: failed");
+                Outcome::Failed {
+                    status: ExitStatus::Code(1),
+                }
+            }
+        };
+        let _ = job.reply.send(ClcEvent::Done {
+            run: job.run,
+            component: job.component,
+            kind: job.kind,
+            outcome,
+        });
+    }
+}
 
 /// What the runtime keeps about the commands in flight.
 pub struct ClcDriver {
@@ -40,6 +122,12 @@ pub struct ClcDriver {
     watched: HashMap<String, (ServiceId, u64, Option<u32>)>,
     /// The node's name, the component name of a failfast command.
     node: String,
+    /// The user of each component's commands, by DN (types with `user`).
+    users: HashMap<String, String>,
+    /// The built-in components of this model, by DN.
+    builtins: HashMap<String, BuiltinComp>,
+    /// The built-in components' worker (started when the model has any).
+    vip_jobs: Option<Sender<VipJob>>,
 }
 
 impl std::fmt::Debug for ClcDriver {
@@ -56,8 +144,30 @@ impl ClcDriver {
     /// `node` names this node in the failfast command's environment.
     pub fn new(runner: ClcRunner, flat: &Flat, node: String) -> ClcDriver {
         let mut monitoring = HashMap::new();
-        for su in &flat.sus {
-            for c in &su.comps {
+        let mut users = HashMap::new();
+        let mut builtins: HashMap<String, BuiltinComp> = HashMap::new();
+        for (sx, su) in flat.sus.iter().enumerate() {
+            for (cx, c) in su.comps.iter().enumerate() {
+                let t = flat.model.comp_types.get(c.ctype);
+                if let Some(user) = t.and_then(|t| t.user.clone()) {
+                    users.insert(c.dn.clone(), user);
+                }
+                if t.and_then(|t| t.builtin) == Some(Builtin::IpAddress) {
+                    let b = builtins.entry(c.dn.clone()).or_default();
+                    for (si, s) in flat.sis.iter().enumerate() {
+                        for (k, (_, _, attrs)) in s.csis.iter().enumerate() {
+                            if flat.comp_of(sx, si, k) != Some(cx) {
+                                continue;
+                            }
+                            if let Some(v) = vip_of(attrs) {
+                                if !b.all.contains(&v) {
+                                    b.all.push(v.clone());
+                                }
+                                b.by_csi.insert((si as u32, k as u32), v);
+                            }
+                        }
+                    }
+                }
                 let m = flat
                     .model
                     .comp_types
@@ -72,24 +182,100 @@ impl ClcDriver {
                 monitoring.insert(c.dn.clone(), m);
             }
         }
+        let vip_jobs = if builtins.is_empty() {
+            None
+        } else {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            match std::thread::Builder::new()
+                .name("amf-builtin".into())
+                .spawn(move || vip_worker(rx))
+            {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    // Their requests are then answered Failed: component failures.
+                    warn!(error = %e, "cannot start the built-in components' thread");
+                    None
+                }
+            }
+        };
         ClcDriver {
             runner,
             monitoring,
             running: HashMap::new(),
             watched: HashMap::new(),
             node,
+            users,
+            builtins,
+            vip_jobs,
         }
+    }
+
+    /// Carries out `command` for a built-in component; false if `command.comp` is not one.
+    fn start_builtin(
+        &mut self,
+        core: &mut ExecCore,
+        service: ServiceId,
+        command: &ClcCommand,
+    ) -> bool {
+        let Some(b) = self.builtins.get(&command.comp) else {
+            return false;
+        };
+        let (kind, op) = match command.kind {
+            ClcKind::Csi { si, csi, active } => {
+                let Some(v) = b.by_csi.get(&(si, csi)) else {
+                    warn!(component = %command.comp, si, csi, "no address for this CSI: refused");
+                    core.clc_result(service, command.id, ClcOutcome::Failed);
+                    return true;
+                };
+                let op = if active {
+                    VipOp::Add(v.clone())
+                } else {
+                    VipOp::Remove(vec![v.clone()])
+                };
+                (CommandKind::Csi, op)
+            }
+            ClcKind::Instantiate => (CommandKind::Instantiate, VipOp::Remove(b.all.clone())),
+            ClcKind::Terminate => (CommandKind::Terminate, VipOp::Remove(b.all.clone())),
+            ClcKind::Cleanup => (CommandKind::Cleanup, VipOp::Remove(b.all.clone())),
+            ClcKind::Failfast => return false,
+        };
+        info!(component = %command.comp, command = %kind, id = command.id, op = ?op,
+            "built-in component");
+        let (run, reply) = self.runner.external();
+        let job = VipJob {
+            run,
+            component: command.comp.clone(),
+            kind,
+            op,
+            reply,
+        };
+        match &self.vip_jobs {
+            Some(tx) if tx.send(job).is_ok() => {
+                self.running.insert(run, (service, command.id));
+            }
+            _ => core.clc_result(service, command.id, ClcOutcome::Failed),
+        }
+        true
     }
 
     /// Starts `command` for `service`; its outcome comes back through [`ClcDriver::event`].
     /// A command that cannot be started at all is answered at once.
     pub fn start(&mut self, core: &mut ExecCore, service: ServiceId, command: ClcCommand) {
+        if self.start_builtin(core, service, &command) {
+            return;
+        }
         let timeout = Duration::from_millis(command.timeout_ms);
         let kind = match command.kind {
             ClcKind::Instantiate => CommandKind::Instantiate,
             ClcKind::Terminate => CommandKind::Terminate,
             ClcKind::Cleanup => CommandKind::Cleanup,
             ClcKind::Failfast => CommandKind::Failfast,
+            ClcKind::Csi { .. } => {
+                warn!(component = %command.comp, id = command.id,
+                    "CSI command for a component that is not built in: failed");
+                core.clc_result(service, command.id, ClcOutcome::Failed);
+                return;
+            }
         };
         let component = if command.kind == ClcKind::Failfast {
             self.node.clone()
@@ -104,7 +290,16 @@ impl ClcDriver {
             timeout_ms = command.timeout_ms,
             "CLC command"
         );
-        let cmd = |text: &str| runner::ClcCommand::new(component.clone(), kind, text, timeout);
+        // The node's failfast command runs as the executive, whatever the types say.
+        let user = if command.kind == ClcKind::Failfast {
+            None
+        } else {
+            self.users.get(&command.comp).cloned()
+        };
+        let cmd = |text: &str| runner::ClcCommand {
+            user: user.clone(),
+            ..runner::ClcCommand::new(component.clone(), kind, text, timeout)
+        };
         let run = match (command.kind, command.command.as_deref()) {
             (ClcKind::Instantiate, Some(text)) => {
                 let monitoring = self
@@ -127,7 +322,7 @@ impl ClcDriver {
                 self.runner.run(cmd(text))
             }
             (ClcKind::Failfast, Some(text)) => self.runner.run(cmd(text)),
-            (_, None) => {
+            (ClcKind::Csi { .. }, _) | (_, None) => {
                 warn!(component = %component, command = %kind, id = command.id,
                     "CLC command without a command text: failed");
                 core.clc_result(service, command.id, ClcOutcome::Failed);
@@ -259,10 +454,17 @@ mod tests {
 
     impl Rig {
         fn new() -> Rig {
+            Rig::with_type("instantiate = \"x\"\n")
+        }
+
+        /// The one-component model with component type `c` given by `type_keys`.
+        fn with_type(type_keys: &str) -> Rig {
             let model = AmfConfig::from_str(
-                "[node]\nn1 = { nodeid = 1 }\n[comp_type.c]\ninstantiate = \"x\"\n\
-                 [sg.g]\nredundancy = \"no-redundancy\"\ncomponents = [\"c\"]\n\
-                 su.u1 = { node = \"n1\" }\n[si.s]\nsg = \"g\"\ncsi.x = { comp_type = \"c\" }\n",
+                &format!(
+                    "[node]\nn1 = {{ nodeid = 1 }}\n[comp_type.c]\n{type_keys}\
+                     [sg.g]\nredundancy = \"no-redundancy\"\ncomponents = [\"c\"]\n\
+                     su.u1 = {{ node = \"n1\" }}\n[si.s]\nsg = \"g\"\ncsi.x = {{ comp_type = \"c\" }}\n"
+                ),
                 "amf.toml",
             )
             .expect("model")
@@ -418,5 +620,38 @@ mod tests {
         assert_eq!(r.wait(4).0[3], (3, ClcOutcome::Exited));
         r.start(4, ClcKind::Cleanup, None, 5000);
         r.wait(5);
+    }
+
+    #[test]
+    fn the_commands_of_a_type_with_a_user_run_as_that_user() {
+        let mut r = Rig::with_type("instantiate = \"x\"\nterminate = \"x\"\nuser = \"nobody\"\n");
+        // The identity the command runs with, and the environment that goes with it.
+        r.start(
+            1,
+            ClcKind::Terminate,
+            Some(
+                "test \"$(id -un)\" = nobody && test \"$USER\" = nobody && test \"$(id -u)\" != 0",
+            ),
+            5000,
+        );
+        assert_eq!(r.wait(1).0[0], (1, ClcOutcome::Succeeded));
+        r.start(2, ClcKind::Terminate, Some("test \"$(id -u)\" = 0"), 5000);
+        assert_eq!(r.wait(2).0[1], (2, ClcOutcome::Failed));
+        // The instantiated process runs as the user too.
+        r.start(3, ClcKind::Instantiate, Some("exec sleep 30"), 5000);
+        let (seen, pid) = r.wait(3);
+        assert_eq!(seen[2], (3, ClcOutcome::Succeeded));
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.expect("pid")))
+            .expect("its status");
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .expect("Uid line");
+        assert!(uid.split_whitespace().all(|u| u == "65534"), "{uid}");
+        r.start(4, ClcKind::Cleanup, None, 5000);
+        assert_eq!(r.wait(4).0[3], (4, ClcOutcome::Succeeded));
+        // The failfast command is the node's, not the type's: it runs as the executive.
+        r.start(5, ClcKind::Failfast, Some("test \"$(id -u)\" = 0"), 5000);
+        assert_eq!(r.wait(5).0[4], (5, ClcOutcome::Succeeded));
     }
 }

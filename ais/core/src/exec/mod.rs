@@ -91,6 +91,19 @@ pub enum ClcKind {
     Cleanup,
     /// The node failfast action.
     Failfast,
+    /// A component of a built-in type (the executive implements it, no command) is to hold
+    /// CSI `csi` of SI `si` (indices of the AMF's `Flat` model) active (`active`), or not at
+    /// all (standby, quiesced and removal alike). For an IP address: added and announced, or
+    /// removed. `command` is `None`; `Succeeded` answers the assignment, anything else refuses
+    /// it (a component failure).
+    Csi {
+        /// The SI, an index of `Flat::sis`.
+        si: u32,
+        /// The CSI, an index of that SI's CSIs.
+        csi: u32,
+        /// Held active, or not held.
+        active: bool,
+    },
 }
 
 /// A component life-cycle command for the runtime to run (`/bin/sh -c` on this node).

@@ -248,6 +248,9 @@ pub struct Amf {
     local: BTreeMap<SuIx, LocalSu>,
     invocations: BTreeMap<u64, Inv>,
     clcs: BTreeMap<u64, (SuIx, usize, ClcKind)>,
+    /// CSI assignments of built-in components in flight: the command's id, the invocation it
+    /// answers.
+    builtin_invs: BTreeMap<u64, u64>,
     next_inv: u64,
     next_clc: u64,
     fence_timer: Option<(RingId, u64)>,
@@ -355,6 +358,7 @@ impl Amf {
             local,
             invocations: BTreeMap::new(),
             clcs: BTreeMap::new(),
+            builtin_invs: BTreeMap::new(),
             next_inv: 1,
             next_clc: 1,
             fence_timer: None,
@@ -725,6 +729,7 @@ impl Amf {
         self.next_clc += 1;
         let t = self.comp_type(su, comp).clone();
         let (command, timeout_ms) = match kind {
+            ClcKind::Csi { .. } => (None, t.callback_timeout_ms),
             ClcKind::Instantiate => (Some(t.instantiate.clone()), t.instantiate_timeout_ms),
             ClcKind::Terminate => (t.terminate.clone(), t.terminate_timeout_ms),
             ClcKind::Cleanup | ClcKind::Failfast => (t.cleanup.clone(), t.cleanup_timeout_ms),
@@ -1171,16 +1176,22 @@ impl Amf {
             }
         }
         let l = &self.local[&su];
+        // A built-in component (no process, no connection) takes its CSIs from the runtime.
+        let builtin: Vec<bool> = (0..l.comps.len())
+            .map(|c| self.comp_type(su, c).builtin.is_some())
+            .collect();
         let live: Vec<bool> = l
             .comps
             .iter()
-            .map(|c| c.state == CState::Registered && c.conn.is_some())
+            .zip(&builtin)
+            .map(|(c, &b)| c.state == CState::Registered && (c.conn.is_some() || b))
             .collect();
         if target.is_some() && !plan.iter().all(|&(_, c)| live[c]) {
             return; // wait for the components
         }
         let mut waiting = BTreeSet::new();
         let mut sends = Vec::new();
+        let mut builtin_sends = Vec::new();
         for (k, c) in plan {
             if !live[c] {
                 continue; // down or starting afresh: holds nothing
@@ -1202,6 +1213,10 @@ impl Amf {
             comp.last_sent.insert(si, inv);
             if let Some(ha) = target.filter(|h| h.serves()) {
                 comp.holds.insert(si, ha);
+            }
+            if builtin[c] {
+                builtin_sends.push((inv, c, k, target == Some(Ha::Active)));
+                continue;
             }
             let l = &self.local[&su];
             let (csi, _, attrs) = &self.flat.sis[si].csis[k];
@@ -1237,6 +1252,15 @@ impl Amf {
         }
         for (conn, cb) in sends {
             cx.callback(conn, &cb);
+        }
+        for (inv, c, k, active) in builtin_sends {
+            let kind = ClcKind::Csi {
+                si: si as u32,
+                csi: k as u32,
+                active,
+            };
+            let id = self.clc(cx, su, c, kind);
+            self.builtin_invs.insert(id, inv);
         }
         debug!(t_ms = now / MS, su = %self.flat.sus[su].name, si = %self.flat.sis[si].name, ?target, "amf: assignment sent");
         let l = self.local.get_mut(&su).expect("local SU");
@@ -1352,6 +1376,67 @@ impl Amf {
                     );
                 }
             }
+        }
+    }
+
+    /// A component answered callback `invocation` (a built-in one: its runtime command).
+    fn answered(&mut self, cx: &mut Context<'_>, invocation: u64, ok: bool) {
+        match self.invocations.remove(&invocation) {
+            Some(Inv::Csi {
+                su,
+                si,
+                comp,
+                generation,
+                target,
+            }) => {
+                let l = self.local.get_mut(&su).expect("local SU");
+                let c = &mut l.comps[comp];
+                let latest = c.last_sent.get(&si) == Some(&invocation);
+                if ok && latest {
+                    match target {
+                        Some(ha) => c.holds.insert(si, ha),
+                        None => c.holds.remove(&si),
+                    };
+                }
+                // A sync renumbers generations, and a flight whose target stayed the same
+                // takes the new one without sending again: the answer to its latest
+                // callback still completes it.
+                if let Some(f) = l.flight.get_mut(&si)
+                    && (f.generation == generation || (latest && f.target == target))
+                {
+                    f.waiting.remove(&comp);
+                }
+                if ok {
+                    self.finish_flight(cx, su, si);
+                } else {
+                    self.fail(cx, su, comp, None, "refused a CSI assignment");
+                }
+            }
+            Some(Inv::Reset { su, comp, si, ha }) => {
+                if ok {
+                    let c = &mut self.local.get_mut(&su).expect("local SU").comps[comp];
+                    if c.last_sent.get(&si) == Some(&invocation) {
+                        c.holds.insert(si, ha);
+                    }
+                } else {
+                    self.fail(cx, su, comp, None, "refused a CSI assignment");
+                }
+            }
+            Some(Inv::Healthcheck { su, comp, hc }) => {
+                if let Some(h) = self
+                    .local
+                    .get_mut(&su)
+                    .and_then(|l| l.comps[comp].hc.get_mut(hc))
+                {
+                    h.outstanding = None;
+                    if !ok {
+                        let r = h.recovery;
+                        self.stats.healthcheck_failures += 1;
+                        self.fail(cx, su, comp, Some(r), "health check failed");
+                    }
+                }
+            }
+            None => {}
         }
     }
 
@@ -1604,63 +1689,7 @@ impl Service for Amf {
             },
             Request::Response { invocation, ok } => {
                 cx.ok(conn, id);
-                match self.invocations.remove(&invocation) {
-                    Some(Inv::Csi {
-                        su,
-                        si,
-                        comp,
-                        generation,
-                        target,
-                    }) => {
-                        let l = self.local.get_mut(&su).expect("local SU");
-                        let c = &mut l.comps[comp];
-                        let latest = c.last_sent.get(&si) == Some(&invocation);
-                        if ok && latest {
-                            match target {
-                                Some(ha) => c.holds.insert(si, ha),
-                                None => c.holds.remove(&si),
-                            };
-                        }
-                        // A sync renumbers generations, and a flight whose target stayed
-                        // the same takes the new one without sending again: the answer to
-                        // its latest callback still completes it.
-                        if let Some(f) = l.flight.get_mut(&si)
-                            && (f.generation == generation || (latest && f.target == target))
-                        {
-                            f.waiting.remove(&comp);
-                        }
-                        if ok {
-                            self.finish_flight(cx, su, si);
-                        } else {
-                            self.fail(cx, su, comp, None, "refused a CSI assignment");
-                        }
-                    }
-                    Some(Inv::Reset { su, comp, si, ha }) => {
-                        if ok {
-                            let c = &mut self.local.get_mut(&su).expect("local SU").comps[comp];
-                            if c.last_sent.get(&si) == Some(&invocation) {
-                                c.holds.insert(si, ha);
-                            }
-                        } else {
-                            self.fail(cx, su, comp, None, "refused a CSI assignment");
-                        }
-                    }
-                    Some(Inv::Healthcheck { su, comp, hc }) => {
-                        if let Some(h) = self
-                            .local
-                            .get_mut(&su)
-                            .and_then(|l| l.comps[comp].hc.get_mut(hc))
-                        {
-                            h.outstanding = None;
-                            if !ok {
-                                let r = h.recovery;
-                                self.stats.healthcheck_failures += 1;
-                                self.fail(cx, su, comp, Some(r), "health check failed");
-                            }
-                        }
-                    }
-                    None => {}
-                }
+                self.answered(cx, invocation, ok);
                 self.drive(cx);
             }
             Request::HealthcheckConfirm { key, ok } => {
@@ -1720,6 +1749,14 @@ impl Service for Amf {
         let Some(&(su, comp, kind)) = self.clcs.get(&id) else {
             return;
         };
+        if let ClcKind::Csi { .. } = kind {
+            self.clcs.remove(&id);
+            if let Some(inv) = self.builtin_invs.remove(&id) {
+                self.answered(cx, inv, outcome == ClcOutcome::Succeeded);
+            }
+            self.drive(cx);
+            return;
+        }
         if outcome != ClcOutcome::Succeeded || kind != ClcKind::Instantiate {
             self.clcs.remove(&id);
         }
@@ -1736,6 +1773,20 @@ impl Service for Amf {
                 if !sa_aware {
                     c.state = CState::Registered;
                     c.deadline = None;
+                    // A new instance holds nothing: after a restart, the SIs the SU holds
+                    // are set on it again.
+                    c.holds.clear();
+                    if std::mem::take(&mut c.resend) {
+                        let l = self.local.get_mut(&su).expect("local SU");
+                        let held: Vec<SiIx> = l.held.keys().copied().collect();
+                        for si in held {
+                            if (0..self.flat.sis[si].csis.len())
+                                .any(|k| self.flat.comp_of(su, si, k) == Some(comp))
+                            {
+                                l.dirty.insert(si);
+                            }
+                        }
+                    }
                 }
             }
             (ClcKind::Instantiate, CState::Instantiating { clc, .. }, _) if clc == id => {
