@@ -15,17 +15,36 @@
 //!    entry still points at B: the first step could fail, and what made it pass is the
 //!    announcement.
 //!
+//! 3. `executives_move_the_address`: two `aisexec` in h1 and h2 with an AMF model whose 2N
+//!    SG has, in each SU, an SA-aware echo component (this binary, started by the executive:
+//!    it registers, answers every callback and answers UDP requests with its host number)
+//!    and a component of the built-in type `ip-address` whose CSI is the virtual address.
+//!    An address left over on h2 before the executives start is removed when h2's executive
+//!    starts its component (before any assignment); the active SU's node holds the address,
+//!    the other does not. The
+//!    client sends a request every millisecond; `kill -9` of the active echo component: the
+//!    executive sees the exit, the node fails over (removing the address), the other SU
+//!    goes active (adding and announcing it). The client's answers come first from the old
+//!    node and last from the new one within [`MAX_FAILOVER_GAP`] (printed), the old node no
+//!    longer holds the address and the client's neighbour entry follows.
+//!
 //! Assumes: root, iproute2. This binary has its own `main` (`harness = false` in
 //! `ais/Cargo.toml`): with `AMF_VIP_HELPER` set it is the echo server, the client or a node
 //! carrying out the IP component's operations on order (as a running executive would),
 //! started in a host with `ip netns exec`.
 
+mod common;
+
+use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ais::amf::vip::VirtualIp;
+use ais_client::amf::{Amf, Callback};
+use common::cluster::{Cluster, Mode, netns_config};
 use netlab::Lab;
 
 const HELPER_ENV: &str = "AMF_VIP_HELPER";
@@ -35,8 +54,19 @@ const PORT: u16 = 7100;
 /// (tens of seconds).
 const MAX_GAP: Duration = Duration::from_millis(1000);
 const CLIENT_RUN: Duration = Duration::from_secs(3);
+/// The longest acceptable time without answers through a failover by the executives: the
+/// kill is seen at once (process exit), the rest is ring messages and two address changes.
+const MAX_FAILOVER_GAP: Duration = Duration::from_millis(2000);
+/// Waits of the executive scenario (a loaded 2-core machine).
+const LONG: Duration = Duration::from_secs(60);
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("component") {
+        // Started by an executive (the environment is its own, not this test's).
+        component(Path::new(&args[2]));
+        return;
+    }
     match std::env::var(HELPER_ENV).ok().as_deref() {
         Some("echo") => echo(),
         Some("client") => client(),
@@ -45,6 +75,8 @@ fn main() {
         None => {
             moves_with_gratuitous_arp();
             println!("test moves_with_gratuitous_arp ... ok");
+            executives_move_the_address();
+            println!("test executives_move_the_address ... ok");
         }
     }
 }
@@ -65,13 +97,17 @@ fn echo() {
     }
 }
 
-/// Client: a request to the address (argument 1) every millisecond for [`CLIENT_RUN`]; prints
+/// Client: a request to the address (argument 1) every millisecond for [`CLIENT_RUN`] (or
+/// argument 2, in milliseconds); prints
 /// `RESULT first=H last=H answers=N switch_gap_us=G max_gap_us=M`, where the switch gap is
 /// the time between the last answer from the first host and the first from another.
 fn client() {
     let vip: Ipv4Addr = std::env::args().nth(1).unwrap().parse().unwrap();
     let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
     let to = SocketAddrV4::new(vip, PORT);
+    let run = std::env::args()
+        .nth(2)
+        .map_or(CLIENT_RUN, |ms| Duration::from_millis(ms.parse().unwrap()));
     let start = Instant::now();
     let mut seq = 0u64;
     let mut answers: Vec<(Duration, u8)> = Vec::new();
@@ -79,7 +115,7 @@ fn client() {
     println!("ready");
     // Requests on a fixed schedule, one per millisecond, answers read in between.
     let mut next_send = start;
-    while start.elapsed() < CLIENT_RUN {
+    while start.elapsed() < run {
         let now = Instant::now();
         if now >= next_send {
             seq += 1;
@@ -135,7 +171,7 @@ fn node() {
 
 fn helper(lab: &Lab, host: usize, role: &str, arg: &str) -> std::process::Command {
     let mut c = lab.command(host, std::env::current_exe().unwrap());
-    c.arg(arg).env(HELPER_ENV, role);
+    c.args(arg.split(' ')).env(HELPER_ENV, role);
     c
 }
 
@@ -271,4 +307,232 @@ fn moves_with_gratuitous_arp() {
     );
     drop((client, node_a, node_b, _echo1, _echo2));
     drop(lab);
+}
+
+/// Writes `text` to `path` whole (a reader never sees half of it).
+fn put(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).expect("write");
+    fs::rename(&tmp, path).expect("rename");
+}
+
+/// The echo component an executive starts (`component DIR`): reads its executive's socket
+/// from `DIR/SU.socket`, writes its pid to `DIR/SU.pid`, answers UDP requests on [`PORT`]
+/// with its SU's number (`web-N`) and every AMF callback with OK.
+fn component(dir: &Path) {
+    let name = std::env::var("SA_AMF_COMPONENT_NAME").expect("SA_AMF_COMPONENT_NAME is set");
+    let su = name
+        .split(',')
+        .find_map(|p| p.strip_prefix("safSu="))
+        .expect("the DN names the SU")
+        .to_owned();
+    let host: u8 = su.strip_prefix("web-").unwrap().parse().unwrap();
+    let socket = PathBuf::from(
+        fs::read_to_string(dir.join(format!("{su}.socket")))
+            .expect("socket file")
+            .trim(),
+    );
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        loop {
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            if n == 8 {
+                buf[8] = host;
+                let _ = s.send_to(&buf[..9], from);
+            }
+        }
+    });
+    let mut amf = Amf::initialize(&socket).expect("connect to the executive");
+    amf.register(None).expect("register");
+    put(
+        &dir.join(format!("{su}.pid")),
+        &std::process::id().to_string(),
+    );
+    loop {
+        let Ok(cb) = amf.dispatch(None) else { return };
+        let invocation = match cb {
+            Some(Callback::CsiSet { invocation, .. })
+            | Some(Callback::CsiRemove { invocation, .. })
+            | Some(Callback::Healthcheck { invocation, .. }) => invocation,
+            Some(Callback::Terminate { invocation }) => {
+                let _ = amf.response(invocation, true);
+                return;
+            }
+            Some(_) | None => continue,
+        };
+        if amf.response(invocation, true).is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether host `host` of `lab` has `vip` on its `eth0`.
+fn holds(lab: &Lab, host: usize, vip: Ipv4Addr) -> bool {
+    ip(&[
+        "-n",
+        lab.netns(host),
+        "-o",
+        "address",
+        "show",
+        "dev",
+        "eth0",
+    ])
+    .contains(&format!(" inet {vip}/24 "))
+}
+
+/// Waits until exactly host `want` of h1, h2 holds `vip` (`None`: either one); returns it.
+fn wait_holder(lab: &Lab, vip: Ipv4Addr, want: Option<usize>, c: &Cluster) -> usize {
+    let start = Instant::now();
+    loop {
+        let h = (holds(lab, 1, vip), holds(lab, 2, vip));
+        let holder = match h {
+            (true, false) => Some(1),
+            (false, true) => Some(2),
+            _ => None,
+        };
+        if let Some(x) = holder
+            && want.is_none_or(|w| w == x)
+        {
+            return x;
+        }
+        assert!(
+            start.elapsed() < LONG,
+            "h1, h2 hold {vip}: {h:?}, want {want:?}\nnode 1 log:\n{}\nnode 2 log:\n{}",
+            ais::harness::tail(&c.node(0).log, 40),
+            ais::harness::tail(&c.node(1).log, 40)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn executives_move_the_address() {
+    let lab = Lab::new(3, 1500).expect("network-namespace lab");
+    let [a, b, c3, _] = lab.network().octets();
+    let vip = Ipv4Addr::new(a, b, c3, 101);
+    let dir = std::env::temp_dir().join(format!("ais-amf-vip-comp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("component dir");
+    let exe = std::env::current_exe().expect("this binary");
+    let model = dir.join("amf.toml");
+    fs::write(
+        &model,
+        format!(
+            "[node]\nn1 = {{ nodeid = 1 }}\nn2 = {{ nodeid = 2 }}\n\n\
+             [comp_type.echo]\ninstantiate = {:?}\nrecovery = \"node-failover\"\n\n\
+             [comp_type.vip]\nbuiltin = \"ip-address\"\n\n\
+             [sg.web]\nredundancy = \"2n\"\ncomponents = [\"echo\", \"vip\"]\n\
+             su.web-1 = {{ node = \"n1\" }}\nsu.web-2 = {{ node = \"n2\" }}\n\n\
+             [si.web]\nsg = \"web\"\ncsi.service = {{ comp_type = \"echo\" }}\n\
+             csi.addr = {{ comp_type = \"vip\", attributes = {{ address = \"{vip}/24\", interface = \"eth0\" }} }}\n",
+            format!("exec {} component {}", exe.display(), dir.display())
+        ),
+    )
+    .expect("model");
+    let mut c = Cluster::new(
+        "amf-vip",
+        2,
+        |node| {
+            netns_config(Mode::Multicast, 1500, node, &lab)
+                + &format!("\n[amf]\nmodel = {:?}\n", model.display().to_string())
+        },
+        vec![lab.netns(1).to_owned(), lab.netns(2).to_owned()],
+    );
+    for (i, su) in ["web-1", "web-2"].into_iter().enumerate() {
+        put(
+            &dir.join(format!("{su}.socket")),
+            &c.node(i).socket.display().to_string(),
+        );
+    }
+    // A leftover of an earlier executive on h2.
+    ip(&[
+        "-n",
+        lab.netns(2),
+        "address",
+        "add",
+        &format!("{vip}/24"),
+        "dev",
+        "eth0",
+    ]);
+    c.start_all();
+    for i in 0..2 {
+        c.wait_ring(i, &[1, 2], LONG);
+    }
+    // One SU goes active, and only its node holds the address.
+    let active = wait_holder(&lab, vip, None, &c);
+    let (old, new) = (active, 3 - active);
+    // h2's leftover was removed when its executive started the component (before any
+    // assignment there).
+    let log2 = c.log(1);
+    let removed = log2
+        .find("virtual address removed")
+        .expect("h2 removed the leftover");
+    assert!(
+        log2.find("virtual address assigned")
+            .is_none_or(|a| a > removed),
+        "{log2}"
+    );
+    let start = Instant::now();
+    let pid: i32 = loop {
+        let both =
+            ["web-1", "web-2"].map(|su| fs::read_to_string(dir.join(format!("{su}.pid"))).ok());
+        if let [Some(p1), Some(p2)] = &both {
+            break [p1, p2][old - 1].trim().parse().unwrap();
+        }
+        assert!(start.elapsed() < LONG, "components not both started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The standby's CSIs are set too before the kill (its SU took the SI as standby).
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(holds(&lab, old, vip) && !holds(&lab, new, vip));
+
+    let mut client = Helper::start(&lab, 3, "client", &format!("{vip} 4000"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        neighbour(&lab, vip),
+        mac(&lab, old),
+        "client learnt the active node"
+    );
+    let killed = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 the active echo component");
+    wait_holder(&lab, vip, Some(new), &c);
+    let seen = killed.elapsed();
+
+    let line = client.line();
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} in {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    println!(
+        "executives moved the vip h{old} -> h{new} after kill -9 of the active component: \
+         client gap {:.1} ms (max gap {:.1} ms, {} answers to {} requests); address seen on \
+         h{new} by `ip` polling {seen:?} after the kill",
+        field("switch_gap_us=") as f64 / 1000.0,
+        field("max_gap_us=") as f64 / 1000.0,
+        field("answers="),
+        field("requests="),
+    );
+    assert_eq!(field("first="), old as u64, "{line}");
+    assert_eq!(field("last="), new as u64, "{line}");
+    assert!(
+        Duration::from_micros(field("switch_gap_us=")) < MAX_FAILOVER_GAP,
+        "{line}"
+    );
+    assert!(!holds(&lab, old, vip), "the old node still holds {vip}");
+    assert_eq!(neighbour(&lab, vip), mac(&lab, new), "client follows");
+    let log = c.log(old - 1);
+    assert!(log.contains("virtual address removed"), "{log}");
+    drop(client);
+    c.terminate(0);
+    c.terminate(1);
+    drop(c);
+    drop(lab);
+    let _ = fs::remove_dir_all(&dir);
 }
