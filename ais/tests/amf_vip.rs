@@ -458,20 +458,29 @@ fn executives_move_the_address() {
     for i in 0..2 {
         c.wait_ring(i, &[1, 2], LONG);
     }
-    // One SU goes active, and only its node holds the address.
-    let active = wait_holder(&lab, vip, None, &c);
-    let (old, new) = (active, 3 - active);
-    // h2's leftover was removed when its executive started the component (before any
+    // h2's leftover is removed when its executive starts the component (before any
     // assignment there).
-    let log2 = c.log(1);
-    let removed = log2
-        .find("virtual address removed")
-        .expect("h2 removed the leftover");
+    let start = Instant::now();
+    let log2 = loop {
+        let log2 = c.log(1);
+        if log2.contains("virtual address removed") {
+            break log2;
+        }
+        assert!(
+            start.elapsed() < LONG,
+            "h2 never removed the leftover:\n{log2}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let removed = log2.find("virtual address removed").unwrap();
     assert!(
         log2.find("virtual address assigned")
             .is_none_or(|a| a > removed),
         "{log2}"
     );
+    // One SU goes active, and only its node holds the address.
+    let active = wait_holder(&lab, vip, None, &c);
+    let (old, new) = (active, 3 - active);
     let start = Instant::now();
     let pid: i32 = loop {
         let both =
@@ -484,7 +493,10 @@ fn executives_move_the_address() {
     };
     // The standby's CSIs are set too before the kill (its SU took the SI as standby).
     std::thread::sleep(Duration::from_millis(500));
-    assert!(holds(&lab, old, vip) && !holds(&lab, new, vip));
+    assert!(
+        holds(&lab, old, vip) && !holds(&lab, new, vip),
+        "h{old} should hold {vip}, h{new} not"
+    );
 
     let mut client = Helper::start(&lab, 3, "client", &format!("{vip} 4000"));
     std::thread::sleep(Duration::from_secs(1));

@@ -43,6 +43,8 @@ struct Shared {
     ha_changes: usize,
     recoveries: BTreeMap<&'static str, usize>,
     switchovers: usize,
+    /// Addresses a built-in ip-address component was told to hold active.
+    vip_actives: usize,
 }
 
 type Log = Arc<Mutex<Shared>>;
@@ -139,8 +141,14 @@ fn model(seed: u64, nodes: u32) -> AmfModel {
         invoker: HealthCheckInvoker::Component,
         ..HealthCheck::new("alive")
     });
-    m.comp_types = vec![svc, aux];
+    m.comp_types = vec![
+        svc,
+        aux,
+        CompType::builtin("vip", ais_core::services::amf::model::Builtin::IpAddress),
+    ];
     let with_aux = seed.is_multiple_of(2);
+    // Half the runs give the 2N SUs a built-in ip-address component too.
+    let with_vip = (seed / 6).is_multiple_of(2);
     let comps = |both: bool| {
         let mut v = vec![Component {
             name: "svc".into(),
@@ -150,6 +158,16 @@ fn model(seed: u64, nodes: u32) -> AmfModel {
             v.push(Component {
                 name: "aux".into(),
                 comp_type: "aux".into(),
+            });
+        }
+        v
+    };
+    let twon_comps = |both: bool| {
+        let mut v = comps(both);
+        if with_vip {
+            v.push(Component {
+                name: "vip".into(),
+                comp_type: "vip".into(),
             });
         }
         v
@@ -183,17 +201,28 @@ fn model(seed: u64, nodes: u32) -> AmfModel {
             name: format!("twon-{n}"),
             node: format!("n{n}"),
             rank: n,
-            components: comps(with_aux),
+            components: twon_comps(with_aux),
         });
     }
     let mut sis = Vec::new();
     for i in 1..=2 {
+        let mut c = csis(with_aux);
+        if with_vip {
+            c.push(Csi {
+                name: "addr".into(),
+                target: CsiTarget::CompType("vip".into()),
+                attributes: vec![
+                    ("address".into(), format!("192.0.2.{i}/24")),
+                    ("interface".into(), "eth0".into()),
+                ],
+            });
+        }
         sis.push(ServiceInstance {
             name: format!("twon-si{i}"),
             sg: "twon".into(),
             rank: i,
             active_assignments: None,
-            csis: csis(with_aux),
+            csis: c,
         });
     }
     // Another SG over every node.
@@ -455,7 +484,63 @@ impl AmfApp {
         }
     }
 
+    /// A built-in component's command: the address it holds is what the checker sees.
+    fn builtin_clc(&mut self, c: ais_core::exec::ClcCommand) {
+        let (t, node) = (self.now.as_nanos(), self.node);
+        let su = self
+            .flat
+            .sus
+            .iter()
+            .find(|s| s.comps.iter().any(|k| k.dn == c.comp))
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let r = self.draw();
+        let outcome = match c.kind {
+            ClcKind::Csi { si, csi, active } => {
+                // Now and then the address cannot be added, while the faults last.
+                if active && self.now < self.faults_end && r.is_multiple_of(50) {
+                    ClcOutcome::Failed
+                } else {
+                    let si = &self.flat.sis[si as usize];
+                    let o = Observation::Ha {
+                        t,
+                        node,
+                        comp: c.comp.clone(),
+                        su,
+                        si: si.name.clone(),
+                        csi: si.csis[csi as usize].0.clone(),
+                        ha: active.then_some(Ha::Active),
+                    };
+                    let mut log = self.log.lock().unwrap();
+                    log.ha_changes += 1;
+                    log.vip_actives += usize::from(active);
+                    log.observations.push(o);
+                    ClcOutcome::Succeeded
+                }
+            }
+            // Instantiate, terminate and cleanup remove every address.
+            _ => {
+                self.observe(Observation::Dead {
+                    t,
+                    node,
+                    comp: c.comp.clone(),
+                });
+                ClcOutcome::Succeeded
+            }
+        };
+        self.at(1 + r % 5, Later::Clc(c.id, outcome));
+    }
+
     fn clc(&mut self, c: ais_core::exec::ClcCommand) {
+        let builtin = self.flat.sus.iter().any(|s| {
+            s.comps
+                .iter()
+                .any(|k| k.dn == c.comp && self.flat.model.comp_types[k.ctype].builtin.is_some())
+        });
+        if builtin {
+            self.builtin_clc(c);
+            return;
+        }
         match c.kind {
             ClcKind::Instantiate => {
                 let su = self
@@ -474,8 +559,7 @@ impl AmfApp {
                     self.at(15 + (r >> 8) % 25, Later::Connect { dn: c.comp, su });
                 }
             }
-            // A built-in component's CSI (none in these models): done at once.
-            ClcKind::Csi { .. } => self.at(1, Later::Clc(c.id, ClcOutcome::Succeeded)),
+            ClcKind::Csi { .. } => panic!("a CSI command for a component that is not built in"),
             ClcKind::Cleanup | ClcKind::Terminate | ClcKind::Failfast => {
                 let conns: Vec<u64> = self
                     .procs
@@ -792,6 +876,7 @@ struct Run {
     ha_changes: usize,
     recoveries: BTreeMap<&'static str, usize>,
     switchovers: usize,
+    vip_actives: usize,
 }
 
 fn alive_at_end(schedule: &Schedule) -> BTreeSet<u32> {
@@ -918,6 +1003,7 @@ fn run(seed: u64, defects: AmfDefects) -> Run {
         ha_changes: shared.ha_changes,
         recoveries: shared.recoveries.clone(),
         switchovers: shared.switchovers,
+        vip_actives: shared.vip_actives,
     }
 }
 
@@ -928,9 +1014,11 @@ fn amf_keeps_its_promises_under_seeded_faults() {
     let mut changes = 0;
     let mut recoveries: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut switchovers = 0;
+    let mut vip_actives = 0;
     common::sim::assert_every_seed_passes(seeds, |seed| {
         let r = run(seed, AmfDefects::default());
         changes += r.ha_changes;
+        vip_actives += r.vip_actives;
         switchovers += r.switchovers;
         for (k, v) in r.recoveries {
             *recoveries.entry(k).or_default() += v;
@@ -941,7 +1029,11 @@ fn amf_keeps_its_promises_under_seeded_faults() {
             .collect()
     });
     eprintln!(
-        "{runs} runs: {changes} HA changes seen by components, {switchovers} switchovers asked, recoveries {recoveries:?}"
+        "{runs} runs: {changes} HA changes seen by components ({vip_actives} addresses added by built-in components), {switchovers} switchovers asked, recoveries {recoveries:?}"
+    );
+    assert!(
+        runs < 50 || vip_actives > 0,
+        "no built-in component was given an address in {runs} runs"
     );
     assert!(
         changes as u64 >= 10 * runs,
@@ -977,6 +1069,26 @@ fn the_checker_catches_assignments_without_quorum() {
         ..AmfDefects::default()
     };
     assert!(caught(d, Property::Quorum, 100) > 0);
+}
+
+#[test]
+fn the_checker_catches_a_builtin_address_held_by_a_standby() {
+    let d = AmfDefects {
+        builtin_active_for_any: true,
+        ..AmfDefects::default()
+    };
+    // Seeds 0..6 give the 2N SUs an ip-address component (`with_vip`).
+    let with_vip = (0..6)
+        .filter(|&seed| {
+            run(seed, d)
+                .amf
+                .iter()
+                .any(|v| v.property == Property::OneActive)
+        })
+        .count();
+    assert!(with_vip > 0);
+    // Without the defect the same seeds pass.
+    assert_eq!(caught(AmfDefects::default(), Property::OneActive, 6), 0);
 }
 
 #[test]

@@ -88,6 +88,10 @@ pub struct AmfDefects {
     pub no_tiebreak: bool,
     /// No self-fence: a node cut off keeps serving until its own new ring is synchronised.
     pub no_lease: bool,
+
+    /// A built-in component is told to hold its CSI active for any assignment (standby
+    /// too), as if every CSI set added the address.
+    pub builtin_active_for_any: bool,
 }
 
 /// Told what the service decides (the executive's log; the simulator's checker).
@@ -1215,7 +1219,9 @@ impl Amf {
                 comp.holds.insert(si, ha);
             }
             if builtin[c] {
-                builtin_sends.push((inv, c, k, target == Some(Ha::Active)));
+                let active = target == Some(Ha::Active)
+                    || (self.defects.builtin_active_for_any && target.is_some());
+                builtin_sends.push((inv, c, k, active));
                 continue;
             }
             let l = &self.local[&su];
