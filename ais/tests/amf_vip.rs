@@ -26,7 +26,11 @@
 //!    executive sees the exit, the node fails over (removing the address), the other SU
 //!    goes active (adding and announcing it). The client's answers come first from the old
 //!    node and last from the new one within [`MAX_FAILOVER_GAP`] (printed), the old node no
-//!    longer holds the address and the client's neighbour entry follows.
+//!    longer holds the address and the client's neighbour entry follows. Then the operator
+//!    repairs the old SU (`aisctl amf lock`, `lock-instantiation`, `unlock-instantiation`,
+//!    `unlock`: it becomes the standby) and `aisctl amf switchover web` moves the address
+//!    back the graceful way (the active quiesced, its address removed, then the standby made
+//!    active): the client's answers move back, the gap is printed and bounded the same way.
 //!
 //! Assumes: root, iproute2. This binary has its own `main` (`harness = false` in
 //! `ais/Cargo.toml`): with `AMF_VIP_HELPER` set it is the echo server, the client or a node
@@ -542,9 +546,101 @@ fn executives_move_the_address() {
     let log = c.log(old - 1);
     assert!(log.contains("virtual address removed"), "{log}");
     drop(client);
+
+    // The operator repairs the old SU (a node failover leaves it uninstantiated) and it
+    // becomes the standby; then a switchover moves the address back, gracefully: the active
+    // is quiesced (the address removed) before the old SU is made active (added).
+    let (old_su, new_su) = (format!("web-{old}"), format!("web-{new}"));
+    let start = Instant::now();
+    for op in [
+        "lock",
+        "lock-instantiation",
+        "unlock-instantiation",
+        "unlock",
+    ] {
+        let (ok, out) = aisctl(&c, new - 1, &[op, &old_su]);
+        assert!(ok, "{op} {old_su}: {out}");
+        if op.ends_with("instantiation") {
+            let want = if op == "lock-instantiation" {
+                "uninstantiated"
+            } else {
+                "instantiated"
+            };
+            wait_status(&c, new - 1, start, |l| {
+                l.contains(&format!("SU {old_su} ")) && l.ends_with(&format!(", {want}"))
+            });
+        }
+    }
+    let both = format!("SI web: {}", {
+        let mut v = [format!("{old_su} standby"), format!("{new_su} active")];
+        v.sort();
+        v.join(", ")
+    });
+    wait_status(&c, new - 1, start, |l| l.trim_start() == both);
+    assert!(holds(&lab, new, vip) && !holds(&lab, old, vip));
+    let mut client = Helper::start(&lab, 3, "client", &format!("{vip} 3000"));
+    std::thread::sleep(Duration::from_secs(1));
+    let (ok, out) = aisctl(&c, new - 1, &["switchover", "web"]);
+    assert!(ok, "switchover: {out}");
+    wait_holder(&lab, vip, Some(old), &c);
+    let line = client.line();
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} in {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    println!(
+        "aisctl amf switchover moved the vip h{new} -> h{old}: client gap {:.1} ms (max gap \
+         {:.1} ms, {} answers to {} requests)",
+        field("switch_gap_us=") as f64 / 1000.0,
+        field("max_gap_us=") as f64 / 1000.0,
+        field("answers="),
+        field("requests="),
+    );
+    assert_eq!(field("first="), new as u64, "{line}");
+    assert_eq!(field("last="), old as u64, "{line}");
+    assert!(
+        Duration::from_micros(field("switch_gap_us=")) < MAX_FAILOVER_GAP,
+        "{line}"
+    );
+    assert!(
+        !holds(&lab, new, vip),
+        "h{new} still holds {vip} after the switchover"
+    );
+    assert_eq!(neighbour(&lab, vip), mac(&lab, old), "client follows back");
+    drop(client);
     c.terminate(0);
     c.terminate(1);
     drop(c);
     drop(lab);
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Runs `aisctl amf ARGS` against node `i`: (success, stdout + stderr).
+fn aisctl(c: &Cluster, i: usize, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aisctl"))
+        .arg("--socket")
+        .arg(&c.node(i).socket)
+        .arg("amf")
+        .args(args)
+        .output()
+        .expect("aisctl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Waits until a line of node `i`'s `aisctl amf status` satisfies `want`.
+fn wait_status(c: &Cluster, i: usize, start: Instant, want: impl Fn(&str) -> bool) {
+    loop {
+        let (ok, s) = aisctl(c, i, &["status"]);
+        if ok && s.lines().any(&want) {
+            return;
+        }
+        assert!(start.elapsed() < LONG, "status:\n{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
