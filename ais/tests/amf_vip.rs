@@ -486,15 +486,14 @@ fn executives_move_the_address() {
     let active = wait_holder(&lab, vip, None, &c);
     let (old, new) = (active, 3 - active);
     let start = Instant::now();
-    let pid: i32 = loop {
-        let both =
-            ["web-1", "web-2"].map(|su| fs::read_to_string(dir.join(format!("{su}.pid"))).ok());
-        if let [Some(p1), Some(p2)] = &both {
-            break [p1, p2][old - 1].trim().parse().unwrap();
-        }
+    // Both echo components running.
+    while !["web-1", "web-2"]
+        .iter()
+        .all(|su| dir.join(format!("{su}.pid")).exists())
+    {
         assert!(start.elapsed() < LONG, "components not both started");
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
     // The standby's CSIs are set too before the kill (its SU took the SI as standby).
     std::thread::sleep(Duration::from_millis(500));
     assert!(
@@ -509,6 +508,12 @@ fn executives_move_the_address() {
         mac(&lab, old),
         "client learnt the active node"
     );
+    // The pid file again: a component restarted meanwhile (under load) wrote a new one.
+    let pid: i32 = fs::read_to_string(dir.join(format!("web-{old}.pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let killed = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -560,16 +565,17 @@ fn executives_move_the_address() {
     ] {
         let (ok, out) = aisctl(&c, new - 1, &[op, &old_su]);
         assert!(ok, "{op} {old_su}: {out}");
-        if op.ends_with("instantiation") {
-            let want = if op == "lock-instantiation" {
-                "uninstantiated"
-            } else {
-                "instantiated"
-            };
-            wait_status(&c, new - 1, start, |l| {
-                l.contains(&format!("SU {old_su} ")) && l.ends_with(&format!(", {want}"))
-            });
-        }
+        // Each operation is answered before the ring has applied it: wait for it to show
+        // before the next one.
+        let want = match op {
+            "lock" => ": locked, ",
+            "lock-instantiation" => ", uninstantiated",
+            "unlock-instantiation" => ", instantiated",
+            _ => ": unlocked, ",
+        };
+        wait_status(&c, new - 1, start, |l| {
+            l.contains(&format!("SU {old_su} ")) && l.contains(want)
+        });
     }
     let both = format!("SI web: {}", {
         let mut v = [format!("{old_su} standby"), format!("{new_su} active")];
