@@ -116,7 +116,8 @@ pub struct ClcCommand {
     /// The component's name (its SA Forum DN; empty for failfast), passed to the command as
     /// `SA_AMF_COMPONENT_NAME`.
     pub comp: String,
-    /// The shell command; `None` only for a cleanup by SIGKILL.
+    /// The shell command; `None` for a cleanup by SIGKILL and for [`ClcKind::Csi`] (and a
+    /// built-in component's commands are not run: the runtime does its work).
     pub command: Option<String>,
     /// Its timeout, ms.
     pub timeout_ms: u64,
