@@ -222,7 +222,7 @@ fn builtin_types_and_users_are_checked() {
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     for line in [
         "component type vip (built in: ip-address, level 1, recovery su-failover)",
-        "  commands run (as user nobody)",
+        "  commands run (as user nobody, group nogroup)",
         "    CSI addr -> type vip [address=192.0.2.10/24, announcements=2, interface=eth0]",
     ] {
         assert!(

@@ -529,6 +529,25 @@ fn a_user_must_exist_on_the_node_that_reads_the_model() {
     };
     let m = AmfConfig::from_str(&with_user("nobody"), "amf.toml").expect("nobody exists");
     assert_eq!(m.model.comp_types[0].user.as_deref(), Some("nobody"));
+    let m = AmfConfig::from_str(
+        &GOOD.replace(
+            "instantiate = \"/bin/c\"",
+            "instantiate = \"/bin/c\"\ngroup = \"nogroup\"",
+        ),
+        "amf.toml",
+    )
+    .expect("nogroup exists");
+    assert_eq!(m.model.comp_types[0].group.as_deref(), Some("nogroup"));
+    assert_eq!(
+        invalid(&GOOD.replace(
+            "instantiate = \"/bin/c\"",
+            "instantiate = \"/bin/c\"\ngroup = \"no-such-group-ais\"",
+        )),
+        [
+            "amf.toml:7:1: comp_type.c.group: group \"no-such-group-ais\" does not exist on this \
+          node (the CLC-CLI commands of this type run with that group)"
+        ]
+    );
     assert_eq!(
         invalid(&with_user("no-such-user-ais")),
         [

@@ -124,6 +124,9 @@ pub struct ClcCommand {
     pub command: String,
     /// Run as this user (looked up by name); `None`: as the executive's user.
     pub user: Option<String>,
+    /// Run with this group (looked up by name) instead of the user's primary group; `None`:
+    /// the user's (or the executive's).
+    pub group: Option<String>,
     /// Extra environment variables, set last.
     pub env: Vec<(String, String)>,
     /// Working directory; `None`: `/`.
@@ -146,6 +149,7 @@ impl ClcCommand {
             kind,
             command: command.into(),
             user: None,
+            group: None,
             env: Vec::new(),
             cwd: None,
             timeout,
@@ -193,6 +197,9 @@ pub enum SpawnError {
     /// The configured user is not in the password database.
     #[error("user {0:?} does not exist on this node")]
     NoSuchUser(String),
+    /// The configured group is not in the group database.
+    #[error("group {0:?} does not exist on this node")]
+    NoSuchGroup(String),
     /// Looking the user up failed.
     #[error("looking up user {user:?}: {reason}")]
     UserLookup {
@@ -624,6 +631,10 @@ fn start(
         Some(name) => Some(lookup_user(name)?),
         None => None,
     };
+    let group = match &cmd.group {
+        Some(name) => Some(lookup_group(name)?),
+        None => None,
+    };
     let (reader, writer) = std::io::pipe().map_err(|e| SpawnError::Spawn(e.to_string()))?;
     let writer2 = writer
         .try_clone()
@@ -644,6 +655,9 @@ fn start(
             .env("HOME", &u.dir)
             .env("USER", &u.name)
             .env("LOGNAME", &u.name);
+    }
+    if let Some(g) = &group {
+        c.gid(g.gid.as_raw());
     }
     c.env(COMPONENT_NAME_VAR, &cmd.component);
     for (k, v) in &cmd.env {
@@ -748,6 +762,27 @@ fn log_output(
 /// [`SpawnError::NoSuchUser`] or [`SpawnError::UserLookup`].
 pub fn check_user_name(name: &str) -> Result<(), SpawnError> {
     lookup_user(name).map(|_| ())
+}
+
+/// Looks group `name` up in this node's group database (for validation, as
+/// [`check_user_name`]).
+///
+/// # Errors
+///
+/// [`SpawnError::NoSuchGroup`] or [`SpawnError::UserLookup`].
+pub fn check_group_name(name: &str) -> Result<(), SpawnError> {
+    lookup_group(name).map(|_| ())
+}
+
+fn lookup_group(name: &str) -> Result<nix::unistd::Group, SpawnError> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g),
+        Ok(None) => Err(SpawnError::NoSuchGroup(name.to_owned())),
+        Err(e) => Err(SpawnError::UserLookup {
+            user: name.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
 }
 
 fn lookup_user(name: &str) -> Result<User, SpawnError> {

@@ -252,6 +252,7 @@ struct CompTypeToml {
     instantiate: Option<String>,
     builtin: Option<BuiltinToml>,
     user: Option<String>,
+    group: Option<String>,
     sa_aware: Option<bool>,
     terminate: Option<String>,
     cleanup: Option<String>,
@@ -428,6 +429,15 @@ impl File {
                         format!("{e} (the CLC-CLI commands of this type run as that user)"),
                     ));
                 }
+                if let Some(group) = &t.group
+                    && !group.is_empty()
+                    && let Err(e) = crate::amf::clc::check_group_name(group)
+                {
+                    errors.push(at.locate(
+                        &format!("comp_type.{name}.group"),
+                        format!("{e} (the CLC-CLI commands of this type run with that group)"),
+                    ));
+                }
                 lower_comp_type(name, t)
             })
             .collect();
@@ -477,6 +487,7 @@ fn lower_comp_type(name: &str, t: &CompTypeToml) -> CompType {
     };
     d.instantiate = t.instantiate.clone().unwrap_or_default();
     d.user = t.user.clone();
+    d.group = t.group.clone();
     CompType {
         sa_aware: t.sa_aware.unwrap_or(d.sa_aware),
         terminate: t.terminate.clone(),

@@ -16,7 +16,7 @@
 //! executive that died is removed when the next one starts the component), and its `Csi`
 //! adds or removes one. These run on one thread of their own, in the order asked, so a
 //! removal never overtakes the addition before it. A failure is reported `Failed`.
-//! Commands of a type with `user` run as that user.
+//! Commands of a type with `user` run as that user, with `group` with that group.
 //!
 //! Outcomes: `Succeeded` → `Succeeded`; `Failed` and `SpawnFailed` → `Failed`; `TimedOut` →
 //! `TimedOut`. The first [`ClcEvent::Exited`] of an instantiated component is reported once
@@ -124,6 +124,8 @@ pub struct ClcDriver {
     node: String,
     /// The user of each component's commands, by DN (types with `user`).
     users: HashMap<String, String>,
+    /// The group of each component's commands, by DN (types with `group`).
+    groups: HashMap<String, String>,
     /// The built-in components of this model, by DN.
     builtins: HashMap<String, BuiltinComp>,
     /// The built-in components' worker (started when the model has any).
@@ -145,12 +147,16 @@ impl ClcDriver {
     pub fn new(runner: ClcRunner, flat: &Flat, node: String) -> ClcDriver {
         let mut monitoring = HashMap::new();
         let mut users = HashMap::new();
+        let mut groups = HashMap::new();
         let mut builtins: HashMap<String, BuiltinComp> = HashMap::new();
         for (sx, su) in flat.sus.iter().enumerate() {
             for (cx, c) in su.comps.iter().enumerate() {
                 let t = flat.model.comp_types.get(c.ctype);
                 if let Some(user) = t.and_then(|t| t.user.clone()) {
                     users.insert(c.dn.clone(), user);
+                }
+                if let Some(group) = t.and_then(|t| t.group.clone()) {
+                    groups.insert(c.dn.clone(), group);
                 }
                 if t.and_then(|t| t.builtin) == Some(Builtin::IpAddress) {
                     let b = builtins.entry(c.dn.clone()).or_default();
@@ -205,6 +211,7 @@ impl ClcDriver {
             watched: HashMap::new(),
             node,
             users,
+            groups,
             builtins,
             vip_jobs,
         }
@@ -291,13 +298,17 @@ impl ClcDriver {
             "CLC command"
         );
         // The node's failfast command runs as the executive, whatever the types say.
-        let user = if command.kind == ClcKind::Failfast {
-            None
+        let (user, group) = if command.kind == ClcKind::Failfast {
+            (None, None)
         } else {
-            self.users.get(&command.comp).cloned()
+            (
+                self.users.get(&command.comp).cloned(),
+                self.groups.get(&command.comp).cloned(),
+            )
         };
         let cmd = |text: &str| runner::ClcCommand {
             user: user.clone(),
+            group: group.clone(),
             ..runner::ClcCommand::new(component.clone(), kind, text, timeout)
         };
         let run = match (command.kind, command.command.as_deref()) {
@@ -653,5 +664,28 @@ mod tests {
         // The failfast command is the node's, not the type's: it runs as the executive.
         r.start(5, ClcKind::Failfast, Some("test \"$(id -u)\" = 0"), 5000);
         assert_eq!(r.wait(5).0[4], (5, ClcOutcome::Succeeded));
+    }
+
+    #[test]
+    fn the_commands_of_a_type_with_a_group_run_with_that_group() {
+        let mut r = Rig::with_type(
+            "instantiate = \"x\"\nterminate = \"x\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n",
+        );
+        r.start(
+            1,
+            ClcKind::Terminate,
+            Some("test \"$(id -un)\" = nobody && test \"$(id -gn)\" = nogroup"),
+            5000,
+        );
+        assert_eq!(r.wait(1).0[0], (1, ClcOutcome::Succeeded));
+        // A group without a user: the executive's user with that group.
+        let mut r = Rig::with_type("instantiate = \"x\"\nterminate = \"x\"\ngroup = \"nogroup\"\n");
+        r.start(
+            1,
+            ClcKind::Terminate,
+            Some("test \"$(id -u)\" = 0 && test \"$(id -gn)\" = nogroup"),
+            5000,
+        );
+        assert_eq!(r.wait(1).0[0], (1, ClcOutcome::Succeeded));
     }
 }

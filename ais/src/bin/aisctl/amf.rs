@@ -237,10 +237,12 @@ fn print_tree(model: &AmfModel) {
             );
             continue;
         }
-        let user = t
-            .user
-            .as_deref()
-            .map_or(String::new(), |u| format!(" (as user {u})"));
+        let user = match (&t.user, &t.group) {
+            (Some(u), Some(g)) => format!(" (as user {u}, group {g})"),
+            (Some(u), None) => format!(" (as user {u})"),
+            (None, Some(g)) => format!(" (with group {g})"),
+            (None, None) => String::new(),
+        };
         say!(
             "component type {} ({}, level {}, recovery {}{}): {}",
             t.name,

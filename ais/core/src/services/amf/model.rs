@@ -242,6 +242,9 @@ pub struct CompType {
     /// Run the CLC-CLI commands as this user (looked up by name on the node); `None` (the
     /// default): as the executive's user.
     pub user: Option<String>,
+    /// Run the CLC-CLI commands with this group (looked up by name on the node) instead of
+    /// the user's primary group; `None` (the default): the user's (or the executive's).
+    pub group: Option<String>,
 }
 
 /// A component type built into the executive.
@@ -310,6 +313,7 @@ impl CompType {
             passive_monitoring: PassiveMonitoring::Process,
             builtin: None,
             user: None,
+            group: None,
         }
     }
 

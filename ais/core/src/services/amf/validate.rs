@@ -342,18 +342,20 @@ fn nodes(c: &mut Checker, model: &AmfModel) {
 fn comp_type(c: &mut Checker, t: &CompType) {
     let e = Entity::CompType(t.name.clone());
     c.name(&e, &t.name);
-    if let Some(user) = &t.user
-        && (user.is_empty()
-            || user.len() > 32
-            || !user
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-    {
-        c.error(
-            &e,
-            Some("user"),
-            format!("{user:?} is not a user name (1..=32 letters, digits, `-`, `_`, `.`)"),
-        );
+    for (field, value) in [("user", &t.user), ("group", &t.group)] {
+        if let Some(name) = value
+            && (name.is_empty()
+                || name.len() > 32
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            c.error(
+                &e,
+                Some(field),
+                format!("{name:?} is not a {field} name (1..=32 letters, digits, `-`, `_`, `.`)"),
+            );
+        }
     }
     if let Some(b) = t.builtin {
         builtin_comp_type(c, t, &e, b);
@@ -447,6 +449,9 @@ fn builtin_comp_type(c: &mut Checker, t: &CompType, e: &Entity, b: Builtin) {
     }
     if t.user.is_some() {
         c.error(e, Some("user"), no("command to run as a user"));
+    }
+    if t.group.is_some() {
+        c.error(e, Some("group"), no("command to run with a group"));
     }
     if t.sa_aware {
         c.error(

@@ -934,6 +934,16 @@ fn a_user_is_a_plain_name() {
     let mut m = two_n();
     t(&mut m).user = Some("nobody".into());
     assert_eq!(validate(&m), vec![]);
+    t(&mut m).group = Some("a:b".into());
+    only(
+        &m,
+        Severity::Error,
+        Entity::CompType("counter".into()),
+        "group",
+        "not a group name",
+    );
+    t(&mut m).group = Some("nogroup".into());
+    assert_eq!(validate(&m), vec![]);
     t(&mut m).user = Some("a b".into());
     only(
         &m,
