@@ -108,6 +108,9 @@ pub fn run_cli(cli: Cli) -> ExitCode {
     }
 }
 
+/// The longest the executive's loop waits for input before it ticks the services anyway, ms.
+pub const TICK_MS: u64 = 10;
+
 fn init_logging(config: &Config) {
     let default = if config.logging.debug {
         "debug"
@@ -389,7 +392,9 @@ fn run(
             driver.leave();
             leaving = true;
         }
-        let first = match rx.recv_timeout(Duration::from_millis(50)) {
+        // Ticks at least every TICK_MS: the AMF's self-fence acts on a tick (its fence delay
+        // counts this period in, ais/src/config/lower.rs).
+        let first = match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
             Ok(input) => Some(input),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,

@@ -568,10 +568,10 @@ fn executives_move_the_address() {
         // Each operation is answered before the ring has applied it: wait for it to show
         // before the next one.
         let want = match op {
-            "lock" => ": locked, ",
+            "lock" => ", locked, ",
             "lock-instantiation" => ", uninstantiated",
             "unlock-instantiation" => ", instantiated",
-            _ => ": unlocked, ",
+            _ => ", unlocked, ",
         };
         wait_status(&c, new - 1, start, |l| {
             l.contains(&format!("SU {old_su} ")) && l.contains(want)

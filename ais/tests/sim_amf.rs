@@ -955,14 +955,34 @@ fn run(seed: u64, defects: AmfDefects) -> Run {
     }
     let mut shared = log.lock().unwrap();
     // The factory does not know the time of a start: take it from the schedule.
-    let mut starts: Vec<u64> = Vec::new();
+    // The schedule's starts that took effect (the simulator ignores one of a running node),
+    // per node in order: a node the schedule starts late is down until then.
+    let mut starts: BTreeMap<u32, std::collections::VecDeque<u64>> = BTreeMap::new();
+    let late: BTreeSet<u32> = schedule
+        .node_faults
+        .iter()
+        .filter_map(|(_, f)| match f {
+            NodeFault::Start(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let mut up: BTreeMap<u32, bool> = (1..=schedule.nodes)
+        .map(|n| (n, !late.contains(&n)))
+        .collect();
     for (t, f) in &schedule.node_faults {
         match f {
-            NodeFault::Crash(n) => shared.observations.push(Observation::Down {
-                t: t.as_nanos(),
-                node: *n,
-            }),
-            NodeFault::Restart(_) | NodeFault::Start(_) => starts.push(t.as_nanos()),
+            NodeFault::Crash(n) => {
+                up.insert(*n, false);
+                shared.observations.push(Observation::Down {
+                    t: t.as_nanos(),
+                    node: *n,
+                });
+            }
+            NodeFault::Restart(n) | NodeFault::Start(n) => {
+                if !up.insert(*n, true).unwrap_or(true) {
+                    starts.entry(*n).or_default().push_back(t.as_nanos());
+                }
+            }
             NodeFault::Pause(n, d) => {
                 shared.observations.push(Observation::Paused {
                     t: t.as_nanos(),
@@ -976,13 +996,16 @@ fn run(seed: u64, defects: AmfDefects) -> Run {
             _ => {}
         }
     }
-    let mut k = 0;
+    // A node's lives start in the order of its own starts in the schedule (its first at 0
+    // unless the schedule starts it late).
     for o in &mut shared.observations {
-        if let Observation::Started { t, inc, .. } = o
-            && *inc > 0
+        if let Observation::Started { t, node, inc } = o
+            && (*inc > 0 || late.contains(node))
         {
-            *t = starts.get(k).copied().unwrap_or(0);
-            k += 1;
+            *t = starts
+                .get_mut(node)
+                .and_then(std::collections::VecDeque::pop_front)
+                .unwrap_or(0);
         }
     }
     shared.observations.push(Observation::End {

@@ -33,13 +33,17 @@ impl Config {
     /// from (their joins, re-sent every `join` interval) within the contact lease, 1.5 ×
     /// `join` (at least 5 ms), no longer hold quorum with it. The others stop counting it in
     /// at the latest when they form a ring without it; the fence delay they wait then is the
-    /// lease plus the token's rotation (about token / 8 with the representative's hold): 87 ms
-    /// with the default timers. The freeze threshold is the token timeout (at least 100 ms).
+    /// lease plus the token's rotation (about token / 8 with the representative's hold) or
+    /// the executive's tick period, whichever is longer: 87 ms with the default timers. The freeze threshold is the token timeout (at least 100 ms).
     pub fn amf_core_config(&self) -> Option<ais_core::services::amf::AmfConfig> {
         let a = self.amf.as_ref()?;
         let t = &self.totem;
         let lease_ms = (t.join + t.join / 2).max(super::Amf::MIN_LEASE_MS);
-        let fence_ms = a.fence_ms.unwrap_or(lease_ms + t.token / 8);
+        // The self-fence acts on a tick of the executive's loop (at least every
+        // `aisexec::TICK_MS`): the margin covers that, or the token's rotation if longer.
+        let fence_ms = a
+            .fence_ms
+            .unwrap_or(lease_ms + (t.token / 8).max(crate::aisexec::TICK_MS));
         Some(ais_core::services::amf::AmfConfig {
             two_node: self.quorum.as_ref().is_some_and(|q| q.two_node),
             fence_ms,

@@ -263,6 +263,8 @@ pub struct Amf {
     last_tick: u64,
     /// After a freeze: the probe whose return makes this node's view current again.
     stale: Option<u64>,
+    /// When the last regular configuration was delivered here (this node's clock, ns).
+    ring_at: u64,
     /// The node failed over: its SUs are not repaired.
     node_failed: bool,
     /// Forming a new membership (from [`Service::gather`] to the next regular
@@ -369,6 +371,7 @@ impl Amf {
             node_failovers: Vec::new(),
             last_tick: 0,
             stale: None,
+            ring_at: 0,
             node_failed: false,
             gathering: None,
             contact: BTreeMap::new(),
@@ -1911,6 +1914,7 @@ impl Service for Amf {
             // The new ring is whom this node is in touch with now. If they hold no quorum,
             // its sync may take any time: the self-fence acts at once instead.
             let now = Self::now(cx);
+            self.ring_at = now;
             self.contact.retain(|n, _| change.members.contains(n));
             for m in &change.members {
                 self.contact.insert(*m, now);
@@ -1962,7 +1966,11 @@ impl Service for Amf {
         }
         self.in_sync = false;
         self.synced = true;
-        self.stale = None;
+        // A sync confirms this node's view only for a ring installed after a freeze was
+        // noticed: a sync completed from what was queued while frozen is as stale as the rest.
+        if self.stale.is_some_and(|at| self.ring_at >= at) {
+            self.stale = None;
+        }
         self.cluster.plan(&self.flat, &self.rules);
         let lowest = cx.members().iter().map(|m| m.0).min();
         if lowest == Some(cx.node().0) && self.cluster.sis.iter().any(|s| !s.fence.is_empty()) {
