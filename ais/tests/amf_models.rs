@@ -504,7 +504,7 @@ fn n_plus_m() {
         a.ha(&su, "svc", "s1") == "active" && a.ha(&su, "svc", "s2") == "active"
     });
     println!(
-        "amf_models n+m: node failfast (error report) to both SIs active on the last node: {:.0} ms (tens of ms when the node's cleanups reach the ring before its executive dies, else token loss and the 500 ms fence delay)",
+        "amf_models n+m: node failfast (error report) to both SIs active on the last node: {:.0} ms (tens of ms when the node's cleanups reach the ring before its executive dies, else token loss, consensus and the fence delay)",
         ms(reported.elapsed())
     );
     a.wait_line(&[last], &si_line("s1", &[(&su, "active")]));

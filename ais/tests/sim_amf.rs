@@ -978,10 +978,8 @@ fn run(seed: u64, defects: AmfDefects) -> Run {
                     node: *n,
                 });
             }
-            NodeFault::Restart(n) | NodeFault::Start(n) => {
-                if !up.insert(*n, true).unwrap_or(true) {
-                    starts.entry(*n).or_default().push_back(t.as_nanos());
-                }
+            NodeFault::Restart(n) | NodeFault::Start(n) if !up.insert(*n, true).unwrap_or(true) => {
+                starts.entry(*n).or_default().push_back(t.as_nanos());
             }
             NodeFault::Pause(n, d) => {
                 shared.observations.push(Observation::Paused {
