@@ -331,10 +331,10 @@ impl Context<'_> {
         match self.votes.as_ref() {
             None => true,
             Some(v) => {
-                let total: u32 = nodes
-                    .iter()
-                    .map(|n| v.votes.get(n).copied().unwrap_or(0))
-                    .sum();
+                // Votes come from other nodes: the sum saturates (as the quorum service's).
+                let total = nodes.iter().fold(0u32, |sum, n| {
+                    sum.saturating_add(v.votes.get(n).copied().unwrap_or(0))
+                });
                 total >= v.needed
             }
         }
@@ -1439,6 +1439,36 @@ mod tests {
             .into_iter()
             .map(|(id, _)| id)
             .collect()
+    }
+
+    #[test]
+    fn quorate_with_counts_the_published_votes_and_saturates() {
+        let conns = BTreeMap::new();
+        let (mut effects, mut internal) = (VecDeque::new(), VecDeque::new());
+        let (mut quorate, mut votes) = (true, None);
+        let mut cx = Context::for_tests(
+            NodeId(1),
+            &conns,
+            &mut effects,
+            &mut internal,
+            &mut quorate,
+            &mut votes,
+        );
+        let set = |ns: &[u32]| ns.iter().map(|n| NodeId(*n)).collect::<BTreeSet<_>>();
+        // No quorum service: every set is quorate.
+        assert!(cx.quorate_with(&set(&[1])));
+        cx.set_votes(Votes {
+            votes: [(NodeId(1), 1), (NodeId(2), 1), (NodeId(3), u32::MAX)]
+                .into_iter()
+                .collect(),
+            needed: 2,
+        });
+        assert!(!cx.quorate_with(&set(&[1])));
+        assert!(cx.quorate_with(&set(&[1, 2])));
+        // A node it never learnt counts nothing.
+        assert!(!cx.quorate_with(&set(&[1, 9])));
+        // A remote claim of u32::MAX votes does not overflow the sum.
+        assert!(cx.quorate_with(&set(&[1, 2, 3])));
     }
 
     #[test]
