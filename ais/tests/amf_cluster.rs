@@ -39,6 +39,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ais_client::amf::{Amf, Callback};
+use common::amf::put;
 use common::cluster::{Cluster, free_ports, key_lines};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -57,13 +58,6 @@ fn main() {
     println!("test an_executive_without_amf_says_so ... ok");
     without_quorum_admin_operations_say_try_again();
     println!("test without_quorum_admin_operations_say_try_again ... ok");
-}
-
-/// Writes `text` to `path` whole (a reader never sees half of it).
-fn put(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).expect("write");
-    fs::rename(&tmp, path).expect("rename");
 }
 
 /// The test component: registers, answers callbacks, writes what it holds.

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use ais::amf::vip::VirtualIp;
 use ais_client::amf::{Amf, Callback};
+use common::amf::put;
 use common::cluster::{Cluster, Mode, netns_config};
 use netlab::Lab;
 
@@ -311,13 +312,6 @@ fn moves_with_gratuitous_arp() {
     );
     drop((client, node_a, node_b, _echo1, _echo2));
     drop(lab);
-}
-
-/// Writes `text` to `path` whole (a reader never sees half of it).
-fn put(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).expect("write");
-    fs::rename(&tmp, path).expect("rename");
 }
 
 /// The echo component an executive starts (`component DIR`): reads its executive's socket
