@@ -445,7 +445,7 @@ fn the_standby_takes_over_when_the_active_node_executive_dies() {
     }
     let took = killed.elapsed();
     println!(
-        "amf_cluster: kill -9 of the active node's executive to the standby holding active: {:.0} ms (token 100 ms, consensus 120 ms, fence delay 87 ms)",
+        "amf_cluster: kill -9 of the active node's executive to the standby holding active: {:.0} ms (token 100 ms, consensus 120 ms, fence delay 49 ms)",
         took.as_secs_f64() * 1e3
     );
     // The token timeout (counted from the survivors' last token, up to a rotation before the

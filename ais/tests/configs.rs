@@ -102,7 +102,7 @@ fn defaults_follow_the_documentation() {
     assert_eq!(t.node_id, totem_dpdk::NodeId(7));
     assert_eq!(t.token_timeout.as_millis(), 100);
     assert_eq!(t.token_retransmits_before_loss, 4);
-    assert_eq!(t.join_timeout.as_millis(), 50);
+    assert_eq!(t.join_timeout.as_millis(), 25);
     assert_eq!(t.consensus_timeout.as_millis(), 120);
     assert_eq!(t.merge_timeout.as_millis(), 200);
     assert_eq!(t.pause_threshold.as_millis(), 50);

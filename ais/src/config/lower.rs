@@ -34,7 +34,7 @@ impl Config {
     /// `join` (at least 5 ms), no longer hold quorum with it. The others stop counting it in
     /// at the latest when they form a ring without it; the fence delay they wait then is the
     /// lease plus the token's rotation (about token / 8 with the representative's hold) or
-    /// the executive's tick period, whichever is longer: 87 ms with the default timers. The freeze threshold is the token timeout (at least 100 ms).
+    /// the executive's tick period, whichever is longer: 49 ms with the default timers. The freeze threshold is the token timeout (at least 100 ms).
     pub fn amf_core_config(&self) -> Option<ais_core::services::amf::AmfConfig> {
         let a = self.amf.as_ref()?;
         let t = &self.totem;

@@ -73,7 +73,7 @@ pub struct Totem {
     /// Token retransmissions within `token` before the token is declared lost (default 4).
     #[serde(default = "defaults::token_retransmits_before_loss_const")]
     pub token_retransmits_before_loss_const: u32,
-    /// Interval between join messages in ms (default 50).
+    /// Interval between join messages in ms (default 25).
     #[serde(default = "defaults::join")]
     pub join: u64,
     /// Consensus timeout in ms (default 1.2 × `token`); see [`Totem::consensus_ms`].
@@ -702,7 +702,7 @@ mod defaults {
         4
     }
     pub(super) fn join() -> u64 {
-        50
+        25
     }
     pub(super) fn merge() -> u64 {
         200

@@ -145,7 +145,7 @@ pub struct RrpConfig {
     #[doc(alias = "rrp_token_expired_timeout")]
     pub copy_timeout: Duration,
     /// How long a frame's key is remembered to drop its later copies. Default 20 ms; must be
-    /// at least `copy_timeout` and below the core's join interval (50 ms by default), because a
+    /// at least `copy_timeout` and below the core's join interval (25 ms by default), because a
     /// re-sent join without frame protection repeats its bytes.
     pub memory: Duration,
     /// Length of a judging window (corosync `rrp_problem_count_timeout` decrements its
