@@ -1850,7 +1850,10 @@ impl Service for Amf {
             return Ok(());
         }
         if let RingMessage::Probe { nonce } = m {
-            if sender == cx.node() && self.stale == Some(nonce) && !self.in_sync {
+            // Back in order: the ring it went round is current. During a sync (of that ring,
+            // or of the next, installed after the probe was sent), the rebuilt state is current
+            // too; the sync's end drives.
+            if sender == cx.node() && self.stale == Some(nonce) {
                 self.stale = None;
                 self.drive(cx);
             }
