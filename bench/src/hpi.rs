@@ -16,7 +16,12 @@
 //! ... over the simulator's console (`atca_hs 0x86 M`, the command `sim-shelf.sh hs` sends):
 //! every transition is one HPI event (INACTIVE ↔ INSERTION_PENDING). Before each transition
 //! it waits a random 0..`sel_poll_ms` (seeded), so transitions fall at every phase of the
-//! poll.
+//! poll. ipmidirect sends Set FRU Activation for every M2 event it reads (even with
+//! `OPENHPI_AUTOINSERT_TIMEOUT = "-1"`), so when its batch comes while the blade is in M2 the
+//! blade goes on to M4: the bench reads the blade's state (`atca_show`) before each
+//! transition, drives it to M1 from wherever it is unless it is in M1, and counts those
+//! transitions (`commanded_by_others`). A transition's event is the first one to its new
+//! state in a later SEL record.
 //!
 //! Time zero of a transition is the instant before the console command is written; the
 //! simulator writes the SEL entry while it handles the command, before its prompt comes back
@@ -179,6 +184,9 @@ pub struct Summary {
     pub console: Spread,
     /// (transition, node) pairs not delivered within 10 s.
     pub missed: u32,
+    /// Transitions before which the blade was not in the state the bench left it in:
+    /// someone else commanded it (openhpid's ipmidirect activates a FRU it sees in M2).
+    pub commanded_by_others: u32,
     /// Per executive: Get SEL Info + Get SEL Entry requests per second over its life.
     pub sel_requests_per_sec: Vec<f64>,
     /// The same summed over the executives: the shelf manager's load from the cluster.
@@ -273,6 +281,13 @@ fn summary_text(s: &Summary) -> String {
         "(console round trip: the SEL entry is written within)",
         &s.console,
     );
+    if s.commanded_by_others > 0 {
+        let _ = writeln!(
+            t,
+            "  the blade was commanded by someone else (openhpid activates a FRU in M2) before {} transitions: driven back to M1 from there",
+            s.commanded_by_others
+        );
+    }
     let _ = writeln!(
         t,
         "  missed (not delivered within 10 s): executives {}{}",
@@ -404,6 +419,21 @@ impl Console {
         Ok(got)
     }
 
+    /// The M-state of the IPMC at `addr` (`atca_show`: "0x86 M1 policy=...").
+    fn m_state(&mut self, addr: u8) -> anyhow::Result<u8> {
+        let answer = self.cmd(&format!("atca_show 0x{addr:02x}"))?;
+        answer
+            .lines()
+            .find_map(|l| {
+                let mut w = l
+                    .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .split(' ');
+                w.next()?.starts_with("0x").then_some(())?;
+                w.next()?.strip_prefix('M')?.parse().ok()
+            })
+            .with_context(|| format!("atca_show 0x{addr:02x} answered {answer:?}"))
+    }
+
     /// Sends `cmd`; returns when the prompt is back, with the simulator's answer.
     fn cmd(&mut self, cmd: &str) -> anyhow::Result<String> {
         self.s.write_all(format!("{cmd}\n").as_bytes())?;
@@ -439,8 +469,9 @@ impl Openhpid {
         fs::create_dir_all(hdir.join("var"))?;
         let tmpl = fs::read_to_string(sim.openhpi_template())
             .with_context(|| format!("reading {}", sim.openhpi_template().display()))?;
-        // Auto-insert blocked: openhpid must not activate the blade the bench drives.
-        let conf = "OPENHPI_AUTOINSERT_TIMEOUT = \"BLOCK\"\n".to_owned()
+        // Auto-insert blocked (a negative value, quoted: openhpi.conf(5)): openhpid must not
+        // activate the blade the bench drives.
+        let conf = "OPENHPI_AUTOINSERT_TIMEOUT = \"-1\"\n".to_owned()
             + &tmpl
                 .replace("@HPI_DIR@", &hdir.display().to_string())
                 .replace("@SIM_PORT@", &sim.port.to_string())
@@ -750,15 +781,23 @@ fn one_run(
     let requests_before = openhpid.as_ref().map(Openhpid::requests);
     let window = Instant::now();
     let mut last_record = vec![0u16; nodes];
+    let mut commanded = 0u32;
     let mut sent = Vec::new();
     let (mut every, mut first, mut each, mut rtt) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut missed = 0u32;
     for k in 0..args.transitions {
-        let (m, previous, state) = if k % 2 == 0 {
-            (2, INACTIVE, INSERTION_PENDING)
+        // M1 -> M2, else back to M1. Expected: the last transition's target, unless someone
+        // else commanded the blade (openhpid activates a blade it sees in M2).
+        let expected = if k % 2 == 0 { 1 } else { 2 };
+        let now_in = console.m_state(BLADE)?;
+        if now_in != expected {
+            commanded += 1;
+        }
+        let (m, state) = if now_in == 1 {
+            (2, INSERTION_PENDING)
         } else {
-            (1, INSERTION_PENDING, INACTIVE)
+            (1, INACTIVE)
         };
         std::thread::sleep(Duration::from_millis(rng.random_range(0..poll)));
         let t0 = Instant::now();
@@ -767,7 +806,7 @@ fn one_run(
         if answer.contains("**") {
             bail!("atca_hs 0x{BLADE:02x} {m}: {answer}");
         }
-        sent.push((previous, state, t0));
+        sent.push((state, t0));
         let mut got: Vec<Option<f64>> = vec![None; nodes];
         let end = t0 + MISSED;
         while got.iter().any(Option::is_none) {
@@ -780,16 +819,35 @@ fn one_run(
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => bail!("every follower stopped"),
             };
-            if got[s.node].is_none()
-                && s.previous == previous
-                && s.state == state
-                && s.record > last_record[s.node]
-            {
+            if std::env::var_os("BENCH_HPI_DEBUG").is_some() {
+                eprintln!(
+                    "node {} record {} {} -> {} at {:.1} ms",
+                    s.node + 1,
+                    s.record,
+                    s.previous,
+                    s.state,
+                    ms(s.at.saturating_duration_since(t0))
+                );
+            }
+            // The event of this transition: the first to its state in a later SEL record
+            // (those of someone else's commands go to other states).
+            if got[s.node].is_none() && s.state == state && s.record > last_record[s.node] {
                 last_record[s.node] = s.record;
                 got[s.node] = Some(ms(s.at.saturating_duration_since(t0)));
             }
         }
         let times: Vec<f64> = got.iter().flatten().copied().collect();
+        if times.len() < nodes {
+            let who: Vec<String> = (0..nodes)
+                .filter(|&i| got[i].is_none())
+                .map(|i| (i + 1).to_string())
+                .collect();
+            eprintln!(
+                "bench hpi: transition {} (M{m}) not delivered within {MISSED:?} at node(s) {}",
+                k + 1,
+                who.join(", ")
+            );
+        }
         missed += (nodes - times.len()) as u32;
         each.extend_from_slice(&times);
         if let Some(f) = times.iter().copied().min_by(f64::total_cmp) {
@@ -820,9 +878,9 @@ fn one_run(
             // In order: the i-th matching line after a transition's start is its event.
             let mut times = Vec::new();
             let mut j = 0;
-            for &(prev, new, at) in seen.iter() {
-                if j < sent.len() && (prev, new) == (sent[j].0, sent[j].1) && at >= sent[j].2 {
-                    times.push(ms(at - sent[j].2));
+            for &(_, new, at) in seen.iter() {
+                if j < sent.len() && new == sent[j].0 && at >= sent[j].1 {
+                    times.push(ms(at - sent[j].1));
                     j += 1;
                 }
             }
@@ -870,6 +928,7 @@ fn one_run(
         per_node: Spread::of(&each),
         console: Spread::of(&rtt),
         missed,
+        commanded_by_others: commanded,
         sel_requests_per_sec_total: rates.iter().sum(),
         sel_requests_per_sec: rates,
         openhpid,
