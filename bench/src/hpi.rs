@@ -80,7 +80,7 @@ const INSERTION_PENDING: u8 = 1;
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
 Examples:
-  bench hpi                                  3 executives and openhpid, 100 transitions
+  bench hpi                                  3 executives (SEL poll 50 ms) and openhpid, 100 transitions
   bench hpi --sel-poll-ms 50,100,200         one run per SEL poll interval
   bench hpi --transitions 10 --no-openhpid   quick, executives only
 
@@ -94,7 +94,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=2000))]
     pub transitions: u32,
     /// `[hpi] sel_poll_ms` of the executives; several (comma-separated) give one run each.
-    #[arg(long, default_value = "100", value_delimiter = ',',
+    #[arg(long, default_value = "50", value_delimiter = ',',
           value_parser = clap::value_parser!(u64).range(10..=10000))]
     pub sel_poll_ms: Vec<u64>,
     /// Leave openhpid out.
