@@ -28,8 +28,8 @@ use hpi::ipmi::IpmiShelf;
 use hpi::ipmi::credentials::Credentials;
 use hpi::ipmi::session::SessionConfig;
 use hpi::{
-    Domain, DomainConfig, DomainEvent, Event, EventKind, HsState, SensorEventState, ThresholdState,
-    Timeout,
+    Domain, DomainConfig, DomainEvent, EntityPath, EntityType, Event, EventKind, HsState,
+    SensorEventState, ThresholdState, Timeout,
 };
 use tracing::{debug, info, warn};
 
@@ -220,9 +220,7 @@ impl Watch {
     /// The cluster's form of `ev`, or `None` for what does not go through the ring (logged).
     fn shelf_event(&self, d: &Domain<IpmiShelf>, ev: &Event) -> Option<ShelfEvent> {
         let entry = ev.resource.and_then(|r| d.rpt_entry(r).ok());
-        let slot = entry
-            .and_then(|e| e.entity.0.first())
-            .map_or(0, |(_, i)| u8::try_from(*i).unwrap_or(u8::MAX));
+        let slot = entry.map_or(0, |e| slot_of(&e.entity));
         let kind = match &ev.kind {
             EventKind::HotSwap {
                 state,
@@ -498,8 +496,9 @@ pub fn hand_over(queue: &Handover, exec: &mut impl Executive, retry: Duration) {
 }
 
 /// The cluster's form of a critical sensor event (`state.critical()`): the IPMI event type
-/// and offset (a threshold's is its usual assertion: lower non-recoverable going low 0x04,
-/// upper non-recoverable going high 0x0B).
+/// and offset (a threshold's is its usual assertion: lower critical going low 0x02, lower
+/// non-recoverable going low 0x04, upper critical going high 0x09, upper non-recoverable
+/// going high 0x0B).
 fn sensor_kind(
     slot: u8,
     sensor: u8,
@@ -508,8 +507,17 @@ fn sensor_kind(
     state: SensorEventState,
 ) -> ShelfEventKind {
     let (event_type, offset) = match state {
-        SensorEventState::Threshold(ThresholdState::LowerCrit) => (0x01, 0x04),
-        SensorEventState::Threshold(_) => (0x01, 0x0B),
+        SensorEventState::Threshold(t) => (
+            0x01,
+            match t {
+                ThresholdState::LowerMinor => 0x00,
+                ThresholdState::LowerMajor => 0x02,
+                ThresholdState::LowerCrit => 0x04,
+                ThresholdState::UpperMinor => 0x07,
+                ThresholdState::UpperMajor => 0x09,
+                ThresholdState::UpperCrit => 0x0B,
+            },
+        ),
         SensorEventState::Discrete { event_type, offset } => (event_type, offset),
     };
     ShelfEventKind::Sensor {
@@ -520,6 +528,16 @@ fn sensor_kind(
         event_type,
         offset,
     }
+}
+
+/// The physical slot in an entity path (`{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,3}...` is 3),
+/// 0 for a shelf-level resource (no slot in its path).
+fn slot_of(entity: &EntityPath) -> u8 {
+    entity
+        .0
+        .iter()
+        .find(|(t, _)| *t == EntityType::PhysicalSlot)
+        .map_or(0, |(_, i)| u8::try_from(*i).unwrap_or(u8::MAX))
 }
 
 /// The protocol's code of an HPI hot-swap state.
@@ -673,6 +691,21 @@ mod tests {
     const LONG: Duration = Duration::from_secs(60);
 
     #[test]
+    fn the_slot_is_the_physical_slot_of_the_entity_path() {
+        let blade = EntityPath(vec![
+            (EntityType::AdvancedTcaChassis, 1),
+            (EntityType::PhysicalSlot, 3),
+            (EntityType::PicmgFrontBlade, 0),
+        ]);
+        assert_eq!(slot_of(&blade), 3);
+        let shmc = EntityPath(vec![
+            (EntityType::AdvancedTcaChassis, 1),
+            (EntityType::ShelfManager, 1),
+        ]);
+        assert_eq!(slot_of(&shmc), 0);
+    }
+
+    #[test]
     fn critical_sensor_events_keep_their_ipmi_type_and_offset() {
         let k = |state| match sensor_kind(3, 1, 0x01, true, state) {
             ShelfEventKind::Sensor {
@@ -687,6 +720,10 @@ mod tests {
         assert_eq!(
             k(SensorEventState::Threshold(ThresholdState::UpperCrit)),
             (0x01, 0x0B)
+        );
+        assert_eq!(
+            k(SensorEventState::Threshold(ThresholdState::UpperMajor)),
+            (0x01, 0x09)
         );
         assert_eq!(
             k(SensorEventState::Discrete {

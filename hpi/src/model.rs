@@ -327,14 +327,15 @@ pub enum SensorEventState {
 }
 
 impl SensorEventState {
-    /// Whether the state is critical: a threshold at LOWER_CRIT or UPPER_CRIT (IPMI's
-    /// non-recoverable thresholds), or a discrete sensor of the generic severity type (0x07)
-    /// entering Critical or Non-recoverable (offsets 2, 3, 5, 6). Sensor-specific states
-    /// carry no severity IPMI defines, so they are not critical here.
+    /// Whether the state is critical in IPMI's sense, or worse: a threshold at IPMI's
+    /// critical or non-recoverable level (HPI's LOWER/UPPER_MAJOR and LOWER/UPPER_CRIT), or a
+    /// discrete sensor of the generic severity type (0x07) entering Critical or
+    /// Non-recoverable (offsets 2, 3, 5, 6). Sensor-specific states carry no severity IPMI
+    /// defines, so they are not critical here.
     pub fn critical(&self) -> bool {
         match *self {
             SensorEventState::Threshold(t) => {
-                matches!(t, ThresholdState::LowerCrit | ThresholdState::UpperCrit)
+                !matches!(t, ThresholdState::LowerMinor | ThresholdState::UpperMinor)
             }
             SensorEventState::Discrete { event_type, offset } => {
                 event_type == 0x07 && matches!(offset, 2 | 3 | 5 | 6)
@@ -451,11 +452,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn critical_states_are_the_non_recoverable_thresholds_and_severity_critical() {
+    fn critical_states_are_critical_or_non_recoverable_thresholds_and_severities() {
         let t = |o| SensorEventState::Threshold(ThresholdState::from_offset(o).unwrap());
         let critical: Vec<u8> = (0..12).filter(|&o| t(o).critical()).collect();
-        // LNR going low/high, UNR going low/high.
-        assert_eq!(critical, [4, 5, 10, 11]);
+        // Lower critical and non-recoverable, upper critical and non-recoverable, each going
+        // low and high; not the non-critical ones (0, 1, 6, 7).
+        assert_eq!(critical, [2, 3, 4, 5, 8, 9, 10, 11]);
         let d = |event_type, offset| SensorEventState::Discrete { event_type, offset };
         let severity: Vec<u8> = (0..15).filter(|&o| d(0x07, o).critical()).collect();
         assert_eq!(severity, [2, 3, 5, 6]);
