@@ -627,7 +627,7 @@ fn hpi_settings_have_defaults_and_named_mistakes() {
     let h = Config::from_str(&set, "c.toml").unwrap().hpi.unwrap();
     assert_eq!(
         (h.address.as_str(), h.port, h.user, h.slot, h.sel_poll_ms),
-        ("10.0.0.2", 623, None, None, 100)
+        ("10.0.0.2", 623, None, None, 50)
     );
     assert_eq!(h.credentials, PathBuf::from("/etc/openais/shelf.cred"));
     let at = GOOD.lines().count() as u32 + 2;

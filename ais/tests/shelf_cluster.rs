@@ -2,14 +2,17 @@
 //! (`hpi/tests/atca-sim/sim-shelf.sh`: ipmi_sim in ATCA mode, on its own free ports) and two
 //! `aisexec` on loopback, both with `[hpi]` watching it. Blade 0x86 is driven
 //! M1 → M2 → M3 → M4; each node's event log then holds each of the two HPI transitions
-//! (INACTIVE → INSERTION_PENDING → ACTIVE) exactly once, and no SEL key twice. Node 2 is
+//! (INACTIVE → INSERTION_PENDING → ACTIVE) exactly once, about slot 3, and no SEL key twice;
+//! node 1, configured as slot 3's blade, logs them as its own. The blade's temperature
+//! crossing Upper Critical (and back) is accepted once per node, the Upper Non-critical
+//! crossing not at all. Node 2 is
 //! killed; the blade goes on M4 → M5 → M6 → M1, and node 1, now watching alone, logs the two
 //! further transitions once each. Node 2 restarts and the blade is inserted again: both
 //! nodes accept the new transition once, and `aisctl shelf events` on node 1 prints it.
 //!
-//! Assumes: ipmi_sim, ipmitool and gcc installed (as `.ci/run` does; skipped with a message
-//! when ipmi_sim is missing), free ports from the kernel, a loaded 2-core machine (generous
-//! waits).
+//! Assumes: ipmi_sim, ipmitool, gcc and libopenipmi-dev installed (as `.ci/run` does; without
+//! ipmi_sim the test fails, saying so), free ports from the kernel, a loaded 2-core machine
+//! (generous waits).
 
 mod common;
 
@@ -160,10 +163,10 @@ fn watching(log: &str) -> bool {
 
 #[test]
 fn a_blades_hot_swap_is_logged_once_per_node_also_after_a_node_is_killed() {
-    if Command::new("ipmi_sim").arg("--version").output().is_err() {
-        eprintln!("skipped: ipmi_sim is not installed");
-        return;
-    }
+    assert!(
+        Command::new("ipmi_sim").arg("--version").output().is_ok(),
+        "ipmi_sim is not installed (Debian: openipmi; .ci/run installs it)"
+    );
     let shelf = Shelf::start();
     let ports = free_ports(2);
     let shelf_port = shelf.port;
@@ -178,8 +181,10 @@ fn a_blades_hot_swap_is_logged_once_per_node_also_after_a_node_is_killed() {
             std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
             ais::harness::loopback_config(node, &ports, &(key_lines(&node.dir) + "\n"))
                 + &format!(
-                    "\n[hpi]\naddress = \"127.0.0.1\"\nport = {shelf_port}\ncredentials = {:?}\n",
-                    cred.display().to_string()
+                    "\n[hpi]\naddress = \"127.0.0.1\"\nport = {shelf_port}\ncredentials = {:?}\n{}",
+                    cred.display().to_string(),
+                    // Node 1 is the blade in slot 3 (Blade3).
+                    if node.id == 1 { "slot = 3\n" } else { "" }
                 )
         },
         Vec::new(),
@@ -209,6 +214,35 @@ fn a_blades_hot_swap_is_logged_once_per_node_also_after_a_node_is_killed() {
         let got = accepted(&c.node(i).events);
         eprintln!("node {}: {got:#?}", i + 1);
         once_each(i + 1, &got, &first);
+        // Blade3 is the board in slot 3 (its entity path's PHYSICAL_SLOT).
+        assert!(
+            got.iter()
+                .all(|(_, _, t)| t.contains("hot-swap of slot 3 FRU 0")),
+            "node {}: {got:#?}",
+            i + 1
+        );
+    }
+    // Node 1, configured as slot 3's blade, logs them as its own; node 2 does not.
+    assert!(c.log(0).contains("(this node's blade)"), "{}", c.log(0));
+    assert!(!c.log(1).contains("(this node's blade)"), "{}", c.log(1));
+    // Blade3's temperature to 80 C crosses Upper Non-critical (not for the cluster) and
+    // Upper Critical (for the cluster); back to 40 C deasserts both.
+    shelf.sh(&["temp", "0x86", "80"]);
+    shelf.sh(&["temp", "0x86", "40"]);
+    let sensor = [
+        "critical sensor 1 of slot 3 asserted (event type 0x01 offset 0x09)",
+        "critical sensor 1 of slot 3 deasserted (event type 0x01 offset 0x09)",
+    ];
+    for i in 0..2 {
+        wait_for(&c, i, &sensor);
+        std::thread::sleep(Duration::from_millis(500));
+        let got = accepted(&c.node(i).events);
+        once_each(i + 1, &got, &sensor);
+        assert!(
+            !got.iter().any(|(_, _, t)| t.contains("offset 0x07")),
+            "node {}: a non-critical threshold went to the cluster: {got:#?}",
+            i + 1
+        );
     }
     // Both watchers reported each transition: for each, the later report was either
     // dropped at delivery or known before it was submitted.

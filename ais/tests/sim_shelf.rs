@@ -111,6 +111,7 @@ impl Shelf_ {
                     sensor: (r >> 20) as u8,
                     sensor_type: 1,
                     assertion: true,
+                    event_type: 0x01,
                     offset: 9,
                 }
             } else {

@@ -22,6 +22,7 @@ pub mod corosync;
 pub mod cpgload;
 pub mod evt;
 pub mod failover;
+pub mod hpi;
 pub mod lck;
 pub mod load;
 pub mod measure;

@@ -42,6 +42,10 @@ enum Command {
     /// Failover time: SIGKILL one node under load at a random time, measure at each survivor
     /// the time until the new membership is delivered; repeated.
     Failover(bench::failover::Args),
+    /// ATCA shelf events: a blade's hot-swap transition in the simulated shelf (SEL entry
+    /// written) to the event accepted at every executive watching it, beside openhpid
+    /// (ipmidirect) in the same run (issue 19).
+    Hpi(bench::hpi::Args),
     /// AMF's node side on this host: time to start a component, to notice its process die
     /// (passive monitoring), and to clean it up (SIGKILL to its process group).
     AmfNode(bench::amf::Args),
@@ -184,6 +188,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::CkptLoad(args) => bench::ckptload::run(&args),
         Command::Failover(args) => bench::failover::run(&args),
         Command::AmfNode(args) => bench::amf::run(&args),
+        Command::Hpi(args) => bench::hpi::run(&args),
         Command::AmfFailover(args) => bench::amf_failover::run(&args),
         Command::AmfCounter(args) => {
             amf_counter::init_logging();

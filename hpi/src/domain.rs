@@ -98,6 +98,9 @@ pub struct Stats {
     pub sel_polls: u64,
     /// SEL records read.
     pub sel_records: u64,
+    /// Get SEL Entry requests sent (the records read, plus the last record seen read again
+    /// to learn what follows it, plus the last record read at every discovery).
+    pub sel_entry_requests: u64,
     /// Full discoveries.
     pub discoveries: u64,
     /// Connection losses.
@@ -329,6 +332,7 @@ impl<S: ShelfAccess> Domain<S> {
         }
         // SEL position first: events logged while we read states are read afterwards.
         let info = self.shelf.sel_info()?;
+        self.stats.sel_entry_requests += 1;
         self.sel_last = self.shelf.sel_entry(0xFFFF)?.map(|(_, r)| r.record_id());
         self.sel_info = Some(info);
         self.sdrs = self.shelf.sdr_repository()?;
@@ -617,14 +621,18 @@ impl<S: ShelfAccess> Domain<S> {
         }
         let mut id = match self.sel_last {
             None => 0,
-            Some(last) => match self.shelf.sel_entry(last)? {
-                Some((next, _)) => next,
-                None => return self.sel_cleared(now),
-            },
+            Some(last) => {
+                self.stats.sel_entry_requests += 1;
+                match self.shelf.sel_entry(last)? {
+                    Some((next, _)) => next,
+                    None => return self.sel_cleared(now),
+                }
+            }
         };
         let mut n = 0;
         while id != 0xFFFF && n < 4096 {
             n += 1;
+            self.stats.sel_entry_requests += 1;
             let Some((next, rec)) = self.shelf.sel_entry(id)? else {
                 break;
             };
@@ -695,7 +703,14 @@ impl<S: ShelfAccess> Domain<S> {
                 .flatten();
             (SensorEventState::Threshold(t), reading, threshold)
         } else {
-            (SensorEventState::Discrete(e.offset()), None, None)
+            (
+                SensorEventState::Discrete {
+                    event_type: e.event_type,
+                    offset: e.offset(),
+                },
+                None,
+                None,
+            )
         };
         self.emit(
             Some(rid),

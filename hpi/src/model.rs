@@ -316,8 +316,32 @@ impl ThresholdState {
 pub enum SensorEventState {
     /// A threshold crossed.
     Threshold(ThresholdState),
-    /// A discrete state offset (0..14).
-    Discrete(u8),
+    /// A discrete state.
+    Discrete {
+        /// The IPMI event/reading type (0x02..0x0C generic, 0x6F sensor-specific, 0x70..
+        /// OEM): what the offset means.
+        event_type: u8,
+        /// The state offset (0..14).
+        offset: u8,
+    },
+}
+
+impl SensorEventState {
+    /// Whether the state is critical in IPMI's sense, or worse: a threshold at IPMI's
+    /// critical or non-recoverable level (HPI's LOWER/UPPER_MAJOR and LOWER/UPPER_CRIT), or a
+    /// discrete sensor of the generic severity type (0x07) entering Critical or
+    /// Non-recoverable (offsets 2, 3, 5, 6). Sensor-specific states carry no severity IPMI
+    /// defines, so they are not critical here.
+    pub fn critical(&self) -> bool {
+        match *self {
+            SensorEventState::Threshold(t) => {
+                !matches!(t, ThresholdState::LowerMinor | ThresholdState::UpperMinor)
+            }
+            SensorEventState::Discrete { event_type, offset } => {
+                event_type == 0x07 && matches!(offset, 2 | 3 | 5 | 6)
+            }
+        }
+    }
 }
 
 /// Domain-level events.
@@ -421,4 +445,23 @@ pub struct ControlState {
     pub auto: bool,
     /// What it does.
     pub function: LedFunction,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn critical_states_are_critical_or_non_recoverable_thresholds_and_severities() {
+        let t = |o| SensorEventState::Threshold(ThresholdState::from_offset(o).unwrap());
+        let critical: Vec<u8> = (0..12).filter(|&o| t(o).critical()).collect();
+        // Lower critical and non-recoverable, upper critical and non-recoverable, each going
+        // low and high; not the non-critical ones (0, 1, 6, 7).
+        assert_eq!(critical, [2, 3, 4, 5, 8, 9, 10, 11]);
+        let d = |event_type, offset| SensorEventState::Discrete { event_type, offset };
+        let severity: Vec<u8> = (0..15).filter(|&o| d(0x07, o).critical()).collect();
+        assert_eq!(severity, [2, 3, 5, 6]);
+        // The same offsets of another type (e.g. 0x6F sensor-specific) are not.
+        assert!((0..15).all(|o| !d(0x6F, o).critical() && !d(0x03, o).critical()));
+    }
 }

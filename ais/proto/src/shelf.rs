@@ -60,7 +60,9 @@ pub enum ShelfEventKind {
         sensor_type: u8,
         /// Assertion (true) or deassertion.
         assertion: bool,
-        /// The event offset (threshold or discrete state).
+        /// The IPMI event/reading type: 0x01 threshold, 0x07 generic severity, ...
+        event_type: u8,
+        /// The event offset (threshold or discrete state, as `event_type` says).
         offset: u8,
     },
 }
@@ -112,6 +114,7 @@ fn put_event(w: &mut Writer, e: &ShelfEvent) {
             sensor,
             sensor_type,
             assertion,
+            event_type,
             offset,
         } => {
             w.u8(K_SENSOR)
@@ -119,6 +122,7 @@ fn put_event(w: &mut Writer, e: &ShelfEvent) {
                 .u8(sensor)
                 .u8(sensor_type)
                 .u8(u8::from(assertion))
+                .u8(event_type)
                 .u8(offset);
         }
     }
@@ -139,6 +143,7 @@ fn get_event(r: &mut Reader) -> Result<ShelfEvent, DecodeError> {
             sensor: r.u8("sensor")?,
             sensor_type: r.u8("sensor type")?,
             assertion: r.bool("assertion")?,
+            event_type: r.u8("event type")?,
             offset: r.u8("offset")?,
         },
         _ => {
@@ -384,6 +389,7 @@ mod tests {
                 sensor: 0x21,
                 sensor_type: 1,
                 assertion: true,
+                event_type: 0x01,
                 offset: 9,
             },
         };

@@ -235,7 +235,9 @@ fn run(cli: Cli) -> Result<(), String> {
                         } => {
                             let s = match state {
                                 SensorEventState::Threshold(t) => format!("{t:?}"),
-                                SensorEventState::Discrete(o) => format!("state {o}"),
+                                SensorEventState::Discrete { event_type, offset } => {
+                                    format!("state {offset} (event type 0x{event_type:02x})")
+                                }
                             };
                             format!(
                                 "sensor {num} {} {s} reading {trigger_reading:?} threshold {trigger_threshold:?}",

@@ -25,6 +25,7 @@ struct Fake {
     activations: Vec<(u8, bool)>,
     policies: Vec<(u8, u8, u8)>,
     sel_info_calls: u32,
+    sel_entry_calls: u64,
     other_calls: u32,
     /// an IPMC the shelf manager bridges to but that never answers
     mute: Option<u8>,
@@ -186,6 +187,7 @@ impl ShelfAccess for Fake {
     }
     fn sel_entry(&mut self, id: u16) -> AccessResult<Option<(u16, SelRecord)>> {
         self.up()?;
+        self.sel_entry_calls += 1;
         let i = match id {
             0 => 0,
             0xFFFF => self.sel.len().wrapping_sub(1),
@@ -290,6 +292,7 @@ fn discovery_builds_the_rpt_from_present_boards_only() {
 fn quiet_shelf_costs_one_sel_info_per_interval_and_nothing_else() {
     let (mut d, sub, t0) = started(cfg());
     let (si, other) = (d.shelf_mut().sel_info_calls, d.shelf_mut().other_calls);
+    let before = d.stats();
     for i in 1..=50 {
         d.poll(t0 + Duration::from_millis(100 * i));
     }
@@ -301,6 +304,29 @@ fn quiet_shelf_costs_one_sel_info_per_interval_and_nothing_else() {
     );
     assert!(drain(&mut d, sub).is_empty());
     assert_eq!(d.poll_timeout(), Some(t0 + Duration::from_millis(5100)));
+    let quiet = d.stats();
+    assert_eq!(quiet.sel_polls - before.sel_polls, 50);
+    assert_eq!(quiet.sel_entry_requests, before.sel_entry_requests);
+    // A first record in the empty SEL costs one Get SEL Info and one Get SEL Entry; a
+    // further one two Get SEL Entry (the last record seen, for its successor, then the new
+    // one), as the counters say.
+    d.shelf_mut().hs(0x84, MState::M2, 2);
+    d.poll(t0 + Duration::from_millis(5100));
+    let first = d.stats();
+    assert_eq!(first.sel_polls - quiet.sel_polls, 1);
+    assert_eq!(first.sel_entry_requests - quiet.sel_entry_requests, 1);
+    d.shelf_mut().hs(0x84, MState::M1, 2);
+    d.poll(t0 + Duration::from_millis(5200));
+    let after = d.stats();
+    assert_eq!(after.sel_polls - first.sel_polls, 1);
+    assert_eq!(after.sel_entry_requests - first.sel_entry_requests, 2);
+    assert_eq!(after.sel_records - quiet.sel_records, 2);
+    assert_eq!(
+        d.shelf_mut().sel_entry_calls,
+        after.sel_entry_requests,
+        "the counter counts every Get SEL Entry sent"
+    );
+    assert_eq!(d.shelf_mut().other_calls, other, "nothing else");
 }
 
 #[test]
