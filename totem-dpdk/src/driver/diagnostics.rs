@@ -94,6 +94,15 @@ impl dataplane::stats::Visit for DriverStatus {
         self.stats.core.visit(v);
         self.stats.visit(v);
         v.gauge("queued_messages", self.queued_messages as u64);
+        if let Some(mode) = self.rrp_mode {
+            v.gauge(
+                "rrp_mode",
+                match mode {
+                    crate::rrp::RrpMode::Active => 1,
+                    crate::rrp::RrpMode::Passive => 2,
+                },
+            );
+        }
         super::networks::visit_networks(&self.networks, v);
     }
 }
