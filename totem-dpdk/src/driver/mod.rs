@@ -77,7 +77,9 @@ use dataplane::{Member, MembersError, Transport};
 
 use self::diagnostics::Diagnostics;
 pub use self::diagnostics::{DIAG_INTERVAL, DriverStats, DriverStatus};
-pub use self::networks::{Mismatch, NET_NAMES, NetworkEvent, NetworkStatus, TAG_LEN, TAG_MAGIC};
+pub use self::networks::{
+    Mismatch, NET_NAMES, NetworkEvent, NetworkStatus, TAG_LEN, TAG_MAGIC, fuzz_receive,
+};
 use self::run::{Clock, Loop, Networks};
 use crate::rrp::{Rrp, RrpAdminError, RrpConfig, RrpConfigError, RrpMode};
 use crate::srp::{self, Event, SubmitError, Totem};

@@ -240,6 +240,80 @@ pub(super) fn visit_networks(nets: &[NetworkStatus], v: &mut dyn dataplane::stat
     }
 }
 
+/// The `rrp_receive` fuzz target: what a driver over two networks does with received bytes
+/// before the core. `data` is a series of records `[net, advance_ms, len_hi, len_lo, bytes…]`:
+/// each frame arrives on network `net % 3` (2 is not a network: refused) `advance_ms` later,
+/// goes through the network tag check and, if its tag is right, through the redundant-ring
+/// layer (active mode, then passive from the middle of the data), whose timers fire as due; a
+/// record with `len` 0xFFFF instead toggles network `net % 2` off or on (the operator's
+/// command).
+///
+/// # Panics
+/// If the tag check or the layer panics, or breaks its own rules: a body that is not the frame
+/// without its last two bytes, a frame delivered twice within the layer's memory, a disabled
+/// network used to send, or no network left to send on.
+pub fn fuzz_receive(data: &[u8]) {
+    use crate::rrp::{NetId, Rrp, RrpConfig, RrpMode, Verdict};
+    use crate::time::{Duration, Instant};
+    let mut rrp = Rrp::new(RrpConfig::new(2, RrpMode::Active), crate::types::NodeId(2))
+        .expect("valid config");
+    let mut now = Instant(0);
+    let mut rest = data;
+    let mut first: std::collections::HashMap<Vec<u8>, Instant> = std::collections::HashMap::new();
+    let mut disabled = [false; 2];
+    let half = data.len() / 2;
+    while rest.len() >= 4 {
+        if rest.len() <= half && rrp.config().mode == RrpMode::Active {
+            rrp = Rrp::new(RrpConfig::new(2, RrpMode::Passive), crate::types::NodeId(2))
+                .expect("valid config");
+            first.clear();
+            disabled = [false; 2];
+        }
+        let net = usize::from(rest[0] % 3);
+        now = now + Duration::from_millis(u64::from(rest[1]));
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        rest = &rest[4..];
+        if let Some(at) = rrp.poll_timeout().filter(|at| *at <= now) {
+            rrp.handle_timeout(at);
+        }
+        while rrp.poll_event().is_some() {}
+        if len == 0xFFFF {
+            let n = net % 2;
+            let on = disabled[n];
+            if rrp.set_enabled(NetId(n as u8), on).is_ok() {
+                disabled[n] = !on;
+            }
+            assert!(!(disabled[0] && disabled[1]), "no network left");
+            continue;
+        }
+        let len = len.min(rest.len());
+        let (frame, next) = rest.split_at(len);
+        rest = next;
+        let sent = rrp.networks_for(frame);
+        assert!(!sent.is_empty(), "a frame sent on no network");
+        for (i, off) in disabled.iter().enumerate() {
+            assert!(
+                !(*off && sent.contains(NetId(i as u8))),
+                "sent on disabled network {i}"
+            );
+        }
+        let Ok(body) = untag(frame, net, 2) else {
+            continue;
+        };
+        assert_eq!(body, &frame[..frame.len() - TAG_LEN]);
+        if rrp.handle_frame(now, NetId(net as u8), body) == Verdict::Deliver {
+            // Delivered again only once the layer may have forgotten it (its memory, 20 ms).
+            if let Some(at) = first.get(body) {
+                assert!(
+                    now.saturating_since(*at) >= Duration::from_millis(20),
+                    "a copy delivered twice within the layer's memory"
+                );
+            }
+            first.insert(body.to_vec(), now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +331,22 @@ mod tests {
         assert_eq!(tag_of_refused(&f), Some((1, 2)));
         assert_eq!(tag_of_refused(b"frame body"), None);
         assert_eq!(tag_of_refused(b""), None);
+    }
+
+    #[test]
+    fn the_fuzz_target_runs_on_a_few_inputs() {
+        let mut f = b"frame body of some length".to_vec();
+        f.extend_from_slice(&tag(1, 2));
+        let len = (f.len() as u16).to_be_bytes();
+        let mut data = Vec::new();
+        for net in [1u8, 0, 1, 1, 2] {
+            data.extend_from_slice(&[net, 1, len[0], len[1]]);
+            data.extend_from_slice(&f);
+        }
+        data.extend_from_slice(&[1, 0, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0, 30, 0, 3, 1, 2]);
+        fuzz_receive(&data);
+        fuzz_receive(&[]);
+        fuzz_receive(&[0, 0, 0xFF]);
     }
 
     #[test]
