@@ -108,6 +108,12 @@ pub struct Args {
     /// Mbit/s, so that the link is the limit (the raw link is measured capped too).
     #[arg(long, value_name = "MBIT")]
     pub rate_cap_mbit: Option<u32>,
+    /// With more than one network: after the maximum, measure twice at half of the share of
+    /// it the other networks carry (a quarter of it with two), without and with network 0 cut
+    /// 1 s into the window (every host's port on its bridge down, healed after the window).
+    /// The difference of the largest self-delivery latency is the delivery stall the cut cost.
+    #[arg(long)]
+    pub cut_network: bool,
 }
 
 /// Caps every host interface of `lab` (`eth0` .. `eth<networks-1>`) at `mbit` Mbit/s with a
@@ -292,6 +298,45 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 for &size in &args.size {
                     ours.push((size, session.measure(&mut cluster, size, None, &at)?));
                 }
+                if let (true, true, Some(lab)) = (args.cut_network, networks > 1, lab.as_ref()) {
+                    for &(size, max) in &ours {
+                        // Half of what the networks left after the cut can carry, so that
+                        // the cut's stall is not hidden by queueing behind a saturated link.
+                        let offered = max / 2.0 * (networks - 1) as f64 / networks as f64;
+                        session.measure(&mut cluster, size, Some(offered), &at)?;
+                        session.label = session.label.take().map(|l| l + " cut0");
+                        let r =
+                            session.measure_with(&mut cluster, size, Some(offered), &at, |_, _| {
+                                std::thread::sleep(Duration::from_secs(1));
+                                lab.cut_network(0).context("cutting network 0")
+                            });
+                        lab.heal_network(0).context("healing network 0")?;
+                        session.label = session
+                            .label
+                            .take()
+                            .map(|l| l.trim_end_matches(" cut0").to_owned());
+                        r?;
+                        let n = session.rows.len();
+                        let (calm, cut) = (&session.rows[n - 2], &session.rows[n - 1]);
+                        let line = format!(
+                            "  network 0 cut at {size} B, {:.0} msgs/s offered: largest self-delivery \
+                             latency {:.1} ms (without the cut {:.1} ms), p99.9 {:.1} ms ({:.1} ms), \
+                             {:.0} msgs/s delivered ({:.0})",
+                            offered,
+                            cut.lat_self_us.max as f64 / 1000.0,
+                            calm.lat_self_us.max as f64 / 1000.0,
+                            cut.lat_self_us.p999 as f64 / 1000.0,
+                            calm.lat_self_us.p999 as f64 / 1000.0,
+                            cut.msgs_per_sec,
+                            calm.msgs_per_sec
+                        );
+                        if !args.json {
+                            session.bar.suspend(|| println!("{line}"));
+                        }
+                        // Let the healed network come back before the next measurement.
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
+                }
                 if let Some(p) = args.latency_at {
                     for &(size, max) in &ours {
                         session.measure(&mut cluster, size, Some(max * p / 100.0), &at)?;
@@ -441,6 +486,18 @@ impl Session<'_> {
         rate: Option<f64>,
         at: &Point<'_>,
     ) -> anyhow::Result<f64> {
+        self.measure_with(cluster, size, rate, at, |_, _| Ok(()))
+    }
+
+    /// [`Session::measure`] with `on_running` called once the counted window has begun.
+    fn measure_with(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        size: usize,
+        rate: Option<f64>,
+        at: &Point<'_>,
+        on_running: impl FnMut(&mut dyn Cluster, u64) -> anyhow::Result<()>,
+    ) -> anyhow::Result<f64> {
         let crypto = if at.crypto { "on" } else { "off" };
         self.bar.set_message(match rate {
             Some(r) => format!("{} {size} B at {r:.0} msgs/s", cluster.system()),
@@ -467,7 +524,7 @@ impl Session<'_> {
             cluster,
             &workload,
             &dir,
-            |_, _| Ok(()),
+            on_running,
             &measure::Options::default(),
         )
         .with_context(|| format!("measuring {} with {size} B messages", cluster.system()))?;
