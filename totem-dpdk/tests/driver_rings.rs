@@ -489,13 +489,13 @@ fn networks_listed_in_another_order_are_refused_and_named() {
         "ring of 1 and 2",
         |st| st.members == vec![NodeId(1), NodeId(2)],
     );
-    assert!(
-        nodes[0]
-            .driver
-            .status()
-            .networks
-            .iter()
-            .all(|n| n.mismatched > 0)
+    // Both of node 1's networks count node 3's refused frames (the status is refreshed every
+    // 100 ms, and node 3's frames reach each network in their own time).
+    wait_status(
+        &nodes[..1],
+        Duration::from_secs(10),
+        "mismatches counted on both networks",
+        |st| st.networks.iter().all(|n| n.mismatched > 0),
     );
     for n in nodes {
         n.driver.stop().expect("stop");
