@@ -240,11 +240,30 @@ fn run(
     totem.nonce_start = nonce_start;
     let mut driver_config = DriverConfig::new(totem, config.members());
     driver_config.cpu = config.aisexec.cpu;
+    let networks = config.networks();
+    driver_config.rrp = config.rrp_config();
+    driver_config.more_members = (1..networks).map(|k| config.members_on(k)).collect();
 
     let (tx, rx) = crossbeam_channel::unbounded::<Input>();
     let sink = TotemSink(tx.clone());
     let driver = if config.totem.transport == TransportKind::Dpdk {
         spawn_dpdk(config, driver_config, sink)?
+    } else if networks > 1 {
+        let mut transports = Vec::with_capacity(networks);
+        for k in 0..networks {
+            let c = config.udp_config_on(k);
+            let bind = c.bind;
+            transports
+                .push(UdpTransport::new(c).with_context(|| {
+                    format!("opening the Totem socket of network {k} ({bind})")
+                })?);
+        }
+        info!(
+            "redundant rings: {networks} networks, rrp_mode = \"{}\"",
+            config.totem.rrp_mode
+        );
+        driver::spawn_networks(transports, driver_config, sink)
+            .context("starting the Totem thread")?
     } else {
         let transport =
             UdpTransport::new(config.udp_config()).context("opening the Totem socket")?;

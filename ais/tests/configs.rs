@@ -689,3 +689,116 @@ fn hpi_credentials_must_be_owner_only_and_stay_secret() {
     assert!(!e.to_string().contains("s3cret"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_redundant_rings_example_gives_each_network_its_transport() {
+    let config = Config::from_file(&configs_dir().join("redundant-rings.toml")).unwrap();
+    assert_eq!(config.networks(), 2);
+    let rrp = config.rrp_config();
+    assert_eq!(rrp.networks, 2);
+    assert_eq!(rrp.mode, totem_dpdk::rrp::RrpMode::Active);
+    assert_eq!(rrp.check_interval.as_millis(), 50);
+    assert_eq!(rrp.problem_threshold, 3);
+    assert_eq!(rrp.copy_timeout.as_millis(), 5);
+    assert_eq!(rrp.reenable_windows, 4);
+    rrp.validate().unwrap();
+    assert_eq!(
+        config.udp_config_on(0).bind,
+        "192.168.10.1:5405".parse().unwrap()
+    );
+    let net1 = config.udp_config_on(1);
+    assert_eq!(net1.bind, "192.168.11.1:5407".parse().unwrap());
+    assert_eq!(net1.mtu, config.udp_config().mtu);
+    let addrs: Vec<SocketAddr> = config.members_on(1).iter().map(|m| m.addr).collect();
+    assert_eq!(
+        addrs,
+        [
+            "192.168.11.1:5407",
+            "192.168.11.2:5407",
+            "192.168.11.3:5407"
+        ]
+        .map(|a| a.parse::<SocketAddr>().unwrap())
+    );
+}
+
+#[test]
+fn one_network_is_the_default_and_runs_no_redundant_ring() {
+    let config = Config::from_str(GOOD, "good.toml").unwrap();
+    assert_eq!(config.networks(), 1);
+    assert_eq!(config.rrp_config().networks, 1);
+    assert_eq!(config.totem.rrp_mode, ais::config::RrpModeKey::None);
+}
+
+/// GOOD with a second network: every node gets a ring1_addr, and `rrp_mode`.
+fn two_networks(mode: &str) -> String {
+    GOOD.replace(
+        "token = 100",
+        &format!("token = 100\nrrp_mode = \"{mode}\""),
+    )
+    .replace(
+        "ring0_addr = \"10.0.0.1\"",
+        "ring0_addr = \"10.0.0.1\"\nring1_addr = \"10.1.0.1\"",
+    )
+    .replace(
+        "ring0_addr = \"10.0.0.2\"",
+        "ring0_addr = \"10.0.0.2\"\nring1_addr = \"10.1.0.2\"",
+    )
+    .replace(
+        "ring0_addr = \"10.0.0.3\"",
+        "ring0_addr = \"10.0.0.3\"\nring1_addr = \"10.1.0.3\"",
+    )
+}
+
+#[test]
+fn redundant_ring_mistakes_are_located() {
+    // The base with two networks is valid in both modes.
+    for mode in ["active", "passive"] {
+        let c = Config::from_str(&two_networks(mode), "good.toml").unwrap();
+        assert_eq!(c.networks(), 2);
+    }
+    // A node entry without the second network (node 2, whose entry starts on line 17).
+    let text = two_networks("active").replace("ring1_addr = \"10.1.0.2\"\n", "");
+    let e = mistake(&text, 17, "nodelist.node[1]");
+    assert!(e.to_string().contains("lists 1 network(s)"), "{e}");
+    // ring2_addr without ring1_addr.
+    let text = GOOD.replace(
+        "ring0_addr = \"10.0.0.1\"",
+        "ring0_addr = \"10.0.0.1\"\nring2_addr = \"10.2.0.1\"",
+    );
+    let e = mistake(&text, 14, "nodelist.node[0].ring2_addr");
+    assert!(e.to_string().contains("without ring1_addr"), "{e}");
+    // Two networks with rrp_mode "none".
+    let text = two_networks("none");
+    let e = mistake(&text, 7, "totem.rrp_mode");
+    assert!(e.to_string().contains("2 networks"), "{e}");
+    // rrp_mode with one network.
+    let text = GOOD.replace("token = 100", "token = 100\nrrp_mode = \"passive\"");
+    let e = mistake(&text, 7, "totem.rrp_mode");
+    assert!(e.to_string().contains("at least two networks"), "{e}");
+    // An unknown mode.
+    let e = mistake(&two_networks("both"), 7, "totem.rrp_mode");
+    assert!(matches!(e, ConfigError::Syntax(_)));
+    // The same address on both networks of a node.
+    let text =
+        two_networks("active").replace("ring1_addr = \"10.1.0.3\"", "ring1_addr = \"10.0.0.3\"");
+    let e = mistake(&text, 25, "nodelist.node[2].ring1_addr");
+    assert!(e.to_string().contains("network 0 too"), "{e}");
+    // An rrp_interface for a network nobody lists.
+    let text = format!(
+        "{}\n[[totem.rrp_interface]]\nringnumber = 2\n",
+        two_networks("active")
+    );
+    let e = mistake(&text, 28, "totem.rrp_interface[0].ringnumber");
+    assert!(e.to_string().contains("not one of"), "{e}");
+    // Copies judged later than the join interval.
+    let text = two_networks("active").replace(
+        "token = 100",
+        "token = 100\njoin = 10\nrrp_token_expired_timeout = 20",
+    );
+    let e = mistake(&text, 8, "totem.rrp_token_expired_timeout");
+    assert!(e.to_string().contains("less than"), "{e}");
+    // Multicast transport.
+    let text = "[totem]\nnodeid = 1\nsecauth = false\nrrp_mode = \"active\"\n[totem.interface]\nbindnetaddr = \"10.0.0.1\"\nmcastaddr = \"239.1.1.1\"\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"10.0.0.1\"\nring1_addr = \"10.1.0.1\"\n";
+    let e = mistake(text, 4, "totem.rrp_mode");
+    assert!(e.to_string().contains("udpu"), "{e}");
+}

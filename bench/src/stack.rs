@@ -438,9 +438,15 @@ fn lab_nodes(lab: &netlab::Lab, nodes: usize) -> String {
     let mut t = String::new();
     for h in 1..=nodes {
         t += &format!(
-            "[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"{}\"\n\n",
+            "[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"{}\"\n",
             lab.addr(h)
         );
+        // A lab with more networks (redundant rings): the node's address on each; the
+        // executives then need `totem.rrp_mode` (`bench throughput --networks`).
+        for n in 1..lab.networks() {
+            t += &format!("ring{n}_addr = \"{}\"\n", lab.addr_on(n, h));
+        }
+        t += "\n";
     }
     t
 }

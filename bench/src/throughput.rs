@@ -29,6 +29,9 @@ Examples:
   bench throughput --peer corosync --mtu 1500,9000 --latency-at 50
                                                     the full comparison (docs/performance.md)
   bench throughput --transport dpdk-af-packet       over DPDK (build with --features dpdk)
+  bench throughput --networks 1,2 --rrp passive --rate-cap-mbit 200 --size 1024
+                                                    redundant rings against one network, each
+                                                    veth capped by tbf (docs/rings.md)
 
 Needs root for the namespace transports and for --peer corosync (iproute2; corosync and
 libcpg-dev for the peer). Everything created (namespaces, daemons, work files) is removed at
@@ -93,6 +96,57 @@ pub struct Args {
     /// text lines.
     #[arg(long)]
     pub json: bool,
+    /// Networks per node (redundant rings, 1 to 4), comma-separated: each count is measured
+    /// in a lab of its own, in this order, in the same run (`1,2`: one network, then two).
+    /// More than one needs --transport udp-netns.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    pub networks: Vec<usize>,
+    /// The redundant-ring mode with more than one network: active or passive.
+    #[arg(long, default_value = "active", value_parser = ["active", "passive"])]
+    pub rrp: String,
+    /// Cap every host's interface (each network's) at this rate with `tc qdisc ... tbf`, in
+    /// Mbit/s, so that the link is the limit (the raw link is measured capped too).
+    #[arg(long, value_name = "MBIT")]
+    pub rate_cap_mbit: Option<u32>,
+    /// With more than one network: after the maximum, measure twice at half of the share of
+    /// it the other networks carry (a quarter of it with two), without and with network 0 cut
+    /// 1 s into the window (every host's port on its bridge down, healed after the window).
+    /// The difference of the largest self-delivery latency is the delivery stall the cut cost.
+    #[arg(long)]
+    pub cut_network: bool,
+}
+
+/// Caps every host interface of `lab` (`eth0` .. `eth<networks-1>`) at `mbit` Mbit/s with a
+/// token bucket filter (egress; the kernel here has `tbf` but no `netem`).
+fn cap_lab(lab: &netlab::Lab, mbit: u32) -> anyhow::Result<()> {
+    for h in 1..=lab.hosts() {
+        for n in 0..lab.networks() {
+            let dev = format!("eth{n}");
+            let rate = format!("{mbit}mbit");
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    lab.netns(h),
+                    "tc",
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    &dev,
+                ])
+                .args([
+                    "root", "tbf", "rate", &rate, "burst", "256kb", "latency", "50ms",
+                ])
+                .output()
+                .context("running tc")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "tc tbf on host {h} {dev}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs `bench throughput`.
@@ -123,6 +177,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "--latency-at takes a percentage in (0, 100]"
         );
     }
+    for &n in &args.networks {
+        anyhow::ensure!((1..=4).contains(&n), "--networks {n}: 1 to 4");
+        anyhow::ensure!(
+            n == 1 || transport == StackTransport::UdpNetns,
+            "--networks {n}: redundant rings are measured with --transport udp-netns"
+        );
+    }
     let nodes = args.nodes as usize;
     let senders = args.senders.unwrap_or(nodes);
     anyhow::ensure!(senders >= 1, "--senders must be at least 1");
@@ -136,8 +197,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // the peer likewise, plus the system with the larger maximum at the common offered load.
     let l = usize::from(args.latency_at.is_some());
     let per_mode = args.size.len() * ((1 + l) + usize::from(peer) * (1 + 2 * l));
-    let total =
-        (args.mtu.len() * (crypto_modes.len() * per_mode + usize::from(!args.no_raw))) as u64;
+    let total = (args.mtu.len()
+        * args.networks.len()
+        * (crypto_modes.len() * per_mode + usize::from(!args.no_raw))) as u64;
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -157,15 +219,44 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         work: work.clone(),
         senders,
         groups: 0,
+        label: None,
     };
 
-    for &mtu in &args.mtu {
+    for (&mtu, &networks) in args
+        .mtu
+        .iter()
+        .flat_map(|m| args.networks.iter().map(move |n| (m, n)))
+    {
         let needs_lab = transport.needs_lab() || peer;
         let lab = if needs_lab {
-            Some(netlab::Lab::new(nodes.max(2), mtu).context("creating the network namespaces")?)
+            let lab = netlab::Lab::with_networks(nodes.max(2), networks, mtu)
+                .context("creating the network namespaces")?;
+            if let Some(mbit) = args.rate_cap_mbit {
+                cap_lab(&lab, mbit)?;
+            }
+            Some(lab)
         } else {
             None
         };
+        // Rows of this lab name its networks and cap in their transport.
+        session.label = (networks > 1 || args.rate_cap_mbit.is_some()).then(|| {
+            let mut l = String::new();
+            if networks > 1 {
+                l += &format!(" x{networks} {}", args.rrp);
+            }
+            if let Some(mbit) = args.rate_cap_mbit {
+                l += &format!(" tbf {mbit}M");
+            }
+            l
+        });
+        let mut settings = args.settings.clone();
+        if networks > 1 {
+            settings.push((
+                "totem".to_owned(),
+                "rrp_mode".to_owned(),
+                format!("\"{}\"", args.rrp),
+            ));
+        }
         for &crypto in crypto_modes {
             let crypto_name = if crypto { "on" } else { "off" };
             // The raw link has no crypto: measured once per MTU, compared with both modes.
@@ -190,7 +281,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 dir: work.join(dir),
                 busy_poll: args.busy_poll,
                 program: program.clone(),
-                settings: args.settings.clone(),
+                settings: settings.clone(),
             };
 
             // This stack, every size (the cluster stops before the peer starts).
@@ -202,10 +293,49 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 ));
                 let mut cluster = AisCluster::start(
                     lab.as_ref(),
-                    &stack_options(format!("ais-{mtu}-{crypto_name}")),
+                    &stack_options(format!("ais-{mtu}-{crypto_name}-n{networks}")),
                 )?;
                 for &size in &args.size {
                     ours.push((size, session.measure(&mut cluster, size, None, &at)?));
+                }
+                if let (true, true, Some(lab)) = (args.cut_network, networks > 1, lab.as_ref()) {
+                    for &(size, max) in &ours {
+                        // Half of what the networks left after the cut can carry, so that
+                        // the cut's stall is not hidden by queueing behind a saturated link.
+                        let offered = max / 2.0 * (networks - 1) as f64 / networks as f64;
+                        session.measure(&mut cluster, size, Some(offered), &at)?;
+                        session.label = session.label.take().map(|l| l + " cut0");
+                        let r =
+                            session.measure_with(&mut cluster, size, Some(offered), &at, |_, _| {
+                                std::thread::sleep(Duration::from_secs(1));
+                                lab.cut_network(0).context("cutting network 0")
+                            });
+                        lab.heal_network(0).context("healing network 0")?;
+                        session.label = session
+                            .label
+                            .take()
+                            .map(|l| l.trim_end_matches(" cut0").to_owned());
+                        r?;
+                        let n = session.rows.len();
+                        let (calm, cut) = (&session.rows[n - 2], &session.rows[n - 1]);
+                        let line = format!(
+                            "  network 0 cut at {size} B, {:.0} msgs/s offered: largest self-delivery \
+                             latency {:.1} ms (without the cut {:.1} ms), p99.9 {:.1} ms ({:.1} ms), \
+                             {:.0} msgs/s delivered ({:.0})",
+                            offered,
+                            cut.lat_self_us.max as f64 / 1000.0,
+                            calm.lat_self_us.max as f64 / 1000.0,
+                            cut.lat_self_us.p999 as f64 / 1000.0,
+                            calm.lat_self_us.p999 as f64 / 1000.0,
+                            cut.msgs_per_sec,
+                            calm.msgs_per_sec
+                        );
+                        if !args.json {
+                            session.bar.suspend(|| println!("{line}"));
+                        }
+                        // Let the healed network come back before the next measurement.
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
                 }
                 if let Some(p) = args.latency_at {
                     for &(size, max) in &ours {
@@ -294,11 +424,16 @@ struct Session<'a> {
     senders: usize,
     /// Groups used so far: every measurement gets a fresh CPG group.
     groups: u32,
+    /// Appended to the transport of the rows (networks, rate cap), if any.
+    label: Option<String>,
 }
 
 impl Session<'_> {
     /// Records a row: a text line now (unless --json), JSON at the end.
-    fn emit(&mut self, row: Row) {
+    fn emit(&mut self, mut row: Row) {
+        if let Some(l) = &self.label {
+            row.transport += l;
+        }
         if !self.args.json {
             let line = row.text();
             self.bar.suspend(|| println!("{line}"));
@@ -351,6 +486,18 @@ impl Session<'_> {
         rate: Option<f64>,
         at: &Point<'_>,
     ) -> anyhow::Result<f64> {
+        self.measure_with(cluster, size, rate, at, |_, _| Ok(()))
+    }
+
+    /// [`Session::measure`] with `on_running` called once the counted window has begun.
+    fn measure_with(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        size: usize,
+        rate: Option<f64>,
+        at: &Point<'_>,
+        on_running: impl FnMut(&mut dyn Cluster, u64) -> anyhow::Result<()>,
+    ) -> anyhow::Result<f64> {
         let crypto = if at.crypto { "on" } else { "off" };
         self.bar.set_message(match rate {
             Some(r) => format!("{} {size} B at {r:.0} msgs/s", cluster.system()),
@@ -377,7 +524,7 @@ impl Session<'_> {
             cluster,
             &workload,
             &dir,
-            |_, _| Ok(()),
+            on_running,
             &measure::Options::default(),
         )
         .with_context(|| format!("measuring {} with {size} B messages", cluster.system()))?;

@@ -246,6 +246,13 @@ impl<T: Transport> Transport for FaultInjector<T> {
         self.inner.waker()
     }
 
+    /// The inner transport's, while no frame is held back by a delay (one is due at a time
+    /// no descriptor signals).
+    #[cfg(target_os = "linux")]
+    fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) -> bool {
+        self.held.is_empty() && self.inner.wait_fds(out)
+    }
+
     fn stats(&self) -> Stats {
         self.inner.stats()
     }

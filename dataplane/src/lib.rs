@@ -277,6 +277,19 @@ pub trait Transport {
         None
     }
 
+    /// For a caller that waits on several transports at once (the Totem driver over
+    /// redundant networks): appends the descriptors whose readability is everything
+    /// [`Transport::wait`] waits for (besides its waker) and returns `true`; returns `false`
+    /// (the default) when `wait` waits for something else too (a condition variable, a poll
+    /// loop, a frame held back until a deadline), and the caller must fall back to short
+    /// waits. The descriptors stay valid while the transport lives. Called once per idle
+    /// wait: it must not allocate beyond `out`'s capacity.
+    #[cfg(target_os = "linux")]
+    fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) -> bool {
+        let _ = out;
+        false
+    }
+
     /// The counters since the transport was created.
     fn stats(&self) -> Stats;
 }

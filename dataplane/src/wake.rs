@@ -100,6 +100,80 @@ impl Waker {
     }
 }
 
+/// Most descriptors [`wait_any`] polls (four networks of two sockets each, and a waker).
+pub const WAIT_ANY_MAX: usize = 9;
+
+/// Blocks until one of `fds` is readable, `waker` is woken, or `timeout` passes (nanosecond
+/// resolution; `None` waits for ever); clears the waker's pending wakes if it ended the wait.
+/// For a thread that waits on several transports at once (see
+/// [`crate::Transport::wait_fds`]). A signal ends the wait early without an error.
+///
+/// # Errors
+/// More than [`WAIT_ANY_MAX`] descriptors in all (`InvalidInput`), or `ppoll` failed for
+/// another reason than a signal. The caller guarantees that `fds` are open descriptors (a
+/// closed one is reported by `ppoll` as `POLLNVAL`, which ends the wait, never as undefined
+/// behaviour).
+pub fn wait_any(
+    fds: &[RawFd],
+    waker: Option<&Waker>,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<()> {
+    let empty = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let mut pfds = [empty; WAIT_ANY_MAX];
+    let mut n = 0;
+    for fd in waker
+        .map(AsRawFd::as_raw_fd)
+        .into_iter()
+        .chain(fds.iter().copied())
+    {
+        let Some(slot) = pfds.get_mut(n) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many descriptors to wait on",
+            ));
+        };
+        *slot = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        n += 1;
+    }
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: `pfds` is an array of at least `n` pollfd structs valid for reads and writes
+    // during the call (ppoll reports a closed descriptor as POLLNVAL, it does not touch
+    // memory through it); `ts_ptr` is null or points to a timespec that outlives the call;
+    // a null signal mask leaves the mask unchanged.
+    let rc = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            n as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
+    if let Some(w) = waker
+        && pfds[0].revents & libc::POLLIN != 0
+    {
+        w.drain();
+    }
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 impl std::os::fd::AsFd for Waker {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
@@ -151,5 +225,34 @@ mod tests {
         assert!(readable(&w));
         w.drain();
         assert!(!readable(&w));
+    }
+
+    #[test]
+    fn wait_any_ends_on_the_readable_one_a_wake_or_the_timeout() {
+        use std::net::UdpSocket;
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fds = [a.as_raw_fd(), b.as_raw_fd()];
+        let w = Waker::new().unwrap();
+        let t = std::time::Instant::now();
+        wait_any(&fds, Some(&w), Some(std::time::Duration::from_millis(20))).unwrap();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(20));
+        // A datagram on the second socket ends a 60 s wait.
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"x", b.local_addr().unwrap()).unwrap();
+        let t = std::time::Instant::now();
+        wait_any(&fds, Some(&w), Some(std::time::Duration::from_secs(60))).unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(30));
+        let mut buf = [0u8; 4];
+        assert_eq!(b.recv(&mut buf).unwrap(), 1);
+        // A wake too, and it is consumed.
+        w.wake();
+        wait_any(&fds, Some(&w), Some(std::time::Duration::from_secs(60))).unwrap();
+        assert!(!w.sleep(std::time::Duration::ZERO).unwrap());
+        let many = [a.as_raw_fd(); WAIT_ANY_MAX];
+        assert_eq!(
+            wait_any(&many, Some(&w), None).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
     }
 }

@@ -415,6 +415,18 @@ impl Connection<AdminProtocol> {
     pub fn rekey(&mut self) -> Result<(), Error> {
         self.ok(ais_proto::admin::Request::Rekey)
     }
+
+    /// Takes this node's network `net` out of use (`enabled` false) or puts it back
+    /// (redundant rings: `aisctl ring disable|enable N`). Only this node stops sending on it;
+    /// the others see its copies go missing there and mark the network faulty on their side
+    /// until it is enabled again.
+    ///
+    /// # Errors
+    /// `SA_AIS_ERR_INVALID_PARAM` for a network this node does not have, or the last one in
+    /// use; `SA_AIS_ERR_TRY_AGAIN` when the Totem thread did not answer.
+    pub fn set_network(&mut self, net: u8, enabled: bool) -> Result<(), Error> {
+        self.ok(ais_proto::admin::Request::SetNetwork { net, enabled })
+    }
 }
 
 impl<P: Protocol> AsRawFd for Connection<P> {

@@ -28,30 +28,49 @@ pub enum Request {
     /// Replace the cluster's frame key with a new epoch (`aisctl rekey`); answered once the
     /// new epoch is in use on this node.
     Rekey,
+    /// Take this node's network `net` out of use (`enabled` false) or put it back (redundant
+    /// rings: `aisctl ring disable|enable N`); answered `Ok`, or `InvalidParam` for a network
+    /// this node does not have or the last one in use.
+    SetNetwork {
+        /// The network, 0 to 3.
+        net: u8,
+        /// In use or not.
+        enabled: bool,
+    },
 }
 
 const OP_REKEY: u16 = 3;
+const OP_SET_NETWORK: u16 = 4;
 
 impl Message for Request {
     fn op(&self) -> u16 {
         match self {
             Request::Rekey => OP_REKEY,
+            Request::SetNetwork { .. } => OP_SET_NETWORK,
         }
     }
 
     fn name(&self) -> &'static str {
         match self {
             Request::Rekey => "Rekey",
+            Request::SetNetwork { .. } => "SetNetwork",
         }
     }
 
-    fn encode(&self, _w: &mut Writer) -> Bytes {
+    fn encode(&self, w: &mut Writer) -> Bytes {
+        if let Request::SetNetwork { net, enabled } = self {
+            w.u8(*net).u8(u8::from(*enabled));
+        }
         Bytes::new()
     }
 
-    fn decode(op: u16, _r: &mut Reader) -> Result<Self, DecodeError> {
+    fn decode(op: u16, r: &mut Reader) -> Result<Self, DecodeError> {
         match op {
             OP_REKEY => Ok(Request::Rekey),
+            OP_SET_NETWORK => Ok(Request::SetNetwork {
+                net: r.u8("net")?,
+                enabled: r.bool("enabled")?,
+            }),
             op => Err(DecodeError::UnknownOp {
                 service: "admin",
                 op,
@@ -126,7 +145,20 @@ mod tests {
     #[test]
     fn rekey_round_trips() {
         assert!(Request::Rekey.op() >= FIRST_REQUEST_OP);
-        assert_round_trips(Kind::Request, &[Request::Rekey]);
+        assert_round_trips(
+            Kind::Request,
+            &[
+                Request::Rekey,
+                Request::SetNetwork {
+                    net: 1,
+                    enabled: false,
+                },
+                Request::SetNetwork {
+                    net: 0,
+                    enabled: true,
+                },
+            ],
+        );
         assert_round_trips(
             Kind::Request,
             &[

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use totem_dpdk::srp;
 
-use super::{Config, FrameProtection, MAX_TIMER_MS, Node, TransportKind};
+use super::{Config, FrameProtection, MAX_TIMER_MS, Node, RrpModeKey, TransportKind};
 
 impl Config {
     /// The shelf service's settings (the seen-set's capacity is the service's default).
@@ -178,6 +178,85 @@ impl Config {
         };
         c.mtu = t.frame_size(self.ipv6()) as usize;
         c
+    }
+
+    /// How many networks the ring uses: 1 + the `ring1_addr`.. `ring3_addr` this node's entry
+    /// lists (validation makes every entry list the same ones), 1 without a node entry.
+    pub fn networks(&self) -> usize {
+        self.this_node().map_or(1, |n| {
+            1 + (1..4).take_while(|&k| n.ring_addr(k).is_some()).count()
+        })
+    }
+
+    /// The redundant-ring layer's settings: the networks, the mode (`rrp_mode`; `"none"` is
+    /// active mode over one network, where the layer does not run) and the detection keys.
+    pub fn rrp_config(&self) -> totem_dpdk::rrp::RrpConfig {
+        let t = &self.totem;
+        let mode = match t.rrp_mode {
+            RrpModeKey::Passive => totem_dpdk::rrp::RrpMode::Passive,
+            RrpModeKey::None | RrpModeKey::Active => totem_dpdk::rrp::RrpMode::Active,
+        };
+        let mut c = totem_dpdk::rrp::RrpConfig::new(self.networks(), mode);
+        let window = t.rrp_problem_count_timeout.max(1);
+        c.check_interval = ms(window);
+        c.problem_threshold = t.rrp_problem_count_threshold;
+        c.copy_timeout = ms(t.rrp_token_expired_timeout);
+        c.memory = c.memory.max(c.copy_timeout);
+        c.reenable_windows =
+            u32::try_from(t.rrp_autorecovery_check_timeout.div_ceil(window).max(1))
+                .unwrap_or(u32::MAX);
+        c.bad_window_permille = t.rrp_bad_window_permille;
+        c
+    }
+
+    /// The port of network `net` (1 to 3) for `node`: its `[[totem.rrp_interface]]`
+    /// `mcastport`, else network 0's.
+    pub(super) fn port_on_net(&self, node: &Node, net: usize) -> u16 {
+        let base = node.port.unwrap_or(self.totem.interface.mcastport);
+        if net == 0 {
+            return base;
+        }
+        self.totem
+            .rrp_interface
+            .iter()
+            .find(|i| usize::from(i.ringnumber) == net)
+            .and_then(|i| i.mcastport)
+            .unwrap_or(base)
+    }
+
+    /// The kernel UDP transport of network `net` (0: [`Config::udp_config`]; 1 to 3: unicast,
+    /// bound to this node's `ringN_addr` and the network's port).
+    pub fn udp_config_on(&self, net: usize) -> dataplane::udp::UdpConfig {
+        if net == 0 {
+            return self.udp_config();
+        }
+        let bind = self
+            .this_node()
+            .and_then(|n| {
+                n.ring_addr(net)
+                    .map(|a| SocketAddr::new(a, self.port_on_net(n, net)))
+            })
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+        let mut c = dataplane::udp::UdpConfig::unicast(bind);
+        c.mtu = self.totem.frame_size(self.ipv6()) as usize;
+        c
+    }
+
+    /// The members with their addresses on network `net` (0: [`Config::members`]).
+    pub fn members_on(&self, net: usize) -> Vec<dataplane::Member> {
+        if net == 0 {
+            return self.members();
+        }
+        self.nodelist
+            .node
+            .iter()
+            .filter_map(|n| {
+                n.ring_addr(net).map(|a| dataplane::Member {
+                    id: dataplane::NodeId(n.nodeid),
+                    addr: SocketAddr::new(a, self.port_on_net(n, net)),
+                })
+            })
+            .collect()
     }
 
     /// The ring's members with their addresses (`ring0_addr` and `port`, else `mcastport`),

@@ -131,9 +131,73 @@ pub struct Totem {
     /// `/etc/openais/authkey`); read by the executive when `secauth` is on.
     #[serde(default = "defaults::keyfile")]
     pub keyfile: PathBuf,
-    /// The network interface (`[totem.interface]`).
+    /// The network interface (`[totem.interface]`): network 0 (corosync's ring 0).
     #[serde(default)]
     pub interface: Interface,
+    /// Redundant rings: how the networks are used (`"none"`, the default: one network;
+    /// `"active"`; `"passive"`; docs/rings.md). The networks are the `ringN_addr` of the node
+    /// entries.
+    #[serde(default)]
+    pub rrp_mode: RrpModeKey,
+    /// The other networks' settings (`[[totem.rrp_interface]]`, corosync's `interface {
+    /// ringnumber }` for rings 1 to 3): their port.
+    #[serde(default)]
+    pub rrp_interface: Vec<RrpInterface>,
+    /// How often each network's copies are judged, in ms (default 50; the redundant-ring
+    /// layer's `check_interval`).
+    #[serde(default = "defaults::rrp_problem_count_timeout")]
+    pub rrp_problem_count_timeout: u64,
+    /// Bad windows (not compensated by good ones) that mark a network faulty (default 3).
+    #[serde(default = "defaults::rrp_problem_count_threshold")]
+    pub rrp_problem_count_threshold: u32,
+    /// How long after a frame's first copy its other copies may arrive before they count as
+    /// missed, in ms (default 5).
+    #[serde(default = "defaults::rrp_token_expired_timeout")]
+    pub rrp_token_expired_timeout: u64,
+    /// How long a faulty network must work (clean windows with traffic) before it is
+    /// re-enabled by itself, in ms (default 200: four windows of 50 ms); rounded up to whole
+    /// windows.
+    #[serde(default = "defaults::rrp_autorecovery_check_timeout")]
+    pub rrp_autorecovery_check_timeout: u64,
+    /// The share of missed copies, per mille, that makes a window bad (default 200; not a
+    /// corosync key).
+    #[serde(default = "defaults::rrp_bad_window_permille")]
+    pub rrp_bad_window_permille: u32,
+}
+
+/// The `totem.rrp_mode` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RrpModeKey {
+    /// One network (`"none"`).
+    #[default]
+    None,
+    /// Every frame on every network (`"active"`).
+    Active,
+    /// Data frames spread over the working networks (`"passive"`).
+    Passive,
+}
+
+impl fmt::Display for RrpModeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RrpModeKey::None => "none",
+            RrpModeKey::Active => "active",
+            RrpModeKey::Passive => "passive",
+        })
+    }
+}
+
+/// One `[[totem.rrp_interface]]` entry: the settings of network `ringnumber` (1 to 3).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RrpInterface {
+    /// The network (1 to 3; network 0 is `[totem.interface]`).
+    pub ringnumber: u8,
+    /// Every node's port on this network (default: network 0's, `port` of the node entry or
+    /// `totem.interface.mcastport`).
+    #[serde(default)]
+    pub mcastport: Option<u16>,
 }
 
 impl Totem {
@@ -315,6 +379,28 @@ pub struct Node {
     /// address, as in the loopback demo).
     #[serde(default)]
     pub port: Option<u16>,
+    /// Its address on network 1 (redundant rings; every node lists the same networks).
+    #[serde(default)]
+    pub ring1_addr: Option<IpAddr>,
+    /// Its address on network 2.
+    #[serde(default)]
+    pub ring2_addr: Option<IpAddr>,
+    /// Its address on network 3.
+    #[serde(default)]
+    pub ring3_addr: Option<IpAddr>,
+}
+
+impl Node {
+    /// Its address on network `net` (0 to 3), if listed.
+    pub fn ring_addr(&self, net: usize) -> Option<IpAddr> {
+        match net {
+            0 => Some(self.ring0_addr),
+            1 => self.ring1_addr,
+            2 => self.ring2_addr,
+            3 => self.ring3_addr,
+            _ => None,
+        }
+    }
 }
 
 /// The `[logging]` table.
@@ -698,6 +784,21 @@ mod defaults {
 
     pub(super) fn token() -> u64 {
         100
+    }
+    pub(super) fn rrp_problem_count_timeout() -> u64 {
+        50
+    }
+    pub(super) fn rrp_problem_count_threshold() -> u32 {
+        3
+    }
+    pub(super) fn rrp_token_expired_timeout() -> u64 {
+        5
+    }
+    pub(super) fn rrp_autorecovery_check_timeout() -> u64 {
+        200
+    }
+    pub(super) fn rrp_bad_window_permille() -> u32 {
+        200
     }
     pub(super) fn token_retransmits_before_loss_const() -> u32 {
         4

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use super::{
     Config, ConfigError, CryptoCipher, Located, MAX_MESSAGE_SIZE_LIMIT, MAX_NETMTU, MAX_TIMER_MS,
-    MIN_NETMTU, TransportKind,
+    MIN_NETMTU, RrpModeKey, TransportKind,
 };
 
 impl Config {
@@ -68,6 +68,7 @@ impl Config {
             self.validate_nodelist()?;
         }
         self.validate_aisexec()?;
+        self.validate_rrp()?;
         // Anything the Totem core would still refuse.
         self.totem_config()
             .validate()
@@ -486,6 +487,194 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Redundant rings: `rrp_mode`, the `ringN_addr` of every node entry (the same networks
+    /// for every node, without gaps), their ports, and the detection keys.
+    fn validate_rrp(&self) -> Result<(), ConfigError> {
+        let t = &self.totem;
+        let nodes = &self.nodelist.node;
+        // Every entry lists the same networks, contiguously from ring0_addr.
+        for (n, node) in nodes.iter().enumerate() {
+            let listed: Vec<usize> = (1..4).filter(|&k| node.ring_addr(k).is_some()).collect();
+            if let Some(gap) = (1..4).find(|&k| node.ring_addr(k).is_none())
+                && let Some(&after) = listed.iter().find(|&&k| k > gap)
+            {
+                return Err(self.invalid(
+                    &format!("nodelist.node[{n}].ring{after}_addr"),
+                    format!(
+                        "ring{after}_addr without ring{gap}_addr: networks are numbered \
+                         without gaps"
+                    ),
+                ));
+            }
+            let count = 1 + listed.len();
+            let first = nodes.first().map_or(1, |f| {
+                1 + (1..4).filter(|&k| f.ring_addr(k).is_some()).count()
+            });
+            if count != first {
+                return Err(self.invalid(
+                    &format!("nodelist.node[{n}]"),
+                    format!(
+                        "lists {count} network(s) (ring0_addr to ring{}_addr) but \
+                         nodelist.node[0] lists {first}: every node is on the same networks",
+                        count - 1
+                    ),
+                ));
+            }
+            for k in 1..count {
+                let Some(addr) = node.ring_addr(k) else {
+                    continue;
+                };
+                let key = format!("nodelist.node[{n}].ring{k}_addr");
+                if addr.is_unspecified() || addr.is_multicast() {
+                    return Err(self.invalid(
+                        &key,
+                        format!("must be a specific unicast address, got {addr}"),
+                    ));
+                }
+                let sock = SocketAddr::new(addr, self.port_on_net(node, k));
+                for j in 0..k {
+                    if let Some(other) = node.ring_addr(j)
+                        && SocketAddr::new(other, self.port_on_net(node, j)) == sock
+                    {
+                        return Err(self.invalid(
+                            &key,
+                            format!(
+                                "{sock} is this node's address on network {j} too: each \
+                                 network needs its own address or port"
+                            ),
+                        ));
+                    }
+                }
+                for (m, earlier) in nodes[..n].iter().enumerate() {
+                    if earlier
+                        .ring_addr(k)
+                        .is_some_and(|a| SocketAddr::new(a, self.port_on_net(earlier, k)) == sock)
+                    {
+                        return Err(self.invalid(
+                            &key,
+                            format!("address {sock} is already used by nodelist.node[{m}]"),
+                        ));
+                    }
+                }
+            }
+        }
+        let networks = self.networks();
+        for (i, r) in t.rrp_interface.iter().enumerate() {
+            let key = format!("totem.rrp_interface[{i}].ringnumber");
+            if !(1..networks).contains(&usize::from(r.ringnumber)) {
+                return Err(self.invalid(
+                    &key,
+                    format!(
+                        "network {} is not one of this cluster's networks 1..={} (network 0 \
+                         is [totem.interface]; the networks are the ringN_addr of the node \
+                         entries)",
+                        r.ringnumber,
+                        networks - 1
+                    ),
+                ));
+            }
+            if t.rrp_interface[..i]
+                .iter()
+                .any(|e| e.ringnumber == r.ringnumber)
+            {
+                return Err(self.invalid(
+                    &key,
+                    format!("network {} is configured twice", r.ringnumber),
+                ));
+            }
+            if r.mcastport == Some(0) {
+                return Err(self.invalid(
+                    &format!("totem.rrp_interface[{i}].mcastport"),
+                    "port 0 is not allowed: peers must know the port",
+                ));
+            }
+        }
+        match (t.rrp_mode, networks) {
+            (RrpModeKey::None, 1) => return Ok(()),
+            (RrpModeKey::None, n) => {
+                return Err(self.invalid(
+                    "totem.rrp_mode",
+                    format!(
+                        "the node entries list {n} networks (ring1_addr ...), but rrp_mode is \
+                         \"none\" (one network): set rrp_mode = \"active\" or \"passive\", or \
+                         remove the ringN_addr keys"
+                    ),
+                ));
+            }
+            (mode, 1) => {
+                return Err(self.invalid(
+                    "totem.rrp_mode",
+                    format!(
+                        "\"{mode}\" needs at least two networks: give every node entry a \
+                         ring1_addr (or set rrp_mode = \"none\")"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if t.transport != TransportKind::Udpu {
+            return Err(self.invalid(
+                "totem.rrp_mode",
+                format!(
+                    "redundant rings need transport \"udpu\" in this version (got \"{}\")",
+                    t.transport
+                ),
+            ));
+        }
+        for (key, value) in [
+            (
+                "totem.rrp_problem_count_timeout",
+                t.rrp_problem_count_timeout,
+            ),
+            (
+                "totem.rrp_token_expired_timeout",
+                t.rrp_token_expired_timeout,
+            ),
+            (
+                "totem.rrp_autorecovery_check_timeout",
+                t.rrp_autorecovery_check_timeout,
+            ),
+        ] {
+            if !(1..=MAX_TIMER_MS).contains(&value) {
+                return Err(self.invalid(
+                    key,
+                    format!("must be 1..={MAX_TIMER_MS} ms, got {value} ms"),
+                ));
+            }
+        }
+        if t.rrp_token_expired_timeout >= t.rrp_problem_count_timeout {
+            return Err(self.invalid(
+                "totem.rrp_token_expired_timeout",
+                format!(
+                    "must be less than totem.rrp_problem_count_timeout ({} ms), got {} ms",
+                    t.rrp_problem_count_timeout, t.rrp_token_expired_timeout
+                ),
+            ));
+        }
+        if t.rrp_token_expired_timeout >= t.join {
+            return Err(self.invalid(
+                "totem.rrp_token_expired_timeout",
+                format!(
+                    "must be less than totem.join ({} ms): copies are remembered at least this \
+                     long, and a join re-sent within it would be taken for a copy",
+                    t.join
+                ),
+            ));
+        }
+        self.rrp_config().validate().map_err(|e| {
+            let key = match e {
+                totem_dpdk::rrp::RrpConfigError::Networks(_) => "nodelist",
+                totem_dpdk::rrp::RrpConfigError::Detection(m) if m.contains("permille") => {
+                    "totem.rrp_bad_window_permille"
+                }
+                totem_dpdk::rrp::RrpConfigError::Detection(_) => {
+                    "totem.rrp_problem_count_threshold"
+                }
+            };
+            self.invalid(key, e.to_string())
+        })
     }
 
     fn validate_aisexec(&self) -> Result<(), ConfigError> {

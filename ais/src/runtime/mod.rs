@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dataplane::unix::SeqpacketConn;
-use totem_dpdk::driver::{CoreCall, EventSink, Submitter, TrySubmitError};
+use totem_dpdk::driver::{CoreCall, EventSink, NetworkEvent, Submitter, TrySubmitError};
 use totem_dpdk::srp::{Event, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, Priority};
 use tracing::{debug, error, info, warn};
@@ -44,6 +44,9 @@ pub enum Input {
     Totem(Event, u64),
     /// The Totem driver thread ended.
     TotemClosed,
+    /// Something happened to one of the networks (redundant rings), and when (nanoseconds
+    /// since the UNIX epoch, taken on the Totem thread).
+    Network(NetworkEvent, u64),
     /// The core answered a submit.
     Submitted {
         /// Who asked.
@@ -119,6 +122,10 @@ impl EventSink for TotemSink {
 
     fn closed(&mut self) {
         let _ = self.0.send(Input::TotemClosed);
+    }
+
+    fn network(&mut self, event: NetworkEvent) {
+        let _ = self.0.send(Input::Network(event, unix_nanos()));
     }
 }
 
@@ -245,6 +252,7 @@ impl Exec {
                 self.core.totem(&event);
             }
             Input::TotemClosed => return Flow::Stop,
+            Input::Network(event, at) => self.network_event(event, at),
             Input::Submitted {
                 origin,
                 payload,
@@ -313,6 +321,61 @@ impl Exec {
         self.log_quorum(at);
         self.log_shelf(at);
         Flow::Continue
+    }
+
+    /// A network event: logged (the driver logged mismatches already), and written to the
+    /// event log as an `rrp` service line (docs/event-log.md).
+    fn network_event(&mut self, event: NetworkEvent, at: u64) {
+        let mut data = serde_json::Map::new();
+        let what = match event {
+            NetworkEvent::Faulty { net, cause } => {
+                warn!("{event}");
+                data.insert("net".into(), net.into());
+                data.insert(
+                    "cause".into(),
+                    match cause {
+                        totem_dpdk::rrp::FaultCause::Lost => "lost",
+                        totem_dpdk::rrp::FaultCause::OneWay => "one-way",
+                        totem_dpdk::rrp::FaultCause::Lossy => "lossy",
+                    }
+                    .into(),
+                );
+                "faulty"
+            }
+            NetworkEvent::Restored { net } => {
+                info!("{event}");
+                data.insert("net".into(), net.into());
+                "restored"
+            }
+            NetworkEvent::Disabled { net } => {
+                warn!("{event}");
+                data.insert("net".into(), net.into());
+                "disabled"
+            }
+            NetworkEvent::Enabled { net } => {
+                info!("{event}");
+                data.insert("net".into(), net.into());
+                "enabled"
+            }
+            NetworkEvent::Mismatch {
+                net, from, addr, ..
+            } => {
+                data.insert("net".into(), net.into());
+                data.insert("from".into(), from.0.into());
+                data.insert("addr".into(), addr.to_string().into());
+                data.insert("problem".into(), event.to_string().into());
+                "mismatch"
+            }
+            _ => {
+                info!("{event}");
+                return;
+            }
+        };
+        if let Some(log) = &mut self.event_log
+            && let Err(e) = log.service_at(at, "rrp", what, None, data)
+        {
+            warn!("event log: {e}");
+        }
     }
 
     /// Carries out component life-cycle commands with `driver` (its runner reports as
@@ -433,6 +496,29 @@ impl Exec {
                     if self.submitter.with_core(call).is_err() {
                         error!("retiring the previous key epoch: the Totem thread has stopped");
                     }
+                }
+                Effect::SetNetwork {
+                    conn,
+                    id,
+                    net,
+                    enabled,
+                } => {
+                    let reply = match self.submitter.set_network(net, enabled) {
+                        Ok(()) => Reply::<Nothing>::Ok,
+                        Err(e) => {
+                            warn!(
+                                "aisctl ring {} {net}: {e}",
+                                if enabled { "enable" } else { "disable" }
+                            );
+                            Reply::Error(match e {
+                                totem_dpdk::driver::NetworkControlError::Refused(_) => {
+                                    ais_proto::ipc::AisError::InvalidParam
+                                }
+                                _ => ais_proto::ipc::AisError::TryAgain,
+                            })
+                        }
+                    };
+                    self.send(conn, Encoded::reply(id, &reply));
                 }
                 Effect::PersistKey(material) => {
                     let epoch = material.epoch;

@@ -39,6 +39,15 @@
 //!   with no IGMP querier needed. Each host has the route `224.0.0.0/4 dev eth0`, so multicast
 //!   leaves through `eth0` without the sender naming an interface.
 //!
+//! # More than one network
+//!
+//! [`Lab::with_networks`] gives every host one interface per network: `eth0` on `br0` as above,
+//! and `eth<n>` on bridge `br<n>` (bridge-side ends `vh<i>n<n>`) with address
+//! [`Lab::addr_on`]`(n, i)` = `10.X.(Y + 64·n mod 256).i` (a /24 of its own for each network,
+//! [`Lab::network_on`]), for tests of redundant rings. [`Lab::cut_network`] and
+//! [`Lab::heal_network`] take a whole network down and up (every host's port on its bridge),
+//! [`Lab::cut_on`] and [`Lab::heal_on`] one host's port on one network.
+//!
 //! # Requirements
 //!
 //! The lab needs root (`CAP_SYS_ADMIN` and `CAP_NET_ADMIN`) and `ip` from iproute2; CI runs the
@@ -79,8 +88,10 @@ pub struct Lab {
     hosts: Vec<String>,
     /// Namespace name of the bridge.
     bridge: String,
-    /// First three octets of the lab's /24.
+    /// First three octets of the lab's /24 (network 0).
     net: [u8; 3],
+    /// Networks (bridges) of the lab.
+    networks: usize,
     /// Namespaces created so far, deleted on drop (also on a failure half-way through `new`).
     created: Vec<String>,
 }
@@ -96,7 +107,20 @@ impl Lab {
     /// (the error names the command and has its stderr); whatever was created by then is
     /// deleted again.
     pub fn new(hosts: usize, mtu: u32) -> io::Result<Lab> {
+        Lab::with_networks(hosts, 1, mtu)
+    }
+
+    /// As [`Lab::new`], with `networks` (1 to 4) bridges: host `i` has `eth<n>` on `br<n>`
+    /// with address [`Lab::addr_on`]`(n, i)` for every network `n` (see the module
+    /// documentation). The multicast route stays on `eth0`.
+    pub fn with_networks(hosts: usize, networks: usize, mtu: u32) -> io::Result<Lab> {
         require_root()?;
+        if !(1..=4).contains(&networks) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a lab has 1..=4 networks, not {networks}"),
+            ));
+        }
         if !(1..=254).contains(&hosts) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -110,6 +134,7 @@ impl Lab {
             hosts: (1..=hosts).map(|i| format!("{prefix}h{i}")).collect(),
             bridge: format!("{prefix}br"),
             net: [10, (pid % 256) as u8, (k % 256) as u8],
+            networks,
             created: Vec::new(),
         };
         for name in lab.hosts.iter().chain([&lab.bridge]) {
@@ -121,46 +146,115 @@ impl Lab {
         let mtu = mtu.to_string();
         let br = lab.bridge.clone();
         lab.add_netns(&br)?;
-        ip(["-n", &br, "link", "add", "br0", "type", "bridge"])?;
-        ip([
-            "-n",
-            &br,
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-            "mcast_snooping",
-            "0",
-        ])?;
+        for n in 0..networks {
+            let bridge = format!("br{n}");
+            ip(["-n", &br, "link", "add", &bridge, "type", "bridge"])?;
+            ip([
+                "-n",
+                &br,
+                "link",
+                "set",
+                &bridge,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "forward_delay",
+                "0",
+                "mcast_snooping",
+                "0",
+            ])?;
+        }
 
         for i in 1..=hosts {
             let h = lab.hosts[i - 1].clone();
-            let port = format!("vh{i}");
-            let cidr = format!("{}/24", lab.addr(i));
             lab.add_netns(&h)?;
-            // Both ends are created inside the lab: `eth0` in the host, the peer in the
-            // bridge namespace.
-            ip([
-                "-n", &h, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
-                &br,
-            ])?;
-            ip(["-n", &h, "link", "set", "eth0", "mtu", &mtu])?;
-            ip(["-n", &h, "addr", "add", &cidr, "dev", "eth0"])?;
-            ip(["-n", &h, "link", "set", "eth0", "up"])?;
-            ip(["-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
-            ip(["-n", &br, "link", "set", &port, "mtu", &mtu])?;
-            ip(["-n", &br, "link", "set", &port, "master", "br0"])?;
-            ip(["-n", &br, "link", "set", &port, "up"])?;
+            for n in 0..networks {
+                let port = Lab::port_name(n, i);
+                let eth = format!("eth{n}");
+                let bridge = format!("br{n}");
+                let cidr = format!("{}/24", lab.addr_on(n, i));
+                // Both ends are created inside the lab: `eth<n>` in the host, the peer in the
+                // bridge namespace.
+                ip([
+                    "-n", &h, "link", "add", &eth, "type", "veth", "peer", "name", &port, "netns",
+                    &br,
+                ])?;
+                ip(["-n", &h, "link", "set", &eth, "mtu", &mtu])?;
+                ip(["-n", &h, "addr", "add", &cidr, "dev", &eth])?;
+                ip(["-n", &h, "link", "set", &eth, "up"])?;
+                if n == 0 {
+                    ip(["-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+                }
+                ip(["-n", &br, "link", "set", &port, "mtu", &mtu])?;
+                ip(["-n", &br, "link", "set", &port, "master", &bridge])?;
+                ip(["-n", &br, "link", "set", &port, "up"])?;
+            }
         }
-        // After the ports: a bridge otherwise follows the smallest MTU of its ports.
-        ip(["-n", &br, "link", "set", "br0", "mtu", &mtu])?;
-        ip(["-n", &br, "link", "set", "br0", "up"])?;
+        for n in 0..networks {
+            let bridge = format!("br{n}");
+            // After the ports: a bridge otherwise follows the smallest MTU of its ports.
+            ip(["-n", &br, "link", "set", &bridge, "mtu", &mtu])?;
+            ip(["-n", &br, "link", "set", &bridge, "up"])?;
+        }
         Ok(lab)
+    }
+
+    /// The bridge-side veth end of host `i` on network `n`: `vh<i>` on network 0 (as
+    /// [`Lab::new`] names it), `vh<i>n<n>` on the others.
+    fn port_name(n: usize, i: usize) -> String {
+        if n == 0 {
+            format!("vh{i}")
+        } else {
+            format!("vh{i}n{n}")
+        }
+    }
+
+    /// The number of networks.
+    pub fn networks(&self) -> usize {
+        self.networks
+    }
+
+    /// The /24 of network `n`: network 0's is [`Lab::network`] (`10.X.Y.0`), network `n`'s
+    /// has third octet `Y + 64·n mod 256`, so the networks of one host never share a subnet.
+    pub fn network_on(&self, n: usize) -> Ipv4Addr {
+        let [a, b, c] = self.net;
+        Ipv4Addr::new(a, b, c.wrapping_add((64 * n) as u8), 0)
+    }
+
+    /// The address of host `i` on network `n` (`eth<n>`). Panics if there is no host `i`.
+    pub fn addr_on(&self, n: usize, i: usize) -> Ipv4Addr {
+        let [a, b, c, _] = self.network_on(n).octets();
+        Ipv4Addr::new(a, b, c, (self.index(i) + 1) as u8)
+    }
+
+    /// Takes network `n` down: every host's port on its bridge goes down, so nothing crosses
+    /// it (the hosts' `eth<n>` lose carrier but keep their addresses).
+    pub fn cut_network(&self, n: usize) -> io::Result<()> {
+        for i in 1..=self.hosts() {
+            self.cut_on(n, i)?;
+        }
+        Ok(())
+    }
+
+    /// Brings network `n` back after [`Lab::cut_network`].
+    pub fn heal_network(&self, n: usize) -> io::Result<()> {
+        for i in 1..=self.hosts() {
+            self.heal_on(n, i)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts host `i`'s port on network `n` only.
+    pub fn cut_on(&self, n: usize, i: usize) -> io::Result<()> {
+        let port = Lab::port_name(n, self.index(i) + 1);
+        ip(["-n", &self.bridge, "link", "set", &port, "down"])
+    }
+
+    /// Reconnects host `i`'s port on network `n`.
+    pub fn heal_on(&self, n: usize, i: usize) -> io::Result<()> {
+        let port = Lab::port_name(n, self.index(i) + 1);
+        ip(["-n", &self.bridge, "link", "set", &port, "up"])
     }
 
     /// The number of hosts.

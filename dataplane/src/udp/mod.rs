@@ -672,6 +672,15 @@ impl Transport for UdpTransport {
         self.set_members(&next).is_ok()
     }
 
+    fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) -> bool {
+        use std::os::fd::AsRawFd;
+        out.push(self.sock.as_raw_fd());
+        if let Some(g) = &self.group {
+            out.push(g.sock.as_raw_fd());
+        }
+        true
+    }
+
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         sys::wait_readable(
             &self.sock,

@@ -54,8 +54,22 @@ pub struct DriverStatus {
     pub members: Vec<NodeId>,
     /// Messages waiting in the core's send queues.
     pub queued_messages: usize,
-    /// The driver's counters (their `core` and `transport` fields are filled in too).
+    /// The driver's counters (their `core` and `transport` fields are filled in too; with
+    /// more than one network, `transport` is the sum over the networks).
     pub stats: DriverStats,
+    /// The redundant-ring mode, with more than one network.
+    pub rrp_mode: Option<crate::rrp::RrpMode>,
+    /// Each network's state and counters (one entry with one network).
+    pub networks: Vec<super::NetworkStatus>,
+}
+
+impl DriverStatus {
+    /// Whether some network is marked faulty (never with one network).
+    pub fn network_faulty(&self) -> bool {
+        self.networks
+            .iter()
+            .any(|n| matches!(n.rrp.state, crate::rrp::NetState::Faulty(_)))
+    }
 }
 
 /// The driver's own counters (the transport's and the core's are visited by
@@ -80,6 +94,16 @@ impl dataplane::stats::Visit for DriverStatus {
         self.stats.core.visit(v);
         self.stats.visit(v);
         v.gauge("queued_messages", self.queued_messages as u64);
+        if let Some(mode) = self.rrp_mode {
+            v.gauge(
+                "rrp_mode",
+                match mode {
+                    crate::rrp::RrpMode::Active => 1,
+                    crate::rrp::RrpMode::Passive => 2,
+                },
+            );
+        }
+        super::networks::visit_networks(&self.networks, v);
     }
 }
 
@@ -100,6 +124,7 @@ impl Diagnostics {
         from: std::net::SocketAddr,
         e: crate::crypto::OpenError,
         mine: Option<u32>,
+        frame: &[u8],
     ) {
         use crate::crypto::OpenError;
         let kind = match e {
@@ -144,7 +169,14 @@ impl Diagnostics {
             | OpenError::Misdirected { .. } => {
                 tracing::warn!("replayed frame from {from} refused ({e}){more}");
             }
-            _ => tracing::warn!("invalid digest from {from} ({e}){more}"),
+            _ => match super::networks::tag_of_refused(frame) {
+                Some((net, networks)) => tracing::error!(
+                    "frame from {from} refused: it carries a redundant-ring network tag (its \
+                     network {net} of {networks}), but this node is configured with one network; \
+                     every node must list the same networks in the same order{more}"
+                ),
+                None => tracing::warn!("invalid digest from {from} ({e}){more}"),
+            },
         }
     }
 }
@@ -164,13 +196,15 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         self.status_at = std::time::Instant::now();
         let mut stats = self.stats.clone();
         stats.core = self.core.stats().clone();
-        stats.transport = self.transport.stats();
+        stats.transport = self.transport_stats();
         let snapshot = DriverStatus {
             state: self.core.state(),
             ring: self.core.ring_id(),
             members: self.core.members().to_vec(),
             queued_messages: self.core.queued_messages(),
             stats,
+            rrp_mode: self.rrp.as_ref().map(|n| n.rrp.config().mode),
+            networks: self.network_status(),
         };
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
     }
@@ -219,6 +253,8 @@ mod tests {
             members: Vec::new(),
             queued_messages: 4,
             stats,
+            rrp_mode: Some(crate::rrp::RrpMode::Active),
+            networks: vec![super::super::NetworkStatus::default(); 2],
         };
         let all = names(&status);
         assert_eq!(duplicate(&all), None, "{all:?}");
@@ -230,6 +266,8 @@ mod tests {
             ("invalid_digest", 3),
             ("driver_send_errors", 3),
             ("queued_messages", 4),
+            ("rrp_networks", 2),
+            ("rrp_net1_state", 0),
         ] {
             assert_eq!(c.get(name), Some(value), "{name}");
         }

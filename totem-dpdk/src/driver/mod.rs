@@ -42,10 +42,26 @@
 //! [`DriverStats::send_errors`] (Totem retransmits what is lost), other I/O errors in
 //! [`DriverStats::io_errors`].
 //!
+//! # Redundant networks
+//! [`spawn_networks`] runs the core over one transport per network (1 to
+//! [`crate::rrp::MAX_NETWORKS`]), with the redundant-ring layer ([`crate::rrp::Rrp`]) between
+//! them and the core as its calling contract says: every transmit goes out on the networks
+//! [`crate::rrp::Rrp::networks_for`] names, every received frame goes through
+//! [`crate::rrp::Rrp::handle_frame`] with the index of the transport it came from and reaches
+//! the core only as a first copy, the layer's timers run with the core's, and its events (a
+//! network marked faulty or restored) go to [`EventSink::network`] and the status. The loop
+//! waits on every network at once (`Transport::wait_fds`, or short waits when a transport
+//! cannot say what it waits for). Frames carry a network tag so that nodes listing other
+//! networks, or the same in another order, are told apart and refused (see `networks`). With
+//! one network ([`spawn`], [`spawn_with`]) none of this runs: the loop takes the same path as
+//! before redundant rings existed.
+//!
 //! The loop itself is in `run`; the status snapshots, counters and rate-limited logs of
-//! refused frames and process pauses are in `diagnostics`.
+//! refused frames and process pauses are in `diagnostics`; the network tag, the network events
+//! and the per-network status in `networks`.
 
 mod diagnostics;
+mod networks;
 mod run;
 
 use crossbeam_channel::{self as channel, Receiver, Sender, TrySendError};
@@ -61,7 +77,11 @@ use dataplane::{Member, MembersError, Transport};
 
 use self::diagnostics::Diagnostics;
 pub use self::diagnostics::{DIAG_INTERVAL, DriverStats, DriverStatus};
-use self::run::{Clock, Loop};
+pub use self::networks::{
+    Mismatch, NET_NAMES, NetworkEvent, NetworkStatus, TAG_LEN, TAG_MAGIC, fuzz_receive,
+};
+use self::run::{Clock, Loop, Networks};
+use crate::rrp::{Rrp, RrpAdminError, RrpConfig, RrpConfigError, RrpMode};
 use crate::srp::{self, Event, SubmitError, Totem};
 use crate::types::{DeliveryKind, MsgId, Priority, RingId};
 
@@ -92,6 +112,15 @@ pub struct DriverConfig {
     /// 1 ms): a submit from another thread waits at most this long before the driver thread
     /// takes it. Transports with a waker (kernel UDP) wake the thread at once instead.
     pub idle_wait: StdDuration,
+    /// The redundant-ring layer: how many networks (one transport each, given to
+    /// [`spawn_networks`]), the mode and the fault detection. Default: one network (the layer
+    /// does not run). With more than one, the core's largest frame is made [`TAG_LEN`] bytes
+    /// smaller than `totem.max_frame_size` for the network tag.
+    pub rrp: RrpConfig,
+    /// The member addresses on networks 1, 2, 3 (`members` are network 0's), one list per
+    /// network; empty: every network uses `members` (transports whose addresses are node ids,
+    /// such as the in-memory network).
+    pub more_members: Vec<Vec<Member>>,
 }
 
 impl DriverConfig {
@@ -105,6 +134,8 @@ impl DriverConfig {
             cpu: None,
             members,
             idle_wait: Self::DEFAULT_IDLE_WAIT,
+            rrp: RrpConfig::new(1, RrpMode::Active),
+            more_members: Vec::new(),
         }
     }
 }
@@ -128,6 +159,33 @@ pub enum DriverError {
     /// The driver thread panicked.
     #[error("the Totem driver thread panicked")]
     Panicked,
+    /// The redundant-ring configuration is invalid.
+    #[error("invalid redundant-ring configuration")]
+    Rrp(#[from] RrpConfigError),
+    /// The number of transports or of member lists is not the number of networks.
+    #[error(
+        "{networks} networks configured, but {transports} transports and {lists} member lists given"
+    )]
+    Networks {
+        /// `rrp.networks`.
+        networks: usize,
+        /// Transports given.
+        transports: usize,
+        /// Member lists (`members` and `more_members`, or `members` for every network).
+        lists: usize,
+    },
+}
+
+/// Why [`Submitter::set_network`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkControlError {
+    /// The redundant-ring layer refused (no such network, or the last one in use).
+    #[error(transparent)]
+    Refused(#[from] RrpAdminError),
+    /// The driver thread has stopped, or did not answer within a second.
+    #[error("the Totem driver did not answer")]
+    Stopped,
 }
 
 /// Why [`Driver::submit`] failed.
@@ -157,6 +215,11 @@ pub type CoreCall = Box<dyn FnOnce(&mut Totem) + Send>;
 enum Request {
     Submit(SubmitRequest),
     Core(CoreCall),
+    Network {
+        net: u8,
+        enabled: bool,
+        reply: Sender<Result<(), RrpAdminError>>,
+    },
 }
 
 struct SubmitRequest {
@@ -185,6 +248,12 @@ pub enum TrySubmitError {
 pub trait EventSink: Send + 'static {
     /// One event. Called on the driver thread: must not block.
     fn event(&mut self, event: Event);
+    /// Something happened to one of the networks (more than one network only, and the
+    /// operator's commands). Called on the driver thread: must not block. The default
+    /// ignores it (the status shows every network's state).
+    fn network(&mut self, event: NetworkEvent) {
+        let _ = event;
+    }
     /// The driver thread is ending: no more events will come.
     fn closed(&mut self) {}
 }
@@ -341,6 +410,30 @@ impl Submitter {
         }
     }
 
+    /// Takes network `net` out of use (`enabled` false) or puts it back (the operator's
+    /// `aisctl ring disable|enable`; see [`Rrp::set_enabled`]) and waits for the driver
+    /// thread's answer (within one loop iteration; at most a second). With one network,
+    /// enabling network 0 is accepted and disabling it refused.
+    ///
+    /// # Errors
+    /// [`NetworkControlError::Refused`]: no such network, or the last one in use;
+    /// [`NetworkControlError::Stopped`]: the driver thread did not answer.
+    pub fn set_network(&self, net: u8, enabled: bool) -> Result<(), NetworkControlError> {
+        let (reply, answer) = channel::bounded(1);
+        self.requests
+            .send(Request::Network {
+                net,
+                enabled,
+                reply,
+            })
+            .map_err(|_| NetworkControlError::Stopped)?;
+        self.wake.queued();
+        match answer.recv_timeout(StdDuration::from_secs(1)) {
+            Ok(result) => result.map_err(NetworkControlError::Refused),
+            Err(_) => Err(NetworkControlError::Stopped),
+        }
+    }
+
     /// The latest [`DriverStatus`] (at most [`STATUS_INTERVAL`] old).
     pub fn status(&self) -> DriverStatus {
         self.status
@@ -382,7 +475,7 @@ pub fn spawn<T: Transport + Send + 'static>(
     cfg: DriverConfig,
 ) -> Result<Driver, DriverError> {
     let (events_tx, events_rx) = channel::unbounded();
-    spawn_inner(transport, cfg, events_tx, events_rx)
+    spawn_inner(vec![transport], cfg, events_tx, events_rx)
 }
 
 /// As [`spawn`], but the core's events go to `sink` (on the driver thread, in order) instead
@@ -396,17 +489,69 @@ pub fn spawn_with<T: Transport + Send + 'static, S: EventSink>(
     sink: S,
 ) -> Result<Driver, DriverError> {
     let (_, events_rx) = channel::unbounded();
-    spawn_inner(transport, cfg, sink, events_rx)
+    spawn_inner(vec![transport], cfg, sink, events_rx)
+}
+
+/// As [`spawn_with`], over one transport per network: `transports[i]` is network `i`, and
+/// `cfg.rrp` says how many there are and how they are used (see the [module
+/// documentation](self)). With one transport and one network this is [`spawn_with`].
+///
+/// # Errors
+/// As [`spawn`], and [`DriverError::Rrp`] or [`DriverError::Networks`] when the networks,
+/// transports and member lists do not match.
+pub fn spawn_networks<T: Transport + Send + 'static, S: EventSink>(
+    transports: Vec<T>,
+    cfg: DriverConfig,
+    sink: S,
+) -> Result<Driver, DriverError> {
+    let (_, events_rx) = channel::unbounded();
+    spawn_inner(transports, cfg, sink, events_rx)
 }
 
 fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
-    mut transport: T,
-    cfg: DriverConfig,
+    transports: Vec<T>,
+    mut cfg: DriverConfig,
     sink: S,
     events_rx: Receiver<Event>,
 ) -> Result<Driver, DriverError> {
     cfg.totem.validate()?;
+    cfg.rrp.validate()?;
+    let networks = cfg.rrp.networks;
+    let lists = if cfg.more_members.is_empty() {
+        networks
+    } else {
+        1 + cfg.more_members.len()
+    };
+    if transports.len() != networks || lists != networks {
+        return Err(DriverError::Networks {
+            networks,
+            transports: transports.len(),
+            lists,
+        });
+    }
+    let mut transports = transports.into_iter();
+    let Some(mut transport) = transports.next() else {
+        return Err(DriverError::Networks {
+            networks,
+            transports: 0,
+            lists,
+        });
+    };
     transport.set_members(&cfg.members)?;
+    let mut others: Vec<T> = transports.collect();
+    for (i, t) in others.iter_mut().enumerate() {
+        t.set_members(cfg.more_members.get(i).unwrap_or(&cfg.members))?;
+    }
+    let rrp = if networks > 1 {
+        cfg.totem.max_frame_size = cfg.totem.max_frame_size.saturating_sub(TAG_LEN);
+        cfg.totem.validate()?;
+        Some(Networks::new(
+            Rrp::new(cfg.rrp.clone(), cfg.totem.node_id)?,
+            networks,
+        ))
+    } else {
+        None
+    };
     let wake = Arc::new(WakeState {
         waker: transport.waker(),
         ..WakeState::default()
@@ -422,6 +567,8 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
         members: Vec::new(),
         queued_messages: 0,
         stats: DriverStats::default(),
+        rrp_mode: (networks > 1).then_some(cfg.rrp.mode),
+        networks: vec![NetworkStatus::default(); networks],
     }));
     let thread_status = Arc::clone(&status);
     let name = format!("totem-{}", cfg.totem.node_id.0);
@@ -448,6 +595,8 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
             let mut lp = Loop {
                 core,
                 transport,
+                others,
+                rrp,
                 clock,
                 requests: requests_rx,
                 events: sink,

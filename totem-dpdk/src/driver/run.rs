@@ -11,10 +11,12 @@ use std::time::Duration as StdDuration;
 use dataplane::{SendError, Transport};
 
 use super::diagnostics::Diagnostics;
+use super::networks::{self, NetworkEvent, NetworkStatus};
 use super::{
-    Control, DriverStats, DriverStatus, EventSink, RX_BURSTS, Reply, Request, SUBMIT_BATCH,
-    WOKEN_IDLE_WAIT, WakeState,
+    Control, DIAG_INTERVAL, DriverStats, DriverStatus, EventSink, RX_BURSTS, Reply, Request,
+    SUBMIT_BATCH, WOKEN_IDLE_WAIT, WakeState,
 };
+use crate::rrp::{NetId, Rrp, RrpAdminError, Verdict};
 use crate::srp::{self, Totem};
 use crate::time::Instant;
 use crate::types::RingId;
@@ -22,6 +24,70 @@ use crate::wire;
 
 /// Attempts to push out the frames left in the transport when the driver stops or leaves.
 const FINAL_FLUSH_TRIES: usize = 10;
+/// The longest idle wait over several networks when some transport cannot say which
+/// descriptors it waits on (the in-memory network, DPDK): the loop then waits on network 0
+/// only, and polls the others this often.
+const MULTI_NET_POLL: StdDuration = StdDuration::from_micros(500);
+
+/// The redundant-ring state of a driver over more than one network.
+pub(super) struct Networks {
+    pub(super) rrp: Rrp,
+    count: usize,
+    /// Frames dropped per network for a tag that disagrees.
+    mismatched: Vec<u64>,
+    /// Mismatches to report to the sink, and when each (network, sender) was last reported.
+    pending: Vec<NetworkEvent>,
+    reported: Vec<(u8, u32, std::time::Instant)>,
+    /// Descriptors to wait on (reused).
+    fds: Vec<std::os::fd::RawFd>,
+}
+
+impl Networks {
+    pub(super) fn new(rrp: Rrp, count: usize) -> Networks {
+        Networks {
+            rrp,
+            count,
+            mismatched: vec![0; count],
+            pending: Vec::new(),
+            reported: Vec::new(),
+            fds: Vec::with_capacity(dataplane::wake::WAIT_ANY_MAX),
+        }
+    }
+
+    /// A frame whose tag disagrees: counted, and reported unless this sender was reported
+    /// on this network within [`DIAG_INTERVAL`].
+    fn mismatch(
+        &mut self,
+        net: usize,
+        addr: std::net::SocketAddr,
+        frame: &[u8],
+        problem: networks::Mismatch,
+    ) {
+        self.mismatched[net] += 1;
+        let from = match wire::Header::new_checked(frame) {
+            Ok(h) => h.sender(),
+            Err(_) => crate::types::NodeId(0),
+        };
+        let now = std::time::Instant::now();
+        let key = (net as u8, from.0);
+        let full = self.reported.len() >= 64;
+        match self.reported.iter_mut().find(|(n, f, _)| (*n, *f) == key) {
+            Some((_, _, at)) if now.duration_since(*at) < DIAG_INTERVAL => return,
+            Some((_, _, at)) => *at = now,
+            None if !full => self.reported.push((key.0, key.1, now)),
+            None => {}
+        }
+        let event = NetworkEvent::Mismatch {
+            net: net as u8,
+            from,
+            addr,
+            problem,
+            networks: self.count,
+        };
+        tracing::error!("{event}");
+        self.pending.push(event);
+    }
+}
 
 /// The real clock, as the core's [`Instant`]: nanoseconds since the driver started.
 #[derive(Clone, Copy)]
@@ -35,7 +101,12 @@ impl Clock {
 
 pub(super) struct Loop<T, S> {
     pub(super) core: Totem,
+    /// Network 0's transport (the only one without redundant rings).
     pub(super) transport: T,
+    /// Networks 1, 2, 3.
+    pub(super) others: Vec<T>,
+    /// The redundant-ring layer, with more than one network.
+    pub(super) rrp: Option<Networks>,
     pub(super) clock: Clock,
     pub(super) requests: Receiver<Request>,
     pub(super) events: S,
@@ -81,8 +152,84 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         self.publish_status();
         self.events.closed();
         self.stats.core = self.core.stats().clone();
-        self.stats.transport = self.transport.stats();
+        self.stats.transport = self.transport_stats();
         self.stats
+    }
+
+    /// The transports' counters, summed over the networks.
+    pub(super) fn transport_stats(&self) -> dataplane::Stats {
+        let mut sum = self.transport.stats();
+        for t in &self.others {
+            let s = t.stats();
+            sum.frames_in += s.frames_in;
+            sum.bytes_in += s.bytes_in;
+            sum.frames_out += s.frames_out;
+            sum.bytes_out += s.bytes_out;
+            sum.rx_truncated += s.rx_truncated;
+            sum.rx_dropped += s.rx_dropped;
+            sum.tx_errors += s.tx_errors;
+            sum.unknown_sources += s.unknown_sources;
+        }
+        sum
+    }
+
+    /// Each network's status.
+    pub(super) fn network_status(&self) -> Vec<NetworkStatus> {
+        let mut out = vec![NetworkStatus {
+            transport: self.transport.stats(),
+            ..NetworkStatus::default()
+        }];
+        out.extend(self.others.iter().map(|t| NetworkStatus {
+            transport: t.stats(),
+            ..NetworkStatus::default()
+        }));
+        if let Some(n) = &self.rrp {
+            for (i, s) in out.iter_mut().enumerate() {
+                s.rrp = n.rrp.stats().nets[i].clone();
+                s.mismatched = n.mismatched[i];
+            }
+        }
+        out
+    }
+
+    /// The operator's `aisctl ring enable|disable`.
+    fn set_network(&mut self, net: u8, enabled: bool) -> Result<(), RrpAdminError> {
+        let Some(n) = &mut self.rrp else {
+            return match (net, enabled) {
+                (0, true) => Ok(()),
+                (0, false) => Err(RrpAdminError::LastNetwork(0)),
+                _ => Err(RrpAdminError::NoSuchNetwork { net, networks: 1 }),
+            };
+        };
+        let before = n.rrp.stats().nets.get(usize::from(net)).map(|s| s.state);
+        n.rrp.set_enabled(NetId(net), enabled)?;
+        if Some(n.rrp.state(NetId(net))) != before {
+            self.events.network(if enabled {
+                NetworkEvent::Enabled { net }
+            } else {
+                NetworkEvent::Disabled { net }
+            });
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Forwards the redundant-ring layer's events and the mismatches found.
+    fn forward_network_events(&mut self) {
+        let Some(n) = &mut self.rrp else {
+            return;
+        };
+        let mut changed = false;
+        while let Some(e) = n.rrp.poll_event() {
+            self.events.network(e.into());
+            changed = true;
+        }
+        for e in n.pending.drain(..) {
+            self.events.network(e);
+        }
+        if changed {
+            self.publish_status();
+        }
     }
 
     fn take_submits(&mut self) {
@@ -95,6 +242,14 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
                 Ok(Request::Core(call)) => {
                     call(&mut self.core);
                     self.transmit();
+                }
+                Ok(Request::Network {
+                    net,
+                    enabled,
+                    reply,
+                }) => {
+                    let result = self.set_network(net, enabled);
+                    let _ = reply.send(result);
                 }
                 Ok(Request::Submit(req)) => {
                     let result = self.core.submit(req.prio, req.kind, req.payload);
@@ -114,6 +269,11 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
     }
 
     fn receive(&mut self) -> usize {
+        if self.rrp.is_some() {
+            let n = self.receive_networks();
+            self.forward_network_events();
+            return n;
+        }
         let mut total = 0;
         for _ in 0..RX_BURSTS {
             let now = self.clock.now();
@@ -126,7 +286,7 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
                 let malformed = core.stats().malformed;
                 core.handle_frame(now, frame);
                 if let Some(e) = core.last_open_error() {
-                    diag.refused(src.addr, e, core.key_epoch());
+                    diag.refused(src.addr, e, core.key_epoch(), frame);
                     return;
                 }
                 if src.node.is_none()
@@ -159,7 +319,80 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         total
     }
 
+    /// [`Loop::receive`] over every network, through the redundant-ring layer.
+    fn receive_networks(&mut self) -> usize {
+        let mut total = 0;
+        for _ in 0..RX_BURSTS {
+            let mut got = 0;
+            for i in 0..=self.others.len() {
+                let now = self.clock.now();
+                let Some(nets) = self.rrp.as_mut() else {
+                    return total;
+                };
+                let count = nets.count;
+                let core = &mut self.core;
+                let diag = &mut self.diag;
+                let mut strangers = [None; 4];
+                let transport = if i == 0 {
+                    &mut self.transport
+                } else {
+                    &mut self.others[i - 1]
+                };
+                let result = transport.recv_burst(|src, tagged| {
+                    let frame = match networks::untag(tagged, i, count) {
+                        Ok(frame) => frame,
+                        Err(problem) => {
+                            nets.mismatch(i, src.addr, tagged, problem);
+                            return;
+                        }
+                    };
+                    if nets.rrp.handle_frame(now, NetId(i as u8), frame) == Verdict::Duplicate {
+                        return;
+                    }
+                    let malformed = core.stats().malformed;
+                    core.handle_frame(now, frame);
+                    if let Some(e) = core.last_open_error() {
+                        diag.refused(src.addr, e, core.key_epoch(), frame);
+                        return;
+                    }
+                    if src.node.is_none()
+                        && core.stats().malformed == malformed
+                        && let Ok(h) = wire::Header::new_checked(frame)
+                        && let Some(slot) = strangers.iter_mut().find(|s| s.is_none())
+                    {
+                        *slot = Some((h.sender(), src.addr));
+                    }
+                });
+                for (node, addr) in strangers.into_iter().flatten() {
+                    if transport.learn_member(dataplane::NodeId(node.0), addr) {
+                        self.stats.members_learned += 1;
+                    }
+                }
+                self.transmit();
+                match result {
+                    Ok(n) => {
+                        got += n;
+                        self.stats.frames_in += n as u64;
+                    }
+                    Err(_) => self.stats.io_errors += 1,
+                }
+            }
+            total += got;
+            if got == 0 {
+                break;
+            }
+        }
+        total
+    }
+
     fn fire_timers(&mut self) {
+        if let Some(n) = &mut self.rrp {
+            let now = self.clock.now();
+            if n.rrp.poll_timeout().is_some_and(|at| at <= now) {
+                n.rrp.handle_timeout(now);
+            }
+            self.forward_network_events();
+        }
         // A timer handler may set a deadline already past (a prompt call): a few rounds.
         for _ in 0..8 {
             let now = self.clock.now();
@@ -192,6 +425,37 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
                 srp::Dest::Node(n) => dataplane::Dest::Node(dataplane::NodeId(n.0)),
             };
             let frame = &t.frame;
+            if let Some(nets) = &mut self.rrp {
+                let count = nets.count;
+                for net in nets.rrp.networks_for(frame).iter() {
+                    let i = usize::from(net.0);
+                    let transport = if i == 0 {
+                        &mut self.transport
+                    } else {
+                        &mut self.others[i - 1]
+                    };
+                    let tag = networks::tag(i, count);
+                    let len = frame.len() + tag.len();
+                    let fill = |buf: &mut [u8]| {
+                        buf[..frame.len()].copy_from_slice(frame);
+                        buf[frame.len()..].copy_from_slice(&tag);
+                    };
+                    let mut result = transport.send(dest, len, fill);
+                    if matches!(result, Err(SendError::TxFull)) {
+                        if let Err(e) = transport.flush()
+                            && e.kind() != io::ErrorKind::WouldBlock
+                        {
+                            self.stats.io_errors += 1;
+                        }
+                        result = transport.send(dest, len, fill);
+                    }
+                    match result {
+                        Ok(()) => self.stats.frames_out += 1,
+                        Err(_) => self.stats.send_errors += 1,
+                    }
+                }
+                continue;
+            }
             let mut result = self
                 .transport
                 .send(dest, frame.len(), |buf| buf.copy_from_slice(frame));
@@ -208,16 +472,25 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         }
     }
 
-    /// Flushes; returns false when the kernel's buffer was full and frames stay queued.
+    /// Flushes (every network); returns false when the kernel's buffer was full and frames
+    /// stay queued.
     fn flush(&mut self) -> bool {
-        match self.transport.flush() {
+        let mut all = match self.transport.flush() {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             Err(_) => {
                 self.stats.io_errors += 1;
                 true
             }
+        };
+        for t in &mut self.others {
+            match t.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => all = false,
+                Err(_) => self.stats.io_errors += 1,
+            }
         }
+        all
     }
 
     fn final_flush(&mut self) {
@@ -245,7 +518,12 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         } else {
             self.idle_wait
         };
-        let timeout = match self.core.poll_timeout() {
+        let deadline = match (self.core.poll_timeout(), &self.rrp) {
+            (Some(c), Some(n)) => Some(n.rrp.poll_timeout().map_or(c, |r| r.min(c))),
+            (c, Some(n)) => c.or(n.rrp.poll_timeout()),
+            (c, None) => c,
+        };
+        let timeout = match deadline {
             Some(deadline) => {
                 StdDuration::from_nanos(deadline.saturating_since(now).as_nanos()).min(cap)
             }
@@ -260,7 +538,21 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
             self.wake.sleeping.store(false, Ordering::SeqCst);
             return;
         }
-        let result = self.transport.wait(Some(timeout));
+        let result = match &mut self.rrp {
+            None => self.transport.wait(Some(timeout)),
+            Some(n) => {
+                n.fds.clear();
+                let mut described = self.transport.wait_fds(&mut n.fds);
+                for t in &self.others {
+                    described &= t.wait_fds(&mut n.fds);
+                }
+                if described && n.fds.len() < dataplane::wake::WAIT_ANY_MAX {
+                    dataplane::wake::wait_any(&n.fds, self.wake.waker.as_ref(), Some(timeout))
+                } else {
+                    self.transport.wait(Some(timeout.min(MULTI_NET_POLL)))
+                }
+            }
+        };
         self.wake.sleeping.store(false, Ordering::SeqCst);
         if result.is_err() {
             self.stats.io_errors += 1;

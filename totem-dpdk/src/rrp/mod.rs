@@ -242,6 +242,64 @@ pub enum NetState {
     /// Marked faulty: passive mode sends no data frame on it; it is still listened to, and it
     /// comes back after enough good windows.
     Faulty(FaultCause),
+    /// Taken out of use by the operator ([`Rrp::set_enabled`], `aisctl ring disable`): nothing
+    /// is sent on it and it is not judged; copies still received on it are deduplicated as
+    /// usual. It stays so until enabled again.
+    Disabled,
+}
+
+impl std::fmt::Display for NetState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetState::Working => "working",
+            NetState::Faulty(FaultCause::Lost) => "faulty (lost)",
+            NetState::Faulty(FaultCause::OneWay) => "faulty (one-way)",
+            NetState::Faulty(FaultCause::Lossy) => "faulty (lossy)",
+            NetState::Disabled => "disabled",
+        })
+    }
+}
+
+impl NetState {
+    /// The state as the gauge `rrp_net<N>_state`: 0 working, 1 lost, 2 one-way, 3 lossy,
+    /// 4 disabled.
+    pub fn gauge(self) -> u64 {
+        match self {
+            NetState::Working => 0,
+            NetState::Faulty(FaultCause::Lost) => 1,
+            NetState::Faulty(FaultCause::OneWay) => 2,
+            NetState::Faulty(FaultCause::Lossy) => 3,
+            NetState::Disabled => 4,
+        }
+    }
+
+    /// The inverse of [`NetState::gauge`] (`None` for another value).
+    pub fn from_gauge(value: u64) -> Option<NetState> {
+        Some(match value {
+            0 => NetState::Working,
+            1 => NetState::Faulty(FaultCause::Lost),
+            2 => NetState::Faulty(FaultCause::OneWay),
+            3 => NetState::Faulty(FaultCause::Lossy),
+            4 => NetState::Disabled,
+            _ => return None,
+        })
+    }
+}
+
+/// Why [`Rrp::set_enabled`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RrpAdminError {
+    /// No such network.
+    #[error("network {net} does not exist (this node has {networks})")]
+    NoSuchNetwork {
+        /// The network asked for.
+        net: u8,
+        /// How many this node has.
+        networks: usize,
+    },
+    /// Disabling it would leave no network in use.
+    #[error("network {0} is the last one enabled: disabling it would cut this node off")]
+    LastNetwork(u8),
 }
 
 /// A network marked faulty or re-enabled.
@@ -302,7 +360,7 @@ pub struct RrpStats {
 impl dataplane::stats::Visit for RrpStats {
     fn visit(&self, v: &mut dyn dataplane::stats::Visitor) {
         // A Visitor takes static names: the per-network counters are summed here, and each
-        // network's state is a gauge per network (0 working, 1 lost, 2 one-way, 3 lossy).
+        // network's state is a gauge per network (see `NetState::gauge`).
         const STATE: [&str; MAX_NETWORKS] = [
             "rrp_net0_state",
             "rrp_net1_state",
@@ -316,13 +374,7 @@ impl dataplane::stats::Visit for RrpStats {
             "rrp_net3_problem_count",
         ];
         for (i, n) in self.nets.iter().enumerate() {
-            let state = match n.state {
-                NetState::Working => 0,
-                NetState::Faulty(FaultCause::Lost) => 1,
-                NetState::Faulty(FaultCause::OneWay) => 2,
-                NetState::Faulty(FaultCause::Lossy) => 3,
-            };
-            v.gauge(STATE[i], state);
+            v.gauge(STATE[i], n.state.gauge());
             v.gauge(PROBLEMS[i], u64::from(n.problem_count));
         }
         let sum = |f: fn(&NetStats) -> u64| self.nets.iter().map(f).sum::<u64>();
@@ -397,6 +449,8 @@ pub struct Rrp {
     me: NodeId,
     defect: Defect,
     all: NetSet,
+    /// The networks not disabled by the operator (never empty).
+    enabled: NetSet,
     /// Frames remembered, by key (already a hash: not hashed again).
     seen: HashMap<u64, Seen, BuildHasherDefault<KeyHasher>>,
     /// Keys in arrival order of their first copy.
@@ -422,6 +476,7 @@ impl Rrp {
         let n = cfg.networks;
         Ok(Rrp {
             all: NetSet::first(n),
+            enabled: NetSet::first(n),
             me,
             defect: Defect::None,
             seen: HashMap::default(),
@@ -461,6 +516,46 @@ impl Rrp {
         self.stats.nets[usize::from(net.0)].state
     }
 
+    /// Takes network `net` out of use (`enabled` false: nothing is sent on it, it is not
+    /// judged; [`NetState::Disabled`]) or puts it back (`true`: [`NetState::Working`] with its
+    /// problem counter at 0). Setting the state it already has does nothing. The operator's
+    /// `aisctl ring disable|enable N`; the other nodes see its copies from this node go
+    /// missing and mark it faulty (one-way) on their side until it is enabled again.
+    ///
+    /// # Errors
+    /// A network this node does not have, or disabling the last enabled network.
+    pub fn set_enabled(&mut self, net: NetId, enabled: bool) -> Result<(), RrpAdminError> {
+        let i = usize::from(net.0);
+        if i >= self.cfg.networks {
+            return Err(RrpAdminError::NoSuchNetwork {
+                net: net.0,
+                networks: self.cfg.networks,
+            });
+        }
+        let ns = &mut self.stats.nets[i];
+        if enabled {
+            if ns.state == NetState::Disabled {
+                ns.state = NetState::Working;
+                ns.problem_count = 0;
+                ns.good_windows = 0;
+                self.enabled = self.enabled.with(net);
+                tracing::info!(net = net.0, "network enabled by the operator");
+            }
+            return Ok(());
+        }
+        if ns.state == NetState::Disabled {
+            return Ok(());
+        }
+        if self.enabled == NetSet::default().with(net) {
+            return Err(RrpAdminError::LastNetwork(net.0));
+        }
+        ns.state = NetState::Disabled;
+        ns.good_windows = 0;
+        self.enabled = NetSet(self.enabled.0 & !(1 << net.0));
+        tracing::warn!(net = net.0, "network disabled by the operator");
+        Ok(())
+    }
+
     /// The networks to send `frame` on.
     pub fn networks_for(&mut self, frame: &[u8]) -> NetSet {
         if self.cfg.networks == 1 {
@@ -471,7 +566,7 @@ impl Rrp {
         } else if self.cfg.mode == RrpMode::Passive && frame.get(TYPE_AT) == Some(&MCAST) {
             self.pick_data_network()
         } else {
-            self.all
+            self.enabled
         };
         for net in set.iter() {
             self.stats.nets[usize::from(net.0)].frames_sent += 1;
@@ -490,9 +585,14 @@ impl Rrp {
                 return NetSet(1 << net);
             }
         }
-        let net = self.next_net % n;
-        self.next_net = (net + 1) % n;
-        NetSet(1 << net)
+        for i in 0..n {
+            let net = (self.next_net + i) % n;
+            if self.enabled.contains(NetId(net as u8)) {
+                self.next_net = (net + 1) % n;
+                return NetSet(1 << net);
+            }
+        }
+        NetSet(1)
     }
 
     /// A frame received on `net` at `now`: deliver it to the core, or drop it as a copy.
@@ -585,7 +685,7 @@ impl Rrp {
                 continue;
             }
             let (from, arrived) = (seen.from, seen.arrived);
-            for net in self.all.iter() {
+            for net in self.enabled.iter() {
                 let i = usize::from(net.0);
                 let missed = !arrived.contains(net);
                 self.windows[i].count(from, missed);
@@ -622,7 +722,7 @@ impl Rrp {
     }
 
     fn judge(&mut self, net: NetId, w: &Window) {
-        if w.expected == 0 {
+        if w.expected == 0 || !self.enabled.contains(net) {
             return;
         }
         let cfg = &self.cfg;

@@ -331,3 +331,77 @@ fn remote_input_never_panics() {
     let _ = r.handle_frame(ms(0), NetId(7), &[1, 2, 3]);
     r.handle_timeout(ms(1_000));
 }
+
+#[test]
+fn a_disabled_network_carries_nothing_and_is_not_judged_until_enabled() {
+    for mode in [RrpMode::Active, RrpMode::Passive] {
+        let mut r = rrp(2, mode);
+        assert_eq!(
+            r.set_enabled(NetId(2), false),
+            Err(RrpAdminError::NoSuchNetwork {
+                net: 2,
+                networks: 2
+            })
+        );
+        r.set_enabled(NetId(1), false).expect("network 1 can go");
+        assert_eq!(r.state(NetId(1)), NetState::Disabled);
+        assert_eq!(
+            r.set_enabled(NetId(0), false),
+            Err(RrpAdminError::LastNetwork(0)),
+            "{mode:?}"
+        );
+        // Nothing goes out on it, data or token.
+        for n in 0..6 {
+            assert_eq!(r.networks_for(&frame(MCAST, 1, n)), NetSet(1), "{mode:?}");
+            assert_eq!(r.networks_for(&frame(TOKEN, 1, n)), NetSet(1), "{mode:?}");
+        }
+        // Its copies missing for a second is no evidence: it is never marked faulty.
+        let mut events = Vec::new();
+        feed(
+            &mut r,
+            0,
+            1000,
+            &[2, 3],
+            |_, net, _| net.0 == 0,
+            &mut events,
+        );
+        assert!(events.is_empty(), "{mode:?}: {events:?}");
+        assert_eq!(r.state(NetId(1)), NetState::Disabled);
+        assert_eq!(r.stats().nets[1].bad_windows, 0);
+        // Enabled again: in use at once, and judged again (here: it is still cut, so it is
+        // marked faulty).
+        r.set_enabled(NetId(1), true).expect("enable");
+        assert_eq!(r.state(NetId(1)), NetState::Working);
+        assert_eq!(r.networks_for(&frame(TOKEN, 1, 99)), NetSet(0b11));
+        feed(
+            &mut r,
+            1000,
+            400,
+            &[2, 3],
+            |_, net, _| net.0 == 0,
+            &mut events,
+        );
+        assert_eq!(
+            events,
+            vec![RrpEvent::Faulty {
+                net: NetId(1),
+                cause: FaultCause::Lost
+            }],
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn network_states_round_trip_through_their_gauge() {
+    for s in [
+        NetState::Working,
+        NetState::Faulty(FaultCause::Lost),
+        NetState::Faulty(FaultCause::OneWay),
+        NetState::Faulty(FaultCause::Lossy),
+        NetState::Disabled,
+    ] {
+        assert_eq!(NetState::from_gauge(s.gauge()), Some(s));
+    }
+    assert_eq!(NetState::from_gauge(5), None);
+}

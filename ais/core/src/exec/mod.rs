@@ -186,6 +186,19 @@ pub enum Effect {
     RetirePreviousKey,
     /// Write the key file (durably) with this key.
     PersistKey(KeyMaterial),
+    /// Take network `net` out of use (`enabled` false) or put it back (redundant rings, the
+    /// operator's `aisctl ring disable|enable`); answer `conn`'s request `id` with `Ok` or an
+    /// error.
+    SetNetwork {
+        /// The connection.
+        conn: ConnId,
+        /// The request number.
+        id: u64,
+        /// The network (0 to 3).
+        net: u8,
+        /// In use or not.
+        enabled: bool,
+    },
     /// Run a component life-cycle command on this node for `service` (the AMF); answer
     /// with [`ExecCore::clc_result`], once for the command and, for an instantiation, once
     /// more when the process it started exits ([`ClcOutcome::Exited`]).
@@ -450,6 +463,17 @@ impl Context<'_> {
     /// Writes the key file.
     pub fn persist_key(&mut self, key: KeyMaterial) {
         self.effects.push_back(Effect::PersistKey(key));
+    }
+
+    /// Takes a network out of use or puts it back, answering `conn`'s request `id`
+    /// ([`Effect::SetNetwork`]).
+    pub fn set_network(&mut self, conn: ConnId, id: u64, net: u8, enabled: bool) {
+        self.effects.push_back(Effect::SetNetwork {
+            conn,
+            id,
+            net,
+            enabled,
+        });
     }
 }
 

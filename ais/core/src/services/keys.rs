@@ -235,6 +235,7 @@ impl Service for Keys {
     ) -> Result<(), DecodeError> {
         match decode_body(op, body)? {
             Request::Rekey => self.request_rekey(cx, conn, id),
+            Request::SetNetwork { net, enabled } => cx.set_network(conn, id, net, enabled),
         }
         Ok(())
     }

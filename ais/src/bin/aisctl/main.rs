@@ -22,6 +22,7 @@ mod demo;
 mod evt;
 mod lck;
 mod msg;
+mod ring;
 mod shelf;
 
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ use clap::{Parser, Subcommand};
 use evt::{EvtCommand, evt_command};
 use lck::{LckCommand, lck_command};
 use msg::{MsgCommand, msg_command};
+use ring::{RingCommand, ring_command};
 use shelf::{ShelfCommand, shelf_command};
 
 /// Inspect and drive a running aisexec, or run the demo.
@@ -68,6 +70,8 @@ use shelf::{ShelfCommand, shelf_command};
 ///   aisctl lck ls                        # lock resources, granted and queued locks
 ///   aisctl lck lock config --mode ex --hold 10   # take an EX lock, hold it 10 s
 ///   aisctl rekey                         # new cluster key epoch, online
+///   aisctl ring status                   # each network's state (exit 2: one is faulty)
+///   aisctl ring disable 1                # stop using network 1 on this node (enable 1)
 ///   aisctl amf check amf.toml            # validate an AMF model, print its tree
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -127,6 +131,10 @@ enum Command {
     /// (encrypted under the current key), every member switches at the same point and
     /// rewrites its key file. No membership change, no message lost.
     Rekey,
+    /// Redundant rings: each network's state and counters; take a network out of use or put
+    /// it back.
+    #[command(subcommand)]
+    Ring(RingCommand),
     /// Start three executives on loopback, send CPG traffic, kill one and measure the
     /// failover, restart it and show the merge, then stop everything (no root needed).
     Demo(demo::DemoArgs),
@@ -264,6 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Status { json } => status(&socket_path(&cli)?, *json),
         Command::Rekey => rekey(&socket_path(&cli)?),
+        Command::Ring(c) => ring_command(&socket_path(&cli)?, c),
         Command::Clm(ClmCommand::Status { json }) => clm_status(&socket_path(&cli)?, *json),
         Command::Clm(ClmCommand::Track {
             count,
@@ -339,6 +348,9 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     say!("state    {}", text(&s.state));
     say!("ring     {}", text(&s.ring));
     say!("members  {}", join_ids(&s.members));
+    if let Some(nets) = ring::summary(&s) {
+        say!("networks {nets}");
+    }
     say!("counters");
     for c in &s.counters {
         say!("  {:<28} {}", text(&c.name), c.value);
