@@ -4,24 +4,28 @@
 //! **Addressing:** every command goes to the shelf manager itself (IPMB address 0x20). It
 //! presents each configured board as one of its own FRU devices: FRU device id 0 is the shelf
 //! manager (its FRU data describes the shelf), id `n` is the `n`-th `[[board]]` of the model
-//! file (1-based). `ipmitool picmg activate 2` therefore activates the second board. Bridging
-//! to the boards' IPMCs (`ipmitool -t`) is not offered.
+//! file (1-based). `ipmitool picmg activate 2` therefore activates the second board.
+//! Requests bridged with Send Message (`ipmitool -b 0 -t 0x82`) reach the boards' IPMCs
+//! instead, which know their FRUs by their own FRU ids (see [`bridge`]).
 //!
 //! **Sensors** (numbers fixed by the model's order): board `n`'s FRU hot-swap sensor is number
 //! `n` (type 0xF0, its reading is the M-state bit); feed `k`'s power use is number `0x40 + k`
 //! (watts granted from it); number 0x80 is the power budget (Power Unit type 0x09, offset 5
 //! "soft power control failure" asserted while a FRU waits for power).
 //!
-//! **Privileges:** reads need User; FRU Activation, Set FRU Activation Policy, Clear SEL and
-//! the simulated handle need Operator.
+//! **Privileges:** reads need User; FRU Activation, Set FRU Activation Policy, FRU Control,
+//! Set FRU LED State, Set Power Level, Clear SEL and the simulated handle need Operator, the
+//! same whether sent to the shelf manager or bridged to an IPMC.
 //!
 //! - [`app`]: Get Device ID; [`chassis`]: Get Chassis Status;
 //! - [`picmg`]: the PICMG 3.0 group extension (netfn 0x2C);
+//! - [`bridge`]: requests bridged to the IPMCs with Send Message;
 //! - [`storage`]: SEL, SDR repository, FRU inventory; [`sensor`]: sensor readings and the
 //!   SDR records they are described by;
 //! - [`oem`]: the simulated shelf's operator actions (injector handles).
 
 pub mod app;
+pub mod bridge;
 pub mod chassis;
 pub mod oem;
 pub mod picmg;
@@ -147,7 +151,27 @@ impl<I: Ipmc> Handler for ShelfHandler<I> {
 
     fn handle(&mut self, now: Millis, request: &Request<'_>) -> (u8, Vec<u8>) {
         self.now_secs = secs(now);
-        let answer = match request.netfn {
+        let answer = self.answer(request);
+        self.settle();
+        answer
+    }
+
+    fn bridged_privilege(&self, to: u8, netfn: u8, cmd: u8, data: &[u8]) -> Option<Privilege> {
+        bridge::privilege(self, to, netfn, cmd, data)
+    }
+
+    fn bridge(&mut self, now: Millis, request: &Request<'_>) -> Result<(u8, Vec<u8>), u8> {
+        self.now_secs = secs(now);
+        let answer = bridge::deliver(self, request);
+        self.settle();
+        answer
+    }
+}
+
+impl<I: Ipmc> ShelfHandler<I> {
+    /// Answers a request to the shelf manager itself (privilege already checked).
+    fn answer(&mut self, request: &Request<'_>) -> (u8, Vec<u8>) {
+        match request.netfn {
             netfn::APP => app::handle(self, request.cmd, request.data),
             netfn::CHASSIS => chassis::handle(self, request.cmd, request.data),
             netfn::SENSOR => sensor::handle(self, request.cmd, request.data),
@@ -155,8 +179,6 @@ impl<I: Ipmc> Handler for ShelfHandler<I> {
             netfn::GROUP => picmg::handle(self, request.cmd, request.data),
             oem::NETFN_OEM => oem::handle(self, request.cmd, request.data),
             _ => (cc::INVALID_COMMAND, vec![]),
-        };
-        self.settle();
-        answer
+        }
     }
 }

@@ -225,19 +225,6 @@ pub fn sel_record(config: &Config, r: &SelRecord, time: u32) -> [u8; 16] {
     ]
 }
 
-fn field(out: &mut Vec<u8>, text: &str) {
-    let bytes = &text.as_bytes()[..text.len().min(63)];
-    out.push(0xC0 | bytes.len() as u8);
-    out.extend_from_slice(bytes);
-}
-
-fn zero_checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |a, &b| a.wrapping_add(b))
-        .wrapping_neg()
-}
-
 /// The FRU inventory image of FRU device `id`: the common header and a board info area
 /// (manufacturer, product name, serial, part number). FRU 0 is the shelf, `n` the `n`-th board.
 pub fn fru_image(config: &Config, id: u8) -> Option<Vec<u8>> {
@@ -248,20 +235,5 @@ pub fn fru_image(config: &Config, id: u8) -> Option<Vec<u8>> {
             (b.name.clone(), format!("site-{}", b.site_number))
         }
     };
-    let mut area = vec![0x01, 0, 0x00, 0, 0, 0];
-    field(&mut area, "openais-rs");
-    field(&mut area, &product);
-    field(&mut area, &serial);
-    field(&mut area, "shelf-sim");
-    field(&mut area, "");
-    area.push(0xC1);
-    while (area.len() + 1) % 8 != 0 {
-        area.push(0);
-    }
-    area[1] = ((area.len() + 1) / 8) as u8;
-    area.push(zero_checksum(&area));
-    let mut image = vec![0x01, 0, 0, 1, 0, 0, 0];
-    image.push(zero_checksum(&image));
-    image.extend_from_slice(&area);
-    Some(image)
+    Some(crate::ipmc::board_fru_image(&product, &serial))
 }
