@@ -28,6 +28,9 @@ pub const BUDGET_OFFSET_DENIED: u8 = 5;
 const SDR_FULL: u8 = 0x01;
 const SDR_COMPACT: u8 = 0x02;
 const SDR_FRU_LOCATOR: u8 = 0x11;
+const SDR_MC_LOCATOR: u8 = 0x12;
+/// PICMG shelf management controller entity.
+const ENTITY_SHMC: u8 = 0xF0;
 /// PICMG front board entity.
 const ENTITY_FRONT_BOARD: u8 = 0xA0;
 /// Power unit entity.
@@ -170,6 +173,24 @@ pub fn sdr_records(config: &Config) -> Vec<Vec<u8>> {
     ]);
     r.extend_from_slice(&[0xC0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0]);
     id_string(&mut r, "Power budget");
+    records.push(finish(r));
+    // The shelf manager's own MC Device Locator (system managers such as OpenHPI's
+    // ipmidirect find controllers by these): event receiver, FRU inventory, SEL, SDR
+    // repository, sensor device; entity: PICMG shelf management controller.
+    let mut r = header(id(&records), SDR_MC_LOCATOR);
+    r.extend_from_slice(&[
+        SHELF_MANAGER_IPMB,
+        0,
+        0,
+        0x1F,
+        0,
+        0,
+        0,
+        ENTITY_SHMC,
+        0x60,
+        0,
+    ]);
+    id_string(&mut r, "Shelf manager");
     records.push(finish(r));
     for (i, b) in config.board.iter().enumerate() {
         let mut r = header(id(&records), SDR_FRU_LOCATOR);
