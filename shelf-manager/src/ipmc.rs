@@ -24,6 +24,10 @@ pub mod sim_commands {
     pub const NETFN_GROUP: u8 = 0x2C;
     /// App: Get Device ID.
     pub const GET_DEVICE_ID: u8 = 0x01;
+    /// Sensor/event: Set Event Receiver.
+    pub const SET_EVENT_RECEIVER: u8 = 0x00;
+    /// Sensor/event: Get Event Receiver.
+    pub const GET_EVENT_RECEIVER: u8 = 0x01;
     /// Sensor: Get Device SDR Info.
     pub const GET_DEVICE_SDR_INFO: u8 = 0x20;
     /// Sensor: Get Device SDR.
@@ -432,10 +436,21 @@ impl Ipmc for SimIpmc {
     }
 }
 
-/// The device SDRs of the simulated IPMC at `to` with the boards `here`: its MC Device
-/// Locator (record 1), then per FRU (by FRU id) the FRU's hot-swap sensor (number = FRU id,
-/// a compact record) and, for FRUs other than 0, a FRU Device Locator.
+/// The device SDRs of the simulated IPMC at `to` with the boards `here`.
 fn device_sdrs(boards: &[SimBoard], here: &[usize], to: u8) -> Vec<Vec<u8>> {
+    let frus: Vec<(u8, &str)> = here
+        .iter()
+        .map(|&i| (boards[i].addr.fru_id, boards[i].name.as_str()))
+        .collect();
+    ipmc_sdrs(to, &frus)
+}
+
+/// The device SDRs of an IPMC at IPMB-0 address `to` managing `frus` (FRU id, board name),
+/// as the simulated IPMCs serve them and the shelf manager's repository copies them: its MC
+/// Device Locator (record 1, named after its FRU 0 or first FRU), then per FRU (by FRU id)
+/// the FRU's hot-swap sensor (number = FRU id, a compact record, named "HS <board>") and,
+/// for FRUs other than 0, a FRU Device Locator. Record ids count from 1.
+pub fn ipmc_sdrs(to: u8, frus: &[(u8, &str)]) -> Vec<Vec<u8>> {
     fn id_string(out: &mut Vec<u8>, text: &str) {
         let bytes: Vec<u8> = text
             .bytes()
@@ -453,24 +468,24 @@ fn device_sdrs(boards: &[SimBoard], here: &[usize], to: u8) -> Vec<Vec<u8>> {
         r.extend_from_slice(&body);
         records.push(r);
     };
-    let mut sorted: Vec<&SimBoard> = here.iter().map(|&i| &boards[i]).collect();
-    sorted.sort_by_key(|b| b.addr.fru_id);
-    let first = sorted.first().map_or("IPMC", |b| b.name.as_str());
+    let mut sorted = frus.to_vec();
+    sorted.sort_by_key(|f| f.0);
+    let first = sorted.first().map_or("IPMC", |f| f.1);
     // MC Device Locator: event generator, FRU inventory, sensor device; entity: PICMG front
     // board, device-relative instance 0x60.
     let mut body = vec![to, 0, 0, 0x29, 0, 0, 0, 0xA0, 0x60, 0];
     id_string(&mut body, first);
     push(&mut records, 0x12, body);
-    for b in &sorted {
-        let instance = 0x60 | (b.addr.fru_id & 0x1F);
-        let mut body = vec![to, 0, b.addr.fru_id, 0xA0, instance, 0x63, 0x40, 0xF0, 0x6F];
+    for (fru_id, name) in sorted {
+        let instance = 0x60 | (fru_id & 0x1F);
+        let mut body = vec![to, 0, fru_id, 0xA0, instance, 0x63, 0x40, 0xF0, 0x6F];
         body.extend_from_slice(&[0xFF, 0x00, 0x00, 0x00, 0xFF, 0x00]);
         body.extend_from_slice(&[0xC0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0]);
-        id_string(&mut body, &format!("HS {}", b.name));
+        id_string(&mut body, &format!("HS {name}"));
         push(&mut records, 0x02, body);
-        if b.addr.fru_id != 0 {
-            let mut body = vec![to, b.addr.fru_id, 0x80, 0, 0, 0x10, 0, 0xA0, instance, 0];
-            id_string(&mut body, &b.name);
+        if fru_id != 0 {
+            let mut body = vec![to, fru_id, 0x80, 0, 0, 0x10, 0, 0xA0, instance, 0];
+            id_string(&mut body, name);
             push(&mut records, 0x11, body);
         }
     }
@@ -533,6 +548,9 @@ fn sim_answer(
             (code::OK, vec![n.min(255) as u8, 0x01])
         }
         (c::NETFN_SENSOR, c::RESERVE_DEVICE_SDR) => (code::OK, vec![0x01, 0x00]),
+        // Its events go to the shelf manager whatever a system manager asks.
+        (c::NETFN_SENSOR, c::SET_EVENT_RECEIVER) => (code::OK, vec![]),
+        (c::NETFN_SENSOR, c::GET_EVENT_RECEIVER) => (code::OK, vec![0x20, 0]),
         (c::NETFN_SENSOR, c::GET_DEVICE_SDR) => {
             let [r0, r1, i0, i1, offset, count, ..] = *data else {
                 return (code::BAD_LENGTH, vec![]);

@@ -358,7 +358,7 @@ fn shelf_address_and_device_locator_record_ids() {
     assert_eq!(code, 0);
     assert_eq!(data[1], 0xC0 | 11);
     assert_eq!(&data[2..], b"sim-shelf-1");
-    // Each board's locator id names a FRU Device Locator record for that FRU.
+    // Each board's locator id names its IPMC's MC Device Locator in the repository.
     for fru in 1..=4u8 {
         let (code, id) = rig.cmd(&mut c, PICMG, 0x0D, &[0, fru]);
         assert_eq!((code, id[0]), (0, 0));
@@ -371,7 +371,7 @@ fn shelf_address_and_device_locator_record_ids() {
         );
         assert_eq!(code, 0);
         let r = &r[2..];
-        assert_eq!((&r[..2], r[3], r[6]), (&id[1..], 0x11, fru));
+        assert_eq!((&r[..2], r[3], r[5]), (&id[1..], 0x12, 0x80 + 2 * fru));
     }
     assert_eq!(rig.cmd(&mut c, PICMG, 0x0D, &[0, 0]).0, 0xCB);
     assert_eq!(rig.cmd(&mut c, PICMG, 0x0D, &[0, 9]).0, 0xCC);

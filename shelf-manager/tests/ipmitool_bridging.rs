@@ -6,16 +6,11 @@ mod common;
 
 use common::Shelfd;
 
-/// The M-state bit shown by `sensor list` for board `name`.
-fn hs_state(s: &Shelfd, board: &str) -> u8 {
-    let list = s.ok(17, &["sensor", "list"]);
-    let line = list
-        .lines()
-        .find(|l| l.starts_with(&format!("HS {board} ")))
-        .unwrap_or_else(|| panic!("no HS {board} in {list}"));
-    let value = line.split('|').nth(1).unwrap().trim();
-    let bits = u8::from_str_radix(value.trim_start_matches("0x"), 16).unwrap();
-    assert_eq!(bits.count_ones(), 1, "{line}");
+/// The M-state the shelf manager keeps for its FRU `n` (Get Sensor Reading on 0x20).
+fn hs_state(s: &Shelfd, n: u8) -> u8 {
+    let raw = s.ok(17, &["raw", "0x04", "0x2d", &n.to_string()]);
+    let bits = u8::from_str_radix(raw.split_whitespace().nth(2).unwrap(), 16).unwrap();
+    assert_eq!(bits.count_ones(), 1, "{raw}");
     bits.trailing_zeros() as u8
 }
 
@@ -110,7 +105,7 @@ fn ipmitool_bridged_hot_swap_obeys_privileges() {
         "{}",
         s.log()
     );
-    assert_eq!(hs_state(&s, "hub-1"), 4);
+    assert_eq!(hs_state(&s, 1), 4);
     let args = [
         "-L", "USER", "-b", "0", "-t", "0x82", "raw", "0x04", "0x2d", "0x00",
     ];
@@ -119,12 +114,12 @@ fn ipmitool_bridged_hot_swap_obeys_privileges() {
     // An operator deactivates node-2 through its IPMC: M1, logged in the SEL; node-3 gets
     // node-2's power.
     s.ok(17, &["-b", "0", "-t", "0x84", "picmg", "deactivate", "0"]);
-    assert_eq!(hs_state(&s, "node-2"), 1);
-    assert_eq!(hs_state(&s, "node-3"), 4);
-    let sel = s.ok(17, &["sel", "list"]);
+    assert_eq!(hs_state(&s, 2), 1);
+    assert_eq!(hs_state(&s, 3), 4);
+    let sel = s.ok(17, &["sel", "elist"]);
     assert!(
         sel.lines()
-            .any(|l| l.contains("FRU Hot Swap #0x02") && l.contains("Transition to M6")),
+            .any(|l| l.contains("FRU Hot Swap HS node-2") && l.contains("Transition to M6")),
         "{sel}"
     );
     // Lock it through the bridge; the shelf manager's view agrees.
@@ -209,5 +204,5 @@ fn ipmitool_picmg_leds_power_levels_and_fru_control() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("frucontrol: ok"), "{text}");
-    assert_eq!(hs_state(&s, "hub-1"), 4);
+    assert_eq!(hs_state(&s, 1), 4);
 }

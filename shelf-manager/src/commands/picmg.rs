@@ -146,17 +146,15 @@ pub fn handle<I: Ipmc>(h: &mut ShelfHandler<I>, cmd: u8, data: &[u8]) -> (u8, Ve
             let Some(&id) = args.first() else {
                 return fail(cc::BAD_LENGTH);
             };
-            if id > h.max_fru_id() {
-                return fail(cc::INVALID_DATA);
+            if id == 0 {
+                return fail(cc::NOT_PRESENT);
             }
-            // The FRU Device Locator of FRU `id` in the repository (none for the shelf
-            // manager itself).
-            match h
-                .sdrs
-                .iter()
-                .find(|r| r[3] == 0x11 && r[6] == id && id != 0)
-            {
-                Some(r) => ok(vec![r[0], r[1]]),
+            let Some((i, _)) = h.board_fru(id) else {
+                return fail(cc::INVALID_DATA);
+            };
+            // The locator of the board in the repository (its IPMC's MC Device Locator).
+            match super::sensor::locator_record_id(&h.sdrs, &h.config.board[i]) {
+                Some(r) => ok(r.to_vec()),
                 None => fail(cc::NOT_PRESENT),
             }
         }
@@ -292,11 +290,18 @@ fn address_info<I: Ipmc>(h: &ShelfHandler<I>, args: &[u8]) -> (u8, Vec<u8>) {
         return fail(cc::INVALID_DATA);
     };
     let b = &boards[i];
+    // Asked by its FRU device id here, the FRU is the shelf manager's FRU i + 1; found by
+    // hardware address, IPMB-0 address or site, it is the FRU inside the board's IPMC (its
+    // own FRU id), which a system manager then reaches by bridging.
+    let fru_id = match args {
+        [_] => u8::try_from(i + 1).unwrap_or(u8::MAX),
+        _ => b.fru_id,
+    };
     ok(vec![
         b.ipmb_address >> 1,
         b.ipmb_address,
         0xFF,
-        u8::try_from(i + 1).unwrap_or(u8::MAX),
+        fru_id,
         b.site_number,
         b.site_type.code(),
     ])

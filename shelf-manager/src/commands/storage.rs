@@ -195,9 +195,19 @@ fn slice(bytes: &[u8], offset: u8, count: u8) -> &[u8] {
 /// The 16-byte system event record of `r`, stamped `time`.
 pub fn sel_record(config: &Config, r: &SelRecord, time: u32) -> [u8; 16] {
     let fru_id = super::sensor::hot_swap_sensor(config, r.fru).unwrap_or(0);
-    let (sensor_type, sensor, data) = match r.body {
-        SelBody::HotSwap(change) => (SENSOR_TYPE_HOT_SWAP, fru_id, change.event_data(fru_id)),
+    // A hot-swap change is the IPMC's event (generator: its IPMB-0 address; sensor: its
+    // FRU's hot-swap sensor, numbered by FRU id; event data 3: that FRU id), as the IPMC
+    // sends it to the shelf manager; a power denial is the shelf manager's own, about its
+    // FRU device.
+    let (generator, sensor_type, sensor, data) = match r.body {
+        SelBody::HotSwap(change) => (
+            r.fru.ipmb,
+            SENSOR_TYPE_HOT_SWAP,
+            r.fru.fru_id,
+            change.event_data(r.fru.fru_id),
+        ),
         SelBody::PowerDenied { level, .. } => (
+            SHELF_MANAGER_IPMB,
             SENSOR_TYPE_POWER_UNIT,
             BUDGET_SENSOR,
             [0xA0 | BUDGET_OFFSET_DENIED, level, fru_id],
@@ -213,7 +223,7 @@ pub fn sel_record(config: &Config, r: &SelRecord, time: u32) -> [u8; 16] {
         t[1],
         t[2],
         t[3],
-        SHELF_MANAGER_IPMB,
+        generator,
         0x00,
         0x04,
         sensor_type,
