@@ -8,10 +8,13 @@
 //! Requests bridged with Send Message (`ipmitool -b 0 -t 0x82`) reach the boards' IPMCs
 //! instead, which know their FRUs by their own FRU ids (see [`bridge`]).
 //!
-//! **Sensors** (numbers fixed by the model's order): board `n`'s FRU hot-swap sensor is number
-//! `n` (type 0xF0, its reading is the M-state bit); feed `k`'s power use is number `0x40 + k`
-//! (watts granted from it); number 0x80 is the power budget (Power Unit type 0x09, offset 5
-//! "soft power control failure" asserted while a FRU waits for power).
+//! **Sensors and records:** the shelf manager's own sensors are feed `k`'s power use (number
+//! `0x40 + k`, watts granted from it) and the power budget (0x80, Power Unit type 0x09,
+//! offset 5 "soft power control failure" asserted while a FRU waits for power). The SDR
+//! repository also holds its MC Device Locator and a copy of every IPMC's device SDRs (MC
+//! Device Locator, hot-swap sensors owned by the IPMC), and hot-swap SEL records are the
+//! IPMCs' events, as on a real shelf. Get Sensor Reading of number `n` on the shelf manager
+//! answers FRU `n`'s M-state as the shelf core keeps it.
 //!
 //! **Privileges:** reads need User; FRU Activation, Set FRU Activation Policy, FRU Control,
 //! Set FRU LED State, Set Power Level, Clear SEL and the simulated handle need Operator, the
