@@ -1,8 +1,10 @@
 //! Sensor commands (netfn 0x04): Get Sensor Reading and Get Sensor Thresholds, and the SDR
 //! records that describe the sensors (served by [`super::storage`]).
 //!
-//! Sensors, numbered from the model's order: board `n` (1-based) has FRU hot-swap sensor `n`;
-//! feed `k` (0-based) has power-use sensor `0x40 + k` in watts; 0x80 is the power budget.
+//! Sensors, numbered from the model's order: feed `k` (0-based) has power-use sensor
+//! `0x40 + k` in watts; 0x80 is the power budget; reading number `n` (1-based) gives board
+//! `n`'s M-state as the shelf core keeps it (the board's hot-swap sensor itself belongs to
+//! its IPMC, whose records the repository copies).
 
 use super::ShelfHandler;
 use crate::hotswap::{FruAddr, MState};
