@@ -464,3 +464,29 @@ fn leds_and_fru_control_through_the_shelf_manager() {
     assert_eq!(rig.cmd(&mut v, PICMG, 0x11, &[0, 1, 1, 0]).0, 0xD4);
     assert_eq!(rig.handler.ipmc_mut().controls("hub-1"), Some(&[1u8][..]));
 }
+
+#[test]
+fn clearing_a_clear_lock_asks_for_activation_or_deactivation_as_hpi_does() {
+    let mut rig = Rig::new();
+    let mut c = rig.login("op", "op-pw", 3);
+    // node-2 deactivated to M1 (its handle stays closed); node-3 gets its power.
+    assert_eq!(rig.cmd(&mut c, PICMG, 0x0C, &[0, 2, 0]), (0, vec![0]));
+    assert_eq!(rig.direct_state(&mut c, 2), MState::M1);
+    // HPI's insertion action request: "clear Locked" (mask 1, value 0) on an unlocked FRU in
+    // M1. It goes to M2 and asks for power, which node-3 now holds: M3.
+    let (_, a) = rig.bridged(&mut c, 0x84, PICMG, 0x0A, &[0, 0, 1, 0]);
+    assert_eq!(a.unwrap(), (0, vec![0]));
+    assert_eq!(rig.direct_state(&mut c, 2), MState::M3);
+    assert_eq!(rig.cmd(&mut c, PICMG, 0x0B, &[0, 2]), (0, vec![0, 0]));
+    // HPI's extraction action request: "clear Deactivation-Locked" (mask 2, value 0) on
+    // hub-1 in M4: M5, and the shelf deactivates it (M6, M1); node-2 gets the power.
+    assert_eq!(rig.cmd(&mut c, PICMG, 0x0A, &[0, 1, 2, 0]), (0, vec![0]));
+    assert_eq!(rig.direct_state(&mut c, 1), MState::M1);
+    assert_eq!(rig.direct_state(&mut c, 2), MState::M4);
+    // The same requests in other states change nothing.
+    assert_eq!(rig.cmd(&mut c, PICMG, 0x0A, &[0, 2, 1, 0]), (0, vec![0]));
+    assert_eq!(rig.cmd(&mut c, PICMG, 0x0A, &[0, 1, 2, 0]), (0, vec![0]));
+    assert_eq!(rig.direct_state(&mut c, 2), MState::M4);
+    assert_eq!(rig.direct_state(&mut c, 1), MState::M1);
+    assert_eq!(rig.cmd(&mut c, PICMG, 0x0B, &[0, 1]), (0, vec![0, 0]));
+}

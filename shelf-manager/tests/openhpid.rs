@@ -9,7 +9,10 @@
 //! ACTIVE, M5/M6 EXTRACTION_PENDING); that the shelf manager is a resource without managed
 //! hot-swap; and, after `ipmitool picmg deactivate 2`, the HOTSWAP events openhpid emits
 //! (node-2 ACTIVE → EXTRACTION_PENDING → INACTIVE, and node-3, which waited for node-2's
-//! power, INSERTION_PENDING → ACTIVE) and node-2's state it then reports. Not compared:
+//! power, INSERTION_PENDING → ACTIVE) and node-2's state it then reports; then HPI action
+//! requests through openhpid (insertion for node-2, extraction for hub-1): node-2
+//! INACTIVE → INSERTION_PENDING → ACTIVE, hub-1 ACTIVE → EXTRACTION_PENDING → INACTIVE, and
+//! both states agree with shelfd's M1 and M4. Not compared:
 //! resource ids (openhpid's own numbering) and the causes (ipmidirect reports
 //! CAUSE_AUTO_POLICY for every change).
 
@@ -135,18 +138,21 @@ handler libipmidirect {{
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// The resource id openhpid gave the resource tagged `tag` (hpi_shell `lsres`).
+    fn rid(&self, tag: &str) -> Option<u32> {
+        self.shell(&["lsres"]).lines().find_map(|l| {
+            let (num, after) = l.trim().strip_prefix('(')?.split_once(')')?;
+            after
+                .starts_with(&format!(":{tag}:"))
+                .then(|| num.parse().ok())?
+        })
+    }
+
     /// The HPI hot-swap state openhpid reports for the resource tagged `tag`.
     fn hs_state(&self, tag: &str) -> String {
-        let list = self.shell(&["lsres"]);
-        let rid: u32 = list
-            .lines()
-            .find_map(|l| {
-                let (num, after) = l.trim().strip_prefix('(')?.split_once(')')?;
-                after
-                    .starts_with(&format!(":{tag}:"))
-                    .then(|| num.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("openhpid has no {tag}: {list}"));
+        let rid = self
+            .rid(tag)
+            .unwrap_or_else(|| panic!("openhpid has no {tag}"));
         let text = self.shell(&[&format!("hs {rid}"), "state"]);
         let line = text
             .lines()
@@ -246,7 +252,7 @@ fn openhpid_sees_the_shelf_resources_and_a_board_hot_swap_transitions() {
     // Line-buffered: hpievents writes into a file.
     let mut events = o
         .client("stdbuf")
-        .args(["-oL", "hpievents", "-t", "40"])
+        .args(["-oL", "hpievents", "-t", "120"])
         .stdout(std::fs::File::create(&events_path).unwrap())
         .stderr(Stdio::null())
         .spawn()
@@ -261,36 +267,65 @@ fn openhpid_sees_the_shelf_resources_and_a_board_hot_swap_transitions() {
         thread::sleep(Duration::from_millis(200));
     }
     s.ok(17, &["picmg", "deactivate", "2"]);
-    let want = [
-        (blade(2), "ACTIVE", "EXTRACTION_PENDING"),
-        (blade(2), "EXTRACTION_PENDING", "INACTIVE"),
-        (blade(3), "INSERTION_PENDING", "ACTIVE"),
-    ];
-    // ipmidirect polls the SEL about every 5 s.
-    let end = Instant::now() + Duration::from_secs(40);
-    let seen = loop {
-        let seen = hot_swap_events(&std::fs::read_to_string(&events_path).unwrap());
-        let all = want.iter().all(|(e, p, n)| {
-            seen.iter()
-                .any(|x| (&x.0, x.1.as_str(), x.2.as_str()) == (e, *p, *n))
-        });
-        if all || Instant::now() > end {
-            break seen;
-        }
-        thread::sleep(Duration::from_millis(500));
-    };
-    let _ = events.kill();
-    let _ = events.wait();
-    for (e, p, n) in &want {
-        assert!(
-            seen.iter()
-                .any(|x| (&x.0, x.1.as_str(), x.2.as_str()) == (e, *p, *n)),
-            "{e}: {p} -> {n} in {seen:?}"
-        );
-    }
+    wait_events(
+        &events_path,
+        &[
+            (blade(2), "ACTIVE", "EXTRACTION_PENDING"),
+            (blade(2), "EXTRACTION_PENDING", "INACTIVE"),
+            (blade(3), "INSERTION_PENDING", "ACTIVE"),
+        ],
+    );
     let ours = m_states(&s);
     assert_eq!((ours["node-2"], ours["node-3"]), (1, 4));
     // (node-3's simulated IPMC stops answering once active, so openhpid's later view of it
     // depends on its polling; node-2's is settled.)
     assert_eq!(o.hs_state("node-2"), hpi_of(ours["node-2"]));
+
+    // HPI action requests through openhpid: insertion for node-2 (INACTIVE), extraction for
+    // hub-1 (ACTIVE), whose power then goes to node-2.
+    let rid = |tag: &str| o.rid(tag).unwrap_or_else(|| panic!("no {tag}"));
+    let (node2, hub1) = (rid("node-2"), rid("hub-1"));
+    o.shell(&[&format!("hs {node2}"), "action insert"]);
+    o.shell(&[&format!("hs {hub1}"), "action extract"]);
+    wait_events(
+        &events_path,
+        &[
+            (blade(2), "INACTIVE", "INSERTION_PENDING"),
+            (blade(2), "INSERTION_PENDING", "ACTIVE"),
+            (blade(1), "ACTIVE", "EXTRACTION_PENDING"),
+            (blade(1), "EXTRACTION_PENDING", "INACTIVE"),
+        ],
+    );
+    let _ = events.kill();
+    let _ = events.wait();
+    let ours = m_states(&s);
+    assert_eq!((ours["hub-1"], ours["node-2"]), (1, 4));
+    for board in ["hub-1", "node-2"] {
+        assert_eq!(o.hs_state(board), hpi_of(ours[board]), "{board}");
+    }
+}
+
+/// Waits (up to 40 s: ipmidirect polls the SEL about every 5 s) until hpievents' output
+/// holds every `want`ed transition (entity, previous, new); panics with what it saw.
+fn wait_events(path: &std::path::Path, want: &[(String, &str, &str)]) {
+    let end = Instant::now() + Duration::from_secs(40);
+    loop {
+        let seen = hot_swap_events(&std::fs::read_to_string(path).unwrap());
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(e, p, n)| {
+                !seen
+                    .iter()
+                    .any(|x| (&x.0, x.1.as_str(), x.2.as_str()) == (e, *p, *n))
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "missing {missing:?} in the HOTSWAP events {seen:?}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -117,7 +117,24 @@ pub fn handle<I: Ipmc>(h: &mut ShelfHandler<I>, cmd: u8, data: &[u8]) -> (u8, Ve
                 locked: pick(1, old.locked),
                 deactivation_locked: pick(2, old.deactivation_locked),
             };
-            let result = h.shelf.set_policy(fru, new);
+            // Clearing Locked in M1, or Deactivation-Locked in M4, is how system managers
+            // ask a FRU to activate or deactivate (HPI's insertion and extraction action
+            // requests through ipmidirect, `ipmi_sim`'s ATCA module): the machine moves when
+            // the bit goes from set to clear, so a bit already clear is set first.
+            let state = h.shelf.state(fru);
+            let clears = |bit: u8| mask & bit != 0 && bits & bit == 0;
+            let relock = Policy {
+                locked: new.locked || (clears(1) && !old.locked && state == Some(MState::M1)),
+                deactivation_locked: new.deactivation_locked
+                    || (clears(2) && !old.deactivation_locked && state == Some(MState::M4)),
+            };
+            let result = if relock == new {
+                h.shelf.set_policy(fru, new)
+            } else {
+                h.shelf
+                    .set_policy(fru, relock)
+                    .and_then(|()| h.shelf.set_policy(fru, new))
+            };
             answer(h, i, "set activation policy", result)
         }
         SET_ACTIVATION => {
