@@ -8,7 +8,9 @@
 //! 0x00`) and the HPI state it maps to; then, after `ipmitool -b 0 -t 0x84 picmg deactivate
 //! 0` (the same command for both), hpi reports the board's HOTSWAP events ACTIVE →
 //! EXTRACTION_PENDING → INACTIVE from the SEL and its state INACTIVE, agreeing with the
-//! IPMC's M1. The shelves differ in content (boards, names, which are active), so each
+//! IPMC's M1; and hpi's insertion action request on it gives INACTIVE → INSERTION_PENDING
+//! (the IPMC in M2 or M3: `shelfd` activates on its own and the board then waits for power,
+//! `ipmi_sim` waits for the system manager). The shelves differ in content (boards, names, which are active), so each
 //! backend says what it holds; the checks are one function.
 
 mod common;
@@ -23,7 +25,7 @@ use hpi::ipmi::IpmiShelf;
 use hpi::ipmi::credentials::Credentials;
 use hpi::ipmi::msg::MState;
 use hpi::ipmi::session::SessionConfig;
-use hpi::{Domain, DomainConfig, EventKind, HsState, ResourceKind, Timeout};
+use hpi::{Domain, DomainConfig, EventKind, HsAction, HsState, ResourceKind, Timeout};
 
 /// `ipmi_sim` with the ATCA module, started with `hpi/tests/atca-sim/sim-shelf.sh` on its
 /// own ports (the environment `hpi`'s own tests give it), stopped on drop.
@@ -168,12 +170,47 @@ fn check_view(b: &Backend) {
     assert_eq!(d.hotswap_state(rid).unwrap(), HsState::Active, "{}", b.name);
     let sub = d.subscribe();
     b.ipmitool(&["-b", "0", "-t", "0x84", "picmg", "deactivate", "0"]);
+    let last = (HsState::ExtractionPending, HsState::Inactive);
+    let seen = transitions_until(&mut d, sub, rid, last, b);
+    assert_eq!(
+        seen,
+        [(HsState::Active, HsState::ExtractionPending), last],
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        d.hotswap_state(rid).unwrap(),
+        HsState::Inactive,
+        "{}",
+        b.name
+    );
+    assert_eq!(b.m_state(0x84), MState::M1, "{}", b.name);
+
+    // saHpiHotSwapActionRequest(INSERTION) through hpi: the board asks to activate again.
+    d.action_request(Instant::now(), rid, HsAction::Insertion)
+        .unwrap();
+    let last = (HsState::Inactive, HsState::InsertionPending);
+    let seen = transitions_until(&mut d, sub, rid, last, b);
+    assert_eq!(seen, [last], "{}", b.name);
+    let m = b.m_state(0x84);
+    assert!(matches!(m, MState::M2 | MState::M3), "{}: {m:?}", b.name);
+}
+
+/// Polls the domain until resource `rid` reports the hot-swap transition `last`; returns its
+/// transitions (previous, new) seen on the way, `last` included. Panics after 40 s.
+fn transitions_until(
+    d: &mut Domain<IpmiShelf>,
+    sub: hpi::SubscriptionId,
+    rid: hpi::ResourceId,
+    last: (HsState, HsState),
+    b: &Backend,
+) -> Vec<(HsState, HsState)> {
     let end = Instant::now() + Duration::from_secs(40);
     let mut seen = Vec::new();
-    while !seen.contains(&(HsState::ExtractionPending, HsState::Inactive)) {
+    while !seen.contains(&last) {
         assert!(
             Instant::now() < end,
-            "{}: no INACTIVE event for 0x84; saw {seen:?}",
+            "{}: no {last:?} event for {rid:?}; saw {seen:?}",
             b.name
         );
         d.poll(Instant::now());
@@ -191,22 +228,7 @@ fn check_view(b: &Backend) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        seen,
-        [
-            (HsState::Active, HsState::ExtractionPending),
-            (HsState::ExtractionPending, HsState::Inactive)
-        ],
-        "{}",
-        b.name
-    );
-    assert_eq!(
-        d.hotswap_state(rid).unwrap(),
-        HsState::Inactive,
-        "{}",
-        b.name
-    );
-    assert_eq!(b.m_state(0x84), MState::M1, "{}", b.name);
+    seen
 }
 
 #[test]
