@@ -58,10 +58,11 @@ pub fn deliver<I: Ipmc>(h: &mut ShelfHandler<I>, req: &Request<'_>) -> Result<(u
     if !h.config.board.iter().any(|b| b.ipmb_address == to) {
         return Err(SEND_MESSAGE_NAK);
     }
-    let intercepted = matches!(
+    let hot_swap_reading = matches!(
         (req.netfn, req.cmd, req.data),
         (NETFN_SENSOR, sensor::GET_READING, [_, ..])
-    ) || matches!(
+    );
+    let activation = matches!(
         (req.netfn, req.data),
         (NETFN_GROUP, [picmg::PICMG_ID, _, ..])
     ) && matches!(
@@ -71,6 +72,7 @@ pub fn deliver<I: Ipmc>(h: &mut ShelfHandler<I>, req: &Request<'_>) -> Result<(u
             | picmg::GET_ACTIVATION_POLICY
             | picmg::SET_POWER_LEVEL
     );
+    let intercepted = hot_swap_reading || activation;
     if !intercepted {
         return h
             .ipmc
