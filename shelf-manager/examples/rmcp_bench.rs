@@ -4,6 +4,10 @@
 //!
 //!     cargo run --release -p shelf-manager --example rmcp_bench -- 2000
 //!     cargo run --release -p shelf-manager --example rmcp_bench -- 2000 127.0.0.1:6230 admin secret
+//!     cargo run --release -p shelf-manager --example rmcp_bench -- 2000 127.0.0.1:9623 admin admin 3
+//!
+//! The last argument is the cipher suite (17, the default, or 3: `ipmi_sim` offers only 3),
+//! so the same measurement runs against `shelfd` and against OpenIPMI's `ipmi_sim`.
 //!
 //! Prints one line per figure: count, rate, and latency percentiles in microseconds.
 
@@ -54,8 +58,8 @@ impl Link for Udp {
     }
 }
 
-fn login(link: &mut impl Link, id: u32, user: &str, pw: &str) -> Console {
-    let mut c = Console::new(Suite::Sha256, id, user, pw, 4);
+fn login(link: &mut impl Link, suite: Suite, id: u32, user: &str, pw: &str) -> Console {
+    let mut c = Console::new(suite, id, user, pw, 4);
     let open = link.exchange(&c.open_session());
     let r2 = link.exchange(&c.rakp1(&open).expect("open session"));
     let r4 = link.exchange(&c.rakp3(&r2).expect("rakp 2"));
@@ -75,23 +79,23 @@ fn report(what: &str, h: &Histogram<u64>, elapsed: Duration) {
     );
 }
 
-fn run(link: &mut impl Link, n: u32, user: &str, pw: &str) {
+fn run(link: &mut impl Link, suite: Suite, n: u32, user: &str, pw: &str) {
     let mut h = Histogram::<u64>::new(3).expect("histogram");
     let start = Instant::now();
     for i in 0..n {
         let t = Instant::now();
-        let mut c = login(link, 1000 + i, user, pw);
+        let mut c = login(link, suite, 1000 + i, user, pw);
         let close = c.request(0x06, 0x3C, &c.server_id.to_le_bytes());
         let (code, _) = c.response(&link.exchange(&close)).expect("close");
         assert_eq!(code, 0);
         h.record(t.elapsed().as_micros() as u64).expect("record");
     }
     report(
-        "sessions (open, RAKP 1-4, close; suite 17)",
+        &format!("sessions (open, RAKP 1-4, close; suite {})", suite.id()),
         &h,
         start.elapsed(),
     );
-    let mut c = login(link, 7, user, pw);
+    let mut c = login(link, suite, 7, user, pw);
     let mut h = Histogram::<u64>::new(3).expect("histogram");
     let start = Instant::now();
     for _ in 0..n {
@@ -102,7 +106,7 @@ fn run(link: &mut impl Link, n: u32, user: &str, pw: &str) {
         h.record(t.elapsed().as_micros() as u64).expect("record");
     }
     report(
-        "sealed requests (Get Device ID; suite 17)",
+        &format!("sealed requests (Get Device ID; suite {})", suite.id()),
         &h,
         start.elapsed(),
     );
@@ -118,8 +122,13 @@ fn main() {
         sock.connect(addr.as_str()).expect("connect");
         let user = args.get(2).map_or("admin", String::as_str);
         let pw = args.get(3).map_or("secret", String::as_str);
+        let suite = match args.get(4).map(String::as_str) {
+            Some("3") => Suite::Sha1,
+            None | Some("17") => Suite::Sha256,
+            Some(other) => panic!("cipher suite {other}: 3 or 17"),
+        };
         println!("over UDP against {addr}");
-        run(&mut Udp(sock), n, user, pw);
+        run(&mut Udp(sock), suite, n, user, pw);
         return;
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shelf-sim.toml");
@@ -138,5 +147,5 @@ fn main() {
         now: 0,
     };
     println!("in process (no socket)");
-    run(&mut link, n, "admin", "secret");
+    run(&mut link, Suite::Sha256, n, "admin", "secret");
 }

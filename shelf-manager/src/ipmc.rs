@@ -12,6 +12,116 @@ use std::collections::VecDeque;
 use crate::hotswap::{Command, FruAddr};
 use crate::model::{Config, SimKnobs};
 
+/// What the simulated IPMCs answer, by network function and command.
+pub mod sim_commands {
+    /// App network function.
+    pub const NETFN_APP: u8 = 0x06;
+    /// Sensor/event network function.
+    pub const NETFN_SENSOR: u8 = 0x04;
+    /// Storage network function.
+    pub const NETFN_STORAGE: u8 = 0x0A;
+    /// Group extension network function (PICMG, first data byte 0x00).
+    pub const NETFN_GROUP: u8 = 0x2C;
+    /// App: Get Device ID.
+    pub const GET_DEVICE_ID: u8 = 0x01;
+    /// Sensor/event: Set Event Receiver.
+    pub const SET_EVENT_RECEIVER: u8 = 0x00;
+    /// Sensor/event: Get Event Receiver.
+    pub const GET_EVENT_RECEIVER: u8 = 0x01;
+    /// Sensor: Get Device SDR Info.
+    pub const GET_DEVICE_SDR_INFO: u8 = 0x20;
+    /// Sensor: Get Device SDR.
+    pub const GET_DEVICE_SDR: u8 = 0x21;
+    /// Sensor: Reserve Device SDR Repository.
+    pub const RESERVE_DEVICE_SDR: u8 = 0x22;
+    /// Storage: Get FRU Inventory Area Info.
+    pub const GET_FRU_AREA_INFO: u8 = 0x10;
+    /// Storage: Read FRU Data.
+    pub const READ_FRU_DATA: u8 = 0x11;
+    /// PICMG: Get PICMG Properties.
+    pub const GET_PROPERTIES: u8 = 0x00;
+    /// PICMG: Get Address Info.
+    pub const GET_ADDRESS_INFO: u8 = 0x01;
+    /// PICMG: FRU Control.
+    pub const FRU_CONTROL: u8 = 0x04;
+    /// PICMG: Get FRU LED Properties.
+    pub const GET_LED_PROPERTIES: u8 = 0x05;
+    /// PICMG: Get LED Color Capabilities.
+    pub const GET_LED_COLOR: u8 = 0x06;
+    /// PICMG: Set FRU LED State.
+    pub const SET_LED_STATE: u8 = 0x07;
+    /// PICMG: Get FRU LED State.
+    pub const GET_LED_STATE: u8 = 0x08;
+    /// PICMG: Get Device Locator Record ID.
+    pub const GET_LOCATOR_RECORD_ID: u8 = 0x0D;
+    /// PICMG: Compute Power Properties.
+    pub const COMPUTE_POWER_PROPERTIES: u8 = 0x10;
+    /// PICMG: Set Power Level.
+    pub const SET_POWER_LEVEL: u8 = 0x11;
+    /// PICMG: Get Power Level.
+    pub const GET_POWER_LEVEL: u8 = 0x12;
+    /// PICMG: FRU Control Capabilities.
+    pub const FRU_CONTROL_CAPABILITIES: u8 = 0x1E;
+}
+
+/// Completion codes the simulated IPMCs answer with.
+mod code {
+    pub(super) const OK: u8 = 0x00;
+    pub(super) const INVALID_COMMAND: u8 = 0xC1;
+    pub(super) const BAD_RESERVATION: u8 = 0xC5;
+    pub(super) const BAD_LENGTH: u8 = 0xC7;
+    pub(super) const OUT_OF_RANGE: u8 = 0xC9;
+    pub(super) const NOT_PRESENT: u8 = 0xCB;
+    pub(super) const INVALID_DATA: u8 = 0xCC;
+    pub(super) const WRONG_STATE: u8 = 0xD5;
+}
+
+/// A FRU inventory image: the common header and a board info area (manufacturer
+/// "openais-rs", `product`, `serial`, part number "shelf-sim"), with its checksums.
+pub fn board_fru_image(product: &str, serial: &str) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, text: &str) {
+        let bytes = &text.as_bytes()[..text.len().min(63)];
+        out.push(0xC0 | bytes.len() as u8);
+        out.extend_from_slice(bytes);
+    }
+    fn zero_checksum(bytes: &[u8]) -> u8 {
+        bytes
+            .iter()
+            .fold(0u8, |a, &b| a.wrapping_add(b))
+            .wrapping_neg()
+    }
+    let mut area = vec![0x01, 0, 0x00, 0, 0, 0];
+    field(&mut area, "openais-rs");
+    field(&mut area, product);
+    field(&mut area, serial);
+    field(&mut area, "shelf-sim");
+    field(&mut area, "");
+    area.push(0xC1);
+    while (area.len() + 1) % 8 != 0 {
+        area.push(0);
+    }
+    area[1] = ((area.len() + 1) / 8) as u8;
+    area.push(zero_checksum(&area));
+    let mut image = vec![0x01, 0, 0, 1, 0, 0, 0];
+    image.push(zero_checksum(&image));
+    image.extend_from_slice(&area);
+    image
+}
+
+/// The LEDs of a simulated FRU: 0 the blue hot-swap LED, 1 the red LED 1.
+pub const SIM_LEDS: usize = 2;
+
+/// An LED's override state, set by Set FRU LED State.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedOverride {
+    /// 0 off, 0x01–0xFA blink (off time in tens of ms), 0xFF on.
+    pub function: u8,
+    /// On time of a blink in tens of ms.
+    pub on_duration: u8,
+    /// PICMG colour code (1 blue, 2 red, …).
+    pub colour: u8,
+}
+
 /// A message from the shelf manager to an IPMC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ToIpmc {
@@ -74,7 +184,24 @@ pub trait Ipmc {
         let _ = (fru, closed);
         None
     }
+
+    /// An IPMI request for the IPMC at IPMB-0 address `to` (a system manager's request the
+    /// shelf manager bridges or forwards), answered by the IPMC: (completion code, data).
+    /// The default reaches no IPMC (the hardware IPMB path is not in this crate).
+    ///
+    /// # Errors
+    /// [`NoAnswer`] when no IPMC answers at `to`.
+    fn request(&mut self, to: u8, netfn: u8, cmd: u8, data: &[u8]) -> Result<Answer, NoAnswer> {
+        let _ = (netfn, cmd, data);
+        Err(NoAnswer(FruAddr {
+            ipmb: to,
+            fru_id: 0,
+        }))
+    }
 }
+
+/// An IPMC's answer to a request: (completion code, response data).
+pub type Answer = (u8, Vec<u8>);
 
 /// One simulated board.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +216,15 @@ struct SimBoard {
     /// Between Set FRU Activation (activate) and the end of the deactivation.
     activating: bool,
     payload_level: u8,
+    site_number: u8,
+    site_type: u8,
+    power_levels: Vec<u32>,
+    /// LED override states (`None`: under local control).
+    leds: [Option<LedOverride>; SIM_LEDS],
+    /// Lamp tests running (the duration asked, in hundreds of ms).
+    lamp_test: [Option<u8>; SIM_LEDS],
+    /// FRU Control requests taken (option codes, in order).
+    controls: Vec<u8>,
 }
 
 /// Simulated IPMCs for every board of a shelf model.
@@ -117,6 +253,12 @@ impl SimIpmc {
                 answering: true,
                 activating: false,
                 payload_level: 0,
+                site_number: b.site_number,
+                site_type: b.site_type.code(),
+                power_levels: b.power_levels.clone(),
+                leds: [None; SIM_LEDS],
+                lamp_test: [None; SIM_LEDS],
+                controls: Vec::new(),
             })
             .collect();
         SimIpmc {
@@ -181,6 +323,21 @@ impl SimIpmc {
             .iter()
             .find(|b| b.name == name)
             .map(|b| b.payload_level)
+    }
+
+    /// The FRU Control options the board called `name` took, in order.
+    pub fn controls(&self, name: &str) -> Option<&[u8]> {
+        self.boards
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.controls.as_slice())
+    }
+
+    /// The override state of LED `led` of the board called `name` (`None` under local
+    /// control, or an unknown board or LED).
+    pub fn led_override(&self, name: &str, led: usize) -> Option<LedOverride> {
+        let b = self.boards.iter().find(|b| b.name == name)?;
+        *b.leds.get(led)?
     }
 
     fn physical(
@@ -260,5 +417,343 @@ impl Ipmc for SimIpmc {
 
     fn poll_report(&mut self) -> Option<(FruAddr, Report)> {
         self.reports.pop_front()
+    }
+
+    fn request(&mut self, to: u8, netfn: u8, cmd: u8, data: &[u8]) -> Result<Answer, NoAnswer> {
+        let here: Vec<usize> = (0..self.boards.len())
+            .filter(|&i| self.boards[i].addr.ipmb == to)
+            .collect();
+        if !here
+            .iter()
+            .any(|&i| self.boards[i].present && self.boards[i].answering)
+        {
+            return Err(NoAnswer(FruAddr {
+                ipmb: to,
+                fru_id: 0,
+            }));
+        }
+        Ok(sim_answer(self, &here, to, netfn, cmd, data))
+    }
+}
+
+/// The device SDRs of the simulated IPMC at `to` with the boards `here`.
+fn device_sdrs(boards: &[SimBoard], here: &[usize], to: u8) -> Vec<Vec<u8>> {
+    let frus: Vec<(u8, &str)> = here
+        .iter()
+        .map(|&i| (boards[i].addr.fru_id, boards[i].name.as_str()))
+        .collect();
+    ipmc_sdrs(to, &frus)
+}
+
+/// The device SDRs of an IPMC at IPMB-0 address `to` managing `frus` (FRU id, board name),
+/// as the simulated IPMCs serve them and the shelf manager's repository copies them: its MC
+/// Device Locator (record 1, named after its FRU 0 or first FRU), then per FRU (by FRU id)
+/// the FRU's hot-swap sensor (number = FRU id, a compact record, named "HS <board>") and,
+/// for FRUs other than 0, a FRU Device Locator. Record ids count from 1.
+pub fn ipmc_sdrs(to: u8, frus: &[(u8, &str)]) -> Vec<Vec<u8>> {
+    fn id_string(out: &mut Vec<u8>, text: &str) {
+        let bytes: Vec<u8> = text
+            .bytes()
+            .filter(|b| (b' '..=b'~').contains(b))
+            .take(16)
+            .collect();
+        out.push(0xC0 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    let mut records = Vec::new();
+    let push = |records: &mut Vec<Vec<u8>>, kind: u8, body: Vec<u8>| {
+        let id = u16::try_from(records.len() + 1).unwrap_or(u16::MAX);
+        let [lo, hi] = id.to_le_bytes();
+        let mut r = vec![lo, hi, 0x51, kind, body.len() as u8];
+        r.extend_from_slice(&body);
+        records.push(r);
+    };
+    let mut sorted = frus.to_vec();
+    sorted.sort_by_key(|f| f.0);
+    let first = sorted.first().map_or("IPMC", |f| f.1);
+    // MC Device Locator: event generator, FRU inventory, sensor device; entity: PICMG front
+    // board, device-relative instance 0x60.
+    let mut body = vec![to, 0, 0, 0x29, 0, 0, 0, 0xA0, 0x60, 0];
+    id_string(&mut body, first);
+    push(&mut records, 0x12, body);
+    for (fru_id, name) in sorted {
+        let instance = 0x60 | (fru_id & 0x1F);
+        let mut body = vec![to, 0, fru_id, 0xA0, instance, 0x63, 0x40, 0xF0, 0x6F];
+        body.extend_from_slice(&[0xFF, 0x00, 0x00, 0x00, 0xFF, 0x00]);
+        body.extend_from_slice(&[0xC0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0]);
+        id_string(&mut body, &format!("HS {name}"));
+        push(&mut records, 0x02, body);
+        if fru_id != 0 {
+            let mut body = vec![to, fru_id, 0x80, 0, 0, 0x10, 0, 0xA0, instance, 0];
+            id_string(&mut body, name);
+            push(&mut records, 0x11, body);
+        }
+    }
+    records
+}
+
+/// Get Power Level's answer after the PICMG id: properties (the level), delay, multiplier (tenths of a watt
+/// per count), one draw per level, each rounded up to whole multipliers.
+fn power_level_answer(b: &SimBoard, kind: u8) -> Vec<u8> {
+    let max = b.power_levels.iter().copied().max().unwrap_or(0);
+    // Whole watts per count, as few as fit the highest level in a byte.
+    let watts_per_count = max.div_ceil(255).max(1);
+    let level = match kind {
+        0 | 2 => b.payload_level,
+        _ => b.desired_level,
+    };
+    let mut out = vec![level & 0x1F, 0, (watts_per_count * 10).min(255) as u8];
+    out.extend(
+        b.power_levels
+            .iter()
+            .map(|w| w.div_ceil(watts_per_count).min(255) as u8),
+    );
+    out
+}
+
+/// A simulated IPMC's answer to one request (PICMG answers start with the PICMG id 0x00).
+fn sim_answer(
+    sim: &mut SimIpmc,
+    here: &[usize],
+    to: u8,
+    netfn: u8,
+    cmd: u8,
+    data: &[u8],
+) -> Answer {
+    use sim_commands as c;
+    let fru_of = |sim: &SimIpmc, id: u8| {
+        here.iter()
+            .copied()
+            .find(|&i| sim.boards[i].addr.fru_id == id)
+    };
+    let max_fru = here
+        .iter()
+        .map(|&i| sim.boards[i].addr.fru_id)
+        .max()
+        .unwrap_or(0);
+    match (netfn, cmd) {
+        (c::NETFN_APP, c::GET_DEVICE_ID) => (
+            code::OK,
+            // Device id 0, revision 1 with device SDRs, firmware 1.00, IPMI 1.5, support:
+            // event generator, FRU inventory, sensor device; no manufacturer.
+            vec![0x00, 0x81, 0x01, 0x00, 0x51, 0x29, 0, 0, 0, 0, 0],
+        ),
+        (c::NETFN_SENSOR, c::GET_DEVICE_SDR_INFO) => {
+            let sdrs = device_sdrs(&sim.boards, here, to);
+            let n = if data.first() == Some(&1) {
+                sdrs.len()
+            } else {
+                sdrs.iter().filter(|r| r[3] == 0x02).count()
+            };
+            (code::OK, vec![n.min(255) as u8, 0x01])
+        }
+        (c::NETFN_SENSOR, c::RESERVE_DEVICE_SDR) => (code::OK, vec![0x01, 0x00]),
+        // Its events go to the shelf manager whatever a system manager asks.
+        (c::NETFN_SENSOR, c::SET_EVENT_RECEIVER) => (code::OK, vec![]),
+        (c::NETFN_SENSOR, c::GET_EVENT_RECEIVER) => (code::OK, vec![0x20, 0]),
+        (c::NETFN_SENSOR, c::GET_DEVICE_SDR) => {
+            let [r0, r1, i0, i1, offset, count, ..] = *data else {
+                return (code::BAD_LENGTH, vec![]);
+            };
+            if offset != 0 && [r0, r1] != [0x01, 0x00] {
+                return (code::BAD_RESERVATION, vec![]);
+            }
+            let sdrs = device_sdrs(&sim.boards, here, to);
+            let index = match u16::from_le_bytes([i0, i1]) {
+                0 => 0,
+                0xFFFF => sdrs.len() - 1,
+                id => usize::from(id) - 1,
+            };
+            let Some(record) = sdrs.get(index) else {
+                return (code::NOT_PRESENT, vec![]);
+            };
+            let next = if index + 1 < sdrs.len() {
+                (index + 2) as u16
+            } else {
+                0xFFFF
+            };
+            let start = usize::from(offset).min(record.len());
+            let end = if count == 0xFF {
+                record.len()
+            } else {
+                (start + usize::from(count)).min(record.len())
+            };
+            let mut out = next.to_le_bytes().to_vec();
+            out.extend_from_slice(&record[start..end]);
+            (code::OK, out)
+        }
+        (c::NETFN_STORAGE, c::GET_FRU_AREA_INFO | c::READ_FRU_DATA) => {
+            let Some(&id) = data.first() else {
+                return (code::BAD_LENGTH, vec![]);
+            };
+            let Some(i) = fru_of(sim, id) else {
+                return (code::NOT_PRESENT, vec![]);
+            };
+            let b = &sim.boards[i];
+            let image = board_fru_image(&b.name, &format!("site-{}", b.site_number));
+            if cmd == c::GET_FRU_AREA_INFO {
+                let mut out = (image.len() as u16).to_le_bytes().to_vec();
+                out.push(0);
+                return (code::OK, out);
+            }
+            let [_, o0, o1, count, ..] = *data else {
+                return (code::BAD_LENGTH, vec![]);
+            };
+            let offset = usize::from(u16::from_le_bytes([o0, o1]));
+            if offset >= image.len() {
+                return (code::OUT_OF_RANGE, vec![]);
+            }
+            let end = (offset + usize::from(count)).min(image.len());
+            let mut out = vec![(end - offset) as u8];
+            out.extend_from_slice(&image[offset..end]);
+            (code::OK, out)
+        }
+        (c::NETFN_GROUP, _) if data.first() == Some(&0) => {
+            let args = &data[1..];
+            let ok = |mut v: Vec<u8>| {
+                v.insert(0, 0);
+                (code::OK, v)
+            };
+            let fail = |cc: u8| (cc, vec![0]);
+            if cmd == c::GET_PROPERTIES {
+                return ok(vec![0x22, max_fru, 0]);
+            }
+            // Every other PICMG command names a FRU of this IPMC first (Get Address Info
+            // may leave it out: FRU 0).
+            let id = args.first().copied().unwrap_or(0);
+            if args.is_empty() && cmd != c::GET_ADDRESS_INFO {
+                return fail(code::BAD_LENGTH);
+            }
+            let Some(i) = fru_of(sim, id) else {
+                return fail(code::INVALID_DATA);
+            };
+            let locator = device_sdrs(&sim.boards, here, to)
+                .iter()
+                .find(|r| match id {
+                    0 => r[3] == 0x12,
+                    _ => r[3] == 0x11 && r[6] == id,
+                })
+                .map(|r| [r[0], r[1]]);
+            let b = &mut sim.boards[i];
+            match cmd {
+                c::GET_ADDRESS_INFO => ok(vec![to >> 1, to, 0xFF, id, b.site_number, b.site_type]),
+                c::FRU_CONTROL => {
+                    let Some(&option) = args.get(1) else {
+                        return fail(code::BAD_LENGTH);
+                    };
+                    if option > 3 {
+                        return fail(code::INVALID_DATA);
+                    }
+                    // Resets and interrupts act on a running payload only.
+                    if b.payload_level == 0 {
+                        return fail(code::WRONG_STATE);
+                    }
+                    b.controls.push(option);
+                    ok(vec![])
+                }
+                c::FRU_CONTROL_CAPABILITIES => ok(vec![0x0E]),
+                c::GET_LED_PROPERTIES => ok(vec![0x03, 0]),
+                c::GET_LED_COLOR => {
+                    let led = args.get(1).copied().unwrap_or(0xFF);
+                    match led {
+                        0 => ok(vec![1 << 1, 1, 1]),
+                        1 => ok(vec![1 << 2, 2, 2]),
+                        _ => fail(code::INVALID_DATA),
+                    }
+                }
+                c::SET_LED_STATE => {
+                    let [_, led, function, on, colour, ..] = *args else {
+                        return fail(code::BAD_LENGTH);
+                    };
+                    let Some(slot) = b.leds.get_mut(usize::from(led)) else {
+                        return fail(code::INVALID_DATA);
+                    };
+                    // Colours 0x0E (do not change) and 0x0F (default) keep the LED's colour.
+                    let own = if led == 0 { 1 } else { 2 };
+                    let colour = match colour & 0x0F {
+                        0x0E | 0x0F => own,
+                        x if x == own => x,
+                        _ => return fail(code::INVALID_DATA),
+                    };
+                    match function {
+                        0xFC => *slot = None,
+                        0xFB => {
+                            if on >= 128 {
+                                return fail(code::INVALID_DATA);
+                            }
+                            b.lamp_test[usize::from(led)] = Some(on);
+                        }
+                        0xFD | 0xFE => return fail(code::INVALID_DATA),
+                        _ => {
+                            *slot = Some(LedOverride {
+                                function,
+                                on_duration: on,
+                                colour,
+                            })
+                        }
+                    }
+                    ok(vec![])
+                }
+                c::GET_LED_STATE => {
+                    let Some(&led) = args.get(1) else {
+                        return fail(code::BAD_LENGTH);
+                    };
+                    let Some(over) = b.leds.get(usize::from(led)).copied() else {
+                        return fail(code::INVALID_DATA);
+                    };
+                    let lamp = b.lamp_test[usize::from(led)];
+                    let own = if led == 0 { 1 } else { 2 };
+                    // Local control: the blue LED is on while the payload is off (safe to
+                    // pull), LED 1 is off.
+                    let local = if led == 0 && b.payload_level == 0 {
+                        0xFF
+                    } else {
+                        0
+                    };
+                    let mut out = vec![
+                        0x01 | (u8::from(over.is_some()) << 1) | (u8::from(lamp.is_some()) << 2),
+                        local,
+                        0,
+                        own,
+                    ];
+                    if let Some(o) = over {
+                        out.extend_from_slice(&[o.function, o.on_duration, o.colour]);
+                    }
+                    if let Some(t) = lamp {
+                        if over.is_none() {
+                            out.extend_from_slice(&[local, 0, own]);
+                        }
+                        out.push(t);
+                    }
+                    ok(out)
+                }
+                c::GET_LOCATOR_RECORD_ID => match locator {
+                    Some(id) => ok(id.to_vec()),
+                    None => fail(code::NOT_PRESENT),
+                },
+                c::COMPUTE_POWER_PROPERTIES => ok(vec![1, 0]),
+                c::GET_POWER_LEVEL => {
+                    let kind = args.get(1).copied().unwrap_or(0);
+                    if kind > 3 {
+                        return fail(code::INVALID_DATA);
+                    }
+                    ok(power_level_answer(b, kind))
+                }
+                c::SET_POWER_LEVEL => {
+                    let Some(&level) = args.get(1) else {
+                        return fail(code::BAD_LENGTH);
+                    };
+                    if level != 0xFF && usize::from(level) > b.power_levels.len() {
+                        return fail(code::INVALID_DATA);
+                    }
+                    if level != 0xFF {
+                        b.payload_level = level;
+                    }
+                    ok(vec![])
+                }
+                _ => (code::INVALID_COMMAND, vec![0]),
+            }
+        }
+        _ => (code::INVALID_COMMAND, vec![]),
     }
 }

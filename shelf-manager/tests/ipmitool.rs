@@ -14,23 +14,19 @@ use common::Shelfd;
 use shelf_manager::rmcp::console::Console;
 use shelf_manager::rmcp::crypto::Suite;
 
-/// The M-state shown by `sensor list` for board `name` ("HS name | 0x10 | discrete ...").
-fn hs_state(sensor_list: &str, board: &str) -> u8 {
-    let line = sensor_list
-        .lines()
-        .find(|l| l.starts_with(&format!("HS {board} ")))
-        .unwrap_or_else(|| panic!("no HS {board} in {sensor_list}"));
-    let value = line.split('|').nth(1).unwrap().trim();
-    let bits = u8::from_str_radix(value.trim_start_matches("0x"), 16).unwrap();
-    assert_eq!(bits.count_ones(), 1, "{line}");
+/// The M-state bit of a hot-swap reading printed by `ipmitool raw` ("00 c0 10 00").
+fn state_of_raw(raw: &str) -> u8 {
+    let bits = u8::from_str_radix(raw.split_whitespace().nth(2).unwrap(), 16).unwrap();
+    assert_eq!(bits.count_ones(), 1, "{raw}");
     bits.trailing_zeros() as u8
 }
 
+/// Each board's M-state as the shelf manager keeps it: Get Sensor Reading of its FRU *n*
+/// on the shelf manager (answered even when the board's IPMC no longer answers, which the
+/// IPMC-owned hot-swap sensors of `sensor list` cannot be).
 fn states(s: &Shelfd) -> Vec<u8> {
-    let list = s.ok(17, &["sensor", "list"]);
-    ["hub-1", "node-2", "node-3", "node-4"]
-        .iter()
-        .map(|b| hs_state(&list, b))
+    (1..=4)
+        .map(|n| state_of_raw(&s.ok(17, &["raw", "0x04", "0x2d", &n.to_string()])))
         .collect()
 }
 
@@ -132,18 +128,19 @@ fn activation_deactivation_policy_and_the_power_budget() {
         p.contains("activation not locked") && p.contains(" deactivation locked"),
         "{p}"
     );
-    // The SEL tells the story: ipmitool shows every transition.
-    let sel = s.ok(17, &["sel", "list"]);
+    // The SEL tells the story: ipmitool shows every transition, named by the IPMC's
+    // hot-swap sensor that generated it.
+    let sel = s.ok(17, &["sel", "elist"]);
     assert!(
-        sel.contains("FRU Hot Swap #0x03 | Transition to M3"),
+        sel.contains("FRU Hot Swap HS node-3 | Transition to M3"),
         "{sel}"
     );
     assert!(
-        sel.contains("FRU Hot Swap #0x03 | Transition to M4"),
+        sel.contains("FRU Hot Swap HS node-3 | Transition to M4"),
         "{sel}"
     );
     assert!(
-        sel.contains("FRU Hot Swap #0x01 | Transition to M6"),
+        sel.contains("FRU Hot Swap HS hub-1 | Transition to M6"),
         "{sel}"
     );
 }
@@ -176,16 +173,27 @@ fn sel_sdr_fru_sensor_and_chassis_outputs() {
     ] {
         assert!(sdr.lines().any(|l| l.starts_with(name)), "{name} in {sdr}");
     }
-    assert!(sdr.contains("Log FRU @02h a0.2"), "{sdr}");
+    // The shelf manager's MC locator and copies of each IPMC's records.
+    assert!(sdr.contains("Dynamic MC @ 20h"), "{sdr}");
+    assert!(
+        sdr.lines()
+            .any(|l| l.starts_with("node-2") && l.contains("Dynamic MC @ 84h")),
+        "{sdr}"
+    );
+    // sensor list reads the IPMCs' hot-swap sensors through the bridge.
+    let sensors = s.ok(17, &["sensor", "list"]);
+    let hs = sensors
+        .lines()
+        .find(|l| l.starts_with("HS node-2 "))
+        .unwrap();
+    assert_eq!(hs.split('|').nth(1).unwrap().trim(), "0x10", "{sensors}");
     assert!(sdr.contains("400 Watts"), "{sdr}");
 
     let fru = s.ok(3, &["fru", "print"]);
     assert_eq!(fru.matches("FRU Device Description").count(), 5, "{fru}");
     assert!(fru.contains("Board Product         : sim-shelf-1"), "{fru}");
-    assert!(
-        fru.contains("FRU Device Description : node-3 (ID 3)"),
-        "{fru}"
-    );
+    // Each board's FRU 0, read from its IPMC through the bridge.
+    assert!(fru.contains("FRU Device Description : node-3"), "{fru}");
     assert!(fru.contains("Board Serial          : site-3"), "{fru}");
 
     let chassis = s.ok(17, &["chassis", "status"]);
@@ -341,9 +349,11 @@ fn ipmi15_md5_sessions_only_for_users_that_allow_them() {
     );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Max FRU Device ID\t: 0x04"));
-    let out = s.ipmitool15("legacy", "legacy-secret", &["-L", "USER", "sel", "list"]);
+    let out = s.ipmitool15("legacy", "legacy-secret", &["-L", "USER", "sel", "elist"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("FRU Hot Swap #0x01 | Transition to M4"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FRU Hot Swap HS hub-1 | Transition to M4")
+    );
     assert!(s.log_has("IPMI 1.5 session open (MD5)"));
     // An operator command at operator level works; above the user's level it is refused.
     let out = s.ipmitool15(

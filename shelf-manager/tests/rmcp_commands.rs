@@ -145,8 +145,9 @@ fn sdr_repository_and_fru_inventory_are_consistent() {
     // The repository never changes: its addition time stays (clients re-read it otherwise).
     rig.now += 5_000;
     assert_eq!(rig.cmd(0x0A, 0x20, &[]).1[5..9], info[5..9]);
-    // 4 hot-swap sensors, 2 feeds, the budget, 4 FRU locators.
-    assert_eq!(count, 11);
+    // 4 hot-swap sensors, 2 feeds, the budget, the shelf manager's MC locator, 4 FRU
+    // locators.
+    assert_eq!(count, 12);
     let (_, res) = rig.cmd(0x0A, 0x22, &[]);
     let mut id = [0u8, 0];
     let mut seen = 0;

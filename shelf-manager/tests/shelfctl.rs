@@ -73,8 +73,14 @@ fn status_handles_activation_policy_and_sel() {
     // The SEL, decoded.
     let sel = ok(&s, &["sel"]);
     assert!(sel.contains("FRU 3: power denied at level 2"), "{sel}");
-    assert!(sel.contains("FRU 1: M4 -> M5 (cause 2)"), "{sel}");
-    assert!(sel.contains("FRU 3: M3 -> M4 (cause 0)"), "{sel}");
+    assert!(
+        sel.contains("hub-1 (IPMC 0x82 FRU 0): M4 -> M5 (cause 2)"),
+        "{sel}"
+    );
+    assert!(
+        sel.contains("node-3 (IPMC 0x86 FRU 0): M3 -> M4 (cause 0)"),
+        "{sel}"
+    );
 }
 
 #[test]

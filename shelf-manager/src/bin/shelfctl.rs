@@ -303,9 +303,16 @@ fn id_string(rec: &[u8], at: usize) -> String {
 fn status(link: &mut Link) -> anyhow::Result<()> {
     let records = sdrs(link)?;
     println!("FRU  board             site  IPMB  state  policy");
-    for rec in records.iter().filter(|r| r[3] == 0x11 && r.len() > 16) {
-        let fru = rec[6];
-        let name = id_string(rec, 15);
+    // The shelf manager's FRU devices 1..max; each one's name from its locator record (its
+    // IPMC's MC Device Locator, copied into the repository).
+    let props = link.ok("PICMG properties", 0x2C, 0x00, &[0])?;
+    for fru in 1..=props.get(2).copied().unwrap_or(0) {
+        let locator = link.ok("device locator", 0x2C, 0x0D, &[0, fru])?;
+        let name = records
+            .iter()
+            .find(|r| r.len() > 16 && locator.get(1..3) == Some(&r[..2]))
+            .map(|r| id_string(r, 15))
+            .unwrap_or_default();
         let addr = link.ok("address info", 0x2C, 0x01, &[0, fru])?;
         let (ipmb, site) = (
             addr.get(2).copied().unwrap_or(0),
@@ -343,6 +350,16 @@ fn status(link: &mut Link) -> anyhow::Result<()> {
 }
 
 fn sel(link: &mut Link) -> anyhow::Result<()> {
+    // Hot-swap records come from the IPMCs: name the board by the generating IPMC's
+    // hot-swap sensor in the repository ("HS <board>").
+    let records = sdrs(link)?;
+    let board = |ipmb: u8, sensor: u8| {
+        records
+            .iter()
+            .find(|r| r.len() > 32 && r[3] == 0x02 && r[5] == ipmb && r[7] == sensor)
+            .map(|r| id_string(r, 31).trim_start_matches("HS ").to_string())
+            .unwrap_or_else(|| "?".into())
+    };
     let res = link.ok("reserve SEL", 0x0A, 0x42, &[])?;
     let (r0, r1) = (
         res.first().copied().unwrap_or(0),
@@ -362,7 +379,9 @@ fn sel(link: &mut Link) -> anyhow::Result<()> {
         let rid = u16::from_le_bytes([r[0], r[1]]);
         let text = match (r[10], r[12], r[13]) {
             (0xF0, 0x6F, ed1) => format!(
-                "FRU {}: M{} -> M{} (cause {})",
+                "{} (IPMC {:#04x} FRU {}): M{} -> M{} (cause {})",
+                board(r[7], r[11]),
+                r[7],
                 r[15],
                 r[14] & 0x0F,
                 ed1 & 0x0F,

@@ -179,10 +179,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
                 let outcome = server.handle_datagram(now_ms(), from, &buf[..n], &mut handler);
-                if let Some(reply) = outcome.reply
-                    && let Err(e) = socket.send_to(&reply, from)
-                {
-                    warn!(peer = %from, error = %e, "send failed");
+                for reply in outcome.reply.into_iter().chain(outcome.bridged) {
+                    if let Err(e) = socket.send_to(&reply, from) {
+                        warn!(peer = %from, error = %e, "send failed");
+                    }
                 }
             }
             Err(e)

@@ -1,8 +1,10 @@
 //! Sensor commands (netfn 0x04): Get Sensor Reading and Get Sensor Thresholds, and the SDR
 //! records that describe the sensors (served by [`super::storage`]).
 //!
-//! Sensors, numbered from the model's order: board `n` (1-based) has FRU hot-swap sensor `n`;
-//! feed `k` (0-based) has power-use sensor `0x40 + k` in watts; 0x80 is the power budget.
+//! Sensors, numbered from the model's order: feed `k` (0-based) has power-use sensor
+//! `0x40 + k` in watts; 0x80 is the power budget; reading number `n` (1-based) gives board
+//! `n`'s M-state as the shelf core keeps it (the board's hot-swap sensor itself belongs to
+//! its IPMC, whose records the repository copies).
 
 use super::ShelfHandler;
 use crate::hotswap::{FruAddr, MState};
@@ -28,8 +30,9 @@ pub const BUDGET_OFFSET_DENIED: u8 = 5;
 const SDR_FULL: u8 = 0x01;
 const SDR_COMPACT: u8 = 0x02;
 const SDR_FRU_LOCATOR: u8 = 0x11;
-/// PICMG front board entity.
-const ENTITY_FRONT_BOARD: u8 = 0xA0;
+const SDR_MC_LOCATOR: u8 = 0x12;
+/// PICMG shelf management controller entity.
+const ENTITY_SHMC: u8 = 0xF0;
 /// Power unit entity.
 const ENTITY_POWER_UNIT: u8 = 0x13;
 /// FRU hot-swap sensor type (PICMG).
@@ -122,22 +125,14 @@ fn finish(mut rec: Vec<u8>) -> Vec<u8> {
     rec
 }
 
-/// The SDR repository of a shelf: per board a compact hot-swap sensor record, per feed a full
-/// power-use sensor record, the power budget sensor, then per board a FRU device locator.
-/// Record ids count from 1 in this order.
+/// The SDR repository of a shelf, as on a real shelf: the shelf manager's own sensors (per
+/// feed a full power-use record, then the power budget), its MC Device Locator, then for
+/// every IPMC (in the model's order of its boards) a copy of the IPMC's device SDRs
+/// ([`crate::ipmc::ipmc_sdrs`]: its MC Device Locator, its FRUs' hot-swap sensors, FRU
+/// Device Locators for FRUs other than 0). Record ids count from 1 in this order.
 pub fn sdr_records(config: &Config) -> Vec<Vec<u8>> {
     let mut records = Vec::new();
     let id = |records: &Vec<Vec<u8>>| u16::try_from(records.len() + 1).unwrap_or(u16::MAX);
-    for (i, b) in config.board.iter().enumerate() {
-        let mut r = header(id(&records), SDR_COMPACT);
-        r.extend_from_slice(&[SHELF_MANAGER_IPMB, 0, (i + 1) as u8]);
-        r.extend_from_slice(&[ENTITY_FRONT_BOARD, b.site_number, 0x63, 0x40]);
-        r.extend_from_slice(&[SENSOR_TYPE_HOT_SWAP, 0x6F]);
-        r.extend_from_slice(&[0xFF, 0x00, 0x00, 0x00, 0xFF, 0x00]);
-        r.extend_from_slice(&[0xC0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0]);
-        id_string(&mut r, &format!("HS {}", b.name));
-        records.push(finish(r));
-    }
     for (k, f) in config.feed.iter().enumerate() {
         let mut r = header(id(&records), SDR_FULL);
         r.extend_from_slice(&[SHELF_MANAGER_IPMB, 0, FEED_SENSOR_BASE + k as u8]);
@@ -171,14 +166,58 @@ pub fn sdr_records(config: &Config) -> Vec<Vec<u8>> {
     r.extend_from_slice(&[0xC0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0]);
     id_string(&mut r, "Power budget");
     records.push(finish(r));
-    for (i, b) in config.board.iter().enumerate() {
-        let mut r = header(id(&records), SDR_FRU_LOCATOR);
-        r.extend_from_slice(&[SHELF_MANAGER_IPMB, (i + 1) as u8, 0x80, 0, 0, 0x10, 0]);
-        r.extend_from_slice(&[ENTITY_FRONT_BOARD, b.site_number, 0]);
-        id_string(&mut r, &b.name);
-        records.push(finish(r));
+    // The shelf manager's own MC Device Locator (system managers such as OpenHPI's
+    // ipmidirect find controllers by these): event receiver, FRU inventory, SEL, SDR
+    // repository, sensor device; entity: PICMG shelf management controller.
+    let mut r = header(id(&records), SDR_MC_LOCATOR);
+    r.extend_from_slice(&[
+        SHELF_MANAGER_IPMB,
+        0,
+        0,
+        0x1F,
+        0,
+        0,
+        0,
+        ENTITY_SHMC,
+        0x60,
+        0,
+    ]);
+    id_string(&mut r, "Shelf manager");
+    records.push(finish(r));
+    let mut ipmcs: Vec<u8> = Vec::new();
+    for b in &config.board {
+        if !ipmcs.contains(&b.ipmb_address) {
+            ipmcs.push(b.ipmb_address);
+        }
+    }
+    for to in ipmcs {
+        let frus: Vec<(u8, &str)> = config
+            .board
+            .iter()
+            .filter(|b| b.ipmb_address == to)
+            .map(|b| (b.fru_id, b.name.as_str()))
+            .collect();
+        for mut r in crate::ipmc::ipmc_sdrs(to, &frus) {
+            let [lo, hi] = id(&records).to_le_bytes();
+            r[0] = lo;
+            r[1] = hi;
+            records.push(r);
+        }
     }
     records
+}
+
+/// The record id of the repository's locator of `board` (its IPMC's MC Device Locator for
+/// FRU 0, else its FRU Device Locator).
+pub fn locator_record_id(records: &[Vec<u8>], board: &crate::model::Board) -> Option<[u8; 2]> {
+    records
+        .iter()
+        .find(|r| match (r[3], board.fru_id) {
+            (SDR_MC_LOCATOR, 0) => r[5] == board.ipmb_address,
+            (SDR_FRU_LOCATOR, id) => r[5] == board.ipmb_address && r[6] == id && id != 0,
+            _ => false,
+        })
+        .map(|r| [r[0], r[1]])
 }
 
 /// The FRU of a hot-swap sensor number, for SEL records.

@@ -195,9 +195,19 @@ fn slice(bytes: &[u8], offset: u8, count: u8) -> &[u8] {
 /// The 16-byte system event record of `r`, stamped `time`.
 pub fn sel_record(config: &Config, r: &SelRecord, time: u32) -> [u8; 16] {
     let fru_id = super::sensor::hot_swap_sensor(config, r.fru).unwrap_or(0);
-    let (sensor_type, sensor, data) = match r.body {
-        SelBody::HotSwap(change) => (SENSOR_TYPE_HOT_SWAP, fru_id, change.event_data(fru_id)),
+    // A hot-swap change is the IPMC's event (generator: its IPMB-0 address; sensor: its
+    // FRU's hot-swap sensor, numbered by FRU id; event data 3: that FRU id), as the IPMC
+    // sends it to the shelf manager; a power denial is the shelf manager's own, about its
+    // FRU device.
+    let (generator, sensor_type, sensor, data) = match r.body {
+        SelBody::HotSwap(change) => (
+            r.fru.ipmb,
+            SENSOR_TYPE_HOT_SWAP,
+            r.fru.fru_id,
+            change.event_data(r.fru.fru_id),
+        ),
         SelBody::PowerDenied { level, .. } => (
+            SHELF_MANAGER_IPMB,
             SENSOR_TYPE_POWER_UNIT,
             BUDGET_SENSOR,
             [0xA0 | BUDGET_OFFSET_DENIED, level, fru_id],
@@ -213,7 +223,7 @@ pub fn sel_record(config: &Config, r: &SelRecord, time: u32) -> [u8; 16] {
         t[1],
         t[2],
         t[3],
-        SHELF_MANAGER_IPMB,
+        generator,
         0x00,
         0x04,
         sensor_type,
@@ -223,19 +233,6 @@ pub fn sel_record(config: &Config, r: &SelRecord, time: u32) -> [u8; 16] {
         data[1],
         data[2],
     ]
-}
-
-fn field(out: &mut Vec<u8>, text: &str) {
-    let bytes = &text.as_bytes()[..text.len().min(63)];
-    out.push(0xC0 | bytes.len() as u8);
-    out.extend_from_slice(bytes);
-}
-
-fn zero_checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |a, &b| a.wrapping_add(b))
-        .wrapping_neg()
 }
 
 /// The FRU inventory image of FRU device `id`: the common header and a board info area
@@ -248,20 +245,5 @@ pub fn fru_image(config: &Config, id: u8) -> Option<Vec<u8>> {
             (b.name.clone(), format!("site-{}", b.site_number))
         }
     };
-    let mut area = vec![0x01, 0, 0x00, 0, 0, 0];
-    field(&mut area, "openais-rs");
-    field(&mut area, &product);
-    field(&mut area, &serial);
-    field(&mut area, "shelf-sim");
-    field(&mut area, "");
-    area.push(0xC1);
-    while (area.len() + 1) % 8 != 0 {
-        area.push(0);
-    }
-    area[1] = ((area.len() + 1) / 8) as u8;
-    area.push(zero_checksum(&area));
-    let mut image = vec![0x01, 0, 0, 1, 0, 0, 0];
-    image.push(zero_checksum(&image));
-    image.extend_from_slice(&area);
-    Some(image)
+    Some(crate::ipmc::board_fru_image(&product, &serial))
 }

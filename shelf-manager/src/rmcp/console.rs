@@ -208,6 +208,17 @@ impl Console {
     /// # Errors
     /// A bad packet, AuthCode or encryption.
     pub fn response(&self, packet: &[u8]) -> Result<(u8, Vec<u8>), ConsoleError> {
+        let plain = self.open(packet)?;
+        let (_, _, cc, data) = wire::parse_response(&plain)?;
+        Ok((cc, data.to_vec()))
+    }
+
+    /// Opens a sealed packet: the IPMI message inside, headers and checksums included
+    /// (to check who answered, for example a bridged answer).
+    ///
+    /// # Errors
+    /// A bad packet, AuthCode or encryption.
+    pub fn open(&self, packet: &[u8]) -> Result<Vec<u8>, ConsoleError> {
         let Packet::V20(p) = wire::parse(packet)? else {
             return Err(ConsoleError::Unexpected);
         };
@@ -221,9 +232,7 @@ impl Console {
         if !codes_equal(code, &keys.auth_code(covered)) {
             return Err(ConsoleError::Unexpected);
         }
-        let plain = keys.decrypt(p.payload).ok_or(ConsoleError::Unexpected)?;
-        let (_, _, cc, data) = wire::parse_response(&plain)?;
-        Ok((cc, data.to_vec()))
+        keys.decrypt(p.payload).ok_or(ConsoleError::Unexpected)
     }
 }
 

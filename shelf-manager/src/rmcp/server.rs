@@ -108,7 +108,32 @@ pub trait Handler {
 
     /// Answers an authorised request: (completion code, response data).
     fn handle(&mut self, now: Millis, request: &Request<'_>) -> (u8, Vec<u8>);
+
+    /// The privilege a request bridged (Send Message) to the controller at IPMB-0 address
+    /// `to` needs, or `None` for a command the handler does not know there (the controller
+    /// answers it with Invalid Command, so it needs no more than User). The default bridges
+    /// nothing, so it only matters with [`Handler::bridge`].
+    fn bridged_privilege(&self, to: u8, netfn: u8, cmd: u8, data: &[u8]) -> Option<Privilege> {
+        let _ = (to, netfn, cmd, data);
+        None
+    }
+
+    /// Delivers an authorised request to the controller at IPMB-0 address `to` (the
+    /// request's `rs_addr`) and returns its answer: (completion code, response data).
+    ///
+    /// # Errors
+    /// The Send Message completion code when the request cannot be delivered: 0x83 (NAK on
+    /// write) when no controller answers there, which is the default.
+    fn bridge(&mut self, now: Millis, request: &Request<'_>) -> Result<(u8, Vec<u8>), u8> {
+        let _ = (now, request);
+        Err(SEND_MESSAGE_NAK)
+    }
 }
+
+/// App Send Message.
+pub const SEND_MESSAGE: u8 = 0x34;
+/// Send Message completion code: NAK on write (no controller acknowledged the request).
+pub const SEND_MESSAGE_NAK: u8 = 0x83;
 
 /// Why a packet was refused. Each is logged with its reason; nothing else changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +337,10 @@ impl fmt::Display for Refusal {
 pub struct Outcome {
     /// The datagram to send back to the sender.
     pub reply: Option<Vec<u8>>,
+    /// A second datagram to send after `reply`: the answer of a controller to a request
+    /// bridged with Send Message, delivered as its own message in the session (Send Message with
+    /// tracking on a LAN channel; OpenIPMI's `ipmi_sim` answers the same way).
+    pub bridged: Option<Vec<u8>>,
     /// Why the packet (or the command in it) was refused.
     pub refused: Option<Refusal>,
 }
@@ -320,12 +349,14 @@ impl Outcome {
     fn reply(bytes: Vec<u8>) -> Outcome {
         Outcome {
             reply: Some(bytes),
+            bridged: None,
             refused: None,
         }
     }
     fn refused(r: Refusal) -> Outcome {
         Outcome {
             reply: None,
+            bridged: None,
             refused: Some(r),
         }
     }
@@ -354,6 +385,9 @@ struct Handshake {
     user: String,
 }
 
+/// A request answered: its sequence number and AuthCode, the reply, the bridged answer.
+type Answered = (u32, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
 #[derive(Debug, Clone)]
 struct Active {
     protection: Protection,
@@ -364,9 +398,10 @@ struct Active {
     /// Bit i set: `highest_rx - i` was received (i < 32).
     seen: u32,
     tx_seq: u32,
-    /// The last request answered (its sequence number and AuthCode) and the answer: an
-    /// exact retransmission gets the same answer again, without running the command twice.
-    last: Option<(u32, Vec<u8>, Vec<u8>)>,
+    /// The last request answered (its sequence number and AuthCode) and the answer (with
+    /// its bridged answer, if any): an exact retransmission gets the same answers again,
+    /// without running the command twice.
+    last: Option<Answered>,
 }
 
 /// How an active session's packets are protected.
@@ -413,6 +448,8 @@ pub struct Server {
     rng: ChaCha20Rng,
     sessions: BTreeMap<u32, Session>,
     stats: Stats,
+    /// The bridged answer produced by the command being handled (taken before returning).
+    bridged: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Server {
@@ -445,6 +482,7 @@ impl Server {
             rng,
             sessions: BTreeMap::new(),
             stats: Stats::default(),
+            bridged: None,
         }
     }
 
@@ -555,6 +593,7 @@ impl Server {
         match self.session_free_command(&req) {
             Some((code, data)) => Outcome::reply(wrap(&req.response(code, &data))),
             None => Outcome {
+                bridged: None,
                 reply: Some(wrap(&req.response(cc::INSUFFICIENT_PRIVILEGE, &[]))),
                 refused: Some(Refusal::Unauthenticated {
                     netfn: req.netfn,
@@ -633,18 +672,21 @@ impl Server {
         };
         let Some(suite) = Suite::from_algorithms(algs[0], algs[1], algs[2]) else {
             return Outcome {
+                bridged: None,
                 reply: Some(fail(status::NO_CIPHER_SUITE)),
                 refused: Some(Refusal::NoCipherSuite),
             };
         };
         if privilege > 4 {
             return Outcome {
+                bridged: None,
                 reply: Some(fail(status::INVALID_ROLE)),
                 refused: Some(Refusal::InvalidRole(privilege)),
             };
         }
         if self.sessions.len() >= self.config.max_sessions {
             return Outcome {
+                bridged: None,
                 reply: Some(fail(status::NO_RESOURCES)),
                 refused: Some(Refusal::SessionTableFull),
             };
@@ -757,6 +799,7 @@ impl Server {
             Err((code, refusal)) => {
                 self.sessions.remove(&id);
                 return Outcome {
+                    bridged: None,
                     reply: Some(fail(code)),
                     refused: Some(refusal),
                 };
@@ -840,6 +883,7 @@ impl Server {
         if !codes_equal(code, &expected) {
             self.sessions.remove(&id);
             return Outcome {
+                bridged: None,
                 reply: Some(wire::v20_plain(
                     PayloadType::Rakp4,
                     0,
@@ -907,8 +951,10 @@ impl Server {
             return Outcome::refused(Refusal::BadAuthCode(id));
         }
         if let Err(r) = accept_seq(active, id, p.seq) {
+            let (reply, bridged) = retransmission(active, p.seq, code).unzip();
             return Outcome {
-                reply: retransmission(active, p.seq, code),
+                bridged: bridged.flatten(),
+                reply,
                 refused: Some(r),
             };
         }
@@ -936,7 +982,15 @@ impl Server {
         let reply = wire::v20_sealed(PayloadType::Ipmi, console_id, active.tx_seq, &enc, |c| {
             keys.auth_code(c)
         });
-        active.last = Some((p.seq, request_code, reply.clone()));
+        let bridged = self.bridged.take().map(|message| {
+            active.tx_seq = active.tx_seq.wrapping_add(1).max(1);
+            let iv: [u8; 16] = self.rng.random();
+            let enc = keys.encrypt(iv, &message);
+            wire::v20_sealed(PayloadType::Ipmi, console_id, active.tx_seq, &enc, |c| {
+                keys.auth_code(c)
+            })
+        });
+        active.last = Some((p.seq, request_code, reply.clone(), bridged.clone()));
         if let Some(target) = close
             && self.sessions.remove(&target).is_some()
         {
@@ -944,6 +998,7 @@ impl Server {
             info!(session = format_args!("{target:#010x}"), "session closed");
         }
         Outcome {
+            bridged,
             reply: Some(reply),
             refused,
         }
@@ -962,6 +1017,7 @@ impl Server {
         let wrap = |code: u8, data: &[u8]| Some(wire::v15_packet(0, 0, &req.response(code, data)));
         let (Some(&auth_type), Some(name)) = (req.data.first(), req.data.get(1..17)) else {
             return Outcome {
+                bridged: None,
                 reply: wrap(cc::BAD_LENGTH, &[]),
                 refused: Some(Refusal::Malformed(wire::WireError("session challenge"))),
             };
@@ -982,6 +1038,7 @@ impl Server {
         };
         if let Some((code, refused)) = refusal {
             return Outcome {
+                bridged: None,
                 reply: wrap(code, &[]),
                 refused: Some(refused),
             };
@@ -1005,6 +1062,7 @@ impl Server {
         let mut data = id.to_le_bytes().to_vec();
         data.extend_from_slice(&challenge);
         Outcome {
+            bridged: None,
             reply: wrap(cc::OK, &data),
             refused: None,
         }
@@ -1062,8 +1120,10 @@ impl Server {
             return Outcome::refused(Refusal::UnexpectedStep(id));
         };
         if let Err(r) = accept_seq(active, id, header.seq) {
+            let (reply, bridged) = retransmission(active, header.seq, &code).unzip();
             return Outcome {
-                reply: retransmission(active, header.seq, &code),
+                bridged: bridged.flatten(),
+                reply,
                 refused: Some(r),
             };
         }
@@ -1082,10 +1142,16 @@ impl Server {
         let seq = active.tx_seq;
         let reply =
             wire::v15_packet_md5(seq, id, &response, md5_code(&password, id, &response, seq));
+        let bridged = self.bridged.take().map(|message| {
+            active.tx_seq = active.tx_seq.wrapping_add(1).max(1);
+            let seq = active.tx_seq;
+            wire::v15_packet_md5(seq, id, &message, md5_code(&password, id, &message, seq))
+        });
         active.last = Some((
             header.seq,
             header.auth_code.map(|c| c.to_vec()).unwrap_or_default(),
             reply.clone(),
+            bridged.clone(),
         ));
         if let Some(target) = close
             && self.sessions.remove(&target).is_some()
@@ -1094,6 +1160,7 @@ impl Server {
             info!(session = format_args!("{target:#010x}"), "session closed");
         }
         Outcome {
+            bridged,
             reply: Some(reply),
             refused,
         }
@@ -1131,6 +1198,7 @@ impl Server {
         if d.len() < 22 {
             self.sessions.remove(&id);
             return Outcome {
+                bridged: None,
                 reply: answer(cc::BAD_LENGTH, &[]),
                 refused: Some(Refusal::Malformed(wire::WireError("activate session"))),
             };
@@ -1138,6 +1206,7 @@ impl Server {
         if !codes_equal(&d[2..18], &challenge) {
             self.sessions.remove(&id);
             return Outcome {
+                bridged: None,
                 reply: answer(0x85, &[]),
                 refused: Some(Refusal::BadChallenge(id)),
             };
@@ -1146,6 +1215,7 @@ impl Server {
         let Some(max) = Privilege::from_code(asked).filter(|&p| p <= account.privilege) else {
             self.sessions.remove(&id);
             return Outcome {
+                bridged: None,
                 reply: answer(0x86, &[]),
                 refused: Some(Refusal::RoleNotAllowed {
                     user: account.name.clone(),
@@ -1181,6 +1251,7 @@ impl Server {
         data.extend_from_slice(&inbound.to_le_bytes());
         data.push(max.code());
         Outcome {
+            bridged: None,
             reply: answer(cc::OK, &data),
             refused: None,
         }
@@ -1265,6 +1336,10 @@ impl Server {
             }
             return (cc::OK, vec![], None, Some(target));
         }
+        if req.netfn == netfn::APP && req.cmd == SEND_MESSAGE {
+            let (code, refused) = self.send_message(req, privilege, handler, now);
+            return (code, vec![], refused, None);
+        }
         match handler.privilege(req.netfn, req.cmd, req.data) {
             None => (cc::INVALID_COMMAND, vec![], None, None),
             Some(needed) if needed > privilege => (
@@ -1287,6 +1362,63 @@ impl Server {
 }
 
 impl Server {
+    /// Send Message (App 0x34) on channel 0 (IPMB-0) with tracking: the embedded request goes
+    /// to the controller at its responder address after the same privilege check as a
+    /// direct command, and the controller's answer is kept in `self.bridged`, formatted for
+    /// the console (its requester address, sequence number and LUN), to be sent after the
+    /// Send Message response. Returns the Send Message completion code.
+    fn send_message(
+        &mut self,
+        req: &Request<'_>,
+        privilege: Privilege,
+        handler: &mut impl Handler,
+        now: Millis,
+    ) -> (u8, Option<Refusal>) {
+        let Some((&channel, message)) = req.data.split_first() else {
+            return (cc::BAD_LENGTH, None);
+        };
+        // Only IPMB-0 with "track request": a LAN console can get the answer no other way.
+        if channel & 0x0F != 0 || channel >> 6 != 1 {
+            return (cc::INVALID_DATA, None);
+        }
+        let inner = match Request::parse(message) {
+            Ok(r) => r,
+            Err(e) => return (cc::INVALID_DATA, Some(Refusal::Malformed(e))),
+        };
+        let needed = handler
+            .bridged_privilege(inner.rs_addr, inner.netfn, inner.cmd, inner.data)
+            .unwrap_or(Privilege::User)
+            .max(Privilege::User);
+        if needed > privilege {
+            return (
+                cc::INSUFFICIENT_PRIVILEGE,
+                Some(Refusal::InsufficientPrivilege {
+                    netfn: inner.netfn,
+                    cmd: inner.cmd,
+                    needed,
+                    held: privilege,
+                }),
+            );
+        }
+        match handler.bridge(now, &inner) {
+            Err(code) => (code, None),
+            Ok((code, data)) => {
+                let to_console = Request {
+                    rs_addr: inner.rs_addr,
+                    netfn: inner.netfn,
+                    rs_lun: inner.rs_lun,
+                    rq_addr: req.rq_addr,
+                    rq_seq: req.rq_seq,
+                    rq_lun: req.rq_lun,
+                    cmd: inner.cmd,
+                    data: &[],
+                };
+                self.bridged = Some(to_console.response(code, &data));
+                (cc::OK, None)
+            }
+        }
+    }
+
     /// Get Session Info (App 0x3D) about the current session (index 0), the `n`-th active
     /// one (1…), by handle (0xFE, handle) or by session id (0xFF, id). Handles are 1-based
     /// positions among the active sessions; user ids 1-based positions in the users file.
@@ -1341,10 +1473,10 @@ impl Server {
 /// The answer to resend when a refused packet is an exact copy (same sequence number and
 /// AuthCode, so same content) of the last request answered: the console lost our answer and
 /// sent its request again. The command is not run again; the copy is still logged as replayed.
-fn retransmission(a: &Active, seq: u32, code: &[u8]) -> Option<Vec<u8>> {
+fn retransmission(a: &Active, seq: u32, code: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     match &a.last {
-        Some((last_seq, last_code, reply)) if *last_seq == seq && last_code == code => {
-            Some(reply.clone())
+        Some((last_seq, last_code, reply, bridged)) if *last_seq == seq && last_code == code => {
+            Some((reply.clone(), bridged.clone()))
         }
         _ => None,
     }

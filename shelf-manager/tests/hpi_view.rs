@@ -1,0 +1,263 @@
+//! Our `hpi/` crate against `shelfd` and against OpenIPMI's `ipmi_sim` (the ATCA shelf of
+//! `hpi/tests/atca-sim`, with its module): the same checks run on both backends.
+//!
+//! Checked on each: the shelf manager is a resource without managed hot-swap; the boards
+//! are exactly the backend's boards, each a managed hot-swap resource tagged with its IPMC's
+//! name, at `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,<site>}{PICMG_FRONT_BLADE,0}`, with the
+//! M-state the board's IPMC reports through the bridge (`ipmitool -b 0 -t ADDR raw 0x04 0x2d
+//! 0x00`) and the HPI state it maps to; then, after `ipmitool -b 0 -t 0x84 picmg deactivate
+//! 0` (the same command for both), hpi reports the board's HOTSWAP events ACTIVE →
+//! EXTRACTION_PENDING → INACTIVE from the SEL and its state INACTIVE, agreeing with the
+//! IPMC's M1; and hpi's insertion action request on it gives INACTIVE → INSERTION_PENDING
+//! (the IPMC in M2 or M3: `shelfd` activates on its own and the board then waits for power,
+//! `ipmi_sim` waits for the system manager). The shelves differ in content (boards, names, which are active), so each
+//! backend says what it holds; the checks are one function.
+
+mod common;
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Shelfd;
+use hpi::ipmi::IpmiShelf;
+use hpi::ipmi::credentials::Credentials;
+use hpi::ipmi::msg::MState;
+use hpi::ipmi::session::SessionConfig;
+use hpi::{Domain, DomainConfig, EventKind, HsAction, HsState, ResourceKind, Timeout};
+
+/// `ipmi_sim` with the ATCA module, started with `hpi/tests/atca-sim/sim-shelf.sh` on its
+/// own ports (the environment `hpi`'s own tests give it), stopped on drop.
+struct IpmiSim {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl IpmiSim {
+    fn start() -> IpmiSim {
+        let port = (0..200)
+            .find_map(|_| {
+                let p = UdpSocket::bind("127.0.0.1:0")
+                    .ok()?
+                    .local_addr()
+                    .ok()?
+                    .port();
+                (p < 65000 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()).then_some(p)
+            })
+            .expect("a free UDP port with the next one free for TCP");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("hpi-view-sim-{port}"));
+        let sim = IpmiSim { port, dir };
+        let out = sim.script(&["start"]).output().expect("run sim-shelf.sh");
+        assert!(
+            out.status.success(),
+            "sim-shelf.sh start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sim
+    }
+
+    fn script(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hpi/tests/atca-sim/sim-shelf.sh"))
+            .args(args)
+            .env("SIM_PORT", self.port.to_string())
+            .env("SIM_DIR", &self.dir)
+            .env("SIM_EXT", "1")
+            .env(
+                "SIM_BUILD_DIR",
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("atca-sim-build"),
+            )
+            .env("SIM_LIFETIME", "600");
+        c
+    }
+}
+
+impl Drop for IpmiSim {
+    fn drop(&mut self) {
+        let _ = self.script(&["stop"]).output();
+    }
+}
+
+/// What the checks need from a backend.
+struct Backend {
+    name: &'static str,
+    port: u16,
+    user: &'static str,
+    password: &'static str,
+    /// (tag, IPMB-0 address, site) of every board present.
+    boards: Vec<(&'static str, u8, u8)>,
+}
+
+impl Backend {
+    fn ipmitool(&self, args: &[&str]) -> String {
+        let out = Command::new("ipmitool")
+            .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", self.user, "-P", self.password, "-R", "2", "-N", "2"])
+            .args(args)
+            .output()
+            .expect("run ipmitool");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}: ipmitool {args:?}: {text}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    /// The M-state the board's IPMC reports (its hot-swap sensor 0, through the bridge).
+    fn m_state(&self, ipmb: u8) -> MState {
+        let to = format!("{ipmb:#04x}");
+        let raw = self.ipmitool(&["-b", "0", "-t", &to, "raw", "0x04", "0x2d", "0x00"]);
+        let bits = u8::from_str_radix(raw.split_whitespace().nth(2).unwrap(), 16).unwrap();
+        assert_eq!(bits.count_ones(), 1, "{}: {raw}", self.name);
+        MState::from_u8(bits.trailing_zeros() as u8)
+    }
+}
+
+/// The checks, the same for every backend.
+fn check_view(b: &Backend) {
+    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
+    let mut d = Domain::new(
+        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
+        DomainConfig {
+            auto_insert_timeout: Timeout::Block,
+            auto_extract_timeout: Timeout::Block,
+            ..DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+    assert!(
+        d.rpt()
+            .any(|e| e.kind == ResourceKind::ShelfManager && !e.caps.managed_hotswap),
+        "{}: the shelf manager, without managed hot-swap",
+        b.name
+    );
+    let mut tags: Vec<&str> = d
+        .rpt()
+        .filter(|e| matches!(e.kind, ResourceKind::Board { .. }))
+        .map(|e| e.tag.as_str())
+        .collect();
+    tags.sort_unstable();
+    let mut want: Vec<&str> = b.boards.iter().map(|x| x.0).collect();
+    want.sort_unstable();
+    assert_eq!(tags, want, "{}: the boards", b.name);
+    for &(tag, ipmb, site) in &b.boards {
+        let e = d.rpt().find(|e| e.tag == tag).unwrap();
+        assert_eq!(
+            (e.ipmb_addr, e.fru_id, e.kind, e.caps.managed_hotswap),
+            (ipmb, 0, ResourceKind::Board { site }, true),
+            "{}: {tag}",
+            b.name
+        );
+        assert_eq!(
+            e.entity.to_string(),
+            format!("{{ADVANCEDTCA_CHASSIS,1}}{{PHYSICAL_SLOT,{site}}}{{PICMG_FRONT_BLADE,0}}"),
+            "{}: {tag}",
+            b.name
+        );
+        let m = b.m_state(ipmb);
+        assert_eq!(e.m_state, Some(m), "{}: {tag}", b.name);
+        assert_eq!(e.hs_state, HsState::from_picmg(m), "{}: {tag}", b.name);
+    }
+
+    // The board at 0x84 is active on both shelves: deactivate it through its IPMC.
+    let rid = d.resource_by_fru(0x84, 0).unwrap();
+    assert_eq!(d.hotswap_state(rid).unwrap(), HsState::Active, "{}", b.name);
+    let sub = d.subscribe();
+    b.ipmitool(&["-b", "0", "-t", "0x84", "picmg", "deactivate", "0"]);
+    let last = (HsState::ExtractionPending, HsState::Inactive);
+    let seen = transitions_until(&mut d, sub, rid, last, b);
+    assert_eq!(
+        seen,
+        [(HsState::Active, HsState::ExtractionPending), last],
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        d.hotswap_state(rid).unwrap(),
+        HsState::Inactive,
+        "{}",
+        b.name
+    );
+    assert_eq!(b.m_state(0x84), MState::M1, "{}", b.name);
+
+    // saHpiHotSwapActionRequest(INSERTION) through hpi: the board asks to activate again.
+    d.action_request(Instant::now(), rid, HsAction::Insertion)
+        .unwrap();
+    let last = (HsState::Inactive, HsState::InsertionPending);
+    let seen = transitions_until(&mut d, sub, rid, last, b);
+    assert_eq!(seen, [last], "{}", b.name);
+    let m = b.m_state(0x84);
+    assert!(matches!(m, MState::M2 | MState::M3), "{}: {m:?}", b.name);
+}
+
+/// Polls the domain until resource `rid` reports the hot-swap transition `last`; returns its
+/// transitions (previous, new) seen on the way, `last` included. Panics after 40 s.
+fn transitions_until(
+    d: &mut Domain<IpmiShelf>,
+    sub: hpi::SubscriptionId,
+    rid: hpi::ResourceId,
+    last: (HsState, HsState),
+    b: &Backend,
+) -> Vec<(HsState, HsState)> {
+    let end = Instant::now() + Duration::from_secs(40);
+    let mut seen = Vec::new();
+    while !seen.contains(&last) {
+        assert!(
+            Instant::now() < end,
+            "{}: no {last:?} event for {rid:?}; saw {seen:?}",
+            b.name
+        );
+        d.poll(Instant::now());
+        while let Some(e) = d.event_get(sub).unwrap() {
+            if let (
+                Some(r),
+                EventKind::HotSwap {
+                    state, previous, ..
+                },
+            ) = (e.resource, &e.kind)
+                && r == rid
+            {
+                seen.push((*previous, *state));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen
+}
+
+#[test]
+fn hpi_sees_shelfd_as_it_sees_ipmi_sim() {
+    let sim = IpmiSim::start();
+    check_view(&Backend {
+        name: "ipmi_sim",
+        port: sim.port,
+        user: "admin",
+        password: "admin",
+        // Blade4's slot is empty at start.
+        boards: vec![
+            ("Blade1", 0x82, 1),
+            ("Blade2", 0x84, 2),
+            ("Blade3", 0x86, 3),
+        ],
+    });
+    drop(sim);
+    let s = Shelfd::start("hpi-view", &[]);
+    check_view(&Backend {
+        name: "shelfd",
+        port: s.addr.port(),
+        user: "admin",
+        password: "admin-secret",
+        boards: vec![
+            ("hub-1", 0x82, 1),
+            ("node-2", 0x84, 2),
+            ("node-3", 0x86, 3),
+            ("node-4", 0x88, 4),
+        ],
+    });
+}

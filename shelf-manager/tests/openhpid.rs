@@ -1,0 +1,331 @@
+//! OpenHPI's `openhpid` (ipmidirect plugin, IPMI 1.5 LAN with MD5) against `shelfd`: it
+//! discovers the shelf's resources and follows a board's hot-swap transitions.
+//!
+//! Compared, for every board of `configs/shelf-sim.toml`: that openhpid lists a resource
+//! tagged with the board's name, with managed hot-swap, at entity path
+//! `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,<site>}{PICMG_FRONT_BLADE,0}` (as for `ipmi_sim`'s
+//! blades: the IPMC's FRU 0 in its slot), in the HPI hot-swap state that matches the
+//! M-state shelfd reports for it over RMCP+ (M1 INACTIVE, M2/M3 INSERTION_PENDING, M4
+//! ACTIVE, M5/M6 EXTRACTION_PENDING); that the shelf manager is a resource without managed
+//! hot-swap; and, after `ipmitool picmg deactivate 2`, the HOTSWAP events openhpid emits
+//! (node-2 ACTIVE → EXTRACTION_PENDING → INACTIVE, and node-3, which waited for node-2's
+//! power, INSERTION_PENDING → ACTIVE) and node-2's state it then reports; then HPI action
+//! requests through openhpid (insertion for node-2, extraction for hub-1): node-2
+//! INACTIVE → INSERTION_PENDING → ACTIVE, hub-1 ACTIVE → EXTRACTION_PENDING → INACTIVE, and
+//! both states agree with shelfd's M1 and M4. Not compared:
+//! resource ids (openhpid's own numbering) and the causes (ipmidirect reports
+//! CAUSE_AUTO_POLICY for every change).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Shelfd;
+
+const BOARDS: [(&str, u8); 4] = [("hub-1", 1), ("node-2", 2), ("node-3", 3), ("node-4", 4)];
+
+struct Openhpid {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Openhpid {
+    /// openhpid with one ipmidirect handler on shelfd, as the `ipmi15` operator `legacy`.
+    fn start(shelfd: &Shelfd) -> Openhpid {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("shelf-openhpid-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("var")).unwrap();
+        let conf = format!(
+            r#"OPENHPI_LOG_ON_SEV = "INFORMATIONAL"
+OPENHPI_DEL_SAVE = "NO"
+OPENHPI_DAT_SAVE = "NO"
+OPENHPI_PATH = "/usr/lib/openhpi"
+OPENHPI_VARPATH = "{var}"
+
+handler libipmidirect {{
+        entity_root = "{{ADVANCEDTCA_CHASSIS,1}}"
+        name = "lan"
+        addr = "127.0.0.1"
+        port = "{shelf_port}"
+        auth_type = "md5"
+        auth_level = "operator"
+        username = "legacy"
+        password = "legacy-secret"
+        IpmiConnectionTimeout = "5000"
+        AtcaConnectionTimeout = "1000"
+        MaxOutstanding = "1"
+        AtcaPollAliveMCs = "1"
+}}
+"#,
+            var = dir.join("var").display(),
+            shelf_port = shelfd.addr.port(),
+        );
+        let conf_path = dir.join("openhpi.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        // openhpid refuses a configuration others may read.
+        std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let child = Command::new("openhpid")
+            .arg("-n")
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-p", &port.to_string()])
+            .arg("-f")
+            .arg(dir.join("openhpid.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openhpid (installed by .ci/run: openhpid openhpi-clients openhpi-plugin-ipmidirect)");
+        Openhpid { child, port, dir }
+    }
+
+    fn client(&self, prog: &str) -> Command {
+        let mut c = Command::new(prog);
+        c.env("OPENHPI_DAEMON_HOST", "127.0.0.1")
+            .env("OPENHPI_DAEMON_PORT", self.port.to_string());
+        c
+    }
+
+    /// (tag, entity path, managed hot-swap) of every resource, from `hpitree -r`.
+    fn resources(&self) -> Vec<(String, String, bool)> {
+        let out = self.client("hpitree").arg("-r").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut res = Vec::new();
+        let (mut entity, mut hs) = (String::new(), false);
+        for line in text.lines().map(str::trim) {
+            if let Some(e) = line.strip_prefix("Entity Path: ") {
+                entity = e.to_string();
+            } else if line.contains("RESOURCE") && line.contains('|') {
+                hs = line.contains("MANAGED_HOTSWAP");
+            } else if let Some(tag) = line.strip_prefix("Data: ") {
+                res.push((tag.to_string(), entity.clone(), hs));
+            }
+        }
+        res
+    }
+
+    /// Waits (up to 60 s) until openhpid lists `n` managed hot-swap resources.
+    fn wait_for_hs_resources(&self, n: usize) -> Vec<(String, String, bool)> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.resources();
+            if r.iter().filter(|x| x.2).count() == n {
+                return r;
+            }
+            assert!(
+                Instant::now() < end,
+                "openhpid did not discover {n} hot-swap resources: {r:?}"
+            );
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn shell(&self, cmds: &[&str]) -> String {
+        let f = self.dir.join("cmd");
+        std::fs::write(&f, cmds.join("\n") + "\nq\nq\n").unwrap();
+        let out = self.client("hpi_shell").arg("-f").arg(&f).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// The resource id openhpid gave the resource tagged `tag` (hpi_shell `lsres`).
+    fn rid(&self, tag: &str) -> Option<u32> {
+        self.shell(&["lsres"]).lines().find_map(|l| {
+            let (num, after) = l.trim().strip_prefix('(')?.split_once(')')?;
+            after
+                .starts_with(&format!(":{tag}:"))
+                .then(|| num.parse().ok())?
+        })
+    }
+
+    /// The HPI hot-swap state openhpid reports for the resource tagged `tag`.
+    fn hs_state(&self, tag: &str) -> String {
+        let rid = self
+            .rid(tag)
+            .unwrap_or_else(|| panic!("openhpid has no {tag}"));
+        let text = self.shell(&[&format!("hs {rid}"), "state"]);
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Hot Swap State: "))
+            .unwrap_or_else(|| panic!("no hot-swap state for {tag}: {text}"));
+        let s: String = line.chars().filter(char::is_ascii_alphabetic).collect();
+        match s.to_ascii_uppercase().as_str() {
+            "ACTIVE" => "ACTIVE",
+            "INACTIVE" => "INACTIVE",
+            "INSPENDING" | "INSERTIONPENDING" => "INSERTION_PENDING",
+            "EXTPENDING" | "EXTRACTIONPENDING" => "EXTRACTION_PENDING",
+            "NOTPRESENT" => "NOT_PRESENT",
+            other => panic!("unknown hot-swap state {other}"),
+        }
+        .to_string()
+    }
+}
+
+impl Drop for Openhpid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The HPI state of an M-state, as ipmidirect maps it.
+fn hpi_of(m: u8) -> &'static str {
+    match m {
+        0 | 7 => "NOT_PRESENT",
+        1 => "INACTIVE",
+        2 | 3 => "INSERTION_PENDING",
+        4 => "ACTIVE",
+        _ => "EXTRACTION_PENDING",
+    }
+}
+
+/// Each board's M-state as shelfd keeps it (Get Sensor Reading of its FRU n on 0x20).
+fn m_states(s: &Shelfd) -> BTreeMap<String, u8> {
+    BOARDS
+        .iter()
+        .zip(1u8..)
+        .map(|((b, _), n)| {
+            let raw = s.ok(17, &["raw", "0x04", "0x2d", &n.to_string()]);
+            let bits = u8::from_str_radix(raw.split_whitespace().nth(2).unwrap(), 16).unwrap();
+            (b.to_string(), bits.trailing_zeros() as u8)
+        })
+        .collect()
+}
+
+/// (resource entity, previous state, new state) of the HOTSWAP events in hpievents output.
+fn hot_swap_events(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut from = String::new();
+    let mut current = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(e) = line.strip_prefix("From Resource: ") {
+            from = e.to_string();
+        } else if let Some(s) = line.strip_prefix("HotSwapState: ") {
+            current = Some(s.to_string());
+        } else if let Some(prev) = line.strip_prefix("PreviousHotSwapState: ")
+            && let Some(c) = current.take()
+        {
+            out.push((from.clone(), prev.to_string(), c));
+        }
+    }
+    out
+}
+
+fn blade(site: u8) -> String {
+    format!("{{ADVANCEDTCA_CHASSIS,1}}{{PHYSICAL_SLOT,{site}}}{{PICMG_FRONT_BLADE,0}}")
+}
+
+#[test]
+fn openhpid_sees_the_shelf_resources_and_a_board_hot_swap_transitions() {
+    let s = Shelfd::start("openhpid", &[]);
+    let o = Openhpid::start(&s);
+    let res = o.wait_for_hs_resources(BOARDS.len());
+    let ours = m_states(&s);
+    for (board, site) in BOARDS {
+        let r = res
+            .iter()
+            .find(|r| r.0 == board)
+            .unwrap_or_else(|| panic!("no resource {board} in {res:?}"));
+        assert_eq!((r.1.as_str(), r.2), (blade(site).as_str(), true), "{r:?}");
+        assert_eq!(o.hs_state(board), hpi_of(ours[board]), "{board}");
+    }
+    assert!(
+        res.iter().any(|r| r.0 == "Shelf manager" && !r.2),
+        "the shelf manager, without managed hot-swap: {res:?}"
+    );
+    // hub-1 and node-2 powered, node-3 and node-4 waiting for power.
+    assert_eq!(ours.values().copied().collect::<Vec<_>>(), vec![4, 4, 3, 3]);
+
+    // Follow the events while node-2 is deactivated from the LAN.
+    let events_path = o.dir.join("events.txt");
+    // Line-buffered: hpievents writes into a file.
+    let mut events = o
+        .client("stdbuf")
+        .args(["-oL", "hpievents", "-t", "120"])
+        .stdout(std::fs::File::create(&events_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // hpievents subscribes, then lists the resources before it waits for events.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events_path)
+        .unwrap_or_default()
+        .contains("tag: node-4")
+    {
+        assert!(Instant::now() < end, "hpievents did not start");
+        thread::sleep(Duration::from_millis(200));
+    }
+    s.ok(17, &["picmg", "deactivate", "2"]);
+    wait_events(
+        &events_path,
+        &[
+            (blade(2), "ACTIVE", "EXTRACTION_PENDING"),
+            (blade(2), "EXTRACTION_PENDING", "INACTIVE"),
+            (blade(3), "INSERTION_PENDING", "ACTIVE"),
+        ],
+    );
+    let ours = m_states(&s);
+    assert_eq!((ours["node-2"], ours["node-3"]), (1, 4));
+    // (node-3's simulated IPMC stops answering once active, so openhpid's later view of it
+    // depends on its polling; node-2's is settled.)
+    assert_eq!(o.hs_state("node-2"), hpi_of(ours["node-2"]));
+
+    // HPI action requests through openhpid: insertion for node-2 (INACTIVE), extraction for
+    // hub-1 (ACTIVE), whose power then goes to node-2.
+    let rid = |tag: &str| o.rid(tag).unwrap_or_else(|| panic!("no {tag}"));
+    let (node2, hub1) = (rid("node-2"), rid("hub-1"));
+    o.shell(&[&format!("hs {node2}"), "action insert"]);
+    o.shell(&[&format!("hs {hub1}"), "action extract"]);
+    wait_events(
+        &events_path,
+        &[
+            (blade(2), "INACTIVE", "INSERTION_PENDING"),
+            (blade(2), "INSERTION_PENDING", "ACTIVE"),
+            (blade(1), "ACTIVE", "EXTRACTION_PENDING"),
+            (blade(1), "EXTRACTION_PENDING", "INACTIVE"),
+        ],
+    );
+    let _ = events.kill();
+    let _ = events.wait();
+    let ours = m_states(&s);
+    assert_eq!((ours["hub-1"], ours["node-2"]), (1, 4));
+    for board in ["hub-1", "node-2"] {
+        assert_eq!(o.hs_state(board), hpi_of(ours[board]), "{board}");
+    }
+}
+
+/// Waits (up to 40 s: ipmidirect polls the SEL about every 5 s) until hpievents' output
+/// holds every `want`ed transition (entity, previous, new); panics with what it saw.
+fn wait_events(path: &std::path::Path, want: &[(String, &str, &str)]) {
+    let end = Instant::now() + Duration::from_secs(40);
+    loop {
+        let seen = hot_swap_events(&std::fs::read_to_string(path).unwrap());
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(e, p, n)| {
+                !seen
+                    .iter()
+                    .any(|x| (&x.0, x.1.as_str(), x.2.as_str()) == (e, *p, *n))
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "missing {missing:?} in the HOTSWAP events {seen:?}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+}
