@@ -17,7 +17,9 @@
 //! when its simulated IPMC vanishes), and sets a drawn activation policy on a drawn board.
 //! Then it reads the shelf with `ipmitool -I lanplus -C 17`: every board's M-state (`sensor
 //! list`), the SEL (`sel list`, without the time stamps) and each board's policy (`picmg
-//! policy get`). The kill:
+//! policy get`). Last, on the same operator session, it sets both policy bits of a drawn
+//! board whose bits are clear, and sends the SIGKILL as soon as that change is acknowledged:
+//! an acknowledged change must survive even a kill right after its answer. The kill:
 //!
 //! - `component`: SIGKILL of the active `shelfd` (its executive sees the process exit; the SU
 //!   fails over);
@@ -32,7 +34,8 @@
 //!   exits with success (so `answering` plus one ipmitool run: its process start, its own
 //!   session and its commands).
 //!
-//! Then `ipmitool` reads the shelf again; any difference fails the kill (and the bench).
+//! Then `ipmitool` reads the shelf again, and the policy bits are read over RMCP+ (they must
+//! hold the last change); any other difference fails the kill (and the bench).
 //!
 //! In the same run, after the kills: RMCP+ sessions per second (Open Session, RAKP 1–4,
 //! Close Session) and sealed Get Device ID latency, suite 3, sequentially from one console,
@@ -98,8 +101,8 @@ pub struct Args {
     pub seed: Option<u64>,
     /// A deliberate defect of shelfd (its hidden `--defect`), to show the check catches
     /// it: `fresh-state` (a new active starts a fresh shelf instead of reading the
-    /// checkpoint).
-    #[arg(long, default_value = "none", value_parser = ["none", "fresh-state"])]
+    /// checkpoint) or `lagging-write` (a change is answered before it is in the checkpoint).
+    #[arg(long, default_value = "none", value_parser = ["none", "fresh-state", "lagging-write"])]
     pub shelfd_defect: String,
     /// Keep each cluster's directory (configurations, model, logs) under the temp dir.
     #[arg(long)]
@@ -508,6 +511,20 @@ fn seen(addr: SocketAddr) -> anyhow::Result<Seen> {
     })
 }
 
+/// Each board's activation policy bits (Get FRU Activation Policy).
+fn policy_bits(u: &mut Udp) -> anyhow::Result<Vec<u8>> {
+    let mut bits = Vec::new();
+    for id in 1..=BOARDS.len() {
+        let (cc, data) = u.cmd(0x2C, 0x0B, &[0x00, u8::try_from(id)?])?;
+        anyhow::ensure!(
+            cc == 0 && data.len() >= 2,
+            "Get FRU Activation Policy {id}: {cc:#04x} {data:02x?}"
+        );
+        bits.push(data[1] & 0x03);
+    }
+    Ok(bits)
+}
+
 /// Waits until a new session at `addr` gets Get Device ID answered.
 fn wait_answering(addr: SocketAddr, deadline: Instant) -> anyhow::Result<Instant> {
     loop {
@@ -662,14 +679,22 @@ fn one_kill(
     let (cc, _) = op.cmd(0x2C, 0x0A, &[0x00, pboard, 0x03, bits])?;
     // A FRU in M0/M7 refuses a policy: fine, the shelf still changed above.
     anyhow::ensure!(cc == 0 || cc == 0xD5, "set policy of {pboard}: {cc:#04x}");
-    // A health check round is not run by shelfd; node-3 stays in M4 until asked.
-    drop(op);
     let before = seen(listen)?;
     anyhow::ensure!(
         before.states[usize::from(board) - 1] == 1,
         "board {board} not in M1 after its deactivation: {:?}",
         before.states
     );
+    // The last change, acknowledged just before the kill: both policy bits set on a board
+    // whose bits are clear, in M1…M6 (no state change follows: setting bits only holds a
+    // FRU where it is). It must be in the checkpoint when its answer comes.
+    let mut bits_before = policy_bits(&mut op)?;
+    let candidates: Vec<usize> = (1..=BOARDS.len())
+        .filter(|&i| bits_before[i - 1] == 0 && (1..=6).contains(&before.states[i - 1]))
+        .collect();
+    anyhow::ensure!(!candidates.is_empty(), "no board for the last change");
+    let last = candidates[rng.random_range(0..candidates.len())];
+    let last_id = u8::try_from(last)?;
 
     let comps = marked(dir, Some(&dirs[victim - 1]));
     anyhow::ensure!(
@@ -681,6 +706,7 @@ fn one_kill(
         .node(victim - 1)
         .pid()
         .context("victim running")?;
+    let (cc, _) = op.cmd(0x2C, 0x0A, &[0x00, last_id, 0x03, 0x03])?;
     let killed = Instant::now();
     let killed_at_unix_ns = realtime_ns();
     if kind == "node" {
@@ -693,6 +719,9 @@ fn one_kill(
     if kind == "node" {
         run.cluster.kill(victim - 1)?;
     }
+    anyhow::ensure!(cc == 0, "set policy of {last}: {cc:#04x}");
+    drop(op);
+    bits_before[last - 1] = 0x03;
     let answering = wait_answering(listen, killed + WAIT).with_context(|| {
         let other = if victim == 1 { 2 } else { 1 };
         format!(
@@ -708,6 +737,25 @@ fn one_kill(
         }
     };
     let after = seen(listen)?;
+    let mut reader = Udp::login(
+        listen,
+        Suite::Sha256,
+        USER,
+        PASSWORD,
+        2,
+        Duration::from_secs(2),
+    )?;
+    let bits_after = policy_bits(&mut reader)?;
+    // ipmitool's policy text of the board changed last is not the one read before.
+    let unchanged = |s: &Seen| {
+        let mut s = s.clone();
+        s.policies.remove(last - 1);
+        s
+    };
+    let intact = unchanged(&before) == unchanged(&after) && bits_after == bits_before;
+    if bits_after != bits_before {
+        eprintln!("policy bits: expected {bits_before:?}, the new active has {bits_after:?}");
+    }
     let result = KillResult {
         kind: kind.to_owned(),
         kill: k,
@@ -716,11 +764,11 @@ fn one_kill(
         states_before: before.states.clone(),
         states_after: after.states.clone(),
         sel_records: before.sel.len(),
-        intact: before == after,
+        intact,
         answering_ms: ms(killed, answering),
         ipmitool_ms: ms(killed, ipmitool_done),
     };
-    if !result.intact {
+    if before != after {
         eprintln!("before the kill: {before:#?}\nafter: {after:#?}");
     }
     Ok((result, run, listen))

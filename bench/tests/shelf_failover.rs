@@ -1,8 +1,9 @@
 //! `bench shelf-failover` end to end, tiny: two `shelfd --amf` on three executives on
 //! 127.0.0.1; one kill -9 of the active shelfd and one of its whole node, after each the
 //! standby answers Debian's `ipmitool -I lanplus` with every FRU's M-state, policy and SEL
-//! record intact; and one kill with the deliberate defect of a standby that ignores the
-//! checkpoint, which the bench must catch. The RMCP+ figures against ipmi_sim are left out
+//! record intact; and one kill with each deliberate defect, which the bench must catch: a
+//! standby that ignores the checkpoint, and an active that answers before its change is in
+//! the checkpoint (the bench kills it right after an acknowledged change). The RMCP+ figures against ipmi_sim are left out
 //! here (`--peer-requests 0`). Asserts what a broken pair would get wrong, never a speed: the
 //! figures come from release runs recorded in docs/performance.md.
 
@@ -54,8 +55,8 @@ fn the_standby_answers_ipmitool_with_the_shelf_intact() {
     assert_eq!(sums, 2, "{out}");
 }
 
-#[test]
-fn a_standby_that_ignores_the_checkpoint_is_caught() {
+/// One component kill with `defect`: the bench must fail, that kill not intact.
+fn caught(defect: &str) -> Value {
     let (ok, lines, out) = bench(&[
         "--kills",
         "1",
@@ -64,14 +65,28 @@ fn a_standby_that_ignores_the_checkpoint_is_caught() {
         "--seed",
         "4",
         "--shelfd-defect",
-        "fresh-state",
+        defect,
     ]);
     assert!(!ok, "the bench must fail: {out}");
     assert!(out.contains("the shelf was not intact"), "{out}");
     let k = lines
         .iter()
         .find(|v| v.get("kill").is_some())
-        .unwrap_or_else(|| panic!("{out}"));
+        .unwrap_or_else(|| panic!("{out}"))
+        .clone();
     assert_eq!(k["intact"], false, "{k}");
+    k
+}
+
+#[test]
+fn a_standby_that_ignores_the_checkpoint_is_caught() {
+    let k = caught("fresh-state");
     assert_ne!(k["states_before"], k["states_after"], "{k}");
+}
+
+#[test]
+fn an_answer_before_the_checkpoint_write_is_caught() {
+    // Only the last change (a policy, acknowledged just before the kill) is lost.
+    let k = caught("lagging-write");
+    assert_eq!(k["states_before"], k["states_after"], "{k}");
 }

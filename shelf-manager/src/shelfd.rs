@@ -111,6 +111,9 @@ pub enum Defect {
     None,
     /// A new active starts a fresh shelf instead of reading the checkpoint.
     FreshState,
+    /// The active answers a request before its change is in the checkpoint (the write
+    /// waits for the next request).
+    LaggingWrite,
 }
 
 /// Everything `shelfd` reads and decides before it serves.

@@ -364,11 +364,12 @@ impl Component<'_> {
             self.prepared.server_config.clone(),
             self.prepared.users.clone(),
         );
+        let defect = self.prepared.defect;
         let thread = {
             let stop = Arc::clone(&stop);
             thread::Builder::new()
                 .name("shelfd-serve".into())
-                .spawn(move || serving(socket, server, handler, opened, snapshot, &stop))
+                .spawn(move || serving(socket, server, handler, opened, snapshot, &stop, defect))
                 .context("starting the serving thread")?
         };
         info!(
@@ -446,14 +447,25 @@ fn serving(
     mut opened: Opened,
     mut last: Snapshot,
     stop: &AtomicBool,
+    defect: Defect,
 ) -> (Opened, anyhow::Result<()>) {
+    // With the `lagging-write` defect: the change of one request is written only when the
+    // next request comes (after its answer went out).
+    let mut unwritten: Option<Snapshot> = None;
     let result = serve(&socket, &mut server, &mut handler, stop, |h| {
+        if let Some(u) = unwritten.take() {
+            opened.store(&u)?;
+        }
         if last.matches(h.shelf()) {
             return Ok(());
         }
         let next = Snapshot::of(h.shelf(), last.generation + 1);
-        opened.store(&next)?;
-        debug!(generation = next.generation, "snapshot written");
+        if defect == Defect::LaggingWrite {
+            unwritten = Some(next.clone());
+        } else {
+            opened.store(&next)?;
+            debug!(generation = next.generation, "snapshot written");
+        }
         last = next;
         Ok(())
     });
