@@ -37,6 +37,14 @@
 //! Then `ipmitool` reads the shelf again, and the policy bits are read over RMCP+ (they must
 //! hold the last change); any other difference fails the kill (and the bench).
 //!
+//! With `--netns` (root) the executives run in three network namespaces on a bridge (the
+//! `netlab` lab, h1–h3), each SU also has an `ip-address` component (the AMF's IP takeover:
+//! a virtual address on `eth0`, added and announced with gratuitous ARP by the active SU's
+//! node), `shelfd` listens on that address (port 623), and the bench's console and ipmitool
+//! run in h3. A node kill also cuts the node off the bridge (a dead node's address goes with
+//! it). After the takeover the bench checks that the new active's node holds the address
+//! (and, after a component kill, that the old one no longer does).
+//!
 //! In the same run, after the kills: RMCP+ sessions per second (Open Session, RAKP 1–4,
 //! Close Session) and sealed Get Device ID latency, suite 3, sequentially from one console,
 //! against the last `shelfd` active and against OpenIPMI's `ipmi_sim` (the simulated shelf of
@@ -104,6 +112,13 @@ pub struct Args {
     /// checkpoint) or `lagging-write` (a change is answered before it is in the checkpoint).
     #[arg(long, default_value = "none", value_parser = ["none", "fresh-state", "lagging-write"])]
     pub shelfd_defect: String,
+    /// Run the executives in network namespaces on a bridge (h1, h2, h3; needs root) and
+    /// move the shelf address with the AMF's IP takeover: each SU also has an `ip-address`
+    /// component holding a virtual address on `eth0`, which `shelfd` listens on. The bench's
+    /// console and ipmitool run in h3. (The RMCP+ figures are then taken against ipmi_sim
+    /// only.)
+    #[arg(long)]
+    pub netns: bool,
     /// Keep each cluster's directory (configurations, model, logs) under the temp dir.
     #[arg(long)]
     pub keep: bool,
@@ -135,6 +150,9 @@ pub struct KillResult {
     pub answering_ms: f64,
     /// `ipmitool mc info` started once answering, until it succeeded.
     pub ipmitool_ms: f64,
+    /// With `--netns`: the virtual address is on the new active's node (and, after a
+    /// component kill, no longer on the old one's).
+    pub address_moved: Option<bool>,
 }
 
 /// RMCP+ figures of one server.
@@ -182,7 +200,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(&work)?;
     if !args.json {
         println!(
-            "shelf-failover: 3 executives on 127.0.0.1, 2 shelfd (2N, on nodes 1 and 2), configs/shelf-sim.toml; seed {seed}"
+            "shelf-failover: 3 executives {}, 2 shelfd (2N, on nodes 1 and 2), configs/shelf-sim.toml; seed {seed}",
+            if args.netns {
+                "in network namespaces h1-h3, the shelf address moved by the AMF's ip-address component"
+            } else {
+                "on 127.0.0.1"
+            }
         );
     }
     let mut failed = Vec::new();
@@ -192,7 +215,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         for k in 1..=args.kills {
             let dir = work.join(format!("{kind}-{k}"));
             last_shelf = None;
-            match one_kill(args, kind, k, &mut rng, &program, &dir) {
+            // Each kill on a thread of its own: with --netns it enters a lab host.
+            let kill = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| one_kill(args, kind, k, &mut rng, &program, &dir))
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the kill's thread panicked")))
+            });
+            match kill {
                 Ok((r, run, addr)) => {
                     if args.json {
                         println!("{}", serde_json::to_string(&r)?);
@@ -201,6 +231,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     }
                     if !r.intact {
                         failed.push(format!("{kind} kill {k}: the shelf was not intact"));
+                    }
+                    if r.address_moved == Some(false) {
+                        failed.push(format!("{kind} kill {k}: the address did not move"));
                     }
                     last_shelf = Some((run, addr));
                     results.push(r);
@@ -244,7 +277,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     if args.peer_requests > 0 {
-        if let Some((_, addr)) = &last_shelf {
+        if let Some((_, addr)) = &last_shelf
+            && !args.netns
+        {
             let ours = rmcp_figures("shelfd", *addr, USER, PASSWORD, args.peer_requests)?;
             print_figures(&ours, args.json)?;
         }
@@ -286,7 +321,7 @@ fn print_figures(f: &RmcpFigures, json: bool) -> anyhow::Result<()> {
 
 fn line(r: &KillResult) -> String {
     format!(
-        "#{} {} kill on node {}: answering {:.1} ms, ipmitool {:.1} ms; M-states {:?} -> {:?}, {} SEL records, {}",
+        "#{} {} kill on node {}: answering {:.1} ms, ipmitool {:.1} ms; M-states {:?} -> {:?}, {} SEL records, {}{}",
         r.kill,
         r.kind,
         r.victim_node,
@@ -295,7 +330,12 @@ fn line(r: &KillResult) -> String {
         r.states_before,
         r.states_after,
         r.sel_records,
-        if r.intact { "intact" } else { "NOT INTACT" }
+        if r.intact { "intact" } else { "NOT INTACT" },
+        match r.address_moved {
+            None => "",
+            Some(true) => "; address moved",
+            Some(false) => "; address NOT moved",
+        }
     )
 }
 
@@ -337,6 +377,7 @@ fn model(
     dirs: &[PathBuf],
     ranks: &[u32],
     listen: SocketAddr,
+    vip: Option<&str>,
 ) -> String {
     let mut sh = String::from("case \"$SA_AMF_COMPONENT_NAME\" in ");
     for (i, (s, d)) in sockets.iter().zip(dirs).enumerate().take(SUS) {
@@ -361,8 +402,15 @@ fn model(
     }
     let _ = write!(
         m,
-        "\n[comp_type.shelfd]\ninstantiate = {sh:?}\nrecovery = \"su-failover\"\n\n\
-         [sg.{SI}]\nredundancy = \"2n\"\ncomponents = [\"shelfd\"]\n"
+        "\n[comp_type.shelfd]\ninstantiate = {sh:?}\nrecovery = \"su-failover\"\n\n"
+    );
+    if vip.is_some() {
+        m += "[comp_type.vip]\nbuiltin = \"ip-address\"\n\n";
+    }
+    let _ = write!(
+        m,
+        "[sg.{SI}]\nredundancy = \"2n\"\ncomponents = [\"shelfd\"{}]\n",
+        if vip.is_some() { ", \"vip\"" } else { "" }
     );
     for (i, r) in ranks.iter().enumerate() {
         let _ = writeln!(
@@ -376,6 +424,12 @@ fn model(
         m,
         "\n[si.{SI}]\nsg = \"{SI}\"\ncsi.state = {{ comp_type = \"shelfd\", attributes = {{ listen = \"{listen}\", checkpoint = \"shelf-state\" }} }}\n"
     );
+    if let Some(vip) = vip {
+        let _ = writeln!(
+            m,
+            "csi.address = {{ comp_type = \"vip\", attributes = {{ address = \"{vip}\", interface = \"eth0\" }} }}"
+        );
+    }
     m
 }
 
@@ -383,6 +437,8 @@ fn model(
 pub struct Run {
     cluster: ProcessCluster,
     root: PathBuf,
+    /// With `--netns`: the lab, deleted after the processes (fields drop after `drop`).
+    lab: Option<netlab::Lab>,
 }
 
 impl Drop for Run {
@@ -417,7 +473,7 @@ impl Udp {
         role: u8,
         timeout: Duration,
     ) -> anyhow::Result<Udp> {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.set_read_timeout(Some(timeout))?;
         sock.connect(addr)?;
         let mut c = Console::new(suite, 0x5151, user, password, role);
@@ -447,7 +503,9 @@ impl Udp {
 /// `ipmitool -I lanplus -C 17` as the bench's operator against `addr`: its output, or why not.
 fn ipmitool(addr: SocketAddr, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("ipmitool")
-        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p"])
+        .args(["-I", "lanplus", "-H"])
+        .arg(addr.ip().to_string())
+        .arg("-p")
         .arg(addr.port().to_string())
         .args(["-U", USER, "-P", PASSWORD, "-C", "17", "-R", "1", "-N", "1"])
         .args(args)
@@ -578,14 +636,32 @@ fn one_kill(
     )?;
     fs::set_permissions(&users, fs::Permissions::from_mode(0o600))?;
     let ranks: Vec<u32> = if rng.random() { vec![0, 1] } else { vec![1, 0] };
-    let listen: SocketAddr = SocketAddr::from((
-        [127, 0, 0, 1],
-        UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
-    ));
+    let lab = if args.netns {
+        Some(netlab::Lab::new(NODES, 1500).context("the network-namespace lab")?)
+    } else {
+        None
+    };
+    let (listen, vip) = match &lab {
+        Some(lab) => {
+            let [a, b, c, _] = lab.network().octets();
+            let vip = std::net::Ipv4Addr::new(a, b, c, 101);
+            (SocketAddr::from((vip, 623)), Some(vip))
+        }
+        None => (
+            SocketAddr::from((
+                [127, 0, 0, 1],
+                UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
+            )),
+            None,
+        ),
+    };
     let ports = harness::free_ports(NODES)?;
-    let builder = ProcessCluster::builder(dir, NODES, program)
+    let mut builder = ProcessCluster::builder(dir, NODES, program)
         .arg("aisexec")
         .key();
+    if let Some(lab) = &lab {
+        builder = builder.netns((1..=NODES).map(|i| lab.netns(i).to_owned()).collect());
+    }
     let key = builder.key_path();
     let model_path = dir.join("amf.toml");
     let totem = harness::key_lines(&key);
@@ -593,7 +669,13 @@ fn one_kill(
         "\n[quorum]\nexpected_votes = {NODES}\n\n[amf]\nmodel = {:?}\n",
         model_path.display().to_string()
     );
-    let cluster = builder.create(|node| harness::loopback_config(node, &ports, &totem) + &amf)?;
+    let cluster = builder.create(|node| {
+        let config = match &lab {
+            Some(lab) => lab_config(node, lab, &totem),
+            None => harness::loopback_config(node, &ports, &totem),
+        };
+        config + &amf
+    })?;
     let sockets: Vec<PathBuf> = cluster.nodes().iter().map(|n| n.socket.clone()).collect();
     let dirs: Vec<PathBuf> = cluster.nodes().iter().map(|n| n.dir.clone()).collect();
     fs::write(
@@ -610,12 +692,19 @@ fn one_kill(
             &dirs,
             &ranks,
             listen,
+            vip.map(|v| format!("{v}/24")).as_deref(),
         ),
     )?;
     let mut run = Run {
         cluster,
         root: dir.to_owned(),
+        lab,
     };
+    if let Some(lab) = &run.lab {
+        // This thread (the kill's own) becomes a process of h3: the console's sockets and
+        // the ipmitool processes reach the shelf address from there.
+        enter(lab.netns(3))?;
+    }
     run.cluster.keep(true);
     run.cluster.spawn_all()?;
     let deadline = Instant::now() + WAIT;
@@ -718,6 +807,10 @@ fn one_kill(
     sigkill(&comps);
     if kind == "node" {
         run.cluster.kill(victim - 1)?;
+        if let Some(lab) = &run.lab {
+            // A dead node is off the network: its address goes with it.
+            lab.cut(victim)?;
+        }
     }
     anyhow::ensure!(cc == 0, "set policy of {last}: {cc:#04x}");
     drop(op);
@@ -753,6 +846,31 @@ fn one_kill(
         s
     };
     let intact = unchanged(&before) == unchanged(&after) && bits_after == bits_before;
+    let address_moved = match (&run.lab, vip) {
+        (Some(lab), Some(vip)) => {
+            let new = 3 - victim;
+            let holds = |host: usize| {
+                Command::new("ip")
+                    .args([
+                        "-n",
+                        lab.netns(host),
+                        "-o",
+                        "address",
+                        "show",
+                        "dev",
+                        "eth0",
+                    ])
+                    .output()
+                    .is_ok_and(|o| {
+                        String::from_utf8_lossy(&o.stdout).contains(&format!("inet {vip}/"))
+                    })
+            };
+            // A crashed node keeps the address on its cut-off interface; a node whose
+            // component failed has its SU cleaned up, the address removed.
+            Some(holds(new) && (kind == "node" || !holds(victim)))
+        }
+        _ => None,
+    };
     if bits_after != bits_before {
         eprintln!("policy bits: expected {bits_before:?}, the new active has {bits_after:?}");
     }
@@ -767,11 +885,38 @@ fn one_kill(
         intact,
         answering_ms: ms(killed, answering),
         ipmitool_ms: ms(killed, ipmitool_done),
+        address_moved,
     };
-    if before != after {
+    if !result.intact {
         eprintln!("before the kill: {before:#?}\nafter: {after:#?}");
     }
     Ok((result, run, listen))
+}
+
+/// The configuration of `node` in lab host `node.id`: kernel UDP unicast between the hosts'
+/// `eth0` addresses.
+fn lab_config(node: &harness::Node, lab: &netlab::Lab, totem: &str) -> String {
+    let mut t = format!(
+        "[totem]\nnodeid = {}\ntransport = \"udpu\"\n{totem}\n[totem.interface]\nmcastport = 5405\n\n",
+        node.id
+    );
+    for i in 1..=NODES {
+        let _ = write!(
+            t,
+            "[[nodelist.node]]\nnodeid = {i}\nring0_addr = \"{}\"\nport = 5405\n\n",
+            lab.addr(i)
+        );
+    }
+    t + &harness::aisexec_section(node)
+}
+
+/// Moves the calling thread into the network namespace `name` (`ip netns` names).
+fn enter(name: &str) -> anyhow::Result<()> {
+    let ns = fs::File::open(Path::new("/run/netns").join(name))
+        .with_context(|| format!("opening network namespace {name}"))?;
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering network namespace {name}"))?;
+    Ok(())
 }
 
 /// Sessions per second and Get Device ID latency against `addr`, suite 3, one console.

@@ -1,10 +1,12 @@
 //! `bench shelf-failover` end to end, tiny: two `shelfd --amf` on three executives on
 //! 127.0.0.1; one kill -9 of the active shelfd and one of its whole node, after each the
 //! standby answers Debian's `ipmitool -I lanplus` with every FRU's M-state, policy and SEL
-//! record intact; and one kill with each deliberate defect, which the bench must catch: a
-//! standby that ignores the checkpoint, and an active that answers before its change is in
-//! the checkpoint (the bench kills it right after an acknowledged change). The RMCP+ figures against ipmi_sim are left out
-//! here (`--peer-requests 0`). Asserts what a broken pair would get wrong, never a speed: the
+//! record intact; the same two kills with the executives in network namespaces and the shelf
+//! address moved by the AMF's `ip-address` component (`--netns`); and one kill with each
+//! deliberate defect, which the bench must catch: a standby that ignores the checkpoint, and
+//! an active that answers before its change is in the checkpoint (the bench kills it right
+//! after an acknowledged change). The RMCP+ figures against ipmi_sim are left out here
+//! (`--peer-requests 0`). Asserts what a broken pair would get wrong, never a speed: the
 //! figures come from release runs recorded in docs/performance.md.
 
 use std::process::Command;
@@ -53,6 +55,20 @@ fn the_standby_answers_ipmitool_with_the_shelf_intact() {
         .filter(|v| v["bench"] == "shelf-failover")
         .count();
     assert_eq!(sums, 2, "{out}");
+}
+
+#[test]
+fn the_address_moves_with_the_amf_ip_takeover_between_namespaces() {
+    // Needs root (CI runs as root): a missing lab fails the test, it is never skipped.
+    let (ok, lines, out) = bench(&["--kills", "1", "--seed", "5", "--netns"]);
+    assert!(ok, "{out}");
+    let kills: Vec<&Value> = lines.iter().filter(|v| v.get("kill").is_some()).collect();
+    assert_eq!(kills.len(), 2, "{out}");
+    for k in &kills {
+        assert_eq!(k["intact"], true, "{k}");
+        assert_eq!(k["address_moved"], true, "{k}");
+        assert_eq!(k["states_before"], k["states_after"], "{k}");
+    }
 }
 
 /// One component kill with `defect`: the bench must fail, that kill not intact.

@@ -54,8 +54,7 @@ pub const STANDBY_REFRESH: Duration = Duration::from_millis(100);
 /// membership change).
 pub const WRITE_RETRY: Duration = Duration::from_secs(5);
 
-/// How long the shelf address is tried while it is still taken (the previous active on the
-/// same host closing it).
+/// How long the shelf address is tried while it is still taken or not there yet.
 const BIND_RETRY: Duration = Duration::from_secs(2);
 
 /// An open checkpoint.
@@ -425,13 +424,19 @@ impl Component<'_> {
     }
 }
 
-/// Binds the shelf address, retrying while it is still taken.
+/// Binds the shelf address, retrying while it is still taken (the previous active on the
+/// same host closing it) or not there yet (a virtual address the AMF's `ip-address`
+/// component of the same SU is adding).
 fn bind(listen: SocketAddr) -> anyhow::Result<UdpSocket> {
+    use std::io::ErrorKind::{AddrInUse, AddrNotAvailable};
     let deadline = Instant::now() + BIND_RETRY;
     loop {
         match UdpSocket::bind(listen) {
             Ok(s) => return Ok(s),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+            Err(e)
+                if matches!(e.kind(), AddrInUse | AddrNotAvailable)
+                    && Instant::now() < deadline =>
+            {
                 thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("binding {listen}"))),
