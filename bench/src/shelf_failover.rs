@@ -34,6 +34,10 @@
 //!   exits with success (so `answering` plus one ipmitool run: its process start, its own
 //!   session and its commands).
 //!
+//! A run in which the AMF moved the active on its own before the kill (a node excluded for
+//! a moment on a loaded machine) measures nothing: it is reported as disturbed and done again
+//! on a fresh cluster (at most three tries per kill).
+//!
 //! Then `ipmitool` reads the shelf again, and the policy bits are read over RMCP+ (they must
 //! hold the last change); any other difference fails the kill (and the bench).
 //!
@@ -81,6 +85,9 @@ const WAIT: Duration = Duration::from_secs(20);
 const MODEL: &str = include_str!("../../configs/shelf-sim.toml");
 /// The boards of the example shelf, FRU device ids 1..=4.
 const BOARDS: [&str; 4] = ["hub-1", "node-2", "node-3", "node-4"];
+/// How long the bench waits for an answer of the active (a change waits for its checkpoint
+/// write, which waits out a membership change on a loaded machine).
+const ANSWER: Duration = Duration::from_secs(10);
 /// The operator account of the users file.
 const USER: &str = "admin";
 const PASSWORD: &str = "bench-secret";
@@ -92,7 +99,8 @@ Examples:
   bench shelf-failover                        10 kills of each kind, then the RMCP+ figures
   bench shelf-failover --kind component --kills 3 --peer-requests 0
 
-Runs on 127.0.0.1; needs ipmitool and, for the peer figures, ipmi_sim (Debian openipmi).")]
+Runs on 127.0.0.1 (with --netns in network namespaces: root); needs ipmitool and, for the
+peer figures, ipmi_sim (Debian openipmi).")]
 pub struct Args {
     /// Kills of each kind (each on a fresh cluster, a few seconds each).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -215,13 +223,28 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         for k in 1..=args.kills {
             let dir = work.join(format!("{kind}-{k}"));
             last_shelf = None;
-            // Each kill on a thread of its own: with --netns it enters a lab host.
-            let kill = std::thread::scope(|scope| {
-                scope
-                    .spawn(|| one_kill(args, kind, k, &mut rng, &program, &dir))
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the kill's thread panicked")))
-            });
+            let mut attempt = 1;
+            let kill = loop {
+                // Each kill on a thread of its own: with --netns it enters a lab host.
+                let kill = std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| one_kill(args, kind, k, &mut rng, &program, &dir))
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the kill's thread panicked")))
+                });
+                match kill {
+                    Err(e) if e.downcast_ref::<Disturbed>().is_some() && attempt < 3 => {
+                        if args.json {
+                            let v = serde_json::json!({"kind": kind, "retried_kill": k, "disturbed": e.to_string()});
+                            println!("{v}");
+                        } else {
+                            println!("  #{k} {kind} kill: {e}; done again on a fresh cluster");
+                        }
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
             match kill {
                 Ok((r, run, addr)) => {
                     if args.json {
@@ -433,6 +456,18 @@ fn model(
     m
 }
 
+/// A run the cluster disturbed before the bench's kill (the active moved on its own).
+#[derive(Debug)]
+struct Disturbed(String);
+
+impl std::fmt::Display for Disturbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "disturbed: {}", self.0)
+    }
+}
+
+impl std::error::Error for Disturbed {}
+
 /// The cluster, and on drop every executive and shelfd of it killed.
 pub struct Run {
     cluster: ProcessCluster,
@@ -532,6 +567,18 @@ struct Seen {
 }
 
 fn seen(addr: SocketAddr) -> anyhow::Result<Seen> {
+    // A read is tried again (three times in all): on a loaded machine one ipmitool run may
+    // miss its 1 s timeout twice. The shelf does not change between the tries.
+    let ipmitool = |addr: SocketAddr, args: &[&str]| {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match ipmitool(addr, args) {
+                Err(_) if tries < 3 => std::thread::sleep(Duration::from_millis(100)),
+                other => return other,
+            }
+        }
+    };
     let list = ipmitool(addr, &["sensor", "list"])?;
     let mut states = Vec::new();
     for b in BOARDS {
@@ -750,25 +797,46 @@ fn one_kill(
     })?;
 
     // Change the shelf through the active, as an operator.
-    let mut op = Udp::login(
-        listen,
-        Suite::Sha256,
-        USER,
-        PASSWORD,
-        3,
-        Duration::from_secs(2),
-    )?;
-    let (cc, _) = op.cmd(0x06, 0x3B, &[3])?;
+    let mut op = Udp::login(listen, Suite::Sha256, USER, PASSWORD, 3, ANSWER)
+        .context("the operator's session with the active")?;
+    let (cc, _) = op
+        .cmd(0x06, 0x3B, &[3])
+        .context("Set Session Privilege Level")?;
     anyhow::ensure!(cc == 0, "Set Session Privilege Level: {cc:#04x}");
     let board: u8 = rng.random_range(1..=2);
-    let (cc, _) = op.cmd(0x2C, 0x0C, &[0x00, board, 0x00])?;
+    let (cc, _) = op
+        .cmd(0x2C, 0x0C, &[0x00, board, 0x00])
+        .context("Set FRU Activation")?;
     anyhow::ensure!(cc == 0, "deactivate board {board}: {cc:#04x}");
     let pboard: u8 = rng.random_range(1..=4);
     let bits: u8 = rng.random_range(1..=3);
-    let (cc, _) = op.cmd(0x2C, 0x0A, &[0x00, pboard, 0x03, bits])?;
+    let (cc, _) = op
+        .cmd(0x2C, 0x0A, &[0x00, pboard, 0x03, bits])
+        .context("Set FRU Activation Policy")?;
     // A FRU in M0/M7 refuses a policy: fine, the shelf still changed above.
     anyhow::ensure!(cc == 0 || cc == 0xD5, "set policy of {pboard}: {cc:#04x}");
     let before = seen(listen)?;
+    // Still the same active? On a loaded machine a node may miss its token and be excluded
+    // for a moment, and the AMF then fails its SUs over before the bench's kill: that run
+    // measures nothing and is done again on a fresh cluster.
+    let still_active = || -> anyhow::Result<()> {
+        let now = status_of(&sockets[2])
+            .ok()
+            .and_then(|st| crate::amf_failover::si_assignments(&st, SI))
+            .and_then(|a| {
+                a.into_iter()
+                    .find(|(_, held, changing)| held == "active" && !changing)
+                    .map(|(su, _, _)| su)
+            });
+        if now.as_deref() == Some(active.as_str()) {
+            Ok(())
+        } else {
+            Err(anyhow::Error::new(Disturbed(format!(
+                "{active} was active, now {now:?}, before the kill"
+            ))))
+        }
+    };
+    still_active()?;
     anyhow::ensure!(
         before.states[usize::from(board) - 1] == 1,
         "board {board} not in M1 after its deactivation: {:?}",
@@ -777,7 +845,7 @@ fn one_kill(
     // The last change, acknowledged just before the kill: both policy bits set on a board
     // whose bits are clear, in M1…M6 (no state change follows: setting bits only holds a
     // FRU where it is). It must be in the checkpoint when its answer comes.
-    let mut bits_before = policy_bits(&mut op)?;
+    let mut bits_before = policy_bits(&mut op).context("the policies before the kill")?;
     let candidates: Vec<usize> = (1..=BOARDS.len())
         .filter(|&i| bits_before[i - 1] == 0 && (1..=6).contains(&before.states[i - 1]))
         .collect();
@@ -785,6 +853,7 @@ fn one_kill(
     let last = candidates[rng.random_range(0..candidates.len())];
     let last_id = u8::try_from(last)?;
 
+    still_active()?;
     let comps = marked(dir, Some(&dirs[victim - 1]));
     anyhow::ensure!(
         !comps.is_empty(),
@@ -795,7 +864,7 @@ fn one_kill(
         .node(victim - 1)
         .pid()
         .context("victim running")?;
-    let (cc, _) = op.cmd(0x2C, 0x0A, &[0x00, last_id, 0x03, 0x03])?;
+    let last_change = op.cmd(0x2C, 0x0A, &[0x00, last_id, 0x03, 0x03]);
     let killed = Instant::now();
     let killed_at_unix_ns = realtime_ns();
     if kind == "node" {
@@ -812,6 +881,7 @@ fn one_kill(
             lab.cut(victim)?;
         }
     }
+    let (cc, _) = last_change.context("the last change (Set FRU Activation Policy)")?;
     anyhow::ensure!(cc == 0, "set policy of {last}: {cc:#04x}");
     drop(op);
     bits_before[last - 1] = 0x03;
@@ -830,15 +900,9 @@ fn one_kill(
         }
     };
     let after = seen(listen)?;
-    let mut reader = Udp::login(
-        listen,
-        Suite::Sha256,
-        USER,
-        PASSWORD,
-        2,
-        Duration::from_secs(2),
-    )?;
-    let bits_after = policy_bits(&mut reader)?;
+    let mut reader = Udp::login(listen, Suite::Sha256, USER, PASSWORD, 2, ANSWER)
+        .context("a session with the new active")?;
+    let bits_after = policy_bits(&mut reader).context("the policies after the kill")?;
     // ipmitool's policy text of the board changed last is not the one read before.
     let unchanged = |s: &Seen| {
         let mut s = s.clone();
