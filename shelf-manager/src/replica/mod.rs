@@ -416,10 +416,11 @@ impl fmt::Display for Snapshot {
 /// simulated shelf would be after the active shelf manager died (real IPMCs outlive it; the
 /// simulated ones live inside `shelfd`, so the new active builds them again). Present unless
 /// in M0; a board that was told to activate (M3 and later) is activating; a powered one runs
-/// its payload at its granted level; a board in M7 does not answer, the others do. What the
-/// shelf cannot know is not rebuilt: a board pulled out or reconnected while in M7 (whose
-/// IPMC said nothing) is rebuilt as present and silent; the next health checks then find
-/// what the real boards would say.
+/// its payload at its granted level; a powered board with the `vanishes` knob answers only
+/// outside M7 (the simulated boards go silent only through that knob). What the shelf could
+/// not learn is rebuilt as the shelf last knew it: a board pulled out while in M7 (its IPMC
+/// silent) is rebuilt present, and one reconnected while in M7 but not yet asked again is
+/// rebuilt silent.
 pub fn simulated_boards(config: &Config, shelf: &Shelf) -> SimIpmc {
     let mut sim = SimIpmc::new(config);
     for b in &config.board {
