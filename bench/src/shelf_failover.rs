@@ -120,6 +120,12 @@ pub struct Args {
     /// checkpoint) or `lagging-write` (a change is answered before it is in the checkpoint).
     #[arg(long, default_value = "none", value_parser = ["none", "fresh-state", "lagging-write"])]
     pub shelfd_defect: String,
+    /// Executives: 3 (a third holds a vote and a replica of the checkpoint, no shelfd) or 2
+    /// (`[quorum] two_node`). With two, a node kill always kills node 2: alone, only the
+    /// lower node id may serve (the AMF's two-node tie-breaker), so losing node 1 leaves no
+    /// shelf manager. Not with --netns.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=3))]
+    pub nodes: u32,
     /// Run the executives in network namespaces on a bridge (h1, h2, h3; needs root) and
     /// move the shelf address with the AMF's IP takeover: each SU also has an `ip-address`
     /// component holding a virtual address on `eth0`, which `shelfd` listens on. The bench's
@@ -201,6 +207,10 @@ pub struct Summary {
 
 /// Runs `bench shelf-failover`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !(args.netns && args.nodes != 3),
+        "--netns runs three executives (--nodes 3)"
+    );
     let seed = args.seed.unwrap_or_else(|| realtime_ns() % 1_000_000);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let program = std::env::current_exe().context("locating the bench executable")?;
@@ -208,7 +218,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(&work)?;
     if !args.json {
         println!(
-            "shelf-failover: 3 executives {}, 2 shelfd (2N, on nodes 1 and 2), configs/shelf-sim.toml; seed {seed}",
+            "shelf-failover: {} executives {}, 2 shelfd (2N, on nodes 1 and 2), configs/shelf-sim.toml; seed {seed}",
+            args.nodes,
             if args.netns {
                 "in network namespaces h1-h3, the shelf address moved by the AMF's ip-address component"
             } else {
@@ -313,7 +324,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         print_figures(&theirs?, args.json)?;
     }
     drop(last_shelf);
-    if !args.keep {
+    // The files stay when a kill failed (its error names them) or with --keep.
+    if !args.keep && failed.is_empty() {
         let _ = fs::remove_dir_all(&work);
     }
     if !failed.is_empty() {
@@ -420,7 +432,7 @@ fn model(
         program.display(),
     );
     let mut m = String::from("[node]\n");
-    for i in 1..=NODES {
+    for i in 1..=sockets.len() {
         let _ = writeln!(m, "n{i} = {{ nodeid = {i} }}");
     }
     let _ = write!(
@@ -682,7 +694,12 @@ fn one_kill(
         ),
     )?;
     fs::set_permissions(&users, fs::Permissions::from_mode(0o600))?;
-    let ranks: Vec<u32> = if rng.random() { vec![0, 1] } else { vec![1, 0] };
+    let nodes = args.nodes as usize;
+    let ranks: Vec<u32> = if (nodes == 2 && kind == "node") || rng.random() {
+        vec![1, 0]
+    } else {
+        vec![0, 1]
+    };
     let lab = if args.netns {
         Some(netlab::Lab::new(NODES, 1500).context("the network-namespace lab")?)
     } else {
@@ -702,8 +719,8 @@ fn one_kill(
             None,
         ),
     };
-    let ports = harness::free_ports(NODES)?;
-    let mut builder = ProcessCluster::builder(dir, NODES, program)
+    let ports = harness::free_ports(nodes)?;
+    let mut builder = ProcessCluster::builder(dir, nodes, program)
         .arg("aisexec")
         .key();
     if let Some(lab) = &lab {
@@ -713,7 +730,8 @@ fn one_kill(
     let model_path = dir.join("amf.toml");
     let totem = harness::key_lines(&key);
     let amf = format!(
-        "\n[quorum]\nexpected_votes = {NODES}\n\n[amf]\nmodel = {:?}\n",
+        "\n[quorum]\nexpected_votes = {nodes}\n{}\n[amf]\nmodel = {:?}\n",
+        if nodes == 2 { "two_node = true\n" } else { "" },
         model_path.display().to_string()
     );
     let cluster = builder.create(|node| {
@@ -755,72 +773,62 @@ fn one_kill(
     run.cluster.keep(true);
     run.cluster.spawn_all()?;
     let deadline = Instant::now() + WAIT;
-    let all: Vec<u32> = (1..=NODES as u32).collect();
-    for i in 0..NODES {
+    let all: Vec<u32> = (1..=nodes as u32).collect();
+    for i in 0..nodes {
         run.cluster.wait_ring(i, &all, deadline)?;
     }
-    // One active and one standby, confirmed.
-    let (active, _standby) = loop {
-        if let Ok(st) = status_of(&sockets[2])
-            && let Some(a) = crate::amf_failover::si_assignments(&st, SI)
-        {
-            let confirmed = |h: &str| {
-                a.iter()
-                    .find(|(_, held, changing)| held == h && !changing)
-                    .map(|(su, _, _)| su.clone())
-            };
-            if a.len() == 2
-                && let (Some(x), Some(y)) = (confirmed("active"), confirmed("standby"))
+    // One active and one standby, confirmed (`want`: that SU active).
+    let pair = |want: Option<&str>| -> anyhow::Result<(String, String)> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(st) = status_of(&sockets[nodes - 1])
+                && let Some(a) = crate::amf_failover::si_assignments(&st, SI)
             {
-                break (x, y);
+                let confirmed = |h: &str| {
+                    a.iter()
+                        .find(|(_, held, changing)| held == h && !changing)
+                        .map(|(su, _, _)| su.clone())
+                };
+                if a.len() == 2
+                    && let (Some(x), Some(y)) = (confirmed("active"), confirmed("standby"))
+                    && want.is_none_or(|w| w == x)
+                {
+                    return Ok((x, y));
+                }
             }
+            if Instant::now() > deadline {
+                bail!(
+                    "no confirmed active{} and standby within {WAIT:?}; status:\n{}\nnode 1 log:\n{}",
+                    want.map_or_else(String::new, |w| format!(" {w}")),
+                    status_of(&sockets[nodes - 1]).map_or_else(|e| e.to_string(), |s| s.join("\n")),
+                    run.cluster.log_tail(0, 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        if Instant::now() > deadline {
-            bail!(
-                "no confirmed active and standby within {WAIT:?}; status:\n{}\nnode 1 log:\n{}",
-                status_of(&sockets[2]).map_or_else(|e| e.to_string(), |s| s.join("\n")),
-                run.cluster.log_tail(0, 40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
     };
-    let victim = active
-        .strip_prefix("shelf-")
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|n| (1..=SUS).contains(n))
-        .with_context(|| format!("unexpected SU name {active:?}"))?;
-    wait_answering(listen, Instant::now() + WAIT).with_context(|| {
-        format!(
-            "the active shelfd; node {victim} log:\n{}",
-            run.cluster.log_tail(victim - 1, 40)
-        )
+    // A cluster that does not get its pair going measures nothing either (seen once in
+    // about twenty two-node starts under load: an executive found itself frozen during the
+    // first sync and its AMF never instantiated its SU): done again on a fresh cluster.
+    let (mut active, _) = pair(None).map_err(|e| {
+        let first = format!("{e:#}");
+        anyhow::Error::new(Disturbed(format!(
+            "at start: {}",
+            first.lines().next().unwrap_or("")
+        )))
     })?;
-
-    // Change the shelf through the active, as an operator.
-    let mut op = Udp::login(listen, Suite::Sha256, USER, PASSWORD, 3, ANSWER)
-        .context("the operator's session with the active")?;
-    let (cc, _) = op
-        .cmd(0x06, 0x3B, &[3])
-        .context("Set Session Privilege Level")?;
-    anyhow::ensure!(cc == 0, "Set Session Privilege Level: {cc:#04x}");
-    let board: u8 = rng.random_range(1..=2);
-    let (cc, _) = op
-        .cmd(0x2C, 0x0C, &[0x00, board, 0x00])
-        .context("Set FRU Activation")?;
-    anyhow::ensure!(cc == 0, "deactivate board {board}: {cc:#04x}");
-    let pboard: u8 = rng.random_range(1..=4);
-    let bits: u8 = rng.random_range(1..=3);
-    let (cc, _) = op
-        .cmd(0x2C, 0x0A, &[0x00, pboard, 0x03, bits])
-        .context("Set FRU Activation Policy")?;
-    // A FRU in M0/M7 refuses a policy: fine, the shelf still changed above.
-    anyhow::ensure!(cc == 0 || cc == 0xD5, "set policy of {pboard}: {cc:#04x}");
-    let before = seen(listen)?;
+    if nodes == 2 && kind == "node" && active != "shelf-2" {
+        // Two nodes: only node 1 may serve alone, so the node to crash is node 2.
+        Amf::initialize(&sockets[1])?
+            .admin(ais_client::amf::AdminOp::Switchover, SI)
+            .context("switching the SI over to node 2")?;
+        active = pair(Some("shelf-2"))?.0;
+    }
     // Still the same active? On a loaded machine a node may miss its token and be excluded
     // for a moment, and the AMF then fails its SUs over before the bench's kill: that run
     // measures nothing and is done again on a fresh cluster.
     let still_active = || -> anyhow::Result<()> {
-        let now = status_of(&sockets[2])
+        let now = status_of(&sockets[nodes - 1])
             .ok()
             .and_then(|st| crate::amf_failover::si_assignments(&st, SI))
             .and_then(|a| {
@@ -836,23 +844,62 @@ fn one_kill(
             ))))
         }
     };
-    still_active()?;
-    anyhow::ensure!(
-        before.states[usize::from(board) - 1] == 1,
-        "board {board} not in M1 after its deactivation: {:?}",
-        before.states
-    );
-    // The last change, acknowledged just before the kill: both policy bits set on a board
-    // whose bits are clear, in M1…M6 (no state change follows: setting bits only holds a
-    // FRU where it is). It must be in the checkpoint when its answer comes.
-    let mut bits_before = policy_bits(&mut op).context("the policies before the kill")?;
-    let candidates: Vec<usize> = (1..=BOARDS.len())
-        .filter(|&i| bits_before[i - 1] == 0 && (1..=6).contains(&before.states[i - 1]))
-        .collect();
-    anyhow::ensure!(!candidates.is_empty(), "no board for the last change");
-    let last = candidates[rng.random_range(0..candidates.len())];
-    let last_id = u8::try_from(last)?;
+    let victim = active
+        .strip_prefix("shelf-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| (1..=SUS).contains(n))
+        .with_context(|| format!("unexpected SU name {active:?}"))?;
+    // Before the kill: any failure while the active moved on its own is a disturbance.
+    let prekill = (|| -> anyhow::Result<(Seen, Udp, Vec<u8>, usize, u8)> {
+        wait_answering(listen, Instant::now() + WAIT).with_context(|| {
+            format!(
+                "the active shelfd; node {victim} log:\n{}",
+                run.cluster.log_tail(victim - 1, 40)
+            )
+        })?;
 
+        // Change the shelf through the active, as an operator.
+        let mut op = Udp::login(listen, Suite::Sha256, USER, PASSWORD, 3, ANSWER)
+            .context("the operator's session with the active")?;
+        let (cc, _) = op
+            .cmd(0x06, 0x3B, &[3])
+            .context("Set Session Privilege Level")?;
+        anyhow::ensure!(cc == 0, "Set Session Privilege Level: {cc:#04x}");
+        let board: u8 = rng.random_range(1..=2);
+        let (cc, _) = op
+            .cmd(0x2C, 0x0C, &[0x00, board, 0x00])
+            .context("Set FRU Activation")?;
+        anyhow::ensure!(cc == 0, "deactivate board {board}: {cc:#04x}");
+        let pboard: u8 = rng.random_range(1..=4);
+        let bits: u8 = rng.random_range(1..=3);
+        let (cc, _) = op
+            .cmd(0x2C, 0x0A, &[0x00, pboard, 0x03, bits])
+            .context("Set FRU Activation Policy")?;
+        // A FRU in M0/M7 refuses a policy: fine, the shelf still changed above.
+        anyhow::ensure!(cc == 0 || cc == 0xD5, "set policy of {pboard}: {cc:#04x}");
+        let before = seen(listen)?;
+        still_active()?;
+        anyhow::ensure!(
+            before.states[usize::from(board) - 1] == 1,
+            "board {board} not in M1 after its deactivation: {:?}",
+            before.states
+        );
+        // The last change, acknowledged just before the kill: both policy bits set on a board
+        // whose bits are clear, in M1…M6 (no state change follows: setting bits only holds a
+        // FRU where it is). It must be in the checkpoint when its answer comes.
+        let bits_before = policy_bits(&mut op).context("the policies before the kill")?;
+        let candidates: Vec<usize> = (1..=BOARDS.len())
+            .filter(|&i| bits_before[i - 1] == 0 && (1..=6).contains(&before.states[i - 1]))
+            .collect();
+        anyhow::ensure!(!candidates.is_empty(), "no board for the last change");
+        let last = candidates[rng.random_range(0..candidates.len())];
+        let last_id = u8::try_from(last)?;
+        Ok((before, op, bits_before, last, last_id))
+    })();
+    let (before, mut op, mut bits_before, last, last_id) = match prekill {
+        Ok(v) => v,
+        Err(e) => return Err(still_active().err().unwrap_or(e)),
+    };
     still_active()?;
     let comps = marked(dir, Some(&dirs[victim - 1]));
     anyhow::ensure!(

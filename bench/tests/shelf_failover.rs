@@ -1,5 +1,5 @@
 //! `bench shelf-failover` end to end, tiny: two `shelfd --amf` on three executives on
-//! 127.0.0.1; one kill -9 of the active shelfd and one of its whole node, after each the
+//! 127.0.0.1 (and on two, `--nodes 2`); one kill -9 of the active shelfd and one of its whole node, after each the
 //! standby answers Debian's `ipmitool -I lanplus` with every FRU's M-state, policy and SEL
 //! record intact; the same two kills with the executives in network namespaces and the shelf
 //! address moved by the AMF's `ip-address` component (`--netns`); and one kill with each
@@ -55,6 +55,23 @@ fn the_standby_answers_ipmitool_with_the_shelf_intact() {
         .filter(|v| v["bench"] == "shelf-failover")
         .count();
     assert_eq!(sums, 2, "{out}");
+}
+
+#[test]
+fn two_executives_two_shelf_managers() {
+    // `[quorum] two_node`; the node kill crashes node 2 (alone only node 1 may serve), after
+    // an `aisctl amf switchover` equivalent when node 1 held the shelf.
+    let (ok, lines, out) = bench(&["--kills", "1", "--seed", "6", "--nodes", "2"]);
+    assert!(ok, "{out}");
+    let kills: Vec<&Value> = lines.iter().filter(|v| v.get("kill").is_some()).collect();
+    assert_eq!(kills.len(), 2, "{out}");
+    for k in &kills {
+        assert_eq!(k["intact"], true, "{k}");
+        assert_eq!(k["states_before"], k["states_after"], "{k}");
+        if k["kind"] == "node" {
+            assert_eq!(k["victim_node"], 2, "{k}");
+        }
+    }
 }
 
 #[test]
