@@ -10,16 +10,28 @@
 //! figures come from release runs recorded in docs/performance.md.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> (bool, Vec<Value>, String) {
+    // The bench keeps a failed kill's files; the tests whose kills fail on purpose must not
+    // leave them behind: each run gets a temp dir of its own, removed afterwards.
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let tmp = std::env::temp_dir().join(format!(
+        "sft-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&tmp).expect("a temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
         .arg("shelf-failover")
         .args(args)
         .args(["--json", "--peer-requests", "0"])
+        .env("TMPDIR", &tmp)
         .output()
         .expect("run bench shelf-failover");
+    let _ = std::fs::remove_dir_all(&tmp);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let lines = stdout
