@@ -166,6 +166,8 @@ struct Component<'a> {
     serving: Option<Serving>,
     /// The last snapshot a standby read.
     view: Option<Snapshot>,
+    /// Times this process became active.
+    activations: u64,
 }
 
 /// Runs `shelfd --amf` until the executive terminates the component (`Ok`) or goes away.
@@ -186,6 +188,7 @@ pub fn run(prepared: &Prepared, socket: &Path, name: Option<&str>) -> anyhow::Re
         opened: None,
         serving: None,
         view: None,
+        activations: 0,
     };
     loop {
         let cb = amf
@@ -359,10 +362,14 @@ impl Component<'_> {
             }
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let server = Server::new(
-            self.prepared.server_config.clone(),
-            self.prepared.users.clone(),
-        );
+        // Each time this process becomes active its server draws other session ids and RAKP
+        // random numbers than the last time (a new server, not the same sequence again).
+        let mut server_config = self.prepared.server_config.clone();
+        server_config.seed = server_config
+            .seed
+            .wrapping_add(self.activations.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.activations += 1;
+        let server = Server::new(server_config, self.prepared.users.clone());
         let defect = self.prepared.defect;
         let thread = {
             let stop = Arc::clone(&stop);
