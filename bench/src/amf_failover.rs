@@ -78,7 +78,7 @@ const POLL: Duration = Duration::from_micros(500);
 const AFTER: Duration = Duration::from_millis(200);
 /// The environment variable that marks this run's component processes (value: the node's
 /// directory), so they can be found and killed.
-const MARK: &str = "OAIS_AMF_BENCH_NODE";
+pub(crate) const MARK: &str = "OAIS_AMF_BENCH_NODE";
 
 /// Arguments of `bench amf-failover`.
 #[derive(clap::Args, Debug, Clone)]
@@ -519,7 +519,7 @@ fn model(
 
 /// Pids of the processes whose environment has `MARK=dir` (this run's components on the
 /// node of `dir`), or with `dir` `None` any node of `root`.
-fn marked(root: &Path, dir: Option<&Path>) -> Vec<i32> {
+pub(crate) fn marked(root: &Path, dir: Option<&Path>) -> Vec<i32> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir("/proc") else {
         return out;
@@ -551,7 +551,7 @@ fn marked(root: &Path, dir: Option<&Path>) -> Vec<i32> {
     out
 }
 
-fn sigkill(pids: &[i32]) {
+pub(crate) fn sigkill(pids: &[i32]) {
     for &p in pids {
         let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
     }
@@ -576,7 +576,12 @@ impl Drop for Run {
 
 /// One SI line of a status: the assignments (SU, state, whether it is changing).
 fn assignments(status: &[String]) -> Option<Vec<(String, String, bool)>> {
-    let prefix = format!("SI {SI}: ");
+    si_assignments(status, SI)
+}
+
+/// The line of SI `si` of a status: the assignments (SU, state, whether it is changing).
+pub(crate) fn si_assignments(status: &[String], si: &str) -> Option<Vec<(String, String, bool)>> {
+    let prefix = format!("SI {si}: ");
     let l = status
         .iter()
         .find_map(|l| l.trim_start().strip_prefix(&prefix))?;

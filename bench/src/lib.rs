@@ -30,6 +30,7 @@ pub mod msg;
 pub mod ordering;
 pub mod raw;
 pub mod report;
+pub mod shelf_failover;
 pub mod stack;
 pub mod throughput;
 pub mod udp;

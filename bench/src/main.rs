@@ -53,6 +53,13 @@ enum Command {
     /// the active node (executive and components), repeated; time to the standby confirmed
     /// active and to the first request it serves, and lost acknowledged updates (issue 18).
     AmfFailover(bench::amf_failover::Args),
+    /// Two redundant shelf managers (shelfd under the AMF, state in CKPT): kill -9 of the
+    /// active shelfd or its node; time until the standby answers ipmitool with the shelf
+    /// intact; RMCP+ sessions/s and latency against shelfd and ipmi_sim (issue 20).
+    ShelfFailover(bench::shelf_failover::Args),
+    /// The shelf manager daemon (started by `shelf-failover` as the AMF component).
+    #[command(hide = true, name = "shelfd")]
+    Shelfd(shelf_manager::shelfd::Args),
     /// The example stateful service, `examples/amf-counter` (started by `amf-failover` as the
     /// AMF component, so the bench needs only its own binary).
     #[command(hide = true, name = "amf-counter")]
@@ -167,6 +174,9 @@ fn main() -> ExitCode {
     if let Command::Exec(exec_cli) = cli.command {
         return ais::aisexec::run_cli(exec_cli);
     }
+    if let Command::Shelfd(args) = cli.command {
+        return shelf_manager::shelfd::main_with(args);
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -178,7 +188,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Exec(_) => unreachable!("handled in main"),
+        Command::Exec(_) | Command::Shelfd(_) => unreachable!("handled in main"),
+        Command::ShelfFailover(args) => bench::shelf_failover::run(&args),
         Command::Throughput(args) => bench::throughput::run(&args),
         Command::Raw(args) => bench::raw::run(&args),
         Command::Ckpt(args) => bench::ckpt::run(&args),

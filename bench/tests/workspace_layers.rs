@@ -21,9 +21,11 @@ const LAYERS: &[(&str, u8)] = &[
     ("ais-core", 3),
     // An application (the example 2N service): it links the client library only.
     ("amf-counter", 3),
+    // The shelf manager: a program beside the cluster, which uses it (CKPT, AMF) as an
+    // application does, through the client library only.
+    ("shelf-manager", 3),
     ("totem-sim", 4),
     ("ais", 5),
-    ("shelf-manager", 5),
     ("bench", 6),
 ];
 
@@ -235,4 +237,22 @@ fn the_example_application_links_no_totem_crypto_or_config() {
         .filter(|c| NOT_IN_CLIENTS.contains(&c.as_str()) && c.as_str() != "clap")
         .collect();
     assert!(bad.is_empty(), "amf-counter links {bad:?}");
+}
+
+#[test]
+fn the_shelf_manager_links_the_client_library_only() {
+    let shelf = linked_crates("shelf-manager");
+    assert!(
+        shelf.iter().any(|c| c == "ais_client"),
+        "cargo tree lists what the shelf manager links: {shelf:?}"
+    );
+    // It has its own command line, configuration file and RMCP+ hashes (sha2, toml, clap);
+    // nothing of the cluster beyond the client library.
+    let bad: Vec<&String> = shelf
+        .iter()
+        .filter(|c| {
+            NOT_IN_CLIENTS.contains(&c.as_str()) && !["clap", "toml", "sha2"].contains(&c.as_str())
+        })
+        .collect();
+    assert!(bad.is_empty(), "shelf-manager links {bad:?}");
 }

@@ -277,6 +277,27 @@ impl Fru {
         self.granted
     }
 
+    /// The state to return to when communication comes back (meaningful in M7).
+    pub fn state_before_lost(&self) -> MState {
+        self.before_lost
+    }
+
+    /// A FRU with exactly these parts, for [`crate::replica`] (which checks them against the
+    /// rest of the shelf before building one).
+    pub(crate) fn from_parts(
+        state: MState,
+        before_lost: MState,
+        policy: Policy,
+        granted: Option<u8>,
+    ) -> Fru {
+        Fru {
+            state,
+            before_lost,
+            policy,
+            granted,
+        }
+    }
+
     /// Applies `input`.
     ///
     /// # Errors

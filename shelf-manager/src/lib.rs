@@ -29,6 +29,11 @@
 //!   pure (time and randomness come in from the caller), commands handed to a handler.
 //! - [`commands`]: the IPMI commands answered from the shelf core (one module per network
 //!   function), the handler the RMCP+ server hands commands to.
+//! - [`replica`]: the shelf's state as a snapshot for the standby shelf manager (pure:
+//!   snapshot, encoding, the checks before a snapshot becomes a shelf), and
+//!   [`replica::component`], `shelfd` as one of a redundant pair: an AMF component that keeps
+//!   the snapshot in a CKPT checkpoint through the cluster's client library (`ais-client`).
+//! - [`shelfd`]: the daemon (UDP socket, clock, threads): alone, or under the AMF.
 //!
 //! The file format, the state machine and the power order are described in
 //! `docs/shelf-manager.md`.
@@ -40,6 +45,8 @@ pub mod hotswap;
 pub mod ipmc;
 pub mod model;
 pub mod power;
+pub mod replica;
 pub mod rmcp;
 pub mod sel;
 pub mod shelf;
+pub mod shelfd;

@@ -123,6 +123,48 @@ impl PowerBudget {
         self.waiting.keys().map(|o| o.fru)
     }
 
+    /// The FRUs holding power, by address, with what they asked for.
+    pub fn powered(&self) -> impl Iterator<Item = &Request> + '_ {
+        self.powered.values()
+    }
+
+    /// The waiting requests, in the order they will be considered.
+    pub fn waiting_requests(&self) -> impl Iterator<Item = &Request> + '_ {
+        self.waiting.values()
+    }
+
+    /// A budget over feeds with these maxima in which `powered` hold power and `waiting`
+    /// wait, for [`crate::replica`]. `None` when a request names a feed that does not exist,
+    /// a FRU appears twice, or the powered ones overdraw a feed.
+    pub(crate) fn from_parts(
+        max_watts: impl IntoIterator<Item = u32>,
+        powered: impl IntoIterator<Item = Request>,
+        waiting: impl IntoIterator<Item = Request>,
+    ) -> Option<PowerBudget> {
+        let mut b = PowerBudget::new(max_watts);
+        for r in powered {
+            let fru = r.order.fru;
+            if b.is_powered(fru) || r.feeds.iter().any(|&f| f >= b.feeds.len()) {
+                return None;
+            }
+            for &f in &r.feeds {
+                let feed = &mut b.feeds[f];
+                let max = feed.max_watts;
+                feed.used_watts = feed.used_watts.checked_add(r.watts).filter(|&u| u <= max)?;
+            }
+            b.powered.insert(fru, r);
+        }
+        for r in waiting {
+            let fru = r.order.fru;
+            if b.is_powered(fru) || b.is_waiting(fru) || r.feeds.iter().any(|&f| f >= b.feeds.len())
+            {
+                return None;
+            }
+            b.waiting.insert(r.order, r);
+        }
+        Some(b)
+    }
+
     /// Queues `request` and grants what the order allows now (possibly other FRUs, never one
     /// behind a waiting FRU that does not fit).
     ///

@@ -88,6 +88,21 @@ impl Sel {
         self.dropped > 0
     }
 
+    /// A log of `capacity` holding `bodies` (ids from 1 in order) after `dropped` records
+    /// were dropped, for [`crate::replica`]; `None` when they do not fit.
+    pub(crate) fn from_parts(
+        capacity: usize,
+        bodies: impl IntoIterator<Item = (FruAddr, SelBody)>,
+        dropped: u64,
+    ) -> Option<Sel> {
+        let mut sel = Sel::new(capacity);
+        for (fru, body) in bodies {
+            sel.add(fru, body)?;
+        }
+        sel.dropped = dropped;
+        Some(sel)
+    }
+
     /// Empties the log and resets the overflow flag.
     pub fn clear(&mut self) {
         self.records.clear();

@@ -86,7 +86,7 @@ struct Slot {
 }
 
 /// The shelf manager's core.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shelf {
     slots: Vec<Slot>,
     budget: PowerBudget,
@@ -157,6 +157,50 @@ impl Shelf {
     /// The activation policy of `fru`.
     pub fn policy(&self, fru: FruAddr) -> Option<Policy> {
         self.slot(fru).ok().map(|i| self.slots[i].fru.policy())
+    }
+
+    /// Every FRU's address and hot-swap machine, in model order.
+    pub fn frus(&self) -> impl Iterator<Item = (FruAddr, &Fru)> + '_ {
+        self.slots.iter().map(|s| (s.addr, &s.fru))
+    }
+
+    /// The shelf of `config` with these FRU machines (model order), budget and SEL, for
+    /// [`crate::replica`], which checks them first. `None` when `frus` does not have one
+    /// machine per board.
+    pub(crate) fn from_parts(
+        config: &Config,
+        frus: Vec<Fru>,
+        budget: PowerBudget,
+        sel: Sel,
+    ) -> Option<Shelf> {
+        let mut shelf = Shelf::new(config);
+        if frus.len() != shelf.slots.len() {
+            return None;
+        }
+        for (slot, fru) in shelf.slots.iter_mut().zip(frus) {
+            slot.fru = fru;
+        }
+        shelf.budget = budget;
+        shelf.sel = sel;
+        Some(shelf)
+    }
+
+    /// The power request `fru` makes for `level` drawing `watts` (its place in the order and
+    /// its feeds from the model).
+    pub(crate) fn power_request(&self, fru: FruAddr, level: u8, watts: u32) -> Option<Request> {
+        let slot = &self.slots[self.slot(fru).ok()?];
+        Some(Request {
+            order: slot.order,
+            level,
+            watts,
+            feeds: slot.feeds.clone(),
+        })
+    }
+
+    /// Whether the shelf activates and deactivates FRUs itself (see
+    /// [`Shelf::set_manual_activation`]).
+    pub fn manual_activation(&self) -> bool {
+        self.manual_activation
     }
 
     /// The power budget.
