@@ -15,8 +15,8 @@
 //! Before the kill the bench changes the shelf through the active, over RMCP+ as an operator:
 //! it deactivates board 1 or 2 (drawn), which gives its power to node-3 (M3 → M4, then M7
 //! when its simulated IPMC vanishes), and sets a drawn activation policy on a drawn board.
-//! Then it reads the shelf with `ipmitool -I lanplus -C 17`: every board's M-state (`sensor
-//! list`), the SEL (`sel list`, without the time stamps) and each board's policy (`picmg
+//! Then it reads the shelf with `ipmitool -I lanplus -C 17`: every board's M-state (`ipmitool
+//! raw 0x04 0x2d N`: the shelf manager's hot-swap sensor of board N), the SEL (`sel list`, without the time stamps) and each board's policy (`picmg
 //! policy get`). Last, on the same operator session, it sets both policy bits of a drawn
 //! board whose bits are clear, and sends the SIGKILL as soon as that change is acknowledged:
 //! an acknowledged change must survive even a kill right after its answer. The kill:
@@ -152,7 +152,7 @@ pub struct KillResult {
     pub victim_node: u32,
     /// When the kill was sent, ns since the Unix epoch (the clock of the logs).
     pub killed_at_unix_ns: u64,
-    /// The M-states before the kill, by board (what `ipmitool sensor list` showed).
+    /// The M-states before the kill, by board (what `ipmitool raw 0x04 0x2d N` showed).
     pub states_before: Vec<u8>,
     /// The M-states the new active showed.
     pub states_after: Vec<u8>,
@@ -569,7 +569,7 @@ fn ipmitool(addr: SocketAddr, args: &[&str]) -> anyhow::Result<String> {
     Ok(stdout)
 }
 
-/// What ipmitool shows of the shelf: M-state per board (`sensor list`), the SEL lines
+/// What ipmitool shows of the shelf: M-state per board (`raw 0x04 0x2d N`), the SEL lines
 /// without their time stamps, each board's `picmg policy get`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
@@ -591,17 +591,20 @@ fn seen(addr: SocketAddr) -> anyhow::Result<Seen> {
             }
         }
     };
-    let list = ipmitool(addr, &["sensor", "list"])?;
+    // Each board's hot-swap state, as the shelf manager reports it (Get Sensor Reading of
+    // sensor N for board N: `sensor list` reads the boards' own sensors through their IPMCs,
+    // which a board whose IPMC stopped answering does not show).
     let mut states = Vec::new();
-    for b in BOARDS {
-        let line = list
-            .lines()
-            .find(|l| l.starts_with(&format!("HS {b} ")))
-            .with_context(|| format!("no HS {b} in sensor list:\n{list}"))?;
-        let value = line.split('|').nth(1).unwrap_or("").trim();
-        let bits = u8::from_str_radix(value.trim_start_matches("0x"), 16)
-            .with_context(|| format!("sensor list line {line:?}"))?;
-        anyhow::ensure!(bits.count_ones() == 1, "sensor list line {line:?}");
+    for (i, b) in BOARDS.iter().enumerate() {
+        let n = (i + 1).to_string();
+        let out = ipmitool(addr, &["raw", "0x04", "0x2d", &n])?;
+        let bytes: Vec<u8> = out
+            .split_whitespace()
+            .map(|t| u8::from_str_radix(t, 16))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("hot-swap sensor of {b}: {out:?}"))?;
+        let bits = bytes.get(2).copied().unwrap_or(0);
+        anyhow::ensure!(bits.count_ones() == 1, "hot-swap sensor of {b}: {out:?}");
         states.push(bits.trailing_zeros() as u8);
     }
     let sel = ipmitool(addr, &["sel", "list"])?
