@@ -124,6 +124,36 @@ pub(super) struct Loop<T, S> {
     pub(super) wake: Arc<WakeState>,
 }
 
+/// Senders the transport does not know, whose frames the core accepted: at most a few per
+/// burst, kept without allocating.
+type Strangers = [Option<(crate::types::NodeId, std::net::SocketAddr)>; 4];
+
+/// One received frame (after the redundant-ring layer, if any) into the core: a refused
+/// frame goes to the diagnostics, an accepted one from a stranger is noted to be learnt.
+#[inline]
+fn handle_frame(
+    core: &mut Totem,
+    diag: &mut Diagnostics,
+    strangers: &mut Strangers,
+    now: Instant,
+    src: dataplane::Source,
+    frame: &[u8],
+) {
+    let malformed = core.stats().malformed;
+    core.handle_frame(now, frame);
+    if let Some(e) = core.last_open_error() {
+        diag.refused(src.addr, e, core.key_epoch(), frame);
+        return;
+    }
+    if src.node.is_none()
+        && core.stats().malformed == malformed
+        && let Ok(h) = wire::Header::new_checked(frame)
+        && let Some(slot) = strangers.iter_mut().find(|s| s.is_none())
+    {
+        *slot = Some((h.sender(), src.addr));
+    }
+}
+
 impl<T: Transport, S: EventSink> Loop<T, S> {
     pub(super) fn run(mut self) -> DriverStats {
         loop {
@@ -278,24 +308,10 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         for _ in 0..RX_BURSTS {
             let now = self.clock.now();
             let core = &mut self.core;
-            // Senders the transport does not know, whose frames the core accepted: at most a
-            // few per burst, kept without allocating.
-            let mut strangers = [None; 4];
+            let mut strangers: Strangers = [None; 4];
             let diag = &mut self.diag;
             let result = self.transport.recv_burst(|src, frame| {
-                let malformed = core.stats().malformed;
-                core.handle_frame(now, frame);
-                if let Some(e) = core.last_open_error() {
-                    diag.refused(src.addr, e, core.key_epoch(), frame);
-                    return;
-                }
-                if src.node.is_none()
-                    && core.stats().malformed == malformed
-                    && let Ok(h) = wire::Header::new_checked(frame)
-                    && let Some(slot) = strangers.iter_mut().find(|s| s.is_none())
-                {
-                    *slot = Some((h.sender(), src.addr));
-                }
+                handle_frame(core, diag, &mut strangers, now, src, frame);
             });
             for (node, addr) in strangers.into_iter().flatten() {
                 if self.transport.learn_member(dataplane::NodeId(node.0), addr) {
@@ -332,7 +348,7 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
                 let count = nets.count;
                 let core = &mut self.core;
                 let diag = &mut self.diag;
-                let mut strangers = [None; 4];
+                let mut strangers: Strangers = [None; 4];
                 let transport = if i == 0 {
                     &mut self.transport
                 } else {
@@ -349,19 +365,7 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
                     if nets.rrp.handle_frame(now, NetId(i as u8), frame) == Verdict::Duplicate {
                         return;
                     }
-                    let malformed = core.stats().malformed;
-                    core.handle_frame(now, frame);
-                    if let Some(e) = core.last_open_error() {
-                        diag.refused(src.addr, e, core.key_epoch(), frame);
-                        return;
-                    }
-                    if src.node.is_none()
-                        && core.stats().malformed == malformed
-                        && let Ok(h) = wire::Header::new_checked(frame)
-                        && let Some(slot) = strangers.iter_mut().find(|s| s.is_none())
-                    {
-                        *slot = Some((h.sender(), src.addr));
-                    }
+                    handle_frame(core, diag, &mut strangers, now, src, frame);
                 });
                 for (node, addr) in strangers.into_iter().flatten() {
                     if transport.learn_member(dataplane::NodeId(node.0), addr) {
