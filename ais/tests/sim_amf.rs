@@ -286,6 +286,21 @@ fn limits(flat: &Flat) -> Limits {
         );
     }
     for su in &flat.sus {
+        let cap = match flat.sgs[su.sg].redundancy {
+            Redundancy::NoRedundancy => Some(1),
+            Redundancy::NPlusM {
+                max_active_sis_per_su,
+                ..
+            }
+            | Redundancy::NWayActive {
+                max_active_sis_per_su,
+                ..
+            } => max_active_sis_per_su,
+            _ => None,
+        };
+        if let Some(cap) = cap {
+            l.su_active_cap.insert(su.name.clone(), cap);
+        }
         let e = flat.sgs[su.sg].escalation;
         l.su.insert(
             su.name.clone(),
@@ -365,14 +380,16 @@ enum Held {
 
 /// The executive stall of a node's first life, if it has one: in about a quarter of the
 /// runs per node, 90–410 ms at a time drawn from the seed, away from the schedule's faults
-/// of that node. Only the executive and the components stall (the whole blade but the Totem
-/// thread, as an overloaded machine shows it): Totem goes on, the ring may change meanwhile,
-/// and on resuming the executive handles what was queued before its tick notices the gap
-/// (as `aisexec` handles a batch of inputs before ticking).
+/// of that node (a pause counts for its whole length). Only the executive and the components
+/// stall (the whole blade but the Totem thread, as an overloaded machine shows it): Totem
+/// goes on, the ring may change meanwhile, and on resuming the executive handles what was
+/// queued before its tick notices the gap (as `aisexec` handles a batch of inputs before
+/// ticking). `AIS_SIM_STALLS=0` turns them off.
 ///
-/// Off unless `AIS_SIM_STALLS` is set: with stalls the sweep still finds `OneActive`
-/// violations (seeds 103, 105, 185 of `AIS_SIM_SEEDS=300`) and runs that do not end (150,
-/// 272), not yet diagnosed (docs/amf.md, "Not built yet").
+/// What they found (docs/amf.md): an operator's SU restart that brought back an SU its node
+/// had just failed over after a freeze, before the cluster moved its SIs (seed 896). Their
+/// first version let a stall overlap a pause of the same node, which the checker took for a
+/// node serving while frozen.
 fn stall_of(
     seed: u64,
     node: u32,
@@ -383,7 +400,7 @@ fn stall_of(
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^= h >> 31;
-    if std::env::var_os("AIS_SIM_STALLS").is_none()
+    if std::env::var("AIS_SIM_STALLS").is_ok_and(|v| v == "0")
         || !h.is_multiple_of(4)
         || schedule.late.contains(&node)
     {
@@ -393,13 +410,29 @@ fn stall_of(
     let end = start + Duration::from_millis(90 + (h >> 24) % 320);
     let margin = Duration::from_millis(500);
     let clear = schedule.node_faults.iter().all(|(t, f)| {
-        let mine = match f {
-            NodeFault::Crash(n) | NodeFault::Restart(n) | NodeFault::Start(n) => *n == node,
-            NodeFault::Pause(n, _) => *n == node,
-            _ => false,
+        // How long the fault holds the node: a pause lasts its duration (a stall inside a
+        // pause would end, for the checker, before the node resumed).
+        let held = match f {
+            NodeFault::Crash(n) | NodeFault::Restart(n) | NodeFault::Start(n) if *n == node => {
+                Some(Duration::from_millis(0))
+            }
+            NodeFault::Pause(n, d) if *n == node => Some(*d),
+            _ => None,
         };
-        !mine || *t + margin < start || *t > end + margin
+        held.is_none_or(|d| *t + d + margin < start || *t > end + margin)
     });
+    if std::env::var_os("AIS_SIM_TRACE").is_some() {
+        eprintln!(
+            "node {node}: stall {}..{} ms {}",
+            start.as_nanos() / MS,
+            end.as_nanos() / MS,
+            if clear && end < faults_end {
+                "planned"
+            } else {
+                "dropped (the node's own faults are near, or the faults end before)"
+            }
+        );
+    }
     (clear && end < faults_end).then_some((start, end))
 }
 
@@ -894,6 +927,17 @@ impl AmfApp {
             return true;
         }
         self.stall = None;
+        if std::env::var_os("AIS_SIM_TRACE").is_some() {
+            eprintln!(
+                "node {} stall {}..{} ms ends at {} ms (last seen {} ms), {} held",
+                self.node,
+                from.as_nanos() / MS,
+                to.as_nanos() / MS,
+                now.as_nanos() / MS,
+                self.now.as_nanos() / MS,
+                self.held.len()
+            );
+        }
         self.now = self.now.max(now);
         *self.now_cell.lock().unwrap() = self.now.as_nanos();
         for h in std::mem::take(&mut self.held) {
@@ -1308,4 +1352,40 @@ fn the_checker_catches_two_actives_in_a_two_node_split_without_the_tie_breaker()
         "none of {} two-node runs caught",
         two_node.len()
     );
+}
+
+/// Whether schedule `seed` with `defects` breaks `property`.
+fn breaks(seed: u64, defects: AmfDefects, property: Property) -> bool {
+    run(seed, defects)
+        .amf
+        .iter()
+        .any(|v| v.property == property)
+}
+
+/// Seed 3489 (4 nodes): the sync of a ring completes at node 1 in its regular configuration
+/// (node 1 assigns the SIs to its SUs) and at the three others only after their transitional
+/// configuration without node 1, where nothing is applied; their next ring must still wait the
+/// fence delay for node 1. The seed pins the schedule: if the generator changes, find another
+/// with `AIS_SIM_SEEDS` and the defect on.
+#[test]
+fn the_checker_catches_a_sync_that_only_a_departed_node_acted_on() {
+    let d = AmfDefects {
+        no_sync_suspects: true,
+        ..AmfDefects::default()
+    };
+    assert!(breaks(3489, d, Property::OneActive));
+    assert!(!breaks(3489, AmfDefects::default(), Property::OneActive));
+}
+
+/// Seed 896 (4 nodes, executive stalls): node 3's executive stalls 193 ms, fails its SUs over
+/// when it resumes, and then applies an operator's SU restart queued meanwhile; restarting
+/// the failed-over SU before the cluster moved its SIs makes it serve beside its successor.
+#[test]
+fn the_checker_catches_a_restart_of_an_su_its_node_failed_over() {
+    let d = AmfDefects {
+        restart_failed_over: true,
+        ..AmfDefects::default()
+    };
+    assert!(breaks(896, d, Property::OneActive));
+    assert!(!breaks(896, AmfDefects::default(), Property::OneActive));
 }

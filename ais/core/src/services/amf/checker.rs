@@ -18,8 +18,8 @@
 //!   counting from the SU's last escalation (an SU restart starts its components' counts
 //!   again, an SU failover every count of the SU).
 //! - **Assigned**: at the end of the run, every SI whose SG has an SU that can serve (its node
-//!   alive and in a quorate configuration, the SU reported instantiated and enabled) is served
-//!   by at least one SU.
+//!   alive and in a quorate configuration, the SU reported instantiated and enabled, and
+//!   serving fewer SIs active than its SG allows one SU) is served by at least one SU.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -168,6 +168,9 @@ pub struct Limits {
     /// Per SU: its node, and its SG's (comp_restart_max, comp probation ns, su_restart_max,
     /// su probation ns).
     pub su: BTreeMap<String, (u32, Counters)>,
+    /// Per SU: most SIs it may serve active at once (no-redundancy: 1; the SG's
+    /// `max_active_sis_per_su`); an SU not listed has no limit.
+    pub su_active_cap: BTreeMap<String, u32>,
 }
 
 /// A checked property.
@@ -367,13 +370,26 @@ pub fn check(observations: &[Observation], limits: &Limits) -> Vec<Violation> {
             }
             Observation::End { t, alive } => {
                 for (si, sus) in &limits.sus_of_si {
+                    // An SU that can serve one more SI: alive, in a quorate ring, instantiated
+                    // and enabled, and below its limit of active SIs.
                     let can = sus.iter().any(|s| {
                         let Some((node, _)) = limits.su.get(s) else {
                             return false;
                         };
+                        let actives: BTreeSet<&String> = held
+                            .values()
+                            .flat_map(|m| m.iter())
+                            .filter(|((su, _, _), h)| su == s && **h == Ha::Active)
+                            .map(|((_, si, _), _)| si)
+                            .collect();
+                        let room = limits
+                            .su_active_cap
+                            .get(s)
+                            .is_none_or(|&cap| (actives.len() as u64) < u64::from(cap));
                         alive.contains(node)
                             && last_ring.get(node) == Some(&true)
                             && presence.get(s) == Some(&(Presence::Instantiated, true))
+                            && room
                     });
                     let served = held
                         .iter()

@@ -88,6 +88,13 @@ pub struct AmfDefects {
     pub no_tiebreak: bool,
     /// No self-fence: a node cut off keeps serving until its own new ring is synchronised.
     pub no_lease: bool,
+    /// No suspects for the nodes this one was in touch with since its last sync: a node that
+    /// completed a sync the others completed only in the transitional configuration (or never)
+    /// may have assigned SIs on a plan they never made, and is not waited for.
+    pub no_sync_suspects: bool,
+    /// The operator's SU restart also restarts an SU this node failed over, before the
+    /// cluster applied its failover.
+    pub restart_failed_over: bool,
 
     /// A built-in component is told to hold its CSI active for any assignment (standby
     /// too), as if every CSI set added the address.
@@ -272,6 +279,11 @@ pub struct Amf {
     gathering: Option<bool>,
     /// When this node last heard from each node, ns.
     contact: BTreeMap<NodeId, u64>,
+    /// The members of the ring of this node's last completed sync and of every regular
+    /// configuration since: whoever of them is no member now may have completed a sync (and
+    /// acted on its plan) that this node completed only in a transitional configuration, at
+    /// another point of the message order, or not at all.
+    since_sync: BTreeSet<u32>,
     observer: Option<Box<dyn Observer>>,
     stats: AmfStats,
 }
@@ -375,6 +387,7 @@ impl Amf {
             node_failed: false,
             gathering: None,
             contact: BTreeMap::new(),
+            since_sync: BTreeSet::new(),
             observer: None,
             stats: AmfStats::default(),
         }
@@ -518,6 +531,17 @@ impl Amf {
             (AdminOp::Unlock, Admin::Locked | Admin::ShuttingDown) => s.admin = Admin::Unlocked,
             (AdminOp::LockInstantiation, Admin::Locked) => s.admin = Admin::LockedInstantiation,
             (AdminOp::UnlockInstantiation, Admin::LockedInstantiation) => s.admin = Admin::Locked,
+            (AdminOp::Restart, _)
+                if !self.defects.restart_failed_over
+                    && self.local.get(&index).is_some_and(|l| {
+                        l.failing || l.presence != Presence::Instantiated || !l.enabled
+                    }) =>
+            {
+                // This node failed the SU over (a freeze, a fence, an escalation) and the
+                // cluster may not have applied that yet: restarting it now would bring it back
+                // before its SIs moved, under assignments the others are about to give away.
+                info!(t_ms = cx.now() / MS, su = %self.flat.sus[index].name, "amf: SU restart by the operator ignored: the SU is not in service on this node (failed over or stopped)");
+            }
             (AdminOp::Restart, _) if self.local.contains_key(&index) => {
                 info!(t_ms = cx.now() / MS, su = %self.flat.sus[index].name, "amf: SU restart by the operator");
                 let n = self.local[&index].comps.len();
@@ -707,6 +731,18 @@ impl Amf {
             // others never saw before it left.
             for &su in s.asg.keys() {
                 nodes.insert(self.flat.sus[su].nodeid);
+            }
+            // Any node this one was in touch with since its last sync that has an SU of the
+            // SI's SG: it may have completed a sync this node completed only in the
+            // transitional configuration (where nothing is applied) or never, and assigned
+            // the SI to its own SU on that sync's plan, which this node never made.
+            if !self.defects.no_fence && !self.defects.no_sync_suspects {
+                for &su in &self.flat.sgs[self.flat.sis[i].sg].sus {
+                    let n = self.flat.sus[su].nodeid;
+                    if self.since_sync.contains(&n) {
+                        nodes.insert(n);
+                    }
+                }
             }
             for n in nodes {
                 if !members.contains(&n) {
@@ -1142,7 +1178,12 @@ impl Amf {
                 l.dirty.insert(si);
             }
             if rep.target == local && !self.local[&su].dirty.contains(&si) {
-                if rep.held != local && self.local[&su].confirmed.get(&si) != Some(&rep.generation)
+                // Confirmed when the cluster's view differs, or when a serving target came and
+                // went before this node acted on it (held and target agree, but the cluster
+                // counts the SU as maybe serving until a confirmation of the latest target:
+                // without one the SI waits for it forever).
+                if (rep.held != local || rep.pending_serve)
+                    && self.local[&su].confirmed.get(&si) != Some(&rep.generation)
                 {
                     self.local
                         .get_mut(&su)
@@ -1922,6 +1963,7 @@ impl Service for Amf {
             for m in &change.members {
                 self.contact.insert(*m, now);
             }
+            self.since_sync.extend(change.members.iter().map(|m| m.0));
             self.gathering = Some(false);
             if self.may_keep_serving(cx, &change.members.iter().copied().collect()) {
                 self.gathering = None;
@@ -1969,6 +2011,7 @@ impl Service for Amf {
         }
         self.in_sync = false;
         self.synced = true;
+        self.since_sync = cx.members().iter().map(|m| m.0).collect();
         // A sync confirms this node's view only for a ring installed after a freeze was
         // noticed: a sync completed from what was queued while frozen is as stale as the rest.
         if self.stale.is_some_and(|at| self.ring_at >= at) {
