@@ -1207,7 +1207,7 @@ fn run(seed: u64, defects: AmfDefects) -> Run {
 
 #[test]
 fn amf_keeps_its_promises_under_seeded_faults() {
-    let seeds = common::sim::seeds(1000);
+    let seeds = common::sim::seeds(3000);
     let runs = seeds.end - seeds.start;
     let mut changes = 0;
     let mut recoveries: BTreeMap<&'static str, usize> = BTreeMap::new();
