@@ -750,6 +750,20 @@ fn two_networks(mode: &str) -> String {
 }
 
 #[test]
+fn copies_are_remembered_for_less_than_the_join_interval() {
+    let c = Config::from_str(&two_networks("active"), "good.toml").unwrap();
+    assert_eq!(c.rrp_config().memory.as_millis(), 20);
+    // A 10 ms join (the copy timeout, 5 ms, must stay below it): its re-sent joins must not
+    // be taken for copies of the first.
+    let text = two_networks("active").replace("token = 100", "token = 40\njoin = 10");
+    let c = Config::from_str(&text, "short-join.toml").unwrap();
+    let rrp = c.rrp_config();
+    assert_eq!(rrp.memory.as_millis(), 9);
+    assert!(rrp.memory >= rrp.copy_timeout);
+    rrp.validate().unwrap();
+}
+
+#[test]
 fn redundant_ring_mistakes_are_located() {
     // The base with two networks is valid in both modes.
     for mode in ["active", "passive"] {

@@ -201,7 +201,13 @@ impl Config {
         c.check_interval = ms(window);
         c.problem_threshold = t.rrp_problem_count_threshold;
         c.copy_timeout = ms(t.rrp_token_expired_timeout);
-        c.memory = c.memory.max(c.copy_timeout);
+        // Copies are remembered for less than the join interval: without frame protection a
+        // re-sent join repeats its bytes and must reach the core (the tuned timers have a 5 ms
+        // join). Validation keeps `rrp_token_expired_timeout` below `join`.
+        c.memory = c
+            .memory
+            .min(ms(t.join.saturating_sub(1)))
+            .max(c.copy_timeout);
         c.reenable_windows =
             u32::try_from(t.rrp_autorecovery_check_timeout.div_ceil(window).max(1))
                 .unwrap_or(u32::MAX);
