@@ -13,8 +13,9 @@ use bytes::Bytes;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ipc::{Message, ServiceId};
 
-/// Version byte of the executive's Totem messages (2: CPG join lists name their ring).
-pub const EXEC_VERSION: u8 = 2;
+/// Version byte of the executive's Totem messages (2: CPG join lists name their ring; 3: shelf
+/// sensor events carry the IPMI event type).
+pub const EXEC_VERSION: u8 = 3;
 /// Length of the header.
 pub const EXEC_HEADER: usize = 4;
 /// The executive's own messages (sync barriers).
