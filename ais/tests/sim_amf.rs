@@ -1354,12 +1354,19 @@ fn the_checker_catches_two_actives_in_a_two_node_split_without_the_tie_breaker()
     );
 }
 
-/// Whether schedule `seed` with `defects` breaks `property`.
-fn breaks(seed: u64, defects: AmfDefects, property: Property) -> bool {
-    run(seed, defects)
-        .amf
-        .iter()
-        .any(|v| v.property == property)
+/// Schedule `seed` has two actives with `defects` and none without them.
+fn only_the_defect_breaks_one_active(seed: u64, defects: AmfDefects) {
+    let breaks = |d| {
+        run(seed, d)
+            .amf
+            .iter()
+            .any(|v| v.property == Property::OneActive)
+    };
+    assert!(breaks(defects), "seed {seed} with {defects:?}");
+    assert!(
+        !breaks(AmfDefects::default()),
+        "seed {seed} without defects"
+    );
 }
 
 /// Seed 3489 (4 nodes): the sync of a ring completes at node 1 in its regular configuration
@@ -1369,12 +1376,13 @@ fn breaks(seed: u64, defects: AmfDefects, property: Property) -> bool {
 /// with `AIS_SIM_SEEDS` and the defect on.
 #[test]
 fn the_checker_catches_a_sync_that_only_a_departed_node_acted_on() {
-    let d = AmfDefects {
-        no_sync_suspects: true,
-        ..AmfDefects::default()
-    };
-    assert!(breaks(3489, d, Property::OneActive));
-    assert!(!breaks(3489, AmfDefects::default(), Property::OneActive));
+    only_the_defect_breaks_one_active(
+        3489,
+        AmfDefects {
+            no_sync_suspects: true,
+            ..AmfDefects::default()
+        },
+    );
 }
 
 /// Seed 896 (4 nodes, executive stalls): node 3's executive stalls 193 ms, fails its SUs over
@@ -1382,10 +1390,11 @@ fn the_checker_catches_a_sync_that_only_a_departed_node_acted_on() {
 /// the failed-over SU before the cluster moved its SIs makes it serve beside its successor.
 #[test]
 fn the_checker_catches_a_restart_of_an_su_its_node_failed_over() {
-    let d = AmfDefects {
-        restart_failed_over: true,
-        ..AmfDefects::default()
-    };
-    assert!(breaks(896, d, Property::OneActive));
-    assert!(!breaks(896, AmfDefects::default(), Property::OneActive));
+    only_the_defect_breaks_one_active(
+        896,
+        AmfDefects {
+            restart_failed_over: true,
+            ..AmfDefects::default()
+        },
+    );
 }
