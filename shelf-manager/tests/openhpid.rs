@@ -15,6 +15,18 @@
 //! both states agree with shelfd's M1 and M4. Not compared:
 //! resource ids (openhpid's own numbering) and the causes (ipmidirect reports
 //! CAUSE_AUTO_POLICY for every change).
+//!
+//! A subsidiary FRU (`openhpid_and_hpi_see_a_subsidiary_fru_alike`, on
+//! `configs/shelf-sim-rtm.toml`: the RTM `rtm-2`, FRU 1 of the node board's IPMC at 0x84):
+//! our `hpi` crate and openhpid watch the same shelfd. Compared, for every managed hot-swap
+//! resource hpi reports (hub-1, node-2, rtm-2): openhpid has a resource with the same tag and
+//! entity path (for the RTM `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}`),
+//! with managed hot-swap, in the same hot-swap state; then, after `ipmitool -b 0 -t 0x84
+//! picmg deactivate 1`, both report the RTM's HOTSWAP events ACTIVE → EXTRACTION_PENDING →
+//! INACTIVE in that order and none for node-2, and the same final states. Not compared:
+//! resource ids, causes, and a second resource openhpid makes of the RTM at
+//! `{ADVANCEDTCA_CHASSIS,1}{SHELF_MANAGER,0}{BACK_PANEL_BOARD,1}` (from the shelf manager's
+//! repository copy of the IPMC's FRU Device Locator; it gets no events; see docs/hpi.md).
 
 mod common;
 
@@ -99,17 +111,27 @@ handler libipmidirect {{
 
     /// (tag, entity path, managed hot-swap) of every resource, from `hpitree -r`.
     fn resources(&self) -> Vec<(String, String, bool)> {
+        self.resources_with_ids()
+            .into_iter()
+            .map(|(_, tag, entity, hs)| (tag, entity, hs))
+            .collect()
+    }
+
+    /// (resource id, tag, entity path, managed hot-swap) of every resource, from `hpitree -r`.
+    fn resources_with_ids(&self) -> Vec<(u32, String, String, bool)> {
         let out = self.client("hpitree").arg("-r").output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let mut res = Vec::new();
-        let (mut entity, mut hs) = (String::new(), false);
+        let (mut rid, mut entity, mut hs) = (0, String::new(), false);
         for line in text.lines().map(str::trim) {
             if let Some(e) = line.strip_prefix("Entity Path: ") {
                 entity = e.to_string();
+            } else if let Some(r) = line.strip_prefix("ResourceId: ") {
+                rid = r.parse().unwrap_or(0);
             } else if line.contains("RESOURCE") && line.contains('|') {
                 hs = line.contains("MANAGED_HOTSWAP");
             } else if let Some(tag) = line.strip_prefix("Data: ") {
-                res.push((tag.to_string(), entity.clone(), hs));
+                res.push((rid, tag.to_string(), entity.clone(), hs));
             }
         }
         res
@@ -153,11 +175,16 @@ handler libipmidirect {{
         let rid = self
             .rid(tag)
             .unwrap_or_else(|| panic!("openhpid has no {tag}"));
+        self.hs_state_of(rid)
+    }
+
+    /// The HPI hot-swap state openhpid reports for resource `rid`.
+    fn hs_state_of(&self, rid: u32) -> String {
         let text = self.shell(&[&format!("hs {rid}"), "state"]);
         let line = text
             .lines()
             .find_map(|l| l.trim().strip_prefix("Hot Swap State: "))
-            .unwrap_or_else(|| panic!("no hot-swap state for {tag}: {text}"));
+            .unwrap_or_else(|| panic!("no hot-swap state for resource {rid}: {text}"));
         let s: String = line.chars().filter(char::is_ascii_alphabetic).collect();
         match s.to_ascii_uppercase().as_str() {
             "ACTIVE" => "ACTIVE",
@@ -328,4 +355,155 @@ fn wait_events(path: &std::path::Path, want: &[(String, &str, &str)]) {
         );
         thread::sleep(Duration::from_millis(500));
     }
+}
+
+#[test]
+fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
+    use hpi::ipmi::IpmiShelf;
+    use hpi::ipmi::credentials::Credentials;
+    use hpi::ipmi::session::SessionConfig;
+    use hpi::{Domain, DomainConfig, EventKind, HsState, Timeout};
+
+    let s = Shelfd::start_model("openhpid-rtm", "shelf-sim-rtm.toml", &[]);
+    // The RTM is the model's third FRU: shelfd's sensor 3 reads its M-state.
+    let end = Instant::now() + Duration::from_secs(30);
+    while s
+        .ok(17, &["raw", "0x04", "0x2d", "3"])
+        .split_whitespace()
+        .nth(2)
+        != Some("10")
+    {
+        assert!(Instant::now() < end, "the RTM never reached M4");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let o = Openhpid::start(&s);
+    let slot_rtm = "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}";
+    let end = Instant::now() + Duration::from_secs(60);
+    let theirs = loop {
+        let r = o.resources_with_ids();
+        if r.iter().any(|x| x.2 == slot_rtm) && r.iter().filter(|x| x.3).count() >= 3 {
+            break r;
+        }
+        assert!(
+            Instant::now() < end,
+            "openhpid did not discover the RTM: {r:?}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+
+    let session = SessionConfig::new(("127.0.0.1", s.addr.port())).unwrap();
+    let mut d = Domain::new(
+        IpmiShelf::new(session, Credentials::new("admin", "admin-secret")),
+        DomainConfig {
+            auto_insert_timeout: Timeout::Block,
+            auto_extract_timeout: Timeout::Block,
+            ..DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+    let ours: Vec<(hpi::ResourceId, String, String, HsState)> = d
+        .rpt()
+        .filter(|e| e.caps.managed_hotswap)
+        .map(|e| {
+            (
+                e.id,
+                e.tag.clone(),
+                e.entity.to_string(),
+                e.hs_state.unwrap(),
+            )
+        })
+        .collect();
+    let mut tags: Vec<&str> = ours.iter().map(|x| x.1.as_str()).collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["hub-1", "node-2", "rtm-2"]);
+    let their_rid = |entity: &str| {
+        theirs
+            .iter()
+            .find(|x| x.2 == entity)
+            .map(|x| x.0)
+            .unwrap_or_else(|| panic!("openhpid has no resource at {entity}: {theirs:?}"))
+    };
+    for (_, tag, entity, state) in &ours {
+        let t = theirs.iter().find(|x| &x.2 == entity).unwrap();
+        assert_eq!((&t.1, t.3), (tag, true), "{entity}");
+        assert_eq!(o.hs_state_of(t.0), state.name(), "{tag}");
+    }
+    let rtm = d.resource_by_fru(0x84, 1).unwrap();
+    let node2 = d.resource_by_fru(0x84, 0).unwrap();
+
+    let events_path = o.dir.join("events-rtm.txt");
+    let mut events = o
+        .client("stdbuf")
+        .args(["-oL", "hpievents", "-t", "120"])
+        .stdout(std::fs::File::create(&events_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events_path)
+        .unwrap_or_default()
+        .contains("tag: rtm-2")
+    {
+        assert!(Instant::now() < end, "hpievents did not start");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let sub = d.subscribe();
+    s.ok(17, &["-b", "0", "-t", "0x84", "picmg", "deactivate", "1"]);
+    let want = [
+        ("ACTIVE", "EXTRACTION_PENDING"),
+        ("EXTRACTION_PENDING", "INACTIVE"),
+    ];
+    // hpi and openhpid each until both saw the last transition (openhpid polls its SEL
+    // every 5 s).
+    let mut mine: Vec<(hpi::ResourceId, &str, &str)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    let theirs_seen = loop {
+        d.poll(Instant::now());
+        while let Some(e) = d.event_get(sub).unwrap() {
+            if let (
+                Some(r),
+                EventKind::HotSwap {
+                    previous, state, ..
+                },
+            ) = (e.resource, e.kind)
+            {
+                mine.push((r, previous.name(), state.name()));
+            }
+        }
+        let seen = hot_swap_events(&std::fs::read_to_string(&events_path).unwrap());
+        let ours_done = mine.contains(&(rtm, want[1].0, want[1].1));
+        let theirs_done = seen
+            .iter()
+            .any(|x| x.0 == slot_rtm && (x.1.as_str(), x.2.as_str()) == want[1]);
+        if ours_done && theirs_done {
+            break seen;
+        }
+        assert!(Instant::now() < end, "hpi saw {mine:?}, openhpid {seen:?}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let _ = events.kill();
+    let _ = events.wait();
+    let mine_rtm: Vec<(&str, &str)> = mine
+        .iter()
+        .filter(|x| x.0 == rtm)
+        .map(|x| (x.1, x.2))
+        .collect();
+    let theirs_rtm: Vec<(&str, &str)> = theirs_seen
+        .iter()
+        .filter(|x| x.0 == slot_rtm)
+        .map(|x| (x.1.as_str(), x.2.as_str()))
+        .collect();
+    assert_eq!(mine_rtm, want, "hpi");
+    assert_eq!(theirs_rtm, want, "openhpid");
+    assert!(!mine.iter().any(|x| x.0 == node2), "hpi: {mine:?}");
+    assert!(
+        !theirs_seen.iter().any(|x| x.0 == blade(2)),
+        "openhpid: {theirs_seen:?}"
+    );
+    for (rid, entity) in [(rtm, slot_rtm.to_string()), (node2, blade(2))] {
+        let state = d.hotswap_state(rid).unwrap();
+        assert_eq!(o.hs_state_of(their_rid(&entity)), state.name(), "{entity}");
+    }
+    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::Inactive);
+    assert_eq!(d.hotswap_state(node2).unwrap(), HsState::Active);
 }
