@@ -2,10 +2,21 @@
 //! the [`Ipmc`] trait the shelf manager talks through, and [`SimIpmc`], simulated boards that
 //! answer like real ones.
 //!
-//! A real shelf reaches its IPMCs over IPMB-0; that implementation of [`Ipmc`] is not in this
-//! crate. [`SimIpmc`] plays every board of a [`Config`]: the test (or demo) inserts boards,
-//! moves their handles and pulls them out, and each board honours the failure knobs of its
-//! `[board.sim]` table.
+//! [`SimIpmc`] plays every board of a [`Config`]: the test (or demo) inserts boards, moves
+//! their handles and pulls them out, and each board honours the failure knobs of its
+//! `[board.sim]` table. It is the only implementation of [`Ipmc`] in this crate.
+//!
+//! A real shelf reaches its IPMCs over IPMB-0, two I2C buses (A and B) to every board; that
+//! implementation of [`Ipmc`] is not written. It would send each [`ToIpmc`] as an IPMB request
+//! to the FRU's IPMC (IPMB-0 address = hardware address × 2; Set FRU Activation, Set and Get
+//! Power Level, Get Device ID), retry a request that times out with the same sequence number
+//! on the other bus, match answers by (responder, sequence number, command), turn the IPMCs'
+//! hot-swap Platform Event messages into [`Report`]s, carry [`Ipmc::request`] for bridged
+//! commands, and isolate a failed bus (PICMG Set IPMB State) while the other carries the
+//! traffic. On Linux it would sit on the kernel's IPMB drivers (`ipmb-dev-int`'s
+//! `/dev/ipmb-N`, or the IPMI message handler's `ipmi_ipmb` interface), which needs an I2C
+//! controller that can act as a slave. docs/shelf-manager.md, "The hardware IPMB path", has
+//! the details.
 
 use std::collections::VecDeque;
 
@@ -167,6 +178,10 @@ pub enum Report {
 pub struct NoAnswer(pub FruAddr);
 
 /// The shelf manager's view of the IPMCs.
+///
+/// Implemented by [`SimIpmc`] (simulated boards, for tests and the demo). A hardware
+/// implementation over IPMB-0 (dual I2C buses A/B, Linux `ipmb-dev-int` or `ipmi_ipmb`) is not
+/// written; the module documentation and docs/shelf-manager.md say what it would do.
 pub trait Ipmc {
     /// Delivers `message` to the IPMC of `to`; its answers come from [`Ipmc::poll_report`].
     ///
@@ -462,7 +477,7 @@ pub fn fru_entity(site_type: u8) -> u8 {
 /// entity id from [`fru_entity`]), as the simulated IPMCs serve them and the shelf manager's
 /// repository copies them: its MC Device Locator (record 1, named after its FRU 0 or first
 /// FRU, entity 0xA0/0x60), then per FRU (by FRU id) the FRU's hot-swap sensor (number = FRU
-/// id, a compact record, named "HS <board>") and, for FRUs other than 0 (subsidiary FRUs:
+/// id, a compact record, named `HS <board>`) and, for FRUs other than 0 (subsidiary FRUs:
 /// RTMs, AMCs), a FRU Device Locator. A FRU's sensor and locator share its entity (id,
 /// instance `0x60 | FRU id`), which is how a system manager tells whose sensor it is.
 /// Record ids count from 1.
