@@ -29,181 +29,22 @@
 //! repository copy of the IPMC's FRU Device Locator; it gets no events; see docs/hpi.md).
 
 mod common;
+#[path = "../../hpi/tests/support/openhpid.rs"]
+mod openhpid;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::Shelfd;
+use openhpid::{Openhpid, hot_swap_events};
 
 const BOARDS: [(&str, u8); 4] = [("hub-1", 1), ("node-2", 2), ("node-3", 3), ("node-4", 4)];
 
-struct Openhpid {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Openhpid {
-    /// openhpid with one ipmidirect handler on shelfd, as the `ipmi15` operator `legacy`.
-    fn start(shelfd: &Shelfd) -> Openhpid {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("shelf-openhpid-{port}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("var")).unwrap();
-        let conf = format!(
-            r#"OPENHPI_LOG_ON_SEV = "INFORMATIONAL"
-OPENHPI_DEL_SAVE = "NO"
-OPENHPI_DAT_SAVE = "NO"
-OPENHPI_PATH = "/usr/lib/openhpi"
-OPENHPI_VARPATH = "{var}"
-
-handler libipmidirect {{
-        entity_root = "{{ADVANCEDTCA_CHASSIS,1}}"
-        name = "lan"
-        addr = "127.0.0.1"
-        port = "{shelf_port}"
-        auth_type = "md5"
-        auth_level = "operator"
-        username = "legacy"
-        password = "legacy-secret"
-        IpmiConnectionTimeout = "5000"
-        AtcaConnectionTimeout = "1000"
-        MaxOutstanding = "1"
-        AtcaPollAliveMCs = "1"
-}}
-"#,
-            var = dir.join("var").display(),
-            shelf_port = shelfd.addr.port(),
-        );
-        let conf_path = dir.join("openhpi.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        // openhpid refuses a configuration others may read.
-        std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let child = Command::new("openhpid")
-            .arg("-n")
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-p", &port.to_string()])
-            .arg("-f")
-            .arg(dir.join("openhpid.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openhpid (installed by .ci/run: openhpid openhpi-clients openhpi-plugin-ipmidirect)");
-        Openhpid { child, port, dir }
-    }
-
-    fn client(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
-        c.env("OPENHPI_DAEMON_HOST", "127.0.0.1")
-            .env("OPENHPI_DAEMON_PORT", self.port.to_string());
-        c
-    }
-
-    /// (tag, entity path, managed hot-swap) of every resource, from `hpitree -r`.
-    fn resources(&self) -> Vec<(String, String, bool)> {
-        self.resources_with_ids()
-            .into_iter()
-            .map(|(_, tag, entity, hs)| (tag, entity, hs))
-            .collect()
-    }
-
-    /// (resource id, tag, entity path, managed hot-swap) of every resource, from `hpitree -r`.
-    fn resources_with_ids(&self) -> Vec<(u32, String, String, bool)> {
-        let out = self.client("hpitree").arg("-r").output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut res = Vec::new();
-        let (mut rid, mut entity, mut hs) = (0, String::new(), false);
-        for line in text.lines().map(str::trim) {
-            if let Some(e) = line.strip_prefix("Entity Path: ") {
-                entity = e.to_string();
-            } else if let Some(r) = line.strip_prefix("ResourceId: ") {
-                rid = r.parse().unwrap_or(0);
-            } else if line.contains("RESOURCE") && line.contains('|') {
-                hs = line.contains("MANAGED_HOTSWAP");
-            } else if let Some(tag) = line.strip_prefix("Data: ") {
-                res.push((rid, tag.to_string(), entity.clone(), hs));
-            }
-        }
-        res
-    }
-
-    /// Waits (up to 60 s) until openhpid lists `n` managed hot-swap resources.
-    fn wait_for_hs_resources(&self, n: usize) -> Vec<(String, String, bool)> {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = self.resources();
-            if r.iter().filter(|x| x.2).count() == n {
-                return r;
-            }
-            assert!(
-                Instant::now() < end,
-                "openhpid did not discover {n} hot-swap resources: {r:?}"
-            );
-            thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn shell(&self, cmds: &[&str]) -> String {
-        let f = self.dir.join("cmd");
-        std::fs::write(&f, cmds.join("\n") + "\nq\nq\n").unwrap();
-        let out = self.client("hpi_shell").arg("-f").arg(&f).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// The resource id openhpid gave the resource tagged `tag` (hpi_shell `lsres`).
-    fn rid(&self, tag: &str) -> Option<u32> {
-        self.shell(&["lsres"]).lines().find_map(|l| {
-            let (num, after) = l.trim().strip_prefix('(')?.split_once(')')?;
-            after
-                .starts_with(&format!(":{tag}:"))
-                .then(|| num.parse().ok())?
-        })
-    }
-
-    /// The HPI hot-swap state openhpid reports for the resource tagged `tag`.
-    fn hs_state(&self, tag: &str) -> String {
-        let rid = self
-            .rid(tag)
-            .unwrap_or_else(|| panic!("openhpid has no {tag}"));
-        self.hs_state_of(rid)
-    }
-
-    /// The HPI hot-swap state openhpid reports for resource `rid`.
-    fn hs_state_of(&self, rid: u32) -> String {
-        let text = self.shell(&[&format!("hs {rid}"), "state"]);
-        let line = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Hot Swap State: "))
-            .unwrap_or_else(|| panic!("no hot-swap state for resource {rid}: {text}"));
-        let s: String = line.chars().filter(char::is_ascii_alphabetic).collect();
-        match s.to_ascii_uppercase().as_str() {
-            "ACTIVE" => "ACTIVE",
-            "INACTIVE" => "INACTIVE",
-            "INSPENDING" | "INSERTIONPENDING" => "INSERTION_PENDING",
-            "EXTPENDING" | "EXTRACTIONPENDING" => "EXTRACTION_PENDING",
-            "NOTPRESENT" => "NOT_PRESENT",
-            other => panic!("unknown hot-swap state {other}"),
-        }
-        .to_string()
-    }
-}
-
-impl Drop for Openhpid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// openhpid on `shelfd` as its `ipmi15` operator `legacy` (ipmidirect speaks IPMI 1.5 only).
+fn legacy_openhpid(s: &Shelfd) -> Openhpid {
+    Openhpid::start(s.addr.port(), "legacy", "legacy-secret", "operator")
 }
 
 /// The HPI state of an M-state, as ipmidirect maps it.
@@ -230,25 +71,6 @@ fn m_states(s: &Shelfd) -> BTreeMap<String, u8> {
         .collect()
 }
 
-/// (resource entity, previous state, new state) of the HOTSWAP events in hpievents output.
-fn hot_swap_events(text: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut from = String::new();
-    let mut current = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(e) = line.strip_prefix("From Resource: ") {
-            from = e.to_string();
-        } else if let Some(s) = line.strip_prefix("HotSwapState: ") {
-            current = Some(s.to_string());
-        } else if let Some(prev) = line.strip_prefix("PreviousHotSwapState: ")
-            && let Some(c) = current.take()
-        {
-            out.push((from.clone(), prev.to_string(), c));
-        }
-    }
-    out
-}
-
 fn blade(site: u8) -> String {
     format!("{{ADVANCEDTCA_CHASSIS,1}}{{PHYSICAL_SLOT,{site}}}{{PICMG_FRONT_BLADE,0}}")
 }
@@ -256,19 +78,24 @@ fn blade(site: u8) -> String {
 #[test]
 fn openhpid_sees_the_shelf_resources_and_a_board_hot_swap_transitions() {
     let s = Shelfd::start("openhpid", &[]);
-    let o = Openhpid::start(&s);
+    let o = legacy_openhpid(&s);
     let res = o.wait_for_hs_resources(BOARDS.len());
     let ours = m_states(&s);
     for (board, site) in BOARDS {
         let r = res
             .iter()
-            .find(|r| r.0 == board)
+            .find(|r| r.tag == board)
             .unwrap_or_else(|| panic!("no resource {board} in {res:?}"));
-        assert_eq!((r.1.as_str(), r.2), (blade(site).as_str(), true), "{r:?}");
+        assert_eq!(
+            (r.entity.as_str(), r.managed_hotswap),
+            (blade(site).as_str(), true),
+            "{r:?}"
+        );
         assert_eq!(o.hs_state(board), hpi_of(ours[board]), "{board}");
     }
     assert!(
-        res.iter().any(|r| r.0 == "Shelf manager" && !r.2),
+        res.iter()
+            .any(|r| r.tag == "Shelf manager" && !r.managed_hotswap),
         "the shelf manager, without managed hot-swap: {res:?}"
     );
     // hub-1 and node-2 powered, node-3 and node-4 waiting for power.
@@ -376,20 +203,12 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
         assert!(Instant::now() < end, "the RTM never reached M4");
         thread::sleep(Duration::from_millis(100));
     }
-    let o = Openhpid::start(&s);
+    let o = legacy_openhpid(&s);
     let slot_rtm = "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}";
-    let end = Instant::now() + Duration::from_secs(60);
-    let theirs = loop {
-        let r = o.resources_with_ids();
-        if r.iter().any(|x| x.2 == slot_rtm) && r.iter().filter(|x| x.3).count() >= 3 {
-            break r;
-        }
-        assert!(
-            Instant::now() < end,
-            "openhpid did not discover the RTM: {r:?}"
-        );
-        thread::sleep(Duration::from_millis(500));
-    };
+    let theirs = o.wait_for("the RTM and the boards", |r| {
+        r.iter().any(|x| x.entity == slot_rtm)
+            && r.iter().filter(|x| x.managed_hotswap).count() >= 3
+    });
 
     let session = SessionConfig::new(("127.0.0.1", s.addr.port())).unwrap();
     let mut d = Domain::new(
@@ -419,14 +238,14 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
     let their_rid = |entity: &str| {
         theirs
             .iter()
-            .find(|x| x.2 == entity)
-            .map(|x| x.0)
+            .find(|x| x.entity == entity)
+            .map(|x| x.rid)
             .unwrap_or_else(|| panic!("openhpid has no resource at {entity}: {theirs:?}"))
     };
     for (_, tag, entity, state) in &ours {
-        let t = theirs.iter().find(|x| &x.2 == entity).unwrap();
-        assert_eq!((&t.1, t.3), (tag, true), "{entity}");
-        assert_eq!(o.hs_state_of(t.0), state.name(), "{tag}");
+        let t = theirs.iter().find(|x| &x.entity == entity).unwrap();
+        assert_eq!((&t.tag, t.managed_hotswap), (tag, true), "{entity}");
+        assert_eq!(o.hs_state_of(t.rid), state.name(), "{tag}");
     }
     let rtm = d.resource_by_fru(0x84, 1).unwrap();
     let node2 = d.resource_by_fru(0x84, 0).unwrap();
