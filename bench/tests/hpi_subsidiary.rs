@@ -5,7 +5,9 @@
 //! M1: each node logs the two HPI transitions it gives (ACTIVE → EXTRACTION_PENDING →
 //! INACTIVE) exactly once, in that order, as "hot-swap of slot 2 FRU 1" (the FRU id and the
 //! slot of its board, as they went through the ring), and nothing about the board itself
-//! (slot 2 FRU 0), which stays in M4. Needs ipmitool (as `.ci/run` installs); about 10 s.
+//! (slot 2 FRU 0), which stays in M4. Node 1, configured as slot 2's blade, logs them as
+//! "FRU 1 of this node's blade", not as its blade. Needs ipmitool (as `.ci/run` installs);
+//! about 1 s plus the build.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -112,8 +114,12 @@ fn an_rtm_hot_swap_reaches_every_executive_with_its_fru_id() {
         "\n[hpi]\naddress = \"127.0.0.1\"\nport = {port}\ncredentials = {:?}\n",
         cred.display().to_string()
     );
+    // Node 1 is the blade in slot 2.
     let mut c = builder
-        .create(|node| harness::loopback_config(node, &ports, &totem) + &hpi)
+        .create(|node| {
+            let slot = if node.id == 1 { "slot = 2\n" } else { "" };
+            harness::loopback_config(node, &ports, &totem) + &hpi + slot
+        })
         .unwrap();
     c.spawn_all().unwrap();
     for i in 0..2 {
@@ -159,6 +165,14 @@ fn an_rtm_hot_swap_reaches_every_executive_with_its_fru_id() {
     for i in 0..2 {
         assert_eq!(accepted(&c, i), want, "node {}", i + 1);
     }
+    // Node 1 logs them as a FRU of its blade, not as its blade; node 2 as neither.
+    assert!(
+        c.log(0).contains("(FRU 1 of this node's blade)"),
+        "{}",
+        c.log(0)
+    );
+    assert!(!c.log(0).contains("(this node's blade)"), "{}", c.log(0));
+    assert!(!c.log(1).contains("this node's blade"), "{}", c.log(1));
     // The board behind the same IPMC (shelfd's FRU 2) is still active.
     assert_eq!(m_bits(port, 2).as_deref(), Some("10"));
     assert_eq!(m_bits(port, 3).as_deref(), Some("02"), "the RTM in M1");
