@@ -34,6 +34,10 @@ struct Fake {
     rtm: Option<(u8, MState)>,
     /// Set FRU Activation and Set FRU Activation Policy calls: (ipmb, FRU id).
     fru_calls: Vec<(u8, u8)>,
+    /// The repository does not hold the RTM's records (yet).
+    rtm_sdrs_hidden: bool,
+    /// Reads of the SDR repository.
+    sdr_reads: u32,
 }
 
 impl Fake {
@@ -181,7 +185,8 @@ impl ShelfAccess for Fake {
                 name: "HotSwap".into(),
             }));
         }
-        if let Some((ipmb, _)) = self.rtm {
+        self.sdr_reads += 1;
+        if let Some((ipmb, _)) = self.rtm.filter(|_| !self.rtm_sdrs_hidden) {
             v.push(SdrRecord::FruLocator(FruLocator {
                 record_id: 0,
                 ipmb_addr: ipmb,
@@ -766,4 +771,29 @@ fn an_inserted_subsidiary_fru_is_added_from_its_event() {
         d.rpt_entry(rtm).unwrap().entity.to_string(),
         "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,1}{BACK_PANEL_BOARD,1}"
     );
+}
+
+#[test]
+fn an_rtm_whose_records_are_new_makes_the_domain_read_the_repository_once() {
+    let t0 = Instant::now();
+    let mut f = Fake::shelf();
+    // Inserted after discovery: neither its state nor its records were there.
+    f.rtm = Some((0x82, MState::M0));
+    f.rtm_sdrs_hidden = true;
+    let mut d = Domain::new(f, cfg());
+    d.start(t0).unwrap();
+    let sub = d.subscribe();
+    assert_eq!(d.shelf_mut().sdr_reads, 1);
+    d.shelf_mut().rtm_sdrs_hidden = false;
+    d.shelf_mut().hs_rtm(MState::M1, 0);
+    d.poll(t0 + Duration::from_millis(100));
+    assert_eq!(d.shelf_mut().sdr_reads, 2, "read again for the new locator");
+    let rtm = d.resource_by_fru(0x82, 1).expect("added");
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    assert_eq!(hs_of(&evs, rtm), [(HsState::NotPresent, HsState::Inactive)]);
+    // A further event of a known FRU reads nothing again.
+    d.shelf_mut().hs_rtm(MState::M2, 2);
+    d.poll(t0 + Duration::from_millis(200));
+    assert_eq!(d.shelf_mut().sdr_reads, 2);
+    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::InsertionPending);
 }
