@@ -627,13 +627,15 @@ impl ais_core::services::shelf::Observer for LogAccepted {
         from: totem_dpdk::NodeId,
         event: &ShelfEvent,
     ) {
-        let slot = match event.kind {
-            ShelfEventKind::HotSwap { slot, .. } | ShelfEventKind::Sensor { slot, .. } => slot,
+        let (slot, fru) = match event.kind {
+            ShelfEventKind::HotSwap { slot, fru, .. } => (slot, fru),
+            ShelfEventKind::Sensor { slot, .. } => (slot, 0),
         };
-        let own = if self.slot == Some(slot) {
-            " (this node's blade)"
-        } else {
-            ""
+        // A subsidiary FRU in the slot (an RTM, an AMC) is not the blade itself.
+        let own = match (self.slot == Some(slot), fru) {
+            (false, _) => String::new(),
+            (true, 0) => " (this node's blade)".to_owned(),
+            (true, n) => format!(" (FRU {n} of this node's blade)"),
         };
         info!(
             "shelf: accepted {}{own}, from node {from} in ring {ring}",

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::access::{AccessError, ShelfAccess};
 use crate::ipmi::msg::{
-    AddressInfo, EventRecord, LedFunction, MState, SdrRecord, SelInfo, SelRecord, SiteType,
+    AddressInfo, EventRecord, FruLocator, LedFunction, MState, SdrRecord, SelInfo, SelRecord,
+    SiteType,
 };
 use crate::model::*;
 
@@ -349,15 +350,35 @@ impl<S: ShelfAccess> Domain<S> {
         found.push((self.build_shelf()?, None));
         found.push((self.build_shmc()?, None));
         for a in self.sites.clone() {
-            match self.build_board(a, None) {
-                Ok(r) => {
+            let max_fru = match self.build_board(a, None) {
+                Ok((r, max_fru)) => {
                     let m = r.entry.m_state;
                     found.push((r, m));
+                    max_fru
                 }
-                Err(AccessError::NotPresent(_)) => {}
+                Err(AccessError::NotPresent(_)) => continue,
                 Err(e @ AccessError::ConnectionLost(_)) => return Err(e),
                 // one IPMC that answers nonsense must not keep the whole shelf undiscovered
-                Err(e) => tracing::warn!(ipmb = a.ipmb_addr, error = %e, "board skipped"),
+                Err(e) => {
+                    tracing::warn!(ipmb = a.ipmb_addr, error = %e, "board skipped");
+                    continue;
+                }
+            };
+            for l in self.subsidiary_locators(a.ipmb_addr, max_fru) {
+                match self.build_subsidiary(a, &l, None) {
+                    Ok(r) => {
+                        let m = r.entry.m_state;
+                        found.push((r, m));
+                    }
+                    Err(AccessError::NotPresent(_)) => {}
+                    Err(e @ AccessError::ConnectionLost(_)) => return Err(e),
+                    Err(e) => tracing::warn!(
+                        ipmb = a.ipmb_addr,
+                        fru = l.fru_id,
+                        error = %e,
+                        "subsidiary FRU skipped"
+                    ),
+                }
             }
         }
         let first = self.resources.is_empty();
@@ -435,11 +456,43 @@ impl<S: ShelfAccess> Domain<S> {
         })
     }
 
-    fn sensor_rdrs(&self, owner: u8) -> Vec<Rdr> {
+    /// The subsidiary FRUs (FRU device id 1..=`max_fru`) of the IPMC at `ipmb`, as its
+    /// logical FRU Device Locator records in the repository list them, by FRU id.
+    fn subsidiary_locators(&self, ipmb: u8, max_fru: u8) -> Vec<FruLocator> {
+        let mut v: Vec<FruLocator> = self
+            .sdrs
+            .iter()
+            .filter_map(|r| match r {
+                SdrRecord::FruLocator(l)
+                    if l.ipmb_addr == ipmb && l.logical && (1..=max_fru).contains(&l.fru_id) =>
+                {
+                    Some(l.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|l| l.fru_id);
+        v.dedup_by_key(|l| l.fru_id);
+        v
+    }
+
+    /// The entities (id, instance) of the subsidiary FRUs of the IPMC at `ipmb`: their
+    /// sensors belong to them, not to the board (FRU 0).
+    fn subsidiary_entities(&self, ipmb: u8, max_fru: u8) -> Vec<(u8, u8)> {
+        self.subsidiary_locators(ipmb, max_fru)
+            .iter()
+            .map(|l| (l.entity_id, l.entity_instance))
+            .collect()
+    }
+
+    /// The sensor RDRs of owner `owner` whose entity `keep` accepts.
+    fn sensor_rdrs(&self, owner: u8, keep: impl Fn((u8, u8)) -> bool) -> Vec<Rdr> {
         self.sdrs
             .iter()
             .filter_map(|r| match r {
-                SdrRecord::Sensor(s) if s.owner == owner && s.lun == 0 => {
+                SdrRecord::Sensor(s)
+                    if s.owner == owner && s.lun == 0 && keep((s.entity_id, s.entity_instance)) =>
+                {
                     Some(Rdr::Sensor(SensorRdr {
                         num: s.number,
                         sensor_type: s.sensor_type,
@@ -509,7 +562,7 @@ impl<S: ShelfAccess> Domain<S> {
     }
 
     fn build_shmc(&mut self) -> Result<Resource, AccessError> {
-        let mut rdrs = self.sensor_rdrs(SHMC);
+        let mut rdrs = self.sensor_rdrs(SHMC, |_| true);
         rdrs.extend(self.inventory_rdr(SHMC, 0)?);
         let site = match self.shelf.address_info(1, SiteType::ShelfManager)? {
             Some(a) if a.ipmb_addr == SHMC => u32::from(a.site_number),
@@ -534,43 +587,22 @@ impl<S: ShelfAccess> Domain<S> {
         })
     }
 
-    /// Reads one board's IPMC; `Err(NotPresent)` for an empty slot. `m` overrides the
-    /// M-state read from the hot-swap sensor (the state an event just reported).
-    fn build_board(&mut self, a: AddressInfo, m: Option<MState>) -> Result<Resource, AccessError> {
+    /// Reads one board's IPMC (its FRU 0); `Err(NotPresent)` for an empty slot. `m`
+    /// overrides the M-state read from the hot-swap sensor (the state an event just
+    /// reported). Also returns the IPMC's highest FRU device id (Get PICMG Properties).
+    fn build_board(
+        &mut self,
+        a: AddressInfo,
+        m: Option<MState>,
+    ) -> Result<(Resource, u8), AccessError> {
         let ipmb = a.ipmb_addr;
-        self.shelf.picmg_properties(ipmb)?;
-        let mut rdrs = self.sensor_rdrs(ipmb);
-        let hs_sensor = rdrs.iter().find_map(|r| match r {
-            Rdr::Sensor(s) if s.sensor_type == 0xF0 => Some(s.num),
-            _ => None,
-        });
-        let m = match (m, hs_sensor) {
-            (Some(m), _) => m,
-            (None, Some(n)) => self.shelf.hot_swap_state(ipmb, n)?,
-            (None, None) => MState::M4,
-        };
-        match self.shelf.led_properties(ipmb, a.fru_id) {
-            Ok(p) => {
-                for id in p.led_ids() {
-                    let name = match id {
-                        0 => "blue LED".to_string(),
-                        1..=3 => format!("LED{id}"),
-                        n => format!("application LED {n}"),
-                    };
-                    rdrs.push(Rdr::Control(ControlRdr {
-                        num: id,
-                        name,
-                        hotswap_indicator: id == 0,
-                    }));
-                }
-            }
-            Err(e @ (AccessError::ConnectionLost(_) | AccessError::NotPresent(_))) => {
-                return Err(e);
-            }
-            Err(e) => tracing::debug!(ipmb, error = %e, "no FRU LEDs"),
-        }
+        let props = self.shelf.picmg_properties(ipmb)?;
+        let subsidiary = self.subsidiary_entities(ipmb, props.max_fru_id);
+        let mut rdrs = self.sensor_rdrs(ipmb, |e| !subsidiary.contains(&e));
+        let (hs_sensor, m) = self.hot_swap_of(ipmb, &rdrs, m)?;
+        self.push_leds(ipmb, a.fru_id, &mut rdrs)?;
         rdrs.extend(self.inventory_rdr(ipmb, a.fru_id)?);
-        Ok(Resource {
+        let res = Resource {
             entry: RptEntry {
                 id: ResourceId(0),
                 entity: EntityPath(vec![
@@ -594,7 +626,106 @@ impl<S: ShelfAccess> Domain<S> {
             rdrs,
             hs_sensor,
             auto_extract: self.cfg.auto_extract_timeout,
+        };
+        Ok((res, props.max_fru_id))
+    }
+
+    /// Reads subsidiary FRU `l` of the board in site `a` (an RTM, an AMC): its sensors
+    /// (those of its locator's entity), hot-swap state, LEDs and inventory. `Err(NotPresent)`
+    /// when it is not installed (M0). `m` as in [`Self::build_board`].
+    fn build_subsidiary(
+        &mut self,
+        a: AddressInfo,
+        l: &FruLocator,
+        m: Option<MState>,
+    ) -> Result<Resource, AccessError> {
+        let ipmb = a.ipmb_addr;
+        let entity = (l.entity_id, l.entity_instance);
+        let mut rdrs = self.sensor_rdrs(ipmb, |e| e == entity);
+        let (hs_sensor, m) = self.hot_swap_of(ipmb, &rdrs, m)?;
+        if m == MState::M0 {
+            return Err(AccessError::NotPresent(ipmb));
+        }
+        self.push_leds(ipmb, l.fru_id, &mut rdrs)?;
+        rdrs.extend(self.inventory_rdr(ipmb, l.fru_id)?);
+        let kind = match l.entity_id {
+            0xC0 => EntityType::BackPanelBoard,
+            0xC1 => EntityType::Amc,
+            _ => EntityType::PicmgFrontBlade,
+        };
+        Ok(Resource {
+            entry: RptEntry {
+                id: ResourceId(0),
+                entity: EntityPath(vec![
+                    Self::chassis(),
+                    (EntityType::PhysicalSlot, u32::from(a.site_number)),
+                    (kind, u32::from(l.fru_id)),
+                ]),
+                tag: if l.name.is_empty() {
+                    format!("FRU {} of board {}", l.fru_id, a.site_number)
+                } else {
+                    l.name.clone()
+                },
+                kind: ResourceKind::Subsidiary {
+                    site: a.site_number,
+                    entity_id: l.entity_id,
+                },
+                ipmb_addr: ipmb,
+                fru_id: l.fru_id,
+                caps: Self::caps_of(&rdrs, true, true),
+                hs_state: HsState::from_picmg(m).or(Some(HsState::NotPresent)),
+                m_state: Some(m),
+                failed: m == MState::M7,
+            },
+            rdrs,
+            hs_sensor,
+            auto_extract: self.cfg.auto_extract_timeout,
         })
+    }
+
+    /// The FRU Hot Swap sensor among `rdrs` and the M-state: `m` when given, else its
+    /// reading (M4 for a FRU without one).
+    fn hot_swap_of(
+        &mut self,
+        ipmb: u8,
+        rdrs: &[Rdr],
+        m: Option<MState>,
+    ) -> Result<(Option<u8>, MState), AccessError> {
+        let hs_sensor = rdrs.iter().find_map(|r| match r {
+            Rdr::Sensor(s) if s.sensor_type == 0xF0 => Some(s.num),
+            _ => None,
+        });
+        let m = match (m, hs_sensor) {
+            (Some(m), _) => m,
+            (None, Some(n)) => self.shelf.hot_swap_state(ipmb, n)?,
+            (None, None) => MState::M4,
+        };
+        Ok((hs_sensor, m))
+    }
+
+    /// Adds the control RDRs of FRU `fru`'s LEDs (Get FRU LED Properties).
+    fn push_leds(&mut self, ipmb: u8, fru: u8, rdrs: &mut Vec<Rdr>) -> Result<(), AccessError> {
+        match self.shelf.led_properties(ipmb, fru) {
+            Ok(p) => {
+                for id in p.led_ids() {
+                    let name = match id {
+                        0 => "blue LED".to_string(),
+                        1..=3 => format!("LED{id}"),
+                        n => format!("application LED {n}"),
+                    };
+                    rdrs.push(Rdr::Control(ControlRdr {
+                        num: id,
+                        name,
+                        hotswap_indicator: id == 0,
+                    }));
+                }
+            }
+            Err(e @ (AccessError::ConnectionLost(_) | AccessError::NotPresent(_))) => {
+                return Err(e);
+            }
+            Err(e) => tracing::debug!(ipmb, fru, error = %e, "no FRU LEDs"),
+        }
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------
@@ -727,7 +858,8 @@ impl<S: ShelfAccess> Domain<S> {
         Ok(())
     }
 
-    /// An event from an IPMC the RPT does not hold: an insertion. Reads that IPMC only.
+    /// An event from a FRU the RPT does not hold: an insertion (of a board, or of a
+    /// subsidiary FRU such as an RTM). Reads that FRU only.
     fn discover_board(
         &mut self,
         now: Instant,
@@ -753,16 +885,26 @@ impl<S: ShelfAccess> Domain<S> {
                 }
             }
         }
-        let Some(mut a) = site else {
+        let Some(a) = site else {
             tracing::debug!(ipmb, "hot-swap event from an IPMC in no board site");
             return Ok(());
         };
-        a.fru_id = fru;
-        let mut res = match self.build_board(a, Some(hs.new)) {
+        let built = if fru == 0 {
+            self.build_board(a, Some(hs.new)).map(|(r, _)| r)
+        } else {
+            match self.locator_of(ipmb, fru)? {
+                Some(l) => self.build_subsidiary(a, &l, Some(hs.new)),
+                None => {
+                    tracing::debug!(ipmb, fru, "hot-swap event from a FRU without a locator");
+                    return Ok(());
+                }
+            }
+        };
+        let mut res = match built {
             Ok(r) => r,
             Err(e @ AccessError::ConnectionLost(_)) => return Err(e),
             Err(e) => {
-                tracing::warn!(ipmb, error = %e, "inserted board could not be read");
+                tracing::warn!(ipmb, fru, error = %e, "inserted FRU could not be read");
                 return Ok(());
             }
         };
@@ -776,6 +918,25 @@ impl<S: ShelfAccess> Domain<S> {
             self.apply_m_state(now, rid, hs.new, hs.previous, hs.cause, Some(record));
         }
         Ok(())
+    }
+
+    /// The FRU Device Locator of subsidiary FRU `fru` of the IPMC at `ipmb`. A FRU the
+    /// repository read at discovery does not list (inserted since, with its IPMC's device
+    /// SDRs added to the repository) makes the domain read the repository again, once.
+    fn locator_of(&mut self, ipmb: u8, fru: u8) -> Result<Option<FruLocator>, AccessError> {
+        let find = |sdrs: &[SdrRecord]| {
+            sdrs.iter().find_map(|r| match r {
+                SdrRecord::FruLocator(l) if l.ipmb_addr == ipmb && l.logical && l.fru_id == fru => {
+                    Some(l.clone())
+                }
+                _ => None,
+            })
+        };
+        if let Some(l) = find(&self.sdrs) {
+            return Ok(Some(l));
+        }
+        self.sdrs = self.shelf.sdr_repository()?;
+        Ok(find(&self.sdrs))
     }
 
     /// Moves resource `rid` to PICMG state `m`: events, timers, removal at M0.

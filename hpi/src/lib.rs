@@ -20,7 +20,8 @@
 //! - [`access::ShelfAccess`]: what the HPI model asks of a shelf; [`ipmi::IpmiShelf`]
 //!   implements it over the session, tests implement it with fakes.
 //! - [`model`] and [`domain`]: the HPI model (pure: no sockets, time is an argument):
-//!   resource presence table, RDRs (sensors, LED controls, inventory), hot-swap states
+//!   resource presence table (shelf, shelf manager, boards and their subsidiary FRUs), RDRs
+//!   (sensors, LED controls, inventory), hot-swap states
 //!   mapped from PICMG M0–M7, policy cancel, action requests, auto-insert/auto-extract
 //!   timers, an event queue with subscriptions, discovery at start and on change events,
 //!   reconnection with back-off. The M-state mapping and the design are in docs/hpi.md.

@@ -110,6 +110,10 @@ pub enum EntityType {
     PicmgFrontBlade,
     /// SAHPI_ENT_SHELF_MANAGER.
     ShelfManager,
+    /// SAHPI_ENT_BACK_PANEL_BOARD: a rear transition module (PICMG entity 0xC0).
+    BackPanelBoard,
+    /// SAHPI_ENT_AMC: an Advanced Mezzanine Card (PICMG entity 0xC1).
+    Amc,
 }
 
 impl EntityType {
@@ -119,6 +123,8 @@ impl EntityType {
             Self::PhysicalSlot => "PHYSICAL_SLOT",
             Self::PicmgFrontBlade => "PICMG_FRONT_BLADE",
             Self::ShelfManager => "SHELF_MANAGER",
+            Self::BackPanelBoard => "BACK_PANEL_BOARD",
+            Self::Amc => "AMC",
         }
     }
 }
@@ -144,10 +150,18 @@ pub enum ResourceKind {
     Shelf,
     /// The shelf manager (ShMC at 0x20).
     ShelfManager,
-    /// A board in an ATCA board site.
+    /// A board in an ATCA board site (FRU 0 of its IPMC).
     Board {
         /// Site number.
         site: u8,
+    },
+    /// A subsidiary FRU of a board's IPMC (FRU device id > 0: an RTM, an AMC, a
+    /// mezzanine), with hot-swap states of its own.
+    Subsidiary {
+        /// Site number of the board whose IPMC manages it.
+        site: u8,
+        /// The entity id of its FRU Device Locator record (0xC0 RTM, 0xC1 AMC, ...).
+        entity_id: u8,
     },
 }
 

@@ -2,10 +2,21 @@
 //! the [`Ipmc`] trait the shelf manager talks through, and [`SimIpmc`], simulated boards that
 //! answer like real ones.
 //!
-//! A real shelf reaches its IPMCs over IPMB-0; that implementation of [`Ipmc`] is not in this
-//! crate. [`SimIpmc`] plays every board of a [`Config`]: the test (or demo) inserts boards,
-//! moves their handles and pulls them out, and each board honours the failure knobs of its
-//! `[board.sim]` table.
+//! [`SimIpmc`] plays every board of a [`Config`]: the test (or demo) inserts boards, moves
+//! their handles and pulls them out, and each board honours the failure knobs of its
+//! `[board.sim]` table. It is the only implementation of [`Ipmc`] in this crate.
+//!
+//! A real shelf reaches its IPMCs over IPMB-0, two I2C buses (A and B) to every board; that
+//! implementation of [`Ipmc`] is not written. It would send each [`ToIpmc`] as an IPMB request
+//! to the FRU's IPMC (IPMB-0 address = hardware address × 2; Set FRU Activation, Set and Get
+//! Power Level, Get Device ID), retry a request that times out with the same sequence number
+//! on the other bus, match answers by (responder, sequence number, command), turn the IPMCs'
+//! hot-swap Platform Event messages into [`Report`]s, carry [`Ipmc::request`] for bridged
+//! commands, and isolate a failed bus (PICMG Set IPMB State) while the other carries the
+//! traffic. On Linux it would sit on the kernel's IPMB drivers (`ipmb-dev-int`'s
+//! `/dev/ipmb-N`, or the IPMI message handler's `ipmi_ipmb` interface), which needs an I2C
+//! controller that can act as a slave. docs/shelf-manager.md, "The hardware IPMB path", has
+//! the details.
 
 use std::collections::VecDeque;
 
@@ -167,6 +178,10 @@ pub enum Report {
 pub struct NoAnswer(pub FruAddr);
 
 /// The shelf manager's view of the IPMCs.
+///
+/// Implemented by [`SimIpmc`] (simulated boards, for tests and the demo). A hardware
+/// implementation over IPMB-0 (dual I2C buses A/B, Linux `ipmb-dev-int` or `ipmi_ipmb`) is not
+/// written; the module documentation and docs/shelf-manager.md say what it would do.
 pub trait Ipmc {
     /// Delivers `message` to the IPMC of `to`; its answers come from [`Ipmc::poll_report`].
     ///
@@ -438,19 +453,35 @@ impl Ipmc for SimIpmc {
 
 /// The device SDRs of the simulated IPMC at `to` with the boards `here`.
 fn device_sdrs(boards: &[SimBoard], here: &[usize], to: u8) -> Vec<Vec<u8>> {
-    let frus: Vec<(u8, &str)> = here
+    let frus: Vec<(u8, &str, u8)> = here
         .iter()
-        .map(|&i| (boards[i].addr.fru_id, boards[i].name.as_str()))
+        .map(|&i| {
+            let b = &boards[i];
+            (b.addr.fru_id, b.name.as_str(), fru_entity(b.site_type))
+        })
         .collect();
     ipmc_sdrs(to, &frus)
 }
 
-/// The device SDRs of an IPMC at IPMB-0 address `to` managing `frus` (FRU id, board name),
-/// as the simulated IPMCs serve them and the shelf manager's repository copies them: its MC
-/// Device Locator (record 1, named after its FRU 0 or first FRU), then per FRU (by FRU id)
-/// the FRU's hot-swap sensor (number = FRU id, a compact record, named "HS <board>") and,
-/// for FRUs other than 0, a FRU Device Locator. Record ids count from 1.
-pub fn ipmc_sdrs(to: u8, frus: &[(u8, &str)]) -> Vec<Vec<u8>> {
+/// The PICMG entity id of a FRU in a site of type `site_type` (its code): 0xC0 rear
+/// transition module (RTM sites), 0xC1 AMC (AMC sites), else 0xA0 front board.
+pub fn fru_entity(site_type: u8) -> u8 {
+    match site_type {
+        9 => 0xC0,
+        7 => 0xC1,
+        _ => 0xA0,
+    }
+}
+
+/// The device SDRs of an IPMC at IPMB-0 address `to` managing `frus` (FRU id, board name,
+/// entity id from [`fru_entity`]), as the simulated IPMCs serve them and the shelf manager's
+/// repository copies them: its MC Device Locator (record 1, named after its FRU 0 or first
+/// FRU, entity 0xA0/0x60), then per FRU (by FRU id) the FRU's hot-swap sensor (number = FRU
+/// id, a compact record, named `HS <board>`) and, for FRUs other than 0 (subsidiary FRUs:
+/// RTMs, AMCs), a FRU Device Locator. A FRU's sensor and locator share its entity (id,
+/// instance `0x60 | FRU id`), which is how a system manager tells whose sensor it is.
+/// Record ids count from 1.
+pub fn ipmc_sdrs(to: u8, frus: &[(u8, &str, u8)]) -> Vec<Vec<u8>> {
     fn id_string(out: &mut Vec<u8>, text: &str) {
         let bytes: Vec<u8> = text
             .bytes()
@@ -471,20 +502,23 @@ pub fn ipmc_sdrs(to: u8, frus: &[(u8, &str)]) -> Vec<Vec<u8>> {
     let mut sorted = frus.to_vec();
     sorted.sort_by_key(|f| f.0);
     let first = sorted.first().map_or("IPMC", |f| f.1);
+    // FRU 0 is the IPMC's own board: a front board entity whatever its site says.
+    let entity_of = |fru_id: u8, entity: u8| if fru_id == 0 { 0xA0 } else { entity };
     // MC Device Locator: event generator, FRU inventory, sensor device; entity: PICMG front
     // board, device-relative instance 0x60.
     let mut body = vec![to, 0, 0, 0x29, 0, 0, 0, 0xA0, 0x60, 0];
     id_string(&mut body, first);
     push(&mut records, 0x12, body);
-    for (fru_id, name) in sorted {
+    for (fru_id, name, entity) in sorted {
         let instance = 0x60 | (fru_id & 0x1F);
-        let mut body = vec![to, 0, fru_id, 0xA0, instance, 0x63, 0x40, 0xF0, 0x6F];
+        let entity = entity_of(fru_id, entity);
+        let mut body = vec![to, 0, fru_id, entity, instance, 0x63, 0x40, 0xF0, 0x6F];
         body.extend_from_slice(&[0xFF, 0x00, 0x00, 0x00, 0xFF, 0x00]);
         body.extend_from_slice(&[0xC0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0]);
         id_string(&mut body, &format!("HS {name}"));
         push(&mut records, 0x02, body);
         if fru_id != 0 {
-            let mut body = vec![to, fru_id, 0x80, 0, 0, 0x10, 0, 0xA0, instance, 0];
+            let mut body = vec![to, fru_id, 0x80, 0, 0, 0x10, 0, entity, instance, 0];
             id_string(&mut body, name);
             push(&mut records, 0x11, body);
         }

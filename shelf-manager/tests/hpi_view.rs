@@ -12,6 +12,17 @@
 //! (the IPMC in M2 or M3: `shelfd` activates on its own and the board then waits for power,
 //! `ipmi_sim` waits for the system manager). The shelves differ in content (boards, names, which are active), so each
 //! backend says what it holds; the checks are one function.
+//!
+//! Subsidiary FRUs (`hpi_sees_a_subsidiary_fru_of_shelfd`) run against `shelfd` only: the
+//! `ipmi_sim` shelf has one FRU per IPMC (its `atca_ext` module keeps one M-state per IPMB
+//! address), so there is none to see there; `check_view` above shows that its discovery is
+//! unchanged. On `configs/shelf-sim-rtm.toml` the node board's IPMC (0x84) also manages an
+//! RTM, FRU 1: hpi lists it as a resource of its own (tag, entity path, kind, its hot-swap
+//! sensor 1 and the M-state that sensor reports through the bridge, its inventory); `ipmitool
+//! -b 0 -t 0x84 picmg deactivate 1` gives its HOTSWAP events ACTIVE → EXTRACTION_PENDING →
+//! INACTIVE, hpi's insertion action request then INACTIVE → INSERTION_PENDING → ACTIVE (the
+//! shelf manager activates and powers it), and the board (FRU 0 of the same IPMC) has no
+//! hot-swap event throughout and stays ACTIVE (M4).
 
 mod common;
 
@@ -111,8 +122,15 @@ impl Backend {
 
     /// The M-state the board's IPMC reports (its hot-swap sensor 0, through the bridge).
     fn m_state(&self, ipmb: u8) -> MState {
+        self.m_state_of(ipmb, 0)
+    }
+
+    /// The M-state the IPMC at `ipmb` reports on its hot-swap sensor `sensor`, through the
+    /// bridge.
+    fn m_state_of(&self, ipmb: u8, sensor: u8) -> MState {
         let to = format!("{ipmb:#04x}");
-        let raw = self.ipmitool(&["-b", "0", "-t", &to, "raw", "0x04", "0x2d", "0x00"]);
+        let sensor = format!("{sensor:#04x}");
+        let raw = self.ipmitool(&["-b", "0", "-t", &to, "raw", "0x04", "0x2d", &sensor]);
         let bits = u8::from_str_radix(raw.split_whitespace().nth(2).unwrap(), 16).unwrap();
         assert_eq!(bits.count_ones(), 1, "{}: {raw}", self.name);
         MState::from_u8(bits.trailing_zeros() as u8)
@@ -260,4 +278,140 @@ fn hpi_sees_shelfd_as_it_sees_ipmi_sim() {
             ("node-4", 0x88, 4),
         ],
     });
+}
+
+/// Polls the domain until `done` holds for the hot-swap transitions seen so far; returns
+/// every transition as (resource, previous, new), in order. Panics after 40 s.
+fn all_transitions_until(
+    d: &mut Domain<IpmiShelf>,
+    sub: hpi::SubscriptionId,
+    done: impl Fn(&[(hpi::ResourceId, HsState, HsState)]) -> bool,
+) -> Vec<(hpi::ResourceId, HsState, HsState)> {
+    let end = Instant::now() + Duration::from_secs(40);
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        assert!(Instant::now() < end, "not done; saw {seen:?}");
+        d.poll(Instant::now());
+        while let Some(e) = d.event_get(sub).unwrap() {
+            if let (
+                Some(r),
+                EventKind::HotSwap {
+                    state, previous, ..
+                },
+            ) = (e.resource, &e.kind)
+            {
+                seen.push((r, *previous, *state));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen
+}
+
+#[test]
+fn hpi_sees_a_subsidiary_fru_of_shelfd() {
+    let s = Shelfd::start_model("hpi-rtm", "shelf-sim-rtm.toml", &[]);
+    let b = Backend {
+        name: "shelfd",
+        port: s.addr.port(),
+        user: "admin",
+        password: "admin-secret",
+        boards: vec![("hub-1", 0x82, 1), ("node-2", 0x84, 2)],
+    };
+    // shelfd activates every FRU at start; wait for the RTM's activation to end.
+    let end = Instant::now() + Duration::from_secs(30);
+    while b.m_state_of(0x84, 1) != MState::M4 {
+        assert!(Instant::now() < end, "the RTM never reached M4");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
+    let mut d = Domain::new(
+        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
+        DomainConfig {
+            auto_insert_timeout: Timeout::Block,
+            auto_extract_timeout: Timeout::Block,
+            ..DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+
+    // Discovery: the boards as before, and the RTM as a resource of its own.
+    let mut boards: Vec<&str> = d
+        .rpt()
+        .filter(|e| matches!(e.kind, ResourceKind::Board { .. }))
+        .map(|e| e.tag.as_str())
+        .collect();
+    boards.sort_unstable();
+    assert_eq!(boards, ["hub-1", "node-2"]);
+    let board = d.resource_by_fru(0x84, 0).unwrap();
+    let rtm = d
+        .resource_by_fru(0x84, 1)
+        .expect("FRU 1 of the IPMC at 0x84 is a resource");
+    let e = d.rpt_entry(rtm).unwrap().clone();
+    assert_eq!(e.tag, "rtm-2");
+    assert_eq!(
+        e.kind,
+        ResourceKind::Subsidiary {
+            site: 2,
+            entity_id: 0xC0
+        }
+    );
+    assert_eq!(
+        e.entity.to_string(),
+        "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}"
+    );
+    assert!(e.caps.managed_hotswap && e.caps.fru && e.caps.inventory);
+    assert_eq!(e.m_state, Some(b.m_state_of(0x84, 1)));
+    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::Active);
+    let hs_sensors = |rid| -> Vec<u8> {
+        d.rdrs(rid)
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                hpi::Rdr::Sensor(s) if s.sensor_type == 0xF0 => Some(s.num),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(hs_sensors(rtm), [1], "the RTM's own hot-swap sensor");
+    assert_eq!(hs_sensors(board), [0], "the board's, without the RTM's");
+    let product = d
+        .inventory(rtm)
+        .unwrap()
+        .iter()
+        .find(|f| f.name == "PRODUCT_NAME")
+        .map(|f| f.value.clone());
+    assert_eq!(product.as_deref(), Some("rtm-2"), "FRU 1's inventory");
+
+    // Deactivation of FRU 1 through its IPMC.
+    let sub = d.subscribe();
+    b.ipmitool(&["-b", "0", "-t", "0x84", "picmg", "deactivate", "1"]);
+    let last = (rtm, HsState::ExtractionPending, HsState::Inactive);
+    let mut seen = all_transitions_until(&mut d, sub, |s| s.contains(&last));
+    assert_eq!(b.m_state_of(0x84, 1), MState::M1);
+    // Insertion through hpi: the RTM asks, the shelf manager activates and powers it.
+    d.action_request(Instant::now(), rtm, HsAction::Insertion)
+        .unwrap();
+    let last = (rtm, HsState::InsertionPending, HsState::Active);
+    seen.extend(all_transitions_until(&mut d, sub, |s| s.contains(&last)));
+    assert_eq!(b.m_state_of(0x84, 1), MState::M4);
+    let rtm_seen: Vec<_> = seen
+        .iter()
+        .filter(|t| t.0 == rtm)
+        .map(|t| (t.1, t.2))
+        .collect();
+    use HsState::*;
+    assert_eq!(
+        rtm_seen,
+        [
+            (Active, ExtractionPending),
+            (ExtractionPending, Inactive),
+            (Inactive, InsertionPending),
+            (InsertionPending, Active)
+        ]
+    );
+    // The board behind the same IPMC did not move.
+    assert!(seen.iter().all(|t| t.0 == rtm), "{seen:?}");
+    assert_eq!(d.hotswap_state(board).unwrap(), Active);
+    assert_eq!(b.m_state(0x84), MState::M4);
 }

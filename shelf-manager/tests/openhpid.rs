@@ -15,168 +15,36 @@
 //! both states agree with shelfd's M1 and M4. Not compared:
 //! resource ids (openhpid's own numbering) and the causes (ipmidirect reports
 //! CAUSE_AUTO_POLICY for every change).
+//!
+//! A subsidiary FRU (`openhpid_and_hpi_see_a_subsidiary_fru_alike`, on
+//! `configs/shelf-sim-rtm.toml`: the RTM `rtm-2`, FRU 1 of the node board's IPMC at 0x84):
+//! our `hpi` crate and openhpid watch the same shelfd. Compared, for every managed hot-swap
+//! resource hpi reports (hub-1, node-2, rtm-2): openhpid has a resource with the same tag and
+//! entity path (for the RTM `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}`),
+//! with managed hot-swap, in the same hot-swap state; then, after `ipmitool -b 0 -t 0x84
+//! picmg deactivate 1`, both report the RTM's HOTSWAP events ACTIVE → EXTRACTION_PENDING →
+//! INACTIVE in that order and none for node-2, and the same final states. Not compared:
+//! resource ids, causes, and a second resource openhpid makes of the RTM at
+//! `{ADVANCEDTCA_CHASSIS,1}{SHELF_MANAGER,0}{BACK_PANEL_BOARD,1}` (from the shelf manager's
+//! repository copy of the IPMC's FRU Device Locator; it gets no events; see docs/hpi.md).
 
 mod common;
+#[path = "../../hpi/tests/support/openhpid.rs"]
+mod openhpid;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::Shelfd;
+use openhpid::{Openhpid, hot_swap_events};
 
 const BOARDS: [(&str, u8); 4] = [("hub-1", 1), ("node-2", 2), ("node-3", 3), ("node-4", 4)];
 
-struct Openhpid {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Openhpid {
-    /// openhpid with one ipmidirect handler on shelfd, as the `ipmi15` operator `legacy`.
-    fn start(shelfd: &Shelfd) -> Openhpid {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("shelf-openhpid-{port}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("var")).unwrap();
-        let conf = format!(
-            r#"OPENHPI_LOG_ON_SEV = "INFORMATIONAL"
-OPENHPI_DEL_SAVE = "NO"
-OPENHPI_DAT_SAVE = "NO"
-OPENHPI_PATH = "/usr/lib/openhpi"
-OPENHPI_VARPATH = "{var}"
-
-handler libipmidirect {{
-        entity_root = "{{ADVANCEDTCA_CHASSIS,1}}"
-        name = "lan"
-        addr = "127.0.0.1"
-        port = "{shelf_port}"
-        auth_type = "md5"
-        auth_level = "operator"
-        username = "legacy"
-        password = "legacy-secret"
-        IpmiConnectionTimeout = "5000"
-        AtcaConnectionTimeout = "1000"
-        MaxOutstanding = "1"
-        AtcaPollAliveMCs = "1"
-}}
-"#,
-            var = dir.join("var").display(),
-            shelf_port = shelfd.addr.port(),
-        );
-        let conf_path = dir.join("openhpi.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        // openhpid refuses a configuration others may read.
-        std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let child = Command::new("openhpid")
-            .arg("-n")
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-p", &port.to_string()])
-            .arg("-f")
-            .arg(dir.join("openhpid.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openhpid (installed by .ci/run: openhpid openhpi-clients openhpi-plugin-ipmidirect)");
-        Openhpid { child, port, dir }
-    }
-
-    fn client(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
-        c.env("OPENHPI_DAEMON_HOST", "127.0.0.1")
-            .env("OPENHPI_DAEMON_PORT", self.port.to_string());
-        c
-    }
-
-    /// (tag, entity path, managed hot-swap) of every resource, from `hpitree -r`.
-    fn resources(&self) -> Vec<(String, String, bool)> {
-        let out = self.client("hpitree").arg("-r").output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut res = Vec::new();
-        let (mut entity, mut hs) = (String::new(), false);
-        for line in text.lines().map(str::trim) {
-            if let Some(e) = line.strip_prefix("Entity Path: ") {
-                entity = e.to_string();
-            } else if line.contains("RESOURCE") && line.contains('|') {
-                hs = line.contains("MANAGED_HOTSWAP");
-            } else if let Some(tag) = line.strip_prefix("Data: ") {
-                res.push((tag.to_string(), entity.clone(), hs));
-            }
-        }
-        res
-    }
-
-    /// Waits (up to 60 s) until openhpid lists `n` managed hot-swap resources.
-    fn wait_for_hs_resources(&self, n: usize) -> Vec<(String, String, bool)> {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = self.resources();
-            if r.iter().filter(|x| x.2).count() == n {
-                return r;
-            }
-            assert!(
-                Instant::now() < end,
-                "openhpid did not discover {n} hot-swap resources: {r:?}"
-            );
-            thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn shell(&self, cmds: &[&str]) -> String {
-        let f = self.dir.join("cmd");
-        std::fs::write(&f, cmds.join("\n") + "\nq\nq\n").unwrap();
-        let out = self.client("hpi_shell").arg("-f").arg(&f).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// The resource id openhpid gave the resource tagged `tag` (hpi_shell `lsres`).
-    fn rid(&self, tag: &str) -> Option<u32> {
-        self.shell(&["lsres"]).lines().find_map(|l| {
-            let (num, after) = l.trim().strip_prefix('(')?.split_once(')')?;
-            after
-                .starts_with(&format!(":{tag}:"))
-                .then(|| num.parse().ok())?
-        })
-    }
-
-    /// The HPI hot-swap state openhpid reports for the resource tagged `tag`.
-    fn hs_state(&self, tag: &str) -> String {
-        let rid = self
-            .rid(tag)
-            .unwrap_or_else(|| panic!("openhpid has no {tag}"));
-        let text = self.shell(&[&format!("hs {rid}"), "state"]);
-        let line = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Hot Swap State: "))
-            .unwrap_or_else(|| panic!("no hot-swap state for {tag}: {text}"));
-        let s: String = line.chars().filter(char::is_ascii_alphabetic).collect();
-        match s.to_ascii_uppercase().as_str() {
-            "ACTIVE" => "ACTIVE",
-            "INACTIVE" => "INACTIVE",
-            "INSPENDING" | "INSERTIONPENDING" => "INSERTION_PENDING",
-            "EXTPENDING" | "EXTRACTIONPENDING" => "EXTRACTION_PENDING",
-            "NOTPRESENT" => "NOT_PRESENT",
-            other => panic!("unknown hot-swap state {other}"),
-        }
-        .to_string()
-    }
-}
-
-impl Drop for Openhpid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// openhpid on `shelfd` as its `ipmi15` operator `legacy` (ipmidirect speaks IPMI 1.5 only).
+fn legacy_openhpid(s: &Shelfd) -> Openhpid {
+    Openhpid::start(s.addr.port(), "legacy", "legacy-secret", "operator")
 }
 
 /// The HPI state of an M-state, as ipmidirect maps it.
@@ -203,25 +71,6 @@ fn m_states(s: &Shelfd) -> BTreeMap<String, u8> {
         .collect()
 }
 
-/// (resource entity, previous state, new state) of the HOTSWAP events in hpievents output.
-fn hot_swap_events(text: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut from = String::new();
-    let mut current = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(e) = line.strip_prefix("From Resource: ") {
-            from = e.to_string();
-        } else if let Some(s) = line.strip_prefix("HotSwapState: ") {
-            current = Some(s.to_string());
-        } else if let Some(prev) = line.strip_prefix("PreviousHotSwapState: ")
-            && let Some(c) = current.take()
-        {
-            out.push((from.clone(), prev.to_string(), c));
-        }
-    }
-    out
-}
-
 fn blade(site: u8) -> String {
     format!("{{ADVANCEDTCA_CHASSIS,1}}{{PHYSICAL_SLOT,{site}}}{{PICMG_FRONT_BLADE,0}}")
 }
@@ -229,19 +78,24 @@ fn blade(site: u8) -> String {
 #[test]
 fn openhpid_sees_the_shelf_resources_and_a_board_hot_swap_transitions() {
     let s = Shelfd::start("openhpid", &[]);
-    let o = Openhpid::start(&s);
+    let o = legacy_openhpid(&s);
     let res = o.wait_for_hs_resources(BOARDS.len());
     let ours = m_states(&s);
     for (board, site) in BOARDS {
         let r = res
             .iter()
-            .find(|r| r.0 == board)
+            .find(|r| r.tag == board)
             .unwrap_or_else(|| panic!("no resource {board} in {res:?}"));
-        assert_eq!((r.1.as_str(), r.2), (blade(site).as_str(), true), "{r:?}");
+        assert_eq!(
+            (r.entity.as_str(), r.managed_hotswap),
+            (blade(site).as_str(), true),
+            "{r:?}"
+        );
         assert_eq!(o.hs_state(board), hpi_of(ours[board]), "{board}");
     }
     assert!(
-        res.iter().any(|r| r.0 == "Shelf manager" && !r.2),
+        res.iter()
+            .any(|r| r.tag == "Shelf manager" && !r.managed_hotswap),
         "the shelf manager, without managed hot-swap: {res:?}"
     );
     // hub-1 and node-2 powered, node-3 and node-4 waiting for power.
@@ -328,4 +182,147 @@ fn wait_events(path: &std::path::Path, want: &[(String, &str, &str)]) {
         );
         thread::sleep(Duration::from_millis(500));
     }
+}
+
+#[test]
+fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
+    use hpi::ipmi::IpmiShelf;
+    use hpi::ipmi::credentials::Credentials;
+    use hpi::ipmi::session::SessionConfig;
+    use hpi::{Domain, DomainConfig, EventKind, HsState, Timeout};
+
+    let s = Shelfd::start_model("openhpid-rtm", "shelf-sim-rtm.toml", &[]);
+    // The RTM is the model's third FRU: shelfd's sensor 3 reads its M-state.
+    let end = Instant::now() + Duration::from_secs(30);
+    while s
+        .ok(17, &["raw", "0x04", "0x2d", "3"])
+        .split_whitespace()
+        .nth(2)
+        != Some("10")
+    {
+        assert!(Instant::now() < end, "the RTM never reached M4");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let o = legacy_openhpid(&s);
+    let slot_rtm = "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}";
+    let theirs = o.wait_for("the RTM and the boards", |r| {
+        r.iter().any(|x| x.entity == slot_rtm)
+            && r.iter().filter(|x| x.managed_hotswap).count() >= 3
+    });
+
+    let session = SessionConfig::new(("127.0.0.1", s.addr.port())).unwrap();
+    let mut d = Domain::new(
+        IpmiShelf::new(session, Credentials::new("admin", "admin-secret")),
+        DomainConfig {
+            auto_insert_timeout: Timeout::Block,
+            auto_extract_timeout: Timeout::Block,
+            ..DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+    let ours: Vec<(hpi::ResourceId, String, String, HsState)> = d
+        .rpt()
+        .filter(|e| e.caps.managed_hotswap)
+        .map(|e| {
+            (
+                e.id,
+                e.tag.clone(),
+                e.entity.to_string(),
+                e.hs_state.unwrap(),
+            )
+        })
+        .collect();
+    let mut tags: Vec<&str> = ours.iter().map(|x| x.1.as_str()).collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["hub-1", "node-2", "rtm-2"]);
+    let their_rid = |entity: &str| {
+        theirs
+            .iter()
+            .find(|x| x.entity == entity)
+            .map(|x| x.rid)
+            .unwrap_or_else(|| panic!("openhpid has no resource at {entity}: {theirs:?}"))
+    };
+    for (_, tag, entity, state) in &ours {
+        let t = theirs.iter().find(|x| &x.entity == entity).unwrap();
+        assert_eq!((&t.tag, t.managed_hotswap), (tag, true), "{entity}");
+        assert_eq!(o.hs_state_of(t.rid), state.name(), "{tag}");
+    }
+    let rtm = d.resource_by_fru(0x84, 1).unwrap();
+    let node2 = d.resource_by_fru(0x84, 0).unwrap();
+
+    let events_path = o.dir.join("events-rtm.txt");
+    let mut events = o
+        .client("stdbuf")
+        .args(["-oL", "hpievents", "-t", "120"])
+        .stdout(std::fs::File::create(&events_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events_path)
+        .unwrap_or_default()
+        .contains("tag: rtm-2")
+    {
+        assert!(Instant::now() < end, "hpievents did not start");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let sub = d.subscribe();
+    s.ok(17, &["-b", "0", "-t", "0x84", "picmg", "deactivate", "1"]);
+    let want = [
+        ("ACTIVE", "EXTRACTION_PENDING"),
+        ("EXTRACTION_PENDING", "INACTIVE"),
+    ];
+    // hpi and openhpid each until both saw the last transition (openhpid polls its SEL
+    // every 5 s).
+    let mut mine: Vec<(hpi::ResourceId, &str, &str)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    let theirs_seen = loop {
+        d.poll(Instant::now());
+        while let Some(e) = d.event_get(sub).unwrap() {
+            if let (
+                Some(r),
+                EventKind::HotSwap {
+                    previous, state, ..
+                },
+            ) = (e.resource, e.kind)
+            {
+                mine.push((r, previous.name(), state.name()));
+            }
+        }
+        let seen = hot_swap_events(&std::fs::read_to_string(&events_path).unwrap());
+        let ours_done = mine.contains(&(rtm, want[1].0, want[1].1));
+        let theirs_done = seen
+            .iter()
+            .any(|x| x.0 == slot_rtm && (x.1.as_str(), x.2.as_str()) == want[1]);
+        if ours_done && theirs_done {
+            break seen;
+        }
+        assert!(Instant::now() < end, "hpi saw {mine:?}, openhpid {seen:?}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let _ = events.kill();
+    let _ = events.wait();
+    let mine_rtm: Vec<(&str, &str)> = mine
+        .iter()
+        .filter(|x| x.0 == rtm)
+        .map(|x| (x.1, x.2))
+        .collect();
+    let theirs_rtm: Vec<(&str, &str)> = theirs_seen
+        .iter()
+        .filter(|x| x.0 == slot_rtm)
+        .map(|x| (x.1.as_str(), x.2.as_str()))
+        .collect();
+    assert_eq!(mine_rtm, want, "hpi");
+    assert_eq!(theirs_rtm, want, "openhpid");
+    assert!(!mine.iter().any(|x| x.0 == node2), "hpi: {mine:?}");
+    assert!(
+        !theirs_seen.iter().any(|x| x.0 == blade(2)),
+        "openhpid: {theirs_seen:?}"
+    );
+    for (rid, entity) in [(rtm, slot_rtm.to_string()), (node2, blade(2))] {
+        let state = d.hotswap_state(rid).unwrap();
+        assert_eq!(o.hs_state_of(their_rid(&entity)), state.name(), "{entity}");
+    }
+    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::Inactive);
+    assert_eq!(d.hotswap_state(node2).unwrap(), HsState::Active);
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::access::AccessResult;
 use crate::ipmi::msg::{
-    FruField, LedProperties, LedState, McLocator, PicmgProperties, RawThresholds, SensorReading,
-    SensorSdr,
+    FruField, FruLocator, LedProperties, LedState, McLocator, PicmgProperties, RawThresholds,
+    SensorReading, SensorSdr,
 };
 
 #[derive(Debug, Default)]
@@ -29,6 +29,15 @@ struct Fake {
     other_calls: u32,
     /// an IPMC the shelf manager bridges to but that never answers
     mute: Option<u8>,
+    /// A subsidiary FRU 1 (an RTM, entity 0xC0/0x61, hot-swap sensor 1) behind the IPMC
+    /// at this address, and its M-state.
+    rtm: Option<(u8, MState)>,
+    /// Set FRU Activation and Set FRU Activation Policy calls: (ipmb, FRU id).
+    fru_calls: Vec<(u8, u8)>,
+    /// The repository does not hold the RTM's records (yet).
+    rtm_sdrs_hidden: bool,
+    /// Reads of the SDR repository.
+    sdr_reads: u32,
 }
 
 impl Fake {
@@ -51,6 +60,24 @@ impl Fake {
         self.next_record += 1;
         self.last_add += 1;
         self.sel.push(rec);
+    }
+
+    /// A hot-swap transition of the RTM (FRU 1, sensor 1), logged as its IPMC reports it.
+    fn hs_rtm(&mut self, new: MState, cause: u8) {
+        let (ipmb, prev) = self.rtm.unwrap();
+        self.rtm = Some((ipmb, new));
+        self.log(EventRecord {
+            record_id: 0,
+            timestamp: 0,
+            generator: ipmb,
+            generator_hi: 0,
+            evm_rev: 4,
+            sensor_type: 0xF0,
+            sensor_number: 1,
+            deassertion: false,
+            event_type: 0x6F,
+            data: [0xA0 | new.number(), (cause << 4) | prev.number(), 1],
+        });
     }
 
     fn hs(&mut self, ipmb: u8, new: MState, cause: u8) {
@@ -108,7 +135,7 @@ impl ShelfAccess for Fake {
         Ok(PicmgProperties {
             major: 2,
             minor: 2,
-            max_fru_id: 0,
+            max_fru_id: u8::from(self.rtm.is_some_and(|(a, _)| a == ipmb)),
             ipmc_fru_id: 0,
         })
     }
@@ -158,11 +185,41 @@ impl ShelfAccess for Fake {
                 name: "HotSwap".into(),
             }));
         }
+        self.sdr_reads += 1;
+        if let Some((ipmb, _)) = self.rtm.filter(|_| !self.rtm_sdrs_hidden) {
+            v.push(SdrRecord::FruLocator(FruLocator {
+                record_id: 0,
+                ipmb_addr: ipmb,
+                fru_id: 1,
+                logical: true,
+                channel: 0,
+                entity_id: 0xC0,
+                entity_instance: 0x61,
+                name: "RTM".into(),
+            }));
+            v.push(SdrRecord::Sensor(SensorSdr {
+                record_id: 0,
+                owner: ipmb,
+                lun: 0,
+                number: 1,
+                entity_id: 0xC0,
+                entity_instance: 0x61,
+                sensor_type: 0xF0,
+                event_type: 0x6F,
+                unit: 0,
+                conversion: None,
+                thresholds: RawThresholds::default(),
+                name: "HS RTM".into(),
+            }));
+        }
         Ok(v)
     }
-    fn sensor_reading(&mut self, owner: u8, _n: u8) -> AccessResult<SensorReading> {
+    fn sensor_reading(&mut self, owner: u8, n: u8) -> AccessResult<SensorReading> {
         self.present(owner)?;
-        let m = self.boards[&owner].1;
+        let m = match self.rtm {
+            Some((ipmb, m)) if ipmb == owner && n == 1 => m,
+            _ => self.boards[&owner].1,
+        };
         Ok(SensorReading {
             raw: 0,
             unavailable: false,
@@ -206,14 +263,15 @@ impl ShelfAccess for Fake {
         self.present(ipmb)?;
         Err(AccessError::Unsupported("no FRU data in the fake".into()))
     }
-    fn set_fru_activation(&mut self, ipmb: u8, _fru: u8, activate: bool) -> AccessResult<()> {
+    fn set_fru_activation(&mut self, ipmb: u8, fru: u8, activate: bool) -> AccessResult<()> {
         self.up()?;
+        self.fru_calls.push((ipmb, fru));
         self.activations.push((ipmb, activate));
         Ok(())
     }
     fn set_activation_policy(&mut self, ipmb: u8, fru: u8, mask: u8, bits: u8) -> AccessResult<()> {
         self.up()?;
-        let _ = fru;
+        self.fru_calls.push((ipmb, fru));
         self.policies.push((ipmb, mask, bits));
         Ok(())
     }
@@ -590,4 +648,152 @@ fn events_from_sel_records_carry_the_record_id_and_its_timestamp() {
         .expect("a hot-swap event");
     let record = e.sel_record.expect("from a SEL record");
     assert_eq!(e.sel_timestamp, Some(5_000 + u32::from(record)));
+}
+
+fn rtm_shelf(rtm: MState) -> (Domain<Fake>, SubscriptionId, Instant) {
+    let t0 = Instant::now();
+    let mut f = Fake::shelf();
+    f.rtm = Some((0x82, rtm));
+    let mut d = Domain::new(f, cfg());
+    d.start(t0).unwrap();
+    let sub = d.subscribe();
+    (d, sub, t0)
+}
+
+fn hs_of(evs: &[Event], rid: ResourceId) -> Vec<(HsState, HsState)> {
+    evs.iter()
+        .filter(|e| e.resource == Some(rid))
+        .filter_map(|e| match e.kind {
+            EventKind::HotSwap {
+                previous, state, ..
+            } => Some((previous, state)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_subsidiary_fru_is_a_resource_with_its_own_sensor_and_state() {
+    let (d, _, _) = rtm_shelf(MState::M1);
+    let board = d.resource_by_fru(0x82, 0).unwrap();
+    let rtm = d
+        .resource_by_fru(0x82, 1)
+        .expect("the RTM behind 0x82 is discovered");
+    let e = d.rpt_entry(rtm).unwrap();
+    assert_eq!(e.tag, "RTM");
+    assert_eq!(
+        e.kind,
+        ResourceKind::Subsidiary {
+            site: 1,
+            entity_id: 0xC0
+        }
+    );
+    assert_eq!(
+        e.entity.to_string(),
+        "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,1}{BACK_PANEL_BOARD,1}"
+    );
+    assert!(e.caps.managed_hotswap && e.caps.fru);
+    // Its own M-state (M1), not the board's (M4).
+    assert_eq!(e.m_state, Some(MState::M1));
+    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::Inactive);
+    assert_eq!(d.hotswap_state(board).unwrap(), HsState::Active);
+    // Each has its own hot-swap sensor.
+    let sensors = |rid| -> Vec<u8> {
+        d.rdrs(rid)
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                Rdr::Sensor(s) => Some(s.num),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(sensors(rtm), [1]);
+    assert_eq!(sensors(board), [0]);
+    // No subsidiary where the IPMC has none.
+    assert_eq!(d.resource_by_fru(0x84, 1), None);
+}
+
+#[test]
+fn a_subsidiary_fru_goes_through_its_cycle_and_the_board_does_not_move() {
+    let (mut d, sub, t0) = rtm_shelf(MState::M4);
+    let board = d.resource_by_fru(0x82, 0).unwrap();
+    let rtm = d.resource_by_fru(0x82, 1).unwrap();
+    for m in [
+        MState::M5,
+        MState::M6,
+        MState::M1,
+        MState::M2,
+        MState::M3,
+        MState::M4,
+    ] {
+        d.shelf_mut().hs_rtm(m, 1);
+    }
+    d.poll(t0 + Duration::from_millis(100));
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    use HsState::*;
+    assert_eq!(
+        hs_of(&evs, rtm),
+        [
+            (Active, ExtractionPending),
+            (ExtractionPending, Inactive),
+            (Inactive, InsertionPending),
+            (InsertionPending, Active)
+        ]
+    );
+    assert!(hs_of(&evs, board).is_empty(), "{evs:?}");
+    assert_eq!(d.hotswap_state(board).unwrap(), Active);
+    // HPI calls on it address FRU 1 of its IPMC.
+    d.action_request(t0, rtm, HsAction::Extraction).unwrap();
+    assert_eq!(d.shelf_mut().fru_calls, [(0x82, 1)]);
+}
+
+#[test]
+fn an_inserted_subsidiary_fru_is_added_from_its_event() {
+    let (mut d, sub, t0) = rtm_shelf(MState::M0);
+    assert_eq!(
+        d.resource_by_fru(0x82, 1),
+        None,
+        "not installed: no resource"
+    );
+    d.shelf_mut().hs_rtm(MState::M1, 0);
+    d.poll(t0 + Duration::from_millis(100));
+    let rtm = d
+        .resource_by_fru(0x82, 1)
+        .expect("added by its M0 -> M1 event");
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    assert!(
+        evs.iter()
+            .any(|e| e.resource == Some(rtm) && e.kind == EventKind::ResourceAdded)
+    );
+    assert_eq!(hs_of(&evs, rtm), [(HsState::NotPresent, HsState::Inactive)]);
+    assert_eq!(
+        d.rpt_entry(rtm).unwrap().entity.to_string(),
+        "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,1}{BACK_PANEL_BOARD,1}"
+    );
+}
+
+#[test]
+fn an_rtm_whose_records_are_new_makes_the_domain_read_the_repository_once() {
+    let t0 = Instant::now();
+    let mut f = Fake::shelf();
+    // Inserted after discovery: neither its state nor its records were there.
+    f.rtm = Some((0x82, MState::M0));
+    f.rtm_sdrs_hidden = true;
+    let mut d = Domain::new(f, cfg());
+    d.start(t0).unwrap();
+    let sub = d.subscribe();
+    assert_eq!(d.shelf_mut().sdr_reads, 1);
+    d.shelf_mut().rtm_sdrs_hidden = false;
+    d.shelf_mut().hs_rtm(MState::M1, 0);
+    d.poll(t0 + Duration::from_millis(100));
+    assert_eq!(d.shelf_mut().sdr_reads, 2, "read again for the new locator");
+    let rtm = d.resource_by_fru(0x82, 1).expect("added");
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    assert_eq!(hs_of(&evs, rtm), [(HsState::NotPresent, HsState::Inactive)]);
+    // A further event of a known FRU reads nothing again.
+    d.shelf_mut().hs_rtm(MState::M2, 2);
+    d.poll(t0 + Duration::from_millis(200));
+    assert_eq!(d.shelf_mut().sdr_reads, 2);
+    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::InsertionPending);
 }

@@ -892,6 +892,9 @@ pub enum SdrRecord {
     Sensor(SensorSdr),
     /// Management Controller Device Locator (0x12).
     McLocator(McLocator),
+    /// FRU Device Locator (0x11): a FRU behind a controller, such as an IPMC's subsidiary
+    /// FRU (FRU device id > 0: an RTM, an AMC).
+    FruLocator(FruLocator),
     /// Any other record type.
     Other {
         /// Record id.
@@ -940,6 +943,28 @@ pub struct McLocator {
     /// Channel.
     pub channel: u8,
     /// Entity id.
+    pub entity_id: u8,
+    /// Entity instance.
+    pub entity_instance: u8,
+    /// Name.
+    pub name: String,
+}
+
+/// A FRU Device Locator record (IPMI 2.0 §43.8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FruLocator {
+    /// Record id.
+    pub record_id: u16,
+    /// IPMB address of the controller that gives access to the FRU (the IPMC).
+    pub ipmb_addr: u8,
+    /// FRU device id inside that controller (logical FRUs), or the device's slave address.
+    pub fru_id: u8,
+    /// A logical FRU device (reached with the FRU commands of its controller): what an
+    /// IPMC's subsidiary FRUs are.
+    pub logical: bool,
+    /// Channel.
+    pub channel: u8,
+    /// Entity id (0xA0 PICMG front board, 0xC0 rear transition module, 0xC1 AMC).
     pub entity_id: u8,
     /// Entity instance.
     pub entity_instance: u8,
@@ -1081,6 +1106,27 @@ impl SdrRecord {
                 Ok(Self::McLocator(McLocator {
                     record_id,
                     ipmb_addr,
+                    channel,
+                    entity_id,
+                    entity_instance,
+                    name,
+                }))
+            }
+            0x11 => {
+                let ipmb_addr = b.u8("device access address")? & 0xFE;
+                let fru_id = b.u8("FRU device id")?;
+                let logical = b.u8("logical/physical, access LUN, private bus")? & 0x80 != 0;
+                let channel = b.u8("channel")? >> 4;
+                b.skip(3, "reserved, device type, device type modifier")?;
+                let entity_id = b.u8("FRU entity id")?;
+                let entity_instance = b.u8("FRU entity instance")?;
+                b.skip(1, "OEM")?;
+                let name = id_string(&mut b)?;
+                Ok(Self::FruLocator(FruLocator {
+                    record_id,
+                    ipmb_addr,
+                    fru_id,
+                    logical,
                     channel,
                     entity_id,
                     entity_instance,
@@ -1254,6 +1300,38 @@ mod tests {
         assert!(PicmgProperties::parse(&[0x00, 0x22]).is_err());
         let e = PicmgProperties::parse(&[0x01, 0x22, 0, 0]).unwrap_err();
         assert!(e.to_string().contains("PICMG identifier 0x01"), "{e}");
+    }
+
+    #[test]
+    fn fru_device_locator() {
+        // Record 7, IPMC 0x84, logical FRU 1, entity 0xC0 (RTM) instance 0x61, "rtm-2".
+        let rec = [
+            0x07, 0x00, 0x51, 0x11, 16, 0x84, 0x01, 0x80, 0x00, 0x00, 0x10, 0x00, 0xC0, 0x61, 0x00,
+            0xC5, b'r', b't', b'm', b'-', b'2',
+        ];
+        let SdrRecord::FruLocator(l) = SdrRecord::parse(&rec).unwrap() else {
+            panic!("not a FRU locator")
+        };
+        assert_eq!(
+            (l.record_id, l.ipmb_addr, l.fru_id, l.logical, l.channel),
+            (7, 0x84, 1, true, 0)
+        );
+        assert_eq!(
+            (l.entity_id, l.entity_instance, l.name.as_str()),
+            (0xC0, 0x61, "rtm-2")
+        );
+        // A physical FRU device on a private bus: not logical.
+        let mut phys = rec;
+        phys[7] = 0x02;
+        let SdrRecord::FruLocator(l) = SdrRecord::parse(&phys).unwrap() else {
+            panic!("not a FRU locator")
+        };
+        assert!(!l.logical);
+        // Cut before the entity: the field is named.
+        let mut cut = rec[..12].to_vec();
+        cut[4] = 7;
+        let e = SdrRecord::parse(&cut).unwrap_err();
+        assert!(e.to_string().contains("FRU entity id"), "{e}");
     }
 
     #[test]

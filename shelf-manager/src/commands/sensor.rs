@@ -191,11 +191,14 @@ pub fn sdr_records(config: &Config) -> Vec<Vec<u8>> {
         }
     }
     for to in ipmcs {
-        let frus: Vec<(u8, &str)> = config
+        let frus: Vec<(u8, &str, u8)> = config
             .board
             .iter()
             .filter(|b| b.ipmb_address == to)
-            .map(|b| (b.fru_id, b.name.as_str()))
+            .map(|b| {
+                let entity = crate::ipmc::fru_entity(b.site_type.code());
+                (b.fru_id, b.name.as_str(), entity)
+            })
             .collect();
         for mut r in crate::ipmc::ipmc_sdrs(to, &frus) {
             let [lo, hi] = id(&records).to_le_bytes();

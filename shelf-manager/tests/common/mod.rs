@@ -53,13 +53,20 @@ pub fn free_udp_port() -> u16 {
 
 impl Shelfd {
     pub fn start(name: &str, extra: &[&str]) -> Shelfd {
+        Shelfd::start_model(name, "shelf-sim.toml", extra)
+    }
+
+    /// Starts `shelfd` on the shelf model `configs/<model>`.
+    pub fn start_model(name: &str, model: &str, extra: &[&str]) -> Shelfd {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("shelfd-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let users = dir.join("users.toml");
         std::fs::write(&users, USERS).unwrap();
         std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/shelf-sim.toml");
+        let model = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs")
+            .join(model);
         for _ in 0..5 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
             let log = std::fs::File::create(dir.join("shelfd.log")).unwrap();
