@@ -62,6 +62,13 @@ struct Cli {
     #[arg(long)]
     json: bool,
 
+    /// Totem timers of every node instead of the defaults (token 100, consensus 120, join 25,
+    /// merge 200 ms), as `token=20,consensus=24,join=5,merge=20` (ms; keys left out keep their
+    /// default). Unlike `aisexec`'s configuration this accepts a consensus below the token
+    /// timeout: it is how such timers are tried before they are allowed.
+    #[arg(long, value_name = "KEY=MS,...")]
+    timers: Option<String>,
+
     /// Worker threads (default: the number of CPUs). Results do not depend on it.
     #[arg(long)]
     threads: Option<usize>,
@@ -128,11 +135,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Err(_) => parse_seeds(&cli.seeds)?,
     };
     let (faults, node_faults) = parse_faults(&cli.faults)?;
+    let timers = cli.timers.as_deref().map(parse_timers).transpose()?;
     let schedules: Vec<Schedule> = seeds
         .clone()
         .map(|seed| {
             let mut s = Schedule::random(seed, nodes.clone(), faults, node_faults);
             s.crypto |= cli.crypto;
+            s.timers = timers;
             // Node faults only: also check that the nodes no fault touched stay together.
             s.check_stable_members = node_faults.any() && faults == Faults::default();
             s
@@ -322,4 +331,43 @@ fn parse_faults(s: &str) -> anyhow::Result<(Faults, NodeFaultKinds)> {
         }
     }
     Ok((faults, nodes))
+}
+
+/// `token=20,consensus=24,join=5,merge=20` (ms), each key optional.
+fn parse_timers(text: &str) -> anyhow::Result<totem_sim::sim::Timers> {
+    use totem_dpdk::Duration;
+    let mut t = totem_sim::sim::Timers {
+        token: Duration::from_millis(100),
+        consensus: Duration::from_millis(120),
+        join: Duration::from_millis(25),
+        merge: Duration::from_millis(200),
+    };
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .with_context(|| format!("--timers: expected KEY=MS, got {part:?}"))?;
+        let ms: u64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&ms| (1..=60_000).contains(&ms))
+            .with_context(|| format!("--timers: {key} must be 1..=60000 ms, got {value:?}"))?;
+        let slot = match key.trim() {
+            "token" => &mut t.token,
+            "consensus" => &mut t.consensus,
+            "join" => &mut t.join,
+            "merge" => &mut t.merge,
+            other => {
+                anyhow::bail!("--timers: unknown timer {other:?} (token, consensus, join, merge)")
+            }
+        };
+        *slot = Duration::from_millis(ms);
+    }
+    anyhow::ensure!(
+        t.join < t.consensus,
+        "--timers: join ({} ms) must be below consensus ({} ms)",
+        t.join.as_millis(),
+        t.consensus.as_millis()
+    );
+    Ok(t)
 }

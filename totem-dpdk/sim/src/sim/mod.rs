@@ -29,7 +29,7 @@ use totem_dpdk::{Duration, Instant, NodeId, RingId};
 
 pub use self::attack::AttackStats;
 use self::attack::{Injected, sim_key};
-pub use self::schedule::{NetFault, NodeFault, NodeFaultKinds, Schedule, Sizes};
+pub use self::schedule::{NetFault, NodeFault, NodeFaultKinds, Schedule, Sizes, Timers};
 pub use self::workload::{App, AppFactory, AppSubmit};
 use crate::log::LogEvent;
 use crate::net::Link;
@@ -317,6 +317,13 @@ impl Sim {
         cfg.ring_seq = ring_seq;
         cfg.first_msg_no = first_msg_no;
         cfg.observe = true;
+        if let Some(t) = self.schedule.timers {
+            cfg.token_timeout = t.token;
+            cfg.consensus_timeout = t.consensus;
+            cfg.join_timeout = t.join;
+            cfg.merge_timeout = t.merge;
+            cfg.pause_threshold = Duration(t.token.as_nanos() / 2);
+        }
         cfg
     }
 

@@ -165,6 +165,22 @@ pub struct Schedule {
     pub net_faults: Vec<(Instant, NetFault)>,
     /// A deliberate defect in every node's redundant-ring layer (checker tests only).
     pub rrp_defect: Defect,
+    /// Every node's Totem timers, when not the defaults (`totem-sim --timers`).
+    pub timers: Option<Timers>,
+}
+
+/// Totem timers of a schedule (see `srp::Config`); the pause threshold is half the token
+/// timeout, as in `aisexec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// `token_timeout`.
+    pub token: Duration,
+    /// `consensus_timeout`.
+    pub consensus: Duration,
+    /// `join_timeout`.
+    pub join: Duration,
+    /// `merge_timeout`.
+    pub merge: Duration,
 }
 
 impl Schedule {
@@ -234,6 +250,7 @@ impl Schedule {
             rrp_mode: RrpMode::Active,
             net_faults: Vec::new(),
             rrp_defect: Defect::None,
+            timers: None,
         }
     }
 
