@@ -622,7 +622,7 @@ impl Session<'_> {
             let tl = timeline::analyse(&times, window, cut.1, bin, Duration::from_secs(1), which);
             line += &format!(
                 "\n    time-resolved (10 ms bins, cut took {:.1} ms): before {:.0} msgs/s, after {:.0} msgs/s, \
-                 full = {} ({:.0}); longest stall {:.1} ms (before the cut {:.1} ms); back to ≥ 90% of full \
+                 full = {} ({:.0}); longest stall {:.1} ms (before the cut {:.1} ms); back to ≥ 90% of full (100 ms spans) \
                  {}\n    k msgs/s from 50 ms before the cut to 200 ms after: {}",
                 (cut.1 - cut.0) as f64 / 1e6,
                 tl.pre_rate,
