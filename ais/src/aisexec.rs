@@ -30,6 +30,7 @@ use ais_core::services::shelf::Shelf;
 use ais_core::services::{cpg::Cpg, evs::Evs, keys::Keys, quorum::Quorum};
 use anyhow::Context;
 use clap::Parser;
+use dataplane::fault::FaultInjector;
 use dataplane::udp::UdpTransport;
 use totem_dpdk::crypto::{EpochKey, Protection};
 use totem_dpdk::driver::{self, DriverConfig};
@@ -61,6 +62,12 @@ pub struct Cli {
     /// aisexec.event_log.
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
+
+    /// Tests only: wrap every network's kernel UDP transport in the fault-injecting wrapper and
+    /// apply the faults FILE lists (`NETWORK FAULT` lines, read again when it changes; see
+    /// `ais::faultfile`). Hidden: it is not a configuration key and copies every received frame.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub test_fault_file: Option<PathBuf>,
 }
 
 /// Runs the executive with the process's command line.
@@ -98,7 +105,13 @@ pub fn run_cli(cli: Cli) -> ExitCode {
             amf.model.nodes.len()
         );
     }
-    match run(&config, &path, cli.event_log.as_deref(), amf) {
+    match run(
+        &config,
+        &path,
+        cli.event_log.as_deref(),
+        cli.test_fault_file,
+        amf,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -150,6 +163,7 @@ fn run(
     config: &Config,
     path: &Path,
     event_log: Option<&Path>,
+    fault_file: Option<PathBuf>,
     amf: Option<AmfConfig>,
 ) -> anyhow::Result<()> {
     let nodeid = config.totem.nodeid;
@@ -247,27 +261,44 @@ fn run(
     let (tx, rx) = crossbeam_channel::unbounded::<Input>();
     let sink = TotemSink(tx.clone());
     let driver = if config.totem.transport == TransportKind::Dpdk {
+        if fault_file.is_some() {
+            anyhow::bail!("--test-fault-file works with the kernel UDP transports only");
+        }
         spawn_dpdk(config, driver_config, sink)?
-    } else if networks > 1 {
+    } else {
         let mut transports = Vec::with_capacity(networks);
         for k in 0..networks {
             let c = config.udp_config_on(k);
             let bind = c.bind;
-            transports
-                .push(UdpTransport::new(c).with_context(|| {
+            transports.push(UdpTransport::new(c).with_context(|| {
+                if networks > 1 {
                     format!("opening the Totem socket of network {k} ({bind})")
-                })?);
+                } else {
+                    "opening the Totem socket".to_owned()
+                }
+            })?);
         }
-        info!(
-            "redundant rings: {networks} networks, rrp_mode = \"{}\"",
-            config.totem.rrp_mode
-        );
-        driver::spawn_networks(transports, driver_config, sink)
-            .context("starting the Totem thread")?
-    } else {
-        let transport =
-            UdpTransport::new(config.udp_config()).context("opening the Totem socket")?;
-        driver::spawn_with(transport, driver_config, sink).context("starting the Totem thread")?
+        if networks > 1 {
+            info!(
+                "redundant rings: {networks} networks, rrp_mode = \"{}\"",
+                config.totem.rrp_mode
+            );
+        }
+        match fault_file {
+            Some(file) => {
+                let me = dataplane::NodeId(nodeid);
+                let wrapped: Vec<_> = transports
+                    .into_iter()
+                    .zip(0u64..)
+                    .map(|(t, k)| FaultInjector::new(t, me, u64::from(nodeid) << 8 | k))
+                    .collect();
+                crate::faultfile::watch(file, wrapped.iter().map(FaultInjector::control).collect())
+                    .context("starting the fault-file thread")?;
+                driver::spawn_networks(wrapped, driver_config, sink)
+            }
+            None => driver::spawn_networks(transports, driver_config, sink),
+        }
+        .context("starting the Totem thread")?
     };
     let server =
         IpcServer::start(&config.aisexec.ipc_socket, access, tx.clone()).with_context(|| {

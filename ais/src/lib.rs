@@ -12,7 +12,7 @@
 //! - [`config`] (the configuration file: TOML, corosync's `totem` key names, errors with file,
 //!   line and key); [`keyfile`] (the cluster key file); [`ringseq`] (durable counters: ring
 //!   sequence, message numbers, nonce lease); [`eventlog`] (the JSON Lines log of a real run,
-//!   for the `totem-evlog` checker);
+//!   for the `totem-evlog` checker); [`faultfile`] (test-only fault injection for `aisexec`);
 //! - [`amf`]: AMF's node side: the CLC-CLI runner and passive monitor, the IP takeover type;
 //! - [`harness`]: clusters of real `aisexec` processes on this host (generated configurations,
 //!   start, signals, status, waiting for a ring), shared by `aisctl demo`, the integration
@@ -27,6 +27,7 @@ pub mod aisexec;
 pub mod amf;
 pub mod config;
 pub mod eventlog;
+pub mod faultfile;
 pub mod harness;
 pub mod keyfile;
 pub mod ringseq;

@@ -85,6 +85,10 @@ pub struct Args {
     /// Where to write the latency files.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Also write the CLOCK_REALTIME time of every delivery inside the window
+    /// (`times-<node>-<pid>.ns`, one `u64` each): the time-resolved delivery rate.
+    #[arg(long)]
+    pub times: bool,
 }
 
 /// CLOCK_REALTIME in nanoseconds.
@@ -144,6 +148,8 @@ struct Tally {
     confchg: Vec<(u64, u32)>,
     self_lat: Vec<u8>,
     all_lat: Vec<u8>,
+    /// Delivery times inside the window (with `--times`).
+    times: Option<Vec<u8>>,
 }
 
 impl Tally {
@@ -159,6 +165,9 @@ impl Tally {
                 if self.in_window(now) {
                     self.delivered += 1;
                     self.delivered_bytes += data.len() as u64;
+                    if let Some(times) = self.times.as_mut() {
+                        times.extend_from_slice(&now.to_le_bytes());
+                    }
                 }
                 let own = sender == self.me;
                 if own {
@@ -281,6 +290,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         confchg: Vec::new(),
         self_lat: Vec::new(),
         all_lat: Vec::new(),
+        times: args.times.then(Vec::new),
     };
     while t.members < args.members {
         if Instant::now() >= setup_deadline {
@@ -418,6 +428,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", self_file.display()))?;
     std::fs::write(&all_file, &t.all_lat)
         .with_context(|| format!("writing {}", all_file.display()))?;
+    let times_file = match &t.times {
+        Some(times) => {
+            let f = args.out.join(format!("times-{}-{}.ns", me.node, me.pid));
+            std::fs::write(&f, times).with_context(|| format!("writing {}", f.display()))?;
+            Some(f)
+        }
+        None => None,
+    };
     let report = LoadReport {
         node: me.node,
         pid: me.pid,
@@ -430,6 +448,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         confchg: t.confchg,
         self_lat_file: self_file,
         all_lat_file: all_file,
+        times_file,
     };
     let line = serde_json::to_string(&report).context("encoding the report")?;
     let mut out = std::io::stdout().lock();

@@ -159,6 +159,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             },
             &measure::Options {
                 tolerate_failures: true,
+                ..Default::default()
             },
         )?;
         drop(cluster);

@@ -33,4 +33,5 @@ pub mod report;
 pub mod shelf_failover;
 pub mod stack;
 pub mod throughput;
+pub mod timeline;
 pub mod udp;

@@ -21,6 +21,7 @@
 //! --warmup-ms W     delivered messages are counted from start + W
 //! --seconds-ms S    ... until start + W + S; the sender stops sending then
 //! --out DIR         where to write the latency files
+//! --times           (Rust generator only) also write every in-window delivery's time
 //! ```
 //!
 //! # Protocol on stdin/stdout
@@ -48,6 +49,8 @@
 //! * `all-<node>-<pid>.lat`: for every delivered message (any sender) with `seq % SAMPLE == 0`
 //!   sent inside the window: `sender u32, seq u32 (low bits), latency_us u32`. The harness takes
 //!   the maximum over the nodes per (sender, seq): the latency to delivery everywhere.
+//! * `times-<node>-<pid>.ns` (with `--times`): one `u64` per delivery inside the window, its
+//!   CLOCK_REALTIME time in nanoseconds (the time-resolved rate around a network cut).
 //!
 //! # Configuration changes
 //!
@@ -117,6 +120,9 @@ pub struct LoadReport {
     pub self_lat_file: PathBuf,
     /// Path of the `all-*.lat` file.
     pub all_lat_file: PathBuf,
+    /// Path of the `times-*.ns` file (this stack's generator with `--times` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times_file: Option<PathBuf>,
 }
 
 /// A running cluster of one system, ready for load generators. Dropping it stops every

@@ -84,6 +84,11 @@ pub struct Measurement {
     pub missing_own: u64,
     /// The generators' reports (a killed node's generator has none).
     pub reports: Vec<LoadReport>,
+    /// With [`Options::record_times`]: per generator, its node and the CLOCK_REALTIME times
+    /// (ns) of the deliveries inside the window, in order.
+    pub delivery_times: Vec<(u32, Vec<u64>)>,
+    /// The counted window, CLOCK_REALTIME ns.
+    pub window_ns: (u64, u64),
 }
 
 /// How [`run`] treats its generators.
@@ -91,6 +96,9 @@ pub struct Measurement {
 pub struct Options {
     /// Do not fail when a generator exits without a report (nodes killed on purpose).
     pub tolerate_failures: bool,
+    /// Have every generator record its delivery times (`--times`, this stack's generator
+    /// only), returned in [`Measurement::delivery_times`].
+    pub record_times: bool,
 }
 
 /// One generator process and where its output goes.
@@ -175,6 +183,9 @@ pub fn run(
             .arg(workload.window.as_millis().to_string())
             .arg("--out")
             .arg(out);
+        if options.record_times {
+            cmd.arg("--times");
+        }
         if let Some(i) = sender {
             cmd.arg("--sender").arg(i.to_string());
             if let Some(r) = per_sender_rate {
@@ -292,8 +303,22 @@ pub fn run(
         }
     }
     drop(generators);
-    analyse(reports.into_iter().flatten().collect(), nodes, workload).map(|m| Measurement {
+    let reports: Vec<LoadReport> = reports.into_iter().flatten().collect();
+    let mut delivery_times = Vec::new();
+    for r in &reports {
+        if let Some(f) = &r.times_file {
+            let bytes = fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            let times = bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            delivery_times.push((r.node, times));
+        }
+    }
+    analyse(reports, nodes, workload).map(|m| Measurement {
         daemon_cpu_cores,
+        delivery_times,
+        window_ns: (window_start, window_end),
         ..m
     })
 }
@@ -390,5 +415,7 @@ pub fn analyse(
         try_again,
         missing_own,
         reports,
+        delivery_times: Vec::new(),
+        window_ns: (0, 0),
     })
 }

@@ -109,9 +109,13 @@ pub struct Args {
     #[arg(long, value_name = "MBIT")]
     pub rate_cap_mbit: Option<u32>,
     /// With more than one network: after the maximum, measure twice at half of the share of
-    /// it the other networks carry (a quarter of it with two), without and with network 0 cut
-    /// 1 s into the window (every host's port on its bridge down, healed after the window).
-    /// The difference of the largest self-delivery latency is the delivery stall the cut cost.
+    /// it the other networks carry (a quarter of it with two), then twice as fast as flow
+    /// control allows, each time without and with network 0 cut 1 s into the window (every
+    /// host's port on its bridge down, healed after the window). The cut runs record every
+    /// delivery's time: delivered msgs/s in 10 ms bins around the cut, the longest stall of
+    /// delivery, and the time until throughput is back to 90% of full (the pre-cut rate; for
+    /// passive mode unpaced, the steady rate after the cut), printed and written to
+    /// `cut-timeline-*.csv` in the results folder (see `bench::timeline`).
     #[arg(long)]
     pub cut_network: bool,
 }
@@ -220,6 +224,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         senders,
         groups: 0,
         label: None,
+        record_times: false,
+        last_times: None,
+        timelines: Vec::new(),
     };
 
     for (&mtu, &networks) in args
@@ -301,40 +308,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 if let (true, true, Some(lab)) = (args.cut_network, networks > 1, lab.as_ref()) {
                     for &(size, max) in &ours {
                         // Half of what the networks left after the cut can carry, so that
-                        // the cut's stall is not hidden by queueing behind a saturated link.
-                        let offered = max / 2.0 * (networks - 1) as f64 / networks as f64;
-                        session.measure(&mut cluster, size, Some(offered), &at)?;
-                        session.label = session.label.take().map(|l| l + " cut0");
-                        let r =
-                            session.measure_with(&mut cluster, size, Some(offered), &at, |_, _| {
-                                std::thread::sleep(Duration::from_secs(1));
-                                lab.cut_network(0).context("cutting network 0")
-                            });
-                        lab.heal_network(0).context("healing network 0")?;
-                        session.label = session
-                            .label
-                            .take()
-                            .map(|l| l.trim_end_matches(" cut0").to_owned());
-                        r?;
-                        let n = session.rows.len();
-                        let (calm, cut) = (&session.rows[n - 2], &session.rows[n - 1]);
-                        let line = format!(
-                            "  network 0 cut at {size} B, {:.0} msgs/s offered: largest self-delivery \
-                             latency {:.1} ms (without the cut {:.1} ms), p99.9 {:.1} ms ({:.1} ms), \
-                             {:.0} msgs/s delivered ({:.0})",
-                            offered,
-                            cut.lat_self_us.max as f64 / 1000.0,
-                            calm.lat_self_us.max as f64 / 1000.0,
-                            cut.lat_self_us.p999 as f64 / 1000.0,
-                            calm.lat_self_us.p999 as f64 / 1000.0,
-                            cut.msgs_per_sec,
-                            calm.msgs_per_sec
-                        );
-                        if !args.json {
-                            session.bar.suspend(|| println!("{line}"));
-                        }
-                        // Let the healed network come back before the next measurement.
-                        std::thread::sleep(Duration::from_secs(2));
+                        // the cut's stall is not hidden by queueing behind a saturated link;
+                        // then as fast as flow control allows.
+                        let half = max / 2.0 * (networks - 1) as f64 / networks as f64;
+                        session.cut_runs(lab, &mut cluster, size, Some(half), &at, networks)?;
+                        session.cut_runs(lab, &mut cluster, size, None, &at, networks)?;
                     }
                 }
                 if let Some(p) = args.latency_at {
@@ -391,13 +369,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     session.bar.finish_and_clear();
-    let rows = session.rows;
+    let rows = std::mem::take(&mut session.rows);
     if args.json {
         for row in &rows {
             println!("{}", serde_json::to_string(row)?);
         }
     }
     report::write_all(&out, &rows)?;
+    for (name, csv) in &session.timelines {
+        std::fs::write(out.join(name), csv).with_context(|| format!("writing {name}"))?;
+    }
     let _ = std::fs::remove_dir_all(&work);
     if !args.json {
         println!("results: {}", out.display());
@@ -414,6 +395,9 @@ struct Point<'r> {
     raw: Option<&'r Row>,
 }
 
+/// Every generator's delivery times (CLOCK_REALTIME ns) and the counted window.
+type DeliveryTimes = (Vec<Vec<u64>>, (u64, u64));
+
 /// What the measurements of one run share, and their rows so far.
 struct Session<'a> {
     args: &'a Args,
@@ -426,6 +410,12 @@ struct Session<'a> {
     groups: u32,
     /// Appended to the transport of the rows (networks, rate cap), if any.
     label: Option<String>,
+    /// Have the generators record their delivery times ([`measure::Options::record_times`]).
+    record_times: bool,
+    /// The delivery times and window of the last measurement, when recorded.
+    last_times: Option<DeliveryTimes>,
+    /// Time-resolved cuts measured: (file name, CSV) for the results folder.
+    timelines: Vec<(String, String)>,
 }
 
 impl Session<'_> {
@@ -525,10 +515,19 @@ impl Session<'_> {
             &workload,
             &dir,
             on_running,
-            &measure::Options::default(),
+            &measure::Options {
+                record_times: self.record_times,
+                ..Default::default()
+            },
         )
         .with_context(|| format!("measuring {} with {size} B messages", cluster.system()))?;
         let _ = std::fs::remove_dir_all(&dir);
+        self.last_times = self.record_times.then(|| {
+            (
+                m.delivery_times.iter().map(|(_, t)| t.clone()).collect(),
+                m.window_ns,
+            )
+        });
         let raw = at.raw.filter(|_| rate.is_none());
         let row = Row {
             bench: if rate.is_some() {
@@ -561,6 +560,109 @@ impl Session<'_> {
         let delivered = row.msgs_per_sec;
         self.emit(row);
         Ok(delivered)
+    }
+
+    /// Measures `cluster` at `rate` (`None`: as fast as flow control allows) twice, without
+    /// and with network 0 of `lab` cut 1 s into the window (healed after it), the second with
+    /// delivery times recorded; prints the stall the cut cost and the time-resolved delivery
+    /// around it ([`crate::timeline`]), and keeps the timeline for the results folder.
+    fn cut_runs(
+        &mut self,
+        lab: &netlab::Lab,
+        cluster: &mut AisCluster<'_>,
+        size: usize,
+        rate: Option<f64>,
+        at: &Point<'_>,
+        networks: usize,
+    ) -> anyhow::Result<()> {
+        use crate::timeline::{self, Full};
+        self.measure(cluster, size, rate, at)?;
+        self.label = self.label.take().map(|l| l + " cut0");
+        self.record_times = true;
+        let mut cut = (0u64, 0u64);
+        let r = self.measure_with(cluster, size, rate, at, |_, _| {
+            std::thread::sleep(Duration::from_secs(1));
+            let before = measure::realtime_ns();
+            lab.cut_network(0).context("cutting network 0")?;
+            cut = (before, measure::realtime_ns());
+            Ok(())
+        });
+        self.record_times = false;
+        lab.heal_network(0).context("healing network 0")?;
+        self.label = self
+            .label
+            .take()
+            .map(|l| l.trim_end_matches(" cut0").to_owned());
+        r?;
+        let n = self.rows.len();
+        let (calm, cutrow) = (&self.rows[n - 2], &self.rows[n - 1]);
+        let load = match rate {
+            Some(r) => format!("{r:.0} msgs/s offered"),
+            None => "unpaced".to_owned(),
+        };
+        let mut line = format!(
+            "  network 0 cut at {size} B, {load}: largest self-delivery latency {:.1} ms \
+             (without the cut {:.1} ms), p99.9 {:.1} ms ({:.1} ms), {:.0} msgs/s delivered ({:.0})",
+            cutrow.lat_self_us.max as f64 / 1000.0,
+            calm.lat_self_us.max as f64 / 1000.0,
+            cutrow.lat_self_us.p999 as f64 / 1000.0,
+            calm.lat_self_us.p999 as f64 / 1000.0,
+            cutrow.msgs_per_sec,
+            calm.msgs_per_sec
+        );
+        if let Some((times, window)) = self.last_times.take() {
+            // Passive mode at maximum load: after the cut the steady rate is one network's
+            // fewer, and that is full throughput then.
+            let which = if rate.is_none() && self.args.rrp == "passive" {
+                Full::PostCut
+            } else {
+                Full::PreCut
+            };
+            let bin = Duration::from_millis(10);
+            let tl = timeline::analyse(&times, window, cut.1, bin, Duration::from_secs(1), which);
+            line += &format!(
+                "\n    time-resolved (10 ms bins, cut took {:.1} ms): before {:.0} msgs/s, after {:.0} msgs/s, \
+                 full = {} ({:.0}); longest stall {:.1} ms (before the cut {:.1} ms); back to ≥ 90% of full (100 ms spans) \
+                 {}\n    k msgs/s from 50 ms before the cut to 200 ms after: {}",
+                (cut.1 - cut.0) as f64 / 1e6,
+                tl.pre_rate,
+                tl.post_rate,
+                if which == Full::PostCut {
+                    "after"
+                } else {
+                    "before"
+                },
+                tl.full,
+                tl.longest_stall_ms,
+                tl.baseline_stall_ms,
+                tl.back_to_full_ms
+                    .map_or("not within 1 s".to_owned(), |ms| format!(
+                        "{ms:.0} ms after the cut"
+                    )),
+                tl.around(-50.0, 200.0)
+            );
+            let name = format!(
+                "cut-timeline-x{networks}-{}-{size}B-{}.csv",
+                self.args.rrp,
+                rate.map_or("max".to_owned(), |r| format!("{r:.0}"))
+            );
+            let summary = serde_json::json!({
+                "networks": networks, "rrp": self.args.rrp, "size": size, "offered": rate,
+                "cut_took_ms": (cut.1 - cut.0) as f64 / 1e6, "pre_rate": tl.pre_rate,
+                "post_rate": tl.post_rate, "full": tl.full, "longest_stall_ms": tl.longest_stall_ms,
+                "baseline_stall_ms": tl.baseline_stall_ms, "back_to_full_ms": tl.back_to_full_ms,
+            });
+            if self.args.json {
+                println!("{summary}");
+            }
+            self.timelines.push((name, tl.csv(200.0, 1000.0)));
+        }
+        if !self.args.json {
+            self.bar.suspend(|| println!("{line}"));
+        }
+        // Let the healed network come back before the next measurement.
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
     }
 
     /// Gives this stack's throughput row of the same configuration its ratio to corosync's

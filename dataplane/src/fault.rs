@@ -12,11 +12,18 @@
 //! - [`Fault::Delay`]: the node `to` receives every frame `by` late (a slow path towards it);
 //! - [`Fault::Up`]: every fault ends.
 //!
+//! Faults are applied with [`FaultInjector::apply`] by the thread that owns the wrapper, or from
+//! any other thread through a [`FaultControl`] ([`FaultInjector::control`]): the wrapper takes
+//! the faults sent that way at its next receive or send.
+//!
 //! This is a test tool: a delayed frame is copied into a queue (it allocates), and losses come
 //! from a small seeded generator, so one seed gives one sequence of drops.
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::{Caps, Dest, Member, MembersError, NodeId, SendError, Source, Stats, Transport};
@@ -48,6 +55,75 @@ pub enum Fault {
     Up,
 }
 
+/// A fault's text form, the one [`Fault`]'s `Display` writes and its `FromStr` reads:
+/// `down`, `up`, `lossy 0.5` (a share from 0 to 1), `oneway 1 2` (frames from node 1 to node 2
+/// lost), `nicdown 3`, `delay 2 15` (frames towards node 2 arrive 15 ms late).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad fault {text:?}: {why} (expected down, up, lossy SHARE, oneway FROM TO, nicdown NODE or delay TO MS)"
+)]
+pub struct ParseFaultError {
+    text: String,
+    why: &'static str,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Down => write!(f, "down"),
+            Fault::Up => write!(f, "up"),
+            Fault::Lossy(share) => write!(f, "lossy {share}"),
+            Fault::OneWay { from, to } => write!(f, "oneway {} {}", from.0, to.0),
+            Fault::NicDown(node) => write!(f, "nicdown {}", node.0),
+            Fault::Delay { to, by } => write!(f, "delay {} {}", to.0, by.as_millis()),
+        }
+    }
+}
+
+impl std::str::FromStr for Fault {
+    type Err = ParseFaultError;
+
+    fn from_str(text: &str) -> Result<Fault, ParseFaultError> {
+        let err = |why| ParseFaultError {
+            text: text.chars().take(80).collect(),
+            why,
+        };
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let node = |w: &str| {
+            w.parse::<u32>()
+                .ok()
+                .filter(|&n| n > 0)
+                .map(NodeId)
+                .ok_or_else(|| err("a node id is a number from 1"))
+        };
+        match words.as_slice() {
+            ["down"] => Ok(Fault::Down),
+            ["up"] => Ok(Fault::Up),
+            ["lossy", share] => match share.parse::<f64>() {
+                Ok(s) if (0.0..=1.0).contains(&s) => Ok(Fault::Lossy(s)),
+                _ => Err(err("the share is a number from 0 to 1")),
+            },
+            ["oneway", from, to] => Ok(Fault::OneWay {
+                from: node(from)?,
+                to: node(to)?,
+            }),
+            ["nicdown", n] => Ok(Fault::NicDown(node(n)?)),
+            ["delay", to, ms] => Ok(Fault::Delay {
+                to: node(to)?,
+                by: Duration::from_millis(
+                    ms.parse()
+                        .map_err(|_| err("the delay is a whole number of milliseconds"))?,
+                ),
+            }),
+            [] => Err(err("empty")),
+            ["down" | "up" | "lossy" | "oneway" | "nicdown" | "delay", ..] => {
+                Err(err("wrong number of arguments"))
+            }
+            _ => Err(err("unknown fault")),
+        }
+    }
+}
+
 /// What the wrapper did to frames.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -64,10 +140,40 @@ pub struct FaultStats {
     pub delayed: u64,
 }
 
+/// Faults sent to a [`FaultInjector`] from another thread, taken at its next receive or send.
+#[derive(Debug, Default)]
+struct Pending {
+    any: AtomicBool,
+    faults: Mutex<Vec<Fault>>,
+}
+
+/// A handle that applies faults to a [`FaultInjector`] owned by another thread (a driver's
+/// transport thread): [`FaultControl::apply`] queues the fault, and the wrapper applies it, in
+/// the order sent, before its next receive or send. Cloning gives another handle to the same
+/// wrapper.
+#[derive(Debug, Clone)]
+pub struct FaultControl {
+    pending: Arc<Pending>,
+}
+
+impl FaultControl {
+    /// Queues `fault` for the wrapper (see [`FaultInjector::apply`]).
+    pub fn apply(&self, fault: Fault) {
+        // A poisoned lock only means another sender panicked; the queue itself is intact.
+        self.pending
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fault);
+        self.pending.any.store(true, Ordering::Release);
+    }
+}
+
 /// The wrapper. See the [module documentation](self).
 #[derive(Debug)]
 pub struct FaultInjector<T: Transport> {
     inner: T,
+    pending: Arc<Pending>,
     me: NodeId,
     down: bool,
     loss: f64,
@@ -85,6 +191,7 @@ impl<T: Transport> FaultInjector<T> {
     pub fn new(inner: T, me: NodeId, seed: u64) -> FaultInjector<T> {
         FaultInjector {
             inner,
+            pending: Arc::default(),
             me,
             down: false,
             loss: 0.0,
@@ -119,6 +226,29 @@ impl<T: Transport> FaultInjector<T> {
                 self.loss = 0.0;
                 self.cut_from.clear();
                 self.delay = None;
+            }
+        }
+    }
+
+    /// A handle that applies faults to this wrapper from another thread.
+    pub fn control(&self) -> FaultControl {
+        FaultControl {
+            pending: Arc::clone(&self.pending),
+        }
+    }
+
+    /// Applies the faults queued through [`FaultControl`]s (one atomic load when there is none).
+    fn take_pending(&mut self) {
+        if self.pending.any.swap(false, Ordering::AcqRel) {
+            let faults = std::mem::take(
+                &mut *self
+                    .pending
+                    .faults
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            for f in faults {
+                self.apply(f);
             }
         }
     }
@@ -159,6 +289,7 @@ impl<T: Transport> Transport for FaultInjector<T> {
     }
 
     fn recv_burst(&mut self, mut f: impl FnMut(Source, &[u8])) -> io::Result<usize> {
+        self.take_pending();
         let now = self.now();
         let mut n = 0;
         let burst = self.inner.caps().max_burst;
@@ -207,6 +338,7 @@ impl<T: Transport> Transport for FaultInjector<T> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), SendError> {
+        self.take_pending();
         if self.down {
             let mtu = self.inner.caps().mtu;
             if len > mtu {
@@ -226,6 +358,10 @@ impl<T: Transport> Transport for FaultInjector<T> {
 
     fn set_members(&mut self, members: &[Member]) -> Result<(), MembersError> {
         self.inner.set_members(members)
+    }
+
+    fn learn_member(&mut self, node: NodeId, addr: SocketAddr) -> bool {
+        self.inner.learn_member(node, addr)
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
@@ -297,6 +433,68 @@ mod tests {
         t.recv_burst(|src, f| got.push((src.node.map_or(0, |n| n.0), f[0])))
             .expect("recv");
         got
+    }
+
+    #[test]
+    fn a_control_applies_faults_from_another_thread_in_order() {
+        let mut n = three();
+        let controls: Vec<FaultControl> = n.iter().map(FaultInjector::control).collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for c in &controls {
+                    c.apply(Fault::Down);
+                }
+            });
+        });
+        send(&mut n[0], Dest::Ring, 1);
+        assert!(recv(&mut n[1]).is_empty());
+        assert_eq!(n[0].fault_stats().send_dropped, 1);
+        // Down then Up, sent together: applied in that order, so the network works.
+        for c in &controls {
+            c.apply(Fault::Down);
+            c.apply(Fault::Up);
+        }
+        send(&mut n[0], Dest::Ring, 2);
+        assert_eq!(recv(&mut n[1]), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn faults_read_back_what_they_print() {
+        let faults = [
+            Fault::Down,
+            Fault::Up,
+            Fault::Lossy(0.5),
+            Fault::OneWay {
+                from: NodeId(1),
+                to: NodeId(2),
+            },
+            Fault::NicDown(NodeId(3)),
+            Fault::Delay {
+                to: NodeId(2),
+                by: Duration::from_millis(15),
+            },
+        ];
+        for f in faults {
+            assert_eq!(f.to_string().parse::<Fault>(), Ok(f), "{f}");
+        }
+        for bad in [
+            "",
+            "lossy",
+            "lossy 1.5",
+            "lossy x",
+            "oneway 1",
+            "oneway 0 2",
+            "nicdown -1",
+            "delay 2 1.5",
+            "cut",
+            "down 1",
+        ] {
+            let e = bad.parse::<Fault>().expect_err(bad).to_string();
+            assert!(
+                e.contains("bad fault") && e.contains("expected down"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -7,18 +7,14 @@
 //! timing bound each test checks is stated on it).
 
 use std::collections::BTreeMap;
-use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use dataplane::fault::{Fault, FaultInjector};
+use dataplane::fault::{Fault, FaultControl, FaultInjector};
 use dataplane::mem::{MemConfig, MemNetwork, MemTransport};
 use dataplane::udp::{UdpConfig, UdpTransport};
-use dataplane::{Caps, Dest, Member, MembersError, SendError, Source, Stats, Transport};
+use dataplane::{Member, Transport};
 use totem_dpdk::driver::{
     self, Driver, DriverConfig, DriverSubmitError, EventSink, Mismatch, NetworkControlError,
     NetworkEvent,
@@ -29,88 +25,14 @@ use totem_dpdk::{DeliveryKind, MsgId, NodeId, Priority};
 
 const IDS: [u32; 3] = [1, 2, 3];
 
-/// A transport behind a `FaultInjector` whose faults the test sets from its own thread.
-struct Switch<T: Transport> {
-    inner: FaultInjector<T>,
-    faults: Arc<Mutex<Vec<Fault>>>,
-    pending: Arc<AtomicBool>,
-}
-
-/// The test's side of a [`Switch`].
-#[derive(Clone)]
-struct Lever {
-    faults: Arc<Mutex<Vec<Fault>>>,
-    pending: Arc<AtomicBool>,
-}
-
-impl Lever {
-    fn apply(&self, fault: Fault) {
-        self.faults.lock().unwrap().push(fault);
-        self.pending.store(true, Ordering::Release);
-    }
-}
+/// The test's side of a transport behind a `FaultInjector`: faults set from the test thread.
+type Lever = FaultControl;
+type Switch<T> = FaultInjector<T>;
 
 fn switch<T: Transport>(inner: T, me: u32) -> (Switch<T>, Lever) {
-    let faults = Arc::new(Mutex::new(Vec::new()));
-    let pending = Arc::new(AtomicBool::new(false));
-    (
-        Switch {
-            inner: FaultInjector::new(inner, dataplane::NodeId(me), u64::from(me)),
-            faults: Arc::clone(&faults),
-            pending: Arc::clone(&pending),
-        },
-        Lever { faults, pending },
-    )
-}
-
-impl<T: Transport> Switch<T> {
-    fn take_faults(&mut self) {
-        if self.pending.swap(false, Ordering::AcqRel) {
-            for f in self.faults.lock().unwrap().drain(..) {
-                self.inner.apply(f);
-            }
-        }
-    }
-}
-
-impl<T: Transport> Transport for Switch<T> {
-    fn caps(&self) -> Caps {
-        self.inner.caps()
-    }
-    fn recv_burst(&mut self, f: impl FnMut(Source, &[u8])) -> io::Result<usize> {
-        self.take_faults();
-        self.inner.recv_burst(f)
-    }
-    fn send(
-        &mut self,
-        dest: Dest,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<(), SendError> {
-        self.take_faults();
-        self.inner.send(dest, len, fill)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-    fn set_members(&mut self, members: &[Member]) -> Result<(), MembersError> {
-        self.inner.set_members(members)
-    }
-    fn learn_member(&mut self, node: dataplane::NodeId, addr: SocketAddr) -> bool {
-        self.inner.learn_member(node, addr)
-    }
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.wait(timeout)
-    }
-    fn waker(&self) -> Option<dataplane::wake::Waker> {
-        self.inner.waker()
-    }
-    fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) -> bool {
-        self.inner.wait_fds(out)
-    }
-    fn stats(&self) -> Stats {
-        self.inner.stats()
-    }
+    let t = FaultInjector::new(inner, dataplane::NodeId(me), u64::from(me));
+    let control = t.control();
+    (t, control)
 }
 
 /// What a driver reports: the core's events and the network events, in one channel.

@@ -113,9 +113,26 @@ impl Cluster {
         config: impl Fn(&Node) -> String,
         netns: Vec<String>,
     ) -> Cluster {
+        Cluster::new_with_args(name, n, config, netns, |_| Vec::new())
+    }
+
+    /// As [`Cluster::new`], every `aisexec` started with the extra arguments `args(dir)`
+    /// (`dir`: the cluster's directory, which holds the node directories).
+    pub fn new_with_args(
+        name: &str,
+        n: usize,
+        config: impl Fn(&Node) -> String,
+        netns: Vec<String>,
+        args: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+    ) -> Cluster {
         let base = std::env::temp_dir().join(format!("ais-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
-        let harness = ProcessCluster::builder(base, n, env!("CARGO_BIN_EXE_aisexec"))
+        let args = args(&base);
+        let mut builder = ProcessCluster::builder(base, n, env!("CARGO_BIN_EXE_aisexec"));
+        for a in args {
+            builder = builder.arg(a);
+        }
+        let harness = builder
             .key()
             .event_log()
             .netns(netns)
