@@ -394,9 +394,15 @@ fn faults_under_cpg_load(name: &str, mode: &str) {
             p.reenabled_after
         );
     }
-    // Active mode names the one-way cut at node 2 (passive mode reads it as lost).
+    // Active mode: node 2 misses every copy from node 1 on network 0, so its last judging
+    // window names the cause one-way, or lost when that window held copies from node 1 only
+    // (a loaded machine); never lossy, which needs every sender's copies partly through.
     if mode == "active" {
-        assert_eq!(phases[2].states[1], 2, "node 2 names the cause one-way");
+        assert!(
+            matches!(phases[2].states[1], 1 | 2),
+            "node 2 names the cause one-way (or lost), not {}",
+            phases[2].states[1]
+        );
     }
     assert!(sent > 0 && writes > 0);
     assert_one_order(&orders, sent as usize);
