@@ -558,7 +558,7 @@ impl SeqpacketConn {
 
     /// Sends one packet made of `parts` with the descriptor `fd` attached (`SCM_RIGHTS`):
     /// the peer receives its own descriptor of the same open file
-    /// ([`recv_with_fd`](Self::recv_with_fd)). Blocks until the socket has room.
+    /// ([`try_recv_with_fd`](Self::try_recv_with_fd)). Blocks until the socket has room.
     ///
     /// # Errors
     /// As [`send`](Self::send).
