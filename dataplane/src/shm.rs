@@ -689,24 +689,32 @@ fn check_record(len: u32, offset: usize, avail: u64, cap: usize) -> Result<Step,
 pub mod fuzzing {
     use super::*;
 
-    /// Lays `data` over a fresh segment's control page and first ring (the hostile
-    /// client's view), then reads everything the executive's reader accepts until the ring
-    /// is empty or it reports an error. Every record returned lies within the bytes the
-    /// writer published and the reader never panics or reads outside the segment.
+    /// A hostile client's segment as the executive reads it: the first 8 bytes of `data`
+    /// are the request ring's head index, the next 8 its reader-sleeping and writer-waiting
+    /// flags, the rest its data area (from offset 0). Reads everything the executive's
+    /// reader accepts until the ring is empty or it reports an error. Every record returned
+    /// lies within the bytes the writer published and the reader never panics or reads
+    /// outside the segment.
     ///
     /// # Panics
     /// When the reader accepts a record it should not have (a fuzzing failure).
     pub fn fuzz_ring_read(data: &[u8]) {
         let seg = Arc::new(Segment::create(MIN_RING_BYTES).expect("memfd"));
-        let n = data.len().min(CONTROL_BYTES);
-        // The control page first: the head index as the fuzzer chose it.
-        for (i, chunk) in data[..n].chunks(8).enumerate() {
+        let word = |at: usize| {
             let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            seg.word64(i * 8)
-                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
-        }
-        let rest = &data[n..];
+            if let Some(src) = data.get(at..) {
+                let n = src.len().min(8);
+                w[..n].copy_from_slice(&src[..n]);
+            }
+            u64::from_ne_bytes(w)
+        };
+        seg.word64(head_at(0)).store(word(0), Ordering::Relaxed);
+        let flags = word(8);
+        seg.word32(sleeping_at(0))
+            .store(flags as u32, Ordering::Relaxed);
+        seg.word32(waiting_at(0))
+            .store((flags >> 32) as u32, Ordering::Relaxed);
+        let rest = data.get(16..).unwrap_or_default();
         let take = rest.len().min(MIN_RING_BYTES);
         seg.put(0, 0, &rest[..take]);
         let (_w, mut r) = seg.exec_ends();
