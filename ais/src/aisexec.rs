@@ -300,13 +300,18 @@ fn run(
         }
         .context("starting the Totem thread")?
     };
-    let server =
-        IpcServer::start(&config.aisexec.ipc_socket, access, tx.clone()).with_context(|| {
-            format!(
-                "opening the IPC socket {}",
-                config.aisexec.ipc_socket.display()
-            )
-        })?;
+    let server = IpcServer::start(
+        &config.aisexec.ipc_socket,
+        access,
+        config.aisexec.ipc_transport == crate::config::IpcTransport::Shm,
+        tx.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "opening the IPC socket {}",
+            config.aisexec.ipc_socket.display()
+        )
+    })?;
     // The services, synchronised in this order after every membership change.
     let clm = clm_identity(config);
     info!(

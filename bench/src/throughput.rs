@@ -29,6 +29,9 @@ Examples:
   bench throughput --peer corosync --mtu 1500,9000 --latency-at 50
                                                     the full comparison (docs/performance.md)
   bench throughput --transport dpdk-af-packet       over DPDK (build with --features dpdk)
+  bench throughput --no-raw --mtu 1500,9000 --size 1024 --ipc seqpacket,shm
+                                                    client IPC over the socket, then over
+                                                    shared-memory rings, in one run
   bench throughput --networks 1,2 --rrp passive --rate-cap-mbit 200 --size 1024
                                                     redundant rings against one network, each
                                                     veth capped by tbf (docs/rings.md)
@@ -71,6 +74,12 @@ pub struct Args {
     /// Skip the raw-link measurement.
     #[arg(long)]
     pub no_raw: bool,
+    /// How this stack's load generators talk to their executive, comma-separated: shm
+    /// (shared-memory rings, the default) and/or seqpacket (the socket: the executives run
+    /// with aisexec.ipc_transport = "seqpacket"). Each is measured with executives of its
+    /// own, in this order, in the same run; with two, rows name it in their transport.
+    #[arg(long, default_value = "shm", value_delimiter = ',', value_parser = ["shm", "seqpacket"])]
+    pub ipc: Vec<String>,
     /// Also measure latency at a fixed offered load of PERCENT of the measured maximum (50:
     /// half load, latency without queueing). With --peer, both systems are also measured at
     /// the same offered load: PERCENT of the smaller of the two maxima.
@@ -200,7 +209,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Measurements per MTU and crypto mode: this stack at max (+ at P% with --latency-at);
     // the peer likewise, plus the system with the larger maximum at the common offered load.
     let l = usize::from(args.latency_at.is_some());
-    let per_mode = args.size.len() * ((1 + l) + usize::from(peer) * (1 + 2 * l));
+    let per_mode = args.size.len() * ((1 + l) * args.ipc.len() + usize::from(peer) * (1 + 2 * l));
     let total = (args.mtu.len()
         * args.networks.len()
         * (crypto_modes.len() * per_mode + usize::from(!args.no_raw))) as u64;
@@ -292,16 +301,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             };
 
             // This stack, every size (the cluster stops before the peer starts).
+            // With several IPC transports, the peer is compared with the last one.
             let mut ours: Vec<(usize, f64)> = Vec::new();
-            {
+            for ipc in &args.ipc {
+                let base_label = session.label.clone();
+                if args.ipc.len() > 1 {
+                    session.label = Some(base_label.clone().unwrap_or_default() + " ipc=" + ipc);
+                }
+                let mut options =
+                    stack_options(format!("ais-{mtu}-{crypto_name}-n{networks}-{ipc}"));
+                options.settings.push((
+                    "aisexec".to_owned(),
+                    "ipc_transport".to_owned(),
+                    format!("\"{ipc}\""),
+                ));
+                ours.clear();
                 session.bar.set_message(format!(
                     "starting {nodes} executives ({})",
                     transport.name()
                 ));
-                let mut cluster = AisCluster::start(
-                    lab.as_ref(),
-                    &stack_options(format!("ais-{mtu}-{crypto_name}-n{networks}")),
-                )?;
+                let mut cluster = AisCluster::start(lab.as_ref(), &options)?;
                 for &size in &args.size {
                     ours.push((size, session.measure(&mut cluster, size, None, &at)?));
                 }
@@ -320,6 +339,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                         session.measure(&mut cluster, size, Some(max * p / 100.0), &at)?;
                     }
                 }
+                drop(cluster);
+                session.label = base_label;
             }
             let (Some(lab), Some(cpgload)) = (lab.as_ref(), cpgload.as_ref()) else {
                 continue;
@@ -358,10 +379,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             drop(cluster);
             if common.iter().any(|c| c.2) {
-                let mut cluster = AisCluster::start(
-                    Some(lab),
-                    &stack_options(format!("ais-{mtu}-{crypto_name}-common")),
-                )?;
+                let mut options = stack_options(format!("ais-{mtu}-{crypto_name}-common"));
+                if let Some(ipc) = args.ipc.last() {
+                    options.settings.push((
+                        "aisexec".to_owned(),
+                        "ipc_transport".to_owned(),
+                        format!("\"{ipc}\""),
+                    ));
+                }
+                let mut cluster = AisCluster::start(Some(lab), &options)?;
                 for &(size, rate, _) in common.iter().filter(|c| c.2) {
                     session.measure(&mut cluster, size, Some(rate), &at)?;
                 }

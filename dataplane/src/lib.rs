@@ -20,7 +20,9 @@
 //! - [`wake::Waker`]: wakes a thread blocked in [`Transport::wait`] (an eventfd polled next to
 //!   the sockets).
 //! - [`unix`]: Unix-domain `SOCK_SEQPACKET` sockets for the AIS executive's client IPC (Linux),
-//!   and [`epoll::Epoll`], with which one thread serves all of them.
+//!   and [`epoll::Epoll`], with which one thread serves all of them; [`shm`]: the
+//!   shared-memory rings a client and the executive may exchange their packets through
+//!   instead (a sealed `memfd` passed over the socket, which stays for wake-ups).
 //! - `dpdk` (feature `dpdk`): `dpdk::DpdkTransport`, the poll-mode backend (EAL once per
 //!   process, one port, owned mbufs, raw Ethernet with ethertype 0x88B5, adaptive back-off or
 //!   busy polling), tested on `net_ring` and on `net_af_packet` over a veth pair; and the check
@@ -44,7 +46,7 @@
 //! delivered, with [`Source::node`] set to `None`, and counted in [`Stats::unknown_sources`].
 //!
 //! **Unsafe code** is denied crate-wide and allowed only in the modules that talk to the
-//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `epoll`, `unix`, `wake`, `garp`); every `unsafe` block
+//! operating system or to DPDK (`dpdk`, `udp::sys`, `affinity`, `epoll`, `unix`, `shm`, `wake`, `garp`); every `unsafe` block
 //! carries a `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
 //!
 //! # Features
@@ -68,6 +70,8 @@ pub mod fault;
 pub mod garp;
 pub mod mem;
 mod members;
+#[cfg(target_os = "linux")]
+pub mod shm;
 pub mod stats;
 pub mod udp;
 #[cfg(target_os = "linux")]

@@ -29,6 +29,9 @@
 //! [`io::ErrorKind::BrokenPipe`] and never raises `SIGPIPE` (Linux raises it only for
 //! `SOCK_STREAM`; sends pass `MSG_NOSIGNAL` all the same).
 //!
+//! A packet may carry one descriptor (`SCM_RIGHTS`, [`SeqpacketConn::send_with_fd`]): the
+//! shared-memory segment of [`crate::shm`] travels that way.
+//!
 //! All descriptors are created close-on-exec. Paths are filesystem paths; Linux's abstract
 //! namespace (a leading NUL byte) is not supported.
 
@@ -50,6 +53,14 @@ const BACKLOG: c_int = 128;
 
 /// Packets of up to this many parts are sent without allocating.
 const INLINE_PARTS: usize = 8;
+
+/// `u64` words of control buffer for one `SCM_RIGHTS` descriptor (`CMSG_SPACE(4)` is 24 on
+/// 64-bit Linux).
+const CMSG_WORDS: usize = 3;
+
+/// `u64` words of control buffer when receiving: room for a few descriptors, so that a peer
+/// sending more than one does not get them silently truncated into a leak (they are closed).
+const CMSG_WORDS_RECV: usize = 8;
 
 /// The most parts one packet may have (the kernel's `UIO_MAXIOV`).
 const MAX_PARTS: usize = libc::UIO_MAXIOV as usize;
@@ -541,6 +552,149 @@ impl SeqpacketConn {
             Some(libc::EINTR) => Ok(None),
             Some(libc::EAGAIN) if flags & libc::MSG_DONTWAIT != 0 => Ok(None),
             Some(libc::ECONNRESET) => Ok(Some(Recv::Closed)),
+            _ => Err(err),
+        }
+    }
+
+    /// Sends one packet made of `parts` with the descriptor `fd` attached (`SCM_RIGHTS`):
+    /// the peer receives its own descriptor of the same open file
+    /// ([`try_recv_with_fd`](Self::try_recv_with_fd)). Blocks until the socket has room.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn send_with_fd(&self, parts: &[&[u8]], fd: BorrowedFd<'_>) -> io::Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 || parts.len() > INLINE_PARTS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a packet with a descriptor needs 1 to 8 non-empty parts",
+            ));
+        }
+        const EMPTY: libc::iovec = libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut iov = [EMPTY; INLINE_PARTS];
+        for (v, p) in iov.iter_mut().zip(parts) {
+            v.iov_base = p.as_ptr().cast_mut().cast::<c_void>();
+            v.iov_len = p.len();
+        }
+        let raw: c_int = fd.as_raw_fd();
+        // Room for one `cmsghdr` carrying one descriptor, aligned for `cmsghdr`.
+        let mut control = [0u64; CMSG_WORDS];
+        // SAFETY: `msghdr` is integers and raw pointers, for which all-zero bytes are valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = parts.len() as _;
+        msg.msg_control = control.as_mut_ptr().cast::<c_void>();
+        // SAFETY: `CMSG_SPACE` is arithmetic on its argument.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<c_int>() as u32) } as _;
+        // SAFETY: `msg` has a control buffer of `msg_controllen` bytes (checked against
+        // `control`'s size by `CMSG_WORDS`), so the first header is inside it; its data has
+        // room for one `c_int`, written unaligned.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<c_int>() as u32) as _;
+            ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), raw);
+        }
+        loop {
+            // SAFETY: `self.fd` is an open socket; `msg` points at `parts.len()` iovecs over
+            // live slices and at a control buffer with one `SCM_RIGHTS` header naming `fd`,
+            // which is open for the whole call.
+            let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::EPIPE | libc::ECONNRESET) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the peer closed the connection",
+                    ));
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    /// As [`try_recv`](Self::try_recv), also taking a descriptor the peer attached
+    /// ([`send_with_fd`](Self::send_with_fd)): received close-on-exec; any further
+    /// descriptors in the same packet are closed, so a peer cannot leave descriptors in this
+    /// process by sending them unasked.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_with_fd(&self, buf: &mut [u8]) -> io::Result<Option<(Recv, Option<OwnedFd>)>> {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast::<c_void>(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; CMSG_WORDS_RECV];
+        // SAFETY: `msghdr` is integers and raw pointers, for which all-zero bytes are valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast::<c_void>();
+        msg.msg_controllen = mem::size_of_val(&control) as _;
+        // SAFETY: `self.fd` is an open socket; `msg` describes `buf` (exclusively borrowed)
+        // and `control`, both live for the call.
+        let n = unsafe {
+            libc::recvmsg(
+                self.fd.as_raw_fd(),
+                &raw mut msg,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC,
+            )
+        };
+        let mut first: Option<OwnedFd> = None;
+        if n >= 0 && msg.msg_controllen > 0 {
+            // SAFETY: the kernel filled `msg_controllen` bytes of `control` with well-formed
+            // control messages; the macros walk them within that length.
+            let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+            while !cmsg.is_null() {
+                // SAFETY: `cmsg` is a header inside the control data (checked by the macros).
+                let (level, kind, len) =
+                    unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+                if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+                    // SAFETY: `CMSG_LEN(0)` is arithmetic.
+                    let data_len = len - unsafe { libc::CMSG_LEN(0) } as usize;
+                    let count = data_len / mem::size_of::<c_int>();
+                    for i in 0..count {
+                        // SAFETY: the data of an `SCM_RIGHTS` header is `count` descriptors,
+                        // read unaligned; each is a new descriptor this process now owns.
+                        let fd = unsafe {
+                            let p = libc::CMSG_DATA(cmsg).cast::<c_int>().add(i);
+                            OwnedFd::from_raw_fd(ptr::read_unaligned(p))
+                        };
+                        if first.is_none() {
+                            first = Some(fd);
+                        }
+                        // Others are dropped: closed.
+                    }
+                }
+                // SAFETY: as above; returns null after the last header.
+                cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+            }
+        }
+        if n > 0 {
+            let n = n.unsigned_abs();
+            let r = if n > buf.len() {
+                Recv::Truncated(n)
+            } else {
+                Recv::Packet(n)
+            };
+            return Ok(Some((r, first)));
+        }
+        if n == 0 {
+            return Ok(Some((Recv::Closed, None)));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR | libc::EAGAIN) => Ok(None),
+            Some(libc::ECONNRESET) => Ok(Some((Recv::Closed, None))),
             _ => Err(err),
         }
     }

@@ -6,7 +6,7 @@
 //!
 //! The calls are [`Connection`] calls, so the [model](super) applies. An executive without an
 //! `[amf]` table runs no AMF service: [`Amf::initialize`] then fails with
-//! [`AisError::NotSupported`](crate::AisError::NotSupported).
+//! [`crate::AisError::NotSupported`].
 //!
 //! ```no_run
 //! use ais_client::amf::{Amf, Callback, Ha, Invocation};

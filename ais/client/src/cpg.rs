@@ -74,7 +74,7 @@ impl Cpg {
     ///
     /// # Errors
     /// [`AisError::InvalidParam`] (empty) or [`AisError::NameTooLong`] (over
-    /// [`MAX_GROUP_NAME`](ais_proto::proto::MAX_GROUP_NAME) bytes) for a bad name, checked
+    /// [`MAX_GROUP_NAME`](ais_proto::ipc::MAX_GROUP_NAME) bytes) for a bad name, checked
     /// here without asking the executive; [`AisError::Exist`] when already joined;
     /// [`AisError::TryAgain`]; otherwise as [`Connection::call`].
     pub fn join(&mut self, group: &[u8]) -> Result<(), Error> {
@@ -162,7 +162,7 @@ impl Cpg {
     ///
     /// # Errors
     /// [`AisError::TryAgain`] when Totem took none; [`AisError::TooBig`] (without a round trip)
-    /// when the messages do not fit one IPC packet ([`ais_proto::proto::MAX_PAYLOAD`] bytes
+    /// when the messages do not fit one IPC packet ([`ais_proto::ipc::MAX_PAYLOAD`] bytes
     /// with 4 bytes per message); otherwise as [`mcast`](Self::mcast).
     pub fn mcast_batch(
         &mut self,

@@ -39,6 +39,20 @@
 //!
 //! The socket path is [`default_socket`]: `$OPENAIS_IPC_SOCKET`, else [`DEFAULT_SOCKET`].
 //!
+//! # Shared memory
+//!
+//! Unless told otherwise ([`Transport::Seqpacket`], or `OPENAIS_IPC_TRANSPORT=seqpacket` in
+//! the environment: [`default_transport`]), a connection moves its packets to two
+//! shared-memory rings right after `Hello` ([`dataplane::shm`]: an anonymous sealed `memfd`
+//! passed over the socket, one ring each way). Requests and answers then cost no system call
+//! and no kernel copy; the socket stays for wake-ups, sent only to a side that sleeps, and
+//! still shows the executive's death as a closed connection. When the executive refuses
+//! (configured with `aisexec.ipc_transport = "seqpacket"`, or an older executive), the
+//! connection stays on the socket: [`Connection::transport`] says which. Nothing else
+//! changes for the application: the same calls, answers, callbacks, `TRY_AGAIN` and
+//! descriptor ([`Connection::has_queued`] also looks at the ring, and arms the wake-up, so
+//! "check `has_queued`, then poll the descriptor" still never sleeps on a waiting packet).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -79,12 +93,17 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dataplane::shm::{self, RingError, Segment};
 use dataplane::unix::{Recv, SeqpacketConn};
 
-use ais_proto::ipc::{Encoded, Frame, Kind, MAX_PACKET, Message, Request, SOCKET_BUFFER, VERSION};
+use ais_proto::ipc::{
+    Encoded, Frame, Kind, MAX_PACKET, Message, Request, SOCKET_BUFFER, VERSION, WAKE,
+    shm_setup_request,
+};
 
 pub use ais_proto::admin::AdminProtocol;
 pub use ais_proto::clm::ClmProtocol;
@@ -110,6 +129,27 @@ pub fn default_socket() -> PathBuf {
     match std::env::var_os(SOCKET_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(DEFAULT_SOCKET),
+    }
+}
+
+/// The environment variable that chooses the transport ([`default_transport`]).
+pub const TRANSPORT_ENV: &str = "OPENAIS_IPC_TRANSPORT";
+
+/// How a connection carries its packets once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Shared-memory rings, if the executive agrees (else the socket).
+    Shm,
+    /// The `SOCK_SEQPACKET` socket.
+    Seqpacket,
+}
+
+/// The transport [`Connection::connect`] asks for: [`Transport::Seqpacket`] when
+/// `OPENAIS_IPC_TRANSPORT` is `seqpacket`, else [`Transport::Shm`].
+pub fn default_transport() -> Transport {
+    match std::env::var_os(TRANSPORT_ENV) {
+        Some(v) if v == "seqpacket" => Transport::Seqpacket,
+        _ => Transport::Shm,
     }
 }
 
@@ -165,7 +205,21 @@ pub struct Connection<P: Protocol> {
     out_of_step: bool,
     /// Tags of notifications ([`notify`](Self::notify)) the executive refused, oldest first.
     refused: Vec<u32>,
+    /// The rings, once the executive agreed to shared memory.
+    shm: Option<Box<ClientShm>>,
     service: PhantomData<fn() -> P>,
+}
+
+/// The client's ends of its rings.
+#[derive(Debug)]
+struct ClientShm {
+    writer: shm::Writer,
+    reader: shm::Reader,
+}
+
+/// A ring the executive broke.
+fn ring_error(e: RingError) -> Error {
+    Error::Protocol(format!("shared-memory ring: {e}"))
 }
 
 /// Request ids with this bit are notifications: the executive does not answer them, and an
@@ -188,8 +242,59 @@ impl<P: Protocol> Connection<P> {
     /// refuses the connection ([`AisError::Version`] for an incompatible library,
     /// [`AisError::NotSupported`] for a service it does not run).
     pub fn connect(path: &Path) -> Result<Connection<P>, Error> {
+        Connection::connect_with(path, default_transport())
+    }
+
+    /// As [`connect`](Self::connect), with the transport chosen by the caller.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_with(path: &Path, transport: Transport) -> Result<Connection<P>, Error> {
         let sock = SeqpacketConn::connect(path)?;
-        Connection::from_socket(sock)
+        let mut conn = Connection::from_socket(sock)?;
+        if transport == Transport::Shm {
+            conn.try_shared_memory()?;
+        }
+        Ok(conn)
+    }
+
+    /// The transport in use: [`Transport::Shm`] only when the executive agreed.
+    pub fn transport(&self) -> Transport {
+        if self.shm.is_some() {
+            Transport::Shm
+        } else {
+            Transport::Seqpacket
+        }
+    }
+
+    /// Offers the executive a new segment; stays on the socket when it (or the system)
+    /// refuses.
+    fn try_shared_memory(&mut self) -> Result<(), Error> {
+        let Ok(seg) = Segment::create(shm::DEFAULT_RING_BYTES) else {
+            // No memfd here (seccomp, an old kernel): the socket works.
+            return Ok(());
+        };
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let packet = shm_setup_request(id, shm::DEFAULT_RING_BYTES as u32);
+        self.sock
+            .send_with_fd(&[&packet], seg.fd())
+            .map_err(closed_or_io)?;
+        match self.wait_response(id) {
+            Ok(Reply::Ok) => {
+                let seg = Arc::new(seg);
+                let (writer, reader) = seg.client_ends();
+                self.shm = Some(Box::new(ClientShm { writer, reader }));
+                Ok(())
+            }
+            // Refused (configured off, a limit): the socket it is.
+            Ok(Reply::Error(_)) => Ok(()),
+            Ok(other) => Err(unexpected("shared-memory setup", &other)),
+            Err(e) => {
+                self.out_of_step = true;
+                Err(e)
+            }
+        }
     }
 
     /// Uses an already connected socket (for example one end of [`SeqpacketConn::pair`]):
@@ -206,6 +311,7 @@ impl<P: Protocol> Connection<P> {
             buf: vec![0; MAX_PACKET],
             out_of_step: false,
             refused: Vec::new(),
+            shm: None,
             service: PhantomData,
         };
         let hello = Request::Hello {
@@ -258,9 +364,7 @@ impl<P: Protocol> Connection<P> {
         if head.len() + tail.len() + payload.len() > MAX_PACKET {
             return Err(Error::Ais(AisError::TooBig));
         }
-        self.sock
-            .send(&[&head, &tail, payload])
-            .map_err(closed_or_io)?;
+        self.send_packet(&[&head, &tail, payload])?;
         let result = self.wait_response(id);
         // After `Closed` every send fails with `Closed` anyway.
         if matches!(result, Err(Error::Protocol(_) | Error::Io(_))) {
@@ -289,7 +393,67 @@ impl<P: Protocol> Connection<P> {
         let id = NOTIFY_BIT | ((self.next_id & 0x7fff_ffff) << 32) | u64::from(tag);
         self.next_id = self.next_id.wrapping_add(1);
         let Encoded { head, tail } = Encoded::request(id, &Request::Service(req));
-        self.sock.send(&[&head, &tail]).map_err(closed_or_io)
+        self.send_packet(&[&head, &tail])
+    }
+
+    /// Sends one packet: on the socket, or into the request ring (waking the executive if it
+    /// sleeps; waiting for room if the ring is full).
+    fn send_packet(&mut self, parts: &[&[u8]]) -> Result<(), Error> {
+        let Some(shm) = self.shm.as_mut() else {
+            return self.sock.send(parts).map_err(closed_or_io);
+        };
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut wake = [0u8; 16];
+        loop {
+            if shm.writer.try_write(parts).map_err(ring_error)? {
+                if shm.writer.wake_needed() {
+                    self.sock.send(&[&WAKE]).map_err(closed_or_io)?;
+                }
+                return Ok(());
+            }
+            if shm.writer.wait_for_space(len).map_err(ring_error)?
+                && self.sock.recv(&mut wake)? == Recv::Closed
+            {
+                return Err(Error::Closed);
+            }
+        }
+    }
+
+    /// The next packet from the executive, waiting up to `timeout` (`None`: forever);
+    /// `Ok(None)` when the time passed first.
+    fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Incoming<P>>, Error> {
+        let Some(shm) = self.shm.as_mut() else {
+            let Some(recv) = self.sock.recv_timeout(&mut self.buf, timeout)? else {
+                return Ok(None);
+            };
+            return self.packet(recv).map(Some);
+        };
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut wake = [0u8; 16];
+        let mut record = Vec::new();
+        loop {
+            if shm.reader.try_read(&mut record).map_err(ring_error)? {
+                if shm.reader.space_wake_needed() {
+                    self.sock.send(&[&WAKE]).map_err(closed_or_io)?;
+                }
+                return decode_packet(Bytes::from(record)).map(Some);
+            }
+            // Empty: drop wake-ups already read about, ask for one, look again, sleep.
+            while let Some(r) = self.sock.try_recv(&mut wake)? {
+                if r == Recv::Closed {
+                    return Err(Error::Closed);
+                }
+            }
+            if !shm.reader.prepare_sleep().map_err(ring_error)? {
+                continue;
+            }
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match self.sock.recv_timeout(&mut wake, wait)? {
+                None => return Ok(None),
+                Some(Recv::Closed) => return Err(Error::Closed),
+                Some(_) => {}
+            }
+        }
     }
 
     /// The tags of the notifications the executive refused since the last look.
@@ -300,8 +464,10 @@ impl<P: Protocol> Connection<P> {
     /// Receives until the answer to request `id` arrives, queueing callbacks.
     fn wait_response(&mut self, id: u64) -> Result<Reply<P::Response>, Error> {
         loop {
-            let recv = self.sock.recv(&mut self.buf)?;
-            match self.packet(recv)? {
+            let Some(incoming) = self.receive(None)? else {
+                continue;
+            };
+            match incoming {
                 Incoming::Answer(got, resp) if got == id => return Ok(resp),
                 Incoming::Answer(got, _) if got & NOTIFY_BIT != 0 => {
                     self.refused.push(got as u32);
@@ -328,16 +494,7 @@ impl<P: Protocol> Connection<P> {
             }
             Recv::Closed => return Err(Error::Closed),
         };
-        let undecodable = |e| Error::Protocol(format!("undecodable packet of {n} bytes: {e}"));
-        let frame = Frame::decode(Bytes::copy_from_slice(&self.buf[..n])).map_err(undecodable)?;
-        match frame.kind {
-            Kind::Response => Ok(Incoming::Answer(
-                frame.id,
-                frame.body().map_err(undecodable)?,
-            )),
-            Kind::Callback => Ok(Incoming::Callback(frame.body().map_err(undecodable)?)),
-            Kind::Request => Err(Error::Protocol("the executive sent a request".to_owned())),
-        }
+        decode_packet(Bytes::copy_from_slice(&self.buf[..n]))
     }
 
     /// The next callback: a queued one first, else waits up to `timeout` for one (`None`:
@@ -355,10 +512,10 @@ impl<P: Protocol> Connection<P> {
             return Ok(Some(cb));
         }
         loop {
-            let Some(recv) = self.sock.recv_timeout(&mut self.buf, timeout)? else {
+            let Some(incoming) = self.receive(timeout)? else {
                 return Ok(None);
             };
-            match self.packet(recv)? {
+            match incoming {
                 Incoming::Callback(cb) => return Ok(Some(cb)),
                 Incoming::Answer(id, _) if id & NOTIFY_BIT != 0 => {
                     // A refused notification: nothing for the caller; the wait goes on (a
@@ -375,10 +532,16 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
-    /// Whether callbacks received during calls wait in the queue. They are not visible
-    /// through the descriptor: a poll loop checks this before sleeping on it.
+    /// Whether callbacks received during calls wait in the queue (or, on shared memory,
+    /// packets wait in the ring). They are not visible through the descriptor: a poll loop
+    /// checks this before sleeping on it. On shared memory a `false` also asks the
+    /// executive to wake the descriptor for the next packet.
     pub fn has_queued(&self) -> bool {
         !self.queued.is_empty()
+            || self
+                .shm
+                .as_ref()
+                .is_some_and(|s| !s.reader.prepare_sleep().unwrap_or(false))
     }
 
     /// The executive's ring, membership and counters (`aisctl status`); every connection
@@ -440,6 +603,21 @@ impl<P: Protocol> AsRawFd for Connection<P> {
 impl<P: Protocol> AsFd for Connection<P> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
+    }
+}
+
+/// Decodes one packet from the executive.
+fn decode_packet<P: Protocol>(bytes: Bytes) -> Result<Incoming<P>, Error> {
+    let n = bytes.len();
+    let undecodable = |e| Error::Protocol(format!("undecodable packet of {n} bytes: {e}"));
+    let frame = Frame::decode(bytes).map_err(undecodable)?;
+    match frame.kind {
+        Kind::Response => Ok(Incoming::Answer(
+            frame.id,
+            frame.body().map_err(undecodable)?,
+        )),
+        Kind::Callback => Ok(Incoming::Callback(frame.body().map_err(undecodable)?)),
+        Kind::Request => Err(Error::Protocol("the executive sent a request".to_owned())),
     }
 }
 

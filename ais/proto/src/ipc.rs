@@ -562,6 +562,40 @@ impl<R: Message> Message for Reply<R> {
     }
 }
 
+/// The op of the shared-memory setup request: a transport matter between the library and
+/// the executive's IPC loop, never handed to a service (services' ops are small numbers).
+/// A [`Kind::Request`] packet with this op carries the ring size (`u32`) as its body and the
+/// segment's descriptor as `SCM_RIGHTS`; the loop answers [`Reply::Ok`] (from then on every
+/// packet both ways goes through the rings, the socket carries [`WAKE`] packets only) or
+/// [`Reply::Error`] (nothing changes: the connection goes on over the socket).
+pub const OP_SHM_SETUP: u16 = 0xffff;
+
+/// A wake-up on the socket of a connection that moved to shared-memory rings: one byte,
+/// shorter than any packet header.
+pub const WAKE: [u8; 1] = [0];
+
+/// The shared-memory setup request for rings of `ring_bytes` (see [`OP_SHM_SETUP`]).
+pub fn shm_setup_request(id: u64, ring_bytes: u32) -> Vec<u8> {
+    let mut w = Writer::with_capacity(HEADER_LEN + 4);
+    w.u8(VERSION)
+        .u8(Kind::Request as u8)
+        .u16(OP_SHM_SETUP)
+        .u64(id)
+        .u32(ring_bytes);
+    w.finish()
+}
+
+/// The ring size of a setup request's body.
+///
+/// # Errors
+/// A body that is not exactly one `u32`.
+pub fn decode_shm_setup(body: Bytes) -> Result<u32, DecodeError> {
+    let mut r = Reader::new(body);
+    let ring_bytes = r.u32("ring_bytes")?;
+    r.end()?;
+    Ok(ring_bytes)
+}
+
 /// What a packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 
 use positions::{Positions, key_at, position_of};
 pub use schema::{
-    Aisexec, Amf, Config, CryptoCipher, Dpdk, FrameProtection, Hpi, Interface, Logging, Node,
-    Nodelist, RrpInterface, RrpModeKey, Totem, TransportKind,
+    Aisexec, Amf, Config, CryptoCipher, Dpdk, FrameProtection, Hpi, Interface, IpcTransport,
+    Logging, Node, Nodelist, RrpInterface, RrpModeKey, Totem, TransportKind,
 };
 
 /// The environment variable naming the configuration file when no path is given explicitly

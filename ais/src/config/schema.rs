@@ -659,6 +659,18 @@ pub struct Hpi {
     pub sel_poll_ms: u64,
 }
 
+/// `aisexec.ipc_transport`: how clients' packets travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpcTransport {
+    /// Shared-memory rings for the clients that ask (the library does unless told not to);
+    /// the socket stays for the setup and wake-ups.
+    #[default]
+    Shm,
+    /// Every packet on the client's `SOCK_SEQPACKET` socket.
+    Seqpacket,
+}
+
 /// The `[aisexec]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -669,6 +681,10 @@ pub struct Aisexec {
     /// A group whose members may connect besides root (default none).
     #[serde(default)]
     pub ipc_group: Option<String>,
+    /// How clients' packets travel once connected (default `shm`: shared-memory rings when
+    /// the client asks; `seqpacket`: every client stays on its socket).
+    #[serde(default)]
+    pub ipc_transport: IpcTransport,
     /// Where persistent state lives, such as the ring sequence number (default
     /// `/var/lib/openais`).
     #[serde(default = "defaults::state_dir")]
@@ -686,6 +702,7 @@ impl Default for Aisexec {
         Aisexec {
             ipc_socket: defaults::ipc_socket(),
             ipc_group: None,
+            ipc_transport: IpcTransport::default(),
             state_dir: defaults::state_dir(),
             cpu: None,
             event_log: None,

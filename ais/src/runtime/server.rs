@@ -16,10 +16,24 @@
 //! kernel socket buffer pushes back on the client); a client that does not read its answers
 //! and callbacks is disconnected by the executive once [`super::OUTBOX_PACKETS`] are queued
 //! for it (its outbox is bounded; the socket's own buffer comes first).
+//!
+//! **Shared memory.** A client may move its packets to two shared-memory rings
+//! ([`dataplane::shm`]): it sends a setup request ([`OP_SHM_SETUP`]) with a sealed `memfd`
+//! attached, which the loop checks (a memfd sealed against resizing, the size its ring size
+//! implies, a ring large enough for the largest packet) and maps, on the connection whose
+//! credentials were checked when it was accepted. Refusals are answered with an error and
+//! logged; the connection then goes on over the socket. Accepted, every packet both ways
+//! goes through the rings and the socket carries one-byte wake-ups, sent only when the peer
+//! sleeps; the loop reads a client's ring under the same [`MAX_INFLIGHT`] limit, writes its
+//! outbox into the other ring (a full ring waits for the client's wake-up, and the bounded
+//! outbox behind it disconnects a client that does not read, as on the socket), and treats
+//! every index and length in the segment as hostile: a corrupt ring disconnects that client
+//! with the reason logged. With `aisexec.ipc_transport = "seqpacket"` setups are refused
+//! (`SA_AIS_ERR_NOT_SUPPORTED`) and every client stays on its socket.
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,14 +44,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use dataplane::epoll::{Epoll, Interest, Ready};
+use dataplane::shm::{self, Segment};
 use dataplane::unix::{PeerCred, Recv, SeqpacketConn, SeqpacketListener};
 use dataplane::wake::Waker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{ConnId, Input, OUTBOX_PACKETS, Outgoing};
 use ais_proto::codec::DecodeError;
 use ais_proto::ipc::{
-    AisError, Encoded, Frame, Kind, MAX_PACKET, Nothing, Reply, SOCKET_BUFFER, VERSION, request_id,
+    AisError, Encoded, Frame, Kind, MAX_PACKET, Nothing, OP_SHM_SETUP, Reply, SOCKET_BUFFER,
+    VERSION, WAKE, decode_shm_setup, request_id,
 };
 
 /// Most requests of one client read but not yet handled by the executive.
@@ -156,12 +172,18 @@ pub struct IpcServer {
 
 impl IpcServer {
     /// Binds `path` (mode 0660; a stale socket file of a dead executive is replaced) and
-    /// starts the loop; connections and their requests go to `tx`.
+    /// starts the loop; connections and their requests go to `tx`. `shared_memory`: whether
+    /// clients may move to shared-memory rings (else their setups are refused).
     ///
     /// # Errors
     /// The socket cannot be bound (another executive is listening, permissions, path too
     /// long), or the loop's descriptors cannot be made.
-    pub fn start(path: &Path, access: Access, tx: Sender<Input>) -> io::Result<IpcServer> {
+    pub fn start(
+        path: &Path,
+        access: Access,
+        shared_memory: bool,
+        tx: Sender<Input>,
+    ) -> io::Result<IpcServer> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -183,6 +205,7 @@ impl IpcServer {
             epoll,
             clients: HashMap::new(),
             buf: vec![0u8; MAX_PACKET],
+            shared_memory,
         };
         let thread = thread::Builder::new()
             .name("ipc".into())
@@ -228,6 +251,17 @@ struct Client {
     pending: Option<Outgoing>,
     link: Arc<ConnLink>,
     interest: Interest,
+    /// The rings, once the client moved to shared memory.
+    shm: Option<ShmEnds>,
+}
+
+/// The executive's ends of a client's rings.
+struct ShmEnds {
+    writer: shm::Writer,
+    reader: shm::Reader,
+    /// Reading stopped at [`MAX_INFLIGHT`] with records left: read on when the executive
+    /// caught up (no wake-up will come from the client for those).
+    backlog: bool,
 }
 
 /// Why a connection ends.
@@ -247,6 +281,7 @@ struct Loop {
     epoll: Epoll,
     clients: HashMap<ConnId, Client>,
     buf: Vec<u8>,
+    shared_memory: bool,
 }
 
 impl Loop {
@@ -284,7 +319,10 @@ impl Loop {
                         let queued = c.link.queued.swap(false, Ordering::AcqRel);
                         queued
                             || c.link.closed.load(Ordering::Acquire)
-                            || c.interest.read != c.link.may_read()
+                            || match &c.shm {
+                                None => c.interest.read != c.link.may_read(),
+                                Some(s) => s.backlog && c.link.may_read(),
+                            }
                     })
                     .map(|(conn, _)| *conn)
                     .collect();
@@ -342,6 +380,7 @@ impl Loop {
                 pending: None,
                 link: Arc::clone(&link),
                 interest: Interest::READ,
+                shm: None,
             },
         );
         let _ = self.tx.send(Input::Connected {
@@ -365,10 +404,14 @@ impl Loop {
         } else {
             End::Open
         };
-        if matches!(end, End::Open) && (readable || c.interest.read) {
+        let read_now = match &c.shm {
+            None => readable || c.interest.read,
+            Some(s) => readable || s.backlog,
+        };
+        if matches!(end, End::Open) && read_now {
             // A hung-up client's last requests are read whatever the limit: nobody waits
             // for their answers, but what they sent (a last message) still counts.
-            end = read(c, conn, &mut self.buf, &self.tx, hangup);
+            end = read(c, conn, &mut self.buf, &self.tx, hangup, self.shared_memory);
         }
         if matches!(end, End::Open) {
             end = flush(c);
@@ -376,9 +419,11 @@ impl Loop {
         match end {
             End::Closed => self.drop_client(conn),
             End::Open => {
+                // On shared memory the socket carries wake-ups only: always read them; a full
+                // ring waits for the client's wake-up, not for the socket.
                 let want = Interest {
-                    read: c.link.may_read(),
-                    write: c.pending.is_some(),
+                    read: c.shm.is_some() || c.link.may_read(),
+                    write: c.shm.is_none() && c.pending.is_some(),
                 };
                 if want != c.interest {
                     if let Err(e) = self.epoll.modify(c.sock.as_fd(), conn, want) {
@@ -401,16 +446,29 @@ impl Loop {
     }
 }
 
-/// Reads and hands over requests until the socket is empty or the client has
-/// [`MAX_INFLIGHT`] waiting (unless `all`).
-fn read(c: &mut Client, conn: ConnId, buf: &mut [u8], tx: &Sender<Input>, all: bool) -> End {
+/// Reads and hands over requests until the socket (and the ring, on shared memory) is empty
+/// or the client has [`MAX_INFLIGHT`] waiting (unless `all`).
+fn read(
+    c: &mut Client,
+    conn: ConnId,
+    buf: &mut [u8],
+    tx: &Sender<Input>,
+    all: bool,
+    shared_memory: bool,
+) -> End {
     let pid = c.cred.pid;
-    while all || c.link.may_read() {
-        let len = match c.sock.try_recv(buf) {
-            Ok(Some(Recv::Packet(len))) => len,
-            Ok(None) => return End::Open,
-            Ok(Some(Recv::Closed)) => return End::Closed,
-            Ok(Some(Recv::Truncated(len))) => {
+    while c.shm.is_some() || all || c.link.may_read() {
+        let (len, fd) = match c.sock.try_recv_with_fd(buf) {
+            Ok(Some((Recv::Packet(len), fd))) => (len, fd),
+            Ok(None) => break,
+            Ok(Some((Recv::Closed, _))) => {
+                if c.shm.is_some() {
+                    // What it published before it went still counts.
+                    let _ = read_ring(c, conn, tx, true);
+                }
+                return End::Closed;
+            }
+            Ok(Some((Recv::Truncated(len), _))) => {
                 warn!(
                     "client pid {pid} sent a packet of {len} bytes (limit {MAX_PACKET}); disconnecting it"
                 );
@@ -421,44 +479,212 @@ fn read(c: &mut Client, conn: ConnId, buf: &mut [u8], tx: &Sender<Input>, all: b
                 return End::Closed;
             }
         };
-        match Frame::decode(Bytes::copy_from_slice(&buf[..len])) {
-            Ok(Frame {
-                kind: Kind::Request,
-                op,
-                id,
-                body,
-            }) => {
-                c.link.inflight.fetch_add(1, Ordering::AcqRel);
-                if tx.send(Input::Request { conn, id, op, body }).is_err() {
-                    return End::Closed;
-                }
+        if c.shm.is_some() {
+            if len == WAKE.len() {
+                continue;
             }
-            Ok(_) => {
-                warn!("client pid {pid} sent a non-request packet; disconnecting it");
-                return End::Closed;
-            }
-            Err(DecodeError::Version { got, .. }) => {
-                warn!(
-                    "client pid {pid} speaks IPC protocol version {got}; this executive speaks \
-                     version {VERSION}: refusing it (SA_AIS_ERR_VERSION) and disconnecting it"
-                );
-                if let Some(id) = request_id(&buf[..len]) {
-                    let answer = Encoded::reply(id, &Reply::<Nothing>::Error(AisError::Version));
-                    let _ = c.sock.try_send(&[&answer.to_vec()]);
-                }
-                return End::Closed;
-            }
-            Err(e) => {
-                warn!("client pid {pid} sent a malformed packet ({e}); disconnecting it");
-                return End::Closed;
-            }
+            warn!(
+                "client pid {pid} sent a packet of {len} bytes on its socket after moving to \
+                 shared memory; disconnecting it"
+            );
+            return End::Closed;
         }
+        let end = packet(
+            c,
+            conn,
+            Bytes::copy_from_slice(&buf[..len]),
+            fd,
+            tx,
+            shared_memory,
+        );
+        if !matches!(end, End::Open) {
+            return end;
+        }
+    }
+    if c.shm.is_some() {
+        return read_ring(c, conn, tx, all);
     }
     End::Open
 }
 
-/// Sends queued packets until the queue is empty or the socket is full.
+/// Reads the client's ring until it is empty (then asks for a wake-up) or the client has
+/// [`MAX_INFLIGHT`] requests waiting (unless `all`).
+fn read_ring(c: &mut Client, conn: ConnId, tx: &Sender<Input>, all: bool) -> End {
+    let pid = c.cred.pid;
+    let end = loop {
+        let Some(s) = c.shm.as_mut() else {
+            return End::Open;
+        };
+        if !all && !c.link.may_read() {
+            s.backlog = true;
+            break End::Open;
+        }
+        let mut record = Vec::new();
+        match s.reader.try_read(&mut record) {
+            Ok(true) => {
+                let end = packet(c, conn, Bytes::from(record), None, tx, false);
+                if !matches!(end, End::Open) {
+                    break end;
+                }
+            }
+            Ok(false) => match s.reader.prepare_sleep() {
+                Ok(true) => {
+                    s.backlog = false;
+                    break End::Open;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(
+                        "client pid {pid}: its shared-memory ring is corrupt ({e}); disconnecting it"
+                    );
+                    break End::Closed;
+                }
+            },
+            Err(e) => {
+                warn!(
+                    "client pid {pid}: its shared-memory ring is corrupt ({e}); disconnecting it"
+                );
+                break End::Closed;
+            }
+        }
+    };
+    if let Some(s) = &c.shm
+        && s.reader.space_wake_needed()
+    {
+        let _ = c.sock.try_send(&[&WAKE]);
+    }
+    end
+}
+
+/// One packet from the client (from its socket, with the descriptor that came with it, or
+/// from its ring).
+fn packet(
+    c: &mut Client,
+    conn: ConnId,
+    bytes: Bytes,
+    fd: Option<OwnedFd>,
+    tx: &Sender<Input>,
+    shared_memory: bool,
+) -> End {
+    let pid = c.cred.pid;
+    match Frame::decode(bytes.clone()) {
+        Ok(Frame {
+            kind: Kind::Request,
+            op: OP_SHM_SETUP,
+            id,
+            body,
+        }) => setup(c, id, body, fd, shared_memory),
+        Ok(Frame {
+            kind: Kind::Request,
+            op,
+            id,
+            body,
+        }) => {
+            c.link.inflight.fetch_add(1, Ordering::AcqRel);
+            if tx.send(Input::Request { conn, id, op, body }).is_err() {
+                return End::Closed;
+            }
+            End::Open
+        }
+        Ok(_) => {
+            warn!("client pid {pid} sent a non-request packet; disconnecting it");
+            End::Closed
+        }
+        Err(DecodeError::Version { got, .. }) => {
+            warn!(
+                "client pid {pid} speaks IPC protocol version {got}; this executive speaks \
+                 version {VERSION}: refusing it (SA_AIS_ERR_VERSION) and disconnecting it"
+            );
+            if let Some(id) = request_id(&bytes)
+                && c.shm.is_none()
+            {
+                let answer = Encoded::reply(id, &Reply::<Nothing>::Error(AisError::Version));
+                let _ = c.sock.try_send(&[&answer.to_vec()]);
+            }
+            End::Closed
+        }
+        Err(e) => {
+            warn!("client pid {pid} sent a malformed packet ({e}); disconnecting it");
+            End::Closed
+        }
+    }
+}
+
+/// A shared-memory setup request (see the module documentation): answered on the socket.
+fn setup(c: &mut Client, id: u64, body: Bytes, fd: Option<OwnedFd>, shared_memory: bool) -> End {
+    let pid = c.cred.pid;
+    if c.shm.is_some() {
+        warn!("client pid {pid} asked for shared memory twice; disconnecting it");
+        return End::Closed;
+    }
+    let ring_bytes = match decode_shm_setup(body) {
+        Ok(n) => n as usize,
+        Err(e) => {
+            warn!("client pid {pid} sent a malformed shared-memory setup ({e}); disconnecting it");
+            return End::Closed;
+        }
+    };
+    let answer = |c: &Client, reply: Reply<Nothing>| -> End {
+        match c.sock.try_send(&[&Encoded::reply(id, &reply).to_vec()]) {
+            Ok(true) => End::Open,
+            Ok(false) => {
+                warn!(
+                    "client pid {pid}: no room on its socket for the setup's answer; disconnecting it"
+                );
+                End::Closed
+            }
+            Err(_) => End::Closed,
+        }
+    };
+    if !shared_memory {
+        debug!("client pid {pid} asked for shared memory; configured off (seqpacket)");
+        return answer(c, Reply::Error(AisError::NotSupported));
+    }
+    let Some(fd) = fd else {
+        warn!("client pid {pid} asked for shared memory without a segment; refused");
+        return answer(c, Reply::Error(AisError::InvalidParam));
+    };
+    if shm::max_record(ring_bytes) < MAX_PACKET {
+        warn!(
+            "client pid {pid}: refused its shared-memory segment: rings of {ring_bytes} bytes \
+             cannot hold a packet of {MAX_PACKET} bytes"
+        );
+        return answer(c, Reply::Error(AisError::InvalidParam));
+    }
+    // Everything queued so far goes out on the socket first, so the order holds.
+    if let End::Closed = flush(c) {
+        return End::Closed;
+    }
+    if c.pending.is_some() {
+        return answer(c, Reply::Error(AisError::TryAgain));
+    }
+    match Segment::open(fd, ring_bytes) {
+        Err(e) => {
+            warn!("client pid {pid}: refused its shared-memory segment: {e}");
+            answer(c, Reply::Error(AisError::InvalidParam))
+        }
+        Ok(seg) => {
+            let seg = Arc::new(seg);
+            let (writer, reader) = seg.exec_ends();
+            let end = answer(c, Reply::Ok);
+            if matches!(end, End::Open) {
+                debug!("client pid {pid} moved to shared-memory rings of {ring_bytes} bytes");
+                c.shm = Some(ShmEnds {
+                    writer,
+                    reader,
+                    backlog: false,
+                });
+            }
+            end
+        }
+    }
+}
+
+/// Sends queued packets until the queue is empty or the socket (or ring) is full.
 fn flush(c: &mut Client) -> End {
+    if c.shm.is_some() {
+        return flush_ring(c);
+    }
     loop {
         let Some(packet) = c.pending.take().or_else(|| c.outbox.try_recv().ok()) else {
             return End::Open;
@@ -480,6 +706,54 @@ fn flush(c: &mut Client) -> End {
             }
         }
     }
+}
+
+/// Writes queued packets into the client's ring until the queue is empty or the ring is
+/// full (then asks for a wake-up), and wakes the client if it sleeps.
+fn flush_ring(c: &mut Client) -> End {
+    let pid = c.cred.pid;
+    let Client {
+        shm: Some(s),
+        pending,
+        outbox,
+        sock,
+        ..
+    } = c
+    else {
+        return End::Open;
+    };
+    let mut wrote = false;
+    let end = loop {
+        let Some(packet) = pending.take().or_else(|| outbox.try_recv().ok()) else {
+            break End::Open;
+        };
+        match s.writer.try_write(&[&packet.head, &packet.tail]) {
+            Ok(true) => wrote = true,
+            Ok(false) => {
+                let len = packet.len();
+                *pending = Some(packet);
+                match s.writer.wait_for_space(len) {
+                    // Room appeared meanwhile: write again.
+                    Ok(false) => {}
+                    Ok(true) => break End::Open,
+                    Err(e) => {
+                        warn!(
+                            "client pid {pid}: its shared-memory ring is corrupt ({e}); disconnecting it"
+                        );
+                        break End::Closed;
+                    }
+                }
+            }
+            Err(e) => {
+                warn!("client pid {pid}: writing to its shared-memory ring: {e}; disconnecting it");
+                break End::Closed;
+            }
+        }
+    };
+    if wrote && s.writer.wake_needed() {
+        let _ = sock.try_send(&[&WAKE]);
+    }
+    end
 }
 
 #[cfg(test)]
