@@ -602,31 +602,17 @@ impl<S: ShelfAccess> Domain<S> {
         let (hs_sensor, m) = self.hot_swap_of(ipmb, &rdrs, m)?;
         self.push_leds(ipmb, a.fru_id, &mut rdrs)?;
         rdrs.extend(self.inventory_rdr(ipmb, a.fru_id)?);
-        let res = Resource {
-            entry: RptEntry {
-                id: ResourceId(0),
-                entity: EntityPath(vec![
-                    Self::chassis(),
-                    (EntityType::PhysicalSlot, u32::from(a.site_number)),
-                    (EntityType::PicmgFrontBlade, u32::from(a.fru_id)),
-                ]),
-                tag: self
-                    .mc_name(ipmb)
-                    .unwrap_or_else(|| format!("Board {}", a.site_number)),
-                kind: ResourceKind::Board {
-                    site: a.site_number,
-                },
-                ipmb_addr: ipmb,
-                fru_id: a.fru_id,
-                caps: Self::caps_of(&rdrs, true, true),
-                hs_state: HsState::from_picmg(m).or(Some(HsState::NotPresent)),
-                m_state: Some(m),
-                failed: m == MState::M7,
+        let tag = self
+            .mc_name(ipmb)
+            .unwrap_or_else(|| format!("Board {}", a.site_number));
+        let res = self.fru_resource(
+            (a, EntityType::PicmgFrontBlade, a.fru_id),
+            tag,
+            ResourceKind::Board {
+                site: a.site_number,
             },
-            rdrs,
-            hs_sensor,
-            auto_extract: self.cfg.auto_extract_timeout,
-        };
+            (rdrs, hs_sensor, m),
+        );
         Ok((res, props.max_fru_id))
     }
 
@@ -653,25 +639,43 @@ impl<S: ShelfAccess> Domain<S> {
             0xC1 => EntityType::Amc,
             _ => EntityType::PicmgFrontBlade,
         };
-        Ok(Resource {
+        let tag = if l.name.is_empty() {
+            format!("FRU {} of board {}", l.fru_id, a.site_number)
+        } else {
+            l.name.clone()
+        };
+        Ok(self.fru_resource(
+            (a, kind, l.fru_id),
+            tag,
+            ResourceKind::Subsidiary {
+                site: a.site_number,
+                entity_id: l.entity_id,
+            },
+            (rdrs, hs_sensor, m),
+        ))
+    }
+
+    /// The resource of FRU `fru_id` of the board in site `a`, at entity path chassis / slot /
+    /// (`entity`, `fru_id`), with its RDRs, hot-swap sensor and M-state `m`.
+    fn fru_resource(
+        &self,
+        (a, entity, fru_id): (AddressInfo, EntityType, u8),
+        tag: String,
+        kind: ResourceKind,
+        (rdrs, hs_sensor, m): (Vec<Rdr>, Option<u8>, MState),
+    ) -> Resource {
+        Resource {
             entry: RptEntry {
                 id: ResourceId(0),
                 entity: EntityPath(vec![
                     Self::chassis(),
                     (EntityType::PhysicalSlot, u32::from(a.site_number)),
-                    (kind, u32::from(l.fru_id)),
+                    (entity, u32::from(fru_id)),
                 ]),
-                tag: if l.name.is_empty() {
-                    format!("FRU {} of board {}", l.fru_id, a.site_number)
-                } else {
-                    l.name.clone()
-                },
-                kind: ResourceKind::Subsidiary {
-                    site: a.site_number,
-                    entity_id: l.entity_id,
-                },
-                ipmb_addr: ipmb,
-                fru_id: l.fru_id,
+                tag,
+                kind,
+                ipmb_addr: a.ipmb_addr,
+                fru_id,
                 caps: Self::caps_of(&rdrs, true, true),
                 hs_state: HsState::from_picmg(m).or(Some(HsState::NotPresent)),
                 m_state: Some(m),
@@ -680,7 +684,7 @@ impl<S: ShelfAccess> Domain<S> {
             rdrs,
             hs_sensor,
             auto_extract: self.cfg.auto_extract_timeout,
-        })
+        }
     }
 
     /// The FRU Hot Swap sensor among `rdrs` and the M-state: `m` when given, else its
