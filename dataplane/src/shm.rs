@@ -206,6 +206,13 @@ impl Segment {
     /// [`ShmError::RingSize`], or the system's refusal.
     pub fn create(ring_bytes: usize) -> Result<Segment, ShmError> {
         check_ring_bytes(ring_bytes)?;
+        let fd = Segment::memfd()?;
+        Segment::size_and_seal(&fd, segment_bytes(ring_bytes))?;
+        Segment::map(fd, ring_bytes)
+    }
+
+    /// A new, empty anonymous memfd (close-on-exec, sealing allowed).
+    fn memfd() -> Result<OwnedFd, ShmError> {
         // SAFETY: the name is a NUL-terminated literal; the flags are valid.
         let raw = unsafe {
             libc::memfd_create(
@@ -217,9 +224,7 @@ impl Segment {
             return Err(sys("memfd_create"));
         }
         // SAFETY: `memfd_create` returned a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Segment::size_and_seal(&fd, segment_bytes(ring_bytes))?;
-        Segment::map(fd, ring_bytes)
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
     }
 
     /// A memfd of `bytes`, sealed or not, unmapped (tests of the executive's checks: a
@@ -229,18 +234,7 @@ impl Segment {
     /// The system's refusal.
     #[doc(hidden)]
     pub fn create_sized_fd(bytes: usize, seal: bool) -> Result<OwnedFd, ShmError> {
-        // SAFETY: as in `create`.
-        let raw = unsafe {
-            libc::memfd_create(
-                c"openais-ipc".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
-        if raw < 0 {
-            return Err(sys("memfd_create"));
-        }
-        // SAFETY: as in `create`.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = Segment::memfd()?;
         if seal {
             Segment::size_and_seal(&fd, bytes)?;
         } else {
