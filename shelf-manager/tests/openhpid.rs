@@ -104,22 +104,7 @@ fn openhpid_sees_the_shelf_resources_and_a_board_hot_swap_transitions() {
     // Follow the events while node-2 is deactivated from the LAN.
     let events_path = o.dir.join("events.txt");
     // Line-buffered: hpievents writes into a file.
-    let mut events = o
-        .client("stdbuf")
-        .args(["-oL", "hpievents", "-t", "120"])
-        .stdout(std::fs::File::create(&events_path).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // hpievents subscribes, then lists the resources before it waits for events.
-    let end = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&events_path)
-        .unwrap_or_default()
-        .contains("tag: node-4")
-    {
-        assert!(Instant::now() < end, "hpievents did not start");
-        thread::sleep(Duration::from_millis(200));
-    }
+    let mut events = follow_events(&o, &events_path, "node-4");
     s.ok(17, &["picmg", "deactivate", "2"]);
     wait_events(
         &events_path,
@@ -161,6 +146,27 @@ fn openhpid_sees_the_shelf_resources_and_a_board_hot_swap_transitions() {
 
 /// Waits (up to 40 s: ipmidirect polls the SEL about every 5 s) until hpievents' output
 /// holds every `want`ed transition (entity, previous, new); panics with what it saw.
+/// Starts `hpievents` writing into `path` (line-buffered) and waits until it has listed the
+/// resource tagged `last_tag` (it subscribes, then lists the resources, then waits for events).
+fn follow_events(o: &Openhpid, path: &std::path::Path, last_tag: &str) -> std::process::Child {
+    let child = o
+        .client("stdbuf")
+        .args(["-oL", "hpievents", "-t", "120"])
+        .stdout(std::fs::File::create(path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(&format!("tag: {last_tag}"))
+    {
+        assert!(Instant::now() < end, "hpievents did not start");
+        thread::sleep(Duration::from_millis(200));
+    }
+    child
+}
+
 fn wait_events(path: &std::path::Path, want: &[(String, &str, &str)]) {
     let end = Instant::now() + Duration::from_secs(40);
     loop {
@@ -251,21 +257,7 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
     let node2 = d.resource_by_fru(0x84, 0).unwrap();
 
     let events_path = o.dir.join("events-rtm.txt");
-    let mut events = o
-        .client("stdbuf")
-        .args(["-oL", "hpievents", "-t", "120"])
-        .stdout(std::fs::File::create(&events_path).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&events_path)
-        .unwrap_or_default()
-        .contains("tag: rtm-2")
-    {
-        assert!(Instant::now() < end, "hpievents did not start");
-        thread::sleep(Duration::from_millis(200));
-    }
+    let mut events = follow_events(&o, &events_path, "rtm-2");
     let sub = d.subscribe();
     s.ok(17, &["-b", "0", "-t", "0x84", "picmg", "deactivate", "1"]);
     let want = [
