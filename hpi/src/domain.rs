@@ -417,7 +417,11 @@ impl<S: ShelfAccess> Domain<S> {
             .map(|(_, r)| *r)
             .collect();
         for rid in gone {
-            let managed = self.resources[&rid].entry.hs_state.is_some();
+            // a subsidiary FRU may have left already with its board (gone before it)
+            let Some(res) = self.resources.get(&rid) else {
+                continue;
+            };
+            let managed = res.entry.hs_state.is_some();
             if managed {
                 self.apply_m_state(now, rid, MState::M0, None, 0x0F, None);
             } else {
@@ -958,11 +962,16 @@ impl<S: ShelfAccess> Domain<S> {
         };
         let old_m = res.entry.m_state;
         res.entry.m_state = Some(m);
+        let carrier = matches!(res.entry.kind, ResourceKind::Board { .. });
+        let ipmb = res.entry.ipmb_addr;
         if m == MState::M7 {
             if !res.entry.failed {
                 res.entry.failed = true;
                 self.update_count += 1;
                 self.emit(Some(rid), record, EventKind::ResourceFailed);
+                if carrier {
+                    self.set_subsidiaries_failed(ipmb, true);
+                }
             }
             return;
         }
@@ -970,6 +979,9 @@ impl<S: ShelfAccess> Domain<S> {
             res.entry.failed = false;
             self.update_count += 1;
             self.emit(Some(rid), record, EventKind::ResourceRestored);
+            if carrier {
+                self.set_subsidiaries_failed(ipmb, false);
+            }
         }
         let res = self.resources.get_mut(&rid).expect("checked above");
         let old = res.entry.hs_state.unwrap_or(HsState::NotPresent);
@@ -1001,8 +1013,68 @@ impl<S: ShelfAccess> Domain<S> {
         self.timers.remove(&rid);
         if new == HsState::NotPresent {
             self.remove(rid);
+            if carrier {
+                self.remove_subsidiaries(ipmb, hpi_cause);
+            }
         } else {
             self.start_timer_for(now, rid, m);
+        }
+    }
+
+    /// The subsidiary FRUs (FRU id 1 and up) in the RPT behind the IPMC at `ipmb`, by FRU id.
+    fn subsidiaries_of(&self, ipmb: u8) -> Vec<ResourceId> {
+        self.by_fru
+            .range((ipmb, 1)..=(ipmb, u8::MAX))
+            .map(|(_, rid)| *rid)
+            .collect()
+    }
+
+    /// The board (FRU 0) at `ipmb` left: its IPMC went with it, and so did every subsidiary
+    /// FRU it managed. Each gets its hot-swap event to NOT_PRESENT (with the board's cause,
+    /// no PICMG transition and no SEL record of its own), in FRU id order after the board's,
+    /// and leaves the RPT. A later M0 record of such a FRU finds no resource and gives
+    /// nothing.
+    fn remove_subsidiaries(&mut self, ipmb: u8, cause: HsCause) {
+        for rid in self.subsidiaries_of(ipmb) {
+            let Some(res) = self.resources.get(&rid) else {
+                continue;
+            };
+            let previous = res.entry.hs_state.unwrap_or(HsState::NotPresent);
+            tracing::debug!(resource = %rid, ipmb, "subsidiary FRU gone with its board");
+            self.emit(
+                Some(rid),
+                None,
+                EventKind::HotSwap {
+                    state: HsState::NotPresent,
+                    previous,
+                    cause,
+                    picmg: None,
+                },
+            );
+            self.remove(rid);
+        }
+    }
+
+    /// The board (FRU 0) at `ipmb` lost (`failed`) or regained contact with the shelf
+    /// manager (M7): its subsidiary FRUs are behind the same IPMC, so each is marked failed
+    /// (restored) too, with its own `ResourceFailed` (`ResourceRestored`) event after the
+    /// board's, and keeps its hot-swap state as the board does.
+    fn set_subsidiaries_failed(&mut self, ipmb: u8, failed: bool) {
+        for rid in self.subsidiaries_of(ipmb) {
+            let Some(res) = self.resources.get_mut(&rid) else {
+                continue;
+            };
+            if res.entry.failed == failed {
+                continue;
+            }
+            res.entry.failed = failed;
+            self.update_count += 1;
+            let kind = if failed {
+                EventKind::ResourceFailed
+            } else {
+                EventKind::ResourceRestored
+            };
+            self.emit(Some(rid), None, kind);
         }
     }
 

@@ -797,3 +797,141 @@ fn an_rtm_whose_records_are_new_makes_the_domain_read_the_repository_once() {
     assert_eq!(d.shelf_mut().sdr_reads, 2);
     assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::InsertionPending);
 }
+
+/// (resource, event kind) of every event but the domain's own.
+fn per_resource(evs: &[Event]) -> Vec<(Option<ResourceId>, EventKind)> {
+    evs.iter()
+        .filter(|e| !matches!(e.kind, EventKind::Domain(_)))
+        .map(|e| (e.resource, e.kind.clone()))
+        .collect()
+}
+
+#[test]
+fn a_pulled_board_takes_its_subsidiary_frus_out_of_the_rpt_at_once() {
+    let (mut d, sub, t0) = rtm_shelf(MState::M4);
+    let board = d.resource_by_fru(0x82, 0).unwrap();
+    let rtm = d.resource_by_fru(0x82, 1).unwrap();
+    // The board is pulled (surprise extraction, cause 6); the shelf manager logs the
+    // board's M0 only for now.
+    d.shelf_mut().hs(0x82, MState::M0, 6);
+    d.poll(t0 + Duration::from_millis(100));
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    use HsState::*;
+    let not_present = |previous, picmg| EventKind::HotSwap {
+        state: NotPresent,
+        previous,
+        cause: HsCause::SurpriseExtraction,
+        picmg,
+    };
+    // The board's event (its SEL record), then its RTM's (no record of its own).
+    assert_eq!(
+        per_resource(&evs),
+        [
+            (
+                Some(board),
+                not_present(Active, Some((Some(MState::M4), MState::M0, 6)))
+            ),
+            (Some(rtm), not_present(Active, None)),
+        ]
+    );
+    assert!(evs[0].sel_record.is_some() && evs[1].sel_record.is_none());
+    assert_eq!(d.resource_by_fru(0x82, 0), None);
+    assert_eq!(
+        d.resource_by_fru(0x82, 1),
+        None,
+        "the RTM left with its board"
+    );
+    assert!(d.rpt_entry(rtm).is_err());
+    // The RTM's own M0 record, logged later, changes nothing and says nothing.
+    let count = d.update_count();
+    d.shelf_mut().hs_rtm(MState::M0, 6);
+    d.poll(t0 + Duration::from_millis(200));
+    assert_eq!(drain(&mut d, sub), []);
+    assert_eq!(d.update_count(), count);
+    assert_eq!(d.resource_by_fru(0x82, 1), None);
+    // A board at another IPMC keeps its place.
+    assert!(d.resource_by_fru(0x84, 0).is_some());
+}
+
+#[test]
+fn a_board_gone_at_rediscovery_takes_its_subsidiary_frus_once() {
+    let (mut d, sub, t0) = rtm_shelf(MState::M1);
+    let board = d.resource_by_fru(0x82, 0).unwrap();
+    let rtm = d.resource_by_fru(0x82, 1).unwrap();
+    d.shelf_mut().down = true;
+    d.poll(t0 + Duration::from_millis(100));
+    // Pulled while the shelf manager was away: the board is not there when it comes back.
+    let f = d.shelf_mut();
+    f.boards.insert(0x82, (1, MState::M0, false));
+    f.rtm = Some((0x82, MState::M0));
+    f.down = false;
+    d.poll(t0 + Duration::from_secs(1));
+    assert!(d.connected());
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    use HsState::*;
+    assert_eq!(
+        per_resource(&evs),
+        [
+            (
+                Some(board),
+                EventKind::HotSwap {
+                    state: NotPresent,
+                    previous: Active,
+                    cause: HsCause::Unknown,
+                    picmg: Some((Some(MState::M4), MState::M0, 0x0F)),
+                }
+            ),
+            (
+                Some(rtm),
+                EventKind::HotSwap {
+                    state: NotPresent,
+                    previous: Inactive,
+                    cause: HsCause::Unknown,
+                    picmg: None,
+                }
+            ),
+        ],
+        "one event each, board first"
+    );
+    assert_eq!(d.resource_by_fru(0x82, 1), None);
+}
+
+#[test]
+fn a_board_whose_ipmc_is_lost_fails_its_subsidiary_frus_with_it() {
+    let (mut d, sub, t0) = rtm_shelf(MState::M4);
+    let board = d.resource_by_fru(0x82, 0).unwrap();
+    let rtm = d.resource_by_fru(0x82, 1).unwrap();
+    d.shelf_mut().hs(0x82, MState::M7, 4);
+    d.poll(t0 + Duration::from_millis(100));
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    assert_eq!(
+        per_resource(&evs),
+        [
+            (Some(board), EventKind::ResourceFailed),
+            (Some(rtm), EventKind::ResourceFailed)
+        ]
+    );
+    // Both keep their place and state (the blade may still run), marked failed.
+    assert!(d.rpt_entry(rtm).unwrap().failed);
+    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::Active);
+    // The RTM's own M7 record, if the shelf manager logs one, says nothing more.
+    d.shelf_mut().hs_rtm(MState::M7, 4);
+    d.poll(t0 + Duration::from_millis(200));
+    assert_eq!(drain(&mut d, sub), []);
+    // The IPMC answers again: both restored, board first.
+    d.shelf_mut().hs(0x82, MState::M4, 5);
+    d.poll(t0 + Duration::from_millis(300));
+    let evs: Vec<Event> = std::iter::from_fn(|| d.event_get(sub).unwrap()).collect();
+    assert_eq!(
+        per_resource(&evs),
+        [
+            (Some(board), EventKind::ResourceRestored),
+            (Some(rtm), EventKind::ResourceRestored)
+        ]
+    );
+    assert!(!d.rpt_entry(rtm).unwrap().failed);
+    // The pulled board then takes the RTM with it as above.
+    d.shelf_mut().hs(0x82, MState::M0, 6);
+    d.poll(t0 + Duration::from_millis(400));
+    assert_eq!(d.resource_by_fru(0x82, 1), None);
+}
