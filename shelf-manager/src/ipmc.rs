@@ -200,6 +200,14 @@ pub trait Ipmc {
         None
     }
 
+    /// Inserts (`inserted`) or pulls out the board of `fru`, for an operator at a simulated
+    /// shelf. `None` when the IPMCs are real boards (the default); `Some(false)` when the
+    /// board is already in (out), or is a subsidiary FRU whose carrier is not in.
+    fn simulate_presence(&mut self, fru: FruAddr, inserted: bool) -> Option<bool> {
+        let _ = (fru, inserted);
+        None
+    }
+
     /// An IPMI request for the IPMC at IPMB-0 address `to` (a system manager's request the
     /// shelf manager bridges or forwards), answered by the IPMC: (completion code, data).
     /// The default reaches no IPMC (the hardware IPMB path is not in this crate).
@@ -306,18 +314,38 @@ impl SimIpmc {
         self.physical(name, |b| b.present, Report::HandleOpened, |_| {})
     }
 
-    /// Pulls the board called `name` out; `false` if it is not in.
+    /// Pulls the board called `name` out; `false` if it is not in. A board that is FRU 0 of
+    /// its IPMC takes that IPMC with it, so its subsidiary FRUs (RTMs, AMCs: the other FRUs
+    /// at the same IPMB address) leave with it: each reports its own extraction after the
+    /// board's, in FRU id order, as a shelf manager that lost the IPMC would log them.
     pub fn extract(&mut self, name: &str) -> bool {
-        self.physical(
-            name,
-            |b| b.present,
-            Report::Extracted,
-            |b| {
-                b.present = false;
-                b.activating = false;
-                b.payload_level = 0;
-            },
-        )
+        let pull = |b: &mut SimBoard| {
+            b.present = false;
+            b.activating = false;
+            b.payload_level = 0;
+        };
+        if !self.physical(name, |b| b.present, Report::Extracted, pull) {
+            return false;
+        }
+        let addr = self
+            .boards
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.addr)
+            .expect("physical found it");
+        if addr.fru_id == 0 {
+            let mut behind: Vec<(u8, String)> = self
+                .boards
+                .iter()
+                .filter(|b| b.addr.ipmb == addr.ipmb && b.addr.fru_id != 0 && b.present)
+                .map(|b| (b.addr.fru_id, b.name.clone()))
+                .collect();
+            behind.sort();
+            for (_, sub) in behind {
+                self.physical(&sub, |b| b.present, Report::Extracted, pull);
+            }
+        }
+        true
     }
 
     /// Lets the board called `name` answer again after it vanished; `false` for an unknown
@@ -385,6 +413,20 @@ impl Ipmc for SimIpmc {
         } else {
             self.open_handle(&name)
         })
+    }
+
+    fn simulate_presence(&mut self, fru: FruAddr, inserted: bool) -> Option<bool> {
+        let name = self.boards.iter().find(|b| b.addr == fru)?.name.clone();
+        if !inserted {
+            return Some(self.extract(&name));
+        }
+        // A subsidiary FRU needs its IPMC, which comes with FRU 0 of that address.
+        let carrier_in = fru.fru_id == 0
+            || self
+                .boards
+                .iter()
+                .any(|b| b.addr.ipmb == fru.ipmb && b.addr.fru_id == 0 && b.present);
+        Some(carrier_in && self.insert(&name))
     }
 
     fn send(&mut self, to: FruAddr, message: ToIpmc) -> Result<(), NoAnswer> {

@@ -415,3 +415,181 @@ fn hpi_sees_a_subsidiary_fru_of_shelfd() {
     assert_eq!(d.hotswap_state(board).unwrap(), Active);
     assert_eq!(b.m_state(0x84), MState::M4);
 }
+
+/// The hot-swap records in the shelf manager's SEL, in order: (IPMB address, FRU id, new
+/// M-state), read through a session of its own.
+fn sel_hot_swaps(b: &Backend) -> Vec<(u8, u8, MState)> {
+    use hpi::ShelfAccess;
+    use hpi::ipmi::msg::SelRecord;
+    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
+    let mut shelf = IpmiShelf::new(session, Credentials::new(b.user, b.password));
+    shelf.connect().unwrap();
+    let mut out = Vec::new();
+    let mut id = 0;
+    while id != 0xFFFF {
+        let Some((next, rec)) = shelf.sel_entry(id).unwrap() else {
+            break;
+        };
+        if let SelRecord::Event(e) = rec
+            && let Some(hs) = e.hot_swap()
+        {
+            out.push((hs.ipmb_addr, hs.fru_id, hs.new));
+        }
+        id = next;
+    }
+    out
+}
+
+/// Every event of `sub` with a resource, as (resource, kind), until `done` holds for them;
+/// panics after 40 s.
+fn events_until(
+    d: &mut Domain<IpmiShelf>,
+    sub: hpi::SubscriptionId,
+    done: impl Fn(&[(hpi::ResourceId, EventKind)]) -> bool,
+) -> Vec<(hpi::ResourceId, EventKind)> {
+    let end = Instant::now() + Duration::from_secs(40);
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        assert!(Instant::now() < end, "not done; saw {seen:?}");
+        d.poll(Instant::now());
+        while let Some(e) = d.event_get(sub).unwrap() {
+            if let Some(r) = e.resource {
+                seen.push((r, e.kind));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen
+}
+
+/// A board pulled out of `shelfd` (its OEM Simulated Presence command) takes its IPMC and the
+/// RTM behind it: hpi reports the board's NOT_PRESENT (surprise extraction, from its SEL
+/// record) and at once the RTM's, both leave the RPT, and the RTM's own M0 record that
+/// `shelfd` logs after the board's gives no second event. Inserted again, the board and
+/// then its RTM come back as new resources.
+#[test]
+fn hpi_loses_an_rtm_with_its_pulled_board() {
+    let s = Shelfd::start_model("hpi-rtm-pull", "shelf-sim-rtm.toml", &[]);
+    let b = Backend {
+        name: "shelfd",
+        port: s.addr.port(),
+        user: "admin",
+        password: "admin-secret",
+        boards: vec![("hub-1", 0x82, 1), ("node-2", 0x84, 2)],
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while b.m_state_of(0x84, 1) != MState::M4 {
+        assert!(Instant::now() < end, "the RTM never reached M4");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
+    let mut d = Domain::new(
+        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
+        DomainConfig {
+            auto_insert_timeout: Timeout::Block,
+            auto_extract_timeout: Timeout::Block,
+            ..DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+    let board = d.resource_by_fru(0x84, 0).unwrap();
+    let rtm = d.resource_by_fru(0x84, 1).unwrap();
+    let hub = d.resource_by_fru(0x82, 0).unwrap();
+    let sub = d.subscribe();
+    let records_before = sel_hot_swaps(&b).len();
+
+    // Pull node-2 (FRU device 2 of the shelf manager) out.
+    b.ipmitool(&["raw", "0x30", "0x02", "2", "0"]);
+    let gone = |r| {
+        move |s: &[(hpi::ResourceId, EventKind)]| {
+            s.iter().any(|(x, k)| {
+                *x == r
+                    && matches!(
+                        k,
+                        EventKind::HotSwap {
+                            state: HsState::NotPresent,
+                            ..
+                        }
+                    )
+            })
+        }
+    };
+    let seen = events_until(&mut d, sub, gone(rtm));
+    use HsState::*;
+    assert_eq!(
+        seen,
+        [
+            (
+                board,
+                EventKind::HotSwap {
+                    state: NotPresent,
+                    previous: Active,
+                    cause: hpi::HsCause::SurpriseExtraction,
+                    picmg: Some((Some(MState::M4), MState::M0, 6)),
+                }
+            ),
+            (
+                rtm,
+                EventKind::HotSwap {
+                    state: NotPresent,
+                    previous: Active,
+                    cause: hpi::HsCause::SurpriseExtraction,
+                    picmg: None,
+                }
+            ),
+        ],
+        "the board, then its RTM, once each"
+    );
+    assert_eq!(d.resource_by_fru(0x84, 0), None);
+    assert_eq!(d.resource_by_fru(0x84, 1), None);
+    assert!(d.resource_by_fru(0x82, 0).is_some(), "the hub stays");
+
+    // shelfd logged the RTM's own M0 after the board's; once hpi has read past it, still
+    // nothing more about either.
+    let after = sel_hot_swaps(&b);
+    assert_eq!(
+        after[records_before..],
+        [(0x84, 0, MState::M0), (0x84, 1, MState::M0)],
+        "the shelf manager's records of the pull"
+    );
+    let quiet_until = Instant::now() + Duration::from_millis(600);
+    let mut late = Vec::new();
+    while Instant::now() < quiet_until {
+        d.poll(Instant::now());
+        late.extend(std::iter::from_fn(|| d.event_get(sub).unwrap()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(late.is_empty(), "{late:?}");
+    assert_eq!(d.resource_by_fru(0x84, 1), None);
+
+    // Inserted again (handle open: M1): the board, then the RTM, are new resources.
+    b.ipmitool(&["raw", "0x30", "0x02", "2", "1"]);
+    b.ipmitool(&["raw", "0x30", "0x02", "3", "1"]);
+    let back = |s: &[(hpi::ResourceId, EventKind)]| {
+        s.iter()
+            .filter(|(_, k)| {
+                matches!(
+                    k,
+                    EventKind::HotSwap {
+                        previous: NotPresent,
+                        state: Inactive,
+                        ..
+                    }
+                )
+            })
+            .count()
+            == 2
+    };
+    let seen = events_until(&mut d, sub, back);
+    let board2 = d.resource_by_fru(0x84, 0).expect("the board is back");
+    let rtm2 = d.resource_by_fru(0x84, 1).expect("the RTM is back");
+    assert!(board2 != board && rtm2 != rtm && board2 != rtm2);
+    let order: Vec<_> = seen
+        .iter()
+        .filter(|(_, k)| matches!(k, EventKind::ResourceAdded))
+        .map(|(r, _)| *r)
+        .collect();
+    assert_eq!(order, [board2, rtm2]);
+    assert_eq!(d.hotswap_state(rtm2).unwrap(), Inactive);
+    assert!(seen.iter().all(|(r, _)| *r != hub), "{seen:?}");
+}
