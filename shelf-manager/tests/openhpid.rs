@@ -27,6 +27,10 @@
 //! resource ids, causes, and a second resource openhpid makes of the RTM at
 //! `{ADVANCEDTCA_CHASSIS,1}{SHELF_MANAGER,0}{BACK_PANEL_BOARD,1}` (from the shelf manager's
 //! repository copy of the IPMC's FRU Device Locator; it gets no events; see docs/hpi.md).
+//!
+//! The same board pulled out with its RTM (`openhpid_and_hpi_lose_an_rtm_with_its_pulled_board`):
+//! both report the board's ACTIVE → NOT_PRESENT and drop both resources; hpi also reports the
+//! RTM's ACTIVE → NOT_PRESENT, openhpid removes it without an event (see that test).
 
 mod common;
 #[path = "../../hpi/tests/support/openhpid.rs"]
@@ -317,4 +321,125 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
     }
     assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::Inactive);
     assert_eq!(d.hotswap_state(node2).unwrap(), HsState::Active);
+}
+
+/// A board pulled out of `shelfd` with its RTM behind it (OEM Simulated Presence on
+/// node-2): hpi and openhpid watch the same shelf. Compared: both report node-2's HOTSWAP
+/// event ACTIVE → NOT_PRESENT, and afterwards neither lists node-2 or the RTM at
+/// `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}`, and both keep hub-1. The
+/// difference, asserted so that a change in either shows: hpi reports the RTM's
+/// ACTIVE → NOT_PRESENT right after the board's, openhpid removes the RTM's resource
+/// without any HOTSWAP event (neither gives one for the RTM's own M0 record, read in the
+/// same SEL batch as the board's). openhpid's second copy of the RTM (at
+/// `{...}{SHELF_MANAGER,0}{BACK_PANEL_BOARD,1}`) is not compared.
+#[test]
+fn openhpid_and_hpi_lose_an_rtm_with_its_pulled_board() {
+    use hpi::ipmi::IpmiShelf;
+    use hpi::ipmi::credentials::Credentials;
+    use hpi::ipmi::session::SessionConfig;
+    use hpi::{Domain, DomainConfig, EventKind, HsState, Timeout};
+
+    let s = Shelfd::start_model("openhpid-rtm-pull", "shelf-sim-rtm.toml", &[]);
+    let end = Instant::now() + Duration::from_secs(30);
+    while s
+        .ok(17, &["raw", "0x04", "0x2d", "3"])
+        .split_whitespace()
+        .nth(2)
+        != Some("10")
+    {
+        assert!(Instant::now() < end, "the RTM never reached M4");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let o = legacy_openhpid(&s);
+    let slot_rtm = "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}";
+    o.wait_for("the RTM and the boards", |r| {
+        r.iter().any(|x| x.entity == slot_rtm)
+            && r.iter().filter(|x| x.managed_hotswap).count() >= 3
+    });
+    let session = SessionConfig::new(("127.0.0.1", s.addr.port())).unwrap();
+    let mut d = Domain::new(
+        IpmiShelf::new(session, Credentials::new("admin", "admin-secret")),
+        DomainConfig {
+            auto_insert_timeout: Timeout::Block,
+            auto_extract_timeout: Timeout::Block,
+            ..DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+    let rtm = d.resource_by_fru(0x84, 1).unwrap();
+    let node2 = d.resource_by_fru(0x84, 0).unwrap();
+    let entity_of = |rid| d.rpt_entry(rid).unwrap().entity.to_string();
+    let ours_by_rid = [(node2, entity_of(node2)), (rtm, entity_of(rtm))];
+    assert_eq!(ours_by_rid[1].1, slot_rtm);
+
+    let events_path = o.dir.join("events-pull.txt");
+    let mut events = follow_events(&o, &events_path, "rtm-2");
+    let sub = d.subscribe();
+    s.ok(17, &["raw", "0x30", "0x02", "2", "0"]);
+    let mut mine: Vec<(String, &str, &str)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        d.poll(Instant::now());
+        while let Some(e) = d.event_get(sub).unwrap() {
+            if let (
+                Some(r),
+                EventKind::HotSwap {
+                    previous, state, ..
+                },
+            ) = (e.resource, e.kind)
+            {
+                let entity = ours_by_rid.iter().find(|x| x.0 == r).map(|x| x.1.clone());
+                mine.push((
+                    entity.unwrap_or_else(|| format!("{r}")),
+                    previous.name(),
+                    state.name(),
+                ));
+            }
+        }
+        let theirs_gone = !o
+            .resources()
+            .iter()
+            .any(|x| x.entity == slot_rtm || x.entity == blade(2));
+        let ours_gone =
+            d.resource_by_fru(0x84, 0).is_none() && d.resource_by_fru(0x84, 1).is_none();
+        if theirs_gone && ours_gone {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "hpi saw {mine:?}; openhpid lists {:?}",
+            o.resources()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    // hpievents prints what openhpid queued with the removal.
+    thread::sleep(Duration::from_secs(1));
+    let _ = events.kill();
+    let _ = events.wait();
+    let theirs = hot_swap_events(&std::fs::read_to_string(&events_path).unwrap());
+    let theirs: Vec<(&str, &str, &str)> = theirs
+        .iter()
+        .map(|x| (x.0.as_str(), x.1.as_str(), x.2.as_str()))
+        .collect();
+    let mine: Vec<(&str, &str, &str)> = mine.iter().map(|x| (x.0.as_str(), x.1, x.2)).collect();
+    let b2 = blade(2);
+    assert_eq!(
+        mine,
+        [
+            (b2.as_str(), "ACTIVE", "NOT_PRESENT"),
+            (slot_rtm, "ACTIVE", "NOT_PRESENT")
+        ],
+        "hpi: the board, then its RTM"
+    );
+    assert_eq!(
+        theirs,
+        [(b2.as_str(), "ACTIVE", "NOT_PRESENT")],
+        "openhpid: the board only (its RTM leaves the RPT without an event)"
+    );
+    assert!(o.resources().iter().any(|x| x.tag == "hub-1"));
+    assert_eq!(
+        d.hotswap_state(d.resource_by_fru(0x82, 0).unwrap())
+            .unwrap(),
+        HsState::Active
+    );
 }
