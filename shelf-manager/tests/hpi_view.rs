@@ -593,3 +593,136 @@ fn hpi_loses_an_rtm_with_its_pulled_board() {
     assert_eq!(d.hotswap_state(rtm2).unwrap(), Inactive);
     assert!(seen.iter().all(|(r, _)| *r != hub), "{seen:?}");
 }
+
+/// An AMC carrier in `shelfd` (`configs/shelf-sim-amc.toml`: carrier-2, FRU 0 of the IPMC at
+/// 0x84, with the AMC modules amc-2a and amc-2b as its FRUs 1 and 2, entity 0xC1). hpi lists
+/// each AMC as a resource of its own at `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{AMC,<FRU
+/// id>}`, with its own hot-swap sensor (number = FRU id), the M-state that sensor reports
+/// through the bridge, and its FRU inventory; `picmg deactivate 2` bridged to the carrier
+/// moves amc-2b ACTIVE → EXTRACTION_PENDING → INACTIVE and hpi's insertion request brings it
+/// back to ACTIVE, while amc-2a and the carrier have no event; the carrier pulled out takes
+/// both AMCs out of the RPT at once, in FRU id order after the carrier.
+#[test]
+fn hpi_sees_the_amcs_of_a_carrier_in_shelfd() {
+    let s = Shelfd::start_model("hpi-amc", "shelf-sim-amc.toml", &[]);
+    let b = Backend {
+        name: "shelfd",
+        port: s.addr.port(),
+        user: "admin",
+        password: "admin-secret",
+        boards: vec![("hub-1", 0x82, 1), ("carrier-2", 0x84, 2)],
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while b.m_state_of(0x84, 1) != MState::M4 || b.m_state_of(0x84, 2) != MState::M4 {
+        assert!(Instant::now() < end, "the AMCs never reached M4");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
+    let mut d = Domain::new(
+        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
+        DomainConfig {
+            auto_insert_timeout: Timeout::Block,
+            auto_extract_timeout: Timeout::Block,
+            ..DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+
+    let mut boards: Vec<&str> = d
+        .rpt()
+        .filter(|e| matches!(e.kind, ResourceKind::Board { .. }))
+        .map(|e| e.tag.as_str())
+        .collect();
+    boards.sort_unstable();
+    assert_eq!(boards, ["carrier-2", "hub-1"]);
+    let carrier = d.resource_by_fru(0x84, 0).unwrap();
+    let mut amcs = Vec::new();
+    for (fru, tag) in [(1u8, "amc-2a"), (2, "amc-2b")] {
+        let rid = d
+            .resource_by_fru(0x84, fru)
+            .unwrap_or_else(|| panic!("FRU {fru} of the carrier is a resource"));
+        let e = d.rpt_entry(rid).unwrap().clone();
+        assert_eq!(e.tag, tag);
+        assert_eq!(
+            e.kind,
+            ResourceKind::Subsidiary {
+                site: 2,
+                entity_id: 0xC1
+            }
+        );
+        assert_eq!(
+            e.entity.to_string(),
+            format!("{{ADVANCEDTCA_CHASSIS,1}}{{PHYSICAL_SLOT,2}}{{AMC,{fru}}}")
+        );
+        assert!(e.caps.managed_hotswap && e.caps.fru && e.caps.inventory);
+        assert_eq!(e.m_state, Some(b.m_state_of(0x84, fru)));
+        assert_eq!(d.hotswap_state(rid).unwrap(), HsState::Active);
+        let sensors: Vec<u8> = d
+            .rdrs(rid)
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                hpi::Rdr::Sensor(s) if s.sensor_type == 0xF0 => Some(s.num),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sensors, [fru], "{tag}'s own hot-swap sensor");
+        let product = d
+            .inventory(rid)
+            .unwrap()
+            .iter()
+            .find(|f| f.name == "PRODUCT_NAME")
+            .map(|f| f.value.clone());
+        assert_eq!(product.as_deref(), Some(tag), "FRU {fru}'s inventory");
+        amcs.push(rid);
+    }
+    let carrier_sensors: Vec<u8> = d
+        .rdrs(carrier)
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            hpi::Rdr::Sensor(s) if s.sensor_type == 0xF0 => Some(s.num),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(carrier_sensors, [0], "the carrier's, without its AMCs'");
+
+    // amc-2b's own cycle: deactivation through the carrier's IPMC, insertion through hpi.
+    let sub = d.subscribe();
+    b.ipmitool(&["-b", "0", "-t", "0x84", "picmg", "deactivate", "2"]);
+    let last = (amcs[1], HsState::ExtractionPending, HsState::Inactive);
+    let mut seen = all_transitions_until(&mut d, sub, |s| s.contains(&last));
+    assert_eq!(b.m_state_of(0x84, 2), MState::M1);
+    d.action_request(Instant::now(), amcs[1], HsAction::Insertion)
+        .unwrap();
+    let last = (amcs[1], HsState::InsertionPending, HsState::Active);
+    seen.extend(all_transitions_until(&mut d, sub, |s| s.contains(&last)));
+    assert_eq!(b.m_state_of(0x84, 2), MState::M4);
+    use HsState::*;
+    assert_eq!(
+        seen,
+        [
+            (amcs[1], Active, ExtractionPending),
+            (amcs[1], ExtractionPending, Inactive),
+            (amcs[1], Inactive, InsertionPending),
+            (amcs[1], InsertionPending, Active)
+        ],
+        "amc-2b only"
+    );
+    assert_eq!(d.hotswap_state(amcs[0]).unwrap(), Active);
+    assert_eq!(d.hotswap_state(carrier).unwrap(), Active);
+
+    // The carrier pulled out (FRU device 2 of the shelf manager): both AMCs go with it.
+    b.ipmitool(&["raw", "0x30", "0x02", "2", "0"]);
+    let last = (amcs[1], Active, NotPresent);
+    let seen = all_transitions_until(&mut d, sub, |s| s.contains(&last));
+    assert_eq!(
+        seen,
+        [
+            (carrier, Active, NotPresent),
+            (amcs[0], Active, NotPresent),
+            (amcs[1], Active, NotPresent)
+        ]
+    );
+    assert!(d.rpt().all(|e| e.ipmb_addr != 0x84), "nothing of 0x84 left");
+}
