@@ -28,6 +28,11 @@
 //! `{ADVANCEDTCA_CHASSIS,1}{SHELF_MANAGER,0}{BACK_PANEL_BOARD,1}` (from the shelf manager's
 //! repository copy of the IPMC's FRU Device Locator; it gets no events; see docs/hpi.md).
 //!
+//! AMCs (`openhpid_and_hpi_see_amcs_alike`, on `configs/shelf-sim-amc.toml`: amc-2a and
+//! amc-2b, FRUs 1 and 2 of the carrier's IPMC at 0x84): the same comparison; openhpid lists
+//! them at `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{AMC,<FRU id>}` as hpi does (and a second
+//! time under `{SHELF_MANAGER,0}`, not compared).
+//!
 //! The same board pulled out with its RTM (`openhpid_and_hpi_lose_an_rtm_with_its_pulled_board`):
 //! both report the board's ACTIVE → NOT_PRESENT and drop both resources; hpi also reports the
 //! RTM's ACTIVE → NOT_PRESENT, openhpid removes it without an event (see that test).
@@ -196,28 +201,93 @@ fn wait_events(path: &std::path::Path, want: &[(String, &str, &str)]) {
 
 #[test]
 fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
+    subsidiary_frus_alike(&Subsidiaries {
+        run: "openhpid-rtm",
+        model: "shelf-sim-rtm.toml",
+        tags: &["hub-1", "node-2", "rtm-2"],
+        frus: &[(
+            1,
+            3,
+            "rtm-2",
+            "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}",
+        )],
+        moved: 1,
+    });
+}
+
+/// The AMC carrier of `configs/shelf-sim-amc.toml` (carrier-2, IPMC 0x84, with amc-2a and
+/// amc-2b as FRUs 1 and 2): the same comparison as for the RTM. openhpid too lists each AMC at
+/// `{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{AMC,<FRU id>}` with managed hot-swap, in the
+/// same state as hpi; after `picmg deactivate 2` bridged to the carrier both report amc-2b's
+/// ACTIVE → EXTRACTION_PENDING → INACTIVE and nothing for carrier-2 or amc-2a. Like the RTM,
+/// openhpid lists each AMC a second time at `{...}{SHELF_MANAGER,0}{AMC,<FRU id>}` (not
+/// compared).
+#[test]
+fn openhpid_and_hpi_see_amcs_alike() {
+    subsidiary_frus_alike(&Subsidiaries {
+        run: "openhpid-amc",
+        model: "shelf-sim-amc.toml",
+        tags: &["amc-2a", "amc-2b", "carrier-2", "hub-1"],
+        frus: &[
+            (
+                1,
+                3,
+                "amc-2a",
+                "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{AMC,1}",
+            ),
+            (
+                2,
+                4,
+                "amc-2b",
+                "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{AMC,2}",
+            ),
+        ],
+        moved: 2,
+    });
+}
+
+/// A shelf model whose node board (IPMC 0x84, slot 2) manages subsidiary FRUs.
+struct Subsidiaries {
+    run: &'static str,
+    model: &'static str,
+    /// The tags of every managed hot-swap resource hpi reports, sorted.
+    tags: &'static [&'static str],
+    /// Each subsidiary FRU: (FRU id at 0x84, FRU device id at the shelf manager, tag,
+    /// entity path).
+    frus: &'static [(u8, u8, &'static str, &'static str)],
+    /// The FRU id deactivated through the IPMC.
+    moved: u8,
+}
+
+/// hpi and openhpid on the same `shelfd`: for every managed hot-swap resource hpi reports,
+/// openhpid has one with the same tag and entity path, managed hot-swap and the same
+/// hot-swap state; after `ipmitool -b 0 -t 0x84 picmg deactivate <moved>` both report that
+/// FRU's ACTIVE → EXTRACTION_PENDING → INACTIVE in order and nothing for the other FRUs of
+/// 0x84, and both then agree on their states.
+fn subsidiary_frus_alike(c: &Subsidiaries) {
     use hpi::ipmi::IpmiShelf;
     use hpi::ipmi::credentials::Credentials;
     use hpi::ipmi::session::SessionConfig;
     use hpi::{Domain, DomainConfig, EventKind, HsState, Timeout};
 
-    let s = Shelfd::start_model("openhpid-rtm", "shelf-sim-rtm.toml", &[]);
-    // The RTM is the model's third FRU: shelfd's sensor 3 reads its M-state.
+    let s = Shelfd::start_model(c.run, c.model, &[]);
+    // shelfd's sensor n reads FRU device n's M-state: wait until each subsidiary is in M4.
     let end = Instant::now() + Duration::from_secs(30);
-    while s
-        .ok(17, &["raw", "0x04", "0x2d", "3"])
-        .split_whitespace()
-        .nth(2)
-        != Some("10")
-    {
-        assert!(Instant::now() < end, "the RTM never reached M4");
-        thread::sleep(Duration::from_millis(100));
+    for &(_, device, tag, _) in c.frus {
+        while s
+            .ok(17, &["raw", "0x04", "0x2d", &device.to_string()])
+            .split_whitespace()
+            .nth(2)
+            != Some("10")
+        {
+            assert!(Instant::now() < end, "{tag} never reached M4");
+            thread::sleep(Duration::from_millis(100));
+        }
     }
     let o = legacy_openhpid(&s);
-    let slot_rtm = "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}";
-    let theirs = o.wait_for("the RTM and the boards", |r| {
-        r.iter().any(|x| x.entity == slot_rtm)
-            && r.iter().filter(|x| x.managed_hotswap).count() >= 3
+    let theirs = o.wait_for("the subsidiary FRUs and the boards", |r| {
+        c.frus.iter().all(|f| r.iter().any(|x| x.entity == f.3))
+            && r.iter().filter(|x| x.managed_hotswap).count() >= c.tags.len()
     });
 
     let session = SessionConfig::new(("127.0.0.1", s.addr.port())).unwrap();
@@ -244,7 +314,7 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
         .collect();
     let mut tags: Vec<&str> = ours.iter().map(|x| x.1.as_str()).collect();
     tags.sort_unstable();
-    assert_eq!(tags, ["hub-1", "node-2", "rtm-2"]);
+    assert_eq!(tags, c.tags);
     let their_rid = |entity: &str| {
         theirs
             .iter()
@@ -257,13 +327,29 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
         assert_eq!((&t.tag, t.managed_hotswap), (tag, true), "{entity}");
         assert_eq!(o.hs_state_of(t.rid), state.name(), "{tag}");
     }
-    let rtm = d.resource_by_fru(0x84, 1).unwrap();
-    let node2 = d.resource_by_fru(0x84, 0).unwrap();
+    // hpi's resources of the IPMC at 0x84, with their entity paths.
+    let mut at_84: Vec<(hpi::ResourceId, String)> =
+        vec![(d.resource_by_fru(0x84, 0).unwrap(), blade(2))];
+    for &(fru, _, tag, entity) in c.frus {
+        let rid = d.resource_by_fru(0x84, fru).unwrap();
+        assert_eq!(d.rpt_entry(rid).unwrap().tag, tag);
+        at_84.push((rid, entity.to_string()));
+    }
+    let moved = at_84
+        .iter()
+        .find(|x| Some(x.0) == d.resource_by_fru(0x84, c.moved))
+        .unwrap()
+        .clone();
 
-    let events_path = o.dir.join("events-rtm.txt");
-    let mut events = follow_events(&o, &events_path, "rtm-2");
+    let events_path = o.dir.join(format!("events-{}.txt", c.run));
+    let last_tag = c.frus.last().unwrap().2;
+    let mut events = follow_events(&o, &events_path, last_tag);
     let sub = d.subscribe();
-    s.ok(17, &["-b", "0", "-t", "0x84", "picmg", "deactivate", "1"]);
+    let moved_fru = c.moved.to_string();
+    s.ok(
+        17,
+        &["-b", "0", "-t", "0x84", "picmg", "deactivate", &moved_fru],
+    );
     let want = [
         ("ACTIVE", "EXTRACTION_PENDING"),
         ("EXTRACTION_PENDING", "INACTIVE"),
@@ -286,10 +372,10 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
             }
         }
         let seen = hot_swap_events(&std::fs::read_to_string(&events_path).unwrap());
-        let ours_done = mine.contains(&(rtm, want[1].0, want[1].1));
+        let ours_done = mine.contains(&(moved.0, want[1].0, want[1].1));
         let theirs_done = seen
             .iter()
-            .any(|x| x.0 == slot_rtm && (x.1.as_str(), x.2.as_str()) == want[1]);
+            .any(|x| x.0 == moved.1 && (x.1.as_str(), x.2.as_str()) == want[1]);
         if ours_done && theirs_done {
             break seen;
         }
@@ -298,29 +384,29 @@ fn openhpid_and_hpi_see_a_subsidiary_fru_alike() {
     };
     let _ = events.kill();
     let _ = events.wait();
-    let mine_rtm: Vec<(&str, &str)> = mine
-        .iter()
-        .filter(|x| x.0 == rtm)
-        .map(|x| (x.1, x.2))
-        .collect();
-    let theirs_rtm: Vec<(&str, &str)> = theirs_seen
-        .iter()
-        .filter(|x| x.0 == slot_rtm)
-        .map(|x| (x.1.as_str(), x.2.as_str()))
-        .collect();
-    assert_eq!(mine_rtm, want, "hpi");
-    assert_eq!(theirs_rtm, want, "openhpid");
-    assert!(!mine.iter().any(|x| x.0 == node2), "hpi: {mine:?}");
-    assert!(
-        !theirs_seen.iter().any(|x| x.0 == blade(2)),
-        "openhpid: {theirs_seen:?}"
-    );
-    for (rid, entity) in [(rtm, slot_rtm.to_string()), (node2, blade(2))] {
-        let state = d.hotswap_state(rid).unwrap();
-        assert_eq!(o.hs_state_of(their_rid(&entity)), state.name(), "{entity}");
+    for (rid, entity) in &at_84 {
+        let mine_of: Vec<(&str, &str)> = mine
+            .iter()
+            .filter(|x| x.0 == *rid)
+            .map(|x| (x.1, x.2))
+            .collect();
+        let theirs_of: Vec<(&str, &str)> = theirs_seen
+            .iter()
+            .filter(|x| &x.0 == entity)
+            .map(|x| (x.1.as_str(), x.2.as_str()))
+            .collect();
+        let expected: &[(&str, &str)] = if *rid == moved.0 { &want } else { &[] };
+        assert_eq!(mine_of, expected, "hpi: {entity}");
+        assert_eq!(theirs_of, expected, "openhpid: {entity}");
+        let state = d.hotswap_state(*rid).unwrap();
+        assert_eq!(o.hs_state_of(their_rid(entity)), state.name(), "{entity}");
+        let want_state = if *rid == moved.0 {
+            HsState::Inactive
+        } else {
+            HsState::Active
+        };
+        assert_eq!(state, want_state, "{entity}");
     }
-    assert_eq!(d.hotswap_state(rtm).unwrap(), HsState::Inactive);
-    assert_eq!(d.hotswap_state(node2).unwrap(), HsState::Active);
 }
 
 /// A board pulled out of `shelfd` with its RTM behind it (OEM Simulated Presence on
