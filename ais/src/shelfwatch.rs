@@ -29,7 +29,7 @@ use hpi::ipmi::credentials::Credentials;
 use hpi::ipmi::session::SessionConfig;
 use hpi::{
     Domain, DomainConfig, DomainEvent, EntityPath, EntityType, Event, EventKind, HsState,
-    SensorEventState, ThresholdState, Timeout,
+    SensorEventState, Timeout,
 };
 use tracing::{debug, info, warn};
 
@@ -496,9 +496,8 @@ pub fn hand_over(queue: &Handover, exec: &mut impl Executive, retry: Duration) {
 }
 
 /// The cluster's form of a critical sensor event (`state.critical()`): the IPMI event type
-/// and offset (a threshold's is its usual assertion: lower critical going low 0x02, lower
-/// non-recoverable going low 0x04, upper critical going high 0x09, upper non-recoverable
-/// going high 0x0B).
+/// and offset (a threshold's is the one of its SEL record: the level and which way the
+/// reading crossed it, e.g. upper critical going high 0x09, going low 0x08).
 fn sensor_kind(
     slot: u8,
     sensor: u8,
@@ -507,17 +506,7 @@ fn sensor_kind(
     state: SensorEventState,
 ) -> ShelfEventKind {
     let (event_type, offset) = match state {
-        SensorEventState::Threshold(t) => (
-            0x01,
-            match t {
-                ThresholdState::LowerMinor => 0x00,
-                ThresholdState::LowerMajor => 0x02,
-                ThresholdState::LowerCrit => 0x04,
-                ThresholdState::UpperMinor => 0x07,
-                ThresholdState::UpperMajor => 0x09,
-                ThresholdState::UpperCrit => 0x0B,
-            },
-        ),
+        SensorEventState::Threshold(t, crossing) => (0x01, t.offset(crossing)),
         SensorEventState::Discrete { event_type, offset } => (event_type, offset),
     };
     ShelfEventKind::Sensor {
@@ -655,6 +644,9 @@ impl ais_core::services::shelf::Observer for LogAccepted {
 mod tests {
     use std::sync::mpsc;
 
+    use hpi::Crossing::{GoingHigh, GoingLow};
+    use hpi::ThresholdState;
+
     use super::*;
 
     fn ev(record: u16) -> ShelfEvent {
@@ -716,16 +708,41 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            k(SensorEventState::Threshold(ThresholdState::LowerCrit)),
+            k(SensorEventState::Threshold(
+                ThresholdState::LowerCrit,
+                GoingLow
+            )),
             (0x01, 0x04)
         );
         assert_eq!(
-            k(SensorEventState::Threshold(ThresholdState::UpperCrit)),
+            k(SensorEventState::Threshold(
+                ThresholdState::UpperCrit,
+                GoingHigh
+            )),
             (0x01, 0x0B)
         );
         assert_eq!(
-            k(SensorEventState::Threshold(ThresholdState::UpperMajor)),
+            k(SensorEventState::Threshold(
+                ThresholdState::UpperMajor,
+                GoingHigh
+            )),
             (0x01, 0x09)
+        );
+        // The crossing the SEL record said, not the usual one: upper critical going low,
+        // lower non-recoverable going high.
+        assert_eq!(
+            k(SensorEventState::Threshold(
+                ThresholdState::UpperMajor,
+                GoingLow
+            )),
+            (0x01, 0x08)
+        );
+        assert_eq!(
+            k(SensorEventState::Threshold(
+                ThresholdState::LowerCrit,
+                GoingHigh
+            )),
+            (0x01, 0x05)
         );
         assert_eq!(
             k(SensorEventState::Discrete {

@@ -840,7 +840,8 @@ impl<S: ShelfAccess> Domain<S> {
             let threshold = ((e.data[0] >> 4) & 3 == 1)
                 .then(|| conv(e.data[2]))
                 .flatten();
-            (SensorEventState::Threshold(t), reading, threshold)
+            let crossing = Crossing::from_offset(e.offset());
+            (SensorEventState::Threshold(t, crossing), reading, threshold)
         } else {
             (
                 SensorEventState::Discrete {

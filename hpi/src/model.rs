@@ -323,13 +323,50 @@ impl ThresholdState {
             _ => return None,
         })
     }
+
+    /// The IPMI threshold event offset of this threshold crossed going `crossing` (the
+    /// inverse of [`ThresholdState::from_offset`] with [`Crossing::from_offset`]).
+    pub fn offset(self, crossing: Crossing) -> u8 {
+        let level = match self {
+            Self::LowerMinor => 0,
+            Self::LowerMajor => 1,
+            Self::LowerCrit => 2,
+            Self::UpperMinor => 3,
+            Self::UpperMajor => 4,
+            Self::UpperCrit => 5,
+        };
+        2 * level + u8::from(crossing == Crossing::GoingHigh)
+    }
+}
+
+/// Which way the reading went when it crossed a threshold (IPMI's threshold event offsets
+/// come in going-low / going-high pairs; HPI's event states do not say, so it is kept beside
+/// them). Lower thresholds usually assert going low and upper ones going high, but a sensor
+/// may be set to report either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Crossing {
+    /// The reading went down through the threshold (even offsets).
+    GoingLow,
+    /// The reading went up through the threshold (odd offsets).
+    GoingHigh,
+}
+
+impl Crossing {
+    /// From the IPMI threshold event offset (even: going low, odd: going high).
+    pub fn from_offset(o: u8) -> Self {
+        if o & 1 == 1 {
+            Self::GoingHigh
+        } else {
+            Self::GoingLow
+        }
+    }
 }
 
 /// What a sensor event says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SensorEventState {
-    /// A threshold crossed.
-    Threshold(ThresholdState),
+    /// A threshold crossed, and which way.
+    Threshold(ThresholdState, Crossing),
     /// A discrete state.
     Discrete {
         /// The IPMI event/reading type (0x02..0x0C generic, 0x6F sensor-specific, 0x70..
@@ -348,7 +385,7 @@ impl SensorEventState {
     /// defines, so they are not critical here.
     pub fn critical(&self) -> bool {
         match *self {
-            SensorEventState::Threshold(t) => {
+            SensorEventState::Threshold(t, _) => {
                 !matches!(t, ThresholdState::LowerMinor | ThresholdState::UpperMinor)
             }
             SensorEventState::Discrete { event_type, offset } => {
@@ -467,7 +504,12 @@ mod tests {
 
     #[test]
     fn critical_states_are_critical_or_non_recoverable_thresholds_and_severities() {
-        let t = |o| SensorEventState::Threshold(ThresholdState::from_offset(o).unwrap());
+        let t = |o| {
+            SensorEventState::Threshold(
+                ThresholdState::from_offset(o).unwrap(),
+                Crossing::from_offset(o),
+            )
+        };
         let critical: Vec<u8> = (0..12).filter(|&o| t(o).critical()).collect();
         // Lower critical and non-recoverable, upper critical and non-recoverable, each going
         // low and high; not the non-critical ones (0, 1, 6, 7).
@@ -477,5 +519,22 @@ mod tests {
         assert_eq!(severity, [2, 3, 5, 6]);
         // The same offsets of another type (e.g. 0x6F sensor-specific) are not.
         assert!((0..15).all(|o| !d(0x6F, o).critical() && !d(0x03, o).critical()));
+    }
+
+    #[test]
+    fn a_threshold_offset_keeps_its_direction_both_ways() {
+        let back: Vec<u8> = (0..12)
+            .map(|o| {
+                ThresholdState::from_offset(o)
+                    .unwrap()
+                    .offset(Crossing::from_offset(o))
+            })
+            .collect();
+        assert_eq!(back, (0..12).collect::<Vec<u8>>());
+        // Upper critical going low (8) is not upper critical going high (9).
+        assert_eq!(Crossing::from_offset(8), Crossing::GoingLow);
+        assert_eq!(ThresholdState::UpperMajor.offset(Crossing::GoingLow), 8);
+        assert_eq!(ThresholdState::LowerCrit.offset(Crossing::GoingHigh), 5);
+        assert_eq!(ThresholdState::from_offset(12), None);
     }
 }

@@ -374,7 +374,7 @@ fn threshold_sensor_events_carry_their_values() {
         matches!(
             e.kind,
             EventKind::Sensor {
-                state: SensorEventState::Threshold(ThresholdState::UpperMajor),
+                state: SensorEventState::Threshold(ThresholdState::UpperMajor, _),
                 ..
             }
         )
@@ -400,12 +400,15 @@ fn threshold_sensor_events_carry_their_values() {
                 num,
                 sensor_type,
                 assertion,
-                state: SensorEventState::Threshold(t),
+                state: SensorEventState::Threshold(t, crossing),
                 trigger_reading,
                 trigger_threshold,
             } => {
                 assert_eq!(e.resource, Some(b1));
                 assert_eq!((num, sensor_type), (1, 0x01));
+                // ipmi_sim logs upper thresholds going high, both ways (the direction of
+                // the crossing that asserted them)
+                assert_eq!(crossing, Crossing::GoingHigh, "{assertion}");
                 Some((assertion, t, trigger_reading, trigger_threshold))
             }
             _ => None,

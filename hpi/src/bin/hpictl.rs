@@ -234,7 +234,7 @@ fn run(cli: Cli) -> Result<(), String> {
                             ..
                         } => {
                             let s = match state {
-                                SensorEventState::Threshold(t) => format!("{t:?}"),
+                                SensorEventState::Threshold(t, c) => format!("{t:?} {c:?}"),
                                 SensorEventState::Discrete { event_type, offset } => {
                                     format!("state {offset} (event type 0x{event_type:02x})")
                                 }

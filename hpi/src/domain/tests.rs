@@ -38,6 +38,8 @@ struct Fake {
     rtm_sdrs_hidden: bool,
     /// Reads of the SDR repository.
     sdr_reads: u32,
+    /// Every board also has a threshold sensor (number 2, temperature).
+    temp_sensor: bool,
 }
 
 impl Fake {
@@ -184,6 +186,22 @@ impl ShelfAccess for Fake {
                 thresholds: RawThresholds::default(),
                 name: "HotSwap".into(),
             }));
+            if self.temp_sensor {
+                v.push(SdrRecord::Sensor(SensorSdr {
+                    record_id: 0,
+                    owner: *ipmb,
+                    lun: 0,
+                    number: 2,
+                    entity_id: 0xA0,
+                    entity_instance: 0x60,
+                    sensor_type: 0x01,
+                    event_type: 0x01,
+                    unit: 1,
+                    conversion: None,
+                    thresholds: RawThresholds::default(),
+                    name: "Temp".into(),
+                }));
+            }
         }
         self.sdr_reads += 1;
         if let Some((ipmb, _)) = self.rtm.filter(|_| !self.rtm_sdrs_hidden) {
@@ -934,4 +952,57 @@ fn a_board_whose_ipmc_is_lost_fails_its_subsidiary_frus_with_it() {
     d.shelf_mut().hs(0x82, MState::M0, 6);
     d.poll(t0 + Duration::from_millis(400));
     assert_eq!(d.resource_by_fru(0x82, 1), None);
+}
+
+#[test]
+fn a_threshold_event_keeps_which_way_the_reading_crossed() {
+    let t0 = Instant::now();
+    let mut f = Fake::shelf();
+    f.temp_sensor = true;
+    let mut d = Domain::new(f, cfg());
+    d.start(t0).unwrap();
+    let sub = d.subscribe();
+    // Upper critical going high (offset 9), then going low (8: a sensor set to assert on the
+    // way down), then lower critical going high (3).
+    for offset in [9u8, 8, 3] {
+        d.shelf_mut().log(EventRecord {
+            record_id: 0,
+            timestamp: 0,
+            generator: 0x82,
+            generator_hi: 0,
+            evm_rev: 4,
+            sensor_type: 0x01,
+            sensor_number: 2,
+            deassertion: false,
+            event_type: 0x01,
+            data: [offset, 0xFF, 0xFF],
+        });
+    }
+    d.poll(t0 + Duration::from_millis(100));
+    let states: Vec<SensorEventState> = drain(&mut d, sub)
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::Sensor { state, .. } => Some(state),
+            _ => None,
+        })
+        .collect();
+    use Crossing::*;
+    use ThresholdState::*;
+    assert_eq!(
+        states,
+        [
+            SensorEventState::Threshold(UpperMajor, GoingHigh),
+            SensorEventState::Threshold(UpperMajor, GoingLow),
+            SensorEventState::Threshold(LowerMajor, GoingHigh),
+        ]
+    );
+    // and back to the offsets of the records
+    let offsets: Vec<u8> = states
+        .iter()
+        .map(|s| match *s {
+            SensorEventState::Threshold(t, c) => t.offset(c),
+            SensorEventState::Discrete { offset, .. } => offset,
+        })
+        .collect();
+    assert_eq!(offsets, [9, 8, 3]);
 }
