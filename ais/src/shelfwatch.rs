@@ -219,7 +219,11 @@ impl Watch {
 
     /// The cluster's form of `ev`, or `None` for what does not go through the ring (logged).
     fn shelf_event(&self, d: &Domain<IpmiShelf>, ev: &Event) -> Option<ShelfEvent> {
-        let entry = ev.resource.and_then(|r| d.rpt_entry(r).ok());
+        // the event's own copy of the entry: a resource that left is no longer in the RPT
+        let entry = ev
+            .rpt_entry
+            .as_ref()
+            .or_else(|| ev.resource.and_then(|r| d.rpt_entry(r).ok()));
         let slot = entry.map_or(0, |e| slot_of(&e.entity));
         let kind = match &ev.kind {
             EventKind::HotSwap {
@@ -769,6 +773,69 @@ mod tests {
             "{}",
             describe(&e)
         );
+    }
+
+    #[test]
+    fn a_resource_that_left_keeps_its_slot_and_fru_in_the_cluster() {
+        let session = SessionConfig::new(("127.0.0.1", 9)).unwrap();
+        let w = Watch {
+            session: session.clone(),
+            creds: Credentials::new("u", "p"),
+            shelf: Bytes::from_static(b"127.0.0.1:623"),
+            slot: None,
+            sel_poll: Duration::from_millis(50),
+            socket: PathBuf::from("/nonexistent"),
+        };
+        // The domain never started: its RPT is empty, as it is for a resource that an event
+        // took out of it before the watcher read that event.
+        let d = Domain::new(
+            IpmiShelf::new(session, Credentials::new("u", "p")),
+            DomainConfig::default(),
+        );
+        let rid = hpi::ResourceId(7);
+        let entry = hpi::RptEntry {
+            id: rid,
+            entity: EntityPath(vec![
+                (EntityType::AdvancedTcaChassis, 1),
+                (EntityType::PhysicalSlot, 2),
+                (EntityType::BackPanelBoard, 1),
+            ]),
+            tag: "rtm-2".into(),
+            kind: hpi::ResourceKind::Subsidiary {
+                site: 2,
+                entity_id: 0xC0,
+            },
+            ipmb_addr: 0x84,
+            fru_id: 1,
+            caps: hpi::Capabilities::default(),
+            hs_state: Some(HsState::NotPresent),
+            m_state: Some(hpi::ipmi::msg::MState::M0),
+            failed: false,
+        };
+        let ev = |rpt_entry| Event {
+            seq: 1,
+            resource: Some(rid),
+            rpt_entry,
+            sel_record: Some(12),
+            sel_timestamp: Some(5_000),
+            kind: EventKind::HotSwap {
+                state: HsState::NotPresent,
+                previous: HsState::Active,
+                cause: hpi::HsCause::SurpriseExtraction,
+                picmg: Some((
+                    Some(hpi::ipmi::msg::MState::M4),
+                    hpi::ipmi::msg::MState::M0,
+                    6,
+                )),
+            },
+        };
+        let slot_fru = |e: Option<ShelfEvent>| match e.map(|e| e.kind) {
+            Some(ShelfEventKind::HotSwap { slot, fru, .. }) => (slot, fru),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(slot_fru(w.shelf_event(&d, &ev(Some(entry)))), (2, 1));
+        // Without the event's own entry (before 2026-12-04) it said slot 0 FRU 0.
+        assert_eq!(slot_fru(w.shelf_event(&d, &ev(None))), (0, 0));
     }
 
     /// Starts `hand_over` on `queue` with a gated executive; the test's ends of the gate.

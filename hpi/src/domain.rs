@@ -425,8 +425,8 @@ impl<S: ShelfAccess> Domain<S> {
             if managed {
                 self.apply_m_state(now, rid, MState::M0, None, 0x0F, None);
             } else {
-                self.remove(rid);
                 self.emit(Some(rid), None, EventKind::ResourceRemoved);
+                self.remove(rid);
             }
         }
         Ok(())
@@ -1130,6 +1130,9 @@ impl<S: ShelfAccess> Domain<S> {
         let ev = Event {
             seq: self.seq,
             resource,
+            rpt_entry: resource
+                .and_then(|r| self.resources.get(&r))
+                .map(|r| r.entry.clone()),
             sel_record,
             sel_timestamp: sel_record.and(self.sel_timestamp),
             kind,

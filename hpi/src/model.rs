@@ -460,6 +460,10 @@ pub struct Event {
     pub seq: u64,
     /// Resource it is about (None for domain events).
     pub resource: Option<ResourceId>,
+    /// That resource's RPT entry when the event was emitted (as saHpiEventGet hands it
+    /// out): still there for a resource the event took out of the RPT (NOT_PRESENT,
+    /// removed), whose slot and FRU id a reader can no longer look up.
+    pub rpt_entry: Option<RptEntry>,
     /// SEL record that produced it, if any.
     pub sel_record: Option<u16>,
     /// That SEL record's timestamp (the shelf manager's clock, seconds): with the record id,

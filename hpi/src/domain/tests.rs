@@ -853,6 +853,12 @@ fn a_pulled_board_takes_its_subsidiary_frus_out_of_the_rpt_at_once() {
         ]
     );
     assert!(evs[0].sel_record.is_some() && evs[1].sel_record.is_none());
+    // Each event keeps its resource's entry, though both left the RPT.
+    let fru = |e: &Event| e.rpt_entry.as_ref().map(|r| (r.ipmb_addr, r.fru_id));
+    assert_eq!(
+        (fru(&evs[0]), fru(&evs[1])),
+        (Some((0x82, 0)), Some((0x82, 1)))
+    );
     assert_eq!(d.resource_by_fru(0x82, 0), None);
     assert_eq!(
         d.resource_by_fru(0x82, 1),
