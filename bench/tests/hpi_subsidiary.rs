@@ -6,7 +6,10 @@
 //! INACTIVE) exactly once, in that order, as "hot-swap of slot 2 FRU 1" (the FRU id and the
 //! slot of its board, as they went through the ring), and nothing about the board itself
 //! (slot 2 FRU 0), which stays in M4. Node 1, configured as slot 2's blade, logs them as
-//! "FRU 1 of this node's blade", not as its blade. Needs ipmitool (as `.ci/run` installs);
+//! "FRU 1 of this node's blade", not as its blade. Then the board is pulled out (shelfd's OEM
+//! Simulated Presence): its NOT_PRESENT is accepted once per node as "slot 2 FRU 0" (node 1:
+//! "this node's blade"), and nothing more about the RTM that left with it (its event has no
+//! SEL record of its own and is not sent). Needs ipmitool (as `.ci/run` installs);
 //! about 1 s plus the build.
 
 use std::fs;
@@ -176,6 +179,39 @@ fn an_rtm_hot_swap_reaches_every_executive_with_its_fru_id() {
     // The board behind the same IPMC (shelfd's FRU 2) is still active.
     assert_eq!(m_bits(port, 2).as_deref(), Some("10"));
     assert_eq!(m_bits(port, 3).as_deref(), Some("02"), "the RTM in M1");
+
+    // The board pulled out (shelfd's OEM Simulated Presence on its FRU device 2) with the
+    // RTM behind its IPMC: the board's NOT_PRESENT reaches every node once with its slot
+    // and FRU id (the resource had left the RPT when the watcher read the event); the RTM's
+    // INACTIVE -> NOT_PRESENT has no SEL record of its own and stays local, and its own M0
+    // record gives nothing.
+    let out = ipmitool(port, &["raw", "0x30", "0x02", "2", "0"]);
+    assert!(out.status.success(), "{out:?}");
+    let pulled = "slot 2 FRU 0: ACTIVE -> NOT_PRESENT";
+    for i in 0..2 {
+        let deadline = Instant::now() + WAIT;
+        while !accepted(&c, i).iter().any(|l| l == pulled) {
+            assert!(
+                Instant::now() < deadline,
+                "node {}: {:?}\n{}",
+                i + 1,
+                accepted(&c, i),
+                c.log_tail(i, 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..2 {
+        assert_eq!(
+            accepted(&c, i),
+            [want[0], want[1], pulled],
+            "node {}",
+            i + 1
+        );
+    }
+    assert!(c.log(0).contains("(this node's blade)"), "{}", c.log(0));
+    assert_eq!(m_bits(port, 3).as_deref(), Some("01"), "the RTM in M0");
     drop(c);
     drop(shelfd);
     let _ = fs::remove_dir_all(&dir);
