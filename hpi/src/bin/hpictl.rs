@@ -213,11 +213,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 d.poll(now);
                 while let Some(ev) = d.event_get(sub).map_err(|e| e.to_string())? {
-                    let who = ev
-                        .resource
-                        .and_then(|r| d.rpt_entry(r).ok().map(|e| format!("{} {}", r, e.tag)))
-                        .or_else(|| ev.resource.map(|r| r.to_string()))
-                        .unwrap_or_else(|| "domain".into());
+                    // the event's own entry: the tag of a resource that just left too
+                    let who = match (ev.resource, &ev.rpt_entry) {
+                        (Some(r), Some(e)) => format!("{r} {}", e.tag),
+                        (Some(r), None) => r.to_string(),
+                        (None, _) => "domain".into(),
+                    };
                     let what = match &ev.kind {
                         EventKind::HotSwap {
                             state,
