@@ -81,6 +81,20 @@ fn status_handles_activation_policy_and_sel() {
         sel.contains("node-3 (IPMC 0x86 FRU 0): M3 -> M4 (cause 0)"),
         "{sel}"
     );
+    // node-2 pulled out (surprise extraction, cause 6) and inserted again, handle open.
+    // (node-3 would not do: its IPMC stopped answering once active, so it reports nothing,
+    // not even its extraction.)
+    ok(&s, &["presence", "pull", "2"]);
+    assert_eq!(state(&s, 2), "M0");
+    let sel = ok(&s, &["sel"]);
+    assert!(
+        sel.contains("node-2 (IPMC 0x84 FRU 0): M4 -> M0 (cause 6)"),
+        "{sel}"
+    );
+    let (success, text) = shelfctl(&s, "op", "op-secret", &["presence", "pull", "2"]);
+    assert!(!success && text.contains("0xd5"), "pulled twice: {text}");
+    ok(&s, &["presence", "insert", "2"]);
+    assert_eq!(state(&s, 2), "M1");
 }
 
 #[test]

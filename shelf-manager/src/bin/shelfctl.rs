@@ -21,6 +21,7 @@ use shelf_manager::rmcp::crypto::Suite;
 ///   SHELF_PASSWORD=secret shelfctl --host 127.0.0.1:6230 status
 ///   SHELF_PASSWORD=secret shelfctl --host 127.0.0.1:6230 deactivate 2
 ///   SHELF_PASSWORD=secret shelfctl --host 127.0.0.1:6230 handle open 1   # simulated shelf
+///   SHELF_PASSWORD=secret shelfctl --host 127.0.0.1:6230 presence pull 2 # simulated shelf
 ///
 /// FRU numbers are the shelf manager's FRU device ids (`status` lists them; in shelfd, the
 /// n-th board of the model file is FRU n).
@@ -72,8 +73,22 @@ enum Cmd {
         /// FRU device id.
         fru: u8,
     },
+    /// Pull a board out or insert it, handle open (simulated shelves only); a board that is
+    /// FRU 0 of its IPMC takes the IPMC's other FRUs (RTMs, AMCs) out with it.
+    Presence {
+        /// pull or insert.
+        action: PresenceAction,
+        /// FRU device id.
+        fru: u8,
+    },
     /// The system event log, decoded.
     Sel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PresenceAction {
+    Pull,
+    Insert,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -244,6 +259,15 @@ fn command(link: &mut Link, cmd: &Cmd) -> anyhow::Result<()> {
             println!(
                 "FRU {fru}: handle {}",
                 if what == 1 { "closed" } else { "opened" }
+            );
+            Ok(())
+        }
+        Cmd::Presence { action, fru } => {
+            let what = u8::from(action == PresenceAction::Insert);
+            link.ok("presence", 0x30, 0x02, &[fru, what])?;
+            println!(
+                "FRU {fru}: {}",
+                if what == 1 { "inserted" } else { "pulled out" }
             );
             Ok(())
         }
