@@ -124,6 +124,9 @@ pub fn run_cli(cli: Cli) -> ExitCode {
 /// The longest the executive's loop waits for input before it ticks the services anyway, ms.
 pub const TICK_MS: u64 = 10;
 
+/// The shortest wait of the executive's loop for a service's timer.
+const TIMER_FLOOR: Duration = Duration::from_micros(200);
+
 fn init_logging(config: &Config) {
     let default = if config.logging.debug {
         "debug"
@@ -447,9 +450,15 @@ fn run(
             driver.leave();
             leaving = true;
         }
-        // Ticks at least every TICK_MS: the AMF's self-fence acts on a tick (its fence delay
-        // counts this period in, ais/src/config/lower.rs).
-        let first = match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
+        // Ticks at least every TICK_MS, and when a service's timer is due (the AMF's
+        // self-fence and fence delay; ais/src/config/lower.rs): no sooner than TIMER_FLOOR
+        // after the last tick, so a timer a tick did not clear cannot spin the loop.
+        let wait = exec
+            .next_timer()
+            .map_or(Duration::from_millis(TICK_MS), |t| {
+                t.clamp(TIMER_FLOOR, Duration::from_millis(TICK_MS))
+            });
+        let first = match rx.recv_timeout(wait) {
             Ok(input) => Some(input),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,

@@ -479,6 +479,12 @@ fn the_fence_delay_defaults_above_the_contact_lease_and_a_shorter_one_is_refused
         msg.starts_with("aisexec.toml:20:1: amf.fence_ms: 90 ms is too short"),
         "{msg}"
     );
+    // The tuned timers (token 20, join 5): the lease (7 ms) + the least margin (2 ms), since
+    // token / 8 is less.
+    let tuned = base.replace("token = 300\njoin = 60", "token = 20\njoin = 5");
+    let config = Config::from_str(&format!("{tuned}{amf}"), "aisexec.toml").unwrap();
+    let cfg = config.amf_core_config().unwrap();
+    assert_eq!((cfg.lease_ms, cfg.fence_ms), (7, 9));
     // Without [amf] there is no AMF service.
     assert_eq!(
         Config::from_str(base, "aisexec.toml")

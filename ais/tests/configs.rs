@@ -85,8 +85,9 @@ fn the_dedicated_link_example_maps_every_timer() {
     let config = Config::from_file(&configs_dir().join("dedicated-link-timers.toml")).unwrap();
     let t = config.totem_config();
     assert_eq!(t.token_timeout.as_millis(), 20);
-    assert_eq!(t.consensus_timeout.as_millis(), 24);
-    assert_eq!(t.join_timeout.as_millis(), 5);
+    assert_eq!(t.consensus_timeout.as_millis(), 10);
+    assert!(config.totem.short_consensus);
+    assert_eq!(t.join_timeout.as_millis(), 4);
     assert_eq!(t.merge_timeout.as_millis(), 20);
     assert_eq!(t.pause_threshold.as_millis(), 10, "token / 2");
     assert_eq!(t.max_frame_size, 8972);
@@ -230,7 +231,30 @@ fn consensus_below_token_is_refused() {
     assert!(matches!(e, ConfigError::Invalid(_)));
     assert_eq!(
         e.to_string(),
-        "bad.toml:7:1: totem.consensus: must be at least totem.token (100 ms), got 50 ms"
+        "bad.toml:7:1: totem.consensus: must be at least totem.token (100 ms), got 50 ms (a \
+         shorter consensus detects a crash sooner but excludes a member slow to answer for \
+         longer than it: set totem.short_consensus = true to accept that)"
+    );
+}
+
+#[test]
+fn consensus_below_token_needs_short_consensus() {
+    let text = GOOD.replace(
+        "token = 100",
+        "token = 100\nconsensus = 50\nshort_consensus = true",
+    );
+    let cfg = Config::from_str(&text, "good.toml").expect("accepted with short_consensus");
+    assert_eq!(cfg.totem.consensus_ms(), 50);
+    assert_eq!(cfg.totem_config().consensus_timeout.as_millis(), 50);
+    // The join interval must still be below it.
+    let text = GOOD.replace(
+        "token = 100",
+        "token = 100\nconsensus = 20\njoin = 20\nshort_consensus = true",
+    );
+    let e = mistake(&text, 8, "totem.join");
+    assert!(
+        e.to_string().contains("less than totem.consensus (20 ms)"),
+        "{e}"
     );
 }
 

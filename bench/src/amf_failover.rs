@@ -98,10 +98,14 @@ pub struct Args {
           value_parser = ["component", "node"])]
     pub kind: Vec<String>,
     /// Totem token timeout in ms; given, the other timers follow docs/membership.md's tuned
-    /// set (consensus 1.2 × token, join token / 4, merge token: token 20 gives 20/24/5/20).
-    /// Default: the executive's defaults (token 100 ms, consensus 120 ms).
+    /// set (consensus token / 2 with `short_consensus`, join token / 5, merge token: token 20
+    /// gives 20/10/4/20). Default: the executive's defaults (token 100 ms, consensus 120 ms).
     #[arg(long, value_parser = clap::value_parser!(u64).range(5..=10000))]
     pub token: Option<u64>,
+    /// Totem consensus timeout in ms, instead of the one `--token` implies (token / 2);
+    /// below the token timeout it sets `totem.short_consensus` (docs/membership.md).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..=12000))]
+    pub consensus: Option<u64>,
     /// `[amf] fence_ms` of the executives; default: the executive's default.
     #[arg(long)]
     pub fence_ms: Option<u64>,
@@ -249,7 +253,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let token = args.token.unwrap_or(100);
     if !args.json {
         println!(
-            "amf-failover: 3 nodes on 127.0.0.1, 2N with 3 SUs, example counter service (defect {}), {} clients; token {token} ms{}{}; seed {seed}",
+            "amf-failover: 3 nodes on 127.0.0.1, 2N with 3 SUs, example counter service (defect {}), {} clients; token {token} ms{}{}{}; seed {seed}",
             args.defect,
             args.clients,
             if args.token.is_some() {
@@ -257,6 +261,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             } else {
                 " (default timers)"
             },
+            args.consensus
+                .map_or_else(String::new, |c| format!(", consensus {c} ms")),
             args.fence_ms
                 .map_or_else(String::new, |f| format!(", fence_ms {f}"))
         );
@@ -450,16 +456,23 @@ fn summary_text(s: &Summary) -> String {
     t
 }
 
-/// The `[totem]` timer lines for `--token`.
-fn timer_lines(token: Option<u64>) -> String {
-    match token {
-        None => String::new(),
-        Some(t) => format!(
-            "token = {t}\nconsensus = {}\njoin = {}\nmerge = {t}\n",
-            t * 6 / 5,
-            (t / 4).max(1)
-        ),
+/// The `[totem]` timer lines for `--token` and `--consensus`.
+fn timer_lines(token: Option<u64>, consensus: Option<u64>) -> String {
+    let consensus = consensus.or(token.map(|t| (t / 2).max(2)));
+    let mut lines = String::new();
+    if let Some(t) = token {
+        let _ = writeln!(lines, "token = {t}");
     }
+    if let Some(c) = consensus {
+        let _ = writeln!(lines, "consensus = {c}");
+    }
+    if let Some(t) = token {
+        let _ = write!(lines, "join = {}\nmerge = {t}\n", (t / 5).max(1));
+    }
+    if consensus.is_some_and(|c| c < token.unwrap_or(100)) {
+        lines += "short_consensus = true\n";
+    }
+    lines
 }
 
 /// A free TCP port on 127.0.0.1 (bound to port 0, then released).
@@ -789,7 +802,7 @@ fn one_kill(
     let key = builder.key_path();
     let model_path = dir.join("amf.toml");
     let mut totem = harness::key_lines(&key);
-    totem += &timer_lines(args.token);
+    totem += &timer_lines(args.token, args.consensus);
     let mut amf = format!(
         "\n[quorum]\nexpected_votes = {NODES}\n\n[amf]\nmodel = {:?}\n",
         model_path.display().to_string()
@@ -1059,9 +1072,14 @@ mod tests {
     #[test]
     fn tuned_timers_follow_the_membership_doc() {
         assert_eq!(
-            timer_lines(Some(20)),
-            "token = 20\nconsensus = 24\njoin = 5\nmerge = 20\n"
+            timer_lines(Some(20), None),
+            "token = 20\nconsensus = 10\njoin = 4\nmerge = 20\nshort_consensus = true\n"
         );
-        assert_eq!(timer_lines(None), "");
+        assert_eq!(timer_lines(None, None), "");
+        assert_eq!(
+            timer_lines(Some(20), Some(24)),
+            "token = 20\nconsensus = 24\njoin = 4\nmerge = 20\n"
+        );
+        assert_eq!(timer_lines(None, Some(150)), "consensus = 150\n");
     }
 }

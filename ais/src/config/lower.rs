@@ -10,6 +10,11 @@ use totem_dpdk::srp;
 
 use super::{Config, FrameProtection, MAX_TIMER_MS, Node, RrpModeKey, TransportKind};
 
+/// The least margin, ms, of the AMF's fence delay over the contact lease: how late the
+/// self-fence of a node cut off may act after its lease ran out (its executive wakes for
+/// that timer; a longer stall is the freeze case, docs/amf.md).
+pub(crate) const FENCE_MARGIN_MS: u64 = 2;
+
 impl Config {
     /// The shelf service's settings (the seen-set's capacity is the service's default).
     pub fn shelf_config(&self) -> ais_core::services::shelf::ShelfConfig {
@@ -34,16 +39,18 @@ impl Config {
     /// `join` (at least 5 ms), no longer hold quorum with it. The others stop counting it in
     /// at the latest when they form a ring without it; the fence delay they wait then is the
     /// lease plus the token's rotation (about token / 8 with the representative's hold) or
-    /// the executive's tick period, whichever is longer: 49 ms with the default timers. The freeze threshold is the token timeout (at least 100 ms).
+    /// [`FENCE_MARGIN_MS`], whichever is longer: 49 ms with the default timers, 9 ms with
+    /// token 20 and join 5. The freeze threshold is the token timeout (at least 100 ms).
     pub fn amf_core_config(&self) -> Option<ais_core::services::amf::AmfConfig> {
         let a = self.amf.as_ref()?;
         let t = &self.totem;
         let lease_ms = (t.join + t.join / 2).max(super::Amf::MIN_LEASE_MS);
-        // The self-fence acts on a tick of the executive's loop (at least every
-        // `aisexec::TICK_MS`): the margin covers that, or the token's rotation if longer.
+        // The self-fence acts on a timer of its own (`Service::next_timer`), not on the
+        // executive's regular tick: the margin covers that timer's lateness, or the token's
+        // rotation if longer.
         let fence_ms = a
             .fence_ms
-            .unwrap_or(lease_ms + (t.token / 8).max(crate::aisexec::TICK_MS));
+            .unwrap_or(lease_ms + (t.token / 8).max(FENCE_MARGIN_MS));
         Some(ais_core::services::amf::AmfConfig {
             two_node: self.quorum.as_ref().is_some_and(|q| q.two_node),
             fence_ms,

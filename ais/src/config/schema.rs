@@ -79,6 +79,11 @@ pub struct Totem {
     /// Consensus timeout in ms (default 1.2 × `token`); see [`Totem::consensus_ms`].
     #[serde(default)]
     pub consensus: Option<u64>,
+    /// Accept a `consensus` below `token` (default false; not a corosync key: corosync
+    /// refuses it). A crash is then detected sooner, but a member that does not answer a
+    /// join for longer than `consensus` is excluded (docs/membership.md).
+    #[serde(default)]
+    pub short_consensus: bool,
     /// Interval of merge-detect announcements in ms (default 200).
     #[serde(default = "defaults::merge")]
     pub merge: u64,

@@ -271,11 +271,13 @@ impl Config {
             }
         }
         let consensus = t.consensus_ms();
-        if consensus < t.token {
+        if consensus < t.token && !t.short_consensus {
             return Err(self.invalid(
                 "totem.consensus",
                 format!(
-                    "must be at least totem.token ({} ms), got {consensus} ms",
+                    "must be at least totem.token ({} ms), got {consensus} ms (a shorter \
+                     consensus detects a crash sooner but excludes a member slow to answer \
+                     for longer than it: set totem.short_consensus = true to accept that)",
                     t.token
                 ),
             ));

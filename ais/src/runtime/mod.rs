@@ -447,6 +447,15 @@ impl Exec {
         }
     }
 
+    /// How long until a service's timer is due ([`ExecCore::next_timer`]); zero when it is
+    /// overdue, `None` without one.
+    pub fn next_timer(&self) -> Option<std::time::Duration> {
+        let at = self.core.next_timer()?;
+        Some(std::time::Duration::from_nanos(
+            at.saturating_sub(wall_clock_ns()),
+        ))
+    }
+
     /// Whether a leave was asked for.
     pub fn leaving(&self) -> bool {
         self.leaving

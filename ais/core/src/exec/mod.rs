@@ -627,6 +627,13 @@ pub trait Service {
     /// Time passed ([`Context::now`]): act on timers.
     fn tick(&mut self, _cx: &mut Context<'_>) {}
 
+    /// When the service next wants [`Service::tick`] called (nanoseconds, the clock of
+    /// [`Context::now`]) sooner than the executive's regular tick, for a timer that must fire
+    /// on time (the AMF's self-fence and fence delay). `None`: the regular tick will do.
+    fn next_timer(&self) -> Option<u64> {
+        None
+    }
+
     /// This node left its ring's operational state to form a new membership
     /// ([`Event::Gather`]): until the next regular configuration it hears of the others only
     /// through [`Service::heard`].
@@ -850,6 +857,12 @@ impl ExecCore {
             && self.held.is_empty()
             && self.internal.is_empty()
             && self.effects.is_empty()
+    }
+
+    /// The earliest time (nanoseconds, the clock of [`ExecCore::tick`]) a service asked to
+    /// be ticked at ([`Service::next_timer`]).
+    pub fn next_timer(&self) -> Option<u64> {
+        self.services.iter().filter_map(|s| s.next_timer()).min()
     }
 
     /// Internal messages waiting to be taken by Totem.

@@ -2041,6 +2041,26 @@ impl Service for Amf {
         }
     }
 
+    /// The fence delay's end, and while a membership forms the moment the contact lease of
+    /// a node heard from runs out (the self-fence may then act): both on time, not on the
+    /// executive's next regular tick.
+    fn next_timer(&self) -> Option<u64> {
+        let fence = self.fence_timer.map(|(_, at)| at);
+        let lease =
+            if self.gathering == Some(false) && !self.defects.no_lease && !self.rules.ignore_quorum
+            {
+                let lease = self.cfg.lease_ms * MS;
+                self.contact
+                    .values()
+                    .map(|t| t + lease + 1)
+                    .filter(|at| *at > self.last_tick)
+                    .min()
+            } else {
+                None
+            };
+        fence.into_iter().chain(lease).min()
+    }
+
     fn tick(&mut self, cx: &mut Context<'_>) {
         let now = Self::now(cx);
         let gap = now.saturating_sub(self.last_tick);
