@@ -320,3 +320,19 @@ fn passive_mode_keeps_its_members_through_a_saturated_held_cut() {
         }
     }
 }
+
+/// Seeds of the saturated held cut (`SATURATED_SEEDS=N`, both frame protections; slow: about
+/// 4 s of CPU per schedule in the test profile).
+#[test]
+#[ignore = "long sweep, run by hand (docs/rings.md)"]
+fn saturated_held_cut_sweep() {
+    let n: u64 = std::env::var("SATURATED_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let schedules: Vec<Schedule> = (0..n)
+        .flat_map(|seed| [false, true].map(|crypto| saturated_held_cut(seed, crypto, Defect::None)))
+        .collect();
+    let s = sweep(schedules);
+    println!("{}", serde_json::to_string(&s).unwrap());
+}
