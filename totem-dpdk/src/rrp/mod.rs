@@ -477,6 +477,8 @@ pub struct Rrp {
     window_end: Option<Instant>,
     /// Next network for a data frame in passive mode.
     next_net: usize,
+    /// Tokens this node sent (passive mode starts each visit's data on the next network).
+    visits: usize,
     stats: RrpStats,
     events: VecDeque<RrpEvent>,
 }
@@ -500,6 +502,7 @@ impl Rrp {
             windows: vec![Window::default(); n],
             window_end: None,
             next_net: 0,
+            visits: 0,
             stats: RrpStats {
                 nets: vec![NetStats::default(); n],
             },
@@ -575,6 +578,15 @@ impl Rrp {
     pub fn networks_for(&mut self, frame: &[u8]) -> NetSet {
         if self.cfg.networks == 1 {
             return self.all;
+        }
+        if self.cfg.mode == RrpMode::Passive && frame.get(TYPE_AT) == Some(&TOKEN) {
+            // The token ends this node's visit. The next visit's data starts on the next
+            // network, whatever the number of frames this one sent: a frame re-sent first at
+            // every visit (the lowest one missing) must not land on the same network every
+            // time, or a network losing frames before it is marked faulty (150 ms) loses it
+            // every time, and its receiver is removed (FAILED TO RECEIVE).
+            self.visits = self.visits.wrapping_add(1);
+            self.next_net = self.visits % self.cfg.networks;
         }
         let set = if self.defect == Defect::NoFailover {
             NetSet(1)

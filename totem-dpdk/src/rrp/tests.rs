@@ -473,3 +473,21 @@ fn with_every_network_faulty_a_passive_token_is_taken_from_any() {
     let token = frame(TOKEN, 2, 20_000);
     assert_eq!(r.handle_frame(ms(461), NetId(0), &token), Verdict::Deliver);
 }
+
+#[test]
+fn passive_mode_starts_each_visit_on_the_next_network() {
+    let mut r = rrp(2, RrpMode::Passive);
+    let token = frame(TOKEN, 1, 0);
+    // Two data frames per visit (an even count): the first of each visit (where the lowest
+    // missing frame is re-sent) alternates between the networks all the same.
+    let mut firsts = Vec::new();
+    for visit in 0..4u64 {
+        let nets: Vec<NetSet> = (0..2)
+            .map(|i| r.networks_for(&frame(MCAST, 1, visit * 10 + i)))
+            .collect();
+        assert_ne!(nets[0], nets[1], "round robin within a visit");
+        firsts.push(nets[0]);
+        assert_eq!(r.networks_for(&token), NetSet(0b11), "the token on both");
+    }
+    assert_eq!(firsts, [NetSet(1), NetSet(2), NetSet(1), NetSet(2)]);
+}
