@@ -294,6 +294,11 @@ fn passive_mode_keeps_its_members_through_a_saturated_held_cut() {
         );
         assert_eq!(o.sent, 90_000, "crypto {crypto}");
         assert!(o.drained, "crypto {crypto}: not converged");
+        assert_eq!(
+            o.delivered,
+            3 * 90_000,
+            "crypto {crypto}: every message at every node"
+        );
         assert!(
             o.nets_marked_faulty >= 3 && o.nets_restored >= 3,
             "crypto {crypto}: {} {}",
