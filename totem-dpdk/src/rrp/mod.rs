@@ -19,7 +19,10 @@
 //! - [`RrpMode::Passive`]: data frames (`Mcast`) go out on one network, round robin over the
 //!   networks not marked faulty; tokens and membership frames go out on every network, so they
 //!   keep measuring every network (faulty ones included) and the ring survives the loss of a
-//!   network before it is detected.
+//!   network before it is detected. The core takes a token only from a network this node
+//!   sends data on (so the token never overtakes the data and the ring's flow control follows
+//!   the network that carries it), and each visit's data starts on the next network (so a
+//!   frame re-sent first at every visit does not always take the same one).
 //!
 //! # Duplicates
 //! The first copy of a frame is delivered; copies of the same bytes from the same sender
