@@ -406,12 +406,32 @@ fn faults_under_cpg_load(name: &str, mode: &str) {
     }
     assert!(sent > 0 && writes > 0);
     assert_one_order(&orders, sent as usize);
+    // What ended a ring, per node, so that a failure says whether a network fault or the
+    // machine (a process not run for longer than the token timeout: `pauses_detected`,
+    // `last_pause_ms`) caused it.
+    let causes: Vec<String> = (0..3)
+        .map(|i| {
+            let names = [
+                "token_losses",
+                "failed_to_receive",
+                "gathers",
+                "pauses_detected",
+                "last_pause_ms",
+            ];
+            let values: Vec<String> = names
+                .iter()
+                .map(|n| format!("{n} {}", c.counter(i, n)))
+                .collect();
+            format!("node {}: {}", i + 1, values.join(", "))
+        })
+        .collect();
     for (i, before) in rings_before.iter().enumerate() {
         assert_eq!(
             c.counter(i, "rings_installed"),
             *before,
-            "node {}: a configuration change during the faults",
-            i + 1
+            "node {}: a configuration change during the faults ({})",
+            i + 1,
+            causes.join("; ")
         );
         let min = 2 + u64::from(oneway_seen.contains(&i));
         assert!(

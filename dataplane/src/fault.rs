@@ -10,6 +10,9 @@
 //!   draws independently, so every link loses that share, multicast included);
 //! - [`Fault::OneWay`]: the node `to` drops every frame from `from`;
 //! - [`Fault::Delay`]: the node `to` receives every frame `by` late (a slow path towards it);
+//! - [`Fault::Hold`]: the network is cut, but what reaches this node meanwhile is kept (up to a
+//!   limit, the rest lost) and arrives in one burst when the network is up again: a link whose
+//!   carrier went down while the sender's queue kept the frames (a `tbf` qdisc does);
 //! - [`Fault::Up`]: every fault ends.
 //!
 //! Faults are applied with [`FaultInjector::apply`] by the thread that owns the wrapper, or from
@@ -51,16 +54,21 @@ pub enum Fault {
         /// The extra delay.
         by: Duration,
     },
-    /// Every fault ends: the network works again.
+    /// The network carries nothing now, but each receiver keeps up to this many of the frames
+    /// sent to it meanwhile (later ones are lost) and gets them in one burst, in order, at
+    /// [`Fault::Up`]: a cut whose frames a queue held and released at the heal.
+    Hold(usize),
+    /// Every fault ends: the network works again (held frames are released).
     Up,
 }
 
 /// A fault's text form, the one [`Fault`]'s `Display` writes and its `FromStr` reads:
 /// `down`, `up`, `lossy 0.5` (a share from 0 to 1), `oneway 1 2` (frames from node 1 to node 2
-/// lost), `nicdown 3`, `delay 2 15` (frames towards node 2 arrive 15 ms late).
+/// lost), `nicdown 3`, `delay 2 15` (frames towards node 2 arrive 15 ms late), `hold 1000`
+/// (cut, up to 1000 frames per receiver kept and released at `up`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "bad fault {text:?}: {why} (expected down, up, lossy SHARE, oneway FROM TO, nicdown NODE or delay TO MS)"
+    "bad fault {text:?}: {why} (expected down, up, lossy SHARE, oneway FROM TO, nicdown NODE, delay TO MS or hold FRAMES)"
 )]
 pub struct ParseFaultError {
     text: String,
@@ -76,6 +84,7 @@ impl std::fmt::Display for Fault {
             Fault::OneWay { from, to } => write!(f, "oneway {} {}", from.0, to.0),
             Fault::NicDown(node) => write!(f, "nicdown {}", node.0),
             Fault::Delay { to, by } => write!(f, "delay {} {}", to.0, by.as_millis()),
+            Fault::Hold(limit) => write!(f, "hold {limit}"),
         }
     }
 }
@@ -115,10 +124,16 @@ impl std::str::FromStr for Fault {
                         .map_err(|_| err("the delay is a whole number of milliseconds"))?,
                 ),
             }),
-            [] => Err(err("empty")),
-            ["down" | "up" | "lossy" | "oneway" | "nicdown" | "delay", ..] => {
-                Err(err("wrong number of arguments"))
+            ["hold", limit] => {
+                Ok(Fault::Hold(limit.parse().map_err(|_| {
+                    err("the limit is a whole number of frames")
+                })?))
             }
+            [] => Err(err("empty")),
+            [
+                "down" | "up" | "lossy" | "oneway" | "nicdown" | "delay" | "hold",
+                ..,
+            ] => Err(err("wrong number of arguments")),
             _ => Err(err("unknown fault")),
         }
     }
@@ -138,6 +153,8 @@ pub struct FaultStats {
     pub oneway_dropped: u64,
     /// Frames received and held back by a delay.
     pub delayed: u64,
+    /// Frames received during a [`Fault::Hold`] and kept for the burst at [`Fault::Up`].
+    pub held: u64,
 }
 
 /// Faults sent to a [`FaultInjector`] from another thread, taken at its next receive or send.
@@ -179,6 +196,10 @@ pub struct FaultInjector<T: Transport> {
     loss: f64,
     cut_from: Vec<NodeId>,
     delay: Option<Duration>,
+    /// [`Fault::Hold`]'s limit while it lasts.
+    hold: Option<usize>,
+    /// Frames kept by a hold, released at [`Fault::Up`].
+    on_hold: Vec<(Source, Vec<u8>)>,
     held: VecDeque<(Instant, Source, Vec<u8>)>,
     rng: u64,
     scratch: Vec<u8>,
@@ -197,6 +218,8 @@ impl<T: Transport> FaultInjector<T> {
             loss: 0.0,
             cut_from: Vec::new(),
             delay: None,
+            hold: None,
+            on_hold: Vec::new(),
             held: VecDeque::new(),
             rng: seed,
             scratch: Vec::new(),
@@ -221,11 +244,18 @@ impl<T: Transport> FaultInjector<T> {
                     self.delay = Some(by);
                 }
             }
+            Fault::Hold(limit) => self.hold = Some(limit),
             Fault::Up => {
                 self.down = false;
                 self.loss = 0.0;
                 self.cut_from.clear();
                 self.delay = None;
+                self.hold = None;
+                // The burst: due now, ahead of anything received later.
+                let now = self.now();
+                for (src, frame) in std::mem::take(&mut self.on_hold) {
+                    self.held.push_back((now, src, frame));
+                }
             }
         }
     }
@@ -308,6 +338,15 @@ impl<T: Transport> Transport for FaultInjector<T> {
         for (src, frame) in taken {
             if self.down {
                 self.stats.down_dropped += 1;
+                continue;
+            }
+            if let Some(limit) = self.hold {
+                if self.on_hold.len() < limit {
+                    self.stats.held += 1;
+                    self.on_hold.push((src, frame));
+                } else {
+                    self.stats.down_dropped += 1;
+                }
                 continue;
             }
             if src.node.is_some_and(|from| self.cut_from.contains(&from)) {
@@ -473,6 +512,7 @@ mod tests {
                 to: NodeId(2),
                 by: Duration::from_millis(15),
             },
+            Fault::Hold(1000),
         ];
         for f in faults {
             assert_eq!(f.to_string().parse::<Fault>(), Ok(f), "{f}");
@@ -488,6 +528,8 @@ mod tests {
             "delay 2 1.5",
             "cut",
             "down 1",
+            "hold",
+            "hold -3",
         ] {
             let e = bad.parse::<Fault>().expect_err(bad).to_string();
             assert!(
@@ -591,5 +633,27 @@ mod tests {
         n[1].set_now(Some(t0 + Duration::from_millis(30)));
         assert_eq!(recv(&mut n[1]), vec![(1, 5)]);
         assert_eq!(n[1].fault_stats().delayed, 1);
+    }
+
+    #[test]
+    fn hold_keeps_frames_up_to_its_limit_and_releases_them_in_order_at_up() {
+        let mut n = three();
+        for t in &mut n {
+            t.apply(Fault::Hold(2));
+        }
+        for byte in 1..=3 {
+            send(&mut n[0], Dest::Ring, byte);
+        }
+        assert!(recv(&mut n[1]).is_empty(), "cut while held");
+        assert!(recv(&mut n[2]).is_empty());
+        assert_eq!(n[1].fault_stats().held, 2);
+        assert_eq!(n[1].fault_stats().down_dropped, 1, "beyond the limit: lost");
+        for t in &mut n {
+            t.apply(Fault::Up);
+        }
+        send(&mut n[0], Dest::Ring, 4);
+        assert_eq!(recv(&mut n[1]), vec![(1, 1), (1, 2)], "the burst first");
+        assert_eq!(recv(&mut n[1]), vec![(1, 4)]);
+        assert_eq!(recv(&mut n[2]), vec![(1, 1), (1, 2)]);
     }
 }

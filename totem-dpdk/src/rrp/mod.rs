@@ -19,7 +19,10 @@
 //! - [`RrpMode::Passive`]: data frames (`Mcast`) go out on one network, round robin over the
 //!   networks not marked faulty; tokens and membership frames go out on every network, so they
 //!   keep measuring every network (faulty ones included) and the ring survives the loss of a
-//!   network before it is detected.
+//!   network before it is detected. The core takes a token only from a network this node
+//!   sends data on (so the token never overtakes the data and the ring's flow control follows
+//!   the network that carries it), and each visit's data starts on the next network (so a
+//!   frame re-sent first at every visit does not always take the same one).
 //!
 //! # Duplicates
 //! The first copy of a frame is delivered; copies of the same bytes from the same sender
@@ -59,6 +62,8 @@ pub const MAX_NETWORKS: usize = 4;
 
 /// Frame type byte of a data frame (`wire::FrameType::Mcast`), offset 3 of the header.
 const MCAST: u8 = 2;
+/// Frame type byte of the ORF token (`wire::FrameType::OrfToken`).
+const TOKEN: u8 = 1;
 /// Offset of the frame type in the common header.
 const TYPE_AT: usize = 3;
 /// Bytes of the start of a frame that enter the duplicate key (header, crypto header with the
@@ -347,6 +352,10 @@ pub struct NetStats {
     pub marked_faulty: u64,
     /// Times it was re-enabled.
     pub restored: u64,
+    /// Passive mode: token copies that arrived here first while this node marked the
+    /// network faulty; kept as evidence, not given to the core (the copy from a working
+    /// network is).
+    pub faulty_tokens: u64,
 }
 
 /// The redundant-ring layer's counters, per network.
@@ -395,6 +404,9 @@ pub enum Defect {
     NoFailover,
     /// No duplicate is dropped: every copy goes to the core.
     NoDedup,
+    /// Passive mode gives the core the first copy of a token from any network, faulty ones
+    /// included (the layer before the fix of issue 21's saturated cut).
+    TokenOvertakes,
 }
 
 /// One remembered frame.
@@ -407,6 +419,12 @@ struct Seen {
     replicated: bool,
     /// Already judged (`copy_timeout` passed).
     judged: bool,
+    /// A copy went to the core (false only for a passive token whose copies so far came on
+    /// networks this node marks faulty).
+    delivered: bool,
+    /// Judged when forgotten (at `memory`) rather than at `copy_timeout`: its first copy came
+    /// on a faulty network, ahead of the queues of the working ones.
+    deferred: bool,
 }
 
 /// One network's judging window.
@@ -462,6 +480,8 @@ pub struct Rrp {
     window_end: Option<Instant>,
     /// Next network for a data frame in passive mode.
     next_net: usize,
+    /// Tokens this node sent (passive mode starts each visit's data on the next network).
+    visits: usize,
     stats: RrpStats,
     events: VecDeque<RrpEvent>,
 }
@@ -485,6 +505,7 @@ impl Rrp {
             windows: vec![Window::default(); n],
             window_end: None,
             next_net: 0,
+            visits: 0,
             stats: RrpStats {
                 nets: vec![NetStats::default(); n],
             },
@@ -561,6 +582,15 @@ impl Rrp {
         if self.cfg.networks == 1 {
             return self.all;
         }
+        if self.cfg.mode == RrpMode::Passive && frame.get(TYPE_AT) == Some(&TOKEN) {
+            // The token ends this node's visit. The next visit's data starts on the next
+            // network, whatever the number of frames this one sent: a frame re-sent first at
+            // every visit (the lowest one missing) must not land on the same network every
+            // time, or a network losing frames before it is marked faulty (150 ms) loses it
+            // every time, and its receiver is removed (FAILED TO RECEIVE).
+            self.visits = self.visits.wrapping_add(1);
+            self.next_net = self.visits % self.cfg.networks;
+        }
         let set = if self.defect == Defect::NoFailover {
             NetSet(1)
         } else if self.cfg.mode == RrpMode::Passive && frame.get(TYPE_AT) == Some(&MCAST) {
@@ -608,19 +638,30 @@ impl Rrp {
         ns.frames_received += 1;
         self.expire(now);
         let key = frame_key(frame);
+        let clocks = self.clocks(net, frame);
         if let Some(seen) = self.seen.get_mut(&key) {
             let ns = &mut self.stats.nets[usize::from(net.0)];
-            ns.duplicates += 1;
             if seen.judged && !seen.arrived.contains(net) {
                 ns.late_copies += 1;
             }
             seen.arrived = seen.arrived.with(net);
+            if !seen.delivered && clocks {
+                // The first copy of a passive token from a network that carries data.
+                seen.delivered = true;
+                ns.first_copies += 1;
+                return Verdict::Deliver;
+            }
+            ns.duplicates += 1;
             if self.defect == Defect::NoDedup {
                 return Verdict::Deliver;
             }
             return Verdict::Duplicate;
         }
-        self.stats.nets[usize::from(net.0)].first_copies += 1;
+        if clocks {
+            self.stats.nets[usize::from(net.0)].first_copies += 1;
+        } else {
+            self.stats.nets[usize::from(net.0)].faulty_tokens += 1;
+        }
         let from = frame.get(4..8).map_or(NodeId::NONE, |b| {
             NodeId(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         });
@@ -633,13 +674,37 @@ impl Rrp {
                 arrived: NetSet::default().with(net),
                 replicated,
                 judged: false,
+                delivered: clocks,
+                deferred: false,
             },
         );
         self.order.push_back((now, key));
         if self.window_end.is_none() {
             self.window_end = Some(now + self.cfg.check_interval);
         }
-        Verdict::Deliver
+        if clocks {
+            Verdict::Deliver
+        } else {
+            Verdict::Duplicate
+        }
+    }
+
+    /// Whether a copy of `frame` arriving on `net` may be the one the core takes. Always,
+    /// except a token in passive mode on a network this node does not use for data (marked
+    /// faulty or disabled) while another is working: in passive mode the token must travel
+    /// the networks the data travels, behind the data this node's predecessor sent before it.
+    /// A copy overtaking them on an idle faulty network would let the ring stamp frames as
+    /// fast as that network carries tokens while the working network's queue overflows
+    /// (docs/rings.md, "Passive mode: the token travels with the data").
+    fn clocks(&self, net: NetId, frame: &[u8]) -> bool {
+        if self.cfg.mode != RrpMode::Passive
+            || frame.get(TYPE_AT) != Some(&TOKEN)
+            || self.defect == Defect::TokenOvertakes
+        {
+            return true;
+        }
+        let working = |n: NetId| self.stats.nets[usize::from(n.0)].state == NetState::Working;
+        working(net) || !self.enabled.iter().any(working)
     }
 
     /// When to call [`Rrp::handle_timeout`] next.
@@ -684,15 +749,14 @@ impl Rrp {
             if !seen.replicated {
                 continue;
             }
-            let (from, arrived) = (seen.from, seen.arrived);
-            for net in self.enabled.iter() {
-                let i = usize::from(net.0);
-                let missed = !arrived.contains(net);
-                self.windows[i].count(from, missed);
-                if missed {
-                    self.stats.nets[i].copies_missed += 1;
-                }
+            if !seen.delivered {
+                // Its first copy overtook the working networks' queues: waiting only
+                // `copy_timeout` for their copies would count a queue as a loss.
+                seen.deferred = true;
+                continue;
             }
+            let (from, arrived) = (seen.from, seen.arrived);
+            self.count_copies(from, arrived);
         }
         self.close_windows(now);
         while let Some(&(first, key)) = self.order.front() {
@@ -701,7 +765,23 @@ impl Rrp {
             }
             self.order.pop_front();
             self.judged -= 1;
-            self.seen.remove(&key);
+            if let Some(seen) = self.seen.remove(&key)
+                && seen.deferred
+            {
+                self.count_copies(seen.from, seen.arrived);
+            }
+        }
+    }
+
+    /// Counts one replicated frame's copies in each enabled network's window.
+    fn count_copies(&mut self, from: NodeId, arrived: NetSet) {
+        for net in self.enabled.iter() {
+            let i = usize::from(net.0);
+            let missed = !arrived.contains(net);
+            self.windows[i].count(from, missed);
+            if missed {
+                self.stats.nets[i].copies_missed += 1;
+            }
         }
     }
 

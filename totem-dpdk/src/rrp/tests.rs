@@ -405,3 +405,89 @@ fn network_states_round_trip_through_their_gauge() {
     }
     assert_eq!(NetState::from_gauge(5), None);
 }
+
+#[test]
+fn passive_mode_takes_the_token_from_a_network_that_carries_data() {
+    for mode in [RrpMode::Passive, RrpMode::Active] {
+        let mut r = rrp(2, mode);
+        let mut events = Vec::new();
+        // Network 0 lost: marked faulty.
+        feed(&mut r, 0, 300, &[2, 3], |_, net, _| net.0 == 1, &mut events);
+        assert!(matches!(r.state(NetId(0)), NetState::Faulty(_)), "{mode:?}");
+        let missed_before = r.stats().nets[1].copies_missed;
+        // A token whose copy on network 0 (idle, so fast) overtakes the one on network 1,
+        // which comes 12 ms later (behind queued data: beyond copy_timeout, within memory).
+        let token = frame(TOKEN, 2, 10_000);
+        let first = r.handle_frame(ms(400), NetId(0), &token);
+        r.handle_timeout(ms(406));
+        let second = r.handle_frame(ms(412), NetId(1), &token);
+        r.handle_timeout(ms(440));
+        if mode == RrpMode::Passive {
+            assert_eq!(first, Verdict::Duplicate, "not from the faulty network");
+            assert_eq!(second, Verdict::Deliver, "from the one that carries data");
+            assert_eq!(r.stats().nets[0].faulty_tokens, 1);
+            // Its judging waited for the working network's queue: no copy counted missed.
+            assert_eq!(r.stats().nets[1].copies_missed, missed_before);
+        } else {
+            // Active mode sends data on every network: the first copy is taken.
+            assert_eq!((first, second), (Verdict::Deliver, Verdict::Duplicate));
+        }
+        // A data frame is the only copy, whatever network it comes on.
+        let data = frame(MCAST, 3, 10_001);
+        assert_eq!(r.handle_frame(ms(441), NetId(0), &data), Verdict::Deliver);
+        // The old layer (the defect switch) took the faulty network's copy.
+        let mut old = rrp(2, mode);
+        old.set_defect(Defect::TokenOvertakes);
+        feed(
+            &mut old,
+            0,
+            300,
+            &[2, 3],
+            |_, net, _| net.0 == 1,
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            old.handle_frame(ms(400), NetId(0), &token),
+            Verdict::Deliver
+        );
+    }
+}
+
+#[test]
+fn with_every_network_faulty_a_passive_token_is_taken_from_any() {
+    let mut r = rrp(2, RrpMode::Passive);
+    let mut events = Vec::new();
+    // Network 0 lost and marked faulty; then network 1 lost, marked faulty too before
+    // network 0 has had the four good windows that re-enable it.
+    feed(&mut r, 0, 300, &[2, 3], |_, net, _| net.0 == 1, &mut events);
+    feed(
+        &mut r,
+        300,
+        160,
+        &[2, 3],
+        |_, net, _| net.0 == 0,
+        &mut events,
+    );
+    assert!(matches!(r.state(NetId(0)), NetState::Faulty(_)));
+    assert!(matches!(r.state(NetId(1)), NetState::Faulty(_)));
+    let token = frame(TOKEN, 2, 20_000);
+    assert_eq!(r.handle_frame(ms(461), NetId(0), &token), Verdict::Deliver);
+}
+
+#[test]
+fn passive_mode_starts_each_visit_on_the_next_network() {
+    let mut r = rrp(2, RrpMode::Passive);
+    let token = frame(TOKEN, 1, 0);
+    // Two data frames per visit (an even count): the first of each visit (where the lowest
+    // missing frame is re-sent) alternates between the networks all the same.
+    let mut firsts = Vec::new();
+    for visit in 0..4u64 {
+        let nets: Vec<NetSet> = (0..2)
+            .map(|i| r.networks_for(&frame(MCAST, 1, visit * 10 + i)))
+            .collect();
+        assert_ne!(nets[0], nets[1], "round robin within a visit");
+        firsts.push(nets[0]);
+        assert_eq!(r.networks_for(&token), NetSet(0b11), "the token on both");
+    }
+    assert_eq!(firsts, [NetSet(1), NetSet(2), NetSet(1), NetSet(2)]);
+}

@@ -29,7 +29,7 @@ use totem_dpdk::{Duration, Instant, NodeId, RingId};
 
 pub use self::attack::AttackStats;
 use self::attack::{Injected, sim_key};
-pub use self::schedule::{NetFault, NodeFault, NodeFaultKinds, Schedule, Sizes, Timers};
+pub use self::schedule::{Egress, NetFault, NodeFault, NodeFaultKinds, Schedule, Sizes, Timers};
 pub use self::workload::{App, AppFactory, AppSubmit};
 use crate::log::LogEvent;
 use crate::net::Link;
@@ -75,6 +75,8 @@ pub struct Outcome {
     pub worst_detection: Duration,
     /// Redundant rings: longest time from a network working again to a node re-enabling it.
     pub worst_reenable: Duration,
+    /// Frames dropped by a full egress queue ([`Schedule::egress`]).
+    pub egress_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -183,6 +185,12 @@ pub struct Sim {
     touched: Vec<bool>,
     /// A partition or a one-way node link happened (membership changes are then expected).
     topology_faulted: bool,
+    /// Until when frames a held cut released are still arriving at each node: like a paused
+    /// node's socket buffer, they are copies older than the redundant-ring layer's memory.
+    released_until: Vec<Instant>,
+    /// With [`Schedule::egress`]: when each node's queue on each network is empty again
+    /// (index `node * networks + net`).
+    egress_free: Vec<Instant>,
     /// Nodes paused so far: back from a pause, a node reads copies older than its
     /// redundant-ring layer's memory from its socket buffer (the core drops them).
     paused_ever: Vec<bool>,
@@ -198,6 +206,12 @@ struct NetFaults {
     nic_down: Vec<usize>,
     /// Receivers whose frames on this network arrive late, and by how much.
     slow: Vec<(usize, Duration)>,
+    /// A held cut: the most frames kept per receiver.
+    hold: Option<usize>,
+    /// Frames kept by the held cut, with their sender and receiver, released at `Up`.
+    on_hold: Vec<(usize, usize, Bytes)>,
+    /// How many of them each receiver has.
+    on_hold_per: Vec<usize>,
     /// It had a fault at some time (the property "no membership change while a network works"
     /// holds while some network never had one).
     ever: bool,
@@ -214,6 +228,7 @@ impl NetFaults {
             && self.cut.is_empty()
             && self.nic_down.is_empty()
             && self.slow.is_empty()
+            && self.hold.is_none()
     }
 }
 
@@ -256,6 +271,8 @@ impl Sim {
             nets: vec![NetFaults::default(); schedule.networks.max(1)],
             touched: vec![false; n],
             paused_ever: vec![false; n],
+            released_until: vec![Instant(0); n],
+            egress_free: vec![Instant(0); n * schedule.networks.max(1)],
             topology_faulted: false,
             out: Outcome::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
@@ -418,7 +435,9 @@ impl Sim {
             } else if self.now >= last_fault && self.is_converged() {
                 self.out.drained = true;
                 self.out.convergence = self.now.saturating_since(last_fault);
-                if self.apps.is_none() {
+                // A core is idle once it delivered what it received; with capped queues the
+                // last frames may still wait in one, so such runs settle like applications.
+                if self.apps.is_none() && self.schedule.egress.is_none() {
                     break;
                 }
                 // Applications: let the frames still on the links arrive (what an application
@@ -559,6 +578,7 @@ impl Sim {
             return;
         };
         let node = |n: dataplane::NodeId| n.0 as usize - 1;
+        let mut released = Vec::new();
         match fault {
             Fault::Down => f.down = true,
             Fault::Lossy(share) => f.loss = share,
@@ -567,7 +587,9 @@ impl Sim {
             Fault::Delay { to, by } => {
                 f.slow.push((node(to), Duration(by.as_nanos() as u64)));
             }
+            Fault::Hold(limit) => f.hold = Some(limit),
             Fault::Up => {
+                released = std::mem::take(&mut f.on_hold);
                 *f = NetFaults {
                     ever: f.ever,
                     ..NetFaults::default()
@@ -580,6 +602,25 @@ impl Sim {
             f.faulty_since = None;
         } else if f.faulty_since.is_none() {
             f.faulty_since = Some(self.now);
+        }
+        // A held cut's queue lets its frames go in one burst, in order, at the link's pace
+        // (its egress rate, if capped), ahead of what is sent after.
+        let mut at = self.now + self.link.delay;
+        for (from, to, frame) in released {
+            at = match self.egress_departure(from, net, frame.len(), true) {
+                Some(departure) => departure + self.link.delay,
+                None => at + Duration::from_micros(5),
+            };
+            self.released_until[to] = self.released_until[to].max(at);
+            self.push(
+                at,
+                Action::Frame {
+                    to,
+                    net,
+                    frame,
+                    injected: None,
+                },
+            );
         }
     }
 

@@ -68,6 +68,7 @@ impl Sim {
         if injected.is_none()
             && self.nodes[to].rrp.is_some()
             && !self.paused_ever[to]
+            && now > self.released_until[to]
             && after.crypto.replayed > before.crypto.replayed
         {
             self.out.violations.push(format!(
@@ -128,6 +129,31 @@ impl Sim {
         self.drain(to);
     }
 
+    /// With [`crate::sim::Schedule::egress`]: when a frame of `len` bytes that `from` sends
+    /// now on `net` leaves its queue, or `None` if the queue drops it (`admitted`: it is in the
+    /// queue already, never dropped). Without a cap: `None`.
+    pub(super) fn egress_departure(
+        &mut self,
+        from: usize,
+        net: u8,
+        len: usize,
+        admitted: bool,
+    ) -> Option<totem_dpdk::Instant> {
+        let egress = self.schedule.egress?;
+        let slot = from * self.schedule.networks.max(1) + usize::from(net);
+        let free = self.egress_free.get_mut(slot)?;
+        let start = (*free).max(self.now);
+        if !admitted && start.saturating_since(self.now) > egress.latency {
+            self.out.egress_dropped += 1;
+            return None;
+        }
+        // Ethernet, IP and UDP headers and the preamble: about 66 bytes per frame.
+        let bits = (len as u64 + 66) * 8;
+        let done = start + Duration(bits * 1_000_000_000 / egress.rate_bps.max(1));
+        *free = done;
+        Some(done)
+    }
+
     pub(super) fn carry(
         &mut self,
         from: usize,
@@ -169,6 +195,25 @@ impl Sim {
             }
             if f.loss > 0.0 && self.rng.random_bool(f.loss) {
                 return;
+            }
+            if let Some(limit) = f.hold {
+                let f = &mut self.nets[usize::from(net)];
+                if f.on_hold_per.len() <= to {
+                    f.on_hold_per.resize(to + 1, 0);
+                }
+                if f.on_hold_per[to] < limit {
+                    f.on_hold_per[to] += 1;
+                    f.on_hold.push((from, to, frame.clone()));
+                }
+                return;
+            }
+        }
+        // A capped interface: the frame waits its turn in the sender's queue, or is dropped
+        // when the wait would exceed the queue's latency.
+        if self.schedule.egress.is_some() {
+            match self.egress_departure(from, net, frame.len(), false) {
+                Some(departure) => slow = Duration(slow.0 + departure.saturating_since(self.now).0),
+                None => return,
             }
         }
         let faulty = self.now < self.schedule.faults_end();

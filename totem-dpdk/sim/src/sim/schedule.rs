@@ -50,7 +50,12 @@ pub enum NetFault {
     NicDown(u8, u32),
     /// Frames towards this node on the network arrive this much later (a slow path).
     Slow(u8, u32, Duration),
-    /// Every fault of this network ends: it works again.
+    /// The network carries nothing, but each node keeps up to this many of the frames sent
+    /// to it meanwhile and gets them in one burst at the network's `Up`: a cut whose frames
+    /// a queue held and released at the heal (a `tbf` qdisc on a link whose carrier went
+    /// down does).
+    Hold(u8, usize),
+    /// Every fault of this network ends: it works again (held frames are released).
     Up(u8),
 }
 
@@ -77,6 +82,7 @@ impl NetFault {
                     by: std::time::Duration::from_nanos(by.as_nanos()),
                 },
             ),
+            NetFault::Hold(net, limit) => (net, Fault::Hold(limit)),
             NetFault::Up(net) => (net, Fault::Up),
         }
     }
@@ -90,6 +96,8 @@ pub enum Sizes {
     Mixed,
     /// 4 frames to 70 000 bytes: every message is fragmented.
     Large,
+    /// Every message this many bytes (a benchmark's load).
+    Fixed(usize),
 }
 
 /// Which node and topology faults a schedule may draw.
@@ -167,6 +175,20 @@ pub struct Schedule {
     pub rrp_defect: Defect,
     /// Every node's Totem timers, when not the defaults (`totem-sim --timers`).
     pub timers: Option<Timers>,
+    /// Every node's interface on every network sends at most this rate, through a queue that
+    /// holds what waits up to a delay and drops the rest (a `tbf` qdisc, as
+    /// `bench throughput --rate-cap-mbit` puts on each veth). `None`: no rate limit.
+    pub egress: Option<Egress>,
+}
+
+/// A rate-capped egress queue per node and network ([`Schedule::egress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Egress {
+    /// Bits per second.
+    pub rate_bps: u64,
+    /// The longest a frame may wait in the queue; a frame that would wait longer is dropped
+    /// (tbf's `latency`).
+    pub latency: Duration,
 }
 
 /// Totem timers of a schedule (see `srp::Config`); the pause threshold is half the token
@@ -251,6 +273,7 @@ impl Schedule {
             net_faults: Vec::new(),
             rrp_defect: Defect::None,
             timers: None,
+            egress: None,
         }
     }
 
@@ -488,6 +511,7 @@ mod tests {
                     },
                 ),
             ),
+            (NetFault::Hold(1, 900), (1, Fault::Hold(900))),
             (NetFault::Up(3), (3, Fault::Up)),
         ];
         for (fault, split) in cases {

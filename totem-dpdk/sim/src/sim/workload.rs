@@ -115,6 +115,7 @@ impl Sim {
         }
         let mtu = self.schedule.max_frame_size;
         let size = match (self.schedule.sizes, self.rng.random_range(0..100)) {
+            (Sizes::Fixed(size), _) => size,
             (Sizes::Large, _) => self.rng.random_range(4 * mtu..=70_000),
             (Sizes::Mixed, 0..50) => self.rng.random_range(1..=64),
             (Sizes::Mixed, 50..80) => self.rng.random_range(65..=mtu),
