@@ -159,7 +159,8 @@ pub struct OpenhpidResult {
     /// protocol log).
     pub requests_per_sec: f64,
     /// Median time between two of its Get SEL Info requests in the window, s (from its
-    /// log's time stamps).
+    /// log's time stamps); over its whole log when the window holds fewer than two (a
+    /// window shorter than its poll period).
     pub sel_period_s: Option<f64>,
 }
 
@@ -888,10 +889,12 @@ fn one_run(
                 event: Spread::of(&times),
                 missed: (sent.len() - times.len()) as u32,
                 requests_per_sec: (c1 - c0) as f64 / elapsed,
-                // From the last Get SEL Info before the window on.
+                // From the last Get SEL Info before the window on; a window shorter than
+                // openhpid's poll period may hold only one: then its whole log.
                 sel_period_s: median_period(
                     sel.get(s0.len().saturating_sub(1)..).unwrap_or_default(),
-                ),
+                )
+                .or_else(|| median_period(&sel)),
             })
         }
     };
