@@ -65,6 +65,23 @@ fn accepted(c: &ProcessCluster, i: usize) -> Vec<String> {
         .collect()
 }
 
+/// Waits (up to `WAIT`) until both nodes accepted the hot-swap line `line`.
+fn until_every_node_accepted(c: &ProcessCluster, line: &str) {
+    for i in 0..2 {
+        let deadline = Instant::now() + WAIT;
+        while !accepted(c, i).iter().any(|l| l == line) {
+            assert!(
+                Instant::now() < deadline,
+                "node {}: {:?}\n{}",
+                i + 1,
+                accepted(c, i),
+                c.log_tail(i, 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn write_private(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
@@ -150,19 +167,7 @@ fn an_rtm_hot_swap_reaches_every_executive_with_its_fru_id() {
         "slot 2 FRU 1: ACTIVE -> EXTRACTION_PENDING",
         "slot 2 FRU 1: EXTRACTION_PENDING -> INACTIVE",
     ];
-    for i in 0..2 {
-        let deadline = Instant::now() + WAIT;
-        while !accepted(&c, i).iter().any(|l| l == want[1]) {
-            assert!(
-                Instant::now() < deadline,
-                "node {}: {:?}\n{}",
-                i + 1,
-                accepted(&c, i),
-                c.log_tail(i, 30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    until_every_node_accepted(&c, want[1]);
     // Time for a late copy from the other node's watcher to arrive (and be dropped).
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..2 {
@@ -188,19 +193,7 @@ fn an_rtm_hot_swap_reaches_every_executive_with_its_fru_id() {
     let out = ipmitool(port, &["raw", "0x30", "0x02", "2", "0"]);
     assert!(out.status.success(), "{out:?}");
     let pulled = "slot 2 FRU 0: ACTIVE -> NOT_PRESENT";
-    for i in 0..2 {
-        let deadline = Instant::now() + WAIT;
-        while !accepted(&c, i).iter().any(|l| l == pulled) {
-            assert!(
-                Instant::now() < deadline,
-                "node {}: {:?}\n{}",
-                i + 1,
-                accepted(&c, i),
-                c.log_tail(i, 30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    until_every_node_accepted(&c, pulled);
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..2 {
         assert_eq!(

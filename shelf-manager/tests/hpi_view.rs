@@ -36,7 +36,7 @@ use hpi::ipmi::IpmiShelf;
 use hpi::ipmi::credentials::Credentials;
 use hpi::ipmi::msg::MState;
 use hpi::ipmi::session::SessionConfig;
-use hpi::{Domain, DomainConfig, EventKind, HsAction, HsState, ResourceKind, Timeout};
+use hpi::{Domain, EventKind, HsAction, HsState, ResourceKind};
 
 /// `ipmi_sim` with the ATCA module, started with `hpi/tests/atca-sim/sim-shelf.sh` on its
 /// own ports (the environment `hpi`'s own tests give it), stopped on drop.
@@ -138,17 +138,13 @@ impl Backend {
 }
 
 /// The checks, the same for every backend.
+/// A domain over `b`, started (discovery done), the auto timeouts blocked.
+fn started_domain(b: &Backend) -> Domain<IpmiShelf> {
+    common::started_domain(b.port, b.user, b.password)
+}
+
 fn check_view(b: &Backend) {
-    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
-    let mut d = Domain::new(
-        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
-        DomainConfig {
-            auto_insert_timeout: Timeout::Block,
-            auto_extract_timeout: Timeout::Block,
-            ..DomainConfig::default()
-        },
-    );
-    d.start(Instant::now()).unwrap();
+    let mut d = started_domain(b);
     assert!(
         d.rpt()
             .any(|e| e.kind == ResourceKind::ShelfManager && !e.caps.managed_hotswap),
@@ -287,53 +283,50 @@ fn all_transitions_until(
     sub: hpi::SubscriptionId,
     done: impl Fn(&[(hpi::ResourceId, HsState, HsState)]) -> bool,
 ) -> Vec<(hpi::ResourceId, HsState, HsState)> {
-    let end = Instant::now() + Duration::from_secs(40);
-    let mut seen = Vec::new();
-    while !done(&seen) {
-        assert!(Instant::now() < end, "not done; saw {seen:?}");
-        d.poll(Instant::now());
-        while let Some(e) = d.event_get(sub).unwrap() {
-            if let (
-                Some(r),
+    let transitions = |events: &[(hpi::ResourceId, EventKind)]| -> Vec<_> {
+        events
+            .iter()
+            .filter_map(|(r, k)| match k {
                 EventKind::HotSwap {
                     state, previous, ..
-                },
-            ) = (e.resource, &e.kind)
-            {
-                seen.push((r, *previous, *state));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    seen
+                } => Some((*r, *previous, *state)),
+                _ => None,
+            })
+            .collect()
+    };
+    transitions(&events_until(d, sub, |events| done(&transitions(events))))
 }
 
-#[test]
-fn hpi_sees_a_subsidiary_fru_of_shelfd() {
-    let s = Shelfd::start_model("hpi-rtm", "shelf-sim-rtm.toml", &[]);
+/// The backend of a `shelfd` with the hub in slot 1 and `board` in slot 2 (IPMB 0x84) with
+/// subsidiary FRUs `subs` behind its IPMC, once every one of them is active (`shelfd`
+/// activates every FRU at start).
+fn subsidiary_backend(s: &Shelfd, board: &'static str, subs: &[u8]) -> Backend {
     let b = Backend {
         name: "shelfd",
         port: s.addr.port(),
         user: "admin",
         password: "admin-secret",
-        boards: vec![("hub-1", 0x82, 1), ("node-2", 0x84, 2)],
+        boards: vec![("hub-1", 0x82, 1), (board, 0x84, 2)],
     };
-    // shelfd activates every FRU at start; wait for the RTM's activation to end.
     let end = Instant::now() + Duration::from_secs(30);
-    while b.m_state_of(0x84, 1) != MState::M4 {
-        assert!(Instant::now() < end, "the RTM never reached M4");
+    while subs
+        .iter()
+        .any(|&fru| b.m_state_of(0x84, fru) != MState::M4)
+    {
+        assert!(
+            Instant::now() < end,
+            "the subsidiary FRUs {subs:?} never reached M4"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
-    let mut d = Domain::new(
-        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
-        DomainConfig {
-            auto_insert_timeout: Timeout::Block,
-            auto_extract_timeout: Timeout::Block,
-            ..DomainConfig::default()
-        },
-    );
-    d.start(Instant::now()).unwrap();
+    b
+}
+
+#[test]
+fn hpi_sees_a_subsidiary_fru_of_shelfd() {
+    let s = Shelfd::start_model("hpi-rtm", "shelf-sim-rtm.toml", &[]);
+    let b = subsidiary_backend(&s, "node-2", &[1]);
+    let mut d = started_domain(&b);
 
     // Discovery: the boards as before, and the RTM as a resource of its own.
     let mut boards: Vec<&str> = d
@@ -470,28 +463,8 @@ fn events_until(
 #[test]
 fn hpi_loses_an_rtm_with_its_pulled_board() {
     let s = Shelfd::start_model("hpi-rtm-pull", "shelf-sim-rtm.toml", &[]);
-    let b = Backend {
-        name: "shelfd",
-        port: s.addr.port(),
-        user: "admin",
-        password: "admin-secret",
-        boards: vec![("hub-1", 0x82, 1), ("node-2", 0x84, 2)],
-    };
-    let end = Instant::now() + Duration::from_secs(30);
-    while b.m_state_of(0x84, 1) != MState::M4 {
-        assert!(Instant::now() < end, "the RTM never reached M4");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
-    let mut d = Domain::new(
-        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
-        DomainConfig {
-            auto_insert_timeout: Timeout::Block,
-            auto_extract_timeout: Timeout::Block,
-            ..DomainConfig::default()
-        },
-    );
-    d.start(Instant::now()).unwrap();
+    let b = subsidiary_backend(&s, "node-2", &[1]);
+    let mut d = started_domain(&b);
     let board = d.resource_by_fru(0x84, 0).unwrap();
     let rtm = d.resource_by_fru(0x84, 1).unwrap();
     let hub = d.resource_by_fru(0x82, 0).unwrap();
@@ -605,28 +578,8 @@ fn hpi_loses_an_rtm_with_its_pulled_board() {
 #[test]
 fn hpi_sees_the_amcs_of_a_carrier_in_shelfd() {
     let s = Shelfd::start_model("hpi-amc", "shelf-sim-amc.toml", &[]);
-    let b = Backend {
-        name: "shelfd",
-        port: s.addr.port(),
-        user: "admin",
-        password: "admin-secret",
-        boards: vec![("hub-1", 0x82, 1), ("carrier-2", 0x84, 2)],
-    };
-    let end = Instant::now() + Duration::from_secs(30);
-    while b.m_state_of(0x84, 1) != MState::M4 || b.m_state_of(0x84, 2) != MState::M4 {
-        assert!(Instant::now() < end, "the AMCs never reached M4");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let session = SessionConfig::new(("127.0.0.1", b.port)).unwrap();
-    let mut d = Domain::new(
-        IpmiShelf::new(session, Credentials::new(b.user, b.password)),
-        DomainConfig {
-            auto_insert_timeout: Timeout::Block,
-            auto_extract_timeout: Timeout::Block,
-            ..DomainConfig::default()
-        },
-    );
-    d.start(Instant::now()).unwrap();
+    let b = subsidiary_backend(&s, "carrier-2", &[1, 2]);
+    let mut d = started_domain(&b);
 
     let mut boards: Vec<&str> = d
         .rpt()

@@ -265,10 +265,7 @@ struct Subsidiaries {
 /// FRU's ACTIVE → EXTRACTION_PENDING → INACTIVE in order and nothing for the other FRUs of
 /// 0x84, and both then agree on their states.
 fn subsidiary_frus_alike(c: &Subsidiaries) {
-    use hpi::ipmi::IpmiShelf;
-    use hpi::ipmi::credentials::Credentials;
-    use hpi::ipmi::session::SessionConfig;
-    use hpi::{Domain, DomainConfig, EventKind, HsState, Timeout};
+    use hpi::{EventKind, HsState};
 
     let s = Shelfd::start_model(c.run, c.model, &[]);
     // shelfd's sensor n reads FRU device n's M-state: wait until each subsidiary is in M4.
@@ -290,16 +287,7 @@ fn subsidiary_frus_alike(c: &Subsidiaries) {
             && r.iter().filter(|x| x.managed_hotswap).count() >= c.tags.len()
     });
 
-    let session = SessionConfig::new(("127.0.0.1", s.addr.port())).unwrap();
-    let mut d = Domain::new(
-        IpmiShelf::new(session, Credentials::new("admin", "admin-secret")),
-        DomainConfig {
-            auto_insert_timeout: Timeout::Block,
-            auto_extract_timeout: Timeout::Block,
-            ..DomainConfig::default()
-        },
-    );
-    d.start(Instant::now()).unwrap();
+    let mut d = common::started_domain(s.addr.port(), "admin", "admin-secret");
     let ours: Vec<(hpi::ResourceId, String, String, HsState)> = d
         .rpt()
         .filter(|e| e.caps.managed_hotswap)
@@ -420,10 +408,7 @@ fn subsidiary_frus_alike(c: &Subsidiaries) {
 /// `{...}{SHELF_MANAGER,0}{BACK_PANEL_BOARD,1}`) is not compared.
 #[test]
 fn openhpid_and_hpi_lose_an_rtm_with_its_pulled_board() {
-    use hpi::ipmi::IpmiShelf;
-    use hpi::ipmi::credentials::Credentials;
-    use hpi::ipmi::session::SessionConfig;
-    use hpi::{Domain, DomainConfig, EventKind, HsState, Timeout};
+    use hpi::{EventKind, HsState};
 
     let s = Shelfd::start_model("openhpid-rtm-pull", "shelf-sim-rtm.toml", &[]);
     let end = Instant::now() + Duration::from_secs(30);
@@ -442,16 +427,7 @@ fn openhpid_and_hpi_lose_an_rtm_with_its_pulled_board() {
         r.iter().any(|x| x.entity == slot_rtm)
             && r.iter().filter(|x| x.managed_hotswap).count() >= 3
     });
-    let session = SessionConfig::new(("127.0.0.1", s.addr.port())).unwrap();
-    let mut d = Domain::new(
-        IpmiShelf::new(session, Credentials::new("admin", "admin-secret")),
-        DomainConfig {
-            auto_insert_timeout: Timeout::Block,
-            auto_extract_timeout: Timeout::Block,
-            ..DomainConfig::default()
-        },
-    );
-    d.start(Instant::now()).unwrap();
+    let mut d = common::started_domain(s.addr.port(), "admin", "admin-secret");
     let rtm = d.resource_by_fru(0x84, 1).unwrap();
     let node2 = d.resource_by_fru(0x84, 0).unwrap();
     let entity_of = |rid| d.rpt_entry(rid).unwrap().entity.to_string();

@@ -232,3 +232,22 @@ impl Udp {
         Some(self.c.response(&reply).unwrap())
     }
 }
+
+/// An `hpi` domain over the shelf manager at 127.0.0.1:`port`, started (discovery done),
+/// with the auto-insert and auto-extract timeouts blocked so a test drives every transition.
+pub fn started_domain(port: u16, user: &str, password: &str) -> hpi::Domain<hpi::ipmi::IpmiShelf> {
+    let session = hpi::ipmi::session::SessionConfig::new(("127.0.0.1", port)).unwrap();
+    let mut d = hpi::Domain::new(
+        hpi::ipmi::IpmiShelf::new(
+            session,
+            hpi::ipmi::credentials::Credentials::new(user, password),
+        ),
+        hpi::DomainConfig {
+            auto_insert_timeout: hpi::Timeout::Block,
+            auto_extract_timeout: hpi::Timeout::Block,
+            ..hpi::DomainConfig::default()
+        },
+    );
+    d.start(Instant::now()).unwrap();
+    d
+}
