@@ -143,6 +143,17 @@ fn started_domain(b: &Backend) -> Domain<IpmiShelf> {
     common::started_domain(b.port, b.user, b.password)
 }
 
+/// The tags of the boards in the domain's RPT, sorted.
+fn board_tags(d: &Domain<IpmiShelf>) -> Vec<&str> {
+    let mut tags: Vec<&str> = d
+        .rpt()
+        .filter(|e| matches!(e.kind, ResourceKind::Board { .. }))
+        .map(|e| e.tag.as_str())
+        .collect();
+    tags.sort_unstable();
+    tags
+}
+
 fn check_view(b: &Backend) {
     let mut d = started_domain(b);
     assert!(
@@ -151,12 +162,7 @@ fn check_view(b: &Backend) {
         "{}: the shelf manager, without managed hot-swap",
         b.name
     );
-    let mut tags: Vec<&str> = d
-        .rpt()
-        .filter(|e| matches!(e.kind, ResourceKind::Board { .. }))
-        .map(|e| e.tag.as_str())
-        .collect();
-    tags.sort_unstable();
+    let tags = board_tags(&d);
     let mut want: Vec<&str> = b.boards.iter().map(|x| x.0).collect();
     want.sort_unstable();
     assert_eq!(tags, want, "{}: the boards", b.name);
@@ -329,12 +335,7 @@ fn hpi_sees_a_subsidiary_fru_of_shelfd() {
     let mut d = started_domain(&b);
 
     // Discovery: the boards as before, and the RTM as a resource of its own.
-    let mut boards: Vec<&str> = d
-        .rpt()
-        .filter(|e| matches!(e.kind, ResourceKind::Board { .. }))
-        .map(|e| e.tag.as_str())
-        .collect();
-    boards.sort_unstable();
+    let boards = board_tags(&d);
     assert_eq!(boards, ["hub-1", "node-2"]);
     let board = d.resource_by_fru(0x84, 0).unwrap();
     let rtm = d
@@ -581,12 +582,7 @@ fn hpi_sees_the_amcs_of_a_carrier_in_shelfd() {
     let b = subsidiary_backend(&s, "carrier-2", &[1, 2]);
     let mut d = started_domain(&b);
 
-    let mut boards: Vec<&str> = d
-        .rpt()
-        .filter(|e| matches!(e.kind, ResourceKind::Board { .. }))
-        .map(|e| e.tag.as_str())
-        .collect();
-    boards.sort_unstable();
+    let boards = board_tags(&d);
     assert_eq!(boards, ["carrier-2", "hub-1"]);
     let carrier = d.resource_by_fru(0x84, 0).unwrap();
     let mut amcs = Vec::new();

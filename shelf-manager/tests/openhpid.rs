@@ -56,6 +56,21 @@ fn legacy_openhpid(s: &Shelfd) -> Openhpid {
     Openhpid::start(s.addr.port(), "legacy", "legacy-secret", "operator")
 }
 
+/// Waits (up to 30 s) until `shelfd`'s sensor `device`, which reads FRU device `device`'s
+/// M-state, says M4.
+fn wait_for_m4(s: &Shelfd, device: u8, what: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while s
+        .ok(17, &["raw", "0x04", "0x2d", &device.to_string()])
+        .split_whitespace()
+        .nth(2)
+        != Some("10")
+    {
+        assert!(Instant::now() < end, "{what} never reached M4");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The HPI state of an M-state, as ipmidirect maps it.
 fn hpi_of(m: u8) -> &'static str {
     match m {
@@ -269,17 +284,8 @@ fn subsidiary_frus_alike(c: &Subsidiaries) {
 
     let s = Shelfd::start_model(c.run, c.model, &[]);
     // shelfd's sensor n reads FRU device n's M-state: wait until each subsidiary is in M4.
-    let end = Instant::now() + Duration::from_secs(30);
     for &(_, device, tag, _) in c.frus {
-        while s
-            .ok(17, &["raw", "0x04", "0x2d", &device.to_string()])
-            .split_whitespace()
-            .nth(2)
-            != Some("10")
-        {
-            assert!(Instant::now() < end, "{tag} never reached M4");
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_m4(&s, device, tag);
     }
     let o = legacy_openhpid(&s);
     let theirs = o.wait_for("the subsidiary FRUs and the boards", |r| {
@@ -411,16 +417,7 @@ fn openhpid_and_hpi_lose_an_rtm_with_its_pulled_board() {
     use hpi::{EventKind, HsState};
 
     let s = Shelfd::start_model("openhpid-rtm-pull", "shelf-sim-rtm.toml", &[]);
-    let end = Instant::now() + Duration::from_secs(30);
-    while s
-        .ok(17, &["raw", "0x04", "0x2d", "3"])
-        .split_whitespace()
-        .nth(2)
-        != Some("10")
-    {
-        assert!(Instant::now() < end, "the RTM never reached M4");
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_m4(&s, 3, "the RTM");
     let o = legacy_openhpid(&s);
     let slot_rtm = "{ADVANCEDTCA_CHASSIS,1}{PHYSICAL_SLOT,2}{BACK_PANEL_BOARD,1}";
     o.wait_for("the RTM and the boards", |r| {
