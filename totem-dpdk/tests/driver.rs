@@ -480,3 +480,151 @@ fn sink_async_submit_and_status() {
     );
     assert_eq!(r, Err(driver::TrySubmitError::Stopped));
 }
+
+/// Run to completion: a sink's `run` is called on the driver thread with the core, sees the
+/// deliveries of the iteration, and submits straight into the core; input queued elsewhere
+/// reaches it through `Submitter::notify`. Node 1 answers every "ping" it delivers with a
+/// "pong" submitted from `run`; node 2's pings come from the test thread through its sink's
+/// queue. Every node delivers every ping and every pong, in one order.
+#[test]
+fn sink_runs_on_the_driver_thread_and_submits() {
+    use std::sync::{Arc, Mutex};
+
+    const PINGS: u32 = 50;
+
+    struct Sink {
+        id: u32,
+        /// Payloads for this node to submit (from the test thread).
+        queue: crossbeam_channel::Receiver<Bytes>,
+        /// Pings delivered and not yet answered (node 1 only).
+        to_answer: Vec<Bytes>,
+        delivered: Arc<Mutex<Vec<Bytes>>>,
+        /// `run` was called on another thread than the driver's.
+        wrong_thread: Arc<Mutex<bool>>,
+    }
+    impl driver::EventSink for Sink {
+        fn event(&mut self, event: Event) {
+            if let Event::Deliver(d) = event {
+                if self.id == 1 && d.payload.starts_with(b"ping") {
+                    self.to_answer.push(d.payload.clone());
+                }
+                self.delivered.lock().unwrap().push(d.payload);
+            }
+        }
+        fn run(&mut self, core: &mut srp::Totem) -> Option<Duration> {
+            let on_driver = std::thread::current()
+                .name()
+                .is_some_and(|n| n == format!("totem-{}", self.id));
+            if !on_driver {
+                *self.wrong_thread.lock().unwrap() = true;
+            }
+            // Answer what was delivered; a refused submit is retried at the next call.
+            while let Some(p) = self.to_answer.first() {
+                let pong = Bytes::from([b"pong", &p[4..]].concat());
+                if core
+                    .submit(Priority::default(), DeliveryKind::Agreed, pong)
+                    .is_err()
+                {
+                    return Some(Duration::from_millis(1));
+                }
+                self.to_answer.remove(0);
+            }
+            while let Ok(p) = self.queue.try_recv() {
+                core.submit(Priority::default(), DeliveryKind::Agreed, p)
+                    .expect("the test queues few messages");
+            }
+            None
+        }
+    }
+
+    let transports: Vec<UdpTransport> = IDS
+        .iter()
+        .map(|_| {
+            UdpTransport::new(UdpConfig::unicast("127.0.0.1:0".parse().unwrap())).expect("bind")
+        })
+        .collect();
+    let members: Vec<Member> = IDS
+        .iter()
+        .zip(&transports)
+        .map(|(&id, t)| member(id, t.local_addr()))
+        .collect();
+    let wrong_thread = Arc::new(Mutex::new(false));
+    let mut logs = Vec::new();
+    let mut queues = Vec::new();
+    let drivers: Vec<Driver> = IDS
+        .iter()
+        .zip(transports)
+        .map(|(&id, t)| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            queues.push(tx);
+            let delivered = Arc::new(Mutex::new(Vec::new()));
+            logs.push(Arc::clone(&delivered));
+            let sink = Sink {
+                id,
+                queue: rx,
+                to_answer: Vec::new(),
+                delivered,
+                wrong_thread: Arc::clone(&wrong_thread),
+            };
+            driver::spawn_with(t, config(id, &members), sink).expect("spawn driver")
+        })
+        .collect();
+    wait_status_ring(&drivers);
+    for i in 0..PINGS {
+        queues[1]
+            .send(Bytes::from(format!("ping{i:04}")))
+            .expect("queue");
+        drivers[1].submitter().notify();
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logs
+        .iter()
+        .any(|l| l.lock().unwrap().len() < 2 * PINGS as usize)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !*wrong_thread.lock().unwrap(),
+        "run is called on the driver thread"
+    );
+    let first = logs[0].lock().unwrap().clone();
+    assert_eq!(
+        first.len(),
+        2 * PINGS as usize,
+        "every ping and pong delivered"
+    );
+    for l in &logs[1..] {
+        assert_eq!(*l.lock().unwrap(), first, "one order at every node");
+    }
+    for i in 0..PINGS {
+        let ping = first
+            .iter()
+            .position(|p| *p == format!("ping{i:04}").as_bytes())
+            .expect("ping delivered");
+        let pong = first
+            .iter()
+            .position(|p| *p == format!("pong{i:04}").as_bytes())
+            .expect("pong delivered");
+        assert!(ping < pong, "a pong follows its ping");
+    }
+}
+
+/// Waits (30 s at most) until every driver's status shows the whole ring operational.
+fn wait_status_ring(drivers: &[Driver]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = drivers.iter().all(|d| {
+            let s = d.status();
+            s.state == srp::MembState::Operational && s.members.len() == drivers.len()
+        });
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the ring did not form in 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

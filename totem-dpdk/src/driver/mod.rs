@@ -256,6 +256,17 @@ pub trait EventSink: Send + 'static {
     }
     /// The driver thread is ending: no more events will come.
     fn closed(&mut self) {}
+    /// The caller's own work, run on the driver thread with the core once per loop
+    /// iteration, after that iteration's events were forwarded (run to completion: a
+    /// consumer that reacts to deliveries by submitting does it here, without a hand-over to
+    /// another thread). Events the core emits meanwhile are forwarded, and `run` is called
+    /// again, before the thread sleeps; so is it after [`Submitter::notify`]. Returns the
+    /// longest the thread may then sleep before calling it again (`None`: no limit of the
+    /// caller's). Called on the driver thread: must not block. The default does nothing.
+    fn run(&mut self, core: &mut Totem) -> Option<StdDuration> {
+        let _ = core;
+        None
+    }
 }
 
 impl EventSink for Sender<Event> {
@@ -291,12 +302,24 @@ struct WakeState {
     waker: Option<dataplane::wake::Waker>,
     pending: std::sync::atomic::AtomicUsize,
     sleeping: AtomicBool,
+    /// Input for [`EventSink::run`] arrived ([`Submitter::notify`]).
+    poked: AtomicBool,
 }
 
 impl WakeState {
     /// A stop or leave flag was set: wake the thread if it sleeps.
     fn queued_control(&self) {
         if let Some(w) = &self.waker {
+            w.wake();
+        }
+    }
+
+    /// Input for the sink's `run` was queued.
+    fn poked(&self) {
+        self.poked.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst)
+            && let Some(w) = &self.waker
+        {
             w.wake();
         }
     }
@@ -432,6 +455,13 @@ impl Submitter {
             Ok(result) => result.map_err(NetworkControlError::Refused),
             Err(_) => Err(NetworkControlError::Stopped),
         }
+    }
+
+    /// Says that input for the sink's [`EventSink::run`] was queued (on a queue of the
+    /// caller's): the driver thread calls `run` before it sleeps again, and is woken if it
+    /// sleeps. Costs no system call while the thread is busy.
+    pub fn notify(&self) {
+        self.wake.poked();
     }
 
     /// The latest [`DriverStatus`] (at most [`STATUS_INTERVAL`] old).
@@ -609,6 +639,7 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
                 status_at: std::time::Instant::now(),
                 status_key: None,
                 wake: thread_wake,
+                sink_wait: None,
             };
             lp.publish_status();
             let _ = ready_tx.send(Ok(()));

@@ -122,6 +122,8 @@ pub(super) struct Loop<T, S> {
     /// State and ring of the last published status.
     pub(super) status_key: Option<(srp::MembState, RingId)>,
     pub(super) wake: Arc<WakeState>,
+    /// The longest sleep the sink's `run` asked for.
+    pub(super) sink_wait: Option<StdDuration>,
 }
 
 /// Senders the transport does not know, whose frames the core accepted: at most a few per
@@ -171,8 +173,9 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
             let received = self.receive();
             self.fire_timers();
             self.log_pauses();
-            self.flush();
             self.forward_events();
+            self.run_sink();
+            self.flush();
             self.maybe_publish_status();
             if received == 0 {
                 self.wait();
@@ -506,6 +509,23 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         }
     }
 
+    /// The sink's own work on this thread ([`EventSink::run`]), again while it makes the
+    /// core emit events (a few rounds; the rest waits for the next iteration, which then does
+    /// not sleep).
+    fn run_sink(&mut self) {
+        for _ in 0..4 {
+            self.wake.poked.store(false, Ordering::SeqCst);
+            self.sink_wait = self.events.run(&mut self.core);
+            let before = self.stats.events;
+            self.transmit();
+            if self.stats.events == before {
+                return;
+            }
+        }
+        // Events are still waiting for the sink: no sleep before the next call.
+        self.wake.poked.store(true, Ordering::SeqCst);
+    }
+
     fn forward_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             self.stats.events += 1;
@@ -522,6 +542,7 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         } else {
             self.idle_wait
         };
+        let cap = self.sink_wait.map_or(cap, |w| w.min(cap));
         let deadline = match (self.core.poll_timeout(), &self.rrp) {
             (Some(c), Some(n)) => Some(n.rrp.poll_timeout().map_or(c, |r| r.min(c))),
             (c, Some(n)) => c.or(n.rrp.poll_timeout()),
@@ -538,7 +559,7 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
         }
         // Announce the sleep, then sleep only if no request is waiting (see `WakeState`).
         self.wake.sleeping.store(true, Ordering::SeqCst);
-        if self.wake.pending.load(Ordering::SeqCst) > 0 {
+        if self.wake.pending.load(Ordering::SeqCst) > 0 || self.wake.poked.load(Ordering::SeqCst) {
             self.wake.sleeping.store(false, Ordering::SeqCst);
             return;
         }
