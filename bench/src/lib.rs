@@ -20,6 +20,7 @@ pub mod ckpt;
 pub mod ckptload;
 pub mod corosync;
 pub mod cpgload;
+pub mod dpdk_ring;
 pub mod evt;
 pub mod failover;
 pub mod hpi;

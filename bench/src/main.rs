@@ -22,6 +22,10 @@ enum Command {
     /// The raw link alone (UDP datagrams or DPDK frames between two hosts, no Totem): the
     /// physical limit the throughput figures are compared with.
     Raw(bench::raw::Args),
+    /// Totem over DPDK like for like: two node processes, each busy-polling on its own pinned
+    /// core with its load generated there, against the raw frame rate of the same device and
+    /// pinning in the same run (issue 22).
+    DpdkRing(bench::dpdk_ring::Args),
     /// Replicated checkpoint writes beside CPG on the same cluster in the same run:
     /// pipelined writes/s and MB/s against CPG msgs/s and MB/s at each size, and synchronous
     /// write latency against CPG self-delivery latency at the same load, with the CKPT
@@ -192,6 +196,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::ShelfFailover(args) => bench::shelf_failover::run(&args),
         Command::Throughput(args) => bench::throughput::run(&args),
         Command::Raw(args) => bench::raw::run(&args),
+        Command::DpdkRing(args) => bench::dpdk_ring::run(&args),
         Command::Ckpt(args) => bench::ckpt::run(&args),
         Command::Evt(args) => bench::evt::run(&args),
         Command::Lck(args) => bench::lck::run(&args),

@@ -115,6 +115,72 @@ fn dpdk_memif_between_two_processes() {
     );
 }
 
+/// `bench dpdk-ring`: each DPDK device's raw rate and a two-node Totem ring over it in one
+/// run. The harness itself fails the run when the two nodes delivered different sequences,
+/// a sender's messages arrived out of order or not at all, or the membership changed; here
+/// every line must carry both rates and a consistent ratio.
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_ring_beside_the_raw_rate_on_both_devices() {
+    let args = [
+        "dpdk-ring",
+        "--transport",
+        "dpdk-af-packet,dpdk-memif",
+        "--mtu",
+        "1500",
+        "--runs",
+        "1",
+        "--seconds",
+        "0.5",
+        "--json",
+    ];
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench {} failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        args.join(" "),
+        out.status
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    // Per device: one run line and one median line.
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (v, transport) in lines.chunks(2).zip(["dpdk-af-packet", "dpdk-memif"]) {
+        let (run, summary) = (&v[0], &v[1]);
+        assert_eq!(run["transport"], transport, "{run}");
+        let num = |v: &serde_json::Value, k: &str| {
+            v[k].as_f64()
+                .unwrap_or_else(|| panic!("field {k} missing or not a number in {v}"))
+        };
+        let (msgs, raw) = (num(run, "msgs_per_sec"), num(run, "raw_frames_per_sec"));
+        assert!(msgs > 0.0 && raw > 0.0, "{run}");
+        assert!((num(run, "ratio") - msgs / raw).abs() < 0.002, "{run}");
+        // Both nodes delivered inside the window; every delivery at all is at least that.
+        let in_window = run["ring_in_window"].as_array().expect("ring_in_window");
+        assert_eq!(in_window.len(), 2, "{run}");
+        for n in in_window {
+            let n = n.as_f64().expect("a count");
+            assert!(n > 0.0 && n <= num(run, "ring_delivered"), "{run}");
+        }
+        assert_eq!(
+            num(run, "raw_frame"),
+            1488.0,
+            "the largest DPDK Totem frame at 1500"
+        );
+        assert_eq!(summary["transport"], transport, "{summary}");
+        assert_eq!(
+            num(summary, "median_msgs_per_sec"),
+            msgs.round(),
+            "{summary}"
+        );
+    }
+}
+
 #[cfg(not(feature = "dpdk"))]
 #[test]
 fn dpdk_transports_need_the_feature() {

@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use netlab::Lab;
 
 use super::protocol::{DRAIN_MAX, HANDSHAKE, now_ns};
+use serde::Serialize;
+
 use super::{Args, PeerReport, RawResult, RawTransport, WARMUP};
 
 /// How far ahead of "now" the harness sets the start time.
@@ -79,7 +81,7 @@ pub fn measure(
     let window = Duration::from_millis(((seconds * 1000.0).round() as u64).max(1));
     let k = NEXT.fetch_add(1, Ordering::Relaxed);
     let tag = format!("oaisraw{}x{k}", std::process::id());
-    let plan = Plan::new(transport, lab, size, mtu, window, &tag)?;
+    let plan = Plan::new(transport, lab, size, mtu, window, &tag, None)?;
 
     // Declared first, dropped last: after both peers are dead.
     let _cleanup = Cleanup(plan.leftovers.clone());
@@ -142,6 +144,147 @@ pub fn measure(
     })
 }
 
+/// What one [`measure_ring`] found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RingResult {
+    /// Messages node 1 delivered inside the window, per second of the window (the ring's
+    /// ordered rate: both nodes deliver every message).
+    pub msgs_per_sec: f64,
+    /// Their payload, in MB (10^6 bytes) per second.
+    pub mb_per_sec: f64,
+    /// In-window deliveries at node 1 and node 2.
+    pub in_window: [u64; 2],
+    /// Messages the two cores accepted inside the window.
+    pub submitted: u64,
+    /// Every message delivered (the same at both nodes, checked).
+    pub delivered: u64,
+    /// Message size.
+    pub size: usize,
+}
+
+/// Measures Totem over a DPDK `transport`, like for like with [`measure`]: the same two
+/// processes' pinning (node 1 on CPU 0, node 2 on CPU 1), EAL arguments and port, each a
+/// `raw-peer --role ring` whose driver thread busy-polls and generates its own load of
+/// `size`-byte messages (see [`super::ring`]'s documentation). Frames are at most the
+/// transport's payload budget at `mtu` (a message per frame at 1 KiB and MTU 1500; packed at
+/// 9000).
+///
+/// # Errors
+/// A UDP transport (use `bench udp`), a missing lab, a build without `dpdk`, a peer that fails
+/// or hangs, or a ring that broke its guarantees: the two nodes delivered different
+/// sequences, a sender's messages out of order or missing, or a configuration change.
+pub fn measure_ring(
+    transport: RawTransport,
+    lab: Option<&Lab>,
+    size: usize,
+    mtu: u32,
+    seconds: f64,
+    dir: &Path,
+    crypto: bool,
+) -> anyhow::Result<RingResult> {
+    if !transport.is_dpdk() {
+        bail!(
+            "{transport}: the like-for-like ring runs over the DPDK transports only (kernel UDP: `bench udp`)"
+        );
+    }
+    if !cfg!(feature = "dpdk") {
+        bail!(
+            "this bench was built without DPDK: cargo run --release -p bench --features dpdk -- \
+             dpdk-ring ..."
+        );
+    }
+    if !(1..=1 << 20).contains(&size) {
+        bail!("the message size must be 1..=1048576 bytes, not {size}");
+    }
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        bail!("the window must be between 0 and 3600 seconds, not {seconds}");
+    }
+    let lab = match (transport.needs_lab(), lab) {
+        (true, None) => bail!("{transport} runs between two lab hosts: pass a netlab::Lab"),
+        (true, Some(l)) if l.hosts() < 2 => bail!("{transport} needs a lab with 2 hosts"),
+        (true, l) => l,
+        (false, _) => None,
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let window = Duration::from_millis(((seconds * 1000.0).round() as u64).max(1));
+    let k = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tag = format!("oaisring{}x{k}", std::process::id());
+    let plan = Plan::new(transport, lab, size, mtu, window, &tag, Some(crypto))?;
+    let _cleanup = Cleanup(plan.leftovers.clone());
+    let exe = std::env::current_exe().context("finding the bench executable")?;
+    let timeout = HANDSHAKE + Duration::from_secs(10);
+    // Node 2 first: it is the memif server.
+    let mut n2 = Peer::spawn(
+        "ring node 2",
+        plan.command(&exe, 2),
+        &plan.recv_args,
+        &dir.join(format!("{tag}-2.log")),
+    )?;
+    let mut n1 = Peer::spawn(
+        "ring node 1",
+        plan.command(&exe, 1),
+        &plan.send_args,
+        &dir.join(format!("{tag}-1.log")),
+    )?;
+    for n in [&mut n1, &mut n2] {
+        let ready = n.line(timeout, "ready")?;
+        if ready.trim() != "ready" {
+            return Err(n.fail(&format!("expected `ready`, got {ready:?}")));
+        }
+    }
+    let start = now_ns() + START_LEAD.as_nanos() as u64;
+    n1.write_line(&format!("start {start}"))?;
+    n2.write_line(&format!("start {start}"))?;
+    let budget = START_LEAD + WARMUP + window + DRAIN_MAX + Duration::from_secs(10);
+    let drain = Duration::from_secs(15);
+    let mut r1: PeerReport = n1.report(budget + drain)?;
+    let mut r2: PeerReport = n2.report(budget + drain)?;
+    // A node that reported while the other still delivered: both wait for quiet again.
+    for _ in 0..5 {
+        if r1.delivered == r2.delivered {
+            break;
+        }
+        n1.write_line("again")?;
+        n2.write_line("again")?;
+        r1 = n1.report(drain)?;
+        r2 = n2.report(drain)?;
+    }
+    n2.finish()?;
+    n1.finish()?;
+    if r1.delivered != r2.delivered || r1.digest != r2.digest {
+        let logs = [&n1, &n2].map(|n| std::fs::read_to_string(&n.log).unwrap_or_default());
+        bail!(
+            "{transport}: the nodes delivered different sequences: node 1 {} messages (digest \
+             {:016x}), node 2 {} (digest {:016x}); their logs:\n{}{}",
+            r1.delivered,
+            r1.digest,
+            r2.delivered,
+            r2.digest,
+            logs[0],
+            logs[1]
+        );
+    }
+    for (i, r) in [(1, &r1), (2, &r2)] {
+        if r.fifo_breaks > 0 || r.config_changes > 0 {
+            bail!(
+                "{transport}: node {i} saw {} deliveries out of their sender's order and {} \
+                 configuration changes during the run",
+                r.fifo_breaks,
+                r.config_changes
+            );
+        }
+    }
+    let secs = window.as_secs_f64();
+    Ok(RingResult {
+        msgs_per_sec: r1.received as f64 / secs,
+        mb_per_sec: r1.bytes as f64 / secs / 1e6,
+        in_window: [r1.received, r2.received],
+        submitted: r1.sent + r2.sent,
+        delivered: r1.delivered,
+        size,
+    })
+}
+
 /// Everything that differs between transports: where the peers run and their arguments.
 struct Plan {
     /// Host of each end (sender 1, receiver 2) when in a lab.
@@ -160,20 +303,28 @@ impl Plan {
         mtu: u32,
         window: Duration,
         tag: &str,
+        ring: Option<bool>,
     ) -> anyhow::Result<Plan> {
         let budget = transport.max_payload(mtu);
-        let common = |role: &str| {
-            vec![
+        let common = |role: &str, node: u32| {
+            let mut a = vec![
                 "raw-peer".to_owned(),
-                format!("--role={role}"),
+                format!("--role={}", if ring.is_some() { "ring" } else { role }),
                 format!("--transport={}", transport.name()),
                 format!("--size={size}"),
                 format!("--mtu={budget}"),
                 format!("--warmup-ms={}", WARMUP.as_millis()),
                 format!("--window-ms={}", window.as_millis()),
-            ]
+            ];
+            if let Some(crypto) = ring {
+                a.push(format!("--node={node}"));
+                if crypto {
+                    a.push("--crypto".into());
+                }
+            }
+            a
         };
-        let (mut send_args, mut recv_args) = (common("send"), common("recv"));
+        let (mut send_args, mut recv_args) = (common("send", 1), common("recv", 2));
         let mut leftovers = Vec::new();
         match transport {
             RawTransport::Udp => {
@@ -207,6 +358,10 @@ impl Plan {
                     .map(str::to_owned)
                     .to_vec();
                     eal.extend(["-l".into(), lcore.to_string()]);
+                    if ring.is_some() {
+                        // The Totem thread polls on the core EAL's main lcore names.
+                        args.push(format!("--cpu={lcore}"));
+                    }
                     eal.extend(["--file-prefix".into(), prefix]);
                     if transport == RawTransport::DpdkAfPacket {
                         // framesz holds the largest frame; values from bench/scripts/dpdk-vs-udp.sh.

@@ -86,6 +86,8 @@
 mod harness;
 mod peer;
 mod protocol;
+#[cfg(feature = "dpdk")]
+mod ring;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -94,7 +96,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::harness::{measure, run};
+pub use self::harness::{RingResult, measure, measure_ring, run};
 pub use self::peer::run_peer;
 
 /// Time before the counted window: both ends run, nothing is counted.
@@ -249,6 +251,8 @@ pub enum Role {
     Send,
     /// Counts what arrives.
     Recv,
+    /// One node of a two-node Totem ring that generates its own load (`bench dpdk-ring`).
+    Ring,
 }
 
 /// `bench raw-peer`: one end of the raw link, started by `bench raw` ([`measure`]). Speaks
@@ -291,6 +295,15 @@ pub struct PeerArgs {
     /// Milliseconds of the counted window.
     #[arg(long)]
     pub window_ms: u64,
+    /// Ring: this node's id (1 or 2).
+    #[arg(long, default_value_t = 1)]
+    pub node: u32,
+    /// Ring: pin the Totem driver thread to this CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Ring: seal frames with AES-256-GCM (otherwise a CRC trailer only).
+    #[arg(long)]
+    pub crypto: bool,
 }
 
 /// The JSON line a `raw-peer` prints at the end.
@@ -306,4 +319,16 @@ pub struct PeerReport {
     pub bytes: u64,
     /// Sender: frames the transport refused at flush, over the whole run (dropped).
     pub tx_errors: u64,
+    /// Ring: every message delivered, inside the window or not.
+    #[serde(default)]
+    pub delivered: u64,
+    /// Ring: FNV-1a digest of the delivered message ids, in delivery order.
+    #[serde(default)]
+    pub digest: u64,
+    /// Ring: deliveries whose sender's message number was not its previous one plus one.
+    #[serde(default)]
+    pub fifo_breaks: u64,
+    /// Ring: configuration changes after the ring of both nodes formed.
+    #[serde(default)]
+    pub config_changes: u64,
 }

@@ -26,6 +26,9 @@ pub fn run_peer(args: &PeerArgs) -> anyhow::Result<()> {
         bail!("size {} is not in 1..={}", args.size, args.mtu);
     }
     let stdin = stdin_lines();
+    if args.role == Role::Ring && !args.transport.is_dpdk() {
+        bail!("--role ring runs over the DPDK transports only");
+    }
     match args.transport {
         RawTransport::Udp | RawTransport::UdpNetns => {
             let bind = args.bind.context("--bind is required for UDP")?;
@@ -57,6 +60,7 @@ pub fn run_peer(args: &PeerArgs) -> anyhow::Result<()> {
                     println!("ready {}", t.local_addr());
                     receiver(&mut t, args, &stdin, Some(me))
                 }
+                Role::Ring => unreachable!("refused above"),
             }
         }
         RawTransport::DpdkAfPacket | RawTransport::DpdkMemif => dpdk_peer(args, &stdin),
@@ -73,10 +77,11 @@ fn dpdk_peer(args: &PeerArgs, stdin: &Receiver<String>) -> anyhow::Result<()> {
         .context("--dpdk-port is required for DPDK")?;
     dpdk::init_eal(&args.eal).context("initialising DPDK's EAL")?;
     let port = dpdk::port_by_name(name)?;
-    let node = if args.role == Role::Send {
-        SENDER
-    } else {
-        RECEIVER
+    let node = match args.role {
+        Role::Send => SENDER,
+        Role::Recv => RECEIVER,
+        Role::Ring if args.node == 1 => SENDER,
+        Role::Ring => RECEIVER,
     };
     let mut c = DpdkConfig::new(args.eal.clone(), port, node);
     c.mtu = args.mtu;
@@ -84,6 +89,9 @@ fn dpdk_peer(args: &PeerArgs, stdin: &Receiver<String>) -> anyhow::Result<()> {
     c.mbufs = args.mbufs;
     c.min_data_room = args.min_data_room;
     let mut t = DpdkTransport::new(c).with_context(|| format!("opening DPDK port {name}"))?;
+    if args.role == Role::Ring {
+        return super::ring::ring_peer(t, args, stdin);
+    }
     // Ethernet members are known by id; the address is not used.
     let addr = SocketAddr::from(([0, 0, 0, 0], 0));
     t.set_members(&[Member { id: SENDER, addr }, Member { id: RECEIVER, addr }])?;
@@ -93,6 +101,7 @@ fn dpdk_peer(args: &PeerArgs, stdin: &Receiver<String>) -> anyhow::Result<()> {
             println!("ready -");
             receiver(&mut t, args, stdin, None)
         }
+        Role::Ring => unreachable!("returned above"),
     };
     if t.stats().tx_errors > 0 || t.dpdk_stats().tx_no_mbuf > 0 {
         eprintln!("{:?} {:?}", t.stats(), t.dpdk_stats());

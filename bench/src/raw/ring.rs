@@ -1,0 +1,342 @@
+//! The Totem side of `bench dpdk-ring` ([`super::ring_measure`]): a `raw-peer --role ring`
+//! process is one node of a two-node ring over the same DPDK port, pinning and EAL arguments
+//! as the raw peers. Its driver thread busy-polls on its own core and generates the load
+//! itself ([`EventSink::run`](totem_dpdk::driver::EventSink::run): submits straight into the
+//! core until flow control refuses), so no client or feeder thread competes for the core.
+//!
+//! The protocol on stdin/stdout is the raw peers': `ready` once the ring of both nodes formed,
+//! then `start NS`; load from NS to NS + warm-up + window, deliveries counted inside the
+//! window by the time they are delivered; then the peer waits until no delivery came for
+//! [`RING_QUIET`] (the send queues have drained) and prints its [`PeerReport`]: in-window
+//! deliveries and bytes, every delivery's count, an order digest over all of them, and FIFO
+//! breaks per sender (a gap or repeat in a sender's message numbers). The harness compares
+//! the two nodes' reports and writes `again` while they differ (one still delivering; the
+//! peer waits for quiet and reports again), then closes stdin: the peer stops its driver and
+//! exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use dataplane::Member;
+use totem_dpdk::crypto::{EpochKey, Protection};
+use totem_dpdk::driver::{self, DriverConfig, EventSink};
+use totem_dpdk::srp::{self, ConfigKind, Event, Totem};
+use totem_dpdk::{DeliveryKind, NodeId, Priority};
+
+use super::protocol::{HANDSHAKE, RECEIVER, SENDER, now_ns, parse_start};
+use super::{PeerArgs, PeerReport};
+
+/// Submits per [`EventSink::run`] call at most (the rest waits for the next loop iteration,
+/// so received frames and the token are not held up by a long burst of submits).
+const SUBMITS_PER_RUN: usize = 64;
+/// After the load, a node reports once no message was delivered for this long ...
+const RING_QUIET: Duration = Duration::from_millis(200);
+/// ... or this long after it started waiting (the send queues drain after the load ends).
+const DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// What the driver thread counts; read by the main thread.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Members of the last regular configuration.
+    members: AtomicU64,
+    /// The start time (`CLOCK_REALTIME` ns); 0 until `start`.
+    start: AtomicU64,
+    /// Deliveries inside the window, and their payload bytes.
+    in_window: AtomicU64,
+    bytes: AtomicU64,
+    /// Every delivery, and the `CLOCK_REALTIME` of the last one.
+    delivered: AtomicU64,
+    last_delivery: AtomicU64,
+    /// Submits the core accepted inside the window.
+    submitted: AtomicU64,
+    /// FNV-1a over every delivered message id, in delivery order.
+    digest: AtomicU64,
+    /// Deliveries whose sender's message number was not the previous one plus one.
+    fifo_breaks: AtomicU64,
+    /// Configuration changes after the ring formed (there should be none).
+    changes: AtomicU64,
+}
+
+/// The sink on the driver thread: counts deliveries and generates the load.
+struct Sink {
+    shared: Arc<Shared>,
+    payload: Bytes,
+    warmup_ns: u64,
+    window_ns: u64,
+    /// Last message number delivered per sender (node ids 1 and 2).
+    last_no: [u64; 3],
+    digest: u64,
+    formed: bool,
+}
+
+impl Sink {
+    /// (start, window start, end) once `start` was given.
+    fn times(&self) -> Option<(u64, u64, u64)> {
+        match self.shared.start.load(Ordering::Acquire) {
+            0 => None,
+            s => Some((s, s + self.warmup_ns, s + self.warmup_ns + self.window_ns)),
+        }
+    }
+}
+
+impl EventSink for Sink {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Deliver(d) => {
+                let now = now_ns();
+                let s = &self.shared;
+                s.delivered.fetch_add(1, Ordering::Relaxed);
+                s.last_delivery.store(now, Ordering::Relaxed);
+                if let Some((_, from, to)) = self.times()
+                    && (from..to).contains(&now)
+                {
+                    s.in_window.fetch_add(1, Ordering::Relaxed);
+                    s.bytes.fetch_add(d.payload.len() as u64, Ordering::Relaxed);
+                }
+                let sender = d.id.sender.0 as usize;
+                if let Some(last) = self.last_no.get_mut(sender) {
+                    if d.id.no != *last + 1 {
+                        s.fifo_breaks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    *last = d.id.no;
+                } else {
+                    s.fifo_breaks.fetch_add(1, Ordering::Relaxed);
+                }
+                for b in u64::from(d.id.sender.0)
+                    .to_le_bytes()
+                    .into_iter()
+                    .chain(d.id.no.to_le_bytes())
+                {
+                    self.digest = (self.digest ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                s.digest.store(self.digest, Ordering::Relaxed);
+            }
+            Event::ConfigChange(c) if c.kind == ConfigKind::Regular => {
+                if self.formed {
+                    self.shared.changes.fetch_add(1, Ordering::Relaxed);
+                }
+                self.formed |= c.members.len() == 2;
+                self.shared
+                    .members
+                    .store(c.members.len() as u64, Ordering::Release);
+            }
+            _ => {}
+        }
+    }
+
+    fn run(&mut self, core: &mut Totem) -> Option<Duration> {
+        let (start, from, to) = self.times()?;
+        let now = now_ns();
+        if now < start || now >= to {
+            return None;
+        }
+        let mut accepted = 0;
+        for _ in 0..SUBMITS_PER_RUN {
+            if core
+                .submit(Priority::NORMAL, DeliveryKind::Agreed, self.payload.clone())
+                .is_err()
+            {
+                break;
+            }
+            accepted += 1;
+        }
+        if now >= from {
+            self.shared.submitted.fetch_add(accepted, Ordering::Relaxed);
+        }
+        // Call again without sleeping: the load never pauses inside the run.
+        Some(Duration::ZERO)
+    }
+}
+
+/// Runs one node of the ring over `transport` (already opened on the port) and speaks the
+/// protocol of the module documentation.
+pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
+    transport: T,
+    args: &PeerArgs,
+    stdin: &Receiver<String>,
+) -> anyhow::Result<()> {
+    let me = match args.node {
+        1 => SENDER,
+        2 => RECEIVER,
+        n => bail!("--node must be 1 or 2, not {n}"),
+    };
+    let mut totem = srp::Config::new(NodeId(me.0), Vec::new());
+    totem.max_frame_size = args.mtu;
+    if args.crypto {
+        totem.protection = Protection::Encrypt;
+        totem.key = Some(EpochKey::new(0, vec![0x42; 32])?);
+    } else {
+        totem.protection = Protection::Integrity;
+    }
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let members = vec![Member { id: SENDER, addr }, Member { id: RECEIVER, addr }];
+    let mut cfg = DriverConfig::new(totem, members);
+    cfg.cpu = args.cpu;
+    let shared = Arc::new(Shared::default());
+    let sink = Sink {
+        shared: Arc::clone(&shared),
+        payload: Bytes::from(vec![0x5a; args.size]),
+        warmup_ns: args.warmup_ms * 1_000_000,
+        window_ns: args.window_ms * 1_000_000,
+        last_no: [0; 3],
+        digest: 0xcbf2_9ce4_8422_2325,
+        formed: false,
+    };
+    let drv = driver::spawn_with(transport, cfg, sink).context("starting the Totem driver")?;
+
+    // The ring of both nodes (a memif link can take seconds to come up).
+    let deadline = Instant::now() + HANDSHAKE;
+    while shared.members.load(Ordering::Acquire) != 2 {
+        if Instant::now() > deadline {
+            bail!("the ring of both nodes did not form within {HANDSHAKE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("ready");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let line = stdin
+        .recv_timeout(Duration::from_secs(120))
+        .context("no `start` on stdin")?;
+    let start = parse_start(&line)?;
+    shared.start.store(start, Ordering::Release);
+    // Nothing is submitted after `end`: report once the deliveries stopped, and again each
+    // time the harness asks (the two nodes' reports differ while one still delivers).
+    let end = start + (args.warmup_ms + args.window_ms) * 1_000_000;
+    super::protocol::wait_until(end);
+    loop {
+        let give_up = now_ns() + DRAIN_MAX.as_nanos() as u64;
+        loop {
+            let now = now_ns();
+            let last = shared.last_delivery.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= RING_QUIET.as_nanos() as u64 || now >= give_up {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let report = PeerReport {
+            role: "ring".into(),
+            sent: shared.submitted.load(Ordering::Relaxed),
+            received: shared.in_window.load(Ordering::Relaxed),
+            bytes: shared.bytes.load(Ordering::Relaxed),
+            delivered: shared.delivered.load(Ordering::Relaxed),
+            digest: shared.digest.load(Ordering::Relaxed),
+            fifo_breaks: shared.fifo_breaks.load(Ordering::Relaxed),
+            config_changes: shared.changes.load(Ordering::Relaxed),
+            ..PeerReport::default()
+        };
+        println!("{}", serde_json::to_string(&report)?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        match stdin.recv_timeout(Duration::from_secs(120)) {
+            Ok(l) if l.trim() == "again" => {}
+            Ok(l) => bail!("expected `again` or the end of stdin, got {l:?}"),
+            Err(_) => break,
+        }
+    }
+    let stats = drv.stop().context("stopping the Totem driver")?;
+    // For the harness's error messages (it quotes the log's tail).
+    eprintln!(
+        "node {}: {} delivered, the last {} ms after the end of the load; core {:?}",
+        args.node,
+        shared.delivered.load(Ordering::Relaxed),
+        shared
+            .last_delivery
+            .load(Ordering::Relaxed)
+            .saturating_sub(end)
+            / 1_000_000,
+        stats.core
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use totem_dpdk::srp::Delivery;
+    use totem_dpdk::{MsgId, RingId, Seq};
+
+    use super::*;
+
+    fn sink() -> Sink {
+        Sink {
+            shared: Arc::new(Shared::default()),
+            payload: Bytes::new(),
+            warmup_ns: 0,
+            window_ns: 0,
+            last_no: [0; 3],
+            digest: 0xcbf2_9ce4_8422_2325,
+            formed: false,
+        }
+    }
+
+    fn deliver(s: &mut Sink, sender: u32, no: u64) {
+        s.event(Event::Deliver(Delivery {
+            id: MsgId {
+                sender: NodeId(sender),
+                no,
+            },
+            ring: RingId {
+                seq: 4,
+                rep: NodeId(1),
+            },
+            seq: Seq(no),
+            kind: DeliveryKind::Agreed,
+            payload: Bytes::from_static(b"m"),
+        }));
+    }
+
+    #[test]
+    fn a_gap_a_repeat_or_an_unknown_sender_breaks_fifo() {
+        let mut s = sink();
+        for (sender, no) in [(1, 1), (2, 1), (1, 2), (2, 2)] {
+            deliver(&mut s, sender, no);
+        }
+        assert_eq!(s.shared.fifo_breaks.load(Ordering::Relaxed), 0);
+        deliver(&mut s, 1, 4); // 3 missing
+        deliver(&mut s, 2, 2); // a repeat
+        deliver(&mut s, 7, 1); // not a member
+        assert_eq!(s.shared.fifo_breaks.load(Ordering::Relaxed), 3);
+        assert_eq!(s.shared.delivered.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn the_digest_follows_the_delivery_order() {
+        let (mut a, mut b) = (sink(), sink());
+        deliver(&mut a, 1, 1);
+        deliver(&mut a, 2, 1);
+        deliver(&mut b, 2, 1);
+        deliver(&mut b, 1, 1);
+        let digest = |s: &Sink| s.shared.digest.load(Ordering::Relaxed);
+        assert_ne!(digest(&a), digest(&b));
+        let mut c = sink();
+        deliver(&mut c, 1, 1);
+        deliver(&mut c, 2, 1);
+        assert_eq!(digest(&a), digest(&c));
+    }
+
+    #[test]
+    fn a_configuration_change_after_the_ring_formed_is_counted() {
+        let mut s = sink();
+        let regular = |members: &[u32]| {
+            Event::ConfigChange(totem_dpdk::srp::ConfigChange {
+                kind: ConfigKind::Regular,
+                ring: RingId {
+                    seq: 8,
+                    rep: NodeId(1),
+                },
+                members: members.iter().map(|&n| NodeId(n)).collect(),
+                left: Vec::new(),
+                joined: Vec::new(),
+                failed: Vec::new(),
+            })
+        };
+        s.event(regular(&[1]));
+        s.event(regular(&[1, 2]));
+        assert_eq!(s.shared.changes.load(Ordering::Relaxed), 0);
+        assert_eq!(s.shared.members.load(Ordering::Relaxed), 2);
+        s.event(regular(&[1]));
+        assert_eq!(s.shared.changes.load(Ordering::Relaxed), 1);
+    }
+}
