@@ -54,6 +54,10 @@ pub struct Args {
     /// Frame crypto of the ring: on (AES-256-GCM, the default of aisexec) or off (CRC-32).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub crypto: String,
+    /// The token timeout in ms (aisexec's default: 100). A node that does not run for longer
+    /// (another program took its core) changes the membership, and the run fails saying so.
+    #[arg(long, default_value_t = 100)]
+    pub token: u64,
     /// One JSON object per run and per summary instead of text.
     #[arg(long)]
     pub json: bool,
@@ -84,14 +88,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for &m in &args.mtu {
         anyhow::ensure!(m == 1500 || m == 9000, "--mtu {m}: use 1500 or 9000");
     }
-    let crypto = args.crypto == "on";
+    anyhow::ensure!(
+        (10..=60_000).contains(&args.token),
+        "--token must be 10..=60000 ms"
+    );
+    let settings = raw::RingSettings {
+        crypto: args.crypto == "on",
+        token_ms: args.token,
+    };
     let dir = std::env::temp_dir().join(format!("oais-dpdk-ring-{}", std::process::id()));
-    let r = measure_all(args, crypto, &dir);
+    let r = measure_all(args, settings, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     r
 }
 
-fn measure_all(args: &Args, crypto: bool, dir: &Path) -> anyhow::Result<()> {
+fn measure_all(args: &Args, settings: raw::RingSettings, dir: &Path) -> anyhow::Result<()> {
     for &mtu in &args.mtu {
         let lab = if args.transport.iter().any(|t| t.needs_lab()) {
             Some(Lab::new(2, mtu).context("creating the two-host network-namespace lab")?)
@@ -103,9 +114,20 @@ fn measure_all(args: &Args, crypto: bool, dir: &Path) -> anyhow::Result<()> {
             let (mut raws, mut rings) = (Vec::new(), Vec::new());
             for run in 1..=args.runs {
                 let raw = raw::measure(t, lab.as_ref(), frame, mtu, args.seconds, dir)?;
-                let ring =
-                    raw::measure_ring(t, lab.as_ref(), args.size, mtu, args.seconds, dir, crypto)?;
-                let ratio = ring.msgs_per_sec / raw.frames_per_sec;
+                let ring = raw::measure_ring(
+                    t,
+                    lab.as_ref(),
+                    args.size,
+                    mtu,
+                    args.seconds,
+                    dir,
+                    settings,
+                )?;
+                let ratio = if raw.frames_per_sec > 0.0 {
+                    ring.msgs_per_sec / raw.frames_per_sec
+                } else {
+                    0.0
+                };
                 if args.json {
                     let v = serde_json::json!({
                         "bench": "dpdk-ring", "transport": t.name(), "mtu": mtu,
@@ -119,19 +141,26 @@ fn measure_all(args: &Args, crypto: bool, dir: &Path) -> anyhow::Result<()> {
                         "raw_delivered": raw.received, "raw_sent": raw.sent,
                         "ratio": (ratio * 1000.0).round() / 1000.0,
                         "ring_in_window": ring.in_window, "ring_delivered": ring.delivered,
+                        "frames_retransmitted": ring.frames_retransmitted,
+                        "token_retransmits": ring.token_retransmits,
+                        "pauses_detected": ring.pauses_detected,
                     });
                     println!("{v}");
                 } else {
                     println!(
                         "dpdk-ring {t} mtu {mtu} run {run}: Totem {:.0} msgs/s of {} B ({:.1} \
-                         MB/s, crypto {}), raw {:.0} frames/s of {frame} B ({:.1} MB/s): {:.0}%",
+                         MB/s, crypto {}), raw {:.0} frames/s of {frame} B ({:.1} MB/s): {:.0}% \
+                         (retransmitted: {} frames, {} tokens; pauses {})",
                         ring.msgs_per_sec,
                         args.size,
                         ring.mb_per_sec,
                         args.crypto,
                         raw.frames_per_sec,
                         raw.mb_per_sec,
-                        ratio * 100.0
+                        ratio * 100.0,
+                        ring.frames_retransmitted,
+                        ring.token_retransmits,
+                        ring.pauses_detected
                     );
                 }
                 raws.push(raw.frames_per_sec);
@@ -144,7 +173,7 @@ fn measure_all(args: &Args, crypto: bool, dir: &Path) -> anyhow::Result<()> {
                     "size": args.size, "crypto": args.crypto, "runs": args.runs,
                     "median_msgs_per_sec": ring.round(),
                     "median_raw_frames_per_sec": raw.round(),
-                    "ratio_of_medians": (ring / raw * 1000.0).round() / 1000.0,
+                    "ratio_of_medians": if raw > 0.0 { (ring / raw * 1000.0).round() / 1000.0 } else { 0.0 },
                 });
                 println!("{v}");
             } else {

@@ -89,7 +89,7 @@ pub fn measure(
     let timeout = HANDSHAKE + Duration::from_secs(10);
 
     let mut recv = Peer::spawn(
-        "receiver",
+        "raw receiver",
         plan.command(&exe, 2),
         &plan.recv_args,
         &dir.join(format!("{tag}-recv.log")),
@@ -106,7 +106,7 @@ pub fn measure(
         send_args.push(format!("--peer={recv_addr}"));
     }
     let mut send = Peer::spawn(
-        "sender",
+        "raw sender",
         plan.command(&exe, 1),
         &send_args,
         &dir.join(format!("{tag}-send.log")),
@@ -144,6 +144,16 @@ pub fn measure(
     })
 }
 
+/// How [`measure_ring`]'s nodes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingSettings {
+    /// Frames sealed with AES-256-GCM (`aisexec`'s default), or a CRC trailer only.
+    pub crypto: bool,
+    /// The token timeout in ms (`aisexec`'s default is 100). A node that does not run for
+    /// longer (a loaded machine) changes the membership, which fails the measurement.
+    pub token_ms: u64,
+}
+
 /// What one [`measure_ring`] found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RingResult {
@@ -158,6 +168,13 @@ pub struct RingResult {
     pub submitted: u64,
     /// Every message delivered (the same at both nodes, checked).
     pub delivered: u64,
+    /// Both cores' frames retransmitted on request.
+    pub frames_retransmitted: u64,
+    /// Both cores' tokens retransmitted.
+    pub token_retransmits: u64,
+    /// Both cores' process pauses detected (the driver thread did not run for half a token
+    /// timeout: the core was not its own).
+    pub pauses_detected: u64,
     /// Message size.
     pub size: usize,
 }
@@ -180,7 +197,7 @@ pub fn measure_ring(
     mtu: u32,
     seconds: f64,
     dir: &Path,
-    crypto: bool,
+    settings: RingSettings,
 ) -> anyhow::Result<RingResult> {
     if !transport.is_dpdk() {
         bail!(
@@ -209,7 +226,7 @@ pub fn measure_ring(
     let window = Duration::from_millis(((seconds * 1000.0).round() as u64).max(1));
     let k = NEXT.fetch_add(1, Ordering::Relaxed);
     let tag = format!("oaisring{}x{k}", std::process::id());
-    let plan = Plan::new(transport, lab, size, mtu, window, &tag, Some(crypto))?;
+    let plan = Plan::new(transport, lab, size, mtu, window, &tag, Some(settings))?;
     let _cleanup = Cleanup(plan.leftovers.clone());
     let exe = std::env::current_exe().context("finding the bench executable")?;
     let timeout = HANDSHAKE + Duration::from_secs(10);
@@ -220,12 +237,20 @@ pub fn measure_ring(
         &plan.recv_args,
         &dir.join(format!("{tag}-2.log")),
     )?;
+    let up = n2.line(timeout, "up")?;
+    if up.trim() != "up" {
+        return Err(n2.fail(&format!("expected `up`, got {up:?}")));
+    }
     let mut n1 = Peer::spawn(
         "ring node 1",
         plan.command(&exe, 1),
         &plan.send_args,
         &dir.join(format!("{tag}-1.log")),
     )?;
+    let up = n1.line(timeout, "up")?;
+    if up.trim() != "up" {
+        return Err(n1.fail(&format!("expected `up`, got {up:?}")));
+    }
     for n in [&mut n1, &mut n2] {
         let ready = n.line(timeout, "ready")?;
         if ready.trim() != "ready" {
@@ -239,11 +264,10 @@ pub fn measure_ring(
     let drain = Duration::from_secs(15);
     let mut r1: PeerReport = n1.report(budget + drain)?;
     let mut r2: PeerReport = n2.report(budget + drain)?;
-    // A node that reported while the other still delivered: both wait for quiet again.
-    for _ in 0..5 {
-        if r1.delivered == r2.delivered {
-            break;
-        }
+    // A node that reported while the other still delivered (or while the machine stopped
+    // both for a moment): both wait for quiet again, for up to `drain` in all.
+    let give_up = Instant::now() + drain;
+    while r1.delivered != r2.delivered && Instant::now() < give_up {
         n1.write_line("again")?;
         n2.write_line("again")?;
         r1 = n1.report(drain)?;
@@ -281,6 +305,9 @@ pub fn measure_ring(
         in_window: [r1.received, r2.received],
         submitted: r1.sent + r2.sent,
         delivered: r1.delivered,
+        frames_retransmitted: r1.frames_retransmitted + r2.frames_retransmitted,
+        token_retransmits: r1.token_retransmits + r2.token_retransmits,
+        pauses_detected: r1.pauses_detected + r2.pauses_detected,
         size,
     })
 }
@@ -303,7 +330,7 @@ impl Plan {
         mtu: u32,
         window: Duration,
         tag: &str,
-        ring: Option<bool>,
+        ring: Option<RingSettings>,
     ) -> anyhow::Result<Plan> {
         let budget = transport.max_payload(mtu);
         let common = |role: &str, node: u32| {
@@ -316,9 +343,10 @@ impl Plan {
                 format!("--warmup-ms={}", WARMUP.as_millis()),
                 format!("--window-ms={}", window.as_millis()),
             ];
-            if let Some(crypto) = ring {
+            if let Some(r) = ring {
                 a.push(format!("--node={node}"));
-                if crypto {
+                a.push(format!("--token-ms={}", r.token_ms));
+                if r.crypto {
                     a.push("--crypto".into());
                 }
             }
@@ -493,7 +521,7 @@ impl Peer {
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         anyhow::anyhow!(
-            "raw {}: {what}; its log {}:\n{tail}",
+            "{}: {what}; its log {}:\n{tail}",
             self.name,
             self.log.display()
         )

@@ -96,7 +96,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::harness::{RingResult, measure, measure_ring, run};
+pub use self::harness::{RingResult, RingSettings, measure, measure_ring, run};
 pub use self::peer::run_peer;
 
 /// Time before the counted window: both ends run, nothing is counted.
@@ -304,6 +304,9 @@ pub struct PeerArgs {
     /// Ring: seal frames with AES-256-GCM (otherwise a CRC trailer only).
     #[arg(long)]
     pub crypto: bool,
+    /// Ring: the token timeout in ms.
+    #[arg(long, default_value_t = 100)]
+    pub token_ms: u64,
 }
 
 /// The JSON line a `raw-peer` prints at the end.
@@ -331,4 +334,16 @@ pub struct PeerReport {
     /// Ring: configuration changes after the ring of both nodes formed.
     #[serde(default)]
     pub config_changes: u64,
+    /// Ring: the core's counters: frames sent again on request, ...
+    #[serde(default)]
+    pub frames_retransmitted: u64,
+    /// ... tokens sent again (the next node's copy went missing), ...
+    #[serde(default)]
+    pub token_retransmits: u64,
+    /// ... its own process pauses it noticed, ...
+    #[serde(default)]
+    pub pauses_detected: u64,
+    /// ... and rings it installed (1: the ring formed once).
+    #[serde(default)]
+    pub rings_installed: u64,
 }

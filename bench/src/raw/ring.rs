@@ -4,8 +4,9 @@
 //! itself ([`EventSink::run`](totem_dpdk::driver::EventSink::run): submits straight into the
 //! core until flow control refuses), so no client or feeder thread competes for the core.
 //!
-//! The protocol on stdin/stdout is the raw peers': `ready` once the ring of both nodes formed,
-//! then `start NS`; load from NS to NS + warm-up + window, deliveries counted inside the
+//! The protocol on stdin/stdout is the raw peers': `up` once the port is open (node 2, the
+//! memif server, is started first and node 1 after its `up`), `ready` once the ring of both
+//! nodes formed, then `start NS`; load from NS to NS + warm-up + window, deliveries counted inside the
 //! window by the time they are delivered; then the peer waits until no delivery came for
 //! [`RING_QUIET`] (the send queues have drained) and prints its [`PeerReport`]: in-window
 //! deliveries and bytes, every delivery's count, an order digest over all of them, and FIFO
@@ -166,6 +167,10 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
     };
     let mut totem = srp::Config::new(NodeId(me.0), Vec::new());
     totem.max_frame_size = args.mtu;
+    // aisexec's ratios: consensus 1.2 × token, pause detection at half of it.
+    totem.token_timeout = totem_dpdk::Duration::from_millis(args.token_ms);
+    totem.consensus_timeout = totem_dpdk::Duration::from_millis(args.token_ms * 6 / 5);
+    totem.pause_threshold = totem_dpdk::Duration::from_millis(args.token_ms / 2);
     if args.crypto {
         totem.protection = Protection::Encrypt;
         totem.key = Some(EpochKey::new(0, vec![0x42; 32])?);
@@ -186,6 +191,9 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
         digest: 0xcbf2_9ce4_8422_2325,
         formed: false,
     };
+    // The port is open (a memif server listens): the harness starts the other node now.
+    println!("up");
+    std::io::Write::flush(&mut std::io::stdout())?;
     let drv = driver::spawn_with(transport, cfg, sink).context("starting the Totem driver")?;
 
     // The ring of both nodes (a memif link can take seconds to come up).
@@ -217,8 +225,22 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        // The core's own counters, read on the driver thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let core = drv
+            .submitter()
+            .with_core(Box::new(move |core| {
+                let _ = tx.send(core.stats().clone());
+            }))
+            .ok()
+            .and_then(|()| rx.recv_timeout(Duration::from_secs(5)).ok())
+            .context("the Totem driver did not answer")?;
         let report = PeerReport {
             role: "ring".into(),
+            frames_retransmitted: core.frames_retransmitted,
+            token_retransmits: core.token_retransmits,
+            pauses_detected: core.pauses_detected,
+            rings_installed: core.rings_installed,
             sent: shared.submitted.load(Ordering::Relaxed),
             received: shared.in_window.load(Ordering::Relaxed),
             bytes: shared.bytes.load(Ordering::Relaxed),
