@@ -83,7 +83,14 @@ fn ring_status(c: &Cluster, i: usize) -> (i32, String) {
 
 /// Network 0's state gauge at every node (0 working, 1 lost, 2 one-way, 3 lossy).
 fn net0_states(c: &Cluster) -> Vec<u64> {
-    (0..3).map(|i| c.counter(i, "rrp_net0_state")).collect()
+    net_states(c, 0)
+}
+
+/// Network `net`'s state gauge at every node.
+fn net_states(c: &Cluster, net: usize) -> Vec<u64> {
+    (0..3)
+        .map(|i| c.counter(i, &format!("rrp_net{net}_state")))
+        .collect()
 }
 
 /// Waits until `pred` has held for network 0's state gauge at each of the nodes `at`
@@ -95,10 +102,21 @@ fn wait_net0(
     at: &[usize],
     pred: impl Fn(u64) -> bool,
 ) -> (Vec<Option<Duration>>, Vec<u64>) {
+    wait_net(c, 0, what, at, pred)
+}
+
+/// [`wait_net0`] for network `net`.
+fn wait_net(
+    c: &Cluster,
+    net: usize,
+    what: &str,
+    at: &[usize],
+    pred: impl Fn(u64) -> bool,
+) -> (Vec<Option<Duration>>, Vec<u64>) {
     let t0 = Instant::now();
     let mut first = vec![None; 3];
     loop {
-        let states = net0_states(c);
+        let states = net_states(c, net);
         for &i in at {
             if first[i].is_none() && pred(states[i]) {
                 first[i] = Some(t0.elapsed());
@@ -109,7 +127,7 @@ fn wait_net0(
         }
         assert!(
             t0.elapsed() < LONG,
-            "{what}: network 0 states {states:?} after {LONG:?}"
+            "{what}: network {net} states {states:?} after {LONG:?}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -512,4 +530,248 @@ fn active_mode_rides_out_cut_lossy_and_one_way_networks() {
 #[test]
 fn passive_mode_rides_out_cut_lossy_and_one_way_networks() {
     faults_under_cpg_load("rings-passive", "passive");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other transports per network: multicast on both networks, and DPDK beside kernel UDP.
+
+/// Node `node.id`'s configuration over two multicast networks (`transport = "udp"`, one group
+/// per network: network 0 on `eth0`, network 1 on `eth1` through `[[totem.rrp_interface]]`).
+fn multicast_config(lab: &netlab::Lab, mode: &str, node: &common::cluster::Node) -> String {
+    let h = node.id as usize;
+    format!(
+        "[totem]\nnodeid = {}\ntransport = \"udp\"\n{}rrp_mode = \"{mode}\"\n\n\
+         [totem.interface]\nbindnetaddr = \"{}\"\nmcastaddr = \"239.192.21.1\"\nmcastport = 5405\n\n\
+         [[totem.rrp_interface]]\nringnumber = 1\nbindnetaddr = \"{}\"\nmcastaddr = \"239.192.21.2\"\n\n{}",
+        node.id,
+        key_lines(&node.dir),
+        lab.addr_on(0, h),
+        lab.addr_on(1, h),
+        aisexec_section(node)
+    )
+}
+
+/// EAL arguments for node `id`: no hugepages, lcore 0, a file prefix of its own, and one
+/// `net_af_packet` port per host interface in `ifaces` (`net_af_packet<k>` on `eth<k>`).
+#[cfg(feature = "dpdk")]
+fn eal_args(id: u32, ifaces: &[usize]) -> String {
+    let mut args = format!(
+        "\"--no-huge\", \"-m\", \"256\", \"--no-pci\", \"--no-shconf\", \"--no-telemetry\", \
+         \"-l\", \"0\", \"--file-prefix\", \"oaisr{id}-{}\"",
+        std::process::id()
+    );
+    for k in ifaces {
+        args += &format!(", \"--vdev=net_af_packet{k},iface=eth{k},framesz=2048,blocksz=4096\"");
+    }
+    args
+}
+
+/// Node `node.id`'s configuration: network 0 on DPDK (`net_af_packet0` on `eth0`), network 1
+/// on DPDK too (`dpdk_both`, `net_af_packet1` on `eth1`, the same EAL) or on kernel UDP
+/// unicast (`eth1`'s address). Adaptive polling (`busy_poll` off, the default).
+#[cfg(feature = "dpdk")]
+fn dpdk_config(
+    lab: &netlab::Lab,
+    mode: &str,
+    dpdk_both: bool,
+    node: &common::cluster::Node,
+) -> String {
+    let id = node.id;
+    let mut t = format!(
+        "[totem]\nnodeid = {id}\ntransport = \"dpdk\"\n{}rrp_mode = \"{mode}\"\n\n\
+         [totem.interface]\nmcastport = 5405\n\n[[totem.rrp_interface]]\nringnumber = 1\n{}\n",
+        key_lines(&node.dir),
+        if dpdk_both {
+            "dpdk_port = \"net_af_packet1\"\n"
+        } else {
+            "transport = \"udpu\"\n"
+        }
+    );
+    // The DPDK networks learn the members' MAC addresses from their frames; ring1_addr is
+    // the kernel network's address (unused by a DPDK network 1).
+    for h in 1..=lab.hosts() {
+        t += &format!(
+            "[[nodelist.node]]\nnodeid = {h}\nring0_addr = \"{}\"\nring1_addr = \"{}\"\n\n",
+            lab.addr_on(0, h),
+            lab.addr_on(1, h)
+        );
+    }
+    let ifaces: &[usize] = if dpdk_both { &[0, 1] } else { &[0] };
+    t += &format!(
+        "[dpdk]\nport = \"net_af_packet0\"\nmin_data_room = {}\nmbufs = 4095\neal_args = [{}]\n\n",
+        2048 + 128,
+        eal_args(id, ifaces)
+    );
+    t + &aisexec_section(node)
+}
+
+/// Three executives on `lab` with `config`; under CPG load from every node (200-byte
+/// messages, every third safe), each network of `cuts` in turn is cut (every host's port on
+/// its bridge down), held [`HOLD`] after every node marked it, and healed. Checked: no
+/// configuration change at any node (`rings_installed`, and no CPG membership change queued
+/// at a client), every message delivered once and in one order everywhere, the event-log
+/// checker on the three logs, each cut network marked faulty by every node and re-enabled by
+/// itself at every node within [`REENABLE_BOUND`], every marking matched by a restoring.
+/// Returns the per-network times for the messages.
+fn cuts_under_cpg_load(
+    lab: &netlab::Lab,
+    name: &str,
+    config: impl Fn(&common::cluster::Node) -> String,
+    cuts: &[usize],
+    expect_in_log: &str,
+) {
+    let mut c = Cluster::new(name, 3, config, lab_netns(lab));
+    c.start_all();
+    for i in 0..3 {
+        c.wait_ring(i, &[1, 2, 3], LONG);
+    }
+    for i in 0..3 {
+        assert_eq!(c.counter(i, "rrp_networks"), 2, "node {}", i + 1);
+        let log = std::fs::read_to_string(c.node(i).dir.join("aisexec.log")).unwrap_or_default();
+        assert!(
+            log.contains(expect_in_log),
+            "node {}: no {expect_in_log:?} in its log",
+            i + 1
+        );
+    }
+    let rings_before: Vec<u64> = (0..3).map(|i| c.counter(i, "rings_installed")).collect();
+    let mut clients: Vec<Cpg> = (0..3).map(|i| c.cpg(i)).collect();
+    for cpg in &mut clients {
+        cpg.join(b"rings").expect("join");
+    }
+    for cpg in &mut clients {
+        common::cluster::wait_confchg(
+            cpg,
+            LONG,
+            |ev| matches!(ev, CpgEvent::ConfChg { members, .. } if members.len() == 3),
+        );
+    }
+    let stop = AtomicBool::new(false);
+    let all = [0, 1, 2];
+    let ((orders, sent), phases) = std::thread::scope(|s| {
+        let traffic = s.spawn(|| traffic_until(&mut clients, b"rings", 200, &stop));
+        std::thread::sleep(Duration::from_millis(300));
+        let mut phases = Vec::new();
+        for &net in cuts {
+            lab.cut_network(net).expect("cut");
+            let (marked, states) = wait_net(&c, net, "cut: marked faulty", &all, |s| s != 0);
+            std::thread::sleep(HOLD);
+            lab.heal_network(net).expect("heal");
+            let (reenabled, _) = wait_net(&c, net, "cut: re-enabled", &all, |s| s == 0);
+            phases.push((net, marked, states, reenabled));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Release);
+        (traffic.join().expect("traffic"), phases)
+    });
+    for (net, marked, states, reenabled) in &phases {
+        eprintln!(
+            "{name}: network {net} cut: marked at nodes 1..3 after {marked:?} (states \
+             {states:?}); healed: re-enabled after {reenabled:?}"
+        );
+    }
+    eprintln!("{name}: {sent} CPG messages during the cuts");
+    for (net, _, _, reenabled) in &phases {
+        assert!(
+            last(reenabled) < REENABLE_BOUND,
+            "network {net} re-enabled after {reenabled:?}"
+        );
+    }
+    assert!(sent > 0);
+    assert_one_order(&orders, sent as usize);
+    for (i, before) in rings_before.iter().enumerate() {
+        assert_eq!(
+            c.counter(i, "rings_installed"),
+            *before,
+            "node {}: a configuration change during the cuts (token_losses {}, \
+             failed_to_receive {}, pauses_detected {}, last_pause_ms {})",
+            i + 1,
+            c.counter(i, "token_losses"),
+            c.counter(i, "failed_to_receive"),
+            c.counter(i, "pauses_detected"),
+            c.counter(i, "last_pause_ms"),
+        );
+        for net in 0..2 {
+            let marked = c.counter(i, &format!("rrp_net{net}_marked_faulty"));
+            if cuts.contains(&net) {
+                assert!(marked >= 1, "node {}: network {net} never marked", i + 1);
+            }
+            assert_eq!(
+                c.counter(i, &format!("rrp_net{net}_restored")),
+                marked,
+                "node {}: network {net}: every marking undone",
+                i + 1
+            );
+        }
+    }
+    for cpg in &mut clients {
+        while let Some(ev) = cpg.dispatch(Some(Duration::ZERO)).expect("dispatch") {
+            assert!(
+                !matches!(ev, CpgEvent::ConfChg { .. }),
+                "a CPG membership change: {ev:?}"
+            );
+        }
+    }
+    drop(clients);
+    for i in 0..3 {
+        c.terminate(i);
+    }
+    let report = c.check_logs();
+    assert!(report.is_ok(), "{report}");
+}
+
+/// (a) Multicast on both networks (one group each), active mode: network 0 cut, then
+/// network 1.
+#[test]
+fn multicast_on_two_networks_rides_out_a_cut_of_either() {
+    let lab = netlab::Lab::with_networks(3, 2, 1500).expect("network-namespace lab");
+    cuts_under_cpg_load(
+        &lab,
+        "rings-mcast",
+        |node| multicast_config(&lab, "active", node),
+        &[0, 1],
+        "networks (0 udp, 1 udp)",
+    );
+}
+
+/// (b) The ATCA case: network 0 through DPDK (`net_af_packet` on `eth0`), network 1 through
+/// the kernel (UDP unicast on `eth1`), active mode: network 0 cut, then network 1.
+///
+/// Assumes: root, DPDK 22.11's af_packet PMD, built with `--features ais/dpdk`; every EAL
+/// on lcore 0 without hugepages, adaptive polling (three busy pollers would starve this
+/// 2-core machine). With a DPDK network the driver cannot wait on every network at once: it
+/// naps on network 0 (DPDK's back-off) for at most 500 µs and then polls network 1, so the
+/// kernel network's frames wait up to 500 µs longer (no assertion is about time).
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_and_kernel_udp_networks_ride_out_a_cut_of_either() {
+    let lab = netlab::Lab::with_networks(3, 2, 1500).expect("network-namespace lab");
+    cuts_under_cpg_load(
+        &lab,
+        "rings-dpdk-udp",
+        |node| dpdk_config(&lab, "active", false, node),
+        &[0, 1],
+        "networks (0 dpdk, 1 udpu)",
+    );
+    for id in 1..=3 {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/oaisr{id}-{}", std::process::id()));
+    }
+}
+
+/// DPDK on both networks (two `net_af_packet` ports of one EAL per process), passive mode:
+/// network 1 cut. Assumes what the test above does.
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_on_two_networks_rides_out_a_cut() {
+    let lab = netlab::Lab::with_networks(3, 2, 1500).expect("network-namespace lab");
+    cuts_under_cpg_load(
+        &lab,
+        "rings-dpdk-2",
+        |node| dpdk_config(&lab, "passive", true, node),
+        &[1],
+        "networks (0 dpdk, 1 dpdk)",
+    );
+    for id in 1..=3 {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/oaisr{id}-{}", std::process::id()));
+    }
 }
