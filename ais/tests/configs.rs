@@ -894,6 +894,13 @@ fn multicast_networks_each_have_their_own_group_or_port() {
     ));
     // Multicast members are learned from their frames, on every network.
     assert!(c.members_on(1).is_empty());
+    // The example file.
+    let ex = Config::from_file(&configs_dir().join("redundant-rings-multicast.toml")).unwrap();
+    assert_eq!(ex.networks(), 2);
+    assert_eq!(
+        ex.udp_config_on(1).bind,
+        "192.168.11.1:5404".parse().unwrap()
+    );
     // The same group on another port is another network.
     let text = MCAST2.replace(
         "mcastaddr = \"239.192.0.2\"",
