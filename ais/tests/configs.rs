@@ -964,7 +964,11 @@ fn multicast_networks_each_have_their_own_group_or_port() {
     // Two multicast networks need a mode.
     let text = MCAST2.replace("\"passive\"", "\"none\"");
     let e = mistake(&text, 5, "totem.rrp_mode");
-    assert!(e.to_string().contains("2 networks"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("rrp_interface]] entries give 2 networks"),
+        "{e}"
+    );
 }
 
 /// GOOD with a second network whose transport and DPDK settings are `extra` (an

@@ -804,21 +804,30 @@ impl Config {
         match (t.rrp_mode, networks) {
             (RrpModeKey::None, 1) => return Ok(()),
             (RrpModeKey::None, n) => {
+                let (listed, keys) = if multicast {
+                    ("[[totem.rrp_interface]] entries", "those entries")
+                } else {
+                    ("node entries (ring1_addr ...)", "the ringN_addr keys")
+                };
                 return Err(self.invalid(
                     "totem.rrp_mode",
                     format!(
-                        "the node entries list {n} networks (ring1_addr ...), but rrp_mode is \
-                         \"none\" (one network): set rrp_mode = \"active\" or \"passive\", or \
-                         remove the ringN_addr keys"
+                        "the {listed} give {n} networks, but rrp_mode is \"none\" (one \
+                         network): set rrp_mode = \"active\" or \"passive\", or remove {keys}"
                     ),
                 ));
             }
             (mode, 1) => {
+                let how = if multicast {
+                    "a [[totem.rrp_interface]] entry (ringnumber = 1, bindnetaddr, mcastaddr)"
+                } else {
+                    "a ring1_addr in every node entry"
+                };
                 return Err(self.invalid(
                     "totem.rrp_mode",
                     format!(
-                        "\"{mode}\" needs at least two networks: give every node entry a \
-                         ring1_addr (or set rrp_mode = \"none\")"
+                        "\"{mode}\" needs at least two networks: give {how} (or set rrp_mode = \
+                         \"none\")"
                     ),
                 ));
             }
