@@ -428,6 +428,12 @@ fn udp_multicast_cut_network_costs_no_membership_change_and_comes_back() {
     cut_and_restore(spawn_udp_multicast(RrpMode::Active));
 }
 
+/// The same in passive mode (data frames spread over the two groups).
+#[test]
+fn udp_multicast_passive_cut_network_costs_no_membership_change_and_comes_back() {
+    cut_and_restore(spawn_udp_multicast(RrpMode::Passive));
+}
+
 /// Network 0 loses half of every link's frames: every node marks it faulty, nothing else
 /// changes, and it comes back once the loss ends.
 #[test]
