@@ -654,20 +654,31 @@ fn dpdk_config(
 
 /// Three executives on `lab` with `config`; under CPG load from every node (200-byte
 /// messages, every third safe), each network of `cuts` in turn is cut (every host's port on
-/// its bridge down), held [`HOLD`] after every node marked it, and healed. Checked: no
+/// its bridge down), held [`HOLD`] after every node marked it, and healed; then, with
+/// `lossy`, that network loses half of every link's frames (`--test-fault-file`), held and
+/// removed the same way. Checked: no
 /// configuration change at any node (`rings_installed`, and no CPG membership change queued
 /// at a client), every message delivered once and in one order everywhere, the event-log
 /// checker on the three logs, each cut network marked faulty by every node and re-enabled by
 /// itself at every node within [`REENABLE_BOUND`], every marking matched by a restoring.
-/// Returns the per-network times for the messages.
+/// The per-node times are printed (`--nocapture`).
 fn cuts_under_cpg_load(
     lab: &netlab::Lab,
     name: &str,
     config: impl Fn(&common::cluster::Node) -> String,
     cuts: &[usize],
+    lossy: Option<usize>,
     expect_in_log: &str,
 ) {
-    let mut c = Cluster::new(name, 3, config, lab_netns(lab));
+    // With `lossy`, every executive reads a fault file (kernel UDP networks only).
+    let mut fault_file = PathBuf::new();
+    let mut c = Cluster::new_with_args(name, 3, config, lab_netns(lab), |dir| {
+        if lossy.is_none() {
+            return Vec::new();
+        }
+        fault_file = dir.join("faults");
+        vec!["--test-fault-file".into(), fault_file.clone().into()]
+    });
     c.start_all();
     for i in 0..3 {
         c.wait_ring(i, &[1, 2, 3], LONG);
@@ -707,14 +718,23 @@ fn cuts_under_cpg_load(
             let (reenabled, _) = wait_net(&c, net, "cut: re-enabled", &all, |s| s == 0);
             phases.push((net, marked, states, reenabled));
         }
+        // Then, if asked, network `net` loses half of every link's frames.
+        if let Some(net) = lossy {
+            set_faults(&fault_file, &format!("{net} lossy 0.5\n"));
+            let (marked, states) = wait_net(&c, net, "lossy: marked faulty", &all, |s| s != 0);
+            std::thread::sleep(HOLD);
+            set_faults(&fault_file, "");
+            let (reenabled, _) = wait_net(&c, net, "lossy: re-enabled", &all, |s| s == 0);
+            phases.push((net, marked, states, reenabled));
+        }
         std::thread::sleep(Duration::from_millis(200));
         stop.store(true, Ordering::Release);
         (traffic.join().expect("traffic"), phases)
     });
     for (net, marked, states, reenabled) in &phases {
         eprintln!(
-            "{name}: network {net} cut: marked at nodes 1..3 after {marked:?} (states \
-             {states:?}); healed: re-enabled after {reenabled:?}"
+            "{name}: network {net} cut (or, after the cuts, lossy): marked at nodes 1..3 after \
+             {marked:?} (states {states:?}); healed: re-enabled after {reenabled:?}"
         );
     }
     eprintln!("{name}: {sent} CPG messages during the cuts");
@@ -771,15 +791,17 @@ fn cuts_under_cpg_load(
 }
 
 /// (a) Multicast on both networks (one group each), active mode: network 0 cut, then
-/// network 1.
+/// network 1, then network 0 lossy (50% of every link's frames, multicast included, through
+/// the fault-injecting wrapper).
 #[test]
-fn multicast_on_two_networks_rides_out_a_cut_of_either() {
+fn multicast_on_two_networks_rides_out_cuts_and_a_lossy_network() {
     let lab = netlab::Lab::with_networks(3, 2, 1500).expect("network-namespace lab");
     cuts_under_cpg_load(
         &lab,
         "rings-mcast",
         |node| multicast_config(&lab, "active", node),
         &[0, 1],
+        Some(0),
         "networks (0 udp, 1 udp)",
     );
 }
@@ -801,6 +823,7 @@ fn dpdk_and_kernel_udp_networks_ride_out_a_cut_of_either() {
         "rings-dpdk-udp",
         |node| dpdk_config(&lab, "active", false, node),
         &[0, 1],
+        None,
         "networks (0 dpdk, 1 udpu)",
     );
     for id in 1..=3 {
@@ -819,6 +842,7 @@ fn dpdk_on_two_networks_rides_out_a_cut() {
         "rings-dpdk-2",
         |node| dpdk_config(&lab, "passive", true, node),
         &[1],
+        None,
         "networks (0 dpdk, 1 dpdk)",
     );
     for id in 1..=3 {
