@@ -263,29 +263,34 @@ fn run(
 
     let (tx, rx) = crossbeam_channel::unbounded::<Input>();
     let sink = TotemSink(tx.clone());
-    let driver = if config.totem.transport == TransportKind::Dpdk {
-        if fault_file.is_some() {
-            anyhow::bail!("--test-fault-file works with the kernel UDP transports only");
-        }
+    let kinds: Vec<TransportKind> = (0..networks).map(|k| config.transport_on(k)).collect();
+    if networks > 1 {
+        let names: Vec<String> = kinds
+            .iter()
+            .enumerate()
+            .map(|(k, t)| format!("{k} {t}"))
+            .collect();
+        info!(
+            "redundant rings: {networks} networks ({}), rrp_mode = \"{}\"",
+            names.join(", "),
+            config.totem.rrp_mode
+        );
+    }
+    let dpdk_networks = kinds.contains(&TransportKind::Dpdk);
+    if dpdk_networks && fault_file.is_some() {
+        anyhow::bail!("--test-fault-file works with the kernel UDP transports only");
+    }
+    let driver = if networks == 1 && dpdk_networks {
         spawn_dpdk(config, driver_config, sink)?
+    } else if dpdk_networks {
+        // A node mixing DPDK and kernel UDP networks, or DPDK on several: one type over both.
+        let transports = mixed_transports(config, &driver_config)?;
+        driver::spawn_networks(transports, driver_config, sink)
+            .context("starting the Totem thread")?
     } else {
         let mut transports = Vec::with_capacity(networks);
         for k in 0..networks {
-            let c = config.udp_config_on(k);
-            let bind = c.bind;
-            transports.push(UdpTransport::new(c).with_context(|| {
-                if networks > 1 {
-                    format!("opening the Totem socket of network {k} ({bind})")
-                } else {
-                    "opening the Totem socket".to_owned()
-                }
-            })?);
-        }
-        if networks > 1 {
-            info!(
-                "redundant rings: {networks} networks, rrp_mode = \"{}\"",
-                config.totem.rrp_mode
-            );
+            transports.push(udp_transport(config, k)?);
         }
         match fault_file {
             Some(file) => {
@@ -540,14 +545,43 @@ fn spawn_dpdk(
     driver_config: DriverConfig,
     sink: TotemSink,
 ) -> anyhow::Result<driver::Driver> {
+    let transport = dpdk_transport(config, 0, &driver_config)?;
+    driver::spawn_with(transport, driver_config, sink).context("starting the Totem thread")
+}
+
+/// The kernel UDP transport of network `k` (multicast or unicast, as configured).
+fn udp_transport(config: &Config, k: usize) -> anyhow::Result<UdpTransport> {
+    let c = config.udp_config_on(k);
+    let bind = c.bind;
+    UdpTransport::new(c).with_context(|| {
+        if config.networks() > 1 {
+            format!("opening the Totem socket of network {k} ({bind})")
+        } else {
+            "opening the Totem socket".to_owned()
+        }
+    })
+}
+
+/// The DPDK transport on network `k`'s port (`[dpdk] port` or its `dpdk_port`), after EAL's
+/// initialisation from `[dpdk] eal_args` (once per process: every network's `--vdev` is in
+/// those arguments).
+#[cfg(feature = "dpdk")]
+fn dpdk_transport(
+    config: &Config,
+    k: usize,
+    driver_config: &DriverConfig,
+) -> anyhow::Result<dataplane::dpdk::DpdkTransport> {
     use dataplane::dpdk::{self, DpdkConfig, DpdkTransport};
     let d = &config.dpdk;
     dpdk::init_eal(&d.eal_args).context("initialising DPDK's EAL from [dpdk] eal_args")?;
-    let port = dpdk::port_by_name(&d.port).with_context(|| {
-        format!(
-            "[dpdk] port {:?}: no such DPDK port (is its --vdev in eal_args?)",
-            d.port
-        )
+    let name = config.dpdk_port_on(k);
+    let key = if k == 0 {
+        "[dpdk] port".to_owned()
+    } else {
+        format!("network {k}'s dpdk_port")
+    };
+    let port = dpdk::port_by_name(name).with_context(|| {
+        format!("{key} {name:?}: no such DPDK port (is its --vdev in eal_args?)")
     })?;
     let mut c = DpdkConfig::new(
         d.eal_args.clone(),
@@ -559,18 +593,52 @@ fn spawn_dpdk(
     c.max_backoff = std::time::Duration::from_micros(d.max_backoff_us);
     c.mbufs = d.mbufs;
     c.min_data_room = d.min_data_room;
-    let transport = DpdkTransport::new(c).context("opening the DPDK port")?;
+    let transport =
+        DpdkTransport::new(c).with_context(|| format!("opening the DPDK port {name}"))?;
     info!(
-        "Totem runs on DPDK port {} ({}), {}",
-        d.port,
+        "Totem runs on DPDK port {name} ({}), {}{}",
         dpdk::runtime_version(),
         if d.busy_poll {
             "busy polling"
         } else {
             "adaptive polling"
+        },
+        if config.networks() > 1 {
+            format!(" (network {k})")
+        } else {
+            String::new()
         }
     );
-    driver::spawn_with(transport, driver_config, sink).context("starting the Totem thread")
+    Ok(transport)
+}
+
+/// One transport per network for a node with a DPDK network among several: each network's
+/// own backend behind [`dataplane::any::AnyTransport`].
+#[cfg(feature = "dpdk")]
+fn mixed_transports(
+    config: &Config,
+    driver_config: &DriverConfig,
+) -> anyhow::Result<Vec<dataplane::any::AnyTransport>> {
+    (0..config.networks())
+        .map(|k| {
+            Ok(if config.transport_on(k) == TransportKind::Dpdk {
+                dpdk_transport(config, k, driver_config)?.into()
+            } else {
+                udp_transport(config, k)?.into()
+            })
+        })
+        .collect()
+}
+
+/// Without the `dpdk` feature there is no DPDK transport.
+#[cfg(not(feature = "dpdk"))]
+fn mixed_transports(
+    _config: &Config,
+    _driver_config: &DriverConfig,
+) -> anyhow::Result<Vec<dataplane::any::AnyTransport>> {
+    anyhow::bail!(
+        "a network has transport \"dpdk\", but this aisexec was built without DPDK support; rebuild with `cargo build --release --features ais/dpdk` (needs the Debian packages dpdk-dev and libdpdk-dev)"
+    )
 }
 
 /// Without the `dpdk` feature there is no DPDK transport.

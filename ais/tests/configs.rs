@@ -835,8 +835,235 @@ fn redundant_ring_mistakes_are_located() {
     );
     let e = mistake(&text, 8, "totem.rrp_token_expired_timeout");
     assert!(e.to_string().contains("less than"), "{e}");
-    // Multicast transport.
+    // Multicast transport with the networks of udpu (ringN_addr): the networks of udp are
+    // [[totem.rrp_interface]] entries.
     let text = "[totem]\nnodeid = 1\nsecauth = false\nrrp_mode = \"active\"\n[totem.interface]\nbindnetaddr = \"10.0.0.1\"\nmcastaddr = \"239.1.1.1\"\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"10.0.0.1\"\nring1_addr = \"10.1.0.1\"\n";
-    let e = mistake(text, 4, "totem.rrp_mode");
-    assert!(e.to_string().contains("udpu"), "{e}");
+    let e = mistake(text, 11, "nodelist.node[0].ring1_addr");
+    assert!(
+        e.to_string().contains("not used by transport \"udp\""),
+        "{e}"
+    );
+    assert!(e.to_string().contains("rrp_interface"), "{e}");
+}
+
+/// The 1-based line of the first line of `text` that contains `needle`.
+fn line_of(text: &str, needle: &str) -> u32 {
+    1 + text
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} is not in the text")) as u32
+}
+
+/// Two multicast networks (corosync's interface { ringnumber mcastaddr }), passive mode.
+const MCAST2: &str = r#"[totem]
+nodeid = 1
+transport = "udp"
+secauth = false
+rrp_mode = "passive"
+
+[totem.interface]
+bindnetaddr = "10.0.0.1"
+mcastaddr = "239.192.0.1"
+mcastport = 5405
+
+[[totem.rrp_interface]]
+ringnumber = 1
+bindnetaddr = "10.1.0.1"
+mcastaddr = "239.192.0.2"
+"#;
+
+#[test]
+fn multicast_networks_each_have_their_own_group_or_port() {
+    use dataplane::udp::Mode;
+    let c = Config::from_str(MCAST2, "good.toml").unwrap();
+    assert_eq!(c.networks(), 2);
+    assert_eq!(c.rrp_config().networks, 2);
+    assert_eq!(c.transport_on(1), ais::config::TransportKind::Udp);
+    let net1 = c.udp_config_on(1);
+    assert_eq!(net1.bind, "10.1.0.1:5404".parse().unwrap());
+    assert_eq!(net1.mtu, c.udp_config().mtu);
+    assert!(
+        matches!(net1.mode, Mode::Multicast { group, port: 5405, ttl: 1, loopback: false, .. }
+            if group == "239.192.0.2".parse::<std::net::IpAddr>().unwrap()),
+        "{:?}",
+        net1.mode
+    );
+    assert!(matches!(
+        c.udp_config_on(0).mode,
+        Mode::Multicast { port: 5405, .. }
+    ));
+    // Multicast members are learned from their frames, on every network.
+    assert!(c.members_on(1).is_empty());
+    // The example file.
+    let ex = Config::from_file(&configs_dir().join("redundant-rings-multicast.toml")).unwrap();
+    assert_eq!(ex.networks(), 2);
+    assert_eq!(
+        ex.udp_config_on(1).bind,
+        "192.168.11.1:5404".parse().unwrap()
+    );
+    // The same group on another port is another network.
+    let text = MCAST2.replace(
+        "mcastaddr = \"239.192.0.2\"",
+        "mcastaddr = \"239.192.0.1\"\nmcastport = 5407",
+    );
+    let c = Config::from_str(&text, "good.toml").unwrap();
+    assert!(matches!(
+        c.udp_config_on(1).mode,
+        Mode::Multicast { port: 5407, .. }
+    ));
+    assert_eq!(c.udp_config_on(1).bind, "10.1.0.1:5406".parse().unwrap());
+    // Three networks.
+    let text = format!(
+        "{MCAST2}\n[[totem.rrp_interface]]\nringnumber = 2\nbindnetaddr = \"10.2.0.1\"\nmcastaddr = \"239.192.0.3\"\n"
+    );
+    assert_eq!(Config::from_str(&text, "good.toml").unwrap().networks(), 3);
+
+    // The same group and port as network 0 (the port left to network 0's).
+    let text = MCAST2.replace("\"239.192.0.2\"", "\"239.192.0.1\"");
+    let e = mistake(&text, 15, "totem.rrp_interface[0].mcastaddr");
+    assert!(e.to_string().contains("network 0's too"), "{e}");
+    assert!(e.to_string().contains("own group or port"), "{e}");
+    // ... with the port given: the port is named.
+    let text = MCAST2.replace(
+        "mcastaddr = \"239.192.0.2\"",
+        "mcastaddr = \"239.192.0.1\"\nmcastport = 5405",
+    );
+    let e = mistake(&text, 16, "totem.rrp_interface[0].mcastport");
+    assert!(e.to_string().contains("own group or port"), "{e}");
+    // Two entries on one group and port.
+    let text = format!(
+        "{MCAST2}\n[[totem.rrp_interface]]\nringnumber = 2\nbindnetaddr = \"10.2.0.1\"\nmcastaddr = \"239.192.0.2\"\n"
+    );
+    let e = mistake(&text, 20, "totem.rrp_interface[1].mcastaddr");
+    assert!(e.to_string().contains("network 1's too"), "{e}");
+    // The same local socket as network 0.
+    let text = MCAST2.replace("\"10.1.0.1\"", "\"10.0.0.1\"");
+    let e = mistake(&text, 14, "totem.rrp_interface[0].bindnetaddr");
+    assert!(e.to_string().contains("network 0's too"), "{e}");
+    // No group, no local address, not a group.
+    let text = MCAST2.replace("mcastaddr = \"239.192.0.2\"\n", "");
+    let e = mistake(&text, 13, "totem.rrp_interface[0].mcastaddr");
+    assert!(
+        e.to_string().contains("required for multicast network 1"),
+        "{e}"
+    );
+    let text = MCAST2.replace("bindnetaddr = \"10.1.0.1\"\n", "");
+    let e = mistake(&text, 13, "totem.rrp_interface[0].bindnetaddr");
+    assert!(e.to_string().contains("required"), "{e}");
+    let text = MCAST2.replace("\"239.192.0.2\"", "\"10.9.9.9\"");
+    let e = mistake(&text, 15, "totem.rrp_interface[0].mcastaddr");
+    assert!(e.to_string().contains("not a multicast address"), "{e}");
+    // A gap: network 2 without network 1.
+    let text = MCAST2.replace("ringnumber = 1", "ringnumber = 2");
+    let e = mistake(&text, 3, "totem.rrp_interface");
+    assert!(e.to_string().contains("network 1 has no"), "{e}");
+    // A DPDK or unicast network on a multicast ring.
+    let text = MCAST2.replace("ringnumber = 1", "ringnumber = 1\ntransport = \"dpdk\"");
+    let e = mistake(&text, 14, "totem.rrp_interface[0].transport");
+    assert!(e.to_string().contains("every"), "{e}");
+    // Two multicast networks need a mode.
+    let text = MCAST2.replace("\"passive\"", "\"none\"");
+    let e = mistake(&text, 5, "totem.rrp_mode");
+    assert!(
+        e.to_string()
+            .contains("rrp_interface]] entries give 2 networks"),
+        "{e}"
+    );
+}
+
+/// GOOD with a second network whose transport and DPDK settings are `extra` (an
+/// `[[totem.rrp_interface]]` entry's keys), network 0 on `transport`.
+fn mixed(transport: &str, extra: &str) -> String {
+    let mut t = two_networks("active").replace(
+        "transport = \"udpu\"",
+        &format!("transport = \"{transport}\""),
+    );
+    t += "\n[dpdk]\nport = \"net_af_packet0\"\neal_args = [\"--no-huge\", \"--vdev=net_af_packet0,iface=eth0\", \"--vdev=net_af_packet1,iface=eth1\"]\n";
+    t += &format!("\n[[totem.rrp_interface]]\nringnumber = 1\n{extra}");
+    t
+}
+
+#[test]
+fn a_node_mixes_dpdk_and_kernel_udp_networks() {
+    use ais::config::TransportKind::{Dpdk, Udpu};
+    // The ATCA case: network 0 (the base interface) through DPDK, network 1 through the
+    // kernel.
+    let c = Config::from_str(&mixed("dpdk", "transport = \"udpu\"\n"), "good.toml").unwrap();
+    assert_eq!(
+        (c.networks(), c.transport_on(0), c.transport_on(1)),
+        (2, Dpdk, Udpu)
+    );
+    assert_eq!(c.dpdk_port_on(0), "net_af_packet0");
+    assert_eq!(c.udp_config_on(1).bind, "10.1.0.1:5405".parse().unwrap());
+    assert_eq!(c.members_on(1).len(), 3);
+    // The other way round.
+    let c = Config::from_str(
+        &mixed(
+            "udpu",
+            "transport = \"dpdk\"\ndpdk_port = \"net_af_packet1\"\n",
+        ),
+        "good.toml",
+    )
+    .unwrap();
+    assert_eq!((c.transport_on(0), c.transport_on(1)), (Udpu, Dpdk));
+    assert_eq!(c.dpdk_port_on(1), "net_af_packet1");
+    // DPDK on both networks: two ports of one EAL.
+    let c = Config::from_str(
+        &mixed("dpdk", "dpdk_port = \"net_af_packet1\"\n"),
+        "good.toml",
+    )
+    .unwrap();
+    assert_eq!((c.transport_on(0), c.transport_on(1)), (Dpdk, Dpdk));
+    assert_eq!(
+        (c.dpdk_port_on(0), c.dpdk_port_on(1)),
+        ("net_af_packet0", "net_af_packet1")
+    );
+
+    // A DPDK network without its port.
+    let text = mixed("dpdk", "");
+    let e = mistake(
+        &text,
+        line_of(&text, "ringnumber = 1"),
+        "totem.rrp_interface[0].dpdk_port",
+    );
+    assert!(e.to_string().contains("DPDK network"), "{e}");
+    // Network 0's port again.
+    let text = mixed("dpdk", "dpdk_port = \"net_af_packet0\"\n");
+    let e = mistake(
+        &text,
+        line_of(&text, "dpdk_port ="),
+        "totem.rrp_interface[0].dpdk_port",
+    );
+    assert!(e.to_string().contains("network 0's DPDK port too"), "{e}");
+    // A DPDK port on a kernel network.
+    let text = mixed(
+        "dpdk",
+        "transport = \"udpu\"\ndpdk_port = \"net_af_packet1\"\n",
+    );
+    let e = mistake(
+        &text,
+        line_of(&text, "dpdk_port ="),
+        "totem.rrp_interface[0].dpdk_port",
+    );
+    assert!(
+        e.to_string()
+            .contains("only for a network with transport \"dpdk\""),
+        "{e}"
+    );
+    // Multicast beside unicast or DPDK.
+    let text = mixed("dpdk", "transport = \"udp\"\n");
+    let e = mistake(
+        &text,
+        line_of(&text, "transport = \"udp\""),
+        "totem.rrp_interface[0].transport",
+    );
+    assert!(e.to_string().contains("multicast networks need"), "{e}");
+    // A group on a unicast ring.
+    let text = mixed("udpu", "mcastaddr = \"239.192.0.2\"\n");
+    let e = mistake(
+        &text,
+        line_of(&text, "mcastaddr ="),
+        "totem.rrp_interface[0].mcastaddr",
+    );
+    assert!(e.to_string().contains("only for transport \"udp\""), "{e}");
 }

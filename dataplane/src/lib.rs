@@ -16,6 +16,8 @@
 //! - [`fault::FaultInjector`], a wrapper around any transport that injects a network's faults
 //!   (down, lossy, one-way, an interface down, a delay towards one node), in the simulator's
 //!   vocabulary, for tests of redundant rings on real sockets.
+//! - [`any::AnyTransport`]: one type over the backends, for a node whose networks mix them
+//!   (the driver is generic over one transport type).
 //! - [`affinity`]: pinning the calling thread to one CPU (Linux `sched_setaffinity`).
 //! - [`wake::Waker`]: wakes a thread blocked in [`Transport::wait`] (an eventfd polled next to
 //!   the sockets).
@@ -62,6 +64,7 @@ use std::time::Duration;
 
 #[cfg(target_os = "linux")]
 pub mod affinity;
+pub mod any;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod epoll;

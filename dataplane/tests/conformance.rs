@@ -6,7 +6,9 @@
 //! - `udp_multicast_v4`: `UdpTransport` in multicast mode on 127.0.0.1, a 239.255.42.x group
 //!   joined on the loopback interface with `IP_MULTICAST_LOOP` on;
 //! - `udp_unicast_v6`: `UdpTransport` in unicast mode on ::1;
-//! - `mem`: `MemTransport` on a `MemNetwork`.
+//! - `mem`: `MemTransport` on a `MemNetwork`;
+//! - `any_udp`: `UdpTransport` in unicast mode behind `any::AnyTransport` (the type of a node
+//!   whose networks mix backends).
 //!
 //! Assumptions: the loopback interface is up with 127.0.0.1 and ::1 (IPv4 multicast on `lo`
 //! works without its MULTICAST flag on Linux); no root, no network namespaces, no other
@@ -22,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use dataplane::any::AnyTransport;
 use dataplane::mem::{MemConfig, MemNetwork, MemTransport};
 use dataplane::udp::{Mode, UdpConfig, UdpTransport};
 use dataplane::{Dest, Member, MembersError, NodeId, SendError, Source, Transport};
@@ -79,6 +82,8 @@ struct UdpUnicastV4;
 struct UdpMulticastV4;
 struct UdpUnicastV6;
 struct Mem;
+/// Kernel UDP unicast behind `any::AnyTransport` (the type a node mixing backends uses).
+struct AnyUdp;
 
 fn lo4() -> SocketAddr {
     (Ipv4Addr::LOCALHOST, 0).into()
@@ -183,6 +188,20 @@ impl Backend for UdpMulticastV4 {
             },
             ..UdpConfig::unicast(lo4())
         })
+    }
+}
+
+impl Backend for AnyUdp {
+    type T = AnyTransport;
+    fn cluster(n: usize, mtu: usize, burst: usize) -> Cluster<AnyTransport> {
+        let c = UdpUnicastV4::cluster(n, mtu, burst);
+        Cluster {
+            nodes: c.nodes.into_iter().map(AnyTransport::from).collect(),
+            members: c.members,
+            stranger: c.stranger.into(),
+            stranger_addr: c.stranger_addr,
+            raw: c.raw,
+        }
     }
 }
 
@@ -612,4 +631,5 @@ conformance! {
     udp_multicast_v4: UdpMulticastV4,
     udp_unicast_v6: UdpUnicastV6,
     mem: Mem,
+    any_udp: AnyUdp,
 }

@@ -1,5 +1,5 @@
 //! The Totem driver over two networks (redundant rings): kernel UDP on loopback (each network
-//! its own sockets) and the in-memory network, each transport behind the fault-injecting
+//! its own sockets; unicast, or multicast with a group per network) and the in-memory network, each transport behind the fault-injecting
 //! wrapper (`dataplane::fault::FaultInjector`) so that a test can cut a network while the
 //! drivers run.
 //!
@@ -107,6 +107,54 @@ fn spawn_udp(mode: RrpMode, orders: [[usize; 2]; 3]) -> Vec<Node> {
                 members[order[0]].clone(),
             );
             cfg.more_members = vec![members[order[1]].clone()];
+            cfg.rrp = rrp(mode);
+            let (tx, out) = crossbeam_channel::unbounded();
+            let driver = driver::spawn_networks(transports, cfg, Sink(tx)).expect("spawn");
+            Node {
+                driver,
+                out,
+                levers,
+            }
+        })
+        .collect()
+}
+
+/// Three nodes over two multicast UDP networks on loopback (`transport = "udp"` with one
+/// group per network): no member list, every node's address on each network is learnt from
+/// its frames there.
+fn spawn_udp_multicast(mode: RrpMode) -> Vec<Node> {
+    use dataplane::udp::Mode;
+    let mut ports = [0u16; 2];
+    let sockets: Vec<Vec<UdpTransport>> = IDS
+        .iter()
+        .map(|_| {
+            (0..2)
+                .map(|net| {
+                    let t = UdpTransport::new(UdpConfig {
+                        mode: Mode::Multicast {
+                            group: std::net::Ipv4Addr::new(239, 255, 21, 1 + net as u8).into(),
+                            port: ports[net],
+                            ttl: 1,
+                            loopback: true,
+                            interface: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+                        },
+                        ..UdpConfig::unicast("127.0.0.1:0".parse().unwrap())
+                    })
+                    .expect("bind");
+                    // The first node's kernel-chosen group port is every node's.
+                    ports[net] = t.group_addr().expect("multicast").port();
+                    t
+                })
+                .collect()
+        })
+        .collect();
+    IDS.iter()
+        .zip(sockets)
+        .map(|(&id, socks)| {
+            let (transports, levers): (Vec<_>, Vec<_>) =
+                socks.into_iter().map(|t| switch(t, id)).unzip();
+            let mut cfg = DriverConfig::new(srp::Config::new(NodeId(id), Vec::new()), Vec::new());
+            cfg.more_members = vec![Vec::new()];
             cfg.rrp = rrp(mode);
             let (tx, out) = crossbeam_channel::unbounded();
             let driver = driver::spawn_networks(transports, cfg, Sink(tx)).expect("spawn");
@@ -370,6 +418,20 @@ fn udp_active_cut_network_costs_no_membership_change_and_comes_back() {
 #[test]
 fn udp_passive_cut_network_costs_no_membership_change_and_comes_back() {
     cut_and_restore(spawn_udp(RrpMode::Passive, [[0, 1]; 3]));
+}
+
+/// Multicast on both networks: a network whose copies mostly lose the race to the other
+/// still learns every member's address (from the copies the layer drops), so it is never
+/// marked faulty and carries the token when network 0 is cut.
+#[test]
+fn udp_multicast_cut_network_costs_no_membership_change_and_comes_back() {
+    cut_and_restore(spawn_udp_multicast(RrpMode::Active));
+}
+
+/// The same in passive mode (data frames spread over the two groups).
+#[test]
+fn udp_multicast_passive_cut_network_costs_no_membership_change_and_comes_back() {
+    cut_and_restore(spawn_udp_multicast(RrpMode::Passive));
 }
 
 /// Network 0 loses half of every link's frames: every node marks it faulty, nothing else

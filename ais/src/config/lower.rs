@@ -189,10 +189,53 @@ impl Config {
 
     /// How many networks the ring uses: 1 + the `ring1_addr`.. `ring3_addr` this node's entry
     /// lists (validation makes every entry list the same ones), 1 without a node entry.
+    ///
+    /// With `transport = "udp"` (multicast) the networks are network 0 and the
+    /// `[[totem.rrp_interface]]` entries: 1 + the highest `ringnumber` (validation makes them
+    /// 1, 2, … without gaps).
     pub fn networks(&self) -> usize {
+        if self.totem.transport == TransportKind::Udp {
+            return 1 + self
+                .totem
+                .rrp_interface
+                .iter()
+                .map(|i| usize::from(i.ringnumber).min(3))
+                .max()
+                .unwrap_or(0);
+        }
         self.this_node().map_or(1, |n| {
             1 + (1..4).take_while(|&k| n.ring_addr(k).is_some()).count()
         })
+    }
+
+    /// The `[[totem.rrp_interface]]` entry of network `net` (1 to 3), if any.
+    pub fn rrp_interface_on(&self, net: usize) -> Option<&super::RrpInterface> {
+        self.totem
+            .rrp_interface
+            .iter()
+            .find(|i| usize::from(i.ringnumber) == net)
+    }
+
+    /// The transport of network `net`: `totem.transport` for network 0, else its
+    /// `[[totem.rrp_interface]]` `transport`, else `totem.transport`.
+    pub fn transport_on(&self, net: usize) -> TransportKind {
+        if net == 0 {
+            return self.totem.transport;
+        }
+        self.rrp_interface_on(net)
+            .and_then(|i| i.transport)
+            .unwrap_or(self.totem.transport)
+    }
+
+    /// The DPDK port (device name) of network `net`: `[dpdk] port` for network 0, else its
+    /// `[[totem.rrp_interface]]` `dpdk_port`; empty when not set.
+    pub fn dpdk_port_on(&self, net: usize) -> &str {
+        if net == 0 {
+            return &self.dpdk.port;
+        }
+        self.rrp_interface_on(net)
+            .and_then(|i| i.dpdk_port.as_deref())
+            .unwrap_or("")
     }
 
     /// The redundant-ring layer's settings: the networks, the mode (`rrp_mode`; `"none"` is
@@ -237,11 +280,33 @@ impl Config {
             .unwrap_or(base)
     }
 
-    /// The kernel UDP transport of network `net` (0: [`Config::udp_config`]; 1 to 3: unicast,
-    /// bound to this node's `ringN_addr` and the network's port).
+    /// The kernel UDP transport of network `net` (0: [`Config::udp_config`]; 1 to 3 with
+    /// `udp`: multicast to the network's `mcastaddr:mcastport`, bound to its
+    /// `bindnetaddr:(mcastport − 1)`, with network 0's TTL; with `udpu`: unicast, bound to this
+    /// node's `ringN_addr` and the network's port).
     pub fn udp_config_on(&self, net: usize) -> dataplane::udp::UdpConfig {
         if net == 0 {
             return self.udp_config();
+        }
+        if self.totem.transport == TransportKind::Udp {
+            let e = self.rrp_interface_on(net);
+            let unspecified = IpAddr::from([0, 0, 0, 0]);
+            let bind = e.and_then(|e| e.bindnetaddr).unwrap_or(unspecified);
+            let group = e.and_then(|e| e.mcastaddr).unwrap_or(unspecified);
+            let port = e
+                .and_then(|e| e.mcastport)
+                .unwrap_or(self.totem.interface.mcastport);
+            let mut c = dataplane::udp::UdpConfig::multicast(
+                SocketAddr::new(bind, port.saturating_sub(1)),
+                group,
+                port,
+            );
+            if let dataplane::udp::Mode::Multicast { ttl, loopback, .. } = &mut c.mode {
+                *ttl = self.totem.interface.ttl;
+                *loopback = bind.is_loopback();
+            }
+            c.mtu = self.totem.frame_size(self.ipv6()) as usize;
+            return c;
         }
         let bind = self
             .this_node()
@@ -256,8 +321,9 @@ impl Config {
     }
 
     /// The members with their addresses on network `net` (0: [`Config::members`]).
+    /// Empty with `udp`: multicast networks learn their members' addresses.
     pub fn members_on(&self, net: usize) -> Vec<dataplane::Member> {
-        if net == 0 {
+        if net == 0 || self.totem.transport == TransportKind::Udp {
             return self.members();
         }
         self.nodelist

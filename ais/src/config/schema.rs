@@ -141,11 +141,11 @@ pub struct Totem {
     pub interface: Interface,
     /// Redundant rings: how the networks are used (`"none"`, the default: one network;
     /// `"active"`; `"passive"`; docs/rings.md). The networks are the `ringN_addr` of the node
-    /// entries.
+    /// entries (`udpu`, `dpdk`) or the `[[totem.rrp_interface]]` entries (`udp`).
     #[serde(default)]
     pub rrp_mode: RrpModeKey,
     /// The other networks' settings (`[[totem.rrp_interface]]`, corosync's `interface {
-    /// ringnumber }` for rings 1 to 3): their port.
+    /// ringnumber }` for rings 1 to 3): their group or port, and their transport.
     #[serde(default)]
     pub rrp_interface: Vec<RrpInterface>,
     /// How often each network's copies are judged, in ms (default 50; the redundant-ring
@@ -194,15 +194,37 @@ impl fmt::Display for RrpModeKey {
 }
 
 /// One `[[totem.rrp_interface]]` entry: the settings of network `ringnumber` (1 to 3).
+///
+/// With `transport = "udp"` every network is multicast and is one such entry (with
+/// `bindnetaddr` and `mcastaddr`, as corosync's `interface { ringnumber mcastaddr }`); with
+/// `"udpu"` or `"dpdk"` the networks are the node entries' `ringN_addr`, and an entry sets a
+/// network's port, or makes it a DPDK port (`transport = "dpdk"`, `dpdk_port`) or a kernel UDP
+/// one (`transport = "udpu"`): one node may mix them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RrpInterface {
     /// The network (1 to 3; network 0 is `[totem.interface]`).
     pub ringnumber: u8,
-    /// Every node's port on this network (default: network 0's, `port` of the node entry or
-    /// `totem.interface.mcastport`).
+    /// `udp`: the group's port (default network 0's `mcastport`; this node's own socket uses
+    /// `mcastport − 1`); `udpu`: every node's port on this network (default: network 0's,
+    /// `port` of the node entry or `totem.interface.mcastport`).
     #[serde(default)]
     pub mcastport: Option<u16>,
+    /// `udp`: this node's address on this network (required there).
+    #[serde(default)]
+    pub bindnetaddr: Option<IpAddr>,
+    /// `udp`: this network's multicast group (required there; each network needs its own
+    /// group or port).
+    #[serde(default)]
+    pub mcastaddr: Option<IpAddr>,
+    /// This network's transport, `"udpu"` or `"dpdk"` (default: `totem.transport`; `"udp"`
+    /// cannot be mixed with the others).
+    #[serde(default)]
+    pub transport: Option<TransportKind>,
+    /// `dpdk`: this network's DPDK port (device name, e.g. `"net_af_packet1"`; required
+    /// there), created by `[dpdk] eal_args` together with the other networks' ports.
+    #[serde(default)]
+    pub dpdk_port: Option<String>,
 }
 
 impl Totem {

@@ -435,6 +435,176 @@ impl Config {
         Ok(())
     }
 
+    /// One `[[totem.rrp_interface]]` entry's transport keys: `transport` (no mixing of
+    /// multicast with the others), `bindnetaddr` and `mcastaddr` (multicast only),
+    /// `dpdk_port` (required on a DPDK network, only there, and not another network's port).
+    fn validate_net_transport(&self, i: usize, r: &super::RrpInterface) -> Result<(), ConfigError> {
+        let base = self.totem.transport;
+        let net = usize::from(r.ringnumber);
+        let key = |k: &str| format!("totem.rrp_interface[{i}].{k}");
+        match (base, r.transport) {
+            (TransportKind::Udp, Some(other)) if other != TransportKind::Udp => {
+                return Err(self.invalid(
+                    &key("transport"),
+                    format!(
+                        "\"{other}\" on a multicast ring: with totem.transport = \"udp\" every \
+                         network is multicast (a node mixes \"udpu\" and \"dpdk\" networks only)"
+                    ),
+                ));
+            }
+            (TransportKind::Udpu | TransportKind::Dpdk, Some(TransportKind::Udp)) => {
+                return Err(self.invalid(
+                    &key("transport"),
+                    format!(
+                        "multicast networks need totem.transport = \"udp\" (then every network is \
+                         multicast); with \"{base}\" a network is \"udpu\" or \"dpdk\""
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if base != TransportKind::Udp {
+            for (name, given) in [
+                ("bindnetaddr", r.bindnetaddr.is_some()),
+                ("mcastaddr", r.mcastaddr.is_some()),
+            ] {
+                if given {
+                    return Err(self.invalid(
+                        &key(name),
+                        format!(
+                            "only for transport \"udp\" (multicast); with \"{base}\" network \
+                             {net}'s addresses are the node entries' ring{net}_addr"
+                        ),
+                    ));
+                }
+            }
+        }
+        let dpdk = self.transport_on(net) == TransportKind::Dpdk;
+        match (&r.dpdk_port, dpdk) {
+            (Some(_), false) => Err(self.invalid(
+                &key("dpdk_port"),
+                format!(
+                    "only for a network with transport \"dpdk\" (network {net} is \"{}\")",
+                    self.transport_on(net)
+                ),
+            )),
+            (None, true) => Err(self.invalid_near(
+                &key("dpdk_port"),
+                &key("ringnumber"),
+                format!(
+                    "network {net} is a DPDK network: give its port's device name, e.g. \
+                     dpdk_port = \"net_af_packet{net}\" (its --vdev goes in [dpdk] eal_args)"
+                ),
+            )),
+            (Some(p), true) if p.is_empty() => Err(self.invalid(
+                &key("dpdk_port"),
+                "must name a DPDK port, e.g. \"net_af_packet1\"",
+            )),
+            (Some(p), true) => {
+                match (0..net).find(|&j| {
+                    self.transport_on(j) == TransportKind::Dpdk && self.dpdk_port_on(j) == p
+                }) {
+                    Some(j) => Err(self.invalid(
+                        &key("dpdk_port"),
+                        format!(
+                            "{p:?} is network {j}'s DPDK port too: each network needs its own port"
+                        ),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// Multicast networks 1 to 3: a local address and a group each, and no two networks on the
+    /// same group and port (nor the same local socket, `bindnetaddr:(mcastport − 1)`).
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let base = &self.totem.interface;
+        // (group, port, bind) of network 0, then of each entry as it is checked.
+        let mut seen: Vec<(
+            usize,
+            Option<std::net::IpAddr>,
+            u16,
+            Option<std::net::IpAddr>,
+        )> = vec![(0, base.mcastaddr, base.mcastport, base.bindnetaddr)];
+        let mut entries: Vec<(usize, &super::RrpInterface)> =
+            self.totem.rrp_interface.iter().enumerate().collect();
+        entries.sort_by_key(|(_, r)| r.ringnumber);
+        for (i, r) in entries {
+            let net = usize::from(r.ringnumber);
+            let key = |k: &str| format!("totem.rrp_interface[{i}].{k}");
+            let Some(bind) = r.bindnetaddr else {
+                return Err(self.invalid_near(
+                    &key("bindnetaddr"),
+                    &key("ringnumber"),
+                    format!("required for multicast network {net}: this node's address on it"),
+                ));
+            };
+            if bind.is_unspecified() || bind.is_multicast() {
+                return Err(self.invalid(
+                    &key("bindnetaddr"),
+                    format!("must be a specific local unicast address, got {bind}"),
+                ));
+            }
+            let Some(group) = r.mcastaddr else {
+                return Err(self.invalid_near(
+                    &key("mcastaddr"),
+                    &key("ringnumber"),
+                    format!("required for multicast network {net}: its multicast group"),
+                ));
+            };
+            if !group.is_multicast() {
+                return Err(self.invalid(
+                    &key("mcastaddr"),
+                    format!("{group} is not a multicast address (224.0.0.0/4 or ff00::/8)"),
+                ));
+            }
+            if group.is_ipv6() != bind.is_ipv6() {
+                return Err(self.invalid(
+                    &key("mcastaddr"),
+                    format!("{group} is not of the same address family as bindnetaddr {bind}"),
+                ));
+            }
+            let port = r.mcastport.unwrap_or(base.mcastport);
+            if port < 2 {
+                return Err(self.invalid(
+                    &key("mcastport"),
+                    format!(
+                        "must be 2..=65535 (the node's own socket uses mcastport - 1), got {port}"
+                    ),
+                ));
+            }
+            for &(j, g, p, b) in &seen {
+                if g == Some(group) && p == port {
+                    let which = if r.mcastport.is_some() {
+                        "mcastport"
+                    } else {
+                        "mcastaddr"
+                    };
+                    return Err(self.invalid(
+                        &key(which),
+                        format!(
+                            "group {group} port {port} is network {j}'s too: each network needs \
+                             its own group or port (mcastaddr or mcastport)"
+                        ),
+                    ));
+                }
+                if b == Some(bind) && p == port {
+                    return Err(self.invalid(
+                        &key("bindnetaddr"),
+                        format!(
+                            "{bind} with port {port} is network {j}'s too: this node's socket on \
+                             each network needs its own address or port"
+                        ),
+                    ));
+                }
+            }
+            seen.push((net, Some(group), port, Some(bind)));
+        }
+        Ok(())
+    }
+
     fn validate_nodelist(&self) -> Result<(), ConfigError> {
         let nodes = &self.nodelist.node;
         let default_port = self.totem.interface.mcastport;
@@ -562,9 +732,33 @@ impl Config {
                 }
             }
         }
+        let multicast = t.transport == TransportKind::Udp;
+        if multicast {
+            for (n, node) in nodes.iter().enumerate() {
+                if let Some(k) = (1..4).find(|&k| node.ring_addr(k).is_some()) {
+                    return Err(self.invalid(
+                        &format!("nodelist.node[{n}].ring{k}_addr"),
+                        format!(
+                            "not used by transport \"udp\": each multicast network is a \
+                             [[totem.rrp_interface]] entry (ringnumber = {k}, bindnetaddr, \
+                             mcastaddr); remove it, or use transport \"udpu\""
+                        ),
+                    ));
+                }
+            }
+        }
         let networks = self.networks();
         for (i, r) in t.rrp_interface.iter().enumerate() {
             let key = format!("totem.rrp_interface[{i}].ringnumber");
+            if multicast && !(1..=3).contains(&r.ringnumber) {
+                return Err(self.invalid(
+                    &key,
+                    format!(
+                        "network {} is not one of 1..=3 (network 0 is [totem.interface])",
+                        r.ringnumber
+                    ),
+                ));
+            }
             if !(1..networks).contains(&usize::from(r.ringnumber)) {
                 return Err(self.invalid(
                     &key,
@@ -592,38 +786,52 @@ impl Config {
                     "port 0 is not allowed: peers must know the port",
                 ));
             }
+            self.validate_net_transport(i, r)?;
+        }
+        if multicast && let Some(k) = (1..networks).find(|&k| self.rrp_interface_on(k).is_none()) {
+            return Err(self.invalid_near(
+                "totem.rrp_interface",
+                "totem.transport",
+                format!(
+                    "network {k} has no [[totem.rrp_interface]] entry: multicast networks are \
+                     numbered 1, 2, 3 without gaps"
+                ),
+            ));
+        }
+        if multicast {
+            self.validate_groups()?;
         }
         match (t.rrp_mode, networks) {
             (RrpModeKey::None, 1) => return Ok(()),
             (RrpModeKey::None, n) => {
+                let (listed, keys) = if multicast {
+                    ("[[totem.rrp_interface]] entries", "those entries")
+                } else {
+                    ("node entries (ring1_addr ...)", "the ringN_addr keys")
+                };
                 return Err(self.invalid(
                     "totem.rrp_mode",
                     format!(
-                        "the node entries list {n} networks (ring1_addr ...), but rrp_mode is \
-                         \"none\" (one network): set rrp_mode = \"active\" or \"passive\", or \
-                         remove the ringN_addr keys"
+                        "the {listed} give {n} networks, but rrp_mode is \"none\" (one \
+                         network): set rrp_mode = \"active\" or \"passive\", or remove {keys}"
                     ),
                 ));
             }
             (mode, 1) => {
+                let how = if multicast {
+                    "a [[totem.rrp_interface]] entry (ringnumber = 1, bindnetaddr, mcastaddr)"
+                } else {
+                    "a ring1_addr in every node entry"
+                };
                 return Err(self.invalid(
                     "totem.rrp_mode",
                     format!(
-                        "\"{mode}\" needs at least two networks: give every node entry a \
-                         ring1_addr (or set rrp_mode = \"none\")"
+                        "\"{mode}\" needs at least two networks: give {how} (or set rrp_mode = \
+                         \"none\")"
                     ),
                 ));
             }
             _ => {}
-        }
-        if t.transport != TransportKind::Udpu {
-            return Err(self.invalid(
-                "totem.rrp_mode",
-                format!(
-                    "redundant rings need transport \"udpu\" in this version (got \"{}\")",
-                    t.transport
-                ),
-            ));
         }
         for (key, value) in [
             (

@@ -40,6 +40,10 @@ pub(super) struct Networks {
     reported: Vec<(u8, u32, std::time::Instant)>,
     /// Descriptors to wait on (reused).
     fds: Vec<std::os::fd::RawFd>,
+    /// Per network, the senders whose address the transport learnt from a frame (discovered
+    /// members, multicast): a copy the layer drops as a duplicate teaches a sender's address
+    /// only while the network has none for it.
+    learned: Vec<Vec<u32>>,
 }
 
 impl Networks {
@@ -51,6 +55,7 @@ impl Networks {
             pending: Vec::new(),
             reported: Vec::new(),
             fds: Vec::with_capacity(dataplane::wake::WAIT_ANY_MAX),
+            learned: vec![Vec::new(); count],
         }
     }
 
@@ -366,6 +371,18 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
                         }
                     };
                     if nets.rrp.handle_frame(now, NetId(i as u8), frame) == Verdict::Duplicate {
+                        // Multicast networks discover their members: a network whose copies
+                        // mostly lose the race would otherwise never learn where to send the
+                        // token. A copy teaches an address only while this network has none
+                        // for its sender (the first copy went through the core's checks; a
+                        // moved sender is learnt from a first copy, as with one network).
+                        if src.node.is_none()
+                            && let Ok(h) = wire::Header::new_checked(frame)
+                            && !nets.learned[i].contains(&h.sender().0)
+                            && let Some(slot) = strangers.iter_mut().find(|s| s.is_none())
+                        {
+                            *slot = Some((h.sender(), src.addr));
+                        }
                         return;
                     }
                     handle_frame(core, diag, &mut strangers, now, src, frame);
@@ -373,6 +390,9 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
                 for (node, addr) in strangers.into_iter().flatten() {
                     if transport.learn_member(dataplane::NodeId(node.0), addr) {
                         self.stats.members_learned += 1;
+                        if !nets.learned[i].contains(&node.0) {
+                            nets.learned[i].push(node.0);
+                        }
                     }
                 }
                 self.transmit();
