@@ -427,6 +427,7 @@ fn run(
         path: config.totem.keyfile.clone(),
     };
     let mut exec = Exec::new(core, driver.submitter(), tx, Some(keys), event_log);
+    exec.set_outbox_packets(config.aisexec.ipc_outbox_packets);
     exec.log_shelf_events(shelf_rx);
     if let Some(d) = clc {
         exec.run_clc(d);

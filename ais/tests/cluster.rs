@@ -399,13 +399,14 @@ fn client_killed_mid_send_leaves_no_trace() {
     assert_eq!(watcher.membership(GROUP).expect("membership").len(), 1);
 }
 
-/// A client that never reads its callbacks is disconnected once its outbox is full, and the
-/// group sees it leave (procdown); the executive and the other clients carry on. The stuck
-/// client is `aisctl cpg watch` with its output piped and never read: once the pipe is full
-/// it stops dispatching.
+/// A client that never reads its callbacks holds the senders (TRY_AGAIN) for the stall time
+/// at most, then is disconnected once its outbox is full, and the group sees it leave
+/// (procdown); the executive and the other clients carry on. The stuck client is `aisctl
+/// cpg watch` with its output piped and never read: once the pipe is full it stops
+/// dispatching. Outboxes of 1024 packets (`aisexec.ipc_outbox_packets`).
 #[test]
 fn stuck_client_is_disconnected() {
-    let mut c = Cluster::loopback("stuck-client", 1, "");
+    let mut c = Cluster::loopback_aisexec("stuck-client", 1, "", "ipc_outbox_packets = 1024");
     c.start_all();
     c.wait_ring(0, &[1], LONG);
     let mut sender = c.cpg(0);
@@ -422,17 +423,22 @@ fn stuck_client_is_disconnected() {
     let stuck_pid = stuck.id();
     wait_confchg(&mut sender, LONG, members(2));
     let mut sent = 0u32;
+    let mut try_again = 0u64;
     let mut left_seen = false;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let payload = [7u8; 1000];
+    let batch: Vec<&[u8]> = vec![&payload; 16];
     while !left_seen {
         assert!(
             Instant::now() < deadline,
             "not disconnected after {sent} messages"
         );
-        sender
-            .mcast_retry(GROUP, Guarantee::Agreed, &[7u8; 1000], LONG)
+        // The stall time (2 s) is well inside LONG: the stuck client holds the sender no
+        // longer than that.
+        try_again += sender
+            .mcast_batch_retry(GROUP, Guarantee::Agreed, &batch, LONG)
             .expect("mcast");
-        sent += 1;
+        sent += batch.len() as u32;
         while let Some(ev) = sender.dispatch(Some(Duration::ZERO)).expect("dispatch") {
             if let CpgEvent::ConfChg { left, .. } = ev {
                 assert_eq!(
@@ -450,16 +456,105 @@ fn stuck_client_is_disconnected() {
         }
     }
     assert_eq!(c.counter(0, "ipc_overflow_disconnects"), 1);
-    assert!(
-        sent as usize > ais::runtime::OUTBOX_PACKETS,
-        "{sent} messages were enough?"
-    );
-    // The sender is still served.
+    assert_eq!(c.counter(0, "outbox_stalls"), 1);
+    assert!(c.counter(0, "outbox_backlogs") >= 1);
+    assert!(try_again > 0, "the stuck client never held the sender");
+    assert!(sent > 1024, "{sent} messages were enough?");
+    // The sender is still served, and nothing holds it any more.
     sender
         .mcast_retry(GROUP, Guarantee::Agreed, b"still here", LONG)
         .expect("mcast after the disconnect");
+    assert_eq!(c.counter(0, "outbox_backlogged"), 0);
     stuck.kill().expect("kill");
     stuck.wait().expect("wait");
+}
+
+/// A live client that reads more slowly than the ring delivers (a load generator on a
+/// loaded machine) is not disconnected: a full-speed sender at the other node is answered
+/// TRY_AGAIN while the slow reader's outbox is above the high-water mark, and the reader gets
+/// every message once, in the order sent. Outboxes of 1024 packets (high water 64), so the
+/// sender outruns the reader many times over.
+#[test]
+fn slow_reader_holds_the_senders_and_gets_everything() {
+    let mut c = Cluster::loopback_aisexec("slow-reader", 2, "", "ipc_outbox_packets = 1024");
+    c.start_all();
+    c.wait_ring(0, &[1, 2], LONG);
+    c.wait_ring(1, &[1, 2], LONG);
+    let mut reader = c.cpg(0);
+    reader.join(GROUP).expect("join");
+    wait_confchg(&mut reader, LONG, members(1));
+    const TOTAL: u32 = 12_000;
+    let mut sender = c.cpg(1);
+    sender.join(GROUP).expect("join");
+    wait_confchg(&mut reader, LONG, members(2));
+    let sending = std::thread::spawn(move || {
+        let mut next = 0u32;
+        while next < TOTAL {
+            let msgs: Vec<Vec<u8>> = (next..(next + 64).min(TOTAL))
+                .map(|i| {
+                    let mut m = i.to_le_bytes().to_vec();
+                    m.resize(256, 0xa5);
+                    m
+                })
+                .collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+            sender
+                .mcast_batch_retry(GROUP, Guarantee::Agreed, &refs, Duration::from_secs(60))
+                .expect("send");
+            next += refs.len() as u32;
+            // Its own deliveries: read them all (a fast reader).
+            while sender
+                .dispatch(Some(Duration::ZERO))
+                .expect("dispatch")
+                .is_some()
+            {}
+        }
+        sender
+    });
+    // About 3 200 messages a second at most: 64, then a 20 ms nap.
+    let mut got = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while got < TOTAL {
+        assert!(Instant::now() < deadline, "only {got} of {TOTAL} delivered");
+        match reader
+            .dispatch(Some(LONG))
+            .expect("the slow reader was cut off")
+        {
+            Some(CpgEvent::Deliver { data, .. }) => {
+                let i = u32::from_le_bytes(data[..4].try_into().expect("4 bytes"));
+                assert_eq!(i, got, "out of order, lost or duplicated");
+                got += 1;
+                if got.is_multiple_of(64) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Some(_) => {}
+            None => panic!("nothing delivered for {LONG:?} after {got} messages"),
+        }
+    }
+    let _sender = sending.join().expect("sender");
+    assert_eq!(c.counter(0, "ipc_overflow_disconnects"), 0);
+    assert!(c.counter(0, "outbox_backlogs") >= 1, "never backlogged");
+    assert!(
+        c.counter(1, "cpg_mcast_refused_backlogged") > 0,
+        "the sender at the other node was never held"
+    );
+    // Drained: no one is held any more.
+    let deadline = Instant::now() + LONG;
+    while c.counter(1, "outbox_backlogged_nodes") + c.counter(0, "outbox_backlogged") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "still backlogged after the drain"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        reader
+            .dispatch(Some(Duration::from_millis(200)))
+            .expect("dispatch")
+            .is_none_or(|ev| !matches!(ev, CpgEvent::Deliver { .. })),
+        "a message delivered twice"
+    );
 }
 
 /// One IPC loop serves every client: twenty more connections add no thread to the executive

@@ -92,22 +92,42 @@ pub enum SyncMessage {
         /// The service synchronised.
         service: ServiceId,
     },
+    /// The sending node's clients' outboxes are above the high-water mark (`on`) or back
+    /// below the low-water mark: while any member is backlogged, every node answers its
+    /// clients' multicasts TRY_AGAIN (`ais_core::exec::flow`).
+    Backlog {
+        /// Backlogged, or not any more.
+        on: bool,
+    },
 }
 
 const BARRIER: u16 = 1;
+const BACKLOG: u16 = 2;
 
 impl Message for SyncMessage {
     fn op(&self) -> u16 {
-        BARRIER
+        match self {
+            SyncMessage::Barrier { .. } => BARRIER,
+            SyncMessage::Backlog { .. } => BACKLOG,
+        }
     }
 
     fn name(&self) -> &'static str {
-        "Barrier"
+        match self {
+            SyncMessage::Barrier { .. } => "Barrier",
+            SyncMessage::Backlog { .. } => "Backlog",
+        }
     }
 
     fn encode(&self, w: &mut Writer) -> Bytes {
-        let SyncMessage::Barrier { rep, seq, service } = self;
-        w.u32(*rep).u64(*seq).u8(service.0);
+        match self {
+            SyncMessage::Barrier { rep, seq, service } => {
+                w.u32(*rep).u64(*seq).u8(service.0);
+            }
+            SyncMessage::Backlog { on } => {
+                w.u8(u8::from(*on));
+            }
+        }
         Bytes::new()
     }
 
@@ -117,6 +137,9 @@ impl Message for SyncMessage {
                 rep: r.u32("ring representative")?,
                 seq: r.u64("ring sequence")?,
                 service: ServiceId(r.u8("service")?),
+            }),
+            BACKLOG => Ok(SyncMessage::Backlog {
+                on: r.bool("backlogged")?,
             }),
             op => Err(DecodeError::UnknownOp {
                 service: "sync",
@@ -149,6 +172,15 @@ mod tests {
             let ok =
                 RingFrame::decode(&short).and_then(|f| decode_body::<SyncMessage>(f.kind, f.body));
             assert!(ok.is_err(), "cut at {cut}");
+        }
+        for on in [false, true] {
+            let m = SyncMessage::Backlog { on };
+            let bytes = encode(SYNC, &m);
+            assert_eq!(bytes.len(), EXEC_HEADER + 1);
+            let f = RingFrame::decode(&bytes).unwrap();
+            assert_eq!(decode_body::<SyncMessage>(f.kind, f.body.clone()), Ok(m));
+            assert!(decode_body::<SyncMessage>(f.kind, Bytes::new()).is_err());
+            assert!(decode_body::<SyncMessage>(f.kind, Bytes::from_static(&[2])).is_err());
         }
         let mut other = bytes.to_vec();
         other[0] = EXEC_VERSION + 1;

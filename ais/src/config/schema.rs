@@ -712,6 +712,12 @@ pub struct Aisexec {
     /// the client asks; `seqpacket`: every client stays on its socket).
     #[serde(default)]
     pub ipc_transport: IpcTransport,
+    /// Most packets queued for one client before it is disconnected as not reading its
+    /// callbacks (default 65536; 256..=16777216). Clients' multicasts are answered TRY_AGAIN
+    /// while a reading client holds more than 1/16 of it, until it holds less than 1/64
+    /// (docs/services.md "Flow control").
+    #[serde(default = "defaults::ipc_outbox_packets")]
+    pub ipc_outbox_packets: u64,
     /// Where persistent state lives, such as the ring sequence number (default
     /// `/var/lib/openais`).
     #[serde(default = "defaults::state_dir")]
@@ -730,6 +736,7 @@ impl Default for Aisexec {
             ipc_socket: defaults::ipc_socket(),
             ipc_group: None,
             ipc_transport: IpcTransport::default(),
+            ipc_outbox_packets: defaults::ipc_outbox_packets(),
             state_dir: defaults::state_dir(),
             cpu: None,
             event_log: None,
@@ -742,6 +749,10 @@ mod defaults {
 
     pub(super) fn votes() -> u32 {
         1
+    }
+
+    pub(super) fn ipc_outbox_packets() -> u64 {
+        65536
     }
 
     pub(super) fn ckpt_max_memory_mb() -> u64 {

@@ -915,6 +915,15 @@ impl Config {
         if a.state_dir.as_os_str().is_empty() {
             return Err(self.invalid("aisexec.state_dir", "must not be empty"));
         }
+        if !(256..=1 << 24).contains(&a.ipc_outbox_packets) {
+            return Err(self.invalid(
+                "aisexec.ipc_outbox_packets",
+                format!(
+                    "{} is out of range: 256..=16777216 packets per client",
+                    a.ipc_outbox_packets
+                ),
+            ));
+        }
         if a.ipc_group.as_deref() == Some("") {
             return Err(self.invalid(
                 "aisexec.ipc_group",

@@ -26,6 +26,7 @@ use totem_dpdk::srp::{Event, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, Priority};
 use tracing::{debug, error, info, warn};
 
+use ais_core::exec::flow::{OutboxDepth, OutboxLimits};
 use ais_core::exec::{ConnId, Effect, ExecCore, Origin};
 use ais_proto::ipc::{Counter, Encoded, Nothing, Reply, Status};
 use dataplane::stats::{Collect, Visit, Visitor};
@@ -81,8 +82,9 @@ pub enum Input {
         pid: u32,
         /// Its user id.
         uid: u32,
-        /// Where its packets go (the IPC loop sends them).
-        outbox: std::sync::mpsc::SyncSender<Outgoing>,
+        /// Where its packets go (the IPC loop sends them; bounded by the executive, which
+        /// counts what it queued against what the loop took, [`ConnLink::taken`]).
+        outbox: crossbeam_channel::Sender<Outgoing>,
         /// The socket, to shut it down.
         socket: Arc<SeqpacketConn>,
         /// Requests in flight and the IPC loop's waker.
@@ -129,14 +131,32 @@ impl EventSink for TotemSink {
     }
 }
 
-/// Most packets queued for one client before it is considered stuck and disconnected.
-pub const OUTBOX_PACKETS: usize = 8192;
+/// Most packets queued for one client before it is considered stuck and disconnected, by
+/// default (`aisexec.ipc_outbox_packets`). The flow control ([`ais_core::exec::flow`])
+/// answers multicasts TRY_AGAIN from 1/16 of it while the client reads.
+pub const OUTBOX_PACKETS: usize = 65536;
+
+/// Most bytes queued for one client before it is disconnected, whatever the packet count.
+pub const OUTBOX_BYTES: u64 = 256 << 20;
+
+/// The flow control's marks for a hard limit of `packets` per client: high water 1/16 of
+/// it (or 8 MiB), low water 1/64 (and 2 MiB), stalled after 2 s without progress.
+pub fn outbox_limits(packets: u64) -> OutboxLimits {
+    OutboxLimits {
+        high_packets: packets / 16,
+        low_packets: packets / 64,
+        ..OutboxLimits::default()
+    }
+}
 
 struct Conn {
     pid: u32,
-    outbox: std::sync::mpsc::SyncSender<Outgoing>,
+    outbox: crossbeam_channel::Sender<Outgoing>,
     socket: Arc<SeqpacketConn>,
     link: Arc<ConnLink>,
+    /// Packets and bytes queued since it connected (the loop counts what it took).
+    queued_packets: u64,
+    queued_bytes: u64,
 }
 
 /// Counters of the runtime (the core keeps its own), shown by `aisctl status`.
@@ -179,6 +199,10 @@ pub struct Exec {
     leaving: bool,
     /// Runs the AMF's component life-cycle commands, when the AMF service runs.
     clc: Option<clc::ClcDriver>,
+    /// Most packets queued for one client ([`OUTBOX_PACKETS`] by default).
+    outbox_packets: u64,
+    /// Reused for the outbox depths at each tick.
+    depths: Vec<OutboxDepth>,
 }
 
 impl std::fmt::Debug for Exec {
@@ -225,7 +249,11 @@ impl Exec {
             started: Instant::now(),
             leaving: false,
             clc: None,
+            outbox_packets: OUTBOX_PACKETS as u64,
+            depths: Vec::new(),
         };
+        exec.core
+            .set_outbox_limits(outbox_limits(OUTBOX_PACKETS as u64));
         // The state this node starts in (not quorate, when a quorum service runs), at the
         // time the log was opened: before any Totem event of this process.
         let opened = exec.event_log.as_ref().map(EventLogWriter::opened_at);
@@ -300,6 +328,8 @@ impl Exec {
                         outbox,
                         socket,
                         link,
+                        queued_packets: 0,
+                        queued_bytes: 0,
                     },
                 );
                 self.core.connected(conn, pid);
@@ -378,6 +408,13 @@ impl Exec {
         }
     }
 
+    /// Sets the most packets queued for one client (`aisexec.ipc_outbox_packets`) and the
+    /// flow control's marks that follow from it ([`outbox_limits`]); before clients connect.
+    pub fn set_outbox_packets(&mut self, packets: u64) {
+        self.outbox_packets = packets;
+        self.core.set_outbox_limits(outbox_limits(packets));
+    }
+
     /// Carries out component life-cycle commands with `driver` (its runner reports as
     /// [`Input::Clc`] on this executive's queue).
     pub fn run_clc(&mut self, driver: clc::ClcDriver) {
@@ -439,6 +476,17 @@ impl Exec {
     /// event log.
     pub fn tick(&mut self) {
         self.core.tick(wall_clock_ns());
+        self.depths.clear();
+        for (conn, c) in &self.conns {
+            let (taken, taken_bytes) = c.link.taken();
+            self.depths.push(OutboxDepth {
+                conn: *conn,
+                packets: c.queued_packets.saturating_sub(taken),
+                bytes: c.queued_bytes.saturating_sub(taken_bytes),
+                taken,
+            });
+        }
+        self.core.outboxes(&self.depths);
         self.run_effects();
         if let Some(log) = &mut self.event_log
             && let Err(e) = log.flush()
@@ -578,25 +626,32 @@ impl Exec {
         }
     }
 
-    /// Queues `packet` for `conn`; a client whose outbox is full is disconnected.
+    /// Queues `packet` for `conn`; a client whose outbox is full (`outbox_packets` packets
+    /// or [`OUTBOX_BYTES`]) is disconnected.
     fn send(&mut self, conn: ConnId, packet: Encoded) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        match c.outbox.try_send(packet) {
-            Ok(()) => c.link.queued(),
-            Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                warn!(
-                    "client pid {} (connection {conn}) is not reading its callbacks: {OUTBOX_PACKETS} \
-                     packets queued; disconnecting it",
-                    c.pid
-                );
-                self.counters.ipc_overflow_disconnects += 1;
-                let _ = c.socket.shutdown();
-                self.close(conn);
-            }
-            // The IPC loop let the connection go; it reports the disconnect.
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
+        let (taken, taken_bytes) = c.link.taken();
+        let packets = c.queued_packets.saturating_sub(taken);
+        let bytes = c.queued_bytes.saturating_sub(taken_bytes);
+        if packets >= self.outbox_packets || bytes >= OUTBOX_BYTES {
+            warn!(
+                "client pid {} (connection {conn}) is not reading its callbacks: {packets} \
+                 packets ({bytes} bytes) queued; disconnecting it",
+                c.pid
+            );
+            self.counters.ipc_overflow_disconnects += 1;
+            let _ = c.socket.shutdown();
+            self.close(conn);
+            return;
+        }
+        let len = packet.len() as u64;
+        // An error: the IPC loop let the connection go; it reports the disconnect.
+        if c.outbox.send(packet).is_ok() {
+            c.queued_packets += 1;
+            c.queued_bytes += len;
+            c.link.queued();
         }
     }
 

@@ -15,7 +15,10 @@
 //! waiting for the executive (the loop stops reading its socket until they are handled, so the
 //! kernel socket buffer pushes back on the client); a client that does not read its answers
 //! and callbacks is disconnected by the executive once [`super::OUTBOX_PACKETS`] are queued
-//! for it (its outbox is bounded; the socket's own buffer comes first).
+//! for it (`aisexec.ipc_outbox_packets`; its outbox is bounded by the executive, which counts
+//! what it queued against what this loop took, [`ConnLink::taken`]; the socket's own buffer
+//! comes first). Before that, a client that reads slowly but reads holds the senders with
+//! TRY_AGAIN ([`ais_core::exec::flow`]).
 //!
 //! **Shared memory.** A client may move its packets to two shared-memory rings
 //! ([`dataplane::shm`]): it sends a setup request ([`OP_SHM_SETUP`]) with a sealed `memfd`
@@ -37,7 +40,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -49,7 +51,7 @@ use dataplane::unix::{PeerCred, Recv, SeqpacketConn, SeqpacketListener};
 use dataplane::wake::Waker;
 use tracing::{debug, info, warn};
 
-use super::{ConnId, Input, OUTBOX_PACKETS, Outgoing};
+use super::{ConnId, Input, Outgoing};
 use ais_proto::codec::DecodeError;
 use ais_proto::ipc::{
     AisError, Encoded, Frame, Kind, MAX_PACKET, Nothing, OP_SHM_SETUP, Reply, SOCKET_BUFFER,
@@ -118,6 +120,9 @@ pub struct ConnLink {
     /// Packets were queued since the loop last looked at this connection's outbox: the first
     /// packet after the loop looked wakes it, the ones after it ride along.
     queued: AtomicBool,
+    /// Packets and bytes the loop took from the outbox (written to the socket or ring).
+    taken_packets: AtomicU64,
+    taken_bytes: AtomicU64,
     waker: Waker,
 }
 
@@ -127,7 +132,25 @@ impl ConnLink {
             inflight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             queued: AtomicBool::new(false),
+            taken_packets: AtomicU64::new(0),
+            taken_bytes: AtomicU64::new(0),
             waker,
+        }
+    }
+
+    /// Packets and bytes the loop has taken from the outbox so far (the executive's count
+    /// of what it queued, less these, is the outbox's depth).
+    pub fn taken(&self) -> (u64, u64) {
+        (
+            self.taken_packets.load(Ordering::Acquire),
+            self.taken_bytes.load(Ordering::Acquire),
+        )
+    }
+
+    fn took(&self, packets: u64, bytes: u64) {
+        if packets > 0 {
+            self.taken_bytes.fetch_add(bytes, Ordering::AcqRel);
+            self.taken_packets.fetch_add(packets, Ordering::AcqRel);
         }
     }
 
@@ -246,7 +269,7 @@ const WAKER: u64 = u64::MAX - 1;
 struct Client {
     sock: Arc<SeqpacketConn>,
     cred: PeerCred,
-    outbox: Receiver<Outgoing>,
+    outbox: crossbeam_channel::Receiver<Outgoing>,
     /// A packet the socket had no room for yet (SEQPACKET sends are all or nothing).
     pending: Option<Outgoing>,
     link: Arc<ConnLink>,
@@ -369,7 +392,7 @@ impl Loop {
         let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         self.epoll.add(sock.as_fd(), conn, Interest::READ)?;
         let sock = Arc::new(sock);
-        let (outbox_tx, outbox) = mpsc::sync_channel::<Outgoing>(OUTBOX_PACKETS);
+        let (outbox_tx, outbox) = crossbeam_channel::unbounded::<Outgoing>();
         let link = Arc::new(ConnLink::new(self.waker.clone()));
         self.clients.insert(
             conn,
@@ -685,15 +708,19 @@ fn flush(c: &mut Client) -> End {
     if c.shm.is_some() {
         return flush_ring(c);
     }
-    loop {
+    let (mut packets, mut bytes) = (0, 0);
+    let end = loop {
         let Some(packet) = c.pending.take().or_else(|| c.outbox.try_recv().ok()) else {
-            return End::Open;
+            break End::Open;
         };
         match c.sock.try_send(&[&packet.head, &packet.tail]) {
-            Ok(true) => {}
+            Ok(true) => {
+                packets += 1;
+                bytes += packet.len() as u64;
+            }
             Ok(false) => {
                 c.pending = Some(packet);
-                return End::Open;
+                break End::Open;
             }
             Err(e) => {
                 if e.kind() != io::ErrorKind::BrokenPipe {
@@ -702,10 +729,12 @@ fn flush(c: &mut Client) -> End {
                         c.cred.pid
                     );
                 }
-                return End::Closed;
+                break End::Closed;
             }
         }
-    }
+    };
+    c.link.took(packets, bytes);
+    end
 }
 
 /// Writes queued packets into the client's ring until the queue is empty or the ring is
@@ -717,18 +746,22 @@ fn flush_ring(c: &mut Client) -> End {
         pending,
         outbox,
         sock,
+        link,
         ..
     } = c
     else {
         return End::Open;
     };
-    let mut wrote = false;
+    let (mut packets, mut bytes) = (0, 0);
     let end = loop {
         let Some(packet) = pending.take().or_else(|| outbox.try_recv().ok()) else {
             break End::Open;
         };
         match s.writer.try_write(&[&packet.head, &packet.tail]) {
-            Ok(true) => wrote = true,
+            Ok(true) => {
+                packets += 1;
+                bytes += packet.len() as u64;
+            }
             Ok(false) => {
                 let len = packet.len();
                 *pending = Some(packet);
@@ -750,9 +783,10 @@ fn flush_ring(c: &mut Client) -> End {
             }
         }
     };
-    if wrote && s.writer.wake_needed() {
+    if packets > 0 && s.writer.wake_needed() {
         let _ = sock.try_send(&[&WAKE]);
     }
+    link.took(packets, bytes);
     end
 }
 

@@ -155,6 +155,26 @@ impl Cluster {
         )
     }
 
+    /// As [`Cluster::loopback`], with `extra_aisexec` lines in every `[aisexec]` table.
+    pub fn loopback_aisexec(
+        name: &str,
+        n: usize,
+        extra_totem: &str,
+        extra_aisexec: &str,
+    ) -> Cluster {
+        let ports = free_ports(n);
+        Cluster::new(
+            name,
+            n,
+            |node| {
+                let totem = key_lines(&node.dir) + extra_totem + "\n";
+                harness::loopback_config(node, &ports, &totem)
+                    .replace("[aisexec]\n", &format!("[aisexec]\n{extra_aisexec}\n"))
+            },
+            Vec::new(),
+        )
+    }
+
     /// The underlying harness.
     pub fn harness(&mut self) -> &mut ProcessCluster {
         &mut self.harness

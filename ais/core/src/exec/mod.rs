@@ -34,6 +34,7 @@
 //! node knows nothing of the cluster) wait in the core and are handled, in order, when it
 //! activates.
 
+pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(test)]
@@ -52,6 +53,7 @@ use crate::key::KeyMaterial;
 use ais_proto::codec::{DecodeError, Writer};
 use ais_proto::ipc::{AisError, Encoded, Kind, Message, Nothing, Reply, Request, decode_body};
 use ais_proto::ring::{self, RingFrame, SyncMessage};
+use flow::{OutboxDepth, OutboxGate, OutboxLimits};
 
 pub use ais_proto::ipc::ServiceId;
 
@@ -285,6 +287,7 @@ pub struct Context<'a> {
     ring: RingId,
     members: &'a [NodeId],
     flow_blocked: bool,
+    backlogged: bool,
     now: u64,
     quorate: &'a mut bool,
     votes: &'a mut Option<Votes>,
@@ -312,6 +315,12 @@ impl Context<'_> {
     /// Whether Totem refused a submit and has not cleared since.
     pub fn flow_blocked(&self) -> bool {
         self.flow_blocked
+    }
+
+    /// Whether a client's outbox is backlogged at this node or at another member
+    /// ([`flow`]): services answer their clients' multicasts TRY_AGAIN meanwhile.
+    pub fn backlogged(&self) -> bool {
+        self.backlogged
     }
 
     /// The time of the last [`ExecCore::tick`]: nanoseconds since the UNIX epoch on this
@@ -493,6 +502,7 @@ impl<'a> Context<'a> {
             ring: RingId::default(),
             members: &[],
             flow_blocked: false,
+            backlogged: false,
             now: 0,
             quorate,
             votes,
@@ -694,6 +704,12 @@ pub struct CoreCounters {
     pub syncs_aborted: u64,
     /// Client requests held while their service was being synchronised.
     pub requests_held: u64,
+    /// Times this node became backlogged (a progressing client's outbox above the
+    /// high-water mark, [`flow`]).
+    pub outbox_backlogs: u64,
+    /// Clients found stalled with their outbox above the high-water mark (they stop holding
+    /// the senders).
+    pub outbox_stalls: u64,
 }
 
 /// A client request not decoded yet (held while its service is being synchronised).
@@ -717,6 +733,8 @@ impl Visit for CoreCounters {
         v.counter("syncs_completed", self.syncs_completed);
         v.counter("syncs_aborted", self.syncs_aborted);
         v.counter("requests_held_for_sync", self.requests_held);
+        v.counter("outbox_backlogs", self.outbox_backlogs);
+        v.counter("outbox_stalls", self.outbox_stalls);
     }
 }
 
@@ -727,6 +745,8 @@ impl Visit for ExecCore {
         self.counters.visit(v);
         v.gauge("internal_pending", self.internal.len() as u64);
         v.gauge("requests_held", self.held.len() as u64);
+        v.gauge("outbox_backlogged", u64::from(self.gate.is_on()));
+        v.gauge("outbox_backlogged_nodes", self.backlogged.len() as u64);
         for s in &self.services {
             s.stats(v);
         }
@@ -763,6 +783,11 @@ pub struct ExecCore {
     synced_once: Vec<bool>,
     /// Requests waiting for their service's synchronisation, in arrival order.
     held: VecDeque<Held>,
+    /// This node's clients' outboxes ([`flow`]).
+    gate: OutboxGate,
+    /// Members whose last `Backlog` message said they are backlogged (this node too, once
+    /// its own is delivered).
+    backlogged: BTreeSet<NodeId>,
     counters: CoreCounters,
 }
 
@@ -813,10 +838,57 @@ impl ExecCore {
             sync: None,
             synced_once: vec![false; services_len],
             held: VecDeque::new(),
+            gate: OutboxGate::new(OutboxLimits::default()),
+            backlogged: BTreeSet::new(),
             counters: CoreCounters::default(),
         };
         core.with_services(|s, cx| s.exec_init(cx));
         core
+    }
+
+    /// Sets the outbox marks of the flow control ([`flow`]; before any client connects).
+    pub fn set_outbox_limits(&mut self, limits: OutboxLimits) {
+        self.gate = OutboxGate::new(limits);
+    }
+
+    /// Every open connection's outbox, as the runtime sees it at a tick (after
+    /// [`ExecCore::tick`], whose time it uses): when this node becomes backlogged or stops
+    /// being so, it tells the ring (an internal message), and its own clients' multicasts
+    /// are answered TRY_AGAIN from now on ([`flow`]).
+    pub fn outboxes(&mut self, depths: &[OutboxDepth]) {
+        let change = self.gate.observe(self.now, depths);
+        for conn in &change.stalled {
+            self.counters.outbox_stalls += 1;
+            let pid = self.conns.get(conn).map_or(0, |c| c.pid);
+            warn!(
+                "client pid {pid} (connection {conn}) has read nothing for {} ms with its \
+                 outbox above the high-water mark: it no longer holds the senders",
+                self.gate.limits().stall_ns / 1_000_000
+            );
+        }
+        if let Some(on) = change.backlogged {
+            if on {
+                self.counters.outbox_backlogs += 1;
+                debug!("a client's outbox is above the high-water mark: multicasts get TRY_AGAIN");
+            } else {
+                debug!("clients' outboxes below the low-water mark");
+            }
+            self.announce_backlog(on);
+        }
+        self.after_input();
+    }
+
+    /// Queues this node's backlog state for the ring.
+    fn announce_backlog(&mut self, on: bool) {
+        self.internal.push_back((
+            ring::encode(SYNC, &SyncMessage::Backlog { on }),
+            DeliveryKind::Agreed,
+        ));
+    }
+
+    /// Whether this node or another member is backlogged ([`Context::backlogged`]).
+    pub fn backlogged(&self) -> bool {
+        self.gate.is_on() || !self.backlogged.is_empty()
     }
 
     /// The next thing to do, if any.
@@ -1078,6 +1150,14 @@ impl ExecCore {
         if c.kind == ConfigKind::Regular {
             self.ring = c.ring;
             self.members = c.members.clone();
+            // Members new to this node do not know its state: every backlogged node says it
+            // again in the new ring.
+            self.backlogged.clear();
+            if self.gate.is_on() {
+                self.announce_backlog(true);
+            }
+        } else {
+            self.backlogged.retain(|n| c.members.contains(n));
         }
         log_config(c);
         self.with_services(|s, cx| s.confchg(cx, c));
@@ -1145,7 +1225,19 @@ impl ExecCore {
     }
 
     fn deliver_sync(&mut self, sender: NodeId, kind: u16, body: Bytes) -> Result<(), DecodeError> {
-        let SyncMessage::Barrier { rep, seq, service } = decode_body(kind, body)?;
+        let (rep, seq, service) = match decode_body(kind, body)? {
+            SyncMessage::Barrier { rep, seq, service } => (rep, seq, service),
+            SyncMessage::Backlog { on } => {
+                if !self.members.contains(&sender) {
+                    // Sent in a ring this node has left behind.
+                } else if on {
+                    self.backlogged.insert(sender);
+                } else {
+                    self.backlogged.remove(&sender);
+                }
+                return Ok(());
+            }
+        };
         let ring = RingId {
             rep: NodeId(rep),
             seq,
@@ -1318,6 +1410,7 @@ impl ExecCore {
             ring: self.ring,
             members: &self.members,
             flow_blocked: self.flow_blocked,
+            backlogged: self.gate.is_on() || !self.backlogged.is_empty(),
             now: self.now,
             quorate: &mut self.quorate,
             votes: &mut self.votes,
@@ -1336,6 +1429,7 @@ impl ExecCore {
             ring: self.ring,
             members: &self.members,
             flow_blocked: self.flow_blocked,
+            backlogged: self.gate.is_on() || !self.backlogged.is_empty(),
             now: self.now,
             quorate: &mut self.quorate,
             votes: &mut self.votes,

@@ -107,6 +107,11 @@ impl Service for Evs {
                     cx.error(conn, id, AisError::InvalidParam);
                     return Ok(());
                 }
+                if cx.backlogged() {
+                    // A client's outbox is backlogged here or at another member.
+                    cx.error(conn, id, AisError::TryAgain);
+                    return Ok(());
+                }
                 let msg = ring::encode(ID, &RingMessage::Mcast { groups, data });
                 cx.submit_for(conn, id, ID, 0, delivery_kind(guarantee), msg);
             }

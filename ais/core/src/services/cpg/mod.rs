@@ -109,6 +109,9 @@ pub struct CpgStats {
     pub confchg_callbacks: u64,
     /// Messages from processes that were not members of their group when delivered, dropped.
     pub dropped_from_non_members: u64,
+    /// Multicast requests answered TRY_AGAIN because a client's outbox was backlogged at
+    /// this node or another member (`crate::exec::flow`).
+    pub refused_backlogged: u64,
 }
 
 impl Visit for CpgStats {
@@ -119,6 +122,7 @@ impl Visit for CpgStats {
             "cpg_dropped_from_non_members",
             self.dropped_from_non_members,
         );
+        v.counter("cpg_mcast_refused_backlogged", self.refused_backlogged);
     }
 }
 
@@ -465,6 +469,10 @@ impl Cpg {
         {
             return cx.error(conn, id, AisError::NotExist);
         }
+        if cx.backlogged() {
+            self.stats.refused_backlogged += 1;
+            return cx.error(conn, id, AisError::TryAgain);
+        }
         let msg = encode(&RingMessage::Mcast { group, pid, data });
         cx.submit_for(conn, id, ID, TAG_MCAST, kind, msg);
     }
@@ -490,6 +498,10 @@ impl Cpg {
         }
         if messages.is_empty() {
             return cx.reply(conn, id, Reply::Service(Response::Accepted(0)));
+        }
+        if cx.backlogged() {
+            self.stats.refused_backlogged += 1;
+            return cx.error(conn, id, AisError::TryAgain);
         }
         let msgs = messages
             .iter()
@@ -552,7 +564,7 @@ impl Service for Cpg {
                 cx.reply(conn, id, Reply::Service(Response::LocalNode(node)));
             }
             Request::FlowControlGet => {
-                let blocked = cx.flow_blocked();
+                let blocked = cx.flow_blocked() || cx.backlogged();
                 cx.reply(conn, id, Reply::Service(Response::FlowControl(blocked)));
             }
             Request::Groups => {
@@ -861,6 +873,93 @@ mod tests {
         assert_eq!(told(r.node(2), 1).views, [gone]);
         mcast(&mut r, 1, 1, b"after");
         assert!(told(r.node(2), 1).deliveries.is_empty());
+    }
+
+    /// A client's outbox above the high-water mark at node 1: node 1's clients are refused
+    /// at once, node 2's once node 1's `Backlog` message is delivered; below the low-water
+    /// mark both send again. A node that leaves the ring backlogged holds no one.
+    #[test]
+    fn a_backlogged_outbox_refuses_multicasts_at_every_member() {
+        use crate::exec::flow::OutboxDepth;
+        let mut r = ring(3);
+        join(&mut r, 1, 1, 100);
+        join(&mut r, 2, 1, 200);
+        let _ = (told(r.node(1), 1), told(r.node(2), 1));
+        let depth = |packets, taken| OutboxDepth {
+            conn: 1,
+            packets,
+            bytes: packets * 1000,
+            taken,
+        };
+        let n1 = r.node(1);
+        n1.core.tick(1_000);
+        n1.core.outboxes(&[depth(5000, 10)]);
+        assert!(n1.core.backlogged());
+        // Node 1 refuses before the ring knows; node 2 does not know yet.
+        n1.core.request_value(
+            1,
+            20,
+            &Request::Mcast {
+                group: g(),
+                guarantee: Guarantee::Agreed,
+                data: Bytes::from_static(b"x"),
+            },
+        );
+        assert_eq!(
+            told(r.node(1), 1).replies,
+            [(20, Reply::Error(AisError::TryAgain))]
+        );
+        assert!(!r.node(2).core.backlogged());
+        r.flush();
+        assert!(r.node(2).core.backlogged());
+        let batch = Request::McastBatch {
+            group: g(),
+            guarantee: Guarantee::Agreed,
+            messages: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        };
+        r.node(2).core.request_value(1, 21, &batch);
+        r.flush();
+        let t = told(r.node(2), 1);
+        assert_eq!(t.replies, [(21, Reply::Error(AisError::TryAgain))]);
+        assert!(t.deliveries.is_empty());
+        r.node(2)
+            .core
+            .request_value(1, 22, &Request::FlowControlGet);
+        assert_eq!(
+            told(r.node(2), 1).replies,
+            [(22, Reply::Service(Response::FlowControl(true)))]
+        );
+        // Drained below the low-water mark: everyone sends again.
+        let n1 = r.node(1);
+        n1.core.tick(2_000);
+        n1.core.outboxes(&[depth(3, 5007)]);
+        r.flush();
+        assert!(!r.node(1).core.backlogged());
+        assert!(!r.node(2).core.backlogged());
+        r.node(2).core.request_value(1, 23, &batch);
+        r.flush();
+        assert_eq!(
+            told(r.node(2), 1).replies,
+            [(23, Reply::Service(Response::Accepted(2)))]
+        );
+        assert_eq!(told(r.node(1), 1).deliveries.len(), 2);
+        // Backlogged again, then node 1 leaves the ring: the others forget it.
+        let n1 = r.node(1);
+        n1.core.tick(3_000);
+        n1.core.outboxes(&[depth(5000, 6000)]);
+        r.flush();
+        assert!(r.node(2).core.backlogged());
+        r.config(&[2, 3], &[2, 3]);
+        assert!(!r.node(2).core.backlogged());
+        assert!(!r.node(3).core.backlogged());
+        let mut stats = dataplane::stats::Collect::default();
+        r.node(2).core.visit(&mut stats);
+        let refused = stats
+            .0
+            .iter()
+            .find(|(name, _, _)| *name == "cpg_mcast_refused_backlogged")
+            .map(|(_, _, v)| *v);
+        assert_eq!(refused, Some(1));
     }
 
     #[test]
