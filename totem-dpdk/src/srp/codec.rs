@@ -286,27 +286,42 @@ pub(crate) fn build_mcast(
     ))
 }
 
-/// Frame buffers carved out of shared chunks of [`BufPool::CHUNK`] bytes: one allocation per
-/// chunk instead of one per frame, and frames kept as `Bytes` share the chunk's reference
-/// count. A chunk is reused once every frame cut from it was dropped, and freed with the last
-/// one otherwise.
-#[derive(Debug, Default)]
+/// Frame buffers carved out of shared chunks: one allocation per chunk instead of one per
+/// frame, and frames kept as `Bytes` share the chunk's reference count. A chunk is reused
+/// once every frame cut from it was dropped, and freed with the last one otherwise.
+///
+/// A frame kept alive keeps its whole chunk alive: the application may hold a delivered
+/// message (a slice of its frame) for as long as it likes (a checkpoint section, a retained
+/// event), so pools whose frames are stored or delivered use chunks of a few frames
+/// ([`BufPool::for_frames`]), not large ones.
+#[derive(Debug)]
 pub(crate) struct BufPool {
     chunk: BytesMut,
+    chunk_size: usize,
 }
 
 impl BufPool {
-    /// Bytes allocated at a time.
-    pub(crate) const CHUNK: usize = 64 * 1024;
+    /// Frames of at most `max_frame` bytes per chunk, at most in a stored or delivered pool.
+    pub(crate) const FRAMES_PER_CHUNK: usize = 4;
 
-    pub(crate) fn new() -> BufPool {
-        BufPool::default()
+    /// Chunks of `chunk_size` bytes (a buffer larger than that gets one of its own size).
+    pub(crate) fn new(chunk_size: usize) -> BufPool {
+        BufPool {
+            chunk: BytesMut::new(),
+            chunk_size,
+        }
+    }
+
+    /// Chunks of [`BufPool::FRAMES_PER_CHUNK`] frames of `max_frame` bytes.
+    pub(crate) fn for_frames(max_frame: usize) -> BufPool {
+        BufPool::new(max_frame * BufPool::FRAMES_PER_CHUNK)
     }
 
     /// An empty buffer with room for `len` bytes (more only by reallocating).
     pub(crate) fn take(&mut self, len: usize) -> BytesMut {
         if self.chunk.capacity() < len {
-            self.chunk.reserve(len.max(BufPool::CHUNK));
+            // Reclaims the chunk if every frame cut from it is gone, else allocates one.
+            self.chunk.reserve(len.max(self.chunk_size));
         }
         let rest = self.chunk.split_off(len);
         std::mem::replace(&mut self.chunk, rest)
@@ -352,7 +367,7 @@ mod tests {
 
     #[test]
     fn pool_cuts_frames_from_one_chunk_and_reuses_it_once_they_are_dropped() {
-        let mut pool = BufPool::new();
+        let mut pool = BufPool::new(64 * 1024);
         let a = pool.copy(&[1; 1500]);
         let b = pool.copy(&[2; 1500]);
         // Consecutive frames lie one after the other in one allocation.
@@ -364,7 +379,7 @@ mod tests {
         let c = pool.copy(&vec![3; rest]);
         let d = pool.copy(&[4; 100]);
         let d_ptr = d.as_ptr();
-        assert!(d_ptr < start || d_ptr >= start.wrapping_add(BufPool::CHUNK));
+        assert!(d_ptr < start || d_ptr >= start.wrapping_add(64 * 1024));
         assert_eq!(&c[..], &vec![3; rest][..]);
         // Once every frame of the second chunk is dropped, it is reused from its start.
         let e_want = d_ptr;
@@ -387,7 +402,7 @@ mod tests {
             let mut packer = Packer::new();
             let msg = OutgoingMessage::new(1, DeliveryKind::Agreed, Bytes::from(vec![7; 100]));
             packer.push(Priority::NORMAL, msg);
-            let mut pool = BufPool::new();
+            let mut pool = BufPool::for_frames(1472);
             let to = McastTarget {
                 sender: NodeId(1),
                 ring: RingId {

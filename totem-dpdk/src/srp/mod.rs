@@ -80,6 +80,9 @@ use crate::time::Instant;
 use crate::timer::{Timer, TimerTable};
 use crate::types::{DeliveryKind, MsgId, NodeId, Priority, RingId, Seq};
 
+/// Bytes per chunk of the pool of sealed outgoing frames, which nothing keeps once sent.
+const TX_POOL_CHUNK: usize = 64 * 1024;
+
 /// Where a node is in the membership protocol (Totem SRP's states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[doc(alias = "memb_state")]
@@ -305,11 +308,11 @@ pub struct Totem {
     /// protection adds beyond the trailer.
     frame_budget: usize,
     /// Buffers of received frames: each is opened where it lies and its data frame kept as
-    /// slices of it.
+    /// slices of it (chunks of a few frames: a delivered message keeps its chunk alive).
     rx_pool: codec::BufPool,
-    /// Buffers of sealed outgoing frames.
+    /// Buffers of sealed outgoing frames (dropped once sent: large chunks).
     tx_pool: codec::BufPool,
-    /// Buffers of data frames being built.
+    /// Buffers of data frames being built (stored and delivered here too: small chunks).
     frame_pool: codec::BufPool,
     /// Why the last frame given to `handle_frame` was refused by the protection layer.
     last_open_error: Option<OpenError>,
@@ -363,9 +366,9 @@ impl Totem {
             },
             crypto,
             frame_budget,
-            rx_pool: codec::BufPool::new(),
-            tx_pool: codec::BufPool::new(),
-            frame_pool: codec::BufPool::new(),
+            rx_pool: codec::BufPool::for_frames(cfg.max_frame_size),
+            tx_pool: codec::BufPool::new(TX_POOL_CHUNK),
+            frame_pool: codec::BufPool::for_frames(frame_budget),
             last_open_error: None,
             cfg,
         };
