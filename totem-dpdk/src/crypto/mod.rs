@@ -78,14 +78,19 @@
 //!
 //! # Cost
 //!
-//! `seal` and `open` do not allocate when `out` has room for the result (reuse one `Vec`).
-//! `seal` copies the frame into `out` and runs AES-256-GCM over it in place: one AES-CTR
-//! pass over the body (`Encrypt`) and one GHASH pass over the 24 header bytes plus the body
-//! (both modes). `open` runs the same passes, copying only header and body into `out` (with
-//! `Authenticate`, only once the tag verified). With AES-NI and CLMUL (detected at run time
-//! by the `aes` and `polyval` crates) that is on the order of a microsecond for a 1500-byte
-//! frame; without them (software fallback) several times more. `Integrity` costs a CRC-32
-//! and a copy. A transmitter's first frame inserts a window into a map (an allocation).
+//! [`FrameCrypto::seal_in_place`] and [`FrameCrypto::open_in_place`] copy nothing but the
+//! 8-byte header: a sender builds the plaintext frame [`SEAL_HEADROOM`] bytes into its
+//! buffer with [`SEAL_TAILROOM`] bytes free after it; the crypto fields and the tag are
+//! written around it and the body is encrypted where it lies. A receiver decrypts the body in
+//! the receive buffer and moves the header next to it, so the plaintext frame is a range of
+//! that buffer and may be kept as slices of it. AES-256-GCM runs one AES-CTR pass over the
+//! body (`Encrypt`) and one GHASH pass over the 28 bytes before it plus the body (both
+//! modes). [`FrameCrypto::seal_to`] and [`FrameCrypto::open`] do the same on a copy in the
+//! caller's `Vec` (no allocation when it has room for the frame plus [`SEAL_HEADROOM`] and
+//! [`SEAL_TAILROOM`]). `ring`'s AES-GCM uses AES-NI, CLMUL, AVX2 and VAES when the CPU has
+//! them (detected at run time): on the order of a microsecond for a 1500-byte frame.
+//! `Integrity` costs a CRC-32. A transmitter's first frame inserts a window into a map (an
+//! allocation).
 
 use core::fmt;
 
@@ -119,6 +124,13 @@ pub const TAG_LEN: usize = 16;
 
 /// Bytes of the CRC-32 trailer in [`Protection::Integrity`] mode.
 pub const CRC_LEN: usize = 4;
+
+/// Bytes [`FrameCrypto::seal_in_place`] needs in front of a plaintext frame (the crypto
+/// fields go there).
+pub const SEAL_HEADROOM: usize = CRYPTO_FIELDS;
+
+/// Bytes [`FrameCrypto::seal_in_place`] needs after a plaintext frame (the tag, or the CRC).
+pub const SEAL_TAILROOM: usize = TAG_LEN;
 
 /// Shortest accepted secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -180,6 +192,9 @@ pub enum SealError {
     /// The nonce counter reached `u64::MAX`: no nonce is left under this node id.
     #[error("nonce counter exhausted")]
     CounterExhausted,
+    /// The buffer given to [`FrameCrypto::seal_in_place`] lacks the head or tail room.
+    #[error("no room around the frame for the crypto fields and tag")]
+    NoRoom,
 }
 
 /// Why [`FrameCrypto::open`] refused a wire frame.
@@ -376,7 +391,7 @@ impl FrameCrypto {
     }
 
     /// Seals a plaintext frame (starting with its 8-byte header) into `out` (cleared first;
-    /// no allocation when it has room for the frame plus [`FrameCrypto::overhead`]).
+    /// no allocation when it has room for the frame plus [`SEAL_HEADROOM`] + [`SEAL_TAILROOM`]).
     ///
     /// Layout for Authenticate/Encrypt: header (8, clear) | epoch u32 BE | nonce
     /// (transmitter u32 BE | counter u64 BE) | dest u32 BE (0: the ring) | body (encrypted
@@ -407,88 +422,163 @@ impl FrameCrypto {
         if plain.len() < HEADER_LEN {
             return Err(SealError::TooShort);
         }
+        out.reserve(SEAL_HEADROOM + plain.len() + SEAL_TAILROOM);
+        out.extend_from_slice(&[0; SEAL_HEADROOM]);
+        out.extend_from_slice(plain);
+        out.extend_from_slice(&[0; SEAL_TAILROOM]);
+        match self.seal_in_place(out, plain.len(), dest) {
+            Ok(wire) => {
+                out.truncate(wire.end);
+                out.drain(..wire.start);
+                Ok(())
+            }
+            Err(e) => {
+                out.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Seals the plaintext frame that fills `buf[SEAL_HEADROOM..SEAL_HEADROOM + plain_len]`
+    /// where it lies, for `dest` (`None`: the whole ring), and returns where the wire frame is
+    /// in `buf`. Nothing is copied but the 8-byte header: the crypto fields are written into
+    /// the [`SEAL_HEADROOM`] reserved before the frame, the body is encrypted in place and
+    /// the tag (or the CRC-32 trailer with [`Protection::Integrity`]) goes into the
+    /// [`SEAL_TAILROOM`] after it. The wire frame is `buf[0..SEAL_HEADROOM + plain_len +
+    /// TAG_LEN]` when authenticated, `buf[SEAL_HEADROOM..SEAL_HEADROOM + plain_len + CRC_LEN]`
+    /// with integrity only. Same nonce rules as [`FrameCrypto::seal_to`]: each seal uses the
+    /// next counter.
+    ///
+    /// # Errors
+    ///
+    /// [`SealError::TooShort`] if `plain_len` is below the 8-byte header,
+    /// [`SealError::NoRoom`] if `buf` is shorter than `SEAL_HEADROOM + plain_len +
+    /// SEAL_TAILROOM`, [`SealError::CounterExhausted`]; `buf` and the counter are unchanged
+    /// then.
+    pub fn seal_in_place(
+        &mut self,
+        buf: &mut [u8],
+        plain_len: usize,
+        dest: Option<NodeId>,
+    ) -> Result<core::ops::Range<usize>, SealError> {
+        if plain_len < HEADER_LEN {
+            return Err(SealError::TooShort);
+        }
+        let end = SEAL_HEADROOM + plain_len;
+        if buf.len() < end + SEAL_TAILROOM {
+            return Err(SealError::NoRoom);
+        }
         let Some(epoch) = &self.current else {
-            out.reserve(plain.len() + CRC_LEN);
-            out.extend_from_slice(plain);
-            out.extend_from_slice(&crc32fast::hash(plain).to_be_bytes());
+            let crc = crc32fast::hash(&buf[SEAL_HEADROOM..end]);
+            buf[end..end + CRC_LEN].copy_from_slice(&crc.to_be_bytes());
             self.stats.sealed += 1;
-            return Ok(());
+            return Ok(SEAL_HEADROOM..end + CRC_LEN);
         };
         let counter = self.next_counter;
         if counter == u64::MAX {
             return Err(SealError::CounterExhausted);
         }
-        let (header, body) = plain.split_at(HEADER_LEN);
-        out.reserve(plain.len() + CRYPTO_FIELDS + TAG_LEN);
-        out.extend_from_slice(header);
-        out.extend_from_slice(&epoch.key.epoch.to_be_bytes());
-        out.extend_from_slice(&self.transmitter.0.to_be_bytes());
-        out.extend_from_slice(&counter.to_be_bytes());
-        out.extend_from_slice(&dest.map_or(0, |d| d.0).to_be_bytes());
-        out.extend_from_slice(body);
+        // The frame's header moves to the front; the crypto fields fill the gap it leaves,
+        // so the body is already where the wire frame wants it (BODY_START == SEAL_HEADROOM
+        // + HEADER_LEN).
+        buf.copy_within(SEAL_HEADROOM..SEAL_HEADROOM + HEADER_LEN, 0);
+        let fields = &mut buf[HEADER_LEN..BODY_START];
+        fields[..4].copy_from_slice(&epoch.key.epoch.to_be_bytes());
+        fields[4..8].copy_from_slice(&self.transmitter.0.to_be_bytes());
+        fields[8..16].copy_from_slice(&counter.to_be_bytes());
+        fields[16..20].copy_from_slice(&dest.map_or(0, |d| d.0).to_be_bytes());
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&out[HEADER_LEN + 4..HEADER_LEN + 4 + NONCE_LEN]);
+        nonce.copy_from_slice(&buf[HEADER_LEN + 4..HEADER_LEN + 4 + NONCE_LEN]);
         let tag = match self.protection {
             Protection::Encrypt => {
-                let (aad, body) = out.split_at_mut(BODY_START);
+                let (aad, body) = buf[..end].split_at_mut(BODY_START);
                 epoch.cipher.seal(&nonce, aad, body)
             }
-            _ => epoch.cipher.seal(&nonce, &out[..], &mut []),
+            _ => epoch.cipher.seal(&nonce, &buf[..end], &mut []),
         };
-        out.extend_from_slice(&tag);
+        buf[end..end + TAG_LEN].copy_from_slice(&tag);
         self.next_counter = counter + 1;
         self.stats.sealed += 1;
-        Ok(())
+        Ok(0..end + TAG_LEN)
     }
 
     /// Opens a wire frame into `out` (cleared first): the plaintext frame = header + body,
-    /// without crypto fields, tag or CRC. No allocation when `out` has room for it.
+    /// without crypto fields, tag or CRC. No allocation when `out` has room for the wire
+    /// frame. A copy of the wire frame opened by [`FrameCrypto::open_in_place`].
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameCrypto::open_in_place`]; `out` is left empty.
+    pub fn open(&mut self, wire: &[u8], out: &mut Vec<u8>) -> Result<Opened, OpenError> {
+        out.clear();
+        out.extend_from_slice(wire);
+        match self.open_in_place(out) {
+            Ok((opened, plain)) => {
+                out.truncate(plain.end);
+                out.drain(..plain.start);
+                Ok(opened)
+            }
+            Err(error) => {
+                out.clear();
+                Err(error)
+            }
+        }
+    }
+
+    /// Opens the wire frame that fills `buf` where it lies and returns where the plaintext
+    /// frame (header + body) now is in `buf`: the body is decrypted in place and the 8-byte
+    /// header moved next to it, over the crypto fields (`buf[SEAL_HEADROOM..len - TAG_LEN]`
+    /// when authenticated, `buf[..len - CRC_LEN]` with integrity only). The caller can keep
+    /// slices of that range (no copy).
     ///
     /// Checks, in order: length; for Integrity the CRC; epoch known (current or previous);
-    /// tag; replay window of the transmitter named in the nonce, which is only updated after
-    /// the tag verified. Never panics on any input. Every refusal is counted in
-    /// [`FrameCrypto::stats`] and leaves `out` empty.
+    /// tag; destination; replay window of the transmitter named in the nonce, which is only
+    /// updated after the tag verified. Never panics on any input. Every refusal is counted in
+    /// [`FrameCrypto::stats`].
     ///
     /// # Errors
     ///
     /// [`OpenError`]: `Malformed`, `BadCrc`, `UnknownEpoch`, `BadTag`, `Misdirected`,
-    /// `Replayed`, `TooOld`.
-    pub fn open(&mut self, wire: &[u8], out: &mut Vec<u8>) -> Result<Opened, OpenError> {
-        out.clear();
-        match self.open_inner(wire, out) {
+    /// `Replayed`, `TooOld`. After a refusal the contents of `buf` are unspecified (partly
+    /// decrypted or forged bytes): discard them.
+    pub fn open_in_place(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<(Opened, core::ops::Range<usize>), OpenError> {
+        match self.open_inner(buf) {
             Ok(opened) => {
                 self.stats.opened += 1;
                 Ok(opened)
             }
             Err(error) => {
-                out.clear();
                 self.stats.count(error);
                 Err(error)
             }
         }
     }
 
-    fn open_inner(&mut self, wire: &[u8], out: &mut Vec<u8>) -> Result<Opened, OpenError> {
+    fn open_inner(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<(Opened, core::ops::Range<usize>), OpenError> {
         let Some(current) = &self.current else {
-            let Some(split) = wire.len().checked_sub(CRC_LEN).filter(|&s| s >= HEADER_LEN) else {
+            let Some(split) = buf.len().checked_sub(CRC_LEN).filter(|&s| s >= HEADER_LEN) else {
                 return Err(OpenError::Malformed);
             };
-            let (frame, trailer) = wire.split_at(split);
+            let (frame, trailer) = buf.split_at(split);
             if trailer != crc32fast::hash(frame).to_be_bytes() {
                 return Err(OpenError::BadCrc);
             }
-            out.extend_from_slice(frame);
-            return Ok(Opened {
+            let opened = Opened {
                 transmitter: None,
                 epoch: None,
-            });
+            };
+            return Ok((opened, 0..split));
         };
-        let Some(tag_start) = wire.len().checked_sub(TAG_LEN).filter(|&s| s >= BODY_START) else {
+        let Some(tag_start) = buf.len().checked_sub(TAG_LEN).filter(|&s| s >= BODY_START) else {
             return Err(OpenError::Malformed);
         };
-        let (sealed, tag) = wire.split_at(tag_start);
-        let (fields, body) = sealed.split_at(BODY_START);
-        let epoch = be_u32(&fields[HEADER_LEN..HEADER_LEN + 4]);
+        let epoch = be_u32(&buf[HEADER_LEN..HEADER_LEN + 4]);
         let cipher = if epoch == current.key.epoch {
             &current.cipher
         } else {
@@ -502,31 +592,28 @@ impl FrameCrypto {
                 }
             }
         };
-        let nonce_bytes = &fields[HEADER_LEN + 4..HEADER_LEN + 4 + NONCE_LEN];
-        let dest = be_u32(&fields[HEADER_LEN + 4 + NONCE_LEN..BODY_START]);
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(nonce_bytes);
-        let mut tag_bytes = [0u8; TAG_LEN];
-        tag_bytes.copy_from_slice(tag);
+        nonce.copy_from_slice(&buf[HEADER_LEN + 4..HEADER_LEN + 4 + NONCE_LEN]);
+        let dest = be_u32(&buf[HEADER_LEN + 4 + NONCE_LEN..BODY_START]);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&buf[tag_start..]);
+        let (sealed, _) = buf.split_at_mut(tag_start);
         match self.protection {
             Protection::Encrypt => {
-                out.reserve(HEADER_LEN + body.len());
-                out.extend_from_slice(&fields[..HEADER_LEN]);
-                out.extend_from_slice(body);
+                let (fields, body) = sealed.split_at_mut(BODY_START);
                 cipher
-                    .open(&nonce, fields, &mut out[HEADER_LEN..], &tag_bytes)
+                    .open(&nonce, fields, body, &tag)
                     .map_err(|()| OpenError::BadTag)?;
             }
             _ => {
                 cipher
-                    .open(&nonce, sealed, &mut [], &tag_bytes)
+                    .open(&nonce, sealed, &mut [], &tag)
                     .map_err(|()| OpenError::BadTag)?;
             }
         }
-        let transmitter = NodeId(be_u32(&nonce_bytes[..4]));
-        let counter = u64::from_be_bytes(nonce_bytes[4..].try_into().unwrap_or([0xff; 8]));
+        let transmitter = NodeId(be_u32(&nonce[..4]));
+        let counter = u64::from_be_bytes(nonce[4..].try_into().unwrap_or([0xff; 8]));
         if dest != 0 && dest != self.transmitter.0 {
-            out.clear();
             return Err(OpenError::Misdirected { dest: NodeId(dest) });
         }
         if transmitter == self.transmitter {
@@ -546,15 +633,13 @@ impl FrameCrypto {
                     Reject::TooOld => OpenError::TooOld { transmitter },
                 })?;
         }
-        if self.protection != Protection::Encrypt {
-            out.reserve(HEADER_LEN + body.len());
-            out.extend_from_slice(&fields[..HEADER_LEN]);
-            out.extend_from_slice(body);
-        }
-        Ok(Opened {
+        // The header goes next to the body, over the crypto fields.
+        buf.copy_within(..HEADER_LEN, SEAL_HEADROOM);
+        let opened = Opened {
             transmitter: Some(transmitter),
             epoch: Some(epoch),
-        })
+        };
+        Ok((opened, SEAL_HEADROOM..tag_start))
     }
 
     /// Makes `key` the current (sending) epoch; the old current epoch stays accepted for
@@ -620,6 +705,67 @@ impl FrameCrypto {
     /// Counters of sealed, accepted and refused frames.
     pub fn stats(&self) -> &CryptoStats {
         &self.stats
+    }
+}
+
+/// The `crypto_open` fuzz target: `data[1..]` is opened in place as a wire frame by a
+/// receiver of every protection mode (refused unless it is a frame with a valid CRC in
+/// integrity mode), then sealed in place as a plaintext frame, opened in place again (it
+/// must come back byte for byte), damaged at the byte `data[0]` selects (refused, and the
+/// intact frame still opens afterwards) and replayed (refused).
+///
+/// # Panics
+/// If a forged, damaged or replayed frame is accepted, or a sealed frame does not open to
+/// what was sealed.
+pub fn fuzz_open(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let key = EpochKey::new(1, vec![0x42; MIN_SECRET_LEN]).expect("a valid secret");
+    for protection in [
+        Protection::Integrity,
+        Protection::Authenticate,
+        Protection::Encrypt,
+    ] {
+        let new =
+            |id| FrameCrypto::new(protection, NodeId(id), Some(key.clone()), 0).expect("keyed");
+        let (mut tx, mut rx) = (new(1), new(2));
+        let mut raw = rest.to_vec();
+        if rx.open_in_place(&mut raw).is_ok() {
+            assert_eq!(
+                protection,
+                Protection::Integrity,
+                "a forged frame was accepted"
+            );
+        }
+        if rest.len() < HEADER_LEN {
+            continue;
+        }
+        let mut buf = vec![0; SEAL_HEADROOM];
+        buf.extend_from_slice(rest);
+        buf.extend_from_slice(&[0; SEAL_TAILROOM]);
+        let wire = tx
+            .seal_in_place(&mut buf, rest.len(), None)
+            .expect("room and counter");
+        let wire = buf[wire].to_vec();
+        let mut damaged = wire.clone();
+        damaged[usize::from(pick) % wire.len()] ^= 1 << (pick % 8);
+        assert!(
+            rx.open_in_place(&mut damaged).is_err(),
+            "{protection:?}: a damaged frame was accepted"
+        );
+        let mut opened = wire.clone();
+        let (_, plain) = rx
+            .open_in_place(&mut opened)
+            .expect("an intact frame opens");
+        assert_eq!(&opened[plain], rest, "{protection:?}: the frame changed");
+        if protection != Protection::Integrity {
+            let mut again = wire;
+            assert!(
+                rx.open_in_place(&mut again).is_err(),
+                "a replay was accepted"
+            );
+        }
     }
 }
 

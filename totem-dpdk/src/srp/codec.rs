@@ -229,25 +229,37 @@ pub(crate) struct Packed {
     pub(crate) safe: bool,
 }
 
-/// Builds the data frame `seq` from the send queues; `None` when nothing is queued. The frame
-/// leaves room for the header and trailer of the frame that may carry it again, encapsulated,
-/// during a later recovery, so that one never exceeds `max_frame` either.
+/// Where [`build_mcast`] builds a data frame.
+pub(crate) struct McastTarget {
+    pub(crate) sender: NodeId,
+    pub(crate) ring: RingId,
+    pub(crate) seq: Seq,
+    /// The largest frame, trailer included.
+    pub(crate) max_frame: usize,
+    /// Compute the integrity trailer; without it (the frame will be sealed, which replaces
+    /// the trailer) the trailer's bytes are left zero.
+    pub(crate) crc: bool,
+}
+
+/// Builds a data frame from the send queues in a buffer of `pool`; `None` when nothing is
+/// queued. The frame leaves room for the header and trailer of the frame that may carry it
+/// again, encapsulated, during a later recovery, so that one never exceeds `max_frame` either.
 pub(crate) fn build_mcast(
-    sender: NodeId,
-    ring: RingId,
-    seq: Seq,
-    max_frame: usize,
+    to: McastTarget,
     packer: &mut Packer,
+    pool: &mut BufPool,
 ) -> Option<(Bytes, Bytes, Packed)> {
-    let mut buf = BytesMut::zeroed(max_frame - TRAILER_LEN - wire::MCAST_FIXED_LEN);
+    let area = to.max_frame - TRAILER_LEN - wire::MCAST_FIXED_LEN;
+    let mut buf = pool.take(area + TRAILER_LEN);
+    buf.resize(area, 0);
     let packed = packer.pack(&mut buf[wire::MCAST_FIXED_LEN..]);
     if packed.chunk_count == 0 {
         return None;
     }
     let repr = McastRepr {
-        sender,
-        ring_id: ring,
-        seq,
+        sender: to.sender,
+        ring_id: to.ring,
+        seq: to.seq,
         safe: packed.safe,
         encapsulated: false,
         chunk_count: packed.chunk_count,
@@ -255,7 +267,11 @@ pub(crate) fn build_mcast(
     repr.emit(&mut McastFrame::new_unchecked(&mut buf[..]));
     let body_len = wire::MCAST_FIXED_LEN + packed.bytes_written;
     buf.truncate(body_len);
-    append_trailer(&mut buf);
+    if to.crc {
+        append_trailer(&mut buf);
+    } else {
+        buf.extend_from_slice(&[0; TRAILER_LEN]);
+    }
     let payload_bytes =
         packed.bytes_written - usize::from(packed.chunk_count) * wire::CHUNK_HEADER_LEN;
     let frame = buf.freeze();
@@ -268,6 +284,55 @@ pub(crate) fn build_mcast(
             safe: packed.safe,
         },
     ))
+}
+
+/// Frame buffers carved out of shared chunks: one allocation per chunk instead of one per
+/// frame, and frames kept as `Bytes` share the chunk's reference count. A chunk is reused
+/// once every frame cut from it was dropped, and freed with the last one otherwise.
+///
+/// A frame kept alive keeps its whole chunk alive: the application may hold a delivered
+/// message (a slice of its frame) for as long as it likes (a checkpoint section, a retained
+/// event), so pools whose frames are stored or delivered use chunks of a few frames
+/// ([`BufPool::for_frames`]), not large ones.
+#[derive(Debug)]
+pub(crate) struct BufPool {
+    chunk: BytesMut,
+    chunk_size: usize,
+}
+
+impl BufPool {
+    /// Frames of at most `max_frame` bytes per chunk, at most in a stored or delivered pool.
+    pub(crate) const FRAMES_PER_CHUNK: usize = 4;
+
+    /// Chunks of `chunk_size` bytes (a buffer larger than that gets one of its own size).
+    pub(crate) fn new(chunk_size: usize) -> BufPool {
+        BufPool {
+            chunk: BytesMut::new(),
+            chunk_size,
+        }
+    }
+
+    /// Chunks of [`BufPool::FRAMES_PER_CHUNK`] frames of `max_frame` bytes.
+    pub(crate) fn for_frames(max_frame: usize) -> BufPool {
+        BufPool::new(max_frame * BufPool::FRAMES_PER_CHUNK)
+    }
+
+    /// An empty buffer with room for `len` bytes (more only by reallocating).
+    pub(crate) fn take(&mut self, len: usize) -> BytesMut {
+        if self.chunk.capacity() < len {
+            // Reclaims the chunk if every frame cut from it is gone, else allocates one.
+            self.chunk.reserve(len.max(self.chunk_size));
+        }
+        let rest = self.chunk.split_off(len);
+        std::mem::replace(&mut self.chunk, rest)
+    }
+
+    /// `bytes` copied into a buffer of the pool.
+    pub(crate) fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        let mut buf = self.take(bytes.len());
+        buf.extend_from_slice(bytes);
+        buf.freeze()
+    }
 }
 
 /// What [`for_each_message`] found.
@@ -294,4 +359,65 @@ pub(crate) fn for_each_message(
         }
     }
     Unpacked { errors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_cuts_frames_from_one_chunk_and_reuses_it_once_they_are_dropped() {
+        let mut pool = BufPool::new(64 * 1024);
+        let a = pool.copy(&[1; 1500]);
+        let b = pool.copy(&[2; 1500]);
+        // Consecutive frames lie one after the other in one allocation.
+        assert_eq!(b.as_ptr(), a.as_ptr().wrapping_add(1500));
+        assert_eq!((&a[..], &b[..]), (&[1; 1500][..], &[2; 1500][..]));
+        let start = a.as_ptr();
+        // Use the chunk up while the first frames live: the next one needs a new chunk.
+        let rest = pool.chunk.capacity();
+        let c = pool.copy(&vec![3; rest]);
+        let d = pool.copy(&[4; 100]);
+        let d_ptr = d.as_ptr();
+        assert!(d_ptr < start || d_ptr >= start.wrapping_add(64 * 1024));
+        assert_eq!(&c[..], &vec![3; rest][..]);
+        // Once every frame of the second chunk is dropped, it is reused from its start.
+        let e_want = d_ptr;
+        drop(d);
+        let rest = pool.chunk.capacity();
+        let f = pool.copy(&vec![5; rest]);
+        drop(f);
+        let g = pool.copy(&[6; 10]);
+        assert_eq!(g.as_ptr(), e_want, "the unshared chunk was not reused");
+        assert_eq!(&g[..], &[6; 10]);
+        // The first chunk's frames are still intact.
+        assert_eq!((&a[..], &b[..]), (&[1; 1500][..], &[2; 1500][..]));
+    }
+
+    #[test]
+    fn a_sealed_data_frame_skips_the_crc_it_would_lose() {
+        use crate::pg::OutgoingMessage;
+        use crate::types::{DeliveryKind, Priority};
+        for crc in [true, false] {
+            let mut packer = Packer::new();
+            let msg = OutgoingMessage::new(1, DeliveryKind::Agreed, Bytes::from(vec![7; 100]));
+            packer.push(Priority::NORMAL, msg);
+            let mut pool = BufPool::for_frames(1472);
+            let to = McastTarget {
+                sender: NodeId(1),
+                ring: RingId {
+                    rep: NodeId(1),
+                    seq: 4,
+                },
+                seq: Seq(1),
+                max_frame: 1472,
+                crc,
+            };
+            let (frame, body, packed) = build_mcast(to, &mut packer, &mut pool).unwrap();
+            assert_eq!(packed.payload_bytes, 100);
+            assert_eq!(&frame[..body.len()], &body[..]);
+            assert_eq!(decode(&frame).is_ok(), crc, "crc {crc}");
+            assert!(decode_body(&body).is_ok());
+        }
+    }
 }

@@ -71,11 +71,17 @@ pub use self::event::{
 };
 use self::membership::Recovering;
 use self::ring::Ring;
-use crate::crypto::{CryptoStats, EpochKey, FrameCrypto, KeyError, OpenError, Protection};
+use crate::crypto::{
+    CryptoStats, EpochKey, FrameCrypto, KeyError, OpenError, Protection, SEAL_HEADROOM,
+    SEAL_TAILROOM,
+};
 use crate::pg::{OutgoingMessage, Packer, Reassembler};
 use crate::time::Instant;
 use crate::timer::{Timer, TimerTable};
 use crate::types::{DeliveryKind, MsgId, NodeId, Priority, RingId, Seq};
+
+/// Bytes per chunk of the pool of sealed outgoing frames, which nothing keeps once sent.
+const TX_POOL_CHUNK: usize = 64 * 1024;
 
 /// Where a node is in the membership protocol (Totem SRP's states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -301,8 +307,13 @@ pub struct Totem {
     /// Largest plaintext frame (with its integrity trailer): `max_frame_size` less what the
     /// protection adds beyond the trailer.
     frame_budget: usize,
-    /// Scratch buffer for opened frames.
-    rx_plain: Vec<u8>,
+    /// Buffers of received frames: each is opened where it lies and its data frame kept as
+    /// slices of it (chunks of a few frames: a delivered message keeps its chunk alive).
+    rx_pool: codec::BufPool,
+    /// Buffers of sealed outgoing frames (dropped once sent: large chunks).
+    tx_pool: codec::BufPool,
+    /// Buffers of data frames being built (stored and delivered here too: small chunks).
+    frame_pool: codec::BufPool,
     /// Why the last frame given to `handle_frame` was refused by the protection layer.
     last_open_error: Option<OpenError>,
 }
@@ -355,7 +366,9 @@ impl Totem {
             },
             crypto,
             frame_budget,
-            rx_plain: Vec::new(),
+            rx_pool: codec::BufPool::for_frames(cfg.max_frame_size),
+            tx_pool: codec::BufPool::new(TX_POOL_CHUNK),
+            frame_pool: codec::BufPool::for_frames(frame_budget),
             last_open_error: None,
             cfg,
         };
@@ -533,32 +546,41 @@ impl Totem {
         }
         self.detect_pause(now);
         if self.crypto.protection() == Protection::Integrity {
+            // The CRC is checked where the frame lies; a data frame's body is copied once,
+            // into a pooled buffer, to be stored.
             let decoded = codec::decode(frame);
-            self.dispatch(now, decoded, frame);
+            self.dispatch(now, decoded, |pool, len| pool.copy(&frame[..len]));
             return;
         }
-        let mut plain = std::mem::take(&mut self.rx_plain);
-        let opened = self.crypto.open(frame, &mut plain);
+        // One copy into a pooled buffer, opened there; a data frame is stored as a slice of it.
+        let mut buf = self.rx_pool.take(frame.len());
+        buf.extend_from_slice(frame);
+        let opened = self.crypto.open_in_place(&mut buf);
         self.stats.crypto = self.crypto.stats().clone();
         match opened {
-            Ok(_) => {
+            Ok((_, range)) => {
+                let plain = buf.freeze().slice(range);
                 let decoded = codec::decode_body(&plain);
-                self.dispatch(now, decoded, &plain);
+                self.dispatch(now, decoded, move |_, len| plain.slice(..len));
             }
             Err(e) => self.last_open_error = Some(e),
         }
-        self.rx_plain = plain;
     }
 
+    /// Acts on a decoded frame; `body` gives a data frame's body (its first `len` bytes)
+    /// to store.
     fn dispatch(
         &mut self,
         now: Instant,
         decoded: Result<codec::Decoded, codec::DecodeError>,
-        frame: &[u8],
+        body: impl FnOnce(&mut codec::BufPool, usize) -> Bytes,
     ) {
         match decoded {
             Ok(codec::Decoded::Token(token)) => self.on_token(now, token),
-            Ok(codec::Decoded::Mcast(header, body)) => self.on_mcast(now, header, &frame[..body]),
+            Ok(codec::Decoded::Mcast(header, len)) => {
+                let body = body(&mut self.rx_pool, len);
+                self.on_mcast(now, header, body)
+            }
             Ok(codec::Decoded::Join(join)) => self.on_join(now, join),
             Ok(codec::Decoded::Commit(token)) => self.on_commit_token(now, token),
             Ok(codec::Decoded::Merge(merge)) => {
@@ -692,25 +714,32 @@ impl Totem {
             if self.crypto.protection() == Protection::Integrity {
                 return Some(t);
             }
-            // Internal frames end with the integrity trailer; the seal replaces it.
+            // Internal frames end with the integrity trailer; the seal replaces it. The frame
+            // is copied once, into a pooled buffer with room for the crypto fields and tag,
+            // and sealed there (the plaintext stays stored for retransmission and delivery).
             let plain = &t.frame[..t.frame.len() - codec::TRAILER_LEN];
             if t.dest == Dest::Node(self.me) {
                 // The token of a ring of one comes back to this node itself.
                 self.crypto.expect_own(self.crypto.next_counter());
             }
-            let mut out = Vec::with_capacity(plain.len() + self.crypto.overhead());
+            let mut buf = self
+                .tx_pool
+                .take(SEAL_HEADROOM + plain.len() + SEAL_TAILROOM);
+            buf.extend_from_slice(&[0; SEAL_HEADROOM]);
+            buf.extend_from_slice(plain);
+            buf.extend_from_slice(&[0; SEAL_TAILROOM]);
             let dest = match t.dest {
                 Dest::Ring => None,
                 Dest::Node(n) => Some(n),
             };
-            let sealed = self.crypto.seal_to(plain, dest, &mut out);
+            let sealed = self.crypto.seal_in_place(&mut buf, plain.len(), dest);
             self.stats.next_nonce = self.crypto.next_counter();
             self.stats.crypto = self.crypto.stats().clone();
             match sealed {
-                Ok(()) => {
+                Ok(wire) => {
                     return Some(Transmit {
                         dest: t.dest,
-                        frame: Bytes::from(out),
+                        frame: buf.freeze().slice(wire),
                     });
                 }
                 Err(_) => self.stats.seal_errors += 1,

@@ -7,6 +7,7 @@ use super::recv_buffer::{Insert, Stored};
 use super::{
     Delivery, Dest, Event, FlowControl, MembState, Observation, TokenObservation, Totem, Transmit,
 };
+use crate::crypto::Protection;
 use crate::time::Instant;
 use crate::timer::Timer;
 use crate::types::{NodeId, Priority, RingId, Seq};
@@ -314,11 +315,11 @@ impl Totem {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    pub(super) fn on_mcast(&mut self, now: Instant, header: McastHeader, body: &[u8]) {
+    pub(super) fn on_mcast(&mut self, now: Instant, header: McastHeader, body: Bytes) {
         if header.ring == self.ring.id {
-            let bytes = Bytes::copy_from_slice(body);
+            let encapsulated = header.encapsulated.then(|| body.clone());
             let stored = Stored {
-                bytes: bytes.clone(),
+                bytes: body,
                 safe: header.safe,
                 encapsulated: header.encapsulated,
             };
@@ -330,7 +331,7 @@ impl Totem {
                         self.events
                             .push_back(Event::Observe(Observation::Stored { ring, seq }));
                     }
-                    if header.encapsulated {
+                    if let Some(bytes) = encapsulated {
                         self.recover_inner(&bytes);
                     }
                 }
@@ -379,11 +380,15 @@ impl Totem {
             return None;
         }
         let (frame, body, packed) = codec::build_mcast(
-            self.me,
-            self.ring.id,
-            seq,
-            self.frame_budget,
+            codec::McastTarget {
+                sender: self.me,
+                ring: self.ring.id,
+                seq,
+                max_frame: self.frame_budget,
+                crc: self.crypto.protection() == Protection::Integrity,
+            },
             &mut self.packer,
+            &mut self.frame_pool,
         )?;
         self.queued_bytes -= packed.payload_bytes;
         self.recount_queued();

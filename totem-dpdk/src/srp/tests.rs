@@ -1172,3 +1172,67 @@ fn a_committing_node_takes_the_token_of_a_newer_round() {
     node.handle_frame(t, &commit_from_rep(first, old, &[1, 2, 3]));
     assert_eq!(commits_sent(&mut node), []);
 }
+
+/// A data frame damaged on its way (one bit of its body) is refused where it is opened, in the
+/// receive buffer: nothing of it is stored or delivered, and the intact frame that follows is
+/// delivered once, in every protection mode.
+#[test]
+fn a_tampered_data_frame_opened_in_place_delivers_nothing() {
+    use crate::crypto::EpochKey;
+    for protection in [
+        Protection::Integrity,
+        Protection::Authenticate,
+        Protection::Encrypt,
+    ] {
+        let mut ring = Ring::new(3, |cfg| {
+            cfg.protection = protection;
+            cfg.key = Some(EpochKey::new(1, vec![0x5A; 32]).unwrap());
+        });
+        let id = submit(&mut ring.nodes[0], DeliveryKind::Agreed, 600, 0xC3);
+        let mut tampered = false;
+        for _ in 0..10_000 {
+            let Some((at, to, frame)) = ring.wire.pop_front() else {
+                break;
+            };
+            ring.now = ring.now.max(at);
+            if !tampered && to == 1 && frame.len() > 600 {
+                tampered = true;
+                let mut bad = frame.to_vec();
+                let last = bad.len() - 30;
+                bad[last] ^= 0x10;
+                let stats = ring.nodes[1].stats().clone();
+                ring.nodes[1].handle_frame(ring.now, &bad);
+                while let Some(t) = ring.nodes[1].poll_transmit() {
+                    drop(t);
+                }
+                let mut events = Vec::new();
+                while let Some(e) = ring.nodes[1].poll_event() {
+                    events.push(e);
+                }
+                assert!(
+                    !events.iter().any(|e| matches!(e, Event::Deliver(_))),
+                    "{protection:?}: a tampered frame delivered something"
+                );
+                let after = ring.nodes[1].stats();
+                if protection == Protection::Integrity {
+                    assert_eq!(after.malformed, stats.malformed + 1);
+                } else {
+                    assert_eq!(after.crypto.bad_tag, stats.crypto.bad_tag + 1);
+                    assert_eq!(ring.nodes[1].last_open_error(), Some(OpenError::BadTag));
+                }
+            }
+            ring.step += 1;
+            ring.nodes[to].handle_frame(ring.now, &frame);
+            ring.drain(to);
+            if ring.delivered.iter().all(|d| d.len() == 1) {
+                break;
+            }
+        }
+        assert!(tampered, "{protection:?}: no data frame seen");
+        for delivered in &ring.delivered {
+            assert_eq!(delivered.len(), 1, "{protection:?}");
+            assert_eq!(delivered[0].id, id);
+            assert_eq!(&delivered[0].payload[..], &[0xC3; 600][..]);
+        }
+    }
+}
