@@ -473,10 +473,18 @@ fn stuck_client_is_disconnected() {
 /// loaded machine) is not disconnected: a full-speed sender at the other node is answered
 /// TRY_AGAIN while the slow reader's outbox is above the high-water mark, and the reader gets
 /// every message once, in the order sent. Outboxes of 1024 packets (high water 64), so the
-/// sender outruns the reader many times over.
+/// sender outruns the reader many times over. The sender's node queues at most 256 messages
+/// in Totem: what it queued before the backlog reached it still arrives, and the headroom
+/// between the high-water mark and the hard limit (960 packets) must hold it (with the
+/// default 16 384 a loaded machine overflowed the 1024).
 #[test]
 fn slow_reader_holds_the_senders_and_gets_everything() {
-    let mut c = Cluster::loopback_aisexec("slow-reader", 2, "", "ipc_outbox_packets = 1024");
+    let mut c = Cluster::loopback_aisexec(
+        "slow-reader",
+        2,
+        "max_queued_messages = 256",
+        "ipc_outbox_packets = 1024",
+    );
     c.start_all();
     c.wait_ring(0, &[1, 2], LONG);
     c.wait_ring(1, &[1, 2], LONG);
