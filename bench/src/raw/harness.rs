@@ -61,24 +61,13 @@ pub fn measure(
             }
         );
     }
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-        bail!("the window must be between 0 and 3600 seconds, not {seconds}");
-    }
     if transport.is_dpdk() && !cfg!(feature = "dpdk") {
         bail!(
             "this bench was built without DPDK: cargo run --release -p bench --features dpdk -- \
              raw --transport {transport} ..."
         );
     }
-    let lab = match (transport.needs_lab(), lab) {
-        (true, None) => bail!("{transport} runs between two lab hosts: pass a netlab::Lab"),
-        (true, Some(l)) if l.hosts() < 2 => bail!("{transport} needs a lab with 2 hosts"),
-        (true, l) => l,
-        (false, _) => None,
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Whole milliseconds: what the peers are told, and what the rates are divided by.
-    let window = Duration::from_millis(((seconds * 1000.0).round() as u64).max(1));
+    let (lab, window) = setup(transport, lab, seconds, dir)?;
     let k = NEXT.fetch_add(1, Ordering::Relaxed);
     let tag = format!("oaisraw{}x{k}", std::process::id());
     let plan = Plan::new(transport, lab, size, mtu, window, &tag, None)?;
@@ -213,17 +202,7 @@ pub fn measure_ring(
     if !(1..=1 << 20).contains(&size) {
         bail!("the message size must be 1..=1048576 bytes, not {size}");
     }
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-        bail!("the window must be between 0 and 3600 seconds, not {seconds}");
-    }
-    let lab = match (transport.needs_lab(), lab) {
-        (true, None) => bail!("{transport} runs between two lab hosts: pass a netlab::Lab"),
-        (true, Some(l)) if l.hosts() < 2 => bail!("{transport} needs a lab with 2 hosts"),
-        (true, l) => l,
-        (false, _) => None,
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let window = Duration::from_millis(((seconds * 1000.0).round() as u64).max(1));
+    let (lab, window) = setup(transport, lab, seconds, dir)?;
     let k = NEXT.fetch_add(1, Ordering::Relaxed);
     let tag = format!("oaisring{}x{k}", std::process::id());
     let plan = Plan::new(transport, lab, size, mtu, window, &tag, Some(settings))?;
@@ -310,6 +289,29 @@ pub fn measure_ring(
         pauses_detected: r1.pauses_detected + r2.pauses_detected,
         size,
     })
+}
+
+/// What [`measure`] and [`measure_ring`] check and prepare alike: the window (1 ms to an
+/// hour, in whole milliseconds: what the peers are told and what the rates are divided by),
+/// the lab when the transport runs between two of its hosts, and the log directory.
+fn setup<'a>(
+    transport: RawTransport,
+    lab: Option<&'a Lab>,
+    seconds: f64,
+    dir: &Path,
+) -> anyhow::Result<(Option<&'a Lab>, Duration)> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        bail!("the window must be between 0 and 3600 seconds, not {seconds}");
+    }
+    let lab = match (transport.needs_lab(), lab) {
+        (true, None) => bail!("{transport} runs between two lab hosts: pass a netlab::Lab"),
+        (true, Some(l)) if l.hosts() < 2 => bail!("{transport} needs a lab with 2 hosts"),
+        (true, l) => l,
+        (false, _) => None,
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let window = Duration::from_millis(((seconds * 1000.0).round() as u64).max(1));
+    Ok((lab, window))
 }
 
 /// Everything that differs between transports: where the peers run and their arguments.
