@@ -28,6 +28,8 @@ use std::collections::BTreeMap;
 
 use super::ConnId;
 
+pub mod checker;
+
 /// The marks of [`OutboxGate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxLimits {

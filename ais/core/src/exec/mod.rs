@@ -788,7 +788,22 @@ pub struct ExecCore {
     /// Members whose last `Backlog` message said they are backlogged (this node too, once
     /// its own is delivered).
     backlogged: BTreeSet<NodeId>,
+    flow_defects: FlowDefects,
     counters: CoreCounters,
+}
+
+/// Deliberate defects of the backlog bookkeeping ([`ExecCore::set_flow_defects`]): each
+/// one is a plausible bug the simulator's checker must catch. All off by default.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowDefects {
+    /// A backlogged node does not say so again in a new ring (members that join later never
+    /// learn of it).
+    pub no_reannounce: bool,
+    /// The set of backlogged members survives configuration changes (neither trimmed to the
+    /// transitional members nor cleared in a new ring): a backlog that ended out of sight is
+    /// never cleared.
+    pub kept_across_rings: bool,
 }
 
 impl std::fmt::Debug for ExecCore {
@@ -840,6 +855,7 @@ impl ExecCore {
             held: VecDeque::new(),
             gate: OutboxGate::new(OutboxLimits::default()),
             backlogged: BTreeSet::new(),
+            flow_defects: FlowDefects::default(),
             counters: CoreCounters::default(),
         };
         core.with_services(|s, cx| s.exec_init(cx));
@@ -889,6 +905,20 @@ impl ExecCore {
     /// Whether this node or another member is backlogged ([`Context::backlogged`]).
     pub fn backlogged(&self) -> bool {
         self.gate.is_on() || !self.backlogged.is_empty()
+    }
+
+    /// Whether this node's own clients' outboxes hold the senders, and the members this node
+    /// counts as backlogged (from their `Backlog` messages in the current configuration):
+    /// what [`flow::checker`] judges.
+    pub fn backlog_state(&self) -> (bool, &BTreeSet<NodeId>) {
+        (self.gate.is_on(), &self.backlogged)
+    }
+
+    /// Breaks the backlog bookkeeping on purpose, for the tests that show
+    /// [`flow::checker`] catches it.
+    #[doc(hidden)]
+    pub fn set_flow_defects(&mut self, defects: FlowDefects) {
+        self.flow_defects = defects;
     }
 
     /// The next thing to do, if any.
@@ -1152,11 +1182,13 @@ impl ExecCore {
             self.members = c.members.clone();
             // Members new to this node do not know its state: every backlogged node says it
             // again in the new ring.
-            self.backlogged.clear();
-            if self.gate.is_on() {
+            if !self.flow_defects.kept_across_rings {
+                self.backlogged.clear();
+            }
+            if self.gate.is_on() && !self.flow_defects.no_reannounce {
                 self.announce_backlog(true);
             }
-        } else {
+        } else if !self.flow_defects.kept_across_rings {
             self.backlogged.retain(|n| c.members.contains(n));
         }
         log_config(c);
