@@ -108,6 +108,7 @@ fn defaults_follow_the_documentation() {
     assert_eq!(t.merge_timeout.as_millis(), 200);
     assert_eq!(t.pause_threshold.as_millis(), 50);
     assert_eq!(t.seqno_unchanged_const, 5);
+    assert_eq!(t.token_pace, totem_dpdk::Duration::from_millis(1));
     assert_eq!(t.fail_recv_const, 50);
     assert_eq!(t.window_size, 50);
     assert_eq!(t.max_messages, 17);
@@ -222,6 +223,25 @@ fn a_missing_nodeid_is_named() {
 fn node_id_zero_is_refused() {
     let text = GOOD.replace("nodeid = 1\ntransport", "nodeid = 0\ntransport");
     mistake(&text, 3, "totem.nodeid");
+}
+
+#[test]
+fn a_token_pace_not_below_the_hold_is_refused() {
+    // token 20 ms: retransmit 4.76 ms, hold 2380 µs.
+    let text = GOOD.replace(
+        "token = 100",
+        "token = 20\nconsensus = 24\njoin = 5\ntoken_pace_us = 2380",
+    );
+    let e = mistake(&text, 9, "totem.token_pace_us");
+    assert!(
+        e.to_string().contains("below the token hold of 2380 µs"),
+        "{e}"
+    );
+    let ok = GOOD.replace(
+        "token = 100",
+        "token = 20\nconsensus = 24\njoin = 5\ntoken_pace_us = 2379",
+    );
+    Config::from_str(&ok, "good.toml").unwrap();
 }
 
 #[test]

@@ -491,6 +491,23 @@ fn cpg_keeps_virtual_synchrony_under_seeded_faults() {
     );
 }
 
+/// The same with the token paced at 1 ms, as `aisexec` runs by default.
+#[test]
+fn cpg_keeps_virtual_synchrony_with_a_paced_token() {
+    let mut deliveries = 0;
+    common::sim::assert_every_seed_passes(common::sim::seeds(300), |seed| {
+        let mut schedule = common::sim::random_schedule(seed);
+        schedule.token_pace = Duration::from_millis(1);
+        let r = run(schedule, Workload::Random, Defects::default());
+        deliveries += r.deliveries;
+        r.violations
+            .into_iter()
+            .chain(r.cpg.iter().map(|v| v.detail.clone()))
+            .collect()
+    });
+    assert!(deliveries > 1000, "too little traffic: {deliveries}");
+}
+
 /// Three nodes, a process on each in group "g", the one on node 3 sending every 20 ms; node
 /// 3's process is paused past the token timeout, then resumes and merges back, four times.
 fn pause_schedule(seed: u64) -> Schedule {

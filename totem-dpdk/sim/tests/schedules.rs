@@ -94,6 +94,38 @@ fn four_thousand_schedules_with_node_and_link_faults_up_to_sixteen_nodes() {
     );
 }
 
+/// The same link and node faults with the token paced at 1 ms, as `aisexec` runs by default:
+/// the representative keeping the token on a lightly loaded ring must not cost a property.
+#[test]
+fn a_thousand_paced_schedules_with_node_and_link_faults() {
+    let schedules: Vec<Schedule> = (0..1000)
+        .map(|s| {
+            let mut s = Schedule::random(s, 2..=8, LINKS, NodeFaultKinds::ALL);
+            s.token_pace = totem_dpdk::Duration::from_millis(1);
+            s
+        })
+        .collect();
+    let failures = std::sync::Mutex::new(Vec::new());
+    let paced = std::sync::atomic::AtomicU64::new(0);
+    let summary = runner::run_many(schedules, 2, |c| {
+        paced.fetch_add(c.outcome.tokens_paced, std::sync::atomic::Ordering::Relaxed);
+        if !c.violations.is_empty() {
+            failures.lock().unwrap().push(format!(
+                "seed {} ({} nodes, paced): {}",
+                c.schedule.seed,
+                c.schedule.nodes,
+                c.violations.first().cloned().unwrap_or_default()
+            ));
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(summary.schedules, 1000);
+    let paced = paced.into_inner();
+    assert!(paced > 10_000, "the sweep must pace tokens: {paced}");
+    eprintln!("tokens paced over the sweep: {paced}");
+}
+
 #[test]
 fn the_same_seed_replays_bit_for_bit() {
     let a = runner::run_one(Schedule::random(77, 2..=8, LINKS, NodeFaultKinds::ALL));

@@ -28,6 +28,17 @@ pub enum ConfigError {
     /// The key does not fit the protection (missing with secauth on, for example).
     #[error("frame protection: {0}")]
     Key(#[from] KeyError),
+    /// `token_pace` is not below the token hold (half the token retransmit interval).
+    #[error(
+        "token_pace {pace_us} µs must be below the token hold of {hold_us} µs (half the token \
+         retransmit interval)"
+    )]
+    TokenPace {
+        /// The pace asked for.
+        pace_us: u64,
+        /// The token hold it must stay under.
+        hold_us: u64,
+    },
 }
 
 /// Configuration of one node. Build with [`Config::new`] and adjust fields; [`Config::validate`]
@@ -83,6 +94,13 @@ pub struct Config {
     /// at once, and a member with a message to send ends it with a token hold cancel, so
     /// holding early costs little latency and saves the CPU an idle token burns going round.
     pub seqno_unchanged_const: u32,
+    /// Token pacing on a lightly loaded ring: the representative passes the token on no
+    /// sooner than this after it last did while the last rotation stamped fewer frames than
+    /// half the window, so the messages submitted meanwhile travel in one rotation instead
+    /// of a rotation each (fewer token visits and wake-ups per message, at the cost of up to
+    /// this much latency). Zero (the default here) passes the token at once; a busy ring
+    /// (half a window per rotation) is never paced. Must stay below [`Config::token_hold`].
+    pub token_pace: Duration,
     /// Token rotations during which the ring's all-received-up-to point may stay stuck on one
     /// member (the token's `aru_addr`) while frames are missing before the others declare it
     /// failed to receive (corosync `fail_recv_const`, whose 2500 counts rotations of a ring
@@ -141,6 +159,7 @@ impl Config {
             token_timeout: Duration::from_millis(100),
             token_retransmits_before_loss: 4,
             seqno_unchanged_const: 5,
+            token_pace: Duration(0),
             fail_recv_const: 50,
             join_timeout: Duration::from_millis(25),
             consensus_timeout: Duration::from_millis(120),
@@ -205,6 +224,12 @@ impl Config {
             return Err(ConfigError::FlowControl(
                 "receive_window must be >= 2 * window_size",
             ));
+        }
+        if self.token_pace.0 > 0 && self.token_pace >= self.token_hold() {
+            return Err(ConfigError::TokenPace {
+                pace_us: self.token_pace.0 / 1000,
+                hold_us: self.token_hold().0 / 1000,
+            });
         }
         Ok(())
     }

@@ -52,6 +52,7 @@ impl Totem {
         self.commit_ring = None;
         self.ring.last_token = None;
         self.ring.held = None;
+        self.ring.paced = false;
         self.timers.stop(Timer::TokenRetransmit);
         self.timers.stop(Timer::TokenLoss);
         self.timers.stop(Timer::MergeDetect);

@@ -159,6 +159,9 @@ pub struct Stats {
     pub hold_cancels_sent: u64,
     /// Token hold cancels received as representative.
     pub hold_cancels_received: u64,
+    /// Tokens the representative kept until the pace (`Config::token_pace`) on a lightly
+    /// loaded ring.
+    pub tokens_paced: u64,
     /// Times this node re-sent a token it had forwarded.
     pub token_retransmits: u64,
     /// Frames re-sent on other members' request.
@@ -225,6 +228,7 @@ impl dataplane::stats::Visit for Stats {
         v.counter("tokens_accepted", self.tokens_accepted);
         v.counter("hold_cancels_sent", self.hold_cancels_sent);
         v.counter("hold_cancels_received", self.hold_cancels_received);
+        v.counter("tokens_paced", self.tokens_paced);
         v.counter("token_retransmits", self.token_retransmits);
         v.counter("frames_retransmitted", self.frames_retransmitted);
         v.counter("retransmit_requests", self.retransmit_requests);
@@ -493,7 +497,7 @@ impl Totem {
             .push(prio, OutgoingMessage::new(no, kind, payload));
         self.queued_messages += 1;
         self.queued_bytes += size;
-        if self.ring.held.is_some() {
+        if self.ring.held.is_some() && !self.ring.paced {
             // The ring has work again: end the hold at the caller's next timeout check.
             self.timers.set(Timer::TokenHold, self.last_input);
         }

@@ -36,6 +36,8 @@ impl Totem {
     pub(super) fn visit(&mut self, now: Instant, mut token: Token) {
         let me = self.me;
         let first_visit = token.token_seq == 0;
+        // Only a token of an operational ring is paced, never the one that installs it.
+        let was_operational = self.state == MembState::Operational;
         self.stats.tokens_accepted += 1;
         self.ring.my_token_seq = token.token_seq;
         self.timers.stop(Timer::TokenRetransmit);
@@ -205,6 +207,20 @@ impl Totem {
             && self.queued_messages == 0
             && !std::mem::take(&mut self.ring.hold_cancelled);
 
+        // Token pacing (`Config::token_pace`): on a lightly loaded ring the representative
+        // keeps the token until `token_pace` after it last passed it on.
+        let stamped = token.seq.0.saturating_sub(self.ring.last_visit_seq.0);
+        let pace_until = self.ring.last_pass + self.cfg.token_pace;
+        let pace = !hold
+            && self.cfg.token_pace.0 > 0
+            && self.ring.is_rep
+            && was_operational
+            && self.state == MembState::Operational
+            && self.recovering.is_none()
+            && token.rtr.is_empty()
+            && stamped < u64::from(self.cfg.window_size / 2)
+            && now < pace_until;
+
         token.token_seq += 1;
         self.ring.last_visit_seq = token.seq;
         if self.cfg.observe {
@@ -215,8 +231,14 @@ impl Totem {
         let next = self.ring.next;
         if hold {
             self.ring.held = Some((next, frame));
+            self.ring.paced = false;
             self.timers
                 .set(Timer::TokenHold, now + self.cfg.token_hold());
+        } else if pace {
+            self.stats.tokens_paced += 1;
+            self.ring.held = Some((next, frame));
+            self.ring.paced = true;
+            self.timers.set(Timer::TokenHold, pace_until);
         } else {
             self.pass_token(now, next, frame);
         }
@@ -256,6 +278,7 @@ impl Totem {
             frame: frame.clone(),
         });
         self.ring.last_token = Some((next, frame));
+        self.ring.last_pass = now;
         self.timers
             .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit());
     }
@@ -267,7 +290,9 @@ impl Totem {
             return;
         }
         self.stats.hold_cancels_received += 1;
-        if self.ring.held.is_some() {
+        if self.ring.paced {
+            // A paced token goes on at its time; the sender's messages travel then.
+        } else if self.ring.held.is_some() {
             self.release_token(now);
         } else {
             self.ring.hold_cancelled = true;
@@ -300,6 +325,7 @@ impl Totem {
     /// Ends a token hold: the token goes on now.
     pub(super) fn release_token(&mut self, now: Instant) {
         self.timers.stop(Timer::TokenHold);
+        self.ring.paced = false;
         if let Some((next, frame)) = self.ring.held.take() {
             self.ring.idle_rotations = 0;
             self.pass_token(now, next, frame);

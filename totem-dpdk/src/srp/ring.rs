@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::recv_buffer::RecvBuffer;
+use crate::time::Instant;
 use crate::types::{NodeId, RingId, Seq};
 
 /// One ring as this node sees it.
@@ -44,6 +45,11 @@ pub(crate) struct Ring {
     pub(crate) hold_cancelled: bool,
     /// Member: a token hold cancel went to the representative since the last token visit.
     pub(crate) cancel_sent: bool,
+    /// The held token is paced ([`crate::srp::Config::token_pace`]), not idle: only its
+    /// timer passes it on (a submit or a hold cancel does not).
+    pub(crate) paced: bool,
+    /// When this node last passed the token on.
+    pub(crate) last_pass: Instant,
 }
 
 impl Ring {
@@ -70,6 +76,8 @@ impl Ring {
             held: None,
             hold_cancelled: false,
             cancel_sent: false,
+            paced: false,
+            last_pass: Instant(0),
         }
     }
 

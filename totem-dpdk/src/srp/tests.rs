@@ -308,6 +308,75 @@ fn a_cancel_before_the_hold_skips_it_and_foreign_cancels_are_ignored() {
     assert!(ring.nodes[0].ring.held.is_some());
 }
 
+/// Token pacing: on a lightly loaded ring the representative keeps the token until the pace
+/// after its last pass, whatever a member or its own submit says, then passes it; every
+/// message is delivered, in one order. Without a pace the same ring never holds a busy token.
+#[test]
+fn a_lightly_loaded_ring_is_paced_and_delivers_everything() {
+    let pace = Duration::from_millis(1);
+    let mut ring = Ring::new(3, |c| {
+        c.token_pace = pace;
+        c.seqno_unchanged_const = 1000; // no idle hold: only pacing keeps the token
+    });
+    let mut ids = Vec::new();
+    let mut paced_seen = 0;
+    for round in 0..20u8 {
+        ids.push(submit(
+            &mut ring.nodes[1 + usize::from(round % 2)],
+            DeliveryKind::Agreed,
+            64,
+            round,
+        ));
+        ring.drain(1);
+        ring.drain(2);
+        ring.run_until_quiet(10_000);
+        if ring.nodes[0].ring.held.is_some() {
+            assert!(
+                ring.nodes[0].ring.paced,
+                "a busy ring's token is held only by the pace"
+            );
+            paced_seen += 1;
+            // A submit at the representative and a member's hold cancel do not release it.
+            let rep_ring = ring.nodes[0].ring.id;
+            let now = ring.now;
+            ring.nodes[0].on_hold_cancel(now, NodeId(2), rep_ring);
+            assert!(ring.nodes[0].ring.held.is_some());
+            // Its timer does: at the pace after the last pass, not before.
+            let due = ring.nodes[0].poll_timeout().expect("the pace timer");
+            assert!(
+                due > ring.now && due <= ring.now + pace,
+                "{due:?} {:?}",
+                ring.now
+            );
+            ring.now = due;
+            advance(&mut ring.nodes[0], due);
+            assert!(ring.nodes[0].ring.held.is_none(), "released at its time");
+            ring.drain(0);
+        }
+    }
+    ring.run_until_quiet(100_000);
+    assert!(paced_seen > 10, "paced {paced_seen} times of 20");
+    assert!(ring.nodes[0].stats().tokens_paced >= paced_seen);
+    for i in 0..3 {
+        let mut order = ring.order(i);
+        order.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(order, want, "node {} delivered everything", i + 1);
+        assert_eq!(ring.order(i), ring.order(0), "one order");
+    }
+}
+
+/// A pace must end before the previous member would re-send the token.
+#[test]
+fn a_pace_not_below_the_token_hold_is_refused() {
+    let mut cfg = Config::new(NodeId(1), nids(&[1, 2]));
+    cfg.token_pace = cfg.token_hold();
+    assert!(matches!(cfg.validate(), Err(ConfigError::TokenPace { .. })));
+    cfg.token_pace = Duration(cfg.token_hold().0 - 1);
+    cfg.validate().unwrap();
+}
+
 #[test]
 fn backpressure_then_clear() {
     let mut ring = Ring::new(2, |c| c.max_queued_messages = 4);

@@ -67,6 +67,9 @@ pub struct Outcome {
     pub nets_restored: u64,
     /// Redundant rings: copies dropped as duplicates, summed over nodes.
     pub rrp_duplicates: u64,
+    /// Tokens a representative kept until the pace (`Schedule::token_pace`), summed over
+    /// nodes.
+    pub tokens_paced: u64,
     /// Redundant rings: networks marked faulty by cause (lost, one-way, lossy), summed over
     /// nodes.
     pub faulty_causes: [u64; 3],
@@ -334,6 +337,7 @@ impl Sim {
         cfg.ring_seq = ring_seq;
         cfg.first_msg_no = first_msg_no;
         cfg.observe = true;
+        cfg.token_pace = self.schedule.token_pace;
         if let Some(t) = self.schedule.timers {
             cfg.token_timeout = t.token;
             cfg.consensus_timeout = t.consensus;

@@ -60,6 +60,7 @@ impl Sim {
         let accepted_before = before.tokens_accepted;
         node.handle_frame(now, &frame);
         let after = node.stats().clone();
+        self.out.tokens_paced += after.tokens_paced - before.tokens_paced;
         let opened = after.crypto.opened > before.crypto.opened;
         if opened && let Some(n) = nonce {
             slot.seen.insert(n);

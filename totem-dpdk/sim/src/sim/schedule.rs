@@ -179,6 +179,9 @@ pub struct Schedule {
     /// holds what waits up to a delay and drops the rest (a `tbf` qdisc, as
     /// `bench throughput --rate-cap-mbit` puts on each veth). `None`: no rate limit.
     pub egress: Option<Egress>,
+    /// Every node's token pacing (`srp::Config::token_pace`; zero: off, the core's
+    /// default; `aisexec` paces at 1 ms).
+    pub token_pace: Duration,
 }
 
 /// A rate-capped egress queue per node and network ([`Schedule::egress`]).
@@ -274,6 +277,7 @@ impl Schedule {
             rrp_defect: Defect::None,
             timers: None,
             egress: None,
+            token_pace: Duration(0),
         }
     }
 
