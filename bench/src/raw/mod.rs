@@ -86,7 +86,6 @@
 mod harness;
 mod peer;
 mod protocol;
-#[cfg(feature = "dpdk")]
 mod ring;
 
 use std::fmt;
@@ -96,7 +95,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::harness::{RingResult, RingSettings, measure, measure_ring, run};
+pub use self::harness::{
+    FanoutResult, RingResult, RingSettings, measure, measure_fanout, measure_ring,
+    measure_udp_ring, run,
+};
 pub use self::peer::run_peer;
 
 /// Time before the counted window: both ends run, nothing is counted.
@@ -251,7 +253,8 @@ pub enum Role {
     Send,
     /// Counts what arrives.
     Recv,
-    /// One node of a two-node Totem ring that generates its own load (`bench dpdk-ring`).
+    /// One node of a Totem ring that generates its own load (`bench dpdk-ring`, and the
+    /// bare-ring arm of `bench throughput` with --config).
     Ring,
 }
 
@@ -268,9 +271,14 @@ pub struct PeerArgs {
     /// UDP: the local address to bind (port 0 picks one).
     #[arg(long)]
     pub bind: Option<SocketAddr>,
-    /// UDP sender: the receiver's address (from its `ready` line).
+    /// UDP sender: the receiver's address (from its `ready` line). Repeat for a fan-out:
+    /// every datagram goes to each receiver, as a udpu ring frame goes to every other node.
     #[arg(long)]
-    pub peer: Option<SocketAddr>,
+    pub peer: Vec<SocketAddr>,
+    /// Ring over UDP: the `aisexec` configuration file whose Totem settings, addresses and
+    /// key the node runs with.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// DPDK: one EAL argument (repeat, in order), e.g. `--eal=--no-huge`.
     #[arg(long = "eal", allow_hyphen_values = true)]
     pub eal: Vec<String>,
