@@ -499,37 +499,14 @@ fn run_ring(
     for n in nodes.iter_mut().rev() {
         n.finish()?;
     }
-    let r1 = &reports[0];
-    if let Some((i, r)) = reports
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.delivered != r1.delivered || r.digest != r1.digest)
-    {
+    if let Err(e) = check_ring(&reports) {
         let logs: String = nodes
             .iter()
             .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
             .collect();
-        bail!(
-            "{transport}: the nodes delivered different sequences: node 1 {} messages (digest \
-             {:016x}), node {} {} (digest {:016x}); their logs:\n{logs}",
-            r1.delivered,
-            r1.digest,
-            i + 1,
-            r.delivered,
-            r.digest,
-        );
+        bail!("{transport}: {e}; the nodes' logs:\n{logs}");
     }
-    for (i, r) in reports.iter().enumerate() {
-        if r.fifo_breaks > 0 || r.config_changes > 0 {
-            bail!(
-                "{transport}: node {} saw {} deliveries out of their sender's order and {} \
-                 configuration changes during the run",
-                i + 1,
-                r.fifo_breaks,
-                r.config_changes
-            );
-        }
-    }
+    let r1 = &reports[0];
     let secs = window.as_secs_f64();
     let sum = |f: fn(&PeerReport) -> u64| reports.iter().map(f).sum::<u64>();
     Ok(RingResult {
@@ -543,6 +520,42 @@ fn run_ring(
         pauses_detected: sum(|r| r.pauses_detected),
         size,
     })
+}
+
+/// The ring's guarantees over the nodes' final reports (node 1 first): every node delivered
+/// the same number of messages with the same order digest, none out of its sender's order,
+/// and no configuration change after the ring formed. The error names the first node that
+/// differs or broke one.
+fn check_ring(reports: &[PeerReport]) -> anyhow::Result<()> {
+    let Some(r1) = reports.first() else {
+        bail!("no node reported");
+    };
+    for (i, r) in reports.iter().enumerate() {
+        if r.delivered != r1.delivered || r.digest != r1.digest {
+            bail!(
+                "the nodes delivered different sequences: node 1 {} messages (digest {:016x}), \
+                 node {} {} (digest {:016x})",
+                r1.delivered,
+                r1.digest,
+                i + 1,
+                r.delivered,
+                r.digest,
+            );
+        }
+        if r.fifo_breaks > 0 || r.config_changes > 0 {
+            bail!(
+                "node {} saw {} deliveries out of their sender's order and {} configuration \
+                 changes during the run",
+                i + 1,
+                r.fifo_breaks,
+                r.config_changes
+            );
+        }
+    }
+    if r1.delivered == 0 {
+        bail!("no node delivered anything");
+    }
+    Ok(())
 }
 
 /// What [`measure`] and [`measure_ring`] check and prepare alike: the window (1 ms to an
@@ -926,4 +939,50 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(delivered: u64, digest: u64) -> PeerReport {
+        PeerReport {
+            role: "ring".into(),
+            delivered,
+            digest,
+            ..PeerReport::default()
+        }
+    }
+
+    #[test]
+    fn the_ring_check_passes_one_sequence_everywhere() {
+        let r = [node(10, 7), node(10, 7), node(10, 7)];
+        check_ring(&r).unwrap();
+    }
+
+    #[test]
+    fn the_ring_check_names_the_node_that_differs_or_breaks_a_guarantee() {
+        let e = check_ring(&[node(10, 7), node(10, 7), node(10, 8)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("node 3 10 (digest 0000000000000008)"),
+            "{e}"
+        );
+        let e = check_ring(&[node(10, 7), node(9, 7)]).unwrap_err();
+        assert!(e.to_string().contains("node 2 9"), "{e}");
+        let mut fifo = node(10, 7);
+        fifo.fifo_breaks = 1;
+        let e = check_ring(&[node(10, 7), fifo]).unwrap_err();
+        assert!(e.to_string().contains("node 2 saw 1 deliveries out"), "{e}");
+        let mut change = node(10, 7);
+        change.config_changes = 2;
+        let e = check_ring(&[change, node(10, 7)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("node 1 saw 0 deliveries out of their sender's order and 2"),
+            "{e}"
+        );
+        assert!(check_ring(&[node(0, 1), node(0, 1)]).is_err());
+        assert!(check_ring(&[]).is_err());
+    }
 }
