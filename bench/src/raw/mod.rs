@@ -71,6 +71,17 @@
 //! compare figures taken on an otherwise idle machine. DPDK peers pin themselves with EAL's
 //! `-l`: the sender to CPU 0, the receiver to CPU 1 (CPU 0 when there is only one).
 //!
+//! # The fan-out and the bare ring (`bench throughput`)
+//!
+//! [`measure_fanout`] runs one sender and N-1 receivers over kernel UDP: the sender sends
+//! every datagram to each receiver through the transport's `Dest::Ring`, the copy per member
+//! a `udpu` Totem frame gets; the result is the distinct datagrams every receiver got (the
+//! smallest receiver's count) and each receiver's rate. [`measure_udp_ring`] runs one
+//! `raw-peer --role ring --config FILE` per node: the Totem driver of an `aisexec`
+//! configuration file with its load made on the driver thread (module `ring`), the
+//! reference for the executive path's cost. [`measure_ring`] is the same role over DPDK
+//! (`bench dpdk-ring`).
+//!
 //! # Code
 //!
 //! `harness` runs `bench raw` ([`run`], [`measure`]): the two peer processes and their
