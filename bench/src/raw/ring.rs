@@ -391,6 +391,40 @@ mod tests {
     }
 
     #[test]
+    fn the_load_waits_for_the_start_and_sleeps_while_flow_control_refuses() {
+        let mut cfg = totem_dpdk::srp::Config::new(NodeId(1), vec![NodeId(1)]);
+        cfg.max_queued_messages = 100;
+        let mut core = Totem::new(cfg, totem_dpdk::Instant(0)).unwrap();
+        let mut s = sink();
+        s.payload = Bytes::from_static(b"load");
+        s.window_ns = 60_000_000_000;
+        // No start yet: nothing to do, no limit on the sleep.
+        assert_eq!(s.run(&mut core), None);
+        // A start ahead: sleep until then at most, nothing submitted.
+        s.shared
+            .start
+            .store(now_ns() + 30_000_000_000, Ordering::Release);
+        let wait = s.run(&mut core).expect("a wake-up at the start");
+        assert!(
+            wait > Duration::from_secs(20) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(core.queued_messages(), 0);
+        // Started: 64 per call, again at once while the core takes them all ...
+        s.shared.start.store(now_ns() - 1, Ordering::Release);
+        assert_eq!(s.run(&mut core), Some(Duration::ZERO));
+        assert_eq!(core.queued_messages(), 64);
+        // ... then, refused at 100, sleep until the transport wakes the thread.
+        assert_eq!(s.run(&mut core), None);
+        assert_eq!(core.queued_messages(), 100);
+        assert_eq!(s.shared.submitted.load(Ordering::Relaxed), 100);
+        // After the window: no more load.
+        s.shared.start.store(1, Ordering::Release);
+        assert_eq!(s.run(&mut core), None);
+        assert_eq!(core.queued_messages(), 100);
+    }
+
+    #[test]
     fn a_gap_a_repeat_or_an_unknown_sender_breaks_fifo() {
         let mut s = sink();
         for (sender, no) in [(1, 1), (2, 1), (1, 2), (2, 2)] {
