@@ -31,6 +31,9 @@ Examples:
   bench throughput                                  3 executives in namespaces, 1 KiB and 8 KiB
   bench throughput --peer corosync --mtu 1500,9000 --latency-at 50
                                                     the full comparison (docs/performance.md)
+  bench throughput --mtu 1500,9000 --size 1024      also the bare ring (same Totem drivers, no
+                                                    executives) and the raw fan-out: issue 22's
+                                                    executive path cost (docs/performance.md)
   bench throughput --transport dpdk-af-packet       over DPDK (build with --features dpdk)
   bench throughput --no-raw --mtu 1500,9000 --size 1024 --ipc seqpacket,shm
                                                     client IPC over the socket, then over
