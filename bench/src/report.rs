@@ -59,6 +59,10 @@ pub struct Row {
     pub raw_byte_ratio: Option<f64>,
     /// msgs/s divided by corosync's in the same configuration.
     pub vs_corosync: Option<f64>,
+    /// This stack's msgs/s per node divided by the bare ring's (`system` "ring": the same
+    /// Totem drivers without executives and clients) in the same lab and run; the executive
+    /// path costs 1 minus this.
+    pub vs_ring: Option<f64>,
     /// Self-latency CDF points `(microseconds, fraction)` for the plot.
     #[serde(skip)]
     pub cdf: Vec<(f64, f64)>,
@@ -74,9 +78,48 @@ impl Row {
         if self.bench == "raw" {
             let _ = write!(
                 s,
-                "{:>9.0} frames/s {:>8.1} MB/s (one stream)",
+                "{:>9.0} frames/s {:>8.1} MB/s",
                 self.msgs_per_sec, self.mb_per_sec
             );
+            if self.nodes <= 2 {
+                s.push_str(" (one stream)");
+            } else {
+                // The fan-out: distinct datagrams every receiver got, then each receiver.
+                let each: Vec<String> = self
+                    .per_node_msgs_per_sec
+                    .iter()
+                    .map(|f| format!("{f:.0}"))
+                    .collect();
+                let _ = write!(
+                    s,
+                    " (fan-out: each datagram to {} hosts; frames/s per receiver {})",
+                    self.nodes - 1,
+                    each.join(" ")
+                );
+            }
+            return s;
+        }
+        if self.system == "ring" {
+            // The bare ring: no clients, so no latency or daemon CPU; every node's rate.
+            let each: Vec<String> = self
+                .per_node_msgs_per_sec
+                .iter()
+                .map(|f| format!("{f:.0}"))
+                .collect();
+            let _ = write!(
+                s,
+                "max:              {:>9.0} msgs/s/node {:>7.1} MB/s  (Totem drivers without \
+                 executives; per node {})",
+                self.msgs_per_sec,
+                self.mb_per_sec,
+                each.join(" ")
+            );
+            if let Some(r) = self.raw_frame_ratio {
+                let _ = write!(s, "  {:.0}% of raw frames/s", r * 100.0);
+            }
+            if let Some(r) = self.raw_byte_ratio {
+                let _ = write!(s, ", {:.0}% of raw MB/s", r * 100.0);
+            }
             return s;
         }
         match self.offered_msgs_per_sec {
@@ -141,13 +184,13 @@ pub fn csv(rows: &[Row]) -> String {
         "bench,system,transport,nodes,size,senders,crypto,mtu,offered_msgs_per_sec,msgs_per_sec,\
          mb_per_sec,lat_self_p50_us,lat_self_p99_us,lat_self_p999_us,lat_all_p50_us,\
          lat_all_p99_us,lat_all_p999_us,cpu_cores,try_again,missing_own,seconds,\
-         raw_frame_ratio,raw_byte_ratio,vs_corosync\n",
+         raw_frame_ratio,raw_byte_ratio,vs_corosync,vs_ring\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{:.0},{:.2},{},{},{},{},{},{},{:.2},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{:.0},{:.2},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{}",
             r.bench,
             r.system,
             r.transport,
@@ -173,6 +216,7 @@ pub fn csv(rows: &[Row]) -> String {
             opt(r.raw_frame_ratio),
             opt(r.raw_byte_ratio),
             opt(r.vs_corosync),
+            opt(r.vs_ring),
         );
     }
     out
@@ -429,6 +473,7 @@ mod tests {
             raw_frame_ratio: Some(0.5),
             raw_byte_ratio: None,
             vs_corosync: None,
+            vs_ring: None,
             cdf: cdf_points(&h),
         }
     }

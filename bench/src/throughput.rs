@@ -1,8 +1,11 @@
 //! `bench throughput`: this stack vs the raw link vs corosync, same topology, same run.
 //!
 //! For every MTU asked for, one network-namespace lab (when the transport or the peer needs
-//! one) carries, in this order: the raw link (one stream, the physical limit), this stack
-//! (N `aisexec`), and with `--peer corosync` N corosync daemons. Each system is started once
+//! one) carries, in this order: the raw link (one stream, then with more than two nodes over
+//! kernel UDP the ring's fan-out: host 1 sends every datagram to each other host, as `udpu`
+//! sends a Totem frame), this stack (N `aisexec`), over kernel UDP the bare ring (the same
+//! Totem drivers, configuration files and addresses, without executives and clients; see
+//! [`Args::no_ring`]), and with `--peer corosync` N corosync daemons. Each system is started once
 //! per MTU and crypto setting and measured at every message size, as fast as flow control
 //! allows; with `--latency-at P` it is measured again at a fixed offered load of P% of the
 //! maximum (see [`Args::latency_at`]). Results go to the terminal (or JSON lines with
@@ -28,6 +31,9 @@ Examples:
   bench throughput                                  3 executives in namespaces, 1 KiB and 8 KiB
   bench throughput --peer corosync --mtu 1500,9000 --latency-at 50
                                                     the full comparison (docs/performance.md)
+  bench throughput --mtu 1500,9000 --size 1024      also the bare ring (same Totem drivers, no
+                                                    executives) and the raw fan-out: issue 22's
+                                                    executive path cost (docs/performance.md)
   bench throughput --transport dpdk-af-packet       over DPDK (build with --features dpdk)
   bench throughput --no-raw --mtu 1500,9000 --size 1024 --ipc seqpacket,shm
                                                     client IPC over the socket, then over
@@ -71,9 +77,24 @@ pub struct Args {
     /// this stack's ratio to it.
     #[arg(long, value_parser = ["corosync"])]
     pub peer: Option<String>,
-    /// Skip the raw-link measurement.
+    /// Skip the raw-link measurements. With more than two nodes over kernel UDP the raw link
+    /// is measured twice: one stream host 1 → host 2 ("one stream"), then with the ring's
+    /// fan-out (host 1 sends every datagram to each of the other N-1 hosts, as udpu sends a
+    /// Totem frame; the row counts distinct datagrams every receiver got, at most, and lists
+    /// each receiver's rate). The stack's "% of raw" ratios are against the fan-out then.
     #[arg(long)]
     pub no_raw: bool,
+    /// Skip the bare-ring arm. By default (kernel UDP transports), right after this stack's
+    /// executives stop, the same lab runs the bare ring: one `bench raw-peer --role ring`
+    /// process per node reading that node's `aisexec` configuration (same Totem settings,
+    /// udpu addresses, frame size and key), its load generated on the Totem thread itself
+    /// (no clients, no IPC, no executive), every node sending messages of the same size.
+    /// Rows of system "ring"; each stack row gets vs_ring = its msgs/s per node over the
+    /// ring's, and the "executive path cost" 1 - vs_ring is printed. The run fails if the
+    /// ring's nodes delivered different sequences, out of FIFO order, or saw a configuration
+    /// change.
+    #[arg(long)]
+    pub no_ring: bool,
     /// How this stack's load generators talk to their executive, comma-separated: shm
     /// (shared-memory rings, the default) and/or seqpacket (the socket: the executives run
     /// with aisexec.ipc_transport = "seqpacket"). Each is measured with executives of its
@@ -209,10 +230,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Measurements per MTU and crypto mode: this stack at max (+ at P% with --latency-at);
     // the peer likewise, plus the system with the larger maximum at the common offered load.
     let l = usize::from(args.latency_at.is_some());
-    let per_mode = args.size.len() * ((1 + l) * args.ipc.len() + usize::from(peer) * (1 + 2 * l));
-    let total = (args.mtu.len()
-        * args.networks.len()
-        * (crypto_modes.len() * per_mode + usize::from(!args.no_raw))) as u64;
+    let ring = ring_arm(args, transport);
+    let per_mode = args.size.len()
+        * ((1 + l) * args.ipc.len() + usize::from(ring) + usize::from(peer) * (1 + 2 * l));
+    let raws = if args.no_raw {
+        0
+    } else {
+        1 + usize::from(fanout(transport, nodes))
+    };
+    let total =
+        (args.mtu.len() * args.networks.len() * (crypto_modes.len() * per_mode + raws)) as u64;
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -278,10 +305,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             // The raw link has no crypto: measured once per MTU, compared with both modes.
             if !args.no_raw && crypto == crypto_modes[0] {
                 session.raw(raw_transport(&transport), lab.as_ref(), mtu)?;
+                if fanout(transport, nodes) {
+                    session.raw_fanout(raw_transport(&transport), lab.as_ref(), mtu, nodes)?;
+                }
             }
+            // The last raw row of this MTU: the fan-out when it was measured.
             let raw_row = session
                 .rows
                 .iter()
+                .rev()
                 .find(|r| r.bench == "raw" && r.mtu == mtu)
                 .cloned();
             let at = Point {
@@ -303,6 +335,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             // This stack, every size (the cluster stops before the peer starts).
             // With several IPC transports, the peer is compared with the last one.
             let mut ours: Vec<(usize, f64)> = Vec::new();
+            let mut last_dir = None;
             for ipc in &args.ipc {
                 let base_label = session.label.clone();
                 if args.ipc.len() > 1 {
@@ -320,6 +353,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     "starting {nodes} executives ({})",
                     transport.name()
                 ));
+                last_dir = Some(options.dir.clone());
                 let mut cluster = AisCluster::start(lab.as_ref(), &options)?;
                 for &size in &args.size {
                     ours.push((size, session.measure(&mut cluster, size, None, &at)?));
@@ -341,6 +375,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 }
                 drop(cluster);
                 session.label = base_label;
+            }
+            // The bare ring, on the last executives' configurations (they have stopped).
+            if let (true, Some(dir)) = (ring, last_dir) {
+                let configs: Vec<PathBuf> = (1..=nodes)
+                    .map(|id| dir.join(format!("node{id}")).join("aisexec.toml"))
+                    .collect();
+                for &size in &args.size {
+                    session.ring(lab.as_ref(), &configs, size, &at)?;
+                }
             }
             let (Some(lab), Some(cpgload)) = (lab.as_ref(), cpgload.as_ref()) else {
                 continue;
@@ -487,8 +530,140 @@ impl Session<'_> {
             raw_frame_ratio: None,
             raw_byte_ratio: None,
             vs_corosync: None,
+            vs_ring: None,
             cdf: Vec::new(),
         });
+        Ok(())
+    }
+
+    /// Measures the raw link of `mtu` with the fan-out of an `nodes`-node udpu ring (host 1 to
+    /// each other host, [`raw::measure_fanout`]) and records its row: `msgs_per_sec` the
+    /// distinct datagrams every receiver got at most, `per_node_msgs_per_sec` each receiver's.
+    fn raw_fanout(
+        &mut self,
+        rt: RawTransport,
+        lab: Option<&netlab::Lab>,
+        mtu: u32,
+        nodes: usize,
+    ) -> anyhow::Result<()> {
+        let size = mtu as usize - 28;
+        self.bar.set_message(format!(
+            "raw {} mtu {mtu} fan-out to {}",
+            rt.name(),
+            nodes - 1
+        ));
+        let dir = self.work.join(format!("raw-fanout-{mtu}"));
+        let r = raw::measure_fanout(rt, lab, nodes, size, mtu, self.args.seconds, &dir)?;
+        self.emit(Row {
+            bench: "raw",
+            system: "raw".into(),
+            transport: rt.name().to_owned() + " fan-out",
+            nodes,
+            size,
+            senders: 1,
+            crypto: "off",
+            mtu,
+            offered_msgs_per_sec: None,
+            msgs_per_sec: r.frames_per_sec,
+            mb_per_sec: r.mb_per_sec,
+            per_node_msgs_per_sec: r.per_receiver_frames_per_sec,
+            lat_self_us: Percentiles::default(),
+            lat_all_us: Percentiles::default(),
+            cpu_cores: 0.0,
+            try_again: 0,
+            missing_own: 0,
+            seconds: self.args.seconds,
+            raw_frame_ratio: None,
+            raw_byte_ratio: None,
+            vs_corosync: None,
+            vs_ring: None,
+            cdf: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Measures the bare ring ([`raw::measure_udp_ring`]) on the executives' `configs` with
+    /// `size`-byte messages, records its row (system "ring"), gives this stack's throughput
+    /// rows of the same point their `vs_ring`, and prints the executive path's cost.
+    fn ring(
+        &mut self,
+        lab: Option<&netlab::Lab>,
+        configs: &[PathBuf],
+        size: usize,
+        at: &Point<'_>,
+    ) -> anyhow::Result<()> {
+        let crypto = if at.crypto { "on" } else { "off" };
+        self.bar
+            .set_message(format!("bare ring {size} B mtu {} crypto {crypto}", at.mtu));
+        let dir = self.work.join(format!("ring-{}-{crypto}-{size}", at.mtu));
+        let r = raw::measure_udp_ring(lab, configs, size, self.args.seconds, &dir)
+            .with_context(|| format!("measuring the bare ring with {size} B messages"))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let secs = self.args.seconds;
+        let per_node: Vec<f64> = r.in_window.iter().map(|&n| n as f64 / secs).collect();
+        let mean = per_node.iter().sum::<f64>() / per_node.len().max(1) as f64;
+        let mb = mean * size as f64 / 1e6;
+        let raw = at.raw;
+        let label = self.label.clone().unwrap_or_default();
+        self.emit(Row {
+            bench: "throughput",
+            system: "ring".into(),
+            transport: if lab.is_some() { "udp-netns" } else { "udp" }.to_owned(),
+            nodes: configs.len(),
+            size,
+            senders: configs.len(),
+            crypto,
+            mtu: at.mtu,
+            offered_msgs_per_sec: None,
+            msgs_per_sec: mean,
+            mb_per_sec: mb,
+            per_node_msgs_per_sec: per_node,
+            lat_self_us: Percentiles::default(),
+            lat_all_us: Percentiles::default(),
+            cpu_cores: 0.0,
+            try_again: 0,
+            missing_own: 0,
+            seconds: secs,
+            raw_frame_ratio: raw.map(|w| mean / w.msgs_per_sec.max(1e-9)),
+            raw_byte_ratio: raw.map(|w| mb / w.mb_per_sec.max(1e-9)),
+            vs_corosync: None,
+            vs_ring: None,
+            cdf: Vec::new(),
+        });
+        let mut lines = Vec::new();
+        for o in self.rows.iter_mut().filter(|o| {
+            o.bench == "throughput"
+                && o.system == "openais-rs"
+                && o.size == size
+                && o.mtu == at.mtu
+                && o.crypto == crypto
+                && o.transport.contains(label.as_str())
+                && o.vs_ring.is_none()
+        }) {
+            let ratio = o.msgs_per_sec / mean.max(1e-9);
+            o.vs_ring = Some(ratio);
+            lines.push(format!(
+                "  executive path at {size} B, mtu {}, crypto {crypto} ({}): openais-rs {:.0} \
+                 msgs/s/node, bare ring {mean:.0}: stack/ring {ratio:.2}, cost 1 - stack/ring \
+                 = {:.0}% (issue 22 target: ≤ 25%); the ring's {} nodes delivered one sequence \
+                 ({} messages), FIFO per sender, no configuration change; its cores \
+                 retransmitted {} frames and {} tokens, noticed {} pauses of their own",
+                at.mtu,
+                o.transport,
+                o.msgs_per_sec,
+                (1.0 - ratio) * 100.0,
+                configs.len(),
+                r.delivered,
+                r.frames_retransmitted,
+                r.token_retransmits,
+                r.pauses_detected
+            ));
+        }
+        if !self.args.json {
+            for line in lines {
+                self.bar.suspend(|| println!("{line}"));
+            }
+        }
         Ok(())
     }
 
@@ -581,6 +756,7 @@ impl Session<'_> {
             raw_frame_ratio: raw.map(|r| m.msgs_per_sec / r.msgs_per_sec.max(1e-9)),
             raw_byte_ratio: raw.map(|r| m.mb_per_sec / r.mb_per_sec.max(1e-9)),
             vs_corosync: None,
+            vs_ring: None,
             cdf: report::cdf_points(&m.lat_self),
         };
         let delivered = row.msgs_per_sec;
@@ -714,6 +890,17 @@ impl Session<'_> {
             self.bar.suspend(|| println!("{line}"));
         }
     }
+}
+
+/// Whether the bare-ring arm runs: kernel UDP transports, unless --no-ring.
+fn ring_arm(args: &Args, t: StackTransport) -> bool {
+    !args.no_ring && matches!(t, StackTransport::Udp | StackTransport::UdpNetns)
+}
+
+/// Whether the raw link is also measured with the ring's fan-out: more than two nodes over
+/// kernel UDP.
+fn fanout(t: StackTransport, nodes: usize) -> bool {
+    nodes > 2 && matches!(t, StackTransport::Udp | StackTransport::UdpNetns)
 }
 
 /// The raw link that matches a stack transport.

@@ -45,6 +45,7 @@ fn throughput_against_corosync_and_the_raw_link() {
             "corosync",
             "--latency-at",
             "50",
+            "--no-ring",
             "--json",
             "--out",
         ])
@@ -62,8 +63,10 @@ fn throughput_against_corosync_and_the_raw_link() {
             .filter(|r| r["bench"] == bench && r["system"] == system)
             .collect()
     };
-    // One raw row, a max and a half-load row per system, and one more at the common load.
-    assert_eq!(find("raw", "raw").len(), 1, "{rows:#?}");
+    // Two raw rows (one stream, the fan-out), a max and a half-load row per system, and one
+    // more at the common load; no bare ring (tests/throughput_ring.rs).
+    assert_eq!(find("raw", "raw").len(), 2, "{rows:#?}");
+    assert!(find("throughput", "ring").is_empty());
     assert_eq!(find("throughput", "openais-rs").len(), 1);
     assert_eq!(find("throughput", "corosync").len(), 1);
     assert_eq!(

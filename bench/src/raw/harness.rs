@@ -133,6 +133,151 @@ pub fn measure(
     })
 }
 
+/// What one [`measure_fanout`] found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FanoutResult {
+    /// Distinct datagrams every receiver got, at most, per second of the window: the
+    /// smallest receiver's in-window count (a datagram the ring could use must reach every
+    /// other node).
+    pub frames_per_sec: f64,
+    /// Their payload, in MB (10^6 bytes) per second.
+    pub mb_per_sec: f64,
+    /// Each receiver's in-window datagrams per second (hosts 2, 3, ...).
+    pub per_receiver_frames_per_sec: Vec<f64>,
+    /// Distinct datagrams the sender's transport accepted inside the window (each sent once
+    /// to every receiver).
+    pub sent: u64,
+    /// In-window datagrams each receiver got.
+    pub received: Vec<u64>,
+    /// Payload bytes per datagram.
+    pub size: usize,
+}
+
+/// Measures the raw link with the fan-out of a `udpu` ring of `nodes` nodes: one sender on
+/// host 1 sends every `size`-byte datagram to each of the other `nodes - 1` hosts (through
+/// the UDP transport's `Dest::Ring`, the path a Totem frame takes), one receiver per host
+/// counts. Kernel UDP only (`udp-netns` in `lab`, `udp` on loopback without one). Otherwise as
+/// [`measure`].
+///
+/// # Errors
+/// As [`measure`]; fewer than 3 nodes (use [`measure`]) or a DPDK transport.
+pub fn measure_fanout(
+    transport: RawTransport,
+    lab: Option<&Lab>,
+    nodes: usize,
+    size: usize,
+    mtu: u32,
+    seconds: f64,
+    dir: &Path,
+) -> anyhow::Result<FanoutResult> {
+    if transport.is_dpdk() {
+        bail!("{transport}: the fan-out is measured over kernel UDP only");
+    }
+    if nodes < 3 {
+        bail!("a fan-out needs at least 3 nodes (2 is one stream: `measure`), not {nodes}");
+    }
+    let max = transport.max_payload(mtu);
+    if size == 0 || size > max {
+        bail!("{transport}: a payload of {size} bytes does not fit MTU {mtu}: at most {max}");
+    }
+    let (lab, window) = setup(transport, lab, seconds, dir)?;
+    if let Some(l) = lab
+        && l.hosts() < nodes
+    {
+        bail!(
+            "the lab has {} hosts for a fan-out to {nodes} nodes",
+            l.hosts()
+        );
+    }
+    let k = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tag = format!("oaisfan{}x{k}", std::process::id());
+    let exe = std::env::current_exe().context("finding the bench executable")?;
+    let timeout = HANDSHAKE + Duration::from_secs(10);
+    let command = |host: usize, role: &str| {
+        let mut c = match lab {
+            Some(l) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", l.netns(host)]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let bind = lab.map_or_else(|| "127.0.0.1".to_owned(), |l| l.addr(host).to_string());
+        c.args([
+            "raw-peer".to_owned(),
+            format!("--role={role}"),
+            format!("--transport={}", transport.name()),
+            format!("--size={size}"),
+            format!("--mtu={max}"),
+            format!("--warmup-ms={}", WARMUP.as_millis()),
+            format!("--window-ms={}", window.as_millis()),
+            format!("--bind={bind}:0"),
+        ]);
+        c
+    };
+    let mut receivers = Vec::new();
+    let mut addrs = Vec::new();
+    for host in 2..=nodes {
+        let mut r = Peer::spawn(
+            "raw receiver",
+            command(host, "recv"),
+            &[],
+            &dir.join(format!("{tag}-recv{host}.log")),
+        )?;
+        let ready = r.line(timeout, "ready")?;
+        let addr = ready
+            .strip_prefix("ready")
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| r.fail(&format!("expected `ready ADDR`, got {ready:?}")))?
+            .to_owned();
+        addrs.push(format!("--peer={addr}"));
+        receivers.push(r);
+    }
+    let mut send = Peer::spawn(
+        "raw sender",
+        command(1, "send"),
+        &addrs,
+        &dir.join(format!("{tag}-send.log")),
+    )?;
+    let ready = send.line(timeout, "ready")?;
+    if ready.trim() != "ready" {
+        return Err(send.fail(&format!("expected `ready`, got {ready:?}")));
+    }
+    let start = now_ns() + START_LEAD.as_nanos() as u64;
+    send.write_line(&format!("start {start}"))?;
+    for r in &mut receivers {
+        r.write_line(&format!("start {start}"))?;
+    }
+    let budget = START_LEAD + WARMUP + window + DRAIN_MAX + Duration::from_secs(10);
+    let s: PeerReport = send.report(budget)?;
+    let mut got = Vec::new();
+    for r in &mut receivers {
+        got.push(r.report(budget)?);
+    }
+    for r in &mut receivers {
+        r.finish()?;
+    }
+    send.finish()?;
+    if let Some(r) = got.iter().find(|r| r.received > s.sent) {
+        bail!(
+            "{transport}: a receiver counted {} in-window datagrams but the sender sent only {}",
+            r.received,
+            s.sent
+        );
+    }
+    let secs = window.as_secs_f64();
+    let least = got.iter().map(|r| r.received).min().unwrap_or(0);
+    Ok(FanoutResult {
+        frames_per_sec: least as f64 / secs,
+        mb_per_sec: (least * size as u64) as f64 / secs / 1e6,
+        per_receiver_frames_per_sec: got.iter().map(|r| r.received as f64 / secs).collect(),
+        sent: s.sent,
+        received: got.iter().map(|r| r.received).collect(),
+        size,
+    })
+}
+
 /// How [`measure_ring`]'s nodes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingSettings {
@@ -147,21 +292,21 @@ pub struct RingSettings {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RingResult {
     /// Messages node 1 delivered inside the window, per second of the window (the ring's
-    /// ordered rate: both nodes deliver every message).
+    /// ordered rate: every node delivers every message).
     pub msgs_per_sec: f64,
     /// Their payload, in MB (10^6 bytes) per second.
     pub mb_per_sec: f64,
-    /// In-window deliveries at node 1 and node 2.
-    pub in_window: [u64; 2],
-    /// Messages the two cores accepted inside the window.
+    /// In-window deliveries at node 1, 2, ...
+    pub in_window: Vec<u64>,
+    /// Messages the cores accepted inside the window.
     pub submitted: u64,
-    /// Every message delivered (the same at both nodes, checked).
+    /// Every message delivered (the same at every node, checked).
     pub delivered: u64,
-    /// Both cores' frames retransmitted on request.
+    /// The cores' frames retransmitted on request, summed.
     pub frames_retransmitted: u64,
-    /// Both cores' tokens retransmitted.
+    /// The cores' tokens retransmitted, summed.
     pub token_retransmits: u64,
-    /// Both cores' process pauses detected (the driver thread did not run for half a token
+    /// The cores' process pauses detected, summed (the driver thread did not run for half a token
     /// timeout: the core was not its own).
     pub pauses_detected: u64,
     /// Message size.
@@ -230,65 +375,187 @@ pub fn measure_ring(
     if up.trim() != "up" {
         return Err(n1.fail(&format!("expected `up`, got {up:?}")));
     }
-    for n in [&mut n1, &mut n2] {
+    run_ring(vec![n1, n2], &transport.to_string(), window, size)
+}
+
+/// Measures the bare ring over kernel UDP for `bench throughput`: node `i` is a `raw-peer
+/// --role ring --config configs[i]` (in host `i + 1` of `lab`, or in the current namespace
+/// without a lab), so it runs the Totem core, transport, members and frame protection of
+/// that `aisexec` configuration, without the executive's service loop, IPC and clients,
+/// generating `size`-byte messages on its driver thread (see [`super::ring`]). Every node
+/// sends; the checks are [`measure_ring`]'s. The executives of those files must be stopped
+/// (the nodes bind their addresses).
+///
+/// # Errors
+/// Fewer than two nodes, a lab with fewer hosts, a peer that fails or hangs, or a ring that
+/// broke its guarantees (different sequences, a FIFO break, a configuration change).
+pub fn measure_udp_ring(
+    lab: Option<&Lab>,
+    configs: &[PathBuf],
+    size: usize,
+    seconds: f64,
+    dir: &Path,
+) -> anyhow::Result<RingResult> {
+    if configs.len() < 2 {
+        bail!("a ring needs at least 2 nodes, not {}", configs.len());
+    }
+    if let Some(l) = lab
+        && l.hosts() < configs.len()
+    {
+        bail!(
+            "the lab has {} hosts for {} nodes",
+            l.hosts(),
+            configs.len()
+        );
+    }
+    if !(1..=1 << 20).contains(&size) {
+        bail!("the message size must be 1..=1048576 bytes, not {size}");
+    }
+    let transport = if lab.is_some() {
+        RawTransport::UdpNetns
+    } else {
+        RawTransport::Udp
+    };
+    let (_, window) = setup(RawTransport::Udp, None, seconds, dir)?;
+    let k = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tag = format!("oaisudpring{}x{k}", std::process::id());
+    let exe = std::env::current_exe().context("finding the bench executable")?;
+    let mut peers = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        let mut cmd = match lab {
+            Some(l) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", l.netns(i + 1)]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.args([
+            "raw-peer".to_owned(),
+            "--role=ring".to_owned(),
+            format!("--transport={}", transport.name()),
+            format!("--size={size}"),
+            "--mtu=65535".to_owned(),
+            format!("--warmup-ms={}", WARMUP.as_millis()),
+            format!("--window-ms={}", window.as_millis()),
+            format!("--node={}", i + 1),
+        ]);
+        cmd.arg("--config").arg(config);
+        let mut p = Peer::spawn(
+            "ring node",
+            cmd,
+            &[],
+            &dir.join(format!("{tag}-{}.log", i + 1)),
+        )?;
+        let up = p.line(HANDSHAKE, "up")?;
+        if up.trim() != "up" {
+            return Err(p.fail(&format!("expected `up`, got {up:?}")));
+        }
+        peers.push(p);
+    }
+    run_ring(peers, transport.name(), window, size)
+}
+
+/// The common part of the ring measurements once every node printed `up`: waits for `ready`
+/// everywhere, starts the load, collects the reports (asking `again` while the nodes' counts
+/// differ), stops the nodes, and checks one sequence everywhere, FIFO per sender and no
+/// configuration change.
+fn run_ring(
+    mut nodes: Vec<Peer>,
+    transport: &str,
+    window: Duration,
+    size: usize,
+) -> anyhow::Result<RingResult> {
+    let timeout = HANDSHAKE + Duration::from_secs(10);
+    for n in &mut nodes {
         let ready = n.line(timeout, "ready")?;
         if ready.trim() != "ready" {
             return Err(n.fail(&format!("expected `ready`, got {ready:?}")));
         }
     }
     let start = now_ns() + START_LEAD.as_nanos() as u64;
-    n1.write_line(&format!("start {start}"))?;
-    n2.write_line(&format!("start {start}"))?;
+    for n in &mut nodes {
+        n.write_line(&format!("start {start}"))?;
+    }
     let budget = START_LEAD + WARMUP + window + DRAIN_MAX + Duration::from_secs(10);
     let drain = Duration::from_secs(15);
-    let mut r1: PeerReport = n1.report(budget + drain)?;
-    let mut r2: PeerReport = n2.report(budget + drain)?;
-    // A node that reported while the other still delivered (or while the machine stopped
-    // both for a moment): both wait for quiet again, for up to `drain` in all.
+    let mut reports = Vec::new();
+    for n in &mut nodes {
+        reports.push(n.report(budget + drain)?);
+    }
+    // A node that reported while another still delivered (or while the machine stopped them
+    // for a moment): all wait for quiet again, for up to `drain` in all.
     let give_up = Instant::now() + drain;
-    while r1.delivered != r2.delivered && Instant::now() < give_up {
-        n1.write_line("again")?;
-        n2.write_line("again")?;
-        r1 = n1.report(drain)?;
-        r2 = n2.report(drain)?;
+    let differ = |r: &[PeerReport]| r.iter().any(|x| x.delivered != r[0].delivered);
+    while differ(&reports) && Instant::now() < give_up {
+        for n in &mut nodes {
+            n.write_line("again")?;
+        }
+        for (n, r) in nodes.iter_mut().zip(reports.iter_mut()) {
+            *r = n.report(drain)?;
+        }
     }
-    n2.finish()?;
-    n1.finish()?;
-    if r1.delivered != r2.delivered || r1.digest != r2.digest {
-        let logs = [&n1, &n2].map(|n| std::fs::read_to_string(&n.log).unwrap_or_default());
-        bail!(
-            "{transport}: the nodes delivered different sequences: node 1 {} messages (digest \
-             {:016x}), node 2 {} (digest {:016x}); their logs:\n{}{}",
-            r1.delivered,
-            r1.digest,
-            r2.delivered,
-            r2.digest,
-            logs[0],
-            logs[1]
-        );
+    // In reverse: node 2 (the memif server of a DPDK ring) first, as the raw peers do.
+    for n in nodes.iter_mut().rev() {
+        n.finish()?;
     }
-    for (i, r) in [(1, &r1), (2, &r2)] {
+    if let Err(e) = check_ring(&reports) {
+        let logs: String = nodes
+            .iter()
+            .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+            .collect();
+        bail!("{transport}: {e}; the nodes' logs:\n{logs}");
+    }
+    let r1 = &reports[0];
+    let secs = window.as_secs_f64();
+    let sum = |f: fn(&PeerReport) -> u64| reports.iter().map(f).sum::<u64>();
+    Ok(RingResult {
+        msgs_per_sec: r1.received as f64 / secs,
+        mb_per_sec: r1.bytes as f64 / secs / 1e6,
+        in_window: reports.iter().map(|r| r.received).collect(),
+        submitted: sum(|r| r.sent),
+        delivered: r1.delivered,
+        frames_retransmitted: sum(|r| r.frames_retransmitted),
+        token_retransmits: sum(|r| r.token_retransmits),
+        pauses_detected: sum(|r| r.pauses_detected),
+        size,
+    })
+}
+
+/// The ring's guarantees over the nodes' final reports (node 1 first): every node delivered
+/// the same number of messages with the same order digest, none out of its sender's order,
+/// and no configuration change after the ring formed. The error names the first node that
+/// differs or broke one.
+fn check_ring(reports: &[PeerReport]) -> anyhow::Result<()> {
+    let Some(r1) = reports.first() else {
+        bail!("no node reported");
+    };
+    for (i, r) in reports.iter().enumerate() {
+        if r.delivered != r1.delivered || r.digest != r1.digest {
+            bail!(
+                "the nodes delivered different sequences: node 1 {} messages (digest {:016x}), \
+                 node {} {} (digest {:016x})",
+                r1.delivered,
+                r1.digest,
+                i + 1,
+                r.delivered,
+                r.digest,
+            );
+        }
         if r.fifo_breaks > 0 || r.config_changes > 0 {
             bail!(
-                "{transport}: node {i} saw {} deliveries out of their sender's order and {} \
-                 configuration changes during the run",
+                "node {} saw {} deliveries out of their sender's order and {} configuration \
+                 changes during the run",
+                i + 1,
                 r.fifo_breaks,
                 r.config_changes
             );
         }
     }
-    let secs = window.as_secs_f64();
-    Ok(RingResult {
-        msgs_per_sec: r1.received as f64 / secs,
-        mb_per_sec: r1.bytes as f64 / secs / 1e6,
-        in_window: [r1.received, r2.received],
-        submitted: r1.sent + r2.sent,
-        delivered: r1.delivered,
-        frames_retransmitted: r1.frames_retransmitted + r2.frames_retransmitted,
-        token_retransmits: r1.token_retransmits + r2.token_retransmits,
-        pauses_detected: r1.pauses_detected + r2.pauses_detected,
-        size,
-    })
+    if r1.delivered == 0 {
+        bail!("no node delivered anything");
+    }
+    Ok(())
 }
 
 /// What [`measure`] and [`measure_ring`] check and prepare alike: the window (1 ms to an
@@ -672,4 +939,50 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(delivered: u64, digest: u64) -> PeerReport {
+        PeerReport {
+            role: "ring".into(),
+            delivered,
+            digest,
+            ..PeerReport::default()
+        }
+    }
+
+    #[test]
+    fn the_ring_check_passes_one_sequence_everywhere() {
+        let r = [node(10, 7), node(10, 7), node(10, 7)];
+        check_ring(&r).unwrap();
+    }
+
+    #[test]
+    fn the_ring_check_names_the_node_that_differs_or_breaks_a_guarantee() {
+        let e = check_ring(&[node(10, 7), node(10, 7), node(10, 8)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("node 3 10 (digest 0000000000000008)"),
+            "{e}"
+        );
+        let e = check_ring(&[node(10, 7), node(9, 7)]).unwrap_err();
+        assert!(e.to_string().contains("node 2 9"), "{e}");
+        let mut fifo = node(10, 7);
+        fifo.fifo_breaks = 1;
+        let e = check_ring(&[node(10, 7), fifo]).unwrap_err();
+        assert!(e.to_string().contains("node 2 saw 1 deliveries out"), "{e}");
+        let mut change = node(10, 7);
+        change.config_changes = 2;
+        let e = check_ring(&[change, node(10, 7)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("node 1 saw 0 deliveries out of their sender's order and 2"),
+            "{e}"
+        );
+        assert!(check_ring(&[node(0, 1), node(0, 1)]).is_err());
+        assert!(check_ring(&[]).is_err());
+    }
 }

@@ -71,6 +71,17 @@
 //! compare figures taken on an otherwise idle machine. DPDK peers pin themselves with EAL's
 //! `-l`: the sender to CPU 0, the receiver to CPU 1 (CPU 0 when there is only one).
 //!
+//! # The fan-out and the bare ring (`bench throughput`)
+//!
+//! [`measure_fanout`] runs one sender and N-1 receivers over kernel UDP: the sender sends
+//! every datagram to each receiver through the transport's `Dest::Ring`, the copy per member
+//! a `udpu` Totem frame gets; the result is the distinct datagrams every receiver got (the
+//! smallest receiver's count) and each receiver's rate. [`measure_udp_ring`] runs one
+//! `raw-peer --role ring --config FILE` per node: the Totem driver of an `aisexec`
+//! configuration file with its load made on the driver thread (module `ring`), the
+//! reference for the executive path's cost. [`measure_ring`] is the same role over DPDK
+//! (`bench dpdk-ring`).
+//!
 //! # Code
 //!
 //! `harness` runs `bench raw` ([`run`], [`measure`]): the two peer processes and their
@@ -86,7 +97,6 @@
 mod harness;
 mod peer;
 mod protocol;
-#[cfg(feature = "dpdk")]
 mod ring;
 
 use std::fmt;
@@ -96,7 +106,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::harness::{RingResult, RingSettings, measure, measure_ring, run};
+pub use self::harness::{
+    FanoutResult, RingResult, RingSettings, measure, measure_fanout, measure_ring,
+    measure_udp_ring, run,
+};
 pub use self::peer::run_peer;
 
 /// Time before the counted window: both ends run, nothing is counted.
@@ -251,7 +264,8 @@ pub enum Role {
     Send,
     /// Counts what arrives.
     Recv,
-    /// One node of a two-node Totem ring that generates its own load (`bench dpdk-ring`).
+    /// One node of a Totem ring that generates its own load (`bench dpdk-ring`, and the
+    /// bare-ring arm of `bench throughput` with --config).
     Ring,
 }
 
@@ -268,9 +282,14 @@ pub struct PeerArgs {
     /// UDP: the local address to bind (port 0 picks one).
     #[arg(long)]
     pub bind: Option<SocketAddr>,
-    /// UDP sender: the receiver's address (from its `ready` line).
+    /// UDP sender: the receiver's address (from its `ready` line). Repeat for a fan-out:
+    /// every datagram goes to each receiver, as a udpu ring frame goes to every other node.
     #[arg(long)]
-    pub peer: Option<SocketAddr>,
+    pub peer: Vec<SocketAddr>,
+    /// Ring over UDP: the `aisexec` configuration file whose Totem settings, addresses and
+    /// key the node runs with.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// DPDK: one EAL argument (repeat, in order), e.g. `--eal=--no-huge`.
     #[arg(long = "eal", allow_hyphen_values = true)]
     pub eal: Vec<String>,

@@ -22,12 +22,18 @@ use super::{PeerArgs, PeerReport, RawTransport, Role};
 /// Bad arguments, a transport that cannot be set up, no answer from the receiver, a broken
 /// protocol on stdin.
 pub fn run_peer(args: &PeerArgs) -> anyhow::Result<()> {
-    if args.size == 0 || args.size > args.mtu {
+    // Ring messages larger than a frame are fragmented; raw datagrams must fit.
+    if args.size == 0 || (args.size > args.mtu && args.role != Role::Ring) {
         bail!("size {} is not in 1..={}", args.size, args.mtu);
     }
     let stdin = stdin_lines();
     if args.role == Role::Ring && !args.transport.is_dpdk() {
-        bail!("--role ring runs over the DPDK transports only");
+        let path = args
+            .config
+            .as_deref()
+            .context("--role ring over UDP needs --config (an aisexec configuration)")?;
+        let (cfg, transports) = super::ring::udp_node(path)?;
+        return super::ring::ring_peer(transports, cfg, args, &stdin);
     }
     match args.transport {
         RawTransport::Udp | RawTransport::UdpNetns => {
@@ -45,14 +51,22 @@ pub fn run_peer(args: &PeerArgs) -> anyhow::Result<()> {
             };
             match args.role {
                 Role::Send => {
-                    let peer = args.peer.context("--peer is required for the UDP sender")?;
-                    t.set_members(&[
-                        me,
-                        Member {
-                            id: RECEIVER,
-                            addr: peer,
-                        },
-                    ])?;
+                    anyhow::ensure!(
+                        !args.peer.is_empty(),
+                        "--peer is required for the UDP sender"
+                    );
+                    // Receivers are nodes 2, 3, ... in --peer order.
+                    let mut members = vec![me];
+                    members.extend(
+                        args.peer
+                            .iter()
+                            .zip(RECEIVER.0..)
+                            .map(|(&addr, id)| Member {
+                                id: dataplane::NodeId(id),
+                                addr,
+                            }),
+                    );
+                    t.set_members(&members)?;
                     sender(&mut t, args, &stdin)
                 }
                 Role::Recv => {
@@ -90,7 +104,8 @@ fn dpdk_peer(args: &PeerArgs, stdin: &Receiver<String>) -> anyhow::Result<()> {
     c.min_data_room = args.min_data_room;
     let mut t = DpdkTransport::new(c).with_context(|| format!("opening DPDK port {name}"))?;
     if args.role == Role::Ring {
-        return super::ring::ring_peer(t, args, stdin);
+        let cfg = super::ring::dpdk_config(args)?;
+        return super::ring::ring_peer(vec![t], cfg, args, stdin);
     }
     // Ethernet members are known by id; the address is not used.
     let addr = SocketAddr::from(([0, 0, 0, 0], 0));
@@ -144,22 +159,40 @@ fn sender<T: Transport>(
     args: &PeerArgs,
     stdin: &Receiver<String>,
 ) -> anyhow::Result<()> {
-    // Handshake: probe until the receiver answers.
+    // Handshake: probe until every receiver answers.
+    let receivers: Vec<dataplane::NodeId> = (0..args.peer.len().max(1))
+        .map(|i| dataplane::NodeId(RECEIVER.0 + i as u32))
+        .collect();
+    let mut pending = receivers.clone();
     let deadline = Instant::now() + HANDSHAKE;
-    let mut acked = false;
-    while !acked {
+    while !pending.is_empty() {
         if Instant::now() > deadline {
-            bail!("no answer from the receiver within {HANDSHAKE:?}");
+            bail!("no answer from receiver(s) {pending:?} within {HANDSHAKE:?}");
         }
-        control(t, RECEIVER, PROBE)?;
+        for &r in &pending {
+            control(t, r, PROBE)?;
+        }
         let step = Instant::now();
-        while !acked && step.elapsed() < Duration::from_millis(10) {
-            let n = t.recv_burst(|_, d| acked |= d.first() == Some(&ACK))?;
+        while !pending.is_empty() && step.elapsed() < Duration::from_millis(10) {
+            let n = t.recv_burst(|src, d| {
+                if d.first() == Some(&ACK) {
+                    // DPDK knows one receiver and may not name it.
+                    let from = src.node.unwrap_or(RECEIVER);
+                    pending.retain(|&p| p != from);
+                }
+            })?;
             if n == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
     }
+    // One receiver: a stream to it; more: every datagram to each of them, the way the udpu
+    // transport sends a ring frame (Dest::Ring queues one datagram per other member).
+    let (dest, fanout) = if receivers.len() > 1 {
+        (Dest::Ring, receivers.len() as u64)
+    } else {
+        (Dest::Node(RECEIVER), 1)
+    };
     println!("ready");
     std::io::stdout().flush()?;
     let line = stdin
@@ -184,7 +217,7 @@ fn sender<T: Transport>(
         let tag = if in_window { DATA_WINDOW } else { DATA_WARMUP };
         let before = t.stats().frames_out;
         loop {
-            match t.send(Dest::Node(RECEIVER), args.size, |b| {
+            match t.send(dest, args.size, |b| {
                 b.copy_from_slice(&template);
                 b[0] = tag;
             }) {
@@ -208,7 +241,7 @@ fn sender<T: Transport>(
             }
         }
         if in_window {
-            sent += t.stats().frames_out - before;
+            sent += (t.stats().frames_out - before) / fanout;
         }
     }
     let report = PeerReport {

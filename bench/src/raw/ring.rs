@@ -1,19 +1,29 @@
-//! The Totem side of `bench dpdk-ring` ([`super::ring_measure`]): a `raw-peer --role ring`
-//! process is one node of a two-node ring over the same DPDK port, pinning and EAL arguments
-//! as the raw peers. Its driver thread busy-polls on its own core and generates the load
-//! itself ([`EventSink::run`](totem_dpdk::driver::EventSink::run): submits straight into the
-//! core until flow control refuses), so no client or feeder thread competes for the core.
+//! The Totem side of `bench dpdk-ring` ([`super::measure_ring`]) and of the bare-ring arm of
+//! `bench throughput` ([`super::measure_udp_ring`]): a `raw-peer --role ring` process is one
+//! node of an N-node ring. Its driver thread generates the load itself
+//! ([`EventSink::run`](totem_dpdk::driver::EventSink::run): submits straight into the core
+//! until flow control refuses), so no client or feeder thread competes with it.
 //!
-//! The protocol on stdin/stdout is the raw peers': `up` once the port is open (node 2, the
-//! memif server, is started first and node 1 after its `up`), `ready` once the ring of both
-//! nodes formed, then `start NS`; load from NS to NS + warm-up + window, deliveries counted inside the
-//! window by the time they are delivered; then the peer waits until no delivery came for
-//! [`RING_QUIET`] (the send queues have drained) and prints its [`PeerReport`]: in-window
-//! deliveries and bytes, every delivery's count, an order digest over all of them, and FIFO
-//! breaks per sender (a gap or repeat in a sender's message numbers). The harness compares
-//! the two nodes' reports and writes `again` while they differ (one still delivering; the
-//! peer waits for quiet and reports again), then closes stdin: the peer stops its driver and
-//! exits.
+//! Two ways to set a node up, one load and one report:
+//! - DPDK (`bench dpdk-ring`, two nodes): the same port, pinning and EAL arguments as the raw
+//!   peers; the driver thread busy-polls on its own core.
+//! - Kernel UDP (`--config`, any number of nodes): the node reads an `aisexec` configuration
+//!   file and runs exactly the Totem core, transport(s), members and frame protection the
+//!   executive of that file runs (the same `totem_config`, `udp_config_on`, key file and
+//!   redundant-ring settings), without its service loop, IPC and clients. Its nonce counter
+//!   continues from the executive's persisted one, so a key never seals two frames with one
+//!   nonce.
+//!
+//! The protocol on stdin/stdout is the raw peers': `up` once the port or socket is open
+//! (node 2, the memif server, is started first and node 1 after its `up`), `ready` once the
+//! ring of all nodes formed, then `start NS`; load from NS to NS + warm-up + window,
+//! deliveries counted inside the window by the time they are delivered; then the peer waits
+//! until no delivery came for [`RING_QUIET`] (the send queues have drained) and prints its
+//! [`PeerReport`]: in-window deliveries and bytes, every delivery's count, an order digest
+//! over all of them, and FIFO breaks per sender (a gap or repeat in a sender's message
+//! numbers). The harness compares the nodes' reports and writes `again` while they differ
+//! (one still delivering; the peer waits for quiet and reports again), then closes stdin: the
+//! peer stops its driver and exits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +32,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use dataplane::Member;
 use totem_dpdk::crypto::{EpochKey, Protection};
 use totem_dpdk::driver::{self, DriverConfig, EventSink};
-use totem_dpdk::srp::{self, ConfigKind, Event, Totem};
-use totem_dpdk::{DeliveryKind, NodeId, Priority};
+use totem_dpdk::srp::{ConfigKind, Event, Totem};
+use totem_dpdk::{DeliveryKind, Priority};
 
-use super::protocol::{HANDSHAKE, RECEIVER, SENDER, now_ns, parse_start};
+use super::protocol::{HANDSHAKE, now_ns, parse_start};
 use super::{PeerArgs, PeerReport};
 
 /// Submits per [`EventSink::run`] call at most (the rest waits for the next loop iteration,
@@ -68,8 +77,12 @@ struct Sink {
     payload: Bytes,
     warmup_ns: u64,
     window_ns: u64,
-    /// Last message number delivered per sender (node ids 1 and 2).
-    last_no: [u64; 3],
+    /// Members of the full ring: the ring has formed when a regular configuration has this
+    /// many.
+    nodes: usize,
+    /// Last message number delivered per sender, indexed by node id (ids above its length
+    /// are not members).
+    last_no: Vec<u64>,
     digest: u64,
     formed: bool,
 }
@@ -120,7 +133,7 @@ impl EventSink for Sink {
                 if self.formed {
                     self.shared.changes.fetch_add(1, Ordering::Relaxed);
                 }
-                self.formed |= c.members.len() == 2;
+                self.formed |= c.members.len() == self.nodes;
                 self.shared
                     .members
                     .store(c.members.len() as u64, Ordering::Release);
@@ -132,15 +145,20 @@ impl EventSink for Sink {
     fn run(&mut self, core: &mut Totem) -> Option<Duration> {
         let (start, from, to) = self.times()?;
         let now = now_ns();
-        if now < start || now >= to {
+        if now < start {
+            return Some(Duration::from_nanos(start - now));
+        }
+        if now >= to {
             return None;
         }
         let mut accepted = 0;
+        let mut refused = false;
         for _ in 0..SUBMITS_PER_RUN {
             if core
                 .submit(Priority::NORMAL, DeliveryKind::Agreed, self.payload.clone())
                 .is_err()
             {
+                refused = true;
                 break;
             }
             accepted += 1;
@@ -148,18 +166,26 @@ impl EventSink for Sink {
         if now >= from {
             self.shared.submitted.fetch_add(accepted, Ordering::Relaxed);
         }
-        // Call again without sleeping: the load never pauses inside the run.
-        Some(Duration::ZERO)
+        if refused {
+            // Flow control: the queue is full until the token takes some of it, and the
+            // token's arrival wakes the thread (a busy-polling one never sleeps anyway).
+            // Spinning here would take the core from the other nodes' processes on a
+            // machine with fewer cores than nodes.
+            None
+        } else {
+            // Room left: call again without sleeping.
+            Some(Duration::ZERO)
+        }
     }
 }
 
-/// Runs one node of the ring over `transport` (already opened on the port) and speaks the
-/// protocol of the module documentation.
-pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
-    transport: T,
-    args: &PeerArgs,
-    stdin: &Receiver<String>,
-) -> anyhow::Result<()> {
+/// The driver configuration of a DPDK ring node (`bench dpdk-ring`): node 1 or 2 of a
+/// two-node ring, Totem timers in `aisexec`'s ratios, a fixed key when `--crypto`.
+#[cfg(feature = "dpdk")]
+pub(super) fn dpdk_config(args: &PeerArgs) -> anyhow::Result<DriverConfig> {
+    use super::protocol::{RECEIVER, SENDER};
+    use dataplane::Member;
+    use totem_dpdk::{NodeId, srp};
     let me = match args.node {
         1 => SENDER,
         2 => RECEIVER,
@@ -181,26 +207,80 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
     let members = vec![Member { id: SENDER, addr }, Member { id: RECEIVER, addr }];
     let mut cfg = DriverConfig::new(totem, members);
     cfg.cpu = args.cpu;
+    Ok(cfg)
+}
+
+/// A kernel UDP ring node as the `aisexec` of the configuration file `path` would run it:
+/// its Totem configuration, members, frame protection and key, redundant-ring settings, and
+/// one UDP transport per network. The nonce counter continues from the executive's
+/// persisted one in `aisexec.state_dir` (and the file is moved past what this node may use).
+pub(super) fn udp_node(
+    path: &std::path::Path,
+) -> anyhow::Result<(DriverConfig, Vec<dataplane::udp::UdpTransport>)> {
+    use ais::config::{Config, FrameProtection};
+    let config = Config::from_file(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut totem = config.totem_config();
+    let protection = config.protection();
+    totem.protection = match protection {
+        FrameProtection::Integrity => Protection::Integrity,
+        FrameProtection::Authenticate => Protection::Authenticate,
+        FrameProtection::Encrypt => Protection::Encrypt,
+    };
+    if protection.needs_key() {
+        let m = ais::keyfile::read(&config.totem.keyfile)?;
+        totem.key = Some(EpochKey::new(m.epoch, m.secret)?);
+        let mut nonce = ais::ringseq::RingSeqFile::open_named(&config.aisexec.state_dir, "nonce")
+            .context("the executive's nonce file")?;
+        totem.nonce_start = nonce.load();
+        // Far more than a benchmark run seals.
+        nonce.store(totem.nonce_start + (1 << 40))?;
+    }
+    let networks = config.networks();
+    let mut cfg = DriverConfig::new(totem, config.members());
+    cfg.rrp = config.rrp_config();
+    cfg.more_members = (1..networks).map(|k| config.members_on(k)).collect();
+    let transports = (0..networks)
+        .map(|k| {
+            let c = config.udp_config_on(k);
+            let bind = c.bind;
+            dataplane::udp::UdpTransport::new(c)
+                .with_context(|| format!("opening the Totem socket {bind}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((cfg, transports))
+}
+
+/// Runs one node of the ring described by `cfg` over `transports` (one per network, already
+/// open) and speaks the protocol of the module documentation.
+pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
+    transports: Vec<T>,
+    cfg: DriverConfig,
+    args: &PeerArgs,
+    stdin: &Receiver<String>,
+) -> anyhow::Result<()> {
+    let nodes = cfg.members.len();
+    let max_id = cfg.members.iter().map(|m| m.id.0).max().unwrap_or(0) as usize;
     let shared = Arc::new(Shared::default());
     let sink = Sink {
         shared: Arc::clone(&shared),
         payload: Bytes::from(vec![0x5a; args.size]),
         warmup_ns: args.warmup_ms * 1_000_000,
         window_ns: args.window_ms * 1_000_000,
-        last_no: [0; 3],
+        nodes,
+        last_no: vec![0; max_id + 1],
         digest: 0xcbf2_9ce4_8422_2325,
         formed: false,
     };
     // The port is open (a memif server listens): the harness starts the other node now.
     println!("up");
     std::io::Write::flush(&mut std::io::stdout())?;
-    let drv = driver::spawn_with(transport, cfg, sink).context("starting the Totem driver")?;
+    let drv = driver::spawn_networks(transports, cfg, sink).context("starting the Totem driver")?;
 
-    // The ring of both nodes (a memif link can take seconds to come up).
+    // The ring of all nodes (a memif link can take seconds to come up).
     let deadline = Instant::now() + HANDSHAKE;
-    while shared.members.load(Ordering::Acquire) != 2 {
+    while shared.members.load(Ordering::Acquire) != nodes as u64 {
         if Instant::now() > deadline {
-            bail!("the ring of both nodes did not form within {HANDSHAKE:?}");
+            bail!("the ring of all {nodes} nodes did not form within {HANDSHAKE:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -277,7 +357,7 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use totem_dpdk::srp::Delivery;
-    use totem_dpdk::{MsgId, RingId, Seq};
+    use totem_dpdk::{MsgId, NodeId, RingId, Seq};
 
     use super::*;
 
@@ -287,7 +367,8 @@ mod tests {
             payload: Bytes::new(),
             warmup_ns: 0,
             window_ns: 0,
-            last_no: [0; 3],
+            nodes: 2,
+            last_no: vec![0; 3],
             digest: 0xcbf2_9ce4_8422_2325,
             formed: false,
         }
@@ -307,6 +388,40 @@ mod tests {
             kind: DeliveryKind::Agreed,
             payload: Bytes::from_static(b"m"),
         }));
+    }
+
+    #[test]
+    fn the_load_waits_for_the_start_and_sleeps_while_flow_control_refuses() {
+        let mut cfg = totem_dpdk::srp::Config::new(NodeId(1), vec![NodeId(1)]);
+        cfg.max_queued_messages = 100;
+        let mut core = Totem::new(cfg, totem_dpdk::Instant(0)).unwrap();
+        let mut s = sink();
+        s.payload = Bytes::from_static(b"load");
+        s.window_ns = 60_000_000_000;
+        // No start yet: nothing to do, no limit on the sleep.
+        assert_eq!(s.run(&mut core), None);
+        // A start ahead: sleep until then at most, nothing submitted.
+        s.shared
+            .start
+            .store(now_ns() + 30_000_000_000, Ordering::Release);
+        let wait = s.run(&mut core).expect("a wake-up at the start");
+        assert!(
+            wait > Duration::from_secs(20) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(core.queued_messages(), 0);
+        // Started: 64 per call, again at once while the core takes them all ...
+        s.shared.start.store(now_ns() - 1, Ordering::Release);
+        assert_eq!(s.run(&mut core), Some(Duration::ZERO));
+        assert_eq!(core.queued_messages(), 64);
+        // ... then, refused at 100, sleep until the transport wakes the thread.
+        assert_eq!(s.run(&mut core), None);
+        assert_eq!(core.queued_messages(), 100);
+        assert_eq!(s.shared.submitted.load(Ordering::Relaxed), 100);
+        // After the window: no more load.
+        s.shared.start.store(1, Ordering::Release);
+        assert_eq!(s.run(&mut core), None);
+        assert_eq!(core.queued_messages(), 100);
     }
 
     #[test]
