@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, SliceReader, Writer};
 use crate::ipc::{Message, ServiceId};
 
 /// Version byte of the executive's Totem messages (2: CPG join lists name their ring; 3: shelf
@@ -61,23 +61,34 @@ impl RingFrame {
     /// [`DecodeError::Version`] for another version (checked first: a peer of another build),
     /// [`DecodeError::Truncated`] when the header is cut short.
     pub fn decode(payload: &Bytes) -> Result<RingFrame, DecodeError> {
-        let mut r = Reader::new(payload.clone());
-        let version = r.u8("version")?;
-        if version != EXEC_VERSION {
-            return Err(DecodeError::Version {
-                what: "executive protocol",
-                got: version,
-                supported: EXEC_VERSION,
-            });
-        }
-        let service = ServiceId(r.u8("service")?);
-        let kind = r.u16("kind")?;
+        let (service, kind) = header(payload)?;
         Ok(RingFrame {
             service,
             kind,
-            body: r.rest(),
+            body: payload.slice(EXEC_HEADER..),
         })
     }
+}
+
+/// Reads the header of a delivered payload in place: its service and kind (the body is
+/// `payload[EXEC_HEADER..]`). What [`RingFrame::decode`] checks, without touching the
+/// payload's reference count.
+///
+/// # Errors
+/// As [`RingFrame::decode`].
+pub fn header(payload: &[u8]) -> Result<(ServiceId, u16), DecodeError> {
+    let mut r = SliceReader::new(payload);
+    let version = r.u8("version")?;
+    if version != EXEC_VERSION {
+        return Err(DecodeError::Version {
+            what: "executive protocol",
+            got: version,
+            supported: EXEC_VERSION,
+        });
+    }
+    let service = ServiceId(r.u8("service")?);
+    let kind = r.u16("kind")?;
+    Ok((service, kind))
 }
 
 /// The executive's own ring message.
