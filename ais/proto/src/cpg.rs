@@ -486,6 +486,20 @@ impl Callback {
     }
 }
 
+impl RingMessage {
+    /// The ring message (executive header included) of a [`RingMessage::Mcast`] of `data`
+    /// to `group` from process `pid`, built from borrowed bytes: the bytes
+    /// `ring::encode(CpgProtocol::ID, &RingMessage::Mcast { .. })` gives, with one copy of
+    /// the data and no slice of the client's request kept (the executive's per-message
+    /// path).
+    pub fn mcast_message(group: &[u8], pid: u32, data: &[u8]) -> Bytes {
+        let len = crate::ring::EXEC_HEADER + 2 + group.len() + 4 + data.len();
+        crate::ring::encode_with(CpgProtocol::ID, kind::MCAST, len, |w| {
+            w.short_bytes(group).u32(pid).raw(data);
+        })
+    }
+}
+
 /// A delivered [`RingMessage::Mcast`] read in place: its group and data borrowed from the
 /// delivered payload (no copy, no reference count touched).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -758,6 +772,22 @@ mod tests {
             });
             assert_eq!(packet.to_vec(), shared.to_vec());
             assert_eq!(packet.head.len(), packet.head.capacity());
+        }
+    }
+
+    #[test]
+    fn an_mcast_message_built_from_slices_is_the_encoded_one() {
+        for (group, data) in [(&b"g"[..], &b""[..]), (b"group-a", &[3u8; 1024][..])] {
+            let built = RingMessage::mcast_message(group, 17, data);
+            let encoded = crate::ring::encode(
+                CpgProtocol::ID,
+                &RingMessage::Mcast {
+                    group: Bytes::copy_from_slice(group),
+                    pid: 17,
+                    data: Bytes::copy_from_slice(data),
+                },
+            );
+            assert_eq!(built, encoded);
         }
     }
 

@@ -32,6 +32,22 @@ pub fn encode<M: Message>(service: ServiceId, m: &M) -> Bytes {
     Bytes::from(v)
 }
 
+/// A ring message of `service` and `kind` whose body `body` writes, into one buffer reserved
+/// for `len` bytes in all (header included): the bytes [`encode`] gives for a message that
+/// encodes the same way, for a caller holding the fields borrowed (no value built, no
+/// payload slice counted, no buffer grown).
+pub fn encode_with(
+    service: ServiceId,
+    kind: u16,
+    len: usize,
+    body: impl FnOnce(&mut Writer),
+) -> Bytes {
+    let mut w = Writer::with_capacity(len);
+    w.u8(EXEC_VERSION).u8(service.0).u16(kind);
+    body(&mut w);
+    Bytes::from(w.finish())
+}
+
 /// A ring message of `service` and `kind` with a body given as bytes (tests, and messages
 /// made by hand).
 pub fn raw(service: ServiceId, kind: u16, body: &[u8]) -> Bytes {

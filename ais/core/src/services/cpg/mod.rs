@@ -479,7 +479,7 @@ impl Cpg {
             self.stats.refused_backlogged += 1;
             return cx.error(conn, id, AisError::TryAgain);
         }
-        let msg = encode(&RingMessage::Mcast { group, pid, data });
+        let msg = RingMessage::mcast_message(&group, pid, &data);
         cx.submit_for(conn, id, ID, TAG_MCAST, kind, msg);
     }
 }
@@ -511,13 +511,7 @@ impl Cpg {
         }
         let msgs = messages
             .iter()
-            .map(|data| {
-                encode(&RingMessage::Mcast {
-                    group: group.clone(),
-                    pid,
-                    data: data.clone(),
-                })
-            })
+            .map(|data| RingMessage::mcast_message(&group, pid, data))
             .collect();
         cx.submit_batch_for(conn, id, ID, TAG_MCAST, kind, msgs);
     }
