@@ -489,9 +489,9 @@ fn run(
                 Input::BatchSubmitted { accepted, .. }
                     if accepted
                         .last()
-                        .is_some_and(|(id, _)| id.no + MSGNO_LEASE / 2 >= leased) =>
+                        .is_some_and(|id| id.no + MSGNO_LEASE / 2 >= leased) =>
                 {
-                    let last = accepted.last().map_or(0, |(id, _)| id.no);
+                    let last = accepted.last().map_or(0, |id| id.no);
                     leased = last + MSGNO_LEASE;
                     if let Err(e) = msgno.store(leased) {
                         error!("could not extend the message number lease: {e}");

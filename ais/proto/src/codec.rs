@@ -264,6 +264,71 @@ impl Reader {
     }
 }
 
+/// Reads little-endian fields from a borrowed slice, with the same checks and errors as
+/// [`Reader`]; byte strings and the tail come out borrowed, so reading touches no reference
+/// count (the executive's per-delivery path).
+#[derive(Debug, Clone)]
+pub struct SliceReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> SliceReader<'a> {
+    /// Reads `buf` from its start.
+    pub fn new(buf: &'a [u8]) -> SliceReader<'a> {
+        SliceReader { buf, pos: 0 }
+    }
+
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let have = self.buf.len() - self.pos;
+        if have < n {
+            return Err(DecodeError::Truncated {
+                field,
+                need: n,
+                have,
+            });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    /// Two bytes.
+    pub fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    /// Four bytes.
+    pub fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        let b = self.take(4, field)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A byte string with a u16 length, borrowed.
+    pub fn short_bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = usize::from(self.u16(field)?);
+        self.take(len, field)
+    }
+
+    /// Everything left, borrowed.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let rest = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        rest
+    }
+
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +372,28 @@ mod tests {
             r.count("n", 4),
             Err(DecodeError::Invalid { field: "n", .. })
         ));
+    }
+
+    #[test]
+    fn the_slice_reader_reads_and_fails_as_the_reader() {
+        let mut w = Writer::default();
+        w.u8(1).u16(2).u32(3).short_bytes(b"abc").raw(b"tail");
+        let bytes = Bytes::from(w.finish());
+        for cut in 0..=bytes.len() {
+            let owned = bytes.slice(..cut);
+            let mut r = Reader::new(owned.clone());
+            let mut s = SliceReader::new(&owned);
+            assert_eq!(r.u8("a"), s.u8("a"), "cut at {cut}");
+            assert_eq!(r.u16("b"), s.u16("b"), "cut at {cut}");
+            assert_eq!(r.u32("c"), s.u32("c"), "cut at {cut}");
+            assert_eq!(
+                r.short_bytes("e").map(|b| b.to_vec()),
+                s.short_bytes("e").map(<[u8]>::to_vec),
+                "cut at {cut}"
+            );
+            assert_eq!(r.remaining(), s.remaining(), "cut at {cut}");
+            assert_eq!(&r.rest()[..], s.rest(), "cut at {cut}");
+            assert_eq!(s.remaining(), 0);
+        }
     }
 }

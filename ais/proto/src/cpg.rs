@@ -3,8 +3,10 @@
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, Reader, Writer};
-use crate::ipc::{Guarantee, Message, Protocol, ServiceId, get_group};
+use crate::codec::{DecodeError, Reader, SliceReader, Writer};
+use crate::ipc::{
+    Encoded, Guarantee, HEADER_LEN, Kind, Message, Protocol, ServiceId, get_group, get_group_ref,
+};
 
 /// The CPG protocol.
 #[derive(Debug, Clone, Copy)]
@@ -465,6 +467,71 @@ impl Message for Callback {
     }
 }
 
+impl Callback {
+    /// The packet of a [`Callback::Deliver`] of `data` to `group` from `sender`: the bytes
+    /// of `Encoded::callback(&Callback::Deliver { .. })`, built from a borrowed group name
+    /// with `data` moved in as the tail (the executive's per-delivery path).
+    pub fn deliver_packet(group: &[u8], sender: CpgAddress, data: Bytes) -> Encoded {
+        let head_len = HEADER_LEN + 2 + group.len() + 8;
+        Encoded::build(
+            Kind::Callback,
+            0,
+            op::C_DELIVER,
+            head_len,
+            |w| {
+                w.short_bytes(group).u32(sender.node).u32(sender.pid);
+            },
+            data,
+        )
+    }
+}
+
+impl RingMessage {
+    /// The ring message (executive header included) of a [`RingMessage::Mcast`] of `data`
+    /// to `group` from process `pid`, built from borrowed bytes: the bytes
+    /// `ring::encode(CpgProtocol::ID, &RingMessage::Mcast { .. })` gives, with one copy of
+    /// the data and no slice of the client's request kept (the executive's per-message
+    /// path).
+    pub fn mcast_message(group: &[u8], pid: u32, data: &[u8]) -> Bytes {
+        let len = crate::ring::EXEC_HEADER + 2 + group.len() + 4 + data.len();
+        crate::ring::encode_with(CpgProtocol::ID, kind::MCAST, len, |w| {
+            w.short_bytes(group).u32(pid).raw(data);
+        })
+    }
+}
+
+/// A delivered [`RingMessage::Mcast`] read in place: its group and data borrowed from the
+/// delivered payload (no copy, no reference count touched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct McastRef<'a> {
+    /// The group.
+    pub group: &'a [u8],
+    /// The sending process, on the sending node.
+    pub pid: u32,
+    /// The message.
+    pub data: &'a [u8],
+}
+
+impl<'a> McastRef<'a> {
+    /// Reads the body of a ring message of kind `kind` as a [`RingMessage::Mcast`]: `None`
+    /// when `kind` is another message's; otherwise what `decode_body::<RingMessage>(kind,
+    /// body)` gives, with the same checks and errors.
+    pub fn parse(kind: u16, body: &'a [u8]) -> Option<Result<McastRef<'a>, DecodeError>> {
+        if kind != kind::MCAST {
+            return None;
+        }
+        let mut r = SliceReader::new(body);
+        let parsed = get_group_ref(&mut r).and_then(|group| {
+            Ok(McastRef {
+                group,
+                pid: r.u32("pid")?,
+                data: r.rest(),
+            })
+        });
+        Some(parsed)
+    }
+}
+
 /// A CPG message on the Totem ring (the executive's half: `ais_core::services::cpg`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RingMessage {
@@ -686,5 +753,81 @@ mod tests {
         .encode(&mut w);
         let mut r = Reader::new(Bytes::from(w.finish()));
         assert!(Request::decode(op::JOIN, &mut r).is_err());
+    }
+
+    #[test]
+    fn a_deliver_packet_is_the_encoded_callback() {
+        let sender = CpgAddress { node: 3, pid: 41 };
+        for (group, data) in [
+            (&b"g"[..], &b""[..]),
+            (b"group-a", b"payload"),
+            (&[b'x'; 128][..], &[7u8; 1024][..]),
+        ] {
+            let packet = Callback::deliver_packet(group, sender, Bytes::copy_from_slice(data));
+            assert_eq!(&packet.tail[..], data);
+            let shared = Encoded::callback(&Callback::Deliver {
+                group: Bytes::copy_from_slice(group),
+                sender,
+                data: Bytes::copy_from_slice(data),
+            });
+            assert_eq!(packet.to_vec(), shared.to_vec());
+            assert_eq!(packet.head.len(), packet.head.capacity());
+        }
+    }
+
+    #[test]
+    fn an_mcast_message_built_from_slices_is_the_encoded_one() {
+        for (group, data) in [(&b"g"[..], &b""[..]), (b"group-a", &[3u8; 1024][..])] {
+            let built = RingMessage::mcast_message(group, 17, data);
+            let encoded = crate::ring::encode(
+                CpgProtocol::ID,
+                &RingMessage::Mcast {
+                    group: Bytes::copy_from_slice(group),
+                    pid: 17,
+                    data: Bytes::copy_from_slice(data),
+                },
+            );
+            assert_eq!(built, encoded);
+        }
+    }
+
+    #[test]
+    fn an_mcast_read_in_place_is_the_decoded_one() {
+        use crate::ipc::decode_body;
+        let mcast = |group: &[u8], data: &[u8]| {
+            let m = RingMessage::Mcast {
+                group: Bytes::copy_from_slice(group),
+                pid: 9,
+                data: Bytes::copy_from_slice(data),
+            };
+            let mut w = Writer::default();
+            let tail = m.encode(&mut w);
+            let mut v = w.finish();
+            v.extend_from_slice(&tail);
+            v
+        };
+        let long = mcast(&[b'a'; 129], b"x");
+        let samples = [mcast(b"g", b"data"), mcast(b"", b""), long];
+        for body in &samples {
+            for cut in 0..=body.len() {
+                let part = &body[..cut];
+                let owned = decode_body::<RingMessage>(kind::MCAST, Bytes::copy_from_slice(part));
+                let borrowed = McastRef::parse(kind::MCAST, part).expect("an mcast kind");
+                match (owned, borrowed) {
+                    (Ok(RingMessage::Mcast { group, pid, data }), Ok(r)) => {
+                        assert_eq!((&group[..], pid, &data[..]), (r.group, r.pid, r.data));
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "cut at {cut}"),
+                    (a, b) => panic!("cut at {cut}: {a:?} against {b:?}"),
+                }
+            }
+        }
+        assert!(matches!(
+            McastRef::parse(kind::MCAST, &samples[2]),
+            Some(Err(DecodeError::Invalid { field: "group", .. }))
+        ));
+        for other in [kind::JOIN, kind::LEAVE, kind::JOINLIST, 0, 99] {
+            assert!(McastRef::parse(other, &samples[0]).is_none());
+        }
     }
 }

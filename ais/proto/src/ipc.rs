@@ -24,7 +24,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, SliceReader, Writer};
 
 /// Protocol version in every header.
 pub const VERSION: u8 = 1;
@@ -284,13 +284,28 @@ pub fn check_group(name: &[u8]) -> Result<(), AisError> {
 /// Truncated, or too long.
 pub fn get_group(r: &mut Reader) -> Result<Bytes, DecodeError> {
     let g = r.short_bytes("group")?;
+    group_len(&g)?;
+    Ok(g)
+}
+
+/// Reads a group name in place, as [`get_group`].
+///
+/// # Errors
+/// As [`get_group`].
+pub fn get_group_ref<'a>(r: &mut SliceReader<'a>) -> Result<&'a [u8], DecodeError> {
+    let g = r.short_bytes("group")?;
+    group_len(g)?;
+    Ok(g)
+}
+
+fn group_len(g: &[u8]) -> Result<(), DecodeError> {
     if g.len() > MAX_GROUP_NAME {
         return Err(DecodeError::Invalid {
             field: "group",
             why: "longer than 128 bytes",
         });
     }
-    Ok(g)
+    Ok(())
 }
 
 /// Writes a list of group names.
@@ -623,6 +638,28 @@ impl Encoded {
         let mut w = Writer::with_capacity(64);
         w.u8(VERSION).u8(kind as u8).u16(body.op()).u64(id);
         let tail = body.encode(&mut w);
+        Encoded {
+            head: w.finish(),
+            tail,
+        }
+    }
+
+    /// A packet of `kind`, number `id` and op `op` whose fields before the payload `head`
+    /// writes (into a buffer reserved for `head_len` bytes, header included), followed by
+    /// `tail`: the bytes [`Encoded::new`] gives for a message that encodes the same way, for
+    /// a caller that holds the fields borrowed and the payload owned (the executive's
+    /// per-delivery path: nothing decoded into a value, nothing cloned).
+    pub fn build(
+        kind: Kind,
+        id: u64,
+        op: u16,
+        head_len: usize,
+        head: impl FnOnce(&mut Writer),
+        tail: Bytes,
+    ) -> Encoded {
+        let mut w = Writer::with_capacity(head_len);
+        w.u8(VERSION).u8(kind as u8).u16(op).u64(id);
+        head(&mut w);
         Encoded {
             head: w.finish(),
             tail,

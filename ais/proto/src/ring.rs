@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, SliceReader, Writer};
 use crate::ipc::{Message, ServiceId};
 
 /// Version byte of the executive's Totem messages (2: CPG join lists name their ring; 3: shelf
@@ -30,6 +30,22 @@ pub fn encode<M: Message>(service: ServiceId, m: &M) -> Bytes {
     let mut v = w.finish();
     v.extend_from_slice(&tail);
     Bytes::from(v)
+}
+
+/// A ring message of `service` and `kind` whose body `body` writes, into one buffer reserved
+/// for `len` bytes in all (header included): the bytes [`encode`] gives for a message that
+/// encodes the same way, for a caller holding the fields borrowed (no value built, no
+/// payload slice counted, no buffer grown).
+pub fn encode_with(
+    service: ServiceId,
+    kind: u16,
+    len: usize,
+    body: impl FnOnce(&mut Writer),
+) -> Bytes {
+    let mut w = Writer::with_capacity(len);
+    w.u8(EXEC_VERSION).u8(service.0).u16(kind);
+    body(&mut w);
+    Bytes::from(w.finish())
 }
 
 /// A ring message of `service` and `kind` with a body given as bytes (tests, and messages
@@ -61,23 +77,34 @@ impl RingFrame {
     /// [`DecodeError::Version`] for another version (checked first: a peer of another build),
     /// [`DecodeError::Truncated`] when the header is cut short.
     pub fn decode(payload: &Bytes) -> Result<RingFrame, DecodeError> {
-        let mut r = Reader::new(payload.clone());
-        let version = r.u8("version")?;
-        if version != EXEC_VERSION {
-            return Err(DecodeError::Version {
-                what: "executive protocol",
-                got: version,
-                supported: EXEC_VERSION,
-            });
-        }
-        let service = ServiceId(r.u8("service")?);
-        let kind = r.u16("kind")?;
+        let (service, kind) = header(payload)?;
         Ok(RingFrame {
             service,
             kind,
-            body: r.rest(),
+            body: payload.slice(EXEC_HEADER..),
         })
     }
+}
+
+/// Reads the header of a delivered payload in place: its service and kind (the body is
+/// `payload[EXEC_HEADER..]`). What [`RingFrame::decode`] checks, without touching the
+/// payload's reference count.
+///
+/// # Errors
+/// As [`RingFrame::decode`].
+pub fn header(payload: &[u8]) -> Result<(ServiceId, u16), DecodeError> {
+    let mut r = SliceReader::new(payload);
+    let version = r.u8("version")?;
+    if version != EXEC_VERSION {
+        return Err(DecodeError::Version {
+            what: "executive protocol",
+            got: version,
+            supported: EXEC_VERSION,
+        });
+    }
+    let service = ServiceId(r.u8("service")?);
+    let kind = r.u16("kind")?;
+    Ok((service, kind))
 }
 
 /// The executive's own ring message.

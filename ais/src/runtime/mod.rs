@@ -52,7 +52,7 @@ pub enum Input {
     Submitted {
         /// Who asked.
         origin: Origin,
-        /// The payload (for the event log).
+        /// The payload, for the event log (empty when the executive keeps none).
         payload: Bytes,
         /// Its guarantee.
         kind: DeliveryKind,
@@ -65,8 +65,12 @@ pub enum Input {
     BatchSubmitted {
         /// Who asked.
         origin: Origin,
-        /// The messages taken, with their ids, in order.
-        accepted: Vec<(MsgId, Bytes)>,
+        /// The ids of the messages taken, in order.
+        accepted: Vec<MsgId>,
+        /// The messages taken, in order, for the event log: empty when the executive keeps
+        /// none (the Totem thread then moves each message into the core, with no clone
+        /// handed back to be dropped on this side).
+        payloads: Vec<Bytes>,
         /// Why the next one was refused, if the batch was not taken whole.
         refused: Option<SubmitError>,
         /// Their guarantee.
@@ -277,7 +281,7 @@ impl Exec {
                 {
                     warn!("event log: {e}");
                 }
-                self.core.totem(&event);
+                self.core.totem_owned(event);
             }
             Input::TotemClosed => return Flow::Stop,
             Input::Network(event, at) => self.network_event(event, at),
@@ -298,12 +302,13 @@ impl Exec {
             Input::BatchSubmitted {
                 origin,
                 accepted,
+                payloads,
                 refused,
                 kind,
                 at,
             } => {
                 if let Some(log) = &mut self.event_log {
-                    for (msg, payload) in &accepted {
+                    for (msg, payload) in accepted.iter().zip(&payloads) {
                         if let Err(e) = log.send_at(at, *msg, kind, 0, payload) {
                             warn!("event log: {e}");
                         }
@@ -525,7 +530,8 @@ impl Exec {
                     self.send(conn, Encoded::reply(id, &Reply::<Nothing>::Status(status)));
                 }
                 Effect::Submit { origin, kind, msg } => {
-                    if submit(&self.submitter, &self.tx, origin, kind, msg).is_err() {
+                    let logged = self.event_log.is_some();
+                    if submit(&self.submitter, &self.tx, origin, kind, msg, logged).is_err() {
                         // The driver's request queue is full (or the Totem thread stopped):
                         // nothing was queued; the same answer as a full send queue.
                         self.core.submitted(origin, Err(SubmitError::Backpressure));
@@ -659,12 +665,18 @@ impl Exec {
     /// request queue is full.
     fn submit_batch(&mut self, origin: Origin, kind: DeliveryKind, msgs: Vec<Bytes>) -> bool {
         let tx = self.tx.clone();
+        let logged = self.event_log.is_some();
         let call: CoreCall = Box::new(move |core| {
             let mut accepted = Vec::with_capacity(msgs.len());
+            let mut payloads = Vec::new();
             let mut refused = None;
             for m in msgs {
-                match core.submit(Priority::default(), kind, m.clone()) {
-                    Ok(id) => accepted.push((id, m)),
+                let copy = logged.then(|| m.clone());
+                match core.submit(Priority::default(), kind, m) {
+                    Ok(id) => {
+                        accepted.push(id);
+                        payloads.extend(copy);
+                    }
                     Err(e) => {
                         refused = Some(e);
                         break;
@@ -674,6 +686,7 @@ impl Exec {
             let _ = tx.send(Input::BatchSubmitted {
                 origin,
                 accepted,
+                payloads,
                 refused,
                 kind,
                 at: unix_nanos(),
@@ -732,16 +745,18 @@ fn state_name(s: totem_dpdk::srp::MembState) -> &'static str {
     }
 }
 
-/// Queues `msg` on the driver; its answer comes back as [`Input::Submitted`].
+/// Queues `msg` on the driver; its answer comes back as [`Input::Submitted`] (with the
+/// payload when `logged`: there is an event log to write it to).
 fn submit(
     submitter: &Submitter,
     tx: &Sender<Input>,
     origin: Origin,
     kind: DeliveryKind,
     msg: Bytes,
+    logged: bool,
 ) -> Result<(), TrySubmitError> {
     let tx = tx.clone();
-    let payload = msg.clone();
+    let payload = if logged { msg.clone() } else { Bytes::new() };
     submitter.try_submit_with(
         Priority::default(),
         kind,

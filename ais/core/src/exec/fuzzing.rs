@@ -77,6 +77,7 @@ pub fn fuzz_ipc_decode(data: &[u8]) {
     round_trip::<shelf::RingMessage>(&frame);
     round_trip::<amf::RingMessage>(&frame);
     round_trip::<ais_proto::ring::SyncMessage>(&frame);
+    mcast_in_place(&frame);
     let mut core = ExecCore::new(
         NodeId(1),
         vec![
@@ -171,6 +172,20 @@ fn clm_identity() -> ClmConfig {
         name: Bytes::from_static(b"fuzz"),
         address: clm::NodeAddress::V4([127, 0, 0, 1]),
         boot_timestamp: 1,
+    }
+}
+
+/// The executive's in-place reading of a CPG multicast agrees with the decoder's.
+fn mcast_in_place(frame: &Frame) {
+    let Some(borrowed) = cpg::McastRef::parse(frame.op, &frame.body) else {
+        return;
+    };
+    match (borrowed, frame.body::<cpg::RingMessage>()) {
+        (Ok(r), Ok(cpg::RingMessage::Mcast { group, pid, data })) => {
+            assert_eq!((r.group, r.pid, r.data), (&group[..], pid, &data[..]));
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("read in place: {a:?}; decoded: {b:?}"),
     }
 }
 

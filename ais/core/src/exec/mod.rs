@@ -42,7 +42,7 @@ pub(crate) mod testkit;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use dataplane::stats::{Visit, Visitor};
 use totem_dpdk::crypto::EpochKey;
 use totem_dpdk::srp::{ConfigChange, ConfigKind, Event, FlowControl, SubmitError};
@@ -52,7 +52,7 @@ use tracing::{debug, info, warn};
 use crate::key::KeyMaterial;
 use ais_proto::codec::{DecodeError, Writer};
 use ais_proto::ipc::{AisError, Encoded, Kind, Message, Nothing, Reply, Request, decode_body};
-use ais_proto::ring::{self, RingFrame, SyncMessage};
+use ais_proto::ring::{self, SyncMessage};
 use flow::{OutboxDepth, OutboxGate, OutboxLimits};
 
 pub use ais_proto::ipc::ServiceId;
@@ -392,6 +392,12 @@ impl Context<'_> {
     /// Sends one of the service's callbacks to `conn`.
     pub fn callback<C: Message>(&mut self, conn: ConnId, cb: &C) {
         let packet = Encoded::callback(cb);
+        self.effects.push_back(Effect::Send { conn, packet });
+    }
+
+    /// Sends a packet the service encoded itself (a callback built in place, such as
+    /// `ais_proto::cpg::Callback::deliver_packet`) to `conn`.
+    pub fn send(&mut self, conn: ConnId, packet: Encoded) {
         self.effects.push_back(Effect::Send { conn, packet });
     }
 
@@ -1097,10 +1103,22 @@ impl ExecCore {
         self.pump_internal(false);
     }
 
+    /// A Totem event, taken by value: a delivered payload moves into its service without a
+    /// clone (the runtime's path; [`ExecCore::totem`] does the same for a borrowed event).
+    pub fn totem_owned(&mut self, event: Event) {
+        match event {
+            Event::Deliver(d) => {
+                self.deliver(d.id.sender, d.payload);
+                self.after_input();
+            }
+            other => self.totem(&other),
+        }
+    }
+
     /// A Totem event.
     pub fn totem(&mut self, event: &Event) {
         match event {
-            Event::Deliver(d) => self.deliver(d.id.sender, &d.payload),
+            Event::Deliver(d) => self.deliver(d.id.sender, d.payload.clone()),
             Event::ConfigChange(c) => self.config_change(c),
             Event::FlowControl(FlowControl::Blocked) => {
                 if !self.flow_blocked {
@@ -1120,14 +1138,12 @@ impl ExecCore {
         self.after_input();
     }
 
-    fn deliver(&mut self, sender: NodeId, payload: &Bytes) {
+    fn deliver(&mut self, sender: NodeId, mut payload: Bytes) {
         self.counters.delivered += 1;
-        let RingFrame {
-            service: target,
-            kind,
-            body,
-        } = match RingFrame::decode(payload) {
-            Ok(frame) => frame,
+        // The header is read in place and skipped: the body is the payload itself, moved on
+        // to the service (no reference count touched on the way).
+        let (target, kind) = match ring::header(&payload) {
+            Ok(header) => header,
             Err(DecodeError::Version { got, .. }) => {
                 // A peer running a build of another executive protocol: said once per node
                 // and version (it would say it for every message), counted every time.
@@ -1149,6 +1165,8 @@ impl ExecCore {
                 return;
             }
         };
+        payload.advance(EXEC_HEADER);
+        let body = payload;
         if target == SYNC {
             if let Err(e) = self.deliver_sync(sender, kind, body) {
                 self.counters.exec_malformed += 1;
@@ -1166,7 +1184,7 @@ impl ExecCore {
         };
         let mut failed = None;
         self.with_index(index, |s, cx| {
-            if let Err(e) = s.exec_deliver(cx, sender, kind, body.clone()) {
+            if let Err(e) = s.exec_deliver(cx, sender, kind, body) {
                 failed = Some((s.name(), e));
             }
         });

@@ -207,7 +207,7 @@ impl TestRing {
                 };
                 for m in self.members.clone() {
                     let n = self.node(m.0);
-                    n.core.totem(&Event::Deliver(d.clone()));
+                    n.core.totem_owned(Event::Deliver(d.clone()));
                     n.run();
                 }
             }
@@ -229,7 +229,7 @@ impl TestRing {
         };
         for m in self.members.clone() {
             let n = self.node(m.0);
-            n.core.totem(&Event::Deliver(d.clone()));
+            n.core.totem_owned(Event::Deliver(d.clone()));
             n.run();
         }
     }

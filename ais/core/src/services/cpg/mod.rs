@@ -27,7 +27,7 @@ pub mod checker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use totem_dpdk::srp::{ConfigChange, ConfigKind, SubmitError};
 use totem_dpdk::{DeliveryKind, MsgId, NodeId, RingId};
 use tracing::debug;
@@ -35,8 +35,10 @@ use tracing::debug;
 use super::delivery_kind;
 use crate::exec::{ConnId, Context, Service, ServiceId, submit_reply};
 use ais_proto::codec::DecodeError;
-use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Reason, Request, Response, RingMessage};
-use ais_proto::ipc::{AisError, Protocol, Reply, check_group, decode_body};
+use ais_proto::cpg::{
+    Callback, CpgAddress, CpgProtocol, McastRef, Reason, Request, Response, RingMessage,
+};
+use ais_proto::ipc::{AisError, MAX_GROUP_NAME, Protocol, Reply, check_group, decode_body};
 use ais_proto::ring;
 use dataplane::stats::{Visit, Visitor};
 
@@ -252,12 +254,12 @@ impl Cpg {
         &mut self,
         cx: &mut Context<'_>,
         node: NodeId,
-        group: Bytes,
+        group: &[u8],
         pid: u32,
         data: Bytes,
     ) {
         let sender = CpgAddress { node: node.0, pid };
-        let Some(g) = self.groups.get(&group) else {
+        let Some(g) = self.groups.get(group) else {
             self.stats.dropped_from_non_members += 1;
             return;
         };
@@ -268,19 +270,23 @@ impl Cpg {
                 "CPG message from {}/{} to {:?} dropped: not a member of this node's view",
                 sender.node,
                 sender.pid,
-                String::from_utf8_lossy(&group)
+                String::from_utf8_lossy(group)
             );
             return;
         }
-        for &conn in g.local.values() {
+        // The data moves into the last connection's packet; the others share it.
+        let mut data = Some(data);
+        let mut conns = g.local.values().peekable();
+        while let Some(&conn) = conns.next() {
             self.stats.delivered += 1;
-            cx.callback(
+            let data = if conns.peek().is_some() {
+                data.clone()
+            } else {
+                data.take()
+            };
+            cx.send(
                 conn,
-                &Callback::Deliver {
-                    group: group.clone(),
-                    sender,
-                    data: data.clone(),
-                },
+                Callback::deliver_packet(group, sender, data.unwrap_or_default()),
             );
         }
     }
@@ -473,7 +479,7 @@ impl Cpg {
             self.stats.refused_backlogged += 1;
             return cx.error(conn, id, AisError::TryAgain);
         }
-        let msg = encode(&RingMessage::Mcast { group, pid, data });
+        let msg = RingMessage::mcast_message(&group, pid, &data);
         cx.submit_for(conn, id, ID, TAG_MCAST, kind, msg);
     }
 }
@@ -505,13 +511,7 @@ impl Cpg {
         }
         let msgs = messages
             .iter()
-            .map(|data| {
-                encode(&RingMessage::Mcast {
-                    group: group.clone(),
-                    pid,
-                    data: data.clone(),
-                })
-            })
+            .map(|data| RingMessage::mcast_message(&group, pid, data))
             .collect();
         cx.submit_batch_for(conn, id, ID, TAG_MCAST, kind, msgs);
     }
@@ -630,6 +630,20 @@ impl Service for Cpg {
         kind: u16,
         body: Bytes,
     ) -> Result<(), DecodeError> {
+        // The per-message path: read in place; the group name is copied out (at most 128
+        // bytes) and the body, advanced to the data, becomes the callback's payload: nothing
+        // decoded into a value, no reference count touched.
+        if let Some(mcast) = McastRef::parse(kind, &body) {
+            let McastRef { group, pid, data } = mcast?;
+            let mut name = [0u8; MAX_GROUP_NAME];
+            name[..group.len()].copy_from_slice(group);
+            let name = &name[..group.len()];
+            let skip = body.len() - data.len();
+            let mut data = body;
+            data.advance(skip);
+            self.deliver_mcast(cx, sender, name, pid, data);
+            return Ok(());
+        }
         match decode_body(kind, body)? {
             RingMessage::Join { group, pid } => {
                 if sender == cx.node() {
@@ -644,7 +658,8 @@ impl Service for Cpg {
                 self.deliver_leave(cx, sender, group, pid, reason);
             }
             RingMessage::Mcast { group, pid, data } => {
-                self.deliver_mcast(cx, sender, group, pid, data);
+                // Read in place above; kept so that every decoded message is handled.
+                self.deliver_mcast(cx, sender, &group, pid, data);
             }
             RingMessage::JoinList { rep, seq, entries } => {
                 let ring = RingId {
