@@ -96,10 +96,11 @@ pub struct Config {
     pub seqno_unchanged_const: u32,
     /// Token pacing on a lightly loaded ring: the representative passes the token on no
     /// sooner than this after it last did while the last rotation stamped fewer frames than
-    /// half the window, so the messages submitted meanwhile travel in one rotation instead
-    /// of a rotation each (fewer token visits and wake-ups per message, at the cost of up to
-    /// this much latency). Zero (the default here) passes the token at once; a busy ring
-    /// (half a window per rotation) is never paced. Must stay below [`Config::token_hold`].
+    /// half the window and left no member with messages waiting, so the messages submitted
+    /// meanwhile travel in one rotation instead of a rotation each (fewer token visits and
+    /// wake-ups per message, at the cost of up to this much latency). Zero (the default
+    /// here) passes the token at once; a busy ring is never paced. Must stay below
+    /// [`Config::token_hold`].
     pub token_pace: Duration,
     /// Token rotations during which the ring's all-received-up-to point may stay stuck on one
     /// member (the token's `aru_addr`) while frames are missing before the others declare it

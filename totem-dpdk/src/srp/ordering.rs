@@ -207,8 +207,11 @@ impl Totem {
             && self.queued_messages == 0
             && !std::mem::take(&mut self.ring.hold_cancelled);
 
-        // Token pacing (`Config::token_pace`): on a lightly loaded ring the representative
-        // keeps the token until `token_pace` after it last passed it on.
+        // Token pacing (`Config::token_pace`): on a lightly loaded ring (every member sent
+        // all it had at its last visit, and the rotation stamped less than half the window)
+        // the representative keeps the token until `token_pace` after it last passed it on.
+        // A member with messages left over (a saturated ring, even of one node) is never
+        // held back.
         let stamped = token.seq.0.saturating_sub(self.ring.last_visit_seq.0);
         let pace_until = self.ring.last_pass + self.cfg.token_pace;
         let pace = !hold
@@ -219,6 +222,7 @@ impl Totem {
             && self.recovering.is_none()
             && token.rtr.is_empty()
             && stamped < u64::from(self.cfg.window_size / 2)
+            && token.backlog == 0
             && now < pace_until;
 
         token.token_seq += 1;

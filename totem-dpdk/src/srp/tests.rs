@@ -367,6 +367,37 @@ fn a_lightly_loaded_ring_is_paced_and_delivers_everything() {
     }
 }
 
+/// A saturated ring is never paced, even when its rotations stamp less than half the window
+/// (one sender of two, `max_messages` 17 frames a visit): the sender's queue is not empty
+/// after its visit. (The test network fires no timer: a paced token would stop it.)
+#[test]
+fn a_saturated_sender_is_not_paced() {
+    let mut ring = Ring::new(2, |c| {
+        c.token_pace = Duration::from_millis(1);
+        c.seqno_unchanged_const = 1000;
+    });
+    for i in 0..200u8 {
+        submit(&mut ring.nodes[1], DeliveryKind::Agreed, 1200, i);
+    }
+    ring.drain(1);
+    // The idle ring's token may be paced already: let its timer pass it on once.
+    if let Some(due) = ring.nodes[0].poll_timeout() {
+        ring.now = due;
+        advance(&mut ring.nodes[0], due);
+        ring.drain(0);
+    }
+    let paced_before = ring.nodes[0].stats().tokens_paced;
+    while ring.nodes[1].queued_messages() > 0 && !ring.wire.is_empty() {
+        ring.run(1);
+    }
+    assert_eq!(
+        ring.nodes[1].queued_messages(),
+        0,
+        "all sent without a timer firing"
+    );
+    assert_eq!(ring.nodes[0].stats().tokens_paced, paced_before);
+}
+
 /// A pace must end before the previous member would re-send the token.
 #[test]
 fn a_pace_not_below_the_token_hold_is_refused() {
