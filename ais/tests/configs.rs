@@ -108,7 +108,7 @@ fn defaults_follow_the_documentation() {
     assert_eq!(t.merge_timeout.as_millis(), 200);
     assert_eq!(t.pause_threshold.as_millis(), 50);
     assert_eq!(t.seqno_unchanged_const, 5);
-    assert_eq!(t.token_pace, totem_dpdk::Duration::from_millis(1));
+    assert_eq!(t.token_pace, totem_dpdk::Duration(0));
     assert_eq!(t.fail_recv_const, 50);
     assert_eq!(t.window_size, 50);
     assert_eq!(t.max_messages, 17);

@@ -491,7 +491,7 @@ fn cpg_keeps_virtual_synchrony_under_seeded_faults() {
     );
 }
 
-/// The same with the token paced at 1 ms, as `aisexec` runs by default.
+/// The same with the token paced at 1 ms (`totem.token_pace_us = 1000`).
 #[test]
 fn cpg_keeps_virtual_synchrony_with_a_paced_token() {
     let mut deliveries = 0;

@@ -97,8 +97,8 @@ pub struct Totem {
     pub seqno_unchanged_const: u32,
     /// Token pacing on a lightly loaded ring, in µs: the representative passes the token on
     /// no sooner than this after it last did while a rotation stamps less than half the
-    /// window, so messages travel many per rotation (0 turns it off; not a corosync key;
-    /// must stay below half the token retransmit interval).
+    /// window, so messages travel many per rotation (0, the default, turns it off; not a
+    /// corosync key; must stay below half the token retransmit interval).
     #[serde(default = "defaults::token_pace_us")]
     pub token_pace_us: u64,
     /// Token visits without progress before a member is declared failed to receive (default 50).
@@ -874,7 +874,7 @@ mod defaults {
         5
     }
     pub(super) fn token_pace_us() -> u64 {
-        1000
+        0
     }
     pub(super) fn fail_recv_const() -> u32 {
         50
