@@ -419,18 +419,7 @@ fn run(schedule: Schedule, workload: Workload, defects: Defects) -> Run {
 
     let shared = shared.borrow();
     // Nodes down at the end: their processes are gone.
-    let mut down = BTreeSet::new();
-    for (_, f) in &schedule.node_faults {
-        match f {
-            NodeFault::Crash(n) => {
-                down.insert(*n);
-            }
-            NodeFault::Restart(n) | NodeFault::Start(n) => {
-                down.remove(n);
-            }
-            _ => {}
-        }
-    }
+    let down = common::sim::down_at_end(&schedule);
     let settled = outcome.drained.then(|| {
         let mut groups: BTreeMap<Bytes, BTreeSet<CpgAddress>> = BTreeMap::new();
         for (node, set) in &shared.joined {

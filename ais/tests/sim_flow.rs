@@ -26,7 +26,7 @@ use bytes::Bytes;
 use rand::{Rng, RngCore};
 use totem_dpdk::srp::{ConfigKind, Event, SubmitError};
 use totem_dpdk::{Duration, Instant, MsgId, NodeId};
-use totem_sim::sim::{App, AppSubmit, NodeFault, Schedule, Sim};
+use totem_sim::sim::{App, AppSubmit, Schedule, Sim};
 
 /// Small marks so that a few dozen callbacks make a node backlogged.
 const LIMITS: OutboxLimits = OutboxLimits {
@@ -300,18 +300,7 @@ fn run(schedule: &Schedule, defects: FlowDefects) -> Run {
     let outcome = sim.run();
     let totem = common::sim::totem_violations(&outcome, schedule);
     let shared = shared.borrow();
-    let mut down = BTreeSet::new();
-    for (_, f) in &schedule.node_faults {
-        match f {
-            NodeFault::Crash(n) => {
-                down.insert(*n);
-            }
-            NodeFault::Restart(n) | NodeFault::Start(n) => {
-                down.remove(n);
-            }
-            _ => {}
-        }
-    }
+    let down = common::sim::down_at_end(schedule);
     let finals: Vec<Final> = shared
         .finals
         .values()

@@ -35,6 +35,24 @@ pub fn seeds(default: u64) -> std::ops::Range<u64> {
     0..n
 }
 
+/// The nodes a schedule leaves crashed at its end (crashed and not restarted or started
+/// since).
+pub fn down_at_end(schedule: &Schedule) -> std::collections::BTreeSet<u32> {
+    let mut down = std::collections::BTreeSet::new();
+    for (_, f) in &schedule.node_faults {
+        match f {
+            totem_sim::sim::NodeFault::Crash(n) => {
+                down.insert(*n);
+            }
+            totem_sim::sim::NodeFault::Restart(n) | totem_sim::sim::NodeFault::Start(n) => {
+                down.remove(n);
+            }
+            _ => {}
+        }
+    }
+    down
+}
+
 /// The simulator's violations of a run and its EVS checker's on the run's Totem log.
 pub fn totem_violations(outcome: &Outcome, schedule: &Schedule) -> Vec<String> {
     let mut violations = outcome.violations.clone();
