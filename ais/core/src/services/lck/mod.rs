@@ -239,6 +239,7 @@ struct Counters {
     updates: u64,
     refused: u64,
     stale: u64,
+    resent: u64,
     foreign: u64,
     grants: u64,
     deadlocks: u64,
@@ -267,6 +268,9 @@ pub struct Lck {
     summary_sent: bool,
     /// Holders closed during a sync after the summary: their closes go out at activation.
     deferred: Vec<Holder>,
+    /// Lock requests of this node that reached the ring only after a configuration change
+    /// (refused everywhere as stale before this node's sync): sent again at activation.
+    resend: Vec<Update>,
     handles: BTreeMap<u64, Handle>,
     next_handle: u64,
     waiting: BTreeMap<u64, Waiting>,
@@ -311,6 +315,7 @@ impl Lck {
             sync: None,
             summary_sent: false,
             deferred: Vec::new(),
+            resend: Vec::new(),
             handles: BTreeMap::new(),
             next_handle: 1,
             waiting: BTreeMap::new(),
@@ -775,6 +780,27 @@ impl Lck {
                 "lck: node {me} refused a stale update from {sender} (sent in {sent_in}, ring {})",
                 cx.ring()
             );
+            if let (Some(p), Update::Lock { .. }) = (pending, &update)
+                && let Pend::Lock { n } = p.pend
+                && self.waiting.contains_key(&n)
+            {
+                // A lock request submitted just before a configuration change and sent by
+                // Totem in the new ring: it changed nothing anywhere, so it goes again
+                // (stamped with the ring it is sent in) rather than failing the client with
+                // TRY_AGAIN for the timing of a membership change.
+                self.counters.resent += 1;
+                debug!(
+                    "lck: node {me} sends its lock request {n} again in ring {}",
+                    cx.ring()
+                );
+                self.pending.entry(p.pend.key()).or_default().push_front(p);
+                if self.synced {
+                    self.send_internal(cx, update);
+                } else {
+                    self.resend.push(update);
+                }
+                return;
+            }
             if let Some(p) = pending {
                 self.answer(
                     cx,
@@ -1121,6 +1147,14 @@ impl Lck {
         for holder in std::mem::take(&mut self.deferred) {
             self.send_internal(cx, Update::Close { holder });
         }
+        for update in std::mem::take(&mut self.resend) {
+            // Unless its client went away meanwhile.
+            if let Update::Lock { lock, .. } = &update
+                && self.waiting.contains_key(&lock.n)
+            {
+                self.send_internal(cx, update);
+            }
+        }
     }
 }
 
@@ -1388,6 +1422,7 @@ impl Service for Lck {
         v.counter("lck_updates", self.counters.updates);
         v.counter("lck_updates_refused", self.counters.refused);
         v.counter("lck_updates_stale", self.counters.stale);
+        v.counter("lck_locks_resent", self.counters.resent);
         v.counter("lck_updates_foreign", self.counters.foreign);
         v.counter("lck_grants_told", self.counters.grants);
         v.counter("lck_deadlocks", self.counters.deadlocks);

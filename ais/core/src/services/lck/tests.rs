@@ -764,22 +764,28 @@ fn malformed_and_foreign_ring_messages_change_nothing_and_are_counted() {
     assert_eq!(call(&mut r, 1, 1, Request::List), before);
     for n in 1..=2 {
         assert_eq!(r.node(n).core.core_counters().exec_malformed, 2);
-        let mut stats = Vec::new();
-        struct V<'a>(&'a mut Vec<(String, u64)>);
-        impl Visitor for V<'_> {
-            fn counter(&mut self, name: &'static str, value: u64) {
-                self.0.push((name.to_string(), value));
-            }
-            fn gauge(&mut self, name: &'static str, value: u64) {
-                self.0.push((name.to_string(), value));
-            }
-        }
-        dataplane::stats::Visit::visit(&r.node(n).core, &mut V(&mut stats));
+        let stats = stats_of(&mut r, n);
         assert!(
             stats.contains(&("lck_updates_foreign".to_string(), 2)),
             "node {n}: {stats:?}"
         );
     }
+}
+
+/// A node's counters and gauges, by name.
+fn stats_of(r: &mut TestRing, node: u32) -> Vec<(String, u64)> {
+    struct V<'a>(&'a mut Vec<(String, u64)>);
+    impl Visitor for V<'_> {
+        fn counter(&mut self, name: &'static str, value: u64) {
+            self.0.push((name.to_string(), value));
+        }
+        fn gauge(&mut self, name: &'static str, value: u64) {
+            self.0.push((name.to_string(), value));
+        }
+    }
+    let mut stats = Vec::new();
+    dataplane::stats::Visit::visit(&r.node(node).core, &mut V(&mut stats));
+    stats
 }
 
 #[test]
@@ -793,4 +799,43 @@ fn malformed_requests_close_the_connection() {
             .any(|e| matches!(e, crate::exec::Effect::Disconnect { conn: 1 }))
     );
     assert_eq!(r.node(1).core.core_counters().ipc_malformed, 1);
+}
+
+#[test]
+fn a_lock_request_overtaken_by_a_configuration_change_is_sent_again_not_refused() {
+    let mut r = ring_of(2);
+    connect(&mut r, 1, 1);
+    connect(&mut r, 2, 1);
+    let h1 = open(&mut r, 1, 1, "r");
+    let h2 = open(&mut r, 2, 1, "r");
+    assert_eq!(lock(&mut r, 1, 1, h1, Mode::Ex, 0).1, LockStatus::Granted);
+    // Node 2's request is submitted in the two-node ring, and node 1 fails before Totem
+    // sends it: it is ordered in node 2's new ring, stamped with the old one.
+    r.node(2).core.request_value(
+        1,
+        1007,
+        &Request::LockAsync {
+            handle: h2,
+            mode: Mode::Ex.code(),
+            flags: 0,
+            waiter_signal: 7,
+            invocation: 7,
+        },
+    );
+    r.node(2).run();
+    assert_eq!(r.node(2).pending(), 1, "the request waits for the ring");
+    r.config(&[2], &[2]);
+    r.flush();
+    let (replies, cbs) = collect(&mut r, 2, 1);
+    let Some((_, Reply::Service(Response::LockId { lock_id }))) =
+        replies.into_iter().find(|(id, _)| *id == 1007)
+    else {
+        panic!("no lock id")
+    };
+    // Refused as stale at first, sent again once node 2 synchronised, and granted (node
+    // 1's lock went with it).
+    assert_eq!(cbs, vec![grant(7, lock_id, LockStatus::Granted)]);
+    let list = call(&mut r, 2, 1, Request::List);
+    assert_eq!(granted_modes(&list, "r"), vec![(Mode::Ex, true)]);
+    assert!(stats_of(&mut r, 2).contains(&("lck_locks_resent".to_string(), 1)));
 }
