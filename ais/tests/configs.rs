@@ -108,7 +108,7 @@ fn defaults_follow_the_documentation() {
     assert_eq!(t.merge_timeout.as_millis(), 200);
     assert_eq!(t.pause_threshold.as_millis(), 50);
     assert_eq!(t.seqno_unchanged_const, 5);
-    assert_eq!(t.token_pace, totem_dpdk::Duration(0));
+    assert_eq!(t.token_pace, totem_dpdk::Duration::from_millis(1));
     assert_eq!(t.fail_recv_const, 50);
     assert_eq!(t.window_size, 50);
     assert_eq!(t.max_messages, 17);
@@ -242,6 +242,18 @@ fn a_token_pace_not_below_the_hold_is_refused() {
         "token = 20\nconsensus = 24\njoin = 5\ntoken_pace_us = 2379",
     );
     Config::from_str(&ok, "good.toml").unwrap();
+    // Not set, the 1 ms default applies only where the hold is longer: a short token stays
+    // valid and unpaced (token 8 ms: hold 952 µs), a token of 9 ms is paced (hold 1071 µs).
+    let pace = |token: &str| {
+        let text = GOOD.replace(
+            "token = 100",
+            &format!("token = {token}\nconsensus = 24\njoin = 2"),
+        );
+        let c = Config::from_str(&text, "good.toml").unwrap();
+        c.totem_config().token_pace
+    };
+    assert_eq!(pace("8"), totem_dpdk::Duration(0));
+    assert_eq!(pace("9"), totem_dpdk::Duration::from_millis(1));
 }
 
 #[test]

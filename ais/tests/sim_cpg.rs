@@ -480,7 +480,7 @@ fn cpg_keeps_virtual_synchrony_under_seeded_faults() {
     );
 }
 
-/// The same with the token paced at 1 ms (`totem.token_pace_us = 1000`).
+/// The same with the token paced at 1 ms, as `aisexec` runs by default.
 #[test]
 fn cpg_keeps_virtual_synchrony_with_a_paced_token() {
     let mut deliveries = 0;

@@ -139,7 +139,7 @@ impl Config {
         c.token_timeout = ms(t.token);
         c.token_retransmits_before_loss = t.token_retransmits_before_loss_const;
         c.seqno_unchanged_const = t.seqno_unchanged_const;
-        c.token_pace = totem_dpdk::Duration(t.token_pace_us * 1000);
+        c.token_pace = totem_dpdk::Duration(t.token_pace_us() * 1000);
         c.fail_recv_const = t.fail_recv_const;
         c.join_timeout = ms(t.join);
         c.consensus_timeout = ms(t.consensus_ms());

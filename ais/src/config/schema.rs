@@ -97,10 +97,11 @@ pub struct Totem {
     pub seqno_unchanged_const: u32,
     /// Token pacing on a lightly loaded ring, in µs: the representative passes the token on
     /// no sooner than this after it last did while a rotation stamps less than half the
-    /// window, so messages travel many per rotation (0, the default, turns it off; not a
-    /// corosync key; must stay below half the token retransmit interval).
-    #[serde(default = "defaults::token_pace_us")]
-    pub token_pace_us: u64,
+    /// window, so messages travel many per rotation (0 turns it off; not a corosync key;
+    /// must stay below the token hold, half the token retransmit interval). Not set: 1000,
+    /// or off where the hold is not longer (a `token` under 9 ms).
+    #[serde(default)]
+    pub token_pace_us: Option<u64>,
     /// Token visits without progress before a member is declared failed to receive (default 50).
     #[serde(default = "defaults::fail_recv_const")]
     pub fail_recv_const: u32,
@@ -238,6 +239,26 @@ impl Totem {
     pub fn consensus_ms(&self) -> u64 {
         self.consensus
             .unwrap_or_else(|| self.token.saturating_mul(12) / 10)
+    }
+
+    /// The representative's hold of an idle token in µs: half the token retransmit interval,
+    /// `token / (token_retransmits_before_loss_const + 0.2) / 2` (`srp::Config::token_hold`).
+    pub fn token_hold_us(&self) -> u64 {
+        self.token.saturating_mul(1000 * 10)
+            / (u64::from(self.token_retransmits_before_loss_const) * 10 + 2)
+            / 2
+    }
+
+    /// The token pace in µs: `token_pace_us`, or 1000 when it is not set and the hold is
+    /// longer (else 0, off: a default must not make a short `token` invalid).
+    pub fn token_pace_us(&self) -> u64 {
+        const DEFAULT_PACE_US: u64 = 1000;
+        self.token_pace_us
+            .unwrap_or(if self.token_hold_us() > DEFAULT_PACE_US {
+                DEFAULT_PACE_US
+            } else {
+                0
+            })
     }
 
     /// The pause threshold in ms: `pause_threshold`, or `token` / 2 when it is not set.
@@ -872,9 +893,6 @@ mod defaults {
     }
     pub(super) fn seqno_unchanged_const() -> u32 {
         5
-    }
-    pub(super) fn token_pace_us() -> u64 {
-        0
     }
     pub(super) fn fail_recv_const() -> u32 {
         50

@@ -272,16 +272,16 @@ impl Config {
         }
         // The representative's hold of an idle token: half the token retransmit interval
         // (`srp::Config::token_hold`); a pace must end before it.
-        let hold_us =
-            t.token * 1000 * 10 / (u64::from(t.token_retransmits_before_loss_const) * 10 + 2) / 2;
-        if t.token_pace_us >= hold_us {
+        let hold_us = t.token_hold_us();
+        if let Some(pace) = t.token_pace_us
+            && pace >= hold_us
+        {
             return Err(self.invalid(
                 "totem.token_pace_us",
                 format!(
                     "must be below the token hold of {hold_us} µs (half the token retransmit \
                      interval: totem.token / (token_retransmits_before_loss_const + 0.2) / 2), \
-                     got {} µs; lower it or set 0 to turn pacing off",
-                    t.token_pace_us
+                     got {pace} µs; lower it or set 0 to turn pacing off"
                 ),
             ));
         }

@@ -94,7 +94,7 @@ fn four_thousand_schedules_with_node_and_link_faults_up_to_sixteen_nodes() {
     );
 }
 
-/// The same link and node faults with the token paced at 1 ms (`totem.token_pace_us = 1000`):
+/// The same link and node faults with the token paced at 1 ms, as `aisexec` runs by default:
 /// the representative keeping the token on a lightly loaded ring must not cost a property.
 #[test]
 fn a_thousand_paced_schedules_with_node_and_link_faults() {

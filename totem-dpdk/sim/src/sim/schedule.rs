@@ -180,7 +180,7 @@ pub struct Schedule {
     /// `bench throughput --rate-cap-mbit` puts on each veth). `None`: no rate limit.
     pub egress: Option<Egress>,
     /// Every node's token pacing (`srp::Config::token_pace`; zero: off, the core's
-    /// default, and `aisexec`'s).
+    /// default; `aisexec` paces at 1 ms).
     pub token_pace: Duration,
 }
 
