@@ -47,6 +47,8 @@ struct Shared {
     timeouts: usize,
     /// Operator releases answered Ok (counted once, by the operator that asked).
     released: usize,
+    /// Lock requests sent again after reaching the ring only in the next configuration.
+    resent: usize,
 }
 
 type Log = Arc<Mutex<Shared>>;
@@ -129,6 +131,10 @@ impl Observer for Watch {
 
     fn released(&mut self, _node: u32, lock: LockId) {
         self.see(Observation::Released { lock });
+    }
+
+    fn resent(&mut self, _node: u32, _lock: LockId) {
+        self.0.lock().unwrap().resent += 1;
     }
 }
 
@@ -423,6 +429,7 @@ struct Run {
     told: usize,
     deadlocks: usize,
     released: usize,
+    resent: usize,
     checks: u64,
 }
 
@@ -461,13 +468,14 @@ fn run(seed: u64, defects: LckDefects) -> Run {
         told: shared.told,
         deadlocks: shared.deadlocks,
         released: shared.released,
+        resent: shared.resent,
         checks,
     }
 }
 
 #[test]
 fn locks_stay_exclusive_quorate_and_deadlock_free_under_seeded_faults() {
-    let (mut told, mut deadlocks, mut released, mut checks) = (0, 0, 0, 0);
+    let (mut told, mut deadlocks, mut released, mut resent, mut checks) = (0, 0, 0, 0, 0);
     let seeds = common::sim::seeds(1000);
     let runs = seeds.end - seeds.start;
     common::sim::assert_every_seed_passes(seeds, |seed| {
@@ -475,6 +483,7 @@ fn locks_stay_exclusive_quorate_and_deadlock_free_under_seeded_faults() {
         told += r.told;
         deadlocks += r.deadlocks;
         released += r.released;
+        resent += r.resent;
         checks += r.checks;
         r.violations
             .into_iter()
@@ -492,6 +501,12 @@ fn locks_stay_exclusive_quorate_and_deadlock_free_under_seeded_faults() {
         released as u64 >= runs / 10,
         "too few operator releases: {released} in {runs} runs"
     );
+    // Lock requests overtaken by a configuration change were sent again (and judged).
+    assert!(
+        runs < 100 || resent > 0,
+        "no lock request sent again in {runs} runs"
+    );
+    eprintln!("{resent} lock requests sent again in {runs} runs");
     assert!(
         checks >= 100 * runs,
         "too few checks: {checks} in {runs} runs"

@@ -130,6 +130,9 @@ pub trait Observer: Send {
     fn unlocking(&mut self, _lock: LockId) {}
     /// Node `node` applied an operator's release of `lock`.
     fn released(&mut self, _node: u32, _lock: LockId) {}
+    /// Node `node` sends its lock request `lock` again: it reached the ring only after a
+    /// configuration change.
+    fn resent(&mut self, _node: u32, _lock: LockId) {}
 }
 
 /// A resource handle of a connection.
@@ -789,6 +792,9 @@ impl Lck {
                 // (stamped with the ring it is sent in) rather than failing the client with
                 // TRY_AGAIN for the timing of a membership change.
                 self.counters.resent += 1;
+                if let (Some(o), Update::Lock { lock, .. }) = (&mut self.observer, &update) {
+                    o.resent(me.0, *lock);
+                }
                 debug!(
                     "lck: node {me} sends its lock request {n} again in ring {}",
                     cx.ring()
