@@ -399,13 +399,25 @@ pub struct Writer {
     ring: usize,
     /// Our own index: never read back from the segment.
     head: u64,
+    /// The head as last stored in the segment (records up to `head` beyond it are written
+    /// but not yet visible to the reader: see [`write`](Self::write)).
+    published: u64,
+    /// The reader's tail as last read (and checked): it only grows, so room counted against
+    /// it is room there is; read again only when it shows too little.
+    tail_seen: u64,
 }
 
 impl Writer {
     fn new(seg: Arc<Segment>, ring: usize) -> Writer {
         // Both ends start at 0 (the client writes only after the setup), whatever the
         // segment says: our index is never read from it.
-        Writer { seg, ring, head: 0 }
+        Writer {
+            seg,
+            ring,
+            head: 0,
+            published: 0,
+            tail_seen: 0,
+        }
     }
 
     /// The largest record this ring takes.
@@ -414,7 +426,7 @@ impl Writer {
     }
 
     /// The reader's tail, checked against our head.
-    fn tail(&self) -> Result<u64, RingError> {
+    fn tail(&mut self) -> Result<u64, RingError> {
         let tail = self.seg.word64(tail_at(self.ring)).load(Ordering::SeqCst);
         let used = self.head.wrapping_sub(tail);
         if used > self.seg.ring_bytes as u64 || !tail.is_multiple_of(ALIGN) {
@@ -425,6 +437,7 @@ impl Writer {
                 ring_bytes: self.seg.ring_bytes,
             });
         }
+        self.tail_seen = tail;
         Ok(tail)
     }
 
@@ -435,13 +448,38 @@ impl Writer {
     /// [`RingError::TooLarge`] for a record over [`max_record`](Self::max_record);
     /// [`RingError::Index`] when the reader's tail is impossible.
     pub fn try_write(&mut self, parts: &[&[u8]]) -> Result<bool, RingError> {
-        if !self.write_unpublished(parts)? {
+        if !self.write(parts)? {
             return Ok(false);
         }
-        self.seg
-            .word64(head_at(self.ring))
-            .store(self.head, Ordering::SeqCst);
+        self.publish();
         Ok(true)
+    }
+
+    /// Appends one record made of `parts` without publishing it: a burst of records is
+    /// published by one [`publish`](Self::publish) (one store of the head the reader polls
+    /// instead of one per record). Publish before [`wake_needed`](Self::wake_needed) and
+    /// [`wait_for_space`](Self::wait_for_space): the reader sees nothing unpublished.
+    /// `Ok(false)` when the ring has no room for it now (nothing written).
+    ///
+    /// # Errors
+    /// As [`try_write`](Self::try_write).
+    pub fn write(&mut self, parts: &[&[u8]]) -> Result<bool, RingError> {
+        self.write_unpublished(parts)
+    }
+
+    /// Makes every record written so far visible to the reader (a no-op when none is new).
+    pub fn publish(&mut self) {
+        if self.published != self.head {
+            self.seg
+                .word64(head_at(self.ring))
+                .store(self.head, Ordering::SeqCst);
+            self.published = self.head;
+        }
+    }
+
+    /// Records written but not yet published.
+    pub fn unpublished(&self) -> bool {
+        self.published != self.head
     }
 
     /// Writes a record (and a wrap marker if needed) without publishing it; `head` advances
@@ -455,15 +493,18 @@ impl Writer {
             });
         }
         let cap = self.seg.ring_bytes as u64;
-        let tail = self.tail()?;
-        let free = cap - self.head.wrapping_sub(tail);
         let need = padded(len);
         let offset = self.head % cap;
         let to_end = cap - offset;
         let wrap = need > to_end;
         let total = if wrap { to_end + need } else { need };
-        if total > free {
-            return Ok(false);
+        // Room against the tail last seen first (a read of the reader's cache line saved),
+        // then against the tail as it is now.
+        if total > cap - self.head.wrapping_sub(self.tail_seen) {
+            let tail = self.tail()?;
+            if total > cap - self.head.wrapping_sub(tail) {
+                return Ok(false);
+            }
         }
         let r = self.ring;
         let mut at = offset as usize;
@@ -510,7 +551,9 @@ impl Writer {
 
     /// After a batch of writes: whether the reader was asleep and must be woken (clears its
     /// flag, so one wake-up per sleep).
-    pub fn wake_needed(&self) -> bool {
+    pub fn wake_needed(&mut self) -> bool {
+        // The reader may sleep only on what it could see.
+        self.publish();
         self.seg
             .word32(sleeping_at(self.ring))
             .swap(0, Ordering::SeqCst)
@@ -522,7 +565,9 @@ impl Writer {
     ///
     /// # Errors
     /// [`RingError::Index`] when the reader's tail is impossible.
-    pub fn wait_for_space(&self, len: usize) -> Result<bool, RingError> {
+    pub fn wait_for_space(&mut self, len: usize) -> Result<bool, RingError> {
+        // A reader that sees nothing new would never make room.
+        self.publish();
         self.seg
             .word32(waiting_at(self.ring))
             .store(1, Ordering::SeqCst);
@@ -790,6 +835,61 @@ mod tests {
         let mut out = Vec::new();
         assert!(er.try_read(&mut out).unwrap());
         assert_eq!(out, b"a");
+    }
+
+    #[test]
+    fn a_burst_is_invisible_until_published_and_a_wake_up_publishes_it() {
+        let (mut cw, _cr, _ew, mut er) = pair();
+        let mut out = Vec::new();
+        assert!(er.prepare_sleep().unwrap(), "empty");
+        assert!(cw.write(&[b"a"]).unwrap());
+        assert!(cw.write(&[b"b", b"c"]).unwrap());
+        assert!(cw.unpublished());
+        assert!(!er.try_read(&mut out).unwrap(), "nothing published yet");
+        assert!(cw.wake_needed(), "the reader sleeps");
+        assert!(!cw.unpublished(), "the wake-up published the burst first");
+        assert!(er.try_read(&mut out).unwrap());
+        assert_eq!(out, b"a");
+        assert!(er.try_read(&mut out).unwrap());
+        assert_eq!(out, b"bc");
+        assert!(!er.try_read(&mut out).unwrap());
+        // A full ring: the writer waiting for room publishes what it wrote, or the reader
+        // would never make any.
+        let rec = vec![7u8; 1000];
+        let mut n = 0;
+        while cw.write(&[&rec]).unwrap() {
+            n += 1;
+        }
+        assert!(n > 0 && cw.unpublished());
+        assert!(cw.wait_for_space(rec.len()).unwrap(), "still full");
+        assert!(!cw.unpublished());
+        for _ in 0..n {
+            assert!(er.try_read(&mut out).unwrap());
+            assert_eq!(out, rec);
+        }
+        assert!(er.space_wake_needed());
+        assert!(
+            cw.write(&[&rec]).unwrap(),
+            "room against the tail read again"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_tail_is_reported_when_room_is_counted_again() {
+        let (mut cw, ..) = pair();
+        let rec = vec![1u8; 1000];
+        assert!(cw.try_write(&[&rec]).unwrap());
+        // A reader scribbling on its tail (not on a record boundary).
+        cw.seg.word64(tail_at(cw.ring)).store(3, Ordering::SeqCst);
+        let mut result = Ok(true);
+        for _ in 0..MIN_RING_BYTES / 1008 + 1 {
+            result = cw.try_write(&[&rec]);
+            if result.is_err() {
+                break;
+            }
+        }
+        let e = result.unwrap_err();
+        assert!(matches!(e, RingError::Index { .. }), "{e}");
     }
 
     #[test]

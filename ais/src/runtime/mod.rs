@@ -86,9 +86,6 @@ pub enum Input {
         pid: u32,
         /// Its user id.
         uid: u32,
-        /// Where its packets go (the IPC loop sends them; bounded by the executive, which
-        /// counts what it queued against what the loop took, [`ConnLink::taken`]).
-        outbox: crossbeam_channel::Sender<Outgoing>,
         /// The socket, to shut it down.
         socket: Arc<SeqpacketConn>,
         /// Requests in flight and the IPC loop's waker.
@@ -140,6 +137,11 @@ impl EventSink for TotemSink {
 /// answers multicasts TRY_AGAIN from 1/16 of it while the client reads.
 pub const OUTBOX_PACKETS: usize = 65536;
 
+/// Packets queued for one client before they are handed to the IPC loop even though the
+/// batch of inputs has not ended ([`Exec::flush_outboxes`]), so the loop starts on a long
+/// batch early.
+const HANDOFF_BATCH: usize = 64;
+
 /// Most bytes queued for one client before it is disconnected, whatever the packet count.
 pub const OUTBOX_BYTES: u64 = 256 << 20;
 
@@ -155,7 +157,10 @@ pub fn outbox_limits(packets: u64) -> OutboxLimits {
 
 struct Conn {
     pid: u32,
-    outbox: crossbeam_channel::Sender<Outgoing>,
+    /// Packets queued since the last hand-over to the IPC loop ([`Exec::flush_outboxes`]):
+    /// the loop gets them a batch at a time. Bounded by the executive, which counts what it
+    /// queued against what the loop took ([`ConnLink::taken`]).
+    pending: Vec<Outgoing>,
     socket: Arc<SeqpacketConn>,
     link: Arc<ConnLink>,
     /// Packets and bytes queued since it connected (the loop counts what it took).
@@ -320,7 +325,6 @@ impl Exec {
                 conn,
                 pid,
                 uid,
-                outbox,
                 socket,
                 link,
             } => {
@@ -330,7 +334,7 @@ impl Exec {
                     conn,
                     Conn {
                         pid,
-                        outbox,
+                        pending: Vec::new(),
                         socket,
                         link,
                         queued_packets: 0,
@@ -477,9 +481,10 @@ impl Exec {
         }
     }
 
-    /// Work between batches of inputs: offer refused internal messages again, flush the
-    /// event log.
+    /// Work between batches of inputs: hand the packets queued for clients to the IPC loop,
+    /// offer refused internal messages again, flush the event log.
     pub fn tick(&mut self) {
+        self.flush_outboxes();
         self.core.tick(wall_clock_ns());
         self.depths.clear();
         for (conn, c) in &self.conns {
@@ -493,6 +498,7 @@ impl Exec {
         }
         self.core.outboxes(&self.depths);
         self.run_effects();
+        self.flush_outboxes();
         if let Some(log) = &mut self.event_log
             && let Err(e) = log.flush()
         {
@@ -652,12 +658,32 @@ impl Exec {
             self.close(conn);
             return;
         }
-        let len = packet.len() as u64;
-        // An error: the IPC loop let the connection go; it reports the disconnect.
-        if c.outbox.send(packet).is_ok() {
-            c.queued_packets += 1;
-            c.queued_bytes += len;
-            c.link.queued();
+        c.queued_packets += 1;
+        c.queued_bytes += packet.len() as u64;
+        c.pending.push(packet);
+        if c.pending.len() >= HANDOFF_BATCH {
+            Self::hand_over(c);
+        }
+    }
+
+    /// Hands every connection's queued packets to the IPC loop: at the end of each batch of
+    /// inputs ([`tick`](Self::tick)), so that the loop gets one hand-over and one wake-up
+    /// per connection and batch rather than one per packet.
+    pub fn flush_outboxes(&mut self) {
+        for c in self.conns.values_mut() {
+            if !c.pending.is_empty() {
+                Self::hand_over(c);
+            }
+        }
+    }
+
+    fn hand_over(c: &mut Conn) {
+        let packets = c.pending.len() as u64;
+        let bytes: u64 = c.pending.iter().map(|p| p.len() as u64).sum();
+        if !c.link.hand_over(&mut c.pending) {
+            // The IPC loop let the connection go (it reports the disconnect): not queued.
+            c.queued_packets -= packets;
+            c.queued_bytes -= bytes;
         }
     }
 

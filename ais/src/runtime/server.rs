@@ -34,12 +34,12 @@
 //! with the reason logged. With `aisexec.ipc_transport = "seqpacket"` setups are refused
 //! (`SA_AIS_ERR_NOT_SUPPORTED`) and every client stays on its socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -123,6 +123,13 @@ pub struct ConnLink {
     /// Packets and bytes the loop took from the outbox (written to the socket or ring).
     taken_packets: AtomicU64,
     taken_bytes: AtomicU64,
+    /// Packets the executive handed over, in order, that the loop has not taken yet: the
+    /// executive appends a batch at a time ([`hand_over`](Self::hand_over)), the loop moves
+    /// all there is into its own queue; both keep their buffers, so nothing is allocated
+    /// per packet or per batch once they have grown.
+    outbox: Mutex<Vec<Outgoing>>,
+    /// The loop let the connection go: what is handed over now is dropped.
+    gone: AtomicBool,
     waker: Waker,
 }
 
@@ -134,6 +141,8 @@ impl ConnLink {
             queued: AtomicBool::new(false),
             taken_packets: AtomicU64::new(0),
             taken_bytes: AtomicU64::new(0),
+            outbox: Mutex::new(Vec::new()),
+            gone: AtomicBool::new(false),
             waker,
         }
     }
@@ -165,8 +174,30 @@ impl ConnLink {
         }
     }
 
+    /// Hands `packets` (emptied; its buffer stays with the caller) to the loop, in order
+    /// after those handed over before, and wakes the loop if it has not been woken since it
+    /// last looked. False when the loop let the connection go (they are dropped).
+    pub fn hand_over(&self, packets: &mut Vec<Outgoing>) -> bool {
+        if self.gone.load(Ordering::Acquire) {
+            packets.clear();
+            return false;
+        }
+        self.outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(packets);
+        self.queued();
+        true
+    }
+
+    /// Moves every packet handed over so far to the end of `queue`.
+    fn take_handed(&self, queue: &mut VecDeque<Outgoing>) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.extend(outbox.drain(..));
+    }
+
     /// Packets were queued: the loop sends them (one wake for a burst of packets).
-    pub fn queued(&self) {
+    fn queued(&self) {
         if !self.queued.swap(true, Ordering::AcqRel) {
             self.waker.wake();
         }
@@ -269,7 +300,8 @@ const WAKER: u64 = u64::MAX - 1;
 struct Client {
     sock: Arc<SeqpacketConn>,
     cred: PeerCred,
-    outbox: crossbeam_channel::Receiver<Outgoing>,
+    /// Packets taken from [`ConnLink::hand_over`]'s queue, not yet sent.
+    outbox: VecDeque<Outgoing>,
     /// A packet the socket had no room for yet (SEQPACKET sends are all or nothing).
     pending: Option<Outgoing>,
     link: Arc<ConnLink>,
@@ -392,14 +424,13 @@ impl Loop {
         let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         self.epoll.add(sock.as_fd(), conn, Interest::READ)?;
         let sock = Arc::new(sock);
-        let (outbox_tx, outbox) = crossbeam_channel::unbounded::<Outgoing>();
         let link = Arc::new(ConnLink::new(self.waker.clone()));
         self.clients.insert(
             conn,
             Client {
                 sock: Arc::clone(&sock),
                 cred,
-                outbox,
+                outbox: VecDeque::new(),
                 pending: None,
                 link: Arc::clone(&link),
                 interest: Interest::READ,
@@ -410,7 +441,6 @@ impl Loop {
             conn,
             pid: cred.pid,
             uid: cred.uid,
-            outbox: outbox_tx,
             socket: sock,
             link,
         });
@@ -462,6 +492,12 @@ impl Loop {
 
     fn drop_client(&mut self, conn: ConnId) {
         if let Some(c) = self.clients.remove(&conn) {
+            c.link.gone.store(true, Ordering::Release);
+            c.link
+                .outbox
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             let _ = self.epoll.delete(c.sock.as_fd());
             let _ = c.sock.shutdown();
             let _ = self.tx.send(Input::Disconnected { conn });
@@ -703,6 +739,15 @@ fn setup(c: &mut Client, id: u64, body: Bytes, fd: Option<OwnedFd>, shared_memor
     }
 }
 
+/// The next packet to send: from the loop's own queue, refilled with all the executive
+/// handed over when it is empty.
+fn next_packet(queue: &mut VecDeque<Outgoing>, link: &ConnLink) -> Option<Outgoing> {
+    if queue.is_empty() {
+        link.take_handed(queue);
+    }
+    queue.pop_front()
+}
+
 /// Sends queued packets until the queue is empty or the socket (or ring) is full.
 fn flush(c: &mut Client) -> End {
     if c.shm.is_some() {
@@ -710,7 +755,11 @@ fn flush(c: &mut Client) -> End {
     }
     let (mut packets, mut bytes) = (0, 0);
     let end = loop {
-        let Some(packet) = c.pending.take().or_else(|| c.outbox.try_recv().ok()) else {
+        let Some(packet) = c
+            .pending
+            .take()
+            .or_else(|| next_packet(&mut c.outbox, &c.link))
+        else {
             break End::Open;
         };
         match c.sock.try_send(&[&packet.head, &packet.tail]) {
@@ -737,6 +786,11 @@ fn flush(c: &mut Client) -> End {
     end
 }
 
+/// Records written into a client's ring before they are published (one store of the ring's
+/// head for these, instead of one per record), so that a reader already awake starts on a
+/// long burst before its end.
+const PUBLISH_EVERY: u64 = 32;
+
 /// Writes queued packets into the client's ring until the queue is empty or the ring is
 /// full (then asks for a wake-up), and wakes the client if it sleeps.
 fn flush_ring(c: &mut Client) -> End {
@@ -754,13 +808,18 @@ fn flush_ring(c: &mut Client) -> End {
     };
     let (mut packets, mut bytes) = (0, 0);
     let end = loop {
-        let Some(packet) = pending.take().or_else(|| outbox.try_recv().ok()) else {
+        let Some(packet) = pending.take().or_else(|| next_packet(outbox, link)) else {
             break End::Open;
         };
-        match s.writer.try_write(&[&packet.head, &packet.tail]) {
+        // Written as a burst, published every PUBLISH_EVERY records and at its end (the
+        // wake-up check and a wait for room publish first).
+        match s.writer.write(&[&packet.head, &packet.tail]) {
             Ok(true) => {
                 packets += 1;
                 bytes += packet.len() as u64;
+                if packets % PUBLISH_EVERY == 0 {
+                    s.writer.publish();
+                }
             }
             Ok(false) => {
                 let len = packet.len();
@@ -783,6 +842,7 @@ fn flush_ring(c: &mut Client) -> End {
             }
         }
     };
+    s.writer.publish();
     if packets > 0 && s.writer.wake_needed() {
         let _ = sock.try_send(&[&WAKE]);
     }
