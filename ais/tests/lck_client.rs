@@ -2,11 +2,11 @@
 //! specified errors across two nodes (a lock queued on one node behind a lock of the other,
 //! the holder's waiter callback, the grant callback when it unlocks); a lock holder killed
 //! with SIGKILL (an `aisctl lck lock` process) and the waiter on the other node granted; an
-//! orphan lock left by a detached `aisctl`, refused as ORPHANED, purged; and a lock holder's
-//! executive killed with SIGKILL, its lock released at the survivor; a stuck holder's lock
-//! released by an operator with `aisctl lck unlock`. The waiter's request there is submitted
-//! just before the kill and mostly ordered only in the survivor's new ring: it must be sent
-//! again, not answered TRY_AGAIN.
+//! orphan lock left by a detached `aisctl`, refused as ORPHANED, purged; a lock holder's
+//! executive killed with SIGKILL, its lock released at the survivor (the waiter's request,
+//! submitted just before the kill, mostly reaches the ring only in the survivor's new ring:
+//! it must be sent again, not answered TRY_AGAIN); and a stuck holder's lock released by an
+//! operator with `aisctl lck unlock`.
 //!
 //! Assumes: loopback only, no root, free UDP ports from the kernel, a loaded 2-core machine
 //! (every wait is generous). The processes are killed when a test ends, whatever happens.
