@@ -681,8 +681,21 @@ fn every_aisctl_ckpt_verb() {
         "{err}"
     );
 
-    // ls and show, as text and JSON.
-    let ls = aisctl_ok(&c, 1, &["ckpt", "ls"]);
+    // ls and show, as text and JSON. Each `aisctl` above opened its checkpoint and exited:
+    // its executive closes those opens through the ring when it notices the connection gone,
+    // so node 2 may list the last one (made at node 1) still open for a moment: wait for it.
+    let deadline = std::time::Instant::now() + LONG;
+    let ls = loop {
+        let ls = aisctl_ok(&c, 1, &["ckpt", "ls"]);
+        let all_closed = ls
+            .lines()
+            .skip(1)
+            .all(|l| l.split_whitespace().nth(4) == Some("0"));
+        if all_closed || std::time::Instant::now() > deadline {
+            break ls;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let lines: Vec<&str> = ls.lines().collect();
     assert_eq!(lines.len(), 3, "{ls}");
     assert!(lines[0].starts_with("NAME"), "{ls}");
