@@ -88,8 +88,13 @@ pub enum RingMessage {
         /// The wrapped key.
         wrapped: Bytes,
     },
-    /// The sender installed `epoch`.
+    /// The sender seals with `epoch` (and opens it).
     KeyDone {
+        /// The epoch.
+        epoch: u32,
+    },
+    /// The sender opens frames sealed under `epoch` (and still seals with the one before).
+    KeyReady {
         /// The epoch.
         epoch: u32,
     },
@@ -97,12 +102,14 @@ pub enum RingMessage {
 
 const RING_REKEY: u16 = 1;
 const RING_KEY_DONE: u16 = 2;
+const RING_KEY_READY: u16 = 3;
 
 impl Message for RingMessage {
     fn op(&self) -> u16 {
         match self {
             RingMessage::Rekey { .. } => RING_REKEY,
             RingMessage::KeyDone { .. } => RING_KEY_DONE,
+            RingMessage::KeyReady { .. } => RING_KEY_READY,
         }
     }
 
@@ -110,13 +117,14 @@ impl Message for RingMessage {
         match self {
             RingMessage::Rekey { .. } => "Rekey",
             RingMessage::KeyDone { .. } => "KeyDone",
+            RingMessage::KeyReady { .. } => "KeyReady",
         }
     }
 
     fn encode(&self, w: &mut Writer) -> Bytes {
         match self {
             RingMessage::Rekey { wrapped } => wrapped.clone(),
-            RingMessage::KeyDone { epoch } => {
+            RingMessage::KeyDone { epoch } | RingMessage::KeyReady { epoch } => {
                 w.u32(*epoch);
                 Bytes::new()
             }
@@ -127,6 +135,9 @@ impl Message for RingMessage {
         match op {
             RING_REKEY => Ok(RingMessage::Rekey { wrapped: r.rest() }),
             RING_KEY_DONE => Ok(RingMessage::KeyDone {
+                epoch: r.u32("epoch")?,
+            }),
+            RING_KEY_READY => Ok(RingMessage::KeyReady {
                 epoch: r.u32("epoch")?,
             }),
             op => Err(DecodeError::UnknownOp {
@@ -166,6 +177,7 @@ mod tests {
                     wrapped: Bytes::from_static(b"wrapped key"),
                 },
                 RingMessage::KeyDone { epoch: 4 },
+                RingMessage::KeyReady { epoch: 5 },
             ],
         );
     }

@@ -549,6 +549,17 @@ impl Exec {
                             .batch_submitted(origin, 0, Some(SubmitError::Backpressure));
                     }
                 }
+                Effect::AcceptKey(key) => {
+                    let epoch = key.epoch();
+                    let call: CoreCall = Box::new(move |core| {
+                        if let Err(e) = core.accept_key(key) {
+                            error!("accepting key epoch {epoch}: {e}");
+                        }
+                    });
+                    if self.submitter.with_core(call).is_err() {
+                        error!("accepting key epoch {epoch}: the Totem thread has stopped");
+                    }
+                }
                 Effect::InstallKey(key) => {
                     let epoch = key.epoch();
                     let call: CoreCall = Box::new(move |core| {

@@ -32,9 +32,10 @@
 //! A key epoch ([`EpochKey`]) is a number and a secret of 32 to 4096 bytes. The AES key of an
 //! epoch is `HKDF-SHA256(salt = "openais-rs totem frames v1", ikm = secret,
 //! info = "frame key" ++ epoch u32 BE)`; the cipher is built once per epoch. Each frame names
-//! its epoch in clear; a receiver accepts the current epoch and, during a rekey, the previous
-//! one ([`FrameCrypto::install`], [`FrameCrypto::retire_previous`]); any other epoch is
-//! refused as [`OpenError::UnknownEpoch`] before any cryptography is spent on it.
+//! its epoch in clear; a receiver accepts the current epoch and, during a rekey, the next one
+//! before it seals with it ([`FrameCrypto::accept`]) and the previous one after
+//! ([`FrameCrypto::install`], [`FrameCrypto::retire_previous`]); any other epoch is refused as
+//! [`OpenError::UnknownEpoch`] before any cryptography is spent on it.
 //!
 //! A rekey sends the new epoch's key through the ring wrapped under the current one
 //! ([`rekey_wrap`], [`rekey_unwrap`]): AES-256-GCM under a key derived from the current secret
@@ -206,7 +207,8 @@ pub enum OpenError {
     /// The CRC-32 trailer does not match (integrity mode).
     #[error("frame CRC-32 mismatch")]
     BadCrc,
-    /// The frame names an epoch that is neither the current nor the previous one.
+    /// The frame names an epoch that is neither the current nor the previous one (nor the
+    /// next one, accepted during a rekey).
     #[error("frame of unknown key epoch {epoch} (current epoch {current})")]
     UnknownEpoch {
         /// The epoch named by the frame.
@@ -316,13 +318,16 @@ impl Epoch {
     }
 }
 
-/// Seals and opens frames for one node: keys of the current and previous epoch, this node's
-/// nonce counter, the replay windows of the transmitters heard from, and statistics.
+/// Seals and opens frames for one node: keys of the current and previous epoch (and of the
+/// next one during a rekey), this node's nonce counter, the replay windows of the transmitters
+/// heard from, and statistics.
 pub struct FrameCrypto {
     protection: Protection,
     transmitter: NodeId,
     current: Option<Epoch>,
     previous: Option<Epoch>,
+    /// An epoch accepted for receiving before this node seals with it ([`FrameCrypto::accept`]).
+    next: Option<Epoch>,
     next_counter: u64,
     replay: ReplayWindows,
     /// Counters of this node's own frames that it sent to itself and will open.
@@ -337,6 +342,7 @@ impl fmt::Debug for FrameCrypto {
             .field("transmitter", &self.transmitter)
             .field("current", &self.current.as_ref().map(|e| &e.key))
             .field("previous", &self.previous.as_ref().map(|e| &e.key))
+            .field("next", &self.next.as_ref().map(|e| &e.key))
             .field("next_counter", &self.next_counter)
             .field("tracked_transmitters", &self.replay.len())
             .field("stats", &self.stats)
@@ -369,6 +375,7 @@ impl FrameCrypto {
             transmitter,
             current,
             previous: None,
+            next: None,
             next_counter: counter_start,
             replay: ReplayWindows::default(),
             own_expected: std::collections::VecDeque::new(),
@@ -582,8 +589,9 @@ impl FrameCrypto {
         let cipher = if epoch == current.key.epoch {
             &current.cipher
         } else {
-            match &self.previous {
-                Some(previous) if previous.key.epoch == epoch => &previous.cipher,
+            match (&self.previous, &self.next) {
+                (Some(previous), _) if previous.key.epoch == epoch => &previous.cipher,
+                (_, Some(next)) if next.key.epoch == epoch => &next.cipher,
                 _ => {
                     return Err(OpenError::UnknownEpoch {
                         epoch,
@@ -644,7 +652,8 @@ impl FrameCrypto {
 
     /// Makes `key` the current (sending) epoch; the old current epoch stays accepted for
     /// receiving as `previous` until [`FrameCrypto::retire_previous`] (an older previous
-    /// epoch is dropped). The nonce counter and replay windows carry on.
+    /// epoch is dropped, and so is an accepted next epoch other than `key`). The nonce counter
+    /// and replay windows carry on.
     ///
     /// # Errors
     ///
@@ -660,8 +669,42 @@ impl FrameCrypto {
                 current: current.key.epoch,
             });
         }
-        self.previous = self.current.replace(Epoch::new(key));
+        // An epoch accepted before (its cipher is built already) is the one installed now;
+        // any other accepted epoch is dropped.
+        let epoch = match self.next.take() {
+            Some(next) if next.key.epoch == key.epoch => next,
+            _ => Epoch::new(key),
+        };
+        self.previous = self.current.replace(epoch);
         Ok(())
+    }
+
+    /// Accepts frames sealed under `key` from now on, while this node still seals with the
+    /// current epoch: the first step of a rekey, so that no member refuses a frame of a member
+    /// that switched before it ([`FrameCrypto::install`] then switches this node). Replaces an
+    /// epoch accepted before and not installed.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::EpochNotNewer`] unless `key.epoch()` is above the current epoch;
+    /// [`KeyError::NoCrypto`] in Integrity mode.
+    pub fn accept(&mut self, key: EpochKey) -> Result<(), KeyError> {
+        let Some(current) = &self.current else {
+            return Err(KeyError::NoCrypto);
+        };
+        if key.epoch <= current.key.epoch {
+            return Err(KeyError::EpochNotNewer {
+                epoch: key.epoch,
+                current: current.key.epoch,
+            });
+        }
+        self.next = Some(Epoch::new(key));
+        Ok(())
+    }
+
+    /// The epoch accepted for receiving and not sealed with yet ([`FrameCrypto::accept`]).
+    pub fn next_epoch(&self) -> Option<u32> {
+        self.next.as_ref().map(|e| e.key.epoch)
     }
 
     /// Stops accepting the previous epoch (once every node sends under the current one).

@@ -392,6 +392,53 @@ fn epochs_install_and_retire() {
     }
 }
 
+/// A rekey's first step: the receiver accepts the next epoch before it seals with it, so a
+/// sender that switched first is heard; installing it later keeps it, and the receiver's own
+/// frames stay under the old epoch until then.
+#[test]
+fn an_accepted_epoch_opens_before_it_seals() {
+    for protection in CRYPTO {
+        let mut tx = node(protection, 1, 0);
+        let mut rx = node(protection, 2, 0);
+        let mut out = Vec::new();
+        tx.install(key(2, 0x33)).unwrap();
+        let early = sealed(&mut tx, &frame(1, 30));
+        assert_eq!(
+            rx.open(&early, &mut out),
+            Err(OpenError::UnknownEpoch {
+                epoch: 2,
+                current: 1
+            }),
+            "not accepted yet"
+        );
+        rx.accept(key(2, 0x33)).unwrap();
+        assert_eq!((rx.epoch(), rx.next_epoch()), (Some(1), Some(2)));
+        let early = sealed(&mut tx, &frame(1, 30));
+        assert_eq!(rx.open(&early, &mut out).unwrap().epoch, Some(2));
+        // Still sealing under the current epoch.
+        assert_eq!(sealed(&mut rx, &frame(2, 30))[8..12], 1u32.to_be_bytes());
+        rx.install(key(2, 0x33)).unwrap();
+        assert_eq!(
+            (rx.epoch(), rx.previous_epoch(), rx.next_epoch()),
+            (Some(2), Some(1), None)
+        );
+        assert_eq!(sealed(&mut rx, &frame(2, 30))[8..12], 2u32.to_be_bytes());
+        assert_eq!(
+            rx.accept(key(2, 0x33)),
+            Err(KeyError::EpochNotNewer {
+                epoch: 2,
+                current: 2
+            })
+        );
+        // An accepted epoch that another install supersedes is dropped.
+        rx.accept(key(3, 0x44)).unwrap();
+        rx.install(key(4, 0x55)).unwrap();
+        assert_eq!(rx.next_epoch(), None);
+    }
+    let mut integrity = FrameCrypto::new(Protection::Integrity, NodeId(1), None, 0).unwrap();
+    assert_eq!(integrity.accept(key(2, 1)), Err(KeyError::NoCrypto));
+}
+
 #[test]
 fn install_not_newer_or_without_crypto_fails() {
     let mut tx = node(Protection::Encrypt, 1, 0);

@@ -604,9 +604,20 @@ impl Totem {
         self.last_open_error
     }
 
+    /// Opens frames sealed under `key` from now on, while this node still seals with its
+    /// current epoch: a rekey's first step, taken by every member before any member seals
+    /// with the new epoch ([`Totem::install_key`]), so that no member refuses a frame (or the
+    /// token) of a member that switched before it.
+    ///
+    /// # Errors
+    /// No crypto (secauth off), or an epoch not newer than the current one.
+    pub fn accept_key(&mut self, key: EpochKey) -> Result<(), KeyError> {
+        self.crypto.accept(key)
+    }
+
     /// Makes `key` the epoch this node seals with; frames of the previous epoch are still
-    /// opened until [`Totem::retire_previous_key`]. Call it at the same point of the total
-    /// order on every member (the executive does it when the rekey message is delivered).
+    /// opened until [`Totem::retire_previous_key`]. The executive calls it once every member
+    /// said it accepts the epoch ([`Totem::accept_key`]).
     ///
     /// # Errors
     /// No crypto (secauth off), or an epoch not newer than the current one.
@@ -622,6 +633,12 @@ impl Totem {
     /// The key epoch this node seals with (`None` with secauth off).
     pub fn key_epoch(&self) -> Option<u32> {
         self.crypto.epoch()
+    }
+
+    /// The key epochs this node opens besides the one it seals with: the previous one (until
+    /// retired) and the next one (accepted, not installed yet).
+    pub fn other_key_epochs(&self) -> (Option<u32>, Option<u32>) {
+        (self.crypto.previous_epoch(), self.crypto.next_epoch())
     }
 
     /// The current key (`None` with secauth off).

@@ -182,7 +182,10 @@ pub enum Effect {
         /// The messages.
         msgs: Vec<Bytes>,
     },
-    /// Install a new frame key epoch in the Totem core, in order with the submits before.
+    /// Open frames of a new key epoch in the Totem core, still sealing with the current one
+    /// (a rekey's first step), in order with the submits before.
+    AcceptKey(EpochKey),
+    /// Seal with a new frame key epoch in the Totem core, in order with the submits before.
     InstallKey(EpochKey),
     /// Retire the previous key epoch in the Totem core.
     RetirePreviousKey,
@@ -465,7 +468,13 @@ impl Context<'_> {
         });
     }
 
-    /// Installs a new key epoch in the Totem core (after the submits made before).
+    /// Has the Totem core open frames of a new key epoch, still sealing with the current one
+    /// (after the submits made before).
+    pub fn accept_key(&mut self, key: EpochKey) {
+        self.effects.push_back(Effect::AcceptKey(key));
+    }
+
+    /// Has the Totem core seal with a new key epoch (after the submits made before).
     pub fn install_key(&mut self, key: EpochKey) {
         self.effects.push_back(Effect::InstallKey(key));
     }

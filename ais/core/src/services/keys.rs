@@ -6,17 +6,29 @@
 //!    **safe** message (every member holds it before anyone acts on it). The frame carrying it
 //!    is itself sealed under the current key.
 //! 2. Every member delivers `REKEY` at the same point of the total order. It unwraps the key,
-//!    rewrites its key file (so a restart uses the new epoch), and installs the new epoch in
-//!    its Totem core: from then on it seals with the new key, and still opens frames of the
-//!    previous epoch (sent by members that have not reached that point yet, or retransmitted).
-//!    Then it sends `KEY_DONE {epoch}`.
-//! 3. When every member of the ring has sent `KEY_DONE`, each node retires the previous epoch:
-//!    frames sealed under the old key are refused from then on.
+//!    rewrites its key file (so a restart uses the new epoch), and has its Totem core **accept**
+//!    the new epoch: it opens frames sealed under it but still seals with the current one.
+//!    Then it sends `KEY_READY {epoch}`.
+//! 3. When every member of the ring has sent `KEY_READY`, each node **switches**: its Totem
+//!    core seals with the new epoch from then on and still opens the previous one (frames of
+//!    members that have not switched yet). Then it sends `KEY_DONE {epoch}`, sealed under the
+//!    new epoch.
+//! 4. When every member has sent `KEY_DONE`, each node retires the previous epoch: frames
+//!    sealed under it are refused from then on.
+//!
+//! Why three steps: members deliver a message at the same point of the total order but not at
+//! the same moment. Had each member sealed with the new epoch as soon as it delivered `REKEY`,
+//! the first one to deliver could send a frame (the token, held a moment by token pacing)
+//! under an epoch the next member does not know yet; that member refuses it and the ring
+//! breaks. A member's `KEY_READY` comes after its core accepts the epoch, and its `KEY_DONE`
+//! after its core switched, so no member ever gets a frame it cannot open. (`KEY_DONE` also
+//! counts as `KEY_READY`: a member that switched has accepted.)
 //!
 //! Two concurrent rekeys: both name the same next epoch; the first delivered wins everywhere,
 //! the second unwraps to an epoch that is not newer and is refused everywhere (its requester
 //! gets `SA_AIS_ERR_BAD_OPERATION`). No membership change, no lost or duplicated message:
-//! only the key under which frames travel changes.
+//! only the key under which frames travel changes. Members that leave during a rekey need not
+//! answer; members that join during one never do.
 //!
 //! A node that was down during a rekey starts with the old epoch from its key file: the others
 //! refuse its frames (unknown epoch, once the old epoch is retired) and it refuses theirs; its
@@ -46,35 +58,55 @@ const ID: ServiceId = AdminProtocol::ID;
 /// Random bytes a rekey needs: the new secret, then the wrap nonce.
 const RANDOM_LEN: usize = GENERATED_SECRET_LEN + 12;
 
+/// A rekey under way at this node: the epoch, the members that must answer each step (those
+/// of the ring when `REKEY` was delivered, while still present) and those that did.
 #[derive(Debug)]
-struct Confirming {
-    epoch: u32,
+struct Rollover {
+    key: EpochKey,
     required: BTreeSet<NodeId>,
-    confirmed: BTreeSet<NodeId>,
+    ready: BTreeSet<NodeId>,
+    done: BTreeSet<NodeId>,
+    /// This node seals with the new epoch.
+    switched: bool,
+}
+
+/// Deliberate defects, for the simulator's checker tests (`ais/tests/sim_keys.rs`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeysDefects {
+    /// Seal with the new epoch as soon as `REKEY` is delivered (no `KEY_READY` step): a
+    /// member that switches first sends frames the others cannot open yet.
+    pub switch_at_delivery: bool,
 }
 
 /// The key service.
 #[derive(Debug)]
 pub struct Keys {
-    /// The current key (`None` with secauth off: rekey is refused).
+    /// The newest key (`None` with secauth off: rekey is refused). During a rekey this is the
+    /// new epoch's, before this node seals with it.
     current: Option<EpochKey>,
     /// This node's request in flight: (connection, request id, epoch it introduces).
     pending: Option<(ConnId, u64, u32)>,
-    /// The epoch being confirmed: the members that must confirm it (those of the ring when
-    /// it was delivered, still present) and those that did.
-    confirming: Option<Confirming>,
+    /// The rekey under way.
+    rollover: Option<Rollover>,
     rekeys: u64,
+    defects: KeysDefects,
 }
 
 impl Keys {
     /// The service for a node whose current key is `current` (the runtime writes the key
     /// file at every rekey: [`Context::persist_key`]).
     pub fn new(current: Option<EpochKey>) -> Keys {
+        Keys::with_defects(current, KeysDefects::default())
+    }
+
+    /// As [`Keys::new`], with deliberate defects (tests of the simulator's checker).
+    pub fn with_defects(current: Option<EpochKey>, defects: KeysDefects) -> Keys {
         Keys {
             current,
             pending: None,
-            confirming: None,
+            rollover: None,
             rekeys: 0,
+            defects,
         }
     }
 
@@ -83,7 +115,7 @@ impl Keys {
             warn!("rekey refused: secauth is off, there is no key to replace");
             return cx.error(conn, id, AisError::NotSupported);
         };
-        if self.pending.is_some() || self.confirming.is_some() {
+        if self.pending.is_some() || self.rollover.is_some() {
             // One rekey at a time from this node; the previous one is still completing.
             return cx.error(conn, id, AisError::TryAgain);
         }
@@ -170,22 +202,39 @@ impl Keys {
             secret: new.secret().to_vec(),
         };
         cx.persist_key(material);
-        cx.install_key(new.clone());
-        info!(
-            "switched to key epoch {epoch} (fingerprint {}) at the rekey from node {sender}",
-            new.fingerprint(),
-        );
-        self.current = Some(new);
+        self.current = Some(new.clone());
         self.rekeys += 1;
-        self.confirming = Some(Confirming {
-            epoch,
+        let mut rollover = Rollover {
+            key: new.clone(),
             required: cx.members().iter().copied().collect(),
-            confirmed: BTreeSet::new(),
-        });
-        cx.submit_internal(
-            DeliveryKind::Agreed,
-            ring::encode(ID, &RingMessage::KeyDone { epoch }),
-        );
+            ready: BTreeSet::new(),
+            done: BTreeSet::new(),
+            switched: false,
+        };
+        if self.defects.switch_at_delivery {
+            cx.install_key(new.clone());
+            rollover.switched = true;
+            info!(
+                "switched to key epoch {epoch} (fingerprint {}) at the rekey from node {sender}",
+                new.fingerprint(),
+            );
+            cx.submit_internal(
+                DeliveryKind::Agreed,
+                ring::encode(ID, &RingMessage::KeyDone { epoch }),
+            );
+        } else {
+            cx.accept_key(new.clone());
+            info!(
+                "accepting key epoch {epoch} (fingerprint {}) from the rekey of node {sender}; \
+                 switching once every member does",
+                new.fingerprint(),
+            );
+            cx.submit_internal(
+                DeliveryKind::Agreed,
+                ring::encode(ID, &RingMessage::KeyReady { epoch }),
+            );
+        }
+        self.rollover = Some(rollover);
         if mine(epoch, &self.pending)
             && let Some((conn, id, _)) = self.pending.take()
         {
@@ -193,21 +242,56 @@ impl Keys {
         }
     }
 
-    /// Retires the previous epoch once every member confirmed the current one.
-    fn maybe_retire(&mut self, cx: &mut Context<'_>) {
-        let Some(c) = &self.confirming else {
+    /// A member's `KEY_READY` (`done` false) or `KEY_DONE` (`done` true) for `epoch`.
+    fn answered(&mut self, cx: &mut Context<'_>, sender: NodeId, epoch: u32, done: bool) {
+        let Some(r) = &mut self.rollover else {
             return;
         };
-        // Members that joined after the rekey never confirm it; members that left need not.
-        let missing = c
-            .required
-            .iter()
-            .any(|m| cx.members().contains(m) && !c.confirmed.contains(m));
-        if missing {
+        if r.key.epoch() != epoch {
             return;
         }
-        let epoch = c.epoch;
-        self.confirming = None;
+        r.ready.insert(sender);
+        if done {
+            r.done.insert(sender);
+        }
+        self.advance(cx);
+    }
+
+    /// Switches once every member accepts the new epoch; retires the previous one once every
+    /// member switched. Members that left need not answer; members that joined after the
+    /// rekey never do.
+    fn advance(&mut self, cx: &mut Context<'_>) {
+        let Some(r) = &mut self.rollover else {
+            return;
+        };
+        let members = cx.members();
+        let all = |answered: &BTreeSet<NodeId>| {
+            r.required
+                .iter()
+                .all(|m| !members.contains(m) || answered.contains(m))
+        };
+        if !r.switched {
+            if !all(&r.ready) {
+                return;
+            }
+            r.switched = true;
+            let epoch = r.key.epoch();
+            cx.install_key(r.key.clone());
+            info!(
+                "switched to key epoch {epoch} (fingerprint {}): every member accepts it",
+                r.key.fingerprint()
+            );
+            cx.submit_internal(
+                DeliveryKind::Agreed,
+                ring::encode(ID, &RingMessage::KeyDone { epoch }),
+            );
+            return;
+        }
+        if !all(&r.done) {
+            return;
+        }
+        let epoch = r.key.epoch();
+        self.rollover = None;
         cx.retire_previous_key();
         info!(
             "every member uses key epoch {epoch}; epoch {} is retired",
@@ -268,22 +352,16 @@ impl Service for Keys {
     ) -> Result<(), DecodeError> {
         match decode_body(kind, body)? {
             RingMessage::Rekey { wrapped } => self.deliver_rekey(cx, sender, &wrapped),
-            RingMessage::KeyDone { epoch } => {
-                if let Some(c) = &mut self.confirming
-                    && c.epoch == epoch
-                {
-                    c.confirmed.insert(sender);
-                }
-                self.maybe_retire(cx);
-            }
+            RingMessage::KeyReady { epoch } => self.answered(cx, sender, epoch, false),
+            RingMessage::KeyDone { epoch } => self.answered(cx, sender, epoch, true),
         }
         Ok(())
     }
 
     fn confchg(&mut self, cx: &mut Context<'_>, change: &ConfigChange) {
         if change.kind == ConfigKind::Regular {
-            // A member that left need not confirm.
-            self.maybe_retire(cx);
+            // A member that left need not answer.
+            self.advance(cx);
         }
     }
 
@@ -341,19 +419,21 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            let installed: Vec<u32> = effects
+            // The key steps in order: open the new epoch, seal with it, stop opening the old.
+            let steps: Vec<(&str, u32)> = effects
                 .iter()
                 .filter_map(|e| match e {
-                    Effect::InstallKey(k) => Some(k.epoch()),
+                    Effect::AcceptKey(k) => Some(("accept", k.epoch())),
+                    Effect::InstallKey(k) => Some(("install", k.epoch())),
+                    Effect::RetirePreviousKey => Some(("retire", 0)),
                     _ => None,
                 })
                 .collect();
-            assert_eq!((persisted, installed), (vec![1], vec![1]), "node {id}");
-            assert!(
-                effects
-                    .iter()
-                    .any(|e| matches!(e, Effect::RetirePreviousKey)),
-                "node {id} retires epoch 0 once every member confirmed"
+            assert_eq!(persisted, vec![1], "node {id}");
+            assert_eq!(
+                steps,
+                vec![("accept", 1), ("install", 1), ("retire", 0)],
+                "node {id}"
             );
             if id == 1 {
                 assert!(
@@ -362,6 +442,53 @@ mod tests {
                         .any(|e| e.reply::<Nothing>() == Some((1, 5, Reply::Ok)))
                 );
             }
+        }
+    }
+
+    fn key_steps(effects: &[Effect]) -> Vec<&'static str> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::AcceptKey(_) => Some("accept"),
+                Effect::InstallKey(_) => Some("install"),
+                Effect::RetirePreviousKey => Some("retire"),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// No member seals with the new epoch before every member said it opens it; a member that
+    /// leaves need not say so.
+    #[test]
+    fn members_switch_only_once_every_member_accepts_the_epoch() {
+        let mut r = TestRing::new(3, || {
+            vec![Box::new(Keys::new(Some(key(0)))) as Box<dyn Service + Send>]
+        });
+        // Node 3's Totem refuses its submissions: its KEY_READY never travels.
+        r.node(3).refuse = true;
+        let wrapped = rekey_wrap(&key(0), &key(1), [1; 12]);
+        r.inject(
+            1,
+            ring::encode(
+                ID,
+                &RingMessage::Rekey {
+                    wrapped: Bytes::from(wrapped),
+                },
+            ),
+        );
+        r.flush();
+        for id in [1, 2] {
+            assert_eq!(key_steps(&r.node(id).take()), vec!["accept"], "node {id}");
+        }
+        // Node 3 fails: the others switch, then retire the old epoch.
+        r.config(&[1, 2], &[1, 2]);
+        r.flush();
+        for id in [1, 2] {
+            assert_eq!(
+                key_steps(&r.node(id).take()),
+                vec!["install", "retire"],
+                "node {id}"
+            );
         }
     }
 
@@ -431,9 +558,10 @@ mod tests {
         );
         let effects = r.node(1).take();
         assert!(
-            !effects
-                .iter()
-                .any(|e| matches!(e, Effect::InstallKey(_) | Effect::PersistKey(_))),
+            !effects.iter().any(|e| matches!(
+                e,
+                Effect::AcceptKey(_) | Effect::InstallKey(_) | Effect::PersistKey(_)
+            )),
             "{effects:?}"
         );
     }

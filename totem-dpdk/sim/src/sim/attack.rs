@@ -61,7 +61,7 @@ pub(super) fn protocol_refusals(s: &totem_dpdk::srp::Stats) -> u64 {
 pub(super) const HISTORY: usize = 4096;
 
 /// The shared key of simulated runs with crypto.
-pub(super) fn sim_key() -> EpochKey {
+pub fn sim_key() -> EpochKey {
     EpochKey::new(0, vec![0x5a; 32]).expect("valid key")
 }
 

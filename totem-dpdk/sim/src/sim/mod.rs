@@ -27,10 +27,10 @@ use totem_dpdk::rrp::{FaultCause, NetSet, Rrp, RrpConfig, RrpEvent};
 use totem_dpdk::srp::{Config, Dest, Event, FlowControl, MembState, Observation, Totem};
 use totem_dpdk::{Duration, Instant, NodeId, RingId};
 
-pub use self::attack::AttackStats;
-use self::attack::{Injected, sim_key};
+use self::attack::Injected;
+pub use self::attack::{AttackStats, sim_key};
 pub use self::schedule::{Egress, NetFault, NodeFault, NodeFaultKinds, Schedule, Sizes, Timers};
-pub use self::workload::{App, AppFactory, AppSubmit};
+pub use self::workload::{App, AppFactory, AppSubmit, CoreCall};
 use crate::log::LogEvent;
 use crate::net::Link;
 use crate::record;

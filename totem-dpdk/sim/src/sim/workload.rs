@@ -34,6 +34,13 @@ pub trait App {
     fn wake(&mut self, now: Instant, rng: &mut dyn RngCore);
     /// The next message to submit, if any.
     fn poll_submit(&mut self) -> Option<AppSubmit>;
+    /// The next call on the node's Totem core (the executive's key changes), if any. The
+    /// simulator takes calls and submissions alternately until neither is left, calls first:
+    /// an application that orders a call after a submission returns `None` here until that
+    /// submission was taken.
+    fn poll_call(&mut self) -> Option<CoreCall> {
+        None
+    }
     /// What the core said to a submission.
     fn submitted(&mut self, now: Instant, tag: u64, result: Result<MsgId, SubmitError>);
     /// When to call [`App::wake`] next.
@@ -41,6 +48,9 @@ pub trait App {
     /// Nothing left to do: the run may end once every node's application is idle.
     fn is_idle(&self) -> bool;
 }
+
+/// A call an [`App`] makes on its node's Totem core.
+pub type CoreCall = Box<dyn FnOnce(&mut totem_dpdk::srp::Totem)>;
 
 /// Builds a node's application at its start and at every restart: node id and incarnation
 /// (0 for the first start, then one more at every restart).
@@ -56,7 +66,14 @@ impl Sim {
             return false;
         };
         let mut any = false;
-        while let Some(sub) = app.poll_submit() {
+        loop {
+            while let Some(call) = app.poll_call() {
+                call(totem);
+                any = true;
+            }
+            let Some(sub) = app.poll_submit() else {
+                break;
+            };
             let result = totem.submit(sub.prio, sub.kind, sub.payload.clone());
             match &result {
                 Ok(id) => {
