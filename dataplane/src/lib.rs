@@ -10,7 +10,8 @@
 //!   [`Source`], [`Caps`], [`Stats`], [`SendError`], [`MembersError`].
 //! - [`udp::UdpTransport`], the kernel UDP backend (Linux): multicast or unicast (corosync's
 //!   `udpu`), IPv4 and IPv6, batched with `recvmmsg`/`sendmmsg` into buffers allocated once,
-//!   non-blocking sockets and `wait` on `ppoll(2)`.
+//!   each destination's frames sent as UDP GSO runs where the kernel has it, non-blocking
+//!   sockets and `wait` on `ppoll(2)`.
 //! - [`mem::MemNetwork`] and [`mem::MemTransport`], an in-process network with bounded
 //!   per-endpoint queues, for tests of the layers above.
 //! - [`fault::FaultInjector`], a wrapper around any transport that injects a network's faults

@@ -20,6 +20,17 @@
 //! A datagram larger than `mtu` is detected with `MSG_TRUNC`, dropped and counted in
 //! [`Stats::rx_truncated`]. Sockets are non-blocking; [`Transport::wait`] is `poll(2)`.
 //!
+//! **UDP GSO** ([`UdpConfig::gso`], on by default where the kernel has `UDP_SEGMENT`): a flush
+//! groups the queued datagrams by destination, each destination's in their order, and hands a
+//! run of equal-sized frames (the last may be shorter; at most 64 frames and 60 000 bytes) to
+//! the kernel as one message of the `sendmmsg`, which the kernel cuts into the same datagrams
+//! after one walk through its stack instead of one per frame. What goes on the wire, and what
+//! a receiver sees, are the same datagrams (receivers need nothing). Destinations are sent in
+//! the order of their last frame, so the frame queued last (the token, which follows the
+//! frames of its visit) still leaves after every frame of the flush. A GSO send the kernel or
+//! the route refuses turns GSO off for the transport (logged once) and the flush goes on frame
+//! by frame.
+//!
 //! All `unsafe` code of this backend is in the private `sys` module.
 
 mod sys;
@@ -31,7 +42,7 @@ use std::time::Duration;
 
 use crate::members::{MemberTable, addr_key};
 use crate::{Caps, Dest, Member, MembersError, NodeId, SendError, Source, Stats, Transport};
-use sys::{RawAddr, RxBatch, TxBatch, TxEntry};
+use sys::{GsoBatch, GsoRun, RawAddr, RxBatch, TxBatch, TxEntry};
 
 /// How ring frames ([`Dest::Ring`]) travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +87,11 @@ pub struct UdpConfig {
     pub recv_buffer_bytes: usize,
     /// Requested `SO_SNDBUF` of the sending socket (capped at `net.core.wmem_max`).
     pub send_buffer_bytes: usize,
+    /// Send a flush's frames to one destination as UDP GSO datagrams (`UDP_SEGMENT`, Linux
+    /// 4.18): the kernel walks its stack once per run of frames instead of once per frame,
+    /// and splits them into the same datagrams on the wire. Used only where the kernel takes
+    /// it; a refused GSO send turns it off for the transport's life.
+    pub gso: bool,
 }
 
 impl UdpConfig {
@@ -103,6 +119,7 @@ impl UdpConfig {
             burst: Self::DEFAULT_BURST,
             recv_buffer_bytes: Self::DEFAULT_BUFFER_BYTES,
             send_buffer_bytes: Self::DEFAULT_BUFFER_BYTES,
+            gso: true,
         }
     }
 
@@ -284,9 +301,99 @@ pub struct UdpTransport {
     tx_queue: Vec<TxEntry>,
     tx_head: usize,
     tx: TxBatch,
+    /// UDP GSO: each flush sends a destination's frames as few datagrams as the kernel
+    /// segments (off when the kernel refused it).
+    gso: Option<Gso>,
     stats: Stats,
     /// Polled by `wait` next to the sockets; other threads wake it (see [`Transport::waker`]).
     waker: crate::wake::Waker,
+}
+
+/// The GSO send side and its scratch space, allocated once (see [`plan_gso`]).
+struct Gso {
+    batch: GsoBatch,
+    /// Distinct destinations of the pending frames: (first entry, last entry).
+    dests: Vec<(usize, usize)>,
+    /// Pending entries in sending order: grouped by destination.
+    order: Vec<usize>,
+    runs: Vec<GsoRun>,
+    /// Which pending entries a partial send took.
+    sent: Vec<bool>,
+}
+
+impl Gso {
+    fn new(entries: usize) -> Gso {
+        Gso {
+            batch: GsoBatch::new(entries),
+            dests: Vec::new(),
+            order: Vec::with_capacity(entries),
+            runs: Vec::with_capacity(entries),
+            sent: Vec::with_capacity(entries),
+        }
+    }
+}
+
+/// Plans a GSO flush of `pending`: the frames to each destination in their order, cut into
+/// runs of equal-sized frames (the last of a run may be shorter) of at most
+/// [`sys::GSO_MAX_SEGMENTS`] frames and [`sys::GSO_MAX_BYTES`] bytes. Destinations go in the
+/// order of their last frame, so the one the token goes to (queued last) is sent last and the
+/// token stays behind every frame of this flush.
+fn plan_gso(
+    pending: &[TxEntry],
+    dests: &mut Vec<(usize, usize)>,
+    order: &mut Vec<usize>,
+    runs: &mut Vec<GsoRun>,
+) {
+    dests.clear();
+    order.clear();
+    runs.clear();
+    for (i, e) in pending.iter().enumerate() {
+        match dests.iter_mut().find(|(f, _)| pending[*f].dest.same(&e.dest)) {
+            Some(d) => d.1 = i,
+            None => dests.push((i, i)),
+        }
+    }
+    dests.sort_by_key(|&(_, last)| last);
+    for &(first, _) in dests.iter() {
+        let dest = pending[first].dest;
+        // The open run, and whether it ended with a shorter frame (nothing may follow it).
+        let mut open: Option<(GsoRun, bool)> = None;
+        for (i, e) in pending.iter().enumerate().skip(first) {
+            if !e.dest.same(&dest) {
+                continue;
+            }
+            order.push(i);
+            let pos = order.len() - 1;
+            match &mut open {
+                Some((r, false))
+                    if r.count < sys::GSO_MAX_SEGMENTS
+                        && e.len <= r.seg
+                        && (r.count + 1) * r.seg <= sys::GSO_MAX_BYTES =>
+                {
+                    r.count += 1;
+                    if e.len < r.seg {
+                        open.as_mut().expect("open").1 = true;
+                    }
+                }
+                _ => {
+                    if let Some((r, _)) = open.take() {
+                        runs.push(r);
+                    }
+                    open = Some((
+                        GsoRun {
+                            first: pos,
+                            count: 1,
+                            seg: e.len,
+                        },
+                        false,
+                    ));
+                }
+            }
+        }
+        if let Some((r, _)) = open {
+            runs.push(r);
+        }
+    }
 }
 
 impl fmt::Debug for UdpTransport {
@@ -337,8 +444,9 @@ impl UdpTransport {
                 &config, &sock, local, group, port, ttl, loopback, interface,
             )?),
         };
+        let gso = (config.gso && sys::gso_supported(&sock)).then(|| Gso::new(config.burst));
         tracing::debug!(%local, group = ?group.as_ref().map(|g| g.addr), mtu = config.mtu,
-            burst = config.burst, "UDP transport open");
+            burst = config.burst, gso = gso.is_some(), "UDP transport open");
 
         Ok(Self {
             config,
@@ -360,8 +468,75 @@ impl UdpTransport {
             tx_queue: Vec::with_capacity(config.burst),
             tx_head: 0,
             tx: TxBatch::new(config.burst),
+            gso,
             stats: Stats::default(),
         })
+    }
+
+    /// [`Transport::flush`] with GSO: the pending frames grouped by destination
+    /// ([`plan_gso`]), each run of frames one `sendmmsg` message.
+    fn flush_gso(&mut self) -> io::Result<()> {
+        let mut first_err = None;
+        while self.tx_head < self.tx_queue.len() {
+            let Some(g) = &mut self.gso else {
+                return self.flush();
+            };
+            let pending = &self.tx_queue[self.tx_head..];
+            plan_gso(pending, &mut g.dests, &mut g.order, &mut g.runs);
+            let result = g
+                .batch
+                .send(&self.sock, &self.tx_arena, pending, &g.order, &g.runs);
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WouldBlock.into()),
+                Ok(k) => {
+                    g.sent.clear();
+                    g.sent.resize(pending.len(), false);
+                    for r in &g.runs[..k] {
+                        for &i in &g.order[r.first..r.first + r.count] {
+                            g.sent[i] = true;
+                            self.stats.frames_out += 1;
+                            self.stats.bytes_out += pending[i].len as u64;
+                        }
+                    }
+                    if k == g.runs.len() {
+                        self.tx_head = self.tx_queue.len();
+                    } else {
+                        // Keep what is left in its order; the arena slots stay where they are.
+                        let head = self.tx_head;
+                        let sent = &g.sent;
+                        let mut i = 0;
+                        self.tx_queue.retain(|_| {
+                            let keep = i < head || !sent[i - head];
+                            i += 1;
+                            keep
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) if g.runs.first().is_some_and(|r| r.count > 1) => {
+                    // The kernel or the route refused a GSO send (no checksum offload on the
+                    // way, say): frame by frame from now on.
+                    tracing::warn!(error = %e, "UDP GSO send refused; sending frame by frame from now on");
+                    self.gso = None;
+                    return self.flush();
+                }
+                Err(e) => {
+                    // One plain datagram refused: dropped, as without GSO.
+                    let i = g.order[g.runs[0].first];
+                    self.stats.tx_errors += 1;
+                    let dest = pending[i].dest.to_std();
+                    tracing::debug!(?dest, error = %e, "UDP datagram refused, dropped");
+                    first_err.get_or_insert(e);
+                    let at = self.tx_head + i;
+                    self.tx_queue.remove(at);
+                }
+            }
+        }
+        self.tx_queue.clear();
+        self.tx_head = 0;
+        self.tx_slots = 0;
+        first_err.map_or(Ok(()), Err)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -590,6 +765,9 @@ impl Transport for UdpTransport {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if self.gso.is_some() && self.tx_queue.len() - self.tx_head > 1 {
+            return self.flush_gso();
+        }
         let mut first_err = None;
         while self.tx_head < self.tx_queue.len() {
             let pending = &self.tx_queue[self.tx_head..];
@@ -643,6 +821,11 @@ impl Transport for UdpTransport {
         }
         if self.tx.capacity() < need.min(sys::MAX_BATCH) {
             self.tx = TxBatch::new(need);
+        }
+        if let Some(g) = &mut self.gso
+            && g.batch.capacity() < need
+        {
+            *g = Gso::new(need);
         }
         Ok(())
     }
@@ -700,6 +883,49 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+
+    fn planned(pending: &[TxEntry]) -> (Vec<usize>, Vec<(usize, usize, usize)>) {
+        let (mut dests, mut order, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+        plan_gso(pending, &mut dests, &mut order, &mut runs);
+        let runs = runs.iter().map(|r| (r.first, r.count, r.seg)).collect();
+        (order, runs)
+    }
+
+    /// GSO runs: per destination in order, equal frames with a shorter last one, the token's
+    /// destination last, at most 64 frames per run.
+    #[test]
+    fn gso_runs_group_each_destination_and_keep_the_token_last() {
+        let (a, b) = (RawAddr::new(lo(1)), RawAddr::new(lo(2)));
+        let e = |dest, len| TxEntry {
+            offset: 0,
+            len,
+            dest,
+        };
+        let pending = [
+            e(a, 1000),
+            e(b, 1000),
+            e(a, 1000),
+            e(b, 1000),
+            e(a, 600),
+            e(b, 600),
+            e(a, 100), // the token, to the next node
+        ];
+        let (order, runs) = planned(&pending);
+        assert_eq!(order, vec![1, 3, 5, 0, 2, 4, 6]);
+        assert_eq!(
+            runs,
+            vec![(0, 3, 1000), (3, 3, 1000), (6, 1, 100)],
+            "a shorter frame ends its run"
+        );
+        let many: Vec<TxEntry> = (0..70).map(|_| e(a, 1472)).collect();
+        let (_, runs) = planned(&many);
+        assert_eq!(runs, vec![(0, 40, 1472), (40, 30, 1472)], "at most 60 000 bytes");
+        let small: Vec<TxEntry> = (0..70).map(|_| e(a, 100)).collect();
+        let (_, runs) = planned(&small);
+        assert_eq!(runs, vec![(0, 64, 100), (64, 6, 100)], "at most 64 frames");
+        let growing = [e(a, 100), e(a, 200), e(a, 200)];
+        assert_eq!(planned(&growing).1, vec![(0, 1, 100), (1, 2, 200)]);
+    }
 
     fn lo(port: u16) -> SocketAddr {
         SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)
@@ -796,6 +1022,72 @@ mod tests {
                 (Some(NodeId(1)), b"two".to_vec())
             ]
         );
+    }
+
+    /// A burst of equal frames to the ring goes out as GSO runs and arrives as the same
+    /// datagrams, in order, at every member.
+    #[test]
+    fn gso_runs_arrive_as_the_frames_sent() {
+        let mut a = UdpTransport::new(UdpConfig {
+            burst: 64,
+            ..UdpConfig::unicast(lo(0))
+        })
+        .unwrap();
+        assert!(a.gso.is_some(), "the kernel takes UDP_SEGMENT (Linux 4.18 and later)");
+        let mut peers: Vec<UdpTransport> = (0..2)
+            .map(|_| {
+                UdpTransport::new(UdpConfig {
+                    burst: 64,
+                    ..UdpConfig::unicast(lo(0))
+                })
+                .unwrap()
+            })
+            .collect();
+        let members: Vec<Member> = std::iter::once(a.local_addr())
+            .chain(peers.iter().map(UdpTransport::local_addr))
+            .enumerate()
+            .map(|(i, addr)| Member {
+                id: NodeId(i as u32 + 1),
+                addr,
+            })
+            .collect();
+        a.set_members(&members).unwrap();
+        for p in &mut peers {
+            p.set_members(&members).unwrap();
+        }
+        let frame = |i: usize| -> Vec<u8> {
+            let len = if i == 49 { 300 } else { 1400 };
+            (0..len).map(|j| (i * 7 + j) as u8).collect()
+        };
+        let mut sent = 0;
+        for i in 0..50 {
+            let f = frame(i);
+            if matches!(
+                a.send(Dest::Ring, f.len(), |buf| buf.copy_from_slice(&f)),
+                Err(SendError::TxFull)
+            ) {
+                a.flush().unwrap();
+                a.send(Dest::Ring, f.len(), |buf| buf.copy_from_slice(&f))
+                    .unwrap();
+            }
+            sent += 1;
+        }
+        a.flush().unwrap();
+        assert_eq!(a.stats().frames_out, 2 * sent);
+        for p in &mut peers {
+            let mut got = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while got.len() < 50 && std::time::Instant::now() < deadline {
+                p.wait(Some(Duration::from_millis(100))).unwrap();
+                p.recv_burst(|src, f| {
+                    assert_eq!(src.node, Some(NodeId(1)));
+                    got.push(f.to_vec());
+                })
+                .unwrap();
+            }
+            let want: Vec<Vec<u8>> = (0..50).map(frame).collect();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

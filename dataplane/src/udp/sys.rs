@@ -80,6 +80,20 @@ pub(crate) struct RawAddr {
 }
 
 impl RawAddr {
+    /// The address as the kernel reads it (`len` bytes).
+    fn bytes(&self) -> &[u8] {
+        let len = (self.len as usize).min(mem::size_of::<SockAddrBuf>());
+        // SAFETY: every SockAddrBuf starts as EMPTY (all bytes initialised) and is only
+        // overwritten whole or by the kernel, so its first `len` bytes (at most its size) are
+        // initialised `u8`s, borrowed with `self`.
+        unsafe { std::slice::from_raw_parts(ptr::from_ref(&self.buf).cast::<u8>(), len) }
+    }
+
+    /// The same kernel address (family, port, address, scope).
+    pub(crate) fn same(&self, other: &RawAddr) -> bool {
+        self.bytes() == other.bytes()
+    }
+
     pub(crate) fn new(addr: SocketAddr) -> Self {
         let mut buf = SockAddrBuf::EMPTY;
         let len = match addr {
@@ -521,6 +535,152 @@ impl TxBatch {
         };
         Ok((cvt(rc)? as usize).min(n))
     }
+}
+
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send, as a socket option or a
+/// control message at level `SOL_UDP`.
+const UDP_SEGMENT: c_int = 103;
+/// The most segments one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS` is 64 before
+/// Linux 6.2 and 128 since).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+/// The most bytes one GSO send may carry (a UDP datagram's payload limit, with headroom).
+pub(crate) const GSO_MAX_BYTES: usize = 60_000;
+
+/// Whether the kernel knows UDP GSO (`UDP_SEGMENT`, Linux 4.18): setting the socket's default
+/// segment size to 0 (no segmentation unless a send asks for it) succeeds.
+pub(crate) fn gso_supported(sock: &UdpSocket) -> bool {
+    set_int(sock, libc::SOL_UDP, UDP_SEGMENT, 0).is_ok()
+}
+
+/// One datagram of a GSO send: `count` entries of the pending list, taken in the order given
+/// by `order[first..first + count]`, all `seg` bytes long but the last (at most `seg`), to one
+/// address. A run of one is sent as a plain datagram.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GsoRun {
+    pub(crate) first: usize,
+    pub(crate) count: usize,
+    pub(crate) seg: usize,
+}
+
+/// Control-message room for one `UDP_SEGMENT` (a `cmsghdr` and a `u16`), 8-byte aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct SegmentCmsg([u8; 32]);
+
+/// Send side with UDP GSO: one `sendmmsg` whose messages each carry a run of frames to one
+/// address, split by the kernel into `seg`-byte datagrams. Allocated once.
+pub(crate) struct GsoBatch {
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    cmsgs: Box<[SegmentCmsg]>,
+}
+
+// SAFETY: as for `TxBatch`: the raw pointers are rewritten from borrowed arguments right before
+// each system call and never dereferenced by Rust code.
+unsafe impl Send for GsoBatch {}
+
+impl GsoBatch {
+    /// Room for `entries` frames in up to [`MAX_BATCH`] runs per call.
+    pub(crate) fn new(entries: usize) -> Self {
+        let runs = entries.clamp(1, MAX_BATCH);
+        Self {
+            iovs: (0..entries.max(1)).map(|_| empty_iovec()).collect(),
+            hdrs: (0..runs).map(|_| zeroed_mmsghdr()).collect(),
+            cmsgs: vec![SegmentCmsg([0; 32]); runs].into_boxed_slice(),
+        }
+    }
+
+    /// How many frames one call may carry.
+    pub(crate) fn capacity(&self) -> usize {
+        self.iovs.len()
+    }
+
+    /// Sends `runs` (those that fit: at most [`MAX_BATCH`] runs and [`capacity`] frames) with
+    /// one non-blocking `sendmmsg`; returns how many runs the kernel took. Errors are those of
+    /// the first run not taken.
+    ///
+    /// # Panics
+    /// If an entry's bytes are not inside `arena`, or a run names entries outside `order` or
+    /// `entries`.
+    ///
+    /// [`capacity`]: Self::capacity
+    pub(crate) fn send(
+        &mut self,
+        sock: &UdpSocket,
+        arena: &[u8],
+        entries: &[TxEntry],
+        order: &[usize],
+        runs: &[GsoRun],
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        let mut iov_used = 0;
+        let cmsg_space = cmsg_space_u16();
+        for run in runs.iter().take(self.hdrs.len()) {
+            if iov_used + run.count > self.iovs.len() {
+                break;
+            }
+            let first_iov = iov_used;
+            for &i in &order[run.first..run.first + run.count] {
+                let e = &entries[i];
+                let frame = &arena[e.offset..e.offset + e.len];
+                self.iovs[iov_used] = libc::iovec {
+                    iov_base: frame.as_ptr().cast_mut().cast(),
+                    iov_len: frame.len(),
+                };
+                iov_used += 1;
+            }
+            let dest = &entries[order[run.first]].dest;
+            let h = &mut self.hdrs[n];
+            h.msg_hdr.msg_name = ptr::from_ref(&dest.buf).cast_mut().cast();
+            h.msg_hdr.msg_namelen = dest.len;
+            h.msg_hdr.msg_iov = self.iovs.as_mut_ptr().wrapping_add(first_iov);
+            h.msg_hdr.msg_iovlen = run.count as _;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+            if run.count > 1 {
+                let c = &mut self.cmsgs[n];
+                c.0 = [0; 32];
+                h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = cmsg_space as _;
+                // SAFETY: `msg_control` points at 32 writable, 8-aligned bytes that `self`
+                // owns and `msg_controllen` (CMSG_SPACE of a u16, 24 on Linux) fits them, so
+                // CMSG_FIRSTHDR returns a pointer to the start of that buffer (not null) and
+                // CMSG_DATA points inside it with room for the u16.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(&raw const h.msg_hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+                    ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), run.seg as u16);
+                }
+            } else {
+                h.msg_hdr.msg_control = ptr::null_mut();
+                h.msg_hdr.msg_controllen = 0;
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: each of hdrs[..n] points at iovecs in `self.iovs` describing bytes inside
+        // `arena`, at a destination address inside `entries` and, for runs of more than one,
+        // at its control message in `self.cmsgs`; all are borrowed or owned for the whole
+        // call. sendmmsg only reads them and writes `msg_len` in `hdrs`, which `self` owns.
+        let rc = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                n as c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        Ok((cvt(rc)? as usize).min(n))
+    }
+}
+
+fn cmsg_space_u16() -> usize {
+    // SAFETY: CMSG_SPACE only computes a length.
+    unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize }
 }
 
 #[cfg(test)]
