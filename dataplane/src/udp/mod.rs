@@ -348,7 +348,10 @@ fn plan_gso(
     order.clear();
     runs.clear();
     for (i, e) in pending.iter().enumerate() {
-        match dests.iter_mut().find(|(f, _)| pending[*f].dest.same(&e.dest)) {
+        match dests
+            .iter_mut()
+            .find(|(f, _)| pending[*f].dest.same(&e.dest))
+        {
             Some(d) => d.1 = i,
             None => dests.push((i, i)),
         }
@@ -919,7 +922,11 @@ mod tests {
         );
         let many: Vec<TxEntry> = (0..70).map(|_| e(a, 1472)).collect();
         let (_, runs) = planned(&many);
-        assert_eq!(runs, vec![(0, 40, 1472), (40, 30, 1472)], "at most 60 000 bytes");
+        assert_eq!(
+            runs,
+            vec![(0, 40, 1472), (40, 30, 1472)],
+            "at most 60 000 bytes"
+        );
         let small: Vec<TxEntry> = (0..70).map(|_| e(a, 100)).collect();
         let (_, runs) = planned(&small);
         assert_eq!(runs, vec![(0, 64, 100), (64, 6, 100)], "at most 64 frames");
@@ -1033,7 +1040,10 @@ mod tests {
             ..UdpConfig::unicast(lo(0))
         })
         .unwrap();
-        assert!(a.gso.is_some(), "the kernel takes UDP_SEGMENT (Linux 4.18 and later)");
+        assert!(
+            a.gso.is_some(),
+            "the kernel takes UDP_SEGMENT (Linux 4.18 and later)"
+        );
         let mut peers: Vec<UdpTransport> = (0..2)
             .map(|_| {
                 UdpTransport::new(UdpConfig {
