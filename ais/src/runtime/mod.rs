@@ -21,8 +21,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dataplane::unix::SeqpacketConn;
+use totem_dpdk::crypto::{EpochKey, KeyError};
 use totem_dpdk::driver::{CoreCall, EventSink, NetworkEvent, Submitter, TrySubmitError};
-use totem_dpdk::srp::{Event, SubmitError};
+use totem_dpdk::srp::{Event, SubmitError, Totem};
 use totem_dpdk::{DeliveryKind, MsgId, Priority};
 use tracing::{debug, error, info, warn};
 
@@ -525,6 +526,25 @@ impl Exec {
         &self.core
     }
 
+    /// Hands a key step to the Totem thread, in order with the submits before it; a refusal
+    /// (or a stopped thread) is logged with `what` and the epoch.
+    fn key_step(
+        &self,
+        what: &'static str,
+        key: EpochKey,
+        step: fn(&mut Totem, EpochKey) -> Result<(), KeyError>,
+    ) {
+        let epoch = key.epoch();
+        let call: CoreCall = Box::new(move |core| {
+            if let Err(e) = step(core, key) {
+                error!("{what} key epoch {epoch}: {e}");
+            }
+        });
+        if self.submitter.with_core(call).is_err() {
+            error!("{what} key epoch {epoch}: the Totem thread has stopped");
+        }
+    }
+
     /// Carries out the core's effects until it has none left.
     fn run_effects(&mut self) {
         while let Some(effect) = self.core.poll_effect() {
@@ -549,28 +569,8 @@ impl Exec {
                             .batch_submitted(origin, 0, Some(SubmitError::Backpressure));
                     }
                 }
-                Effect::AcceptKey(key) => {
-                    let epoch = key.epoch();
-                    let call: CoreCall = Box::new(move |core| {
-                        if let Err(e) = core.accept_key(key) {
-                            error!("accepting key epoch {epoch}: {e}");
-                        }
-                    });
-                    if self.submitter.with_core(call).is_err() {
-                        error!("accepting key epoch {epoch}: the Totem thread has stopped");
-                    }
-                }
-                Effect::InstallKey(key) => {
-                    let epoch = key.epoch();
-                    let call: CoreCall = Box::new(move |core| {
-                        if let Err(e) = core.install_key(key) {
-                            error!("installing key epoch {epoch}: {e}");
-                        }
-                    });
-                    if self.submitter.with_core(call).is_err() {
-                        error!("installing key epoch {epoch}: the Totem thread has stopped");
-                    }
-                }
+                Effect::AcceptKey(key) => self.key_step("accepting", key, Totem::accept_key),
+                Effect::InstallKey(key) => self.key_step("installing", key, Totem::install_key),
                 Effect::RetirePreviousKey => {
                     let call: CoreCall = Box::new(|core| core.retire_previous_key());
                     if self.submitter.with_core(call).is_err() {

@@ -523,17 +523,8 @@ impl TxBatch {
         }
         // SAFETY: each of hdrs[..n] points at one iovec in `self.iovs` describing bytes inside
         // `arena`, and at the destination address inside `entries`; both are borrowed for the
-        // whole call. sendmmsg only reads the payloads and addresses (the `*mut` casts never
-        // lead to writes) and writes only `msg_len` in `hdrs`, which `self` owns.
-        let rc = unsafe {
-            libc::sendmmsg(
-                sock.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
-                n as c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        Ok((cvt(rc)? as usize).min(n))
+        // whole call (sendmmsg only reads them: the `*mut` casts never lead to writes).
+        unsafe { send_mmsg(sock, &mut self.hdrs[..n]) }
     }
 }
 
@@ -664,18 +655,29 @@ impl GsoBatch {
         }
         // SAFETY: each of hdrs[..n] points at iovecs in `self.iovs` describing bytes inside
         // `arena`, at a destination address inside `entries` and, for runs of more than one,
-        // at its control message in `self.cmsgs`; all are borrowed or owned for the whole
-        // call. sendmmsg only reads them and writes `msg_len` in `hdrs`, which `self` owns.
-        let rc = unsafe {
-            libc::sendmmsg(
-                sock.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
-                n as c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        Ok((cvt(rc)? as usize).min(n))
+        // at its control message in `self.cmsgs`; all are borrowed or owned for the whole call.
+        unsafe { send_mmsg(sock, &mut self.hdrs[..n]) }
     }
+}
+
+/// One non-blocking `sendmmsg` of `hdrs`; returns how many messages the kernel took.
+///
+/// # Safety
+/// Every pointer in `hdrs` (name, iovecs and the bytes they describe, control messages) must
+/// be valid for reads for the whole call. The kernel writes only the headers' `msg_len`.
+unsafe fn send_mmsg(sock: &UdpSocket, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    let n = hdrs.len();
+    // SAFETY: `hdrs` is a live, writable array of `n` headers whose pointers the caller
+    // guarantees valid for the call.
+    let rc = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    Ok((cvt(rc)? as usize).min(n))
 }
 
 fn cmsg_space_u16() -> usize {

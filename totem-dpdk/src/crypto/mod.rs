@@ -660,15 +660,7 @@ impl FrameCrypto {
     /// [`KeyError::EpochNotNewer`] unless `key.epoch()` is above the current epoch;
     /// [`KeyError::NoCrypto`] in Integrity mode.
     pub fn install(&mut self, key: EpochKey) -> Result<(), KeyError> {
-        let Some(current) = &self.current else {
-            return Err(KeyError::NoCrypto);
-        };
-        if key.epoch <= current.key.epoch {
-            return Err(KeyError::EpochNotNewer {
-                epoch: key.epoch,
-                current: current.key.epoch,
-            });
-        }
+        self.check_newer(&key)?;
         // An epoch accepted before (its cipher is built already) is the one installed now;
         // any other accepted epoch is dropped.
         let epoch = match self.next.take() {
@@ -689,6 +681,13 @@ impl FrameCrypto {
     /// [`KeyError::EpochNotNewer`] unless `key.epoch()` is above the current epoch;
     /// [`KeyError::NoCrypto`] in Integrity mode.
     pub fn accept(&mut self, key: EpochKey) -> Result<(), KeyError> {
+        self.check_newer(&key)?;
+        self.next = Some(Epoch::new(key));
+        Ok(())
+    }
+
+    /// `key` may follow the current epoch: there is one (not Integrity mode) and it is older.
+    fn check_newer(&self, key: &EpochKey) -> Result<(), KeyError> {
         let Some(current) = &self.current else {
             return Err(KeyError::NoCrypto);
         };
@@ -698,7 +697,6 @@ impl FrameCrypto {
                 current: current.key.epoch,
             });
         }
-        self.next = Some(Epoch::new(key));
         Ok(())
     }
 
