@@ -31,6 +31,13 @@
 //! the route refuses turns GSO off for the transport (logged once) and the flush goes on frame
 //! by frame.
 //!
+//! **UDP GRO** ([`UdpConfig::gro`], on by default where the kernel has `UDP_GRO`): the
+//! receiving sockets take a sender's run of equal-sized datagrams (a GSO send that crossed a
+//! veth or loopback whole, or datagrams the NIC's GRO merged) as one buffer with its segment
+//! size, instead of the kernel cutting it back into datagrams first; the RX slots are then
+//! 64 KiB each (at most 64 of them), and each datagram of a run is checked against `mtu`
+//! and delivered on its own, exactly as without GRO.
+//!
 //! All `unsafe` code of this backend is in the private `sys` module.
 
 mod sys;
@@ -92,6 +99,10 @@ pub struct UdpConfig {
     /// and splits them into the same datagrams on the wire. Used only where the kernel takes
     /// it; a refused GSO send turns it off for the transport's life.
     pub gso: bool,
+    /// Receive runs of same-sized datagrams as one buffer (`UDP_GRO`, Linux 5.0), split here
+    /// into the same datagrams: one walk through the kernel per run. Used only where the
+    /// kernel takes it.
+    pub gro: bool,
 }
 
 impl UdpConfig {
@@ -120,6 +131,7 @@ impl UdpConfig {
             recv_buffer_bytes: Self::DEFAULT_BUFFER_BYTES,
             send_buffer_bytes: Self::DEFAULT_BUFFER_BYTES,
             gso: true,
+            gro: true,
         }
     }
 
@@ -448,8 +460,12 @@ impl UdpTransport {
             )?),
         };
         let gso = (config.gso && sys::gso_supported(&sock)).then(|| Gso::new(config.burst));
+        // GRO on every receiving socket, or on none: one kind of RX slot serves both.
+        let gro = config.gro
+            && sys::enable_gro(&sock)
+            && group.as_ref().is_none_or(|g| sys::enable_gro(&g.sock));
         tracing::debug!(%local, group = ?group.as_ref().map(|g| g.addr), mtu = config.mtu,
-            burst = config.burst, gso = gso.is_some(), "UDP transport open");
+            burst = config.burst, gso = gso.is_some(), gro, "UDP transport open");
 
         Ok(Self {
             config,
@@ -460,7 +476,11 @@ impl UdpTransport {
             member_raw: Vec::new(),
             peers: Vec::new(),
             local_node: None,
-            rx: RxBatch::new(config.burst, config.mtu),
+            rx: if gro {
+                RxBatch::with_gro(config.burst, config.mtu)
+            } else {
+                RxBatch::new(config.burst, config.mtu)
+            },
             waker: crate::wake::Waker::new().map_err(|source| UdpError::Socket {
                 addr: config.bind,
                 source,
@@ -670,28 +690,50 @@ fn drain(
         Err(e) => return Err(e),
     };
     let mut delivered = 0;
+    let mtu = rx.mtu();
     for i in 0..n {
         let (meta, payload) = rx.frame(i);
+        // A GRO run: datagrams of `segment` bytes, the last one maybe shorter.
+        let datagrams = if meta.segment > 0 {
+            payload.len().div_ceil(meta.segment).max(1)
+        } else {
+            1
+        };
         if meta.truncated {
-            stats.rx_truncated += 1;
+            stats.rx_truncated += datagrams as u64;
             continue;
         }
         let Some(addr) = meta.src else {
             // Not an address of our family: cannot be named, so cannot be a member.
-            stats.unknown_sources += 1;
+            stats.unknown_sources += datagrams as u64;
             continue;
         };
         if skip_from.is_some_and(|own| addr_key(own) == addr_key(addr)) {
             continue; // our own ring frame, looped back
         }
         let node = members.node_of(addr);
-        if node.is_none() {
-            stats.unknown_sources += 1;
+        let step = if meta.segment > 0 {
+            meta.segment
+        } else {
+            payload.len().max(1)
+        };
+        let mut rest = payload;
+        for _ in 0..datagrams {
+            let (frame, tail) = rest.split_at(step.min(rest.len()));
+            rest = tail;
+            if frame.len() > mtu {
+                // Larger than this transport's frames: what MSG_TRUNC reports without GRO.
+                stats.rx_truncated += 1;
+                continue;
+            }
+            if node.is_none() {
+                stats.unknown_sources += 1;
+            }
+            stats.frames_in += 1;
+            stats.bytes_in += frame.len() as u64;
+            delivered += 1;
+            f(Source { node, addr }, frame);
         }
-        stats.frames_in += 1;
-        stats.bytes_in += meta.len as u64;
-        delivered += 1;
-        f(Source { node, addr }, payload);
     }
     Ok((n, delivered))
 }
@@ -1044,15 +1086,23 @@ mod tests {
             a.gso.is_some(),
             "the kernel takes UDP_SEGMENT (Linux 4.18 and later)"
         );
-        let mut peers: Vec<UdpTransport> = (0..2)
-            .map(|_| {
+        // One receiver with GRO (the default), one without: the same frames either way.
+        let mut peers: Vec<UdpTransport> = [true, false]
+            .into_iter()
+            .map(|gro| {
                 UdpTransport::new(UdpConfig {
                     burst: 64,
+                    gro,
                     ..UdpConfig::unicast(lo(0))
                 })
                 .unwrap()
             })
             .collect();
+        assert!(
+            peers[0].rx.gro(),
+            "the kernel takes UDP_GRO (Linux 5.0 and later)"
+        );
+        assert!(!peers[1].rx.gro());
         let members: Vec<Member> = std::iter::once(a.local_addr())
             .chain(peers.iter().map(UdpTransport::local_addr))
             .enumerate()
@@ -1097,6 +1147,101 @@ mod tests {
             }
             let want: Vec<Vec<u8>> = (0..50).map(frame).collect();
             assert_eq!(got, want);
+        }
+    }
+
+    /// Sends `frames` (a run of equal frames and a shorter last one, as GSO runs) from a new
+    /// transport to `to`, which has members `ids`.
+    fn send_run(to: &mut UdpTransport, frames: &[Vec<u8>]) {
+        let mut a = UdpTransport::new(UdpConfig {
+            burst: 64,
+            ..UdpConfig::unicast(lo(0))
+        })
+        .unwrap();
+        let members = [
+            Member {
+                id: NodeId(1),
+                addr: a.local_addr(),
+            },
+            Member {
+                id: NodeId(2),
+                addr: to.local_addr(),
+            },
+        ];
+        a.set_members(&members).unwrap();
+        to.set_members(&members).unwrap();
+        for f in frames {
+            a.send(Dest::Node(NodeId(2)), f.len(), |buf| buf.copy_from_slice(f))
+                .unwrap();
+        }
+        a.flush().unwrap();
+        assert_eq!(a.stats().frames_out, frames.len() as u64);
+    }
+
+    /// Reads `to` through `drain` until `want` frames were delivered or counted truncated;
+    /// returns (buffers read, frames delivered).
+    fn drain_all(to: &mut UdpTransport, want: u64) -> (usize, Vec<Vec<u8>>) {
+        let (mut buffers, mut got) = (0, Vec::new());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while (got.len() as u64) + to.stats.rx_truncated < want
+            && std::time::Instant::now() < deadline
+        {
+            to.wait(Some(Duration::from_millis(100))).unwrap();
+            let (n, _) = drain(
+                &to.sock,
+                &mut to.rx,
+                64,
+                None,
+                &to.members,
+                &mut to.stats,
+                &mut |_, f: &[u8]| got.push(f.to_vec()),
+            )
+            .unwrap();
+            buffers += n;
+        }
+        (buffers, got)
+    }
+
+    /// With GRO a GSO run is read as one buffer and split back into its datagrams.
+    #[test]
+    fn gro_reads_a_run_as_one_buffer_and_splits_it() {
+        let frames: Vec<Vec<u8>> = (0..40)
+            .map(|i| vec![i as u8; if i == 39 { 100 } else { 1200 }])
+            .collect();
+        let mut b = UdpTransport::new(UdpConfig {
+            burst: 64,
+            ..UdpConfig::unicast(lo(0))
+        })
+        .unwrap();
+        send_run(&mut b, &frames);
+        let (buffers, got) = drain_all(&mut b, 40);
+        assert_eq!(got, frames);
+        assert!(
+            buffers < 40,
+            "40 frames of one GSO run came in {buffers} buffers: GRO did not coalesce"
+        );
+        assert_eq!(b.stats().frames_in, 40);
+    }
+
+    /// A datagram larger than the receiver's MTU is counted truncated and dropped, with GRO
+    /// (checked per datagram of a run) as without (MSG_TRUNC); the short one gets through.
+    #[test]
+    fn frames_above_the_mtu_are_dropped_with_and_without_gro() {
+        let frames: Vec<Vec<u8>> = (0..10)
+            .map(|i| vec![i as u8; if i == 9 { 300 } else { 1200 }])
+            .collect();
+        for gro in [true, false] {
+            let mut b = UdpTransport::new(UdpConfig {
+                burst: 64,
+                mtu: 1000,
+                gro,
+                ..UdpConfig::unicast(lo(0))
+            })
+            .unwrap();
+            send_run(&mut b, &frames);
+            let (_, got) = drain_all(&mut b, 10);
+            assert_eq!(got, vec![frames[9].clone()], "gro {gro}");
+            assert_eq!(b.stats().rx_truncated, 9, "gro {gro}");
         }
     }
 

@@ -356,20 +356,28 @@ fn empty_iovec() -> libc::iovec {
 pub(crate) struct RxMeta {
     /// The sender, `None` if the kernel reported an address of another family.
     pub(crate) src: Option<SocketAddr>,
-    /// Payload bytes in the slot (at most the MTU).
-    pub(crate) len: usize,
     /// The datagram was larger than the slot (`MSG_TRUNC`): the slot holds only its start.
     pub(crate) truncated: bool,
+    /// With GRO: the kernel coalesced datagrams of this size (the last one may be shorter)
+    /// into the slot; 0 when the slot holds one datagram.
+    pub(crate) segment: usize,
 }
 
 /// Receive side: `burst` slots of `mtu` bytes in one arena, with their `mmsghdr`, `iovec` and
-/// address arrays, allocated once.
+/// address arrays, allocated once. With GRO ([`RxBatch::with_gro`]) each slot holds
+/// [`GRO_SLOT`] bytes (a run of coalesced datagrams) and has room for the `UDP_GRO` control
+/// message that gives their size.
 pub(crate) struct RxBatch {
+    /// Bytes per slot: the MTU, or [`GRO_SLOT`] with GRO.
+    slot: usize,
+    /// The transport's MTU: larger datagrams are not its frames.
     mtu: usize,
     arena: Box<[u8]>,
     names: Box<[SockAddrBuf]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
+    /// One control-message buffer per slot, with GRO; empty without.
+    cmsgs: Box<[SegmentCmsg]>,
     received: usize,
 }
 
@@ -383,13 +391,37 @@ impl RxBatch {
     pub(crate) fn new(burst: usize, mtu: usize) -> Self {
         let burst = burst.clamp(1, MAX_BATCH);
         Self {
+            slot: mtu,
             mtu,
             arena: vec![0; burst * mtu].into_boxed_slice(),
             names: vec![SockAddrBuf::EMPTY; burst].into_boxed_slice(),
             iovs: (0..burst).map(|_| empty_iovec()).collect(),
             hdrs: (0..burst).map(|_| zeroed_mmsghdr()).collect(),
+            cmsgs: Box::new([]),
             received: 0,
         }
+    }
+
+    /// For sockets with `UDP_GRO` on ([`enable_gro`]): `burst` slots (at most
+    /// [`GRO_MAX_SLOTS`]) of [`GRO_SLOT`] bytes, each with its control-message buffer.
+    pub(crate) fn with_gro(burst: usize, mtu: usize) -> Self {
+        let slots = burst.clamp(1, GRO_MAX_SLOTS);
+        Self {
+            slot: GRO_SLOT,
+            mtu,
+            arena: vec![0; slots * GRO_SLOT].into_boxed_slice(),
+            names: vec![SockAddrBuf::EMPTY; slots].into_boxed_slice(),
+            iovs: (0..slots).map(|_| empty_iovec()).collect(),
+            hdrs: (0..slots).map(|_| zeroed_mmsghdr()).collect(),
+            cmsgs: vec![SegmentCmsg([0; 32]); slots].into_boxed_slice(),
+            received: 0,
+        }
+    }
+
+    /// The transport's MTU: a datagram of a GRO run larger than this is not one of its
+    /// frames (without GRO the kernel reports it truncated).
+    pub(crate) fn mtu(&self) -> usize {
+        self.mtu
     }
 
     /// Receives up to `max` waiting datagrams with one non-blocking `recvmmsg` and returns
@@ -400,29 +432,37 @@ impl RxBatch {
         if n == 0 {
             return Ok(0);
         }
-        let mtu = self.mtu;
+        let slot = self.slot;
         let arena = self.arena.as_mut_ptr();
         for (i, iov) in self.iovs[..n].iter_mut().enumerate() {
-            iov.iov_base = arena.wrapping_add(i * mtu).cast();
-            iov.iov_len = mtu;
+            iov.iov_base = arena.wrapping_add(i * slot).cast();
+            iov.iov_len = slot;
         }
         self.names[..n].fill(SockAddrBuf::EMPTY);
         let names = self.names.as_mut_ptr();
         let iovs = self.iovs.as_mut_ptr();
+        let cmsgs = self.cmsgs.as_mut_ptr();
+        let gro = !self.cmsgs.is_empty();
         for (i, h) in self.hdrs[..n].iter_mut().enumerate() {
             h.msg_hdr.msg_name = names.wrapping_add(i).cast();
             h.msg_hdr.msg_namelen = NAME_LEN;
             h.msg_hdr.msg_iov = iovs.wrapping_add(i);
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+            if gro {
+                h.msg_hdr.msg_control = cmsgs.wrapping_add(i).cast();
+                h.msg_hdr.msg_controllen = mem::size_of::<SegmentCmsg>() as _;
+            } else {
+                h.msg_hdr.msg_control = ptr::null_mut();
+                h.msg_hdr.msg_controllen = 0;
+            }
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
-        // SAFETY: each of hdrs[..n] points at one iovec describing its own disjoint `mtu`-byte
-        // slot of `arena` and at a name buffer of NAME_LEN bytes in `names`; all are owned by
-        // `self`, which is mutably borrowed for the whole call, and no Rust reference to them
-        // is used until it returns. The kernel writes at most those lengths.
+        // SAFETY: each of hdrs[..n] points at one iovec describing its own disjoint `slot`-byte
+        // slot of `arena`, at a name buffer of NAME_LEN bytes in `names` and, with GRO, at its
+        // own 32-byte control buffer in `cmsgs`; all are owned by `self`, which is mutably
+        // borrowed for the whole call, and no Rust reference to them is used until it
+        // returns. The kernel writes at most those lengths.
         let rc = unsafe {
             libc::recvmmsg(
                 sock.as_raw_fd(),
@@ -445,14 +485,64 @@ impl RxBatch {
     pub(crate) fn frame(&self, i: usize) -> (RxMeta, &[u8]) {
         assert!(i < self.received, "rx slot {i} was not filled");
         let h = &self.hdrs[i];
-        let len = (h.msg_len as usize).min(self.mtu);
+        let len = (h.msg_len as usize).min(self.slot);
         let meta = RxMeta {
             src: self.names[i].to_std(h.msg_hdr.msg_namelen),
-            len,
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            segment: if self.cmsgs.is_empty() {
+                0
+            } else {
+                gro_segment(&h.msg_hdr)
+            },
         };
-        let start = i * self.mtu;
+        let start = i * self.slot;
         (meta, &self.arena[start..start + len])
+    }
+}
+
+/// The segment size in a received `UDP_GRO` control message, 0 when there is none (the
+/// kernel did not coalesce this datagram).
+fn gro_segment(hdr: &libc::msghdr) -> usize {
+    let data_len = mem::size_of::<c_int>();
+    // SAFETY: after `recvmmsg`, `hdr.msg_control` points at this slot's own control buffer
+    // (owned by the batch, which `hdr` borrows) and `msg_controllen` is what the kernel
+    // wrote there (at most the buffer's size). CMSG_FIRSTHDR and CMSG_NXTHDR return headers
+    // inside [msg_control, msg_control + msg_controllen) or null; a header's data is read
+    // only when its `cmsg_len` says it holds the int.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP
+                && (*c).cmsg_type == UDP_GRO
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(data_len as u32) as usize
+            {
+                let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<c_int>());
+                return usize::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    0
+}
+
+/// `UDP_GRO` (linux/udp.h): as a socket option, have the kernel hand this socket runs of
+/// same-sized datagrams from one sender as one buffer; as a control message, their size.
+const UDP_GRO: c_int = 104;
+/// Bytes of one GRO receive slot: the largest UDP payload, rounded up.
+pub(crate) const GRO_SLOT: usize = 65_536;
+/// Most GRO receive slots per `recvmmsg` (each is [`GRO_SLOT`] bytes).
+pub(crate) const GRO_MAX_SLOTS: usize = 64;
+
+/// Turns `UDP_GRO` on for `sock` (Linux 5.0): false where the kernel does not know it.
+pub(crate) fn enable_gro(sock: &UdpSocket) -> bool {
+    set_int(sock, libc::SOL_UDP, UDP_GRO, 1).is_ok()
+}
+
+#[cfg(test)]
+impl RxBatch {
+    /// Whether the slots are GRO slots.
+    pub(crate) fn gro(&self) -> bool {
+        !self.cmsgs.is_empty()
     }
 }
 
