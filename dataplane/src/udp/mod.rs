@@ -302,6 +302,8 @@ pub struct UdpTransport {
     peers: Vec<RawAddr>,
     local_node: Option<NodeId>,
     rx: RxBatch,
+    /// Where delivery of the last batch stopped, frames left ([`RxCursor`]).
+    rx_cursor: Option<RxCursor>,
     /// Deliver from the group socket first on the next `recv_burst` (alternates, so neither
     /// socket starves the other).
     group_first: bool,
@@ -476,6 +478,7 @@ impl UdpTransport {
             member_raw: Vec::new(),
             peers: Vec::new(),
             local_node: None,
+            rx_cursor: None,
             rx: if gro {
                 RxBatch::with_gro(config.burst, config.mtu)
             } else {
@@ -667,75 +670,110 @@ impl UdpTransport {
     }
 }
 
-/// Reads one batch from `sock` and delivers it; returns (datagrams read, frames delivered).
-fn drain(
-    sock: &UdpSocket,
-    rx: &mut RxBatch,
-    max: usize,
+/// Where delivery of the last `recvmmsg` batch stopped when the burst budget ran out in the
+/// middle of it (a GRO buffer holds up to 64 frames): the next [`Transport::recv_burst`]
+/// starts there, before it reads a socket again (which would overwrite the batch).
+#[derive(Debug, Clone, Copy)]
+struct RxCursor {
+    /// The buffer of the batch, and the byte offset of its next frame.
+    buf: usize,
+    off: usize,
+    /// The address whose frames this socket skips (our own, looped back on multicast).
     skip_from: Option<SocketAddr>,
-    members: &MemberTable,
-    stats: &mut Stats,
-    f: &mut impl FnMut(Source, &[u8]),
-) -> io::Result<(usize, usize)> {
-    let n = match rx.recv(sock, max) {
-        Ok(n) => n,
+}
+
+/// Reads one batch of at most `max` buffers from `sock`; returns how many (0 when none was
+/// waiting).
+fn read_batch(sock: &UdpSocket, rx: &mut RxBatch, max: usize) -> io::Result<usize> {
+    match rx.recv(sock, max) {
+        Ok(n) => Ok(n),
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ) =>
         {
-            return Ok((0, 0));
+            Ok(0)
         }
-        Err(e) => return Err(e),
-    };
+        Err(e) => Err(e),
+    }
+}
+
+/// Delivers the frames of `rx`'s last batch from `at` on, at most `budget` of them; returns
+/// how many, and where it stopped when frames are left.
+fn deliver(
+    rx: &RxBatch,
+    at: RxCursor,
+    budget: usize,
+    members: &MemberTable,
+    stats: &mut Stats,
+    f: &mut impl FnMut(Source, &[u8]),
+) -> (usize, Option<RxCursor>) {
     let mut delivered = 0;
     let mtu = rx.mtu();
-    for i in 0..n {
+    let (mut i, mut off) = (at.buf, at.off);
+    while i < rx.received() {
         let (meta, payload) = rx.frame(i);
         // A GRO run: datagrams of `segment` bytes, the last one maybe shorter.
-        let datagrams = if meta.segment > 0 {
-            payload.len().div_ceil(meta.segment).max(1)
-        } else {
-            1
-        };
-        if meta.truncated {
-            stats.rx_truncated += datagrams as u64;
-            continue;
-        }
-        let Some(addr) = meta.src else {
-            // Not an address of our family: cannot be named, so cannot be a member.
-            stats.unknown_sources += datagrams as u64;
-            continue;
-        };
-        if skip_from.is_some_and(|own| addr_key(own) == addr_key(addr)) {
-            continue; // our own ring frame, looped back
-        }
-        let node = members.node_of(addr);
         let step = if meta.segment > 0 {
             meta.segment
         } else {
             payload.len().max(1)
         };
-        let mut rest = payload;
-        for _ in 0..datagrams {
-            let (frame, tail) = rest.split_at(step.min(rest.len()));
-            rest = tail;
+        let datagrams = payload.len().div_ceil(step).max(1);
+        let addr = match meta.src {
+            _ if off > 0 => meta.src,
+            _ if meta.truncated => {
+                stats.rx_truncated += datagrams as u64;
+                None
+            }
+            None => {
+                // Not an address of our family: cannot be named, so cannot be a member.
+                stats.unknown_sources += datagrams as u64;
+                None
+            }
+            // Our own ring frame, looped back.
+            Some(a) if at.skip_from.is_some_and(|own| addr_key(own) == addr_key(a)) => None,
+            Some(a) => Some(a),
+        };
+        let Some(addr) = addr else {
+            (i, off) = (i + 1, 0);
+            continue;
+        };
+        let node = members.node_of(addr);
+        loop {
+            if delivered == budget {
+                return (
+                    delivered,
+                    Some(RxCursor {
+                        buf: i,
+                        off,
+                        skip_from: at.skip_from,
+                    }),
+                );
+            }
+            let end = (off + step).min(payload.len());
+            let frame = &payload[off..end];
+            off = end;
             if frame.len() > mtu {
                 // Larger than this transport's frames: what MSG_TRUNC reports without GRO.
                 stats.rx_truncated += 1;
-                continue;
+            } else {
+                if node.is_none() {
+                    stats.unknown_sources += 1;
+                }
+                stats.frames_in += 1;
+                stats.bytes_in += frame.len() as u64;
+                delivered += 1;
+                f(Source { node, addr }, frame);
             }
-            if node.is_none() {
-                stats.unknown_sources += 1;
+            if off >= payload.len() {
+                break;
             }
-            stats.frames_in += 1;
-            stats.bytes_in += frame.len() as u64;
-            delivered += 1;
-            f(Source { node, addr }, frame);
         }
+        (i, off) = (i + 1, 0);
     }
-    Ok((n, delivered))
+    (delivered, None)
 }
 
 impl Transport for UdpTransport {
@@ -749,6 +787,16 @@ impl Transport for UdpTransport {
     fn recv_burst(&mut self, mut f: impl FnMut(Source, &[u8])) -> io::Result<usize> {
         let mut budget = self.config.burst;
         let mut delivered = 0;
+        // First what is left of the last batch (GRO buffers hold more frames than a burst).
+        if let Some(at) = self.rx_cursor.take() {
+            let (got, rest) = deliver(&self.rx, at, budget, &self.members, &mut self.stats, &mut f);
+            delivered += got;
+            budget -= got;
+            if rest.is_some() {
+                self.rx_cursor = rest;
+                return Ok(delivered);
+            }
+        }
         let group_first = self.group_first;
         self.group_first = !group_first;
         for from_group in [group_first, !group_first] {
@@ -763,17 +811,22 @@ impl Transport for UdpTransport {
             } else {
                 (&self.sock, None)
             };
-            let (read, got) = drain(
-                sock,
-                &mut self.rx,
-                budget,
-                skip,
-                &self.members,
-                &mut self.stats,
-                &mut f,
-            )?;
-            budget -= read;
+            if read_batch(sock, &mut self.rx, budget)? == 0 {
+                continue;
+            }
+            let at = RxCursor {
+                buf: 0,
+                off: 0,
+                skip_from: skip,
+            };
+            let (got, rest) = deliver(&self.rx, at, budget, &self.members, &mut self.stats, &mut f);
             delivered += got;
+            budget -= got;
+            if rest.is_some() {
+                // The batch is not done: no other socket is read until it is.
+                self.rx_cursor = rest;
+                break;
+            }
         }
         Ok(delivered)
     }
@@ -1178,7 +1231,7 @@ mod tests {
         assert_eq!(a.stats().frames_out, frames.len() as u64);
     }
 
-    /// Reads `to` through `drain` until `want` frames were delivered or counted truncated;
+    /// Reads `to` batch by batch until `want` frames were delivered or counted truncated;
     /// returns (buffers read, frames delivered).
     fn drain_all(to: &mut UdpTransport, want: u64) -> (usize, Vec<Vec<u8>>) {
         let (mut buffers, mut got) = (0, Vec::new());
@@ -1187,16 +1240,21 @@ mod tests {
             && std::time::Instant::now() < deadline
         {
             to.wait(Some(Duration::from_millis(100))).unwrap();
-            let (n, _) = drain(
-                &to.sock,
-                &mut to.rx,
-                64,
-                None,
+            let n = read_batch(&to.sock, &mut to.rx, 64).unwrap();
+            let at = RxCursor {
+                buf: 0,
+                off: 0,
+                skip_from: None,
+            };
+            let (_, rest) = deliver(
+                &to.rx,
+                at,
+                usize::MAX,
                 &to.members,
                 &mut to.stats,
                 &mut |_, f: &[u8]| got.push(f.to_vec()),
-            )
-            .unwrap();
+            );
+            assert!(rest.is_none());
             buffers += n;
         }
         (buffers, got)
@@ -1221,6 +1279,38 @@ mod tests {
             "40 frames of one GSO run came in {buffers} buffers: GRO did not coalesce"
         );
         assert_eq!(b.stats().frames_in, 40);
+    }
+
+    /// A GRO buffer holds more frames than a burst: `recv_burst` delivers at most `burst`
+    /// per call and the next call goes on where it stopped, in order, before reading again.
+    #[test]
+    fn a_gro_run_longer_than_a_burst_is_delivered_over_several_calls() {
+        let frames: Vec<Vec<u8>> = (0..10).map(|i| vec![i as u8; 1000]).collect();
+        let mut b = UdpTransport::new(UdpConfig {
+            burst: 4,
+            ..UdpConfig::unicast(lo(0))
+        })
+        .unwrap();
+        send_run(&mut b, &frames);
+        let mut got = Vec::new();
+        let mut calls = Vec::new();
+        let mut carried = false;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < 10 && std::time::Instant::now() < deadline {
+            b.wait(Some(Duration::from_millis(100))).unwrap();
+            let n = b.recv_burst(|_, f| got.push(f.to_vec())).unwrap();
+            if n > 0 {
+                calls.push(n);
+            }
+            carried |= b.rx_cursor.is_some();
+        }
+        assert_eq!(got, frames);
+        assert!(calls.iter().all(|&n| n <= 4), "bursts {calls:?}");
+        assert!(
+            carried,
+            "the run came in buffers of at most a burst: {calls:?}"
+        );
+        assert!(b.rx_cursor.is_none());
     }
 
     /// A datagram larger than the receiver's MTU is counted truncated and dropped, with GRO

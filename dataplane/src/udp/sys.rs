@@ -477,6 +477,11 @@ impl RxBatch {
         Ok(self.received)
     }
 
+    /// How many buffers the last [`recv`](Self::recv) filled.
+    pub(crate) fn received(&self) -> usize {
+        self.received
+    }
+
     /// The `i`th datagram of the last [`recv`](Self::recv): what the kernel reported and the
     /// payload bytes in its slot.
     ///
