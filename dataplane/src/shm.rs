@@ -53,6 +53,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use bytes::{Bytes, BytesMut};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -374,6 +376,20 @@ impl Segment {
     }
 
     /// Copies ring `r`'s bytes at `offset` into `dst`.
+    /// As [`get`](Self::get), into memory not yet initialised (all of `dst` is written).
+    fn get_uninit(&self, r: usize, offset: usize, dst: &mut [std::mem::MaybeUninit<u8>]) {
+        assert!(offset + dst.len() <= self.ring_bytes, "read past the ring");
+        // SAFETY: as in `get`; `dst` is private memory, valid for `dst.len()` bytes of
+        // writes, and `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.data(r).add(offset),
+                dst.as_mut_ptr().cast::<u8>(),
+                dst.len(),
+            );
+        }
+    }
+
     fn get(&self, r: usize, offset: usize, dst: &mut [u8]) {
         assert!(offset + dst.len() <= self.ring_bytes, "read past the ring");
         // SAFETY: as in `put`; `dst` is private memory. A peer writing these bytes meanwhile
@@ -584,6 +600,10 @@ impl Writer {
     }
 }
 
+/// Bytes of one shared read buffer of [`Reader::try_read_shared`]: 16 records of 1 KiB
+/// share an allocation, and a record kept alive pins at most this much.
+pub const READ_BUFFER: usize = 16 * 1024;
+
 /// The reading end of one ring.
 #[derive(Debug)]
 pub struct Reader {
@@ -611,32 +631,68 @@ impl Reader {
     /// # Errors
     /// [`RingError`] when the writer broke the ring's rules; the ring cannot be read further.
     pub fn try_read(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
+        let Some((at, len, step)) = self.next_record()? else {
+            return Ok(false);
+        };
+        out.clear();
+        out.resize(len, 0);
+        self.seg.get(self.ring, at, out);
+        self.consume(step);
+        Ok(true)
+    }
+
+    /// Takes the next record, if one is published, as [`Bytes`] that share `buffer`'s
+    /// allocation with the records read before it: one copy out of the segment and no
+    /// allocation per record (a new buffer of [`READ_BUFFER`] bytes, or of the record's size
+    /// if larger, when the free room of `buffer` runs out; `buffer` is empty between calls).
+    /// A record kept alive keeps its whole buffer allocated: copy it to keep it long.
+    /// `Ok(None)` when the ring is empty.
+    ///
+    /// # Errors
+    /// As [`try_read`](Self::try_read).
+    pub fn try_read_shared(&mut self, buffer: &mut BytesMut) -> Result<Option<Bytes>, RingError> {
+        let Some((at, len, step)) = self.next_record()? else {
+            return Ok(None);
+        };
+        buffer.clear();
+        if buffer.capacity() < len {
+            *buffer = BytesMut::with_capacity(READ_BUFFER.max(len));
+        }
+        self.seg
+            .get_uninit(self.ring, at, &mut buffer.spare_capacity_mut()[..len]);
+        // SAFETY: `get_uninit` wrote the first `len` bytes of the spare capacity, which holds
+        // at least `len` (made so above).
+        unsafe { buffer.set_len(len) };
+        let record = buffer.split_to(len).freeze();
+        self.consume(step);
+        Ok(Some(record))
+    }
+
+    /// The next published record, wrap markers skipped: where its bytes start in the data
+    /// area, its length, and how far the tail moves past it ([`consume`](Self::consume)).
+    fn next_record(&mut self) -> Result<Option<(usize, usize, u64)>, RingError> {
         let cap = self.seg.ring_bytes;
         loop {
             let head = self.head()?;
             let avail = head.wrapping_sub(self.tail);
             if avail == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             let offset = (self.tail % cap as u64) as usize;
             let mut len = [0u8; LEN_BYTES];
             self.seg.get(self.ring, offset, &mut len);
             let len = u32::from_ne_bytes(len);
             match check_record(len, offset, avail, cap)? {
-                Step::Wrap(skip) => {
-                    self.tail = self.tail.wrapping_add(skip);
-                    self.publish_tail();
-                }
-                Step::Record(step) => {
-                    out.clear();
-                    out.resize(len as usize, 0);
-                    self.seg.get(self.ring, offset + LEN_BYTES, out);
-                    self.tail = self.tail.wrapping_add(step);
-                    self.publish_tail();
-                    return Ok(true);
-                }
+                Step::Wrap(skip) => self.consume(skip),
+                Step::Record(step) => return Ok(Some((offset + LEN_BYTES, len as usize, step))),
             }
         }
+    }
+
+    /// Moves the tail past what was read, and publishes it.
+    fn consume(&mut self, step: u64) {
+        self.tail = self.tail.wrapping_add(step);
+        self.publish_tail();
     }
 
     fn publish_tail(&self) {
@@ -731,7 +787,7 @@ pub mod fuzzing {
     /// A hostile client's segment as the executive reads it: the first 8 bytes of `data`
     /// are the request ring's head index, the next 8 its reader-sleeping and writer-waiting
     /// flags, the rest its data area (from offset 0). Reads everything the executive's
-    /// reader accepts until the ring is empty or it reports an error. Every record returned
+    /// reader ([`Reader::try_read_shared`]) accepts until the ring is empty or it reports an error. Every record returned
     /// lies within the bytes the writer published and the reader never panics or reads
     /// outside the segment.
     ///
@@ -757,17 +813,18 @@ pub mod fuzzing {
         let take = rest.len().min(MIN_RING_BYTES);
         seg.put(0, 0, &rest[..take]);
         let (_w, mut r) = seg.exec_ends();
-        let mut out = Vec::new();
+        // As the executive reads it: into shared buffers.
+        let mut buffer = BytesMut::new();
         let mut consumed = 0u64;
         for _ in 0..MIN_RING_BYTES {
             let before = r.tail;
-            match r.try_read(&mut out) {
-                Ok(true) => {
+            match r.try_read_shared(&mut buffer) {
+                Ok(Some(out)) => {
                     assert!(out.len() <= max_record(MIN_RING_BYTES));
                     consumed += r.tail.wrapping_sub(before);
                     assert!(consumed <= MIN_RING_BYTES as u64);
                 }
-                Ok(false) | Err(_) => return,
+                Ok(None) | Err(_) => return,
             }
         }
     }
@@ -802,6 +859,55 @@ mod tests {
         }
         assert!(!er.try_read(&mut out).unwrap());
         assert!(!cr.try_read(&mut out).unwrap());
+    }
+
+    /// Shared reads return the records written, small ones sharing one buffer, a record
+    /// larger than the buffer in one of its own, across the wrap.
+    #[test]
+    fn shared_reads_return_the_records_and_share_buffers() {
+        let (mut cw, _cr, _ew, mut er) = pair();
+        let mut buffer = BytesMut::new();
+        let mut kept = std::collections::VecDeque::new();
+        for i in 0..3000u32 {
+            let len = if i % 500 == 7 {
+                READ_BUFFER + 100
+            } else {
+                (i as usize * 37) % 2000
+            };
+            let rec: Vec<u8> = (0..len).map(|b| (b as u32 ^ i) as u8).collect();
+            assert!(cw.try_write(&[&rec]).unwrap());
+            let got = er.try_read_shared(&mut buffer).unwrap().unwrap();
+            assert_eq!(got[..], rec[..]);
+            if len > READ_BUFFER {
+                assert!(
+                    buffer.capacity() == 0,
+                    "a large record has a buffer of its own"
+                );
+            }
+            // Records kept alive stay intact while later ones are read.
+            kept.push_back((got, rec));
+            if kept.len() > 20 {
+                kept.pop_front();
+            }
+            assert!(kept.iter().all(|(got, rec)| got == rec));
+        }
+        assert!(er.try_read_shared(&mut buffer).unwrap().is_none());
+        // Buffers are really shared: 100 records of 100 bytes come from few allocations.
+        let mut starts = std::collections::BTreeSet::new();
+        let mut prev_end = None;
+        for _ in 0..100 {
+            assert!(cw.try_write(&[&[5u8; 100]]).unwrap());
+            let got = er.try_read_shared(&mut buffer).unwrap().unwrap();
+            if prev_end != Some(got.as_ptr()) {
+                starts.insert(got.as_ptr() as usize);
+            }
+            prev_end = Some(got.as_ptr().wrapping_add(got.len()));
+        }
+        assert!(
+            starts.len() <= 2,
+            "{} buffers for 10 000 bytes",
+            starts.len()
+        );
     }
 
     #[test]

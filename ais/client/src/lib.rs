@@ -96,7 +96,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use dataplane::shm::{self, RingError, Segment};
 use dataplane::unix::{Recv, SeqpacketConn};
 
@@ -215,6 +215,9 @@ pub struct Connection<P: Protocol> {
 struct ClientShm {
     writer: shm::Writer,
     reader: shm::Reader,
+    /// The buffer packets from the ring are read into, shared by the packets it holds
+    /// ([`shm::Reader::try_read_shared`]): no allocation per packet.
+    buf: BytesMut,
 }
 
 /// A ring the executive broke.
@@ -284,7 +287,11 @@ impl<P: Protocol> Connection<P> {
             Ok(Reply::Ok) => {
                 let seg = Arc::new(seg);
                 let (writer, reader) = seg.client_ends();
-                self.shm = Some(Box::new(ClientShm { writer, reader }));
+                self.shm = Some(Box::new(ClientShm {
+                    writer,
+                    reader,
+                    buf: BytesMut::new(),
+                }));
                 Ok(())
             }
             // Refused (configured off, a limit): the socket it is.
@@ -430,13 +437,16 @@ impl<P: Protocol> Connection<P> {
         };
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut wake = [0u8; 16];
-        let mut record = Vec::new();
         loop {
-            if shm.reader.try_read(&mut record).map_err(ring_error)? {
+            if let Some(record) = shm
+                .reader
+                .try_read_shared(&mut shm.buf)
+                .map_err(ring_error)?
+            {
                 if shm.reader.space_wake_needed() {
                     self.sock.send(&[&WAKE]).map_err(closed_or_io)?;
                 }
-                return decode_packet(Bytes::from(record)).map(Some);
+                return decode_packet(record).map(Some);
             }
             // Empty: drop wake-ups already read about, ask for one, look again, sleep.
             while let Some(r) = self.sock.try_recv(&mut wake)? {
