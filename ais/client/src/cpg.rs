@@ -33,7 +33,8 @@ pub enum CpgEvent {
         group: Bytes,
         /// The sending process.
         sender: CpgAddress,
-        /// The message.
+        /// The message. Over shared memory it shares the buffer it was read into with the
+        /// packets around it (16 KiB): copy it (`Bytes::copy_from_slice`) to keep it long.
         data: Bytes,
     },
     /// A group's membership changed.

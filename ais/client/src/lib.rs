@@ -52,6 +52,9 @@
 //! changes for the application: the same calls, answers, callbacks, `TRY_AGAIN` and
 //! descriptor ([`Connection::has_queued`] also looks at the ring, and arms the wake-up, so
 //! "check `has_queued`, then poll the descriptor" still never sleeps on a waiting packet).
+//! Packets are read out of the ring into 16 KiB buffers that the `Bytes` in callbacks share
+//! ([`dataplane::shm::Reader::try_read_shared`]): no allocation per callback, but data kept
+//! alive keeps its buffer; copy what you keep long.
 //!
 //! # Example
 //!
