@@ -786,10 +786,11 @@ pub mod fuzzing {
 
     /// A hostile client's segment as the executive reads it: the first 8 bytes of `data`
     /// are the request ring's head index, the next 8 its reader-sleeping and writer-waiting
-    /// flags, the rest its data area (from offset 0). Reads everything the executive's
-    /// reader ([`Reader::try_read_shared`]) accepts until the ring is empty or it reports an error. Every record returned
-    /// lies within the bytes the writer published and the reader never panics or reads
-    /// outside the segment.
+    /// flags, the rest its data area (from offset 0). Reads everything the reader accepts
+    /// until the ring is empty or it reports an error, once with [`Reader::try_read`] (as
+    /// the executive reads) and once with [`Reader::try_read_shared`] (as the client library
+    /// reads). Every record returned lies within the bytes the writer published and the
+    /// reader never panics or reads outside the segment.
     ///
     /// # Panics
     /// When the reader accepts a record it should not have (a fuzzing failure).
@@ -812,8 +813,23 @@ pub mod fuzzing {
         let rest = data.get(16..).unwrap_or_default();
         let take = rest.len().min(MIN_RING_BYTES);
         seg.put(0, 0, &rest[..take]);
+        // As the executive reads it (a record of its own each), then again from the start
+        // into shared buffers (as the client library reads its ring).
         let (_w, mut r) = seg.exec_ends();
-        // As the executive reads it: into shared buffers.
+        let mut out = Vec::new();
+        let mut consumed = 0u64;
+        for _ in 0..MIN_RING_BYTES {
+            let before = r.tail;
+            match r.try_read(&mut out) {
+                Ok(true) => {
+                    assert!(out.len() <= max_record(MIN_RING_BYTES));
+                    consumed += r.tail.wrapping_sub(before);
+                    assert!(consumed <= MIN_RING_BYTES as u64);
+                }
+                Ok(false) | Err(_) => break,
+            }
+        }
+        let (_w, mut r) = seg.exec_ends();
         let mut buffer = BytesMut::new();
         let mut consumed = 0u64;
         for _ in 0..MIN_RING_BYTES {

@@ -317,8 +317,6 @@ struct ShmEnds {
     /// Reading stopped at [`MAX_INFLIGHT`] with records left: read on when the executive
     /// caught up (no wake-up will come from the client for those).
     backlog: bool,
-    /// The buffer requests are read into ([`shm::Reader::try_read_shared`]).
-    buf: bytes::BytesMut,
 }
 
 /// Why a connection ends.
@@ -580,14 +578,18 @@ fn read_ring(c: &mut Client, conn: ConnId, tx: &Sender<Input>, all: bool) -> End
             s.backlog = true;
             break End::Open;
         }
-        match s.reader.try_read_shared(&mut s.buf) {
-            Ok(Some(record)) => {
-                let end = packet(c, conn, record, None, tx, false);
+        // A record of its own per request (not `try_read_shared`): services keep parts of
+        // request bodies (checkpoint sections, queued messages) for as long as they like,
+        // and a shared buffer would stay allocated whole behind each.
+        let mut record = Vec::new();
+        match s.reader.try_read(&mut record) {
+            Ok(true) => {
+                let end = packet(c, conn, Bytes::from(record), None, tx, false);
                 if !matches!(end, End::Open) {
                     break end;
                 }
             }
-            Ok(None) => match s.reader.prepare_sleep() {
+            Ok(false) => match s.reader.prepare_sleep() {
                 Ok(true) => {
                     s.backlog = false;
                     break End::Open;
@@ -733,7 +735,6 @@ fn setup(c: &mut Client, id: u64, body: Bytes, fd: Option<OwnedFd>, shared_memor
                     writer,
                     reader,
                     backlog: false,
-                    buf: bytes::BytesMut::new(),
                 });
             }
             end
