@@ -815,28 +815,28 @@ pub mod fuzzing {
         seg.put(0, 0, &rest[..take]);
         // As the executive reads it (a record of its own each), then again from the start
         // into shared buffers (as the client library reads its ring).
-        let (_w, mut r) = seg.exec_ends();
         let mut out = Vec::new();
-        let mut consumed = 0u64;
-        for _ in 0..MIN_RING_BYTES {
-            let before = r.tail;
-            match r.try_read(&mut out) {
-                Ok(true) => {
-                    assert!(out.len() <= max_record(MIN_RING_BYTES));
-                    consumed += r.tail.wrapping_sub(before);
-                    assert!(consumed <= MIN_RING_BYTES as u64);
-                }
-                Ok(false) | Err(_) => break,
-            }
-        }
-        let (_w, mut r) = seg.exec_ends();
+        read_all(&seg, |r| Ok(r.try_read(&mut out)?.then_some(out.len())));
         let mut buffer = BytesMut::new();
+        read_all(&seg, |r| {
+            Ok(r.try_read_shared(&mut buffer)?.map(|b| b.len()))
+        });
+    }
+
+    /// Reads `seg`'s request ring from the start with `read` (the length of the record it
+    /// took, `None` when empty) until it is empty or reports an error, checking that every
+    /// record fits and that no more is consumed than the ring holds.
+    fn read_all(
+        seg: &Arc<Segment>,
+        mut read: impl FnMut(&mut Reader) -> Result<Option<usize>, RingError>,
+    ) {
+        let (_w, mut r) = seg.exec_ends();
         let mut consumed = 0u64;
         for _ in 0..MIN_RING_BYTES {
             let before = r.tail;
-            match r.try_read_shared(&mut buffer) {
-                Ok(Some(out)) => {
-                    assert!(out.len() <= max_record(MIN_RING_BYTES));
+            match read(&mut r) {
+                Ok(Some(len)) => {
+                    assert!(len <= max_record(MIN_RING_BYTES));
                     consumed += r.tail.wrapping_sub(before);
                     assert!(consumed <= MIN_RING_BYTES as u64);
                 }

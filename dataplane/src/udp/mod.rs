@@ -1204,7 +1204,7 @@ mod tests {
     }
 
     /// Sends `frames` (a run of equal frames and a shorter last one, as GSO runs) from a new
-    /// transport to `to`, which has members `ids`.
+    /// transport, node 1, to `to`, node 2 (both get that member list).
     fn send_run(to: &mut UdpTransport, frames: &[Vec<u8>]) {
         let mut a = UdpTransport::new(UdpConfig {
             burst: 64,

@@ -389,31 +389,24 @@ unsafe impl Send for RxBatch {}
 
 impl RxBatch {
     pub(crate) fn new(burst: usize, mtu: usize) -> Self {
-        let burst = burst.clamp(1, MAX_BATCH);
-        Self {
-            slot: mtu,
-            mtu,
-            arena: vec![0; burst * mtu].into_boxed_slice(),
-            names: vec![SockAddrBuf::EMPTY; burst].into_boxed_slice(),
-            iovs: (0..burst).map(|_| empty_iovec()).collect(),
-            hdrs: (0..burst).map(|_| zeroed_mmsghdr()).collect(),
-            cmsgs: Box::new([]),
-            received: 0,
-        }
+        Self::with_slots(burst.clamp(1, MAX_BATCH), mtu, mtu, false)
     }
 
     /// For sockets with `UDP_GRO` on ([`enable_gro`]): `burst` slots (at most
     /// [`GRO_MAX_SLOTS`]) of [`GRO_SLOT`] bytes, each with its control-message buffer.
     pub(crate) fn with_gro(burst: usize, mtu: usize) -> Self {
-        let slots = burst.clamp(1, GRO_MAX_SLOTS);
+        Self::with_slots(burst.clamp(1, GRO_MAX_SLOTS), GRO_SLOT, mtu, true)
+    }
+
+    fn with_slots(slots: usize, slot: usize, mtu: usize, gro: bool) -> Self {
         Self {
-            slot: GRO_SLOT,
+            slot,
             mtu,
-            arena: vec![0; slots * GRO_SLOT].into_boxed_slice(),
+            arena: vec![0; slots * slot].into_boxed_slice(),
             names: vec![SockAddrBuf::EMPTY; slots].into_boxed_slice(),
             iovs: (0..slots).map(|_| empty_iovec()).collect(),
             hdrs: (0..slots).map(|_| zeroed_mmsghdr()).collect(),
-            cmsgs: vec![SegmentCmsg([0; 32]); slots].into_boxed_slice(),
+            cmsgs: vec![SegmentCmsg([0; 32]); if gro { slots } else { 0 }].into_boxed_slice(),
             received: 0,
         }
     }
