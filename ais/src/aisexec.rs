@@ -504,7 +504,13 @@ fn run(
                 break;
             }
             n += 1;
-            next = if n < 4096 { rx.try_recv().ok() } else { None };
+            // A batch ends early when an outbox crossed the high-water mark, so that the
+            // flow control holds the senders before the outbox fills (Exec::tick_due).
+            next = if n < 4096 && !exec.tick_due() {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         exec.tick();
         // The driver's snapshot changes at most every STATUS_INTERVAL: read it no more often.

@@ -211,6 +211,10 @@ pub struct Exec {
     clc: Option<clc::ClcDriver>,
     /// Most packets queued for one client ([`OUTBOX_PACKETS`] by default).
     outbox_packets: u64,
+    /// The flow control's marks ([`outbox_limits`] of `outbox_packets`).
+    limits: OutboxLimits,
+    /// An outbox crossed the high-water mark since the last tick ([`Exec::tick_due`]).
+    tick_due: bool,
     /// Reused for the outbox depths at each tick.
     depths: Vec<OutboxDepth>,
 }
@@ -260,10 +264,11 @@ impl Exec {
             leaving: false,
             clc: None,
             outbox_packets: OUTBOX_PACKETS as u64,
+            limits: outbox_limits(OUTBOX_PACKETS as u64),
+            tick_due: false,
             depths: Vec::new(),
         };
-        exec.core
-            .set_outbox_limits(outbox_limits(OUTBOX_PACKETS as u64));
+        exec.core.set_outbox_limits(exec.limits);
         // The state this node starts in (not quorate, when a quorum service runs), at the
         // time the log was opened: before any Totem event of this process.
         let opened = exec.event_log.as_ref().map(EventLogWriter::opened_at);
@@ -422,7 +427,8 @@ impl Exec {
     /// flow control's marks that follow from it ([`outbox_limits`]); before clients connect.
     pub fn set_outbox_packets(&mut self, packets: u64) {
         self.outbox_packets = packets;
-        self.core.set_outbox_limits(outbox_limits(packets));
+        self.limits = outbox_limits(packets);
+        self.core.set_outbox_limits(self.limits);
     }
 
     /// Carries out component life-cycle commands with `driver` (its runner reports as
@@ -485,6 +491,7 @@ impl Exec {
     /// Work between batches of inputs: hand the packets queued for clients to the IPC loop,
     /// offer refused internal messages again, flush the event log.
     pub fn tick(&mut self) {
+        self.tick_due = false;
         self.flush_outboxes();
         self.core.tick(wall_clock_ns());
         self.depths.clear();
@@ -505,6 +512,15 @@ impl Exec {
         {
             warn!("event log: {e}");
         }
+    }
+
+    /// Whether the loop should end its batch of inputs and [`tick`](Self::tick) now: a
+    /// client's outbox crossed the flow control's high-water mark. The flow control
+    /// observes outboxes at ticks only; under load a batch (the inputs already queued) can
+    /// be long enough to take an outbox from the high-water mark past the hard limit, which
+    /// would disconnect a live, reading client instead of holding the senders.
+    pub fn tick_due(&self) -> bool {
+        self.tick_due
     }
 
     /// How long until a service's timer is due ([`ExecCore::next_timer`]); zero when it is
@@ -671,6 +687,14 @@ impl Exec {
         }
         c.queued_packets += 1;
         c.queued_bytes += packet.len() as u64;
+        // Crossing the high-water mark: the flow control must see it at once, not at the
+        // end of a batch of thousands of deliveries that would fill the outbox first.
+        let l = &self.limits;
+        if (packets <= l.high_packets && packets + 1 > l.high_packets)
+            || (bytes <= l.high_bytes && bytes + packet.len() as u64 > l.high_bytes)
+        {
+            self.tick_due = true;
+        }
         c.pending.push(packet);
         if c.pending.len() >= HANDOFF_BATCH {
             Self::hand_over(c);
