@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Connection, Error, unexpected};
-use ais_proto::cpg::{Callback, CpgAddress, CpgProtocol, Reason, Request, Response};
+use ais_proto::cpg::{
+    Callback, CpgAddress, CpgProtocol, McastBatchParts, Reason, Request, Response,
+};
 use ais_proto::ipc::{AisError, Guarantee, MAX_PAYLOAD, Message, Reply, check_group};
 
 /// First pause of [`Cpg::mcast_retry`] after a `TRY_AGAIN`.
@@ -179,12 +181,9 @@ impl Cpg {
         if messages.is_empty() {
             return Ok(0);
         }
-        let req = Request::McastBatch {
-            group: Bytes::copy_from_slice(group),
-            guarantee,
-            messages: messages.iter().map(|m| Bytes::copy_from_slice(m)).collect(),
-        };
-        match self.conn.call(req)? {
+        // The caller's slices go into the packet as they are: no request value, no copy.
+        let parts = McastBatchParts::new(group, guarantee, messages);
+        match self.conn.call_parts(|id| parts.head(id), &parts.rest())? {
             Reply::Service(Response::Accepted(n)) => Ok((n as usize).min(messages.len())),
             other => Err(unexpected("CpgMcastBatch", &other)),
         }

@@ -362,6 +362,30 @@ impl<P: Protocol> Connection<P> {
         req: &Request<P::Request>,
         payload: &[u8],
     ) -> Result<Reply<P::Response>, Error> {
+        let id = self.next_request()?;
+        let Encoded { head, tail } = Encoded::request(id, req);
+        debug_assert!(tail.is_empty() || payload.is_empty(), "payload given twice");
+        self.exchange_parts(id, &[&head, &tail, payload])
+    }
+
+    /// As [`call`](Self::call), for a request the caller encodes itself as gather parts,
+    /// sent without being copied into one buffer first: `head(id)` gives the packet's first
+    /// bytes for request number `id` (header included), `rest` follows it.
+    pub(crate) fn call_parts(
+        &mut self,
+        head: impl FnOnce(u64) -> Vec<u8>,
+        rest: &[&[u8]],
+    ) -> Result<Reply<P::Response>, Error> {
+        let id = self.next_request()?;
+        let head = head(id);
+        let mut parts = Vec::with_capacity(rest.len() + 1);
+        parts.push(head.as_slice());
+        parts.extend_from_slice(rest);
+        self.exchange_parts(id, &parts)
+    }
+
+    /// The number for the next request; refused once the connection is out of step.
+    fn next_request(&mut self) -> Result<u64, Error> {
         if self.out_of_step {
             return Err(Error::Protocol(
                 "an earlier request failed while waiting for its answer; reconnect".to_owned(),
@@ -369,12 +393,15 @@ impl<P: Protocol> Connection<P> {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let Encoded { head, tail } = Encoded::request(id, req);
-        debug_assert!(tail.is_empty() || payload.is_empty(), "payload given twice");
-        if head.len() + tail.len() + payload.len() > MAX_PACKET {
+        Ok(id)
+    }
+
+    /// Sends request `id`, made of `parts`, and waits for its answer.
+    fn exchange_parts(&mut self, id: u64, parts: &[&[u8]]) -> Result<Reply<P::Response>, Error> {
+        if parts.iter().map(|p| p.len()).sum::<usize>() > MAX_PACKET {
             return Err(Error::Ais(AisError::TooBig));
         }
-        self.send_packet(&[&head, &tail, payload])?;
+        self.send_packet(parts)?;
         let result = self.wait_response(id);
         // After `Closed` every send fails with `Closed` anyway.
         if matches!(result, Err(Error::Protocol(_) | Error::Io(_))) {

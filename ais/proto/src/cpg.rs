@@ -8,6 +8,64 @@ use crate::ipc::{
     Encoded, Guarantee, HEADER_LEN, Kind, Message, Protocol, ServiceId, get_group, get_group_ref,
 };
 
+/// The fields of [`Request::McastBatch`] before its messages.
+fn batch_fields(w: &mut Writer, group: &[u8], guarantee: Guarantee, count: usize) {
+    w.short_bytes(group).u8(guarantee.code()).count(count);
+}
+
+/// The length that goes before each message of [`Request::McastBatch`].
+fn batch_length(message: &[u8]) -> [u8; 4] {
+    u32::try_from(message.len())
+        .unwrap_or(u32::MAX)
+        .to_le_bytes()
+}
+
+/// A [`Request::McastBatch`] of borrowed messages as gather parts, for a client that sends
+/// its caller's slices without copying them into a request first: the packet's header and
+/// fields ([`McastBatchParts::head`]), then each message's length and bytes
+/// ([`McastBatchParts::rest`]). The bytes are those of the encoded request.
+#[derive(Debug)]
+pub struct McastBatchParts<'a> {
+    group: &'a [u8],
+    guarantee: Guarantee,
+    messages: &'a [&'a [u8]],
+    lengths: Vec<[u8; 4]>,
+}
+
+impl<'a> McastBatchParts<'a> {
+    /// The parts of a batch of `messages` to `group`.
+    pub fn new(group: &'a [u8], guarantee: Guarantee, messages: &'a [&'a [u8]]) -> Self {
+        McastBatchParts {
+            group,
+            guarantee,
+            messages,
+            lengths: messages.iter().map(|m| batch_length(m)).collect(),
+        }
+    }
+
+    /// The packet's header, as request number `id`, and the fields before the messages.
+    pub fn head(&self, id: u64) -> Vec<u8> {
+        Encoded::build(
+            Kind::Request,
+            id,
+            op::MCAST_BATCH,
+            HEADER_LEN + 2 + self.group.len() + 1 + 4,
+            |w| batch_fields(w, self.group, self.guarantee, self.messages.len()),
+            Bytes::new(),
+        )
+        .head
+    }
+
+    /// What follows the head: each message's length, then the message.
+    pub fn rest(&self) -> Vec<&[u8]> {
+        self.lengths
+            .iter()
+            .zip(self.messages)
+            .flat_map(|(len, m)| [len.as_slice(), m])
+            .collect()
+    }
+}
+
 /// The CPG protocol.
 #[derive(Debug, Clone, Copy)]
 pub struct CpgProtocol;
@@ -206,11 +264,9 @@ impl Message for Request {
                 guarantee,
                 messages,
             } => {
-                w.short_bytes(group)
-                    .u8(guarantee.code())
-                    .count(messages.len());
+                batch_fields(w, group, *guarantee, messages.len());
                 for m in messages {
-                    w.u32(u32::try_from(m.len()).unwrap_or(u32::MAX)).raw(m);
+                    w.raw(&batch_length(m)).raw(m);
                 }
             }
             Request::LocalGet | Request::FlowControlGet | Request::Groups => {}
@@ -654,6 +710,31 @@ impl Message for RingMessage {
 mod tests {
     use super::*;
     use crate::ipc::{FIRST_REQUEST_OP, FIRST_RESPONSE_OP, Kind, assert_round_trips};
+
+    #[test]
+    fn batch_parts_are_the_encoded_request() {
+        let group = b"group-b";
+        let big = vec![7u8; 70_000];
+        let cases: [&[&[u8]]; 4] = [&[b"a", b"", b"ccc"], &[big.as_slice(), b"x"], &[b""], &[]];
+        for messages in cases {
+            for guarantee in [Guarantee::Agreed, Guarantee::Safe] {
+                let parts = McastBatchParts::new(group, guarantee, messages);
+                let mut gathered = parts.head(0x0102_0304_0506_0708);
+                for p in parts.rest() {
+                    gathered.extend_from_slice(p);
+                }
+                let req = crate::ipc::Request::Service(Request::McastBatch {
+                    group: Bytes::from_static(group),
+                    guarantee,
+                    messages: messages.iter().map(|m| Bytes::copy_from_slice(m)).collect(),
+                });
+                assert_eq!(
+                    gathered,
+                    Encoded::request(0x0102_0304_0506_0708, &req).to_vec()
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_cpg_packet_round_trips_and_every_truncation_fails() {
