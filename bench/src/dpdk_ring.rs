@@ -58,6 +58,14 @@ pub struct Args {
     /// (another program took its core) changes the membership, and the run fails saying so.
     #[arg(long, default_value_t = 100)]
     pub token: u64,
+    /// Most frames the ring sends per token rotation (`totem.window_size`; aisexec's and
+    /// corosync's default: 50). At least `--max-messages`.
+    #[arg(long, default_value_t = 50)]
+    pub window_size: u32,
+    /// Most frames a node sends per token visit (`totem.max_messages`; aisexec's and
+    /// corosync's default: 17).
+    #[arg(long, default_value_t = 17)]
+    pub max_messages: u32,
     /// One JSON object per run and per summary instead of text.
     #[arg(long)]
     pub json: bool,
@@ -92,9 +100,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         (10..=60_000).contains(&args.token),
         "--token must be 10..=60000 ms"
     );
+    anyhow::ensure!(
+        args.max_messages >= 1 && args.window_size >= args.max_messages,
+        "--max-messages must be at least 1 and --window-size at least --max-messages"
+    );
+    anyhow::ensure!(
+        u64::from(args.window_size) * 2 <= 16_384,
+        "--window-size must be at most 8192 (the receive window is 16384 frames)"
+    );
     let settings = raw::RingSettings {
         crypto: args.crypto == "on",
         token_ms: args.token,
+        window_size: args.window_size,
+        max_messages: args.max_messages,
     };
     let dir = std::env::temp_dir().join(format!("oais-dpdk-ring-{}", std::process::id()));
     let r = measure_all(args, settings, &dir);

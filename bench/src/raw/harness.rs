@@ -286,6 +286,10 @@ pub struct RingSettings {
     /// The token timeout in ms (`aisexec`'s default is 100). A node that does not run for
     /// longer (a loaded machine) changes the membership, which fails the measurement.
     pub token_ms: u64,
+    /// Most frames the ring sends per token rotation (`totem.window_size`, default 50).
+    pub window_size: u32,
+    /// Most frames a node sends per token visit (`totem.max_messages`, default 17).
+    pub max_messages: u32,
 }
 
 /// What one [`measure_ring`] found.
@@ -615,6 +619,8 @@ impl Plan {
             if let Some(r) = ring {
                 a.push(format!("--node={node}"));
                 a.push(format!("--token-ms={}", r.token_ms));
+                a.push(format!("--window-size={}", r.window_size));
+                a.push(format!("--max-messages={}", r.max_messages));
                 if r.crypto {
                     a.push("--crypto".into());
                 }

@@ -326,6 +326,12 @@ pub struct PeerArgs {
     /// Ring: the token timeout in ms.
     #[arg(long, default_value_t = 100)]
     pub token_ms: u64,
+    /// Ring: most frames the ring sends per token rotation (`totem.window_size`).
+    #[arg(long, default_value_t = 50)]
+    pub window_size: u32,
+    /// Ring: most frames a node sends per token visit (`totem.max_messages`).
+    #[arg(long, default_value_t = 17)]
+    pub max_messages: u32,
 }
 
 /// The JSON line a `raw-peer` prints at the end.

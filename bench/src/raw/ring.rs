@@ -197,6 +197,8 @@ pub(super) fn dpdk_config(args: &PeerArgs) -> anyhow::Result<DriverConfig> {
     totem.token_timeout = totem_dpdk::Duration::from_millis(args.token_ms);
     totem.consensus_timeout = totem_dpdk::Duration::from_millis(args.token_ms * 6 / 5);
     totem.pause_threshold = totem_dpdk::Duration::from_millis(args.token_ms / 2);
+    totem.window_size = args.window_size;
+    totem.max_messages = args.max_messages;
     if args.crypto {
         totem.protection = Protection::Encrypt;
         totem.key = Some(EpochKey::new(0, vec![0x42; 32])?);
