@@ -32,7 +32,11 @@ pub fn run_peer(args: &PeerArgs) -> anyhow::Result<()> {
             .config
             .as_deref()
             .context("--role ring over UDP needs --config (an aisexec configuration)")?;
+        // Each step before `up` says it on stderr (the harness's log of this node), so that
+        // a node that never says `up` shows where it stopped.
+        eprintln!("ring node: reading {}", path.display());
         let (cfg, transports) = super::ring::udp_node(path)?;
+        eprintln!("ring node: {} socket(s) open", transports.len());
         return super::ring::ring_peer(transports, cfg, args, &stdin);
     }
     match args.transport {
