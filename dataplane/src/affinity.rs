@@ -1,5 +1,5 @@
-//! Pinning the calling thread to one CPU (`sched_setaffinity(2)`), for the Totem driver
-//! thread. Linux only.
+//! Pinning the calling thread to one CPU (`sched_setaffinity(2)`) and giving it a nice value
+//! of its own (`setpriority(2)`), for the Totem driver thread. Linux only.
 
 #![allow(unsafe_code)]
 
@@ -62,6 +62,77 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), AffinityError> {
     Ok(())
 }
 
+/// Why [`set_current_thread_nice`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NiceError {
+    /// The value is outside nice(1)'s range.
+    #[error("nice value {nice} is outside -20..=19")]
+    OutOfRange {
+        /// The value asked for.
+        nice: i32,
+    },
+    /// The kernel refused: a value below the thread's current one needs `CAP_SYS_NICE` or a
+    /// high enough `RLIMIT_NICE`.
+    #[error("cannot set the thread's nice value to {nice}")]
+    Os {
+        /// The value asked for.
+        nice: i32,
+        /// The error from `setpriority`.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Gives the calling thread, and only it, the nice value `nice` (-20, the most CPU, to 19, the
+/// least; 0 is the default). On Linux the nice value belongs to each thread, so the process's
+/// other threads keep theirs; threads the caller starts afterwards inherit it.
+///
+/// # Errors
+/// [`NiceError::OutOfRange`] outside -20..=19, [`NiceError::Os`] when the kernel refuses
+/// (lowering the value without `CAP_SYS_NICE`).
+pub fn set_current_thread_nice(nice: i32) -> Result<(), NiceError> {
+    if !(-20..=19).contains(&nice) {
+        return Err(NiceError::OutOfRange { nice });
+    }
+    // SAFETY: `gettid` takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    let who = libc::id_t::try_from(tid).unwrap_or(0);
+    // SAFETY: plain integer arguments; `who` names the calling thread (0, if the conversion
+    // ever failed, names the caller too).
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) };
+    if rc != 0 {
+        return Err(NiceError::Os {
+            nice,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// The calling thread's nice value (`getpriority(2)`).
+///
+/// # Errors
+/// The kernel's error, which cannot happen for the calling thread in practice.
+pub fn current_thread_nice() -> io::Result<i32> {
+    // SAFETY: as in `set_current_thread_nice`.
+    let tid = unsafe { libc::gettid() };
+    let who = libc::id_t::try_from(tid).unwrap_or(0);
+    // `getpriority` may return -1 as a value: errno tells an error apart.
+    // SAFETY: `__errno_location` returns the calling thread's errno, valid for the thread's
+    // life; writing 0 to it is how callers clear it.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: plain integer arguments, as above.
+    let value = unsafe { libc::getpriority(libc::PRIO_PROCESS, who) };
+    if value == -1 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error().unwrap_or(0) != 0 {
+            return Err(err);
+        }
+    }
+    Ok(value)
+}
+
 /// The calling thread's CPU mask, saved to be put back after a library changed it (DPDK's
 /// `rte_eal_init` pins the thread that calls it to EAL's main lcore, and every thread that
 /// thread creates later would inherit that single CPU).
@@ -121,6 +192,34 @@ mod tests {
     fn out_of_range_cpu_is_named() {
         let err = pin_current_thread(1 << 20).expect_err("no such CPU");
         assert!(err.to_string().contains("CPU 1048576"), "{err}");
+    }
+
+    #[test]
+    fn nice_applies_to_the_calling_thread_only() {
+        // Raising the value (less CPU) needs no privilege, so this runs as any user.
+        let before = current_thread_nice().expect("own nice");
+        let target = (before + 3).min(19);
+        assert_ne!(target, before, "the test runs at nice 19: nothing to raise");
+        let inside = std::thread::spawn(move || {
+            set_current_thread_nice(target).expect("raise own nice");
+            (target, current_thread_nice().expect("own nice"))
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(inside.0, inside.1, "the thread has the value it set");
+        assert_eq!(
+            current_thread_nice().expect("own nice"),
+            before,
+            "the other threads keep theirs"
+        );
+    }
+
+    #[test]
+    fn nice_out_of_range_is_named() {
+        for nice in [-21, 20, i32::MIN] {
+            let err = set_current_thread_nice(nice).expect_err("outside the range");
+            assert!(err.to_string().contains(&nice.to_string()), "{err}");
+        }
     }
 
     #[test]

@@ -366,6 +366,69 @@ fn invalid_config_is_refused_at_spawn() {
     ));
 }
 
+/// A nice value outside -20..=19 is refused by `spawn`, naming it.
+#[test]
+fn nice_out_of_range_is_refused_at_spawn() {
+    let net = MemNetwork::new();
+    let t = net
+        .attach_node(dataplane::NodeId(1), MemConfig::default())
+        .expect("attach");
+    let addr = t.local_addr();
+    let mut cfg = config(1, &[member(1, addr)]);
+    cfg.nice = Some(20);
+    match driver::spawn(t, cfg) {
+        Err(e @ driver::DriverError::Nice(_)) => {
+            let source = std::error::Error::source(&e).map(ToString::to_string);
+            assert!(source.is_some_and(|s| s.contains("20")), "{e:?}");
+        }
+        Err(e) => panic!("expected the nice value refused, got {e}"),
+        Ok(_) => panic!("a nice value of 20 was accepted"),
+    }
+}
+
+/// The driver thread, and only it, gets the configured nice value (a higher one: no privilege
+/// needed).
+#[test]
+fn the_driver_thread_gets_its_nice_value() {
+    // The nice value of this process's thread named `name`, or of the calling thread (`None`).
+    fn nice_of(name: Option<&str>) -> Option<i32> {
+        let stats: Vec<String> = match name {
+            None => vec![std::fs::read_to_string("/proc/thread-self/stat").ok()?],
+            Some(_) => std::fs::read_dir("/proc/self/task")
+                .ok()?
+                .map_while(Result::ok)
+                .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+                .collect(),
+        };
+        stats.iter().find_map(|stat| {
+            let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+            if name.is_some_and(|n| n != &stat[open + 1..close]) {
+                return None;
+            }
+            // Fields after the name: state is field 3, nice field 19.
+            stat[close + 2..].split(' ').nth(16)?.parse().ok()
+        })
+    }
+    let before = nice_of(None).expect("own nice value");
+    let target = (before + 4).min(19);
+    assert_ne!(target, before, "the test runs at nice 19: nothing to raise");
+    let net = MemNetwork::new();
+    let t = net
+        .attach_node(dataplane::NodeId(41), MemConfig::default())
+        .expect("attach");
+    let addr = t.local_addr();
+    let mut cfg = config(41, &[member(41, addr)]);
+    cfg.nice = Some(target);
+    let d = driver::spawn(t, cfg).expect("spawn driver");
+    assert_eq!(nice_of(Some("totem-41")), Some(target));
+    assert_eq!(
+        nice_of(None),
+        Some(before),
+        "the spawning thread keeps its value"
+    );
+    d.stop().expect("stop");
+}
+
 /// The executive's path: events into a sink of the caller's, submits answered through a
 /// callback on the driver thread (never blocking the caller), and the status snapshot.
 #[test]

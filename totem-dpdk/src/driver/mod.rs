@@ -105,6 +105,11 @@ pub struct DriverConfig {
     pub totem: srp::Config,
     /// Pin the driver thread to this CPU (`None`: let the scheduler place it).
     pub cpu: Option<usize>,
+    /// Give the driver thread this nice value (-20..=19; `None`: it keeps the one it was
+    /// started with). A lower value than the executive's other threads lets the token go on
+    /// when the machine's cores are busy. When the kernel refuses (no `CAP_SYS_NICE`), the
+    /// driver logs a warning and runs at the value it has.
+    pub nice: Option<i32>,
     /// The address of each node id, given to [`Transport::set_members`] (this node
     /// included).
     pub members: Vec<Member>,
@@ -132,6 +137,7 @@ impl DriverConfig {
         DriverConfig {
             totem,
             cpu: None,
+            nice: None,
             members,
             idle_wait: Self::DEFAULT_IDLE_WAIT,
             rrp: RrpConfig::new(1, RrpMode::Active),
@@ -153,6 +159,9 @@ pub enum DriverError {
     /// The driver thread could not be pinned to the configured CPU.
     #[error("cannot pin the Totem driver thread")]
     Affinity(#[from] dataplane::affinity::AffinityError),
+    /// The configured nice value is outside -20..=19.
+    #[error("invalid nice value for the Totem driver thread")]
+    Nice(#[source] dataplane::affinity::NiceError),
     /// The operating system could not start the thread.
     #[error("cannot start the Totem driver thread")]
     Spawn(#[source] io::Error),
@@ -612,6 +621,20 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
                 let _ = ready_tx.send(Err(e.into()));
                 sink.closed();
                 return DriverStats::default();
+            }
+            if let Some(nice) = cfg.nice {
+                match dataplane::affinity::set_current_thread_nice(nice) {
+                    Ok(()) => tracing::info!("Totem thread runs at nice {nice}"),
+                    Err(dataplane::affinity::NiceError::Os { source, .. }) => tracing::warn!(
+                        "cannot give the Totem thread nice {nice} ({source}): it runs at the \
+                         value it was started with (lowering it needs CAP_SYS_NICE)"
+                    ),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(DriverError::Nice(e)));
+                        sink.closed();
+                        return DriverStats::default();
+                    }
+                }
             }
             let clock = Clock(std::time::Instant::now());
             let core = match Totem::new(cfg.totem, clock.now()) {
