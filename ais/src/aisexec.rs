@@ -255,11 +255,8 @@ fn run(
     };
     totem.key = key.clone();
     totem.nonce_start = nonce_start;
-    let mut driver_config = DriverConfig::new(totem, config.members());
-    driver_config.cpu = config.aisexec.cpu;
+    let driver_config = config.driver_config(totem);
     let networks = config.networks();
-    driver_config.rrp = config.rrp_config();
-    driver_config.more_members = (1..networks).map(|k| config.members_on(k)).collect();
 
     let (tx, rx) = crossbeam_channel::unbounded::<Input>();
     let sink = TotemSink(tx.clone());

@@ -1,8 +1,10 @@
 //! `aisexec` as real processes: three executives on loopback (kernel UDP, unicast member list)
 //! form one ring; `kill -9` of one makes the others report it failed; SIGTERM of another makes
 //! it leave gracefully (reported as left) and exit 0; the ring sequence number is persisted.
+//! The Totem thread's nice value is applied, or refused with a warning and the executive runs.
 //!
-//! Assumes: loopback only, no root, free UDP ports on 127.0.0.1 (taken from the kernel by
+//! Assumes: loopback only, root or not (as root, `setpriv` from util-linux takes
+//! `CAP_SYS_NICE` away for the refusal case), free UDP ports on 127.0.0.1 (taken from the kernel by
 //! binding port 0 just before the start), 2 cores; waits are generous (seconds) because the
 //! machine may be loaded. The processes are killed when the test ends, whatever happens.
 
@@ -64,6 +66,13 @@ fn config(id: u32, ports: &[u16], dir: &Path) -> String {
 
 impl Cluster {
     fn start(n: u32, name: &str) -> Cluster {
+        Cluster::start_with(n, name, "", &[])
+    }
+
+    /// As `start`, with `extra` appended to each node's `[aisexec]` table and each executive
+    /// started through `wrapper` (a command and its arguments that runs the rest, such as
+    /// `setpriv ...`; empty: started directly).
+    fn start_with(n: u32, name: &str, extra: &str, wrapper: &[&str]) -> Cluster {
         let base = std::env::temp_dir().join(format!("aisexec-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let ports = free_ports(n as usize);
@@ -73,8 +82,17 @@ impl Cluster {
             let dir = base.join(format!("node{id}"));
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join("aisexec.toml");
-            std::fs::write(&file, config(id, &ports, &dir)).unwrap();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_aisexec"))
+            std::fs::write(&file, config(id, &ports, &dir) + extra).unwrap();
+            let exe = env!("CARGO_BIN_EXE_aisexec");
+            let mut command = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(exe);
+                    c
+                }
+                None => Command::new(exe),
+            };
+            let mut child = command
                 .arg("--config")
                 .arg(&file)
                 .env("RUST_LOG", "info")
@@ -173,6 +191,67 @@ fn three_processes_form_a_ring_detect_a_crash_and_a_graceful_leave() {
         .parse()
         .unwrap();
     assert!(persisted >= 4, "persisted ring seq {persisted}");
+}
+
+/// The nice value of `pid`'s thread named `name` (field 19 of its `stat`), if it has one.
+fn thread_nice(pid: u32, name: &str) -> Option<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.map_while(Result::ok) {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // The fields after the name, which ends at the last ')': state is field 3, nice 19.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        return rest.split(' ').nth(16)?.parse().ok();
+    }
+    None
+}
+
+#[test]
+fn the_totem_thread_runs_at_its_nice_value_or_says_why_not() {
+    // A higher value needs no privilege: the Totem thread gets it, the others keep theirs.
+    let mut c = Cluster::start_with(1, "nice", "totem_nice = 7\n", &[]);
+    c.wait_for(1, &["Totem thread runs at nice 7"], Duration::from_secs(20));
+    let pid = c.nodes[0].child.id();
+    assert_eq!(thread_nice(pid, "totem-1"), Some(7));
+    assert_eq!(
+        thread_nice(pid, "aisexec"),
+        Some(0),
+        "the main thread keeps 0"
+    );
+    drop(c);
+
+    // A lower value needs CAP_SYS_NICE. Without it the executive still runs, at the value it
+    // has, and says so. As root the capability is taken away with setpriv (util-linux);
+    // otherwise the test's user lacks it already.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let wrapper: &[&str] = if root {
+        &[
+            "setpriv",
+            "--inh-caps=-sys_nice",
+            "--bounding-set=-sys_nice",
+        ]
+    } else {
+        &[]
+    };
+    let mut c = Cluster::start_with(1, "nice-refused", "totem_nice = -5\n", wrapper);
+    c.wait_for(
+        1,
+        &["cannot give the Totem thread nice -5", "CAP_SYS_NICE"],
+        Duration::from_secs(20),
+    );
+    c.wait_for(
+        1,
+        &["regular configuration", "members=[1]"],
+        Duration::from_secs(20),
+    );
+    let pid = c.nodes[0].child.id();
+    assert_eq!(thread_nice(pid, "totem-1"), Some(0));
 }
 
 #[test]

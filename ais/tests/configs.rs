@@ -93,6 +93,9 @@ fn the_dedicated_link_example_maps_every_timer() {
     assert_eq!(t.max_frame_size, 8972);
     assert_eq!(config.udp_config().mtu, 8972);
     assert_eq!(config.aisexec.cpu, Some(2));
+    let driver = config.driver_config(t);
+    assert_eq!(driver.cpu, Some(2));
+    assert_eq!(driver.nice, Some(config.aisexec.totem_nice));
 }
 
 #[test]
@@ -139,6 +142,8 @@ fn defaults_follow_the_documentation() {
         Path::new("/run/openais/aisexec.sock")
     );
     assert_eq!(config.aisexec.state_dir, Path::new("/var/lib/openais"));
+    assert_eq!(config.aisexec.totem_nice, -10);
+    assert_eq!(config.driver_config(config.totem_config()).nice, Some(-10));
 }
 
 /// A valid `udpu` configuration; each mistake below changes one thing in it.
@@ -336,6 +341,18 @@ fn netmtu_out_of_range_is_refused() {
         let e = mistake(&text, 7, "totem.netmtu");
         assert!(e.to_string().contains("576..=9216"), "{e}");
     }
+}
+
+#[test]
+fn a_nice_value_out_of_range_is_refused() {
+    for nice in [-21, 20] {
+        let text = format!("{GOOD}[aisexec]\ntotem_nice = {nice}\n");
+        let e = mistake(&text, 23, "aisexec.totem_nice");
+        assert!(e.to_string().contains("-20 (the most CPU) to 19"), "{e}");
+    }
+    let text = format!("{GOOD}[aisexec]\ntotem_nice = -20\n");
+    let config = Config::from_str(&text, "good.toml").unwrap();
+    assert_eq!(config.driver_config(config.totem_config()).nice, Some(-20));
 }
 
 #[test]

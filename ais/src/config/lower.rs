@@ -148,6 +148,18 @@ impl Config {
         c
     }
 
+    /// The Totem driver's configuration around `totem` (the core's, from
+    /// [`Config::totem_config`] with the key and persisted values added): the members on every
+    /// network, the redundant-ring layer, and the Totem thread's CPU and nice value.
+    pub fn driver_config(&self, totem: srp::Config) -> totem_dpdk::driver::DriverConfig {
+        let mut c = totem_dpdk::driver::DriverConfig::new(totem, self.members());
+        c.cpu = self.aisexec.cpu;
+        c.nice = Some(self.aisexec.totem_nice);
+        c.rrp = self.rrp_config();
+        c.more_members = (1..self.networks()).map(|k| self.members_on(k)).collect();
+        c
+    }
+
     /// The kernel UDP transport's configuration. `udp`: bound to `bindnetaddr:(mcastport − 1)`,
     /// ring frames to `mcastaddr:mcastport` (multicast loopback on when `bindnetaddr` is a
     /// loopback address); `udpu`: bound to this node's `ring0_addr` and port. The MTU is the

@@ -48,6 +48,10 @@ pub const MAX_NETMTU: u32 = 9216;
 pub const MAX_TIMER_MS: u64 = 600_000;
 /// Largest accepted `totem.max_message_size` (1 GiB).
 pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 1 << 30;
+/// The Totem thread's nice value when `aisexec.totem_nice` is not set: well ahead of the
+/// machine's normal-priority work (a nice-0 thread competing with it for a core gets about a
+/// tenth of it), and not the lowest, so an administrator can still put something ahead.
+pub const DEFAULT_TOTEM_NICE: i32 = -10;
 
 /// The text a [`Config`] came from: its name and where each key is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -752,6 +752,10 @@ pub struct Aisexec {
     /// The CPU to pin the Totem thread to (default none: not pinned).
     #[serde(default)]
     pub cpu: Option<usize>,
+    /// The Totem thread's nice value, -20..=19 (default [`crate::config::DEFAULT_TOTEM_NICE`],
+    /// -10). Like corosync's `system.priority`, for the Totem thread alone.
+    #[serde(default = "defaults::totem_nice")]
+    pub totem_nice: i32,
     /// Write the JSON Lines event log here (default none).
     #[serde(default)]
     pub event_log: Option<PathBuf>,
@@ -766,6 +770,7 @@ impl Default for Aisexec {
             ipc_outbox_packets: defaults::ipc_outbox_packets(),
             state_dir: defaults::state_dir(),
             cpu: None,
+            totem_nice: defaults::totem_nice(),
             event_log: None,
         }
     }
@@ -780,6 +785,10 @@ mod defaults {
 
     pub(super) fn ipc_outbox_packets() -> u64 {
         65536
+    }
+
+    pub(super) fn totem_nice() -> i32 {
+        crate::config::DEFAULT_TOTEM_NICE
     }
 
     pub(super) fn ckpt_max_memory_mb() -> u64 {

@@ -939,6 +939,15 @@ impl Config {
                 ),
             ));
         }
+        if !(-20..=19).contains(&a.totem_nice) {
+            return Err(self.invalid(
+                "aisexec.totem_nice",
+                format!(
+                    "{} is out of range: a nice value is -20 (the most CPU) to 19 (the least)",
+                    a.totem_nice
+                ),
+            ));
+        }
         if a.ipc_group.as_deref() == Some("") {
             return Err(self.invalid(
                 "aisexec.ipc_group",

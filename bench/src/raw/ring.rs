@@ -238,9 +238,7 @@ pub(super) fn udp_node(
         nonce.store(totem.nonce_start + (1 << 40))?;
     }
     let networks = config.networks();
-    let mut cfg = DriverConfig::new(totem, config.members());
-    cfg.rrp = config.rrp_config();
-    cfg.more_members = (1..networks).map(|k| config.members_on(k)).collect();
+    let cfg = config.driver_config(totem);
     let transports = (0..networks)
         .map(|k| {
             let c = config.udp_config_on(k);
