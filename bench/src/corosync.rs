@@ -11,10 +11,12 @@
 //! (`ring0_addr: 10.X.Y.i`, `nodeid: i`), `crypto_cipher aes256` / `crypto_hash sha256` with a
 //! key from `corosync-keygen -k DIR/authkey` when crypto is on (`none`/`none` when off), and
 //! votequorum. Everything else is corosync's default (token 3000 ms, knet ping/pong timers),
-//! with one exception: `sched_rr: no`. By default corosync gives itself SCHED_RR at maximal
+//! with one exception: the scheduling. By default corosync gives itself SCHED_RR at maximal
 //! priority; with N daemons and the generators sharing a 2-core machine, real-time daemons
-//! would starve the (normal-priority) generators, and this stack's `aisexec` runs at normal
-//! priority, so the comparison runs both the same way.
+//! would starve the (normal-priority) generators. This stack's `aisexec` runs its Totem
+//! thread at a raised nice value (`aisexec.totem_nice`, -10 unless the run sets it) and the
+//! rest at normal priority, so the daemons get `sched_rr: no` and `priority:` that same
+//! value, for the whole process (its Totem work included).
 //!
 //! # Why each daemon gets a private mount namespace
 //!
@@ -141,6 +143,9 @@ pub struct CorosyncOptions {
     /// The load generator built by [`build_cpgload`], run by [`Cluster::load_command`]. It
     /// must not lie under `/run` or `/dev/shm` (the daemons' private mounts hide those).
     pub cpgload: PathBuf,
+    /// The daemons' nice value (`system.priority`): the one this stack's Totem threads run at
+    /// in the same comparison ([`crate::stack::totem_nice`]).
+    pub priority: i32,
 }
 
 /// A running corosync cluster in a [`netlab::Lab`]; see the module documentation. Dropping it
@@ -154,6 +159,8 @@ pub struct CorosyncCluster<'a> {
     cpgload: PathBuf,
     /// Daemon of node `i` at index `i - 1`; `None` once killed.
     daemons: Vec<Option<Child>>,
+    /// The daemons' nice value ([`CorosyncOptions::priority`]).
+    priority: i32,
 }
 
 impl<'a> CorosyncCluster<'a> {
@@ -206,6 +213,7 @@ impl<'a> CorosyncCluster<'a> {
             dir,
             cpgload,
             daemons: Vec::with_capacity(opts.nodes),
+            priority: opts.priority,
         };
         for node in 1..=opts.nodes {
             let child = cluster.spawn(node, opts.nodes, key.as_deref())?;
@@ -328,9 +336,10 @@ impl<'a> CorosyncCluster<'a> {
              quorum {{\n    provider: corosync_votequorum\n}}\n\
              logging {{\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n    \
              logfile: {log}\n    timestamp: hires\n}}\n\
-             system {{\n    state_dir: {state}\n    sched_rr: no\n}}\n",
+             system {{\n    state_dir: {state}\n    sched_rr: no\n    priority: {priority}\n}}\n",
             log = ndir.join("corosync.log").display(),
             state = ndir.display(),
+            priority = self.priority,
         )
     }
 

@@ -120,6 +120,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     crypto,
                     dir: dir.clone(),
                     cpgload: cpgload.clone(),
+                    priority: ais::config::DEFAULT_TOTEM_NICE,
                 },
             )?),
             _ => Box::new(AisCluster::start(

@@ -169,6 +169,23 @@ pub fn parse_setting(text: &str) -> anyhow::Result<(String, String, String)> {
     Ok((table.to_owned(), key.to_owned(), value.to_owned()))
 }
 
+/// The nice value the executives' Totem threads run at under `settings`: the one `--set
+/// aisexec.totem_nice=N` gives, else `aisexec`'s default.
+///
+/// # Errors
+/// When the value given is not an integer.
+pub fn totem_nice(settings: &[(String, String, String)]) -> anyhow::Result<i32> {
+    match settings
+        .iter()
+        .find(|(table, key, _)| table == "aisexec" && key == "totem_nice")
+    {
+        Some((_, _, value)) => value
+            .parse()
+            .with_context(|| format!("--set aisexec.totem_nice={value}: expected an integer")),
+        None => Ok(ais::config::DEFAULT_TOTEM_NICE),
+    }
+}
+
 /// The CPU a busy-polling node `id` (from 1) polls on: one per node, round-robin over the
 /// machine's CPUs.
 pub fn poll_core(id: u32) -> usize {
@@ -539,5 +556,19 @@ mod tests {
             let e = parse_setting(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_totem_nice_value_follows_the_settings() {
+        let set = |v: &[&str]| -> Vec<(String, String, String)> {
+            v.iter().map(|s| parse_setting(s).unwrap()).collect()
+        };
+        assert_eq!(totem_nice(&[]).unwrap(), ais::config::DEFAULT_TOTEM_NICE);
+        assert_eq!(
+            totem_nice(&set(&["totem.token=200", "aisexec.totem_nice=0"])).unwrap(),
+            0
+        );
+        let e = totem_nice(&set(&["aisexec.totem_nice=\"high\""])).unwrap_err();
+        assert!(e.to_string().contains("expected an integer"), "{e}");
     }
 }

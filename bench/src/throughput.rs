@@ -396,6 +396,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 crypto,
                 dir: work.join(format!("corosync-{mtu}-{crypto_name}")),
                 cpgload: cpgload.clone(),
+                priority: crate::stack::totem_nice(&args.settings)?,
             };
             let mut cluster = crate::corosync::CorosyncCluster::start(lab, &opts)?;
             let mut theirs: Vec<(usize, f64)> = Vec::new();

@@ -91,10 +91,34 @@ fn corosync_peer_keeps_the_load_contract() {
             crypto: true,
             dir: work.join("corosync"),
             cpgload,
+            priority: -7,
         },
     )
     .expect("starting corosync");
     eprintln!("ring of 3 formed after {:?}", started.elapsed());
+    // Every daemon runs at the nice value given (`system.priority`), for its whole process.
+    let conf_dir = fs::canonicalize(work.join("corosync"))
+        .unwrap()
+        .display()
+        .to_string();
+    let mut daemons = 0;
+    for entry in fs::read_dir("/proc").unwrap().map_while(Result::ok) {
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.starts_with("corosync ") || !cmdline.contains(&conf_dir) {
+            continue;
+        }
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap();
+        let nice: i32 = stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(nice, -7, "{cmdline}");
+        daemons += 1;
+    }
+    assert_eq!(daemons, 3, "three corosync daemons under {conf_dir}");
     assert_eq!(cluster.system(), "corosync");
     assert_eq!(cluster.transport(), "knet");
     assert_eq!(cluster.nodes(), 3);
