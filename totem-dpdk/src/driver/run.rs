@@ -163,11 +163,6 @@ fn handle_frame(
 
 impl<T: Transport, S: EventSink> Loop<T, S> {
     pub(super) fn run(mut self) -> DriverStats {
-        let spin = std::env::var("TOTEM_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(StdDuration::ZERO, StdDuration::from_micros);
-        let mut last_rx = std::time::Instant::now();
         loop {
             self.stats.iterations += 1;
             if self.control.stop.load(Ordering::Acquire) {
@@ -188,13 +183,7 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
             self.flush();
             self.maybe_publish_status();
             if received == 0 {
-                if !spin.is_zero() && last_rx.elapsed() < spin {
-                    std::thread::yield_now();
-                    continue;
-                }
                 self.wait();
-            } else if !spin.is_zero() {
-                last_rx = std::time::Instant::now();
             }
         }
         self.final_flush();
