@@ -110,29 +110,6 @@ pub fn set_current_thread_nice(nice: i32) -> Result<(), NiceError> {
     Ok(())
 }
 
-/// The calling thread's nice value (`getpriority(2)`).
-///
-/// # Errors
-/// The kernel's error, which cannot happen for the calling thread in practice.
-pub fn current_thread_nice() -> io::Result<i32> {
-    // SAFETY: as in `set_current_thread_nice`.
-    let tid = unsafe { libc::gettid() };
-    let who = libc::id_t::try_from(tid).unwrap_or(0);
-    // `getpriority` may return -1 as a value: errno tells an error apart.
-    // SAFETY: `__errno_location` returns the calling thread's errno, valid for the thread's
-    // life; writing 0 to it is how callers clear it.
-    unsafe { *libc::__errno_location() = 0 };
-    // SAFETY: plain integer arguments, as above.
-    let value = unsafe { libc::getpriority(libc::PRIO_PROCESS, who) };
-    if value == -1 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error().unwrap_or(0) != 0 {
-            return Err(err);
-        }
-    }
-    Ok(value)
-}
-
 /// The calling thread's CPU mask, saved to be put back after a library changed it (DPDK's
 /// `rte_eal_init` pins the thread that calls it to EAL's main lcore, and every thread that
 /// thread creates later would inherit that single CPU).
@@ -192,6 +169,16 @@ mod tests {
     fn out_of_range_cpu_is_named() {
         let err = pin_current_thread(1 << 20).expect_err("no such CPU");
         assert!(err.to_string().contains("CPU 1048576"), "{err}");
+    }
+
+    /// The calling thread's nice value, from `/proc/thread-self/stat` (field 19).
+    fn current_thread_nice() -> io::Result<i32> {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+        stat.rfind(')')
+            .and_then(|end| stat.get(end + 2..))
+            .and_then(|rest| rest.split(' ').nth(16))
+            .and_then(|field| field.parse().ok())
+            .ok_or_else(|| io::Error::other("unexpected /proc/thread-self/stat"))
     }
 
     #[test]

@@ -350,15 +350,20 @@ fn backpressure_reaches_the_submitter() {
     assert!(blocked, "no FlowControl::Blocked event");
 }
 
+/// Node `id` attached to `net`, and a driver configuration naming only itself.
+fn lone_node(net: &MemNetwork, id: u32) -> (dataplane::mem::MemTransport, DriverConfig) {
+    let t = net
+        .attach_node(dataplane::NodeId(id), MemConfig::default())
+        .expect("attach");
+    let cfg = config(id, &[member(id, t.local_addr())]);
+    (t, cfg)
+}
+
 /// An invalid core configuration is reported by `spawn`, not by a dead thread.
 #[test]
 fn invalid_config_is_refused_at_spawn() {
     let net = MemNetwork::new();
-    let t = net
-        .attach_node(dataplane::NodeId(1), MemConfig::default())
-        .expect("attach");
-    let addr = t.local_addr();
-    let mut cfg = config(1, &[member(1, addr)]);
+    let (t, mut cfg) = lone_node(&net, 1);
     cfg.totem.max_frame_size = 10;
     assert!(matches!(
         driver::spawn(t, cfg),
@@ -370,11 +375,7 @@ fn invalid_config_is_refused_at_spawn() {
 #[test]
 fn nice_out_of_range_is_refused_at_spawn() {
     let net = MemNetwork::new();
-    let t = net
-        .attach_node(dataplane::NodeId(1), MemConfig::default())
-        .expect("attach");
-    let addr = t.local_addr();
-    let mut cfg = config(1, &[member(1, addr)]);
+    let (t, mut cfg) = lone_node(&net, 1);
     cfg.nice = Some(20);
     match driver::spawn(t, cfg) {
         Err(e @ driver::DriverError::Nice(_)) => {
@@ -413,11 +414,7 @@ fn the_driver_thread_gets_its_nice_value() {
     let target = (before + 4).min(19);
     assert_ne!(target, before, "the test runs at nice 19: nothing to raise");
     let net = MemNetwork::new();
-    let t = net
-        .attach_node(dataplane::NodeId(41), MemConfig::default())
-        .expect("attach");
-    let addr = t.local_addr();
-    let mut cfg = config(41, &[member(41, addr)]);
+    let (t, mut cfg) = lone_node(&net, 41);
     cfg.nice = Some(target);
     let d = driver::spawn(t, cfg).expect("spawn driver");
     assert_eq!(nice_of(Some("totem-41")), Some(target));
