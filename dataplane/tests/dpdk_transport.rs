@@ -154,6 +154,10 @@ fn dpdk_transport_over_net_ring() {
     // Our MAC was learned from our frames: node frames to 1 now go unicast, and still arrive.
     assert_eq!(t.member_mac(NodeId(1)), Some(t.mac()));
     assert_eq!(t.member_mac(NodeId(2)), None);
+    // Ring frames stay on the multicast MAC: the one other member's MAC is not known (our
+    // own does not count).
+    assert_eq!(t.ring_destination(), None);
+    assert_eq!(t.dpdk_stats().tx_ring_unicast, 0);
     let s = t.stats();
     assert_eq!((s.frames_in, s.bytes_in), (expect_in, expect_bytes));
     assert_eq!((s.frames_out, s.bytes_out), (expect_in, expect_bytes));
@@ -387,9 +391,12 @@ fn af_packet_peer(role: &str) {
     let mut t = DpdkTransport::new(cfg).expect("transport on af_packet");
     let initial = t.mbufs_available();
     t.set_members(&members(&[1, 2])).unwrap();
-    let ring_msg = format!("ring from {me}").into_bytes();
+    // Two members: once the other's MAC is learned, ring frames go to it (unicast), and the
+    // ring frame says which way it went; each node must receive one that went unicast.
+    assert_eq!(t.ring_destination(), None);
+    let ring_msg = |unicast: bool| format!("ring from {me} unicast {unicast}").into_bytes();
     let node_msg = format!("node {me} to {other}").into_bytes();
-    let want_ring = format!("ring from {other}").into_bytes();
+    let want_ring = format!("ring from {other} unicast true").into_bytes();
     let want_node = format!("node {other} to {me}").into_bytes();
     let (mut got_ring, mut got_node) = (false, false);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -398,7 +405,8 @@ fn af_packet_peer(role: &str) {
         if done_at.is_some_and(|d| d.elapsed() > Duration::from_millis(500)) {
             break;
         }
-        send(&mut t, Dest::Ring, &ring_msg).unwrap();
+        let unicast = t.ring_destination() == Some(NodeId(other));
+        send(&mut t, Dest::Ring, &ring_msg(unicast)).unwrap();
         send(&mut t, Dest::Node(NodeId(other)), &node_msg).unwrap();
         let _ = t.flush();
         let step = Instant::now();
@@ -419,8 +427,14 @@ fn af_packet_peer(role: &str) {
         got_ring && got_node,
         "node {me}: ring {got_ring}, node {got_node}"
     );
-    // The peer's MAC was learned, so node frames went unicast after the first one.
+    // The peer's MAC was learned, so node and ring frames went unicast after the first one.
     assert!(t.member_mac(NodeId(other)).is_some());
+    assert_eq!(t.ring_destination(), Some(NodeId(other)));
+    assert!(t.dpdk_stats().tx_ring_unicast > 0);
+    // With a third member the ring frames go to the multicast MAC again: one frame must
+    // reach them all.
+    t.set_members(&members(&[1, 2, 3])).unwrap();
+    assert_eq!(t.ring_destination(), None);
     assert_eq!(t.stats().tx_errors, 0);
     let _ = drain(&mut t);
     assert_eq!(t.mbufs_available(), initial, "mbuf leak");

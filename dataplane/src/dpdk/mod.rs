@@ -10,7 +10,10 @@
 //! **Framing** (see the private `frame` module): raw Ethernet, ethertype 0x88B5 (IEEE local
 //! experimental), then a 12-byte shim header `version u8 = 1 | flags u8 | len u16 | sender
 //! node id u32 | dest node id u32` (big endian), then the payload. Ring frames go to the
-//! locally administered multicast MAC `03:4f:41:49:53:00` ("OAIS"). A frame for
+//! locally administered multicast MAC `03:4f:41:49:53:00` ("OAIS"), except with exactly one
+//! other member whose MAC is learned: then to that MAC (a two-node ring; a software bridge
+//! forwards a unicast frame to one port, where it floods a multicast one to every port and to
+//! the host's own stack, all on the sender's core). A frame for
 //! [`Dest::Node`]`(n)` carries the "unicast" flag and `n` as its destination id; it goes to
 //! `n`'s MAC once that is learned, before that to the multicast MAC, where every node other
 //! than `n` drops it on the destination id. MACs are learned from the source MAC of a member's
@@ -267,6 +270,9 @@ pub struct DpdkStats {
     pub rx_multi_segment: u64,
     /// `send` found the mbuf pool empty (reported as [`SendError::TxFull`]).
     pub tx_no_mbuf: u64,
+    /// Ring frames queued for the one other member's MAC instead of the ring's multicast MAC
+    /// ([`DpdkTransport::ring_destination`]).
+    pub tx_ring_unicast: u64,
 }
 
 /// A member and its MAC once learned.
@@ -287,6 +293,10 @@ pub struct DpdkTransport {
     pool: NonNull<rte_mempool>,
     /// Members sorted by id.
     peers: Vec<Peer>,
+    /// The member [`Dest::Ring`] frames go to, and its MAC, when there is exactly one other
+    /// member and its MAC is learned ([`DpdkTransport::ring_destination`]); otherwise they go
+    /// to [`RING_MAC`].
+    ring_peer: Option<(NodeId, [u8; 6])>,
     /// Queued frames, `tx[..tx_len]` owned by us until `flush`.
     tx: [*mut rte_mbuf; MAX_BURST],
     /// Payload bytes of each queued frame, for [`Stats::bytes_out`].
@@ -400,6 +410,7 @@ impl DpdkTransport {
             mac,
             pool,
             peers: Vec::new(),
+            ring_peer: None,
             tx: [ptr::null_mut(); MAX_BURST],
             tx_bytes: [0; MAX_BURST],
             tx_len: 0,
@@ -523,6 +534,23 @@ impl DpdkTransport {
         self.peers.binary_search_by_key(&node, |p| p.id).ok()
     }
 
+    /// The member whose MAC ring frames ([`Dest::Ring`]) are sent to: the one other member
+    /// when there is exactly one and a frame of it has arrived (a two-node ring). `None`: they
+    /// go to the ring's multicast MAC, which reaches every member, and a member whose MAC is
+    /// not learned yet.
+    pub fn ring_destination(&self) -> Option<NodeId> {
+        self.ring_peer.map(|(node, _)| node)
+    }
+
+    fn choose_ring_peer(&mut self) {
+        let me = self.config.node;
+        let mut others = self.peers.iter().filter(|p| p.id != me);
+        self.ring_peer = match (others.next(), others.next()) {
+            (Some(&Peer { id, mac: Some(mac) }), None) => Some((id, mac)),
+            _ => None,
+        };
+    }
+
     /// Handles one received mbuf.
     fn deliver(&mut self, m: &Mbuf, f: &mut impl FnMut(Source, &[u8])) -> bool {
         if m.segments() != 1 {
@@ -560,8 +588,9 @@ impl DpdkTransport {
         let sender = NodeId(p.sender);
         let node = match self.peer(sender) {
             Some(i) => {
-                if !frame::is_group(p.src_mac) {
+                if !frame::is_group(p.src_mac) && self.peers[i].mac != Some(p.src_mac) {
                     self.peers[i].mac = Some(p.src_mac);
+                    self.choose_ring_peer();
                 }
                 Some(sender)
             }
@@ -614,6 +643,11 @@ impl Transport for DpdkTransport {
         // SAFETY: the port is started with RX queue 0; `raw` has room for `want` pointers.
         let n = unsafe { dpdk_sys::shim_rte_eth_rx_burst(self.port, 0, raw.as_mut_ptr(), want) };
         let n = usize::from(n);
+        if n == 0 {
+            // The common case of a busy poller: nothing to own or free.
+            self.idle = true;
+            return Ok(0);
+        }
         // Own every received mbuf at once, so a panicking callback frees the rest on unwind.
         let mut bufs: [Option<Mbuf>; MAX_BURST] = [const { None }; MAX_BURST];
         for (slot, &r) in bufs.iter_mut().zip(&raw[..n]) {
@@ -627,12 +661,8 @@ impl Transport for DpdkTransport {
                 // `m` drops here: the mbuf goes back to the pool after the callback.
             }
         }
-        if n > 0 {
-            self.idle = false;
-            self.backoff = BACKOFF_MIN;
-        } else {
-            self.idle = true;
-        }
+        self.idle = false;
+        self.backoff = BACKOFF_MIN;
         Ok(delivered)
     }
 
@@ -650,7 +680,7 @@ impl Transport for DpdkTransport {
             return Err(SendError::TxFull);
         }
         let (dst_mac, dest_id) = match dest {
-            Dest::Ring => (RING_MAC, None),
+            Dest::Ring => (self.ring_peer.map_or(RING_MAC, |(_, mac)| mac), None),
             Dest::Node(n) => {
                 let i = self.peer(n).ok_or(SendError::Unknown(n))?;
                 (self.peers[i].mac.unwrap_or(RING_MAC), Some(n.0))
@@ -678,6 +708,9 @@ impl Transport for DpdkTransport {
         self.tx[self.tx_len] = m.into_raw();
         self.tx_bytes[self.tx_len] = len as u64;
         self.tx_len += 1;
+        if dest == Dest::Ring && self.ring_peer.is_some() {
+            self.dpdk_stats.tx_ring_unicast += 1;
+        }
         Ok(())
     }
 
@@ -737,6 +770,7 @@ impl Transport for DpdkTransport {
             p.mac = self.member_mac(p.id);
         }
         self.peers = next;
+        self.choose_ring_peer();
         Ok(())
     }
 
