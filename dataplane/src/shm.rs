@@ -604,6 +604,72 @@ impl Writer {
 /// share an allocation, and a record kept alive pins at most this much.
 pub const READ_BUFFER: usize = 16 * 1024;
 
+/// Most bytes of earlier read buffers that [`ReadBuffers`] keeps for use again.
+pub const RETIRED_BYTES: usize = 1 << 20;
+
+/// The buffers [`Reader::try_read_shared`] reads records into. Records are cut one after
+/// the other from the current buffer of at least [`READ_BUFFER`] bytes (or of the record's
+/// size if larger). When it is full, the buffer is retired and the oldest retired buffer
+/// whose records have all been dropped is used again from its start; only when there is
+/// none is a new one allocated. Retired buffers are kept up to [`RETIRED_BYTES`] in all
+/// (the oldest is let go beyond that).
+///
+/// Why: a client reads callbacks while it waits for an answer and dispatches them later, so
+/// the records of several buffers are alive at once and are dropped oldest first. With one
+/// buffer each full buffer meant a new allocation, and the allocator, freeing a run of them
+/// together, handed the pages back to the kernel and faulted them in again (zeroed) for the
+/// next ones: about 50 000 page faults a second for three load generators at the maximum
+/// at MTU 9000 (docs/performance.md).
+#[derive(Debug, Default)]
+pub struct ReadBuffers {
+    current: BytesMut,
+    /// Allocation size of `current`.
+    current_size: usize,
+    /// Retired buffers, oldest first, and their allocation sizes.
+    retired: std::collections::VecDeque<(BytesMut, usize)>,
+    retired_bytes: usize,
+}
+
+impl ReadBuffers {
+    /// No buffer yet: the first read allocates.
+    pub fn new() -> ReadBuffers {
+        ReadBuffers::default()
+    }
+
+    /// A buffer with at least `len` bytes of free room, empty.
+    fn room_for(&mut self, len: usize) -> &mut BytesMut {
+        // `current` is always empty here (every read splits off all it wrote).
+        if self.current.capacity() >= len || self.current.try_reclaim(len) {
+            return &mut self.current;
+        }
+        // Only a whole allocation counts (all its records dropped), not the few bytes left
+        // at its end when it was retired.
+        let reusable = self
+            .retired
+            .front_mut()
+            .is_some_and(|(b, size)| *size >= len && b.try_reclaim(*size));
+        let (next, size) = if reusable {
+            let (b, size) = self.retired.pop_front().expect("checked above");
+            self.retired_bytes -= size;
+            (b, size)
+        } else {
+            let size = READ_BUFFER.max(len);
+            (BytesMut::with_capacity(size), size)
+        };
+        let old = std::mem::replace(&mut self.current, next);
+        let old_size = std::mem::replace(&mut self.current_size, size);
+        if old_size > 0 && old_size <= RETIRED_BYTES {
+            self.retired.push_back((old, old_size));
+            self.retired_bytes += old_size;
+            while self.retired_bytes > RETIRED_BYTES {
+                let (_, size) = self.retired.pop_front().expect("bytes are counted");
+                self.retired_bytes -= size;
+            }
+        }
+        &mut self.current
+    }
+}
+
 /// The reading end of one ring.
 #[derive(Debug)]
 pub struct Reader {
@@ -641,34 +707,23 @@ impl Reader {
         Ok(true)
     }
 
-    /// Takes the next record, if one is published, as [`Bytes`] that share `buffer`'s
-    /// allocation with the records read before it: one copy out of the segment and no
-    /// allocation per record (when the free room of `buffer` runs out, its allocation is used
-    /// again if every record read from it has been dropped, else a new buffer of at least
-    /// [`READ_BUFFER`] bytes, or of the record's size if larger, is taken; `buffer` is empty
-    /// between calls). A record kept alive keeps its whole buffer allocated: copy it to keep
-    /// it long.
-    /// `Ok(None)` when the ring is empty.
+    /// Takes the next record, if one is published, as [`Bytes`] that share an allocation of
+    /// `buffers` with the records read before it: one copy out of the segment and, in a
+    /// steady state, no allocation per record. `Ok(None)` when the ring is empty.
+    /// [`ReadBuffers`] says how allocations are used again; a record kept alive keeps its
+    /// whole buffer allocated: copy it to keep it long.
     ///
     /// # Errors
     /// As [`try_read`](Self::try_read).
-    pub fn try_read_shared(&mut self, buffer: &mut BytesMut) -> Result<Option<Bytes>, RingError> {
+    pub fn try_read_shared(&mut self, buffers: &mut ReadBuffers) -> Result<Option<Bytes>, RingError> {
         let Some((at, len, step)) = self.next_record()? else {
             return Ok(None);
         };
-        buffer.clear();
-        if buffer.capacity() < len {
-            // When every record read from the buffer's allocation has been dropped, the same
-            // allocation is used again from its start; otherwise a new one. Allocating and
-            // freeing one per large record made the allocator hand the pages back to the
-            // kernel and fault them in again (zeroed) for the next: a third of a 64 KiB
-            // reader's time.
-            buffer.reserve(READ_BUFFER.max(len));
-        }
+        let buffer = buffers.room_for(len);
         self.seg
             .get_uninit(self.ring, at, &mut buffer.spare_capacity_mut()[..len]);
         // SAFETY: `get_uninit` wrote the first `len` bytes of the spare capacity, which holds
-        // at least `len` (made so above).
+        // at least `len` (made so by `room_for`).
         unsafe { buffer.set_len(len) };
         let record = buffer.split_to(len).freeze();
         self.consume(step);
@@ -824,9 +879,9 @@ pub mod fuzzing {
         // into shared buffers (as the client library reads its ring).
         let mut out = Vec::new();
         read_all(&seg, |r| Ok(r.try_read(&mut out)?.then_some(out.len())));
-        let mut buffer = BytesMut::new();
+        let mut buffers = ReadBuffers::new();
         read_all(&seg, |r| {
-            Ok(r.try_read_shared(&mut buffer)?.map(|b| b.len()))
+            Ok(r.try_read_shared(&mut buffers)?.map(|b| b.len()))
         });
     }
 
@@ -889,7 +944,7 @@ mod tests {
     #[test]
     fn shared_reads_return_the_records_and_share_buffers() {
         let (mut cw, _cr, _ew, mut er) = pair();
-        let mut buffer = BytesMut::new();
+        let mut buffer = ReadBuffers::new();
         let mut kept = std::collections::VecDeque::new();
         for i in 0..3000u32 {
             let len = if i % 500 == 7 {
@@ -903,7 +958,7 @@ mod tests {
             assert_eq!(got[..], rec[..]);
             if len > READ_BUFFER {
                 assert!(
-                    buffer.capacity() == 0,
+                    buffer.current.capacity() == 0,
                     "a large record has a buffer of its own"
                 );
             }
@@ -980,7 +1035,7 @@ mod tests {
         let seg = Arc::new(Segment::create(1 << 20).unwrap());
         let (mut cw, _cr) = seg.client_ends();
         let (_ew, mut er) = seg.exec_ends();
-        let mut buffer = BytesMut::new();
+        let mut buffer = ReadBuffers::new();
         for len in [100, READ_BUFFER * 3, 70_000] {
             let rec = vec![len as u8; len];
             // Two reads to settle the buffer's size.
@@ -1013,6 +1068,56 @@ mod tests {
                 "no new allocation beside a kept record"
             );
         }
+    }
+
+    /// A reader that keeps many records and drops them oldest first (a client's queue of
+    /// callbacks, read while it waits for an answer) uses its earlier buffers again: no
+    /// allocation in the steady state, and every kept record stays intact.
+    #[test]
+    fn shared_reads_kept_in_a_queue_use_retired_buffers_again() {
+        let seg = Arc::new(Segment::create(1 << 20).unwrap());
+        let (mut cw, _cr) = seg.client_ends();
+        let (_ew, mut er) = seg.exec_ends();
+        let mut buffers = ReadBuffers::new();
+        // 100 records of 1 000 bytes alive at once: six or seven buffers' worth.
+        let mut queue = std::collections::VecDeque::new();
+        let mut read = |i: u32, queue: &mut std::collections::VecDeque<(Bytes, u32)>, keep| {
+            assert!(cw.try_write(&[&[i as u8; 1000]]).unwrap());
+            let got = er.try_read_shared(&mut buffers).unwrap().unwrap();
+            queue.push_back((got, i));
+            if queue.len() > keep {
+                queue.pop_front();
+            }
+        };
+        for i in 0..1000 {
+            read(i, &mut queue, 100);
+        }
+        let before = allocations();
+        for i in 1000..5000 {
+            read(i, &mut queue, 100);
+        }
+        assert_eq!(
+            allocations() - before,
+            0,
+            "records dropped oldest first still took new allocations"
+        );
+        assert!(
+            queue
+                .iter()
+                .all(|(got, i)| got.len() == 1000 && got.iter().all(|&b| b == *i as u8)),
+            "a kept record was overwritten"
+        );
+        // 3 000 records kept at once (3 MB): the retired buffers stay within RETIRED_BYTES.
+        let mut all = std::collections::VecDeque::new();
+        for i in 0..3000 {
+            read(i, &mut all, usize::MAX);
+        }
+        assert!(all.len() == 3000 && buffers.retired_bytes <= RETIRED_BYTES);
+        assert!(
+            all.iter()
+                .all(|(got, i)| got.iter().all(|&b| b == *i as u8)),
+            "a kept record was overwritten"
+        );
     }
 
     #[test]

@@ -99,7 +99,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dataplane::shm::{self, RingError, Segment};
 use dataplane::unix::{Recv, SeqpacketConn};
 
@@ -218,9 +218,9 @@ pub struct Connection<P: Protocol> {
 struct ClientShm {
     writer: shm::Writer,
     reader: shm::Reader,
-    /// The buffer packets from the ring are read into, shared by the packets it holds
+    /// The buffers packets from the ring are read into, shared by the packets they hold
     /// ([`shm::Reader::try_read_shared`]): no allocation per packet.
-    buf: BytesMut,
+    bufs: shm::ReadBuffers,
 }
 
 /// A ring the executive broke.
@@ -293,7 +293,7 @@ impl<P: Protocol> Connection<P> {
                 self.shm = Some(Box::new(ClientShm {
                     writer,
                     reader,
-                    buf: BytesMut::new(),
+                    bufs: shm::ReadBuffers::new(),
                 }));
                 Ok(())
             }
@@ -470,7 +470,7 @@ impl<P: Protocol> Connection<P> {
         loop {
             if let Some(record) = shm
                 .reader
-                .try_read_shared(&mut shm.buf)
+                .try_read_shared(&mut shm.bufs)
                 .map_err(ring_error)?
             {
                 if shm.reader.space_wake_needed() {
