@@ -35,7 +35,7 @@ use dataplane::udp::UdpTransport;
 use totem_dpdk::crypto::{EpochKey, Protection};
 use totem_dpdk::driver::{self, DriverConfig};
 use totem_dpdk::srp::Event;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The openais-rs executive: joins this blade to the cluster's Totem ring and serves the AIS
 /// services (CPG, EVS) to local clients.
@@ -175,6 +175,11 @@ fn run(
         env!("CARGO_PKG_VERSION"),
         path.display()
     );
+    // Freed buffers stay with the process for the next burst instead of being unmapped and
+    // faulted in again (dataplane::heap).
+    if !dataplane::heap::keep_freed_memory(dataplane::heap::HeapSettings::default()) {
+        debug!("the C library's allocator keeps its own thresholds (not glibc)");
+    }
     let state_dir = &config.aisexec.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;

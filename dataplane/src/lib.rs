@@ -72,6 +72,7 @@ pub mod epoll;
 pub mod fault;
 #[cfg(target_os = "linux")]
 pub mod garp;
+pub mod heap;
 pub mod mem;
 mod members;
 #[cfg(target_os = "linux")]

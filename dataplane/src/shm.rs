@@ -715,7 +715,10 @@ impl Reader {
     ///
     /// # Errors
     /// As [`try_read`](Self::try_read).
-    pub fn try_read_shared(&mut self, buffers: &mut ReadBuffers) -> Result<Option<Bytes>, RingError> {
+    pub fn try_read_shared(
+        &mut self,
+        buffers: &mut ReadBuffers,
+    ) -> Result<Option<Bytes>, RingError> {
         let Some((at, len, step)) = self.next_record()? else {
             return Ok(None);
         };

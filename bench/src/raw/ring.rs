@@ -258,6 +258,8 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
     args: &PeerArgs,
     stdin: &Receiver<String>,
 ) -> anyhow::Result<()> {
+    // As aisexec does, so that the bare ring and the stack run on the same allocator settings.
+    dataplane::heap::keep_freed_memory(dataplane::heap::HeapSettings::default());
     let nodes = cfg.members.len();
     let max_id = cfg.members.iter().map(|m| m.id.0).max().unwrap_or(0) as usize;
     let shared = Arc::new(Shared::default());
