@@ -144,7 +144,9 @@ struct Tally {
     own_back_window: u64,
     own_back_total: u64,
     try_again: u64,
-    last_delivery: Instant,
+    /// CLOCK_REALTIME of the last delivery: the time each delivery is stamped with anyway
+    /// (a second clock read per delivery was 1.3% of all CPU at the MTU 9000 maximum).
+    last_delivery_ns: u64,
     confchg: Vec<(u64, u32)>,
     self_lat: Vec<u8>,
     all_lat: Vec<u8>,
@@ -161,7 +163,7 @@ impl Tally {
         let now = realtime_ns();
         match ev {
             CpgEvent::Deliver { sender, data, .. } => {
-                self.last_delivery = Instant::now();
+                self.last_delivery_ns = now;
                 if self.in_window(now) {
                     self.delivered += 1;
                     self.delivered_bytes += data.len() as u64;
@@ -286,7 +288,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         own_back_window: 0,
         own_back_total: 0,
         try_again: 0,
-        last_delivery: Instant::now(),
+        last_delivery_ns: realtime_ns(),
         confchg: Vec::new(),
         self_lat: Vec::new(),
         all_lat: Vec::new(),
@@ -415,7 +417,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     loop {
         let now = Instant::now();
         let own_back = t.own_back_total >= t.sent_total;
-        if now >= drain_end || (own_back && now.duration_since(t.last_delivery) >= QUIET) {
+        let quiet = realtime_ns().saturating_sub(t.last_delivery_ns) >= QUIET.as_nanos() as u64;
+        if now >= drain_end || (own_back && quiet) {
             break;
         }
         t.wait(&mut cpg, POLL)?;
