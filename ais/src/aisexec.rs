@@ -180,6 +180,13 @@ fn run(
     if !dataplane::heap::keep_freed_memory(dataplane::heap::HeapSettings::default()) {
         debug!("the C library's allocator keeps its own thresholds (not glibc)");
     }
+    if config.unpinned_busy_poll() {
+        warn!(
+            "dpdk.busy_poll is on but aisexec.cpu is not set: the Totem thread will take a whole \
+             core wherever the scheduler puts it, competing with this executive's other threads \
+             and the applications; give it a core of its own with aisexec.cpu (docs/dpdk.md)"
+        );
+    }
     let state_dir = &config.aisexec.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;

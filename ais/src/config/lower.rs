@@ -240,6 +240,16 @@ impl Config {
             .unwrap_or(self.totem.transport)
     }
 
+    /// True when a DPDK network busy-polls (`dpdk.busy_poll`) while the Totem thread is not
+    /// pinned (`aisexec.cpu` unset): the poller then takes a whole core wherever the scheduler
+    /// puts it, moving among the cores the executive, the IPC loop and the applications need,
+    /// at the Totem thread's raised priority (docs/dpdk.md). It works; `aisexec` warns.
+    pub fn unpinned_busy_poll(&self) -> bool {
+        self.dpdk.busy_poll
+            && self.aisexec.cpu.is_none()
+            && (0..self.networks()).any(|k| self.transport_on(k) == TransportKind::Dpdk)
+    }
+
     /// The DPDK port (device name) of network `net`: `[dpdk] port` for network 0, else its
     /// `[[totem.rrp_interface]]` `dpdk_port`; empty when not set.
     pub fn dpdk_port_on(&self, net: usize) -> &str {

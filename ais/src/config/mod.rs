@@ -226,6 +226,25 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_poller_without_a_cpu_is_noticed() {
+        let dpdk = "[totem]\nnodeid = 1\ntransport = \"dpdk\"\n\n[dpdk]\nport = \"net_ring0\"\n{dpdk}\n{aisexec}\n[[nodelist.node]]\nnodeid = 1\nring0_addr = \"10.0.0.1\"\n";
+        let config = |dpdk_keys: &str, aisexec: &str| {
+            let text = dpdk
+                .replace("{dpdk}", dpdk_keys)
+                .replace("{aisexec}", aisexec);
+            Config::from_str(&text, "dpdk.toml").unwrap_or_else(|e| panic!("{text}: {e}"))
+        };
+        assert!(config("busy_poll = true", "").unpinned_busy_poll());
+        assert!(!config("busy_poll = true", "[aisexec]\ncpu = 1").unpinned_busy_poll());
+        assert!(!config("busy_poll = false", "").unpinned_busy_poll());
+        assert!(!config("", "").unpinned_busy_poll());
+        // Not a DPDK ring: the key means nothing.
+        let udpu = BASE.replace("{crypto}", "") + "\n[dpdk]\nbusy_poll = true\n";
+        let udpu = Config::from_str(&udpu, "udpu.toml").unwrap();
+        assert!(udpu.dpdk.busy_poll && !udpu.unpinned_busy_poll());
+    }
+
+    #[test]
     fn protection_follows_secauth_and_the_cipher() {
         for (crypto, expected) in [
             ("", FrameProtection::Encrypt),
