@@ -916,7 +916,12 @@ mod tests {
     use super::*;
 
     fn pair() -> (Writer, Reader, Writer, Reader) {
-        let seg = Arc::new(Segment::create(MIN_RING_BYTES).unwrap());
+        pair_of(MIN_RING_BYTES)
+    }
+
+    /// Both ends of both rings of a segment whose rings hold `ring_bytes` each.
+    fn pair_of(ring_bytes: usize) -> (Writer, Reader, Writer, Reader) {
+        let seg = Arc::new(Segment::create(ring_bytes).unwrap());
         let (cw, cr) = seg.client_ends();
         let (ew, er) = seg.exec_ends();
         (cw, cr, ew, er)
@@ -1035,9 +1040,7 @@ mod tests {
     /// intact.
     #[test]
     fn shared_reads_use_the_buffer_again_once_records_are_dropped() {
-        let seg = Arc::new(Segment::create(1 << 20).unwrap());
-        let (mut cw, _cr) = seg.client_ends();
-        let (_ew, mut er) = seg.exec_ends();
+        let (mut cw, _cr, _ew, mut er) = pair_of(1 << 20);
         let mut buffer = ReadBuffers::new();
         for len in [100, READ_BUFFER * 3, 70_000] {
             let rec = vec![len as u8; len];
@@ -1078,9 +1081,7 @@ mod tests {
     /// allocation in the steady state, and every kept record stays intact.
     #[test]
     fn shared_reads_kept_in_a_queue_use_retired_buffers_again() {
-        let seg = Arc::new(Segment::create(1 << 20).unwrap());
-        let (mut cw, _cr) = seg.client_ends();
-        let (_ew, mut er) = seg.exec_ends();
+        let (mut cw, _cr, _ew, mut er) = pair_of(1 << 20);
         let mut buffers = ReadBuffers::new();
         // 100 records of 1 000 bytes alive at once: six or seven buffers' worth.
         let mut queue = std::collections::VecDeque::new();
