@@ -925,28 +925,28 @@ enum Wait {
     Interrupted,
 }
 
-/// Waits with `poll(2)` until `fd` is readable or `deadline` (`None`: never) passes.
+/// Waits with `ppoll(2)` until `fd` is readable or `deadline` (`None`: never) passes. The
+/// timeout is in nanoseconds, not `poll`'s milliseconds: a caller waiting 200 µs for its next
+/// send must not sleep a whole millisecond (a load generator doing that sends in step with
+/// the deliveries that wake it, not when its messages are due).
 fn poll_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<Wait> {
     loop {
-        let timeout_ms: c_int = match deadline {
-            None => -1,
-            Some(d) => {
-                // Round up, so that we never wake before the deadline; long waits are cut
-                // into pieces of `c_int::MAX` milliseconds.
-                let ms = d
-                    .saturating_duration_since(Instant::now())
-                    .as_nanos()
-                    .div_ceil(1_000_000);
-                c_int::try_from(ms).unwrap_or(c_int::MAX)
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            libc::timespec {
+                tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
             }
-        };
+        });
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: `pfd` is one valid, exclusively borrowed `pollfd`.
-        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        // SAFETY: `pfd` is one valid, exclusively borrowed `pollfd`; `ts_ptr` is null or
+        // points to `ts`, which outlives the call; no signal mask is passed.
+        let rc = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
         if rc > 0 {
             return Ok(Wait::Ready);
         }

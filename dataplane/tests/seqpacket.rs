@@ -368,6 +368,31 @@ fn recv_timeout_returns_none_on_timeout() {
 }
 
 #[test]
+fn a_sub_millisecond_timeout_is_not_rounded_up_to_a_millisecond() {
+    // A client waiting 200 µs for its next send must wake then, not a millisecond later
+    // (`poll(2)` counts milliseconds; a 1 ms timeout sleeps at least 1 ms every time). The
+    // shortest of 20 waits, so a busy machine delaying some of them does not matter.
+    let (_a, b) = SeqpacketConn::pair().unwrap();
+    let mut buf = [0u8; 16];
+    let shortest = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            assert_eq!(
+                b.recv_timeout(&mut buf, Some(Duration::from_micros(200)))
+                    .unwrap(),
+                None
+            );
+            start.elapsed()
+        })
+        .min()
+        .unwrap();
+    assert!(
+        shortest >= Duration::from_micros(200) && shortest < Duration::from_micros(900),
+        "{shortest:?}"
+    );
+}
+
+#[test]
 fn large_packet_after_raising_buffers() {
     const LARGE: usize = 100 * 1024;
     let (a, b) = SeqpacketConn::pair().unwrap();
