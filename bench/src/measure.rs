@@ -328,15 +328,18 @@ pub fn daemon_ticks(cluster: &dyn Cluster) -> Vec<Option<u64>> {
     cluster
         .daemon_pids()
         .into_iter()
-        .map(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-            // Fields after the command name (which is in parentheses and may hold spaces).
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split(' ').collect();
-            // utime and stime are fields 14 and 15 of the line, 12 and 13 of `rest`.
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
+        .map(|pid| process_ticks(pid?))
         .collect()
+}
+
+/// utime + stime of process `pid`, in ticks (`None` when it is gone or unreadable).
+pub fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 of `rest`.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 fn histogram() -> Histogram<u64> {

@@ -99,8 +99,8 @@ impl Row {
             }
             return s;
         }
-        if self.system == "ring" {
-            // The bare ring: no clients, so no latency or daemon CPU; every node's rate.
+        if self.system == "ring" && self.offered_msgs_per_sec.is_none() {
+            // The bare ring at its maximum: no clients, no latency; every node's rate.
             let each: Vec<String> = self
                 .per_node_msgs_per_sec
                 .iter()
@@ -143,12 +143,13 @@ impl Row {
         } else {
             let _ = write!(
                 s,
-                "self p50/p99/p99.9 {}/{}/{} µs  all p99 {} µs",
-                self.lat_self_us.p50,
-                self.lat_self_us.p99,
-                self.lat_self_us.p999,
-                self.lat_all_us.p99
+                "self p50/p99/p99.9 {}/{}/{} µs",
+                self.lat_self_us.p50, self.lat_self_us.p99, self.lat_self_us.p999,
             );
+            // The bare ring measures its own deliveries only.
+            if self.lat_all_us.count > 0 {
+                let _ = write!(s, "  all p99 {} µs", self.lat_all_us.p99);
+            }
         }
         let _ = write!(s, "  cpu {:.2}", self.cpu_cores);
         if let Some(r) = self.raw_frame_ratio {

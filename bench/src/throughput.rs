@@ -335,6 +335,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             // This stack, every size (the cluster stops before the peer starts).
             // With several IPC transports, the peer is compared with the last one.
             let mut ours: Vec<(usize, f64)> = Vec::new();
+            // (size, offered msgs/s) of this stack's latency rows, for the bare ring.
+            let mut fixed: Vec<(usize, f64)> = Vec::new();
             let mut last_dir = None;
             for ipc in &args.ipc {
                 let base_label = session.label.clone();
@@ -370,70 +372,89 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 }
                 if let Some(p) = args.latency_at {
                     for &(size, max) in &ours {
-                        session.measure(&mut cluster, size, Some(max * p / 100.0), &at)?;
+                        let rate = max * p / 100.0;
+                        session.measure(&mut cluster, size, Some(rate), &at)?;
+                        fixed.push((size, rate));
                     }
                 }
                 drop(cluster);
                 session.label = base_label;
             }
-            // The bare ring, on the last executives' configurations (they have stopped).
-            if let (true, Some(dir)) = (ring, last_dir) {
-                let configs: Vec<PathBuf> = (1..=nodes)
-                    .map(|id| dir.join(format!("node{id}")).join("aisexec.toml"))
-                    .collect();
+            // The bare ring, on the last executives' configurations (they have stopped): its
+            // maximum now, the fixed loads this stack was measured at once they are known.
+            let ring_configs = match (ring, last_dir) {
+                (true, Some(dir)) => Some(
+                    (1..=nodes)
+                        .map(|id| dir.join(format!("node{id}")).join("aisexec.toml"))
+                        .collect::<Vec<PathBuf>>(),
+                ),
+                _ => None,
+            };
+            if let Some(configs) = &ring_configs {
                 for &size in &args.size {
-                    session.ring(lab.as_ref(), &configs, size, &at)?;
+                    session.ring(lab.as_ref(), configs, size, &at)?;
                 }
             }
-            let (Some(lab), Some(cpgload)) = (lab.as_ref(), cpgload.as_ref()) else {
-                continue;
-            };
-            session
-                .bar
-                .set_message(format!("starting {nodes} corosync daemons"));
-            let opts = crate::corosync::CorosyncOptions {
-                nodes,
-                crypto,
-                dir: work.join(format!("corosync-{mtu}-{crypto_name}")),
-                cpgload: cpgload.clone(),
-                priority: crate::stack::totem_nice(&args.settings)?,
-            };
-            let mut cluster = crate::corosync::CorosyncCluster::start(lab, &opts)?;
-            let mut theirs: Vec<(usize, f64)> = Vec::new();
-            for &size in &args.size {
-                let rate = session.measure(&mut cluster, size, None, &at)?;
-                theirs.push((size, rate));
-                session.ratio_to_corosync(size, &at, rate);
-            }
-            let Some(p) = args.latency_at else {
-                continue;
-            };
-            for &(size, max) in &theirs {
-                session.measure(&mut cluster, size, Some(max * p / 100.0), &at)?;
-            }
-            // The same offered load for both: P% of the smaller maximum. The system with the
-            // smaller maximum was just measured there; measure the other.
-            let common: Vec<(usize, f64, bool)> = ours
-                .iter()
-                .zip(&theirs)
-                .map(|((s, a), (_, b))| (*s, a.min(*b) * p / 100.0, a > b))
-                .collect();
-            for &(size, rate, _) in common.iter().filter(|c| !c.2) {
-                session.measure(&mut cluster, size, Some(rate), &at)?;
-            }
-            drop(cluster);
-            if common.iter().any(|c| c.2) {
-                let mut options = stack_options(format!("ais-{mtu}-{crypto_name}-common"));
-                if let Some(ipc) = args.ipc.last() {
-                    options.settings.push((
-                        "aisexec".to_owned(),
-                        "ipc_transport".to_owned(),
-                        format!("\"{ipc}\""),
-                    ));
+            // With --peer: corosync on the same lab, and both systems at the same load.
+            'peer: {
+                let (Some(lab), Some(cpgload)) = (lab.as_ref(), cpgload.as_ref()) else {
+                    break 'peer;
+                };
+                session
+                    .bar
+                    .set_message(format!("starting {nodes} corosync daemons"));
+                let opts = crate::corosync::CorosyncOptions {
+                    nodes,
+                    crypto,
+                    dir: work.join(format!("corosync-{mtu}-{crypto_name}")),
+                    cpgload: cpgload.clone(),
+                    priority: crate::stack::totem_nice(&args.settings)?,
+                };
+                let mut cluster = crate::corosync::CorosyncCluster::start(lab, &opts)?;
+                let mut theirs: Vec<(usize, f64)> = Vec::new();
+                for &size in &args.size {
+                    let rate = session.measure(&mut cluster, size, None, &at)?;
+                    theirs.push((size, rate));
+                    session.ratio_to_corosync(size, &at, rate);
                 }
-                let mut cluster = AisCluster::start(Some(lab), &options)?;
-                for &(size, rate, _) in common.iter().filter(|c| c.2) {
+                let Some(p) = args.latency_at else {
+                    break 'peer;
+                };
+                for &(size, max) in &theirs {
+                    session.measure(&mut cluster, size, Some(max * p / 100.0), &at)?;
+                }
+                // The same offered load for both: P% of the smaller maximum. The system with
+                // the smaller maximum was just measured there; measure the other.
+                let common: Vec<(usize, f64, bool)> = ours
+                    .iter()
+                    .zip(&theirs)
+                    .map(|((s, a), (_, b))| (*s, a.min(*b) * p / 100.0, a > b))
+                    .collect();
+                for &(size, rate, _) in common.iter().filter(|c| !c.2) {
                     session.measure(&mut cluster, size, Some(rate), &at)?;
+                }
+                drop(cluster);
+                if common.iter().any(|c| c.2) {
+                    let mut options = stack_options(format!("ais-{mtu}-{crypto_name}-common"));
+                    if let Some(ipc) = args.ipc.last() {
+                        options.settings.push((
+                            "aisexec".to_owned(),
+                            "ipc_transport".to_owned(),
+                            format!("\"{ipc}\""),
+                        ));
+                    }
+                    let mut cluster = AisCluster::start(Some(lab), &options)?;
+                    for &(size, rate, _) in common.iter().filter(|c| c.2) {
+                        session.measure(&mut cluster, size, Some(rate), &at)?;
+                        fixed.push((size, rate));
+                    }
+                }
+            }
+            // The bare ring at every fixed load this stack was measured at: what the ring
+            // alone costs there, beside the stack's latency and CPU.
+            if let Some(configs) = &ring_configs {
+                for &(size, rate) in &fixed {
+                    session.ring_at(lab.as_ref(), configs, size, rate, &at)?;
                 }
             }
         }
@@ -597,7 +618,7 @@ impl Session<'_> {
         self.bar
             .set_message(format!("bare ring {size} B mtu {} crypto {crypto}", at.mtu));
         let dir = self.work.join(format!("ring-{}-{crypto}-{size}", at.mtu));
-        let r = raw::measure_udp_ring(lab, configs, size, self.args.seconds, &dir)
+        let r = raw::measure_udp_ring(lab, configs, size, self.args.seconds, None, &dir)
             .with_context(|| format!("measuring the bare ring with {size} B messages"))?;
         let _ = std::fs::remove_dir_all(&dir);
         let secs = self.args.seconds;
@@ -660,6 +681,103 @@ impl Session<'_> {
                 r.pauses_detected
             ));
         }
+        if !self.args.json {
+            for line in lines {
+                self.bar.suspend(|| println!("{line}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Measures the bare ring on the executives' `configs` at `rate` msgs/s offered in all
+    /// (each node submits its share, evenly spaced, as this stack's senders do), records its
+    /// "latency" row (self-latency at every node, the ring processes' CPU) and prints it beside
+    /// this stack's latency row at the same load: what the executive path adds there.
+    fn ring_at(
+        &mut self,
+        lab: Option<&netlab::Lab>,
+        configs: &[PathBuf],
+        size: usize,
+        rate: f64,
+        at: &Point<'_>,
+    ) -> anyhow::Result<()> {
+        let crypto = if at.crypto { "on" } else { "off" };
+        self.bar
+            .set_message(format!("bare ring {size} B at {rate:.0} msgs/s"));
+        let dir = self
+            .work
+            .join(format!("ring-{}-{crypto}-{size}-{rate:.0}", at.mtu));
+        let nodes = configs.len();
+        let per_node = rate / nodes as f64;
+        let r = raw::measure_udp_ring(lab, configs, size, self.args.seconds, Some(per_node), &dir)
+            .with_context(|| {
+                format!("measuring the bare ring with {size} B messages at {rate:.0} msgs/s")
+            })?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let secs = self.args.seconds;
+        let each: Vec<f64> = r.in_window.iter().map(|&n| n as f64 / secs).collect();
+        let mean = each.iter().sum::<f64>() / each.len().max(1) as f64;
+        let label = self.label.clone().unwrap_or_default();
+        // `emit` appends the lab's label to the transport.
+        let row = Row {
+            bench: "latency",
+            system: "ring".into(),
+            transport: if lab.is_some() { "udp-netns" } else { "udp" }.to_owned(),
+            nodes,
+            size,
+            senders: nodes,
+            crypto,
+            mtu: at.mtu,
+            offered_msgs_per_sec: Some(rate),
+            msgs_per_sec: mean,
+            mb_per_sec: mean * size as f64 / 1e6,
+            per_node_msgs_per_sec: each,
+            lat_self_us: r.lat_self_us,
+            lat_all_us: Percentiles::default(),
+            cpu_cores: r.cpu_cores,
+            try_again: 0,
+            missing_own: 0,
+            seconds: secs,
+            raw_frame_ratio: None,
+            raw_byte_ratio: None,
+            vs_corosync: None,
+            vs_ring: None,
+            cdf: r.lat_self_cdf.clone(),
+        };
+        let ours = self
+            .rows
+            .iter()
+            .filter(|o| {
+                o.bench == "latency"
+                    && o.system == "openais-rs"
+                    && o.size == size
+                    && o.mtu == at.mtu
+                    && o.crypto == crypto
+                    && o.transport.contains(label.as_str())
+                    && o.offered_msgs_per_sec == Some(rate)
+            })
+            .map(|o| (o.transport.clone(), o.lat_self_us, o.cpu_cores))
+            .collect::<Vec<_>>();
+        let lines: Vec<String> = ours
+            .iter()
+            .map(|(t, lat, cpu)| {
+                format!(
+                    "  at {rate:.0} msgs/s offered ({size} B, mtu {}, crypto {crypto}): \
+                     openais-rs ({t}) self p50/p99 {}/{} µs, daemons {cpu:.2} cores; bare ring \
+                     {}/{} µs, {:.2} cores: the executive path adds {:+} µs at p99 and {:.2} \
+                     cores",
+                    at.mtu,
+                    lat.p50,
+                    lat.p99,
+                    r.lat_self_us.p50,
+                    r.lat_self_us.p99,
+                    r.cpu_cores,
+                    lat.p99 as i64 - r.lat_self_us.p99 as i64,
+                    cpu - r.cpu_cores,
+                )
+            })
+            .collect();
+        self.emit(row);
         if !self.args.json {
             for line in lines {
                 self.bar.suspend(|| println!("{line}"));

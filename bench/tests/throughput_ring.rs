@@ -6,8 +6,10 @@
 //! digest), a sender's messages out of order, or saw a configuration change (those checks
 //! are unit-tested in `bench::raw::harness`), so a successful run is those checks passed;
 //! this test also asserts that every node delivered, that the stack row carries its ratio to
-//! the ring, and that the fan-out row is the smallest receiver's count. No speed is
-//! asserted.
+//! the ring, and that the fan-out row is the smallest receiver's count. With `--latency-at`
+//! the ring is also measured at the stack's fixed load: its row must offer the same load,
+//! time its own messages (no more than were due in the window) and report its processes'
+//! CPU. No speed is asserted.
 //!
 //! Assumes: root (network namespaces), iproute2. Never skipped.
 
@@ -45,6 +47,8 @@ fn bare_ring_and_raw_fan_out_beside_the_stack() {
             "1500",
             "--crypto",
             "on",
+            "--latency-at",
+            "50",
             "--json",
             "--out",
         ])
@@ -122,6 +126,38 @@ fn bare_ring_and_raw_fan_out_beside_the_stack() {
     assert!(
         (ratio - expect).abs() < 1e-6 * expect,
         "{ratio} vs {expect}"
+    );
+
+    // The bare ring at the stack's fixed load: the same offered load, its own messages timed.
+    let ours_fixed = find("latency", "openais-rs");
+    assert_eq!(ours_fixed.len(), 1, "{rows:#?}");
+    let offered = num(ours_fixed[0], "offered_msgs_per_sec");
+    let ring_fixed = find("latency", "ring");
+    assert_eq!(ring_fixed.len(), 1, "{rows:#?}");
+    let rf = ring_fixed[0];
+    assert_eq!(num(rf, "offered_msgs_per_sec"), offered, "{rf}");
+    let lat = &rf["lat_self_us"];
+    let timed = num(lat, "count");
+    // Each node's share is due evenly over the 0.5 s window: about that many were submitted
+    // inside it (more only by what a node was behind at the window's start), and a ring at
+    // half its load delivers most of them. Timing other nodes' messages would triple it.
+    let due = offered * 0.5;
+    assert!(
+        timed <= due * 1.2 + 3.0 && timed >= due * 0.25,
+        "{timed} own messages timed, {due} due: {rf}"
+    );
+    assert!(
+        num(lat, "p50") >= 1.0 && num(lat, "p99") >= num(lat, "p50"),
+        "{rf}"
+    );
+    assert!(
+        num(rf, "cpu_cores") > 0.0,
+        "the ring's processes used no CPU: {rf}"
+    );
+    let delivered = num(rf, "msgs_per_sec");
+    assert!(
+        delivered <= offered * 1.1 && delivered >= offered * 0.25,
+        "{delivered} msgs/s/node delivered at {offered} offered: {rf}"
     );
 
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();

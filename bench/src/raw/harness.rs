@@ -315,6 +315,14 @@ pub struct RingResult {
     pub pauses_detected: u64,
     /// Message size.
     pub size: usize,
+    /// CPU the nodes' processes used during the window, in cores (user + system time from
+    /// `/proc/PID/stat`).
+    pub cpu_cores: f64,
+    /// With a fixed load: submit to own delivery at every node, microseconds, of the messages
+    /// submitted inside the window (all zero without one) ...
+    pub lat_self_us: crate::measure::Percentiles,
+    /// ... and its CDF points for the plot.
+    pub lat_self_cdf: Vec<(f64, f64)>,
 }
 
 /// Measures Totem over a DPDK `transport`, like for like with [`measure`]: the same two
@@ -387,8 +395,9 @@ pub fn measure_ring(
 /// without a lab), so it runs the Totem core, transport, members and frame protection of
 /// that `aisexec` configuration, without the executive's service loop, IPC and clients,
 /// generating `size`-byte messages on its driver thread (see [`super::ring`]). Every node
-/// sends; the checks are [`measure_ring`]'s. The executives of those files must be stopped
-/// (the nodes bind their addresses).
+/// sends: as fast as flow control allows, or with `rate` that many messages a second
+/// (evenly spaced; the result then has the self-latency). The checks are [`measure_ring`]'s.
+/// The executives of those files must be stopped (the nodes bind their addresses).
 ///
 /// # Errors
 /// Fewer than two nodes, a lab with fewer hosts, a peer that fails or hangs, or a ring that
@@ -398,6 +407,7 @@ pub fn measure_udp_ring(
     configs: &[PathBuf],
     size: usize,
     seconds: f64,
+    rate: Option<f64>,
     dir: &Path,
 ) -> anyhow::Result<RingResult> {
     if configs.len() < 2 {
@@ -445,6 +455,9 @@ pub fn measure_udp_ring(
             format!("--node={}", i + 1),
         ]);
         cmd.arg("--config").arg(config);
+        if let Some(r) = rate {
+            cmd.arg(format!("--rate={r}"));
+        }
         let mut p = Peer::spawn(
             "ring node",
             cmd,
@@ -481,6 +494,19 @@ fn run_ring(
     for n in &mut nodes {
         n.write_line(&format!("start {start}"))?;
     }
+    // The nodes' CPU at the window's edges (their reports come after the drain).
+    let window_start = start + WARMUP.as_nanos() as u64;
+    crate::measure::sleep_until_realtime(window_start);
+    let cpu0: Vec<Option<u64>> = nodes.iter().map(Peer::cpu_ticks).collect();
+    crate::measure::sleep_until_realtime(window_start + window.as_nanos() as u64);
+    let cpu1: Vec<Option<u64>> = nodes.iter().map(Peer::cpu_ticks).collect();
+    let cpu_cores = cpu0
+        .iter()
+        .zip(&cpu1)
+        .filter_map(|(a, b)| Some(b.as_ref()?.saturating_sub(*a.as_ref()?)))
+        .sum::<u64>() as f64
+        / crate::measure::TICKS_PER_SEC
+        / window.as_secs_f64();
     let budget = START_LEAD + WARMUP + window + DRAIN_MAX + Duration::from_secs(10);
     let drain = Duration::from_secs(15);
     let mut reports = Vec::new();
@@ -510,6 +536,7 @@ fn run_ring(
             .collect();
         bail!("{transport}: {e}; the nodes' logs:\n{logs}");
     }
+    let latency = merged_latency(&reports)?;
     let r1 = &reports[0];
     let secs = window.as_secs_f64();
     let sum = |f: fn(&PeerReport) -> u64| reports.iter().map(f).sum::<u64>();
@@ -523,7 +550,22 @@ fn run_ring(
         token_retransmits: sum(|r| r.token_retransmits),
         pauses_detected: sum(|r| r.pauses_detected),
         size,
+        cpu_cores,
+        lat_self_us: crate::measure::Percentiles::of(&latency),
+        lat_self_cdf: crate::report::cdf_points(&latency),
     })
+}
+
+/// The nodes' self-latency histograms (`PeerReport::lat_self_us`) as one.
+fn merged_latency(reports: &[PeerReport]) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    let mut h = super::ring::latency_histogram();
+    for r in reports {
+        for &(us, n) in &r.lat_self_us {
+            h.record_n(us, n)
+                .with_context(|| format!("a latency of {us} µs in a node's report"))?;
+        }
+    }
+    Ok(h)
 }
 
 /// The ring's guarantees over the nodes' final reports (node 1 first): every node delivered
@@ -788,6 +830,11 @@ impl Peer {
             lines,
             log: log.to_owned(),
         })
+    }
+
+    /// Its utime + stime in ticks (`None` once it exited or when unreadable).
+    fn cpu_ticks(&self) -> Option<u64> {
+        crate::measure::process_ticks(self.child.as_ref()?.id())
     }
 
     /// An error about this peer, with the tail of its log.

@@ -332,6 +332,11 @@ pub struct PeerArgs {
     /// Ring: most frames a node sends per token visit (`totem.max_messages`).
     #[arg(long, default_value_t = 17)]
     pub max_messages: u32,
+    /// Ring: submit this many messages a second, evenly spaced, each stamped with its submit
+    /// time, and report the self-latency (a fixed offered load; needs --size of at least 8).
+    /// Without it the node submits as fast as flow control allows.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 /// The JSON line a `raw-peer` prints at the end.
@@ -371,4 +376,8 @@ pub struct PeerReport {
     /// ... and rings it installed (1: the ring formed once).
     #[serde(default)]
     pub rings_installed: u64,
+    /// Ring with `--rate`: submit to own delivery of the messages submitted inside the
+    /// window, as (microseconds, count) per recorded value.
+    #[serde(default)]
+    pub lat_self_us: Vec<(u64, u64)>,
 }

@@ -25,13 +25,14 @@
 //! (one still delivering; the peer waits for quiet and reports again), then closes stdin: the
 //! peer stops its driver and exits.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
 use totem_dpdk::crypto::{EpochKey, Protection};
 use totem_dpdk::driver::{self, DriverConfig, EventSink};
 use totem_dpdk::srp::{ConfigKind, Event, Totem};
@@ -69,6 +70,22 @@ struct Shared {
     fifo_breaks: AtomicU64,
     /// Configuration changes after the ring formed (there should be none).
     changes: AtomicU64,
+    /// With a fixed load: submit to own delivery, microseconds, of the messages submitted
+    /// inside the window (created by [`ring_peer`]).
+    latency: Mutex<Option<Histogram<u64>>>,
+}
+
+/// A fixed offered load (`raw-peer --rate`): message k is due k intervals after the start.
+/// Each carries the `CLOCK_REALTIME` of its submit (ns, little-endian) in its first 8 bytes;
+/// the node's own deliveries of those submitted inside the window give the self-latency.
+#[derive(Debug, Clone, Copy)]
+struct Fixed {
+    /// Nanoseconds between two messages.
+    interval_ns: f64,
+    /// Messages the core accepted since the start.
+    sent: u64,
+    /// This node's id: whose deliveries are its own.
+    own: u32,
 }
 
 /// The sink on the driver thread: counts deliveries and generates the load.
@@ -85,6 +102,8 @@ struct Sink {
     last_no: Vec<u64>,
     digest: u64,
     formed: bool,
+    /// `None`: as fast as flow control allows.
+    fixed: Option<Fixed>,
 }
 
 impl Sink {
@@ -105,11 +124,23 @@ impl EventSink for Sink {
                 let s = &self.shared;
                 s.delivered.fetch_add(1, Ordering::Relaxed);
                 s.last_delivery.store(now, Ordering::Relaxed);
-                if let Some((_, from, to)) = self.times()
-                    && (from..to).contains(&now)
-                {
-                    s.in_window.fetch_add(1, Ordering::Relaxed);
-                    s.bytes.fetch_add(d.payload.len() as u64, Ordering::Relaxed);
+                if let Some((_, from, to)) = self.times() {
+                    if (from..to).contains(&now) {
+                        s.in_window.fetch_add(1, Ordering::Relaxed);
+                        s.bytes.fetch_add(d.payload.len() as u64, Ordering::Relaxed);
+                    }
+                    if let Some(f) = &self.fixed
+                        && d.id.sender.0 == f.own
+                        && let Some(stamp) = d.payload.get(..8)
+                    {
+                        let stamp = u64::from_le_bytes(stamp.try_into().expect("8 bytes"));
+                        if (from..to).contains(&stamp) {
+                            let us = (now.saturating_sub(stamp) / 1000).max(1);
+                            if let Some(h) = s.latency.lock().expect("not poisoned").as_mut() {
+                                h.saturating_record(us);
+                            }
+                        }
+                    }
                 }
                 let sender = d.id.sender.0 as usize;
                 if let Some(last) = self.last_no.get_mut(sender) {
@@ -151,6 +182,9 @@ impl EventSink for Sink {
         if now >= to {
             return None;
         }
+        if let Some(f) = self.fixed.as_mut() {
+            return fixed_load(core, f, &self.payload, &self.shared, (start, from), now);
+        }
         let mut accepted = 0;
         let mut refused = false;
         for _ in 0..SUBMITS_PER_RUN {
@@ -177,6 +211,46 @@ impl EventSink for Sink {
             Some(Duration::ZERO)
         }
     }
+}
+
+/// One [`EventSink::run`] call of a fixed load `f` started at `start` (window from `from`):
+/// submits every message due by `now` (at most [`SUBMITS_PER_RUN`]), each a copy of
+/// `payload` stamped with `now`, and returns how long the thread may sleep: until the next
+/// one is due, no time while some are overdue, no limit while flow control refuses (the
+/// token's arrival wakes the thread; the refused message is stamped again when it goes).
+fn fixed_load(
+    core: &mut Totem,
+    f: &mut Fixed,
+    payload: &Bytes,
+    shared: &Shared,
+    (start, from): (u64, u64),
+    now: u64,
+) -> Option<Duration> {
+    let due = ((now - start) as f64 / f.interval_ns) as u64 + 1;
+    let mut accepted = 0;
+    while f.sent < due && accepted < SUBMITS_PER_RUN as u64 {
+        let mut m = BytesMut::from(&payload[..]);
+        m[..8].copy_from_slice(&now.to_le_bytes());
+        if core
+            .submit(Priority::NORMAL, DeliveryKind::Agreed, m.freeze())
+            .is_err()
+        {
+            if now >= from {
+                shared.submitted.fetch_add(accepted, Ordering::Relaxed);
+            }
+            return None;
+        }
+        f.sent += 1;
+        accepted += 1;
+    }
+    if now >= from {
+        shared.submitted.fetch_add(accepted, Ordering::Relaxed);
+    }
+    if f.sent < due {
+        return Some(Duration::ZERO);
+    }
+    let next = start + (f.sent as f64 * f.interval_ns) as u64;
+    Some(Duration::from_nanos(next.saturating_sub(now)))
 }
 
 /// The driver configuration of a DPDK ring node (`bench dpdk-ring`): node 1 or 2 of a
@@ -263,6 +337,22 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
     let nodes = cfg.members.len();
     let max_id = cfg.members.iter().map(|m| m.id.0).max().unwrap_or(0) as usize;
     let shared = Arc::new(Shared::default());
+    let fixed = match args.rate {
+        None => None,
+        Some(r) if r.is_finite() && r > 0.0 && args.size >= 8 => {
+            *shared.latency.lock().expect("not poisoned") = Some(latency_histogram());
+            Some(Fixed {
+                interval_ns: 1e9 / r,
+                sent: 0,
+                own: cfg.totem.node_id.0,
+            })
+        }
+        Some(r) => bail!(
+            "--rate needs a positive number of messages a second and --size of at least 8 \
+             (the submit time is stamped into each message), not {r} and {}",
+            args.size
+        ),
+    };
     let sink = Sink {
         shared: Arc::clone(&shared),
         payload: Bytes::from(vec![0x5a; args.size]),
@@ -272,6 +362,7 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
         last_no: vec![0; max_id + 1],
         digest: 0xcbf2_9ce4_8422_2325,
         formed: false,
+        fixed,
     };
     // The port is open (a memif server listens): the harness starts the other node now.
     println!("up");
@@ -330,6 +421,17 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
             digest: shared.digest.load(Ordering::Relaxed),
             fifo_breaks: shared.fifo_breaks.load(Ordering::Relaxed),
             config_changes: shared.changes.load(Ordering::Relaxed),
+            lat_self_us: shared
+                .latency
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .map(|h| {
+                    h.iter_recorded()
+                        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             ..PeerReport::default()
         };
         println!("{}", serde_json::to_string(&report)?);
@@ -356,6 +458,11 @@ pub(super) fn ring_peer<T: dataplane::Transport + Send + 'static>(
     Ok(())
 }
 
+/// Microseconds from 1 to 120 s, 3 significant digits (as the load generators' analysis).
+pub(super) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("static histogram bounds")
+}
+
 #[cfg(test)]
 mod tests {
     use totem_dpdk::srp::Delivery;
@@ -373,6 +480,7 @@ mod tests {
             last_no: vec![0; 3],
             digest: 0xcbf2_9ce4_8422_2325,
             formed: false,
+            fixed: None,
         }
     }
 
@@ -424,6 +532,97 @@ mod tests {
         s.shared.start.store(1, Ordering::Release);
         assert_eq!(s.run(&mut core), None);
         assert_eq!(core.queued_messages(), 100);
+    }
+
+    /// A one-node core that queues up to `max` messages, and a sink with a fixed load of one
+    /// message every `interval_ns`, started `ago_ns` ago, window from the start on for a
+    /// minute.
+    fn fixed_sink(max: usize, interval_ns: f64, ago_ns: u64) -> (Totem, Sink) {
+        let mut cfg = totem_dpdk::srp::Config::new(NodeId(1), vec![NodeId(1)]);
+        cfg.max_queued_messages = max;
+        let core = Totem::new(cfg, totem_dpdk::Instant(0)).unwrap();
+        let mut s = sink();
+        s.payload = Bytes::from(vec![0x5a; 16]);
+        s.window_ns = 60_000_000_000;
+        s.fixed = Some(Fixed {
+            interval_ns,
+            sent: 0,
+            own: 1,
+        });
+        *s.shared.latency.lock().unwrap() = Some(latency_histogram());
+        s.shared.start.store(now_ns() - ago_ns, Ordering::Release);
+        (core, s)
+    }
+
+    #[test]
+    fn a_fixed_load_submits_what_is_due_then_sleeps_until_the_next_one() {
+        // One every 20 ms, 210 ms in: messages 0..=10 are due, the next at 220 ms (the 10 ms
+        // to it leave room for a slow test machine).
+        let (mut core, mut s) = fixed_sink(1000, 2e7, 210_000_000);
+        let wait = s.run(&mut core).expect("a wake-up for the next message");
+        assert_eq!(core.queued_messages(), 11);
+        assert!(wait <= Duration::from_millis(10), "{wait:?}");
+        // Called again at once: nothing more is due.
+        let wait = s.run(&mut core).expect("a wake-up for the next message");
+        assert_eq!(core.queued_messages(), 11);
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(10),
+            "{wait:?}"
+        );
+        assert_eq!(s.shared.submitted.load(Ordering::Relaxed), 11);
+    }
+
+    #[test]
+    fn an_overdue_fixed_load_catches_up_in_bursts_and_waits_for_flow_control() {
+        // 200 ms in: 201 due; 64 per call, no sleep while behind.
+        let (mut core, mut s) = fixed_sink(150, 1e6, 200_000_000);
+        assert_eq!(s.run(&mut core), Some(Duration::ZERO));
+        assert_eq!(core.queued_messages(), 64);
+        assert_eq!(s.run(&mut core), Some(Duration::ZERO));
+        // Refused at 150: sleep until the token comes (the transport wakes the thread).
+        assert_eq!(s.run(&mut core), None);
+        assert_eq!(core.queued_messages(), 150);
+        assert_eq!(s.fixed.unwrap().sent, 150);
+        assert_eq!(s.shared.submitted.load(Ordering::Relaxed), 150);
+    }
+
+    fn deliver_stamped(s: &mut Sink, sender: u32, stamp: Option<u64>) {
+        let payload = match stamp {
+            Some(t) => Bytes::from([t.to_le_bytes(), [0; 8]].concat()),
+            None => Bytes::from_static(b"short"),
+        };
+        let no = s.last_no.get(sender as usize).map_or(1, |n| n + 1);
+        s.event(Event::Deliver(Delivery {
+            id: MsgId {
+                sender: NodeId(sender),
+                no,
+            },
+            ring: RingId {
+                seq: 4,
+                rep: NodeId(1),
+            },
+            seq: Seq(no),
+            kind: DeliveryKind::Agreed,
+            payload,
+        }));
+    }
+
+    #[test]
+    fn only_own_messages_submitted_inside_the_window_are_timed() {
+        let (_, mut s) = fixed_sink(10, 1e6, 5_000_000_000);
+        s.warmup_ns = 1_000_000_000;
+        let start = s.shared.start.load(Ordering::Relaxed);
+        let now = now_ns();
+        deliver_stamped(&mut s, 1, Some(now - 2_000_000)); // own, 2 ms ago: timed
+        deliver_stamped(&mut s, 2, Some(now - 3_000_000)); // another node's
+        deliver_stamped(&mut s, 1, Some(start + 500_000_000)); // own, in the warm-up
+        deliver_stamped(&mut s, 1, None); // too short to carry a stamp
+        let h = s.shared.latency.lock().unwrap().clone().unwrap();
+        assert_eq!(h.len(), 1);
+        let us = h.max();
+        assert!((2_000..1_000_000).contains(&us), "{us} µs");
+        // Every delivery still counts for the rate.
+        assert_eq!(s.shared.in_window.load(Ordering::Relaxed), 4);
     }
 
     #[test]
