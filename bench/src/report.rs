@@ -43,7 +43,8 @@ pub struct Row {
     pub lat_self_us: Percentiles,
     /// Submit to delivery at the last node (sampled), microseconds.
     pub lat_all_us: Percentiles,
-    /// CPU used by the daemons during the window, in cores.
+    /// CPU used by the daemons (for system "ring", the bare ring's node processes) during the
+    /// window, in cores.
     pub cpu_cores: f64,
     /// Submit calls refused for flow control.
     pub try_again: u64,
@@ -100,7 +101,8 @@ impl Row {
             return s;
         }
         if self.system == "ring" && self.offered_msgs_per_sec.is_none() {
-            // The bare ring at its maximum: no clients, no latency; every node's rate.
+            // The bare ring at its maximum: no clients, no latency; every node's rate, and
+            // the ring processes' CPU.
             let each: Vec<String> = self
                 .per_node_msgs_per_sec
                 .iter()
@@ -109,10 +111,11 @@ impl Row {
             let _ = write!(
                 s,
                 "max:              {:>9.0} msgs/s/node {:>7.1} MB/s  (Totem drivers without \
-                 executives; per node {})",
+                 executives; per node {})  cpu {:.2}",
                 self.msgs_per_sec,
                 self.mb_per_sec,
-                each.join(" ")
+                each.join(" "),
+                self.cpu_cores
             );
             if let Some(r) = self.raw_frame_ratio {
                 let _ = write!(s, "  {:.0}% of raw frames/s", r * 100.0);

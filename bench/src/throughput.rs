@@ -642,7 +642,7 @@ impl Session<'_> {
             per_node_msgs_per_sec: per_node,
             lat_self_us: Percentiles::default(),
             lat_all_us: Percentiles::default(),
-            cpu_cores: 0.0,
+            cpu_cores: r.cpu_cores,
             try_again: 0,
             missing_own: 0,
             seconds: secs,

@@ -111,6 +111,10 @@ fn bare_ring_and_raw_fan_out_beside_the_stack() {
         (num(ring, "msgs_per_sec") - mean).abs() < 1e-6 * mean,
         "{ring}"
     );
+    assert!(
+        num(ring, "cpu_cores") > 0.0,
+        "the ring's processes used no CPU: {ring}"
+    );
     // Compared with the fan-out, the raw row the stack's ratios use.
     let expect = mean / num(fan, "msgs_per_sec");
     assert!(
