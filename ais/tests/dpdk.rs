@@ -97,6 +97,19 @@ fn over_af_packet(n: usize, mtu: u32, name: &str) {
     let mut refs: Vec<&mut Cpg> = cl.iter_mut().collect();
     let orders = cpg_traffic(&mut refs, GROUP, 300, size);
     assert_one_order(&orders, 300 * n);
+    // The DPDK backend's own counters reach `aisctl status`: with two nodes the ring frames
+    // went to the other's MAC (with three they go to the ring's multicast MAC, though a ring
+    // of two may have formed first).
+    let status = cl[0].connection().status().expect("status");
+    let unicast = status
+        .counters
+        .iter()
+        .find(|c| &c.name[..] == b"dpdk_tx_ring_unicast")
+        .map(|c| c.value)
+        .expect("the DPDK backend's counters in the status");
+    if n == 2 {
+        assert!(unicast > 0, "two nodes: ring frames unicast, counted");
+    }
     // kill -9 of the last node: the others form a new ring and CPG reports it down.
     let victim = n as u32;
     c.kill(n - 1);

@@ -110,4 +110,8 @@ impl Transport for AnyTransport {
     fn stats(&self) -> Stats {
         each!(self, t => t.stats())
     }
+
+    fn visit_backend(&self, v: &mut dyn crate::stats::Visitor) {
+        each!(self, t => t.visit_backend(v));
+    }
 }

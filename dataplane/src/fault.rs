@@ -431,6 +431,23 @@ impl<T: Transport> Transport for FaultInjector<T> {
     fn stats(&self) -> Stats {
         self.inner.stats()
     }
+
+    /// The inner transport's, then what the faults did.
+    fn visit_backend(&self, v: &mut dyn crate::stats::Visitor) {
+        self.inner.visit_backend(v);
+        crate::stats::Visit::visit(&self.fault_stats(), v);
+    }
+}
+
+impl crate::stats::Visit for FaultStats {
+    fn visit(&self, v: &mut dyn crate::stats::Visitor) {
+        v.counter("fault_send_dropped", self.send_dropped);
+        v.counter("fault_down_dropped", self.down_dropped);
+        v.counter("fault_loss_dropped", self.loss_dropped);
+        v.counter("fault_oneway_dropped", self.oneway_dropped);
+        v.counter("fault_delayed", self.delayed);
+        v.counter("fault_held", self.held);
+    }
 }
 
 #[cfg(test)]

@@ -301,4 +301,11 @@ pub trait Transport {
 
     /// The counters since the transport was created.
     fn stats(&self) -> Stats;
+
+    /// This backend's own counters beyond [`Stats`] (DPDK's frames dropped by reason, a
+    /// fault injector's drops), each under a name of its own (see [`stats`]). The default
+    /// has none.
+    fn visit_backend(&self, v: &mut dyn stats::Visitor) {
+        let _ = v;
+    }
 }

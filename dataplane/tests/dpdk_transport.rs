@@ -431,6 +431,15 @@ fn af_packet_peer(role: &str) {
     assert!(t.member_mac(NodeId(other)).is_some());
     assert_eq!(t.ring_destination(), Some(NodeId(other)));
     assert!(t.dpdk_stats().tx_ring_unicast > 0);
+    // The backend's counters as `aisctl status` lists them, under names of their own.
+    let mut c = dataplane::stats::Collect::default();
+    t.visit_backend(&mut c);
+    assert_eq!(
+        c.get("dpdk_tx_ring_unicast"),
+        Some(t.dpdk_stats().tx_ring_unicast)
+    );
+    assert_eq!(c.get("dpdk_rx_own"), Some(t.dpdk_stats().rx_own));
+    assert_eq!(c.0.len(), 7, "{c:?}");
     // With a third member the ring frames go to the multicast MAC again: one frame must
     // reach them all.
     t.set_members(&members(&[1, 2, 3])).unwrap();

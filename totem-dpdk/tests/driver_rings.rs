@@ -402,12 +402,29 @@ fn fault_and_restore(nodes: Vec<Node>, fault: Fault, marked: &[usize]) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The fault wrappers' own counters reach the driver's status (summed over the two
+    // networks by name, listed once each): what `aisctl status` shows of a transport.
+    let mut dropped = 0;
     for node in nodes {
         let status = node.driver.status();
         assert_eq!(status.networks.len(), 2);
         assert!(status.networks.iter().all(|n| n.mismatched == 0));
+        let names = dataplane::stats::names(&status);
+        assert_eq!(dataplane::stats::duplicate(&names), None, "{names:?}");
+        assert!(names.contains(&"fault_loss_dropped"), "{names:?}");
+        dropped += status
+            .backend
+            .0
+            .iter()
+            .filter(|e| e.0.starts_with("fault_") && e.0.ends_with("_dropped"))
+            .map(|e| e.2)
+            .sum::<u64>();
         node.driver.stop().expect("stop");
     }
+    assert!(
+        dropped > 0,
+        "no node's status counted the frames the fault dropped"
+    );
 }
 
 #[test]

@@ -794,6 +794,22 @@ impl Transport for DpdkTransport {
     fn stats(&self) -> Stats {
         self.stats
     }
+
+    fn visit_backend(&self, v: &mut dyn crate::stats::Visitor) {
+        crate::stats::Visit::visit(&self.dpdk_stats, v);
+    }
+}
+
+impl crate::stats::Visit for DpdkStats {
+    fn visit(&self, v: &mut dyn crate::stats::Visitor) {
+        v.counter("dpdk_rx_foreign", self.rx_foreign);
+        v.counter("dpdk_rx_bad_version", self.rx_bad_version);
+        v.counter("dpdk_rx_own", self.rx_own);
+        v.counter("dpdk_rx_not_for_us", self.rx_not_for_us);
+        v.counter("dpdk_rx_multi_segment", self.rx_multi_segment);
+        v.counter("dpdk_tx_no_mbuf", self.tx_no_mbuf);
+        v.counter("dpdk_tx_ring_unicast", self.tx_ring_unicast);
+    }
 }
 
 impl Drop for DpdkTransport {

@@ -61,6 +61,9 @@ pub struct DriverStatus {
     pub rrp_mode: Option<crate::rrp::RrpMode>,
     /// Each network's state and counters (one entry with one network).
     pub networks: Vec<super::NetworkStatus>,
+    /// The transport's own counters ([`Transport::visit_backend`]: DPDK's drops by reason,
+    /// ...), summed over the networks by name.
+    pub backend: dataplane::stats::Collect,
 }
 
 impl DriverStatus {
@@ -91,6 +94,12 @@ impl dataplane::stats::Visit for DriverStats {
 impl dataplane::stats::Visit for DriverStatus {
     fn visit(&self, v: &mut dyn dataplane::stats::Visitor) {
         self.stats.transport.visit(v);
+        for &(name, kind, value) in &self.backend.0 {
+            match kind {
+                dataplane::stats::Kind::Counter => v.counter(name, value),
+                dataplane::stats::Kind::Gauge => v.gauge(name, value),
+            }
+        }
         self.stats.core.visit(v);
         self.stats.visit(v);
         v.gauge("queued_messages", self.queued_messages as u64);
@@ -205,8 +214,26 @@ impl<T: Transport, S: EventSink> Loop<T, S> {
             stats,
             rrp_mode: self.rrp.as_ref().map(|n| n.rrp.config().mode),
             networks: self.network_status(),
+            backend: self.backend_counters(),
         };
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+
+    /// Every network's [`Transport::visit_backend`] counters, summed by name.
+    fn backend_counters(&self) -> dataplane::stats::Collect {
+        let mut sum = dataplane::stats::Collect::default();
+        self.transport.visit_backend(&mut sum);
+        for t in &self.others {
+            let mut c = dataplane::stats::Collect::default();
+            t.visit_backend(&mut c);
+            for (name, kind, value) in c.0 {
+                match sum.0.iter_mut().find(|e| e.0 == name) {
+                    Some(e) => e.2 += value,
+                    None => sum.0.push((name, kind, value)),
+                }
+            }
+        }
+        sum
     }
 
     /// One warning per pause the core detected (its own process did not run).
@@ -255,6 +282,11 @@ mod tests {
             stats,
             rrp_mode: Some(crate::rrp::RrpMode::Active),
             networks: vec![super::super::NetworkStatus::default(); 2],
+            backend: dataplane::stats::Collect(vec![(
+                "dpdk_tx_no_mbuf",
+                dataplane::stats::Kind::Counter,
+                6,
+            )]),
         };
         let all = names(&status);
         assert_eq!(duplicate(&all), None, "{all:?}");
@@ -262,6 +294,7 @@ mod tests {
         status.visit(&mut c);
         for (name, value) in [
             ("frames_in", 7),
+            ("dpdk_tx_no_mbuf", 6),
             ("gathers", 5),
             ("invalid_digest", 3),
             ("driver_send_errors", 3),

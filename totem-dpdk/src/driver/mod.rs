@@ -608,6 +608,7 @@ fn spawn_inner<T: Transport + Send + 'static, S: EventSink>(
         stats: DriverStats::default(),
         rrp_mode: (networks > 1).then_some(cfg.rrp.mode),
         networks: vec![NetworkStatus::default(); networks],
+        backend: dataplane::stats::Collect::default(),
     }));
     let thread_status = Arc::clone(&status);
     let name = format!("totem-{}", cfg.totem.node_id.0);
