@@ -228,11 +228,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     let peer = args.peer.is_some();
     // Measurements per MTU and crypto mode: this stack at max (+ at P% with --latency-at);
-    // the peer likewise, plus the system with the larger maximum at the common offered load.
+    // the peer likewise, plus the system with the larger maximum at the common offered load;
+    // the bare ring.
     let l = usize::from(args.latency_at.is_some());
     let ring = ring_arm(args, transport);
-    let per_mode = args.size.len()
-        * ((1 + l) * args.ipc.len() + usize::from(ring) + usize::from(peer) * (1 + 2 * l));
+    // The bare ring: its maximum, and (with --latency-at) each fixed load this stack was
+    // measured at: P% of each IPC's maximum and, with the peer, the common load.
+    let ring_runs = usize::from(ring) * (1 + l * (args.ipc.len() + usize::from(peer)));
+    let per_mode =
+        args.size.len() * ((1 + l) * args.ipc.len() + ring_runs + usize::from(peer) * (1 + 2 * l));
     let raws = if args.no_raw {
         0
     } else {
