@@ -483,6 +483,64 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bare ring's row from `r`: its maximum (a "throughput" row compared with the raw link
+/// of the point) or, with `rate`, a "latency" row at that offered load. `emit` appends the
+/// lab's label to the transport.
+fn ring_row(
+    in_lab: bool,
+    nodes: usize,
+    size: usize,
+    at: &Point<'_>,
+    r: &raw::RingResult,
+    rate: Option<f64>,
+    secs: f64,
+) -> Row {
+    let per_node: Vec<f64> = r.in_window.iter().map(|&n| n as f64 / secs).collect();
+    let mean = per_node.iter().sum::<f64>() / per_node.len().max(1) as f64;
+    let mb = mean * size as f64 / 1e6;
+    let raw = at.raw.filter(|_| rate.is_none());
+    Row {
+        bench: if rate.is_some() {
+            "latency"
+        } else {
+            "throughput"
+        },
+        system: "ring".into(),
+        transport: if in_lab { "udp-netns" } else { "udp" }.to_owned(),
+        nodes,
+        size,
+        senders: nodes,
+        crypto: if at.crypto { "on" } else { "off" },
+        mtu: at.mtu,
+        offered_msgs_per_sec: rate,
+        msgs_per_sec: mean,
+        mb_per_sec: mb,
+        per_node_msgs_per_sec: per_node,
+        lat_self_us: r.lat_self_us,
+        lat_all_us: Percentiles::default(),
+        cpu_cores: r.cpu_cores,
+        try_again: 0,
+        missing_own: 0,
+        seconds: secs,
+        raw_frame_ratio: raw.map(|w| mean / w.msgs_per_sec.max(1e-9)),
+        raw_byte_ratio: raw.map(|w| mb / w.mb_per_sec.max(1e-9)),
+        vs_corosync: None,
+        vs_ring: None,
+        cdf: r.lat_self_cdf.clone(),
+    }
+}
+
+/// Whether `o` is one of this stack's `bench` rows at the point of `at` with `size`-byte
+/// messages, in the lab labelled `label`.
+fn ours_at(o: &Row, bench: &str, size: usize, at: &Point<'_>, label: &str) -> bool {
+    o.bench == bench
+        && o.system == "openais-rs"
+        && o.size == size
+        && o.mtu == at.mtu
+        && o.crypto == if at.crypto { "on" } else { "off" }
+        && o.transport.contains(label)
+}
+
 /// Where in the sweep a measurement is: crypto mode, MTU, and the raw row of that MTU.
 struct Point<'r> {
     crypto: bool,
@@ -625,47 +683,24 @@ impl Session<'_> {
         let r = raw::measure_udp_ring(lab, configs, size, self.args.seconds, None, &dir)
             .with_context(|| format!("measuring the bare ring with {size} B messages"))?;
         let _ = std::fs::remove_dir_all(&dir);
-        let secs = self.args.seconds;
-        let per_node: Vec<f64> = r.in_window.iter().map(|&n| n as f64 / secs).collect();
-        let mean = per_node.iter().sum::<f64>() / per_node.len().max(1) as f64;
-        let mb = mean * size as f64 / 1e6;
-        let raw = at.raw;
-        let label = self.label.clone().unwrap_or_default();
-        self.emit(Row {
-            bench: "throughput",
-            system: "ring".into(),
-            transport: if lab.is_some() { "udp-netns" } else { "udp" }.to_owned(),
-            nodes: configs.len(),
+        let row = ring_row(
+            lab.is_some(),
+            configs.len(),
             size,
-            senders: configs.len(),
-            crypto,
-            mtu: at.mtu,
-            offered_msgs_per_sec: None,
-            msgs_per_sec: mean,
-            mb_per_sec: mb,
-            per_node_msgs_per_sec: per_node,
-            lat_self_us: Percentiles::default(),
-            lat_all_us: Percentiles::default(),
-            cpu_cores: r.cpu_cores,
-            try_again: 0,
-            missing_own: 0,
-            seconds: secs,
-            raw_frame_ratio: raw.map(|w| mean / w.msgs_per_sec.max(1e-9)),
-            raw_byte_ratio: raw.map(|w| mb / w.mb_per_sec.max(1e-9)),
-            vs_corosync: None,
-            vs_ring: None,
-            cdf: Vec::new(),
-        });
+            at,
+            &r,
+            None,
+            self.args.seconds,
+        );
+        let mean = row.msgs_per_sec;
+        let label = self.label.clone().unwrap_or_default();
+        self.emit(row);
         let mut lines = Vec::new();
-        for o in self.rows.iter_mut().filter(|o| {
-            o.bench == "throughput"
-                && o.system == "openais-rs"
-                && o.size == size
-                && o.mtu == at.mtu
-                && o.crypto == crypto
-                && o.transport.contains(label.as_str())
-                && o.vs_ring.is_none()
-        }) {
+        for o in self
+            .rows
+            .iter_mut()
+            .filter(|o| ours_at(o, "throughput", size, at, &label) && o.vs_ring.is_none())
+        {
             let ratio = o.msgs_per_sec / mean.max(1e-9);
             o.vs_ring = Some(ratio);
             lines.push(format!(
@@ -718,53 +753,24 @@ impl Session<'_> {
                 format!("measuring the bare ring with {size} B messages at {rate:.0} msgs/s")
             })?;
         let _ = std::fs::remove_dir_all(&dir);
-        let secs = self.args.seconds;
-        let each: Vec<f64> = r.in_window.iter().map(|&n| n as f64 / secs).collect();
-        let mean = each.iter().sum::<f64>() / each.len().max(1) as f64;
-        let label = self.label.clone().unwrap_or_default();
-        // `emit` appends the lab's label to the transport.
-        let row = Row {
-            bench: "latency",
-            system: "ring".into(),
-            transport: if lab.is_some() { "udp-netns" } else { "udp" }.to_owned(),
+        let row = ring_row(
+            lab.is_some(),
             nodes,
             size,
-            senders: nodes,
-            crypto,
-            mtu: at.mtu,
-            offered_msgs_per_sec: Some(rate),
-            msgs_per_sec: mean,
-            mb_per_sec: mean * size as f64 / 1e6,
-            per_node_msgs_per_sec: each,
-            lat_self_us: r.lat_self_us,
-            lat_all_us: Percentiles::default(),
-            cpu_cores: r.cpu_cores,
-            try_again: 0,
-            missing_own: 0,
-            seconds: secs,
-            raw_frame_ratio: None,
-            raw_byte_ratio: None,
-            vs_corosync: None,
-            vs_ring: None,
-            cdf: r.lat_self_cdf.clone(),
-        };
-        let ours = self
+            at,
+            &r,
+            Some(rate),
+            self.args.seconds,
+        );
+        let label = self.label.clone().unwrap_or_default();
+        let lines: Vec<String> = self
             .rows
             .iter()
             .filter(|o| {
-                o.bench == "latency"
-                    && o.system == "openais-rs"
-                    && o.size == size
-                    && o.mtu == at.mtu
-                    && o.crypto == crypto
-                    && o.transport.contains(label.as_str())
-                    && o.offered_msgs_per_sec == Some(rate)
+                ours_at(o, "latency", size, at, &label) && o.offered_msgs_per_sec == Some(rate)
             })
-            .map(|o| (o.transport.clone(), o.lat_self_us, o.cpu_cores))
-            .collect::<Vec<_>>();
-        let lines: Vec<String> = ours
-            .iter()
-            .map(|(t, lat, cpu)| {
+            .map(|o| {
+                let (t, lat, cpu) = (&o.transport, o.lat_self_us, o.cpu_cores);
                 format!(
                     "  at {rate:.0} msgs/s offered ({size} B, mtu {}, crypto {crypto}): \
                      openais-rs ({t}) self p50/p99 {}/{} µs, daemons {cpu:.2} cores; bare ring \

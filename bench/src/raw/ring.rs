@@ -485,6 +485,10 @@ mod tests {
     }
 
     fn deliver(s: &mut Sink, sender: u32, no: u64) {
+        deliver_payload(s, sender, no, Bytes::from_static(b"m"));
+    }
+
+    fn deliver_payload(s: &mut Sink, sender: u32, no: u64, payload: Bytes) {
         s.event(Event::Deliver(Delivery {
             id: MsgId {
                 sender: NodeId(sender),
@@ -496,7 +500,7 @@ mod tests {
             },
             seq: Seq(no),
             kind: DeliveryKind::Agreed,
-            payload: Bytes::from_static(b"m"),
+            payload,
         }));
     }
 
@@ -592,19 +596,7 @@ mod tests {
             None => Bytes::from_static(b"short"),
         };
         let no = s.last_no.get(sender as usize).map_or(1, |n| n + 1);
-        s.event(Event::Deliver(Delivery {
-            id: MsgId {
-                sender: NodeId(sender),
-                no,
-            },
-            ring: RingId {
-                seq: 4,
-                rep: NodeId(1),
-            },
-            seq: Seq(no),
-            kind: DeliveryKind::Agreed,
-            payload,
-        }));
+        deliver_payload(s, sender, no, payload);
     }
 
     #[test]
